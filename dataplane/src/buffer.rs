@@ -1,0 +1,173 @@
+//! The packet-buffer trait that all packet logic is written against.
+//!
+//! A packet is one contiguous run of bytes (`data`) with free space in front of it
+//! (`headroom`). Decapsulation advances the start (`trim_front`); encapsulation claims
+//! headroom (`prepend`). The payload never moves. `Mbuf` (in the DPDK layer) and
+//! [`TestBuf`] (a `Vec`-backed buffer for tests, fuzzing and benches) implement it.
+//!
+//! No method panics: every failure is a small `Copy` error the caller counts.
+
+use thiserror::Error;
+
+/// `prepend` asked for more bytes than the headroom holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("no headroom: needed {needed} bytes, {available} available")]
+pub struct NoHeadroom {
+    pub needed: usize,
+    pub available: usize,
+}
+
+/// `trim_front` or `trim_back` asked for more bytes than the packet holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("packet too short: trimming {requested} bytes from {len}")]
+pub struct TooShort {
+    pub requested: usize,
+    pub len: usize,
+}
+
+/// A packet buffer: contiguous data with headroom in front of it.
+pub trait PacketBuf {
+    /// The packet bytes, from the current start to the end.
+    fn data(&self) -> &[u8];
+    /// The packet bytes, mutable.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Free bytes in front of the data that `prepend` may claim.
+    fn headroom(&self) -> usize;
+    /// Move the start `len` bytes back and return the new front bytes (contents unspecified).
+    fn prepend(&mut self, len: usize) -> Result<&mut [u8], NoHeadroom>;
+    /// Move the start `len` bytes forward (strip a header).
+    fn trim_front(&mut self, len: usize) -> Result<(), TooShort>;
+    /// Drop `len` bytes from the end (Ethernet padding).
+    fn trim_back(&mut self, len: usize) -> Result<(), TooShort>;
+
+    /// Packet length in bytes.
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    /// True when the packet holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Headroom a [`TestBuf`] gets by default: the same as DPDK's `RTE_PKTMBUF_HEADROOM`.
+pub const DEFAULT_HEADROOM: usize = 128;
+
+/// A `Vec`-backed packet buffer for tests, fuzzing and benches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestBuf {
+    storage: Vec<u8>,
+    start: usize,
+}
+
+impl TestBuf {
+    /// A buffer holding `bytes` with [`DEFAULT_HEADROOM`] free bytes in front.
+    pub fn new(bytes: &[u8]) -> Self {
+        Self::with_headroom(bytes, DEFAULT_HEADROOM)
+    }
+
+    /// A buffer holding `bytes` with `headroom` free bytes in front.
+    pub fn with_headroom(bytes: &[u8], headroom: usize) -> Self {
+        let mut storage = vec![0u8; headroom + bytes.len()];
+        storage[headroom..].copy_from_slice(bytes);
+        Self {
+            storage,
+            start: headroom,
+        }
+    }
+
+    /// Replace the contents, keeping the allocation (benches reuse one buffer).
+    pub fn reset(&mut self, bytes: &[u8], headroom: usize) {
+        self.storage.clear();
+        self.storage.resize(headroom, 0);
+        self.storage.extend_from_slice(bytes);
+        self.start = headroom;
+    }
+}
+
+impl PacketBuf for TestBuf {
+    fn data(&self) -> &[u8] {
+        &self.storage[self.start..]
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..]
+    }
+
+    fn headroom(&self) -> usize {
+        self.start
+    }
+
+    fn prepend(&mut self, len: usize) -> Result<&mut [u8], NoHeadroom> {
+        if len > self.start {
+            return Err(NoHeadroom {
+                needed: len,
+                available: self.start,
+            });
+        }
+        self.start -= len;
+        Ok(&mut self.storage[self.start..self.start + len])
+    }
+
+    fn trim_front(&mut self, len: usize) -> Result<(), TooShort> {
+        let have = self.len();
+        if len > have {
+            return Err(TooShort {
+                requested: len,
+                len: have,
+            });
+        }
+        self.start += len;
+        Ok(())
+    }
+
+    fn trim_back(&mut self, len: usize) -> Result<(), TooShort> {
+        let have = self.len();
+        if len > have {
+            return Err(TooShort {
+                requested: len,
+                len: have,
+            });
+        }
+        self.storage.truncate(self.storage.len() - len);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepend_then_trim_round_trips() {
+        let mut b = TestBuf::with_headroom(&[1, 2, 3], 4);
+        b.prepend(2).unwrap().copy_from_slice(&[9, 8]);
+        assert_eq!(b.data(), &[9, 8, 1, 2, 3]);
+        assert_eq!(b.headroom(), 2);
+        b.trim_front(2).unwrap();
+        assert_eq!(b.data(), &[1, 2, 3]);
+        assert_eq!(b.headroom(), 4);
+    }
+
+    #[test]
+    fn prepend_beyond_headroom_is_refused_and_changes_nothing() {
+        let mut b = TestBuf::with_headroom(&[1, 2, 3], 4);
+        assert_eq!(
+            b.prepend(5),
+            Err(NoHeadroom {
+                needed: 5,
+                available: 4
+            })
+        );
+        assert_eq!(b.data(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn trims_beyond_length_are_refused() {
+        let mut b = TestBuf::new(&[1, 2, 3]);
+        assert!(b.trim_front(4).is_err());
+        assert!(b.trim_back(4).is_err());
+        b.trim_back(1).unwrap();
+        assert_eq!(b.data(), &[1, 2]);
+    }
+}

@@ -1,0 +1,308 @@
+//! An owning packet buffer, and a burst of them.
+
+use crate::buffer::{NoHeadroom, PacketBuf, TooShort};
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+/// The most packets one burst holds.
+pub const BURST_MAX: usize = 32;
+
+/// One packet in DPDK memory, owned: freed on drop. `Send`, not `Sync`, not `Clone`.
+///
+/// The [`PacketBuf`] view covers the first segment; the RX path accepts single-segment
+/// packets only (no scatter), so for received packets that is the whole packet.
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct Mbuf(NonNull<dpdk_sys::rte_mbuf>);
+
+// SAFETY: an Mbuf is the only handle to its rte_mbuf; moving it to another thread moves
+// the ownership, and freeing from any thread is allowed by the mempool (MP/MC ring).
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Take ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `ptr` must point to a valid mbuf allocated from a pool of the running EAL, with a
+    /// reference count of one, that nothing else will use or free.
+    pub unsafe fn from_raw(ptr: NonNull<dpdk_sys::rte_mbuf>) -> Mbuf {
+        Mbuf(ptr)
+    }
+
+    /// Give up ownership; the caller must free or transmit the pointer.
+    pub fn into_raw(self) -> NonNull<dpdk_sys::rte_mbuf> {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
+
+    fn raw(&self) -> &dpdk_sys::rte_mbuf {
+        // SAFETY: we own a valid mbuf (constructor contract); shared borrow of self.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Segments in the chain.
+    pub fn segments(&self) -> u16 {
+        self.raw().nb_segs
+    }
+
+    /// Whole packet length across segments.
+    pub fn pkt_len(&self) -> u32 {
+        self.raw().pkt_len
+    }
+
+    /// The input port DPDK recorded on receive.
+    pub fn port(&self) -> u16 {
+        self.raw().port
+    }
+
+    /// Append `bytes` at the end of the last segment.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), NoHeadroom> {
+        let len = u16::try_from(bytes.len()).map_err(|_| NoHeadroom {
+            needed: bytes.len(),
+            available: 0,
+        })?;
+        // SAFETY: we own the mbuf; rte_pktmbuf_append returns null when the tailroom is too
+        // small, else a pointer to `len` writable bytes inside the last segment.
+        let dst = unsafe { dpdk_sys::rte_pktmbuf_append(self.0.as_ptr(), len) };
+        if dst.is_null() {
+            return Err(NoHeadroom {
+                needed: bytes.len(),
+                available: 0,
+            });
+        }
+        // SAFETY: dst points to `len` writable bytes owned by this mbuf, disjoint from `bytes`.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.cast::<u8>(), bytes.len()) };
+        Ok(())
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf and nothing else refers to it; it is freed exactly once.
+        unsafe { dpdk_sys::rte_pktmbuf_free(self.0.as_ptr()) }
+    }
+}
+
+impl PacketBuf for Mbuf {
+    fn data(&self) -> &[u8] {
+        let m = self.raw();
+        // SAFETY: the first segment's data_len bytes from mtod are initialised packet bytes
+        // of this mbuf, borrowed for as long as self is.
+        unsafe {
+            std::slice::from_raw_parts(
+                dpdk_sys::backbone_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(),
+                usize::from(m.data_len),
+            )
+        }
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        let len = usize::from(self.raw().data_len);
+        // SAFETY: as in `data`, and `&mut self` gives exclusive access to those bytes.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                dpdk_sys::backbone_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(),
+                len,
+            )
+        }
+    }
+
+    fn headroom(&self) -> usize {
+        usize::from(self.raw().data_off)
+    }
+
+    fn prepend(&mut self, len: usize) -> Result<&mut [u8], NoHeadroom> {
+        let available = self.headroom();
+        let l16 = u16::try_from(len).ok().filter(|_| len <= available);
+        let Some(l16) = l16 else {
+            return Err(NoHeadroom {
+                needed: len,
+                available,
+            });
+        };
+        // SAFETY: we own the mbuf and checked len against the headroom; the call moves
+        // data_off back and returns a pointer to the new first byte.
+        let p = unsafe { dpdk_sys::rte_pktmbuf_prepend(self.0.as_ptr(), l16) };
+        if p.is_null() {
+            return Err(NoHeadroom {
+                needed: len,
+                available,
+            });
+        }
+        // SAFETY: p points to `len` bytes of this mbuf's buffer, exclusively borrowed via self.
+        Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
+    }
+
+    fn trim_front(&mut self, len: usize) -> Result<(), TooShort> {
+        let have = self.len();
+        let l16 = u16::try_from(len).ok().filter(|_| len <= have);
+        let Some(l16) = l16 else {
+            return Err(TooShort {
+                requested: len,
+                len: have,
+            });
+        };
+        // SAFETY: we own the mbuf; len is within the first segment, so adj succeeds.
+        let p = unsafe { dpdk_sys::rte_pktmbuf_adj(self.0.as_ptr(), l16) };
+        if p.is_null() {
+            return Err(TooShort {
+                requested: len,
+                len: have,
+            });
+        }
+        Ok(())
+    }
+
+    fn trim_back(&mut self, len: usize) -> Result<(), TooShort> {
+        let have = self.len();
+        let l16 = u16::try_from(len)
+            .ok()
+            .filter(|_| len <= have && self.segments() == 1);
+        let Some(l16) = l16 else {
+            return Err(TooShort {
+                requested: len,
+                len: have,
+            });
+        };
+        // SAFETY: we own the single-segment mbuf and len <= data_len, so trim succeeds.
+        let ret = unsafe { dpdk_sys::rte_pktmbuf_trim(self.0.as_ptr(), l16) };
+        if ret != 0 {
+            return Err(TooShort {
+                requested: len,
+                len: have,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Up to [`BURST_MAX`] owned mbufs: what one RX call returns and one TX call takes.
+///
+/// Derefs to `[Mbuf]`. Dropping the burst frees the mbufs still in it.
+pub struct Burst {
+    bufs: [MaybeUninit<Mbuf>; BURST_MAX],
+    len: usize,
+}
+
+impl std::fmt::Debug for Burst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Burst").field("len", &self.len).finish()
+    }
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Burst {
+    /// An empty burst.
+    pub fn new() -> Self {
+        Burst {
+            bufs: [const { MaybeUninit::uninit() }; BURST_MAX],
+            len: 0,
+        }
+    }
+
+    /// Packets held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the burst holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when no more packets fit.
+    pub fn is_full(&self) -> bool {
+        self.len == BURST_MAX
+    }
+
+    /// Add a packet at the end; hands it back when the burst is full.
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len == BURST_MAX {
+            return Err(m);
+        }
+        self.bufs[self.len].write(m);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Remove and return the last packet.
+    pub fn pop(&mut self) -> Option<Mbuf> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: slots below the old len are initialised; we take this one out and lower
+        // len first, so it is never read or dropped again through the burst.
+        Some(unsafe { self.bufs[self.len].assume_init_read() })
+    }
+
+    /// Free every packet held.
+    pub fn clear(&mut self) {
+        while self.pop().is_some() {}
+    }
+
+    /// Pointer to the slot array, for RX to fill after `len`.
+    pub(crate) fn spare_ptr(&mut self) -> (*mut *mut dpdk_sys::rte_mbuf, usize) {
+        let spare = BURST_MAX - self.len;
+        // Mbuf is repr(transparent) over NonNull<rte_mbuf>, which has the layout of *mut rte_mbuf.
+        let p = self.bufs[self.len..]
+            .as_mut_ptr()
+            .cast::<*mut dpdk_sys::rte_mbuf>();
+        (p, spare)
+    }
+
+    /// Record that RX initialised `n` more slots after `len`.
+    ///
+    /// # Safety
+    /// The `n` slots after `len` must hold valid non-null mbufs now owned by this burst.
+    pub(crate) unsafe fn commit(&mut self, n: usize) {
+        debug_assert!(self.len + n <= BURST_MAX);
+        self.len += n;
+    }
+
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut *mut dpdk_sys::rte_mbuf {
+        self.bufs.as_mut_ptr().cast::<*mut dpdk_sys::rte_mbuf>()
+    }
+
+    /// Forget the first `n` packets (TX took them) and move the rest to the front.
+    ///
+    /// # Safety
+    /// The first `n` packets must have been handed to DPDK, which now owns them.
+    pub(crate) unsafe fn consume_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        let rest = self.len - n;
+        // SAFETY: slots n..len are initialised; copying them to 0..rest moves ownership
+        // (the old slots are no longer counted by len), regions may overlap so use copy.
+        unsafe {
+            std::ptr::copy(self.bufs.as_ptr().add(n), self.bufs.as_mut_ptr(), rest);
+        }
+        self.len = rest;
+    }
+}
+
+impl std::ops::Deref for Burst {
+    type Target = [Mbuf];
+    fn deref(&self) -> &[Mbuf] {
+        // SAFETY: the first len slots are initialised Mbufs; MaybeUninit<T> has T's layout.
+        unsafe { std::slice::from_raw_parts(self.bufs.as_ptr().cast::<Mbuf>(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Burst {
+    fn deref_mut(&mut self) -> &mut [Mbuf] {
+        // SAFETY: as in deref, with exclusive access through &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.bufs.as_mut_ptr().cast::<Mbuf>(), self.len) }
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}

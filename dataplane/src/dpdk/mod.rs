@@ -1,0 +1,27 @@
+//! The one safe layer over DPDK: EAL, mempools, ports and queues, `Mbuf`, lcores.
+//!
+//! Every `unsafe` block of the project outside the `dpdk-sys` crate lives in this module,
+//! and each carries a `// SAFETY:` comment. Everything above it (wire views, tables, the
+//! pipeline) is pure Rust over [`crate::buffer::PacketBuf`], which [`Mbuf`] implements.
+//!
+//! Ownership rules the types enforce:
+//! - [`Eal`] is started once per process; pools, ports and queues borrow it, so none of them
+//!   outlives EAL. EAL is cleaned up when the `Eal` drops, unless an mbuf is still out, in
+//!   which case the memory is left mapped (a leak, never a use-after-free).
+//! - An [`Mbuf`] owns one packet: it frees it on drop, is `Send` but not `Sync`, not `Clone`.
+//! - A [`Burst`] owns up to [`BURST_MAX`] mbufs; `tx_burst` removes from it exactly what the
+//!   NIC accepted and leaves the rest in it (retry or drop them: drop frees).
+
+mod eal;
+mod error;
+mod lcore;
+mod mbuf;
+mod mempool;
+mod port;
+
+pub use eal::Eal;
+pub use error::{DpdkError, Result};
+pub use lcore::{current_lcore, launch_on_workers, LcoreId};
+pub use mbuf::{Burst, Mbuf, BURST_MAX};
+pub use mempool::Mempool;
+pub use port::{LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};

@@ -1,0 +1,438 @@
+//! Ethernet ports: setup, queues, bursts, link status and counters.
+
+use super::eal::Eal;
+use super::error::{port_error, DpdkError, Result};
+use super::mbuf::Burst;
+use super::mempool::Mempool;
+use crate::wire::ethernet::EthernetAddress;
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// An ethdev port index.
+pub type PortId = u16;
+
+/// How to set a port up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// RX queues (one per worker that polls this port).
+    pub rx_queues: u16,
+    /// TX queues (one per worker that may send on this port).
+    pub tx_queues: u16,
+    /// RX descriptors per queue.
+    pub rx_desc: u16,
+    /// TX descriptors per queue.
+    pub tx_desc: u16,
+    /// MTU to set; `None` keeps the device's.
+    pub mtu: Option<u16>,
+    /// Spread RX over the queues by RSS when the device offers it.
+    pub rss: bool,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            mtu: None,
+            rss: true,
+        }
+    }
+}
+
+/// Link state as the PMD reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub up: bool,
+    /// Mbit/s, 0 when unknown.
+    pub speed_mbps: u32,
+    pub full_duplex: bool,
+}
+
+/// Basic per-port counters (`rte_eth_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Dropped by the hardware: RX queues full.
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    /// RX failed for lack of mbufs.
+    pub rx_no_mbuf: u64,
+}
+
+/// A started port. Stopped and closed on drop.
+#[derive(Debug)]
+pub struct Port<'eal> {
+    id: PortId,
+    config: PortConfig,
+    rss_enabled: bool,
+    queues_taken: AtomicBool,
+    _eal: &'eal Eal,
+}
+
+/// One RX queue of a port, owned by one worker. `Send`, not `Sync`.
+#[derive(Debug)]
+pub struct RxQueue<'p> {
+    port: PortId,
+    queue: u16,
+    _port: std::marker::PhantomData<(&'p (), *const ())>,
+}
+
+/// One TX queue of a port, owned by one worker. `Send`, not `Sync`.
+#[derive(Debug)]
+pub struct TxQueue<'p> {
+    port: PortId,
+    queue: u16,
+    _port: std::marker::PhantomData<(&'p (), *const ())>,
+}
+
+// SAFETY: a queue handle is the only handle to that queue (handed out once per port);
+// DPDK allows a queue to be used from any single thread at a time.
+unsafe impl Send for RxQueue<'_> {}
+// SAFETY: as for RxQueue.
+unsafe impl Send for TxQueue<'_> {}
+
+fn port_count() -> u16 {
+    // SAFETY: reads the ethdev table; EAL is running whenever a Port function is called.
+    unsafe { dpdk_sys::rte_eth_dev_count_avail() }
+}
+
+fn port_name(id: PortId) -> Option<String> {
+    let mut buf = [0 as std::ffi::c_char; 64];
+    // SAFETY: buf is a writable array of RTE_ETH_NAME_MAX_LEN (64) bytes.
+    let ret = unsafe { dpdk_sys::rte_eth_dev_get_name_by_port(id, buf.as_mut_ptr()) };
+    if ret != 0 {
+        return None;
+    }
+    // SAFETY: on success DPDK wrote a NUL-terminated name into buf.
+    Some(
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+impl<'eal> Port<'eal> {
+    /// The port id of the ethdev called `name` (e.g. "net_ring0" or "0000:01:00.0").
+    pub fn id_by_name(_eal: &'eal Eal, name: &str) -> Result<PortId> {
+        let cname = CString::new(name).map_err(|_| DpdkError::NulInArgument(name.into()))?;
+        let mut id: u16 = 0;
+        // SAFETY: cname is a valid C string; id is a valid place for the result.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+        if ret != 0 {
+            let available = (0..u16::MAX)
+                .take(usize::from(port_count()))
+                .filter_map(port_name)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(DpdkError::PortNotFound {
+                name: name.into(),
+                available: if available.is_empty() {
+                    "none".into()
+                } else {
+                    available
+                },
+            });
+        }
+        Ok(id)
+    }
+
+    /// Configure and start port `id` with RX buffers from `pool`.
+    pub fn start(
+        eal: &'eal Eal,
+        id: PortId,
+        config: &PortConfig,
+        pool: &Mempool<'eal>,
+    ) -> Result<Self> {
+        // SAFETY: pure validity check of a port id.
+        if unsafe { dpdk_sys::rte_eth_dev_is_valid_port(id) } == 0 {
+            return Err(DpdkError::PortIdInvalid {
+                port: id,
+                count: port_count(),
+            });
+        }
+        if config.rx_queues == 0 || config.tx_queues == 0 {
+            return Err(DpdkError::Unsupported(format!(
+                "port {id}: needs at least one RX and one TX queue"
+            )));
+        }
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: valid port; info is a writable struct the call fills.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut info) };
+        if ret != 0 {
+            return Err(port_error(id, "rte_eth_dev_info_get", ret));
+        }
+        if config.rx_queues > info.max_rx_queues || config.tx_queues > info.max_tx_queues {
+            return Err(DpdkError::Unsupported(format!(
+                "port {id}: {} RX / {} TX queues asked, device offers {} / {}",
+                config.rx_queues, config.tx_queues, info.max_rx_queues, info.max_tx_queues
+            )));
+        }
+        let mut conf = dpdk_sys::rte_eth_conf::default();
+        // SAFETY: returns a constant.
+        let rss_hf = unsafe { dpdk_sys::backbone_eth_rss_ip() } & info.flow_type_rss_offloads;
+        let rss_enabled = config.rss && config.rx_queues > 1 && rss_hf != 0;
+        if rss_enabled {
+            conf.rxmode.mq_mode = dpdk_sys::RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+        }
+        // SAFETY: valid port, stopped (never started, or stopped by a previous Port's drop);
+        // conf is a fully initialised configuration.
+        let ret = unsafe {
+            dpdk_sys::rte_eth_dev_configure(id, config.rx_queues, config.tx_queues, &conf)
+        };
+        if ret != 0 {
+            return Err(port_error(id, "rte_eth_dev_configure", ret));
+        }
+        if let Some(mtu) = config.mtu {
+            // SAFETY: valid configured port.
+            let ret = unsafe { dpdk_sys::rte_eth_dev_set_mtu(id, mtu) };
+            if ret == -95 {
+                log::warn!("port {id}: the device cannot set MTU {mtu}; keeping its own");
+            } else if ret != 0 {
+                return Err(port_error(id, "rte_eth_dev_set_mtu", ret));
+            }
+        }
+        let (mut rx_desc, mut tx_desc) = (config.rx_desc, config.tx_desc);
+        // SAFETY: valid port; both counts are writable and the call only adjusts them.
+        let ret =
+            unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut rx_desc, &mut tx_desc) };
+        if ret != 0 {
+            return Err(port_error(id, "rte_eth_dev_adjust_nb_rx_tx_desc", ret));
+        }
+        // SAFETY: valid port id.
+        let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) };
+        // A negative socket (unknown, as for virtual devices) becomes SOCKET_ID_ANY (-1).
+        let socket = u32::try_from(socket).unwrap_or(u32::MAX);
+        for q in 0..config.rx_queues {
+            // SAFETY: configured port, queue index below the configured count, pool valid
+            // for as long as EAL runs; null rx_conf means the device defaults.
+            let ret = unsafe {
+                dpdk_sys::rte_eth_rx_queue_setup(
+                    id,
+                    q,
+                    rx_desc,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
+            };
+            if ret != 0 {
+                return Err(port_error(id, "rte_eth_rx_queue_setup", ret));
+            }
+        }
+        for q in 0..config.tx_queues {
+            // SAFETY: configured port, queue index below the configured count.
+            let ret = unsafe {
+                dpdk_sys::rte_eth_tx_queue_setup(id, q, tx_desc, socket, std::ptr::null())
+            };
+            if ret != 0 {
+                return Err(port_error(id, "rte_eth_tx_queue_setup", ret));
+            }
+        }
+        // SAFETY: configured port with all queues set up.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_start(id) };
+        if ret != 0 {
+            return Err(port_error(id, "rte_eth_dev_start", ret));
+        }
+        // SAFETY: started port.
+        let ret = unsafe { dpdk_sys::rte_eth_promiscuous_disable(id) };
+        if ret != 0 && ret != -95 {
+            log::warn!("port {id}: cannot turn promiscuous mode off (error {ret})");
+        }
+        Ok(Port {
+            id,
+            config: config.clone(),
+            rss_enabled,
+            queues_taken: AtomicBool::new(false),
+            _eal: eal,
+        })
+    }
+
+    /// The port index.
+    pub fn id(&self) -> PortId {
+        self.id
+    }
+
+    /// The ethdev name.
+    pub fn name(&self) -> String {
+        port_name(self.id).unwrap_or_else(|| format!("port{}", self.id))
+    }
+
+    /// Whether RX is spread over the queues by RSS.
+    pub fn rss_enabled(&self) -> bool {
+        self.rss_enabled
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> Result<EthernetAddress> {
+        let mut addr = dpdk_sys::rte_ether_addr::default();
+        // SAFETY: valid port; addr is writable.
+        let ret = unsafe { dpdk_sys::rte_eth_macaddr_get(self.id, &mut addr) };
+        if ret != 0 {
+            return Err(port_error(self.id, "rte_eth_macaddr_get", ret));
+        }
+        Ok(EthernetAddress(addr.addr_bytes))
+    }
+
+    /// The MTU the device uses now.
+    pub fn mtu(&self) -> Result<u16> {
+        let mut mtu = 0u16;
+        // SAFETY: valid port; mtu is writable.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_get_mtu(self.id, &mut mtu) };
+        if ret != 0 {
+            return Err(port_error(self.id, "rte_eth_dev_get_mtu", ret));
+        }
+        Ok(mtu)
+    }
+
+    /// Link state, without waiting.
+    pub fn link(&self) -> Result<LinkStatus> {
+        let mut link = dpdk_sys::rte_eth_link::default();
+        // SAFETY: valid port; link is writable.
+        let ret = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.id, &mut link) };
+        if ret != 0 {
+            return Err(port_error(self.id, "rte_eth_link_get_nowait", ret));
+        }
+        Ok(LinkStatus {
+            up: link.link_status() != 0,
+            speed_mbps: link.link_speed,
+            full_duplex: link.link_duplex() != 0,
+        })
+    }
+
+    /// The port's basic counters.
+    pub fn stats(&self) -> Result<PortStats> {
+        let mut s = dpdk_sys::rte_eth_stats::default();
+        // SAFETY: valid port; s is writable.
+        let ret = unsafe { dpdk_sys::rte_eth_stats_get(self.id, &mut s) };
+        if ret != 0 {
+            return Err(port_error(self.id, "rte_eth_stats_get", ret));
+        }
+        Ok(PortStats {
+            rx_packets: s.ipackets,
+            tx_packets: s.opackets,
+            rx_bytes: s.ibytes,
+            tx_bytes: s.obytes,
+            rx_missed: s.imissed,
+            rx_errors: s.ierrors,
+            tx_errors: s.oerrors,
+            rx_no_mbuf: s.rx_nombuf,
+        })
+    }
+
+    /// The device's extended counters, by name.
+    pub fn xstats(&self) -> Result<Vec<(String, u64)>> {
+        // SAFETY: valid port; a null array asks only for the count.
+        let n = unsafe { dpdk_sys::rte_eth_xstats_get_names(self.id, std::ptr::null_mut(), 0) };
+        let Ok(count) = usize::try_from(n) else {
+            return Err(port_error(self.id, "rte_eth_xstats_get_names", n));
+        };
+        let mut names = vec![dpdk_sys::rte_eth_xstat_name::default(); count];
+        let mut values = vec![dpdk_sys::rte_eth_xstat::default(); count];
+        let cap = u32::try_from(count).unwrap_or(u32::MAX);
+        // SAFETY: names has room for `count` entries.
+        let got = unsafe { dpdk_sys::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), cap) };
+        if got < 0 {
+            return Err(port_error(self.id, "rte_eth_xstats_get_names", got));
+        }
+        // SAFETY: values has room for `count` entries.
+        let got_v = unsafe { dpdk_sys::rte_eth_xstats_get(self.id, values.as_mut_ptr(), cap) };
+        if got_v < 0 {
+            return Err(port_error(self.id, "rte_eth_xstats_get", got_v));
+        }
+        let n = usize::try_from(got.min(got_v)).unwrap_or(0).min(count);
+        Ok(values[..n]
+            .iter()
+            .filter_map(|v| {
+                let name = names.get(usize::try_from(v.id).ok()?)?;
+                // SAFETY: DPDK NUL-terminates every name within its fixed-size array.
+                let s = unsafe { CStr::from_ptr(name.name.as_ptr()) };
+                Some((s.to_string_lossy().into_owned(), v.value))
+            })
+            .collect())
+    }
+
+    /// Hand out the port's queues, once: one handle per configured RX and TX queue.
+    pub fn take_queues(&self) -> Result<(Vec<RxQueue<'_>>, Vec<TxQueue<'_>>)> {
+        if self.queues_taken.swap(true, Ordering::SeqCst) {
+            return Err(DpdkError::QueuesTaken { port: self.id });
+        }
+        let rx = (0..self.config.rx_queues)
+            .map(|queue| RxQueue {
+                port: self.id,
+                queue,
+                _port: std::marker::PhantomData,
+            })
+            .collect();
+        let tx = (0..self.config.tx_queues)
+            .map(|queue| TxQueue {
+                port: self.id,
+                queue,
+                _port: std::marker::PhantomData,
+            })
+            .collect();
+        Ok((rx, tx))
+    }
+}
+
+impl Drop for Port<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the port was started by us and every queue handle borrows self, so no
+        // worker polls it any more.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
+        if ret != 0 {
+            log::warn!("port {}: stop failed ({ret})", self.id);
+        }
+    }
+}
+
+impl RxQueue<'_> {
+    /// Port and queue index.
+    pub fn id(&self) -> (PortId, u16) {
+        (self.port, self.queue)
+    }
+
+    /// Receive into the free slots of `burst`; returns how many packets arrived.
+    #[inline]
+    pub fn rx_burst(&mut self, burst: &mut Burst) -> usize {
+        let (ptr, spare) = burst.spare_ptr();
+        let spare16 = u16::try_from(spare).unwrap_or(u16::MAX);
+        // SAFETY: this handle is the queue's only user; ptr points to `spare` writable slots.
+        let n =
+            usize::from(unsafe { dpdk_sys::rte_eth_rx_burst(self.port, self.queue, ptr, spare16) });
+        // SAFETY: rx_burst wrote n valid mbuf pointers, now owned by us, into those slots.
+        unsafe { burst.commit(n.min(spare)) };
+        n
+    }
+}
+
+impl TxQueue<'_> {
+    /// Port and queue index.
+    pub fn id(&self) -> (PortId, u16) {
+        (self.port, self.queue)
+    }
+
+    /// Transmit from the front of `burst`. The packets the device took leave the burst;
+    /// those it did not take stay in it, in order. Returns how many were sent.
+    #[inline]
+    pub fn tx_burst(&mut self, burst: &mut Burst) -> usize {
+        if burst.is_empty() {
+            return 0;
+        }
+        let len = u16::try_from(burst.len()).unwrap_or(u16::MAX);
+        // SAFETY: this handle is the queue's only user; the burst's first len slots are valid
+        // owned mbufs. The device takes ownership of the first `sent` of them.
+        let sent = usize::from(unsafe {
+            dpdk_sys::rte_eth_tx_burst(self.port, self.queue, burst.as_mut_ptr(), len)
+        });
+        // SAFETY: the first `sent` mbufs now belong to the device.
+        unsafe { burst.consume_front(sent) };
+        sent
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up the machine and runs every check CI runs: format, lints, the whole test suite,
+# and a compile of the benches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export RUST_BACKTRACE=1
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== benches compile"
+cargo bench --workspace --locked --no-run
