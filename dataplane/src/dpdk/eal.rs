@@ -84,6 +84,19 @@ impl Eal {
         unsafe { dpdk_sys::rte_lcore_count() }
     }
 
+    /// The worker lcores (every EAL lcore but the main one), in id order.
+    pub fn worker_lcores(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        // SAFETY: iterating lcore ids only reads EAL's configuration.
+        let mut id = unsafe { dpdk_sys::rte_get_next_lcore(u32::MAX, 1, 0) };
+        while id < dpdk_sys::RTE_MAX_LCORE {
+            out.push(id);
+            // SAFETY: as above.
+            id = unsafe { dpdk_sys::rte_get_next_lcore(id, 1, 0) };
+        }
+        out
+    }
+
     /// Number of ethdev ports available.
     pub fn port_count(&self) -> u16 {
         // SAFETY: EAL is initialised; the call reads the ethdev table.

@@ -36,6 +36,17 @@ pub fn launch_on_workers<F>(eal: &Eal, f: F) -> Result<Vec<(LcoreId, i32)>>
 where
     F: Fn(LcoreId) -> i32 + Sync,
 {
+    launch_on_workers_with_main(eal, f, || {})
+}
+
+/// Like [`launch_on_workers`], and runs `on_main` on the calling (main) lcore while the
+/// workers run, before waiting for them: the place for a supervisor loop that tells the
+/// workers when to stop. Workers are waited for even if launching some of them failed.
+pub fn launch_on_workers_with_main<F, M>(eal: &Eal, f: F, on_main: M) -> Result<Vec<(LcoreId, i32)>>
+where
+    F: Fn(LcoreId) -> i32 + Sync,
+    M: FnOnce(),
+{
     if !eal.is_main_thread() {
         return Err(DpdkError::Launch {
             errno: 0,
@@ -58,6 +69,9 @@ where
         launched.push(id);
         // SAFETY: as above.
         id = unsafe { dpdk_sys::rte_get_next_lcore(id, 1, 0) };
+    }
+    if failure.is_none() {
+        on_main();
     }
     // Wait for every launched worker even on failure: `job` must outlive them all.
     let results = launched

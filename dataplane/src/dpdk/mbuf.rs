@@ -242,6 +242,19 @@ impl Burst {
         Some(unsafe { self.bufs[self.len].assume_init_read() })
     }
 
+    /// Take every packet out, front to back; what the iterator does not yield is freed
+    /// when it drops.
+    pub fn drain(&mut self) -> Drain<'_> {
+        let len = self.len;
+        // The slots now belong to the iterator: the burst is empty from here on.
+        self.len = 0;
+        Drain {
+            burst: self,
+            next: 0,
+            len,
+        }
+    }
+
     /// Free every packet held.
     pub fn clear(&mut self) {
         while self.pop().is_some() {}
@@ -283,6 +296,44 @@ impl Burst {
             std::ptr::copy(self.bufs.as_ptr().add(n), self.bufs.as_mut_ptr(), rest);
         }
         self.len = rest;
+    }
+}
+
+/// The packets of a [`Burst`], front to back (see [`Burst::drain`]).
+#[derive(Debug)]
+pub struct Drain<'b> {
+    burst: &'b mut Burst,
+    next: usize,
+    len: usize,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        if self.next == self.len {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        // SAFETY: slots below `len` were initialised when the drain began and each is read
+        // exactly once (next only grows); the burst's own len is 0, so it never reads them.
+        Some(unsafe { self.burst.bufs[i].assume_init_read() })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len - self.next, Some(self.len - self.next))
+    }
+}
+
+impl ExactSizeIterator for Drain<'_> {}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        for m in self.by_ref() {
+            drop(m);
+        }
     }
 }
 

@@ -21,7 +21,7 @@ mod port;
 
 pub use eal::Eal;
 pub use error::{DpdkError, Result};
-pub use lcore::{current_lcore, launch_on_workers, LcoreId};
-pub use mbuf::{Burst, Mbuf, BURST_MAX};
+pub use lcore::{current_lcore, launch_on_workers, launch_on_workers_with_main, LcoreId};
+pub use mbuf::{Burst, Drain, Mbuf, BURST_MAX};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};

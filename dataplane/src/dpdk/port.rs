@@ -142,6 +142,24 @@ impl<'eal> Port<'eal> {
         Ok(id)
     }
 
+    /// The most RX and TX queues port `id` offers.
+    pub fn queue_limits(_eal: &'eal Eal, id: PortId) -> Result<(u16, u16)> {
+        // SAFETY: pure validity check of a port id.
+        if unsafe { dpdk_sys::rte_eth_dev_is_valid_port(id) } == 0 {
+            return Err(DpdkError::PortIdInvalid {
+                port: id,
+                count: port_count(),
+            });
+        }
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: valid port; info is a writable struct the call fills.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut info) };
+        if ret != 0 {
+            return Err(port_error(id, "rte_eth_dev_info_get", ret));
+        }
+        Ok((info.max_rx_queues, info.max_tx_queues))
+    }
+
     /// Configure and start port `id` with RX buffers from `pool`.
     pub fn start(
         eal: &'eal Eal,
@@ -278,6 +296,18 @@ impl<'eal> Port<'eal> {
             return Err(port_error(self.id, "rte_eth_macaddr_get", ret));
         }
         Ok(EthernetAddress(addr.addr_bytes))
+    }
+
+    /// Give the port another MAC address (the device filters on it with promiscuous mode
+    /// off). Virtual devices may refuse: the error says so.
+    pub fn set_mac(&self, mac: EthernetAddress) -> Result<()> {
+        let mut addr = dpdk_sys::rte_ether_addr { addr_bytes: mac.0 };
+        // SAFETY: valid started port; addr is a valid address the call only reads.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(self.id, &mut addr) };
+        if ret != 0 {
+            return Err(port_error(self.id, "rte_eth_dev_default_mac_addr_set", ret));
+        }
+        Ok(())
     }
 
     /// The MTU the device uses now.

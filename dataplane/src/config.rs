@@ -1,0 +1,91 @@
+//! From a validated configuration to the snapshot builder: the one place that maps the
+//! configuration's types onto the dataplane's tables.
+
+use crate::lpm::Ipv4Prefix;
+use crate::tables::{
+    DfPolicy, DscpPolicy, PortEntry, PortIndex, PortRoles, RouteTarget, SnapshotBuilder, TtlPolicy,
+    Tunnel, TunnelMode,
+};
+use crate::wire::EthernetAddress;
+use pipeline_config::{
+    Df, Dscp, Role, RouteTarget as CfgTarget, Ttl, TunnelMode as CfgMode, ValidatedConfig,
+};
+
+fn prefix(net: &ipnet::Ipv4Net) -> Ipv4Prefix {
+    // Validation rejected host bits; truncating only restates that.
+    Ipv4Prefix::truncating(net.network(), net.prefix_len())
+        .unwrap_or_else(|_| Ipv4Prefix::from(net.network()))
+}
+
+/// Fill a snapshot builder from `cfg`. `ports[i]` is the DPDK port id and MAC of the
+/// configuration's port `i` (the MAC the device really uses, or the configured one).
+pub fn builder_from_config(
+    cfg: &ValidatedConfig,
+    ports: &[(PortIndex, EthernetAddress)],
+) -> SnapshotBuilder {
+    let mut b = SnapshotBuilder::new();
+    for (p, &(id, mac)) in cfg.ports.iter().zip(ports) {
+        b.port(
+            id,
+            PortEntry {
+                mac,
+                addrs: p.addresses.clone(),
+                mtu: p.mtu,
+                roles: PortRoles {
+                    client: p.has_role(Role::Client),
+                    core: p.has_role(Role::Core),
+                    internet: p.has_role(Role::Internet),
+                },
+                transit: p.transit,
+            },
+        );
+        for n in &p.neighbors {
+            b.neighbor(id, n.ip, EthernetAddress(n.mac.0));
+        }
+    }
+    let port_id = |index: usize| ports.get(index).map_or(PortIndex::MAX, |p| p.0);
+    for t in &cfg.tunnels {
+        let mut tunnel = Tunnel::new(
+            &t.name,
+            match t.mode {
+                CfgMode::Gre => TunnelMode::Gre,
+                CfgMode::Ipip => TunnelMode::Ipip,
+            },
+            t.local,
+            t.remote,
+            port_id(t.port.index),
+        );
+        tunnel.key = t.key;
+        tunnel.sequence = t.sequence;
+        tunnel.checksum = t.checksum;
+        tunnel.ttl = match t.ttl {
+            Ttl::Fixed(v) => TtlPolicy::Fixed(v),
+            Ttl::Inherit => TtlPolicy::Inherit,
+        };
+        tunnel.dscp = match t.dscp {
+            Dscp::Copy => DscpPolicy::Copy,
+            Dscp::Fixed(v) => DscpPolicy::Fixed(v),
+        };
+        tunnel.df = match t.df {
+            Df::Set => DfPolicy::Set,
+            Df::Copy => DfPolicy::Copy,
+        };
+        tunnel.next_hop = t.next_hop;
+        tunnel.mtu = t.mtu;
+        tunnel.prefixes = t.prefixes.iter().map(prefix).collect();
+        tunnel.extra_sources = t.extra_sources.iter().map(prefix).collect();
+        b.tunnel(tunnel);
+    }
+    for r in &cfg.routes {
+        let target = match &r.target {
+            CfgTarget::Tunnel(t) => RouteTarget::Tunnel(t.name.clone()),
+            CfgTarget::Port { port, next_hop } => RouteTarget::Native {
+                port: port_id(port.index),
+                next_hop: *next_hop,
+            },
+            CfgTarget::Blackhole => RouteTarget::Blackhole,
+        };
+        b.route(prefix(&r.prefix), target);
+    }
+    b
+}

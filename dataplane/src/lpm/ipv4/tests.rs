@@ -1,0 +1,814 @@
+//! Tests of the IPv4 table against two independent references: a linear scan over the
+//! rules ([`Naive`], for small tables) and one hash map per prefix length ([`ByLen`], for
+//! big ones).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+
+use proptest::prelude::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+fn p(s: &str) -> Ipv4Prefix {
+    s.parse().unwrap()
+}
+
+fn nh(i: u32) -> NextHop {
+    NextHop::new(i).unwrap()
+}
+
+fn a(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn mask(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+/// Longest match by scanning every rule.
+#[derive(Clone, Default, Debug)]
+struct Naive(BTreeMap<Ipv4Prefix, NextHop>);
+
+impl Naive {
+    fn lookup(&self, addr: u32) -> NextHop {
+        self.0
+            .iter()
+            .filter(|(p, _)| p.contains_bits(addr))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map_or(NextHop::NONE, |(_, &nh)| nh)
+    }
+}
+
+/// Longest match by probing one hash map per length, longest first.
+#[derive(Default)]
+struct ByLen(Vec<HashMap<u32, NextHop>>);
+
+impl ByLen {
+    fn new() -> Self {
+        ByLen(vec![HashMap::new(); 33])
+    }
+
+    fn insert(&mut self, p: Ipv4Prefix, nh: NextHop) -> Option<NextHop> {
+        self.0[usize::from(p.prefix_len())].insert(p.bits(), nh)
+    }
+
+    fn remove(&mut self, p: Ipv4Prefix) -> Option<NextHop> {
+        self.0[usize::from(p.prefix_len())].remove(&p.bits())
+    }
+
+    fn lookup(&self, addr: u32) -> NextHop {
+        (0..=32u8)
+            .rev()
+            .find_map(|len| self.0[usize::from(len)].get(&(addr & mask(len))).copied())
+            .unwrap_or(NextHop::NONE)
+    }
+}
+
+/// Addresses that probe every rule: its first and last address, their neighbours
+/// outside it, and one random address inside; plus `uniform` random ones.
+fn probe_addrs(rules: &[Ipv4Prefix], uniform: usize, rng: &mut SmallRng) -> Vec<u32> {
+    let mut addrs = vec![0, u32::MAX, 0x7fff_ffff, 0x8000_0000];
+    for r in rules {
+        let (first, last) = (r.bits(), r.last_bits());
+        addrs.extend([first, last, first.wrapping_sub(1), last.wrapping_add(1)]);
+        addrs.push(first | (rng.gen::<u32>() & !r.mask()));
+    }
+    addrs.extend((0..uniform).map(|_| rng.gen::<u32>()));
+    addrs
+}
+
+/// Checks single and bulk lookups of `table` against `reference` on `addrs`.
+fn check(table: &Ipv4Lpm, addrs: &[u32], reference: impl Fn(u32) -> NextHop) {
+    let mut bulk = vec![NextHop(12345); addrs.len()];
+    table.lookup_bulk(addrs, &mut bulk);
+    for (&addr, &got_bulk) in addrs.iter().zip(&bulk) {
+        let want = reference(addr);
+        let got = table.lookup_u32(addr);
+        assert_eq!(got, want, "lookup of {}", Ipv4Addr::from_bits(addr));
+        assert_eq!(
+            got_bulk,
+            want,
+            "bulk lookup of {}",
+            Ipv4Addr::from_bits(addr)
+        );
+        assert_eq!(table.lookup(Ipv4Addr::from_bits(addr)), want.to_option());
+    }
+}
+
+fn check_naive(table: &Ipv4Lpm, reference: &Naive, rng: &mut SmallRng) {
+    let rules: Vec<Ipv4Prefix> = reference.0.keys().copied().collect();
+    let addrs = probe_addrs(&rules, 64, rng);
+    check(table, &addrs, |addr| reference.lookup(addr));
+    assert_eq!(table.len(), reference.0.len());
+}
+
+fn build(rules: &[(&str, u32)]) -> Ipv4Lpm {
+    rules
+        .iter()
+        .map(|&(s, i)| (p(s), nh(i)))
+        .collect::<Ipv4LpmBuilder>()
+        .publish()
+}
+
+#[test]
+fn tables_are_send_sync_and_cheap_to_share() {
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync::<Ipv4Lpm>();
+    let builder_is_send = |b: Ipv4LpmBuilder| std::thread::spawn(move || b.len());
+    assert_eq!(builder_is_send(Ipv4LpmBuilder::new()).join().unwrap(), 0);
+}
+
+#[test]
+fn empty_table_misses_everywhere() {
+    let table = Ipv4Lpm::new();
+    for addr in ["0.0.0.0", "10.1.2.3", "255.255.255.255"] {
+        assert_eq!(table.lookup(a(addr)), None);
+    }
+    assert!(table.is_empty());
+    let stats = table.stats();
+    assert_eq!((stats.blocks, stats.subtrees, stats.chunks), (1, 0, 2));
+    assert_eq!(Ipv4LpmBuilder::new().publish().lookup(a("1.2.3.4")), None);
+}
+
+#[test]
+fn default_route_and_host_routes() {
+    let table = build(&[
+        ("0.0.0.0/0", 1),
+        ("10.1.2.3/32", 2),
+        ("255.255.255.255/32", 3),
+    ]);
+    assert_eq!(table.lookup(a("0.0.0.0")), Some(nh(1)));
+    assert_eq!(table.lookup(a("10.1.2.2")), Some(nh(1)));
+    assert_eq!(table.lookup(a("10.1.2.3")), Some(nh(2)));
+    assert_eq!(table.lookup(a("10.1.2.4")), Some(nh(1)));
+    assert_eq!(table.lookup(a("255.255.255.254")), Some(nh(1)));
+    assert_eq!(table.lookup(a("255.255.255.255")), Some(nh(3)));
+    assert_eq!(table.len(), 3);
+    let only_hosts = build(&[("0.0.0.0/32", 4), ("255.255.255.255/32", 5)]);
+    assert_eq!(only_hosts.lookup(a("0.0.0.0")), Some(nh(4)));
+    assert_eq!(only_hosts.lookup(a("0.0.0.1")), None);
+    assert_eq!(only_hosts.lookup(a("255.255.255.255")), Some(nh(5)));
+    assert_eq!(only_hosts.lookup(a("255.255.255.254")), None);
+}
+
+#[test]
+fn nested_prefixes_at_every_level() {
+    let table = build(&[
+        ("10.0.0.0/8", 8),
+        ("10.1.0.0/16", 16),
+        ("10.1.2.0/24", 24),
+        ("10.1.2.128/25", 25),
+        ("10.1.2.200/32", 32),
+        ("10.1.128.0/17", 17),
+        ("10.64.0.0/10", 10),
+    ]);
+    for (addr, want) in [
+        ("9.255.255.255", None),
+        ("10.0.0.0", Some(8)),
+        ("10.255.255.255", Some(8)),
+        ("10.64.0.0", Some(10)),
+        ("10.127.255.255", Some(10)),
+        ("10.128.0.0", Some(8)),
+        ("10.1.0.0", Some(16)),
+        ("10.1.1.255", Some(16)),
+        ("10.1.2.0", Some(24)),
+        ("10.1.2.127", Some(24)),
+        ("10.1.2.128", Some(25)),
+        ("10.1.2.199", Some(25)),
+        ("10.1.2.200", Some(32)),
+        ("10.1.2.201", Some(25)),
+        ("10.1.2.255", Some(25)),
+        ("10.1.3.0", Some(16)),
+        ("10.1.127.255", Some(16)),
+        ("10.1.128.0", Some(17)),
+        ("10.1.255.255", Some(17)),
+        ("10.2.0.0", Some(8)),
+        ("11.0.0.0", None),
+    ] {
+        assert_eq!(table.lookup(a(addr)), want.map(nh), "{addr}");
+    }
+}
+
+#[test]
+fn insert_replaces_the_next_hop() {
+    let mut rib = Ipv4LpmBuilder::new();
+    assert_eq!(rib.insert(p("10.0.0.0/8"), nh(1)), None);
+    assert_eq!(rib.insert(p("10.1.2.0/24"), nh(1)), None);
+    let v1 = rib.publish();
+    assert_eq!(rib.insert(p("10.0.0.0/8"), nh(2)), Some(nh(1)));
+    assert_eq!(rib.insert(p("10.1.2.0/24"), nh(3)), Some(nh(1)));
+    assert_eq!(rib.get(p("10.0.0.0/8")), Some(nh(2)));
+    assert_eq!(rib.len(), 2);
+    let v2 = rib.publish();
+    assert_eq!(v2.lookup(a("10.9.9.9")), Some(nh(2)));
+    assert_eq!(v2.lookup(a("10.1.2.3")), Some(nh(3)));
+    assert_eq!(v2.len(), 2);
+    // The old table answers as it did.
+    assert_eq!(v1.lookup(a("10.9.9.9")), Some(nh(1)));
+    assert_eq!(v1.lookup(a("10.1.2.3")), Some(nh(1)));
+}
+
+#[test]
+fn remove_restores_the_covering_prefix() {
+    let mut rib = Ipv4LpmBuilder::new();
+    for (s, i) in [
+        ("0.0.0.0/0", 0),
+        ("10.0.0.0/8", 8),
+        ("10.1.0.0/16", 16),
+        ("10.1.2.0/24", 24),
+        ("10.1.2.3/32", 32),
+    ] {
+        rib.insert(p(s), nh(i));
+    }
+    let full = rib.publish();
+    let addr = a("10.1.2.3");
+    assert_eq!(full.lookup(addr), Some(nh(32)));
+    for (s, want) in [
+        ("10.1.2.3/32", 24),
+        ("10.1.2.0/24", 16),
+        ("10.1.0.0/16", 8),
+        ("10.0.0.0/8", 0),
+    ] {
+        assert!(rib.remove(p(s)).is_some());
+        assert_eq!(
+            rib.publish().lookup(addr),
+            Some(nh(want)),
+            "after removing {s}"
+        );
+    }
+    assert_eq!(rib.remove(p("0.0.0.0/0")), Some(nh(0)));
+    let empty = rib.publish();
+    assert_eq!(empty.lookup(addr), None);
+    assert!(empty.is_empty() && rib.is_empty());
+    assert_eq!(empty.stats().subtrees, 0);
+    assert_eq!(full.lookup(addr), Some(nh(32)));
+}
+
+#[test]
+fn removing_an_absent_prefix_changes_nothing() {
+    let mut rib = Ipv4LpmBuilder::new();
+    rib.insert(p("10.0.0.0/8"), nh(1));
+    rib.insert(p("10.1.2.0/24"), nh(2));
+    let v1 = rib.publish();
+    for s in [
+        "10.0.0.0/9",
+        "10.0.0.0/7",
+        "10.1.2.0/25",
+        "10.1.3.0/24",
+        "0.0.0.0/0",
+    ] {
+        assert_eq!(rib.remove(p(s)), None, "{s}");
+    }
+    assert!(!rib.has_pending());
+    assert_eq!(rib.len(), 2);
+    let v2 = rib.publish();
+    assert!(Arc::ptr_eq(&v1.root, &v2.root));
+}
+
+#[test]
+fn prefix_count_follows_changes_that_change_no_lookup() {
+    // Found by proptest: the /0 is hidden by the two /1s, so removing it changes no
+    // /16, but the table's prefix count must still follow.
+    let mut rib = Ipv4LpmBuilder::new();
+    rib.insert(p("128.0.0.0/1"), nh(0));
+    rib.insert(p("0.0.0.0/1"), nh(0));
+    rib.insert(p("0.0.0.0/0"), nh(0));
+    let v1 = rib.publish();
+    assert_eq!(v1.len(), 3);
+    assert_eq!(rib.remove(p("0.0.0.0/0")), Some(nh(0)));
+    assert_eq!(rib.remove(p("0.0.0.0/0")), None);
+    assert!(rib.has_pending());
+    let v2 = rib.publish();
+    assert_eq!(v2.len(), 2);
+    assert_eq!(v2.lookup(a("1.2.3.4")), Some(nh(0)));
+    assert_eq!(v2.shared_chunks(&v1), v1.stats().chunks - 1);
+}
+
+#[test]
+fn insert_none_removes() {
+    let mut rib = Ipv4LpmBuilder::new();
+    rib.insert(p("10.1.2.0/24"), nh(2));
+    assert_eq!(rib.insert(p("10.1.2.0/24"), NextHop::NONE), Some(nh(2)));
+    assert!(rib.is_empty());
+    assert_eq!(rib.publish().lookup(a("10.1.2.3")), None);
+}
+
+#[test]
+fn publish_without_changes_returns_the_same_table() {
+    let mut rib = Ipv4LpmBuilder::new();
+    rib.insert(p("10.1.2.0/24"), nh(2));
+    let v1 = rib.publish();
+    assert!(!rib.has_pending());
+    let v2 = rib.publish();
+    assert!(Arc::ptr_eq(&v1.root, &v2.root));
+    // Setting the same next hop again is no change either.
+    rib.insert(p("10.1.2.0/24"), nh(2));
+    assert!(Arc::ptr_eq(&v1.root, &rib.publish().root));
+    // A batch that cancels out rebuilds, finds no difference, and copies nothing but
+    // the root.
+    rib.insert(p("10.1.3.0/24"), nh(3));
+    rib.remove(p("10.1.3.0/24"));
+    let v3 = rib.publish();
+    assert_eq!(v3.shared_chunks(&v1), v1.stats().chunks - 1);
+}
+
+#[test]
+fn fully_covered_slash16_needs_no_subtree() {
+    let table = build(&[("10.0.0.0/8", 1), ("10.1.0.0/17", 2), ("10.1.128.0/17", 2)]);
+    assert_eq!(table.stats().subtrees, 0);
+    assert_eq!(table.lookup(a("10.1.0.0")), Some(nh(2)));
+    assert_eq!(table.lookup(a("10.1.255.255")), Some(nh(2)));
+    assert_eq!(table.lookup(a("10.2.0.0")), Some(nh(1)));
+    let split = build(&[("10.0.0.0/8", 1), ("10.1.0.0/17", 2), ("10.1.128.0/17", 3)]);
+    assert_eq!(split.stats().subtrees, 1);
+    assert_eq!(split.lookup(a("10.1.255.255")), Some(nh(3)));
+}
+
+#[test]
+fn stats_count_groups() {
+    let table = build(&[
+        ("10.1.2.0/25", 1),
+        ("10.1.3.0/26", 1),
+        ("10.1.4.0/24", 1),
+        ("10.2.0.0/17", 1),
+        ("11.0.0.0/8", 1),
+    ]);
+    let stats = table.stats();
+    assert_eq!(stats.prefixes, 5);
+    assert_eq!(stats.subtrees, 2);
+    assert_eq!(stats.groups, 1 + 2 + 1);
+    assert_eq!(stats.blocks, 3); // 10, 11, and the empty one the others still share
+    assert_eq!(stats.chunks, 1 + 3 + 2);
+    assert!(stats.memory_bytes >= 4 * size_of::<Group>() + 3 * size_of::<Block>());
+    assert_eq!(table.memory_bytes(), stats.memory_bytes);
+    assert!(format!("{table:?}").contains("subtrees: 2"));
+}
+
+#[test]
+fn builder_iterates_its_rules() {
+    let rules = [
+        ("0.0.0.0/0", 0),
+        ("128.0.0.0/1", 1),
+        ("10.0.0.0/8", 8),
+        ("10.1.0.0/16", 16),
+        ("255.255.0.0/16", 17),
+        ("10.1.2.0/24", 24),
+        ("255.255.255.255/32", 32),
+    ];
+    let rib: Ipv4LpmBuilder = rules.iter().map(|&(s, i)| (p(s), nh(i))).collect();
+    let got: Vec<(String, u32)> = rib
+        .iter()
+        .map(|(p, n)| (p.to_string(), n.index()))
+        .collect();
+    let want: Vec<(String, u32)> = rules.iter().map(|&(s, i)| (s.to_owned(), i)).collect();
+    assert_eq!(got, want);
+    assert!(rib.memory_bytes() > 0);
+    assert!(format!("{rib:?}").contains("prefixes: 7"));
+}
+
+#[test]
+fn bulk_lookup_handles_any_length() {
+    let table = build(&[("0.0.0.0/0", 1), ("10.0.0.0/8", 2), ("10.1.2.128/25", 3)]);
+    let addrs: Vec<u32> = (0..100u32).map(|i| 0x0a01_0200 + i * 3).collect();
+    for n in [0, 1, 31, 32, 33, 64, 100] {
+        let mut out = vec![NextHop::MAX; n];
+        table.lookup_bulk(&addrs[..n], &mut out);
+        let single: Vec<NextHop> = addrs[..n].iter().map(|&x| table.lookup_u32(x)).collect();
+        assert_eq!(out, single);
+    }
+    // Mismatched lengths: only the common part is looked up, nothing panics.
+    let mut short = [NextHop::MAX; 5];
+    table.lookup_bulk(&addrs, &mut short);
+    assert_eq!(short[4], table.lookup_u32(addrs[4]));
+    let mut long = [NextHop::MAX; 40];
+    table.lookup_bulk(&addrs[..3], &mut long);
+    assert_eq!(long[2], table.lookup_u32(addrs[2]));
+    assert_eq!(long[3], NextHop::MAX);
+}
+
+/// Random prefixes with nesting and overlap: a new prefix is either uniform, or a
+/// shorter or longer prefix around an existing one.
+fn random_prefix(rng: &mut SmallRng, existing: &[Ipv4Prefix]) -> Ipv4Prefix {
+    let len = match rng.gen_range(0..20) {
+        0 => 0,
+        1 => 32,
+        2..=4 => rng.gen_range(1..=16),
+        5..=13 => rng.gen_range(17..=24),
+        _ => rng.gen_range(25..=32),
+    };
+    let addr = if existing.is_empty() || rng.gen_bool(0.3) {
+        rng.gen::<u32>()
+    } else {
+        let base = existing[rng.gen_range(0..existing.len())];
+        base.bits() | (rng.gen::<u32>() & !base.mask())
+    };
+    Ipv4Prefix::truncating(Ipv4Addr::from_bits(addr), len).unwrap()
+}
+
+/// Batches of random inserts and removes, a table published after each: every table,
+/// old or new, must keep answering as the reference did when it was published.
+#[test]
+fn random_batches_match_the_reference_and_old_tables_stay_valid() {
+    let mut rng = SmallRng::seed_from_u64(0x5eed_0001);
+    let mut rib = Ipv4LpmBuilder::new();
+    let mut reference = Naive::default();
+    let mut published: Vec<(Ipv4Lpm, Naive)> = Vec::new();
+    for batch in 0..12 {
+        for _ in 0..rng.gen_range(1..80) {
+            let rules: Vec<Ipv4Prefix> = reference.0.keys().copied().collect();
+            if rng.gen_bool(0.3) && !rules.is_empty() {
+                let victim = rules[rng.gen_range(0..rules.len())];
+                assert_eq!(rib.remove(victim), reference.0.remove(&victim));
+            } else if rng.gen_bool(0.05) {
+                let absent = random_prefix(&mut rng, &rules);
+                assert_eq!(rib.remove(absent), reference.0.remove(&absent));
+            } else {
+                let prefix = random_prefix(&mut rng, &rules);
+                let next = nh(rng.gen_range(0..6));
+                assert_eq!(rib.insert(prefix, next), reference.0.insert(prefix, next));
+            }
+        }
+        let table = rib.publish();
+        check_naive(&table, &reference, &mut rng);
+        published.push((table, reference.clone()));
+        if batch % 4 == 3 {
+            for (old, old_reference) in &published {
+                check_naive(old, old_reference, &mut rng);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(Ipv4Prefix, u32),
+    Remove(Ipv4Prefix),
+    Publish,
+}
+
+fn prefix_strategy() -> impl Strategy<Value = Ipv4Prefix> {
+    // Addresses near a few bases, so prefixes nest and overlap.
+    let bases = vec![
+        0,
+        0x0a00_0000u32,
+        0x0a01_0203,
+        0x0a01_0280,
+        0xc0a8_00ff,
+        u32::MAX,
+    ];
+    let lens = prop_oneof![
+        Just(0u8),
+        Just(32u8),
+        0..=32u8,
+        prop::sample::select(vec![1u8, 8, 15, 16, 17, 23, 24, 25, 31]),
+    ];
+    (prop::sample::select(bases), any::<u32>(), 0..=32u32, lens).prop_map(
+        |(base, noise, spread, len)| {
+            let addr = base ^ noise.checked_shr(spread).unwrap_or(0);
+            Ipv4Prefix::truncating(Ipv4Addr::from_bits(addr), len).unwrap()
+        },
+    )
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => (prefix_strategy(), 0..4u32).prop_map(|(p, i)| Op::Insert(p, i)),
+        3 => prefix_strategy().prop_map(Op::Remove),
+        1 => Just(Op::Publish),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        // Keep regressions beside this file (`tests.proptest-regressions`).
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn matches_naive_reference(ops in prop::collection::vec(op_strategy(), 1..120),
+                               uniform in prop::collection::vec(any::<u32>(), 16),
+                               seed in any::<u64>()) {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut rib = Ipv4LpmBuilder::new();
+        let mut reference = Naive::default();
+        let mut published = Vec::new();
+        for op in ops.iter().cloned().chain([Op::Publish]) {
+            match op {
+                Op::Insert(p, i) => {
+                    prop_assert_eq!(rib.insert(p, nh(i)), reference.0.insert(p, nh(i)));
+                }
+                Op::Remove(p) => prop_assert_eq!(rib.remove(p), reference.0.remove(&p)),
+                Op::Publish => published.push((rib.publish(), reference.clone())),
+            }
+            prop_assert_eq!(rib.len(), reference.0.len());
+        }
+        for (table, reference) in &published {
+            check_naive(table, reference, &mut rng);
+            check(table, &uniform, |addr| reference.lookup(addr));
+        }
+    }
+}
+
+/// `count` random prefixes with the real-world length mix (mostly /19 to /24), random
+/// next hops below 1000.
+fn random_table(count: usize, rng: &mut SmallRng) -> Vec<(Ipv4Prefix, NextHop)> {
+    // Per mille of each length in the real table (see prefixes-v4.txt.gz).
+    const MIX: [(u8, u32); 12] = [
+        (8, 1),
+        (14, 3),
+        (16, 17),
+        (17, 12),
+        (18, 21),
+        (19, 39),
+        (20, 59),
+        (21, 82),
+        (22, 184),
+        (23, 184),
+        (24, 388),
+        (28, 10),
+    ];
+    let total: u32 = MIX.iter().map(|&(_, w)| w).sum();
+    (0..count)
+        .map(|_| {
+            let mut pick = rng.gen_range(0..total);
+            let mut len = 32;
+            for &(l, w) in &MIX {
+                if pick < w {
+                    len = l;
+                    break;
+                }
+                pick -= w;
+            }
+            if len == 28 {
+                len = rng.gen_range(25..=32);
+            }
+            let prefix = Ipv4Prefix::truncating(Ipv4Addr::from_bits(rng.gen()), len).unwrap();
+            (prefix, nh(rng.gen_range(0..1000)))
+        })
+        .collect()
+}
+
+/// After one change in a big table, the new table shares all but a few chunks with the
+/// old one: the copy-on-write copies the root, one block and one subtree.
+#[test]
+fn one_update_copies_only_a_few_chunks() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mut rib: Ipv4LpmBuilder = random_table(50_000, &mut rng).into_iter().collect();
+    let old = rib.publish();
+    let chunks = old.stats().chunks;
+    assert!(chunks > 10_000, "{:?}", old.stats());
+    let mut probes: Vec<Ipv4Prefix> = rib.iter().map(|(p, _)| p).step_by(10).collect();
+    probes.extend([p("10.0.0.0/8"), p("10.1.2.0/24")]);
+    let addrs = probe_addrs(&probes, 2000, &mut rng);
+    let mut before = vec![NextHop::NONE; addrs.len()];
+    old.lookup_bulk(&addrs, &mut before);
+
+    // A /24 inside an existing subtree: root, one block, one subtree copied.
+    let prefix = p("10.1.2.0/24");
+    rib.insert(prefix, nh(4242));
+    let new = rib.publish();
+    assert_eq!(new.lookup(a("10.1.2.3")), Some(nh(4242)));
+    assert_ne!(old.lookup(a("10.1.2.3")), Some(nh(4242)));
+    let shared = new.shared_chunks(&old);
+    assert!(shared >= chunks - 3, "{shared} of {chunks} shared");
+
+    // Removing it again: the same.
+    rib.remove(prefix);
+    let newer = rib.publish();
+    assert!(newer.shared_chunks(&new) >= new.stats().chunks - 3);
+
+    // A /32 in a /16 without a subtree makes one new subtree.
+    let x = (0..=u16::MAX)
+        .find(|&x| {
+            newer.root.blocks[usize::from(x >> 8)].slots[usize::from(x & 0xff)]
+                .sub
+                .is_none()
+        })
+        .unwrap();
+    rib.insert(
+        Ipv4Prefix::host(Ipv4Addr::from_bits(u32::from(x) << 16)),
+        nh(1),
+    );
+    let with_host = rib.publish();
+    assert_eq!(with_host.shared_chunks(&newer), newer.stats().chunks - 2);
+    assert_eq!(with_host.stats().subtrees, newer.stats().subtrees + 1);
+
+    // A /8 copies at most the root, its block and the subtrees under it.
+    rib.insert(p("10.0.0.0/8"), nh(4343));
+    let with_8 = rib.publish();
+    let under_8 = newer.root.blocks[10]
+        .slots
+        .iter()
+        .filter(|s| s.sub.is_some())
+        .count();
+    assert!(with_8.shared_chunks(&with_host) >= with_host.stats().chunks - 2 - under_8);
+
+    // The first table still answers as it did, and so does the one with the same rules.
+    for (&addr, &want) in addrs.iter().zip(&before) {
+        assert_eq!(old.lookup_u32(addr), want);
+        assert_eq!(newer.lookup_u32(addr), want);
+        if prefix.contains_bits(addr) {
+            assert_eq!(new.lookup_u32(addr), nh(4242));
+        }
+    }
+}
+
+/// Loads a `PREFIX ASN` table; `None` if the file is absent.
+fn load_table(path: &str) -> Option<Vec<(Ipv4Prefix, u32)>> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            println!("skipping: cannot open {path}: {e}");
+            return None;
+        }
+    };
+    let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
+    let mut rules = Vec::new();
+    for line in reader.lines() {
+        let line = line.unwrap();
+        let (prefix, asn) = line.split_once(' ').unwrap();
+        rules.push((prefix.parse().unwrap(), asn.trim().parse().unwrap()));
+    }
+    Some(rules)
+}
+
+const REAL_TABLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/prefixes-v4.txt.gz"
+);
+
+/// Next hops: a dense index per ASN, as a snapshot would number its actions.
+fn number_by_asn(rules: &[(Ipv4Prefix, u32)]) -> Vec<(Ipv4Prefix, NextHop)> {
+    let mut index: HashMap<u32, u32> = HashMap::new();
+    rules
+        .iter()
+        .map(|&(p, asn)| {
+            let next = index.len() as u32;
+            (p, nh(*index.entry(asn).or_insert(next)))
+        })
+        .collect()
+}
+
+#[test]
+fn real_world_table_matches_the_reference() {
+    let Some(rules) = load_table(REAL_TABLE) else {
+        return;
+    };
+    assert_eq!(rules.len(), 564_580);
+    let mut rules = number_by_asn(&rules);
+    // The table has no nesting; add covering aggregates and a default route.
+    rules.push((p("0.0.0.0/0"), nh(900_000)));
+    for i in 0..256u32 {
+        if i % 3 == 0 {
+            let p8 = Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 24), 8).unwrap();
+            rules.push((p8, nh(900_001 + i)));
+        }
+    }
+    let mut rib = Ipv4LpmBuilder::new();
+    let mut reference = ByLen::new();
+    for &(p, n) in &rules {
+        rib.insert(p, n);
+        reference.insert(p, n);
+    }
+    let table = rib.publish();
+    assert_eq!(
+        table.len(),
+        reference.0.iter().map(HashMap::len).sum::<usize>()
+    );
+
+    let mut rng = SmallRng::seed_from_u64(42);
+    let sample: Vec<Ipv4Prefix> = (0..20_000)
+        .map(|_| rules[rng.gen_range(0..rules.len())].0)
+        .collect();
+    let addrs = probe_addrs(&sample, 20_000, &mut rng);
+    check(&table, &addrs, |addr| reference.lookup(addr));
+
+    // Withdraw a batch, and check old and new.
+    for &victim in &sample[..2000] {
+        assert_eq!(rib.remove(victim), reference.remove(victim));
+    }
+    let after = rib.publish();
+    check(&after, &addrs, |addr| reference.lookup(addr));
+    for &victim in &sample[..2000] {
+        assert!(!table.lookup_u32(victim.bits()).is_none());
+    }
+}
+
+/// Prints build time, memory and lookup speed for the real-world table and for 1M random
+/// prefixes. Run in release:
+/// `cargo test --release -p dataplane --no-default-features --lib lpm::ipv4::tests::measure -- --ignored --nocapture`
+#[test]
+#[ignore = "prints measurements; run in release"]
+fn measure() {
+    use std::hint::black_box;
+    use std::time::Instant;
+
+    let mut rng = SmallRng::seed_from_u64(1);
+    let mut tables: Vec<(&str, Vec<(Ipv4Prefix, NextHop)>)> = Vec::new();
+    if let Some(rules) = load_table(REAL_TABLE) {
+        tables.push(("real-world 564,580", number_by_asn(&rules)));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut random = random_table(1_050_000, &mut rng);
+    random.retain(|(p, _)| seen.insert(*p));
+    random.truncate(1_000_000);
+    tables.push(("random 1M", random));
+    for (name, rules) in &tables {
+        let start = Instant::now();
+        let mut rib: Ipv4LpmBuilder = rules.iter().copied().collect();
+        let inserted = start.elapsed();
+        let table = rib.publish();
+        let built = start.elapsed();
+        let stats = table.stats();
+        println!("== {name}: {} distinct prefixes", table.len());
+        println!(
+            "build: {:.0} ms (insert {:.0} ms, publish {:.0} ms)",
+            built.as_secs_f64() * 1e3,
+            inserted.as_secs_f64() * 1e3,
+            (built - inserted).as_secs_f64() * 1e3
+        );
+        println!(
+            "table: {:.1} MiB ({:.1} bytes/prefix), {stats:?}; rules: {:.1} MiB",
+            stats.memory_bytes as f64 / (1 << 20) as f64,
+            stats.memory_bytes as f64 / table.len() as f64,
+            rib.memory_bytes() as f64 / (1 << 20) as f64,
+        );
+
+        // Update costs.
+        let start = Instant::now();
+        rib.insert(p("10.1.2.0/24"), nh(7));
+        let one = rib.publish();
+        let one_t = start.elapsed();
+        let batch = random_table(1000, &mut rng);
+        let start = Instant::now();
+        rib.extend(batch.iter().copied());
+        let thousand = rib.publish();
+        let batch_t = start.elapsed();
+        println!(
+            "update: one /24 {:.1} us ({} chunks copied), 1000 random {:.2} ms ({} chunks copied)",
+            one_t.as_secs_f64() * 1e6,
+            one.stats().chunks - one.shared_chunks(&table),
+            batch_t.as_secs_f64() * 1e3,
+            thousand.stats().chunks - thousand.shared_chunks(&one),
+        );
+        drop((one, thousand));
+
+        const N: usize = 1 << 22;
+        let uniform: Vec<u32> = (0..N).map(|_| rng.gen()).collect();
+        let inside: Vec<u32> = (0..N)
+            .map(|_| {
+                let (p, _) = rules[rng.gen_range(0..rules.len())];
+                p.bits() | (rng.gen::<u32>() & !p.mask())
+            })
+            .collect();
+        // The floor for a DIR-24-8 on the same machine and allocator (no hugepages):
+        // one load per address from a flat 2^24-entry array.
+        let flat: Vec<u32> = (0..1u32 << 24)
+            .map(|i| table.lookup_u32(i << 8).index())
+            .collect();
+        for (kind, addrs) in [("uniform", &uniform), ("in-prefix", &inside)] {
+            let mut best = [f64::MAX; 3];
+            for _ in 0..5 {
+                let mut out = [NextHop::NONE; BURST];
+                let runs: [&mut dyn FnMut(); 3] = [
+                    &mut || {
+                        let mut sum = 0u32;
+                        for &addr in addrs.iter() {
+                            sum = sum.wrapping_add(table.lookup_u32(black_box(addr)).index());
+                        }
+                        black_box(sum);
+                    },
+                    &mut || {
+                        for burst in addrs.chunks_exact(BURST) {
+                            table.lookup_bulk(black_box(burst), &mut out);
+                            black_box(&out);
+                        }
+                    },
+                    &mut || {
+                        let mut sum = 0u32;
+                        for &addr in addrs.iter() {
+                            sum = sum.wrapping_add(flat[(black_box(addr) >> 8) as usize]);
+                        }
+                        black_box(sum);
+                    },
+                ];
+                for (run, best) in runs.into_iter().zip(best.iter_mut()) {
+                    let start = Instant::now();
+                    run();
+                    *best = best.min(start.elapsed().as_secs_f64() * 1e9 / N as f64);
+                }
+            }
+            let [single, bulk, flat] = best;
+            println!(
+                "lookup {kind}: single {single:.2} ns, bulk of {BURST} {bulk:.2} ns; \
+                 flat 2^24 array (DIR-24-8's first level alone) {flat:.2} ns"
+            );
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! What the pipeline decides for each packet, and the named reasons for every drop.
+
+use crate::tables::PortIndex;
+
+/// The pipeline's verdict on one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send the packet (rewritten, starting at its Ethernet header) out of this port.
+    Transmit(PortIndex),
+    /// Hand the packet to the control path.
+    Punt(PuntReason),
+    /// Drop the packet; the reason has been counted.
+    Drop(DropReason),
+}
+
+/// Why a packet goes to the control path, and where its data starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PuntReason {
+    /// ARP for this port; data starts at the Ethernet header.
+    Arp = 0,
+    /// An IPv4 packet addressed to us that is not tunnel traffic (ICMP echo, for instance);
+    /// data starts at the IPv4 header.
+    Local = 1,
+    /// A decapsulated inner packet addressed to us; data starts at the inner IPv4 header.
+    LocalInner = 2,
+}
+
+impl PuntReason {
+    /// Number of punt reasons.
+    pub const COUNT: usize = 3;
+    /// All punt reasons, in counter order.
+    pub const ALL: [PuntReason; Self::COUNT] =
+        [PuntReason::Arp, PuntReason::Local, PuntReason::LocalInner];
+
+    /// The counter name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PuntReason::Arp => "arp",
+            PuntReason::Local => "local",
+            PuntReason::LocalInner => "local_inner",
+        }
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// Why a packet was dropped. Every reason has a per-worker counter, named as in SPEC.md.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl DropReason {
+            /// All reasons, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The counter name (snake case, as SPEC.md writes it).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+
+            /// The reason with this counter name.
+            pub fn from_name(name: &str) -> Option<DropReason> {
+                Self::ALL.iter().copied().find(|r| r.name() == name)
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header.
+    Runt = "runt",
+    /// Not addressed to the port's MAC (or broadcast ARP), or not ours and no transit here.
+    NotForUs = "not_for_us",
+    /// Neither IPv4 nor ARP.
+    UnsupportedEthertype = "unsupported_ethertype",
+    /// Outer IPv4 header invalid (version, IHL, lengths, checksum).
+    BadIpv4 = "bad_ipv4",
+    /// Martian outer source address.
+    Martian = "martian",
+    /// An outer fragment addressed to us.
+    OuterFragment = "outer_fragment",
+    /// No configured tunnel for (destination, source, protocol, key).
+    NoTunnel = "no_tunnel",
+    /// GRE version or forbidden bits, or a truncated GRE header.
+    BadGre = "bad_gre",
+    /// GRE protocol type other than IPv4.
+    UnsupportedInner = "unsupported_inner",
+    /// GRE checksum present and wrong.
+    BadGreChecksum = "bad_gre_checksum",
+    /// Sequence number missing, replayed or out of order.
+    GreSequence = "gre_sequence",
+    /// Inner IPv4 header invalid.
+    BadInnerIpv4 = "bad_inner_ipv4",
+    /// A tunnel packet inside a tunnel, addressed to one of our endpoints.
+    NestedTunnel = "nested_tunnel",
+    /// Inner source outside the ingress tunnel's prefixes (BCP 38).
+    InnerSpoofed = "inner_spoofed",
+    /// Outer CE over inner Not-ECT (RFC 6040).
+    EcnCeNotEct = "ecn_ce_not_ect",
+    /// TTL would reach zero.
+    TtlExceeded = "ttl_exceeded",
+    /// No route, or a blackhole route.
+    NoRoute = "no_route",
+    /// Would leave through the tunnel it arrived on.
+    Hairpin = "hairpin",
+    /// Would loop between tunnel endpoints.
+    TunnelLoop = "tunnel_loop",
+    /// Not enough headroom to prepend the new headers.
+    NoHeadroom = "no_headroom",
+    /// Longer than the egress MTU.
+    MtuExceeded = "mtu_exceeded",
+    /// The next hop's MAC is unknown.
+    NoNeighbor = "no_neighbor",
+}
+
+/// Things worth counting that do not drop the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Event {
+    /// GRE bits 6-12 set on receipt (ignored, RFC 2784).
+    GreReservedIgnored = 0,
+    /// Outer ECT over inner Not-ECT (RFC 6040 section 4.2).
+    EcnSuspicious = 1,
+    /// Outer CE copied onto an ECT inner packet.
+    EcnCePropagated = 2,
+}
+
+impl Event {
+    /// Number of events.
+    pub const COUNT: usize = 3;
+    /// All events, in counter order.
+    pub const ALL: [Event; Self::COUNT] = [
+        Event::GreReservedIgnored,
+        Event::EcnSuspicious,
+        Event::EcnCePropagated,
+    ];
+
+    /// The counter name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Event::GreReservedIgnored => "gre_reserved_ignored",
+            Event::EcnSuspicious => "ecn_suspicious",
+            Event::EcnCePropagated => "ecn_ce_propagated",
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The tunnel pipeline over a burst: classify, terminate, route, encapsulate, rewrite
+//! (SPEC.md), as pure Rust over [`PacketBuf`].
+//!
+//! [`Pipeline::process`] takes one burst received on one port and the snapshot loaded for
+//! that burst, and writes one [`Action`] per packet. It never allocates (except to grow the
+//! per-tunnel counters when a snapshot brings more tunnels than any before), locks, formats
+//! or panics, whatever the packet bytes. Stages, one file each:
+//!
+//! 1. [`classify`]: Ethernet, outer IPv4, "is it for us";
+//! 2. [`terminate`]: tunnel lookup, GRE, strip, inner checks, BCP 38, ECN, TTL;
+//! 3. a bulk longest-prefix match over the burst's inner destinations;
+//! 4. [`route`]: hairpin and loop checks;
+//! 5. [`encap`]: outer headers and the Ethernet rewrite.
+
+pub mod action;
+mod classify;
+pub mod counters;
+mod encap;
+mod route;
+mod terminate;
+
+pub use action::{Action, DropReason, Event, PuntReason};
+pub use counters::{Counters, PacketBytes, PortCounters, TunnelCounters};
+
+use crate::buffer::PacketBuf;
+use crate::lpm::{NextHop, BURST};
+use crate::tables::{PortIndex, Snapshot, Target, TunnelId};
+
+/// A stage's early verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Drop(DropReason),
+    Punt(PuntReason),
+}
+
+impl From<Verdict> for Action {
+    #[inline]
+    fn from(v: Verdict) -> Action {
+        match v {
+            Verdict::Drop(r) => Action::Drop(r),
+            Verdict::Punt(r) => Action::Punt(r),
+        }
+    }
+}
+
+/// A packet ready for routing: it starts at its (inner) IPv4 header, TTL decremented.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Inner {
+    pub ingress_tunnel: Option<TunnelId>,
+    /// Host order.
+    pub src: u32,
+    /// Host order.
+    pub dst: u32,
+}
+
+/// The most packets [`Pipeline::process`] takes at once.
+pub const MAX_BURST: usize = BURST;
+
+/// One worker's pipeline: its counters and its per-worker state.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    counters: Counters,
+    /// IPv4 identification for the outer headers we write.
+    ident: u16,
+}
+
+impl Pipeline {
+    /// A pipeline with zeroed counters. `ident_seed` starts the outer IPv4 identification
+    /// (give each worker a different one).
+    pub fn new(ident_seed: u16) -> Self {
+        Pipeline {
+            counters: Counters::default(),
+            ident: ident_seed,
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Process a burst received on `port`: one action per packet in `actions`. Bursts
+    /// longer than [`MAX_BURST`] are processed in slices of it; `actions` must be at
+    /// least as long as `pkts` (extra packets are left untouched and get no action).
+    pub fn process<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        port: PortIndex,
+        pkts: &mut [B],
+        actions: &mut [Action],
+    ) {
+        self.counters.fit(snap.port_slots(), snap.tunnels().len());
+        let n = pkts.len().min(actions.len());
+        for (p, a) in pkts[..n]
+            .chunks_mut(MAX_BURST)
+            .zip(actions[..n].chunks_mut(MAX_BURST))
+        {
+            self.process_burst(snap, port, p, a);
+        }
+    }
+
+    fn process_burst<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        port: PortIndex,
+        pkts: &mut [B],
+        actions: &mut [Action],
+    ) {
+        let mut inner = [Inner::default(); MAX_BURST];
+        let mut pending = [false; MAX_BURST];
+        let mut dsts = [0u32; MAX_BURST];
+        let mut cache = terminate::LookupCache::default();
+
+        // Stages 1 and 2, packet by packet.
+        for (i, pkt) in pkts.iter_mut().enumerate() {
+            if let Some(c) = self.counters.ports.get_mut(usize::from(port)) {
+                c.rx.add(pkt.len());
+            }
+            let r = match classify::ingress(pkt, port, snap) {
+                Ok(classify::Ingress::Terminate {
+                    outer_hlen,
+                    protocol,
+                    local,
+                    remote,
+                    ecn,
+                }) => terminate::terminate(
+                    pkt,
+                    snap,
+                    &mut self.counters,
+                    &mut cache,
+                    outer_hlen,
+                    protocol,
+                    local,
+                    remote,
+                    ecn,
+                ),
+                Ok(classify::Ingress::Transit) => terminate::transit(pkt),
+                Err(v) => Err(v),
+            };
+            match r {
+                Ok(x) => {
+                    inner[i] = x;
+                    dsts[i] = x.dst;
+                    pending[i] = true;
+                    actions[i] = Action::Drop(DropReason::NoRoute); // until routed
+                }
+                Err(v) => actions[i] = v.into(),
+            }
+        }
+
+        // Stage 3: one bulk lookup for the burst.
+        let mut hops = [NextHop::NONE; MAX_BURST];
+        let n = pkts.len();
+        snap.routes().lookup_bulk(&dsts[..n], &mut hops[..n]);
+
+        // Stages 4 and 5.
+        for (i, pkt) in pkts.iter_mut().enumerate() {
+            if !pending[i] {
+                continue;
+            }
+            let r = route::route(snap, &inner[i], hops[i]).and_then(|target| match target {
+                Target::Tunnel(id) => {
+                    encap::encapsulate(pkt, snap, id, &mut self.ident, &mut self.counters)
+                }
+                Target::Native {
+                    port,
+                    src_mac,
+                    dst_mac,
+                    mtu,
+                } => encap::native(pkt, port, src_mac, dst_mac, mtu),
+                Target::Blackhole => Err(Verdict::Drop(DropReason::NoRoute)),
+            });
+            actions[i] = match r {
+                Ok(a) => a,
+                Err(v) => v.into(),
+            };
+        }
+
+        for (pkt, a) in pkts.iter().zip(actions.iter()) {
+            match *a {
+                Action::Transmit(out) => {
+                    if let Some(c) = self.counters.ports.get_mut(usize::from(out)) {
+                        c.tx.add(pkt.len());
+                    }
+                }
+                Action::Drop(r) => self.counters.drops[r as usize] += 1,
+                Action::Punt(r) => self.counters.punts[r as usize] += 1,
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Routing decisions after the longest-prefix match: hairpin and loop checks
+//! (SPEC.md "Routing", RFC 2784 section 3.1, RFC 2003 section 3.2).
+
+use super::action::DropReason;
+use super::{Inner, Verdict};
+use crate::lpm::NextHop;
+use crate::tables::{Snapshot, Target};
+
+/// Resolve the LPM result for one packet into a target, or the drop that applies.
+#[inline]
+pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Target, Verdict> {
+    if nh.is_none() {
+        return Err(Verdict::Drop(DropReason::NoRoute));
+    }
+    let target = snap.target(nh);
+    if snap.is_local(inner.src) {
+        return Err(Verdict::Drop(DropReason::TunnelLoop));
+    }
+    if let Some(ingress) = inner.ingress_tunnel.and_then(|id| snap.tunnels().get(id)) {
+        if u32::from(ingress.config.remote) == inner.dst {
+            return Err(Verdict::Drop(DropReason::TunnelLoop));
+        }
+    }
+    match target {
+        Target::Blackhole => Err(Verdict::Drop(DropReason::NoRoute)),
+        Target::Tunnel(egress) => {
+            if inner.ingress_tunnel == Some(egress) {
+                return Err(Verdict::Drop(DropReason::Hairpin));
+            }
+            let Some(e) = snap.tunnels().get(egress) else {
+                return Err(Verdict::Drop(DropReason::NoRoute));
+            };
+            let remote = u32::from(e.config.remote);
+            if inner.dst == remote || inner.src == remote {
+                return Err(Verdict::Drop(DropReason::TunnelLoop));
+            }
+            Ok(target)
+        }
+        Target::Native { .. } => Ok(target),
+    }
+}

@@ -1,0 +1,549 @@
+//! `backbone run` and `backbone smoke`: EAL, ports, workers, the supervisor loop, the
+//! final counters.
+
+use arc_swap::ArcSwap;
+use dataplane::buffer::PacketBuf;
+use dataplane::config::builder_from_config;
+use dataplane::control::arp;
+use dataplane::dpdk::TxQueue;
+use dataplane::dpdk::{
+    launch_on_workers_with_main, Burst, Eal, Mempool, Port, PortConfig, PortId, BURST_MAX,
+};
+use dataplane::pipeline::{Counters, DropReason, Event, PuntReason};
+use dataplane::tables::Snapshot;
+use dataplane::tables::{PortIndex, SnapshotBuilder};
+use dataplane::wire::EthernetAddress;
+use dataplane::worker::{self, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Res<T> = Result<T, String>;
+
+fn eal_argv(file_args: Vec<String>, over: Option<Vec<String>>) -> Vec<String> {
+    std::iter::once("backbone".to_owned())
+        .chain(over.unwrap_or(file_args))
+        .collect()
+}
+
+/// `backbone run`.
+pub fn run(
+    path: &Path,
+    stop_when_idle: Option<u64>,
+    stats_path: Option<&Path>,
+    eal_over: Option<Vec<String>>,
+) -> Res<()> {
+    let cfg = pipeline_config::load(path).map_err(|e| e.to_string())?;
+    let eal = Eal::init(&eal_argv(cfg.eal_args.clone(), eal_over)).map_err(|e| e.to_string())?;
+    let available = eal.worker_lcores();
+    let lcores: Vec<u32> = match &cfg.worker_lcores {
+        Some(l) => {
+            if let Some(bad) = l.iter().find(|x| !available.contains(x)) {
+                return Err(format!(
+                    "{}: workers.lcores: lcore {bad} is not an EAL worker lcore (EAL has {:?}; give EAL more with -l)",
+                    path.display(),
+                    available
+                ));
+            }
+            l.clone()
+        }
+        None => available.clone(),
+    };
+    if lcores.is_empty() {
+        return Err("no worker lcores: give EAL at least two lcores (for instance -l 0-1)".into());
+    }
+    let nworkers = lcores.len();
+
+    // Ports.
+    let mut ids: Vec<PortId> = Vec::new();
+    for p in &cfg.ports {
+        let id = match p.device.parse::<u16>() {
+            Ok(i) => i,
+            Err(_) => {
+                Port::id_by_name(&eal, &p.device).map_err(|e| format!("port {:?}: {e}", p.name))?
+            }
+        };
+        ids.push(id);
+    }
+    let descs: u32 = cfg
+        .ports
+        .iter()
+        .map(|p| {
+            u32::from(p.rx_queues) * 1024 + nworkers.max(usize::from(p.tx_queues)) as u32 * 1024
+        })
+        .sum();
+    let pool_size = (descs
+        + (nworkers as u32 + 1) * (256 + 2 * BURST_MAX as u32 * cfg.ports.len() as u32)
+        + 4096)
+        .next_power_of_two()
+        - 1;
+    let pool = Mempool::new(
+        &eal,
+        "backbone_rx",
+        pool_size,
+        256,
+        Mempool::default_data_room(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut ports = Vec::new();
+    let mut macs = Vec::new();
+    for (p, &id) in cfg.ports.iter().zip(&ids) {
+        // One TX queue per worker, and one for the control thread (ARP requests) when the
+        // device has one to spare.
+        let (_, max_tx) =
+            Port::queue_limits(&eal, id).map_err(|e| format!("port {:?}: {e}", p.name))?;
+        let mut tx_queues = p.tx_queues.max(nworkers as u16);
+        if tx_queues < max_tx {
+            tx_queues += 1;
+        } else {
+            log::warn!(
+                "port {:?}: no spare TX queue for ARP requests; next hops on it need static neighbours",
+                p.name
+            );
+        }
+        let pc = PortConfig {
+            rx_queues: p.rx_queues,
+            tx_queues,
+            mtu: Some(p.mtu),
+            ..PortConfig::default()
+        };
+        let port =
+            Port::start(&eal, id, &pc, &pool).map_err(|e| format!("port {:?}: {e}", p.name))?;
+        let mac = match p.mac {
+            Some(m) => {
+                let m = EthernetAddress(m.0);
+                if let Err(e) = port.set_mac(m) {
+                    log::warn!("port {:?}: {e}; using {m} in the tables anyway", p.name);
+                }
+                m
+            }
+            None => port.mac().map_err(|e| e.to_string())?,
+        };
+        log::info!(
+            "port {:?}: {} (id {id}) mac {mac} mtu {} rx queues {} tx queues {} rss {}",
+            p.name,
+            port.name(),
+            p.mtu,
+            pc.rx_queues,
+            pc.tx_queues,
+            port.rss_enabled()
+        );
+        macs.push((id, mac));
+        ports.push(port);
+    }
+    let mut builder = builder_from_config(&cfg, &macs);
+    let snapshot = builder
+        .build()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let snapshots = ArcSwap::new(snapshot);
+
+    // Queues: RX queue q of each port goes to worker q % workers; worker w sends on TX queue w.
+    let max_port = ids.iter().copied().max().map_or(0, |m| usize::from(m) + 1);
+    let mut per_worker: Vec<WorkerQueues<'_>> = (0..nworkers)
+        .map(|_| WorkerQueues {
+            rx: Vec::new(),
+            tx: (0..max_port).map(|_| None).collect(),
+        })
+        .collect();
+    let mut control_tx: Vec<Option<TxQueue<'_>>> = (0..max_port).map(|_| None).collect();
+    for (port, &id) in ports.iter().zip(&ids) {
+        let (rx, tx) = port.take_queues().map_err(|e| e.to_string())?;
+        for (q, rxq) in rx.into_iter().enumerate() {
+            per_worker[q % nworkers].rx.push((id, rxq));
+        }
+        for (w, txq) in tx.into_iter().enumerate() {
+            match per_worker.get_mut(w) {
+                Some(worker) => worker.tx[usize::from(id)] = Some(txq),
+                None if control_tx[usize::from(id)].is_none() => {
+                    control_tx[usize::from(id)] = Some(txq)
+                }
+                None => {}
+            }
+        }
+    }
+    let statics: HashSet<(PortIndex, Ipv4Addr)> = cfg
+        .ports
+        .iter()
+        .zip(&ids)
+        .flat_map(|(p, &id)| p.neighbors.iter().map(move |n| (id, n.ip)))
+        .collect();
+    let learned = LearnQueue::new(1024);
+    let control = Control {
+        builder,
+        statics,
+        tx: control_tx,
+        asked: HashMap::new(),
+        arp_requests: 0,
+        neighbors_learned: 0,
+    };
+    let slots: Mutex<Vec<Option<WorkerQueues<'_>>>> =
+        Mutex::new(per_worker.into_iter().map(Some).collect());
+    let reports: Mutex<Vec<Option<WorkerReport>>> = Mutex::new(vec![None; nworkers]);
+    let progress: Vec<WorkerProgress> = (0..nworkers).map(|_| WorkerProgress::default()).collect();
+    let stop = AtomicBool::new(false);
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&term))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let epoch = Instant::now();
+    println!(
+        "backbone: {} ports, {} tunnels, {} workers on lcores {:?}; forwarding{}",
+        cfg.ports.len(),
+        cfg.tunnels.len(),
+        nworkers,
+        lcores,
+        stop_when_idle.map_or(" (Ctrl-C stops)".into(), |ms| format!(
+            " until idle for {ms} ms"
+        ))
+    );
+
+    let launched = launch_on_workers_with_main(
+        &eal,
+        |lcore| {
+            let Some(w) = lcores.iter().position(|&l| l == lcore) else {
+                return 0;
+            };
+            let Some(queues) = slots.lock().ok().and_then(|mut s| s[w].take()) else {
+                return -1;
+            };
+            let report = worker::run(w, queues, &snapshots, &learned, &stop, &progress[w], epoch);
+            if let Ok(mut r) = reports.lock() {
+                r[w] = Some(report);
+            }
+            0
+        },
+        || {
+            supervise(
+                &stop,
+                &term,
+                stop_when_idle,
+                &progress,
+                epoch,
+                control,
+                &snapshots,
+                &learned,
+                &pool,
+            )
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some((l, rc)) = launched.iter().find(|(_, rc)| *rc != 0) {
+        return Err(format!("worker on lcore {l} failed ({rc})"));
+    }
+
+    let reports: Vec<WorkerReport> = reports
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    let snap = snapshots.load_full();
+    let stats = final_stats(
+        &cfg,
+        &ids,
+        &ports,
+        &snap,
+        &reports,
+        &lcores,
+        epoch.elapsed(),
+    );
+    print_summary(&stats);
+    if let Some(p) = stats_path {
+        let text = serde_json::to_string_pretty(&stats).map_err(|e| e.to_string())?;
+        std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        println!("counters written to {}", p.display());
+    }
+    drop(ports); // stops the ports: capture files are closed here
+    Ok(())
+}
+
+/// The control thread's state: the configuration the snapshots come from, and ARP.
+struct Control<'p> {
+    builder: SnapshotBuilder,
+    /// Static neighbours: learned entries never override them.
+    statics: HashSet<(PortIndex, Ipv4Addr)>,
+    /// The control TX queue of each port, by port id.
+    tx: Vec<Option<TxQueue<'p>>>,
+    /// When each unresolved next hop was last asked for.
+    asked: HashMap<(PortIndex, Ipv4Addr), Instant>,
+    arp_requests: u64,
+    neighbors_learned: u64,
+}
+
+/// ARP requests for one unresolved next hop: at most one a second.
+const ARP_RETRY: Duration = Duration::from_secs(1);
+
+impl Control<'_> {
+    /// Install learned neighbours (one new snapshot for all of them), then ask for the
+    /// next hops still unresolved.
+    fn tick(&mut self, snapshots: &ArcSwap<Snapshot>, learned: &LearnQueue, pool: &Mempool<'_>) {
+        let mut changed = false;
+        while let Some((port, ip, mac)) = learned.pop() {
+            if self.statics.contains(&(port, ip)) {
+                continue;
+            }
+            self.builder.neighbor(port, ip, mac);
+            self.neighbors_learned += 1;
+            changed = true;
+            log::info!("neighbour {ip} on port {port} is at {mac}");
+        }
+        if changed {
+            match self.builder.build() {
+                Ok(s) => snapshots.store(s),
+                Err(e) => log::error!("cannot rebuild the tables after learning neighbours: {e}"),
+            }
+        }
+        let snap = snapshots.load();
+        let now = Instant::now();
+        for (port, ip, from) in snap.unresolved() {
+            if self
+                .asked
+                .get(&(port, ip))
+                .is_some_and(|t| now.duration_since(*t) < ARP_RETRY)
+            {
+                continue;
+            }
+            self.asked.insert((port, ip), now);
+            let (Some(entry), Some(Some(q))) =
+                (snap.port(port), self.tx.get_mut(usize::from(port)))
+            else {
+                continue;
+            };
+            let Some(mut m) = pool.alloc() else { continue };
+            if !arp::request(&mut m, entry, from, ip) {
+                continue;
+            }
+            let mut b = Burst::new();
+            if b.push(m).is_ok() && q.tx_burst(&mut b) == 1 {
+                self.arp_requests += 1;
+            }
+        }
+    }
+}
+
+/// The main lcore's loop: the control thread's work, and stopping on a signal or once every
+/// worker has been idle long enough.
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    stop: &AtomicBool,
+    term: &AtomicBool,
+    idle_ms: Option<u64>,
+    progress: &[WorkerProgress],
+    epoch: Instant,
+    mut control: Control<'_>,
+    snapshots: &ArcSwap<Snapshot>,
+    learned: &LearnQueue,
+    pool: &Mempool<'_>,
+) {
+    loop {
+        std::thread::sleep(Duration::from_millis(5));
+        control.tick(snapshots, learned, pool);
+        if term.load(Ordering::Relaxed) {
+            log::info!("signal received: stopping the workers");
+            break;
+        }
+        if let Some(ms) = idle_ms {
+            let now = epoch.elapsed().as_millis() as u64;
+            let idle = progress
+                .iter()
+                .all(|p| now.saturating_sub(p.last_rx_ms.load(Ordering::Relaxed)) >= ms);
+            if idle {
+                log::info!("every RX queue idle for {ms} ms: stopping");
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    log::info!(
+        "control: {} ARP requests sent, {} neighbours learned",
+        control.arp_requests,
+        control.neighbors_learned
+    );
+}
+
+fn named<T: Copy>(items: impl Iterator<Item = (&'static str, T)>) -> Map<String, Value>
+where
+    Value: From<T>,
+{
+    items.map(|(k, v)| (k.to_owned(), Value::from(v))).collect()
+}
+
+fn final_stats(
+    cfg: &pipeline_config::ValidatedConfig,
+    ids: &[PortId],
+    ports: &[Port<'_>],
+    snap: &Snapshot,
+    reports: &[WorkerReport],
+    lcores: &[u32],
+    elapsed: Duration,
+) -> Value {
+    let mut total = Counters::default();
+    for r in reports {
+        total.merge(&r.counters);
+    }
+    let port_values: Vec<Value> = cfg
+        .ports
+        .iter()
+        .zip(ids)
+        .zip(ports)
+        .map(|((p, &id), port)| {
+            let hw = port.stats().unwrap_or_default();
+            let slot = usize::from(id);
+            let pc = total.ports.get(slot).copied().unwrap_or_default();
+            let tx_sent: u64 = reports
+                .iter()
+                .map(|r| r.tx_sent.get(slot).copied().unwrap_or(0))
+                .sum();
+            let tx_dropped: u64 = reports
+                .iter()
+                .map(|r| r.tx_dropped.get(slot).copied().unwrap_or(0))
+                .sum();
+            json!({
+                "name": p.name, "device": p.device, "port_id": id,
+                "rx_packets": hw.rx_packets, "rx_bytes": hw.rx_bytes,
+                "tx_packets": hw.tx_packets, "tx_bytes": hw.tx_bytes,
+                "rx_errors": hw.rx_errors, "rx_missed": hw.rx_missed, "rx_no_mbuf": hw.rx_no_mbuf,
+                "tx_errors": hw.tx_errors,
+                "tx_sent": tx_sent, "tx_dropped": tx_dropped,
+                "pipeline_rx_packets": pc.rx.packets, "pipeline_rx_bytes": pc.rx.bytes,
+                "pipeline_tx_packets": pc.tx.packets, "pipeline_tx_bytes": pc.tx.bytes,
+            })
+        })
+        .collect();
+    let tunnels: Vec<Value> = snap
+        .tunnels()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let c = total.tunnels.get(i).copied().unwrap_or_default();
+            json!({
+                "name": t.config.name,
+                "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
+                "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
+            })
+        })
+        .collect();
+    let workers: Vec<Value> = reports
+        .iter()
+        .zip(lcores)
+        .map(|(r, l)| {
+            json!({
+                "lcore": l, "bursts": r.bursts, "generation": r.generation,
+                "rx_packets": r.counters.ports.iter().map(|p| p.rx.packets).sum::<u64>(),
+                "tx_packets": r.tx_sent.iter().sum::<u64>(),
+                "dropped": r.counters.total_drops(),
+                "arp_replies": r.arp_replies,
+            })
+        })
+        .collect();
+    json!({
+        "elapsed_s": elapsed.as_secs_f64(),
+        "generation": snap.generation(),
+        "ports": port_values,
+        "tunnels": tunnels,
+        "drops": named(DropReason::ALL.iter().map(|r| (r.name(), total.drop_count(*r)))),
+        "events": named(Event::ALL.iter().map(|e| (e.name(), total.event_count(*e)))),
+        "punts": named(PuntReason::ALL.iter().map(|p| (p.name(), total.punt_count(*p)))),
+        "arp_replies": reports.iter().map(|r| r.arp_replies).sum::<u64>(),
+        "arp_learned": reports.iter().map(|r| r.arp_learned).sum::<u64>(),
+        "arp_learn_dropped": reports.iter().map(|r| r.arp_learn_dropped).sum::<u64>(),
+        "punt_dropped": reports.iter().map(|r| r.punt_dropped).sum::<u64>(),
+        "workers": workers,
+    })
+}
+
+fn print_summary(stats: &Value) {
+    println!(
+        "\n{:<16} {:>10} {:>10} {:>10}",
+        "port", "rx", "tx", "tx drop"
+    );
+    for p in stats["ports"].as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {:>10} {:>10} {:>10}",
+            p["name"].as_str().unwrap_or("?"),
+            p["rx_packets"].as_u64().unwrap_or(0),
+            p["tx_packets"].as_u64().unwrap_or(0),
+            p["tx_dropped"].as_u64().unwrap_or(0)
+        );
+    }
+    println!("\n{:<16} {:>10} {:>10}", "tunnel", "rx", "tx");
+    for t in stats["tunnels"].as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {:>10} {:>10}",
+            t["name"].as_str().unwrap_or("?"),
+            t["rx_packets"].as_u64().unwrap_or(0),
+            t["tx_packets"].as_u64().unwrap_or(0)
+        );
+    }
+    println!("\ndrops:");
+    let mut any = false;
+    for (k, v) in stats["drops"].as_object().into_iter().flatten() {
+        if v.as_u64().unwrap_or(0) > 0 {
+            println!("  {k:<24} {v}");
+            any = true;
+        }
+    }
+    if !any {
+        println!("  none");
+    }
+}
+
+/// `backbone smoke`.
+pub fn smoke(bursts: u32, eal_over: Option<Vec<String>>) -> Res<()> {
+    let mut eal_args = eal_argv(Vec::new(), eal_over.clone());
+    if eal_over.is_none() {
+        eal_args = pipeline_config::eal_args_no_nic(&format!("smoke{}", std::process::id()));
+        eal_args.push("--vdev=net_ring0".into());
+    }
+    let eal = Eal::init(&eal_args).map_err(|e| e.to_string())?;
+    println!(
+        "{} with {} lcore(s), {} port(s)",
+        Eal::version(),
+        eal.lcore_count(),
+        eal.port_count()
+    );
+    let pool = Mempool::new(&eal, "smoke_pool", 4095, 256, Mempool::default_data_room())
+        .map_err(|e| e.to_string())?;
+    let port = Port::start(&eal, 0, &PortConfig::default(), &pool).map_err(|e| e.to_string())?;
+    let (mut rx, mut tx) = port.take_queues().map_err(|e| e.to_string())?;
+    let frame: Vec<u8> = (0..64u8).collect();
+    let (mut sent, mut received, mut intact) = (0u64, 0u64, 0u64);
+    let start = Instant::now();
+    for _ in 0..bursts {
+        let mut b = Burst::new();
+        while !b.is_full() {
+            let Some(m) = pool.alloc_with(&frame) else {
+                break;
+            };
+            if b.push(m).is_err() {
+                break;
+            }
+        }
+        sent += tx[0].tx_burst(&mut b) as u64;
+        drop(b);
+        let mut got = Burst::new();
+        received += rx[0].rx_burst(&mut got) as u64;
+        intact += got.iter().filter(|m| m.data() == frame.as_slice()).count() as u64;
+    }
+    let elapsed = start.elapsed();
+    drop((rx, tx));
+    println!(
+        "sent {sent}, received {received} ({intact} intact) in {bursts} bursts, {:.2} Mpps round trip",
+        received as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    println!(
+        "port counters: {:?}",
+        port.stats().map_err(|e| e.to_string())?
+    );
+    drop(port);
+    if received != sent || intact != received || eal.mbufs_in_use() != 0 {
+        return Err("smoke run lost, changed or leaked packets".into());
+    }
+    println!("smoke run OK");
+    Ok(())
+}

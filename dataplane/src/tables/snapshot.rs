@@ -1,0 +1,638 @@
+//! The snapshot: every table a worker reads for one burst, immutable once built.
+//!
+//! A [`SnapshotBuilder`] holds the configuration (ports, tunnels, routes, neighbours) and
+//! validates it as a whole in [`SnapshotBuilder::build`]: nothing half-valid reaches a
+//! worker, and every error names the offending item. Per-tunnel state that must survive a
+//! rebuild (GRE sequence numbers) is carried from one snapshot to the next by tunnel name.
+
+use super::tunnel::{Tunnel, TunnelEntry, TunnelId, TunnelMode, TunnelState, TunnelTable};
+use super::PortIndex;
+use crate::lpm::{Ipv4Lpm, Ipv4LpmBuilder, Ipv4Prefix, NextHop};
+use crate::wire::EthernetAddress;
+use core::net::Ipv4Addr;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// What a port faces. One port may have several roles in a small lab.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortRoles {
+    /// Client routers: tunnels arrive here.
+    pub client: bool,
+    /// Other edge routers of the backbone.
+    pub core: bool,
+    /// Best-effort native transit.
+    pub internet: bool,
+}
+
+/// A port as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortEntry {
+    pub mac: EthernetAddress,
+    /// Our addresses on this port (tunnel endpoints among them).
+    pub addrs: Vec<Ipv4Addr>,
+    /// Largest IP packet the port sends.
+    pub mtu: u16,
+    pub roles: PortRoles,
+    /// Whether packets arriving here that are not for us may be forwarded natively.
+    pub transit: bool,
+}
+
+/// Where a route sends packets (as configured, by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Into a tunnel, by name.
+    Tunnel(String),
+    /// Natively out of a port toward a next hop.
+    Native { port: PortIndex, next_hop: Ipv4Addr },
+    /// Dropped as `no_route`.
+    Blackhole,
+}
+
+/// Where a route sends packets (resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Tunnel(TunnelId),
+    Native {
+        port: PortIndex,
+        src_mac: EthernetAddress,
+        dst_mac: Option<EthernetAddress>,
+        mtu: u16,
+    },
+    Blackhole,
+}
+
+/// Why a configuration cannot become a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BuildError {
+    #[error("tunnel {0:?} is defined twice")]
+    DuplicateTunnel(String),
+    #[error("tunnel {tunnel:?}: local {local} is not one of our port addresses")]
+    LocalNotOurs { tunnel: String, local: Ipv4Addr },
+    #[error("tunnel {tunnel:?}: egress port {port} is not configured")]
+    UnknownTunnelPort { tunnel: String, port: PortIndex },
+    #[error("tunnels {first:?} and {second:?} have the same local, remote, mode and key")]
+    DuplicateTunnelKey { first: String, second: String },
+    #[error("tunnel {tunnel:?}: {field} is for GRE tunnels only")]
+    GreOnly { tunnel: String, field: &'static str },
+    #[error("tunnel {tunnel:?}: mtu {mtu} leaves no room for a 68-byte inner packet")]
+    MtuTooSmall { tunnel: String, mtu: u16 },
+    #[error("tunnel {tunnel:?}: remote {remote} is not a unicast address")]
+    BadRemote { tunnel: String, remote: Ipv4Addr },
+    #[error("route {prefix}: tunnel {tunnel:?} does not exist")]
+    RouteToUnknownTunnel { prefix: Ipv4Prefix, tunnel: String },
+    #[error("route {prefix}: port {port} is not configured")]
+    RouteToUnknownPort { prefix: Ipv4Prefix, port: PortIndex },
+    #[error("prefix {prefix} is claimed by both {first} and {second}")]
+    DuplicatePrefix {
+        prefix: Ipv4Prefix,
+        first: String,
+        second: String,
+    },
+    #[error("source prefix {prefix} is claimed by both tunnel {first:?} and tunnel {second:?}")]
+    DuplicateSource {
+        prefix: Ipv4Prefix,
+        first: String,
+        second: String,
+    },
+    #[error("address {addr} is configured on ports {first} and {second}")]
+    DuplicateAddress {
+        addr: Ipv4Addr,
+        first: PortIndex,
+        second: PortIndex,
+    },
+    #[error("too many tunnels and routes for the next-hop space")]
+    TooMany,
+}
+
+/// Every table a worker reads for one burst. Immutable; shared through `Arc`.
+#[derive(Debug)]
+pub struct Snapshot {
+    generation: u64,
+    ports: Vec<Option<PortEntry>>,
+    /// Our addresses, sorted (host order).
+    local: Vec<u32>,
+    tunnels: TunnelTable,
+    routes: Ipv4Lpm,
+    targets: Vec<Target>,
+    /// Inner source prefix -> owning tunnel id (longest match).
+    sources: Ipv4Lpm,
+    /// Every neighbour known (static or learned).
+    neighbors: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
+    /// The next hops routes and tunnels need, each with the port address to ask from.
+    wanted: Vec<(PortIndex, Ipv4Addr, Ipv4Addr)>,
+}
+
+impl Snapshot {
+    /// The generation number the builder gave this snapshot.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A port's entry.
+    #[inline]
+    pub fn port(&self, port: PortIndex) -> Option<&PortEntry> {
+        self.ports.get(usize::from(port)).and_then(Option::as_ref)
+    }
+
+    /// Number of port slots (highest configured index + 1).
+    pub fn port_slots(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// Whether `addr` (host order) is one of our addresses.
+    #[inline]
+    pub fn is_local(&self, addr: u32) -> bool {
+        // A handful of addresses: a linear scan beats a hash.
+        if self.local.len() <= 8 {
+            self.local.contains(&addr)
+        } else {
+            self.local.binary_search(&addr).is_ok()
+        }
+    }
+
+    /// The tunnels.
+    #[inline]
+    pub fn tunnels(&self) -> &TunnelTable {
+        &self.tunnels
+    }
+
+    /// The route table (next hops index [`Snapshot::target`]).
+    #[inline]
+    pub fn routes(&self) -> &Ipv4Lpm {
+        &self.routes
+    }
+
+    /// What a route's next hop means.
+    #[inline]
+    pub fn target(&self, nh: NextHop) -> Target {
+        self.targets
+            .get(nh.index() as usize)
+            .copied()
+            .unwrap_or(Target::Blackhole)
+    }
+
+    /// The MAC of a neighbour, if known.
+    pub fn neighbor(&self, port: PortIndex, ip: Ipv4Addr) -> Option<EthernetAddress> {
+        self.neighbors.get(&(port, ip)).copied()
+    }
+
+    /// Whether some tunnel or route forwards through `ip` on `port`.
+    pub fn wants_neighbor(&self, port: PortIndex, ip: Ipv4Addr) -> bool {
+        self.wanted.iter().any(|&(p, a, _)| p == port && a == ip)
+    }
+
+    /// Next hops that are needed and unknown: (port, next hop, our address to ask from).
+    pub fn unresolved(&self) -> impl Iterator<Item = (PortIndex, Ipv4Addr, Ipv4Addr)> + '_ {
+        self.wanted
+            .iter()
+            .copied()
+            .filter(|&(p, ip, _)| !self.neighbors.contains_key(&(p, ip)))
+    }
+
+    /// The tunnel whose source prefixes hold `src` (host order), by longest match.
+    #[inline]
+    pub fn source_owner(&self, src: u32) -> Option<TunnelId> {
+        self.sources
+            .lookup_u32(src)
+            .to_option()
+            .map(|nh| TunnelId(nh.index()))
+    }
+}
+
+/// Collects and validates the configuration, then builds snapshots from it.
+#[derive(Debug, Default)]
+pub struct SnapshotBuilder {
+    ports: BTreeMap<PortIndex, PortEntry>,
+    tunnels: Vec<Tunnel>,
+    routes: BTreeMap<Ipv4Prefix, RouteTarget>,
+    neighbors: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
+    states: HashMap<String, Arc<TunnelState>>,
+    generation: u64,
+}
+
+impl SnapshotBuilder {
+    /// An empty configuration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add or replace a port.
+    pub fn port(&mut self, index: PortIndex, entry: PortEntry) -> &mut Self {
+        self.ports.insert(index, entry);
+        self
+    }
+
+    /// Add a tunnel (checked in `build`).
+    pub fn tunnel(&mut self, tunnel: Tunnel) -> &mut Self {
+        self.tunnels.push(tunnel);
+        self
+    }
+
+    /// Remove a tunnel by name; returns whether it existed.
+    pub fn remove_tunnel(&mut self, name: &str) -> bool {
+        let before = self.tunnels.len();
+        self.tunnels.retain(|t| t.name != name);
+        before != self.tunnels.len()
+    }
+
+    /// Add or replace a route.
+    pub fn route(&mut self, prefix: Ipv4Prefix, target: RouteTarget) -> &mut Self {
+        self.routes.insert(prefix, target);
+        self
+    }
+
+    /// Remove a route; returns whether it existed.
+    pub fn remove_route(&mut self, prefix: Ipv4Prefix) -> bool {
+        self.routes.remove(&prefix).is_some()
+    }
+
+    /// Add or replace a neighbour (IP to MAC on a port).
+    pub fn neighbor(&mut self, port: PortIndex, ip: Ipv4Addr, mac: EthernetAddress) -> &mut Self {
+        self.neighbors.insert((port, ip), mac);
+        self
+    }
+
+    /// Validate everything and build the next snapshot. On error nothing changes.
+    pub fn build(&mut self) -> Result<Arc<Snapshot>, BuildError> {
+        let mut local_owner: HashMap<Ipv4Addr, PortIndex> = HashMap::new();
+        for (&idx, p) in &self.ports {
+            for &a in &p.addrs {
+                if let Some(&first) = local_owner.get(&a) {
+                    return Err(BuildError::DuplicateAddress {
+                        addr: a,
+                        first,
+                        second: idx,
+                    });
+                }
+                local_owner.insert(a, idx);
+            }
+        }
+
+        let mut entries = Vec::with_capacity(self.tunnels.len());
+        let mut keys = HashMap::new();
+        let mut names = HashMap::new();
+        for t in &self.tunnels {
+            if names.insert(t.name.as_str(), ()).is_some() {
+                return Err(BuildError::DuplicateTunnel(t.name.clone()));
+            }
+            if !local_owner.contains_key(&t.local) {
+                return Err(BuildError::LocalNotOurs {
+                    tunnel: t.name.clone(),
+                    local: t.local,
+                });
+            }
+            if t.remote.is_unspecified()
+                || t.remote.is_broadcast()
+                || t.remote.is_multicast()
+                || t.remote.is_loopback()
+            {
+                return Err(BuildError::BadRemote {
+                    tunnel: t.name.clone(),
+                    remote: t.remote,
+                });
+            }
+            let Some(port) = self.ports.get(&t.egress_port) else {
+                return Err(BuildError::UnknownTunnelPort {
+                    tunnel: t.name.clone(),
+                    port: t.egress_port,
+                });
+            };
+            if t.mode == TunnelMode::Ipip {
+                for (set, field) in [
+                    (t.key.is_some(), "key"),
+                    (t.sequence, "sequence"),
+                    (t.checksum, "checksum"),
+                ] {
+                    if set {
+                        return Err(BuildError::GreOnly {
+                            tunnel: t.name.clone(),
+                            field,
+                        });
+                    }
+                }
+            }
+            let mtu = t.mtu.min(port.mtu);
+            if usize::from(mtu) < 68 + 20 + t.encap_gre_len() {
+                return Err(BuildError::MtuTooSmall {
+                    tunnel: t.name.clone(),
+                    mtu,
+                });
+            }
+            if let Some(first) = keys.insert(t.key(), t.name.clone()) {
+                return Err(BuildError::DuplicateTunnelKey {
+                    first,
+                    second: t.name.clone(),
+                });
+            }
+            let state = self.states.get(&t.name).cloned().unwrap_or_default();
+            entries.push(TunnelEntry {
+                next_hop_mac: self.neighbors.get(&(t.egress_port, t.next_hop)).copied(),
+                src_mac: port.mac,
+                mtu,
+                state,
+                config: t.clone(),
+            });
+        }
+        if entries.len() > NextHop::MAX.index() as usize / 2 {
+            return Err(BuildError::TooMany);
+        }
+        let tunnels = TunnelTable::from_entries(entries);
+
+        // Routes: each tunnel's client prefixes, then the explicit routes.
+        let mut targets: Vec<Target> = (0..tunnels.len() as u32)
+            .map(|i| Target::Tunnel(TunnelId(i)))
+            .collect();
+        let mut owner: BTreeMap<Ipv4Prefix, String> = BTreeMap::new();
+        let mut routes = Ipv4LpmBuilder::new();
+        let mut sources = Ipv4LpmBuilder::new();
+        let mut source_owner: BTreeMap<Ipv4Prefix, String> = BTreeMap::new();
+        for (i, e) in tunnels.iter().enumerate() {
+            let nh = NextHop::new(i as u32).ok_or(BuildError::TooMany)?;
+            for &p in &e.config.prefixes {
+                if let Some(first) = owner.insert(p, format!("tunnel {:?}", e.config.name)) {
+                    return Err(BuildError::DuplicatePrefix {
+                        prefix: p,
+                        first,
+                        second: format!("tunnel {:?}", e.config.name),
+                    });
+                }
+                routes.insert(p, nh);
+            }
+            for &p in e.config.prefixes.iter().chain(&e.config.extra_sources) {
+                if let Some(first) = source_owner.insert(p, e.config.name.clone()) {
+                    if first != e.config.name {
+                        return Err(BuildError::DuplicateSource {
+                            prefix: p,
+                            first,
+                            second: e.config.name.clone(),
+                        });
+                    }
+                }
+                sources.insert(p, nh);
+            }
+        }
+        let mut native: HashMap<(PortIndex, Ipv4Addr), NextHop> = HashMap::new();
+        let mut blackhole = None;
+        for (&prefix, target) in &self.routes {
+            let nh = match target {
+                RouteTarget::Tunnel(name) => {
+                    let id =
+                        tunnels
+                            .by_name(name)
+                            .ok_or_else(|| BuildError::RouteToUnknownTunnel {
+                                prefix,
+                                tunnel: name.clone(),
+                            })?;
+                    NextHop::new(id.0).ok_or(BuildError::TooMany)?
+                }
+                RouteTarget::Native { port, next_hop } => {
+                    let Some(p) = self.ports.get(port) else {
+                        return Err(BuildError::RouteToUnknownPort {
+                            prefix,
+                            port: *port,
+                        });
+                    };
+                    match native.get(&(*port, *next_hop)) {
+                        Some(&nh) => nh,
+                        None => {
+                            let nh =
+                                NextHop::new(targets.len() as u32).ok_or(BuildError::TooMany)?;
+                            targets.push(Target::Native {
+                                port: *port,
+                                src_mac: p.mac,
+                                dst_mac: self.neighbors.get(&(*port, *next_hop)).copied(),
+                                mtu: p.mtu,
+                            });
+                            native.insert((*port, *next_hop), nh);
+                            nh
+                        }
+                    }
+                }
+                RouteTarget::Blackhole => *blackhole.get_or_insert_with(|| {
+                    targets.push(Target::Blackhole);
+                    NextHop::new(targets.len() as u32 - 1).unwrap_or(NextHop::NONE)
+                }),
+            };
+            if let Some(first) = owner.insert(prefix, format!("route {prefix}")) {
+                return Err(BuildError::DuplicatePrefix {
+                    prefix,
+                    first,
+                    second: format!("route {prefix}"),
+                });
+            }
+            routes.insert(prefix, nh);
+        }
+
+        let max_port = self
+            .ports
+            .keys()
+            .next_back()
+            .map_or(0, |&p| usize::from(p) + 1);
+        let mut ports = vec![None; max_port];
+        for (&i, p) in &self.ports {
+            ports[usize::from(i)] = Some(p.clone());
+        }
+        let mut local: Vec<u32> = local_owner.keys().map(|&a| u32::from(a)).collect();
+        local.sort_unstable();
+        let ask_from = |port: PortIndex, fallback: Ipv4Addr| {
+            self.ports
+                .get(&port)
+                .and_then(|p| p.addrs.first().copied())
+                .unwrap_or(fallback)
+        };
+        let mut wanted: Vec<(PortIndex, Ipv4Addr, Ipv4Addr)> = tunnels
+            .iter()
+            .map(|e| (e.config.egress_port, e.config.next_hop, e.config.local))
+            .chain(
+                native
+                    .keys()
+                    .map(|&(p, ip)| (p, ip, ask_from(p, Ipv4Addr::UNSPECIFIED))),
+            )
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup_by_key(|w| (w.0, w.1));
+
+        // Success: keep the tunnel states for the next build, drop those of removed tunnels.
+        self.states = tunnels
+            .iter()
+            .map(|e| (e.config.name.clone(), Arc::clone(&e.state)))
+            .collect();
+        self.generation += 1;
+        Ok(Arc::new(Snapshot {
+            generation: self.generation,
+            ports,
+            local,
+            tunnels,
+            routes: routes.publish(),
+            targets,
+            sources: sources.publish(),
+            neighbors: self.neighbors.clone(),
+            wanted,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn base() -> SnapshotBuilder {
+        let mut b = SnapshotBuilder::new();
+        b.port(
+            0,
+            PortEntry {
+                mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                addrs: vec![addr("192.0.2.1")],
+                mtu: 1500,
+                roles: PortRoles {
+                    client: true,
+                    ..PortRoles::default()
+                },
+                transit: false,
+            },
+        );
+        let mut t = Tunnel::new(
+            "a",
+            TunnelMode::Gre,
+            addr("192.0.2.1"),
+            addr("198.51.100.1"),
+            0,
+        );
+        t.prefixes.push("10.1.0.0/16".parse().unwrap());
+        b.tunnel(t);
+        b
+    }
+
+    #[test]
+    fn a_route_to_a_missing_tunnel_names_both() {
+        let mut b = base();
+        let p: Ipv4Prefix = "10.9.0.0/16".parse().unwrap();
+        b.route(p, RouteTarget::Tunnel("nope".into()));
+        let e = b.build().unwrap_err();
+        assert_eq!(
+            e,
+            BuildError::RouteToUnknownTunnel {
+                prefix: p,
+                tunnel: "nope".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "route 10.9.0.0/16: tunnel \"nope\" does not exist"
+        );
+    }
+
+    #[test]
+    fn invalid_tunnels_are_refused_by_name() {
+        let mut b = base();
+        b.tunnel(Tunnel::new(
+            "a",
+            TunnelMode::Ipip,
+            addr("192.0.2.1"),
+            addr("198.51.100.2"),
+            0,
+        ));
+        assert_eq!(
+            b.build().unwrap_err(),
+            BuildError::DuplicateTunnel("a".into())
+        );
+
+        let mut b = base();
+        b.tunnel(Tunnel::new(
+            "b",
+            TunnelMode::Gre,
+            addr("192.0.2.1"),
+            addr("198.51.100.1"),
+            0,
+        ));
+        assert!(matches!(
+            b.build(),
+            Err(BuildError::DuplicateTunnelKey { .. })
+        ));
+
+        let mut b = base();
+        b.tunnel(Tunnel::new(
+            "c",
+            TunnelMode::Gre,
+            addr("192.0.2.9"),
+            addr("198.51.100.3"),
+            0,
+        ));
+        assert!(matches!(b.build(), Err(BuildError::LocalNotOurs { .. })));
+
+        let mut b = base();
+        b.tunnel(Tunnel::new(
+            "d",
+            TunnelMode::Gre,
+            addr("192.0.2.1"),
+            addr("198.51.100.4"),
+            5,
+        ));
+        assert!(matches!(
+            b.build(),
+            Err(BuildError::UnknownTunnelPort { port: 5, .. })
+        ));
+
+        let mut b = base();
+        let mut t = Tunnel::new(
+            "e",
+            TunnelMode::Ipip,
+            addr("192.0.2.1"),
+            addr("198.51.100.5"),
+            0,
+        );
+        t.key = Some(1);
+        b.tunnel(t);
+        assert!(matches!(
+            b.build(),
+            Err(BuildError::GreOnly { field: "key", .. })
+        ));
+
+        let mut b = base();
+        let mut t = Tunnel::new(
+            "f",
+            TunnelMode::Gre,
+            addr("192.0.2.1"),
+            addr("198.51.100.6"),
+            0,
+        );
+        t.prefixes.push("10.1.0.0/16".parse().unwrap());
+        b.tunnel(t);
+        assert!(matches!(b.build(), Err(BuildError::DuplicatePrefix { .. })));
+    }
+
+    #[test]
+    fn a_valid_configuration_resolves_routes_sources_and_neighbours() {
+        let mut b = base();
+        b.neighbor(0, addr("198.51.100.1"), EthernetAddress([2, 0, 0, 0, 0, 9]));
+        b.route("0.0.0.0/0".parse().unwrap(), RouteTarget::Blackhole);
+        let s = b.build().unwrap();
+        assert_eq!(s.generation(), 1);
+        let nh = s.routes().lookup(addr("10.1.2.3")).unwrap();
+        let Target::Tunnel(id) = s.target(nh) else {
+            panic!("expected a tunnel")
+        };
+        assert_eq!(s.tunnels().get(id).unwrap().config.name, "a");
+        assert_eq!(
+            s.tunnels().get(id).unwrap().next_hop_mac,
+            Some(EthernetAddress([2, 0, 0, 0, 0, 9]))
+        );
+        assert_eq!(
+            s.target(s.routes().lookup(addr("8.8.8.8")).unwrap()),
+            Target::Blackhole
+        );
+        assert_eq!(s.source_owner(u32::from(addr("10.1.200.1"))), Some(id));
+        assert_eq!(s.source_owner(u32::from(addr("10.2.0.1"))), None);
+        assert!(s.is_local(u32::from(addr("192.0.2.1"))));
+        // Tunnel state survives a rebuild.
+        s.tunnels().get(id).unwrap().state.next_tx_sequence();
+        let s2 = b.build().unwrap();
+        assert_eq!(s2.generation(), 2);
+        assert_eq!(s2.tunnels().get(id).unwrap().state.next_tx_sequence(), 1);
+    }
+}

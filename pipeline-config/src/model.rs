@@ -1,0 +1,280 @@
+//! The validated configuration: what the dataplane takes.
+//!
+//! Every value here has passed [`validate`](crate::validate): names are unique, every
+//! reference resolves (and carries the index of what it names, so that consumers need not
+//! look names up), addresses are IPv4 unicast, prefixes have no host bits, ranges hold.
+
+use crate::types::{Df, Dscp, MacAddr, Role, Ttl, TunnelMode};
+use ipnet::Ipv4Net;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+/// A configuration that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedConfig {
+    /// `[eal] args`, as written, without the program name (see [`Self::eal_argv`]).
+    pub eal_args: Vec<String>,
+    /// `[workers] lcores`: unique lcore ids; `None` means every EAL worker lcore.
+    pub worker_lcores: Option<Vec<u32>>,
+    /// The ports, in file order; [`PortRef::index`] indexes this.
+    pub ports: Vec<PortConfig>,
+    /// The tunnels, in file order; [`TunnelRef::index`] indexes this.
+    pub tunnels: Vec<TunnelConfig>,
+    /// The explicit routes, in file order. A tunnel's `prefixes` are routes too, but they
+    /// stay on the tunnel.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A port by index into [`ValidatedConfig::ports`], with its name for messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PortRef {
+    pub index: usize,
+    pub name: String,
+}
+
+/// A tunnel by index into [`ValidatedConfig::tunnels`], with its name for messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TunnelRef {
+    pub index: usize,
+    pub name: String,
+}
+
+/// `[[port]]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Our name for the port (unique).
+    pub name: String,
+    /// DPDK device name, or an ethdev index written as a decimal string (unique).
+    pub device: String,
+    /// At least one, no repeats, in file order.
+    pub roles: Vec<Role>,
+    /// The MAC we use; `None`: the device's own. Unicast when set.
+    pub mac: Option<MacAddr>,
+    /// Our addresses on this port (unique across all ports).
+    pub addresses: Vec<Ipv4Addr>,
+    /// Largest IP packet sent on the port, within [`PORT_MTU_RANGE`](crate::PORT_MTU_RANGE).
+    pub mtu: u16,
+    /// Whether packets arriving here that are not for us may be forwarded natively.
+    pub transit: bool,
+    /// Within [`QUEUES_RANGE`](crate::QUEUES_RANGE).
+    pub rx_queues: u16,
+    /// Within [`QUEUES_RANGE`](crate::QUEUES_RANGE).
+    pub tx_queues: u16,
+    /// Static neighbours (unique IPs, none of them ours).
+    pub neighbors: Vec<NeighborConfig>,
+}
+
+impl PortConfig {
+    /// Whether the port carries `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// `[[port.neighbor]]`: a static ARP entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighborConfig {
+    pub ip: Ipv4Addr,
+    /// Unicast.
+    pub mac: MacAddr,
+}
+
+/// `[[tunnel]]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// Unique among tunnels.
+    pub name: String,
+    pub mode: TunnelMode,
+    /// One of our port addresses.
+    pub local: Ipv4Addr,
+    /// Unicast, not ours. `(local, remote, mode, key)` is unique among tunnels.
+    pub remote: Ipv4Addr,
+    /// GRE key; always `None` for IPIP.
+    pub key: Option<u32>,
+    /// GRE sequence numbers; always false for IPIP.
+    pub sequence: bool,
+    /// GRE checksum; always false for IPIP.
+    pub checksum: bool,
+    pub ttl: Ttl,
+    pub dscp: Dscp,
+    pub df: Df,
+    /// Egress port.
+    pub port: PortRef,
+    /// Underlay next hop on the egress port (`remote` unless configured).
+    pub next_hop: Ipv4Addr,
+    /// Largest outer packet: at most the port's MTU, at least
+    /// [`MIN_INNER_MTU`](crate::MIN_INNER_MTU) plus [`Self::header_len`].
+    pub mtu: u16,
+    /// The client's prefixes: routed into the tunnel and accepted as inner sources.
+    /// No two tunnels' source prefixes overlap.
+    pub prefixes: Vec<Ipv4Net>,
+    /// Further accepted inner source prefixes.
+    pub extra_sources: Vec<Ipv4Net>,
+}
+
+impl TunnelConfig {
+    /// Bytes the encapsulation adds: the outer IPv4 header and, for GRE, the GRE header
+    /// with its optional checksum, key and sequence words.
+    pub fn header_len(&self) -> u16 {
+        header_len(self.mode, self.key.is_some(), self.sequence, self.checksum)
+    }
+
+    /// The largest inner packet that fits: what ICMP "fragmentation needed" reports.
+    pub fn inner_mtu(&self) -> u16 {
+        self.mtu - self.header_len()
+    }
+
+    /// Every inner source prefix the tunnel accepts: `prefixes` then `extra_sources`.
+    pub fn source_prefixes(&self) -> impl Iterator<Item = &Ipv4Net> {
+        self.prefixes.iter().chain(&self.extra_sources)
+    }
+}
+
+pub(crate) fn header_len(mode: TunnelMode, key: bool, sequence: bool, checksum: bool) -> u16 {
+    const IPV4: u16 = 20;
+    match mode {
+        TunnelMode::Ipip => IPV4,
+        TunnelMode::Gre => {
+            IPV4 + 4 + 4 * (u16::from(key) + u16::from(sequence) + u16::from(checksum))
+        }
+    }
+}
+
+/// `[[route]]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// No host bits; claimed by no other route and no tunnel's `prefixes`.
+    pub prefix: Ipv4Net,
+    pub target: RouteTarget,
+}
+
+/// Where a route sends packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Into a tunnel.
+    Tunnel(TunnelRef),
+    /// Natively out of a port toward a next hop on it.
+    Port { port: PortRef, next_hop: Ipv4Addr },
+    /// Dropped (`no_route`).
+    Blackhole,
+}
+
+impl ValidatedConfig {
+    /// The EAL argument vector: `program` followed by [`Self::eal_args`].
+    pub fn eal_argv(&self, program: &str) -> Vec<String> {
+        std::iter::once(program.to_owned())
+            .chain(self.eal_args.iter().cloned())
+            .collect()
+    }
+
+    /// The port a reference names.
+    pub fn port(&self, port: &PortRef) -> &PortConfig {
+        &self.ports[port.index]
+    }
+
+    /// The tunnel a reference names.
+    pub fn tunnel(&self, tunnel: &TunnelRef) -> &TunnelConfig {
+        &self.tunnels[tunnel.index]
+    }
+
+    /// A human-readable account of the configuration, several lines, for `backbone check`.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_summary(&mut s);
+        s
+    }
+
+    fn write_summary(&self, s: &mut String) -> std::fmt::Result {
+        if self.eal_args.is_empty() {
+            writeln!(s, "eal: no arguments")?;
+        } else {
+            writeln!(s, "eal: {}", self.eal_args.join(" "))?;
+        }
+        match &self.worker_lcores {
+            None => writeln!(s, "workers: every EAL worker lcore")?,
+            Some(lcores) => writeln!(s, "workers: lcores {}", join(lcores))?,
+        }
+
+        writeln!(s, "ports: {}", self.ports.len())?;
+        for (i, p) in self.ports.iter().enumerate() {
+            let mac = p
+                .mac
+                .map_or_else(|| "from the device".to_owned(), |m| m.to_string());
+            writeln!(
+                s,
+                "  [{i}] {:?} device {:?}, roles {}, mac {mac}, mtu {}, transit {}, queues rx {} tx {}",
+                p.name,
+                p.device,
+                join(&p.roles),
+                p.mtu,
+                if p.transit { "on" } else { "off" },
+                p.rx_queues,
+                p.tx_queues,
+            )?;
+            if !p.addresses.is_empty() {
+                writeln!(s, "      addresses {}", join(&p.addresses))?;
+            }
+            for n in &p.neighbors {
+                writeln!(s, "      neighbour {} at {}", n.ip, n.mac)?;
+            }
+        }
+
+        writeln!(s, "tunnels: {}", self.tunnels.len())?;
+        for (i, t) in self.tunnels.iter().enumerate() {
+            let mut mode = t.mode.to_string();
+            if let Some(key) = t.key {
+                let _ = write!(mode, " key {key}");
+            }
+            if t.sequence {
+                mode.push_str(" sequence");
+            }
+            if t.checksum {
+                mode.push_str(" checksum");
+            }
+            writeln!(
+                s,
+                "  [{i}] {:?} {mode}, {} -> {}, via {:?} next hop {}, mtu {} (inner {}), ttl {}, dscp {}, df {}",
+                t.name,
+                t.local,
+                t.remote,
+                t.port.name,
+                t.next_hop,
+                t.mtu,
+                t.inner_mtu(),
+                t.ttl,
+                t.dscp,
+                t.df,
+            )?;
+            if !t.prefixes.is_empty() {
+                writeln!(s, "      prefixes {}", join(&t.prefixes))?;
+            }
+            if !t.extra_sources.is_empty() {
+                writeln!(s, "      extra sources {}", join(&t.extra_sources))?;
+            }
+        }
+
+        let (mut tunnel, mut port, mut blackhole) = (0, 0, 0);
+        for r in &self.routes {
+            match r.target {
+                RouteTarget::Tunnel(_) => tunnel += 1,
+                RouteTarget::Port { .. } => port += 1,
+                RouteTarget::Blackhole => blackhole += 1,
+            }
+        }
+        let client: usize = self.tunnels.iter().map(|t| t.prefixes.len()).sum();
+        writeln!(
+            s,
+            "routes: {} ({tunnel} to tunnels, {port} to ports, {blackhole} blackhole) and {client} tunnel prefixes",
+            self.routes.len()
+        )
+    }
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

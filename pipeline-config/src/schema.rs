@@ -1,0 +1,234 @@
+//! The file as written: the serde schema, before validation.
+//!
+//! Every table rejects unknown fields. Values whose meaning is checked by
+//! [`validate`](crate::validate) (addresses, prefixes, MACs, keywords, ranged integers) are
+//! kept here as the strings and wide integers the file holds, so that validation can name
+//! the field and quote the value when it rejects one. Every default is written on its
+//! field; a default that depends on another field is an `Option` resolved in validation.
+//! CONFIG.md is the user's reference for the same schema: keep the two in step.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::ops::RangeInclusive;
+
+/// Default port MTU (bytes of IP packet, without the Ethernet header).
+pub const DEFAULT_PORT_MTU: u16 = 1500;
+/// Port MTUs we accept: the IPv4 minimum (RFC 791) up to jumbo frames.
+pub const PORT_MTU_RANGE: RangeInclusive<u16> = 68..=9000;
+/// Default number of RX and of TX queues per port.
+pub const DEFAULT_QUEUES: u16 = 1;
+/// RX and TX queue counts we accept.
+pub const QUEUES_RANGE: RangeInclusive<u16> = 1..=64;
+/// Default outer TTL.
+pub const DEFAULT_TTL: u8 = 64;
+/// The smallest packet every IPv4 link must carry (RFC 791): a tunnel's MTU must leave
+/// this much room for the inner packet.
+pub const MIN_INNER_MTU: u16 = 68;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    /// `[eal]`; default: no EAL arguments.
+    #[serde(default)]
+    pub eal: RawEal,
+    /// `[workers]`; default: a worker on every EAL worker lcore.
+    #[serde(default)]
+    pub workers: RawWorkers,
+    /// `[[port]]`; default none (validation requires at least one).
+    #[serde(default, rename = "port")]
+    pub ports: Vec<RawPort>,
+    /// `[[tunnel]]`; default none.
+    #[serde(default, rename = "tunnel")]
+    pub tunnels: Vec<RawTunnel>,
+    /// `[[route]]`; default none.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[eal]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEal {
+    /// EAL arguments, without the program name; default none.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `[workers]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkers {
+    /// Worker lcore ids; default (absent): every EAL worker lcore.
+    #[serde(default)]
+    pub lcores: Option<Vec<i64>>,
+}
+
+/// `[[port]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPort {
+    /// Our name for the port; required, unique.
+    pub name: String,
+    /// DPDK device name, or an ethdev index written as a string; required, unique.
+    pub device: String,
+    /// Some of "client", "core", "internet"; required, at least one.
+    pub roles: Vec<String>,
+    /// The MAC we use on this port; default (absent): the device's own.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Our IPv4 addresses on this port; default none.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Largest IP packet sent on the port; default [`DEFAULT_PORT_MTU`].
+    #[serde(default = "default_port_mtu")]
+    pub mtu: i64,
+    /// Native forwarding of packets not for us arriving here; default (absent): true iff
+    /// `roles` contains "internet".
+    #[serde(default)]
+    pub transit: Option<bool>,
+    /// Default [`DEFAULT_QUEUES`].
+    #[serde(default = "default_queues")]
+    pub rx_queues: i64,
+    /// Default [`DEFAULT_QUEUES`].
+    #[serde(default = "default_queues")]
+    pub tx_queues: i64,
+    /// `[[port.neighbor]]`: static neighbours; default none.
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<RawNeighbor>,
+}
+
+/// `[[port.neighbor]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNeighbor {
+    /// Required.
+    pub ip: String,
+    /// Required.
+    pub mac: String,
+}
+
+/// `[[tunnel]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnel {
+    /// Required, unique.
+    pub name: String,
+    /// "gre" or "ipip"; required.
+    pub mode: String,
+    /// One of our port addresses; required.
+    pub local: String,
+    /// The client router; required.
+    pub remote: String,
+    /// GRE key; default (absent): no key. GRE only.
+    #[serde(default)]
+    pub key: Option<i64>,
+    /// GRE sequence numbers; default (absent): false. GRE only.
+    #[serde(default)]
+    pub sequence: Option<bool>,
+    /// GRE checksum; default (absent): false. GRE only.
+    #[serde(default)]
+    pub checksum: Option<bool>,
+    /// 1..=255 or "inherit"; default [`DEFAULT_TTL`].
+    #[serde(default = "default_ttl")]
+    pub ttl: IntOrWord,
+    /// "copy" or 0..=63; default "copy".
+    #[serde(default = "default_dscp")]
+    pub dscp: IntOrWord,
+    /// "set" or "copy"; default "set".
+    #[serde(default = "default_df")]
+    pub df: String,
+    /// Egress port, by name; required.
+    pub port: String,
+    /// Underlay next hop; default (absent): `remote`.
+    #[serde(default)]
+    pub next_hop: Option<String>,
+    /// Largest outer packet; default (absent): the egress port's MTU.
+    #[serde(default)]
+    pub mtu: Option<i64>,
+    /// The client's prefixes; default none.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Further accepted inner source prefixes; default none.
+    #[serde(default)]
+    pub extra_sources: Vec<String>,
+}
+
+/// `[[route]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    /// Required.
+    pub prefix: String,
+    /// Target: into this tunnel. Default (absent): not this target.
+    #[serde(default)]
+    pub tunnel: Option<String>,
+    /// Target: natively out of this port, toward `next_hop`. Default (absent): not this
+    /// target.
+    #[serde(default)]
+    pub port: Option<String>,
+    /// Required with `port`, refused otherwise.
+    #[serde(default)]
+    pub next_hop: Option<String>,
+    /// Target: drop (`blackhole = true`). Default (absent): not this target.
+    #[serde(default)]
+    pub blackhole: Option<bool>,
+}
+
+fn default_port_mtu() -> i64 {
+    DEFAULT_PORT_MTU.into()
+}
+
+fn default_queues() -> i64 {
+    DEFAULT_QUEUES.into()
+}
+
+fn default_ttl() -> IntOrWord {
+    IntOrWord::Int(DEFAULT_TTL.into())
+}
+
+fn default_dscp() -> IntOrWord {
+    IntOrWord::Word("copy".to_owned())
+}
+
+fn default_df() -> String {
+    "set".to_owned()
+}
+
+/// A field that takes a number or a keyword (`ttl = 64` or `ttl = "inherit"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IntOrWord {
+    Int(i64),
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for IntOrWord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+
+        impl Visitor<'_> for V {
+            type Value = IntOrWord;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or a string")
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IntOrWord, E> {
+                Ok(IntOrWord::Int(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IntOrWord, E> {
+                i64::try_from(v)
+                    .map(IntOrWord::Int)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IntOrWord, E> {
+                Ok(IntOrWord::Word(v.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(V)
+    }
+}

@@ -1,0 +1,828 @@
+//! Validation: from the file as written ([`RawConfig`]) to a [`ValidatedConfig`], or the
+//! first error in file order (workers, then ports, tunnels, routes, then the checks that
+//! need the whole table).
+//!
+//! Beyond each field's own parse and range, the rules that span fields:
+//! - port names, port devices and tunnel names are unique; an address sits on one port
+//!   once; a port's neighbours have unique IPs, none of them ours;
+//! - a tunnel's `local` is one of our addresses, its `remote` and `next_hop` are unicast
+//!   and not ours, its `port` exists, `key`/`sequence`/`checksum` appear on GRE tunnels
+//!   only, `(local, remote, mode, key)` is unique (it is the receive lookup key), its `mtu`
+//!   fits the port and leaves 68 bytes for the inner packet;
+//! - a prefix is claimed for routing once: by one tunnel's `prefixes` or by one route;
+//! - the inner source prefixes (`prefixes` and `extra_sources`) of two tunnels never
+//!   overlap: one client must never be able to send as another (SPEC, BCP 38);
+//! - a route has exactly one target, and it exists; `next_hop` comes with `port` only;
+//! - no tunnel's `remote` is routed into a tunnel (RFC 2784 section 3.1, RFC 2003
+//!   section 3.2: the tunnel's own traffic, probes and ICMP included, would recurse).
+
+use crate::error::ConfigError;
+use crate::model::{
+    header_len, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget, TunnelConfig,
+    TunnelRef, ValidatedConfig,
+};
+use crate::schema::{
+    IntOrWord, RawConfig, RawPort, RawRoute, RawTunnel, MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
+};
+use crate::types::{quoted_list, Df, Dscp, MacAddr, Role, Ttl, TunnelMode};
+use ipnet::{IpNet, Ipv4Net};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
+
+/// Check `raw` and build the validated configuration; `origin` names the file in errors.
+pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig, ConfigError> {
+    let mut v = Validator {
+        origin,
+        ours: HashMap::new(),
+        claims: HashMap::new(),
+        sources: BTreeMap::new(),
+    };
+    let worker_lcores = v.workers(raw.workers.lcores.as_deref())?;
+    let ports = v.ports(&raw.ports)?;
+    let tunnels = v.tunnels(&raw.tunnels, &ports)?;
+    let routes = v.routes(&raw.routes, &ports, &tunnels)?;
+    v.no_tunnel_through_a_tunnel(&tunnels)?;
+    Ok(ValidatedConfig {
+        eal_args: raw.eal.args.clone(),
+        worker_lcores,
+        ports,
+        tunnels,
+        routes,
+    })
+}
+
+/// Who claimed a prefix for routing.
+struct Claim {
+    /// The claiming field's path.
+    field: String,
+    /// The tunnel the prefix routes into, if it does.
+    tunnel: Option<usize>,
+}
+
+/// An inner source prefix, and who accepts it.
+struct Source {
+    net: Ipv4Net,
+    tunnel: usize,
+    field: String,
+}
+
+struct Validator<'a> {
+    origin: &'a str,
+    /// Our addresses, each with the field that configures it.
+    ours: HashMap<Ipv4Addr, String>,
+    /// Routing claims: tunnel prefixes and routes.
+    claims: HashMap<Ipv4Net, Claim>,
+    /// Inner source prefixes keyed by (network, length), for the overlap search.
+    sources: BTreeMap<(u32, u8), Source>,
+}
+
+fn quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn port_path(i: usize, name: &str) -> String {
+    format!("port[{i}] {name:?}")
+}
+
+fn tunnel_path(i: usize, name: &str) -> String {
+    format!("tunnel[{i}] {name:?}")
+}
+
+/// Why an IPv4 address cannot be a unicast host address here (SPEC's martians).
+fn not_unicast(a: Ipv4Addr) -> Option<&'static str> {
+    if a.is_unspecified() {
+        Some("is the unspecified address, not a unicast address")
+    } else if a.octets()[0] == 0 {
+        Some("is in 0.0.0.0/8 (this network), not a unicast address")
+    } else if a.is_loopback() {
+        Some("is a loopback address, not a unicast address")
+    } else if a.is_broadcast() {
+        Some("is the broadcast address, not a unicast address")
+    } else if a.is_multicast() {
+        Some("is a multicast address, not a unicast address")
+    } else if a.octets()[0] >= 240 {
+        Some("is in the reserved 240.0.0.0/4, not a unicast address")
+    } else {
+        None
+    }
+}
+
+fn mask(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+impl Validator<'_> {
+    fn err(
+        &self,
+        field: impl Into<String>,
+        value: impl Display,
+        problem: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_owned(),
+            field: field.into(),
+            value: Some(value.to_string()),
+            problem: problem.into(),
+        }
+    }
+
+    fn err_bare(&self, field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_owned(),
+            field: field.into(),
+            value: None,
+            problem: problem.into(),
+        }
+    }
+
+    fn ranged<T>(
+        &self,
+        field: String,
+        value: i64,
+        range: &RangeInclusive<T>,
+        what: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: TryFrom<i64> + PartialOrd + Display,
+    {
+        T::try_from(value)
+            .ok()
+            .filter(|v| range.contains(v))
+            .ok_or_else(|| {
+                self.err(
+                    field,
+                    value,
+                    format!("is not {what} ({}..={})", range.start(), range.end()),
+                )
+            })
+    }
+
+    fn name(
+        &self,
+        field: String,
+        name: &str,
+        taken: Option<usize>,
+        kind: &str,
+    ) -> Result<(), ConfigError> {
+        if name.is_empty() {
+            return Err(self.err(field, quote(name), "is empty"));
+        }
+        if let Some(first) = taken {
+            return Err(self.err(
+                field,
+                quote(name),
+                format!("is already the name of {kind}[{first}]"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn ipv4(&self, field: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {
+        match text.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) => Ok(a),
+            Ok(IpAddr::V6(_)) => Err(self.err(
+                field,
+                quote(text),
+                "is an IPv6 address; only IPv4 is supported for now",
+            )),
+            Err(_) => Err(self.err(field, quote(text), "is not an IPv4 address")),
+        }
+    }
+
+    fn unicast(&self, field: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {
+        let a = self.ipv4(field, text)?;
+        match not_unicast(a) {
+            Some(why) => Err(self.err(field, a, why)),
+            None => Ok(a),
+        }
+    }
+
+    /// A unicast address that is not one of ours.
+    fn foreign(&self, field: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {
+        let a = self.unicast(field, text)?;
+        match self.ours.get(&a) {
+            Some(owner) => Err(self.err(field, a, format!("is our own address ({owner})"))),
+            None => Ok(a),
+        }
+    }
+
+    fn prefix(&self, field: &str, text: &str) -> Result<Ipv4Net, ConfigError> {
+        let net = match text.parse::<IpNet>() {
+            Ok(IpNet::V4(net)) => net,
+            Ok(IpNet::V6(_)) => {
+                return Err(self.err(
+                    field,
+                    quote(text),
+                    "is an IPv6 prefix; only IPv4 is supported for now",
+                ))
+            }
+            Err(_) => {
+                return Err(self.err(
+                    field,
+                    quote(text),
+                    "is not an IPv4 prefix (address/length, like 10.1.0.0/16)",
+                ))
+            }
+        };
+        if net.trunc() != net {
+            return Err(self.err(
+                field,
+                quote(text),
+                format!("has host bits set (the prefix is {})", net.trunc()),
+            ));
+        }
+        Ok(net)
+    }
+
+    fn mac(&self, field: &str, text: &str) -> Result<MacAddr, ConfigError> {
+        let mac: MacAddr = text
+            .parse()
+            .map_err(|e| self.err(field, quote(text), format!("is {e}")))?;
+        if !mac.is_unicast() {
+            return Err(self.err(field, quote(text), "is not a unicast MAC address"));
+        }
+        Ok(mac)
+    }
+
+    fn workers(&self, lcores: Option<&[i64]>) -> Result<Option<Vec<u32>>, ConfigError> {
+        let Some(lcores) = lcores else {
+            return Ok(None);
+        };
+        if lcores.is_empty() {
+            return Err(self.err(
+                "workers.lcores",
+                "[]",
+                "names no lcore; leave the field out to use every EAL worker lcore",
+            ));
+        }
+        let mut out: Vec<u32> = Vec::with_capacity(lcores.len());
+        for (i, &lcore) in lcores.iter().enumerate() {
+            let field = format!("workers.lcores[{i}]");
+            let id =
+                u32::try_from(lcore).map_err(|_| self.err(&field, lcore, "is not an lcore id"))?;
+            if let Some(first) = out.iter().position(|&x| x == id) {
+                return Err(self.err(
+                    field,
+                    lcore,
+                    format!("is already listed as workers.lcores[{first}]"),
+                ));
+            }
+            out.push(id);
+        }
+        Ok(Some(out))
+    }
+
+    fn ports(&mut self, raw: &[RawPort]) -> Result<Vec<PortConfig>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.err_bare("port", "at least one [[port]] is required"));
+        }
+        let mut ports: Vec<PortConfig> = Vec::with_capacity(raw.len());
+        for (i, p) in raw.iter().enumerate() {
+            let port = self.port(i, p, &ports)?;
+            ports.push(port);
+        }
+        // Neighbours may not be our own addresses, on any port (known only now).
+        for (i, p) in ports.iter().enumerate() {
+            for (k, n) in p.neighbors.iter().enumerate() {
+                if let Some(owner) = self.ours.get(&n.ip) {
+                    return Err(self.err(
+                        format!("{}.neighbor[{k}].ip", port_path(i, &p.name)),
+                        n.ip,
+                        format!("is our own address ({owner})"),
+                    ));
+                }
+            }
+        }
+        Ok(ports)
+    }
+
+    fn port(
+        &mut self,
+        i: usize,
+        p: &RawPort,
+        before: &[PortConfig],
+    ) -> Result<PortConfig, ConfigError> {
+        let path = port_path(i, &p.name);
+        self.name(
+            format!("port[{i}].name"),
+            &p.name,
+            before.iter().position(|x| x.name == p.name),
+            "port",
+        )?;
+        if p.device.is_empty() {
+            return Err(self.err(format!("{path}.device"), quote(&p.device), "is empty"));
+        }
+        if let Some(j) = before.iter().position(|x| x.device == p.device) {
+            return Err(self.err(
+                format!("{path}.device"),
+                quote(&p.device),
+                format!("is already the device of {}", port_path(j, &before[j].name)),
+            ));
+        }
+
+        if p.roles.is_empty() {
+            return Err(self.err(
+                format!("{path}.roles"),
+                "[]",
+                format!(
+                    "names no role; give at least one of {}",
+                    quoted_list(Role::WORDS)
+                ),
+            ));
+        }
+        let mut roles = Vec::with_capacity(p.roles.len());
+        for (k, r) in p.roles.iter().enumerate() {
+            let field = format!("{path}.roles[{k}]");
+            let role: Role = r
+                .parse()
+                .map_err(|e| self.err(&field, quote(r), format!("is not a role ({e})")))?;
+            if roles.contains(&role) {
+                return Err(self.err(field, quote(r), "is listed twice"));
+            }
+            roles.push(role);
+        }
+
+        let mac = match &p.mac {
+            Some(m) => Some(self.mac(&format!("{path}.mac"), m)?),
+            None => None,
+        };
+
+        let mut addresses = Vec::with_capacity(p.addresses.len());
+        for (k, a) in p.addresses.iter().enumerate() {
+            let field = format!("{path}.addresses[{k}]");
+            let addr = self.unicast(&field, a)?;
+            if let Some(owner) = self.ours.get(&addr) {
+                return Err(self.err(field, addr, format!("is already configured as {owner}")));
+            }
+            self.ours.insert(addr, field);
+            addresses.push(addr);
+        }
+
+        let mtu = self.ranged(format!("{path}.mtu"), p.mtu, &PORT_MTU_RANGE, "a port MTU")?;
+        let rx_queues = self.ranged(
+            format!("{path}.rx_queues"),
+            p.rx_queues,
+            &QUEUES_RANGE,
+            "a queue count",
+        )?;
+        let tx_queues = self.ranged(
+            format!("{path}.tx_queues"),
+            p.tx_queues,
+            &QUEUES_RANGE,
+            "a queue count",
+        )?;
+
+        let mut neighbors: Vec<NeighborConfig> = Vec::with_capacity(p.neighbors.len());
+        for (k, n) in p.neighbors.iter().enumerate() {
+            let field = format!("{path}.neighbor[{k}]");
+            let ip = self.unicast(&format!("{field}.ip"), &n.ip)?;
+            if let Some(first) = neighbors.iter().position(|x| x.ip == ip) {
+                return Err(self.err(
+                    format!("{field}.ip"),
+                    ip,
+                    format!("is already {path}.neighbor[{first}]"),
+                ));
+            }
+            let mac = self.mac(&format!("{field}.mac"), &n.mac)?;
+            neighbors.push(NeighborConfig { ip, mac });
+        }
+
+        Ok(PortConfig {
+            name: p.name.clone(),
+            device: p.device.clone(),
+            transit: p.transit.unwrap_or(roles.contains(&Role::Internet)),
+            roles,
+            mac,
+            addresses,
+            mtu,
+            rx_queues,
+            tx_queues,
+            neighbors,
+        })
+    }
+
+    fn tunnels(
+        &mut self,
+        raw: &[RawTunnel],
+        ports: &[PortConfig],
+    ) -> Result<Vec<TunnelConfig>, ConfigError> {
+        let mut tunnels: Vec<TunnelConfig> = Vec::with_capacity(raw.len());
+        let mut identities: HashMap<(Ipv4Addr, Ipv4Addr, TunnelMode, Option<u32>), usize> =
+            HashMap::new();
+        let port_index = index_by_name(ports.iter().map(|p| p.name.as_str()));
+        let mut names: HashMap<&str, usize> = HashMap::with_capacity(raw.len());
+        for (i, t) in raw.iter().enumerate() {
+            let tunnel = self.tunnel(i, t, ports, &port_index, &names)?;
+            names.insert(&t.name, i);
+            let identity = (tunnel.local, tunnel.remote, tunnel.mode, tunnel.key);
+            if let Some(&first) = identities.get(&identity) {
+                let mut value = format!(
+                    "(local {}, remote {}, mode {}",
+                    tunnel.local, tunnel.remote, tunnel.mode
+                );
+                match tunnel.key {
+                    Some(key) => value.push_str(&format!(", key {key})")),
+                    None => value.push_str(", no key)"),
+                }
+                return Err(self.err(
+                    tunnel_path(i, &t.name),
+                    value,
+                    format!(
+                        "is already the endpoint of {}; received packets could not tell them apart",
+                        tunnel_path(first, &tunnels[first].name)
+                    ),
+                ));
+            }
+            identities.insert(identity, i);
+            self.tunnel_prefixes(i, &tunnel)?;
+            tunnels.push(tunnel);
+        }
+        Ok(tunnels)
+    }
+
+    fn tunnel(
+        &self,
+        i: usize,
+        t: &RawTunnel,
+        ports: &[PortConfig],
+        port_index: &HashMap<&str, usize>,
+        names: &HashMap<&str, usize>,
+    ) -> Result<TunnelConfig, ConfigError> {
+        let path = tunnel_path(i, &t.name);
+        self.name(
+            format!("tunnel[{i}].name"),
+            &t.name,
+            names.get(t.name.as_str()).copied(),
+            "tunnel",
+        )?;
+        let mode: TunnelMode = t.mode.parse().map_err(|e| {
+            self.err(
+                format!("{path}.mode"),
+                quote(&t.mode),
+                format!("is not a tunnel mode ({e})"),
+            )
+        })?;
+
+        let field = format!("{path}.local");
+        let local = self.ipv4(&field, &t.local)?;
+        if !self.ours.contains_key(&local) {
+            return Err(self.err(field, local, "is not one of our port addresses"));
+        }
+        let remote = self.foreign(&format!("{path}.remote"), &t.remote)?;
+
+        if mode == TunnelMode::Ipip {
+            for (name, value) in [
+                ("key", t.key.map(|v| v.to_string())),
+                ("sequence", t.sequence.map(|v| v.to_string())),
+                ("checksum", t.checksum.map(|v| v.to_string())),
+            ] {
+                if let Some(value) = value {
+                    return Err(self.err(
+                        format!("{path}.{name}"),
+                        value,
+                        "is set on an ipip tunnel; key, sequence and checksum are for GRE only",
+                    ));
+                }
+            }
+        }
+        let key = match t.key {
+            Some(k) => Some(
+                u32::try_from(k)
+                    .map_err(|_| self.err(format!("{path}.key"), k, "is not a 32-bit key"))?,
+            ),
+            None => None,
+        };
+        let sequence = t.sequence.unwrap_or(false);
+        let checksum = t.checksum.unwrap_or(false);
+
+        let ttl = match &t.ttl {
+            IntOrWord::Int(n) => u8::try_from(*n).ok().filter(|&n| n >= 1).map(Ttl::Fixed),
+            IntOrWord::Word(w) if w == "inherit" => Some(Ttl::Inherit),
+            IntOrWord::Word(_) => None,
+        }
+        .ok_or_else(|| {
+            self.err(
+                format!("{path}.ttl"),
+                int_or_word(&t.ttl),
+                "is not a TTL (1..=255 or \"inherit\")",
+            )
+        })?;
+        let dscp = match &t.dscp {
+            IntOrWord::Int(n) => u8::try_from(*n).ok().filter(|&n| n <= 63).map(Dscp::Fixed),
+            IntOrWord::Word(w) if w == "copy" => Some(Dscp::Copy),
+            IntOrWord::Word(_) => None,
+        }
+        .ok_or_else(|| {
+            self.err(
+                format!("{path}.dscp"),
+                int_or_word(&t.dscp),
+                "is not a DSCP (0..=63 or \"copy\")",
+            )
+        })?;
+        let df: Df = t.df.parse().map_err(|e| {
+            self.err(
+                format!("{path}.df"),
+                quote(&t.df),
+                format!("is not a DF policy ({e})"),
+            )
+        })?;
+
+        let index = port_index.get(t.port.as_str()).copied().ok_or_else(|| {
+            self.err(
+                format!("{path}.port"),
+                quote(&t.port),
+                "is not a configured port",
+            )
+        })?;
+        let port = &ports[index];
+        let next_hop = match &t.next_hop {
+            Some(nh) => self.foreign(&format!("{path}.next_hop"), nh)?,
+            None => remote,
+        };
+
+        let headers = header_len(mode, key.is_some(), sequence, checksum);
+        let least = MIN_INNER_MTU + headers;
+        let mtu = match t.mtu {
+            Some(m) => {
+                let field = format!("{path}.mtu");
+                if m > i64::from(port.mtu) {
+                    return Err(self.err(
+                        field,
+                        m,
+                        format!("is above the mtu of port {:?} ({})", port.name, port.mtu),
+                    ));
+                }
+                if m < i64::from(least) {
+                    return Err(self.err(
+                        field,
+                        m,
+                        format!(
+                            "leaves less than {MIN_INNER_MTU} bytes for the inner packet after \
+                             {headers} bytes of headers (at least {least})"
+                        ),
+                    ));
+                }
+                // In range: least <= m <= port.mtu <= u16::MAX.
+                port.mtu.min(u16::try_from(m).unwrap_or(u16::MAX))
+            }
+            None if port.mtu < least => {
+                return Err(self.err(
+                    format!("{path}.mtu"),
+                    port.mtu,
+                    format!(
+                        "(the default, port {:?}'s mtu) leaves less than {MIN_INNER_MTU} bytes \
+                         for the inner packet after {headers} bytes of headers (at least {least})",
+                        port.name
+                    ),
+                ));
+            }
+            None => port.mtu,
+        };
+
+        let mut prefixes = Vec::with_capacity(t.prefixes.len());
+        let mut extra_sources = Vec::with_capacity(t.extra_sources.len());
+        let mut seen: HashMap<Ipv4Net, String> = HashMap::new();
+        for (list, name, out) in [
+            (&t.prefixes, "prefixes", &mut prefixes),
+            (&t.extra_sources, "extra_sources", &mut extra_sources),
+        ] {
+            for (k, text) in list.iter().enumerate() {
+                let field = format!("{path}.{name}[{k}]");
+                let net = self.prefix(&field, text)?;
+                if let Some(first) = seen.get(&net) {
+                    return Err(self.err(field, net, format!("is already listed as {first}")));
+                }
+                seen.insert(net, field);
+                out.push(net);
+            }
+        }
+
+        Ok(TunnelConfig {
+            name: t.name.clone(),
+            mode,
+            local,
+            remote,
+            key,
+            sequence,
+            checksum,
+            ttl,
+            dscp,
+            df,
+            port: PortRef {
+                index,
+                name: port.name.clone(),
+            },
+            next_hop,
+            mtu,
+            prefixes,
+            extra_sources,
+        })
+    }
+
+    /// Claim a tunnel's prefixes for routing, and its source prefixes for it alone.
+    fn tunnel_prefixes(&mut self, i: usize, t: &TunnelConfig) -> Result<(), ConfigError> {
+        let path = tunnel_path(i, &t.name);
+        for (k, &net) in t.prefixes.iter().enumerate() {
+            self.claim(net, format!("{path}.prefixes[{k}]"), Some(i))?;
+        }
+        let fields = (0..t.prefixes.len())
+            .map(|k| format!("{path}.prefixes[{k}]"))
+            .chain((0..t.extra_sources.len()).map(|k| format!("{path}.extra_sources[{k}]")));
+        let sources: Vec<(Ipv4Net, String)> = t.source_prefixes().copied().zip(fields).collect();
+        for (net, field) in &sources {
+            if let Some(other) = self.overlapping_source(*net, i) {
+                return Err(self.err(
+                    field,
+                    net,
+                    format!(
+                        "overlaps {} of {}; an inner source must belong to one tunnel only",
+                        other.net, other.field
+                    ),
+                ));
+            }
+        }
+        for (net, field) in sources {
+            let key = (u32::from(net.network()), net.prefix_len());
+            self.sources.insert(
+                key,
+                Source {
+                    net,
+                    tunnel: i,
+                    field,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// A source prefix of another tunnel than `me` that overlaps `net`: one that contains
+    /// it or one it contains (prefixes either nest or are disjoint).
+    fn overlapping_source(&self, net: Ipv4Net, me: usize) -> Option<&Source> {
+        let start = u32::from(net.network());
+        for len in 0..=net.prefix_len() {
+            if let Some(s) = self.sources.get(&(start & mask(len), len)) {
+                if s.tunnel != me {
+                    return Some(s);
+                }
+            }
+        }
+        let end = u32::from(net.broadcast());
+        self.sources
+            .range((start, net.prefix_len())..=(end, 32))
+            .map(|(_, s)| s)
+            .find(|s| s.tunnel != me)
+    }
+
+    fn claim(
+        &mut self,
+        net: Ipv4Net,
+        field: String,
+        tunnel: Option<usize>,
+    ) -> Result<(), ConfigError> {
+        if let Some(first) = self.claims.get(&net) {
+            return Err(self.err(field, net, format!("is already claimed by {}", first.field)));
+        }
+        self.claims.insert(net, Claim { field, tunnel });
+        Ok(())
+    }
+
+    fn routes(
+        &mut self,
+        raw: &[RawRoute],
+        ports: &[PortConfig],
+        tunnels: &[TunnelConfig],
+    ) -> Result<Vec<RouteConfig>, ConfigError> {
+        let port_index = index_by_name(ports.iter().map(|p| p.name.as_str()));
+        let tunnel_index = index_by_name(tunnels.iter().map(|t| t.name.as_str()));
+        let mut routes = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            let path = format!("route[{i}]");
+            let prefix = self.prefix(&format!("{path}.prefix"), &r.prefix)?;
+            if r.blackhole == Some(false) {
+                return Err(self.err(
+                    format!("{path}.blackhole"),
+                    false,
+                    "is not a target; write blackhole = true, or give tunnel or port",
+                ));
+            }
+            let given: Vec<&str> = [
+                ("tunnel", r.tunnel.is_some()),
+                ("port", r.port.is_some()),
+                ("blackhole", r.blackhole.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, set)| set.then_some(name))
+            .collect();
+            if given.len() != 1 {
+                let problem = if given.is_empty() {
+                    "has no target".to_owned()
+                } else {
+                    format!("has {} targets ({})", given.len(), given.join(", "))
+                };
+                return Err(self.err_bare(
+                    path,
+                    format!(
+                        "{problem}; give exactly one of tunnel = NAME, port = NAME with \
+                         next_hop = IP, or blackhole = true"
+                    ),
+                ));
+            }
+            if let (Some(nh), None) = (&r.next_hop, &r.port) {
+                return Err(self.err(
+                    format!("{path}.next_hop"),
+                    quote(nh),
+                    "is only for routes with port",
+                ));
+            }
+
+            let target = if let Some(name) = &r.tunnel {
+                let index = tunnel_index.get(name.as_str()).copied().ok_or_else(|| {
+                    self.err(
+                        format!("{path}.tunnel"),
+                        quote(name),
+                        "is not a configured tunnel",
+                    )
+                })?;
+                RouteTarget::Tunnel(TunnelRef {
+                    index,
+                    name: name.clone(),
+                })
+            } else if let Some(name) = &r.port {
+                let index = port_index.get(name.as_str()).copied().ok_or_else(|| {
+                    self.err(
+                        format!("{path}.port"),
+                        quote(name),
+                        "is not a configured port",
+                    )
+                })?;
+                let Some(nh) = &r.next_hop else {
+                    return Err(self.err_bare(
+                        format!("{path}.next_hop"),
+                        format!("is missing; a route with port = {name:?} needs one"),
+                    ));
+                };
+                let next_hop = self.foreign(&format!("{path}.next_hop"), nh)?;
+                RouteTarget::Port {
+                    port: PortRef {
+                        index,
+                        name: name.clone(),
+                    },
+                    next_hop,
+                }
+            } else {
+                RouteTarget::Blackhole
+            };
+
+            let into = match &target {
+                RouteTarget::Tunnel(t) => Some(t.index),
+                _ => None,
+            };
+            self.claim(prefix, format!("{path}.prefix"), into)?;
+            routes.push(RouteConfig { prefix, target });
+        }
+        Ok(routes)
+    }
+
+    /// No tunnel's remote may be routed (by longest match) into a tunnel.
+    fn no_tunnel_through_a_tunnel(&self, tunnels: &[TunnelConfig]) -> Result<(), ConfigError> {
+        for (i, t) in tunnels.iter().enumerate() {
+            let matched = (0..=32u8).rev().find_map(|len| {
+                let net = Ipv4Net::new(t.remote, len).ok()?.trunc();
+                self.claims.get(&net).map(|c| (net, c))
+            });
+            if let Some((
+                net,
+                Claim {
+                    field,
+                    tunnel: Some(into),
+                },
+            )) = matched
+            {
+                return Err(self.err(
+                    format!("{}.remote", tunnel_path(i, &t.name)),
+                    t.remote,
+                    format!(
+                        "is routed into tunnel {:?} by {net} ({field}); a tunnel's remote must \
+                         not be reached through a tunnel",
+                        tunnels[*into].name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Name to index; names are unique once validated.
+fn index_by_name<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+    names.enumerate().map(|(i, name)| (name, i)).collect()
+}
+
+fn int_or_word(v: &IntOrWord) -> String {
+    match v {
+        IntOrWord::Int(n) => n.to_string(),
+        IntOrWord::Word(w) => quote(w),
+    }
+}

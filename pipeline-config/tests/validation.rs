@@ -1,0 +1,1138 @@
+//! Parsing and validation: defaults, unknown fields, TOML errors and every validation rule.
+//! Each rejection asserts that the error names the file, the field and the value.
+
+use pipeline_config::{
+    load, parse, ConfigError, Df, Dscp, MacAddr, Role, RouteTarget, Ttl, TunnelMode,
+    ValidatedConfig,
+};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+const ORIGIN: &str = "backbone.toml";
+
+/// Two ports and one GRE tunnel; tests append tables or replace lines.
+const BASE: &str = r#"
+[[port]]
+name = "client0"
+device = "net_pcap0"
+roles = ["client"]
+addresses = ["192.0.2.1"]
+
+[[port]]
+name = "inet0"
+device = "net_pcap1"
+roles = ["internet"]
+addresses = ["203.0.113.1"]
+
+[[tunnel]]
+name = "a"
+mode = "gre"
+local = "192.0.2.1"
+remote = "198.51.100.1"
+key = 100
+port = "client0"
+prefixes = ["10.1.0.0/16"]
+"#;
+
+fn ok(text: &str) -> ValidatedConfig {
+    parse(text, ORIGIN).unwrap_or_else(|e| panic!("{e}\n--- config:\n{text}"))
+}
+
+/// BASE with `extra` appended.
+fn with(extra: &str) -> String {
+    format!("{BASE}\n{extra}")
+}
+
+/// BASE with the first occurrence of `from` replaced by `to`.
+fn replaced(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "{from:?} not in BASE");
+    BASE.replacen(from, to, 1)
+}
+
+/// Asserts an `Invalid` error for `field` with `value`, whose problem contains `problem`,
+/// and that the message names the file, the field and the value.
+#[track_caller]
+fn invalid(text: &str, field: &str, value: Option<&str>, problem: &str) {
+    let err = match parse(text, ORIGIN) {
+        Ok(_) => panic!("accepted, expected an error on {field}\n--- config:\n{text}"),
+        Err(e) => e,
+    };
+    let message = err.to_string();
+    match &err {
+        ConfigError::Invalid {
+            origin,
+            field: f,
+            value: v,
+            problem: p,
+        } => {
+            assert_eq!(origin, ORIGIN, "{message}");
+            assert_eq!(f, field, "{message}");
+            assert_eq!(v.as_deref(), value, "{message}");
+            assert!(p.contains(problem), "{message:?} lacks {problem:?}");
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert!(
+        message.starts_with(&format!("{ORIGIN}: {field}: ")),
+        "{message}"
+    );
+    if let Some(value) = value {
+        assert!(message.contains(value), "{message}");
+    }
+}
+
+/// Asserts a `Syntax` error at `line` whose message contains every one of `parts`.
+#[track_caller]
+fn syntax(text: &str, line: usize, parts: &[&str]) {
+    let err = parse(text, ORIGIN).expect_err("accepted");
+    let message = err.to_string();
+    match &err {
+        ConfigError::Syntax {
+            origin, line: l, ..
+        } => {
+            assert_eq!(origin, ORIGIN);
+            assert_eq!(*l, Some(line), "{message}");
+        }
+        other => panic!("expected Syntax, got {other:?}"),
+    }
+    assert!(message.starts_with(&format!("{ORIGIN}: ")), "{message}");
+    assert!(message.contains(&format!("line {line}")), "{message}");
+    for part in parts {
+        assert!(message.contains(part), "{message:?} lacks {part:?}");
+    }
+}
+
+// ---------------------------------------------------------------- defaults
+
+#[test]
+fn defaults() {
+    let c = ok(BASE);
+    assert!(c.eal_args.is_empty());
+    assert_eq!(c.worker_lcores, None);
+    let p = &c.ports[0];
+    assert_eq!(p.name, "client0");
+    assert_eq!(p.device, "net_pcap0");
+    assert_eq!(p.roles, vec![Role::Client]);
+    assert_eq!(p.mac, None);
+    assert_eq!(p.addresses, vec![Ipv4Addr::new(192, 0, 2, 1)]);
+    assert_eq!(p.mtu, 1500);
+    assert!(
+        !p.transit,
+        "transit defaults to false without the internet role"
+    );
+    assert_eq!((p.rx_queues, p.tx_queues), (1, 1));
+    assert!(p.neighbors.is_empty());
+    assert!(
+        c.ports[1].transit,
+        "transit defaults to true with the internet role"
+    );
+
+    let t = &c.tunnels[0];
+    assert_eq!(t.mode, TunnelMode::Gre);
+    assert_eq!(t.key, Some(100));
+    assert!(!t.sequence && !t.checksum);
+    assert_eq!(t.ttl, Ttl::Fixed(64));
+    assert_eq!(t.dscp, Dscp::Copy);
+    assert_eq!(t.df, Df::Set);
+    assert_eq!((t.port.index, t.port.name.as_str()), (0, "client0"));
+    assert_eq!(t.next_hop, t.remote, "next_hop defaults to remote");
+    assert_eq!(t.mtu, 1500, "mtu defaults to the port's");
+    assert_eq!(t.header_len(), 28);
+    assert_eq!(t.inner_mtu(), 1472);
+    assert!(t.extra_sources.is_empty());
+    assert!(c.routes.is_empty());
+}
+
+#[test]
+fn tunnel_mtu_defaults_to_its_port_mtu() {
+    let c = ok(&replaced(
+        "roles = [\"client\"]",
+        "roles = [\"client\"]\nmtu = 9000",
+    ));
+    assert_eq!(c.ports[0].mtu, 9000);
+    assert_eq!(c.tunnels[0].mtu, 9000);
+}
+
+#[test]
+fn an_unkeyed_gre_tunnel_has_no_key_and_ipip_needs_none() {
+    let c = ok(&with(
+        r#"
+[[tunnel]]
+name = "b"
+mode = "gre"
+local = "192.0.2.1"
+remote = "198.51.100.1"
+port = "client0"
+
+[[tunnel]]
+name = "c"
+mode = "ipip"
+local = "192.0.2.1"
+remote = "198.51.100.1"
+port = "client0"
+"#,
+    ));
+    assert_eq!(c.tunnels[1].key, None);
+    assert_eq!(c.tunnels[1].header_len(), 24);
+    assert_eq!(c.tunnels[2].mode, TunnelMode::Ipip);
+    assert_eq!(c.tunnels[2].header_len(), 20);
+}
+
+#[test]
+fn every_field_written_out() {
+    let c = ok(r#"
+[eal]
+args = ["-l", "0-2", "--no-huge"]
+
+[workers]
+lcores = [2, 1]
+
+[[port]]
+name = "p"
+device = "0"
+roles = ["client", "core", "internet"]
+mac = "02:AA:00:00:00:01"
+addresses = ["192.0.2.1", "192.0.2.2"]
+mtu = 9000
+transit = false
+rx_queues = 4
+tx_queues = 64
+  [[port.neighbor]]
+  ip = "192.0.2.9"
+  mac = "02:00:00:00:00:09"
+
+[[tunnel]]
+name = "t"
+mode = "gre"
+local = "192.0.2.2"
+remote = "198.51.100.1"
+key = 4294967295
+sequence = true
+checksum = true
+ttl = "inherit"
+dscp = 46
+df = "copy"
+port = "p"
+next_hop = "192.0.2.9"
+mtu = 1400
+prefixes = ["10.1.0.0/16", "10.2.0.0/24"]
+extra_sources = ["172.16.0.0/12"]
+
+[[route]]
+prefix = "0.0.0.0/0"
+port = "p"
+next_hop = "192.0.2.9"
+
+[[route]]
+prefix = "10.3.0.0/16"
+tunnel = "t"
+
+[[route]]
+prefix = "192.168.0.0/16"
+blackhole = true
+"#);
+    assert_eq!(c.eal_args, ["-l", "0-2", "--no-huge"]);
+    assert_eq!(c.eal_argv("backbone")[..2], ["backbone", "-l"]);
+    assert_eq!(c.worker_lcores, Some(vec![2, 1]));
+    let p = &c.ports[0];
+    assert_eq!(p.roles, [Role::Client, Role::Core, Role::Internet]);
+    assert_eq!(p.mac, Some(MacAddr([2, 0xaa, 0, 0, 0, 1])));
+    assert!(
+        !p.transit,
+        "an explicit transit wins over the internet role"
+    );
+    assert_eq!((p.mtu, p.rx_queues, p.tx_queues), (9000, 4, 64));
+    assert_eq!(p.neighbors[0].ip, Ipv4Addr::new(192, 0, 2, 9));
+    let t = &c.tunnels[0];
+    assert_eq!(t.key, Some(u32::MAX));
+    assert!(t.sequence && t.checksum);
+    assert_eq!(
+        (t.ttl, t.dscp, t.df),
+        (Ttl::Inherit, Dscp::Fixed(46), Df::Copy)
+    );
+    assert_eq!(t.next_hop, Ipv4Addr::new(192, 0, 2, 9));
+    assert_eq!((t.mtu, t.header_len(), t.inner_mtu()), (1400, 36, 1364));
+    assert_eq!(t.source_prefixes().count(), 3);
+    assert_eq!(
+        c.routes[0].target,
+        RouteTarget::Port {
+            port: pipeline_config::PortRef {
+                index: 0,
+                name: "p".into()
+            },
+            next_hop: Ipv4Addr::new(192, 0, 2, 9)
+        }
+    );
+    match &c.routes[1].target {
+        RouteTarget::Tunnel(t) => assert_eq!((t.index, c.tunnel(t).name.as_str()), (0, "t")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.routes[2].target, RouteTarget::Blackhole);
+
+    let summary = c.summary();
+    for part in [
+        "lcores 2, 1",
+        "\"p\"",
+        "\"t\" gre key 4294967295 sequence checksum",
+        "3 (1 to tunnels, 1 to ports, 1 blackhole)",
+    ] {
+        assert!(summary.contains(part), "{summary}\nlacks {part:?}");
+    }
+}
+
+// ---------------------------------------------------------------- TOML and schema errors
+
+#[test]
+fn toml_syntax_error_names_file_and_line() {
+    syntax("[[port]]\nname = \"x\"\nmtu = = 3\n", 3, &[]);
+    syntax("[[port]\n", 1, &[]);
+}
+
+#[test]
+fn type_errors_name_file_and_line() {
+    syntax(
+        &replaced(
+            "addresses = [\"192.0.2.1\"]",
+            "addresses = [\"192.0.2.1\"]\nmtu = \"big\"",
+        ),
+        7,
+        &["mtu = \"big\"", "invalid type"],
+    );
+    syntax(&replaced("key = 100", "key = 1.5"), 19, &["key = 1.5"]);
+    syntax(
+        &replaced("key = 100", "key = 100\nttl = true"),
+        20,
+        &["an integer or a string"],
+    );
+}
+
+#[test]
+fn missing_required_fields_are_schema_errors() {
+    let err = parse(&replaced("device = \"net_pcap0\"\n", ""), ORIGIN).unwrap_err();
+    assert!(err.to_string().contains("missing field `device`"), "{err}");
+    let err = parse(&replaced("mode = \"gre\"\n", ""), ORIGIN).unwrap_err();
+    assert!(err.to_string().contains("missing field `mode`"), "{err}");
+}
+
+#[test]
+fn unknown_fields_are_rejected_at_every_level() {
+    syntax(
+        &format!("colour = 1\n{BASE}"),
+        1,
+        &["unknown field `colour`"],
+    );
+    syntax(
+        &format!("[eal]\nargz = []\n{BASE}"),
+        2,
+        &["unknown field `argz`"],
+    );
+    syntax(
+        &format!("[workers]\ncores = [1]\n{BASE}"),
+        2,
+        &["unknown field `cores`"],
+    );
+    syntax(
+        &replaced("roles = [\"client\"]", "roles = [\"client\"]\nspeed = 10"),
+        6,
+        &["unknown field `speed`"],
+    );
+    syntax(
+        &replaced(
+            "addresses = [\"192.0.2.1\"]",
+            "addresses = [\"192.0.2.1\"]\n[[port.neighbor]]\nip = \"192.0.2.9\"\nmac = \"02:00:00:00:00:09\"\nvlan = 3",
+        ),
+        10,
+        &["unknown field `vlan`"],
+    );
+    syntax(
+        &replaced("key = 100", "key = 100\nflow = 1"),
+        20,
+        &["unknown field `flow`"],
+    );
+    syntax(
+        &with("[[route]]\nprefix = \"0.0.0.0/0\"\nblackhole = true\nmetric = 1\n"),
+        26,
+        &["unknown field `metric`"],
+    );
+    // Singular table names only.
+    syntax(
+        &format!("{BASE}\n[[routes]]\nprefix = \"0.0.0.0/0\"\n"),
+        23,
+        &["unknown field `routes`"],
+    );
+}
+
+#[test]
+fn load_names_the_path() {
+    let err = load(Path::new("/nonexistent/backbone.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(
+        err.to_string().starts_with("/nonexistent/backbone.toml: "),
+        "{err}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("pipeline-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[[port]\n").unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(err.starts_with(&format!("{}: ", path.display())), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+}
+
+// ---------------------------------------------------------------- workers
+
+#[test]
+fn worker_lcores_must_be_unique_ids() {
+    invalid(
+        &format!("[workers]\nlcores = [1, 2, 1]\n{BASE}"),
+        "workers.lcores[2]",
+        Some("1"),
+        "is already listed as workers.lcores[0]",
+    );
+    invalid(
+        &format!("[workers]\nlcores = [-1]\n{BASE}"),
+        "workers.lcores[0]",
+        Some("-1"),
+        "is not an lcore id",
+    );
+    invalid(
+        &format!("[workers]\nlcores = []\n{BASE}"),
+        "workers.lcores",
+        Some("[]"),
+        "names no lcore",
+    );
+}
+
+// ---------------------------------------------------------------- ports
+
+#[test]
+fn at_least_one_port() {
+    invalid("", "port", None, "at least one [[port]] is required");
+}
+
+#[test]
+fn port_names_and_devices_are_unique_and_not_empty() {
+    invalid(
+        &replaced("name = \"inet0\"", "name = \"client0\""),
+        "port[1].name",
+        Some("\"client0\""),
+        "is already the name of port[0]",
+    );
+    invalid(
+        &replaced("name = \"client0\"", "name = \"\""),
+        "port[0].name",
+        Some("\"\""),
+        "is empty",
+    );
+    invalid(
+        &replaced("net_pcap1", "net_pcap0"),
+        "port[1] \"inet0\".device",
+        Some("\"net_pcap0\""),
+        "is already the device of port[0] \"client0\"",
+    );
+    invalid(
+        &replaced("net_pcap0", ""),
+        "port[0] \"client0\".device",
+        Some("\"\""),
+        "is empty",
+    );
+}
+
+#[test]
+fn port_roles() {
+    invalid(
+        &replaced("roles = [\"client\"]", "roles = []"),
+        "port[0] \"client0\".roles",
+        Some("[]"),
+        "names no role",
+    );
+    invalid(
+        &replaced("roles = [\"client\"]", "roles = [\"client\", \"peer\"]"),
+        "port[0] \"client0\".roles[1]",
+        Some("\"peer\""),
+        "is not a role (expected one of \"client\", \"core\" or \"internet\")",
+    );
+    invalid(
+        &replaced("roles = [\"client\"]", "roles = [\"client\", \"client\"]"),
+        "port[0] \"client0\".roles[1]",
+        Some("\"client\""),
+        "is listed twice",
+    );
+}
+
+#[test]
+fn port_mac() {
+    let with_mac = |mac: &str| {
+        replaced(
+            "roles = [\"client\"]",
+            &format!("roles = [\"client\"]\nmac = \"{mac}\""),
+        )
+    };
+    invalid(
+        &with_mac("02:00:00:00:00"),
+        "port[0] \"client0\".mac",
+        Some("\"02:00:00:00:00\""),
+        "is not a MAC address",
+    );
+    invalid(
+        &with_mac("01:00:5e:00:00:01"),
+        "port[0] \"client0\".mac",
+        Some("\"01:00:5e:00:00:01\""),
+        "is not a unicast MAC address",
+    );
+    invalid(
+        &with_mac("00:00:00:00:00:00"),
+        "port[0] \"client0\".mac",
+        Some("\"00:00:00:00:00:00\""),
+        "is not a unicast MAC address",
+    );
+}
+
+#[test]
+fn port_addresses() {
+    let field = "port[0] \"client0\".addresses[1]";
+    let with_address = |a: &str| {
+        replaced(
+            "addresses = [\"192.0.2.1\"]",
+            &format!("addresses = [\"192.0.2.1\", \"{a}\"]"),
+        )
+    };
+    invalid(
+        &with_address("192.0.2.300"),
+        field,
+        Some("\"192.0.2.300\""),
+        "is not an IPv4 address",
+    );
+    invalid(
+        &with_address("2001:db8::1"),
+        field,
+        Some("\"2001:db8::1\""),
+        "is an IPv6 address; only IPv4 is supported for now",
+    );
+    invalid(
+        &with_address("127.0.0.1"),
+        field,
+        Some("127.0.0.1"),
+        "is a loopback address",
+    );
+    invalid(
+        &with_address("224.0.0.5"),
+        field,
+        Some("224.0.0.5"),
+        "is a multicast address",
+    );
+    invalid(
+        &with_address("0.0.0.0"),
+        field,
+        Some("0.0.0.0"),
+        "is the unspecified address",
+    );
+    invalid(
+        &with_address("0.1.2.3"),
+        field,
+        Some("0.1.2.3"),
+        "0.0.0.0/8",
+    );
+    invalid(
+        &with_address("255.255.255.255"),
+        field,
+        Some("255.255.255.255"),
+        "is the broadcast address",
+    );
+    invalid(
+        &with_address("240.0.0.1"),
+        field,
+        Some("240.0.0.1"),
+        "240.0.0.0/4",
+    );
+    invalid(
+        &with_address("192.0.2.1"),
+        field,
+        Some("192.0.2.1"),
+        "is already configured as port[0] \"client0\".addresses[0]",
+    );
+    // An address on two ports.
+    invalid(
+        &replaced("\"203.0.113.1\"", "\"192.0.2.1\""),
+        "port[1] \"inet0\".addresses[0]",
+        Some("192.0.2.1"),
+        "is already configured as port[0] \"client0\".addresses[0]",
+    );
+}
+
+#[test]
+fn port_ranges() {
+    let set = |line: &str| {
+        replaced(
+            "roles = [\"client\"]",
+            &format!("roles = [\"client\"]\n{line}"),
+        )
+    };
+    invalid(
+        &set("mtu = 67"),
+        "port[0] \"client0\".mtu",
+        Some("67"),
+        "is not a port MTU (68..=9000)",
+    );
+    invalid(
+        &set("mtu = 9001"),
+        "port[0] \"client0\".mtu",
+        Some("9001"),
+        "is not a port MTU (68..=9000)",
+    );
+    invalid(
+        &set("rx_queues = 0"),
+        "port[0] \"client0\".rx_queues",
+        Some("0"),
+        "is not a queue count (1..=64)",
+    );
+    invalid(
+        &set("tx_queues = 65"),
+        "port[0] \"client0\".tx_queues",
+        Some("65"),
+        "is not a queue count (1..=64)",
+    );
+    invalid(
+        &set("tx_queues = 99999999999"),
+        "port[0] \"client0\".tx_queues",
+        Some("99999999999"),
+        "is not a queue count",
+    );
+    // The smallest MTU, on the port without tunnels.
+    ok(&replaced(
+        "roles = [\"internet\"]",
+        "roles = [\"internet\"]\nmtu = 68",
+    ));
+    ok(&set("mtu = 9000\nrx_queues = 64\ntx_queues = 1"));
+}
+
+#[test]
+fn port_neighbors() {
+    let neighbor = |ip: &str, mac: &str| {
+        replaced(
+            "addresses = [\"192.0.2.1\"]",
+            &format!(
+                "addresses = [\"192.0.2.1\"]\n[[port.neighbor]]\nip = \"192.0.2.9\"\nmac = \"02:00:00:00:00:09\"\n[[port.neighbor]]\nip = \"{ip}\"\nmac = \"{mac}\""
+            ),
+        )
+    };
+    let c = ok(&neighbor("192.0.2.10", "02:00:00:00:00:0a"));
+    assert_eq!(c.ports[0].neighbors[1].mac, MacAddr([2, 0, 0, 0, 0, 10]));
+    invalid(
+        &neighbor("192.0.2.10", "02:00:00:00:00:zz"),
+        "port[0] \"client0\".neighbor[1].mac",
+        Some("\"02:00:00:00:00:zz\""),
+        "is not a MAC address",
+    );
+    invalid(
+        &neighbor("192.0.2.10", "ff:ff:ff:ff:ff:ff"),
+        "port[0] \"client0\".neighbor[1].mac",
+        Some("\"ff:ff:ff:ff:ff:ff\""),
+        "is not a unicast MAC address",
+    );
+    invalid(
+        &neighbor("192.0.2", "02:00:00:00:00:0a"),
+        "port[0] \"client0\".neighbor[1].ip",
+        Some("\"192.0.2\""),
+        "is not an IPv4 address",
+    );
+    invalid(
+        &neighbor("192.0.2.9", "02:00:00:00:00:0a"),
+        "port[0] \"client0\".neighbor[1].ip",
+        Some("192.0.2.9"),
+        "is already port[0] \"client0\".neighbor[0]",
+    );
+    // Ours, even when the address is on a later port.
+    invalid(
+        &neighbor("203.0.113.1", "02:00:00:00:00:0a"),
+        "port[0] \"client0\".neighbor[1].ip",
+        Some("203.0.113.1"),
+        "is our own address (port[1] \"inet0\".addresses[0])",
+    );
+}
+
+// ---------------------------------------------------------------- tunnels
+
+/// A second tunnel "b" on client0 with `fields` added to a GRE base.
+fn tunnel_b(fields: &str) -> String {
+    with(&format!(
+        "[[tunnel]]\nname = \"b\"\nlocal = \"192.0.2.1\"\nport = \"client0\"\n{fields}\n"
+    ))
+}
+
+const B: &str = "tunnel[1] \"b\"";
+
+#[test]
+fn the_key_must_fit_32_bits() {
+    let text = tunnel_b("mode = \"gre\"\nremote = \"198.51.100.2\"\nkey = 70000000000");
+    invalid(
+        &text,
+        &format!("{B}.key"),
+        Some("70000000000"),
+        "is not a 32-bit key",
+    );
+    // The message, in full.
+    let err = parse(&text.replace("name = \"b\"", "name = \"client-b\""), ORIGIN).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "backbone.toml: tunnel[1] \"client-b\".key: 70000000000 is not a 32-bit key"
+    );
+    invalid(
+        &tunnel_b("mode = \"gre\"\nremote = \"198.51.100.2\"\nkey = -1"),
+        &format!("{B}.key"),
+        Some("-1"),
+        "is not a 32-bit key",
+    );
+    ok(&tunnel_b(
+        "mode = \"gre\"\nremote = \"198.51.100.2\"\nkey = 0",
+    ));
+}
+
+#[test]
+fn tunnel_names_are_unique_and_not_empty() {
+    invalid(
+        &tunnel_b("mode = \"gre\"\nremote = \"198.51.100.2\"")
+            .replace("name = \"b\"", "name = \"a\""),
+        "tunnel[1].name",
+        Some("\"a\""),
+        "is already the name of tunnel[0]",
+    );
+    invalid(
+        &replaced("name = \"a\"", "name = \"\""),
+        "tunnel[0].name",
+        Some("\"\""),
+        "is empty",
+    );
+}
+
+#[test]
+fn tunnel_mode() {
+    invalid(
+        &replaced("mode = \"gre\"", "mode = \"vxlan\""),
+        "tunnel[0] \"a\".mode",
+        Some("\"vxlan\""),
+        "is not a tunnel mode (expected one of \"gre\" or \"ipip\")",
+    );
+}
+
+#[test]
+fn tunnel_local_is_ours() {
+    invalid(
+        &replaced("local = \"192.0.2.1\"", "local = \"192.0.2.7\""),
+        "tunnel[0] \"a\".local",
+        Some("192.0.2.7"),
+        "is not one of our port addresses",
+    );
+    invalid(
+        &replaced("local = \"192.0.2.1\"", "local = \"2001:db8::1\""),
+        "tunnel[0] \"a\".local",
+        Some("\"2001:db8::1\""),
+        "IPv6",
+    );
+    // Any port's address will do.
+    ok(&replaced(
+        "local = \"192.0.2.1\"",
+        "local = \"203.0.113.1\"",
+    ));
+}
+
+#[test]
+fn tunnel_remote_is_unicast_and_not_ours() {
+    invalid(
+        &replaced("remote = \"198.51.100.1\"", "remote = \"203.0.113.1\""),
+        "tunnel[0] \"a\".remote",
+        Some("203.0.113.1"),
+        "is our own address (port[1] \"inet0\".addresses[0])",
+    );
+    invalid(
+        &replaced("remote = \"198.51.100.1\"", "remote = \"239.1.1.1\""),
+        "tunnel[0] \"a\".remote",
+        Some("239.1.1.1"),
+        "is a multicast address",
+    );
+    invalid(
+        &replaced("remote = \"198.51.100.1\"", "remote = \"client\""),
+        "tunnel[0] \"a\".remote",
+        Some("\"client\""),
+        "is not an IPv4 address",
+    );
+}
+
+#[test]
+fn gre_only_fields_on_ipip() {
+    for (line, field, value) in [
+        ("key = 5", "key", "5"),
+        ("sequence = true", "sequence", "true"),
+        ("checksum = false", "checksum", "false"),
+    ] {
+        invalid(
+            &tunnel_b(&format!(
+                "mode = \"ipip\"\nremote = \"198.51.100.2\"\n{line}"
+            )),
+            &format!("{B}.{field}"),
+            Some(value),
+            "is set on an ipip tunnel; key, sequence and checksum are for GRE only",
+        );
+    }
+}
+
+#[test]
+fn ttl_dscp_df() {
+    let set = |line: &str| replaced("key = 100", &format!("key = 100\n{line}"));
+    invalid(
+        &set("ttl = 0"),
+        "tunnel[0] \"a\".ttl",
+        Some("0"),
+        "is not a TTL (1..=255 or \"inherit\")",
+    );
+    invalid(
+        &set("ttl = 256"),
+        "tunnel[0] \"a\".ttl",
+        Some("256"),
+        "is not a TTL",
+    );
+    invalid(
+        &set("ttl = \"copy\""),
+        "tunnel[0] \"a\".ttl",
+        Some("\"copy\""),
+        "is not a TTL",
+    );
+    assert_eq!(ok(&set("ttl = 1")).tunnels[0].ttl, Ttl::Fixed(1));
+    assert_eq!(ok(&set("ttl = 255")).tunnels[0].ttl, Ttl::Fixed(255));
+    invalid(
+        &set("dscp = 64"),
+        "tunnel[0] \"a\".dscp",
+        Some("64"),
+        "is not a DSCP (0..=63 or \"copy\")",
+    );
+    invalid(
+        &set("dscp = -1"),
+        "tunnel[0] \"a\".dscp",
+        Some("-1"),
+        "is not a DSCP",
+    );
+    invalid(
+        &set("dscp = \"ef\""),
+        "tunnel[0] \"a\".dscp",
+        Some("\"ef\""),
+        "is not a DSCP",
+    );
+    assert_eq!(ok(&set("dscp = 0")).tunnels[0].dscp, Dscp::Fixed(0));
+    assert_eq!(ok(&set("dscp = 63")).tunnels[0].dscp, Dscp::Fixed(63));
+    invalid(
+        &set("df = \"clear\""),
+        "tunnel[0] \"a\".df",
+        Some("\"clear\""),
+        "is not a DF policy (expected one of \"set\" or \"copy\")",
+    );
+}
+
+#[test]
+fn tunnel_port_and_next_hop() {
+    invalid(
+        &replaced("port = \"client0\"", "port = \"client9\""),
+        "tunnel[0] \"a\".port",
+        Some("\"client9\""),
+        "is not a configured port",
+    );
+    let set = |line: &str| replaced("key = 100", &format!("key = 100\n{line}"));
+    invalid(
+        &set("next_hop = \"192.0.2.1\""),
+        "tunnel[0] \"a\".next_hop",
+        Some("192.0.2.1"),
+        "is our own address",
+    );
+    invalid(
+        &set("next_hop = \"255.255.255.255\""),
+        "tunnel[0] \"a\".next_hop",
+        Some("255.255.255.255"),
+        "is the broadcast address",
+    );
+    assert_eq!(
+        ok(&set("next_hop = \"192.0.2.254\"")).tunnels[0].next_hop,
+        Ipv4Addr::new(192, 0, 2, 254)
+    );
+}
+
+#[test]
+fn tunnel_mtu() {
+    let set = |line: &str| replaced("key = 100", &format!("key = 100\n{line}"));
+    invalid(
+        &set("mtu = 1501"),
+        "tunnel[0] \"a\".mtu",
+        Some("1501"),
+        "is above the mtu of port \"client0\" (1500)",
+    );
+    // GRE with key: 20 + 8 bytes of headers, so at least 96.
+    invalid(
+        &set("mtu = 95"),
+        "tunnel[0] \"a\".mtu",
+        Some("95"),
+        "leaves less than 68 bytes for the inner packet after 28 bytes of headers (at least 96)",
+    );
+    assert_eq!(ok(&set("mtu = 96")).tunnels[0].inner_mtu(), 68);
+    // Sequence and checksum add 8 more.
+    invalid(
+        &set("sequence = true\nchecksum = true\nmtu = 103"),
+        "tunnel[0] \"a\".mtu",
+        Some("103"),
+        "(at least 104)",
+    );
+    // The default, taken from a port too small for the headers.
+    invalid(
+        &replaced("roles = [\"client\"]", "roles = [\"client\"]\nmtu = 90"),
+        "tunnel[0] \"a\".mtu",
+        Some("90"),
+        "(the default, port \"client0\"'s mtu) leaves less than 68 bytes",
+    );
+}
+
+#[test]
+fn duplicate_tunnel_endpoints() {
+    invalid(
+        &tunnel_b("mode = \"gre\"\nremote = \"198.51.100.1\"\nkey = 100"),
+        B,
+        Some("(local 192.0.2.1, remote 198.51.100.1, mode gre, key 100)"),
+        "is already the endpoint of tunnel[0] \"a\"",
+    );
+    // Another key, no key, or another mode tells them apart.
+    ok(&tunnel_b(
+        "mode = \"gre\"\nremote = \"198.51.100.1\"\nkey = 101",
+    ));
+    ok(&tunnel_b("mode = \"gre\"\nremote = \"198.51.100.1\""));
+    ok(&tunnel_b("mode = \"ipip\"\nremote = \"198.51.100.1\""));
+    invalid(
+        &format!("{}\n[[tunnel]]\nname = \"c\"\nmode = \"ipip\"\nlocal = \"192.0.2.1\"\nremote = \"198.51.100.1\"\nport = \"client0\"\n", tunnel_b("mode = \"ipip\"\nremote = \"198.51.100.1\"")),
+        "tunnel[2] \"c\"",
+        Some("(local 192.0.2.1, remote 198.51.100.1, mode ipip, no key)"),
+        "is already the endpoint of tunnel[1] \"b\"",
+    );
+}
+
+#[test]
+fn tunnel_prefixes_parse_without_host_bits() {
+    let set = |list: &str| {
+        replaced(
+            "prefixes = [\"10.1.0.0/16\"]",
+            &format!("prefixes = [{list}]"),
+        )
+    };
+    invalid(
+        &set("\"10.1.0.1/16\""),
+        "tunnel[0] \"a\".prefixes[0]",
+        Some("\"10.1.0.1/16\""),
+        "has host bits set (the prefix is 10.1.0.0/16)",
+    );
+    invalid(
+        &set("\"10.1.0.0\""),
+        "tunnel[0] \"a\".prefixes[0]",
+        Some("\"10.1.0.0\""),
+        "is not an IPv4 prefix",
+    );
+    invalid(
+        &set("\"10.1.0.0/33\""),
+        "tunnel[0] \"a\".prefixes[0]",
+        Some("\"10.1.0.0/33\""),
+        "is not an IPv4 prefix",
+    );
+    invalid(
+        &set("\"2001:db8::/32\""),
+        "tunnel[0] \"a\".prefixes[0]",
+        Some("\"2001:db8::/32\""),
+        "is an IPv6 prefix",
+    );
+    invalid(
+        &set("\"10.1.0.0/16\", \"10.1.0.0/16\""),
+        "tunnel[0] \"a\".prefixes[1]",
+        Some("10.1.0.0/16"),
+        "is already listed as tunnel[0] \"a\".prefixes[0]",
+    );
+    let extra = |list: &str| {
+        replaced(
+            "prefixes = [\"10.1.0.0/16\"]",
+            &format!("prefixes = [\"10.1.0.0/16\"]\nextra_sources = [{list}]"),
+        )
+    };
+    invalid(
+        &extra("\"10.1.0.0/16\""),
+        "tunnel[0] \"a\".extra_sources[0]",
+        Some("10.1.0.0/16"),
+        "is already listed as tunnel[0] \"a\".prefixes[0]",
+    );
+    invalid(
+        &extra("\"172.16.0.1/12\""),
+        "tunnel[0] \"a\".extra_sources[0]",
+        Some("\"172.16.0.1/12\""),
+        "has host bits set",
+    );
+    // Nesting within one tunnel is harmless.
+    ok(&extra("\"10.0.0.0/8\", \"10.1.2.0/24\""));
+}
+
+#[test]
+fn a_prefix_is_claimed_once() {
+    invalid(
+        &tunnel_b("mode = \"gre\"\nremote = \"198.51.100.2\"\nprefixes = [\"10.2.0.0/16\", \"10.1.0.0/16\"]"),
+        &format!("{B}.prefixes[1]"),
+        Some("10.1.0.0/16"),
+        "is already claimed by tunnel[0] \"a\".prefixes[0]",
+    );
+    invalid(
+        &with("[[route]]\nprefix = \"10.1.0.0/16\"\nblackhole = true\n"),
+        "route[0].prefix",
+        Some("10.1.0.0/16"),
+        "is already claimed by tunnel[0] \"a\".prefixes[0]",
+    );
+    invalid(
+        &with("[[route]]\nprefix = \"10.9.0.0/16\"\nblackhole = true\n[[route]]\nprefix = \"10.9.0.0/16\"\ntunnel = \"a\"\n"),
+        "route[1].prefix",
+        Some("10.9.0.0/16"),
+        "is already claimed by route[0].prefix",
+    );
+    // Overlap is what longest match is for.
+    ok(&with("[[route]]\nprefix = \"10.0.0.0/8\"\nblackhole = true\n[[route]]\nprefix = \"10.1.2.0/24\"\nblackhole = true\n"));
+}
+
+#[test]
+fn source_prefixes_of_two_tunnels_never_overlap() {
+    let b = |fields: &str| {
+        tunnel_b(&format!(
+            "mode = \"gre\"\nremote = \"198.51.100.2\"\n{fields}"
+        ))
+    };
+    // B's client prefix inside A's.
+    invalid(&b("prefixes = [\"10.1.5.0/24\"]"), &format!("{B}.prefixes[0]"), Some("10.1.5.0/24"), "overlaps 10.1.0.0/16 of tunnel[0] \"a\".prefixes[0]; an inner source must belong to one tunnel only");
+    // B's extra source containing A's prefix.
+    invalid(
+        &b("extra_sources = [\"10.0.0.0/8\"]"),
+        &format!("{B}.extra_sources[0]"),
+        Some("10.0.0.0/8"),
+        "overlaps 10.1.0.0/16 of tunnel[0] \"a\".prefixes[0]",
+    );
+    // The same extra source on two tunnels.
+    invalid(
+        &(replaced("prefixes = [\"10.1.0.0/16\"]", "prefixes = [\"10.1.0.0/16\"]\nextra_sources = [\"172.16.0.0/24\"]")
+            + "\n[[tunnel]]\nname = \"b\"\nmode = \"gre\"\nlocal = \"192.0.2.1\"\nremote = \"198.51.100.2\"\nport = \"client0\"\nextra_sources = [\"172.16.0.0/24\"]\n"),
+        &format!("{B}.extra_sources[0]"),
+        Some("172.16.0.0/24"),
+        "overlaps 172.16.0.0/24 of tunnel[0] \"a\".extra_sources[0]",
+    );
+    // Disjoint neighbours are fine, and so is the 0/0 route.
+    ok(
+        &(b("prefixes = [\"10.0.0.0/16\", \"10.2.0.0/15\"]\nextra_sources = [\"10.4.0.0/17\"]")
+            + "\n[[route]]\nprefix = \"0.0.0.0/0\"\nblackhole = true\n"),
+    );
+}
+
+// ---------------------------------------------------------------- routes
+
+#[test]
+fn route_targets_exist() {
+    let routes = "[[route]]\nprefix = \"10.7.0.0/16\"\nblackhole = true\n".to_owned()
+        + "[[route]]\nprefix = \"10.8.0.0/16\"\nblackhole = true\n"
+        + "[[route]]\nprefix = \"10.9.0.0/16\"\ntunnel = \"a\"\n"
+        + "[[route]]\nprefix = \"10.10.0.0/16\"\ntunnel = \"nope\"\n";
+    let text = with(&routes);
+    invalid(
+        &text,
+        "route[3].tunnel",
+        Some("\"nope\""),
+        "is not a configured tunnel",
+    );
+    assert_eq!(
+        parse(&text, ORIGIN).unwrap_err().to_string(),
+        "backbone.toml: route[3].tunnel: \"nope\" is not a configured tunnel"
+    );
+    invalid(
+        &with("[[route]]\nprefix = \"0.0.0.0/0\"\nport = \"wan\"\nnext_hop = \"203.0.113.254\"\n"),
+        "route[0].port",
+        Some("\"wan\""),
+        "is not a configured port",
+    );
+}
+
+#[test]
+fn route_has_exactly_one_target() {
+    invalid(&with("[[route]]\nprefix = \"0.0.0.0/0\"\n"), "route[0]", None, "has no target; give exactly one of tunnel = NAME, port = NAME with next_hop = IP, or blackhole = true");
+    invalid(
+        &with("[[route]]\nprefix = \"0.0.0.0/0\"\ntunnel = \"a\"\nblackhole = true\n"),
+        "route[0]",
+        None,
+        "has 2 targets (tunnel, blackhole)",
+    );
+    invalid(&with("[[route]]\nprefix = \"0.0.0.0/0\"\ntunnel = \"a\"\nport = \"inet0\"\nnext_hop = \"203.0.113.254\"\n"), "route[0]", None, "has 2 targets (tunnel, port)");
+    invalid(
+        &with("[[route]]\nprefix = \"0.0.0.0/0\"\nblackhole = false\n"),
+        "route[0].blackhole",
+        Some("false"),
+        "is not a target",
+    );
+}
+
+#[test]
+fn route_next_hop_comes_with_port_only() {
+    invalid(
+        &with("[[route]]\nprefix = \"0.0.0.0/0\"\nport = \"inet0\"\n"),
+        "route[0].next_hop",
+        None,
+        "is missing; a route with port = \"inet0\" needs one",
+    );
+    invalid(
+        &with("[[route]]\nprefix = \"0.0.0.0/0\"\ntunnel = \"a\"\nnext_hop = \"203.0.113.254\"\n"),
+        "route[0].next_hop",
+        Some("\"203.0.113.254\""),
+        "is only for routes with port",
+    );
+    invalid(
+        &with("[[route]]\nprefix = \"0.0.0.0/0\"\nport = \"inet0\"\nnext_hop = \"203.0.113.1\"\n"),
+        "route[0].next_hop",
+        Some("203.0.113.1"),
+        "is our own address",
+    );
+    invalid(
+        &with("[[route]]\nprefix = \"0.0.0.0/0\"\nport = \"inet0\"\nnext_hop = \"2001:db8::1\"\n"),
+        "route[0].next_hop",
+        Some("\"2001:db8::1\""),
+        "IPv6",
+    );
+}
+
+#[test]
+fn route_prefix_parses_without_host_bits() {
+    invalid(
+        &with("[[route]]\nprefix = \"0.0.0.1/0\"\nblackhole = true\n"),
+        "route[0].prefix",
+        Some("\"0.0.0.1/0\""),
+        "has host bits set (the prefix is 0.0.0.0/0)",
+    );
+    invalid(
+        &with("[[route]]\nprefix = \"default\"\nblackhole = true\n"),
+        "route[0].prefix",
+        Some("\"default\""),
+        "is not an IPv4 prefix",
+    );
+}
+
+#[test]
+fn a_tunnel_remote_is_not_routed_into_a_tunnel() {
+    // Into another tunnel by a route.
+    invalid(
+        &with("[[route]]\nprefix = \"198.51.100.0/24\"\ntunnel = \"a\"\n"),
+        "tunnel[0] \"a\".remote",
+        Some("198.51.100.1"),
+        "is routed into tunnel \"a\" by 198.51.100.0/24 (route[0].prefix); a tunnel's remote must not be reached through a tunnel",
+    );
+    // Into a tunnel by that tunnel's client prefixes.
+    invalid(
+        &tunnel_b("mode = \"ipip\"\nremote = \"10.1.2.3\""),
+        &format!("{B}.remote"),
+        Some("10.1.2.3"),
+        "is routed into tunnel \"a\" by 10.1.0.0/16 (tunnel[0] \"a\".prefixes[0])",
+    );
+    // Longest match decides: a more specific native route makes it fine.
+    ok(&with(
+        "[[route]]\nprefix = \"198.51.100.0/24\"\ntunnel = \"a\"\n[[route]]\nprefix = \"198.51.100.1/32\"\nport = \"inet0\"\nnext_hop = \"203.0.113.254\"\n",
+    ));
+}
