@@ -1,10 +1,11 @@
 //! SPEC.md, rule by rule, against [`Pipeline::process`] over [`TestBuf`].
 //!
 //! Packets are built by scapy (the independent oracle, see `common`), and positive paths
-//! are checked by dissecting our output bytes with scapy again. Every drop test also
-//! sends a control packet that differs only in the field under test and is forwarded, so
-//! each test fails if its rule is broken in either direction. The lab topology (ports,
-//! tunnels a..e, routes) is described on [`common::lab_builder`].
+//! are checked by dissecting our output bytes with scapy again. Next to its bad packets,
+//! each drop test sends a control packet that differs only in the field under test and
+//! must be forwarded, so the test fails if its rule is broken in either direction. Drops
+//! also check that exactly their own counter moved. The lab topology (ports, tunnels,
+//! routes) is described on [`common::lab_builder`].
 
 mod common;
 
