@@ -343,17 +343,24 @@ impl SnapshotBuilder {
         let mut targets: Vec<Target> = (0..tunnels.len() as u32)
             .map(|i| Target::Tunnel(TunnelId(i)))
             .collect();
-        let mut owner: BTreeMap<Ipv4Prefix, String> = BTreeMap::new();
+        // Which tunnel claims each client prefix (explicit routes are unique by construction).
+        let mut owner: HashMap<Ipv4Prefix, usize> = HashMap::new();
+        let by_name: HashMap<&str, TunnelId> = self
+            .tunnels
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), TunnelId(i as u32)))
+            .collect();
         let mut routes = Ipv4LpmBuilder::new();
         let mut sources = Ipv4LpmBuilder::new();
         let mut source_owner: BTreeMap<Ipv4Prefix, String> = BTreeMap::new();
         for (i, e) in tunnels.iter().enumerate() {
             let nh = NextHop::new(i as u32).ok_or(BuildError::TooMany)?;
             for &p in &e.config.prefixes {
-                if let Some(first) = owner.insert(p, format!("tunnel {:?}", e.config.name)) {
+                if let Some(first) = owner.insert(p, i) {
                     return Err(BuildError::DuplicatePrefix {
                         prefix: p,
-                        first,
+                        first: format!("tunnel {:?}", self.tunnels[first].name),
                         second: format!("tunnel {:?}", e.config.name),
                     });
                 }
@@ -377,13 +384,12 @@ impl SnapshotBuilder {
         for (&prefix, target) in &self.routes {
             let nh = match target {
                 RouteTarget::Tunnel(name) => {
-                    let id =
-                        tunnels
-                            .by_name(name)
-                            .ok_or_else(|| BuildError::RouteToUnknownTunnel {
-                                prefix,
-                                tunnel: name.clone(),
-                            })?;
+                    let id = *by_name.get(name.as_str()).ok_or_else(|| {
+                        BuildError::RouteToUnknownTunnel {
+                            prefix,
+                            tunnel: name.clone(),
+                        }
+                    })?;
                     NextHop::new(id.0).ok_or(BuildError::TooMany)?
                 }
                 RouteTarget::Native { port, next_hop } => {
@@ -414,10 +420,10 @@ impl SnapshotBuilder {
                     NextHop::new(targets.len() as u32 - 1).unwrap_or(NextHop::NONE)
                 }),
             };
-            if let Some(first) = owner.insert(prefix, format!("route {prefix}")) {
+            if let Some(&first) = owner.get(&prefix) {
                 return Err(BuildError::DuplicatePrefix {
                     prefix,
-                    first,
+                    first: format!("tunnel {:?}", self.tunnels[first].name),
                     second: format!("route {prefix}"),
                 });
             }

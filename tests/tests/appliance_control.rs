@@ -1,0 +1,232 @@
+//! The real binary's control path: ARP answered and learned, next hops without a static
+//! neighbour resolved by ARP requests, and SIGTERM stopping a run cleanly with counters.
+
+use backbone_tests::{backbone_bin, repo_root, scratch_dir, PYTHON};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The demo lab with acme's static neighbour removed and a second TX capture on the client
+/// port (net_pcap gives one TX queue per tx_pcap: the second is the control thread's).
+fn lab_without_acme_neighbor(dir: &std::path::Path, rx: &str) -> std::path::PathBuf {
+    let lab = std::fs::read_to_string(repo_root().join("demo/lab.toml")).unwrap();
+    let without = lab.replace(
+        "  [[port.neighbor]]\n  ip = \"198.51.100.10\"           # acme's router\n  mac = \"02:00:00:00:0a:0a\"\n",
+        "",
+    );
+    assert_ne!(without, lab, "demo/lab.toml changed: update this test");
+    let cfg = without.replace(
+        "net_pcap0,rx_pcap=clients-in.pcap,tx_pcap=clients-out.pcap",
+        &format!("net_pcap0,{rx},tx_pcap=clients-out.pcap,tx_pcap=control-out.pcap"),
+    );
+    let path = dir.join("lab.toml");
+    std::fs::write(&path, cfg).unwrap();
+    std::fs::write(dir.join("internet-in.pcap"), empty_pcap()).unwrap();
+    path
+}
+
+fn empty_pcap() -> Vec<u8> {
+    let mut v = Vec::new();
+    for w in [0xa1b2_c3d4u32] {
+        v.extend_from_slice(&w.to_le_bytes());
+    }
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    v.extend_from_slice(&[0u8; 8]);
+    v.extend_from_slice(&65535u32.to_le_bytes());
+    v.extend_from_slice(&1u32.to_le_bytes());
+    v
+}
+
+fn scapy(script: &str) {
+    let out = Command::new(PYTHON)
+        .args(["-c", script])
+        .output()
+        .expect("run scapy (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tshark_lines(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(file)
+        .args(["-Y", filter, "-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark (scripts/setup.sh)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn arp_is_answered_learned_and_asked_for() {
+    let dir = scratch_dir("appliance-arp");
+    // acme's router asks who has 192.0.2.1 (our endpoint), then initech's hosts send to acme.
+    scapy(&format!(
+        "from scapy.all import *\n\
+         p=[Ether(src='02:00:00:00:0a:0a',dst='ff:ff:ff:ff:ff:ff')/ARP(op=1,hwsrc='02:00:00:00:0a:0a',psrc='198.51.100.10',pdst='192.0.2.1'),\n\
+            Ether(src='02:00:00:00:0a:0a',dst='ff:ff:ff:ff:ff:ff')/ARP(op=1,hwsrc='02:00:00:00:0a:0a',psrc='198.51.100.10',pdst='192.0.2.99')]\n\
+         p+=[Ether(src='02:00:00:00:0c:0c',dst='02:00:00:00:00:01')/IP(src='198.51.100.30',dst='192.0.2.1')/IP(src='10.3.0.%d'%(i%250+1),dst='10.1.0.1')/UDP(dport=5001) for i in range(300)]\n\
+         wrpcap('{}', p)",
+        dir.join("clients-in.pcap").display()
+    ));
+    let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap");
+    let out = Command::new(backbone_bin())
+        .current_dir(&dir)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--stop-when-idle", "500", "--stats", "stats.json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(
+        stats["arp_replies"], 1,
+        "only the request for our address is answered"
+    );
+    assert_eq!(
+        stats["arp_learned"], 1,
+        "acme's router is a wanted next hop: learned"
+    );
+    let forwarded = stats["tunnels"][0]["tx_packets"].as_u64().unwrap();
+    let no_neighbor = stats["drops"]["no_neighbor"].as_u64().unwrap();
+    assert_eq!(
+        forwarded + no_neighbor,
+        300,
+        "every packet to acme is either sent or counted"
+    );
+
+    // The reply, as tshark reads it: from our MAC, 192.0.2.1 is-at 02:00:00:00:00:01.
+    let replies = tshark_lines(
+        &dir.join("clients-out.pcap"),
+        "arp.opcode == 2",
+        &[
+            "eth.src",
+            "eth.dst",
+            "arp.src.proto_ipv4",
+            "arp.src.hw_mac",
+            "arp.dst.proto_ipv4",
+        ],
+    );
+    assert_eq!(
+        replies,
+        vec![
+            "02:00:00:00:00:01|02:00:00:00:0a:0a|192.0.2.1|02:00:00:00:00:01|198.51.100.10"
+                .to_owned()
+        ]
+    );
+}
+
+#[test]
+fn unresolved_next_hops_are_asked_for_by_the_control_thread() {
+    let dir = scratch_dir("appliance-arp-ask");
+    // Only traffic toward acme, whose router's MAC nobody configured or announced.
+    scapy(&format!(
+        "from scapy.all import *\n\
+         wrpcap('{}', [Ether(src='02:00:00:00:0c:0c',dst='02:00:00:00:00:01')/IP(src='198.51.100.30',dst='192.0.2.1')/IP(src='10.3.0.1',dst='10.1.0.1')/UDP(dport=5001) for i in range(50)])",
+        dir.join("clients-in.pcap").display()
+    ));
+    let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap");
+    let out = Command::new(backbone_bin())
+        .current_dir(&dir)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--stop-when-idle", "500", "--stats", "stats.json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["drops"]["no_neighbor"], 50);
+    // The control thread asked for acme's router, from our endpoint, on its own TX queue,
+    // and no more than once a second.
+    let asks = tshark_lines(
+        &dir.join("control-out.pcap"),
+        "arp.opcode == 1",
+        &[
+            "eth.src",
+            "eth.dst",
+            "arp.src.proto_ipv4",
+            "arp.dst.proto_ipv4",
+        ],
+    );
+    assert!(
+        !asks.is_empty(),
+        "an ARP request for the unresolved next hop was sent"
+    );
+    assert!(asks.len() <= 2, "rate-limited: {asks:?}");
+    assert!(
+        asks.iter()
+            .all(|a| a == "02:00:00:00:00:01|ff:ff:ff:ff:ff:ff|192.0.2.1|198.51.100.10"),
+        "{asks:?}"
+    );
+}
+
+#[test]
+fn sigterm_stops_a_run_cleanly_and_writes_counters() {
+    let dir = scratch_dir("appliance-sigterm");
+    scapy(&format!(
+        "from scapy.all import *\n\
+         wrpcap('{}', [Ether(src='02:00:00:00:0c:0c',dst='02:00:00:00:00:01')/IP(src='198.51.100.30',dst='192.0.2.1')/IP(src='10.3.0.1',dst='10.2.0.1')/UDP(dport=5001)])",
+        dir.join("clients-in.pcap").display()
+    ));
+    // An endless source: the same packet again and again until we are told to stop.
+    let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap,infinite_rx=1");
+    let mut child = Command::new(backbone_bin())
+        .current_dir(&dir)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--stats", "stats.json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "backbone did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+    let globex_tx = stats["tunnels"][1]["tx_packets"].as_u64().unwrap();
+    assert!(
+        globex_tx > 1000,
+        "forwarded from the endless source: {globex_tx}"
+    );
+    let total_drops: u64 = stats["drops"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total_drops, 0, "{}", stats["drops"]);
+}
