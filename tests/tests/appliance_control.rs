@@ -1,7 +1,7 @@
 //! The real binary's control path: ARP answered and learned, next hops without a static
 //! neighbour resolved by ARP requests, and SIGTERM stopping a run cleanly with counters.
 
-use backbone_tests::{backbone_bin, repo_root, scratch_dir, PYTHON};
+use backbone_tests::{backbone_bin, pcap, repo_root, scratch_dir, PYTHON};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,21 +20,8 @@ fn lab_without_acme_neighbor(dir: &std::path::Path, rx: &str) -> std::path::Path
     );
     let path = dir.join("lab.toml");
     std::fs::write(&path, cfg).unwrap();
-    std::fs::write(dir.join("internet-in.pcap"), empty_pcap()).unwrap();
+    pcap::write(&dir.join("internet-in.pcap"), &[]).unwrap();
     path
-}
-
-fn empty_pcap() -> Vec<u8> {
-    let mut v = Vec::new();
-    for w in [0xa1b2_c3d4u32] {
-        v.extend_from_slice(&w.to_le_bytes());
-    }
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&4u16.to_le_bytes());
-    v.extend_from_slice(&[0u8; 8]);
-    v.extend_from_slice(&65535u32.to_le_bytes());
-    v.extend_from_slice(&1u32.to_le_bytes());
-    v
 }
 
 fn scapy(script: &str) {
