@@ -65,7 +65,8 @@ pub struct PortStats {
     pub rx_no_mbuf: u64,
 }
 
-/// A started port. Stopped and closed on drop.
+/// A started port. Stopped and closed on drop (a closed port cannot be started again in
+/// this process).
 #[derive(Debug)]
 pub struct Port<'eal> {
     id: PortId,
@@ -418,6 +419,12 @@ impl Drop for Port<'_> {
         let ret = unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
         if ret != 0 {
             log::warn!("port {}: stop failed ({ret})", self.id);
+        }
+        // Closing releases the queues and the mbufs still posted in the RX rings.
+        // SAFETY: the port is stopped and nothing refers to its queues any more.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_close(self.id) };
+        if ret != 0 {
+            log::warn!("port {}: close failed ({ret})", self.id);
         }
     }
 }
