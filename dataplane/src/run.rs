@@ -418,9 +418,8 @@ fn final_stats(
     let tunnels: Vec<Value> = snap
         .tunnels()
         .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let c = total.tunnels.get(i).copied().unwrap_or_default();
+        .map(|(id, t)| {
+            let c = total.tunnels.get(id.index()).copied().unwrap_or_default();
             json!({
                 "name": t.config.name,
                 "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,

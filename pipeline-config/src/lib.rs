@@ -11,6 +11,7 @@
 //! Nothing here panics on any input, and nothing here knows DPDK.
 #![forbid(unsafe_code)]
 
+mod document;
 mod error;
 mod model;
 mod schema;
@@ -19,6 +20,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use document::ConfigDocument;
 pub use error::ConfigError;
 pub use model::{
     NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget, TunnelConfig, TunnelRef,

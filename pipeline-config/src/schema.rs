@@ -27,7 +27,7 @@ pub const DEFAULT_TTL: u8 = 64;
 pub const MIN_INNER_MTU: u16 = 68;
 
 /// The whole file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     /// `[eal]`; default: no EAL arguments.
@@ -48,7 +48,7 @@ pub(crate) struct RawConfig {
 }
 
 /// `[eal]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEal {
     /// EAL arguments, without the program name; default none.
@@ -57,7 +57,7 @@ pub(crate) struct RawEal {
 }
 
 /// `[workers]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawWorkers {
     /// Worker lcore ids; default (absent): every EAL worker lcore.
@@ -66,7 +66,7 @@ pub(crate) struct RawWorkers {
 }
 
 /// `[[port]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPort {
     /// Our name for the port; required, unique.
@@ -100,7 +100,7 @@ pub(crate) struct RawPort {
 }
 
 /// `[[port.neighbor]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawNeighbor {
     /// Required.
@@ -110,7 +110,7 @@ pub(crate) struct RawNeighbor {
 }
 
 /// `[[tunnel]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTunnel {
     /// Required, unique.
@@ -156,7 +156,7 @@ pub(crate) struct RawTunnel {
 }
 
 /// `[[route]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoute {
     /// Required.

@@ -89,7 +89,7 @@ impl Pipeline {
         pkts: &mut [B],
         actions: &mut [Action],
     ) {
-        self.counters.fit(snap.port_slots(), snap.tunnels().len());
+        self.counters.fit(snap.port_slots(), snap.tunnels().slots());
         let n = pkts.len().min(actions.len());
         for (p, a) in pkts[..n]
             .chunks_mut(MAX_BURST)

@@ -114,7 +114,8 @@ pub struct Snapshot {
     local: Vec<u32>,
     tunnels: TunnelTable,
     routes: Ipv4Lpm,
-    targets: Vec<Target>,
+    /// Route targets other than tunnels, at next-hop index `OTHER_BASE + i`.
+    others: Vec<Target>,
     /// Inner source prefix -> owning tunnel id (longest match).
     sources: Ipv4Lpm,
     /// Every neighbour known (static or learned).
@@ -166,10 +167,15 @@ impl Snapshot {
     /// What a route's next hop means.
     #[inline]
     pub fn target(&self, nh: NextHop) -> Target {
-        self.targets
-            .get(nh.index() as usize)
-            .copied()
-            .unwrap_or(Target::Blackhole)
+        let i = nh.index();
+        if i < OTHER_BASE {
+            Target::Tunnel(TunnelId(i))
+        } else {
+            self.others
+                .get((i - OTHER_BASE) as usize)
+                .copied()
+                .unwrap_or(Target::Blackhole)
+        }
     }
 
     /// The MAC of a neighbour, if known.
@@ -207,8 +213,54 @@ pub struct SnapshotBuilder {
     tunnels: Vec<Tunnel>,
     routes: BTreeMap<Ipv4Prefix, RouteTarget>,
     neighbors: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
-    states: HashMap<String, Arc<TunnelState>>,
+    /// What survives from one build to the next: slots, tables, tunnel state.
+    kept: Kept,
+}
+
+/// Route next hops at or above this index are not tunnels (tunnels use their slot).
+const OTHER_BASE: u32 = 1 << 24;
+
+/// A non-tunnel route target, as the builder numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum OtherKey {
+    Native(PortIndex, Ipv4Addr),
+    Blackhole,
+}
+
+/// Builder state kept across builds so that each build changes only what changed.
+#[derive(Debug, Default)]
+struct Kept {
     generation: u64,
+    /// Tunnel name -> slot.
+    slots: HashMap<String, u32>,
+    free_slots: Vec<u32>,
+    next_slot: u32,
+    states: HashMap<String, Arc<TunnelState>>,
+    others: HashMap<OtherKey, u32>,
+    routes: Ipv4LpmBuilder,
+    routes_installed: HashMap<Ipv4Prefix, NextHop>,
+    sources: Ipv4LpmBuilder,
+    sources_installed: HashMap<Ipv4Prefix, NextHop>,
+}
+
+/// Bring `lpm` from `installed` to `wanted`, touching only the prefixes that differ.
+fn sync_lpm(
+    lpm: &mut Ipv4LpmBuilder,
+    installed: &mut HashMap<Ipv4Prefix, NextHop>,
+    wanted: HashMap<Ipv4Prefix, NextHop>,
+) {
+    installed.retain(|p, _| {
+        let keep = wanted.contains_key(p);
+        if !keep {
+            lpm.remove(*p);
+        }
+        keep
+    });
+    for (p, nh) in wanted {
+        if installed.insert(p, nh) != Some(nh) {
+            lpm.insert(p, nh);
+        }
+    }
 }
 
 impl SnapshotBuilder {
@@ -253,7 +305,35 @@ impl SnapshotBuilder {
         self
     }
 
+    /// Take another builder's configuration (ports, tunnels, routes, neighbours) while
+    /// keeping this one's state, so the next build changes only what differs.
+    pub fn adopt(&mut self, other: SnapshotBuilder) {
+        self.ports = other.ports;
+        self.tunnels = other.tunnels;
+        self.routes = other.routes;
+        self.neighbors = other.neighbors;
+    }
+
+    /// The tunnels as configured.
+    pub fn tunnels(&self) -> &[Tunnel] {
+        &self.tunnels
+    }
+
+    /// The explicit routes as configured.
+    pub fn routes(&self) -> &BTreeMap<Ipv4Prefix, RouteTarget> {
+        &self.routes
+    }
+
+    /// The neighbours (static and learned).
+    pub fn neighbors(&self) -> &HashMap<(PortIndex, Ipv4Addr), EthernetAddress> {
+        &self.neighbors
+    }
+
     /// Validate everything and build the next snapshot. On error nothing changes.
+    ///
+    /// Tunnels keep their slot while they exist; the route and source tables are brought
+    /// up to date prefix by prefix and published copy-on-write, so the cost of a build
+    /// beyond validation follows the size of the change, not of the tables.
     pub fn build(&mut self) -> Result<Arc<Snapshot>, BuildError> {
         let mut local_owner: HashMap<Ipv4Addr, PortIndex> = HashMap::new();
         for (&idx, p) in &self.ports {
@@ -269,11 +349,11 @@ impl SnapshotBuilder {
             }
         }
 
-        let mut entries = Vec::with_capacity(self.tunnels.len());
+        // Tunnels: validate, then give each a slot (existing ones keep theirs).
         let mut keys = HashMap::new();
-        let mut names = HashMap::new();
-        for t in &self.tunnels {
-            if names.insert(t.name.as_str(), ()).is_some() {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, t) in self.tunnels.iter().enumerate() {
+            if names.insert(t.name.as_str(), i).is_some() {
                 return Err(BuildError::DuplicateTunnel(t.name.clone()));
             }
             if !local_owner.contains_key(&t.local) {
@@ -325,100 +405,88 @@ impl SnapshotBuilder {
                     second: t.name.clone(),
                 });
             }
-            let state = self.states.get(&t.name).cloned().unwrap_or_default();
-            entries.push(TunnelEntry {
-                next_hop_mac: self.neighbors.get(&(t.egress_port, t.next_hop)).copied(),
-                src_mac: port.mac,
-                mtu,
-                state,
-                config: t.clone(),
-            });
         }
-        if entries.len() > NextHop::MAX.index() as usize / 2 {
-            return Err(BuildError::TooMany);
+        // Tentative slots: kept for existing tunnels, freed ones reused, then new ones.
+        let mut free: Vec<u32> = self.kept.free_slots.clone();
+        free.extend(
+            self.kept
+                .slots
+                .iter()
+                .filter(|(n, _)| !names.contains_key(n.as_str()))
+                .map(|(_, &s)| s),
+        );
+        free.sort_unstable_by(|a, b| b.cmp(a)); // pop() gives the lowest
+        let mut next_slot = self.kept.next_slot;
+        let mut slot_of: Vec<u32> = Vec::with_capacity(self.tunnels.len());
+        for t in &self.tunnels {
+            let slot = match self.kept.slots.get(&t.name) {
+                Some(&s) => s,
+                None => match free.pop() {
+                    Some(s) => s,
+                    None => {
+                        next_slot += 1;
+                        next_slot - 1
+                    }
+                },
+            };
+            if slot >= OTHER_BASE {
+                return Err(BuildError::TooMany);
+            }
+            slot_of.push(slot);
         }
-        let tunnels = TunnelTable::from_entries(entries);
 
-        // Routes: each tunnel's client prefixes, then the explicit routes.
-        let mut targets: Vec<Target> = (0..tunnels.len() as u32)
-            .map(|i| Target::Tunnel(TunnelId(i)))
-            .collect();
-        // Which tunnel claims each client prefix (explicit routes are unique by construction).
+        // Routes and sources as they should be; every conflict found before anything changes.
+        let mut routes_wanted: HashMap<Ipv4Prefix, NextHop> = HashMap::new();
         let mut owner: HashMap<Ipv4Prefix, usize> = HashMap::new();
-        let by_name: HashMap<&str, TunnelId> = self
-            .tunnels
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), TunnelId(i as u32)))
-            .collect();
-        let mut routes = Ipv4LpmBuilder::new();
-        let mut sources = Ipv4LpmBuilder::new();
-        let mut source_owner: BTreeMap<Ipv4Prefix, String> = BTreeMap::new();
-        for (i, e) in tunnels.iter().enumerate() {
-            let nh = NextHop::new(i as u32).ok_or(BuildError::TooMany)?;
-            for &p in &e.config.prefixes {
+        let mut sources_wanted: HashMap<Ipv4Prefix, NextHop> = HashMap::new();
+        let mut source_owner: HashMap<Ipv4Prefix, usize> = HashMap::new();
+        for (i, t) in self.tunnels.iter().enumerate() {
+            let nh = NextHop::new(slot_of[i]).ok_or(BuildError::TooMany)?;
+            for &p in &t.prefixes {
                 if let Some(first) = owner.insert(p, i) {
                     return Err(BuildError::DuplicatePrefix {
                         prefix: p,
                         first: format!("tunnel {:?}", self.tunnels[first].name),
-                        second: format!("tunnel {:?}", e.config.name),
+                        second: format!("tunnel {:?}", t.name),
                     });
                 }
-                routes.insert(p, nh);
+                routes_wanted.insert(p, nh);
             }
-            for &p in e.config.prefixes.iter().chain(&e.config.extra_sources) {
-                if let Some(first) = source_owner.insert(p, e.config.name.clone()) {
-                    if first != e.config.name {
+            for &p in t.prefixes.iter().chain(&t.extra_sources) {
+                if let Some(first) = source_owner.insert(p, i) {
+                    if first != i {
                         return Err(BuildError::DuplicateSource {
                             prefix: p,
-                            first,
-                            second: e.config.name.clone(),
+                            first: self.tunnels[first].name.clone(),
+                            second: t.name.clone(),
                         });
                     }
                 }
-                sources.insert(p, nh);
+                sources_wanted.insert(p, nh);
             }
         }
-        let mut native: HashMap<(PortIndex, Ipv4Addr), NextHop> = HashMap::new();
-        let mut blackhole = None;
+        let mut others = self.kept.others.clone();
         for (&prefix, target) in &self.routes {
             let nh = match target {
                 RouteTarget::Tunnel(name) => {
-                    let id = *by_name.get(name.as_str()).ok_or_else(|| {
+                    let i = *names.get(name.as_str()).ok_or_else(|| {
                         BuildError::RouteToUnknownTunnel {
                             prefix,
                             tunnel: name.clone(),
                         }
                     })?;
-                    NextHop::new(id.0).ok_or(BuildError::TooMany)?
+                    NextHop::new(slot_of[i]).ok_or(BuildError::TooMany)?
                 }
                 RouteTarget::Native { port, next_hop } => {
-                    let Some(p) = self.ports.get(port) else {
+                    if !self.ports.contains_key(port) {
                         return Err(BuildError::RouteToUnknownPort {
                             prefix,
                             port: *port,
                         });
-                    };
-                    match native.get(&(*port, *next_hop)) {
-                        Some(&nh) => nh,
-                        None => {
-                            let nh =
-                                NextHop::new(targets.len() as u32).ok_or(BuildError::TooMany)?;
-                            targets.push(Target::Native {
-                                port: *port,
-                                src_mac: p.mac,
-                                dst_mac: self.neighbors.get(&(*port, *next_hop)).copied(),
-                                mtu: p.mtu,
-                            });
-                            native.insert((*port, *next_hop), nh);
-                            nh
-                        }
                     }
+                    other_hop(&mut others, OtherKey::Native(*port, *next_hop))?
                 }
-                RouteTarget::Blackhole => *blackhole.get_or_insert_with(|| {
-                    targets.push(Target::Blackhole);
-                    NextHop::new(targets.len() as u32 - 1).unwrap_or(NextHop::NONE)
-                }),
+                RouteTarget::Blackhole => other_hop(&mut others, OtherKey::Blackhole)?,
             };
             if let Some(&first) = owner.get(&prefix) {
                 return Err(BuildError::DuplicatePrefix {
@@ -427,7 +495,56 @@ impl SnapshotBuilder {
                     second: format!("route {prefix}"),
                 });
             }
-            routes.insert(prefix, nh);
+            routes_wanted.insert(prefix, nh);
+        }
+
+        // Valid: commit the slots and bring the tables up to date.
+        let kept = &mut self.kept;
+        kept.slots = self
+            .tunnels
+            .iter()
+            .zip(&slot_of)
+            .map(|(t, &s)| (t.name.clone(), s))
+            .collect();
+        kept.free_slots = free;
+        kept.next_slot = next_slot;
+        kept.others = others;
+        sync_lpm(&mut kept.routes, &mut kept.routes_installed, routes_wanted);
+        sync_lpm(
+            &mut kept.sources,
+            &mut kept.sources_installed,
+            sources_wanted,
+        );
+
+        let mut entries: Vec<Option<TunnelEntry>> = (0..kept.next_slot).map(|_| None).collect();
+        let mut states = HashMap::with_capacity(self.tunnels.len());
+        for (t, &slot) in self.tunnels.iter().zip(&slot_of) {
+            let port = &self.ports[&t.egress_port];
+            let state = kept.states.get(&t.name).cloned().unwrap_or_default();
+            states.insert(t.name.clone(), Arc::clone(&state));
+            entries[slot as usize] = Some(TunnelEntry {
+                next_hop_mac: self.neighbors.get(&(t.egress_port, t.next_hop)).copied(),
+                src_mac: port.mac,
+                mtu: t.mtu.min(port.mtu),
+                state,
+                config: t.clone(),
+            });
+        }
+        kept.states = states;
+        let mut other_targets = vec![Target::Blackhole; kept.others.len()];
+        for (key, &i) in &kept.others {
+            other_targets[(i - OTHER_BASE) as usize] = match *key {
+                OtherKey::Blackhole => Target::Blackhole,
+                OtherKey::Native(port, next_hop) => match self.ports.get(&port) {
+                    Some(p) => Target::Native {
+                        port,
+                        src_mac: p.mac,
+                        dst_mac: self.neighbors.get(&(port, next_hop)).copied(),
+                        mtu: p.mtu,
+                    },
+                    None => Target::Blackhole,
+                },
+            };
         }
 
         let max_port = self
@@ -441,42 +558,44 @@ impl SnapshotBuilder {
         }
         let mut local: Vec<u32> = local_owner.keys().map(|&a| u32::from(a)).collect();
         local.sort_unstable();
-        let ask_from = |port: PortIndex, fallback: Ipv4Addr| {
+        let ask_from = |port: PortIndex| {
             self.ports
                 .get(&port)
                 .and_then(|p| p.addrs.first().copied())
-                .unwrap_or(fallback)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED)
         };
-        let mut wanted: Vec<(PortIndex, Ipv4Addr, Ipv4Addr)> = tunnels
+        let mut wanted: Vec<(PortIndex, Ipv4Addr, Ipv4Addr)> = self
+            .tunnels
             .iter()
-            .map(|e| (e.config.egress_port, e.config.next_hop, e.config.local))
-            .chain(
-                native
-                    .keys()
-                    .map(|&(p, ip)| (p, ip, ask_from(p, Ipv4Addr::UNSPECIFIED))),
-            )
+            .map(|t| (t.egress_port, t.next_hop, t.local))
+            .chain(self.routes.values().filter_map(|r| match r {
+                RouteTarget::Native { port, next_hop } => Some((*port, *next_hop, ask_from(*port))),
+                _ => None,
+            }))
             .collect();
         wanted.sort_unstable();
         wanted.dedup_by_key(|w| (w.0, w.1));
 
-        // Success: keep the tunnel states for the next build, drop those of removed tunnels.
-        self.states = tunnels
-            .iter()
-            .map(|e| (e.config.name.clone(), Arc::clone(&e.state)))
-            .collect();
-        self.generation += 1;
+        kept.generation += 1;
         Ok(Arc::new(Snapshot {
-            generation: self.generation,
+            generation: kept.generation,
             ports,
             local,
-            tunnels,
-            routes: routes.publish(),
-            targets,
-            sources: sources.publish(),
+            tunnels: TunnelTable::from_slots(entries),
+            routes: kept.routes.publish(),
+            others: other_targets,
+            sources: kept.sources.publish(),
             neighbors: self.neighbors.clone(),
             wanted,
         }))
     }
+}
+
+/// The next hop for a non-tunnel target, numbering it the first time it is seen.
+fn other_hop(others: &mut HashMap<OtherKey, u32>, key: OtherKey) -> Result<NextHop, BuildError> {
+    let n = others.len() as u32;
+    let i = *others.entry(key).or_insert(OTHER_BASE + n);
+    NextHop::new(i).ok_or(BuildError::TooMany)
 }
 
 #[cfg(test)]
@@ -640,5 +759,90 @@ mod tests {
         let s2 = b.build().unwrap();
         assert_eq!(s2.generation(), 2);
         assert_eq!(s2.tunnels().get(id).unwrap().state.next_tx_sequence(), 1);
+    }
+
+    #[test]
+    fn tunnels_keep_their_slots_and_updates_copy_only_what_changed() {
+        let mut b = base();
+        for i in 0..200u8 {
+            let mut t = Tunnel::new(
+                &format!("t{i}"),
+                TunnelMode::Gre,
+                addr("192.0.2.1"),
+                Ipv4Addr::new(198, 51, 101, i),
+                0,
+            );
+            t.prefixes
+                .push(Ipv4Prefix::new(Ipv4Addr::new(20, i, 0, 0), 16).unwrap());
+            b.tunnel(t);
+        }
+        for i in 0..5000u32 {
+            let p = Ipv4Prefix::new(Ipv4Addr::from(0x1e00_0000 + (i << 8)), 24).unwrap();
+            b.route(p, RouteTarget::Tunnel(format!("t{}", i % 200)));
+        }
+        let s1 = b.build().unwrap();
+        let id_t7 = s1.tunnels().by_name("t7").unwrap();
+        let id_t9 = s1.tunnels().by_name("t9").unwrap();
+
+        // Remove t7 (and its routes): t9 keeps its slot, t7's slot is empty.
+        assert!(b.remove_tunnel("t7"));
+        let routes: Vec<_> = b
+            .routes()
+            .iter()
+            .filter(|(_, t)| **t == RouteTarget::Tunnel("t7".into()))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in routes {
+            b.remove_route(p);
+        }
+        let s2 = b.build().unwrap();
+        assert_eq!(s2.tunnels().by_name("t9"), Some(id_t9));
+        assert!(s2.tunnels().get(id_t7).is_none());
+        assert!(
+            s1.tunnels().get(id_t7).is_some(),
+            "the old snapshot is unchanged"
+        );
+        let shared = s2.routes().shared_chunks(s1.routes());
+        assert!(shared > 0, "the new route table shares chunks with the old");
+
+        // One route moved: nearly everything is shared.
+        let p = Ipv4Prefix::new(Ipv4Addr::from(0x1e00_0100), 24).unwrap();
+        b.route(p, RouteTarget::Tunnel("t9".into()));
+        let s3 = b.build().unwrap();
+        let total = s3.routes().stats().chunks;
+        let shared = s3.routes().shared_chunks(s2.routes());
+        assert!(
+            total - shared <= 3,
+            "{} of {total} chunks copied",
+            total - shared
+        );
+        assert_eq!(
+            s3.target(s3.routes().lookup(Ipv4Addr::from(0x1e00_0105)).unwrap()),
+            Target::Tunnel(id_t9)
+        );
+
+        // A failing build changes nothing: the next good build is as if it never happened.
+        b.route(
+            "10.200.0.0/16".parse().unwrap(),
+            RouteTarget::Tunnel("nope".into()),
+        );
+        assert!(b.build().is_err());
+        b.remove_route("10.200.0.0/16".parse().unwrap());
+        let s4 = b.build().unwrap();
+        assert_eq!(s4.generation(), s3.generation() + 1);
+        assert_eq!(
+            s4.routes().shared_chunks(s3.routes()),
+            s3.routes().stats().chunks
+        );
+        // A new tunnel reuses the freed slot.
+        b.tunnel(Tunnel::new(
+            "new",
+            TunnelMode::Ipip,
+            addr("192.0.2.1"),
+            addr("198.51.100.77"),
+            0,
+        ));
+        let s5 = b.build().unwrap();
+        assert_eq!(s5.tunnels().by_name("new"), Some(id_t7));
     }
 }

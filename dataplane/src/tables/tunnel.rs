@@ -255,21 +255,36 @@ impl std::fmt::Debug for KeyHasher {
     }
 }
 
-/// The tunnels of a snapshot and their receive-side index.
+/// The tunnels of a snapshot, by slot, and their receive-side index.
+///
+/// A tunnel keeps its slot ([`TunnelId`]) from one snapshot to the next while it exists, so
+/// route next hops and per-worker counters stay valid across updates; a removed tunnel's
+/// slot is empty (and may be reused by a later tunnel).
 #[derive(Debug, Default)]
 pub struct TunnelTable {
-    entries: Vec<TunnelEntry>,
+    entries: Vec<Option<TunnelEntry>>,
     index: HashMap<TunnelKey, TunnelId, BuildHasherDefault<KeyHasher>>,
+    count: usize,
 }
 
 impl TunnelTable {
-    pub(crate) fn from_entries(entries: Vec<TunnelEntry>) -> Self {
-        let index = entries
+    pub(crate) fn from_slots(entries: Vec<Option<TunnelEntry>>) -> Self {
+        let index: HashMap<_, _, _> = entries
             .iter()
             .enumerate()
-            .map(|(i, e)| (e.config.key(), TunnelId(i as u32)))
+            .filter_map(|(i, e)| e.as_ref().map(|e| (e.config.key(), TunnelId(i as u32))))
             .collect();
-        TunnelTable { entries, index }
+        let count = index.len();
+        TunnelTable {
+            entries,
+            index,
+            count,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_entries(entries: Vec<TunnelEntry>) -> Self {
+        Self::from_slots(entries.into_iter().map(Some).collect())
     }
 
     /// The tunnel packets with this key belong to.
@@ -278,33 +293,40 @@ impl TunnelTable {
         self.index.get(key).copied()
     }
 
-    /// A tunnel by id.
+    /// A tunnel by id (`None` for an empty slot).
     #[inline]
     pub fn get(&self, id: TunnelId) -> Option<&TunnelEntry> {
-        self.entries.get(id.index())
+        self.entries.get(id.index()).and_then(Option::as_ref)
     }
 
     /// A tunnel by name.
     pub fn by_name(&self, name: &str) -> Option<TunnelId> {
-        self.entries
-            .iter()
-            .position(|e| e.config.name == name)
-            .map(|i| TunnelId(i as u32))
+        self.iter()
+            .find(|(_, e)| e.config.name == name)
+            .map(|(id, _)| id)
     }
 
     /// Number of tunnels.
     pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Number of slots (the highest id + 1): size per-tunnel arrays by this.
+    pub fn slots(&self) -> usize {
         self.entries.len()
     }
 
     /// True when there are no tunnels.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.count == 0
     }
 
-    /// All tunnels in id order.
-    pub fn iter(&self) -> impl Iterator<Item = &TunnelEntry> {
-        self.entries.iter()
+    /// All tunnels with their ids, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (TunnelId, &TunnelEntry)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (TunnelId(i as u32), e)))
     }
 }
 

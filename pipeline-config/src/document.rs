@@ -1,0 +1,228 @@
+//! A configuration as a document that can be edited while the appliance runs.
+//!
+//! The control API edits the document (add or remove a tunnel, a route, a neighbour; or
+//! replace it with a new file) and validates the *whole* result with the same code that
+//! validates files, so a change accepted at run time is one the file format would accept.
+//! Tunnel and route tables arrive as JSON objects with exactly the TOML field names, and are
+//! deserialized into the same schema types (unknown fields are errors). An edit that fails
+//! leaves the document as it was.
+
+use crate::schema::{RawConfig, RawRoute, RawTunnel};
+use crate::{ConfigError, ValidatedConfig};
+use std::path::Path;
+
+/// A parsed configuration document and the name its errors carry.
+#[derive(Debug, Clone)]
+pub struct ConfigDocument {
+    raw: RawConfig,
+    origin: String,
+}
+
+fn invalid(origin: &str, field: &str, value: Option<String>, problem: &str) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_owned(),
+        field: field.to_owned(),
+        value,
+        problem: problem.to_owned(),
+    }
+}
+
+fn same_prefix(a: &str, b: &str) -> bool {
+    match (a.parse::<ipnet::Ipv4Net>(), b.parse::<ipnet::Ipv4Net>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+impl ConfigDocument {
+    /// Read, parse and validate a file.
+    pub fn load(path: &Path) -> Result<(ConfigDocument, ValidatedConfig), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate `text`; `origin` names it in errors.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+    ) -> Result<(ConfigDocument, ValidatedConfig), ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::syntax(origin, text, &e))?;
+        let validated = crate::validate::validate(&raw, origin)?;
+        Ok((
+            ConfigDocument {
+                raw,
+                origin: origin.to_owned(),
+            },
+            validated,
+        ))
+    }
+
+    /// Validate the document as a whole.
+    pub fn validate(&self) -> Result<ValidatedConfig, ConfigError> {
+        crate::validate::validate(&self.raw, &self.origin)
+    }
+
+    /// Add a `[[tunnel]]` table given as JSON (TOML field names). A tunnel of that name
+    /// must not exist.
+    pub fn add_tunnel(&mut self, table: serde_json::Value) -> Result<(), ConfigError> {
+        let t: RawTunnel = serde_json::from_value(table)
+            .map_err(|e| invalid(&self.origin, "tunnel", None, &e.to_string()))?;
+        if self.raw.tunnels.iter().any(|x| x.name == t.name) {
+            return Err(invalid(
+                &self.origin,
+                "tunnel.name",
+                Some(format!("{:?}", t.name)),
+                "is already a tunnel (remove it first)",
+            ));
+        }
+        self.raw.tunnels.push(t);
+        Ok(())
+    }
+
+    /// Remove the tunnel called `name`.
+    pub fn remove_tunnel(&mut self, name: &str) -> Result<(), ConfigError> {
+        let before = self.raw.tunnels.len();
+        self.raw.tunnels.retain(|t| t.name != name);
+        if self.raw.tunnels.len() == before {
+            return Err(invalid(
+                &self.origin,
+                "tunnel.name",
+                Some(format!("{name:?}")),
+                "is not a configured tunnel",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Add a `[[route]]` table given as JSON; a route for the same prefix is replaced
+    /// (one change: the prefix is never without a route).
+    pub fn set_route(&mut self, table: serde_json::Value) -> Result<(), ConfigError> {
+        let r: RawRoute = serde_json::from_value(table)
+            .map_err(|e| invalid(&self.origin, "route", None, &e.to_string()))?;
+        match self
+            .raw
+            .routes
+            .iter_mut()
+            .find(|x| same_prefix(&x.prefix, &r.prefix))
+        {
+            Some(old) => *old = r,
+            None => self.raw.routes.push(r),
+        }
+        Ok(())
+    }
+
+    /// Remove the route for `prefix`.
+    pub fn remove_route(&mut self, prefix: &str) -> Result<(), ConfigError> {
+        let before = self.raw.routes.len();
+        self.raw.routes.retain(|r| !same_prefix(&r.prefix, prefix));
+        if self.raw.routes.len() == before {
+            return Err(invalid(
+                &self.origin,
+                "route.prefix",
+                Some(format!("{prefix:?}")),
+                "has no route",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Add or replace a static neighbour on the port called `port`.
+    pub fn set_neighbor(&mut self, port: &str, ip: &str, mac: &str) -> Result<(), ConfigError> {
+        let origin = self.origin.clone();
+        let p = self
+            .raw
+            .ports
+            .iter_mut()
+            .find(|p| p.name == port)
+            .ok_or_else(|| {
+                invalid(
+                    &origin,
+                    "neighbor.port",
+                    Some(format!("{port:?}")),
+                    "is not a configured port",
+                )
+            })?;
+        match p.neighbors.iter_mut().find(|n| n.ip == ip) {
+            Some(n) => n.mac = mac.to_owned(),
+            None => p.neighbors.push(crate::schema::RawNeighbor {
+                ip: ip.to_owned(),
+                mac: mac.to_owned(),
+            }),
+        }
+        Ok(())
+    }
+
+    /// Remove a static neighbour.
+    pub fn remove_neighbor(&mut self, port: &str, ip: &str) -> Result<(), ConfigError> {
+        let origin = self.origin.clone();
+        let p = self
+            .raw
+            .ports
+            .iter_mut()
+            .find(|p| p.name == port)
+            .ok_or_else(|| {
+                invalid(
+                    &origin,
+                    "neighbor.port",
+                    Some(format!("{port:?}")),
+                    "is not a configured port",
+                )
+            })?;
+        let before = p.neighbors.len();
+        p.neighbors.retain(|n| n.ip != ip);
+        if p.neighbors.len() == before {
+            return Err(invalid(
+                &origin,
+                "neighbor.ip",
+                Some(format!("{ip:?}")),
+                "is not a static neighbour of that port",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [[port]]
+        name = "p0"
+        device = "0"
+        roles = ["client"]
+        addresses = ["192.0.2.1"]
+        [[tunnel]]
+        name = "a"
+        mode = "gre"
+        local = "192.0.2.1"
+        remote = "198.51.100.1"
+        port = "p0"
+        prefixes = ["10.1.0.0/16"]
+    "#;
+
+    #[test]
+    fn edits_are_validated_like_the_file() {
+        let (mut doc, _) = ConfigDocument::parse(BASE, "t.toml").unwrap();
+        doc.set_route(serde_json::json!({"prefix": "10.9.0.0/16", "tunnel": "a"}))
+            .unwrap();
+        assert_eq!(doc.validate().unwrap().routes.len(), 1);
+        doc.set_route(serde_json::json!({"prefix": "10.9.0.0/16", "tunnel": "nope"}))
+            .unwrap();
+        let e = doc.validate().unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("route[0].tunnel"), "{e}");
+        let e = doc
+            .add_tunnel(serde_json::json!({"name": "b", "mode": "gre", "colour": "red"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "unknown fields are refused: {e}");
+        assert!(doc.remove_tunnel("zzz").is_err());
+        assert!(doc.remove_route("10.8.0.0/16").is_err());
+        doc.remove_route("10.9.0.0/16").unwrap();
+        assert!(doc.validate().is_ok());
+    }
+}
