@@ -6,6 +6,7 @@
 //!   with `--stop-when-idle`, until every RX queue has been empty that long).
 //! - `backbone smoke [--bursts N] [-- EAL ARGS]`: a loopback check of the DPDK layer.
 
+mod ctl;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -40,10 +41,15 @@ enum Command {
         /// Write the final counters to this file as JSON.
         #[arg(long, value_name = "FILE")]
         stats: Option<PathBuf>,
+        /// Serve the control API on this Unix socket (mode 0600; `backbone ctl` talks to it).
+        #[arg(long, value_name = "PATH")]
+        control_socket: Option<PathBuf>,
         /// EAL arguments (after `--`).
         #[arg(last = true)]
         eal: Vec<String>,
     },
+    /// Talk to a running appliance's control API.
+    Ctl(ctl::CtlArgs),
     /// Loop bursts through a net_ring port: a check that DPDK works on this machine.
     Smoke {
         #[arg(long, default_value_t = 1000)]
@@ -80,13 +86,16 @@ fn main() -> ExitCode {
             config,
             stop_when_idle,
             stats,
+            control_socket,
             eal,
         } => run::run(
             &config,
             stop_when_idle,
             stats.as_deref(),
             (!eal.is_empty()).then_some(eal),
+            control_socket.as_deref(),
         ),
+        Command::Ctl(args) => ctl::ctl(&args),
         Command::Smoke { bursts, eal } => run::smoke(bursts, (!eal.is_empty()).then_some(eal)),
     };
     match result {

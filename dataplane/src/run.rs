@@ -3,20 +3,22 @@
 
 use arc_swap::ArcSwap;
 use dataplane::buffer::PacketBuf;
-use dataplane::config::builder_from_config;
 use dataplane::control::arp;
+use dataplane::control::server;
+use dataplane::control::state::ControlState;
 use dataplane::dpdk::TxQueue;
 use dataplane::dpdk::{
     launch_on_workers_with_main, Burst, Eal, Mempool, Port, PortConfig, PortId, BURST_MAX,
 };
 use dataplane::pipeline::{Counters, DropReason, Event, PuntReason};
+use dataplane::tables::PortIndex;
 use dataplane::tables::Snapshot;
-use dataplane::tables::{PortIndex, SnapshotBuilder};
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{self, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,8 +38,9 @@ pub fn run(
     stop_when_idle: Option<u64>,
     stats_path: Option<&Path>,
     eal_over: Option<Vec<String>>,
+    control_socket: Option<&Path>,
 ) -> Res<()> {
-    let cfg = pipeline_config::load(path).map_err(|e| e.to_string())?;
+    let (doc, cfg) = pipeline_config::ConfigDocument::load(path).map_err(|e| e.to_string())?;
     let eal = Eal::init(&eal_argv(cfg.eal_args.clone(), eal_over)).map_err(|e| e.to_string())?;
     let available = eal.worker_lcores();
     let lcores: Vec<u32> = match &cfg.worker_lcores {
@@ -135,11 +138,17 @@ pub fn run(
         macs.push((id, mac));
         ports.push(port);
     }
-    let mut builder = builder_from_config(&cfg, &macs);
-    let snapshot = builder
-        .build()
+    let state = ControlState::new(doc, cfg.clone(), macs.clone())
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let snapshots = ArcSwap::new(snapshot);
+    let snapshots_arc = state.snapshots();
+    let snapshots: &ArcSwap<Snapshot> = &snapshots_arc;
+    let state = Mutex::new(state);
+    let listener = match control_socket {
+        Some(p) => {
+            Some(server::bind(p).map_err(|e| format!("control socket {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
 
     // Queues: RX queue q of each port goes to worker q % workers; worker w sends on TX queue w.
     let max_port = ids.iter().copied().max().map_or(0, |m| usize::from(m) + 1);
@@ -165,16 +174,9 @@ pub fn run(
             }
         }
     }
-    let statics: HashSet<(PortIndex, Ipv4Addr)> = cfg
-        .ports
-        .iter()
-        .zip(&ids)
-        .flat_map(|(p, &id)| p.neighbors.iter().map(move |n| (id, n.ip)))
-        .collect();
     let learned = LearnQueue::new(1024);
     let control = Control {
-        builder,
-        statics,
+        state: &state,
         tx: control_tx,
         asked: HashMap::new(),
         arp_requests: 0,
@@ -211,7 +213,7 @@ pub fn run(
             let Some(queues) = slots.lock().ok().and_then(|mut s| s[w].take()) else {
                 return -1;
             };
-            let report = worker::run(w, queues, &snapshots, &learned, &stop, &progress[w], epoch);
+            let report = worker::run(w, queues, snapshots, &learned, &stop, &progress[w], epoch);
             if let Ok(mut r) = reports.lock() {
                 r[w] = Some(report);
             }
@@ -225,9 +227,10 @@ pub fn run(
                 &progress,
                 epoch,
                 control,
-                &snapshots,
+                snapshots,
                 &learned,
                 &pool,
+                listener.as_ref(),
             )
         },
     )
@@ -263,10 +266,9 @@ pub fn run(
 }
 
 /// The control thread's state: the configuration the snapshots come from, and ARP.
-struct Control<'p> {
-    builder: SnapshotBuilder,
-    /// Static neighbours: learned entries never override them.
-    statics: HashSet<(PortIndex, Ipv4Addr)>,
+struct Control<'s, 'p> {
+    /// The configuration and the snapshot builder, shared with the control API.
+    state: &'s Mutex<ControlState>,
     /// The control TX queue of each port, by port id.
     tx: Vec<Option<TxQueue<'p>>>,
     /// When each unresolved next hop was last asked for.
@@ -278,24 +280,26 @@ struct Control<'p> {
 /// ARP requests for one unresolved next hop: at most one a second.
 const ARP_RETRY: Duration = Duration::from_secs(1);
 
-impl Control<'_> {
+impl Control<'_, '_> {
     /// Install learned neighbours (one new snapshot for all of them), then ask for the
     /// next hops still unresolved.
     fn tick(&mut self, snapshots: &ArcSwap<Snapshot>, learned: &LearnQueue, pool: &Mempool<'_>) {
-        let mut changed = false;
-        while let Some((port, ip, mac)) = learned.pop() {
-            if self.statics.contains(&(port, ip)) {
-                continue;
-            }
-            self.builder.neighbor(port, ip, mac);
-            self.neighbors_learned += 1;
-            changed = true;
-            log::info!("neighbour {ip} on port {port} is at {mac}");
+        let mut entries = Vec::new();
+        while let Some(e) = learned.pop() {
+            entries.push(e);
         }
-        if changed {
-            match self.builder.build() {
-                Ok(s) => snapshots.store(s),
-                Err(e) => log::error!("cannot rebuild the tables after learning neighbours: {e}"),
+        if !entries.is_empty() {
+            if let Ok(mut st) = self.state.lock() {
+                entries.retain(|&(port, ip, _)| !st.is_static_neighbor(port, ip));
+                for (port, ip, mac) in &entries {
+                    log::info!("neighbour {ip} on port {port} is at {mac}");
+                }
+                if !entries.is_empty() {
+                    self.neighbors_learned += entries.len() as u64;
+                    if let Err(e) = st.learn(&entries) {
+                        log::error!("cannot rebuild the tables after learning neighbours: {e}");
+                    }
+                }
             }
         }
         let snap = snapshots.load();
@@ -335,7 +339,51 @@ fn supervise(
     idle_ms: Option<u64>,
     progress: &[WorkerProgress],
     epoch: Instant,
-    mut control: Control<'_>,
+    mut control: Control<'_, '_>,
+    snapshots: &ArcSwap<Snapshot>,
+    learned: &LearnQueue,
+    pool: &Mempool<'_>,
+    listener: Option<&UnixListener>,
+) {
+    let api_stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if let Some(l) = listener {
+            let state = control.state;
+            let api_stop = &api_stop;
+            std::thread::Builder::new()
+                .name("backbone-api".into())
+                .spawn_scoped(scope, move || server::serve(l, state, progress, api_stop))
+                .map_err(|e| log::error!("cannot start the control API thread: {e}"))
+                .ok();
+        }
+        supervise_loop(
+            stop,
+            term,
+            idle_ms,
+            progress,
+            epoch,
+            &mut control,
+            snapshots,
+            learned,
+            pool,
+        );
+        api_stop.store(true, Ordering::Relaxed);
+    });
+    log::info!(
+        "control: {} ARP requests sent, {} neighbours learned",
+        control.arp_requests,
+        control.neighbors_learned
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn supervise_loop(
+    stop: &AtomicBool,
+    term: &AtomicBool,
+    idle_ms: Option<u64>,
+    progress: &[WorkerProgress],
+    epoch: Instant,
+    control: &mut Control<'_, '_>,
     snapshots: &ArcSwap<Snapshot>,
     learned: &LearnQueue,
     pool: &Mempool<'_>,
@@ -359,11 +407,6 @@ fn supervise(
         }
     }
     stop.store(true, Ordering::Relaxed);
-    log::info!(
-        "control: {} ARP requests sent, {} neighbours learned",
-        control.arp_requests,
-        control.neighbors_learned
-    );
 }
 
 fn named<T: Copy>(items: impl Iterator<Item = (&'static str, T)>) -> Map<String, Value>

@@ -6,6 +6,7 @@
 //! burst; that burst boundary is the worker's quiescent point.
 
 use crate::control::arp::{self, ArpOutcome};
+pub use crate::control::progress::WorkerProgress;
 use crate::dpdk::{Burst, RxQueue, TxQueue, BURST_MAX};
 use crate::pipeline::{Action, Counters, Pipeline, PuntReason};
 use crate::tables::{PortIndex, Snapshot};
@@ -13,7 +14,7 @@ use crate::wire::EthernetAddress;
 use arc_swap::ArcSwap;
 use core::net::Ipv4Addr;
 use crossbeam::queue::ArrayQueue;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// The queues one worker owns.
@@ -51,17 +52,6 @@ pub struct WorkerReport {
 /// differently): the control thread installs them. Bounded: an ARP storm cannot grow it.
 pub type LearnQueue = ArrayQueue<(PortIndex, Ipv4Addr, EthernetAddress)>;
 
-/// Shared between a worker and whoever watches it; written only by the worker.
-#[derive(Debug, Default)]
-pub struct WorkerProgress {
-    /// Milliseconds since `epoch` when the worker last received a packet.
-    pub last_rx_ms: AtomicU64,
-    /// Snapshot generation of the last burst.
-    pub generation: AtomicU64,
-    /// Total packets received.
-    pub rx_packets: AtomicU64,
-}
-
 /// Run the worker loop until `stop` is set, then flush and report.
 pub fn run(
     index: usize,
@@ -83,7 +73,20 @@ pub fn run(
     let mut actions = [Action::Drop(crate::pipeline::DropReason::NoRoute); BURST_MAX];
     let mut rx_total = 0u64;
 
+    let mut iterations = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        iterations += 1;
+        // The generation this worker has reached: every loop, so that an idle worker
+        // reports (and stops holding) the newest snapshot too.
+        progress
+            .generation
+            .store(snapshots.load().generation(), Ordering::Relaxed);
+        if iterations % 4096 == 0 {
+            // Never wait for a reader: skip this round if one holds the lock.
+            if let Ok(mut c) = progress.counters.try_lock() {
+                c.clone_from(pipeline.counters());
+            }
+        }
         let mut received = false;
         for (port, rxq) in queues.rx.iter_mut() {
             let mut burst = Burst::new();
@@ -168,6 +171,9 @@ pub fn run(
         flush(&mut queues.tx, buf, slot, &mut report);
     }
     report.counters = pipeline.counters().clone();
+    if let Ok(mut c) = progress.counters.lock() {
+        c.clone_from(&report.counters);
+    }
     report
 }
 

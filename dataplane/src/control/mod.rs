@@ -1,3 +1,6 @@
 //! The control path: what the workers punt (ARP now; ICMP and tunnel probes later).
 
 pub mod arp;
+pub mod progress;
+pub mod server;
+pub mod state;

@@ -18,6 +18,7 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod reference_lpm;
 
 pub use eal::Eal;
 pub use error::{DpdkError, Result};
@@ -25,3 +26,6 @@ pub use lcore::{current_lcore, launch_on_workers, launch_on_workers_with_main, L
 pub use mbuf::{Burst, Drain, Mbuf, BURST_MAX};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
+pub use reference_lpm::{
+    FibLookup, FibNextHop, RteFib, RteLpm, RTE_LPM_LOOKUP_SUCCESS, RTE_LPM_MAX_NEXT_HOP,
+};
