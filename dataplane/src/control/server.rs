@@ -48,29 +48,45 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serve requests until `stop` is set.
+/// Most clients served at once; more wait in the listen backlog.
+const MAX_CLIENTS: usize = 16;
+
+/// Serve requests until `stop` is set: a thread per client, so a slow or idle client
+/// never holds up another (changes are still applied one at a time, under the lock).
 pub fn serve(
     listener: &UnixListener,
     state: &Mutex<ControlState>,
     workers: &[WorkerProgress],
     stop: &AtomicBool,
 ) {
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = handle(stream, state, workers, stop) {
-                    log::debug!("control client: {e}");
+    let clients = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        while !stop.load(Ordering::Relaxed) {
+            if clients.load(Ordering::Acquire) >= MAX_CLIENTS {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    clients.fetch_add(1, Ordering::AcqRel);
+                    let clients = &clients;
+                    scope.spawn(move || {
+                        if let Err(e) = handle(stream, state, workers, stop) {
+                            log::debug!("control client: {e}");
+                        }
+                        clients.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => {
+                    log::warn!("control socket: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(e) => {
-                log::warn!("control socket: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
         }
-    }
+    });
 }
 
 fn handle(
@@ -80,16 +96,32 @@ fn handle(
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // A blocked read wakes up now and then to notice `stop`.
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     while !stop.load(Ordering::Relaxed) {
         line.clear();
-        let n = reader
+        let n = match reader
             .by_ref()
             .take(MAX_REQUEST as u64)
-            .read_line(&mut line)?;
+            .read_line(&mut line)
+        {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if line.is_empty() {
+                    continue;
+                }
+                return Err(e); // a request cut in the middle by a stalled client
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Ok(());
         }

@@ -163,7 +163,6 @@ impl ControlState {
                 next.neighbor(port, ip, mac);
             }
         }
-        let previous = builder_from_config(&self.cfg, &self.ports);
         self.builder.adopt(next);
         match self.builder.build() {
             Ok(snap) => {
@@ -173,7 +172,8 @@ impl ControlState {
             }
             Err(e) => {
                 // Put the running configuration back: nothing half-applied.
-                self.builder.adopt(previous);
+                self.builder
+                    .adopt(builder_from_config(&self.cfg, &self.ports));
                 for (&(port, ip), &mac) in &self.learned {
                     self.builder.neighbor(port, ip, mac);
                 }

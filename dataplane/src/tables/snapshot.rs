@@ -233,7 +233,6 @@ struct Kept {
     generation: u64,
     /// Tunnel name -> slot.
     slots: HashMap<String, u32>,
-    free_slots: Vec<u32>,
     next_slot: u32,
     states: HashMap<String, Arc<TunnelState>>,
     others: HashMap<OtherKey, u32>,
@@ -406,28 +405,18 @@ impl SnapshotBuilder {
                 });
             }
         }
-        // Tentative slots: kept for existing tunnels, freed ones reused, then new ones.
-        let mut free: Vec<u32> = self.kept.free_slots.clone();
-        free.extend(
-            self.kept
-                .slots
-                .iter()
-                .filter(|(n, _)| !names.contains_key(n.as_str()))
-                .map(|(_, &s)| s),
-        );
-        free.sort_unstable_by(|a, b| b.cmp(a)); // pop() gives the lowest
+        // Slots: kept for existing tunnels, fresh ones for new tunnels. A removed tunnel's
+        // slot is never handed to another, so per-worker counters by slot are never credited
+        // to the wrong tunnel (the cost: one empty slot per tunnel ever removed).
         let mut next_slot = self.kept.next_slot;
         let mut slot_of: Vec<u32> = Vec::with_capacity(self.tunnels.len());
         for t in &self.tunnels {
             let slot = match self.kept.slots.get(&t.name) {
                 Some(&s) => s,
-                None => match free.pop() {
-                    Some(s) => s,
-                    None => {
-                        next_slot += 1;
-                        next_slot - 1
-                    }
-                },
+                None => {
+                    next_slot += 1;
+                    next_slot - 1
+                }
             };
             if slot >= OTHER_BASE {
                 return Err(BuildError::TooMany);
@@ -506,7 +495,6 @@ impl SnapshotBuilder {
             .zip(&slot_of)
             .map(|(t, &s)| (t.name.clone(), s))
             .collect();
-        kept.free_slots = free;
         kept.next_slot = next_slot;
         kept.others = others;
         sync_lpm(&mut kept.routes, &mut kept.routes_installed, routes_wanted);
@@ -834,7 +822,7 @@ mod tests {
             s4.routes().shared_chunks(s3.routes()),
             s3.routes().stats().chunks
         );
-        // A new tunnel reuses the freed slot.
+        // A new tunnel gets a fresh slot, never a removed tunnel's.
         b.tunnel(Tunnel::new(
             "new",
             TunnelMode::Ipip,
@@ -843,6 +831,8 @@ mod tests {
             0,
         ));
         let s5 = b.build().unwrap();
-        assert_eq!(s5.tunnels().by_name("new"), Some(id_t7));
+        let new = s5.tunnels().by_name("new").unwrap();
+        assert!(new.0 >= 200, "fresh slot {new:?}");
+        assert!(s5.tunnels().get(id_t7).is_none());
     }
 }

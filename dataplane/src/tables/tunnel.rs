@@ -259,7 +259,7 @@ impl std::fmt::Debug for KeyHasher {
 ///
 /// A tunnel keeps its slot ([`TunnelId`]) from one snapshot to the next while it exists, so
 /// route next hops and per-worker counters stay valid across updates; a removed tunnel's
-/// slot is empty (and may be reused by a later tunnel).
+/// slot stays empty.
 #[derive(Debug, Default)]
 pub struct TunnelTable {
     entries: Vec<Option<TunnelEntry>>,
