@@ -15,7 +15,7 @@ fi
 # Debian packages: DPDK runtime and headers, bindgen's libclang, pkg-config, the packet
 # oracles (tshark, scapy), and tools the tests and labs use.
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
-      tshark python3 python3-scapy libpcap-dev iproute2 ethtool)
+      tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,903 @@
+//! The interop lab (scripts/interop-lab.sh) as a test: backbone between client routers that
+//! we did not write. Routers A and B are Open vSwitch (userspace datapath) with GRE ports,
+//! keyed (100) and unkeyed; router C is a Linux namespace with an IP-in-IP tunnel (TUN and a
+//! raw socket, scripts/interop-lab-ipip.py). The appliance runs on the three veths with DPDK's
+//! net_af_packet, and tcpdump captures every backbone link.
+//!
+//! Checked: ping both ways between every pair of hosts, with the TTL the hop count implies
+//! (64 - router - backbone - router = 61); TCP transfers (16 MiB keyed GRE <- unkeyed GRE,
+//! 10 MiB GRE -> IP-in-IP) compared byte for byte; the appliance's live per-tunnel counters
+//! against the pings sent; Open vSwitch 3.1's wrong GRE checksum with csum+seq dropped as
+//! `bad_gre_checksum`; then, after teardown, tshark's dissection of the captures (right MACs,
+//! keys and modes per link, inner TTLs, valid checksums, nothing malformed) and the final
+//! per-tunnel packet and byte counters of `--stats` against the captures, packet for packet.
+//!
+//! Needs root, network namespaces, /dev/net/tun and the packages of scripts/setup.sh. Where
+//! they are missing the test fails and says why: it never skips.
+
+use backbone_tests::{backbone_bin, repo_root, scratch_dir};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A host: its router's letter, its address.
+const HOSTS: [(char, &str); 3] = [('a', "10.1.0.10"), ('b', "10.2.0.10"), ('c', "10.3.0.10")];
+/// Host A's second address, routed by router A into its csum+seq GRE port.
+const CSUM_SOURCE: &str = "10.11.0.10";
+/// Pings per ordered pair of hosts.
+const PINGS: u64 = 3;
+/// Pings through the csum+seq port.
+const CSUM_PINGS: u64 = 5;
+/// What the ping replies' TTL must be: 64, less router, backbone and router.
+const TTL_AT_HOST: u32 = 61;
+
+/// One backbone link as the captures see it.
+#[derive(Debug)]
+struct Link {
+    iface: &'static str,
+    /// The appliance's side: the veth's MAC (the config leaves `mac` out) and address.
+    our_mac: &'static str,
+    our_ip: &'static str,
+    /// The client router's side: the MAC it sends from (Open vSwitch: br-phy's) and address.
+    router_mac: &'static str,
+    router_ip: &'static str,
+    /// The outer protocol: 47 (GRE) or 4 (IP-in-IP).
+    proto: u32,
+    /// GRE key -> tunnel name; `None`: GRE without key, or IP-in-IP.
+    tunnels: &'static [(Option<u32>, &'static str)],
+}
+
+const LINKS: [Link; 3] = [
+    Link {
+        iface: "to-a",
+        our_mac: "02:bb:00:00:00:01",
+        our_ip: "172.16.1.1",
+        router_mac: "02:01:00:00:01:02",
+        router_ip: "172.16.1.2",
+        proto: 47,
+        tunnels: &[(Some(100), "site-a"), (Some(101), "site-a-csum")],
+    },
+    Link {
+        iface: "to-b",
+        our_mac: "02:bb:00:00:00:02",
+        our_ip: "172.16.2.1",
+        router_mac: "02:02:00:00:01:02",
+        router_ip: "172.16.2.2",
+        proto: 47,
+        tunnels: &[(None, "site-b")],
+    },
+    Link {
+        iface: "to-c",
+        our_mac: "02:bb:00:00:00:03",
+        our_ip: "172.16.3.1",
+        router_mac: "02:03:00:00:01:01",
+        router_ip: "172.16.3.2",
+        proto: 4,
+        tunnels: &[(None, "site-c")],
+    },
+];
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The lab, brought up by the script and torn down by it when dropped (on failure too).
+#[derive(Debug)]
+struct Lab {
+    dir: PathBuf,
+    prefix: String,
+    backbone: PathBuf,
+    is_down: bool,
+}
+
+impl Lab {
+    fn script(&self, cmd: &str) -> Output {
+        Command::new(repo_root().join("scripts/interop-lab.sh"))
+            .arg(cmd)
+            .env("LAB_DIR", &self.dir)
+            .env("LAB_PREFIX", &self.prefix)
+            .env("BACKBONE", &self.backbone)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/interop-lab.sh")
+    }
+
+    fn up() -> Lab {
+        require_lab_support();
+        let lab = Lab {
+            dir: scratch_dir("interop-lab"),
+            // Namespaces of our own: a lab a user has up (prefix bbl) is left alone.
+            prefix: format!("bbt{}", std::process::id()),
+            backbone: backbone_bin(),
+            is_down: false,
+        };
+        let t = Instant::now();
+        let out = lab.script("up");
+        assert!(
+            out.status.success(),
+            "scripts/interop-lab.sh up failed:\n{}\nappliance log:\n{}",
+            text(&out),
+            std::fs::read_to_string(lab.dir.join("backbone.log")).unwrap_or_default()
+        );
+        println!("lab up in {:.1} s", t.elapsed().as_secs_f64());
+        lab
+    }
+
+    fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// Run a command in a namespace of the lab.
+    fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns)])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Start a command in a namespace of the lab (`ip netns exec` execs it: the child is
+    /// the command itself).
+    fn spawn(&self, ns: &str, args: &[&str]) -> Spawned {
+        Spawned(Some(
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns(ns)])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("ip netns exec"),
+        ))
+    }
+
+    /// The appliance's live counters (`backbone ctl --json counters`), once they have
+    /// settled: workers publish them every few thousand polls.
+    fn counters(&self) -> Value {
+        let sock = self.dir.join("ctl/control.sock");
+        let read = || {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.ns("bb")])
+                .arg(&self.backbone)
+                .arg("ctl")
+                .arg(format!("--socket={}", sock.display()))
+                .args(["--json", "counters"])
+                .output()
+                .expect("backbone ctl");
+            assert!(
+                out.status.success(),
+                "backbone ctl counters: {}",
+                text(&out)
+            );
+            let mut v: Value = serde_json::from_slice(&out.stdout).expect("counters JSON");
+            v.as_object_mut().map(|m| m.remove("generation"));
+            v
+        };
+        let mut last = read();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = read();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+
+    fn down(&mut self) -> Output {
+        let out = self.script("down");
+        self.is_down = true;
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.is_down {
+            let out = self.down();
+            eprintln!("lab torn down after a failure:\n{}", text(&out));
+            eprintln!("state, logs and captures kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// Fail (never skip) with what is missing.
+fn require_lab_support() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    assert_eq!(
+        euid, "0",
+        "the interop lab needs root (network namespaces, veths, TUN, Open vSwitch): run the \
+         tests as root, as CI does (.ci/run -> scripts/test.sh)"
+    );
+    for (tool, package) in [
+        ("ovs-vswitchd", "openvswitch-switch"),
+        ("ovsdb-server", "openvswitch-switch"),
+        ("tcpdump", "tcpdump"),
+        ("socat", "socat"),
+        ("ping", "iputils-ping"),
+        ("ethtool", "ethtool"),
+        ("tshark", "tshark"),
+        ("sha256sum", "coreutils"),
+    ] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "the interop lab needs {tool} (Debian package {package}): run scripts/setup.sh"
+        );
+    }
+    assert!(
+        Path::new("/dev/net/tun").exists(),
+        "the interop lab needs /dev/net/tun (Open vSwitch's internal ports, router C's tunnel)"
+    );
+}
+
+fn tunnel_counter(v: &Value, tunnel: &str, field: &str) -> u64 {
+    v["tunnels"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == tunnel))
+        .and_then(|t| t[field].as_u64())
+        .unwrap_or_else(|| panic!("no counter {field} for tunnel {tunnel} in {v}"))
+}
+
+fn drop_counter(v: &Value, reason: &str) -> u64 {
+    v["drops"][reason]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no drop counter {reason} in {v}"))
+}
+
+/// Per-tunnel packet counts and drops between two counter readings.
+fn delta(before: &Value, after: &Value) -> BTreeMap<String, u64> {
+    let mut d = BTreeMap::new();
+    for l in &LINKS {
+        for (_, t) in l.tunnels {
+            for f in ["rx_packets", "tx_packets", "rx_bytes", "tx_bytes"] {
+                d.insert(
+                    format!("{t}.{f}"),
+                    tunnel_counter(after, t, f) - tunnel_counter(before, t, f),
+                );
+            }
+        }
+    }
+    for (k, v) in after["drops"].as_object().expect("drops") {
+        let n = v.as_u64().unwrap_or(0) - before["drops"][k].as_u64().unwrap_or(0);
+        d.insert(format!("drop.{k}"), n);
+    }
+    d
+}
+
+fn assert_no_drops_but(d: &BTreeMap<String, u64>, allowed: &str, during: &str) {
+    for (k, v) in d {
+        if k.starts_with("drop.") && k != allowed {
+            assert_eq!(
+                *v, 0,
+                "{during}: the appliance dropped packets as {k}: {d:?}"
+            );
+        }
+    }
+}
+
+/// One ping run: (replies, their TTLs, round-trip times in ms).
+fn ping(lab: &Lab, from: char, args: &[&str]) -> (u64, Vec<u32>, Vec<f64>, String) {
+    let mut cmd = vec!["ping", "-n"];
+    cmd.extend_from_slice(args);
+    let out = lab.exec(&format!("h{from}"), &cmd);
+    let s = text(&out);
+    let (mut ttls, mut rtts) = (Vec::new(), Vec::new());
+    for line in s.lines().filter(|l| l.contains("bytes from")) {
+        for word in line.split_whitespace() {
+            if let Some(t) = word.strip_prefix("ttl=") {
+                ttls.push(t.parse().expect("ttl"));
+            }
+            if let Some(t) = word.strip_prefix("time=") {
+                rtts.push(t.parse().expect("time"));
+            }
+        }
+    }
+    (ttls.len() as u64, ttls, rtts, s)
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A process the test started: killed (by its PID) if the test fails before it ends.
+#[derive(Debug)]
+struct Spawned(Option<Child>);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_child(mut spawned: Spawned, what: &str, limit: Duration) -> Output {
+    let mut child = spawned.0.take().expect("a running child");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{what}: still running after {} s (killed):\n{}",
+                limit.as_secs(),
+                text(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Send `mib` MiB of random bytes over TCP from one host to another (socat at both ends) and
+/// compare what arrived with what was sent, byte for byte. Returns a line for the summary.
+fn transfer(lab: &Lab, from: char, to: char, mib: usize, port: u16) -> String {
+    let src = lab.dir.join(format!("tcp-{from}{to}-sent.bin"));
+    let dst = lab.dir.join(format!("tcp-{from}{to}-received.bin"));
+    let mut data = vec![0u8; mib << 20];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
+        &mut data,
+    )
+    .expect("random bytes");
+    std::fs::write(&src, &data).expect("write the source file");
+    let to_ip = HOSTS.iter().find(|h| h.0 == to).expect("host").1;
+    let listen = format!("TCP-LISTEN:{port},reuseaddr");
+    let sink = format!("OPEN:{},creat,trunc", dst.display());
+    let receiver = lab.spawn(&format!("h{to}"), &["socat", "-u", &listen, &sink]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ss = lab.exec(&format!("h{to}"), &["ss", "-Hltn"]);
+        if text(&ss).contains(&format!(":{port} ")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "socat in host {to} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t = Instant::now();
+    let source = format!("OPEN:{}", src.display());
+    let connect = format!("TCP:{to_ip}:{port}");
+    let sender = lab.spawn(&format!("h{from}"), &["socat", "-u", &source, &connect]);
+    let sent = wait_child(sender, "the TCP sender", Duration::from_secs(60));
+    assert!(sent.status.success(), "socat sender: {}", text(&sent));
+    let received = wait_child(receiver, "the TCP receiver", Duration::from_secs(30));
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        received.status.success(),
+        "socat receiver: {}",
+        text(&received)
+    );
+    let got = std::fs::read(&dst).expect("read the received file");
+    assert_eq!(
+        got.len(),
+        data.len(),
+        "TCP {from} -> {to}: {} bytes arrived of {}",
+        got.len(),
+        data.len()
+    );
+    if let Some(i) = got.iter().zip(&data).position(|(a, b)| a != b) {
+        panic!("TCP {from} -> {to}: the bytes differ from offset {i}");
+    }
+    let (hs, hd) = (sha256(&src), sha256(&dst));
+    assert_eq!(hs, hd, "sha256 of what was sent and what arrived");
+    let _ = std::fs::remove_file(&src);
+    let _ = std::fs::remove_file(&dst);
+    format!(
+        "TCP host {} -> host {}: {} bytes in {secs:.2} s ({:.0} Mbit/s), byte for byte \
+         identical, sha256 {hd}",
+        from.to_ascii_uppercase(),
+        to.to_ascii_uppercase(),
+        got.len(),
+        got.len() as f64 * 8.0 / secs / 1e6
+    )
+}
+
+/// One captured frame, as tshark dissects it.
+#[derive(Debug, Default)]
+struct Frame {
+    number: String,
+    eth_src: String,
+    eth_dst: String,
+    /// Per IPv4 header, outer first.
+    ip_src: Vec<String>,
+    ip_dst: Vec<String>,
+    ip_proto: Vec<u32>,
+    ip_ttl: Vec<u32>,
+    gre_key: Option<u32>,
+    gre_checksum_status: Option<u32>,
+    /// Every checksum tshark verified: 0 is bad.
+    checksum_status: Vec<u32>,
+    icmp_type: Vec<u32>,
+    icmp_code: Vec<u32>,
+    expert_severity: Vec<u64>,
+    protocols: String,
+    len: u64,
+}
+
+const TSHARK_FIELDS: &[&str] = &[
+    "frame.number",
+    "eth.src",
+    "eth.dst",
+    "ip.src",
+    "ip.dst",
+    "ip.proto",
+    "ip.ttl",
+    "gre.key",
+    "gre.checksum.status",
+    "ip.checksum.status",
+    "tcp.checksum.status",
+    "icmp.checksum.status",
+    "icmp.type",
+    "icmp.code",
+    "_ws.expert.severity",
+    "frame.protocols",
+    "frame.len",
+];
+
+fn dissect(file: &Path) -> Vec<Frame> {
+    let mut cmd = Command::new("tshark");
+    // The transfers' random bytes are data: no heuristic dissector (thrift, say) may claim
+    // them and then report them malformed.
+    cmd.arg("-r").arg(file).args([
+        "-n",
+        "-d",
+        "tcp.port==5001,data",
+        "-d",
+        "tcp.port==5002,data",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]);
+    for f in TSHARK_FIELDS {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "tshark -r {}: {}",
+        file.display(),
+        text(&out)
+    );
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let nums = |s: &str| -> Vec<u64> {
+        list(s)
+            .iter()
+            .map(|x| {
+                let x = x.trim_start_matches("0x");
+                u64::from_str_radix(x, if s.contains("0x") { 16 } else { 10 })
+                    .unwrap_or_else(|_| panic!("tshark number {x:?}"))
+            })
+            .collect()
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let c: Vec<&str> = line.split('|').collect();
+            assert_eq!(c.len(), TSHARK_FIELDS.len(), "tshark line {line:?}");
+            let small = |s: &str| nums(s).into_iter().map(|x| x as u32).collect::<Vec<u32>>();
+            let mut checksum_status = small(c[9]);
+            checksum_status.extend(small(c[10]));
+            checksum_status.extend(small(c[11]));
+            Frame {
+                number: c[0].to_owned(),
+                eth_src: c[1].to_owned(),
+                eth_dst: c[2].to_owned(),
+                ip_src: list(c[3]),
+                ip_dst: list(c[4]),
+                ip_proto: small(c[5]),
+                ip_ttl: small(c[6]),
+                gre_key: small(c[7]).first().copied(),
+                gre_checksum_status: small(c[8]).first().copied(),
+                checksum_status,
+                icmp_type: small(c[12]),
+                icmp_code: small(c[13]),
+                expert_severity: nums(c[14]),
+                protocols: c[15].to_owned(),
+                len: nums(c[16]).first().copied().unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+/// What the captures say each tunnel received and sent.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    rx_packets: u64,
+    rx_bytes: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
+    bad_gre_checksum: u64,
+}
+
+/// Check every frame of one link's capture and count its tunnel packets. Returns how many
+/// ICMP protocol-unreachable messages router C sent back (see below).
+fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str, Seen>) -> u64 {
+    const PI_ERROR: u64 = 0x0080_0000;
+    let iface = link.iface;
+    let mut unreachable = 0;
+    for f in frames {
+        let at = format!("capture {iface}, frame {}", f.number);
+        assert!(
+            !f.protocols.contains("_ws.malformed") && !f.protocols.contains("_ws.short"),
+            "{at}: tshark finds it malformed or cut short ({})",
+            f.protocols
+        );
+        let ours = [link.our_mac, link.router_mac];
+        assert!(
+            ours.contains(&f.eth_src.as_str()),
+            "{at}: from {}, neither the appliance nor the router",
+            f.eth_src
+        );
+        let Some(&outer) = f.ip_proto.first() else {
+            assert!(f.protocols.contains("arp"), "{at}: neither IPv4 nor ARP");
+            continue;
+        };
+        if outer == 1 && f.icmp_type == [3] && f.icmp_code == [2] && link.proto == 4 {
+            // Router C's kernel answers an IP-in-IP packet with "protocol unreachable" when
+            // the bridge's raw socket buffer is full (Linux 6.x then counts no receiver):
+            // the packet is lost and TCP resends it. It quotes the first 548 bytes of the
+            // packet, which tshark reports as an error; it is not the appliance's doing.
+            unreachable += 1;
+            continue;
+        }
+        assert!(
+            f.expert_severity.iter().all(|&s| s < PI_ERROR),
+            "{at}: tshark reports an error ({:?}, {})",
+            f.expert_severity,
+            f.protocols
+        );
+        assert!(
+            f.checksum_status.iter().all(|&s| s != 0),
+            "{at}: a bad IPv4, TCP or ICMP checksum ({})",
+            f.protocols
+        );
+        if outer != 4 && outer != 47 {
+            // The routers' underlay pings to the appliance, when the lab came up.
+            assert!(
+                outer == 1 && f.ip_dst[0] == link.our_ip && f.ip_src[0] == link.router_ip,
+                "{at}: unexpected underlay packet ({})",
+                f.protocols
+            );
+            continue;
+        }
+        assert_eq!(outer, link.proto, "{at}: the wrong tunnel mode");
+        let inbound = f.eth_src == link.router_mac;
+        let (src_mac, dst_mac, src_ip, dst_ip) = if inbound {
+            (link.router_mac, link.our_mac, link.router_ip, link.our_ip)
+        } else {
+            (link.our_mac, link.router_mac, link.our_ip, link.router_ip)
+        };
+        assert_eq!(
+            (f.eth_src.as_str(), f.eth_dst.as_str()),
+            (src_mac, dst_mac),
+            "{at}: MACs"
+        );
+        assert_eq!(
+            (f.ip_src[0].as_str(), f.ip_dst[0].as_str()),
+            (src_ip, dst_ip),
+            "{at}: outer addresses"
+        );
+        let Some(&(_, tunnel)) = link.tunnels.iter().find(|(k, _)| *k == f.gre_key) else {
+            panic!(
+                "{at}: GRE key {:?} belongs to no tunnel of this link",
+                f.gre_key
+            );
+        };
+        assert_eq!(f.ip_proto.len(), 2, "{at}: not one inner IPv4 packet");
+        // Inner TTL: the host's 64 less its router on the way in, and less the appliance
+        // on the way out.
+        let inner_ttl = f.ip_ttl[1];
+        assert_eq!(
+            inner_ttl,
+            if inbound { 63 } else { 62 },
+            "{at}: inner TTL ({} {})",
+            if inbound { "from" } else { "to" },
+            link.iface
+        );
+        let s = seen.entry(tunnel).or_default();
+        let bad_gre = f.gre_checksum_status == Some(0);
+        if bad_gre {
+            assert!(
+                inbound && tunnel == "site-a-csum",
+                "{at}: a bad GRE checksum where Open vSwitch's csum+seq bug cannot be"
+            );
+            s.bad_gre_checksum += 1;
+        } else if inbound {
+            s.rx_packets += 1;
+            s.rx_bytes += f.len;
+        } else {
+            s.tx_packets += 1;
+            s.tx_bytes += f.len;
+        }
+    }
+    unreachable
+}
+
+#[test]
+fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
+    let started = Instant::now();
+    let mut lab = Lab::up();
+    let mut summary = Vec::new();
+
+    // Pings both ways between every pair of hosts.
+    let before = lab.counters();
+    for (from, _) in HOSTS {
+        for (to, to_ip) in HOSTS {
+            if from == to {
+                continue;
+            }
+            let n = PINGS.to_string();
+            let (got, ttls, rtts, out) =
+                ping(&lab, from, &["-c", &n, "-i", "0.2", "-W", "2", to_ip]);
+            assert_eq!(got, PINGS, "ping host {from} -> host {to}:\n{out}");
+            assert!(
+                ttls.iter().all(|&t| t == TTL_AT_HOST),
+                "ping host {from} -> host {to}: TTLs {ttls:?}, expected {TTL_AT_HOST} \
+                 (router, backbone, router each decrement it)"
+            );
+            summary.push(format!(
+                "ping host {} -> host {} ({to_ip}): {got}/{PINGS} replies, \
+                 ttl={TTL_AT_HOST}, rtt {} ms",
+                from.to_ascii_uppercase(),
+                to.to_ascii_uppercase(),
+                rtts.iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ));
+        }
+    }
+    // Each ordered pair: the request in through the source's tunnel and out through the
+    // destination's, the reply the other way: every tunnel 2 * 2 * PINGS each way.
+    let d = delta(&before, &lab.counters());
+    for t in ["site-a", "site-b", "site-c"] {
+        for f in ["rx_packets", "tx_packets"] {
+            assert_eq!(
+                d[&format!("{t}.{f}")],
+                4 * PINGS,
+                "{t}.{f} after the pings: {d:?}"
+            );
+        }
+    }
+    assert_eq!(d["site-a-csum.rx_packets"] + d["site-a-csum.tx_packets"], 0);
+    assert_no_drops_but(&d, "", "the pings");
+
+    // TCP: unkeyed GRE -> keyed GRE, then keyed GRE -> IP-in-IP.
+    let before = lab.counters();
+    summary.push(transfer(&lab, 'b', 'a', 16, 5001));
+    let d = delta(&before, &lab.counters());
+    assert_eq!(d["site-b.rx_packets"], d["site-a.tx_packets"], "{d:?}");
+    assert_eq!(d["site-a.rx_packets"], d["site-b.tx_packets"], "{d:?}");
+    assert!(d["site-b.rx_bytes"] > 16 << 20, "{d:?}");
+    assert!(
+        d["site-b.rx_packets"] >= (16 << 20) / 1400,
+        "fewer packets than 16 MiB needs: {d:?}"
+    );
+    assert_no_drops_but(&d, "", "the B -> A transfer");
+    let before = lab.counters();
+    summary.push(transfer(&lab, 'a', 'c', 10, 5002));
+    let d = delta(&before, &lab.counters());
+    assert_eq!(d["site-a.rx_packets"], d["site-c.tx_packets"], "{d:?}");
+    assert_eq!(d["site-c.rx_packets"], d["site-a.tx_packets"], "{d:?}");
+    assert!(d["site-c.tx_bytes"] > 10 << 20, "{d:?}");
+    assert_no_drops_but(&d, "", "the A -> C transfer");
+
+    // Open vSwitch 3.1 with csum=true and seq=true computes the GRE checksum before it
+    // writes the sequence number: only the packet with sequence number 0 (whose field was
+    // 0 when summed) is right. The appliance must drop the others as bad_gre_checksum.
+    let before = lab.counters();
+    let n = CSUM_PINGS.to_string();
+    let (replies, _, _, out) = ping(
+        &lab,
+        'a',
+        &[
+            "-c",
+            &n,
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "-I",
+            CSUM_SOURCE,
+            HOSTS[1].1,
+        ],
+    );
+    let d = delta(&before, &lab.counters());
+    let (bad, accepted) = (d["drop.bad_gre_checksum"], d["site-a-csum.rx_packets"]);
+    assert_eq!(
+        bad + accepted,
+        CSUM_PINGS,
+        "every packet of the csum+seq port is either accepted or dropped as bad_gre_checksum: {d:?}"
+    );
+    assert!(
+        bad >= CSUM_PINGS - 1,
+        "Open vSwitch's csum+seq packets after the first must be dropped as bad_gre_checksum \
+         (fixed in this Open vSwitch? then update this test and the README): {d:?}\n{out}"
+    );
+    assert_eq!(d["site-a-csum.tx_packets"], accepted, "{d:?}");
+    assert_eq!(
+        replies, accepted,
+        "replies to the accepted requests only:\n{out}"
+    );
+    assert_no_drops_but(&d, "drop.bad_gre_checksum", "the csum+seq pings");
+    summary.push(format!(
+        "csum+seq GRE (Open vSwitch 3.1): {CSUM_PINGS} pings, {accepted} accepted, {bad} \
+         dropped as bad_gre_checksum"
+    ));
+
+    // Teardown: the appliance stops on SIGTERM and writes its counters, tcpdump flushes,
+    // every process the script started is gone, so are the namespaces.
+    let pids: Vec<(String, String)> = std::fs::read_dir(lab.dir.join("pids"))
+        .expect("the lab's pid files")
+        .filter_map(Result::ok)
+        .map(|e| {
+            let s = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let mut l = s.lines();
+            (
+                l.next().unwrap_or_default().to_owned(),
+                l.next().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(pids.len(), 9, "pid files: {pids:?}");
+    let out = lab.down();
+    assert!(
+        out.status.success(),
+        "scripts/interop-lab.sh down: {}",
+        text(&out)
+    );
+    for (pid, cmd) in &pids {
+        let running = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let running = String::from_utf8_lossy(&running).replace('\0', " ");
+        assert!(
+            !running.contains(cmd.as_str()),
+            "pid {pid} ({cmd}) still runs after down"
+        );
+    }
+    let netns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    assert!(
+        !text(&netns).contains(&format!("{}-", lab.prefix)),
+        "namespaces left after down:\n{}",
+        text(&netns)
+    );
+    let log = std::fs::read_to_string(lab.dir.join("backbone.log")).unwrap_or_default();
+    let stats: Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.dir.join("stats.json")).expect("the appliance's stats.json"),
+    )
+    .expect("stats JSON");
+
+    // The captures, dissected: and the final counters against them, packet for packet.
+    let mut seen: BTreeMap<&'static str, Seen> = BTreeMap::new();
+    let mut unreachable = 0;
+    for link in &LINKS {
+        let tcpdump = std::fs::read_to_string(lab.dir.join(format!("tcpdump-{}.log", link.iface)))
+            .unwrap_or_default();
+        let dropped = tcpdump
+            .lines()
+            .find_map(|l| l.strip_suffix(" packets dropped by kernel"))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        assert_eq!(
+            dropped,
+            Some(0),
+            "tcpdump on {} lost packets: the comparison below would be wrong:\n{tcpdump}",
+            link.iface
+        );
+        let frames = dissect(&lab.dir.join(format!("capture-{}.pcap", link.iface)));
+        assert!(!frames.is_empty(), "nothing captured on {}", link.iface);
+        unreachable += check_capture(link, &frames, &mut seen);
+    }
+    let mut bad_total = 0;
+    for link in &LINKS {
+        for (_, t) in link.tunnels {
+            let s = seen.get(t).copied().unwrap_or_default();
+            bad_total += s.bad_gre_checksum;
+            for (field, want) in [
+                ("rx_packets", s.rx_packets),
+                ("tx_packets", s.tx_packets),
+                ("rx_bytes", s.rx_bytes),
+                ("tx_bytes", s.tx_bytes),
+            ] {
+                assert_eq!(
+                    tunnel_counter(&stats, t, field),
+                    want,
+                    "tunnel {t} {field}: the appliance's count against the capture's \
+                     ({s:?}); ports: {}",
+                    stats["ports"]
+                );
+            }
+            summary.push(format!(
+                "tunnel {t:<12} rx {:>6} packets {:>9} bytes, tx {:>6} packets {:>9} bytes \
+                 (= capture)",
+                s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes
+            ));
+        }
+    }
+    assert!(
+        bad_total >= CSUM_PINGS - 1,
+        "bad GRE checksums captured: {bad_total}"
+    );
+    assert_eq!(
+        drop_counter(&stats, "bad_gre_checksum"),
+        bad_total,
+        "bad_gre_checksum against the frames tshark finds with a bad GRE checksum"
+    );
+    for (reason, n) in stats["drops"].as_object().expect("drops") {
+        if reason != "bad_gre_checksum" {
+            assert_eq!(n.as_u64(), Some(0), "drops {reason}: {}", stats["drops"]);
+        }
+    }
+    summary.push(format!(
+        "drops: bad_gre_checksum {bad_total} (= frames tshark finds with a bad GRE checksum), \
+         nothing else"
+    ));
+
+    if unreachable > 0 {
+        summary.push(format!(
+            "router C's raw socket overflowed: {unreachable} IP-in-IP packets answered with ICMP \
+             protocol unreachable (TCP resent them)"
+        ));
+    }
+    println!(
+        "\n== interop lab ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    for line in &summary {
+        println!("{line}");
+    }
+    println!(
+        "\n{}",
+        log.lines()
+            .skip_while(|l| !l.starts_with("port "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&lab.dir);
+}
