@@ -16,6 +16,9 @@ use std::path::Path;
 pub struct ConfigDocument {
     raw: RawConfig,
     origin: String,
+    /// Route position by prefix, built on first use: batches of route changes on big
+    /// tables must not scan the route list once per change.
+    route_index: Option<std::collections::HashMap<ipnet::Ipv4Net, usize>>,
 }
 
 fn invalid(origin: &str, field: &str, value: Option<String>, problem: &str) -> ConfigError {
@@ -24,13 +27,6 @@ fn invalid(origin: &str, field: &str, value: Option<String>, problem: &str) -> C
         field: field.to_owned(),
         value,
         problem: problem.to_owned(),
-    }
-}
-
-fn same_prefix(a: &str, b: &str) -> bool {
-    match (a.parse::<ipnet::Ipv4Net>(), b.parse::<ipnet::Ipv4Net>()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
     }
 }
 
@@ -56,6 +52,7 @@ impl ConfigDocument {
             ConfigDocument {
                 raw,
                 origin: origin.to_owned(),
+                route_index: None,
             },
             validated,
         ))
@@ -98,34 +95,60 @@ impl ConfigDocument {
         Ok(())
     }
 
+    fn route_index(&mut self) -> &mut std::collections::HashMap<ipnet::Ipv4Net, usize> {
+        let routes = &self.raw.routes;
+        self.route_index.get_or_insert_with(|| {
+            routes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.prefix.parse().ok().map(|p| (p, i)))
+                .collect()
+        })
+    }
+
     /// Add a `[[route]]` table given as JSON; a route for the same prefix is replaced
     /// (one change: the prefix is never without a route).
     pub fn set_route(&mut self, table: serde_json::Value) -> Result<(), ConfigError> {
         let r: RawRoute = serde_json::from_value(table)
             .map_err(|e| invalid(&self.origin, "route", None, &e.to_string()))?;
-        match self
-            .raw
-            .routes
-            .iter_mut()
-            .find(|x| same_prefix(&x.prefix, &r.prefix))
-        {
-            Some(old) => *old = r,
-            None => self.raw.routes.push(r),
+        let Ok(prefix) = r.prefix.parse::<ipnet::Ipv4Net>() else {
+            // Not a prefix: keep it, and validation names it.
+            self.raw.routes.push(r);
+            self.route_index = None;
+            return Ok(());
+        };
+        let next = self.raw.routes.len();
+        match self.route_index().get(&prefix).copied() {
+            Some(i) => self.raw.routes[i] = r,
+            None => {
+                self.route_index().insert(prefix, next);
+                self.raw.routes.push(r);
+            }
         }
         Ok(())
     }
 
     /// Remove the route for `prefix`.
     pub fn remove_route(&mut self, prefix: &str) -> Result<(), ConfigError> {
-        let before = self.raw.routes.len();
-        self.raw.routes.retain(|r| !same_prefix(&r.prefix, prefix));
-        if self.raw.routes.len() == before {
-            return Err(invalid(
-                &self.origin,
+        let origin = self.origin.clone();
+        let missing = move || {
+            invalid(
+                &origin,
                 "route.prefix",
                 Some(format!("{prefix:?}")),
                 "has no route",
-            ));
+            )
+        };
+        let Ok(net) = prefix.parse::<ipnet::Ipv4Net>() else {
+            return Err(missing());
+        };
+        let Some(i) = self.route_index().remove(&net) else {
+            return Err(missing());
+        };
+        self.raw.routes.swap_remove(i);
+        // The last route moved into slot i.
+        if let Some(moved) = self.raw.routes.get(i).and_then(|r| r.prefix.parse().ok()) {
+            self.route_index().insert(moved, i);
         }
         Ok(())
     }
@@ -224,5 +247,44 @@ mod tests {
         assert!(doc.remove_route("10.8.0.0/16").is_err());
         doc.remove_route("10.9.0.0/16").unwrap();
         assert!(doc.validate().is_ok());
+    }
+
+    #[test]
+    fn route_edits_keep_the_index_right() {
+        let (mut doc, _) = ConfigDocument::parse(BASE, "t.toml").unwrap();
+        for i in 0..5 {
+            doc.set_route(
+                serde_json::json!({"prefix": format!("10.{}.0.0/16", 50 + i), "tunnel": "a"}),
+            )
+            .unwrap();
+        }
+        doc.remove_route("10.51.0.0/16").unwrap(); // the last route moves into its place
+        doc.remove_route("10.54.0.0/16").unwrap(); // the moved one, found at its new place
+        assert!(doc.remove_route("10.51.0.0/16").is_err());
+        doc.set_route(serde_json::json!({"prefix": "10.52.0.0/16", "blackhole": true}))
+            .unwrap();
+        doc.set_route(serde_json::json!({"prefix": "10.51.0.0/16", "tunnel": "a"}))
+            .unwrap();
+        let cfg = doc.validate().unwrap();
+        let mut got: Vec<String> = cfg.routes.iter().map(|r| r.prefix.to_string()).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "10.50.0.0/16",
+                "10.51.0.0/16",
+                "10.52.0.0/16",
+                "10.53.0.0/16"
+            ]
+        );
+        let blackholes = cfg
+            .routes
+            .iter()
+            .filter(|r| r.target == crate::RouteTarget::Blackhole)
+            .count();
+        assert_eq!(
+            blackholes, 1,
+            "the route for 10.52/16 was replaced, not added"
+        );
     }
 }
