@@ -5,6 +5,19 @@ use backbone_tests::{backbone_bin, pcap, repo_root, scratch_dir, PYTHON};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Kills the appliance if the test fails before stopping it: an endless source must never
+/// outlive its test.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The demo lab with acme's static neighbour removed and a second TX capture on the client
 /// port (net_pcap gives one TX queue per tx_pcap: the second is the control thread's).
 fn lab_without_acme_neighbor(dir: &std::path::Path, rx: &str) -> std::path::PathBuf {
@@ -174,15 +187,18 @@ fn sigterm_stops_a_run_cleanly_and_writes_counters() {
     ));
     // An endless source: the same packet again and again until we are told to stop.
     let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap,infinite_rx=1");
-    let mut child = Command::new(backbone_bin())
-        .current_dir(&dir)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .args(["--stats", "stats.json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut guard = KillOnDrop(Some(
+        Command::new(backbone_bin())
+            .current_dir(&dir)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .args(["--stats", "stats.json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = guard.0.as_mut().expect("running");
     std::thread::sleep(Duration::from_millis(1500));
     let pid = child.id().to_string();
     assert!(Command::new("kill")

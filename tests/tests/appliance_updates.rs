@@ -14,6 +14,19 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Kills the appliance if the test fails before stopping it: an endless source must never
+/// outlive its test.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 const GROUP_A: u8 = 32; // 10.50.x.0/24: moved between acme and globex
 const GROUP_B: u8 = 16; // 10.60.x.0/24: moved between globex and short-lived tunnels
 const BATCHES: usize = 240;
@@ -114,22 +127,25 @@ fn thousands_of_changes_while_forwarding_lose_and_misroute_nothing() {
         .collect();
 
     let sock = dir.join("ctl/api.sock");
-    let mut child = Command::new(backbone_bin())
-        .current_dir(&dir)
-        .args([
-            "run",
-            "--config",
-            "lab.toml",
-            "--stats",
-            "stats.json",
-            "--control-socket",
-        ])
-        .arg(&sock)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut guard = KillOnDrop(Some(
+        Command::new(backbone_bin())
+            .current_dir(&dir)
+            .args([
+                "run",
+                "--config",
+                "lab.toml",
+                "--stats",
+                "stats.json",
+                "--control-socket",
+            ])
+            .arg(&sock)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = guard.0.as_mut().expect("running");
     let mut api = Api::connect(&sock);
 
     // A bad change first: refused, named, nothing changes.
@@ -287,7 +303,7 @@ fn thousands_of_changes_while_forwarding_lose_and_misroute_nothing() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = child.wait_with_output().unwrap();
+    let out = guard.0.take().expect("stopped").wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -5,7 +5,7 @@ use super::action::{DropReason, PuntReason};
 use super::Verdict;
 use crate::buffer::PacketBuf;
 use crate::tables::{PortIndex, Snapshot};
-use crate::wire::{ethernet, ipv4, EtherType, EthernetAddress, IpProtocol, Ipv4Packet};
+use crate::wire::{ethernet, ipv4, EtherType, EthernetAddress, IpProtocol, Ipv4Addr, Ipv4Packet};
 
 /// What ingress found out about a packet that continues.
 #[derive(Debug, Clone, Copy)]
@@ -13,6 +13,8 @@ pub(crate) enum Ingress {
     /// A tunnel packet for us: outer header at `eth_len`, `outer_hlen` bytes long.
     Terminate {
         outer_hlen: usize,
+        /// The frame's length now: Ethernet header and outer IPv4 total length.
+        frame_len: usize,
         protocol: IpProtocol,
         local: u32,
         remote: u32,
@@ -22,18 +24,41 @@ pub(crate) enum Ingress {
     Transit,
 }
 
-/// Check Ethernet and the outer IPv4 header. On `Ok`, the packet still starts at Ethernet
-/// and any padding after the IPv4 total length has been trimmed.
+/// Check Ethernet and the outer IPv4 header. Returns the frame's length as received (for
+/// the RX counters: one look at the buffer serves both) and the verdict. On `Ok`, the
+/// packet still starts at Ethernet and any padding after the IPv4 total length has been
+/// trimmed.
 #[inline]
 pub(crate) fn ingress<B: PacketBuf>(
     pkt: &mut B,
     port: PortIndex,
     snap: &Snapshot,
-) -> Result<Ingress, Verdict> {
+) -> (usize, Result<Ingress, Verdict>) {
+    let data = pkt.data();
+    let rx_len = data.len();
+    let r = headers(data, port, snap).and_then(|h| decide(pkt, rx_len, snap, h));
+    (rx_len, r)
+}
+
+/// What the read-only checks found in the outer headers.
+#[derive(Clone, Copy)]
+struct Headers {
+    outer_hlen: usize,
+    total: usize,
+    protocol: IpProtocol,
+    src: Ipv4Addr,
+    dst: u32,
+    frag: bool,
+    ecn: ipv4::Ecn,
+    transit: bool,
+}
+
+/// The checks that only read the frame: port, Ethernet, the outer IPv4 header.
+#[inline]
+fn headers(data: &[u8], port: PortIndex, snap: &Snapshot) -> Result<Headers, Verdict> {
     let Some(port_entry) = snap.port(port) else {
         return Err(Verdict::Drop(DropReason::NotForUs));
     };
-    let data = pkt.data();
     if data.len() < ethernet::HEADER_LEN {
         return Err(Verdict::Drop(DropReason::Runt));
     }
@@ -52,41 +77,51 @@ pub(crate) fn ingress<B: PacketBuf>(
     if ethertype != EtherType::IPV4 {
         return Err(Verdict::Drop(DropReason::UnsupportedEthertype));
     }
-    let (outer_hlen, total, protocol, src, dst_ip, frag, ecn) = {
-        let Ok(ip) = Ipv4Packet::new_checked(&data[ethernet::HEADER_LEN..]) else {
-            return Err(Verdict::Drop(DropReason::BadIpv4));
-        };
-        if !ip.verify_checksum() {
-            return Err(Verdict::Drop(DropReason::BadIpv4));
-        }
-        (
-            ip.header_len(),
-            usize::from(ip.total_len()),
-            ip.protocol(),
-            ip.src_addr(),
-            u32::from(ip.dst_addr()),
-            ip.is_fragment(),
-            ip.ecn(),
-        )
+    let Ok(ip) = Ipv4Packet::new_checked(&data[ethernet::HEADER_LEN..]) else {
+        return Err(Verdict::Drop(DropReason::BadIpv4));
     };
-    let padding = data.len() - ethernet::HEADER_LEN - total;
+    if !ip.verify_checksum() {
+        return Err(Verdict::Drop(DropReason::BadIpv4));
+    }
+    Ok(Headers {
+        outer_hlen: ip.header_len(),
+        total: usize::from(ip.total_len()),
+        protocol: ip.protocol(),
+        src: ip.src_addr(),
+        dst: u32::from(ip.dst_addr()),
+        frag: ip.is_fragment(),
+        ecn: ip.ecn(),
+        transit: port_entry.transit,
+    })
+}
+
+/// Trim the padding, then split between termination, the control path and transit.
+#[inline]
+fn decide<B: PacketBuf>(
+    pkt: &mut B,
+    rx_len: usize,
+    snap: &Snapshot,
+    h: Headers,
+) -> Result<Ingress, Verdict> {
+    let padding = rx_len - ethernet::HEADER_LEN - h.total;
     if padding > 0 && pkt.trim_back(padding).is_err() {
         return Err(Verdict::Drop(DropReason::BadIpv4));
     }
-    if ipv4::is_martian_source(src) {
+    if ipv4::is_martian_source(h.src) {
         return Err(Verdict::Drop(DropReason::Martian));
     }
-    if snap.is_local(dst_ip) {
-        if frag {
+    if snap.is_local(h.dst) {
+        if h.frag {
             return Err(Verdict::Drop(DropReason::OuterFragment));
         }
-        if protocol == IpProtocol::GRE || protocol == IpProtocol::IPIP {
+        if h.protocol == IpProtocol::GRE || h.protocol == IpProtocol::IPIP {
             return Ok(Ingress::Terminate {
-                outer_hlen,
-                protocol,
-                local: dst_ip,
-                remote: u32::from(src),
-                ecn,
+                outer_hlen: h.outer_hlen,
+                frame_len: rx_len - padding,
+                protocol: h.protocol,
+                local: h.dst,
+                remote: u32::from(h.src),
+                ecn: h.ecn,
             });
         }
         // `PuntReason::Local` hands over the IPv4 packet, without Ethernet.
@@ -95,7 +130,7 @@ pub(crate) fn ingress<B: PacketBuf>(
         }
         return Err(Verdict::Punt(PuntReason::Local));
     }
-    if port_entry.transit {
+    if h.transit {
         Ok(Ingress::Transit)
     } else {
         Err(Verdict::Drop(DropReason::NotForUs))

@@ -44,6 +44,10 @@ impl From<Verdict> for Action {
 }
 
 /// A packet ready for routing: it starts at its (inner) IPv4 header, TTL decremented.
+///
+/// Besides the addresses, it keeps what encapsulation needs from that header and the
+/// packet's length, so that later stages need not ask the buffer again (for an mbuf each
+/// `data()` or `len()` is a call into DPDK's C wrappers).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Inner {
     pub ingress_tunnel: Option<TunnelId>,
@@ -51,6 +55,14 @@ pub(crate) struct Inner {
     pub src: u32,
     /// Host order.
     pub dst: u32,
+    /// The packet's length: its IPv4 total length (padding was trimmed).
+    pub len: usize,
+    /// The DSCP and ECN byte as the packet now carries it (ECN after RFC 6040).
+    pub tos: u8,
+    /// The TTL as the packet now carries it (decremented).
+    pub ttl: u8,
+    /// Whether DF is set.
+    pub dont_frag: bool,
 }
 
 /// The most packets [`Pipeline::process`] takes at once.
@@ -62,6 +74,8 @@ pub struct Pipeline {
     counters: Counters,
     /// IPv4 identification for the outer headers we write.
     ident: u16,
+    /// Recent tunnel lookups (checked against each burst's snapshot before use).
+    tunnel_memo: terminate::TunnelMemo,
 }
 
 impl Pipeline {
@@ -71,6 +85,7 @@ impl Pipeline {
         Pipeline {
             counters: Counters::default(),
             ident: ident_seed,
+            tunnel_memo: terminate::TunnelMemo::default(),
         }
     }
 
@@ -109,16 +124,19 @@ impl Pipeline {
         let mut inner = [Inner::default(); MAX_BURST];
         let mut pending = [false; MAX_BURST];
         let mut dsts = [0u32; MAX_BURST];
-        let mut cache = terminate::LookupCache::default();
+        // Frame length of each transmitted packet, for the port counters.
+        let mut tx_len = [0usize; MAX_BURST];
 
         // Stages 1 and 2, packet by packet.
         for (i, pkt) in pkts.iter_mut().enumerate() {
+            let (rx_len, ingress) = classify::ingress(pkt, port, snap);
             if let Some(c) = self.counters.ports.get_mut(usize::from(port)) {
-                c.rx.add(pkt.len());
+                c.rx.add(rx_len);
             }
-            let r = match classify::ingress(pkt, port, snap) {
+            let r = match ingress {
                 Ok(classify::Ingress::Terminate {
                     outer_hlen,
+                    frame_len,
                     protocol,
                     local,
                     remote,
@@ -127,12 +145,15 @@ impl Pipeline {
                     pkt,
                     snap,
                     &mut self.counters,
-                    &mut cache,
-                    outer_hlen,
-                    protocol,
-                    local,
-                    remote,
-                    ecn,
+                    &mut self.tunnel_memo,
+                    terminate::Outer {
+                        hlen: outer_hlen,
+                        frame_len,
+                        protocol,
+                        local,
+                        remote,
+                        ecn,
+                    },
                 ),
                 Ok(classify::Ingress::Transit) => terminate::transit(pkt),
                 Err(v) => Err(v),
@@ -158,29 +179,33 @@ impl Pipeline {
             if !pending[i] {
                 continue;
             }
-            let r = route::route(snap, &inner[i], hops[i]).and_then(|target| match target {
+            let inner = &inner[i];
+            let r = route::route(snap, inner, hops[i]).and_then(|target| match target {
                 Target::Tunnel(id) => {
-                    encap::encapsulate(pkt, snap, id, &mut self.ident, &mut self.counters)
+                    encap::encapsulate(pkt, inner, snap, id, &mut self.ident, &mut self.counters)
                 }
                 Target::Native {
                     port,
                     src_mac,
                     dst_mac,
                     mtu,
-                } => encap::native(pkt, port, src_mac, dst_mac, mtu),
+                } => encap::native(pkt, inner, port, src_mac, dst_mac, mtu),
                 Target::Blackhole => Err(Verdict::Drop(DropReason::NoRoute)),
             });
             actions[i] = match r {
-                Ok(a) => a,
+                Ok((a, len)) => {
+                    tx_len[i] = len;
+                    a
+                }
                 Err(v) => v.into(),
             };
         }
 
-        for (pkt, a) in pkts.iter().zip(actions.iter()) {
+        for (a, &len) in actions.iter().zip(tx_len.iter()) {
             match *a {
                 Action::Transmit(out) => {
                     if let Some(c) = self.counters.ports.get_mut(usize::from(out)) {
-                        c.tx.add(pkt.len());
+                        c.tx.add(len);
                     }
                 }
                 Action::Drop(r) => self.counters.drops[r as usize] += 1,

@@ -5,44 +5,155 @@ use super::action::{DropReason, Event, PuntReason};
 use super::counters::Counters;
 use super::{Inner, Verdict};
 use crate::buffer::PacketBuf;
+use crate::tables::tunnel::TunnelEntry;
 use crate::tables::{Snapshot, TunnelId, TunnelKey};
 use crate::wire::{ethernet, gre, ipv4::Ecn, EtherType, IpProtocol, Ipv4Packet};
 
-/// The last tunnel lookup of this burst: consecutive packets of one tunnel skip the hash.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct LookupCache {
-    last: Option<(TunnelKey, TunnelId)>,
+/// Sets of a [`TunnelMemo`] (a power of two), of two ways each: 16 KiB of `u16` ids.
+const MEMO_SETS: usize = 4096;
+/// An unused way. It is checked like any guess (it can only match a tunnel in slot 65535,
+/// which is then the right one); tunnels past 65535 always take the hash lookup.
+const MEMO_EMPTY: u16 = u16::MAX;
+
+/// One worker's memo of tunnel lookups, kept across bursts and snapshots: a two-way
+/// set-associative array from a hash of the receive-side key to the tunnel's id.
+///
+/// A way is only a guess: it is used after the snapshot's tunnel at that id turns out to
+/// have exactly the packet's key (local, remote, protocol, GRE key). Keys are unique within
+/// a snapshot (the builder refuses duplicates), so a confirmed guess is the tunnel the
+/// snapshot's hash index would return, and a stale way (tunnel removed or renumbered by a
+/// new snapshot, or another key of the set) costs the hash lookup it would have cost
+/// anyway. The tunnel's entry is loaded by the packet path in any case; the memo saves the
+/// hash and the probe of the index (the largest single cost of a GRE packet with a
+/// thousand tunnels).
+#[derive(Clone)]
+pub(crate) struct TunnelMemo {
+    sets: Box<[[u16; 2]; MEMO_SETS]>,
 }
 
-impl LookupCache {
-    #[inline]
-    fn lookup(&mut self, snap: &Snapshot, key: &TunnelKey) -> Option<TunnelId> {
-        if let Some((k, id)) = self.last {
-            if k == *key {
-                return Some(id);
-            }
+impl Default for TunnelMemo {
+    fn default() -> Self {
+        TunnelMemo {
+            sets: Box::new([[MEMO_EMPTY; 2]; MEMO_SETS]),
         }
-        let id = snap.tunnels().lookup(key)?;
-        self.last = Some((*key, id));
-        Some(id)
     }
 }
 
-/// Terminate a tunnel packet whose outer IPv4 header (`outer_hlen` bytes, after Ethernet) was
-/// checked by ingress. On `Ok` the packet starts at the inner IPv4 header, TTL decremented.
-#[allow(clippy::too_many_arguments)]
+impl core::fmt::Debug for TunnelMemo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let used = self
+            .sets
+            .iter()
+            .flatten()
+            .filter(|&&s| s != MEMO_EMPTY)
+            .count();
+        f.debug_struct("TunnelMemo").field("used", &used).finish()
+    }
+}
+
+/// Whether `t` is the tunnel with this receive-side key.
+#[inline]
+fn has_key(
+    t: &TunnelEntry,
+    local: u32,
+    remote: u32,
+    protocol: IpProtocol,
+    gre_key: Option<u32>,
+) -> bool {
+    let c = &t.config;
+    u32::from(c.remote) == remote
+        && c.key == gre_key
+        && u32::from(c.local) == local
+        && c.mode.protocol() == protocol
+}
+
+impl TunnelMemo {
+    /// The tunnel whose receive-side key this is, and its entry. The key comes as fields
+    /// (in registers): a `TunnelKey` built on the stack and compared whole is read back
+    /// with wider loads than the stores that wrote it, and such loads wait.
+    #[inline]
+    fn lookup<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        local: u32,
+        remote: u32,
+        protocol: IpProtocol,
+        gre_key: Option<u32>,
+    ) -> Option<(TunnelId, &'s TunnelEntry)> {
+        let h = remote ^ gre_key.unwrap_or(0).rotate_left(16) ^ local.rotate_left(8);
+        let set = (h.wrapping_mul(0x9e37_79b1) >> (32 - MEMO_SETS.trailing_zeros())) as usize;
+        let ways = self.sets[set % MEMO_SETS];
+        for guess in ways {
+            let id = TunnelId(u32::from(guess));
+            if let Some(t) = snap.tunnels().get(id) {
+                if has_key(t, local, remote, protocol, gre_key) {
+                    return Some((id, t));
+                }
+            }
+        }
+        self.miss(snap, set, local, remote, protocol, gre_key)
+    }
+
+    #[inline(never)]
+    fn miss<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        set: usize,
+        local: u32,
+        remote: u32,
+        protocol: IpProtocol,
+        gre_key: Option<u32>,
+    ) -> Option<(TunnelId, &'s TunnelEntry)> {
+        let key = TunnelKey {
+            local,
+            remote,
+            protocol: protocol.0,
+            gre_key,
+        };
+        let id = snap.tunnels().lookup(&key)?;
+        let t = snap.tunnels().get(id)?;
+        if let Ok(short) = u16::try_from(id.0) {
+            // Most recent first; the older way goes.
+            let ways = &mut self.sets[set % MEMO_SETS];
+            *ways = [short, ways[0]];
+        }
+        Some((id, t))
+    }
+}
+
+/// What ingress found out about the outer headers of a tunnel packet for us.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outer {
+    /// The outer IPv4 header's length (it follows Ethernet).
+    pub hlen: usize,
+    /// The frame's length: Ethernet plus the outer IPv4 total length.
+    pub frame_len: usize,
+    pub protocol: IpProtocol,
+    /// Our endpoint (outer destination), host order.
+    pub local: u32,
+    /// The client's endpoint (outer source), host order.
+    pub remote: u32,
+    pub ecn: Ecn,
+}
+
+/// Terminate a tunnel packet whose outer headers ingress checked. On `Ok` the packet starts
+/// at the inner IPv4 header, TTL decremented.
 #[inline]
 pub(crate) fn terminate<B: PacketBuf>(
     pkt: &mut B,
     snap: &Snapshot,
     counters: &mut Counters,
-    cache: &mut LookupCache,
-    outer_hlen: usize,
-    protocol: IpProtocol,
-    local: u32,
-    remote: u32,
-    outer_ecn: Ecn,
+    memo: &mut TunnelMemo,
+    outer: Outer,
 ) -> Result<Inner, Verdict> {
+    let Outer {
+        hlen: outer_hlen,
+        frame_len,
+        protocol,
+        local,
+        remote,
+        ecn: outer_ecn,
+    } = outer;
     let l3 = ethernet::HEADER_LEN + outer_hlen;
     let mut strip = l3;
     let tunnel = if protocol == IpProtocol::GRE {
@@ -50,18 +161,8 @@ pub(crate) fn terminate<B: PacketBuf>(
         let Ok(g) = gre::GrePacket::new_checked(payload) else {
             return Err(Verdict::Drop(DropReason::BadGre));
         };
-        let key = TunnelKey {
-            local,
-            remote,
-            protocol: protocol.0,
-            gre_key: g.key(),
-        };
-        let id = cache
-            .lookup(snap, &key)
-            .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
-        let t = snap
-            .tunnels()
-            .get(id)
+        let (id, t) = memo
+            .lookup(snap, local, remote, protocol, g.key())
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
         if g.version() != 0 || g.forbidden_bits_set() {
             return Err(Verdict::Drop(DropReason::BadGre));
@@ -84,17 +185,10 @@ pub(crate) fn terminate<B: PacketBuf>(
         strip += g.header_len();
         id
     } else {
-        let key = TunnelKey {
-            local,
-            remote,
-            protocol: protocol.0,
-            gre_key: None,
-        };
-        cache
-            .lookup(snap, &key)
+        memo.lookup(snap, local, remote, protocol, None)
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?
+            .0
     };
-    let frame_len = pkt.len();
     if pkt.trim_front(strip).is_err() {
         return Err(Verdict::Drop(DropReason::BadInnerIpv4));
     }
@@ -103,23 +197,27 @@ pub(crate) fn terminate<B: PacketBuf>(
     }
 
     // The inner header: nobody has checked it, not even a NIC.
-    let (total, src, dst, inner_proto, inner_ecn, ttl) = {
-        let Ok(ip) = Ipv4Packet::new_checked(pkt.data()) else {
+    let (len, total, src, dst, inner_proto, tos, ttl, dont_frag) = {
+        let data = pkt.data();
+        let Ok(ip) = Ipv4Packet::new_checked(data) else {
             return Err(Verdict::Drop(DropReason::BadInnerIpv4));
         };
         if !ip.verify_checksum() {
             return Err(Verdict::Drop(DropReason::BadInnerIpv4));
         }
         (
+            data.len(),
             usize::from(ip.total_len()),
             u32::from(ip.src_addr()),
             u32::from(ip.dst_addr()),
             ip.protocol(),
-            ip.ecn(),
+            (ip.dscp() << 2) | ip.ecn().bits(),
             ip.ttl(),
+            ip.dont_frag(),
         )
     };
-    let excess = pkt.len() - total;
+    let inner_ecn = Ecn::from_bits(tos);
+    let excess = len - total;
     if excess > 0 && pkt.trim_back(excess).is_err() {
         return Err(Verdict::Drop(DropReason::BadInnerIpv4));
     }
@@ -146,8 +244,10 @@ pub(crate) fn terminate<B: PacketBuf>(
         return Err(Verdict::Drop(DropReason::TtlExceeded));
     }
     let mut ip = Ipv4Packet::new_unchecked(pkt.data_mut());
+    let mut tos = tos;
     if let Some(ecn) = new_ecn {
         ip.set_ecn_incremental(ecn);
+        tos = (tos & !0b11) | ecn.bits();
         if ecn == Ecn::Ce {
             counters.events[Event::EcnCePropagated as usize] += 1;
         }
@@ -157,6 +257,10 @@ pub(crate) fn terminate<B: PacketBuf>(
         ingress_tunnel: Some(tunnel),
         src,
         dst,
+        len: total,
+        tos,
+        ttl: ttl - 1,
+        dont_frag,
     })
 }
 
@@ -166,7 +270,9 @@ pub(crate) fn transit<B: PacketBuf>(pkt: &mut B) -> Result<Inner, Verdict> {
     if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
         return Err(Verdict::Drop(DropReason::BadIpv4));
     }
-    let mut ip = Ipv4Packet::new_unchecked(pkt.data_mut());
+    let data = pkt.data_mut();
+    let len = data.len();
+    let mut ip = Ipv4Packet::new_unchecked(data);
     if ip.ttl() <= 1 {
         return Err(Verdict::Drop(DropReason::TtlExceeded));
     }
@@ -175,5 +281,108 @@ pub(crate) fn transit<B: PacketBuf>(pkt: &mut B) -> Result<Inner, Verdict> {
         ingress_tunnel: None,
         src: u32::from(ip.src_addr()),
         dst: u32::from(ip.dst_addr()),
+        len,
+        tos: (ip.dscp() << 2) | ip.ecn().bits(),
+        ttl: ip.ttl(),
+        dont_frag: ip.dont_frag(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::{PortEntry, PortRoles, SnapshotBuilder, Tunnel, TunnelMode};
+    use crate::wire::EthernetAddress;
+    use core::net::Ipv4Addr;
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+    fn gre(name: &str, remote: u8, key: u32) -> Tunnel {
+        let mut t = Tunnel::new(
+            name,
+            TunnelMode::Gre,
+            LOCAL,
+            Ipv4Addr::new(198, 51, 100, remote),
+            0,
+        );
+        t.key = Some(key);
+        t
+    }
+
+    fn builder() -> SnapshotBuilder {
+        let mut b = SnapshotBuilder::new();
+        b.port(
+            0,
+            PortEntry {
+                mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                addrs: vec![LOCAL],
+                mtu: 1500,
+                roles: PortRoles {
+                    client: true,
+                    core: false,
+                    internet: false,
+                },
+                transit: false,
+            },
+        );
+        b
+    }
+
+    fn find(memo: &mut TunnelMemo, snap: &Snapshot, remote: u8, key: u32) -> Option<TunnelId> {
+        let remote = u32::from(Ipv4Addr::new(198, 51, 100, remote));
+        memo.lookup(snap, u32::from(LOCAL), remote, IpProtocol::GRE, Some(key))
+            .map(|(id, _)| id)
+    }
+
+    /// The memo outlives snapshots: what it remembers must never beat the snapshot.
+    #[test]
+    fn memo_follows_the_snapshot() {
+        let mut memo = TunnelMemo::default();
+        let mut b = builder();
+        b.tunnel(gre("a", 10, 1)).tunnel(gre("b", 20, 2));
+        let s1 = b.build().unwrap();
+        let a = find(&mut memo, &s1, 10, 1).unwrap();
+        let bid = find(&mut memo, &s1, 20, 2).unwrap();
+        assert_ne!(a, bid);
+        // Remembered: same answers, and the same as the snapshot's own index.
+        assert_eq!(find(&mut memo, &s1, 10, 1), Some(a));
+        assert_eq!(s1.tunnels().lookup(&gre("a", 10, 1).key()), Some(a));
+        assert_eq!(find(&mut memo, &s1, 10, 2), None);
+
+        // "a" goes away and "c" comes with another key (in a's slot or a fresh one,
+        // whatever the builder's policy): a's key is gone, whatever the memo remembers.
+        b.remove_tunnel("a");
+        b.tunnel(gre("c", 30, 3));
+        let s2 = b.build().unwrap();
+        let c = find(&mut memo, &s2, 30, 3).unwrap();
+        assert_eq!(s2.tunnels().lookup(&gre("c", 30, 3).key()), Some(c));
+        assert_eq!(find(&mut memo, &s2, 10, 1), None);
+        assert_eq!(find(&mut memo, &s2, 20, 2), Some(bid));
+
+        // a's key comes back on a new tunnel: found, whatever its slot.
+        b.tunnel(gre("a2", 10, 1));
+        let s3 = b.build().unwrap();
+        let a2 = find(&mut memo, &s3, 10, 1).unwrap();
+        assert_eq!(s3.tunnels().lookup(&gre("a2", 10, 1).key()), Some(a2));
+        assert_eq!(find(&mut memo, &s3, 30, 3), Some(c));
+    }
+
+    /// More keys than one set holds: every lookup still answers as the index does.
+    #[test]
+    fn memo_under_collisions_answers_as_the_index() {
+        let mut memo = TunnelMemo::default();
+        let mut b = builder();
+        for i in 0..200u32 {
+            b.tunnel(gre(&format!("t{i}"), 10, i));
+        }
+        let s = b.build().unwrap();
+        for round in 0..3 {
+            for i in (0..200u32).rev().step_by(1 + round) {
+                let want = s.tunnels().lookup(&gre("x", 10, i).key());
+                assert!(want.is_some());
+                assert_eq!(find(&mut memo, &s, 10, i), want);
+            }
+            assert_eq!(find(&mut memo, &s, 10, 1000), None);
+        }
+    }
 }

@@ -1,0 +1,500 @@
+//! Our IPv4 LPM against DPDK's `rte_lpm` and `rte_fib` (DIR-24-8, 4-byte next hops), in one
+//! process under one EAL, on the same tables and the same lookup addresses:
+//!
+//! - `real`: the real table (564,580 prefixes that never nest), next hops by origin ASN
+//!   spread over 1,000 tunnels;
+//! - `real_agg`: the same plus covering aggregates, so that prefixes nest: for every prefix,
+//!   its supernets of length /8, /12, /16 and /20 (those shorter than it), each distinct one
+//!   added once with a next hop of its own (a random tunnel), after the more-specifics;
+//! - `random_1m`: 1,000,000 distinct random prefixes with the real table's length mix.
+//!
+//! Addresses: 65,536 drawn uniformly from the address space (`random`), and 65,536 drawn
+//! from the table (`in_table`: a prefix drawn uniformly, then an address inside it). Before
+//! any timing, every address is looked up in all three tables and the answers must agree:
+//! `rte_lpm` is an independent oracle for ours.
+//!
+//! Measured, as ns per lookup: `single` (one lookup at a time in a loop; independent
+//! lookups, so the CPU may overlap them) and `bulk32` (the bulk call on bursts of 32).
+//! `rte_lpm`'s single lookup is a `static inline` C function reached through dpdk-sys's C
+//! wrapper, so it pays a call that C code (l3fwd) inlines; `rte_fib` has no single lookup
+//! (a bulk call of one is used). `rte_fib` bulk is measured with the scalar lookup (what a
+//! stock EAL selects: its SIMD width defaults to 256 bits) and with the AVX-512 one (EAL is
+//! started with `--force-max-simd-bitwidth=512`; skipped where the CPU lacks AVX-512).
+//! Build time: inserts (and our publish) from an empty table, best of 3 (`rte_lpm`: one
+//! build, see [`BUILDS`]). Memory: the
+//! lookup structure in use (for DIR-24-8: its 2^24-entry first level and the groups that
+//! hold prefixes longer than /24); DPDK's allocation (every configured group) and the
+//! control side (our rule store, `rte_lpm`'s rules, `rte_fib`'s RIB) are printed apart.
+//!
+//! EAL runs with `--no-huge`: DPDK's tables sit on 4 KiB pages, like ours. Every pass over
+//! the addresses (65,536 lookups, a fraction of a millisecond) is timed on its own; the
+//! summary takes the 10th percentile of them, so that passes another process interrupted
+//! on a shared machine do not count (criterion's own report is the mean).
+//!
+//! At the end, prints a summary with the ratios to `rte_fib`'s bulk lookup. `cargo bench -p backbone-benches --bench lpm_vs_dpdk`
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use backbone_benches::{
+    addrs_in, build_lpm, random_prefixes, real_table, rng, uniform_addrs, with_next_hops,
+};
+use criterion::{BenchmarkGroup, Criterion, Throughput};
+use dataplane::dpdk::{Eal, FibLookup, FibNextHop, RteFib, RteLpm, RTE_LPM_LOOKUP_SUCCESS};
+use dataplane::lpm::{Ipv4Lpm, Ipv4Prefix, NextHop, BURST};
+use rand::rngs::SmallRng;
+use rand::Rng;
+
+/// Addresses per iteration: 256 KiB of them, more than L1 and L2 hold with the tables.
+const ADDRS: usize = 1 << 16;
+/// Next hops: tunnel indices.
+const TUNNELS: u32 = 1000;
+/// What `rte_fib` answers where no prefix matches: our "no route" value.
+const FIB_NONE: u64 = NextHop::NONE.index() as u64;
+/// Builds per table; the best is reported. `rte_lpm` is built once: its `add` searches the
+/// rules of the same length linearly, so a large table takes it minutes (DPDK's cost, and
+/// what l3fwd pays at start-up), and the difference is far beyond run-to-run noise.
+const BUILDS: usize = 3;
+
+type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// ns per lookup of every pass, by (table, implementation, mode, addresses).
+type Samples = RefCell<BTreeMap<(String, String, String, String), Vec<f64>>>;
+
+/// One table in the three implementations, and what building them cost.
+struct Tables<'eal> {
+    ours: Ipv4Lpm,
+    ours_rules_bytes: usize,
+    lpm: RteLpm<'eal>,
+    fib: RteFib<'eal>,
+    avx512: bool,
+    build: [Duration; 3],
+}
+
+/// Distinct /24s that hold a prefix longer than /24: the groups DIR-24-8 needs.
+fn groups_needed(rules: &[(Ipv4Prefix, NextHop)]) -> u32 {
+    let set: HashSet<u32> = rules
+        .iter()
+        .filter(|(p, _)| p.prefix_len() > 24)
+        .map(|(p, _)| p.bits() >> 8)
+        .collect();
+    set.len() as u32
+}
+
+fn best_of<T>(builds: usize, mut build: impl FnMut(usize) -> (T, Duration)) -> (T, Duration) {
+    let mut best = Duration::MAX;
+    let mut last = None;
+    for i in 0..builds {
+        // Drop the previous table before building the next: DPDK's live in EAL memory.
+        drop(last.take());
+        let (t, took) = build(i);
+        best = best.min(took);
+        last = Some(t);
+    }
+    (last.expect("builds > 0"), best)
+}
+
+fn build_all<'eal>(eal: &'eal Eal, name: &str, rules: &[(Ipv4Prefix, NextHop)]) -> Tables<'eal> {
+    let (ours, t_ours) = best_of(BUILDS, |_| build_lpm(rules));
+    let ours_rules_bytes = {
+        let mut b = dataplane::lpm::Ipv4LpmBuilder::new();
+        b.extend(rules.iter().copied());
+        b.memory_bytes()
+    };
+    // Groups: what the table needs, with a quarter to spare (DPDK allocates them all).
+    let needed = groups_needed(rules);
+    let tbl8s = (needed + needed / 4).max(256);
+    let n = rules.len() as u32;
+    let (lpm, t_lpm) = best_of(1, |i| {
+        let start = Instant::now();
+        let mut lpm = RteLpm::new(eal, &format!("{name}_lpm{i}"), n + n / 8, tbl8s)
+            .unwrap_or_else(|e| panic!("rte_lpm {name}: {e}"));
+        for &(p, nh) in rules {
+            lpm.add(p.bits(), p.prefix_len(), nh.index())
+                .unwrap_or_else(|e| panic!("rte_lpm {name}: add {p:?}: {e}"));
+        }
+        (lpm, start.elapsed())
+    });
+    let (mut fib, t_fib) = best_of(BUILDS, |i| {
+        let start = Instant::now();
+        // The RIB takes a node per prefix and per branching point: up to two per prefix.
+        let mut fib = RteFib::new(
+            eal,
+            &format!("{name}_fib{i}"),
+            FibNextHop::Bytes4,
+            2 * n + 1024,
+            tbl8s,
+            FIB_NONE,
+        )
+        .unwrap_or_else(|e| panic!("rte_fib {name}: {e}"));
+        for &(p, nh) in rules {
+            fib.add(p.bits(), p.prefix_len(), u64::from(nh.index()))
+                .unwrap_or_else(|e| panic!("rte_fib {name}: add {p:?}: {e}"));
+        }
+        (fib, start.elapsed())
+    });
+    let avx512 = fib.select_lookup(FibLookup::Avx512).is_ok();
+    fib.select_lookup(FibLookup::ScalarMacro)
+        .unwrap_or_else(|e| panic!("rte_fib {name}: {e}"));
+    Tables {
+        ours,
+        ours_rules_bytes,
+        lpm,
+        fib,
+        avx512,
+        build: [t_ours, t_lpm, t_fib],
+    }
+}
+
+/// Every address gets the same answer from all three tables (and from both lookups of each).
+fn check_agree(name: &str, t: &Tables<'_>, addrs: &[u32]) -> f64 {
+    let mut hits = 0usize;
+    let mut ours_bulk = [NextHop::NONE; BURST];
+    let mut lpm_bulk = [0u32; BURST];
+    let mut fib_bulk = [0u64; BURST];
+    for chunk in addrs.chunks(BURST) {
+        let n = chunk.len();
+        t.ours.lookup_bulk(chunk, &mut ours_bulk[..n]);
+        t.lpm.lookup_bulk(chunk, &mut lpm_bulk[..n]);
+        t.fib.lookup_bulk(chunk, &mut fib_bulk[..n]);
+        for (i, &a) in chunk.iter().enumerate() {
+            let ours = t.ours.lookup_u32(a).to_option().map(|h| h.index());
+            let lpm = t.lpm.lookup(a);
+            let fib = Some(t.fib.lookup(a))
+                .filter(|&h| h != FIB_NONE)
+                .map(|h| h as u32);
+            let lpm_b =
+                (lpm_bulk[i] & RTE_LPM_LOOKUP_SUCCESS != 0).then_some(lpm_bulk[i] & 0xff_ffff);
+            let fib_b = Some(fib_bulk[i])
+                .filter(|&h| h != FIB_NONE)
+                .map(|h| h as u32);
+            let ours_b = ours_bulk[i].to_option().map(|h| h.index());
+            assert!(
+                ours == lpm && lpm == fib && ours == ours_b && lpm == lpm_b && fib == fib_b,
+                "{name}: {} -> ours {ours:?}/{ours_b:?}, rte_lpm {lpm:?}/{lpm_b:?}, rte_fib {fib:?}/{fib_b:?}",
+                std::net::Ipv4Addr::from(a)
+            );
+            hits += usize::from(ours.is_some());
+        }
+    }
+    100.0 * hits as f64 / addrs.len() as f64
+}
+
+/// Time `kernel` (one pass over the addresses) as criterion asks, and keep every pass's
+/// ns per lookup for the summary.
+fn bench(
+    g: &mut Group<'_>,
+    samples: &Samples,
+    key: (&str, &str, &str, &str),
+    mut kernel: impl FnMut() -> u32,
+) {
+    let (table, imp, mode, addrs) = key;
+    g.bench_function(format!("{imp}/{mode}/{addrs}"), |b| {
+        b.iter_custom(|iters| {
+            let mut samples = samples.borrow_mut();
+            let passes = samples
+                .entry((table.into(), imp.into(), mode.into(), addrs.into()))
+                .or_default();
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                black_box(kernel());
+                let pass = start.elapsed();
+                took += pass;
+                passes.push(pass.as_nanos() as f64 / ADDRS as f64);
+            }
+            took
+        })
+    });
+}
+
+fn bench_table(
+    c: &mut Criterion,
+    samples: &Samples,
+    name: &str,
+    t: &mut Tables<'_>,
+    addr_sets: &[(&str, Vec<u32>)],
+) {
+    let mut g = c.benchmark_group(format!("lpm_vs_dpdk/{name}"));
+    g.throughput(Throughput::Elements(ADDRS as u64));
+    for (set, addrs) in addr_sets {
+        let addrs = addrs.as_slice();
+        let k = |imp, mode| (name, imp, mode, *set);
+        let ours = &t.ours;
+        bench(&mut g, samples, k("ours", "single"), || {
+            let mut acc = 0u32;
+            for &a in black_box(addrs) {
+                acc ^= ours.lookup_u32(a).index();
+            }
+            acc
+        });
+        bench(&mut g, samples, k("ours", "bulk32"), || {
+            let mut out = [NextHop::NONE; BURST];
+            let mut acc = 0u32;
+            for chunk in black_box(addrs).chunks_exact(BURST) {
+                ours.lookup_bulk(chunk, &mut out);
+                acc ^= out[0].index() ^ out[BURST - 1].index();
+            }
+            acc
+        });
+        let lpm = &t.lpm;
+        bench(&mut g, samples, k("rte_lpm", "single"), || {
+            let mut acc = 0u32;
+            for &a in black_box(addrs) {
+                acc ^= lpm.lookup(a).unwrap_or(u32::MAX);
+            }
+            acc
+        });
+        bench(&mut g, samples, k("rte_lpm", "bulk32"), || {
+            let mut out = [0u32; BURST];
+            let mut acc = 0u32;
+            for chunk in black_box(addrs).chunks_exact(BURST) {
+                lpm.lookup_bulk(chunk, &mut out);
+                acc ^= out[0] ^ out[BURST - 1];
+            }
+            acc
+        });
+        let fib = &t.fib;
+        bench(&mut g, samples, k("rte_fib", "single"), || {
+            let mut acc = 0u32;
+            for &a in black_box(addrs) {
+                acc ^= fib.lookup(a) as u32;
+            }
+            acc
+        });
+        let fib_bulk = |fib: &RteFib<'_>| {
+            let mut out = [0u64; BURST];
+            let mut acc = 0u64;
+            for chunk in black_box(addrs).chunks_exact(BURST) {
+                fib.lookup_bulk(chunk, &mut out);
+                acc ^= out[0] ^ out[BURST - 1];
+            }
+            acc as u32
+        };
+        bench(&mut g, samples, k("rte_fib", "bulk32"), || fib_bulk(fib));
+        if t.avx512 {
+            t.fib
+                .select_lookup(FibLookup::Avx512)
+                .expect("worked at build time");
+            let fib = &t.fib;
+            bench(&mut g, samples, k("rte_fib_avx512", "bulk32"), || {
+                fib_bulk(fib)
+            });
+            t.fib
+                .select_lookup(FibLookup::ScalarMacro)
+                .expect("worked at build time");
+        }
+    }
+    g.finish();
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// What the whole run shares.
+struct Run<'e> {
+    c: Criterion,
+    eal: &'e Eal,
+    samples: Samples,
+    summary: Vec<String>,
+}
+
+/// Build and report one table, check the three agree, bench them.
+fn run_table(run: &mut Run<'_>, name: &str, rules: &[(Ipv4Prefix, NextHop)], seed: u64) {
+    let (eal, summary) = (run.eal, &mut run.summary);
+    let addr_rng = &mut rng(seed);
+    let prefixes: Vec<Ipv4Prefix> = rules.iter().map(|&(p, _)| p).collect();
+    let mut t = build_all(eal, name, rules);
+    let addr_sets = [
+        ("random", uniform_addrs(addr_rng, ADDRS)),
+        ("in_table", addrs_in(addr_rng, &prefixes, ADDRS)),
+    ];
+    let mut coverage = Vec::new();
+    for (set, addrs) in &addr_sets {
+        coverage.push(format!("{set} {:.1}%", check_agree(name, &t, addrs)));
+    }
+    let groups = t.lpm.tbl8_groups_used();
+    let fib_used = (1usize << 24) * 4 + groups * 256 * 4;
+    summary.push(format!(
+        "{name}: {} prefixes, {} groups over /24; addresses with a route: {}; all three agree",
+        t.ours.len(),
+        groups,
+        coverage.join(", ")
+    ));
+    summary.push(format!(
+        "  {:<16} {:>10} {:>14} {:>16}",
+        "", "build ms", "lookup MiB", "allocated MiB"
+    ));
+    summary.push(format!(
+        "  {:<16} {:>10.1} {:>14.1} {:>16}",
+        "ours",
+        t.build[0].as_secs_f64() * 1e3,
+        mib(t.ours.memory_bytes()),
+        format!("+{:.1} rules", mib(t.ours_rules_bytes)),
+    ));
+    summary.push(format!(
+        "  {:<16} {:>10.1} {:>14.1} {:>16.1}",
+        "rte_lpm",
+        t.build[1].as_secs_f64() * 1e3,
+        mib(t.lpm.used_bytes()),
+        mib(t.lpm.allocated_bytes()),
+    ));
+    summary.push(format!(
+        "  {:<16} {:>10.1} {:>14.1} {:>16}",
+        "rte_fib (4B nh)",
+        t.build[2].as_secs_f64() * 1e3,
+        mib(fib_used),
+        format!(
+            "{:.1} +RIB {}",
+            mib(t.fib.allocated_bytes()),
+            t.fib.max_routes()
+        ),
+    ));
+    if !t.avx512 {
+        summary.push("  (rte_fib AVX-512 lookup unavailable here: not measured)".into());
+    }
+    bench_table(&mut run.c, &run.samples, name, &mut t, &addr_sets);
+}
+
+/// Covering aggregates: each prefix's supernets at /8, /12, /16 and /20 (shorter than it),
+/// each distinct one once, with a random tunnel; appended after the table.
+fn with_aggregates(
+    rules: &[(Ipv4Prefix, NextHop)],
+    r: &mut SmallRng,
+) -> Vec<(Ipv4Prefix, NextHop)> {
+    let mut seen: HashSet<Ipv4Prefix> = rules.iter().map(|&(p, _)| p).collect();
+    let mut out = rules.to_vec();
+    for &(p, _) in rules {
+        for len in [8u8, 12, 16, 20] {
+            if len >= p.prefix_len() {
+                break;
+            }
+            let agg = Ipv4Prefix::truncating(p.addr(), len).expect("len <= 32");
+            if seen.insert(agg) {
+                let nh = NextHop::new(r.gen_range(0..TUNNELS)).expect("small");
+                out.push((agg, nh));
+            }
+        }
+    }
+    out
+}
+
+/// The 10th percentile: passes that another process interrupted (or whose caches it
+/// emptied) land in the upper tail, so a low percentile is what the code itself does.
+fn low_percentile(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 10])
+}
+
+fn print_summary(samples: &Samples, tables: &[&str], summary: &[String]) {
+    let s = samples.borrow();
+    let get = |t: &str, imp: &str, mode: &str, set: &str| {
+        s.get(&(t.into(), imp.into(), mode.into(), set.into()))
+            .and_then(|v| low_percentile(v))
+    };
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    println!(
+        "\n=== LPM: ours vs rte_lpm vs rte_fib (ns per lookup: 10th percentile of the passes) ==="
+    );
+    println!("{}", dataplane::dpdk::Eal::version());
+    for line in summary {
+        println!("{line}");
+    }
+    println!(
+        "\n{:<10} {:<9} {:<15} {:>9} {:>9} {:>14} {:>15}",
+        "table", "addrs", "impl", "single", "bulk32", "/ fib bulk", "/ fib avx512"
+    );
+    for t in tables {
+        for set in ["random", "in_table"] {
+            let fib = get(t, "rte_fib", "bulk32", set);
+            let avx = get(t, "rte_fib_avx512", "bulk32", set);
+            for imp in ["ours", "rte_lpm", "rte_fib", "rte_fib_avx512"] {
+                let single = get(t, imp, "single", set);
+                let bulk = get(t, imp, "bulk32", set);
+                if single.is_none() && bulk.is_none() {
+                    continue;
+                }
+                println!(
+                    "{:<10} {:<9} {:<15} {:>9} {:>9} {:>14} {:>15}",
+                    t,
+                    set,
+                    imp,
+                    cell(single),
+                    cell(bulk),
+                    ratio(bulk, fib),
+                    ratio(bulk, avx)
+                );
+            }
+        }
+    }
+    println!(
+        "ratios: bulk32 time / rte_fib bulk32 time (below 1: faster than rte_fib). \
+         cargo bench -p backbone-benches --bench lpm_vs_dpdk"
+    );
+}
+
+fn main() {
+    let c = Criterion::default()
+        .sample_size(10)
+        .measurement_time(Duration::from_millis(1500))
+        .warm_up_time(Duration::from_millis(300))
+        .configure_from_args();
+    let prefix = format!("--file-prefix=lpm_vs_dpdk_{}", std::process::id());
+    let eal = Eal::init(&[
+        "lpm_vs_dpdk",
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "-m",
+        "2048",
+        "-l",
+        "0",
+        "--log-level=lib.eal:error",
+        "--force-max-simd-bitwidth=512",
+        &prefix,
+    ])
+    .unwrap_or_else(|e| panic!("EAL: {e}"));
+    let mut run = Run {
+        c,
+        eal: &eal,
+        samples: Samples::default(),
+        summary: Vec::new(),
+    };
+
+    let real = with_next_hops(&real_table(), TUNNELS);
+    run_table(&mut run, "real", &real, 11);
+    let agg = with_aggregates(&real, &mut rng(12));
+    run.summary.push(format!(
+        "real_agg: the real table plus {} covering aggregates (distinct /8, /12, /16, /20 \
+         supernets of its prefixes)",
+        agg.len() - real.len()
+    ));
+    drop(real);
+    run_table(&mut run, "real_agg", &agg, 13);
+    drop(agg);
+    let mut r = rng(14);
+    let random: Vec<(Ipv4Prefix, NextHop)> = random_prefixes(&mut r, 1_000_000)
+        .into_iter()
+        .map(|p| (p, NextHop::new(r.gen_range(0..TUNNELS)).expect("small")))
+        .collect();
+    run_table(&mut run, "random_1m", &random, 15);
+    drop(random);
+
+    run.c.final_summary();
+    print_summary(
+        &run.samples,
+        &["real", "real_agg", "random_1m"],
+        &run.summary,
+    );
+}

@@ -1,0 +1,283 @@
+#!/usr/bin/python3
+"""Helper of scripts/bench-pipeline.sh (run it through that script).
+
+  gen OUTDIR TABLE WORKERS PACKETS   route tables, backbone config, input pcaps
+  measure PREFIX SECONDS OUT_PORT [PID]   Mpps from a running DPDK app's own port counters
+  report OUTDIR GHZ WORKERS          the table
+
+The counters are read over DPDK telemetry (/ethdev/stats), the same way for every app:
+wait until the sink port transmits, let it run WARMUP seconds, then count the sink port's
+transmitted packets over SECONDS on the monotonic clock. With PID, also the CPU time the
+app's EAL worker threads (rte-worker-N) got meanwhile (/proc/PID/task/*/schedstat): on a
+shared machine a busy-polling worker does not get its core to itself, and packets per
+worker CPU-second is what the code does per core.
+"""
+
+import gzip
+import ipaddress
+import json
+import os
+import random
+import socket
+import sys
+import time
+
+# Address ranges the lab uses for itself; no route of the table may overlap them.
+RESERVED = [ipaddress.ip_network(n) for n in
+            ("100.64.0.0/10", "172.16.0.0/12", "198.18.0.0/15", "192.0.2.0/24")]
+GRE_TUNNELS = 1000
+IPIP_TUNNELS = 64
+LOCAL = "192.0.2.1"
+UNDERLAY = "192.0.2.254"
+IN_MAC = "02:00:00:00:00:01"
+OUT_MAC = "02:00:00:00:00:02"
+UNDERLAY_MAC = "02:00:00:00:fe:01"
+SENDER_MAC = "02:00:00:00:aa:01"
+PAYLOAD = 64
+WARMUP = 1.0
+
+
+def gre_remote(i):
+    return str(ipaddress.ip_address("198.18.0.1") + i)
+
+
+def ipip_remote(i):
+    return str(ipaddress.ip_address("198.19.0.1") + i)
+
+
+def gre_client(i):
+    return ipaddress.ip_network(f"172.{16 + (i >> 8)}.{i & 255}.0/24")
+
+
+def ipip_client(i):
+    return ipaddress.ip_network(f"100.64.{i}.0/24")
+
+
+def load_table(path):
+    """The real table less what overlaps the reserved ranges, deduplicated, in file order."""
+    seen, out = set(), []
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            p = ipaddress.ip_network(line.split()[0])
+            if p in seen or any(p.overlaps(r) for r in RESERVED):
+                continue
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def vdev_args(out, workers, pcap):
+    """EAL --vdev arguments: a net_pcap source with one replayed file per queue, a net_null sink."""
+    files = ",".join(f"rx_pcap={out}/{pcap}-{q}.pcap" for q in range(workers))
+    return [f"--vdev=net_pcap0,{files},infinite_rx=1", "--vdev=net_null0,no-rx=1"]
+
+
+def gen(out, table_path, workers, packets):
+    from scapy.all import GRE, IP, UDP, Ether, Raw, wrpcap  # noqa: import here, slow
+
+    rnd = random.Random(6)
+    routes = load_table(table_path)
+    # Every route into a random GRE tunnel.
+    target = [rnd.randrange(GRE_TUNNELS) for _ in routes]
+
+    # l3fwd: the same prefixes (the routes and the tunnels' client prefixes) to port 1.
+    with open(f"{out}/l3fwd-v4.cfg", "w") as f:
+        for p in routes:
+            f.write(f"R{p} 1\n")
+        for i in range(GRE_TUNNELS):
+            f.write(f"R{gre_client(i)} 1\n")
+        for i in range(IPIP_TUNNELS):
+            f.write(f"R{ipip_client(i)} 1\n")
+    with open(f"{out}/l3fwd-v6.cfg", "w") as f:
+        f.write("R2001:db8::/32 1\n")
+
+    # backbone: port 0 the source, port 1 the sink; every tunnel leaves through port 1.
+    for pcap in ("gre", "ipip"):
+        lines = ["[eal]", "args = ["]
+        eal = ["--no-huge", "--no-pci", "--no-shconf", "-m", "1024", "-l", f"0-{workers}",
+               f"--file-prefix=bench-backbone-{pcap}-{os.getpid()}", "--log-level=lib.eal:error"]
+        eal += vdev_args(out, workers, pcap)
+        lines += [f"  {json.dumps(a)}," for a in eal]
+        lines += ["]", "", "[workers]", f"lcores = {list(range(1, workers + 1))}", ""]
+        lines += ["[[port]]", 'name = "in"', 'device = "0"', 'roles = ["client"]',
+                  f'mac = "{IN_MAC}"', f'addresses = ["{LOCAL}"]', f"rx_queues = {workers}",
+                  f"tx_queues = {workers}", ""]
+        lines += ["[[port]]", 'name = "out"', 'device = "1"', 'roles = ["core"]',
+                  f'mac = "{OUT_MAC}"', f"rx_queues = {workers}", f"tx_queues = {workers}",
+                  "  [[port.neighbor]]", f'  ip = "{UNDERLAY}"', f'  mac = "{UNDERLAY_MAC}"', ""]
+        for i in range(GRE_TUNNELS):
+            lines += ["[[tunnel]]", f'name = "gre{i}"', 'mode = "gre"', f'local = "{LOCAL}"',
+                      f'remote = "{gre_remote(i)}"', f"key = {1000 + i}", 'port = "out"',
+                      f'next_hop = "{UNDERLAY}"', f'prefixes = ["{gre_client(i)}"]', ""]
+        for i in range(IPIP_TUNNELS):
+            lines += ["[[tunnel]]", f'name = "ipip{i}"', 'mode = "ipip"', f'local = "{LOCAL}"',
+                      f'remote = "{ipip_remote(i)}"', 'port = "out"',
+                      f'next_hop = "{UNDERLAY}"', f'prefixes = ["{ipip_client(i)}"]', ""]
+        for p, t in zip(routes, target):
+            lines.append(f'[[route]]\nprefix = "{p}"\ntunnel = "gre{t}"')
+        with open(f"{out}/backbone-{pcap}.toml", "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    # Traffic: per packet a random route (and a random address in it) and a random source
+    # tunnel other than the route's; the same inner packets in all three captures.
+    def host(net):
+        return str(net.network_address + rnd.randrange(net.num_addresses))
+
+    per_queue = max(1, packets // workers)
+    for q in range(workers):
+        gre, ipip, plain = [], [], []
+        for _ in range(per_queue):
+            r = rnd.randrange(len(routes))
+            dst = host(routes[r])
+            src_gre = rnd.randrange(GRE_TUNNELS - 1)
+            src_gre += src_gre >= target[r]  # never the route's own tunnel (hairpin)
+            src_ipip = rnd.randrange(IPIP_TUNNELS)
+            payload = Raw(bytes(range(PAYLOAD)))
+
+            def inner(src):
+                return IP(src=src, dst=dst, ttl=64, flags="DF", id=2) / \
+                    UDP(sport=40000, dport=9) / payload
+
+            gre_src = host(gre_client(src_gre))
+
+            gre.append(Ether(src=SENDER_MAC, dst=IN_MAC) /
+                       IP(src=gre_remote(src_gre), dst=LOCAL, ttl=60, flags="DF", id=1) /
+                       GRE(key_present=1, key=1000 + src_gre, proto=0x0800) /
+                       inner(gre_src))
+            ipip.append(Ether(src=SENDER_MAC, dst=IN_MAC) /
+                        IP(src=ipip_remote(src_ipip), dst=LOCAL, ttl=60, flags="DF", id=1,
+                           proto=4) /
+                        inner(host(ipip_client(src_ipip))))
+            plain.append(Ether(src=SENDER_MAC, dst=IN_MAC) / inner(gre_src))
+        wrpcap(f"{out}/gre-{q}.pcap", gre)
+        wrpcap(f"{out}/ipip-{q}.pcap", ipip)
+        wrpcap(f"{out}/plain-{q}.pcap", plain)
+    sizes = (len(gre[0]), len(ipip[0]), len(plain[0]))
+    with open(f"{out}/gen.json", "w") as f:
+        json.dump({"routes": len(routes) + GRE_TUNNELS + IPIP_TUNNELS,
+                   "table_routes": len(routes), "gre_tunnels": GRE_TUNNELS,
+                   "ipip_tunnels": IPIP_TUNNELS, "packets": per_queue * workers,
+                   "frame_bytes": {"gre": sizes[0], "ipip": sizes[1], "plain": sizes[2]}}, f)
+    print(f"generated: {len(routes)} table routes + {GRE_TUNNELS + IPIP_TUNNELS} tunnel "
+          f"prefixes, {per_queue * workers} packets per capture (frames: GRE {sizes[0]} B, "
+          f"IPIP {sizes[1]} B, plain {sizes[2]} B)")
+
+
+class Telemetry:
+    def __init__(self, prefix, timeout):
+        dirs = [f"/var/run/dpdk/{prefix}"]
+        if os.environ.get("XDG_RUNTIME_DIR"):
+            dirs.append(f"{os.environ['XDG_RUNTIME_DIR']}/dpdk/{prefix}")
+        dirs.append(f"/tmp/dpdk/{prefix}")
+        deadline = time.monotonic() + timeout
+        while True:
+            for d in dirs:
+                try:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                    s.connect(f"{d}/dpdk_telemetry.v2")
+                    s.recv(4096)
+                    self.s = s
+                    return
+                except OSError:
+                    s.close()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no DPDK telemetry socket for {prefix} after {timeout} s")
+            time.sleep(0.2)
+
+    def stats(self, port):
+        self.s.send(f"/ethdev/stats,{port}".encode())
+        reply = json.loads(self.s.recv(65536).decode())
+        return reply.get("/ethdev/stats")
+
+
+def worker_cpu_ns(pid):
+    """CPU time (ns) the process's EAL worker threads (rte-worker-N) have run so far."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if not f.read().startswith("rte-worker"):
+                    continue
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
+def measure(prefix, seconds, out_port, pid=None, timeout=300.0):
+    tel = Telemetry(prefix, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        st = tel.stats(out_port)
+        if st and st["opackets"] > 0:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{prefix}: port {out_port} sent nothing in {timeout} s")
+        time.sleep(0.2)
+    time.sleep(WARMUP)
+    cpu0 = worker_cpu_ns(pid) if pid else 0
+    t0 = time.monotonic()
+    a, a_in = tel.stats(out_port), tel.stats(0)
+    time.sleep(seconds)
+    t1 = time.monotonic()
+    b, b_in = tel.stats(out_port), tel.stats(0)
+    cpu1 = worker_cpu_ns(pid) if pid else 0
+    dt = t1 - t0  # each read follows its timestamp at once (well under a millisecond)
+    tx = b["opackets"] - a["opackets"]
+    rx = b_in["ipackets"] - a_in["ipackets"]
+    cpu = (cpu1 - cpu0) / 1e9
+    print(json.dumps({"seconds": dt, "tx": tx, "rx": rx, "mpps": tx / dt / 1e6,
+                      "rx_mpps": rx / dt / 1e6, "worker_cpu_s": cpu,
+                      "mpps_per_cpu": tx / cpu / 1e6 if cpu > 0 else None}))
+
+
+def report(out, ghz, workers):
+    gen_info = json.load(open(f"{out}/gen.json"))
+    rows = []
+    for name, label in (("testpmd", "dpdk-testpmd io (GRE frames)"),
+                        ("l3fwd", "dpdk-l3fwd LPM (plain IPv4)"),
+                        ("backbone-gre", "backbone GRE -> GRE"),
+                        ("backbone-ipip", "backbone IPIP -> GRE")):
+        try:
+            rows.append((name, label, json.load(open(f"{out}/{name}.json"))))
+        except (OSError, ValueError):
+            rows.append((name, label, None))
+    def per_core(r):
+        return r["mpps_per_cpu"] if r and r.get("mpps_per_cpu") else (r and r["mpps"] / workers)
+
+    res = {n: r for n, _, r in rows}
+    l3 = per_core(res.get("l3fwd"))
+    io = per_core(res.get("testpmd"))
+    print(f"\n=== pipeline: {workers} worker(s), {gen_info['routes']} routes "
+          f"({gen_info['table_routes']} from the real table + tunnel prefixes), "
+          f"{gen_info['gre_tunnels']} GRE + {gen_info['ipip_tunnels']} IPIP tunnels, "
+          f"{gen_info['packets']} distinct packets replayed; CPU {ghz:.3f} GHz ===")
+    print(f"{'':30} {'Mpps':>7} {'worker CPU':>11} {'Mpps/core':>10} {'/ l3fwd':>8} "
+          f"{'/ testpmd':>10} {'cycles/pkt':>11}")
+    for name, label, r in rows:
+        if r is None:
+            print(f"{label:30} {'failed':>7}")
+            continue
+        mpps, pc = r["mpps"], per_core(r)
+        share = r["worker_cpu_s"] / (r["seconds"] * workers) if r.get("worker_cpu_s") else None
+        cyc = ghz * 1e3 / pc if pc else float("inf")
+        print(f"{label:30} {mpps:7.2f} {f'{share:.0%}' if share else '-':>11} {pc:10.2f} "
+              f"{pc / l3 if l3 else 0:8.2f} {pc / io if io else 0:10.2f} {cyc:11.0f}")
+    print("Mpps: packets the sink (net_null) port sent per second (DPDK telemetry, measured "
+          "interval).\nworker CPU: share of the worker cores the EAL workers got (a shared "
+          "machine takes some);\nMpps/core: packets per worker CPU-second; the ratios and "
+          "cycles/pkt (worker CPU time x clock / packets) use it.")
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+    if cmd == "gen":
+        gen(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif cmd == "measure":
+        measure(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]),
+                int(sys.argv[5]) if len(sys.argv) > 5 else None)
+    elif cmd == "report":
+        report(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The pipeline benchmark: dpdk-testpmd (io forwarding: the I/O ceiling), dpdk-l3fwd (LPM on
+# plain IPv4) and backbone (GRE -> GRE and IPIP -> GRE over 1,064 tunnels), one after
+# another on the same virtual devices and the same route table, then a table of Mpps, the
+# ratios to l3fwd and to testpmd, and cycles per packet.
+#
+#   scripts/bench-pipeline.sh [WORKERS [SECONDS]]      (defaults: 1 worker, 5 seconds)
+#
+# Devices: a net_pcap source replaying its capture for ever (infinite_rx=1, one capture per
+# RX queue) and a net_null sink (no-rx=1). Each program gets lcores 0-WORKERS: the main
+# lcore plus WORKERS polling workers, one RX queue per worker on each port. Rates come from
+# each program's own port counters, read the same way for all three (DPDK telemetry): the
+# packets the sink port transmitted over SECONDS, after forwarding has run for a second.
+#
+# Routes: the real table (../shared/data/prefixes-v4.txt.gz) less what overlaps the lab's
+# own ranges, plus the tunnels' client prefixes: the same prefixes in backbone and in
+# l3fwd's rte_lpm. Packets: BENCH_PACKETS (4096) per capture, each to a random address of a
+# random route, 64-byte UDP payload.
+#
+# l3fwd is built here from Debian's dpdk-doc examples into out/bench-pipeline/ (nothing of it
+# is committed), with two changes to a copy of its source: no RX checksum offload (virtual
+# devices have none) and an LPM large enough for the table. It needs --parse-ptype (the pcap
+# device reports no packet types) and so parses them in software.
+#
+# Needs root (or sudo) for apt-get the first time; no NIC, no hugepages. Safe on a fresh
+# machine after scripts/setup.sh.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORKERS=${1:-1}
+SECONDS_MEASURED=${2:-5}
+PACKETS=${BENCH_PACKETS:-4096}
+TABLE=${BENCH_TABLE:-$ROOT/../shared/data/prefixes-v4.txt.gz}
+OUT=$ROOT/out/bench-pipeline
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+HELPER=$ROOT/scripts/bench-pipeline.py
+PY=/usr/bin/python3
+
+say() { printf 'bench-pipeline: %s\n' "$*"; }
+die() { say "$*"; exit 1; }
+
+[[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer, not '$WORKERS'"
+[[ $SECONDS_MEASURED =~ ^[0-9]+([.][0-9]+)?$ ]] || die "SECONDS must be a number"
+cores=$(nproc)
+if (( WORKERS + 1 > cores )); then
+  die "$WORKERS worker(s) need $((WORKERS + 1)) cores (a main lcore and one per worker); this machine has $cores"
+fi
+[ -r "$TABLE" ] || die "route table $TABLE not found (set BENCH_TABLE)"
+
+# Packages: testpmd (dpdk), the l3fwd sources (dpdk-doc), compilers, scapy.
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+missing=()
+for p in dpdk dpdk-doc libdpdk-dev pkg-config build-essential python3-scapy; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v dpdk-testpmd >/dev/null || die "dpdk-testpmd not found (package dpdk)"
+mkdir -p "$OUT"
+
+# backbone, release build.
+say "building backbone (release)"
+(cd "$ROOT" && cargo build --release --locked -q -p dataplane --bin backbone)
+BACKBONE=$TARGET/release/backbone
+[ -x "$BACKBONE" ] || die "$BACKBONE missing after the build"
+
+# l3fwd from the examples, patched copy, built once per DPDK version.
+EXAMPLES=/usr/share/dpdk/examples
+L3=$OUT/l3fwd-build
+L3FWD=$L3/l3fwd/build/l3fwd-shared
+stamp="$(pkg-config --modversion libdpdk) $(stat -c %Y "$EXAMPLES/l3fwd/main.c") $(sha1sum "$0" | cut -c1-12)"
+if [ ! -x "$L3FWD" ] || [ "$(cat "$L3/stamp" 2>/dev/null)" != "$stamp" ]; then
+  say "building dpdk-l3fwd from $EXAMPLES/l3fwd"
+  rm -rf "$L3"
+  mkdir -p "$L3"
+  cp -r "$EXAMPLES/l3fwd" "$EXAMPLES/common" "$L3/"
+  # Virtual devices offer no RX checksum offload: l3fwd would refuse to configure them.
+  sed -i 's/\.offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,/.offloads = 0, \/* bench-pipeline.sh: no offload on vdevs *\//' "$L3/l3fwd/main.c"
+  # Room for the whole table (the example holds 1024 routes and 256 groups).
+  sed -i -e 's/^#define IPV4_L3FWD_LPM_MAX_RULES .*/#define IPV4_L3FWD_LPM_MAX_RULES (1 << 20)/' \
+         -e 's/^#define IPV4_L3FWD_LPM_NUMBER_TBL8S .*/#define IPV4_L3FWD_LPM_NUMBER_TBL8S (1 << 16)/' \
+         "$L3/l3fwd/l3fwd_lpm.c"
+  grep -q "bench-pipeline.sh: no offload" "$L3/l3fwd/main.c" || die "l3fwd: the checksum-offload patch did not apply"
+  grep -q "IPV4_L3FWD_LPM_MAX_RULES (1 << 20)" "$L3/l3fwd/l3fwd_lpm.c" || die "l3fwd: the LPM-size patch did not apply"
+  make -s -C "$L3/l3fwd" -j"$cores" shared >"$L3/build.log" 2>&1 || { tail -20 "$L3/build.log"; die "l3fwd build failed"; }
+  echo "$stamp" >"$L3/stamp"
+fi
+
+# Inputs: tables, backbone configurations, captures.
+gen_stamp="$WORKERS $PACKETS $(stat -c %Y "$TABLE") $(sha1sum "$HELPER" | cut -c1-12)"
+if [ "$(cat "$OUT/gen.stamp" 2>/dev/null)" != "$gen_stamp" ]; then
+  say "generating routes, configurations and captures (scapy)"
+  rm -f "$OUT"/*.pcap "$OUT"/gen.json
+  $PY "$HELPER" gen "$OUT" "$TABLE" "$WORKERS" "$PACKETS"
+  echo "$gen_stamp" >"$OUT/gen.stamp"
+fi
+
+# EAL arguments shared by all three programs; the captures differ.
+# The source has one TX queue per lcore (nothing is sent to it; l3fwd wants a queue per lcore).
+eal_args() { # PREFIX CAPTURE
+  local files="" q
+  for ((q = 0; q < WORKERS; q++)); do files+="rx_pcap=$OUT/$2-$q.pcap,"; done
+  for ((q = 0; q <= WORKERS; q++)); do files+="tx_pcap=/dev/null,"; done
+  echo "-l 0-$WORKERS --no-huge --no-pci --no-shconf -m 1536 --file-prefix=$1 --log-level=lib.eal:error"
+  echo "--vdev=net_pcap0,${files}infinite_rx=1 --vdev=net_null0,no-rx=1"
+}
+
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# run NAME PREFIX COMMAND...: start it, measure the sink port (1), stop it with SIGINT.
+# BENCH_ONLY="l3fwd backbone-gre" runs only those.
+run() {
+  local name=$1 prefix=$2 pid i
+  shift 2
+  if [ -n "${BENCH_ONLY:-}" ] && [[ " $BENCH_ONLY " != *" $name "* ]]; then return 0; fi
+  say "running $name"
+  rm -f "$OUT/$name.json"
+  # l3fwd prints a line per route: keep the log readable.
+  "$@" > >(grep -v '^LPM: Adding route' >"$OUT/$name.log") 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if ! $PY "$HELPER" measure "$prefix" "$SECONDS_MEASURED" 1 "$pid" >"$OUT/$name.json.tmp"; then
+    say "$name: no measurement (log: $OUT/$name.log)"
+    tail -5 "$OUT/$name.log" || true
+  else
+    mv "$OUT/$name.json.tmp" "$OUT/$name.json"
+  fi
+  kill -INT "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  wait "$pid" 2>/dev/null || true
+  PIDS=()
+  rm -rf "/var/run/dpdk/$prefix" 2>/dev/null || true
+}
+
+tag="bp$$"
+# shellcheck disable=SC2046 # eal_args is word-split on purpose
+run testpmd "$tag-testpmd" dpdk-testpmd $(eal_args "$tag-testpmd" gre) -- \
+  --forward-mode=io --nb-cores="$WORKERS" --rxq="$WORKERS" --txq="$WORKERS" \
+  --total-num-mbufs=32768 --stats-period=1000
+
+l3cfg=""
+for ((q = 0; q < WORKERS; q++)); do l3cfg+="(0,$q,$((q + 1))),(1,$q,$((q + 1))),"; done
+# shellcheck disable=SC2046
+run l3fwd "$tag-l3fwd" "$L3FWD" $(eal_args "$tag-l3fwd" plain) -- \
+  -p 0x3 --config="${l3cfg%,}" --lookup=lpm --parse-ptype \
+  --rule_ipv4="$OUT/l3fwd-v4.cfg" --rule_ipv6="$OUT/l3fwd-v6.cfg"
+
+for kind in gre ipip; do
+  # shellcheck disable=SC2046
+  run "backbone-$kind" "$tag-backbone-$kind" "$BACKBONE" run \
+    --config "$OUT/backbone-$kind.toml" --stats "$OUT/backbone-$kind-stats.json" \
+    -- $(eal_args "$tag-backbone-$kind" "$kind")
+done
+
+# The workers' clock (perf has no cycle counter in most VMs): cycles per packet = worker
+# CPU time x clock / packets.
+mhz=$(awk -F: '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo)
+ghz=$(awk -v m="${mhz:-0}" 'BEGIN {printf "%.3f", m / 1000}')
+$PY "$HELPER" report "$OUT" "$ghz" "$WORKERS" | tee "$OUT/report.txt"
+say "logs, counters and captures in $OUT"
