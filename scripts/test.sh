@@ -11,5 +11,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== fuzz smoke (fuzz/: each target 10 s from its seeds and regressions; scripts/fuzz.sh runs longer)"
+cargo fmt --manifest-path fuzz/Cargo.toml --check
+scripts/fuzz.sh --smoke 10
 echo "== benches compile"
 cargo bench --workspace --locked --no-run

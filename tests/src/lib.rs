@@ -1,5 +1,6 @@
 //! Support for the end-to-end tests: pcap files, unique EAL prefixes, the packet oracles.
 
+pub mod e2e;
 pub mod pcap;
 
 /// A file prefix unique to this process and `tag`, so EAL instances never collide.

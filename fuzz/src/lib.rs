@@ -1,0 +1,607 @@
+//! Shared pieces of the fuzz targets: the fixed lab snapshot, the input encodings, and the
+//! invariant checks that every pipeline verdict must pass.
+//!
+//! The checks read bytes on their own (offsets and an RFC 1071 sum written here), not
+//! through `dataplane::wire`, so a parser bug cannot hide itself. A failed check panics:
+//! libFuzzer reports it as a crash with the input that caused it.
+//!
+//! # Invariants of one verdict (see [`check_verdict`])
+//!
+//! - `Transmit(p)`: the frame is Ethernet II from port `p`'s MAC carrying IPv4 with a valid
+//!   header checksum and a total length that is exactly the rest of the frame. Either we
+//!   encapsulated it (outer source one of our addresses): then the outer header names a
+//!   configured tunnel whose egress port is `p`, the Ethernet destination is that tunnel's
+//!   next hop, GRE flags are exactly the tunnel's, the GRE checksum (if any) verifies, the
+//!   outer length fits the tunnel MTU, and the LPM sends the inner destination into that
+//!   tunnel. Or it left natively: the LPM sends the destination out of `p` to the next hop
+//!   whose MAC is the Ethernet destination, within the port MTU. In both cases the inner
+//!   packet is the input's inner packet with the TTL one less, the DSCP unchanged, ECN only
+//!   changed as RFC 6040 allows, and a valid checksum; a terminated packet's inner source
+//!   belongs to the tunnel it arrived through, which is not the one it leaves by.
+//! - `Punt(Arp)`: an ARP frame; the ARP handler's reply, if it makes one, is a well-formed
+//!   reply from the port's MAC for one of the port's addresses to the asker.
+//! - `Punt(Local)` / `Punt(LocalInner)`: the data starts at an IPv4 header addressed to us.
+//! - `Drop(r)`: exactly counter `r` went up.
+//!
+//! And over each call: received = transmitted + dropped + punted, per call and in total.
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod targets;
+
+use dataplane::buffer::{PacketBuf, TestBuf};
+use dataplane::config::builder_from_config;
+use dataplane::control::arp::{self, ArpOutcome};
+use dataplane::pipeline::{Action, Counters, DropReason, PuntReason};
+use dataplane::tables::{PortIndex, Snapshot, Target, TunnelId, TunnelKey, TunnelMode};
+use dataplane::wire::EthernetAddress;
+use pipeline_config::ValidatedConfig;
+use std::cell::RefCell;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, OnceLock};
+
+/// The lab configuration (the appliance_e2e lab).
+pub const LAB_TOML: &str = include_str!("../lab.toml");
+
+/// The parsed lab and its ports (DPDK port `i` is the file's port `i`, with its MAC).
+pub fn lab() -> &'static (ValidatedConfig, Vec<(PortIndex, EthernetAddress)>) {
+    static LAB: OnceLock<(ValidatedConfig, Vec<(PortIndex, EthernetAddress)>)> = OnceLock::new();
+    LAB.get_or_init(|| {
+        let cfg = pipeline_config::parse(LAB_TOML, "fuzz/lab.toml").expect("the lab is valid");
+        let ports = cfg
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mac = p.mac.expect("lab ports have MACs");
+                (i as PortIndex, EthernetAddress(mac.0))
+            })
+            .collect();
+        (cfg, ports)
+    })
+}
+
+/// A new snapshot of the lab (a few hundred microseconds: the LPM builders zero their
+/// tables).
+pub fn snapshot() -> Arc<Snapshot> {
+    let (cfg, ports) = lab();
+    builder_from_config(cfg, ports)
+        .build()
+        .expect("the lab builds")
+}
+
+/// The lab snapshot for an input made of `frames`, as if new: GRE sequence state (the only
+/// state a snapshot keeps that changes a verdict) never carries from one input to the
+/// next, so a crash reproduces from its input alone. The snapshot is reused until an input
+/// may have reached a tunnel that checks sequence numbers; the next input gets a new one.
+pub fn snapshot_for<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> Arc<Snapshot> {
+    thread_local! {
+        static CACHE: RefCell<Option<(Arc<Snapshot>, bool)>> = const { RefCell::new(None) };
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let snap = match c.take() {
+            Some((s, false)) => s,
+            _ => snapshot(),
+        };
+        let dirty = frames.into_iter().any(|f| touches_sequence(&snap, f));
+        *c = Some((Arc::clone(&snap), dirty));
+        snap
+    })
+}
+
+/// Whether the pipeline might check `frame`'s GRE sequence number (and so change the
+/// tunnel's receive state): it names a tunnel that requires sequence numbers. Errs on the
+/// side of yes (no Ethernet destination or checksum checks).
+fn touches_sequence(snap: &Snapshot, frame: &[u8]) -> bool {
+    match read_input(snap, frame).ingress {
+        Some(Some(id)) => snap.tunnels().get(id).is_some_and(|t| t.config.sequence),
+        _ => false,
+    }
+}
+
+/// Number of ports in the lab.
+pub const PORTS: u8 = 2;
+
+/// One packet of a fuzz input: the port it arrives on, the headroom in front of it, bytes.
+#[derive(Debug, Clone)]
+pub struct Packet<'a> {
+    pub port: PortIndex,
+    pub headroom: usize,
+    pub frame: &'a [u8],
+}
+
+/// Decode the control byte in front of a frame: bit 0 the port; bit 7 set: headroom
+/// `(c >> 1) & 0x3f` (0 to 63 bytes, so `no_headroom` is reachable), else the default 128.
+pub fn decode_control(c: u8) -> (PortIndex, usize) {
+    let port = PortIndex::from(c & 1) % PortIndex::from(PORTS);
+    let headroom = if c & 0x80 != 0 {
+        usize::from((c >> 1) & 0x3f)
+    } else {
+        dataplane::buffer::DEFAULT_HEADROOM
+    };
+    (port, headroom)
+}
+
+/// `pipeline_packet` input: one control byte, then the frame.
+pub fn decode_packet(data: &[u8]) -> Option<Packet<'_>> {
+    let (&c, frame) = data.split_first()?;
+    let (port, headroom) = decode_control(c);
+    Some(Packet {
+        port,
+        headroom,
+        frame,
+    })
+}
+
+/// `pipeline_burst` input: records of a control byte, a big-endian 16-bit length and that
+/// many bytes (a short last record takes what is left). Control bit 6 ends the burst after
+/// this packet; a burst also ends at a change of port and at 32 packets.
+pub fn decode_bursts(mut data: &[u8]) -> Vec<Vec<Packet<'_>>> {
+    let mut bursts: Vec<Vec<Packet<'_>>> = Vec::new();
+    let mut current: Vec<Packet<'_>> = Vec::new();
+    let mut packets = 0;
+    while data.len() >= 3 && packets < 1024 {
+        let c = data[0];
+        let len = usize::from(u16::from_be_bytes([data[1], data[2]]));
+        let rest = &data[3..];
+        let (frame, tail) = rest.split_at(len.min(rest.len()));
+        data = tail;
+        let (port, headroom) = decode_control(c);
+        if current.first().is_some_and(|p| p.port != port)
+            || current.len() == dataplane::pipeline::MAX_BURST
+        {
+            bursts.push(std::mem::take(&mut current));
+        }
+        current.push(Packet {
+            port,
+            headroom,
+            frame,
+        });
+        packets += 1;
+        if c & 0x40 != 0 {
+            bursts.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        bursts.push(current);
+    }
+    bursts
+}
+
+/// Encode packets in the `pipeline_burst` format (for seeds and tests).
+pub fn encode_burst(packets: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (c, f) in packets {
+        out.push(*c);
+        out.extend_from_slice(&(f.len().min(0xFFFF) as u16).to_be_bytes());
+        out.extend_from_slice(&f[..f.len().min(0xFFFF)]);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Independent byte reading.
+
+/// RFC 1071: whether `data` (which holds its checksum) sums to 0xFFFF. Written here,
+/// independently of `dataplane::wire::checksum`.
+pub fn rfc1071_ok(data: &[u8]) -> bool {
+    rfc1071_sum(data) == 0xFFFF
+}
+
+/// The folded ones' complement sum of `data` (odd length padded with zero).
+pub fn rfc1071_sum(data: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    for c in data.chunks(2) {
+        let hi = u64::from(c[0]) << 8;
+        let lo = c.get(1).copied().map_or(0, u64::from);
+        sum += hi | lo;
+    }
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    sum as u16
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A structurally valid IPv4 packet cut to its total length, or `None`.
+fn ipv4_cut(ip: &[u8]) -> Option<&[u8]> {
+    if ip.len() < 20 || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0F) * 4;
+    let total = usize::from(be16(ip, 2));
+    if ihl < 20 || total < ihl || total > ip.len() {
+        return None;
+    }
+    Some(&ip[..total])
+}
+
+/// What the input frame holds, read the way SPEC.md describes it.
+#[derive(Debug)]
+struct Input<'a> {
+    /// The tunnel it arrives through: `Some` when the outer destination is ours and the
+    /// protocol GRE or IPIP (the inner `Option` is the tunnel lookup).
+    ingress: Option<Option<TunnelId>>,
+    /// The packet to route: the inner IPv4 packet (terminated) or the packet itself.
+    inner: Option<&'a [u8]>,
+}
+
+fn read_input<'a>(snap: &Snapshot, frame: &'a [u8]) -> Input<'a> {
+    let none = Input {
+        ingress: None,
+        inner: None,
+    };
+    if frame.len() < 14 || be16(frame, 12) != 0x0800 {
+        return none;
+    }
+    let Some(ip) = ipv4_cut(&frame[14..]) else {
+        return none;
+    };
+    let ihl = usize::from(ip[0] & 0x0F) * 4;
+    let (proto, src, dst) = (ip[9], be32(ip, 12), be32(ip, 16));
+    if !(snap.is_local(dst) && (proto == 4 || proto == 47)) {
+        return Input {
+            ingress: None,
+            inner: Some(ip),
+        };
+    }
+    let payload = &ip[ihl..];
+    let (gre_key, hlen) = if proto == 47 {
+        if payload.len() < 4 {
+            return Input {
+                ingress: Some(None),
+                inner: None,
+            };
+        }
+        let flags = be16(payload, 0);
+        let (c, k, s) = (
+            flags & 0x8000 != 0,
+            flags & 0x2000 != 0,
+            flags & 0x1000 != 0,
+        );
+        let hlen = 4 + 4 * (usize::from(c) + usize::from(k) + usize::from(s));
+        if payload.len() < hlen {
+            return Input {
+                ingress: Some(None),
+                inner: None,
+            };
+        }
+        (k.then(|| be32(payload, 4 + 4 * usize::from(c))), hlen)
+    } else {
+        (None, 0)
+    };
+    let id = snap.tunnels().lookup(&TunnelKey {
+        local: dst,
+        remote: src,
+        protocol: proto,
+        gre_key,
+    });
+    Input {
+        ingress: Some(id),
+        inner: ipv4_cut(&payload[hlen..]),
+    }
+}
+
+/// The forwarded inner packet against the one that came in: same bytes but the TTL one
+/// less, ECN as RFC 6040 decapsulation may set it, and the header checksum.
+fn check_routed_inner(input: &[u8], out: &[u8], what: &str) {
+    assert_eq!(
+        input.len(),
+        out.len(),
+        "{what}: inner length changed\n in  {}\n out {}",
+        hex(input),
+        hex(out)
+    );
+    let ihl = usize::from(out[0] & 0x0F) * 4;
+    assert!(rfc1071_ok(&out[..ihl]), "{what}: inner checksum");
+    assert!(input[8] >= 2, "{what}: TTL {} forwarded", input[8]);
+    assert_eq!(out[8], input[8] - 1, "{what}: TTL decremented by one");
+    assert_eq!(
+        out[1] >> 2,
+        input[1] >> 2,
+        "{what}: DSCP unchanged (pipe model)"
+    );
+    let (ecn_in, ecn_out) = (input[1] & 3, out[1] & 3);
+    // RFC 6040 Figure 4: Not-ECT stays Not-ECT; ECT may become CE or ECT(1); CE stays CE.
+    let allowed =
+        ecn_in == ecn_out || (ecn_in == 2 && ecn_out == 1) || (ecn_in != 0 && ecn_out == 3);
+    assert!(allowed, "{what}: ECN {ecn_in} became {ecn_out}");
+    for (i, (a, b)) in input.iter().zip(out).enumerate() {
+        if !matches!(i, 1 | 8 | 10 | 11) {
+            assert_eq!(a, b, "{what}: inner byte {i} changed");
+        }
+    }
+}
+
+/// Check one verdict. `input` is the frame as received, `out` the buffer's bytes after
+/// processing, `before`/`after` the counters around a call that processed this packet
+/// alone (`None` inside a burst: [`check_burst_counters`] covers those).
+pub fn check_verdict(
+    snap: &Snapshot,
+    port: PortIndex,
+    input: &[u8],
+    action: Action,
+    out: &[u8],
+    counters: Option<(&Counters, &Counters)>,
+) {
+    match action {
+        Action::Transmit(p) => check_transmit(snap, input, p, out),
+        Action::Punt(PuntReason::Arp) => {
+            assert_eq!(out, input, "ARP punt hands over the frame as it came");
+            assert!(
+                out.len() >= 14 && be16(out, 12) == 0x0806,
+                "ARP punt of non-ARP"
+            );
+            let entry = snap.port(port).expect("punted from a lab port");
+            let dst = &out[0..6];
+            assert!(
+                dst == entry.mac.0 || dst == [0xff; 6],
+                "ARP to another MAC punted"
+            );
+            check_arp(snap, port, out);
+        }
+        Action::Punt(PuntReason::Local) => {
+            let ip = ipv4_cut(out).expect("local punt starts at a valid IPv4 header");
+            assert_eq!(ip.len(), out.len(), "local punt cut to its total length");
+            assert!(
+                snap.is_local(be32(out, 16)),
+                "local punt is addressed to us"
+            );
+        }
+        Action::Punt(PuntReason::LocalInner) => {
+            let ip = ipv4_cut(out).expect("inner punt starts at a valid IPv4 header");
+            assert_eq!(ip.len(), out.len(), "inner punt cut to its total length");
+            assert!(
+                snap.is_local(be32(out, 16)),
+                "inner punt is addressed to us"
+            );
+            let i = read_input(snap, input);
+            assert!(
+                matches!(i.ingress, Some(Some(_))),
+                "inner punt from a configured tunnel"
+            );
+        }
+        Action::Drop(r) => {
+            if let Some((before, after)) = counters {
+                for x in DropReason::ALL {
+                    let want = before.drop_count(*x) + u64::from(*x == r);
+                    assert_eq!(after.drop_count(*x), want, "drop {r:?}: counter {x:?}");
+                }
+            }
+            if r == DropReason::Runt {
+                assert!(input.len() < 14, "runt of {} bytes", input.len());
+            }
+        }
+    }
+}
+
+fn check_transmit(snap: &Snapshot, input: &[u8], p: PortIndex, out: &[u8]) {
+    let entry = snap
+        .port(p)
+        .unwrap_or_else(|| panic!("transmit on port {p}, which the snapshot does not have"));
+    assert!(out.len() >= 34, "output of {} bytes", out.len());
+    assert_eq!(
+        &out[6..12],
+        &entry.mac.0,
+        "Ethernet source is the egress port's MAC"
+    );
+    assert_eq!(be16(out, 12), 0x0800, "output is IPv4");
+    let ip = &out[14..];
+    let outer = ipv4_cut(ip).expect("output IPv4 header is well-formed");
+    assert_eq!(outer.len(), ip.len(), "output total length = frame - 14");
+    let ihl = usize::from(ip[0] & 0x0F) * 4;
+    assert!(rfc1071_ok(&ip[..ihl]), "output IPv4 checksum: {}", hex(out));
+    assert!(ip[8] >= 1, "output TTL 0");
+    let src = be32(ip, 12);
+    let dst_mac = EthernetAddress([out[0], out[1], out[2], out[3], out[4], out[5]]);
+    let i = read_input(snap, input);
+    let expected = i
+        .inner
+        .unwrap_or_else(|| panic!("forwarded an input with no valid packet: {}", hex(input)));
+    if let Some(ingress) = i.ingress {
+        let ingress = ingress.expect("terminated from a configured tunnel");
+        assert_eq!(
+            snap.source_owner(be32(expected, 12)),
+            Some(ingress),
+            "inner source belongs to the tunnel it came through (BCP 38)"
+        );
+        assert!(
+            !snap.is_local(be32(expected, 16)),
+            "forwarded an inner packet for us"
+        );
+    }
+
+    let inner: &[u8];
+    if snap.is_local(src) {
+        // Encapsulated by us.
+        assert_eq!(ihl, 20, "we write no options");
+        let proto = ip[9];
+        let flags_frag = be16(ip, 6);
+        assert_eq!(
+            flags_frag & 0xBFFF,
+            0,
+            "outer not a fragment, reserved bit clear"
+        );
+        let payload = &ip[20..];
+        let (key, hlen, c, s) = match proto {
+            47 => {
+                assert!(payload.len() >= 4, "GRE header");
+                let f = be16(payload, 0);
+                assert_eq!(f & 0x4FFF, 0, "GRE: R, reserved bits and version zero");
+                assert_eq!(be16(payload, 2), 0x0800, "GRE protocol IPv4");
+                let (c, k, s) = (f & 0x8000 != 0, f & 0x2000 != 0, f & 0x1000 != 0);
+                let hlen = 4 + 4 * (usize::from(c) + usize::from(k) + usize::from(s));
+                assert!(payload.len() >= hlen);
+                if c {
+                    assert!(rfc1071_ok(payload), "GRE checksum");
+                    assert_eq!(be16(payload, 6), 0, "GRE Reserved1");
+                }
+                (k.then(|| be32(payload, 4 + 4 * usize::from(c))), hlen, c, s)
+            }
+            4 => (None, 0, false, false),
+            other => panic!("encapsulated with protocol {other}"),
+        };
+        let id = snap
+            .tunnels()
+            .lookup(&TunnelKey {
+                local: src,
+                remote: be32(ip, 16),
+                protocol: proto,
+                gre_key: key,
+            })
+            .unwrap_or_else(|| panic!("output names no configured tunnel: {}", hex(out)));
+        let t = snap.tunnels().get(id).expect("looked-up tunnel exists");
+        assert_eq!(
+            t.config.egress_port, p,
+            "{}: left by its egress port",
+            t.config.name
+        );
+        assert_eq!(
+            Some(dst_mac),
+            t.next_hop_mac,
+            "{}: to the next hop's MAC",
+            t.config.name
+        );
+        assert!(
+            ip.len() <= usize::from(t.mtu),
+            "{}: within the MTU",
+            t.config.name
+        );
+        if t.config.mode == TunnelMode::Gre {
+            assert_eq!(c, t.config.checksum, "{}: GRE C", t.config.name);
+            assert_eq!(s, t.config.sequence, "{}: GRE S", t.config.name);
+        }
+        inner = &payload[hlen..];
+        let hop = snap
+            .routes()
+            .lookup(Ipv4Addr::from(be32(inner, 16)))
+            .expect("a route for the inner destination");
+        assert_eq!(
+            snap.target(hop),
+            Target::Tunnel(id),
+            "the LPM sends the inner destination into this tunnel"
+        );
+        if let Some(Some(ingress)) = i.ingress {
+            assert_ne!(ingress, id, "hairpin forwarded");
+        }
+    } else {
+        inner = ip;
+        let hop = snap
+            .routes()
+            .lookup(Ipv4Addr::from(be32(ip, 16)))
+            .expect("a route for the destination");
+        match snap.target(hop) {
+            Target::Native {
+                port,
+                dst_mac: want,
+                mtu,
+                ..
+            } => {
+                assert_eq!(port, p, "native: out of the route's port");
+                assert_eq!(want, Some(dst_mac), "native: to the next hop's MAC");
+                assert!(ip.len() <= usize::from(mtu), "native: within the MTU");
+            }
+            t => panic!("sent natively, but the route says {t:?}"),
+        }
+    }
+    check_routed_inner(expected, inner, "forwarded");
+}
+
+/// Run the ARP handler on a punted frame and check what it answers.
+fn check_arp(snap: &Snapshot, port: PortIndex, frame: &[u8]) {
+    let entry = snap.port(port).expect("lab port");
+    let mut buf = TestBuf::new(frame);
+    match arp::handle(&mut buf, entry) {
+        ArpOutcome::Replied { learned: (ip, mac) } => {
+            let r = buf.data();
+            assert_eq!(r.len(), 42, "ARP reply is Ethernet + 28 bytes");
+            // The request, read independently.
+            let (sha, spa, tpa) = (&frame[22..28], be32(frame, 28), be32(frame, 38));
+            assert_eq!(be16(frame, 20), 1, "replied to a request");
+            assert!(
+                entry.addrs.contains(&Ipv4Addr::from(tpa)),
+                "replied for an address that is not ours"
+            );
+            assert_eq!(sha[0] & 1, 0, "replied to a multicast sender");
+            assert_eq!((ip, mac.0.as_slice()), (Ipv4Addr::from(spa), sha));
+            assert_eq!(&r[0..6], sha, "reply to the asker");
+            assert_eq!(&r[6..12], &entry.mac.0);
+            assert_eq!(be16(r, 12), 0x0806);
+            assert_eq!(&r[14..22], &[0, 1, 8, 0, 6, 4, 0, 2], "ARP reply header");
+            assert_eq!(&r[22..28], &entry.mac.0);
+            assert_eq!(be32(r, 28), tpa);
+            assert_eq!(&r[32..38], sha);
+            assert_eq!(be32(r, 38), spa);
+        }
+        ArpOutcome::Learned { learned: (ip, _) } => {
+            assert!(frame.len() >= 42);
+            assert_eq!(be16(frame, 20), 2, "learned from a reply");
+            assert!(!ip.is_unspecified());
+            assert!(entry.addrs.contains(&Ipv4Addr::from(be32(frame, 38))));
+        }
+        ArpOutcome::Ignored => assert_eq!(buf.data(), frame, "ignored ARP left as it was"),
+    }
+}
+
+/// received = transmitted + dropped + punted, over the per-port counters.
+pub fn check_conserved(c: &Counters) {
+    let rx: u64 = c.ports.iter().map(|p| p.rx.packets).sum();
+    let tx: u64 = c.ports.iter().map(|p| p.tx.packets).sum();
+    let punts: u64 = c.punts.iter().sum();
+    assert_eq!(
+        rx,
+        tx + c.total_drops() + punts,
+        "received = transmitted + dropped + punted ({:?})",
+        c.nonzero_drops()
+    );
+}
+
+/// The counters of one call against its actions: each drop reason, punt reason and
+/// transmit port went up by exactly the number of actions that name it, and receive by
+/// the number of packets on `port`.
+pub fn check_burst_counters(
+    port: PortIndex,
+    actions: &[Action],
+    before: &Counters,
+    after: &Counters,
+) {
+    for r in DropReason::ALL {
+        let n = actions.iter().filter(|a| **a == Action::Drop(*r)).count() as u64;
+        assert_eq!(
+            after.drop_count(*r),
+            before.drop_count(*r) + n,
+            "drops {r:?}"
+        );
+    }
+    for r in PuntReason::ALL {
+        let n = actions.iter().filter(|a| **a == Action::Punt(r)).count() as u64;
+        assert_eq!(after.punt_count(r), before.punt_count(r) + n, "punts {r:?}");
+    }
+    for (i, pc) in after.ports.iter().enumerate() {
+        let b = before.ports.get(i).copied().unwrap_or_default();
+        let n = actions
+            .iter()
+            .filter(|a| **a == Action::Transmit(i as PortIndex))
+            .count() as u64;
+        assert_eq!(pc.tx.packets, b.tx.packets + n, "port {i} tx");
+        let rx = if i == usize::from(port) {
+            actions.len() as u64
+        } else {
+            0
+        };
+        assert_eq!(pc.rx.packets, b.rx.packets + rx, "port {i} rx");
+    }
+    check_conserved(after);
+}

@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Write the seed corpora of the fuzz targets into fuzz/seeds/<target>/.
+
+Usage: scripts/fuzz-seeds.py   (Debian's /usr/bin/python3, which has scapy)
+
+The packets are real ones: those tests/data/e2e_traffic.py writes for the end-to-end test
+(every forwarding path and every drop reason reachable from the wire) and those
+tests/data/hostile_corpus.py writes for the hostile corpus test (one variant of each
+case), generated for the lab of fuzz/lab.toml, which is those tests' lab. From them:
+
+  wire_headers      frames of every kind, plus ARP frames
+  pipeline_packet   one frame per (expected outcome, tunnel) of the end-to-end traffic and
+                    one per category of the hostile corpus, behind the control byte (bit 0:
+                    the port; see fuzz/src/lib.rs), and one with a small headroom
+  pipeline_burst    the captures cut into bursts (control byte, 16-bit length, frame)
+  config_parse      the repository's configuration files and a few broken ones
+  control_request   one request line per control API operation, good and bad
+
+The output is deterministic (fixed names, no timestamps): rerunning the script changes
+nothing unless a generator changed. Seeds are small, a few dozen files per target; what
+the fuzzer finds goes to fuzz/corpus/ (not committed).
+"""
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEEDS = os.path.join(ROOT, "fuzz", "seeds")
+CAPTURES = {"client-in.pcap": "client0", "inet-in.pcap": "internet0"}
+
+
+def lab_json(lab):
+    """The lab description e2e_traffic.py takes, from fuzz/lab.toml."""
+    ports, tunnels = {}, {}
+    index = {p["name"]: p for p in lab["port"]}
+
+    def neighbor(port, ip):
+        for n in index[port].get("neighbor", []):
+            if n["ip"] == ip:
+                return n["mac"]
+        return None
+
+    for p in lab["port"]:
+        ports[p["name"]] = dict(mac=p["mac"], addr=p["addresses"][0],
+                                upstream_mac=neighbor(p["name"], "203.0.113.254"))
+    for t in lab["tunnel"]:
+        tunnels[t["name"]] = dict(
+            mode=t["mode"], local=t["local"], remote=t["remote"], port=t["port"],
+            key=t.get("key"), sequence=t.get("sequence", False),
+            checksum=t.get("checksum", False),
+            mac=neighbor(t["port"], t["remote"]) or "02:00:00:00:99:99",
+            net=".".join(t["prefixes"][0].split(".")[:2]))
+    return dict(ports=ports, tunnels=tunnels, captures=CAPTURES)
+
+
+def read_pcap(path):
+    """The frames of a classic pcap file, byte for byte (scapy would rebuild them)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    endian = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    frames, at = [], 24
+    while at < len(data):
+        incl = struct.unpack(endian + "I", data[at + 8:at + 12])[0]
+        frames.append(data[at + 16:at + 16 + incl])
+        at += 16 + incl
+    return frames
+
+
+def generate(lab, script="e2e_traffic.py", scenario="full"):
+    """Run a test's generator; return [(port index, frame, manifest entry)]."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "tests", "data", script), tmp,
+             json.dumps(lab_json(lab)), scenario],
+            check=True, capture_output=True, text=True).stdout
+        manifest = json.loads(out)["packets"]
+        port_index = {p["name"]: i for i, p in enumerate(lab["port"])}
+        frames = {cap: read_pcap(os.path.join(tmp, cap)) for cap in CAPTURES}
+    taken = {cap: 0 for cap in CAPTURES}
+    result = []
+    for m in manifest:
+        cap = m["capture"]
+        result.append((port_index[CAPTURES[cap]], frames[cap][taken[cap]], m))
+        taken[cap] += 1
+    return result
+
+
+def arp_frames(lab):
+    from scapy.all import ARP, Ether
+    me = lab["port"][0]
+    peer = "02:00:00:00:0a:0a"
+    return [
+        ("arp-request-ours", Ether(src=peer, dst="ff:ff:ff:ff:ff:ff") /
+         ARP(op=1, hwsrc=peer, psrc="198.51.100.10", pdst=me["addresses"][0])),
+        ("arp-request-other", Ether(src=peer, dst="ff:ff:ff:ff:ff:ff") /
+         ARP(op=1, hwsrc=peer, psrc="198.51.100.10", pdst="192.0.2.99")),
+        ("arp-reply-ours", Ether(src=peer, dst=me["mac"]) /
+         ARP(op=2, hwsrc=peer, psrc="198.51.100.99", hwdst=me["mac"],
+             pdst=me["addresses"][0])),
+    ]
+
+
+def reset(target):
+    d = os.path.join(SEEDS, target)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def write(d, name, data):
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def name_of(m):
+    what = m["expect"].replace(":", "-")
+    via = m.get("ingress") or "native"
+    return "%s-%s" % (what, via)
+
+
+def packets(lab, generated, hostile):
+    arps = [(n, bytes(f)) for n, f in arp_frames(lab)]
+    # One frame per (outcome, ingress tunnel), in generator order.
+    chosen, seen = [], set()
+    for port, frame, m in generated:
+        key = name_of(m)
+        if key not in seen:
+            seen.add(key)
+            chosen.append((key, port, frame))
+
+    d = reset("wire_headers")
+    for key, _, frame in chosen[:30]:
+        write(d, key, frame)
+    for n, f in arps:
+        write(d, n, f)
+
+    # One hostile frame per category (its first), for both.
+    extra, seen = [], set()
+    for port, frame, m in hostile:
+        if m["category"] not in seen:
+            seen.add(m["category"])
+            key = "hostile-%s-%s" % (m["category"], m["expect"].replace(":", "-"))
+            extra.append((key, port, frame))
+    for key, _, frame in extra:
+        write(d, key, frame)
+
+    d = reset("pipeline_packet")
+    for key, port, frame in chosen + extra:
+        write(d, key, bytes([port]) + frame)
+    for n, f in arps:
+        write(d, n, bytes([0]) + f)
+    # A small headroom (bit 7, headroom (c >> 1) & 0x3f): no_headroom is reachable only so,
+    # and only where decapsulation frees less than encapsulation needs: transit from the
+    # internet (14 bytes freed) into a GRE tunnel with a key (42 needed).
+    for key, port, frame in chosen:
+        if key == "fwd-native":
+            write(d, "small-headroom-" + key, bytes([0x80 | (20 << 1) | port]) + frame)
+
+    d = reset("pipeline_burst")
+    by_port = {}
+    for port, frame, _ in generated:
+        by_port.setdefault(port, []).append(frame)
+    for port, frames in sorted(by_port.items()):
+        for i in range(0, len(frames), 32):
+            burst = b"".join(bytes([port]) + struct.pack("!H", len(f)) + f
+                             for f in frames[i:i + 32])
+            write(d, "port%d-burst%02d" % (port, i // 32), burst)
+    mixed = b"".join(bytes([0x40 | p]) + struct.pack("!H", len(f)) + f
+                     for p, f, _ in generated[:: max(1, len(generated) // 24)])
+    write(d, "mixed-ports", mixed)
+
+
+BROKEN_CONFIGS = {
+    "bad-syntax.toml": "[[port]\nname = \"p\"\n",
+    "bad-type.toml": "[[port]]\nname = 3\ndevice = \"0\"\nroles = [\"client\"]\n"
+                     "addresses = [\"192.0.2.1\"]\n",
+    "unknown-field.toml": "[[port]]\nname = \"p\"\ndevice = \"0\"\nroles = [\"client\"]\n"
+                          "addresses = [\"192.0.2.1\"]\ncolour = \"blue\"\n",
+    "duplicate-tunnel-key.toml": None,  # filled from the lab below
+    "tunnel-through-tunnel.toml": None,
+    "overlapping-sources.toml": None,
+}
+
+
+def configs(lab_text):
+    d = reset("config_parse")
+    for path in ["fuzz/lab.toml", "demo/lab.toml", "pipeline-config/examples/lab.toml",
+                 "pipeline-config/examples/minimal.toml"]:
+        with open(os.path.join(ROOT, path), "rb") as f:
+            write(d, path.replace("/", "-"), f.read())
+    broken = dict(BROKEN_CONFIGS)
+    broken["duplicate-tunnel-key.toml"] = lab_text.replace('remote = "198.51.100.20"',
+                                                           'remote = "198.51.100.10"\nkey = 100')
+    broken["tunnel-through-tunnel.toml"] = lab_text + (
+        '\n[[route]]\nprefix = "198.51.100.10/32"\ntunnel = "bravo"\n')
+    broken["overlapping-sources.toml"] = lab_text.replace('prefixes = ["10.2.0.0/16"]',
+                                                          'prefixes = ["10.1.2.0/24"]')
+    for name, text in broken.items():
+        write(d, name, text.encode())
+
+
+REQUESTS = [
+    ("list-tunnels", {"op": "list_tunnels"}),
+    ("list-routes", {"op": "list_routes"}),
+    ("list-neighbors", {"op": "list_neighbors"}),
+    ("counters", {"op": "counters"}),
+    ("generations", {"op": "generations"}),
+    ("lookup", {"op": "lookup", "dst": "10.8.1.1"}),
+    ("lookup-bad", {"op": "lookup", "dst": "10.8.1"}),
+    ("add-tunnel", {"op": "add_tunnel", "tunnel": {
+        "name": "hooli", "mode": "gre", "local": "192.0.2.1", "remote": "198.51.100.60",
+        "port": "client0", "key": 600, "sequence": True, "checksum": True,
+        "prefixes": ["10.6.0.0/16"], "next_hop": "198.51.100.10"}}),
+    ("add-tunnel-dup", {"op": "add_tunnel", "tunnel": {
+        "name": "dup", "mode": "gre", "local": "192.0.2.1", "remote": "198.51.100.10",
+        "port": "client0", "key": 100, "prefixes": ["10.60.0.0/16"]}}),
+    ("add-tunnel-ipip-key", {"op": "add_tunnel", "tunnel": {
+        "name": "x", "mode": "ipip", "local": "192.0.2.1", "remote": "198.51.100.61",
+        "port": "client0", "key": 1, "prefixes": ["10.61.0.0/16"]}}),
+    ("remove-tunnel", {"op": "remove_tunnel", "name": "nonbr"}),
+    ("remove-tunnel-routed", {"op": "remove_tunnel", "name": "edge2"}),
+    ("set-route", {"op": "set_route", "route": {"prefix": "10.100.0.0/16", "tunnel": "acme"}}),
+    ("set-route-native", {"op": "add_route", "route": {
+        "prefix": "0.0.0.0/0", "port": "internet0", "next_hop": "203.0.113.254"}}),
+    ("set-route-host-bits", {"op": "set_route", "route": {
+        "prefix": "10.100.0.1/16", "tunnel": "acme"}}),
+    ("set-route-loop", {"op": "set_route", "route": {
+        "prefix": "198.51.100.10/32", "tunnel": "bravo"}}),
+    ("remove-route", {"op": "remove_route", "prefix": "10.66.0.0/16"}),
+    ("set-neighbor", {"op": "set_neighbor", "port": "client0", "ip": "198.51.100.99",
+                      "mac": "02:00:00:00:99:99"}),
+    ("set-neighbor-bad-mac", {"op": "set_neighbor", "port": "client0", "ip": "198.51.100.99",
+                              "mac": "02:00:00:00:99"}),
+    ("remove-neighbor", {"op": "remove_neighbor", "port": "internet0", "ip": "203.0.113.50"}),
+    ("apply-config-same", {"op": "apply_config", "path": "same"}),
+    ("apply-config-routes", {"op": "apply_config", "path": "routes"}),
+    ("apply-config-ports", {"op": "apply_config", "path": "ports"}),
+    ("apply-config-bad", {"op": "apply_config", "path": "bad"}),
+    ("batch", {"op": "batch", "ops": [
+        {"op": "remove_route", "prefix": "10.8.0.0/16"},
+        {"op": "set_route", "route": {"prefix": "10.8.0.0/16", "tunnel": "acme"}}]}),
+    ("batch-half-bad", {"op": "batch", "ops": [
+        {"op": "remove_route", "prefix": "10.8.0.0/16"},
+        {"op": "remove_tunnel", "name": "nobody"}]}),
+    ("batch-no-ops", {"op": "batch"}),
+    ("unknown-op", {"op": "reboot"}),
+    ("no-op", {"tunnel": "acme"}),
+]
+
+
+def requests():
+    d = reset("control_request")
+    for name, req in REQUESTS:
+        write(d, name, (json.dumps(req) + "\n").encode())
+    write(d, "not-an-object", b'[1, "two", null]\n')
+    write(d, "truncated", b'{"op": "set_route", "route": {"prefix": "10.1')
+
+
+def main():
+    with open(os.path.join(ROOT, "fuzz", "lab.toml"), "rb") as f:
+        lab_text = f.read().decode()
+    lab = tomllib.loads(lab_text)
+    generated = generate(lab)
+    hostile = generate(lab, "hostile_corpus.py", "corpus:1")
+    packets(lab, generated, hostile)
+    configs(lab_text)
+    requests()
+    for target in sorted(os.listdir(SEEDS)):
+        files = os.listdir(os.path.join(SEEDS, target))
+        size = sum(os.path.getsize(os.path.join(SEEDS, target, f)) for f in files)
+        digest = hashlib.sha256()
+        for f in sorted(files):
+            with open(os.path.join(SEEDS, target, f), "rb") as fh:
+                digest.update(f.encode() + fh.read())
+        print("%-16s %3d seeds, %6d bytes, sha256 %s" % (target, len(files), size,
+                                                         digest.hexdigest()[:16]))
+
+
+if __name__ == "__main__":
+    main()
