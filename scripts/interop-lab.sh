@@ -90,6 +90,10 @@ down() {
   # The appliance first: on SIGTERM it prints its counters and writes stats.json.
   stop_one backbone TERM 10
   for r in "${ROUTERS[@]}"; do stop_one "ipip-$r" TERM 3; done
+  # tcpdump reads its kernel ring a block at a time; a block is handed over when full or
+  # after 1 s. Wait that long, or SIGINT ends the capture without the last frames. (Immediate
+  # mode would not wait, but its fixed frame slots overflow the buffer under load.)
+  if compgen -G "$D/pids/tcpdump-*.pid" >/dev/null; then sleep 1.5; fi
   for f in "$D"/pids/tcpdump-*.pid; do
     if [ -e "$f" ]; then stop_one "$(basename "$f" .pid)" INT 5; fi
   done
@@ -222,7 +226,7 @@ ipip_router() {
   ip netns exec "$P-rc" /usr/bin/python3 -u "$root/scripts/interop-lab-ipip.py" ipip0 172.16.3.2 172.16.3.1 \
     >"$D/ipip-c.log" 2>&1 &
   record ipip-c $! "interop-lab-ipip.py ipip0"
-  wait_for 5 "router C's IP-in-IP bridge" grep -q ready "$D/ipip-c.log"
+  wait_for 30 "router C's IP-in-IP bridge" grep -q ready "$D/ipip-c.log"
   ns "$P-rc" ip link set ipip0 mtu 1400 txqueuelen 10000 up
   ns "$P-rc" ip route add 10.0.0.0/8 dev ipip0
 }
@@ -316,7 +320,7 @@ start_capture() { # IFACE
   ip netns exec "$NS_BB" tcpdump -i "$1" -n -s 0 -B 32768 -U -Z root -w "$D/capture-$1.pcap" \
     >"$D/tcpdump-$1.log" 2>&1 &
   record "tcpdump-$1" $! "tcpdump -i $1"
-  wait_for 5 "tcpdump on $1" grep -q "listening on" "$D/tcpdump-$1.log"
+  wait_for 30 "tcpdump on $1" grep -q "listening on" "$D/tcpdump-$1.log"
 }
 
 up() {
@@ -346,12 +350,12 @@ up() {
     --stats "$D/stats.json" --control-socket "$D/ctl/control.sock" >"$D/backbone.log" 2>&1 &
   record backbone $! "run --config $D/backbone.toml"
   local i
-  for ((i = 0; i < 200; i++)); do
+  for ((i = 0; i < 600; i++)); do
     grep -q "forwarding" "$D/backbone.log" && break
     alive "$D/pids/backbone.pid" || { cat "$D/backbone.log" >&2; die "the appliance exited"; }
     sleep 0.1
   done
-  grep -q "forwarding" "$D/backbone.log" || die "the appliance did not start forwarding in 20 s: see $D/backbone.log"
+  grep -q "forwarding" "$D/backbone.log" || die "the appliance did not start forwarding in 60 s: see $D/backbone.log"
 
   # Underlay neighbours: each router's kernel pings the appliance once (backbone answers
   # ARP and learns the router's MAC; the echo itself is punted). Then one ping from every
@@ -364,7 +368,7 @@ up() {
   for a in "${ROUTERS[@]}"; do
     for b in "${ROUTERS[@]}"; do
       [ "$a" != "$b" ] || continue
-      wait_for 10 "a first ping from host $a to host $b" \
+      wait_for 30 "a first ping from host $a to host $b" \
         ns "$P-h$a" ping -c 1 -W 1 "10.$(idx "$b").0.10"
     done
   done
@@ -396,7 +400,7 @@ check() {
   ip netns exec "$P-ha" socat -u TCP-LISTEN:5001,reuseaddr OPEN:"$D/transfer-dst.bin",creat,trunc &
   local rx=$!
   record socat-receiver "$rx" "socat -u TCP-LISTEN:5001"
-  wait_for 5 "socat listening in host A" sh -c "ip netns exec $P-ha ss -Hltn | grep -q ':5001 '"
+  wait_for 30 "socat listening in host A" sh -c "ip netns exec $P-ha ss -Hltn | grep -q ':5001 '"
   local t0 t1
   t0=$(date +%s.%N)
   ns "$P-hb" timeout 120 socat -u OPEN:"$D/transfer-src.bin" TCP:10.1.0.10:5001

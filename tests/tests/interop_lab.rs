@@ -659,31 +659,47 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
 }
 
 #[test]
-#[ignore = "root, network namespaces and Open vSwitch, ~30 s, timing-sensitive on a busy 2-core machine: run with scripts/interop-lab.sh test or cargo test -p backbone-tests --test interop_lab -- --ignored"]
 fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
     let started = Instant::now();
     let mut lab = Lab::up();
     let mut summary = Vec::new();
 
-    // Pings both ways between every pair of hosts.
+    // Pings both ways between every pair of hosts. A busy machine can lose a ping inside
+    // Open vSwitch's userspace datapath or a veth before it ever reaches the appliance: a
+    // pair gets up to three rounds to answer PINGS times; the appliance's own count is
+    // checked exactly against the captures after teardown.
     let before = lab.counters();
+    let mut lossless = true;
     for (from, _) in HOSTS {
         for (to, to_ip) in HOSTS {
             if from == to {
                 continue;
             }
             let n = PINGS.to_string();
-            let (got, ttls, rtts, out) =
-                ping(&lab, from, &["-c", &n, "-i", "0.2", "-W", "2", to_ip]);
-            assert_eq!(got, PINGS, "ping host {from} -> host {to}:\n{out}");
+            let (mut got, mut ttls, mut rtts, mut outs) =
+                (0, Vec::new(), Vec::new(), String::new());
+            for _round in 0..3 {
+                let (g, t, r, out) = ping(&lab, from, &["-c", &n, "-i", "0.2", "-W", "2", to_ip]);
+                got += g;
+                ttls.extend(t);
+                rtts.extend(r);
+                outs.push_str(&out);
+                if got >= PINGS {
+                    break;
+                }
+                lossless = false;
+            }
+            assert!(
+                got >= PINGS,
+                "ping host {from} -> host {to}, three rounds:\n{outs}"
+            );
             assert!(
                 ttls.iter().all(|&t| t == TTL_AT_HOST),
                 "ping host {from} -> host {to}: TTLs {ttls:?}, expected {TTL_AT_HOST} \
                  (router, backbone, router each decrement it)"
             );
             summary.push(format!(
-                "ping host {} -> host {} ({to_ip}): {got}/{PINGS} replies, \
-                 ttl={TTL_AT_HOST}, rtt {} ms",
+                "ping host {} -> host {} ({to_ip}): {got} replies, ttl={TTL_AT_HOST}, rtt {} ms",
                 from.to_ascii_uppercase(),
                 to.to_ascii_uppercase(),
                 rtts.iter()
@@ -694,15 +710,17 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
         }
     }
     // Each ordered pair: the request in through the source's tunnel and out through the
-    // destination's, the reply the other way: every tunnel 2 * 2 * PINGS each way.
+    // destination's, the reply the other way: every tunnel 2 * 2 * PINGS each way when no
+    // ping was lost, at least that otherwise.
     let d = delta(&before, &lab.counters());
     for t in ["site-a", "site-b", "site-c"] {
         for f in ["rx_packets", "tx_packets"] {
-            assert_eq!(
-                d[&format!("{t}.{f}")],
-                4 * PINGS,
-                "{t}.{f} after the pings: {d:?}"
-            );
+            let n = d[&format!("{t}.{f}")];
+            if lossless {
+                assert_eq!(n, 4 * PINGS, "{t}.{f} after the pings: {d:?}");
+            } else {
+                assert!(n >= 4 * PINGS, "{t}.{f} after the pings: {d:?}");
+            }
         }
     }
     assert_eq!(d["site-a-csum.rx_packets"] + d["site-a-csum.tx_packets"], 0);
@@ -750,19 +768,24 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
     );
     let d = delta(&before, &lab.counters());
     let (bad, accepted) = (d["drop.bad_gre_checksum"], d["site-a-csum.rx_packets"]);
-    assert_eq!(
-        bad + accepted,
-        CSUM_PINGS,
-        "every packet of the csum+seq port is either accepted or dropped as bad_gre_checksum: {d:?}"
+    // A request lost before the appliance (see the pings above) is neither; the captures
+    // account for every one that arrived, after teardown.
+    assert!(
+        bad + accepted <= CSUM_PINGS,
+        "more csum+seq packets than pings sent: {d:?}"
     );
     assert!(
-        bad >= CSUM_PINGS - 1,
+        accepted <= 1,
+        "only Open vSwitch's first csum+seq packet (sequence 0) has a right checksum: {d:?}"
+    );
+    assert!(
+        bad >= 1 && bad + accepted >= CSUM_PINGS - 1,
         "Open vSwitch's csum+seq packets after the first must be dropped as bad_gre_checksum \
          (fixed in this Open vSwitch? then update this test and the README): {d:?}\n{out}"
     );
     assert_eq!(d["site-a-csum.tx_packets"], accepted, "{d:?}");
-    assert_eq!(
-        replies, accepted,
+    assert!(
+        replies <= accepted,
         "replies to the accepted requests only:\n{out}"
     );
     assert_no_drops_but(&d, "drop.bad_gre_checksum", "the csum+seq pings");
@@ -818,25 +841,48 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
     // The captures, dissected: and the final counters against them, packet for packet.
     let mut seen: BTreeMap<&'static str, Seen> = BTreeMap::new();
     let mut unreachable = 0;
+    // Links whose capture lost packets (tcpdump's kernel buffer overflowed on a busy
+    // machine): there the appliance's counts can only be at least the capture's.
+    let mut lossy: Vec<&str> = Vec::new();
     for link in &LINKS {
         let tcpdump = std::fs::read_to_string(lab.dir.join(format!("tcpdump-{}.log", link.iface)))
             .unwrap_or_default();
-        let dropped = tcpdump
-            .lines()
-            .find_map(|l| l.strip_suffix(" packets dropped by kernel"))
-            .and_then(|n| n.trim().parse::<u64>().ok());
-        assert_eq!(
-            dropped,
-            Some(0),
-            "tcpdump on {} lost packets: the comparison below would be wrong:\n{tcpdump}",
-            link.iface
-        );
+        let stat = |suffix: &str| {
+            tcpdump
+                .lines()
+                .find_map(|l| l.strip_suffix(suffix))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "tcpdump on {} did not report{suffix}:\n{tcpdump}",
+                        link.iface
+                    )
+                })
+        };
+        // What the kernel dropped, or passed to tcpdump and tcpdump never wrote.
+        let dropped = stat(" packets dropped by kernel")
+            .max(stat(" packets received by filter").saturating_sub(stat(" packets captured")));
+        if dropped > 0 {
+            lossy.push(link.iface);
+            summary.push(format!(
+                "capture on {}: tcpdump lost {dropped} packets, counters checked as at least \
+                 the capture's",
+                link.iface
+            ));
+        } else {
+            summary.push(format!(
+                "capture on {}: {} frames, none lost",
+                link.iface,
+                stat(" packets captured")
+            ));
+        }
         let frames = dissect(&lab.dir.join(format!("capture-{}.pcap", link.iface)));
         assert!(!frames.is_empty(), "nothing captured on {}", link.iface);
         unreachable += check_capture(link, &frames, &mut seen);
     }
     let mut bad_total = 0;
     for link in &LINKS {
+        let exact = !lossy.contains(&link.iface);
         for (_, t) in link.tunnels {
             let s = seen.get(t).copied().unwrap_or_default();
             bad_total += s.bad_gre_checksum;
@@ -846,28 +892,33 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
                 ("rx_bytes", s.rx_bytes),
                 ("tx_bytes", s.tx_bytes),
             ] {
-                assert_eq!(
-                    tunnel_counter(&stats, t, field),
-                    want,
-                    "tunnel {t} {field}: the appliance's count against the capture's \
+                let got = tunnel_counter(&stats, t, field);
+                assert!(
+                    got == want || (!exact && got > want),
+                    "tunnel {t} {field}: the appliance counts {got}, the capture {want} \
                      ({s:?}); ports: {}",
                     stats["ports"]
                 );
             }
             summary.push(format!(
                 "tunnel {t:<12} rx {:>6} packets {:>9} bytes, tx {:>6} packets {:>9} bytes \
-                 (= capture)",
-                s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes
+                 ({} capture)",
+                s.rx_packets,
+                s.rx_bytes,
+                s.tx_packets,
+                s.tx_bytes,
+                if exact { "=" } else { "<=" }
             ));
         }
     }
     // Open vSwitch's first packet (sequence 0) has a good checksum; a busy machine may also
     // lose a ping before it reaches the tunnel, so ask only for the bug to have shown.
     assert!(bad_total >= 1, "bad GRE checksums captured: {bad_total}");
-    assert_eq!(
-        drop_counter(&stats, "bad_gre_checksum"),
-        bad_total,
-        "bad_gre_checksum against the frames tshark finds with a bad GRE checksum"
+    let bad_counted = drop_counter(&stats, "bad_gre_checksum");
+    assert!(
+        bad_counted == bad_total || (lossy.contains(&"to-a") && bad_counted > bad_total),
+        "bad_gre_checksum {bad_counted} against the {bad_total} frames tshark finds with a bad \
+         GRE checksum"
     );
     for (reason, n) in stats["drops"].as_object().expect("drops") {
         if reason != "bad_gre_checksum" {
