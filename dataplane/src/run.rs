@@ -4,6 +4,7 @@
 use arc_swap::ArcSwap;
 use dataplane::buffer::PacketBuf;
 use dataplane::control::arp;
+use dataplane::control::pacer::ArpPacer;
 use dataplane::control::server;
 use dataplane::control::state::ControlState;
 use dataplane::dpdk::TxQueue;
@@ -11,13 +12,10 @@ use dataplane::dpdk::{
     launch_on_workers_with_main, Burst, Eal, Mempool, Port, PortConfig, PortId, BURST_MAX,
 };
 use dataplane::pipeline::{Counters, DropReason, Event, PuntReason};
-use dataplane::tables::PortIndex;
 use dataplane::tables::Snapshot;
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{self, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -178,9 +176,13 @@ pub fn run(
     let control = Control {
         state: &state,
         tx: control_tx,
-        asked: HashMap::new(),
-        arp_requests: 0,
-        neighbors_learned: 0,
+        pacer: ArpPacer::new(
+            ArpPacer::DEFAULT_RATE,
+            ArpPacer::DEFAULT_RETRY,
+            Instant::now(),
+        ),
+        next_scan: Instant::now(),
+        report: ControlReport::default(),
     };
     let slots: Mutex<Vec<Option<WorkerQueues<'_>>>> =
         Mutex::new(per_worker.into_iter().map(Some).collect());
@@ -204,6 +206,7 @@ pub fn run(
         ))
     );
 
+    let mut control_report = ControlReport::default();
     let launched = launch_on_workers_with_main(
         &eal,
         |lcore| {
@@ -220,7 +223,7 @@ pub fn run(
             0
         },
         || {
-            supervise(
+            control_report = supervise(
                 &stop,
                 &term,
                 stop_when_idle,
@@ -231,7 +234,7 @@ pub fn run(
                 &learned,
                 &pool,
                 listener.as_ref(),
-            )
+            );
         },
     )
     .map_err(|e| e.to_string())?;
@@ -253,6 +256,7 @@ pub fn run(
         &snap,
         &reports,
         &lcores,
+        &control_report,
         epoch.elapsed(),
     );
     print_summary(&stats);
@@ -271,14 +275,29 @@ struct Control<'s, 'p> {
     state: &'s Mutex<ControlState>,
     /// The control TX queue of each port, by port id.
     tx: Vec<Option<TxQueue<'p>>>,
-    /// When each unresolved next hop was last asked for.
-    asked: HashMap<(PortIndex, Ipv4Addr), Instant>,
+    /// When to ask for which unresolved next hop.
+    pacer: ArpPacer,
+    /// When the wanted list is next scanned (the pacer's budget refills in between).
+    next_scan: Instant,
+    report: ControlReport,
+}
+
+/// What the control thread counted.
+#[derive(Debug, Clone, Copy, Default)]
+struct ControlReport {
+    /// ARP requests sent for unresolved next hops.
     arp_requests: u64,
+    /// ARP requests due that could not be sent: no mbuf, or the TX queue full.
+    arp_request_failed: u64,
+    /// Scans that left due requests for later: the global ARP budget was spent.
+    arp_requests_deferred: u64,
+    /// Neighbours learned and installed.
     neighbors_learned: u64,
 }
 
-/// ARP requests for one unresolved next hop: at most one a second.
-const ARP_RETRY: Duration = Duration::from_secs(1);
+/// How often the wanted list is scanned for next hops to ask for: a full scan of a table
+/// with 100,000 next hops is a few milliseconds, not to be done on every 5 ms tick.
+const ARP_SCAN: Duration = Duration::from_millis(20);
 
 impl Control<'_, '_> {
     /// Install learned neighbours (one new snapshot for all of them), then ask for the
@@ -295,36 +314,49 @@ impl Control<'_, '_> {
                     log::info!("neighbour {ip} on port {port} is at {mac}");
                 }
                 if !entries.is_empty() {
-                    self.neighbors_learned += entries.len() as u64;
+                    self.report.neighbors_learned += entries.len() as u64;
                     if let Err(e) = st.learn(&entries) {
                         log::error!("cannot rebuild the tables after learning neighbours: {e}");
                     }
                 }
             }
         }
-        let snap = snapshots.load();
         let now = Instant::now();
-        for (port, ip, from) in snap.unresolved() {
-            if self
-                .asked
-                .get(&(port, ip))
-                .is_some_and(|t| now.duration_since(*t) < ARP_RETRY)
-            {
-                continue;
-            }
-            self.asked.insert((port, ip), now);
+        if now < self.next_scan {
+            return;
+        }
+        self.next_scan = now + ARP_SCAN;
+        let snap = snapshots.load();
+        let mut due = Vec::new();
+        self.pacer.due(
+            now,
+            snap.wanted(),
+            |port, ip| snap.neighbor(port, ip).is_some(),
+            &mut due,
+        );
+        self.report.arp_requests_deferred = self.pacer.deferred();
+        for (port, ip, from) in due {
             let (Some(entry), Some(Some(q))) =
                 (snap.port(port), self.tx.get_mut(usize::from(port)))
             else {
+                self.report.arp_request_failed += 1;
                 continue;
             };
-            let Some(mut m) = pool.alloc() else { continue };
+            // No mbuf (the pool is exhausted) or the queue is full: counted, and asked
+            // again after the retry time.
+            let Some(mut m) = pool.alloc() else {
+                self.report.arp_request_failed += 1;
+                continue;
+            };
             if !arp::request(&mut m, entry, from, ip) {
+                self.report.arp_request_failed += 1;
                 continue;
             }
             let mut b = Burst::new();
             if b.push(m).is_ok() && q.tx_burst(&mut b) == 1 {
-                self.arp_requests += 1;
+                self.report.arp_requests += 1;
+            } else {
+                self.report.arp_request_failed += 1;
             }
         }
     }
@@ -344,7 +376,7 @@ fn supervise(
     learned: &LearnQueue,
     pool: &Mempool<'_>,
     listener: Option<&UnixListener>,
-) {
+) -> ControlReport {
     let api_stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         if let Some(l) = listener {
@@ -369,11 +401,16 @@ fn supervise(
         );
         api_stop.store(true, Ordering::Relaxed);
     });
+    let r = control.report;
     log::info!(
-        "control: {} ARP requests sent, {} neighbours learned",
-        control.arp_requests,
-        control.neighbors_learned
+        "control: {} ARP requests sent ({} could not be sent, {} scans deferred by the ARP \
+         budget), {} neighbours learned",
+        r.arp_requests,
+        r.arp_request_failed,
+        r.arp_requests_deferred,
+        r.neighbors_learned
     );
+    r
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -416,6 +453,7 @@ where
     items.map(|(k, v)| (k.to_owned(), Value::from(v))).collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn final_stats(
     cfg: &pipeline_config::ValidatedConfig,
     ids: &[PortId],
@@ -423,6 +461,7 @@ fn final_stats(
     snap: &Snapshot,
     reports: &[WorkerReport],
     lcores: &[u32],
+    control: &ControlReport,
     elapsed: Duration,
 ) -> Value {
     let mut total = Counters::default();
@@ -494,6 +533,10 @@ fn final_stats(
         "arp_replies": reports.iter().map(|r| r.arp_replies).sum::<u64>(),
         "arp_learned": reports.iter().map(|r| r.arp_learned).sum::<u64>(),
         "arp_learn_dropped": reports.iter().map(|r| r.arp_learn_dropped).sum::<u64>(),
+        "arp_requests": control.arp_requests,
+        "arp_request_failed": control.arp_request_failed,
+        "arp_requests_deferred": control.arp_requests_deferred,
+        "neighbors_learned": control.neighbors_learned,
         "punt_dropped": reports.iter().map(|r| r.punt_dropped).sum::<u64>(),
         "workers": workers,
     })

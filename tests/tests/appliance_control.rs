@@ -233,3 +233,104 @@ fn sigterm_stops_a_run_cleanly_and_writes_counters() {
         .sum();
     assert_eq!(total_drops, 0, "{}", stats["drops"]);
 }
+
+/// 100,000 native routes, each through its own next hop that never answers ARP, and
+/// traffic to 5,000 of them: every packet is dropped as `no_neighbor`, and the control
+/// thread asks for the next hops within its global ARP budget (1,000 requests a second),
+/// never for one next hop twice within a second, and counts what it could not ask for yet.
+#[test]
+fn a_hundred_thousand_unresolved_next_hops_stay_within_the_arp_budget() {
+    const ROUTES: u32 = 100_000;
+    const PACKETS: u32 = 5_000;
+    let dir = scratch_dir("appliance-arp-budget");
+    let lab = std::fs::read_to_string(repo_root().join("demo/lab.toml")).unwrap();
+    let mut cfg = lab.replace(
+        "net_pcap1,rx_pcap=internet-in.pcap,tx_pcap=internet-out.pcap",
+        "net_pcap1,rx_pcap=internet-in.pcap,tx_pcap=internet-out.pcap,tx_pcap=control-out.pcap",
+    );
+    assert_ne!(cfg, lab, "demo/lab.toml changed: update this test");
+    // Route i: 20.0.0.0 + i /32 natively out of internet0 to 100.64.0.0 + i.
+    for i in 0..ROUTES {
+        let dst = std::net::Ipv4Addr::from(0x1400_0000 + i);
+        let nh = std::net::Ipv4Addr::from(0x6440_0000 + i);
+        cfg.push_str(&format!(
+            "\n[[route]]\nprefix = \"{dst}/32\"\nport = \"internet0\"\nnext_hop = \"{nh}\"\n"
+        ));
+    }
+    let cfg_path = dir.join("lab.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    pcap::write(&dir.join("internet-in.pcap"), &[]).unwrap();
+    // initech's traffic to 5,000 of those destinations, one packet each.
+    scapy(&format!(
+        "from scapy.all import *\n\
+         import ipaddress\n\
+         wrpcap('{}', [Ether(src='02:00:00:00:0c:0c',dst='02:00:00:00:00:01')/IP(src='198.51.100.30',dst='192.0.2.1')/IP(src='10.3.0.1',dst=str(ipaddress.IPv4Address(0x14000000 + i * 20)))/UDP(dport=5001) for i in range({PACKETS})])",
+        dir.join("clients-in.pcap").display()
+    ));
+    let out = Command::new(backbone_bin())
+        .current_dir(&dir)
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        // Idle for 3 s after the last packet: the control thread keeps asking meanwhile.
+        .args(["--stop-when-idle", "3000", "--stats", "stats.json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["drops"]["no_neighbor"], PACKETS, "{}", stats["drops"]);
+    let elapsed = stats["elapsed_s"].as_f64().unwrap();
+    // Every request the control thread sent, with its time and target.
+    let asks = tshark_lines(
+        &dir.join("control-out.pcap"),
+        "arp.opcode == 1",
+        &[
+            "frame.time_epoch",
+            "arp.dst.proto_ipv4",
+            "arp.src.proto_ipv4",
+        ],
+    );
+    let sent = stats["arp_requests"].as_u64().unwrap();
+    assert_eq!(asks.len() as u64, sent, "requests captured = arp_requests");
+    assert!(
+        stats["arp_requests_deferred"].as_u64().unwrap() > 0,
+        "100,000 next hops cannot all be asked for at once: {stats}"
+    );
+    // The budget: 1,000 a second and a burst of 100, over the run.
+    assert!(
+        sent as f64 <= 1000.0 * elapsed + 100.0,
+        "{sent} ARP requests in {elapsed:.1} s"
+    );
+    assert!(
+        sent >= 1000,
+        "{sent} ARP requests in {elapsed:.1} s: too few"
+    );
+    let mut last: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    let mut per_second: std::collections::BTreeMap<i64, u64> = Default::default();
+    let t0: f64 = asks[0].split('|').next().unwrap().parse().unwrap();
+    for a in &asks {
+        let f: Vec<&str> = a.split('|').collect();
+        let t: f64 = f[0].parse().unwrap();
+        assert_eq!(f[2], "203.0.113.1", "asked from internet0's address: {a}");
+        let target: std::net::Ipv4Addr = f[1].parse().unwrap();
+        let i = u32::from(target).wrapping_sub(0x6440_0000);
+        assert!(i < ROUTES, "a request for {target}, no next hop of ours");
+        if let Some(prev) = last.insert(f[1].to_owned(), t) {
+            assert!(
+                t - prev >= 0.99,
+                "{target} asked for twice in {:.3} s",
+                t - prev
+            );
+        }
+        *per_second.entry((t - t0) as i64).or_default() += 1;
+    }
+    // Any one second of the capture (pcap time, so a busy machine's pauses do not count
+    // against it): within the rate and the burst.
+    for (s, n) in &per_second {
+        assert!(*n <= 1100, "{n} ARP requests in second {s}: {per_second:?}");
+    }
+}

@@ -183,9 +183,19 @@ impl Snapshot {
         self.neighbors.get(&(port, ip)).copied()
     }
 
-    /// Whether some tunnel or route forwards through `ip` on `port`.
+    /// Whether some tunnel or route forwards through `ip` on `port`. A worker asks this for
+    /// every ARP packet it sees: a binary search, so a table of 100,000 next hops does not
+    /// turn an ARP storm into a CPU storm.
     pub fn wants_neighbor(&self, port: PortIndex, ip: Ipv4Addr) -> bool {
-        self.wanted.iter().any(|&(p, a, _)| p == port && a == ip)
+        self.wanted
+            .binary_search_by(|&(p, a, _)| (p, a).cmp(&(port, ip)))
+            .is_ok()
+    }
+
+    /// The next hops routes and tunnels need, sorted by (port, next hop), each once, with
+    /// the port address to ask from; resolved or not.
+    pub fn wanted(&self) -> &[(PortIndex, Ipv4Addr, Ipv4Addr)] {
+        &self.wanted
     }
 
     /// Next hops that are needed and unknown: (port, next hop, our address to ask from).
