@@ -6,6 +6,7 @@ use dataplane::buffer::PacketBuf;
 use dataplane::control::arp;
 use dataplane::control::pacer::ArpPacer;
 use dataplane::control::server;
+use dataplane::control::stall::{StallEvent, StallWatch};
 use dataplane::control::state::ControlState;
 use dataplane::dpdk::TxQueue;
 use dataplane::dpdk::{
@@ -182,6 +183,7 @@ pub fn run(
             Instant::now(),
         ),
         next_scan: Instant::now(),
+        stalls: StallWatch::new(nworkers, StallWatch::DEFAULT_THRESHOLD),
         report: ControlReport::default(),
     };
     let slots: Mutex<Vec<Option<WorkerQueues<'_>>>> =
@@ -279,6 +281,8 @@ struct Control<'s, 'p> {
     pacer: ArpPacer,
     /// When the wanted list is next scanned (the pacer's budget refills in between).
     next_scan: Instant,
+    /// Workers stuck on an old snapshot.
+    stalls: StallWatch,
     report: ControlReport,
 }
 
@@ -293,6 +297,8 @@ struct ControlReport {
     arp_requests_deferred: u64,
     /// Neighbours learned and installed.
     neighbors_learned: u64,
+    /// Alarms for a worker that stayed on an old snapshot too long.
+    worker_stalls: u64,
 }
 
 /// How often the wanted list is scanned for next hops to ask for: a full scan of a table
@@ -362,6 +368,47 @@ impl Control<'_, '_> {
     }
 }
 
+impl Control<'_, '_> {
+    /// Raise (log and count) an alarm for a worker stuck on an old snapshot, and say when
+    /// it moves on. Its old tables stay valid meanwhile: they are freed when it lets go.
+    fn watch_workers(
+        &mut self,
+        snapshots: &ArcSwap<Snapshot>,
+        progress: &[WorkerProgress],
+        events: &mut Vec<StallEvent>,
+    ) {
+        events.clear();
+        self.stalls.check(
+            Instant::now(),
+            snapshots.load().generation(),
+            progress
+                .iter()
+                .map(|p| p.generation.load(Ordering::Relaxed)),
+            events,
+        );
+        for e in events.iter() {
+            match *e {
+                StallEvent::Stalled {
+                    worker,
+                    holds,
+                    current,
+                    for_,
+                } => log::error!(
+                    "worker {worker} stalled: still on table generation {holds} after {} ms, \
+                     generation {current} is current; its old tables stay in memory until it \
+                     moves on",
+                    for_.as_millis()
+                ),
+                StallEvent::Recovered { worker, for_ } => log::warn!(
+                    "worker {worker} reached the current tables again after {} ms",
+                    for_.as_millis()
+                ),
+            }
+        }
+        self.report.worker_stalls = self.stalls.alarms();
+    }
+}
+
 /// The main lcore's loop: the control thread's work, and stopping on a signal or once every
 /// worker has been idle long enough.
 #[allow(clippy::too_many_arguments)]
@@ -425,9 +472,11 @@ fn supervise_loop(
     learned: &LearnQueue,
     pool: &Mempool<'_>,
 ) {
+    let mut stall_events = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(5));
         control.tick(snapshots, learned, pool);
+        control.watch_workers(snapshots, progress, &mut stall_events);
         if term.load(Ordering::Relaxed) {
             log::info!("signal received: stopping the workers");
             break;
@@ -537,6 +586,7 @@ fn final_stats(
         "arp_request_failed": control.arp_request_failed,
         "arp_requests_deferred": control.arp_requests_deferred,
         "neighbors_learned": control.neighbors_learned,
+        "worker_stalls": control.worker_stalls,
         "punt_dropped": reports.iter().map(|r| r.punt_dropped).sum::<u64>(),
         "workers": workers,
     })

@@ -737,6 +737,49 @@ fn unroutable_and_blackholed_destinations_are_no_route() {
 }
 
 #[test]
+fn martian_destinations_are_never_forwarded() {
+    // RFC 1812 section 5.3.7: this, loopback, multicast (no multicast routing), class E and
+    // the limited broadcast, from a tunnel and in transit; whatever the routes (the lab's
+    // core routes cover 224.0.0.0/3 too).
+    let dsts = [
+        "0.1.2.3",
+        "127.0.0.1",
+        "224.0.0.5",
+        "239.255.255.250",
+        "240.0.0.1",
+        "255.255.255.255",
+    ];
+    let mut exprs: Vec<String> = Vec::new();
+    for d in dsts {
+        exprs.push(format!("from_b(IP(src='10.2.0.5', dst='{d}')/data())"));
+        exprs.push(format!("e1()/IP(src='8.8.4.4', dst='{d}')/data()"));
+    }
+    exprs.push("from_b(IP(src='10.2.0.5', dst='223.255.255.254')/data())".into());
+    let refs: Vec<&str> = exprs.iter().map(String::as_str).collect();
+    let f = pkts(&refs);
+    let mut lab = Lab::new();
+    for (i, d) in dsts.iter().enumerate() {
+        lab.expect_drop(
+            CLIENT_PORT,
+            &f[2 * i],
+            DropReason::MartianDestination,
+            &format!("from a tunnel to {d}"),
+        );
+        lab.expect_drop(
+            CORE_PORT,
+            &f[2 * i + 1],
+            DropReason::MartianDestination,
+            &format!("transit to {d}"),
+        );
+    }
+    lab.expect_transmit(
+        CLIENT_PORT,
+        &f[2 * dsts.len()],
+        "control: the last unicast /3",
+    );
+}
+
+#[test]
 fn packets_back_into_their_own_tunnel_are_hairpin() {
     let f = pkts(&[
         "from_b(IP(src='10.2.0.5', dst='10.2.0.9')/data())",
@@ -1495,6 +1538,10 @@ fn every_drop_reason_is_reachable_and_counted_once() {
         (
             DropReason::TtlExceeded,
             "from_b(IP(src='10.2.0.5', dst='8.8.8.8', ttl=1))",
+        ),
+        (
+            DropReason::MartianDestination,
+            "from_b(IP(src='10.2.0.5', dst='224.0.0.5'))",
         ),
         (
             DropReason::NoRoute,

@@ -413,6 +413,13 @@ def full():
     fid = new_id()
     drop("no_route", Ether(src=upstream, dst=inet["mac"]) / udp(fid, "198.18.1.2", "9.9.9.9"),
          fid=fid, capture=n)
+    # martian_destination: multicast, limited broadcast, loopback; from a tunnel and from
+    # transit (RFC 1812 5.3.7: never forwarded, whatever the routes)
+    through(c, "acme", "224.0.0.251", "drop:martian_destination")
+    through(c, "initech", "255.255.255.255", "drop:martian_destination")
+    fid = new_id()
+    drop("martian_destination", Ether(src=upstream, dst=inet["mac"]) /
+         udp(fid, "198.18.1.3", "127.0.0.1"), fid=fid, capture=n)
     # hairpin: back into the tunnel it came from
     through(c, "acme", host("acme", 170), "drop:hairpin")
     through(c, "globex", host("globex", 171), "drop:hairpin")

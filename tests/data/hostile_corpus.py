@@ -852,8 +852,18 @@ def broadcast():
             frame, _ = tunnel_frame("acme", inner, eth_dst=dst, reaches=False)
             add(CLIENT, frame, "drop:not_for_us", fid)
         # IPv4 broadcast and multicast destinations to our MAC: not ours; no transit on the
-        # client port; on the internet port, no route for them.
-        for dst in ["255.255.255.255", "224.0.0.5", "239.255.255.250", "192.0.2.255"]:
+        # client port; on the internet port and inside a tunnel, never forwarded
+        # (martian_destination, RFC 1812 5.3.7), whatever the routes. A subnet's directed
+        # broadcast looks like unicast from here: no route for it.
+        for dst, reason in [("255.255.255.255", "martian_destination"),
+                            ("224.0.0.5", "martian_destination"),
+                            ("239.255.255.250", "martian_destination"),
+                            ("%d.%d.%d.%d" % (rng.randrange(240, 256), rng.randrange(256),
+                                              rng.randrange(256), rng.randrange(256)),
+                             "martian_destination"),
+                            ("127.0.0.%d" % rng.randrange(1, 255), "martian_destination"),
+                            ("0.%d.0.1" % rng.randrange(256), "martian_destination"),
+                            ("192.0.2.255", "no_route")]:
             fid = new_id()
             pkt = inner_udp(fid, acme["remote"], dst)
             add(CLIENT, Ether(src=acme["mac"], dst=PORTS["client0"]["mac"]) / pkt,
@@ -861,10 +871,10 @@ def broadcast():
             fid = new_id()
             pkt = inner_udp(fid, "198.18.3.%d" % rng.randrange(1, 255), dst)
             add(INET, Ether(src=UPSTREAM_MAC, dst=PORTS["internet0"]["mac"]) / pkt,
-                "drop:no_route", fid)
+                "drop:" + reason, fid)
             # ... and as the inner destination of a tunnel packet.
             src_t = rng.choice(["acme", "globex", "initech"])
-            through(src_t, dst, "no_route")
+            through(src_t, dst, reason)
 
 
 def ethertypes():

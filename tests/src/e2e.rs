@@ -809,6 +809,7 @@ pub const AFTER_STRIP: &[&str] = &[
     "inner_spoofed",
     "ecn_ce_not_ect",
     "ttl_exceeded",
+    "martian_destination",
     "no_route",
     "hairpin",
     "tunnel_loop",

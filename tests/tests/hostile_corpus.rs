@@ -122,6 +122,7 @@ fn every_hostile_packet_gets_its_expected_outcome() {
         "drop:mtu_exceeded",
         "drop:not_for_us",
         "drop:no_route",
+        "drop:martian_destination",
         "drop:unsupported_inner",
         "drop:unsupported_ethertype",
     ] {

@@ -4,4 +4,5 @@ pub mod arp;
 pub mod pacer;
 pub mod progress;
 pub mod server;
+pub mod stall;
 pub mod state;

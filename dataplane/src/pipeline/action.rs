@@ -106,6 +106,9 @@ drop_reasons! {
     EcnCeNotEct = "ecn_ce_not_ect",
     /// TTL would reach zero.
     TtlExceeded = "ttl_exceeded",
+    /// Inner (or transit) destination a router never forwards: 0/8, 127/8, multicast,
+    /// 240/4, limited broadcast (RFC 1812 section 5.3.7).
+    MartianDestination = "martian_destination",
     /// No route, or a blackhole route.
     NoRoute = "no_route",
     /// Would leave through the tunnel it arrived on.

@@ -5,10 +5,16 @@ use super::action::DropReason;
 use super::{Inner, Verdict};
 use crate::lpm::NextHop;
 use crate::tables::{Snapshot, Target};
+use crate::wire::ipv4::is_martian_destination;
+use core::net::Ipv4Addr;
 
 /// Resolve the LPM result for one packet into a target, or the drop that applies.
 #[inline]
 pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Target, Verdict> {
+    // Whatever the routes say (a default route covers these too).
+    if is_martian_destination(Ipv4Addr::from(inner.dst)) {
+        return Err(Verdict::Drop(DropReason::MartianDestination));
+    }
     if nh.is_none() {
         return Err(Verdict::Drop(DropReason::NoRoute));
     }

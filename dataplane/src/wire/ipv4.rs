@@ -82,6 +82,14 @@ pub const fn is_martian_source(addr: Ipv4Addr) -> bool {
     first == 0 || first == 127 || first >= 224
 }
 
+/// Whether a router must never forward a packet to `addr` as unicast (RFC 1812 sections
+/// 5.3.7 and 4.2.2.11): 0.0.0.0/8, 127.0.0.0/8, multicast (no multicast routing here),
+/// 240.0.0.0/4 and the limited broadcast address. The same set as the martian sources.
+#[inline]
+pub const fn is_martian_destination(addr: Ipv4Addr) -> bool {
+    is_martian_source(addr)
+}
+
 /// A view of an IPv4 packet: header, options and payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ipv4Packet<T: AsRef<[u8]>> {

@@ -341,7 +341,8 @@ fn pfx(s: &str) -> dataplane::lpm::Ipv4Prefix {
 /// tests. (2) Local 203.0.113.1, egress port 1, next hop 203.0.113.254.
 ///
 /// Tunnels other than edge use local 192.0.2.1 and egress port 0. Routes: 8.0.0.0/8 and
-/// 198.51.100.0/24 natively via 203.0.113.254 on port 1 (resolved), 100.64.0.0/10 via
+/// 198.51.100.0/24 natively via 203.0.113.254 on port 1 (resolved), so are 0.0.0.0/8,
+/// 127.0.0.0/8, 223.255.255.0/24 and 224.0.0.0/3 (martian destinations), 100.64.0.0/10 via
 /// 203.0.113.253 (unresolved), 198.51.100.7/32 into tunnel e (a route to e's own
 /// endpoint through e), 192.168.66.0/24 blackhole. Nothing else is routed (9.9.9.9 has
 /// no route).
@@ -418,7 +419,17 @@ pub fn lab_builder() -> SnapshotBuilder {
         next_hop: UPSTREAM,
     };
     b.route(pfx("8.0.0.0/8"), upstream.clone());
-    b.route(pfx("198.51.100.0/24"), upstream);
+    b.route(pfx("198.51.100.0/24"), upstream.clone());
+    // Routes that cover martian destinations (which are dropped whatever the routes say),
+    // and the last unicast /24 next to them.
+    for p in [
+        "0.0.0.0/8",
+        "127.0.0.0/8",
+        "223.255.255.0/24",
+        "224.0.0.0/3",
+    ] {
+        b.route(pfx(p), upstream.clone());
+    }
     b.route(
         pfx("100.64.0.0/10"),
         RouteTarget::Native {
