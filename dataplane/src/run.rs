@@ -184,7 +184,12 @@ pub fn run(
         ),
         next_scan: Instant::now(),
         stalls: StallWatch::new(nworkers, StallWatch::DEFAULT_THRESHOLD),
-        report: ControlReport::default(),
+        links: vec![None; ports.len()],
+        next_link_check: Instant::now(),
+        report: ControlReport {
+            link_changes: vec![0; ports.len()],
+            ..ControlReport::default()
+        },
     };
     let slots: Mutex<Vec<Option<WorkerQueues<'_>>>> =
         Mutex::new(per_worker.into_iter().map(Some).collect());
@@ -236,6 +241,7 @@ pub fn run(
                 &learned,
                 &pool,
                 listener.as_ref(),
+                &ports,
             );
         },
     )
@@ -283,11 +289,19 @@ struct Control<'s, 'p> {
     next_scan: Instant,
     /// Workers stuck on an old snapshot.
     stalls: StallWatch,
+    /// Per port (configuration order): the link state last seen.
+    links: Vec<Option<bool>>,
+    next_link_check: Instant,
     report: ControlReport,
 }
 
+/// How often the control thread reads every port's link state (without waiting). Reading
+/// it is also what lets a virtio-user port in server mode take back a vhost-user peer that
+/// went away and came back.
+const LINK_CHECK: Duration = Duration::from_millis(250);
+
 /// What the control thread counted.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct ControlReport {
     /// ARP requests sent for unresolved next hops.
     arp_requests: u64,
@@ -299,6 +313,8 @@ struct ControlReport {
     neighbors_learned: u64,
     /// Alarms for a worker that stayed on an old snapshot too long.
     worker_stalls: u64,
+    /// Per port (configuration order): link state changes seen.
+    link_changes: Vec<u64>,
 }
 
 /// How often the wanted list is scanned for next hops to ask for: a full scan of a table
@@ -369,6 +385,49 @@ impl Control<'_, '_> {
 }
 
 impl Control<'_, '_> {
+    /// Read every port's link state now and then; log and count changes. A port whose
+    /// link is down stays in the tables: what the workers send there and the PMD refuses is
+    /// counted as the port's TX drops, and forwarding resumes by itself when the link
+    /// comes back.
+    fn watch_links(&mut self, ports: &[Port<'_>]) {
+        let now = Instant::now();
+        if now < self.next_link_check {
+            return;
+        }
+        self.next_link_check = now + LINK_CHECK;
+        for (i, port) in ports.iter().enumerate() {
+            let Ok(link) = port.link() else { continue };
+            let Some(seen) = self.links.get_mut(i) else {
+                continue;
+            };
+            match *seen {
+                Some(up) if up == link.up => {}
+                Some(_) => {
+                    if let Some(c) = self.report.link_changes.get_mut(i) {
+                        *c += 1;
+                    }
+                    if link.up {
+                        log::info!("port {} ({}): link up", port.id(), port.name());
+                    } else {
+                        log::warn!(
+                            "port {} ({}): link down; packets routed there are counted as TX \
+                             drops until it comes back",
+                            port.id(),
+                            port.name()
+                        );
+                    }
+                }
+                None => log::info!(
+                    "port {} ({}): link {}",
+                    port.id(),
+                    port.name(),
+                    if link.up { "up" } else { "down" }
+                ),
+            }
+            *seen = Some(link.up);
+        }
+    }
+
     /// Raise (log and count) an alarm for a worker stuck on an old snapshot, and say when
     /// it moves on. Its old tables stay valid meanwhile: they are freed when it lets go.
     fn watch_workers(
@@ -423,6 +482,7 @@ fn supervise(
     learned: &LearnQueue,
     pool: &Mempool<'_>,
     listener: Option<&UnixListener>,
+    ports: &[Port<'_>],
 ) -> ControlReport {
     let api_stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -445,10 +505,11 @@ fn supervise(
             snapshots,
             learned,
             pool,
+            ports,
         );
         api_stop.store(true, Ordering::Relaxed);
     });
-    let r = control.report;
+    let r = control.report.clone();
     log::info!(
         "control: {} ARP requests sent ({} could not be sent, {} scans deferred by the ARP \
          budget), {} neighbours learned",
@@ -471,12 +532,14 @@ fn supervise_loop(
     snapshots: &ArcSwap<Snapshot>,
     learned: &LearnQueue,
     pool: &Mempool<'_>,
+    ports: &[Port<'_>],
 ) {
     let mut stall_events = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(5));
         control.tick(snapshots, learned, pool);
         control.watch_workers(snapshots, progress, &mut stall_events);
+        control.watch_links(ports);
         if term.load(Ordering::Relaxed) {
             log::info!("signal received: stopping the workers");
             break;
@@ -522,8 +585,11 @@ fn final_stats(
         .iter()
         .zip(ids)
         .zip(ports)
-        .map(|((p, &id), port)| {
+        .enumerate()
+        .map(|(i, ((p, &id), port))| {
             let hw = port.stats().unwrap_or_default();
+            let link_up = port.link().is_ok_and(|l| l.up);
+            let link_changes = control.link_changes.get(i).copied().unwrap_or(0);
             let slot = usize::from(id);
             let pc = total.ports.get(slot).copied().unwrap_or_default();
             let tx_sent: u64 = reports
@@ -541,6 +607,7 @@ fn final_stats(
                 "rx_errors": hw.rx_errors, "rx_missed": hw.rx_missed, "rx_no_mbuf": hw.rx_no_mbuf,
                 "tx_errors": hw.tx_errors,
                 "tx_sent": tx_sent, "tx_dropped": tx_dropped,
+                "link_up": link_up, "link_changes": link_changes,
                 "pipeline_rx_packets": pc.rx.packets, "pipeline_rx_bytes": pc.rx.bytes,
                 "pipeline_tx_packets": pc.tx.packets, "pipeline_tx_bytes": pc.tx.bytes,
             })

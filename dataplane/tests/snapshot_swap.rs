@@ -274,7 +274,10 @@ fn a_stalled_worker_delays_reclamation_and_raises_an_alarm() {
     assert_eq!(observe(&stuck), stuck_seen, "a held snapshot changed");
     assert!(first.upgrade().is_some());
     let alive = retired.iter().filter(|w| w.upgrade().is_some()).count();
-    assert_eq!(alive, 1, "only the stuck worker's snapshot outlives its publication");
+    assert_eq!(
+        alive, 1,
+        "only the stuck worker's snapshot outlives its publication"
+    );
 
     // It moves on: the alarm clears and its old tables are freed.
     drop(stuck);
@@ -292,6 +295,9 @@ fn a_stalled_worker_delays_reclamation_and_raises_an_alarm() {
         "{events:?}"
     );
     assert_eq!((watch.alarms(), watch.stalled()), (1, 0));
-    assert!(first.upgrade().is_none(), "freed once its last holder let go");
+    assert!(
+        first.upgrade().is_none(),
+        "freed once its last holder let go"
+    );
     assert!(retired.iter().all(|w| w.upgrade().is_none()));
 }
