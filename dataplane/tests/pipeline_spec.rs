@@ -415,14 +415,29 @@ fn gre_checksums_are_verified_when_present() {
 #[test]
 fn gre_sequence_numbers_are_required_and_must_advance() {
     let inner = "IP(src='10.1.0.5', dst='8.8.8.8')/data()";
-    let seqs: [(Option<u32>, Option<DropReason>, &str); 7] = [
+    // SPEC.md: later than the last accepted (serial arithmetic). Beyond that, a bounded
+    // window (TESTPLAN GRE-S 3): one number far ahead is refused and the sender goes on; two
+    // consecutive numbers far ahead are a sender that skipped ahead, followed from the second.
+    let seqs: [(Option<u32>, Option<DropReason>, &str); 11] = [
         (Some(5), None, "first number"),
         (Some(5), Some(DropReason::GreSequence), "replay"),
         (Some(4), Some(DropReason::GreSequence), "older"),
         (None, Some(DropReason::GreSequence), "S missing"),
         (Some(6), None, "next"),
-        (Some(6 + (1 << 31) - 1), None, "2^31 - 1 ahead is later"),
-        (Some(6), Some(DropReason::GreSequence), "now far behind"),
+        (
+            Some(6 + (1 << 31) - 1),
+            Some(DropReason::GreSequence),
+            "one number 2^31 - 1 ahead",
+        ),
+        (Some(7), None, "the sender goes on"),
+        (Some(7 + (1 << 16)), None, "a gap of the whole window"),
+        (Some(1_000_000), Some(DropReason::GreSequence), "far ahead"),
+        (Some(1_000_001), None, "and the next one: followed"),
+        (
+            Some(7 + (1 << 16) + 1),
+            Some(DropReason::GreSequence),
+            "now behind",
+        ),
     ];
     let mut exprs: Vec<String> = seqs.iter().map(|(s, _, _)| from_a(*s, inner)).collect();
     // A packet with a bad GRE checksum must not move the window.
@@ -430,14 +445,15 @@ fn gre_sequence_numbers_are_required_and_must_advance() {
         "e0()/IP(src=RA, dst=L1)/GRE(chksum_present=1, chksum=0xdead, key_present=1, \
          key=100, seqnum_present=1, sequence_number=0xfffffff0)/{inner}"
     ));
-    exprs.push(from_a(Some(0x8000_0006), inner));
+    exprs.push(from_a(Some(1_000_002), inner));
     // Wrap-around, on a fresh tunnel state.
     exprs.push(from_a(Some(u32::MAX), inner));
     exprs.push(from_a(Some(0), inner));
     exprs.push(from_a(Some(u32::MAX), inner));
     let f = pkts(&exprs);
+    let n = seqs.len();
     assert!(
-        !rfc1071_ok(&f[7][OUTER..]),
+        !rfc1071_ok(&f[n][OUTER..]),
         "the test's bad GRE checksum is bad"
     );
     let mut lab = Lab::new();
@@ -451,22 +467,22 @@ fn gre_sequence_numbers_are_required_and_must_advance() {
     }
     lab.expect_drop(
         CLIENT_PORT,
-        &f[7],
+        &f[n],
         DropReason::BadGreChecksum,
         "bad checksum",
     );
     lab.expect_transmit(
         CLIENT_PORT,
-        &f[8],
+        &f[n + 1],
         "the bad-checksum packet did not advance the window",
     );
 
     let mut lab = Lab::new();
-    lab.expect_transmit(CLIENT_PORT, &f[9], "2^32 - 1 first");
-    lab.expect_transmit(CLIENT_PORT, &f[10], "0 after 2^32 - 1 (wrap-around)");
+    lab.expect_transmit(CLIENT_PORT, &f[n + 2], "2^32 - 1 first");
+    lab.expect_transmit(CLIENT_PORT, &f[n + 3], "0 after 2^32 - 1 (wrap-around)");
     lab.expect_drop(
         CLIENT_PORT,
-        &f[11],
+        &f[n + 4],
         DropReason::GreSequence,
         "2^32 - 1 after 0",
     );

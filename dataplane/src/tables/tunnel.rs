@@ -173,24 +173,50 @@ pub struct TunnelState {
     pub tx_sequence: AtomicU32,
     /// Last accepted GRE sequence number, with bit 32 set once one was accepted.
     rx_sequence: AtomicU64,
+    /// The last number refused for jumping beyond the window, with bit 32 set.
+    rx_jump: AtomicU64,
 }
 
 const SEQ_SEEN: u64 = 1 << 32;
 
+/// How far ahead of the last accepted sequence number a packet may jump and still be
+/// accepted on its own: 65,536 packets lost in a row.
+pub const SEQUENCE_WINDOW: u32 = 1 << 16;
+
 impl TunnelState {
     /// Accept `seq` if it is later than the last accepted one (RFC 1982 serial arithmetic,
-    /// RFC 2890 section 2.2); the first number is always accepted.
+    /// RFC 2890 section 2.2) by at most [`SEQUENCE_WINDOW`]; the first number is always
+    /// accepted. A jump further ahead (but less than half the number space) is accepted
+    /// only from the second of two consecutive numbers: one forged packet far ahead can
+    /// then not lock the real sender out (TESTPLAN GRE-S 3), while a sender that really
+    /// skipped ahead, or lost more than the window, is followed after one more packet.
     pub fn accept_sequence(&self, seq: u32) -> bool {
-        self.rx_sequence
+        let mut jumped = false;
+        let accepted = self
+            .rx_sequence
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
                 if cur & SEQ_SEEN == 0 {
                     return Some(SEQ_SEEN | u64::from(seq));
                 }
-                let last = cur as u32;
-                let diff = seq.wrapping_sub(last);
-                (diff != 0 && diff < (1 << 31)).then_some(SEQ_SEEN | u64::from(seq))
+                let diff = seq.wrapping_sub(cur as u32);
+                jumped = false;
+                if diff == 0 || diff >= 1 << 31 {
+                    return None; // a replay, or older
+                }
+                if diff <= SEQUENCE_WINDOW {
+                    return Some(SEQ_SEEN | u64::from(seq));
+                }
+                jumped = true;
+                let prev = self.rx_jump.load(Ordering::Acquire);
+                (prev & SEQ_SEEN != 0 && (prev as u32).wrapping_add(1) == seq)
+                    .then_some(SEQ_SEEN | u64::from(seq))
             })
-            .is_ok()
+            .is_ok();
+        if jumped && !accepted {
+            self.rx_jump
+                .store(SEQ_SEEN | u64::from(seq), Ordering::Release);
+        }
+        accepted
     }
 
     /// The next sequence number to send (increasing per tunnel across workers).
@@ -342,8 +368,8 @@ mod tests {
         assert!(!s.accept_sequence(9), "an older one is refused");
         assert!(s.accept_sequence(11));
         assert!(
-            s.accept_sequence(11 + (1 << 31) - 1),
-            "up to 2^31-1 ahead is later"
+            s.accept_sequence(11 + SEQUENCE_WINDOW),
+            "a gap within the window"
         );
         let s = TunnelState::default();
         assert!(s.accept_sequence(u32::MAX));
@@ -355,6 +381,35 @@ mod tests {
         let s = TunnelState::default();
         assert!(s.accept_sequence(0));
         assert!(!s.accept_sequence(1 << 31), "exactly half way is not later");
+    }
+
+    #[test]
+    fn one_packet_far_ahead_cannot_lock_the_sender_out() {
+        let s = TunnelState::default();
+        assert!(s.accept_sequence(100));
+        // A forged number 2^31 - 1 ahead: refused, and the real sender goes on.
+        assert!(!s.accept_sequence(100 + (1 << 31) - 1));
+        assert!(s.accept_sequence(101));
+        assert!(
+            !s.accept_sequence(100 + SEQUENCE_WINDOW + 2),
+            "just beyond the window"
+        );
+        assert!(s.accept_sequence(102));
+        // Two consecutive numbers beyond the window: the sender skipped ahead; follow it
+        // from the second one, and refuse what is now behind.
+        let far = 5_000_000;
+        assert!(!s.accept_sequence(far));
+        assert!(s.accept_sequence(far + 1));
+        assert!(s.accept_sequence(far + 2));
+        assert!(!s.accept_sequence(103), "the old numbers are now behind");
+        // Two beyond the window but not consecutive: neither is accepted.
+        assert!(!s.accept_sequence(far + 1_000_000));
+        assert!(!s.accept_sequence(far + 1_000_002));
+        assert!(s.accept_sequence(far + 3));
+        // Exactly half the number space ahead is never later, consecutive or not.
+        let half = (far + 3).wrapping_add(1 << 31);
+        assert!(!s.accept_sequence(half.wrapping_sub(1)));
+        assert!(!s.accept_sequence(half));
     }
 
     #[test]
