@@ -267,6 +267,10 @@ fn only_configured_tunnels_are_decapsulated() {
         "e0()/IP(src=RC, dst=L1)/GRE()/IP(src='10.3.0.5', dst='8.8.8.8')/data()".into(),
         from_a(Some(1), inner_a),
         format!("e0()/IP(src=RB, dst=L1)/GRE()/{inner_b}"),
+        // Tunnel b's packet, right in every field, on the core port instead of b's port.
+        format!("e1()/IP(src=RB, dst=L1)/GRE()/{inner_b}"),
+        // The edge tunnel's packet on its own (core) port: the control.
+        "e1()/IP(src=RX, dst=LC)/GRE(key_present=1, key=7)/IP(src='10.99.0.5', dst='8.8.8.8')/data()".into(),
     ]);
     let mut lab = Lab::new();
     for (frame, case) in f.iter().zip([
@@ -282,6 +286,17 @@ fn only_configured_tunnels_are_decapsulated() {
     }
     lab.expect_transmit(CLIENT_PORT, &f[7], "control: right key");
     lab.expect_transmit(CLIENT_PORT, &f[8], "control: keyless");
+    lab.expect_drop(
+        CORE_PORT,
+        &f[9],
+        DropReason::NoTunnel,
+        "a tunnel's packet on another port",
+    );
+    lab.expect_transmit(
+        CORE_PORT,
+        &f[10],
+        "control: the edge tunnel on the core port",
+    );
 }
 
 #[test]

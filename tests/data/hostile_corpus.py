@@ -660,17 +660,18 @@ def outer_spoof():
             inner = inner_udp(fid, host("acme"), host("bravo"))
             frame, _ = tunnel_frame("acme", inner, outer=dict(dst=dst), reaches=False)
             add(CLIENT, frame, "drop:not_for_us", fid)
-    # SPEC.md finds a tunnel by (local, remote, protocol, key), not by the port it arrives
-    # on (the test plan's AUTH-6 asks for a drop): acme's router "arriving" from the
-    # internet port, edge2's from the client port, are accepted as those tunnels.
-    fid = new_id()
-    inner = inner_udp(fid, host("acme"), host("bravo"))
-    frame, _ = tunnel_frame("acme", inner, eth_dst=PORTS["internet0"]["mac"])
-    add(INET, frame, "fwd", fid, "acme", "bravo", inner)
-    fid = new_id()
-    inner = inner_udp(fid, host("edge2"), host("bravo"))
-    frame, _ = tunnel_frame("edge2", inner, eth_dst=PORTS["client0"]["mac"])
-    add(CLIENT, frame, "fwd", fid, "edge2", "bravo", inner)
+    # A tunnel is found by (local, remote, protocol, key) and accepted only on its own port
+    # (the test plan's AUTH-6): acme's router "arriving" from the internet port, edge2's
+    # from the client port, are nobody's tunnel.
+    for _ in variants():
+        fid = new_id()
+        inner = inner_udp(fid, host("acme"), host("bravo"))
+        frame, _ = tunnel_frame("acme", inner, eth_dst=PORTS["internet0"]["mac"], reaches=False)
+        add(INET, frame, "drop:no_tunnel", fid)
+        fid = new_id()
+        inner = inner_udp(fid, host("edge2"), host("bravo"))
+        frame, _ = tunnel_frame("edge2", inner, eth_dst=PORTS["client0"]["mac"], reaches=False)
+        add(CLIENT, frame, "drop:no_tunnel", fid)
 
 
 def inner_spoof():

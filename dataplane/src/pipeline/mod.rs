@@ -153,6 +153,7 @@ impl Pipeline {
                         local,
                         remote,
                         ecn,
+                        port,
                     },
                 ),
                 Ok(classify::Ingress::Transit) => terminate::transit(pkt),

@@ -6,7 +6,7 @@ use super::counters::Counters;
 use super::{Inner, Verdict};
 use crate::buffer::PacketBuf;
 use crate::tables::tunnel::TunnelEntry;
-use crate::tables::{Snapshot, TunnelId, TunnelKey};
+use crate::tables::{PortIndex, Snapshot, TunnelId, TunnelKey};
 use crate::wire::{ethernet, gre, ipv4::Ecn, EtherType, IpProtocol, Ipv4Packet};
 
 /// Sets of a [`TunnelMemo`] (a power of two), of two ways each: 16 KiB of `u16` ids.
@@ -134,6 +134,8 @@ pub(crate) struct Outer {
     /// The client's endpoint (outer source), host order.
     pub remote: u32,
     pub ecn: Ecn,
+    /// The port the packet arrived on.
+    pub port: PortIndex,
 }
 
 /// Terminate a tunnel packet whose outer headers ingress checked. On `Ok` the packet starts
@@ -153,7 +155,11 @@ pub(crate) fn terminate<B: PacketBuf>(
         local,
         remote,
         ecn: outer_ecn,
+        port,
     } = outer;
+    // A tunnel's packets come from its client router, on the port that faces it (the
+    // tunnel's egress port): the same endpoints and key arriving on another port are
+    // somebody else's, `no_tunnel` (TESTPLAN AUTH-6).
     let l3 = ethernet::HEADER_LEN + outer_hlen;
     let mut strip = l3;
     let tunnel = if protocol == IpProtocol::GRE {
@@ -163,6 +169,7 @@ pub(crate) fn terminate<B: PacketBuf>(
         };
         let (id, t) = memo
             .lookup(snap, local, remote, protocol, g.key())
+            .filter(|(_, t)| t.config.egress_port == port)
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
         if g.version() != 0 || g.forbidden_bits_set() {
             return Err(Verdict::Drop(DropReason::BadGre));
@@ -186,6 +193,7 @@ pub(crate) fn terminate<B: PacketBuf>(
         id
     } else {
         memo.lookup(snap, local, remote, protocol, None)
+            .filter(|(_, t)| t.config.egress_port == port)
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?
             .0
     };
