@@ -40,6 +40,13 @@ pub trait PacketBuf {
     /// Drop `len` bytes from the end (Ethernet padding).
     fn trim_back(&mut self, len: usize) -> Result<(), TooShort>;
 
+    /// The whole frame's length when it is the first of several segments (a DPDK mbuf
+    /// chain: a frame longer than one receive buffer). The pipeline reads the first
+    /// segment only, so it drops such frames as `oversize_frame`.
+    fn chained_len(&self) -> Option<usize> {
+        None
+    }
+
     /// Packet length in bytes.
     fn len(&self) -> usize {
         self.data().len()
@@ -58,6 +65,8 @@ pub const DEFAULT_HEADROOM: usize = 128;
 pub struct TestBuf {
     storage: Vec<u8>,
     start: usize,
+    /// Set by [`TestBuf::chained`].
+    chained: Option<usize>,
 }
 
 impl TestBuf {
@@ -73,7 +82,14 @@ impl TestBuf {
         Self {
             storage,
             start: headroom,
+            chained: None,
         }
+    }
+
+    /// The same bytes as the first segment of a chain `total` bytes long.
+    pub fn chained(mut self, total: usize) -> Self {
+        self.chained = Some(total);
+        self
     }
 
     /// Replace the contents, keeping the allocation (benches reuse one buffer).
@@ -82,12 +98,17 @@ impl TestBuf {
         self.storage.resize(headroom, 0);
         self.storage.extend_from_slice(bytes);
         self.start = headroom;
+        self.chained = None;
     }
 }
 
 impl PacketBuf for TestBuf {
     fn data(&self) -> &[u8] {
         &self.storage[self.start..]
+    }
+
+    fn chained_len(&self) -> Option<usize> {
+        self.chained
     }
 
     fn data_mut(&mut self) -> &mut [u8] {

@@ -70,6 +70,28 @@ fn runt_frames_shorter_than_an_ethernet_header_are_dropped() {
 }
 
 #[test]
+fn frames_longer_than_one_receive_buffer_are_oversize() {
+    // A frame that arrived as a chain of mbufs: the pipeline sees the first segment only,
+    // so it must not decide on it (its IPv4 length would not fit, or worse, the tail would
+    // be sent on without being looked at).
+    let f = pkts(&["from_b(IP(src='10.2.0.5', dst='8.8.8.8')/data(1400))"]);
+    let mut lab = Lab::new();
+    let mut bufs = vec![TestBuf::new(&f[0][..1000]).chained(f[0].len())];
+    assert_eq!(
+        lab.process(CLIENT_PORT, &mut bufs),
+        vec![Action::Drop(DropReason::OversizeFrame)]
+    );
+    let c = lab.counters();
+    assert_eq!(c.drop_count(DropReason::OversizeFrame), 1);
+    assert_eq!(
+        c.ports[0].rx.bytes,
+        f[0].len() as u64,
+        "the whole frame counted"
+    );
+    lab.expect_transmit(CLIENT_PORT, &f[0], "control: the same frame in one buffer");
+}
+
+#[test]
 fn frames_for_another_mac_are_not_for_us() {
     let inner = "IP(src=RB, dst=L1)/GRE()/IP(src='10.2.0.5', dst='8.8.8.8')/data()";
     let f = pkts(&[
@@ -1520,6 +1542,10 @@ fn every_drop_reason_is_reachable_and_counted_once() {
             DropReason::NotForUs,
             "Ether(dst='02:00:00:00:00:99', src=PEER)/IP(src=RB, dst=L1)",
         ),
+        (
+            DropReason::OversizeFrame,
+            "from_b(IP(src='10.2.0.5', dst='8.8.8.8'))",
+        ),
         (DropReason::UnsupportedEthertype, "e0()/IPv6()"),
         (
             DropReason::BadIpv4,
@@ -1608,7 +1634,12 @@ fn every_drop_reason_is_reachable_and_counted_once() {
         } else {
             128
         };
-        bufs.push(TestBuf::with_headroom(frame, headroom));
+        let buf = TestBuf::with_headroom(frame, headroom);
+        bufs.push(if *reason == DropReason::OversizeFrame {
+            buf.chained(frame.len() + 2048)
+        } else {
+            buf
+        });
         want.push(Action::Drop(*reason));
     }
     bufs.push(TestBuf::new(&f[cases.len()]));

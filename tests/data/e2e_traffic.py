@@ -292,6 +292,10 @@ def full():
     # runt: shorter than an Ethernet header
     drop("runt", Raw(b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00"))
     drop("runt", Raw(b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x0a\x0a\x08"))
+    # oversize_frame: longer than one receive buffer (net_pcap hands it over as a chain)
+    fid = new_id()
+    big = udp(fid, host("acme", 99), host("bravo", 99)) / Raw(b"\x5a" * 3000)
+    drop("oversize_frame", frame_from("acme", big), fid=fid)
     # not_for_us: another MAC; broadcast IPv4; ARP to another unicast MAC; not our IP on a
     # port without transit
     fid, inner = acme_inner(0)

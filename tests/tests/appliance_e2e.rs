@@ -99,8 +99,8 @@ fn every_packet_is_forwarded_exactly_or_dropped_by_name() {
     }
     assert_eq!(
         reasons.len(),
-        23,
-        "SPEC.md names 22 drop reasons, and martian_destination: {reasons:?}"
+        24,
+        "SPEC.md names 22 drop reasons, and martian_destination and oversize_frame: {reasons:?}"
     );
     for t in TUNNELS.iter().filter(|t| t.name != "nonbr") {
         assert!(

@@ -123,6 +123,7 @@ fn every_hostile_packet_gets_its_expected_outcome() {
         "drop:not_for_us",
         "drop:no_route",
         "drop:martian_destination",
+        "drop:oversize_frame",
         "drop:unsupported_inner",
         "drop:unsupported_ethertype",
     ] {

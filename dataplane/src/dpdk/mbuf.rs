@@ -85,6 +85,11 @@ impl Drop for Mbuf {
 }
 
 impl PacketBuf for Mbuf {
+    fn chained_len(&self) -> Option<usize> {
+        let m = self.raw();
+        (m.nb_segs > 1).then_some(m.pkt_len as usize)
+    }
+
     fn data(&self) -> &[u8] {
         let m = self.raw();
         // SAFETY: the first segment's data_len bytes from mtod are initialised packet bytes

@@ -76,6 +76,9 @@ macro_rules! drop_reasons {
 drop_reasons! {
     /// Shorter than an Ethernet header.
     Runt = "runt",
+    /// Longer than one receive buffer: it arrived as a chain of segments, and the pipeline
+    /// reads one (a NIC without scatter drops such frames itself).
+    OversizeFrame = "oversize_frame",
     /// Not addressed to the port's MAC (or broadcast ARP), or not ours and no transit here.
     NotForUs = "not_for_us",
     /// Neither IPv4 nor ARP.

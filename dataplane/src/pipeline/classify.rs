@@ -34,6 +34,9 @@ pub(crate) fn ingress<B: PacketBuf>(
     port: PortIndex,
     snap: &Snapshot,
 ) -> (usize, Result<Ingress, Verdict>) {
+    if let Some(total) = pkt.chained_len() {
+        return (total, Err(Verdict::Drop(DropReason::OversizeFrame)));
+    }
     let data = pkt.data();
     let rx_len = data.len();
     let r = headers(data, port, snap).and_then(|h| decide(pkt, rx_len, snap, h));
