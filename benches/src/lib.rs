@@ -150,12 +150,14 @@ pub fn addrs_in(rng: &mut SmallRng, prefixes: &[Ipv4Prefix], n: usize) -> Vec<u3
         .collect()
 }
 
-/// Address ranges the backbone snapshot uses for itself; no route may overlap them.
-const RESERVED: [&str; 4] = [
+/// Address ranges the backbone snapshot uses for itself, or that are never forwarded; no
+/// route may overlap them.
+const RESERVED: [&str; 5] = [
     "100.64.0.0/10", // IP-in-IP client prefixes
     "172.16.0.0/12", // GRE client prefixes
     "198.18.0.0/15", // tunnel remotes
     "192.0.2.0/24",  // our address and the underlay router
+    "127.0.0.0/8",   // loopback: a martian destination
 ];
 
 fn overlaps(a: Ipv4Prefix, b: Ipv4Prefix) -> bool {

@@ -66,8 +66,7 @@ impl ConfigDocument {
     /// Add a `[[tunnel]]` table given as JSON (TOML field names). A tunnel of that name
     /// must not exist.
     pub fn add_tunnel(&mut self, table: serde_json::Value) -> Result<(), ConfigError> {
-        let t: RawTunnel = serde_json::from_value(table)
-            .map_err(|e| invalid(&self.origin, "tunnel", None, &e.to_string()))?;
+        let t: RawTunnel = from_json(&self.origin, "tunnel", table)?;
         if self.raw.tunnels.iter().any(|x| x.name == t.name) {
             return Err(invalid(
                 &self.origin,
@@ -109,8 +108,7 @@ impl ConfigDocument {
     /// Add a `[[route]]` table given as JSON; a route for the same prefix is replaced
     /// (one change: the prefix is never without a route).
     pub fn set_route(&mut self, table: serde_json::Value) -> Result<(), ConfigError> {
-        let r: RawRoute = serde_json::from_value(table)
-            .map_err(|e| invalid(&self.origin, "route", None, &e.to_string()))?;
+        let r: RawRoute = from_json(&self.origin, "route", table)?;
         let Ok(prefix) = r.prefix.parse::<ipnet::Ipv4Net>() else {
             // Not a prefix: keep it, and validation names it.
             self.raw.routes.push(r);
@@ -209,6 +207,24 @@ impl ConfigDocument {
     }
 }
 
+/// A table given as JSON, deserialized with the path of what is wrong in the error: e.g.
+/// `tunnel.key: invalid type: string "100", expected u32`.
+fn from_json<T: serde::de::DeserializeOwned>(
+    origin: &str,
+    what: &str,
+    table: serde_json::Value,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(table).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path.is_empty() || path == "." {
+            what.to_owned()
+        } else {
+            format!("{what}.{path}")
+        };
+        invalid(origin, &field, None, &e.into_inner().to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +243,31 @@ mod tests {
         port = "p0"
         prefixes = ["10.1.0.0/16"]
     "#;
+
+    #[test]
+    fn wrong_typed_fields_in_an_edit_are_named_by_their_path() {
+        let (mut doc, _) = ConfigDocument::parse(BASE, "t.toml").unwrap();
+        let e = doc
+            .add_tunnel(
+                serde_json::json!({"name": "b", "mode": "gre", "local": "192.0.2.1",
+                "remote": "198.51.100.2", "port": "p0", "key": "100"}),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tunnel.key"), "{e}");
+        assert!(e.contains("\"100\""), "{e}");
+        let e = doc
+            .set_route(serde_json::json!({"prefix": "10.9.0.0/16", "tunnel": ["a"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("route.tunnel"), "{e}");
+        let e = doc
+            .set_route(serde_json::json!({"prefix": "10.9.0.0/16", "tunel": "a"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tunel"), "{e}");
+        assert_eq!(doc.validate().unwrap().routes.len(), 0, "nothing applied");
+    }
 
     #[test]
     fn edits_are_validated_like_the_file() {

@@ -49,7 +49,8 @@ pub(crate) struct RawConfig {
 
 /// `[eal]`
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+// `Deserialize` from a table only: see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawEal {
     /// EAL arguments, without the program name; default none.
     #[serde(default)]
@@ -58,7 +59,8 @@ pub(crate) struct RawEal {
 
 /// `[workers]`
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+// `Deserialize` from a table only: see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawWorkers {
     /// Worker lcore ids; default (absent): every EAL worker lcore.
     #[serde(default)]
@@ -67,7 +69,8 @@ pub(crate) struct RawWorkers {
 
 /// `[[port]]`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+// `Deserialize` from a table only: see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawPort {
     /// Our name for the port; required, unique.
     pub name: String,
@@ -101,7 +104,8 @@ pub(crate) struct RawPort {
 
 /// `[[port.neighbor]]`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+// `Deserialize` from a table only: see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawNeighbor {
     /// Required.
     pub ip: String,
@@ -111,7 +115,8 @@ pub(crate) struct RawNeighbor {
 
 /// `[[tunnel]]`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+// `Deserialize` from a table only: see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawTunnel {
     /// Required, unique.
     pub name: String,
@@ -157,7 +162,8 @@ pub(crate) struct RawTunnel {
 
 /// `[[route]]`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+// `Deserialize` from a table only: see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawRoute {
     /// Required.
     pub prefix: String,
@@ -174,6 +180,49 @@ pub(crate) struct RawRoute {
     /// Target: drop (`blackhole = true`). Default (absent): not this target.
     #[serde(default)]
     pub blackhole: Option<bool>,
+}
+
+/// A schema table deserializes from a table (a TOML table, a JSON object) and nothing else.
+///
+/// serde's derived `Deserialize` for a struct also accepts a sequence, its elements taken as
+/// the fields in declaration order: `route = [["10.9.0.0/16", "client-a"]]` would become a
+/// route into tunnel client-a, and a neighbour written `[ip, mac]` would pass unnoticed.
+/// Each table type therefore derives with `#[serde(remote = "Self")]`, which makes the
+/// derived code an inherent `deserialize`, and gets its `Deserialize` here: a visitor that
+/// takes a map only, so anything else is a type error that names what was expected (and,
+/// from a file, toml's line and column).
+macro_rules! table_only {
+    ($($ty:ident: $what:literal,)+) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct TableVisitor;
+
+                impl<'de> Visitor<'de> for TableVisitor {
+                    type Value = $ty;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($what)
+                    }
+
+                    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                        // The derived, field-by-field deserializer (inherent, by `remote`).
+                        $ty::deserialize(de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+
+                deserializer.deserialize_map(TableVisitor)
+            }
+        }
+    )+};
+}
+
+table_only! {
+    RawEal: "the [eal] table",
+    RawWorkers: "the [workers] table",
+    RawPort: "a [[port]] table",
+    RawNeighbor: "a [[port.neighbor]] table",
+    RawTunnel: "a [[tunnel]] table",
+    RawRoute: "a [[route]] table",
 }
 
 fn default_port_mtu() -> i64 {

@@ -8,6 +8,13 @@
 //! generation and the one each worker has reached), `lookup` (`"dst"`). Errors answer
 //! `{"ok":false,"error":"..."}` and change nothing.
 //!
+//! A request is a JSON object on one line of at most [`MAX_REQUEST`] bytes, ended by a
+//! newline. What is not is refused, and applies nothing: a line that is not JSON or not an
+//! object gets an error and the connection goes on; a line longer than the limit, one cut
+//! short by the end of the connection, or one stalled mid-way for [`REQUEST_STALL`] gets an
+//! error and the connection is closed (what follows an over-long line is never read as
+//! requests).
+//!
 //! The socket is created mode 0600 inside a directory the server creates mode 0700, so
 //! other local users can neither connect nor replace it.
 
@@ -15,16 +22,34 @@ use super::progress::WorkerProgress;
 use super::state::ControlState;
 use crate::pipeline::{Counters, DropReason, Event, PuntReason};
 use serde_json::{json, Map, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Largest request line accepted.
-const MAX_REQUEST: usize = 64 << 20;
+/// Largest request accepted, in bytes, its newline not counted.
+///
+/// A batch that replaces a full Internet table must fit: some 600,000 `set_route` changes
+/// of 65 (into a tunnel) to 100 bytes (natively, with a next hop) each are 40 to 60 MB of
+/// JSON. A client's buffer grows only as far as its request does and is given back after
+/// a large one; at most 16 clients (`MAX_CLIENTS`) are served at once, so the worst case
+/// is 1 GiB of request buffers (plus the parsed JSON), which only the socket's owner can
+/// cause. A table larger than this goes in as a file: `apply_config`.
+pub const MAX_REQUEST: usize = 64 << 20;
+
+/// How long a client may pause in the middle of a request before it is refused and
+/// disconnected (between requests it may stay idle as long as it likes).
+pub const REQUEST_STALL: Duration = Duration::from_secs(10);
+
+/// How long writing an answer may block on a client that does not read it; then the
+/// client is dropped, so that it cannot hold up shutdown.
+const WRITE_STALL: Duration = Duration::from_secs(10);
+
+/// A request buffer above this size is given back after its request.
+const KEEP_BUFFER: usize = 1 << 20;
 
 /// Create the socket at `path` (parent directory 0700 if we create it, socket 0600).
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
@@ -89,6 +114,84 @@ pub fn serve(
     });
 }
 
+/// How reading one request line ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// A whole line, its newline consumed and not kept.
+    Request,
+    /// The client closed between requests.
+    End,
+    /// No newline within [`MAX_REQUEST`] bytes.
+    TooLong,
+    /// The client closed in the middle of a line.
+    Cut,
+    /// Nothing more of the line arrived for [`REQUEST_STALL`].
+    Stalled,
+    /// The server is stopping.
+    Stopped,
+}
+
+/// Read the next request line into `request` (cleared first), never more than
+/// [`MAX_REQUEST`] bytes of it.
+fn read_request(
+    reader: &mut BufReader<UnixStream>,
+    request: &mut Vec<u8>,
+    stop: &AtomicBool,
+) -> std::io::Result<Line> {
+    request.clear();
+    let mut stalled_since: Option<Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Line::Stopped);
+        }
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            // The read timeout: a chance to notice `stop`, and to give up on a client
+            // that stopped sending in the middle of a request.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                if !request.is_empty()
+                    && stalled_since.get_or_insert_with(Instant::now).elapsed() >= REQUEST_STALL
+                {
+                    return Ok(Line::Stalled);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(if request.is_empty() {
+                Line::End
+            } else {
+                Line::Cut
+            });
+        }
+        stalled_since = None;
+        let (len, newline) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        if len > MAX_REQUEST - request.len() {
+            return Ok(Line::TooLong);
+        }
+        request.extend_from_slice(&chunk[..len]);
+        reader.consume(len + usize::from(newline));
+        if newline {
+            return Ok(Line::Request);
+        }
+    }
+}
+
+fn refusal(error: String) -> Value {
+    json!({"ok": false, "error": error})
+}
+
 fn handle(
     stream: UnixStream,
     state: &Mutex<ControlState>,
@@ -98,49 +201,64 @@ fn handle(
     stream.set_nonblocking(false)?;
     // A blocked read wakes up now and then to notice `stop`.
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    stream.set_write_timeout(Some(WRITE_STALL))?;
     let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    while !stop.load(Ordering::Relaxed) {
-        line.clear();
-        let n = match reader
-            .by_ref()
-            .take(MAX_REQUEST as u64)
-            .read_line(&mut line)
-        {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                if line.is_empty() {
-                    continue;
-                }
-                return Err(e); // a request cut in the middle by a stalled client
+    let mut reader = BufReader::with_capacity(64 << 10, stream);
+    let mut request = Vec::new();
+    loop {
+        let line = read_request(&mut reader, &mut request, stop)?;
+        let response = match line {
+            Line::End | Line::Stopped => return Ok(()),
+            Line::Request => match serde_json::from_slice::<Value>(&request) {
+                Ok(req) => respond(&req, state, workers),
+                Err(e) => refusal(format!("request is not JSON: {e}")),
+            },
+            Line::TooLong => refusal(format!("request exceeds {MAX_REQUEST} bytes")),
+            Line::Cut => {
+                refusal("request cut short: the connection ended before its newline".into())
             }
-            Err(e) => return Err(e),
+            Line::Stalled => refusal(format!(
+                "request incomplete: nothing more of it arrived for {} s",
+                REQUEST_STALL.as_secs()
+            )),
         };
-        if n == 0 {
+        let mut answer = response.to_string();
+        answer.push('\n');
+        let written = writer.write_all(answer.as_bytes());
+        if line != Line::Request {
+            // Refused, and the connection ends here; the client may be gone already.
+            if let Err(e) = written {
+                log::debug!("control client: {e}");
+            }
             return Ok(());
         }
-        let response = match serde_json::from_str::<Value>(&line) {
-            Ok(req) => respond(&req, state, workers),
-            Err(e) => json!({"ok": false, "error": format!("request is not JSON: {e}")}),
-        };
-        writer.write_all(response.to_string().as_bytes())?;
-        writer.write_all(b"\n")?;
+        written?;
+        if request.capacity() > KEEP_BUFFER {
+            request = Vec::new();
+        }
     }
-    Ok(())
 }
 
 /// The answer to one request.
 pub fn respond(req: &Value, state: &Mutex<ControlState>, workers: &[WorkerProgress]) -> Value {
-    let Ok(mut st) = state.lock() else {
-        return json!({"ok": false, "error": "control state unavailable"});
+    if !req.is_object() {
+        return refusal(
+            "request is not a JSON object (expected one like {\"op\":\"list_tunnels\"})".into(),
+        );
+    }
+    let op = match req.get("op") {
+        None => "",
+        Some(Value::String(op)) => op.as_str(),
+        Some(other) => {
+            return refusal(format!(
+                "field \"op\" must be a string, not {}",
+                json_type(other)
+            ))
+        }
     };
-    let op = req.get("op").and_then(Value::as_str).unwrap_or("");
+    let Ok(mut st) = state.lock() else {
+        return refusal("control state unavailable".into());
+    };
     let result: Result<Value, String> = match op {
         "batch" => match req.get("ops").and_then(Value::as_array) {
             Some(ops) => st
@@ -169,7 +287,7 @@ pub fn respond(req: &Value, state: &Mutex<ControlState>, workers: &[WorkerProgre
         }
         "counters" => Ok(counters(&st, workers)),
         "" => Err("missing field \"op\"".into()),
-        other => Err(format!("unknown op {other:?}")),
+        other => Err(format!("unknown op {:?}", clipped(other))),
     };
     match result {
         Ok(Value::Object(mut m)) => {
@@ -178,6 +296,26 @@ pub fn respond(req: &Value, state: &Mutex<ControlState>, workers: &[WorkerProgre
         }
         Ok(v) => json!({"ok": true, "result": v}),
         Err(e) => json!({"ok": false, "error": e}),
+    }
+}
+
+/// What kind of JSON value `v` is, for messages.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// At most 64 characters of a client's string, for echoing it in an error.
+fn clipped(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((end, _)) => format!("{}...", &s[..end]),
+        None => s.to_owned(),
     }
 }
 
@@ -224,4 +362,95 @@ fn counters(st: &ControlState, workers: &[WorkerProgress]) -> Value {
         "events": named(Event::ALL.iter().map(|e| (e.name(), total.event_count(*e)))),
         "punts": named(PuntReason::ALL.iter().map(|p| (p.name(), total.punt_count(*p)))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads requests from what a client writes (on its own thread), the way `handle` does.
+    fn lines(client: impl FnOnce(UnixStream) + Send + 'static) -> Vec<(Line, Vec<u8>)> {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let writer = std::thread::spawn(move || client(theirs));
+        let mut reader = BufReader::new(ours);
+        let stop = AtomicBool::new(false);
+        let mut out = Vec::new();
+        loop {
+            let mut request = Vec::new();
+            let line = read_request(&mut reader, &mut request, &stop).unwrap();
+            out.push((line, request));
+            if line != Line::Request {
+                break;
+            }
+        }
+        drop(reader); // a client still writing gets EPIPE
+        writer.join().unwrap();
+        out
+    }
+
+    #[test]
+    fn requests_are_lines() {
+        let got = lines(|mut c| c.write_all(b"{\"a\":1}\n\n[2]\r\n").unwrap());
+        assert_eq!(
+            got,
+            [
+                (Line::Request, b"{\"a\":1}".to_vec()),
+                (Line::Request, vec![]),
+                (Line::Request, b"[2]\r".to_vec()),
+                (Line::End, vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_without_its_newline_is_cut() {
+        let got = lines(|mut c| c.write_all(b"{\"op\":\"list_routes\"}").unwrap());
+        assert_eq!(got, [(Line::Cut, b"{\"op\":\"list_routes\"}".to_vec())]);
+    }
+
+    #[test]
+    fn the_limit_holds_exactly() {
+        let got = lines(|mut c| {
+            let mut bytes = vec![b' '; MAX_REQUEST];
+            bytes.push(b'\n');
+            c.write_all(&bytes).unwrap();
+        });
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, Line::Request);
+        assert_eq!(got[0].1.len(), MAX_REQUEST);
+        assert_eq!(got[1].0, Line::End);
+
+        // One byte more, then a request: refused at the limit, the request never read.
+        let got = lines(|mut c| {
+            let mut bytes = vec![b' '; MAX_REQUEST + 1];
+            bytes.extend_from_slice(b"{\"op\":\"list_routes\"}\n");
+            let _ = c.write_all(&bytes);
+        });
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, Line::TooLong);
+        assert!(got[0].1.len() <= MAX_REQUEST);
+    }
+
+    #[test]
+    fn a_pause_mid_request_is_not_a_cut() {
+        let got = lines(|mut c| {
+            c.write_all(b"{\"op\":").unwrap();
+            std::thread::sleep(Duration::from_millis(500)); // beyond the read timeout
+            c.write_all(b"\"generations\"}\n").unwrap();
+        });
+        assert_eq!(
+            got[0],
+            (Line::Request, b"{\"op\":\"generations\"}".to_vec())
+        );
+    }
+
+    #[test]
+    fn echoes_are_short() {
+        assert_eq!(json_type(&json!([1])), "an array");
+        assert_eq!(clipped(&"x".repeat(100)).len(), 67);
+        assert_eq!(clipped("short"), "short");
+        assert_eq!(clipped(&"é".repeat(70)).chars().count(), 67);
+    }
 }

@@ -1,5 +1,5 @@
 //! The control API's request decoder and handler on arbitrary bytes, the way the server
-//! reads a request line: UTF-8 text, JSON, then `control::server::respond` against a fresh
+//! takes a request line: its bytes parsed as JSON, then `control::server::respond` against a fresh
 //! `ControlState` of the lab (fuzz/lab.toml) and two workers' progress.
 //!
 //! Invariants: never panics; every answer is an object with a boolean `ok`; a refused
@@ -87,12 +87,9 @@ fn observable(st: &ControlState) -> (u64, Value, Value, Value) {
 
 /// The target on one input: panics on a broken invariant.
 pub fn run(data: &[u8]) {
-    // The server reads one line of UTF-8 and parses it as JSON.
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let line = text.split('\n').next().unwrap_or("");
-    let Ok(mut req) = serde_json::from_str::<Value>(line) else {
+    // The server reads one line (up to its newline) and parses its bytes as JSON.
+    let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
+    let Ok(mut req) = serde_json::from_slice::<Value>(line) else {
         return;
     };
     confine(&mut req);
