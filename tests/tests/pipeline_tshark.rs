@@ -235,11 +235,10 @@ fn tunnel(name: &str) -> &'static TunnelSpec {
         .unwrap_or_else(|| panic!("no tunnel {name} in TUNNELS"))
 }
 
-fn port_of(addr: &str) -> &'static PortSpec {
-    PORTS
-        .iter()
-        .find(|p| p.addr == addr)
-        .unwrap_or_else(|| panic!("no port has {addr}"))
+/// The port a tunnel's packets arrive on: the one that faces its client router (its egress
+/// port), whichever port holds its local address; the pipeline accepts them there only.
+fn ingress_of(t: &TunnelSpec) -> &'static PortSpec {
+    port(t.egress)
 }
 
 fn port(index: PortIndex) -> &'static PortSpec {
@@ -299,7 +298,7 @@ fn snapshot() -> std::sync::Arc<dataplane::tables::Snapshot> {
 /// (tunnels that require them).
 fn scapy_frame(i: usize, f: &Flow, seq: Option<u32>) -> String {
     let t = tunnel(f.from);
-    let p = port_of(t.local);
+    let p = ingress_of(t);
     let tos = |dscp: u8, ecn: u8| u32::from(dscp) << 2 | u32::from(ecn);
     let outer = format!(
         "IP(src='{}', dst='{}', ttl={}, tos={}, flags='DF', id={})",
@@ -512,7 +511,7 @@ fn pipeline_output_dissects_cleanly_with_the_expected_fields() {
     let mut order: Vec<usize> = Vec::new();
     for p in &PORTS {
         order.extend(
-            (0..FLOWS.len()).filter(|&i| port_of(tunnel(FLOWS[i].from).local).index == p.index),
+            (0..FLOWS.len()).filter(|&i| ingress_of(tunnel(FLOWS[i].from)).index == p.index),
         );
     }
     assert_eq!(order.len(), FLOWS.len());
@@ -564,7 +563,7 @@ fn pipeline_output_dissects_cleanly_with_the_expected_fields() {
         let idx: Vec<usize> = order
             .iter()
             .copied()
-            .filter(|&i| port_of(tunnel(FLOWS[i].from).local).index == p.index)
+            .filter(|&i| ingress_of(tunnel(FLOWS[i].from)).index == p.index)
             .collect();
         let mut bufs: Vec<TestBuf> = idx.iter().map(|&i| TestBuf::new(&input[i])).collect();
         let mut actions = vec![Action::Punt(PuntReason::Arp); bufs.len()];

@@ -115,7 +115,12 @@ pub fn run(data: &[u8]) {
             answer.get("error").and_then(Value::as_str).is_some(),
             "{answer}"
         );
-        assert_eq!(after, before, "a refused request changed something: {line}");
+        assert_eq!(
+            after,
+            before,
+            "a refused request changed something: {}",
+            String::from_utf8_lossy(line)
+        );
     }
     // The answer is what the server writes back: it serializes.
     let _ = answer.to_string();
