@@ -295,9 +295,10 @@ struct Control<'s, 'p> {
     report: ControlReport,
 }
 
-/// How often the control thread reads every port's link state (without waiting). Reading
-/// it is also what lets a virtio-user port in server mode take back a vhost-user peer that
-/// went away and came back.
+/// How often the control thread looks at every port's link state: what the port's
+/// link-status interrupt last reported where it has one (virtio, most NICs; the driver's own
+/// interrupt handling also takes a returning vhost-user peer back), else the driver's
+/// answer now, without waiting.
 const LINK_CHECK: Duration = Duration::from_millis(250);
 
 /// What the control thread counted.

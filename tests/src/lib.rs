@@ -50,6 +50,33 @@ pub fn backbone_bin() -> std::path::PathBuf {
 /// Debian's python3, which has scapy (scripts/setup.sh installs python3-scapy).
 pub const PYTHON: &str = "/usr/bin/python3";
 
+/// Run `script` with scapy (Debian's python3); fail with its error output.
+pub fn scapy(script: &str) {
+    let out = std::process::Command::new(PYTHON)
+        .args(["-c", script])
+        .output()
+        .expect("run scapy (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A process a test started, killed (by its PID) and reaped if the test ends before it
+/// does: an appliance on an endless source must never outlive its test.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The repository root.
 pub fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -19,7 +19,7 @@
 //! "Nothing applied" is checked as the same snapshot generation and the same routes,
 //! tunnels and neighbours as listed before. The appliance is killed if the test fails.
 
-use backbone_tests::{backbone_bin, file_prefix, scratch_dir, PYTHON};
+use backbone_tests::{backbone_bin, file_prefix, scapy, scratch_dir, KillOnDrop};
 use dataplane::control::server::{MAX_REQUEST, REQUEST_STALL};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -27,21 +27,8 @@ use std::net::Shutdown;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the appliance if the test fails before stopping it: an endless source must never
-/// outlive its test.
-struct KillOnDrop(Option<Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// The unprivileged user the other-user client runs as.
 const NOBODY: &str = "65534";
@@ -271,25 +258,14 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
 
     // acme's router sends GRE (key 100) from acme's hosts to 10.9.0.5, which is routed
     // into tunnel "far" on the net_null port.
-    let gen = Command::new(PYTHON)
-        .args([
-            "-c",
-            &format!(
-                "from scapy.all import *\n\
-                 outer=Ether(src='02:00:00:00:0a:0a',dst='02:00:00:00:00:01')\
-                     /IP(src='198.51.100.10',dst='192.0.2.1')/GRE(key_present=1,key=100)\n\
-                 wrpcap('{}', [outer/IP(src='10.1.0.%d'%(i+1),dst='10.9.0.5')\
-                     /UDP(dport=5001)/Raw(b'x'*32) for i in range(16)])",
-                dir.join("in.pcap").display()
-            ),
-        ])
-        .output()
-        .expect("run scapy (scripts/setup.sh)");
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    scapy(&format!(
+        "from scapy.all import *\n\
+         outer=Ether(src='02:00:00:00:0a:0a',dst='02:00:00:00:00:01')\
+             /IP(src='198.51.100.10',dst='192.0.2.1')/GRE(key_present=1,key=100)\n\
+         wrpcap('{}', [outer/IP(src='10.1.0.%d'%(i+1),dst='10.9.0.5')\
+             /UDP(dport=5001)/Raw(b'x'*32) for i in range(16)])",
+        dir.join("in.pcap").display()
+    ));
     std::fs::write(dir.join("api-abuse.toml"), config(&dir)).unwrap();
 
     let mut guard = KillOnDrop(Some(

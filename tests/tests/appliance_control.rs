@@ -1,22 +1,9 @@
 //! The real binary's control path: ARP answered and learned, next hops without a static
 //! neighbour resolved by ARP requests, and SIGTERM stopping a run cleanly with counters.
 
-use backbone_tests::{backbone_bin, pcap, repo_root, scratch_dir, PYTHON};
+use backbone_tests::{backbone_bin, pcap, repo_root, scapy, scratch_dir, KillOnDrop};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the appliance if the test fails before stopping it: an endless source must never
-/// outlive its test.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// The demo lab with acme's static neighbour removed and a second TX capture on the client
 /// port (net_pcap gives one TX queue per tx_pcap: the second is the control thread's).
@@ -35,18 +22,6 @@ fn lab_without_acme_neighbor(dir: &std::path::Path, rx: &str) -> std::path::Path
     std::fs::write(&path, cfg).unwrap();
     pcap::write(&dir.join("internet-in.pcap"), &[]).unwrap();
     path
-}
-
-fn scapy(script: &str) {
-    let out = Command::new(PYTHON)
-        .args(["-c", script])
-        .output()
-        .expect("run scapy (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "scapy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn tshark_lines(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<String> {

@@ -5,7 +5,7 @@
 //! prefixes that never moved never left anywhere else), and the final state is the one
 //! requested. A bad change is refused with a clear error and changes nothing.
 
-use backbone_tests::{backbone_bin, pcap, repo_root, scratch_dir, PYTHON};
+use backbone_tests::{backbone_bin, pcap, repo_root, scapy, scratch_dir, KillOnDrop};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -13,19 +13,6 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the appliance if the test fails before stopping it: an endless source must never
-/// outlive its test.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 const GROUP_A: u8 = 32; // 10.50.x.0/24: moved between acme and globex
 const GROUP_B: u8 = 16; // 10.60.x.0/24: moved between globex and short-lived tunnels
@@ -86,15 +73,7 @@ fn thousands_of_changes_while_forwarding_lose_and_misroute_nothing() {
          wrpcap('{}',[Ether(src='02:00:00:00:0c:0c',dst='02:00:00:00:00:01')/IP(src='198.51.100.30',dst='192.0.2.1')/IP(src='10.3.0.1',dst=d)/UDP(dport=5001) for d in dsts])",
         dir.join("updates-in.pcap").display()
     );
-    let gen = Command::new(PYTHON)
-        .args(["-c", &script])
-        .output()
-        .expect("scapy");
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    scapy(&script);
     pcap::write(&dir.join("internet-in.pcap"), &[]).unwrap();
 
     let mut routes: BTreeMap<String, String> = BTreeMap::new();

@@ -11,7 +11,7 @@
 //! Needs hugepages (vhost-user shares memory with virtio-user): scripts/setup.sh reserves
 //! them. Where there are none the test fails and says so; it never skips.
 
-use backbone_tests::{backbone_bin, repo_root, scratch_dir, PYTHON};
+use backbone_tests::{backbone_bin, repo_root, scapy, scratch_dir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -196,15 +196,7 @@ fn traffic(path: &Path) {
          wrpcap('{}',p)\n",
         path.display()
     );
-    let out = Command::new(PYTHON)
-        .args(["-c", &script])
-        .output()
-        .expect("run scapy (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "scapy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scapy(&script);
 }
 
 /// Remove this test's hugepage files (single-file segments outlive their process).

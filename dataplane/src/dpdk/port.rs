@@ -5,8 +5,8 @@ use super::error::{port_error, DpdkError, Result};
 use super::mbuf::Burst;
 use super::mempool::Mempool;
 use crate::wire::ethernet::EthernetAddress;
-use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// An ethdev port index.
 pub type PortId = u16;
@@ -26,6 +26,9 @@ pub struct PortConfig {
     pub mtu: Option<u16>,
     /// Spread RX over the queues by RSS when the device offers it.
     pub rss: bool,
+    /// Learn link changes from the device's link-status interrupt where it has one, instead
+    /// of asking the driver from another thread.
+    pub lsc_interrupt: bool,
 }
 
 impl Default for PortConfig {
@@ -37,6 +40,7 @@ impl Default for PortConfig {
             tx_desc: 1024,
             mtu: None,
             rss: true,
+            lsc_interrupt: true,
         }
     }
 }
@@ -73,7 +77,69 @@ pub struct Port<'eal> {
     config: PortConfig,
     rss_enabled: bool,
     queues_taken: AtomicBool,
+    /// Set when the port reports link changes by interrupt: the link state its callback
+    /// last read (boxed: DPDK holds its address until the callback is unregistered).
+    link_events: Option<Box<LinkCell>>,
     _eal: &'eal Eal,
+}
+
+/// `RTE_ETH_DEV_INTR_LSC` (rte_ethdev.h; a macro bindgen does not see).
+const DEV_INTR_LSC: u32 = 1 << 1;
+
+/// A link state written by the link-status interrupt callback (EAL's interrupt thread) and
+/// read by anyone: 0 until known, else bit 63 | up << 33 | full duplex << 32 | speed.
+#[derive(Debug, Default)]
+struct LinkCell(AtomicU64);
+
+impl LinkCell {
+    fn store(&self, l: LinkStatus) {
+        let v = 1 << 63
+            | u64::from(l.up) << 33
+            | u64::from(l.full_duplex) << 32
+            | u64::from(l.speed_mbps);
+        self.0.store(v, Ordering::Release);
+    }
+
+    fn load(&self) -> Option<LinkStatus> {
+        let v = self.0.load(Ordering::Acquire);
+        (v >> 63 == 1).then_some(LinkStatus {
+            up: v >> 33 & 1 == 1,
+            full_duplex: v >> 32 & 1 == 1,
+            speed_mbps: v as u32,
+        })
+    }
+}
+
+/// Read a port's link state from the driver, without waiting.
+fn read_link(id: PortId) -> Result<LinkStatus> {
+    let mut link = dpdk_sys::rte_eth_link::default();
+    // SAFETY: link is writable; DPDK checks the port id.
+    let ret = unsafe { dpdk_sys::rte_eth_link_get_nowait(id, &mut link) };
+    if ret != 0 {
+        return Err(port_error(id, "rte_eth_link_get_nowait", ret));
+    }
+    Ok(LinkStatus {
+        up: link.link_status() != 0,
+        speed_mbps: link.link_speed,
+        full_duplex: link.link_duplex() != 0,
+    })
+}
+
+/// The link-status interrupt callback: runs on EAL's interrupt thread, the thread that
+/// drives the device's link handling, and records what the link is now.
+unsafe extern "C" fn on_link_change(
+    port_id: u16,
+    _event: dpdk_sys::rte_eth_event_type,
+    cb_arg: *mut c_void,
+    _ret_param: *mut c_void,
+) -> c_int {
+    // SAFETY: cb_arg is the LinkCell registered with this callback; the Port that owns it
+    // unregisters the callback before freeing it.
+    let cell = unsafe { &*cb_arg.cast::<LinkCell>() };
+    if let Ok(l) = read_link(port_id) {
+        cell.store(l);
+    }
+    0
 }
 
 /// One RX queue of a port, owned by one worker. `Send`, not `Sync`.
@@ -193,6 +259,12 @@ impl<'eal> Port<'eal> {
             )));
         }
         let mut conf = dpdk_sys::rte_eth_conf::default();
+        // SAFETY: dev_flags points into the port's ethdev data, valid while the port exists.
+        let dev_flags = unsafe { info.dev_flags.as_ref() }.copied().unwrap_or(0);
+        let lsc = config.lsc_interrupt && dev_flags & DEV_INTR_LSC != 0;
+        if lsc {
+            conf.intr_conf.set_lsc(1);
+        }
         // SAFETY: returns a constant.
         let rss_hf = unsafe { dpdk_sys::backbone_eth_rss_ip() } & info.flow_type_rss_offloads;
         let rss_enabled = config.rss && config.rx_queues > 1 && rss_hf != 0;
@@ -254,10 +326,42 @@ impl<'eal> Port<'eal> {
                 return Err(port_error(id, "rte_eth_tx_queue_setup", ret));
             }
         }
+        let link_events = if lsc {
+            let cell = Box::new(LinkCell::default());
+            let arg = (&*cell as *const LinkCell).cast_mut().cast::<c_void>();
+            // SAFETY: configured port; the callback has the signature DPDK expects and
+            // cell lives in a Box that the Port keeps until it unregisters the callback.
+            let ret = unsafe {
+                dpdk_sys::rte_eth_dev_callback_register(
+                    id,
+                    dpdk_sys::RTE_ETH_EVENT_INTR_LSC,
+                    Some(on_link_change),
+                    arg,
+                )
+            };
+            if ret != 0 {
+                return Err(port_error(id, "rte_eth_dev_callback_register", ret));
+            }
+            Some(cell)
+        } else {
+            None
+        };
         // SAFETY: configured port with all queues set up.
         let ret = unsafe { dpdk_sys::rte_eth_dev_start(id) };
         if ret != 0 {
+            if let Some(cell) = &link_events {
+                unregister_link_events(id, cell);
+            }
             return Err(port_error(id, "rte_eth_dev_start", ret));
+        }
+        if let Some(cell) = &link_events {
+            // The state at start; the callback keeps it from now on. A change between this
+            // read and an event is followed by that event.
+            if cell.load().is_none() {
+                if let Ok(l) = read_link(id) {
+                    cell.store(l);
+                }
+            }
         }
         // SAFETY: started port.
         let ret = unsafe { dpdk_sys::rte_eth_promiscuous_disable(id) };
@@ -269,6 +373,7 @@ impl<'eal> Port<'eal> {
             config: config.clone(),
             rss_enabled,
             queues_taken: AtomicBool::new(false),
+            link_events,
             _eal: eal,
         })
     }
@@ -322,19 +427,21 @@ impl<'eal> Port<'eal> {
         Ok(mtu)
     }
 
-    /// Link state, without waiting.
+    /// Link state, without waiting. A port with a link-status interrupt answers from what
+    /// its interrupt callback last read: calling into such a driver from another thread
+    /// races with its own link handling (virtio-user in server mode takes a returning
+    /// vhost-user peer back in that handling, and two threads doing it at once corrupt its
+    /// interrupt registration).
     pub fn link(&self) -> Result<LinkStatus> {
-        let mut link = dpdk_sys::rte_eth_link::default();
-        // SAFETY: valid port; link is writable.
-        let ret = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.id, &mut link) };
-        if ret != 0 {
-            return Err(port_error(self.id, "rte_eth_link_get_nowait", ret));
+        if let Some(l) = self.link_events.as_ref().and_then(|c| c.load()) {
+            return Ok(l);
         }
-        Ok(LinkStatus {
-            up: link.link_status() != 0,
-            speed_mbps: link.link_speed,
-            full_duplex: link.link_duplex() != 0,
-        })
+        read_link(self.id)
+    }
+
+    /// Whether link changes come from the device's interrupt.
+    pub fn link_interrupt(&self) -> bool {
+        self.link_events.is_some()
     }
 
     /// The port's basic counters.
@@ -412,6 +519,33 @@ impl<'eal> Port<'eal> {
     }
 }
 
+/// Unregister the link callback of `id` whose argument is `cell`; waits while it runs.
+fn unregister_link_events(id: PortId, cell: &LinkCell) {
+    let arg = (cell as *const LinkCell).cast_mut().cast::<c_void>();
+    for _ in 0..1000 {
+        // SAFETY: the same callback and argument that were registered for this port.
+        let ret = unsafe {
+            dpdk_sys::rte_eth_dev_callback_unregister(
+                id,
+                dpdk_sys::RTE_ETH_EVENT_INTR_LSC,
+                Some(on_link_change),
+                arg,
+            )
+        };
+        if ret != -libc_eagain() {
+            return;
+        }
+        // The callback is running on the interrupt thread: let it finish.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    log::warn!("port {id}: the link callback is still running after 1 s");
+}
+
+/// EAGAIN, as DPDK returns it (negated).
+const fn libc_eagain() -> c_int {
+    11
+}
+
 impl Drop for Port<'_> {
     fn drop(&mut self) {
         // SAFETY: the port was started by us and every queue handle borrows self, so no
@@ -419,6 +553,9 @@ impl Drop for Port<'_> {
         let ret = unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
         if ret != 0 {
             log::warn!("port {}: stop failed ({ret})", self.id);
+        }
+        if let Some(cell) = self.link_events.take() {
+            unregister_link_events(self.id, &cell);
         }
         // Closing releases the queues and the mbufs still posted in the RX rings.
         // SAFETY: the port is stopped and nothing refers to its queues any more.
