@@ -251,6 +251,22 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
         }
         CtlCommand::Counters => {
             println!("generation {}", a["generation"]);
+            for p in rows("ports") {
+                let link = match p["link_up"].as_bool() {
+                    Some(true) => "up",
+                    Some(false) => "DOWN",
+                    None => "?",
+                };
+                println!(
+                    "port {:<18} link {:<4} rx {:>12} tx {:>12} tx dropped {:>10} rx no mbuf {:>8}",
+                    p["name"].as_str().unwrap_or(""),
+                    link,
+                    p["rx_packets"],
+                    p["tx_packets"],
+                    p["tx_dropped"],
+                    p["rx_no_mbuf"]
+                );
+            }
             for t in rows("tunnels") {
                 println!(
                     "tunnel {:<16} rx {:>12} tx {:>12}",

@@ -5,6 +5,7 @@ use arc_swap::ArcSwap;
 use dataplane::buffer::PacketBuf;
 use dataplane::control::arp;
 use dataplane::control::pacer::ArpPacer;
+use dataplane::control::progress::{PortHealth, PortsHealth};
 use dataplane::control::server;
 use dataplane::control::stall::{StallEvent, StallWatch};
 use dataplane::control::state::ControlState;
@@ -174,8 +175,10 @@ pub fn run(
         }
     }
     let learned = LearnQueue::new(1024);
+    let health: PortsHealth = Mutex::new(vec![PortHealth::default(); ports.len()]);
     let control = Control {
         state: &state,
+        health: &health,
         tx: control_tx,
         pacer: ArpPacer::new(
             ArpPacer::DEFAULT_RATE,
@@ -281,6 +284,8 @@ pub fn run(
 struct Control<'s, 'p> {
     /// The configuration and the snapshot builder, shared with the control API.
     state: &'s Mutex<ControlState>,
+    /// The ports' device counters and links, as the control API shows them.
+    health: &'s PortsHealth,
     /// The control TX queue of each port, by port id.
     tx: Vec<Option<TxQueue<'p>>>,
     /// When to ask for which unresolved next hop.
@@ -396,8 +401,23 @@ impl Control<'_, '_> {
             return;
         }
         self.next_link_check = now + LINK_CHECK;
+        let mut health = Vec::with_capacity(ports.len());
         for (i, port) in ports.iter().enumerate() {
-            let Ok(link) = port.link() else { continue };
+            let hw = port.stats().unwrap_or_default();
+            let link = port.link();
+            health.push(PortHealth {
+                rx_packets: hw.rx_packets,
+                rx_bytes: hw.rx_bytes,
+                tx_packets: hw.tx_packets,
+                tx_bytes: hw.tx_bytes,
+                rx_errors: hw.rx_errors,
+                rx_missed: hw.rx_missed,
+                rx_no_mbuf: hw.rx_no_mbuf,
+                tx_errors: hw.tx_errors,
+                link_up: link.as_ref().is_ok_and(|l| l.up),
+                link_changes: 0,
+            });
+            let Ok(link) = link else { continue };
             let Some(seen) = self.links.get_mut(i) else {
                 continue;
             };
@@ -426,6 +446,12 @@ impl Control<'_, '_> {
                 ),
             }
             *seen = Some(link.up);
+        }
+        for (h, &c) in health.iter_mut().zip(&self.report.link_changes) {
+            h.link_changes = c;
+        }
+        if let Ok(mut shared) = self.health.lock() {
+            *shared = health;
         }
     }
 
@@ -489,10 +515,21 @@ fn supervise(
     std::thread::scope(|scope| {
         if let Some(l) = listener {
             let state = control.state;
+            let health = control.health;
             let api_stop = &api_stop;
             std::thread::Builder::new()
                 .name("backbone-api".into())
-                .spawn_scoped(scope, move || server::serve(l, state, progress, api_stop))
+                .spawn_scoped(scope, move || {
+                    server::serve(
+                        l,
+                        state,
+                        server::Live {
+                            workers: progress,
+                            ports: health,
+                        },
+                        api_stop,
+                    )
+                })
                 .map_err(|e| log::error!("cannot start the control API thread: {e}"))
                 .ok();
         }

@@ -86,6 +86,10 @@ pub fn run(
             if let Ok(mut c) = progress.counters.try_lock() {
                 c.clone_from(pipeline.counters());
             }
+            if let Ok(mut t) = progress.tx.try_lock() {
+                t.sent.clone_from(&report.tx_sent);
+                t.dropped.clone_from(&report.tx_dropped);
+            }
         }
         let mut received = false;
         for (port, rxq) in queues.rx.iter_mut() {
@@ -173,6 +177,10 @@ pub fn run(
     report.counters = pipeline.counters().clone();
     if let Ok(mut c) = progress.counters.lock() {
         c.clone_from(&report.counters);
+    }
+    if let Ok(mut t) = progress.tx.lock() {
+        t.sent.clone_from(&report.tx_sent);
+        t.dropped.clone_from(&report.tx_dropped);
     }
     report
 }

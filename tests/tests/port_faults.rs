@@ -161,6 +161,38 @@ fn port_counters(sock: &Path) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// One port's live counters as the control API shows them.
+fn live_port(sock: &Path, port: &str) -> Value {
+    let out = Command::new(backbone_bin())
+        .arg("ctl")
+        .arg(format!("--socket={}", sock.display()))
+        .args(["--json", "counters"])
+        .output()
+        .expect("backbone ctl");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("counters JSON");
+    v["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == port))
+        .cloned()
+        .unwrap_or_else(|| panic!("no port {port} in {v}"))
+}
+
+/// Poll `port`'s live counters until `cond` holds (at most 10 s); returns them.
+fn live_until(sock: &Path, port: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let p = live_port(sock, port);
+        if cond(&p) {
+            return p;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: {port} live counters {p}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn tx_of(c: &[(String, u64, u64)], port: &str) -> u64 {
     c.iter()
         .find(|p| p.0 == port)
@@ -329,10 +361,25 @@ fn a_peer_that_stops_and_returns_costs_only_its_own_port() {
     std::thread::sleep(Duration::from_millis(1500));
     let c1 = wait_tx(&ctl, "client0", c0 + 1000, "peer B away", &bb_log);
     let during = c1 - c0;
+    // While it is away, the live counters show it: link down, TX refusals growing.
+    let down = live_until(&ctl, "internet0", "link down, live", |p| {
+        p["link_up"] == false && p["link_changes"].as_u64() >= Some(1)
+    });
+    let refused = down["tx_dropped"].as_u64().expect("live tx_dropped");
+    live_until(&ctl, "internet0", "TX refusals growing, live", |p| {
+        p["tx_dropped"].as_u64() > Some(refused)
+    });
 
     // A new peer B connects: the appliance resumes sending there, without a restart.
     let (mut b2, b2_log) = peer_b(2);
-    std::thread::sleep(Duration::from_secs(3));
+    let up = live_until(&ctl, "internet0", "link up again, live", |p| {
+        p["link_up"] == true && p["link_changes"].as_u64() >= Some(2)
+    });
+    let sent = up["tx_sent"].as_u64().expect("live tx_sent");
+    live_until(&ctl, "internet0", "sending again, live", |p| {
+        p["tx_sent"].as_u64() > Some(sent)
+    });
+    std::thread::sleep(Duration::from_secs(2));
 
     // The appliance first (its peers still there, so its ports close cleanly), then A, B.
     assert!(

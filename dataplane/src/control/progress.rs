@@ -15,4 +15,36 @@ pub struct WorkerProgress {
     pub rx_packets: AtomicU64,
     /// A recent copy of the worker's counters, for reading while it runs.
     pub counters: Mutex<Counters>,
+    /// A recent copy of what the worker handed to each port's TX queue, and what TX
+    /// refused (by port id).
+    pub tx: Mutex<PortTx>,
 }
+
+/// Per port id: packets a worker handed to TX, and packets TX refused (freed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortTx {
+    pub sent: Vec<u64>,
+    pub dropped: Vec<u64>,
+}
+
+/// What the control thread last read of one port (configuration order): the device's
+/// counters and its link. For reading while the appliance runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortHealth {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_errors: u64,
+    /// Dropped by the device: its RX queues were full.
+    pub rx_missed: u64,
+    /// The device had no mbuf to receive into.
+    pub rx_no_mbuf: u64,
+    pub tx_errors: u64,
+    pub link_up: bool,
+    /// Link changes seen since start.
+    pub link_changes: u64,
+}
+
+/// Every port's [`PortHealth`], written by the control thread a few times a second.
+pub type PortsHealth = Mutex<Vec<PortHealth>>;

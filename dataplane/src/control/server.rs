@@ -18,7 +18,7 @@
 //! The socket is created mode 0600 inside a directory the server creates mode 0700, so
 //! other local users can neither connect nor replace it.
 
-use super::progress::WorkerProgress;
+use super::progress::{PortTx, PortsHealth, WorkerProgress};
 use super::state::ControlState;
 use crate::pipeline::{Counters, DropReason, Event, PuntReason};
 use serde_json::{json, Map, Value};
@@ -73,6 +73,15 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// What the API reads of the running appliance besides its tables: the workers' progress
+/// and counters, and the ports' device counters and links as the control thread last read
+/// them.
+#[derive(Debug, Clone, Copy)]
+pub struct Live<'a> {
+    pub workers: &'a [WorkerProgress],
+    pub ports: &'a PortsHealth,
+}
+
 /// Most clients served at once; more wait in the listen backlog.
 const MAX_CLIENTS: usize = 16;
 
@@ -81,7 +90,7 @@ const MAX_CLIENTS: usize = 16;
 pub fn serve(
     listener: &UnixListener,
     state: &Mutex<ControlState>,
-    workers: &[WorkerProgress],
+    live: Live<'_>,
     stop: &AtomicBool,
 ) {
     let clients = std::sync::atomic::AtomicUsize::new(0);
@@ -96,7 +105,7 @@ pub fn serve(
                     clients.fetch_add(1, Ordering::AcqRel);
                     let clients = &clients;
                     scope.spawn(move || {
-                        if let Err(e) = handle(stream, state, workers, stop) {
+                        if let Err(e) = handle(stream, state, live, stop) {
                             log::debug!("control client: {e}");
                         }
                         clients.fetch_sub(1, Ordering::AcqRel);
@@ -195,7 +204,7 @@ fn refusal(error: String) -> Value {
 fn handle(
     stream: UnixStream,
     state: &Mutex<ControlState>,
-    workers: &[WorkerProgress],
+    live: Live<'_>,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
@@ -210,7 +219,7 @@ fn handle(
         let response = match line {
             Line::End | Line::Stopped => return Ok(()),
             Line::Request => match serde_json::from_slice::<Value>(&request) {
-                Ok(req) => respond(&req, state, workers),
+                Ok(req) => respond(&req, state, live),
                 Err(e) => refusal(format!("request is not JSON: {e}")),
             },
             Line::TooLong => refusal(format!("request exceeds {MAX_REQUEST} bytes")),
@@ -240,7 +249,8 @@ fn handle(
 }
 
 /// The answer to one request.
-pub fn respond(req: &Value, state: &Mutex<ControlState>, workers: &[WorkerProgress]) -> Value {
+pub fn respond(req: &Value, state: &Mutex<ControlState>, live: Live<'_>) -> Value {
+    let workers = live.workers;
     if !req.is_object() {
         return refusal(
             "request is not a JSON object (expected one like {\"op\":\"list_tunnels\"})".into(),
@@ -285,7 +295,7 @@ pub fn respond(req: &Value, state: &Mutex<ControlState>, workers: &[WorkerProgre
                 .collect();
             Ok(json!({"generation": newest, "workers": reached}))
         }
-        "counters" => Ok(counters(&st, workers)),
+        "counters" => Ok(counters(&st, live)),
         "" => Err("missing field \"op\"".into()),
         other => Err(format!("unknown op {:?}", clipped(other))),
     };
@@ -323,13 +333,25 @@ fn named(items: impl Iterator<Item = (&'static str, u64)>) -> Map<String, Value>
     items.map(|(k, v)| (k.to_owned(), Value::from(v))).collect()
 }
 
-fn counters(st: &ControlState, workers: &[WorkerProgress]) -> Value {
+fn counters(st: &ControlState, live: Live<'_>) -> Value {
     let mut total = Counters::default();
-    for w in workers {
+    let mut tx = PortTx::default();
+    for w in live.workers {
         if let Ok(c) = w.counters.lock() {
             total.merge(&c);
         }
+        if let Ok(t) = w.tx.lock() {
+            for (sum, part) in [(&mut tx.sent, &t.sent), (&mut tx.dropped, &t.dropped)] {
+                if sum.len() < part.len() {
+                    sum.resize(part.len(), 0);
+                }
+                for (s, p) in sum.iter_mut().zip(part) {
+                    *s += p;
+                }
+            }
+        }
     }
+    let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
     let snap = st.snapshots().load();
     let tunnels: Vec<Value> = snap
         .tunnels()
@@ -345,13 +367,34 @@ fn counters(st: &ControlState, workers: &[WorkerProgress]) -> Value {
         .ports
         .iter()
         .zip(st.ports())
-        .map(|(p, &(id, _))| {
-            let c = total
-                .ports
-                .get(usize::from(id))
-                .copied()
-                .unwrap_or_default();
-            json!({"name": p.name, "rx_packets": c.rx.packets, "tx_packets": c.tx.packets})
+        .enumerate()
+        .map(|(i, (p, &(id, _)))| {
+            let slot = usize::from(id);
+            let c = total.ports.get(slot).copied().unwrap_or_default();
+            let mut v = json!({
+                "name": p.name,
+                "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
+                "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
+                "tx_sent": tx.sent.get(slot).copied().unwrap_or(0),
+                "tx_dropped": tx.dropped.get(slot).copied().unwrap_or(0),
+            });
+            if let (Some(h), Some(m)) = (health.get(i), v.as_object_mut()) {
+                for (k, x) in [
+                    ("hw_rx_packets", h.rx_packets),
+                    ("hw_rx_bytes", h.rx_bytes),
+                    ("hw_tx_packets", h.tx_packets),
+                    ("hw_tx_bytes", h.tx_bytes),
+                    ("rx_errors", h.rx_errors),
+                    ("rx_missed", h.rx_missed),
+                    ("rx_no_mbuf", h.rx_no_mbuf),
+                    ("tx_errors", h.tx_errors),
+                    ("link_changes", h.link_changes),
+                ] {
+                    m.insert(k.into(), Value::from(x));
+                }
+                m.insert("link_up".into(), Value::Bool(h.link_up));
+            }
+            v
         })
         .collect();
     json!({

@@ -9,8 +9,8 @@
 //! least of all).
 
 use crate::{lab, LAB_TOML};
-use dataplane::control::progress::WorkerProgress;
-use dataplane::control::server::respond;
+use dataplane::control::progress::{PortHealth, WorkerProgress};
+use dataplane::control::server::{respond, Live};
 use dataplane::control::state::ControlState;
 use pipeline_config::ConfigDocument;
 use serde_json::Value;
@@ -98,7 +98,15 @@ pub fn run(data: &[u8]) {
         .with(|c| c.borrow_mut().take())
         .unwrap_or_else(|| Mutex::new(new_state()));
     let before = observable(&st.lock().unwrap());
-    let answer = respond(&req, &st, &workers);
+    let ports = Mutex::new(vec![PortHealth::default(); 2]);
+    let answer = respond(
+        &req,
+        &st,
+        Live {
+            workers: &workers,
+            ports: &ports,
+        },
+    );
     let ok = answer
         .get("ok")
         .and_then(Value::as_bool)
