@@ -68,6 +68,33 @@ pub fn scapy(script: &str) {
 #[derive(Debug)]
 pub struct KillOnDrop(pub Option<std::process::Child>);
 
+impl KillOnDrop {
+    /// Send `signal` (for instance "TERM") and wait for the exit, at most `limit`; returns
+    /// its status and whatever of stdout and stderr was piped. A process that does not stop
+    /// in time is killed and the test fails.
+    pub fn stop(&mut self, signal: &str, limit: std::time::Duration) -> std::process::Output {
+        let mut child = self.0.take().expect("a running process");
+        let pid = child.id();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let start = std::time::Instant::now();
+        while child.try_wait().expect("wait for the process").is_none() {
+            if !sent || start.elapsed() > limit {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("reap the process");
+                panic!(
+                    "pid {pid} did not stop on SIG{signal} within {limit:?}:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("the process's output")
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {

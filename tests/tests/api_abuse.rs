@@ -632,21 +632,7 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
     drop(api);
 
     // A clean stop.
-    let child = guard.0.as_mut().unwrap();
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "backbone did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = guard.0.take().unwrap().wait_with_output().unwrap();
+    let out = guard.stop("TERM", Duration::from_secs(30));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{}: {log}", out.status);
     assert!(!log.contains("panicked"), "{log}");

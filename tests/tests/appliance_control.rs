@@ -3,7 +3,7 @@
 
 use backbone_tests::{backbone_bin, pcap, repo_root, scapy, scratch_dir, KillOnDrop};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The demo lab with acme's static neighbour removed and a second TX capture on the client
 /// port (net_pcap gives one TX queue per tx_pcap: the second is the control thread's).
@@ -173,26 +173,14 @@ fn sigterm_stops_a_run_cleanly_and_writes_counters() {
             .spawn()
             .unwrap(),
     ));
-    let child = guard.0.as_mut().expect("running");
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "backbone did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "exit status {status}");
+    let out = guard.stop("TERM", Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "exit status {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
     let globex_tx = stats["tunnels"][1]["tx_packets"].as_u64().unwrap();

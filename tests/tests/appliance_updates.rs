@@ -124,7 +124,6 @@ fn thousands_of_changes_while_forwarding_lose_and_misroute_nothing() {
             .spawn()
             .unwrap(),
     ));
-    let child = guard.0.as_mut().expect("running");
     let mut api = Api::connect(&sock);
 
     // A bad change first: refused, named, nothing changes.
@@ -269,20 +268,7 @@ fn thousands_of_changes_while_forwarding_lose_and_misroute_nothing() {
     }
     drop(api);
 
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "backbone did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = guard.0.take().expect("stopped").wait_with_output().unwrap();
+    let out = guard.stop("TERM", Duration::from_secs(30));
     assert!(
         out.status.success(),
         "{}",

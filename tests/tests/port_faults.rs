@@ -11,61 +11,22 @@
 //! Needs hugepages (vhost-user shares memory with virtio-user): scripts/setup.sh reserves
 //! them. Where there are none the test fails and says so; it never skips.
 
-use backbone_tests::{backbone_bin, repo_root, scapy, scratch_dir};
+use backbone_tests::{backbone_bin, repo_root, scapy, scratch_dir, KillOnDrop};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A process this test started: killed by its PID if the test fails before it ends.
-struct Proc(Option<Child>, &'static str);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Proc {
-    /// Send `sig` and wait for the exit (at most 20 s); returns whether it exited 0.
-    fn stop(&mut self, sig: &str) -> bool {
-        let Some(mut c) = self.0.take() else {
-            return false;
-        };
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), &c.id().to_string()])
-            .status();
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(s)) = c.try_wait() {
-                return s.success();
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("{} did not stop on SIG{sig}", self.1);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn spawn(cmd: &mut Command, log: &Path, what: &'static str) -> Proc {
+fn spawn(cmd: &mut Command, log: &Path, what: &'static str) -> KillOnDrop {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
-    Proc(
-        Some(
-            cmd.stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .unwrap_or_else(|e| panic!("start {what}: {e}")),
-        ),
-        what,
-    )
+    KillOnDrop(Some(
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}")),
+    ))
 }
 
 fn require_hugepages() {
@@ -331,7 +292,7 @@ fn a_peer_that_stops_and_returns_costs_only_its_own_port() {
         "peer A (testpmd)",
     );
     wait_for(&s1);
-    let peer_b = |n: usize| -> (Proc, PathBuf) {
+    let peer_b = |n: usize| -> (KillOnDrop, PathBuf) {
         let log = dir.join(format!("peer-b{n}.log"));
         let p = spawn(
             &mut testpmd(
@@ -355,7 +316,11 @@ fn a_peer_that_stops_and_returns_costs_only_its_own_port() {
     wait_tx(&ctl, "internet0", 1000, "both peers up", &bb_log);
 
     // Peer B stops. The client port keeps forwarding while the Internet port's link is down.
-    assert!(b1.stop("INT"), "peer B exited with an error");
+    let stopped = Duration::from_secs(20);
+    assert!(
+        b1.stop("INT", stopped).status.success(),
+        "peer B exited with an error"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let c0 = tx_of(&port_counters(&ctl), "client0");
     std::thread::sleep(Duration::from_millis(1500));
@@ -383,12 +348,12 @@ fn a_peer_that_stops_and_returns_costs_only_its_own_port() {
 
     // The appliance first (its peers still there, so its ports close cleanly), then A, B.
     assert!(
-        bb.stop("TERM"),
+        bb.stop("TERM", stopped).status.success(),
         "backbone exited with an error:\n{}",
         std::fs::read_to_string(&bb_log).unwrap_or_default()
     );
-    peer_a.stop("INT");
-    b2.stop("INT");
+    peer_a.stop("INT", stopped);
+    b2.stop("INT", stopped);
     let log = std::fs::read_to_string(&bb_log).unwrap_or_default();
     let stats: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).expect("stats.json"))
