@@ -550,6 +550,46 @@ pub struct Output {
     pub worker: bool,
 }
 
+/// The lab's four captures: each port's worker TX and control-thread TX.
+pub const LAB_OUTPUTS: [Output; 4] = [
+    Output {
+        file: "client-out.pcap",
+        port: "client0",
+        worker: true,
+    },
+    Output {
+        file: "client-ctl.pcap",
+        port: "client0",
+        worker: false,
+    },
+    Output {
+        file: "inet-out.pcap",
+        port: "internet0",
+        worker: true,
+    },
+    Output {
+        file: "inet-ctl.pcap",
+        port: "internet0",
+        worker: false,
+    },
+];
+
+/// Dissect `outputs` (in `dir`), check every packet against `expected` and the counters
+/// of `stats` against both; returns the dissected packets for further checks.
+pub fn check_run(
+    dir: &Path,
+    stats: &Value,
+    expected: &[Expected],
+    outputs: &[Output],
+    captures: &[(&str, &str)],
+) -> Vec<Value> {
+    let files: Vec<&str> = outputs.iter().map(|o| o.file).collect();
+    let packets = dissect(dir, &files);
+    let per_port = check_outputs(expected, outputs, &packets);
+    check_counters(stats, expected, &per_port, captures);
+    packets
+}
+
 /// Bytes from a hex string.
 pub fn hex(s: &str) -> Vec<u8> {
     (0..s.len())

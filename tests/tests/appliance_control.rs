@@ -39,6 +39,29 @@ fn tshark_lines(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<St
         .collect()
 }
 
+/// Run the appliance in `dir` on `cfg` until its RX has been idle for `idle_ms`; its
+/// final counters.
+fn run_until_idle(dir: &std::path::Path, cfg: &std::path::Path, idle_ms: u32) -> serde_json::Value {
+    let out = Command::new(backbone_bin())
+        .current_dir(dir)
+        .args(["run", "--config"])
+        .arg(cfg)
+        .args([
+            "--stop-when-idle",
+            &idle_ms.to_string(),
+            "--stats",
+            "stats.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn arp_is_answered_learned_and_asked_for() {
     let dir = scratch_dir("appliance-arp");
@@ -52,20 +75,7 @@ fn arp_is_answered_learned_and_asked_for() {
         dir.join("clients-in.pcap").display()
     ));
     let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap");
-    let out = Command::new(backbone_bin())
-        .current_dir(&dir)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .args(["--stop-when-idle", "500", "--stats", "stats.json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+    let stats = run_until_idle(&dir, &cfg, 500);
     assert_eq!(
         stats["arp_replies"], 1,
         "only the request for our address is answered"
@@ -113,20 +123,7 @@ fn unresolved_next_hops_are_asked_for_by_the_control_thread() {
         dir.join("clients-in.pcap").display()
     ));
     let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap");
-    let out = Command::new(backbone_bin())
-        .current_dir(&dir)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .args(["--stop-when-idle", "500", "--stats", "stats.json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+    let stats = run_until_idle(&dir, &cfg, 500);
     assert_eq!(stats["drops"]["no_neighbor"], 50);
     // The control thread asked for acme's router, from our endpoint, on its own TX queue,
     // and no more than once a second.
@@ -230,21 +227,8 @@ fn a_hundred_thousand_unresolved_next_hops_stay_within_the_arp_budget() {
          wrpcap('{}', [Ether(src='02:00:00:00:0c:0c',dst='02:00:00:00:00:01')/IP(src='198.51.100.30',dst='192.0.2.1')/IP(src='10.3.0.1',dst=str(ipaddress.IPv4Address(0x14000000 + i * 20)))/UDP(dport=5001) for i in range({PACKETS})])",
         dir.join("clients-in.pcap").display()
     ));
-    let out = Command::new(backbone_bin())
-        .current_dir(&dir)
-        .args(["run", "--config"])
-        .arg(&cfg_path)
-        // Idle for 3 s after the last packet: the control thread keeps asking meanwhile.
-        .args(["--stop-when-idle", "3000", "--stats", "stats.json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+    // Idle for 3 s after the last packet: the control thread keeps asking meanwhile.
+    let stats = run_until_idle(&dir, &cfg_path, 3000);
     assert_eq!(stats["drops"]["no_neighbor"], PACKETS, "{}", stats["drops"]);
     let elapsed = stats["elapsed_s"].as_f64().unwrap();
     // Every request the control thread sent, with its time and target.

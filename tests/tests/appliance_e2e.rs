@@ -27,8 +27,7 @@
 //! tests/tests/hostile_corpus.rs.
 
 use backbone_tests::e2e::{
-    check_counters, check_outputs, count, dissect, generate, lab_toml, run_backbone, Output,
-    TUNNELS,
+    check_run, count, generate, lab_toml, run_backbone, Output, LAB_OUTPUTS, TUNNELS,
 };
 use backbone_tests::scratch_dir;
 
@@ -54,32 +53,7 @@ fn every_packet_is_forwarded_exactly_or_dropped_by_name() {
     );
     let stats = run_backbone(&dir, &config);
 
-    let outputs = [
-        Output {
-            file: "client-out.pcap",
-            port: "client0",
-            worker: true,
-        },
-        Output {
-            file: "client-ctl.pcap",
-            port: "client0",
-            worker: false,
-        },
-        Output {
-            file: "inet-out.pcap",
-            port: "internet0",
-            worker: true,
-        },
-        Output {
-            file: "inet-ctl.pcap",
-            port: "internet0",
-            worker: false,
-        },
-    ];
-    let files: Vec<&str> = outputs.iter().map(|o| o.file).collect();
-    let packets = dissect(&dir, &files);
-    let per_port = check_outputs(&expected, &outputs, &packets);
-    check_counters(&stats, &expected, &per_port, &captures);
+    let packets = check_run(&dir, &stats, &expected, &LAB_OUTPUTS, &captures);
 
     // The lab really covers what it says: every SPEC.md drop reason but no_headroom,
     // forwarding into every tunnel with a neighbour, the punts and the events.
@@ -188,10 +162,7 @@ fn two_workers_lose_and_duplicate_nothing() {
             worker: false,
         },
     ];
-    let files: Vec<&str> = outputs.iter().map(|o| o.file).collect();
-    let packets = dissect(&dir, &files);
-    let per_port = check_outputs(&expected, &outputs, &packets);
-    check_counters(&stats, &expected, &per_port, &captures);
+    let packets = check_run(&dir, &stats, &expected, &outputs, &captures);
 
     // RX queue q goes to worker q: each worker received exactly its capture, and both sent.
     let workers = stats["workers"].as_array().unwrap();

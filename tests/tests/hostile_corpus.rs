@@ -25,8 +25,7 @@
 //! the generator draws; release runs use more (the test plan's 10,000 per category).
 
 use backbone_tests::e2e::{
-    check_counters, check_outputs, count, dissect, generate, lab_toml, run_backbone_logged,
-    Expected, Output,
+    check_run, count, generate, lab_toml, run_backbone_logged, Expected, LAB_OUTPUTS,
 };
 use backbone_tests::scratch_dir;
 use std::collections::BTreeMap;
@@ -64,32 +63,7 @@ fn every_hostile_packet_gets_its_expected_outcome() {
     let lines = log.lines().count();
     assert!(lines <= 20, "{lines} log lines for the corpus:\n{log}");
 
-    let outputs = [
-        Output {
-            file: "client-out.pcap",
-            port: "client0",
-            worker: true,
-        },
-        Output {
-            file: "client-ctl.pcap",
-            port: "client0",
-            worker: false,
-        },
-        Output {
-            file: "inet-out.pcap",
-            port: "internet0",
-            worker: true,
-        },
-        Output {
-            file: "inet-ctl.pcap",
-            port: "internet0",
-            worker: false,
-        },
-    ];
-    let files: Vec<&str> = outputs.iter().map(|o| o.file).collect();
-    let packets = dissect(&dir, &files);
-    let per_port = check_outputs(&expected, &outputs, &packets);
-    check_counters(&stats, &expected, &per_port, &captures);
+    check_run(&dir, &stats, &expected, &LAB_OUTPUTS, &captures);
 
     // Nothing arrived broken on the way in: every frame of the captures was received
     // (none lost to rx errors or missing mbufs, the chained jumbo frames included).
