@@ -120,6 +120,8 @@ def write(d, name, data):
 
 def name_of(m):
     what = m["expect"].replace(":", "-")
+    if (m.get("egress") or "").startswith("reflect:"):
+        what += "-keepalive"
     via = m.get("ingress") or "native"
     return "%s-%s" % (what, via)
 

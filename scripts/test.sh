@@ -11,8 +11,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
-echo "== fuzz smoke (fuzz/: each target 10 s from its seeds and regressions; scripts/fuzz.sh runs longer)"
+echo "== fuzz: the seeds and regressions replayed, then each target 10 s from them (scripts/fuzz.sh runs longer)"
 cargo fmt --manifest-path fuzz/Cargo.toml --check
+cargo test --manifest-path fuzz/Cargo.toml --locked
 scripts/fuzz.sh --smoke 10
 echo "== benches compile"
 cargo bench --workspace --locked --no-run

@@ -25,6 +25,14 @@ pub struct TooShort {
     pub len: usize,
 }
 
+/// `pad_to` asked for more bytes than the buffer has room for after the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("no tailroom: needed {needed} bytes, {available} available")]
+pub struct NoTailroom {
+    pub needed: usize,
+    pub available: usize,
+}
+
 /// A packet buffer: contiguous data with headroom in front of it.
 pub trait PacketBuf {
     /// The packet bytes, from the current start to the end.
@@ -39,6 +47,9 @@ pub trait PacketBuf {
     fn trim_front(&mut self, len: usize) -> Result<(), TooShort>;
     /// Drop `len` bytes from the end (Ethernet padding).
     fn trim_back(&mut self, len: usize) -> Result<(), TooShort>;
+    /// Append zero bytes until the packet is at least `len` bytes long (frames we build
+    /// are padded to Ethernet's 60-byte minimum: not every NIC pads what it sends).
+    fn pad_to(&mut self, len: usize) -> Result<(), NoTailroom>;
 
     /// The whole frame's length when it is the first of several segments (a DPDK mbuf
     /// chain: a frame longer than one receive buffer). The pipeline reads the first
@@ -153,6 +164,14 @@ impl PacketBuf for TestBuf {
         self.storage.truncate(self.storage.len() - len);
         Ok(())
     }
+
+    fn pad_to(&mut self, len: usize) -> Result<(), NoTailroom> {
+        let want = self.start + len;
+        if self.storage.len() < want {
+            self.storage.resize(want, 0);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +200,16 @@ mod tests {
             })
         );
         assert_eq!(b.data(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn pad_to_appends_zeros_and_never_shortens() {
+        let mut b = TestBuf::with_headroom(&[1, 2, 3], 4);
+        b.pad_to(6).unwrap();
+        assert_eq!(b.data(), &[1, 2, 3, 0, 0, 0]);
+        b.pad_to(2).unwrap();
+        assert_eq!(b.data(), &[1, 2, 3, 0, 0, 0]);
+        assert_eq!(b.headroom(), 4);
     }
 
     #[test]

@@ -226,7 +226,16 @@ pub fn run(
             let Some(queues) = slots.lock().ok().and_then(|mut s| s[w].take()) else {
                 return -1;
             };
-            let report = worker::run(w, queues, snapshots, &learned, &stop, &progress[w], epoch);
+            let report = worker::run(
+                w,
+                nworkers,
+                queues,
+                snapshots,
+                &learned,
+                &stop,
+                &progress[w],
+                epoch,
+            );
             if let Ok(mut r) = reports.lock() {
                 r[w] = Some(report);
             }
@@ -317,6 +326,10 @@ struct ControlReport {
     arp_requests_deferred: u64,
     /// Neighbours learned and installed.
     neighbors_learned: u64,
+    /// ARP replies for next hops we had not asked for (within the retry time): ignored.
+    arp_unsolicited: u64,
+    /// ARP packets that would have changed a static neighbour: ignored.
+    arp_static_kept: u64,
     /// Alarms for a worker that stayed on an old snapshot too long.
     worker_stalls: u64,
     /// Per port (configuration order): link state changes seen.
@@ -331,15 +344,28 @@ impl Control<'_, '_> {
     /// Install learned neighbours (one new snapshot for all of them), then ask for the
     /// next hops still unresolved.
     fn tick(&mut self, snapshots: &ArcSwap<Snapshot>, learned: &LearnQueue, pool: &Mempool<'_>) {
-        let mut entries = Vec::new();
+        let mut heard = Vec::new();
         while let Some(e) = learned.pop() {
-            entries.push(e);
+            heard.push(e);
         }
-        if !entries.is_empty() {
+        if !heard.is_empty() {
             if let Ok(mut st) = self.state.lock() {
-                entries.retain(|&(port, ip, _)| !st.is_static_neighbor(port, ip));
-                for (port, ip, mac) in &entries {
-                    log::info!("neighbour {ip} on port {port} is at {mac}");
+                let now = Instant::now();
+                let mut entries = Vec::with_capacity(heard.len());
+                for (port, ip, mac, how) in heard {
+                    if st.is_static_neighbor(port, ip) {
+                        // A learned entry never replaces a static one.
+                        self.report.arp_static_kept += 1;
+                    } else if how == arp::Heard::Reply && !self.pacer.take_solicited(port, ip, now)
+                    {
+                        log::debug!(
+                            "unsolicited ARP reply: {ip} is at {mac} on port {port}; ignored"
+                        );
+                        self.report.arp_unsolicited += 1;
+                    } else {
+                        log::info!("neighbour {ip} on port {port} is at {mac}");
+                        entries.push((port, ip, mac));
+                    }
                 }
                 if !entries.is_empty() {
                     self.report.neighbors_learned += entries.len() as u64;
@@ -667,11 +693,16 @@ fn final_stats(
         .iter()
         .zip(lcores)
         .map(|(r, l)| {
+            // Every packet received is forwarded, dropped or punted, exactly once.
             json!({
                 "lcore": l, "bursts": r.bursts, "generation": r.generation,
                 "rx_packets": r.counters.ports.iter().map(|p| p.rx.packets).sum::<u64>(),
-                "tx_packets": r.tx_sent.iter().sum::<u64>(),
+                "forwarded": r.counters.ports.iter().map(|p| p.tx.packets).sum::<u64>(),
                 "dropped": r.counters.total_drops(),
+                "punted": r.counters.punts.iter().sum::<u64>(),
+                "tx_packets": r.tx_sent.iter().sum::<u64>(),
+                "tx_dropped": r.tx_dropped.iter().sum::<u64>(),
+                "tx_no_queue": r.tx_no_queue,
                 "arp_replies": r.arp_replies,
             })
         })
@@ -691,8 +722,11 @@ fn final_stats(
         "arp_request_failed": control.arp_request_failed,
         "arp_requests_deferred": control.arp_requests_deferred,
         "neighbors_learned": control.neighbors_learned,
+        "arp_unsolicited": control.arp_unsolicited,
+        "arp_static_kept": control.arp_static_kept,
         "worker_stalls": control.worker_stalls,
         "punt_dropped": reports.iter().map(|r| r.punt_dropped).sum::<u64>(),
+        "tx_no_queue": reports.iter().map(|r| r.tx_no_queue).sum::<u64>(),
         "workers": workers,
     })
 }

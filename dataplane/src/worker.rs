@@ -5,7 +5,7 @@
 //! its TX buffers and its counters. The snapshot is read through one `ArcSwap` load per
 //! burst; that burst boundary is the worker's quiescent point.
 
-use crate::control::arp::{self, ArpOutcome};
+use crate::control::arp::{self, ArpOutcome, Heard};
 pub use crate::control::progress::WorkerProgress;
 use crate::dpdk::{Burst, RxQueue, TxQueue, BURST_MAX};
 use crate::pipeline::{Action, Counters, Pipeline, PuntReason};
@@ -34,11 +34,16 @@ pub struct WorkerReport {
     pub tx_sent: Vec<u64>,
     /// Per port: packets TX refused (queue full), freed.
     pub tx_dropped: Vec<u64>,
+    /// Packets for a port this worker has no TX queue on, freed. The pipeline counted them
+    /// as the port's TX (it decided to send them): with `tx_sent` and `tx_dropped` they add
+    /// up to the pipeline's TX plus the ARP replies.
+    pub tx_no_queue: u64,
     /// ARP requests answered.
     pub arp_replies: u64,
     /// Punted packets the control path could not take (freed).
     pub punt_dropped: u64,
-    /// Neighbours learned and handed to the control thread.
+    /// Neighbours heard (wanted, and new or changed) and handed to the control thread,
+    /// which decides whether to learn them.
     pub arp_learned: u64,
     /// Learned neighbours dropped because the control thread's queue was full.
     pub arp_learn_dropped: u64,
@@ -48,13 +53,16 @@ pub struct WorkerReport {
     pub generation: u64,
 }
 
-/// Neighbours learned from ARP that the snapshot wants and does not know (or knows
-/// differently): the control thread installs them. Bounded: an ARP storm cannot grow it.
-pub type LearnQueue = ArrayQueue<(PortIndex, Ipv4Addr, EthernetAddress)>;
+/// Neighbours heard by ARP that the snapshot wants and does not know (or knows
+/// differently): the control thread decides whether to learn them (a reply only if it
+/// asked; never over a static entry). Bounded: an ARP storm cannot grow it.
+pub type LearnQueue = ArrayQueue<(PortIndex, Ipv4Addr, EthernetAddress, Heard)>;
 
-/// Run the worker loop until `stop` is set, then flush and report.
+/// Run worker `index` of `workers` until `stop` is set, then flush and report.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     index: usize,
+    workers: usize,
     mut queues: WorkerQueues<'_>,
     snapshots: &ArcSwap<Snapshot>,
     learned: &LearnQueue,
@@ -62,7 +70,7 @@ pub fn run(
     progress: &WorkerProgress,
     epoch: Instant,
 ) -> WorkerReport {
-    let mut pipeline = Pipeline::new((index as u16).wrapping_mul(0x1000));
+    let mut pipeline = Pipeline::for_worker(index, workers);
     let nports = queues.tx.len();
     let mut report = WorkerReport {
         tx_sent: vec![0; nports],
@@ -110,13 +118,16 @@ pub fn run(
                     Action::Punt(PuntReason::Arp) => match snap.port(*port) {
                         Some(entry) => {
                             let outcome = arp::handle(&mut m, entry);
-                            if let ArpOutcome::Replied { learned: (ip, mac) }
-                            | ArpOutcome::Learned { learned: (ip, mac) } = outcome
-                            {
+                            let heard = match outcome {
+                                ArpOutcome::Replied { learned } => Some((learned, Heard::Request)),
+                                ArpOutcome::Learned { learned } => Some((learned, Heard::Reply)),
+                                ArpOutcome::Ignored => None,
+                            };
+                            if let Some(((ip, mac), how)) = heard {
                                 if snap.wants_neighbor(*port, ip)
                                     && snap.neighbor(*port, ip) != Some(mac)
                                 {
-                                    if learned.push((*port, ip, mac)).is_ok() {
+                                    if learned.push((*port, ip, mac, how)).is_ok() {
                                         report.arp_learned += 1;
                                     } else {
                                         report.arp_learn_dropped += 1;
@@ -143,7 +154,7 @@ pub fn run(
                 let Some(out) = out else { continue };
                 let slot = usize::from(out);
                 let Some(buf) = pending.get_mut(slot) else {
-                    report.counters.drops[crate::pipeline::DropReason::NoRoute as usize] += 1;
+                    report.tx_no_queue += 1;
                     continue;
                 };
                 if buf.is_full() {
@@ -192,7 +203,7 @@ fn flush(tx: &mut [Option<TxQueue<'_>>], buf: &mut Burst, slot: usize, report: &
         return;
     }
     let Some(Some(q)) = tx.get_mut(slot) else {
-        report.tx_dropped[slot] += buf.len() as u64;
+        report.tx_no_queue += buf.len() as u64;
         buf.clear();
         return;
     };

@@ -365,6 +365,71 @@ fn gre_version_forbidden_bits_and_truncation_are_bad_gre() {
     assert_eq!(lab.counters().event_count(Event::GreReservedIgnored), 0);
 }
 
+/// SPEC.md tunnel termination step 2: the header is checked before the tunnel lookup, so
+/// a bad header on a keyed tunnel is `bad_gre` (or `bad_gre_checksum`), never `no_tunnel`
+/// because its layout put the key somewhere else.
+#[test]
+fn gre_header_checks_come_before_the_keyed_tunnel_lookup() {
+    // Tunnel d: GRE, key 400, no sequence numbers, no checksum.
+    let inner = "IP(src='10.4.0.5', dst='8.8.8.8')/data()";
+    let from_d = |gre: &str| format!("e0()/IP(src=RD, dst=L1)/GRE(key_present=1, {gre})/{inner}");
+    let mut exprs: Vec<(String, String)> = vec![
+        // RFC 1701 puts the checksum and offset words before the key when R is set.
+        (
+            from_d("key=400, routing_present=1"),
+            "bit 1 (R): the key moves".into(),
+        ),
+        (from_d("key=400, strict_route_source=1"), "bit 4 (s)".into()),
+        (
+            from_d("key=400, recursion_control=4"),
+            "bit 5 (recursion)".into(),
+        ),
+        (
+            from_d("key=400, routing_present=1, strict_route_source=1, recursion_control=7"),
+            "bits 1, 4 and 5".into(),
+        ),
+    ];
+    for v in 1..=7 {
+        exprs.push((
+            from_d(&format!("key=400, version={v}")),
+            format!("version {v}"),
+        ));
+    }
+    // PPTP (RFC 2637): version 1, K set, the key field holds payload length and call id.
+    exprs.push((
+        "e0()/IP(src=RD, dst=L1)/GRE(key_present=1, version=1, proto=0x880b, \
+         key=0x00100005)/Raw(b'ppp-payload.....')"
+            .to_string(),
+        "PPTP enhanced GRE".into(),
+    ));
+    let n = exprs.len();
+    exprs.push((from_d("key=400"), "control: tunnel d".into()));
+    // Tunnel a: key 100, sequence numbers and checksums.
+    exprs.push((
+        "e0()/IP(src=RA, dst=L1)/GRE(chksum_present=1, key_present=1, key=100, \
+         seqnum_present=1, sequence_number=1)/IP(src='10.1.0.5', dst='8.8.8.8')/data()"
+            .to_string(),
+        "control: tunnel a".into(),
+    ));
+    let f = pkts(&exprs.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>());
+    let mut lab = Lab::new();
+    for (frame, (_, case)) in f[..n].iter().zip(&exprs) {
+        lab.expect_drop(CLIENT_PORT, frame, DropReason::BadGre, case);
+    }
+    lab.expect_transmit(CLIENT_PORT, &f[n], "control: a good header on tunnel d");
+    // A key corrupted on the way, with the checksum that covers it: the checksum says so.
+    let mut corrupted = f[n + 1].clone();
+    assert!(rfc1071_ok(&corrupted[OUTER..]), "scapy's checksum is good");
+    corrupted[OUTER + 8 + 3] ^= 0x01; // key 100 -> 101: no tunnel has it
+    lab.expect_drop(
+        CLIENT_PORT,
+        &corrupted,
+        DropReason::BadGreChecksum,
+        "corrupted key, C set",
+    );
+    lab.expect_transmit(CLIENT_PORT, &f[n + 1], "control: tunnel a, intact");
+}
+
 #[test]
 fn gre_bits_6_to_12_are_ignored_but_counted() {
     let inner = "IP(src='10.2.0.5', dst='8.8.8.8')/data()";
@@ -452,10 +517,12 @@ fn gre_checksums_are_verified_when_present() {
 #[test]
 fn gre_sequence_numbers_are_required_and_must_advance() {
     let inner = "IP(src='10.1.0.5', dst='8.8.8.8')/data()";
-    // SPEC.md: later than the last accepted (serial arithmetic). Beyond that, a bounded
-    // window (TESTPLAN GRE-S 3): one number far ahead is refused and the sender goes on; two
-    // consecutive numbers far ahead are a sender that skipped ahead, followed from the second.
-    let seqs: [(Option<u32>, Option<DropReason>, &str); 11] = [
+    const W: u32 = dataplane::tables::tunnel::SEQUENCE_WINDOW;
+    // SPEC.md: later than the last accepted (serial arithmetic). Beyond a small window
+    // (CONFIG.md), a number is followed only when the next one confirms it, so that one
+    // forged packet costs the real sender at most the window.
+    let far = 7 + W + 5000;
+    let seqs: [(Option<u32>, Option<DropReason>, &str); 12] = [
         (Some(5), None, "first number"),
         (Some(5), Some(DropReason::GreSequence), "replay"),
         (Some(4), Some(DropReason::GreSequence), "older"),
@@ -467,28 +534,49 @@ fn gre_sequence_numbers_are_required_and_must_advance() {
             "one number 2^31 - 1 ahead",
         ),
         (Some(7), None, "the sender goes on"),
-        (Some(7 + (1 << 16)), None, "a gap of the whole window"),
-        (Some(1_000_000), Some(DropReason::GreSequence), "far ahead"),
-        (Some(1_000_001), None, "and the next one: followed"),
-        (
-            Some(7 + (1 << 16) + 1),
-            Some(DropReason::GreSequence),
-            "now behind",
-        ),
+        (Some(7 + W), None, "a gap of the whole window"),
+        (Some(7 + W + 2), None, "and a little more"),
+        (Some(far), Some(DropReason::GreSequence), "far ahead"),
+        (Some(far + 1), None, "and the next one: followed"),
+        (Some(7 + W + 3), Some(DropReason::GreSequence), "now behind"),
     ];
     let mut exprs: Vec<String> = seqs.iter().map(|(s, _, _)| from_a(*s, inner)).collect();
-    // A packet with a bad GRE checksum must not move the window.
+    // Packets dropped after the GRE checks must not move the window: a bad GRE checksum,
+    // a bad inner header, a spoofed inner source, an inner TTL of 1. Each carries the next
+    // number, which a good packet then still gets.
+    let n = seqs.len();
     exprs.push(format!(
         "e0()/IP(src=RA, dst=L1)/GRE(chksum_present=1, chksum=0xdead, key_present=1, \
-         key=100, seqnum_present=1, sequence_number=0xfffffff0)/{inner}"
+         key=100, seqnum_present=1, sequence_number={})/{inner}",
+        far + 2
     ));
-    exprs.push(from_a(Some(1_000_002), inner));
+    exprs.push(from_a(
+        Some(far + 2),
+        "IP(src='10.1.0.5', dst='8.8.8.8', chksum=0x1234)/data()",
+    ));
+    exprs.push(from_a(
+        Some(far + 2),
+        "IP(src='10.2.0.5', dst='8.8.8.8')/data()",
+    ));
+    exprs.push(from_a(
+        Some(far + 2),
+        "IP(src='10.1.0.5', dst='8.8.8.8', ttl=1)/data()",
+    ));
+    exprs.push(from_a(Some(far + 2), inner));
+    // An unconfirmed jump is remembered only from a packet that passes every other check:
+    // a spoofed one far ahead, then its successor, which is then not a confirmation.
+    let jump = far + 1_000_000;
+    exprs.push(from_a(
+        Some(jump),
+        "IP(src='10.2.0.5', dst='8.8.8.8')/data()",
+    ));
+    exprs.push(from_a(Some(jump + 1), inner));
+    exprs.push(from_a(Some(far + 3), inner));
     // Wrap-around, on a fresh tunnel state.
     exprs.push(from_a(Some(u32::MAX), inner));
     exprs.push(from_a(Some(0), inner));
     exprs.push(from_a(Some(u32::MAX), inner));
     let f = pkts(&exprs);
-    let n = seqs.len();
     assert!(
         !rfc1071_ok(&f[n][OUTER..]),
         "the test's bad GRE checksum is bad"
@@ -502,24 +590,42 @@ fn gre_sequence_numbers_are_required_and_must_advance() {
             Some(r) => lab.expect_drop(CLIENT_PORT, frame, r, case),
         }
     }
-    lab.expect_drop(
-        CLIENT_PORT,
-        &f[n],
-        DropReason::BadGreChecksum,
-        "bad checksum",
-    );
+    for (i, (reason, case)) in [
+        (DropReason::BadGreChecksum, "bad GRE checksum"),
+        (DropReason::BadInnerIpv4, "bad inner checksum"),
+        (DropReason::InnerSpoofed, "spoofed inner source"),
+        (DropReason::TtlExceeded, "inner TTL 1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        lab.expect_drop(CLIENT_PORT, &f[n + i], reason, case);
+    }
     lab.expect_transmit(
         CLIENT_PORT,
-        &f[n + 1],
-        "the bad-checksum packet did not advance the window",
+        &f[n + 4],
+        "the dropped packets did not advance the window",
     );
-
-    let mut lab = Lab::new();
-    lab.expect_transmit(CLIENT_PORT, &f[n + 2], "2^32 - 1 first");
-    lab.expect_transmit(CLIENT_PORT, &f[n + 3], "0 after 2^32 - 1 (wrap-around)");
     lab.expect_drop(
         CLIENT_PORT,
-        &f[n + 4],
+        &f[n + 5],
+        DropReason::GreSequence,
+        "a spoofed packet far ahead: the sequence is named first",
+    );
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[n + 6],
+        DropReason::GreSequence,
+        "its successor confirms nothing",
+    );
+    lab.expect_transmit(CLIENT_PORT, &f[n + 7], "the real sender goes on");
+
+    let mut lab = Lab::new();
+    lab.expect_transmit(CLIENT_PORT, &f[n + 8], "2^32 - 1 first");
+    lab.expect_transmit(CLIENT_PORT, &f[n + 9], "0 after 2^32 - 1 (wrap-around)");
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[n + 10],
         DropReason::GreSequence,
         "2^32 - 1 after 0",
     );
@@ -636,6 +742,186 @@ fn inner_sources_outside_the_tunnels_prefixes_are_spoofed() {
     lab.expect_transmit(CLIENT_PORT, &f[5], "control: b's own prefix");
     lab.expect_transmit(CLIENT_PORT, &f[6], "control: b's extra source prefix");
     lab.expect_transmit(CLIENT_PORT, &f[7], "control: c's own prefix");
+}
+
+/// SPEC.md tunnel termination step 5: a Cisco GRE keepalive (`keepalive 10 3` on the
+/// router's tunnel) is a GRE packet whose inner IPv4 packet goes from our endpoint back to
+/// the router, carrying a GRE header with protocol type 0. We send that inner packet back
+/// natively, toward the router's underlay next hop, whatever the routes say about the
+/// router's address; the source check and the loop rules do not apply to it.
+#[test]
+fn client_keepalives_are_reflected_natively_to_the_router() {
+    let keepalive = |remote: &str, gre: &str| {
+        format!("IP(src=L1, dst={remote}, ttl=255, id=0, flags=0)/GRE({gre}proto=0)")
+    };
+    let inner_b = keepalive("RB", "");
+    let inner_a = keepalive("RA", "key_present=1, key=100, ");
+    let inner_e = keepalive("RE", "");
+    let f = pkts(&[
+        format!("from_b({inner_b})"),
+        inner_b.clone(),
+        from_a(Some(9), &inner_a),
+        inner_a.clone(),
+        format!("e0()/IP(src=RE, dst=L1)/GRE()/{inner_e}"),
+        // Not keepalives: from our endpoint to another router, or from b's router to
+        // itself through b.
+        format!("from_b({})", keepalive("RA", "")),
+        "from_b(IP(src=RB, dst=RB)/GRE(proto=0))".into(),
+    ]);
+    let mut lab = Lab::new();
+    let cases = [
+        (
+            0,
+            1,
+            RB,
+            "tunnel b (plain GRE); 198.51.100.0/24 is routed to port 1",
+        ),
+        (2, 3, RA, "tunnel a (key, sequence, checksum)"),
+    ];
+    for (sent, inner, remote, case) in cases {
+        let (port, out) = lab.expect_transmit(CLIENT_PORT, &f[sent], case);
+        assert_eq!(port, CLIENT_PORT, "{case}: back out of the tunnel's port");
+        assert_eq!(
+            &out[..6],
+            &remote_mac(remote.octets()[3]).0,
+            "{case}: to the router"
+        );
+        assert_inner_forwarded(&f[inner], &out[ETH..], case);
+        check_fields(
+            case,
+            &out,
+            &[
+                ("p[IP].src", "192.0.2.1"),
+                ("p[IP].dst", &remote.to_string()),
+                ("p[IP].proto", "47"),
+                ("p[GRE].proto", "0"),
+            ],
+        );
+    }
+    // Tunnel e's endpoint is routed into tunnel e itself (a loop for anything else).
+    let (port, out) = lab.expect_transmit(CLIENT_PORT, &f[4], "tunnel e, routed into itself");
+    assert_eq!(port, CLIENT_PORT);
+    assert_eq!(&out[..6], &remote_mac(RE.octets()[3]).0);
+    assert_eq!(
+        lab.counters().event_count(Event::KeepalivesReflected),
+        3,
+        "counted"
+    );
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[5],
+        DropReason::InnerSpoofed,
+        "from our endpoint to another router",
+    );
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[6],
+        DropReason::InnerSpoofed,
+        "from the router to itself",
+    );
+    assert_eq!(lab.counters().event_count(Event::KeepalivesReflected), 3);
+    assert_conserved(lab.counters());
+}
+
+/// SPEC.md tunnel termination step 6: native packets arriving on a client-role port get
+/// the tunnels' source check against the clients whose tunnels use that port.
+#[test]
+fn native_packets_on_client_ports_get_the_source_check() {
+    let transit_on_port0 = |internet: bool| {
+        let mut lab = Lab::new();
+        let mut p0 = lab.snap.port(CLIENT_PORT).unwrap().clone();
+        p0.transit = true;
+        p0.roles.internet = internet;
+        lab.builder.port(CLIENT_PORT, p0);
+        lab.snap = lab.builder.build().unwrap();
+        lab
+    };
+    let f = pkts(&[
+        "e0()/IP(src='10.2.0.5', dst='8.8.8.8')/data()",
+        "e0()/IP(src='10.3.0.5', dst='8.8.8.8')/data()",
+        "e0()/IP(src='10.99.0.5', dst='8.8.8.8')/data()",
+        "e0()/IP(src='8.8.4.4', dst='8.8.8.8')/data()",
+        "e1()/IP(src='10.2.0.5', dst='8.8.8.8')/data()",
+    ]);
+    let mut lab = transit_on_port0(false);
+    lab.expect_transmit(CLIENT_PORT, &f[0], "b's client, b's tunnel is on this port");
+    lab.expect_transmit(CLIENT_PORT, &f[1], "c's client (IPIP), also on this port");
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[2],
+        DropReason::InnerSpoofed,
+        "the edge tunnel's prefix: that tunnel is on port 1",
+    );
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[3],
+        DropReason::InnerSpoofed,
+        "nobody's address on a client-only port",
+    );
+    let mut lab = transit_on_port0(true);
+    lab.expect_transmit(
+        CLIENT_PORT,
+        &f[3],
+        "nobody's address, port 0 is also internet",
+    );
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[2],
+        DropReason::InnerSpoofed,
+        "another port's client, even on an internet port",
+    );
+    lab.expect_transmit(CORE_PORT, &f[4], "port 1 is no client port: no check");
+    assert_conserved(lab.counters());
+}
+
+/// SPEC.md encapsulation step 1, RFC 6864: no two workers ever write the same outer
+/// identification, for any worker count.
+#[test]
+fn workers_write_disjoint_outer_identifications() {
+    // Tunnel d copies DF: clear here, so the identification matters.
+    let frame = pkt(
+        "e0()/IP(src=RA, dst=L1)/GRE(key_present=1, key=100, seqnum_present=1, \
+                     sequence_number=1)/IP(src='10.1.0.5', dst='10.4.0.9', flags=0)/data()",
+    );
+    let mut lab = Lab::new();
+    for workers in [2usize, 3, 16] {
+        let per_worker = 6000;
+        let mut seen: std::collections::HashMap<u16, usize> = Default::default();
+        for w in 0..workers {
+            let mut pipe = Pipeline::for_worker(w, workers);
+            let mut ids = std::collections::HashSet::new();
+            for i in 0..per_worker {
+                let mut f = frame.clone();
+                // A fresh sequence number each time: tunnel a wants them.
+                let seq = (w * per_worker + i + 2) as u32 + (workers as u32) * 1_000_000;
+                f[OUTER + 8..OUTER + 12].copy_from_slice(&seq.to_be_bytes());
+                let mut bufs = [TestBuf::new(&f)];
+                let mut actions = [Action::Drop(DropReason::Runt)];
+                pipe.process(&lab.snap, CLIENT_PORT, &mut bufs, &mut actions);
+                assert_eq!(
+                    actions[0],
+                    Action::Transmit(CLIENT_PORT),
+                    "worker {w} packet {i}"
+                );
+                let out = bufs[0].data();
+                assert_eq!(out[ETH + 6] & 0x40, 0, "DF copied clear");
+                let id = u16::from_be_bytes([out[ETH + 4], out[ETH + 5]]);
+                if ids.len() < (1 << 16) / workers {
+                    assert!(
+                        ids.insert(id),
+                        "worker {w} of {workers} repeated {id} early"
+                    );
+                }
+                if let Some(other) = seen.insert(id, w) {
+                    assert_eq!(
+                        other, w,
+                        "workers {other} and {w} of {workers} both wrote {id}"
+                    );
+                }
+            }
+        }
+        lab = Lab::new();
+    }
 }
 
 /// ECN codepoints as scapy writes them in the TOS low bits.

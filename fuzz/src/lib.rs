@@ -337,7 +337,7 @@ pub fn check_verdict(
     counters: Option<(&Counters, &Counters)>,
 ) {
     match action {
-        Action::Transmit(p) => check_transmit(snap, input, p, out),
+        Action::Transmit(p) => check_transmit(snap, port, input, p, out),
         Action::Punt(PuntReason::Arp) => {
             assert_eq!(out, input, "ARP punt hands over the frame as it came");
             assert!(
@@ -387,7 +387,7 @@ pub fn check_verdict(
     }
 }
 
-fn check_transmit(snap: &Snapshot, input: &[u8], p: PortIndex, out: &[u8]) {
+fn check_transmit(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortIndex, out: &[u8]) {
     let entry = snap
         .port(p)
         .unwrap_or_else(|| panic!("transmit on port {p}, which the snapshot does not have"));
@@ -412,8 +412,24 @@ fn check_transmit(snap: &Snapshot, input: &[u8], p: PortIndex, out: &[u8]) {
         .unwrap_or_else(|| panic!("forwarded an input with no valid packet: {}", hex(input)));
     if let Some(ingress) = i.ingress {
         let ingress = ingress.expect("terminated from a configured tunnel");
+        let t = snap
+            .tunnels()
+            .get(ingress)
+            .expect("the ingress tunnel exists");
+        let (src, dst) = (be32(expected, 12), be32(expected, 16));
+        if src == u32::from(t.config.local) && dst == u32::from(t.config.remote) {
+            // A client router's keepalive: back to the router natively, out of the
+            // tunnel's port to its next hop (SPEC.md tunnel termination step 5).
+            assert_eq!(
+                p, t.config.egress_port,
+                "keepalive: out of the tunnel's port"
+            );
+            assert_eq!(Some(dst_mac), t.next_hop_mac, "keepalive: to the next hop");
+            check_routed_inner(expected, ip, "keepalive");
+            return;
+        }
         assert_eq!(
-            snap.source_owner(be32(expected, 12)),
+            snap.source_owner(src),
             Some(ingress),
             "inner source belongs to the tunnel it came through (BCP 38)"
         );
@@ -498,6 +514,18 @@ fn check_transmit(snap: &Snapshot, input: &[u8], p: PortIndex, out: &[u8]) {
         }
     } else {
         inner = ip;
+        let roles = snap.port(port_in).expect("received on a lab port").roles;
+        if i.ingress.is_none() && roles.client {
+            // Native on a client port: the tunnels' source check (SPEC.md step 6).
+            match snap.source_owner(be32(expected, 12)) {
+                Some(owner) => assert_eq!(
+                    snap.tunnels().get(owner).map(|t| t.config.egress_port),
+                    Some(port_in),
+                    "native from a client of another port"
+                ),
+                None => assert!(roles.internet, "native from nobody's address"),
+            }
+        }
         let hop = snap
             .routes()
             .lookup(Ipv4Addr::from(be32(ip, 16)))
@@ -526,7 +554,12 @@ fn check_arp(snap: &Snapshot, port: PortIndex, frame: &[u8]) {
     match arp::handle(&mut buf, entry) {
         ArpOutcome::Replied { learned: (ip, mac) } => {
             let r = buf.data();
-            assert_eq!(r.len(), 42, "ARP reply is Ethernet + 28 bytes");
+            assert_eq!(
+                r.len(),
+                60,
+                "ARP reply is Ethernet + 28 bytes, padded to 60"
+            );
+            assert!(r[42..].iter().all(|&b| b == 0), "ARP reply padding is zero");
             // The request, read independently.
             let (sha, spa, tpa) = (&frame[22..28], be32(frame, 28), be32(frame, 38));
             assert_eq!(be16(frame, 20), 1, "replied to a request");

@@ -46,9 +46,12 @@ fn pipeline_seeds_get_the_outcome_they_are_named_for() {
         let full = path.file_name().unwrap().to_string_lossy().into_owned();
         // hostile-<category>-<outcome>: the hostile corpus's seeds. Skipped: its sequence
         // cases, which depend on the packets before them (a replay alone is a first
-        // packet), and its frames over the mbuf data room, which the real binary receives
-        // as chains (a test buffer is one piece).
-        if full.starts_with("hostile-sequence-") || full == "hostile-jumbo-drop-bad_ipv4" {
+        // packet), and frames over the mbuf data room, which the real binary receives as
+        // chains (a test buffer is one piece).
+        if full.starts_with("hostile-sequence-")
+            || full == "hostile-jumbo-drop-bad_ipv4"
+            || full.starts_with("drop-oversize_frame-")
+        {
             continue;
         }
         let name = match full.strip_prefix("hostile-") {

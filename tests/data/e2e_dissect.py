@@ -7,7 +7,8 @@ hwsrc, psrc, pdst); for IPv4, `outer` (the
 header fields, `chksum_ok` from scapy rebuilding the header with the checksum deleted);
 for GRE, `gre` (every flag field, key, sequence number, reserved1, `chksum_ok` the same
 way over the GRE header and payload); `inner_hex`, the IPv4 packet inside the tunnel (or,
-for a packet sent natively, the packet itself), with `inner_chksum_ok`; `flow`, the flow id
+for a packet sent natively or a reflected keepalive, the packet itself), with
+`inner_chksum_ok`; `flow`, the flow id
 found in it (b"flow=NNNNNN;"), or null.
 """
 import json
@@ -66,7 +67,9 @@ for path in sys.argv[1:]:
                     again = GRE(payload)
                     del again.chksum
                     d["gre"]["chksum_ok"] = GRE(bytes(again)).chksum == g.chksum
-                inner = payload[glen:]
+                # Protocol type 0 is a client router's keepalive, sent back natively: the
+                # packet itself is what was forwarded.
+                inner = payload[glen:] if g.proto != 0 else l3[:ip.len]
             elif ip.proto == 4 and not ip.frag:
                 inner = payload
             else:

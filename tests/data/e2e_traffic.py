@@ -14,7 +14,8 @@ Writes DIR/<capture>.pcap for each input capture and prints one JSON object on s
   capture   the input capture file
   expect    "fwd", "drop:<SPEC reason>" or "punt:<reason>"
   ingress   the tunnel the packet claims to arrive through (null for native or no tunnel)
-  egress    for "fwd": the tunnel name, or "native:<port>"
+  egress    for "fwd": the tunnel name, "native:<port>", or "reflect:<tunnel>" (a client
+            router's keepalive, sent back natively to the router)
   inner_hex for "fwd": the exact IPv4 packet expected inside the output (TTL decremented,
             ECN as RFC 6040 decapsulation leaves it, header checksum recomputed here)
   events    non-drop events the packet must count (gre_reserved_ignored, ...)
@@ -190,6 +191,16 @@ def full():
     inner = udp(fid, "198.18.0.20", "172.16.9.9", ttl=12)
     add(n, Ether(src=upstream, dst=inet["mac"]) / inner, "fwd", fid, None, "native:internet0",
         inner)
+    # Client routers' GRE keepalives (Cisco `keepalive 10 3`): the inner packet goes from
+    # our endpoint back to the router, protocol 47, GRE protocol type 0. Sent back natively
+    # to the router (SPEC.md tunnel termination step 5), whatever the routes say.
+    for tname in ["acme", "globex"]:
+        t = TUNNELS[tname]
+        fid = new_id()
+        inner = IP(src=t["local"], dst=t["remote"], ttl=255, id=0) / GRE(proto=0) / \
+            Raw(tag(fid))
+        add(c, frame_from(tname, inner), "fwd", fid, tname, "reflect:" + tname, inner,
+            events=["keepalives_reflected"])
     # An extra source prefix of acme's.
     through(c, "acme", host("bravo", 10), "fwd", 10, egress="bravo", src="192.168.10.5")
     # ECN on decapsulation (RFC 6040 section 4.2, Figure 4): (outer, inner) -> inner. Outer

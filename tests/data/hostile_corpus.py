@@ -26,7 +26,8 @@ The categories (one function each, in this order):
   gre_bits      every forbidden GRE bit, every version, every ignored reserved bit,
                 protocol types
   gre_keys      wrong, missing and unexpected keys; GRE and IPIP from the wrong routers
-  sequence      replays, old numbers, the half-window edge, wrap-around
+  sequence      replays, old numbers, the half-window edge, wrap-around, jumps confirmed
+                and not, drops after the check that must not move the state, restarts
   nesting       IPIP in GRE in IPIP (and deeper) addressed to us; nested to others
   outer_spoof   martian and unknown outer sources, wrong local addresses
   inner_spoof   inner sources of other clients, martians, nobody's
@@ -41,8 +42,9 @@ The categories (one function each, in this order):
 
 SPEC.md decides where the test plan asks for more (each is said where it applies):
 a tunnel is found by (local, remote, protocol, key), not by the port a packet arrives on;
-sequence numbers are accepted when later than the last accepted one, so one accepted jump
-of almost 2^31 makes the tunnel's older numbers late; inner protocol 41 to us is punted.
+a GRE sequence number more than a small window (1,024) from the last accepted one, ahead or
+behind, is accepted only when the next number confirms it (CONFIG.md), and the state moves
+only for packets that pass every check of termination; inner protocol 41 to us is punted.
 """
 import json
 import random
@@ -71,7 +73,7 @@ seq_next = {n: 1000 for n, t in TUNNELS.items() if t["sequence"]}
 seq_last = {n: None for n in seq_next}
 # The last number refused for jumping beyond the window (see take_seq).
 seq_jump = {n: None for n in seq_next}
-SEQ_WINDOW = 1 << 16
+SEQ_WINDOW = 1024
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,26 +164,71 @@ def with_gre_checksum(gre_packet):
     return bytes(b)
 
 
-def take_seq(tname, seq=None, reaches=True):
+# Where a packet's journey ends, by its expected outcome: before the GRE sequence check
+# (the state is not consulted), or after every check of tunnel termination (the packet
+# passes them: the state moves). Drops in between fail termination after the sequence check.
+BEFORE_SEQUENCE = {"runt", "oversize_frame", "not_for_us", "unsupported_ethertype", "bad_ipv4",
+                   "martian", "outer_fragment", "no_tunnel", "bad_gre", "bad_gre_checksum",
+                   "unsupported_inner"}
+PASS_TERMINATION = {"fwd", "punt:local_inner"} | {
+    "drop:" + r for r in ["no_route", "martian_destination", "hairpin", "tunnel_loop",
+                          "no_headroom", "mtu_exceeded", "no_neighbor"]}
+# The sequence number of the last tunnel frame built, judged when add() learns its fate.
+pending_seq = []
+
+
+def seq_verdict(tname, seq):
+    """What the router makes of `seq` now (CONFIG.md, GRE sequence numbers): "ok" for the
+    first number, one at most the window ahead, or the number right after a remembered
+    jump; "old" for a replay or one at most the window behind; else "unconfirmed"."""
+    last = seq_last[tname]
+    if last is None:
+        return "ok"
+    ahead = (seq - last) & 0xFFFFFFFF
+    if ahead == 0 or (-ahead) & 0xFFFFFFFF <= SEQ_WINDOW:
+        return "old"
+    jump = seq_jump[tname]
+    if ahead <= SEQ_WINDOW or (jump is not None and (jump + 1) & 0xFFFFFFFF == seq):
+        return "ok"
+    return "unconfirmed"
+
+
+def take_seq(tname, seq=None):
     """A sequence number for a packet of tunnel `tname` (the next one unless given), and
-    whether the router accepts it. `reaches`: the packet gets as far as the sequence
-    check (nothing before it drops the packet); only then does acceptance move the state."""
+    whether the router accepts it as the state stands. The state moves when add() learns
+    that the packet passes every other check of termination."""
     auto = seq is None
     seq = (seq_next[tname] if auto else seq) & 0xFFFFFFFF
-    last = seq_last[tname]
-    diff = None if last is None else (seq - last) & 0xFFFFFFFF
-    jumped = diff is not None and SEQ_WINDOW < diff < (1 << 31)
-    # Later (serial arithmetic) by at most the window; further ahead, only the second of two
-    # consecutive numbers (one forged packet cannot lock the sender out).
-    ok = (last is None or 0 < diff <= SEQ_WINDOW or
-          (jumped and seq_jump[tname] is not None and (seq_jump[tname] + 1) & 0xFFFFFFFF == seq))
-    if reaches and jumped and not ok:
-        seq_jump[tname] = seq
-    if reaches and ok:
-        seq_last[tname] = seq
-    if auto or (reaches and ok):
+    if auto:
         seq_next[tname] = (seq + 1) & 0xFFFFFFFF
-    return seq, ok
+    assert not pending_seq, "a tunnel frame was built and never added"
+    pending_seq.append((tname, seq))
+    return seq, seq_verdict(tname, seq) == "ok"
+
+
+def settle_seq(expect, events):
+    """The outcome of the frame being added, given its sequence number: a number the router
+    refuses turns any later outcome into gre_sequence (and the events counted after the
+    GRE header into none); an accepted number moves the state only for a packet that
+    passes every check, and an unconfirmed jump is remembered only from such a packet."""
+    if not pending_seq:
+        return expect, events
+    tname, seq = pending_seq.pop()
+    reason = expect[len("drop:"):] if expect.startswith("drop:") else None
+    if reason in BEFORE_SEQUENCE:
+        return expect, events
+    verdict = seq_verdict(tname, seq)
+    # Packets the corpus expects to fail on their sequence carry a good inner packet.
+    passes = expect in PASS_TERMINATION or reason == "gre_sequence"
+    if verdict == "ok":
+        assert reason != "gre_sequence", (tname, seq, "accepted, but expected refused")
+        if passes:
+            seq_last[tname] = seq
+            seq_next[tname] = (seq + 1) & 0xFFFFFFFF
+        return expect, events
+    if verdict == "unconfirmed" and passes:
+        seq_jump[tname] = seq
+    return "drop:gre_sequence", [e for e in events if e == "gre_reserved_ignored"]
 
 
 def outer_ip(tname, **kw):
@@ -194,7 +241,7 @@ def outer_ip(tname, **kw):
 
 
 def tunnel_frame(tname, payload, outer=None, gre_flags=None, key="tunnel", seq="next",
-                 proto=0x0800, csum="right", eth_dst=None, reaches=True):
+                 proto=0x0800, csum="right", eth_dst=None):
     """What tunnel `tname`'s router sends: Ethernet, outer IPv4, GRE as configured, the
     payload (bytes or a scapy packet). Returns (frame, sequence accepted or None)."""
     t = TUNNELS[tname]
@@ -213,7 +260,7 @@ def tunnel_frame(tname, payload, outer=None, gre_flags=None, key="tunnel", seq="
     s = None
     if t["sequence"] and seq is not None:
         flags |= 0x1000
-        s, accepted = take_seq(tname, None if seq == "next" else seq, reaches)
+        s, accepted = take_seq(tname, None if seq == "next" else seq)
     elif seq not in ("next", None):
         flags |= 0x1000
         s = seq
@@ -231,6 +278,9 @@ def tunnel_frame(tname, payload, outer=None, gre_flags=None, key="tunnel", seq="
 def add(capture, frame, expect, fid=None, ingress=None, egress=None, inner=None, tos=None,
         events=(), arp=None):
     assert (expect == "fwd") == (egress is not None), expect
+    expect, events = settle_seq(expect, events)
+    if expect != "fwd":
+        egress = inner = None
     captures[capture].append(bytes(frame))
     manifest.append(dict(
         id=fid, capture=capture, expect=expect, ingress=ingress, egress=egress,
@@ -286,7 +336,7 @@ def truncation():
                          ("edge2", "acme")]:
         fid = new_id()
         inner = inner_udp(fid, host(src_t), host(dst_t))
-        frame, _ = tunnel_frame(src_t, inner, reaches=False)
+        frame, _ = tunnel_frame(src_t, inner)
         frame = bytes(frame)
         inner_at = 34 + gre_len(src_t)
         cuts = {0, 1, 6, 12, 13, 14, 15, 33, 34, 35, 37, 38, 39, inner_at - 1, inner_at,
@@ -315,7 +365,7 @@ def truncation():
                         (0x1000 if t["sequence"] else 0)
                 whole_gre = keep >= glen
                 if t["sequence"]:
-                    seq, _ = take_seq(src_t, reaches=whole_gre)
+                    seq, _ = take_seq(src_t)
                 g = (gre_header(flags, 0x0800, t["key"], seq) + inner)[:keep]
                 if whole_gre and flags & 0x8000:
                     g = with_gre_checksum(g)
@@ -331,7 +381,7 @@ def truncation():
     # A cut that leaves a stale GRE checksum: the checksum fails first.
     fid = new_id()
     inner = bytes(inner_udp(fid, host("globex"), host("acme")))
-    seq, _ = take_seq("globex", reaches=False)
+    seq, _ = take_seq("globex")
     g = with_gre_checksum(gre_header(0xB000, 0x0800, TUNNELS["globex"]["key"], seq) + inner)
     add(CLIENT, Ether(src=TUNNELS["globex"]["mac"], dst=PORTS["client0"]["mac"]) /
         outer_ip("globex") / Raw(g[:-7]), "drop:bad_gre_checksum", ingress="globex")
@@ -401,7 +451,7 @@ def checksums():
         fid = new_id()
         src_t, dst_t = good_pair()
         inner = inner_udp(fid, host(src_t), host(dst_t))
-        frame, _ = tunnel_frame(src_t, inner, reaches=False)
+        frame, _ = tunnel_frame(src_t, inner)
         b = bytearray(bytes(frame))
         b[24:26] = struct.pack("!H", (b[24] << 8 | b[25]) ^ rng.randrange(1, 0x10000))
         add(capture_of(src_t), Raw(bytes(b)), "drop:bad_ipv4", fid)
@@ -417,7 +467,7 @@ def checksums():
             fid = new_id()
             inner = inner_udp(fid, host(tname), host("initech"))
             frame, _ = tunnel_frame(tname, inner, gre_flags=lambda f: f | 0x8000,
-                                    csum=rng.randrange(0x10000), reaches=False)
+                                    csum=rng.randrange(0x10000))
             g = bytes(frame)[34:]
             if inet_checksum(g) != 0:  # a random value may be right by chance
                 add(capture_of(tname), frame, "drop:bad_gre_checksum", fid, tname)
@@ -433,7 +483,7 @@ def fragments():
             tname = rng.choice(["acme", "globex", "initech", "edge2"])
             fid = new_id()
             inner = inner_udp(fid, host(tname), host("bravo"))
-            frame, _ = tunnel_frame(tname, inner, outer=frag, reaches=False)
+            frame, _ = tunnel_frame(tname, inner, outer=frag)
             add(capture_of(tname), frame, "drop:outer_fragment", fid)
         # ... even with a wrong key (the fragment check comes first), and ICMP to us.
         frame, _ = tunnel_frame("acme", Raw(b"x" * 40), key=rng.randrange(1 << 32),
@@ -461,12 +511,17 @@ def gre_bits():
         tname = rng.choice(["acme", "bravo", "globex"])
         fid = new_id()
         inner = inner_udp(fid, host(tname), host("initech"))
-        frame, _ = tunnel_frame(tname, inner, gre_flags=lambda f, b=bits: f | b,
-                                reaches=False)
+        frame, _ = tunnel_frame(tname, inner, gre_flags=lambda f, b=bits: f | b)
         add(CLIENT, frame, "drop:bad_gre", fid, tname)
-    # Forbidden bits with a wrong key: the tunnel lookup comes first.
+    # Forbidden bits with a wrong key: the header is checked before the tunnel lookup
+    # (SPEC.md tunnel termination step 2), so it is bad_gre, not no_tunnel.
     frame, _ = tunnel_frame("acme", Raw(b"x" * 30), key=7, gre_flags=lambda f: f | 0x4000)
-    add(CLIENT, frame, "drop:no_tunnel")
+    add(CLIENT, frame, "drop:bad_gre")
+    # Version 1 with K set (PPTP's enhanced GRE: the key field holds a length and call id).
+    for _ in variants():
+        frame, _ = tunnel_frame("acme", Raw(b"x" * 30), key=rng.randrange(1 << 32),
+                                proto=0x880B, gre_flags=lambda f: f | 0x0001)
+        add(CLIENT, frame, "drop:bad_gre")
     # Bits 6-12, one at a time and all together: ignored on receipt, counted.
     combos = [rng.randrange(1, 128) << 3 for _ in variants()]
     for bits in [0x0200, 0x0100, 0x0080, 0x0040, 0x0020, 0x0010, 0x0008, 0x03F8] + combos:
@@ -484,7 +539,7 @@ def gre_bits():
         tname = rng.choice(["acme", "bravo", "globex"])
         fid = new_id()
         inner = inner_udp(fid, host(tname), host("initech"))
-        frame, _ = tunnel_frame(tname, inner, proto=proto, reaches=False)
+        frame, _ = tunnel_frame(tname, inner, proto=proto)
         add(CLIENT, frame, "drop:unsupported_inner", fid, tname)
 
 
@@ -504,7 +559,7 @@ def gre_keys():
                 continue
             fid = new_id()
             inner = inner_udp(fid, host(tname), host("initech"))
-            frame, _ = tunnel_frame(tname, inner, reaches=False, **kw)
+            frame, _ = tunnel_frame(tname, inner, **kw)
             add(capture_of(tname), frame, "drop:no_tunnel", fid)
         # IPIP from a GRE-only router, GRE from the IPIP-only one.
         fid = new_id()
@@ -549,15 +604,41 @@ def sequence():
     last = seq_last["globex"]
     _, ok = globex((last + (1 << 31)) & 0xFFFFFFFF)
     assert not ok
-    # One less, one forged number far ahead: refused, and the sender goes on (the test
-    # plan's bounded window; SPEC.md's "later than the last accepted" alone would lock it
-    # out).
+    # One less, one forged number far ahead: refused, and the sender goes on (the bounded
+    # window; SPEC.md's "later than the last accepted" alone would lock it out).
     _, ok = globex((last + (1 << 31) - 1) & 0xFFFFFFFF)
     assert not ok
     _, ok = globex((last + 1) & 0xFFFFFFFF)
     assert ok
     # A gap of the whole window is fine; one more is a jump.
     _, ok = globex((last + 1 + SEQ_WINDOW) & 0xFFFFFFFF)
+    assert ok
+    # A packet dropped after the sequence check (a spoofed inner source) does not move the
+    # window: a good packet with an earlier number is still accepted.
+    last = seq_last["globex"]
+    fid = new_id()
+    frame, ok = tunnel_frame("globex", inner_udp(fid, host("acme"), host("bravo")),
+                             seq=(last + 1000) & 0xFFFFFFFF)
+    assert ok
+    add(CLIENT, frame, "drop:inner_spoofed", fid, "globex")
+    _, ok = globex((last + 500) & 0xFFFFFFFF)
+    assert ok
+    # A jump is remembered only from a packet that passes the other checks: a spoofed one
+    # far ahead is a gre_sequence drop, and the good one after it confirms nothing (it is a
+    # jump of its own, which the next number confirms).
+    far = (last + 500 + (1 << 20)) & 0xFFFFFFFF
+    fid = new_id()
+    frame, ok = tunnel_frame("globex", inner_udp(fid, host("acme"), host("bravo")), seq=far)
+    assert not ok
+    add(CLIENT, frame, "drop:inner_spoofed", fid, "globex")
+    _, ok = globex((far + 1) & 0xFFFFFFFF)
+    assert not ok
+    _, ok = globex((far + 2) & 0xFFFFFFFF)
+    assert ok
+    # A router that restarts its numbering (a reboot) is followed from its second packet.
+    _, ok = globex(0x10)
+    assert not ok
+    _, ok = globex(0x11)
     assert ok
     # The sender skips far ahead: two consecutive numbers, followed from the second; then
     # it climbs (pairs of numbers, steps under 2^31) to the top of the number space and
@@ -637,7 +718,7 @@ def outer_spoof():
             tname = rng.choice(["acme", "globex", "initech", "edge2"])
             fid = new_id()
             inner = inner_udp(fid, host(tname), host("bravo"))
-            frame, _ = tunnel_frame(tname, inner, outer=dict(src=src), reaches=False)
+            frame, _ = tunnel_frame(tname, inner, outer=dict(src=src))
             add(capture_of(tname), frame, "drop:martian", fid)
         # Unknown routers, other tunnels' routers, our own addresses as outer sources; a
         # tunnel's router to our address that is not its tunnel's local.
@@ -652,13 +733,13 @@ def outer_spoof():
                 ("edge2", dict(src="203.0.113.%d" % rng.randrange(60, 250)))]:
             fid = new_id()
             inner = inner_udp(fid, host(tname), host("bravo"))
-            frame, _ = tunnel_frame(tname, inner, outer=outer, reaches=False)
+            frame, _ = tunnel_frame(tname, inner, outer=outer)
             add(capture_of(tname), frame, "drop:no_tunnel", fid)
         # Not our address at all: no transit on the client port.
         for dst in ["192.0.2.2", "192.0.2.255", "198.51.100.1"]:
             fid = new_id()
             inner = inner_udp(fid, host("acme"), host("bravo"))
-            frame, _ = tunnel_frame("acme", inner, outer=dict(dst=dst), reaches=False)
+            frame, _ = tunnel_frame("acme", inner, outer=dict(dst=dst))
             add(CLIENT, frame, "drop:not_for_us", fid)
     # A tunnel is found by (local, remote, protocol, key) and accepted only on its own port
     # (the test plan's AUTH-6): acme's router "arriving" from the internet port, edge2's
@@ -666,11 +747,11 @@ def outer_spoof():
     for _ in variants():
         fid = new_id()
         inner = inner_udp(fid, host("acme"), host("bravo"))
-        frame, _ = tunnel_frame("acme", inner, eth_dst=PORTS["internet0"]["mac"], reaches=False)
+        frame, _ = tunnel_frame("acme", inner, eth_dst=PORTS["internet0"]["mac"])
         add(INET, frame, "drop:no_tunnel", fid)
         fid = new_id()
         inner = inner_udp(fid, host("edge2"), host("bravo"))
-        frame, _ = tunnel_frame("edge2", inner, eth_dst=PORTS["client0"]["mac"], reaches=False)
+        frame, _ = tunnel_frame("edge2", inner, eth_dst=PORTS["client0"]["mac"])
         add(CLIENT, frame, "drop:no_tunnel", fid)
 
 
@@ -764,7 +845,7 @@ def jumbo():
     for size in [2100, 4000, 9000, 16000]:
         fid = new_id()
         inner = inner_udp(fid, host("acme"), host("bravo"), size=size)
-        frame, _ = tunnel_frame("acme", inner, reaches=False)
+        frame, _ = tunnel_frame("acme", inner)
         add(CLIENT, frame, "drop:oversize_frame", fid)
     for size in [MBUF_DATA_ROOM - 14, 100]:
         fid = new_id()
@@ -868,7 +949,7 @@ def broadcast():
                     "33:33:00:00:00:01", "01:80:c2:00:00:00"]:
             fid = new_id()
             inner = inner_udp(fid, host("acme"), host("bravo"))
-            frame, _ = tunnel_frame("acme", inner, eth_dst=dst, reaches=False)
+            frame, _ = tunnel_frame("acme", inner, eth_dst=dst)
             add(CLIENT, frame, "drop:not_for_us", fid)
         # IPv4 broadcast and multicast destinations to our MAC: not ours; no transit on the
         # client port; on the internet port and inside a tunnel, never forwarded
@@ -899,7 +980,7 @@ def broadcast():
 def ethertypes():
     me = PORTS["client0"]["mac"]
     m = TUNNELS["acme"]["mac"]
-    inner = bytes(tunnel_frame("acme", Raw(b"x" * 40), reaches=False)[0])[14:]
+    inner = bytes(tunnel_frame("acme", Raw(b"x" * 40))[0])[14:]
     for etype, body in [(0x8100, struct.pack("!HH", 10, 0x0800) + inner),
                         (0x88A8, struct.pack("!HHHH", 10, 0x8100, 20, 0x0800) + inner),
                         (0x86DD, bytes(IPv6() / UDP() / Raw(b"x" * 20))),

@@ -587,7 +587,40 @@ pub fn check_run(
     let packets = dissect(dir, &files);
     let per_port = check_outputs(expected, outputs, &packets);
     check_counters(stats, expected, &per_port, captures);
+    check_accounting(stats);
     packets
+}
+
+/// Every packet a worker received was forwarded, dropped or punted, exactly once; what
+/// the workers forwarded (and the ARP replies they sent) was taken by TX, refused by it,
+/// or found no TX queue.
+pub fn check_accounting(stats: &Value) {
+    let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("counter {k}: {v}"));
+    let workers = stats["workers"].as_array().expect("workers");
+    let (mut forwarded, mut replies, mut handed) = (0, 0, 0);
+    for (i, w) in workers.iter().enumerate() {
+        assert_eq!(
+            n(w, "rx_packets"),
+            n(w, "forwarded") + n(w, "dropped") + n(w, "punted"),
+            "worker {i}: received = forwarded + dropped + punted: {w}"
+        );
+        forwarded += n(w, "forwarded");
+        replies += n(w, "arp_replies");
+        handed += n(w, "tx_packets") + n(w, "tx_dropped") + n(w, "tx_no_queue");
+    }
+    assert_eq!(
+        forwarded + replies,
+        handed,
+        "forwarded and ARP replies = TX taken, refused, or no queue"
+    );
+    let rx: u64 = stats["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| n(p, "pipeline_rx_packets"))
+        .sum();
+    let wrx: u64 = workers.iter().map(|w| n(w, "rx_packets")).sum();
+    assert_eq!(rx, wrx, "the ports' receive counts are the workers'");
 }
 
 /// Bytes from a hex string.
@@ -676,7 +709,10 @@ pub fn check_outputs(
                 p["arp"]["hwsrc"], pd.mac,
                 "ARP reply names the port's MAC {at}"
             );
-            assert_eq!(p["len"], 42, "ARP reply without padding {at}");
+            assert_eq!(
+                p["len"], 60,
+                "ARP reply padded to the Ethernet minimum {at}"
+            );
             continue;
         }
         let id = p["flow"]
@@ -722,6 +758,20 @@ pub fn check_outputs(
                 "{at}"
             );
             assert!(p.get("gre").is_none(), "{at}");
+            *per_port.entry(pd.name).or_default() += 1;
+            continue;
+        }
+        if let Some(name) = egress.strip_prefix("reflect:") {
+            // A keepalive, sent as it is (TTL decremented) back to the tunnel's router.
+            let t = tunnel(name);
+            let pd = port(t.port);
+            assert_eq!(out.port, t.port, "flow {id} left on the wrong port {at}");
+            assert_eq!(p["eth_src"], pd.mac, "{at}");
+            let nh = t.next_hop.unwrap_or(t.remote);
+            assert_eq!(p["eth_dst"], neighbor_mac(t.port, nh).unwrap(), "{at}");
+            assert_eq!(outer["src"], t.local, "{at}");
+            assert_eq!(outer["dst"], t.remote, "{at}");
+            assert_eq!(p["gre"]["proto"], 0, "{at}");
             *per_port.entry(pd.name).or_default() += 1;
             continue;
         }

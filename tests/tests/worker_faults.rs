@@ -189,7 +189,7 @@ fn pool_exhaustion_and_a_full_tx_queue_are_counted_survived_and_leak_nothing() {
             let Some(q) = queues.lock().ok().and_then(|mut q| q.take()) else {
                 return -1;
             };
-            let r = worker::run(0, q, &snapshots, &learned, &stop, &progress, epoch);
+            let r = worker::run(0, 1, q, &snapshots, &learned, &stop, &progress, epoch);
             *report.lock().expect("report") = Some(r);
             0
         },

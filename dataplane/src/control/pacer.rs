@@ -99,6 +99,19 @@ impl ArpPacer {
         self.cursor = start;
     }
 
+    /// Whether we asked for `ip` on `port` within the retry time, and if so forget it: a
+    /// reply is taken once per request, so a second answer (a forger racing the real
+    /// neighbour) changes nothing until we ask again.
+    pub fn take_solicited(&mut self, port: PortIndex, ip: Ipv4Addr, now: Instant) -> bool {
+        match self.asked.get(&(port, ip)) {
+            Some(&t) if now.saturating_duration_since(t) < self.retry => {
+                self.asked.remove(&(port, ip));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// How many next hops it remembers asking for (bounded by the rate and retry time).
     pub fn remembered(&self) -> usize {
         self.asked.len()
@@ -112,6 +125,31 @@ impl ArpPacer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_replies_to_what_we_asked_for_are_solicited() {
+        let t0 = Instant::now();
+        let mut p = ArpPacer::new(1000, Duration::from_secs(1), t0);
+        let a = hop(1);
+        assert!(!p.take_solicited(a.0, a.1, t0), "nothing asked yet");
+        let mut out = Vec::new();
+        p.due(t0, &[a], |_, _| false, &mut out);
+        assert_eq!(out, vec![a]);
+        assert!(!p.take_solicited(a.0, hop(2).1, t0), "another address");
+        assert!(!p.take_solicited(1, a.1, t0), "another port");
+        let later = t0 + Duration::from_millis(300);
+        assert!(p.take_solicited(a.0, a.1, later), "the answer");
+        assert!(!p.take_solicited(a.0, a.1, later), "a second answer");
+        // Asked again after the retry time; an answer after another retry time is late.
+        let t1 = t0 + Duration::from_millis(1500);
+        out.clear();
+        p.due(t1, &[a], |_, _| false, &mut out);
+        assert_eq!(out, vec![a]);
+        assert!(
+            !p.take_solicited(a.0, a.1, t1 + Duration::from_secs(1)),
+            "too late"
+        );
+    }
+
     use super::*;
     use std::collections::HashSet;
 

@@ -1,6 +1,6 @@
 //! An owning packet buffer, and a burst of them.
 
-use crate::buffer::{NoHeadroom, PacketBuf, TooShort};
+use crate::buffer::{NoHeadroom, NoTailroom, PacketBuf, TooShort};
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
@@ -177,6 +177,24 @@ impl PacketBuf for Mbuf {
                 requested: len,
                 len: have,
             });
+        }
+        Ok(())
+    }
+
+    fn pad_to(&mut self, len: usize) -> Result<(), NoTailroom> {
+        let have = self.len();
+        if have >= len {
+            return Ok(());
+        }
+        let zeros = [0u8; 64];
+        let mut missing = len - have;
+        while missing > 0 {
+            let n = missing.min(zeros.len());
+            self.append(&zeros[..n]).map_err(|_| NoTailroom {
+                needed: len - have,
+                available: 0,
+            })?;
+            missing -= n;
         }
         Ok(())
     }

@@ -136,16 +136,20 @@ pub enum Event {
     EcnSuspicious = 1,
     /// Outer CE copied onto an ECT inner packet.
     EcnCePropagated = 2,
+    /// A client router's keepalive (inner packet from our endpoint to its own) sent back
+    /// to it natively (SPEC.md tunnel termination step 5).
+    KeepalivesReflected = 3,
 }
 
 impl Event {
     /// Number of events.
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
     /// All events, in counter order.
     pub const ALL: [Event; Self::COUNT] = [
         Event::GreReservedIgnored,
         Event::EcnSuspicious,
         Event::EcnCePropagated,
+        Event::KeepalivesReflected,
     ];
 
     /// The counter name.
@@ -154,6 +158,7 @@ impl Event {
             Event::GreReservedIgnored => "gre_reserved_ignored",
             Event::EcnSuspicious => "ecn_suspicious",
             Event::EcnCePropagated => "ecn_ce_propagated",
+            Event::KeepalivesReflected => "keepalives_reflected",
         }
     }
 }

@@ -52,7 +52,7 @@ pub(crate) fn encapsulate<B: PacketBuf>(
     inner: &Inner,
     snap: &Snapshot,
     id: TunnelId,
-    ident: &mut u16,
+    ident: &mut super::Ident,
     counters: &mut Counters,
 ) -> Result<(Action, usize), Verdict> {
     let Some(t) = snap.tunnels().get(id) else {
@@ -89,7 +89,6 @@ pub(crate) fn encapsulate<B: PacketBuf>(
         };
         repr.emit(&mut gre::GrePacket::new_unchecked(gre_h));
     }
-    *ident = ident.wrapping_add(1);
     let repr = Ipv4Repr {
         src_addr: cfg.local,
         dst_addr: cfg.remote,
@@ -109,7 +108,7 @@ pub(crate) fn encapsulate<B: PacketBuf>(
             DfPolicy::Set => true,
             DfPolicy::Copy => inner.dont_frag,
         },
-        ident: *ident,
+        ident: ident.next_ident(),
     };
     emit_ipv4(ip, &repr);
     write_ethernet(eth, t.src_mac, dst_mac);

@@ -51,6 +51,9 @@ impl From<Verdict> for Action {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Inner {
     pub ingress_tunnel: Option<TunnelId>,
+    /// The ingress tunnel's client router probing it (inner source our endpoint, inner
+    /// destination its own): sent back to the router natively, whatever the routes say.
+    pub keepalive: bool,
     /// Host order.
     pub src: u32,
     /// Host order.
@@ -73,19 +76,66 @@ pub const MAX_BURST: usize = BURST;
 pub struct Pipeline {
     counters: Counters,
     /// IPv4 identification for the outer headers we write.
-    ident: u16,
+    ident: Ident,
     /// Recent tunnel lookups (checked against each burst's snapshot before use).
     tunnel_memo: terminate::TunnelMemo,
 }
 
+/// The outer IPv4 identifications one worker writes: its own residue class modulo the
+/// number of workers, so that no two workers ever write the same value (RFC 6864: unique
+/// per source, destination and protocol while a datagram may live), for any worker count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ident {
+    next: u16,
+    first: u16,
+    step: u16,
+}
+
+impl Ident {
+    /// Worker `index` of `workers` (at most 65,536 workers).
+    pub fn for_worker(index: usize, workers: usize) -> Ident {
+        let workers = workers.clamp(1, 1 << 16);
+        let first = (index % workers) as u16;
+        Ident {
+            next: first,
+            first,
+            step: (workers - 1) as u16,
+        }
+    }
+
+    /// The next identification; `step + 1` apart, wrapping back to the first value.
+    #[inline]
+    pub fn next_ident(&mut self) -> u16 {
+        let id = self.next;
+        self.next = match id.checked_add(self.step).and_then(|v| v.checked_add(1)) {
+            Some(v) => v,
+            None => self.first,
+        };
+        id
+    }
+}
+
 impl Pipeline {
-    /// A pipeline with zeroed counters. `ident_seed` starts the outer IPv4 identification
-    /// (give each worker a different one).
+    /// A pipeline with zeroed counters, for a single worker: outer IPv4 identifications
+    /// start at `ident_seed` and take every value in turn.
     pub fn new(ident_seed: u16) -> Self {
         Pipeline {
             counters: Counters::default(),
-            ident: ident_seed,
+            ident: Ident {
+                next: ident_seed,
+                first: 0,
+                step: 0,
+            },
             tunnel_memo: terminate::TunnelMemo::default(),
+        }
+    }
+
+    /// The pipeline of worker `index` of `workers`: its outer IPv4 identifications never
+    /// meet another worker's ([`Ident::for_worker`]).
+    pub fn for_worker(index: usize, workers: usize) -> Self {
+        Pipeline {
+            ident: Ident::for_worker(index, workers),
+            ..Pipeline::new(0)
         }
     }
 
@@ -156,7 +206,7 @@ impl Pipeline {
                         port,
                     },
                 ),
-                Ok(classify::Ingress::Transit) => terminate::transit(pkt),
+                Ok(classify::Ingress::Transit) => terminate::transit(pkt, snap, port),
                 Err(v) => Err(v),
             };
             match r {
@@ -181,7 +231,12 @@ impl Pipeline {
                 continue;
             }
             let inner = &inner[i];
-            let r = route::route(snap, inner, hops[i]).and_then(|target| match target {
+            let target = if inner.keepalive {
+                route::reflect(snap, inner)
+            } else {
+                route::route(snap, inner, hops[i])
+            };
+            let r = target.and_then(|target| match target {
                 Target::Tunnel(id) => {
                     encap::encapsulate(pkt, inner, snap, id, &mut self.ident, &mut self.counters)
                 }
@@ -196,6 +251,9 @@ impl Pipeline {
             actions[i] = match r {
                 Ok((a, len)) => {
                     tx_len[i] = len;
+                    if inner.keepalive {
+                        self.counters.events[Event::KeepalivesReflected as usize] += 1;
+                    }
                     a
                 }
                 Err(v) => v.into(),
@@ -211,6 +269,44 @@ impl Pipeline {
                 }
                 Action::Drop(r) => self.counters.drops[r as usize] += 1,
                 Action::Punt(r) => self.counters.punts[r as usize] += 1,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ident;
+
+    /// Every worker count: each worker's whole cycle of identifications is its own, and
+    /// no value repeats within a worker before its cycle ends.
+    #[test]
+    fn identifications_are_disjoint_between_workers() {
+        for workers in [1usize, 2, 3, 5, 7, 16, 24, 100, 128, 65_535, 65_536] {
+            let mut owner = vec![usize::MAX; 1 << 16];
+            for w in 0..workers.min(300) {
+                let mut id = Ident::for_worker(w, workers);
+                let first = id.next_ident();
+                let mut n = 1;
+                let mut v = first;
+                loop {
+                    assert!(
+                        owner[usize::from(v)] == usize::MAX || owner[usize::from(v)] == w,
+                        "{workers} workers: {v} written by {} and {w}",
+                        owner[usize::from(v)]
+                    );
+                    owner[usize::from(v)] = w;
+                    v = id.next_ident();
+                    if v == first {
+                        break;
+                    }
+                    n += 1;
+                }
+                assert_eq!(
+                    n,
+                    (65_536 - w).div_ceil(workers),
+                    "{workers} workers: cycle of {w}"
+                );
             }
         }
     }

@@ -45,3 +45,23 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
         Target::Native { .. } => Ok(target),
     }
 }
+
+/// Where a client router's keepalive goes: natively back toward the router, out of the
+/// tunnel's port to its underlay next hop (SPEC.md tunnel termination step 5). Never into a
+/// tunnel, whatever the routes say about the router's address.
+#[inline]
+pub(crate) fn reflect(snap: &Snapshot, inner: &Inner) -> Result<Target, Verdict> {
+    let t = inner
+        .ingress_tunnel
+        .and_then(|id| snap.tunnels().get(id))
+        .ok_or(Verdict::Drop(DropReason::NoRoute))?;
+    let port = snap
+        .port(t.config.egress_port)
+        .ok_or(Verdict::Drop(DropReason::NoRoute))?;
+    Ok(Target::Native {
+        port: t.config.egress_port,
+        src_mac: t.src_mac,
+        dst_mac: t.next_hop_mac,
+        mtu: port.mtu,
+    })
+}

@@ -6,7 +6,7 @@ use super::counters::Counters;
 use super::{Inner, Verdict};
 use crate::buffer::PacketBuf;
 use crate::tables::tunnel::TunnelEntry;
-use crate::tables::{PortIndex, Snapshot, TunnelId, TunnelKey};
+use crate::tables::{PortIndex, SequenceCheck, Snapshot, TunnelId, TunnelKey};
 use crate::wire::{ethernet, gre, ipv4::Ecn, EtherType, IpProtocol, Ipv4Packet};
 
 /// Sets of a [`TunnelMemo`] (a power of two), of two ways each: 16 KiB of `u16` ids.
@@ -140,6 +140,11 @@ pub(crate) struct Outer {
 
 /// Terminate a tunnel packet whose outer headers ingress checked. On `Ok` the packet starts
 /// at the inner IPv4 header, TTL decremented.
+///
+/// The GRE header is checked before the tunnel lookup (SPEC.md, tunnel termination step 2):
+/// a malformed header is named for what it is, not for a key its layout misplaces. A GRE
+/// sequence number only moves the tunnel's state once the packet has passed every check of
+/// termination (a punt to us counts as passing; a drop never moves it).
 #[inline]
 pub(crate) fn terminate<B: PacketBuf>(
     pkt: &mut B,
@@ -162,46 +167,104 @@ pub(crate) fn terminate<B: PacketBuf>(
     // somebody else's, `no_tunnel` (TESTPLAN AUTH-6).
     let l3 = ethernet::HEADER_LEN + outer_hlen;
     let mut strip = l3;
-    let tunnel = if protocol == IpProtocol::GRE {
+    let mut sequence = None;
+    let (tunnel, t) = if protocol == IpProtocol::GRE {
         let payload = &pkt.data()[l3..];
         let Ok(g) = gre::GrePacket::new_checked(payload) else {
             return Err(Verdict::Drop(DropReason::BadGre));
         };
-        let (id, t) = memo
-            .lookup(snap, local, remote, protocol, g.key())
-            .filter(|(_, t)| t.config.egress_port == port)
-            .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
         if g.version() != 0 || g.forbidden_bits_set() {
             return Err(Verdict::Drop(DropReason::BadGre));
         }
         if g.reserved_ignored_bits() != 0 {
             counters.events[Event::GreReservedIgnored as usize] += 1;
         }
-        if g.protocol_type() != EtherType::IPV4 {
-            return Err(Verdict::Drop(DropReason::UnsupportedInner));
-        }
         if g.checksum_present() && !g.verify_checksum() {
             return Err(Verdict::Drop(DropReason::BadGreChecksum));
         }
+        let (id, t) = memo
+            .lookup(snap, local, remote, protocol, g.key())
+            .filter(|(_, t)| t.config.egress_port == port)
+            .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
+        if g.protocol_type() != EtherType::IPV4 {
+            return Err(Verdict::Drop(DropReason::UnsupportedInner));
+        }
         if t.config.sequence {
-            match g.sequence() {
-                Some(seq) if t.state.accept_sequence(seq) => {}
-                _ => return Err(Verdict::Drop(DropReason::GreSequence)),
+            let Some(seq) = g.sequence() else {
+                return Err(Verdict::Drop(DropReason::GreSequence));
+            };
+            match t.state.check_sequence(seq) {
+                SequenceCheck::Old => return Err(Verdict::Drop(DropReason::GreSequence)),
+                check => sequence = Some((seq, check)),
             }
         }
         strip += g.header_len();
-        id
+        (id, t)
     } else {
         memo.lookup(snap, local, remote, protocol, None)
             .filter(|(_, t)| t.config.egress_port == port)
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?
-            .0
     };
+    let stripped = Stripped {
+        tunnel,
+        entry: t,
+        strip,
+        frame_len,
+        outer_ecn,
+    };
+    let Some((seq, check)) = sequence else {
+        return inner(pkt, snap, counters, stripped, true);
+    };
+    // An unconfirmed jump is refused whatever follows (`gre_sequence`, in the order of the
+    // checks, and counted nowhere else), and remembered only if the rest of the packet
+    // passes.
+    let confirmed = check == SequenceCheck::Accept;
+    let r = inner(pkt, snap, counters, stripped, confirmed);
+    let passed = matches!(r, Ok(_) | Err(Verdict::Punt(_)));
+    if passed && t.state.accept_sequence(seq) {
+        r
+    } else if passed || !confirmed {
+        Err(Verdict::Drop(DropReason::GreSequence))
+    } else {
+        r
+    }
+}
+/// A tunnel packet whose outer headers passed: what the inner checks need.
+#[derive(Clone, Copy)]
+struct Stripped<'s> {
+    tunnel: TunnelId,
+    entry: &'s TunnelEntry,
+    /// Bytes to strip: Ethernet, outer IPv4, GRE.
+    strip: usize,
+    frame_len: usize,
+    outer_ecn: Ecn,
+}
+
+/// Strip the outer headers and check the inner packet (SPEC.md, tunnel termination steps
+/// 3 to 8). `count`: whether the tunnel's counters and the events see this packet (not for
+/// a packet that will be refused for its sequence number whatever else it is).
+#[inline]
+fn inner<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    counters: &mut Counters,
+    outer: Stripped<'_>,
+    count: bool,
+) -> Result<Inner, Verdict> {
+    let Stripped {
+        tunnel,
+        entry: t,
+        strip,
+        frame_len,
+        outer_ecn,
+    } = outer;
     if pkt.trim_front(strip).is_err() {
         return Err(Verdict::Drop(DropReason::BadInnerIpv4));
     }
-    if let Some(c) = counters.tunnels.get_mut(tunnel.index()) {
-        c.rx.add(frame_len);
+    if count {
+        if let Some(c) = counters.tunnels.get_mut(tunnel.index()) {
+            c.rx.add(frame_len);
+        }
     }
 
     // The inner header: nobody has checked it, not even a NIC.
@@ -235,18 +298,25 @@ pub(crate) fn terminate<B: PacketBuf>(
         }
         return Err(Verdict::Punt(PuntReason::LocalInner));
     }
-    if snap.source_owner(src) != Some(tunnel) {
+    // The client router probing its own tunnel (a Cisco GRE keepalive): it goes back to the
+    // router natively; the source check and the loop rules are not for it.
+    let keepalive = src == u32::from(t.config.local) && dst == u32::from(t.config.remote);
+    if !keepalive && snap.source_owner(src) != Some(tunnel) {
         return Err(Verdict::Drop(DropReason::InnerSpoofed));
     }
     // RFC 6040 section 4.2, decapsulation (Figure 4).
     let mut new_ecn = None;
+    let mut suspicious = false;
     match (outer_ecn, inner_ecn) {
         (Ecn::Ce, Ecn::NotEct) => return Err(Verdict::Drop(DropReason::EcnCeNotEct)),
         (Ecn::Ce, Ecn::Ect0 | Ecn::Ect1) => new_ecn = Some(Ecn::Ce),
         // Figure 4: outer ECT(1) over inner ECT(0) gives ECT(1).
         (Ecn::Ect1, Ecn::Ect0) => new_ecn = Some(Ecn::Ect1),
-        (Ecn::Ect0 | Ecn::Ect1, Ecn::NotEct) => counters.events[Event::EcnSuspicious as usize] += 1,
+        (Ecn::Ect0 | Ecn::Ect1, Ecn::NotEct) => suspicious = true,
         _ => {}
+    }
+    if count && suspicious {
+        counters.events[Event::EcnSuspicious as usize] += 1;
     }
     if ttl <= 1 {
         return Err(Verdict::Drop(DropReason::TtlExceeded));
@@ -256,13 +326,14 @@ pub(crate) fn terminate<B: PacketBuf>(
     if let Some(ecn) = new_ecn {
         ip.set_ecn_incremental(ecn);
         tos = (tos & !0b11) | ecn.bits();
-        if ecn == Ecn::Ce {
+        if count && ecn == Ecn::Ce {
             counters.events[Event::EcnCePropagated as usize] += 1;
         }
     }
     ip.decrement_ttl_incremental();
     Ok(Inner {
         ingress_tunnel: Some(tunnel),
+        keepalive,
         src,
         dst,
         len: total,
@@ -272,22 +343,46 @@ pub(crate) fn terminate<B: PacketBuf>(
     })
 }
 
-/// Prepare a transit packet (not for us, transit allowed): strip Ethernet, check TTL.
+/// Prepare a transit packet (not for us, transit allowed on `port`): strip Ethernet, check
+/// the source and the TTL.
+///
+/// On a client-role port the source gets the tunnels' check (BCP 38, SPEC.md tunnel
+/// termination step 6): an address of a client's prefixes may arrive natively only on the
+/// port that client's tunnel uses, and an address no client owns only on a port that also
+/// has the internet role. A client can thus not send as another by leaving its tunnel.
 #[inline]
-pub(crate) fn transit<B: PacketBuf>(pkt: &mut B) -> Result<Inner, Verdict> {
+pub(crate) fn transit<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    port: PortIndex,
+) -> Result<Inner, Verdict> {
     if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
         return Err(Verdict::Drop(DropReason::BadIpv4));
     }
     let data = pkt.data_mut();
     let len = data.len();
     let mut ip = Ipv4Packet::new_unchecked(data);
+    let src = u32::from(ip.src_addr());
+    if let Some(roles) = snap.port(port).map(|p| p.roles).filter(|r| r.client) {
+        let allowed = match snap.source_owner(src) {
+            Some(owner) => snap
+                .tunnels()
+                .get(owner)
+                .is_some_and(|t| t.config.egress_port == port),
+            None => roles.internet,
+        };
+        if !allowed {
+            return Err(Verdict::Drop(DropReason::InnerSpoofed));
+        }
+    }
     if ip.ttl() <= 1 {
         return Err(Verdict::Drop(DropReason::TtlExceeded));
     }
     ip.decrement_ttl_incremental();
     Ok(Inner {
         ingress_tunnel: None,
-        src: u32::from(ip.src_addr()),
+        keepalive: false,
+        src,
         dst: u32::from(ip.dst_addr()),
         len,
         tos: (ip.dscp() << 2) | ip.ecn().bits(),

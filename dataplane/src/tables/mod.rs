@@ -8,8 +8,8 @@ pub use snapshot::{
     BuildError, PortEntry, PortRoles, RouteTarget, Snapshot, SnapshotBuilder, Target,
 };
 pub use tunnel::{
-    DfPolicy, DscpPolicy, TtlPolicy, Tunnel, TunnelId, TunnelKey, TunnelMode, TunnelState,
-    TunnelTable,
+    DfPolicy, DscpPolicy, SequenceCheck, TtlPolicy, Tunnel, TunnelId, TunnelKey, TunnelMode,
+    TunnelState, TunnelTable,
 };
 
 /// An ethdev port index, as DPDK numbers them.

@@ -173,50 +173,89 @@ pub struct TunnelState {
     pub tx_sequence: AtomicU32,
     /// Last accepted GRE sequence number, with bit 32 set once one was accepted.
     rx_sequence: AtomicU64,
-    /// The last number refused for jumping beyond the window, with bit 32 set.
+    /// The last number refused for lying beyond the window, with bit 32 set: the number
+    /// right after it confirms the jump.
     rx_jump: AtomicU64,
 }
 
 const SEQ_SEEN: u64 = 1 << 32;
 
-/// How far ahead of the last accepted sequence number a packet may jump and still be
-/// accepted on its own: 65,536 packets lost in a row.
-pub const SEQUENCE_WINDOW: u32 = 1 << 16;
+/// How far from the last accepted sequence number a packet may land and be judged on its
+/// own: up to this many ahead is accepted, up to this many behind (or equal) is a replay.
+/// Anywhere else in the number space is accepted only when the next packet confirms it.
+///
+/// This bounds what one forged packet (outer source and key are spoofable) can cost the
+/// real sender: at most this many of its packets (the forged number was accepted up to the
+/// window ahead, and the sender's next numbers look old until they pass it). A forged number
+/// further away is refused and changes nothing the sender needs. A sender that really
+/// skipped ahead, lost more than the window in a row, or restarted from another number
+/// (a client router that rebooted) is followed from its second packet.
+pub const SEQUENCE_WINDOW: u32 = 1024;
+
+/// What a received sequence number is, against the tunnel's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Later than the last accepted one, within the window; or the first one; or the number
+    /// right after an unconfirmed jump.
+    Accept,
+    /// Beyond the window, ahead or behind: accepted only if the next number follows it.
+    Unconfirmed,
+    /// A replay, or older than the last accepted one within the window.
+    Old,
+}
+
+/// RFC 1982 serial arithmetic (RFC 2890 section 2.2) around the last accepted number.
+fn classify(last: u64, jump: u64, seq: u32) -> SequenceCheck {
+    if last & SEQ_SEEN == 0 {
+        return SequenceCheck::Accept;
+    }
+    let ahead = seq.wrapping_sub(last as u32);
+    if ahead == 0 || ahead.wrapping_neg() <= SEQUENCE_WINDOW {
+        SequenceCheck::Old
+    } else if ahead <= SEQUENCE_WINDOW
+        || (jump & SEQ_SEEN != 0 && (jump as u32).wrapping_add(1) == seq)
+    {
+        SequenceCheck::Accept
+    } else {
+        SequenceCheck::Unconfirmed
+    }
+}
 
 impl TunnelState {
-    /// Accept `seq` if it is later than the last accepted one (RFC 1982 serial arithmetic,
-    /// RFC 2890 section 2.2) by at most [`SEQUENCE_WINDOW`]; the first number is always
-    /// accepted. A jump further ahead (but less than half the number space) is accepted
-    /// only from the second of two consecutive numbers: one forged packet far ahead can
-    /// then not lock the real sender out (TESTPLAN GRE-S 3), while a sender that really
-    /// skipped ahead, or lost more than the window, is followed after one more packet.
+    /// Judge `seq` without changing anything: the pipeline asks this in the GRE checks,
+    /// and calls [`TunnelState::accept_sequence`] once the packet has passed every other
+    /// check, so that a packet dropped later never moves the state.
+    #[inline]
+    pub fn check_sequence(&self, seq: u32) -> SequenceCheck {
+        classify(
+            self.rx_sequence.load(Ordering::Acquire),
+            self.rx_jump.load(Ordering::Acquire),
+            seq,
+        )
+    }
+
+    /// Take `seq` from a packet that passed every other check: accept it when
+    /// [`TunnelState::check_sequence`] says `Accept` against the state now (another worker
+    /// may have moved it since), else refuse it; an unconfirmed number is remembered, so
+    /// that the next one can confirm it.
     pub fn accept_sequence(&self, seq: u32) -> bool {
-        let mut jumped = false;
-        let accepted = self
+        let jump = self.rx_jump.load(Ordering::Acquire);
+        let r = self
             .rx_sequence
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                if cur & SEQ_SEEN == 0 {
-                    return Some(SEQ_SEEN | u64::from(seq));
-                }
-                let diff = seq.wrapping_sub(cur as u32);
-                jumped = false;
-                if diff == 0 || diff >= 1 << 31 {
-                    return None; // a replay, or older
-                }
-                if diff <= SEQUENCE_WINDOW {
-                    return Some(SEQ_SEEN | u64::from(seq));
-                }
-                jumped = true;
-                let prev = self.rx_jump.load(Ordering::Acquire);
-                (prev & SEQ_SEEN != 0 && (prev as u32).wrapping_add(1) == seq)
+                (classify(cur, jump, seq) == SequenceCheck::Accept)
                     .then_some(SEQ_SEEN | u64::from(seq))
-            })
-            .is_ok();
-        if jumped && !accepted {
-            self.rx_jump
-                .store(SEQ_SEEN | u64::from(seq), Ordering::Release);
+            });
+        match r {
+            Ok(_) => true,
+            Err(cur) => {
+                if classify(cur, jump, seq) == SequenceCheck::Unconfirmed {
+                    self.rx_jump
+                        .store(SEQ_SEEN | u64::from(seq), Ordering::Release);
+                }
+                false
+            }
         }
-        accepted
     }
 
     /// The next sequence number to send (increasing per tunnel across workers).
@@ -369,7 +408,7 @@ mod tests {
         assert!(s.accept_sequence(11));
         assert!(
             s.accept_sequence(11 + SEQUENCE_WINDOW),
-            "a gap within the window"
+            "a gap of the whole window"
         );
         let s = TunnelState::default();
         assert!(s.accept_sequence(u32::MAX));
@@ -378,38 +417,101 @@ mod tests {
             !s.accept_sequence(u32::MAX),
             "and the old one is now earlier"
         );
-        let s = TunnelState::default();
-        assert!(s.accept_sequence(0));
-        assert!(!s.accept_sequence(1 << 31), "exactly half way is not later");
     }
 
     #[test]
-    fn one_packet_far_ahead_cannot_lock_the_sender_out() {
+    fn checking_changes_nothing() {
+        let s = TunnelState::default();
+        assert_eq!(s.check_sequence(7), SequenceCheck::Accept);
+        assert_eq!(
+            s.check_sequence(7),
+            SequenceCheck::Accept,
+            "still the first"
+        );
+        assert!(s.accept_sequence(7));
+        assert_eq!(s.check_sequence(8), SequenceCheck::Accept);
+        assert_eq!(s.check_sequence(8), SequenceCheck::Accept);
+        assert_eq!(s.check_sequence(7), SequenceCheck::Old);
+        assert_eq!(s.check_sequence(7 + 5000), SequenceCheck::Unconfirmed);
+        assert_eq!(
+            s.check_sequence(7 + 5001),
+            SequenceCheck::Unconfirmed,
+            "checking 7 + 5000 did not remember it"
+        );
+        assert!(s.accept_sequence(8));
+    }
+
+    /// The real sender is at `real` and sends `real + 1, real + 2, ...`; one forged
+    /// packet carries `forged`. How many of the sender's next packets are refused?
+    fn cost_of_one_forged_packet(real: u32, forged: u32) -> u32 {
+        let s = TunnelState::default();
+        assert!(s.accept_sequence(real));
+        s.accept_sequence(forged);
+        (1..=3 * SEQUENCE_WINDOW)
+            .filter(|&i| !s.accept_sequence(real.wrapping_add(i)))
+            .count() as u32
+    }
+
+    #[test]
+    fn one_forged_packet_costs_the_sender_at_most_the_window() {
+        let real = 3_000_000_000u32;
+        let mut forged: Vec<u32> = vec![
+            real,
+            real.wrapping_add(1),
+            real.wrapping_add(SEQUENCE_WINDOW),
+            real.wrapping_add(SEQUENCE_WINDOW + 1),
+            real.wrapping_add(1 << 16),
+            real.wrapping_add(1 << 31),
+            real.wrapping_add((1 << 31) - 1),
+            real.wrapping_sub(1),
+            real.wrapping_sub(SEQUENCE_WINDOW),
+            real.wrapping_sub(SEQUENCE_WINDOW + 1),
+            real.wrapping_add(u32::MAX / 3),
+        ];
+        // And anywhere in the number space, in steps that are no multiple of anything.
+        forged.extend((0..4096u32).map(|i| i.wrapping_mul(1_048_573)));
+        for f in forged {
+            let cost = cost_of_one_forged_packet(real, f);
+            assert!(
+                cost <= SEQUENCE_WINDOW,
+                "a forged {f} (real sender at {real}) cost {cost} packets"
+            );
+        }
+        // Beyond the window the forged number changes nothing at all.
+        assert_eq!(
+            cost_of_one_forged_packet(real, real.wrapping_add(SEQUENCE_WINDOW + 1)),
+            0
+        );
+        assert_eq!(
+            cost_of_one_forged_packet(real, real.wrapping_add(1 << 31)),
+            0
+        );
+        // The worst case is exactly the window: a number right at its far edge.
+        assert_eq!(
+            cost_of_one_forged_packet(real, real.wrapping_add(SEQUENCE_WINDOW)),
+            SEQUENCE_WINDOW
+        );
+    }
+
+    #[test]
+    fn a_jump_is_followed_from_its_second_packet() {
         let s = TunnelState::default();
         assert!(s.accept_sequence(100));
-        // A forged number 2^31 - 1 ahead: refused, and the real sender goes on.
-        assert!(!s.accept_sequence(100 + (1 << 31) - 1));
-        assert!(s.accept_sequence(101));
-        assert!(
-            !s.accept_sequence(100 + SEQUENCE_WINDOW + 2),
-            "just beyond the window"
-        );
-        assert!(s.accept_sequence(102));
-        // Two consecutive numbers beyond the window: the sender skipped ahead; follow it
-        // from the second one, and refuse what is now behind.
         let far = 5_000_000;
-        assert!(!s.accept_sequence(far));
-        assert!(s.accept_sequence(far + 1));
+        assert!(!s.accept_sequence(far), "one far ahead: refused");
+        assert!(s.accept_sequence(far + 1), "the next one confirms it");
         assert!(s.accept_sequence(far + 2));
-        assert!(!s.accept_sequence(103), "the old numbers are now behind");
+        assert!(!s.accept_sequence(101), "the old numbers are now behind");
         // Two beyond the window but not consecutive: neither is accepted.
         assert!(!s.accept_sequence(far + 1_000_000));
         assert!(!s.accept_sequence(far + 1_000_002));
         assert!(s.accept_sequence(far + 3));
-        // Exactly half the number space ahead is never later, consecutive or not.
-        let half = (far + 3).wrapping_add(1 << 31);
-        assert!(!s.accept_sequence(half.wrapping_sub(1)));
-        assert!(!s.accept_sequence(half));
+        // A sender that restarted from 0 (a rebooted router) is followed from its second
+        // packet, although 0 is "older".
+        assert!(!s.accept_sequence(0));
+        assert!(s.accept_sequence(1));
+        assert!(s.accept_sequence(2));
+        assert!(!s.accept_sequence(far + 4), "the old run is now far away");
     }
 
     #[test]
