@@ -538,11 +538,13 @@ fn supervise(
     ports: &[Port<'_>],
 ) -> ControlReport {
     let api_stop = AtomicBool::new(false);
+    let api_counters = server::ApiCounters::default();
     std::thread::scope(|scope| {
         if let Some(l) = listener {
             let state = control.state;
             let health = control.health;
             let api_stop = &api_stop;
+            let api = &api_counters;
             std::thread::Builder::new()
                 .name("backbone-api".into())
                 .spawn_scoped(scope, move || {
@@ -552,6 +554,7 @@ fn supervise(
                         server::Live {
                             workers: progress,
                             ports: health,
+                            api,
                         },
                         api_stop,
                     )

@@ -92,7 +92,7 @@ pub fn run(
         if iterations % 4096 == 0 {
             // Never wait for a reader: skip this round if one holds the lock.
             if let Ok(mut c) = progress.counters.try_lock() {
-                c.clone_from(pipeline.counters());
+                progress.copy_counters(&mut c, pipeline.counters());
             }
             if let Ok(mut t) = progress.tx.try_lock() {
                 t.sent.clone_from(&report.tx_sent);
@@ -187,7 +187,7 @@ pub fn run(
     }
     report.counters = pipeline.counters().clone();
     if let Ok(mut c) = progress.counters.lock() {
-        c.clone_from(&report.counters);
+        progress.copy_counters(&mut c, &report.counters);
     }
     if let Ok(mut t) = progress.tx.lock() {
         t.sent.clone_from(&report.tx_sent);

@@ -47,6 +47,59 @@ pub fn backbone_bin() -> std::path::PathBuf {
         .clone()
 }
 
+/// Wait until `probe` answers `Ok`, and return what it answered. It is asked at once, then
+/// again and again, a millisecond apart at first and at most 50 ms apart later. If it still
+/// answers `Err` after `within`, the test fails naming `what` and showing the last `Err`.
+pub fn wait_for<T, E: std::fmt::Display>(
+    within: std::time::Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() >= within => {
+                panic!("waited {within:?} for {what}, in vain: {e}")
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Wait until `cond` holds; fail naming `what` if it still does not after `within`.
+pub fn wait_until(within: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    wait_for(
+        within,
+        what,
+        || if cond() { Ok(()) } else { Err("not yet") },
+    );
+}
+
+/// `backbone ctl --json --socket SOCK ARGS...`: the control API's answer, or why there is
+/// none (no socket yet, a refusal).
+pub fn ctl(sock: &std::path::Path, args: &[&str]) -> Result<serde_json::Value, String> {
+    let out = std::process::Command::new(backbone_bin())
+        .arg("ctl")
+        .arg("--json")
+        .arg(format!("--socket={}", sock.display()))
+        .args(args)
+        .output()
+        .map_err(|e| format!("run backbone ctl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "backbone ctl {}: {} {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("backbone ctl {}: {e}", args.join(" ")))
+}
+
 /// Debian's python3, which has scapy (scripts/setup.sh installs python3-scapy).
 pub const PYTHON: &str = "/usr/bin/python3";
 
@@ -89,6 +142,7 @@ impl KillOnDrop {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
+            // Polling for the exit, bounded by `limit`.
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         child.wait_with_output().expect("the process's output")

@@ -17,9 +17,12 @@
 //!   afterwards a valid change is applied, takes effect on the traffic, and is undone.
 //!
 //! "Nothing applied" is checked as the same snapshot generation and the same routes,
-//! tunnels and neighbours as listed before. The appliance is killed if the test fails.
+//! tunnels and neighbours as listed before, once the server has answered the request (or,
+//! for a client gone before the answer, once the server counts it refused). Counters are
+//! compared only as copies the workers made after the change they should show. The
+//! appliance is killed if the test fails.
 
-use backbone_tests::{backbone_bin, file_prefix, scapy, scratch_dir, KillOnDrop};
+use backbone_tests::{backbone_bin, file_prefix, scapy, scratch_dir, wait_for, KillOnDrop};
 use dataplane::control::server::{MAX_REQUEST, REQUEST_STALL};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -29,6 +32,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How long any one wait on the appliance may take.
+const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The unprivileged user the other-user client runs as.
 const NOBODY: &str = "65534";
@@ -172,8 +178,21 @@ fn refused(r: &Value, names: &str, what: &str) {
     );
 }
 
-/// Tunnel "far"'s TX packets, client0's RX packets and the no_route drops so far.
-fn counters(api: &mut Api) -> (u64, u64, u64) {
+/// What the test reads of the workers' live counters.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Tunnel "far"'s TX packets.
+    far: u64,
+    /// client0's RX packets.
+    rx: u64,
+    /// Packets dropped as no_route.
+    no_route: u64,
+    /// The oldest generation a worker had reached when it copied these counters: what
+    /// they leave out was processed under this generation or a newer one.
+    since: u64,
+}
+
+fn counters(api: &mut Api) -> Seen {
     let c = api.call(&json!({"op": "counters"}));
     assert_eq!(c["ok"], true, "{c}");
     let far = c["tunnels"]
@@ -184,46 +203,56 @@ fn counters(api: &mut Api) -> (u64, u64, u64) {
         .unwrap_or_else(|| panic!("no tunnel far: {c}"))["tx_packets"]
         .as_u64()
         .unwrap();
-    let rx = c["ports"][0]["rx_packets"].as_u64().unwrap();
-    let no_route = c["drops"]["no_route"].as_u64().unwrap();
-    (far, rx, no_route)
+    let since = c["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no workers' copies: {c}"))
+        .iter()
+        .map(|w| w["generation"].as_u64().unwrap_or(0))
+        .min()
+        .unwrap_or(0);
+    Seen {
+        far,
+        rx: c["ports"][0]["rx_packets"].as_u64().unwrap(),
+        no_route: c["drops"]["no_route"].as_u64().unwrap(),
+        since,
+    }
 }
 
 /// Waits until `pick` of the counters exceeds `above`.
-fn grows(api: &mut Api, above: u64, pick: fn((u64, u64, u64)) -> u64, what: &str) -> u64 {
-    let start = Instant::now();
-    loop {
-        let now = pick(counters(api));
+fn grows(api: &mut Api, above: u64, pick: fn(&Seen) -> u64, what: &str) -> u64 {
+    wait_for(PATIENCE, &format!("{what} above {above}"), || {
+        let now = pick(&counters(api));
         if now > above {
-            return now;
+            Ok(now)
+        } else {
+            Err(format!("it stays at {now}: not forwarding"))
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{what} stays at {now}: not forwarding"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 /// Waits until every worker runs generation `g`.
 fn reached(api: &mut Api, g: u64) {
-    let start = Instant::now();
-    loop {
+    wait_for(PATIENCE, &format!("every worker at generation {g}"), || {
         let r = api.call(&json!({"op": "generations"}));
-        if r["workers"]
+        let all = r["workers"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|w| w.as_u64() >= Some(g))
-        {
-            return;
+            .all(|w| w.as_u64() >= Some(g));
+        if all {
+            Ok(())
+        } else {
+            Err(format!("workers stuck: {r}"))
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "workers stuck: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    });
+}
+
+/// The server's own count `what` (`api` in the counters answer).
+fn api_count(api: &mut Api, what: &str) -> u64 {
+    let c = api.call(&json!({"op": "counters"}));
+    c["api"][what]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no api.{what} in {c}"))
 }
 
 fn is_root() -> bool {
@@ -279,8 +308,7 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
             .spawn()
             .unwrap(),
     ));
-    let start = Instant::now();
-    while !sock.exists() {
+    wait_for(Duration::from_secs(30), "the control socket", || {
         if let Some(status) = guard.0.as_mut().unwrap().try_wait().unwrap() {
             let mut err = String::new();
             let _ = guard
@@ -292,18 +320,20 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
                 .read_to_string(&mut err);
             panic!("backbone exited ({status}) before its socket appeared:\n{err}");
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "control socket never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        if sock.exists() {
+            Ok(())
+        } else {
+            Err(format!("no {}", sock.display()))
+        }
+    });
     let mut api = Api::connect(&sock);
 
     // Forwarding before anything else.
-    let (far0, rx0, _) = counters(&mut api);
-    let far = grows(&mut api, far0, |c| c.0, "tunnel far's tx");
-    assert!(counters(&mut api).1 > rx0, "client0 receives");
+    let Seen {
+        far: far0, rx: rx0, ..
+    } = counters(&mut api);
+    let far = grows(&mut api, far0, |c| c.far, "tunnel far's tx");
+    assert!(counters(&mut api).rx > rx0, "client0 receives");
     let s0 = state(&mut api);
     let g0 = s0[0].as_u64().unwrap();
     let unchanged = |api: &mut Api, what: &str| {
@@ -391,11 +421,21 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
         unchanged(&mut api, what);
     }
     {
-        // Cut, and the client is gone at once: nobody to answer.
+        // Cut, and the client is gone at once: nobody to answer, but the server reads
+        // the request all the same and counts it refused as cut.
+        let cut = api_count(&mut api, "cut");
         let mut c = Api::connect(&sock);
         c.writer.write_all(&BLACKHOLE.as_bytes()[..40]).unwrap();
         drop(c);
-        std::thread::sleep(Duration::from_millis(300));
+        let now = wait_for(
+            PATIENCE,
+            "the server to refuse the vanished client's request",
+            || match api_count(&mut api, "cut") {
+                n if n > cut => Ok(n),
+                n => Err(format!("api.cut stays at {n}")),
+            },
+        );
+        assert_eq!(now, cut + 1, "one cut request refused");
         unchanged(&mut api, "a cut request from a vanished client");
     }
     {
@@ -403,6 +443,7 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
         // request is not a cut: the request is served when it is complete.
         let mut c = Api::connect(&sock);
         c.writer.write_all(br#"{"op":"gener"#).unwrap();
+        // Pacing, not waiting: this pause is what is tested.
         std::thread::sleep(Duration::from_millis(1000));
         let r = c.send(b"ations\"}\n");
         assert_eq!(r["ok"], true, "a paused request is served: {r}");
@@ -593,7 +634,7 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
     unchanged(&mut api, "a stalled request");
 
     // (e) Still forwarding, after all of that.
-    let far = grows(&mut api, far, |c| c.0, "tunnel far's tx after the abuse");
+    let far = grows(&mut api, far, |c| c.far, "tunnel far's tx after the abuse");
     assert!(
         guard.0.as_mut().unwrap().try_wait().unwrap().is_none(),
         "backbone is running"
@@ -604,20 +645,30 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
     assert_eq!(r["ok"], true, "a valid change after the abuse: {r}");
     assert_eq!(r["generation"], g0 + 1, "{r}");
     reached(&mut api, g0 + 1);
-    std::thread::sleep(Duration::from_millis(300));
-    let (far_then, _, dropped) = counters(&mut api);
-    grows(
-        &mut api,
-        dropped,
-        |c| c.2,
-        "no_route drops under the blackhole",
+    // Counters copied once every worker had reached the blackhole: they hold every packet
+    // that went into far before it, and whatever goes in later is the blackhole's fault.
+    let then = wait_for(
+        PATIENCE,
+        "counters copied under the blackhole's generation",
+        || match counters(&mut api) {
+            c if c.since > g0 => Ok(c),
+            c => Err(format!("{c:?}")),
+        },
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Then many packets to far's destination, dropped under the blackhole.
+    let after = wait_for(
+        PATIENCE,
+        "50,000 no_route drops under the blackhole",
+        || match counters(&mut api) {
+            c if c.no_route >= then.no_route + 50_000 => Ok(c),
+            c => Err(format!("{c:?}, {then:?} when the blackhole was in place")),
+        },
+    );
     assert_eq!(
-        counters(&mut api).0,
-        far_then,
+        after.far, then.far,
         "nothing enters tunnel far while the blackhole covers its destination"
     );
+    let far_then = then.far;
     assert!(far_then >= far);
     let r = api.call(&json!({"op": "remove_route", "prefix": "10.9.0.0/24"}));
     assert_eq!(r["ok"], true, "{r}");
@@ -626,8 +677,19 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
     grows(
         &mut api,
         far_then,
-        |c| c.0,
+        |c| c.far,
         "tunnel far's tx once the blackhole is gone",
+    );
+    // The server's own count of what it refused, and why.
+    let c = api.call(&json!({"op": "counters"}));
+    let refused = &c["api"];
+    assert_eq!(refused["too_long"], 2, "over-long and padded: {refused}");
+    assert_eq!(refused["cut"], 3, "2 truncated, 1 vanished: {refused}");
+    assert_eq!(refused["stalled"], 1, "{refused}");
+    assert_eq!(
+        refused["errors"],
+        n_cases + 2,
+        "every malformed request, MAX_REQUEST bytes of not an object, invalid UTF-8: {refused}"
     );
     drop(api);
 

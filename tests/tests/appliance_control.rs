@@ -1,7 +1,9 @@
 //! The real binary's control path: ARP answered and learned, next hops without a static
 //! neighbour resolved by ARP requests, and SIGTERM stopping a run cleanly with counters.
 
-use backbone_tests::{backbone_bin, pcap, repo_root, scapy, scratch_dir, KillOnDrop};
+use backbone_tests::{
+    backbone_bin, ctl, pcap, repo_root, scapy, scratch_dir, wait_for, KillOnDrop,
+};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -159,18 +161,44 @@ fn sigterm_stops_a_run_cleanly_and_writes_counters() {
     ));
     // An endless source: the same packet again and again until we are told to stop.
     let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap,infinite_rx=1");
+    let sock = dir.join("ctl/api.sock");
     let mut guard = KillOnDrop(Some(
         Command::new(backbone_bin())
             .current_dir(&dir)
             .args(["run", "--config"])
             .arg(&cfg)
-            .args(["--stats", "stats.json"])
+            .args(["--stats", "stats.json", "--control-socket"])
+            .arg(&sock)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     ));
-    std::thread::sleep(Duration::from_millis(1500));
+    // The signal once the live counters show more than 1,000 packets into globex.
+    let live = wait_for(
+        Duration::from_secs(60),
+        "more than 1,000 packets into globex, live",
+        || {
+            if let Some(status) = guard.0.as_mut().unwrap().try_wait().unwrap() {
+                let out = guard.0.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "backbone exited ({status}) before the signal:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let c = ctl(&sock, &["counters"])?;
+            let tx = c["tunnels"]
+                .as_array()
+                .and_then(|ts| ts.iter().find(|t| t["name"] == "globex"))
+                .and_then(|t| t["tx_packets"].as_u64())
+                .ok_or_else(|| format!("no globex tx_packets in {c}"))?;
+            if tx > 1000 {
+                Ok(tx)
+            } else {
+                Err(format!("globex tx_packets {tx}"))
+            }
+        },
+    );
     let out = guard.stop("TERM", Duration::from_secs(20));
     assert!(
         out.status.success(),
@@ -184,6 +212,10 @@ fn sigterm_stops_a_run_cleanly_and_writes_counters() {
     assert!(
         globex_tx > 1000,
         "forwarded from the endless source: {globex_tx}"
+    );
+    assert!(
+        globex_tx >= live,
+        "the final count {globex_tx} is below the live one {live}"
     );
     let total_drops: u64 = stats["drops"]
         .as_object()

@@ -5,14 +5,16 @@
 //! prefixes that never moved never left anywhere else), and the final state is the one
 //! requested. A bad change is refused with a clear error and changes nothing.
 
-use backbone_tests::{backbone_bin, pcap, repo_root, scapy, scratch_dir, KillOnDrop};
+use backbone_tests::{
+    backbone_bin, pcap, repo_root, scapy, scratch_dir, wait_for, wait_until, KillOnDrop,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const GROUP_A: u8 = 32; // 10.50.x.0/24: moved between acme and globex
 const GROUP_B: u8 = 16; // 10.60.x.0/24: moved between globex and short-lived tunnels
@@ -25,20 +27,13 @@ struct Api {
 
 impl Api {
     fn connect(path: &Path) -> Api {
-        let start = Instant::now();
-        loop {
-            if let Ok(s) = UnixStream::connect(path) {
-                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                return Api {
-                    writer: s.try_clone().unwrap(),
-                    reader: BufReader::new(s),
-                };
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "control socket never appeared"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let s = wait_for(Duration::from_secs(30), "the control socket", || {
+            UnixStream::connect(path)
+        });
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Api {
+            writer: s.try_clone().unwrap(),
+            reader: BufReader::new(s),
         }
     }
 
@@ -212,25 +207,44 @@ fn thousands_of_changes_while_forwarding_lose_and_misroute_nothing() {
     }
     assert!(changes >= 2000, "{changes} changes");
 
-    // Every worker reaches the last generation, then we stop.
-    let start = Instant::now();
-    loop {
-        let gens = api.call(&json!({"op": "generations"}));
-        if gens["workers"]
-            .as_array()
-            .unwrap()
+    // Every worker reaches the last generation.
+    wait_for(
+        Duration::from_secs(10),
+        &format!("every worker at generation {last_gen}"),
+        || {
+            let gens = api.call(&json!({"op": "generations"}));
+            let all = gens["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|w| w.as_u64() == Some(last_gen));
+            if all {
+                Ok(())
+            } else {
+                Err(format!("workers stuck: {gens}"))
+            }
+        },
+    );
+    // And traffic flows under it: packets sent after the workers' counters were copied
+    // under the last generation. Then we stop.
+    let sent_under_last = |api: &mut Api| -> Option<u64> {
+        let c = api.call(&json!({"op": "counters"}));
+        let copies = c["workers"].as_array().unwrap();
+        copies
             .iter()
-            .all(|w| w.as_u64() == Some(last_gen))
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "workers stuck: {gens}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+            .all(|w| w["generation"].as_u64() == Some(last_gen))
+            .then(|| c["ports"][0]["tx_packets"].as_u64().unwrap())
+    };
+    let sent_then = wait_for(
+        Duration::from_secs(10),
+        "counters copied under the last generation",
+        || sent_under_last(&mut api).ok_or("not yet"),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "packets sent under the last generation",
+        || sent_under_last(&mut api).is_some_and(|n| n > sent_then),
+    );
 
     // The final state, through the CLI as an operator would read it.
     let listed = Command::new(backbone_bin())

@@ -11,11 +11,11 @@
 //! Needs hugepages (vhost-user shares memory with virtio-user): scripts/setup.sh reserves
 //! them. Where there are none the test fails and says so; it never skips.
 
-use backbone_tests::{backbone_bin, repo_root, scapy, scratch_dir, KillOnDrop};
+use backbone_tests::{backbone_bin, repo_root, scapy, scratch_dir, wait_for, KillOnDrop};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn spawn(cmd: &mut Command, log: &Path, what: &'static str) -> KillOnDrop {
     let out = std::fs::File::create(log).expect("log file");
@@ -74,6 +74,19 @@ fn testpmd(dir: &Path, prefix: &str, vdevs: &[String]) -> Command {
         "--total-num-mbufs=8192",
     ]);
     c
+}
+
+/// RX packets of testpmd's port `port` in the statistics it prints every second while it
+/// runs (`--stats-period=1`), the latest of them; none before the first.
+fn testpmd_live_rx(log: &Path, port: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let at = text.rfind(&format!("NIC statistics for port {port} "))?;
+    text[at..]
+        .split_whitespace()
+        .skip_while(|w| *w != "RX-packets:")
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// RX packets of testpmd's port `port` in its final statistics.
@@ -140,18 +153,14 @@ fn live_port(sock: &Path, port: &str) -> Value {
 
 /// Poll `port`'s live counters until `cond` holds (at most 10 s); returns them.
 fn live_until(sock: &Path, port: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
+    wait_for(Duration::from_secs(10), what, || {
         let p = live_port(sock, port);
         if cond(&p) {
-            return p;
+            Ok(p)
+        } else {
+            Err(format!("{port} live counters {p}"))
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{what}: {port} live counters {p}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 fn tx_of(c: &[(String, u64, u64)], port: &str) -> u64 {
@@ -163,19 +172,21 @@ fn tx_of(c: &[(String, u64, u64)], port: &str) -> u64 {
 
 /// Wait until `port`'s pipeline TX count passes `above`, or fail saying `what`.
 fn wait_tx(sock: &Path, port: &str, above: u64, what: &str, log: &Path) -> u64 {
-    let start = Instant::now();
-    loop {
-        let n = tx_of(&port_counters(sock), port);
-        if n > above {
-            return n;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{what}: {port} sent nothing more than {above} in 30 s; appliance log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        Duration::from_secs(30),
+        &format!("{what}: {port} sending more than {above}"),
+        || {
+            let n = tx_of(&port_counters(sock), port);
+            if n > above {
+                Ok(n)
+            } else {
+                Err(format!(
+                    "{n}; appliance log:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                ))
+            }
+        },
+    )
 }
 
 fn traffic(path: &Path) {
@@ -261,19 +272,20 @@ fn a_peer_that_stops_and_returns_costs_only_its_own_port() {
     );
     // A virtio-user port in server mode waits for its peer before the next port is set up:
     // socket 0, peer A, socket 1, peer B, then the control socket once forwarding starts.
-    let wait_for = |path: &Path| {
-        let start = Instant::now();
-        while !path.exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "backbone did not create {}:\n{}",
-                path.display(),
-                std::fs::read_to_string(&bb_log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    let created = |path: &Path| {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("backbone to create {}", path.display()),
+            || {
+                if path.exists() {
+                    Ok(())
+                } else {
+                    Err(std::fs::read_to_string(&bb_log).unwrap_or_default())
+                }
+            },
+        );
     };
-    wait_for(&s0);
+    created(&s0);
 
     let peer_a_log = dir.join("peer-a.log");
     let mut peer_a = spawn(
@@ -291,7 +303,7 @@ fn a_peer_that_stops_and_returns_costs_only_its_own_port() {
         &peer_a_log,
         "peer A (testpmd)",
     );
-    wait_for(&s1);
+    created(&s1);
     let peer_b = |n: usize| -> (KillOnDrop, PathBuf) {
         let log = dir.join(format!("peer-b{n}.log"));
         let p = spawn(
@@ -309,28 +321,27 @@ fn a_peer_that_stops_and_returns_costs_only_its_own_port() {
         (p, log)
     };
     let (mut b1, b1_log) = peer_b(1);
-    wait_for(&ctl);
+    created(&ctl);
 
     // Both peers up: traffic flows out of both ports.
     wait_tx(&ctl, "client0", 1000, "both peers up", &bb_log);
     wait_tx(&ctl, "internet0", 1000, "both peers up", &bb_log);
 
-    // Peer B stops. The client port keeps forwarding while the Internet port's link is down.
+    // Peer B stops, and the appliance sees its link go down (live).
     let stopped = Duration::from_secs(20);
     assert!(
         b1.stop("INT", stopped).status.success(),
         "peer B exited with an error"
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let c0 = tx_of(&port_counters(&ctl), "client0");
-    std::thread::sleep(Duration::from_millis(1500));
-    let c1 = wait_tx(&ctl, "client0", c0 + 1000, "peer B away", &bb_log);
-    let during = c1 - c0;
-    // While it is away, the live counters show it: link down, TX refusals growing.
     let down = live_until(&ctl, "internet0", "link down, live", |p| {
         p["link_up"] == false && p["link_changes"].as_u64() >= Some(1)
     });
     let refused = down["tx_dropped"].as_u64().expect("live tx_dropped");
+    // The client port keeps forwarding while the Internet port's link is down, and the
+    // live counters show the Internet port's TX refusals growing.
+    let c0 = tx_of(&port_counters(&ctl), "client0");
+    let c1 = wait_tx(&ctl, "client0", c0 + 1000, "peer B away", &bb_log);
+    let during = c1 - c0;
     live_until(&ctl, "internet0", "TX refusals growing, live", |p| {
         p["tx_dropped"].as_u64() > Some(refused)
     });
@@ -344,7 +355,15 @@ fn a_peer_that_stops_and_returns_costs_only_its_own_port() {
     live_until(&ctl, "internet0", "sending again, live", |p| {
         p["tx_sent"].as_u64() > Some(sent)
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // ... and the new peer B receives it (its statistics, printed every second).
+    wait_for(
+        Duration::from_secs(30),
+        "the new peer B to receive packets",
+        || match testpmd_live_rx(&b2_log, 0) {
+            Some(n) if n > 0 => Ok(()),
+            n => Err(format!("RX-packets {n:?} in {}", b2_log.display())),
+        },
+    );
 
     // The appliance first (its peers still there, so its ports close cleanly), then A, B.
     assert!(

@@ -8,7 +8,7 @@
 //! the Internet port; its ring has 1,023 slots and nothing reads it until the test does.
 
 use arc_swap::ArcSwap;
-use backbone_tests::{file_prefix, pcap, scratch_dir};
+use backbone_tests::{file_prefix, pcap, scratch_dir, wait_for, wait_until};
 use dataplane::buffer::PacketBuf;
 use dataplane::config::builder_from_config;
 use dataplane::dpdk::{launch_on_workers_with_main, Burst, Eal, Mempool, Port, PortConfig};
@@ -108,15 +108,6 @@ fn packet(i: usize) -> Vec<u8> {
     f
 }
 
-/// Wait until `cond` holds, or fail after `limit` saying what did not happen.
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn pool_exhaustion_and_a_full_tx_queue_are_counted_survived_and_leak_nothing() {
     let dir = scratch_dir("worker-faults");
@@ -182,7 +173,6 @@ fn pool_exhaustion_and_a_full_tx_queue_are_counted_survived_and_leak_nothing() {
     let epoch = Instant::now();
 
     let mut nombuf_while_dry = 0;
-    let mut in_ring_at_stop = 0;
     launch_on_workers_with_main(
         &eal,
         |_| {
@@ -211,20 +201,30 @@ fn pool_exhaustion_and_a_full_tx_queue_are_counted_survived_and_leak_nothing() {
             // frees what it refused.
             held.clear();
             wait_until(
-                "the rest of the file received",
                 Duration::from_secs(20),
+                "the rest of the file received",
                 || {
                     let rx = progress.rx_packets.load(Ordering::Relaxed);
                     let lost = ports[0].stats().expect("stats").rx_no_mbuf;
                     rx as usize + lost as usize >= PACKETS
                 },
             );
-            std::thread::sleep(Duration::from_millis(50));
+            // Every packet received went to the ring or was refused and freed: what is
+            // out is what the ring holds (its count read while the worker still runs).
+            wait_for(
+                Duration::from_secs(10),
+                "mbufs out = what the ring holds",
+                || match pool.in_use() {
+                    n if n as usize == RING => Ok(()),
+                    n => Err(format!("{n} mbufs out")),
+                },
+            );
             stop.store(true, Ordering::Relaxed);
-            in_ring_at_stop = pool.in_use();
         },
     )
     .expect("launch");
+    // The worker has stopped: nothing takes or returns mbufs any more.
+    let in_ring_at_stop = pool.in_use();
     let report = report
         .into_inner()
         .expect("report")
@@ -256,7 +256,7 @@ fn pool_exhaustion_and_a_full_tx_queue_are_counted_survived_and_leak_nothing() {
     // returns the pool to where it started.
     assert_eq!(
         in_ring_at_stop as usize, RING,
-        "mbufs out while the ring is full"
+        "mbufs out once the worker has stopped"
     );
     let mut drained = 0;
     let mut burst = Burst::new();

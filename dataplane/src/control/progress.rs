@@ -1,7 +1,7 @@
 //! What each worker tells the control thread: how far it got, and its counters.
 
 use crate::pipeline::Counters;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Shared between a worker and whoever watches it; written only by the worker.
@@ -13,11 +13,36 @@ pub struct WorkerProgress {
     pub generation: AtomicU64,
     /// Total packets received.
     pub rx_packets: AtomicU64,
-    /// A recent copy of the worker's counters, for reading while it runs.
+    /// A recent copy of the worker's counters, for reading while it runs (see
+    /// [`WorkerProgress::copy_counters`]).
     pub counters: Mutex<Counters>,
+    /// How many copies of `counters` the worker has made. Written with `counters` locked:
+    /// read it so too, to know which copy `counters` holds.
+    pub counters_copies: AtomicU64,
+    /// The generation the worker had reached when it made the copy in `counters`: every
+    /// packet it counted after that copy was processed under this generation or a newer
+    /// one. Written with `counters` locked, like `counters_copies`.
+    pub counters_generation: AtomicU64,
     /// A recent copy of what the worker handed to each port's TX queue, and what TX
     /// refused (by port id).
     pub tx: Mutex<PortTx>,
+}
+
+impl WorkerProgress {
+    /// Copy the worker's `counters` into `slot` (this `counters`, locked by the worker),
+    /// number the copy, and note the generation the worker has reached: stored at the top
+    /// of this poll, before any of its bursts, so every packet counted later is processed
+    /// under that generation or a newer one.
+    pub fn copy_counters(&self, slot: &mut Counters, counters: &Counters) {
+        slot.clone_from(counters);
+        // One writer (the worker): plain loads and stores, no read-modify-write.
+        self.counters_generation
+            .store(self.generation.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.counters_copies.store(
+            self.counters_copies.load(Ordering::Relaxed) + 1,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Per port id: packets a worker handed to TX, and packets TX refused (freed).

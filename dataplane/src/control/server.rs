@@ -8,6 +8,16 @@
 //! generation and the one each worker has reached), `lookup` (`"dst"`). Errors answer
 //! `{"ok":false,"error":"..."}` and change nothing.
 //!
+//! The workers' counters in `counters` are copies each worker makes every few thousand
+//! polls. Per worker, `workers[i].copies` says which copy it is (they are numbered from 1)
+//! and `workers[i].generation` the generation that worker had reached when it made it:
+//! whatever it counted after that copy, it processed under that generation or a newer one.
+//! So a client that changed the tables (generation G) and wants counters that include
+//! every packet processed under older ones waits for `workers[i].generation >= G`. The
+//! answer's `api` is the server's own count of connections, requests (and of those, the
+//! ones answered with an error) and requests refused with the connection closed
+//! (`too_long`, `cut`, `stalled`); each is counted before its answer is written.
+//!
 //! A request is a JSON object on one line of at most [`MAX_REQUEST`] bytes, ended by a
 //! newline. What is not is refused, and applies nothing: a line that is not JSON or not an
 //! object gets an error and the connection goes on; a line longer than the limit, one cut
@@ -26,7 +36,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -80,6 +90,57 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 pub struct Live<'a> {
     pub workers: &'a [WorkerProgress],
     pub ports: &'a PortsHealth,
+    /// What the server counts of its own clients.
+    pub api: &'a ApiCounters,
+}
+
+/// The server's count of its clients and their requests (the `counters` answer's `api`).
+#[derive(Debug, Default)]
+pub struct ApiCounters {
+    /// Clients accepted.
+    pub connections: AtomicU64,
+    /// Request lines answered, errors included.
+    pub requests: AtomicU64,
+    /// Request lines answered with an error.
+    pub errors: AtomicU64,
+    /// Requests refused, and their connection closed: longer than [`MAX_REQUEST`].
+    pub too_long: AtomicU64,
+    /// ... cut short by the end of the connection (whether or not the client was still
+    /// there to read the refusal).
+    pub cut: AtomicU64,
+    /// ... stalled mid-way for [`REQUEST_STALL`].
+    pub stalled: AtomicU64,
+}
+
+impl ApiCounters {
+    /// Count how reading a request ended, and the answer to it.
+    fn count(&self, line: Line, response: &Value) {
+        let counter = match line {
+            Line::Request => {
+                if response.get("ok") != Some(&Value::Bool(true)) {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                &self.requests
+            }
+            Line::TooLong => &self.too_long,
+            Line::Cut => &self.cut,
+            Line::Stalled => &self.stalled,
+            Line::End | Line::Stopped => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn to_json(&self) -> Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "connections": n(&self.connections),
+            "requests": n(&self.requests),
+            "errors": n(&self.errors),
+            "too_long": n(&self.too_long),
+            "cut": n(&self.cut),
+            "stalled": n(&self.stalled),
+        })
+    }
 }
 
 /// Most clients served at once; more wait in the listen backlog.
@@ -102,6 +163,7 @@ pub fn serve(
             }
             match listener.accept() {
                 Ok((stream, _)) => {
+                    live.api.connections.fetch_add(1, Ordering::Relaxed);
                     clients.fetch_add(1, Ordering::AcqRel);
                     let clients = &clients;
                     scope.spawn(move || {
@@ -231,6 +293,8 @@ fn handle(
                 REQUEST_STALL.as_secs()
             )),
         };
+        // Counted before the answer goes out: a client that has read it sees it counted.
+        live.api.count(line, &response);
         let mut answer = response.to_string();
         answer.push('\n');
         let written = writer.write_all(answer.as_bytes());
@@ -336,9 +400,17 @@ fn named(items: impl Iterator<Item = (&'static str, u64)>) -> Map<String, Value>
 fn counters(st: &ControlState, live: Live<'_>) -> Value {
     let mut total = Counters::default();
     let mut tx = PortTx::default();
+    let mut copies = Vec::with_capacity(live.workers.len());
     for w in live.workers {
         if let Ok(c) = w.counters.lock() {
             total.merge(&c);
+            // Under the lock: which copy `c` is, and from which generation on.
+            copies.push(json!({
+                "copies": w.counters_copies.load(Ordering::Relaxed),
+                "generation": w.counters_generation.load(Ordering::Relaxed),
+            }));
+        } else {
+            copies.push(Value::Null);
         }
         if let Ok(t) = w.tx.lock() {
             for (sum, part) in [(&mut tx.sent, &t.sent), (&mut tx.dropped, &t.dropped)] {
@@ -404,6 +476,8 @@ fn counters(st: &ControlState, live: Live<'_>) -> Value {
         "drops": named(DropReason::ALL.iter().map(|r| (r.name(), total.drop_count(*r)))),
         "events": named(Event::ALL.iter().map(|e| (e.name(), total.event_count(*e)))),
         "punts": named(PuntReason::ALL.iter().map(|p| (p.name(), total.punt_count(*p)))),
+        "workers": copies,
+        "api": live.api.to_json(),
     })
 }
 

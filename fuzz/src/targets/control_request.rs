@@ -10,7 +10,7 @@
 
 use crate::{lab, LAB_TOML};
 use dataplane::control::progress::{PortHealth, WorkerProgress};
-use dataplane::control::server::{respond, Live};
+use dataplane::control::server::{respond, ApiCounters, Live};
 use dataplane::control::state::ControlState;
 use pipeline_config::ConfigDocument;
 use serde_json::Value;
@@ -105,6 +105,7 @@ pub fn run(data: &[u8]) {
         Live {
             workers: &workers,
             ports: &ports,
+            api: &ApiCounters::default(),
         },
     );
     let ok = answer
