@@ -16,7 +16,14 @@ pub const BURST_MAX: usize = 32;
 pub struct Mbuf(NonNull<dpdk_sys::rte_mbuf>);
 
 // SAFETY: an Mbuf is the only handle to its rte_mbuf; moving it to another thread moves
-// the ownership, and freeing from any thread is allowed by the mempool (MP/MC ring).
+// the ownership. Dropping it there puts it back through its pool's ops on a thread other
+// than the one that took it, while other threads get and put on the same pool: that needs
+// multi-producer/multi-consumer ops (`ring_mp_mc`, EAL's default, or a hardware pool), and
+// `Mempool::new` refuses the single-producer or single-consumer ones (`ring_sp_sc`,
+// `ring_sp_mc`, `ring_mp_sc`). The per-lcore cache a put may go through belongs to the
+// calling lcore alone (a thread without an lcore bypasses it). Reference counts of shared
+// buffers (indirect and external mbufs) are atomic (RTE_MBUF_REFCNT_ATOMIC, set in this
+// DPDK build), so a buffer shared across threads is released exactly once.
 unsafe impl Send for Mbuf {}
 
 impl Mbuf {

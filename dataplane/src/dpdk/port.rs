@@ -5,8 +5,10 @@ use super::error::{errno_message, port_error, DpdkError, Result};
 use super::mbuf::Burst;
 use super::mempool::Mempool;
 use crate::wire::ethernet::EthernetAddress;
+use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr, CString};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// An ethdev port index.
@@ -72,16 +74,36 @@ pub struct PortStats {
 
 /// A started port. Stopped and closed on drop (a closed port cannot be started again in
 /// this process).
+///
+/// One thread owns it: DPDK's ethdev control functions (`set_mac`, `mtu`, `stats`,
+/// `xstats`, `link`, ...) are not thread-safe, and two calls on one port must never
+/// overlap. So `Port` is `Send` (its owner may move it to another thread) but not `Sync`:
+/// a `&Port` cannot reach a second thread, and every control call comes from the owner.
+/// The data path goes through the queue handles from [`Port::take_queues`], which hold no
+/// reference to the `Port` and go to the workers.
+///
+/// ```compile_fail
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<dataplane::dpdk::Port<'static>>();
+/// ```
+/// ```
+/// fn moved_to_a_thread<T: Send>() {}
+/// moved_to_a_thread::<dataplane::dpdk::Port<'static>>();
+/// moved_to_a_thread::<dataplane::dpdk::RxQueue<'static>>();
+/// moved_to_a_thread::<dataplane::dpdk::TxQueue<'static>>();
+/// ```
 #[derive(Debug)]
 pub struct Port<'eal> {
     id: PortId,
     config: PortConfig,
     rss_enabled: bool,
-    queues_taken: AtomicBool,
+    queues_taken: Cell<bool>,
     /// Set when the port reports link changes by interrupt: the link state its callback
     /// last read (boxed: DPDK holds its address until the callback is unregistered).
     link_events: Option<Box<LinkCell>>,
     _eal: &'eal Eal,
+    /// Not `Sync`: control calls come from the owning thread only (see above).
+    _owner: PhantomData<Cell<()>>,
 }
 
 /// `RTE_ETH_DEV_INTR_LSC` (rte_ethdev.h; a macro bindgen does not see).
@@ -148,7 +170,9 @@ unsafe extern "C" fn on_link_change(
 pub struct RxQueue<'p> {
     port: PortId,
     queue: u16,
-    _port: std::marker::PhantomData<(&'p (), *const ())>,
+    /// Lives no longer than the borrow of its `Port` ('p), without a `&Port`: the port is
+    /// not `Sync`, and the handle goes to a worker. The pointer makes it not `Sync`.
+    _port: PhantomData<(&'p (), *const ())>,
 }
 
 /// One TX queue of a port, owned by one worker. `Send`, not `Sync`.
@@ -156,7 +180,9 @@ pub struct RxQueue<'p> {
 pub struct TxQueue<'p> {
     port: PortId,
     queue: u16,
-    _port: std::marker::PhantomData<(&'p (), *const ())>,
+    /// Lives no longer than the borrow of its `Port` ('p), without a `&Port`: the port is
+    /// not `Sync`, and the handle goes to a worker. The pointer makes it not `Sync`.
+    _port: PhantomData<(&'p (), *const ())>,
 }
 
 // SAFETY: a queue handle is the only handle to that queue (handed out once per port);
@@ -373,9 +399,10 @@ impl<'eal> Port<'eal> {
             id,
             config: config.clone(),
             rss_enabled,
-            queues_taken: AtomicBool::new(false),
+            queues_taken: Cell::new(false),
             link_events,
             _eal: eal,
+            _owner: PhantomData,
         })
     }
 
@@ -499,21 +526,21 @@ impl<'eal> Port<'eal> {
 
     /// Hand out the port's queues, once: one handle per configured RX and TX queue.
     pub fn take_queues(&self) -> Result<(Vec<RxQueue<'_>>, Vec<TxQueue<'_>>)> {
-        if self.queues_taken.swap(true, Ordering::SeqCst) {
+        if self.queues_taken.replace(true) {
             return Err(DpdkError::QueuesTaken { port: self.id });
         }
         let rx = (0..self.config.rx_queues)
             .map(|queue| RxQueue {
                 port: self.id,
                 queue,
-                _port: std::marker::PhantomData,
+                _port: PhantomData,
             })
             .collect();
         let tx = (0..self.config.tx_queues)
             .map(|queue| TxQueue {
                 port: self.id,
                 queue,
-                _port: std::marker::PhantomData,
+                _port: PhantomData,
             })
             .collect();
         Ok((rx, tx))
