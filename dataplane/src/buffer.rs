@@ -5,6 +5,11 @@
 //! headroom (`prepend`). The payload never moves. `Mbuf` (in the DPDK layer) and
 //! [`TestBuf`] (a `Vec`-backed buffer for tests, fuzzing and benches) implement it.
 //!
+//! A buffer may share its bytes with other packets (a DPDK indirect or external mbuf, as
+//! some NICs hand out): writing (`data_mut`, `prepend`) then first copies the packet into
+//! memory of its own. [`PacketBuf::make_writable`] does that up front and says when it
+//! cannot (no buffer free for the copy); the pipeline calls it once per packet.
+//!
 //! No method panics: every failure is a small `Copy` error the caller counts.
 
 use thiserror::Error;
@@ -33,16 +38,32 @@ pub struct NoTailroom {
     pub available: usize,
 }
 
+/// The buffer shares its bytes with other packets, and no copy of its own could be made
+/// (no buffer was free): it cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the packet's buffer is shared and no copy of it could be made")]
+pub struct SharedBuffer;
+
 /// A packet buffer: contiguous data with headroom in front of it.
 pub trait PacketBuf {
     /// The packet bytes, from the current start to the end.
     fn data(&self) -> &[u8];
-    /// The packet bytes, mutable.
+    /// The packet bytes, mutable. A shared buffer is made writable first (see
+    /// [`make_writable`](Self::make_writable)); where that fails, the slice is empty.
     fn data_mut(&mut self) -> &mut [u8];
     /// Free bytes in front of the data that `prepend` may claim.
     fn headroom(&self) -> usize;
     /// Move the start `len` bytes back and return the new front bytes (contents unspecified).
+    /// A shared buffer is made writable first; where that fails, no headroom is writable
+    /// and the error says `available: 0`.
     fn prepend(&mut self, len: usize) -> Result<&mut [u8], NoHeadroom>;
+    /// Make the packet's bytes this buffer's own to write: a buffer that shares them with
+    /// other packets is copied into one of its own (the copy may have another headroom).
+    /// `Err` when no copy could be made; the packet is then unchanged and still shared.
+    /// Cheap for a buffer that is already its own.
+    fn make_writable(&mut self) -> Result<(), SharedBuffer> {
+        Ok(())
+    }
     /// Move the start `len` bytes forward (strip a header).
     fn trim_front(&mut self, len: usize) -> Result<(), TooShort>;
     /// Drop `len` bytes from the end (Ethernet padding).
@@ -78,6 +99,8 @@ pub struct TestBuf {
     start: usize,
     /// Set by [`TestBuf::chained`].
     chained: Option<usize>,
+    /// Set by [`TestBuf::shared`].
+    shared: bool,
 }
 
 impl TestBuf {
@@ -94,12 +117,21 @@ impl TestBuf {
             storage,
             start: headroom,
             chained: None,
+            shared: false,
         }
     }
 
     /// The same bytes as the first segment of a chain `total` bytes long.
     pub fn chained(mut self, total: usize) -> Self {
         self.chained = Some(total);
+        self
+    }
+
+    /// The same bytes in a buffer shared with other packets that cannot be copied (as an
+    /// mbuf is when its pool is empty): `make_writable` fails, `data_mut` is empty and
+    /// `prepend` refuses.
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
         self
     }
 
@@ -110,6 +142,7 @@ impl TestBuf {
         self.storage.extend_from_slice(bytes);
         self.start = headroom;
         self.chained = None;
+        self.shared = false;
     }
 }
 
@@ -123,6 +156,9 @@ impl PacketBuf for TestBuf {
     }
 
     fn data_mut(&mut self) -> &mut [u8] {
+        if self.shared {
+            return &mut [];
+        }
         &mut self.storage[self.start..]
     }
 
@@ -130,7 +166,20 @@ impl PacketBuf for TestBuf {
         self.start
     }
 
+    fn make_writable(&mut self) -> Result<(), SharedBuffer> {
+        if self.shared {
+            return Err(SharedBuffer);
+        }
+        Ok(())
+    }
+
     fn prepend(&mut self, len: usize) -> Result<&mut [u8], NoHeadroom> {
+        if self.shared {
+            return Err(NoHeadroom {
+                needed: len,
+                available: 0,
+            });
+        }
         if len > self.start {
             return Err(NoHeadroom {
                 needed: len,
@@ -167,6 +216,12 @@ impl PacketBuf for TestBuf {
 
     fn pad_to(&mut self, len: usize) -> Result<(), NoTailroom> {
         let want = self.start + len;
+        if self.shared && self.storage.len() < want {
+            return Err(NoTailroom {
+                needed: want - self.storage.len(),
+                available: 0,
+            });
+        }
         if self.storage.len() < want {
             self.storage.resize(want, 0);
         }
@@ -210,6 +265,22 @@ mod tests {
         b.pad_to(2).unwrap();
         assert_eq!(b.data(), &[1, 2, 3, 0, 0, 0]);
         assert_eq!(b.headroom(), 4);
+    }
+
+    #[test]
+    fn a_shared_buffer_that_cannot_be_copied_is_not_written() {
+        let mut b = TestBuf::new(&[1, 2, 3]).shared();
+        assert_eq!(b.make_writable(), Err(SharedBuffer));
+        assert!(b.data_mut().is_empty());
+        assert_eq!(
+            b.prepend(2),
+            Err(NoHeadroom {
+                needed: 2,
+                available: 0
+            })
+        );
+        assert_eq!(b.data(), &[1, 2, 3]);
+        assert_eq!(TestBuf::new(&[1]).make_writable(), Ok(()));
     }
 
     #[test]

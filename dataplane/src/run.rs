@@ -217,8 +217,12 @@ pub fn run(
     );
 
     let mut control_report = ControlReport::default();
+    // The launch sets `stop` itself once `supervise` returns or panics, or when an lcore
+    // cannot be launched, and waits for every worker it started in all three cases.
     let launched = launch_on_workers_with_main(
         &eal,
+        &lcores,
+        &stop,
         |lcore| {
             let Some(w) = lcores.iter().position(|&l| l == lcore) else {
                 return 0;

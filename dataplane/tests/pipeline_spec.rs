@@ -92,6 +92,33 @@ fn frames_longer_than_one_receive_buffer_are_oversize() {
 }
 
 #[test]
+fn shared_buffers_that_cannot_be_copied_are_dropped_untouched() {
+    // A buffer that shares its bytes with other packets (an indirect mbuf) and cannot be
+    // copied (its pool is empty): forwarding writes to it (TTL, headers), so it is dropped
+    // before any stage looks at it, and its bytes stay as they were.
+    let f = pkts(&["from_b(IP(src='10.2.0.5', dst='8.8.8.8'))"]);
+    let mut lab = Lab::new();
+    let mut bufs = vec![TestBuf::new(&f[0]).shared()];
+    assert_eq!(
+        lab.process(CLIENT_PORT, &mut bufs),
+        vec![Action::Drop(DropReason::SharedBuffer)]
+    );
+    assert_eq!(bufs[0].data(), &f[0][..], "nothing written");
+    let c = lab.counters();
+    assert_eq!(c.drop_count(DropReason::SharedBuffer), 1);
+    assert_eq!(
+        c.ports[0].rx.bytes,
+        f[0].len() as u64,
+        "received and counted"
+    );
+    lab.expect_transmit(
+        CLIENT_PORT,
+        &f[0],
+        "control: the same frame in its own buffer",
+    );
+}
+
+#[test]
 fn frames_for_another_mac_are_not_for_us() {
     let inner = "IP(src=RB, dst=L1)/GRE()/IP(src='10.2.0.5', dst='8.8.8.8')/data()";
     let f = pkts(&[
@@ -1832,6 +1859,10 @@ fn every_drop_reason_is_reachable_and_counted_once() {
             DropReason::OversizeFrame,
             "from_b(IP(src='10.2.0.5', dst='8.8.8.8'))",
         ),
+        (
+            DropReason::SharedBuffer,
+            "from_b(IP(src='10.2.0.5', dst='8.8.8.8'))",
+        ),
         (DropReason::UnsupportedEthertype, "e0()/IPv6()"),
         (
             DropReason::BadIpv4,
@@ -1921,10 +1952,10 @@ fn every_drop_reason_is_reachable_and_counted_once() {
             128
         };
         let buf = TestBuf::with_headroom(frame, headroom);
-        bufs.push(if *reason == DropReason::OversizeFrame {
-            buf.chained(frame.len() + 2048)
-        } else {
-            buf
+        bufs.push(match *reason {
+            DropReason::OversizeFrame => buf.chained(frame.len() + 2048),
+            DropReason::SharedBuffer => buf.shared(),
+            _ => buf,
         });
         want.push(Action::Drop(*reason));
     }

@@ -175,6 +175,8 @@ fn pool_exhaustion_and_a_full_tx_queue_are_counted_survived_and_leak_nothing() {
     let mut nombuf_while_dry = 0;
     launch_on_workers_with_main(
         &eal,
+        &eal.worker_lcores(),
+        &stop,
         |_| {
             let Some(q) = queues.lock().ok().and_then(|mut q| q.take()) else {
                 return -1;

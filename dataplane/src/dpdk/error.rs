@@ -26,6 +26,15 @@ pub enum DpdkError {
         errno: i32,
         message: String,
     },
+    /// The pool would use mempool ops that are single-producer or single-consumer (EAL's
+    /// `--mbuf-pool-ops-name` chose them), but mbufs are allocated and freed on several
+    /// threads at once.
+    #[error(
+        "mempool {name:?}: ops {ops:?} allow only one thread to allocate or to free at a \
+         time, and mbufs are allocated and freed on several (drop --mbuf-pool-ops-name, or \
+         give ring_mp_mc)"
+    )]
+    PoolOps { name: String, ops: String },
     /// No ethdev has that name.
     #[error("port {name:?} does not exist (available: {available})")]
     PortNotFound { name: String, available: String },

@@ -1,8 +1,10 @@
 //! An owning packet buffer, and a burst of them.
 
-use crate::buffer::{NoHeadroom, NoTailroom, PacketBuf, TooShort};
+use super::mempool::Mempool;
+use crate::buffer::{NoHeadroom, NoTailroom, PacketBuf, SharedBuffer, TooShort};
 use std::mem::MaybeUninit;
-use std::ptr::NonNull;
+use std::ptr::{addr_of_mut, NonNull};
+use std::sync::atomic::{AtomicU16, Ordering};
 
 /// The most packets one burst holds.
 pub const BURST_MAX: usize = 32;
@@ -11,12 +13,42 @@ pub const BURST_MAX: usize = 32;
 ///
 /// The [`PacketBuf`] view covers the first segment; the RX path accepts single-segment
 /// packets only (no scatter), so for received packets that is the whole packet.
+///
+/// The packet's bytes may live in a buffer shared with other mbufs: an indirect mbuf
+/// (attached to another's buffer, as [`Mbuf::clone_indirect`] makes them) or an external
+/// one (some PMDs, mlx5's multi-packet RQ for one, hand those out), or a direct mbuf that
+/// indirect ones are attached to. Such bytes are never written in place: `data_mut`,
+/// `prepend` and `append` first copy the packet into a fresh mbuf of its own (see
+/// [`PacketBuf::make_writable`]). The check is one look at the mbuf's flags and reference
+/// count, in the cache line those calls read anyway.
 #[repr(transparent)]
 #[derive(Debug)]
 pub struct Mbuf(NonNull<dpdk_sys::rte_mbuf>);
 
+/// The mbuf's buffer belongs to another mbuf (indirect) or to no mbuf (external).
+const ATTACHED: u64 = dpdk_sys::RTE_MBUF_F_INDIRECT | dpdk_sys::RTE_MBUF_F_EXTERNAL;
+
+/// Read a reference count that DPDK updates atomically (RTE_MBUF_REFCNT_ATOMIC).
+///
+/// # Safety
+/// `count` must point to a live, 2-byte aligned mbuf or shared-info reference count.
+unsafe fn load_refcnt(count: *mut u16) -> u16 {
+    // SAFETY: per the contract the pointer is valid and aligned for an AtomicU16; DPDK
+    // only changes the count with atomic operations, so an atomic load is race-free.
+    // Acquire: a count of one means every other holder has released the buffer, and their
+    // reads of it happen before our writes.
+    unsafe { AtomicU16::from_ptr(count) }.load(Ordering::Acquire)
+}
+
 // SAFETY: an Mbuf is the only handle to its rte_mbuf; moving it to another thread moves
-// the ownership, and freeing from any thread is allowed by the mempool (MP/MC ring).
+// the ownership. Dropping it there puts it back through its pool's ops on a thread other
+// than the one that took it, while other threads get and put on the same pool: that needs
+// multi-producer/multi-consumer ops (`ring_mp_mc`, EAL's default, or a hardware pool), and
+// `Mempool::new` refuses the single-producer or single-consumer ones (`ring_sp_sc`,
+// `ring_sp_mc`, `ring_mp_sc`). The per-lcore cache a put may go through belongs to the
+// calling lcore alone (a thread without an lcore bypasses it). Reference counts of shared
+// buffers (indirect and external mbufs) are atomic (RTE_MBUF_REFCNT_ATOMIC, set in this
+// DPDK build), so a buffer shared across threads is released exactly once.
 unsafe impl Send for Mbuf {}
 
 impl Mbuf {
@@ -24,9 +56,108 @@ impl Mbuf {
     ///
     /// # Safety
     /// `ptr` must point to a valid mbuf allocated from a pool of the running EAL, with a
-    /// reference count of one, that nothing else will use or free.
+    /// reference count of one, that nothing else will use or free. Its buffer may be shared
+    /// with other mbufs (indirect, external): writes copy it first.
     pub unsafe fn from_raw(ptr: NonNull<dpdk_sys::rte_mbuf>) -> Mbuf {
         Mbuf(ptr)
+    }
+
+    /// A second packet over this one's bytes: an indirect mbuf from `pool`, attached to
+    /// this mbuf's buffer (`rte_pktmbuf_attach`), as multicast code makes them and as some
+    /// PMDs hand them out. Both are then shared: the first write through either copies its
+    /// packet into a buffer of its own, and the other keeps the bytes as they were.
+    /// `None` when `pool` is empty or this packet is a chain (the clone would cover its
+    /// first segment only).
+    pub fn clone_indirect(&self, pool: &Mempool<'_>) -> Option<Mbuf> {
+        if self.segments() != 1 {
+            return None;
+        }
+        let clone = pool.alloc()?;
+        // SAFETY: `clone` is a fresh direct mbuf with a reference count of one and no
+        // data, which is what attach requires; self is a valid single-segment mbuf. Attach
+        // takes a reference on the buffer (on its direct mbuf, or its external shared
+        // info), which the clone gives back when it is freed.
+        unsafe { dpdk_sys::rte_pktmbuf_attach(clone.0.as_ptr(), self.0.as_ptr()) };
+        Some(clone)
+    }
+
+    /// Whether another mbuf may read or write this packet's bytes (any segment): see the
+    /// type's documentation.
+    #[inline]
+    pub fn is_shared(&self) -> bool {
+        let m = self.0.as_ptr();
+        // SAFETY: fields of our own valid mbuf, read in place: no reference to the whole
+        // mbuf, whose reference count other holders of its buffer may update meanwhile.
+        let (segs, flags) = unsafe { ((*m).nb_segs, (*m).ol_flags) };
+        if segs == 1 && flags & ATTACHED == 0 {
+            // SAFETY: the reference count of our own valid mbuf.
+            return unsafe { load_refcnt(addr_of_mut!((*m).refcnt)) } != 1;
+        }
+        self.any_segment_shared()
+    }
+
+    #[cold]
+    fn any_segment_shared(&self) -> bool {
+        let mut seg = self.0.as_ptr();
+        while !seg.is_null() {
+            // SAFETY: seg is our mbuf or a segment chained to it, valid while we own it;
+            // its fields are read in place, as in is_shared.
+            let (flags, shinfo, next) = unsafe { ((*seg).ol_flags, (*seg).shinfo, (*seg).next) };
+            let count = if flags & dpdk_sys::RTE_MBUF_F_EXTERNAL != 0 {
+                // SAFETY: an external mbuf's shinfo points to its buffer's shared info,
+                // alive while the mbuf holds its reference.
+                unsafe { addr_of_mut!((*shinfo).refcnt) }
+            } else if flags & dpdk_sys::RTE_MBUF_F_INDIRECT != 0 {
+                // SAFETY: an indirect mbuf's buffer sits inside the direct mbuf that owns
+                // it, kept alive by the reference this one holds.
+                unsafe { addr_of_mut!((*dpdk_sys::rte_mbuf_from_indirect(seg)).refcnt) }
+            } else {
+                // SAFETY: a segment of ours, as above.
+                unsafe { addr_of_mut!((*seg).refcnt) }
+            };
+            // SAFETY: the reference count of a live mbuf or shared info, chosen above.
+            if unsafe { load_refcnt(count) } != 1 {
+                return true;
+            }
+            seg = next;
+        }
+        false
+    }
+
+    /// Make the bytes ours before writing them: see [`PacketBuf::make_writable`].
+    #[inline]
+    fn writable(&mut self) -> Result<(), SharedBuffer> {
+        if self.is_shared() {
+            return self.unshare();
+        }
+        Ok(())
+    }
+
+    /// Replace the packet with a copy in a fresh mbuf (the whole chain), and free our
+    /// reference to the shared one. The copy comes from the pool of the mbuf that holds
+    /// the bytes (an indirect mbuf's own pool may hold headers only), else from ours; it
+    /// has that pool's default headroom.
+    #[cold]
+    fn unshare(&mut self) -> Result<(), SharedBuffer> {
+        let m = self.0.as_ptr();
+        // SAFETY: a field of our own valid mbuf, read in place.
+        let pool = if unsafe { (*m).ol_flags } & dpdk_sys::RTE_MBUF_F_INDIRECT != 0 {
+            // SAFETY: as in any_segment_shared: the direct mbuf behind an indirect one
+            // lives while we hold our reference.
+            unsafe { (*dpdk_sys::rte_mbuf_from_indirect(m)).pool }
+        } else {
+            // SAFETY: as above.
+            unsafe { (*m).pool }
+        };
+        // SAFETY: m is a valid mbuf (chain) we own and pool a valid pktmbuf pool; the copy
+        // only reads m, and a non-null result is a new mbuf that we alone hold.
+        let copy = unsafe { dpdk_sys::rte_pktmbuf_copy(m, pool, 0, u32::MAX) };
+        let copy = NonNull::new(copy).ok_or(SharedBuffer)?;
+        let shared = std::mem::replace(&mut self.0, copy);
+        // SAFETY: our reference to the shared packet, released exactly once; the other
+        // holders keep theirs.
+        unsafe { dpdk_sys::rte_pktmbuf_free(shared.as_ptr()) };
+        Ok(())
     }
 
     /// Give up ownership; the caller must free or transmit the pointer.
@@ -56,22 +187,22 @@ impl Mbuf {
         self.raw().port
     }
 
-    /// Append `bytes` at the end of the last segment.
+    /// Append `bytes` at the end of the last segment (copying a shared packet first).
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), NoHeadroom> {
-        let len = u16::try_from(bytes.len()).map_err(|_| NoHeadroom {
+        let refused = NoHeadroom {
             needed: bytes.len(),
             available: 0,
-        })?;
+        };
+        let len = u16::try_from(bytes.len()).map_err(|_| refused)?;
+        self.writable().map_err(|_| refused)?;
         // SAFETY: we own the mbuf; rte_pktmbuf_append returns null when the tailroom is too
         // small, else a pointer to `len` writable bytes inside the last segment.
         let dst = unsafe { dpdk_sys::rte_pktmbuf_append(self.0.as_ptr(), len) };
         if dst.is_null() {
-            return Err(NoHeadroom {
-                needed: bytes.len(),
-                available: 0,
-            });
+            return Err(refused);
         }
-        // SAFETY: dst points to `len` writable bytes owned by this mbuf, disjoint from `bytes`.
+        // SAFETY: dst points to `len` bytes of this mbuf's buffer, which no other mbuf
+        // shares (checked above), disjoint from `bytes`.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.cast::<u8>(), bytes.len()) };
         Ok(())
     }
@@ -103,8 +234,12 @@ impl PacketBuf for Mbuf {
     }
 
     fn data_mut(&mut self) -> &mut [u8] {
+        if self.writable().is_err() {
+            return &mut [];
+        }
         let len = usize::from(self.raw().data_len);
-        // SAFETY: as in `data`, and `&mut self` gives exclusive access to those bytes.
+        // SAFETY: as in `data`; no other mbuf shares the buffer (checked above), and
+        // `&mut self` gives exclusive access to those bytes.
         unsafe {
             std::slice::from_raw_parts_mut(
                 dpdk_sys::backbone_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(),
@@ -117,7 +252,17 @@ impl PacketBuf for Mbuf {
         usize::from(self.raw().data_off)
     }
 
+    fn make_writable(&mut self) -> Result<(), SharedBuffer> {
+        self.writable()
+    }
+
     fn prepend(&mut self, len: usize) -> Result<&mut [u8], NoHeadroom> {
+        if self.writable().is_err() {
+            return Err(NoHeadroom {
+                needed: len,
+                available: 0,
+            });
+        }
         let available = self.headroom();
         let l16 = u16::try_from(len).ok().filter(|_| len <= available);
         let Some(l16) = l16 else {
@@ -135,7 +280,8 @@ impl PacketBuf for Mbuf {
                 available,
             });
         }
-        // SAFETY: p points to `len` bytes of this mbuf's buffer, exclusively borrowed via self.
+        // SAFETY: p points to `len` bytes of this mbuf's buffer, which no other mbuf shares
+        // (checked above), exclusively borrowed via self.
         Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
     }
 

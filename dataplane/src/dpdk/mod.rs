@@ -9,8 +9,17 @@
 //!   outlives EAL. EAL is cleaned up when the `Eal` drops, unless an mbuf is still out, in
 //!   which case the memory is left mapped (a leak, never a use-after-free).
 //! - An [`Mbuf`] owns one packet: it frees it on drop, is `Send` but not `Sync`, not `Clone`.
+//!   Its bytes may be shared with other mbufs (indirect or external buffers); they are never
+//!   written in place then: writes copy the packet into a fresh mbuf first.
+//! - A [`Mempool`]'s ops are multi-producer/multi-consumer (single-producer or
+//!   single-consumer ops are refused): mbufs are allocated and freed on any thread.
 //! - A [`Burst`] owns up to [`BURST_MAX`] mbufs; `tx_burst` removes from it exactly what the
 //!   NIC accepted and leaves the rest in it (retry or drop them: drop frees).
+//! - A [`Port`] is `Send` but not `Sync`: its control calls come from the thread that owns
+//!   it. Its queue handles go to the workers.
+//! - [`launch_on_workers_with_main`] returns or unwinds only after every lcore it launched
+//!   has returned: it sets the caller's stop flag and waits, on success, on a panic of the
+//!   main lcore's function and on a launch that fails part-way.
 
 mod eal;
 mod error;

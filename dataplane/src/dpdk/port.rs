@@ -1,12 +1,15 @@
 //! Ethernet ports: setup, queues, bursts, link status and counters.
 
 use super::eal::Eal;
-use super::error::{port_error, DpdkError, Result};
+use super::error::{errno_message, port_error, DpdkError, Result};
 use super::mbuf::Burst;
 use super::mempool::Mempool;
 use crate::wire::ethernet::EthernetAddress;
+use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr, CString};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// An ethdev port index.
 pub type PortId = u16;
@@ -71,16 +74,36 @@ pub struct PortStats {
 
 /// A started port. Stopped and closed on drop (a closed port cannot be started again in
 /// this process).
+///
+/// One thread owns it: DPDK's ethdev control functions (`set_mac`, `mtu`, `stats`,
+/// `xstats`, `link`, ...) are not thread-safe, and two calls on one port must never
+/// overlap. So `Port` is `Send` (its owner may move it to another thread) but not `Sync`:
+/// a `&Port` cannot reach a second thread, and every control call comes from the owner.
+/// The data path goes through the queue handles from [`Port::take_queues`], which hold no
+/// reference to the `Port` and go to the workers.
+///
+/// ```compile_fail
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<dataplane::dpdk::Port<'static>>();
+/// ```
+/// ```
+/// fn moved_to_a_thread<T: Send>() {}
+/// moved_to_a_thread::<dataplane::dpdk::Port<'static>>();
+/// moved_to_a_thread::<dataplane::dpdk::RxQueue<'static>>();
+/// moved_to_a_thread::<dataplane::dpdk::TxQueue<'static>>();
+/// ```
 #[derive(Debug)]
 pub struct Port<'eal> {
     id: PortId,
     config: PortConfig,
     rss_enabled: bool,
-    queues_taken: AtomicBool,
+    queues_taken: Cell<bool>,
     /// Set when the port reports link changes by interrupt: the link state its callback
     /// last read (boxed: DPDK holds its address until the callback is unregistered).
     link_events: Option<Box<LinkCell>>,
     _eal: &'eal Eal,
+    /// Not `Sync`: control calls come from the owning thread only (see above).
+    _owner: PhantomData<Cell<()>>,
 }
 
 /// `RTE_ETH_DEV_INTR_LSC` (rte_ethdev.h; a macro bindgen does not see).
@@ -147,7 +170,9 @@ unsafe extern "C" fn on_link_change(
 pub struct RxQueue<'p> {
     port: PortId,
     queue: u16,
-    _port: std::marker::PhantomData<(&'p (), *const ())>,
+    /// Lives no longer than the borrow of its `Port` ('p), without a `&Port`: the port is
+    /// not `Sync`, and the handle goes to a worker. The pointer makes it not `Sync`.
+    _port: PhantomData<(&'p (), *const ())>,
 }
 
 /// One TX queue of a port, owned by one worker. `Send`, not `Sync`.
@@ -155,7 +180,9 @@ pub struct RxQueue<'p> {
 pub struct TxQueue<'p> {
     port: PortId,
     queue: u16,
-    _port: std::marker::PhantomData<(&'p (), *const ())>,
+    /// Lives no longer than the borrow of its `Port` ('p), without a `&Port`: the port is
+    /// not `Sync`, and the handle goes to a worker. The pointer makes it not `Sync`.
+    _port: PhantomData<(&'p (), *const ())>,
 }
 
 // SAFETY: a queue handle is the only handle to that queue (handed out once per port);
@@ -349,7 +376,7 @@ impl<'eal> Port<'eal> {
         // SAFETY: configured port with all queues set up.
         let ret = unsafe { dpdk_sys::rte_eth_dev_start(id) };
         if ret != 0 {
-            if let Some(cell) = &link_events {
+            if let Some(cell) = link_events {
                 unregister_link_events(id, cell);
             }
             return Err(port_error(id, "rte_eth_dev_start", ret));
@@ -372,9 +399,10 @@ impl<'eal> Port<'eal> {
             id,
             config: config.clone(),
             rss_enabled,
-            queues_taken: AtomicBool::new(false),
+            queues_taken: Cell::new(false),
             link_events,
             _eal: eal,
+            _owner: PhantomData,
         })
     }
 
@@ -498,47 +526,80 @@ impl<'eal> Port<'eal> {
 
     /// Hand out the port's queues, once: one handle per configured RX and TX queue.
     pub fn take_queues(&self) -> Result<(Vec<RxQueue<'_>>, Vec<TxQueue<'_>>)> {
-        if self.queues_taken.swap(true, Ordering::SeqCst) {
+        if self.queues_taken.replace(true) {
             return Err(DpdkError::QueuesTaken { port: self.id });
         }
         let rx = (0..self.config.rx_queues)
             .map(|queue| RxQueue {
                 port: self.id,
                 queue,
-                _port: std::marker::PhantomData,
+                _port: PhantomData,
             })
             .collect();
         let tx = (0..self.config.tx_queues)
             .map(|queue| TxQueue {
                 port: self.id,
                 queue,
-                _port: std::marker::PhantomData,
+                _port: PhantomData,
             })
             .collect();
         Ok((rx, tx))
     }
 }
 
-/// Unregister the link callback of `id` whose argument is `cell`; waits while it runs.
-fn unregister_link_events(id: PortId, cell: &LinkCell) {
-    let arg = (cell as *const LinkCell).cast_mut().cast::<c_void>();
-    for _ in 0..1000 {
-        // SAFETY: the same callback and argument that were registered for this port.
-        let ret = unsafe {
+/// Unregister the link callback of `id` whose argument is `cell`, then free the cell.
+/// While the callback runs (EAGAIN) this waits, up to a second; a callback that stays
+/// registered keeps its cell: it is leaked, never freed under C.
+fn unregister_link_events(id: PortId, cell: Box<LinkCell>) {
+    let arg = (&*cell as *const LinkCell).cast_mut().cast::<c_void>();
+    let unregister = || {
+        // SAFETY: the same callback and argument that were registered for this port; the
+        // cell behind `arg` is alive (the helper frees it only after this returned 0).
+        unsafe {
             dpdk_sys::rte_eth_dev_callback_unregister(
                 id,
                 dpdk_sys::RTE_ETH_EVENT_INTR_LSC,
                 Some(on_link_change),
                 arg,
             )
-        };
-        if ret != -libc_eagain() {
-            return;
         }
-        // The callback is running on the interrupt thread: let it finish.
-        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    if let Err(ret) = free_once_unregistered(cell, 1000, Duration::from_millis(1), unregister) {
+        log::warn!(
+            "port {id}: the link callback could not be unregistered ({}); its state is \
+             leaked, as the callback may still run",
+            errno_message(ret.saturating_neg())
+        );
     }
-    log::warn!("port {id}: the link callback is still running after 1 s");
+}
+
+/// Free `value`, which C holds a pointer to, once `unregister` returns 0 (C let go of it).
+/// While it returns -EAGAIN (the callback is running), try again, `attempts` times in all
+/// with `pause` in between. Any other answer, or EAGAIN to the end, and `value` is leaked:
+/// C may still call into it. `Err` carries the last answer.
+fn free_once_unregistered<T>(
+    value: Box<T>,
+    attempts: u32,
+    pause: Duration,
+    mut unregister: impl FnMut() -> c_int,
+) -> std::result::Result<(), c_int> {
+    let mut ret = -libc_eagain();
+    for i in 0..attempts {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        ret = unregister();
+        if ret != -libc_eagain() {
+            break;
+        }
+    }
+    if ret == 0 {
+        drop(value);
+        Ok(())
+    } else {
+        Box::leak(value);
+        Err(ret)
+    }
 }
 
 /// EAGAIN, as DPDK returns it (negated).
@@ -555,7 +616,7 @@ impl Drop for Port<'_> {
             log::warn!("port {}: stop failed ({ret})", self.id);
         }
         if let Some(cell) = self.link_events.take() {
-            unregister_link_events(self.id, &cell);
+            unregister_link_events(self.id, cell);
         }
         // Closing releases the queues and the mbufs still posted in the RX rings.
         // SAFETY: the port is stopped and nothing refers to its queues any more.
@@ -608,5 +669,59 @@ impl TxQueue<'_> {
         // SAFETY: the first `sent` mbufs now belong to the device.
         unsafe { burst.consume_front(sent) };
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    /// Counts its drops.
+    struct Tracked(Rc<std::cell::Cell<u32>>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    /// Runs `free_once_unregistered` on a tracked value with `answers` as what successive
+    /// unregister calls return; gives its result, the calls made and the drops seen.
+    fn run(answers: &[c_int], attempts: u32) -> (std::result::Result<(), c_int>, usize, u32) {
+        let drops = Rc::new(std::cell::Cell::new(0));
+        let mut calls = 0;
+        let r = free_once_unregistered(
+            Box::new(Tracked(Rc::clone(&drops))),
+            attempts,
+            Duration::ZERO,
+            || {
+                calls += 1;
+                answers[(calls - 1).min(answers.len() - 1)]
+            },
+        );
+        (r, calls, drops.get())
+    }
+
+    #[test]
+    fn a_callback_that_stays_busy_keeps_its_memory() {
+        let (r, calls, drops) = run(&[-11], 1000);
+        assert_eq!(r, Err(-11));
+        assert_eq!(calls, 1000, "EAGAIN is retried");
+        assert_eq!(drops, 0, "still registered: leaked, not freed");
+    }
+
+    #[test]
+    fn a_refused_unregister_keeps_its_memory() {
+        // ENODEV: the port is gone from under us; whether C still holds the pointer is
+        // unknown, so the memory stays.
+        let (r, calls, drops) = run(&[-19], 1000);
+        assert_eq!((r, calls, drops), (Err(-19), 1, 0));
+    }
+
+    #[test]
+    fn unregistered_after_the_callback_finished_frees() {
+        let (r, calls, drops) = run(&[-11, -11, 0], 1000);
+        assert_eq!((r, calls, drops), (Ok(()), 3, 1));
     }
 }

@@ -79,6 +79,10 @@ drop_reasons! {
     /// Longer than one receive buffer: it arrived as a chain of segments, and the pipeline
     /// reads one (a NIC without scatter drops such frames itself).
     OversizeFrame = "oversize_frame",
+    /// The buffer shares its bytes with other packets (an indirect or external mbuf, as
+    /// some NICs hand out) and no copy of its own could be made (the pool was empty): the
+    /// pipeline writes to every packet it forwards, and never into shared memory.
+    SharedBuffer = "shared_buffer",
     /// Not addressed to the port's MAC (or broadcast ARP), or not ours and no transit here.
     NotForUs = "not_for_us",
     /// Neither IPv4 nor ARP.

@@ -26,8 +26,8 @@ pub(crate) enum Ingress {
 
 /// Check Ethernet and the outer IPv4 header. Returns the frame's length as received (for
 /// the RX counters: one look at the buffer serves both) and the verdict. On `Ok`, the
-/// packet still starts at Ethernet and any padding after the IPv4 total length has been
-/// trimmed.
+/// packet still starts at Ethernet, any padding after the IPv4 total length has been
+/// trimmed, and its bytes are its own to write (a shared buffer was copied).
 #[inline]
 pub(crate) fn ingress<B: PacketBuf>(
     pkt: &mut B,
@@ -36,6 +36,10 @@ pub(crate) fn ingress<B: PacketBuf>(
 ) -> (usize, Result<Ingress, Verdict>) {
     if let Some(total) = pkt.chained_len() {
         return (total, Err(Verdict::Drop(DropReason::OversizeFrame)));
+    }
+    // Every later stage may write to the packet: from here on its bytes are its own.
+    if pkt.make_writable().is_err() {
+        return (pkt.len(), Err(Verdict::Drop(DropReason::SharedBuffer)));
     }
     let data = pkt.data();
     let rx_len = data.len();
