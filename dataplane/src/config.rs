@@ -84,8 +84,14 @@ pub fn builder_from_config(
                 next_hop: *next_hop,
             },
             CfgTarget::Blackhole => RouteTarget::Blackhole,
+            CfgTarget::Unreachable => RouteTarget::Unreachable,
+            CfgTarget::Prohibit => RouteTarget::Prohibit,
         };
         b.route(prefix(&r.prefix), target);
     }
+    b.icmp(crate::tables::IcmpLimit {
+        rate: cfg.icmp.rate,
+        burst: cfg.icmp.burst,
+    });
     b
 }

@@ -13,7 +13,7 @@ use dataplane::dpdk::TxQueue;
 use dataplane::dpdk::{
     launch_on_workers_with_main, Burst, Eal, Mempool, Port, PortConfig, PortId, BURST_MAX,
 };
-use dataplane::pipeline::{Counters, DropReason, Event, PuntReason};
+use dataplane::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
 use dataplane::tables::Snapshot;
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{self, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
@@ -707,6 +707,7 @@ fn final_stats(
                 "forwarded": r.counters.ports.iter().map(|p| p.tx.packets).sum::<u64>(),
                 "dropped": r.counters.total_drops(),
                 "punted": r.counters.punts.iter().sum::<u64>(),
+                "icmp_sent": r.counters.icmp_sent.iter().sum::<u64>(),
                 "tx_packets": r.tx_sent.iter().sum::<u64>(),
                 "tx_dropped": r.tx_dropped.iter().sum::<u64>(),
                 "tx_no_queue": r.tx_no_queue,
@@ -722,6 +723,8 @@ fn final_stats(
         "drops": named(DropReason::ALL.iter().map(|r| (r.name(), total.drop_count(*r)))),
         "events": named(Event::ALL.iter().map(|e| (e.name(), total.event_count(*e)))),
         "punts": named(PuntReason::ALL.iter().map(|p| (p.name(), total.punt_count(*p)))),
+        "icmp_sent": named(IcmpKind::ALL.iter().map(|k| (k.name(), total.icmp_count(*k)))),
+        "icmp_rate_limited": total.icmp_rate_limited,
         "arp_replies": reports.iter().map(|r| r.arp_replies).sum::<u64>(),
         "arp_learned": reports.iter().map(|r| r.arp_learned).sum::<u64>(),
         "arp_learn_dropped": reports.iter().map(|r| r.arp_learn_dropped).sum::<u64>(),

@@ -110,11 +110,13 @@ pub fn run(
             rx_total += n as u64;
             report.bursts += 1;
             let snap = snapshots.load();
+            // One clock read per burst: the ICMP rate limit refills from it.
+            pipeline.set_clock(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
             pipeline.process(&snap, *port, &mut burst[..], &mut actions[..n]);
             for (m, action) in burst.drain().zip(actions.iter()) {
                 let mut m = m;
                 let out = match *action {
-                    Action::Transmit(out) => Some(out),
+                    Action::Transmit(out) | Action::Reply { port: out, .. } => Some(out),
                     Action::Punt(PuntReason::Arp) => match snap.port(*port) {
                         Some(entry) => {
                             let outcome = arp::handle(&mut m, entry);

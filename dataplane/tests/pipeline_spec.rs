@@ -11,7 +11,9 @@ mod common;
 
 use common::*;
 use dataplane::buffer::{PacketBuf, TestBuf, DEFAULT_HEADROOM};
-use dataplane::pipeline::{Action, Counters, DropReason, Event, Pipeline, PuntReason, MAX_BURST};
+use dataplane::pipeline::{
+    Action, Counters, DropReason, Event, IcmpKind, Pipeline, PuntReason, MAX_BURST,
+};
 use dataplane::tables::{PortIndex, Snapshot};
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
@@ -626,7 +628,12 @@ fn gre_sequence_numbers_are_required_and_must_advance() {
     .into_iter()
     .enumerate()
     {
-        lab.expect_drop(CLIENT_PORT, &f[n + i], reason, case);
+        if reason == DropReason::TtlExceeded {
+            let k = IcmpKind::TimeExceeded;
+            lab.expect_icmp(CLIENT_PORT, &f[n + i], reason, k, case);
+        } else {
+            lab.expect_drop(CLIENT_PORT, &f[n + i], reason, case);
+        }
     }
     lab.expect_transmit(
         CLIENT_PORT,
@@ -1058,8 +1065,15 @@ fn inner_ttl_of_one_or_less_is_ttl_exceeded() {
         "e1()/IP(src='8.8.4.4', dst='8.8.8.8', ttl=2)/data()",
     ]);
     let mut lab = Lab::new();
-    lab.expect_drop(CLIENT_PORT, &f[0], DropReason::TtlExceeded, "inner TTL 0");
-    lab.expect_drop(CLIENT_PORT, &f[1], DropReason::TtlExceeded, "inner TTL 1");
+    for (frame, case) in [(&f[0], "inner TTL 0"), (&f[1], "inner TTL 1")] {
+        lab.expect_icmp(
+            CLIENT_PORT,
+            frame,
+            DropReason::TtlExceeded,
+            IcmpKind::TimeExceeded,
+            case,
+        );
+    }
     let (_, out) = lab.expect_transmit(CLIENT_PORT, &f[2], "inner TTL 2");
     check_fields(
         "TTL 2",
@@ -1070,7 +1084,13 @@ fn inner_ttl_of_one_or_less_is_ttl_exceeded() {
     // The outer TTL is the client path's business, not ours (TESTPLAN BAD-O 11).
     lab.expect_transmit(CLIENT_PORT, &f[3], "outer TTL 0 is accepted");
     // Native transit follows RFC 1812 too.
-    lab.expect_drop(CORE_PORT, &f[4], DropReason::TtlExceeded, "transit TTL 1");
+    lab.expect_icmp(
+        CORE_PORT,
+        &f[4],
+        DropReason::TtlExceeded,
+        IcmpKind::TimeExceeded,
+        "transit TTL 1",
+    );
     let (_, out) = lab.expect_transmit(CORE_PORT, &f[5], "transit TTL 2");
     assert_inner_forwarded(&f[5][ETH..], &out[ETH..], "transit TTL 2");
 }
@@ -1089,13 +1109,21 @@ fn unroutable_and_blackholed_destinations_are_no_route() {
         "e1()/IP(src='8.8.4.4', dst='8.8.8.9')/data()",
     ]);
     let mut lab = Lab::new();
-    lab.expect_drop(CLIENT_PORT, &f[0], DropReason::NoRoute, "no match");
-    lab.expect_drop(CLIENT_PORT, &f[1], DropReason::NoRoute, "blackhole");
-    lab.expect_drop(CORE_PORT, &f[2], DropReason::NoRoute, "transit, no match");
-    lab.expect_drop(
+    let net = IcmpKind::UnreachableNet;
+    lab.expect_icmp(CLIENT_PORT, &f[0], DropReason::NoRoute, net, "no match");
+    lab.expect_drop(CLIENT_PORT, &f[1], DropReason::NoRoute, "blackhole: silent");
+    lab.expect_icmp(
+        CORE_PORT,
+        &f[2],
+        DropReason::NoRoute,
+        net,
+        "transit, no match",
+    );
+    lab.expect_icmp(
         CLIENT_PORT,
         &f[3],
         DropReason::NoRoute,
+        net,
         "next to the blackhole",
     );
     lab.expect_transmit(CLIENT_PORT, &f[4], "control: routed");
@@ -1252,10 +1280,12 @@ fn packets_over_the_egress_mtu_are_mtu_exceeded() {
     let mut lab = Lab::new();
     let (_, out) = lab.expect_transmit(CLIENT_PORT, &f[0], "small: 200 = MTU");
     assert_eq!(out.len(), ETH + 200);
-    lab.expect_drop(
+    let big = IcmpKind::FragmentationNeeded;
+    lab.expect_icmp(
         CLIENT_PORT,
         &f[1],
         DropReason::MtuExceeded,
+        big,
         "small: 201, DF",
     );
     lab.expect_drop(
@@ -1266,10 +1296,16 @@ fn packets_over_the_egress_mtu_are_mtu_exceeded() {
     );
     let (_, out) = lab.expect_transmit(CLIENT_PORT, &f[3], "a: 1500 = MTU");
     assert_eq!(out.len(), ETH + 1500);
-    lab.expect_drop(CLIENT_PORT, &f[4], DropReason::MtuExceeded, "a: 1501");
+    lab.expect_icmp(CLIENT_PORT, &f[4], DropReason::MtuExceeded, big, "a: 1501");
     let (_, out) = lab.expect_transmit(CLIENT_PORT, &f[5], "native: 1500 = MTU");
     assert_eq!(out.len(), ETH + 1500);
-    lab.expect_drop(CLIENT_PORT, &f[6], DropReason::MtuExceeded, "native: 1501");
+    lab.expect_icmp(
+        CLIENT_PORT,
+        &f[6],
+        DropReason::MtuExceeded,
+        big,
+        "native: 1501",
+    );
 }
 
 #[test]
@@ -1784,7 +1820,10 @@ fn counters_per_port_per_tunnel_and_per_reason() {
             Action::Transmit(CORE_PORT),
             Action::Transmit(CLIENT_PORT),
             Action::Transmit(CORE_PORT),
-            Action::Drop(DropReason::TtlExceeded),
+            Action::Reply {
+                port: CLIENT_PORT,
+                reason: DropReason::TtlExceeded
+            },
             Action::Drop(DropReason::NoTunnel),
             Action::Punt(PuntReason::Local),
             Action::Punt(PuntReason::Arp),
@@ -1819,11 +1858,14 @@ fn counters_per_port_per_tunnel_and_per_reason() {
     assert_eq!(c.tunnels[cc].rx.bytes, len(2));
     assert_eq!(c.tunnels[a].tx.packets, 1);
     assert_eq!(c.tunnels[a].tx.bytes, out_len(1));
-    assert_eq!(c.tunnels[b].tx.packets, 1);
-    assert_eq!(c.tunnels[b].tx.bytes, out_len(8));
+    // Into b: the transit packet, and the ICMP error about the packet whose TTL expired
+    // (counted as the tunnel's, not as the port's: the port counts what it forwarded).
+    assert_eq!(c.tunnels[b].tx.packets, 2);
+    assert_eq!(c.tunnels[b].tx.bytes, out_len(8) + out_len(3));
+    assert_eq!(c.icmp_count(IcmpKind::TimeExceeded), 1);
     for (i, t) in c.tunnels.iter().enumerate() {
         let rx = 3 * u64::from(i == b) + u64::from(i == cc);
-        let tx = u64::from(i == a || i == b);
+        let tx = u64::from(i == a) + 2 * u64::from(i == b);
         assert_eq!((t.rx.packets, t.tx.packets), (rx, tx), "tunnel {i}");
     }
     assert_eq!(c.drop_count(DropReason::TtlExceeded), 1);
@@ -1957,7 +1999,14 @@ fn every_drop_reason_is_reachable_and_counted_once() {
             DropReason::SharedBuffer => buf.shared(),
             _ => buf,
         });
-        want.push(Action::Drop(*reason));
+        // The ones that deserve an ICMP error get it, back into tunnel b.
+        want.push(match *reason {
+            DropReason::TtlExceeded | DropReason::NoRoute => Action::Reply {
+                port: CLIENT_PORT,
+                reason: *reason,
+            },
+            r => Action::Drop(r),
+        });
     }
     bufs.push(TestBuf::new(&f[cases.len()]));
     want.push(Action::Transmit(CORE_PORT));
@@ -1975,6 +2024,352 @@ fn every_drop_reason_is_reachable_and_counted_once() {
     assert_eq!(c.ports[0].rx.packets, bufs.len() as u64);
     assert_eq!(c.ports[1].tx.packets, 1);
     assert_conserved(c);
+}
+
+// =======================================================================================
+// ICMP errors (SPEC.md "ICMP errors", RFC 792, RFC 1812 section 4.3.2, RFC 1191)
+
+/// The inner IPv4 packet of a frame from a GRE tunnel without options (`gre_len` bytes of
+/// GRE header), as the sender wrote it.
+fn inner_of(frame: &[u8], gre_len: usize) -> &[u8] {
+    &frame[OUTER + gre_len..]
+}
+
+#[test]
+fn ttl_expiry_is_answered_with_time_exceeded_into_the_ingress_tunnel() {
+    let inner = "IP(src='10.2.0.5', dst='8.8.8.8', ttl=1, id=77)/data(40)";
+    let f = pkts(&[format!("from_b({inner})")]);
+    let mut lab = Lab::new();
+    let (port, out) = lab.expect_icmp(
+        CLIENT_PORT,
+        &f[0],
+        DropReason::TtlExceeded,
+        IcmpKind::TimeExceeded,
+        "TTL 1 from b",
+    );
+    assert_eq!(port, CLIENT_PORT, "back out of b's port");
+    // Into b: plain GRE from our endpoint to b's router, to its MAC.
+    check_fields(
+        "outer",
+        &out,
+        &[
+            ("p[Ether].dst", "02:00:00:00:aa:02"),
+            ("p[IP].src", "192.0.2.1"),
+            ("p[IP].dst", "198.51.100.2"),
+            ("p[IP].proto", "47"),
+            ("p[GRE].proto", "2048"),
+            ("ip_ok(p[IP], f)", "True"),
+        ],
+    );
+    // The error: from b's local endpoint to the sender, quoting the whole packet as it
+    // arrived (it is shorter than 548 bytes).
+    check_icmp_error(
+        "time exceeded",
+        &out,
+        OUTER + 4,
+        ("192.0.2.1", "10.2.0.5"),
+        (11, 0, 0),
+        inner_of(&f[0], 4),
+    );
+}
+
+#[test]
+fn icmp_errors_take_the_ingress_tunnels_key_sequence_and_checksum() {
+    let inner = "IP(src='10.1.0.5', dst='9.9.9.9')/data(20)";
+    let f = pkts(&[from_a(Some(1), inner)]);
+    let mut lab = Lab::new();
+    let (_, out) = lab.expect_icmp(
+        CLIENT_PORT,
+        &f[0],
+        DropReason::NoRoute,
+        IcmpKind::UnreachableNet,
+        "no route, from a",
+    );
+    check_fields(
+        "outer",
+        &out,
+        &[
+            ("p[Ether].dst", "02:00:00:00:aa:01"),
+            ("p[IP].dst", "198.51.100.1"),
+            ("p[GRE].key_present", "1"),
+            ("p[GRE].key", "100"),
+            ("p[GRE].seqnum_present", "1"),
+            ("p[GRE].chksum_present", "1"),
+            ("gre_ok(p, f)", "True"),
+        ],
+    );
+    // Tunnel a's header: flags, checksum, key, sequence: 16 bytes.
+    check_icmp_error(
+        "net unreachable",
+        &out,
+        OUTER + 16,
+        ("192.0.2.1", "10.1.0.5"),
+        (3, 0, 0),
+        inner_of(&f[0], 12),
+    );
+}
+
+#[test]
+fn packets_too_big_with_df_get_fragmentation_needed_with_the_inner_mtu() {
+    // Tunnel small: MTU 200, plain GRE: 176 bytes for the inner packet.
+    let f = pkts(&[
+        "from_b(IP(src='10.2.0.5', dst='10.6.0.9', flags='DF')/data(149))",
+        "from_b(IP(src='10.2.0.5', dst='10.1.0.9', flags='DF')/data(1437))",
+        "from_b(IP(src='10.2.0.5', dst='8.8.8.8', flags='DF')/data(1473))",
+    ]);
+    let mut lab = Lab::new();
+    let big = IcmpKind::FragmentationNeeded;
+    let drop = DropReason::MtuExceeded;
+    for (frame, mtu, case) in [
+        (&f[0], 176u16, "into small: 177 over 176"),
+        (&f[1], 1464, "into a: 1465 over 1500 - 36"),
+        (&f[2], 1500, "natively: 1501 over port 1's 1500"),
+    ] {
+        let (port, out) = lab.expect_icmp(CLIENT_PORT, frame, drop, big, case);
+        assert_eq!(port, CLIENT_PORT, "{case}: back into b");
+        // 576 bytes at most: 28 of headers and 548 of the packet.
+        check_icmp_error(
+            case,
+            &out,
+            OUTER + 4,
+            ("192.0.2.1", "10.2.0.5"),
+            (3, 4, mtu),
+            &inner_of(frame, 4)[..548.min(frame.len() - OUTER - 4)],
+        );
+        assert!(out.len() - OUTER - 4 <= 576, "{case}: at most 576 bytes");
+    }
+}
+
+#[test]
+fn native_packets_are_answered_natively_to_the_frames_sender() {
+    let f = pkts(&[
+        "e1()/IP(src='8.8.4.4', dst='8.8.8.8', ttl=1)/data(10)",
+        "e1()/IP(src='8.8.4.4', dst='9.9.9.9')/data(10)",
+    ]);
+    let mut lab = Lab::new();
+    for (frame, kind, reason, (t, c), case) in [
+        (
+            &f[0],
+            IcmpKind::TimeExceeded,
+            DropReason::TtlExceeded,
+            (11, 0),
+            "transit TTL 1",
+        ),
+        (
+            &f[1],
+            IcmpKind::UnreachableNet,
+            DropReason::NoRoute,
+            (3, 0),
+            "transit, no route",
+        ),
+    ] {
+        let (port, out) = lab.expect_icmp(CORE_PORT, frame, reason, kind, case);
+        assert_eq!(port, CORE_PORT, "{case}: out of the port it came in on");
+        assert_eq!(
+            &out[..6],
+            &[2, 0, 0, 0, 0xee, 0xee],
+            "{case}: to the frame's sender"
+        );
+        assert_eq!(&out[6..12], &MAC_P1.0, "{case}: from the port's MAC");
+        // From the port's address, quoting the packet as it arrived (RFC 1812 4.3.2.3).
+        let quote = &frame[ETH..];
+        check_icmp_error(
+            case,
+            &out,
+            ETH,
+            ("203.0.113.1", "8.8.4.4"),
+            (t, c, 0),
+            quote,
+        );
+    }
+}
+
+#[test]
+fn unreachable_and_prohibit_routes_answer_blackholes_stay_silent() {
+    let f = pkts(&[
+        "from_b(IP(src='10.2.0.5', dst='192.168.70.1')/data())",
+        "from_b(IP(src='10.2.0.5', dst='192.168.71.1')/data())",
+        "from_b(IP(src='10.2.0.5', dst='192.168.66.1')/data())",
+    ]);
+    let mut lab = Lab::new();
+    let drop = DropReason::NoRoute;
+    let (_, out) = lab.expect_icmp(
+        CLIENT_PORT,
+        &f[0],
+        drop,
+        IcmpKind::UnreachableNet,
+        "unreachable",
+    );
+    assert_eq!(&out[OUTER + 4 + 20..OUTER + 4 + 22], &[3, 0]);
+    let (_, out) = lab.expect_icmp(
+        CLIENT_PORT,
+        &f[1],
+        drop,
+        IcmpKind::UnreachableProhibited,
+        "prohibit",
+    );
+    check_icmp_error(
+        "prohibit",
+        &out,
+        OUTER + 4,
+        ("192.0.2.1", "10.2.0.5"),
+        (3, 13, 0),
+        inner_of(&f[1], 4),
+    );
+    lab.expect_drop(CLIENT_PORT, &f[2], drop, "blackhole: silent");
+}
+
+/// SPEC.md ICMP errors rule 1: never about another ICMP error, a non-first fragment, a
+/// packet to a broadcast or multicast address, a packet from a martian source, one of our
+/// addresses, or a packet dropped for being malformed or spoofed. Each case is paired with
+/// one that differs only in the field under test and is answered.
+#[test]
+fn icmp_errors_are_never_sent_about_what_the_rules_exclude() {
+    let ttl1 = |body: &str| format!("from_b(IP(src='10.2.0.5', dst='8.8.8.8', ttl=1{body})");
+    let f = pkts(&[
+        // About an ICMP error (Destination Unreachable, Time Exceeded, Redirect, ...).
+        ttl1(")/ICMP(type=3, code=1)/Raw(b'x' * 28)"),
+        ttl1(")/ICMP(type=11)/Raw(b'x' * 28)"),
+        ttl1(")/ICMP(type=5)/Raw(b'x' * 28)"),
+        ttl1(")/ICMP(type=12)/Raw(b'x' * 28)"),
+        ttl1(")/ICMP(type=4)/Raw(b'x' * 28)"),
+        ttl1(", proto=1)"), // ICMP without a header: no type to tell
+        // A non-first fragment.
+        ttl1(", frag=10)/Raw(b'x' * 16)"),
+        // To multicast and broadcast (the TTL check comes before the route's).
+        "from_b(IP(src='10.2.0.5', dst='224.0.0.5', ttl=1)/data())".into(),
+        "from_b(IP(src='10.2.0.5', dst='255.255.255.255', ttl=1)/data())".into(),
+        // From one of our addresses (b may send as 192.0.2.2: an extra source).
+        "from_b(IP(src=L2, dst='8.8.8.8', ttl=1)/data())".into(),
+        // Answered: an echo request, a first fragment, a unicast packet.
+        ttl1(")/ICMP(type=8)/Raw(b'x' * 28)"),
+        ttl1(", flags='MF')/Raw(b'x' * 16)"),
+        ttl1(")/data()"),
+        // Transit from martian sources, and from ours.
+        "e1()/IP(src='0.1.2.3', dst='9.9.9.9')/data()".into(),
+        "e1()/IP(src=LC, dst='9.9.9.9')/data()".into(),
+    ]);
+    let mut lab = Lab::new();
+    let ttl = DropReason::TtlExceeded;
+    let cases = [
+        "about Destination Unreachable",
+        "about Time Exceeded",
+        "about a Redirect",
+        "about a Parameter Problem",
+        "about a Source Quench",
+        "about a truncated ICMP packet",
+        "about a non-first fragment",
+        "to multicast",
+        "to the broadcast address",
+        "from our address",
+    ];
+    for (frame, case) in f.iter().zip(cases) {
+        lab.expect_drop(CLIENT_PORT, frame, ttl, case);
+    }
+    let k = IcmpKind::TimeExceeded;
+    lab.expect_icmp(CLIENT_PORT, &f[10], ttl, k, "control: an echo request");
+    lab.expect_icmp(CLIENT_PORT, &f[11], ttl, k, "control: a first fragment");
+    lab.expect_icmp(CLIENT_PORT, &f[12], ttl, k, "control: unicast");
+    // A martian source is dropped at ingress as martian; one of ours routes to no route.
+    lab.expect_drop(
+        CORE_PORT,
+        &f[13],
+        DropReason::Martian,
+        "transit from 0.1.2.3",
+    );
+    lab.expect_drop(
+        CORE_PORT,
+        &f[14],
+        DropReason::NoRoute,
+        "transit from our address",
+    );
+    assert_eq!(
+        lab.counters().icmp_rate_limited,
+        0,
+        "nothing was rate-limited"
+    );
+    assert_conserved(lab.counters());
+}
+
+#[test]
+fn the_rate_limit_is_a_token_bucket_on_the_pipelines_clock() {
+    let frame = pkt("from_b(IP(src='10.2.0.5', dst='8.8.8.8', ttl=1)/data())");
+    let mut lab = Lab::new();
+    lab.builder.icmp(dataplane::tables::IcmpLimit {
+        rate: 100,
+        burst: 5,
+    });
+    lab.snap = lab.builder.build().unwrap();
+    let send = |lab: &mut Lab, t_ms: u64, n: usize| -> usize {
+        lab.pipe.set_clock(t_ms * 1_000_000);
+        (0..n)
+            .filter(|_| matches!(lab.send(CLIENT_PORT, &frame).0, Action::Reply { .. }))
+            .count()
+    };
+    assert_eq!(send(&mut lab, 1000, 20), 5, "the burst");
+    assert_eq!(lab.counters().icmp_rate_limited, 15);
+    assert_eq!(send(&mut lab, 1005, 5), 0, "half a token in 5 ms");
+    assert_eq!(send(&mut lab, 1010, 5), 1, "one token in 10 ms");
+    assert_eq!(send(&mut lab, 1060, 10), 5, "five in 50 ms");
+    assert_eq!(
+        send(&mut lab, 9000, 20),
+        5,
+        "a long pause refills the burst, no more"
+    );
+    // Every packet dropped and counted once, answered or not.
+    assert_eq!(lab.counters().drop_count(DropReason::TtlExceeded), 60);
+    assert_eq!(lab.counters().icmp_count(IcmpKind::TimeExceeded), 16);
+    assert_eq!(lab.counters().icmp_rate_limited, 44);
+    // Two workers share the limit: each sends half.
+    let mut w = Pipeline::for_worker(1, 2);
+    w.set_clock(1_000_000_000);
+    let mut sent = 0;
+    for _ in 0..10 {
+        let mut b = [TestBuf::new(&frame)];
+        let mut a = [Action::Drop(DropReason::Runt)];
+        w.process(&lab.snap, CLIENT_PORT, &mut b, &mut a);
+        sent += usize::from(matches!(a[0], Action::Reply { .. }));
+    }
+    assert_eq!(sent, 3, "half of a burst of 5, rounded up");
+    // Rate 0: never.
+    lab.builder
+        .icmp(dataplane::tables::IcmpLimit { rate: 0, burst: 5 });
+    lab.snap = lab.builder.build().unwrap();
+    assert_eq!(send(&mut lab, 20_000, 5), 0, "rate 0 sends nothing");
+}
+
+#[test]
+fn the_quote_fits_576_bytes_and_the_tunnel_back() {
+    // A 1400-byte packet whose TTL expires, from b (plain GRE, MTU 1500) and from small's
+    // router (MTU 200: 176 bytes of room for the whole error).
+    let f = pkts(&[
+        "from_b(IP(src='10.2.0.5', dst='8.8.8.8', ttl=1)/data(1372))",
+        "e0()/IP(src=RS, dst=L1)/GRE()/IP(src='10.6.0.5', dst='8.8.8.8', ttl=1)/data(1372)",
+    ]);
+    let mut lab = Lab::new();
+    let k = IcmpKind::TimeExceeded;
+    let ttl = DropReason::TtlExceeded;
+    let (_, out) = lab.expect_icmp(CLIENT_PORT, &f[0], ttl, k, "from b");
+    assert_eq!(out.len(), OUTER + 4 + 576, "576 bytes, as RFC 1812 allows");
+    check_icmp_error(
+        "from b",
+        &out,
+        OUTER + 4,
+        ("192.0.2.1", "10.2.0.5"),
+        (11, 0, 0),
+        &inner_of(&f[0], 4)[..548],
+    );
+    let (_, out) = lab.expect_icmp(CLIENT_PORT, &f[1], ttl, k, "from small");
+    assert_eq!(out.len(), OUTER + 4 + 176, "what small's MTU leaves");
+    assert_eq!(&out[..6], &remote_mac(6).0);
+    check_icmp_error(
+        "from small",
+        &out,
+        OUTER + 4,
+        ("192.0.2.1", "10.6.0.5"),
+        (11, 0, 0),
+        &inner_of(&f[1], 4)[..148],
+    );
 }
 
 // =======================================================================================

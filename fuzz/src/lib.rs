@@ -384,7 +384,103 @@ pub fn check_verdict(
                 assert!(input.len() < 14, "runt of {} bytes", input.len());
             }
         }
+        Action::Reply { port: p, reason: r } => {
+            if let Some((before, after)) = counters {
+                for x in DropReason::ALL {
+                    let want = before.drop_count(*x) + u64::from(*x == r);
+                    assert_eq!(after.drop_count(*x), want, "reply {r:?}: counter {x:?}");
+                }
+                let sent: u64 =
+                    after.icmp_sent.iter().sum::<u64>() - before.icmp_sent.iter().sum::<u64>();
+                assert_eq!(sent, 1, "one ICMP error counted");
+            }
+            assert!(
+                matches!(
+                    r,
+                    DropReason::TtlExceeded | DropReason::NoRoute | DropReason::MtuExceeded
+                ),
+                "an ICMP error for {r:?}"
+            );
+            check_icmp_error(snap, port, input, p, out);
+        }
     }
+}
+
+/// An ICMP error we sent about `input` (received on `port_in`) out of `p`: a sane frame, in
+/// the ingress tunnel or natively back out of the ingress port; from one of our addresses
+/// to the offending packet's source; an error type with a valid checksum; at most 576
+/// bytes; quoting a packet from that source to the offending packet's destination.
+fn check_icmp_error(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortIndex, out: &[u8]) {
+    let entry = snap.port(p).expect("reply on a lab port");
+    assert_eq!(
+        &out[6..12],
+        &entry.mac.0,
+        "Ethernet source is the port's MAC"
+    );
+    assert_eq!(be16(out, 12), 0x0800, "ICMP error over IPv4");
+    let ip = ipv4_cut(&out[14..]).expect("a valid IPv4 header");
+    assert_eq!(ip.len(), out.len() - 14, "total length = frame - 14");
+    assert!(rfc1071_ok(&ip[..20]), "IPv4 checksum: {}", hex(out));
+    let i = read_input(snap, input);
+    let offending = i.inner.expect("an ICMP error about a valid IPv4 packet");
+    let datagram = match i.ingress {
+        Some(Some(id)) => {
+            // Back into the ingress tunnel.
+            let t = snap.tunnels().get(id).expect("the ingress tunnel");
+            assert_eq!(p, t.config.egress_port, "into the ingress tunnel's port");
+            assert_eq!(
+                be32(ip, 12),
+                u32::from(t.config.local),
+                "from the tunnel's local"
+            );
+            assert_eq!(
+                be32(ip, 16),
+                u32::from(t.config.remote),
+                "to the tunnel's remote"
+            );
+            let payload = &ip[20..];
+            if ip[9] == 47 {
+                let f = be16(payload, 0);
+                let hlen = 4 + 4
+                    * (usize::from(f & 0x8000 != 0)
+                        + usize::from(f & 0x2000 != 0)
+                        + usize::from(f & 0x1000 != 0));
+                &payload[hlen..]
+            } else {
+                assert_eq!(ip[9], 4, "IP in IP or GRE");
+                payload
+            }
+        }
+        Some(None) => panic!("an ICMP error about a packet of no tunnel"),
+        None => {
+            assert_eq!(p, port_in, "natively back out of the ingress port");
+            assert_eq!(&out[0..6], &input[6..12], "to the frame's sender");
+            ip
+        }
+    };
+    let d = ipv4_cut(datagram).expect("the ICMP error's IPv4 header");
+    assert!(d.len() <= 576, "at most 576 bytes");
+    assert!(rfc1071_ok(&d[..20]), "the error's IPv4 checksum");
+    assert_eq!(d[9], 1, "ICMP");
+    assert!(snap.is_local(be32(d, 12)), "from one of our addresses");
+    assert_eq!(
+        be32(d, 16),
+        be32(offending, 12),
+        "to the offending packet's source"
+    );
+    let icmp = &d[20..];
+    assert!(
+        matches!((icmp[0], icmp[1]), (11, 0) | (3, 0) | (3, 4) | (3, 13)),
+        "type and code"
+    );
+    assert!(rfc1071_ok(icmp), "ICMP checksum");
+    let quote = &icmp[8..];
+    assert!(quote.len() >= 20, "the quote holds the offending header");
+    assert_eq!(&quote[12..20], &offending[12..20], "the quote's addresses");
+    assert!(
+        offending[6] & 0x1f == 0 && offending[7] == 0,
+        "never about a non-first fragment"
+    );
 }
 
 fn check_transmit(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortIndex, out: &[u8]) {
@@ -611,13 +707,25 @@ pub fn check_burst_counters(
     after: &Counters,
 ) {
     for r in DropReason::ALL {
-        let n = actions.iter().filter(|a| **a == Action::Drop(*r)).count() as u64;
+        let n = actions
+            .iter()
+            .filter(|a| match **a {
+                Action::Drop(x) | Action::Reply { reason: x, .. } => x == *r,
+                _ => false,
+            })
+            .count() as u64;
         assert_eq!(
             after.drop_count(*r),
             before.drop_count(*r) + n,
             "drops {r:?}"
         );
     }
+    let replies = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Reply { .. }))
+        .count() as u64;
+    let icmp = |c: &Counters| c.icmp_sent.iter().sum::<u64>();
+    assert_eq!(icmp(after), icmp(before) + replies, "ICMP errors sent");
     for r in PuntReason::ALL {
         let n = actions.iter().filter(|a| **a == Action::Punt(r)).count() as u64;
         assert_eq!(after.punt_count(r), before.punt_count(r) + n, "punts {r:?}");
@@ -628,6 +736,7 @@ pub fn check_burst_counters(
             .iter()
             .filter(|a| **a == Action::Transmit(i as PortIndex))
             .count() as u64;
+        // (ICMP errors sent out of a port are ours, not forwarded: not the port's TX.)
         assert_eq!(pc.tx.packets, b.tx.packets + n, "port {i} tx");
         let rx = if i == usize::from(port) {
             actions.len() as u64

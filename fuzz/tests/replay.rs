@@ -76,9 +76,14 @@ fn pipeline_seeds_get_the_outcome_they_are_named_for() {
                 .iter()
                 .any(|r| got == Action::Punt(*r) && rest.starts_with(&format!("{}-", r.name())))
         } else if let Some(rest) = name.strip_prefix("drop-") {
-            DropReason::ALL
-                .iter()
-                .any(|r| got == Action::Drop(*r) && rest.starts_with(&format!("{}-", r.name())))
+            // A drop, or a drop answered with an ICMP error.
+            DropReason::ALL.iter().any(|r| {
+                let dropped = match got {
+                    Action::Drop(x) | Action::Reply { reason: x, .. } => x == *r,
+                    _ => false,
+                };
+                dropped && rest.starts_with(&format!("{}-", r.name()))
+            })
         } else {
             panic!("unexpected seed name {name}")
         };

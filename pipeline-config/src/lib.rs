@@ -23,11 +23,12 @@ use std::path::Path;
 pub use document::ConfigDocument;
 pub use error::ConfigError;
 pub use model::{
-    NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget, TunnelConfig, TunnelRef,
-    ValidatedConfig,
+    IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget, TunnelConfig,
+    TunnelRef, ValidatedConfig,
 };
 pub use schema::{
-    DEFAULT_PORT_MTU, DEFAULT_QUEUES, DEFAULT_TTL, MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
+    DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE, DEFAULT_PORT_MTU, DEFAULT_QUEUES, DEFAULT_TTL,
+    ICMP_LIMIT_RANGE, MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
 };
 pub use types::{Df, Dscp, MacAddr, ParseMacError, Role, Ttl, TunnelMode, UnknownWord};
 

@@ -23,6 +23,26 @@ pub struct ValidatedConfig {
     /// The explicit routes, in file order. A tunnel's `prefixes` are routes too, but they
     /// stay on the tunnel.
     pub routes: Vec<RouteConfig>,
+    /// `[icmp]`: how many ICMP errors the router sends.
+    pub icmp: IcmpConfig,
+}
+
+/// `[icmp]`: the ICMP error rate limit, a token bucket (SPEC.md "ICMP errors").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpConfig {
+    /// Messages a second, all workers together; 0: none are sent.
+    pub rate: u32,
+    /// Most messages at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for IcmpConfig {
+    fn default() -> Self {
+        IcmpConfig {
+            rate: crate::schema::DEFAULT_ICMP_RATE,
+            burst: crate::schema::DEFAULT_ICMP_BURST,
+        }
+    }
 }
 
 /// A port by index into [`ValidatedConfig::ports`], with its name for messages.
@@ -155,8 +175,12 @@ pub enum RouteTarget {
     Tunnel(TunnelRef),
     /// Natively out of a port toward a next hop on it.
     Port { port: PortRef, next_hop: Ipv4Addr },
-    /// Dropped (`no_route`).
+    /// Dropped (`no_route`), silently.
     Blackhole,
+    /// Dropped (`no_route`), answered with ICMP net unreachable (code 0).
+    Unreachable,
+    /// Dropped (`no_route`), answered with ICMP administratively prohibited (code 13).
+    Prohibit,
 }
 
 impl ValidatedConfig {
@@ -254,19 +278,30 @@ impl ValidatedConfig {
             }
         }
 
-        let (mut tunnel, mut port, mut blackhole) = (0, 0, 0);
+        let (mut tunnel, mut port, mut blackhole, mut refused) = (0, 0, 0, 0);
         for r in &self.routes {
             match r.target {
                 RouteTarget::Tunnel(_) => tunnel += 1,
                 RouteTarget::Port { .. } => port += 1,
                 RouteTarget::Blackhole => blackhole += 1,
+                RouteTarget::Unreachable | RouteTarget::Prohibit => refused += 1,
             }
         }
         let client: usize = self.tunnels.iter().map(|t| t.prefixes.len()).sum();
+        let refused = if refused > 0 {
+            format!(", {refused} unreachable or prohibit")
+        } else {
+            String::new()
+        };
         writeln!(
             s,
-            "routes: {} ({tunnel} to tunnels, {port} to ports, {blackhole} blackhole) and {client} tunnel prefixes",
+            "routes: {} ({tunnel} to tunnels, {port} to ports, {blackhole} blackhole{refused}) and {client} tunnel prefixes",
             self.routes.len()
+        )?;
+        writeln!(
+            s,
+            "icmp: errors at most {} a second, bursts of {}",
+            self.icmp.rate, self.icmp.burst
         )
     }
 }

@@ -45,6 +45,46 @@ pub(crate) struct RawConfig {
     /// `[[route]]`; default none.
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    /// `[icmp]`; default: Linux's limits.
+    #[serde(default)]
+    pub icmp: RawIcmp,
+}
+
+/// Default ICMP error rate, messages a second over all workers (Linux's icmp_msgs_per_sec).
+pub const DEFAULT_ICMP_RATE: u32 = 1000;
+/// Default ICMP error burst (Linux's icmp_msgs_burst).
+pub const DEFAULT_ICMP_BURST: u32 = 50;
+/// ICMP rates and bursts we accept (0: none sent).
+pub const ICMP_LIMIT_RANGE: RangeInclusive<u32> = 0..=10_000_000;
+
+/// `[icmp]`
+#[derive(Debug, Clone, Deserialize)]
+// `Deserialize` from a table only: see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
+pub(crate) struct RawIcmp {
+    /// ICMP errors a second, all workers together; default [`DEFAULT_ICMP_RATE`].
+    #[serde(default = "default_icmp_rate")]
+    pub rate: i64,
+    /// Most ICMP errors at once after a quiet spell; default [`DEFAULT_ICMP_BURST`].
+    #[serde(default = "default_icmp_burst")]
+    pub burst: i64,
+}
+
+fn default_icmp_rate() -> i64 {
+    DEFAULT_ICMP_RATE.into()
+}
+
+fn default_icmp_burst() -> i64 {
+    DEFAULT_ICMP_BURST.into()
+}
+
+impl Default for RawIcmp {
+    fn default() -> Self {
+        RawIcmp {
+            rate: default_icmp_rate(),
+            burst: default_icmp_burst(),
+        }
+    }
 }
 
 /// `[eal]`
@@ -177,9 +217,17 @@ pub(crate) struct RawRoute {
     /// Required with `port`, refused otherwise.
     #[serde(default)]
     pub next_hop: Option<String>,
-    /// Target: drop (`blackhole = true`). Default (absent): not this target.
+    /// Target: drop silently (`blackhole = true`). Default (absent): not this target.
     #[serde(default)]
     pub blackhole: Option<bool>,
+    /// Target: drop and answer ICMP net unreachable (`unreachable = true`). Default
+    /// (absent): not this target.
+    #[serde(default)]
+    pub unreachable: Option<bool>,
+    /// Target: drop and answer ICMP administratively prohibited (`prohibit = true`).
+    /// Default (absent): not this target.
+    #[serde(default)]
+    pub prohibit: Option<bool>,
 }
 
 /// A schema table deserializes from a table (a TOML table, a JSON object) and nothing else.
@@ -223,6 +271,7 @@ table_only! {
     RawNeighbor: "a [[port.neighbor]] table",
     RawTunnel: "a [[tunnel]] table",
     RawRoute: "a [[route]] table",
+    RawIcmp: "the [icmp] table",
 }
 
 fn default_port_mtu() -> i64 {

@@ -18,11 +18,12 @@
 
 use crate::error::ConfigError;
 use crate::model::{
-    header_len, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget, TunnelConfig,
-    TunnelRef, ValidatedConfig,
+    header_len, IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget,
+    TunnelConfig, TunnelRef, ValidatedConfig,
 };
 use crate::schema::{
-    IntOrWord, RawConfig, RawPort, RawRoute, RawTunnel, MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
+    IntOrWord, RawConfig, RawPort, RawRoute, RawTunnel, ICMP_LIMIT_RANGE, MIN_INNER_MTU,
+    PORT_MTU_RANGE, QUEUES_RANGE,
 };
 use crate::types::{quoted_list, Df, Dscp, MacAddr, Role, Ttl, TunnelMode};
 use ipnet::{IpNet, Ipv4Net};
@@ -44,12 +45,27 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
     let tunnels = v.tunnels(&raw.tunnels, &ports)?;
     let routes = v.routes(&raw.routes, &ports, &tunnels)?;
     v.no_tunnel_through_a_tunnel(&tunnels)?;
+    let icmp = IcmpConfig {
+        rate: v.ranged(
+            "icmp.rate".into(),
+            raw.icmp.rate,
+            &ICMP_LIMIT_RANGE,
+            "a message rate",
+        )?,
+        burst: v.ranged(
+            "icmp.burst".into(),
+            raw.icmp.burst,
+            &ICMP_LIMIT_RANGE,
+            "a burst size",
+        )?,
+    };
     Ok(ValidatedConfig {
         eal_args: raw.eal.args.clone(),
         worker_lcores,
         ports,
         tunnels,
         routes,
+        icmp,
     })
 }
 
@@ -700,17 +716,25 @@ impl Validator<'_> {
         for (i, r) in raw.iter().enumerate() {
             let path = format!("route[{i}]");
             let prefix = self.prefix(&format!("{path}.prefix"), &r.prefix)?;
-            if r.blackhole == Some(false) {
-                return Err(self.err(
-                    format!("{path}.blackhole"),
-                    false,
-                    "is not a target; write blackhole = true, or give tunnel or port",
-                ));
+            for (name, flag) in [
+                ("blackhole", r.blackhole),
+                ("unreachable", r.unreachable),
+                ("prohibit", r.prohibit),
+            ] {
+                if flag == Some(false) {
+                    return Err(self.err(
+                        format!("{path}.{name}"),
+                        false,
+                        format!("is not a target; write {name} = true, or give another target"),
+                    ));
+                }
             }
             let given: Vec<&str> = [
                 ("tunnel", r.tunnel.is_some()),
                 ("port", r.port.is_some()),
                 ("blackhole", r.blackhole.is_some()),
+                ("unreachable", r.unreachable.is_some()),
+                ("prohibit", r.prohibit.is_some()),
             ]
             .into_iter()
             .filter_map(|(name, set)| set.then_some(name))
@@ -725,7 +749,7 @@ impl Validator<'_> {
                     path,
                     format!(
                         "{problem}; give exactly one of tunnel = NAME, port = NAME with \
-                         next_hop = IP, or blackhole = true"
+                         next_hop = IP, blackhole = true, unreachable = true or prohibit = true"
                     ),
                 ));
             }
@@ -771,6 +795,10 @@ impl Validator<'_> {
                     },
                     next_hop,
                 }
+            } else if r.unreachable.is_some() {
+                RouteTarget::Unreachable
+            } else if r.prohibit.is_some() {
+                RouteTarget::Prohibit
             } else {
                 RouteTarget::Blackhole
             };

@@ -274,8 +274,10 @@ enum Kind {
     TunnelName,
     TunnelMtu,
     Prefix,
-    /// `blackhole`: only `true` is a target.
+    /// `blackhole`, `unreachable`, `prohibit`: only `true` is a target.
     Blackhole,
+    /// `[icmp] rate` and `burst`: 0 to 10,000,000.
+    IcmpLimit,
 }
 
 /// Every field of the schema, by section and key (CONFIG.md's field reference).
@@ -313,6 +315,10 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("route", "port", Kind::PortName),
     ("route", "next_hop", Kind::Foreign),
     ("route", "blackhole", Kind::Blackhole),
+    ("route", "unreachable", Kind::Blackhole),
+    ("route", "prohibit", Kind::Blackhole),
+    ("icmp", "rate", Kind::IcmpLimit),
+    ("icmp", "burst", Kind::IcmpLimit),
 ];
 
 /// The section (`port.neighbor`) and key of a field; its kind; for an element of an
@@ -538,6 +544,7 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             v
         }
         Kind::Blackhole => vec![Value::Boolean(false)],
+        Kind::IcmpLimit => ints(&[10_000_001]),
     };
     if matches!(
         kind,
@@ -548,6 +555,7 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             | Kind::Ttl
             | Kind::Dscp
             | Kind::TunnelMtu
+            | Kind::IcmpLimit
     ) {
         v.extend(ints(&[-1, TWO_40]));
     }

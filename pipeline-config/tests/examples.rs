@@ -56,6 +56,7 @@ fn the_annotated_example_in_config_md_validates() {
             config.tunnels.len(),
             config.routes.len()
         ),
-        (2, 2, 2)
+        (2, 2, 3)
     );
+    assert_eq!((config.icmp.rate, config.icmp.burst), (1000, 50));
 }

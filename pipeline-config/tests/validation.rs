@@ -1055,7 +1055,7 @@ fn route_targets_exist() {
 
 #[test]
 fn route_has_exactly_one_target() {
-    invalid(&with("[[route]]\nprefix = \"0.0.0.0/0\"\n"), "route[0]", None, "has no target; give exactly one of tunnel = NAME, port = NAME with next_hop = IP, or blackhole = true");
+    invalid(&with("[[route]]\nprefix = \"0.0.0.0/0\"\n"), "route[0]", None, "has no target; give exactly one of tunnel = NAME, port = NAME with next_hop = IP, blackhole = true, unreachable = true or prohibit = true");
     invalid(
         &with("[[route]]\nprefix = \"0.0.0.0/0\"\ntunnel = \"a\"\nblackhole = true\n"),
         "route[0]",
@@ -1069,6 +1069,71 @@ fn route_has_exactly_one_target() {
         Some("false"),
         "is not a target",
     );
+    for kind in ["unreachable", "prohibit"] {
+        invalid(
+            &with(&format!(
+                "[[route]]\nprefix = \"0.0.0.0/0\"\n{kind} = false\n"
+            )),
+            &format!("route[0].{kind}"),
+            Some("false"),
+            "is not a target",
+        );
+        invalid(
+            &with(&format!(
+                "[[route]]\nprefix = \"0.0.0.0/0\"\n{kind} = true\nblackhole = true\n"
+            )),
+            "route[0]",
+            None,
+            &format!("has 2 targets (blackhole, {kind})"),
+        );
+    }
+}
+
+#[test]
+fn unreachable_and_prohibit_routes_are_targets_of_their_own() {
+    let cfg = parse(
+        &with(
+            "[[route]]\nprefix = \"192.168.70.0/24\"\nunreachable = true\n\
+             [[route]]\nprefix = \"192.168.71.0/24\"\nprohibit = true\n",
+        ),
+        ORIGIN,
+    )
+    .unwrap();
+    let targets: Vec<_> = cfg.routes.iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        targets,
+        [RouteTarget::Unreachable, RouteTarget::Prohibit],
+        "{cfg:?}"
+    );
+    assert!(
+        cfg.summary().contains("2 unreachable or prohibit"),
+        "{}",
+        cfg.summary()
+    );
+}
+
+#[test]
+fn icmp_limits_default_to_linuxs_and_are_range_checked() {
+    let cfg = parse(&with(""), ORIGIN).unwrap();
+    assert_eq!(
+        (cfg.icmp.rate, cfg.icmp.burst),
+        (1000, 50),
+        "icmp_msgs_per_sec and icmp_msgs_burst"
+    );
+    let cfg = parse(&with("[icmp]\nrate = 0\nburst = 7\n"), ORIGIN).unwrap();
+    assert_eq!((cfg.icmp.rate, cfg.icmp.burst), (0, 7));
+    for (field, value) in [("rate", "-1"), ("burst", "10000001"), ("rate", "\"fast\"")] {
+        let text = with(&format!("[icmp]\n{field} = {value}\n"));
+        let err = parse(&text, ORIGIN).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("icmp.{field}")) || err.contains(field),
+            "{err}"
+        );
+    }
+    let err = parse(&with("[icmp]\nrates = 5\n"), ORIGIN)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rates"), "unknown field named: {err}");
 }
 
 #[test]

@@ -19,6 +19,8 @@ Writes DIR/<capture>.pcap for each input capture and prints one JSON object on s
   inner_hex for "fwd": the exact IPv4 packet expected inside the output (TTL decremented,
             ECN as RFC 6040 decapsulation leaves it, header checksum recomputed here)
   events    non-drop events the packet must count (gre_reserved_ignored, ...)
+  icmp      for a drop SPEC.md answers with an ICMP error: what the error must be (see
+            spec_icmp.py); null otherwise
 """
 import json
 import struct
@@ -26,6 +28,8 @@ import sys
 
 from scapy.all import (GRE, ICMP, IP, TCP, UDP, ARP, Dot1Q, Ether, IPOption, IPv6, Padding,
                        Raw, wrpcap)
+
+import spec_icmp
 
 OUT_DIR, LAB, SCENARIO = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 PORTS, TUNNELS = LAB["ports"], LAB["tunnels"]
@@ -114,13 +118,40 @@ def frame_from(tname, payload, outer_tos=0, outer=None, gre=None, eth_dst=None, 
 
 
 def add(capture, frame, expect, fid=None, ingress=None, egress=None, inner=None, tos=None,
-        events=()):
+        events=(), icmp=None):
     port = capture_port(capture)
     captures.setdefault(capture, (port, []))[1].append(frame)
     assert (expect == "fwd") == (egress is not None)
     manifest.append(dict(
         id=fid, capture=capture, expect=expect, ingress=ingress, egress=egress,
-        inner_hex=routed(inner, tos) if egress else None, events=list(events)))
+        inner_hex=routed(inner, tos) if egress else None, events=list(events), icmp=icmp))
+
+
+OURS = {p["addr"] for p in PORTS.values()}
+# The drops SPEC.md answers with an ICMP error (Fragmentation Needed needs the MTU, so the
+# caller gives it).
+ICMP_KINDS = {"drop:ttl_exceeded": spec_icmp.TIME_EXCEEDED,
+              "drop:no_route": spec_icmp.NET_UNREACHABLE}
+
+
+def icmp_back(expect, packet, ingress=None, capture=None, mac=None, mtu=None):
+    """The ICMP error a drop deserves: back into `ingress`, or natively out of the port of
+    `capture` to `mac`. `mtu` for mtu_exceeded (only with DF: the caller decides)."""
+    if expect == "drop:mtu_exceeded":
+        if mtu is None:
+            return None
+        kind = spec_icmp.FRAG_NEEDED
+    elif expect in ICMP_KINDS:
+        kind = ICMP_KINDS[expect]
+    else:
+        return None
+    if ingress is not None:
+        t = TUNNELS[ingress]
+        return spec_icmp.expect(kind, packet, ingress, t["local"], t["inner_mtu"], OURS,
+                                mtu=mtu or 0)
+    port = PORTS[capture_port(capture)]
+    return spec_icmp.expect(kind, packet, "native:" + capture_port(capture), port["addr"],
+                            port["mtu"], OURS, mtu=mtu or 0, mac=mac)
 
 
 def capture_port(capture):
@@ -133,13 +164,16 @@ def host(tname, i):
 
 
 def through(capture, src_t, dst, expect, i=0, egress=None, tos=0, outer_tos=0, new_tos=None,
-            events=(), src=None, **inner_kw):
-    """One UDP flow from `src_t`'s client network through its tunnel toward `dst`."""
+            events=(), src=None, icmp=True, mtu=None, **inner_kw):
+    """One UDP flow from `src_t`'s client network through its tunnel toward `dst`.
+    `icmp=False`: a drop SPEC.md answers silently although its reason could have an ICMP
+    error (a blackhole route); `mtu`: the next-hop MTU of an mtu_exceeded drop with DF."""
     fid = new_id()
     inner = udp(fid, src or host(src_t, i), dst, tos=tos, **inner_kw)
     frame = frame_from(src_t, inner, outer_tos=outer_tos)
+    err = icmp_back(expect, bytes(inner), ingress=src_t, mtu=mtu) if icmp else None
     add(capture, frame, expect, fid, ingress=src_t, egress=egress, inner=inner, tos=new_tos,
-        events=events)
+        events=events, icmp=err)
 
 
 def full():
@@ -294,7 +328,12 @@ def full():
     to_me = dict(src=acme["mac"], dst=me["mac"])
 
     def drop(reason, frame, ingress=None, fid=None, capture=c):
-        add(capture, frame, "drop:" + reason, fid, ingress)
+        # Native packets (no ingress tunnel) are answered natively to the frame's sender.
+        err = None
+        if ingress is None and IP in frame:
+            err = icmp_back("drop:" + reason, bytes(frame[IP]), capture=capture,
+                            mac=frame[Ether].src)
+        add(capture, frame, "drop:" + reason, fid, ingress, icmp=err)
 
     def acme_inner(i):
         fid = new_id()
@@ -424,7 +463,7 @@ def full():
          udp(fid, "198.18.1.1", host("acme", 162), ttl=1), fid=fid, capture=n)
     # no_route: nothing matches (no default route), a blackhole route, from transit
     through(c, "acme", "8.8.8.8", "drop:no_route")
-    through(c, "acme", "10.66.1.1", "drop:no_route")
+    through(c, "acme", "10.66.1.1", "drop:no_route", icmp=False)  # blackhole: silent
     fid = new_id()
     drop("no_route", Ether(src=upstream, dst=inet["mac"]) / udp(fid, "198.18.1.2", "9.9.9.9"),
          fid=fid, capture=n)
@@ -451,10 +490,11 @@ def full():
              udp(fid, src, host("acme", 180)), fid=fid, capture=n)
     # mtu_exceeded: one byte over initech's tunnel mtu with DF, well over without DF (no
     # fragmentation yet), one byte over internet0's port mtu natively
-    through(c, "acme", host("initech", 190), "drop:mtu_exceeded", size=981, df=True)
+    # (with DF, answered with Fragmentation Needed and the MTU that would have fitted)
+    through(c, "acme", host("initech", 190), "drop:mtu_exceeded", size=981, df=True, mtu=980)
     through(c, "acme", host("initech", 191), "drop:mtu_exceeded", size=1200, df=False)
-    through(c, "acme", "172.16.1.2", "drop:mtu_exceeded", size=1401, df=True)
-    through(c, "acme", "10.8.1.2", "drop:mtu_exceeded", size=1369, df=True)
+    through(c, "acme", "172.16.1.2", "drop:mtu_exceeded", size=1401, df=True, mtu=1400)
+    through(c, "acme", "10.8.1.2", "drop:mtu_exceeded", size=1369, df=True, mtu=1368)
     # no_neighbor: the nonbr tunnel's next hop has no static neighbour, and nobody answers ARP
     through(c, "acme", "10.5.0.1", "drop:no_neighbor")
     through(c, "globex", "10.5.0.2", "drop:no_neighbor")

@@ -53,6 +53,8 @@ import sys
 
 from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, IPOption, IPv6, Raw
 
+import spec_icmp
+
 OUT_DIR, LAB, SCENARIO = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 VARIANTS = int(SCENARIO.split(":")[1])
 PORTS, TUNNELS = LAB["ports"], LAB["tunnels"]
@@ -275,8 +277,40 @@ def tunnel_frame(tname, payload, outer=None, gre_flags=None, key="tunnel", seq="
     return e / ip / Raw(g), accepted
 
 
+OURS = {p["addr"] for p in PORTS.values()}
+
+
+def icmp_for(capture, frame, expect, ingress, icmp_mtu):
+    """The ICMP error SPEC.md answers a drop with (see spec_icmp.py), or None: TTL expiry,
+    no route, and, with `icmp_mtu`, a packet too big with DF set. Back into the ingress
+    tunnel, or natively to the frame's sender. (A blackhole route would be silent: the
+    assertion keeps the lab's only one, 10.66.0.0/16, out of the no_route cases.)"""
+    kinds = {"drop:ttl_exceeded": spec_icmp.TIME_EXCEEDED,
+             "drop:no_route": spec_icmp.NET_UNREACHABLE}
+    if expect == "drop:mtu_exceeded" and icmp_mtu is not None:
+        kind = spec_icmp.FRAG_NEEDED
+    elif expect in kinds:
+        kind = kinds[expect]
+    else:
+        return None
+    raw = bytes(frame)
+    if ingress is not None:
+        packet = spec_icmp.inner_of_frame(raw)
+        t = TUNNELS[ingress]
+        err = spec_icmp.expect(kind, packet, ingress, t["local"], t["inner_mtu"], OURS,
+                               mtu=icmp_mtu or 0)
+    else:
+        packet = raw[14:]
+        port = PORTS[CAPTURE_PORT[capture]]
+        err = spec_icmp.expect(kind, packet, "native:" + CAPTURE_PORT[capture], port["addr"],
+                               port["mtu"], OURS, mtu=icmp_mtu or 0, mac=Ether(raw).src)
+    if err is not None and expect == "drop:no_route":
+        assert not err["quote_hex"][32:36] == "0a42", "a blackhole is silent: not covered"
+    return err
+
+
 def add(capture, frame, expect, fid=None, ingress=None, egress=None, inner=None, tos=None,
-        events=(), arp=None):
+        events=(), arp=None, icmp_mtu=None):
     assert (expect == "fwd") == (egress is not None), expect
     expect, events = settle_seq(expect, events)
     if expect != "fwd":
@@ -284,16 +318,19 @@ def add(capture, frame, expect, fid=None, ingress=None, egress=None, inner=None,
     captures[capture].append(bytes(frame))
     manifest.append(dict(
         id=fid, capture=capture, expect=expect, ingress=ingress, egress=egress,
-        inner_hex=routed(inner, tos) if egress else None, events=list(events), arp=arp))
+        inner_hex=routed(inner, tos) if egress else None, events=list(events), arp=arp,
+        icmp=icmp_for(capture, frame, expect, ingress, icmp_mtu)))
 
 
 def capture_of(tname):
     return CLIENT if TUNNELS[tname]["port"] == "client0" else INET
 
 
-def through(src_t, dst_t, expect, inner_kw=None, events=(), new_tos=None, **frame_kw):
+def through(src_t, dst_t, expect, inner_kw=None, events=(), new_tos=None, icmp_mtu=None,
+            **frame_kw):
     """A random flow from tunnel `src_t`'s clients to `dst_t`'s (a tunnel name, or an
-    address), sent through `src_t`; `expect` "fwd" or a drop reason."""
+    address), sent through `src_t`; `expect` "fwd" or a drop reason. `icmp_mtu`: for
+    mtu_exceeded, the MTU a Fragmentation Needed carries (given only when DF is set)."""
     fid = new_id()
     kw = dict(inner_kw or {})
     src = kw.pop("src", None) or host(src_t)
@@ -303,7 +340,9 @@ def through(src_t, dst_t, expect, inner_kw=None, events=(), new_tos=None, **fram
     if expect == "fwd":
         add(capture_of(src_t), frame, "fwd", fid, src_t, dst_t, inner, new_tos, events)
     else:
-        add(capture_of(src_t), frame, "drop:" + expect, fid, src_t, events=events)
+        df = bool(int(inner.flags) & 2)
+        add(capture_of(src_t), frame, "drop:" + expect, fid, src_t, events=events,
+            icmp_mtu=icmp_mtu if df else None)
     return frame
 
 
@@ -819,15 +858,17 @@ def ecn():
 def jumbo():
     # Inner packets around the egress MTUs (bravo: port MTU 1500, GRE 4 bytes; initech:
     # tunnel MTU 1000, IPIP).
+    # Too big with DF: answered with Fragmentation Needed and the MTU that fits.
     for size, expect in [(1476, "fwd"), (1477, "mtu_exceeded"), (1600, "mtu_exceeded"),
                          (8000, "mtu_exceeded")]:
         for df in [True, False]:
             if expect == "fwd":
                 through("acme", "bravo", "fwd", inner_kw=dict(size=size, df=df))
             elif size + 14 + 20 + 8 + 14 <= MBUF_DATA_ROOM:
-                through("acme", "bravo", expect, inner_kw=dict(size=size, df=df))
+                through("acme", "bravo", expect, inner_kw=dict(size=size, df=df),
+                        icmp_mtu=1476)
     for size, expect in [(980, "fwd"), (981, "mtu_exceeded"), (1480, "mtu_exceeded")]:
-        through("acme", "initech", expect, inner_kw=dict(size=size, df=True))
+        through("acme", "initech", expect, inner_kw=dict(size=size, df=True), icmp_mtu=980)
     # Transit into acme (GRE with key: 28 bytes) from internet0: above internet0's own MTU
     # (1400) on the way in is no reason to drop; above client0's 1500 on the way out is.
     for size, expect in [(1472, "fwd"), (1473, "mtu_exceeded"), (1990, "mtu_exceeded")]:
@@ -837,7 +878,8 @@ def jumbo():
         if expect == "fwd":
             add(INET, frame, "fwd", fid, None, "acme", inner)
         else:
-            add(INET, frame, "drop:" + expect, fid)
+            df = bool(int(inner.flags) & 2)
+            add(INET, frame, "drop:" + expect, fid, icmp_mtu=1472 if df else None)
     # Frames over the mbuf data room arrive as chains (net_pcap; a NIC without scatter
     # drops them itself): the packet path reads one segment, so they are dropped as
     # oversize_frame before anything is read; so is a frame whose IPv4 packet ends within

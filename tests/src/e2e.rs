@@ -234,6 +234,20 @@ prefix = "10.66.0.0/16"
 blackhole = true
 "#;
 
+impl TunnelDef {
+    /// The outer headers this tunnel writes: IPv4, and GRE with its options.
+    pub fn headers(&self) -> u16 {
+        let opts =
+            u16::from(self.key.is_some()) + u16::from(self.sequence) + u16::from(self.checksum);
+        20 + if self.gre { 4 + 4 * opts } else { 0 }
+    }
+
+    /// The largest inner packet the tunnel carries.
+    pub fn inner_mtu(&self) -> u16 {
+        self.mtu.unwrap_or(port(self.port).mtu) - self.headers()
+    }
+}
+
 /// The lab port named `name`.
 pub fn port(name: &str) -> &'static PortDef {
     PORTS.iter().find(|p| p.name == name).expect("a lab port")
@@ -350,7 +364,9 @@ pub fn lab_toml(
             s += &format!("next_hop = {nh:?}\n");
         }
     }
-    s + ROUTES
+    // Every ICMP error the rules allow is sent: a rate limit would make what the captures
+    // hold depend on timing (the pipeline tests check the limit on a simulated clock).
+    s + ROUTES + "\n[icmp]\nrate = 10000000\nburst = 10000000\n"
 }
 
 /// What the traffic generator needs to know about the lab.
@@ -360,7 +376,7 @@ pub fn lab_json(captures: &[(&str, &str)]) -> String {
         .map(|p| {
             (
                 p.name.to_owned(),
-                json!({"mac": p.mac, "addr": p.addr,
+                json!({"mac": p.mac, "addr": p.addr, "mtu": p.mtu,
                        "upstream_mac": neighbor_mac(p.name, UPSTREAM)}),
             )
         })
@@ -381,6 +397,7 @@ pub fn lab_json(captures: &[(&str, &str)]) -> String {
                     "key": t.key, "sequence": t.sequence, "checksum": t.checksum,
                     "mac": neighbor_mac(t.port, t.remote).unwrap_or("02:00:00:00:99:99"),
                     "net": net,
+                    "inner_mtu": t.inner_mtu(),
                 }),
             )
         })
@@ -422,6 +439,27 @@ pub struct Expected {
     pub events: Vec<String>,
     /// For ARP packets handed to the ARP handler (`punt:arp`).
     pub arp: Option<ArpExpect>,
+    /// For drops SPEC.md answers with an ICMP error: what it must be.
+    pub icmp: Option<IcmpExpect>,
+}
+
+/// The ICMP error a dropped packet must get (tests/data/spec_icmp.py writes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpExpect {
+    pub icmp_type: u8,
+    pub code: u8,
+    /// The next-hop MTU of a Fragmentation Needed; 0 otherwise.
+    pub mtu: u16,
+    /// The ingress tunnel's name, or `native:<port>`.
+    pub via: String,
+    /// For `native:`, the frame's sender, to which the error goes.
+    pub mac: Option<String>,
+    /// Our address facing the sender.
+    pub src: String,
+    /// The offending packet's source.
+    pub dst: String,
+    /// What the error quotes.
+    pub quote_hex: String,
 }
 
 /// What must become of an ARP packet that reaches the ARP handler.
@@ -482,6 +520,19 @@ pub fn generate(
                 mac: s(a, "mac").expect("arp.mac"),
                 ip: s(a, "ip").expect("arp.ip"),
                 target: s(a, "target").expect("arp.target"),
+            }),
+            icmp: p.get("icmp").filter(|i| i.is_object()).map(|i| {
+                let n = |k: &str| i[k].as_u64().unwrap_or_else(|| panic!("icmp.{k}"));
+                IcmpExpect {
+                    icmp_type: n("type") as u8,
+                    code: n("code") as u8,
+                    mtu: n("mtu") as u16,
+                    via: s(i, "via").expect("icmp.via"),
+                    mac: s(i, "mac"),
+                    src: s(i, "src").expect("icmp.src"),
+                    dst: s(i, "dst").expect("icmp.dst"),
+                    quote_hex: s(i, "quote_hex").expect("icmp.quote_hex"),
+                }
             }),
         })
         .collect()
@@ -585,15 +636,15 @@ pub fn check_run(
 ) -> Vec<Value> {
     let files: Vec<&str> = outputs.iter().map(|o| o.file).collect();
     let packets = dissect(dir, &files);
-    let per_port = check_outputs(expected, outputs, &packets);
-    check_counters(stats, expected, &per_port, captures);
+    let sent = check_outputs(expected, outputs, &packets);
+    check_counters(stats, expected, &sent, captures);
     check_accounting(stats);
     packets
 }
 
 /// Every packet a worker received was forwarded, dropped or punted, exactly once; what
-/// the workers forwarded (and the ARP replies they sent) was taken by TX, refused by it,
-/// or found no TX queue.
+/// the workers forwarded (and the ARP replies and ICMP errors they sent) was taken by TX,
+/// refused by it, or found no TX queue.
 pub fn check_accounting(stats: &Value) {
     let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("counter {k}: {v}"));
     let workers = stats["workers"].as_array().expect("workers");
@@ -605,13 +656,13 @@ pub fn check_accounting(stats: &Value) {
             "worker {i}: received = forwarded + dropped + punted: {w}"
         );
         forwarded += n(w, "forwarded");
-        replies += n(w, "arp_replies");
+        replies += n(w, "arp_replies") + n(w, "icmp_sent");
         handed += n(w, "tx_packets") + n(w, "tx_dropped") + n(w, "tx_no_queue");
     }
     assert_eq!(
         forwarded + replies,
         handed,
-        "forwarded and ARP replies = TX taken, refused, or no queue"
+        "forwarded, ARP replies and ICMP errors = TX taken, refused, or no queue"
     );
     let rx: u64 = stats["ports"]
         .as_array()
@@ -631,19 +682,40 @@ pub fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// What the outputs held, for the counter checks.
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// Forwarded packets per egress port.
+    pub forwarded: HashMap<&'static str, u64>,
+    /// ICMP errors per port they left by.
+    pub icmp_port: HashMap<&'static str, u64>,
+    /// ICMP errors per tunnel they went into.
+    pub icmp_tunnel: HashMap<&'static str, u64>,
+}
+
+/// The one's complement sum of `data` folded to 16 bits (RFC 1071), written here apart
+/// from the router's own.
+fn ones_sum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(c[0]) << 8 | u32::from(c.get(1).copied().unwrap_or(0)))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
 /// Check every output packet against the flow it came from and the egress policy; every
-/// forwarded flow must appear exactly once. Returns the forwarded count per egress port.
-pub fn check_outputs(
-    expected: &[Expected],
-    outputs: &[Output],
-    packets: &[Value],
-) -> HashMap<&'static str, u64> {
+/// forwarded flow and every ICMP error the manifest expects must appear exactly once.
+pub fn check_outputs(expected: &[Expected], outputs: &[Output], packets: &[Value]) -> Sent {
+    let mut sent = Sent::default();
+    let mut icmp_seen: HashMap<u64, String> = HashMap::new();
     let by_id: HashMap<u64, &Expected> = expected
         .iter()
         .filter_map(|e| e.id.map(|id| (id, e)))
         .collect();
     let mut seen: HashMap<u64, String> = HashMap::new();
-    let mut per_port: HashMap<&'static str, u64> = HashMap::new();
     // tunnel -> file -> sequence numbers in output order
     let mut seqs: BTreeMap<&str, BTreeMap<String, Vec<u64>>> = BTreeMap::new();
     // file -> outer IPv4 identifications we wrote
@@ -721,6 +793,24 @@ pub fn check_outputs(
         let e = by_id
             .get(&id)
             .unwrap_or_else(|| panic!("flow {id} was never sent {at}"));
+        let inner = hex(p["inner_hex"].as_str().unwrap_or(""));
+        let ours = |a: &[u8]| {
+            PORTS
+                .iter()
+                .any(|pd| pd.addr.parse::<std::net::Ipv4Addr>().unwrap().octets() == a)
+        };
+        if inner.len() >= 28 && inner[9] == 1 && ours(&inner[12..16]) {
+            // Our ICMP error about flow `id`.
+            let want = e
+                .icmp
+                .as_ref()
+                .unwrap_or_else(|| panic!("an ICMP error about flow {id} ({}) {at}", e.expect));
+            if let Some(first) = icmp_seen.insert(id, at.clone()) {
+                panic!("two ICMP errors about flow {id}: {first}\nand {at}");
+            }
+            check_icmp_output(p, out, want, &inner, &at, &mut seqs, &mut sent);
+            continue;
+        }
         assert_eq!(
             e.expect, "fwd",
             "flow {id} (expected {}) was forwarded {at}",
@@ -758,7 +848,7 @@ pub fn check_outputs(
                 "{at}"
             );
             assert!(p.get("gre").is_none(), "{at}");
-            *per_port.entry(pd.name).or_default() += 1;
+            *sent.forwarded.entry(pd.name).or_default() += 1;
             continue;
         }
         if let Some(name) = egress.strip_prefix("reflect:") {
@@ -772,7 +862,7 @@ pub fn check_outputs(
             assert_eq!(outer["src"], t.local, "{at}");
             assert_eq!(outer["dst"], t.remote, "{at}");
             assert_eq!(p["gre"]["proto"], 0, "{at}");
-            *per_port.entry(pd.name).or_default() += 1;
+            *sent.forwarded.entry(pd.name).or_default() += 1;
             continue;
         }
         let t = tunnel(egress);
@@ -858,13 +948,18 @@ pub fn check_outputs(
         } else {
             assert!(p.get("gre").is_none(), "{at}");
         }
-        *per_port.entry(pd.name).or_default() += 1;
+        *sent.forwarded.entry(pd.name).or_default() += 1;
     }
     let missing: Vec<&Expected> = expected
         .iter()
         .filter(|e| e.expect == "fwd" && !seen.contains_key(&e.id.unwrap()))
         .collect();
     assert!(missing.is_empty(), "forwarded flows missing: {missing:#?}");
+    let missing: Vec<&Expected> = expected
+        .iter()
+        .filter(|e| e.icmp.is_some() && !icmp_seen.contains_key(&e.id.expect("a flow id")))
+        .collect();
+    assert!(missing.is_empty(), "ICMP errors missing: {missing:#?}");
     replies.retain(|_, n| *n > 0);
     assert!(replies.is_empty(), "ARP replies missing: {replies:?}");
     // Sequence numbers: increasing on each TX queue, and over all of them every number
@@ -884,7 +979,112 @@ pub fn check_outputs(
             "{name}: every sequence number once: {all:?}"
         );
     }
-    per_port
+    sent
+}
+
+/// One of our ICMP errors (`inner`: its IPv4 datagram) against what it must be: SPEC.md's
+/// fields, the quote, both checksums, and the way back (the ingress tunnel's policy, or the
+/// frame's sender on the ingress port).
+fn check_icmp_output(
+    p: &Value,
+    out: &Output,
+    want: &IcmpExpect,
+    inner: &[u8],
+    at: &str,
+    seqs: &mut BTreeMap<&str, BTreeMap<String, Vec<u64>>>,
+    sent: &mut Sent,
+) {
+    let addr = |b: &[u8]| format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
+    assert_eq!(
+        p["inner_chksum_ok"], true,
+        "ICMP error's IPv4 checksum {at}"
+    );
+    assert_eq!(inner[0], 0x45, "IPv4, no options {at}");
+    assert_eq!(inner[1], 0xc0, "DSCP CS6 {at}");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([inner[2], inner[3]])),
+        inner.len(),
+        "{at}"
+    );
+    assert_eq!(&inner[6..8], &[0, 0], "not a fragment, DF clear {at}");
+    assert_eq!(inner[8], 64, "TTL 64 {at}");
+    assert_eq!(
+        addr(&inner[12..16]),
+        want.src,
+        "from our address facing the sender {at}"
+    );
+    assert_eq!(
+        addr(&inner[16..20]),
+        want.dst,
+        "to the offending packet's source {at}"
+    );
+    let icmp = &inner[20..];
+    assert!(icmp.len() + 20 <= 576, "at most 576 bytes {at}");
+    assert_eq!(
+        (icmp[0], icmp[1]),
+        (want.icmp_type, want.code),
+        "type and code {at}"
+    );
+    assert_eq!(ones_sum(icmp), 0xffff, "ICMP checksum {at}");
+    let rest: [u8; 4] = [0, 0, (want.mtu >> 8) as u8, want.mtu as u8];
+    assert_eq!(&icmp[4..8], &rest, "unused, next-hop MTU {at}");
+    assert_eq!(
+        crate::e2e::hex_of(&icmp[8..]),
+        want.quote_hex,
+        "the quote: the packet as it arrived, cut to fit {at}"
+    );
+    let outer = &p["outer"];
+    if let Some(native) = want.via.strip_prefix("native:") {
+        let pd = port(native);
+        assert_eq!(out.port, native, "back out of the port it came in on {at}");
+        assert_eq!(p["eth_src"], pd.mac, "{at}");
+        assert_eq!(
+            p["eth_dst"].as_str(),
+            want.mac.as_deref(),
+            "to the frame's sender {at}"
+        );
+        assert!(p.get("gre").is_none(), "{at}");
+        *sent.icmp_port.entry(pd.name).or_default() += 1;
+        return;
+    }
+    let t = tunnel(&want.via);
+    let pd = port(t.port);
+    assert_eq!(out.port, t.port, "back into the ingress tunnel's port {at}");
+    assert_eq!(p["eth_src"], pd.mac, "{at}");
+    let nh = t.next_hop.unwrap_or(t.remote);
+    assert_eq!(p["eth_dst"], neighbor_mac(t.port, nh).unwrap(), "{at}");
+    assert_eq!(outer["chksum_ok"], true, "{at}");
+    assert_eq!(outer["src"], t.local, "{at}");
+    assert_eq!(outer["dst"], t.remote, "{at}");
+    assert_eq!(outer["proto"], if t.gre { 47 } else { 4 }, "{at}");
+    if t.gre {
+        let g = &p["gre"];
+        assert_eq!(
+            g["key"].as_u64(),
+            t.key.map(u64::from),
+            "the tunnel's key {at}"
+        );
+        assert_eq!(g["s"], u64::from(t.sequence), "{at}");
+        assert_eq!(g["c"], u64::from(t.checksum), "{at}");
+        if t.checksum {
+            assert_eq!(g["chksum_ok"], true, "GRE checksum {at}");
+        }
+        if t.sequence {
+            let file = p["file"].as_str().unwrap().to_owned();
+            seqs.entry(t.name)
+                .or_default()
+                .entry(file)
+                .or_default()
+                .push(g["seq"].as_u64().unwrap());
+        }
+    }
+    *sent.icmp_port.entry(pd.name).or_default() += 1;
+    *sent.icmp_tunnel.entry(t.name).or_default() += 1;
+}
+
+/// Lower-case hex of `b`.
+pub fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// How many expectations match `pred`.
@@ -912,9 +1112,26 @@ pub const AFTER_STRIP: &[&str] = &[
 pub fn check_counters(
     stats: &Value,
     expected: &[Expected],
-    per_port: &HashMap<&'static str, u64>,
+    outputs: &Sent,
     captures: &[(&str, &str)],
 ) {
+    let per_port = &outputs.forwarded;
+    // ICMP errors, by kind: what the manifest expects, all sent (no rate limit in the lab).
+    let icmp = stats["icmp_sent"].as_object().expect("icmp_sent");
+    for (kind, (t, c)) in [
+        ("time_exceeded", (11, 0)),
+        ("unreachable_net", (3, 0)),
+        ("unreachable_prohibited", (3, 13)),
+        ("fragmentation_needed", (3, 4)),
+    ] {
+        let want = count(expected, |e| {
+            e.icmp
+                .as_ref()
+                .is_some_and(|i| (i.icmp_type, i.code) == (t, c))
+        });
+        assert_eq!(icmp[kind].as_u64(), Some(want), "ICMP {kind} sent");
+    }
+    assert_eq!(stats["icmp_rate_limited"], 0, "no ICMP error rate-limited");
     let drops = stats["drops"].as_object().expect("drops");
     let mut want_drops: BTreeMap<&str, u64> = BTreeMap::new();
     for e in expected {
@@ -985,15 +1202,21 @@ pub fn check_counters(
         let replies = count(expected, |e| {
             e.arp.as_ref().is_some_and(|a| a.reply && a.port == pd.name)
         });
-        assert_eq!(ps["tx_sent"], sent + replies, "port {} tx", pd.name);
+        let icmp = outputs.icmp_port.get(pd.name).copied().unwrap_or(0);
+        assert_eq!(ps["tx_sent"], sent + replies + icmp, "port {} tx", pd.name);
         assert_eq!(ps["pipeline_tx_packets"], sent, "port {} tx", pd.name);
         assert_eq!(ps["tx_dropped"], 0, "port {} tx drops", pd.name);
     }
     for (i, t) in TUNNELS.iter().enumerate() {
         let ts = &stats["tunnels"][i];
         assert_eq!(ts["name"], t.name);
-        let tx = count(expected, |e| e.egress.as_deref() == Some(t.name));
-        assert_eq!(ts["tx_packets"], tx, "tunnel {} tx", t.name);
+        let tx = count(expected, |e| e.egress.as_deref() == Some(t.name))
+            + outputs.icmp_tunnel.get(t.name).copied().unwrap_or(0);
+        assert_eq!(
+            ts["tx_packets"], tx,
+            "tunnel {} tx (forwarded and ICMP)",
+            t.name
+        );
         let rx = count(expected, |e| {
             e.ingress.as_deref() == Some(t.name)
                 && (e.expect == "fwd"

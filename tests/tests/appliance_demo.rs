@@ -39,12 +39,15 @@ fn demo_lab_forwards_between_tunnels_and_counts_drops() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Counters: every flow forwarded, the three bad packets dropped by name.
+    // Counters: every flow forwarded, the three bad packets dropped by name, and the one
+    // with TTL 1 answered with an ICMP Time Exceeded back into initech's tunnel.
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
     let sent = 3 * FLOWS + 3;
     assert_eq!(stats["ports"][0]["rx_packets"], sent as u64);
-    assert_eq!(stats["ports"][0]["tx_packets"], (3 * FLOWS) as u64);
+    assert_eq!(stats["ports"][0]["tx_packets"], (3 * FLOWS + 1) as u64);
+    assert_eq!(stats["ports"][0]["pipeline_tx_packets"], (3 * FLOWS) as u64);
+    assert_eq!(stats["icmp_sent"]["time_exceeded"], 1);
     assert_eq!(stats["drops"]["inner_spoofed"], 1);
     assert_eq!(stats["drops"]["no_tunnel"], 1);
     assert_eq!(stats["drops"]["ttl_exceeded"], 1);
@@ -56,13 +59,14 @@ fn demo_lab_forwards_between_tunnels_and_counts_drops() {
         .sum();
     assert_eq!(total_drops, 3, "no other drops: {}", stats["drops"]);
     for t in stats["tunnels"].as_array().unwrap() {
-        assert_eq!(t["tx_packets"], FLOWS as u64, "tunnel {}", t["name"]);
+        let icmp = u64::from(t["name"] == "initech");
+        assert_eq!(t["tx_packets"], FLOWS as u64 + icmp, "tunnel {}", t["name"]);
     }
 
     // The output, dissected by tshark: each client's packets left through the next client's
     // tunnel with that tunnel's encapsulation, and nothing is malformed.
     let out_pcap = dir.join("clients-out.pcap");
-    assert_eq!(pcap::read(&out_pcap).unwrap().len(), 3 * FLOWS);
+    assert_eq!(pcap::read(&out_pcap).unwrap().len(), 3 * FLOWS + 1);
     let fields = Command::new("tshark")
         .arg("-r")
         .arg(&out_pcap)
@@ -83,15 +87,30 @@ fn demo_lab_forwards_between_tunnels_and_counts_drops() {
             "gre.key",
             "-e",
             "ip.checksum.status",
+            "-e",
+            "icmp.type",
         ])
         .output()
         .expect("run tshark (run scripts/setup.sh)");
     assert!(fields.status.success());
     let text = String::from_utf8_lossy(&fields.stdout);
     let mut seen = [0usize; 3];
+    let mut time_exceeded = 0;
     for line in text.lines() {
         let f: Vec<&str> = line.split('|').collect();
-        let (dst, proto, key, csum) = (f[0], f[1], f[2], f[3]);
+        let (dst, proto, key, csum, icmp) = (f[0], f[1], f[2], f[3], f[4]);
+        if icmp == "11" {
+            // Our Time Exceeded, in initech's IP-in-IP tunnel, to the initech host that
+            // sent the TTL-1 packet, quoting that packet (to an acme host).
+            let d: Vec<&str> = dst.split(',').collect();
+            assert_eq!(d[0], "198.51.100.30", "into initech's tunnel: {line}");
+            assert!(d[1].starts_with("10.3."), "to the sender: {line}");
+            assert!(d[2].starts_with("10.1."), "quoting its packet: {line}");
+            assert!(proto.starts_with("4,1,"), "IP in IP, ICMP: {line}");
+            assert!(csum.split(',').all(|c| c == "1"), "checksums good: {line}");
+            time_exceeded += 1;
+            continue;
+        }
         assert_eq!(csum, "1,1", "outer and inner IPv4 checksums good: {line}");
         let inner_dst = dst.split(',').nth(1).unwrap_or("");
         match dst.split(',').next().unwrap() {
@@ -117,6 +136,7 @@ fn demo_lab_forwards_between_tunnels_and_counts_drops() {
         }
     }
     assert_eq!(seen, [FLOWS; 3]);
+    assert_eq!(time_exceeded, 1, "one ICMP Time Exceeded");
     let bad = Command::new("tshark")
         .arg("-r")
         .arg(&out_pcap)

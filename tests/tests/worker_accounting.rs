@@ -202,21 +202,24 @@ wrpcap("{input}", frames)
     assert_eq!(r.arp_replies, ROUNDS);
     assert_eq!(r.punt_dropped, ROUNDS);
     assert_eq!(r.tx_no_queue, ROUNDS, "port 1's packets found no TX queue");
+    // The expired TTLs were answered, into initech's tunnel.
+    let icmp: u64 = c.icmp_sent.iter().sum();
+    assert_eq!(icmp, ROUNDS, "ICMP Time Exceeded for each TTL 1");
     let handed: u64 = r.tx_sent.iter().sum::<u64>() + r.tx_dropped.iter().sum::<u64>();
     assert_eq!(
-        forwarded + r.arp_replies,
+        forwarded + r.arp_replies + icmp,
         handed + r.tx_no_queue,
-        "forwarded and ARP replies = TX taken, refused, or no queue: {r:?}"
+        "forwarded, ARP replies and ICMP errors = TX taken, refused, or no queue: {r:?}"
     );
     assert_eq!(
         r.tx_sent[0],
-        2 * ROUNDS,
-        "acme's packets and the ARP replies"
+        3 * ROUNDS,
+        "acme's packets, the ARP replies, the ICMP errors"
     );
     drop(ports);
-    // What port 0 sent: the packets into acme and the ARP replies, nothing else.
+    // What port 0 sent: the packets into acme, the ARP replies and the ICMP errors.
     let out = backbone_tests::pcap::read(&dir.join("out.pcap")).expect("read out.pcap");
-    assert_eq!(out.len() as u64, 2 * ROUNDS);
+    assert_eq!(out.len() as u64, 3 * ROUNDS);
     assert_eq!(
         out.iter().filter(|f| f[12..14] == [0x08, 0x06]).count() as u64,
         ROUNDS,

@@ -30,7 +30,7 @@
 
 use super::progress::{PortTx, PortsHealth, WorkerProgress};
 use super::state::ControlState;
-use crate::pipeline::{Counters, DropReason, Event, PuntReason};
+use crate::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -476,6 +476,8 @@ fn counters(st: &ControlState, live: Live<'_>) -> Value {
         "drops": named(DropReason::ALL.iter().map(|r| (r.name(), total.drop_count(*r)))),
         "events": named(Event::ALL.iter().map(|e| (e.name(), total.event_count(*e)))),
         "punts": named(PuntReason::ALL.iter().map(|p| (p.name(), total.punt_count(*p)))),
+        "icmp_sent": named(IcmpKind::ALL.iter().map(|k| (k.name(), total.icmp_count(*k)))),
+        "icmp_rate_limited": total.icmp_rate_limited,
         "workers": copies,
         "api": live.api.to_json(),
     })

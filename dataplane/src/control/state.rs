@@ -225,6 +225,10 @@ impl ControlState {
                         json!({"prefix": p.to_string(), "port": self.port_name(*port), "next_hop": next_hop.to_string()})
                     }
                     RouteTarget::Blackhole => json!({"prefix": p.to_string(), "blackhole": true}),
+                    RouteTarget::Unreachable => {
+                        json!({"prefix": p.to_string(), "unreachable": true})
+                    }
+                    RouteTarget::Prohibit => json!({"prefix": p.to_string(), "prohibit": true}),
                 })
                 .collect(),
         )
@@ -249,7 +253,10 @@ impl ControlState {
         let snap = self.snapshots.load();
         let target = snap.routes().lookup(dst).map(|nh| snap.target(nh));
         let what = match target {
-            None | Some(Target::Blackhole) => json!({"no_route": true}),
+            None => json!({"no_route": true}),
+            Some(Target::Blackhole) => json!({"no_route": true, "blackhole": true}),
+            Some(Target::Unreachable) => json!({"no_route": true, "unreachable": true}),
+            Some(Target::Prohibit) => json!({"no_route": true, "prohibit": true}),
             Some(Target::Tunnel(id)) => match snap.tunnels().get(id) {
                 Some(t) => json!({"tunnel": t.config.name}),
                 None => json!({"no_route": true}),

@@ -7,6 +7,9 @@ use crate::tables::PortIndex;
 pub enum Action {
     /// Send the packet (rewritten, starting at its Ethernet header) out of this port.
     Transmit(PortIndex),
+    /// The packet was dropped for `reason` (counted), and its buffer now holds our answer
+    /// to it, an ICMP error starting at its Ethernet header: send that out of `port`.
+    Reply { port: PortIndex, reason: DropReason },
     /// Hand the packet to the control path.
     Punt(PuntReason),
     /// Drop the packet; the reason has been counted.

@@ -1,6 +1,7 @@
 //! Per-worker counters. Each worker owns one `Counters`; nothing here is shared for writing.
 
 use super::action::{DropReason, Event, PuntReason};
+use super::icmp::IcmpKind;
 
 /// Packets and bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,6 +44,10 @@ pub struct Counters {
     pub drops: [u64; DropReason::COUNT],
     pub events: [u64; Event::COUNT],
     pub punts: [u64; PuntReason::COUNT],
+    /// ICMP errors sent, by kind.
+    pub icmp_sent: [u64; IcmpKind::COUNT],
+    /// ICMP errors the rate limit kept from being sent.
+    pub icmp_rate_limited: u64,
     pub ports: Vec<PortCounters>,
     pub tunnels: Vec<TunnelCounters>,
 }
@@ -70,6 +75,11 @@ impl Counters {
         self.events[event as usize]
     }
 
+    /// ICMP errors of `kind` sent.
+    pub fn icmp_count(&self, kind: IcmpKind) -> u64 {
+        self.icmp_sent[kind as usize]
+    }
+
     /// Packets punted for `reason`.
     pub fn punt_count(&self, reason: PuntReason) -> u64 {
         self.punts[reason as usize]
@@ -91,6 +101,10 @@ impl Counters {
         for (a, b) in self.punts.iter_mut().zip(&other.punts) {
             *a += b;
         }
+        for (a, b) in self.icmp_sent.iter_mut().zip(&other.icmp_sent) {
+            *a += b;
+        }
+        self.icmp_rate_limited += other.icmp_rate_limited;
         self.fit(other.ports.len(), other.tunnels.len());
         for (a, b) in self.ports.iter_mut().zip(&other.ports) {
             a.rx.merge(&b.rx);

@@ -3,12 +3,33 @@
 
 use super::action::{Action, DropReason};
 use super::counters::Counters;
+use super::icmp::IcmpError;
 use super::{Inner, Verdict};
 use crate::buffer::PacketBuf;
 use crate::tables::{DfPolicy, DscpPolicy, PortIndex, Snapshot, TtlPolicy, TunnelId, TunnelMode};
 #[cfg(test)]
 use crate::wire::Ipv4Packet;
-use crate::wire::{checksum, ethernet, gre, Ecn, EtherType, EthernetAddress, Ipv4Repr};
+use crate::wire::{
+    checksum, ethernet, gre, Ecn, EtherType, EthernetAddress, IcmpErrorRepr, Ipv4Repr,
+};
+
+/// The drop for a packet over the path MTU: with DF set, answered with Fragmentation
+/// Needed carrying the MTU the sender must fit (RFC 1191); without DF we would fragment
+/// the inner packet (RFC 4459 section 3.4), which does not exist yet: a plain drop.
+#[inline]
+fn too_big(inner: &Inner, mtu: usize) -> Verdict {
+    if inner.dont_frag {
+        Verdict::Icmp(IcmpError {
+            repr: IcmpErrorRepr::FragmentationNeeded {
+                mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+            },
+            reason: DropReason::MtuExceeded,
+            back: inner.back,
+        })
+    } else {
+        Verdict::Drop(DropReason::MtuExceeded)
+    }
+}
 
 /// Write an Ethernet header for an IPv4 packet into `h` (14 bytes).
 #[inline]
@@ -29,7 +50,7 @@ pub(crate) fn native<B: PacketBuf>(
     mtu: u16,
 ) -> Result<(Action, usize), Verdict> {
     if inner.len > usize::from(mtu) {
-        return Err(Verdict::Drop(DropReason::MtuExceeded));
+        return Err(too_big(inner, usize::from(mtu)));
     }
     let Some(dst) = dst_mac else {
         return Err(Verdict::Drop(DropReason::NoNeighbor));
@@ -63,9 +84,8 @@ pub(crate) fn encapsulate<B: PacketBuf>(
     let inner_len = inner.len;
     let outer_len = inner_len + IPV4_LEN + gre_len;
     if outer_len > usize::from(t.mtu) {
-        // DF set: the sender must learn the tunnel MTU; DF clear: we would fragment the inner
-        // packet (RFC 4459 section 3.4), which does not exist yet. Both drop for now.
-        return Err(Verdict::Drop(DropReason::MtuExceeded));
+        // The sender must fit the tunnel's inner MTU.
+        return Err(too_big(inner, usize::from(t.mtu) - IPV4_LEN - gre_len));
     }
     let Some(dst_mac) = t.next_hop_mac else {
         return Err(Verdict::Drop(DropReason::NoNeighbor));

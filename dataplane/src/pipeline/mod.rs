@@ -10,17 +10,20 @@
 //! 2. [`terminate`]: tunnel lookup, GRE, strip, inner checks, BCP 38, ECN, TTL;
 //! 3. a bulk longest-prefix match over the burst's inner destinations;
 //! 4. [`route`]: hairpin and loop checks;
-//! 5. [`encap`]: outer headers and the Ethernet rewrite.
+//! 5. [`encap`]: outer headers and the Ethernet rewrite;
+//! 6. [`icmp`]: for a drop that deserves one, the ICMP error, built in the packet's buffer.
 
 pub mod action;
 mod classify;
 pub mod counters;
 mod encap;
+pub mod icmp;
 mod route;
 mod terminate;
 
 pub use action::{Action, DropReason, Event, PuntReason};
 pub use counters::{Counters, PacketBytes, PortCounters, TunnelCounters};
+pub use icmp::IcmpKind;
 
 use crate::buffer::PacketBuf;
 use crate::lpm::{NextHop, BURST};
@@ -31,16 +34,8 @@ use crate::tables::{PortIndex, Snapshot, Target, TunnelId};
 pub(crate) enum Verdict {
     Drop(DropReason),
     Punt(PuntReason),
-}
-
-impl From<Verdict> for Action {
-    #[inline]
-    fn from(v: Verdict) -> Action {
-        match v {
-            Verdict::Drop(r) => Action::Drop(r),
-            Verdict::Punt(r) => Action::Punt(r),
-        }
-    }
+    /// Drop, and answer with this ICMP error (if the rules and the rate limit allow).
+    Icmp(icmp::IcmpError),
 }
 
 /// A packet ready for routing: it starts at its (inner) IPv4 header, TTL decremented.
@@ -51,6 +46,8 @@ impl From<Verdict> for Action {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Inner {
     pub ingress_tunnel: Option<TunnelId>,
+    /// The way the packet came, for an ICMP error about it.
+    pub back: icmp::Back,
     /// The ingress tunnel's client router probing it (inner source our endpoint, inner
     /// destination its own): sent back to the router natively, whatever the routes say.
     pub keepalive: bool,
@@ -79,6 +76,12 @@ pub struct Pipeline {
     ident: Ident,
     /// Recent tunnel lookups (checked against each burst's snapshot before use).
     tunnel_memo: terminate::TunnelMemo,
+    /// This worker's share of the ICMP error rate limit.
+    icmp_limiter: icmp::Limiter,
+    /// The workers sharing the ICMP rate limit.
+    workers: usize,
+    /// The clock, nanoseconds, as the worker last set it (see [`Pipeline::set_clock`]).
+    now_ns: u64,
 }
 
 /// The outer IPv4 identifications one worker writes: its own residue class modulo the
@@ -127,16 +130,28 @@ impl Pipeline {
                 step: 0,
             },
             tunnel_memo: terminate::TunnelMemo::default(),
+            icmp_limiter: icmp::Limiter::default(),
+            workers: 1,
+            now_ns: 0,
         }
     }
 
     /// The pipeline of worker `index` of `workers`: its outer IPv4 identifications never
-    /// meet another worker's ([`Ident::for_worker`]).
+    /// meet another worker's ([`Ident::for_worker`]), and it sends its share (1/`workers`)
+    /// of the snapshot's ICMP rate limit.
     pub fn for_worker(index: usize, workers: usize) -> Self {
         Pipeline {
             ident: Ident::for_worker(index, workers),
+            workers: workers.max(1),
             ..Pipeline::new(0)
         }
+    }
+
+    /// Tell the pipeline the time (nanoseconds on any monotonic clock), once per burst:
+    /// the ICMP rate limit refills from it. It never reads a clock itself.
+    #[inline]
+    pub fn set_clock(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
     }
 
     /// The counters so far.
@@ -216,7 +231,7 @@ impl Pipeline {
                     pending[i] = true;
                     actions[i] = Action::Drop(DropReason::NoRoute); // until routed
                 }
-                Err(v) => actions[i] = v.into(),
+                Err(v) => actions[i] = self.verdict(pkt, snap, v, &mut tx_len[i]),
             }
         }
 
@@ -246,7 +261,10 @@ impl Pipeline {
                     dst_mac,
                     mtu,
                 } => encap::native(pkt, inner, port, src_mac, dst_mac, mtu),
-                Target::Blackhole => Err(Verdict::Drop(DropReason::NoRoute)),
+                // Routes of these types give their verdict in `route`.
+                Target::Blackhole | Target::Unreachable | Target::Prohibit => {
+                    Err(Verdict::Drop(DropReason::NoRoute))
+                }
             });
             actions[i] = match r {
                 Ok((a, len)) => {
@@ -256,7 +274,7 @@ impl Pipeline {
                     }
                     a
                 }
-                Err(v) => v.into(),
+                Err(v) => self.verdict(pkt, snap, v, &mut tx_len[i]),
             };
         }
 
@@ -267,8 +285,40 @@ impl Pipeline {
                         c.tx.add(len);
                     }
                 }
-                Action::Drop(r) => self.counters.drops[r as usize] += 1,
+                Action::Drop(r) | Action::Reply { reason: r, .. } => {
+                    self.counters.drops[r as usize] += 1
+                }
                 Action::Punt(r) => self.counters.punts[r as usize] += 1,
+            }
+        }
+    }
+
+    /// The action for a packet a stage stopped: its drop or punt, or for a drop that
+    /// deserves an ICMP error, the error built in its buffer (`len`: its frame length).
+    #[inline]
+    fn verdict<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        snap: &Snapshot,
+        v: Verdict,
+        len: &mut usize,
+    ) -> Action {
+        match v {
+            Verdict::Drop(r) => Action::Drop(r),
+            Verdict::Punt(r) => Action::Punt(r),
+            Verdict::Icmp(err) => {
+                let (a, l) = icmp::answer(
+                    pkt,
+                    snap,
+                    err,
+                    &mut self.ident,
+                    &mut self.counters,
+                    &mut self.icmp_limiter,
+                    self.now_ns,
+                    self.workers,
+                );
+                *len = l;
+                a
             }
         }
     }

@@ -2,10 +2,12 @@
 //! (SPEC.md "Routing", RFC 2784 section 3.1, RFC 2003 section 3.2).
 
 use super::action::DropReason;
+use super::icmp::IcmpError;
 use super::{Inner, Verdict};
 use crate::lpm::NextHop;
 use crate::tables::{Snapshot, Target};
 use crate::wire::ipv4::is_martian_destination;
+use crate::wire::IcmpErrorRepr;
 use core::net::Ipv4Addr;
 
 /// Resolve the LPM result for one packet into a target, or the drop that applies.
@@ -15,8 +17,15 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
     if is_martian_destination(Ipv4Addr::from(inner.dst)) {
         return Err(Verdict::Drop(DropReason::MartianDestination));
     }
+    let unreachable = |code| {
+        Err(Verdict::Icmp(IcmpError {
+            repr: IcmpErrorRepr::Unreachable(code),
+            reason: DropReason::NoRoute,
+            back: inner.back,
+        }))
+    };
     if nh.is_none() {
-        return Err(Verdict::Drop(DropReason::NoRoute));
+        return unreachable(0);
     }
     let target = snap.target(nh);
     if snap.is_local(inner.src) {
@@ -28,7 +37,10 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
         }
     }
     match target {
+        // Silent, as Linux's blackhole routes are.
         Target::Blackhole => Err(Verdict::Drop(DropReason::NoRoute)),
+        Target::Unreachable => unreachable(0),
+        Target::Prohibit => unreachable(13),
         Target::Tunnel(egress) => {
             if inner.ingress_tunnel == Some(egress) {
                 return Err(Verdict::Drop(DropReason::Hairpin));

@@ -3,11 +3,14 @@
 
 use super::action::{DropReason, Event, PuntReason};
 use super::counters::Counters;
+use super::icmp::{Back, IcmpError};
 use super::{Inner, Verdict};
 use crate::buffer::PacketBuf;
 use crate::tables::tunnel::TunnelEntry;
 use crate::tables::{PortIndex, SequenceCheck, Snapshot, TunnelId, TunnelKey};
-use crate::wire::{ethernet, gre, ipv4::Ecn, EtherType, IpProtocol, Ipv4Packet};
+use crate::wire::{
+    ethernet, gre, ipv4::Ecn, EtherType, EthernetAddress, IcmpErrorRepr, IpProtocol, Ipv4Packet,
+};
 
 /// Sets of a [`TunnelMemo`] (a power of two), of two ways each: 16 KiB of `u16` ids.
 const MEMO_SETS: usize = 4096;
@@ -319,7 +322,11 @@ fn inner<B: PacketBuf>(
         counters.events[Event::EcnSuspicious as usize] += 1;
     }
     if ttl <= 1 {
-        return Err(Verdict::Drop(DropReason::TtlExceeded));
+        return Err(Verdict::Icmp(IcmpError {
+            repr: IcmpErrorRepr::TimeExceeded,
+            reason: DropReason::TtlExceeded,
+            back: Back::Tunnel(tunnel),
+        }));
     }
     let mut ip = Ipv4Packet::new_unchecked(pkt.data_mut());
     let mut tos = tos;
@@ -333,6 +340,7 @@ fn inner<B: PacketBuf>(
     ip.decrement_ttl_incremental();
     Ok(Inner {
         ingress_tunnel: Some(tunnel),
+        back: Back::Tunnel(tunnel),
         keepalive,
         src,
         dst,
@@ -356,6 +364,11 @@ pub(crate) fn transit<B: PacketBuf>(
     snap: &Snapshot,
     port: PortIndex,
 ) -> Result<Inner, Verdict> {
+    let mac = match pkt.data().get(6..12) {
+        Some(m) => EthernetAddress([m[0], m[1], m[2], m[3], m[4], m[5]]),
+        None => return Err(Verdict::Drop(DropReason::BadIpv4)),
+    };
+    let back = Back::Native { port, mac };
     if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
         return Err(Verdict::Drop(DropReason::BadIpv4));
     }
@@ -376,11 +389,16 @@ pub(crate) fn transit<B: PacketBuf>(
         }
     }
     if ip.ttl() <= 1 {
-        return Err(Verdict::Drop(DropReason::TtlExceeded));
+        return Err(Verdict::Icmp(IcmpError {
+            repr: IcmpErrorRepr::TimeExceeded,
+            reason: DropReason::TtlExceeded,
+            back,
+        }));
     }
     ip.decrement_ttl_incremental();
     Ok(Inner {
         ingress_tunnel: None,
+        back,
         keepalive: false,
         src,
         dst: u32::from(ip.dst_addr()),

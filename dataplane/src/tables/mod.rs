@@ -5,7 +5,7 @@ pub mod snapshot;
 pub mod tunnel;
 
 pub use snapshot::{
-    BuildError, PortEntry, PortRoles, RouteTarget, Snapshot, SnapshotBuilder, Target,
+    BuildError, IcmpLimit, PortEntry, PortRoles, RouteTarget, Snapshot, SnapshotBuilder, Target,
 };
 pub use tunnel::{
     DfPolicy, DscpPolicy, SequenceCheck, TtlPolicy, Tunnel, TunnelId, TunnelKey, TunnelMode,

@@ -45,8 +45,12 @@ pub enum RouteTarget {
     Tunnel(String),
     /// Natively out of a port toward a next hop.
     Native { port: PortIndex, next_hop: Ipv4Addr },
-    /// Dropped as `no_route`.
+    /// Dropped as `no_route`, silently.
     Blackhole,
+    /// Dropped as `no_route`, answered with ICMP net unreachable.
+    Unreachable,
+    /// Dropped as `no_route`, answered with ICMP administratively prohibited.
+    Prohibit,
 }
 
 /// Where a route sends packets (resolved).
@@ -60,6 +64,8 @@ pub enum Target {
         mtu: u16,
     },
     Blackhole,
+    Unreachable,
+    Prohibit,
 }
 
 /// Why a configuration cannot become a snapshot.
@@ -122,6 +128,27 @@ pub struct Snapshot {
     neighbors: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
     /// The next hops routes and tunnels need, each with the port address to ask from.
     wanted: Vec<(PortIndex, Ipv4Addr, Ipv4Addr)>,
+    /// How many ICMP errors the router sends.
+    icmp: IcmpLimit,
+}
+
+/// The ICMP error rate limit: a token bucket over all workers (SPEC.md "ICMP errors").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpLimit {
+    /// Messages a second, all workers together; 0: none.
+    pub rate: u32,
+    /// Most messages at once after a quiet spell, all workers together.
+    pub burst: u32,
+}
+
+impl Default for IcmpLimit {
+    /// Linux's icmp_msgs_per_sec and icmp_msgs_burst.
+    fn default() -> Self {
+        IcmpLimit {
+            rate: 1000,
+            burst: 50,
+        }
+    }
 }
 
 impl Snapshot {
@@ -206,6 +233,12 @@ impl Snapshot {
             .filter(|&(p, ip, _)| !self.neighbors.contains_key(&(p, ip)))
     }
 
+    /// The ICMP error rate limit.
+    #[inline]
+    pub fn icmp(&self) -> IcmpLimit {
+        self.icmp
+    }
+
     /// The tunnel whose source prefixes hold `src` (host order), by longest match.
     #[inline]
     pub fn source_owner(&self, src: u32) -> Option<TunnelId> {
@@ -223,6 +256,7 @@ pub struct SnapshotBuilder {
     tunnels: Vec<Tunnel>,
     routes: BTreeMap<Ipv4Prefix, RouteTarget>,
     neighbors: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
+    icmp: IcmpLimit,
     /// What survives from one build to the next: slots, tables, tunnel state.
     kept: Kept,
 }
@@ -235,6 +269,8 @@ const OTHER_BASE: u32 = 1 << 24;
 enum OtherKey {
     Native(PortIndex, Ipv4Addr),
     Blackhole,
+    Unreachable,
+    Prohibit,
 }
 
 /// Builder state kept across builds so that each build changes only what changed.
@@ -314,13 +350,20 @@ impl SnapshotBuilder {
         self
     }
 
-    /// Take another builder's configuration (ports, tunnels, routes, neighbours) while
-    /// keeping this one's state, so the next build changes only what differs.
+    /// Set the ICMP error rate limit (default: [`IcmpLimit::default`]).
+    pub fn icmp(&mut self, limit: IcmpLimit) -> &mut Self {
+        self.icmp = limit;
+        self
+    }
+
+    /// Take another builder's configuration (ports, tunnels, routes, neighbours, ICMP
+    /// limit) while keeping this one's state, so the next build changes only what differs.
     pub fn adopt(&mut self, other: SnapshotBuilder) {
         self.ports = other.ports;
         self.tunnels = other.tunnels;
         self.routes = other.routes;
         self.neighbors = other.neighbors;
+        self.icmp = other.icmp;
     }
 
     /// The tunnels as configured.
@@ -486,6 +529,8 @@ impl SnapshotBuilder {
                     other_hop(&mut others, OtherKey::Native(*port, *next_hop))?
                 }
                 RouteTarget::Blackhole => other_hop(&mut others, OtherKey::Blackhole)?,
+                RouteTarget::Unreachable => other_hop(&mut others, OtherKey::Unreachable)?,
+                RouteTarget::Prohibit => other_hop(&mut others, OtherKey::Prohibit)?,
             };
             if let Some(&first) = owner.get(&prefix) {
                 return Err(BuildError::DuplicatePrefix {
@@ -533,6 +578,8 @@ impl SnapshotBuilder {
         for (key, &i) in &kept.others {
             other_targets[(i - OTHER_BASE) as usize] = match *key {
                 OtherKey::Blackhole => Target::Blackhole,
+                OtherKey::Unreachable => Target::Unreachable,
+                OtherKey::Prohibit => Target::Prohibit,
                 OtherKey::Native(port, next_hop) => match self.ports.get(&port) {
                     Some(p) => Target::Native {
                         port,
@@ -585,6 +632,7 @@ impl SnapshotBuilder {
             sources: kept.sources.publish(),
             neighbors: self.neighbors.clone(),
             wanted,
+            icmp: self.icmp,
         }))
     }
 }

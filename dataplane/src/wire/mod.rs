@@ -26,8 +26,8 @@
 //!
 //! # Protocols
 //!
-//! Ethernet II ([`ethernet`]), ARP for Ethernet/IPv4 ([`arp`]), IPv4 ([`ipv4`]) and GRE
-//! with RFC 2890 key and sequence number ([`gre`]). IP-in-IP (RFC 2003) has no header of
+//! Ethernet II ([`ethernet`]), ARP for Ethernet/IPv4 ([`arp`]), IPv4 ([`ipv4`]), GRE
+//! with RFC 2890 key and sequence number ([`gre`]), and ICMP's error messages ([`icmp`]). IP-in-IP (RFC 2003) has no header of
 //! its own: the inner IPv4 header follows the outer one directly, and the outer protocol
 //! is [`IpProtocol::IPIP`] (4). [`checksum`] holds the Internet checksum (RFC 1071) and
 //! its incremental update (RFC 1624).
@@ -107,11 +107,13 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod gre;
+pub mod icmp;
 pub mod ipv4;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EthernetAddress, EthernetFrame, EthernetRepr};
 pub use gre::{GrePacket, GreRepr};
+pub use icmp::{IcmpErrorRepr, IcmpPacket, IcmpType};
 pub use ipv4::{Ecn, Ipv4Packet, Ipv4Repr};
 
 /// Why a header was rejected. Small and `Copy`: the packet path counts it, never formats it.

@@ -17,7 +17,7 @@
 #![allow(dead_code)] // Not every test binary uses every helper.
 
 use dataplane::buffer::{PacketBuf, TestBuf};
-use dataplane::pipeline::{Action, Counters, DropReason, Pipeline, PuntReason};
+use dataplane::pipeline::{Action, Counters, DropReason, IcmpKind, Pipeline, PuntReason};
 use dataplane::tables::{
     DfPolicy, DscpPolicy, PortEntry, PortIndex, PortRoles, RouteTarget, Snapshot, SnapshotBuilder,
     TtlPolicy, Tunnel, TunnelMode,
@@ -344,8 +344,8 @@ fn pfx(s: &str) -> dataplane::lpm::Ipv4Prefix {
 /// 198.51.100.0/24 natively via 203.0.113.254 on port 1 (resolved), so are 0.0.0.0/8,
 /// 127.0.0.0/8, 223.255.255.0/24 and 224.0.0.0/3 (martian destinations), 100.64.0.0/10 via
 /// 203.0.113.253 (unresolved), 198.51.100.7/32 into tunnel e (a route to e's own
-/// endpoint through e), 192.168.66.0/24 blackhole. Nothing else is routed (9.9.9.9 has
-/// no route).
+/// endpoint through e), 192.168.66.0/24 blackhole, 192.168.70.0/24 unreachable,
+/// 192.168.71.0/24 prohibit. Nothing else is routed (9.9.9.9 has no route).
 pub fn lab_builder() -> SnapshotBuilder {
     let mut b = SnapshotBuilder::new();
     b.port(
@@ -439,6 +439,8 @@ pub fn lab_builder() -> SnapshotBuilder {
     );
     b.route(pfx("198.51.100.7/32"), RouteTarget::Tunnel("e".into()));
     b.route(pfx("192.168.66.0/24"), RouteTarget::Blackhole);
+    b.route(pfx("192.168.70.0/24"), RouteTarget::Unreachable);
+    b.route(pfx("192.168.71.0/24"), RouteTarget::Prohibit);
     b
 }
 
@@ -540,6 +542,48 @@ impl Lab {
         (egress, out)
     }
 
+    /// Send a frame that must be dropped for `reason` and answered with an ICMP error of
+    /// `kind`: checks the action, that exactly that drop counter and that ICMP counter went
+    /// up by one, and the output's Ethernet and IPv4 sanity. Returns the egress port and
+    /// the frame sent.
+    pub fn expect_icmp(
+        &mut self,
+        port: PortIndex,
+        frame: &[u8],
+        reason: DropReason,
+        kind: IcmpKind,
+        case: &str,
+    ) -> (PortIndex, Vec<u8>) {
+        let before = self.pipe.counters().clone();
+        let (a, out) = self.send(port, frame);
+        let Action::Reply {
+            port: egress,
+            reason: r,
+        } = a
+        else {
+            panic!("{case}: expected an ICMP error for {reason:?}, got {a:?}");
+        };
+        assert_eq!(r, reason, "{case}: the drop reason");
+        let after = self.pipe.counters();
+        for x in DropReason::ALL {
+            let want = before.drop_count(*x) + u64::from(*x == reason);
+            assert_eq!(after.drop_count(*x), want, "{case}: counter {}", x.name());
+        }
+        for k in IcmpKind::ALL {
+            let want = before.icmp_count(k) + u64::from(k == kind);
+            assert_eq!(
+                after.icmp_count(k),
+                want,
+                "{case}: ICMP counter {}",
+                k.name()
+            );
+        }
+        assert_eq!(after.punts, before.punts, "{case}: punts unchanged");
+        let mac = self.snap.port(egress).expect("egress port exists").mac;
+        assert_sane_output(&out, mac);
+        (egress, out)
+    }
+
     /// Send a frame that must be punted for `reason`; returns what the control path gets.
     pub fn expect_punt(
         &mut self,
@@ -562,6 +606,39 @@ impl Lab {
     pub fn counters(&self) -> &Counters {
         self.pipe.counters()
     }
+}
+
+/// The ICMP error at `at` in `frame` (its IPv4 header onwards, to the end) must be, byte for
+/// byte, what scapy builds from the fields SPEC.md prescribes: from `src` to `dst`, TTL 64,
+/// DSCP CS6 (TOS 0xc0), no fragmentation flags, protocol ICMP, the given type, code and
+/// (for code 4) next-hop MTU, and `quote` as its body, with both checksums as scapy computes
+/// them. The identification is ours to choose and is taken from the frame.
+pub fn check_icmp_error(
+    what: &str,
+    frame: &[u8],
+    at: usize,
+    (src, dst): (&str, &str),
+    (icmp_type, code, mtu): (u8, u8, u16),
+    quote: &[u8],
+) {
+    let ip = &frame[at..];
+    assert!(ip.len() >= 28, "{what}: an ICMP error is at least 28 bytes");
+    let id = u16::from_be_bytes([ip[4], ip[5]]);
+    let icmp = if icmp_type == 3 && code == 4 {
+        format!("ICMP(type={icmp_type}, code={code}, nexthopmtu={mtu})")
+    } else {
+        format!("ICMP(type={icmp_type}, code={code})")
+    };
+    let want = pkt(&format!(
+        "IP(src='{src}', dst='{dst}', ttl=64, tos=0xc0, id={id}, flags=0)/{icmp}/\
+         Raw(bytes.fromhex('{}'))",
+        hex(quote)
+    ));
+    assert_eq!(
+        hex(ip),
+        hex(&want),
+        "{what}: the ICMP error, byte for byte against scapy"
+    );
 }
 
 /// received = transmitted + dropped + punted, over the per-port counters.

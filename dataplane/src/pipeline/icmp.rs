@@ -1,0 +1,312 @@
+//! ICMP errors: the router's own voice (SPEC.md "ICMP errors", RFC 792, RFC 1812 section
+//! 4.3.2, RFC 1191).
+//!
+//! A stage that drops a packet for TTL expiry, for no route (or an unreachable or prohibit
+//! route), or for a size over the path MTU with DF set, names the ICMP error it deserves
+//! ([`IcmpError`]). This stage decides whether to send it (the never-rules, then the rate
+//! limit) and builds it in the offending packet's own buffer: the quote stays where it is,
+//! cut to fit 576 bytes (and the path back), and the new IPv4 and ICMP headers are
+//! prepended. The error goes back the way the packet came: into the ingress tunnel (with
+//! that tunnel's key, sequence number and checksum), or natively out of the ingress port
+//! to the frame's sender.
+//!
+//! The offending packet is counted under its drop reason whether or not an error is sent.
+
+use super::action::{Action, DropReason};
+use super::counters::Counters;
+use super::{encap, Ident, Inner, Verdict};
+use crate::buffer::PacketBuf;
+use crate::tables::{PortIndex, Snapshot, TunnelId};
+use crate::wire::icmp::{self, IcmpErrorRepr, IcmpType};
+use crate::wire::ipv4::{is_martian_source, Ecn};
+use crate::wire::{checksum, EthernetAddress, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr};
+
+/// The DSCP of our ICMP errors: CS6, network control (Linux's IPTOS_PREC_INTERNETCONTROL).
+const DSCP_NETWORK_CONTROL: u8 = 48;
+/// The TTL of our ICMP errors.
+const TTL: u8 = 64;
+/// IPv4 and ICMP headers of an error.
+const HEADERS: usize = 20 + icmp::HEADER_LEN;
+
+/// The way a packet came, which its ICMP error takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Back {
+    /// Into the tunnel it arrived through.
+    Tunnel(TunnelId),
+    /// Natively out of the port it arrived on, to the frame's sender.
+    Native {
+        port: PortIndex,
+        mac: EthernetAddress,
+    },
+    /// Nowhere (not yet known).
+    #[default]
+    None,
+}
+
+/// The ICMP error a drop deserves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IcmpError {
+    pub repr: IcmpErrorRepr,
+    pub reason: DropReason,
+    pub back: Back,
+}
+
+/// What counts as one ICMP error sent, by kind (the counters' names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum IcmpKind {
+    /// Time Exceeded, TTL exceeded in transit (type 11, code 0).
+    TimeExceeded = 0,
+    /// Destination Unreachable, net (type 3, code 0).
+    UnreachableNet = 1,
+    /// Destination Unreachable, communication administratively prohibited (type 3, code 13).
+    UnreachableProhibited = 2,
+    /// Destination Unreachable, fragmentation needed and DF set (type 3, code 4).
+    FragmentationNeeded = 3,
+}
+
+impl IcmpKind {
+    /// Number of kinds.
+    pub const COUNT: usize = 4;
+    /// All kinds, in counter order.
+    pub const ALL: [IcmpKind; Self::COUNT] = [
+        IcmpKind::TimeExceeded,
+        IcmpKind::UnreachableNet,
+        IcmpKind::UnreachableProhibited,
+        IcmpKind::FragmentationNeeded,
+    ];
+
+    /// The counter name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            IcmpKind::TimeExceeded => "time_exceeded",
+            IcmpKind::UnreachableNet => "unreachable_net",
+            IcmpKind::UnreachableProhibited => "unreachable_prohibited",
+            IcmpKind::FragmentationNeeded => "fragmentation_needed",
+        }
+    }
+
+    fn of(repr: IcmpErrorRepr) -> IcmpKind {
+        match repr {
+            IcmpErrorRepr::TimeExceeded => IcmpKind::TimeExceeded,
+            IcmpErrorRepr::FragmentationNeeded { .. } => IcmpKind::FragmentationNeeded,
+            IcmpErrorRepr::Unreachable(13) => IcmpKind::UnreachableProhibited,
+            IcmpErrorRepr::Unreachable(_) => IcmpKind::UnreachableNet,
+        }
+    }
+}
+
+/// One worker's share of the ICMP rate limit: a token bucket in nanotokens (a message costs
+/// 10^9), refilled from the clock the worker gives the pipeline once per burst.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Limiter {
+    /// Nanotokens available; `None` until the first message is asked for (the bucket
+    /// starts full).
+    tokens: Option<u64>,
+    /// When the bucket was last refilled (nanoseconds, the worker's clock).
+    last_ns: u64,
+}
+
+const NANO: u64 = 1_000_000_000;
+
+impl Limiter {
+    /// Take a token for one message at `now_ns`, with `rate`/s and `burst` for this worker.
+    pub(crate) fn take(&mut self, now_ns: u64, rate: u64, burst: u64) -> bool {
+        let cap = burst.saturating_mul(NANO);
+        let elapsed = now_ns.saturating_sub(self.last_ns).min(1_000 * NANO);
+        self.last_ns = self.last_ns.max(now_ns);
+        let tokens = match self.tokens {
+            None => cap,
+            Some(t) => t.saturating_add(elapsed.saturating_mul(rate)).min(cap),
+        };
+        if tokens >= NANO {
+            self.tokens = Some(tokens - NANO);
+            true
+        } else {
+            self.tokens = Some(tokens);
+            false
+        }
+    }
+}
+
+/// Whether the offending packet (an IPv4 packet, header checked) may be answered with an
+/// ICMP error at all (SPEC.md ICMP errors, rule 1; RFC 1812 section 4.3.2.7): not about an
+/// ICMP error, a non-first fragment, a packet to a broadcast or multicast address, or a
+/// packet whose source is martian, ours, or not a unicast address.
+fn may_answer(snap: &Snapshot, packet: &[u8]) -> bool {
+    let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+        return false;
+    };
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    if ip.frag_offset() != 0
+        || dst.is_multicast()
+        || dst.is_broadcast()
+        || is_martian_source(src)
+        || snap.is_local(u32::from(src))
+    {
+        return false;
+    }
+    if ip.protocol() == IpProtocol::ICMP {
+        // Its type decides; a packet too short to show one is no packet to answer.
+        return match ip.payload().first() {
+            Some(&t) => !IcmpType(t).is_error(),
+            None => false,
+        };
+    }
+    true
+}
+
+/// Our address facing the sender, the path's MTU back, and the way back.
+fn path_back(snap: &Snapshot, back: Back) -> Option<(Ipv4Addr, usize)> {
+    match back {
+        Back::Tunnel(id) => {
+            let t = snap.tunnels().get(id)?;
+            let inner_mtu = usize::from(t.mtu) - 20 - t.config.encap_gre_len();
+            Some((t.config.local, inner_mtu))
+        }
+        Back::Native { port, .. } => {
+            let p = snap.port(port)?;
+            Some((*p.addrs.first()?, usize::from(p.mtu)))
+        }
+        Back::None => None,
+    }
+}
+
+/// Answer a dropped packet with its ICMP error, if the rules and the rate limit allow. The
+/// packet starts at the offending IPv4 packet. Returns the action for the buffer: a reply
+/// to send, or the drop.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(crate) fn answer<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    err: IcmpError,
+    ident: &mut Ident,
+    counters: &mut Counters,
+    limiter: &mut Limiter,
+    now_ns: u64,
+    workers: usize,
+) -> (Action, usize) {
+    let dropped = (Action::Drop(err.reason), 0);
+    if !may_answer(snap, pkt.data()) {
+        return dropped;
+    }
+    let Some((source, path_mtu)) = path_back(snap, err.back) else {
+        return dropped;
+    };
+    let limit = snap.icmp();
+    let workers = workers.max(1) as u64;
+    let rate = u64::from(limit.rate) / workers;
+    let burst = u64::from(limit.burst).div_ceil(workers);
+    if limit.rate == 0 || limit.burst == 0 || !limiter.take(now_ns, rate, burst) {
+        counters.icmp_rate_limited += 1;
+        return dropped;
+    }
+
+    // The quote: as much of the packet as fits in 576 bytes and in the path back, as it
+    // arrived (RFC 1812 4.3.2.3): a drop after routing undoes the TTL decrement.
+    if err.reason != DropReason::TtlExceeded {
+        let d = pkt.data_mut();
+        let old = u16::from_be_bytes([d[8], d[9]]);
+        let sum = u16::from_be_bytes([d[10], d[11]]);
+        let new = old.wrapping_add(0x0100);
+        d[8..10].copy_from_slice(&new.to_be_bytes());
+        d[10..12].copy_from_slice(&checksum::update_u16(sum, old, new).to_be_bytes());
+    }
+    let (sender, len) = {
+        let d = pkt.data();
+        (
+            Ipv4Addr::new(d[12], d[13], d[14], d[15]),
+            usize::from(u16::from_be_bytes([d[2], d[3]])).min(d.len()),
+        )
+    };
+    let datagram = icmp::MAX_ERROR_DATAGRAM.min(path_mtu);
+    let quote = len.min(datagram - HEADERS);
+    if pkt.trim_back(pkt.len() - quote).is_err() {
+        return dropped;
+    }
+    let Ok(h) = pkt.prepend(HEADERS) else {
+        return dropped;
+    };
+    let repr = Ipv4Repr {
+        src_addr: source,
+        dst_addr: sender,
+        next_header: IpProtocol::ICMP,
+        payload_len: icmp::HEADER_LEN + quote,
+        hop_limit: TTL,
+        dscp: DSCP_NETWORK_CONTROL,
+        ecn: Ecn::NotEct,
+        dont_frag: false,
+        ident: ident.next_ident(),
+    };
+    repr.emit(&mut Ipv4Packet::new_unchecked(&mut h[..20]));
+    let message = &mut pkt.data_mut()[20..];
+    err.repr.emit(message);
+
+    let inner = Inner {
+        src: u32::from(source),
+        dst: u32::from(sender),
+        len: HEADERS + quote,
+        tos: DSCP_NETWORK_CONTROL << 2,
+        ttl: TTL,
+        ..Inner::default()
+    };
+    let sent = match err.back {
+        Back::Tunnel(id) => encap::encapsulate(pkt, &inner, snap, id, ident, counters),
+        Back::Native { port, mac } => match snap.port(port) {
+            Some(p) => encap::native(pkt, &inner, port, p.mac, Some(mac), p.mtu),
+            None => Err(Verdict::Drop(err.reason)),
+        },
+        Back::None => Err(Verdict::Drop(err.reason)),
+    };
+    match sent {
+        Ok((Action::Transmit(port), frame_len)) => {
+            counters.icmp_sent[IcmpKind::of(err.repr) as usize] += 1;
+            (
+                Action::Reply {
+                    port,
+                    reason: err.reason,
+                },
+                frame_len,
+            )
+        }
+        _ => dropped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_starts_full_and_refills_at_the_rate() {
+        let mut l = Limiter::default();
+        // 1,000/s, bursts of 50: 50 at once, then one a millisecond.
+        let t0 = 5 * NANO;
+        assert_eq!((0..100).filter(|_| l.take(t0, 1000, 50)).count(), 50);
+        assert!(!l.take(t0 + 999_999, 1000, 50));
+        assert!(l.take(t0 + 1_000_000, 1000, 50));
+        assert!(!l.take(t0 + 1_000_000, 1000, 50));
+        // A quiet second refills the burst, no more.
+        let t1 = t0 + 2 * NANO;
+        assert_eq!((0..100).filter(|_| l.take(t1, 1000, 50)).count(), 50);
+        // Over ten simulated seconds of demand every 100 µs: the rate, plus the burst.
+        let mut sent = 0;
+        let start = t1 + NANO;
+        for i in 0..100_000u64 {
+            if l.take(start + i * 100_000, 1000, 50) {
+                sent += 1;
+            }
+        }
+        assert!((10_000..=10_050).contains(&sent), "{sent} sent in 10 s");
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_refills_nothing() {
+        let mut l = Limiter::default();
+        assert!(l.take(10 * NANO, 1, 1));
+        assert!(!l.take(5 * NANO, 1, 1));
+        assert!(!l.take(10 * NANO, 1, 1));
+        assert!(l.take(11 * NANO, 1, 1));
+    }
+}
