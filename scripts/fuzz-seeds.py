@@ -47,15 +47,19 @@ def lab_json(lab):
         return None
 
     for p in lab["port"]:
-        ports[p["name"]] = dict(mac=p["mac"], addr=p["addresses"][0],
+        ports[p["name"]] = dict(mac=p["mac"], addr=p["addresses"][0], mtu=p.get("mtu", 1500),
                                 upstream_mac=neighbor(p["name"], "203.0.113.254"))
     for t in lab["tunnel"]:
+        gre = t["mode"] == "gre"
+        opts = (t.get("key") is not None) + t.get("sequence", False) + t.get("checksum", False)
+        headers = 20 + (4 + 4 * opts if gre else 0)
         tunnels[t["name"]] = dict(
             mode=t["mode"], local=t["local"], remote=t["remote"], port=t["port"],
             key=t.get("key"), sequence=t.get("sequence", False),
             checksum=t.get("checksum", False),
             mac=neighbor(t["port"], t["remote"]) or "02:00:00:00:99:99",
-            net=".".join(t["prefixes"][0].split(".")[:2]))
+            net=".".join(t["prefixes"][0].split(".")[:2]),
+            inner_mtu=t.get("mtu", ports[t["port"]]["mtu"]) - headers)
     return dict(ports=ports, tunnels=tunnels, captures=CAPTURES)
 
 

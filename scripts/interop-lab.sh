@@ -358,7 +358,7 @@ up() {
   grep -q "forwarding" "$D/backbone.log" || die "the appliance did not start forwarding in 60 s: see $D/backbone.log"
 
   # Underlay neighbours: each router's kernel pings the appliance once (backbone answers
-  # ARP and learns the router's MAC; the echo itself is punted). Then one ping from every
+  # ARP and learns the router's MAC, and answers the echo). Then one ping from every
   # host to every other primes Open vSwitch's tunnel neighbour tables and backbone's.
   for r in "${ROUTERS[@]}"; do
     local x; x=$(idx "$r")

@@ -116,7 +116,9 @@ pub fn run(
             for (m, action) in burst.drain().zip(actions.iter()) {
                 let mut m = m;
                 let out = match *action {
-                    Action::Transmit(out) | Action::Reply { port: out, .. } => Some(out),
+                    Action::Transmit(out)
+                    | Action::Reply { port: out, .. }
+                    | Action::Answer { port: out, .. } => Some(out),
                     Action::Punt(PuntReason::Arp) => match snap.port(*port) {
                         Some(entry) => {
                             let outcome = arp::handle(&mut m, entry);

@@ -260,18 +260,18 @@ fn outer_fragments_addressed_to_us_are_dropped() {
 #[test]
 fn non_tunnel_packets_to_us_are_punted_local_from_the_ipv4_header() {
     let f = pkts(&[
-        "e0()/IP(src=RB, dst=L1)/ICMP(type=8, id=7, seq=1)/Raw(b'ping')",
+        "e0()/IP(src=RB, dst=L1)/TCP(sport=40000, dport=22, flags='S')/Raw(b'ssh')",
         "e0()/IP(src=RB, dst=L2)/UDP(sport=5000, dport=179)/Raw(b'bgp')",
-        "e1()/IP(src='8.8.4.4', dst=LC)/ICMP(type=8)",
+        "e1()/IP(src='8.8.4.4', dst=LC)/ICMP(type=13)",
     ]);
     let mut lab = Lab::new();
     for (port, frame, case) in [
-        (CLIENT_PORT, &f[0], "ICMP echo to our tunnel endpoint"),
+        (CLIENT_PORT, &f[0], "TCP to our tunnel endpoint"),
         (CLIENT_PORT, &f[1], "UDP to our second address"),
         (
             CORE_PORT,
             &f[2],
-            "ICMP echo to our core address (transit port)",
+            "ICMP timestamp to our core address (transit port)",
         ),
     ] {
         let out = lab.expect_punt(port, frame, PuntReason::Local, case);
@@ -733,7 +733,7 @@ fn tunnel_packets_inside_tunnels_to_us_are_nested_tunnel() {
 #[test]
 fn inner_packets_to_us_are_punted_local_inner_from_the_inner_header() {
     let inners = [
-        "IP(src='10.2.0.5', dst=L1)/ICMP(type=8, id=3, seq=9)/Raw(b'ping')",
+        "IP(src='10.2.0.5', dst=L1)/TCP(sport=179, dport=40000, flags='S')/Raw(b'bgp')",
         "IP(src='10.2.0.5', dst=L2)/UDP(sport=5000, dport=179)/Raw(b'bgp')",
     ];
     let mut exprs: Vec<String> = inners.iter().map(|i| format!("from_b({i})")).collect();
@@ -1795,7 +1795,7 @@ fn counters_per_port_per_tunnel_and_per_reason() {
         "e0()/IP(src=RC, dst=L1)/IP(src='10.3.0.5', dst='8.8.8.8')/data(7)", // c -> native
         "from_b(IP(src='10.2.0.5', dst='8.8.8.8', ttl=1)/data())", // b, ttl_exceeded
         "e0()/IP(src='198.51.100.99', dst=L1)/GRE()/IP(src='10.2.0.5', dst='8.8.8.8')",
-        "e0()/IP(src=RB, dst=L1)/ICMP()", // punt local
+        "e0()/IP(src=RB, dst=L1)/UDP(dport=179)", // punt local
         "Ether(dst='ff:ff:ff:ff:ff:ff', src=PEER)/ARP(psrc=RB, pdst=L1)", // punt arp
         // Port 1.
         "e1()/IP(src='8.8.4.4', dst='8.8.8.8')/data(3)", // native, port 1
@@ -1983,7 +1983,7 @@ fn every_drop_reason_is_reachable_and_counted_once() {
     ];
     let mut exprs: Vec<&str> = cases.iter().map(|(_, e)| *e).collect();
     exprs.push("from_b(IP(src='10.2.0.5', dst='8.8.8.8'))"); // forwarded
-    exprs.push("e0()/IP(src=RB, dst=L1)/ICMP()"); // punted
+    exprs.push("e0()/IP(src=RB, dst=L1)/UDP(dport=179)"); // punted
     let f = pkts(&exprs);
     let mut bufs: Vec<TestBuf> = vec![TestBuf::new(&[])]; // runt
     let mut want = vec![Action::Drop(DropReason::Runt)];
@@ -2291,6 +2291,197 @@ fn icmp_errors_are_never_sent_about_what_the_rules_exclude() {
     assert_conserved(lab.counters());
 }
 
+/// SPEC.md ICMP errors rule 5: echo requests to our addresses are answered, from the
+/// address asked, back the way they came.
+#[test]
+fn echo_requests_to_our_addresses_are_answered() {
+    let through_a = from_a(
+        Some(5),
+        "IP(src='10.1.0.5', dst=L1)/ICMP(type=8, id=1, seq=1)",
+    );
+    let f = pkts(&[
+        "e0()/IP(src=RB, dst=L1, ttl=9, tos=0x10)/ICMP(type=8, id=7, seq=1)/Raw(b'ping')",
+        "e1()/IP(src='8.8.4.4', dst=LC)/ICMP(type=8, id=9, seq=2)/Raw(b'x' * 56)",
+        "from_b(IP(src='10.2.0.5', dst=L2)/ICMP(type=8, id=3, seq=4)/Raw(b'in the tunnel'))",
+        through_a.as_str(),
+        // With IP options: answered without them.
+        "e0()/IP(src=RB, dst=L1, options=[IPOption(b'\\x01\\x01\\x01\\x00')])/\
+         ICMP(type=8, id=5, seq=5)/Raw(b'opts')",
+    ]);
+    let mut lab = Lab::new();
+    let answer = |lab: &mut Lab, port, frame: &[u8], case: &str| {
+        let before = lab.counters().clone();
+        let (a, out) = lab.send(port, frame);
+        let Action::Answer { port: egress, punt } = a else {
+            panic!("{case}: expected an echo reply, got {a:?}");
+        };
+        assert_eq!(
+            lab.counters().echo_replies,
+            before.echo_replies + 1,
+            "{case}"
+        );
+        assert_eq!(
+            lab.counters().punt_count(punt),
+            before.punt_count(punt) + 1,
+            "{case}"
+        );
+        assert_eq!(lab.counters().total_drops(), before.total_drops(), "{case}");
+        (egress, punt, out)
+    };
+    // Natively: to the frame's sender, from the address asked, the request's data back.
+    for (port, frame, (ours, sender), case) in [
+        (
+            CLIENT_PORT,
+            &f[0],
+            ("192.0.2.1", "198.51.100.2"),
+            "to our endpoint",
+        ),
+        (
+            CORE_PORT,
+            &f[1],
+            ("203.0.113.1", "8.8.4.4"),
+            "to our core address",
+        ),
+    ] {
+        let (egress, punt, out) = answer(&mut lab, port, frame, case);
+        assert_eq!((egress, punt), (port, PuntReason::Local), "{case}");
+        assert_eq!(
+            &out[..6],
+            &[2, 0, 0, 0, 0xee, 0xee],
+            "{case}: to the sender"
+        );
+        check_fields(
+            case,
+            &out,
+            &[
+                ("p[IP].src", ours),
+                ("p[IP].dst", sender),
+                ("p[IP].ttl", "64"),
+                ("ip_ok(p[IP], f)", "True"),
+                ("p[ICMP].type", "0"),
+                ("checksum(bytes(p[ICMP])) == 0", "True"),
+            ],
+        );
+        // The echo: the same identifier, sequence and data (RFC 792).
+        assert_eq!(
+            &out[ETH + 24..],
+            &frame[ETH + 24..],
+            "{case}: id, seq and data"
+        );
+    }
+    // Inside a tunnel: the reply goes back into it (b: plain GRE; a: key, sequence,
+    // checksum), from the address asked.
+    let (egress, punt, out) = answer(&mut lab, CLIENT_PORT, &f[2], "through b, to L2");
+    assert_eq!((egress, punt), (CLIENT_PORT, PuntReason::LocalInner));
+    check_fields(
+        "through b",
+        &out,
+        &[
+            ("p[IP].dst", "198.51.100.2"),
+            ("p[IP:2].src", "192.0.2.2"),
+            ("p[IP:2].dst", "10.2.0.5"),
+            ("ip_ok(p[IP:2], f)", "True"),
+            ("p[ICMP].type", "0"),
+            ("p[ICMP].id", "3"),
+            ("p[ICMP].seq", "4"),
+            ("bytes(p[ICMP].payload)", "b'in the tunnel'"),
+        ],
+    );
+    let (_, _, out) = answer(&mut lab, CLIENT_PORT, &f[3], "through a");
+    check_fields(
+        "through a",
+        &out,
+        &[
+            ("p[GRE].key", "100"),
+            ("p[GRE].seqnum_present", "1"),
+            ("gre_ok(p, f)", "True"),
+            ("p[IP:2].dst", "10.1.0.5"),
+            ("p[ICMP].type", "0"),
+        ],
+    );
+    let (_, _, out) = answer(&mut lab, CLIENT_PORT, &f[4], "with IP options");
+    check_fields(
+        "with IP options",
+        &out,
+        &[
+            ("p[IP].ihl", "5"),
+            ("ip_ok(p[IP], f)", "True"),
+            ("p[ICMP].type", "0"),
+            ("p[ICMP].id", "5"),
+            ("bytes(p[ICMP].payload)", "b'opts'"),
+        ],
+    );
+    assert_conserved(lab.counters());
+}
+
+/// What is not an echo request we answer is punted untouched: replies, bad checksums,
+/// truncated messages, fragments, and requests from our own addresses.
+#[test]
+fn what_is_no_echo_request_is_punted_untouched() {
+    let f = pkts(&[
+        "e0()/IP(src=RB, dst=L1)/ICMP(type=0)/Raw(b'reply')",
+        "e0()/IP(src=RB, dst=L1)/ICMP(type=8, chksum=0x1234)/Raw(b'bad')",
+        "e0()/IP(src=RB, dst=L1, proto=1)/Raw(b'\\x08\\x00')",
+        "e0()/IP(src=RB, dst=L1, flags='MF')/ICMP(type=8)/Raw(b'frag')",
+        "from_b(IP(src=L2, dst=L1)/ICMP(type=8))",
+        "e0()/IP(src=RB, dst=L1)/ICMP(type=8)/Raw(b'control')",
+    ]);
+    let mut lab = Lab::new();
+    for (frame, case) in f.iter().zip([
+        "an echo reply",
+        "a bad ICMP checksum",
+        "a truncated ICMP header",
+    ]) {
+        let out = lab.expect_punt(CLIENT_PORT, frame, PuntReason::Local, case);
+        assert_eq!(out, frame[ETH..], "{case}: untouched");
+    }
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[3],
+        DropReason::OuterFragment,
+        "a fragment to us",
+    );
+    let out = lab.expect_punt(
+        CLIENT_PORT,
+        &f[4],
+        PuntReason::LocalInner,
+        "from our address",
+    );
+    assert_eq!(out, f[4][OUTER + 4..], "from our address: untouched");
+    assert_eq!(lab.counters().echo_replies, 0);
+    assert!(
+        matches!(lab.send(CLIENT_PORT, &f[5]).0, Action::Answer { .. }),
+        "control"
+    );
+}
+
+/// Our answers take their tunnel's sequence numbers in the burst's order, like the packets
+/// forwarded into that tunnel around them: a receiver would drop a number that goes back.
+#[test]
+fn answers_take_sequence_numbers_in_burst_order() {
+    let f = pkts(&[
+        "from_b(IP(src='10.2.0.5', dst='10.1.0.9')/data())".to_string(),
+        from_a(Some(1), "IP(src='10.1.0.5', dst='8.8.8.8', ttl=1)/data()"),
+        "from_b(IP(src='10.2.0.5', dst='10.1.0.9')/data())".to_string(),
+        from_a(Some(2), "IP(src='10.1.0.5', dst=L1)/ICMP(type=8)"),
+        "from_b(IP(src='10.2.0.5', dst='10.1.0.9')/data())".to_string(),
+    ]);
+    let mut lab = Lab::new();
+    let mut bufs: Vec<TestBuf> = f.iter().map(|b| TestBuf::new(b)).collect();
+    let actions = lab.process(CLIENT_PORT, &mut bufs);
+    assert!(matches!(actions[1], Action::Reply { .. }), "{actions:?}");
+    assert!(matches!(actions[3], Action::Answer { .. }), "{actions:?}");
+    // Tunnel a's header: flags, checksum, key, then the sequence number.
+    let seqs: Vec<u32> = bufs
+        .iter()
+        .map(|b| {
+            let d = &b.data()[OUTER + 12..OUTER + 16];
+            u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+        })
+        .collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4], "into a, in the burst's order");
+}
+
 #[test]
 fn the_rate_limit_is_a_token_bucket_on_the_pipelines_clock() {
     let frame = pkt("from_b(IP(src='10.2.0.5', dst='8.8.8.8', ttl=1)/data())");
@@ -2407,7 +2598,7 @@ fn seeds() -> &'static [(PortIndex, Vec<u8>)] {
                 CLIENT_PORT,
                 "e0()/IP(src=RC, dst=L1)/IP(src='10.3.0.5', dst='10.2.0.9', tos=2)/data()",
             ),
-            (CLIENT_PORT, "e0()/IP(src=RB, dst=L1)/ICMP()"),
+            (CLIENT_PORT, "e0()/IP(src=RB, dst=L1)/ICMP()"), // an echo request: answered
             (CORE_PORT, "e1()/IP(src='8.8.4.4', dst='10.2.0.9')/data()"),
             (CORE_PORT, "e1()/IP(src='8.8.4.4', dst='8.8.8.8')/data()"),
         ];
@@ -2427,11 +2618,17 @@ fn check_burst(port: PortIndex, bufs: &mut [TestBuf]) {
     assert_conserved(c);
     let mut tx = [0u64; 2];
     for (b, a) in bufs.iter().zip(&actions) {
-        if let Action::Transmit(out) = a {
-            let mac = snap.port(*out).expect("transmit to a configured port").mac;
-            assert_sane_output(b.data(), mac);
-            let mtu = snap.port(*out).unwrap().mtu;
-            assert!(b.len() - 14 <= usize::from(mtu), "within the port MTU");
+        let (Action::Transmit(out)
+        | Action::Reply { port: out, .. }
+        | Action::Answer { port: out, .. }) = a
+        else {
+            continue;
+        };
+        let mac = snap.port(*out).expect("transmit to a configured port").mac;
+        assert_sane_output(b.data(), mac);
+        let mtu = snap.port(*out).unwrap().mtu;
+        assert!(b.len() - 14 <= usize::from(mtu), "within the port MTU");
+        if let Action::Transmit(_) = a {
             tx[usize::from(*out)] += 1;
         }
     }
@@ -2559,7 +2756,10 @@ fn the_unmutated_seeds_are_forwarded_or_punted() {
     for (port, frame) in seeds() {
         match lab.send(*port, frame).0 {
             Action::Transmit(_) => forwarded += 1,
-            Action::Punt(PuntReason::Local) => {}
+            Action::Answer {
+                punt: PuntReason::Local,
+                ..
+            } => {}
             other => panic!("seed {frame:02x?} gave {other:?}"),
         }
     }

@@ -384,6 +384,13 @@ pub fn check_verdict(
                 assert!(input.len() < 14, "runt of {} bytes", input.len());
             }
         }
+        Action::Answer { port: p, punt } => {
+            assert!(
+                matches!(punt, PuntReason::Local | PuntReason::LocalInner),
+                "an echo reply for {punt:?}"
+            );
+            check_echo_reply(snap, port, input, p, out);
+        }
         Action::Reply { port: p, reason: r } => {
             if let Some((before, after)) = counters {
                 for x in DropReason::ALL {
@@ -406,26 +413,55 @@ pub fn check_verdict(
     }
 }
 
-/// An ICMP error we sent about `input` (received on `port_in`) out of `p`: a sane frame, in
-/// the ingress tunnel or natively back out of the ingress port; from one of our addresses
-/// to the offending packet's source; an error type with a valid checksum; at most 576
-/// bytes; quoting a packet from that source to the offending packet's destination.
-fn check_icmp_error(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortIndex, out: &[u8]) {
+/// An echo reply we sent to `input` (an echo request to one of our addresses, received on
+/// `port_in`) out of `p`: the way back as for an ICMP error, from the address asked to the
+/// asker, type 0 with a valid checksum, the identifier, sequence number and data echoed.
+fn check_echo_reply(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortIndex, out: &[u8]) {
+    let d = reply_datagram(snap, port_in, input, p, out);
+    let i = read_input(snap, input);
+    let request = i.inner.expect("an echo request");
+    let ihl = usize::from(request[0] & 0x0F) * 4;
+    assert_eq!(be32(d, 12), be32(request, 16), "from the address asked");
+    assert_eq!(be32(d, 16), be32(request, 12), "to the asker");
+    assert!(snap.is_local(be32(d, 12)), "from one of our addresses");
+    assert_eq!(request[ihl], 8, "answered an echo request");
+    assert!(
+        rfc1071_ok(&request[ihl..]),
+        "answered a request with a good checksum"
+    );
+    let icmp = &d[20..];
+    assert_eq!((icmp[0], icmp[1]), (0, request[ihl + 1]), "an echo reply");
+    assert!(rfc1071_ok(icmp), "the reply's ICMP checksum");
+    assert_eq!(
+        &icmp[4..],
+        &request[ihl + 4..],
+        "identifier, sequence number and data"
+    );
+}
+
+/// The IPv4 datagram of an answer (an ICMP error or an echo reply) sent about `input` out
+/// of `p`, after checking the way back: into the ingress tunnel, or natively out of the
+/// ingress port to the frame's sender.
+fn reply_datagram<'o>(
+    snap: &Snapshot,
+    port_in: PortIndex,
+    input: &[u8],
+    p: PortIndex,
+    out: &'o [u8],
+) -> &'o [u8] {
     let entry = snap.port(p).expect("reply on a lab port");
     assert_eq!(
         &out[6..12],
         &entry.mac.0,
         "Ethernet source is the port's MAC"
     );
-    assert_eq!(be16(out, 12), 0x0800, "ICMP error over IPv4");
+    assert_eq!(be16(out, 12), 0x0800, "an answer over IPv4");
     let ip = ipv4_cut(&out[14..]).expect("a valid IPv4 header");
     assert_eq!(ip.len(), out.len() - 14, "total length = frame - 14");
     assert!(rfc1071_ok(&ip[..20]), "IPv4 checksum: {}", hex(out));
     let i = read_input(snap, input);
-    let offending = i.inner.expect("an ICMP error about a valid IPv4 packet");
     let datagram = match i.ingress {
         Some(Some(id)) => {
-            // Back into the ingress tunnel.
             let t = snap.tunnels().get(id).expect("the ingress tunnel");
             assert_eq!(p, t.config.egress_port, "into the ingress tunnel's port");
             assert_eq!(
@@ -451,14 +487,28 @@ fn check_icmp_error(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortIn
                 payload
             }
         }
-        Some(None) => panic!("an ICMP error about a packet of no tunnel"),
+        Some(None) => panic!("an answer to a packet of no tunnel"),
         None => {
             assert_eq!(p, port_in, "natively back out of the ingress port");
             assert_eq!(&out[0..6], &input[6..12], "to the frame's sender");
             ip
         }
     };
-    let d = ipv4_cut(datagram).expect("the ICMP error's IPv4 header");
+    let d = ipv4_cut(datagram).expect("the answer's IPv4 header");
+    assert!(rfc1071_ok(&d[..20]), "the answer's IPv4 checksum");
+    assert_eq!(d[9], 1, "ICMP");
+    d
+}
+
+/// An ICMP error we sent about `input` (received on `port_in`) out of `p`: a sane frame, in
+/// the ingress tunnel or natively back out of the ingress port; from one of our addresses
+/// to the offending packet's source; an error type with a valid checksum; at most 576
+/// bytes; quoting a packet from that source to the offending packet's destination.
+fn check_icmp_error(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortIndex, out: &[u8]) {
+    let d = reply_datagram(snap, port_in, input, p, out);
+    let offending = read_input(snap, input)
+        .inner
+        .expect("an ICMP error about a valid IPv4 packet");
     assert!(d.len() <= 576, "at most 576 bytes");
     assert!(rfc1071_ok(&d[..20]), "the error's IPv4 checksum");
     assert_eq!(d[9], 1, "ICMP");
@@ -727,7 +777,13 @@ pub fn check_burst_counters(
     let icmp = |c: &Counters| c.icmp_sent.iter().sum::<u64>();
     assert_eq!(icmp(after), icmp(before) + replies, "ICMP errors sent");
     for r in PuntReason::ALL {
-        let n = actions.iter().filter(|a| **a == Action::Punt(r)).count() as u64;
+        let n = actions
+            .iter()
+            .filter(|a| match **a {
+                Action::Punt(x) | Action::Answer { punt: x, .. } => x == r,
+                _ => false,
+            })
+            .count() as u64;
         assert_eq!(after.punt_count(r), before.punt_count(r) + n, "punts {r:?}");
     }
     for (i, pc) in after.ports.iter().enumerate() {

@@ -72,9 +72,14 @@ fn pipeline_seeds_get_the_outcome_they_are_named_for() {
         } else if name.starts_with("arp-") {
             got == Action::Punt(PuntReason::Arp)
         } else if let Some(rest) = name.strip_prefix("punt-") {
-            PuntReason::ALL
-                .iter()
-                .any(|r| got == Action::Punt(*r) && rest.starts_with(&format!("{}-", r.name())))
+            // Punted, or answered (an echo request).
+            PuntReason::ALL.iter().any(|r| {
+                let punted = match got {
+                    Action::Punt(x) | Action::Answer { punt: x, .. } => x == *r,
+                    _ => false,
+                };
+                punted && rest.starts_with(&format!("{}-", r.name()))
+            })
         } else if let Some(rest) = name.strip_prefix("drop-") {
             // A drop, or a drop answered with an ICMP error.
             DropReason::ALL.iter().any(|r| {

@@ -21,6 +21,9 @@ Writes DIR/<capture>.pcap for each input capture and prints one JSON object on s
   events    non-drop events the packet must count (gre_reserved_ignored, ...)
   icmp      for a drop SPEC.md answers with an ICMP error: what the error must be (see
             spec_icmp.py); null otherwise
+  echo      for an echo request to one of our addresses: the reply it must get (`via`,
+            `mac`, `src`, `dst` as for icmp; `data_hex`: identifier, sequence and data,
+            echoed); null otherwise
 """
 import json
 import struct
@@ -118,13 +121,14 @@ def frame_from(tname, payload, outer_tos=0, outer=None, gre=None, eth_dst=None, 
 
 
 def add(capture, frame, expect, fid=None, ingress=None, egress=None, inner=None, tos=None,
-        events=(), icmp=None):
+        events=(), icmp=None, echo=None):
     port = capture_port(capture)
     captures.setdefault(capture, (port, []))[1].append(frame)
     assert (expect == "fwd") == (egress is not None)
     manifest.append(dict(
         id=fid, capture=capture, expect=expect, ingress=ingress, egress=egress,
-        inner_hex=routed(inner, tos) if egress else None, events=list(events), icmp=icmp))
+        inner_hex=routed(inner, tos) if egress else None, events=list(events), icmp=icmp,
+        echo=echo))
 
 
 OURS = {p["addr"] for p in PORTS.values()}
@@ -318,8 +322,24 @@ def full():
     # ---- Punted to the control path (not drops). ----
     fid = new_id()
     add(c, Ether(src=TUNNELS["acme"]["mac"], dst=PORTS["client0"]["mac"]) /
-        IP(src=TUNNELS["acme"]["remote"], dst=PORTS["client0"]["addr"]) / ICMP() / Raw(tag(fid)),
-        "punt:local", fid)
+        IP(src=TUNNELS["acme"]["remote"], dst=PORTS["client0"]["addr"]) /
+        UDP(sport=179, dport=179) / Raw(tag(fid)), "punt:local", fid)
+    # Echo requests to our addresses: answered (SPEC.md ICMP errors, rule 5), back to the
+    # frame's sender, or into the tunnel the request came through.
+    fid = new_id()
+    ping = ICMP(type=8, id=fid & 0xFFFF, seq=1) / Raw(tag(fid))
+    add(c, Ether(src=TUNNELS["acme"]["mac"], dst=PORTS["client0"]["mac"]) /
+        IP(src=TUNNELS["acme"]["remote"], dst=PORTS["client0"]["addr"]) / ping,
+        "punt:local", fid, echo=dict(via="native:client0", mac=TUNNELS["acme"]["mac"],
+                                     src=PORTS["client0"]["addr"],
+                                     dst=TUNNELS["acme"]["remote"],
+                                     data_hex=bytes(ping)[4:].hex()))
+    fid = new_id()
+    ping = ICMP(type=8, id=fid & 0xFFFF, seq=2) / Raw(tag(fid))
+    inner = IP(src=host("globex", 81), dst=PORTS["internet0"]["addr"]) / ping
+    add(c, frame_from("globex", inner), "punt:local_inner", fid, "globex",
+        echo=dict(via="globex", mac=None, src=PORTS["internet0"]["addr"],
+                  dst=host("globex", 81), data_hex=bytes(ping)[4:].hex()))
     through(c, "acme", PORTS["client0"]["addr"], "punt:local_inner", 80)
 
     # ---- Dropped, one reason after another, in SPEC.md's order. ----

@@ -441,6 +441,9 @@ pub struct Expected {
     pub arp: Option<ArpExpect>,
     /// For drops SPEC.md answers with an ICMP error: what it must be.
     pub icmp: Option<IcmpExpect>,
+    /// For echo requests to our addresses: the reply (`quote_hex` holds the identifier,
+    /// sequence number and data it echoes; type, code and MTU are unused).
+    pub echo: Option<IcmpExpect>,
 }
 
 /// The ICMP error a dropped packet must get (tests/data/spec_icmp.py writes it).
@@ -533,6 +536,16 @@ pub fn generate(
                     dst: s(i, "dst").expect("icmp.dst"),
                     quote_hex: s(i, "quote_hex").expect("icmp.quote_hex"),
                 }
+            }),
+            echo: p.get("echo").filter(|i| i.is_object()).map(|i| IcmpExpect {
+                icmp_type: 0,
+                code: 0,
+                mtu: 0,
+                via: s(i, "via").expect("echo.via"),
+                mac: s(i, "mac"),
+                src: s(i, "src").expect("echo.src"),
+                dst: s(i, "dst").expect("echo.dst"),
+                quote_hex: s(i, "data_hex").expect("echo.data_hex"),
             }),
         })
         .collect()
@@ -656,7 +669,7 @@ pub fn check_accounting(stats: &Value) {
             "worker {i}: received = forwarded + dropped + punted: {w}"
         );
         forwarded += n(w, "forwarded");
-        replies += n(w, "arp_replies") + n(w, "icmp_sent");
+        replies += n(w, "arp_replies") + n(w, "icmp_sent") + n(w, "echo_replies");
         handed += n(w, "tx_packets") + n(w, "tx_dropped") + n(w, "tx_no_queue");
     }
     assert_eq!(
@@ -799,6 +812,18 @@ pub fn check_outputs(expected: &[Expected], outputs: &[Output], packets: &[Value
                 .iter()
                 .any(|pd| pd.addr.parse::<std::net::Ipv4Addr>().unwrap().octets() == a)
         };
+        if inner.len() >= 28 && inner[9] == 1 && ours(&inner[12..16]) && inner[20] == 0 {
+            // Our echo reply to flow `id`.
+            let want = e
+                .echo
+                .as_ref()
+                .unwrap_or_else(|| panic!("an echo reply to flow {id} ({}) {at}", e.expect));
+            if let Some(first) = icmp_seen.insert(id, at.clone()) {
+                panic!("two answers to flow {id}: {first}\nand {at}");
+            }
+            check_icmp_output(p, out, want, &inner, &at, &mut seqs, &mut sent);
+            continue;
+        }
         if inner.len() >= 28 && inner[9] == 1 && ours(&inner[12..16]) {
             // Our ICMP error about flow `id`.
             let want = e
@@ -957,9 +982,15 @@ pub fn check_outputs(expected: &[Expected], outputs: &[Output], packets: &[Value
     assert!(missing.is_empty(), "forwarded flows missing: {missing:#?}");
     let missing: Vec<&Expected> = expected
         .iter()
-        .filter(|e| e.icmp.is_some() && !icmp_seen.contains_key(&e.id.expect("a flow id")))
+        .filter(|e| {
+            (e.icmp.is_some() || e.echo.is_some())
+                && !icmp_seen.contains_key(&e.id.expect("a flow id"))
+        })
         .collect();
-    assert!(missing.is_empty(), "ICMP errors missing: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "ICMP errors or echo replies missing: {missing:#?}"
+    );
     replies.retain(|_, n| *n > 0);
     assert!(replies.is_empty(), "ARP replies missing: {replies:?}");
     // Sequence numbers: increasing on each TX queue, and over all of them every number
@@ -995,12 +1026,16 @@ fn check_icmp_output(
     sent: &mut Sent,
 ) {
     let addr = |b: &[u8]| format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
+    // An echo reply (type 0), or an error.
+    let echo = want.icmp_type == 0;
     assert_eq!(
         p["inner_chksum_ok"], true,
         "ICMP error's IPv4 checksum {at}"
     );
     assert_eq!(inner[0], 0x45, "IPv4, no options {at}");
-    assert_eq!(inner[1], 0xc0, "DSCP CS6 {at}");
+    if !echo {
+        assert_eq!(inner[1], 0xc0, "DSCP CS6 {at}");
+    }
     assert_eq!(
         usize::from(u16::from_be_bytes([inner[2], inner[3]])),
         inner.len(),
@@ -1026,13 +1061,21 @@ fn check_icmp_output(
         "type and code {at}"
     );
     assert_eq!(ones_sum(icmp), 0xffff, "ICMP checksum {at}");
-    let rest: [u8; 4] = [0, 0, (want.mtu >> 8) as u8, want.mtu as u8];
-    assert_eq!(&icmp[4..8], &rest, "unused, next-hop MTU {at}");
-    assert_eq!(
-        crate::e2e::hex_of(&icmp[8..]),
-        want.quote_hex,
-        "the quote: the packet as it arrived, cut to fit {at}"
-    );
+    if echo {
+        assert_eq!(
+            hex_of(&icmp[4..]),
+            want.quote_hex,
+            "the echo: identifier, sequence number and data {at}"
+        );
+    } else {
+        let rest: [u8; 4] = [0, 0, (want.mtu >> 8) as u8, want.mtu as u8];
+        assert_eq!(&icmp[4..8], &rest, "unused, next-hop MTU {at}");
+        assert_eq!(
+            hex_of(&icmp[8..]),
+            want.quote_hex,
+            "the quote: the packet as it arrived, cut to fit {at}"
+        );
+    }
     let outer = &p["outer"];
     if let Some(native) = want.via.strip_prefix("native:") {
         let pd = port(native);
@@ -1170,9 +1213,12 @@ pub fn check_counters(
             punted += want;
         }
     }
+    let echoes = count(expected, |e| e.echo.is_some());
+    assert_eq!(stats["echo_replies"], echoes, "echo requests answered");
     assert_eq!(
-        stats["punt_dropped"], punted,
-        "no control path for local traffic yet (ARP has its handler)"
+        stats["punt_dropped"],
+        punted - echoes,
+        "no control path for local traffic yet (ARP and echo have their handlers)"
     );
     let arp = |pred: fn(&ArpExpect) -> bool| count(expected, |e| e.arp.as_ref().is_some_and(pred));
     assert_eq!(

@@ -615,9 +615,13 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
             f.protocols
         );
         if outer != 4 && outer != 47 {
-            // The routers' underlay pings to the appliance, when the lab came up.
+            // The routers' underlay pings to the appliance, when the lab came up, and the
+            // appliance's echo replies.
+            let ping = f.ip_dst[0] == link.our_ip && f.ip_src[0] == link.router_ip;
+            let pong =
+                f.ip_src[0] == link.our_ip && f.ip_dst[0] == link.router_ip && f.icmp_type == [0];
             assert!(
-                outer == 1 && f.ip_dst[0] == link.our_ip && f.ip_src[0] == link.router_ip,
+                outer == 1 && (ping || pong),
                 "{at}: unexpected underlay packet ({})",
                 f.protocols
             );
@@ -743,6 +747,31 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
     }
     assert_eq!(d["site-a-csum.rx_packets"] + d["site-a-csum.tx_packets"], 0);
     assert_no_drops_but(&d, "", "the pings");
+
+    // Each router pings the appliance's address on its link: the workers answer (SPEC.md
+    // ICMP errors, rule 5), and count it.
+    let before = lab.counters()["echo_replies"]
+        .as_u64()
+        .expect("echo_replies");
+    for (r, x) in [('a', 1), ('b', 2), ('c', 3)] {
+        let target = format!("172.16.{x}.1");
+        let out = lab.exec(
+            &format!("r{r}"),
+            &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", &target],
+        );
+        let s = text(&out);
+        let got = s.lines().filter(|l| l.contains("bytes from")).count();
+        assert!(got >= 2, "router {r} pings the appliance at {target}:\n{s}");
+        summary.push(format!(
+            "ping the appliance from router {} ({target}): {got} of 3 answered",
+            r.to_ascii_uppercase()
+        ));
+    }
+    let echoed = lab.counters()["echo_replies"]
+        .as_u64()
+        .expect("echo_replies")
+        - before;
+    assert!(echoed >= 6, "the appliance counted {echoed} echo replies");
 
     // TCP: unkeyed GRE -> keyed GRE, then keyed GRE -> IP-in-IP.
     let before = lab.counters();

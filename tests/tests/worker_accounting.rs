@@ -66,7 +66,7 @@ next_hop = "203.0.113.254"
 /// Rounds of the mixed burst in the capture.
 const ROUNDS: u64 = 10;
 /// Packets per round (see the scapy script).
-const PER_ROUND: u64 = 8;
+const PER_ROUND: u64 = 9;
 
 #[test]
 fn every_packet_is_counted_once_through_the_real_worker_loop() {
@@ -90,7 +90,8 @@ for i in range({ROUNDS}):
         from_initech(udp("10.1.0.5", "10.1.0.9")),                # inner_spoofed
         Ether(src=initech, dst="ff:ff:ff:ff:ff:ff") /
             ARP(op=1, hwsrc=initech, psrc="198.51.100.30", pdst="192.0.2.1"),  # answered
-        Ether(src=initech, dst=me) / IP(src="198.51.100.30", dst="192.0.2.1") / ICMP(),  # local
+        Ether(src=initech, dst=me) / IP(src="198.51.100.30", dst="192.0.2.1") / UDP(dport=179),  # local
+        Ether(src=initech, dst=me) / IP(src="198.51.100.30", dst="192.0.2.1") / ICMP(),  # answered
         Raw(b"\x02\x00\x00\x00\x00\x01\x02"),                     # runt
     ]
 assert len(frames) == {ROUNDS} * {PER_ROUND}
@@ -196,30 +197,39 @@ wrpcap("{input}", frames)
         c.nonzero_drops()
     );
     assert_eq!(c.punt_count(PuntReason::Arp), ROUNDS);
-    assert_eq!(c.punt_count(PuntReason::Local), ROUNDS);
+    assert_eq!(
+        c.punt_count(PuntReason::Local),
+        2 * ROUNDS,
+        "the UDP and the echo"
+    );
+    assert_eq!(c.echo_replies, ROUNDS);
     // What the worker did with it: each forwarded packet and ARP reply once to TX, or
     // counted as having no TX queue; the other punts freed and counted.
     assert_eq!(r.arp_replies, ROUNDS);
-    assert_eq!(r.punt_dropped, ROUNDS);
+    assert_eq!(
+        r.punt_dropped, ROUNDS,
+        "the UDP packets: no control path yet"
+    );
     assert_eq!(r.tx_no_queue, ROUNDS, "port 1's packets found no TX queue");
     // The expired TTLs were answered, into initech's tunnel.
     let icmp: u64 = c.icmp_sent.iter().sum();
     assert_eq!(icmp, ROUNDS, "ICMP Time Exceeded for each TTL 1");
     let handed: u64 = r.tx_sent.iter().sum::<u64>() + r.tx_dropped.iter().sum::<u64>();
     assert_eq!(
-        forwarded + r.arp_replies + icmp,
+        forwarded + r.arp_replies + icmp + c.echo_replies,
         handed + r.tx_no_queue,
-        "forwarded, ARP replies and ICMP errors = TX taken, refused, or no queue: {r:?}"
+        "forwarded and answered = TX taken, refused, or no queue: {r:?}"
     );
     assert_eq!(
         r.tx_sent[0],
-        3 * ROUNDS,
-        "acme's packets, the ARP replies, the ICMP errors"
+        4 * ROUNDS,
+        "acme's packets, the ARP replies, the ICMP errors, the echo replies"
     );
     drop(ports);
-    // What port 0 sent: the packets into acme, the ARP replies and the ICMP errors.
+    // What port 0 sent: the packets into acme, the ARP replies, the ICMP errors and the
+    // echo replies.
     let out = backbone_tests::pcap::read(&dir.join("out.pcap")).expect("read out.pcap");
-    assert_eq!(out.len() as u64, 3 * ROUNDS);
+    assert_eq!(out.len() as u64, 4 * ROUNDS);
     assert_eq!(
         out.iter().filter(|f| f[12..14] == [0x08, 0x06]).count() as u64,
         ROUNDS,

@@ -478,6 +478,7 @@ fn counters(st: &ControlState, live: Live<'_>) -> Value {
         "punts": named(PuntReason::ALL.iter().map(|p| (p.name(), total.punt_count(*p)))),
         "icmp_sent": named(IcmpKind::ALL.iter().map(|k| (k.name(), total.icmp_count(*k)))),
         "icmp_rate_limited": total.icmp_rate_limited,
+        "echo_replies": total.echo_replies,
         "workers": copies,
         "api": live.api.to_json(),
     })

@@ -10,6 +10,9 @@ pub enum Action {
     /// The packet was dropped for `reason` (counted), and its buffer now holds our answer
     /// to it, an ICMP error starting at its Ethernet header: send that out of `port`.
     Reply { port: PortIndex, reason: DropReason },
+    /// The packet was for us (counted as punted for `punt`), and its buffer now holds our
+    /// answer to it, an echo reply starting at its Ethernet header: send that out of `port`.
+    Answer { port: PortIndex, punt: PuntReason },
     /// Hand the packet to the control path.
     Punt(PuntReason),
     /// Drop the packet; the reason has been counted.

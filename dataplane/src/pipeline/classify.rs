@@ -2,6 +2,7 @@
 //! the control path and native transit (SPEC.md "Ingress").
 
 use super::action::{DropReason, PuntReason};
+use super::icmp::Back;
 use super::Verdict;
 use crate::buffer::PacketBuf;
 use crate::tables::{PortIndex, Snapshot};
@@ -43,7 +44,7 @@ pub(crate) fn ingress<B: PacketBuf>(
     }
     let data = pkt.data();
     let rx_len = data.len();
-    let r = headers(data, port, snap).and_then(|h| decide(pkt, rx_len, snap, h));
+    let r = headers(data, port, snap).and_then(|h| decide(pkt, rx_len, snap, h, port));
     (rx_len, r)
 }
 
@@ -109,6 +110,7 @@ fn decide<B: PacketBuf>(
     rx_len: usize,
     snap: &Snapshot,
     h: Headers,
+    port: PortIndex,
 ) -> Result<Ingress, Verdict> {
     let padding = rx_len - ethernet::HEADER_LEN - h.total;
     if padding > 0 && pkt.trim_back(padding).is_err() {
@@ -131,11 +133,17 @@ fn decide<B: PacketBuf>(
                 ecn: h.ecn,
             });
         }
-        // `PuntReason::Local` hands over the IPv4 packet, without Ethernet.
+        // `PuntReason::Local` hands over the IPv4 packet, without Ethernet; an echo request
+        // is answered to the frame's sender.
+        let d = pkt.data();
+        let mac = EthernetAddress([d[6], d[7], d[8], d[9], d[10], d[11]]);
         if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
             return Err(Verdict::Drop(DropReason::BadIpv4));
         }
-        return Err(Verdict::Punt(PuntReason::Local));
+        return Err(Verdict::ToUs {
+            punt: PuntReason::Local,
+            back: Back::Native { port, mac },
+        });
     }
     if h.transit {
         Ok(Ingress::Transit)

@@ -48,6 +48,8 @@ pub struct Counters {
     pub icmp_sent: [u64; IcmpKind::COUNT],
     /// ICMP errors the rate limit kept from being sent.
     pub icmp_rate_limited: u64,
+    /// Echo requests to our addresses answered.
+    pub echo_replies: u64,
     pub ports: Vec<PortCounters>,
     pub tunnels: Vec<TunnelCounters>,
 }
@@ -105,6 +107,7 @@ impl Counters {
             *a += b;
         }
         self.icmp_rate_limited += other.icmp_rate_limited;
+        self.echo_replies += other.echo_replies;
         self.fit(other.ports.len(), other.tunnels.len());
         for (a, b) in self.ports.iter_mut().zip(&other.ports) {
             a.rx.merge(&b.rx);

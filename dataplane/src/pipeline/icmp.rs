@@ -11,6 +11,10 @@
 //! to the frame's sender.
 //!
 //! The offending packet is counted under its drop reason whether or not an error is sent.
+//!
+//! Echo requests to our addresses are answered here too ([`echo`]), in the request's own
+//! buffer, the same way back: natively to the frame's sender, or into the tunnel the
+//! request came through (SPEC.md ICMP errors, rule 5).
 
 use super::action::{Action, DropReason};
 use super::counters::Counters;
@@ -271,6 +275,103 @@ pub(crate) fn answer<B: PacketBuf>(
             )
         }
         _ => dropped,
+    }
+}
+
+/// Whether `packet` (an IPv4 packet to one of our addresses, header checked) is an echo
+/// request we answer: not a fragment, a whole ICMP message of type 8 with a good checksum,
+/// from a unicast address that is not ours.
+fn is_echo_request(snap: &Snapshot, packet: &[u8]) -> bool {
+    let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+        return false;
+    };
+    let src = ip.src_addr();
+    if ip.protocol() != IpProtocol::ICMP
+        || ip.is_fragment()
+        || is_martian_source(src)
+        || snap.is_local(u32::from(src))
+    {
+        return false;
+    }
+    let Ok(icmp) = icmp::IcmpPacket::new_checked(ip.payload()) else {
+        return false;
+    };
+    icmp.msg_type() == IcmpType::ECHO_REQUEST && icmp.verify_checksum()
+}
+
+/// Answer an echo request to one of our addresses (the packet starts at its IPv4 header)
+/// with the echo reply, built in its buffer and sent `back`. `None`: not an echo request we
+/// answer, or no way back; the caller punts it as before, untouched.
+#[inline(never)]
+pub(crate) fn echo<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    back: Back,
+    ident: &mut Ident,
+    counters: &mut Counters,
+) -> Option<(PortIndex, usize)> {
+    if !is_echo_request(snap, pkt.data()) || matches!(back, Back::None) {
+        return None;
+    }
+    let (ihl, total, tos, ours, sender) = {
+        let ip = Ipv4Packet::new_unchecked(pkt.data());
+        (
+            ip.header_len(),
+            usize::from(ip.total_len()),
+            (ip.dscp() << 2) | ip.ecn().bits(),
+            ip.dst_addr(),
+            ip.src_addr(),
+        )
+    };
+    // The reply's header takes the last 20 bytes of the request's (options are not
+    // echoed); the message stays where it is.
+    if pkt.trim_back(pkt.len() - total).is_err() || pkt.trim_front(ihl - 20).is_err() {
+        return None;
+    }
+    let message_len = total - ihl;
+    let d = pkt.data_mut();
+    Ipv4Repr {
+        src_addr: ours,
+        dst_addr: sender,
+        next_header: IpProtocol::ICMP,
+        payload_len: message_len,
+        hop_limit: TTL,
+        dscp: tos >> 2,
+        ecn: Ecn::from_bits(tos),
+        dont_frag: false,
+        ident: ident.next_ident(),
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(&mut d[..20]));
+    // Type 8 becomes 0: the checksum follows (RFC 1624).
+    let sum = u16::from_be_bytes([d[22], d[23]]);
+    d[20] = IcmpType::ECHO_REPLY.0;
+    d[22..24].copy_from_slice(&checksum::update_u16(sum, 0x0800, 0x0000).to_be_bytes());
+
+    let inner = Inner {
+        src: u32::from(ours),
+        dst: u32::from(sender),
+        len: 20 + message_len,
+        tos,
+        ttl: TTL,
+        ..Inner::default()
+    };
+    let sent = match back {
+        Back::Tunnel(id) => encap::encapsulate(pkt, &inner, snap, id, ident, counters),
+        Back::Native { port, mac } => {
+            let p = snap.port(port)?;
+            encap::native(pkt, &inner, port, p.mac, Some(mac), p.mtu)
+        }
+        Back::None => return None,
+    };
+    match sent {
+        Ok((Action::Transmit(port), len)) => {
+            counters.echo_replies += 1;
+            Some((port, len))
+        }
+        // Too big for the way back, or no neighbour: the request is punted as it would
+        // have been (its buffer no longer holds it, and nobody reads a punted packet's
+        // bytes yet).
+        _ => None,
     }
 }
 

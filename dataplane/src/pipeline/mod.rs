@@ -36,6 +36,11 @@ pub(crate) enum Verdict {
     Punt(PuntReason),
     /// Drop, and answer with this ICMP error (if the rules and the rate limit allow).
     Icmp(icmp::IcmpError),
+    /// For us: answered if it is an echo request (the reply goes `back`), else punted.
+    ToUs {
+        punt: PuntReason,
+        back: icmp::Back,
+    },
 }
 
 /// A packet ready for routing: it starts at its (inner) IPv4 header, TTL decremented.
@@ -188,6 +193,9 @@ impl Pipeline {
     ) {
         let mut inner = [Inner::default(); MAX_BURST];
         let mut pending = [false; MAX_BURST];
+        // Verdicts whose answer (an ICMP error, an echo reply) is built in stage 5, in
+        // packet order with the rest: a tunnel's sequence numbers follow the burst's order.
+        let mut deferred: [Option<Verdict>; MAX_BURST] = [None; MAX_BURST];
         let mut dsts = [0u32; MAX_BURST];
         // Frame length of each transmitted packet, for the port counters.
         let mut tx_len = [0usize; MAX_BURST];
@@ -231,7 +239,9 @@ impl Pipeline {
                     pending[i] = true;
                     actions[i] = Action::Drop(DropReason::NoRoute); // until routed
                 }
-                Err(v) => actions[i] = self.verdict(pkt, snap, v, &mut tx_len[i]),
+                Err(Verdict::Drop(r)) => actions[i] = Action::Drop(r),
+                Err(Verdict::Punt(r)) => actions[i] = Action::Punt(r),
+                Err(v) => deferred[i] = Some(v),
             }
         }
 
@@ -242,6 +252,10 @@ impl Pipeline {
 
         // Stages 4 and 5.
         for (i, pkt) in pkts.iter_mut().enumerate() {
+            if let Some(v) = deferred[i] {
+                actions[i] = self.verdict(pkt, snap, v, &mut tx_len[i]);
+                continue;
+            }
             if !pending[i] {
                 continue;
             }
@@ -288,7 +302,9 @@ impl Pipeline {
                 Action::Drop(r) | Action::Reply { reason: r, .. } => {
                     self.counters.drops[r as usize] += 1
                 }
-                Action::Punt(r) => self.counters.punts[r as usize] += 1,
+                Action::Punt(r) | Action::Answer { punt: r, .. } => {
+                    self.counters.punts[r as usize] += 1
+                }
             }
         }
     }
@@ -306,6 +322,15 @@ impl Pipeline {
         match v {
             Verdict::Drop(r) => Action::Drop(r),
             Verdict::Punt(r) => Action::Punt(r),
+            Verdict::ToUs { punt, back } => {
+                match icmp::echo(pkt, snap, back, &mut self.ident, &mut self.counters) {
+                    Some((port, l)) => {
+                        *len = l;
+                        Action::Answer { port, punt }
+                    }
+                    None => Action::Punt(punt),
+                }
+            }
             Verdict::Icmp(err) => {
                 let (a, l) = icmp::answer(
                     pkt,

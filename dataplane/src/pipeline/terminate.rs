@@ -223,7 +223,7 @@ pub(crate) fn terminate<B: PacketBuf>(
     // passes.
     let confirmed = check == SequenceCheck::Accept;
     let r = inner(pkt, snap, counters, stripped, confirmed);
-    let passed = matches!(r, Ok(_) | Err(Verdict::Punt(_)));
+    let passed = matches!(r, Ok(_) | Err(Verdict::Punt(_) | Verdict::ToUs { .. }));
     if passed && t.state.accept_sequence(seq) {
         r
     } else if passed || !confirmed {
@@ -299,7 +299,10 @@ fn inner<B: PacketBuf>(
         if inner_proto == IpProtocol::GRE || inner_proto == IpProtocol::IPIP {
             return Err(Verdict::Drop(DropReason::NestedTunnel));
         }
-        return Err(Verdict::Punt(PuntReason::LocalInner));
+        return Err(Verdict::ToUs {
+            punt: PuntReason::LocalInner,
+            back: Back::Tunnel(tunnel),
+        });
     }
     // The client router probing its own tunnel (a Cisco GRE keepalive): it goes back to the
     // router natively; the source check and the loop rules are not for it.

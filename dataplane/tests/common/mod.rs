@@ -38,7 +38,8 @@ const PYTHON: &str = "/usr/bin/python3";
 const PRELUDE: &str = r#"
 import sys
 try:
-    from scapy.all import Ether, ARP, Dot1Q, IP, IPv6, GRE, ICMP, UDP, Raw, Padding, checksum
+    from scapy.all import (Ether, ARP, Dot1Q, IP, IPOption, IPv6, GRE, ICMP, TCP, UDP, Raw,
+                           Padding, checksum)
     from scapy.config import conf
 except Exception as e:
     print("NOSCAPY " + repr(e), flush=True)
