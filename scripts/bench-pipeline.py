@@ -4,6 +4,7 @@
   gen OUTDIR TABLE WORKERS PACKETS   route tables, backbone config, input pcaps
   measure PREFIX SECONDS OUT_PORT [PID]   Mpps from a running DPDK app's own port counters
   report OUTDIR GHZ WORKERS          the table
+  verify OUTDIR NAME...              fail unless each backbone run forwarded >= 99%, no drops
 
 The counters are read over DPDK telemetry (/ethdev/stats), the same way for every app:
 wait until the sink port transmits, let it run WARMUP seconds, then count the sink port's
@@ -28,6 +29,8 @@ RESERVED = [ipaddress.ip_network(n) for n in
 GRE_TUNNELS = 1000
 IPIP_TUNNELS = 64
 LOCAL = "192.0.2.1"
+LOCAL_OUT = "192.0.2.129"
+UNDERLAY_IN = "192.0.2.100"
 UNDERLAY = "192.0.2.254"
 IN_MAC = "02:00:00:00:00:01"
 OUT_MAC = "02:00:00:00:00:02"
@@ -45,6 +48,11 @@ def ipip_remote(i):
     return str(ipaddress.ip_address("198.19.0.1") + i)
 
 
+def gre_egress(i):
+    """The far end of egress tunnel i (another client router)."""
+    return str(ipaddress.ip_address("198.18.128.1") + i)
+
+
 def gre_client(i):
     return ipaddress.ip_network(f"172.{16 + (i >> 8)}.{i & 255}.0/24")
 
@@ -53,8 +61,9 @@ def ipip_client(i):
     return ipaddress.ip_network(f"100.64.{i}.0/24")
 
 
-def load_table(path):
-    """The real table less what overlaps the reserved ranges, deduplicated, in file order."""
+def load_table(path, limit=None):
+    """The real table less what overlaps the reserved ranges, deduplicated, in file order;
+    the first `limit` routes of it when given."""
     seen, out = set(), []
     with gzip.open(path, "rt") as f:
         for line in f:
@@ -63,6 +72,8 @@ def load_table(path):
                 continue
             seen.add(p)
             out.append(p)
+            if limit is not None and len(out) >= limit:
+                break
     return out
 
 
@@ -76,8 +87,9 @@ def gen(out, table_path, workers, packets):
     from scapy.all import GRE, IP, UDP, Ether, Raw, wrpcap  # noqa: import here, slow
 
     rnd = random.Random(6)
-    routes = load_table(table_path)
-    # Every route into a random GRE tunnel.
+    limit = int(os.environ["BENCH_ROUTES"]) if os.environ.get("BENCH_ROUTES") else None
+    routes = load_table(table_path, limit)
+    # Every route into a random egress GRE tunnel.
     target = [rnd.randrange(GRE_TUNNELS) for _ in routes]
 
     # l3fwd: the same prefixes (the routes and the tunnels' client prefixes) to port 1.
@@ -99,20 +111,28 @@ def gen(out, table_path, workers, packets):
         eal += vdev_args(out, workers, pcap)
         lines += [f"  {json.dumps(a)}," for a in eal]
         lines += ["]", "", "[workers]", f"lcores = {list(range(1, workers + 1))}", ""]
+        # The senders' tunnels arrive on "in" (a tunnel's packets are accepted only on its
+        # own port); the routes lead into egress tunnels on "out". Both sides have their
+        # underlay next hop resolved statically: nothing waits on ARP.
         lines += ["[[port]]", 'name = "in"', 'device = "0"', 'roles = ["client"]',
                   f'mac = "{IN_MAC}"', f'addresses = ["{LOCAL}"]', f"rx_queues = {workers}",
-                  f"tx_queues = {workers}", ""]
+                  f"tx_queues = {workers}",
+                  "  [[port.neighbor]]", f'  ip = "{UNDERLAY_IN}"', f'  mac = "{SENDER_MAC}"', ""]
         lines += ["[[port]]", 'name = "out"', 'device = "1"', 'roles = ["core"]',
-                  f'mac = "{OUT_MAC}"', f"rx_queues = {workers}", f"tx_queues = {workers}",
+                  f'mac = "{OUT_MAC}"', f'addresses = ["{LOCAL_OUT}"]', f"rx_queues = {workers}",
+                  f"tx_queues = {workers}",
                   "  [[port.neighbor]]", f'  ip = "{UNDERLAY}"', f'  mac = "{UNDERLAY_MAC}"', ""]
         for i in range(GRE_TUNNELS):
-            lines += ["[[tunnel]]", f'name = "gre{i}"', 'mode = "gre"', f'local = "{LOCAL}"',
-                      f'remote = "{gre_remote(i)}"', f"key = {1000 + i}", 'port = "out"',
-                      f'next_hop = "{UNDERLAY}"', f'prefixes = ["{gre_client(i)}"]', ""]
+            lines += ["[[tunnel]]", f'name = "from-gre{i}"', 'mode = "gre"', f'local = "{LOCAL}"',
+                      f'remote = "{gre_remote(i)}"', f"key = {1000 + i}", 'port = "in"',
+                      f'next_hop = "{UNDERLAY_IN}"', f'prefixes = ["{gre_client(i)}"]', ""]
+            lines += ["[[tunnel]]", f'name = "gre{i}"', 'mode = "gre"', f'local = "{LOCAL_OUT}"',
+                      f'remote = "{gre_egress(i)}"', f"key = {1000 + i}", 'port = "out"',
+                      f'next_hop = "{UNDERLAY}"', ""]
         for i in range(IPIP_TUNNELS):
-            lines += ["[[tunnel]]", f'name = "ipip{i}"', 'mode = "ipip"', f'local = "{LOCAL}"',
-                      f'remote = "{ipip_remote(i)}"', 'port = "out"',
-                      f'next_hop = "{UNDERLAY}"', f'prefixes = ["{ipip_client(i)}"]', ""]
+            lines += ["[[tunnel]]", f'name = "from-ipip{i}"', 'mode = "ipip"',
+                      f'local = "{LOCAL}"', f'remote = "{ipip_remote(i)}"', 'port = "in"',
+                      f'next_hop = "{UNDERLAY_IN}"', f'prefixes = ["{ipip_client(i)}"]', ""]
         for p, t in zip(routes, target):
             lines.append(f'[[route]]\nprefix = "{p}"\ntunnel = "gre{t}"')
         with open(f"{out}/backbone-{pcap}.toml", "w") as f:
@@ -129,8 +149,7 @@ def gen(out, table_path, workers, packets):
         for _ in range(per_queue):
             r = rnd.randrange(len(routes))
             dst = host(routes[r])
-            src_gre = rnd.randrange(GRE_TUNNELS - 1)
-            src_gre += src_gre >= target[r]  # never the route's own tunnel (hairpin)
+            src_gre = rnd.randrange(GRE_TUNNELS)
             src_ipip = rnd.randrange(IPIP_TUNNELS)
             payload = Raw(bytes(range(PAYLOAD)))
 
@@ -257,7 +276,8 @@ def report(out, ghz, workers):
           f"{'/ testpmd':>10} {'cycles/pkt':>11}")
     for name, label, r in rows:
         if r is None:
-            print(f"{label:30} {'failed':>7}")
+            only = os.environ.get("BENCH_ONLY", "").split()
+            print(f"{label:30} {'skipped' if only and name not in only else 'failed':>7}")
             continue
         mpps, pc = r["mpps"], per_core(r)
         share = r["worker_cpu_s"] / (r["seconds"] * workers) if r.get("worker_cpu_s") else None
@@ -270,6 +290,34 @@ def report(out, ghz, workers):
           "cycles/pkt (worker CPU time x clock / packets) use it.")
 
 
+def verify(out, names):
+    """Fail loudly unless each backbone run forwarded what it received: at least 99% of the
+    packets its source port received left by the sink in the measured interval, and its
+    final counters hold no drop at all (a benchmark that forwards nothing measures nothing)."""
+    bad = []
+    for name in names:
+        try:
+            m = json.load(open(f"{out}/{name}.json"))
+        except (OSError, ValueError):
+            bad.append(f"{name}: no measurement")
+            continue
+        if m["rx"] == 0 or m["tx"] < 0.99 * m["rx"]:
+            bad.append(f"{name}: forwarded {m['tx']} of {m['rx']} received "
+                       f"({m['tx'] / max(m['rx'], 1):.1%}; 99% required)")
+        try:
+            stats = json.load(open(f"{out}/{name}-stats.json"))
+        except (OSError, ValueError):
+            bad.append(f"{name}: no final counters ({name}-stats.json)")
+            continue
+        drops = {k: v for k, v in stats["drops"].items() if v}
+        if drops:
+            bad.append(f"{name}: dropped {drops}")
+        print(f"{name}: forwarded {m['tx']} of {m['rx']} received in the interval "
+              f"({m['tx'] / max(m['rx'], 1):.2%}), {sum(drops.values())} drops")
+    if bad:
+        raise SystemExit("bench-pipeline: FAILED: " + "; ".join(bad))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "gen":
@@ -279,5 +327,7 @@ if __name__ == "__main__":
                 int(sys.argv[5]) if len(sys.argv) > 5 else None)
     elif cmd == "report":
         report(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "verify":
+        verify(sys.argv[2], sys.argv[3:])
     else:
         sys.exit(__doc__)
