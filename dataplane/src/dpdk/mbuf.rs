@@ -215,47 +215,89 @@ impl Drop for Mbuf {
     }
 }
 
-impl PacketBuf for Mbuf {
-    fn chained_len(&self) -> Option<usize> {
-        let m = self.raw();
-        (m.nb_segs > 1).then_some(m.pkt_len as usize)
+/// The first segment's data: where it starts in the buffer, and how long it is. The
+/// pipeline moves these on every packet (strip, prepend): plain field arithmetic here,
+/// no call into DPDK's C functions, whose checks the callers already made.
+impl Mbuf {
+    /// `(data_off, data_len)`.
+    #[inline(always)]
+    fn window(&self) -> (u16, u16) {
+        let m = self.0.as_ptr();
+        // SAFETY: fields of our own valid mbuf, read in place (no reference to the mbuf,
+        // whose reference count another holder of a shared buffer may update meanwhile).
+        unsafe { ((*m).data_off, (*m).data_len) }
     }
 
-    fn data(&self) -> &[u8] {
-        let m = self.raw();
-        // SAFETY: the first segment's data_len bytes from mtod are initialised packet bytes
-        // of this mbuf, borrowed for as long as self is.
+    /// The first byte of the buffer.
+    #[inline(always)]
+    fn buf_addr(&self) -> *mut u8 {
+        // SAFETY: as in `window`.
+        unsafe { (*self.0.as_ptr()).buf_addr.cast::<u8>() }
+    }
+
+    /// Move the data window: `data_off` to `off`, `data_len` by `grow` (signed), and
+    /// `pkt_len` with it.
+    ///
+    /// # Safety
+    /// The new window must lie within the first segment's buffer (`off + data_len <=
+    /// buf_len`), and only a single-segment packet's end may move.
+    #[inline(always)]
+    unsafe fn set_window(&mut self, off: u16, len: u16) {
+        let m = self.0.as_ptr();
+        // SAFETY: we own the mbuf (&mut self); the caller keeps the window in the buffer.
         unsafe {
-            std::slice::from_raw_parts(
-                dpdk_sys::backbone_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(),
-                usize::from(m.data_len),
-            )
+            let delta = i32::from(len) - i32::from((*m).data_len);
+            (*m).data_off = off;
+            (*m).data_len = len;
+            (*m).pkt_len = (*m).pkt_len.wrapping_add_signed(delta);
+        }
+    }
+}
+
+impl PacketBuf for Mbuf {
+    #[inline]
+    fn chained_len(&self) -> Option<usize> {
+        let m = self.0.as_ptr();
+        // SAFETY: as in `window`.
+        let (segs, total) = unsafe { ((*m).nb_segs, (*m).pkt_len) };
+        (segs > 1).then_some(total as usize)
+    }
+
+    #[inline]
+    fn data(&self) -> &[u8] {
+        let (off, len) = self.window();
+        // SAFETY: the first segment's data_len bytes from buf_addr + data_off are
+        // initialised packet bytes of this mbuf (DPDK keeps the window inside the buffer,
+        // and so does every change here), borrowed for as long as self is.
+        unsafe {
+            std::slice::from_raw_parts(self.buf_addr().add(usize::from(off)), usize::from(len))
         }
     }
 
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         if self.writable().is_err() {
             return &mut [];
         }
-        let len = usize::from(self.raw().data_len);
+        let (off, len) = self.window();
         // SAFETY: as in `data`; no other mbuf shares the buffer (checked above), and
         // `&mut self` gives exclusive access to those bytes.
         unsafe {
-            std::slice::from_raw_parts_mut(
-                dpdk_sys::backbone_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(),
-                len,
-            )
+            std::slice::from_raw_parts_mut(self.buf_addr().add(usize::from(off)), usize::from(len))
         }
     }
 
+    #[inline]
     fn headroom(&self) -> usize {
-        usize::from(self.raw().data_off)
+        usize::from(self.window().0)
     }
 
+    #[inline]
     fn make_writable(&mut self) -> Result<(), SharedBuffer> {
         self.writable()
     }
 
+    #[inline]
     fn prepend(&mut self, len: usize) -> Result<&mut [u8], NoHeadroom> {
         if self.writable().is_err() {
             return Err(NoHeadroom {
@@ -263,67 +305,57 @@ impl PacketBuf for Mbuf {
                 available: 0,
             });
         }
-        let available = self.headroom();
-        let l16 = u16::try_from(len).ok().filter(|_| len <= available);
-        let Some(l16) = l16 else {
+        let (off, data_len) = self.window();
+        let grown = u16::try_from(len)
+            .ok()
+            .filter(|&l| l <= off)
+            .and_then(|l| data_len.checked_add(l).map(|n| (l, n)));
+        let Some((l16, new_len)) = grown else {
             return Err(NoHeadroom {
                 needed: len,
-                available,
+                available: usize::from(off),
             });
         };
-        // SAFETY: we own the mbuf and checked len against the headroom; the call moves
-        // data_off back and returns a pointer to the new first byte.
-        let p = unsafe { dpdk_sys::rte_pktmbuf_prepend(self.0.as_ptr(), l16) };
-        if p.is_null() {
-            return Err(NoHeadroom {
-                needed: len,
-                available,
-            });
-        }
-        // SAFETY: p points to `len` bytes of this mbuf's buffer, which no other mbuf shares
-        // (checked above), exclusively borrowed via self.
-        Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
+        // SAFETY: the window moves back by len <= data_off: it starts at or after the
+        // buffer's first byte, and ends where it ended.
+        unsafe { self.set_window(off - l16, new_len) };
+        // SAFETY: the `len` bytes before the old start are this mbuf's buffer, which no
+        // other mbuf shares (checked above), exclusively borrowed via self.
+        Ok(unsafe {
+            std::slice::from_raw_parts_mut(self.buf_addr().add(usize::from(off - l16)), len)
+        })
     }
 
+    #[inline]
     fn trim_front(&mut self, len: usize) -> Result<(), TooShort> {
-        let have = self.len();
-        let l16 = u16::try_from(len).ok().filter(|_| len <= have);
-        let Some(l16) = l16 else {
+        let (off, data_len) = self.window();
+        let Some(l16) = u16::try_from(len).ok().filter(|&l| l <= data_len) else {
             return Err(TooShort {
                 requested: len,
-                len: have,
+                len: usize::from(data_len),
             });
         };
-        // SAFETY: we own the mbuf; len is within the first segment, so adj succeeds.
-        let p = unsafe { dpdk_sys::rte_pktmbuf_adj(self.0.as_ptr(), l16) };
-        if p.is_null() {
-            return Err(TooShort {
-                requested: len,
-                len: have,
-            });
-        }
+        // SAFETY: the window's start moves forward by at most its length: it stays inside
+        // the buffer, and its end does not move.
+        unsafe { self.set_window(off + l16, data_len - l16) };
         Ok(())
     }
 
+    #[inline]
     fn trim_back(&mut self, len: usize) -> Result<(), TooShort> {
-        let have = self.len();
-        let l16 = u16::try_from(len)
+        let (off, data_len) = self.window();
+        let one_segment = self.segments() == 1;
+        let Some(l16) = u16::try_from(len)
             .ok()
-            .filter(|_| len <= have && self.segments() == 1);
-        let Some(l16) = l16 else {
+            .filter(|&l| l <= data_len && one_segment)
+        else {
             return Err(TooShort {
                 requested: len,
-                len: have,
+                len: usize::from(data_len),
             });
         };
-        // SAFETY: we own the single-segment mbuf and len <= data_len, so trim succeeds.
-        let ret = unsafe { dpdk_sys::rte_pktmbuf_trim(self.0.as_ptr(), l16) };
-        if ret != 0 {
-            return Err(TooShort {
-                requested: len,
-                len: have,
-            });
-        }
+        // SAFETY: a single segment's window shrinks at its end by at most its length.
+        unsafe { self.set_window(off, data_len - l16) };
         Ok(())
     }
 
@@ -459,6 +491,11 @@ impl Burst {
     pub(crate) unsafe fn consume_front(&mut self, n: usize) {
         let n = n.min(self.len);
         let rest = self.len - n;
+        if rest == 0 {
+            // Everything went (the common case): nothing to move.
+            self.len = 0;
+            return;
+        }
         // SAFETY: slots n..len are initialised; copying them to 0..rest moves ownership
         // (the old slots are no longer counted by len), regions may overlap so use copy.
         unsafe {

@@ -232,6 +232,17 @@ impl Ipv4Lpm {
         })
     }
 
+    /// Prefetch what looking `addr` up will read last: its /24 entry, when its /16 has a
+    /// subtree (the index above it is small enough to stay cached). Called as soon as an
+    /// address is known, it lets that miss overlap the work before the lookup.
+    #[inline(always)]
+    pub fn prefetch(&self, addr: u32) {
+        let slot = &self.root.blocks[(addr >> 24) as usize].slots[((addr >> 16) & 0xff) as usize];
+        if let Some(sub) = &slot.sub {
+            crate::prefetch::prefetch(&sub.l2[((addr >> 8) & 0xff) as usize]);
+        }
+    }
+
     /// Looks up each host-order address of `addrs` and writes its next hop (or
     /// [`NextHop::NONE`]) at the same position of `out`.
     ///

@@ -164,9 +164,8 @@ fn may_answer(snap: &Snapshot, packet: &[u8]) -> bool {
 fn path_back(snap: &Snapshot, back: Back) -> Option<(Ipv4Addr, usize)> {
     match back {
         Back::Tunnel(id) => {
-            let t = snap.tunnels().get(id)?;
-            let inner_mtu = usize::from(t.mtu) - 20 - t.config.encap_gre_len();
-            Some((t.config.local, inner_mtu))
+            let t = snap.tunnels().hot(id)?;
+            Some((Ipv4Addr::from(t.local), t.inner_mtu()))
         }
         Back::Native { port, .. } => {
             let p = snap.port(port)?;

@@ -200,6 +200,14 @@ impl Pipeline {
         // Frame length of each transmitted packet, for the port counters.
         let mut tx_len = [0usize; MAX_BURST];
 
+        // A pass ahead of stages 1 and 2: the tunnel each frame names (the memo's guess),
+        // so that the misses of the burst overlap instead of stalling one by one.
+        for pkt in pkts.iter() {
+            if let Some((local, remote, key)) = terminate::peek_key(pkt.data()) {
+                self.tunnel_memo.prefetch(snap, local, remote, key);
+            }
+        }
+
         // Stages 1 and 2, packet by packet.
         for (i, pkt) in pkts.iter_mut().enumerate() {
             let (rx_len, ingress) = classify::ingress(pkt, port, snap);
@@ -228,14 +236,17 @@ impl Pipeline {
                         ecn,
                         port,
                     },
+                    &mut inner[i],
                 ),
-                Ok(classify::Ingress::Transit) => terminate::transit(pkt, snap, port),
+                Ok(classify::Ingress::Transit) => {
+                    terminate::transit(pkt, snap, port, &mut inner[i])
+                }
                 Err(v) => Err(v),
             };
             match r {
-                Ok(x) => {
-                    inner[i] = x;
-                    dsts[i] = x.dst;
+                Ok(()) => {
+                    dsts[i] = inner[i].dst;
+                    snap.routes().prefetch(dsts[i]);
                     pending[i] = true;
                     actions[i] = Action::Drop(DropReason::NoRoute); // until routed
                 }
@@ -249,6 +260,17 @@ impl Pipeline {
         let mut hops = [NextHop::NONE; MAX_BURST];
         let n = pkts.len();
         snap.routes().lookup_bulk(&dsts[..n], &mut hops[..n]);
+
+        // The egress tunnels' headers, a pass ahead of stage 5.
+        for (i, &nh) in hops[..n].iter().enumerate() {
+            if pending[i] {
+                if let Target::Tunnel(id) = snap.target(nh) {
+                    if let Some(t) = snap.tunnels().hot(id) {
+                        crate::prefetch::prefetch(&t.header);
+                    }
+                }
+            }
+        }
 
         // Stages 4 and 5.
         for (i, pkt) in pkts.iter_mut().enumerate() {

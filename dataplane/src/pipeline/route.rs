@@ -5,8 +5,10 @@ use super::action::DropReason;
 use super::icmp::IcmpError;
 use super::{Inner, Verdict};
 use crate::lpm::NextHop;
+use crate::tables::tunnel::TunnelHot;
 use crate::tables::{Snapshot, Target};
 use crate::wire::ipv4::is_martian_destination;
+use crate::wire::EthernetAddress;
 use crate::wire::IcmpErrorRepr;
 use core::net::Ipv4Addr;
 
@@ -31,8 +33,8 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
     if snap.is_local(inner.src) {
         return Err(Verdict::Drop(DropReason::TunnelLoop));
     }
-    if let Some(ingress) = inner.ingress_tunnel.and_then(|id| snap.tunnels().get(id)) {
-        if u32::from(ingress.config.remote) == inner.dst {
+    if let Some(ingress) = inner.ingress_tunnel.and_then(|id| snap.tunnels().hot(id)) {
+        if ingress.remote == inner.dst {
             return Err(Verdict::Drop(DropReason::TunnelLoop));
         }
     }
@@ -45,10 +47,10 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
             if inner.ingress_tunnel == Some(egress) {
                 return Err(Verdict::Drop(DropReason::Hairpin));
             }
-            let Some(e) = snap.tunnels().get(egress) else {
+            let Some(e) = snap.tunnels().hot(egress) else {
                 return Err(Verdict::Drop(DropReason::NoRoute));
             };
-            let remote = u32::from(e.config.remote);
+            let remote = e.remote;
             if inner.dst == remote || inner.src == remote {
                 return Err(Verdict::Drop(DropReason::TunnelLoop));
             }
@@ -65,15 +67,19 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
 pub(crate) fn reflect(snap: &Snapshot, inner: &Inner) -> Result<Target, Verdict> {
     let t = inner
         .ingress_tunnel
-        .and_then(|id| snap.tunnels().get(id))
+        .and_then(|id| snap.tunnels().hot(id))
         .ok_or(Verdict::Drop(DropReason::NoRoute))?;
     let port = snap
-        .port(t.config.egress_port)
+        .port(t.port)
         .ok_or(Verdict::Drop(DropReason::NoRoute))?;
+    let mac = |at: usize| {
+        let h = &t.header[at..at + 6];
+        EthernetAddress([h[0], h[1], h[2], h[3], h[4], h[5]])
+    };
     Ok(Target::Native {
-        port: t.config.egress_port,
-        src_mac: t.src_mac,
-        dst_mac: t.next_hop_mac,
+        port: t.port,
+        src_mac: mac(6),
+        dst_mac: t.has(TunnelHot::NEIGHBOR).then(|| mac(0)),
         mtu: port.mtu,
     })
 }

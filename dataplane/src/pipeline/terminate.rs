@@ -6,7 +6,7 @@ use super::counters::Counters;
 use super::icmp::{Back, IcmpError};
 use super::{Inner, Verdict};
 use crate::buffer::PacketBuf;
-use crate::tables::tunnel::TunnelEntry;
+use crate::tables::tunnel::TunnelHot;
 use crate::tables::{PortIndex, SequenceCheck, Snapshot, TunnelId, TunnelKey};
 use crate::wire::{
     ethernet, gre, ipv4::Ecn, EtherType, EthernetAddress, IcmpErrorRepr, IpProtocol, Ipv4Packet,
@@ -54,26 +54,51 @@ impl core::fmt::Debug for TunnelMemo {
     }
 }
 
-/// Whether `t` is the tunnel with this receive-side key.
-#[inline]
-fn has_key(
-    t: &TunnelEntry,
-    local: u32,
-    remote: u32,
-    protocol: IpProtocol,
-    gre_key: Option<u32>,
-) -> bool {
-    let c = &t.config;
-    u32::from(c.remote) == remote
-        && c.key == gre_key
-        && u32::from(c.local) == local
-        && c.mode.protocol() == protocol
+/// The receive-side key a frame's outer headers name, read without any check: `(local,
+/// remote, GRE key)` of an IPv4 frame with GRE or IP in IP inside, for prefetching only
+/// (stage 1 checks everything before it decides).
+#[inline(always)]
+pub(crate) fn peek_key(frame: &[u8]) -> Option<(u32, u32, Option<u32>)> {
+    let ip = frame.get(14..34)?;
+    if frame[12..14] != [0x08, 0x00] || (ip[9] != 47 && ip[9] != 4) {
+        return None;
+    }
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let (remote, local) = (be32(&ip[12..16]), be32(&ip[16..20]));
+    if ip[9] == 4 {
+        return Some((local, remote, None));
+    }
+    let g = 14 + usize::from(ip[0] & 0x0f) * 4;
+    let flags = *frame.get(g)?;
+    if flags & 0x20 == 0 {
+        return Some((local, remote, None));
+    }
+    let at = g + 4 + if flags & 0x80 != 0 { 4 } else { 0 };
+    Some((local, remote, Some(be32(frame.get(at..at + 4)?))))
 }
 
 impl TunnelMemo {
-    /// The tunnel whose receive-side key this is, and its entry. The key comes as fields
-    /// (in registers): a `TunnelKey` built on the stack and compared whole is read back
-    /// with wider loads than the stores that wrote it, and such loads wait.
+    /// The set a receive-side key falls in.
+    #[inline(always)]
+    fn set_of(local: u32, remote: u32, gre_key: Option<u32>) -> usize {
+        let h = remote ^ gre_key.unwrap_or(0).rotate_left(16) ^ local.rotate_left(8);
+        (h.wrapping_mul(0x9e37_79b1) >> (32 - MEMO_SETS.trailing_zeros())) as usize % MEMO_SETS
+    }
+
+    /// Prefetch what looking this key up will read: its set, and the hot entry of the
+    /// tunnel the set remembers last.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, snap: &Snapshot, local: u32, remote: u32, gre_key: Option<u32>) {
+        let ways = &self.sets[Self::set_of(local, remote, gre_key)];
+        if let Some(t) = snap.tunnels().hot(TunnelId(u32::from(ways[0]))) {
+            crate::prefetch::prefetch(t);
+        }
+    }
+
+    /// The tunnel whose receive-side key this is, arriving on `port`, and its hot entry.
+    /// The key comes as fields (in registers): a `TunnelKey` built on the stack and
+    /// compared whole is read back with wider loads than the stores that wrote it, and
+    /// such loads wait.
     #[inline]
     fn lookup<'s>(
         &mut self,
@@ -82,21 +107,22 @@ impl TunnelMemo {
         remote: u32,
         protocol: IpProtocol,
         gre_key: Option<u32>,
-    ) -> Option<(TunnelId, &'s TunnelEntry)> {
-        let h = remote ^ gre_key.unwrap_or(0).rotate_left(16) ^ local.rotate_left(8);
-        let set = (h.wrapping_mul(0x9e37_79b1) >> (32 - MEMO_SETS.trailing_zeros())) as usize;
-        let ways = self.sets[set % MEMO_SETS];
+        port: PortIndex,
+    ) -> Option<(TunnelId, &'s TunnelHot)> {
+        let set = Self::set_of(local, remote, gre_key);
+        let ways = self.sets[set];
         for guess in ways {
             let id = TunnelId(u32::from(guess));
-            if let Some(t) = snap.tunnels().get(id) {
-                if has_key(t, local, remote, protocol, gre_key) {
+            if let Some(t) = snap.tunnels().hot(id) {
+                if t.receives(local, remote, protocol.0, gre_key, port) {
                     return Some((id, t));
                 }
             }
         }
-        self.miss(snap, set, local, remote, protocol, gre_key)
+        self.miss(snap, set, local, remote, protocol, gre_key, port)
     }
 
+    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn miss<'s>(
         &mut self,
@@ -106,7 +132,8 @@ impl TunnelMemo {
         remote: u32,
         protocol: IpProtocol,
         gre_key: Option<u32>,
-    ) -> Option<(TunnelId, &'s TunnelEntry)> {
+        port: PortIndex,
+    ) -> Option<(TunnelId, &'s TunnelHot)> {
         let key = TunnelKey {
             local,
             remote,
@@ -114,13 +141,15 @@ impl TunnelMemo {
             gre_key,
         };
         let id = snap.tunnels().lookup(&key)?;
-        let t = snap.tunnels().get(id)?;
+        let t = snap.tunnels().hot(id)?;
         if let Ok(short) = u16::try_from(id.0) {
             // Most recent first; the older way goes.
             let ways = &mut self.sets[set % MEMO_SETS];
             *ways = [short, ways[0]];
         }
-        Some((id, t))
+        // A tunnel's packets come from its client router, on the port that faces it: the
+        // same endpoints and key arriving on another port are somebody else's.
+        (t.port == port).then_some((id, t))
     }
 }
 
@@ -155,7 +184,8 @@ pub(crate) fn terminate<B: PacketBuf>(
     counters: &mut Counters,
     memo: &mut TunnelMemo,
     outer: Outer,
-) -> Result<Inner, Verdict> {
+    out: &mut Inner,
+) -> Result<(), Verdict> {
     let Outer {
         hlen: outer_hlen,
         frame_len,
@@ -186,17 +216,21 @@ pub(crate) fn terminate<B: PacketBuf>(
             return Err(Verdict::Drop(DropReason::BadGreChecksum));
         }
         let (id, t) = memo
-            .lookup(snap, local, remote, protocol, g.key())
-            .filter(|(_, t)| t.config.egress_port == port)
+            .lookup(snap, local, remote, protocol, g.key(), port)
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
         if g.protocol_type() != EtherType::IPV4 {
             return Err(Verdict::Drop(DropReason::UnsupportedInner));
         }
-        if t.config.sequence {
+        if t.has(TunnelHot::SEQUENCE) {
             let Some(seq) = g.sequence() else {
                 return Err(Verdict::Drop(DropReason::GreSequence));
             };
-            match t.state.check_sequence(seq) {
+            let state = &snap
+                .tunnels()
+                .get(id)
+                .ok_or(Verdict::Drop(DropReason::NoTunnel))?
+                .state;
+            match state.check_sequence(seq) {
                 SequenceCheck::Old => return Err(Verdict::Drop(DropReason::GreSequence)),
                 check => sequence = Some((seq, check)),
             }
@@ -204,8 +238,7 @@ pub(crate) fn terminate<B: PacketBuf>(
         strip += g.header_len();
         (id, t)
     } else {
-        memo.lookup(snap, local, remote, protocol, None)
-            .filter(|(_, t)| t.config.egress_port == port)
+        memo.lookup(snap, local, remote, protocol, None, port)
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?
     };
     let stripped = Stripped {
@@ -216,15 +249,20 @@ pub(crate) fn terminate<B: PacketBuf>(
         outer_ecn,
     };
     let Some((seq, check)) = sequence else {
-        return inner(pkt, snap, counters, stripped, true);
+        return inner(pkt, snap, counters, stripped, true, out);
     };
     // An unconfirmed jump is refused whatever follows (`gre_sequence`, in the order of the
     // checks, and counted nowhere else), and remembered only if the rest of the packet
     // passes.
     let confirmed = check == SequenceCheck::Accept;
-    let r = inner(pkt, snap, counters, stripped, confirmed);
+    let r = inner(pkt, snap, counters, stripped, confirmed, out);
     let passed = matches!(r, Ok(_) | Err(Verdict::Punt(_) | Verdict::ToUs { .. }));
-    if passed && t.state.accept_sequence(seq) {
+    let accepted = passed
+        && snap
+            .tunnels()
+            .get(tunnel)
+            .is_some_and(|e| e.state.accept_sequence(seq));
+    if accepted {
         r
     } else if passed || !confirmed {
         Err(Verdict::Drop(DropReason::GreSequence))
@@ -236,7 +274,7 @@ pub(crate) fn terminate<B: PacketBuf>(
 #[derive(Clone, Copy)]
 struct Stripped<'s> {
     tunnel: TunnelId,
-    entry: &'s TunnelEntry,
+    entry: &'s TunnelHot,
     /// Bytes to strip: Ethernet, outer IPv4, GRE.
     strip: usize,
     frame_len: usize,
@@ -253,7 +291,8 @@ fn inner<B: PacketBuf>(
     counters: &mut Counters,
     outer: Stripped<'_>,
     count: bool,
-) -> Result<Inner, Verdict> {
+    out: &mut Inner,
+) -> Result<(), Verdict> {
     let Stripped {
         tunnel,
         entry: t,
@@ -306,7 +345,7 @@ fn inner<B: PacketBuf>(
     }
     // The client router probing its own tunnel (a Cisco GRE keepalive): it goes back to the
     // router natively; the source check and the loop rules are not for it.
-    let keepalive = src == u32::from(t.config.local) && dst == u32::from(t.config.remote);
+    let keepalive = src == t.local && dst == t.remote;
     if !keepalive && snap.source_owner(src) != Some(tunnel) {
         return Err(Verdict::Drop(DropReason::InnerSpoofed));
     }
@@ -341,17 +380,18 @@ fn inner<B: PacketBuf>(
         }
     }
     ip.decrement_ttl_incremental();
-    Ok(Inner {
-        ingress_tunnel: Some(tunnel),
-        back: Back::Tunnel(tunnel),
-        keepalive,
-        src,
-        dst,
-        len: total,
-        tos,
-        ttl: ttl - 1,
-        dont_frag,
-    })
+    // Written in place, field by field: a whole `Inner` built on the stack and copied
+    // into the burst's array is read back with wider loads than the stores that wrote it.
+    out.ingress_tunnel = Some(tunnel);
+    out.back = Back::Tunnel(tunnel);
+    out.keepalive = keepalive;
+    out.src = src;
+    out.dst = dst;
+    out.len = total;
+    out.tos = tos;
+    out.ttl = ttl - 1;
+    out.dont_frag = dont_frag;
+    Ok(())
 }
 
 /// Prepare a transit packet (not for us, transit allowed on `port`): strip Ethernet, check
@@ -366,7 +406,8 @@ pub(crate) fn transit<B: PacketBuf>(
     pkt: &mut B,
     snap: &Snapshot,
     port: PortIndex,
-) -> Result<Inner, Verdict> {
+    out: &mut Inner,
+) -> Result<(), Verdict> {
     let mac = match pkt.data().get(6..12) {
         Some(m) => EthernetAddress([m[0], m[1], m[2], m[3], m[4], m[5]]),
         None => return Err(Verdict::Drop(DropReason::BadIpv4)),
@@ -383,8 +424,8 @@ pub(crate) fn transit<B: PacketBuf>(
         let allowed = match snap.source_owner(src) {
             Some(owner) => snap
                 .tunnels()
-                .get(owner)
-                .is_some_and(|t| t.config.egress_port == port),
+                .hot(owner)
+                .is_some_and(|t| t.has(TunnelHot::VALID) && t.port == port),
             None => roles.internet,
         };
         if !allowed {
@@ -399,17 +440,16 @@ pub(crate) fn transit<B: PacketBuf>(
         }));
     }
     ip.decrement_ttl_incremental();
-    Ok(Inner {
-        ingress_tunnel: None,
-        back,
-        keepalive: false,
-        src,
-        dst: u32::from(ip.dst_addr()),
-        len,
-        tos: (ip.dscp() << 2) | ip.ecn().bits(),
-        ttl: ip.ttl(),
-        dont_frag: ip.dont_frag(),
-    })
+    out.ingress_tunnel = None;
+    out.back = back;
+    out.keepalive = false;
+    out.src = src;
+    out.dst = u32::from(ip.dst_addr());
+    out.len = len;
+    out.tos = (ip.dscp() << 2) | ip.ecn().bits();
+    out.ttl = ip.ttl();
+    out.dont_frag = ip.dont_frag();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -454,8 +494,15 @@ mod tests {
 
     fn find(memo: &mut TunnelMemo, snap: &Snapshot, remote: u8, key: u32) -> Option<TunnelId> {
         let remote = u32::from(Ipv4Addr::new(198, 51, 100, remote));
-        memo.lookup(snap, u32::from(LOCAL), remote, IpProtocol::GRE, Some(key))
-            .map(|(id, _)| id)
+        memo.lookup(
+            snap,
+            u32::from(LOCAL),
+            remote,
+            IpProtocol::GRE,
+            Some(key),
+            0,
+        )
+        .map(|(id, _)| id)
     }
 
     /// The memo outlives snapshots: what it remembers must never beat the snapshot.

@@ -265,6 +265,211 @@ impl TunnelState {
     }
 }
 
+/// What the packet path reads of a tunnel, precomputed when the snapshot is built, in two
+/// cache lines of its own in a dense array by slot ([`TunnelTable::hot`]): the first
+/// recognises the tunnel's packets and holds its policies, the second is the header it
+/// writes. The configuration, the names and the shared state stay in [`TunnelEntry`].
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub struct TunnelHot {
+    /// Our endpoint (the outer destination of its packets), host order.
+    pub local: u32,
+    /// The client's endpoint (their outer source), host order.
+    pub remote: u32,
+    /// The GRE key when [`TunnelHot::KEY`] is set.
+    pub key: u32,
+    /// The port the tunnel faces: its packets arrive there, and leave there.
+    pub port: PortIndex,
+    /// The outer IP protocol: 47 or 4.
+    pub protocol: u8,
+    /// [`TunnelHot::VALID`] and the others.
+    pub flags: u8,
+    /// The largest outer packet (IP total length) the tunnel carries.
+    pub mtu: u16,
+    /// Bytes of `header`: Ethernet, IPv4, GRE.
+    pub header_len: u8,
+    /// The fixed outer DSCP, unless [`TunnelHot::DSCP_COPY`].
+    pub dscp: u8,
+    /// The fixed outer TTL, unless [`TunnelHot::TTL_INHERIT`].
+    pub ttl: u8,
+    /// The one's complement sum of the outer IPv4 header's constant words: the addresses
+    /// and the protocol (the rest is added per packet).
+    pub partial: u32,
+    /// The slot of this entry's shared state in [`TunnelTable::get`] (sequence numbers).
+    pub slot: u32,
+    /// Ethernet (to the next hop, from the port), IPv4 (version and header length,
+    /// protocol, addresses; TOS, length, identification, flags, TTL and checksum zero:
+    /// filled per packet) and GRE (flags, protocol type, key; sequence number and checksum
+    /// filled per packet), as the tunnel sends them.
+    pub header: [u8; Self::MAX_HEADER],
+}
+
+impl TunnelHot {
+    /// Ethernet (14) + IPv4 (20) + GRE with checksum, key and sequence number (16).
+    pub const MAX_HEADER: usize = 50;
+    /// A tunnel lives in this slot.
+    pub const VALID: u8 = 1;
+    /// GRE with a key.
+    pub const KEY: u8 = 1 << 1;
+    /// GRE sequence numbers: required on receipt, written on transmit.
+    pub const SEQUENCE: u8 = 1 << 2;
+    /// GRE checksum written on transmit.
+    pub const CHECKSUM: u8 = 1 << 3;
+    /// The next hop's MAC is known (the header holds it).
+    pub const NEIGHBOR: u8 = 1 << 4;
+    /// Outer TTL from the inner packet.
+    pub const TTL_INHERIT: u8 = 1 << 5;
+    /// Outer DSCP copied from the inner packet.
+    pub const DSCP_COPY: u8 = 1 << 6;
+    /// Outer DF copied from the inner packet (else always set).
+    pub const DF_COPY: u8 = 1 << 7;
+
+    /// An empty slot: matches no packet.
+    pub const EMPTY: TunnelHot = TunnelHot {
+        local: 0,
+        remote: 0,
+        key: 0,
+        port: 0,
+        protocol: 0,
+        flags: 0,
+        mtu: 0,
+        header_len: 0,
+        dscp: 0,
+        ttl: 0,
+        partial: 0,
+        slot: 0,
+        header: [0; Self::MAX_HEADER],
+    };
+
+    /// The hot view of tunnel `t` in `slot`, sending from `src_mac` to `dst_mac` (when the
+    /// neighbour table knows it) with an outer MTU of `mtu`.
+    pub fn new(
+        t: &Tunnel,
+        slot: u32,
+        src_mac: EthernetAddress,
+        dst_mac: Option<EthernetAddress>,
+        mtu: u16,
+    ) -> TunnelHot {
+        let mut flags = Self::VALID;
+        for (on, flag) in [
+            (t.key.is_some(), Self::KEY),
+            (t.sequence, Self::SEQUENCE),
+            (t.checksum, Self::CHECKSUM),
+            (dst_mac.is_some(), Self::NEIGHBOR),
+            (t.ttl == TtlPolicy::Inherit, Self::TTL_INHERIT),
+            (t.dscp == DscpPolicy::Copy, Self::DSCP_COPY),
+            (t.df == DfPolicy::Copy, Self::DF_COPY),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        let gre_len = t.encap_gre_len();
+        let header_len = 14 + 20 + gre_len;
+        let mut header = [0u8; Self::MAX_HEADER];
+        header[0..6].copy_from_slice(&dst_mac.unwrap_or(EthernetAddress([0; 6])).0);
+        header[6..12].copy_from_slice(&src_mac.0);
+        header[12..14].copy_from_slice(&[0x08, 0x00]);
+        header[14] = 0x45;
+        let protocol = t.mode.protocol().0;
+        header[23] = protocol;
+        header[26..30].copy_from_slice(&t.local.octets());
+        header[30..34].copy_from_slice(&t.remote.octets());
+        if t.mode == TunnelMode::Gre {
+            let mut gre_flags = 0u16;
+            let mut at = 38;
+            if t.checksum {
+                gre_flags |= 0x8000;
+                at += 4;
+            }
+            if let Some(k) = t.key {
+                gre_flags |= 0x2000;
+                header[at..at + 4].copy_from_slice(&k.to_be_bytes());
+            }
+            if t.sequence {
+                gre_flags |= 0x1000;
+            }
+            header[34..36].copy_from_slice(&gre_flags.to_be_bytes());
+            header[36..38].copy_from_slice(&0x0800u16.to_be_bytes());
+        }
+        let (l, r) = (u32::from(t.local), u32::from(t.remote));
+        let partial = (l >> 16) + (l & 0xffff) + (r >> 16) + (r & 0xffff);
+        TunnelHot {
+            local: l,
+            remote: r,
+            key: t.key.unwrap_or(0),
+            port: t.egress_port,
+            protocol,
+            flags,
+            mtu,
+            header_len: header_len as u8,
+            dscp: match t.dscp {
+                DscpPolicy::Fixed(d) => d,
+                DscpPolicy::Copy => 0,
+            },
+            ttl: match t.ttl {
+                TtlPolicy::Fixed(ttl) => ttl,
+                TtlPolicy::Inherit => 0,
+            },
+            partial,
+            slot,
+            header,
+        }
+    }
+
+    /// Whether the flag is set.
+    #[inline(always)]
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Whether a packet from `remote` to `local` with `protocol` and `gre_key`, arriving
+    /// on `port`, is this tunnel's.
+    #[inline(always)]
+    pub fn receives(
+        &self,
+        local: u32,
+        remote: u32,
+        protocol: u8,
+        gre_key: Option<u32>,
+        port: PortIndex,
+    ) -> bool {
+        let key_ok = match gre_key {
+            Some(k) => self.has(Self::KEY) && self.key == k,
+            None => !self.has(Self::KEY),
+        };
+        self.remote == remote
+            && key_ok
+            && self.local == local
+            && self.protocol == protocol
+            && self.port == port
+            && self.has(Self::VALID)
+    }
+
+    /// The GRE header length it writes (0 for IP in IP).
+    #[inline(always)]
+    pub fn gre_len(&self) -> usize {
+        usize::from(self.header_len) - 34
+    }
+
+    /// The largest inner packet it carries.
+    #[inline(always)]
+    pub fn inner_mtu(&self) -> usize {
+        usize::from(self.mtu) - 20 - self.gre_len()
+    }
+}
+
+impl std::fmt::Debug for TunnelHot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelHot")
+            .field("local", &Ipv4Addr::from(self.local))
+            .field("remote", &Ipv4Addr::from(self.remote))
+            .field("flags", &self.flags)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One tunnel as a worker sees it: configuration plus what the snapshot resolved.
 #[derive(Debug)]
 pub struct TunnelEntry {
@@ -328,6 +533,8 @@ impl std::fmt::Debug for KeyHasher {
 #[derive(Debug, Default)]
 pub struct TunnelTable {
     entries: Vec<Option<TunnelEntry>>,
+    /// What the packet path reads, by slot (empty slots match nothing).
+    hot: Vec<TunnelHot>,
     index: HashMap<TunnelKey, TunnelId, BuildHasherDefault<KeyHasher>>,
     count: usize,
 }
@@ -339,12 +546,27 @@ impl TunnelTable {
             .enumerate()
             .filter_map(|(i, e)| e.as_ref().map(|e| (e.config.key(), TunnelId(i as u32))))
             .collect();
+        let hot = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match e {
+                Some(e) => TunnelHot::new(&e.config, i as u32, e.src_mac, e.next_hop_mac, e.mtu),
+                None => TunnelHot::EMPTY,
+            })
+            .collect();
         let count = index.len();
         TunnelTable {
             entries,
+            hot,
             index,
             count,
         }
+    }
+
+    /// What the packet path reads of tunnel `id` (an empty slot's matches nothing).
+    #[inline(always)]
+    pub fn hot(&self, id: TunnelId) -> Option<&TunnelHot> {
+        self.hot.get(id.index())
     }
 
     #[cfg(test)]

@@ -11,9 +11,10 @@
 //! - [`update_u16`] and [`update_u32`] patch a stored checksum after a field changed
 //!   (RFC 1624 equation 3), for TTL decrement and ECN marking without a full pass.
 
-/// Folds a 64-bit ones' complement accumulator to 16 bits with end-around carry.
+/// Folds a 64-bit ones' complement accumulator (a sum of 16-bit words, say) to 16 bits
+/// with end-around carry.
 #[inline]
-const fn fold(mut acc: u64) -> u16 {
+pub const fn fold(mut acc: u64) -> u16 {
     acc = (acc & 0xFFFF_FFFF) + (acc >> 32);
     acc = (acc & 0xFFFF_FFFF) + (acc >> 32);
     acc = (acc & 0xFFFF) + (acc >> 16);
