@@ -18,7 +18,7 @@ echo "== backbone check"
 "$root/target/release/backbone" check --config "$root/demo/lab.toml" | tail -n 1
 echo "== backbone run (stops once the input has been idle for 300 ms)"
 RUST_LOG=${RUST_LOG:-warn} "$root/target/release/backbone" run --config "$root/demo/lab.toml" \
-  --stop-when-idle 300 --stats stats.json
+  --stop-when-idle 300 --stats stats.json --no-control-socket
 
 echo
 echo "== what left through the client port (first 9 packets; tshark)"
