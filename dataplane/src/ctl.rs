@@ -224,7 +224,13 @@ pub fn ctl(args: &CtlArgs) -> Result<(), String> {
             json!({"op": "batch", "ops": ops})
         }
     };
-    let answer = request(&args.socket, &req)?;
+    let mut answer = request(&args.socket, &req)?;
+    if matches!(args.command, CtlCommand::Tunnels) && !args.json {
+        // The packets column: the counters (since the last clear), asked separately.
+        if let Ok(c) = request(&args.socket, &json!({"op": "counters"})) {
+            answer["counters"] = c["tunnels"].clone();
+        }
+    }
     if answer.get("ok") != Some(&Value::Bool(true)) {
         let e = answer
             .get("error")
@@ -316,6 +322,13 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
     let rows = |key: &str| a[key].as_array().cloned().unwrap_or_default();
     match cmd {
         CtlCommand::Tunnels => {
+            let counted = rows("counters");
+            let packets = |name: &Value, key: &str| {
+                counted
+                    .iter()
+                    .find(|c| c["name"] == *name)
+                    .map_or("-".into(), |c| text(&c[key]))
+            };
             let r: Vec<Vec<String>> = rows("tunnels")
                 .iter()
                 .map(|t| {
@@ -330,8 +343,8 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                         text(&t["next_hop"]),
                         text(&t["next_hop_mac"]),
                         text(&t["mtu"]),
-                        text(&t["rx_packets"]),
-                        text(&t["tx_packets"]),
+                        packets(&t["name"], "rx_packets"),
+                        packets(&t["name"], "tx_packets"),
                         t["prefixes"].as_array().map_or(String::new(), |p| {
                             p.iter().map(text).collect::<Vec<_>>().join(" ")
                         }),

@@ -34,6 +34,7 @@ struct Cli {
 enum Command {
     /// Validate a configuration file and print what it sets up.
     Check {
+        /// The configuration file (its reference: pipeline-config/CONFIG.md).
         #[arg(long, short, default_value = lifecycle::DEFAULT_CONFIG)]
         config: PathBuf,
     },
@@ -41,7 +42,9 @@ enum Command {
     ///
     /// SIGINT or SIGTERM stops it (the final counters are printed); SIGHUP reloads the
     /// configuration file (validated first; on error the running configuration stays).
+    #[command(after_long_help = RUN_NOTES)]
     Run {
+        /// The configuration file (its reference: pipeline-config/CONFIG.md).
         #[arg(long, short, default_value = lifecycle::DEFAULT_CONFIG)]
         config: PathBuf,
         /// Exit cleanly once every RX queue has been empty for this many milliseconds.
@@ -80,6 +83,23 @@ enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+/// The rest of `backbone run --help` (and its man page).
+const RUN_NOTES: &str = "\
+Signals:
+  SIGINT, SIGTERM  stop: the workers finish their burst, the TX buffers drain, the final
+                   counters are printed (and written with --stats); exit 0.
+  SIGHUP           reload the configuration file: validated as a whole and applied as one
+                   publication (ports, [eal] and [workers] need a restart); on an error
+                   nothing changes, forwarding goes on and the log says why. Changes made
+                   through `backbone ctl` and not saved (`ctl save`) are undone.
+  Others           their default action. SIGKILL or a crash leaves the socket file behind:
+                   the next start replaces it (the locks die with the process).
+
+One instance per control socket and per DPDK file prefix: a second one refuses to start
+and names the pid of the first. Under systemd (Type=notify) readiness is reported once
+every worker runs the first tables. Every change is logged (target backbone::audit) with
+who made it and the generation that holds it.";
+
 /// `backbone --version`: the version, the git commit it was built from, and the DPDK
 /// library it runs on.
 fn version() -> &'static str {
@@ -111,7 +131,10 @@ fn manpages(dir: &std::path::Path) -> Result<(), String> {
             .render(&mut out)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))?;
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
             write(sub, &format!("{name}-{}", sub.get_name()), dir)?;
         }
         Ok(())

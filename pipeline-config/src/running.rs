@@ -84,6 +84,7 @@ fn inline(v: &Value, section: &str) -> String {
     let key_field = match section {
         "tunnel" | "port" => "name",
         "route" => "prefix",
+        "neighbor" => "ip",
         _ => "",
     };
     let fields: Vec<String> = v

@@ -310,7 +310,7 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     }
 
     // Tunnels.
-    let tunnels = server::tunnels(st, live, true);
+    let tunnels = server::tunnels(st, live);
     let tunnels = tunnels.as_array().cloned().unwrap_or_default();
     let counters = server::counters(st, live, true);
     let by_name = |name: &str, key: &str| -> u64 {

@@ -385,7 +385,7 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
         | "set_neighbor" | "remove_neighbor" | "apply_config" => st
             .apply_as(std::slice::from_ref(req), who)
             .map(|g| json!({"generation": g})),
-        "list_tunnels" => Ok(json!({"tunnels": tunnels(&st, live, false)})),
+        "list_tunnels" => Ok(json!({"tunnels": tunnels(&st, live)})),
         "list_routes" => Ok(
             json!({"routes": if req.get("all") == Some(&Value::Bool(true)) {
                 st.list_all_routes()
@@ -646,11 +646,10 @@ pub fn tunnel_state(resolved: bool, link_up: Option<bool>) -> &'static str {
     }
 }
 
-/// The tunnels, each with its state and counters (since the last `clear_counters`, or
-/// since start with `raw`).
-pub fn tunnels(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
-    let (totals, _, _) = counted(live, raw);
-    let snap = st.snapshots().load();
+/// The tunnels, each with its state (the tables and the links: no counters, so that two
+/// answers differ only when something changed).
+pub fn tunnels(st: &ControlState, live: Live<'_>) -> Value {
+    let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
     let mut list = st.list_tunnels();
     for t in list.as_array_mut().into_iter().flatten() {
         let port = t["port"].as_str().unwrap_or("");
@@ -659,19 +658,10 @@ pub fn tunnels(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
             .ports
             .iter()
             .position(|p| p.name == port)
-            .and_then(|i| totals.health.get(i))
+            .and_then(|i| health.get(i))
             .map(|h| h.link_up);
         let resolved = !t["next_hop_mac"].is_null();
         t["state"] = json!(tunnel_state(resolved, link_up));
-        let id = t["id"].as_u64().unwrap_or(u64::MAX);
-        let c = snap
-            .tunnels()
-            .iter()
-            .find(|(tid, _)| u64::from(tid.0) == id)
-            .and_then(|(tid, _)| totals.counters.tunnels.get(tid.index()).copied())
-            .unwrap_or_default();
-        t["rx_packets"] = json!(c.rx.packets);
-        t["tx_packets"] = json!(c.tx.packets);
     }
     list
 }

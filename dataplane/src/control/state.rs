@@ -21,6 +21,35 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// What differs between `running` and `new` that only a restart can change: a port
+/// (its static neighbours excepted: they change at run time), `[eal]`, `[workers]`.
+fn needs_restart(running: &ValidatedConfig, new: &ValidatedConfig) -> Option<String> {
+    if new.eal_args != running.eal_args {
+        return Some("[eal] args".into());
+    }
+    if new.worker_lcores != running.worker_lcores {
+        return Some("[workers] lcores".into());
+    }
+    if new.ports.len() != running.ports.len() {
+        return Some(format!(
+            "the number of ports ({} running, {} in the file)",
+            running.ports.len(),
+            new.ports.len()
+        ));
+    }
+    running
+        .ports
+        .iter()
+        .zip(&new.ports)
+        .enumerate()
+        .find(|(_, (a, b))| {
+            let mut b = (*b).clone();
+            b.neighbors.clone_from(&a.neighbors);
+            **a != b
+        })
+        .map(|(i, (a, _))| format!("port[{i}] {:?}", a.name))
+}
+
 /// Owns the configuration and publishes snapshots.
 #[derive(Debug)]
 pub struct ControlState {
@@ -128,12 +157,10 @@ impl ControlState {
                     let path = op_str(op, "path").map_err(at)?;
                     let (new_doc, new_cfg) = ConfigDocument::load(std::path::Path::new(path))
                         .map_err(|e| at(e.to_string()))?;
-                    if new_cfg.ports != self.cfg.ports
-                        || new_cfg.eal_args != self.cfg.eal_args
-                        || new_cfg.worker_lcores != self.cfg.worker_lcores
-                    {
+                    if let Some(what) = needs_restart(&self.cfg, &new_cfg) {
                         return Err(at(format!(
-                            "{path}: ports, [eal] and [workers] cannot change while running (restart for that)"
+                            "{path}: {what} cannot change while running (restart for that); \
+                             ports, [eal] and [workers] stay as they started"
                         )));
                     }
                     doc = new_doc;

@@ -62,12 +62,25 @@ pub fn answer(cmd: &str, params: &str, st: &ControlState, live: Live<'_>) -> Opt
         "/backbone/port" => server::interfaces(st, live, true)
             .into_iter()
             .find(|p| p["name"] == params),
-        "/backbone/tunnels" => Some(names(&server::tunnels(st, live, true), "name")),
-        "/backbone/tunnel" => server::tunnels(st, live, true)
-            .as_array()?
-            .iter()
-            .find(|t| t["name"] == params)
-            .cloned(),
+        "/backbone/tunnels" => Some(names(&server::tunnels(st, live), "name")),
+        "/backbone/tunnel" => {
+            let mut t = server::tunnels(st, live)
+                .as_array()?
+                .iter()
+                .find(|t| t["name"] == params)
+                .cloned()?;
+            let counters = server::counters(st, live, true);
+            let c = counters["tunnels"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == params)?;
+            for (k, v) in c.as_object()? {
+                if k != "name" {
+                    t[k] = v.clone();
+                }
+            }
+            Some(t)
+        }
         "/backbone/drops" | "/backbone/events" | "/backbone/punts" | "/backbone/control" => {
             let key = cmd.trim_start_matches("/backbone/");
             Some(server::counters(st, live, true)[key].clone())
