@@ -30,6 +30,7 @@ echo "== backbone check"
 if [ "$mode" = live ]; then
   cp "$root/demo/lab.toml" lab.toml
   # Shared configuration and hugepages where there are enough: what dpdk-dumpcap needs.
+  # Absolute capture paths: dpdk-dumpcap opens the devices again, from where it runs.
   free=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages 2>/dev/null || echo 0)
   if [ "$free" -ge 128 ]; then
     mem=(-m 128)
@@ -43,8 +44,8 @@ if [ "$mode" = live ]; then
   RUST_LOG=${RUST_LOG:-info} "$root/target/release/backbone" run --config lab.toml \
     --metrics 127.0.0.1:9469 -- \
     "${mem[@]}" --no-pci -l 0-1 --file-prefix=backbone-demo --log-level=lib.eal:error \
-    --vdev=net_pcap0,rx_pcap=clients-in.pcap,infinite_rx=1 \
-    --vdev=net_pcap1,rx_pcap=internet-in.pcap
+    "--vdev=net_pcap0,rx_pcap=$out/clients-in.pcap,infinite_rx=1" \
+    "--vdev=net_pcap1,rx_pcap=$out/internet-in.pcap"
   exit 0
 fi
 

@@ -17,7 +17,7 @@ fi
 # prometheus: it checks our metrics), and tools the tests and labs use.
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
       tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping
-      prometheus)
+      prometheus curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

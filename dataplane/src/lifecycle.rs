@@ -149,7 +149,17 @@ impl SocketClaim {
         let lock = Lock::take(
             Path::new(&name),
             &format!("control socket {}", socket.display()),
-        )?;
+        )
+        .map_err(|e| {
+            if e.contains("Permission denied") {
+                format!(
+                    "{e}: the control socket's directory is root's; run as root, or give \
+                     --control-socket PATH (or --no-control-socket)"
+                )
+            } else {
+                e
+            }
+        })?;
         Ok(SocketClaim {
             socket: socket.to_owned(),
             _lock: lock,

@@ -493,8 +493,15 @@ impl Control<'_, '_> {
                 }
                 if !entries.is_empty() {
                     self.report.neighbors_learned += entries.len() as u64;
-                    if let Err(e) = st.learn(&entries) {
-                        log::error!("cannot rebuild the tables after learning neighbours: {e}");
+                    match st.learn(&entries) {
+                        Ok(g) => log::info!(
+                            target: dataplane::control::audit::TARGET,
+                            "generation {g}: ARP: {} neighbour(s) learned",
+                            entries.len()
+                        ),
+                        Err(e) => {
+                            log::error!("cannot rebuild the tables after learning neighbours: {e}")
+                        }
                     }
                 }
             }

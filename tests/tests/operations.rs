@@ -445,16 +445,16 @@ fn runtime_changes_are_saved_and_the_file_reloads() {
 
     // The instance locks: the same socket, or the same file prefix, is refused.
     let other = scratch_dir("ops-save-other");
-    let out = Command::new(backbone_bin())
-        .current_dir(&a.dir)
-        .args(["run", "--config"])
-        .arg(&a.config)
-        .arg("--control-socket")
-        .arg(&a.sock)
-        .arg("--")
-        .args(eal(&file_prefix("ops-save-2"), false))
-        .output()
-        .unwrap();
+    let out = second_instance(
+        Command::new(backbone_bin())
+            .current_dir(&a.dir)
+            .args(["run", "--config"])
+            .arg(&a.config)
+            .arg("--control-socket")
+            .arg(&a.sock)
+            .arg("--")
+            .args(eal(&file_prefix("ops-save-2"), false)),
+    );
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -468,16 +468,16 @@ fn runtime_changes_are_saved_and_the_file_reloads() {
         )),
         "{e}"
     );
-    let out = Command::new(backbone_bin())
-        .current_dir(&a.dir)
-        .args(["run", "--config"])
-        .arg(&a.config)
-        .arg("--control-socket")
-        .arg(other.join("control.sock"))
-        .arg("--")
-        .args(eal(&a.prefix, false))
-        .output()
-        .unwrap();
+    let out = second_instance(
+        Command::new(backbone_bin())
+            .current_dir(&a.dir)
+            .args(["run", "--config"])
+            .arg(&a.config)
+            .arg("--control-socket")
+            .arg(other.join("control.sock"))
+            .arg("--")
+            .args(eal(&a.prefix, false)),
+    );
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -627,6 +627,21 @@ fn runtime_changes_are_saved_and_the_file_reloads() {
     assert!(has("+ route 10.8.0.0/16 {blackhole = true}"), "{audit:#?}");
     assert!(has("refused from SIGHUP"), "{audit:#?}");
     assert!(has("saved the running configuration to"), "{audit:#?}");
+}
+
+/// Run a second instance that must refuse to start; one that starts anyway is killed
+/// (and the test fails) rather than left running.
+fn second_instance(cmd: &mut Command) -> std::process::Output {
+    let mut p = KillOnDrop(Some(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_until(PATIENCE, "the second instance to exit", || {
+        p.0.as_mut().unwrap().try_wait().unwrap().is_some()
+    });
+    p.0.take().unwrap().wait_with_output().unwrap()
 }
 
 /// `GET /metrics` from `addr`, asking for OpenMetrics or not.

@@ -1,4 +1,5 @@
-//! The one safe layer over DPDK: EAL, mempools, ports and queues, `Mbuf`, lcores.
+//! The one safe layer over DPDK: EAL, mempools, ports and queues, `Mbuf`, lcores, and what
+//! lets other processes look in: packet capture ([`Capture`]) and telemetry commands.
 //!
 //! Every `unsafe` block of the project outside the `dpdk-sys` crate lives in this module,
 //! and each carries a `// SAFETY:` comment. Everything above it (wire views, tables, the
