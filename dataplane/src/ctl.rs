@@ -763,7 +763,9 @@ fn rates(args: &CtlArgs, interval: f64) -> Result<(), String> {
             .map_or(0.0, |x| x.3)
     };
     let fmt = |x: f64| {
-        if x >= 1e6 {
+        if x >= 1e9 {
+            format!("{:.2}G", x / 1e9)
+        } else if x >= 1e6 {
             format!("{:.2}M", x / 1e6)
         } else if x >= 1e3 {
             format!("{:.1}k", x / 1e3)

@@ -49,14 +49,12 @@ pub fn register(_eal: &Eal, cmd: &str, help: &str) -> Result<()> {
     }
     let c_cmd = CString::new(cmd).map_err(|_| DpdkError::NulInArgument(cmd.into()))?;
     let c_help = CString::new(help).map_err(|_| DpdkError::NulInArgument(help.into()))?;
-    // SAFETY: both strings are NUL-terminated and within DPDK's lengths; DPDK copies the
-    // command and keeps the help pointer, whose string is never freed (below); the
-    // callback is a function that lives as long as the program.
+    // SAFETY: both strings are NUL-terminated and within DPDK's lengths, and DPDK copies
+    // both into its own table (strlcpy) before returning; the callback is a function that
+    // lives as long as the program.
     let ret = unsafe {
         dpdk_sys::rte_telemetry_register_cmd(c_cmd.as_ptr(), Some(trampoline), c_help.as_ptr())
     };
-    // DPDK 22.11 stores the help pointer as given: keep the string for the process's life.
-    std::mem::forget(c_help);
     if ret != 0 {
         return Err(DpdkError::Unsupported(format!(
             "telemetry command {cmd}: rte_telemetry_register_cmd returned {ret}"
