@@ -13,4 +13,6 @@
 #include <rte_lpm.h>
 #include <rte_fib.h>
 #include <rte_version.h>
+#include <rte_pdump.h>
+#include <rte_telemetry.h>
 #include "shim.h"

@@ -174,7 +174,7 @@ run l3fwd "$tag-l3fwd" "$L3FWD" $(eal_args "$tag-l3fwd" plain) -- \
 for kind in gre ipip; do
   # shellcheck disable=SC2046
   run "backbone-$kind" "$tag-backbone-$kind" "$BACKBONE" run \
-    --config "$OUT/backbone-$kind.toml" --stats "$OUT/backbone-$kind-stats.json" \
+    --config "$OUT/backbone-$kind.toml" --stats "$OUT/backbone-$kind-stats.json" --no-control-socket \
     -- $(eal_args "$tag-backbone-$kind" "$kind")
 done
 

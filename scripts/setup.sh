@@ -12,10 +12,12 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-# Debian packages: DPDK runtime and headers, bindgen's libclang, pkg-config, the packet
-# oracles (tshark, scapy), and tools the tests and labs use.
+# Debian packages: DPDK runtime and headers (dpdk has dpdk-dumpcap and dpdk-telemetry.py),
+# bindgen's libclang, pkg-config, the packet oracles (tshark, scapy), promtool (in
+# prometheus: it checks our metrics), and tools the tests and labs use.
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
-      tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping)
+      tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping
+      prometheus curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,6 +30,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   say "installed ${#missing[@]} packages"
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    # Installed for promtool only: the Prometheus server it ships need not run.
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+    say "prometheus: installed for promtool; its server disabled (systemctl enable --now prometheus to use it)"
+  fi
 else
   say "Debian packages already installed (${#PKGS[@]} checked)"
 fi

@@ -26,7 +26,8 @@ trap cleanup EXIT
 
 # The appliance: the demo lab's configuration, with its ports swapped for a virtio-user NIC
 # (port 0, server side of the socket) and a null sink (port 1, the Internet uplink).
-RUST_LOG=${RUST_LOG:-info} target/release/backbone run --config demo/lab.toml --stats "$out/stats.json" -- \
+RUST_LOG=${RUST_LOG:-info} target/release/backbone run --config demo/lab.toml --stats "$out/stats.json" \
+  --control-socket "$out/control.sock" -- \
   -l 0-1 -m 512 --no-pci --single-file-segments --file-prefix=backbone-virtio --log-level=lib.eal:error \
   "--vdev=net_virtio_user0,path=$sock,server=1,queues=1" --vdev=net_null0,no-rx=1 \
   >"$out/backbone.log" 2>&1 &

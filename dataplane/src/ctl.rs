@@ -1,9 +1,10 @@
 //! `backbone ctl`: the command-line client of the control API (see
 //! `dataplane::control::server` for the protocol).
 
+use crate::lifecycle::DEFAULT_SOCKET;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 #[derive(Args, Debug)]
 pub struct CtlArgs {
     /// The appliance's control socket (`backbone run --control-socket`).
-    #[arg(long, short, default_value = "/run/backbone/control.sock")]
+    #[arg(long, short, default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
     /// Print the API's JSON answer instead of text.
     #[arg(long)]
@@ -25,19 +26,41 @@ pub struct CtlArgs {
 
 #[derive(Subcommand, Debug)]
 enum CtlCommand {
-    /// List the tunnels.
+    /// The tunnels: state, next hop and its MAC, flags, MTU, packets.
     Tunnels,
-    /// List the explicit routes.
+    /// Every route: the configured ones, the tunnels' prefixes, those added at run time;
+    /// with target, next hop and source.
     Routes,
-    /// List the neighbours.
+    /// The neighbours, static and learned.
     Neighbors,
-    /// Counters, summed over the workers.
-    Counters,
+    /// The ports: driver, MAC, MTU, addresses, queues, link, counters.
+    Interfaces,
+    /// Counters, summed over the workers (since the last `counters clear`).
+    Counters {
+        /// Per-second rates over an interval instead of totals.
+        #[arg(long)]
+        rate: bool,
+        /// The interval for --rate, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+        interval: f64,
+        #[command(subcommand)]
+        action: Option<CountersAction>,
+    },
     /// The newest snapshot generation and the one each worker has reached.
     Generations,
-    /// Where a destination goes now.
+    /// Where a destination goes now, and which route decides it.
     Lookup { dst: String },
-    /// Add or replace a route: exactly one of --tunnel, --port with --next-hop, --blackhole.
+    /// Versions, file prefix, configuration file, uptime.
+    Status,
+    /// How the running configuration differs from the configuration file.
+    Diff,
+    /// Write the running configuration to the configuration file (atomically; the
+    /// file's comments are kept where its tables did not change).
+    Save,
+    /// Make the configuration file the running configuration again (as SIGHUP does).
+    Reload,
+    /// Add or replace a route: exactly one of --tunnel, --port with --next-hop,
+    /// --blackhole, --unreachable, --prohibit.
     RouteAdd {
         prefix: String,
         #[arg(long)]
@@ -46,8 +69,15 @@ enum CtlCommand {
         port: Option<String>,
         #[arg(long)]
         next_hop: Option<String>,
+        /// Drop matching packets silently.
         #[arg(long)]
         blackhole: bool,
+        /// Drop matching packets and answer ICMP net unreachable.
+        #[arg(long)]
+        unreachable: bool,
+        /// Drop matching packets and answer ICMP administratively prohibited.
+        #[arg(long)]
+        prohibit: bool,
     },
     /// Remove a route.
     RouteDel { prefix: String },
@@ -69,9 +99,37 @@ enum CtlCommand {
     Batch { file: PathBuf },
 }
 
+#[derive(Subcommand, Debug)]
+enum CountersAction {
+    /// Count from zero again (for `ctl`; metrics and telemetry keep counting from start).
+    Clear,
+}
+
+/// Connect to the appliance, or say what to do about it.
+fn connect(socket: &PathBuf) -> Result<UnixStream, String> {
+    UnixStream::connect(socket).map_err(|e| {
+        let at = socket.display();
+        match e.kind() {
+            ErrorKind::NotFound => format!(
+                "{at}: {e}: no appliance serves its control API there. Is `backbone run` \
+                 running (`systemctl status backbone`)? It listens on {DEFAULT_SOCKET} unless \
+                 started with --control-socket PATH; give ctl the same --socket PATH"
+            ),
+            ErrorKind::ConnectionRefused => format!(
+                "{at}: {e}: nothing listens on it: the appliance that made it is no longer \
+                 running (a new one replaces it)"
+            ),
+            ErrorKind::PermissionDenied => format!(
+                "{at}: {e}: the socket is only for the user the appliance runs as (root under \
+                 systemd): run ctl as that user, for instance with sudo"
+            ),
+            _ => format!("{at}: {e}"),
+        }
+    })
+}
+
 fn request(socket: &PathBuf, req: &Value) -> Result<Value, String> {
-    let mut stream =
-        UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+    let mut stream = connect(socket)?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
@@ -96,17 +154,33 @@ fn read_json_or_toml(file: &PathBuf) -> Result<Value, String> {
 pub fn ctl(args: &CtlArgs) -> Result<(), String> {
     let req = match &args.command {
         CtlCommand::Tunnels => json!({"op": "list_tunnels"}),
-        CtlCommand::Routes => json!({"op": "list_routes"}),
+        CtlCommand::Routes => json!({"op": "list_routes", "all": true}),
         CtlCommand::Neighbors => json!({"op": "list_neighbors"}),
-        CtlCommand::Counters => json!({"op": "counters"}),
+        CtlCommand::Interfaces => json!({"op": "interfaces"}),
+        CtlCommand::Counters {
+            action: Some(CountersAction::Clear),
+            ..
+        } => json!({"op": "clear_counters"}),
+        CtlCommand::Counters {
+            rate: true,
+            interval,
+            ..
+        } => return rates(args, *interval),
+        CtlCommand::Counters { .. } => json!({"op": "counters"}),
         CtlCommand::Generations => json!({"op": "generations"}),
         CtlCommand::Lookup { dst } => json!({"op": "lookup", "dst": dst}),
+        CtlCommand::Status => json!({"op": "status"}),
+        CtlCommand::Diff => json!({"op": "diff"}),
+        CtlCommand::Save => json!({"op": "save"}),
+        CtlCommand::Reload => json!({"op": "reload"}),
         CtlCommand::RouteAdd {
             prefix,
             tunnel,
             port,
             next_hop,
             blackhole,
+            unreachable,
+            prohibit,
         } => {
             let mut route = json!({"prefix": prefix});
             if let Some(t) = tunnel {
@@ -118,8 +192,14 @@ pub fn ctl(args: &CtlArgs) -> Result<(), String> {
             if let Some(n) = next_hop {
                 route["next_hop"] = json!(n);
             }
-            if *blackhole {
-                route["blackhole"] = json!(true);
+            for (set, kind) in [
+                (blackhole, "blackhole"),
+                (unreachable, "unreachable"),
+                (prohibit, "prohibit"),
+            ] {
+                if *set {
+                    route[kind] = json!(true);
+                }
             }
             json!({"op": "set_route", "route": route})
         }
@@ -160,7 +240,13 @@ pub fn ctl(args: &CtlArgs) -> Result<(), String> {
             json!({"op": "batch", "ops": ops})
         }
     };
-    let answer = request(&args.socket, &req)?;
+    let mut answer = request(&args.socket, &req)?;
+    if matches!(args.command, CtlCommand::Tunnels) && !args.json {
+        // The packets column: the counters (since the last clear), asked separately.
+        if let Ok(c) = request(&args.socket, &json!({"op": "counters"})) {
+            answer["counters"] = c["tunnels"].clone();
+        }
+    }
     if answer.get("ok") != Some(&Value::Bool(true)) {
         let e = answer
             .get("error")
@@ -197,88 +283,337 @@ pub fn ctl(args: &CtlArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, (c, w)) in cells.iter().zip(&width).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+fn flags(t: &Value) -> String {
+    let mut f = Vec::new();
+    if let Some(k) = t["key"].as_u64() {
+        f.push(format!("key={k}"));
+    }
+    if t["sequence"] == Value::Bool(true) {
+        f.push("seq".into());
+    }
+    if t["checksum"] == Value::Bool(true) {
+        f.push("csum".into());
+    }
+    if f.is_empty() {
+        "-".into()
+    } else {
+        f.join(",")
+    }
+}
+
 fn print_human(cmd: &CtlCommand, a: &Value) {
     let rows = |key: &str| a[key].as_array().cloned().unwrap_or_default();
     match cmd {
         CtlCommand::Tunnels => {
-            println!(
-                "{:<16} {:<5} {:<16} {:<16} {:>10} {:<10} prefixes",
-                "name", "mode", "local", "remote", "key", "port"
+            let counted = rows("counters");
+            let packets = |name: &Value, key: &str| {
+                counted
+                    .iter()
+                    .find(|c| c["name"] == *name)
+                    .map_or("-".into(), |c| text(&c[key]))
+            };
+            let r: Vec<Vec<String>> = rows("tunnels")
+                .iter()
+                .map(|t| {
+                    vec![
+                        text(&t["name"]),
+                        text(&t["state"]),
+                        text(&t["mode"]),
+                        text(&t["local"]),
+                        text(&t["remote"]),
+                        flags(t),
+                        text(&t["port"]),
+                        text(&t["next_hop"]),
+                        text(&t["next_hop_mac"]),
+                        text(&t["mtu"]),
+                        packets(&t["name"], "rx_packets"),
+                        packets(&t["name"], "tx_packets"),
+                        t["prefixes"].as_array().map_or(String::new(), |p| {
+                            p.iter().map(text).collect::<Vec<_>>().join(" ")
+                        }),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "NAME",
+                    "STATE",
+                    "MODE",
+                    "LOCAL",
+                    "REMOTE",
+                    "FLAGS",
+                    "PORT",
+                    "NEXT HOP",
+                    "NEXT-HOP MAC",
+                    "MTU",
+                    "RX",
+                    "TX",
+                    "PREFIXES",
+                ],
+                &r,
             );
-            for t in rows("tunnels") {
-                println!(
-                    "{:<16} {:<5} {:<16} {:<16} {:>10} {:<10} {}",
-                    t["name"].as_str().unwrap_or(""),
-                    t["mode"].as_str().unwrap_or(""),
-                    t["local"].as_str().unwrap_or(""),
-                    t["remote"].as_str().unwrap_or(""),
-                    t["key"].as_u64().map_or("-".into(), |k| k.to_string()),
-                    t["port"].as_str().unwrap_or(""),
-                    t["prefixes"].as_array().map_or(String::new(), |p| p
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" "))
-                );
-            }
         }
         CtlCommand::Routes => {
-            for r in rows("routes") {
-                let via = if let Some(t) = r["tunnel"].as_str() {
-                    format!("tunnel {t}")
-                } else if let Some(p) = r["port"].as_str() {
-                    format!("port {p} via {}", r["next_hop"].as_str().unwrap_or("?"))
-                } else {
-                    "blackhole".into()
-                };
-                println!("{:<20} {via}", r["prefix"].as_str().unwrap_or(""));
+            let all = rows("routes");
+            let r: Vec<Vec<String>> = all
+                .iter()
+                .map(|r| {
+                    let (target, via) = if let Some(t) = r["tunnel"].as_str() {
+                        let resolved = if r["resolved"] == Value::Bool(false) {
+                            " (unresolved)"
+                        } else {
+                            ""
+                        };
+                        (
+                            format!("tunnel {t}"),
+                            format!("{} on {}{resolved}", text(&r["next_hop"]), text(&r["port"])),
+                        )
+                    } else if let Some(p) = r["port"].as_str() {
+                        (format!("port {p}"), text(&r["next_hop"]))
+                    } else if r["unreachable"] == Value::Bool(true) {
+                        (
+                            "unreachable (no_route, ICMP 3/0)".to_owned(),
+                            "-".to_owned(),
+                        )
+                    } else if r["prohibit"] == Value::Bool(true) {
+                        ("prohibit (no_route, ICMP 3/13)".to_owned(), "-".to_owned())
+                    } else {
+                        ("blackhole (dropped: no_route)".to_owned(), "-".to_owned())
+                    };
+                    let source = match (r["source"].as_str(), r["set_in_generation"].as_u64()) {
+                        (Some("api"), Some(g)) => format!("api (generation {g})"),
+                        (s, _) => s.unwrap_or("?").to_owned(),
+                    };
+                    vec![text(&r["prefix"]), target, via, source]
+                })
+                .collect();
+            table(&["PREFIX", "TARGET", "NEXT HOP", "SOURCE"], &r);
+            if !all.iter().any(|r| r["prefix"] == "0.0.0.0/0") {
+                println!(
+                    "(no default route: a destination no prefix holds is dropped as no_route)"
+                );
             }
         }
         CtlCommand::Neighbors => {
-            for n in rows("neighbors") {
+            let r: Vec<Vec<String>> = rows("neighbors")
+                .iter()
+                .map(|n| {
+                    vec![
+                        text(&n["port"]),
+                        text(&n["ip"]),
+                        text(&n["mac"]),
+                        if n["static"] == Value::Bool(true) {
+                            "static".into()
+                        } else {
+                            "learned".into()
+                        },
+                    ]
+                })
+                .collect();
+            table(&["PORT", "IP", "MAC", "KIND"], &r);
+        }
+        CtlCommand::Interfaces => {
+            for p in rows("interfaces") {
+                let l = &p["link"];
+                let speed = match l["speed_mbps"].as_u64() {
+                    Some(0) | None => "speed unknown".to_owned(),
+                    Some(m) if m % 1000 == 0 => format!("{} Gbit/s", m / 1000),
+                    Some(m) => format!("{m} Mbit/s"),
+                };
+                let duplex = if l["full_duplex"] == Value::Bool(true) {
+                    ", full duplex"
+                } else {
+                    ""
+                };
+                let device_mtu = match p["device_mtu"].as_u64() {
+                    Some(m) if Some(m) != p["mtu"].as_u64() => format!(" (device {m})"),
+                    _ => String::new(),
+                };
+                let c = &p["counters"];
                 println!(
-                    "{:<10} {:<16} {} {}",
-                    n["port"].as_str().unwrap_or(""),
-                    n["ip"].as_str().unwrap_or(""),
-                    n["mac"].as_str().unwrap_or(""),
-                    if n["static"] == Value::Bool(true) {
-                        "static"
+                    "{}: {} (port {}, driver {}) link {} ({speed}{duplex}, {} changes{})",
+                    text(&p["name"]),
+                    text(&p["ethdev"]),
+                    text(&p["port_id"]),
+                    text(&p["driver"]),
+                    if l["up"] == Value::Bool(true) {
+                        "up"
                     } else {
-                        "learned"
-                    }
+                        "DOWN"
+                    },
+                    text(&l["changes"]),
+                    if l["interrupt"] == Value::Bool(true) {
+                        ", by interrupt"
+                    } else {
+                        ""
+                    },
+                );
+                println!(
+                    "    mac {}  mtu {}{device_mtu}",
+                    text(&p["mac"]),
+                    text(&p["mtu"])
+                );
+                println!(
+                    "    addresses {}  roles {}  transit {}",
+                    p["addresses"]
+                        .as_array()
+                        .filter(|a| !a.is_empty())
+                        .map_or("-".into(), |a| a
+                            .iter()
+                            .map(text)
+                            .collect::<Vec<_>>()
+                            .join(" ")),
+                    p["roles"].as_array().map_or(String::new(), |a| a
+                        .iter()
+                        .map(text)
+                        .collect::<Vec<_>>()
+                        .join(",")),
+                    if p["transit"] == Value::Bool(true) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                );
+                println!(
+                    "    queues rx {} tx {} ({}), rss {}",
+                    text(&p["rx_queues"]),
+                    text(&p["tx_queues"]),
+                    if p["control_queue"] == Value::Bool(true) {
+                        "one for ARP requests"
+                    } else {
+                        "none spare for ARP requests"
+                    },
+                    if p["rss"] == Value::Bool(true) {
+                        "on"
+                    } else {
+                        "off"
+                    },
+                );
+                println!(
+                    "    device  rx {} packets {} bytes  tx {} packets {} bytes",
+                    text(&c["hw_rx_packets"]),
+                    text(&c["hw_rx_bytes"]),
+                    text(&c["hw_tx_packets"]),
+                    text(&c["hw_tx_bytes"]),
+                );
+                println!(
+                    "            rx errors {}  missed {}  no mbuf {}  tx errors {}",
+                    text(&c["rx_errors"]),
+                    text(&c["rx_missed"]),
+                    text(&c["rx_no_mbuf"]),
+                    text(&c["tx_errors"]),
+                );
+                println!(
+                    "    pipeline rx {} packets {} bytes  tx {} packets {} bytes  tx sent {} dropped {}",
+                    text(&c["rx_packets"]),
+                    text(&c["rx_bytes"]),
+                    text(&c["tx_packets"]),
+                    text(&c["tx_bytes"]),
+                    text(&c["tx_sent"]),
+                    text(&c["tx_dropped"]),
                 );
             }
         }
-        CtlCommand::Counters => {
-            println!("generation {}", a["generation"]);
-            for p in rows("ports") {
-                let link = match p["link_up"].as_bool() {
-                    Some(true) => "up",
-                    Some(false) => "DOWN",
-                    None => "?",
-                };
-                println!(
-                    "port {:<18} link {:<4} rx {:>12} tx {:>12} tx dropped {:>10} rx no mbuf {:>8}",
-                    p["name"].as_str().unwrap_or(""),
-                    link,
-                    p["rx_packets"],
-                    p["tx_packets"],
-                    p["tx_dropped"],
-                    p["rx_no_mbuf"]
-                );
-            }
-            for t in rows("tunnels") {
-                println!(
-                    "tunnel {:<16} rx {:>12} tx {:>12}",
-                    t["name"].as_str().unwrap_or(""),
-                    t["rx_packets"],
-                    t["tx_packets"]
-                );
-            }
+        CtlCommand::Counters {
+            action: Some(CountersAction::Clear),
+            ..
+        } => println!(
+            "counters cleared at generation {}: ctl counts from here (metrics and telemetry \
+             count from start)",
+            a["generation"]
+        ),
+        CtlCommand::Counters { .. } => {
+            let since = match a["since"]["generation"].as_u64() {
+                Some(g) => format!(" (since cleared at generation {g})"),
+                None => " (since start)".to_owned(),
+            };
+            println!("generation {}{since}", a["generation"]);
+            let r: Vec<Vec<String>> = rows("ports")
+                .iter()
+                .map(|p| {
+                    vec![
+                        text(&p["name"]),
+                        match p["link_up"].as_bool() {
+                            Some(true) => "up".into(),
+                            Some(false) => "DOWN".into(),
+                            None => "?".into(),
+                        },
+                        text(&p["rx_packets"]),
+                        text(&p["tx_packets"]),
+                        text(&p["tx_dropped"]),
+                        text(&p["rx_missed"]),
+                        text(&p["rx_no_mbuf"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "PORT",
+                    "LINK",
+                    "RX",
+                    "TX",
+                    "TX DROPPED",
+                    "RX MISSED",
+                    "RX NO MBUF",
+                ],
+                &r,
+            );
+            let r: Vec<Vec<String>> = rows("tunnels")
+                .iter()
+                .map(|t| {
+                    vec![
+                        text(&t["name"]),
+                        text(&t["rx_packets"]),
+                        text(&t["tx_packets"]),
+                    ]
+                })
+                .collect();
+            table(&["TUNNEL", "RX", "TX"], &r);
+            let mut any = false;
             for (k, v) in a["drops"].as_object().into_iter().flatten() {
                 if v.as_u64().unwrap_or(0) > 0 {
-                    println!("drop {k:<24} {v}");
+                    if !any {
+                        println!("drops:");
+                        any = true;
+                    }
+                    println!("  {k:<24} {v}");
                 }
+            }
+            if !any {
+                println!("drops: none");
             }
         }
         CtlCommand::Generations => println!(
@@ -286,8 +621,252 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
             a["generation"], a["workers"]
         ),
         CtlCommand::Lookup { dst } => {
-            println!("{dst}: {} (generation {})", a["via"], a["generation"])
+            let via = &a["via"];
+            let route = &a["route"];
+            let decided = match route["prefix"].as_str() {
+                Some(p) if route["source"] == "tunnel" => format!(" (tunnel prefix {p})"),
+                Some(p) => format!(" (route {p})"),
+                None => String::new(),
+            };
+            let mac = |v: &Value| match v["next_hop_mac"].as_str() {
+                Some(m) => format!(" at {m}"),
+                None => " (MAC unknown: dropped as no_neighbor until ARP resolves it)".into(),
+            };
+            let what = if via["blackhole"] == Value::Bool(true) {
+                format!("blackhole{decided}: dropped as no_route")
+            } else if via["unreachable"] == Value::Bool(true) {
+                format!("unreachable{decided}: dropped as no_route, answered ICMP net unreachable")
+            } else if via["prohibit"] == Value::Bool(true) {
+                format!(
+                    "prohibit{decided}: dropped as no_route, answered ICMP administratively prohibited"
+                )
+            } else if via["no_route"] == Value::Bool(true) {
+                "no route: dropped as no_route".to_owned()
+            } else if let Some(t) = via["tunnel"].as_str() {
+                format!(
+                    "tunnel {t}{decided}, next hop {} on {}{}",
+                    text(&via["next_hop"]),
+                    text(&via["port"]),
+                    mac(via)
+                )
+            } else {
+                format!(
+                    "port {}{decided}, next hop {}{}",
+                    text(&via["port"]),
+                    text(&via["next_hop"]),
+                    mac(via)
+                )
+            };
+            println!("{dst}: {what} [generation {}]", a["generation"]);
         }
+        CtlCommand::Status => {
+            for k in [
+                "version",
+                "dpdk",
+                "pid",
+                "config",
+                "control_socket",
+                "metrics",
+                "file_prefix",
+                "runtime_dir",
+                "capture",
+                "uptime_s",
+                "generation",
+                "workers",
+                "ports",
+                "tunnels",
+            ] {
+                println!("{k:<15} {}", text(&a[k]));
+            }
+        }
+        CtlCommand::Diff => {
+            let d = rows("differences");
+            if d.is_empty() {
+                println!(
+                    "no difference: the running configuration is {}",
+                    text(&a["file"])
+                );
+            } else {
+                println!("--- {} (the file)", text(&a["file"]));
+                println!("+++ running (generation {})", a["generation"]);
+                for x in d {
+                    let restart = if x["needs_restart"] == Value::Bool(true) {
+                        "   (takes a restart)"
+                    } else {
+                        ""
+                    };
+                    println!("{}{restart}", text(&x["text"]));
+                }
+            }
+        }
+        CtlCommand::Save => println!(
+            "{} {} (generation {})",
+            if a["changed"] == Value::Bool(true) {
+                "saved the running configuration to"
+            } else {
+                "unchanged: the running configuration is already"
+            },
+            text(&a["file"]),
+            a["generation"]
+        ),
+        CtlCommand::Reload => println!(
+            "{}: generation {}",
+            if a["changed"] == Value::Bool(true) {
+                "reloaded"
+            } else {
+                "the file configures what runs: nothing to do"
+            },
+            a["generation"]
+        ),
         _ => println!("applied: generation {}", a["generation"]),
     }
+}
+
+/// Counters whose per-second rate `ctl counters --rate` shows, from one `counters`
+/// answer: (section, name, counter, value).
+fn rate_values(a: &Value) -> Vec<(String, String, String, u64)> {
+    let mut out = Vec::new();
+    for (section, key) in [("port", "ports"), ("tunnel", "tunnels")] {
+        for x in a[key].as_array().into_iter().flatten() {
+            for (k, v) in x.as_object().into_iter().flatten() {
+                if let Some(n) = v.as_u64().filter(|_| k != "name") {
+                    out.push((section.to_owned(), text(&x["name"]), k.clone(), n));
+                }
+            }
+        }
+    }
+    for section in ["drops", "events", "punts"] {
+        for (k, v) in a[section].as_object().into_iter().flatten() {
+            out.push((
+                section.to_owned(),
+                String::new(),
+                k.clone(),
+                v.as_u64().unwrap_or(0),
+            ));
+        }
+    }
+    out
+}
+
+/// `ctl counters --rate`: two readings `interval` seconds apart, as rates per second.
+fn rates(args: &CtlArgs, interval: f64) -> Result<(), String> {
+    if !(interval.is_finite() && (0.1..=3600.0).contains(&interval)) {
+        return Err(format!("--interval {interval}: give 0.1 to 3600 seconds"));
+    }
+    let first = request(&args.socket, &json!({"op": "counters", "raw": true}))?;
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(interval));
+    let second = request(&args.socket, &json!({"op": "counters", "raw": true}))?;
+    let secs = start.elapsed().as_secs_f64();
+    let before = rate_values(&first);
+    let rated: Vec<(String, String, String, f64)> = rate_values(&second)
+        .into_iter()
+        .map(|(s, n, k, v)| {
+            let was = before
+                .iter()
+                .find(|(s2, n2, k2, _)| *s2 == s && *n2 == n && *k2 == k)
+                .map_or(v, |x| x.3);
+            let r = v.saturating_sub(was) as f64 / secs;
+            (s, n, k, r)
+        })
+        .collect();
+    if args.json {
+        let mut out = serde_json::Map::new();
+        out.insert("interval_s".into(), json!(secs));
+        out.insert("generation".into(), second["generation"].clone());
+        for (s, n, k, r) in &rated {
+            let entry = out.entry(s.clone()).or_insert_with(|| json!({}));
+            if n.is_empty() {
+                entry[k] = json!(r);
+            } else {
+                entry[n][k] = json!(r);
+            }
+        }
+        println!("{}", Value::Object(out));
+        return Ok(());
+    }
+    let get = |s: &str, n: &str, k: &str| {
+        rated
+            .iter()
+            .find(|x| x.0 == s && x.1 == n && x.2 == k)
+            .map_or(0.0, |x| x.3)
+    };
+    let fmt = |x: f64| {
+        if x >= 1e9 {
+            format!("{:.2}G", x / 1e9)
+        } else if x >= 1e6 {
+            format!("{:.2}M", x / 1e6)
+        } else if x >= 1e3 {
+            format!("{:.1}k", x / 1e3)
+        } else {
+            format!("{x:.0}")
+        }
+    };
+    println!(
+        "per second, over {secs:.2} s (generation {})",
+        second["generation"]
+    );
+    let names = |key: &str| -> Vec<String> {
+        second[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| text(&x["name"]))
+            .collect()
+    };
+    let r: Vec<Vec<String>> = names("ports")
+        .iter()
+        .map(|n| {
+            vec![
+                n.clone(),
+                fmt(get("port", n, "rx_packets")),
+                fmt(get("port", n, "rx_bytes") * 8.0),
+                fmt(get("port", n, "tx_packets")),
+                fmt(get("port", n, "tx_bytes") * 8.0),
+                fmt(get("port", n, "tx_dropped")),
+                fmt(get("port", n, "rx_missed")),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PORT",
+            "RX PKT/S",
+            "RX BIT/S",
+            "TX PKT/S",
+            "TX BIT/S",
+            "TX DROP/S",
+            "RX MISS/S",
+        ],
+        &r,
+    );
+    let r: Vec<Vec<String>> = names("tunnels")
+        .iter()
+        .map(|n| {
+            vec![
+                n.clone(),
+                fmt(get("tunnel", n, "rx_packets")),
+                fmt(get("tunnel", n, "rx_bytes") * 8.0),
+                fmt(get("tunnel", n, "tx_packets")),
+                fmt(get("tunnel", n, "tx_bytes") * 8.0),
+            ]
+        })
+        .collect();
+    table(
+        &["TUNNEL", "RX PKT/S", "RX BIT/S", "TX PKT/S", "TX BIT/S"],
+        &r,
+    );
+    let drops: Vec<&(String, String, String, f64)> = rated
+        .iter()
+        .filter(|x| x.0 == "drops" && x.3 > 0.0)
+        .collect();
+    if drops.is_empty() {
+        println!("drops/s: none");
+    } else {
+        println!("drops/s:");
+        for (_, _, k, r) in drops {
+            println!("  {k:<24} {}", fmt(*r));
+        }
+    }
+    Ok(())
 }

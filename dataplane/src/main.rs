@@ -1,15 +1,20 @@
 //! `backbone`: the edge-router appliance.
 //!
-//! - `backbone check --config FILE`: validate a configuration and print a summary.
-//! - `backbone run --config FILE [--stop-when-idle MS] [--stats FILE] [-- EAL ARGS]`:
-//!   start EAL, the ports and one worker per lcore, and forward until SIGINT/SIGTERM (or,
-//!   with `--stop-when-idle`, until every RX queue has been empty that long).
+//! - `backbone check [--config FILE]`: validate a configuration and print a summary.
+//! - `backbone run [--config FILE] [--control-socket PATH | --no-control-socket]
+//!   [--metrics ADDR] [--stop-when-idle MS] [--stats FILE] [-- EAL ARGS]`: start EAL, the
+//!   ports and one worker per lcore, and forward until SIGINT/SIGTERM (or, with
+//!   `--stop-when-idle`, until every RX queue has been empty that long); SIGHUP reloads
+//!   the configuration file.
+//! - `backbone ctl ...`: the control API's client.
 //! - `backbone smoke [--bursts N] [-- EAL ARGS]`: a loopback check of the DPDK layer.
 
 mod ctl;
+mod lifecycle;
+mod observe;
 mod run;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,7 +22,8 @@ use std::process::ExitCode;
 #[command(
     name = "backbone",
     version,
-    about = "Tunnel-terminating edge router on DPDK"
+    about = "Tunnel-terminating edge router on DPDK",
+    after_help = "The configuration file's reference: pipeline-config/CONFIG.md; counters: docs/COUNTERS.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,12 +34,18 @@ struct Cli {
 enum Command {
     /// Validate a configuration file and print what it sets up.
     Check {
-        #[arg(long, short)]
+        /// The configuration file (its reference: pipeline-config/CONFIG.md).
+        #[arg(long, short, default_value = lifecycle::DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Run the appliance. EAL arguments after `--` replace those of the file.
+    ///
+    /// SIGINT or SIGTERM stops it (the final counters are printed); SIGHUP reloads the
+    /// configuration file (validated first; on error the running configuration stays).
+    #[command(after_long_help = RUN_NOTES)]
     Run {
-        #[arg(long, short)]
+        /// The configuration file (its reference: pipeline-config/CONFIG.md).
+        #[arg(long, short, default_value = lifecycle::DEFAULT_CONFIG)]
         config: PathBuf,
         /// Exit cleanly once every RX queue has been empty for this many milliseconds.
         #[arg(long, value_name = "MS")]
@@ -42,8 +54,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         stats: Option<PathBuf>,
         /// Serve the control API on this Unix socket (mode 0600; `backbone ctl` talks to it).
-        #[arg(long, value_name = "PATH")]
-        control_socket: Option<PathBuf>,
+        #[arg(long, value_name = "PATH", default_value = lifecycle::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+        /// Serve no control API (replays and tests).
+        #[arg(long)]
+        no_control_socket: bool,
+        /// Serve metrics (Prometheus text or OpenMetrics) at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
         /// EAL arguments (after `--`).
         #[arg(last = true)]
         eal: Vec<String>,
@@ -57,11 +75,83 @@ enum Command {
         #[arg(last = true)]
         eal: Vec<String>,
     },
+    /// Write the manual pages (backbone.1, backbone-run.1, ...) into DIR.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+}
+
+/// The rest of `backbone run --help` (and its man page).
+const RUN_NOTES: &str = "\
+Signals:
+  SIGINT, SIGTERM  stop: the workers finish their burst, the TX buffers drain, the final
+                   counters are printed (and written with --stats); exit 0.
+  SIGHUP           reload the configuration file: validated as a whole and applied as one
+                   publication (ports, [eal] and [workers] need a restart); on an error
+                   nothing changes, forwarding goes on and the log says why. Changes made
+                   through `backbone ctl` and not saved (`ctl save`) are undone.
+  Others           their default action. SIGKILL or a crash leaves the socket file behind:
+                   the next start replaces it (the locks die with the process).
+
+One instance per control socket and per DPDK file prefix: a second one refuses to start
+and names the pid of the first. Under systemd (Type=notify) readiness is reported once
+every worker runs the first tables. Every change is logged (target backbone::audit) with
+who made it and the generation that holds it.";
+
+/// `backbone --version`: the version, the git commit it was built from, and the DPDK
+/// library it runs on.
+fn version() -> &'static str {
+    let v = format!(
+        "{} (git {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("BACKBONE_GIT_COMMIT"),
+        dataplane::dpdk::Eal::version()
+    );
+    Box::leak(v.into_boxed_str())
+}
+
+fn command() -> clap::Command {
+    Cli::command().version(version())
+}
+
+/// A man page per command and subcommand, named as man expects (`backbone-ctl-routes.1`).
+fn manpages(dir: &std::path::Path) -> Result<(), String> {
+    fn write(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> Result<(), String> {
+        // A one-shot command: the names live until it exits.
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let cmd = cmd
+            .clone()
+            .name(leak(name.to_owned()))
+            .bin_name(leak(name.replace('-', " ")));
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .render(&mut out)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))?;
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            write(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut cmd = command();
+    cmd.build();
+    write(&cmd, "backbone", dir)
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Check { config } => pipeline_config::load(&config)
             .map_err(|e| e.to_string())
@@ -87,16 +177,27 @@ fn main() -> ExitCode {
             stop_when_idle,
             stats,
             control_socket,
+            no_control_socket,
+            metrics,
             eal,
         } => run::run(
             &config,
             stop_when_idle,
             stats.as_deref(),
             (!eal.is_empty()).then_some(eal),
-            control_socket.as_deref(),
+            (!no_control_socket).then_some(control_socket.as_path()),
+            run::Extras {
+                metrics,
+                version: version(),
+            },
         ),
         Command::Ctl(args) => ctl::ctl(&args),
         Command::Smoke { bursts, eal } => run::smoke(bursts, (!eal.is_empty()).then_some(eal)),
+        Command::Manpages { dir } => manpages(&dir),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "backbone", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

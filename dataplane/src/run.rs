@@ -1,8 +1,10 @@
 //! `backbone run` and `backbone smoke`: EAL, ports, workers, the supervisor loop, the
 //! final counters.
 
+use crate::lifecycle::{self, Lock, Service, SocketClaim};
 use arc_swap::ArcSwap;
 use dataplane::buffer::PacketBuf;
+use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo};
 use dataplane::control::arp;
 use dataplane::control::pacer::ArpPacer;
 use dataplane::control::progress::{PortHealth, PortsHealth};
@@ -18,6 +20,7 @@ use dataplane::tables::Snapshot;
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{self, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
 use serde_json::{json, Map, Value};
+use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +35,15 @@ fn eal_argv(file_args: Vec<String>, over: Option<Vec<String>>) -> Vec<String> {
         .collect()
 }
 
+/// What `run` serves besides the control API.
+#[derive(Debug, Clone, Copy)]
+pub struct Extras {
+    /// The metrics endpoint's address.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `backbone --version`.
+    pub version: &'static str,
+}
+
 /// `backbone run`.
 pub fn run(
     path: &Path,
@@ -39,9 +51,47 @@ pub fn run(
     stats_path: Option<&Path>,
     eal_over: Option<Vec<String>>,
     control_socket: Option<&Path>,
+    extras: Extras,
 ) -> Res<()> {
     let (doc, cfg) = pipeline_config::ConfigDocument::load(path).map_err(|e| e.to_string())?;
-    let eal = Eal::init(&eal_argv(cfg.eal_args.clone(), eal_over)).map_err(|e| e.to_string())?;
+    let argv = eal_argv(cfg.eal_args.clone(), eal_over);
+    // One instance per file prefix and per control socket, refused before EAL starts.
+    let prefix = lifecycle::file_prefix(&argv);
+    let runtime_dir = lifecycle::runtime_dir(&prefix);
+    let _prefix_lock = Lock::take(
+        &runtime_dir.join("backbone.lock"),
+        &format!("file prefix {prefix:?}"),
+    )?;
+    let socket_claim = control_socket.map(SocketClaim::take).transpose()?;
+    let metrics_listener = match extras.metrics {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).map_err(|e| format!("metrics {addr}: {e}"))?;
+            l.set_nonblocking(true)
+                .map_err(|e| format!("metrics {addr}: {e}"))?;
+            Some(l)
+        }
+        None => None,
+    };
+    let mut service = Service::new()?;
+    let eal = Eal::init(&argv).map_err(|e| e.to_string())?;
+    log::info!(
+        "file prefix {prefix:?} (runtime directory {}): dpdk-telemetry.py -f {prefix}, \
+         dpdk-dumpcap --file-prefix={prefix}",
+        runtime_dir.display()
+    );
+    let capture = match dataplane::dpdk::Capture::enable(&eal) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::info!("dpdk-dumpcap cannot attach: {e}");
+            None
+        }
+    };
+    crate::observe::register_telemetry(&eal);
+    if let Some(l) = &metrics_listener {
+        if let Ok(a) = l.local_addr() {
+            log::info!("metrics at http://{a}/metrics");
+        }
+    }
     let available = eal.worker_lcores();
     let lcores: Vec<u32> = match &cfg.worker_lcores {
         Some(l) => {
@@ -94,19 +144,20 @@ pub fn run(
     .map_err(|e| e.to_string())?;
     let mut ports = Vec::new();
     let mut macs = Vec::new();
+    let mut infos = Vec::new();
+    let mut no_control_queue = Vec::new();
     for (p, &id) in cfg.ports.iter().zip(&ids) {
         // One TX queue per worker, and one for the control thread (ARP requests) when the
         // device has one to spare.
         let (_, max_tx) =
             Port::queue_limits(&eal, id).map_err(|e| format!("port {:?}: {e}", p.name))?;
         let mut tx_queues = p.tx_queues.max(nworkers as u16);
-        if tx_queues < max_tx {
+        let control_queue = tx_queues < max_tx;
+        if control_queue {
             tx_queues += 1;
         } else {
-            log::warn!(
-                "port {:?}: no spare TX queue for ARP requests; next hops on it need static neighbours",
-                p.name
-            );
+            // A warning only where a next hop needs ARP (below).
+            no_control_queue.push(id);
         }
         let pc = PortConfig {
             rx_queues: p.rx_queues,
@@ -119,8 +170,16 @@ pub fn run(
         let mac = match p.mac {
             Some(m) => {
                 let m = EthernetAddress(m.0);
-                if let Err(e) = port.set_mac(m) {
-                    log::warn!("port {:?}: {e}; using {m} in the tables anyway", p.name);
+                match port.set_mac(m) {
+                    Ok(()) => {}
+                    // A virtual device (pcap, ring) has no MAC filter to set: expected.
+                    Err(dataplane::dpdk::DpdkError::Port { errno: 95, .. }) => log::debug!(
+                        "port {:?}: the device cannot change its MAC; using {m} in the tables",
+                        p.name
+                    ),
+                    Err(e) => {
+                        log::warn!("port {:?}: {e}; using {m} in the tables anyway", p.name)
+                    }
                 }
                 m
             }
@@ -135,11 +194,44 @@ pub fn run(
             pc.tx_queues,
             port.rss_enabled()
         );
+        infos.push(PortInfo {
+            device: port.name(),
+            port_id: id,
+            driver: dataplane::dpdk::driver_name(&eal, id).unwrap_or_else(|e| e.to_string()),
+            rx_queues: pc.rx_queues,
+            tx_queues: pc.tx_queues,
+            control_queue,
+            rss: port.rss_enabled(),
+            mac: mac.to_string(),
+            device_mtu: port.mtu().ok(),
+            link_interrupt: port.link_interrupt(),
+        });
         macs.push((id, mac));
         ports.push(port);
     }
-    let state = ControlState::new(doc, cfg.clone(), macs.clone())
+    let mut state = ControlState::new(doc, cfg.clone(), macs.clone())
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    state.set_file(&std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
+    warn_arp_without_queue(&state, &no_control_queue);
+    let appliance = Appliance {
+        about: About {
+            version: extras.version.to_owned(),
+            dpdk: Eal::version(),
+            file_prefix: prefix.clone(),
+            runtime_dir: runtime_dir.display().to_string(),
+            capture: capture.is_some(),
+            config: path.display().to_string(),
+            control_socket: control_socket.map(|p| p.display().to_string()),
+            // The address bound (a port 0 asked for becomes the one the kernel chose).
+            metrics: metrics_listener
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.to_string()),
+            started: Some(Instant::now()),
+        },
+        ports: infos,
+        ..Appliance::default()
+    };
     let snapshots_arc = state.snapshots();
     let snapshots: &ArcSwap<Snapshot> = &snapshots_arc;
     let state = Mutex::new(state);
@@ -258,6 +350,11 @@ pub fn run(
                 &pool,
                 listener.as_ref(),
                 &ports,
+                Outside {
+                    service: &mut service,
+                    appliance: &appliance,
+                    metrics: metrics_listener.as_ref(),
+                },
             );
         },
     )
@@ -290,7 +387,34 @@ pub fn run(
         println!("counters written to {}", p.display());
     }
     drop(ports); // stops the ports: capture files are closed here
+    drop(capture);
+    drop(listener);
+    drop(socket_claim); // the socket and its lock go
     Ok(())
+}
+
+/// Warn about ports without a control TX queue only where a next hop on them needs ARP.
+fn warn_arp_without_queue(state: &ControlState, ports: &[PortId]) {
+    let snap = state.snapshots().load();
+    for &id in ports {
+        let unresolved = snap.unresolved().filter(|(p, _, _)| *p == id).count();
+        if unresolved > 0 {
+            log::warn!(
+                "port {id}: no spare TX queue for ARP requests, and {unresolved} next hop(s) on \
+                 it without a static neighbour: they stay unresolved (give the device another \
+                 TX queue, or add static neighbours)"
+            );
+        } else {
+            log::debug!("port {id}: no spare TX queue for ARP requests (none needed)");
+        }
+    }
+}
+
+/// What the supervisor serves and tells besides the control API.
+struct Outside<'a> {
+    service: &'a mut Service,
+    appliance: &'a Appliance,
+    metrics: Option<&'a TcpListener>,
 }
 
 /// The control thread's state: the configuration the snapshots come from, and ARP.
@@ -373,8 +497,15 @@ impl Control<'_, '_> {
                 }
                 if !entries.is_empty() {
                     self.report.neighbors_learned += entries.len() as u64;
-                    if let Err(e) = st.learn(&entries) {
-                        log::error!("cannot rebuild the tables after learning neighbours: {e}");
+                    match st.learn(&entries) {
+                        Ok(g) => log::info!(
+                            target: dataplane::control::audit::TARGET,
+                            "generation {g}: ARP: {} neighbour(s) learned",
+                            entries.len()
+                        ),
+                        Err(e) => {
+                            log::error!("cannot rebuild the tables after learning neighbours: {e}")
+                        }
                     }
                 }
             }
@@ -445,6 +576,8 @@ impl Control<'_, '_> {
                 rx_no_mbuf: hw.rx_no_mbuf,
                 tx_errors: hw.tx_errors,
                 link_up: link.as_ref().is_ok_and(|l| l.up),
+                link_speed_mbps: link.as_ref().map_or(0, |l| l.speed_mbps),
+                link_full_duplex: link.as_ref().is_ok_and(|l| l.full_duplex),
                 link_changes: 0,
             });
             let Ok(link) = link else { continue };
@@ -540,10 +673,28 @@ fn supervise(
     pool: &Mempool<'_>,
     listener: Option<&UnixListener>,
     ports: &[Port<'_>],
+    outside: Outside<'_>,
 ) -> ControlReport {
     let api_stop = AtomicBool::new(false);
     let api_counters = server::ApiCounters::default();
+    let Outside {
+        service,
+        appliance,
+        metrics,
+    } = outside;
     std::thread::scope(|scope| {
+        crate::observe::serve(
+            scope,
+            metrics,
+            control.state,
+            server::Live {
+                workers: progress,
+                ports: control.health,
+                api: &api_counters,
+                appliance,
+            },
+            &api_stop,
+        );
         if let Some(l) = listener {
             let state = control.state;
             let health = control.health;
@@ -559,6 +710,7 @@ fn supervise(
                             workers: progress,
                             ports: health,
                             api,
+                            appliance,
                         },
                         api_stop,
                     )
@@ -577,6 +729,8 @@ fn supervise(
             learned,
             pool,
             ports,
+            service,
+            appliance,
         );
         api_stop.store(true, Ordering::Relaxed);
     });
@@ -604,6 +758,8 @@ fn supervise_loop(
     learned: &LearnQueue,
     pool: &Mempool<'_>,
     ports: &[Port<'_>],
+    service: &mut Service,
+    appliance: &Appliance,
 ) {
     let mut stall_events = Vec::new();
     loop {
@@ -611,6 +767,8 @@ fn supervise_loop(
         control.tick(snapshots, learned, pool);
         control.watch_workers(snapshots, progress, &mut stall_events);
         control.watch_links(ports);
+        control.report.publish(&appliance.control);
+        service.tick(control.state, progress, appliance);
         if term.load(Ordering::Relaxed) {
             log::info!("signal received: stopping the workers");
             break;
@@ -626,7 +784,25 @@ fn supervise_loop(
             }
         }
     }
+    service.stopping();
     stop.store(true, Ordering::Relaxed);
+}
+
+impl ControlReport {
+    /// Copy the counters where the control API and the metrics read them.
+    fn publish(&self, to: &ControlCounters) {
+        for (shared, v) in [
+            (&to.arp_requests, self.arp_requests),
+            (&to.arp_request_failed, self.arp_request_failed),
+            (&to.arp_requests_deferred, self.arp_requests_deferred),
+            (&to.neighbors_learned, self.neighbors_learned),
+            (&to.arp_unsolicited, self.arp_unsolicited),
+            (&to.arp_static_kept, self.arp_static_kept),
+            (&to.worker_stalls, self.worker_stalls),
+        ] {
+            shared.store(v, Ordering::Relaxed);
+        }
+    }
 }
 
 fn named<T: Copy>(items: impl Iterator<Item = (&'static str, T)>) -> Map<String, Value>

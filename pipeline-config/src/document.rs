@@ -14,7 +14,7 @@ use std::path::Path;
 /// A parsed configuration document and the name its errors carry.
 #[derive(Debug, Clone)]
 pub struct ConfigDocument {
-    raw: RawConfig,
+    pub(crate) raw: RawConfig,
     origin: String,
     /// Route position by prefix, built on first use: batches of route changes on big
     /// tables must not scan the route list once per change.
@@ -56,6 +56,43 @@ impl ConfigDocument {
             },
             validated,
         ))
+    }
+
+    /// Read and parse a file without validating it (to compare it, say).
+    pub fn read(path: &Path) -> Result<ConfigDocument, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let raw: RawConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::syntax(&origin, &text, &e))?;
+        Ok(ConfigDocument {
+            raw,
+            origin,
+            route_index: None,
+        })
+    }
+
+    /// Whether two documents configure the same (whatever their origin).
+    pub fn same_as(&self, other: &ConfigDocument) -> bool {
+        self.raw == other.raw
+    }
+
+    /// The name errors carry (the file it was read from).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The prefix of route `index` (file order), as written.
+    pub fn route_prefix(&self, index: usize) -> Option<&str> {
+        self.raw.routes.get(index).map(|r| r.prefix.as_str())
+    }
+
+    /// Port `port`'s name and its static neighbour `index`'s address, as written.
+    pub fn neighbor_at(&self, port: usize, index: usize) -> Option<(&str, &str)> {
+        let p = self.raw.ports.get(port)?;
+        Some((p.name.as_str(), p.neighbors.get(index)?.ip.as_str()))
     }
 
     /// Validate the document as a whole.

@@ -14,6 +14,7 @@
 mod document;
 mod error;
 mod model;
+mod running;
 mod schema;
 mod types;
 mod validate;
@@ -26,6 +27,7 @@ pub use model::{
     IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget, TunnelConfig,
     TunnelRef, ValidatedConfig,
 };
+pub use running::{Change, Difference, FieldChange};
 pub use schema::{
     DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE, DEFAULT_PORT_MTU, DEFAULT_QUEUES, DEFAULT_TTL,
     ICMP_LIMIT_RANGE, MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,

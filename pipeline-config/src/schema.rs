@@ -8,7 +8,8 @@
 //! CONFIG.md is the user's reference for the same schema: keep the two in step.
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::ser::Serializer;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::RangeInclusive;
 
@@ -27,26 +28,26 @@ pub const DEFAULT_TTL: u8 = 64;
 pub const MIN_INNER_MTU: u16 = 68;
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     /// `[eal]`; default: no EAL arguments.
     #[serde(default)]
     pub eal: RawEal,
     /// `[workers]`; default: a worker on every EAL worker lcore.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "RawWorkers::is_default")]
     pub workers: RawWorkers,
     /// `[[port]]`; default none (validation requires at least one).
     #[serde(default, rename = "port")]
     pub ports: Vec<RawPort>,
     /// `[[tunnel]]`; default none.
-    #[serde(default, rename = "tunnel")]
+    #[serde(default, rename = "tunnel", skip_serializing_if = "Vec::is_empty")]
     pub tunnels: Vec<RawTunnel>,
     /// `[[route]]`; default none.
-    #[serde(default, rename = "route")]
+    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RawRoute>,
     /// `[icmp]`; default: Linux's limits.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "RawIcmp::is_default")]
     pub icmp: RawIcmp,
 }
 
@@ -58,8 +59,8 @@ pub const DEFAULT_ICMP_BURST: u32 = 50;
 pub const ICMP_LIMIT_RANGE: RangeInclusive<u32> = 0..=10_000_000;
 
 /// `[icmp]`
-#[derive(Debug, Clone, Deserialize)]
-// `Deserialize` from a table only: see `table_only!`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
 #[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawIcmp {
     /// ICMP errors a second, all workers together; default [`DEFAULT_ICMP_RATE`].
@@ -87,9 +88,15 @@ impl Default for RawIcmp {
     }
 }
 
+impl RawIcmp {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// `[eal]`
-#[derive(Debug, Clone, Default, Deserialize)]
-// `Deserialize` from a table only: see `table_only!`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
 #[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawEal {
     /// EAL arguments, without the program name; default none.
@@ -98,18 +105,18 @@ pub(crate) struct RawEal {
 }
 
 /// `[workers]`
-#[derive(Debug, Clone, Default, Deserialize)]
-// `Deserialize` from a table only: see `table_only!`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
 #[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawWorkers {
     /// Worker lcore ids; default (absent): every EAL worker lcore.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lcores: Option<Vec<i64>>,
 }
 
 /// `[[port]]`
-#[derive(Debug, Clone, Deserialize)]
-// `Deserialize` from a table only: see `table_only!`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
 #[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawPort {
     /// Our name for the port; required, unique.
@@ -119,32 +126,35 @@ pub(crate) struct RawPort {
     /// Some of "client", "core", "internet"; required, at least one.
     pub roles: Vec<String>,
     /// The MAC we use on this port; default (absent): the device's own.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// Our IPv4 addresses on this port; default none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
     /// Largest IP packet sent on the port; default [`DEFAULT_PORT_MTU`].
-    #[serde(default = "default_port_mtu")]
+    #[serde(
+        default = "default_port_mtu",
+        skip_serializing_if = "is_default_port_mtu"
+    )]
     pub mtu: i64,
     /// Native forwarding of packets not for us arriving here; default (absent): true iff
     /// `roles` contains "internet".
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transit: Option<bool>,
     /// Default [`DEFAULT_QUEUES`].
-    #[serde(default = "default_queues")]
+    #[serde(default = "default_queues", skip_serializing_if = "is_default_queues")]
     pub rx_queues: i64,
     /// Default [`DEFAULT_QUEUES`].
-    #[serde(default = "default_queues")]
+    #[serde(default = "default_queues", skip_serializing_if = "is_default_queues")]
     pub tx_queues: i64,
     /// `[[port.neighbor]]`: static neighbours; default none.
-    #[serde(default, rename = "neighbor")]
+    #[serde(default, rename = "neighbor", skip_serializing_if = "Vec::is_empty")]
     pub neighbors: Vec<RawNeighbor>,
 }
 
 /// `[[port.neighbor]]`
-#[derive(Debug, Clone, Deserialize)]
-// `Deserialize` from a table only: see `table_only!`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
 #[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawNeighbor {
     /// Required.
@@ -154,8 +164,8 @@ pub(crate) struct RawNeighbor {
 }
 
 /// `[[tunnel]]`
-#[derive(Debug, Clone, Deserialize)]
-// `Deserialize` from a table only: see `table_only!`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
 #[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawTunnel {
     /// Required, unique.
@@ -167,66 +177,66 @@ pub(crate) struct RawTunnel {
     /// The client router; required.
     pub remote: String,
     /// GRE key; default (absent): no key. GRE only.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<i64>,
     /// GRE sequence numbers; default (absent): false. GRE only.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<bool>,
     /// GRE checksum; default (absent): false. GRE only.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<bool>,
     /// 1..=255 or "inherit"; default [`DEFAULT_TTL`].
-    #[serde(default = "default_ttl")]
+    #[serde(default = "default_ttl", skip_serializing_if = "is_default_ttl")]
     pub ttl: IntOrWord,
     /// "copy" or 0..=63; default "copy".
-    #[serde(default = "default_dscp")]
+    #[serde(default = "default_dscp", skip_serializing_if = "is_default_dscp")]
     pub dscp: IntOrWord,
     /// "set" or "copy"; default "set".
-    #[serde(default = "default_df")]
+    #[serde(default = "default_df", skip_serializing_if = "is_default_df")]
     pub df: String,
     /// Egress port, by name; required.
     pub port: String,
     /// Underlay next hop; default (absent): `remote`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_hop: Option<String>,
     /// Largest outer packet; default (absent): the egress port's MTU.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<i64>,
     /// The client's prefixes; default none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes: Vec<String>,
     /// Further accepted inner source prefixes; default none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_sources: Vec<String>,
 }
 
 /// `[[route]]`
-#[derive(Debug, Clone, Deserialize)]
-// `Deserialize` from a table only: see `table_only!`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
 #[serde(deny_unknown_fields, remote = "Self")]
 pub(crate) struct RawRoute {
     /// Required.
     pub prefix: String,
     /// Target: into this tunnel. Default (absent): not this target.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<String>,
     /// Target: natively out of this port, toward `next_hop`. Default (absent): not this
     /// target.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
     /// Required with `port`, refused otherwise.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_hop: Option<String>,
     /// Target: drop silently (`blackhole = true`). Default (absent): not this target.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blackhole: Option<bool>,
     /// Target: drop and answer ICMP net unreachable (`unreachable = true`). Default
     /// (absent): not this target.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable: Option<bool>,
     /// Target: drop and answer ICMP administratively prohibited (`prohibit = true`).
     /// Default (absent): not this target.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prohibit: Option<bool>,
 }
 
@@ -261,6 +271,13 @@ macro_rules! table_only {
                 deserializer.deserialize_map(TableVisitor)
             }
         }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                // The derived serializer (inherent, by `remote`).
+                $ty::serialize(self, serializer)
+            }
+        }
     )+};
 }
 
@@ -292,6 +309,42 @@ fn default_dscp() -> IntOrWord {
 
 fn default_df() -> String {
     "set".to_owned()
+}
+
+// Defaults are left out when a table is written back (`ctl save`), as a person would.
+fn is_default_port_mtu(v: &i64) -> bool {
+    *v == default_port_mtu()
+}
+
+fn is_default_queues(v: &i64) -> bool {
+    *v == default_queues()
+}
+
+fn is_default_ttl(v: &IntOrWord) -> bool {
+    *v == default_ttl()
+}
+
+fn is_default_dscp(v: &IntOrWord) -> bool {
+    *v == default_dscp()
+}
+
+fn is_default_df(v: &str) -> bool {
+    v == default_df()
+}
+
+impl RawWorkers {
+    fn is_default(&self) -> bool {
+        *self == RawWorkers::default()
+    }
+}
+
+impl Serialize for IntOrWord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            IntOrWord::Int(v) => serializer.serialize_i64(*v),
+            IntOrWord::Word(w) => serializer.serialize_str(w),
+        }
+    }
 }
 
 /// A field that takes a number or a keyword (`ttl = 64` or `ttl = "inherit"`).

@@ -567,7 +567,7 @@ pub fn run_backbone_logged(dir: &Path, config: &str) -> (Value, String) {
     std::fs::write(dir.join("lab.toml"), config).unwrap();
     let out = Command::new(backbone_bin())
         .current_dir(dir)
-        .args(["run", "--config", "lab.toml"])
+        .args(["run", "--config", "lab.toml", "--no-control-socket"])
         .args(["--stop-when-idle", "500", "--stats", "stats.json"])
         .env("RUST_LOG", "warn")
         .output()

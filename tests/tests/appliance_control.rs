@@ -49,6 +49,7 @@ fn run_until_idle(dir: &std::path::Path, cfg: &std::path::Path, idle_ms: u32) ->
         .args(["run", "--config"])
         .arg(cfg)
         .args([
+            "--no-control-socket",
             "--stop-when-idle",
             &idle_ms.to_string(),
             "--stats",

@@ -28,7 +28,13 @@ fn demo_lab_forwards_between_tunnels_and_counts_drops() {
         .current_dir(&dir)
         .args(["run", "--config"])
         .arg(root.join("demo/lab.toml"))
-        .args(["--stop-when-idle", "300", "--stats", "stats.json"])
+        .args([
+            "--no-control-socket",
+            "--stop-when-idle",
+            "300",
+            "--stats",
+            "stats.json",
+        ])
         .env("RUST_LOG", "warn")
         .output()
         .expect("run backbone");

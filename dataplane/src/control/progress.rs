@@ -67,6 +67,9 @@ pub struct PortHealth {
     pub rx_no_mbuf: u64,
     pub tx_errors: u64,
     pub link_up: bool,
+    /// Mbit/s as the driver reports it (0: unknown, as virtual devices say).
+    pub link_speed_mbps: u32,
+    pub link_full_duplex: bool,
     /// Link changes seen since start.
     pub link_changes: u64,
 }

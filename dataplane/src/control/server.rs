@@ -4,9 +4,19 @@
 //! [`ControlState::apply`](super::state::ControlState::apply)) answer
 //! `{"ok":true,"generation":G}`: G is the snapshot generation that contains them.
 //! `{"op":"batch","ops":[...]}` applies many changes as one publication. Queries:
-//! `list_tunnels`, `list_routes`, `list_neighbors`, `counters`, `generations` (the newest
-//! generation and the one each worker has reached), `lookup` (`"dst"`). Errors answer
-//! `{"ok":false,"error":"..."}` and change nothing.
+//! `list_tunnels` (each with its `state`: `up`, `unresolved` while its next hop's MAC is
+//! unknown, `link-down`), `list_routes` (`"all":true` adds the tunnels' prefixes),
+//! `list_neighbors`, `counters`, `generations` (the newest generation and the one each
+//! worker has reached), `lookup` (`"dst"`), `interfaces` (each port's driver, MAC, MTU,
+//! addresses, queues, link and counters), `status` (versions, file prefix, files).
+//! Operations: `clear_counters` (later `counters` and `interfaces` answers count from
+//! here; `"raw":true` asks for the counters since start), `diff` (how the running
+//! configuration differs from the configuration file), `save` (write it to the file),
+//! `reload` (make the file the running configuration, as SIGHUP does). Errors answer
+//! `{"ok":false,"error":"..."}` and change nothing; an error about a change names it
+//! (`change 2 (set_route 10.9.0.0/16): route[3].tunnel: ...`). Every change applied is
+//! logged with where it came from (the client's uid and pid) and its generation (see
+//! [`audit`](super::audit)).
 //!
 //! The workers' counters in `counters` are copies each worker makes every few thousand
 //! polls. Per worker, `workers[i].copies` says which copy it is (they are numbered from 1)
@@ -28,6 +38,8 @@
 //! The socket is created mode 0600 inside a directory the server creates mode 0700, so
 //! other local users can neither connect nor replace it.
 
+use super::appliance::{Appliance, Baseline, Totals};
+use super::audit;
 use super::progress::{PortTx, PortsHealth, WorkerProgress};
 use super::state::ControlState;
 use crate::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
@@ -92,6 +104,8 @@ pub struct Live<'a> {
     pub ports: &'a PortsHealth,
     /// What the server counts of its own clients.
     pub api: &'a ApiCounters,
+    /// What the appliance is, the control thread's counters, the counters' baseline.
+    pub appliance: &'a Appliance,
 }
 
 /// The server's count of its clients and their requests (the `counters` answer's `api`).
@@ -270,6 +284,7 @@ fn handle(
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
+    let who = peer(&stream);
     // A blocked read wakes up now and then to notice `stop`.
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
     stream.set_write_timeout(Some(WRITE_STALL))?;
@@ -281,7 +296,7 @@ fn handle(
         let response = match line {
             Line::End | Line::Stopped => return Ok(()),
             Line::Request => match serde_json::from_slice::<Value>(&request) {
-                Ok(req) => respond(&req, state, live),
+                Ok(req) => respond_as(&req, state, live, &who),
                 Err(e) => refusal(format!("request is not JSON: {e}")),
             },
             Line::TooLong => refusal(format!("request exceeds {MAX_REQUEST} bytes")),
@@ -312,8 +327,34 @@ fn handle(
     }
 }
 
-/// The answer to one request.
+/// Who is at the other end of a control connection, for the audit trail:
+/// `api uid=0 pid=4242 (backbone)`.
+#[cfg(feature = "dpdk")]
+fn peer(stream: &UnixStream) -> String {
+    match rustix::net::sockopt::socket_peercred(stream) {
+        Ok(c) => {
+            let pid = c.pid.as_raw_nonzero().get();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default();
+            format!("api uid={} pid={pid} ({comm})", c.uid.as_raw())
+        }
+        Err(_) => "api".to_owned(),
+    }
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn peer(_stream: &UnixStream) -> String {
+    "api".to_owned()
+}
+
+/// The answer to one request from an unnamed client.
 pub fn respond(req: &Value, state: &Mutex<ControlState>, live: Live<'_>) -> Value {
+    respond_as(req, state, live, "api")
+}
+
+/// The answer to one request; `who` names the client in the audit trail.
+pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who: &str) -> Value {
     let workers = live.workers;
     if !req.is_object() {
         return refusal(
@@ -336,16 +377,70 @@ pub fn respond(req: &Value, state: &Mutex<ControlState>, live: Live<'_>) -> Valu
     let result: Result<Value, String> = match op {
         "batch" => match req.get("ops").and_then(Value::as_array) {
             Some(ops) => st
-                .apply(ops)
+                .apply_as(ops, who)
                 .map(|g| json!({"generation": g, "applied": ops.len()})),
             None => Err("batch: missing array field \"ops\"".into()),
         },
         "add_tunnel" | "remove_tunnel" | "set_route" | "add_route" | "remove_route"
         | "set_neighbor" | "remove_neighbor" | "apply_config" => st
-            .apply(std::slice::from_ref(req))
+            .apply_as(std::slice::from_ref(req), who)
             .map(|g| json!({"generation": g})),
-        "list_tunnels" => Ok(json!({"tunnels": st.list_tunnels()})),
-        "list_routes" => Ok(json!({"routes": st.list_routes()})),
+        "list_tunnels" => Ok(json!({"tunnels": tunnels(&st, live)})),
+        "list_routes" => Ok(
+            json!({"routes": if req.get("all") == Some(&Value::Bool(true)) {
+                st.list_all_routes()
+            } else {
+                st.list_routes()
+            }}),
+        ),
+        "interfaces" => Ok(json!({"interfaces": interfaces(&st, live, false)})),
+        "status" => Ok(status(&st, live)),
+        "clear_counters" => {
+            let generation = st.snapshots().load().generation();
+            let (totals, _) = gather(live);
+            if let Ok(mut b) = live.appliance.baseline.lock() {
+                *b = Some(Baseline {
+                    totals,
+                    generation,
+                    at: std::time::SystemTime::now(),
+                });
+            }
+            log::info!(target: audit::TARGET, "generation {generation}: {who}: counters cleared");
+            Ok(json!({"cleared": true, "generation": generation}))
+        }
+        "diff" => st.diff().map(|(file, differences)| {
+            json!({
+                "file": file.display().to_string(),
+                "generation": st.snapshots().load().generation(),
+                "differences": differences.iter().map(|d| json!({
+                    "section": d.section,
+                    "key": d.key,
+                    "change": match &d.change {
+                        pipeline_config::Change::Added(_) => "added",
+                        pipeline_config::Change::Removed(_) => "removed",
+                        pipeline_config::Change::Changed(_) => "changed",
+                    },
+                    "needs_restart": d.needs_restart(),
+                    "text": d.to_string(),
+                })).collect::<Vec<_>>(),
+            })
+        }),
+        "save" => st.save(who).map(|(file, changed)| {
+            json!({"file": file.display().to_string(), "changed": changed,
+                   "generation": st.snapshots().load().generation()})
+        }),
+        "reload" => {
+            let r = st.reload(who);
+            let c = &live.appliance.control;
+            match &r {
+                Ok(_) => c.reloads.fetch_add(1, Ordering::Relaxed),
+                Err(_) => c.reload_failures.fetch_add(1, Ordering::Relaxed),
+            };
+            r.map(|g| match g {
+                Some(g) => json!({"generation": g, "changed": true}),
+                None => json!({"generation": st.snapshots().load().generation(), "changed": false}),
+            })
+        }
         "list_neighbors" => Ok(json!({"neighbors": st.list_neighbors()})),
         "lookup" => match req.get("dst").and_then(Value::as_str).map(str::parse) {
             Some(Ok(dst)) => Ok(st.lookup(dst)),
@@ -359,7 +454,11 @@ pub fn respond(req: &Value, state: &Mutex<ControlState>, live: Live<'_>) -> Valu
                 .collect();
             Ok(json!({"generation": newest, "workers": reached}))
         }
-        "counters" => Ok(counters(&st, live)),
+        "counters" => Ok(counters(
+            &st,
+            live,
+            req.get("raw") == Some(&Value::Bool(true)),
+        )),
         "" => Err("missing field \"op\"".into()),
         other => Err(format!("unknown op {:?}", clipped(other))),
     };
@@ -397,7 +496,9 @@ fn named(items: impl Iterator<Item = (&'static str, u64)>) -> Map<String, Value>
     items.map(|(k, v)| (k.to_owned(), Value::from(v))).collect()
 }
 
-fn counters(st: &ControlState, live: Live<'_>) -> Value {
+/// Every counter, summed over the workers, as they last copied them; and which copy of
+/// each worker's counters that is.
+pub fn gather(live: Live<'_>) -> (Totals, Vec<Value>) {
     let mut total = Counters::default();
     let mut tx = PortTx::default();
     let mut copies = Vec::with_capacity(live.workers.len());
@@ -424,6 +525,80 @@ fn counters(st: &ControlState, live: Live<'_>) -> Value {
         }
     }
     let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
+    (
+        Totals {
+            counters: total,
+            tx,
+            health,
+        },
+        copies,
+    )
+}
+
+/// The counters since the last `clear_counters` (or since start, with `raw`), and the
+/// baseline they count from as JSON (`null`: since start).
+fn counted(live: Live<'_>, raw: bool) -> (Totals, Vec<Value>, Value) {
+    let (totals, copies) = gather(live);
+    let base = if raw {
+        None
+    } else {
+        live.appliance.baseline.lock().ok().and_then(|b| b.clone())
+    };
+    match base {
+        Some(b) => {
+            let at =
+                b.at.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+            (
+                totals.since(&b.totals),
+                copies,
+                json!({"generation": b.generation, "unix_time": at}),
+            )
+        }
+        None => (totals, copies, Value::Null),
+    }
+}
+
+/// One port's counters as the API shows them (`counters`, `interfaces`).
+fn port_counters(totals: &Totals, i: usize, slot: usize) -> Map<String, Value> {
+    let c = totals.counters.ports.get(slot).copied().unwrap_or_default();
+    let mut m = Map::new();
+    for (k, x) in [
+        ("rx_packets", c.rx.packets),
+        ("rx_bytes", c.rx.bytes),
+        ("tx_packets", c.tx.packets),
+        ("tx_bytes", c.tx.bytes),
+        ("tx_sent", totals.tx.sent.get(slot).copied().unwrap_or(0)),
+        (
+            "tx_dropped",
+            totals.tx.dropped.get(slot).copied().unwrap_or(0),
+        ),
+    ] {
+        m.insert(k.into(), Value::from(x));
+    }
+    if let Some(h) = totals.health.get(i) {
+        for (k, x) in [
+            ("hw_rx_packets", h.rx_packets),
+            ("hw_rx_bytes", h.rx_bytes),
+            ("hw_tx_packets", h.tx_packets),
+            ("hw_tx_bytes", h.tx_bytes),
+            ("rx_errors", h.rx_errors),
+            ("rx_missed", h.rx_missed),
+            ("rx_no_mbuf", h.rx_no_mbuf),
+            ("tx_errors", h.tx_errors),
+            ("link_changes", h.link_changes),
+        ] {
+            m.insert(k.into(), Value::from(x));
+        }
+        m.insert("link_up".into(), Value::Bool(h.link_up));
+    }
+    m
+}
+
+/// The `counters` answer (since the last `clear_counters`, or since start with `raw`).
+pub fn counters(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
+    let (totals, copies, since) = counted(live, raw);
+    let total = &totals.counters;
     let snap = st.snapshots().load();
     let tunnels: Vec<Value> = snap
         .tunnels()
@@ -441,36 +616,15 @@ fn counters(st: &ControlState, live: Live<'_>) -> Value {
         .zip(st.ports())
         .enumerate()
         .map(|(i, (p, &(id, _)))| {
-            let slot = usize::from(id);
-            let c = total.ports.get(slot).copied().unwrap_or_default();
-            let mut v = json!({
-                "name": p.name,
-                "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
-                "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
-                "tx_sent": tx.sent.get(slot).copied().unwrap_or(0),
-                "tx_dropped": tx.dropped.get(slot).copied().unwrap_or(0),
-            });
-            if let (Some(h), Some(m)) = (health.get(i), v.as_object_mut()) {
-                for (k, x) in [
-                    ("hw_rx_packets", h.rx_packets),
-                    ("hw_rx_bytes", h.rx_bytes),
-                    ("hw_tx_packets", h.tx_packets),
-                    ("hw_tx_bytes", h.tx_bytes),
-                    ("rx_errors", h.rx_errors),
-                    ("rx_missed", h.rx_missed),
-                    ("rx_no_mbuf", h.rx_no_mbuf),
-                    ("tx_errors", h.tx_errors),
-                    ("link_changes", h.link_changes),
-                ] {
-                    m.insert(k.into(), Value::from(x));
-                }
-                m.insert("link_up".into(), Value::Bool(h.link_up));
-            }
-            v
+            let mut m = Map::new();
+            m.insert("name".into(), json!(p.name));
+            m.extend(port_counters(&totals, i, usize::from(id)));
+            Value::Object(m)
         })
         .collect();
     json!({
         "generation": snap.generation(),
+        "since": since,
         "ports": ports,
         "tunnels": tunnels,
         "drops": named(DropReason::ALL.iter().map(|r| (r.name(), total.drop_count(*r)))),
@@ -479,8 +633,101 @@ fn counters(st: &ControlState, live: Live<'_>) -> Value {
         "icmp_sent": named(IcmpKind::ALL.iter().map(|k| (k.name(), total.icmp_count(*k)))),
         "icmp_rate_limited": total.icmp_rate_limited,
         "echo_replies": total.echo_replies,
+        "control": named(live.appliance.control.named().into_iter()),
         "workers": copies,
         "api": live.api.to_json(),
+    })
+}
+
+/// A tunnel's state: `up` (next hop resolved, egress link up), `unresolved` (its next
+/// hop's MAC is unknown: its packets drop as `no_neighbor`), `link-down`.
+pub fn tunnel_state(resolved: bool, link_up: Option<bool>) -> &'static str {
+    match (resolved, link_up) {
+        (_, Some(false)) => "link-down",
+        (false, _) => "unresolved",
+        (true, _) => "up",
+    }
+}
+
+/// The tunnels, each with its state (the tables and the links: no counters, so that two
+/// answers differ only when something changed).
+pub fn tunnels(st: &ControlState, live: Live<'_>) -> Value {
+    let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
+    let mut list = st.list_tunnels();
+    for t in list.as_array_mut().into_iter().flatten() {
+        let port = t["port"].as_str().unwrap_or("");
+        let link_up = st
+            .config()
+            .ports
+            .iter()
+            .position(|p| p.name == port)
+            .and_then(|i| health.get(i))
+            .map(|h| h.link_up);
+        let resolved = !t["next_hop_mac"].is_null();
+        t["state"] = json!(tunnel_state(resolved, link_up));
+    }
+    list
+}
+
+/// Each port: what it is, its addresses, queues, link and counters.
+pub fn interfaces(st: &ControlState, live: Live<'_>, raw: bool) -> Vec<Value> {
+    let (totals, _, _) = counted(live, raw);
+    st.config()
+        .ports
+        .iter()
+        .zip(st.ports())
+        .enumerate()
+        .map(|(i, (p, &(id, mac)))| {
+            let info = live.appliance.ports.get(i).cloned().unwrap_or_default();
+            let h = totals.health.get(i).copied().unwrap_or_default();
+            json!({
+                "name": p.name,
+                "device": p.device,
+                "ethdev": info.device,
+                "port_id": id,
+                "driver": info.driver,
+                "mac": mac.to_string(),
+                "mtu": p.mtu,
+                "device_mtu": info.device_mtu,
+                "addresses": p.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "transit": p.transit,
+                "rx_queues": info.rx_queues,
+                "tx_queues": info.tx_queues,
+                "control_queue": info.control_queue,
+                "rss": info.rss,
+                "link": {
+                    "up": h.link_up,
+                    "speed_mbps": h.link_speed_mbps,
+                    "full_duplex": h.link_full_duplex,
+                    "interrupt": info.link_interrupt,
+                    "changes": h.link_changes,
+                },
+                "counters": Value::Object(port_counters(&totals, i, usize::from(id))),
+            })
+        })
+        .collect()
+}
+
+/// The `status` answer.
+pub fn status(st: &ControlState, live: Live<'_>) -> Value {
+    let a = &live.appliance.about;
+    let snap = st.snapshots().load();
+    json!({
+        "version": a.version,
+        "dpdk": a.dpdk,
+        "pid": std::process::id(),
+        "file_prefix": a.file_prefix,
+        "runtime_dir": a.runtime_dir,
+        "capture": a.capture,
+        "config": st.file().map(|f| f.display().to_string()),
+        "control_socket": a.control_socket,
+        "metrics": a.metrics,
+        "uptime_s": a.started.map_or(0, |t| t.elapsed().as_secs()),
+        "generation": snap.generation(),
+        "workers": live.workers.len(),
+        "ports": st.config().ports.len(),
+        "tunnels": snap.tunnels().iter().count(),
     })
 }
 

@@ -8,15 +8,47 @@
 //! freed when the last worker drops its reference (a stalled worker delays that, nothing
 //! else). On any error nothing changes and the error names the field.
 
+use super::audit;
 use crate::config::builder_from_config;
+use crate::lpm::Ipv4Prefix;
 use crate::tables::{PortIndex, RouteTarget, Snapshot, SnapshotBuilder, Target};
 use crate::wire::EthernetAddress;
 use arc_swap::ArcSwap;
 use core::net::Ipv4Addr;
-use pipeline_config::{ConfigDocument, ValidatedConfig};
+use pipeline_config::{ConfigDocument, Difference, ValidatedConfig};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// What differs between `running` and `new` that only a restart can change: a port
+/// (its static neighbours excepted: they change at run time), `[eal]`, `[workers]`.
+fn needs_restart(running: &ValidatedConfig, new: &ValidatedConfig) -> Option<String> {
+    if new.eal_args != running.eal_args {
+        return Some("[eal] args".into());
+    }
+    if new.worker_lcores != running.worker_lcores {
+        return Some("[workers] lcores".into());
+    }
+    if new.ports.len() != running.ports.len() {
+        return Some(format!(
+            "the number of ports ({} running, {} in the file)",
+            running.ports.len(),
+            new.ports.len()
+        ));
+    }
+    running
+        .ports
+        .iter()
+        .zip(&new.ports)
+        .enumerate()
+        .find(|(_, (a, b))| {
+            let mut b = (*b).clone();
+            b.neighbors.clone_from(&a.neighbors);
+            **a != b
+        })
+        .map(|(i, (a, _))| format!("port[{i}] {:?}", a.name))
+}
 
 /// Owns the configuration and publishes snapshots.
 #[derive(Debug)]
@@ -29,6 +61,11 @@ pub struct ControlState {
     /// Neighbours learned by ARP (static entries override them).
     learned: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
     snapshots: Arc<ArcSwap<Snapshot>>,
+    /// The configuration file the appliance runs from (`ctl save`, `ctl diff`, SIGHUP).
+    file: Option<PathBuf>,
+    /// Routes set through the API since the configuration was last loaded or saved, with
+    /// the generation that set them: their source in `list_routes`.
+    runtime_routes: HashMap<ipnet::Ipv4Net, u64>,
 }
 
 fn op_str<'a>(op: &'a Value, field: &str) -> Result<&'a str, String> {
@@ -56,7 +93,20 @@ impl ControlState {
             builder,
             learned: HashMap::new(),
             snapshots: Arc::new(ArcSwap::new(first)),
+            file: None,
+            runtime_routes: HashMap::new(),
         })
+    }
+
+    /// The configuration file the appliance runs from: what `save` writes, `diff`
+    /// compares with and `reload` reads.
+    pub fn set_file(&mut self, path: &Path) {
+        self.file = Some(path.to_owned());
+    }
+
+    /// The configuration file, where there is one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// Where workers load the snapshot from.
@@ -85,13 +135,7 @@ impl ControlState {
     pub fn apply(&mut self, ops: &[Value]) -> Result<u64, String> {
         let mut doc = self.doc.clone();
         for (i, op) in ops.iter().enumerate() {
-            let at = |e: String| {
-                if ops.len() > 1 {
-                    format!("change {i}: {e}")
-                } else {
-                    e
-                }
-            };
+            let at = |e: String| audit::at_change(ops, i, &e);
             let kind = op_str(op, "op").map_err(at)?;
             let r = match kind {
                 "add_tunnel" => doc.add_tunnel(op.get("tunnel").cloned().unwrap_or(Value::Null)),
@@ -113,12 +157,10 @@ impl ControlState {
                     let path = op_str(op, "path").map_err(at)?;
                     let (new_doc, new_cfg) = ConfigDocument::load(std::path::Path::new(path))
                         .map_err(|e| at(e.to_string()))?;
-                    if new_cfg.ports != self.cfg.ports
-                        || new_cfg.eal_args != self.cfg.eal_args
-                        || new_cfg.worker_lcores != self.cfg.worker_lcores
-                    {
+                    if let Some(what) = needs_restart(&self.cfg, &new_cfg) {
                         return Err(at(format!(
-                            "{path}: ports, [eal] and [workers] cannot change while running (restart for that)"
+                            "{path}: {what} cannot change while running (restart for that); \
+                             ports, [eal] and [workers] stay as they started"
                         )));
                     }
                     doc = new_doc;
@@ -126,13 +168,136 @@ impl ControlState {
                 }
                 other => return Err(at(format!("unknown change {other:?}"))),
             };
-            r.map_err(|e| at(e.to_string()))?;
+            r.map_err(|e| {
+                if kind == "apply_config" {
+                    at(e.to_string())
+                } else {
+                    at(audit::without_origin(&e))
+                }
+            })?;
         }
-        let cfg = doc.validate().map_err(|e| e.to_string())?;
+        let cfg = doc.validate().map_err(|e| audit::blame(&e, ops, &doc))?;
         let generation = self.publish(&cfg)?;
         self.doc = doc;
         self.cfg = cfg;
+        self.note_route_sources(ops, generation);
         Ok(generation)
+    }
+
+    /// Apply `ops` as [`ControlState::apply`] does, and write the audit trail: one log
+    /// line per applied change (what, from `who`, which generation), or why it was refused.
+    pub fn apply_as(&mut self, ops: &[Value], who: &str) -> Result<u64, String> {
+        let before = ops
+            .iter()
+            .any(|op| op.get("op").and_then(Value::as_str) == Some("apply_config"))
+            .then(|| self.doc.clone());
+        match self.apply(ops) {
+            Ok(generation) => {
+                audit::applied(generation, who, ops, before.as_ref(), &self.doc);
+                Ok(generation)
+            }
+            Err(e) => {
+                log::info!(target: audit::TARGET, "refused from {who}: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Make the configuration file the running configuration (SIGHUP): read, validated
+    /// and applied as one publication, as `apply_config` does; `Ok(None)` when it
+    /// configures what already runs (nothing is published). Runtime changes not saved in
+    /// the file are undone.
+    pub fn reload(&mut self, who: &str) -> Result<Option<u64>, String> {
+        let path = self.file_or_err()?;
+        let (new_doc, _) = ConfigDocument::load(&path).map_err(|e| {
+            let e = e.to_string();
+            log::info!(target: audit::TARGET, "refused from {who}: {e}");
+            e
+        })?;
+        if new_doc.same_as(&self.doc) {
+            self.runtime_routes.clear();
+            return Ok(None);
+        }
+        self.apply_as(
+            &[json!({"op": "apply_config", "path": path.display().to_string()})],
+            who,
+        )
+        .map(Some)
+    }
+
+    fn file_or_err(&self) -> Result<PathBuf, String> {
+        self.file
+            .clone()
+            .ok_or_else(|| "the appliance runs without a configuration file".to_owned())
+    }
+
+    /// How the running configuration differs from the configuration file as it is now
+    /// (learned neighbours are not configuration, and not compared).
+    pub fn diff(&self) -> Result<(PathBuf, Vec<Difference>), String> {
+        let path = self.file_or_err()?;
+        let file = ConfigDocument::read(&path).map_err(|e| e.to_string())?;
+        Ok((path, file.diff(&self.doc)))
+    }
+
+    /// Write the running configuration to the configuration file, atomically (a new
+    /// file renamed over the old one), keeping the file's text wherever the two agree;
+    /// returns the file and whether it changed. The text is checked to validate to the
+    /// running configuration before it replaces the file; on any error the file is as
+    /// it was.
+    pub fn save(&mut self, who: &str) -> Result<(PathBuf, bool), String> {
+        let path = self.file_or_err()?;
+        let current = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let text = self.doc.render_over(current.as_deref());
+        let (_, cfg) = ConfigDocument::parse(&text, &path.display().to_string()).map_err(|e| {
+            format!("the text to save does not validate ({e}); the file is unchanged")
+        })?;
+        if cfg != self.cfg {
+            return Err(
+                "the text to save does not describe the running configuration; the file is unchanged"
+                    .into(),
+            );
+        }
+        let changed = current.as_deref() != Some(text.as_str());
+        if changed {
+            audit::write_atomically(&path, &text)?;
+        }
+        let generation = self.snapshots.load().generation();
+        log::info!(
+            target: audit::TARGET,
+            "generation {generation}: {who}: saved the running configuration to {}{}",
+            path.display(),
+            if changed { "" } else { " (unchanged)" }
+        );
+        self.runtime_routes.clear();
+        Ok((path, changed))
+    }
+
+    /// Remember which routes the API set (their source), and forget removed ones.
+    fn note_route_sources(&mut self, ops: &[Value], generation: u64) {
+        for op in ops {
+            let prefix = |v: Option<&Value>| {
+                v.and_then(Value::as_str)
+                    .and_then(|p| p.parse::<ipnet::Ipv4Net>().ok())
+            };
+            match op.get("op").and_then(Value::as_str) {
+                Some("set_route" | "add_route") => {
+                    if let Some(p) = prefix(op.get("route").and_then(|r| r.get("prefix"))) {
+                        self.runtime_routes.insert(p, generation);
+                    }
+                }
+                Some("remove_route") => {
+                    if let Some(p) = prefix(op.get("prefix")) {
+                        self.runtime_routes.remove(&p);
+                    }
+                }
+                Some("apply_config") => self.runtime_routes.clear(),
+                _ => {}
+            }
+        }
     }
 
     /// Install neighbours learned by ARP (one publication for all); static ones win.
@@ -213,25 +378,104 @@ impl ControlState {
     }
 
     /// The explicit routes of the running configuration (tunnel prefixes are listed with
-    /// their tunnels).
+    /// their tunnels), each with its `source`: `"file"` (as the configuration was last
+    /// loaded or saved) or `"api"` (set through the control API since, with the
+    /// generation that set it).
     pub fn list_routes(&self) -> Value {
         Value::Array(
             self.builder
                 .routes()
                 .iter()
-                .map(|(p, t)| match t {
-                    RouteTarget::Tunnel(name) => json!({"prefix": p.to_string(), "tunnel": name}),
-                    RouteTarget::Native { port, next_hop } => {
-                        json!({"prefix": p.to_string(), "port": self.port_name(*port), "next_hop": next_hop.to_string()})
+                .map(|(p, t)| {
+                    let mut v = match t {
+                        RouteTarget::Tunnel(name) => json!({"prefix": p.to_string(), "tunnel": name}),
+                        RouteTarget::Native { port, next_hop } => {
+                            json!({"prefix": p.to_string(), "port": self.port_name(*port), "next_hop": next_hop.to_string()})
+                        }
+                        RouteTarget::Blackhole => json!({"prefix": p.to_string(), "blackhole": true}),
+                        RouteTarget::Unreachable => {
+                            json!({"prefix": p.to_string(), "unreachable": true})
+                        }
+                        RouteTarget::Prohibit => json!({"prefix": p.to_string(), "prohibit": true}),
+                    };
+                    let net = ipnet::Ipv4Net::new(p.addr(), p.prefix_len()).ok();
+                    match net.and_then(|n| self.runtime_routes.get(&n)) {
+                        Some(g) => {
+                            v["source"] = json!("api");
+                            v["set_in_generation"] = json!(g);
+                        }
+                        None => v["source"] = json!("file"),
                     }
-                    RouteTarget::Blackhole => json!({"prefix": p.to_string(), "blackhole": true}),
-                    RouteTarget::Unreachable => {
-                        json!({"prefix": p.to_string(), "unreachable": true})
-                    }
-                    RouteTarget::Prohibit => json!({"prefix": p.to_string(), "prohibit": true}),
+                    v
                 })
                 .collect(),
         )
+    }
+
+    /// Every route the lookup uses: the explicit ones (as [`ControlState::list_routes`])
+    /// and each tunnel's prefixes (source `"tunnel"`), sorted by prefix; tunnel routes
+    /// carry the tunnel's underlay next hop, its port and whether its MAC is known.
+    pub fn list_all_routes(&self) -> Value {
+        let mut all = match self.list_routes() {
+            Value::Array(v) => v,
+            _ => Vec::new(),
+        };
+        let snap = self.snapshots.load();
+        let tunnels: HashMap<&str, _> = snap
+            .tunnels()
+            .iter()
+            .map(|(_, t)| (t.config.name.as_str(), t))
+            .collect();
+        for (_, t) in snap.tunnels().iter() {
+            for p in &t.config.prefixes {
+                all.push(
+                    json!({"prefix": p.to_string(), "tunnel": t.config.name, "source": "tunnel"}),
+                );
+            }
+        }
+        for r in &mut all {
+            let Some(t) = r["tunnel"].as_str().and_then(|n| tunnels.get(n)) else {
+                continue;
+            };
+            r["next_hop"] = json!(t.config.next_hop.to_string());
+            r["port"] = json!(self.port_name(t.config.egress_port));
+            r["resolved"] = json!(t.next_hop_mac.is_some());
+        }
+        all.sort_by_key(|r| {
+            r["prefix"]
+                .as_str()
+                .and_then(|p| p.parse::<ipnet::Ipv4Net>().ok())
+                .map(|n| (u32::from(n.network()), n.prefix_len()))
+        });
+        Value::Array(all)
+    }
+
+    /// The route that decides `dst`: the longest prefix, explicit or a tunnel's, that
+    /// holds it, with what it does; `None` when no route holds it.
+    fn matching_route(&self, dst: Ipv4Addr) -> Option<Value> {
+        let routes = self.builder.routes();
+        let tunnel_prefixes: HashMap<Ipv4Prefix, &str> = self
+            .builder
+            .tunnels()
+            .iter()
+            .flat_map(|t| t.prefixes.iter().map(move |p| (*p, t.name.as_str())))
+            .collect();
+        (0..=32u8).rev().find_map(|len| {
+            let p = Ipv4Prefix::truncating(dst, len).ok()?;
+            if let Some(t) = routes.get(&p) {
+                let what = match t {
+                    RouteTarget::Tunnel(_) => "tunnel",
+                    RouteTarget::Native { .. } => "native",
+                    RouteTarget::Blackhole => "blackhole",
+                    RouteTarget::Unreachable => "unreachable",
+                    RouteTarget::Prohibit => "prohibit",
+                };
+                return Some(json!({"prefix": p.to_string(), "kind": what, "source": "route"}));
+            }
+            tunnel_prefixes.get(&p).map(|name| {
+                json!({"prefix": p.to_string(), "kind": "tunnel", "source": "tunnel", "tunnel": name})
+            })
+        })
     }
 
     /// The neighbours (static and learned).
@@ -248,7 +492,10 @@ impl ControlState {
         )
     }
 
-    /// Where the running snapshot sends a destination.
+    /// Where the running snapshot sends a destination (`via`), and the route that
+    /// decides it (`route`: its prefix and kind; absent when no route holds the address).
+    /// A blackhole route and a missing route both drop as `no_route`; `via` says which:
+    /// `{"blackhole": true, "no_route": true}` or `{"no_route": true}`.
     pub fn lookup(&self, dst: Ipv4Addr) -> Value {
         let snap = self.snapshots.load();
         let target = snap.routes().lookup(dst).map(|nh| snap.target(nh));
@@ -258,11 +505,35 @@ impl ControlState {
             Some(Target::Unreachable) => json!({"no_route": true, "unreachable": true}),
             Some(Target::Prohibit) => json!({"no_route": true, "prohibit": true}),
             Some(Target::Tunnel(id)) => match snap.tunnels().get(id) {
-                Some(t) => json!({"tunnel": t.config.name}),
+                Some(t) => json!({"tunnel": t.config.name,
+                                  "next_hop": t.config.next_hop.to_string(),
+                                  "port": self.port_name(t.config.egress_port),
+                                  "next_hop_mac": t.next_hop_mac.map(|m| m.to_string())}),
                 None => json!({"no_route": true}),
             },
-            Some(Target::Native { port, .. }) => json!({"port": self.port_name(port)}),
+            Some(Target::Native { port, dst_mac, .. }) => {
+                let next_hop = self.native_next_hop(dst);
+                json!({"port": self.port_name(port), "next_hop": next_hop,
+                       "next_hop_mac": dst_mac.map(|m| m.to_string())})
+            }
         };
-        json!({"dst": dst.to_string(), "generation": snap.generation(), "via": what})
+        let mut answer =
+            json!({"dst": dst.to_string(), "generation": snap.generation(), "via": what});
+        if let Some(r) = self.matching_route(dst) {
+            answer["route"] = r;
+        }
+        answer
+    }
+
+    /// The next hop of the native route that holds `dst`.
+    fn native_next_hop(&self, dst: Ipv4Addr) -> Option<String> {
+        let routes = self.builder.routes();
+        (0..=32u8).rev().find_map(|len| {
+            let p = Ipv4Prefix::truncating(dst, len).ok()?;
+            match routes.get(&p) {
+                Some(RouteTarget::Native { next_hop, .. }) => Some(next_hop.to_string()),
+                _ => None,
+            }
+        })
     }
 }

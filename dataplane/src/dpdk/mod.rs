@@ -1,4 +1,5 @@
-//! The one safe layer over DPDK: EAL, mempools, ports and queues, `Mbuf`, lcores.
+//! The one safe layer over DPDK: EAL, mempools, ports and queues, `Mbuf`, lcores, and what
+//! lets other processes look in: packet capture ([`Capture`]) and telemetry commands.
 //!
 //! Every `unsafe` block of the project outside the `dpdk-sys` crate lives in this module,
 //! and each carries a `// SAFETY:` comment. Everything above it (wire views, tables, the
@@ -26,15 +27,20 @@ mod error;
 mod lcore;
 mod mbuf;
 mod mempool;
+mod pdump;
 mod port;
+mod port_info;
 mod reference_lpm;
+pub mod telemetry;
 
 pub use eal::Eal;
 pub use error::{DpdkError, Result};
 pub use lcore::{current_lcore, launch_on_workers, launch_on_workers_with_main, LcoreId};
 pub use mbuf::{Burst, Drain, Mbuf, BURST_MAX};
 pub use mempool::Mempool;
+pub use pdump::Capture;
 pub use port::{LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
+pub use port_info::driver_name;
 pub use reference_lpm::{
     FibLookup, FibNextHop, RteFib, RteLpm, RTE_LPM_LOOKUP_SUCCESS, RTE_LPM_MAX_NEXT_HOP,
 };

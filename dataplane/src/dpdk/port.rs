@@ -311,7 +311,8 @@ impl<'eal> Port<'eal> {
             // SAFETY: valid configured port.
             let ret = unsafe { dpdk_sys::rte_eth_dev_set_mtu(id, mtu) };
             if ret == -95 {
-                log::warn!("port {id}: the device cannot set MTU {mtu}; keeping its own");
+                // Virtual devices (pcap, ring) have no MTU to set: expected, not a fault.
+                log::debug!("port {id}: the device cannot set MTU {mtu}; keeping its own");
             } else if ret != 0 {
                 return Err(port_error(id, "rte_eth_dev_set_mtu", ret));
             }

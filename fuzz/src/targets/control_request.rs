@@ -9,6 +9,7 @@
 //! least of all).
 
 use crate::{lab, LAB_TOML};
+use dataplane::control::appliance::Appliance;
 use dataplane::control::progress::{PortHealth, WorkerProgress};
 use dataplane::control::server::{respond, ApiCounters, Live};
 use dataplane::control::state::ControlState;
@@ -106,6 +107,7 @@ pub fn run(data: &[u8]) {
             workers: &workers,
             ports: &ports,
             api: &ApiCounters::default(),
+            appliance: &Appliance::default(),
         },
     );
     let ok = answer
