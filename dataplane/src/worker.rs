@@ -71,6 +71,8 @@ pub fn run(
     epoch: Instant,
 ) -> WorkerReport {
     let mut pipeline = Pipeline::for_worker(index, workers);
+    // Read only when an ICMP error is about to be sent.
+    pipeline.set_clock_source(monotonic_ns);
     let nports = queues.tx.len();
     let mut report = WorkerReport {
         tx_sent: vec![0; nports],
@@ -110,8 +112,6 @@ pub fn run(
             rx_total += n as u64;
             report.bursts += 1;
             let snap = snapshots.load();
-            // One clock read per burst: the ICMP rate limit refills from it.
-            pipeline.set_clock(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
             pipeline.process(&snap, *port, &mut burst[..], &mut actions[..n]);
             for (m, action) in burst.drain().zip(actions.iter()) {
                 let mut m = m;
@@ -217,4 +217,11 @@ fn flush(tx: &mut [Option<TxQueue<'_>>], buf: &mut Burst, slot: usize, report: &
         report.tx_dropped[slot] += buf.len() as u64;
         buf.clear();
     }
+}
+
+/// Nanoseconds since the first call: the clock the ICMP rate limit reads.
+fn monotonic_ns() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }

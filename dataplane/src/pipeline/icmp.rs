@@ -187,7 +187,7 @@ pub(crate) fn answer<B: PacketBuf>(
     ident: &mut Ident,
     counters: &mut Counters,
     limiter: &mut Limiter,
-    now_ns: u64,
+    clock: super::Clock,
     workers: usize,
 ) -> (Action, usize) {
     let dropped = (Action::Drop(err.reason), 0);
@@ -201,7 +201,7 @@ pub(crate) fn answer<B: PacketBuf>(
     let workers = workers.max(1) as u64;
     let rate = u64::from(limit.rate) / workers;
     let burst = u64::from(limit.burst).div_ceil(workers);
-    if limit.rate == 0 || limit.burst == 0 || !limiter.take(now_ns, rate, burst) {
+    if limit.rate == 0 || limit.burst == 0 || !limiter.take(clock.now(), rate, burst) {
         counters.icmp_rate_limited += 1;
         return dropped;
     }

@@ -85,8 +85,34 @@ pub struct Pipeline {
     icmp_limiter: icmp::Limiter,
     /// The workers sharing the ICMP rate limit.
     workers: usize,
-    /// The clock, nanoseconds, as the worker last set it (see [`Pipeline::set_clock`]).
-    now_ns: u64,
+    /// Where the ICMP rate limit reads the time (see [`Pipeline::set_clock`]).
+    clock: Clock,
+}
+
+/// Where the pipeline reads the time, nanoseconds on a monotonic clock: only when an ICMP
+/// error is about to be sent (a rare event), never per packet or per burst.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Clock {
+    /// A fixed time, as tests set it.
+    Fixed(u64),
+    /// A function the worker gave ([`Pipeline::set_clock_source`]).
+    Source(fn() -> u64),
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::Fixed(0)
+    }
+}
+
+impl Clock {
+    #[inline]
+    fn now(self) -> u64 {
+        match self {
+            Clock::Fixed(t) => t,
+            Clock::Source(f) => f(),
+        }
+    }
 }
 
 /// The outer IPv4 identifications one worker writes: its own residue class modulo the
@@ -137,7 +163,7 @@ impl Pipeline {
             tunnel_memo: terminate::TunnelMemo::default(),
             icmp_limiter: icmp::Limiter::default(),
             workers: 1,
-            now_ns: 0,
+            clock: Clock::default(),
         }
     }
 
@@ -152,11 +178,17 @@ impl Pipeline {
         }
     }
 
-    /// Tell the pipeline the time (nanoseconds on any monotonic clock), once per burst:
-    /// the ICMP rate limit refills from it. It never reads a clock itself.
+    /// Set the time the ICMP rate limit sees (nanoseconds on any monotonic clock) to a
+    /// fixed value: tests move it by hand.
     #[inline]
     pub fn set_clock(&mut self, now_ns: u64) {
-        self.now_ns = now_ns;
+        self.clock = Clock::Fixed(now_ns);
+    }
+
+    /// Where to read the time (nanoseconds on a monotonic clock) when an ICMP error is
+    /// about to be sent and the rate limit needs it; the pipeline reads no clock otherwise.
+    pub fn set_clock_source(&mut self, now_ns: fn() -> u64) {
+        self.clock = Clock::Source(now_ns);
     }
 
     /// The counters so far.
@@ -209,11 +241,10 @@ impl Pipeline {
         }
 
         // Stages 1 and 2, packet by packet.
+        let mut rx_bytes = 0;
         for (i, pkt) in pkts.iter_mut().enumerate() {
             let (rx_len, ingress) = classify::ingress(pkt, port, snap);
-            if let Some(c) = self.counters.ports.get_mut(usize::from(port)) {
-                c.rx.add(rx_len);
-            }
+            rx_bytes += rx_len as u64;
             let r = match ingress {
                 Ok(classify::Ingress::Terminate {
                     outer_hlen,
@@ -246,7 +277,6 @@ impl Pipeline {
             match r {
                 Ok(()) => {
                     dsts[i] = inner[i].dst;
-                    snap.routes().prefetch(dsts[i]);
                     pending[i] = true;
                     actions[i] = Action::Drop(DropReason::NoRoute); // until routed
                 }
@@ -254,6 +284,11 @@ impl Pipeline {
                 Err(Verdict::Punt(r)) => actions[i] = Action::Punt(r),
                 Err(v) => deferred[i] = Some(v),
             }
+        }
+
+        if let Some(c) = self.counters.ports.get_mut(usize::from(port)) {
+            c.rx.packets += pkts.len() as u64;
+            c.rx.bytes += rx_bytes;
         }
 
         // Stage 3: one bulk lookup for the burst.
@@ -361,7 +396,7 @@ impl Pipeline {
                     &mut self.ident,
                     &mut self.counters,
                     &mut self.icmp_limiter,
-                    self.now_ns,
+                    self.clock,
                     self.workers,
                 );
                 *len = l;
