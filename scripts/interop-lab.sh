@@ -229,6 +229,9 @@ ipip_router() {
   wait_for 30 "router C's IP-in-IP bridge" grep -q ready "$D/ipip-c.log"
   ns "$P-rc" ip link set ipip0 mtu 1400 txqueuelen 10000 up
   ns "$P-rc" ip route add 10.0.0.0/8 dev ipip0
+  # Router C's side of the tunnel's link: its kernel talks to the appliance's kernel
+  # (bb-site-c, 169.254.3.1) through the tunnel.
+  ns "$P-rc" ip addr add 169.254.3.0/31 dev ipip0
 }
 
 host() { # ROUTER: the host behind it
@@ -275,6 +278,9 @@ roles = ["client"]
 addresses = ["172.16.$x.1"]
 rx_queues = 2
 EOF
+    # Port C's host interface: TCP to 172.16.3.1 from router C reaches this namespace's
+    # kernel (the exception path).
+    [ "$r" != c ] || echo 'host_interface = true'
   done
   cat <<'EOF'
 
@@ -313,6 +319,7 @@ local = "172.16.3.1"
 remote = "172.16.3.2"
 port = "to-c"
 prefixes = ["10.3.0.0/16"]
+link = "169.254.3.1/31"          # bb-site-c in the appliance's namespace; router C is .0
 EOF
 }
 

@@ -106,6 +106,7 @@ fn bench(c: &mut Criterion) {
                 ..PortRoles::default()
             },
             transit: false,
+            host_interface: false,
         },
     );
     for t in 0..TUNNELS {

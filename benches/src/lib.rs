@@ -226,6 +226,7 @@ impl Backbone {
                     internet: false,
                 },
                 transit: false,
+                host_interface: false,
             },
         );
         // Every tunnel leaves through one underlay router.

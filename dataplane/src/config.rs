@@ -37,6 +37,7 @@ pub fn builder_from_config(
                     internet: p.has_role(Role::Internet),
                 },
                 transit: p.transit,
+                host_interface: p.host_interface,
             },
         );
         for n in &p.neighbors {
@@ -74,6 +75,7 @@ pub fn builder_from_config(
         tunnel.mtu = t.mtu;
         tunnel.prefixes = t.prefixes.iter().map(prefix).collect();
         tunnel.extra_sources = t.extra_sources.iter().map(prefix).collect();
+        tunnel.link = t.link;
         b.tunnel(tunnel);
     }
     for r in &cfg.routes {

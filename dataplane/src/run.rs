@@ -6,6 +6,7 @@ use arc_swap::ArcSwap;
 use dataplane::buffer::PacketBuf;
 use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo};
 use dataplane::control::arp;
+use dataplane::control::exception::{ControlTx, Exception, HostCounters};
 use dataplane::control::pacer::ArpPacer;
 use dataplane::control::progress::{PortHealth, PortsHealth};
 use dataplane::control::server;
@@ -18,7 +19,7 @@ use dataplane::dpdk::{
 use dataplane::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
 use dataplane::tables::Snapshot;
 use dataplane::wire::EthernetAddress;
-use dataplane::worker::{self, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
+use dataplane::worker::{self, HostQueue, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
 use serde_json::{json, Map, Value};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
@@ -28,6 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Res<T> = Result<T, String>;
+
+/// Packets waiting for the host interfaces, all workers together.
+const HOST_QUEUE: usize = 4096;
 
 fn eal_argv(file_args: Vec<String>, over: Option<Vec<String>>) -> Vec<String> {
     std::iter::once("backbone".to_owned())
@@ -266,12 +270,22 @@ pub fn run(
             }
         }
     }
+    let control_tx: ControlTx<'_> = Mutex::new(control_tx);
     let learned = LearnQueue::new(1024);
+    // Packets for the host interfaces: a few milliseconds of a busy exception path.
+    let host_queue = HostQueue::new(HOST_QUEUE);
+    let host_counters = HostCounters::default();
+    let host_stop = AtomicBool::new(false);
+    let port_names: Vec<(PortId, String)> = ids
+        .iter()
+        .zip(&cfg.ports)
+        .map(|(&id, p)| (id, p.name.clone()))
+        .collect();
     let health: PortsHealth = Mutex::new(vec![PortHealth::default(); ports.len()]);
     let control = Control {
         state: &state,
         health: &health,
-        tx: control_tx,
+        tx: &control_tx,
         pacer: ArpPacer::new(
             ArpPacer::DEFAULT_RATE,
             ArpPacer::DEFAULT_RETRY,
@@ -328,6 +342,7 @@ pub fn run(
                 queues,
                 snapshots,
                 &learned,
+                &host_queue,
                 &stop,
                 &progress[w],
                 epoch,
@@ -338,24 +353,48 @@ pub fn run(
             0
         },
         || {
-            control_report = supervise(
-                &stop,
-                &term,
-                stop_when_idle,
-                &progress,
-                epoch,
-                control,
-                snapshots,
-                &learned,
-                &pool,
-                listener.as_ref(),
-                &ports,
-                Outside {
-                    service: &mut service,
-                    appliance: &appliance,
-                    metrics: metrics_listener.as_ref(),
-                },
-            );
+            std::thread::scope(|scope| {
+                match Exception::new(
+                    &pool,
+                    &control_tx,
+                    &host_queue,
+                    &host_counters,
+                    port_names,
+                    nworkers,
+                ) {
+                    Ok(exception) => {
+                        let host_stop = &host_stop;
+                        std::thread::Builder::new()
+                            .name("backbone-host".into())
+                            .spawn_scoped(scope, move || {
+                                exception.run(&|| snapshots.load_full(), host_stop)
+                            })
+                            .map_err(|e| log::error!("cannot start the exception path: {e}"))
+                            .ok();
+                    }
+                    Err(e) => log::error!("cannot start the exception path: {e}"),
+                }
+                control_report = supervise(
+                    &stop,
+                    &term,
+                    stop_when_idle,
+                    &progress,
+                    epoch,
+                    control,
+                    snapshots,
+                    &learned,
+                    &pool,
+                    listener.as_ref(),
+                    &ports,
+                    Outside {
+                        service: &mut service,
+                        appliance: &appliance,
+                        metrics: metrics_listener.as_ref(),
+                    },
+                );
+                // The host interfaces go now, before the workers stop.
+                host_stop.store(true, Ordering::Relaxed);
+            });
         },
     )
     .map_err(|e| e.to_string())?;
@@ -423,8 +462,8 @@ struct Control<'s, 'p> {
     state: &'s Mutex<ControlState>,
     /// The ports' device counters and links, as the control API shows them.
     health: &'s PortsHealth,
-    /// The control TX queue of each port, by port id.
-    tx: Vec<Option<TxQueue<'p>>>,
+    /// The control TX queue of each port, by port id (shared with the exception path).
+    tx: &'s ControlTx<'p>,
     /// When to ask for which unresolved next hop.
     pacer: ArpPacer,
     /// When the wanted list is next scanned (the pacer's budget refills in between).
@@ -525,8 +564,11 @@ impl Control<'_, '_> {
         );
         self.report.arp_requests_deferred = self.pacer.deferred();
         for (port, ip, from) in due {
-            let (Some(entry), Some(Some(q))) =
-                (snap.port(port), self.tx.get_mut(usize::from(port)))
+            let Ok(mut queues) = self.tx.lock() else {
+                self.report.arp_request_failed += 1;
+                continue;
+            };
+            let (Some(entry), Some(Some(q))) = (snap.port(port), queues.get_mut(usize::from(port)))
             else {
                 self.report.arp_request_failed += 1;
                 continue;
@@ -913,7 +955,12 @@ fn final_stats(
         "arp_unsolicited": control.arp_unsolicited,
         "arp_static_kept": control.arp_static_kept,
         "worker_stalls": control.worker_stalls,
-        "punt_dropped": reports.iter().map(|r| r.punt_dropped).sum::<u64>(),
+        "punt_dropped": reports.iter().map(|r| r.punt_dropped.iter().sum::<u64>()).sum::<u64>(),
+        "punt_dropped_by_reason": named(PuntReason::ALL.iter().map(|&r| {
+            (r.name(), reports.iter().map(|x| x.punt_dropped[r as usize]).sum::<u64>())
+        })),
+        "host_queued": reports.iter().map(|r| r.host_queued).sum::<u64>(),
+        "host_queue_full": reports.iter().map(|r| r.host_queue_full).sum::<u64>(),
         "tx_no_queue": reports.iter().map(|r| r.tx_no_queue).sum::<u64>(),
         "workers": workers,
     })

@@ -7,8 +7,8 @@
 
 use crate::control::arp::{self, ArpOutcome, Heard};
 pub use crate::control::progress::WorkerProgress;
-use crate::dpdk::{Burst, RxQueue, TxQueue, BURST_MAX};
-use crate::pipeline::{Action, Counters, Pipeline, PuntReason};
+use crate::dpdk::{Burst, Mbuf, RxQueue, TxQueue, BURST_MAX};
+use crate::pipeline::{Action, Counters, Host, Pipeline, PuntReason};
 use crate::tables::{PortIndex, Snapshot};
 use crate::wire::EthernetAddress;
 use arc_swap::ArcSwap;
@@ -40,8 +40,14 @@ pub struct WorkerReport {
     pub tx_no_queue: u64,
     /// ARP requests answered.
     pub arp_replies: u64,
-    /// Punted packets the control path could not take (freed).
-    pub punt_dropped: u64,
+    /// Packets for us handed to the exception path (a host interface's queue).
+    pub host_queued: u64,
+    /// Packets for us that went nowhere (freed), by punt reason: no host interface takes
+    /// them, or the exception path's queue was full (also in `host_queue_full`).
+    pub punt_dropped: [u64; PuntReason::COUNT],
+    /// Packets for a host interface dropped because the exception path's queue was full:
+    /// the host is slower than what arrives for it.
+    pub host_queue_full: u64,
     /// Neighbours heard (wanted, and new or changed) and handed to the control thread,
     /// which decides whether to learn them.
     pub arp_learned: u64,
@@ -58,6 +64,10 @@ pub struct WorkerReport {
 /// asked; never over a static entry). Bounded: an ARP storm cannot grow it.
 pub type LearnQueue = ArrayQueue<(PortIndex, Ipv4Addr, EthernetAddress, Heard)>;
 
+/// Packets for us on their way to a host interface (the exception path): bounded, so a
+/// host that does not keep up costs drops (`host_queue_full`), never a worker's time.
+pub type HostQueue = ArrayQueue<(Mbuf, Host)>;
+
 /// Run worker `index` of `workers` until `stop` is set, then flush and report.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -66,6 +76,7 @@ pub fn run(
     mut queues: WorkerQueues<'_>,
     snapshots: &ArcSwap<Snapshot>,
     learned: &LearnQueue,
+    host: &HostQueue,
     stop: &AtomicBool,
     progress: &WorkerProgress,
     epoch: Instant,
@@ -100,6 +111,7 @@ pub fn run(
                 t.sent.clone_from(&report.tx_sent);
                 t.dropped.clone_from(&report.tx_dropped);
             }
+            progress.publish_host(&report);
         }
         let mut received = false;
         for (port, rxq) in queues.rx.iter_mut() {
@@ -148,9 +160,19 @@ pub fn run(
                         }
                         None => None,
                     },
-                    Action::Punt(_) => {
-                        // No control path for local traffic yet.
-                        report.punt_dropped += 1;
+                    Action::Deliver { to, punt } => {
+                        match host.push((m, to)) {
+                            Ok(()) => report.host_queued += 1,
+                            Err(_) => {
+                                report.host_queue_full += 1;
+                                report.punt_dropped[punt as usize] += 1;
+                            }
+                        }
+                        continue;
+                    }
+                    Action::Punt(r) => {
+                        // No host interface for it.
+                        report.punt_dropped[r as usize] += 1;
                         None
                     }
                     Action::Drop(_) => None,
@@ -197,6 +219,7 @@ pub fn run(
         t.sent.clone_from(&report.tx_sent);
         t.dropped.clone_from(&report.tx_dropped);
     }
+    progress.publish_host(&report);
     report
 }
 
@@ -224,4 +247,17 @@ fn monotonic_ns() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let start = *START.get_or_init(Instant::now);
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl WorkerProgress {
+    /// Copy the exception-path counters of `report` where the control API reads them.
+    fn publish_host(&self, report: &WorkerReport) {
+        self.host_queued
+            .store(report.host_queued, Ordering::Relaxed);
+        self.host_queue_full
+            .store(report.host_queue_full, Ordering::Relaxed);
+        for (to, &v) in self.punt_dropped.iter().zip(&report.punt_dropped) {
+            to.store(v, Ordering::Relaxed);
+        }
+    }
 }

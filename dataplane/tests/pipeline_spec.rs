@@ -12,7 +12,7 @@ mod common;
 use common::*;
 use dataplane::buffer::{PacketBuf, TestBuf, DEFAULT_HEADROOM};
 use dataplane::pipeline::{
-    Action, Counters, DropReason, Event, IcmpKind, Pipeline, PuntReason, MAX_BURST,
+    Action, Counters, DropReason, Event, Host, IcmpKind, Pipeline, PuntReason, MAX_BURST,
 };
 use dataplane::tables::{PortIndex, Snapshot};
 use proptest::prelude::*;
@@ -908,8 +908,9 @@ fn native_packets_on_client_ports_get_the_source_check() {
     assert_conserved(lab.counters());
 }
 
-/// SPEC.md encapsulation step 1, RFC 6864: no two workers ever write the same outer
-/// identification, for any worker count.
+/// SPEC.md encapsulation step 1, RFC 6864: no two workers, nor a worker and the exception
+/// path (what the host sends into a tunnel), ever write the same outer identification, for
+/// any worker count.
 #[test]
 fn workers_write_disjoint_outer_identifications() {
     // Tunnel d copies DF: clear here, so the identification matters.
@@ -921,8 +922,14 @@ fn workers_write_disjoint_outer_identifications() {
     for workers in [2usize, 3, 16] {
         let per_worker = 6000;
         let mut seen: std::collections::HashMap<u16, usize> = Default::default();
-        for w in 0..workers {
-            let mut pipe = Pipeline::for_worker(w, workers);
+        // The last writer is the exception path, sending the inner packet into tunnel d.
+        let d = lab.snap.tunnels().by_name("d").expect("tunnel d");
+        for w in 0..=workers {
+            let host = w == workers;
+            let mut pipe = match host {
+                false => Pipeline::for_worker(w, workers),
+                true => Pipeline::for_host(workers),
+            };
             let mut ids = std::collections::HashSet::new();
             for i in 0..per_worker {
                 let mut f = frame.clone();
@@ -931,7 +938,13 @@ fn workers_write_disjoint_outer_identifications() {
                 f[OUTER + 8..OUTER + 12].copy_from_slice(&seq.to_be_bytes());
                 let mut bufs = [TestBuf::new(&f)];
                 let mut actions = [Action::Drop(DropReason::Runt)];
-                pipe.process(&lab.snap, CLIENT_PORT, &mut bufs, &mut actions);
+                if host {
+                    let mut b = TestBuf::with_headroom(&f[OUTER + 12..], 128);
+                    actions[0] = pipe.inject(&mut b, &lab.snap, Host::Tunnel(d));
+                    bufs[0] = b;
+                } else {
+                    pipe.process(&lab.snap, CLIENT_PORT, &mut bufs, &mut actions);
+                }
                 assert_eq!(
                     actions[0],
                     Action::Transmit(CLIENT_PORT),
@@ -940,7 +953,7 @@ fn workers_write_disjoint_outer_identifications() {
                 let out = bufs[0].data();
                 assert_eq!(out[ETH + 6] & 0x40, 0, "DF copied clear");
                 let id = u16::from_be_bytes([out[ETH + 4], out[ETH + 5]]);
-                if ids.len() < (1 << 16) / workers {
+                if ids.len() < (1 << 16) / (workers + 1) {
                     assert!(
                         ids.insert(id),
                         "worker {w} of {workers} repeated {id} early"

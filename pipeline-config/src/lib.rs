@@ -25,7 +25,7 @@ pub use document::ConfigDocument;
 pub use error::ConfigError;
 pub use model::{
     IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget, TunnelConfig,
-    TunnelRef, ValidatedConfig,
+    TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 pub use running::{Change, Difference, FieldChange};
 pub use schema::{

@@ -76,6 +76,9 @@ pub struct PortConfig {
     pub mtu: u16,
     /// Whether packets arriving here that are not for us may be forwarded natively.
     pub transit: bool,
+    /// Whether the port's own traffic (not tunnel traffic) goes to a host interface,
+    /// [`PortConfig::host_interface_name`].
+    pub host_interface: bool,
     /// Within [`QUEUES_RANGE`](crate::QUEUES_RANGE).
     pub rx_queues: u16,
     /// Within [`QUEUES_RANGE`](crate::QUEUES_RANGE).
@@ -130,9 +133,30 @@ pub struct TunnelConfig {
     pub prefixes: Vec<Ipv4Net>,
     /// Further accepted inner source prefixes.
     pub extra_sources: Vec<Ipv4Net>,
+    /// Our address inside the tunnel ([`Ipv4Net::addr`]) and the prefix that holds the
+    /// client router's side: traffic with it goes through the host interface
+    /// [`TunnelConfig::host_interface_name`].
+    pub link: Option<Ipv4Net>,
+}
+
+/// The prefix of every host interface's name: `bb-<port or tunnel name>`.
+pub const HOST_INTERFACE_PREFIX: &str = "bb-";
+/// The longest name a Linux interface may have (IFNAMSIZ - 1).
+pub const MAX_INTERFACE_NAME: usize = 15;
+
+impl PortConfig {
+    /// The host interface's name, `bb-<name>`.
+    pub fn host_interface_name(&self) -> String {
+        format!("{HOST_INTERFACE_PREFIX}{}", self.name)
+    }
 }
 
 impl TunnelConfig {
+    /// The host interface's name, `bb-<name>`.
+    pub fn host_interface_name(&self) -> String {
+        format!("{HOST_INTERFACE_PREFIX}{}", self.name)
+    }
+
     /// Bytes the encapsulation adds: the outer IPv4 header and, for GRE, the GRE header
     /// with its optional checksum, key and sequence words.
     pub fn header_len(&self) -> u16 {
@@ -144,9 +168,14 @@ impl TunnelConfig {
         self.mtu - self.header_len()
     }
 
-    /// Every inner source prefix the tunnel accepts: `prefixes` then `extra_sources`.
-    pub fn source_prefixes(&self) -> impl Iterator<Item = &Ipv4Net> {
-        self.prefixes.iter().chain(&self.extra_sources)
+    /// Every inner source prefix the tunnel accepts: `prefixes`, `extra_sources`, then its
+    /// link's prefix (the client router's side of the link is the client's).
+    pub fn source_prefixes(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+        self.prefixes
+            .iter()
+            .chain(&self.extra_sources)
+            .copied()
+            .chain(self.link.map(|l| l.trunc()))
     }
 }
 

@@ -147,6 +147,9 @@ pub(crate) struct RawPort {
     /// Default [`DEFAULT_QUEUES`].
     #[serde(default = "default_queues", skip_serializing_if = "is_default_queues")]
     pub tx_queues: i64,
+    /// A host interface for the port's own traffic (`bb-<name>`); default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_interface: Option<bool>,
     /// `[[port.neighbor]]`: static neighbours; default none.
     #[serde(default, rename = "neighbor", skip_serializing_if = "Vec::is_empty")]
     pub neighbors: Vec<RawNeighbor>,
@@ -208,6 +211,11 @@ pub(crate) struct RawTunnel {
     /// Further accepted inner source prefixes; default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_sources: Vec<String>,
+    /// Our address inside the tunnel, with the prefix that holds the client router's side
+    /// ("169.254.10.1/31"): a host interface `bb-<name>` for traffic with the client
+    /// router. Default (absent): none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// `[[route]]`

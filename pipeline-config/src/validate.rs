@@ -19,7 +19,7 @@
 use crate::error::ConfigError;
 use crate::model::{
     header_len, IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget,
-    TunnelConfig, TunnelRef, ValidatedConfig,
+    TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{
     IntOrWord, RawConfig, RawPort, RawRoute, RawTunnel, ICMP_LIMIT_RANGE, MIN_INNER_MTU,
@@ -39,6 +39,8 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         ours: HashMap::new(),
         claims: HashMap::new(),
         sources: BTreeMap::new(),
+        interfaces: HashMap::new(),
+        links: Vec::new(),
     };
     let worker_lcores = v.workers(raw.workers.lcores.as_deref())?;
     let ports = v.ports(&raw.ports)?;
@@ -92,6 +94,10 @@ struct Validator<'a> {
     claims: HashMap<Ipv4Net, Claim>,
     /// Inner source prefixes keyed by (network, length), for the overlap search.
     sources: BTreeMap<(u32, u8), Source>,
+    /// Host interface names, each with the field that asks for it.
+    interfaces: HashMap<String, String>,
+    /// Tunnel links, each with its field.
+    links: Vec<(Ipv4Net, String)>,
 }
 
 fn quote(s: &str) -> String {
@@ -222,6 +228,88 @@ impl Validator<'_> {
             Some(owner) => Err(self.err(field, a, format!("is our own address ({owner})"))),
             None => Ok(a),
         }
+    }
+
+    /// A host interface `bb-<name>` must fit Linux's 15 characters, and be one of a kind.
+    fn interface_name(&mut self, field: &str, name: &str) -> Result<(), ConfigError> {
+        let ifname = format!("{HOST_INTERFACE_PREFIX}{name}");
+        if ifname.len() > MAX_INTERFACE_NAME {
+            return Err(self.err(
+                field,
+                quote(name),
+                format!(
+                    "names a host interface {ifname:?} longer than Linux's {MAX_INTERFACE_NAME} \
+                     characters: give this port or tunnel a name of at most {} characters",
+                    MAX_INTERFACE_NAME - HOST_INTERFACE_PREFIX.len()
+                ),
+            ));
+        }
+        if let Some(first) = self.interfaces.get(&ifname) {
+            return Err(self.err(
+                field,
+                quote(name),
+                format!("names the host interface {ifname:?} that {first} names too"),
+            ));
+        }
+        self.interfaces.insert(ifname, field.to_owned());
+        Ok(())
+    }
+
+    /// A tunnel's `link`: our address inside the tunnel with the prefix that holds the
+    /// client router's side (`169.254.10.1/31`).
+    fn link(&mut self, field: &str, text: &str, tunnel: &str) -> Result<Ipv4Net, ConfigError> {
+        let net = match text.parse::<Ipv4Net>() {
+            Ok(n) => n,
+            Err(_) => {
+                return Err(self.err(
+                    field,
+                    quote(text),
+                    "is not an IPv4 address with a prefix length (ours inside the tunnel, \
+                     like 169.254.10.1/31)",
+                ))
+            }
+        };
+        if !(8..=31).contains(&net.prefix_len()) {
+            return Err(self.err(
+                field,
+                quote(text),
+                "needs a prefix length of 8 to 31: the prefix must also hold the client \
+                 router's side of the link",
+            ));
+        }
+        let addr = net.addr();
+        if let Some(problem) = not_unicast(addr) {
+            return Err(self.err(field, quote(text), problem));
+        }
+        if net.prefix_len() < 31 && (addr == net.network() || addr == net.broadcast()) {
+            return Err(self.err(
+                field,
+                quote(text),
+                "is the prefix's network or broadcast address, not one for us",
+            ));
+        }
+        if let Some(owner) = self.ours.get(&addr) {
+            return Err(self.err(
+                field,
+                quote(text),
+                format!("is already configured as {owner}"),
+            ));
+        }
+        if let Some((other, first)) = self
+            .links
+            .iter()
+            .find(|(other, _)| other.contains(&net.network()) || net.contains(&other.network()))
+        {
+            return Err(self.err(
+                field,
+                quote(text),
+                format!("overlaps {first}'s link {other}: each tunnel's link is its own"),
+            ));
+        }
+        self.interface_name(field, tunnel)?;
+        self.ours.insert(addr, field.to_owned());
+        self.links.push((net, field.to_owned()));
+        Ok(net)
     }
 
     fn prefix(&self, field: &str, text: &str) -> Result<Ipv4Net, ConfigError> {
@@ -405,9 +493,15 @@ impl Validator<'_> {
             neighbors.push(NeighborConfig { ip, mac });
         }
 
+        let host_interface = p.host_interface.unwrap_or(false);
+        if host_interface {
+            self.interface_name(&format!("{path}.host_interface"), &p.name)?;
+        }
+
         Ok(PortConfig {
             name: p.name.clone(),
             device: p.device.clone(),
+            host_interface,
             transit: p.transit.unwrap_or(roles.contains(&Role::Internet)),
             roles,
             mac,
@@ -452,6 +546,11 @@ impl Validator<'_> {
                 ));
             }
             identities.insert(identity, i);
+            let mut tunnel = tunnel;
+            if let Some(text) = &t.link {
+                let field = format!("{}.link", tunnel_path(i, &t.name));
+                tunnel.link = Some(self.link(&field, text, &t.name)?);
+            }
             self.tunnel_prefixes(i, &tunnel)?;
             tunnels.push(tunnel);
         }
@@ -617,6 +716,8 @@ impl Validator<'_> {
 
         Ok(TunnelConfig {
             name: t.name.clone(),
+            // Checked in `tunnels`, after the receive identity.
+            link: None,
             mode,
             local,
             remote,
@@ -645,8 +746,9 @@ impl Validator<'_> {
         }
         let fields = (0..t.prefixes.len())
             .map(|k| format!("{path}.prefixes[{k}]"))
-            .chain((0..t.extra_sources.len()).map(|k| format!("{path}.extra_sources[{k}]")));
-        let sources: Vec<(Ipv4Net, String)> = t.source_prefixes().copied().zip(fields).collect();
+            .chain((0..t.extra_sources.len()).map(|k| format!("{path}.extra_sources[{k}]")))
+            .chain(t.link.map(|_| format!("{path}.link")));
+        let sources: Vec<(Ipv4Net, String)> = t.source_prefixes().zip(fields).collect();
         for (net, field) in &sources {
             if let Some(other) = self.overlapping_source(*net, i) {
                 return Err(self.err(

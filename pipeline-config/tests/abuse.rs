@@ -278,6 +278,8 @@ enum Kind {
     Blackhole,
     /// `[icmp] rate` and `burst`: 0 to 10,000,000.
     IcmpLimit,
+    /// A tunnel's `link`: our address with the prefix of the client router's side.
+    Link,
 }
 
 /// Every field of the schema, by section and key (CONFIG.md's field reference).
@@ -293,6 +295,7 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("port", "transit", Kind::Flag),
     ("port", "rx_queues", Kind::Queues),
     ("port", "tx_queues", Kind::Queues),
+    ("port", "host_interface", Kind::Flag),
     ("port.neighbor", "ip", Kind::Foreign),
     ("port.neighbor", "mac", Kind::Mac),
     ("tunnel", "name", Kind::Name),
@@ -310,6 +313,7 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("tunnel", "mtu", Kind::TunnelMtu),
     ("tunnel", "prefixes", Kind::List),
     ("tunnel", "extra_sources", Kind::List),
+    ("tunnel", "link", Kind::Link),
     ("route", "prefix", Kind::Prefix),
     ("route", "tunnel", Kind::TunnelName),
     ("route", "port", Kind::PortName),
@@ -545,6 +549,17 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
         }
         Kind::Blackhole => vec![Value::Boolean(false)],
         Kind::IcmpLimit => ints(&[10_000_001]),
+        Kind::Link => strings(&[
+            "bogus",
+            "",
+            "169.254.10.1",    // no prefix length
+            "169.254.10.1/32", // no room for the client router's side
+            "169.254.10.0/30", // the network address
+            "169.254.10.3/30", // the broadcast address
+            "192.0.2.1/31",    // one of our port addresses
+            "224.0.0.1/31",    // not unicast
+            "2001:db8::1/64",
+        ]),
     };
     if matches!(
         kind,

@@ -1201,3 +1201,112 @@ fn a_tunnel_remote_is_not_routed_into_a_tunnel() {
         "[[route]]\nprefix = \"198.51.100.0/24\"\ntunnel = \"a\"\n[[route]]\nprefix = \"198.51.100.1/32\"\nport = \"inet0\"\nnext_hop = \"203.0.113.254\"\n",
     ));
 }
+
+#[test]
+fn tunnel_link_is_ours_inside_the_tunnel() {
+    let cfg = ok(&replaced(
+        "prefixes = [\"10.1.0.0/16\"]",
+        "prefixes = [\"10.1.0.0/16\"]\nlink = \"169.254.10.1/31\"",
+    ));
+    let link = cfg.tunnels[0].link.expect("a link");
+    assert_eq!(link.addr(), Ipv4Addr::new(169, 254, 10, 1));
+    assert_eq!(link.prefix_len(), 31);
+    assert_eq!(cfg.tunnels[0].host_interface_name(), "bb-a");
+    // The client router's side is an accepted source of the tunnel's.
+    assert!(cfg.tunnels[0]
+        .source_prefixes()
+        .any(|p| p == "169.254.10.0/31".parse().unwrap()));
+
+    let link = |value: &str| {
+        replaced(
+            "prefixes = [\"10.1.0.0/16\"]",
+            &format!("prefixes = [\"10.1.0.0/16\"]\nlink = {value:?}"),
+        )
+    };
+    for (value, problem) in [
+        (
+            "169.254.10.1",
+            "is not an IPv4 address with a prefix length",
+        ),
+        ("169.254.10.1/32", "needs a prefix length of 8 to 31"),
+        ("169.254.10.0/30", "network or broadcast"),
+        ("169.254.10.3/30", "network or broadcast"),
+        ("192.0.2.1/31", "is already configured as port[0]"),
+        ("224.0.0.1/31", "multicast"),
+    ] {
+        invalid(
+            &link(value),
+            "tunnel[0] \"a\".link",
+            Some(&format!("{value:?}")),
+            problem,
+        );
+    }
+    // Two tunnels' links overlap; a link inside another tunnel's source prefixes.
+    let second = |link: &str, prefixes: &str| {
+        format!(
+            "{}\n[[tunnel]]\nname = \"b\"\nmode = \"gre\"\nlocal = \"192.0.2.1\"\n\
+             remote = \"198.51.100.2\"\nport = \"client0\"\nprefixes = [{prefixes:?}]\nlink = {link:?}\n",
+            replaced(
+                "prefixes = [\"10.1.0.0/16\"]",
+                "prefixes = [\"10.1.0.0/16\"]\nlink = \"169.254.10.1/31\"",
+            )
+        )
+    };
+    invalid(
+        &second("169.254.10.0/30", "10.2.0.0/16"),
+        "tunnel[1] \"b\".link",
+        Some("\"169.254.10.0/30\""),
+        "network or broadcast",
+    );
+    invalid(
+        &second("169.254.10.2/30", "10.2.0.0/16"),
+        "tunnel[1] \"b\".link",
+        Some("\"169.254.10.2/30\""),
+        "overlaps tunnel[0] \"a\".link",
+    );
+    invalid(
+        &second("10.1.255.1/31", "10.2.0.0/16"),
+        "tunnel[1] \"b\".link",
+        Some("10.1.255.0/31"),
+        "overlaps 10.1.0.0/16 of tunnel[0] \"a\".prefixes[0]",
+    );
+    ok(&second("169.254.10.3/31", "10.2.0.0/16"));
+}
+
+#[test]
+fn host_interfaces_fit_linux_names_and_are_one_of_a_kind() {
+    let cfg = ok(&replaced(
+        "addresses = [\"203.0.113.1\"]",
+        "addresses = [\"203.0.113.1\"]\nhost_interface = true",
+    ));
+    assert!(cfg.ports[1].host_interface && !cfg.ports[0].host_interface);
+    assert_eq!(cfg.ports[1].host_interface_name(), "bb-inet0");
+    // 13 characters: bb- makes 16, one too many for Linux.
+    let long = replaced("name = \"a\"", "name = \"abcdefghijklm\"").replacen(
+        "prefixes = [\"10.1.0.0/16\"]",
+        "prefixes = [\"10.1.0.0/16\"]\nlink = \"169.254.10.1/31\"",
+        1,
+    );
+    invalid(
+        &long,
+        "tunnel[0] \"abcdefghijklm\".link",
+        Some("\"abcdefghijklm\""),
+        "longer than Linux's 15 characters",
+    );
+    ok(&long.replace("abcdefghijklm", "abcdefghijkl"));
+    // A port and a tunnel of one name, both with a host interface.
+    let clash = format!(
+        "{}\n[[tunnel]]\nname = \"inet0\"\nmode = \"ipip\"\nlocal = \"192.0.2.1\"\n\
+         remote = \"198.51.100.9\"\nport = \"client0\"\nlink = \"169.254.20.1/31\"\n",
+        replaced(
+            "addresses = [\"203.0.113.1\"]",
+            "addresses = [\"203.0.113.1\"]\nhost_interface = true",
+        )
+    );
+    invalid(
+        &clash,
+        "tunnel[1] \"inet0\".link",
+        Some("\"inet0\""),
+        "names the host interface \"bb-inet0\" that port[1] \"inet0\".host_interface names too",
+    );
+}

@@ -267,6 +267,7 @@ fn snapshot() -> std::sync::Arc<dataplane::tables::Snapshot> {
                     ..PortRoles::default()
                 },
                 transit: false,
+                host_interface: false,
             },
         );
     }

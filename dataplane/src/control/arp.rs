@@ -136,6 +136,7 @@ mod tests {
             mtu: 1500,
             roles: PortRoles::default(),
             transit: false,
+            host_interface: false,
         }
     }
 

@@ -1,6 +1,6 @@
 //! What each worker tells the control thread: how far it got, and its counters.
 
-use crate::pipeline::Counters;
+use crate::pipeline::{Counters, PuntReason};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -26,6 +26,11 @@ pub struct WorkerProgress {
     /// A recent copy of what the worker handed to each port's TX queue, and what TX
     /// refused (by port id).
     pub tx: Mutex<PortTx>,
+    /// A recent copy of what the worker handed to the exception path, and what it could
+    /// not hand over (see the worker's report).
+    pub host_queued: AtomicU64,
+    pub host_queue_full: AtomicU64,
+    pub punt_dropped: [AtomicU64; PuntReason::COUNT],
 }
 
 impl WorkerProgress {

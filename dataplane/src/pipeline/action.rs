@@ -1,6 +1,6 @@
 //! What the pipeline decides for each packet, and the named reasons for every drop.
 
-use crate::tables::PortIndex;
+use crate::tables::{PortIndex, TunnelId};
 
 /// The pipeline's verdict on one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,10 +13,27 @@ pub enum Action {
     /// The packet was for us (counted as punted for `punt`), and its buffer now holds our
     /// answer to it, an echo reply starting at its Ethernet header: send that out of `port`.
     Answer { port: PortIndex, punt: PuntReason },
-    /// Hand the packet to the control path.
+    /// The packet is for us (counted as punted for `punt`) and goes to the host kernel,
+    /// through the host interface of `to` (the exception path). Its data starts at the
+    /// (inner) IPv4 header.
+    Deliver { to: Host, punt: PuntReason },
+    /// Hand the packet to the control path; a packet for us that no host interface takes
+    /// is punted so, and dropped by the worker.
     Punt(PuntReason),
     /// Drop the packet; the reason has been counted.
     Drop(DropReason),
+}
+
+/// A host interface: where the exception path hands the kernel a packet for us, and where
+/// it takes what the kernel sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A port's interface (`host_interface = true`): packets to the port's own addresses
+    /// that are not tunnel traffic; what the host sends leaves natively out of the port.
+    Port(PortIndex),
+    /// A tunnel's interface (its `link`): packets from inside the tunnel addressed to us;
+    /// what the host sends is encapsulated into the tunnel.
+    Tunnel(TunnelId),
 }
 
 /// Why a packet goes to the control path, and where its data starts.

@@ -204,6 +204,7 @@ mod tests {
                 mtu: 9000,
                 roles: PortRoles { client: true, ..PortRoles::default() },
                 transit: false,
+                host_interface: false,
             });
             let mode = if gre { TunnelMode::Gre } else { TunnelMode::Ipip };
             let remote = Ipv4Addr::from(remote);

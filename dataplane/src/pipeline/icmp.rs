@@ -164,8 +164,10 @@ fn may_answer(snap: &Snapshot, packet: &[u8]) -> bool {
 fn path_back(snap: &Snapshot, back: Back) -> Option<(Ipv4Addr, usize)> {
     match back {
         Back::Tunnel(id) => {
+            // Our address inside the tunnel where it has one, else its endpoint.
             let t = snap.tunnels().hot(id)?;
-            Some((Ipv4Addr::from(t.local), t.inner_mtu()))
+            let ours = if t.link != 0 { t.link } else { t.local };
+            Some((Ipv4Addr::from(ours), t.inner_mtu()))
         }
         Back::Native { port, .. } => {
             let p = snap.port(port)?;

@@ -18,10 +18,11 @@ mod classify;
 pub mod counters;
 mod encap;
 pub mod icmp;
+mod inject;
 mod route;
 mod terminate;
 
-pub use action::{Action, DropReason, Event, PuntReason};
+pub use action::{Action, DropReason, Event, Host, PuntReason};
 pub use counters::{Counters, PacketBytes, PortCounters, TunnelCounters};
 pub use icmp::IcmpKind;
 
@@ -68,6 +69,24 @@ pub(crate) struct Inner {
     pub ttl: u8,
     /// Whether DF is set.
     pub dont_frag: bool,
+}
+
+/// The host interface a packet for us goes to, if the way it came has one: the ingress
+/// tunnel's (when it has a `link`), or the arrival port's (when it has `host_interface`).
+#[inline]
+fn host_for(snap: &Snapshot, back: icmp::Back) -> Option<Host> {
+    match back {
+        icmp::Back::Tunnel(id) => snap
+            .tunnels()
+            .hot(id)
+            .filter(|t| t.link != 0)
+            .map(|_| Host::Tunnel(id)),
+        icmp::Back::Native { port, .. } => snap
+            .port(port)
+            .filter(|p| p.host_interface)
+            .map(|_| Host::Port(port)),
+        icmp::Back::None => None,
+    }
 }
 
 /// The most packets [`Pipeline::process`] takes at once.
@@ -168,12 +187,26 @@ impl Pipeline {
     }
 
     /// The pipeline of worker `index` of `workers`: its outer IPv4 identifications never
-    /// meet another worker's ([`Ident::for_worker`]), and it sends its share (1/`workers`)
+    /// meet another worker's nor the exception path's ([`Ident::for_worker`]), and it sends its share (1/`workers`)
     /// of the snapshot's ICMP rate limit.
     pub fn for_worker(index: usize, workers: usize) -> Self {
+        let workers = workers.max(1);
         Pipeline {
-            ident: Ident::for_worker(index, workers),
-            workers: workers.max(1),
+            // One class more than there are workers: the last is the exception path's.
+            ident: Ident::for_worker(index, workers + 1),
+            workers,
+            ..Pipeline::new(0)
+        }
+    }
+
+    /// The exception path's pipeline beside `workers` workers (what the host sends through
+    /// a host interface, [`Pipeline::inject`]): its outer IPv4 identifications are the
+    /// class no worker writes. It sends no ICMP errors.
+    pub fn for_host(workers: usize) -> Self {
+        let workers = workers.max(1);
+        Pipeline {
+            ident: Ident::for_worker(workers, workers + 1),
+            workers,
             ..Pipeline::new(0)
         }
     }
@@ -359,9 +392,9 @@ impl Pipeline {
                 Action::Drop(r) | Action::Reply { reason: r, .. } => {
                     self.counters.drops[r as usize] += 1
                 }
-                Action::Punt(r) | Action::Answer { punt: r, .. } => {
-                    self.counters.punts[r as usize] += 1
-                }
+                Action::Punt(r)
+                | Action::Answer { punt: r, .. }
+                | Action::Deliver { punt: r, .. } => self.counters.punts[r as usize] += 1,
             }
         }
     }
@@ -385,7 +418,10 @@ impl Pipeline {
                         *len = l;
                         Action::Answer { port, punt }
                     }
-                    None => Action::Punt(punt),
+                    None => match host_for(snap, back) {
+                        Some(to) => Action::Deliver { to, punt },
+                        None => Action::Punt(punt),
+                    },
                 }
             }
             Verdict::Icmp(err) => {

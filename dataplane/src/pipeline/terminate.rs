@@ -334,7 +334,8 @@ fn inner<B: PacketBuf>(
     if excess > 0 && pkt.trim_back(excess).is_err() {
         return Err(Verdict::Drop(DropReason::BadInnerIpv4));
     }
-    if snap.is_local(dst) {
+    // For us: one of our addresses, or ours inside this tunnel (its link address).
+    if snap.is_local(dst) || (t.link != 0 && dst == t.link) {
         if inner_proto == IpProtocol::GRE || inner_proto == IpProtocol::IPIP {
             return Err(Verdict::Drop(DropReason::NestedTunnel));
         }
@@ -487,6 +488,7 @@ mod tests {
                     internet: false,
                 },
                 transit: false,
+                host_interface: false,
             },
         );
         b

@@ -36,6 +36,9 @@ pub struct PortEntry {
     pub roles: PortRoles,
     /// Whether packets arriving here that are not for us may be forwarded natively.
     pub transit: bool,
+    /// Whether the port has a host interface (`bb-<port>`): packets for our addresses here
+    /// that are not tunnel traffic go to the host kernel through it.
+    pub host_interface: bool,
 }
 
 /// Where a route sends packets (as configured, by name).
@@ -494,7 +497,11 @@ impl SnapshotBuilder {
                 }
                 routes_wanted.insert(p, nh);
             }
-            for &p in t.prefixes.iter().chain(&t.extra_sources) {
+            // The client router's side of the link is the client's too.
+            let link = t
+                .link
+                .and_then(|l| Ipv4Prefix::truncating(l.addr(), l.prefix_len()).ok());
+            for &p in t.prefixes.iter().chain(&t.extra_sources).chain(&link) {
                 if let Some(first) = source_owner.insert(p, i) {
                     if first != i {
                         return Err(BuildError::DuplicateSource {
@@ -665,6 +672,7 @@ mod tests {
                     ..PortRoles::default()
                 },
                 transit: false,
+                host_interface: false,
             },
         );
         let mut t = Tunnel::new(

@@ -99,6 +99,9 @@ pub struct Tunnel {
     pub prefixes: Vec<Ipv4Prefix>,
     /// Further inner source prefixes accepted from this client (not routed to it).
     pub extra_sources: Vec<Ipv4Prefix>,
+    /// Our address inside the tunnel and the prefix that holds the client router's side:
+    /// traffic to that address goes to the host interface `bb-<name>`.
+    pub link: Option<ipnet::Ipv4Net>,
 }
 
 impl Tunnel {
@@ -127,6 +130,7 @@ impl Tunnel {
             mtu: 1500,
             prefixes: Vec::new(),
             extra_sources: Vec::new(),
+            link: None,
         }
     }
 
@@ -297,6 +301,8 @@ pub struct TunnelHot {
     pub partial: u32,
     /// The slot of this entry's shared state in [`TunnelTable::get`] (sequence numbers).
     pub slot: u32,
+    /// Our address inside the tunnel (its `link`), host order; 0 for none.
+    pub link: u32,
     /// Ethernet (to the next hop, from the port), IPv4 (version and header length,
     /// protocol, addresses; TOS, length, identification, flags, TTL and checksum zero:
     /// filled per packet) and GRE (flags, protocol type, key; sequence number and checksum
@@ -338,6 +344,7 @@ impl TunnelHot {
         ttl: 0,
         partial: 0,
         slot: 0,
+        link: 0,
         header: [0; Self::MAX_HEADER],
     };
 
@@ -413,6 +420,7 @@ impl TunnelHot {
             },
             partial,
             slot,
+            link: t.link.map_or(0, |l| u32::from(l.addr())),
             header,
         }
     }

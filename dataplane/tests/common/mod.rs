@@ -360,6 +360,7 @@ pub fn lab_builder() -> SnapshotBuilder {
                 ..PortRoles::default()
             },
             transit: false,
+            host_interface: false,
         },
     );
     b.port(
@@ -374,6 +375,7 @@ pub fn lab_builder() -> SnapshotBuilder {
                 ..PortRoles::default()
             },
             transit: true,
+            host_interface: false,
         },
     );
     let tunnel = |name: &str, mode, remote: Ipv4Addr, clients: &str| {

@@ -1,0 +1,518 @@
+//! The exception path: the host kernel's side of the appliance.
+//!
+//! Each tunnel with a `link` has a kernel TUN interface `bb-<tunnel>` holding our link
+//! address; each port with `host_interface = true` has `bb-<port>` holding the port's
+//! addresses. Packets for us that the workers do not answer themselves arrive here over a
+//! bounded queue ([`HostQueue`]) and are written into the interface of the way they came,
+//! so the kernel's sockets (a BGP daemon, BFD, ssh, a probe) see them as arriving on
+//! `bb-<tunnel>`. What the kernel sends into an interface is read here, checked, and
+//! encapsulated into the tunnel (or sent natively out of the port) by the same pipeline
+//! code the workers run, then sent on the port's control TX queue.
+//!
+//! One thread of its own runs it, polling the interfaces with a short timeout: a worker
+//! never waits for it (a full queue is a counted drop), and it never holds a lock a worker
+//! takes. The set of interfaces follows the tables: created when a tunnel with a link
+//! appears (at start, or by `ctl tunnel-add` or a reload), removed when it goes, and all
+//! removed when the appliance stops (a TUN interface lives as long as its descriptor).
+
+use crate::dpdk::{Burst, Mempool, TxQueue};
+use crate::pipeline::{Action, Counters, Host, Pipeline};
+use crate::tables::{PortIndex, Snapshot, TunnelId};
+use crate::worker::HostQueue;
+use ipnet::Ipv4Net;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use pipeline_config::HOST_INTERFACE_PREFIX;
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The control TX queue of each port, by port id: shared by the control thread (ARP
+/// requests) and the exception path.
+pub type ControlTx<'p> = Mutex<Vec<Option<TxQueue<'p>>>>;
+
+/// What the exception path counted; read by the control API and the metrics while it runs.
+#[derive(Debug, Default)]
+pub struct HostCounters {
+    /// Packets written into a host interface (the kernel took them).
+    pub to_host: AtomicU64,
+    pub to_host_bytes: AtomicU64,
+    /// Packets for a host interface that could not be written: the interface is gone (its
+    /// tunnel was removed while the packet waited) or the kernel refused the write.
+    pub to_host_failed: AtomicU64,
+    /// Packets the kernel sent into a host interface.
+    pub from_host: AtomicU64,
+    pub from_host_bytes: AtomicU64,
+    /// Of those, handed to a port's TX queue.
+    pub from_host_sent: AtomicU64,
+    /// Dropped by the pipeline's checks (by reason in [`HostCounters::drops`]).
+    pub from_host_dropped: AtomicU64,
+    /// Refused by the TX queue (full), or for a port without a control TX queue.
+    pub from_host_tx_failed: AtomicU64,
+    /// No mbuf to copy the kernel's packet into (the pool is exhausted), or the packet was
+    /// longer than an mbuf holds.
+    pub from_host_no_mbuf: AtomicU64,
+    /// Host interfaces present now.
+    pub interfaces: AtomicU64,
+    /// Host interfaces that could not be created or configured (retried every 10 s).
+    pub interface_errors: AtomicU64,
+    /// A recent copy of the exception path's pipeline counters (drops by reason, and what
+    /// it sent per port and tunnel).
+    pub pipeline: Mutex<Counters>,
+}
+
+/// One host interface the tables ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Want {
+    host: Host,
+    /// The first address is set with the interface; the others are added by `ip`.
+    addrs: Vec<Ipv4Net>,
+    mtu: u16,
+}
+
+/// A host interface that exists.
+struct Iface {
+    name: String,
+    dev: tun::Device,
+    want: Want,
+    /// Edge-triggered readiness seen and not yet read to the end.
+    readable: bool,
+}
+
+impl std::fmt::Debug for Iface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iface")
+            .field("name", &self.name)
+            .field("want", &self.want)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often the set of interfaces is compared with the tables.
+const RECONCILE: Duration = Duration::from_millis(100);
+/// How long to wait before trying again to create an interface that failed.
+const RETRY: Duration = Duration::from_secs(10);
+/// Packets read from one interface, or taken from the queue, before looking elsewhere.
+const BATCH: usize = 64;
+/// The poll's timeout when there is nothing left to do: the latency of a packet for the
+/// host (the workers do not wake this thread; a system call per burst would cost them).
+const IDLE_POLL: Duration = Duration::from_millis(1);
+/// The largest packet read from an interface.
+const READ_MAX: usize = 9216;
+
+/// The exception path's thread state.
+pub struct Exception<'a, 'p> {
+    pool: &'a Mempool<'p>,
+    tx: &'a ControlTx<'p>,
+    queue: &'a HostQueue,
+    counters: &'a HostCounters,
+    /// Port names by port id, for `bb-<port>`.
+    port_names: Vec<(PortIndex, String)>,
+    ifaces: Vec<Option<Iface>>,
+    by_name: HashMap<String, usize>,
+    by_tunnel: HashMap<TunnelId, usize>,
+    by_port: HashMap<PortIndex, usize>,
+    failed: HashMap<String, Instant>,
+    pipeline: Pipeline,
+    poll: Poll,
+    generation: Option<u64>,
+    next_reconcile: Instant,
+    pending: Vec<Burst>,
+    buf: Box<[u8; READ_MAX]>,
+}
+
+impl std::fmt::Debug for Exception<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exception")
+            .field("ifaces", &self.by_name.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, 'p> Exception<'a, 'p> {
+    /// The exception path for `workers` workers (its outer IPv4 identifications are a class
+    /// of their own, see [`Pipeline::for_host`]).
+    pub fn new(
+        pool: &'a Mempool<'p>,
+        tx: &'a ControlTx<'p>,
+        queue: &'a HostQueue,
+        counters: &'a HostCounters,
+        port_names: Vec<(PortIndex, String)>,
+        workers: usize,
+    ) -> std::io::Result<Self> {
+        let nports = port_names
+            .iter()
+            .map(|(p, _)| usize::from(*p) + 1)
+            .max()
+            .unwrap_or(0);
+        Ok(Exception {
+            pool,
+            tx,
+            queue,
+            counters,
+            port_names,
+            ifaces: Vec::new(),
+            by_name: HashMap::new(),
+            by_tunnel: HashMap::new(),
+            by_port: HashMap::new(),
+            failed: HashMap::new(),
+            pipeline: Pipeline::for_host(workers),
+            poll: Poll::new()?,
+            generation: None,
+            next_reconcile: Instant::now(),
+            pending: (0..nports).map(|_| Burst::new()).collect(),
+            buf: Box::new([0; READ_MAX]),
+        })
+    }
+
+    /// Run until `stop` is set; then remove every interface and free what waits.
+    pub fn run(mut self, snapshot: &(dyn Fn() -> Arc<Snapshot> + Sync), stop: &AtomicBool) {
+        let mut events = Events::with_capacity(256);
+        while !stop.load(Ordering::Relaxed) {
+            let snap = snapshot();
+            let now = Instant::now();
+            if now >= self.next_reconcile || self.generation != Some(snap.generation()) {
+                self.reconcile(&snap, now);
+                self.next_reconcile = now + RECONCILE;
+            }
+            let busy = self.read_host(&snap) | self.write_host();
+            let timeout = if busy { Duration::ZERO } else { IDLE_POLL };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    log::error!("exception path: poll: {e}");
+                    std::thread::sleep(IDLE_POLL);
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                if let Some(Some(i)) = self.ifaces.get_mut(ev.token().0) {
+                    i.readable = true;
+                }
+            }
+        }
+        // Interfaces go with their descriptors.
+        let names: Vec<String> = self.by_name.keys().cloned().collect();
+        for name in names {
+            self.remove(&name);
+        }
+        while self.queue.pop().is_some() {}
+    }
+
+    /// Read what the kernel sent into the interfaces (a batch from each), send it.
+    /// Whether some interface still has more to read.
+    fn read_host(&mut self, snap: &Snapshot) -> bool {
+        let mut more = false;
+        for slot in 0..self.ifaces.len() {
+            let Some(iface) = self.ifaces[slot].as_mut() else {
+                continue;
+            };
+            if !iface.readable {
+                continue;
+            }
+            let host = iface.want.host;
+            let mut n = 0;
+            while n < BATCH {
+                match iface.dev.read(&mut self.buf[..]) {
+                    Ok(len) => {
+                        n += 1;
+                        self.counters.from_host.fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .from_host_bytes
+                            .fetch_add(len as u64, Ordering::Relaxed);
+                        let Some(mut m) = self.pool.alloc_with(&self.buf[..len]) else {
+                            self.counters
+                                .from_host_no_mbuf
+                                .fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        };
+                        match self.pipeline.inject(&mut m, snap, host) {
+                            Action::Transmit(out) => {
+                                let slot = usize::from(out);
+                                match self.pending.get_mut(slot) {
+                                    Some(b) => {
+                                        if b.is_full() {
+                                            Self::flush(self.tx, self.counters, b, slot);
+                                        }
+                                        if b.push(m).is_err() {
+                                            self.counters
+                                                .from_host_tx_failed
+                                                .fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                    None => {
+                                        self.counters
+                                            .from_host_tx_failed
+                                            .fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                            _ => {
+                                self.counters
+                                    .from_host_dropped
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        iface.readable = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::warn!("exception path: reading {}: {e}", iface.name);
+                        iface.readable = false;
+                        break;
+                    }
+                }
+            }
+            more |= iface.readable;
+        }
+        for (slot, b) in self.pending.iter_mut().enumerate() {
+            Self::flush(self.tx, self.counters, b, slot);
+        }
+        if let Ok(mut c) = self.counters.pipeline.try_lock() {
+            c.clone_from(self.pipeline.counters());
+        }
+        more
+    }
+
+    fn flush(tx: &ControlTx<'_>, counters: &HostCounters, b: &mut Burst, slot: usize) {
+        if b.is_empty() {
+            return;
+        }
+        let n = b.len() as u64;
+        let sent = match tx.lock() {
+            Ok(mut queues) => match queues.get_mut(slot) {
+                Some(Some(q)) => q.tx_burst(b) as u64,
+                _ => 0,
+            },
+            Err(_) => 0,
+        };
+        b.clear();
+        counters.from_host_sent.fetch_add(sent, Ordering::Relaxed);
+        counters
+            .from_host_tx_failed
+            .fetch_add(n - sent, Ordering::Relaxed);
+    }
+
+    /// Write a batch of what the workers queued into the host interfaces. Whether the
+    /// queue may hold more.
+    fn write_host(&mut self) -> bool {
+        for _ in 0..BATCH * 4 {
+            let Some((m, host)) = self.queue.pop() else {
+                return false;
+            };
+            let slot = match host {
+                Host::Tunnel(id) => self.by_tunnel.get(&id),
+                Host::Port(p) => self.by_port.get(&p),
+            };
+            let iface = slot
+                .and_then(|&s| self.ifaces.get_mut(s))
+                .and_then(Option::as_mut);
+            let written = match (iface, m.segments()) {
+                (Some(iface), 1) => {
+                    let data = crate::buffer::PacketBuf::data(&m);
+                    match iface.dev.write(data) {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            log::debug!("exception path: writing {}: {e}", iface.name);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            match written {
+                Some(n) => {
+                    self.counters.to_host.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .to_host_bytes
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                None => {
+                    self.counters.to_host_failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        true
+    }
+
+    /// The interfaces the tables ask for, by name.
+    fn wanted(&self, snap: &Snapshot) -> HashMap<String, Want> {
+        let mut want = HashMap::new();
+        for (id, e) in snap.tunnels().iter() {
+            let Some(link) = e.config.link else { continue };
+            let mtu = snap.tunnels().hot(id).map_or(576, |h| h.inner_mtu() as u16);
+            want.insert(
+                format!("{HOST_INTERFACE_PREFIX}{}", e.config.name),
+                Want {
+                    host: Host::Tunnel(id),
+                    addrs: vec![link],
+                    mtu,
+                },
+            );
+        }
+        for (port, name) in &self.port_names {
+            let Some(p) = snap.port(*port).filter(|p| p.host_interface) else {
+                continue;
+            };
+            want.insert(
+                format!("{HOST_INTERFACE_PREFIX}{name}"),
+                Want {
+                    host: Host::Port(*port),
+                    addrs: p
+                        .addrs
+                        .iter()
+                        .filter_map(|a| Ipv4Net::new(*a, 32).ok())
+                        .collect(),
+                    mtu: p.mtu,
+                },
+            );
+        }
+        want
+    }
+
+    /// Make the interfaces what the tables ask for.
+    fn reconcile(&mut self, snap: &Snapshot, now: Instant) {
+        self.generation = Some(snap.generation());
+        let want = self.wanted(snap);
+        // Gone, or changed in what the kernel holds (addresses, MTU): removed (and made
+        // again below).
+        let stale: Vec<String> = self
+            .by_name
+            .iter()
+            .filter(|(name, &slot)| {
+                let have = self.ifaces[slot].as_ref().map(|i| &i.want);
+                match (want.get(*name), have) {
+                    (Some(w), Some(h)) => w.addrs != h.addrs || w.mtu != h.mtu,
+                    _ => true,
+                }
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in stale {
+            self.remove(&name);
+        }
+        self.failed
+            .retain(|n, at| want.contains_key(n) && now < *at + RETRY);
+        self.by_tunnel.clear();
+        self.by_port.clear();
+        let mut names: Vec<&String> = want.keys().collect();
+        names.sort();
+        for name in names {
+            let w = &want[name];
+            let slot = match self.by_name.get(name) {
+                Some(&slot) => slot,
+                None => {
+                    if self.failed.contains_key(name) {
+                        continue;
+                    }
+                    match self.create(name, w) {
+                        Ok(slot) => slot,
+                        Err(e) => {
+                            log::error!(
+                                "exception path: cannot create host interface {name}: {e} \
+                                 (trying again in {} s)",
+                                RETRY.as_secs()
+                            );
+                            self.counters
+                                .interface_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                            self.failed.insert(name.clone(), now);
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Some(i) = self.ifaces[slot].as_mut() {
+                // The same interface may serve a tunnel whose slot moved.
+                i.want.host = w.host;
+            }
+            match w.host {
+                Host::Tunnel(id) => self.by_tunnel.insert(id, slot),
+                Host::Port(p) => self.by_port.insert(p, slot),
+            };
+        }
+        self.counters
+            .interfaces
+            .store(self.by_name.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Create `name` with its first address, MTU, up; add the other addresses.
+    fn create(&mut self, name: &str, w: &Want) -> Result<usize, String> {
+        let mut config = tun::Configuration::default();
+        config.tun_name(name).mtu(w.mtu).up();
+        if let Some(first) = w.addrs.first() {
+            config.address(first.addr()).netmask(first.netmask());
+        }
+        let dev = tun::create(&config).map_err(|e| e.to_string())?;
+        dev.set_nonblock().map_err(|e| e.to_string())?;
+        for extra in w.addrs.iter().skip(1) {
+            add_address(name, *extra)?;
+        }
+        let slot = match self.ifaces.iter().position(Option::is_none) {
+            Some(s) => s,
+            None => {
+                self.ifaces.push(None);
+                self.ifaces.len() - 1
+            }
+        };
+        let fd = dev.as_raw_fd();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(slot), Interest::READABLE)
+            .map_err(|e| format!("cannot watch it: {e}"))?;
+        log::info!(
+            "exception path: host interface {name} up ({}, mtu {})",
+            w.addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            w.mtu
+        );
+        self.ifaces[slot] = Some(Iface {
+            name: name.to_owned(),
+            dev,
+            want: w.clone(),
+            // Whatever arrived before the registration is read at once.
+            readable: true,
+        });
+        self.by_name.insert(name.to_owned(), slot);
+        Ok(slot)
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(slot) = self.by_name.remove(name) else {
+            return;
+        };
+        if let Some(iface) = self.ifaces[slot].take() {
+            let fd = iface.dev.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            drop(iface);
+            log::info!("exception path: host interface {name} removed");
+        }
+        self.counters
+            .interfaces
+            .store(self.by_name.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Add a further address to an interface (the TUN set-up gives one): with iproute2.
+fn add_address(name: &str, net: Ipv4Net) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "addr", "add", &net.to_string(), "dev", name])
+        .output()
+        .map_err(|e| format!("ip addr add {net} dev {name}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip addr add {net} dev {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
