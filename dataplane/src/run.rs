@@ -1,7 +1,6 @@
 //! `backbone run` and `backbone smoke`: EAL, ports, workers, the supervisor loop, the
 //! final counters.
 
-use arc_swap::ArcSwap;
 use dataplane::buffer::PacketBuf;
 use dataplane::control::arp;
 use dataplane::control::pacer::ArpPacer;
@@ -14,7 +13,7 @@ use dataplane::dpdk::{
     launch_on_workers_with_main, Burst, Eal, Mempool, Port, PortConfig, PortId, BURST_MAX,
 };
 use dataplane::pipeline::{Counters, DropReason, Event, PuntReason};
-use dataplane::tables::Snapshot;
+use dataplane::tables::{Reader, Snapshot};
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{self, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
 use serde_json::{json, Map, Value};
@@ -138,10 +137,10 @@ pub fn run(
         macs.push((id, mac));
         ports.push(port);
     }
-    let state = ControlState::new(doc, cfg.clone(), macs.clone())
+    let mut state = ControlState::new(doc, cfg.clone(), macs.clone())
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let snapshots_arc = state.snapshots();
-    let snapshots: &ArcSwap<Snapshot> = &snapshots_arc;
+    let readers: Mutex<Vec<Option<Reader<Snapshot>>>> =
+        Mutex::new((0..nworkers).map(|_| Some(state.reader())).collect());
     let state = Mutex::new(state);
     let listener = match control_socket {
         Some(p) => {
@@ -226,7 +225,10 @@ pub fn run(
             let Some(queues) = slots.lock().ok().and_then(|mut s| s[w].take()) else {
                 return -1;
             };
-            let report = worker::run(w, queues, snapshots, &learned, &stop, &progress[w], epoch);
+            let Some(reader) = readers.lock().ok().and_then(|mut r| r[w].take()) else {
+                return -1;
+            };
+            let report = worker::run(w, queues, reader, &learned, &stop, &progress[w], epoch);
             if let Ok(mut r) = reports.lock() {
                 r[w] = Some(report);
             }
@@ -240,7 +242,6 @@ pub fn run(
                 &progress,
                 epoch,
                 control,
-                snapshots,
                 &learned,
                 &pool,
                 listener.as_ref(),
@@ -259,7 +260,18 @@ pub fn run(
         .into_iter()
         .map(Option::unwrap_or_default)
         .collect();
-    let snap = snapshots.load_full();
+    // The workers are gone, and their readers with them: everything old goes, here.
+    let (snap, reclaimed) = match state.lock() {
+        Ok(mut st) => {
+            st.reclaim();
+            (
+                std::sync::Arc::clone(st.snapshots().current()),
+                st.snapshots().reclaimed(),
+            )
+        }
+        Err(_) => return Err("the control state was poisoned".into()),
+    };
+    control_report.snapshots_reclaimed = reclaimed;
     let stats = final_stats(
         &cfg,
         &ids,
@@ -319,6 +331,10 @@ struct ControlReport {
     neighbors_learned: u64,
     /// Alarms for a worker that stayed on an old snapshot too long.
     worker_stalls: u64,
+    /// Most old snapshots retained at once (a worker could still hold them).
+    snapshots_retired_max: usize,
+    /// Old snapshots freed.
+    snapshots_reclaimed: u64,
     /// Per port (configuration order): link state changes seen.
     link_changes: Vec<u64>,
 }
@@ -330,7 +346,7 @@ const ARP_SCAN: Duration = Duration::from_millis(20);
 impl Control<'_, '_> {
     /// Install learned neighbours (one new snapshot for all of them), then ask for the
     /// next hops still unresolved.
-    fn tick(&mut self, snapshots: &ArcSwap<Snapshot>, learned: &LearnQueue, pool: &Mempool<'_>) {
+    fn tick(&mut self, learned: &LearnQueue, pool: &Mempool<'_>) {
         let mut entries = Vec::new();
         while let Some(e) = learned.pop() {
             entries.push(e);
@@ -354,7 +370,14 @@ impl Control<'_, '_> {
             return;
         }
         self.next_scan = now + ARP_SCAN;
-        let snap = snapshots.load();
+        let Some(snap) = self
+            .state
+            .lock()
+            .ok()
+            .map(|st| std::sync::Arc::clone(st.snapshots().current()))
+        else {
+            return;
+        };
         let mut due = Vec::new();
         self.pacer.due(
             now,
@@ -455,18 +478,22 @@ impl Control<'_, '_> {
         }
     }
 
-    /// Raise (log and count) an alarm for a worker stuck on an old snapshot, and say when
-    /// it moves on. Its old tables stay valid meanwhile: they are freed when it lets go.
-    fn watch_workers(
-        &mut self,
-        snapshots: &ArcSwap<Snapshot>,
-        progress: &[WorkerProgress],
-        events: &mut Vec<StallEvent>,
-    ) {
+    /// Free the old snapshots no worker holds any more, then raise (log and count) an alarm
+    /// for a worker stuck on an old snapshot, and say when it moves on. Its old tables stay
+    /// valid meanwhile: they are freed after it lets go.
+    fn watch_workers(&mut self, progress: &[WorkerProgress], events: &mut Vec<StallEvent>) {
+        let Some(current) = self.state.lock().ok().map(|mut st| {
+            st.reclaim();
+            let p = st.snapshots();
+            self.report.snapshots_retired_max = self.report.snapshots_retired_max.max(p.retired());
+            p.generation()
+        }) else {
+            return;
+        };
         events.clear();
         self.stalls.check(
             Instant::now(),
-            snapshots.load().generation(),
+            current,
             progress
                 .iter()
                 .map(|p| p.generation.load(Ordering::Relaxed)),
@@ -505,7 +532,6 @@ fn supervise(
     progress: &[WorkerProgress],
     epoch: Instant,
     mut control: Control<'_, '_>,
-    snapshots: &ArcSwap<Snapshot>,
     learned: &LearnQueue,
     pool: &Mempool<'_>,
     listener: Option<&UnixListener>,
@@ -540,7 +566,6 @@ fn supervise(
             progress,
             epoch,
             &mut control,
-            snapshots,
             learned,
             pool,
             ports,
@@ -567,7 +592,6 @@ fn supervise_loop(
     progress: &[WorkerProgress],
     epoch: Instant,
     control: &mut Control<'_, '_>,
-    snapshots: &ArcSwap<Snapshot>,
     learned: &LearnQueue,
     pool: &Mempool<'_>,
     ports: &[Port<'_>],
@@ -575,8 +599,8 @@ fn supervise_loop(
     let mut stall_events = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(5));
-        control.tick(snapshots, learned, pool);
-        control.watch_workers(snapshots, progress, &mut stall_events);
+        control.tick(learned, pool);
+        control.watch_workers(progress, &mut stall_events);
         control.watch_links(ports);
         if term.load(Ordering::Relaxed) {
             log::info!("signal received: stopping the workers");
@@ -692,6 +716,8 @@ fn final_stats(
         "arp_requests_deferred": control.arp_requests_deferred,
         "neighbors_learned": control.neighbors_learned,
         "worker_stalls": control.worker_stalls,
+        "snapshots_retired_max": control.snapshots_retired_max,
+        "snapshots_reclaimed": control.snapshots_reclaimed,
         "punt_dropped": reports.iter().map(|r| r.punt_dropped).sum::<u64>(),
         "workers": workers,
     })

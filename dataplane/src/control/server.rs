@@ -288,7 +288,7 @@ pub fn respond(req: &Value, state: &Mutex<ControlState>, live: Live<'_>) -> Valu
             _ => Err("lookup: \"dst\" must be an IPv4 address".into()),
         },
         "generations" => {
-            let newest = st.snapshots().load().generation();
+            let newest = st.snapshots().generation();
             let reached: Vec<u64> = workers
                 .iter()
                 .map(|w| w.generation.load(Ordering::Relaxed))
@@ -352,7 +352,7 @@ fn counters(st: &ControlState, live: Live<'_>) -> Value {
         }
     }
     let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
-    let snap = st.snapshots().load();
+    let snap = st.snapshots().current();
     let tunnels: Vec<Value> = snap
         .tunnels()
         .iter()
