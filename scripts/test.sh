@@ -11,6 +11,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== loom: the snapshot publication protocol (TESTPLAN C1)"
+scripts/loom.sh
 echo "== fuzz smoke (fuzz/: each target 10 s from its seeds and regressions; scripts/fuzz.sh runs longer)"
 cargo fmt --manifest-path fuzz/Cargo.toml --check
 scripts/fuzz.sh --smoke 10

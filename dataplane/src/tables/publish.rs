@@ -31,9 +31,18 @@
 //!
 //! The orderings: a reader's drop of its old `Arc` comes before its `Release` store of `holds`,
 //! which the publisher reads with `Acquire` before dropping that generation, so the publisher's
-//! drop is the last one. The mailbox mutex orders takes against offers and reclamation. The
-//! `loom_model` tests at the end check the protocol over every interleaving (build with
-//! `RUSTFLAGS="--cfg loom"`, which swaps the `sync` primitives below for loom's).
+//! drop is the last one. `offered` is stored with `Release` after the offer went in and loaded
+//! with `Acquire`, so a reader that sees it takes the lock after the offer. The mailbox mutex
+//! orders takes against offers and reclamation. The `loom_model` tests at the end check the
+//! protocol over every interleaving (`scripts/loom.sh` builds with `--cfg loom`, which swaps
+//! the `sync` primitives below for loom's).
+//!
+//! Why a mailbox per reader rather than one shared cell every worker loads from: with a
+//! shared cell the publisher cannot tell which generation a reader is about to take, so it
+//! must keep every generation newer than the oldest one reported (a stalled worker then pins
+//! everything published after it), and a cell that hands out borrowed references (arc-swap's
+//! guards) can make a worker's release the last one. Here the publisher puts each offer in
+//! and knows each take, so it can free exactly what no reader can hold.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -259,8 +268,9 @@ impl<T: Versioned> Reader<T> {
     /// nothing was published; never waits; never frees a publication.
     #[inline]
     pub fn refresh(&mut self) -> bool {
-        // Only a hint that something is waiting: the mailbox lock orders the rest.
-        if self.slot.0.offered.load(Ordering::Relaxed) <= self.seen {
+        // Acquire, with the publisher's Release: the offer went into the mailbox before the
+        // lock below is taken. (A plain load on x86.)
+        if self.slot.0.offered.load(Ordering::Acquire) <= self.seen {
             return false;
         }
         self.take()
