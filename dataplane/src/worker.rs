@@ -119,7 +119,6 @@ pub fn run_with_hooks<H: WorkerHooks>(
                 .generation
                 .store(snapshots.generation(), Ordering::Relaxed);
         }
-        let snap = snapshots.get();
         if iterations % 4096 == 0 {
             // Never wait for a reader: skip this round if one holds the lock.
             if let Ok(mut c) = progress.counters.try_lock() {
@@ -140,6 +139,7 @@ pub fn run_with_hooks<H: WorkerHooks>(
             received = true;
             rx_total += n as u64;
             report.bursts += 1;
+            let snap = snapshots.get();
             pipeline.process(snap, *port, &mut burst[..], &mut actions[..n]);
             hooks.in_burst(index, snap);
             for (m, action) in burst.drain().zip(actions.iter()) {
