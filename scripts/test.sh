@@ -11,6 +11,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== loom: the snapshot publication protocol (TESTPLAN C1)"
+scripts/loom.sh
 echo "== fuzz: the seeds and regressions replayed, then each target 10 s from them (scripts/fuzz.sh runs longer)"
 cargo fmt --manifest-path fuzz/Cargo.toml --check
 cargo test --manifest-path fuzz/Cargo.toml --locked

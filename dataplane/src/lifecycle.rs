@@ -233,7 +233,7 @@ impl Service {
         if !self.ready {
             let newest = state
                 .lock()
-                .map(|s| s.snapshots().load().generation())
+                .map(|s| s.snapshots().current().generation())
                 .unwrap_or(u64::MAX);
             if progress
                 .iter()

@@ -2,7 +2,6 @@
 //! final counters.
 
 use crate::lifecycle::{self, Lock, Service, SocketClaim};
-use arc_swap::ArcSwap;
 use dataplane::buffer::PacketBuf;
 use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo};
 use dataplane::control::arp;
@@ -17,7 +16,7 @@ use dataplane::dpdk::{
     launch_on_workers_with_main, Burst, Eal, Mempool, Port, PortConfig, PortId, BURST_MAX,
 };
 use dataplane::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
-use dataplane::tables::Snapshot;
+use dataplane::tables::{Reader, Snapshot};
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{self, HostQueue, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
 use serde_json::{json, Map, Value};
@@ -236,8 +235,10 @@ pub fn run(
         ports: infos,
         ..Appliance::default()
     };
-    let snapshots_arc = state.snapshots();
-    let snapshots: &ArcSwap<Snapshot> = &snapshots_arc;
+    let readers: Mutex<Vec<Option<Reader<Snapshot>>>> =
+        Mutex::new((0..nworkers).map(|_| Some(state.reader())).collect());
+    // The exception path reads the tables as a worker does.
+    let host_reader = state.reader();
     let state = Mutex::new(state);
     let listener = match control_socket {
         Some(p) => {
@@ -336,11 +337,14 @@ pub fn run(
             let Some(queues) = slots.lock().ok().and_then(|mut s| s[w].take()) else {
                 return -1;
             };
+            let Some(reader) = readers.lock().ok().and_then(|mut r| r[w].take()) else {
+                return -1;
+            };
             let report = worker::run(
                 w,
                 nworkers,
                 queues,
-                snapshots,
+                reader,
                 &learned,
                 &host_queue,
                 &stop,
@@ -366,9 +370,7 @@ pub fn run(
                         let host_stop = &host_stop;
                         std::thread::Builder::new()
                             .name("backbone-host".into())
-                            .spawn_scoped(scope, move || {
-                                exception.run(&|| snapshots.load_full(), host_stop)
-                            })
+                            .spawn_scoped(scope, move || exception.run(host_reader, host_stop))
                             .map_err(|e| log::error!("cannot start the exception path: {e}"))
                             .ok();
                     }
@@ -381,7 +383,6 @@ pub fn run(
                     &progress,
                     epoch,
                     control,
-                    snapshots,
                     &learned,
                     &pool,
                     listener.as_ref(),
@@ -408,7 +409,18 @@ pub fn run(
         .into_iter()
         .map(Option::unwrap_or_default)
         .collect();
-    let snap = snapshots.load_full();
+    // The workers are gone, and their readers with them: everything old goes, here.
+    let (snap, reclaimed) = match state.lock() {
+        Ok(mut st) => {
+            st.reclaim();
+            (
+                std::sync::Arc::clone(st.snapshots().current()),
+                st.snapshots().reclaimed(),
+            )
+        }
+        Err(_) => return Err("the control state was poisoned".into()),
+    };
+    control_report.snapshots_reclaimed = reclaimed;
     let stats = final_stats(
         &cfg,
         &ids,
@@ -434,7 +446,7 @@ pub fn run(
 
 /// Warn about ports without a control TX queue only where a next hop on them needs ARP.
 fn warn_arp_without_queue(state: &ControlState, ports: &[PortId]) {
-    let snap = state.snapshots().load();
+    let snap = state.snapshots().current();
     for &id in ports {
         let unresolved = snap.unresolved().filter(|(p, _, _)| *p == id).count();
         if unresolved > 0 {
@@ -499,6 +511,10 @@ struct ControlReport {
     arp_static_kept: u64,
     /// Alarms for a worker that stayed on an old snapshot too long.
     worker_stalls: u64,
+    /// Most old snapshots retained at once (a worker could still hold them).
+    snapshots_retired_max: usize,
+    /// Old snapshots freed.
+    snapshots_reclaimed: u64,
     /// Per port (configuration order): link state changes seen.
     link_changes: Vec<u64>,
 }
@@ -510,7 +526,7 @@ const ARP_SCAN: Duration = Duration::from_millis(20);
 impl Control<'_, '_> {
     /// Install learned neighbours (one new snapshot for all of them), then ask for the
     /// next hops still unresolved.
-    fn tick(&mut self, snapshots: &ArcSwap<Snapshot>, learned: &LearnQueue, pool: &Mempool<'_>) {
+    fn tick(&mut self, learned: &LearnQueue, pool: &Mempool<'_>) {
         let mut heard = Vec::new();
         while let Some(e) = learned.pop() {
             heard.push(e);
@@ -554,7 +570,14 @@ impl Control<'_, '_> {
             return;
         }
         self.next_scan = now + ARP_SCAN;
-        let snap = snapshots.load();
+        let Some(snap) = self
+            .state
+            .lock()
+            .ok()
+            .map(|st| std::sync::Arc::clone(st.snapshots().current()))
+        else {
+            return;
+        };
         let mut due = Vec::new();
         self.pacer.due(
             now,
@@ -660,18 +683,22 @@ impl Control<'_, '_> {
         }
     }
 
-    /// Raise (log and count) an alarm for a worker stuck on an old snapshot, and say when
-    /// it moves on. Its old tables stay valid meanwhile: they are freed when it lets go.
-    fn watch_workers(
-        &mut self,
-        snapshots: &ArcSwap<Snapshot>,
-        progress: &[WorkerProgress],
-        events: &mut Vec<StallEvent>,
-    ) {
+    /// Free the old snapshots no worker holds any more, then raise (log and count) an alarm
+    /// for a worker stuck on an old snapshot, and say when it moves on. Its old tables stay
+    /// valid meanwhile: they are freed after it lets go.
+    fn watch_workers(&mut self, progress: &[WorkerProgress], events: &mut Vec<StallEvent>) {
+        let Some(current) = self.state.lock().ok().map(|mut st| {
+            st.reclaim();
+            let p = st.snapshots();
+            self.report.snapshots_retired_max = self.report.snapshots_retired_max.max(p.retired());
+            p.generation()
+        }) else {
+            return;
+        };
         events.clear();
         self.stalls.check(
             Instant::now(),
-            snapshots.load().generation(),
+            current,
             progress
                 .iter()
                 .map(|p| p.generation.load(Ordering::Relaxed)),
@@ -710,7 +737,6 @@ fn supervise(
     progress: &[WorkerProgress],
     epoch: Instant,
     mut control: Control<'_, '_>,
-    snapshots: &ArcSwap<Snapshot>,
     learned: &LearnQueue,
     pool: &Mempool<'_>,
     listener: Option<&UnixListener>,
@@ -767,7 +793,6 @@ fn supervise(
             progress,
             epoch,
             &mut control,
-            snapshots,
             learned,
             pool,
             ports,
@@ -796,7 +821,6 @@ fn supervise_loop(
     progress: &[WorkerProgress],
     epoch: Instant,
     control: &mut Control<'_, '_>,
-    snapshots: &ArcSwap<Snapshot>,
     learned: &LearnQueue,
     pool: &Mempool<'_>,
     ports: &[Port<'_>],
@@ -806,8 +830,8 @@ fn supervise_loop(
     let mut stall_events = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(5));
-        control.tick(snapshots, learned, pool);
-        control.watch_workers(snapshots, progress, &mut stall_events);
+        control.tick(learned, pool);
+        control.watch_workers(progress, &mut stall_events);
         control.watch_links(ports);
         control.report.publish(&appliance.control);
         service.tick(control.state, progress, appliance);
@@ -955,6 +979,8 @@ fn final_stats(
         "arp_unsolicited": control.arp_unsolicited,
         "arp_static_kept": control.arp_static_kept,
         "worker_stalls": control.worker_stalls,
+        "snapshots_retired_max": control.snapshots_retired_max,
+        "snapshots_reclaimed": control.snapshots_reclaimed,
         "punt_dropped": reports.iter().map(|r| r.punt_dropped.iter().sum::<u64>()).sum::<u64>(),
         "punt_dropped_by_reason": named(PuntReason::ALL.iter().map(|&r| {
             (r.name(), reports.iter().map(|x| x.punt_dropped[r as usize]).sum::<u64>())

@@ -2,16 +2,17 @@
 //! ARP in place, buffer transmissions per port, send in bursts, free what TX refused.
 //!
 //! Nothing here is shared for writing with another worker: each worker owns its queues,
-//! its TX buffers and its counters. The snapshot is read through one `ArcSwap` load per
-//! burst; that burst boundary is the worker's quiescent point.
+//! its TX buffers and its counters. The snapshot is read through the worker's own
+//! [`Reader`]: at the top of every poll (the worker's quiescent point) one atomic load says
+//! whether a newer snapshot was published; only then does the worker take it and report the
+//! generation it reached. It never frees a snapshot: the control thread does.
 
 use crate::control::arp::{self, ArpOutcome, Heard};
 pub use crate::control::progress::WorkerProgress;
 use crate::dpdk::{Burst, Mbuf, RxQueue, TxQueue, BURST_MAX};
 use crate::pipeline::{Action, Counters, Host, Pipeline, PuntReason};
-use crate::tables::{PortIndex, Snapshot};
+use crate::tables::{PortIndex, Reader, Snapshot};
 use crate::wire::EthernetAddress;
-use arc_swap::ArcSwap;
 use core::net::Ipv4Addr;
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,18 +69,52 @@ pub type LearnQueue = ArrayQueue<(PortIndex, Ipv4Addr, EthernetAddress, Heard)>;
 /// host that does not keep up costs drops (`host_queue_full`), never a worker's time.
 pub type HostQueue = ArrayQueue<(Mbuf, Host)>;
 
+/// Where tests reach into the worker loop. Every method does nothing by default, and
+/// [`run`] uses [`NoHooks`]: the calls compile to nothing there.
+pub trait WorkerHooks {
+    /// Inside a burst: the pipeline has run on `snapshot`, nothing is sent yet. A test may
+    /// block here to stall the worker while it holds `snapshot`.
+    #[inline(always)]
+    fn in_burst(&self, _worker: usize, _snapshot: &Snapshot) {}
+}
+
+/// The hooks of production: none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl WorkerHooks for NoHooks {}
+
 /// Run worker `index` of `workers` until `stop` is set, then flush and report.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     index: usize,
     workers: usize,
-    mut queues: WorkerQueues<'_>,
-    snapshots: &ArcSwap<Snapshot>,
+    queues: WorkerQueues<'_>,
+    snapshots: Reader<Snapshot>,
     learned: &LearnQueue,
     host: &HostQueue,
     stop: &AtomicBool,
     progress: &WorkerProgress,
     epoch: Instant,
+) -> WorkerReport {
+    run_with_hooks(
+        index, workers, queues, snapshots, learned, host, stop, progress, epoch, &NoHooks,
+    )
+}
+
+/// [`run`], with test hooks.
+#[allow(clippy::too_many_arguments)]
+pub fn run_with_hooks<H: WorkerHooks>(
+    index: usize,
+    workers: usize,
+    mut queues: WorkerQueues<'_>,
+    mut snapshots: Reader<Snapshot>,
+    learned: &LearnQueue,
+    host: &HostQueue,
+    stop: &AtomicBool,
+    progress: &WorkerProgress,
+    epoch: Instant,
+    hooks: &H,
 ) -> WorkerReport {
     let mut pipeline = Pipeline::for_worker(index, workers);
     // Read only when an ICMP error is about to be sent.
@@ -94,14 +129,19 @@ pub fn run(
     let mut actions = [Action::Drop(crate::pipeline::DropReason::NoRoute); BURST_MAX];
     let mut rx_total = 0u64;
 
+    progress
+        .generation
+        .store(snapshots.generation(), Ordering::Relaxed);
     let mut iterations = 0u64;
     while !stop.load(Ordering::Relaxed) {
         iterations += 1;
-        // The generation this worker has reached: every loop, so that an idle worker
-        // reports (and stops holding) the newest snapshot too.
-        progress
-            .generation
-            .store(snapshots.load().generation(), Ordering::Relaxed);
+        // The quiescent point, on every loop, so that an idle worker moves to (and reports)
+        // the newest snapshot too.
+        if snapshots.refresh() {
+            progress
+                .generation
+                .store(snapshots.generation(), Ordering::Relaxed);
+        }
         if iterations % 4096 == 0 {
             // Never wait for a reader: skip this round if one holds the lock.
             if let Ok(mut c) = progress.counters.try_lock() {
@@ -123,8 +163,9 @@ pub fn run(
             received = true;
             rx_total += n as u64;
             report.bursts += 1;
-            let snap = snapshots.load();
-            pipeline.process(&snap, *port, &mut burst[..], &mut actions[..n]);
+            let snap = snapshots.get();
+            pipeline.process(snap, *port, &mut burst[..], &mut actions[..n]);
+            hooks.in_burst(index, snap);
             for (m, action) in burst.drain().zip(actions.iter()) {
                 let mut m = m;
                 let out = match *action {
@@ -203,9 +244,6 @@ pub fn run(
                 .last_rx_ms
                 .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
             progress.rx_packets.store(rx_total, Ordering::Relaxed);
-            progress
-                .generation
-                .store(report.generation, Ordering::Relaxed);
         }
     }
     for (slot, buf) in pending.iter_mut().enumerate() {

@@ -7,13 +7,13 @@
 //! Port 0 (`net_pcap0`) replays the mixed traffic and writes what the worker sends back on it;
 //! port 1 (`net_ring0`) is the Internet port, on which this worker has no TX queue.
 
-use arc_swap::ArcSwap;
 use backbone_tests::{file_prefix, scapy, scratch_dir, wait_until};
 use dataplane::config::builder_from_config;
 use dataplane::dpdk::{launch_on_workers_with_main, Eal, Mempool, Port, PortConfig};
 use dataplane::pipeline::{DropReason, PuntReason};
+use dataplane::tables::Publisher;
 use dataplane::wire::EthernetAddress;
-use dataplane::worker::{self, LearnQueue, WorkerProgress, WorkerQueues};
+use dataplane::worker::{self, HostQueue, LearnQueue, WorkerProgress, WorkerQueues};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -128,7 +128,8 @@ wrpcap("{input}", frames)
         .zip(ids)
         .map(|(p, id)| (id, EthernetAddress(p.mac.expect("mac").0)))
         .collect();
-    let snapshots = ArcSwap::new(builder_from_config(&cfg, &macs).build().expect("tables"));
+    let mut snapshots = Publisher::new(builder_from_config(&cfg, &macs).build().expect("tables"));
+    let reader = std::sync::Mutex::new(Some(snapshots.reader()));
 
     // A TX queue on port 0 only: what the tables route to port 1 finds none.
     let (mut rx0, mut tx0) = ports[0].take_queues().expect("queues");
@@ -138,6 +139,7 @@ wrpcap("{input}", frames)
     };
     let queues = std::sync::Mutex::new(Some(queues));
     let learned = LearnQueue::new(16);
+    let host = HostQueue::new(16);
     let stop = AtomicBool::new(false);
     let progress = WorkerProgress::default();
     let report = std::sync::Mutex::new(None);
@@ -150,7 +152,10 @@ wrpcap("{input}", frames)
             let Some(q) = queues.lock().ok().and_then(|mut q| q.take()) else {
                 return -1;
             };
-            let r = worker::run(0, 1, q, &snapshots, &learned, &stop, &progress, epoch);
+            let Some(snapshots) = reader.lock().ok().and_then(|mut r| r.take()) else {
+                return -1;
+            };
+            let r = worker::run(0, 1, q, snapshots, &learned, &host, &stop, &progress, epoch);
             *report.lock().expect("report") = Some(r);
             0
         },
@@ -207,9 +212,12 @@ wrpcap("{input}", frames)
     // counted as having no TX queue; the other punts freed and counted.
     assert_eq!(r.arp_replies, ROUNDS);
     assert_eq!(
-        r.punt_dropped, ROUNDS,
-        "the UDP packets: no control path yet"
+        r.punt_dropped[PuntReason::Local as usize],
+        ROUNDS,
+        "the UDP packets: no host interface on this port"
     );
+    assert_eq!(r.punt_dropped.iter().sum::<u64>(), ROUNDS);
+    assert_eq!(r.host_queued, 0);
     assert_eq!(r.tx_no_queue, ROUNDS, "port 1's packets found no TX queue");
     // The expired TTLs were answered, into initech's tunnel.
     let icmp: u64 = c.icmp_sent.iter().sum();

@@ -7,13 +7,13 @@
 //! pcap file (the PMD allocates an mbuf per packet from our pool). Port 1 (`net_ring0`) is
 //! the Internet port; its ring has 1,023 slots and nothing reads it until the test does.
 
-use arc_swap::ArcSwap;
 use backbone_tests::{file_prefix, pcap, scratch_dir, wait_for, wait_until};
 use dataplane::buffer::PacketBuf;
 use dataplane::config::builder_from_config;
 use dataplane::dpdk::{launch_on_workers_with_main, Burst, Eal, Mempool, Port, PortConfig};
+use dataplane::tables::Publisher;
 use dataplane::wire::EthernetAddress;
-use dataplane::worker::{self, LearnQueue, WorkerProgress, WorkerQueues};
+use dataplane::worker::{self, HostQueue, LearnQueue, WorkerProgress, WorkerQueues};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -152,7 +152,8 @@ fn pool_exhaustion_and_a_full_tx_queue_are_counted_survived_and_leak_nothing() {
         .zip(ids)
         .map(|(p, id)| (id, EthernetAddress(p.mac.expect("mac").0)))
         .collect();
-    let snapshots = ArcSwap::new(builder_from_config(&cfg, &macs).build().expect("tables"));
+    let mut snapshots = Publisher::new(builder_from_config(&cfg, &macs).build().expect("tables"));
+    let reader = std::sync::Mutex::new(Some(snapshots.reader()));
 
     let (mut rx0, mut tx0) = ports[0].take_queues().expect("queues");
     let (mut ring_rx, mut tx1) = ports[1].take_queues().expect("queues");
@@ -167,6 +168,7 @@ fn pool_exhaustion_and_a_full_tx_queue_are_counted_survived_and_leak_nothing() {
     };
     let queues = std::sync::Mutex::new(Some(queues));
     let learned = LearnQueue::new(16);
+    let host = HostQueue::new(16);
     let stop = AtomicBool::new(false);
     let progress = WorkerProgress::default();
     let report = std::sync::Mutex::new(None);
@@ -181,7 +183,10 @@ fn pool_exhaustion_and_a_full_tx_queue_are_counted_survived_and_leak_nothing() {
             let Some(q) = queues.lock().ok().and_then(|mut q| q.take()) else {
                 return -1;
             };
-            let r = worker::run(0, 1, q, &snapshots, &learned, &stop, &progress, epoch);
+            let Some(snapshots) = reader.lock().ok().and_then(|mut r| r.take()) else {
+                return -1;
+            };
+            let r = worker::run(0, 1, q, snapshots, &learned, &host, &stop, &progress, epoch);
             *report.lock().expect("report") = Some(r);
             0
         },

@@ -17,7 +17,7 @@
 
 use crate::dpdk::{Burst, Mempool, TxQueue};
 use crate::pipeline::{Action, Counters, Host, Pipeline};
-use crate::tables::{PortIndex, Snapshot, TunnelId};
+use crate::tables::{PortIndex, Reader, Snapshot, TunnelId};
 use crate::worker::HostQueue;
 use ipnet::Ipv4Net;
 use mio::unix::SourceFd;
@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The control TX queue of each port, by port id: shared by the control thread (ARP
@@ -169,16 +169,18 @@ impl<'a, 'p> Exception<'a, 'p> {
     }
 
     /// Run until `stop` is set; then remove every interface and free what waits.
-    pub fn run(mut self, snapshot: &(dyn Fn() -> Arc<Snapshot> + Sync), stop: &AtomicBool) {
+    pub fn run(mut self, mut snapshots: Reader<Snapshot>, stop: &AtomicBool) {
         let mut events = Events::with_capacity(256);
         while !stop.load(Ordering::Relaxed) {
-            let snap = snapshot();
+            // Between two loops it holds one snapshot, as a worker does between two polls.
+            snapshots.refresh();
+            let snap = snapshots.get();
             let now = Instant::now();
             if now >= self.next_reconcile || self.generation != Some(snap.generation()) {
-                self.reconcile(&snap, now);
+                self.reconcile(snap, now);
                 self.next_reconcile = now + RECONCILE;
             }
-            let busy = self.read_host(&snap) | self.write_host();
+            let busy = self.read_host(snap) | self.write_host();
             let timeout = if busy { Duration::ZERO } else { IDLE_POLL };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != ErrorKind::Interrupted {

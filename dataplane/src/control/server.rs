@@ -396,7 +396,7 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
         "interfaces" => Ok(json!({"interfaces": interfaces(&st, live, false)})),
         "status" => Ok(status(&st, live)),
         "clear_counters" => {
-            let generation = st.snapshots().load().generation();
+            let generation = st.snapshots().current().generation();
             let (totals, _) = gather(live);
             if let Ok(mut b) = live.appliance.baseline.lock() {
                 *b = Some(Baseline {
@@ -411,7 +411,7 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
         "diff" => st.diff().map(|(file, differences)| {
             json!({
                 "file": file.display().to_string(),
-                "generation": st.snapshots().load().generation(),
+                "generation": st.snapshots().current().generation(),
                 "differences": differences.iter().map(|d| json!({
                     "section": d.section,
                     "key": d.key,
@@ -427,7 +427,7 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
         }),
         "save" => st.save(who).map(|(file, changed)| {
             json!({"file": file.display().to_string(), "changed": changed,
-                   "generation": st.snapshots().load().generation()})
+                   "generation": st.snapshots().current().generation()})
         }),
         "reload" => {
             let r = st.reload(who);
@@ -438,7 +438,9 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
             };
             r.map(|g| match g {
                 Some(g) => json!({"generation": g, "changed": true}),
-                None => json!({"generation": st.snapshots().load().generation(), "changed": false}),
+                None => {
+                    json!({"generation": st.snapshots().current().generation(), "changed": false})
+                }
             })
         }
         "list_neighbors" => Ok(json!({"neighbors": st.list_neighbors()})),
@@ -447,7 +449,7 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
             _ => Err("lookup: \"dst\" must be an IPv4 address".into()),
         },
         "generations" => {
-            let newest = st.snapshots().load().generation();
+            let newest = st.snapshots().generation();
             let reached: Vec<u64> = workers
                 .iter()
                 .map(|w| w.generation.load(Ordering::Relaxed))
@@ -599,7 +601,7 @@ fn port_counters(totals: &Totals, i: usize, slot: usize) -> Map<String, Value> {
 pub fn counters(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
     let (totals, copies, since) = counted(live, raw);
     let total = &totals.counters;
-    let snap = st.snapshots().load();
+    let snap = st.snapshots().current();
     let tunnels: Vec<Value> = snap
         .tunnels()
         .iter()
@@ -712,7 +714,7 @@ pub fn interfaces(st: &ControlState, live: Live<'_>, raw: bool) -> Vec<Value> {
 /// The `status` answer.
 pub fn status(st: &ControlState, live: Live<'_>) -> Value {
     let a = &live.appliance.about;
-    let snap = st.snapshots().load();
+    let snap = st.snapshots().current();
     json!({
         "version": a.version,
         "dpdk": a.dpdk,

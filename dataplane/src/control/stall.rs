@@ -1,8 +1,8 @@
-//! Stalled workers. A worker reads the newest snapshot at every poll and publishes the
-//! generation it holds ([`super::progress::WorkerProgress`]); an old snapshot is freed when
-//! the last worker holding it moves on (reference counting), so a worker stuck inside a
-//! burst delays reclamation (its tables stay valid: no use after free) but must not go
-//! unnoticed. The control thread asks [`StallWatch::check`] on every tick: a worker that has
+//! Stalled workers. A worker takes the newest snapshot at every poll and publishes the
+//! generation it holds ([`super::progress::WorkerProgress`]); the control thread frees an old
+//! snapshot once no worker can hold it ([`crate::tables::publish`]), so a worker stuck inside
+//! a burst keeps its own snapshot alive (its tables stay valid: no use after free; nothing
+//! newer is kept for it) but must not go unnoticed. The control thread asks [`StallWatch::check`] on every tick: a worker that has
 //! stayed on one old generation for longer than the threshold raises one alarm, and one
 //! notice when it moves on again.
 

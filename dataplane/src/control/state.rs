@@ -4,22 +4,21 @@
 //! Every change, from the API or from ARP, goes through [`ControlState::apply`]: the edits
 //! are made on a copy of the document, the whole result is validated exactly as a file is,
 //! the builder brings its tables up to date (copy-on-write), and the new snapshot is
-//! published with one atomic swap. Workers pick it up at their next burst; the old one is
-//! freed when the last worker drops its reference (a stalled worker delays that, nothing
-//! else). On any error nothing changes and the error names the field.
+//! published through the [`Publisher`]. Workers pick it up at their next burst; the old one
+//! is freed here, on the control side, once no worker can hold it ([`ControlState::reclaim`]:
+//! a stalled worker keeps its own snapshot alive, nothing else). On any error nothing
+//! changes and the error names the field.
 
 use super::audit;
 use crate::config::builder_from_config;
 use crate::lpm::Ipv4Prefix;
-use crate::tables::{PortIndex, RouteTarget, Snapshot, SnapshotBuilder, Target};
+use crate::tables::{PortIndex, Publisher, Reader, RouteTarget, Snapshot, SnapshotBuilder, Target};
 use crate::wire::EthernetAddress;
-use arc_swap::ArcSwap;
 use core::net::Ipv4Addr;
 use pipeline_config::{ConfigDocument, Difference, ValidatedConfig};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// What differs between `running` and `new` that only a restart can change: a port
 /// (its static neighbours excepted: they change at run time), `[eal]`, `[workers]`.
@@ -60,7 +59,7 @@ pub struct ControlState {
     builder: SnapshotBuilder,
     /// Neighbours learned by ARP (static entries override them).
     learned: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
-    snapshots: Arc<ArcSwap<Snapshot>>,
+    snapshots: Publisher<Snapshot>,
     /// The configuration file the appliance runs from (`ctl save`, `ctl diff`, SIGHUP).
     file: Option<PathBuf>,
     /// Routes set through the API since the configuration was last loaded or saved, with
@@ -92,7 +91,7 @@ impl ControlState {
             ports,
             builder,
             learned: HashMap::new(),
-            snapshots: Arc::new(ArcSwap::new(first)),
+            snapshots: Publisher::new(first),
             file: None,
             runtime_routes: HashMap::new(),
         })
@@ -109,9 +108,22 @@ impl ControlState {
         self.file.as_deref()
     }
 
-    /// Where workers load the snapshot from.
-    pub fn snapshots(&self) -> Arc<ArcSwap<Snapshot>> {
-        Arc::clone(&self.snapshots)
+    /// The published snapshots: the current one, and how many old ones are still retained.
+    pub fn snapshots(&self) -> &Publisher<Snapshot> {
+        &self.snapshots
+    }
+
+    /// A worker's handle on the snapshots: it holds the current one and is offered every
+    /// later one. Make one per worker before it starts.
+    pub fn reader(&mut self) -> Reader<Snapshot> {
+        self.snapshots.reader()
+    }
+
+    /// Free the old snapshots no worker can hold any more (publication does it too); returns
+    /// how many went. Call it on every control tick, so that a worker that moves on after a
+    /// stall lets its old tables go without waiting for the next change.
+    pub fn reclaim(&mut self) -> usize {
+        self.snapshots.reclaim()
     }
 
     /// DPDK port id and MAC of each configured port, in configuration order.
@@ -265,7 +277,7 @@ impl ControlState {
         if changed {
             audit::write_atomically(&path, &text)?;
         }
-        let generation = self.snapshots.load().generation();
+        let generation = self.snapshots.current().generation();
         log::info!(
             target: audit::TARGET,
             "generation {generation}: {who}: saved the running configuration to {}{}",
@@ -332,7 +344,7 @@ impl ControlState {
         match self.builder.build() {
             Ok(snap) => {
                 let generation = snap.generation();
-                self.snapshots.store(snap);
+                self.snapshots.publish(snap);
                 Ok(generation)
             }
             Err(e) => {
@@ -358,7 +370,7 @@ impl ControlState {
 
     /// The tunnels of the running snapshot.
     pub fn list_tunnels(&self) -> Value {
-        let snap = self.snapshots.load();
+        let snap = self.snapshots.current();
         Value::Array(
             snap.tunnels()
                 .iter()
@@ -420,7 +432,7 @@ impl ControlState {
             Value::Array(v) => v,
             _ => Vec::new(),
         };
-        let snap = self.snapshots.load();
+        let snap = self.snapshots.current();
         let tunnels: HashMap<&str, _> = snap
             .tunnels()
             .iter()
@@ -497,7 +509,7 @@ impl ControlState {
     /// A blackhole route and a missing route both drop as `no_route`; `via` says which:
     /// `{"blackhole": true, "no_route": true}` or `{"no_route": true}`.
     pub fn lookup(&self, dst: Ipv4Addr) -> Value {
-        let snap = self.snapshots.load();
+        let snap = self.snapshots.current();
         let target = snap.routes().lookup(dst).map(|nh| snap.target(nh));
         let what = match target {
             None => json!({"no_route": true}),

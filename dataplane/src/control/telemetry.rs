@@ -90,7 +90,7 @@ pub fn answer(cmd: &str, params: &str, st: &ControlState, live: Live<'_>) -> Opt
                 .map(|w| w.generation.load(Ordering::Relaxed)).collect::<Vec<_>>(),
             "rx_packets": live.workers.iter()
                 .map(|w| w.rx_packets.load(Ordering::Relaxed)).collect::<Vec<_>>(),
-            "newest_generation": st.snapshots().load().generation(),
+            "newest_generation": st.snapshots().current().generation(),
         })),
         _ => None,
     }

@@ -1,9 +1,12 @@
 //! The tables a worker reads: tunnels, neighbours, our addresses, routes, all gathered in
-//! one immutable [`Snapshot`] made by a validating [`SnapshotBuilder`].
+//! one immutable [`Snapshot`] made by a validating [`SnapshotBuilder`], and handed to the
+//! workers by a [`Publisher`].
 
+pub mod publish;
 pub mod snapshot;
 pub mod tunnel;
 
+pub use publish::{Publisher, Reader, Versioned};
 pub use snapshot::{
     BuildError, IcmpLimit, PortEntry, PortRoles, RouteTarget, Snapshot, SnapshotBuilder, Target,
 };

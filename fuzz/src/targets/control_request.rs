@@ -79,7 +79,7 @@ thread_local! {
 /// What a refused request must leave as it was.
 fn observable(st: &ControlState) -> (u64, Value, Value, Value) {
     (
-        st.snapshots().load().generation(),
+        st.snapshots().generation(),
         st.list_tunnels(),
         st.list_routes(),
         st.list_neighbors(),
