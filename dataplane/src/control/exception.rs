@@ -432,12 +432,22 @@ impl<'a, 'p> Exception<'a, 'p> {
     /// Create `name` with its first address, MTU, up; add the other addresses.
     fn create(&mut self, name: &str, w: &Want) -> Result<usize, String> {
         let mut config = tun::Configuration::default();
-        config.tun_name(name).mtu(w.mtu).up();
+        config.tun_name(name).mtu(w.mtu);
         if let Some(first) = w.addrs.first() {
             config.address(first.addr()).netmask(first.netmask());
         }
-        let dev = tun::create(&config).map_err(|e| e.to_string())?;
+        let mut dev = tun::create(&config).map_err(|e| e.to_string())?;
         dev.set_nonblock().map_err(|e| e.to_string())?;
+        // IPv4 only for now: no IPv6 link-local address, router solicitations or neighbour
+        // discovery from the host into a tunnel (they would be dropped as bad_ipv4). Where
+        // the kernel has no IPv6 there is nothing to turn off.
+        let v6 = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+        if std::path::Path::new(&v6).exists() {
+            if let Err(e) = std::fs::write(&v6, "1") {
+                log::debug!("exception path: {v6}: {e}");
+            }
+        }
+        tun::AbstractDevice::enabled(&mut dev, true).map_err(|e| e.to_string())?;
         for extra in w.addrs.iter().skip(1) {
             add_address(name, *extra)?;
         }
