@@ -320,6 +320,7 @@ remote = "172.16.3.2"
 port = "to-c"
 prefixes = ["10.3.0.0/16"]
 link = "169.254.3.1/31"          # bb-site-c in the appliance's namespace; router C is .0
+probe = true                     # no BGP: the appliance probes the tunnel itself
 EOF
 }
 

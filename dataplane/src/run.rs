@@ -5,7 +5,7 @@ use crate::lifecycle::{self, Lock, Service, SocketClaim};
 use dataplane::buffer::PacketBuf;
 use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo};
 use dataplane::control::arp;
-use dataplane::control::exception::{ControlTx, Exception};
+use dataplane::control::exception::{ControlTx, Exception, ProbeTimers};
 use dataplane::control::pacer::ArpPacer;
 use dataplane::control::progress::{PortHealth, PortsHealth};
 use dataplane::control::server;
@@ -364,6 +364,10 @@ pub fn run(
                     &appliance.host,
                     port_names,
                     nworkers,
+                    ProbeTimers {
+                        interval: Duration::from_millis(cfg.health.probe_interval_ms.into()),
+                        misses: cfg.health.probe_misses,
+                    },
                 ) {
                     Ok(exception) => {
                         let host_stop = &host_stop;

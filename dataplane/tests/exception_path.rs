@@ -298,3 +298,80 @@ fn what_the_host_sends_is_checked_like_anything_from_the_wire() {
         Action::Drop(_)
     ));
 }
+
+#[test]
+fn a_probe_goes_into_its_tunnel_and_its_reply_comes_back_for_the_prober() {
+    use dataplane::pipeline::probe::{parse_reply, probe_packet, ProbeReply};
+    let mut lab = lab();
+    let c = tunnel(&lab, "c");
+    let p = ProbeReply {
+        slot: c.0,
+        nonce: 0x1234_5678,
+        seq: 9,
+        sent_ns: 42,
+    };
+    let inner = probe_packet(L1, &p);
+    // The probe: the inner packet an echo reply from our endpoint to itself, as scapy
+    // reads it, encapsulated into tunnel c (IP in IP) to its router.
+    check_fields(
+        "the probe's inner packet",
+        &[&[0u8; 12][..], &[8, 0], &inner[..]].concat(),
+        &[
+            ("p[IP].src", "192.0.2.1"),
+            ("p[IP].dst", "192.0.2.1"),
+            ("p[IP].ttl", "64"),
+            ("p[ICMP].type", "0"),
+            ("p[ICMP].id", "47873"),
+            ("p[ICMP].seq", "9"),
+            ("ip_ok(p[IP], f)", "True"),
+            ("checksum(bytes(p[ICMP]))", "0"),
+        ],
+    );
+    let mut pipe = Pipeline::for_host(1);
+    let mut buf = TestBuf::with_headroom(&inner, 128);
+    assert_eq!(
+        pipe.inject(&mut buf, &lab.snap, Host::Tunnel(c)),
+        Action::Transmit(CLIENT_PORT)
+    );
+    let sent = buf.data().to_vec();
+    check_fields(
+        "the probe on the wire",
+        &sent,
+        &[
+            ("p[IP].src", "192.0.2.1"),
+            ("p[IP].dst", "198.51.100.3"),
+            ("p[IP].proto", "4"),
+            ("ip_ok(p[IP], f)", "True"),
+        ],
+    );
+    assert_eq!(&sent[14 + 20..], &inner[..], "the inner packet, unchanged");
+    // The router decapsulates and routes the inner packet: it comes back natively, to us.
+    let back = [&sent[..14], &sent[14 + 20..]].concat();
+    let mut back = back;
+    back[0..6].copy_from_slice(&MAC_P0.0);
+    back[6..12].copy_from_slice(&remote_mac(3).0);
+    let (a, out) = lab.send(CLIENT_PORT, &back);
+    assert_eq!(
+        a,
+        Action::Deliver {
+            to: Host::Prober,
+            punt: PuntReason::Probe
+        }
+    );
+    assert_eq!(
+        parse_reply(&out),
+        Some(p),
+        "the prober reads its probe back"
+    );
+    assert_eq!(lab.counters().punt_count(PuntReason::Probe), 1);
+    // Someone's echo reply to us without our magic is no probe reply.
+    let f = pkt("e0()/IP(src=RC, dst=L1)/ICMP(type=0, id=0xbb01, seq=9)/Raw(b'x' * 28)");
+    let (a, _) = lab.send(CLIENT_PORT, &f);
+    assert_ne!(
+        a,
+        Action::Deliver {
+            to: Host::Prober,
+            punt: PuntReason::Probe
+        }
+    );
+}

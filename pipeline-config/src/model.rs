@@ -27,6 +27,16 @@ pub struct ValidatedConfig {
     pub icmp: IcmpConfig,
     /// `[bgp]`: BGP with the client routers, where there is one.
     pub bgp: Option<BgpConfig>,
+    /// `[health]`: the in-tunnel probes' timers.
+    pub health: HealthConfig,
+}
+
+/// `[health]`: how often the appliance probes a tunnel, and how many missed probes make it
+/// down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub probe_interval_ms: u32,
+    pub probe_misses: u32,
 }
 
 /// `[bgp]`: the edge's BGP with the client routers, run by FRR beside the appliance.
@@ -167,6 +177,10 @@ pub struct TunnelConfig {
     pub link: Option<Ipv4Net>,
     /// An eBGP session with the client router inside the tunnel, where there is one.
     pub bgp: Option<TunnelBgp>,
+    /// Probed by the appliance (in-tunnel probes).
+    pub probe: bool,
+    /// While the tunnel is down, its prefixes fall back to native forwarding.
+    pub fallback: bool,
 }
 
 /// The prefix of every host interface's name: `bb-<port or tunnel name>`.

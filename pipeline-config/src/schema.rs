@@ -52,6 +52,50 @@ pub(crate) struct RawConfig {
     /// `[bgp]`; default (absent): no BGP with the client routers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<RawBgp>,
+    /// `[health]`; default: probes every 300 ms, down after 3 missed.
+    #[serde(default, skip_serializing_if = "RawHealth::is_default")]
+    pub health: RawHealth,
+}
+
+/// Default interval between two in-tunnel probes, ms.
+pub const DEFAULT_PROBE_INTERVAL_MS: u32 = 300;
+/// Default probes missed in a row that make a tunnel down.
+pub const DEFAULT_PROBE_MISSES: u32 = 3;
+
+/// `[health]`: the in-tunnel probes' timers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
+pub(crate) struct RawHealth {
+    /// Interval between probes, ms; default [`DEFAULT_PROBE_INTERVAL_MS`].
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval_ms: i64,
+    /// Probes missed in a row that make a tunnel down; default [`DEFAULT_PROBE_MISSES`].
+    #[serde(default = "default_probe_misses")]
+    pub probe_misses: i64,
+}
+
+fn default_probe_interval() -> i64 {
+    DEFAULT_PROBE_INTERVAL_MS.into()
+}
+
+fn default_probe_misses() -> i64 {
+    DEFAULT_PROBE_MISSES.into()
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth {
+            probe_interval_ms: default_probe_interval(),
+            probe_misses: default_probe_misses(),
+        }
+    }
+}
+
+impl RawHealth {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Default BFD interval, milliseconds (transmit and receive).
@@ -267,6 +311,13 @@ pub(crate) struct RawTunnel {
     /// BFD on the client's BGP session; default (absent): true where there is a session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<bool>,
+    /// In-tunnel health probes from the appliance; default (absent): false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<bool>,
+    /// While the tunnel is down, its prefixes fall back to native forwarding; default
+    /// (absent): true where a port has the internet role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<bool>,
 }
 
 /// `[[route]]`
@@ -349,6 +400,7 @@ table_only! {
     RawRoute: "a [[route]] table",
     RawIcmp: "the [icmp] table",
     RawBgp: "the [bgp] table",
+    RawHealth: "the [health] table",
 }
 
 fn default_port_mtu() -> i64 {

@@ -18,9 +18,9 @@
 
 use crate::error::ConfigError;
 use crate::model::{
-    header_len, BgpConfig, IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig,
-    RouteTarget, TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX,
-    MAX_INTERFACE_NAME,
+    header_len, BgpConfig, HealthConfig, IcmpConfig, NeighborConfig, PortConfig, PortRef,
+    RouteConfig, RouteTarget, TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig,
+    HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{
     IntOrWord, RawBgp, RawConfig, RawPort, RawRoute, RawTunnel, ICMP_LIMIT_RANGE, MIN_INNER_MTU,
@@ -75,6 +75,20 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         routes,
         icmp,
         bgp: v.bgp,
+        health: HealthConfig {
+            probe_interval_ms: v.ranged(
+                "health.probe_interval_ms".into(),
+                raw.health.probe_interval_ms,
+                &(10..=60_000),
+                "an interval in milliseconds",
+            )?,
+            probe_misses: v.ranged(
+                "health.probe_misses".into(),
+                raw.health.probe_misses,
+                &(1..=100),
+                "a number of probes",
+            )?,
+        },
     })
 }
 
@@ -853,6 +867,10 @@ impl Validator<'_> {
             // Checked in `tunnels`, after the receive identity.
             link: None,
             bgp: None,
+            probe: t.probe.unwrap_or(false),
+            fallback: t
+                .fallback
+                .unwrap_or_else(|| ports.iter().any(|p| p.roles.contains(&Role::Internet))),
             mode,
             local,
             remote,

@@ -288,6 +288,10 @@ enum Kind {
     BfdInterval,
     /// `[bgp] bfd_multiplier`: 2 to 255.
     BfdMultiplier,
+    /// `[health] probe_interval_ms`: 10 to 60,000.
+    ProbeInterval,
+    /// `[health] probe_misses`: 1 to 100.
+    ProbeMisses,
 }
 
 /// Every field of the schema, by section and key (CONFIG.md's field reference).
@@ -338,6 +342,10 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("bgp", "max_prefix_len", Kind::MaxPrefixLen),
     ("bgp", "bfd_interval_ms", Kind::BfdInterval),
     ("bgp", "bfd_multiplier", Kind::BfdMultiplier),
+    ("tunnel", "probe", Kind::Flag),
+    ("tunnel", "fallback", Kind::Flag),
+    ("health", "probe_interval_ms", Kind::ProbeInterval),
+    ("health", "probe_misses", Kind::ProbeMisses),
 ];
 
 /// The section (`port.neighbor`) and key of a field; its kind; for an element of an
@@ -587,6 +595,8 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
         Kind::MaxPrefixLen => ints(&[7, 33]),
         Kind::BfdInterval => ints(&[9, 60_001]),
         Kind::BfdMultiplier => ints(&[1, 256]),
+        Kind::ProbeInterval => ints(&[9, 60_001]),
+        Kind::ProbeMisses => ints(&[0, 101]),
     };
     if matches!(
         kind,
@@ -602,6 +612,8 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             | Kind::MaxPrefixLen
             | Kind::BfdInterval
             | Kind::BfdMultiplier
+            | Kind::ProbeInterval
+            | Kind::ProbeMisses
     ) {
         v.extend(ints(&[-1, TWO_40]));
     }

@@ -132,6 +132,8 @@ pub struct HostCounters {
     /// A recent copy of the exception path's pipeline counters (drops by reason, and what
     /// it sent per port and tunnel).
     pub pipeline: Mutex<Counters>,
+    /// The in-tunnel probes: each probed tunnel's health, and the changes not yet acted on.
+    pub probes: Mutex<super::health::ProbeBoard>,
 }
 
 impl HostCounters {

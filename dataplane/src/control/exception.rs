@@ -16,7 +16,9 @@
 //! removed when the appliance stops (a TUN interface lives as long as its descriptor).
 
 pub use super::appliance::HostCounters;
+use super::health::Prober;
 use crate::dpdk::{Burst, Mempool, TxQueue};
+use crate::pipeline::probe::{self, ProbeReply};
 use crate::pipeline::{Action, Host, Pipeline};
 use crate::tables::{PortIndex, Reader, Snapshot, TunnelId};
 use crate::worker::HostQueue;
@@ -95,6 +97,17 @@ pub struct Exception<'a, 'p> {
     buf: Box<[u8; READ_MAX]>,
     /// The pipeline counted something its shared copy does not show yet.
     dirty: bool,
+    /// In-tunnel probes of the tunnels that ask for them.
+    prober: Prober,
+    /// The prober's clock: probes carry their send time from it.
+    epoch: Instant,
+}
+
+/// How often probes go and how many missed make a tunnel down.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeTimers {
+    pub interval: Duration,
+    pub misses: u32,
 }
 
 impl std::fmt::Debug for Exception<'_, '_> {
@@ -115,6 +128,7 @@ impl<'a, 'p> Exception<'a, 'p> {
         counters: &'a HostCounters,
         port_names: Vec<(PortIndex, String)>,
         workers: usize,
+        timers: ProbeTimers,
     ) -> std::io::Result<Self> {
         let nports = port_names
             .iter()
@@ -139,6 +153,16 @@ impl<'a, 'p> Exception<'a, 'p> {
             pending: (0..nports).map(|_| Burst::new()).collect(),
             buf: Box::new([0; READ_MAX]),
             dirty: false,
+            prober: Prober::new(
+                timers.interval,
+                timers.misses,
+                // Nonces differ from run to run: the time and the process.
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+                    ^ u64::from(std::process::id()) << 32,
+            ),
+            epoch: Instant::now(),
         })
     }
 
@@ -154,6 +178,7 @@ impl<'a, 'p> Exception<'a, 'p> {
                 self.reconcile(snap, now);
                 self.next_reconcile = now + RECONCILE;
             }
+            self.probe(snap, now);
             let busy = self.read_host(snap) | self.write_host();
             let timeout = if busy { Duration::ZERO } else { IDLE_POLL };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -296,6 +321,13 @@ impl<'a, 'p> Exception<'a, 'p> {
             let slot = match host {
                 Host::Tunnel(id) => self.by_tunnel.get(&id),
                 Host::Port(p) => self.by_port.get(&p),
+                Host::Prober => {
+                    let reply = probe::parse_reply(crate::buffer::PacketBuf::data(&m));
+                    if let Some(r) = reply {
+                        self.probe_reply(&r);
+                    }
+                    continue;
+                }
             };
             let iface = slot
                 .and_then(|&s| self.ifaces.get_mut(s))
@@ -363,9 +395,17 @@ impl<'a, 'p> Exception<'a, 'p> {
         want
     }
 
-    /// Make the interfaces what the tables ask for.
+    /// Make the interfaces and the probed tunnels what the tables ask for.
     fn reconcile(&mut self, snap: &Snapshot, now: Instant) {
         self.generation = Some(snap.generation());
+        let probed: Vec<(String, u32)> = snap
+            .tunnels()
+            .iter()
+            .filter(|(_, e)| e.config.probe)
+            .map(|(id, e)| (e.config.name.clone(), id.0))
+            .collect();
+        self.prober.set_tunnels(&probed, now);
+        self.publish_probes(Vec::new());
         let want = self.wanted(snap);
         // Gone, or changed in what the kernel holds (addresses, MTU): removed (and made
         // again below).
@@ -422,11 +462,83 @@ impl<'a, 'p> Exception<'a, 'p> {
             match w.host {
                 Host::Tunnel(id) => self.by_tunnel.insert(id, slot),
                 Host::Port(p) => self.by_port.insert(p, slot),
+                Host::Prober => None,
             };
         }
         self.counters
             .interfaces
             .store(self.by_name.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Send the probes due now, each into its tunnel with the tunnel's own header.
+    fn probe(&mut self, snap: &Snapshot, now: Instant) {
+        if !self.prober.next_due().is_some_and(|t| t <= now) {
+            return;
+        }
+        let mut due = Vec::new();
+        let changes = self.prober.due(now, &mut due);
+        let sent_ns = u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(0);
+        for (name, mut p) in due {
+            p.sent_ns = sent_ns;
+            let id = crate::tables::TunnelId(p.slot);
+            let Some(t) = snap.tunnels().get(id).filter(|e| e.config.name == name) else {
+                continue;
+            };
+            let Some(mut m) = self
+                .pool
+                .alloc_with(&probe::probe_packet(t.config.local, &p))
+            else {
+                self.counters
+                    .from_host_no_mbuf
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            if let Action::Transmit(out) = self.pipeline.inject(&mut m, snap, Host::Tunnel(id)) {
+                let slot = usize::from(out);
+                if let Some(b) = self.pending.get_mut(slot) {
+                    if b.is_full() {
+                        Self::flush(self.tx, self.counters, b, slot);
+                    }
+                    let _ = b.push(m);
+                }
+            }
+        }
+        for (slot, b) in self.pending.iter_mut().enumerate() {
+            Self::flush(self.tx, self.counters, b, slot);
+        }
+        self.dirty = true;
+        self.publish_probes(changes);
+    }
+
+    fn probe_reply(&mut self, r: &ProbeReply) {
+        let change = self.prober.reply(r, Instant::now());
+        self.publish_probes(change.into_iter().collect());
+    }
+
+    /// Log the changes and show the prober's state to the control side.
+    fn publish_probes(&mut self, changes: Vec<super::health::Change>) {
+        for c in &changes {
+            let rtt = self.prober.tunnels().get(&c.tunnel).and_then(|p| p.rtt);
+            match c.to {
+                super::health::Health::Up => log::info!(
+                    "tunnel {}: {} -> up (its probe came back{})",
+                    c.tunnel,
+                    c.from.name(),
+                    rtt.map(|r| format!(" in {:.2} ms", r.as_secs_f64() * 1e3))
+                        .unwrap_or_default()
+                ),
+                to => log::warn!(
+                    "tunnel {}: {} -> {} (probes unanswered)",
+                    c.tunnel,
+                    c.from.name(),
+                    to.name()
+                ),
+            }
+        }
+        if let Ok(mut board) = self.counters.probes.lock() {
+            board.tunnels.clone_from(self.prober.tunnels());
+            board.changes.extend(changes);
+        }
     }
 
     /// Create `name` with its first address, MTU, up; add the other addresses.

@@ -7,6 +7,7 @@ pub mod audit;
 #[cfg(feature = "dpdk")]
 pub mod exception;
 pub mod frr;
+pub mod health;
 #[cfg(feature = "dpdk")]
 pub mod metrics;
 pub mod pacer;

@@ -688,7 +688,8 @@ fn host_counters(live: Live<'_>) -> Value {
 }
 
 /// A tunnel's state: `up` (next hop resolved, egress link up), `unresolved` (its next
-/// hop's MAC is unknown: its packets drop as `no_neighbor`), `link-down`.
+/// hop's MAC is unknown: its packets drop as `no_neighbor`), `link-down`. A probed tunnel
+/// that is `up` so shows its probes' health instead (`degraded`, `down`).
 pub fn tunnel_state(resolved: bool, link_up: Option<bool>) -> &'static str {
     match (resolved, link_up) {
         (_, Some(false)) => "link-down",
@@ -701,6 +702,16 @@ pub fn tunnel_state(resolved: bool, link_up: Option<bool>) -> &'static str {
 /// answers differ only when something changed).
 pub fn tunnels(st: &ControlState, live: Live<'_>) -> Value {
     let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
+    let board = live
+        .appliance
+        .host
+        .probes
+        .lock()
+        .map(|b| crate::control::health::ProbeBoard {
+            tunnels: b.tunnels.clone(),
+            changes: Vec::new(),
+        })
+        .unwrap_or_default();
     let mut list = st.list_tunnels();
     for t in list.as_array_mut().into_iter().flatten() {
         let port = t["port"].as_str().unwrap_or("");
@@ -712,7 +723,24 @@ pub fn tunnels(st: &ControlState, live: Live<'_>) -> Value {
             .and_then(|i| health.get(i))
             .map(|h| h.link_up);
         let resolved = !t["next_hop_mac"].is_null();
-        t["state"] = json!(tunnel_state(resolved, link_up));
+        let mut state = tunnel_state(resolved, link_up);
+        let name = t["name"].as_str().unwrap_or("").to_owned();
+        if let Some(p) = board.tunnels.get(&name) {
+            // A probed tunnel that the tables would use is as healthy as its probes say.
+            if state == "up" {
+                state = p.health.name();
+            }
+            t["probe"] = json!({
+                "health": p.health.name(),
+                "since_ms": p.since.elapsed().as_millis() as u64,
+                "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1e3),
+                "sent": p.sent,
+                "replies": p.replies,
+                "lost": p.lost,
+                "stale": p.stale,
+            });
+        }
+        t["state"] = json!(state);
     }
     list
 }
