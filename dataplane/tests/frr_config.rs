@@ -118,6 +118,9 @@ fn sessions_filters_and_announcements_follow_the_configuration() {
             "  neighbor {peer} route-map bb-clients-out out"
         )));
         assert!(has(&format!("  neighbor {peer} activate")));
+        assert!(has(&format!(
+            "  neighbor {peer} soft-reconfiguration inbound"
+        )));
     }
     assert!(has("route-map bb-site-a-in permit 10"));
     assert!(has(" match ip address prefix-list bb-site-a"));

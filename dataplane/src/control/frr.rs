@@ -131,6 +131,9 @@ pub fn render(cfg: &ValidatedConfig, source: &str, fpm: SocketAddr) -> Result<St
         let Some(b) = t.bgp else { continue };
         let name = client_name(t);
         let _ = writeln!(o, "  neighbor {} activate", b.peer);
+        // What the client sent, refused routes included: `show bgp neighbors PEER
+        // received-routes` against `routes` shows what the filter kept out.
+        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
         let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
         let _ = writeln!(o, "  neighbor {} route-map bb-clients-out out", b.peer);
     }
