@@ -6,8 +6,12 @@
 #
 #   host A ── router A (BIRD 2, GRE key 100, AS 65001) ──┐
 #   host B ── router B (FRR, GRE, AS 65002) ──────────────┼── edge: backbone + FRR (AS 65000)
-#   host C ── router C (Linux, IP-in-IP, no BGP) ─────────┘          │ inet0
+#   host C ── router C (Linux, IP-in-IP, no BGP) ─────────┤          │ inet0
+#   host D ── router D (BIRD 2, GRE key 400, AS 65004) ───┘          │
 #        └──────────── each router's ISP link ─────────── Internet ──┘
+#
+# Site D's router is ready from the start but the edge has no tunnel for it: adding one at
+# run time (`backbone ctl tunnel-add $LAB_DIR/site-d.toml`) is how a new client arrives.
 #
 # Each router's tunnel is a TUN device and scripts/tunnel-endpoint.py (the kernel here has no
 # gre or ipip module); the router's side of the tunnel's link is 169.254.X.0/31, the edge's
@@ -31,7 +35,7 @@ P=${LAB_PREFIX:-bbr}
 D=${LAB_DIR:-$root/out/routing-lab}
 case "$D" in /*) ;; *) D=$root/$D ;; esac
 SITES=(a b c)
-NSES=(edge inet ra rb rc ha hb hc)
+NSES=(edge inet ra rb rc rd ha hb hc hd)
 RELEASE_BIN=${CARGO_TARGET_DIR:-$root/target}/release/backbone
 FRR=/usr/lib/frr
 
@@ -150,7 +154,7 @@ site_router() { # SITE: the namespace's kernel routes; the tunnel is a TUN + tun
   ns "r$s" ip route add default via "100.64.$x.1"
   # The tunnel's inner MTU: the underlay's 1500 less the outer IPv4 and GRE headers.
   local mode=gre key=() mtu=1476
-  case $s in a) key=(100) mtu=1472 ;; c) mode=ipip mtu=1480 ;; esac
+  case $s in a) key=(100) mtu=1472 ;; d) key=(400) mtu=1472 ;; c) mode=ipip mtu=1480 ;; esac
   ip netns exec "$P-r$s" /usr/bin/python3 -u "$root/scripts/tunnel-endpoint.py" tun0 "$mode" \
     "172.16.$x.2" "172.16.$x.1" "${key[@]}" >"$D/tunnel-$s.log" 2>&1 &
   record "tunnel-$s" $! "tunnel-endpoint.py tun0"
@@ -165,30 +169,32 @@ host() {
   ns "h$s" ip route add default via "10.$x.0.1"
 }
 
-# Site A: BIRD 2. Announces 10.1.0.0/16, takes everything the edge says into the kernel.
-bird_a() {
-  cat >"$D/bird-a.conf" <<'EOF'
-router id 172.16.1.2;
-log "bird-a.log" all;
+# Sites A and D: BIRD 2. Announce their own 10.X.0.0/16, take everything the edge says into
+# the kernel.
+bird_site() { # SITE ASN
+  local s=$1 asn=$2 x; x=$(idx "$s")
+  cat >"$D/bird-$s.conf" <<EOF
+router id 172.16.$x.2;
+log "$D/bird-$s.log" all;
 protocol device { scan time 1; }
 # Its own network, announced (not installed: the LAN is connected).
-protocol static own { ipv4; route 10.1.0.0/16 unreachable; }
+protocol static own { ipv4; route 10.$x.0.0/16 unreachable; }
 protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
 protocol bfd { interface "tun0" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
 protocol bgp edge {
-  local 169.254.1.0 as 65001;
-  neighbor 169.254.1.1 as 65000;
+  local 169.254.$x.0 as $asn;
+  neighbor 169.254.$x.1 as 65000;
   bfd on;
   connect retry time 2;
-  error wait time 1, 5;
+  error wait time 1, 1;
+  connect delay time 1;
   ipv4 { import all; export where proto = "own"; };
 }
 EOF
-  sed -i "s#\"bird-a.log\"#\"$D/bird-a.log\"#" "$D/bird-a.conf"
-  ns ra bird -c "$D/bird-a.conf" -s "$D/bird-a.ctl" -P "$D/bird-a.pid" \
-    || die "BIRD in router A did not start"
-  wait_for 10 "BIRD's pid file" test -s "$D/bird-a.pid"
-  record bird-a "$(cat "$D/bird-a.pid")" "bird -c $D/bird-a.conf"
+  ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
+    || die "BIRD in router $s did not start"
+  wait_for 10 "BIRD's pid file" test -s "$D/bird-$s.pid"
+  record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
 }
 
 # Site B: FRR. Announces 10.2.0.0/16, takes everything the edge says into the kernel.
@@ -222,7 +228,7 @@ appliance_config() {
   local eal="\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"256\", \"-l\", \"0-1\",
   \"--file-prefix=$P-backbone\", \"--log-level=lib.eal:error\""
   local i=0 dev
-  for dev in to-a to-b to-c inet0; do
+  for dev in to-a to-b to-c to-d inet0; do
     eal+=",
   \"--vdev=net_af_packet$i,iface=$dev,qpairs=2,qdisc_bypass=0\""
     i=$((i + 1))
@@ -259,8 +265,15 @@ addresses = ["172.16.3.1"]
 rx_queues = 2
 
 [[port]]
-name = "inet0"
+name = "to-d"
 device = "net_af_packet3"
+roles = ["client"]
+addresses = ["172.16.4.1"]
+rx_queues = 2
+
+[[port]]
+name = "inet0"
+device = "net_af_packet4"
 roles = ["internet"]
 addresses = ["100.64.0.2"]
 rx_queues = 2
@@ -268,6 +281,8 @@ rx_queues = 2
 [bgp]
 asn = 65000
 router_id = "100.64.0.2"
+frr_config = "$D/frr-edge.conf"
+frr_reload = ["/usr/lib/frr/frr-reload.py", "--reload", "--pathspace", "$P-edge", "{file}"]
 
 [[tunnel]]                       # router A: BIRD, GRE with a key
 name = "site-a"
@@ -316,7 +331,7 @@ up() {
   # reverse-path filtering keeps it from answering what is the appliance's.
   ns edge sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
   local s x
-  for s in "${SITES[@]}"; do
+  for s in "${SITES[@]}" d; do
     x=$(idx "$s")
     veth edge "to-$s" "r$s" wan
     veth inet "isp-$s" "r$s" isp
@@ -328,10 +343,22 @@ up() {
   veth edge inet0 inet wan-edge
   ns inet ip addr add 100.64.0.1/24 dev wan-edge
   ns inet sysctl -qw net.ipv4.ip_forward=1
-  for s in "${SITES[@]}"; do site_router "$s"; done
+  for s in "${SITES[@]}" d; do site_router "$s"; done
   ns rc ip route add 10.0.0.0/8 dev tun0
 
   appliance_config >"$D/backbone.toml"
+  cat >"$D/site-d.toml" <<'EOF'
+[[tunnel]]                       # router D: BIRD, GRE with a key: a new client
+name = "site-d"
+mode = "gre"
+local = "172.16.4.1"
+remote = "172.16.4.2"
+key = 400
+port = "to-d"
+prefixes = ["10.4.0.0/16"]
+link = "169.254.4.1/31"
+asn = 65004
+EOF
   "$BACKBONE" frr-config --config "$D/backbone.toml" --output "$D/frr-edge.conf"
   ip netns exec "$P-edge" env RUST_LOG="${RUST_LOG:-info}" "$BACKBONE" run --config "$D/backbone.toml" \
     --stats "$D/stats.json" --control-socket "$D/ctl/control.sock" >"$D/backbone.log" 2>&1 &
@@ -346,7 +373,8 @@ up() {
   wait_for 30 "the edge's host interfaces" ns edge ip link show dev bb-site-b
   # The edge's FRR: zebra hands its routes to the appliance over FPM.
   start_frr edge "$D/frr-edge.conf" -M dplane_fpm_nl
-  bird_a
+  bird_site a 65001
+  bird_site d 65004
   frr_b
   touch "$D/up"
   say "up: hosts 10.1.0.10 (A), 10.2.0.10 (B), 10.3.0.10 (C)"

@@ -13,7 +13,10 @@
 //! - a hijack: site A announces one of B's prefixes and 8.8.8.0/24; the edge receives them
 //!   (soft reconfiguration keeps what was received) and refuses them, so no other site hears
 //!   them, and B's traffic is unaffected;
-//! - the probed tunnel to site C is up.
+//! - the probed tunnel to site C is up;
+//! - a new client: `ctl tunnel-add` of site D (its router ready and waiting) reaches every
+//!   other BGP site's router (the appliance rewrites FRR's configuration and reloads it),
+//!   hosts reach D; `ctl tunnel-del` withdraws it everywhere.
 //!
 //! Needs root, network namespaces, /dev/net/tun, FRR and BIRD (scripts/setup.sh). Where they
 //! are missing the test fails and says why: it never skips.
@@ -336,6 +339,57 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
          edge; B unaffected"
             .into(),
     );
+
+    // A new client: site D's router is ready; the edge gets its tunnel at run time. Its
+    // prefix must reach every other BGP site, and its traffic flow.
+    let file = lab.dir.join("site-d.toml");
+    let t = std::time::Instant::now();
+    lab.ctl(&["tunnel-add", &file.to_string_lossy()]);
+    for (site, x) in [('a', 1), ('b', 2)] {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("router {site} learns site D's 10.4.0.0/16"),
+            || {
+                let r = lab.route(site, "10.4.0.0/16");
+                if r.contains(&format!("via 169.254.{x}.1 dev tun0")) {
+                    Ok(())
+                } else {
+                    Err(r)
+                }
+            },
+        );
+    }
+    let announced = t.elapsed();
+    for from in ['a', 'b'] {
+        let out = lab.exec(
+            &format!("h{from}"),
+            &["ping", "-n", "-c", "2", "-W", "2", "10.4.0.10"],
+        );
+        assert!(out.status.success(), "{from} -> D: {}", text(&out));
+    }
+    // Removed: withdrawn everywhere.
+    let t = std::time::Instant::now();
+    lab.ctl(&["tunnel-del", "site-d"]);
+    for site in ['a', 'b'] {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("router {site} forgets 10.4.0.0/16"),
+            || {
+                let r = lab.route(site, "10.4.0.0/16");
+                if r.trim().is_empty() {
+                    Ok(())
+                } else {
+                    Err(r)
+                }
+            },
+        );
+    }
+    summary.push(format!(
+        "new client D: at every other site {:.1} s after ctl tunnel-add; withdrawn everywhere \
+         {:.1} s after ctl tunnel-del",
+        announced.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    ));
 
     let out = lab.script("down");
     lab.is_down = true;
