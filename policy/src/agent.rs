@@ -193,9 +193,14 @@ impl Agent {
         match appliance.batch(&ops) {
             Ok(generation) => {
                 log::info!(
-                    "revision {}: applied {} in generation {generation}",
+                    "revision {}: applied {} in generation {generation}{}",
                     self.desired_revision,
-                    count(&ops)
+                    count(&ops),
+                    if removals {
+                        ""
+                    } else {
+                        " (put back while etcd is away)"
+                    }
                 );
                 self.generation = Some(generation);
                 self.error = None;
