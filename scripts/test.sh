@@ -22,3 +22,4 @@ cargo bench --workspace --locked --no-run
 echo "== benchmarks in smoke mode: each must measure something (the figures are not checked)"
 BACKBONE=target/debug/backbone scripts/bench-pipeline.sh --smoke
 scripts/bench-exception.py target/debug/backbone --smoke
+scripts/bench-policy.py --binary target/debug/backbone-policy --smoke

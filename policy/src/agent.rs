@@ -116,10 +116,8 @@ impl Agent {
             return;
         };
         self.seen_revision = self.seen_revision.max(stored.revision);
-        let policy = match Policy::parse(
-            &stored.text,
-            &format!("policy revision {}", stored.revision),
-        ) {
+        let origin = format!("policy revision {}", stored.revision);
+        let policy = match Policy::parse_for(&stored.text, &origin, &self.opts.edge) {
             Ok(p) => p,
             Err(e) => {
                 log::error!(

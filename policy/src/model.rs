@@ -251,6 +251,21 @@ impl Policy {
 
     /// Parse and validate policy `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let policy = Policy::parse_document(text, origin)?;
+        crate::part::check_parts(&policy, origin, None)?;
+        Ok(policy)
+    }
+
+    /// Parse and validate policy `text` as [`Policy::parse`] does, but hold only edge
+    /// `edge`'s part (where the policy has that edge) to the appliance's rules: what an
+    /// agent needs of a document that `apply` has validated whole.
+    pub fn parse_for(text: &str, origin: &str, edge: &str) -> Result<Policy, PolicyError> {
+        let policy = Policy::parse_document(text, origin)?;
+        crate::part::check_parts(&policy, origin, Some(edge))?;
+        Ok(policy)
+    }
+
+    fn parse_document(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         let syntax = |message: String| PolicyError::Syntax {
             origin: origin.to_owned(),
             message,
@@ -258,9 +273,7 @@ impl Policy {
         let value: toml::Table = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
         shape(&value).map_err(syntax)?;
         let raw: RawPolicy = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
-        let policy = Validator { origin }.policy(&raw)?;
-        crate::part::check_parts(&policy, origin)?;
-        Ok(policy)
+        Validator { origin }.policy(&raw)
     }
 
     /// The edge named `name`, with its index.
@@ -880,7 +893,7 @@ impl Validator<'_> {
                     if let Some(first) = endpoints.insert((remote, c.mode, c.key), at.clone()) {
                         return Err(self.err(
                             at,
-                            Some(quote(&edge.name)),
+                            None,
                             format!(
                                 "gives edge {:?} a second {} tunnel from {remote}{} ({first} has one): the edge could not tell them apart; give one a key of its own",
                                 edge.name,

@@ -148,11 +148,18 @@ pub fn changes(from: &EdgePart, to: &EdgePart) -> Vec<Op> {
     ops
 }
 
-/// Check every edge's part against the appliance's own rules: each is written, with the
+/// Check every edge's part (or only one's) against the appliance's own rules: each is written, with the
 /// two ports the edge names, as a configuration file and validated by
 /// `pipeline-config`, so a policy that an appliance would refuse is refused here, whole.
-pub(crate) fn check_parts(policy: &Policy, origin: &str) -> Result<(), PolicyError> {
+pub(crate) fn check_parts(
+    policy: &Policy,
+    origin: &str,
+    only: Option<&str>,
+) -> Result<(), PolicyError> {
     for (e, edge) in policy.edges.iter().enumerate() {
+        if only.is_some_and(|name| name != edge.name) {
+            continue;
+        }
         let text = edge_config(policy, e);
         if let Err(err) = pipeline_config::parse(&text, "part") {
             let err = err.to_string();
