@@ -82,7 +82,13 @@ pub struct Agent {
     /// The last report written, under which lease.
     reported: Option<(i64, Value)>,
     outage: Option<Instant>,
+    /// The last batch the appliance refused, and when: the same batch is not sent again
+    /// before [`REFUSED_RETRY`] (its refusal would fill the appliance's audit trail).
+    refused: Option<(Vec<Op>, Instant)>,
 }
+
+/// How long a batch the appliance refused waits before it is sent again unchanged.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(30);
 
 impl Agent {
     pub fn new(opts: Options) -> Agent {
@@ -104,6 +110,7 @@ impl Agent {
             record_loaded: false,
             reported: None,
             outage: None,
+            refused: None,
         }
     }
 
@@ -188,6 +195,13 @@ impl Agent {
             self.error = None;
             return;
         }
+        if self
+            .refused
+            .as_ref()
+            .is_some_and(|(r, at)| *r == ops && at.elapsed() < REFUSED_RETRY)
+        {
+            return;
+        }
         match appliance.batch(&ops) {
             Ok(generation) => {
                 log::info!(
@@ -202,6 +216,7 @@ impl Agent {
                 );
                 self.generation = Some(generation);
                 self.error = None;
+                self.refused = None;
                 if removals {
                     self.set_applied(desired);
                 } else {
@@ -213,12 +228,15 @@ impl Agent {
                     self.record_dirty = true;
                 }
             }
-            Err(e) => self.failed(format!(
-                "the appliance refused revision {} ({}): {e}; it keeps revision {}",
-                self.desired_revision,
-                count(&ops),
-                self.applied.revision
-            )),
+            Err(e) => {
+                self.refused = Some((ops.clone(), Instant::now()));
+                self.failed(format!(
+                    "the appliance refused revision {} ({}): {e}; it keeps revision {}",
+                    self.desired_revision,
+                    count(&ops),
+                    self.applied.revision
+                ))
+            }
         }
     }
 

@@ -444,4 +444,51 @@ fn the_agent_applies_follows_and_rides_out_etcd() {
         app.tunnels(),
         ["agt-acme", "agt-hooli", "agt-new", "local1"]
     );
+
+    // A policy the appliance refuses (a tunnel MTU above its client port's 1500, which
+    // the policy cannot know): reported, nothing of it applied, the last revision kept.
+    let routes = app.routes();
+    let generation = app.generation();
+    let big = policy_text(&sock, true)
+        + r#"
+[[client]]
+name = "agt-big"
+mode = "ipip"
+remote = "198.51.100.60"
+mtu = 9000
+prefixes = ["10.6.0.0/16"]
+  [[client.placement]]
+  edge = "edge-1"
+  role = "primary"
+"#;
+    std::fs::write(&file, big).unwrap();
+    let out = policy(&etcd, &["apply", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r5 = etcd.mod_revision(doc);
+    let v = wait_for(PATIENCE, "the refusal reported", || {
+        let v: Value = serde_json::from_str(
+            &etcd
+                .get("/backbone/edges/edge-1/status")
+                .unwrap_or_default(),
+        )
+        .map_err(|e| e.to_string())?;
+        if v["policy_revision"] == r5 && v["error"].is_string() {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    });
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("\"agt-big\".mtu"), "{error}");
+    assert_eq!(v["revision"], r4, "{v}");
+    assert_eq!(
+        app.generation(),
+        generation,
+        "nothing of the refused batch applied"
+    );
+    assert_eq!(
+        app.tunnels(),
+        ["agt-acme", "agt-hooli", "agt-new", "local1"]
+    );
+    assert_eq!(app.routes(), routes);
 }
