@@ -489,3 +489,109 @@ async fn publish(agent: &mut Agent, store: &mut Store, lease: i64) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::appliance::Running;
+
+    fn tunnel(name: &str, key: u32) -> Value {
+        json!({"name": name, "mode": "gre", "local": "192.0.2.1", "remote": "198.51.100.1",
+               "key": key, "port": "client0", "prefixes": []})
+    }
+
+    fn route(prefix: &str, via: &str) -> Value {
+        json!({"prefix": prefix, "port": "core0", "next_hop": via})
+    }
+
+    fn part(tunnels: &[Value], routes: &[Value]) -> EdgePart {
+        EdgePart {
+            tunnels: tunnels
+                .iter()
+                .map(|t| (t["name"].as_str().unwrap().to_owned(), t.clone()))
+                .collect(),
+            routes: routes
+                .iter()
+                .map(|r| (r["prefix"].as_str().unwrap().to_owned(), r.clone()))
+                .collect(),
+        }
+    }
+
+    fn running(tunnels: &[&str], routes: &[Value]) -> Running {
+        Running {
+            tunnels: tunnels.iter().map(|s| (*s).to_owned()).collect(),
+            routes: routes
+                .iter()
+                .map(|r| (r["prefix"].as_str().unwrap().to_owned(), r.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn what_runs_as_applied_is_not_touched() {
+        let p = part(&[tunnel("a", 1)], &[route("10.2.0.0/16", "10.255.0.2")]);
+        let r = running(&["a", "local"], &[route("10.2.0.0/16", "10.255.0.2")]);
+        assert!(plan(&p, &p, &r, true).is_empty());
+    }
+
+    #[test]
+    fn missing_things_are_put_back_and_changed_ones_replaced() {
+        let applied = part(
+            &[tunnel("a", 1), tunnel("b", 2)],
+            &[route("10.2.0.0/16", "10.255.0.2")],
+        );
+        let desired = part(
+            &[tunnel("a", 1), tunnel("b", 3)],
+            &[route("10.2.0.0/16", "10.255.0.3")],
+        );
+        // The appliance restarted without "a"; "b" changed key; the route moved.
+        let r = running(&["b"], &[route("10.2.0.0/16", "10.255.0.2")]);
+        assert_eq!(
+            plan(&applied, &desired, &r, true),
+            vec![
+                json!({"op": "add_tunnel", "tunnel": tunnel("a", 1)}),
+                json!({"op": "remove_tunnel", "name": "b"}),
+                json!({"op": "add_tunnel", "tunnel": tunnel("b", 3)}),
+                json!({"op": "set_route", "route": route("10.2.0.0/16", "10.255.0.3")}),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tunnel_the_agent_did_not_apply_is_replaced_by_the_policys() {
+        let desired = part(&[tunnel("a", 1)], &[]);
+        let r = running(&["a"], &[]);
+        let ops = plan(&EdgePart::default(), &desired, &r, true);
+        assert_eq!(ops[0], json!({"op": "remove_tunnel", "name": "a"}));
+        assert_eq!(ops[1]["op"], "add_tunnel");
+    }
+
+    #[test]
+    fn removals_only_of_what_was_applied_and_only_with_etcd() {
+        let applied = part(
+            &[tunnel("a", 1), tunnel("gone", 2)],
+            &[route("10.9.0.0/16", "10.255.0.2")],
+        );
+        let desired = part(&[tunnel("a", 1)], &[]);
+        // "local" and 10.8/16 are the appliance's own: never removed.
+        let r = running(
+            &["a", "gone", "local"],
+            &[
+                route("10.9.0.0/16", "10.255.0.2"),
+                route("10.8.0.0/16", "10.255.0.9"),
+            ],
+        );
+        assert_eq!(
+            plan(&applied, &desired, &r, true),
+            vec![
+                json!({"op": "remove_route", "prefix": "10.9.0.0/16"}),
+                json!({"op": "remove_tunnel", "name": "gone"}),
+            ]
+        );
+        // While etcd is away nothing is removed.
+        assert!(plan(&applied, &desired, &r, false).is_empty());
+        // A removal of what no longer runs is not asked for.
+        let r = running(&["a"], &[]);
+        assert!(plan(&applied, &desired, &r, true).is_empty());
+    }
+}
