@@ -155,7 +155,7 @@ def main():
                 if now > deadline:
                     sys.exit(f"only {len(seen)} of {a.edges} agents reported revision {want} "
                              f"within {a.timeout} s")
-                time.sleep(0.01)  # polling the reports, bounded by the deadline
+                time.sleep(0.05)  # polling the reports, bounded by the deadline
             return seen
 
         t = time.monotonic()
