@@ -342,7 +342,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let mut agent = Agent::new(opts);
     loop {
         match session(&mut agent).await {
-            Ok(()) => return Ok(()),
+            // `--once`: done, and failed if the revision could not be applied.
+            Ok(()) => return agent.error.map_or(Ok(()), Err),
             Err(e) => {
                 if agent.outage.is_none() {
                     agent.outage = Some(Instant::now());
