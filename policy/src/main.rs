@@ -59,6 +59,10 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         etcd: Etcd,
+        /// Then wait, at most SECONDS, until every edge's agent reports the revision
+        /// applied and run by every worker (exit 2 naming the edges that do not).
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<f64>,
     },
     /// Restore the document the last apply replaced (itself validated first).
     Rollback {
@@ -160,16 +164,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Apply { file, etcd } => {
+        Command::Apply { file, etcd, wait } => {
             // Validate before anything else: a refused document never reaches etcd.
             let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let policy = Policy::parse(&text, &file.display().to_string()).map_err(|e| e.to_string())?;
             runtime()?.block_on(async {
                 let mut store = Store::connect(&etcd.etcd, &etcd.prefix).await.map_err(|e| e.to_string())?;
                 let (current, _) = store.document().await.map_err(|e| e.to_string())?;
-                if current.as_ref().is_some_and(|c| c.text == text) {
-                    println!("unchanged: the stored policy is this document (revision {})", current.map_or(0, |c| c.revision));
-                    return Ok(ExitCode::SUCCESS);
+                if let Some(c) = current.as_ref().filter(|c| c.text == text) {
+                    println!(
+                        "unchanged: the stored policy is this document (revision {})",
+                        c.revision
+                    );
+                    return wait_for_edges(&mut store, &policy, c.revision, wait).await;
                 }
                 let old = current
                     .as_ref()
@@ -184,7 +191,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                         println!("{line}");
                     }
                 }
-                Ok(ExitCode::SUCCESS)
+                wait_for_edges(&mut store, &policy, written.revision, wait).await
             })
         }
         Command::Rollback { etcd } => runtime()?.block_on(async {
@@ -300,4 +307,30 @@ fn part_toml(policy: &Policy, e: usize) -> String {
         }
     }
     toml::to_string(&out).unwrap_or_default()
+}
+
+/// With `--wait`, wait until every edge of `policy` reports `revision` run.
+async fn wait_for_edges(
+    store: &mut Store,
+    policy: &Policy,
+    revision: i64,
+    wait: Option<f64>,
+) -> Result<ExitCode, String> {
+    let Some(seconds) = wait else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let limit =
+        Duration::try_from_secs_f64(seconds).map_err(|e| format!("--wait {seconds}: {e}"))?;
+    let edges: Vec<String> = policy.edges.iter().map(|e| e.name.clone()).collect();
+    let order = store
+        .wait_applied(&edges, revision, limit)
+        .await
+        .map_err(|e| e.to_string())?;
+    for (edge, t) in order {
+        println!(
+            "  edge {edge:?} runs revision {revision} after {:.3} s",
+            t.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -19,10 +19,13 @@
 
 use crate::error::PolicyError;
 use crate::model::Policy;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// The default key prefix.
@@ -50,6 +53,14 @@ pub enum StoreError {
         revision: i64,
         #[source]
         source: PolicyError,
+    },
+    /// Not every edge reported the revision in time.
+    #[error("after {waited:.1} s, not every edge runs revision {revision}: {}", lagging.join("; "))]
+    Lagging {
+        revision: i64,
+        waited: f64,
+        /// Each edge that does not, and what its report says.
+        lagging: Vec<String>,
     },
     /// There is nothing to roll back to.
     #[error("no previous policy is recorded: nothing to roll back to")]
@@ -252,6 +263,85 @@ impl Store {
         })
     }
 
+    /// Wait until every edge in `edges` reports `revision` (or a later one) applied
+    /// without error and run by every worker of its appliance (a dry-run agent has no
+    /// workers); returns how long each took, in the order they got there. Follows the
+    /// reports with a watch; gives up after `limit`, naming the edges that lag and why.
+    pub async fn wait_applied(
+        &mut self,
+        edges: &[String],
+        revision: i64,
+        limit: Duration,
+    ) -> Result<Vec<(String, Duration)>, StoreError> {
+        let start = Instant::now();
+        let mut done: BTreeMap<String, Duration> = BTreeMap::new();
+        let mut last: BTreeMap<String, Value> = BTreeMap::new();
+        let prefix = self.edges_key();
+        let r = self
+            .client
+            .get(
+                prefix.clone(),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .map_err(|e| self.etcd(e))?;
+        let from = r.header().map_or(0, |h| h.revision()) + 1;
+        let mut watch = self
+            .client
+            .watch(
+                prefix,
+                Some(WatchOptions::new().with_prefix().with_start_revision(from)),
+            )
+            .await
+            .map_err(|e| self.etcd(e))?;
+        loop {
+            for (edge, report) in self.statuses().await? {
+                if !done.contains_key(&edge) && edges.contains(&edge) && runs(&report, revision) {
+                    done.insert(edge.clone(), start.elapsed());
+                }
+                last.insert(edge, report);
+            }
+            if done.len() == edges.len() {
+                let mut order: Vec<(String, Duration)> = done.into_iter().collect();
+                order.sort_by_key(|(_, t)| *t);
+                return Ok(order);
+            }
+            let left = limit.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, watch.message()).await {
+                Ok(m) => {
+                    m.map_err(|e| self.etcd(e))?;
+                }
+                Err(_) => {
+                    let lagging = edges
+                        .iter()
+                        .filter(|e| !done.contains_key(*e))
+                        .map(|e| match last.get(e) {
+                            None => format!("{e}: no report (is its agent running?)"),
+                            Some(r) => format!(
+                                "{e}: revision {}{}{}",
+                                r["revision"],
+                                if r["workers_run_it"] == false {
+                                    ", not yet run by every worker"
+                                } else {
+                                    ""
+                                },
+                                r["error"]
+                                    .as_str()
+                                    .map(|x| format!(", error: {x}"))
+                                    .unwrap_or_default()
+                            ),
+                        })
+                        .collect();
+                    return Err(StoreError::Lagging {
+                        revision,
+                        waited: start.elapsed().as_secs_f64(),
+                        lagging,
+                    });
+                }
+            }
+        }
+    }
+
     /// Every agent's status report, by edge name.
     pub async fn statuses(&mut self) -> Result<Vec<(String, Value)>, StoreError> {
         let prefix = self.edges_key();
@@ -274,4 +364,12 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Whether a report says its edge runs `revision` (or later): applied without error, and
+/// every worker on it (where there is an appliance).
+fn runs(report: &Value, revision: i64) -> bool {
+    report["revision"].as_i64().is_some_and(|r| r >= revision)
+        && report["error"].is_null()
+        && report["workers_run_it"] != Value::Bool(false)
 }

@@ -282,4 +282,42 @@ fn a_dry_run_agent_follows_the_policy_and_reports() {
     let applied: serde_json::Value =
         serde_json::from_str(&etcd.get("/backbone/edges/edge-2/applied").unwrap()).unwrap();
     assert_eq!(applied["revision"], r2);
+
+    // apply --wait: edge-1 has no agent, so the revision does not run everywhere.
+    let f = file.to_str().unwrap();
+    let out = policy(&etcd, &["apply", f, "--wait", "0.5"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains(&format!(
+            "not every edge runs revision {r2}: edge-1: no report"
+        )),
+        "{msg}"
+    );
+    assert!(!msg.contains("edge-2:"), "edge-2 runs it: {msg}");
+    // With an agent on edge-1 too, it does.
+    let _agent1 = KillOnDrop(Some(
+        Command::new(POLICY)
+            .args([
+                "agent",
+                "--edge",
+                "edge-1",
+                "--dry-run",
+                "--etcd",
+                &etcd.url(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let out = policy(&etcd, &["apply", f, "--wait", "20"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let msg = text(&out);
+    for edge in ["edge-1", "edge-2"] {
+        assert!(
+            msg.contains(&format!("edge \"{edge}\" runs revision {r2} after")),
+            "{msg}"
+        );
+    }
 }
