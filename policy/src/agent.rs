@@ -13,12 +13,12 @@
 //! anything, says so once, and when etcd answers again it reads the policy as it is then
 //! and follows it from that revision.
 
-use crate::appliance::Appliance;
+use crate::appliance::{Appliance, Running};
 use crate::diff::count;
 use crate::part::{changes, part, EdgePart, Op};
 use crate::store::{Store, Stored};
 use crate::Policy;
-use etcd_client::{EventType, PutOptions, WatchOptions};
+use etcd_client::{EventType, GetOptions, PutOptions, WatchOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -85,6 +85,27 @@ pub struct Agent {
     /// The last batch the appliance refused, and when: the same batch is not sent again
     /// before [`REFUSED_RETRY`] (its refusal would fill the appliance's audit trail).
     refused: Option<(Vec<Op>, Instant)>,
+    /// The newest revision whose part runs, held tunnels excepted.
+    made_revision: i64,
+    /// Tunnels held back (make before announce), and the hold they are under.
+    held: Vec<String>,
+    hold: Option<Hold>,
+    /// `[preferences] make_before_announce_s`.
+    hold_limit: Duration,
+    /// The edges of the policy, and the other edges' reports.
+    policy_edges: Vec<String>,
+    others: BTreeMap<String, Value>,
+    /// A signal asked it to stop.
+    stopping: bool,
+}
+
+/// New tunnels held back for one revision (make before announce).
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    revision: i64,
+    since: Instant,
+    /// The limit passed: they were brought up anyway (said once).
+    expired: bool,
 }
 
 /// How long a batch the appliance refused waits before it is sent again unchanged.
@@ -111,6 +132,13 @@ impl Agent {
             reported: None,
             outage: None,
             refused: None,
+            made_revision: 0,
+            held: Vec::new(),
+            hold: None,
+            hold_limit: Duration::ZERO,
+            policy_edges: Vec::new(),
+            others: BTreeMap::new(),
+            stopping: false,
         }
     }
 
@@ -149,26 +177,66 @@ impl Agent {
         }
         self.desired = Some(part(&policy, e));
         self.desired_revision = stored.revision;
+        self.policy_edges = policy.edges.iter().map(|e| e.name.clone()).collect();
+        self.hold_limit = Duration::from_secs(policy.preferences.make_before_announce_s.into());
     }
 
     /// Bring the appliance to the desired part; `removals` false while etcd is away.
+    ///
+    /// Make before announce: a tunnel new at this edge (its client's BGP session and
+    /// announcements start with it) is held back until every other edge of the policy
+    /// reports the revision made (its routes to the client run on every worker), or
+    /// until `[preferences] make_before_announce_s` has passed; everything else of the
+    /// revision is applied at once.
     pub fn reconcile(&mut self, removals: bool) {
         let Some(desired) = self.desired.clone() else {
             return;
         };
+        let running = match &self.appliance {
+            None => None,
+            Some(a) => match a.running() {
+                Ok(r) => Some(r),
+                Err(e) => return self.failed(format!("the appliance: {e}")),
+            },
+        };
+        let held = self.tunnels_to_hold(&desired, running.as_ref());
+        let mut target = desired;
+        for name in &held {
+            let Some(t) = target.tunnels.remove(name) else {
+                continue;
+            };
+            // Until the tunnel comes up here, its prefixes keep the routes this edge ran
+            // for them (across the core, to where the client was hosted).
+            let prefixes = t["prefixes"].as_array().into_iter().flatten();
+            for p in prefixes.filter_map(Value::as_str) {
+                if let Some(r) = self.applied.part.routes.get(p) {
+                    target
+                        .routes
+                        .entry(p.to_owned())
+                        .or_insert_with(|| r.clone());
+                }
+            }
+        }
+        let complete = held.is_empty();
+        self.held = held;
         let Some(appliance) = self.appliance.clone() else {
             // Dry run: what the appliance would be told.
-            let ops = changes(&self.applied.part, &desired);
-            if !ops.is_empty() || self.applied.revision != self.desired_revision {
+            let ops = changes(&self.applied.part, &target);
+            if !ops.is_empty() || (complete && self.applied.revision != self.desired_revision) {
                 println!(
-                    "edge {} revision {}: {} ({})",
+                    "edge {} revision {}: {} ({}){}",
                     self.opts.edge,
                     self.desired_revision,
-                    desired.summary(),
+                    target.summary(),
                     if ops.is_empty() {
                         "no change".into()
                     } else {
                         count(&ops)
+                    },
+                    if complete {
+                        String::new()
+                    } else {
+                        format!(", holding {}", self.held.join(", "))
                     }
                 );
                 if self.opts.print_ops {
@@ -176,24 +244,17 @@ impl Agent {
                         println!("{op}");
                     }
                 }
-                self.set_applied(desired);
             }
-            return;
+            return self.made(target, complete, true);
         };
-        let running = match appliance.running() {
-            Ok(r) => r,
-            Err(e) => return self.failed(format!("the appliance: {e}")),
-        };
-        let ops = plan(&self.applied.part, &desired, &running, removals);
+        let running = running.unwrap_or_default();
+        let ops = plan(&self.applied.part, &target, &running, removals);
         if ops.is_empty() {
-            if self.applied.revision != self.desired_revision && removals {
-                self.set_applied(desired);
-            }
             if self.generation.is_none() {
                 self.generation = appliance.generations().ok().map(|(g, _)| g);
             }
             self.error = None;
-            return;
+            return self.made(target, complete, removals);
         }
         if self
             .refused
@@ -217,16 +278,7 @@ impl Agent {
                 self.generation = Some(generation);
                 self.error = None;
                 self.refused = None;
-                if removals {
-                    self.set_applied(desired);
-                } else {
-                    // Away from etcd: what was put back is ours, what was not removed too.
-                    let mut merged = self.applied.part.clone();
-                    merged.tunnels.extend(desired.tunnels);
-                    merged.routes.extend(desired.routes);
-                    self.applied.part = merged;
-                    self.record_dirty = true;
-                }
+                self.made(target, complete, removals);
             }
             Err(e) => {
                 self.refused = Some((ops.clone(), Instant::now()));
@@ -240,12 +292,128 @@ impl Agent {
         }
     }
 
-    fn set_applied(&mut self, part: EdgePart) {
-        self.applied = Record {
-            revision: self.desired_revision,
-            part,
+    /// The tunnels of `desired` to hold back now: those new at this edge (neither
+    /// applied before nor running), while some other edge of the policy does not yet
+    /// report the revision made and `[preferences] make_before_announce_s` has not passed
+    /// since the revision came (0: never held).
+    fn tunnels_to_hold(&mut self, desired: &EdgePart, running: Option<&Running>) -> Vec<String> {
+        let new: Vec<String> = desired
+            .tunnels
+            .keys()
+            .filter(|n| !self.applied.part.tunnels.contains_key(*n))
+            .filter(|n| running.map_or(true, |r| !r.tunnels.contains(*n)))
+            .cloned()
+            .collect();
+        if new.is_empty() || self.hold_limit.is_zero() {
+            self.hold = None;
+            return Vec::new();
+        }
+        if self.others_made() {
+            if self.hold.take().is_some_and(|h| !h.expired) {
+                log::info!(
+                    "revision {}: every other edge routes it: bringing up {}",
+                    self.desired_revision,
+                    new.join(", ")
+                );
+            }
+            return Vec::new();
+        }
+        let hold = match self.hold.take() {
+            Some(h) if h.revision == self.desired_revision => h,
+            _ => {
+                log::info!(
+                    "revision {}: holding the new tunnel(s) {} until every other edge routes them \
+                     (at most {} s)",
+                    self.desired_revision,
+                    new.join(", "),
+                    self.hold_limit.as_secs()
+                );
+                Hold {
+                    revision: self.desired_revision,
+                    since: Instant::now(),
+                    expired: false,
+                }
+            }
         };
-        self.record_dirty = true;
+        let expired = hold.since.elapsed() >= self.hold_limit;
+        if expired && !hold.expired {
+            log::warn!(
+                "revision {}: not every edge reports it made after {} s ({}): bringing up {} anyway",
+                self.desired_revision,
+                self.hold_limit.as_secs(),
+                self.lagging().join(", "),
+                new.join(", ")
+            );
+        }
+        self.hold = Some(Hold { expired, ..hold });
+        if expired {
+            Vec::new()
+        } else {
+            new
+        }
+    }
+
+    /// `target` runs: the revision is made, and applied too when nothing is held.
+    fn made(&mut self, target: EdgePart, complete: bool, removals: bool) {
+        if !removals {
+            // Away from etcd: what was put back is ours, what was not removed too.
+            let mut merged = self.applied.part.clone();
+            merged.tunnels.extend(target.tunnels);
+            merged.routes.extend(target.routes);
+            if merged != self.applied.part {
+                self.applied.part = merged;
+                self.record_dirty = true;
+            }
+            return;
+        }
+        self.made_revision = self.desired_revision;
+        if self.applied.part != target
+            || (complete && self.applied.revision != self.desired_revision)
+        {
+            self.applied.part = target;
+            if complete {
+                self.applied.revision = self.desired_revision;
+            }
+            self.record_dirty = true;
+        }
+    }
+
+    /// The other edges of the policy that do not report the desired revision made on
+    /// every worker of their appliance.
+    fn lagging(&self) -> Vec<String> {
+        self.policy_edges
+            .iter()
+            .filter(|e| **e != self.opts.edge)
+            .filter(|e| {
+                !self.others.get(*e).is_some_and(|r| {
+                    r["made_revision"]
+                        .as_i64()
+                        .is_some_and(|m| m >= self.desired_revision)
+                        && r["workers_run_it"] != Value::Bool(false)
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn others_made(&self) -> bool {
+        self.lagging().is_empty()
+    }
+
+    /// Another edge's report, or its removal (`None`).
+    pub fn on_report(&mut self, edge: &str, report: Option<Value>) {
+        if edge == self.opts.edge {
+            return;
+        }
+        match report {
+            Some(r) => self.others.insert(edge.to_owned(), r),
+            None => self.others.remove(edge),
+        };
+    }
+
+    /// Whether new tunnels are held back (so other edges' reports matter now).
+    pub fn holding(&self) -> bool {
+        self.hold.is_some_and(|h| !h.expired)
     }
 
     fn failed(&mut self, e: String) {
@@ -261,6 +429,8 @@ impl Agent {
         let mut r = json!({
             "edge": self.opts.edge,
             "revision": self.applied.revision,
+            "made_revision": self.made_revision,
+            "held": self.held,
             "policy_revision": self.seen_revision,
             "tunnels": self.applied.part.tunnels.len(),
             "routes": self.applied.part.routes.len(),
@@ -302,12 +472,7 @@ impl Agent {
 /// tunnels missing are added; tunnels whose fields changed since they were applied (or
 /// that the agent did not apply) are replaced; routes that differ from what runs are
 /// set; with `removals`, what was applied and is no longer desired is removed.
-pub fn plan(
-    applied: &EdgePart,
-    desired: &EdgePart,
-    running: &crate::appliance::Running,
-    removals: bool,
-) -> Vec<Op> {
+pub fn plan(applied: &EdgePart, desired: &EdgePart, running: &Running, removals: bool) -> Vec<Op> {
     let mut ops = Vec::new();
     if removals {
         for prefix in applied.routes.keys() {
@@ -340,8 +505,10 @@ pub fn plan(
 /// Run the agent until `once` is done, or forever.
 pub async fn run(opts: Options) -> Result<(), String> {
     let mut agent = Agent::new(opts);
+    let mut stop = Stop::new()?;
     loop {
-        match session(&mut agent).await {
+        match session(&mut agent, &mut stop).await {
+            Ok(()) if agent.stopping => return Ok(()),
             // `--once`: done, and failed if the revision could not be applied.
             Ok(()) => return agent.error.map_or(Ok(()), Err),
             Err(e) => {
@@ -358,7 +525,10 @@ pub async fn run(opts: Options) -> Result<(), String> {
                 }
                 agent.reported = None;
                 agent.reconcile(false);
-                tokio::time::sleep(agent.opts.retry).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(agent.opts.retry) => {}
+                    _ = stop.recv() => return Ok(()),
+                }
             }
         }
     }
@@ -366,7 +536,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
 
 /// One connection to etcd: read the policy, apply it, follow it, report; an error ends
 /// it (the caller tries again).
-async fn session(agent: &mut Agent) -> Result<(), String> {
+async fn session(agent: &mut Agent, stop: &mut Stop) -> Result<(), String> {
     let opts = agent.opts.clone();
     let mut store = Store::connect(&opts.etcd, &opts.prefix)
         .await
@@ -392,6 +562,7 @@ async fn session(agent: &mut Agent) -> Result<(), String> {
         if let Some(kv) = r.kvs().first() {
             agent.applied =
                 serde_json::from_slice(kv.value()).map_err(|e| format!("{key}: {e}"))?;
+            agent.made_revision = agent.applied.revision;
             log::info!(
                 "revision {} was applied here before: {}",
                 agent.applied.revision,
@@ -407,6 +578,18 @@ async fn session(agent: &mut Agent) -> Result<(), String> {
         None => log::info!("no policy yet (etcd at {now})"),
     }
     agent.on_document(stored);
+    // The other edges' reports (make before announce), then every change of them.
+    let edges_key = store.edges_key();
+    let r = store
+        .client()
+        .get(edges_key.clone(), Some(GetOptions::new().with_prefix()))
+        .await
+        .map_err(|e| store.etcd(e).to_string())?;
+    let reports_from = r.header().map_or(now, |h| h.revision()) + 1;
+    agent.others.clear();
+    for kv in r.kvs() {
+        on_report_event(agent, &edges_key, kv.key(), Some(kv.value()));
+    }
     agent.reconcile(true);
     publish(agent, &mut store, lease).await?;
     if opts.once {
@@ -417,6 +600,18 @@ async fn session(agent: &mut Agent) -> Result<(), String> {
     let mut watch = store
         .client()
         .watch(key, Some(WatchOptions::new().with_start_revision(now + 1)))
+        .await
+        .map_err(|e| store.etcd(e).to_string())?;
+    let mut reports = store
+        .client()
+        .watch(
+            edges_key.clone(),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(reports_from),
+            ),
+        )
         .await
         .map_err(|e| store.etcd(e).to_string())?;
     let mut resync = tokio::time::interval(opts.resync);
@@ -444,6 +639,28 @@ async fn session(agent: &mut Agent) -> Result<(), String> {
                 agent.reconcile(true);
                 publish(agent, &mut store, lease).await?;
             }
+            m = reports.message() => {
+                let m = m.map_err(|e| store.etcd(e).to_string())?
+                    .ok_or_else(|| "etcd closed the watch".to_owned())?;
+                if m.canceled() {
+                    return Err(format!("etcd cancelled the watch of the reports: {}", m.cancel_reason()));
+                }
+                for ev in m.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    let value = (ev.event_type() == EventType::Put).then(|| kv.value());
+                    on_report_event(agent, &edges_key, kv.key(), value);
+                }
+                if agent.holding() {
+                    agent.reconcile(true);
+                    publish(agent, &mut store, lease).await?;
+                }
+            }
+            _ = stop.recv() => {
+                log::info!("stopping: the appliance keeps what it runs; the report goes");
+                let _ = store.client().lease_revoke(lease).await;
+                agent.stopping = true;
+                return Ok(());
+            }
             _ = resync.tick() => {
                 agent.reconcile(true);
                 publish(agent, &mut store, lease).await?;
@@ -457,6 +674,47 @@ async fn session(agent: &mut Agent) -> Result<(), String> {
                     _ => return Err("the report's lease expired".into()),
                 }
             }
+        }
+    }
+}
+
+/// A `PREFIX/edges/EDGE/status` key's new value (`None`: deleted), to the agent.
+fn on_report_event(agent: &mut Agent, edges_key: &str, key: &[u8], value: Option<&[u8]>) {
+    let key = String::from_utf8_lossy(key);
+    let Some(edge) = key
+        .strip_prefix(edges_key)
+        .and_then(|k| k.strip_suffix("/status"))
+    else {
+        return;
+    };
+    let report = value.and_then(|v| serde_json::from_slice(v).ok());
+    agent.on_report(edge, report);
+}
+
+/// SIGTERM or SIGINT.
+pub struct Stop {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl std::fmt::Debug for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stop")
+    }
+}
+
+impl Stop {
+    fn new() -> Result<Stop, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+        let int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
+        Ok(Stop { term, int })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }
@@ -526,6 +784,129 @@ mod tests {
                 .map(|r| (r["prefix"].as_str().unwrap().to_owned(), r.clone()))
                 .collect(),
         }
+    }
+
+    const EXAMPLE: &str = include_str!("../examples/backbone.toml");
+
+    /// A dry-run agent of `edge` that has read `text` at `revision` and reconciled.
+    fn dry_agent(edge: &str, text: &str, revision: i64) -> Agent {
+        let mut a = Agent::new(Options {
+            edge: edge.into(),
+            etcd: String::new(),
+            prefix: String::new(),
+            socket: None,
+            dry_run: true,
+            lease_ttl: 10,
+            resync: Duration::from_secs(2),
+            retry: Duration::from_secs(1),
+            once: false,
+            print_ops: false,
+        });
+        a.on_document(Some(Stored {
+            text: text.into(),
+            revision,
+        }));
+        a.reconcile(true);
+        a
+    }
+
+    fn read(a: &mut Agent, text: &str, revision: i64) {
+        a.on_document(Some(Stored {
+            text: text.into(),
+            revision,
+        }));
+        a.reconcile(true);
+    }
+
+    fn tell(a: &mut Agent, edge: &str, report: Value) {
+        a.on_report(edge, Some(report));
+        a.reconcile(true);
+    }
+
+    #[test]
+    fn new_tunnels_wait_until_every_other_edge_reports_the_revision_made() {
+        // edge-2 of the example hosts globex and hooli; acme's and initech's prefixes go
+        // to edge-1, whose agent has not reported yet.
+        let mut a = dry_agent("edge-2", EXAMPLE, 5);
+        let r = a.report();
+        assert_eq!(r["held"], json!(["globex", "hooli"]), "{r}");
+        assert_eq!(r["made_revision"], 5, "{r}");
+        assert_eq!(r["revision"], 0, "not applied while tunnels are held: {r}");
+        assert_eq!(
+            (r["tunnels"].clone(), r["routes"].clone()),
+            (json!(0), json!(2))
+        );
+        assert!(a.holding());
+        // An older revision made at edge-1, or one not yet run by every worker there,
+        // is not enough.
+        tell(
+            &mut a,
+            "edge-1",
+            json!({"made_revision": 4, "workers_run_it": true}),
+        );
+        assert_eq!(a.report()["held"], json!(["globex", "hooli"]));
+        tell(
+            &mut a,
+            "edge-1",
+            json!({"made_revision": 5, "workers_run_it": false}),
+        );
+        assert_eq!(a.report()["held"], json!(["globex", "hooli"]));
+        tell(
+            &mut a,
+            "edge-1",
+            json!({"made_revision": 5, "workers_run_it": true}),
+        );
+        let r = a.report();
+        assert_eq!(r["held"], json!([]), "{r}");
+        assert_eq!(
+            (r["revision"].clone(), r["tunnels"].clone()),
+            (json!(5), json!(2))
+        );
+        assert!(!a.holding());
+        // A report about ourselves does not count: edge-1's going away holds the next
+        // new tunnel again.
+        a.on_report("edge-1", None);
+        a.on_report("edge-2", Some(json!({"made_revision": 99})));
+        let moved = EXAMPLE.replacen(
+            "  edge = \"edge-1\"\n  role = \"primary\"\n  link = \"169.254.1.1/31\"",
+            "  edge = \"edge-2\"\n  role = \"primary\"\n  link = \"169.254.1.1/31\"",
+            1,
+        );
+        assert_ne!(moved, EXAMPLE);
+        read(&mut a, &moved, 6);
+        let r = a.report();
+        assert_eq!(r["held"], json!(["acme"]), "{r}");
+        assert_eq!(
+            (r["revision"].clone(), r["made_revision"].clone()),
+            (json!(5), json!(6))
+        );
+        // acme moves here: until its tunnel comes up, its prefix keeps its route to edge-1.
+        assert_eq!(
+            a.applied.part.routes["10.1.0.0/16"],
+            json!({"prefix": "10.1.0.0/16", "port": "core0", "next_hop": "10.255.0.1"})
+        );
+        tell(&mut a, "edge-1", json!({"made_revision": 6}));
+        assert_eq!(a.report()["revision"], 6);
+        assert!(a.applied.part.tunnels.contains_key("acme"));
+        assert!(!a.applied.part.routes.contains_key("10.1.0.0/16"));
+    }
+
+    #[test]
+    fn make_before_announce_0_holds_nothing() {
+        let text = EXAMPLE.replacen(
+            "make_before_announce_s = 30",
+            "make_before_announce_s = 0",
+            1,
+        );
+        assert_ne!(text, EXAMPLE);
+        let a = dry_agent("edge-2", &text, 5);
+        let r = a.report();
+        assert_eq!(
+            (r["revision"].clone(), r["held"].clone()),
+            (json!(5), json!([])),
+            "{r}"
+        );
+        assert_eq!(r["tunnels"], 2);
     }
 
     #[test]

@@ -259,7 +259,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?"))).collect::<Vec<_>>().join(" "))
                     .unwrap_or_default();
                 println!(
-                    "{edge}: revision {} (policy at {}), generation {} {}, {} tunnels, {} routes{}{}",
+                    "{edge}: revision {} (policy at {}), generation {} {}, {} tunnels, {} routes{}{}{}",
                     r["revision"],
                     r["policy_revision"],
                     r["generation"],
@@ -271,6 +271,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     r["tunnels"],
                     r["routes"],
                     if states.is_empty() { String::new() } else { format!(": {states}") },
+                    backbone_policy::store::held(&r).replacen(", ", "\n  ", 1),
                     r["error"].as_str().map(|e| format!("\n  error: {e}")).unwrap_or_default()
                 );
             }

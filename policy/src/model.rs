@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_PRIMARY_LOCAL_PREF: u32 = 200;
 /// Default BGP local preference of a client's routes at its backup edge.
 pub const DEFAULT_BACKUP_LOCAL_PREF: u32 = 100;
+/// Default longest wait, seconds, for every other edge to route a new client before its
+/// tunnel comes up at its edge.
+pub const DEFAULT_MAKE_BEFORE_ANNOUNCE_S: u32 = 30;
 /// Where an appliance serves its control API unless the edge says otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/backbone/control.sock";
 /// Longest client name: the tunnel is named after the client, and its host interface
@@ -57,6 +60,8 @@ struct RawPreferences {
     primary_local_pref: i64,
     #[serde(default = "default_backup")]
     backup_local_pref: i64,
+    #[serde(default = "default_make_before_announce")]
+    make_before_announce_s: i64,
 }
 
 fn default_primary() -> i64 {
@@ -67,11 +72,16 @@ fn default_backup() -> i64 {
     DEFAULT_BACKUP_LOCAL_PREF.into()
 }
 
+fn default_make_before_announce() -> i64 {
+    DEFAULT_MAKE_BEFORE_ANNOUNCE_S.into()
+}
+
 impl Default for RawPreferences {
     fn default() -> Self {
         RawPreferences {
             primary_local_pref: default_primary(),
             backup_local_pref: default_backup(),
+            make_before_announce_s: default_make_before_announce(),
         }
     }
 }
@@ -144,6 +154,9 @@ pub struct Policy {
 pub struct Preferences {
     pub primary_local_pref: u32,
     pub backup_local_pref: u32,
+    /// How long an edge holds a new client's tunnel back until every other edge routes
+    /// the client (0: it does not wait).
+    pub make_before_announce_s: u32,
 }
 
 /// `[[edge]]`: one edge router (an appliance and its agent).
@@ -575,9 +588,17 @@ impl Validator<'_> {
                 format!("must be above backup_local_pref ({backup}): a client's primary edge is the one preferred"),
             ));
         }
+        let make_before_announce_s = self.ranged(
+            "preferences.make_before_announce_s",
+            p.make_before_announce_s,
+            0,
+            3600,
+            "a number of seconds",
+        )? as u32;
         Ok(Preferences {
             primary_local_pref: primary,
             backup_local_pref: backup,
+            make_before_announce_s,
         })
     }
 

@@ -318,13 +318,14 @@ impl Store {
                         .map(|e| match last.get(e) {
                             None => format!("{e}: no report (is its agent running?)"),
                             Some(r) => format!(
-                                "{e}: revision {}{}{}",
+                                "{e}: revision {}{}{}{}",
                                 r["revision"],
                                 if r["workers_run_it"] == false {
                                     ", not yet run by every worker"
                                 } else {
                                     ""
                                 },
+                                held(r),
                                 r["error"]
                                     .as_str()
                                     .map(|x| format!(", error: {x}"))
@@ -363,6 +364,26 @@ impl Store {
             out.push((edge.to_owned(), v));
         }
         Ok(out)
+    }
+}
+
+/// A report's new tunnels held back (make before announce), as words for an operator;
+/// empty when none.
+pub fn held(report: &Value) -> String {
+    let names: Vec<&str> = report["held"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", holding {} until every other edge reports revision {} made",
+            names.join(", "),
+            report["made_revision"]
+        )
     }
 }
 

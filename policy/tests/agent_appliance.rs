@@ -1,6 +1,7 @@
 //! The edge agent on a real appliance (the `backbone` binary on net_null ports with its
 //! control socket) and a real etcd: the policy's part for the edge appears in the
-//! appliance as one batch; a client added appears, and removed goes, touching nothing
+//! appliance (its new tunnels once the other edge's agent reports the revision made:
+//! make before announce); a client added appears, and removed goes, touching nothing
 //! else; the appliance's own tunnel is left alone; etcd stopped: the appliance keeps
 //! everything (a tunnel deleted by hand meanwhile is put back, nothing is removed), and
 //! when etcd returns the agent resumes from its revision and follows the next change.
@@ -303,9 +304,48 @@ fn the_agent_applies_follows_and_rides_out_etcd() {
     ));
 
     // Revision 1: edge-1 hosts agt-acme (primary) and agt-hooli (backup); globex's and
-    // hooli's prefixes go across the core to edge-2 (hooli's primary).
-    let v = report(&etcd, &agent_log, r1);
+    // hooli's prefixes go across the core to edge-2 (hooli's primary). Make before
+    // announce: edge-2 has no agent, so nothing says it routes acme yet, and edge-1
+    // holds the new tunnels (their BGP sessions would announce them); the routes across
+    // the core run at once.
     let core2 = |prefix: &str| json!({"prefix": prefix, "port": "core0", "next_hop": "10.255.0.2"});
+    let v = wait_for(PATIENCE, "edge-1 holding its new tunnels", || {
+        let v: Value = serde_json::from_str(
+            &etcd
+                .get("/backbone/edges/edge-1/status")
+                .unwrap_or_default(),
+        )
+        .map_err(|e| e.to_string())?;
+        if v["made_revision"] == r1 && v["workers_run_it"] == true {
+            Ok(v)
+        } else {
+            Err(format!("{v}; {}", file_log(&agent_log)))
+        }
+    });
+    assert_eq!(v["held"], json!(["agt-acme", "agt-hooli"]), "{v}");
+    assert_eq!(v["revision"], 0, "{v}");
+    assert_eq!(app.tunnels(), ["local1"]);
+    assert_eq!(app.routes(), [core2("10.2.0.0/16"), core2("10.4.0.0/16")]);
+    // edge-2's agent (a dry run: the other appliance is not part of this test) reports
+    // the revision made: edge-1 brings its tunnels up.
+    let _agent2 = KillOnDrop(Some(
+        Command::new(POLICY)
+            .args([
+                "agent",
+                "--edge",
+                "edge-2",
+                "--dry-run",
+                "--etcd",
+                &etcd.url(),
+            ])
+            .args(["--resync-ms", "200", "--retry-ms", "200"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("agent-2.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let v = report(&etcd, &agent_log, r1);
     assert_eq!(app.tunnels(), ["agt-acme", "agt-hooli", "local1"]);
     assert_eq!(app.routes(), [core2("10.2.0.0/16"), core2("10.4.0.0/16")]);
     let g1 = v["generation"].as_u64().unwrap();

@@ -1,7 +1,8 @@
 //! The policy commands against a real etcd (one member of the test's own): apply in one
 //! transaction, show, diff, rollback; a bad document refused whole with nothing written
-//! (etcd's revision does not move); an apply that lost a race writes nothing; an agent in
-//! dry-run mode reads the policy, follows a change and reports under its lease.
+//! (etcd's revision does not move); an apply that lost a race writes nothing; agents in
+//! dry-run mode read the policy, hold a new tunnel until the other edge reports the
+//! revision made, follow a change and report under their leases, revoked on SIGTERM.
 
 mod common;
 
@@ -204,44 +205,38 @@ fn an_apply_that_lost_a_race_writes_nothing() {
 }
 
 #[test]
-fn a_dry_run_agent_follows_the_policy_and_reports() {
+fn dry_run_agents_follow_the_policy_make_before_announce_and_report() {
     let dir = scratch("dry");
     let etcd = Etcd::start(&dir);
     let file = dir.join("p.toml");
+    let f = file.to_str().unwrap();
     std::fs::write(&file, EXAMPLE).unwrap();
-    assert!(policy(&etcd, &["apply", file.to_str().unwrap()])
-        .status
-        .success());
+    assert!(policy(&etcd, &["apply", f]).status.success());
     let r1 = etcd.mod_revision("/backbone/policy/document");
-    let out_path = dir.join("agent.out");
-    let _agent = KillOnDrop(Some(
-        Command::new(POLICY)
-            .args([
-                "agent",
-                "--edge",
-                "edge-2",
-                "--dry-run",
-                "--etcd",
-                &etcd.url(),
-                "--resync-ms",
-                "200",
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    ));
-    let status = |want: i64| {
+    let agent = |edge: &str, out: &std::path::Path| {
+        KillOnDrop(Some(
+            Command::new(POLICY)
+                .args(["agent", "--edge", edge, "--dry-run", "--etcd", &etcd.url()])
+                .args(["--resync-ms", "200"])
+                .env("RUST_LOG", "info")
+                .stdout(std::fs::File::create(out).unwrap())
+                .stderr(std::fs::File::create(out.with_extension("log")).unwrap())
+                .spawn()
+                .unwrap(),
+        ))
+    };
+    let out_path = dir.join("agent-2.out");
+    let _agent2 = agent("edge-2", &out_path);
+    let status = |field: &str, want: i64| {
         wait_for(
             Duration::from_secs(20),
-            &format!("edge-2 reporting revision {want}"),
+            &format!("edge-2 reporting {field} {want}"),
             || {
                 let v = etcd
                     .get("/backbone/edges/edge-2/status")
                     .ok_or("no report")?;
                 let v: serde_json::Value = serde_json::from_str(&v).map_err(|e| e.to_string())?;
-                if v["revision"] == want {
+                if v[field] == want {
                     Ok(v)
                 } else {
                     Err(format!("{v}"))
@@ -249,29 +244,60 @@ fn a_dry_run_agent_follows_the_policy_and_reports() {
             },
         )
     };
-    let v = status(r1);
-    // edge-2 hosts globex and hooli; acme's and initech's prefixes go to edge-1.
-    assert_eq!(v["tunnels"], 2);
-    assert_eq!(v["routes"], 2);
+    // edge-2 hosts globex and hooli; acme's and initech's prefixes go to edge-1. Make
+    // before announce: edge-1 has no agent, so it does not route globex and hooli yet,
+    // and edge-2 holds their tunnels (where their announcements would start); the routes
+    // to edge-1 run at once.
+    let v = status("made_revision", r1);
+    assert_eq!(v["held"], serde_json::json!(["globex", "hooli"]), "{v}");
+    assert_eq!(v["revision"], 0, "{v}");
+    assert_eq!(v["tunnels"], 0, "{v}");
+    assert_eq!(v["routes"], 2, "{v}");
     assert_eq!(v["dry_run"], true);
+    // apply --wait (the unchanged document: it waits for the current revision) names
+    // both edges and why.
+    let out = policy(&etcd, &["apply", f, "--wait", "0.5"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains(&format!(
+            "not every edge runs revision {r1}: edge-1: no report"
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("edge-2: revision 0, holding globex, hooli until every other edge reports revision {r1} made")),
+        "{msg}"
+    );
+    // edge-1's agent reports the revision made: edge-2 brings the tunnels up.
+    let mut agent1 = agent("edge-1", &dir.join("agent-1.out"));
+    let v = status("revision", r1);
+    assert_eq!(v["tunnels"], 2, "{v}");
+    assert_eq!(v["held"], serde_json::json!([]), "{v}");
+
+    // A change: globex's key, and umbrella new on edge-2.
     std::fs::write(&file, second()).unwrap();
-    assert!(policy(&etcd, &["apply", file.to_str().unwrap()])
-        .status
-        .success());
+    let out = policy(&etcd, &["apply", f, "--wait", "20"]);
+    assert!(out.status.success(), "{}", text(&out));
     let r2 = etcd.mod_revision("/backbone/policy/document");
-    let v = status(r2);
+    let msg = text(&out);
+    for edge in ["edge-1", "edge-2"] {
+        assert!(
+            msg.contains(&format!("edge \"{edge}\" runs revision {r2} after")),
+            "{msg}"
+        );
+    }
+    let v = status("revision", r2);
     assert_eq!(v["tunnels"], 3);
     let printed = std::fs::read_to_string(&out_path).unwrap();
-    assert!(
-        printed.contains(&format!(
-            "edge edge-2 revision {r1}: 2 tunnels, 2 routes (2 tunnel(s) added, 2 route(s) set)"
-        )),
-        "{printed}"
-    );
-    assert!(
-        printed.contains(&format!("edge edge-2 revision {r2}: 3 tunnels, 2 routes (2 tunnel(s) added, 1 tunnel(s) removed)")),
-        "{printed}"
-    );
+    for line in [
+        format!("edge edge-2 revision {r1}: 0 tunnels, 2 routes (2 route(s) set), holding globex, hooli"),
+        format!("edge edge-2 revision {r1}: 2 tunnels, 2 routes (2 tunnel(s) added)"),
+        // umbrella may have waited for edge-1's report of r2, or not.
+        format!("edge edge-2 revision {r2}: 3 tunnels, 2 routes ("),
+    ] {
+        assert!(printed.contains(&line), "{line:?} in:\n{printed}");
+    }
     // `status` shows the report.
     let out = policy(&etcd, &["status"]);
     assert!(
@@ -282,42 +308,18 @@ fn a_dry_run_agent_follows_the_policy_and_reports() {
     let applied: serde_json::Value =
         serde_json::from_str(&etcd.get("/backbone/edges/edge-2/applied").unwrap()).unwrap();
     assert_eq!(applied["revision"], r2);
+    assert_eq!(applied["part"]["tunnels"].as_object().unwrap().len(), 3);
 
-    // apply --wait: edge-1 has no agent, so the revision does not run everywhere.
-    let f = file.to_str().unwrap();
-    let out = policy(&etcd, &["apply", f, "--wait", "0.5"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let msg = text(&out);
-    assert!(
-        msg.contains(&format!(
-            "not every edge runs revision {r2}: edge-1: no report"
-        )),
-        "{msg}"
-    );
-    assert!(!msg.contains("edge-2:"), "edge-2 runs it: {msg}");
-    // With an agent on edge-1 too, it does.
-    let _agent1 = KillOnDrop(Some(
-        Command::new(POLICY)
-            .args([
-                "agent",
-                "--edge",
-                "edge-1",
-                "--dry-run",
-                "--etcd",
-                &etcd.url(),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let out = policy(&etcd, &["apply", f, "--wait", "20"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let msg = text(&out);
-    for edge in ["edge-1", "edge-2"] {
-        assert!(
-            msg.contains(&format!("edge \"{edge}\" runs revision {r2} after")),
-            "{msg}"
-        );
-    }
+    // SIGTERM: the agent revokes its lease before it exits (0), so its report goes at
+    // once, not after the lease's 10 s; what it applied stays recorded.
+    let mut child = agent1.0.take().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    assert_eq!(etcd.get("/backbone/edges/edge-1/status"), None);
+    assert!(etcd.get("/backbone/edges/edge-1/applied").is_some());
 }

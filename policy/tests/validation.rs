@@ -148,6 +148,22 @@ fn backbone_and_preferences() {
         "preferences.backup_local_pref",
         "is not a BGP local preference",
     );
+    refused(
+        &set(&["preferences"], "make_before_announce_s", (-1).into()),
+        "preferences.make_before_announce_s",
+        "is not a number of seconds (0 to 3600)",
+    );
+    refused(
+        &set(&["preferences"], "make_before_announce_s", 3601.into()),
+        "preferences.make_before_announce_s",
+        "is not a number of seconds (0 to 3600)",
+    );
+    let p = Policy::parse(
+        &remove(&["preferences"], "make_before_announce_s"),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(p.preferences.make_before_announce_s, 30, "the default");
 }
 
 #[test]
