@@ -37,6 +37,14 @@ enum CtlCommand {
     Interfaces,
     /// Counters, summed over the workers (since the last `counters clear`).
     Counters {
+        /// One tunnel's counters, and its drops by reason (the packets that came through it).
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["port", "rate"])]
+        tunnel: Option<String>,
+        /// One port's counters, and the drops by reason of what it received that no
+        /// tunnel claimed (native traffic, tunnel packets dropped before their tunnel was
+        /// found).
+        #[arg(long, value_name = "NAME", conflicts_with = "rate")]
+        port: Option<String>,
         /// Per-second rates over an interval instead of totals.
         #[arg(long)]
         rate: bool,
@@ -273,6 +281,20 @@ pub fn ctl(args: &CtlArgs) -> Result<(), String> {
                 ));
             }
             std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    if let CtlCommand::Counters { tunnel, port, .. } = &args.command {
+        for (name, section, list) in [(tunnel, "tunnels", "ctl tunnels"), (port, "ports", "ctl interfaces")] {
+            let Some(name) = name else { continue };
+            let known = answer[section]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["name"] == name.as_str()));
+            if !known {
+                return Err(format!(
+                    "no {} named {name:?} ({list} lists them)",
+                    section.trim_end_matches('s')
+                ));
+            }
         }
     }
     if args.json {
@@ -548,6 +570,11 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
             }
         }
         CtlCommand::Counters {
+            tunnel: Some(name),
+            ..
+        } => one_counted(a, "tunnels", "tunnel", name),
+        CtlCommand::Counters { port: Some(name), .. } => one_counted(a, "ports", "port", name),
+        CtlCommand::Counters {
             action: Some(CountersAction::Clear),
             ..
         } => println!(
@@ -615,6 +642,33 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
             if !any {
                 println!("drops: none");
             }
+            let r: Vec<Vec<String>> = rows("workers")
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    vec![
+                        i.to_string(),
+                        text(&w["poll"]),
+                        text(&w["polls"]),
+                        w["busy_share"]
+                            .as_f64()
+                            .map_or("-".into(), |b| format!("{:.1}%", b * 100.0)),
+                        text(&w["idle_sleeps"]),
+                        text(&w["generation"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "WORKER",
+                    "POLL",
+                    "POLLS",
+                    "BUSY SHARE",
+                    "IDLE SLEEPS",
+                    "GENERATION",
+                ],
+                &r,
+            );
         }
         CtlCommand::Generations => println!(
             "generation {}, workers at {}",
@@ -719,6 +773,41 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
             a["generation"]
         ),
         _ => println!("applied: generation {}", a["generation"]),
+    }
+}
+
+/// `ctl counters --tunnel NAME` or `--port NAME`: one entry of the `counters` answer's
+/// `section`, its packets and bytes, and its drops by reason.
+fn one_counted(a: &Value, section: &str, what: &str, name: &str) {
+    let since = match a["since"]["generation"].as_u64() {
+        Some(g) => format!("since cleared at generation {g}"),
+        None => "since start".to_owned(),
+    };
+    let Some(x) = a[section]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["name"] == name)
+    else {
+        // Checked before printing (see `ctl`): not reached.
+        return;
+    };
+    println!("{what} {name} ({since}, generation {})", a["generation"]);
+    println!(
+        "  rx {} packets {} bytes  tx {} packets {} bytes",
+        text(&x["rx_packets"]),
+        text(&x["rx_bytes"]),
+        text(&x["tx_packets"]),
+        text(&x["tx_bytes"]),
+    );
+    let drops = x["drops"].as_object().cloned().unwrap_or_default();
+    if drops.is_empty() {
+        println!("  drops: none");
+    } else {
+        println!("  drops:");
+        for (k, v) in drops {
+            println!("    {k:<24} {v}");
+        }
     }
 }
 

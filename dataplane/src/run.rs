@@ -113,6 +113,16 @@ pub fn run(
         return Err("no worker lcores: give EAL at least two lcores (for instance -l 0-1)".into());
     }
     let nworkers = lcores.len();
+    log::info!(
+        "{nworkers} worker(s) on lcore(s) {lcores:?}, {}",
+        match cfg.poll.mode {
+            pipeline_config::PollMode::Busy => "busy polling".to_owned(),
+            pipeline_config::PollMode::Adaptive => format!(
+                "adaptive polling (idle sleeps up to {} us)",
+                cfg.poll.idle_sleep_max_us
+            ),
+        }
+    );
 
     // Ports.
     let mut ids: Vec<PortId> = Vec::new();
@@ -304,7 +314,13 @@ pub fn run(
     let slots: Mutex<Vec<Option<WorkerQueues<'_>>>> =
         Mutex::new(per_worker.into_iter().map(Some).collect());
     let reports: Mutex<Vec<Option<WorkerReport>>> = Mutex::new(vec![None; nworkers]);
-    let progress: Vec<WorkerProgress> = (0..nworkers).map(|_| WorkerProgress::default()).collect();
+    let poll = worker::Poll::of(&cfg.poll);
+    let progress: Vec<WorkerProgress> = (0..nworkers)
+        .map(|_| WorkerProgress {
+            poll,
+            ..WorkerProgress::default()
+        })
+        .collect();
     let stop = AtomicBool::new(false);
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -945,6 +961,8 @@ fn final_stats(
             // Every packet received is forwarded, dropped or punted, exactly once.
             json!({
                 "lcore": l, "bursts": r.bursts, "generation": r.generation,
+                "polls": r.polls, "busy_polls": r.busy_polls,
+                "idle_sleeps": r.idle_sleeps, "idle_sleep_us": r.idle_sleep_us,
                 "rx_packets": r.counters.ports.iter().map(|p| p.rx.packets).sum::<u64>(),
                 "forwarded": r.counters.ports.iter().map(|p| p.tx.packets).sum::<u64>(),
                 "dropped": r.counters.total_drops(),

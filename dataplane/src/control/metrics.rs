@@ -161,6 +161,35 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             w.rx_packets.load(Ordering::Relaxed),
         );
     }
+    for (name, help, field) in [
+        (
+            "backbone_worker_polls",
+            "Polls (rounds over every RX queue) each worker made.",
+            0,
+        ),
+        (
+            "backbone_worker_busy_polls",
+            "Polls that received at least one packet: busy_polls / polls is the worker's busy share.",
+            1,
+        ),
+        (
+            "backbone_worker_idle_sleeps",
+            "Sleeps of an idle adaptive worker ([workers] poll = \"adaptive\").",
+            2,
+        ),
+        (
+            "backbone_worker_idle_sleep_microseconds",
+            "Microseconds of sleep an idle adaptive worker asked for (the kernel's timer slack comes on top).",
+            3,
+        ),
+    ] {
+        let f = out.family(name, help, Kind::Counter);
+        for (i, w) in live.workers.iter().enumerate() {
+            let (polls, busy, sleeps, slept) = w.polling.load();
+            let v = [polls, busy, sleeps, slept][field];
+            f.add(vec![("worker", i.to_string())], v);
+        }
+    }
     let f = out.family(
         "backbone_worker_copies_published",
         "Copies of its counters each worker published (one every 4,096 polls when the lock is free).",
@@ -370,6 +399,30 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     );
     for t in &tunnels {
         f.add(vec![("tunnel", s(&t["name"]))], u(&t["mtu"]));
+    }
+
+    // Drops per tunnel (the packets that came through it) and per port (native traffic,
+    // and what no tunnel claimed): only the series that counted something, so that a
+    // table of many tunnels does not make a scrape of many zeros.
+    let f = out.family(
+        "backbone_tunnel_dropped_packets",
+        "Packets that came through the tunnel and were dropped, by reason (series appear at the first drop).",
+        Kind::Counter,
+    );
+    for t in counters["tunnels"].as_array().into_iter().flatten() {
+        for (reason, n) in t["drops"].as_object().into_iter().flatten() {
+            f.add(vec![("tunnel", s(&t["name"])), ("reason", reason.clone())], u(n));
+        }
+    }
+    let f = out.family(
+        "backbone_port_dropped_packets",
+        "Packets received on the port and dropped that no tunnel claimed (native traffic, tunnel packets dropped before their tunnel was found), by reason (series appear at the first drop).",
+        Kind::Counter,
+    );
+    for p in &ports {
+        for (reason, n) in p["counters"]["drops"].as_object().into_iter().flatten() {
+            f.add(vec![("port", s(&p["name"])), ("reason", reason.clone())], u(n));
+        }
     }
 
     // Drops, events, punts.

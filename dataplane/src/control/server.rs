@@ -508,9 +508,19 @@ pub fn gather(live: Live<'_>) -> (Totals, Vec<Value>) {
         if let Ok(c) = w.counters.lock() {
             total.merge(&c);
             // Under the lock: which copy `c` is, and from which generation on.
+            let (polls, busy_polls, idle_sleeps, idle_sleep_us) = w.polling.load();
             copies.push(json!({
                 "copies": w.counters_copies.load(Ordering::Relaxed),
                 "generation": w.counters_generation.load(Ordering::Relaxed),
+                "poll": match w.poll {
+                    super::progress::Poll::Busy => "busy",
+                    super::progress::Poll::Adaptive { .. } => "adaptive",
+                },
+                "polls": polls,
+                "busy_polls": busy_polls,
+                "busy_share": if polls > 0 { busy_polls as f64 / polls as f64 } else { 0.0 },
+                "idle_sleeps": idle_sleeps,
+                "idle_sleep_us": idle_sleep_us,
             }));
         } else {
             copies.push(Value::Null);
@@ -578,6 +588,15 @@ fn port_counters(totals: &Totals, i: usize, slot: usize) -> Map<String, Value> {
     ] {
         m.insert(k.into(), Value::from(x));
     }
+    m.insert(
+        "drops".into(),
+        Value::Object(named(
+            DropReason::ALL
+                .iter()
+                .map(|r| (r.name(), c.drops[*r as usize]))
+                .filter(|(_, n)| *n > 0),
+        )),
+    );
     if let Some(h) = totals.health.get(i) {
         for (k, x) in [
             ("hw_rx_packets", h.rx_packets),
@@ -607,8 +626,14 @@ pub fn counters(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
         .iter()
         .map(|(id, t)| {
             let c = total.tunnels.get(id.index()).copied().unwrap_or_default();
+            let d = total
+                .tunnel_drops
+                .get(id.index())
+                .copied()
+                .unwrap_or_default();
             json!({"name": t.config.name, "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
-                   "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes})
+                   "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
+                   "drops": named(d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name(), n)))})
         })
         .collect();
     let ports: Vec<Value> = st

@@ -23,7 +23,9 @@ mod route;
 mod terminate;
 
 pub use action::{Action, DropReason, Event, Host, PuntReason};
-pub use counters::{Counters, PacketBytes, PortCounters, TunnelCounters};
+pub use counters::{
+    Counters, PacketBytes, PortCounters, TunnelCounters, TunnelDrops, TUNNEL_DROP_REASONS,
+};
 pub use icmp::IcmpKind;
 
 use crate::buffer::PacketBuf;
@@ -229,6 +231,11 @@ impl Pipeline {
         &self.counters
     }
 
+    /// The counters, to publish them ([`Counters::publish_into`] notes what it copied).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
     /// Process a burst received on `port`: one action per packet in `actions`. Bursts
     /// longer than [`MAX_BURST`] are processed in slices of it; `actions` must be at
     /// least as long as `pkts` (extra packets are left untouched and get no action).
@@ -382,7 +389,7 @@ impl Pipeline {
             };
         }
 
-        for (a, &len) in actions.iter().zip(tx_len.iter()) {
+        for ((a, &len), inner) in actions.iter().zip(tx_len.iter()).zip(inner.iter()) {
             match *a {
                 Action::Transmit(out) => {
                     if let Some(c) = self.counters.ports.get_mut(usize::from(out)) {
@@ -390,7 +397,7 @@ impl Pipeline {
                     }
                 }
                 Action::Drop(r) | Action::Reply { reason: r, .. } => {
-                    self.counters.drops[r as usize] += 1
+                    self.counters.count_drop(port, inner.ingress_tunnel, r)
                 }
                 Action::Punt(r)
                 | Action::Answer { punt: r, .. }
