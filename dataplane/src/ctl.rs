@@ -284,7 +284,10 @@ pub fn ctl(args: &CtlArgs) -> Result<(), String> {
         }
     }
     if let CtlCommand::Counters { tunnel, port, .. } = &args.command {
-        for (name, section, list) in [(tunnel, "tunnels", "ctl tunnels"), (port, "ports", "ctl interfaces")] {
+        for (name, section, list) in [
+            (tunnel, "tunnels", "ctl tunnels"),
+            (port, "ports", "ctl interfaces"),
+        ] {
             let Some(name) = name else { continue };
             let known = answer[section]
                 .as_array()
@@ -570,10 +573,11 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
             }
         }
         CtlCommand::Counters {
-            tunnel: Some(name),
-            ..
+            tunnel: Some(name), ..
         } => one_counted(a, "tunnels", "tunnel", name),
-        CtlCommand::Counters { port: Some(name), .. } => one_counted(a, "ports", "port", name),
+        CtlCommand::Counters {
+            port: Some(name), ..
+        } => one_counted(a, "ports", "port", name),
         CtlCommand::Counters {
             action: Some(CountersAction::Clear),
             ..

@@ -939,6 +939,8 @@ fn final_stats(
                 "link_up": link_up, "link_changes": link_changes,
                 "pipeline_rx_packets": pc.rx.packets, "pipeline_rx_bytes": pc.rx.bytes,
                 "pipeline_tx_packets": pc.tx.packets, "pipeline_tx_bytes": pc.tx.bytes,
+                "drops": named(DropReason::ALL.iter()
+                    .map(|r| (r.name(), pc.drops[*r as usize])).filter(|(_, n)| *n > 0)),
             })
         })
         .collect();
@@ -947,10 +949,16 @@ fn final_stats(
         .iter()
         .map(|(id, t)| {
             let c = total.tunnels.get(id.index()).copied().unwrap_or_default();
+            let d = total
+                .tunnel_drops
+                .get(id.index())
+                .copied()
+                .unwrap_or_default();
             json!({
                 "name": t.config.name,
                 "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
                 "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
+                "drops": named(d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name(), n))),
             })
         })
         .collect();

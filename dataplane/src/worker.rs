@@ -268,7 +268,9 @@ pub fn run_with_hooks<H: WorkerHooks>(
         } else if let Poll::Adaptive { idle_sleep_max_us } = poll {
             idle_polls = idle_polls.saturating_add(1);
             if idle_polls >= Poll::IDLE_POLLS {
-                sleep_us = sleep_us.saturating_mul(2).clamp(1, idle_sleep_max_us.max(1));
+                sleep_us = sleep_us
+                    .saturating_mul(2)
+                    .clamp(1, idle_sleep_max_us.max(1));
                 report.idle_sleeps += 1;
                 report.idle_sleep_us += u64::from(sleep_us);
                 report.polls = iterations;

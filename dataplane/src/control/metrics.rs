@@ -411,7 +411,10 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     );
     for t in counters["tunnels"].as_array().into_iter().flatten() {
         for (reason, n) in t["drops"].as_object().into_iter().flatten() {
-            f.add(vec![("tunnel", s(&t["name"])), ("reason", reason.clone())], u(n));
+            f.add(
+                vec![("tunnel", s(&t["name"])), ("reason", reason.clone())],
+                u(n),
+            );
         }
     }
     let f = out.family(
@@ -421,7 +424,10 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     );
     for p in &ports {
         for (reason, n) in p["counters"]["drops"].as_object().into_iter().flatten() {
-            f.add(vec![("port", s(&p["name"])), ("reason", reason.clone())], u(n));
+            f.add(
+                vec![("port", s(&p["name"])), ("reason", reason.clone())],
+                u(n),
+            );
         }
     }
 

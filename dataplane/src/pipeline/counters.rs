@@ -87,7 +87,10 @@ impl TunnelDrops {
 
     /// `(reason, packets)` for every reason counted here.
     pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        TUNNEL_DROP_REASONS.iter().copied().zip(self.0.iter().copied())
+        TUNNEL_DROP_REASONS
+            .iter()
+            .copied()
+            .zip(self.0.iter().copied())
     }
 }
 
@@ -160,7 +163,8 @@ impl Counters {
         let slot = TUNNEL_SLOT[reason as usize];
         if let Some(t) = tunnel.filter(|_| slot != NOT_PER_TUNNEL) {
             let i = t.index();
-            if let (Some(d), Some(bits)) = (self.tunnel_drops.get_mut(i), self.dirty.get_mut(i / 64))
+            if let (Some(d), Some(bits)) =
+                (self.tunnel_drops.get_mut(i), self.dirty.get_mut(i / 64))
             {
                 d.0[usize::from(slot)] += 1;
                 *bits |= 1 << (i % 64);
