@@ -13,11 +13,13 @@
 //! maximum) until a poll receives again. While traffic flows the only cost is a counter
 //! reset per poll: no clock is read and nothing is slept.
 
+use crate::buffer::PacketBuf;
 use crate::control::arp::{self, ArpOutcome, Heard};
 pub use crate::control::progress::{Poll, WorkerProgress};
 use crate::dpdk::{Burst, Mbuf, RxQueue, TxQueue, BURST_MAX};
-use crate::pipeline::{Action, Counters, Host, Pipeline, PuntReason};
+use crate::pipeline::{Action, Counters, Host, PacketTrace, Pipeline, PuntReason};
 use crate::tables::{PortIndex, Reader, Snapshot};
+use crate::tap::{monotonic_ns, Filter, Tap, TapRecord};
 use crate::wire::EthernetAddress;
 use core::net::Ipv4Addr;
 use crossbeam::queue::ArrayQueue;
@@ -145,6 +147,7 @@ pub fn run_with_hooks<H: WorkerHooks>(
         .generation
         .store(snapshots.generation(), Ordering::Relaxed);
     let poll = progress.poll;
+    let mut tap_local = TapLocal::new();
     let mut iterations = 0u64;
     // Adaptive polling: empty polls in a row, and the next sleep.
     let mut idle_polls = 0u32;
@@ -172,6 +175,8 @@ pub fn run_with_hooks<H: WorkerHooks>(
             progress.publish_polling(&report);
         }
         let mut received = false;
+        // A trace or capture armed: one load, one predictable branch per burst when not.
+        let tapping = progress.tap.armed();
         for (port, rxq) in queues.rx.iter_mut() {
             let mut burst = Burst::new();
             let n = rxq.rx_burst(&mut burst);
@@ -182,7 +187,21 @@ pub fn run_with_hooks<H: WorkerHooks>(
             rx_total += n as u64;
             report.bursts += 1;
             let snap = snapshots.get();
-            pipeline.process(snap, *port, &mut burst[..], &mut actions[..n]);
+            if tapping == 0 {
+                pipeline.process(snap, *port, &mut burst[..], &mut actions[..n]);
+            } else {
+                tapped_burst(
+                    &mut pipeline,
+                    snap,
+                    *port,
+                    &mut burst,
+                    &mut actions[..n],
+                    &progress.tap,
+                    &mut tap_local,
+                    tapping,
+                    index,
+                );
+            }
             hooks.in_burst(index, snap);
             for (m, action) in burst.drain().zip(actions.iter()) {
                 let mut m = m;
@@ -315,11 +334,96 @@ fn flush(tx: &mut [Option<TxQueue<'_>>], buf: &mut Burst, slot: usize, report: &
     }
 }
 
-/// Nanoseconds since the first call: the clock the ICMP rate limit reads.
-fn monotonic_ns() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+/// The worker's side of its tap: the session it last saw, what is left of its budget,
+/// and room for one burst.
+struct TapLocal {
+    session: u64,
+    filter: Filter,
+    remaining: u32,
+    traces: [PacketTrace; BURST_MAX],
+    held: [Option<Box<TapRecord>>; BURST_MAX],
+}
+
+impl TapLocal {
+    fn new() -> Self {
+        TapLocal {
+            session: 0,
+            filter: Filter::default(),
+            remaining: 0,
+            traces: [PacketTrace::default(); BURST_MAX],
+            held: [const { None }; BURST_MAX],
+        }
+    }
+}
+
+/// A burst while the tap is armed for `session`: the traced pipeline, the frames as
+/// received and as sent, and the records of the packets that match, handed over (see
+/// [`crate::tap`]). ARP replies, which the worker writes after the pipeline, are not seen.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn tapped_burst(
+    pipeline: &mut Pipeline,
+    snap: &Snapshot,
+    port: PortIndex,
+    burst: &mut Burst,
+    actions: &mut [Action],
+    tap: &Tap,
+    local: &mut TapLocal,
+    session: u64,
+    worker: usize,
+) {
+    if local.session != session {
+        local.session = session;
+        (local.filter, local.remaining) = tap.settings();
+    }
+    let n = burst.len().min(actions.len());
+    if local.remaining == 0 {
+        pipeline.process(snap, port, &mut burst[..n], &mut actions[..n]);
+        return;
+    }
+    let time_ns = monotonic_ns();
+    for (held, m) in local.held.iter_mut().zip(burst.iter()) {
+        *held = tap.record();
+        if let Some(r) = held {
+            r.rx.set(m.data());
+        }
+    }
+    pipeline.process_traced(
+        snap,
+        port,
+        &mut burst[..n],
+        &mut actions[..n],
+        &mut local.traces[..n],
+    );
+    for i in 0..n {
+        let t = &local.traces[i];
+        let tx_port = match actions[i] {
+            Action::Transmit(p)
+            | Action::Reply { port: p, .. }
+            | Action::Answer { port: p, .. } => Some(p),
+            _ => None,
+        };
+        let wanted = local.remaining > 0 && local.filter.matches(t, tx_port);
+        let Some(mut r) = local.held[i].take() else {
+            if wanted {
+                tap.count_lost();
+            }
+            continue;
+        };
+        if wanted {
+            local.remaining -= 1;
+            r.session = session;
+            r.worker = u16::try_from(worker).unwrap_or(u16::MAX);
+            r.time_ns = time_ns;
+            r.generation = snap.generation();
+            r.trace = *t;
+            match (tx_port, burst.get(i)) {
+                (Some(_), Some(m)) => r.tx.set(m.data()),
+                _ => r.tx.len = 0,
+            }
+        }
+        tap.hand_over(r, wanted);
+    }
 }
 
 impl WorkerProgress {

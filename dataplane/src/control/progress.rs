@@ -13,6 +13,9 @@ pub struct WorkerProgress {
     /// What the worker's polling did: polls, polls that received, sleeps (copied now
     /// and then, and before every sleep).
     pub polling: PollCounters,
+    /// Where `ctl trace` and `ctl capture` see the worker's packets (armed by the control
+    /// side, off otherwise).
+    pub tap: crate::tap::Tap,
     /// Milliseconds since `epoch` when the worker last received a packet.
     pub last_rx_ms: AtomicU64,
     /// Snapshot generation of the last burst.

@@ -371,6 +371,17 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
             ))
         }
     };
+    if op == "trace" || op == "capture" {
+        // Waits for packets: never under the state's lock.
+        return match tap_session(op, req, state, live) {
+            Ok(Value::Object(mut m)) => {
+                m.insert("ok".into(), Value::Bool(true));
+                Value::Object(m)
+            }
+            Ok(v) => json!({"ok": true, "result": v}),
+            Err(e) => refusal(e),
+        };
+    }
     let Ok(mut st) = state.lock() else {
         return refusal("control state unavailable".into());
     };
@@ -472,6 +483,129 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
         Ok(v) => json!({"ok": true, "result": v}),
         Err(e) => json!({"ok": false, "error": e}),
     }
+}
+
+/// `trace` (`count`, optional `port` and `tunnel` names, `timeout_ms`): the next
+/// `count` packets that match, each with its stages; `capture` (`count`, one of `port` and
+/// `tunnel`, `timeout_ms`): their frames, for the client to write as pcapng.
+fn tap_session(
+    op: &str,
+    req: &Value,
+    state: &Mutex<ControlState>,
+    live: Live<'_>,
+) -> Result<Value, String> {
+    use super::trace::{self, Ask, Names};
+    let count = match req.get("count") {
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=trace::MAX_COUNT).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "{op}: \"count\" must be a number of packets, 1 to {}",
+                    trace::MAX_COUNT
+                )
+            })?,
+        None => return Err(format!("{op}: missing field \"count\"")),
+    };
+    let timeout = match req.get("timeout_ms") {
+        None => trace::DEFAULT_TIMEOUT,
+        Some(v) => v
+            .as_u64()
+            .map(Duration::from_millis)
+            .filter(|t| !t.is_zero() && *t <= trace::MAX_TIMEOUT)
+            .ok_or_else(|| {
+                format!(
+                    "{op}: \"timeout_ms\" must be 1 to {} milliseconds",
+                    trace::MAX_TIMEOUT.as_millis()
+                )
+            })?,
+    };
+    let name = |key: &str| -> Result<Option<&str>, String> {
+        match req.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(format!(
+                "{op}: \"{key}\" must be a name, not {}",
+                json_type(other)
+            )),
+        }
+    };
+    let (port, tunnel) = (name("port")?, name("tunnel")?);
+    if op == "capture" && port.is_some() == tunnel.is_some() {
+        return Err("capture: give one of \"port\" and \"tunnel\"".into());
+    }
+    let filter = {
+        let st = state
+            .lock()
+            .map_err(|_| "control state unavailable".to_owned())?;
+        let snap = std::sync::Arc::clone(st.snapshots().current());
+        let names = Names::new(&st, &snap);
+        crate::tap::Filter {
+            port: port
+                .map(|p| {
+                    names.port_id(p).ok_or_else(|| {
+                        format!("{op}: port {:?} is not a configured port", clipped(p))
+                    })
+                })
+                .transpose()?,
+            tunnel: tunnel
+                .map(|t| {
+                    names.tunnel_id(t).ok_or_else(|| {
+                        format!("{op}: tunnel {:?} is not a configured tunnel", clipped(t))
+                    })
+                })
+                .transpose()?,
+        }
+    };
+    let got = live.appliance.taps.run(
+        live.workers,
+        Ask {
+            filter,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            timeout,
+        },
+    )?;
+    let st = state
+        .lock()
+        .map_err(|_| "control state unavailable".to_owned())?;
+    let snap = std::sync::Arc::clone(st.snapshots().current());
+    let names = Names::new(&st, &snap);
+    let mut answer = json!({
+        "asked": count,
+        "seen": got.records.len(),
+        "lost": got.lost,
+        "timed_out": got.timed_out,
+        "timeout_ms": timeout.as_millis() as u64,
+    });
+    if op == "trace" {
+        answer["packets"] = got
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| trace::describe(&names, &st, r, i + 1))
+            .collect();
+    } else {
+        answer["interfaces"] = trace::interfaces(&names, filter)
+            .into_iter()
+            .map(|(name, link)| json!({"name": name, "linktype": link}))
+            .collect();
+        let mut packets = Vec::new();
+        for r in &got.records {
+            let time = got.epoch_unix_ns + u128::from(r.time_ns);
+            for (interface, inbound, bytes, len, comment) in trace::frames(&names, r, filter) {
+                packets.push(json!({
+                    "interface": interface,
+                    "inbound": inbound,
+                    "time_unix_ns": time.to_string(),
+                    "len": len,
+                    "data": trace::hex(bytes),
+                    "comment": comment,
+                }));
+            }
+        }
+        answer["packets"] = Value::Array(packets);
+    }
+    Ok(answer)
 }
 
 /// What kind of JSON value `v` is, for messages.
