@@ -27,6 +27,34 @@ pub struct ValidatedConfig {
     pub routes: Vec<RouteConfig>,
     /// `[icmp]`: how many ICMP errors the router sends.
     pub icmp: IcmpConfig,
+    /// `[bgp]`: BGP with the client routers, where there is one.
+    pub bgp: Option<BgpConfig>,
+}
+
+/// `[bgp]`: the edge's BGP with the client routers, run by FRR beside the appliance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BgpConfig {
+    /// Our AS number.
+    pub asn: u32,
+    /// The BGP router ID.
+    pub router_id: Ipv4Addr,
+    /// Longest prefix accepted from a client inside its own prefixes.
+    pub max_prefix_len: u8,
+    /// BFD transmit and receive interval, ms.
+    pub bfd_interval_ms: u32,
+    /// BFD detection multiplier.
+    pub bfd_multiplier: u8,
+}
+
+/// A client's BGP session, inside its tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelBgp {
+    /// The client router's AS number (not ours: eBGP).
+    pub asn: u32,
+    /// The client router's address on the tunnel's link (the session's neighbour).
+    pub peer: Ipv4Addr,
+    /// BFD on the session.
+    pub bfd: bool,
 }
 
 /// How the workers poll (`[workers] poll`, `idle_sleep_max_us`).
@@ -158,6 +186,8 @@ pub struct TunnelConfig {
     /// client router's side: traffic with it goes through the host interface
     /// [`TunnelConfig::host_interface_name`].
     pub link: Option<Ipv4Net>,
+    /// An eBGP session with the client router inside the tunnel, where there is one.
+    pub bgp: Option<TunnelBgp>,
 }
 
 /// The prefix of every host interface's name: `bb-<port or tunnel name>`.

@@ -15,8 +15,9 @@
 //! appears (at start, or by `ctl tunnel-add` or a reload), removed when it goes, and all
 //! removed when the appliance stops (a TUN interface lives as long as its descriptor).
 
+pub use super::appliance::HostCounters;
 use crate::dpdk::{Burst, Mempool, TxQueue};
-use crate::pipeline::{Action, Counters, Host, Pipeline};
+use crate::pipeline::{Action, Host, Pipeline};
 use crate::tables::{PortIndex, Reader, Snapshot, TunnelId};
 use crate::worker::HostQueue;
 use ipnet::Ipv4Net;
@@ -26,43 +27,13 @@ use pipeline_config::HOST_INTERFACE_PREFIX;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The control TX queue of each port, by port id: shared by the control thread (ARP
 /// requests) and the exception path.
 pub type ControlTx<'p> = Mutex<Vec<Option<TxQueue<'p>>>>;
-
-/// What the exception path counted; read by the control API and the metrics while it runs.
-#[derive(Debug, Default)]
-pub struct HostCounters {
-    /// Packets written into a host interface (the kernel took them).
-    pub to_host: AtomicU64,
-    pub to_host_bytes: AtomicU64,
-    /// Packets for a host interface that could not be written: the interface is gone (its
-    /// tunnel was removed while the packet waited) or the kernel refused the write.
-    pub to_host_failed: AtomicU64,
-    /// Packets the kernel sent into a host interface.
-    pub from_host: AtomicU64,
-    pub from_host_bytes: AtomicU64,
-    /// Of those, handed to a port's TX queue.
-    pub from_host_sent: AtomicU64,
-    /// Dropped by the pipeline's checks (by reason in [`HostCounters::drops`]).
-    pub from_host_dropped: AtomicU64,
-    /// Refused by the TX queue (full), or for a port without a control TX queue.
-    pub from_host_tx_failed: AtomicU64,
-    /// No mbuf to copy the kernel's packet into (the pool is exhausted), or the packet was
-    /// longer than an mbuf holds.
-    pub from_host_no_mbuf: AtomicU64,
-    /// Host interfaces present now.
-    pub interfaces: AtomicU64,
-    /// Host interfaces that could not be created or configured (retried every 10 s).
-    pub interface_errors: AtomicU64,
-    /// A recent copy of the exception path's pipeline counters (drops by reason, and what
-    /// it sent per port and tunnel).
-    pub pipeline: Mutex<Counters>,
-}
 
 /// One host interface the tables ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +93,8 @@ pub struct Exception<'a, 'p> {
     next_reconcile: Instant,
     pending: Vec<Burst>,
     buf: Box<[u8; READ_MAX]>,
+    /// The pipeline counted something its shared copy does not show yet.
+    dirty: bool,
 }
 
 impl std::fmt::Debug for Exception<'_, '_> {
@@ -165,6 +138,7 @@ impl<'a, 'p> Exception<'a, 'p> {
             next_reconcile: Instant::now(),
             pending: (0..nports).map(|_| Burst::new()).collect(),
             buf: Box::new([0; READ_MAX]),
+            dirty: false,
         })
     }
 
@@ -195,6 +169,9 @@ impl<'a, 'p> Exception<'a, 'p> {
                 }
             }
         }
+        if let Ok(mut c) = self.counters.pipeline.lock() {
+            c.clone_from(self.pipeline.counters());
+        }
         // Interfaces go with their descriptors.
         let names: Vec<String> = self.by_name.keys().cloned().collect();
         for name in names {
@@ -207,6 +184,7 @@ impl<'a, 'p> Exception<'a, 'p> {
     /// Whether some interface still has more to read.
     fn read_host(&mut self, snap: &Snapshot) -> bool {
         let mut more = false;
+        let mut read = 0;
         for slot in 0..self.ifaces.len() {
             let Some(iface) = self.ifaces[slot].as_mut() else {
                 continue;
@@ -271,12 +249,20 @@ impl<'a, 'p> Exception<'a, 'p> {
                 }
             }
             more |= iface.readable;
+            read += n;
         }
         for (slot, b) in self.pending.iter_mut().enumerate() {
             Self::flush(self.tx, self.counters, b, slot);
         }
-        if let Ok(mut c) = self.counters.pipeline.try_lock() {
-            c.clone_from(self.pipeline.counters());
+        if read > 0 {
+            self.dirty = true;
+        }
+        if self.dirty {
+            // Never wait for a reader of the copy: next time.
+            if let Ok(mut c) = self.counters.pipeline.try_lock() {
+                c.clone_from(self.pipeline.counters());
+                self.dirty = false;
+            }
         }
         more
     }
@@ -446,12 +432,22 @@ impl<'a, 'p> Exception<'a, 'p> {
     /// Create `name` with its first address, MTU, up; add the other addresses.
     fn create(&mut self, name: &str, w: &Want) -> Result<usize, String> {
         let mut config = tun::Configuration::default();
-        config.tun_name(name).mtu(w.mtu).up();
+        config.tun_name(name).mtu(w.mtu);
         if let Some(first) = w.addrs.first() {
             config.address(first.addr()).netmask(first.netmask());
         }
-        let dev = tun::create(&config).map_err(|e| e.to_string())?;
+        let mut dev = tun::create(&config).map_err(|e| e.to_string())?;
         dev.set_nonblock().map_err(|e| e.to_string())?;
+        // IPv4 only for now: no IPv6 link-local address, router solicitations or neighbour
+        // discovery from the host into a tunnel (they would be dropped as bad_ipv4). Where
+        // the kernel has no IPv6 there is nothing to turn off.
+        let v6 = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+        if std::path::Path::new(&v6).exists() {
+            if let Err(e) = std::fs::write(&v6, "1") {
+                log::debug!("exception path: {v6}: {e}");
+            }
+        }
+        tun::AbstractDevice::enabled(&mut dev, true).map_err(|e| e.to_string())?;
         for extra in w.addrs.iter().skip(1) {
             add_address(name, *extra)?;
         }

@@ -6,6 +6,7 @@ pub mod arp;
 pub mod audit;
 #[cfg(feature = "dpdk")]
 pub mod exception;
+pub mod frr;
 #[cfg(feature = "dpdk")]
 pub mod metrics;
 pub mod pacer;

@@ -670,6 +670,9 @@ pub fn gather(live: Live<'_>) -> (Totals, Vec<Value>) {
             }
         }
     }
+    if let Ok(c) = live.appliance.host.pipeline.lock() {
+        total.merge_tx(&c);
+    }
     let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
     (
         Totals {
@@ -795,9 +798,52 @@ pub fn counters(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
         "icmp_rate_limited": total.icmp_rate_limited,
         "echo_replies": total.echo_replies,
         "control": named(live.appliance.control.named().into_iter()),
+        "host": host_counters(live),
         "workers": copies,
         "api": live.api.to_json(),
     })
+}
+
+/// The exception path's counters: what the workers handed it (or could not), what it
+/// wrote into the host interfaces and read from them, and its drops by reason.
+fn host_counters(live: Live<'_>) -> Value {
+    let mut m = named(live.appliance.host.named().into_iter());
+    let sum = |f: &dyn Fn(&crate::control::progress::WorkerProgress) -> u64| {
+        live.workers.iter().map(f).sum::<u64>()
+    };
+    m.insert(
+        "queued".into(),
+        json!(sum(&|w| w.host_queued.load(Ordering::Relaxed))),
+    );
+    m.insert(
+        "queue_full".into(),
+        json!(sum(&|w| w.host_queue_full.load(Ordering::Relaxed))),
+    );
+    m.insert(
+        "punt_dropped".into(),
+        Value::Object(named(PuntReason::ALL.iter().map(|&r| {
+            (
+                r.name(),
+                sum(&|w| w.punt_dropped[r as usize].load(Ordering::Relaxed)),
+            )
+        }))),
+    );
+    let drops = live
+        .appliance
+        .host
+        .pipeline
+        .lock()
+        .map(|c| {
+            named(
+                DropReason::ALL
+                    .iter()
+                    .map(|r| (r.name(), c.drop_count(*r)))
+                    .filter(|(_, n)| *n > 0),
+            )
+        })
+        .unwrap_or_default();
+    m.insert("drops".into(), Value::Object(drops));
+    Value::Object(m)
 }
 
 /// A tunnel's state: `up` (next hop resolved, egress link up), `unresolved` (its next
