@@ -845,7 +845,9 @@ fn supervise_loop(
 ) {
     let mut stall_events = Vec::new();
     loop {
-        std::thread::sleep(Duration::from_millis(5));
+        // Ten milliseconds: what ARP learning and a stop may wait, and few enough wakeups
+        // that an idle appliance costs little CPU.
+        std::thread::sleep(Duration::from_millis(10));
         control.tick(learned, pool);
         control.watch_workers(progress, &mut stall_events);
         control.watch_links(ports);

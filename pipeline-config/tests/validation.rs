@@ -405,13 +405,13 @@ fn worker_lcores_must_be_unique_ids() {
     );
 }
 
-/// Workers poll adaptively unless told otherwise, sleeping at most 100 us when idle; busy
+/// Workers poll adaptively unless told otherwise, sleeping at most 1 ms when idle; busy
 /// polling has no sleep to bound.
 #[test]
 fn workers_poll_adaptively_by_default() {
     let c = ok(BASE);
     assert_eq!(c.poll.mode, PollMode::Adaptive);
-    assert_eq!(c.poll.idle_sleep_max_us, 100);
+    assert_eq!(c.poll.idle_sleep_max_us, 1000);
     let c = ok(&format!("[workers]\npoll = \"busy\"\n{BASE}"));
     assert_eq!(c.poll.mode, PollMode::Busy);
     let c = ok(&format!(

@@ -1237,7 +1237,13 @@ fn capture_writes_what_a_tunnel_and_a_port_carried() {
                     "{pair:?}"
                 );
                 assert_eq!(outer[3], "02:00:00:00:00:01", "{pair:?}");
-                assert!(inner[4].starts_with("10.1."), "{pair:?}");
+                // From acme's hosts, but for the one packet acme sends as globex's host,
+                // which came through acme all the same and was dropped (BCP 38).
+                if outer[7].ends_with("drop inner_spoofed") {
+                    assert!(inner[4].starts_with("10.2."), "{pair:?}");
+                } else {
+                    assert!(inner[4].starts_with("10.1."), "{pair:?}");
+                }
                 assert!(
                     outer[7].starts_with("outer; received through tunnel acme"),
                     "{pair:?}"

@@ -187,8 +187,9 @@ pub fn serve(
                         clients.fetch_sub(1, Ordering::AcqRel);
                     });
                 }
+                // A new client waits at most this long: few wakeups when nobody asks.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(5))
+                    std::thread::sleep(Duration::from_millis(20))
                 }
                 Err(e) => {
                     log::warn!("control socket: {e}");
