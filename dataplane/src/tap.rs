@@ -110,10 +110,10 @@ impl Filter {
     #[inline]
     pub fn matches(&self, t: &PacketTrace, tx_port: Option<PortIndex>) -> bool {
         self.port
-            .is_none_or(|p| t.rx_port == p || tx_port == Some(p))
+            .map_or(true, |p| t.rx_port == p || tx_port == Some(p))
             && self
                 .tunnel
-                .is_none_or(|id| t.tunnel == Some(id) || t.egress_tunnel == Some(id))
+                .map_or(true, |id| t.tunnel == Some(id) || t.egress_tunnel == Some(id))
     }
 }
 

@@ -395,9 +395,9 @@ fn tapped_burst(
         &mut actions[..n],
         &mut local.traces[..n],
     );
-    for i in 0..n {
+    for (i, action) in actions[..n].iter().enumerate() {
         let t = &local.traces[i];
-        let tx_port = match actions[i] {
+        let tx_port = match *action {
             Action::Transmit(p)
             | Action::Reply { port: p, .. }
             | Action::Answer { port: p, .. } => Some(p),
