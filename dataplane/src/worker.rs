@@ -377,13 +377,12 @@ fn tapped_burst(
         (local.filter, local.remaining) = tap.settings();
     }
     let n = burst.len().min(actions.len());
-    if local.remaining == 0 {
-        pipeline.process(snap, port, &mut burst[..n], &mut actions[..n]);
-        return;
-    }
-    let time_ns = monotonic_ns();
+    // Traced even once the budget is spent (the session ends soon): `Pipeline::process`
+    // keeps the worker loop as its one caller, where it is inlined.
+    let recording = local.remaining > 0;
+    let time_ns = if recording { monotonic_ns() } else { 0 };
     for (held, m) in local.held.iter_mut().zip(burst.iter()) {
-        *held = tap.record();
+        *held = if recording { tap.record() } else { None };
         if let Some(r) = held {
             r.rx.set(m.data());
         }

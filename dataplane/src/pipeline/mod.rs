@@ -244,6 +244,7 @@ impl Pipeline {
     /// Process a burst received on `port`: one action per packet in `actions`. Bursts
     /// longer than [`MAX_BURST`] are processed in slices of it; `actions` must be at
     /// least as long as `pkts` (extra packets are left untouched and get no action).
+    #[inline]
     pub fn process<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
