@@ -22,7 +22,8 @@
 #   status  namespaces, processes and the appliance's live counters
 # Environment: LAB_DIR (state, logs, captures; default out/interop-lab), LAB_PREFIX
 # (namespace name prefix; default bbl), BACKBONE (the binary; default: build the release
-# one), TRANSFER_MB (check's TCP transfer size, default 16). Needs root.
+# one), TRANSFER_MB (check's TCP transfer size, default 16), LAB_POLL (the workers' [workers]
+# poll: adaptive, the default, or busy). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -266,6 +267,7 @@ args = [
 
 [workers]
 lcores = [1]
+poll = "${LAB_POLL:-adaptive}"
 EOF
   for r in "${ROUTERS[@]}"; do
     x=$(idx "$r")

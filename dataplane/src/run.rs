@@ -113,6 +113,16 @@ pub fn run(
         return Err("no worker lcores: give EAL at least two lcores (for instance -l 0-1)".into());
     }
     let nworkers = lcores.len();
+    log::info!(
+        "{nworkers} worker(s) on lcore(s) {lcores:?}, {}",
+        match cfg.poll.mode {
+            pipeline_config::PollMode::Busy => "busy polling".to_owned(),
+            pipeline_config::PollMode::Adaptive => format!(
+                "adaptive polling (idle sleeps up to {} us)",
+                cfg.poll.idle_sleep_max_us
+            ),
+        }
+    );
 
     // Ports.
     let mut ids: Vec<PortId> = Vec::new();
@@ -303,7 +313,13 @@ pub fn run(
     let slots: Mutex<Vec<Option<WorkerQueues<'_>>>> =
         Mutex::new(per_worker.into_iter().map(Some).collect());
     let reports: Mutex<Vec<Option<WorkerReport>>> = Mutex::new(vec![None; nworkers]);
-    let progress: Vec<WorkerProgress> = (0..nworkers).map(|_| WorkerProgress::default()).collect();
+    let poll = worker::Poll::of(&cfg.poll);
+    let progress: Vec<WorkerProgress> = (0..nworkers)
+        .map(|_| WorkerProgress {
+            poll,
+            ..WorkerProgress::default()
+        })
+        .collect();
     let stop = AtomicBool::new(false);
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -837,7 +853,9 @@ fn supervise_loop(
         .ok();
     let fpm = dataplane::control::frr::DEFAULT_FPM;
     loop {
-        std::thread::sleep(Duration::from_millis(5));
+        // Ten milliseconds: what ARP learning and a stop may wait, and few enough wakeups
+        // that an idle appliance costs little CPU.
+        std::thread::sleep(Duration::from_millis(10));
         control.tick(learned, pool);
         if let (Some(f), Ok(st)) = (frr.as_mut(), control.state.try_lock()) {
             let generation = st.snapshots().current().generation();
@@ -949,6 +967,8 @@ fn final_stats(
                 "link_up": link_up, "link_changes": link_changes,
                 "pipeline_rx_packets": pc.rx.packets, "pipeline_rx_bytes": pc.rx.bytes,
                 "pipeline_tx_packets": pc.tx.packets, "pipeline_tx_bytes": pc.tx.bytes,
+                "drops": named(DropReason::ALL.iter()
+                    .map(|r| (r.name(), pc.drops[*r as usize])).filter(|(_, n)| *n > 0)),
             })
         })
         .collect();
@@ -957,10 +977,16 @@ fn final_stats(
         .iter()
         .map(|(id, t)| {
             let c = total.tunnels.get(id.index()).copied().unwrap_or_default();
+            let d = total
+                .tunnel_drops
+                .get(id.index())
+                .copied()
+                .unwrap_or_default();
             json!({
                 "name": t.config.name,
                 "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
                 "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
+                "drops": named(d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name(), n))),
             })
         })
         .collect();
@@ -971,6 +997,8 @@ fn final_stats(
             // Every packet received is forwarded, dropped or punted, exactly once.
             json!({
                 "lcore": l, "bursts": r.bursts, "generation": r.generation,
+                "polls": r.polls, "busy_polls": r.busy_polls,
+                "idle_sleeps": r.idle_sleeps, "idle_sleep_us": r.idle_sleep_us,
                 "rx_packets": r.counters.ports.iter().map(|p| p.rx.packets).sum::<u64>(),
                 "forwarded": r.counters.ports.iter().map(|p| p.tx.packets).sum::<u64>(),
                 "dropped": r.counters.total_drops(),

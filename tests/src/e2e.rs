@@ -1135,6 +1135,25 @@ pub fn count(expected: &[Expected], pred: impl Fn(&Expected) -> bool) -> u64 {
     expected.iter().filter(|e| pred(e)).count() as u64
 }
 
+/// Drops that can only happen once the ingress tunnel was found (SPEC.md tunnel
+/// termination, the checks after the lookup of step 1, then routing and encapsulation).
+pub const AFTER_LOOKUP: &[&str] = &[
+    "unsupported_inner",
+    "gre_sequence",
+    "bad_inner_ipv4",
+    "nested_tunnel",
+    "inner_spoofed",
+    "ecn_ce_not_ect",
+    "ttl_exceeded",
+    "martian_destination",
+    "no_route",
+    "hairpin",
+    "tunnel_loop",
+    "no_headroom",
+    "mtu_exceeded",
+    "no_neighbor",
+];
+
 /// Drops after the outer headers were stripped: the ingress tunnel counted the packet.
 pub const AFTER_STRIP: &[&str] = &[
     "bad_inner_ipv4",
@@ -1273,6 +1292,54 @@ pub fn check_counters(
         });
         assert_eq!(ts["rx_packets"], rx, "tunnel {} rx", t.name);
     }
+    // Drops per tunnel and per port (SPEC.md "Counters": drops by reason per tunnel): a
+    // drop counts under the tunnel the packet came through once that tunnel was found
+    // (tunnel termination step 1, and every step after it), else under its port.
+    let drops_of = |x: &Value| -> BTreeMap<String, u64> {
+        x["drops"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect()
+    };
+    let tunnel_known = |r: &str| AFTER_LOOKUP.contains(&r);
+    for (i, t) in TUNNELS.iter().enumerate() {
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for e in expected {
+            if let Some(r) = e.expect.strip_prefix("drop:") {
+                if e.ingress.as_deref() == Some(t.name) && tunnel_known(r) {
+                    *want.entry(r.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        assert_eq!(
+            drops_of(&stats["tunnels"][i]),
+            want,
+            "tunnel {} drops by reason",
+            t.name
+        );
+    }
+    for (i, pd) in PORTS.iter().enumerate() {
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for e in expected {
+            let on_port = captures
+                .iter()
+                .any(|(f, p)| *f == e.capture && *p == pd.name);
+            if let Some(r) = e.expect.strip_prefix("drop:") {
+                if on_port && !(e.ingress.is_some() && tunnel_known(r)) {
+                    *want.entry(r.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        assert_eq!(
+            drops_of(&stats["ports"][i]),
+            want,
+            "port {} drops by reason (native and unclaimed)",
+            pd.name
+        );
+    }
+
     let worker_rx: u64 = stats["workers"]
         .as_array()
         .expect("workers")

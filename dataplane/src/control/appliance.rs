@@ -24,6 +24,9 @@ pub struct Appliance {
     /// What the counters were at the last `clear_counters`: the control API answers the
     /// difference (the workers' own counters are never written).
     pub baseline: Mutex<Option<Baseline>>,
+    /// `ctl trace` and `ctl capture` sessions (one at a time).
+    #[cfg(not(loom))]
+    pub taps: super::trace::Sessions,
 }
 
 /// What runs.
@@ -208,6 +211,14 @@ impl Totals {
                 v.packets = v.packets.saturating_sub(w.packets);
                 v.bytes = v.bytes.saturating_sub(w.bytes);
             }
+            for (v, w) in x.drops.iter_mut().zip(&y.drops) {
+                *v = v.saturating_sub(*w);
+            }
+        }
+        for (x, y) in c.tunnel_drops.iter_mut().zip(&b.tunnel_drops) {
+            for (v, w) in x.0.iter_mut().zip(&y.0) {
+                *v = v.saturating_sub(*w);
+            }
         }
         for (x, y) in c.tunnels.iter_mut().zip(&b.tunnels) {
             for (v, w) in [(&mut x.rx, &y.rx), (&mut x.tx, &y.tx)] {
@@ -261,6 +272,9 @@ mod tests {
         let mut base = now.clone();
         base.counters.tunnels[1].tx.packets = 9; // a tunnel replaced in that slot
         base.counters.drops[DropReason::NoRoute as usize] = 4;
+        now.counters
+            .count_drop(0, Some(crate::tables::TunnelId(1)), DropReason::Hairpin);
+        now.counters.count_drop(1, None, DropReason::Martian);
         base.tx.sent = vec![5];
         base.health[0].rx_packets = 60;
         let d = now.since(&base);
@@ -268,5 +282,8 @@ mod tests {
         assert_eq!(d.counters.tunnels[1].tx.packets, 0);
         assert_eq!(d.tx.sent, vec![0, 9]);
         assert_eq!(d.health[0].rx_packets, 40);
+        // Counted after the baseline: whole.
+        assert_eq!(d.counters.tunnel_drops[1].get(DropReason::Hairpin), 1);
+        assert_eq!(d.counters.ports[1].drops[DropReason::Martian as usize], 1);
     }
 }

@@ -20,3 +20,5 @@ pub mod stall;
 #[cfg(not(loom))]
 pub mod state;
 pub mod telemetry;
+#[cfg(not(loom))]
+pub mod trace;
