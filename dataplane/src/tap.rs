@@ -111,9 +111,9 @@ impl Filter {
     pub fn matches(&self, t: &PacketTrace, tx_port: Option<PortIndex>) -> bool {
         self.port
             .map_or(true, |p| t.rx_port == p || tx_port == Some(p))
-            && self
-                .tunnel
-                .map_or(true, |id| t.tunnel == Some(id) || t.egress_tunnel == Some(id))
+            && self.tunnel.map_or(true, |id| {
+                t.tunnel == Some(id) || t.egress_tunnel == Some(id)
+            })
     }
 }
 

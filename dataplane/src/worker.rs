@@ -161,7 +161,10 @@ pub fn run_with_hooks<H: WorkerHooks>(
                 .generation
                 .store(snapshots.generation(), Ordering::Relaxed);
         }
-        if iterations % 4096 == 0 {
+        // Every few thousand polls, and every 128 sleeps of an idle worker (its polls are
+        // slow then: what it counted last shows within some 100 ms).
+        let idle_copy = idle_polls >= Poll::IDLE_POLLS && report.idle_sleeps % 128 == 0;
+        if iterations % 4096 == 0 || idle_copy {
             // Never wait for a reader: skip this round if one holds the lock.
             if let Ok(mut c) = progress.counters.try_lock() {
                 progress.copy_counters(&mut c, pipeline.counters_mut());

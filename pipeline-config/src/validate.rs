@@ -19,8 +19,7 @@
 use crate::error::ConfigError;
 use crate::model::{
     header_len, BgpConfig, HealthConfig, IcmpConfig, NeighborConfig, PollConfig, PortConfig,
-    PortRef,
-    RouteConfig, RouteTarget, TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig,
+    PortRef, RouteConfig, RouteTarget, TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig,
     HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{

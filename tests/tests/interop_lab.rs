@@ -182,7 +182,11 @@ impl Lab {
         let copies = |v: &Value| -> Vec<u64> {
             v["workers"]
                 .as_array()
-                .map(|w| w.iter().map(|c| c["copies"].as_u64().unwrap_or(0)).collect())
+                .map(|w| {
+                    w.iter()
+                        .map(|c| c["copies"].as_u64().unwrap_or(0))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let seen = copies(&read());
