@@ -9,6 +9,8 @@ pub mod exception;
 #[cfg(feature = "dpdk")]
 pub mod metrics;
 pub mod pacer;
+#[cfg(not(loom))]
+pub mod pmtu;
 pub mod progress;
 // Under `--cfg loom` the publisher's `Arc` is loom's, which the snapshot builder's is not:
 // only the publication protocol itself is built for the model checker.

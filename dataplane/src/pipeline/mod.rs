@@ -12,6 +12,9 @@
 //! 4. [`route`]: hairpin and loop checks;
 //! 5. [`encap`]: outer headers and the Ethernet rewrite;
 //! 6. [`icmp`]: for a drop that deserves one, the ICMP error, built in the packet's buffer.
+//!
+//! Beside them, [`pmtu`] reads what the underlay says about our own tunnel packets (ICMP
+//! Fragmentation Needed) for the control thread.
 
 pub mod action;
 mod classify;
@@ -19,12 +22,14 @@ pub mod counters;
 mod encap;
 pub mod icmp;
 mod inject;
+pub mod pmtu;
 mod route;
 mod terminate;
 
 pub use action::{Action, DropReason, Event, Host, PuntReason};
 pub use counters::{Counters, PacketBytes, PortCounters, TunnelCounters};
 pub use icmp::IcmpKind;
+pub use pmtu::PathMtuReport;
 
 use crate::buffer::PacketBuf;
 use crate::lpm::{NextHop, BURST};
@@ -305,6 +310,15 @@ impl Pipeline {
                 Ok(classify::Ingress::Transit) => {
                     terminate::transit(pkt, snap, port, &mut inner[i])
                 }
+                Ok(classify::Ingress::FragNeeded { back }) => {
+                    match pmtu::underlay(pkt.data(), snap, port, &mut self.counters, back) {
+                        Ok(report) => {
+                            actions[i] = Action::PathMtu(report);
+                            continue;
+                        }
+                        Err(v) => Err(v),
+                    }
+                }
                 Err(v) => Err(v),
             };
             match r {
@@ -395,6 +409,7 @@ impl Pipeline {
                 Action::Punt(r)
                 | Action::Answer { punt: r, .. }
                 | Action::Deliver { punt: r, .. } => self.counters.punts[r as usize] += 1,
+                Action::PathMtu(_) => self.counters.punts[PuntReason::PathMtu as usize] += 1,
             }
         }
     }
