@@ -320,6 +320,7 @@ remote = "172.16.3.2"
 port = "to-c"
 prefixes = ["10.3.0.0/16"]
 link = "169.254.3.1/31"          # bb-site-c in the appliance's namespace; router C is .0
+probe = true                     # no BGP: the appliance probes the tunnel itself
 EOF
 }
 
@@ -336,6 +337,12 @@ up() {
   rm -rf "$D"; mkdir -p "$D/pids"
   say "namespaces $P-{bb,ra,rb,rc,ha,hb,hc}, state in $D"
   for n in bb ra rb rc ha hb hc; do mkns "$P-$n"; done
+  # net_af_packet reads the veths without taking them from the kernel (as a NIC bound to
+  # DPDK would be): the namespace's kernel sees every frame too. Once a host interface gives
+  # it one of the appliance's addresses (bb-to-c has 172.16.3.1) it would answer what
+  # arrives on the veth as well. Strict reverse-path filtering makes it drop those: their
+  # sources route through the host interfaces, not the veths.
+  ns "$NS_BB" sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
   for r in "${ROUTERS[@]}"; do
     local x; x=$(idx "$r")
     veth "$NS_BB" "to-$r" "$P-r$r" wan
@@ -363,6 +370,10 @@ up() {
     sleep 0.1
   done
   grep -q "forwarding" "$D/backbone.log" || die "the appliance did not start forwarding in 60 s: see $D/backbone.log"
+  # Port to-c's host interface: the appliance's kernel reaches router C's underlay address
+  # through it (the appliance resolves the MAC).
+  wait_for 30 "the host interface bb-to-c" ns "$NS_BB" ip link show dev bb-to-c
+  ns "$NS_BB" ip route add 172.16.3.2/32 dev bb-to-c
 
   # Underlay neighbours: each router's kernel pings the appliance once (backbone answers
   # ARP and learns the router's MAC, and answers the echo). Then one ping from every

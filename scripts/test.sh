@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the machine and runs every check CI runs: format, lints, the whole test suite,
-# and a compile of the benches.
+# a compile of the benches, and every benchmark in its short smoke mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -19,3 +19,6 @@ cargo test --manifest-path fuzz/Cargo.toml --locked
 scripts/fuzz.sh --smoke 10
 echo "== benches compile"
 cargo bench --workspace --locked --no-run
+echo "== benchmarks in smoke mode: each must measure something (the figures are not checked)"
+BACKBONE=target/debug/backbone scripts/bench-pipeline.sh --smoke
+scripts/bench-exception.py target/debug/backbone --smoke

@@ -5,7 +5,7 @@ use crate::lifecycle::{self, Lock, Service, SocketClaim};
 use dataplane::buffer::PacketBuf;
 use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo};
 use dataplane::control::arp;
-use dataplane::control::exception::{ControlTx, Exception, HostCounters};
+use dataplane::control::exception::{ControlTx, Exception, ProbeTimers};
 use dataplane::control::pacer::ArpPacer;
 use dataplane::control::pmtu::{self, Outcome as PathMtuOutcome};
 use dataplane::control::progress::{PortHealth, PortsHealth};
@@ -279,7 +279,6 @@ pub fn run(
     let path_mtu = PathMtuQueue::new(1024);
     // Packets for the host interfaces: a few milliseconds of a busy exception path.
     let host_queue = HostQueue::new(HOST_QUEUE);
-    let host_counters = HostCounters::default();
     let host_stop = AtomicBool::new(false);
     let port_names: Vec<(PortId, String)> = ids
         .iter()
@@ -367,9 +366,13 @@ pub fn run(
                     &pool,
                     &control_tx,
                     &host_queue,
-                    &host_counters,
+                    &appliance.host,
                     port_names,
                     nworkers,
+                    ProbeTimers {
+                        interval: Duration::from_millis(cfg.health.probe_interval_ms.into()),
+                        misses: cfg.health.probe_misses,
+                    },
                 ) {
                     Ok(exception) => {
                         let host_stop = &host_stop;
@@ -439,6 +442,7 @@ pub fn run(
         &reports,
         &lcores,
         &control_report,
+        &appliance.host,
         epoch.elapsed(),
     );
     print_summary(&stats);
@@ -987,11 +991,15 @@ fn final_stats(
     reports: &[WorkerReport],
     lcores: &[u32],
     control: &ControlReport,
+    host: &dataplane::control::exception::HostCounters,
     elapsed: Duration,
 ) -> Value {
     let mut total = Counters::default();
     for r in reports {
         total.merge(&r.counters);
+    }
+    if let Ok(c) = host.pipeline.lock() {
+        total.merge_tx(&c);
     }
     let port_values: Vec<Value> = cfg
         .ports
@@ -1091,6 +1099,7 @@ fn final_stats(
         })),
         "host_queued": reports.iter().map(|r| r.host_queued).sum::<u64>(),
         "host_queue_full": reports.iter().map(|r| r.host_queue_full).sum::<u64>(),
+        "host": named(host.named().into_iter()),
         "tx_no_queue": reports.iter().map(|r| r.tx_no_queue).sum::<u64>(),
         "workers": workers,
     })

@@ -32,7 +32,7 @@ pub mod targets;
 use dataplane::buffer::{PacketBuf, TestBuf};
 use dataplane::config::builder_from_config;
 use dataplane::control::arp::{self, ArpOutcome};
-use dataplane::pipeline::{Action, Counters, DropReason, PuntReason};
+use dataplane::pipeline::{Action, Counters, DropReason, Host, PuntReason};
 use dataplane::tables::{PortIndex, Snapshot, Target, TunnelId, TunnelKey, TunnelMode};
 use dataplane::wire::EthernetAddress;
 use pipeline_config::ValidatedConfig;
@@ -372,6 +372,32 @@ pub fn check_verdict(
                 matches!(i.ingress, Some(Some(_))),
                 "inner punt from a configured tunnel"
             );
+        }
+        Action::Deliver { to, punt } => {
+            // To a host interface: the (inner) packet for us, cut to its length, and the
+            // interface exists for the way it came.
+            let ip = ipv4_cut(out).expect("a delivery starts at a valid IPv4 header");
+            assert_eq!(ip.len(), out.len(), "a delivery cut to its total length");
+            match (to, punt) {
+                (Host::Tunnel(id), PuntReason::LocalInner) => {
+                    let link = snap.tunnels().hot(id).map_or(0, |t| t.link);
+                    assert_ne!(link, 0, "delivered to a tunnel without a link");
+                    let dst = be32(out, 16);
+                    assert!(
+                        snap.is_local(dst) || dst == link,
+                        "delivered inner packet is for us"
+                    );
+                }
+                (Host::Port(p), PuntReason::Local) => {
+                    assert_eq!(p, port, "delivered to the arrival port's interface");
+                    assert!(
+                        snap.port(p).is_some_and(|e| e.host_interface),
+                        "delivered to a port without a host interface"
+                    );
+                    assert!(snap.is_local(be32(out, 16)), "delivered packet is for us");
+                }
+                other => panic!("delivery {other:?}"),
+            }
         }
         Action::Drop(r) => {
             if let Some((before, after)) = counters {
@@ -780,7 +806,9 @@ pub fn check_burst_counters(
         let n = actions
             .iter()
             .filter(|a| match **a {
-                Action::Punt(x) | Action::Answer { punt: x, .. } => x == r,
+                Action::Punt(x)
+                | Action::Answer { punt: x, .. }
+                | Action::Deliver { punt: x, .. } => x == r,
                 _ => false,
             })
             .count() as u64;

@@ -24,13 +24,14 @@ use std::path::Path;
 pub use document::ConfigDocument;
 pub use error::ConfigError;
 pub use model::{
-    IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget, TunnelConfig,
-    TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
+    BgpConfig, IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget,
+    TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 pub use running::{Change, Difference, FieldChange};
 pub use schema::{
-    DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE, DEFAULT_PORT_MTU, DEFAULT_QUEUES, DEFAULT_TTL,
-    ICMP_LIMIT_RANGE, MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
+    DEFAULT_BFD_INTERVAL_MS, DEFAULT_BFD_MULTIPLIER, DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE,
+    DEFAULT_MAX_PREFIX_LEN, DEFAULT_PORT_MTU, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_MISSES,
+    DEFAULT_QUEUES, DEFAULT_TTL, ICMP_LIMIT_RANGE, MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
 };
 pub use types::{Df, Dscp, MacAddr, ParseMacError, Role, Ttl, TunnelMode, UnknownWord};
 

@@ -25,6 +25,44 @@ pub struct ValidatedConfig {
     pub routes: Vec<RouteConfig>,
     /// `[icmp]`: how many ICMP errors the router sends.
     pub icmp: IcmpConfig,
+    /// `[bgp]`: BGP with the client routers, where there is one.
+    pub bgp: Option<BgpConfig>,
+    /// `[health]`: the in-tunnel probes' timers.
+    pub health: HealthConfig,
+}
+
+/// `[health]`: how often the appliance probes a tunnel, and how many missed probes make it
+/// down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub probe_interval_ms: u32,
+    pub probe_misses: u32,
+}
+
+/// `[bgp]`: the edge's BGP with the client routers, run by FRR beside the appliance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BgpConfig {
+    /// Our AS number.
+    pub asn: u32,
+    /// The BGP router ID.
+    pub router_id: Ipv4Addr,
+    /// Longest prefix accepted from a client inside its own prefixes.
+    pub max_prefix_len: u8,
+    /// BFD transmit and receive interval, ms.
+    pub bfd_interval_ms: u32,
+    /// BFD detection multiplier.
+    pub bfd_multiplier: u8,
+}
+
+/// A client's BGP session, inside its tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelBgp {
+    /// The client router's AS number (not ours: eBGP).
+    pub asn: u32,
+    /// The client router's address on the tunnel's link (the session's neighbour).
+    pub peer: Ipv4Addr,
+    /// BFD on the session.
+    pub bfd: bool,
 }
 
 /// `[icmp]`: the ICMP error rate limit, a token bucket (SPEC.md "ICMP errors").
@@ -137,6 +175,12 @@ pub struct TunnelConfig {
     /// client router's side: traffic with it goes through the host interface
     /// [`TunnelConfig::host_interface_name`].
     pub link: Option<Ipv4Net>,
+    /// An eBGP session with the client router inside the tunnel, where there is one.
+    pub bgp: Option<TunnelBgp>,
+    /// Probed by the appliance (in-tunnel probes).
+    pub probe: bool,
+    /// While the tunnel is down, its prefixes fall back to native forwarding.
+    pub fallback: bool,
 }
 
 /// The prefix of every host interface's name: `bb-<port or tunnel name>`.

@@ -280,6 +280,18 @@ enum Kind {
     IcmpLimit,
     /// A tunnel's `link`: our address with the prefix of the client router's side.
     Link,
+    /// An AS number: 1 to 4,294,967,294, not AS_TRANS; a client's differs from ours.
+    Asn,
+    /// `[bgp] max_prefix_len`: 8 to 32.
+    MaxPrefixLen,
+    /// `[bgp] bfd_interval_ms`: 10 to 60,000.
+    BfdInterval,
+    /// `[bgp] bfd_multiplier`: 2 to 255.
+    BfdMultiplier,
+    /// `[health] probe_interval_ms`: 10 to 60,000.
+    ProbeInterval,
+    /// `[health] probe_misses`: 1 to 100.
+    ProbeMisses,
 }
 
 /// Every field of the schema, by section and key (CONFIG.md's field reference).
@@ -323,6 +335,17 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("route", "prohibit", Kind::Blackhole),
     ("icmp", "rate", Kind::IcmpLimit),
     ("icmp", "burst", Kind::IcmpLimit),
+    ("tunnel", "asn", Kind::Asn),
+    ("tunnel", "bfd", Kind::Flag),
+    ("bgp", "asn", Kind::Asn),
+    ("bgp", "router_id", Kind::Unicast),
+    ("bgp", "max_prefix_len", Kind::MaxPrefixLen),
+    ("bgp", "bfd_interval_ms", Kind::BfdInterval),
+    ("bgp", "bfd_multiplier", Kind::BfdMultiplier),
+    ("tunnel", "probe", Kind::Flag),
+    ("tunnel", "fallback", Kind::Flag),
+    ("health", "probe_interval_ms", Kind::ProbeInterval),
+    ("health", "probe_misses", Kind::ProbeMisses),
 ];
 
 /// The section (`port.neighbor`) and key of a field; its kind; for an element of an
@@ -560,6 +583,20 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             "224.0.0.1/31",    // not unicast
             "2001:db8::1/64",
         ]),
+        Kind::Asn => {
+            // Zero, AS_TRANS (RFC 6793), past 32 bits less one (reserved); and for a client
+            // (client A's 65001), our own 65000: eBGP only.
+            let mut v = ints(&[0, 23_456, 4_294_967_295]);
+            if original.as_integer() == Some(65_001) {
+                v.extend(ints(&[65_000]));
+            }
+            v
+        }
+        Kind::MaxPrefixLen => ints(&[7, 33]),
+        Kind::BfdInterval => ints(&[9, 60_001]),
+        Kind::BfdMultiplier => ints(&[1, 256]),
+        Kind::ProbeInterval => ints(&[9, 60_001]),
+        Kind::ProbeMisses => ints(&[0, 101]),
     };
     if matches!(
         kind,
@@ -571,6 +608,12 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             | Kind::Dscp
             | Kind::TunnelMtu
             | Kind::IcmpLimit
+            | Kind::Asn
+            | Kind::MaxPrefixLen
+            | Kind::BfdInterval
+            | Kind::BfdMultiplier
+            | Kind::ProbeInterval
+            | Kind::ProbeMisses
     ) {
         v.extend(ints(&[-1, TWO_40]));
     }

@@ -15,7 +15,7 @@
 //! Needs root, network namespaces, /dev/net/tun and the packages of scripts/setup.sh. Where
 //! they are missing the test fails and says why: it never skips.
 
-use backbone_tests::{backbone_bin, repo_root, scratch_dir};
+use backbone_tests::{backbone_bin, repo_root, scratch_dir, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -284,6 +284,14 @@ fn delta(before: &Value, after: &Value) -> BTreeMap<String, u64> {
         let n = v.as_u64().unwrap_or(0) - before["drops"][k].as_u64().unwrap_or(0);
         d.insert(format!("drop.{k}"), n);
     }
+    for (k, v) in after["host"].as_object().expect("host") {
+        if let Some(n) = v.as_u64() {
+            d.insert(
+                format!("host.{k}"),
+                n.saturating_sub(before["host"][k].as_u64().unwrap_or(0)),
+            );
+        }
+    }
     d
 }
 
@@ -366,67 +374,231 @@ fn wait_child(mut spawned: Spawned, what: &str, limit: Duration) -> Output {
 /// Send `mib` MiB of random bytes over TCP from one host to another (socat at both ends) and
 /// compare what arrived with what was sent, byte for byte. Returns a line for the summary.
 fn transfer(lab: &Lab, from: char, to: char, mib: usize, port: u16) -> String {
-    let src = lab.dir.join(format!("tcp-{from}{to}-sent.bin"));
-    let dst = lab.dir.join(format!("tcp-{from}{to}-received.bin"));
-    let mut data = vec![0u8; mib << 20];
+    let to_ip = HOSTS.iter().find(|h| h.0 == to).expect("host").1;
+    tcp_copy(
+        lab,
+        &format!(
+            "host {} -> host {}",
+            from.to_ascii_uppercase(),
+            to.to_ascii_uppercase()
+        ),
+        &format!("h{from}"),
+        &format!("h{to}"),
+        to_ip,
+        mib << 20,
+        port,
+    )
+}
+
+/// Send `bytes` random bytes over TCP from namespace `from` to `to_ip:port` in namespace
+/// `to` (socat at both ends, the listener bound to `to_ip`), and compare what arrived with
+/// what was sent, byte for byte. Returns a line for the summary.
+fn tcp_copy(
+    lab: &Lab,
+    what: &str,
+    from: &str,
+    to: &str,
+    to_ip: &str,
+    bytes: usize,
+    port: u16,
+) -> String {
+    let src = lab.dir.join(format!("tcp-{port}-sent.bin"));
+    let dst = lab.dir.join(format!("tcp-{port}-received.bin"));
+    let mut data = vec![0u8; bytes];
     std::io::Read::read_exact(
         &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
         &mut data,
     )
     .expect("random bytes");
     std::fs::write(&src, &data).expect("write the source file");
-    let to_ip = HOSTS.iter().find(|h| h.0 == to).expect("host").1;
-    let listen = format!("TCP-LISTEN:{port},reuseaddr");
+    let listen = format!("TCP-LISTEN:{port},bind={to_ip},reuseaddr");
     let sink = format!("OPEN:{},creat,trunc", dst.display());
-    let receiver = lab.spawn(&format!("h{to}"), &["socat", "-u", &listen, &sink]);
+    let receiver = lab.spawn(to, &["socat", "-u", &listen, &sink]);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ss = lab.exec(&format!("h{to}"), &["ss", "-Hltn"]);
+        let ss = lab.exec(to, &["ss", "-Hltn"]);
         if text(&ss).contains(&format!(":{port} ")) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "socat in host {to} never listened"
-        );
+        assert!(Instant::now() < deadline, "{what}: socat never listened");
         std::thread::sleep(Duration::from_millis(50));
     }
     let t = Instant::now();
     let source = format!("OPEN:{}", src.display());
     let connect = format!("TCP:{to_ip}:{port}");
-    let sender = lab.spawn(&format!("h{from}"), &["socat", "-u", &source, &connect]);
+    let sender = lab.spawn(from, &["socat", "-u", &source, &connect]);
     let sent = wait_child(sender, "the TCP sender", Duration::from_secs(60));
-    assert!(sent.status.success(), "socat sender: {}", text(&sent));
+    assert!(
+        sent.status.success(),
+        "{what}: socat sender: {}",
+        text(&sent)
+    );
     let received = wait_child(receiver, "the TCP receiver", Duration::from_secs(30));
     let secs = t.elapsed().as_secs_f64();
     assert!(
         received.status.success(),
-        "socat receiver: {}",
+        "{what}: socat receiver: {}",
         text(&received)
     );
     let got = std::fs::read(&dst).expect("read the received file");
     assert_eq!(
         got.len(),
         data.len(),
-        "TCP {from} -> {to}: {} bytes arrived of {}",
+        "TCP {what}: {} bytes arrived of {}",
         got.len(),
         data.len()
     );
     if let Some(i) = got.iter().zip(&data).position(|(a, b)| a != b) {
-        panic!("TCP {from} -> {to}: the bytes differ from offset {i}");
+        panic!("TCP {what}: the bytes differ from offset {i}");
     }
     let (hs, hd) = (sha256(&src), sha256(&dst));
     assert_eq!(hs, hd, "sha256 of what was sent and what arrived");
     let _ = std::fs::remove_file(&src);
     let _ = std::fs::remove_file(&dst);
     format!(
-        "TCP host {} -> host {}: {} bytes in {secs:.2} s ({:.0} Mbit/s), byte for byte \
-         identical, sha256 {hd}",
-        from.to_ascii_uppercase(),
-        to.to_ascii_uppercase(),
+        "TCP {what}: {} bytes in {secs:.2} s ({:.0} Mbit/s), byte for byte identical, \
+         sha256 {hd}",
         got.len(),
         got.len() as f64 * 8.0 / secs / 1e6
     )
+}
+
+/// The exception path: router C's kernel and the appliance's namespace talk TCP through
+/// tunnel site-c (its link: `bb-site-c` holds 169.254.3.1, router C's ipip0 169.254.3.0),
+/// both ways, and natively through port to-c's host interface (`bb-to-c`, 172.16.3.1); a
+/// tunnel added at run time with a link gets its interface, which goes when the tunnel is
+/// removed. Returns lines for the summary.
+fn exception_path(lab: &Lab) -> Vec<String> {
+    let mut summary = Vec::new();
+    let has = |name: &str, addr: &str| {
+        let out = lab.exec("bb", &["ip", "-o", "-4", "addr", "show", "dev", name]);
+        out.status.success() && text(&out).contains(addr)
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "bb-site-c with 169.254.3.1/31",
+        || has("bb-site-c", "169.254.3.1/31"),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "bb-to-c with 172.16.3.1/32",
+        || has("bb-to-c", "172.16.3.1/32"),
+    );
+    let link = lab.exec("bb", &["ip", "-o", "link", "show", "dev", "bb-site-c"]);
+    assert!(
+        text(&link).contains("mtu 1480"),
+        "bb-site-c's MTU is the tunnel's inner MTU (1500 less the IPv4 header): {}",
+        text(&link)
+    );
+
+    const MIB: usize = 1 << 20;
+    let before = lab.counters();
+    summary.push(tcp_copy(
+        lab,
+        "router C -> the appliance's kernel, inside tunnel site-c",
+        "rc",
+        "bb",
+        "169.254.3.1",
+        MIB,
+        6001,
+    ));
+    summary.push(tcp_copy(
+        lab,
+        "the appliance's kernel -> router C, inside tunnel site-c",
+        "bb",
+        "rc",
+        "169.254.3.0",
+        MIB,
+        6002,
+    ));
+    let d = delta(&before, &lab.counters());
+    // At least a MiB each way in full-size segments (1480 less 40 bytes of headers), and
+    // their acknowledgements.
+    let segments = (MIB / 1440) as u64;
+    assert!(
+        d["host.to_host"] >= segments && d["host.from_host_sent"] >= segments,
+        "the exception path carried too little: {d:?}"
+    );
+    assert!(
+        d["site-c.rx_packets"] >= segments && d["site-c.tx_packets"] >= segments,
+        "through tunnel site-c: {d:?}"
+    );
+    for k in [
+        "host.queue_full",
+        "host.to_host_failed",
+        "host.from_host_dropped",
+        "host.from_host_tx_failed",
+    ] {
+        assert_eq!(d[k], 0, "{k}: {d:?}");
+    }
+    assert_no_drops_but(&d, "", "the exception path's transfers");
+    summary.push(format!(
+        "exception path through site-c: {} packets to the host, {} from it",
+        d["host.to_host"], d["host.from_host_sent"]
+    ));
+
+    let before = lab.counters();
+    summary.push(tcp_copy(
+        lab,
+        "router C -> the appliance's kernel, natively through bb-to-c",
+        "rc",
+        "bb",
+        "172.16.3.1",
+        MIB,
+        6003,
+    ));
+    let d = delta(&before, &lab.counters());
+    assert!(d["host.to_host"] >= segments, "{d:?}");
+    assert_eq!(
+        d["site-c.rx_packets"], 0,
+        "native, not through the tunnel: {d:?}"
+    );
+
+    // A tunnel added at run time with a link: its interface comes, and goes with it.
+    let file = lab.dir.join("site-d.toml");
+    std::fs::write(
+        &file,
+        "[[tunnel]]\nname = \"site-d\"\nmode = \"gre\"\nlocal = \"172.16.3.1\"\n\
+         remote = \"172.16.3.9\"\nkey = 9\nport = \"to-c\"\nprefixes = [\"10.4.0.0/16\"]\n\
+         link = \"169.254.4.1/30\"\n",
+    )
+    .expect("write site-d.toml");
+    let sock = lab.dir.join("ctl/control.sock");
+    let ctl = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lab.ns("bb")])
+            .arg(&lab.backbone)
+            .arg("ctl")
+            .arg(format!("--socket={}", sock.display()))
+            .args(args)
+            .output()
+            .expect("backbone ctl");
+        assert!(out.status.success(), "ctl {args:?}: {}", text(&out));
+    };
+    assert!(!has("bb-site-d", "169.254.4.1"), "no bb-site-d before");
+    let t = Instant::now();
+    ctl(&["tunnel-add", &file.display().to_string()]);
+    wait_until(Duration::from_secs(5), "bb-site-d after tunnel-add", || {
+        has("bb-site-d", "169.254.4.1/30")
+    });
+    let added = t.elapsed();
+    ctl(&["tunnel-del", "site-d"]);
+    wait_until(
+        Duration::from_secs(5),
+        "bb-site-d gone after tunnel-del",
+        || {
+            !lab.exec("bb", &["ip", "link", "show", "dev", "bb-site-d"])
+                .status
+                .success()
+        },
+    );
+    summary.push(format!(
+        "host interface bb-site-d: up {:.0} ms after tunnel-add, gone {:.0} ms after \
+         tunnel-del",
+        added.as_secs_f64() * 1e3,
+        (t.elapsed() - added).as_secs_f64() * 1e3
+    ));
+    summary
 }
 
 /// One captured frame, as tshark dissects it.
@@ -620,8 +792,13 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
             let ping = f.ip_dst[0] == link.our_ip && f.ip_src[0] == link.router_ip;
             let pong =
                 f.ip_src[0] == link.our_ip && f.ip_dst[0] == link.router_ip && f.icmp_type == [0];
+            // Router C's TCP with the appliance's kernel, through port to-c's host
+            // interface (the exception path).
+            let between = (f.ip_src[0] == link.our_ip && f.ip_dst[0] == link.router_ip)
+                || (f.ip_dst[0] == link.our_ip && f.ip_src[0] == link.router_ip);
+            let host_tcp = outer == 6 && link.iface == "to-c" && between;
             assert!(
-                outer == 1 && (ping || pong),
+                (outer == 1 && (ping || pong)) || host_tcp,
                 "{at}: unexpected underlay packet ({})",
                 f.protocols
             );
@@ -652,11 +829,20 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
         };
         assert_eq!(f.ip_proto.len(), 2, "{at}: not one inner IPv4 packet");
         // Inner TTL: the host's 64 less its router on the way in, and less the appliance
-        // on the way out.
+        // on the way out. Between router C's kernel and the appliance's, inside the tunnel
+        // (the link 169.254.3.0/31, the exception path), nobody forwards: 64.
         let inner_ttl = f.ip_ttl[1];
+        let on_link = |a: &str| a == "169.254.3.0" || a == "169.254.3.1";
+        let local = on_link(&f.ip_src[1]) && on_link(&f.ip_dst[1]);
         assert_eq!(
             inner_ttl,
-            if inbound { 63 } else { 62 },
+            if local {
+                64
+            } else if inbound {
+                63
+            } else {
+                62
+            },
             "{at}: inner TTL ({} {})",
             if inbound { "from" } else { "to" },
             link.iface
@@ -840,6 +1026,8 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
         "csum+seq GRE (Open vSwitch 3.1): {CSUM_PINGS} pings, {accepted} accepted, {bad} \
          dropped as bad_gre_checksum"
     ));
+
+    summary.extend(exception_path(&lab));
 
     // Teardown: the appliance stops on SIGTERM and writes its counters, tcpdump flushes,
     // every process the script started is gone, so are the namespaces.

@@ -19,6 +19,8 @@ pub struct Appliance {
     pub ports: Vec<PortInfo>,
     /// The control thread's counters, as it last published them.
     pub control: ControlCounters,
+    /// The exception path's counters (the host interfaces).
+    pub host: HostCounters,
     /// What the counters were at the last `clear_counters`: the control API answers the
     /// difference (the workers' own counters are never written).
     pub baseline: Mutex<Option<Baseline>>,
@@ -106,6 +108,58 @@ impl ControlCounters {
             ("pmtu_expired", n(&self.pmtu_expired)),
             ("reloads", n(&self.reloads)),
             ("reload_failures", n(&self.reload_failures)),
+        ]
+    }
+}
+
+/// What the exception path counted; read by the control API and the metrics while it runs.
+#[derive(Debug, Default)]
+pub struct HostCounters {
+    /// Packets written into a host interface (the kernel took them).
+    pub to_host: AtomicU64,
+    pub to_host_bytes: AtomicU64,
+    /// Packets for a host interface that could not be written: the interface is gone (its
+    /// tunnel was removed while the packet waited) or the kernel refused the write.
+    pub to_host_failed: AtomicU64,
+    /// Packets the kernel sent into a host interface.
+    pub from_host: AtomicU64,
+    pub from_host_bytes: AtomicU64,
+    /// Of those, handed to a port's TX queue.
+    pub from_host_sent: AtomicU64,
+    /// Dropped by the pipeline's checks (by reason in [`HostCounters::drops`]).
+    pub from_host_dropped: AtomicU64,
+    /// Refused by the TX queue (full), or for a port without a control TX queue.
+    pub from_host_tx_failed: AtomicU64,
+    /// No mbuf to copy the kernel's packet into (the pool is exhausted), or the packet was
+    /// longer than an mbuf holds.
+    pub from_host_no_mbuf: AtomicU64,
+    /// Host interfaces present now.
+    pub interfaces: AtomicU64,
+    /// Host interfaces that could not be created or configured (retried every 10 s).
+    pub interface_errors: AtomicU64,
+    /// A recent copy of the exception path's pipeline counters (drops by reason, and what
+    /// it sent per port and tunnel).
+    pub pipeline: Mutex<Counters>,
+    /// The in-tunnel probes: each probed tunnel's health, and the changes not yet acted on.
+    pub probes: Mutex<super::health::ProbeBoard>,
+}
+
+impl HostCounters {
+    /// Every counter but the pipeline's, by name.
+    pub fn named(&self) -> [(&'static str, u64); 11] {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("to_host", n(&self.to_host)),
+            ("to_host_bytes", n(&self.to_host_bytes)),
+            ("to_host_failed", n(&self.to_host_failed)),
+            ("from_host", n(&self.from_host)),
+            ("from_host_bytes", n(&self.from_host_bytes)),
+            ("from_host_sent", n(&self.from_host_sent)),
+            ("from_host_dropped", n(&self.from_host_dropped)),
+            ("from_host_tx_failed", n(&self.from_host_tx_failed)),
+            ("from_host_no_mbuf", n(&self.from_host_no_mbuf)),
+            ("interfaces", n(&self.interfaces)),
+            ("interface_errors", n(&self.interface_errors)),
         ]
     }
 }

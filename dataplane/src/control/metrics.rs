@@ -508,6 +508,87 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
         out.family(name, help, Kind::Counter)
             .add(vec![], u(&c[key]));
     }
+    // The exception path (host interfaces).
+    let h = &counters["host"];
+    for (key, name, help) in [
+        (
+            "queued",
+            "backbone_host_queued",
+            "Packets for us the workers handed to the exception path.",
+        ),
+        (
+            "queue_full",
+            "backbone_host_queue_full",
+            "Packets for a host interface dropped: the exception path's queue was full.",
+        ),
+        (
+            "to_host",
+            "backbone_host_delivered",
+            "Packets written into a host interface.",
+        ),
+        (
+            "to_host_bytes",
+            "backbone_host_delivered_bytes",
+            "Bytes written into a host interface.",
+        ),
+        (
+            "to_host_failed",
+            "backbone_host_delivery_failures",
+            "Packets for a host interface that could not be written (gone, or refused).",
+        ),
+        (
+            "from_host",
+            "backbone_host_received",
+            "Packets the host sent into a host interface.",
+        ),
+        (
+            "from_host_bytes",
+            "backbone_host_received_bytes",
+            "Bytes the host sent into a host interface.",
+        ),
+        (
+            "from_host_sent",
+            "backbone_host_sent",
+            "Packets from the host sent on a port.",
+        ),
+        (
+            "from_host_dropped",
+            "backbone_host_dropped",
+            "Packets from the host dropped by the pipeline's checks.",
+        ),
+        (
+            "from_host_tx_failed",
+            "backbone_host_tx_failures",
+            "Packets from the host a TX queue refused (or no control TX queue).",
+        ),
+        (
+            "from_host_no_mbuf",
+            "backbone_host_no_mbuf",
+            "Packets from the host with no mbuf to hold them.",
+        ),
+        (
+            "interface_errors",
+            "backbone_host_interface_errors",
+            "Host interfaces that could not be created or configured.",
+        ),
+    ] {
+        out.family(name, help, Kind::Counter)
+            .add(vec![], u(&h[key]));
+    }
+    out.family(
+        "backbone_host_interfaces",
+        "Host interfaces (kernel TUN devices) present.",
+        Kind::Gauge,
+    )
+    .add(vec![], u(&h["interfaces"]));
+    let fam = out.family(
+        "backbone_punt_dropped",
+        "Packets for us that went nowhere (no host interface, or its queue full), by reason.",
+        Kind::Counter,
+    );
+    for (reason, v) in h["punt_dropped"].as_object().into_iter().flatten() {
+        fam.add(vec![("reason", reason.clone())], u(v));
+    }
     let neighbors = st.list_neighbors();
     let list = neighbors.as_array().cloned().unwrap_or_default();
     let statics = list.iter().filter(|n| n["static"] == true).count() as u64;

@@ -6,6 +6,8 @@ pub mod arp;
 pub mod audit;
 #[cfg(feature = "dpdk")]
 pub mod exception;
+pub mod frr;
+pub mod health;
 #[cfg(feature = "dpdk")]
 pub mod metrics;
 pub mod pacer;

@@ -526,6 +526,9 @@ pub fn gather(live: Live<'_>) -> (Totals, Vec<Value>) {
             }
         }
     }
+    if let Ok(c) = live.appliance.host.pipeline.lock() {
+        total.merge_tx(&c);
+    }
     let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
     (
         Totals {
@@ -636,13 +639,57 @@ pub fn counters(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
         "icmp_rate_limited": total.icmp_rate_limited,
         "echo_replies": total.echo_replies,
         "control": named(live.appliance.control.named().into_iter()),
+        "host": host_counters(live),
         "workers": copies,
         "api": live.api.to_json(),
     })
 }
 
+/// The exception path's counters: what the workers handed it (or could not), what it
+/// wrote into the host interfaces and read from them, and its drops by reason.
+fn host_counters(live: Live<'_>) -> Value {
+    let mut m = named(live.appliance.host.named().into_iter());
+    let sum = |f: &dyn Fn(&crate::control::progress::WorkerProgress) -> u64| {
+        live.workers.iter().map(f).sum::<u64>()
+    };
+    m.insert(
+        "queued".into(),
+        json!(sum(&|w| w.host_queued.load(Ordering::Relaxed))),
+    );
+    m.insert(
+        "queue_full".into(),
+        json!(sum(&|w| w.host_queue_full.load(Ordering::Relaxed))),
+    );
+    m.insert(
+        "punt_dropped".into(),
+        Value::Object(named(PuntReason::ALL.iter().map(|&r| {
+            (
+                r.name(),
+                sum(&|w| w.punt_dropped[r as usize].load(Ordering::Relaxed)),
+            )
+        }))),
+    );
+    let drops = live
+        .appliance
+        .host
+        .pipeline
+        .lock()
+        .map(|c| {
+            named(
+                DropReason::ALL
+                    .iter()
+                    .map(|r| (r.name(), c.drop_count(*r)))
+                    .filter(|(_, n)| *n > 0),
+            )
+        })
+        .unwrap_or_default();
+    m.insert("drops".into(), Value::Object(drops));
+    Value::Object(m)
+}
+
 /// A tunnel's state: `up` (next hop resolved, egress link up), `unresolved` (its next
-/// hop's MAC is unknown: its packets drop as `no_neighbor`), `link-down`.
+/// hop's MAC is unknown: its packets drop as `no_neighbor`), `link-down`. A probed tunnel
+/// that is `up` so shows its probes' health instead (`degraded`, `down`).
 pub fn tunnel_state(resolved: bool, link_up: Option<bool>) -> &'static str {
     match (resolved, link_up) {
         (_, Some(false)) => "link-down",
@@ -655,6 +702,16 @@ pub fn tunnel_state(resolved: bool, link_up: Option<bool>) -> &'static str {
 /// answers differ only when something changed).
 pub fn tunnels(st: &ControlState, live: Live<'_>) -> Value {
     let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
+    let board = live
+        .appliance
+        .host
+        .probes
+        .lock()
+        .map(|b| crate::control::health::ProbeBoard {
+            tunnels: b.tunnels.clone(),
+            changes: Vec::new(),
+        })
+        .unwrap_or_default();
     let mut list = st.list_tunnels();
     for t in list.as_array_mut().into_iter().flatten() {
         let port = t["port"].as_str().unwrap_or("");
@@ -666,7 +723,24 @@ pub fn tunnels(st: &ControlState, live: Live<'_>) -> Value {
             .and_then(|i| health.get(i))
             .map(|h| h.link_up);
         let resolved = !t["next_hop_mac"].is_null();
-        t["state"] = json!(tunnel_state(resolved, link_up));
+        let mut state = tunnel_state(resolved, link_up);
+        let name = t["name"].as_str().unwrap_or("").to_owned();
+        if let Some(p) = board.tunnels.get(&name) {
+            // A probed tunnel that the tables would use is as healthy as its probes say.
+            if state == "up" {
+                state = p.health.name();
+            }
+            t["probe"] = json!({
+                "health": p.health.name(),
+                "since_ms": p.since.elapsed().as_millis() as u64,
+                "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1e3),
+                "sent": p.sent,
+                "replies": p.replies,
+                "lost": p.lost,
+                "stale": p.stale,
+            });
+        }
+        t["state"] = json!(state);
     }
     list
 }

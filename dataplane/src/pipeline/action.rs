@@ -40,6 +40,9 @@ pub enum Host {
     /// A tunnel's interface (its `link`): packets from inside the tunnel addressed to us;
     /// what the host sends is encapsulated into the tunnel.
     Tunnel(TunnelId),
+    /// Not an interface: the health prober, on the exception path's thread, which takes
+    /// the replies to its in-tunnel probes.
+    Prober,
 }
 
 /// Why a packet goes to the control path, and where its data starts.
@@ -53,19 +56,23 @@ pub enum PuntReason {
     Local = 1,
     /// A decapsulated inner packet addressed to us; data starts at the inner IPv4 header.
     LocalInner = 2,
+    /// The reply to one of our in-tunnel health probes (see `pipeline::probe`), for the
+    /// prober; data starts at the IPv4 header.
+    Probe = 3,
     /// An ICMP Fragmentation Needed from the underlay about one of our tunnel packets
     /// ([`Action::PathMtu`]).
-    PathMtu = 3,
+    PathMtu = 4,
 }
 
 impl PuntReason {
     /// Number of punt reasons.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
     /// All punt reasons, in counter order.
     pub const ALL: [PuntReason; Self::COUNT] = [
         PuntReason::Arp,
         PuntReason::Local,
         PuntReason::LocalInner,
+        PuntReason::Probe,
         PuntReason::PathMtu,
     ];
 
@@ -75,6 +82,7 @@ impl PuntReason {
             PuntReason::Arp => "arp",
             PuntReason::Local => "local",
             PuntReason::LocalInner => "local_inner",
+            PuntReason::Probe => "probe",
             PuntReason::PathMtu => "pmtu",
         }
     }

@@ -137,6 +137,16 @@ fn decide<B: PacketBuf>(
                 ecn: h.ecn,
             });
         }
+        // The reply to one of our in-tunnel probes: for the prober.
+        if h.protocol == IpProtocol::ICMP {
+            let icmp = pkt.data().get(ethernet::HEADER_LEN + h.outer_hlen..);
+            if icmp.is_some_and(super::probe::is_probe) {
+                if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
+                    return Err(Verdict::Drop(DropReason::BadIpv4));
+                }
+                return Err(Verdict::Probe);
+            }
+        }
         // `PuntReason::Local` hands over the IPv4 packet, without Ethernet; an echo request
         // is answered to the frame's sender.
         let d = pkt.data();

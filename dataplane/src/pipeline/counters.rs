@@ -119,6 +119,19 @@ impl Counters {
         }
     }
 
+    /// Add only what `other` sent (port and tunnel TX): the exception path's counters
+    /// join the workers' so, as what the host sends leaves through the same ports and
+    /// tunnels; its drops stay its own (they are not of packets received).
+    pub fn merge_tx(&mut self, other: &Counters) {
+        self.fit(other.ports.len(), other.tunnels.len());
+        for (a, b) in self.ports.iter_mut().zip(&other.ports) {
+            a.tx.merge(&b.tx);
+        }
+        for (a, b) in self.tunnels.iter_mut().zip(&other.tunnels) {
+            a.tx.merge(&b.tx);
+        }
+    }
+
     /// Non-zero drop counters by name.
     pub fn nonzero_drops(&self) -> Vec<(&'static str, u64)> {
         DropReason::ALL

@@ -23,6 +23,7 @@ mod encap;
 pub mod icmp;
 mod inject;
 pub mod pmtu;
+pub mod probe;
 mod route;
 mod terminate;
 
@@ -47,6 +48,8 @@ pub(crate) enum Verdict {
         punt: PuntReason,
         back: icmp::Back,
     },
+    /// The reply to one of our in-tunnel probes: for the prober.
+    Probe,
 }
 
 /// A packet ready for routing: it starts at its (inner) IPv4 header, TTL decremented.
@@ -427,6 +430,10 @@ impl Pipeline {
         match v {
             Verdict::Drop(r) => Action::Drop(r),
             Verdict::Punt(r) => Action::Punt(r),
+            Verdict::Probe => Action::Deliver {
+                to: Host::Prober,
+                punt: PuntReason::Probe,
+            },
             Verdict::ToUs { punt, back } => {
                 match icmp::echo(pkt, snap, back, &mut self.ident, &mut self.counters) {
                     Some((port, l)) => {

@@ -102,6 +102,13 @@ pub struct Tunnel {
     /// Our address inside the tunnel and the prefix that holds the client router's side:
     /// traffic to that address goes to the host interface `bb-<name>`.
     pub link: Option<ipnet::Ipv4Net>,
+    /// Probed by the appliance itself (`pipeline::probe`): its health is theirs.
+    pub probe: bool,
+    /// While the tunnel is down, its prefixes are not routed into it: what covers them
+    /// otherwise (a default route through the Internet port) takes them.
+    pub fallback: bool,
+    /// Down (by its probes, or BFD): with `fallback`, its prefixes are not routed.
+    pub down: bool,
 }
 
 impl Tunnel {
@@ -131,6 +138,9 @@ impl Tunnel {
             prefixes: Vec::new(),
             extra_sources: Vec::new(),
             link: None,
+            probe: false,
+            fallback: false,
+            down: false,
         }
     }
 
