@@ -923,6 +923,10 @@ fn supervise_loop(
     appliance: &Appliance,
 ) {
     let mut stall_events = Vec::new();
+    let mut frr = dataplane::control::frr::FrrSync::start()
+        .map_err(|e| log::error!("cannot start the FRR configuration writer: {e}"))
+        .ok();
+    let fpm = dataplane::control::frr::DEFAULT_FPM;
     loop {
         std::thread::sleep(Duration::from_millis(5));
         control.tick(heard.neighbors, pool);
@@ -932,6 +936,20 @@ fn supervise_loop(
             &mut control.report,
             Instant::now(),
         );
+        if let (Some(f), Ok(st)) = (frr.as_mut(), control.state.try_lock()) {
+            let generation = st.snapshots().current().generation();
+            f.tick(st.config(), &appliance.about.config, generation, fpm);
+            for (to, from) in [
+                (&appliance.control.frr_writes, &f.counters.writes),
+                (&appliance.control.frr_reloads, &f.counters.reloads),
+                (
+                    &appliance.control.frr_reload_failures,
+                    &f.counters.reload_failures,
+                ),
+            ] {
+                to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
         control.watch_workers(progress, &mut stall_events);
         control.watch_links(ports);
         control.report.publish(&appliance.control);

@@ -81,6 +81,7 @@ fn sessions_filters_and_announcements_follow_the_configuration() {
     assert!(has(" neighbor 169.254.1.0 remote-as 65001"));
     assert!(has(" neighbor 169.254.2.2 remote-as 4200000002"));
     assert!(has(" neighbor 169.254.1.0 bfd profile bb-150x4"));
+    assert!(has(" neighbor 169.254.1.0 advertisement-interval 0"));
     assert!(
         !text.contains("neighbor 169.254.2.2 bfd"),
         "site-b has bfd = false"
@@ -118,6 +119,9 @@ fn sessions_filters_and_announcements_follow_the_configuration() {
             "  neighbor {peer} route-map bb-clients-out out"
         )));
         assert!(has(&format!("  neighbor {peer} activate")));
+        assert!(has(&format!(
+            "  neighbor {peer} soft-reconfiguration inbound"
+        )));
     }
     assert!(has("route-map bb-site-a-in permit 10"));
     assert!(has(" match ip address prefix-list bb-site-a"));

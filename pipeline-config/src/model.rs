@@ -40,7 +40,7 @@ pub struct HealthConfig {
 }
 
 /// `[bgp]`: the edge's BGP with the client routers, run by FRR beside the appliance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BgpConfig {
     /// Our AS number.
     pub asn: u32,
@@ -52,6 +52,10 @@ pub struct BgpConfig {
     pub bfd_interval_ms: u32,
     /// BFD detection multiplier.
     pub bfd_multiplier: u8,
+    /// Where the appliance keeps FRR's configuration written, if it does.
+    pub frr_config: Option<std::path::PathBuf>,
+    /// How a running FRR takes a new file (`{file}`: `frr_config`), if it is told.
+    pub frr_reload: Option<Vec<String>>,
 }
 
 /// A client's BGP session, inside its tunnel.

@@ -125,6 +125,14 @@ pub(crate) struct RawBgp {
     /// BFD detection multiplier; default [`DEFAULT_BFD_MULTIPLIER`].
     #[serde(default = "default_bfd_multiplier")]
     pub bfd_multiplier: i64,
+    /// Where the appliance writes FRR's configuration whenever what it says changes;
+    /// default (absent): it writes nothing (`backbone frr-config` does it by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frr_config: Option<String>,
+    /// The command that makes a running FRR take the file written (`{file}` is replaced
+    /// by `frr_config`); default (absent): none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frr_reload: Option<Vec<String>>,
 }
 
 fn default_max_prefix_len() -> i64 {

@@ -74,7 +74,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         tunnels,
         routes,
         icmp,
-        bgp: v.bgp,
+        bgp: v.bgp.clone(),
         health: HealthConfig {
             probe_interval_ms: v.ranged(
                 "health.probe_interval_ms".into(),
@@ -290,6 +290,36 @@ impl Validator<'_> {
                 &(2..=255),
                 "a detection multiplier",
             )?,
+            frr_config: match &b.frr_config {
+                Some(p) if p.is_empty() => {
+                    return Err(self.err("bgp.frr_config", quote(p), "is empty: a file path"))
+                }
+                Some(p) => Some(p.into()),
+                None => None,
+            },
+            frr_reload: match &b.frr_reload {
+                Some(_) if b.frr_config.is_none() => {
+                    return Err(self.err(
+                        "bgp.frr_reload",
+                        "[...]",
+                        "needs frr_config: the file it makes FRR take",
+                    ))
+                }
+                Some(cmd) if cmd.is_empty() => {
+                    return Err(self.err("bgp.frr_reload", "[]", "is empty: a command"))
+                }
+                Some(cmd) => {
+                    if let Some(i) = cmd.iter().position(String::is_empty) {
+                        return Err(self.err(
+                            format!("bgp.frr_reload[{i}]"),
+                            "\"\"",
+                            "is empty: a command's word",
+                        ));
+                    }
+                    Some(cmd.clone())
+                }
+                None => None,
+            },
         })
     }
 

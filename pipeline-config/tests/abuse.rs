@@ -292,6 +292,11 @@ enum Kind {
     ProbeInterval,
     /// `[health] probe_misses`: 1 to 100.
     ProbeMisses,
+    /// A file path: not empty.
+    Path,
+    /// A command: not empty, no empty word.
+    Command,
+    CommandWord,
 }
 
 /// Every field of the schema, by section and key (CONFIG.md's field reference).
@@ -346,6 +351,8 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("tunnel", "fallback", Kind::Flag),
     ("health", "probe_interval_ms", Kind::ProbeInterval),
     ("health", "probe_misses", Kind::ProbeMisses),
+    ("bgp", "frr_config", Kind::Path),
+    ("bgp", "frr_reload", Kind::Command),
 ];
 
 /// The section (`port.neighbor`) and key of a field; its kind; for an element of an
@@ -373,6 +380,7 @@ fn kind_of(path: &[Seg]) -> (String, String, Kind) {
     let element = matches!(path.last(), Some(Seg::Index(_)));
     let kind = match (kind, element) {
         (Kind::EalArgs, true) => Kind::EalArg,
+        (Kind::Command, true) => Kind::CommandWord,
         (Kind::Lcores, true) => Kind::Lcore,
         (Kind::Roles, true) => Kind::Role,
         (Kind::List, true) if *field == "addresses" => Kind::Unicast,
@@ -597,6 +605,8 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
         Kind::BfdMultiplier => ints(&[1, 256]),
         Kind::ProbeInterval => ints(&[9, 60_001]),
         Kind::ProbeMisses => ints(&[0, 101]),
+        Kind::Path | Kind::CommandWord => strings(&[""]),
+        Kind::Command => vec![Value::Array(vec![])],
     };
     if matches!(
         kind,
@@ -742,8 +752,10 @@ fn mutations(doc: &Value) -> (Vec<Mutation>, BTreeSet<(String, String)>) {
             ));
         }
 
-        // (c) an element of a list written twice. EAL arguments may repeat (two --vdev).
-        if let (Some(Seg::Index(_)), false) = (path.last(), kind == Kind::EalArg) {
+        // (c) an element of a list written twice. EAL arguments may repeat (two --vdev),
+        // and so may a command's words.
+        let may_repeat = matches!(kind, Kind::EalArg | Kind::CommandWord);
+        if let (Some(Seg::Index(_)), false) = (path.last(), may_repeat) {
             let list = &path[..path.len() - 1];
             let n = get(doc, list).as_array().expect("a list").len();
             let mut field = list.to_vec();

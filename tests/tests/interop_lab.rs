@@ -20,7 +20,7 @@
 //! Needs root, network namespaces, /dev/net/tun and the packages of scripts/setup.sh. Where
 //! they are missing the test fails and says why: it never skips.
 
-use backbone_tests::{backbone_bin, repo_root, scratch_dir, wait_until};
+use backbone_tests::{backbone_bin, repo_root, scratch_dir, wait_for, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -172,8 +172,9 @@ impl Lab {
         ))
     }
 
-    /// The appliance's live counters (`backbone ctl --json counters`), once they have
-    /// settled: workers publish them every few thousand polls.
+    /// The appliance's live counters (`backbone ctl --json counters`) as they are now: the
+    /// workers publish a copy of theirs every few thousand polls, so this waits for a copy
+    /// every worker made after the call began.
     fn counters(&self) -> Value {
         let sock = self.dir.join("ctl/control.sock");
         let read = || {
@@ -190,26 +191,40 @@ impl Lab {
                 "backbone ctl counters: {}",
                 text(&out)
             );
-            let mut v: Value = serde_json::from_slice(&out.stdout).expect("counters JSON");
-            // Left out of the comparison: what moves without traffic (the tables'
-            // generation, which copy of the workers' counters this is, the API's own counts).
-            if let Some(m) = v.as_object_mut() {
-                for volatile in ["generation", "workers", "api"] {
-                    m.remove(volatile);
-                }
-            }
-            v
+            serde_json::from_slice::<Value>(&out.stdout).expect("counters JSON")
         };
-        let mut last = read();
-        for _ in 0..20 {
-            std::thread::sleep(Duration::from_millis(100));
-            let now = read();
-            if now == last {
-                return now;
+        let copies = |v: &Value| -> Vec<u64> {
+            v["workers"]
+                .as_array()
+                .map(|w| {
+                    w.iter()
+                        .map(|c| c["copies"].as_u64().unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let seen = copies(&read());
+        let mut v = wait_for(
+            Duration::from_secs(10),
+            "a copy of every worker's counters",
+            || {
+                let v = read();
+                let now = copies(&v);
+                if now.len() == seen.len() && now.iter().zip(&seen).all(|(n, s)| n > s) {
+                    Ok(v)
+                } else {
+                    Err(format!("copies {now:?}, before {seen:?}"))
+                }
+            },
+        );
+        // What moves without traffic (the tables' generation, which copy of the workers'
+        // counters this is, the API's own counts) is left out: callers compare the rest.
+        if let Some(m) = v.as_object_mut() {
+            for volatile in ["generation", "workers", "api"] {
+                m.remove(volatile);
             }
-            last = now;
         }
-        last
+        v
     }
 
     fn down(&mut self) -> Output {
@@ -391,6 +406,7 @@ fn wait_child(mut spawned: Spawned, what: &str, limit: Duration) -> Output {
                 text(&out)
             );
         }
+        // Polling for the exit, bounded by `limit`.
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -445,6 +461,7 @@ fn tcp_copy(
             break;
         }
         assert!(Instant::now() < deadline, "{what}: socat never listened");
+        // Polling for the listening socket, bounded by `deadline`.
         std::thread::sleep(Duration::from_millis(50));
     }
     let t = Instant::now();

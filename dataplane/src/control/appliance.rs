@@ -89,11 +89,16 @@ pub struct ControlCounters {
     /// Configuration reloads (SIGHUP, `ctl reload`) applied, and refused.
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// FRR's configuration written (`[bgp] frr_config`), and reloaded by `[bgp]
+    /// frr_reload`, or not (tried again).
+    pub frr_writes: AtomicU64,
+    pub frr_reloads: AtomicU64,
+    pub frr_reload_failures: AtomicU64,
 }
 
 impl ControlCounters {
     /// Every counter, by name.
-    pub fn named(&self) -> [(&'static str, u64); 12] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("arp_requests", n(&self.arp_requests)),
@@ -108,6 +113,9 @@ impl ControlCounters {
             ("pmtu_expired", n(&self.pmtu_expired)),
             ("reloads", n(&self.reloads)),
             ("reload_failures", n(&self.reload_failures)),
+            ("frr_writes", n(&self.frr_writes)),
+            ("frr_reloads", n(&self.frr_reloads)),
+            ("frr_reload_failures", n(&self.frr_reload_failures)),
         ]
     }
 }

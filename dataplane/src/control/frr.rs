@@ -15,6 +15,10 @@ use pipeline_config::{TunnelConfig, ValidatedConfig};
 use std::fmt::Write;
 use std::net::SocketAddr;
 
+/// Where zebra's FPM connection goes by default (zebra's own default port, 2620).
+pub const DEFAULT_FPM: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2620);
+
 /// Why no FRR configuration can be written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrrError {
@@ -116,7 +120,11 @@ pub fn render(cfg: &ValidatedConfig, source: &str, fpm: SocketAddr) -> Result<St
         let Some(b) = t.bgp else { continue };
         let _ = writeln!(o, " neighbor {} remote-as {}", b.peer, b.asn);
         let _ = writeln!(o, " neighbor {} description tunnel {}", b.peer, t.name);
-        let _ = writeln!(o, " neighbor {} timers connect 5", b.peer);
+        // A new client's session comes up at once (the edge tries every second), and what
+        // changes goes out at once (no advertisement interval): a new client is announced
+        // to every other within seconds.
+        let _ = writeln!(o, " neighbor {} timers connect 1", b.peer);
+        let _ = writeln!(o, " neighbor {} advertisement-interval 0", b.peer);
         if b.bfd {
             let _ = writeln!(o, " neighbor {} bfd profile {profile}", b.peer);
         }
@@ -131,9 +139,168 @@ pub fn render(cfg: &ValidatedConfig, source: &str, fpm: SocketAddr) -> Result<St
         let Some(b) = t.bgp else { continue };
         let name = client_name(t);
         let _ = writeln!(o, "  neighbor {} activate", b.peer);
+        // What the client sent, refused routes included: `show bgp neighbors PEER
+        // received-routes` against `routes` shows what the filter kept out.
+        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
         let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
         let _ = writeln!(o, "  neighbor {} route-map bb-clients-out out", b.peer);
     }
     o.push_str(" exit-address-family\nexit\n!\nend\n");
     Ok(o)
+}
+
+/// Keeps FRR's configuration what ours says while the appliance runs: after every change
+/// of the tables (a tunnel added or removed through the control API, a reload) it renders
+/// the configuration again and, when the text changed, writes `[bgp] frr_config` (a new
+/// file renamed over the old one) and runs `[bgp] frr_reload` (`{file}`: that path), on a
+/// thread of its own, so that the control thread never waits for FRR. A failed reload is
+/// logged and tried again (every 5 s) until one succeeds.
+#[derive(Debug)]
+pub struct FrrSync {
+    to_writer: std::sync::mpsc::Sender<Job>,
+    last_generation: Option<u64>,
+    last_text: Option<String>,
+    next_check: std::time::Instant,
+    /// Reloads that succeeded, and that failed (tried again later).
+    pub counters: std::sync::Arc<FrrCounters>,
+}
+
+/// What the FRR sync counted.
+#[derive(Debug, Default)]
+pub struct FrrCounters {
+    pub writes: std::sync::atomic::AtomicU64,
+    pub reloads: std::sync::atomic::AtomicU64,
+    pub reload_failures: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct Job {
+    text: String,
+    path: std::path::PathBuf,
+    reload: Option<Vec<String>>,
+}
+
+/// How often the tables' generation is looked at.
+const CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long after a failed reload the next try comes.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl FrrSync {
+    /// Start the writer thread (it ends when this is dropped).
+    pub fn start() -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let counters = std::sync::Arc::new(FrrCounters::default());
+        let c = std::sync::Arc::clone(&counters);
+        std::thread::Builder::new()
+            .name("backbone-frr".into())
+            .spawn(move || writer(&rx, &c))?;
+        Ok(FrrSync {
+            to_writer: tx,
+            last_generation: None,
+            last_text: None,
+            next_check: std::time::Instant::now(),
+            counters,
+        })
+    }
+
+    /// Look at the tables now and then; hand a changed configuration to the writer.
+    pub fn tick(&mut self, cfg: &ValidatedConfig, source: &str, generation: u64, fpm: SocketAddr) {
+        let now = std::time::Instant::now();
+        if now < self.next_check || self.last_generation == Some(generation) {
+            return;
+        }
+        self.next_check = now + CHECK;
+        self.last_generation = Some(generation);
+        let Some(bgp) = &cfg.bgp else { return };
+        let Some(path) = &bgp.frr_config else { return };
+        let Ok(text) = render(cfg, source, fpm) else {
+            return;
+        };
+        if self.last_text.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        self.last_text = Some(text.clone());
+        let _ = self.to_writer.send(Job {
+            text,
+            path: path.clone(),
+            reload: bgp.frr_reload.clone(),
+        });
+    }
+}
+
+/// The writer thread: the newest job only (older ones waiting are superseded), tried again
+/// after a failure until it succeeds or a newer one comes.
+fn writer(rx: &std::sync::mpsc::Receiver<Job>, c: &FrrCounters) {
+    use std::sync::atomic::Ordering;
+    let mut pending: Option<Job> = None;
+    loop {
+        let next = match &pending {
+            None => match rx.recv() {
+                Ok(j) => Some(j),
+                Err(_) => return,
+            },
+            Some(_) => match rx.recv_timeout(RETRY) {
+                Ok(j) => Some(j),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        if let Some(j) = next {
+            pending = Some(j);
+        }
+        // The newest of what is waiting.
+        while let Ok(j) = rx.try_recv() {
+            pending = Some(j);
+        }
+        let Some(job) = &pending else { continue };
+        let tmp = job.path.with_extension("tmp");
+        if let Err(e) =
+            std::fs::write(&tmp, &job.text).and_then(|()| std::fs::rename(&tmp, &job.path))
+        {
+            log::error!("FRR configuration {}: {e}", job.path.display());
+            c.reload_failures.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        c.writes.fetch_add(1, Ordering::Relaxed);
+        let Some(cmd) = &job.reload else {
+            log::info!("FRR configuration written to {}", job.path.display());
+            pending = None;
+            continue;
+        };
+        let file = job.path.display().to_string();
+        let words: Vec<String> = cmd.iter().map(|w| w.replace("{file}", &file)).collect();
+        let out = std::process::Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(std::process::Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                c.reloads.fetch_add(1, Ordering::Relaxed);
+                log::info!(
+                    "FRR configuration written to {} and reloaded ({})",
+                    job.path.display(),
+                    words.join(" ")
+                );
+                pending = None;
+            }
+            Ok(o) => {
+                c.reload_failures.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "FRR reload failed ({}, {}): {}; trying again in {} s",
+                    words.join(" "),
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim(),
+                    RETRY.as_secs()
+                );
+            }
+            Err(e) => {
+                c.reload_failures.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "FRR reload failed ({}): {e}; trying again in {} s",
+                    words.join(" "),
+                    RETRY.as_secs()
+                );
+            }
+        }
+    }
 }

@@ -504,6 +504,21 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             "backbone_config_reload_failures",
             "Configuration reloads refused (the file did not validate).",
         ),
+        (
+            "frr_writes",
+            "backbone_frr_config_writes",
+            "FRR configurations written ([bgp] frr_config) after a change of the tunnels.",
+        ),
+        (
+            "frr_reloads",
+            "backbone_frr_reloads",
+            "FRR configurations taken by a running FRR ([bgp] frr_reload).",
+        ),
+        (
+            "frr_reload_failures",
+            "backbone_frr_reload_failures",
+            "FRR reloads that failed (tried again every 5 s).",
+        ),
     ] {
         out.family(name, help, Kind::Counter)
             .add(vec![], u(&c[key]));
