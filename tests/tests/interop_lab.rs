@@ -642,10 +642,9 @@ fn exception_path(lab: &Lab) -> Vec<String> {
     summary
 }
 
-/// `traceroute -n` from host `from` to `to_ip`, one probe a hop: each hop's address (`None`
-/// for a hop that did not answer), and the output. A busy machine can lose a probe inside
-/// Open vSwitch: up to three rounds, until the hops up to the destination all answer as
-/// `want` says (`Some`: that address; `None`: silent).
+/// `traceroute -n` from host `from` to `to_ip`, one probe a hop; its output, once the hops
+/// answer as `want` says, in order (`Some`: from that address; `None`: silent). A busy
+/// machine can lose a probe inside Open vSwitch: up to three rounds.
 fn traceroute(lab: &Lab, from: char, to_ip: &str, want: &[Option<&str>]) -> String {
     let mut outs = String::new();
     for _round in 0..3 {
