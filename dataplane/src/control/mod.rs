@@ -21,4 +21,5 @@ pub mod server;
 pub mod stall;
 #[cfg(not(loom))]
 pub mod state;
+#[cfg(not(loom))]
 pub mod telemetry;
