@@ -536,6 +536,15 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// A tunnel's MTU, marked `(path)` while the underlay's path MTU holds it down.
+fn mtu(t: &Value) -> String {
+    if t["path_mtu"].is_object() {
+        format!("{} (path)", text(&t["mtu"]))
+    } else {
+        text(&t["mtu"])
+    }
+}
+
 fn flags(t: &Value) -> String {
     let mut f = Vec::new();
     if let Some(k) = t["key"].as_u64() {
@@ -578,7 +587,7 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                         text(&t["port"]),
                         text(&t["next_hop"]),
                         text(&t["next_hop_mac"]),
-                        text(&t["mtu"]),
+                        mtu(t),
                         packets(&t["name"], "rx_packets"),
                         packets(&t["name"], "tx_packets"),
                         t["prefixes"].as_array().map_or(String::new(), |p| {
@@ -605,6 +614,21 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                 ],
                 &r,
             );
+            for t in rows("tunnels") {
+                let p = &t["path_mtu"];
+                if p.is_object() {
+                    println!(
+                        "{}: path MTU {} from the underlay ({} said fragmentation needed, \
+                         next-hop MTU {}) for {} s more; configured {}",
+                        text(&t["name"]),
+                        text(&p["mtu"]),
+                        text(&p["from"]),
+                        text(&p["reported"]),
+                        text(&p["expires_in_s"]),
+                        text(&t["configured_mtu"])
+                    );
+                }
+            }
         }
         CtlCommand::Routes => {
             let all = rows("routes");

@@ -7,6 +7,7 @@ use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo}
 use dataplane::control::arp;
 use dataplane::control::exception::{ControlTx, Exception, ProbeTimers};
 use dataplane::control::pacer::ArpPacer;
+use dataplane::control::pmtu::{self, Outcome as PathMtuOutcome};
 use dataplane::control::progress::{PortHealth, PortsHealth};
 use dataplane::control::server;
 use dataplane::control::stall::{StallEvent, StallWatch};
@@ -18,7 +19,9 @@ use dataplane::dpdk::{
 use dataplane::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
 use dataplane::tables::{Reader, Snapshot};
 use dataplane::wire::EthernetAddress;
-use dataplane::worker::{self, HostQueue, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
+use dataplane::worker::{
+    self, HostQueue, LearnQueue, PathMtuQueue, WorkerProgress, WorkerQueues, WorkerReport,
+};
 use serde_json::{json, Map, Value};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
@@ -283,6 +286,7 @@ pub fn run(
     }
     let control_tx: ControlTx<'_> = Mutex::new(control_tx);
     let learned = LearnQueue::new(1024);
+    let path_mtu = PathMtuQueue::new(1024);
     // Packets for the host interfaces: a few milliseconds of a busy exception path.
     let host_queue = HostQueue::new(HOST_QUEUE);
     let host_stop = AtomicBool::new(false);
@@ -362,6 +366,7 @@ pub fn run(
                 reader,
                 &learned,
                 &host_queue,
+                &path_mtu,
                 &stop,
                 &progress[w],
                 epoch,
@@ -402,7 +407,10 @@ pub fn run(
                     &progress,
                     epoch,
                     control,
-                    &learned,
+                    Heard {
+                        neighbors: &learned,
+                        path_mtu: &path_mtu,
+                    },
                     &pool,
                     listener.as_ref(),
                     &ports,
@@ -428,6 +436,8 @@ pub fn run(
         .into_iter()
         .map(Option::unwrap_or_default)
         .collect();
+    // What the workers reported last about the underlay's MTUs is in the final tables too.
+    path_mtus(&state, &path_mtu, &mut control_report, Instant::now());
     // The workers are gone, and their readers with them: everything old goes, here.
     let (snap, reclaimed) = match state.lock() {
         Ok(mut st) => {
@@ -537,6 +547,19 @@ struct ControlReport {
     snapshots_reclaimed: u64,
     /// Per port (configuration order): link state changes seen.
     link_changes: Vec<u64>,
+    /// Path MTU reports that lowered a tunnel's MTU, that changed nothing (the tunnel gone
+    /// or changed, or not lower than its MTU by then), and path MTUs expired.
+    pmtu_lowered: u64,
+    pmtu_ignored: u64,
+    pmtu_expired: u64,
+}
+
+/// What the workers hand the control thread: neighbours heard by ARP, and what the underlay
+/// said about our tunnels' MTUs.
+#[derive(Clone, Copy)]
+struct Heard<'q> {
+    neighbors: &'q LearnQueue,
+    path_mtu: &'q PathMtuQueue,
 }
 
 /// How often the wanted list is scanned for next hops to ask for: a full scan of a table
@@ -633,6 +656,74 @@ impl Control<'_, '_> {
                 self.report.arp_request_failed += 1;
             }
         }
+    }
+}
+
+/// Take the workers' path MTU reports (one publication for those that lower a tunnel's
+/// MTU), and let the path MTUs whose time is up expire. Each change is logged and counted.
+fn path_mtus(
+    state: &Mutex<ControlState>,
+    queue: &PathMtuQueue,
+    counted: &mut ControlReport,
+    now: Instant,
+) {
+    let mut reports = Vec::new();
+    while let Some(r) = queue.pop() {
+        reports.push(r);
+    }
+    let Ok(mut st) = state.lock() else {
+        return;
+    };
+    if !reports.is_empty() {
+        match st.path_mtu_reports(&reports, now) {
+            Ok((outcomes, generation)) => {
+                for o in outcomes {
+                    match o {
+                        PathMtuOutcome::Lowered {
+                            tunnel,
+                            was,
+                            mtu,
+                            reported,
+                            from,
+                        } => {
+                            counted.pmtu_lowered += 1;
+                            let raised = if mtu > reported {
+                                ", raised to the floor: 576 inside"
+                            } else {
+                                ""
+                            };
+                            log::info!(
+                                target: dataplane::control::audit::TARGET,
+                                "generation {}: path MTU: tunnel {tunnel:?} from {was} to {mtu} \
+                                 ({from} said fragmentation needed, next-hop MTU \
+                                 {reported}{raised}) for {} minutes",
+                                generation.unwrap_or(0),
+                                pmtu::EXPIRY.as_secs() / 60
+                            );
+                        }
+                        PathMtuOutcome::Ignored(why) => {
+                            counted.pmtu_ignored += 1;
+                            log::debug!("path MTU report ignored: {why}");
+                        }
+                    }
+                }
+            }
+            Err(e) => log::error!("cannot rebuild the tables for a path MTU: {e}"),
+        }
+    }
+    match st.expire_path_mtus(now) {
+        Ok((gone, Some(g))) => {
+            for (tunnel, path, mtu) in gone {
+                counted.pmtu_expired += 1;
+                log::info!(
+                    target: dataplane::control::audit::TARGET,
+                    "generation {g}: path MTU: tunnel {tunnel:?} from {path} back to {mtu} \
+                     (the underlay's report expired)"
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::error!("cannot rebuild the tables for an expired path MTU: {e}"),
     }
 }
 
@@ -757,7 +848,7 @@ fn supervise(
     progress: &[WorkerProgress],
     epoch: Instant,
     mut control: Control<'_, '_>,
-    learned: &LearnQueue,
+    heard: Heard<'_>,
     pool: &Mempool<'_>,
     listener: Option<&UnixListener>,
     ports: &[Port<'_>],
@@ -813,7 +904,7 @@ fn supervise(
             progress,
             epoch,
             &mut control,
-            learned,
+            heard,
             pool,
             ports,
             service,
@@ -841,7 +932,7 @@ fn supervise_loop(
     progress: &[WorkerProgress],
     epoch: Instant,
     control: &mut Control<'_, '_>,
-    learned: &LearnQueue,
+    heard: Heard<'_>,
     pool: &Mempool<'_>,
     ports: &[Port<'_>],
     service: &mut Service,
@@ -856,7 +947,13 @@ fn supervise_loop(
         // Ten milliseconds: what ARP learning and a stop may wait, and few enough wakeups
         // that an idle appliance costs little CPU.
         std::thread::sleep(Duration::from_millis(10));
-        control.tick(learned, pool);
+        control.tick(heard.neighbors, pool);
+        path_mtus(
+            control.state,
+            heard.path_mtu,
+            &mut control.report,
+            Instant::now(),
+        );
         if let (Some(f), Ok(st)) = (frr.as_mut(), control.state.try_lock()) {
             let generation = st.snapshots().current().generation();
             f.tick(st.config(), &appliance.about.config, generation, fpm);
@@ -905,6 +1002,9 @@ impl ControlReport {
             (&to.arp_unsolicited, self.arp_unsolicited),
             (&to.arp_static_kept, self.arp_static_kept),
             (&to.worker_stalls, self.worker_stalls),
+            (&to.pmtu_lowered, self.pmtu_lowered),
+            (&to.pmtu_ignored, self.pmtu_ignored),
+            (&to.pmtu_expired, self.pmtu_expired),
         ] {
             shared.store(v, Ordering::Relaxed);
         }
@@ -987,6 +1087,7 @@ fn final_stats(
                 "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
                 "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
                 "drops": named(d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name(), n))),
+                "mtu": t.mtu, "configured_mtu": t.config.mtu, "path_mtu": t.path_mtu,
             })
         })
         .collect();
@@ -1033,6 +1134,9 @@ fn final_stats(
         "arp_unsolicited": control.arp_unsolicited,
         "arp_static_kept": control.arp_static_kept,
         "worker_stalls": control.worker_stalls,
+        "pmtu_lowered": control.pmtu_lowered,
+        "pmtu_ignored": control.pmtu_ignored,
+        "pmtu_expired": control.pmtu_expired,
         "snapshots_retired_max": control.snapshots_retired_max,
         "snapshots_reclaimed": control.snapshots_reclaimed,
         "punt_dropped": reports.iter().map(|r| r.punt_dropped.iter().sum::<u64>()).sum::<u64>(),

@@ -17,7 +17,7 @@ use crate::buffer::PacketBuf;
 use crate::control::arp::{self, ArpOutcome, Heard};
 pub use crate::control::progress::{Poll, WorkerProgress};
 use crate::dpdk::{Burst, Mbuf, RxQueue, TxQueue, BURST_MAX};
-use crate::pipeline::{Action, Counters, Host, PacketTrace, Pipeline, PuntReason};
+use crate::pipeline::{Action, Counters, Host, PacketTrace, PathMtuReport, Pipeline, PuntReason};
 use crate::tables::{PortIndex, Reader, Snapshot};
 use crate::tap::{monotonic_ns, Filter, Tap, TapRecord};
 use crate::wire::EthernetAddress;
@@ -83,6 +83,12 @@ pub type LearnQueue = ArrayQueue<(PortIndex, Ipv4Addr, EthernetAddress, Heard)>;
 /// host that does not keep up costs drops (`host_queue_full`), never a worker's time.
 pub type HostQueue = ArrayQueue<(Mbuf, Host)>;
 
+/// What the underlay said about our tunnels' packets (ICMP Fragmentation Needed, checked
+/// against the tables), for the control thread to lower their MTUs. Bounded, and apart from
+/// [`LearnQueue`]: a flood of these never keeps a neighbour from being learned. A report
+/// that finds it full is counted in `punt_dropped` (`pmtu`).
+pub type PathMtuQueue = ArrayQueue<PathMtuReport>;
+
 /// Where tests reach into the worker loop. Every method does nothing by default, and
 /// [`run`] uses [`NoHooks`]: the calls compile to nothing there.
 pub trait WorkerHooks {
@@ -107,12 +113,13 @@ pub fn run(
     snapshots: Reader<Snapshot>,
     learned: &LearnQueue,
     host: &HostQueue,
+    path_mtu: &PathMtuQueue,
     stop: &AtomicBool,
     progress: &WorkerProgress,
     epoch: Instant,
 ) -> WorkerReport {
     run_with_hooks(
-        index, workers, queues, snapshots, learned, host, stop, progress, epoch, &NoHooks,
+        index, workers, queues, snapshots, learned, host, path_mtu, stop, progress, epoch, &NoHooks,
     )
 }
 
@@ -125,6 +132,7 @@ pub fn run_with_hooks<H: WorkerHooks>(
     mut snapshots: Reader<Snapshot>,
     learned: &LearnQueue,
     host: &HostQueue,
+    path_mtu: &PathMtuQueue,
     stop: &AtomicBool,
     progress: &WorkerProgress,
     epoch: Instant,
@@ -251,9 +259,18 @@ pub fn run_with_hooks<H: WorkerHooks>(
                         }
                         continue;
                     }
+                    // A path MTU message with nothing to lower (counted `pmtu_not_lower`):
+                    // consumed.
+                    Action::Punt(PuntReason::PathMtu) => None,
                     Action::Punt(r) => {
                         // No host interface for it.
                         report.punt_dropped[r as usize] += 1;
+                        None
+                    }
+                    Action::PathMtu(r) => {
+                        if path_mtu.push(r).is_err() {
+                            report.punt_dropped[PuntReason::PathMtu as usize] += 1;
+                        }
                         None
                     }
                     Action::Drop(_) => None,

@@ -444,6 +444,9 @@ pub struct Expected {
     /// For echo requests to our addresses: the reply (`quote_hex` holds the identifier,
     /// sequence number and data it echoes; type, code and MTU are unused).
     pub echo: Option<IcmpExpect>,
+    /// For a genuine ICMP Fragmentation Needed from the underlay (`punt:pmtu`) that lowers
+    /// a tunnel's MTU: the tunnel, and the MTU it must have at most from then on.
+    pub pmtu: Option<(String, u16)>,
 }
 
 /// The ICMP error a dropped packet must get (tests/data/spec_icmp.py writes it).
@@ -546,6 +549,12 @@ pub fn generate(
                 src: s(i, "src").expect("echo.src"),
                 dst: s(i, "dst").expect("echo.dst"),
                 quote_hex: s(i, "data_hex").expect("echo.data_hex"),
+            }),
+            pmtu: p.get("pmtu").filter(|m| m.is_object()).map(|m| {
+                (
+                    s(m, "tunnel").expect("pmtu.tunnel"),
+                    m["mtu"].as_u64().expect("pmtu.mtu") as u16,
+                )
             }),
         })
         .collect()
@@ -1228,7 +1237,9 @@ pub fn check_counters(
     for (k, v) in stats["punts"].as_object().expect("punts") {
         let want = count(expected, |e| e.expect == format!("punt:{k}"));
         assert_eq!(v.as_u64(), Some(want), "punt {k}");
-        if k != "arp" {
+        // ARP and the underlay's path MTU messages are the workers' and the control
+        // thread's own; the rest is for a host interface.
+        if k != "arp" && k != "pmtu" {
             punted += want;
         }
     }
@@ -1237,8 +1248,16 @@ pub fn check_counters(
     assert_eq!(
         stats["punt_dropped"],
         punted - echoes,
-        "no control path for local traffic yet (ARP and echo have their handlers)"
+        "no host interface in this lab (ARP, echo and path MTU have their handlers)"
     );
+    assert_eq!(
+        stats["punt_dropped_by_reason"]["pmtu"], 0,
+        "path MTU reports lost to a full queue"
+    );
+    // Each genuine path MTU message lowered its tunnel (one at a time in these corpora).
+    let lowered = count(expected, |e| e.pmtu.is_some());
+    assert_eq!(stats["pmtu_lowered"], lowered, "path MTUs lowered");
+    assert_eq!(stats["pmtu_ignored"], 0, "path MTU reports ignored");
     let arp = |pred: fn(&ArpExpect) -> bool| count(expected, |e| e.arp.as_ref().is_some_and(pred));
     assert_eq!(
         count(expected, |e| e.expect == "punt:arp"),

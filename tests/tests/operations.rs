@@ -114,7 +114,24 @@ impl Appliance {
 
     /// Start it and wait until its control API answers and the clients' traffic flows.
     fn start(tag: &str, hugepages: bool, extra: &[&str], env: &[(&str, &Path)]) -> Appliance {
+        Appliance::start_with(tag, hugepages, extra, env, &[])
+    }
+
+    /// [`Appliance::start`], with `frames` added to what the client port replays.
+    fn start_with(
+        tag: &str,
+        hugepages: bool,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+        frames: &[Vec<u8>],
+    ) -> Appliance {
         let (dir, config) = lab(tag);
+        if !frames.is_empty() {
+            let clients = dir.join("clients-in.pcap");
+            let mut all = backbone_tests::pcap::read(&clients).unwrap();
+            all.extend_from_slice(frames);
+            backbone_tests::pcap::write(&clients, &all).unwrap();
+        }
         let sock = dir.join("ctl/control.sock");
         let prefix = file_prefix(tag);
         let proc = KillOnDrop(Some(Appliance::spawn(
@@ -664,18 +681,8 @@ fn sample(body: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
-#[test]
-fn metrics_and_telemetry_show_the_appliance() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Appliance::start("ops-metrics", false, &["--metrics", "127.0.0.1:0"], &[]);
-    let status = a.json(&["status"]).unwrap();
-    let addr = status["metrics"].as_str().unwrap().to_owned();
-    assert_eq!(status["file_prefix"], a.prefix.as_str(), "{status}");
-
-    let (head, body) = scrape(&addr, false);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    std::fs::write(a.dir.join("metrics.txt"), &body).unwrap();
+/// `promtool check metrics` on a scrape: fails the test on anything it reports.
+fn promtool_check(body: &str) {
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -696,6 +703,21 @@ fn metrics_and_telemetry_show_the_appliance() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+}
+
+#[test]
+fn metrics_and_telemetry_show_the_appliance() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Appliance::start("ops-metrics", false, &["--metrics", "127.0.0.1:0"], &[]);
+    let status = a.json(&["status"]).unwrap();
+    let addr = status["metrics"].as_str().unwrap().to_owned();
+    assert_eq!(status["file_prefix"], a.prefix.as_str(), "{status}");
+
+    let (head, body) = scrape(&addr, false);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    std::fs::write(a.dir.join("metrics.txt"), &body).unwrap();
+    promtool_check(&body);
     for (series, at_least) in [
         ("backbone_tunnel_state{tunnel=\"acme\",state=\"up\"}", 1.0),
         (
@@ -791,6 +813,97 @@ fn metrics_and_telemetry_show_the_appliance() {
     );
     assert!(get("/ethdev/stats")["ipackets"].as_u64().unwrap() > 0);
     a.stop();
+}
+
+/// A router of the underlay between the appliance and acme's router says acme's packets
+/// (1,400 bytes, DF) do not fit its next hop of 1,300 (ICMP Fragmentation Needed, RFC 1191):
+/// acme's MTU comes down to 1,300, and `ctl tunnels`, the tunnel listing, the counters and
+/// the metrics say so.
+#[test]
+fn an_underlay_path_mtu_shows_in_tunnels_counters_and_metrics() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("ops-pmtu-frame");
+    let file = dir.join("fn.pcap");
+    backbone_tests::scapy(&format!(
+        "from scapy.all import *\n\
+         quote = IP(src='192.0.2.1', dst='198.51.100.10', flags='DF') / \
+           GRE(key_present=1, key=100) / IP(src='10.2.0.5', dst='10.1.0.5') / UDP() / \
+           Raw(b'x' * (1400 - 56))\n\
+         assert len(quote) == 1400\n\
+         wrpcap('{}', [Ether(src='02:00:00:00:77:77', dst='02:00:00:00:00:01') / \
+           IP(src='198.51.100.254', dst='192.0.2.1') / \
+           ICMP(type=3, code=4, nexthopmtu=1300) / Raw(bytes(quote)[:548])])",
+        file.display()
+    ));
+    let frames = backbone_tests::pcap::read(&file).unwrap();
+    let a = Appliance::start_with(
+        "ops-pmtu",
+        false,
+        &["--metrics", "127.0.0.1:0"],
+        &[],
+        &frames,
+    );
+    let acme = || {
+        a.json(&["tunnels"]).unwrap()["tunnels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "acme")
+            .cloned()
+            .unwrap()
+    };
+    wait_until(PATIENCE, "acme's path MTU from the underlay", || {
+        acme()["mtu"] == 1300
+    });
+    let t = acme();
+    assert_eq!(t["configured_mtu"], 1500, "{t}");
+    assert_eq!(t["path_mtu"]["mtu"], 1300, "{t}");
+    assert_eq!(t["path_mtu"]["reported"], 1300, "{t}");
+    assert_eq!(t["path_mtu"]["from"], "198.51.100.254", "{t}");
+    assert!(
+        t["path_mtu"]["expires_in_s"].as_u64().unwrap() <= 600,
+        "{t}"
+    );
+    let text = a.text(&["tunnels"]).unwrap();
+    println!("$ backbone ctl tunnels\n{text}");
+    for want in [
+        "1300 (path)",
+        "acme: path MTU 1300 from the underlay (198.51.100.254 said fragmentation needed, \
+         next-hop MTU 1300)",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    // The same message, replayed, finds nothing more to lower; globex is untouched.
+    let c = a.json(&["counters"]).unwrap();
+    assert_eq!(c["control"]["pmtu_lowered"], 1, "{c}");
+    assert!(c["punts"]["pmtu"].as_u64().unwrap() >= 1, "{c}");
+    let globex = &a.json(&["tunnels"]).unwrap()["tunnels"][1];
+    assert_eq!(
+        (&globex["mtu"], &globex["path_mtu"]),
+        (&1500.into(), &Value::Null)
+    );
+    let addr = a.json(&["status"]).unwrap()["metrics"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, body) = scrape(&addr, false);
+    promtool_check(&body);
+    for (series, want) in [
+        ("backbone_tunnel_path_mtu_bytes{tunnel=\"acme\"}", 1300.0),
+        ("backbone_tunnel_mtu_bytes{tunnel=\"acme\"}", 1300.0),
+        ("backbone_path_mtu_lowered_total", 1.0),
+    ] {
+        assert_eq!(sample(&body, series), Some(want), "{series} in:\n{body}");
+    }
+    assert_eq!(
+        sample(&body, "backbone_tunnel_path_mtu_bytes{tunnel=\"globex\"}"),
+        None
+    );
+    let log = a.stop();
+    assert!(
+        log.contains("path MTU: tunnel \"acme\" from 1500 to 1300 (198.51.100.254 said"),
+        "{log}"
+    );
 }
 
 /// Remove this test's hugepage files (EAL leaves them for secondary processes).

@@ -84,6 +84,11 @@ pub struct ControlCounters {
     pub arp_unsolicited: AtomicU64,
     pub arp_static_kept: AtomicU64,
     pub worker_stalls: AtomicU64,
+    /// Path MTU reports from the underlay that lowered a tunnel's MTU, that changed nothing,
+    /// and path MTUs expired (control/pmtu.rs).
+    pub pmtu_lowered: AtomicU64,
+    pub pmtu_ignored: AtomicU64,
+    pub pmtu_expired: AtomicU64,
     /// Configuration reloads (SIGHUP, `ctl reload`) applied, and refused.
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
@@ -96,7 +101,7 @@ pub struct ControlCounters {
 
 impl ControlCounters {
     /// Every counter, by name.
-    pub fn named(&self) -> [(&'static str, u64); 12] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("arp_requests", n(&self.arp_requests)),
@@ -106,6 +111,9 @@ impl ControlCounters {
             ("arp_unsolicited", n(&self.arp_unsolicited)),
             ("arp_static_kept", n(&self.arp_static_kept)),
             ("worker_stalls", n(&self.worker_stalls)),
+            ("pmtu_lowered", n(&self.pmtu_lowered)),
+            ("pmtu_ignored", n(&self.pmtu_ignored)),
+            ("pmtu_expired", n(&self.pmtu_expired)),
             ("reloads", n(&self.reloads)),
             ("reload_failures", n(&self.reload_failures)),
             ("frr_writes", n(&self.frr_writes)),

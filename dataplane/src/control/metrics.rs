@@ -407,6 +407,15 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     for t in &tunnels {
         f.add(vec![("tunnel", s(&t["name"]))], u(&t["mtu"]));
     }
+    let f = out.family(
+        "backbone_tunnel_path_mtu_bytes",
+        "Path MTU the underlay reported for the tunnel (ICMP fragmentation needed), while it \
+         holds (10 minutes): the tunnel's MTU is at most this. Absent for tunnels without one.",
+        Kind::Gauge,
+    );
+    for t in tunnels.iter().filter(|t| t["path_mtu"].is_object()) {
+        f.add(vec![("tunnel", s(&t["name"]))], u(&t["path_mtu"]["mtu"]));
+    }
 
     // Drops per tunnel (the packets that came through it) and per port (native traffic,
     // and what no tunnel claimed): only the series that counted something, so that a
@@ -463,7 +472,7 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     }
     let f = out.family(
         "backbone_punted_packets",
-        "Packets for the router itself, by reason (ARP; local and local_inner: traffic for our addresses, echo requests included, which are answered).",
+        "Packets for the router itself, by reason (ARP; local and local_inner: traffic for our addresses, echo requests included, which are answered; pmtu: the underlay's fragmentation needed about our tunnel packets).",
         Kind::Counter,
     );
     for p in PuntReason::ALL {
@@ -535,6 +544,21 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             "worker_stalls",
             "backbone_worker_stalls",
             "Alarms for a worker stuck on an old snapshot.",
+        ),
+        (
+            "pmtu_lowered",
+            "backbone_path_mtu_lowered",
+            "Path MTU reports from the underlay that lowered a tunnel's MTU.",
+        ),
+        (
+            "pmtu_ignored",
+            "backbone_path_mtu_ignored",
+            "Path MTU reports that changed nothing by the time the control thread took them.",
+        ),
+        (
+            "pmtu_expired",
+            "backbone_path_mtu_expired",
+            "Path MTUs expired: the tunnel is back to its configured MTU.",
         ),
         (
             "reloads",

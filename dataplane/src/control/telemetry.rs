@@ -38,7 +38,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "/backbone/control",
-        "Control thread: ARP, worker stalls, reloads. No parameters",
+        "Control thread: ARP, worker stalls, path MTUs, reloads. No parameters",
     ),
     (
         "/backbone/workers",

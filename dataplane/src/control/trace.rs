@@ -311,6 +311,14 @@ fn result_text(n: &Names<'_>, t: &PacketTrace) -> String {
             t.tx_len
         ),
         Action::Deliver { punt, .. } => format!("to the host interface ({})", punt.name()),
+        Action::PathMtu(r) => format!(
+            "path MTU report for tunnel {}: next-hop MTU {} from {}, outer MTU {} (to the \
+             control thread)",
+            n.tunnel(r.tunnel),
+            r.reported,
+            r.from,
+            r.mtu
+        ),
         Action::Punt(PuntReason::Arp) => "ARP: answered or learned by the worker".into(),
         Action::Punt(p) => format!("punt {} (no host interface: dropped)", p.name()),
         Action::Drop(r) => match t.stopped {
@@ -358,6 +366,9 @@ pub fn describe(n: &Names<'_>, st: &ControlState, r: &TapRecord, number: usize) 
         (Classified::Terminate(47), _) => "for us, GRE: terminate".into(),
         (Classified::Terminate(_), _) => "for us, IP in IP: terminate".into(),
         (Classified::Transit, _) => "not for us, transit allowed here: route it".into(),
+        (Classified::FragNeeded, _) => {
+            "ICMP fragmentation needed for us: the underlay's path MTU".into()
+        }
         _ => "-".into(),
     };
     stages.push(line("classify", read, decision));
@@ -499,6 +510,7 @@ pub fn describe(n: &Names<'_>, st: &ControlState, r: &TapRecord, number: usize) 
             (Action::Drop(_), _) => "not sent".into(),
             (Action::Deliver { .. }, _) => "not an echo request: to the host".into(),
             (Action::Punt(_), _) => "not an echo request: punted".into(),
+            (Action::PathMtu(_), _) => "-".into(),
             (Action::Transmit(_), _) => "-".into(),
         };
         stages.push(line("answer", what, how));

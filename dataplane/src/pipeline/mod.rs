@@ -15,6 +15,8 @@
 //!
 //! [`Pipeline::process_traced`] runs the same stages and also records, per packet, what
 //! each decided ([`trace`]); the untraced body is compiled without any of it.
+//! Beside them, [`pmtu`] reads what the underlay says about our own tunnel packets (ICMP
+//! Fragmentation Needed) for the control thread.
 
 pub mod action;
 mod classify;
@@ -22,6 +24,7 @@ pub mod counters;
 mod encap;
 pub mod icmp;
 mod inject;
+pub mod pmtu;
 pub mod probe;
 mod route;
 mod terminate;
@@ -32,6 +35,7 @@ pub use counters::{
     Counters, PacketBytes, PortCounters, TunnelCounters, TunnelDrops, TUNNEL_DROP_REASONS,
 };
 pub use icmp::IcmpKind;
+pub use pmtu::PathMtuReport;
 pub use trace::PacketTrace;
 
 use crate::buffer::PacketBuf;
@@ -332,6 +336,7 @@ impl Pipeline {
                         trace::Classified::Terminate(protocol.0)
                     }
                     Ok(classify::Ingress::Transit) => trace::Classified::Transit,
+                    Ok(classify::Ingress::FragNeeded { .. }) => trace::Classified::FragNeeded,
                     Err(v) => {
                         t.stop(trace::Stage::Classify, v);
                         trace::Classified::Stopped
@@ -364,6 +369,15 @@ impl Pipeline {
                 ),
                 Ok(classify::Ingress::Transit) => {
                     terminate::transit(pkt, snap, port, &mut inner[i])
+                }
+                Ok(classify::Ingress::FragNeeded { back }) => {
+                    match pmtu::underlay(pkt.data(), snap, port, &mut self.counters, back) {
+                        Ok(report) => {
+                            actions[i] = Action::PathMtu(report);
+                            continue;
+                        }
+                        Err(v) => Err(v),
+                    }
                 }
                 Err(v) => Err(v),
             };
@@ -493,6 +507,7 @@ impl Pipeline {
                 Action::Punt(r)
                 | Action::Answer { punt: r, .. }
                 | Action::Deliver { punt: r, .. } => self.counters.punts[r as usize] += 1,
+                Action::PathMtu(_) => self.counters.punts[PuntReason::PathMtu as usize] += 1,
             }
         }
     }

@@ -102,6 +102,8 @@ pub enum Classified {
     Terminate(u8),
     /// Not for us, transit allowed here.
     Transit,
+    /// An ICMP Fragmentation Needed to us from the underlay.
+    FragNeeded,
     /// Stopped in stage 1 (see [`PacketTrace::stopped`]).
     Stopped,
 }
