@@ -12,6 +12,7 @@
 mod ctl;
 mod lifecycle;
 mod observe;
+mod pcapng;
 mod run;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

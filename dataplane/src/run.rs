@@ -7,6 +7,7 @@ use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo}
 use dataplane::control::arp;
 use dataplane::control::exception::{ControlTx, Exception, ProbeTimers};
 use dataplane::control::pacer::ArpPacer;
+use dataplane::control::pmtu::{self, Outcome as PathMtuOutcome};
 use dataplane::control::progress::{PortHealth, PortsHealth};
 use dataplane::control::server;
 use dataplane::control::stall::{StallEvent, StallWatch};
@@ -18,7 +19,9 @@ use dataplane::dpdk::{
 use dataplane::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
 use dataplane::tables::{Reader, Snapshot};
 use dataplane::wire::EthernetAddress;
-use dataplane::worker::{self, HostQueue, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
+use dataplane::worker::{
+    self, HostQueue, LearnQueue, PathMtuQueue, WorkerProgress, WorkerQueues, WorkerReport,
+};
 use serde_json::{json, Map, Value};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
@@ -113,6 +116,16 @@ pub fn run(
         return Err("no worker lcores: give EAL at least two lcores (for instance -l 0-1)".into());
     }
     let nworkers = lcores.len();
+    log::info!(
+        "{nworkers} worker(s) on lcore(s) {lcores:?}, {}",
+        match cfg.poll.mode {
+            pipeline_config::PollMode::Busy => "busy polling".to_owned(),
+            pipeline_config::PollMode::Adaptive => format!(
+                "adaptive polling (idle sleeps up to {} us)",
+                cfg.poll.idle_sleep_max_us
+            ),
+        }
+    );
 
     // Ports.
     let mut ids: Vec<PortId> = Vec::new();
@@ -273,6 +286,7 @@ pub fn run(
     }
     let control_tx: ControlTx<'_> = Mutex::new(control_tx);
     let learned = LearnQueue::new(1024);
+    let path_mtu = PathMtuQueue::new(1024);
     // Packets for the host interfaces: a few milliseconds of a busy exception path.
     let host_queue = HostQueue::new(HOST_QUEUE);
     let host_stop = AtomicBool::new(false);
@@ -303,7 +317,13 @@ pub fn run(
     let slots: Mutex<Vec<Option<WorkerQueues<'_>>>> =
         Mutex::new(per_worker.into_iter().map(Some).collect());
     let reports: Mutex<Vec<Option<WorkerReport>>> = Mutex::new(vec![None; nworkers]);
-    let progress: Vec<WorkerProgress> = (0..nworkers).map(|_| WorkerProgress::default()).collect();
+    let poll = worker::Poll::of(&cfg.poll);
+    let progress: Vec<WorkerProgress> = (0..nworkers)
+        .map(|_| WorkerProgress {
+            poll,
+            ..WorkerProgress::default()
+        })
+        .collect();
     let stop = AtomicBool::new(false);
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -346,6 +366,7 @@ pub fn run(
                 reader,
                 &learned,
                 &host_queue,
+                &path_mtu,
                 &stop,
                 &progress[w],
                 epoch,
@@ -386,7 +407,10 @@ pub fn run(
                     &progress,
                     epoch,
                     control,
-                    &learned,
+                    Heard {
+                        neighbors: &learned,
+                        path_mtu: &path_mtu,
+                    },
                     &pool,
                     listener.as_ref(),
                     &ports,
@@ -412,6 +436,8 @@ pub fn run(
         .into_iter()
         .map(Option::unwrap_or_default)
         .collect();
+    // What the workers reported last about the underlay's MTUs is in the final tables too.
+    path_mtus(&state, &path_mtu, &mut control_report, Instant::now());
     // The workers are gone, and their readers with them: everything old goes, here.
     let (snap, reclaimed) = match state.lock() {
         Ok(mut st) => {
@@ -521,6 +547,19 @@ struct ControlReport {
     snapshots_reclaimed: u64,
     /// Per port (configuration order): link state changes seen.
     link_changes: Vec<u64>,
+    /// Path MTU reports that lowered a tunnel's MTU, that changed nothing (the tunnel gone
+    /// or changed, or not lower than its MTU by then), and path MTUs expired.
+    pmtu_lowered: u64,
+    pmtu_ignored: u64,
+    pmtu_expired: u64,
+}
+
+/// What the workers hand the control thread: neighbours heard by ARP, and what the underlay
+/// said about our tunnels' MTUs.
+#[derive(Clone, Copy)]
+struct Heard<'q> {
+    neighbors: &'q LearnQueue,
+    path_mtu: &'q PathMtuQueue,
 }
 
 /// How often the wanted list is scanned for next hops to ask for: a full scan of a table
@@ -617,6 +656,74 @@ impl Control<'_, '_> {
                 self.report.arp_request_failed += 1;
             }
         }
+    }
+}
+
+/// Take the workers' path MTU reports (one publication for those that lower a tunnel's
+/// MTU), and let the path MTUs whose time is up expire. Each change is logged and counted.
+fn path_mtus(
+    state: &Mutex<ControlState>,
+    queue: &PathMtuQueue,
+    counted: &mut ControlReport,
+    now: Instant,
+) {
+    let mut reports = Vec::new();
+    while let Some(r) = queue.pop() {
+        reports.push(r);
+    }
+    let Ok(mut st) = state.lock() else {
+        return;
+    };
+    if !reports.is_empty() {
+        match st.path_mtu_reports(&reports, now) {
+            Ok((outcomes, generation)) => {
+                for o in outcomes {
+                    match o {
+                        PathMtuOutcome::Lowered {
+                            tunnel,
+                            was,
+                            mtu,
+                            reported,
+                            from,
+                        } => {
+                            counted.pmtu_lowered += 1;
+                            let raised = if mtu > reported {
+                                ", raised to the floor: 576 inside"
+                            } else {
+                                ""
+                            };
+                            log::info!(
+                                target: dataplane::control::audit::TARGET,
+                                "generation {}: path MTU: tunnel {tunnel:?} from {was} to {mtu} \
+                                 ({from} said fragmentation needed, next-hop MTU \
+                                 {reported}{raised}) for {} minutes",
+                                generation.unwrap_or(0),
+                                pmtu::EXPIRY.as_secs() / 60
+                            );
+                        }
+                        PathMtuOutcome::Ignored(why) => {
+                            counted.pmtu_ignored += 1;
+                            log::debug!("path MTU report ignored: {why}");
+                        }
+                    }
+                }
+            }
+            Err(e) => log::error!("cannot rebuild the tables for a path MTU: {e}"),
+        }
+    }
+    match st.expire_path_mtus(now) {
+        Ok((gone, Some(g))) => {
+            for (tunnel, path, mtu) in gone {
+                counted.pmtu_expired += 1;
+                log::info!(
+                    target: dataplane::control::audit::TARGET,
+                    "generation {g}: path MTU: tunnel {tunnel:?} from {path} back to {mtu} \
+                     (the underlay's report expired)"
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::error!("cannot rebuild the tables for an expired path MTU: {e}"),
     }
 }
 
@@ -741,7 +848,7 @@ fn supervise(
     progress: &[WorkerProgress],
     epoch: Instant,
     mut control: Control<'_, '_>,
-    learned: &LearnQueue,
+    heard: Heard<'_>,
     pool: &Mempool<'_>,
     listener: Option<&UnixListener>,
     ports: &[Port<'_>],
@@ -797,7 +904,7 @@ fn supervise(
             progress,
             epoch,
             &mut control,
-            learned,
+            heard,
             pool,
             ports,
             service,
@@ -825,7 +932,7 @@ fn supervise_loop(
     progress: &[WorkerProgress],
     epoch: Instant,
     control: &mut Control<'_, '_>,
-    learned: &LearnQueue,
+    heard: Heard<'_>,
     pool: &Mempool<'_>,
     ports: &[Port<'_>],
     service: &mut Service,
@@ -837,8 +944,16 @@ fn supervise_loop(
         .ok();
     let fpm = dataplane::control::frr::DEFAULT_FPM;
     loop {
-        std::thread::sleep(Duration::from_millis(5));
-        control.tick(learned, pool);
+        // Ten milliseconds: what ARP learning and a stop may wait, and few enough wakeups
+        // that an idle appliance costs little CPU.
+        std::thread::sleep(Duration::from_millis(10));
+        control.tick(heard.neighbors, pool);
+        path_mtus(
+            control.state,
+            heard.path_mtu,
+            &mut control.report,
+            Instant::now(),
+        );
         if let (Some(f), Ok(st)) = (frr.as_mut(), control.state.try_lock()) {
             let generation = st.snapshots().current().generation();
             f.tick(st.config(), &appliance.about.config, generation, fpm);
@@ -887,6 +1002,9 @@ impl ControlReport {
             (&to.arp_unsolicited, self.arp_unsolicited),
             (&to.arp_static_kept, self.arp_static_kept),
             (&to.worker_stalls, self.worker_stalls),
+            (&to.pmtu_lowered, self.pmtu_lowered),
+            (&to.pmtu_ignored, self.pmtu_ignored),
+            (&to.pmtu_expired, self.pmtu_expired),
         ] {
             shared.store(v, Ordering::Relaxed);
         }
@@ -949,6 +1067,8 @@ fn final_stats(
                 "link_up": link_up, "link_changes": link_changes,
                 "pipeline_rx_packets": pc.rx.packets, "pipeline_rx_bytes": pc.rx.bytes,
                 "pipeline_tx_packets": pc.tx.packets, "pipeline_tx_bytes": pc.tx.bytes,
+                "drops": named(DropReason::ALL.iter()
+                    .map(|r| (r.name(), pc.drops[*r as usize])).filter(|(_, n)| *n > 0)),
             })
         })
         .collect();
@@ -957,10 +1077,17 @@ fn final_stats(
         .iter()
         .map(|(id, t)| {
             let c = total.tunnels.get(id.index()).copied().unwrap_or_default();
+            let d = total
+                .tunnel_drops
+                .get(id.index())
+                .copied()
+                .unwrap_or_default();
             json!({
                 "name": t.config.name,
                 "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
                 "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
+                "drops": named(d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name(), n))),
+                "mtu": t.mtu, "configured_mtu": t.config.mtu, "path_mtu": t.path_mtu,
             })
         })
         .collect();
@@ -971,6 +1098,8 @@ fn final_stats(
             // Every packet received is forwarded, dropped or punted, exactly once.
             json!({
                 "lcore": l, "bursts": r.bursts, "generation": r.generation,
+                "polls": r.polls, "busy_polls": r.busy_polls,
+                "idle_sleeps": r.idle_sleeps, "idle_sleep_us": r.idle_sleep_us,
                 "rx_packets": r.counters.ports.iter().map(|p| p.rx.packets).sum::<u64>(),
                 "forwarded": r.counters.ports.iter().map(|p| p.tx.packets).sum::<u64>(),
                 "dropped": r.counters.total_drops(),
@@ -1005,6 +1134,9 @@ fn final_stats(
         "arp_unsolicited": control.arp_unsolicited,
         "arp_static_kept": control.arp_static_kept,
         "worker_stalls": control.worker_stalls,
+        "pmtu_lowered": control.pmtu_lowered,
+        "pmtu_ignored": control.pmtu_ignored,
+        "pmtu_expired": control.pmtu_expired,
         "snapshots_retired_max": control.snapshots_retired_max,
         "snapshots_reclaimed": control.snapshots_reclaimed,
         "punt_dropped": reports.iter().map(|r| r.punt_dropped.iter().sum::<u64>()).sum::<u64>(),

@@ -78,6 +78,7 @@ fn pipeline_seeds_get_the_outcome_they_are_named_for() {
                     Action::Punt(x)
                     | Action::Answer { punt: x, .. }
                     | Action::Deliver { punt: x, .. } => x == *r,
+                    Action::PathMtu(_) => *r == PuntReason::PathMtu,
                     _ => false,
                 };
                 punted && rest.starts_with(&format!("{}-", r.name()))

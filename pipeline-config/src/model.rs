@@ -4,7 +4,7 @@
 //! reference resolves (and carries the index of what it names, so that consumers need not
 //! look names up), addresses are IPv4 unicast, prefixes have no host bits, ranges hold.
 
-use crate::types::{Df, Dscp, MacAddr, Role, Ttl, TunnelMode};
+use crate::types::{Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
 use ipnet::Ipv4Net;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -16,6 +16,8 @@ pub struct ValidatedConfig {
     pub eal_args: Vec<String>,
     /// `[workers] lcores`: unique lcore ids; `None` means every EAL worker lcore.
     pub worker_lcores: Option<Vec<u32>>,
+    /// `[workers] poll` and `idle_sleep_max_us`: how the workers poll their queues.
+    pub poll: PollConfig,
     /// The ports, in file order; [`PortRef::index`] indexes this.
     pub ports: Vec<PortConfig>,
     /// The tunnels, in file order; [`TunnelRef::index`] indexes this.
@@ -67,6 +69,25 @@ pub struct TunnelBgp {
     pub peer: Ipv4Addr,
     /// BFD on the session.
     pub bfd: bool,
+}
+
+/// How the workers poll (`[workers] poll`, `idle_sleep_max_us`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollConfig {
+    pub mode: PollMode,
+    /// The longest sleep of an idle adaptive worker, in microseconds (within
+    /// [`IDLE_SLEEP_MAX_US_RANGE`](crate::IDLE_SLEEP_MAX_US_RANGE); meaningless for busy
+    /// polling).
+    pub idle_sleep_max_us: u32,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            mode: PollMode::Adaptive,
+            idle_sleep_max_us: crate::schema::DEFAULT_IDLE_SLEEP_MAX_US,
+        }
+    }
 }
 
 /// `[icmp]`: the ICMP error rate limit, a token bucket (SPEC.md "ICMP errors").
@@ -293,8 +314,16 @@ impl ValidatedConfig {
             writeln!(s, "eal: {}", self.eal_args.join(" "))?;
         }
         match &self.worker_lcores {
-            None => writeln!(s, "workers: every EAL worker lcore")?,
-            Some(lcores) => writeln!(s, "workers: lcores {}", join(lcores))?,
+            None => write!(s, "workers: every EAL worker lcore")?,
+            Some(lcores) => write!(s, "workers: lcores {}", join(lcores))?,
+        }
+        match self.poll.mode {
+            PollMode::Adaptive => writeln!(
+                s,
+                ", adaptive polling (idle sleeps up to {} us)",
+                self.poll.idle_sleep_max_us
+            )?,
+            PollMode::Busy => writeln!(s, ", busy polling")?,
         }
 
         writeln!(s, "ports: {}", self.ports.len())?;

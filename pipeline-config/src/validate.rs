@@ -18,15 +18,16 @@
 
 use crate::error::ConfigError;
 use crate::model::{
-    header_len, BgpConfig, HealthConfig, IcmpConfig, NeighborConfig, PortConfig, PortRef,
-    RouteConfig, RouteTarget, TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig,
+    header_len, BgpConfig, HealthConfig, IcmpConfig, NeighborConfig, PollConfig, PortConfig,
+    PortRef, RouteConfig, RouteTarget, TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig,
     HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{
-    IntOrWord, RawBgp, RawConfig, RawPort, RawRoute, RawTunnel, ICMP_LIMIT_RANGE, MIN_INNER_MTU,
+    IntOrWord, RawBgp, RawConfig, RawPort, RawRoute, RawTunnel, RawWorkers,
+    DEFAULT_IDLE_SLEEP_MAX_US, ICMP_LIMIT_RANGE, IDLE_SLEEP_MAX_US_RANGE, MIN_INNER_MTU,
     PORT_MTU_RANGE, QUEUES_RANGE,
 };
-use crate::types::{quoted_list, Df, Dscp, MacAddr, Role, Ttl, TunnelMode};
+use crate::types::{quoted_list, Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
 use ipnet::{IpNet, Ipv4Net};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
@@ -45,6 +46,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         bgp: None,
     };
     let worker_lcores = v.workers(raw.workers.lcores.as_deref())?;
+    let poll = v.poll(&raw.workers)?;
     let ports = v.ports(&raw.ports)?;
     v.bgp = match &raw.bgp {
         Some(b) => Some(v.bgp(b, &ports)?),
@@ -70,6 +72,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
     Ok(ValidatedConfig {
         eal_args: raw.eal.args.clone(),
         worker_lcores,
+        poll,
         ports,
         tunnels,
         routes,
@@ -553,6 +556,39 @@ impl Validator<'_> {
             out.push(id);
         }
         Ok(Some(out))
+    }
+
+    fn poll(&self, w: &RawWorkers) -> Result<PollConfig, ConfigError> {
+        let mode = match &w.poll {
+            None => PollMode::Adaptive,
+            Some(word) => word.parse().map_err(|e| {
+                self.err(
+                    "workers.poll",
+                    quote(word),
+                    format!("is not a polling mode ({e})"),
+                )
+            })?,
+        };
+        let idle_sleep_max_us = match w.idle_sleep_max_us {
+            None => DEFAULT_IDLE_SLEEP_MAX_US,
+            Some(_) if mode == PollMode::Busy => {
+                return Err(self.err_bare(
+                    "workers.idle_sleep_max_us",
+                    "is for poll = \"adaptive\" only: busy workers never sleep (leave it out, \
+                     or poll adaptively)",
+                ))
+            }
+            Some(us) => self.ranged(
+                "workers.idle_sleep_max_us".into(),
+                us,
+                &IDLE_SLEEP_MAX_US_RANGE,
+                "a sleep in microseconds",
+            )?,
+        };
+        Ok(PollConfig {
+            mode,
+            idle_sleep_max_us,
+        })
     }
 
     fn ports(&mut self, raw: &[RawPort]) -> Result<Vec<PortConfig>, ConfigError> {

@@ -243,6 +243,10 @@ enum Kind {
     /// `[workers] lcores`: not empty.
     Lcores,
     Lcore,
+    /// `[workers] poll`: "adaptive" or "busy".
+    Poll,
+    /// `[workers] idle_sleep_max_us`: 1 to 10,000.
+    IdleSleep,
     /// A port or tunnel name: not empty, unique.
     Name,
     /// A port's device: not empty, unique.
@@ -303,6 +307,8 @@ enum Kind {
 const FIELDS: &[(&str, &str, Kind)] = &[
     ("eal", "args", Kind::EalArgs),
     ("workers", "lcores", Kind::Lcores),
+    ("workers", "poll", Kind::Poll),
+    ("workers", "idle_sleep_max_us", Kind::IdleSleep),
     ("port", "name", Kind::Name),
     ("port", "device", Kind::Device),
     ("port", "roles", Kind::Roles),
@@ -559,6 +565,8 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             v
         }
         Kind::Df => strings(&["bogus", "SET", ""]),
+        Kind::Poll => strings(&["bogus", "ADAPTIVE", "interrupt", ""]),
+        Kind::IdleSleep => ints(&[0, 10_001]),
         Kind::PortName | Kind::TunnelName => strings(&["bogus", ""]),
         // Above every port's MTU (1500 in the example), below 68 + headers.
         Kind::TunnelMtu => ints(&[0, 67, 1501, 9000]),
@@ -618,6 +626,7 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             | Kind::Dscp
             | Kind::TunnelMtu
             | Kind::IcmpLimit
+            | Kind::IdleSleep
             | Kind::Asn
             | Kind::MaxPrefixLen
             | Kind::BfdInterval

@@ -2,7 +2,7 @@
 //! Each rejection asserts that the error names the file, the field and the value.
 
 use pipeline_config::{
-    load, parse, ConfigError, Df, Dscp, MacAddr, Role, RouteTarget, Ttl, TunnelMode,
+    load, parse, ConfigError, Df, Dscp, MacAddr, PollMode, Role, RouteTarget, Ttl, TunnelMode,
     ValidatedConfig,
 };
 use std::net::Ipv4Addr;
@@ -402,6 +402,49 @@ fn worker_lcores_must_be_unique_ids() {
         "workers.lcores",
         Some("[]"),
         "names no lcore",
+    );
+}
+
+/// Workers poll adaptively unless told otherwise, sleeping at most 1 ms when idle; busy
+/// polling has no sleep to bound.
+#[test]
+fn workers_poll_adaptively_by_default() {
+    let c = ok(BASE);
+    assert_eq!(c.poll.mode, PollMode::Adaptive);
+    assert_eq!(c.poll.idle_sleep_max_us, 1000);
+    let c = ok(&format!("[workers]\npoll = \"busy\"\n{BASE}"));
+    assert_eq!(c.poll.mode, PollMode::Busy);
+    let c = ok(&format!(
+        "[workers]\npoll = \"adaptive\"\nidle_sleep_max_us = 10000\n{BASE}"
+    ));
+    assert_eq!(
+        (c.poll.mode, c.poll.idle_sleep_max_us),
+        (PollMode::Adaptive, 10_000)
+    );
+    let c = ok(&format!("[workers]\nidle_sleep_max_us = 1\n{BASE}"));
+    assert_eq!(
+        (c.poll.mode, c.poll.idle_sleep_max_us),
+        (PollMode::Adaptive, 1)
+    );
+    invalid(
+        &format!("[workers]\npoll = \"interrupt\"\n{BASE}"),
+        "workers.poll",
+        Some("\"interrupt\""),
+        "is not a polling mode (expected one of \"adaptive\" or \"busy\")",
+    );
+    for bad in ["0", "10001", "-5"] {
+        invalid(
+            &format!("[workers]\nidle_sleep_max_us = {bad}\n{BASE}"),
+            "workers.idle_sleep_max_us",
+            Some(bad),
+            "is not a sleep in microseconds (1..=10000)",
+        );
+    }
+    invalid(
+        &format!("[workers]\npoll = \"busy\"\nidle_sleep_max_us = 50\n{BASE}"),
+        "workers.idle_sleep_max_us",
+        None,
+        "is for poll = \"adaptive\" only",
     );
 }
 

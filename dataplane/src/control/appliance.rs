@@ -24,6 +24,9 @@ pub struct Appliance {
     /// What the counters were at the last `clear_counters`: the control API answers the
     /// difference (the workers' own counters are never written).
     pub baseline: Mutex<Option<Baseline>>,
+    /// `ctl trace` and `ctl capture` sessions (one at a time).
+    #[cfg(not(loom))]
+    pub taps: super::trace::Sessions,
 }
 
 /// What runs.
@@ -81,6 +84,11 @@ pub struct ControlCounters {
     pub arp_unsolicited: AtomicU64,
     pub arp_static_kept: AtomicU64,
     pub worker_stalls: AtomicU64,
+    /// Path MTU reports from the underlay that lowered a tunnel's MTU, that changed nothing,
+    /// and path MTUs expired (control/pmtu.rs).
+    pub pmtu_lowered: AtomicU64,
+    pub pmtu_ignored: AtomicU64,
+    pub pmtu_expired: AtomicU64,
     /// Configuration reloads (SIGHUP, `ctl reload`) applied, and refused.
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
@@ -93,7 +101,7 @@ pub struct ControlCounters {
 
 impl ControlCounters {
     /// Every counter, by name.
-    pub fn named(&self) -> [(&'static str, u64); 12] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("arp_requests", n(&self.arp_requests)),
@@ -103,6 +111,9 @@ impl ControlCounters {
             ("arp_unsolicited", n(&self.arp_unsolicited)),
             ("arp_static_kept", n(&self.arp_static_kept)),
             ("worker_stalls", n(&self.worker_stalls)),
+            ("pmtu_lowered", n(&self.pmtu_lowered)),
+            ("pmtu_ignored", n(&self.pmtu_ignored)),
+            ("pmtu_expired", n(&self.pmtu_expired)),
             ("reloads", n(&self.reloads)),
             ("reload_failures", n(&self.reload_failures)),
             ("frr_writes", n(&self.frr_writes)),
@@ -208,6 +219,14 @@ impl Totals {
                 v.packets = v.packets.saturating_sub(w.packets);
                 v.bytes = v.bytes.saturating_sub(w.bytes);
             }
+            for (v, w) in x.drops.iter_mut().zip(&y.drops) {
+                *v = v.saturating_sub(*w);
+            }
+        }
+        for (x, y) in c.tunnel_drops.iter_mut().zip(&b.tunnel_drops) {
+            for (v, w) in x.0.iter_mut().zip(&y.0) {
+                *v = v.saturating_sub(*w);
+            }
         }
         for (x, y) in c.tunnels.iter_mut().zip(&b.tunnels) {
             for (v, w) in [(&mut x.rx, &y.rx), (&mut x.tx, &y.tx)] {
@@ -261,6 +280,9 @@ mod tests {
         let mut base = now.clone();
         base.counters.tunnels[1].tx.packets = 9; // a tunnel replaced in that slot
         base.counters.drops[DropReason::NoRoute as usize] = 4;
+        now.counters
+            .count_drop(0, Some(crate::tables::TunnelId(1)), DropReason::Hairpin);
+        now.counters.count_drop(1, None, DropReason::Martian);
         base.tx.sent = vec![5];
         base.health[0].rx_packets = 60;
         let d = now.since(&base);
@@ -268,5 +290,8 @@ mod tests {
         assert_eq!(d.counters.tunnels[1].tx.packets, 0);
         assert_eq!(d.tx.sent, vec![0, 9]);
         assert_eq!(d.health[0].rx_packets, 40);
+        // Counted after the baseline: whole.
+        assert_eq!(d.counters.tunnel_drops[1].get(DropReason::Hairpin), 1);
+        assert_eq!(d.counters.ports[1].drops[DropReason::Martian as usize], 1);
     }
 }

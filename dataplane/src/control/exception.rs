@@ -180,7 +180,16 @@ impl<'a, 'p> Exception<'a, 'p> {
             }
             self.probe(snap, now);
             let busy = self.read_host(snap) | self.write_host();
-            let timeout = if busy { Duration::ZERO } else { IDLE_POLL };
+            let timeout = if busy {
+                Duration::ZERO
+            } else if self.by_name.is_empty() && self.prober.next_due().is_none() {
+                // No interface to read or write, no tunnel to probe (whose replies come
+                // through the queue): nothing to wake up for before the next
+                // reconciliation (an idle appliance's wakeups cost CPU).
+                self.next_reconcile.saturating_duration_since(now)
+            } else {
+                IDLE_POLL
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != ErrorKind::Interrupted {
                     log::error!("exception path: poll: {e}");

@@ -41,6 +41,8 @@ struct Family {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Counter,
+    /// A counter of seconds, its series' values in microseconds.
+    MicrosAsSeconds,
     Gauge,
     Info,
 }
@@ -75,7 +77,7 @@ impl Collector for Sample {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for f in &self.families {
             let kind = match f.kind {
-                Kind::Counter => MetricType::Counter,
+                Kind::Counter | Kind::MicrosAsSeconds => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
                 Kind::Info => MetricType::Info,
             };
@@ -84,6 +86,7 @@ impl Collector for Sample {
                 let metric = family.encode_family(labels)?;
                 match f.kind {
                     Kind::Counter => ConstCounter::new(*v).encode(metric)?,
+                    Kind::MicrosAsSeconds => ConstCounter::new(*v as f64 / 1e6).encode(metric)?,
                     Kind::Gauge => {
                         ConstGauge::new(i64::try_from(*v).unwrap_or(i64::MAX)).encode(metric)?
                     }
@@ -160,6 +163,39 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             vec![("worker", i.to_string())],
             w.rx_packets.load(Ordering::Relaxed),
         );
+    }
+    for (name, help, field, kind) in [
+        (
+            "backbone_worker_polls",
+            "Polls (rounds over every RX queue) each worker made.",
+            0,
+            Kind::Counter,
+        ),
+        (
+            "backbone_worker_busy_polls",
+            "Polls that received at least one packet: busy_polls / polls is the worker's busy share.",
+            1,
+            Kind::Counter,
+        ),
+        (
+            "backbone_worker_idle_sleeps",
+            "Sleeps of an idle adaptive worker ([workers] poll = \"adaptive\").",
+            2,
+            Kind::Counter,
+        ),
+        (
+            "backbone_worker_idle_sleep_seconds",
+            "Sleep an idle adaptive worker asked for (the kernel's timer slack comes on top).",
+            3,
+            Kind::MicrosAsSeconds,
+        ),
+    ] {
+        let f = out.family(name, help, kind);
+        for (i, w) in live.workers.iter().enumerate() {
+            let (polls, busy, sleeps, slept) = w.polling.load();
+            let v = [polls, busy, sleeps, slept][field];
+            f.add(vec![("worker", i.to_string())], v);
+        }
     }
     let f = out.family(
         "backbone_worker_copies_published",
@@ -371,6 +407,45 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     for t in &tunnels {
         f.add(vec![("tunnel", s(&t["name"]))], u(&t["mtu"]));
     }
+    let f = out.family(
+        "backbone_tunnel_path_mtu_bytes",
+        "Path MTU the underlay reported for the tunnel (ICMP fragmentation needed), while it \
+         holds (10 minutes): the tunnel's MTU is at most this. Absent for tunnels without one.",
+        Kind::Gauge,
+    );
+    for t in tunnels.iter().filter(|t| t["path_mtu"].is_object()) {
+        f.add(vec![("tunnel", s(&t["name"]))], u(&t["path_mtu"]["mtu"]));
+    }
+
+    // Drops per tunnel (the packets that came through it) and per port (native traffic,
+    // and what no tunnel claimed): only the series that counted something, so that a
+    // table of many tunnels does not make a scrape of many zeros.
+    let f = out.family(
+        "backbone_tunnel_dropped_packets",
+        "Packets that came through the tunnel and were dropped, by reason (series appear at the first drop).",
+        Kind::Counter,
+    );
+    for t in counters["tunnels"].as_array().into_iter().flatten() {
+        for (reason, n) in t["drops"].as_object().into_iter().flatten() {
+            f.add(
+                vec![("tunnel", s(&t["name"])), ("reason", reason.clone())],
+                u(n),
+            );
+        }
+    }
+    let f = out.family(
+        "backbone_port_dropped_packets",
+        "Packets received on the port and dropped that no tunnel claimed (native traffic, tunnel packets dropped before their tunnel was found), by reason (series appear at the first drop).",
+        Kind::Counter,
+    );
+    for p in &ports {
+        for (reason, n) in p["counters"]["drops"].as_object().into_iter().flatten() {
+            f.add(
+                vec![("port", s(&p["name"])), ("reason", reason.clone())],
+                u(n),
+            );
+        }
+    }
 
     // Drops, events, punts.
     let f = out.family(
@@ -397,7 +472,7 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     }
     let f = out.family(
         "backbone_punted_packets",
-        "Packets for the router itself, by reason (ARP; local and local_inner: traffic for our addresses, echo requests included, which are answered).",
+        "Packets for the router itself, by reason (ARP; local and local_inner: traffic for our addresses, echo requests included, which are answered; pmtu: the underlay's fragmentation needed about our tunnel packets).",
         Kind::Counter,
     );
     for p in PuntReason::ALL {
@@ -469,6 +544,21 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             "worker_stalls",
             "backbone_worker_stalls",
             "Alarms for a worker stuck on an old snapshot.",
+        ),
+        (
+            "pmtu_lowered",
+            "backbone_path_mtu_lowered",
+            "Path MTU reports from the underlay that lowered a tunnel's MTU.",
+        ),
+        (
+            "pmtu_ignored",
+            "backbone_path_mtu_ignored",
+            "Path MTU reports that changed nothing by the time the control thread took them.",
+        ),
+        (
+            "pmtu_expired",
+            "backbone_path_mtu_expired",
+            "Path MTUs expired: the tunnel is back to its configured MTU.",
         ),
         (
             "reloads",

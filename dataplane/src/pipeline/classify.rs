@@ -23,6 +23,10 @@ pub(crate) enum Ingress {
     },
     /// Not for us, transit allowed: route the packet itself.
     Transit,
+    /// An ICMP Fragmentation Needed for us, perhaps from the underlay about one of our
+    /// tunnel packets ([`super::pmtu`]); the packet now starts at its IPv4 header, and
+    /// `back` is the way it came.
+    FragNeeded { back: Back },
 }
 
 /// Check Ethernet and the outer IPv4 header. Returns the frame's length as received (for
@@ -150,9 +154,13 @@ fn decide<B: PacketBuf>(
         if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
             return Err(Verdict::Drop(DropReason::BadIpv4));
         }
+        let back = Back::Native { port, mac };
+        if h.protocol == IpProtocol::ICMP && super::pmtu::is_frag_needed(pkt.data()) {
+            return Ok(Ingress::FragNeeded { back });
+        }
         return Err(Verdict::ToUs {
             punt: PuntReason::Local,
-            back: Back::Native { port, mac },
+            back,
         });
     }
     if h.transit {

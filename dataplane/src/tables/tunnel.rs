@@ -167,6 +167,19 @@ impl Tunnel {
     }
 }
 
+/// The smallest inner MTU a tunnel's path MTU may bring it down to, whatever the underlay
+/// says (RFC 4459 section 3.2): the minimum datagram every IPv4 host must accept (RFC 791),
+/// so that a forged or mistaken "fragmentation needed" cannot shrink a tunnel to nothing.
+pub const PATH_MTU_MIN_INNER: u16 = 576;
+
+impl Tunnel {
+    /// The lowest outer MTU a path MTU report may set: [`PATH_MTU_MIN_INNER`] and the
+    /// tunnel's headers (IPv4 and GRE).
+    pub fn path_mtu_floor(&self) -> u16 {
+        PATH_MTU_MIN_INNER + 20 + self.encap_gre_len() as u16
+    }
+}
+
 /// What identifies a tunnel on receipt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TunnelKey {
@@ -475,6 +488,12 @@ impl TunnelHot {
     pub fn inner_mtu(&self) -> usize {
         usize::from(self.mtu) - 20 - self.gre_len()
     }
+
+    /// The lowest outer MTU a path MTU report may set ([`Tunnel::path_mtu_floor`]).
+    #[inline]
+    pub fn path_mtu_floor(&self) -> u16 {
+        PATH_MTU_MIN_INNER + 20 + self.gre_len() as u16
+    }
 }
 
 impl std::fmt::Debug for TunnelHot {
@@ -496,8 +515,12 @@ pub struct TunnelEntry {
     pub next_hop_mac: Option<EthernetAddress>,
     /// The egress port's MAC.
     pub src_mac: EthernetAddress,
-    /// The egress port's MTU bounded by the tunnel's.
+    /// The outer MTU it sends with: the egress port's MTU bounded by the tunnel's, and by
+    /// its path MTU where the underlay said less.
     pub mtu: u16,
+    /// The path MTU the underlay reported for it (ICMP fragmentation needed, raised to
+    /// [`Tunnel::path_mtu_floor`]), while it holds; `mtu` is at most this.
+    pub path_mtu: Option<u16>,
     pub state: Arc<TunnelState>,
 }
 
@@ -767,6 +790,7 @@ mod tests {
                 .into_iter()
                 .map(|config| TunnelEntry {
                     mtu: config.mtu,
+                    path_mtu: None,
                     config,
                     next_hop_mac: None,
                     src_mac: EthernetAddress([0; 6]),
