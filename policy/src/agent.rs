@@ -592,7 +592,8 @@ async fn session(agent: &mut Agent, stop: &mut Stop) -> Result<(), String> {
     }
     agent.reconcile(true);
     publish(agent, &mut store, lease).await?;
-    if opts.once {
+    // `--once`: done, unless new tunnels are held (then once the hold ends, below).
+    if opts.once && !agent.holding() {
         let _ = store.client().lease_revoke(lease).await;
         return Ok(());
     }
@@ -619,6 +620,10 @@ async fn session(agent: &mut Agent, stop: &mut Stop) -> Result<(), String> {
     let period = Duration::from_secs((opts.lease_ttl as u64 / 3).max(1));
     let mut keepalive = tokio::time::interval(period);
     loop {
+        if opts.once && !agent.holding() {
+            let _ = store.client().lease_revoke(lease).await;
+            return Ok(());
+        }
         tokio::select! {
             m = watch.message() => {
                 let m = m.map_err(|e| store.etcd(e).to_string())?

@@ -105,7 +105,8 @@ enum Command {
         /// With --dry-run, print every change as the JSON the API would get.
         #[arg(long)]
         print_ops: bool,
-        /// Stop once the current policy is applied and reported.
+        /// Stop once the current policy is applied and reported (new tunnels held for make
+        /// before announce included: it waits for the hold to end).
         #[arg(long)]
         once: bool,
         /// The report's lease, seconds.

@@ -2,7 +2,8 @@
 //! transaction, show, diff, rollback; a bad document refused whole with nothing written
 //! (etcd's revision does not move); an apply that lost a race writes nothing; agents in
 //! dry-run mode read the policy, hold a new tunnel until the other edge reports the
-//! revision made, follow a change and report under their leases, revoked on SIGTERM.
+//! revision made, follow a change and report under their leases, revoked on SIGTERM;
+//! `--once` waits out the hold before it stops.
 
 mod common;
 
@@ -322,4 +323,66 @@ fn dry_run_agents_follow_the_policy_make_before_announce_and_report() {
     assert!(exit.success(), "{exit}");
     assert_eq!(etcd.get("/backbone/edges/edge-1/status"), None);
     assert!(etcd.get("/backbone/edges/edge-1/applied").is_some());
+}
+
+#[test]
+fn an_agent_once_waits_for_its_held_tunnels() {
+    let dir = scratch("once");
+    let etcd = Etcd::start(&dir);
+    let file = dir.join("p.toml");
+    // edge-1 has no agent: edge-2's new tunnels are held for make_before_announce_s.
+    let doc = EXAMPLE.replacen(
+        "make_before_announce_s = 30",
+        "make_before_announce_s = 1",
+        1,
+    );
+    assert_ne!(doc, EXAMPLE);
+    std::fs::write(&file, doc).unwrap();
+    assert!(policy(&etcd, &["apply", file.to_str().unwrap()])
+        .status
+        .success());
+    let r1 = etcd.mod_revision("/backbone/policy/document");
+    let start = std::time::Instant::now();
+    let out = Command::new(POLICY)
+        .args([
+            "agent",
+            "--edge",
+            "edge-2",
+            "--dry-run",
+            "--once",
+            "--etcd",
+            &etcd.url(),
+        ])
+        .args(["--resync-ms", "100"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    // First the routes with the tunnels held, then (the hold over) the tunnels, then exit.
+    let held = printed
+        .find(&format!(
+            "edge edge-2 revision {r1}: 0 tunnels, 2 routes (2 route(s) set), holding globex, hooli"
+        ))
+        .unwrap_or_else(|| panic!("{printed}"));
+    let up = printed
+        .find(&format!(
+            "edge edge-2 revision {r1}: 2 tunnels, 2 routes (2 tunnel(s) added)"
+        ))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(held < up, "{printed}");
+    assert!(
+        printed.contains("not every edge reports it made after 1 s (edge-1)"),
+        "{printed}"
+    );
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    let applied: serde_json::Value =
+        serde_json::from_str(&etcd.get("/backbone/edges/edge-2/applied").unwrap()).unwrap();
+    assert_eq!(applied["revision"], r1);
+    assert_eq!(
+        etcd.get("/backbone/edges/edge-2/status"),
+        None,
+        "its lease revoked"
+    );
 }
