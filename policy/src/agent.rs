@@ -320,7 +320,7 @@ impl Agent {
         }
         let hold = match self.hold.take() {
             Some(h) if h.revision == self.desired_revision => h,
-            _ => {
+            previous => {
                 log::info!(
                     "revision {}: holding the new tunnel(s) {} until every other edge routes them \
                      (at most {} s)",
@@ -328,9 +328,13 @@ impl Agent {
                     new.join(", "),
                     self.hold_limit.as_secs()
                 );
+                // A hold that goes on into a newer revision keeps its start: a stream of
+                // revisions does not hold a tunnel longer than the limit.
                 Hold {
                     revision: self.desired_revision,
-                    since: Instant::now(),
+                    since: previous
+                        .filter(|h| !h.expired)
+                        .map_or_else(Instant::now, |h| h.since),
                     expired: false,
                 }
             }
@@ -894,6 +898,24 @@ mod tests {
         assert_eq!(a.report()["revision"], 6);
         assert!(a.applied.part.tunnels.contains_key("acme"));
         assert!(!a.applied.part.routes.contains_key("10.1.0.0/16"));
+    }
+
+    #[test]
+    fn a_hold_carried_into_a_newer_revision_keeps_its_start() {
+        let mut a = dry_agent("edge-2", EXAMPLE, 5);
+        assert_eq!(a.report()["held"], json!(["globex", "hooli"]));
+        // The hold began 31 s ago (the example's limit is 30 s); a new revision comes.
+        let began = Instant::now().checked_sub(Duration::from_secs(31)).unwrap();
+        a.hold = a.hold.map(|h| Hold { since: began, ..h });
+        let text = EXAMPLE.replacen("key = 200\n", "key = 201\n", 1);
+        read(&mut a, &text, 6);
+        let r = a.report();
+        assert_eq!(
+            (r["revision"].clone(), r["held"].clone()),
+            (json!(6), json!([])),
+            "{r}"
+        );
+        assert!(!a.holding());
     }
 
     #[test]
