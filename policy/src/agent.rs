@@ -92,6 +92,12 @@ pub struct Agent {
     hold: Option<Hold>,
     /// `[preferences] make_before_announce_s`.
     hold_limit: Duration,
+    /// Tunnels removed from this edge whose announcements are withdrawn and which
+    /// stay until no other edge routes to them (removal ordering), and that wait.
+    draining: Vec<String>,
+    drain: Option<Hold>,
+    /// `[preferences] withdraw_before_remove_s`.
+    drain_limit: Duration,
     /// The edges of the policy, and the other edges' reports.
     policy_edges: Vec<String>,
     others: BTreeMap<String, Value>,
@@ -99,7 +105,8 @@ pub struct Agent {
     stopping: bool,
 }
 
-/// New tunnels held back for one revision (make before announce).
+/// New tunnels held back for one revision (make before announce), or removed ones
+/// kept while the other edges stop routing to them (removal ordering).
 #[derive(Debug, Clone, Copy)]
 struct Hold {
     revision: i64,
@@ -136,6 +143,9 @@ impl Agent {
             held: Vec::new(),
             hold: None,
             hold_limit: Duration::ZERO,
+            draining: Vec::new(),
+            drain: None,
+            drain_limit: Duration::ZERO,
             policy_edges: Vec::new(),
             others: BTreeMap::new(),
             stopping: false,
@@ -179,6 +189,7 @@ impl Agent {
         self.desired_revision = stored.revision;
         self.policy_edges = policy.edges.iter().map(|e| e.name.clone()).collect();
         self.hold_limit = Duration::from_secs(policy.preferences.make_before_announce_s.into());
+        self.drain_limit = Duration::from_secs(policy.preferences.withdraw_before_remove_s.into());
     }
 
     /// Bring the appliance to the desired part; `removals` false while etcd is away.
@@ -188,6 +199,12 @@ impl Agent {
     /// reports the revision made (its routes to the client run on every worker), or
     /// until `[preferences] make_before_announce_s` has passed; everything else of the
     /// revision is applied at once.
+    ///
+    /// Removal ordering: a tunnel removed from this edge that routes prefixes is first
+    /// drained (its prefixes no longer announced, the tunnel and a route of each prefix
+    /// into it kept) until every other edge reports the revision made and none still
+    /// holds a tunnel of that name, or until `[preferences] withdraw_before_remove_s`
+    /// has passed; then it is removed.
     pub fn reconcile(&mut self, removals: bool) {
         let Some(desired) = self.desired.clone() else {
             return;
@@ -217,14 +234,28 @@ impl Agent {
                 }
             }
         }
-        let complete = held.is_empty();
+        let draining = if removals {
+            self.tunnels_to_drain(&target, running.as_ref())
+        } else {
+            BTreeMap::new()
+        };
+        for (name, (tunnel, prefixes)) in &draining {
+            target.tunnels.insert(name.clone(), tunnel.clone());
+            for p in prefixes {
+                target
+                    .routes
+                    .insert(p.clone(), json!({"prefix": p, "tunnel": name}));
+            }
+        }
+        let complete = held.is_empty() && draining.is_empty();
         self.held = held;
+        self.draining = draining.into_keys().collect();
         let Some(appliance) = self.appliance.clone() else {
             // Dry run: what the appliance would be told.
             let ops = changes(&self.applied.part, &target);
             if !ops.is_empty() || (complete && self.applied.revision != self.desired_revision) {
                 println!(
-                    "edge {} revision {}: {} ({}){}",
+                    "edge {} revision {}: {} ({}){}{}",
                     self.opts.edge,
                     self.desired_revision,
                     target.summary(),
@@ -233,10 +264,15 @@ impl Agent {
                     } else {
                         count(&ops)
                     },
-                    if complete {
+                    if self.held.is_empty() {
                         String::new()
                     } else {
                         format!(", holding {}", self.held.join(", "))
+                    },
+                    if self.draining.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", draining {}", self.draining.join(", "))
                     }
                 );
                 if self.opts.print_ops {
@@ -357,6 +393,113 @@ impl Agent {
         }
     }
 
+    /// The tunnels to drain now, with the form each runs in meanwhile and the prefixes
+    /// routed into it: those applied here and still running that `target` no longer has
+    /// and that route prefixes (a backup's tunnel routes none: it goes at once), while
+    /// some other edge of the policy does not report the revision made or still holds
+    /// a tunnel of that name (it routes the client here until it brings its own up),
+    /// and `[preferences] withdraw_before_remove_s` has not passed (0: never drained).
+    /// A tunnel that would clash with one of `target`'s (a source, its link, or the
+    /// same remote, mode and key: a client renamed) is removed at once too.
+    fn tunnels_to_drain(
+        &mut self,
+        target: &EdgePart,
+        running: Option<&Running>,
+    ) -> BTreeMap<String, (Value, Vec<String>)> {
+        let mut out = BTreeMap::new();
+        for (name, t) in &self.applied.part.tunnels {
+            if target.tunnels.contains_key(name)
+                || running.is_some_and(|r| !r.tunnels.contains(name))
+            {
+                continue;
+            }
+            let Some((drained, prefixes)) = drain_form(name, t, &self.applied.part) else {
+                continue;
+            };
+            if let Some(other) = target.tunnels.values().find(|o| clash(&drained, o)) {
+                log::info!(
+                    "revision {}: tunnel {name} removed at once: tunnel {} takes its place",
+                    self.desired_revision,
+                    other["name"].as_str().unwrap_or("?")
+                );
+                continue;
+            }
+            out.insert(name.clone(), (drained, prefixes));
+        }
+        let names: Vec<String> = out.keys().cloned().collect();
+        if names.is_empty() || self.drain_limit.is_zero() {
+            self.drain = None;
+            return BTreeMap::new();
+        }
+        let holders = self.holding_elsewhere(&names);
+        if self.others_made() && holders.is_empty() {
+            if self.drain.take().is_some_and(|d| !d.expired) {
+                log::info!(
+                    "revision {}: no other edge routes to {} any more: removing it",
+                    self.desired_revision,
+                    names.join(", ")
+                );
+            }
+            return BTreeMap::new();
+        }
+        let drain = match self.drain.take() {
+            Some(d) if d.revision == self.desired_revision => d,
+            previous => {
+                log::info!(
+                    "revision {}: {} withdrawn (no longer announced), kept until no other edge \
+                     routes to it (at most {} s)",
+                    self.desired_revision,
+                    names.join(", "),
+                    self.drain_limit.as_secs()
+                );
+                Hold {
+                    revision: self.desired_revision,
+                    since: previous
+                        .filter(|d| !d.expired)
+                        .map_or_else(Instant::now, |d| d.since),
+                    expired: false,
+                }
+            }
+        };
+        let expired = drain.since.elapsed() >= self.drain_limit;
+        if expired && !drain.expired {
+            let mut lagging = self.lagging();
+            lagging.extend(holders.iter().map(|e| format!("{e} (holds its own)")));
+            log::warn!(
+                "revision {}: after {} s not every other edge has stopped routing to {} ({}): \
+                 removing it anyway",
+                self.desired_revision,
+                self.drain_limit.as_secs(),
+                names.join(", "),
+                lagging.join(", ")
+            );
+        }
+        self.drain = Some(Hold { expired, ..drain });
+        if expired {
+            BTreeMap::new()
+        } else {
+            out
+        }
+    }
+
+    /// The other edges whose report holds back a tunnel named as one of `names` (make
+    /// before announce: they still route that client's prefixes to where it was).
+    fn holding_elsewhere(&self, names: &[String]) -> Vec<String> {
+        self.others
+            .iter()
+            .filter(|(e, _)| self.policy_edges.contains(*e))
+            .filter(|(_, r)| {
+                r["held"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .any(|h| names.iter().any(|n| n == h))
+            })
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
     /// `target` runs: the revision is made, and applied too when nothing is held.
     fn made(&mut self, target: EdgePart, complete: bool, removals: bool) {
         if !removals {
@@ -415,9 +558,10 @@ impl Agent {
         };
     }
 
-    /// Whether new tunnels are held back (so other edges' reports matter now).
+    /// Whether new tunnels are held back, or removed ones drained (so other edges'
+    /// reports matter now).
     pub fn holding(&self) -> bool {
-        self.hold.is_some_and(|h| !h.expired)
+        self.hold.is_some_and(|h| !h.expired) || self.drain.is_some_and(|d| !d.expired)
     }
 
     fn failed(&mut self, e: String) {
@@ -435,6 +579,7 @@ impl Agent {
             "revision": self.applied.revision,
             "made_revision": self.made_revision,
             "held": self.held,
+            "draining": self.draining,
             "policy_revision": self.seen_revision,
             "tunnels": self.applied.part.tunnels.len(),
             "routes": self.applied.part.routes.len(),
@@ -470,6 +615,62 @@ impl Agent {
             );
         }
     }
+}
+
+/// A removed tunnel as it runs while drained: its prefixes no longer its own (so no
+/// longer announced: the edge's FRR configuration announces and accepts the tunnels'
+/// `prefixes`) but still accepted as inner sources, each routed into it by a route of
+/// its own; with those prefixes. `None` when it routes none (nothing to withdraw).
+/// `t` may be the drained form already (then its routes into it are in `applied`).
+fn drain_form(name: &str, t: &Value, applied: &EdgePart) -> Option<(Value, Vec<String>)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut prefixes = strings(&t["prefixes"]);
+    for (p, r) in &applied.routes {
+        if r["tunnel"].as_str() == Some(name) && !prefixes.contains(p) {
+            prefixes.push(p.clone());
+        }
+    }
+    if prefixes.is_empty() {
+        return None;
+    }
+    let mut drained = t.clone();
+    let obj = drained.as_object_mut()?;
+    obj.remove("prefixes");
+    let mut sources = prefixes.clone();
+    for s in strings(&t["extra_sources"]) {
+        if !sources.contains(&s) {
+            sources.push(s);
+        }
+    }
+    obj.insert("extra_sources".into(), json!(sources));
+    Some((drained, prefixes))
+}
+
+/// Whether two tunnels could not run at one edge: a source (prefix, extra source or
+/// link) of one overlaps one of the other's, or the same remote, mode and key.
+fn clash(a: &Value, b: &Value) -> bool {
+    let nets = |t: &Value| -> Vec<ipnet::Ipv4Net> {
+        ["prefixes", "extra_sources"]
+            .iter()
+            .flat_map(|k| t[*k].as_array().cloned().unwrap_or_default())
+            .chain(std::iter::once(t["link"].clone()))
+            .filter_map(|v| v.as_str().and_then(|s| s.parse::<ipnet::Ipv4Net>().ok()))
+            .map(|n| n.trunc())
+            .collect()
+    };
+    let (x, y) = (nets(a), nets(b));
+    let overlap = x
+        .iter()
+        .any(|m| y.iter().any(|n| m.contains(n) || n.contains(m)));
+    let id = |t: &Value| (t["remote"].clone(), t["mode"].clone(), t["key"].clone());
+    overlap || id(a) == id(b)
 }
 
 /// The changes that bring `running` to `desired`, given what the agent applied before:
@@ -934,6 +1135,249 @@ mod tests {
             "{r}"
         );
         assert_eq!(r["tunnels"], 2);
+    }
+
+    /// `text` without the client named `name` (its `[[client]]` block).
+    fn without_client(text: &str, name: &str) -> String {
+        let start = text
+            .find(&format!("[[client]]\nname = \"{name}\""))
+            .unwrap();
+        let end = text[start + 1..]
+            .find("[[client]]")
+            .map_or(text.len(), |e| start + 1 + e);
+        format!("{}{}", &text[..start], &text[end..])
+    }
+
+    /// An edge-1 agent running the example at revision 5, edge-2 reporting it made.
+    fn edge1_running_example() -> Agent {
+        let mut a = dry_agent("edge-1", EXAMPLE, 5);
+        tell(
+            &mut a,
+            "edge-2",
+            json!({"made_revision": 5, "workers_run_it": true}),
+        );
+        assert_eq!(a.report()["revision"], 5);
+        assert!(a.applied.part.tunnels["acme"]["prefixes"] == json!(["10.1.0.0/16"]));
+        a
+    }
+
+    #[test]
+    fn a_removed_client_is_withdrawn_first_and_removed_once_no_other_edge_routes_to_it() {
+        let mut a = edge1_running_example();
+        let before = a.applied.part.clone();
+        let text = without_client(EXAMPLE, "acme");
+        assert!(!text.contains("acme") && text.contains("initech"));
+        read(&mut a, &text, 6);
+        // First step: acme's tunnel stays, its prefix no longer its own (so neither
+        // announced nor accepted from its BGP session) but still accepted as a source,
+        // and routed into it by a route of its own; edge-2 has not yet reported 6.
+        let r = a.report();
+        assert_eq!(r["draining"], json!(["acme"]), "{r}");
+        assert_eq!(
+            (r["revision"].clone(), r["made_revision"].clone()),
+            (json!(5), json!(6))
+        );
+        let acme = &a.applied.part.tunnels["acme"];
+        assert_eq!(acme.get("prefixes"), None, "{acme}");
+        assert_eq!(acme["extra_sources"], json!(["10.1.0.0/16"]));
+        assert_eq!(
+            (acme["key"].clone(), acme["asn"].clone()),
+            (json!(100), json!(65001))
+        );
+        assert_eq!(
+            a.applied.part.routes["10.1.0.0/16"],
+            json!({"prefix": "10.1.0.0/16", "tunnel": "acme"})
+        );
+        let first = changes(&before, &a.applied.part);
+        assert!(
+            !first.iter().any(|o| o["op"] == "remove_route"),
+            "nothing unrouted in the first step: {first:?}"
+        );
+        let tunnel_ops: Vec<&Value> = first.iter().filter(|o| o["op"] != "set_route").collect();
+        assert_eq!(tunnel_ops.len(), 2, "{first:?}");
+        assert_eq!(
+            tunnel_ops[0],
+            &json!({"op": "remove_tunnel", "name": "acme"})
+        );
+        assert_eq!(
+            tunnel_ops[1]["tunnel"]["name"], "acme",
+            "added again, in one batch"
+        );
+        // edge-2 has made revision 6, but not yet on every worker: still drained.
+        tell(
+            &mut a,
+            "edge-2",
+            json!({"made_revision": 6, "workers_run_it": false}),
+        );
+        assert_eq!(a.report()["draining"], json!(["acme"]));
+        assert!(
+            a.holding(),
+            "the other edges' reports matter while draining"
+        );
+        // Every worker of edge-2 runs it: acme goes, with its route.
+        let drained = a.applied.part.clone();
+        tell(
+            &mut a,
+            "edge-2",
+            json!({"made_revision": 6, "workers_run_it": true}),
+        );
+        let r = a.report();
+        assert_eq!(
+            (r["revision"].clone(), r["draining"].clone()),
+            (json!(6), json!([])),
+            "{r}"
+        );
+        assert!(!a.applied.part.tunnels.contains_key("acme"));
+        assert!(!a.applied.part.routes.contains_key("10.1.0.0/16"));
+        assert_eq!(
+            changes(&drained, &a.applied.part),
+            vec![
+                json!({"op": "remove_route", "prefix": "10.1.0.0/16"}),
+                json!({"op": "remove_tunnel", "name": "acme"}),
+            ]
+        );
+        assert!(!a.holding());
+    }
+
+    #[test]
+    fn a_client_moved_away_is_drained_until_its_new_edge_stops_holding_it() {
+        let mut a = edge1_running_example();
+        let moved = EXAMPLE.replacen(
+            "  edge = \"edge-1\"\n  role = \"primary\"\n  link = \"169.254.1.1/31\"",
+            "  edge = \"edge-2\"\n  role = \"primary\"\n  link = \"169.254.1.1/31\"",
+            1,
+        );
+        assert_ne!(moved, EXAMPLE);
+        read(&mut a, &moved, 6);
+        assert_eq!(a.report()["draining"], json!(["acme"]));
+        // edge-2 made 6 but holds acme's new tunnel: it still routes acme's prefix here.
+        // Routing it back there now would loop it between the two edges.
+        tell(
+            &mut a,
+            "edge-2",
+            json!({"made_revision": 6, "workers_run_it": true, "held": ["acme"]}),
+        );
+        assert_eq!(a.report()["draining"], json!(["acme"]));
+        assert_eq!(a.applied.part.routes["10.1.0.0/16"]["tunnel"], "acme");
+        tell(
+            &mut a,
+            "edge-2",
+            json!({"made_revision": 6, "workers_run_it": true, "held": []}),
+        );
+        assert_eq!(a.report()["draining"], json!([]));
+        assert!(!a.applied.part.tunnels.contains_key("acme"));
+        assert_eq!(
+            a.applied.part.routes["10.1.0.0/16"],
+            json!({"prefix": "10.1.0.0/16", "port": "core0", "next_hop": "10.255.0.2"})
+        );
+    }
+
+    #[test]
+    fn a_drain_ends_after_withdraw_before_remove_s_and_0_drains_nothing() {
+        let mut a = edge1_running_example();
+        read(&mut a, &without_client(EXAMPLE, "acme"), 6);
+        assert_eq!(a.report()["draining"], json!(["acme"]));
+        // The drain began 31 s ago (the example's limit is 30 s); a new revision comes,
+        // edge-2 still silent about it.
+        let began = Instant::now().checked_sub(Duration::from_secs(31)).unwrap();
+        a.drain = a.drain.map(|d| Hold { since: began, ..d });
+        let text = without_client(EXAMPLE, "acme").replacen("key = 400\n", "key = 401\n", 1);
+        read(&mut a, &text, 7);
+        let r = a.report();
+        assert_eq!(
+            (r["revision"].clone(), r["draining"].clone()),
+            (json!(7), json!([])),
+            "{r}"
+        );
+        assert!(!a.applied.part.tunnels.contains_key("acme"));
+        assert!(!a.holding());
+
+        let zero = EXAMPLE.replacen(
+            "withdraw_before_remove_s = 30",
+            "withdraw_before_remove_s = 0",
+            1,
+        );
+        assert_ne!(zero, EXAMPLE);
+        let mut a = dry_agent("edge-1", &zero, 5);
+        tell(&mut a, "edge-2", json!({"made_revision": 5}));
+        read(&mut a, &without_client(&zero, "acme"), 6);
+        let r = a.report();
+        assert_eq!(
+            (r["revision"].clone(), r["draining"].clone()),
+            (json!(6), json!([])),
+            "{r}"
+        );
+        assert!(!a.applied.part.tunnels.contains_key("acme"));
+    }
+
+    #[test]
+    fn a_backup_placement_removed_goes_at_once() {
+        // hooli's tunnel at edge-1 is its backup: no prefix of it is routed or announced
+        // there, so there is nothing to withdraw.
+        let mut a = edge1_running_example();
+        assert!(a.applied.part.tunnels["hooli"].get("prefixes").is_none());
+        let text = EXAMPLE.replacen(
+            "  [[client.placement]]\n  edge = \"edge-1\"\n  role = \"backup\"\n  link = \"169.254.4.3/31\"\n",
+            "",
+            1,
+        );
+        assert_ne!(text, EXAMPLE);
+        read(&mut a, &text, 6);
+        let r = a.report();
+        assert_eq!(
+            (r["revision"].clone(), r["draining"].clone()),
+            (json!(6), json!([])),
+            "{r}"
+        );
+        assert!(!a.applied.part.tunnels.contains_key("hooli"));
+    }
+
+    #[test]
+    fn a_renamed_client_is_not_drained_beside_its_new_name() {
+        // acme renamed acme2: same router, key and prefix; both cannot run at once. While
+        // acme2 is held (make before announce), acme drains; both end together.
+        let mut a = edge1_running_example();
+        let text = EXAMPLE.replacen("name = \"acme\"", "name = \"acme2\"", 1);
+        read(&mut a, &text, 6);
+        let r = a.report();
+        assert_eq!(
+            (r["draining"].clone(), r["held"].clone()),
+            (json!(["acme"]), json!(["acme2"])),
+            "{r}"
+        );
+        tell(&mut a, "edge-2", json!({"made_revision": 6}));
+        let r = a.report();
+        assert_eq!(
+            (r["draining"].clone(), r["held"].clone()),
+            (json!([]), json!([])),
+            "{r}"
+        );
+        assert!(!a.applied.part.tunnels.contains_key("acme"));
+        assert_eq!(
+            a.applied.part.tunnels["acme2"]["prefixes"],
+            json!(["10.1.0.0/16"])
+        );
+        // Without make before announce acme2 comes up at once: acme goes at once too.
+        let zero = EXAMPLE.replacen(
+            "make_before_announce_s = 30",
+            "make_before_announce_s = 0",
+            1,
+        );
+        let mut a = dry_agent("edge-1", &zero, 5);
+        tell(&mut a, "edge-2", json!({"made_revision": 5}));
+        read(
+            &mut a,
+            &zero.replacen("name = \"acme\"", "name = \"acme2\"", 1),
+            6,
+        );
+        let r = a.report();
+        assert_eq!(
+            (r["revision"].clone(), r["draining"].clone()),
+            (json!(6), json!([])),
+            "{r}"
+        );
+        assert!(!a.applied.part.tunnels.contains_key("acme"));
+        assert!(a.applied.part.tunnels.contains_key("acme2"));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub const DEFAULT_BACKUP_LOCAL_PREF: u32 = 100;
 /// Default longest wait, seconds, for every other edge to route a new client before its
 /// tunnel comes up at its edge.
 pub const DEFAULT_MAKE_BEFORE_ANNOUNCE_S: u32 = 30;
+/// Default longest wait, seconds, for every other edge to stop routing to a removed
+/// client before its tunnel (announcements withdrawn already) is removed at its edge.
+pub const DEFAULT_WITHDRAW_BEFORE_REMOVE_S: u32 = 30;
 /// Where an appliance serves its control API unless the edge says otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/backbone/control.sock";
 /// Longest client name: the tunnel is named after the client, and its host interface
@@ -62,6 +65,8 @@ struct RawPreferences {
     backup_local_pref: i64,
     #[serde(default = "default_make_before_announce")]
     make_before_announce_s: i64,
+    #[serde(default = "default_withdraw_before_remove")]
+    withdraw_before_remove_s: i64,
 }
 
 fn default_primary() -> i64 {
@@ -76,12 +81,17 @@ fn default_make_before_announce() -> i64 {
     DEFAULT_MAKE_BEFORE_ANNOUNCE_S.into()
 }
 
+fn default_withdraw_before_remove() -> i64 {
+    DEFAULT_WITHDRAW_BEFORE_REMOVE_S.into()
+}
+
 impl Default for RawPreferences {
     fn default() -> Self {
         RawPreferences {
             primary_local_pref: default_primary(),
             backup_local_pref: default_backup(),
             make_before_announce_s: default_make_before_announce(),
+            withdraw_before_remove_s: default_withdraw_before_remove(),
         }
     }
 }
@@ -157,6 +167,9 @@ pub struct Preferences {
     /// How long an edge holds a new client's tunnel back until every other edge routes
     /// the client (0: it does not wait).
     pub make_before_announce_s: u32,
+    /// How long an edge keeps a removed client's tunnel, its announcements withdrawn,
+    /// until every other edge stops routing to it (0: removed at once).
+    pub withdraw_before_remove_s: u32,
 }
 
 /// `[[edge]]`: one edge router (an appliance and its agent).
@@ -595,10 +608,18 @@ impl Validator<'_> {
             3600,
             "a number of seconds",
         )? as u32;
+        let withdraw_before_remove_s = self.ranged(
+            "preferences.withdraw_before_remove_s",
+            p.withdraw_before_remove_s,
+            0,
+            3600,
+            "a number of seconds",
+        )? as u32;
         Ok(Preferences {
             primary_local_pref: primary,
             backup_local_pref: backup,
             make_before_announce_s,
+            withdraw_before_remove_s,
         })
     }
 

@@ -367,8 +367,8 @@ impl Store {
     }
 }
 
-/// A report's new tunnels held back (make before announce), as words for an operator;
-/// empty when none.
+/// A report's new tunnels held back (make before announce) and removed ones drained
+/// (removal ordering), as words for an operator; empty when none.
 pub fn held(report: &Value) -> String {
     let names: Vec<&str> = report["held"]
         .as_array()
@@ -376,15 +376,27 @@ pub fn held(report: &Value) -> String {
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    if names.is_empty() {
-        String::new()
-    } else {
-        format!(
+    let draining: Vec<&str> = report["draining"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut out = String::new();
+    if !names.is_empty() {
+        out += &format!(
             ", holding {} until every other edge reports revision {} made",
             names.join(", "),
             report["made_revision"]
-        )
+        );
     }
+    if !draining.is_empty() {
+        out += &format!(
+            ", draining {} (withdrawn) until no other edge routes to it",
+            draining.join(", ")
+        );
+    }
+    out
 }
 
 /// Whether a report says its edge runs `revision` (or later): applied without error, and

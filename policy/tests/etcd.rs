@@ -3,7 +3,8 @@
 //! (etcd's revision does not move); an apply that lost a race writes nothing; agents in
 //! dry-run mode read the policy, hold a new tunnel until the other edge reports the
 //! revision made, follow a change and report under their leases, revoked on SIGTERM;
-//! `--once` waits out the hold before it stops.
+//! `--once` waits out the hold before it stops; a removed client's tunnel is withdrawn
+//! first and removed once the other edge reports the revision.
 
 mod common;
 
@@ -385,4 +386,112 @@ fn an_agent_once_waits_for_its_held_tunnels() {
         None,
         "its lease revoked"
     );
+}
+
+/// The example without acme's `[[client]]` block.
+fn without_acme() -> String {
+    let start = EXAMPLE.find("[[client]]\nname = \"acme\"").unwrap();
+    let end = start + 1 + EXAMPLE[start + 1..].find("[[client]]").unwrap();
+    let text = format!("{}{}", &EXAMPLE[..start], &EXAMPLE[end..]);
+    assert!(!text.contains("acme") && text.contains("initech"));
+    text
+}
+
+#[test]
+fn a_removed_client_is_withdrawn_then_removed_once_the_other_edge_stops_routing_to_it() {
+    let dir = scratch("removal");
+    let etcd = Etcd::start(&dir);
+    let file = dir.join("p.toml");
+    let f = file.to_str().unwrap();
+    std::fs::write(&file, EXAMPLE).unwrap();
+    assert!(policy(&etcd, &["apply", f]).status.success());
+    let r1 = etcd.mod_revision("/backbone/policy/document");
+    let agent = |edge: &str, out: &std::path::Path| {
+        KillOnDrop(Some(
+            Command::new(POLICY)
+                .args(["agent", "--edge", edge, "--dry-run", "--etcd", &etcd.url()])
+                .args(["--resync-ms", "200"])
+                .env("RUST_LOG", "info")
+                .stdout(std::fs::File::create(out).unwrap())
+                .stderr(std::fs::File::create(out.with_extension("log")).unwrap())
+                .spawn()
+                .unwrap(),
+        ))
+    };
+    let report = |edge: &str, field: &str, want: i64| {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{edge} reporting {field} {want}"),
+            || {
+                let key = format!("/backbone/edges/{edge}/status");
+                let v = etcd.get(&key).ok_or("no report")?;
+                let v: serde_json::Value = serde_json::from_str(&v).map_err(|e| e.to_string())?;
+                if v[field] == want {
+                    Ok(v)
+                } else {
+                    Err(format!("{v}"))
+                }
+            },
+        )
+    };
+    let out1 = dir.join("agent-1.out");
+    let _agent1 = agent("edge-1", &out1);
+    let mut agent2 = agent("edge-2", &dir.join("agent-2.out"));
+    report("edge-1", "revision", r1);
+    report("edge-2", "revision", r1);
+    // edge-2's agent stops (its report goes with its lease): it cannot say it no longer
+    // routes acme to edge-1.
+    let mut child = agent2.0.take().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(etcd.get("/backbone/edges/edge-2/status"), None);
+
+    std::fs::write(&file, without_acme()).unwrap();
+    assert!(policy(&etcd, &["apply", f]).status.success());
+    let r2 = etcd.mod_revision("/backbone/policy/document");
+    // edge-1 made r2 but keeps acme, withdrawn: no prefix of its own, its prefix a
+    // source of it and routed into it.
+    let v = report("edge-1", "made_revision", r2);
+    assert_eq!(v["draining"], serde_json::json!(["acme"]), "{v}");
+    assert_eq!(v["revision"], r1, "{v}");
+    let applied: serde_json::Value =
+        serde_json::from_str(&etcd.get("/backbone/edges/edge-1/applied").unwrap()).unwrap();
+    let acme = &applied["part"]["tunnels"]["acme"];
+    assert!(acme.get("prefixes").is_none(), "{acme}");
+    assert_eq!(acme["extra_sources"], serde_json::json!(["10.1.0.0/16"]));
+    assert_eq!(
+        applied["part"]["routes"]["10.1.0.0/16"],
+        serde_json::json!({"prefix": "10.1.0.0/16", "tunnel": "acme"})
+    );
+    // apply --wait says why edge-1 does not run r2 yet.
+    let out = policy(&etcd, &["apply", f, "--wait", "0.3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "edge-1: revision {r1}, draining acme (withdrawn) until no other edge routes to it"
+        )),
+        "{}",
+        text(&out)
+    );
+    // edge-2's agent comes back and applies r2: acme goes from edge-1.
+    let _agent2 = agent("edge-2", &dir.join("agent-2b.out"));
+    let v = report("edge-1", "revision", r2);
+    assert_eq!(v["draining"], serde_json::json!([]), "{v}");
+    assert_eq!(v["tunnels"], 2, "{v}");
+    let printed = std::fs::read_to_string(&out1).unwrap();
+    let withdrawn = printed
+        .find(&format!(
+            "edge edge-1 revision {r2}: 3 tunnels, 4 routes (1 tunnel(s) added, 1 tunnel(s) removed, 1 route(s) set), draining acme"
+        ))
+        .unwrap_or_else(|| panic!("{printed}"));
+    let removed = printed
+        .find(&format!(
+            "edge edge-1 revision {r2}: 2 tunnels, 3 routes (1 route(s) removed, 1 tunnel(s) removed)"
+        ))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(withdrawn < removed, "{printed}");
 }

@@ -164,6 +164,28 @@ fn backbone_and_preferences() {
     )
     .unwrap();
     assert_eq!(p.preferences.make_before_announce_s, 30, "the default");
+    refused(
+        &set(&["preferences"], "withdraw_before_remove_s", (-1).into()),
+        "preferences.withdraw_before_remove_s",
+        "is not a number of seconds (0 to 3600)",
+    );
+    refused(
+        &set(&["preferences"], "withdraw_before_remove_s", 3601.into()),
+        "preferences.withdraw_before_remove_s",
+        "is not a number of seconds (0 to 3600)",
+    );
+    let p = Policy::parse(
+        &set(&["preferences"], "withdraw_before_remove_s", 0.into()),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(p.preferences.withdraw_before_remove_s, 0);
+    let p = Policy::parse(
+        &remove(&["preferences"], "withdraw_before_remove_s"),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(p.preferences.withdraw_before_remove_s, 30, "the default");
 }
 
 #[test]
