@@ -14,6 +14,7 @@
 //! and follows it from that revision.
 
 use crate::appliance::{Appliance, Running};
+use crate::audit::{lookup, Forwarding};
 use crate::diff::count;
 use crate::part::{changes, part, EdgePart, Op};
 use crate::store::{Store, Stored};
@@ -103,6 +104,10 @@ pub struct Agent {
     others: BTreeMap<String, Value>,
     /// A signal asked it to stop.
     stopping: bool,
+    /// The policy's client prefixes (what the forwarding report covers).
+    client_prefixes: Vec<ipnet::Ipv4Net>,
+    /// The last forwarding report written, under which lease.
+    forwarded: Option<(i64, Value)>,
 }
 
 /// New tunnels held back for one revision (make before announce), or removed ones
@@ -149,6 +154,8 @@ impl Agent {
             policy_edges: Vec::new(),
             others: BTreeMap::new(),
             stopping: false,
+            client_prefixes: Vec::new(),
+            forwarded: None,
         }
     }
 
@@ -188,6 +195,11 @@ impl Agent {
         self.desired = Some(part(&policy, e));
         self.desired_revision = stored.revision;
         self.policy_edges = policy.edges.iter().map(|e| e.name.clone()).collect();
+        self.client_prefixes = policy
+            .clients
+            .iter()
+            .flat_map(|c| c.prefixes.iter().copied())
+            .collect();
         self.hold_limit = Duration::from_secs(policy.preferences.make_before_announce_s.into());
         self.drain_limit = Duration::from_secs(policy.preferences.withdraw_before_remove_s.into());
     }
@@ -605,6 +617,43 @@ impl Agent {
         r
     }
 
+    /// What the edge forwards, for `audit paths`: where its tables send each client
+    /// prefix of the policy, and its tunnels' states. Read from the appliance (every
+    /// route its lookup uses, and `list_tunnels`); a dry run gives what it applied.
+    /// `None` when the appliance does not answer.
+    pub fn forwarding(&self) -> Option<Forwarding> {
+        let (routes, tunnels, generation) = match &self.appliance {
+            None => {
+                let mut routes: Vec<Value> = self.applied.part.routes.values().cloned().collect();
+                for (name, t) in &self.applied.part.tunnels {
+                    for p in t["prefixes"].as_array().into_iter().flatten() {
+                        routes.push(json!({"prefix": p, "tunnel": name}));
+                    }
+                }
+                let tunnels = self
+                    .applied
+                    .part
+                    .tunnels
+                    .keys()
+                    .map(|n| (n.clone(), "dry-run".to_owned()))
+                    .collect();
+                (routes, tunnels, None)
+            }
+            Some(a) => {
+                let generation = a.generations().ok()?.0;
+                let routes = a.request(&json!({"op": "list_routes", "all": true})).ok()?;
+                let routes = routes["routes"].as_array().cloned().unwrap_or_default();
+                (routes, a.tunnel_states().ok()?, Some(generation))
+            }
+        };
+        Some(Forwarding {
+            revision: self.made_revision,
+            generation,
+            tunnels,
+            routes: lookup(&routes, &self.client_prefixes),
+        })
+    }
+
     fn resume_log(&mut self) {
         if let Some(since) = self.outage.take() {
             log::warn!(
@@ -955,6 +1004,22 @@ async fn publish(agent: &mut Agent, store: &mut Store, lease: i64) -> Result<(),
             .await
             .map_err(|e| store.etcd(e).to_string())?;
         agent.reported = Some((lease, report));
+    }
+    if let Some(f) = agent.forwarding() {
+        let value = serde_json::to_value(&f).unwrap_or(Value::Null);
+        if agent.forwarded.as_ref() != Some(&(lease, value.clone())) {
+            let key = store.forwarding_key(&edge);
+            store
+                .client()
+                .put(
+                    key,
+                    value.to_string(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+                .await
+                .map_err(|e| store.etcd(e).to_string())?;
+            agent.forwarded = Some((lease, value));
+        }
     }
     Ok(())
 }

@@ -6,13 +6,16 @@
 //! transaction ([`store`]); on each edge, `backbone-policy agent` follows it from a
 //! revision, computes the edge's part ([`part`]) and applies what changed through the
 //! appliance's control API as one validated batch ([`agent`]), reporting under an etcd
-//! lease what it applied and what the appliance runs.
+//! lease what it applied and what the appliance runs, and what its edge forwards;
+//! `backbone-policy audit paths` ([`audit`]) reads those tables and says which edges
+//! each client pair's traffic crosses, both ways.
 //!
 //! Nothing here knows DPDK; the appliance is reached through its control socket only.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod appliance;
+pub mod audit;
 pub mod diff;
 mod error;
 pub mod model;

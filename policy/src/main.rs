@@ -7,12 +7,14 @@
 //! backbone-policy show                         the stored document and its revision
 //! backbone-policy diff FILE                    how FILE differs from the stored document
 //! backbone-policy status                       each edge agent's report
+//! backbone-policy audit paths                  the edges each client pair's traffic crosses
 //! backbone-policy agent --edge NAME [--socket CTL | --dry-run]
 //! ```
 //! Every command that talks to etcd takes `--etcd URL[,URL...]` (or `BACKBONE_ETCD`) and
 //! `--prefix` (default `/backbone`).
 
 use backbone_policy::agent::{self, Options};
+use backbone_policy::audit;
 use backbone_policy::diff::diff;
 use backbone_policy::part::{edge_config, part};
 use backbone_policy::store::{Store, DEFAULT_PREFIX};
@@ -89,6 +91,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Audit the backbone's live state.
+    Audit {
+        #[command(subcommand)]
+        what: Audit,
+    },
     /// Follow the policy and apply this edge's part to its appliance.
     Agent {
         /// This edge's name in the policy.
@@ -118,6 +125,20 @@ enum Command {
         /// How long to wait before trying an unreachable etcd again, milliseconds.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..))]
         retry_ms: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Audit {
+    /// For every ordered client pair, the edges its forward and its return traffic
+    /// cross, by each edge's live tables (the agents' forwarding reports); exit 1 when a
+    /// pair is asymmetric or does not arrive.
+    Paths {
+        #[command(flatten)]
+        etcd: Etcd,
+        /// One JSON object per pair.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -278,6 +299,36 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Audit { what: Audit::Paths { etcd, json } } => runtime()?.block_on(async {
+            let mut store = Store::connect(&etcd.etcd, &etcd.prefix).await.map_err(|e| e.to_string())?;
+            let (policy, stored) = store
+                .policy()
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no policy at {}", store.document_key()))?;
+            let tables = store.forwardings().await.map_err(|e| e.to_string())?;
+            let pairs = audit::audit(&policy, &tables);
+            if !json {
+                println!("# policy revision {}; tables of {}", stored.revision, tables_summary(&policy, &tables));
+            }
+            for p in &pairs {
+                if json {
+                    println!("{}", p.to_json());
+                } else {
+                    println!("{}", p.line());
+                }
+            }
+            let asymmetric = pairs.iter().filter(|p| !p.broken() && !p.symmetric()).count();
+            let broken = pairs.iter().filter(|p| p.broken()).count();
+            if !json {
+                println!(
+                    "{} ordered pairs: {} symmetric, {asymmetric} asymmetric, {broken} broken",
+                    pairs.len(),
+                    pairs.len() - asymmetric - broken
+                );
+            }
+            Ok(if asymmetric + broken > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }),
         Command::Agent { edge, etcd, socket, dry_run, print_ops, once, lease_ttl, resync_ms, retry_ms } => {
             let opts = Options {
                 edge,
@@ -295,6 +346,22 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Which edges' tables the audit read (and their revisions), and which have none.
+fn tables_summary(
+    policy: &Policy,
+    tables: &std::collections::BTreeMap<String, audit::Forwarding>,
+) -> String {
+    policy
+        .edges
+        .iter()
+        .map(|e| match tables.get(&e.name) {
+            Some(f) => format!("{} (revision {})", e.name, f.revision),
+            None => format!("{} (none: no agent reports)", e.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An edge's part as `[[tunnel]]` and `[[route]]` tables (the configuration file's

@@ -162,6 +162,10 @@ impl Store {
         format!("{}/edges/{edge}/status", self.prefix)
     }
 
+    pub fn forwarding_key(&self, edge: &str) -> String {
+        format!("{}/edges/{edge}/forwarding", self.prefix)
+    }
+
     pub fn applied_key(&self, edge: &str) -> String {
         format!("{}/edges/{edge}/applied", self.prefix)
     }
@@ -341,6 +345,35 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Every agent's forwarding report (`audit paths`), by edge name; one that does not
+    /// parse is an error naming its key.
+    pub async fn forwardings(
+        &mut self,
+    ) -> Result<BTreeMap<String, crate::audit::Forwarding>, StoreError> {
+        let prefix = self.edges_key();
+        let r = self
+            .client
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.etcd(e))?;
+        let mut out = BTreeMap::new();
+        for kv in r.kvs() {
+            let key = String::from_utf8_lossy(kv.key());
+            let Some(edge) = key
+                .strip_prefix(&prefix)
+                .and_then(|k| k.strip_suffix("/forwarding"))
+            else {
+                continue;
+            };
+            let f = serde_json::from_slice(kv.value()).map_err(|e| StoreError::Malformed {
+                key: key.to_string(),
+                problem: e.to_string(),
+            })?;
+            out.insert(edge.to_owned(), f);
+        }
+        Ok(out)
     }
 
     /// Every agent's status report, by edge name.

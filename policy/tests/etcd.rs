@@ -495,3 +495,132 @@ fn a_removed_client_is_withdrawn_then_removed_once_the_other_edge_stops_routing_
         .unwrap_or_else(|| panic!("{printed}"));
     assert!(withdrawn < removed, "{printed}");
 }
+
+#[test]
+fn audit_paths_finds_the_dual_homed_example_symmetric_and_flags_a_table_that_is_not() {
+    let dir = scratch("audit");
+    let etcd = Etcd::start(&dir);
+    let file = dir.join("p.toml");
+    let f = file.to_str().unwrap();
+    std::fs::write(&file, EXAMPLE).unwrap();
+    assert!(policy(&etcd, &["apply", f]).status.success());
+    let agent = |edge: &str| {
+        KillOnDrop(Some(
+            Command::new(POLICY)
+                .args(["agent", "--edge", edge, "--dry-run", "--etcd", &etcd.url()])
+                .args(["--resync-ms", "200"])
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(dir.join(format!("{edge}.log"))).unwrap())
+                .spawn()
+                .unwrap(),
+        ))
+    };
+    let mut agent1 = agent("edge-1");
+    let _agent2 = agent("edge-2");
+    // Each edge's table with every tunnel of its part: edge-1 runs acme, initech and
+    // hooli's backup; edge-2 globex and hooli.
+    let forwarding = |edge: &str, tunnels: usize| {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{edge}'s table with {tunnels} tunnels"),
+            || {
+                let v = etcd
+                    .get(&format!("/backbone/edges/{edge}/forwarding"))
+                    .ok_or("none")?;
+                let v: serde_json::Value = serde_json::from_str(&v).map_err(|e| e.to_string())?;
+                if v["tunnels"].as_object().map(|t| t.len()) == Some(tunnels) {
+                    Ok(v)
+                } else {
+                    Err(v.to_string())
+                }
+            },
+        )
+    };
+    let table1 = forwarding("edge-1", 3);
+    forwarding("edge-2", 2);
+    let audit = |json: bool| {
+        let mut args = vec!["audit", "paths"];
+        if json {
+            args.push("--json");
+        }
+        policy(&etcd, &args)
+    };
+    let out = audit(false);
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    for line in [
+        // hooli is on edge-2 (primary) and edge-1 (backup): both directions through
+        // edge-2, the primary.
+        "acme -> hooli: forward edge-1 > edge-2; return edge-2 > edge-1: symmetric",
+        "hooli -> acme: forward edge-2 > edge-1; return edge-1 > edge-2: symmetric",
+        "globex -> hooli: forward edge-2; return edge-2: symmetric",
+        "initech -> acme: forward edge-1; return edge-1: symmetric",
+        "globex -> initech: forward edge-2 > edge-1; return edge-1 > edge-2: symmetric",
+        "12 ordered pairs: 12 symmetric, 0 asymmetric, 0 broken",
+    ] {
+        assert!(printed.contains(line), "{line:?} in:\n{printed}");
+    }
+
+    // edge-1's agent stops: its table goes with its lease; pairs through it are broken.
+    let mut child = agent1.0.take().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
+    let out = audit(false);
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains("acme -> globex: forward BROKEN (acme's tunnel is up at no edge: edge-1 has no report); return BROKEN (edge-1 has no report): BROKEN"),
+        "{printed}"
+    );
+
+    // A table at edge-1 that delivers hooli's prefixes into its backup tunnel there
+    // (instead of across the core to edge-2): acme's and initech's traffic to hooli
+    // stays on edge-1, hooli's answers come through edge-2.
+    let mut forged = table1.clone();
+    for p in ["10.4.0.0/16", "10.44.0.0/16"] {
+        assert_eq!(
+            forged["routes"][p],
+            serde_json::json!({"port": "core0", "next_hop": "10.255.0.2"})
+        );
+        forged["routes"][p] = serde_json::json!({"tunnel": "hooli"});
+    }
+    let put = etcd.etcdctl(&[
+        "put",
+        "/backbone/edges/edge-1/forwarding",
+        &forged.to_string(),
+    ]);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let out = audit(false);
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    for line in [
+        "acme -> hooli: forward edge-1; return edge-2 > edge-1: ASYMMETRIC",
+        "hooli -> initech: forward edge-2 > edge-1; return edge-1: ASYMMETRIC",
+        "acme -> globex: forward edge-1 > edge-2; return edge-2 > edge-1: symmetric",
+        "12 ordered pairs: 8 symmetric, 4 asymmetric, 0 broken",
+    ] {
+        assert!(printed.contains(line), "{line:?} in:\n{printed}");
+    }
+    let out = audit(true);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let pair = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["from"] == "acme" && v["to"] == "hooli")
+        .unwrap();
+    assert_eq!(
+        pair,
+        serde_json::json!({"from": "acme", "to": "hooli", "forward": ["edge-1"],
+                           "return": ["edge-2", "edge-1"], "verdict": "asymmetric"})
+    );
+}
