@@ -1,7 +1,8 @@
 //! The edge agent on a real appliance (the `backbone` binary on net_null ports with its
 //! control socket) and a real etcd: the policy's part for the edge appears in the
 //! appliance (its new tunnels once the other edge's agent reports the revision made:
-//! make before announce); a client added appears, and removed goes, touching nothing
+//! make before announce); a client added appears, and removed goes (withdrawn first and
+//! kept until the other edge reports the revision), touching nothing
 //! else; the appliance's own tunnel is left alone; etcd stopped: the appliance keeps
 //! everything (a tunnel deleted by hand meanwhile is put back, nothing is removed), and
 //! when etcd returns the agent resumes from its revision and follows the next change.
@@ -328,23 +329,26 @@ fn the_agent_applies_follows_and_rides_out_etcd() {
     assert_eq!(app.routes(), [core2("10.2.0.0/16"), core2("10.4.0.0/16")]);
     // edge-2's agent (a dry run: the other appliance is not part of this test) reports
     // the revision made: edge-1 brings its tunnels up.
-    let _agent2 = KillOnDrop(Some(
-        Command::new(POLICY)
-            .args([
-                "agent",
-                "--edge",
-                "edge-2",
-                "--dry-run",
-                "--etcd",
-                &etcd.url(),
-            ])
-            .args(["--resync-ms", "200", "--retry-ms", "200"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("agent-2.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    ));
+    let agent2 = || {
+        KillOnDrop(Some(
+            Command::new(POLICY)
+                .args([
+                    "agent",
+                    "--edge",
+                    "edge-2",
+                    "--dry-run",
+                    "--etcd",
+                    &etcd.url(),
+                ])
+                .args(["--resync-ms", "200", "--retry-ms", "200"])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("agent-2.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        ))
+    };
+    let mut agent_2 = agent2();
     let v = report(&etcd, &agent_log, r1);
     assert_eq!(app.tunnels(), ["agt-acme", "agt-hooli", "local1"]);
     assert_eq!(app.routes(), [core2("10.2.0.0/16"), core2("10.4.0.0/16")]);
@@ -418,12 +422,81 @@ fn the_agent_applies_follows_and_rides_out_etcd() {
         app.log()
     );
 
-    // Removed: it goes.
+    // Removed: withdrawn first, then it goes. edge-2's agent stops, so nothing says
+    // edge-2 no longer routes agt-new here: edge-1 drains it. The tunnel stays, without
+    // prefixes of its own (its FRR configuration no longer announces 10.5/16), and
+    // 10.5/16 is routed into it by a route of its own.
+    let mut child = agent_2.0.take().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
     std::fs::write(&file, policy_text(&sock, false)).unwrap();
     assert!(policy(&etcd, &["apply", file.to_str().unwrap()])
         .status
         .success());
     let r3 = etcd.mod_revision(doc);
+    let v = wait_for(PATIENCE, "edge-1 draining agt-new", || {
+        let v: Value = serde_json::from_str(
+            &etcd
+                .get("/backbone/edges/edge-1/status")
+                .unwrap_or_default(),
+        )
+        .map_err(|e| e.to_string())?;
+        if v["made_revision"] == r3 && v["workers_run_it"] == true {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    });
+    assert_eq!(v["draining"], json!(["agt-new"]), "{v}");
+    assert_eq!(
+        app.tunnels(),
+        ["agt-acme", "agt-hooli", "agt-new", "local1"]
+    );
+    // (`ctl routes` shows a route into a tunnel with the tunnel's underlay next hop.)
+    assert_eq!(
+        app.routes(),
+        [
+            core2("10.2.0.0/16"),
+            core2("10.4.0.0/16"),
+            json!({"prefix": "10.5.0.0/16", "tunnel": "agt-new",
+                   "port": "client0", "next_hop": "198.51.100.50"}),
+        ]
+    );
+    let via = &app.ctl(&["lookup", "10.5.0.1"]).unwrap()["via"];
+    assert_eq!(via["tunnel"], "agt-new", "{via}");
+    // What edge-1 forwards (for `audit paths`), read from the appliance.
+    let fwd = wait_for(PATIENCE, "edge-1's table of revision r3", || {
+        let v: Value = serde_json::from_str(
+            &etcd
+                .get("/backbone/edges/edge-1/forwarding")
+                .unwrap_or_default(),
+        )
+        .map_err(|e| e.to_string())?;
+        if v["revision"] == r3 {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    });
+    // Only the prefixes of the policy's clients: agt-new's is no longer one.
+    assert_eq!(
+        fwd["routes"].as_object().unwrap().len(),
+        3,
+        "10.1/16, 10.2/16, 10.4/16: {fwd}"
+    );
+    assert_eq!(fwd["routes"]["10.1.0.0/16"], json!({"tunnel": "agt-acme"}));
+    assert_eq!(
+        fwd["routes"]["10.4.0.0/16"],
+        json!({"port": "core0", "next_hop": "10.255.0.2"})
+    );
+    assert!(fwd["tunnels"]["agt-new"].is_string(), "{fwd}");
+    assert!(fwd["generation"].is_u64(), "{fwd}");
+    // edge-2's agent returns and reports the revision: agt-new goes.
+    let _agent_2 = agent2();
     report(&etcd, &agent_log, r3);
     assert_eq!(app.tunnels(), ["agt-acme", "agt-hooli", "local1"]);
     assert_eq!(app.routes(), [core2("10.2.0.0/16"), core2("10.4.0.0/16")]);
