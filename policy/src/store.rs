@@ -13,6 +13,8 @@
 //!   agent is).
 //! - `PREFIX/edges/EDGE/applied`: what each agent applied to its appliance (its part and
 //!   the revision), without a lease: an agent that restarts knows what it owns.
+//! - `PREFIX/forwarding/EDGE`: what each edge forwards (`audit paths`), under the
+//!   agent's lease.
 //!
 //! An apply is one transaction, guarded by the document's revision as read before it: if
 //! another apply came in between, nothing is written and the command says so.
@@ -20,7 +22,7 @@
 use crate::error::PolicyError;
 use crate::model::Policy;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -119,7 +121,11 @@ impl Store {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+            // HTTP/2 pings no more often than etcd allows (`--grpc-keepalive-min-time`,
+            // 5 s): a client that pings faster on a connection without traffic is sent
+            // away (GOAWAY, too many pings), which an agent or `apply --wait` waiting on a
+            // quiet watch took for etcd going away.
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
         let client = Client::connect(list, Some(options))
             .await
             .map_err(|source| StoreError::Etcd {
@@ -162,8 +168,14 @@ impl Store {
         format!("{}/edges/{edge}/status", self.prefix)
     }
 
+    /// Where the agents' forwarding tables live: apart from `edges/`, which every agent
+    /// watches (make before announce) and has no use for tables.
+    pub fn forwarding_prefix(&self) -> String {
+        format!("{}/forwarding/", self.prefix)
+    }
+
     pub fn forwarding_key(&self, edge: &str) -> String {
-        format!("{}/edges/{edge}/forwarding", self.prefix)
+        format!("{}{edge}", self.forwarding_prefix())
     }
 
     pub fn applied_key(&self, edge: &str) -> String {
@@ -352,7 +364,7 @@ impl Store {
     pub async fn forwardings(
         &mut self,
     ) -> Result<BTreeMap<String, crate::audit::Forwarding>, StoreError> {
-        let prefix = self.edges_key();
+        let prefix = self.forwarding_prefix();
         let r = self
             .client
             .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
@@ -361,10 +373,7 @@ impl Store {
         let mut out = BTreeMap::new();
         for kv in r.kvs() {
             let key = String::from_utf8_lossy(kv.key());
-            let Some(edge) = key
-                .strip_prefix(&prefix)
-                .and_then(|k| k.strip_suffix("/forwarding"))
-            else {
+            let Some(edge) = key.strip_prefix(&prefix) else {
                 continue;
             };
             let f = serde_json::from_slice(kv.value()).map_err(|e| StoreError::Malformed {
@@ -376,25 +385,52 @@ impl Store {
         Ok(out)
     }
 
-    /// Every agent's status report, by edge name.
+    /// Every agent's status report, by edge name. Only the reports are read (their keys
+    /// found first, then read in transactions): `edges/` also holds what each agent
+    /// applied, its whole part, which `apply --wait` would otherwise read again at every
+    /// report of every edge.
     pub async fn statuses(&mut self) -> Result<Vec<(String, Value)>, StoreError> {
         let prefix = self.edges_key();
         let r = self
             .client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .get(
+                prefix.clone(),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
             .await
             .map_err(|e| self.etcd(e))?;
+        let keys: Vec<Vec<u8>> = r
+            .kvs()
+            .iter()
+            .filter(|kv| kv.key().ends_with(b"/status"))
+            .map(|kv| kv.key().to_vec())
+            .collect();
         let mut out = Vec::new();
-        for kv in r.kvs() {
-            let key = String::from_utf8_lossy(kv.key());
-            let Some(edge) = key
-                .strip_prefix(&prefix)
-                .and_then(|k| k.strip_suffix("/status"))
-            else {
-                continue;
-            };
-            let v: Value = serde_json::from_slice(kv.value()).unwrap_or(Value::Null);
-            out.push((edge.to_owned(), v));
+        // etcd allows 128 operations in a transaction by default.
+        for chunk in keys.chunks(100) {
+            let txn = Txn::new().and_then(
+                chunk
+                    .iter()
+                    .map(|k| TxnOp::get(k.clone(), None))
+                    .collect::<Vec<_>>(),
+            );
+            let r = self.client.txn(txn).await.map_err(|e| self.etcd(e))?;
+            for got in r.op_responses() {
+                let TxnOpResponse::Get(got) = got else {
+                    continue;
+                };
+                for kv in got.kvs() {
+                    let key = String::from_utf8_lossy(kv.key());
+                    let Some(edge) = key
+                        .strip_prefix(&prefix)
+                        .and_then(|k| k.strip_suffix("/status"))
+                    else {
+                        continue;
+                    };
+                    let v: Value = serde_json::from_slice(kv.value()).unwrap_or(Value::Null);
+                    out.push((edge.to_owned(), v));
+                }
+            }
         }
         Ok(out)
     }
