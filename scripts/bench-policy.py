@@ -3,9 +3,11 @@
 (every fifth client on two edges, primary and backup) is validated, written to etcd in
 one transaction and picked up by one dry-run edge agent per edge (each computes its
 edge's part, as it would for an appliance, and reports under its lease); then one new
-client is applied and picked up. `backbone-policy apply --wait` times each: it returns
-once every edge's agent reports the revision. Prints the times and writes them to
-out/bench-policy/results.json.
+client is applied and picked up; `backbone-policy audit paths` follows every ordered
+client pair through the edges' tables; then the new client is removed (withdrawn at its
+edge, removed there once every other edge reports the revision). `backbone-policy apply
+--wait` times each change: it returns once every edge's agent reports the revision.
+Prints the times and writes them to out/bench-policy/results.json.
 
     scripts/bench-policy.py [--clients 1000] [--edges 10] [--binary PATH] [--smoke]
 
@@ -159,6 +161,27 @@ def main():
         with open(doc, "w") as f:
             f.write(policy_text(a.clients, a.edges, extra=1))
         results["one_client_apply_to_all_s"], results["one_client_write_to_all_s"] = apply_wait()
+
+        # Every ordered client pair through the edges' tables (their agents' forwarding
+        # reports of this revision): all symmetric, the dual-homed clients included.
+        n = a.clients + 1
+        deadline = time.monotonic() + a.timeout
+        while True:
+            t = time.monotonic()
+            r = run([binary, "audit", "paths", "--flagged", "--etcd", url])
+            results["audit_s"] = time.monotonic() - t
+            want = f"{n * (n - 1)} ordered pairs: {n * (n - 1)} symmetric, 0 asymmetric, 0 broken"
+            if r.returncode == 0 and want in r.stdout:
+                break
+            # The forwarding reports follow the status reports: waiting for them, bounded.
+            if time.monotonic() > deadline:
+                sys.exit("audit paths: " + r.stdout[-3000:] + r.stderr)
+            time.sleep(0.2)
+        results["audit_pairs"] = n * (n - 1)
+
+        with open(doc, "w") as f:
+            f.write(policy_text(a.clients, a.edges))
+        results["one_client_removed_apply_to_all_s"], results["one_client_removed_write_to_all_s"] = apply_wait()
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -170,7 +193,8 @@ def main():
         shutil.rmtree(scratch, ignore_errors=True)
 
     tunnels = sum(p["tunnels"] for p in results["parts"].values())
-    if not results.get("one_client_write_to_all_s") or tunnels == 0 or len(results["parts"]) != a.edges:
+    if (not results.get("one_client_removed_write_to_all_s") or tunnels == 0
+            or len(results["parts"]) != a.edges):
         sys.exit("measured nothing")
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -181,6 +205,12 @@ def main():
     print(f"    of which from the write to the last edge's report:              {results['write_to_all_s']:.3f} s")
     print(f"  one new client: apply --wait (validate, write, every edge):       {results['one_client_apply_to_all_s']:.3f} s")
     print(f"    of which from the write to the last edge's report:              {results['one_client_write_to_all_s']:.3f} s")
+    print(f"  audit paths, {results['audit_pairs']} ordered pairs (all symmetric):".ljust(68)
+          + f"{results['audit_s']:.3f} s")
+    print(f"  the client removed: apply --wait (withdrawn, then removed):       "
+          f"{results['one_client_removed_apply_to_all_s']:.3f} s")
+    print(f"    of which from the write to the last edge's report:              "
+          f"{results['one_client_removed_write_to_all_s']:.3f} s")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 //! cross different edges are flagged.
 //!
 //! Each agent publishes what its edge forwards ([`Forwarding`], key
-//! `PREFIX/edges/EDGE/forwarding`, under its report's lease): for every prefix of the
+//! `PREFIX/forwarding/EDGE`, under its report's lease): for every prefix of the
 //! policy's clients, the route its appliance's lookup uses for it (read from the
 //! appliance with `list_routes` of every route, explicit and the tunnels' own; a dry-run
 //! agent gives what it would apply), and the state of each tunnel it runs. The audit
@@ -65,18 +65,18 @@ fn target(route: &Value) -> Value {
 /// Where each of `prefixes` goes by the longest of `routes` (each a `[[route]]` table,
 /// or a tunnel's prefix as `{"prefix": P, "tunnel": NAME}`) that holds all of it.
 pub fn lookup(routes: &[Value], prefixes: &[Ipv4Net]) -> BTreeMap<String, Value> {
-    let table: Vec<(Ipv4Net, &Value)> = routes
+    let table: std::collections::HashMap<Ipv4Net, &Value> = routes
         .iter()
-        .filter_map(|r| Some((r["prefix"].as_str()?.parse::<Ipv4Net>().ok()?, r)))
+        .filter_map(|r| Some((r["prefix"].as_str()?.parse::<Ipv4Net>().ok()?.trunc(), r)))
         .collect();
     prefixes
         .iter()
         .map(|p| {
-            let best = table
-                .iter()
-                .filter(|(net, _)| net.contains(p))
-                .max_by_key(|(net, _)| net.prefix_len());
-            (p.to_string(), best.map_or(Value::Null, |(_, r)| target(r)))
+            let best = (0..=p.prefix_len())
+                .rev()
+                .filter_map(|len| Ipv4Net::new(p.network(), len).ok())
+                .find_map(|net| table.get(&net.trunc()));
+            (p.to_string(), best.map_or(Value::Null, |r| target(r)))
         })
         .collect()
 }
@@ -182,16 +182,15 @@ fn ingress(
     ))
 }
 
-/// The edges `from`'s traffic to `prefix` of client `to` crosses.
+/// The edges traffic entering at edge `at` for `prefix` of client `to` crosses.
 fn trace(
     policy: &Policy,
     tables: &BTreeMap<String, Forwarding>,
-    from: usize,
+    mut at: usize,
     to: usize,
     prefix: &Ipv4Net,
 ) -> Path {
     let dest = &policy.clients[to].name;
-    let mut at = ingress(policy, from, tables)?;
     let mut path: Vec<String> = Vec::new();
     loop {
         let edge = &policy.edges[at].name;
@@ -247,12 +246,12 @@ fn trace(
     }
 }
 
-/// The edges `from`'s traffic to client `to` crosses: the same for each of `to`'s
-/// prefixes, or broken.
-fn path(policy: &Policy, tables: &BTreeMap<String, Forwarding>, from: usize, to: usize) -> Path {
+/// The edges traffic entering at edge `at` for client `to` crosses: the same for each
+/// of `to`'s prefixes, or broken.
+fn path(policy: &Policy, tables: &BTreeMap<String, Forwarding>, at: usize, to: usize) -> Path {
     let mut first: Option<(Ipv4Net, Vec<String>)> = None;
     for p in &policy.clients[to].prefixes {
-        let edges = trace(policy, tables, from, to, p)?;
+        let edges = trace(policy, tables, at, to, p)?;
         match &first {
             None => first = Some((*p, edges)),
             Some((q, e)) if *e != edges => {
@@ -270,23 +269,28 @@ fn path(policy: &Policy, tables: &BTreeMap<String, Forwarding>, from: usize, to:
         .ok_or_else(|| format!("{} has no prefixes", policy.clients[to].name))
 }
 
-/// Every ordered pair of distinct clients, by the edges' tables.
+/// Every ordered pair of distinct clients, by the edges' tables. A path depends only
+/// on where the traffic enters and on its destination: each is followed once.
 pub fn audit(policy: &Policy, tables: &BTreeMap<String, Forwarding>) -> Vec<Pair> {
     let n = policy.clients.len();
-    let mut paths: BTreeMap<(usize, usize), Path> = BTreeMap::new();
-    for a in 0..n {
-        for b in (0..n).filter(|b| *b != a) {
-            paths.insert((a, b), path(policy, tables, a, b));
-        }
-    }
-    let mut out = Vec::new();
+    let ingress: Vec<Result<usize, String>> = (0..n).map(|c| ingress(policy, c, tables)).collect();
+    let mut paths: std::collections::HashMap<(usize, usize), Path> =
+        std::collections::HashMap::new();
+    let mut get = |a: usize, b: usize| -> Path {
+        let at = ingress[a].clone()?;
+        paths
+            .entry((at, b))
+            .or_insert_with(|| path(policy, tables, at, b))
+            .clone()
+    };
+    let mut out = Vec::with_capacity(n * n.saturating_sub(1));
     for a in 0..n {
         for b in (0..n).filter(|b| *b != a) {
             out.push(Pair {
                 from: policy.clients[a].name.clone(),
                 to: policy.clients[b].name.clone(),
-                forward: paths[&(a, b)].clone(),
-                back: paths[&(b, a)].clone(),
+                forward: get(a, b),
+                back: get(b, a),
             });
         }
     }

@@ -470,12 +470,9 @@ fn the_agent_applies_follows_and_rides_out_etcd() {
     assert_eq!(via["tunnel"], "agt-new", "{via}");
     // What edge-1 forwards (for `audit paths`), read from the appliance.
     let fwd = wait_for(PATIENCE, "edge-1's table of revision r3", || {
-        let v: Value = serde_json::from_str(
-            &etcd
-                .get("/backbone/edges/edge-1/forwarding")
-                .unwrap_or_default(),
-        )
-        .map_err(|e| e.to_string())?;
+        let v: Value =
+            serde_json::from_str(&etcd.get("/backbone/forwarding/edge-1").unwrap_or_default())
+                .map_err(|e| e.to_string())?;
         if v["revision"] == r3 {
             Ok(v)
         } else {

@@ -526,7 +526,7 @@ fn audit_paths_finds_the_dual_homed_example_symmetric_and_flags_a_table_that_is_
             &format!("{edge}'s table with {tunnels} tunnels"),
             || {
                 let v = etcd
-                    .get(&format!("/backbone/edges/{edge}/forwarding"))
+                    .get(&format!("/backbone/forwarding/{edge}"))
                     .ok_or("none")?;
                 let v: serde_json::Value = serde_json::from_str(&v).map_err(|e| e.to_string())?;
                 if v["tunnels"].as_object().map(|t| t.len()) == Some(tunnels) {
@@ -589,11 +589,7 @@ fn audit_paths_finds_the_dual_homed_example_symmetric_and_flags_a_table_that_is_
         );
         forged["routes"][p] = serde_json::json!({"tunnel": "hooli"});
     }
-    let put = etcd.etcdctl(&[
-        "put",
-        "/backbone/edges/edge-1/forwarding",
-        &forged.to_string(),
-    ]);
+    let put = etcd.etcdctl(&["put", "/backbone/forwarding/edge-1", &forged.to_string()]);
     assert!(
         put.status.success(),
         "{}",
@@ -610,6 +606,23 @@ fn audit_paths_finds_the_dual_homed_example_symmetric_and_flags_a_table_that_is_
     ] {
         assert!(printed.contains(line), "{line:?} in:\n{printed}");
     }
+    // --flagged: only those four, and the counts.
+    let out = policy(&etcd, &["audit", "paths", "--flagged"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        printed
+            .lines()
+            .filter(|l| l.ends_with(": ASYMMETRIC"))
+            .count(),
+        4,
+        "{printed}"
+    );
+    assert_eq!(
+        printed.lines().count(),
+        6,
+        "the header, 4 pairs, the counts:\n{printed}"
+    );
     let out = audit(true);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let pair = String::from_utf8(out.stdout)
