@@ -801,11 +801,16 @@ async fn session(agent: &mut Agent, stop: &mut Stop) -> Result<(), String> {
         .await
         .map_err(|e| store.etcd(e).to_string())?
         .id();
-    let (mut keeper, mut kept) = store
+    let (keeper, kept) = store
         .client()
         .lease_keep_alive(lease)
         .await
         .map_err(|e| store.etcd(e).to_string())?;
+    // The lease is kept alive by a task of its own, on the runtime's other thread: a
+    // large policy takes the agent's thread for seconds (validation, the part), longer
+    // than a loaded machine lets the lease wait.
+    let period = Duration::from_secs((opts.lease_ttl as u64 / 3).max(1));
+    let mut lease_lost = KeepAlive::start(keeper, kept, period, opts.etcd.clone());
     if !agent.record_loaded {
         let key = store.applied_key(&opts.edge);
         let r = store
@@ -871,8 +876,6 @@ async fn session(agent: &mut Agent, stop: &mut Stop) -> Result<(), String> {
         .map_err(|e| store.etcd(e).to_string())?;
     let mut resync = tokio::time::interval(opts.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let period = Duration::from_secs((opts.lease_ttl as u64 / 3).max(1));
-    let mut keepalive = tokio::time::interval(period);
     loop {
         if opts.once && !agent.holding() {
             let _ = store.client().lease_revoke(lease).await;
@@ -924,16 +927,53 @@ async fn session(agent: &mut Agent, stop: &mut Stop) -> Result<(), String> {
                 agent.reconcile(true);
                 publish(agent, &mut store, lease).await?;
             }
-            _ = keepalive.tick() => {
-                keeper.keep_alive().await.map_err(|e| store.etcd(e).to_string())?;
-            }
-            k = kept.message() => {
-                match k.map_err(|e| store.etcd(e).to_string())? {
-                    Some(r) if r.ttl() > 0 => {}
-                    _ => return Err("the report's lease expired".into()),
-                }
+            e = &mut lease_lost.lost => {
+                return Err(e.unwrap_or_else(|_| "the report's lease keeper stopped".into()));
             }
         }
+    }
+}
+
+/// The report's lease, kept alive by a task of its own until dropped; `lost` says why
+/// it could not be.
+struct KeepAlive {
+    task: tokio::task::JoinHandle<()>,
+    lost: tokio::sync::oneshot::Receiver<String>,
+}
+
+impl KeepAlive {
+    fn start(
+        mut keeper: etcd_client::LeaseKeeper,
+        mut kept: etcd_client::LeaseKeepAliveStream,
+        period: Duration,
+        endpoints: String,
+    ) -> KeepAlive {
+        let (tx, lost) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            let why = loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = keeper.keep_alive().await {
+                            break format!("etcd {endpoints}: {e}");
+                        }
+                    }
+                    k = kept.message() => match k {
+                        Ok(Some(r)) if r.ttl() > 0 => {}
+                        Ok(_) => break "the report's lease expired".to_owned(),
+                        Err(e) => break format!("etcd {endpoints}: {e}"),
+                    },
+                }
+            };
+            let _ = tx.send(why);
+        });
+        KeepAlive { task, lost }
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

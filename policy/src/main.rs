@@ -353,7 +353,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 once,
                 print_ops,
             };
-            runtime()?.block_on(agent::run(opts))?;
+            // Two threads: the report's lease is kept alive on one while the other works.
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| format!("tokio runtime: {e}"))?
+                .block_on(agent::run(opts))?;
             Ok(ExitCode::SUCCESS)
         }
     }
