@@ -155,6 +155,7 @@ prefixes = ["10.5.0.0/16"]
   [[client.placement]]
   edge = "edge-1"
   role = "primary"
+  link = "169.254.71.5/31"
 "#,
         );
     }
@@ -495,6 +496,27 @@ fn the_agent_applies_follows_and_rides_out_etcd() {
     // edge-2's agent returns and reports the revision: agt-new goes.
     let _agent_2 = agent2();
     report(&etcd, &agent_log, r3);
+    // Its host interface (where a BGP session would run) was made once, stayed through
+    // the drain (the tunnel replaced in one batch with the same link), and went with it.
+    let removed = "exception path: host interface bb-agt-new removed";
+    wait_for(PATIENCE, "bb-agt-new removed", || {
+        let l = app.log();
+        if l.contains(removed) {
+            Ok(())
+        } else {
+            Err(l)
+        }
+    });
+    let log = app.log();
+    assert_eq!(
+        (
+            log.matches("exception path: host interface bb-agt-new up")
+                .count(),
+            log.matches(removed).count()
+        ),
+        (1, 1),
+        "{log}"
+    );
     assert_eq!(app.tunnels(), ["agt-acme", "agt-hooli", "local1"]);
     assert_eq!(app.routes(), [core2("10.2.0.0/16"), core2("10.4.0.0/16")]);
 
