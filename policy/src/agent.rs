@@ -108,6 +108,9 @@ pub struct Agent {
     client_prefixes: Vec<ipnet::Ipv4Net>,
     /// The last forwarding report written, under which lease.
     forwarded: Option<(i64, Value)>,
+    /// The appliance's lookups of the client prefixes, and the generation and
+    /// prefixes they were made for.
+    looked_up: Option<(u64, Vec<ipnet::Ipv4Net>, BTreeMap<String, Value>)>,
 }
 
 /// New tunnels held back for one revision (make before announce), or removed ones
@@ -156,6 +159,7 @@ impl Agent {
             stopping: false,
             client_prefixes: Vec::new(),
             forwarded: None,
+            looked_up: None,
         }
     }
 
@@ -618,39 +622,55 @@ impl Agent {
     }
 
     /// What the edge forwards, for `audit paths`: where its tables send each client
-    /// prefix of the policy, and its tunnels' states. Read from the appliance (every
-    /// route its lookup uses, and `list_tunnels`); a dry run gives what it applied.
-    /// `None` when the appliance does not answer.
-    pub fn forwarding(&self) -> Option<Forwarding> {
-        let (routes, tunnels, generation) = match &self.appliance {
-            None => {
-                let mut routes: Vec<Value> = self.applied.part.routes.values().cloned().collect();
-                for (name, t) in &self.applied.part.tunnels {
-                    for p in t["prefixes"].as_array().into_iter().flatten() {
-                        routes.push(json!({"prefix": p, "tunnel": name}));
-                    }
+    /// prefix of the policy, and its tunnels' states. From the appliance: its `lookup`
+    /// of each prefix's first address (what the workers do with it; a table of a
+    /// million routes from zebra is not read whole), asked again only when its
+    /// generation changed, and `list_tunnels`. A dry run gives what it applied. `None`
+    /// when the appliance does not answer.
+    pub fn forwarding(&mut self) -> Option<Forwarding> {
+        let Some(a) = self.appliance.clone() else {
+            let mut routes: Vec<Value> = self.applied.part.routes.values().cloned().collect();
+            for (name, t) in &self.applied.part.tunnels {
+                for p in t["prefixes"].as_array().into_iter().flatten() {
+                    routes.push(json!({"prefix": p, "tunnel": name}));
                 }
-                let tunnels = self
-                    .applied
-                    .part
-                    .tunnels
-                    .keys()
-                    .map(|n| (n.clone(), "dry-run".to_owned()))
-                    .collect();
-                (routes, tunnels, None)
             }
-            Some(a) => {
-                let generation = a.generations().ok()?.0;
-                let routes = a.request(&json!({"op": "list_routes", "all": true})).ok()?;
-                let routes = routes["routes"].as_array().cloned().unwrap_or_default();
-                (routes, a.tunnel_states().ok()?, Some(generation))
-            }
+            let tunnels = self
+                .applied
+                .part
+                .tunnels
+                .keys()
+                .map(|n| (n.clone(), "dry-run".to_owned()))
+                .collect();
+            return Some(Forwarding {
+                revision: self.made_revision,
+                generation: None,
+                tunnels,
+                routes: lookup(&routes, &self.client_prefixes),
+            });
         };
+        let generation = a.generations().ok()?.0;
+        let tunnels = a.tunnel_states().ok()?;
+        let fresh = self
+            .looked_up
+            .as_ref()
+            .is_some_and(|(g, p, _)| *g == generation && *p == self.client_prefixes);
+        if !fresh {
+            let mut routes = BTreeMap::new();
+            for p in &self.client_prefixes {
+                let answer = a
+                    .request(&json!({"op": "lookup", "dst": p.network().to_string()}))
+                    .ok()?;
+                routes.insert(p.to_string(), via_target(&answer["via"]));
+            }
+            self.looked_up = Some((generation, self.client_prefixes.clone(), routes));
+        }
+        let routes = self.looked_up.as_ref().map(|(_, _, r)| r.clone())?;
         Some(Forwarding {
             revision: self.made_revision,
-            generation,
+            generation: Some(generation),
             tunnels,
-            routes: lookup(&routes, &self.client_prefixes),
+            routes,
         })
     }
 
@@ -663,6 +683,23 @@ impl Agent {
                 self.applied.revision
             );
         }
+    }
+}
+
+/// The appliance's `lookup` answer's `via` as a forwarding table's target.
+fn via_target(via: &Value) -> Value {
+    if let Some(t) = via["tunnel"].as_str() {
+        return json!({"tunnel": t});
+    }
+    if let (Some(p), Some(n)) = (via["port"].as_str(), via["next_hop"].as_str()) {
+        return json!({"port": p, "next_hop": n});
+    }
+    match ["blackhole", "unreachable", "prohibit"]
+        .into_iter()
+        .find(|k| via[*k] == Value::Bool(true))
+    {
+        Some(kind) => json!({"drop": kind}),
+        None => Value::Null,
     }
 }
 
@@ -1483,6 +1520,33 @@ mod tests {
         );
         assert!(!a.applied.part.tunnels.contains_key("acme"));
         assert!(a.applied.part.tunnels.contains_key("acme2"));
+    }
+
+    #[test]
+    fn the_appliances_lookup_answers_become_targets() {
+        // `via` as the appliance's `lookup` gives it (dataplane/src/control/state.rs).
+        let cases = [
+            (
+                json!({"tunnel": "acme", "next_hop": "198.51.100.10", "port": "client0", "next_hop_mac": null}),
+                json!({"tunnel": "acme"}),
+            ),
+            (
+                json!({"port": "core0", "next_hop": "10.255.0.2", "next_hop_mac": "02:00:00:00:00:09"}),
+                json!({"port": "core0", "next_hop": "10.255.0.2"}),
+            ),
+            (
+                json!({"no_route": true, "blackhole": true}),
+                json!({"drop": "blackhole"}),
+            ),
+            (
+                json!({"no_route": true, "prohibit": true}),
+                json!({"drop": "prohibit"}),
+            ),
+            (json!({"no_route": true}), Value::Null),
+        ];
+        for (via, want) in cases {
+            assert_eq!(via_target(&via), want, "{via}");
+        }
     }
 
     #[test]

@@ -4,12 +4,11 @@
 //!
 //! Each agent publishes what its edge forwards ([`Forwarding`], key
 //! `PREFIX/forwarding/EDGE`, under its report's lease): for every prefix of the
-//! policy's clients, the route its appliance's lookup uses for it (read from the
-//! appliance with `list_routes` of every route, explicit and the tunnels' own; a dry-run
-//! agent gives what it would apply), and the state of each tunnel it runs. The audit
-//! reads those from etcd, so it runs wherever etcd is reachable, without the edges'
-//! control sockets (local Unix sockets on each edge host), and sees every edge at one
-//! etcd revision.
+//! policy's clients, where its appliance sends the prefix's first address (its
+//! `lookup`; a dry-run agent gives what it would apply), and the state of each tunnel
+//! it runs. The audit reads those from etcd, so it runs wherever etcd is reachable,
+//! without the edges' control sockets (local Unix sockets on each edge host), and sees
+//! every edge at one etcd revision.
 //!
 //! A client's traffic enters the backbone at its primary edge while its tunnel is up
 //! there, else at its backup edge while up there (the preferences: a dual-homed
