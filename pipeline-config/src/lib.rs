@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod document;
+mod edit;
 mod error;
 mod model;
 mod running;
@@ -22,15 +23,17 @@ mod validate;
 use std::path::Path;
 
 pub use document::ConfigDocument;
+pub use edit::{EditError, RouteEdit, RouteEdits};
 pub use error::ConfigError;
 pub use model::{
-    IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget, TunnelConfig,
-    TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
+    FpmConfig, IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig, RouteTarget,
+    TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 pub use running::{Change, Difference, FieldChange};
 pub use schema::{
-    DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE, DEFAULT_PORT_MTU, DEFAULT_QUEUES, DEFAULT_TTL,
-    ICMP_LIMIT_RANGE, MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
+    DEFAULT_FPM_GRACE, DEFAULT_FPM_LISTEN, DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE, DEFAULT_PORT_MTU,
+    DEFAULT_QUEUES, DEFAULT_TTL, FPM_GRACE_RANGE, ICMP_LIMIT_RANGE, MIN_INNER_MTU, PORT_MTU_RANGE,
+    QUEUES_RANGE,
 };
 pub use types::{Df, Dscp, MacAddr, ParseMacError, Role, Ttl, TunnelMode, UnknownWord};
 

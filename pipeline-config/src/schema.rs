@@ -49,6 +49,38 @@ pub(crate) struct RawConfig {
     /// `[icmp]`; default: Linux's limits.
     #[serde(default, skip_serializing_if = "RawIcmp::is_default")]
     pub icmp: RawIcmp,
+    /// `[fpm]`; default (absent): no FPM listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fpm: Option<RawFpm>,
+}
+
+/// Where zebra's FPM module connects by default (FRR's `fpm address 127.0.0.1`, port 2620).
+pub const DEFAULT_FPM_LISTEN: &str = "127.0.0.1:2620";
+/// Default seconds after zebra connects again within which the routes it learned before
+/// must be sent again, or be removed.
+pub const DEFAULT_FPM_GRACE: u32 = 120;
+/// Grace periods we accept, in seconds.
+pub const FPM_GRACE_RANGE: RangeInclusive<u32> = 1..=3600;
+
+/// `[fpm]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
+pub(crate) struct RawFpm {
+    /// The TCP address zebra connects to; default [`DEFAULT_FPM_LISTEN`].
+    #[serde(default = "default_fpm_listen")]
+    pub listen: String,
+    /// Seconds; default [`DEFAULT_FPM_GRACE`].
+    #[serde(default = "default_fpm_grace")]
+    pub grace: i64,
+}
+
+fn default_fpm_listen() -> String {
+    DEFAULT_FPM_LISTEN.to_owned()
+}
+
+fn default_fpm_grace() -> i64 {
+    DEFAULT_FPM_GRACE.into()
 }
 
 /// Default ICMP error rate, messages a second over all workers (Linux's icmp_msgs_per_sec).
@@ -297,6 +329,7 @@ table_only! {
     RawTunnel: "a [[tunnel]] table",
     RawRoute: "a [[route]] table",
     RawIcmp: "the [icmp] table",
+    RawFpm: "the [fpm] table",
 }
 
 fn default_port_mtu() -> i64 {

@@ -280,6 +280,10 @@ enum Kind {
     IcmpLimit,
     /// A tunnel's `link`: our address with the prefix of the client router's side.
     Link,
+    /// `[fpm] listen`: an address and a port.
+    SocketAddr,
+    /// `[fpm] grace`: 1 to 3600 seconds.
+    FpmGrace,
 }
 
 /// Every field of the schema, by section and key (CONFIG.md's field reference).
@@ -323,6 +327,8 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("route", "prohibit", Kind::Blackhole),
     ("icmp", "rate", Kind::IcmpLimit),
     ("icmp", "burst", Kind::IcmpLimit),
+    ("fpm", "listen", Kind::SocketAddr),
+    ("fpm", "grace", Kind::FpmGrace),
 ];
 
 /// The section (`port.neighbor`) and key of a field; its kind; for an element of an
@@ -549,6 +555,16 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
         }
         Kind::Blackhole => vec![Value::Boolean(false)],
         Kind::IcmpLimit => ints(&[10_000_001]),
+        Kind::SocketAddr => strings(&[
+            "127.0.0.1",
+            "127.0.0.1:",
+            "127.0.0.1:65536",
+            ":2620",
+            "localhost:2620",
+            "300.0.0.1:2620",
+            "",
+        ]),
+        Kind::FpmGrace => ints(&[0, 3601]),
         Kind::Link => strings(&[
             "bogus",
             "",
@@ -571,6 +587,7 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             | Kind::Dscp
             | Kind::TunnelMtu
             | Kind::IcmpLimit
+            | Kind::FpmGrace
     ) {
         v.extend(ints(&[-1, TWO_40]));
     }
@@ -717,7 +734,7 @@ fn mutations(doc: &Value) -> (Vec<Mutation>, BTreeSet<(String, String)>) {
 
     // Whole tables and array-of-tables entries of another type.
     for path in entries.iter().chain(
-        ["eal", "workers"]
+        ["eal", "workers", "icmp", "fpm"]
             .iter()
             .map(|k| vec![key(k)])
             .collect::<Vec<_>>()
