@@ -556,6 +556,29 @@ impl SnapshotBuilder {
         }
     }
 
+    /// Check the routes for `prefixes` as the next build will (each target exists, no
+    /// dynamic route carries a tunnel's remote into a tunnel) without building: a change
+    /// can be refused on its own before it joins others in one build. Changes to ports or
+    /// tunnels not built yet are not looked at (the build checks everything then).
+    pub fn check(&self, prefixes: &[Ipv4Prefix]) -> Result<(), BuildError> {
+        if self.dirty.structure {
+            return Ok(());
+        }
+        let structure = Structure {
+            slots: &self.kept.slots,
+            tunnel_routes: &self.kept.tunnel_routes,
+            remotes: &self.kept.remotes,
+        };
+        let mut others = OtherAlloc {
+            kept: &self.kept.others,
+            added: Vec::new(),
+        };
+        for &p in prefixes {
+            self.wanted_hop(p, &structure, &mut others)?;
+        }
+        self.remotes_not_through_dynamic_tunnels(&structure, Some(prefixes))
+    }
+
     /// Validate what changed and build the next snapshot. On error nothing changes: the
     /// changes stay pending, to be fixed (or undone) before the next build.
     ///
