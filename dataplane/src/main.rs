@@ -2,10 +2,10 @@
 //!
 //! - `backbone check [--config FILE]`: validate a configuration and print a summary.
 //! - `backbone run [--config FILE] [--control-socket PATH | --no-control-socket]
-//!   [--metrics ADDR] [--stop-when-idle MS] [--stats FILE] [-- EAL ARGS]`: start EAL, the
-//!   ports and one worker per lcore, and forward until SIGINT/SIGTERM (or, with
-//!   `--stop-when-idle`, until every RX queue has been empty that long); SIGHUP reloads
-//!   the configuration file.
+//!   [--metrics ADDR] [--fpm ADDR] [--stop-when-idle MS] [--stats FILE] [-- EAL ARGS]`:
+//!   start EAL, the ports and one worker per lcore, and forward until SIGINT/SIGTERM (or,
+//!   with `--stop-when-idle`, until every RX queue has been empty that long); SIGHUP
+//!   reloads the configuration file; zebra's routes arrive over FPM.
 //! - `backbone ctl ...`: the control API's client.
 //! - `backbone smoke [--bursts N] [-- EAL ARGS]`: a loopback check of the DPDK layer.
 
@@ -62,6 +62,10 @@ enum Command {
         /// Serve metrics (Prometheus text or OpenMetrics) at http://ADDR/metrics.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
+        /// Accept zebra's FPM connection (routes from FRR) on this address, in place of the
+        /// file's `[fpm] listen` (port 0: one the kernel chooses, shown by `ctl status`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        fpm: Option<std::net::SocketAddr>,
         /// EAL arguments (after `--`).
         #[arg(last = true)]
         eal: Vec<String>,
@@ -179,6 +183,7 @@ fn main() -> ExitCode {
             control_socket,
             no_control_socket,
             metrics,
+            fpm,
             eal,
         } => run::run(
             &config,
@@ -188,6 +193,7 @@ fn main() -> ExitCode {
             (!no_control_socket).then_some(control_socket.as_path()),
             run::Extras {
                 metrics,
+                fpm,
                 version: version(),
             },
         ),

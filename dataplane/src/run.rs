@@ -43,6 +43,8 @@ fn eal_argv(file_args: Vec<String>, over: Option<Vec<String>>) -> Vec<String> {
 pub struct Extras {
     /// The metrics endpoint's address.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The FPM listener's address, in place of the file's `[fpm] listen`.
+    pub fpm: Option<std::net::SocketAddr>,
     /// `backbone --version`.
     pub version: &'static str,
 }
@@ -73,6 +75,17 @@ pub fn run(
                 .map_err(|e| format!("metrics {addr}: {e}"))?;
             Some(l)
         }
+        None => None,
+    };
+    // zebra's FPM connection: the flag's address, else the file's; bound before EAL starts.
+    let fpm_grace = cfg.fpm.map_or(
+        Duration::from_secs(pipeline_config::DEFAULT_FPM_GRACE.into()),
+        |f| f.grace,
+    );
+    let fpm_listener = match extras.fpm.or(cfg.fpm.map(|f| f.listen)) {
+        Some(addr) => Some(
+            dataplane::control::fpm::bind(addr).map_err(|e| format!("FPM listener {addr}: {e}"))?,
+        ),
         None => None,
     };
     let mut service = Service::new()?;
@@ -235,6 +248,12 @@ pub fn run(
         ports: infos,
         ..Appliance::default()
     };
+    if let Some(l) = &fpm_listener {
+        if let (Ok(a), Ok(mut shown)) = (l.local_addr(), appliance.fpm.listen.lock()) {
+            log::info!("FPM: accepting zebra's connection on {a}");
+            *shown = Some(a);
+        }
+    }
     let readers: Mutex<Vec<Option<Reader<Snapshot>>>> =
         Mutex::new((0..nworkers).map(|_| Some(state.reader())).collect());
     // The exception path reads the tables as a worker does.
@@ -391,6 +410,7 @@ pub fn run(
                         service: &mut service,
                         appliance: &appliance,
                         metrics: metrics_listener.as_ref(),
+                        fpm: fpm_listener.as_ref().map(|l| (l, fpm_grace)),
                     },
                 );
                 // The host interfaces go now, before the workers stop.
@@ -466,6 +486,8 @@ struct Outside<'a> {
     service: &'a mut Service,
     appliance: &'a Appliance,
     metrics: Option<&'a TcpListener>,
+    /// zebra's FPM listener, and the grace period after a reconnection.
+    fpm: Option<(&'a TcpListener, Duration)>,
 }
 
 /// The control thread's state: the configuration the snapshots come from, and ARP.
@@ -749,6 +771,7 @@ fn supervise(
         service,
         appliance,
         metrics,
+        fpm,
     } = outside;
     std::thread::scope(|scope| {
         crate::observe::serve(
@@ -763,6 +786,18 @@ fn supervise(
             },
             &api_stop,
         );
+        if let Some((l, grace)) = fpm {
+            let state = control.state;
+            let api_stop = &api_stop;
+            let counters = &appliance.fpm;
+            std::thread::Builder::new()
+                .name("backbone-fpm".into())
+                .spawn_scoped(scope, move || {
+                    dataplane::control::fpm::serve(l, state, counters, grace, api_stop)
+                })
+                .map_err(|e| log::error!("cannot start the FPM listener: {e}"))
+                .ok();
+        }
         if let Some(l) = listener {
             let state = control.state;
             let health = control.health;

@@ -15,8 +15,12 @@
 //! prohibit routes are routes of those kinds. Interfaces are named by index in netlink:
 //! the kernel's names are read from `/sys/class/net/*/ifindex` ([`KernelInterfaces`]),
 //! again when an index is not known yet. A next hop out of any other interface, without
-//! an interface, or via one of our own addresses refuses the frame. Of several next hops
-//! (ECMP), the first is taken (the dataplane has one per route) and the reduction counted.
+//! an interface, or via one of our own addresses refuses the frame. The host's own routes
+//! (protocol `kernel`: zebra's connected routes for the host's interfaces, the kernel's
+//! routes) out of another interface, or without a gateway out of a port's, are left alone
+//! (counted as ignored): they are the host's subnets, not routes for the dataplane. Of
+//! several next hops (ECMP), the first is taken (the dataplane has one per route) and the
+//! reduction counted.
 //!
 //! When zebra goes away the routes stay and forwarding goes on. When it connects again
 //! every route it sends is current again; those it has not sent within the grace period
@@ -357,7 +361,9 @@ pub fn translate(
             RouteKind::Unreachable => RouteTarget::Unreachable,
             RouteKind::Prohibit => RouteTarget::Prohibit,
             RouteKind::Unicast(hops) => {
+                let host_own = route.protocol == netlink::RTPROT_KERNEL;
                 let mut first = None;
+                let mut ignore = false;
                 for h in &hops {
                     let index = h
                         .ifindex
@@ -365,12 +371,9 @@ pub fn translate(
                     let name = ifaces
                         .name(index)
                         .ok_or_else(|| TranslateError::NoSuchInterface(p.clone(), index))?;
-                    let target = match st.host_interface(&name) {
-                        Some(HostInterface::Tunnel(t)) => RouteTarget::Tunnel(t.clone()),
-                        Some(HostInterface::Port(port)) => {
-                            let gw = h
-                                .gateway
-                                .ok_or_else(|| TranslateError::NoGateway(p.clone(), name))?;
+                    let target = match (st.host_interface(&name), h.gateway) {
+                        (Some(HostInterface::Tunnel(t)), _) => RouteTarget::Tunnel(t.clone()),
+                        (Some(HostInterface::Port(port)), Some(gw)) => {
                             if !unicast(gw) {
                                 return Err(TranslateError::BadGateway(p, gw));
                             }
@@ -379,9 +382,23 @@ pub fn translate(
                                 next_hop: gw,
                             }
                         }
-                        None => return Err(TranslateError::NotOurs(p, name)),
+                        // The host's own routes (its interfaces' subnets, the kernel's
+                        // routes) out of interfaces that are not the dataplane's, or a
+                        // port's own subnet: not for the dataplane to carry.
+                        (Some(HostInterface::Port(_)), None) | (None, _) if host_own => {
+                            ignore = true;
+                            continue;
+                        }
+                        (Some(HostInterface::Port(_)), None) => {
+                            return Err(TranslateError::NoGateway(p, name))
+                        }
+                        (None, _) => return Err(TranslateError::NotOurs(p, name)),
                     };
                     first.get_or_insert(target);
+                }
+                if ignore {
+                    out.ignored += 1;
+                    continue;
                 }
                 if hops.len() > 1 {
                     out.reduced += 1;

@@ -44,6 +44,9 @@ pub const AF_INET: u8 = 2;
 /// The main routing table (`RT_TABLE_MAIN`).
 pub const RT_TABLE_MAIN: u32 = 254;
 
+/// Route protocol of the host's own routes: the kernel's, and zebra's connected routes.
+pub const RTPROT_KERNEL: u8 = 2;
+
 /// Route types (`enum rtm_type`).
 pub const RTN_UNICAST: u8 = 1;
 pub const RTN_BLACKHOLE: u8 = 6;

@@ -253,6 +253,36 @@ fn a_port_route_goes_natively_to_its_gateway_and_needs_one() {
         "port 1",
         "the default route still decides"
     );
+    // The host's own routes (protocol kernel: zebra's connected routes) out of a port's
+    // host interface without a gateway, or out of the management interface: left alone.
+    let g = generation(&st);
+    let connected = |prefix: &str, ifindex| {
+        encode::route(
+            RTM_NEWROUTE,
+            p(prefix),
+            netlink::RTPROT_KERNEL,
+            &via(ifindex, None),
+        )
+    };
+    apply(
+        &st,
+        frames(&encode::frame(&[
+            connected("203.0.113.0/24", INET0),
+            connected("192.168.1.0/24", ETH0),
+        ])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(generation(&st), g);
+    assert_eq!(c.routes_ignored.load(Ordering::Relaxed), 2);
+    // ... but the one of a tunnel's link goes into the tunnel.
+    apply(
+        &st,
+        frames(&encode::frame(&[connected("169.254.10.0/31", ACME)])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(goes(&st, "169.254.10.0"), "acme");
 }
 
 #[test]
