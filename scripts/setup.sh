@@ -14,10 +14,11 @@ fi
 
 # Debian packages: DPDK runtime and headers (dpdk has dpdk-dumpcap and dpdk-telemetry.py),
 # bindgen's libclang, pkg-config, the packet oracles (tshark, scapy), promtool (in
-# prometheus: it checks our metrics), and tools the tests and labs use.
+# prometheus: it checks our metrics), FRR (zebra's FPM feed in tests/tests/fpm.rs), and
+# tools the tests and labs use.
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
       tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping
-      prometheus curl)
+      prometheus curl frr)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,6 +35,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     # Installed for promtool only: the Prometheus server it ships need not run.
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
     say "prometheus: installed for promtool; its server disabled (systemctl enable --now prometheus to use it)"
+  fi
+  if [[ " ${missing[*]} " == *" frr "* ]] && [ -d /run/systemd/system ]; then
+    # Installed for the tests, which start zebra in namespaces of their own: the host's
+    # FRR service need not run.
+    $SUDO systemctl disable --now frr >/dev/null 2>&1 || true
+    say "frr: installed for the tests; its service disabled (systemctl enable --now frr to use it)"
   fi
 else
   say "Debian packages already installed (${#PKGS[@]} checked)"

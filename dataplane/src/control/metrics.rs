@@ -517,6 +517,11 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             "FPM frames refused whole (by kind in backbone_fpm_errors).",
         ),
         (
+            "frames_cut",
+            "backbone_fpm_frames_cut",
+            "FPM connections that ended in the middle of a frame (nothing of it applied).",
+        ),
+        (
             "publications",
             "backbone_fpm_publications",
             "Table snapshots published for zebra's routes.",

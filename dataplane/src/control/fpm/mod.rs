@@ -88,6 +88,9 @@ pub struct FpmCounters {
     /// Frames received, and of those refused (nothing of them applied).
     pub frames: AtomicU64,
     pub frames_refused: AtomicU64,
+    /// Connections that ended (or were replaced) in the middle of a frame: its part was
+    /// dropped, nothing of it applied.
+    pub frames_cut: AtomicU64,
     /// New snapshots published for zebra's routes.
     pub publications: AtomicU64,
     /// Routes added or replaced, removed, and removals of routes that were not there.
@@ -112,13 +115,14 @@ impl FpmCounters {
     }
 
     /// Every counter by name (errors as `errors` below).
-    pub fn named(&self) -> [(&'static str, u64); 11] {
+    pub fn named(&self) -> [(&'static str, u64); 12] {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("connected", n(&self.connected)),
             ("connections", n(&self.connections)),
             ("frames", n(&self.frames)),
             ("frames_refused", n(&self.frames_refused)),
+            ("frames_cut", n(&self.frames_cut)),
             ("publications", n(&self.publications)),
             ("routes_added", n(&self.routes_added)),
             ("routes_removed", n(&self.routes_removed)),
@@ -565,6 +569,9 @@ pub fn serve(
                     continue;
                 }
                 if let Some(old) = session.take() {
+                    if old.framer.pending() > 0 {
+                        counters.frames_cut.fetch_add(1, Ordering::Relaxed);
+                    }
                     log::warn!(
                         "FPM: zebra connected again from {peer}; the connection from {} is \
                          closed",
@@ -596,10 +603,13 @@ pub fn serve(
         let mut lost = match s.stream.read(&mut buf) {
             Ok(0) => Some(match s.framer.pending() {
                 0 => "zebra closed the connection".to_owned(),
-                n => format!(
-                    "zebra closed the connection in the middle of a frame ({n} bytes of it \
+                n => {
+                    counters.frames_cut.fetch_add(1, Ordering::Relaxed);
+                    format!(
+                        "zebra closed the connection in the middle of a frame ({n} bytes of it \
                      dropped, nothing of it applied)"
-                ),
+                    )
+                }
             }),
             Ok(n) => {
                 s.framer.push(&buf[..n]);
@@ -629,7 +639,12 @@ pub fn serve(
             {
                 None
             }
-            Err(e) => Some(format!("{e}")),
+            Err(e) => {
+                if s.framer.pending() > 0 {
+                    counters.frames_cut.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(format!("{e}"))
+            }
         };
         if let Some(why) = lost.take() {
             log::warn!(

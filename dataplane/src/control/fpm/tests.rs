@@ -515,22 +515,29 @@ fn the_listener_serves_one_connection_at_a_time_and_reconciles() {
         );
         assert_eq!(c.connected.load(Ordering::Relaxed), 1);
         // Half a frame, then a second connection: the first is closed, its half frame
-        // dropped.
+        // dropped (whether or not it was read yet).
         let f = encode::frame(&[add("10.9.0.0/16", RouteKind::Blackhole)]);
         first.write_all(&f[..10]).unwrap();
         let mut second = TcpStream::connect(addr).unwrap();
         wait("the second connection", &|| {
             c.connections.load(Ordering::Relaxed) == 2
         });
-        second.write_all(&f).unwrap();
+        // A whole frame, then half of one, then the end of the connection: the whole one
+        // applies, the half is dropped (its bytes are read before the end is).
+        second
+            .write_all(&[f.as_slice(), &f[..10]].concat())
+            .unwrap();
         wait("the blackhole", &|| goes(&st, "10.9.0.1") == "Blackhole");
         assert_eq!(c.frames.load(Ordering::Relaxed), 2);
+        let cut_before = c.frames_cut.load(Ordering::Relaxed);
         // zebra goes away: the route stays.
         drop(second);
         drop(first);
         wait("the disconnection", &|| {
             c.connected.load(Ordering::Relaxed) == 0
         });
+        assert_eq!(c.frames_cut.load(Ordering::Relaxed), cut_before + 1);
+        assert_eq!(c.frames.load(Ordering::Relaxed), 2);
         assert_eq!(goes(&st, "10.9.0.1"), "Blackhole");
         // It comes back and sends something else: after the grace period the old route
         // goes, the new one stays.
