@@ -373,6 +373,10 @@ pub fn check_verdict(
                 "inner punt from a configured tunnel"
             );
         }
+        // The lab has neither tunnel links nor port host interfaces.
+        Action::Deliver { to, punt } => {
+            panic!("{punt:?} delivered to {to:?}, a host interface the lab does not have")
+        }
         Action::Drop(r) => {
             if let Some((before, after)) = counters {
                 for x in DropReason::ALL {
