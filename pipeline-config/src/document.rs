@@ -172,6 +172,12 @@ impl ConfigDocument {
         Ok(())
     }
 
+    /// Index the routes by prefix now rather than at the first route change: route changes
+    /// find their route without scanning the list, and the first one pays nothing more.
+    pub fn index_routes(&mut self) {
+        self.route_index_mut();
+    }
+
     /// Where the route for `prefix` is, and its prefix; an error that names it if none is.
     pub(crate) fn route_position(
         &mut self,

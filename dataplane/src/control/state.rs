@@ -187,6 +187,8 @@ impl ControlState {
         cfg: ValidatedConfig,
         ports: Vec<(PortIndex, EthernetAddress)>,
     ) -> Result<ControlState, String> {
+        let mut doc = doc;
+        doc.index_routes();
         let mut builder = builder_from_config(&cfg, &ports);
         let first = builder.build().map_err(|e| e.to_string())?;
         Ok(ControlState {
@@ -307,6 +309,7 @@ impl ControlState {
         }
         let cfg = doc.validate().map_err(|e| audit::blame(&e, ops, &doc))?;
         let generation = self.publish(&cfg)?;
+        doc.index_routes();
         self.doc = doc;
         self.cfg = cfg;
         self.note_route_sources(ops, generation);
