@@ -430,18 +430,19 @@ pub fn run(
         .map(Option::unwrap_or_default)
         .collect();
     // The workers are gone, and their readers with them: everything old goes, here.
-    let (snap, reclaimed) = match state.lock() {
+    let (snap, reclaimed, zebra_routes) = match state.lock() {
         Ok(mut st) => {
             st.reclaim();
             (
                 std::sync::Arc::clone(st.snapshots().current()),
                 st.snapshots().reclaimed(),
+                st.dynamic_counts(),
             )
         }
         Err(_) => return Err("the control state was poisoned".into()),
     };
     control_report.snapshots_reclaimed = reclaimed;
-    let stats = final_stats(
+    let mut stats = final_stats(
         &cfg,
         &ids,
         &ports,
@@ -451,6 +452,15 @@ pub fn run(
         &control_report,
         epoch.elapsed(),
     );
+    if fpm_listener.is_some() {
+        // As `ctl counters` has them: zebra's routes held at the end, and how many stale.
+        let f = &appliance.fpm;
+        let mut m = named(f.named().into_iter());
+        m.insert("routes".into(), Value::from(zebra_routes.0));
+        m.insert("stale".into(), Value::from(zebra_routes.1));
+        m.insert("errors".into(), Value::Object(named(f.errors())));
+        stats["fpm"] = Value::Object(m);
+    }
     print_summary(&stats);
     if let Some(p) = stats_path {
         let text = serde_json::to_string_pretty(&stats).map_err(|e| e.to_string())?;

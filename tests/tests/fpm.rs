@@ -150,7 +150,14 @@ fn appliance(ns: &Netns, dir: &Path, sock: &Path) -> KillOnDrop {
     let bin = backbone_bin();
     let mut c = ns.cmd(&[bin.to_str().unwrap()]);
     c.current_dir(dir)
-        .args(["run", "--config", "lab.toml", "--control-socket"])
+        .args([
+            "run",
+            "--config",
+            "lab.toml",
+            "--stats",
+            "stats.json",
+            "--control-socket",
+        ])
         .arg(sock)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -424,8 +431,33 @@ fn fpm_frames_move_routes_without_loss() {
     assert_eq!(n(&f["routes"]), 1);
     assert_eq!(n(&f["connections"]), 2);
     zebra.close();
+    wait_until(Duration::from_secs(10), "the close", || {
+        fpm(&sock)["connected"] == 0
+    });
     let out = bb.stop("TERM", Duration::from_secs(30));
     assert!(out.status.success(), "backbone exited with {}", out.status);
+
+    // The final counters (--stats) carry the listener's, as ctl counters showed them.
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap())
+            .expect("stats JSON");
+    let s = &stats["fpm"];
+    assert_eq!(n(&s["routes"]), 1, "{s}");
+    assert_eq!(n(&s["stale"]), 0, "{s}");
+    assert_eq!(n(&s["connections"]), 2, "{s}");
+    assert_eq!(n(&s["connected"]), 0, "{s}");
+    assert_eq!(n(&s["frames_refused"]), 4, "{s}");
+    assert_eq!(n(&s["frames_cut"]), 1, "{s}");
+    assert_eq!(n(&s["stale_removed"]), 4, "{s}");
+    assert_eq!(n(&s["errors"]["unknown_interface"]), 2, "{s}");
+    assert_eq!(n(&s["errors"]["bad_length"]), 1, "{s}");
+    assert_eq!(n(&s["errors"]["unknown_message"]), 1, "{s}");
+    for k in ["frames", "publications", "routes_added", "routes_removed"] {
+        assert_eq!(
+            s[k], f[k],
+            "{k}: the final counters are the last ones shown"
+        );
+    }
 }
 
 /// zebra and staticd in `ns`, their sockets and files in `dir` (owned by the frr user,
