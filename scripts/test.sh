@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the machine and runs every check CI runs: format, lints, the whole test suite,
-# and a compile of the benches.
+# a compile of the benches, and the runtime-update benchmark in its short form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -19,3 +19,6 @@ cargo test --manifest-path fuzz/Cargo.toml --locked
 scripts/fuzz.sh --smoke 10
 echo "== benches compile"
 cargo bench --workspace --locked --no-run
+echo "== runtime updates, short: one route change at 20,000 routes, zebra's feed over FPM (library, then the binary)"
+cargo bench -p backbone-benches --locked --bench updates -- --smoke
+SKIP_SETUP=1 scripts/bench-updates.sh --smoke
