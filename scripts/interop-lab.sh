@@ -16,13 +16,14 @@
 #
 # Usage: scripts/interop-lab.sh up|down|check|test|status
 #   up      build the lab and start everything (leaves it running)
-#   check   pings between every pair of hosts and a TCP transfer, on a running lab
+#   check   pings between hosts, a traceroute and a TCP transfer, on a running lab
 #   down    stop what `up` started (by the PIDs it recorded) and delete the namespaces
 #   test    up, check, down (down also when a step fails)
 #   status  namespaces, processes and the appliance's live counters
 # Environment: LAB_DIR (state, logs, captures; default out/interop-lab), LAB_PREFIX
 # (namespace name prefix; default bbl), BACKBONE (the binary; default: build the release
-# one), TRANSFER_MB (check's TCP transfer size, default 16). Needs root.
+# one), TRANSFER_MB (check's TCP transfer size, default 16), LAB_POLL (the workers' [workers]
+# poll: adaptive, the default, or busy). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -41,6 +42,17 @@ ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 # The addressing plan: underlay link X (1 = A, 2 = B, 3 = C) is 172.16.X.0/24, backbone .1,
 # router .2; site X is 10.X.0.0/24 behind its router, router .1, host .10.
 idx() { case $1 in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; esac; }
+
+# MTUs: the hosts' links carry 1500 bytes, the underlay links more, and the appliance's
+# tunnels are configured for outer packets of TUNNEL_MTU. A host's full-size packet reaches
+# the appliance inside its router's tunnel, and the appliance answers it with Fragmentation
+# Needed carrying the egress tunnel's inner MTU (1472 into site-a, GRE with a key; 1476 into
+# site-b, plain GRE; 1480 into site-c, IPIP): path MTU discovery through the tunnels.
+# DPDK 22.11's net_af_packet takes at most MTU 1500 and sets its interface's MTU when it
+# starts: the appliance's ports send at most 1500 bytes (their default mtu), and once it
+# runs the veths on its side get UNDERLAY_MTU back, to receive the routers' larger packets.
+UNDERLAY_MTU=1600
+TUNNEL_MTU=1500
 
 # ---------------------------------------------------------------------------------------
 # Processes: every PID we start is recorded in $D/pids/NAME.pid with the command it must be
@@ -124,6 +136,7 @@ preflight() {
   [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, veths, TUN, Open vSwitch); run it with sudo"
   need ip iproute2; need ovs-vswitchd openvswitch-switch; need ovsdb-server openvswitch-switch
   need tcpdump tcpdump; need socat socat; need ethtool ethtool; need ping iputils-ping
+  need traceroute traceroute
   [ -f "$SCHEMA" ] || die "$SCHEMA missing: run scripts/setup.sh (openvswitch-switch)"
   [ -c /dev/net/tun ] || die "/dev/net/tun missing: router C and Open vSwitch's internal ports need TUN"
   ip netns add "$P-probe" 2>/dev/null || die "cannot create network namespaces here (ip netns add failed)"
@@ -227,7 +240,7 @@ ipip_router() {
     >"$D/ipip-c.log" 2>&1 &
   record ipip-c $! "interop-lab-ipip.py ipip0"
   wait_for 30 "router C's IP-in-IP bridge" grep -q ready "$D/ipip-c.log"
-  ns "$P-rc" ip link set ipip0 mtu 1400 txqueuelen 10000 up
+  ns "$P-rc" ip link set ipip0 mtu $((UNDERLAY_MTU - 20)) txqueuelen 10000 up
   ns "$P-rc" ip route add 10.0.0.0/8 dev ipip0
   # Router C's side of the tunnel's link: its kernel talks to the appliance's kernel
   # (bb-site-c, 169.254.3.1) through the tunnel.
@@ -266,6 +279,7 @@ args = [
 
 [workers]
 lcores = [1]
+poll = "${LAB_POLL:-adaptive}"
 EOF
   for r in "${ROUTERS[@]}"; do
     x=$(idx "$r")
@@ -282,7 +296,7 @@ EOF
     # kernel (the exception path).
     [ "$r" != c ] || echo 'host_interface = true'
   done
-  cat <<'EOF'
+  cat <<EOF
 
 [[tunnel]]                       # router A: Open vSwitch GRE with a key
 name = "site-a"
@@ -291,6 +305,7 @@ local = "172.16.1.1"
 remote = "172.16.1.2"
 key = 100
 port = "to-a"
+mtu = $TUNNEL_MTU
 prefixes = ["10.1.0.0/16"]
 
 [[tunnel]]                       # router A's csum+seq port: Open vSwitch 3.1's checksums are wrong
@@ -302,6 +317,7 @@ key = 101
 sequence = true
 checksum = true
 port = "to-a"
+mtu = $TUNNEL_MTU
 prefixes = ["10.11.0.0/16"]
 
 [[tunnel]]                       # router B: Open vSwitch GRE without a key
@@ -310,6 +326,7 @@ mode = "gre"
 local = "172.16.2.1"
 remote = "172.16.2.2"
 port = "to-b"
+mtu = $TUNNEL_MTU
 prefixes = ["10.2.0.0/16"]
 
 [[tunnel]]                       # router C: IP-in-IP
@@ -318,8 +335,10 @@ mode = "ipip"
 local = "172.16.3.1"
 remote = "172.16.3.2"
 port = "to-c"
+mtu = $TUNNEL_MTU
 prefixes = ["10.3.0.0/16"]
 link = "169.254.3.1/31"          # bb-site-c in the appliance's namespace; router C is .0
+probe = true                     # no BGP: the appliance probes the tunnel itself
 EOF
 }
 
@@ -336,15 +355,21 @@ up() {
   rm -rf "$D"; mkdir -p "$D/pids"
   say "namespaces $P-{bb,ra,rb,rc,ha,hb,hc}, state in $D"
   for n in bb ra rb rc ha hb hc; do mkns "$P-$n"; done
+  # net_af_packet reads the veths without taking them from the kernel (as a NIC bound to
+  # DPDK would be): the namespace's kernel sees every frame too. Once a host interface gives
+  # it one of the appliance's addresses (bb-to-c has 172.16.3.1) it would answer what
+  # arrives on the veth as well. Strict reverse-path filtering makes it drop those: their
+  # sources route through the host interfaces, not the veths.
+  ns "$NS_BB" sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
   for r in "${ROUTERS[@]}"; do
     local x; x=$(idx "$r")
-    veth "$NS_BB" "to-$r" "$P-r$r" wan
+    veth "$NS_BB" "to-$r" "$P-r$r" wan "$UNDERLAY_MTU"
     ns "$NS_BB" ip link set "to-$r" address "02:bb:00:00:00:0$x"
     ns "$P-r$r" ip link set wan address "02:0$x:00:00:01:01"
     # On routers A and B, wan belongs to Open vSwitch: the namespace's kernel must not
     # answer ARP on it for br-phy's address (weak host model) with wan's MAC.
     [ "$r" = c ] || ns "$P-r$r" ip link set wan arp off
-    veth "$P-r$r" lan "$P-h$r" eth0 1400
+    veth "$P-r$r" lan "$P-h$r" eth0
     host "$r"
   done
   ovs_router a options:key=100
@@ -363,6 +388,11 @@ up() {
     sleep 0.1
   done
   grep -q "forwarding" "$D/backbone.log" || die "the appliance did not start forwarding in 60 s: see $D/backbone.log"
+  for r in "${ROUTERS[@]}"; do ns "$NS_BB" ip link set "to-$r" mtu "$UNDERLAY_MTU"; done
+  # Port to-c's host interface: the appliance's kernel reaches router C's underlay address
+  # through it (the appliance resolves the MAC).
+  wait_for 30 "the host interface bb-to-c" ns "$NS_BB" ip link show dev bb-to-c
+  ns "$NS_BB" ip route add 172.16.3.2/32 dev bb-to-c
 
   # Underlay neighbours: each router's kernel pings the appliance once (backbone answers
   # ARP and learns the router's MAC, and answers the echo). Then one ping from every
@@ -400,8 +430,10 @@ check() {
         "$(grep -o 'rtt .*' <<<"$out" || true)"
     done
   done
+  say "traceroute from host A to host B (the appliance's hop: site-a's endpoint; Open vSwitch's hops are silent)"
+  ns "$P-ha" traceroute -n -q 1 -w 1 -m 6 10.2.0.10 | sed 's/^/  /' || fails=$((fails + 1))
   local mb=${TRANSFER_MB:-16}
-  say "TCP: ${mb} MiB from host B to host A (socat), compared by sha256"
+  say "TCP: ${mb} MiB from host B to host A (socat; MTU 1500: path MTU discovery through the tunnels), compared by sha256"
   head -c "$((mb << 20))" /dev/urandom >"$D/transfer-src.bin"
   rm -f "$D/transfer-dst.bin"
   ip netns exec "$P-ha" socat -u TCP-LISTEN:5001,reuseaddr OPEN:"$D/transfer-dst.bin",creat,trunc &

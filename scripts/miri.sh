@@ -3,7 +3,7 @@
 # dataplane crate without DPDK (`--no-default-features`: wire, tables and the snapshot
 # publisher, pipeline stages, control logic) and pipeline-config. TESTPLAN C3.
 #
-#   scripts/miri.sh           the default set: about 45 minutes on 2 cores (not in CI)
+#   scripts/miri.sh           the default set: 18 minutes on 2 busy cores (not in CI)
 #   scripts/miri.sh --all     also the LPM's own tests and the slow ones (hours)
 #
 # What does not run, and why:

@@ -14,11 +14,11 @@ fi
 
 # Debian packages: DPDK runtime and headers (dpdk has dpdk-dumpcap and dpdk-telemetry.py),
 # bindgen's libclang, pkg-config, the packet oracles (tshark, scapy), promtool (in
-# prometheus: it checks our metrics), FRR (zebra's FPM feed in tests/tests/fpm.rs), and
-# tools the tests and labs use.
+# prometheus: it checks our metrics), the routing daemons the labs and tests run (FRR, BIRD;
+# zebra's FPM feed in tests/tests/fpm.rs), and tools the tests and labs use.
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
       tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping
-      prometheus curl frr)
+      prometheus curl frr frr-pythontools bird2 traceroute)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

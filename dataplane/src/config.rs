@@ -77,6 +77,8 @@ pub fn builder_from_config(
         tunnel.prefixes = t.prefixes.iter().map(prefix).collect();
         tunnel.extra_sources = t.extra_sources.iter().map(prefix).collect();
         tunnel.link = t.link;
+        tunnel.probe = t.probe;
+        tunnel.fallback = t.fallback;
         b.tunnel(tunnel);
     }
     for r in &cfg.routes {

@@ -37,6 +37,14 @@ enum CtlCommand {
     Interfaces,
     /// Counters, summed over the workers (since the last `counters clear`).
     Counters {
+        /// One tunnel's counters, and its drops by reason (the packets that came through it).
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["port", "rate"])]
+        tunnel: Option<String>,
+        /// One port's counters, and the drops by reason of what it received that no
+        /// tunnel claimed (native traffic, tunnel packets dropped before their tunnel was
+        /// found).
+        #[arg(long, value_name = "NAME", conflicts_with = "rate")]
+        port: Option<String>,
         /// Per-second rates over an interval instead of totals.
         #[arg(long)]
         rate: bool,
@@ -59,6 +67,46 @@ enum CtlCommand {
     Save,
     /// Make the configuration file the running configuration again (as SIGHUP does).
     Reload,
+    /// Trace the next COUNT packets (that match) through every stage: the fields each
+    /// stage read and the decision it made, like VPP's `show trace`.
+    Trace {
+        /// How many packets (1 to 10,000).
+        count: u64,
+        /// Only packets received on this port or sent out of it.
+        #[arg(long, value_name = "NAME")]
+        port: Option<String>,
+        /// Only packets that came through this tunnel (once its lookup found it) or were
+        /// sent into it.
+        #[arg(long, value_name = "NAME")]
+        tunnel: Option<String>,
+        /// Give up waiting for packets after this many seconds (at most 60).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Write what a port received and sent, or what a tunnel received and sent (outer
+    /// frames and inner packets), to a pcapng file.
+    Capture {
+        /// A port: what it received, and what the workers sent out of it.
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "tunnel",
+            conflicts_with = "tunnel"
+        )]
+        port: Option<String>,
+        /// A tunnel: what came through it and what was sent into it, each as the outer
+        /// frame (interface "NAME outer") and the inner packet ("NAME inner").
+        #[arg(long, value_name = "NAME")]
+        tunnel: Option<String>,
+        /// How many packets (1 to 10,000).
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// Give up waiting for packets after this many seconds (at most 60).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+        timeout: f64,
+        /// The pcapng file to write.
+        file: PathBuf,
+    },
     /// Add or replace a route: exactly one of --tunnel, --port with --next-hop,
     /// --blackhole, --unreachable, --prohibit.
     RouteAdd {
@@ -129,9 +177,14 @@ fn connect(socket: &PathBuf) -> Result<UnixStream, String> {
 }
 
 fn request(socket: &PathBuf, req: &Value) -> Result<Value, String> {
+    request_waiting(socket, req, Duration::from_secs(60))
+}
+
+/// A request whose answer may take up to `wait`.
+fn request_waiting(socket: &PathBuf, req: &Value, wait: Duration) -> Result<Value, String> {
     let mut stream = connect(socket)?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
+        .set_read_timeout(Some(wait))
         .map_err(|e| e.to_string())?;
     stream
         .write_all(format!("{req}\n").as_bytes())
@@ -150,9 +203,159 @@ fn read_json_or_toml(file: &PathBuf) -> Result<Value, String> {
     serde_json::to_value(table).map_err(|e| e.to_string())
 }
 
+/// The `timeout_ms` of a trace or capture request.
+fn timeout_ms(seconds: f64) -> Result<u64, String> {
+    if seconds.is_finite() && (0.001..=60.0).contains(&seconds) {
+        Ok((seconds * 1000.0) as u64)
+    } else {
+        Err(format!("--timeout {seconds}: give 0.001 to 60 seconds"))
+    }
+}
+
+/// `ctl trace` and `ctl capture`: one request that waits for the packets.
+fn tap(args: &CtlArgs) -> Result<(), String> {
+    let (req, wait) = match &args.command {
+        CtlCommand::Trace {
+            count,
+            port,
+            tunnel,
+            timeout,
+        } => (
+            json!({"op": "trace", "count": count, "port": port, "tunnel": tunnel,
+                   "timeout_ms": timeout_ms(*timeout)?}),
+            *timeout,
+        ),
+        CtlCommand::Capture {
+            port,
+            tunnel,
+            count,
+            timeout,
+            ..
+        } => (
+            json!({"op": "capture", "count": count, "port": port, "tunnel": tunnel,
+                   "timeout_ms": timeout_ms(*timeout)?}),
+            *timeout,
+        ),
+        _ => return Ok(()),
+    };
+    let a = request_waiting(
+        &args.socket,
+        &req,
+        Duration::from_secs_f64(wait) + Duration::from_secs(30),
+    )?;
+    if a.get("ok") != Some(&Value::Bool(true)) {
+        if args.json {
+            println!("{a}");
+        }
+        return Err(a["error"].as_str().unwrap_or("refused").to_owned());
+    }
+    let summary = format!(
+        "{} of {} packets{}{}",
+        a["seen"],
+        a["asked"],
+        if a["timed_out"] == Value::Bool(true) {
+            format!(
+                " (no more within {} s)",
+                a["timeout_ms"].as_u64().unwrap_or(0) / 1000
+            )
+        } else {
+            String::new()
+        },
+        match a["lost"].as_u64() {
+            Some(0) | None => String::new(),
+            Some(l) =>
+                format!("; {l} more matched but were not recorded (the control side fell behind)"),
+        }
+    );
+    if let CtlCommand::Capture { file, .. } = &args.command {
+        let interfaces: Vec<(String, u16)> = a["interfaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                (
+                    text(&i["name"]),
+                    i["linktype"]
+                        .as_u64()
+                        .and_then(|l| u16::try_from(l).ok())
+                        .unwrap_or(1),
+                )
+            })
+            .collect();
+        let mut data = Vec::new();
+        for p in a["packets"].as_array().into_iter().flatten() {
+            data.push((
+                p,
+                unhex(p["data"].as_str().unwrap_or(""))
+                    .ok_or("bad answer from the appliance: packet data is not hex")?,
+            ));
+        }
+        let packets: Vec<crate::pcapng::Packet<'_>> = data
+            .iter()
+            .map(|(p, bytes)| crate::pcapng::Packet {
+                interface: p["interface"].as_u64().unwrap_or(0) as u32,
+                inbound: p["inbound"] == Value::Bool(true),
+                time_ns: p["time_unix_ns"]
+                    .as_str()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0),
+                data: bytes,
+                len: p["len"].as_u64().unwrap_or(0) as u32,
+                comment: p["comment"].as_str().unwrap_or(""),
+            })
+            .collect();
+        let mut out = Vec::new();
+        crate::pcapng::write(&mut out, &interfaces, &packets).map_err(|e| e.to_string())?;
+        std::fs::write(file, out).map_err(|e| format!("{}: {e}", file.display()))?;
+        if args.json {
+            println!(
+                "{}",
+                json!({"file": file.display().to_string(), "records": a["seen"],
+                       "frames": packets.len(), "lost": a["lost"], "timed_out": a["timed_out"]})
+            );
+        } else {
+            println!("{}: {} frames of {summary}", file.display(), packets.len());
+        }
+        return Ok(());
+    }
+    if args.json {
+        println!("{a}");
+        return Ok(());
+    }
+    for p in a["packets"].as_array().into_iter().flatten() {
+        println!("Packet {}", p["packet"]);
+        for s in p["stages"].as_array().into_iter().flatten() {
+            let stage = format!("{}:", text(&s["stage"]));
+            let read = text(&s["read"]);
+            let decision = text(&s["decision"]);
+            if read == "-" {
+                println!("  {stage:<13}=> {decision}");
+            } else {
+                println!("  {stage:<13}{read}");
+                println!("  {:<13}=> {decision}", "");
+            }
+        }
+        println!("  {:<13}{}", "result:", text(&p["result"]));
+        println!();
+    }
+    println!("traced {summary}");
+    Ok(())
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Run one `backbone ctl` command.
 pub fn ctl(args: &CtlArgs) -> Result<(), String> {
     let req = match &args.command {
+        CtlCommand::Trace { .. } | CtlCommand::Capture { .. } => return tap(args),
         CtlCommand::Tunnels => json!({"op": "list_tunnels"}),
         CtlCommand::Routes => json!({"op": "list_routes", "all": true}),
         CtlCommand::Neighbors => json!({"op": "list_neighbors"}),
@@ -275,6 +478,23 @@ pub fn ctl(args: &CtlArgs) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    if let CtlCommand::Counters { tunnel, port, .. } = &args.command {
+        for (name, section, list) in [
+            (tunnel, "tunnels", "ctl tunnels"),
+            (port, "ports", "ctl interfaces"),
+        ] {
+            let Some(name) = name else { continue };
+            let known = answer[section]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["name"] == name.as_str()));
+            if !known {
+                return Err(format!(
+                    "no {} named {name:?} ({list} lists them)",
+                    section.trim_end_matches('s')
+                ));
+            }
+        }
+    }
     if args.json {
         println!("{answer}");
         return Ok(());
@@ -313,6 +533,15 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
     line(header.iter().map(|h| (*h).to_owned()).collect());
     for r in rows {
         line(r.clone());
+    }
+}
+
+/// A tunnel's MTU, marked `(path)` while the underlay's path MTU holds it down.
+fn mtu(t: &Value) -> String {
+    if t["path_mtu"].is_object() {
+        format!("{} (path)", text(&t["mtu"]))
+    } else {
+        text(&t["mtu"])
     }
 }
 
@@ -358,7 +587,7 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                         text(&t["port"]),
                         text(&t["next_hop"]),
                         text(&t["next_hop_mac"]),
-                        text(&t["mtu"]),
+                        mtu(t),
                         packets(&t["name"], "rx_packets"),
                         packets(&t["name"], "tx_packets"),
                         t["prefixes"].as_array().map_or(String::new(), |p| {
@@ -385,6 +614,21 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                 ],
                 &r,
             );
+            for t in rows("tunnels") {
+                let p = &t["path_mtu"];
+                if p.is_object() {
+                    println!(
+                        "{}: path MTU {} from the underlay ({} said fragmentation needed, \
+                         next-hop MTU {}) for {} s more; configured {}",
+                        text(&t["name"]),
+                        text(&p["mtu"]),
+                        text(&p["from"]),
+                        text(&p["reported"]),
+                        text(&p["expires_in_s"]),
+                        text(&t["configured_mtu"])
+                    );
+                }
+            }
         }
         CtlCommand::Routes => {
             let all = rows("routes");
@@ -560,6 +804,12 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
             }
         }
         CtlCommand::Counters {
+            tunnel: Some(name), ..
+        } => one_counted(a, "tunnels", "tunnel", name),
+        CtlCommand::Counters {
+            port: Some(name), ..
+        } => one_counted(a, "ports", "port", name),
+        CtlCommand::Counters {
             action: Some(CountersAction::Clear),
             ..
         } => println!(
@@ -627,6 +877,33 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
             if !any {
                 println!("drops: none");
             }
+            let r: Vec<Vec<String>> = rows("workers")
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    vec![
+                        i.to_string(),
+                        text(&w["poll"]),
+                        text(&w["polls"]),
+                        w["busy_share"]
+                            .as_f64()
+                            .map_or("-".into(), |b| format!("{:.1}%", b * 100.0)),
+                        text(&w["idle_sleeps"]),
+                        text(&w["generation"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "WORKER",
+                    "POLL",
+                    "POLLS",
+                    "BUSY SHARE",
+                    "IDLE SLEEPS",
+                    "GENERATION",
+                ],
+                &r,
+            );
             let f = &a["fpm"];
             if !f["listen"].is_null() {
                 let errors: Vec<String> = f["errors"]
@@ -768,6 +1045,41 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
             a["generation"]
         ),
         _ => println!("applied: generation {}", a["generation"]),
+    }
+}
+
+/// `ctl counters --tunnel NAME` or `--port NAME`: one entry of the `counters` answer's
+/// `section`, its packets and bytes, and its drops by reason.
+fn one_counted(a: &Value, section: &str, what: &str, name: &str) {
+    let since = match a["since"]["generation"].as_u64() {
+        Some(g) => format!("since cleared at generation {g}"),
+        None => "since start".to_owned(),
+    };
+    let Some(x) = a[section]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["name"] == name)
+    else {
+        // Checked before printing (see `ctl`): not reached.
+        return;
+    };
+    println!("{what} {name} ({since}, generation {})", a["generation"]);
+    println!(
+        "  rx {} packets {} bytes  tx {} packets {} bytes",
+        text(&x["rx_packets"]),
+        text(&x["rx_bytes"]),
+        text(&x["tx_packets"]),
+        text(&x["tx_bytes"]),
+    );
+    let drops = x["drops"].as_object().cloned().unwrap_or_default();
+    if drops.is_empty() {
+        println!("  drops: none");
+    } else {
+        println!("  drops:");
+        for (k, v) in drops {
+            println!("    {k:<24} {v}");
+        }
     }
 }
 

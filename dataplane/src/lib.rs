@@ -18,6 +18,7 @@ pub mod pipeline;
 #[allow(unsafe_code)]
 pub mod prefetch;
 pub mod tables;
+pub mod tap;
 pub mod wire;
 #[cfg(feature = "dpdk")]
 pub mod worker;

@@ -12,6 +12,7 @@
 mod ctl;
 mod lifecycle;
 mod observe;
+mod pcapng;
 mod run;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -69,6 +70,21 @@ enum Command {
         /// EAL arguments (after `--`).
         #[arg(last = true)]
         eal: Vec<String>,
+    },
+    /// Write the edge's FRR configuration (frr.conf) from ours: an eBGP session with BFD
+    /// inside each client's tunnel that has an `asn`, the filters that keep each client to
+    /// its own prefixes, every client's prefixes announced to every other, FPM to us.
+    FrrConfig {
+        /// The configuration file (its reference: pipeline-config/CONFIG.md).
+        #[arg(long, short, default_value = lifecycle::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Where the appliance listens for zebra's FPM connection.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:2620")]
+        fpm: std::net::SocketAddr,
+        /// Write it to this file (atomically: a new file renamed over the old one) instead
+        /// of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Talk to a running appliance's control API.
     Ctl(ctl::CtlArgs),
@@ -197,6 +213,11 @@ fn main() -> ExitCode {
                 version: version(),
             },
         ),
+        Command::FrrConfig {
+            config,
+            fpm,
+            output,
+        } => frr_config(&config, fpm, output.as_deref()),
         Command::Ctl(args) => ctl::ctl(&args),
         Command::Smoke { bursts, eal } => run::smoke(bursts, (!eal.is_empty()).then_some(eal)),
         Command::Manpages { dir } => manpages(&dir),
@@ -210,6 +231,29 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("backbone: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `backbone frr-config`.
+fn frr_config(
+    config: &std::path::Path,
+    fpm: std::net::SocketAddr,
+    output: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let cfg = pipeline_config::load(config).map_err(|e| e.to_string())?;
+    let text = dataplane::control::frr::render(&cfg, &config.display().to_string(), fpm)
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    match output {
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+        Some(path) => {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &text)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| format!("{}: {e}", path.display()))
         }
     }
 }

@@ -5,8 +5,9 @@ use crate::lifecycle::{self, Lock, Service, SocketClaim};
 use dataplane::buffer::PacketBuf;
 use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo};
 use dataplane::control::arp;
-use dataplane::control::exception::{ControlTx, Exception, HostCounters};
+use dataplane::control::exception::{ControlTx, Exception, ProbeTimers};
 use dataplane::control::pacer::ArpPacer;
+use dataplane::control::pmtu::{self, Outcome as PathMtuOutcome};
 use dataplane::control::progress::{PortHealth, PortsHealth};
 use dataplane::control::server;
 use dataplane::control::stall::{StallEvent, StallWatch};
@@ -18,7 +19,9 @@ use dataplane::dpdk::{
 use dataplane::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
 use dataplane::tables::{Reader, Snapshot};
 use dataplane::wire::EthernetAddress;
-use dataplane::worker::{self, HostQueue, LearnQueue, WorkerProgress, WorkerQueues, WorkerReport};
+use dataplane::worker::{
+    self, HostQueue, LearnQueue, PathMtuQueue, WorkerProgress, WorkerQueues, WorkerReport,
+};
 use serde_json::{json, Map, Value};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
@@ -126,6 +129,16 @@ pub fn run(
         return Err("no worker lcores: give EAL at least two lcores (for instance -l 0-1)".into());
     }
     let nworkers = lcores.len();
+    log::info!(
+        "{nworkers} worker(s) on lcore(s) {lcores:?}, {}",
+        match cfg.poll.mode {
+            pipeline_config::PollMode::Busy => "busy polling".to_owned(),
+            pipeline_config::PollMode::Adaptive => format!(
+                "adaptive polling (idle sleeps up to {} us)",
+                cfg.poll.idle_sleep_max_us
+            ),
+        }
+    );
 
     // Ports.
     let mut ids: Vec<PortId> = Vec::new();
@@ -292,9 +305,9 @@ pub fn run(
     }
     let control_tx: ControlTx<'_> = Mutex::new(control_tx);
     let learned = LearnQueue::new(1024);
+    let path_mtu = PathMtuQueue::new(1024);
     // Packets for the host interfaces: a few milliseconds of a busy exception path.
     let host_queue = HostQueue::new(HOST_QUEUE);
-    let host_counters = HostCounters::default();
     let host_stop = AtomicBool::new(false);
     let port_names: Vec<(PortId, String)> = ids
         .iter()
@@ -323,7 +336,13 @@ pub fn run(
     let slots: Mutex<Vec<Option<WorkerQueues<'_>>>> =
         Mutex::new(per_worker.into_iter().map(Some).collect());
     let reports: Mutex<Vec<Option<WorkerReport>>> = Mutex::new(vec![None; nworkers]);
-    let progress: Vec<WorkerProgress> = (0..nworkers).map(|_| WorkerProgress::default()).collect();
+    let poll = worker::Poll::of(&cfg.poll);
+    let progress: Vec<WorkerProgress> = (0..nworkers)
+        .map(|_| WorkerProgress {
+            poll,
+            ..WorkerProgress::default()
+        })
+        .collect();
     let stop = AtomicBool::new(false);
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -366,6 +385,7 @@ pub fn run(
                 reader,
                 &learned,
                 &host_queue,
+                &path_mtu,
                 &stop,
                 &progress[w],
                 epoch,
@@ -381,9 +401,13 @@ pub fn run(
                     &pool,
                     &control_tx,
                     &host_queue,
-                    &host_counters,
+                    &appliance.host,
                     port_names,
                     nworkers,
+                    ProbeTimers {
+                        interval: Duration::from_millis(cfg.health.probe_interval_ms.into()),
+                        misses: cfg.health.probe_misses,
+                    },
                 ) {
                     Ok(exception) => {
                         let host_stop = &host_stop;
@@ -402,7 +426,10 @@ pub fn run(
                     &progress,
                     epoch,
                     control,
-                    &learned,
+                    Heard {
+                        neighbors: &learned,
+                        path_mtu: &path_mtu,
+                    },
                     &pool,
                     listener.as_ref(),
                     &ports,
@@ -429,6 +456,8 @@ pub fn run(
         .into_iter()
         .map(Option::unwrap_or_default)
         .collect();
+    // What the workers reported last about the underlay's MTUs is in the final tables too.
+    path_mtus(&state, &path_mtu, &mut control_report, Instant::now());
     // The workers are gone, and their readers with them: everything old goes, here.
     let (snap, reclaimed, zebra_routes) = match state.lock() {
         Ok(mut st) => {
@@ -450,6 +479,7 @@ pub fn run(
         &reports,
         &lcores,
         &control_report,
+        &appliance.host,
         epoch.elapsed(),
     );
     if fpm_listener.is_some() {
@@ -549,6 +579,19 @@ struct ControlReport {
     snapshots_reclaimed: u64,
     /// Per port (configuration order): link state changes seen.
     link_changes: Vec<u64>,
+    /// Path MTU reports that lowered a tunnel's MTU, that changed nothing (the tunnel gone
+    /// or changed, or not lower than its MTU by then), and path MTUs expired.
+    pmtu_lowered: u64,
+    pmtu_ignored: u64,
+    pmtu_expired: u64,
+}
+
+/// What the workers hand the control thread: neighbours heard by ARP, and what the underlay
+/// said about our tunnels' MTUs.
+#[derive(Clone, Copy)]
+struct Heard<'q> {
+    neighbors: &'q LearnQueue,
+    path_mtu: &'q PathMtuQueue,
 }
 
 /// How often the wanted list is scanned for next hops to ask for: a full scan of a table
@@ -645,6 +688,74 @@ impl Control<'_, '_> {
                 self.report.arp_request_failed += 1;
             }
         }
+    }
+}
+
+/// Take the workers' path MTU reports (one publication for those that lower a tunnel's
+/// MTU), and let the path MTUs whose time is up expire. Each change is logged and counted.
+fn path_mtus(
+    state: &Mutex<ControlState>,
+    queue: &PathMtuQueue,
+    counted: &mut ControlReport,
+    now: Instant,
+) {
+    let mut reports = Vec::new();
+    while let Some(r) = queue.pop() {
+        reports.push(r);
+    }
+    let Ok(mut st) = state.lock() else {
+        return;
+    };
+    if !reports.is_empty() {
+        match st.path_mtu_reports(&reports, now) {
+            Ok((outcomes, generation)) => {
+                for o in outcomes {
+                    match o {
+                        PathMtuOutcome::Lowered {
+                            tunnel,
+                            was,
+                            mtu,
+                            reported,
+                            from,
+                        } => {
+                            counted.pmtu_lowered += 1;
+                            let raised = if mtu > reported {
+                                ", raised to the floor: 576 inside"
+                            } else {
+                                ""
+                            };
+                            log::info!(
+                                target: dataplane::control::audit::TARGET,
+                                "generation {}: path MTU: tunnel {tunnel:?} from {was} to {mtu} \
+                                 ({from} said fragmentation needed, next-hop MTU \
+                                 {reported}{raised}) for {} minutes",
+                                generation.unwrap_or(0),
+                                pmtu::EXPIRY.as_secs() / 60
+                            );
+                        }
+                        PathMtuOutcome::Ignored(why) => {
+                            counted.pmtu_ignored += 1;
+                            log::debug!("path MTU report ignored: {why}");
+                        }
+                    }
+                }
+            }
+            Err(e) => log::error!("cannot rebuild the tables for a path MTU: {e}"),
+        }
+    }
+    match st.expire_path_mtus(now) {
+        Ok((gone, Some(g))) => {
+            for (tunnel, path, mtu) in gone {
+                counted.pmtu_expired += 1;
+                log::info!(
+                    target: dataplane::control::audit::TARGET,
+                    "generation {g}: path MTU: tunnel {tunnel:?} from {path} back to {mtu} \
+                     (the underlay's report expired)"
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::error!("cannot rebuild the tables for an expired path MTU: {e}"),
     }
 }
 
@@ -769,7 +880,7 @@ fn supervise(
     progress: &[WorkerProgress],
     epoch: Instant,
     mut control: Control<'_, '_>,
-    learned: &LearnQueue,
+    heard: Heard<'_>,
     pool: &Mempool<'_>,
     listener: Option<&UnixListener>,
     ports: &[Port<'_>],
@@ -838,7 +949,7 @@ fn supervise(
             progress,
             epoch,
             &mut control,
-            learned,
+            heard,
             pool,
             ports,
             service,
@@ -866,16 +977,42 @@ fn supervise_loop(
     progress: &[WorkerProgress],
     epoch: Instant,
     control: &mut Control<'_, '_>,
-    learned: &LearnQueue,
+    heard: Heard<'_>,
     pool: &Mempool<'_>,
     ports: &[Port<'_>],
     service: &mut Service,
     appliance: &Appliance,
 ) {
     let mut stall_events = Vec::new();
+    let mut frr = dataplane::control::frr::FrrSync::start()
+        .map_err(|e| log::error!("cannot start the FRR configuration writer: {e}"))
+        .ok();
+    let fpm = dataplane::control::frr::DEFAULT_FPM;
     loop {
-        std::thread::sleep(Duration::from_millis(5));
-        control.tick(learned, pool);
+        // Ten milliseconds: what ARP learning and a stop may wait, and few enough wakeups
+        // that an idle appliance costs little CPU.
+        std::thread::sleep(Duration::from_millis(10));
+        control.tick(heard.neighbors, pool);
+        path_mtus(
+            control.state,
+            heard.path_mtu,
+            &mut control.report,
+            Instant::now(),
+        );
+        if let (Some(f), Ok(st)) = (frr.as_mut(), control.state.try_lock()) {
+            let generation = st.snapshots().current().generation();
+            f.tick(st.config(), &appliance.about.config, generation, fpm);
+            for (to, from) in [
+                (&appliance.control.frr_writes, &f.counters.writes),
+                (&appliance.control.frr_reloads, &f.counters.reloads),
+                (
+                    &appliance.control.frr_reload_failures,
+                    &f.counters.reload_failures,
+                ),
+            ] {
+                to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
         control.watch_workers(progress, &mut stall_events);
         control.watch_links(ports);
         control.report.publish(&appliance.control);
@@ -910,6 +1047,9 @@ impl ControlReport {
             (&to.arp_unsolicited, self.arp_unsolicited),
             (&to.arp_static_kept, self.arp_static_kept),
             (&to.worker_stalls, self.worker_stalls),
+            (&to.pmtu_lowered, self.pmtu_lowered),
+            (&to.pmtu_ignored, self.pmtu_ignored),
+            (&to.pmtu_expired, self.pmtu_expired),
         ] {
             shared.store(v, Ordering::Relaxed);
         }
@@ -932,11 +1072,15 @@ fn final_stats(
     reports: &[WorkerReport],
     lcores: &[u32],
     control: &ControlReport,
+    host: &dataplane::control::exception::HostCounters,
     elapsed: Duration,
 ) -> Value {
     let mut total = Counters::default();
     for r in reports {
         total.merge(&r.counters);
+    }
+    if let Ok(c) = host.pipeline.lock() {
+        total.merge_tx(&c);
     }
     let port_values: Vec<Value> = cfg
         .ports
@@ -968,6 +1112,8 @@ fn final_stats(
                 "link_up": link_up, "link_changes": link_changes,
                 "pipeline_rx_packets": pc.rx.packets, "pipeline_rx_bytes": pc.rx.bytes,
                 "pipeline_tx_packets": pc.tx.packets, "pipeline_tx_bytes": pc.tx.bytes,
+                "drops": named(DropReason::ALL.iter()
+                    .map(|r| (r.name(), pc.drops[*r as usize])).filter(|(_, n)| *n > 0)),
             })
         })
         .collect();
@@ -976,10 +1122,17 @@ fn final_stats(
         .iter()
         .map(|(id, t)| {
             let c = total.tunnels.get(id.index()).copied().unwrap_or_default();
+            let d = total
+                .tunnel_drops
+                .get(id.index())
+                .copied()
+                .unwrap_or_default();
             json!({
                 "name": t.config.name,
                 "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
                 "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
+                "drops": named(d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name(), n))),
+                "mtu": t.mtu, "configured_mtu": t.config.mtu, "path_mtu": t.path_mtu,
             })
         })
         .collect();
@@ -990,6 +1143,8 @@ fn final_stats(
             // Every packet received is forwarded, dropped or punted, exactly once.
             json!({
                 "lcore": l, "bursts": r.bursts, "generation": r.generation,
+                "polls": r.polls, "busy_polls": r.busy_polls,
+                "idle_sleeps": r.idle_sleeps, "idle_sleep_us": r.idle_sleep_us,
                 "rx_packets": r.counters.ports.iter().map(|p| p.rx.packets).sum::<u64>(),
                 "forwarded": r.counters.ports.iter().map(|p| p.tx.packets).sum::<u64>(),
                 "dropped": r.counters.total_drops(),
@@ -1024,6 +1179,9 @@ fn final_stats(
         "arp_unsolicited": control.arp_unsolicited,
         "arp_static_kept": control.arp_static_kept,
         "worker_stalls": control.worker_stalls,
+        "pmtu_lowered": control.pmtu_lowered,
+        "pmtu_ignored": control.pmtu_ignored,
+        "pmtu_expired": control.pmtu_expired,
         "snapshots_retired_max": control.snapshots_retired_max,
         "snapshots_reclaimed": control.snapshots_reclaimed,
         "punt_dropped": reports.iter().map(|r| r.punt_dropped.iter().sum::<u64>()).sum::<u64>(),
@@ -1032,6 +1190,7 @@ fn final_stats(
         })),
         "host_queued": reports.iter().map(|r| r.host_queued).sum::<u64>(),
         "host_queue_full": reports.iter().map(|r| r.host_queue_full).sum::<u64>(),
+        "host": named(host.named().into_iter()),
         "tx_no_queue": reports.iter().map(|r| r.tx_no_queue).sum::<u64>(),
         "workers": workers,
     })

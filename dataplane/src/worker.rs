@@ -6,12 +6,20 @@
 //! [`Reader`]: at the top of every poll (the worker's quiescent point) one atomic load says
 //! whether a newer snapshot was published; only then does the worker take it and report the
 //! generation it reached. It never frees a snapshot: the control thread does.
+//!
+//! Polling ([`Poll`]): a busy worker polls without pause; an adaptive one (the default)
+//! counts the polls in a row that found every queue empty and, past
+//! [`Poll::IDLE_POLLS`], sleeps between polls (1 us, doubling up to the configured
+//! maximum) until a poll receives again. While traffic flows the only cost is a counter
+//! reset per poll: no clock is read and nothing is slept.
 
+use crate::buffer::PacketBuf;
 use crate::control::arp::{self, ArpOutcome, Heard};
-pub use crate::control::progress::WorkerProgress;
+pub use crate::control::progress::{Poll, WorkerProgress};
 use crate::dpdk::{Burst, Mbuf, RxQueue, TxQueue, BURST_MAX};
-use crate::pipeline::{Action, Counters, Host, Pipeline, PuntReason};
+use crate::pipeline::{Action, Counters, Host, PacketTrace, PathMtuReport, Pipeline, PuntReason};
 use crate::tables::{PortIndex, Reader, Snapshot};
+use crate::tap::{monotonic_ns, Filter, Tap, TapRecord};
 use crate::wire::EthernetAddress;
 use core::net::Ipv4Addr;
 use crossbeam::queue::ArrayQueue;
@@ -56,6 +64,12 @@ pub struct WorkerReport {
     pub arp_learn_dropped: u64,
     /// Bursts processed (non-empty receives).
     pub bursts: u64,
+    /// Polls (rounds over every RX queue), and those that received a packet.
+    pub polls: u64,
+    pub busy_polls: u64,
+    /// Sleeps of an idle adaptive worker, and the microseconds asked for.
+    pub idle_sleeps: u64,
+    pub idle_sleep_us: u64,
     /// Snapshot generation seen on the last burst.
     pub generation: u64,
 }
@@ -68,6 +82,12 @@ pub type LearnQueue = ArrayQueue<(PortIndex, Ipv4Addr, EthernetAddress, Heard)>;
 /// Packets for us on their way to a host interface (the exception path): bounded, so a
 /// host that does not keep up costs drops (`host_queue_full`), never a worker's time.
 pub type HostQueue = ArrayQueue<(Mbuf, Host)>;
+
+/// What the underlay said about our tunnels' packets (ICMP Fragmentation Needed, checked
+/// against the tables), for the control thread to lower their MTUs. Bounded, and apart from
+/// [`LearnQueue`]: a flood of these never keeps a neighbour from being learned. A report
+/// that finds it full is counted in `punt_dropped` (`pmtu`).
+pub type PathMtuQueue = ArrayQueue<PathMtuReport>;
 
 /// Where tests reach into the worker loop. Every method does nothing by default, and
 /// [`run`] uses [`NoHooks`]: the calls compile to nothing there.
@@ -93,12 +113,13 @@ pub fn run(
     snapshots: Reader<Snapshot>,
     learned: &LearnQueue,
     host: &HostQueue,
+    path_mtu: &PathMtuQueue,
     stop: &AtomicBool,
     progress: &WorkerProgress,
     epoch: Instant,
 ) -> WorkerReport {
     run_with_hooks(
-        index, workers, queues, snapshots, learned, host, stop, progress, epoch, &NoHooks,
+        index, workers, queues, snapshots, learned, host, path_mtu, stop, progress, epoch, &NoHooks,
     )
 }
 
@@ -111,6 +132,7 @@ pub fn run_with_hooks<H: WorkerHooks>(
     mut snapshots: Reader<Snapshot>,
     learned: &LearnQueue,
     host: &HostQueue,
+    path_mtu: &PathMtuQueue,
     stop: &AtomicBool,
     progress: &WorkerProgress,
     epoch: Instant,
@@ -132,7 +154,12 @@ pub fn run_with_hooks<H: WorkerHooks>(
     progress
         .generation
         .store(snapshots.generation(), Ordering::Relaxed);
+    let poll = progress.poll;
+    let mut tap_local = TapLocal::new();
     let mut iterations = 0u64;
+    // Adaptive polling: empty polls in a row, and the next sleep.
+    let mut idle_polls = 0u32;
+    let mut sleep_us = 0u32;
     while !stop.load(Ordering::Relaxed) {
         iterations += 1;
         // The quiescent point, on every loop, so that an idle worker moves to (and reports)
@@ -142,18 +169,25 @@ pub fn run_with_hooks<H: WorkerHooks>(
                 .generation
                 .store(snapshots.generation(), Ordering::Relaxed);
         }
-        if iterations % 4096 == 0 {
+        // Every few thousand polls, and every 128 sleeps of an idle worker (its polls are
+        // slow then: what it counted last shows within some 100 ms).
+        let idle_copy = idle_polls >= Poll::IDLE_POLLS && report.idle_sleeps % 128 == 0;
+        if iterations % 4096 == 0 || idle_copy {
             // Never wait for a reader: skip this round if one holds the lock.
             if let Ok(mut c) = progress.counters.try_lock() {
-                progress.copy_counters(&mut c, pipeline.counters());
+                progress.copy_counters(&mut c, pipeline.counters_mut());
             }
             if let Ok(mut t) = progress.tx.try_lock() {
                 t.sent.clone_from(&report.tx_sent);
                 t.dropped.clone_from(&report.tx_dropped);
             }
             progress.publish_host(&report);
+            report.polls = iterations;
+            progress.publish_polling(&report);
         }
         let mut received = false;
+        // A trace or capture armed: one load, one predictable branch per burst when not.
+        let tapping = progress.tap.armed();
         for (port, rxq) in queues.rx.iter_mut() {
             let mut burst = Burst::new();
             let n = rxq.rx_burst(&mut burst);
@@ -164,7 +198,21 @@ pub fn run_with_hooks<H: WorkerHooks>(
             rx_total += n as u64;
             report.bursts += 1;
             let snap = snapshots.get();
-            pipeline.process(snap, *port, &mut burst[..], &mut actions[..n]);
+            if tapping == 0 {
+                pipeline.process(snap, *port, &mut burst[..], &mut actions[..n]);
+            } else {
+                tapped_burst(
+                    &mut pipeline,
+                    snap,
+                    *port,
+                    &mut burst,
+                    &mut actions[..n],
+                    &progress.tap,
+                    &mut tap_local,
+                    tapping,
+                    index,
+                );
+            }
             hooks.in_burst(index, snap);
             for (m, action) in burst.drain().zip(actions.iter()) {
                 let mut m = m;
@@ -211,9 +259,18 @@ pub fn run_with_hooks<H: WorkerHooks>(
                         }
                         continue;
                     }
+                    // A path MTU message with nothing to lower (counted `pmtu_not_lower`):
+                    // consumed.
+                    Action::Punt(PuntReason::PathMtu) => None,
                     Action::Punt(r) => {
                         // No host interface for it.
                         report.punt_dropped[r as usize] += 1;
+                        None
+                    }
+                    Action::PathMtu(r) => {
+                        if path_mtu.push(r).is_err() {
+                            report.punt_dropped[PuntReason::PathMtu as usize] += 1;
+                        }
                         None
                     }
                     Action::Drop(_) => None,
@@ -240,24 +297,41 @@ pub fn run_with_hooks<H: WorkerHooks>(
             flush(&mut queues.tx, buf, slot, &mut report);
         }
         if received {
+            report.busy_polls += 1;
+            idle_polls = 0;
+            sleep_us = 0;
             progress
                 .last_rx_ms
                 .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
             progress.rx_packets.store(rx_total, Ordering::Relaxed);
+        } else if let Poll::Adaptive { idle_sleep_max_us } = poll {
+            idle_polls = idle_polls.saturating_add(1);
+            if idle_polls >= Poll::IDLE_POLLS {
+                sleep_us = sleep_us
+                    .saturating_mul(2)
+                    .clamp(1, idle_sleep_max_us.max(1));
+                report.idle_sleeps += 1;
+                report.idle_sleep_us += u64::from(sleep_us);
+                report.polls = iterations;
+                progress.publish_polling(&report);
+                std::thread::sleep(std::time::Duration::from_micros(u64::from(sleep_us)));
+            }
         }
     }
+    report.polls = iterations;
     for (slot, buf) in pending.iter_mut().enumerate() {
         flush(&mut queues.tx, buf, slot, &mut report);
     }
     report.counters = pipeline.counters().clone();
     if let Ok(mut c) = progress.counters.lock() {
-        progress.copy_counters(&mut c, &report.counters);
+        progress.copy_counters(&mut c, &mut report.counters);
     }
     if let Ok(mut t) = progress.tx.lock() {
         t.sent.clone_from(&report.tx_sent);
         t.dropped.clone_from(&report.tx_dropped);
     }
     progress.publish_host(&report);
+    progress.publish_polling(&report);
     report
 }
 
@@ -280,14 +354,108 @@ fn flush(tx: &mut [Option<TxQueue<'_>>], buf: &mut Burst, slot: usize, report: &
     }
 }
 
-/// Nanoseconds since the first call: the clock the ICMP rate limit reads.
-fn monotonic_ns() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+/// The worker's side of its tap: the session it last saw, what is left of its budget,
+/// and room for one burst.
+struct TapLocal {
+    session: u64,
+    filter: Filter,
+    remaining: u32,
+    traces: [PacketTrace; BURST_MAX],
+    held: [Option<Box<TapRecord>>; BURST_MAX],
+}
+
+impl TapLocal {
+    fn new() -> Self {
+        TapLocal {
+            session: 0,
+            filter: Filter::default(),
+            remaining: 0,
+            traces: [PacketTrace::default(); BURST_MAX],
+            held: [const { None }; BURST_MAX],
+        }
+    }
+}
+
+/// A burst while the tap is armed for `session`: the traced pipeline, the frames as
+/// received and as sent, and the records of the packets that match, handed over (see
+/// [`crate::tap`]). ARP replies, which the worker writes after the pipeline, are not seen.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn tapped_burst(
+    pipeline: &mut Pipeline,
+    snap: &Snapshot,
+    port: PortIndex,
+    burst: &mut Burst,
+    actions: &mut [Action],
+    tap: &Tap,
+    local: &mut TapLocal,
+    session: u64,
+    worker: usize,
+) {
+    if local.session != session {
+        local.session = session;
+        (local.filter, local.remaining) = tap.settings();
+    }
+    let n = burst.len().min(actions.len());
+    // Traced even once the budget is spent (the session ends soon): `Pipeline::process`
+    // keeps the worker loop as its one caller, where it is inlined.
+    let recording = local.remaining > 0;
+    let time_ns = if recording { monotonic_ns() } else { 0 };
+    for (held, m) in local.held.iter_mut().zip(burst.iter()) {
+        *held = if recording { tap.record() } else { None };
+        if let Some(r) = held {
+            r.rx.set(m.data());
+        }
+    }
+    pipeline.process_traced(
+        snap,
+        port,
+        &mut burst[..n],
+        &mut actions[..n],
+        &mut local.traces[..n],
+    );
+    for (i, action) in actions[..n].iter().enumerate() {
+        let t = &local.traces[i];
+        let tx_port = match *action {
+            Action::Transmit(p)
+            | Action::Reply { port: p, .. }
+            | Action::Answer { port: p, .. } => Some(p),
+            _ => None,
+        };
+        let wanted = local.remaining > 0 && local.filter.matches(t, tx_port);
+        let Some(mut r) = local.held[i].take() else {
+            if wanted {
+                tap.count_lost();
+            }
+            continue;
+        };
+        if wanted {
+            local.remaining -= 1;
+            r.session = session;
+            r.worker = u16::try_from(worker).unwrap_or(u16::MAX);
+            r.time_ns = time_ns;
+            r.generation = snap.generation();
+            r.trace = *t;
+            match (tx_port, burst.get(i)) {
+                (Some(_), Some(m)) => r.tx.set(m.data()),
+                _ => r.tx.len = 0,
+            }
+        }
+        tap.hand_over(r, wanted);
+    }
 }
 
 impl WorkerProgress {
+    /// Copy the polling counters of `report` where the control API reads them.
+    fn publish_polling(&self, report: &WorkerReport) {
+        self.polling.store(
+            report.polls,
+            report.busy_polls,
+            report.idle_sleeps,
+            report.idle_sleep_us,
+        );
+    }
+
     /// Copy the exception-path counters of `report` where the control API reads them.
     fn publish_host(&self, report: &WorkerReport) {
         self.host_queued

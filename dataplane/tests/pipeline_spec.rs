@@ -11,12 +11,16 @@ mod common;
 
 use common::*;
 use dataplane::buffer::{PacketBuf, TestBuf, DEFAULT_HEADROOM};
+use dataplane::control::pmtu::{Outcome, PathMtus};
 use dataplane::pipeline::{
-    Action, Counters, DropReason, Event, Host, IcmpKind, Pipeline, PuntReason, MAX_BURST,
+    Action, Counters, DropReason, Event, Host, IcmpKind, PathMtuReport, Pipeline, PuntReason,
+    MAX_BURST,
 };
-use dataplane::tables::{PortIndex, Snapshot};
+use dataplane::tables::{PortIndex, Snapshot, TunnelId};
 use proptest::prelude::*;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 /// Offsets in a frame that arrives from a tunnel peer.
 const ETH: usize = 14;
@@ -1993,6 +1997,19 @@ fn every_drop_reason_is_reachable_and_counted_once() {
             DropReason::NoNeighbor,
             "from_b(IP(src='10.2.0.5', dst='10.5.0.9'))",
         ),
+        (
+            DropReason::PmtuMalformed,
+            "frag_needed(ours(RB, GRE()), 1400, chksum=0x1234)",
+        ),
+        (
+            DropReason::PmtuTruncated,
+            "frag_needed(ours(RB, GRE()), 1400, cut=20)",
+        ),
+        (DropReason::PmtuNotOurs, "frag_needed(ours(RB), 1400)"),
+        (
+            DropReason::PmtuNotSmaller,
+            "frag_needed(ours(RB, GRE()), 1500)",
+        ),
     ];
     let mut exprs: Vec<&str> = cases.iter().map(|(_, e)| *e).collect();
     exprs.push("from_b(IP(src='10.2.0.5', dst='8.8.8.8'))"); // forwarded
@@ -2577,6 +2594,424 @@ fn the_quote_fits_576_bytes_and_the_tunnel_back() {
 }
 
 // =======================================================================================
+// Path MTU from the underlay (RFC 1191, RFC 4459 section 3.2): ICMP Fragmentation Needed
+// about a packet one of our tunnels sent, from a router between us and the client router.
+
+/// The underlay router of the frames `frag_needed` builds.
+const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
+
+/// Send a frame that must be taken as a path MTU report: checks the action, that the
+/// `pmtu` punt counter and nothing else moved, and returns the report.
+fn expect_report(lab: &mut Lab, frame: &[u8], case: &str) -> PathMtuReport {
+    let before = lab.counters().clone();
+    let (a, _) = lab.send(CLIENT_PORT, frame);
+    let Action::PathMtu(r) = a else {
+        panic!("{case}: expected a path MTU report, got {a:?}");
+    };
+    let after = lab.counters();
+    assert_eq!(
+        after.punt_count(PuntReason::PathMtu),
+        before.punt_count(PuntReason::PathMtu) + 1,
+        "{case}: punted pmtu"
+    );
+    assert_eq!(after.drops, before.drops, "{case}: no drop");
+    assert_eq!(after.events, before.events, "{case}: no event");
+    r
+}
+
+/// Take a report on the control side and publish the result into the lab's tables, as the
+/// control thread does.
+fn take_report(lab: &mut Lab, mtus: &mut PathMtus, r: &PathMtuReport) -> Outcome {
+    let o = mtus.report(&lab.snap, r, Instant::now());
+    mtus.apply(&mut lab.builder);
+    lab.snap = lab.builder.build().unwrap();
+    o
+}
+
+fn id_of(lab: &Lab, name: &str) -> TunnelId {
+    lab.snap.tunnels().by_name(name).expect("lab tunnel")
+}
+
+#[test]
+fn underlay_fragmentation_needed_lowers_the_tunnels_mtu_to_the_next_hop_mtu() {
+    // Tunnel b (plain GRE, MTU 1500) sent a 1500-byte packet; a router on the way says its
+    // next hop carries 1400. RFC 1191: packets to that path must now be at most 1400 bytes,
+    // so b's outer MTU is 1400 and its inner MTU 1400 - 20 - 4 = 1376.
+    let f = pkts(&[
+        "frag_needed(ours(RB, GRE()), 1400)",
+        // Then from c's clients into b: 1377 bytes inside (too big, DF), and 1376.
+        "e0()/IP(src=RC, dst=L1)/IP(src='10.3.0.5', dst='10.2.0.9', flags='DF')/data(1349)",
+        "e0()/IP(src=RC, dst=L1)/IP(src='10.3.0.5', dst='10.2.0.9', flags='DF')/data(1348)",
+    ]);
+    let mut lab = Lab::new();
+    let b = id_of(&lab, "b");
+    // Before: 1377 bytes fit (1401 outside, under 1500).
+    lab.expect_transmit(CLIENT_PORT, &f[1], "before the report: 1377 fits");
+
+    let r = expect_report(&mut lab, &f[0], "b's packet, next hop 1400");
+    assert_eq!(
+        r,
+        PathMtuReport {
+            tunnel: b,
+            remote: RB,
+            from: ROUTER,
+            reported: 1400,
+            mtu: 1400,
+        }
+    );
+    let mut mtus = PathMtus::default();
+    assert_eq!(
+        take_report(&mut lab, &mut mtus, &r),
+        Outcome::Lowered {
+            tunnel: "b".into(),
+            was: 1500,
+            mtu: 1400,
+            reported: 1400,
+            from: ROUTER,
+        }
+    );
+    let e = lab.snap.tunnels().get(b).unwrap();
+    assert_eq!((e.mtu, e.path_mtu, e.config.mtu), (1400, Some(1400), 1500));
+
+    // 1377 bytes no longer fit: Fragmentation Needed back into c with b's new inner MTU.
+    let (_, out) = lab.expect_icmp(
+        CLIENT_PORT,
+        &f[1],
+        DropReason::MtuExceeded,
+        IcmpKind::FragmentationNeeded,
+        "after: 1377 over 1376",
+    );
+    check_icmp_error(
+        "after: 1377 over 1376",
+        &out,
+        OUTER,
+        ("192.0.2.1", "10.3.0.5"),
+        (3, 4, 1376),
+        &inner_of(&f[1], 0)[..548],
+    );
+    // 1376 bytes go, in a 1400-byte outer packet: what the router's next hop carries.
+    let (_, out) = lab.expect_transmit(CLIENT_PORT, &f[2], "after: 1376 fits");
+    check_fields(
+        "after: 1376 fits",
+        &out,
+        &[("p[IP].dst", "198.51.100.2"), ("p[IP].len", "1400")],
+    );
+    // Nothing else changed: a's MTU is its own.
+    assert_eq!(lab.snap.tunnels().get(id_of(&lab, "a")).unwrap().mtu, 1500);
+    assert_conserved(lab.counters());
+}
+
+#[test]
+fn underlay_reports_are_raised_to_the_floor_and_read_from_short_quotes() {
+    let f = pkts(&[
+        // b: next hop 300 and 0 (a router older than RFC 1191): 576 inside at least.
+        "frag_needed(ours(RB, GRE()), 300)",
+        "frag_needed(ours(RB, GRE()), 0)",
+        // c (IPIP): 20 bytes of headers, floor 596.
+        "frag_needed(ours(RC), 500)",
+        // d: key 400, no checksum: 8 bytes past the IP header show flags, protocol and key.
+        "frag_needed(ours(RD, GRE(key_present=1, key=400)), 1300, cut=28)",
+        // a: checksum, key, sequence: the key is 8 bytes into GRE; a whole quote shows it.
+        "frag_needed(ours(RA, GRE(chksum_present=1, key_present=1, key=100, \
+         seqnum_present=1, sequence_number=9)), 1200)",
+        // ... and a quote of 8 bytes past the IP header does not: the key is not seen.
+        "frag_needed(ours(RA, GRE(chksum_present=1, key_present=1, key=100, \
+         seqnum_present=1, sequence_number=9)), 1200, cut=28)",
+    ]);
+    let mut lab = Lab::new();
+    let report = |tunnel, remote, reported, mtu| PathMtuReport {
+        tunnel,
+        remote,
+        from: ROUTER,
+        reported,
+        mtu,
+    };
+    let (b, c, d, a) = (
+        id_of(&lab, "b"),
+        id_of(&lab, "c"),
+        id_of(&lab, "d"),
+        id_of(&lab, "a"),
+    );
+    assert_eq!(
+        expect_report(&mut lab, &f[0], "b, 300"),
+        report(b, RB, 300, 600)
+    );
+    assert_eq!(
+        expect_report(&mut lab, &f[1], "b, 0"),
+        report(b, RB, 0, 600)
+    );
+    assert_eq!(
+        expect_report(&mut lab, &f[2], "c, 500"),
+        report(c, RC, 500, 596)
+    );
+    assert_eq!(
+        expect_report(&mut lab, &f[3], "d, 8 bytes of GRE"),
+        report(d, RD, 1300, 1300)
+    );
+    assert_eq!(
+        expect_report(&mut lab, &f[4], "a, whole quote"),
+        report(a, RA, 1200, 1200)
+    );
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[5],
+        DropReason::PmtuTruncated,
+        "a, the key beyond the quote",
+    );
+    // Published: b's inner MTU is 576, c's too.
+    let mut mtus = PathMtus::default();
+    for r in [report(b, RB, 0, 600), report(c, RC, 500, 596)] {
+        take_report(&mut lab, &mut mtus, &r);
+    }
+    for t in [b, c] {
+        let hot = lab.snap.tunnels().hot(t).unwrap();
+        assert_eq!(hot.inner_mtu(), 576, "{t:?}");
+    }
+}
+
+/// The test plan's ICMP-in and FI-7 cases: a message that does not quote a header one of
+/// our tunnels sends, on the port it faces, changes nothing and is counted by name; one
+/// about a packet that is no tunnel's goes where any ICMP to us goes.
+#[test]
+fn forged_or_foreign_fragmentation_needed_changes_nothing() {
+    let cases: &[(&str, Option<DropReason>, &str)] = &[
+        // The quote: wrong local, wrong remote, wrong protocol, wrong key.
+        (
+            "frag_needed(ours(RB, GRE(), src=L2), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "from our other address: no tunnel",
+        ),
+        (
+            "frag_needed(ours(RB, GRE(), src=LC), 1400, dst=LC)",
+            Some(DropReason::PmtuNotOurs),
+            "from our core address: no tunnel",
+        ),
+        (
+            "frag_needed(ours('198.51.100.99', GRE()), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "to a remote that is no tunnel's",
+        ),
+        (
+            "frag_needed(ours(RB), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "IPIP to b, a GRE tunnel",
+        ),
+        (
+            "frag_needed(ours(RC, GRE()), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "GRE to c, an IPIP tunnel",
+        ),
+        (
+            "frag_needed(ours(RD, GRE(key_present=1, key=401)), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "d with the wrong key",
+        ),
+        (
+            "frag_needed(ours(RD, GRE()), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "d without its key",
+        ),
+        (
+            "frag_needed(ours(RB, GRE(key_present=1, key=0)), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "b with a key it does not have",
+        ),
+        (
+            "frag_needed(ours(RA, GRE(key_present=1, key=100)), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "a's key without the checksum and sequence a sends",
+        ),
+        (
+            "frag_needed(ours(RB, GRE(seqnum_present=1)), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "b with a sequence number it does not send",
+        ),
+        (
+            "frag_needed(ours(RB, GRE(version=1)), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "GRE version 1",
+        ),
+        (
+            "frag_needed(ours(RB, GRE(proto=0x86dd)), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "GRE carrying IPv6",
+        ),
+        (
+            "frag_needed(ours(RB, GRE(), options=[IPOption(b'\\x01\\x01\\x01\\x00')]), 1400)",
+            Some(DropReason::PmtuNotOurs),
+            "IP options, which we never send",
+        ),
+        (
+            "frag_needed(ours(RB, GRE()), 1400, dst=L2)",
+            Some(DropReason::PmtuNotOurs),
+            "sent to another of our addresses than the quoted source",
+        ),
+        (
+            "frag_needed(ours(RX, GRE(key_present=1, key=7), src=LC), 1400, dst=LC)",
+            Some(DropReason::PmtuNotOurs),
+            "edge's packet, arriving on the client port",
+        ),
+        // Truncated quotes.
+        (
+            "frag_needed(ours(RB, GRE()), 1400, cut=19)",
+            Some(DropReason::PmtuTruncated),
+            "19 bytes: no whole IPv4 header",
+        ),
+        (
+            "frag_needed(ours(RB, GRE()), 1400, cut=20)",
+            Some(DropReason::PmtuTruncated),
+            "the IPv4 header alone",
+        ),
+        (
+            "frag_needed(ours(RB, GRE()), 1400, cut=27)",
+            Some(DropReason::PmtuTruncated),
+            "7 bytes past the IPv4 header",
+        ),
+        (
+            "frag_needed(ours(RB, GRE()), 1400, cut=0)",
+            Some(DropReason::PmtuTruncated),
+            "no quote at all",
+        ),
+        // Malformed.
+        (
+            "frag_needed(ours(RB, GRE()), 1400, chksum=0x1234)",
+            Some(DropReason::PmtuMalformed),
+            "a wrong ICMP checksum",
+        ),
+        (
+            "frag_needed(ours(RB, GRE(), version=6), 1400)",
+            Some(DropReason::PmtuMalformed),
+            "a quoted header of version 6",
+        ),
+        (
+            "frag_needed(ours(RB, GRE(), ihl=4), 1400)",
+            Some(DropReason::PmtuMalformed),
+            "a quoted IHL of 4",
+        ),
+        // An MTU that the quoted packet would have fitted.
+        (
+            "frag_needed(ours(RB, GRE()), 1500)",
+            Some(DropReason::PmtuNotSmaller),
+            "next hop 1500 for a 1500-byte packet",
+        ),
+        (
+            "frag_needed(ours(RB, GRE(), total=1000), 1400)",
+            Some(DropReason::PmtuNotSmaller),
+            "next hop 1400 for a 1000-byte packet",
+        ),
+        // About a packet that is no tunnel's (the host's own, say): any ICMP to us.
+        (
+            "frag_needed(IP(src=L1, dst='198.51.100.2', flags='DF')/UDP()/Raw(b'x' * 1472), \
+             1400)",
+            None,
+            "about a UDP packet",
+        ),
+    ];
+    let exprs: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let f = pkts(&exprs);
+    let mut lab = Lab::new();
+    let generation = lab.snap.generation();
+    for ((_, want, case), frame) in cases.iter().zip(&f) {
+        match want {
+            Some(reason) => lab.expect_drop(CLIENT_PORT, frame, *reason, case),
+            None => {
+                let before = lab.counters().event_count(Event::PmtuNotTunnel);
+                let out = lab.expect_punt(CLIENT_PORT, frame, PuntReason::Local, case);
+                assert_eq!(out, frame[ETH..], "{case}: handed on untouched");
+                assert_eq!(
+                    lab.counters().event_count(Event::PmtuNotTunnel),
+                    before + 1,
+                    "{case}: counted pmtu_not_tunnel"
+                );
+            }
+        }
+    }
+    // The same message as the first, inside tunnel c (from a client, not the underlay):
+    // an ICMP error for us like any other.
+    let inside = pkt(
+        "e0()/IP(src=RC, dst=L1)/IP(bytes(frag_needed(ours(RB, GRE()), \
+                      1400))[14:])",
+    );
+    lab.expect_punt(
+        CLIENT_PORT,
+        &inside,
+        PuntReason::LocalInner,
+        "inside a tunnel",
+    );
+    // A genuine one on the wrong port (the core port, to our endpoint): not b's port.
+    let on_core = pkt("frag_needed(ours(RB, GRE()), 1400, eth=e1)");
+    lab.expect_drop(
+        CORE_PORT,
+        &on_core,
+        DropReason::PmtuNotOurs,
+        "on the core port",
+    );
+    assert_eq!(lab.counters().punt_count(PuntReason::PathMtu), 0);
+    assert_eq!(lab.snap.generation(), generation);
+    // Nothing changed: b still carries 1476 inside, and says so.
+    let big = pkt(
+        "e0()/IP(src=RC, dst=L1)/IP(src='10.3.0.5', dst='10.2.0.9', \
+                   flags='DF')/data(1449)",
+    );
+    let (_, out) = lab.expect_icmp(
+        CLIENT_PORT,
+        &big,
+        DropReason::MtuExceeded,
+        IcmpKind::FragmentationNeeded,
+        "still 1476",
+    );
+    check_icmp_error(
+        "still 1476",
+        &out,
+        OUTER,
+        ("192.0.2.1", "10.3.0.5"),
+        (3, 4, 1476),
+        &inner_of(&big, 0)[..548],
+    );
+    // And the genuine message is taken: the checks above are not what refuses them all.
+    expect_report(
+        &mut lab,
+        &pkt("frag_needed(ours(RB, GRE()), 1400)"),
+        "control: b's own packet",
+    );
+    assert_conserved(lab.counters());
+}
+
+#[test]
+fn genuine_messages_with_nothing_to_lower_are_consumed_and_counted() {
+    let f = pkts(&[
+        // small: MTU 200, below its floor of 600: nothing a report can lower.
+        "frag_needed(ours(RS, GRE(), total=200), 150)",
+        // b: next hop 1450, then 1400, then 1450 again.
+        "frag_needed(ours(RB, GRE()), 1450)",
+        "frag_needed(ours(RB, GRE()), 1400)",
+    ]);
+    let mut lab = Lab::new();
+    let not_lower = |lab: &mut Lab, frame: &[u8], case: &str| {
+        let before = lab.counters().clone();
+        let (a, _) = lab.send(CLIENT_PORT, frame);
+        assert_eq!(a, Action::Punt(PuntReason::PathMtu), "{case}");
+        let after = lab.counters();
+        assert_eq!(
+            after.event_count(Event::PmtuNotLower),
+            before.event_count(Event::PmtuNotLower) + 1,
+            "{case}"
+        );
+        assert_eq!(after.drops, before.drops, "{case}");
+    };
+    not_lower(&mut lab, &f[0], "small");
+    let mut mtus = PathMtus::default();
+    let r = expect_report(&mut lab, &f[1], "b to 1450");
+    take_report(&mut lab, &mut mtus, &r);
+    let r = expect_report(&mut lab, &f[2], "b to 1400");
+    take_report(&mut lab, &mut mtus, &r);
+    not_lower(&mut lab, &f[1], "b back up to 1450: never from a message");
+    not_lower(&mut lab, &f[2], "b at 1400 again");
+    assert_eq!(lab.snap.tunnels().get(id_of(&lab, "b")).unwrap().mtu, 1400);
+    assert_conserved(lab.counters());
+}
+
+// =======================================================================================
 // Property tests: hostile input never panics, counters add up, outputs are valid.
 
 /// A snapshot shared by the property tests (sequence state accumulates; harmless here).
@@ -2622,6 +3057,7 @@ fn seeds() -> &'static [(PortIndex, Vec<u8>)] {
 
 /// Run one burst through a fresh worker and check everything that must always hold.
 fn check_burst(port: PortIndex, bufs: &mut [TestBuf]) {
+    check_traced_decides_the_same(port, bufs);
     let snap = shared_snapshot();
     let mut w = Pipeline::new(0);
     let mut actions = vec![Action::Drop(DropReason::Runt); bufs.len()];
@@ -2646,6 +3082,49 @@ fn check_burst(port: PortIndex, bufs: &mut [TestBuf]) {
         }
     }
     assert_eq!([c.ports[0].tx.packets, c.ports[1].tx.packets], tx);
+}
+
+/// The traced build of the pipeline (`ctl trace`, `ctl capture`) decides exactly as the
+/// untraced one: the same actions, bytes and counters, on tables of their own (GRE
+/// sequence state lives in the tables). Its records agree with the actions; every drop is
+/// counted once more under a tunnel or a port, and those add up to the reason's total.
+fn check_traced_decides_the_same(port: PortIndex, bufs: &[TestBuf]) {
+    use dataplane::pipeline::trace::Stop;
+    use dataplane::pipeline::PacketTrace;
+    let (plain_snap, traced_snap) = (Lab::new().snap, Lab::new().snap);
+    let (mut plain, mut traced) = (bufs.to_vec(), bufs.to_vec());
+    let (mut p, mut t) = (Pipeline::new(0), Pipeline::new(0));
+    let mut pa = vec![Action::Drop(DropReason::Runt); bufs.len()];
+    let mut ta = pa.clone();
+    let mut traces = vec![PacketTrace::default(); bufs.len()];
+    p.process(&plain_snap, port, &mut plain, &mut pa);
+    t.process_traced(&traced_snap, port, &mut traced, &mut ta, &mut traces);
+    assert_eq!(pa, ta, "actions");
+    assert_eq!(plain, traced, "bytes");
+    assert_eq!(p.counters(), t.counters(), "counters");
+    for (tr, a) in traces.iter().zip(&ta) {
+        assert_eq!(tr.action, *a);
+        assert_eq!(tr.rx_port, port);
+        match (a, tr.stopped) {
+            (Action::Drop(r), Some((_, Stop::Drop(s) | Stop::Icmp { reason: s, .. }))) => {
+                assert_eq!(*r, s, "{tr:?}")
+            }
+            (Action::Drop(_), other) => panic!("a drop stopped by {other:?}: {tr:?}"),
+            (Action::Transmit(_), stopped) => assert_eq!(stopped, None, "{tr:?}"),
+            _ => {}
+        }
+    }
+    let c = t.counters();
+    for r in DropReason::ALL {
+        let tunnels: u64 = c.tunnel_drops.iter().map(|d| d.get(*r)).sum();
+        let ports: u64 = c.ports.iter().map(|p| p.drops[*r as usize]).sum();
+        assert_eq!(
+            tunnels + ports,
+            c.drop_count(*r),
+            "{} by tunnel and port",
+            r.name()
+        );
+    }
 }
 
 /// An IPv4 header to us from tunnel b's peer with a correct checksum, then `rest`.

@@ -27,7 +27,8 @@ use dataplane::dpdk::{
 use dataplane::tables::{Snapshot, Target};
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{
-    self, HostQueue, LearnQueue, WorkerHooks, WorkerProgress, WorkerQueues, WorkerReport,
+    self, HostQueue, LearnQueue, PathMtuQueue, WorkerHooks, WorkerProgress, WorkerQueues,
+    WorkerReport,
 };
 use pipeline_config::ConfigDocument;
 use serde_json::json;
@@ -279,6 +280,7 @@ fn a_worker_stalled_inside_a_burst_holds_only_its_snapshot_and_raises_the_alarm(
     let queues = Mutex::new(queues);
     let learned = LearnQueue::new(16);
     let host = HostQueue::new(16);
+    let path_mtu = PathMtuQueue::new(16);
     let stop = AtomicBool::new(false);
     let progress: Vec<WorkerProgress> = (0..WORKERS).map(|_| WorkerProgress::default()).collect();
     let reports: Mutex<Vec<Option<WorkerReport>>> = Mutex::new(vec![None; WORKERS]);
@@ -307,6 +309,7 @@ fn a_worker_stalled_inside_a_burst_holds_only_its_snapshot_and_raises_the_alarm(
                 r,
                 &learned,
                 &host,
+                &path_mtu,
                 &stop,
                 &progress[w],
                 epoch,

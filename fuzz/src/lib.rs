@@ -21,6 +21,9 @@
 //! - `Punt(Arp)`: an ARP frame; the ARP handler's reply, if it makes one, is a well-formed
 //!   reply from the port's MAC for one of the port's addresses to the asker.
 //! - `Punt(Local)` / `Punt(LocalInner)`: the data starts at an IPv4 header addressed to us.
+//! - `PathMtu(report)` / `Punt(PathMtu)`: an ICMP Fragmentation Needed from the underlay
+//!   that quotes exactly a header one of our tunnels sends, on its port ([`check_path_mtu`]);
+//!   the report names that tunnel and the MTU RFC 1191 and the 576-byte floor give.
 //! - `Drop(r)`: exactly counter `r` went up.
 //!
 //! And over each call: received = transmitted + dropped + punted, per call and in total.
@@ -32,7 +35,7 @@ pub mod targets;
 use dataplane::buffer::{PacketBuf, TestBuf};
 use dataplane::config::builder_from_config;
 use dataplane::control::arp::{self, ArpOutcome};
-use dataplane::pipeline::{Action, Counters, DropReason, PuntReason};
+use dataplane::pipeline::{Action, Counters, DropReason, Host, PathMtuReport, PuntReason};
 use dataplane::tables::{PortIndex, Snapshot, Target, TunnelId, TunnelKey, TunnelMode};
 use dataplane::wire::EthernetAddress;
 use pipeline_config::ValidatedConfig;
@@ -325,6 +328,112 @@ fn check_routed_inner(input: &[u8], out: &[u8], what: &str) {
     }
 }
 
+/// An ICMP Fragmentation Needed from the underlay taken as being about one of our tunnels'
+/// packets (`report`: what it lowers the tunnel to; `None`: nothing to lower). It arrived
+/// on that tunnel's port, to the tunnel's local address, with a good ICMP checksum; it
+/// quotes, past an IPv4 header without options, exactly the outer header the tunnel sends
+/// (addresses, protocol, GRE flags, version and protocol type, key) and 8 bytes past it at
+/// least; its next-hop MTU is smaller than the quoted packet; and the MTU to take is that,
+/// raised to 576 bytes inside, below the tunnel's MTU exactly when there is a report.
+fn check_path_mtu(snap: &Snapshot, port: PortIndex, input: &[u8], report: Option<PathMtuReport>) {
+    assert!(
+        input.len() >= 34 && be16(input, 12) == 0x0800,
+        "path MTU of non-IPv4"
+    );
+    let ip = ipv4_cut(&input[14..]).expect("path MTU message: a valid IPv4 header");
+    let ihl = usize::from(ip[0] & 0x0F) * 4;
+    assert_eq!(ip[9], 1, "path MTU message is ICMP");
+    assert!(
+        be16(ip, 6) & 0x3FFF == 0,
+        "path MTU message is not a fragment"
+    );
+    let icmp = &ip[ihl..];
+    assert!(
+        icmp.len() >= 8 + 28,
+        "a path MTU message too short to check"
+    );
+    assert_eq!((icmp[0], icmp[1]), (3, 4), "fragmentation needed");
+    assert!(rfc1071_ok(icmp), "path MTU message's ICMP checksum");
+    let q = &icmp[8..];
+    assert_eq!(q[0], 0x45, "quotes IPv4 without options");
+    let (local, remote, proto) = (be32(q, 12), be32(q, 16), q[9]);
+    assert_eq!(be32(ip, 16), local, "sent to the quoted source");
+    let after = &q[20..];
+    let (flags, key) = match proto {
+        47 => {
+            let flags = be16(after, 0);
+            let at = if flags & 0x8000 != 0 { 8 } else { 4 };
+            let key = (flags & 0x2000 != 0).then(|| {
+                assert!(after.len() >= at + 4, "GRE key beyond the quote");
+                be32(after, at)
+            });
+            (flags, key)
+        }
+        4 => {
+            assert_eq!(after[0] >> 4, 4, "IPIP of IPv4");
+            (0, None)
+        }
+        p => panic!("path MTU message about protocol {p}"),
+    };
+    let (id, t) = snap
+        .tunnels()
+        .iter()
+        .find(|(_, t)| {
+            let c = &t.config;
+            u32::from(c.local) == local
+                && u32::from(c.remote) == remote
+                && c.mode
+                    == if proto == 47 {
+                        TunnelMode::Gre
+                    } else {
+                        TunnelMode::Ipip
+                    }
+                && c.key == key
+        })
+        .expect("quotes a configured tunnel's header");
+    let c = &t.config;
+    assert_eq!(c.egress_port, port, "arrived on the tunnel's port");
+    if proto == 47 {
+        let want = 0x8000 * u16::from(c.checksum)
+            + 0x2000 * u16::from(c.key.is_some())
+            + 0x1000 * u16::from(c.sequence);
+        assert_eq!(
+            flags, want,
+            "GRE flags and version as the tunnel sends them"
+        );
+        assert_eq!(be16(after, 2), 0x0800, "GRE carrying IPv4");
+    }
+    let reported = be16(icmp, 6);
+    assert!(
+        reported < be16(q, 2),
+        "next-hop MTU below the quoted length"
+    );
+    let headers = 20
+        + if proto == 47 {
+            4 * (1 + u16::from(c.checksum) + u16::from(c.key.is_some()) + u16::from(c.sequence))
+        } else {
+            0
+        };
+    let mtu = reported.max(576 + headers);
+    match report {
+        Some(r) => {
+            assert_eq!(
+                r,
+                PathMtuReport {
+                    tunnel: id,
+                    remote: Ipv4Addr::from(remote),
+                    from: Ipv4Addr::from(be32(ip, 12)),
+                    reported,
+                    mtu,
+                },
+                "the report"
+            );
+            assert!(mtu < t.mtu, "a report that lowers nothing");
+        }
+        None => assert!(mtu >= t.mtu, "a lower path MTU left unreported"),
+    }
+}
+
 /// Check one verdict. `input` is the frame as received, `out` the buffer's bytes after
 /// processing, `before`/`after` the counters around a call that processed this packet
 /// alone (`None` inside a burst: [`check_burst_counters`] covers those).
@@ -373,9 +482,37 @@ pub fn check_verdict(
                 "inner punt from a configured tunnel"
             );
         }
-        // The lab has neither tunnel links nor port host interfaces.
         Action::Deliver { to, punt } => {
-            panic!("{punt:?} delivered to {to:?}, a host interface the lab does not have")
+            // To a host interface: the (inner) packet for us, cut to its length, and the
+            // interface exists for the way it came.
+            let ip = ipv4_cut(out).expect("a delivery starts at a valid IPv4 header");
+            assert_eq!(ip.len(), out.len(), "a delivery cut to its total length");
+            match (to, punt) {
+                (Host::Tunnel(id), PuntReason::LocalInner) => {
+                    let link = snap.tunnels().hot(id).map_or(0, |t| t.link);
+                    assert_ne!(link, 0, "delivered to a tunnel without a link");
+                    let dst = be32(out, 16);
+                    assert!(
+                        snap.is_local(dst) || dst == link,
+                        "delivered inner packet is for us"
+                    );
+                }
+                (Host::Port(p), PuntReason::Local) => {
+                    assert_eq!(p, port, "delivered to the arrival port's interface");
+                    assert!(
+                        snap.port(p).is_some_and(|e| e.host_interface),
+                        "delivered to a port without a host interface"
+                    );
+                    assert!(snap.is_local(be32(out, 16)), "delivered packet is for us");
+                }
+                (Host::Prober, PuntReason::Probe) => {
+                    // A reply to one of our in-tunnel probes: ICMP to us (the prober checks
+                    // the rest: magic, slot, nonce).
+                    assert_eq!(out[9], 1, "a probe reply is ICMP");
+                    assert!(snap.is_local(be32(out, 16)), "a probe reply is for us");
+                }
+                other => panic!("delivery {other:?}"),
+            }
         }
         Action::Drop(r) => {
             if let Some((before, after)) = counters {
@@ -394,6 +531,11 @@ pub fn check_verdict(
                 "an echo reply for {punt:?}"
             );
             check_echo_reply(snap, port, input, p, out);
+        }
+        Action::PathMtu(report) => check_path_mtu(snap, port, input, Some(report)),
+        Action::Punt(PuntReason::PathMtu) => check_path_mtu(snap, port, input, None),
+        Action::Punt(PuntReason::Probe) => {
+            panic!("a probe reply punted: the prober's go to it (Deliver)")
         }
         Action::Reply { port: p, reason: r } => {
             if let Some((before, after)) = counters {
@@ -784,7 +926,10 @@ pub fn check_burst_counters(
         let n = actions
             .iter()
             .filter(|a| match **a {
-                Action::Punt(x) | Action::Answer { punt: x, .. } => x == r,
+                Action::Punt(x)
+                | Action::Answer { punt: x, .. }
+                | Action::Deliver { punt: x, .. } => x == r,
+                Action::PathMtu(_) => r == PuntReason::PathMtu,
                 _ => false,
             })
             .count() as u64;

@@ -75,7 +75,10 @@ fn pipeline_seeds_get_the_outcome_they_are_named_for() {
             // Punted, or answered (an echo request).
             PuntReason::ALL.iter().any(|r| {
                 let punted = match got {
-                    Action::Punt(x) | Action::Answer { punt: x, .. } => x == *r,
+                    Action::Punt(x)
+                    | Action::Answer { punt: x, .. }
+                    | Action::Deliver { punt: x, .. } => x == *r,
+                    Action::PathMtu(_) => *r == PuntReason::PathMtu,
                     _ => false,
                 };
                 punted && rest.starts_with(&format!("{}-", r.name()))

@@ -4,7 +4,7 @@
 //! reference resolves (and carries the index of what it names, so that consumers need not
 //! look names up), addresses are IPv4 unicast, prefixes have no host bits, ranges hold.
 
-use crate::types::{Df, Dscp, MacAddr, Role, Ttl, TunnelMode};
+use crate::types::{Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
 use ipnet::Ipv4Net;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -16,6 +16,8 @@ pub struct ValidatedConfig {
     pub eal_args: Vec<String>,
     /// `[workers] lcores`: unique lcore ids; `None` means every EAL worker lcore.
     pub worker_lcores: Option<Vec<u32>>,
+    /// `[workers] poll` and `idle_sleep_max_us`: how the workers poll their queues.
+    pub poll: PollConfig,
     /// The ports, in file order; [`PortRef::index`] indexes this.
     pub ports: Vec<PortConfig>,
     /// The tunnels, in file order; [`TunnelRef::index`] indexes this.
@@ -27,6 +29,10 @@ pub struct ValidatedConfig {
     pub icmp: IcmpConfig,
     /// `[fpm]`: routes from zebra's forwarding plane manager; `None`: no listener.
     pub fpm: Option<FpmConfig>,
+    /// `[bgp]`: BGP with the client routers, where there is one.
+    pub bgp: Option<BgpConfig>,
+    /// `[health]`: the in-tunnel probes' timers.
+    pub health: HealthConfig,
 }
 
 /// `[fpm]`: where zebra's FPM connection is accepted, and how long routes learned over an
@@ -38,6 +44,63 @@ pub struct FpmConfig {
     /// After zebra connects again, routes it sent before and has not sent again within this
     /// time are removed. Within [`FPM_GRACE_RANGE`](crate::FPM_GRACE_RANGE) seconds.
     pub grace: std::time::Duration,
+}
+
+/// `[health]`: how often the appliance probes a tunnel, and how many missed probes make it
+/// down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub probe_interval_ms: u32,
+    pub probe_misses: u32,
+}
+
+/// `[bgp]`: the edge's BGP with the client routers, run by FRR beside the appliance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpConfig {
+    /// Our AS number.
+    pub asn: u32,
+    /// The BGP router ID.
+    pub router_id: Ipv4Addr,
+    /// Longest prefix accepted from a client inside its own prefixes.
+    pub max_prefix_len: u8,
+    /// BFD transmit and receive interval, ms.
+    pub bfd_interval_ms: u32,
+    /// BFD detection multiplier.
+    pub bfd_multiplier: u8,
+    /// Where the appliance keeps FRR's configuration written, if it does.
+    pub frr_config: Option<std::path::PathBuf>,
+    /// How a running FRR takes a new file (`{file}`: `frr_config`), if it is told.
+    pub frr_reload: Option<Vec<String>>,
+}
+
+/// A client's BGP session, inside its tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelBgp {
+    /// The client router's AS number (not ours: eBGP).
+    pub asn: u32,
+    /// The client router's address on the tunnel's link (the session's neighbour).
+    pub peer: Ipv4Addr,
+    /// BFD on the session.
+    pub bfd: bool,
+}
+
+/// How the workers poll (`[workers] poll`, `idle_sleep_max_us`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollConfig {
+    pub mode: PollMode,
+    /// The longest sleep of an idle adaptive worker, in microseconds (within
+    /// [`IDLE_SLEEP_MAX_US_RANGE`](crate::IDLE_SLEEP_MAX_US_RANGE); meaningless for busy
+    /// polling).
+    pub idle_sleep_max_us: u32,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            mode: PollMode::Adaptive,
+            idle_sleep_max_us: crate::schema::DEFAULT_IDLE_SLEEP_MAX_US,
+        }
+    }
 }
 
 /// `[icmp]`: the ICMP error rate limit, a token bucket (SPEC.md "ICMP errors").
@@ -150,6 +213,12 @@ pub struct TunnelConfig {
     /// client router's side: traffic with it goes through the host interface
     /// [`TunnelConfig::host_interface_name`].
     pub link: Option<Ipv4Net>,
+    /// An eBGP session with the client router inside the tunnel, where there is one.
+    pub bgp: Option<TunnelBgp>,
+    /// Probed by the appliance (in-tunnel probes).
+    pub probe: bool,
+    /// While the tunnel is down, its prefixes fall back to native forwarding.
+    pub fallback: bool,
 }
 
 /// The prefix of every host interface's name: `bb-<port or tunnel name>`.
@@ -258,8 +327,16 @@ impl ValidatedConfig {
             writeln!(s, "eal: {}", self.eal_args.join(" "))?;
         }
         match &self.worker_lcores {
-            None => writeln!(s, "workers: every EAL worker lcore")?,
-            Some(lcores) => writeln!(s, "workers: lcores {}", join(lcores))?,
+            None => write!(s, "workers: every EAL worker lcore")?,
+            Some(lcores) => write!(s, "workers: lcores {}", join(lcores))?,
+        }
+        match self.poll.mode {
+            PollMode::Adaptive => writeln!(
+                s,
+                ", adaptive polling (idle sleeps up to {} us)",
+                self.poll.idle_sleep_max_us
+            )?,
+            PollMode::Busy => writeln!(s, ", busy polling")?,
         }
 
         writeln!(s, "ports: {}", self.ports.len())?;

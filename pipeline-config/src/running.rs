@@ -20,7 +20,8 @@ use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 /// One difference between the file and the running configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
-    /// `eal`, `workers`, `icmp`, `fpm`, `port`, `neighbor`, `tunnel` or `route`.
+    /// `eal`, `workers`, `icmp`, `fpm`, `bgp`, `health`, `port`, `neighbor`, `tunnel` or
+    /// `route`.
     pub section: &'static str,
     /// What names the table: a port or tunnel name, a prefix, `port ip` for a neighbour
     /// (empty for `eal` and `workers`).
@@ -254,6 +255,20 @@ fn diff_raw(file: &RawConfig, running: &RawConfig) -> Vec<Difference> {
             change: Change::Changed(field_changes(&json(f), &json(r))),
         }),
     }
+    if file.health != running.health {
+        out.push(Difference {
+            section: "health",
+            key: String::new(),
+            change: Change::Changed(field_changes(&json(&file.health), &json(&running.health))),
+        });
+    }
+    if file.bgp != running.bgp {
+        out.push(Difference {
+            section: "bgp",
+            key: String::new(),
+            change: Change::Changed(field_changes(&json(&file.bgp), &json(&running.bgp))),
+        });
+    }
     let bare_file: Vec<RawPort> = file.ports.iter().map(bare).collect();
     let bare_running: Vec<RawPort> = running.ports.iter().map(bare).collect();
     diff_keyed(
@@ -324,6 +339,8 @@ fn render_merged(running: &RawConfig, text: &str) -> Option<String> {
         ("workers", file.workers == running.workers),
         ("icmp", file.icmp == running.icmp),
         ("fpm", file.fpm == running.fpm),
+        ("bgp", file.bgp == running.bgp),
+        ("health", file.health == running.health),
     ] {
         if same {
             continue;

@@ -52,6 +52,12 @@ pub(crate) struct RawConfig {
     /// `[fpm]`; default (absent): no FPM listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fpm: Option<RawFpm>,
+    /// `[bgp]`; default (absent): no BGP with the client routers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<RawBgp>,
+    /// `[health]`; default: probes every 300 ms, down after 3 missed.
+    #[serde(default, skip_serializing_if = "RawHealth::is_default")]
+    pub health: RawHealth,
 }
 
 /// Where zebra's FPM module connects by default (FRR's `fpm address 127.0.0.1`, port 2620).
@@ -81,6 +87,96 @@ fn default_fpm_listen() -> String {
 
 fn default_fpm_grace() -> i64 {
     DEFAULT_FPM_GRACE.into()
+}
+
+/// Default interval between two in-tunnel probes, ms.
+pub const DEFAULT_PROBE_INTERVAL_MS: u32 = 300;
+/// Default probes missed in a row that make a tunnel down.
+pub const DEFAULT_PROBE_MISSES: u32 = 3;
+
+/// `[health]`: the in-tunnel probes' timers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
+pub(crate) struct RawHealth {
+    /// Interval between probes, ms; default [`DEFAULT_PROBE_INTERVAL_MS`].
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval_ms: i64,
+    /// Probes missed in a row that make a tunnel down; default [`DEFAULT_PROBE_MISSES`].
+    #[serde(default = "default_probe_misses")]
+    pub probe_misses: i64,
+}
+
+fn default_probe_interval() -> i64 {
+    DEFAULT_PROBE_INTERVAL_MS.into()
+}
+
+fn default_probe_misses() -> i64 {
+    DEFAULT_PROBE_MISSES.into()
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth {
+            probe_interval_ms: default_probe_interval(),
+            probe_misses: default_probe_misses(),
+        }
+    }
+}
+
+impl RawHealth {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Default BFD interval, milliseconds (transmit and receive).
+pub const DEFAULT_BFD_INTERVAL_MS: u32 = 100;
+/// Default BFD detection multiplier.
+pub const DEFAULT_BFD_MULTIPLIER: u32 = 3;
+/// Default longest prefix accepted from a client (more-specifics of its own prefixes).
+pub const DEFAULT_MAX_PREFIX_LEN: u32 = 24;
+
+/// `[bgp]`: the edge's BGP with the client routers (through FRR; `backbone frr-config`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
+pub(crate) struct RawBgp {
+    /// Our AS number; required.
+    pub asn: i64,
+    /// BGP router ID; default (absent): the first address of the first port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_id: Option<String>,
+    /// Longest prefix accepted from a client inside its own prefixes; default
+    /// [`DEFAULT_MAX_PREFIX_LEN`].
+    #[serde(default = "default_max_prefix_len")]
+    pub max_prefix_len: i64,
+    /// BFD transmit and receive interval, ms; default [`DEFAULT_BFD_INTERVAL_MS`].
+    #[serde(default = "default_bfd_interval")]
+    pub bfd_interval_ms: i64,
+    /// BFD detection multiplier; default [`DEFAULT_BFD_MULTIPLIER`].
+    #[serde(default = "default_bfd_multiplier")]
+    pub bfd_multiplier: i64,
+    /// Where the appliance writes FRR's configuration whenever what it says changes;
+    /// default (absent): it writes nothing (`backbone frr-config` does it by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frr_config: Option<String>,
+    /// The command that makes a running FRR take the file written (`{file}` is replaced
+    /// by `frr_config`); default (absent): none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frr_reload: Option<Vec<String>>,
+}
+
+fn default_max_prefix_len() -> i64 {
+    DEFAULT_MAX_PREFIX_LEN.into()
+}
+
+fn default_bfd_interval() -> i64 {
+    DEFAULT_BFD_INTERVAL_MS.into()
+}
+
+fn default_bfd_multiplier() -> i64 {
+    DEFAULT_BFD_MULTIPLIER.into()
 }
 
 /// Default ICMP error rate, messages a second over all workers (Linux's icmp_msgs_per_sec).
@@ -144,7 +240,24 @@ pub(crate) struct RawWorkers {
     /// Worker lcore ids; default (absent): every EAL worker lcore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lcores: Option<Vec<i64>>,
+    /// "adaptive" or "busy"; default (absent): [`DEFAULT_POLL`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<String>,
+    /// Longest sleep of an idle adaptive worker, microseconds; default (absent):
+    /// [`DEFAULT_IDLE_SLEEP_MAX_US`]. Only with `poll = "adaptive"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_sleep_max_us: Option<i64>,
 }
+
+/// The polling mode of workers whose `[workers] poll` is absent.
+pub const DEFAULT_POLL: &str = "adaptive";
+/// Longest sleep of an idle adaptive worker (microseconds) when `idle_sleep_max_us` is
+/// absent: the most latency an idle worker adds to the first packet after a quiet spell.
+/// Each wakeup costs CPU (some 30 us in a VM, a few on bare metal): at 1 ms an idle worker
+/// wakes under a thousand times a second.
+pub const DEFAULT_IDLE_SLEEP_MAX_US: u32 = 1000;
+/// `idle_sleep_max_us` values we accept: a microsecond to 10 ms.
+pub const IDLE_SLEEP_MAX_US_RANGE: RangeInclusive<u32> = 1..=10_000;
 
 /// `[[port]]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -248,6 +361,20 @@ pub(crate) struct RawTunnel {
     /// router. Default (absent): none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The client router's AS number: an eBGP session with it inside the tunnel (needs
+    /// `[bgp]` and a `link`). Default (absent): no BGP with this client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<i64>,
+    /// BFD on the client's BGP session; default (absent): true where there is a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<bool>,
+    /// In-tunnel health probes from the appliance; default (absent): false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<bool>,
+    /// While the tunnel is down, its prefixes fall back to native forwarding; default
+    /// (absent): true where a port has the internet role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<bool>,
 }
 
 /// `[[route]]`
@@ -330,6 +457,8 @@ table_only! {
     RawRoute: "a [[route]] table",
     RawIcmp: "the [icmp] table",
     RawFpm: "the [fpm] table",
+    RawBgp: "the [bgp] table",
+    RawHealth: "the [health] table",
 }
 
 fn default_port_mtu() -> i64 {

@@ -163,6 +163,19 @@ keyword_enum! {
     }
 }
 
+keyword_enum! {
+    /// How a worker polls its queues (`[workers] poll`).
+    PollMode {
+        /// Poll without pause while traffic comes; after a run of empty polls, sleep
+        /// between polls (growing to `idle_sleep_max_us`) until a packet arrives (the
+        /// default).
+        Adaptive = "adaptive",
+        /// Poll without pause whatever arrives: a whole core per worker, always (for
+        /// benchmarks and the lowest latency at low load).
+        Busy = "busy",
+    }
+}
+
 /// The outer TTL on encapsulation: `ttl = 64` or `ttl = "inherit"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ttl {

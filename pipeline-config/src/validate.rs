@@ -18,15 +18,16 @@
 
 use crate::error::ConfigError;
 use crate::model::{
-    header_len, FpmConfig, IcmpConfig, NeighborConfig, PortConfig, PortRef, RouteConfig,
-    RouteTarget, TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX,
-    MAX_INTERFACE_NAME,
+    header_len, BgpConfig, FpmConfig, HealthConfig, IcmpConfig, NeighborConfig, PollConfig,
+    PortConfig, PortRef, RouteConfig, RouteTarget, TunnelBgp, TunnelConfig, TunnelRef,
+    ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{
-    IntOrWord, RawConfig, RawFpm, RawPort, RawRoute, RawTunnel, FPM_GRACE_RANGE, ICMP_LIMIT_RANGE,
+    IntOrWord, RawBgp, RawConfig, RawFpm, RawPort, RawRoute, RawTunnel, RawWorkers,
+    DEFAULT_IDLE_SLEEP_MAX_US, FPM_GRACE_RANGE, ICMP_LIMIT_RANGE, IDLE_SLEEP_MAX_US_RANGE,
     MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
 };
-use crate::types::{quoted_list, Df, Dscp, MacAddr, Role, Ttl, TunnelMode};
+use crate::types::{quoted_list, Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
 use ipnet::{IpNet, Ipv4Net};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -43,9 +44,15 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         sources: BTreeMap::new(),
         interfaces: HashMap::new(),
         links: Vec::new(),
+        bgp: None,
     };
     let worker_lcores = v.workers(raw.workers.lcores.as_deref())?;
+    let poll = v.poll(&raw.workers)?;
     let ports = v.ports(&raw.ports)?;
+    v.bgp = match &raw.bgp {
+        Some(b) => Some(v.bgp(b, &ports)?),
+        None => None,
+    };
     let tunnels = v.tunnels(&raw.tunnels, &ports)?;
     let routes = v.routes(&raw.routes, &ports, &tunnels)?;
     v.no_tunnel_through_a_tunnel(&tunnels)?;
@@ -70,11 +77,27 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
     Ok(ValidatedConfig {
         eal_args: raw.eal.args.clone(),
         worker_lcores,
+        poll,
         ports,
         tunnels,
         routes,
         icmp,
         fpm,
+        bgp: v.bgp.clone(),
+        health: HealthConfig {
+            probe_interval_ms: v.ranged(
+                "health.probe_interval_ms".into(),
+                raw.health.probe_interval_ms,
+                &(10..=60_000),
+                "an interval in milliseconds",
+            )?,
+            probe_misses: v.ranged(
+                "health.probe_misses".into(),
+                raw.health.probe_misses,
+                &(1..=100),
+                "a number of probes",
+            )?,
+        },
     })
 }
 
@@ -106,6 +129,8 @@ pub(crate) struct Validator<'a> {
     interfaces: HashMap<String, String>,
     /// Tunnel links, each with its field.
     links: Vec<(Ipv4Net, String)>,
+    /// `[bgp]`, checked before the tunnels (their `asn` needs it).
+    bgp: Option<BgpConfig>,
 }
 
 fn quote(s: &str) -> String {
@@ -236,6 +261,160 @@ impl Validator<'_> {
             Some(owner) => Err(self.err(field, a, format!("is our own address ({owner})"))),
             None => Ok(a),
         }
+    }
+
+    /// `[bgp]`: our AS number, the router ID, the accepted prefix lengths, BFD's timers.
+    fn bgp(&self, b: &RawBgp, ports: &[PortConfig]) -> Result<BgpConfig, ConfigError> {
+        let asn = self.asn("bgp.asn", b.asn)?;
+        let router_id = match &b.router_id {
+            Some(text) => self.unicast("bgp.router_id", text)?,
+            None => match ports.iter().flat_map(|p| p.addresses.iter()).next() {
+                Some(a) => *a,
+                None => {
+                    return Err(self.err(
+                        "bgp.router_id",
+                        "(absent)",
+                        "is needed: no port has an address to take it from",
+                    ))
+                }
+            },
+        };
+        Ok(BgpConfig {
+            asn,
+            router_id,
+            max_prefix_len: self.ranged(
+                "bgp.max_prefix_len".into(),
+                b.max_prefix_len,
+                &(8..=32),
+                "a prefix length",
+            )?,
+            bfd_interval_ms: self.ranged(
+                "bgp.bfd_interval_ms".into(),
+                b.bfd_interval_ms,
+                &(10..=60_000),
+                "an interval in milliseconds",
+            )?,
+            bfd_multiplier: self.ranged(
+                "bgp.bfd_multiplier".into(),
+                b.bfd_multiplier,
+                &(2..=255),
+                "a detection multiplier",
+            )?,
+            frr_config: match &b.frr_config {
+                Some(p) if p.is_empty() => {
+                    return Err(self.err("bgp.frr_config", quote(p), "is empty: a file path"))
+                }
+                Some(p) => Some(p.into()),
+                None => None,
+            },
+            frr_reload: match &b.frr_reload {
+                Some(_) if b.frr_config.is_none() => {
+                    return Err(self.err(
+                        "bgp.frr_reload",
+                        "[...]",
+                        "needs frr_config: the file it makes FRR take",
+                    ))
+                }
+                Some(cmd) if cmd.is_empty() => {
+                    return Err(self.err("bgp.frr_reload", "[]", "is empty: a command"))
+                }
+                Some(cmd) => {
+                    if let Some(i) = cmd.iter().position(String::is_empty) {
+                        return Err(self.err(
+                            format!("bgp.frr_reload[{i}]"),
+                            "\"\"",
+                            "is empty: a command's word",
+                        ));
+                    }
+                    Some(cmd.clone())
+                }
+                None => None,
+            },
+        })
+    }
+
+    /// An AS number: 1 to 4,294,967,294, and not AS_TRANS (23456, RFC 6793).
+    fn asn(&self, field: &str, value: i64) -> Result<u32, ConfigError> {
+        let asn: u32 = self.ranged(field.into(), value, &(1..=4_294_967_294), "an AS number")?;
+        if asn == 23_456 {
+            return Err(self.err(
+                field,
+                asn,
+                "is AS_TRANS (RFC 6793), which no router may use as its own",
+            ));
+        }
+        Ok(asn)
+    }
+
+    /// A tunnel's `asn` and `bfd`: an eBGP session with the client router, to its side of
+    /// the tunnel's link.
+    fn tunnel_bgp(
+        &self,
+        i: usize,
+        t: &RawTunnel,
+        tunnel: &TunnelConfig,
+    ) -> Result<Option<TunnelBgp>, ConfigError> {
+        let path = tunnel_path(i, &t.name);
+        let Some(raw_asn) = t.asn else {
+            if let Some(bfd) = t.bfd {
+                return Err(self.err(
+                    format!("{path}.bfd"),
+                    bfd,
+                    "is for a BGP session: give the tunnel an asn, or leave bfd out",
+                ));
+            }
+            return Ok(None);
+        };
+        let field = format!("{path}.asn");
+        let asn = self.asn(&field, raw_asn)?;
+        let Some(bgp) = &self.bgp else {
+            return Err(self.err(
+                &field,
+                asn,
+                "needs a [bgp] section (our own AS number and the session defaults)",
+            ));
+        };
+        if asn == bgp.asn {
+            return Err(self.err(
+                &field,
+                asn,
+                "is our own AS number ([bgp] asn): the session with a client is eBGP, its AS \
+                 must differ",
+            ));
+        }
+        let Some(link) = tunnel.link else {
+            return Err(self.err(
+                &field,
+                asn,
+                "needs the tunnel's link: the session runs inside the tunnel, between the two \
+                 sides of the link",
+            ));
+        };
+        let ours = u32::from(link.addr());
+        let peer =
+            match link.prefix_len() {
+                31 => ours ^ 1,
+                30 => {
+                    let net = u32::from(link.network());
+                    // The two usable addresses: network + 1 and + 2.
+                    if ours == net + 1 {
+                        net + 2
+                    } else {
+                        net + 1
+                    }
+                }
+                _ => return Err(self.err(
+                    format!("{path}.link"),
+                    link,
+                    "must be a /31 or a /30 for a BGP session: the client router's side is then \
+                     the link's other address",
+                )),
+            };
+        Ok(Some(TunnelBgp {
+            asn,
+            peer: Ipv4Addr::from(peer),
+            bfd: t.bfd.unwrap_or(true),
+        }))
     }
 
     /// A host interface `bb-<name>` must fit Linux's 15 characters, and be one of a kind.
@@ -384,6 +563,39 @@ impl Validator<'_> {
             out.push(id);
         }
         Ok(Some(out))
+    }
+
+    fn poll(&self, w: &RawWorkers) -> Result<PollConfig, ConfigError> {
+        let mode = match &w.poll {
+            None => PollMode::Adaptive,
+            Some(word) => word.parse().map_err(|e| {
+                self.err(
+                    "workers.poll",
+                    quote(word),
+                    format!("is not a polling mode ({e})"),
+                )
+            })?,
+        };
+        let idle_sleep_max_us = match w.idle_sleep_max_us {
+            None => DEFAULT_IDLE_SLEEP_MAX_US,
+            Some(_) if mode == PollMode::Busy => {
+                return Err(self.err_bare(
+                    "workers.idle_sleep_max_us",
+                    "is for poll = \"adaptive\" only: busy workers never sleep (leave it out, \
+                     or poll adaptively)",
+                ))
+            }
+            Some(us) => self.ranged(
+                "workers.idle_sleep_max_us".into(),
+                us,
+                &IDLE_SLEEP_MAX_US_RANGE,
+                "a sleep in microseconds",
+            )?,
+        };
+        Ok(PollConfig {
+            mode,
+            idle_sleep_max_us,
+        })
     }
 
     fn ports(&mut self, raw: &[RawPort]) -> Result<Vec<PortConfig>, ConfigError> {
@@ -559,6 +771,7 @@ impl Validator<'_> {
                 let field = format!("{}.link", tunnel_path(i, &t.name));
                 tunnel.link = Some(self.link(&field, text, &t.name)?);
             }
+            tunnel.bgp = self.tunnel_bgp(i, t, &tunnel)?;
             self.tunnel_prefixes(i, &tunnel)?;
             tunnels.push(tunnel);
         }
@@ -726,6 +939,11 @@ impl Validator<'_> {
             name: t.name.clone(),
             // Checked in `tunnels`, after the receive identity.
             link: None,
+            bgp: None,
+            probe: t.probe.unwrap_or(false),
+            fallback: t
+                .fallback
+                .unwrap_or_else(|| ports.iter().any(|p| p.roles.contains(&Role::Internet))),
             mode,
             local,
             remote,
@@ -1008,6 +1226,8 @@ impl<'a> Validator<'a> {
             sources: BTreeMap::new(),
             interfaces: HashMap::new(),
             links: Vec::new(),
+            // Route checks never look at BGP (only tunnels do).
+            bgp: None,
         }
     }
 

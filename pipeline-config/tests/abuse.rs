@@ -243,6 +243,10 @@ enum Kind {
     /// `[workers] lcores`: not empty.
     Lcores,
     Lcore,
+    /// `[workers] poll`: "adaptive" or "busy".
+    Poll,
+    /// `[workers] idle_sleep_max_us`: 1 to 10,000.
+    IdleSleep,
     /// A port or tunnel name: not empty, unique.
     Name,
     /// A port's device: not empty, unique.
@@ -284,12 +288,31 @@ enum Kind {
     SocketAddr,
     /// `[fpm] grace`: 1 to 3600 seconds.
     FpmGrace,
+    /// An AS number: 1 to 4,294,967,294, not AS_TRANS; a client's differs from ours.
+    Asn,
+    /// `[bgp] max_prefix_len`: 8 to 32.
+    MaxPrefixLen,
+    /// `[bgp] bfd_interval_ms`: 10 to 60,000.
+    BfdInterval,
+    /// `[bgp] bfd_multiplier`: 2 to 255.
+    BfdMultiplier,
+    /// `[health] probe_interval_ms`: 10 to 60,000.
+    ProbeInterval,
+    /// `[health] probe_misses`: 1 to 100.
+    ProbeMisses,
+    /// A file path: not empty.
+    Path,
+    /// A command: not empty, no empty word.
+    Command,
+    CommandWord,
 }
 
 /// Every field of the schema, by section and key (CONFIG.md's field reference).
 const FIELDS: &[(&str, &str, Kind)] = &[
     ("eal", "args", Kind::EalArgs),
     ("workers", "lcores", Kind::Lcores),
+    ("workers", "poll", Kind::Poll),
+    ("workers", "idle_sleep_max_us", Kind::IdleSleep),
     ("port", "name", Kind::Name),
     ("port", "device", Kind::Device),
     ("port", "roles", Kind::Roles),
@@ -329,6 +352,19 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("icmp", "burst", Kind::IcmpLimit),
     ("fpm", "listen", Kind::SocketAddr),
     ("fpm", "grace", Kind::FpmGrace),
+    ("tunnel", "asn", Kind::Asn),
+    ("tunnel", "bfd", Kind::Flag),
+    ("bgp", "asn", Kind::Asn),
+    ("bgp", "router_id", Kind::Unicast),
+    ("bgp", "max_prefix_len", Kind::MaxPrefixLen),
+    ("bgp", "bfd_interval_ms", Kind::BfdInterval),
+    ("bgp", "bfd_multiplier", Kind::BfdMultiplier),
+    ("tunnel", "probe", Kind::Flag),
+    ("tunnel", "fallback", Kind::Flag),
+    ("health", "probe_interval_ms", Kind::ProbeInterval),
+    ("health", "probe_misses", Kind::ProbeMisses),
+    ("bgp", "frr_config", Kind::Path),
+    ("bgp", "frr_reload", Kind::Command),
 ];
 
 /// The section (`port.neighbor`) and key of a field; its kind; for an element of an
@@ -356,6 +392,7 @@ fn kind_of(path: &[Seg]) -> (String, String, Kind) {
     let element = matches!(path.last(), Some(Seg::Index(_)));
     let kind = match (kind, element) {
         (Kind::EalArgs, true) => Kind::EalArg,
+        (Kind::Command, true) => Kind::CommandWord,
         (Kind::Lcores, true) => Kind::Lcore,
         (Kind::Roles, true) => Kind::Role,
         (Kind::List, true) if *field == "addresses" => Kind::Unicast,
@@ -534,6 +571,8 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             v
         }
         Kind::Df => strings(&["bogus", "SET", ""]),
+        Kind::Poll => strings(&["bogus", "ADAPTIVE", "interrupt", ""]),
+        Kind::IdleSleep => ints(&[0, 10_001]),
         Kind::PortName | Kind::TunnelName => strings(&["bogus", ""]),
         // Above every port's MTU (1500 in the example), below 68 + headers.
         Kind::TunnelMtu => ints(&[0, 67, 1501, 9000]),
@@ -576,6 +615,22 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             "224.0.0.1/31",    // not unicast
             "2001:db8::1/64",
         ]),
+        Kind::Asn => {
+            // Zero, AS_TRANS (RFC 6793), past 32 bits less one (reserved); and for a client
+            // (client A's 65001), our own 65000: eBGP only.
+            let mut v = ints(&[0, 23_456, 4_294_967_295]);
+            if original.as_integer() == Some(65_001) {
+                v.extend(ints(&[65_000]));
+            }
+            v
+        }
+        Kind::MaxPrefixLen => ints(&[7, 33]),
+        Kind::BfdInterval => ints(&[9, 60_001]),
+        Kind::BfdMultiplier => ints(&[1, 256]),
+        Kind::ProbeInterval => ints(&[9, 60_001]),
+        Kind::ProbeMisses => ints(&[0, 101]),
+        Kind::Path | Kind::CommandWord => strings(&[""]),
+        Kind::Command => vec![Value::Array(vec![])],
     };
     if matches!(
         kind,
@@ -588,6 +643,13 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             | Kind::TunnelMtu
             | Kind::IcmpLimit
             | Kind::FpmGrace
+            | Kind::IdleSleep
+            | Kind::Asn
+            | Kind::MaxPrefixLen
+            | Kind::BfdInterval
+            | Kind::BfdMultiplier
+            | Kind::ProbeInterval
+            | Kind::ProbeMisses
     ) {
         v.extend(ints(&[-1, TWO_40]));
     }
@@ -716,8 +778,10 @@ fn mutations(doc: &Value) -> (Vec<Mutation>, BTreeSet<(String, String)>) {
             ));
         }
 
-        // (c) an element of a list written twice. EAL arguments may repeat (two --vdev).
-        if let (Some(Seg::Index(_)), false) = (path.last(), kind == Kind::EalArg) {
+        // (c) an element of a list written twice. EAL arguments may repeat (two --vdev),
+        // and so may a command's words.
+        let may_repeat = matches!(kind, Kind::EalArg | Kind::CommandWord);
+        if let (Some(Seg::Index(_)), false) = (path.last(), may_repeat) {
             let list = &path[..path.len() - 1];
             let n = get(doc, list).as_array().expect("a list").len();
             let mut field = list.to_vec();

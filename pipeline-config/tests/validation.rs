@@ -2,7 +2,7 @@
 //! Each rejection asserts that the error names the file, the field and the value.
 
 use pipeline_config::{
-    load, parse, ConfigError, Df, Dscp, MacAddr, Role, RouteTarget, Ttl, TunnelMode,
+    load, parse, ConfigError, Df, Dscp, MacAddr, PollMode, Role, RouteTarget, Ttl, TunnelMode,
     ValidatedConfig,
 };
 use std::net::Ipv4Addr;
@@ -402,6 +402,49 @@ fn worker_lcores_must_be_unique_ids() {
         "workers.lcores",
         Some("[]"),
         "names no lcore",
+    );
+}
+
+/// Workers poll adaptively unless told otherwise, sleeping at most 1 ms when idle; busy
+/// polling has no sleep to bound.
+#[test]
+fn workers_poll_adaptively_by_default() {
+    let c = ok(BASE);
+    assert_eq!(c.poll.mode, PollMode::Adaptive);
+    assert_eq!(c.poll.idle_sleep_max_us, 1000);
+    let c = ok(&format!("[workers]\npoll = \"busy\"\n{BASE}"));
+    assert_eq!(c.poll.mode, PollMode::Busy);
+    let c = ok(&format!(
+        "[workers]\npoll = \"adaptive\"\nidle_sleep_max_us = 10000\n{BASE}"
+    ));
+    assert_eq!(
+        (c.poll.mode, c.poll.idle_sleep_max_us),
+        (PollMode::Adaptive, 10_000)
+    );
+    let c = ok(&format!("[workers]\nidle_sleep_max_us = 1\n{BASE}"));
+    assert_eq!(
+        (c.poll.mode, c.poll.idle_sleep_max_us),
+        (PollMode::Adaptive, 1)
+    );
+    invalid(
+        &format!("[workers]\npoll = \"interrupt\"\n{BASE}"),
+        "workers.poll",
+        Some("\"interrupt\""),
+        "is not a polling mode (expected one of \"adaptive\" or \"busy\")",
+    );
+    for bad in ["0", "10001", "-5"] {
+        invalid(
+            &format!("[workers]\nidle_sleep_max_us = {bad}\n{BASE}"),
+            "workers.idle_sleep_max_us",
+            Some(bad),
+            "is not a sleep in microseconds (1..=10000)",
+        );
+    }
+    invalid(
+        &format!("[workers]\npoll = \"busy\"\nidle_sleep_max_us = 50\n{BASE}"),
+        "workers.idle_sleep_max_us",
+        None,
+        "is for poll = \"adaptive\" only",
     );
 }
 
@@ -1308,5 +1351,124 @@ fn host_interfaces_fit_linux_names_and_are_one_of_a_kind() {
         "tunnel[1] \"inet0\".link",
         Some("\"inet0\""),
         "names the host interface \"bb-inet0\" that port[1] \"inet0\".host_interface names too",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// [bgp] and a tunnel's BGP session
+
+#[test]
+fn bgp_defaults_and_the_session_peer_is_the_links_other_side() {
+    let text = replaced(
+        "prefixes = [\"10.1.0.0/16\"]",
+        "prefixes = [\"10.1.0.0/16\"]\nlink = \"169.254.1.1/31\"\nasn = 65001",
+    ) + "\n[bgp]\nasn = 65000\n";
+    let c = ok(&text);
+    let bgp = c.bgp.expect("[bgp]");
+    assert_eq!(bgp.asn, 65000);
+    // The first port's first address.
+    assert_eq!(bgp.router_id, Ipv4Addr::new(192, 0, 2, 1));
+    assert_eq!(
+        (bgp.max_prefix_len, bgp.bfd_interval_ms, bgp.bfd_multiplier),
+        (24, 100, 3)
+    );
+    let s = c.tunnels[0].bgp.expect("a session");
+    assert_eq!(s.asn, 65001);
+    // RFC 3021: the two addresses of a /31 are the two ends.
+    assert_eq!(s.peer, Ipv4Addr::new(169, 254, 1, 0));
+    assert!(s.bfd, "BFD by default");
+    // A /30: the two usable addresses, network + 1 and + 2.
+    for (ours, peer) in [
+        ("169.254.1.1/30", [169, 254, 1, 2]),
+        ("169.254.1.2/30", [169, 254, 1, 1]),
+    ] {
+        let t = text.replace("169.254.1.1/31", ours);
+        assert_eq!(
+            ok(&t).tunnels[0].bgp.expect("session").peer,
+            Ipv4Addr::from(peer)
+        );
+    }
+    let t = text.replace("asn = 65001", "asn = 65001\nbfd = false");
+    assert!(!ok(&t).tunnels[0].bgp.expect("session").bfd);
+    // No asn: no session, whatever [bgp] says.
+    assert!(ok(&(BASE.to_owned() + "\n[bgp]\nasn = 65000\n")).tunnels[0]
+        .bgp
+        .is_none());
+}
+
+#[test]
+fn bgp_sessions_are_refused_where_they_cannot_run() {
+    let t = "tunnel[0] \"a\"";
+    let with_link = |extra: &str| {
+        replaced(
+            "prefixes = [\"10.1.0.0/16\"]",
+            &format!("prefixes = [\"10.1.0.0/16\"]\nlink = \"169.254.1.1/31\"\n{extra}"),
+        )
+    };
+    invalid(
+        &with_link("asn = 65001"),
+        &format!("{t}.asn"),
+        Some("65001"),
+        "needs a [bgp] section",
+    );
+    invalid(
+        &(replaced(
+            "prefixes = [\"10.1.0.0/16\"]",
+            "prefixes = [\"10.1.0.0/16\"]\nasn = 65001",
+        ) + "\n[bgp]\nasn = 65000\n"),
+        &format!("{t}.asn"),
+        Some("65001"),
+        "needs the tunnel's link",
+    );
+    invalid(
+        &(with_link("asn = 65000") + "\n[bgp]\nasn = 65000\n"),
+        &format!("{t}.asn"),
+        Some("65000"),
+        "is our own AS number",
+    );
+    invalid(
+        &(with_link("bfd = true") + "\n[bgp]\nasn = 65000\n"),
+        &format!("{t}.bfd"),
+        Some("true"),
+        "is for a BGP session",
+    );
+    invalid(
+        &(with_link("asn = 65001").replace("169.254.1.1/31", "169.254.1.1/29")
+            + "\n[bgp]\nasn = 65000\n"),
+        &format!("{t}.link"),
+        Some("169.254.1.1/29"),
+        "must be a /31 or a /30",
+    );
+    for bad in ["0", "23456", "4294967295"] {
+        invalid(
+            &(with_link(&format!("asn = {bad}")) + "\n[bgp]\nasn = 65000\n"),
+            &format!("{t}.asn"),
+            Some(bad),
+            "",
+        );
+        invalid(
+            &with(&format!("[bgp]\nasn = {bad}\n")),
+            "bgp.asn",
+            Some(bad),
+            "",
+        );
+    }
+    for (field, bad) in [
+        ("max_prefix_len", "33"),
+        ("bfd_interval_ms", "5"),
+        ("bfd_multiplier", "1"),
+    ] {
+        invalid(
+            &with(&format!("[bgp]\nasn = 65000\n{field} = {bad}\n")),
+            &format!("bgp.{field}"),
+            Some(bad),
+            "",
+        );
+    }
+    invalid(
+        &with("[bgp]\nasn = 65000\nrouter_id = \"224.0.0.1\"\n"),
+        "bgp.router_id",
+        Some("224.0.0.1"),
+        "",
     );
 }

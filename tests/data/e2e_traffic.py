@@ -121,14 +121,14 @@ def frame_from(tname, payload, outer_tos=0, outer=None, gre=None, eth_dst=None, 
 
 
 def add(capture, frame, expect, fid=None, ingress=None, egress=None, inner=None, tos=None,
-        events=(), icmp=None, echo=None):
+        events=(), icmp=None, echo=None, pmtu=None):
     port = capture_port(capture)
     captures.setdefault(capture, (port, []))[1].append(frame)
     assert (expect == "fwd") == (egress is not None)
     manifest.append(dict(
         id=fid, capture=capture, expect=expect, ingress=ingress, egress=egress,
         inner_hex=routed(inner, tos) if egress else None, events=list(events), icmp=icmp,
-        echo=echo))
+        echo=echo, pmtu=pmtu))
 
 
 OURS = {p["addr"] for p in PORTS.values()}
@@ -520,6 +520,38 @@ def full():
     through(c, "globex", "10.5.0.2", "drop:no_neighbor")
     # no_headroom cannot be reached from the wire: every mbuf has 128 bytes of headroom and
     # the largest encapsulation needs 14 + 20 + 16.
+
+    # ---- ICMP Fragmentation Needed from the underlay about our own tunnel packets. ----
+    def ours(tname, total=1400, key="tunnel"):
+        """An outer packet as tunnel `tname` sends it (no GRE sequence numbers or checksum
+        here), `total` bytes long: what an underlay router quotes; `key` to get it wrong."""
+        t = TUNNELS[tname]
+        k = t["key"] if key == "tunnel" else key
+        head = IP(src=t["local"], dst=t["remote"], flags="DF")
+        if t["mode"] == "gre":
+            head = head / (GRE(key_present=1, key=k) if k is not None else GRE())
+        inner = IP(src=host("acme", 1), dst=host("bravo", 1)) / UDP()
+        return bytes(head / inner / Raw(b"\0" * (total - len(head / inner))))
+
+    def frag_needed(quote, mtu, cut=548, **icmp):
+        return (Ether(src="02:00:00:00:77:77", dst=me["mac"]) /
+                IP(src="198.51.100.254", dst=me["addr"]) /
+                ICMP(type=3, code=4, nexthopmtu=mtu, **icmp) / Raw(quote[:cut]))
+
+    # Forged: quoting a header none of our tunnels sends (acme's with the wrong key), a
+    # quote too short to show one, a wrong ICMP checksum, an MTU the packet would fit.
+    add(c, frag_needed(ours("acme", key=101), 1300), "drop:pmtu_not_ours")
+    add(c, frag_needed(ours("bravo"), 1300, cut=24), "drop:pmtu_truncated")
+    add(c, frag_needed(ours("bravo"), 1300, chksum=0x1234), "drop:pmtu_malformed")
+    add(c, frag_needed(ours("bravo"), 1400), "drop:pmtu_not_smaller")
+    # About a packet that is no tunnel's: any ICMP to us (punted; no host interface here).
+    add(c, frag_needed(bytes(IP(src=me["addr"], dst="198.51.100.254", flags="DF") / UDP() /
+                             Raw(b"x" * 1372)), 1300), "punt:local", events=["pmtu_not_tunnel"])
+    # Genuine, but above bravo's MTU already: nothing to lower.
+    add(c, frag_needed(ours("bravo", total=1600), 1550), "punt:pmtu",
+        events=["pmtu_not_lower"])
+    # Genuine: nonbr (key 500: 28 bytes of headers) down to its floor, 576 inside.
+    add(c, frag_needed(ours("nonbr"), 300), "punt:pmtu", pmtu=dict(tunnel="nonbr", mtu=604))
 
 
 def multi(count):

@@ -38,6 +38,14 @@ The categories (one function each, in this order):
   arp           storms of requests for our addresses, ARP for addresses not ours,
                 malformed ARP, replies, spoofed replies for a static neighbour
   broadcast     broadcast and multicast Ethernet and IPv4 destinations
+  icmp_never    drops that would get an ICMP error but are about an ICMP error, a
+                non-first fragment, or to broadcast or multicast (none sent), beside
+                answered controls
+  underlay_icmp ICMP Fragmentation Needed from the underlay: forged (quoting a header none
+                of our tunnels sends: wrong local, remote, protocol, key, GRE flags;
+                truncated; malformed; an MTU the packet would fit), about a non-tunnel
+                packet (any ICMP to us), genuine (the tunnel's MTU comes down: checked at
+                the end)
   ethertypes    VLAN, QinQ, IPv6, 802.3 lengths and others
 
 SPEC.md decides where the test plan asks for more (each is said where it applies):
@@ -310,7 +318,7 @@ def icmp_for(capture, frame, expect, ingress, icmp_mtu):
 
 
 def add(capture, frame, expect, fid=None, ingress=None, egress=None, inner=None, tos=None,
-        events=(), arp=None, icmp_mtu=None):
+        events=(), arp=None, icmp_mtu=None, pmtu=None):
     assert (expect == "fwd") == (egress is not None), expect
     expect, events = settle_seq(expect, events)
     if expect != "fwd":
@@ -319,7 +327,7 @@ def add(capture, frame, expect, fid=None, ingress=None, egress=None, inner=None,
     manifest.append(dict(
         id=fid, capture=capture, expect=expect, ingress=ingress, egress=egress,
         inner_hex=routed(inner, tos) if egress else None, events=list(events), arp=arp,
-        icmp=icmp_for(capture, frame, expect, ingress, icmp_mtu)))
+        icmp=icmp_for(capture, frame, expect, ingress, icmp_mtu), pmtu=pmtu))
 
 
 def capture_of(tname):
@@ -1019,6 +1027,137 @@ def broadcast():
             through(src_t, dst, reason)
 
 
+def icmp_never():
+    """SPEC.md ICMP errors rule 1: drops that would deserve an ICMP error but are about an
+    ICMP error, a non-first fragment, or a broadcast or multicast destination get none
+    (spec_icmp.may_answer decides, apart from the router); the answered controls beside
+    them differ only in the field under test."""
+    def case(src_t, dst, expect, icmp_type=None, icmp_mtu=None, size=40, **kw):
+        fid = new_id()
+        body = None
+        if icmp_type is not None:
+            body = ICMP(type=icmp_type[0], code=icmp_type[1]) / Raw(tag(fid, size))
+        inner = inner_udp(fid, host(src_t), host(dst) if dst in TUNNELS else dst,
+                          proto_payload=body, **kw)
+        frame, _ = tunnel_frame(src_t, inner)
+        df = bool(int(inner.flags) & 2)
+        add(capture_of(src_t), frame, "drop:" + expect, fid, src_t,
+            icmp_mtu=icmp_mtu if df else None)
+
+    for _ in variants():
+        # TTL 1, the packet an ICMP error of each type (and an echo request: answered).
+        for t in [(3, 1), (3, 4), (4, 0), (5, 1), (11, 0), (12, 0), (8, 0)]:
+            src_t, dst_t = good_pair()
+            case(src_t, dst_t, "ttl_exceeded", t, ttl=1)
+        # TTL 1, a non-first fragment (none), a first one (answered).
+        for frag in [dict(frag=rng.randrange(1, 8192)), dict(flags="MF")]:
+            src_t, dst_t = good_pair()
+            case(src_t, dst_t, "ttl_exceeded", ttl=1, **frag)
+        # TTL 1 to broadcast and multicast: the TTL check comes first; no error either way.
+        for dst in ["255.255.255.255", "224.0.0.%d" % rng.randrange(1, 255),
+                    "239.%d.0.1" % rng.randrange(256)]:
+            case(rng.choice(["acme", "globex", "initech"]), dst, "ttl_exceeded", ttl=1)
+        # Too big with DF (acme to bravo: 1476 inside), and no route: about an ICMP error,
+        # nothing; about an echo request, the error.
+        for t in [(3, 0), (11, 0), (8, 0)]:
+            case("acme", "bravo", "mtu_exceeded", t, icmp_mtu=1476, size=1477 - 28, df=True)
+            case("acme", "198.18.7.%d" % rng.randrange(1, 255), "no_route", t)
+
+
+ROUTER_MAC = "02:00:00:00:77:77"   # an underlay router between us and the client routers
+ROUTER_IP = "198.51.100.254"
+
+
+def sent_by_us(tname, total=1400, key="tunnel", flags=None, gre_proto=None, **ip):
+    """An outer packet as tunnel `tname` sends it, `total` bytes long: what an underlay
+    router quotes in a Fragmentation Needed. `key`, `flags` and `gre_proto` get the GRE
+    fields wrong, `ip` the outer IPv4 ones."""
+    t = TUNNELS[tname]
+    o = dict(src=t["local"], dst=t["remote"], flags="DF", ttl=64, id=rng.randrange(0x10000),
+             proto=4 if t["mode"] == "ipip" else 47)
+    o.update(ip)
+    if t["mode"] == "ipip" and (key, flags, gre_proto) == ("tunnel", None, None):
+        head = b""
+    else:
+        k = t["key"] if key == "tunnel" else key
+        f = 0x8000 * t["checksum"] + 0x1000 * t["sequence"] + (0x2000 if k is not None else 0)
+        head = gre_header(f if flags is None else flags,
+                          0x0800 if gre_proto is None else gre_proto, k,
+                          rng.randrange(1 << 32) if t["sequence"] else None,
+                          csum_field=rng.randrange(0x10000) if t["checksum"] else None)
+    inner = inner_udp(new_id(), "10.1.0.%d" % rng.randrange(1, 255),
+                      "10.2.0.%d" % rng.randrange(1, 255), size=total - 20 - len(head))
+    return bytes(IP(**o) / Raw(head + bytes(inner)))
+
+
+def frag_needed(port, quote, mtu, cut=548, dst=None, chksum=None):
+    """ICMP Fragmentation Needed from the underlay router, arriving on `port`."""
+    icmp = ICMP(type=3, code=4, nexthopmtu=mtu)
+    if chksum is not None:
+        icmp.chksum = chksum
+    return (Ether(src=ROUTER_MAC, dst=PORTS[port]["mac"]) /
+            IP(src=ROUTER_IP, dst=dst or PORTS[port]["addr"]) / icmp / Raw(quote[:cut]))
+
+
+def underlay_icmp():
+    """ICMP Fragmentation Needed from the underlay about our own tunnel packets (SPEC.md
+    "ICMP errors", RFC 1191): genuine ones lower the tunnel's MTU (to at least 576 inside);
+    forged ones, quoting a header none of our tunnels sends, change nothing and are counted
+    by name; one about a packet that is no tunnel's is handled as any ICMP to us."""
+    for _ in variants():
+        t = rng.choice(["acme", "bravo", "globex", "initech"])
+        other = "bravo" if t != "bravo" else "acme"
+        n = rng.randrange(576, 1300)
+        for quote, reason in [
+            (sent_by_us(t, src=ME_INET), "not_ours"),                     # wrong local
+            (sent_by_us(t, dst="198.51.100.%d" % rng.randrange(100, 200)), "not_ours"),
+            (sent_by_us(t, dst=TUNNELS[other]["remote"]), "not_ours"),   # another's remote
+            (sent_by_us(t, proto=4 if TUNNELS[t]["mode"] == "gre" else 47), "not_ours"),
+            (sent_by_us("acme", key=rng.randrange(101, 1 << 32)), "not_ours"),  # wrong key
+            (sent_by_us("acme", key=None), "not_ours"),                   # key missing
+            (sent_by_us("bravo", key=rng.randrange(1 << 32)), "not_ours"),  # key unasked
+            (sent_by_us("globex", flags=0x2000), "not_ours"),             # flags differ
+            (sent_by_us("bravo", flags=0x0001), "not_ours"),              # GRE version 1
+            (sent_by_us("bravo", gre_proto=0x86DD), "not_ours"),          # not IPv4 inside
+            (sent_by_us(t, options=[IPOption(b"\x01\x01\x01\x00")]), "not_ours"),
+            (sent_by_us(t)[:rng.randrange(0, 20)], "truncated"),
+            (sent_by_us(t)[:20 + rng.randrange(0, 8)], "truncated"),
+            (sent_by_us("globex")[:28 + rng.randrange(0, 4)], "truncated"),  # key not seen
+            (sent_by_us(t, version=rng.choice([0, 5, 6, 15])), "malformed"),
+            (sent_by_us(t, total=n), "not_smaller"),                      # it would fit
+        ]:
+            add(CLIENT, frag_needed("client0", quote, n if reason == "not_smaller"
+                                    else rng.randrange(0, 1400)), "drop:pmtu_" + reason)
+        add(CLIENT, frag_needed("client0", sent_by_us(t), n, chksum=rng.randrange(0x10000)),
+            "drop:pmtu_malformed")
+        # To another of our addresses than the quoted source; on the wrong port.
+        add(CLIENT, frag_needed("client0", sent_by_us(t), n, dst=ME_INET),
+            "drop:pmtu_not_ours")
+        add(INET, frag_needed("internet0", sent_by_us(t), n, dst=ME),
+            "drop:pmtu_not_ours")
+        add(CLIENT, frag_needed("client0", sent_by_us("edge2"), n, dst=ME_INET),
+            "drop:pmtu_not_ours")
+        # About a packet that is no tunnel's (the host's own): any ICMP to us (no host
+        # interface in this lab: punted and freed).
+        host_pkt = bytes(IP(src=ME, dst=ROUTER_IP, flags="DF") / UDP() / Raw(b"x" * 1400))
+        add(CLIENT, frag_needed("client0", host_pkt, n), "punt:local",
+            events=["pmtu_not_tunnel"])
+        # Genuine, but above bravo's MTU already (a quote of 1600 bytes, next hop 1550):
+        # nothing to lower.
+        add(CLIENT, frag_needed("client0", sent_by_us("bravo", total=1600), 1550),
+            "punt:pmtu", events=["pmtu_not_lower"])
+    # Genuine: globex (key, sequence, checksum: the whole GRE header quoted), nonbr below
+    # its floor (576 + 28), edge2 on the internet port. No packet of the corpus into these
+    # tunnels is larger than what they are lowered to, whenever the control thread
+    # publishes it; the test compares their MTUs at the end.
+    add(CLIENT, frag_needed("client0", sent_by_us("globex"), 1200), "punt:pmtu",
+        pmtu=dict(tunnel="globex", mtu=1200))
+    add(CLIENT, frag_needed("client0", sent_by_us("nonbr"), 100), "punt:pmtu",
+        pmtu=dict(tunnel="nonbr", mtu=576 + 28))
+    add(INET, frag_needed("internet0", sent_by_us("edge2"), 1000), "punt:pmtu",
+        pmtu=dict(tunnel="edge2", mtu=1000))
+
+
 def ethertypes():
     me = PORTS["client0"]["mac"]
     m = TUNNELS["acme"]["mac"]
@@ -1033,7 +1172,7 @@ def ethertypes():
 
 for category in [truncation, ipv4_fields, checksums, fragments, gre_bits, gre_keys,
                  sequence, nesting, outer_spoof, inner_spoof, ttl, ecn, jumbo, arp, broadcast,
-                 ethertypes]:
+                 icmp_never, underlay_icmp, ethertypes]:
     start = len(manifest)
     category()
     for m in manifest[start:]:

@@ -444,6 +444,9 @@ pub struct Expected {
     /// For echo requests to our addresses: the reply (`quote_hex` holds the identifier,
     /// sequence number and data it echoes; type, code and MTU are unused).
     pub echo: Option<IcmpExpect>,
+    /// For a genuine ICMP Fragmentation Needed from the underlay (`punt:pmtu`) that lowers
+    /// a tunnel's MTU: the tunnel, and the MTU it must have at most from then on.
+    pub pmtu: Option<(String, u16)>,
 }
 
 /// The ICMP error a dropped packet must get (tests/data/spec_icmp.py writes it).
@@ -546,6 +549,12 @@ pub fn generate(
                 src: s(i, "src").expect("echo.src"),
                 dst: s(i, "dst").expect("echo.dst"),
                 quote_hex: s(i, "data_hex").expect("echo.data_hex"),
+            }),
+            pmtu: p.get("pmtu").filter(|m| m.is_object()).map(|m| {
+                (
+                    s(m, "tunnel").expect("pmtu.tunnel"),
+                    m["mtu"].as_u64().expect("pmtu.mtu") as u16,
+                )
             }),
         })
         .collect()
@@ -1135,6 +1144,25 @@ pub fn count(expected: &[Expected], pred: impl Fn(&Expected) -> bool) -> u64 {
     expected.iter().filter(|e| pred(e)).count() as u64
 }
 
+/// Drops that can only happen once the ingress tunnel was found (SPEC.md tunnel
+/// termination, the checks after the lookup of step 1, then routing and encapsulation).
+pub const AFTER_LOOKUP: &[&str] = &[
+    "unsupported_inner",
+    "gre_sequence",
+    "bad_inner_ipv4",
+    "nested_tunnel",
+    "inner_spoofed",
+    "ecn_ce_not_ect",
+    "ttl_exceeded",
+    "martian_destination",
+    "no_route",
+    "hairpin",
+    "tunnel_loop",
+    "no_headroom",
+    "mtu_exceeded",
+    "no_neighbor",
+];
+
 /// Drops after the outer headers were stripped: the ingress tunnel counted the packet.
 pub const AFTER_STRIP: &[&str] = &[
     "bad_inner_ipv4",
@@ -1209,7 +1237,9 @@ pub fn check_counters(
     for (k, v) in stats["punts"].as_object().expect("punts") {
         let want = count(expected, |e| e.expect == format!("punt:{k}"));
         assert_eq!(v.as_u64(), Some(want), "punt {k}");
-        if k != "arp" {
+        // ARP and the underlay's path MTU messages are the workers' and the control
+        // thread's own; the rest is for a host interface.
+        if k != "arp" && k != "pmtu" {
             punted += want;
         }
     }
@@ -1218,8 +1248,16 @@ pub fn check_counters(
     assert_eq!(
         stats["punt_dropped"],
         punted - echoes,
-        "no control path for local traffic yet (ARP and echo have their handlers)"
+        "no host interface in this lab (ARP, echo and path MTU have their handlers)"
     );
+    assert_eq!(
+        stats["punt_dropped_by_reason"]["pmtu"], 0,
+        "path MTU reports lost to a full queue"
+    );
+    // Each genuine path MTU message lowered its tunnel (one at a time in these corpora).
+    let lowered = count(expected, |e| e.pmtu.is_some());
+    assert_eq!(stats["pmtu_lowered"], lowered, "path MTUs lowered");
+    assert_eq!(stats["pmtu_ignored"], 0, "path MTU reports ignored");
     let arp = |pred: fn(&ArpExpect) -> bool| count(expected, |e| e.arp.as_ref().is_some_and(pred));
     assert_eq!(
         count(expected, |e| e.expect == "punt:arp"),
@@ -1273,6 +1311,54 @@ pub fn check_counters(
         });
         assert_eq!(ts["rx_packets"], rx, "tunnel {} rx", t.name);
     }
+    // Drops per tunnel and per port (SPEC.md "Counters": drops by reason per tunnel): a
+    // drop counts under the tunnel the packet came through once that tunnel was found
+    // (tunnel termination step 1, and every step after it), else under its port.
+    let drops_of = |x: &Value| -> BTreeMap<String, u64> {
+        x["drops"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect()
+    };
+    let tunnel_known = |r: &str| AFTER_LOOKUP.contains(&r);
+    for (i, t) in TUNNELS.iter().enumerate() {
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for e in expected {
+            if let Some(r) = e.expect.strip_prefix("drop:") {
+                if e.ingress.as_deref() == Some(t.name) && tunnel_known(r) {
+                    *want.entry(r.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        assert_eq!(
+            drops_of(&stats["tunnels"][i]),
+            want,
+            "tunnel {} drops by reason",
+            t.name
+        );
+    }
+    for (i, pd) in PORTS.iter().enumerate() {
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for e in expected {
+            let on_port = captures
+                .iter()
+                .any(|(f, p)| *f == e.capture && *p == pd.name);
+            if let Some(r) = e.expect.strip_prefix("drop:") {
+                if on_port && !(e.ingress.is_some() && tunnel_known(r)) {
+                    *want.entry(r.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        assert_eq!(
+            drops_of(&stats["ports"][i]),
+            want,
+            "port {} drops by reason (native and unclaimed)",
+            pd.name
+        );
+    }
+
     let worker_rx: u64 = stats["workers"]
         .as_array()
         .expect("workers")

@@ -75,9 +75,9 @@ fn every_packet_is_forwarded_exactly_or_dropped_by_name() {
     }
     assert_eq!(
         reasons.len(),
-        25,
-        "SPEC.md names 22 drop reasons, and martian_destination, oversize_frame and \
-         shared_buffer: {reasons:?}"
+        29,
+        "SPEC.md names 22 drop reasons, and martian_destination, oversize_frame, \
+         shared_buffer and the four for the underlay's path MTU messages: {reasons:?}"
     );
     for t in TUNNELS.iter().filter(|t| t.name != "nonbr") {
         assert!(

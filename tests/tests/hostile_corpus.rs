@@ -12,7 +12,10 @@
 //! of other clients; TTL 0, 1 and 2, inner, outer and in transit; CE over Not-ECT; frames
 //! above the MTUs and above the mbuf data room (chained by net_pcap); ARP storms, ARP for
 //! addresses that are not ours, malformed and spoofed ARP; broadcast and multicast
-//! destinations; other EtherTypes.
+//! destinations; drops about ICMP errors, non-first fragments and broadcast that get no
+//! ICMP error; ICMP Fragmentation Needed from the underlay, forged (a header we never
+//! sent), about a non-tunnel packet, and genuine (the tunnels' final MTUs are checked);
+//! other EtherTypes.
 //!
 //! The test fails on any difference: a packet forwarded that should not be, or forwarded
 //! differently (every output packet is checked field by field against its input and the
@@ -25,7 +28,7 @@
 //! the generator draws; release runs use more (the test plan's 10,000 per category).
 
 use backbone_tests::e2e::{
-    check_run, count, generate, lab_toml, run_backbone_logged, Expected, LAB_OUTPUTS,
+    check_run, count, generate, lab_toml, port, run_backbone_logged, tunnel, Expected, LAB_OUTPUTS,
 };
 use backbone_tests::scratch_dir;
 use std::collections::BTreeMap;
@@ -65,6 +68,27 @@ fn every_hostile_packet_gets_its_expected_outcome() {
 
     check_run(&dir, &stats, &expected, &LAB_OUTPUTS, &captures);
 
+    // The underlay's path MTU messages: each tunnel with a genuine one now sends with that
+    // MTU (raised to 576 inside); the forged ones changed no tunnel at all.
+    for t in stats["tunnels"].as_array().expect("tunnels") {
+        let name = t["name"].as_str().expect("tunnel name");
+        let configured = t["configured_mtu"].as_u64().expect("configured_mtu");
+        let port_mtu = u64::from(port(tunnel(name).port).mtu);
+        let learned = expected
+            .iter()
+            .filter_map(|e| e.pmtu.as_ref())
+            .filter(|(n, _)| n == name)
+            .map(|&(_, m)| u64::from(m))
+            .min();
+        let want = learned.map_or(configured.min(port_mtu), |m| m.min(configured));
+        assert_eq!(t["mtu"], want, "tunnel {name}'s MTU: {t}");
+        assert_eq!(
+            t["path_mtu"],
+            serde_json::json!(learned),
+            "tunnel {name}: {t}"
+        );
+    }
+
     // Nothing arrived broken on the way in: every frame of the captures was received
     // (none lost to rx errors or missing mbufs, the chained jumbo frames included).
     for p in stats["ports"].as_array().expect("ports") {
@@ -100,6 +124,12 @@ fn every_hostile_packet_gets_its_expected_outcome() {
         "drop:oversize_frame",
         "drop:unsupported_inner",
         "drop:unsupported_ethertype",
+        "drop:pmtu_not_ours",
+        "drop:pmtu_truncated",
+        "drop:pmtu_malformed",
+        "drop:pmtu_not_smaller",
+        "punt:pmtu",
+        "punt:local",
     ] {
         assert!(
             by_outcome.get(must).copied().unwrap_or(0) > 0,

@@ -5,17 +5,22 @@
 //! net_af_packet, and tcpdump captures every backbone link.
 //!
 //! Checked: ping both ways between every pair of hosts, with the TTL the hop count implies
-//! (64 - router - backbone - router = 61); TCP transfers (16 MiB keyed GRE <- unkeyed GRE,
-//! 10 MiB GRE -> IP-in-IP) compared byte for byte; the appliance's live per-tunnel counters
-//! against the pings sent; Open vSwitch 3.1's wrong GRE checksum with csum+seq dropped as
-//! `bad_gre_checksum`; then, after teardown, tshark's dissection of the captures (right MACs,
-//! keys and modes per link, inner TTLs, valid checksums, nothing malformed) and the final
-//! per-tunnel packet and byte counters of `--stats` against the captures, packet for packet.
+//! (64 - router - backbone - router = 61); `traceroute -n` across the appliance, whose hop
+//! answers from its address facing the sender; TCP transfers (16 MiB keyed GRE <- unkeyed
+//! GRE, 10 MiB GRE -> IP-in-IP) between hosts with MTU 1500, compared byte for byte: the
+//! underlay carries their full-size packets (1600) but the tunnels are configured for 1500
+//! outside, so they complete by path MTU discovery on the appliance's Fragmentation Needed;
+//! the appliance's live per-tunnel counters against the pings sent; Open vSwitch 3.1's wrong
+//! GRE checksum with csum+seq dropped as `bad_gre_checksum`; then, after teardown, tshark's
+//! dissection of the captures (right MACs, keys and modes per link, inner TTLs, the
+//! appliance's own ICMP errors, valid checksums, nothing malformed) and the final per-tunnel
+//! packet and byte counters and ICMP errors of `--stats` against the captures, packet for
+//! packet.
 //!
 //! Needs root, network namespaces, /dev/net/tun and the packages of scripts/setup.sh. Where
 //! they are missing the test fails and says why: it never skips.
 
-use backbone_tests::{backbone_bin, repo_root, scratch_dir};
+use backbone_tests::{backbone_bin, repo_root, scratch_dir, wait_for, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +31,8 @@ use std::time::{Duration, Instant};
 const HOSTS: [(char, &str); 3] = [('a', "10.1.0.10"), ('b', "10.2.0.10"), ('c', "10.3.0.10")];
 /// Host A's second address, routed by router A into its csum+seq GRE port.
 const CSUM_SOURCE: &str = "10.11.0.10";
+/// Traceroute's first UDP destination port (its default).
+const TRACEROUTE_PORT: u32 = 33434;
 /// Pings per ordered pair of hosts.
 const PINGS: u64 = 3;
 /// Pings through the csum+seq port.
@@ -43,6 +50,10 @@ struct Link {
     /// The client router's side: the MAC it sends from (Open vSwitch: br-phy's) and address.
     router_mac: &'static str,
     router_ip: &'static str,
+    /// The appliance's address facing this link's hosts, which its ICMP errors come from
+    /// (SPEC.md ICMP errors, rule 2): the tunnel's link address where it has one, else its
+    /// local endpoint.
+    icmp_src: &'static str,
     /// The outer protocol: 47 (GRE) or 4 (IP-in-IP).
     proto: u32,
     /// GRE key -> tunnel name; `None`: GRE without key, or IP-in-IP.
@@ -56,6 +67,7 @@ const LINKS: [Link; 3] = [
         our_ip: "172.16.1.1",
         router_mac: "02:01:00:00:01:02",
         router_ip: "172.16.1.2",
+        icmp_src: "172.16.1.1",
         proto: 47,
         tunnels: &[(Some(100), "site-a"), (Some(101), "site-a-csum")],
     },
@@ -65,6 +77,7 @@ const LINKS: [Link; 3] = [
         our_ip: "172.16.2.1",
         router_mac: "02:02:00:00:01:02",
         router_ip: "172.16.2.2",
+        icmp_src: "172.16.2.1",
         proto: 47,
         tunnels: &[(None, "site-b")],
     },
@@ -74,6 +87,7 @@ const LINKS: [Link; 3] = [
         our_ip: "172.16.3.1",
         router_mac: "02:03:00:00:01:01",
         router_ip: "172.16.3.2",
+        icmp_src: "169.254.3.1",
         proto: 4,
         tunnels: &[(None, "site-c")],
     },
@@ -158,8 +172,9 @@ impl Lab {
         ))
     }
 
-    /// The appliance's live counters (`backbone ctl --json counters`), once they have
-    /// settled: workers publish them every few thousand polls.
+    /// The appliance's live counters (`backbone ctl --json counters`) as they are now: the
+    /// workers publish a copy of theirs every few thousand polls, so this waits for a copy
+    /// every worker made after the call began.
     fn counters(&self) -> Value {
         let sock = self.dir.join("ctl/control.sock");
         let read = || {
@@ -176,26 +191,40 @@ impl Lab {
                 "backbone ctl counters: {}",
                 text(&out)
             );
-            let mut v: Value = serde_json::from_slice(&out.stdout).expect("counters JSON");
-            // Left out of the comparison: what moves without traffic (the tables'
-            // generation, which copy of the workers' counters this is, the API's own counts).
-            if let Some(m) = v.as_object_mut() {
-                for volatile in ["generation", "workers", "api"] {
-                    m.remove(volatile);
-                }
-            }
-            v
+            serde_json::from_slice::<Value>(&out.stdout).expect("counters JSON")
         };
-        let mut last = read();
-        for _ in 0..20 {
-            std::thread::sleep(Duration::from_millis(100));
-            let now = read();
-            if now == last {
-                return now;
+        let copies = |v: &Value| -> Vec<u64> {
+            v["workers"]
+                .as_array()
+                .map(|w| {
+                    w.iter()
+                        .map(|c| c["copies"].as_u64().unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let seen = copies(&read());
+        let mut v = wait_for(
+            Duration::from_secs(10),
+            "a copy of every worker's counters",
+            || {
+                let v = read();
+                let now = copies(&v);
+                if now.len() == seen.len() && now.iter().zip(&seen).all(|(n, s)| n > s) {
+                    Ok(v)
+                } else {
+                    Err(format!("copies {now:?}, before {seen:?}"))
+                }
+            },
+        );
+        // What moves without traffic (the tables' generation, which copy of the workers'
+        // counters this is, the API's own counts) is left out: callers compare the rest.
+        if let Some(m) = v.as_object_mut() {
+            for volatile in ["generation", "workers", "api"] {
+                m.remove(volatile);
             }
-            last = now;
         }
-        last
+        v
     }
 
     fn down(&mut self) -> Output {
@@ -236,6 +265,7 @@ fn require_lab_support() {
         ("ping", "iputils-ping"),
         ("ethtool", "ethtool"),
         ("tshark", "tshark"),
+        ("traceroute", "traceroute"),
         ("sha256sum", "coreutils"),
     ] {
         let found = Command::new("sh")
@@ -268,6 +298,19 @@ fn drop_counter(v: &Value, reason: &str) -> u64 {
 }
 
 /// Per-tunnel packet counts and drops between two counter readings.
+/// A probed tunnel sent `forwarded` packets plus the appliance's own probes: those are
+/// counted as sent from the host a moment before the tunnel's count takes them, so one
+/// may fall on either side of each snapshot.
+fn assert_probed_tx(d: &BTreeMap<String, u64>, tunnel: &str, forwarded: u64) {
+    let n = d[&format!("{tunnel}.tx_packets")];
+    let probes = d["host.from_host_sent"];
+    assert!(
+        n >= forwarded && n <= forwarded + probes + 1,
+        "{tunnel}.tx_packets {n}: expected {forwarded} forwarded and at most {probes} + 1 \
+         probes: {d:?}"
+    );
+}
+
 fn delta(before: &Value, after: &Value) -> BTreeMap<String, u64> {
     let mut d = BTreeMap::new();
     for l in &LINKS {
@@ -283,6 +326,23 @@ fn delta(before: &Value, after: &Value) -> BTreeMap<String, u64> {
     for (k, v) in after["drops"].as_object().expect("drops") {
         let n = v.as_u64().unwrap_or(0) - before["drops"][k].as_u64().unwrap_or(0);
         d.insert(format!("drop.{k}"), n);
+    }
+    for (k, v) in after["icmp_sent"].as_object().expect("icmp_sent") {
+        let n = v.as_u64().unwrap_or(0) - before["icmp_sent"][k].as_u64().unwrap_or(0);
+        d.insert(format!("icmp.{k}"), n);
+    }
+    d.insert(
+        "icmp.rate_limited".into(),
+        after["icmp_rate_limited"].as_u64().unwrap_or(0)
+            - before["icmp_rate_limited"].as_u64().unwrap_or(0),
+    );
+    for (k, v) in after["host"].as_object().expect("host") {
+        if let Some(n) = v.as_u64() {
+            d.insert(
+                format!("host.{k}"),
+                n.saturating_sub(before["host"][k].as_u64().unwrap_or(0)),
+            );
+        }
     }
     d
 }
@@ -359,6 +419,7 @@ fn wait_child(mut spawned: Spawned, what: &str, limit: Duration) -> Output {
                 text(&out)
             );
         }
+        // Polling for the exit, bounded by `limit`.
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -366,67 +427,261 @@ fn wait_child(mut spawned: Spawned, what: &str, limit: Duration) -> Output {
 /// Send `mib` MiB of random bytes over TCP from one host to another (socat at both ends) and
 /// compare what arrived with what was sent, byte for byte. Returns a line for the summary.
 fn transfer(lab: &Lab, from: char, to: char, mib: usize, port: u16) -> String {
-    let src = lab.dir.join(format!("tcp-{from}{to}-sent.bin"));
-    let dst = lab.dir.join(format!("tcp-{from}{to}-received.bin"));
-    let mut data = vec![0u8; mib << 20];
+    let to_ip = HOSTS.iter().find(|h| h.0 == to).expect("host").1;
+    tcp_copy(
+        lab,
+        &format!(
+            "host {} -> host {}",
+            from.to_ascii_uppercase(),
+            to.to_ascii_uppercase()
+        ),
+        &format!("h{from}"),
+        &format!("h{to}"),
+        to_ip,
+        mib << 20,
+        port,
+    )
+}
+
+/// Send `bytes` random bytes over TCP from namespace `from` to `to_ip:port` in namespace
+/// `to` (socat at both ends, the listener bound to `to_ip`), and compare what arrived with
+/// what was sent, byte for byte. Returns a line for the summary.
+fn tcp_copy(
+    lab: &Lab,
+    what: &str,
+    from: &str,
+    to: &str,
+    to_ip: &str,
+    bytes: usize,
+    port: u16,
+) -> String {
+    let src = lab.dir.join(format!("tcp-{port}-sent.bin"));
+    let dst = lab.dir.join(format!("tcp-{port}-received.bin"));
+    let mut data = vec![0u8; bytes];
     std::io::Read::read_exact(
         &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
         &mut data,
     )
     .expect("random bytes");
     std::fs::write(&src, &data).expect("write the source file");
-    let to_ip = HOSTS.iter().find(|h| h.0 == to).expect("host").1;
-    let listen = format!("TCP-LISTEN:{port},reuseaddr");
+    let listen = format!("TCP-LISTEN:{port},bind={to_ip},reuseaddr");
     let sink = format!("OPEN:{},creat,trunc", dst.display());
-    let receiver = lab.spawn(&format!("h{to}"), &["socat", "-u", &listen, &sink]);
+    let receiver = lab.spawn(to, &["socat", "-u", &listen, &sink]);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ss = lab.exec(&format!("h{to}"), &["ss", "-Hltn"]);
+        let ss = lab.exec(to, &["ss", "-Hltn"]);
         if text(&ss).contains(&format!(":{port} ")) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "socat in host {to} never listened"
-        );
+        assert!(Instant::now() < deadline, "{what}: socat never listened");
+        // Polling for the listening socket, bounded by `deadline`.
         std::thread::sleep(Duration::from_millis(50));
     }
     let t = Instant::now();
     let source = format!("OPEN:{}", src.display());
     let connect = format!("TCP:{to_ip}:{port}");
-    let sender = lab.spawn(&format!("h{from}"), &["socat", "-u", &source, &connect]);
+    let sender = lab.spawn(from, &["socat", "-u", &source, &connect]);
     let sent = wait_child(sender, "the TCP sender", Duration::from_secs(60));
-    assert!(sent.status.success(), "socat sender: {}", text(&sent));
+    assert!(
+        sent.status.success(),
+        "{what}: socat sender: {}",
+        text(&sent)
+    );
     let received = wait_child(receiver, "the TCP receiver", Duration::from_secs(30));
     let secs = t.elapsed().as_secs_f64();
     assert!(
         received.status.success(),
-        "socat receiver: {}",
+        "{what}: socat receiver: {}",
         text(&received)
     );
     let got = std::fs::read(&dst).expect("read the received file");
     assert_eq!(
         got.len(),
         data.len(),
-        "TCP {from} -> {to}: {} bytes arrived of {}",
+        "TCP {what}: {} bytes arrived of {}",
         got.len(),
         data.len()
     );
     if let Some(i) = got.iter().zip(&data).position(|(a, b)| a != b) {
-        panic!("TCP {from} -> {to}: the bytes differ from offset {i}");
+        panic!("TCP {what}: the bytes differ from offset {i}");
     }
     let (hs, hd) = (sha256(&src), sha256(&dst));
     assert_eq!(hs, hd, "sha256 of what was sent and what arrived");
     let _ = std::fs::remove_file(&src);
     let _ = std::fs::remove_file(&dst);
     format!(
-        "TCP host {} -> host {}: {} bytes in {secs:.2} s ({:.0} Mbit/s), byte for byte \
-         identical, sha256 {hd}",
-        from.to_ascii_uppercase(),
-        to.to_ascii_uppercase(),
+        "TCP {what}: {} bytes in {secs:.2} s ({:.0} Mbit/s), byte for byte identical, \
+         sha256 {hd}",
         got.len(),
         got.len() as f64 * 8.0 / secs / 1e6
     )
+}
+
+/// The exception path: router C's kernel and the appliance's namespace talk TCP through
+/// tunnel site-c (its link: `bb-site-c` holds 169.254.3.1, router C's ipip0 169.254.3.0),
+/// both ways, and natively through port to-c's host interface (`bb-to-c`, 172.16.3.1); a
+/// tunnel added at run time with a link gets its interface, which goes when the tunnel is
+/// removed. Returns lines for the summary.
+fn exception_path(lab: &Lab) -> Vec<String> {
+    let mut summary = Vec::new();
+    let has = |name: &str, addr: &str| {
+        let out = lab.exec("bb", &["ip", "-o", "-4", "addr", "show", "dev", name]);
+        out.status.success() && text(&out).contains(addr)
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "bb-site-c with 169.254.3.1/31",
+        || has("bb-site-c", "169.254.3.1/31"),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "bb-to-c with 172.16.3.1/32",
+        || has("bb-to-c", "172.16.3.1/32"),
+    );
+    let link = lab.exec("bb", &["ip", "-o", "link", "show", "dev", "bb-site-c"]);
+    assert!(
+        text(&link).contains("mtu 1480"),
+        "bb-site-c's MTU is the tunnel's inner MTU (1500 less the IPv4 header): {}",
+        text(&link)
+    );
+
+    const MIB: usize = 1 << 20;
+    let before = lab.counters();
+    summary.push(tcp_copy(
+        lab,
+        "router C -> the appliance's kernel, inside tunnel site-c",
+        "rc",
+        "bb",
+        "169.254.3.1",
+        MIB,
+        6001,
+    ));
+    summary.push(tcp_copy(
+        lab,
+        "the appliance's kernel -> router C, inside tunnel site-c",
+        "bb",
+        "rc",
+        "169.254.3.0",
+        MIB,
+        6002,
+    ));
+    let d = delta(&before, &lab.counters());
+    // At least a MiB each way in full-size segments (1480 less 40 bytes of headers), and
+    // their acknowledgements.
+    let segments = (MIB / 1440) as u64;
+    assert!(
+        d["host.to_host"] >= segments && d["host.from_host_sent"] >= segments,
+        "the exception path carried too little: {d:?}"
+    );
+    assert!(
+        d["site-c.rx_packets"] >= segments && d["site-c.tx_packets"] >= segments,
+        "through tunnel site-c: {d:?}"
+    );
+    for k in [
+        "host.queue_full",
+        "host.to_host_failed",
+        "host.from_host_dropped",
+        "host.from_host_tx_failed",
+    ] {
+        assert_eq!(d[k], 0, "{k}: {d:?}");
+    }
+    assert_no_drops_but(&d, "", "the exception path's transfers");
+    summary.push(format!(
+        "exception path through site-c: {} packets to the host, {} from it",
+        d["host.to_host"], d["host.from_host_sent"]
+    ));
+
+    let before = lab.counters();
+    summary.push(tcp_copy(
+        lab,
+        "router C -> the appliance's kernel, natively through bb-to-c",
+        "rc",
+        "bb",
+        "172.16.3.1",
+        MIB,
+        6003,
+    ));
+    let d = delta(&before, &lab.counters());
+    assert!(d["host.to_host"] >= segments, "{d:?}");
+    assert_eq!(
+        d["site-c.rx_packets"], 0,
+        "native, not through the tunnel: {d:?}"
+    );
+
+    // A tunnel added at run time with a link: its interface comes, and goes with it.
+    let file = lab.dir.join("site-d.toml");
+    std::fs::write(
+        &file,
+        "[[tunnel]]\nname = \"site-d\"\nmode = \"gre\"\nlocal = \"172.16.3.1\"\n\
+         remote = \"172.16.3.9\"\nkey = 9\nport = \"to-c\"\nprefixes = [\"10.4.0.0/16\"]\n\
+         link = \"169.254.4.1/30\"\n",
+    )
+    .expect("write site-d.toml");
+    let sock = lab.dir.join("ctl/control.sock");
+    let ctl = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lab.ns("bb")])
+            .arg(&lab.backbone)
+            .arg("ctl")
+            .arg(format!("--socket={}", sock.display()))
+            .args(args)
+            .output()
+            .expect("backbone ctl");
+        assert!(out.status.success(), "ctl {args:?}: {}", text(&out));
+    };
+    assert!(!has("bb-site-d", "169.254.4.1"), "no bb-site-d before");
+    let t = Instant::now();
+    ctl(&["tunnel-add", &file.display().to_string()]);
+    wait_until(Duration::from_secs(5), "bb-site-d after tunnel-add", || {
+        has("bb-site-d", "169.254.4.1/30")
+    });
+    let added = t.elapsed();
+    ctl(&["tunnel-del", "site-d"]);
+    wait_until(
+        Duration::from_secs(5),
+        "bb-site-d gone after tunnel-del",
+        || {
+            !lab.exec("bb", &["ip", "link", "show", "dev", "bb-site-d"])
+                .status
+                .success()
+        },
+    );
+    summary.push(format!(
+        "host interface bb-site-d: up {:.0} ms after tunnel-add, gone {:.0} ms after \
+         tunnel-del",
+        added.as_secs_f64() * 1e3,
+        (t.elapsed() - added).as_secs_f64() * 1e3
+    ));
+    summary
+}
+
+/// `traceroute -n` from host `from` to `to_ip`, one probe a hop; its output, once the hops
+/// answer as `want` says, in order (`Some`: from that address; `None`: silent). A busy
+/// machine can lose a probe inside Open vSwitch: up to three rounds.
+fn traceroute(lab: &Lab, from: char, to_ip: &str, want: &[Option<&str>]) -> String {
+    let mut outs = String::new();
+    for _round in 0..3 {
+        let out = lab.exec(
+            &format!("h{from}"),
+            &["traceroute", "-n", "-q", "1", "-w", "1", "-m", "6", to_ip],
+        );
+        let s = text(&out);
+        outs.push_str(&s);
+        let hops: Vec<Option<String>> = s
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                w.next()?.parse::<u32>().ok()?;
+                Some(w.next().filter(|a| *a != "*").map(str::to_owned))
+            })
+            .collect();
+        let got: Vec<Option<&str>> = hops.iter().map(Option::as_deref).collect();
+        if got.get(..want.len()) == Some(want) {
+            return s;
+        }
+    }
+    panic!("traceroute host {from} -> {to_ip}: want hops {want:?}, three rounds:\n{outs}");
 }
 
 /// One captured frame, as tshark dissects it.
@@ -449,6 +704,12 @@ struct Frame {
     expert_severity: Vec<u64>,
     protocols: String,
     len: u64,
+    /// Every UDP destination port, the quoted one of an ICMP error included.
+    udp_dstport: Vec<u32>,
+    /// The group of each of tshark's expert items (beside `expert_severity`).
+    expert_group: Vec<u64>,
+    /// It carries an ICMP error, which quotes a packet cut short.
+    quotes: bool,
 }
 
 const TSHARK_FIELDS: &[&str] = &[
@@ -471,6 +732,8 @@ const TSHARK_FIELDS: &[&str] = &[
     "frame.len",
     "tcp.checksum",
     "tcp.checksum_calculated",
+    "udp.dstport",
+    "_ws.expert.group",
 ];
 
 fn dissect(file: &Path) -> Vec<Frame> {
@@ -483,10 +746,21 @@ fn dissect(file: &Path) -> Vec<Frame> {
         "tcp.port==5001,data",
         "-d",
         "tcp.port==5002,data",
+        // The exception path's transfers use X11's ports.
+        "-d",
+        "tcp.port==6001,data",
+        "-d",
+        "tcp.port==6002,data",
+        "-d",
+        "tcp.port==6003,data",
         "-o",
         "ip.check_checksum:TRUE",
         "-o",
         "tcp.check_checksum:TRUE",
+        // Each frame is checked on its own: reassembling the host's TCP streams only makes
+        // tshark report a retransmission that overlaps what it kept as an error.
+        "-o",
+        "tcp.desegment_tcp_streams:FALSE",
         "-T",
         "fields",
         "-E",
@@ -533,13 +807,18 @@ fn dissect(file: &Path) -> Vec<Frame> {
             // (RFC 1624), which Linux writes when it computes a checksum in software
             // (CSUM_MANGLED_0); tshark calls it bad. Once in 65,536 segments.
             let tcp_negative_zero = nums(c[17]) == [0xffff] && nums(c[18]) == [0];
-            checksum_status.extend(small(c[10]).into_iter().map(|s| {
-                if s == 0 && tcp_negative_zero {
-                    2
-                } else {
-                    s
-                }
-            }));
+            // An ICMP error quotes a TCP segment cut short: tshark checks its checksum
+            // anyway, over what is there, and calls it bad. Only a whole segment's counts.
+            let quotes = small(c[12]).iter().any(|t| matches!(t, 3 | 11));
+            if !quotes {
+                checksum_status.extend(small(c[10]).into_iter().map(|s| {
+                    if s == 0 && tcp_negative_zero {
+                        2
+                    } else {
+                        s
+                    }
+                }));
+            }
             checksum_status.extend(small(c[11]));
             Frame {
                 number: c[0].to_owned(),
@@ -557,6 +836,9 @@ fn dissect(file: &Path) -> Vec<Frame> {
                 expert_severity: nums(c[14]),
                 protocols: c[15].to_owned(),
                 len: nums(c[16]).first().copied().unwrap_or(0),
+                udp_dstport: small(c[19]),
+                expert_group: nums(c[20]),
+                quotes,
             }
         })
         .collect()
@@ -570,6 +852,9 @@ struct Seen {
     tx_packets: u64,
     tx_bytes: u64,
     bad_gre_checksum: u64,
+    /// The appliance's own ICMP errors sent into the tunnel.
+    frag_needed: u64,
+    time_exceeded: u64,
 }
 
 /// Check every frame of one link's capture and count its tunnel packets. Returns how many
@@ -603,8 +888,15 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
             unreachable += 1;
             continue;
         }
+        // The checksum of a TCP segment an ICMP error quotes, cut short, is no error (the
+        // IPv4 and ICMP checksums are checked below).
+        const PI_CHECKSUM: u64 = 0x0100_0000;
+        let quoted_checksum = |i: usize| f.quotes && f.expert_group.get(i) == Some(&PI_CHECKSUM);
         assert!(
-            f.expert_severity.iter().all(|&s| s < PI_ERROR),
+            f.expert_severity
+                .iter()
+                .enumerate()
+                .all(|(i, &s)| s < PI_ERROR || quoted_checksum(i)),
             "{at}: tshark reports an error ({:?}, {})",
             f.expert_severity,
             f.protocols
@@ -620,8 +912,21 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
             let ping = f.ip_dst[0] == link.our_ip && f.ip_src[0] == link.router_ip;
             let pong =
                 f.ip_src[0] == link.our_ip && f.ip_dst[0] == link.router_ip && f.icmp_type == [0];
+            // Router C's TCP with the appliance's kernel, through port to-c's host
+            // interface (the exception path).
+            let between = (f.ip_src[0] == link.our_ip && f.ip_dst[0] == link.router_ip)
+                || (f.ip_dst[0] == link.our_ip && f.ip_src[0] == link.router_ip);
+            let host_tcp = outer == 6 && link.iface == "to-c" && between;
+            // The appliance's probe of site-c's tunnel, back from router C natively once it
+            // took the tunnel header off: an echo reply from our endpoint to itself.
+            let probe = outer == 1
+                && link.iface == "to-c"
+                && f.eth_src == link.router_mac
+                && f.ip_src[0] == link.our_ip
+                && f.ip_dst[0] == link.our_ip
+                && f.icmp_type == [0];
             assert!(
-                outer == 1 && (ping || pong),
+                (outer == 1 && (ping || pong)) || host_tcp || probe,
                 "{at}: unexpected underlay packet ({})",
                 f.protocols
             );
@@ -650,18 +955,71 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
                 f.gre_key
             );
         };
-        assert_eq!(f.ip_proto.len(), 2, "{at}: not one inner IPv4 packet");
+        let s = seen.entry(tunnel).or_default();
+        // The appliance's own ICMP errors, into the tunnel the offending packet came
+        // through: Time Exceeded (traceroute) and Fragmentation Needed (path MTU
+        // discovery), from its address facing the sender, TTL 64, quoting the packet.
+        if !inbound && f.ip_src[1] == link.icmp_src && f.ip_proto[1] == 1 {
+            let kind = (f.icmp_type[0], f.icmp_code[0]);
+            assert!(
+                kind == (11, 0) || kind == (3, 4),
+                "{at}: ICMP {kind:?} from the appliance"
+            );
+            assert_eq!(f.ip_ttl[1], 64, "{at}: the appliance's ICMP error's TTL");
+            assert_eq!(f.ip_proto.len(), 3, "{at}: an ICMP error quoting a packet");
+            if kind == (3, 4) {
+                s.frag_needed += 1;
+            } else {
+                s.time_exceeded += 1;
+            }
+            s.tx_packets += 1;
+            s.tx_bytes += f.len;
+            continue;
+        }
+        // An ICMP error a host sends back through the tunnels (port unreachable, for
+        // traceroute) quotes the packet it is about: a third IPv4 header.
+        let error = f.ip_proto[1] == 1 && matches!(f.icmp_type.first(), Some(3 | 11));
+        assert_eq!(
+            f.ip_proto.len(),
+            if error { 3 } else { 2 },
+            "{at}: not one inner IPv4 packet"
+        );
         // Inner TTL: the host's 64 less its router on the way in, and less the appliance
-        // on the way out.
+        // on the way out. Between router C's kernel and the appliance's, inside the tunnel
+        // (the link 169.254.3.0/31, the exception path), nobody forwards: 64.
         let inner_ttl = f.ip_ttl[1];
+        let on_link = |a: &str| a == "169.254.3.0" || a == "169.254.3.1";
+        // The appliance's probes of a tunnel: from its endpoint to itself, nobody forwards
+        // them before they leave either.
+        let own_probe = !inbound && f.ip_src[1] == link.our_ip && f.ip_dst[1] == link.our_ip;
+        let local = own_probe || (on_link(&f.ip_src[1]) && on_link(&f.ip_dst[1]));
+        // Traceroute's probes (UDP to port 33434 + the probe's index; with one probe a hop,
+        // that is its TTL - 1) come with the TTL the host gave them less the router's hop,
+        // and leave with one less.
+        let probe = (f.ip_proto[1] == 17)
+            .then(|| f.udp_dstport.first().copied())
+            .flatten()
+            .filter(|p| (TRACEROUTE_PORT..TRACEROUTE_PORT + 64).contains(p))
+            .map(|p| p - TRACEROUTE_PORT);
         assert_eq!(
             inner_ttl,
-            if inbound { 63 } else { 62 },
+            if local {
+                64
+            } else if let Some(hops) = probe {
+                if inbound {
+                    hops
+                } else {
+                    hops - 1
+                }
+            } else if inbound {
+                63
+            } else {
+                62
+            },
             "{at}: inner TTL ({} {})",
             if inbound { "from" } else { "to" },
             link.iface
         );
-        let s = seen.entry(tunnel).or_default();
         let bad_gre = f.gre_checksum_status == Some(0);
         if bad_gre {
             assert!(
@@ -734,11 +1092,15 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
     // Each ordered pair: the request in through the source's tunnel and out through the
     // destination's, the reply the other way: every tunnel 2 * 2 * PINGS each way when no
     // ping was lost, at least that otherwise.
+    // site-c is probed: the appliance's own echo probes also leave through its tunnel (and
+    // come back natively, not through it).
     let d = delta(&before, &lab.counters());
     for t in ["site-a", "site-b", "site-c"] {
         for f in ["rx_packets", "tx_packets"] {
             let n = d[&format!("{t}.{f}")];
-            if lossless {
+            if t == "site-c" && f == "tx_packets" {
+                assert_probed_tx(&d, t, 4 * PINGS);
+            } else if lossless {
                 assert_eq!(n, 4 * PINGS, "{t}.{f} after the pings: {d:?}");
             } else {
                 assert!(n >= 4 * PINGS, "{t}.{f} after the pings: {d:?}");
@@ -773,25 +1135,84 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
         - before;
     assert!(echoed >= 6, "the appliance counted {echoed} echo replies");
 
-    // TCP: unkeyed GRE -> keyed GRE, then keyed GRE -> IP-in-IP.
+    // traceroute: the appliance's hop answers Time Exceeded from its address facing the
+    // sender (SPEC.md ICMP errors, rule 2): site-a's endpoint (its tunnel has no link) for
+    // host A, site-c's link address for host C. Open vSwitch's hops stay silent (its
+    // dec_ttl drops what expires: no controller), router C's kernel answers.
     let before = lab.counters();
-    summary.push(transfer(&lab, 'b', 'a', 16, 5001));
+    for (from, to_ip, want) in [
+        (
+            'a',
+            "10.2.0.10",
+            [None, Some("172.16.1.1"), None, Some("10.2.0.10")],
+        ),
+        (
+            'c',
+            "10.1.0.10",
+            [
+                Some("10.3.0.1"),
+                Some("169.254.3.1"),
+                None,
+                Some("10.1.0.10"),
+            ],
+        ),
+    ] {
+        let out = traceroute(&lab, from, to_ip, &want);
+        summary.push(format!(
+            "traceroute -n from host {}:\n  {}",
+            from.to_ascii_uppercase(),
+            out.trim_end().replace('\n', "\n  ")
+        ));
+    }
     let d = delta(&before, &lab.counters());
-    assert_eq!(d["site-b.rx_packets"], d["site-a.tx_packets"], "{d:?}");
-    assert_eq!(d["site-a.rx_packets"], d["site-b.tx_packets"], "{d:?}");
-    assert!(d["site-b.rx_bytes"] > 16 << 20, "{d:?}");
-    assert!(
-        d["site-b.rx_packets"] >= (16 << 20) / 1400,
-        "fewer packets than 16 MiB needs: {d:?}"
+    assert!(d["icmp.time_exceeded"] >= 2, "{d:?}");
+    assert_eq!(
+        d["drop.ttl_exceeded"],
+        d["icmp.time_exceeded"] + d["icmp.rate_limited"],
+        "every probe that expired at the appliance was answered: {d:?}"
     );
-    assert_no_drops_but(&d, "", "the B -> A transfer");
-    let before = lab.counters();
-    summary.push(transfer(&lab, 'a', 'c', 10, 5002));
-    let d = delta(&before, &lab.counters());
-    assert_eq!(d["site-a.rx_packets"], d["site-c.tx_packets"], "{d:?}");
-    assert_eq!(d["site-c.rx_packets"], d["site-a.tx_packets"], "{d:?}");
-    assert!(d["site-c.tx_bytes"] > 10 << 20, "{d:?}");
-    assert_no_drops_but(&d, "", "the A -> C transfer");
+    assert_no_drops_but(&d, "drop.ttl_exceeded", "the traceroutes");
+
+    // TCP: unkeyed GRE -> keyed GRE, then keyed GRE -> IP-in-IP, between hosts with MTU
+    // 1500. Their full-size segments reach the appliance (the underlay carries them) but do
+    // not fit the egress tunnel (mtu 1500 outside): dropped as mtu_exceeded and answered
+    // with Fragmentation Needed and the tunnel's inner MTU, into the tunnel they came
+    // through; the sender's path MTU discovery takes it from there.
+    for (from, to, mib, port, ingress, egress, inner_mtu) in [
+        ('b', 'a', 16, 5001, "site-b", "site-a", 1500 - 20 - 8),
+        ('a', 'c', 10, 5002, "site-a", "site-c", 1500 - 20),
+    ] {
+        let before = lab.counters();
+        let line = transfer(&lab, from, to, mib, port);
+        let d = delta(&before, &lab.counters());
+        let (too_big, answered) = (d["drop.mtu_exceeded"], d["icmp.fragmentation_needed"]);
+        assert!(
+            answered >= 1,
+            "no Fragmentation Needed: no path MTU discovery through {egress}: {d:?}"
+        );
+        assert_eq!(too_big, answered + d["icmp.rate_limited"], "{d:?}");
+        let rx = |t: &str| d[&format!("{t}.rx_packets")];
+        let tx = |t: &str| d[&format!("{t}.tx_packets")];
+        if egress == "site-c" {
+            assert_probed_tx(&d, egress, rx(ingress) - too_big);
+        } else {
+            assert_eq!(rx(ingress), tx(egress) + too_big, "{d:?}");
+        }
+        assert_eq!(tx(ingress), rx(egress) + answered, "{d:?}");
+        assert!(
+            d[&format!("{ingress}.rx_bytes")] > (mib as u64) << 20,
+            "{d:?}"
+        );
+        assert!(
+            rx(ingress) >= ((mib as u64) << 20) / (inner_mtu - 40),
+            "fewer packets than {mib} MiB needs: {d:?}"
+        );
+        assert_no_drops_but(&d, "drop.mtu_exceeded", "the transfer");
+        summary.push(format!(
+            "{line}; path MTU discovery: {answered} Fragmentation Needed (next-hop MTU \
+             {inner_mtu}, {egress}'s inner MTU) for {too_big} segments too big"
+        ));
+    }
 
     // Open vSwitch 3.1 with csum=true and seq=true computes the GRE checksum before it
     // writes the sequence number: only the packet with sequence number 0 (whose field was
@@ -840,6 +1261,8 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
         "csum+seq GRE (Open vSwitch 3.1): {CSUM_PINGS} pings, {accepted} accepted, {bad} \
          dropped as bad_gre_checksum"
     ));
+
+    summary.extend(exception_path(&lab));
 
     // Teardown: the appliance stops on SIGTERM and writes its counters, tcpdump flushes,
     // every process the script started is gone, so are the namespaces.
@@ -967,14 +1390,46 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
         "bad_gre_checksum {bad_counted} against the {bad_total} frames tshark finds with a bad \
          GRE checksum"
     );
+    // The appliance's own ICMP errors: what the captures hold, and one for each packet
+    // that expired or was too big (none rate-limited away unseen).
+    let icmp = |k: &str| stats["icmp_sent"][k].as_u64().expect("icmp_sent");
+    let (fn_seen, te_seen) = seen
+        .values()
+        .fold((0, 0), |(a, b), s| (a + s.frag_needed, b + s.time_exceeded));
+    let exact = lossy.is_empty();
+    for (kind, captured) in [
+        ("fragmentation_needed", fn_seen),
+        ("time_exceeded", te_seen),
+    ] {
+        let sent = icmp(kind);
+        assert!(
+            sent == captured || (!exact && sent > captured),
+            "icmp_sent {kind}: the appliance counts {sent}, the captures hold {captured}"
+        );
+    }
+    assert!(fn_seen >= 1 && te_seen >= 2, "{}", stats["icmp_sent"]);
+    assert_eq!(
+        drop_counter(&stats, "mtu_exceeded") + drop_counter(&stats, "ttl_exceeded"),
+        icmp("fragmentation_needed")
+            + icmp("time_exceeded")
+            + stats["icmp_rate_limited"].as_u64().unwrap_or(0),
+        "every packet too big or expired answered: {} {}",
+        stats["drops"],
+        stats["icmp_sent"]
+    );
     for (reason, n) in stats["drops"].as_object().expect("drops") {
-        if reason != "bad_gre_checksum" {
+        if !["bad_gre_checksum", "mtu_exceeded", "ttl_exceeded"].contains(&reason.as_str()) {
             assert_eq!(n.as_u64(), Some(0), "drops {reason}: {}", stats["drops"]);
         }
     }
     summary.push(format!(
         "drops: bad_gre_checksum {bad_total} (= frames tshark finds with a bad GRE checksum), \
-         nothing else"
+         mtu_exceeded {} and ttl_exceeded {} (each answered: icmp_sent fragmentation_needed \
+         {}, time_exceeded {}, as captured), nothing else",
+        drop_counter(&stats, "mtu_exceeded"),
+        drop_counter(&stats, "ttl_exceeded"),
+        icmp("fragmentation_needed"),
+        icmp("time_exceeded"),
     ));
 
     if unreachable > 0 {

@@ -114,7 +114,24 @@ impl Appliance {
 
     /// Start it and wait until its control API answers and the clients' traffic flows.
     fn start(tag: &str, hugepages: bool, extra: &[&str], env: &[(&str, &Path)]) -> Appliance {
+        Appliance::start_with(tag, hugepages, extra, env, &[])
+    }
+
+    /// [`Appliance::start`], with `frames` added to what the client port replays.
+    fn start_with(
+        tag: &str,
+        hugepages: bool,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+        frames: &[Vec<u8>],
+    ) -> Appliance {
         let (dir, config) = lab(tag);
+        if !frames.is_empty() {
+            let clients = dir.join("clients-in.pcap");
+            let mut all = backbone_tests::pcap::read(&clients).unwrap();
+            all.extend_from_slice(frames);
+            backbone_tests::pcap::write(&clients, &all).unwrap();
+        }
         let sock = dir.join("ctl/control.sock");
         let prefix = file_prefix(tag);
         let proc = KillOnDrop(Some(Appliance::spawn(
@@ -664,18 +681,8 @@ fn sample(body: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
-#[test]
-fn metrics_and_telemetry_show_the_appliance() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Appliance::start("ops-metrics", false, &["--metrics", "127.0.0.1:0"], &[]);
-    let status = a.json(&["status"]).unwrap();
-    let addr = status["metrics"].as_str().unwrap().to_owned();
-    assert_eq!(status["file_prefix"], a.prefix.as_str(), "{status}");
-
-    let (head, body) = scrape(&addr, false);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    std::fs::write(a.dir.join("metrics.txt"), &body).unwrap();
+/// `promtool check metrics` on a scrape: fails the test on anything it reports.
+fn promtool_check(body: &str) {
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -696,6 +703,21 @@ fn metrics_and_telemetry_show_the_appliance() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+}
+
+#[test]
+fn metrics_and_telemetry_show_the_appliance() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Appliance::start("ops-metrics", false, &["--metrics", "127.0.0.1:0"], &[]);
+    let status = a.json(&["status"]).unwrap();
+    let addr = status["metrics"].as_str().unwrap().to_owned();
+    assert_eq!(status["file_prefix"], a.prefix.as_str(), "{status}");
+
+    let (head, body) = scrape(&addr, false);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    std::fs::write(a.dir.join("metrics.txt"), &body).unwrap();
+    promtool_check(&body);
     for (series, at_least) in [
         ("backbone_tunnel_state{tunnel=\"acme\",state=\"up\"}", 1.0),
         (
@@ -721,6 +743,30 @@ fn metrics_and_telemetry_show_the_appliance() {
         let v = sample(&body, series).unwrap_or_else(|| panic!("no {series} in:\n{body}"));
         assert!(v >= at_least, "{series} = {v}");
     }
+    // Drops per tunnel and per port, and the workers' polling. demo/traffic.py has acme
+    // send one packet as globex (BCP 38, after acme's tunnel was found: acme's
+    // inner_spoofed) and one with a key no tunnel has (no tunnel found: the port's
+    // no_tunnel); series appear with their first drop.
+    wait_for(PATIENCE, "drops per tunnel and per port", || {
+        let (_, body) = scrape(&addr, false);
+        for series in [
+            "backbone_tunnel_dropped_packets_total{tunnel=\"acme\",reason=\"inner_spoofed\"}",
+            "backbone_port_dropped_packets_total{port=\"client0\",reason=\"no_tunnel\"}",
+            "backbone_worker_polls_total{worker=\"0\"}",
+            "backbone_worker_busy_polls_total{worker=\"0\"}",
+        ] {
+            if sample(&body, series).unwrap_or(0.0) < 1.0 {
+                return Err(format!("{series} missing or 0"));
+            }
+        }
+        for never in [
+            "backbone_tunnel_dropped_packets_total{tunnel=\"acme\",reason=\"no_tunnel\"}",
+            "backbone_port_dropped_packets_total{port=\"client0\",reason=\"inner_spoofed\"}",
+        ] {
+            assert!(sample(&body, never).is_none(), "{never} in:\n{body}");
+        }
+        Ok(())
+    });
     let (head, om) = scrape(&addr, true);
     assert!(head.contains("application/openmetrics-text"), "{head}");
     assert!(om.trim_end().ends_with("# EOF"), "{om}");
@@ -767,6 +813,97 @@ fn metrics_and_telemetry_show_the_appliance() {
     );
     assert!(get("/ethdev/stats")["ipackets"].as_u64().unwrap() > 0);
     a.stop();
+}
+
+/// A router of the underlay between the appliance and acme's router says acme's packets
+/// (1,400 bytes, DF) do not fit its next hop of 1,300 (ICMP Fragmentation Needed, RFC 1191):
+/// acme's MTU comes down to 1,300, and `ctl tunnels`, the tunnel listing, the counters and
+/// the metrics say so.
+#[test]
+fn an_underlay_path_mtu_shows_in_tunnels_counters_and_metrics() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("ops-pmtu-frame");
+    let file = dir.join("fn.pcap");
+    backbone_tests::scapy(&format!(
+        "from scapy.all import *\n\
+         quote = IP(src='192.0.2.1', dst='198.51.100.10', flags='DF') / \
+           GRE(key_present=1, key=100) / IP(src='10.2.0.5', dst='10.1.0.5') / UDP() / \
+           Raw(b'x' * (1400 - 56))\n\
+         assert len(quote) == 1400\n\
+         wrpcap('{}', [Ether(src='02:00:00:00:77:77', dst='02:00:00:00:00:01') / \
+           IP(src='198.51.100.254', dst='192.0.2.1') / \
+           ICMP(type=3, code=4, nexthopmtu=1300) / Raw(bytes(quote)[:548])])",
+        file.display()
+    ));
+    let frames = backbone_tests::pcap::read(&file).unwrap();
+    let a = Appliance::start_with(
+        "ops-pmtu",
+        false,
+        &["--metrics", "127.0.0.1:0"],
+        &[],
+        &frames,
+    );
+    let acme = || {
+        a.json(&["tunnels"]).unwrap()["tunnels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "acme")
+            .cloned()
+            .unwrap()
+    };
+    wait_until(PATIENCE, "acme's path MTU from the underlay", || {
+        acme()["mtu"] == 1300
+    });
+    let t = acme();
+    assert_eq!(t["configured_mtu"], 1500, "{t}");
+    assert_eq!(t["path_mtu"]["mtu"], 1300, "{t}");
+    assert_eq!(t["path_mtu"]["reported"], 1300, "{t}");
+    assert_eq!(t["path_mtu"]["from"], "198.51.100.254", "{t}");
+    assert!(
+        t["path_mtu"]["expires_in_s"].as_u64().unwrap() <= 600,
+        "{t}"
+    );
+    let text = a.text(&["tunnels"]).unwrap();
+    println!("$ backbone ctl tunnels\n{text}");
+    for want in [
+        "1300 (path)",
+        "acme: path MTU 1300 from the underlay (198.51.100.254 said fragmentation needed, \
+         next-hop MTU 1300)",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    // The same message, replayed, finds nothing more to lower; globex is untouched.
+    let c = a.json(&["counters"]).unwrap();
+    assert_eq!(c["control"]["pmtu_lowered"], 1, "{c}");
+    assert!(c["punts"]["pmtu"].as_u64().unwrap() >= 1, "{c}");
+    let globex = &a.json(&["tunnels"]).unwrap()["tunnels"][1];
+    assert_eq!(
+        (&globex["mtu"], &globex["path_mtu"]),
+        (&1500.into(), &Value::Null)
+    );
+    let addr = a.json(&["status"]).unwrap()["metrics"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, body) = scrape(&addr, false);
+    promtool_check(&body);
+    for (series, want) in [
+        ("backbone_tunnel_path_mtu_bytes{tunnel=\"acme\"}", 1300.0),
+        ("backbone_tunnel_mtu_bytes{tunnel=\"acme\"}", 1300.0),
+        ("backbone_path_mtu_lowered_total", 1.0),
+    ] {
+        assert_eq!(sample(&body, series), Some(want), "{series} in:\n{body}");
+    }
+    assert_eq!(
+        sample(&body, "backbone_tunnel_path_mtu_bytes{tunnel=\"globex\"}"),
+        None
+    );
+    let log = a.stop();
+    assert!(
+        log.contains("path MTU: tunnel \"acme\" from 1500 to 1300 (198.51.100.254 said"),
+        "{log}"
+    );
 }
 
 /// Remove this test's hugepage files (EAL leaves them for secondary processes).
@@ -981,4 +1118,418 @@ fn install_puts_the_service_in_place() {
         .unwrap();
     assert!(again.status.success());
     assert_eq!(read("etc/backbone/backbone.toml"), "# mine\n");
+}
+
+/// The named stage of a traced packet (`ctl --json trace`).
+fn stage(p: &Value, name: &str) -> Option<Value> {
+    p["stages"]
+        .as_array()?
+        .iter()
+        .find(|s| s["stage"] == name)
+        .cloned()
+}
+
+/// `ctl trace` on the demo lab: each stage's fields and decision for a GRE -> GRE packet
+/// and for a dropped one, as SPEC.md says they go. demo/traffic.py: acme (GRE key 100 from
+/// 198.51.100.10, hosts in 10.1/16) sends to globex's hosts (10.2/16, GRE key 200 with
+/// sequence numbers and checksum, router 198.51.100.20 at 02:00:00:00:0b:0b), and once
+/// with key 999, which no tunnel has.
+#[test]
+fn trace_shows_what_each_stage_read_and_decided() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Appliance::start("ops-trace", false, &[], &[]);
+    // One pass of the replay is 33 packets: 40 hold one of each kind.
+    let t = a.json(&["trace", "40", "--port", "client0"]).unwrap();
+    assert_eq!(t["seen"], 40, "{t}");
+    assert_eq!(t["timed_out"], false, "{t}");
+    let packets = t["packets"].as_array().unwrap();
+    let decision =
+        |p: &Value, s: &str| stage(p, s).map(|x| x["decision"].as_str().unwrap().to_owned());
+    let read = |p: &Value, s: &str| stage(p, s).map(|x| x["read"].as_str().unwrap().to_owned());
+
+    let gre = packets
+        .iter()
+        .find(|p| {
+            decision(p, "terminate").as_deref() == Some("tunnel acme")
+                && p["result"].as_str().unwrap().contains("into tunnel globex")
+        })
+        .unwrap_or_else(|| panic!("no acme -> globex packet in {t:#}"));
+    let has = |s: &str, parts: &[&str], text: Option<String>| {
+        let text = text.unwrap_or_else(|| panic!("no {s} stage in {gre:#}"));
+        for part in parts {
+            assert!(
+                text.contains(part),
+                "{s}: {part:?} not in {text:?}\n{gre:#}"
+            );
+        }
+    };
+    // Ingress: our MAC, our endpoint, GRE: terminate.
+    has(
+        "classify",
+        &["> 02:00:00:00:00:01", "198.51.100.10 > 192.0.2.1 proto gre"],
+        read(gre, "classify"),
+    );
+    has(
+        "classify",
+        &["for us, GRE: terminate"],
+        decision(gre, "classify"),
+    );
+    // Termination: the key finds acme; the inner source is acme's (BCP 38); TTL 64 - 1.
+    has(
+        "terminate",
+        &["flags K ", "key 100"],
+        read(gre, "terminate"),
+    );
+    has(
+        "inner",
+        &["10.1.", " > 10.2.", "ttl 64"],
+        read(gre, "inner"),
+    );
+    has(
+        "inner",
+        &["source ok", "ttl now 63"],
+        decision(gre, "inner"),
+    );
+    // Routing: globex's prefix, no hairpin or loop.
+    has("lookup", &["dst 10.2."], read(gre, "lookup"));
+    has(
+        "lookup",
+        &["tunnel globex", "10.2.0.0/16"],
+        decision(gre, "lookup"),
+    );
+    has("route", &["to tunnel globex"], decision(gre, "route"));
+    // Encapsulation: globex's router's MAC, our endpoint to globex's, TTL 64 and DF by
+    // default, GRE with checksum, key 200 and a sequence number.
+    has(
+        "encapsulate",
+        &[
+            "eth 02:00:00:00:00:01 > 02:00:00:00:0b:0b",
+            "192.0.2.1 > 198.51.100.20 proto gre ttl 64",
+            " DF",
+            "flags CKS",
+            "key 200",
+            " seq ",
+            "checksum ok",
+        ],
+        read(gre, "encapsulate"),
+    );
+    assert!(
+        gre["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("transmit out of client0 into tunnel globex"),
+        "{gre:#}"
+    );
+
+    // Key 999: no tunnel, dropped at the lookup; nothing after it runs.
+    let bad = packets
+        .iter()
+        .find(|p| read(p, "terminate").is_some_and(|r| r.contains("key 999")))
+        .unwrap_or_else(|| panic!("no key-999 packet in {t:#}"));
+    assert_eq!(
+        decision(bad, "terminate").as_deref(),
+        Some("drop no_tunnel")
+    );
+    for later in ["inner", "lookup", "route", "encapsulate"] {
+        assert!(
+            stage(bad, later).is_none(),
+            "{later} after no_tunnel: {bad:#}"
+        );
+    }
+    assert_eq!(bad["result"], "drop no_tunnel", "{bad:#}");
+
+    // A tunnel's filter: only what came through acme or went into it.
+    let t = a.json(&["trace", "10", "--tunnel", "acme"]).unwrap();
+    for p in t["packets"].as_array().unwrap() {
+        let ours = decision(p, "terminate").as_deref() == Some("tunnel acme")
+            || p["result"].as_str().unwrap().contains("into tunnel acme");
+        assert!(ours, "not acme's: {p:#}");
+    }
+    // As an operator reads it.
+    let text = a.text(&["trace", "2", "--tunnel", "acme"]).unwrap();
+    for part in [
+        "Packet 1",
+        "Packet 2",
+        "  terminate:   ",
+        "=> tunnel acme",
+        "traced 2 of 2",
+    ] {
+        assert!(text.contains(part), "{part:?} not in:\n{text}");
+    }
+    // Refusals name what is wrong.
+    let e = a.text(&["trace", "1", "--tunnel", "nope"]).unwrap_err();
+    assert!(
+        e.contains("tunnel \"nope\" is not a configured tunnel"),
+        "{e}"
+    );
+    let e = a.text(&["trace", "0"]).unwrap_err();
+    assert!(
+        e.contains("\"count\" must be a number of packets, 1 to 10000"),
+        "{e}"
+    );
+    a.stop();
+}
+
+/// `tshark -T fields` over a capture, one row of `fields` per frame.
+fn tshark_fields(file: &Path, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(file)
+        .args(["-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+/// `ctl capture` on the demo lab, read back by tshark: a tunnel's packets as outer frames
+/// and inner packets, both ways, marked; a port's, as received and as sent.
+#[test]
+fn capture_writes_what_a_tunnel_and_a_port_carried() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Appliance::start("ops-capture", false, &[], &[]);
+    let file = a.dir.join("acme.pcapng");
+    let r = a
+        .json(&[
+            "capture",
+            "--tunnel",
+            "acme",
+            "--count",
+            "6",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
+    assert_eq!(r["records"], 6, "{r}");
+    let rows = tshark_fields(
+        &file,
+        &[
+            "frame.interface_name",
+            "frame.p2p_dir",
+            "eth.src",
+            "eth.dst",
+            "ip.src",
+            "ip.dst",
+            "gre.key",
+            "frame.comment",
+        ],
+    );
+    // Each packet through acme twice: the outer frame, then its inner packet.
+    assert_eq!(rows.len(), 12, "{rows:#?}");
+    let (mut received, mut sent) = (0, 0);
+    for pair in rows.chunks(2) {
+        let (outer, inner) = (&pair[0], &pair[1]);
+        assert_eq!(outer[0], "acme outer", "{pair:?}");
+        assert_eq!(inner[0], "acme inner", "{pair:?}");
+        assert_eq!(outer[1], inner[1], "one direction: {pair:?}");
+        // The outer frame's IPv4 headers are outer then inner; the inner packet's its own.
+        let (o_src, o_dst): (Vec<&str>, Vec<&str>) =
+            (outer[4].split(',').collect(), outer[5].split(',').collect());
+        assert_eq!((o_src.len(), o_dst.len()), (2, 2), "{pair:?}");
+        assert_eq!(
+            (o_src[1], o_dst[1]),
+            (inner[4].as_str(), inner[5].as_str()),
+            "{pair:?}"
+        );
+        assert_eq!(outer[6], "0x00000064", "acme's key 100: {pair:?}");
+        match outer[1].as_str() {
+            // Received through acme: from acme's router to our endpoint, from acme's hosts.
+            "1" => {
+                received += 1;
+                assert_eq!(
+                    (o_src[0], o_dst[0]),
+                    ("198.51.100.10", "192.0.2.1"),
+                    "{pair:?}"
+                );
+                assert_eq!(outer[3], "02:00:00:00:00:01", "{pair:?}");
+                // From acme's hosts, but for the one packet acme sends as globex's host,
+                // which came through acme all the same and was dropped (BCP 38).
+                if outer[7].ends_with("drop inner_spoofed") {
+                    assert!(inner[4].starts_with("10.2."), "{pair:?}");
+                } else {
+                    assert!(inner[4].starts_with("10.1."), "{pair:?}");
+                }
+                assert!(
+                    outer[7].starts_with("outer; received through tunnel acme"),
+                    "{pair:?}"
+                );
+                assert!(
+                    inner[7].starts_with("inner; received through tunnel acme"),
+                    "{pair:?}"
+                );
+            }
+            // Sent into acme: from our endpoint to acme's router's MAC, to acme's hosts.
+            "0" => {
+                sent += 1;
+                assert_eq!(
+                    (o_src[0], o_dst[0]),
+                    ("192.0.2.1", "198.51.100.10"),
+                    "{pair:?}"
+                );
+                assert_eq!(
+                    (outer[2].as_str(), outer[3].as_str()),
+                    ("02:00:00:00:00:01", "02:00:00:00:0a:0a"),
+                    "{pair:?}"
+                );
+                assert!(inner[5].starts_with("10.1."), "{pair:?}");
+                assert!(
+                    outer[7].starts_with("outer; sent into tunnel acme"),
+                    "{pair:?}"
+                );
+            }
+            d => panic!("direction {d:?}: {pair:?}"),
+        }
+    }
+    // The replay alternates acme -> globex and initech -> acme: both ways are there.
+    assert!(received > 0 && sent > 0, "{rows:#?}");
+
+    let file = a.dir.join("client0.pcapng");
+    a.json(&[
+        "capture",
+        "--port",
+        "client0",
+        "--count",
+        "5",
+        file.to_str().unwrap(),
+    ])
+    .unwrap();
+    let rows = tshark_fields(
+        &file,
+        &[
+            "frame.interface_name",
+            "frame.p2p_dir",
+            "eth.src",
+            "eth.dst",
+        ],
+    );
+    assert!(rows.len() >= 5, "{rows:#?}");
+    for row in &rows {
+        match row[0].as_str() {
+            "client0 rx" => assert_eq!(
+                (row[1].as_str(), row[3].as_str()),
+                ("1", "02:00:00:00:00:01"),
+                "{row:?}"
+            ),
+            "client0 tx" => assert_eq!(
+                (row[1].as_str(), row[2].as_str()),
+                ("0", "02:00:00:00:00:01"),
+                "{row:?}"
+            ),
+            other => panic!("interface {other:?}: {row:?}"),
+        }
+    }
+    let e = a
+        .text(&["capture", "--count", "1", file.to_str().unwrap()])
+        .unwrap_err();
+    assert!(e.contains("--port"), "{e}");
+    a.stop();
+}
+
+/// CPU time (user and system) the process has used, in clock ticks (/proc/PID/stat).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// An idle appliance (nothing arrives) with `poll`: the share of one core it used over two
+/// seconds, and what its worker's counters say of its polling.
+fn idle_share(tag: &str, poll: Option<&str>) -> (f64, Value) {
+    let dir = scratch_dir(tag);
+    backbone_tests::pcap::write(&dir.join("clients-in.pcap"), &[]).unwrap();
+    backbone_tests::pcap::write(&dir.join("internet-in.pcap"), &[]).unwrap();
+    let mut text = std::fs::read_to_string(repo_root().join("demo/lab.toml")).unwrap();
+    if let Some(p) = poll {
+        text = text.replace("lcores = [1]", &format!("lcores = [1]\npoll = \"{p}\""));
+    }
+    let config = dir.join("backbone.toml");
+    std::fs::write(&config, text).unwrap();
+    let sock = dir.join("control.sock");
+    let prefix = file_prefix(tag);
+    let mut eal: Vec<String> = [
+        "--no-huge",
+        "--no-shconf",
+        "-m",
+        "256",
+        "--no-pci",
+        "-l",
+        "0-1",
+    ]
+    .map(String::from)
+    .to_vec();
+    eal.push(format!("--file-prefix={prefix}"));
+    eal.push("--vdev=net_pcap0,rx_pcap=clients-in.pcap".into());
+    eal.push("--vdev=net_pcap1,rx_pcap=internet-in.pcap".into());
+    let mut proc = KillOnDrop(Some(
+        Command::new(backbone_bin())
+            .current_dir(&dir)
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--control-socket")
+            .arg(&sock)
+            .arg("--")
+            .args(&eal)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("backbone.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let pid = proc.0.as_ref().unwrap().id();
+    // Up, and its worker has polled long enough to publish what it did.
+    wait_for(PATIENCE, "the idle appliance's worker", || {
+        let c = ctl(&sock, &["counters"])?;
+        if c["workers"][0]["polls"].as_u64().unwrap_or(0) > 0 {
+            Ok(())
+        } else {
+            Err(format!("no polls yet: {c}"))
+        }
+    });
+    let hz = 100.0; // USER_HZ: Linux reports CPU time in hundredths of a second
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    // Measuring over an interval: the interval is the measurement.
+    std::thread::sleep(Duration::from_secs(2));
+    let (c1, dt) = (cpu_ticks(pid), t0.elapsed().as_secs_f64());
+    let counters = ctl(&sock, &["counters"]).unwrap();
+    let out = proc.stop("TERM", PATIENCE);
+    assert!(out.status.success(), "{}", out.status);
+    ((c1 - c0) as f64 / hz / dt, counters["workers"][0].clone())
+}
+
+/// Adaptive polling (the default): an idle appliance uses under 5% of a core. Busy polling,
+/// measured the same way, keeps its worker's core busy: the measurement sees a busy worker.
+#[test]
+fn an_idle_appliance_sleeps_unless_it_busy_polls() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (adaptive, w) = idle_share("ops-idle-adaptive", None);
+    assert_eq!(w["poll"], "adaptive", "{w}");
+    assert!(w["idle_sleeps"].as_u64().unwrap() > 0, "{w}");
+    assert_eq!(w["busy_polls"], 0, "nothing arrived: {w}");
+    let (busy, b) = idle_share("ops-idle-busy", Some("busy"));
+    assert_eq!(b["poll"], "busy", "{b}");
+    assert_eq!(b["idle_sleeps"], 0, "{b}");
+    println!(
+        "idle appliance: adaptive {:.1}% of a core, busy {:.1}%",
+        adaptive * 100.0,
+        busy * 100.0
+    );
+    assert!(
+        adaptive < 0.05,
+        "adaptive polling used {:.1}% of a core idle",
+        adaptive * 100.0
+    );
+    assert!(
+        busy > 0.3,
+        "busy polling used only {:.1}% of a core: the measurement is off",
+        busy * 100.0
+    );
 }

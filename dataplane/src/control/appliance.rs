@@ -19,12 +19,17 @@ pub struct Appliance {
     pub ports: Vec<PortInfo>,
     /// The control thread's counters, as it last published them.
     pub control: ControlCounters,
+    /// The exception path's counters (the host interfaces).
+    pub host: HostCounters,
     /// What the counters were at the last `clear_counters`: the control API answers the
     /// difference (the workers' own counters are never written).
     pub baseline: Mutex<Option<Baseline>>,
     /// What the FPM listener (routes from zebra) counted.
     #[cfg(not(loom))]
     pub fpm: super::fpm::FpmCounters,
+    /// `ctl trace` and `ctl capture` sessions (one at a time).
+    #[cfg(not(loom))]
+    pub taps: super::trace::Sessions,
 }
 
 /// What runs.
@@ -82,14 +87,24 @@ pub struct ControlCounters {
     pub arp_unsolicited: AtomicU64,
     pub arp_static_kept: AtomicU64,
     pub worker_stalls: AtomicU64,
+    /// Path MTU reports from the underlay that lowered a tunnel's MTU, that changed nothing,
+    /// and path MTUs expired (control/pmtu.rs).
+    pub pmtu_lowered: AtomicU64,
+    pub pmtu_ignored: AtomicU64,
+    pub pmtu_expired: AtomicU64,
     /// Configuration reloads (SIGHUP, `ctl reload`) applied, and refused.
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// FRR's configuration written (`[bgp] frr_config`), and reloaded by `[bgp]
+    /// frr_reload`, or not (tried again).
+    pub frr_writes: AtomicU64,
+    pub frr_reloads: AtomicU64,
+    pub frr_reload_failures: AtomicU64,
 }
 
 impl ControlCounters {
     /// Every counter, by name.
-    pub fn named(&self) -> [(&'static str, u64); 9] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("arp_requests", n(&self.arp_requests)),
@@ -99,8 +114,66 @@ impl ControlCounters {
             ("arp_unsolicited", n(&self.arp_unsolicited)),
             ("arp_static_kept", n(&self.arp_static_kept)),
             ("worker_stalls", n(&self.worker_stalls)),
+            ("pmtu_lowered", n(&self.pmtu_lowered)),
+            ("pmtu_ignored", n(&self.pmtu_ignored)),
+            ("pmtu_expired", n(&self.pmtu_expired)),
             ("reloads", n(&self.reloads)),
             ("reload_failures", n(&self.reload_failures)),
+            ("frr_writes", n(&self.frr_writes)),
+            ("frr_reloads", n(&self.frr_reloads)),
+            ("frr_reload_failures", n(&self.frr_reload_failures)),
+        ]
+    }
+}
+
+/// What the exception path counted; read by the control API and the metrics while it runs.
+#[derive(Debug, Default)]
+pub struct HostCounters {
+    /// Packets written into a host interface (the kernel took them).
+    pub to_host: AtomicU64,
+    pub to_host_bytes: AtomicU64,
+    /// Packets for a host interface that could not be written: the interface is gone (its
+    /// tunnel was removed while the packet waited) or the kernel refused the write.
+    pub to_host_failed: AtomicU64,
+    /// Packets the kernel sent into a host interface.
+    pub from_host: AtomicU64,
+    pub from_host_bytes: AtomicU64,
+    /// Of those, handed to a port's TX queue.
+    pub from_host_sent: AtomicU64,
+    /// Dropped by the pipeline's checks (by reason in [`HostCounters::drops`]).
+    pub from_host_dropped: AtomicU64,
+    /// Refused by the TX queue (full), or for a port without a control TX queue.
+    pub from_host_tx_failed: AtomicU64,
+    /// No mbuf to copy the kernel's packet into (the pool is exhausted), or the packet was
+    /// longer than an mbuf holds.
+    pub from_host_no_mbuf: AtomicU64,
+    /// Host interfaces present now.
+    pub interfaces: AtomicU64,
+    /// Host interfaces that could not be created or configured (retried every 10 s).
+    pub interface_errors: AtomicU64,
+    /// A recent copy of the exception path's pipeline counters (drops by reason, and what
+    /// it sent per port and tunnel).
+    pub pipeline: Mutex<Counters>,
+    /// The in-tunnel probes: each probed tunnel's health, and the changes not yet acted on.
+    pub probes: Mutex<super::health::ProbeBoard>,
+}
+
+impl HostCounters {
+    /// Every counter but the pipeline's, by name.
+    pub fn named(&self) -> [(&'static str, u64); 11] {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("to_host", n(&self.to_host)),
+            ("to_host_bytes", n(&self.to_host_bytes)),
+            ("to_host_failed", n(&self.to_host_failed)),
+            ("from_host", n(&self.from_host)),
+            ("from_host_bytes", n(&self.from_host_bytes)),
+            ("from_host_sent", n(&self.from_host_sent)),
+            ("from_host_dropped", n(&self.from_host_dropped)),
+            ("from_host_tx_failed", n(&self.from_host_tx_failed)),
+            ("from_host_no_mbuf", n(&self.from_host_no_mbuf)),
+            ("interfaces", n(&self.interfaces)),
+            ("interface_errors", n(&self.interface_errors)),
         ]
     }
 }
@@ -148,6 +221,14 @@ impl Totals {
             for (v, w) in [(&mut x.rx, &y.rx), (&mut x.tx, &y.tx)] {
                 v.packets = v.packets.saturating_sub(w.packets);
                 v.bytes = v.bytes.saturating_sub(w.bytes);
+            }
+            for (v, w) in x.drops.iter_mut().zip(&y.drops) {
+                *v = v.saturating_sub(*w);
+            }
+        }
+        for (x, y) in c.tunnel_drops.iter_mut().zip(&b.tunnel_drops) {
+            for (v, w) in x.0.iter_mut().zip(&y.0) {
+                *v = v.saturating_sub(*w);
             }
         }
         for (x, y) in c.tunnels.iter_mut().zip(&b.tunnels) {
@@ -202,6 +283,9 @@ mod tests {
         let mut base = now.clone();
         base.counters.tunnels[1].tx.packets = 9; // a tunnel replaced in that slot
         base.counters.drops[DropReason::NoRoute as usize] = 4;
+        now.counters
+            .count_drop(0, Some(crate::tables::TunnelId(1)), DropReason::Hairpin);
+        now.counters.count_drop(1, None, DropReason::Martian);
         base.tx.sent = vec![5];
         base.health[0].rx_packets = 60;
         let d = now.since(&base);
@@ -209,5 +293,8 @@ mod tests {
         assert_eq!(d.counters.tunnels[1].tx.packets, 0);
         assert_eq!(d.tx.sent, vec![0, 9]);
         assert_eq!(d.health[0].rx_packets, 40);
+        // Counted after the baseline: whole.
+        assert_eq!(d.counters.tunnel_drops[1].get(DropReason::Hairpin), 1);
+        assert_eq!(d.counters.ports[1].drops[DropReason::Martian as usize], 1);
     }
 }

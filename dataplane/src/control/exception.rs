@@ -15,8 +15,11 @@
 //! appears (at start, or by `ctl tunnel-add` or a reload), removed when it goes, and all
 //! removed when the appliance stops (a TUN interface lives as long as its descriptor).
 
+pub use super::appliance::HostCounters;
+use super::health::Prober;
 use crate::dpdk::{Burst, Mempool, TxQueue};
-use crate::pipeline::{Action, Counters, Host, Pipeline};
+use crate::pipeline::probe::{self, ProbeReply};
+use crate::pipeline::{Action, Host, Pipeline};
 use crate::tables::{PortIndex, Reader, Snapshot, TunnelId};
 use crate::worker::HostQueue;
 use ipnet::Ipv4Net;
@@ -26,43 +29,13 @@ use pipeline_config::HOST_INTERFACE_PREFIX;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The control TX queue of each port, by port id: shared by the control thread (ARP
 /// requests) and the exception path.
 pub type ControlTx<'p> = Mutex<Vec<Option<TxQueue<'p>>>>;
-
-/// What the exception path counted; read by the control API and the metrics while it runs.
-#[derive(Debug, Default)]
-pub struct HostCounters {
-    /// Packets written into a host interface (the kernel took them).
-    pub to_host: AtomicU64,
-    pub to_host_bytes: AtomicU64,
-    /// Packets for a host interface that could not be written: the interface is gone (its
-    /// tunnel was removed while the packet waited) or the kernel refused the write.
-    pub to_host_failed: AtomicU64,
-    /// Packets the kernel sent into a host interface.
-    pub from_host: AtomicU64,
-    pub from_host_bytes: AtomicU64,
-    /// Of those, handed to a port's TX queue.
-    pub from_host_sent: AtomicU64,
-    /// Dropped by the pipeline's checks (by reason in [`HostCounters::drops`]).
-    pub from_host_dropped: AtomicU64,
-    /// Refused by the TX queue (full), or for a port without a control TX queue.
-    pub from_host_tx_failed: AtomicU64,
-    /// No mbuf to copy the kernel's packet into (the pool is exhausted), or the packet was
-    /// longer than an mbuf holds.
-    pub from_host_no_mbuf: AtomicU64,
-    /// Host interfaces present now.
-    pub interfaces: AtomicU64,
-    /// Host interfaces that could not be created or configured (retried every 10 s).
-    pub interface_errors: AtomicU64,
-    /// A recent copy of the exception path's pipeline counters (drops by reason, and what
-    /// it sent per port and tunnel).
-    pub pipeline: Mutex<Counters>,
-}
 
 /// One host interface the tables ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +95,19 @@ pub struct Exception<'a, 'p> {
     next_reconcile: Instant,
     pending: Vec<Burst>,
     buf: Box<[u8; READ_MAX]>,
+    /// The pipeline counted something its shared copy does not show yet.
+    dirty: bool,
+    /// In-tunnel probes of the tunnels that ask for them.
+    prober: Prober,
+    /// The prober's clock: probes carry their send time from it.
+    epoch: Instant,
+}
+
+/// How often probes go and how many missed make a tunnel down.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeTimers {
+    pub interval: Duration,
+    pub misses: u32,
 }
 
 impl std::fmt::Debug for Exception<'_, '_> {
@@ -142,6 +128,7 @@ impl<'a, 'p> Exception<'a, 'p> {
         counters: &'a HostCounters,
         port_names: Vec<(PortIndex, String)>,
         workers: usize,
+        timers: ProbeTimers,
     ) -> std::io::Result<Self> {
         let nports = port_names
             .iter()
@@ -165,6 +152,17 @@ impl<'a, 'p> Exception<'a, 'p> {
             next_reconcile: Instant::now(),
             pending: (0..nports).map(|_| Burst::new()).collect(),
             buf: Box::new([0; READ_MAX]),
+            dirty: false,
+            prober: Prober::new(
+                timers.interval,
+                timers.misses,
+                // Nonces differ from run to run: the time and the process.
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+                    ^ u64::from(std::process::id()) << 32,
+            ),
+            epoch: Instant::now(),
         })
     }
 
@@ -180,8 +178,18 @@ impl<'a, 'p> Exception<'a, 'p> {
                 self.reconcile(snap, now);
                 self.next_reconcile = now + RECONCILE;
             }
+            self.probe(snap, now);
             let busy = self.read_host(snap) | self.write_host();
-            let timeout = if busy { Duration::ZERO } else { IDLE_POLL };
+            let timeout = if busy {
+                Duration::ZERO
+            } else if self.by_name.is_empty() && self.prober.next_due().is_none() {
+                // No interface to read or write, no tunnel to probe (whose replies come
+                // through the queue): nothing to wake up for before the next
+                // reconciliation (an idle appliance's wakeups cost CPU).
+                self.next_reconcile.saturating_duration_since(now)
+            } else {
+                IDLE_POLL
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != ErrorKind::Interrupted {
                     log::error!("exception path: poll: {e}");
@@ -195,6 +203,9 @@ impl<'a, 'p> Exception<'a, 'p> {
                 }
             }
         }
+        if let Ok(mut c) = self.counters.pipeline.lock() {
+            c.clone_from(self.pipeline.counters());
+        }
         // Interfaces go with their descriptors.
         let names: Vec<String> = self.by_name.keys().cloned().collect();
         for name in names {
@@ -207,6 +218,7 @@ impl<'a, 'p> Exception<'a, 'p> {
     /// Whether some interface still has more to read.
     fn read_host(&mut self, snap: &Snapshot) -> bool {
         let mut more = false;
+        let mut read = 0;
         for slot in 0..self.ifaces.len() {
             let Some(iface) = self.ifaces[slot].as_mut() else {
                 continue;
@@ -271,12 +283,20 @@ impl<'a, 'p> Exception<'a, 'p> {
                 }
             }
             more |= iface.readable;
+            read += n;
         }
         for (slot, b) in self.pending.iter_mut().enumerate() {
             Self::flush(self.tx, self.counters, b, slot);
         }
-        if let Ok(mut c) = self.counters.pipeline.try_lock() {
-            c.clone_from(self.pipeline.counters());
+        if read > 0 {
+            self.dirty = true;
+        }
+        if self.dirty {
+            // Never wait for a reader of the copy: next time.
+            if let Ok(mut c) = self.counters.pipeline.try_lock() {
+                c.clone_from(self.pipeline.counters());
+                self.dirty = false;
+            }
         }
         more
     }
@@ -310,6 +330,13 @@ impl<'a, 'p> Exception<'a, 'p> {
             let slot = match host {
                 Host::Tunnel(id) => self.by_tunnel.get(&id),
                 Host::Port(p) => self.by_port.get(&p),
+                Host::Prober => {
+                    let reply = probe::parse_reply(crate::buffer::PacketBuf::data(&m));
+                    if let Some(r) = reply {
+                        self.probe_reply(&r);
+                    }
+                    continue;
+                }
             };
             let iface = slot
                 .and_then(|&s| self.ifaces.get_mut(s))
@@ -377,9 +404,17 @@ impl<'a, 'p> Exception<'a, 'p> {
         want
     }
 
-    /// Make the interfaces what the tables ask for.
+    /// Make the interfaces and the probed tunnels what the tables ask for.
     fn reconcile(&mut self, snap: &Snapshot, now: Instant) {
         self.generation = Some(snap.generation());
+        let probed: Vec<(String, u32)> = snap
+            .tunnels()
+            .iter()
+            .filter(|(_, e)| e.config.probe)
+            .map(|(id, e)| (e.config.name.clone(), id.0))
+            .collect();
+        self.prober.set_tunnels(&probed, now);
+        self.publish_probes(Vec::new());
         let want = self.wanted(snap);
         // Gone, or changed in what the kernel holds (addresses, MTU): removed (and made
         // again below).
@@ -436,6 +471,7 @@ impl<'a, 'p> Exception<'a, 'p> {
             match w.host {
                 Host::Tunnel(id) => self.by_tunnel.insert(id, slot),
                 Host::Port(p) => self.by_port.insert(p, slot),
+                Host::Prober => None,
             };
         }
         self.counters
@@ -443,15 +479,96 @@ impl<'a, 'p> Exception<'a, 'p> {
             .store(self.by_name.len() as u64, Ordering::Relaxed);
     }
 
+    /// Send the probes due now, each into its tunnel with the tunnel's own header.
+    fn probe(&mut self, snap: &Snapshot, now: Instant) {
+        if !self.prober.next_due().is_some_and(|t| t <= now) {
+            return;
+        }
+        let mut due = Vec::new();
+        let changes = self.prober.due(now, &mut due);
+        let sent_ns = u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(0);
+        for (name, mut p) in due {
+            p.sent_ns = sent_ns;
+            let id = crate::tables::TunnelId(p.slot);
+            let Some(t) = snap.tunnels().get(id).filter(|e| e.config.name == name) else {
+                continue;
+            };
+            let Some(mut m) = self
+                .pool
+                .alloc_with(&probe::probe_packet(t.config.local, &p))
+            else {
+                self.counters
+                    .from_host_no_mbuf
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            if let Action::Transmit(out) = self.pipeline.inject(&mut m, snap, Host::Tunnel(id)) {
+                let slot = usize::from(out);
+                if let Some(b) = self.pending.get_mut(slot) {
+                    if b.is_full() {
+                        Self::flush(self.tx, self.counters, b, slot);
+                    }
+                    let _ = b.push(m);
+                }
+            }
+        }
+        for (slot, b) in self.pending.iter_mut().enumerate() {
+            Self::flush(self.tx, self.counters, b, slot);
+        }
+        self.dirty = true;
+        self.publish_probes(changes);
+    }
+
+    fn probe_reply(&mut self, r: &ProbeReply) {
+        let change = self.prober.reply(r, Instant::now());
+        self.publish_probes(change.into_iter().collect());
+    }
+
+    /// Log the changes and show the prober's state to the control side.
+    fn publish_probes(&mut self, changes: Vec<super::health::Change>) {
+        for c in &changes {
+            let rtt = self.prober.tunnels().get(&c.tunnel).and_then(|p| p.rtt);
+            match c.to {
+                super::health::Health::Up => log::info!(
+                    "tunnel {}: {} -> up (its probe came back{})",
+                    c.tunnel,
+                    c.from.name(),
+                    rtt.map(|r| format!(" in {:.2} ms", r.as_secs_f64() * 1e3))
+                        .unwrap_or_default()
+                ),
+                to => log::warn!(
+                    "tunnel {}: {} -> {} (probes unanswered)",
+                    c.tunnel,
+                    c.from.name(),
+                    to.name()
+                ),
+            }
+        }
+        if let Ok(mut board) = self.counters.probes.lock() {
+            board.tunnels.clone_from(self.prober.tunnels());
+            board.changes.extend(changes);
+        }
+    }
+
     /// Create `name` with its first address, MTU, up; add the other addresses.
     fn create(&mut self, name: &str, w: &Want) -> Result<usize, String> {
         let mut config = tun::Configuration::default();
-        config.tun_name(name).mtu(w.mtu).up();
+        config.tun_name(name).mtu(w.mtu);
         if let Some(first) = w.addrs.first() {
             config.address(first.addr()).netmask(first.netmask());
         }
-        let dev = tun::create(&config).map_err(|e| e.to_string())?;
+        let mut dev = tun::create(&config).map_err(|e| e.to_string())?;
         dev.set_nonblock().map_err(|e| e.to_string())?;
+        // IPv4 only for now: no IPv6 link-local address, router solicitations or neighbour
+        // discovery from the host into a tunnel (they would be dropped as bad_ipv4). Where
+        // the kernel has no IPv6 there is nothing to turn off.
+        let v6 = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+        if std::path::Path::new(&v6).exists() {
+            if let Err(e) = std::fs::write(&v6, "1") {
+                log::debug!("exception path: {v6}: {e}");
+            }
+        }
+        tun::AbstractDevice::enabled(&mut dev, true).map_err(|e| e.to_string())?;
         for extra in w.addrs.iter().skip(1) {
             add_address(name, *extra)?;
         }

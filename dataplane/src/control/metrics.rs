@@ -41,6 +41,8 @@ struct Family {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Counter,
+    /// A counter of seconds, its series' values in microseconds.
+    MicrosAsSeconds,
     Gauge,
     Info,
 }
@@ -75,7 +77,7 @@ impl Collector for Sample {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for f in &self.families {
             let kind = match f.kind {
-                Kind::Counter => MetricType::Counter,
+                Kind::Counter | Kind::MicrosAsSeconds => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
                 Kind::Info => MetricType::Info,
             };
@@ -84,6 +86,7 @@ impl Collector for Sample {
                 let metric = family.encode_family(labels)?;
                 match f.kind {
                     Kind::Counter => ConstCounter::new(*v).encode(metric)?,
+                    Kind::MicrosAsSeconds => ConstCounter::new(*v as f64 / 1e6).encode(metric)?,
                     Kind::Gauge => {
                         ConstGauge::new(i64::try_from(*v).unwrap_or(i64::MAX)).encode(metric)?
                     }
@@ -160,6 +163,39 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             vec![("worker", i.to_string())],
             w.rx_packets.load(Ordering::Relaxed),
         );
+    }
+    for (name, help, field, kind) in [
+        (
+            "backbone_worker_polls",
+            "Polls (rounds over every RX queue) each worker made.",
+            0,
+            Kind::Counter,
+        ),
+        (
+            "backbone_worker_busy_polls",
+            "Polls that received at least one packet: busy_polls / polls is the worker's busy share.",
+            1,
+            Kind::Counter,
+        ),
+        (
+            "backbone_worker_idle_sleeps",
+            "Sleeps of an idle adaptive worker ([workers] poll = \"adaptive\").",
+            2,
+            Kind::Counter,
+        ),
+        (
+            "backbone_worker_idle_sleep_seconds",
+            "Sleep an idle adaptive worker asked for (the kernel's timer slack comes on top).",
+            3,
+            Kind::MicrosAsSeconds,
+        ),
+    ] {
+        let f = out.family(name, help, kind);
+        for (i, w) in live.workers.iter().enumerate() {
+            let (polls, busy, sleeps, slept) = w.polling.load();
+            let v = [polls, busy, sleeps, slept][field];
+            f.add(vec![("worker", i.to_string())], v);
+        }
     }
     let f = out.family(
         "backbone_worker_copies_published",
@@ -371,6 +407,45 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     for t in &tunnels {
         f.add(vec![("tunnel", s(&t["name"]))], u(&t["mtu"]));
     }
+    let f = out.family(
+        "backbone_tunnel_path_mtu_bytes",
+        "Path MTU the underlay reported for the tunnel (ICMP fragmentation needed), while it \
+         holds (10 minutes): the tunnel's MTU is at most this. Absent for tunnels without one.",
+        Kind::Gauge,
+    );
+    for t in tunnels.iter().filter(|t| t["path_mtu"].is_object()) {
+        f.add(vec![("tunnel", s(&t["name"]))], u(&t["path_mtu"]["mtu"]));
+    }
+
+    // Drops per tunnel (the packets that came through it) and per port (native traffic,
+    // and what no tunnel claimed): only the series that counted something, so that a
+    // table of many tunnels does not make a scrape of many zeros.
+    let f = out.family(
+        "backbone_tunnel_dropped_packets",
+        "Packets that came through the tunnel and were dropped, by reason (series appear at the first drop).",
+        Kind::Counter,
+    );
+    for t in counters["tunnels"].as_array().into_iter().flatten() {
+        for (reason, n) in t["drops"].as_object().into_iter().flatten() {
+            f.add(
+                vec![("tunnel", s(&t["name"])), ("reason", reason.clone())],
+                u(n),
+            );
+        }
+    }
+    let f = out.family(
+        "backbone_port_dropped_packets",
+        "Packets received on the port and dropped that no tunnel claimed (native traffic, tunnel packets dropped before their tunnel was found), by reason (series appear at the first drop).",
+        Kind::Counter,
+    );
+    for p in &ports {
+        for (reason, n) in p["counters"]["drops"].as_object().into_iter().flatten() {
+            f.add(
+                vec![("port", s(&p["name"])), ("reason", reason.clone())],
+                u(n),
+            );
+        }
+    }
 
     // Drops, events, punts.
     let f = out.family(
@@ -397,7 +472,7 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     }
     let f = out.family(
         "backbone_punted_packets",
-        "Packets for the router itself, by reason (ARP; local and local_inner: traffic for our addresses, echo requests included, which are answered).",
+        "Packets for the router itself, by reason (ARP; local and local_inner: traffic for our addresses, echo requests included, which are answered; pmtu: the underlay's fragmentation needed about our tunnel packets).",
         Kind::Counter,
     );
     for p in PuntReason::ALL {
@@ -471,6 +546,21 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             "Alarms for a worker stuck on an old snapshot.",
         ),
         (
+            "pmtu_lowered",
+            "backbone_path_mtu_lowered",
+            "Path MTU reports from the underlay that lowered a tunnel's MTU.",
+        ),
+        (
+            "pmtu_ignored",
+            "backbone_path_mtu_ignored",
+            "Path MTU reports that changed nothing by the time the control thread took them.",
+        ),
+        (
+            "pmtu_expired",
+            "backbone_path_mtu_expired",
+            "Path MTUs expired: the tunnel is back to its configured MTU.",
+        ),
+        (
             "reloads",
             "backbone_config_reloads",
             "Configuration reloads applied (SIGHUP, ctl reload).",
@@ -479,6 +569,21 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             "reload_failures",
             "backbone_config_reload_failures",
             "Configuration reloads refused (the file did not validate).",
+        ),
+        (
+            "frr_writes",
+            "backbone_frr_config_writes",
+            "FRR configurations written ([bgp] frr_config) after a change of the tunnels.",
+        ),
+        (
+            "frr_reloads",
+            "backbone_frr_reloads",
+            "FRR configurations taken by a running FRR ([bgp] frr_reload).",
+        ),
+        (
+            "frr_reload_failures",
+            "backbone_frr_reload_failures",
+            "FRR reloads that failed (tried again every 5 s).",
         ),
     ] {
         out.family(name, help, Kind::Counter)
@@ -569,6 +674,87 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
         e.add(vec![("kind", kind.clone())], u(v));
     }
 
+    // The exception path (host interfaces).
+    let h = &counters["host"];
+    for (key, name, help) in [
+        (
+            "queued",
+            "backbone_host_queued",
+            "Packets for us the workers handed to the exception path.",
+        ),
+        (
+            "queue_full",
+            "backbone_host_queue_full",
+            "Packets for a host interface dropped: the exception path's queue was full.",
+        ),
+        (
+            "to_host",
+            "backbone_host_delivered",
+            "Packets written into a host interface.",
+        ),
+        (
+            "to_host_bytes",
+            "backbone_host_delivered_bytes",
+            "Bytes written into a host interface.",
+        ),
+        (
+            "to_host_failed",
+            "backbone_host_delivery_failures",
+            "Packets for a host interface that could not be written (gone, or refused).",
+        ),
+        (
+            "from_host",
+            "backbone_host_received",
+            "Packets the host sent into a host interface.",
+        ),
+        (
+            "from_host_bytes",
+            "backbone_host_received_bytes",
+            "Bytes the host sent into a host interface.",
+        ),
+        (
+            "from_host_sent",
+            "backbone_host_sent",
+            "Packets from the host sent on a port.",
+        ),
+        (
+            "from_host_dropped",
+            "backbone_host_dropped",
+            "Packets from the host dropped by the pipeline's checks.",
+        ),
+        (
+            "from_host_tx_failed",
+            "backbone_host_tx_failures",
+            "Packets from the host a TX queue refused (or no control TX queue).",
+        ),
+        (
+            "from_host_no_mbuf",
+            "backbone_host_no_mbuf",
+            "Packets from the host with no mbuf to hold them.",
+        ),
+        (
+            "interface_errors",
+            "backbone_host_interface_errors",
+            "Host interfaces that could not be created or configured.",
+        ),
+    ] {
+        out.family(name, help, Kind::Counter)
+            .add(vec![], u(&h[key]));
+    }
+    out.family(
+        "backbone_host_interfaces",
+        "Host interfaces (kernel TUN devices) present.",
+        Kind::Gauge,
+    )
+    .add(vec![], u(&h["interfaces"]));
+    let fam = out.family(
+        "backbone_punt_dropped",
+        "Packets for us that went nowhere (no host interface, or its queue full), by reason.",
+        Kind::Counter,
+    );
+    for (reason, v) in h["punt_dropped"].as_object().into_iter().flatten() {
+        fam.add(vec![("reason", reason.clone())], u(v));
+    }
     let neighbors = st.list_neighbors();
     let list = neighbors.as_array().cloned().unwrap_or_default();
     let statics = list.iter().filter(|n| n["static"] == true).count() as u64;

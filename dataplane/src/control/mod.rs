@@ -8,9 +8,13 @@ pub mod audit;
 pub mod exception;
 #[cfg(not(loom))]
 pub mod fpm;
+pub mod frr;
+pub mod health;
 #[cfg(feature = "dpdk")]
 pub mod metrics;
 pub mod pacer;
+#[cfg(not(loom))]
+pub mod pmtu;
 pub mod progress;
 // Under `--cfg loom` the publisher's `Arc` is loom's, which the snapshot builder's is not:
 // only the publication protocol itself is built for the model checker.
@@ -19,4 +23,7 @@ pub mod server;
 pub mod stall;
 #[cfg(not(loom))]
 pub mod state;
+#[cfg(not(loom))]
 pub mod telemetry;
+#[cfg(not(loom))]
+pub mod trace;

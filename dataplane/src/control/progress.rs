@@ -4,9 +4,18 @@ use crate::pipeline::{Counters, PuntReason};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Shared between a worker and whoever watches it; written only by the worker.
+/// Shared between a worker and whoever watches it: what the worker reports (written only
+/// by the worker), and how it polls (set before it starts).
 #[derive(Debug, Default)]
 pub struct WorkerProgress {
+    /// How the worker polls its queues; read once when it starts.
+    pub poll: Poll,
+    /// What the worker's polling did: polls, polls that received, sleeps (copied now
+    /// and then, and before every sleep).
+    pub polling: PollCounters,
+    /// Where `ctl trace` and `ctl capture` see the worker's packets (armed by the control
+    /// side, off otherwise).
+    pub tap: crate::tap::Tap,
     /// Milliseconds since `epoch` when the worker last received a packet.
     pub last_rx_ms: AtomicU64,
     /// Snapshot generation of the last burst.
@@ -38,8 +47,8 @@ impl WorkerProgress {
     /// number the copy, and note the generation the worker has reached: stored at the top
     /// of this poll, before any of its bursts, so every packet counted later is processed
     /// under that generation or a newer one.
-    pub fn copy_counters(&self, slot: &mut Counters, counters: &Counters) {
-        slot.clone_from(counters);
+    pub fn copy_counters(&self, slot: &mut Counters, counters: &mut Counters) {
+        counters.publish_into(slot);
         // One writer (the worker): plain loads and stores, no read-modify-write.
         self.counters_generation
             .store(self.generation.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -47,6 +56,75 @@ impl WorkerProgress {
             self.counters_copies.load(Ordering::Relaxed) + 1,
             Ordering::Relaxed,
         );
+    }
+}
+
+/// How a worker polls its RX queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// Poll without pause, whatever arrives: the worker's core is always busy (for
+    /// benchmarks, and the lowest latency when traffic is sparse).
+    Busy,
+    /// Poll without pause while packets come; after [`Poll::IDLE_POLLS`] polls in a row
+    /// that found every queue empty, sleep between polls, 1 us at first, doubling up to
+    /// `idle_sleep_max_us`, until a poll receives again. No clock is read: an idle
+    /// spell is counted in empty polls.
+    Adaptive { idle_sleep_max_us: u32 },
+}
+
+impl Poll {
+    /// Empty polls in a row before an adaptive worker starts to sleep (a few tens of
+    /// microseconds of polling on most devices: a gap between bursts never reaches it).
+    pub const IDLE_POLLS: u32 = 1024;
+
+    /// The worker setting of a validated configuration.
+    pub fn of(c: &pipeline_config::PollConfig) -> Poll {
+        match c.mode {
+            pipeline_config::PollMode::Busy => Poll::Busy,
+            pipeline_config::PollMode::Adaptive => Poll::Adaptive {
+                idle_sleep_max_us: c.idle_sleep_max_us,
+            },
+        }
+    }
+}
+
+impl Default for Poll {
+    fn default() -> Self {
+        Poll::of(&pipeline_config::PollConfig::default())
+    }
+}
+
+/// What a worker's polling did, since it started.
+#[derive(Debug, Default)]
+pub struct PollCounters {
+    /// Polls: rounds over all of the worker's RX queues.
+    pub polls: AtomicU64,
+    /// Polls that received at least one packet. `busy_polls / polls` is the worker's busy
+    /// share by polls.
+    pub busy_polls: AtomicU64,
+    /// Sleeps of an idle adaptive worker.
+    pub idle_sleeps: AtomicU64,
+    /// Microseconds of sleep asked for (Linux's timer slack adds up to 50 us to each).
+    pub idle_sleep_us: AtomicU64,
+}
+
+impl PollCounters {
+    /// Store a worker's counts (one writer: plain stores).
+    pub fn store(&self, polls: u64, busy_polls: u64, idle_sleeps: u64, idle_sleep_us: u64) {
+        self.polls.store(polls, Ordering::Relaxed);
+        self.busy_polls.store(busy_polls, Ordering::Relaxed);
+        self.idle_sleeps.store(idle_sleeps, Ordering::Relaxed);
+        self.idle_sleep_us.store(idle_sleep_us, Ordering::Relaxed);
+    }
+
+    /// `(polls, busy_polls, idle_sleeps, idle_sleep_us)`.
+    pub fn load(&self) -> (u64, u64, u64, u64) {
+        (
+            self.polls.load(Ordering::Relaxed),
+            self.busy_polls.load(Ordering::Relaxed),
+            self.idle_sleeps.load(Ordering::Relaxed),
+            self.idle_sleep_us.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -189,8 +189,9 @@ pub fn serve(
                         clients.fetch_sub(1, Ordering::AcqRel);
                     });
                 }
+                // A new client waits at most this long: few wakeups when nobody asks.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(5))
+                    std::thread::sleep(Duration::from_millis(20))
                 }
                 Err(e) => {
                     log::warn!("control socket: {e}");
@@ -373,6 +374,17 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
             ))
         }
     };
+    if op == "trace" || op == "capture" {
+        // Waits for packets: never under the state's lock.
+        return match tap_session(op, req, state, live) {
+            Ok(Value::Object(mut m)) => {
+                m.insert("ok".into(), Value::Bool(true));
+                Value::Object(m)
+            }
+            Ok(v) => json!({"ok": true, "result": v}),
+            Err(e) => refusal(e),
+        };
+    }
     let Ok(mut st) = state.lock() else {
         return refusal("control state unavailable".into());
     };
@@ -476,6 +488,129 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
     }
 }
 
+/// `trace` (`count`, optional `port` and `tunnel` names, `timeout_ms`): the next
+/// `count` packets that match, each with its stages; `capture` (`count`, one of `port` and
+/// `tunnel`, `timeout_ms`): their frames, for the client to write as pcapng.
+fn tap_session(
+    op: &str,
+    req: &Value,
+    state: &Mutex<ControlState>,
+    live: Live<'_>,
+) -> Result<Value, String> {
+    use super::trace::{self, Ask, Names};
+    let count = match req.get("count") {
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=trace::MAX_COUNT).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "{op}: \"count\" must be a number of packets, 1 to {}",
+                    trace::MAX_COUNT
+                )
+            })?,
+        None => return Err(format!("{op}: missing field \"count\"")),
+    };
+    let timeout = match req.get("timeout_ms") {
+        None => trace::DEFAULT_TIMEOUT,
+        Some(v) => v
+            .as_u64()
+            .map(Duration::from_millis)
+            .filter(|t| !t.is_zero() && *t <= trace::MAX_TIMEOUT)
+            .ok_or_else(|| {
+                format!(
+                    "{op}: \"timeout_ms\" must be 1 to {} milliseconds",
+                    trace::MAX_TIMEOUT.as_millis()
+                )
+            })?,
+    };
+    let name = |key: &str| -> Result<Option<&str>, String> {
+        match req.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(format!(
+                "{op}: \"{key}\" must be a name, not {}",
+                json_type(other)
+            )),
+        }
+    };
+    let (port, tunnel) = (name("port")?, name("tunnel")?);
+    if op == "capture" && port.is_some() == tunnel.is_some() {
+        return Err("capture: give one of \"port\" and \"tunnel\"".into());
+    }
+    let filter = {
+        let st = state
+            .lock()
+            .map_err(|_| "control state unavailable".to_owned())?;
+        let snap = std::sync::Arc::clone(st.snapshots().current());
+        let names = Names::new(&st, &snap);
+        crate::tap::Filter {
+            port: port
+                .map(|p| {
+                    names.port_id(p).ok_or_else(|| {
+                        format!("{op}: port {:?} is not a configured port", clipped(p))
+                    })
+                })
+                .transpose()?,
+            tunnel: tunnel
+                .map(|t| {
+                    names.tunnel_id(t).ok_or_else(|| {
+                        format!("{op}: tunnel {:?} is not a configured tunnel", clipped(t))
+                    })
+                })
+                .transpose()?,
+        }
+    };
+    let got = live.appliance.taps.run(
+        live.workers,
+        Ask {
+            filter,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            timeout,
+        },
+    )?;
+    let st = state
+        .lock()
+        .map_err(|_| "control state unavailable".to_owned())?;
+    let snap = std::sync::Arc::clone(st.snapshots().current());
+    let names = Names::new(&st, &snap);
+    let mut answer = json!({
+        "asked": count,
+        "seen": got.records.len(),
+        "lost": got.lost,
+        "timed_out": got.timed_out,
+        "timeout_ms": timeout.as_millis() as u64,
+    });
+    if op == "trace" {
+        answer["packets"] = got
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| trace::describe(&names, &st, r, i + 1))
+            .collect();
+    } else {
+        answer["interfaces"] = trace::interfaces(&names, filter)
+            .into_iter()
+            .map(|(name, link)| json!({"name": name, "linktype": link}))
+            .collect();
+        let mut packets = Vec::new();
+        for r in &got.records {
+            let time = got.epoch_unix_ns + u128::from(r.time_ns);
+            for (interface, inbound, bytes, len, comment) in trace::frames(&names, r, filter) {
+                packets.push(json!({
+                    "interface": interface,
+                    "inbound": inbound,
+                    "time_unix_ns": time.to_string(),
+                    "len": len,
+                    "data": trace::hex(bytes),
+                    "comment": comment,
+                }));
+            }
+        }
+        answer["packets"] = Value::Array(packets);
+    }
+    Ok(answer)
+}
+
 /// What kind of JSON value `v` is, for messages.
 fn json_type(v: &Value) -> &'static str {
     match v {
@@ -510,9 +645,19 @@ pub fn gather(live: Live<'_>) -> (Totals, Vec<Value>) {
         if let Ok(c) = w.counters.lock() {
             total.merge(&c);
             // Under the lock: which copy `c` is, and from which generation on.
+            let (polls, busy_polls, idle_sleeps, idle_sleep_us) = w.polling.load();
             copies.push(json!({
                 "copies": w.counters_copies.load(Ordering::Relaxed),
                 "generation": w.counters_generation.load(Ordering::Relaxed),
+                "poll": match w.poll {
+                    super::progress::Poll::Busy => "busy",
+                    super::progress::Poll::Adaptive { .. } => "adaptive",
+                },
+                "polls": polls,
+                "busy_polls": busy_polls,
+                "busy_share": if polls > 0 { busy_polls as f64 / polls as f64 } else { 0.0 },
+                "idle_sleeps": idle_sleeps,
+                "idle_sleep_us": idle_sleep_us,
             }));
         } else {
             copies.push(Value::Null);
@@ -527,6 +672,9 @@ pub fn gather(live: Live<'_>) -> (Totals, Vec<Value>) {
                 }
             }
         }
+    }
+    if let Ok(c) = live.appliance.host.pipeline.lock() {
+        total.merge_tx(&c);
     }
     let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
     (
@@ -580,6 +728,15 @@ fn port_counters(totals: &Totals, i: usize, slot: usize) -> Map<String, Value> {
     ] {
         m.insert(k.into(), Value::from(x));
     }
+    m.insert(
+        "drops".into(),
+        Value::Object(named(
+            DropReason::ALL
+                .iter()
+                .map(|r| (r.name(), c.drops[*r as usize]))
+                .filter(|(_, n)| *n > 0),
+        )),
+    );
     if let Some(h) = totals.health.get(i) {
         for (k, x) in [
             ("hw_rx_packets", h.rx_packets),
@@ -609,8 +766,14 @@ pub fn counters(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
         .iter()
         .map(|(id, t)| {
             let c = total.tunnels.get(id.index()).copied().unwrap_or_default();
+            let d = total
+                .tunnel_drops
+                .get(id.index())
+                .copied()
+                .unwrap_or_default();
             json!({"name": t.config.name, "rx_packets": c.rx.packets, "rx_bytes": c.rx.bytes,
-                   "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes})
+                   "tx_packets": c.tx.packets, "tx_bytes": c.tx.bytes,
+                   "drops": named(d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name(), n)))})
         })
         .collect();
     let ports: Vec<Value> = st
@@ -639,6 +802,7 @@ pub fn counters(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
         "echo_replies": total.echo_replies,
         "control": named(live.appliance.control.named().into_iter()),
         "fpm": fpm(st, live),
+        "host": host_counters(live),
         "workers": copies,
         "api": live.api.to_json(),
     })
@@ -660,8 +824,51 @@ pub fn fpm(st: &ControlState, live: Live<'_>) -> Value {
     Value::Object(m)
 }
 
+/// The exception path's counters: what the workers handed it (or could not), what it
+/// wrote into the host interfaces and read from them, and its drops by reason.
+fn host_counters(live: Live<'_>) -> Value {
+    let mut m = named(live.appliance.host.named().into_iter());
+    let sum = |f: &dyn Fn(&crate::control::progress::WorkerProgress) -> u64| {
+        live.workers.iter().map(f).sum::<u64>()
+    };
+    m.insert(
+        "queued".into(),
+        json!(sum(&|w| w.host_queued.load(Ordering::Relaxed))),
+    );
+    m.insert(
+        "queue_full".into(),
+        json!(sum(&|w| w.host_queue_full.load(Ordering::Relaxed))),
+    );
+    m.insert(
+        "punt_dropped".into(),
+        Value::Object(named(PuntReason::ALL.iter().map(|&r| {
+            (
+                r.name(),
+                sum(&|w| w.punt_dropped[r as usize].load(Ordering::Relaxed)),
+            )
+        }))),
+    );
+    let drops = live
+        .appliance
+        .host
+        .pipeline
+        .lock()
+        .map(|c| {
+            named(
+                DropReason::ALL
+                    .iter()
+                    .map(|r| (r.name(), c.drop_count(*r)))
+                    .filter(|(_, n)| *n > 0),
+            )
+        })
+        .unwrap_or_default();
+    m.insert("drops".into(), Value::Object(drops));
+    Value::Object(m)
+}
+
 /// A tunnel's state: `up` (next hop resolved, egress link up), `unresolved` (its next
-/// hop's MAC is unknown: its packets drop as `no_neighbor`), `link-down`.
+/// hop's MAC is unknown: its packets drop as `no_neighbor`), `link-down`. A probed tunnel
+/// that is `up` so shows its probes' health instead (`degraded`, `down`).
 pub fn tunnel_state(resolved: bool, link_up: Option<bool>) -> &'static str {
     match (resolved, link_up) {
         (_, Some(false)) => "link-down",
@@ -674,6 +881,16 @@ pub fn tunnel_state(resolved: bool, link_up: Option<bool>) -> &'static str {
 /// answers differ only when something changed).
 pub fn tunnels(st: &ControlState, live: Live<'_>) -> Value {
     let health = live.ports.lock().map(|h| h.clone()).unwrap_or_default();
+    let board = live
+        .appliance
+        .host
+        .probes
+        .lock()
+        .map(|b| crate::control::health::ProbeBoard {
+            tunnels: b.tunnels.clone(),
+            changes: Vec::new(),
+        })
+        .unwrap_or_default();
     let mut list = st.list_tunnels();
     for t in list.as_array_mut().into_iter().flatten() {
         let port = t["port"].as_str().unwrap_or("");
@@ -685,7 +902,24 @@ pub fn tunnels(st: &ControlState, live: Live<'_>) -> Value {
             .and_then(|i| health.get(i))
             .map(|h| h.link_up);
         let resolved = !t["next_hop_mac"].is_null();
-        t["state"] = json!(tunnel_state(resolved, link_up));
+        let mut state = tunnel_state(resolved, link_up);
+        let name = t["name"].as_str().unwrap_or("").to_owned();
+        if let Some(p) = board.tunnels.get(&name) {
+            // A probed tunnel that the tables would use is as healthy as its probes say.
+            if state == "up" {
+                state = p.health.name();
+            }
+            t["probe"] = json!({
+                "health": p.health.name(),
+                "since_ms": p.since.elapsed().as_millis() as u64,
+                "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1e3),
+                "sent": p.sent,
+                "replies": p.replies,
+                "lost": p.lost,
+                "stale": p.stale,
+            });
+        }
+        t["state"] = json!(state);
     }
     list
 }

@@ -10,8 +10,10 @@
 //! changes and the error names the field.
 
 use super::audit;
+use super::pmtu::{self, PathMtus};
 use crate::config::{builder_from_config, prefix as table_prefix, route_target};
 use crate::lpm::Ipv4Prefix;
+use crate::pipeline::PathMtuReport;
 use crate::tables::{
     PortIndex, Publisher, Reader, RouteLayer, RouteTarget, Snapshot, SnapshotBuilder, Target,
 };
@@ -21,6 +23,7 @@ use pipeline_config::{ConfigDocument, Difference, RouteEdit, ValidatedConfig};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// What differs between `running` and `new` that only a restart can change: a port
 /// (its static neighbours excepted: they change at run time), `[eal]`, `[workers]`.
@@ -77,6 +80,9 @@ pub struct ControlState {
     dynamic_epoch: u64,
     /// The host interfaces by name, and our addresses: what a dynamic route may name.
     ifaces: HostInterfaces,
+    /// Path MTUs the underlay reported for the tunnels (not configuration: kept across
+    /// changes while the tunnel stays the same, and never saved).
+    path_mtus: PathMtus,
 }
 
 /// A host interface a route from a routing daemon may go out of.
@@ -203,6 +209,7 @@ impl ControlState {
             runtime_routes: HashMap::new(),
             dynamic: HashMap::new(),
             dynamic_epoch: 0,
+            path_mtus: PathMtus::default(),
         })
     }
 
@@ -518,6 +525,63 @@ impl ControlState {
             .any(|(p, &(id, _))| id == port && p.neighbors.iter().any(|n| n.ip == ip))
     }
 
+    /// Take path MTU reports from the workers (one publication for all that lower a
+    /// tunnel's MTU); returns what became of each, and the generation published, if any.
+    pub fn path_mtu_reports(
+        &mut self,
+        reports: &[PathMtuReport],
+        now: Instant,
+    ) -> Result<(Vec<pmtu::Outcome>, Option<u64>), String> {
+        let snap = std::sync::Arc::clone(self.snapshots.current());
+        let outcomes: Vec<pmtu::Outcome> = reports
+            .iter()
+            .map(|r| self.path_mtus.report(&snap, r, now))
+            .collect();
+        if !outcomes
+            .iter()
+            .any(|o| matches!(o, pmtu::Outcome::Lowered { .. }))
+        {
+            return Ok((outcomes, None));
+        }
+        let cfg = self.cfg.clone();
+        let generation = self.publish(&cfg)?;
+        Ok((outcomes, Some(generation)))
+    }
+
+    /// Forget the path MTUs whose ten minutes are up (the tunnels go back to their MTU
+    /// with one publication); returns each tunnel's name, the path MTU it had and its MTU
+    /// now, and the generation published, if any.
+    #[allow(clippy::type_complexity)]
+    pub fn expire_path_mtus(
+        &mut self,
+        now: Instant,
+    ) -> Result<(Vec<(String, u16, u16)>, Option<u64>), String> {
+        let gone = self.path_mtus.expire(now);
+        if gone.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let cfg = self.cfg.clone();
+        let generation = self.publish(&cfg)?;
+        let snap = self.snapshots.current();
+        let list = gone
+            .into_iter()
+            .map(|(name, l)| {
+                let now_mtu = snap
+                    .tunnels()
+                    .by_name(&name)
+                    .and_then(|id| snap.tunnels().get(id))
+                    .map_or(0, |t| t.mtu);
+                (name, l.mtu, now_mtu)
+            })
+            .collect();
+        Ok((list, Some(generation)))
+    }
+
+    /// The path MTUs in force.
+    pub fn path_mtus(&self) -> &PathMtus {
+        &self.path_mtus
+    }
+
     /// Build and publish the tables for a new configuration (as a whole). Routes from a
     /// routing daemon into a tunnel that `cfg` no longer has are withdrawn with it.
     fn publish(&mut self, cfg: &ValidatedConfig) -> Result<u64, String> {
@@ -543,10 +607,13 @@ impl ControlState {
         for (p, _) in &orphans {
             self.builder.remove_dynamic_route(*p);
         }
+        self.path_mtus.apply(&mut next);
         self.builder.adopt(next);
         match self.builder.build() {
             Ok(snap) => {
                 let generation = snap.generation();
+                // A tunnel removed or changed forgets what the underlay said of the old one.
+                self.path_mtus.retain_tunnels(&snap);
                 self.snapshots.publish(snap);
                 if !orphans.is_empty() {
                     for (p, _) in &orphans {
@@ -573,6 +640,7 @@ impl ControlState {
                 for (p, t) in orphans {
                     self.builder.dynamic_route(p, t);
                 }
+                self.path_mtus.apply(&mut self.builder);
                 Err(e.to_string())
             }
         }
@@ -755,18 +823,24 @@ impl ControlState {
     /// The tunnels of the running snapshot.
     pub fn list_tunnels(&self) -> Value {
         let snap = self.snapshots.current();
+        let now = Instant::now();
         Value::Array(
             snap.tunnels()
                 .iter()
                 .map(|(id, t)| {
                     let c = &t.config;
+                    let path_mtu = t.path_mtu.and(self.path_mtus.get(&c.name)).map(|l| {
+                        json!({"mtu": l.mtu, "reported": l.reported, "from": l.from.to_string(),
+                               "expires_in_s": l.expires.saturating_duration_since(now).as_secs()})
+                    });
                     json!({
                         "id": id.0, "name": c.name,
                         "mode": match c.mode { crate::tables::TunnelMode::Gre => "gre", crate::tables::TunnelMode::Ipip => "ipip" },
                         "local": c.local.to_string(), "remote": c.remote.to_string(), "key": c.key,
                         "sequence": c.sequence, "checksum": c.checksum, "port": self.port_name(c.egress_port),
                         "next_hop": c.next_hop.to_string(), "next_hop_mac": t.next_hop_mac.map(|m| m.to_string()),
-                        "mtu": t.mtu, "prefixes": c.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "mtu": t.mtu, "configured_mtu": c.mtu, "path_mtu": path_mtu,
+                        "prefixes": c.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     })
                 })
                 .collect(),

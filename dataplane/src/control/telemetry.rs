@@ -38,7 +38,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "/backbone/control",
-        "Control thread: ARP, worker stalls, reloads. No parameters",
+        "Control thread: ARP, worker stalls, path MTUs, reloads. No parameters",
     ),
     (
         "/backbone/workers",
@@ -90,6 +90,12 @@ pub fn answer(cmd: &str, params: &str, st: &ControlState, live: Live<'_>) -> Opt
                 .map(|w| w.generation.load(Ordering::Relaxed)).collect::<Vec<_>>(),
             "rx_packets": live.workers.iter()
                 .map(|w| w.rx_packets.load(Ordering::Relaxed)).collect::<Vec<_>>(),
+            "polls": live.workers.iter()
+                .map(|w| w.polling.load().0).collect::<Vec<_>>(),
+            "busy_polls": live.workers.iter()
+                .map(|w| w.polling.load().1).collect::<Vec<_>>(),
+            "idle_sleeps": live.workers.iter()
+                .map(|w| w.polling.load().2).collect::<Vec<_>>(),
             "newest_generation": st.snapshots().current().generation(),
         })),
         _ => None,

@@ -1,5 +1,6 @@
 //! What the pipeline decides for each packet, and the named reasons for every drop.
 
+use super::pmtu::PathMtuReport;
 use crate::tables::{PortIndex, TunnelId};
 
 /// The pipeline's verdict on one packet.
@@ -20,6 +21,11 @@ pub enum Action {
     /// Hand the packet to the control path; a packet for us that no host interface takes
     /// is punted so, and dropped by the worker.
     Punt(PuntReason),
+    /// The packet was an ICMP Fragmentation Needed from the underlay about a packet one of
+    /// our tunnels sent, checked against the tables (counted as punted for
+    /// [`PuntReason::PathMtu`]): hand the report to the control thread, which lowers the
+    /// tunnel's MTU; the packet itself is freed.
+    PathMtu(PathMtuReport),
     /// Drop the packet; the reason has been counted.
     Drop(DropReason),
 }
@@ -34,6 +40,9 @@ pub enum Host {
     /// A tunnel's interface (its `link`): packets from inside the tunnel addressed to us;
     /// what the host sends is encapsulated into the tunnel.
     Tunnel(TunnelId),
+    /// Not an interface: the health prober, on the exception path's thread, which takes
+    /// the replies to its in-tunnel probes.
+    Prober,
 }
 
 /// Why a packet goes to the control path, and where its data starts.
@@ -47,14 +56,25 @@ pub enum PuntReason {
     Local = 1,
     /// A decapsulated inner packet addressed to us; data starts at the inner IPv4 header.
     LocalInner = 2,
+    /// The reply to one of our in-tunnel health probes (see `pipeline::probe`), for the
+    /// prober; data starts at the IPv4 header.
+    Probe = 3,
+    /// An ICMP Fragmentation Needed from the underlay about one of our tunnel packets
+    /// ([`Action::PathMtu`]).
+    PathMtu = 4,
 }
 
 impl PuntReason {
     /// Number of punt reasons.
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 5;
     /// All punt reasons, in counter order.
-    pub const ALL: [PuntReason; Self::COUNT] =
-        [PuntReason::Arp, PuntReason::Local, PuntReason::LocalInner];
+    pub const ALL: [PuntReason; Self::COUNT] = [
+        PuntReason::Arp,
+        PuntReason::Local,
+        PuntReason::LocalInner,
+        PuntReason::Probe,
+        PuntReason::PathMtu,
+    ];
 
     /// The counter name.
     pub const fn name(self) -> &'static str {
@@ -62,6 +82,8 @@ impl PuntReason {
             PuntReason::Arp => "arp",
             PuntReason::Local => "local",
             PuntReason::LocalInner => "local_inner",
+            PuntReason::Probe => "probe",
+            PuntReason::PathMtu => "pmtu",
         }
     }
 }
@@ -151,6 +173,19 @@ drop_reasons! {
     MtuExceeded = "mtu_exceeded",
     /// The next hop's MAC is unknown.
     NoNeighbor = "no_neighbor",
+    /// An ICMP Fragmentation Needed to us about a GRE or IPIP packet (by the protocol it
+    /// quotes) with a wrong ICMP checksum, or quoting no IPv4 header.
+    PmtuMalformed = "pmtu_malformed",
+    /// An ICMP Fragmentation Needed to us whose quote ends before what must be checked: the
+    /// quoted IPv4 header and the 8 bytes after it, and the GRE key where there is one.
+    PmtuTruncated = "pmtu_truncated",
+    /// An ICMP Fragmentation Needed to us quoting a GRE or IPIP header that none of our
+    /// tunnels sends (its addresses, protocol, GRE flags and key), or arriving on another
+    /// port than that tunnel's: forged, or not about us.
+    PmtuNotOurs = "pmtu_not_ours",
+    /// An ICMP Fragmentation Needed to us whose next-hop MTU is not smaller than the
+    /// packet it quotes: that packet would have fitted.
+    PmtuNotSmaller = "pmtu_not_smaller",
 }
 
 /// Things worth counting that do not drop the packet.
@@ -166,17 +201,25 @@ pub enum Event {
     /// A client router's keepalive (inner packet from our endpoint to its own) sent back
     /// to it natively (SPEC.md tunnel termination step 5).
     KeepalivesReflected = 3,
+    /// An ICMP Fragmentation Needed to us about a packet that is not a tunnel's (the host's
+    /// own, through a port's host interface): handled as any ICMP to us, tunnels untouched.
+    PmtuNotTunnel = 4,
+    /// A genuine ICMP Fragmentation Needed about a tunnel's packet whose MTU (raised to the
+    /// floor) is not below the tunnel's MTU now: nothing to lower.
+    PmtuNotLower = 5,
 }
 
 impl Event {
     /// Number of events.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 6;
     /// All events, in counter order.
     pub const ALL: [Event; Self::COUNT] = [
         Event::GreReservedIgnored,
         Event::EcnSuspicious,
         Event::EcnCePropagated,
         Event::KeepalivesReflected,
+        Event::PmtuNotTunnel,
+        Event::PmtuNotLower,
     ];
 
     /// The counter name.
@@ -186,6 +229,8 @@ impl Event {
             Event::EcnSuspicious => "ecn_suspicious",
             Event::EcnCePropagated => "ecn_ce_propagated",
             Event::KeepalivesReflected => "keepalives_reflected",
+            Event::PmtuNotTunnel => "pmtu_not_tunnel",
+            Event::PmtuNotLower => "pmtu_not_lower",
         }
     }
 }

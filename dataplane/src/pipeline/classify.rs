@@ -23,6 +23,10 @@ pub(crate) enum Ingress {
     },
     /// Not for us, transit allowed: route the packet itself.
     Transit,
+    /// An ICMP Fragmentation Needed for us, perhaps from the underlay about one of our
+    /// tunnel packets ([`super::pmtu`]); the packet now starts at its IPv4 header, and
+    /// `back` is the way it came.
+    FragNeeded { back: Back },
 }
 
 /// Check Ethernet and the outer IPv4 header. Returns the frame's length as received (for
@@ -133,6 +137,16 @@ fn decide<B: PacketBuf>(
                 ecn: h.ecn,
             });
         }
+        // The reply to one of our in-tunnel probes: for the prober.
+        if h.protocol == IpProtocol::ICMP {
+            let icmp = pkt.data().get(ethernet::HEADER_LEN + h.outer_hlen..);
+            if icmp.is_some_and(super::probe::is_probe) {
+                if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
+                    return Err(Verdict::Drop(DropReason::BadIpv4));
+                }
+                return Err(Verdict::Probe);
+            }
+        }
         // `PuntReason::Local` hands over the IPv4 packet, without Ethernet; an echo request
         // is answered to the frame's sender.
         let d = pkt.data();
@@ -140,9 +154,13 @@ fn decide<B: PacketBuf>(
         if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
             return Err(Verdict::Drop(DropReason::BadIpv4));
         }
+        let back = Back::Native { port, mac };
+        if h.protocol == IpProtocol::ICMP && super::pmtu::is_frag_needed(pkt.data()) {
+            return Ok(Ingress::FragNeeded { back });
+        }
         return Err(Verdict::ToUs {
             punt: PuntReason::Local,
-            back: Back::Native { port, mac },
+            back,
         });
     }
     if h.transit {

@@ -1,7 +1,14 @@
 //! Per-worker counters. Each worker owns one `Counters`; nothing here is shared for writing.
+//!
+//! Every drop is counted once by reason, and once more where it belongs: under the tunnel
+//! the packet came through when the tunnel was known ([`Counters::tunnel_drops`]: which
+//! client sends what), else under the port it arrived on ([`PortCounters::drops`]: native
+//! traffic, and what no tunnel claimed). So for each reason, the tunnels' and the ports'
+//! counts add up to the reason's total.
 
 use super::action::{DropReason, Event, PuntReason};
 use super::icmp::IcmpKind;
+use crate::tables::{PortIndex, TunnelId};
 
 /// Packets and bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +35,63 @@ impl PacketBytes {
 pub struct PortCounters {
     pub rx: PacketBytes,
     pub tx: PacketBytes,
+    /// Packets received here and dropped, by reason, that no tunnel claimed (native
+    /// traffic, and tunnel packets dropped before their tunnel was found).
+    pub drops: [u64; DropReason::COUNT],
+}
+
+/// The drop reasons that can befall a packet after its tunnel is known (the tunnel
+/// lookup, SPEC.md tunnel termination step 1, and everything after it): the ones
+/// [`TunnelDrops`] counts.
+pub const TUNNEL_DROP_REASONS: [DropReason; 14] = [
+    DropReason::UnsupportedInner,
+    DropReason::GreSequence,
+    DropReason::BadInnerIpv4,
+    DropReason::NestedTunnel,
+    DropReason::InnerSpoofed,
+    DropReason::EcnCeNotEct,
+    DropReason::TtlExceeded,
+    DropReason::MartianDestination,
+    DropReason::NoRoute,
+    DropReason::Hairpin,
+    DropReason::TunnelLoop,
+    DropReason::NoHeadroom,
+    DropReason::MtuExceeded,
+    DropReason::NoNeighbor,
+];
+
+/// Where each reason sits in a [`TunnelDrops`] (`NOT_PER_TUNNEL` for the others).
+const TUNNEL_SLOT: [u8; DropReason::COUNT] = {
+    let mut slots = [NOT_PER_TUNNEL; DropReason::COUNT];
+    let mut i = 0;
+    while i < TUNNEL_DROP_REASONS.len() {
+        slots[TUNNEL_DROP_REASONS[i] as usize] = i as u8;
+        i += 1;
+    }
+    slots
+};
+const NOT_PER_TUNNEL: u8 = u8::MAX;
+
+/// One tunnel's drops, by reason, in [`TUNNEL_DROP_REASONS`] order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelDrops(pub [u64; TUNNEL_DROP_REASONS.len()]);
+
+impl TunnelDrops {
+    /// Packets dropped for `reason` (0 for a reason never counted per tunnel).
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match TUNNEL_SLOT[reason as usize] {
+            NOT_PER_TUNNEL => 0,
+            slot => self.0[usize::from(slot)],
+        }
+    }
+
+    /// `(reason, packets)` for every reason counted here.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        TUNNEL_DROP_REASONS
+            .iter()
+            .copied()
+            .zip(self.0.iter().copied())
+    }
 }
 
 /// Per-tunnel counters: rx counts packets terminated, tx packets encapsulated.
@@ -38,7 +102,7 @@ pub struct TunnelCounters {
 }
 
 /// One worker's counters, on cache lines of their own.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 #[repr(align(64))]
 pub struct Counters {
     pub drops: [u64; DropReason::COUNT],
@@ -52,7 +116,29 @@ pub struct Counters {
     pub echo_replies: u64,
     pub ports: Vec<PortCounters>,
     pub tunnels: Vec<TunnelCounters>,
+    /// Per tunnel (by id): drops of the packets that came through it.
+    pub tunnel_drops: Vec<TunnelDrops>,
+    /// One bit per tunnel whose `tunnel_drops` changed since the last
+    /// [`Counters::publish_into`]: publishing copies those entries only.
+    dirty: Vec<u64>,
 }
+
+/// Equal when they count the same (whatever is left to publish).
+impl PartialEq for Counters {
+    fn eq(&self, o: &Counters) -> bool {
+        self.drops == o.drops
+            && self.events == o.events
+            && self.punts == o.punts
+            && self.icmp_sent == o.icmp_sent
+            && self.icmp_rate_limited == o.icmp_rate_limited
+            && self.echo_replies == o.echo_replies
+            && self.ports == o.ports
+            && self.tunnels == o.tunnels
+            && self.tunnel_drops == o.tunnel_drops
+    }
+}
+
+impl Eq for Counters {}
 
 impl Counters {
     /// Grow the per-port and per-tunnel arrays to the snapshot's sizes (once per burst;
@@ -64,7 +150,61 @@ impl Counters {
         }
         if self.tunnels.len() < tunnels {
             self.tunnels.resize(tunnels, TunnelCounters::default());
+            self.tunnel_drops.resize(tunnels, TunnelDrops::default());
+            self.dirty.resize(tunnels.div_ceil(64), 0);
         }
+    }
+
+    /// Count a drop for `reason` of a packet received on `port`, through `tunnel` if its
+    /// tunnel was known: under the tunnel then, else under the port.
+    #[inline]
+    pub fn count_drop(&mut self, port: PortIndex, tunnel: Option<TunnelId>, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+        let slot = TUNNEL_SLOT[reason as usize];
+        if let Some(t) = tunnel.filter(|_| slot != NOT_PER_TUNNEL) {
+            let i = t.index();
+            if let (Some(d), Some(bits)) =
+                (self.tunnel_drops.get_mut(i), self.dirty.get_mut(i / 64))
+            {
+                d.0[usize::from(slot)] += 1;
+                *bits |= 1 << (i % 64);
+                return;
+            }
+        }
+        if let Some(p) = self.ports.get_mut(usize::from(port)) {
+            p.drops[reason as usize] += 1;
+        }
+    }
+
+    /// Copy these counters into `slot`, a copy made by an earlier call (or empty): the
+    /// per-tunnel drops only where they changed since, so that a worker with many tunnels
+    /// and few drops publishes at the cost of its other counters.
+    pub fn publish_into(&mut self, slot: &mut Counters) {
+        slot.drops = self.drops;
+        slot.events = self.events;
+        slot.punts = self.punts;
+        slot.icmp_sent = self.icmp_sent;
+        slot.icmp_rate_limited = self.icmp_rate_limited;
+        slot.echo_replies = self.echo_replies;
+        slot.ports.clone_from(&self.ports);
+        slot.tunnels.clone_from(&self.tunnels);
+        if slot.tunnel_drops.len() != self.tunnel_drops.len() {
+            slot.tunnel_drops.clone_from(&self.tunnel_drops);
+        } else {
+            for (w, bits) in self.dirty.iter().enumerate() {
+                let mut bits = *bits;
+                while bits != 0 {
+                    let i = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if let (Some(to), Some(from)) =
+                        (slot.tunnel_drops.get_mut(i), self.tunnel_drops.get(i))
+                    {
+                        *to = *from;
+                    }
+                }
+            }
+        }
+        self.dirty.iter_mut().for_each(|b| *b = 0);
     }
 
     /// Packets dropped for `reason`.
@@ -112,9 +252,30 @@ impl Counters {
         for (a, b) in self.ports.iter_mut().zip(&other.ports) {
             a.rx.merge(&b.rx);
             a.tx.merge(&b.tx);
+            for (x, y) in a.drops.iter_mut().zip(&b.drops) {
+                *x += y;
+            }
         }
         for (a, b) in self.tunnels.iter_mut().zip(&other.tunnels) {
             a.rx.merge(&b.rx);
+            a.tx.merge(&b.tx);
+        }
+        for (a, b) in self.tunnel_drops.iter_mut().zip(&other.tunnel_drops) {
+            for (x, y) in a.0.iter_mut().zip(&b.0) {
+                *x += y;
+            }
+        }
+    }
+
+    /// Add only what `other` sent (port and tunnel TX): the exception path's counters
+    /// join the workers' so, as what the host sends leaves through the same ports and
+    /// tunnels; its drops stay its own (they are not of packets received).
+    pub fn merge_tx(&mut self, other: &Counters) {
+        self.fit(other.ports.len(), other.tunnels.len());
+        for (a, b) in self.ports.iter_mut().zip(&other.ports) {
+            a.tx.merge(&b.tx);
+        }
+        for (a, b) in self.tunnels.iter_mut().zip(&other.tunnels) {
             a.tx.merge(&b.tx);
         }
     }

@@ -36,7 +36,9 @@ impl Pipeline {
             // packet too long for it is the kernel's mistake, counted as a drop.
             Err(Verdict::Icmp(e)) => Action::Drop(e.reason),
             Err(Verdict::Drop(r)) => Action::Drop(r),
-            Err(Verdict::Punt(_) | Verdict::ToUs { .. }) => Action::Drop(DropReason::NotForUs),
+            Err(Verdict::Punt(_) | Verdict::ToUs { .. } | Verdict::Probe) => {
+                Action::Drop(DropReason::NotForUs)
+            }
         };
         if let Action::Drop(r) = action {
             self.counters.drops[r as usize] += 1;
@@ -92,6 +94,8 @@ impl Pipeline {
                 };
                 encap::native(pkt, &inner, port, entry.mac, dst_mac, entry.mtu)
             }
+            // The prober is no interface: nothing is sent from it this way.
+            Host::Prober => Err(Verdict::Drop(DropReason::NotForUs)),
         }
     }
 }

@@ -12,6 +12,11 @@
 //! 4. [`route`]: hairpin and loop checks;
 //! 5. [`encap`]: outer headers and the Ethernet rewrite;
 //! 6. [`icmp`]: for a drop that deserves one, the ICMP error, built in the packet's buffer.
+//!
+//! [`Pipeline::process_traced`] runs the same stages and also records, per packet, what
+//! each decided ([`trace`]); the untraced body is compiled without any of it.
+//! Beside them, [`pmtu`] reads what the underlay says about our own tunnel packets (ICMP
+//! Fragmentation Needed) for the control thread.
 
 pub mod action;
 mod classify;
@@ -19,12 +24,19 @@ pub mod counters;
 mod encap;
 pub mod icmp;
 mod inject;
+pub mod pmtu;
+pub mod probe;
 mod route;
 mod terminate;
+pub mod trace;
 
 pub use action::{Action, DropReason, Event, Host, PuntReason};
-pub use counters::{Counters, PacketBytes, PortCounters, TunnelCounters};
+pub use counters::{
+    Counters, PacketBytes, PortCounters, TunnelCounters, TunnelDrops, TUNNEL_DROP_REASONS,
+};
 pub use icmp::IcmpKind;
+pub use pmtu::PathMtuReport;
+pub use trace::PacketTrace;
 
 use crate::buffer::PacketBuf;
 use crate::lpm::{NextHop, BURST};
@@ -42,6 +54,8 @@ pub(crate) enum Verdict {
         punt: PuntReason,
         back: icmp::Back,
     },
+    /// The reply to one of our in-tunnel probes: for the prober.
+    Probe,
 }
 
 /// A packet ready for routing: it starts at its (inner) IPv4 header, TTL decremented.
@@ -229,9 +243,15 @@ impl Pipeline {
         &self.counters
     }
 
+    /// The counters, to publish them ([`Counters::publish_into`] notes what it copied).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
     /// Process a burst received on `port`: one action per packet in `actions`. Bursts
     /// longer than [`MAX_BURST`] are processed in slices of it; `actions` must be at
     /// least as long as `pkts` (extra packets are left untouched and get no action).
+    #[inline]
     pub fn process<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
@@ -245,16 +265,42 @@ impl Pipeline {
             .chunks_mut(MAX_BURST)
             .zip(actions[..n].chunks_mut(MAX_BURST))
         {
-            self.process_burst(snap, port, p, a);
+            self.process_burst::<B, false>(snap, port, p, a, &mut []);
         }
     }
 
-    fn process_burst<B: PacketBuf>(
+    /// [`Pipeline::process`], recording in `traces` what each stage decided for each
+    /// packet: `traces` must be at least as long as `pkts` (extra packets are left
+    /// untouched, as for `actions`).
+    pub fn process_traced<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
         port: PortIndex,
         pkts: &mut [B],
         actions: &mut [Action],
+        traces: &mut [PacketTrace],
+    ) {
+        self.counters.fit(snap.port_slots(), snap.tunnels().slots());
+        let n = pkts.len().min(actions.len()).min(traces.len());
+        for ((p, a), t) in pkts[..n]
+            .chunks_mut(MAX_BURST)
+            .zip(actions[..n].chunks_mut(MAX_BURST))
+            .zip(traces[..n].chunks_mut(MAX_BURST))
+        {
+            t.fill(PacketTrace::default());
+            self.process_burst::<B, true>(snap, port, p, a, t);
+        }
+    }
+
+    /// One burst; with `TRACE`, `traces` is as long as `pkts` and gets each packet's
+    /// decisions (without, it is empty and never touched).
+    fn process_burst<B: PacketBuf, const TRACE: bool>(
+        &mut self,
+        snap: &Snapshot,
+        port: PortIndex,
+        pkts: &mut [B],
+        actions: &mut [Action],
+        traces: &mut [PacketTrace],
     ) {
         let mut inner = [Inner::default(); MAX_BURST];
         let mut pending = [false; MAX_BURST];
@@ -278,6 +324,25 @@ impl Pipeline {
         for (i, pkt) in pkts.iter_mut().enumerate() {
             let (rx_len, ingress) = classify::ingress(pkt, port, snap);
             rx_bytes += rx_len as u64;
+            let stage = match ingress {
+                Ok(classify::Ingress::Transit) => trace::Stage::Transit,
+                _ => trace::Stage::Terminate,
+            };
+            if TRACE {
+                let t = &mut traces[i];
+                t.rx_port = port;
+                t.classified = match ingress {
+                    Ok(classify::Ingress::Terminate { protocol, .. }) => {
+                        trace::Classified::Terminate(protocol.0)
+                    }
+                    Ok(classify::Ingress::Transit) => trace::Classified::Transit,
+                    Ok(classify::Ingress::FragNeeded { .. }) => trace::Classified::FragNeeded,
+                    Err(v) => {
+                        t.stop(trace::Stage::Classify, v);
+                        trace::Classified::Stopped
+                    }
+                };
+            }
             let r = match ingress {
                 Ok(classify::Ingress::Terminate {
                     outer_hlen,
@@ -305,8 +370,32 @@ impl Pipeline {
                 Ok(classify::Ingress::Transit) => {
                     terminate::transit(pkt, snap, port, &mut inner[i])
                 }
+                Ok(classify::Ingress::FragNeeded { back }) => {
+                    match pmtu::underlay(pkt.data(), snap, port, &mut self.counters, back) {
+                        Ok(report) => {
+                            actions[i] = Action::PathMtu(report);
+                            continue;
+                        }
+                        Err(v) => Err(v),
+                    }
+                }
                 Err(v) => Err(v),
             };
+            if TRACE {
+                let t = &mut traces[i];
+                t.tunnel = inner[i].ingress_tunnel;
+                match r {
+                    Ok(()) => {
+                        t.inner = Some(trace::InnerSeen {
+                            src: inner[i].src,
+                            dst: inner[i].dst,
+                            ttl: inner[i].ttl,
+                            keepalive: inner[i].keepalive,
+                        })
+                    }
+                    Err(v) => t.stop(stage, v),
+                }
+            }
             match r {
                 Ok(()) => {
                     dsts[i] = inner[i].dst;
@@ -328,6 +417,13 @@ impl Pipeline {
         let mut hops = [NextHop::NONE; MAX_BURST];
         let n = pkts.len();
         snap.routes().lookup_bulk(&dsts[..n], &mut hops[..n]);
+        if TRACE {
+            for (i, t) in traces[..n].iter_mut().enumerate() {
+                if pending[i] {
+                    t.hop = Some(hops[i]);
+                }
+            }
+        }
 
         // The egress tunnels' headers, a pass ahead of stage 5.
         for (i, &nh) in hops[..n].iter().enumerate() {
@@ -355,6 +451,12 @@ impl Pipeline {
             } else {
                 route::route(snap, inner, hops[i])
             };
+            if TRACE {
+                match target {
+                    Ok(tg) => traces[i].target = Some(tg),
+                    Err(v) => traces[i].stop(trace::Stage::Route, v),
+                }
+            }
             let r = target.and_then(|target| match target {
                 Target::Tunnel(id) => {
                     encap::encapsulate(pkt, inner, snap, id, &mut self.ident, &mut self.counters)
@@ -370,6 +472,11 @@ impl Pipeline {
                     Err(Verdict::Drop(DropReason::NoRoute))
                 }
             });
+            if TRACE {
+                if let Err(v) = r {
+                    traces[i].stop(trace::Stage::Encapsulate, v);
+                }
+            }
             actions[i] = match r {
                 Ok((a, len)) => {
                     tx_len[i] = len;
@@ -382,7 +489,12 @@ impl Pipeline {
             };
         }
 
-        for (a, &len) in actions.iter().zip(tx_len.iter()) {
+        if TRACE {
+            for ((t, a), &len) in traces.iter_mut().zip(actions.iter()).zip(tx_len.iter()) {
+                t.finish(*a, len);
+            }
+        }
+        for ((a, &len), inner) in actions.iter().zip(tx_len.iter()).zip(inner.iter()) {
             match *a {
                 Action::Transmit(out) => {
                     if let Some(c) = self.counters.ports.get_mut(usize::from(out)) {
@@ -390,11 +502,12 @@ impl Pipeline {
                     }
                 }
                 Action::Drop(r) | Action::Reply { reason: r, .. } => {
-                    self.counters.drops[r as usize] += 1
+                    self.counters.count_drop(port, inner.ingress_tunnel, r)
                 }
                 Action::Punt(r)
                 | Action::Answer { punt: r, .. }
                 | Action::Deliver { punt: r, .. } => self.counters.punts[r as usize] += 1,
+                Action::PathMtu(_) => self.counters.punts[PuntReason::PathMtu as usize] += 1,
             }
         }
     }
@@ -412,6 +525,10 @@ impl Pipeline {
         match v {
             Verdict::Drop(r) => Action::Drop(r),
             Verdict::Punt(r) => Action::Punt(r),
+            Verdict::Probe => Action::Deliver {
+                to: Host::Prober,
+                punt: PuntReason::Probe,
+            },
             Verdict::ToUs { punt, back } => {
                 match icmp::echo(pkt, snap, back, &mut self.ident, &mut self.counters) {
                     Some((port, l)) => {

@@ -218,6 +218,8 @@ pub(crate) fn terminate<B: PacketBuf>(
         let (id, t) = memo
             .lookup(snap, local, remote, protocol, g.key(), port)
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
+        // From here on the packet is the tunnel's: its drops are counted under it.
+        out.ingress_tunnel = Some(id);
         if g.protocol_type() != EtherType::IPV4 {
             return Err(Verdict::Drop(DropReason::UnsupportedInner));
         }
@@ -238,8 +240,11 @@ pub(crate) fn terminate<B: PacketBuf>(
         strip += g.header_len();
         (id, t)
     } else {
-        memo.lookup(snap, local, remote, protocol, None, port)
-            .ok_or(Verdict::Drop(DropReason::NoTunnel))?
+        let found = memo
+            .lookup(snap, local, remote, protocol, None, port)
+            .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
+        out.ingress_tunnel = Some(found.0);
+        found
     };
     let stripped = Stripped {
         tunnel,

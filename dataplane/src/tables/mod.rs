@@ -13,7 +13,7 @@ pub use snapshot::{
 };
 pub use tunnel::{
     DfPolicy, DscpPolicy, SequenceCheck, TtlPolicy, Tunnel, TunnelId, TunnelKey, TunnelMode,
-    TunnelState, TunnelTable,
+    TunnelState, TunnelTable, PATH_MTU_MIN_INNER,
 };
 
 /// An ethdev port index, as DPDK numbers them.

@@ -5,7 +5,9 @@
 //! worker, and every error names the offending item. Per-tunnel state that must survive a
 //! rebuild (GRE sequence numbers) is carried from one snapshot to the next by tunnel name.
 
-use super::tunnel::{Tunnel, TunnelEntry, TunnelId, TunnelMode, TunnelState, TunnelTable};
+use super::tunnel::{
+    Tunnel, TunnelEntry, TunnelId, TunnelKey, TunnelMode, TunnelState, TunnelTable,
+};
 use super::PortIndex;
 use crate::lpm::{Ipv4Lpm, Ipv4LpmBuilder, Ipv4Prefix, NextHop};
 use crate::wire::EthernetAddress;
@@ -317,6 +319,9 @@ pub struct SnapshotBuilder {
     icmp: IcmpLimit,
     /// What changed since the last build that succeeded.
     dirty: Dirty,
+    /// Path MTUs the underlay reported, by tunnel name, with the receive key of the tunnel
+    /// they were reported for.
+    path_mtus: HashMap<String, (TunnelKey, u16)>,
     /// What survives from one build to the next: slots, tables, tunnel state.
     kept: Kept,
 }
@@ -508,9 +513,18 @@ impl SnapshotBuilder {
         self
     }
 
+    /// Bound tunnel `name`'s outer MTU by a path MTU the underlay reported (ICMP
+    /// fragmentation needed), as long as the tunnel is still the one with receive key `key`
+    /// (a tunnel reconfigured to other addresses or another key ignores it). The tunnel's
+    /// MTU becomes the lowest of its own, its port's and this one.
+    pub fn path_mtu(&mut self, name: &str, key: TunnelKey, mtu: u16) -> &mut Self {
+        self.path_mtus.insert(name.to_owned(), (key, mtu));
+        self
+    }
+
     /// Take another builder's configuration (ports, tunnels, routes, neighbours, ICMP
-    /// limit) while keeping this one's state and its dynamic routes, so the next build
-    /// changes only what differs.
+    /// limit, path MTUs) while keeping this one's state and its dynamic routes, so the next
+    /// build changes only what differs.
     pub fn adopt(&mut self, other: SnapshotBuilder) {
         self.ports = other.ports;
         self.tunnels = other.tunnels;
@@ -519,6 +533,7 @@ impl SnapshotBuilder {
         self.icmp = other.icmp;
         self.dirty.structure = true;
         self.dirty.neighbors = true;
+        self.path_mtus = other.path_mtus;
     }
 
     /// The tunnels as configured.
@@ -835,10 +850,16 @@ impl SnapshotBuilder {
                 continue;
             };
             let state = self.kept.states.get(&t.name).cloned().unwrap_or_default();
+            let path_mtu = self
+                .path_mtus
+                .get(&t.name)
+                .filter(|(key, _)| *key == t.key())
+                .map(|&(_, mtu)| mtu);
             *entry = Some(TunnelEntry {
                 next_hop_mac: self.neighbors.get(&(t.egress_port, t.next_hop)).copied(),
                 src_mac: port.mac,
-                mtu: t.mtu.min(port.mtu),
+                mtu: t.mtu.min(port.mtu).min(path_mtu.unwrap_or(u16::MAX)),
+                path_mtu,
                 state,
                 config: t.clone(),
             });

@@ -102,6 +102,13 @@ pub struct Tunnel {
     /// Our address inside the tunnel and the prefix that holds the client router's side:
     /// traffic to that address goes to the host interface `bb-<name>`.
     pub link: Option<ipnet::Ipv4Net>,
+    /// Probed by the appliance itself (`pipeline::probe`): its health is theirs.
+    pub probe: bool,
+    /// While the tunnel is down, its prefixes are not routed into it: what covers them
+    /// otherwise (a default route through the Internet port) takes them.
+    pub fallback: bool,
+    /// Down (by its probes, or BFD): with `fallback`, its prefixes are not routed.
+    pub down: bool,
 }
 
 impl Tunnel {
@@ -131,6 +138,9 @@ impl Tunnel {
             prefixes: Vec::new(),
             extra_sources: Vec::new(),
             link: None,
+            probe: false,
+            fallback: false,
+            down: false,
         }
     }
 
@@ -154,6 +164,19 @@ impl Tunnel {
                     + 4 * usize::from(self.sequence)
             }
         }
+    }
+}
+
+/// The smallest inner MTU a tunnel's path MTU may bring it down to, whatever the underlay
+/// says (RFC 4459 section 3.2): the minimum datagram every IPv4 host must accept (RFC 791),
+/// so that a forged or mistaken "fragmentation needed" cannot shrink a tunnel to nothing.
+pub const PATH_MTU_MIN_INNER: u16 = 576;
+
+impl Tunnel {
+    /// The lowest outer MTU a path MTU report may set: [`PATH_MTU_MIN_INNER`] and the
+    /// tunnel's headers (IPv4 and GRE).
+    pub fn path_mtu_floor(&self) -> u16 {
+        PATH_MTU_MIN_INNER + 20 + self.encap_gre_len() as u16
     }
 }
 
@@ -465,6 +488,12 @@ impl TunnelHot {
     pub fn inner_mtu(&self) -> usize {
         usize::from(self.mtu) - 20 - self.gre_len()
     }
+
+    /// The lowest outer MTU a path MTU report may set ([`Tunnel::path_mtu_floor`]).
+    #[inline]
+    pub fn path_mtu_floor(&self) -> u16 {
+        PATH_MTU_MIN_INNER + 20 + self.gre_len() as u16
+    }
 }
 
 impl std::fmt::Debug for TunnelHot {
@@ -486,8 +515,12 @@ pub struct TunnelEntry {
     pub next_hop_mac: Option<EthernetAddress>,
     /// The egress port's MAC.
     pub src_mac: EthernetAddress,
-    /// The egress port's MTU bounded by the tunnel's.
+    /// The outer MTU it sends with: the egress port's MTU bounded by the tunnel's, and by
+    /// its path MTU where the underlay said less.
     pub mtu: u16,
+    /// The path MTU the underlay reported for it (ICMP fragmentation needed, raised to
+    /// [`Tunnel::path_mtu_floor`]), while it holds; `mtu` is at most this.
+    pub path_mtu: Option<u16>,
     pub state: Arc<TunnelState>,
 }
 
@@ -757,6 +790,7 @@ mod tests {
                 .into_iter()
                 .map(|config| TunnelEntry {
                     mtu: config.mtu,
+                    path_mtu: None,
                     config,
                     next_hop_mac: None,
                     src_mac: EthernetAddress([0; 6]),

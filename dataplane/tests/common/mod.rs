@@ -73,6 +73,23 @@ def data(n=16):
 def from_b(inner, **gre):
     return e0() / IP(src=RB, dst=L1) / GRE(**gre) / inner
 
+ROUTER = '192.0.2.254'        # an underlay router between us and the client routers
+
+def ours(remote, gre=None, total=1500, **ip):
+    """An outer packet as we send it into a tunnel, `total` bytes long: from L1 to `remote`,
+    DF set, then `gre` (a GRE header) or nothing (IPIP), then an inner UDP packet."""
+    head = IP(**dict(dict(src=L1, dst=remote, flags='DF'), **ip))
+    if gre is not None:
+        head = head / gre
+    body = IP(src='10.9.0.1', dst='10.2.0.5', flags='DF') / UDP(sport=40000, dport=40001)
+    return head / body / Raw(b'\x00' * (total - len(head / body)))
+
+def frag_needed(quote, mtu, cut=548, src=ROUTER, dst=L1, eth=e0, **icmp):
+    """ICMP Fragmentation Needed from an underlay router about `quote` (a packet, cut to
+    `cut` bytes, as a router quotes what fits in 576)."""
+    return (eth() / IP(src=src, dst=dst) / ICMP(type=3, code=4, nexthopmtu=mtu, **icmp)
+            / Raw(bytes(quote)[:cut]))
+
 def ip_ok(layer, f):
     """The IPv4 header checksum of `layer` is valid: scapy's checksum over the raw header
     is zero, and deleting the field and rebuilding gives the value we wrote."""

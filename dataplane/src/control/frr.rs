@@ -1,0 +1,306 @@
+//! The edge's FRR configuration, written from ours (`backbone frr-config`): one eBGP
+//! session with each client router that has an `asn`, inside its tunnel (between the two
+//! sides of the tunnel's link, through the host interface `bb-<tunnel>`), with BFD; what
+//! each client may announce (its own `prefixes`, and more-specifics of them down to
+//! `[bgp] max_prefix_len`), and what every client hears (every client's prefixes: so a
+//! client learns every other client, and a new one, without anyone touching its router);
+//! the clients without BGP are announced by the edge itself; zebra hands the routes it
+//! selects to the appliance over FPM.
+//!
+//! The output is a complete `frr.conf` for FRR 8.4 (`service integrated-vtysh-config`),
+//! the same for the same configuration: `frr-reload.py` applies the difference to a running
+//! FRR.
+
+use pipeline_config::{TunnelConfig, ValidatedConfig};
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+/// Where zebra's FPM connection goes by default (zebra's own default port, 2620).
+pub const DEFAULT_FPM: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2620);
+
+/// Why no FRR configuration can be written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrrError {
+    #[error("the configuration has no [bgp] section: there is no BGP for FRR to run")]
+    NoBgp,
+}
+
+/// The name of everything generated for one client (prefix list, route map).
+fn client_name(t: &TunnelConfig) -> String {
+    format!("bb-{}", t.name)
+}
+
+/// A prefix-list entry for `net`: itself, and its more-specifics down to `max_len`.
+fn entry(net: &ipnet::Ipv4Net, max_len: u8) -> String {
+    if max_len > net.prefix_len() {
+        format!("{net} le {max_len}")
+    } else {
+        net.to_string()
+    }
+}
+
+/// The FRR configuration for the edge `cfg` describes; `fpm` is where the appliance
+/// listens for zebra's FPM connection.
+pub fn render(cfg: &ValidatedConfig, source: &str, fpm: SocketAddr) -> Result<String, FrrError> {
+    let bgp = cfg.bgp.as_ref().ok_or(FrrError::NoBgp)?;
+    let mut o = String::new();
+    // Writing to a String cannot fail: the results below are ignored on purpose.
+    let _ = writeln!(
+        o,
+        "! The edge's FRR configuration, written by `backbone frr-config` from {source}.\n\
+         ! Regenerate it rather than edit it: the appliance's configuration is the source."
+    );
+    o.push_str("frr version 8.4\nfrr defaults traditional\nhostname backbone\n");
+    o.push_str("log syslog informational\nservice integrated-vtysh-config\n!\n");
+    let _ = writeln!(
+        o,
+        "! zebra hands the routes it selects to the appliance (zebra runs with -M dplane_fpm_nl)\n\
+         fpm address {} port {}\nno fpm use-next-hop-groups\n!",
+        fpm.ip(),
+        fpm.port()
+    );
+    let profile = format!("bb-{}x{}", bgp.bfd_interval_ms, bgp.bfd_multiplier);
+    let sessions: Vec<&TunnelConfig> = cfg.tunnels.iter().filter(|t| t.bgp.is_some()).collect();
+    if sessions.iter().any(|t| t.bgp.is_some_and(|b| b.bfd)) {
+        let _ = writeln!(
+            o,
+            "bfd\n profile {profile}\n  detect-multiplier {}\n  receive-interval {}\n  \
+             transmit-interval {}\n exit\nexit\n!",
+            bgp.bfd_multiplier, bgp.bfd_interval_ms, bgp.bfd_interval_ms
+        );
+    }
+
+    // What each client may announce: its own prefixes and their more-specifics.
+    for t in &sessions {
+        let name = client_name(t);
+        if t.prefixes.is_empty() {
+            let _ = writeln!(o, "ip prefix-list {name} seq 5 deny any");
+        }
+        for (k, p) in t.prefixes.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "ip prefix-list {name} seq {} permit {}",
+                5 * (k + 1),
+                entry(p, bgp.max_prefix_len)
+            );
+        }
+    }
+    // What every client hears: every client's prefixes, nothing else.
+    let all: Vec<_> = cfg.tunnels.iter().flat_map(|t| t.prefixes.iter()).collect();
+    if all.is_empty() {
+        o.push_str("ip prefix-list bb-clients seq 5 deny any\n");
+    }
+    for (k, p) in all.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "ip prefix-list bb-clients seq {} permit {}",
+            5 * (k + 1),
+            entry(p, bgp.max_prefix_len)
+        );
+    }
+    o.push_str("!\n");
+    for t in &sessions {
+        let name = client_name(t);
+        let _ = writeln!(
+            o,
+            "route-map {name}-in permit 10\n match ip address prefix-list {name}\nexit\n!"
+        );
+    }
+    o.push_str(
+        "route-map bb-clients-out permit 10\n match ip address prefix-list bb-clients\nexit\n!\n",
+    );
+
+    let _ = writeln!(o, "router bgp {}", bgp.asn);
+    let _ = writeln!(o, " bgp router-id {}", bgp.router_id);
+    // The clients without BGP are announced by the edge: their routes are the appliance's
+    // own (a tunnel's prefixes), not in zebra's table.
+    o.push_str(" no bgp network import-check\n");
+    for t in &sessions {
+        let Some(b) = t.bgp else { continue };
+        let _ = writeln!(o, " neighbor {} remote-as {}", b.peer, b.asn);
+        let _ = writeln!(o, " neighbor {} description tunnel {}", b.peer, t.name);
+        // A new client's session comes up at once (the edge tries every second), and what
+        // changes goes out at once (no advertisement interval): a new client is announced
+        // to every other within seconds.
+        let _ = writeln!(o, " neighbor {} timers connect 1", b.peer);
+        let _ = writeln!(o, " neighbor {} advertisement-interval 0", b.peer);
+        if b.bfd {
+            let _ = writeln!(o, " neighbor {} bfd profile {profile}", b.peer);
+        }
+    }
+    o.push_str(" !\n address-family ipv4 unicast\n");
+    for t in cfg.tunnels.iter().filter(|t| t.bgp.is_none()) {
+        for p in &t.prefixes {
+            let _ = writeln!(o, "  network {p}");
+        }
+    }
+    for t in &sessions {
+        let Some(b) = t.bgp else { continue };
+        let name = client_name(t);
+        let _ = writeln!(o, "  neighbor {} activate", b.peer);
+        // What the client sent, refused routes included: `show bgp neighbors PEER
+        // received-routes` against `routes` shows what the filter kept out.
+        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
+        let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
+        let _ = writeln!(o, "  neighbor {} route-map bb-clients-out out", b.peer);
+    }
+    o.push_str(" exit-address-family\nexit\n!\nend\n");
+    Ok(o)
+}
+
+/// Keeps FRR's configuration what ours says while the appliance runs: after every change
+/// of the tables (a tunnel added or removed through the control API, a reload) it renders
+/// the configuration again and, when the text changed, writes `[bgp] frr_config` (a new
+/// file renamed over the old one) and runs `[bgp] frr_reload` (`{file}`: that path), on a
+/// thread of its own, so that the control thread never waits for FRR. A failed reload is
+/// logged and tried again (every 5 s) until one succeeds.
+#[derive(Debug)]
+pub struct FrrSync {
+    to_writer: std::sync::mpsc::Sender<Job>,
+    last_generation: Option<u64>,
+    last_text: Option<String>,
+    next_check: std::time::Instant,
+    /// Reloads that succeeded, and that failed (tried again later).
+    pub counters: std::sync::Arc<FrrCounters>,
+}
+
+/// What the FRR sync counted.
+#[derive(Debug, Default)]
+pub struct FrrCounters {
+    pub writes: std::sync::atomic::AtomicU64,
+    pub reloads: std::sync::atomic::AtomicU64,
+    pub reload_failures: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct Job {
+    text: String,
+    path: std::path::PathBuf,
+    reload: Option<Vec<String>>,
+}
+
+/// How often the tables' generation is looked at.
+const CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long after a failed reload the next try comes.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl FrrSync {
+    /// Start the writer thread (it ends when this is dropped).
+    pub fn start() -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let counters = std::sync::Arc::new(FrrCounters::default());
+        let c = std::sync::Arc::clone(&counters);
+        std::thread::Builder::new()
+            .name("backbone-frr".into())
+            .spawn(move || writer(&rx, &c))?;
+        Ok(FrrSync {
+            to_writer: tx,
+            last_generation: None,
+            last_text: None,
+            next_check: std::time::Instant::now(),
+            counters,
+        })
+    }
+
+    /// Look at the tables now and then; hand a changed configuration to the writer.
+    pub fn tick(&mut self, cfg: &ValidatedConfig, source: &str, generation: u64, fpm: SocketAddr) {
+        let now = std::time::Instant::now();
+        if now < self.next_check || self.last_generation == Some(generation) {
+            return;
+        }
+        self.next_check = now + CHECK;
+        self.last_generation = Some(generation);
+        let Some(bgp) = &cfg.bgp else { return };
+        let Some(path) = &bgp.frr_config else { return };
+        let Ok(text) = render(cfg, source, fpm) else {
+            return;
+        };
+        if self.last_text.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        self.last_text = Some(text.clone());
+        let _ = self.to_writer.send(Job {
+            text,
+            path: path.clone(),
+            reload: bgp.frr_reload.clone(),
+        });
+    }
+}
+
+/// The writer thread: the newest job only (older ones waiting are superseded), tried again
+/// after a failure until it succeeds or a newer one comes.
+fn writer(rx: &std::sync::mpsc::Receiver<Job>, c: &FrrCounters) {
+    use std::sync::atomic::Ordering;
+    let mut pending: Option<Job> = None;
+    loop {
+        let next = match &pending {
+            None => match rx.recv() {
+                Ok(j) => Some(j),
+                Err(_) => return,
+            },
+            Some(_) => match rx.recv_timeout(RETRY) {
+                Ok(j) => Some(j),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        if let Some(j) = next {
+            pending = Some(j);
+        }
+        // The newest of what is waiting.
+        while let Ok(j) = rx.try_recv() {
+            pending = Some(j);
+        }
+        let Some(job) = &pending else { continue };
+        let tmp = job.path.with_extension("tmp");
+        if let Err(e) =
+            std::fs::write(&tmp, &job.text).and_then(|()| std::fs::rename(&tmp, &job.path))
+        {
+            log::error!("FRR configuration {}: {e}", job.path.display());
+            c.reload_failures.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        c.writes.fetch_add(1, Ordering::Relaxed);
+        let Some(cmd) = &job.reload else {
+            log::info!("FRR configuration written to {}", job.path.display());
+            pending = None;
+            continue;
+        };
+        let file = job.path.display().to_string();
+        let words: Vec<String> = cmd.iter().map(|w| w.replace("{file}", &file)).collect();
+        let out = std::process::Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(std::process::Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                c.reloads.fetch_add(1, Ordering::Relaxed);
+                log::info!(
+                    "FRR configuration written to {} and reloaded ({})",
+                    job.path.display(),
+                    words.join(" ")
+                );
+                pending = None;
+            }
+            Ok(o) => {
+                c.reload_failures.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "FRR reload failed ({}, {}): {}; trying again in {} s",
+                    words.join(" "),
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim(),
+                    RETRY.as_secs()
+                );
+            }
+            Err(e) => {
+                c.reload_failures.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "FRR reload failed ({}): {e}; trying again in {} s",
+                    words.join(" "),
+                    RETRY.as_secs()
+                );
+            }
+        }
+    }
+}

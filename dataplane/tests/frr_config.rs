@@ -1,0 +1,187 @@
+//! `backbone frr-config`: the FRR configuration written from ours. Each session, filter and
+//! announcement is checked against the configuration it comes from, and FRR's own parser
+//! (`vtysh --dryrun`) must accept the whole (and refuse a broken copy, so that its
+//! acceptance means something).
+
+use dataplane::control::frr::{render, FrrError};
+use std::net::SocketAddr;
+
+const CONFIG: &str = r#"
+[[port]]
+name = "to-a"
+device = "net_null0"
+roles = ["client"]
+addresses = ["172.16.1.1"]
+
+[bgp]
+asn = 65000
+bfd_interval_ms = 150
+bfd_multiplier = 4
+
+[[tunnel]]                       # BGP with BFD
+name = "site-a"
+mode = "gre"
+local = "172.16.1.1"
+remote = "172.16.1.2"
+key = 100
+port = "to-a"
+prefixes = ["10.1.0.0/16"]
+link = "169.254.1.1/31"
+asn = 65001
+
+[[tunnel]]                       # BGP without BFD, a /30 link, a prefix at the limit
+name = "site-b"
+mode = "gre"
+local = "172.16.1.1"
+remote = "172.16.1.3"
+port = "to-a"
+prefixes = ["10.2.0.0/16", "10.22.0.0/24"]
+link = "169.254.2.1/30"
+asn = 4200000002
+bfd = false
+
+[[tunnel]]                       # no BGP: the edge announces it
+name = "site-c"
+mode = "ipip"
+local = "172.16.1.1"
+remote = "172.16.1.4"
+port = "to-a"
+prefixes = ["10.3.0.0/16"]
+"#;
+
+fn fpm() -> SocketAddr {
+    "127.0.0.1:2620".parse().unwrap()
+}
+
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().map(str::trim_end).collect()
+}
+
+#[test]
+fn sessions_filters_and_announcements_follow_the_configuration() {
+    let cfg = pipeline_config::parse(CONFIG, "edge.toml").expect("config");
+    let text = render(&cfg, "edge.toml", fpm()).expect("rendered");
+    let l = lines(&text);
+    let has = |line: &str| l.contains(&line);
+    // FPM to the appliance, routes with their next hops inline (no next-hop groups).
+    assert!(has("fpm address 127.0.0.1 port 2620"), "{text}");
+    assert!(has("no fpm use-next-hop-groups"));
+    // BFD as [bgp] says.
+    for want in [
+        " profile bb-150x4",
+        "  detect-multiplier 4",
+        "  receive-interval 150",
+        "  transmit-interval 150",
+    ] {
+        assert!(has(want), "{want:?} in\n{text}");
+    }
+    assert!(has("router bgp 65000"));
+    assert!(has(" bgp router-id 172.16.1.1"), "the first port's address");
+    // The sessions: to the other side of each link, with the client's AS.
+    assert!(has(" neighbor 169.254.1.0 remote-as 65001"));
+    assert!(has(" neighbor 169.254.2.2 remote-as 4200000002"));
+    assert!(has(" neighbor 169.254.1.0 bfd profile bb-150x4"));
+    assert!(has(" neighbor 169.254.1.0 advertisement-interval 0"));
+    assert!(
+        !text.contains("neighbor 169.254.2.2 bfd"),
+        "site-b has bfd = false"
+    );
+    // No session for site-c; its prefix is announced by the edge.
+    assert_eq!(text.matches("remote-as").count(), 2);
+    assert!(has("  network 10.3.0.0/16"));
+    assert!(!text.contains("network 10.1.") && !text.contains("network 10.2."));
+    // What each client may announce: its prefixes, more-specifics to /24.
+    let list = |name: &str| -> Vec<&str> {
+        l.iter()
+            .filter_map(|x| x.strip_prefix(&format!("ip prefix-list {name} seq ")))
+            .map(|x| x.split_once(' ').expect("seq and rule").1)
+            .collect()
+    };
+    assert_eq!(list("bb-site-a"), ["permit 10.1.0.0/16 le 24"]);
+    assert_eq!(
+        list("bb-site-b"),
+        ["permit 10.2.0.0/16 le 24", "permit 10.22.0.0/24"]
+    );
+    assert!(list("bb-site-c").is_empty(), "no session, no filter");
+    // What every client hears: every client's prefixes.
+    assert_eq!(
+        list("bb-clients"),
+        [
+            "permit 10.1.0.0/16 le 24",
+            "permit 10.2.0.0/16 le 24",
+            "permit 10.22.0.0/24",
+            "permit 10.3.0.0/16 le 24"
+        ]
+    );
+    for (peer, name) in [("169.254.1.0", "bb-site-a"), ("169.254.2.2", "bb-site-b")] {
+        assert!(has(&format!("  neighbor {peer} route-map {name}-in in")));
+        assert!(has(&format!(
+            "  neighbor {peer} route-map bb-clients-out out"
+        )));
+        assert!(has(&format!("  neighbor {peer} activate")));
+        assert!(has(&format!(
+            "  neighbor {peer} soft-reconfiguration inbound"
+        )));
+    }
+    assert!(has("route-map bb-site-a-in permit 10"));
+    assert!(has(" match ip address prefix-list bb-site-a"));
+    // The same configuration, the same text (frr-reload.py then changes nothing).
+    assert_eq!(render(&cfg, "edge.toml", fpm()).unwrap(), text);
+}
+
+#[test]
+fn without_bgp_there_is_nothing_to_write() {
+    let text = CONFIG.split("[bgp]").next().expect("the ports").to_owned();
+    let cfg = pipeline_config::parse(&text, "edge.toml").expect("config");
+    assert_eq!(render(&cfg, "edge.toml", fpm()), Err(FrrError::NoBgp));
+}
+
+/// `vtysh --dryrun` on `text`: its exit status and what it said.
+fn dryrun(text: &str) -> (bool, String) {
+    let dir = backbone_scratch();
+    let path = dir.join("frr.conf");
+    std::fs::write(&path, text).expect("write");
+    let out = std::process::Command::new("vtysh")
+        .arg("--dryrun")
+        .arg("--inputfile")
+        .arg(&path)
+        .output()
+        .expect("vtysh (FRR; scripts/setup.sh installs it)");
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn backbone_scratch() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "backbone-frr-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+#[test]
+fn frr_accepts_what_is_written() {
+    let cfg = pipeline_config::parse(CONFIG, "edge.toml").expect("config");
+    let text = render(&cfg, "edge.toml", fpm()).expect("rendered");
+    let (ok, said) = dryrun(&text);
+    assert!(
+        ok,
+        "vtysh --dryrun refused the configuration:\n{said}\n{text}"
+    );
+    // The check can fail: a line FRR does not know is refused.
+    let broken = text.replace(
+        " no bgp network import-check",
+        " no bgp network import-check\n neighbor 169.254.1.0 no-such-option 5",
+    );
+    let (ok, said) = dryrun(&broken);
+    assert!(!ok, "vtysh --dryrun took a broken configuration:\n{said}");
+}

@@ -1,0 +1,429 @@
+#!/usr/bin/env bash
+# The routing lab: one edge router (backbone on net_af_packet, FRR beside it with the
+# configuration `backbone frr-config` writes) and three client sites whose routers run real
+# routing daemons inside their tunnels, an Internet between everyone for the native
+# fallback, and a host behind each site.
+#
+#   host A ── router A (BIRD 2, GRE key 100, AS 65001) ──┐
+#   host B ── router B (FRR, GRE, AS 65002) ──────────────┼── edge: backbone + FRR (AS 65000)
+#   host C ── router C (Linux, IP-in-IP, no BGP) ─────────┤          │ inet0
+#   host D ── router D (BIRD 2, GRE key 400, AS 65004) ───┘          │
+#        └──────────── each router's ISP link ─────────── Internet ──┘
+#
+# Site D's router is ready from the start but the edge has no tunnel for it: adding one at
+# run time (`backbone ctl tunnel-add $LAB_DIR/site-d.toml`) is how a new client arrives.
+#
+# Each router's tunnel is a TUN device and scripts/tunnel-endpoint.py (the kernel here has no
+# gre or ipip module); the router's side of the tunnel's link is 169.254.X.0/31, the edge's
+# 169.254.X.1 (bb-site-X in the edge namespace). Sites A and B speak eBGP with BFD to the
+# edge inside their tunnels, announce their own 10.X.0.0/16 and learn the others'; site C
+# routes 10.0.0.0/8 into its tunnel and is probed by the edge. Nothing in a site's
+# configuration names another site. Each router's default route goes to the Internet
+# namespace, which routes 10.X.0.0/16 to site X's ISP link: the best-effort path.
+#
+# Usage: scripts/routing-lab.sh up|down|check|status
+#   up      build the lab and start everything (leaves it running)
+#   check   sessions, routes at every site, pings between every pair of hosts
+#   down    stop what `up` started (by the PIDs it recorded) and delete the namespaces
+#   status  namespaces, processes, sessions and the appliance's tunnels
+# Environment: LAB_DIR (state, logs; default out/routing-lab), LAB_PREFIX (namespace name
+# prefix; default bbr), BACKBONE (the binary; default: build the release one). Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+P=${LAB_PREFIX:-bbr}
+D=${LAB_DIR:-$root/out/routing-lab}
+case "$D" in /*) ;; *) D=$root/$D ;; esac
+SITES=(a b c)
+NSES=(edge inet ra rb rc rd ha hb hc hd)
+RELEASE_BIN=${CARGO_TARGET_DIR:-$root/target}/release/backbone
+FRR=/usr/lib/frr
+
+say() { printf 'routing-lab: %s\n' "$*"; }
+die() { printf 'routing-lab: %s\n' "$*" >&2; exit 1; }
+ns() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
+idx() { case $1 in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; esac; }
+
+# Processes: every PID we start is recorded in $D/pids/NAME.pid with the command it must be
+# running; down kills only those, and only while they still run that command.
+record() { mkdir -p "$D/pids"; printf '%s\n%s\n' "$2" "$3" >"$D/pids/$1.pid"; }
+alive() {
+  local pid cmd running
+  pid=$(sed -n 1p "$1"); cmd=$(sed -n 2p "$1")
+  [ -n "$pid" ] || return 1
+  running=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ "$running" == *"$cmd"* ]]
+}
+stop_one() { # NAME SIGNAL WAIT-SECONDS
+  local f=$D/pids/$1.pid pid i
+  [ -f "$f" ] || return 0
+  pid=$(sed -n 1p "$f")
+  if alive "$f"; then
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "-$2" "$pid" 2>/dev/null || true
+    for ((i = 0; i < $3 * 10; i++)); do alive "$f" || break; sleep 0.1; done
+    if alive "$f"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+  fi
+  rm -f "$f"
+}
+wait_for() { # SECONDS DESCRIPTION COMMAND...
+  local secs=$1 what=$2 i; shift 2
+  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "timed out after ${secs}s waiting for $what"
+}
+
+down() {
+  stop_one backbone TERM 10
+  for f in "$D"/pids/*.pid; do
+    if [ -e "$f" ]; then stop_one "$(basename "$f" .pid)" TERM 3; fi
+  done
+  for n in "${NSES[@]}"; do
+    if ip netns list | grep -qw "^$P-$n"; then
+      ip netns del "$P-$n" 2>/dev/null || say "cannot delete namespace $P-$n"
+    fi
+  done
+  rm -rf "/var/run/frr/$P-edge" "/var/run/frr/$P-rb" "/etc/frr/$P-edge" "/etc/frr/$P-rb"
+  rm -f "$D/up"
+}
+
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found: run scripts/setup.sh (it installs $2)"; }
+
+preflight() {
+  [ "$(id -u)" -eq 0 ] || die "needs root (namespaces, veths, TUN, routing daemons)"
+  need ip iproute2; need bird bird2; need birdc bird2; need vtysh frr; need ping iputils-ping
+  need socat socat
+  [ -x $FRR/zebra ] && [ -x $FRR/bgpd ] && [ -x $FRR/bfdd ] || die "FRR's daemons missing in $FRR (package frr)"
+  [ -c /dev/net/tun ] || die "/dev/net/tun missing: the routers' tunnels are TUN devices"
+  for n in "${NSES[@]}"; do
+    ! ip netns list | grep -qw "^$P-$n" || die "namespace $P-$n exists: a lab is up already (scripts/routing-lab.sh down)"
+  done
+}
+
+backbone_bin() {
+  if [ -n "${BACKBONE:-}" ]; then
+    [ -x "$BACKBONE" ] || die "BACKBONE=$BACKBONE is not an executable"
+  else
+    say "building the appliance (cargo build --release -p dataplane --bin backbone)"
+    cargo build --release --locked --quiet -p dataplane --bin backbone
+    BACKBONE=$RELEASE_BIN
+  fi
+}
+
+mkns() {
+  ip netns add "$P-$1"
+  ns "$1" ip link set lo up
+  ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+veth() { # NS1 IF1 NS2 IF2
+  ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
+  ns "$1" ethtool -K "$2" tx off >/dev/null 2>&1 || true
+  ns "$3" ethtool -K "$4" tx off >/dev/null 2>&1 || true
+  ns "$1" ip link set "$2" up
+  ns "$3" ip link set "$4" up
+}
+
+# FRR in namespace NS as instance $P-NS (its own sockets under /var/run/frr/$P-NS),
+# configured from FILE through vtysh. Extra zebra arguments after FILE.
+start_frr() { # NS FILE [ZEBRA-ARGS...]
+  local n=$1 file=$2 inst=$P-$1; shift 2
+  mkdir -p "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
+  touch "/etc/frr/$inst/vtysh.conf"
+  chown -R frr:frr "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
+  local d
+  for d in zebra bgpd bfdd; do
+    local extra=()
+    [ "$d" != zebra ] || extra=("$@")
+    ns "$n" "$FRR/$d" -N "$inst" -d -f /dev/null -i "$D/frr-$n/$d.pid" \
+      --log "file:$D/frr-$n/$d.log" "${extra[@]}" \
+      || die "FRR $d in $n did not start: see $D/frr-$n/$d.log"
+    wait_for 10 "FRR $d in $n" test -s "$D/frr-$n/$d.pid"
+    record "frr-$n-$d" "$(cat "$D/frr-$n/$d.pid")" "$FRR/$d -N $inst"
+  done
+  wait_for 10 "FRR's vty in $n" ns "$n" vtysh -N "$inst" -c "show version"
+  ns "$n" vtysh -N "$inst" -f "$file" >"$D/frr-$n/vtysh.log" 2>&1 \
+    || die "FRR in $n refused its configuration: see $D/frr-$n/vtysh.log"
+}
+
+site_router() { # SITE: the namespace's kernel routes; the tunnel is a TUN + tunnel-endpoint.py
+  local s=$1 x; x=$(idx "$s")
+  ns "r$s" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+  ns "r$s" ip addr add "172.16.$x.2/24" dev wan
+  ns "r$s" ip addr add "100.64.$x.2/24" dev isp
+  ns "r$s" ip addr add "10.$x.0.1/24" dev lan
+  ns "r$s" ip route add default via "100.64.$x.1"
+  # The tunnel's inner MTU: the underlay's 1500 less the outer IPv4 and GRE headers.
+  local mode=gre key=() mtu=1476
+  case $s in a) key=(100) mtu=1472 ;; d) key=(400) mtu=1472 ;; c) mode=ipip mtu=1480 ;; esac
+  ip netns exec "$P-r$s" /usr/bin/python3 -u "$root/scripts/tunnel-endpoint.py" tun0 "$mode" \
+    "172.16.$x.2" "172.16.$x.1" "${key[@]}" >"$D/tunnel-$s.log" 2>&1 &
+  record "tunnel-$s" $! "tunnel-endpoint.py tun0"
+  wait_for 30 "router $s's tunnel endpoint" grep -q ready "$D/tunnel-$s.log"
+  ns "r$s" ip link set tun0 mtu "$mtu" up
+  ns "r$s" ip addr add "169.254.$x.0/31" dev tun0
+}
+
+host() {
+  local s=$1 x; x=$(idx "$s")
+  ns "h$s" ip addr add "10.$x.0.10/24" dev eth0
+  ns "h$s" ip route add default via "10.$x.0.1"
+}
+
+# Sites A and D: BIRD 2. Announce their own 10.X.0.0/16, take everything the edge says into
+# the kernel.
+bird_site() { # SITE ASN
+  local s=$1 asn=$2 x; x=$(idx "$s")
+  cat >"$D/bird-$s.conf" <<EOF
+router id 172.16.$x.2;
+log "$D/bird-$s.log" all;
+protocol device { scan time 1; }
+# Its own network, announced (not installed: the LAN is connected).
+protocol static own { ipv4; route 10.$x.0.0/16 unreachable; }
+protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
+protocol bfd { interface "tun0" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
+protocol bgp edge {
+  local 169.254.$x.0 as $asn;
+  neighbor 169.254.$x.1 as 65000;
+  bfd on;
+  connect retry time 2;
+  error wait time 1, 1;
+  connect delay time 1;
+  ipv4 { import all; export where proto = "own"; };
+}
+EOF
+  ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
+    || die "BIRD in router $s did not start"
+  wait_for 10 "BIRD's pid file" test -s "$D/bird-$s.pid"
+  record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
+}
+
+# Site B: FRR. Announces 10.2.0.0/16, takes everything the edge says into the kernel.
+frr_b() {
+  cat >"$D/frr-b.conf" <<'EOF'
+frr defaults traditional
+hostname router-b
+bfd
+ profile fast
+  detect-multiplier 3
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+router bgp 65002
+ bgp router-id 172.16.2.2
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 169.254.2.1 remote-as 65000
+ neighbor 169.254.2.1 bfd profile fast
+ neighbor 169.254.2.1 timers connect 2
+ address-family ipv4 unicast
+  network 10.2.0.0/16
+ exit-address-family
+exit
+EOF
+  start_frr rb "$D/frr-b.conf"
+}
+
+appliance_config() {
+  local eal="\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"256\", \"-l\", \"0-1\",
+  \"--file-prefix=$P-backbone\", \"--log-level=lib.eal:error\""
+  local i=0 dev
+  for dev in to-a to-b to-c to-d inet0; do
+    eal+=",
+  \"--vdev=net_af_packet$i,iface=$dev,qpairs=2,qdisc_bypass=0\""
+    i=$((i + 1))
+  done
+  cat <<EOF
+# The routing lab's edge (written by scripts/routing-lab.sh).
+[eal]
+args = [
+  $eal,
+]
+
+[workers]
+lcores = [1]
+
+[[port]]
+name = "to-a"
+device = "net_af_packet0"
+roles = ["client"]
+addresses = ["172.16.1.1"]
+rx_queues = 2
+
+[[port]]
+name = "to-b"
+device = "net_af_packet1"
+roles = ["client"]
+addresses = ["172.16.2.1"]
+rx_queues = 2
+
+[[port]]
+name = "to-c"
+device = "net_af_packet2"
+roles = ["client"]
+addresses = ["172.16.3.1"]
+rx_queues = 2
+
+[[port]]
+name = "to-d"
+device = "net_af_packet3"
+roles = ["client"]
+addresses = ["172.16.4.1"]
+rx_queues = 2
+
+[[port]]
+name = "inet0"
+device = "net_af_packet4"
+roles = ["internet"]
+addresses = ["100.64.0.2"]
+rx_queues = 2
+
+[bgp]
+asn = 65000
+router_id = "100.64.0.2"
+frr_config = "$D/frr-edge.conf"
+frr_reload = ["/usr/lib/frr/frr-reload.py", "--reload", "--pathspace", "$P-edge", "{file}"]
+
+[[tunnel]]                       # router A: BIRD, GRE with a key
+name = "site-a"
+mode = "gre"
+local = "172.16.1.1"
+remote = "172.16.1.2"
+key = 100
+port = "to-a"
+prefixes = ["10.1.0.0/16"]
+link = "169.254.1.1/31"
+asn = 65001
+
+[[tunnel]]                       # router B: FRR, GRE
+name = "site-b"
+mode = "gre"
+local = "172.16.2.1"
+remote = "172.16.2.2"
+port = "to-b"
+prefixes = ["10.2.0.0/16"]
+link = "169.254.2.1/31"
+asn = 65002
+
+[[tunnel]]                       # router C: IP-in-IP, no BGP: probed
+name = "site-c"
+mode = "ipip"
+local = "172.16.3.1"
+remote = "172.16.3.2"
+port = "to-c"
+prefixes = ["10.3.0.0/16"]
+probe = true
+
+[[route]]                        # the Internet
+prefix = "0.0.0.0/0"
+port = "inet0"
+next_hop = "100.64.0.1"
+EOF
+}
+
+up() {
+  preflight
+  backbone_bin
+  rm -rf "$D"; mkdir -p "$D/pids"
+  say "namespaces $P-{${NSES[*]}}, state in $D"
+  for n in "${NSES[@]}"; do mkns "$n"; done
+  # The edge's kernel sees the af_packet veths' frames too (see interop-lab.sh): strict
+  # reverse-path filtering keeps it from answering what is the appliance's.
+  ns edge sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
+  local s x
+  for s in "${SITES[@]}" d; do
+    x=$(idx "$s")
+    veth edge "to-$s" "r$s" wan
+    veth inet "isp-$s" "r$s" isp
+    veth "r$s" lan "h$s" eth0
+    ns inet ip addr add "100.64.$x.1/24" dev "isp-$s"
+    ns inet ip route add "10.$x.0.0/16" via "100.64.$x.2"
+    host "$s"
+  done
+  veth edge inet0 inet wan-edge
+  ns inet ip addr add 100.64.0.1/24 dev wan-edge
+  ns inet sysctl -qw net.ipv4.ip_forward=1
+  for s in "${SITES[@]}" d; do site_router "$s"; done
+  ns rc ip route add 10.0.0.0/8 dev tun0
+
+  appliance_config >"$D/backbone.toml"
+  cat >"$D/site-d.toml" <<'EOF'
+[[tunnel]]                       # router D: BIRD, GRE with a key: a new client
+name = "site-d"
+mode = "gre"
+local = "172.16.4.1"
+remote = "172.16.4.2"
+key = 400
+port = "to-d"
+prefixes = ["10.4.0.0/16"]
+link = "169.254.4.1/31"
+asn = 65004
+EOF
+  "$BACKBONE" frr-config --config "$D/backbone.toml" --output "$D/frr-edge.conf"
+  ip netns exec "$P-edge" env RUST_LOG="${RUST_LOG:-info}" "$BACKBONE" run --config "$D/backbone.toml" \
+    --stats "$D/stats.json" --control-socket "$D/ctl/control.sock" >"$D/backbone.log" 2>&1 &
+  record backbone $! "run --config $D/backbone.toml"
+  local i
+  for ((i = 0; i < 600; i++)); do
+    grep -q "forwarding" "$D/backbone.log" && break
+    alive "$D/pids/backbone.pid" || { cat "$D/backbone.log" >&2; die "the appliance exited"; }
+    sleep 0.1
+  done
+  grep -q "forwarding" "$D/backbone.log" || die "the appliance did not start forwarding: see $D/backbone.log"
+  wait_for 30 "the edge's host interfaces" ns edge ip link show dev bb-site-b
+  # The edge's FRR: zebra hands its routes to the appliance over FPM.
+  start_frr edge "$D/frr-edge.conf" -M dplane_fpm_nl
+  bird_site a 65001
+  bird_site d 65004
+  frr_b
+  touch "$D/up"
+  say "up: hosts 10.1.0.10 (A), 10.2.0.10 (B), 10.3.0.10 (C)"
+}
+
+birdc_a() { ns ra birdc -s "$D/bird-a.ctl" "$@"; }
+vtysh_in() { local n=$1; shift; ns "$n" vtysh -N "$P-$n" "$@"; }
+
+check() {
+  [ -f "$D/up" ] || die "the lab is not up (scripts/routing-lab.sh up)"
+  say "sessions"
+  birdc_a show protocols edge | tail -n +2
+  vtysh_in rb -c "show bgp summary" | grep -E "^(Neighbor|169)" || true
+  vtysh_in edge -c "show bgp summary" | grep -E "^(Neighbor|169)" || true
+  vtysh_in edge -c "show bfd peers brief" || true
+  say "routes at each site"
+  for s in a b c; do printf '  router %s:\n' "$s"; ns "r$s" ip route | sed 's/^/    /'; done
+  say "pings between every pair of hosts"
+  local a b fails=0 out
+  for a in "${SITES[@]}"; do
+    for b in "${SITES[@]}"; do
+      [ "$a" != "$b" ] || continue
+      out=$(ns "h$a" ping -n -c 3 -i 0.2 -W 2 "10.$(idx "$b").0.10" 2>&1) || fails=$((fails + 1))
+      printf '  host %s -> host %s: %s\n' "${a^^}" "${b^^}" "$(grep -o '[0-9]* received' <<<"$out" || echo 'no replies')"
+    done
+  done
+  ns edge "${BACKBONE:-$RELEASE_BIN}" ctl --socket="$D/ctl/control.sock" tunnels || true
+  [ "$fails" -eq 0 ] || die "$fails of the pings between hosts failed"
+}
+
+status() {
+  ip netns list | grep "^$P-" || say "no namespaces with prefix $P-"
+  for f in "$D"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    printf '  %-22s pid %-8s %s\n' "$(basename "$f" .pid)" "$(sed -n 1p "$f")" \
+      "$(alive "$f" && echo running || echo gone)"
+  done
+}
+
+on_exit_up() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ ! -f "$D/up" ]; then say "up failed: tearing down"; down; fi
+  return "$rc"
+}
+
+case "${1:-}" in
+  up) trap on_exit_up EXIT; up ;;
+  down) down; say "down" ;;
+  check) BACKBONE=${BACKBONE:-$RELEASE_BIN}; check ;;
+  status) BACKBONE=${BACKBONE:-$RELEASE_BIN}; status ;;
+  *) sed -n '2,27p' "$0"; exit 2 ;;
+esac
