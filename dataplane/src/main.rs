@@ -78,9 +78,11 @@ enum Command {
         /// The configuration file (its reference: pipeline-config/CONFIG.md).
         #[arg(long, short, default_value = lifecycle::DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Where the appliance listens for zebra's FPM connection.
-        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:2620")]
-        fpm: std::net::SocketAddr,
+        /// Where the appliance listens for zebra's FPM connection, when it runs with
+        /// `--fpm ADDR:PORT`; default: the file's `[fpm] listen`, and without one, zebra is
+        /// told no FPM address (the appliance takes no routes from it).
+        #[arg(long, value_name = "ADDR:PORT")]
+        fpm: Option<std::net::SocketAddr>,
         /// Write it to this file (atomically: a new file renamed over the old one) instead
         /// of standard output.
         #[arg(long, short, value_name = "FILE")]
@@ -238,10 +240,20 @@ fn main() -> ExitCode {
 /// `backbone frr-config`.
 fn frr_config(
     config: &std::path::Path,
-    fpm: std::net::SocketAddr,
+    fpm: Option<std::net::SocketAddr>,
     output: Option<&std::path::Path>,
 ) -> Result<(), String> {
     let cfg = pipeline_config::load(config).map_err(|e| e.to_string())?;
+    // Where `backbone run` with this file listens for zebra (its --fpm wins, as here).
+    let fpm = fpm.or(cfg.fpm.map(|f| f.listen));
+    if let Some(a) = fpm.filter(|a| a.port() == 0) {
+        return Err(format!(
+            "FPM address {a} (--fpm, else [fpm] listen in {}): port 0 is chosen when the \
+             appliance starts, so zebra cannot be told it; give --fpm ADDR:PORT (ctl status \
+             shows the port)",
+            config.display()
+        ));
+    }
     let text = dataplane::control::frr::render(&cfg, &config.display().to_string(), fpm)
         .map_err(|e| format!("{}: {e}", config.display()))?;
     match output {

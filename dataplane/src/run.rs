@@ -987,7 +987,9 @@ fn supervise_loop(
     let mut frr = dataplane::control::frr::FrrSync::start()
         .map_err(|e| log::error!("cannot start the FRR configuration writer: {e}"))
         .ok();
-    let fpm = dataplane::control::frr::DEFAULT_FPM;
+    // zebra is told to connect where the FPM listener is (the file's [fpm] listen, or
+    // --fpm), or nowhere when there is none: as `backbone frr-config` writes it.
+    let fpm = appliance.fpm.listen.lock().ok().and_then(|l| *l);
     loop {
         // Ten milliseconds: what ARP learning and a stop may wait, and few enough wakeups
         // that an idle appliance costs little CPU.

@@ -104,8 +104,9 @@ impl Drop for Netns {
 }
 
 /// The demo lab with tunnel links (host interfaces bb-acme, bb-globex), a host interface on
-/// the Internet port (bb-internet0), an FPM listener, and initech sending to `dsts` without
-/// end (its hosts' packets, through its IP-in-IP tunnel).
+/// the Internet port (bb-internet0), an FPM listener, FRR's configuration kept written to
+/// `frr-written.conf`, and initech sending to `dsts` without end (its hosts' packets,
+/// through its IP-in-IP tunnel).
 fn lab(dir: &Path, tag: &str, grace: u32, dsts: &[&str]) -> PathBuf {
     let list: Vec<String> = dsts.iter().map(|d| format!("'{d}'")).collect();
     scapy(&format!(
@@ -139,7 +140,11 @@ fn lab(dir: &Path, tag: &str, grace: u32, dsts: &[&str]) -> PathBuf {
             "roles = [\"internet\"]",
             "roles = [\"internet\"]\nhost_interface = true",
         )
-        + &format!("\n[fpm]\nlisten = \"127.0.0.1:2620\"\ngrace = {grace}\n");
+        + &format!(
+            "\n[fpm]\nlisten = \"127.0.0.1:2620\"\ngrace = {grace}\n\
+             \n[bgp]\nasn = 65000\nfrr_config = \"{}\"\n",
+            dir.join("frr-written.conf").display()
+        );
     let path = dir.join("lab.toml");
     std::fs::write(&path, toml).unwrap();
     path
@@ -279,6 +284,31 @@ fn fpm_frames_move_routes_without_loss() {
         ns.ifindex("bb-globex"),
         ns.ifindex("bb-internet0"),
     );
+
+    // FRR's configuration, as the appliance keeps it written: zebra is told where the
+    // listener is, and the text is what `backbone frr-config` writes from the same file.
+    let written = backbone_tests::wait_for(
+        Duration::from_secs(10),
+        "FRR's configuration written",
+        || std::fs::read_to_string(dir.join("frr-written.conf")),
+    );
+    assert!(
+        written
+            .lines()
+            .any(|l| l == "fpm address 127.0.0.1 port 2620"),
+        "{written}"
+    );
+    let out = Command::new(backbone_bin())
+        .current_dir(&dir)
+        .args(["frr-config", "--config", "lab.toml"])
+        .output()
+        .expect("backbone frr-config");
+    assert!(
+        out.status.success(),
+        "frr-config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), written);
 
     // Routes into two tunnels, out of the Internet port, and a blackhole.
     let mut zebra = Client::connect(&ns);
