@@ -510,10 +510,7 @@ impl ControlState {
                 self.builder.neighbor(port, ip, mac);
             }
         }
-        let snap = self.builder.build().map_err(|e| e.to_string())?;
-        let generation = snap.generation();
-        self.snapshots.publish(snap);
-        Ok(generation)
+        self.publish_built()
     }
 
     /// Whether a neighbour is configured statically.
@@ -526,7 +523,8 @@ impl ControlState {
     }
 
     /// Take path MTU reports from the workers (one publication for all that lower a
-    /// tunnel's MTU); returns what became of each, and the generation published, if any.
+    /// tunnel's MTU: the tunnel table changes, the routes are left as they are); returns
+    /// what became of each, and the generation published, if any.
     pub fn path_mtu_reports(
         &mut self,
         reports: &[PathMtuReport],
@@ -543,8 +541,8 @@ impl ControlState {
         {
             return Ok((outcomes, None));
         }
-        let cfg = self.cfg.clone();
-        let generation = self.publish(&cfg)?;
+        self.path_mtus.apply(&mut self.builder);
+        let generation = self.publish_built()?;
         Ok((outcomes, Some(generation)))
     }
 
@@ -560,8 +558,10 @@ impl ControlState {
         if gone.is_empty() {
             return Ok((Vec::new(), None));
         }
-        let cfg = self.cfg.clone();
-        let generation = self.publish(&cfg)?;
+        for (name, _) in &gone {
+            self.builder.forget_path_mtu(name);
+        }
+        let generation = self.publish_built()?;
         let snap = self.snapshots.current();
         let list = gone
             .into_iter()
@@ -580,6 +580,15 @@ impl ControlState {
     /// The path MTUs in force.
     pub fn path_mtus(&self) -> &PathMtus {
         &self.path_mtus
+    }
+
+    /// Build and publish what was changed in the builder (neighbours, path MTUs: nothing
+    /// a build can refuse).
+    fn publish_built(&mut self) -> Result<u64, String> {
+        let snap = self.builder.build().map_err(|e| e.to_string())?;
+        let generation = snap.generation();
+        self.snapshots.publish(snap);
+        Ok(generation)
     }
 
     /// Build and publish the tables for a new configuration (as a whole). Routes from a

@@ -333,6 +333,8 @@ struct Dirty {
     structure: bool,
     /// Neighbours: the tunnel table and native targets are rebuilt.
     neighbors: bool,
+    /// Path MTUs: the tunnel table is rebuilt.
+    path_mtus: bool,
     /// Prefixes whose static or dynamic route changed.
     prefixes: HashSet<Ipv4Prefix>,
 }
@@ -518,7 +520,18 @@ impl SnapshotBuilder {
     /// (a tunnel reconfigured to other addresses or another key ignores it). The tunnel's
     /// MTU becomes the lowest of its own, its port's and this one.
     pub fn path_mtu(&mut self, name: &str, key: TunnelKey, mtu: u16) -> &mut Self {
-        self.path_mtus.insert(name.to_owned(), (key, mtu));
+        if self.path_mtus.insert(name.to_owned(), (key, mtu)) != Some((key, mtu)) {
+            self.dirty.path_mtus = true;
+        }
+        self
+    }
+
+    /// Forget the path MTU reported for tunnel `name`: its MTU is its own and its port's
+    /// again.
+    pub fn forget_path_mtu(&mut self, name: &str) -> &mut Self {
+        if self.path_mtus.remove(name).is_some() {
+            self.dirty.path_mtus = true;
+        }
         self
     }
 
@@ -626,8 +639,11 @@ impl SnapshotBuilder {
         let added = others.added;
         self.commit_routes(changes, added);
         let neighbors_changed = std::mem::take(&mut self.dirty.neighbors);
+        let mtus_changed = std::mem::take(&mut self.dirty.path_mtus);
         if neighbors_changed {
             self.kept.neighbors = Arc::new(self.neighbors.clone());
+        }
+        if neighbors_changed || mtus_changed {
             self.kept.tunnel_table = Arc::new(self.tunnel_table(&self.tunnel_slots()));
         }
         Ok(self.snapshot(neighbors_changed))
@@ -1110,6 +1126,7 @@ impl SnapshotBuilder {
         self.kept.wanted = self.wanted_hops();
         self.dirty.structure = false;
         self.dirty.neighbors = false;
+        self.dirty.path_mtus = false;
         Ok(self.snapshot(true))
     }
 }
@@ -1509,12 +1526,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_path_mtu_changes_the_tunnel_table_alone() {
+        let mut b = two_tunnels();
+        let s1 = b.build().unwrap();
+        let id = s1.tunnels().by_name("b").unwrap();
+        let mtu = s1.tunnels().get(id).unwrap().mtu;
+        let key = b.tunnels()[1].key();
+        b.path_mtu("b", key, 1200);
+        let s2 = b.build().unwrap();
+        let t = s2.tunnels().get(id).unwrap();
+        assert_eq!((t.mtu, t.path_mtu), (1200, Some(1200)));
+        assert_eq!(
+            s2.routes().shared_chunks(s1.routes()),
+            s1.routes().stats().chunks,
+            "the routes are shared"
+        );
+        // The same again changes nothing; one for another key is ignored.
+        b.path_mtu("b", key, 1200);
+        let s3 = b.build().unwrap();
+        assert!(Arc::ptr_eq(&s2.tunnels, &s3.tunnels));
+        b.path_mtu("b", b.tunnels()[0].key(), 1000);
+        let s4 = b.build().unwrap();
+        assert_eq!(s4.tunnels().get(id).unwrap().path_mtu, None);
+        // Forgotten: back to its own MTU.
+        b.path_mtu("b", key, 1100);
+        b.build().unwrap();
+        b.forget_path_mtu("b");
+        let s5 = b.build().unwrap();
+        let t = s5.tunnels().get(id).unwrap();
+        assert_eq!((t.mtu, t.path_mtu), (mtu, None));
+    }
+
     /// One step of the property test below.
     #[derive(Debug, Clone)]
     enum Step {
         Static(usize, Option<usize>),
         Dynamic(usize, Option<usize>),
         Neighbor(u8),
+        /// A path MTU for tunnel a or b (reported for the other tunnel's key when the flag
+        /// is set: one the builder must ignore), or forgotten.
+        PathMtu(usize, Option<(bool, u16)>),
     }
 
     // No prefix shorter than /12: a short prefix rebuilds every /16 it covers at each
@@ -1558,6 +1610,11 @@ mod tests {
             (p.clone(), t.clone()).prop_map(|(p, t)| Step::Static(p, t)),
             (p, t).prop_map(|(p, t)| Step::Dynamic(p, t)),
             (0u8..3).prop_map(Step::Neighbor),
+            (
+                0..2usize,
+                proptest::option::of((any::<bool>(), 576u16..1500))
+            )
+                .prop_map(|(t, m)| Step::PathMtu(t, m)),
         ]
     }
 
@@ -1578,7 +1635,10 @@ mod tests {
         ];
         probes.extend(more);
         let mac = |a: &str| match s.routes().lookup(addr(a)).map(|nh| s.target(nh)) {
-            Some(Target::Tunnel(id)) => format!("{:?}", s.tunnels().get(id).unwrap().next_hop_mac),
+            Some(Target::Tunnel(id)) => {
+                let t = s.tunnels().get(id).unwrap();
+                format!("{:?} mtu {} path {:?}", t.next_hop_mac, t.mtu, t.path_mtu)
+            }
             _ => String::new(),
         };
         (
@@ -1603,6 +1663,8 @@ mod tests {
             let mut b = two_tunnels();
             b.neighbor(0, addr("198.51.100.8"), EthernetAddress([2, 0, 0, 0, 0, 8]));
             b.build().unwrap();
+            let keys: Vec<TunnelKey> = b.tunnels().iter().map(Tunnel::key).collect();
+            let mut mtus: HashMap<String, (TunnelKey, u16)> = HashMap::new();
             for st in steps {
                 let undo: Box<dyn Fn(&mut SnapshotBuilder)> = match st {
                     Step::Static(p, t) => {
@@ -1634,8 +1696,24 @@ mod tests {
                         b.neighbor(0, addr("198.51.100.2"), EthernetAddress([2, 0, 0, 0, 2, m]));
                         Box::new(|_| {})
                     }
+                    Step::PathMtu(t, m) => {
+                        let name = b.tunnels()[t].name.clone();
+                        match m {
+                            Some((other, mtu)) => {
+                                let key = keys[if other { 1 - t } else { t }];
+                                b.path_mtu(&name, key, mtu);
+                                mtus.insert(name, (key, mtu));
+                            }
+                            None => {
+                                b.forget_path_mtu(&name);
+                                mtus.remove(&name);
+                            }
+                        }
+                        Box::new(|_| {})
+                    }
                 };
                 let mut fresh = two_tunnels();
+                for (name, &(key, mtu)) in &mtus { fresh.path_mtu(name, key, mtu); }
                 for (&p, t) in b.routes() { fresh.route(p, t.clone()); }
                 for (&p, t) in b.dynamic_routes() { fresh.dynamic_route(p, t.clone()); }
                 for (&(port, ip), &mac) in b.neighbors() { fresh.neighbor(port, ip, mac); }
