@@ -16,6 +16,9 @@ through `backbone ctl --json counters` at the start and the end of the measured 
   from-host   a sender in the namespace floods UDP through bb-t to the client router's side
               of the link (169.254.9.0): packets the appliance encapsulated and sent per
               second.
+  icmp        the source replays GRE packets whose inner TTL expires at the appliance: the
+              Time Exceeded messages it sends back into tunnel t per second, against the
+              [icmp] rate limit (1,000 a second by default, burst 50; Linux's own).
   forward     the source replays GRE packets routed from tunnel t into tunnel u (out of the
               sink): forwarded packets per second, alone and then while the host floods
               bb-t as above; the ratio says whether the host slows the workers. The
@@ -72,6 +75,12 @@ def captures(d):
             / UDP(sport=40000, dport=40001) / payload)
         for i in range(PACKETS)
     ]
+    expiring = [
+        gre(IP(src="10.1.0.%d" % (1 + i % 200), dst="10.2.0.1", ttl=1)
+            / UDP(sport=40000, dport=33434 + i % 30) / payload)
+        for i in range(PACKETS)
+    ]
+    wrpcap(os.path.join(d, "expiring.pcap"), expiring)
     wrpcap(os.path.join(d, "to-link.pcap"), to_link)
     wrpcap(os.path.join(d, "forward.pcap"), forward)
 
@@ -257,6 +266,19 @@ def main():
         finally:
             app.stop()
 
+        app = Appliance(binary, d, "icmp", "expiring.pcap")
+        try:
+            time.sleep(0.5)
+            a = app.counters()
+            t0 = time.monotonic()
+            time.sleep(secs)
+            b = app.counters()
+            dt = time.monotonic() - t0
+            results["icmp_sent_pps"] = (b["icmp_sent"]["time_exceeded"] - a["icmp_sent"]["time_exceeded"]) / dt
+            results["icmp_limited_pps"] = (b["icmp_rate_limited"] - a["icmp_rate_limited"]) / dt
+        finally:
+            app.stop()
+
         for flooding in (False, True):
             name = "forwardflood" if flooding else "forward"
             app = Appliance(binary, d, name, "forward.pcap")
@@ -281,6 +303,8 @@ def main():
           f"(queue full: {results['to_host_queue_full_pps']:,.0f}/s)")
     print(f"  from the host (bb-t):      {results['from_host_pps']:>12,.0f} packets/s sent "
           f"(read {results['from_host_read_pps']:,.0f}/s, dropped {results['from_host_dropped']})")
+    print(f"  ICMP time exceeded sent:   {results['icmp_sent_pps']:>12,.0f} messages/s "
+          f"(limit 1,000/s; refused by it: {results['icmp_limited_pps']:,.0f}/s)")
     print(f"  forwarding alone:          {results['forward_pps']:>12,.0f} packets/s")
     print(f"  forwarding, host flooding: {results['forwardflood_pps']:>12,.0f} packets/s "
           f"({results['forwardflood_pps'] / max(results['forward_pps'], 1):.2f}x; the host sent "
@@ -289,8 +313,8 @@ def main():
     if out:
         with open(out, "w") as f:
             json.dump(results, f, indent=2)
-    for k in ("to_host_pps", "from_host_pps", "forward_pps", "forwardflood_pps",
-              "forwardflood_host_pps"):
+    for k in ("to_host_pps", "from_host_pps", "icmp_sent_pps", "icmp_limited_pps",
+              "forward_pps", "forwardflood_pps", "forwardflood_host_pps"):
         if results[k] <= 0:
             die(f"{k} measured nothing: {results}")
 

@@ -15,10 +15,11 @@ fi
 # Debian packages: DPDK runtime and headers (dpdk has dpdk-dumpcap and dpdk-telemetry.py),
 # bindgen's libclang, pkg-config, the packet oracles (tshark, scapy), promtool (in
 # prometheus: it checks our metrics), the routing daemons the labs and tests run (FRR, BIRD;
-# zebra's FPM feed in tests/tests/fpm.rs), and tools the tests and labs use.
+# zebra's FPM feed in tests/tests/fpm.rs), etcd (the policy store; its tests start their
+# own) and protoc (the etcd client's build), and tools the tests and labs use.
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
       tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping
-      prometheus curl frr frr-pythontools bird2 traceroute)
+      prometheus curl frr frr-pythontools bird2 traceroute etcd-server etcd-client protobuf-compiler)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,6 +42,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     # FRR service need not run.
     $SUDO systemctl disable --now frr >/dev/null 2>&1 || true
     say "frr: installed for the tests; its service disabled (systemctl enable --now frr to use it)"
+  fi
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
+    # The tests start etcd members of their own, on their own ports.
+    $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
 else
   say "Debian packages already installed (${#PKGS[@]} checked)"

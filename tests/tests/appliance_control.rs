@@ -116,6 +116,61 @@ fn arp_is_answered_learned_and_asked_for() {
     );
 }
 
+/// A learned entry never replaces a static one: acme's router is configured at
+/// 02:00:00:00:0a:0a; an ARP request from its address claiming another MAC is answered (it
+/// asks for our address) but teaches nothing, and acme's traffic still goes to the
+/// configured MAC.
+#[test]
+fn a_static_neighbor_is_never_replaced_by_what_arp_says() {
+    let dir = scratch_dir("appliance-arp-static");
+    scapy(&format!(
+        "from scapy.all import *\n\
+         p=[Ether(src='02:00:00:00:66:66',dst='ff:ff:ff:ff:ff:ff')/ARP(op=1,hwsrc='02:00:00:00:66:66',psrc='198.51.100.10',pdst='192.0.2.1')]\n\
+         p+=[Ether(src='02:00:00:00:0c:0c',dst='02:00:00:00:00:01')/IP(src='198.51.100.30',dst='192.0.2.1')/IP(src='10.3.0.%d'%(i%250+1),dst='10.1.0.1')/UDP(dport=5001) for i in range(100)]\n\
+         wrpcap('{}', p)",
+        dir.join("clients-in.pcap").display()
+    ));
+    let lab = std::fs::read_to_string(repo_root().join("demo/lab.toml")).unwrap();
+    let cfg = lab.replace(
+        "net_pcap0,rx_pcap=clients-in.pcap,tx_pcap=clients-out.pcap",
+        "net_pcap0,rx_pcap=clients-in.pcap,tx_pcap=clients-out.pcap,tx_pcap=control-out.pcap",
+    );
+    assert_ne!(cfg, lab, "demo/lab.toml changed: update this test");
+    let path = dir.join("lab.toml");
+    std::fs::write(&path, cfg).unwrap();
+    pcap::write(&dir.join("internet-in.pcap"), &[]).unwrap();
+    let stats = run_until_idle(&dir, &path, 500);
+    // Read, and refused by the control thread: the request reached it.
+    assert_eq!(
+        stats["arp_replies"], 1,
+        "the request for our address is answered"
+    );
+    assert_eq!(
+        stats["arp_learned"], 1,
+        "the worker handed the claim over: {stats}"
+    );
+    assert_eq!(
+        stats["arp_static_kept"], 1,
+        "the static entry kept: {stats}"
+    );
+    assert_eq!(stats["neighbors_learned"], 0, "{stats}");
+    assert_eq!(
+        stats["tunnels"][0]["tx_packets"], 100,
+        "{}",
+        stats["tunnels"]
+    );
+    let to = tshark_lines(
+        &dir.join("clients-out.pcap"),
+        "ip.proto == 47",
+        &["eth.dst"],
+    );
+    assert_eq!(to.len(), 100, "acme's packets captured: {to:?}");
+    assert!(
+        to.iter().all(|m| m == "02:00:00:00:0a:0a"),
+        "acme's packets to the configured MAC only: {to:?}"
+    );
+}
+
 #[test]
 fn unresolved_next_hops_are_asked_for_by_the_control_thread() {
     let dir = scratch_dir("appliance-arp-ask");

@@ -64,6 +64,10 @@ pub fn render(
     );
     o.push_str("frr version 8.4\nfrr defaults traditional\nhostname backbone\n");
     o.push_str("log syslog informational\nservice integrated-vtysh-config\n!\n");
+    // A new client changes the prefix list every client's outbound route map reads: bgpd
+    // applies route-map and prefix-list changes after this delay (5 s by default; 0 would
+    // disable the updates altogether).
+    o.push_str("bgp route-map delay-timer 1\n!\n");
     match fpm.map(fpm_target) {
         Some(fpm) => {
             let _ = writeln!(
