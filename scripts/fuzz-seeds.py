@@ -15,6 +15,9 @@ case), generated for the lab of fuzz/lab.toml, which is those tests' lab. From t
   pipeline_burst    the captures cut into bursts (control byte, 16-bit length, frame)
   config_parse      the repository's configuration files and a few broken ones
   control_request   one request line per control API operation, good and bad
+  fpm_frames        zebra's FPM frames, written here from linux/rtnetlink.h's structures
+                    (not by the decoder's own encoder): updates, multipath, blackholes,
+                    routes out of the port, refused ones, a cut frame, a lost stream
 
 The output is deterministic (fixed names, no timestamps): rerunning the script changes
 nothing unless a generator changed. Seeds are small, a few dozen files per target; what
@@ -268,6 +271,90 @@ def requests():
     write(d, "truncated", b'{"op": "set_route", "route": {"prefix": "10.1')
 
 
+# rtnetlink, as zebra's dplane_fpm_nl writes it: the netlink parts in the host's byte order
+# (little-endian on the hosts backbone runs on), the FPM header big-endian. The fuzz target
+# names interfaces 1-6 bb-acme, bb-bravo, bb-globex, bb-initech, bb-nonbr, bb-edge2, 7
+# bb-internet0 (a host interface in that target) and 8 eth0 (not the dataplane's).
+RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWNEXTHOP = 24, 25, 104
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 30
+RTN_UNICAST, RTN_BLACKHOLE, RTN_UNREACHABLE, RTN_PROHIBIT = 1, 6, 7, 8
+RTPROT_KERNEL, RTPROT_BGP, RTPROT_ZSTATIC = 2, 186, 196
+
+
+def rtattr(kind, value):
+    data = struct.pack("<HH", 4 + len(value), kind) + value
+    return data + b"\0" * (-len(data) % 4)
+
+
+def ip4(a):
+    return bytes(int(x) for x in a.split("."))
+
+
+def rtmsg(kind, prefix, rtype=RTN_UNICAST, proto=RTPROT_BGP, oif=None, gw=None,
+          hops=None, family=2, table=254, extra=b""):
+    addr, length = prefix.split("/")
+    attrs = rtattr(RTA_DST, ip4(addr)) if family == 2 else rtattr(RTA_DST, bytes(16))
+    if oif is not None:
+        attrs += rtattr(RTA_OIF, struct.pack("<I", oif))
+    if gw is not None:
+        attrs += rtattr(RTA_GATEWAY, ip4(gw))
+    if hops:
+        mp = b""
+        for ifindex, hop_gw in hops:
+            nh_attrs = rtattr(RTA_GATEWAY, ip4(hop_gw)) if hop_gw else b""
+            mp += struct.pack("<HBBi", 8 + len(nh_attrs), 0, 0, ifindex) + nh_attrs
+        attrs += rtattr(RTA_MULTIPATH, mp)
+    attrs += rtattr(RTA_TABLE, struct.pack("<I", table)) + extra
+    body = struct.pack("<BBBBBBBBI", family, int(length), 0, 0, min(table, 252) if table > 255 else table,
+                       proto, 0, rtype, 0) + attrs
+    return struct.pack("<IHHII", 16 + len(body), kind, 0, 1, 0) + body
+
+
+def fpm_frame(*messages, version=1, kind=1):
+    payload = b"".join(messages)
+    return struct.pack(">BBH", version, kind, 4 + len(payload)) + payload
+
+
+def fpm():
+    d = reset("fpm_frames")
+    seeds = {
+        "add-into-tunnel": fpm_frame(rtmsg(RTM_NEWROUTE, "10.20.0.0/16", oif=1)),
+        "update-delete-and-add": fpm_frame(rtmsg(RTM_DELROUTE, "10.20.0.0/16"),
+                                           rtmsg(RTM_NEWROUTE, "10.20.0.0/16", oif=3)),
+        "native-via-gateway": fpm_frame(rtmsg(RTM_NEWROUTE, "8.8.8.0/24", oif=7,
+                                              gw="203.0.113.254", proto=RTPROT_ZSTATIC)),
+        "default-multipath": fpm_frame(rtmsg(RTM_NEWROUTE, "0.0.0.0/0", hops=[
+            (7, "203.0.113.254"), (7, "203.0.113.50")])),
+        "blackhole": fpm_frame(rtmsg(RTM_NEWROUTE, "10.66.0.0/16", rtype=RTN_BLACKHOLE)),
+        "unreachable-prohibit": fpm_frame(
+            rtmsg(RTM_NEWROUTE, "10.67.0.0/16", rtype=RTN_UNREACHABLE),
+            rtmsg(RTM_NEWROUTE, "10.68.0.0/16", rtype=RTN_PROHIBIT)),
+        "connected-host-routes": fpm_frame(
+            rtmsg(RTM_NEWROUTE, "203.0.113.0/24", oif=7, proto=RTPROT_KERNEL),
+            rtmsg(RTM_NEWROUTE, "192.168.1.0/24", oif=8, proto=RTPROT_KERNEL)),
+        "ipv6-and-vrf-ignored": fpm_frame(rtmsg(RTM_NEWROUTE, "2001:db8::/32", family=10),
+                                          rtmsg(RTM_NEWROUTE, "10.21.0.0/16", oif=1, table=1000)),
+        "shadowed-by-a-tunnel-prefix": fpm_frame(rtmsg(RTM_NEWROUTE, "10.1.0.0/16", oif=2)),
+        "remote-into-a-tunnel": fpm_frame(rtmsg(RTM_NEWROUTE, "198.51.100.0/24", oif=1)),
+        "unknown-interface": fpm_frame(rtmsg(RTM_NEWROUTE, "10.22.0.0/16", oif=8, gw="192.168.1.1")),
+        "gateway-ours": fpm_frame(rtmsg(RTM_NEWROUTE, "10.23.0.0/16", oif=7, gw="203.0.113.1")),
+        "next-hop-group": fpm_frame(struct.pack("<IHHII", 24, RTM_NEWNEXTHOP, 0, 0, 0) + bytes(8)),
+        "next-hop-id": fpm_frame(rtmsg(RTM_NEWROUTE, "10.24.0.0/16",
+                                       extra=rtattr(RTA_NH_ID, struct.pack("<I", 7)))),
+        "bad-message-length": fpm_frame(rtmsg(RTM_NEWROUTE, "10.25.0.0/16", oif=1)[:20]),
+        "not-netlink": fpm_frame(b"\x08\x01", kind=2),
+        "bad-version": fpm_frame(rtmsg(RTM_NEWROUTE, "10.26.0.0/16", oif=1), version=2),
+    }
+    stream = b"".join([seeds["add-into-tunnel"], seeds["update-delete-and-add"],
+                       seeds["native-via-gateway"], seeds["unknown-interface"],
+                       fpm_frame(rtmsg(RTM_DELROUTE, "10.20.0.0/16")),
+                       fpm_frame(rtmsg(RTM_DELROUTE, "10.99.0.0/16"))])
+    seeds["stream"] = stream
+    seeds["stream-cut"] = stream[:-7]
+    for name, data in seeds.items():
+        write(d, name, data)
+
+
 def main():
     with open(os.path.join(ROOT, "fuzz", "lab.toml"), "rb") as f:
         lab_text = f.read().decode()
@@ -277,6 +364,7 @@ def main():
     packets(lab, generated, hostile)
     configs(lab_text)
     requests()
+    fpm()
     for target in sorted(os.listdir(SEEDS)):
         files = os.listdir(os.path.join(SEEDS, target))
         size = sum(os.path.getsize(os.path.join(SEEDS, target, f)) for f in files)

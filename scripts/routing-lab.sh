@@ -17,8 +17,10 @@
 # gre or ipip module); the router's side of the tunnel's link is 169.254.X.0/31, the edge's
 # 169.254.X.1 (bb-site-X in the edge namespace). Sites A and B speak eBGP with BFD to the
 # edge inside their tunnels, announce their own 10.X.0.0/16 and learn the others'; site C
-# routes 10.0.0.0/8 into its tunnel and is probed by the edge. Nothing in a site's
-# configuration names another site. Each router's default route goes to the Internet
+# routes 10.0.0.0/8 into its tunnel and is probed by the edge. The edge's zebra hands the
+# routes it selects to the appliance over FPM ([fpm] in its configuration): `backbone ctl
+# routes` shows them beside the tunnels' own. Nothing in a site's configuration names
+# another site. Each router's default route goes to the Internet
 # namespace, which routes 10.X.0.0/16 to site X's ISP link: the best-effort path.
 #
 # Usage: scripts/routing-lab.sh up|down|check|status
@@ -283,6 +285,9 @@ asn = 65000
 router_id = "100.64.0.2"
 frr_config = "$D/frr-edge.conf"
 frr_reload = ["/usr/lib/frr/frr-reload.py", "--reload", "--pathspace", "$P-edge", "{file}"]
+
+[fpm]                            # the routes the edge's zebra selects (frr-config tells it here)
+listen = "127.0.0.1:2620"
 
 [[tunnel]]                       # router A: BIRD, GRE with a key
 name = "site-a"

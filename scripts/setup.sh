@@ -14,9 +14,9 @@ fi
 
 # Debian packages: DPDK runtime and headers (dpdk has dpdk-dumpcap and dpdk-telemetry.py),
 # bindgen's libclang, pkg-config, the packet oracles (tshark, scapy), promtool (in
-# prometheus: it checks our metrics), the routing daemons the labs run (FRR, BIRD), etcd
-# (the policy store; its tests start their own) and protoc (the etcd client's build), and
-# tools the tests and labs use.
+# prometheus: it checks our metrics), the routing daemons the labs and tests run (FRR, BIRD;
+# zebra's FPM feed in tests/tests/fpm.rs), etcd (the policy store; its tests start their
+# own) and protoc (the etcd client's build), and tools the tests and labs use.
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
       tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping
       prometheus curl frr frr-pythontools bird2 traceroute etcd-server etcd-client protobuf-compiler)
@@ -36,6 +36,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     # Installed for promtool only: the Prometheus server it ships need not run.
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
     say "prometheus: installed for promtool; its server disabled (systemctl enable --now prometheus to use it)"
+  fi
+  if [[ " ${missing[*]} " == *" frr "* ]] && [ -d /run/systemd/system ]; then
+    # Installed for the tests, which start zebra in namespaces of their own: the host's
+    # FRR service need not run.
+    $SUDO systemctl disable --now frr >/dev/null 2>&1 || true
+    say "frr: installed for the tests; its service disabled (systemctl enable --now frr to use it)"
   fi
   if [[ " ${missing[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
     # The tests start etcd members of their own, on their own ports.

@@ -22,4 +22,6 @@ cargo bench --workspace --locked --no-run
 echo "== benchmarks in smoke mode: each must measure something (the figures are not checked)"
 BACKBONE=target/debug/backbone scripts/bench-pipeline.sh --smoke
 scripts/bench-exception.py target/debug/backbone --smoke
+cargo bench -p backbone-benches --locked --bench updates -- --smoke
+SKIP_SETUP=1 scripts/bench-updates.sh --smoke
 scripts/bench-policy.py --binary target/debug/backbone-policy --smoke

@@ -11,7 +11,8 @@ use pipeline_config::{
     Df, Dscp, Role, RouteTarget as CfgTarget, Ttl, TunnelMode as CfgMode, ValidatedConfig,
 };
 
-fn prefix(net: &ipnet::Ipv4Net) -> Ipv4Prefix {
+/// A validated prefix as the tables take it.
+pub fn prefix(net: &ipnet::Ipv4Net) -> Ipv4Prefix {
     // Validation rejected host bits; truncating only restates that.
     Ipv4Prefix::truncating(net.network(), net.prefix_len())
         .unwrap_or_else(|_| Ipv4Prefix::from(net.network()))
@@ -81,21 +82,25 @@ pub fn builder_from_config(
         b.tunnel(tunnel);
     }
     for r in &cfg.routes {
-        let target = match &r.target {
-            CfgTarget::Tunnel(t) => RouteTarget::Tunnel(t.name.clone()),
-            CfgTarget::Port { port, next_hop } => RouteTarget::Native {
-                port: port_id(port.index),
-                next_hop: *next_hop,
-            },
-            CfgTarget::Blackhole => RouteTarget::Blackhole,
-            CfgTarget::Unreachable => RouteTarget::Unreachable,
-            CfgTarget::Prohibit => RouteTarget::Prohibit,
-        };
-        b.route(prefix(&r.prefix), target);
+        b.route(prefix(&r.prefix), route_target(&r.target, ports));
     }
     b.icmp(crate::tables::IcmpLimit {
         rate: cfg.icmp.rate,
         burst: cfg.icmp.burst,
     });
     b
+}
+
+/// A validated route's target as the tables take it; `ports` as for [`builder_from_config`].
+pub fn route_target(target: &CfgTarget, ports: &[(PortIndex, EthernetAddress)]) -> RouteTarget {
+    match target {
+        CfgTarget::Tunnel(t) => RouteTarget::Tunnel(t.name.clone()),
+        CfgTarget::Port { port, next_hop } => RouteTarget::Native {
+            port: ports.get(port.index).map_or(PortIndex::MAX, |p| p.0),
+            next_hop: *next_hop,
+        },
+        CfgTarget::Blackhole => RouteTarget::Blackhole,
+        CfgTarget::Unreachable => RouteTarget::Unreachable,
+        CfgTarget::Prohibit => RouteTarget::Prohibit,
+    }
 }

@@ -659,6 +659,18 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                     };
                     let source = match (r["source"].as_str(), r["set_in_generation"].as_u64()) {
                         (Some("api"), Some(g)) => format!("api (generation {g})"),
+                        (Some("frr"), _) => {
+                            let mut s = format!("frr {}", text(&r["protocol"]));
+                            if r["stale"] == Value::Bool(true) {
+                                s.push_str(" (stale)");
+                            }
+                            match r["shadowed_by"].as_str() {
+                                Some("tunnel") => s.push_str(" (shadowed by the tunnel's prefix)"),
+                                Some(_) => s.push_str(" (shadowed by the configured route)"),
+                                None => {}
+                            }
+                            s
+                        }
                         (s, _) => s.unwrap_or("?").to_owned(),
                     };
                     vec![text(&r["prefix"]), target, via, source]
@@ -892,6 +904,39 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                 ],
                 &r,
             );
+            let f = &a["fpm"];
+            if !f["listen"].is_null() {
+                let errors: Vec<String> = f["errors"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                println!(
+                    "fpm: zebra {} ({} connections) on {}; {} routes ({} stale); frames {} \
+                     ({} refused) in {} publications; routes added {}, removed {}; errors: {}",
+                    if f["connected"] == 1 {
+                        "connected"
+                    } else {
+                        "NOT connected"
+                    },
+                    f["connections"],
+                    text(&f["listen"]),
+                    f["routes"],
+                    f["stale"],
+                    f["frames"],
+                    f["frames_refused"],
+                    f["publications"],
+                    f["routes_added"],
+                    f["routes_removed"],
+                    if errors.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        errors.join(", ")
+                    }
+                );
+            }
         }
         CtlCommand::Generations => println!(
             "generation {}, workers at {}",
@@ -902,6 +947,9 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
             let route = &a["route"];
             let decided = match route["prefix"].as_str() {
                 Some(p) if route["source"] == "tunnel" => format!(" (tunnel prefix {p})"),
+                Some(p) if route["source"] == "frr" => {
+                    format!(" (route {p} from zebra, {})", text(&route["protocol"]))
+                }
                 Some(p) => format!(" (route {p})"),
                 None => String::new(),
             };
@@ -944,6 +992,7 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                 "config",
                 "control_socket",
                 "metrics",
+                "fpm",
                 "file_prefix",
                 "runtime_dir",
                 "capture",

@@ -2,10 +2,10 @@
 //!
 //! - `backbone check [--config FILE]`: validate a configuration and print a summary.
 //! - `backbone run [--config FILE] [--control-socket PATH | --no-control-socket]
-//!   [--metrics ADDR] [--stop-when-idle MS] [--stats FILE] [-- EAL ARGS]`: start EAL, the
-//!   ports and one worker per lcore, and forward until SIGINT/SIGTERM (or, with
-//!   `--stop-when-idle`, until every RX queue has been empty that long); SIGHUP reloads
-//!   the configuration file.
+//!   [--metrics ADDR] [--fpm ADDR] [--stop-when-idle MS] [--stats FILE] [-- EAL ARGS]`:
+//!   start EAL, the ports and one worker per lcore, and forward until SIGINT/SIGTERM (or,
+//!   with `--stop-when-idle`, until every RX queue has been empty that long); SIGHUP
+//!   reloads the configuration file; zebra's routes arrive over FPM.
 //! - `backbone ctl ...`: the control API's client.
 //! - `backbone smoke [--bursts N] [-- EAL ARGS]`: a loopback check of the DPDK layer.
 
@@ -63,6 +63,10 @@ enum Command {
         /// Serve metrics (Prometheus text or OpenMetrics) at http://ADDR/metrics.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
+        /// Accept zebra's FPM connection (routes from FRR) on this address, in place of the
+        /// file's `[fpm] listen` (port 0: one the kernel chooses, shown by `ctl status`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        fpm: Option<std::net::SocketAddr>,
         /// EAL arguments (after `--`).
         #[arg(last = true)]
         eal: Vec<String>,
@@ -74,9 +78,11 @@ enum Command {
         /// The configuration file (its reference: pipeline-config/CONFIG.md).
         #[arg(long, short, default_value = lifecycle::DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Where the appliance listens for zebra's FPM connection.
-        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:2620")]
-        fpm: std::net::SocketAddr,
+        /// Where the appliance listens for zebra's FPM connection, when it runs with
+        /// `--fpm ADDR:PORT`; default: the file's `[fpm] listen`, and without one, zebra is
+        /// told no FPM address (the appliance takes no routes from it).
+        #[arg(long, value_name = "ADDR:PORT")]
+        fpm: Option<std::net::SocketAddr>,
         /// Write it to this file (atomically: a new file renamed over the old one) instead
         /// of standard output.
         #[arg(long, short, value_name = "FILE")]
@@ -195,6 +201,7 @@ fn main() -> ExitCode {
             control_socket,
             no_control_socket,
             metrics,
+            fpm,
             eal,
         } => run::run(
             &config,
@@ -204,6 +211,7 @@ fn main() -> ExitCode {
             (!no_control_socket).then_some(control_socket.as_path()),
             run::Extras {
                 metrics,
+                fpm,
                 version: version(),
             },
         ),
@@ -232,10 +240,20 @@ fn main() -> ExitCode {
 /// `backbone frr-config`.
 fn frr_config(
     config: &std::path::Path,
-    fpm: std::net::SocketAddr,
+    fpm: Option<std::net::SocketAddr>,
     output: Option<&std::path::Path>,
 ) -> Result<(), String> {
     let cfg = pipeline_config::load(config).map_err(|e| e.to_string())?;
+    // Where `backbone run` with this file listens for zebra (its --fpm wins, as here).
+    let fpm = fpm.or(cfg.fpm.map(|f| f.listen));
+    if let Some(a) = fpm.filter(|a| a.port() == 0) {
+        return Err(format!(
+            "FPM address {a} (--fpm, else [fpm] listen in {}): port 0 is chosen when the \
+             appliance starts, so zebra cannot be told it; give --fpm ADDR:PORT (ctl status \
+             shows the port)",
+            config.display()
+        ));
+    }
     let text = dataplane::control::frr::render(&cfg, &config.display().to_string(), fpm)
         .map_err(|e| format!("{}: {e}", config.display()))?;
     match output {

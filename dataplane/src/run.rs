@@ -46,6 +46,8 @@ fn eal_argv(file_args: Vec<String>, over: Option<Vec<String>>) -> Vec<String> {
 pub struct Extras {
     /// The metrics endpoint's address.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The FPM listener's address, in place of the file's `[fpm] listen`.
+    pub fpm: Option<std::net::SocketAddr>,
     /// `backbone --version`.
     pub version: &'static str,
 }
@@ -76,6 +78,17 @@ pub fn run(
                 .map_err(|e| format!("metrics {addr}: {e}"))?;
             Some(l)
         }
+        None => None,
+    };
+    // zebra's FPM connection: the flag's address, else the file's; bound before EAL starts.
+    let fpm_grace = cfg.fpm.map_or(
+        Duration::from_secs(pipeline_config::DEFAULT_FPM_GRACE.into()),
+        |f| f.grace,
+    );
+    let fpm_listener = match extras.fpm.or(cfg.fpm.map(|f| f.listen)) {
+        Some(addr) => Some(
+            dataplane::control::fpm::bind(addr).map_err(|e| format!("FPM listener {addr}: {e}"))?,
+        ),
         None => None,
     };
     let mut service = Service::new()?;
@@ -248,6 +261,12 @@ pub fn run(
         ports: infos,
         ..Appliance::default()
     };
+    if let Some(l) = &fpm_listener {
+        if let (Ok(a), Ok(mut shown)) = (l.local_addr(), appliance.fpm.listen.lock()) {
+            log::info!("FPM: accepting zebra's connection on {a}");
+            *shown = Some(a);
+        }
+    }
     let readers: Mutex<Vec<Option<Reader<Snapshot>>>> =
         Mutex::new((0..nworkers).map(|_| Some(state.reader())).collect());
     // The exception path reads the tables as a worker does.
@@ -418,6 +437,7 @@ pub fn run(
                         service: &mut service,
                         appliance: &appliance,
                         metrics: metrics_listener.as_ref(),
+                        fpm: fpm_listener.as_ref().map(|l| (l, fpm_grace)),
                     },
                 );
                 // The host interfaces go now, before the workers stop.
@@ -439,18 +459,19 @@ pub fn run(
     // What the workers reported last about the underlay's MTUs is in the final tables too.
     path_mtus(&state, &path_mtu, &mut control_report, Instant::now());
     // The workers are gone, and their readers with them: everything old goes, here.
-    let (snap, reclaimed) = match state.lock() {
+    let (snap, reclaimed, zebra_routes) = match state.lock() {
         Ok(mut st) => {
             st.reclaim();
             (
                 std::sync::Arc::clone(st.snapshots().current()),
                 st.snapshots().reclaimed(),
+                st.dynamic_counts(),
             )
         }
         Err(_) => return Err("the control state was poisoned".into()),
     };
     control_report.snapshots_reclaimed = reclaimed;
-    let stats = final_stats(
+    let mut stats = final_stats(
         &cfg,
         &ids,
         &ports,
@@ -461,6 +482,15 @@ pub fn run(
         &appliance.host,
         epoch.elapsed(),
     );
+    if fpm_listener.is_some() {
+        // As `ctl counters` has them: zebra's routes held at the end, and how many stale.
+        let f = &appliance.fpm;
+        let mut m = named(f.named().into_iter());
+        m.insert("routes".into(), Value::from(zebra_routes.0));
+        m.insert("stale".into(), Value::from(zebra_routes.1));
+        m.insert("errors".into(), Value::Object(named(f.errors())));
+        stats["fpm"] = Value::Object(m);
+    }
     print_summary(&stats);
     if let Some(p) = stats_path {
         let text = serde_json::to_string_pretty(&stats).map_err(|e| e.to_string())?;
@@ -496,6 +526,8 @@ struct Outside<'a> {
     service: &'a mut Service,
     appliance: &'a Appliance,
     metrics: Option<&'a TcpListener>,
+    /// zebra's FPM listener, and the grace period after a reconnection.
+    fpm: Option<(&'a TcpListener, Duration)>,
 }
 
 /// The control thread's state: the configuration the snapshots come from, and ARP.
@@ -860,6 +892,7 @@ fn supervise(
         service,
         appliance,
         metrics,
+        fpm,
     } = outside;
     std::thread::scope(|scope| {
         crate::observe::serve(
@@ -874,6 +907,18 @@ fn supervise(
             },
             &api_stop,
         );
+        if let Some((l, grace)) = fpm {
+            let state = control.state;
+            let api_stop = &api_stop;
+            let counters = &appliance.fpm;
+            std::thread::Builder::new()
+                .name("backbone-fpm".into())
+                .spawn_scoped(scope, move || {
+                    dataplane::control::fpm::serve(l, state, counters, grace, api_stop)
+                })
+                .map_err(|e| log::error!("cannot start the FPM listener: {e}"))
+                .ok();
+        }
         if let Some(l) = listener {
             let state = control.state;
             let health = control.health;
@@ -942,7 +987,9 @@ fn supervise_loop(
     let mut frr = dataplane::control::frr::FrrSync::start()
         .map_err(|e| log::error!("cannot start the FRR configuration writer: {e}"))
         .ok();
-    let fpm = dataplane::control::frr::DEFAULT_FPM;
+    // zebra is told to connect where the FPM listener is (the file's [fpm] listen, or
+    // --fpm), or nowhere when there is none: as `backbone frr-config` writes it.
+    let fpm = appliance.fpm.listen.lock().ok().and_then(|l| *l);
     loop {
         // Ten milliseconds: what ARP learning and a stop may wait, and few enough wakeups
         // that an idle appliance costs little CPU.

@@ -60,7 +60,7 @@ fn lines(text: &str) -> Vec<&str> {
 #[test]
 fn sessions_filters_and_announcements_follow_the_configuration() {
     let cfg = pipeline_config::parse(CONFIG, "edge.toml").expect("config");
-    let text = render(&cfg, "edge.toml", fpm()).expect("rendered");
+    let text = render(&cfg, "edge.toml", Some(fpm())).expect("rendered");
     let l = lines(&text);
     let has = |line: &str| l.contains(&line);
     // FPM to the appliance, routes with their next hops inline (no next-hop groups).
@@ -126,14 +126,55 @@ fn sessions_filters_and_announcements_follow_the_configuration() {
     assert!(has("route-map bb-site-a-in permit 10"));
     assert!(has(" match ip address prefix-list bb-site-a"));
     // The same configuration, the same text (frr-reload.py then changes nothing).
-    assert_eq!(render(&cfg, "edge.toml", fpm()).unwrap(), text);
+    assert_eq!(render(&cfg, "edge.toml", Some(fpm())).unwrap(), text);
+}
+
+#[test]
+fn zebra_is_told_where_the_appliance_listens_or_nothing() {
+    let cfg = pipeline_config::parse(CONFIG, "edge.toml").expect("config");
+    let fpm_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("fpm ") || l.starts_with("no fpm "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let at = |a: &str| render(&cfg, "edge.toml", Some(a.parse().unwrap())).expect("rendered");
+    assert_eq!(
+        fpm_lines(&at("127.0.0.2:2700")),
+        [
+            "fpm address 127.0.0.2 port 2700",
+            "no fpm use-next-hop-groups"
+        ]
+    );
+    assert_eq!(
+        fpm_lines(&at("[::1]:2620")),
+        ["fpm address ::1 port 2620", "no fpm use-next-hop-groups"]
+    );
+    // Listening on every address: zebra connects over loopback.
+    assert_eq!(
+        fpm_lines(&at("0.0.0.0:2620")),
+        [
+            "fpm address 127.0.0.1 port 2620",
+            "no fpm use-next-hop-groups"
+        ]
+    );
+    assert_eq!(
+        fpm_lines(&at("[::]:2620")),
+        ["fpm address ::1 port 2620", "no fpm use-next-hop-groups"]
+    );
+    // No FPM listener: zebra is told no address, and the text says why.
+    let text = render(&cfg, "edge.toml", None).expect("rendered");
+    assert!(fpm_lines(&text).is_empty(), "{text}");
+    assert!(text.contains("! No FPM"), "{text}");
+    let (ok, said) = dryrun(&text);
+    assert!(ok, "vtysh --dryrun refused it:\n{said}\n{text}");
 }
 
 #[test]
 fn without_bgp_there_is_nothing_to_write() {
     let text = CONFIG.split("[bgp]").next().expect("the ports").to_owned();
     let cfg = pipeline_config::parse(&text, "edge.toml").expect("config");
-    assert_eq!(render(&cfg, "edge.toml", fpm()), Err(FrrError::NoBgp));
+    assert_eq!(render(&cfg, "edge.toml", Some(fpm())), Err(FrrError::NoBgp));
 }
 
 /// `vtysh --dryrun` on `text`: its exit status and what it said.
@@ -171,7 +212,7 @@ fn backbone_scratch() -> std::path::PathBuf {
 #[test]
 fn frr_accepts_what_is_written() {
     let cfg = pipeline_config::parse(CONFIG, "edge.toml").expect("config");
-    let text = render(&cfg, "edge.toml", fpm()).expect("rendered");
+    let text = render(&cfg, "edge.toml", Some(fpm())).expect("rendered");
     let (ok, said) = dryrun(&text);
     assert!(
         ok,

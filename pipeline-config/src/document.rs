@@ -18,7 +18,10 @@ pub struct ConfigDocument {
     origin: String,
     /// Route position by prefix, built on first use: batches of route changes on big
     /// tables must not scan the route list once per change.
-    route_index: Option<std::collections::HashMap<ipnet::Ipv4Net, usize>>,
+    pub(crate) route_index: Option<std::collections::HashMap<ipnet::Ipv4Net, usize>>,
+    /// What route changes are checked against ([`ConfigDocument::edit_routes`]), built on
+    /// first use and dropped by any other change.
+    pub(crate) route_context: Option<Box<crate::edit::RouteContext>>,
 }
 
 fn invalid(origin: &str, field: &str, value: Option<String>, problem: &str) -> ConfigError {
@@ -53,6 +56,7 @@ impl ConfigDocument {
                 raw,
                 origin: origin.to_owned(),
                 route_index: None,
+                route_context: None,
             },
             validated,
         ))
@@ -71,6 +75,7 @@ impl ConfigDocument {
             raw,
             origin,
             route_index: None,
+            route_context: None,
         })
     }
 
@@ -113,6 +118,7 @@ impl ConfigDocument {
             ));
         }
         self.raw.tunnels.push(t);
+        self.route_context = None;
         Ok(())
     }
 
@@ -128,10 +134,13 @@ impl ConfigDocument {
                 "is not a configured tunnel",
             ));
         }
+        self.route_context = None;
         Ok(())
     }
 
-    fn route_index(&mut self) -> &mut std::collections::HashMap<ipnet::Ipv4Net, usize> {
+    pub(crate) fn route_index_mut(
+        &mut self,
+    ) -> &mut std::collections::HashMap<ipnet::Ipv4Net, usize> {
         let routes = &self.raw.routes;
         self.route_index.get_or_insert_with(|| {
             routes
@@ -153,22 +162,30 @@ impl ConfigDocument {
             return Ok(());
         };
         let next = self.raw.routes.len();
-        match self.route_index().get(&prefix).copied() {
+        match self.route_index_mut().get(&prefix).copied() {
             Some(i) => self.raw.routes[i] = r,
             None => {
-                self.route_index().insert(prefix, next);
+                self.route_index_mut().insert(prefix, next);
                 self.raw.routes.push(r);
             }
         }
         Ok(())
     }
 
-    /// Remove the route for `prefix`.
-    pub fn remove_route(&mut self, prefix: &str) -> Result<(), ConfigError> {
-        let origin = self.origin.clone();
-        let missing = move || {
+    /// Index the routes by prefix now rather than at the first route change: route changes
+    /// find their route without scanning the list, and the first one pays nothing more.
+    pub fn index_routes(&mut self) {
+        self.route_index_mut();
+    }
+
+    /// Where the route for `prefix` is, and its prefix; an error that names it if none is.
+    pub(crate) fn route_position(
+        &mut self,
+        prefix: &str,
+    ) -> Result<(usize, ipnet::Ipv4Net), ConfigError> {
+        let missing = || {
             invalid(
-                &origin,
+                &self.origin,
                 "route.prefix",
                 Some(format!("{prefix:?}")),
                 "has no route",
@@ -177,19 +194,32 @@ impl ConfigDocument {
         let Ok(net) = prefix.parse::<ipnet::Ipv4Net>() else {
             return Err(missing());
         };
-        let Some(i) = self.route_index().remove(&net) else {
-            return Err(missing());
-        };
+        match self.route_index_mut().get(&net).copied() {
+            Some(i) => Ok((i, net)),
+            None => Err(invalid(
+                &self.origin,
+                "route.prefix",
+                Some(format!("{prefix:?}")),
+                "has no route",
+            )),
+        }
+    }
+
+    /// Remove the route for `prefix`.
+    pub fn remove_route(&mut self, prefix: &str) -> Result<(), ConfigError> {
+        let (i, net) = self.route_position(prefix)?;
+        self.route_index_mut().remove(&net);
         self.raw.routes.swap_remove(i);
         // The last route moved into slot i.
         if let Some(moved) = self.raw.routes.get(i).and_then(|r| r.prefix.parse().ok()) {
-            self.route_index().insert(moved, i);
+            self.route_index_mut().insert(moved, i);
         }
         Ok(())
     }
 
     /// Add or replace a static neighbour on the port called `port`.
     pub fn set_neighbor(&mut self, port: &str, ip: &str, mac: &str) -> Result<(), ConfigError> {
+        self.route_context = None;
         let origin = self.origin.clone();
         let p = self
             .raw
@@ -216,6 +246,7 @@ impl ConfigDocument {
 
     /// Remove a static neighbour.
     pub fn remove_neighbor(&mut self, port: &str, ip: &str) -> Result<(), ConfigError> {
+        self.route_context = None;
         let origin = self.origin.clone();
         let p = self
             .raw
@@ -246,7 +277,7 @@ impl ConfigDocument {
 
 /// A table given as JSON, deserialized with the path of what is wrong in the error: e.g.
 /// `tunnel.key: invalid type: string "100", expected u32`.
-fn from_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     origin: &str,
     what: &str,
     table: serde_json::Value,

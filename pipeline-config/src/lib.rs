@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod document;
+mod edit;
 mod error;
 mod model;
 mod running;
@@ -22,18 +23,20 @@ mod validate;
 use std::path::Path;
 
 pub use document::ConfigDocument;
+pub use edit::{EditError, RouteEdit, RouteEdits};
 pub use error::ConfigError;
 pub use model::{
-    BgpConfig, IcmpConfig, NeighborConfig, PollConfig, PortConfig, PortRef, RouteConfig,
+    BgpConfig, FpmConfig, IcmpConfig, NeighborConfig, PollConfig, PortConfig, PortRef, RouteConfig,
     RouteTarget, TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX,
     MAX_INTERFACE_NAME,
 };
 pub use running::{Change, Difference, FieldChange};
 pub use schema::{
-    DEFAULT_BFD_INTERVAL_MS, DEFAULT_BFD_MULTIPLIER, DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE,
-    DEFAULT_IDLE_SLEEP_MAX_US, DEFAULT_MAX_PREFIX_LEN, DEFAULT_POLL, DEFAULT_PORT_MTU,
-    DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_MISSES, DEFAULT_QUEUES, DEFAULT_TTL, ICMP_LIMIT_RANGE,
-    IDLE_SLEEP_MAX_US_RANGE, MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
+    DEFAULT_BFD_INTERVAL_MS, DEFAULT_BFD_MULTIPLIER, DEFAULT_FPM_GRACE, DEFAULT_FPM_LISTEN,
+    DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE, DEFAULT_IDLE_SLEEP_MAX_US, DEFAULT_MAX_PREFIX_LEN,
+    DEFAULT_POLL, DEFAULT_PORT_MTU, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_MISSES,
+    DEFAULT_QUEUES, DEFAULT_TTL, FPM_GRACE_RANGE, ICMP_LIMIT_RANGE, IDLE_SLEEP_MAX_US_RANGE,
+    MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
 };
 pub use types::{Df, Dscp, MacAddr, ParseMacError, PollMode, Role, Ttl, TunnelMode, UnknownWord};
 

@@ -27,10 +27,23 @@ pub struct ValidatedConfig {
     pub routes: Vec<RouteConfig>,
     /// `[icmp]`: how many ICMP errors the router sends.
     pub icmp: IcmpConfig,
+    /// `[fpm]`: routes from zebra's forwarding plane manager; `None`: no listener.
+    pub fpm: Option<FpmConfig>,
     /// `[bgp]`: BGP with the client routers, where there is one.
     pub bgp: Option<BgpConfig>,
     /// `[health]`: the in-tunnel probes' timers.
     pub health: HealthConfig,
+}
+
+/// `[fpm]`: where zebra's FPM connection is accepted, and how long routes learned over an
+/// earlier connection wait to be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FpmConfig {
+    /// The TCP address to listen on.
+    pub listen: std::net::SocketAddr,
+    /// After zebra connects again, routes it sent before and has not sent again within this
+    /// time are removed. Within [`FPM_GRACE_RANGE`](crate::FPM_GRACE_RANGE) seconds.
+    pub grace: std::time::Duration,
 }
 
 /// `[health]`: how often the appliance probes a tunnel, and how many missed probes make it
@@ -408,7 +421,16 @@ impl ValidatedConfig {
             s,
             "icmp: errors at most {} a second, bursts of {}",
             self.icmp.rate, self.icmp.burst
-        )
+        )?;
+        match &self.fpm {
+            Some(f) => writeln!(
+                s,
+                "fpm: zebra's routes accepted on {}, grace {} s",
+                f.listen,
+                f.grace.as_secs()
+            ),
+            None => writeln!(s, "fpm: off"),
+        }
     }
 }
 

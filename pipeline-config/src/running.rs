@@ -20,7 +20,8 @@ use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 /// One difference between the file and the running configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
-    /// `eal`, `workers`, `icmp`, `bgp`, `health`, `port`, `neighbor`, `tunnel` or `route`.
+    /// `eal`, `workers`, `icmp`, `fpm`, `bgp`, `health`, `port`, `neighbor`, `tunnel` or
+    /// `route`.
     pub section: &'static str,
     /// What names the table: a port or tunnel name, a prefix, `port ip` for a neighbour
     /// (empty for `eal` and `workers`).
@@ -98,10 +99,10 @@ fn inline(v: &Value, section: &str) -> String {
 }
 
 impl Difference {
-    /// Whether the change needs a restart (ports, `[eal]`, `[workers]`): a reload or
+    /// Whether the change needs a restart (ports, `[eal]`, `[workers]`, `[fpm]`): a reload or
     /// `apply` refuses it.
     pub fn needs_restart(&self) -> bool {
-        matches!(self.section, "eal" | "workers" | "port")
+        matches!(self.section, "eal" | "workers" | "port" | "fpm")
     }
 }
 
@@ -236,6 +237,24 @@ fn diff_raw(file: &RawConfig, running: &RawConfig) -> Vec<Difference> {
             change: Change::Changed(field_changes(&json(&file.icmp), &json(&running.icmp))),
         });
     }
+    match (&file.fpm, &running.fpm) {
+        (f, r) if f == r => {}
+        (Some(f), None) => out.push(Difference {
+            section: "fpm",
+            key: String::new(),
+            change: Change::Removed(json(f)),
+        }),
+        (None, Some(r)) => out.push(Difference {
+            section: "fpm",
+            key: String::new(),
+            change: Change::Added(json(r)),
+        }),
+        (f, r) => out.push(Difference {
+            section: "fpm",
+            key: String::new(),
+            change: Change::Changed(field_changes(&json(f), &json(r))),
+        }),
+    }
     if file.health != running.health {
         out.push(Difference {
             section: "health",
@@ -319,6 +338,7 @@ fn render_merged(running: &RawConfig, text: &str) -> Option<String> {
         ("eal", file.eal == running.eal),
         ("workers", file.workers == running.workers),
         ("icmp", file.icmp == running.icmp),
+        ("fpm", file.fpm == running.fpm),
         ("bgp", file.bgp == running.bgp),
         ("health", file.health == running.health),
     ] {

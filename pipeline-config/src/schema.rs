@@ -49,12 +49,44 @@ pub(crate) struct RawConfig {
     /// `[icmp]`; default: Linux's limits.
     #[serde(default, skip_serializing_if = "RawIcmp::is_default")]
     pub icmp: RawIcmp,
+    /// `[fpm]`; default (absent): no FPM listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fpm: Option<RawFpm>,
     /// `[bgp]`; default (absent): no BGP with the client routers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<RawBgp>,
     /// `[health]`; default: probes every 300 ms, down after 3 missed.
     #[serde(default, skip_serializing_if = "RawHealth::is_default")]
     pub health: RawHealth,
+}
+
+/// Where zebra's FPM module connects by default (FRR's `fpm address 127.0.0.1`, port 2620).
+pub const DEFAULT_FPM_LISTEN: &str = "127.0.0.1:2620";
+/// Default seconds after zebra connects again within which the routes it learned before
+/// must be sent again, or be removed.
+pub const DEFAULT_FPM_GRACE: u32 = 120;
+/// Grace periods we accept, in seconds.
+pub const FPM_GRACE_RANGE: RangeInclusive<u32> = 1..=3600;
+
+/// `[fpm]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
+pub(crate) struct RawFpm {
+    /// The TCP address zebra connects to; default [`DEFAULT_FPM_LISTEN`].
+    #[serde(default = "default_fpm_listen")]
+    pub listen: String,
+    /// Seconds; default [`DEFAULT_FPM_GRACE`].
+    #[serde(default = "default_fpm_grace")]
+    pub grace: i64,
+}
+
+fn default_fpm_listen() -> String {
+    DEFAULT_FPM_LISTEN.to_owned()
+}
+
+fn default_fpm_grace() -> i64 {
+    DEFAULT_FPM_GRACE.into()
 }
 
 /// Default interval between two in-tunnel probes, ms.
@@ -424,6 +456,7 @@ table_only! {
     RawTunnel: "a [[tunnel]] table",
     RawRoute: "a [[route]] table",
     RawIcmp: "the [icmp] table",
+    RawFpm: "the [fpm] table",
     RawBgp: "the [bgp] table",
     RawHealth: "the [health] table",
 }

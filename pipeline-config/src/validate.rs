@@ -18,17 +18,18 @@
 
 use crate::error::ConfigError;
 use crate::model::{
-    header_len, BgpConfig, HealthConfig, IcmpConfig, NeighborConfig, PollConfig, PortConfig,
-    PortRef, RouteConfig, RouteTarget, TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig,
-    HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
+    header_len, BgpConfig, FpmConfig, HealthConfig, IcmpConfig, NeighborConfig, PollConfig,
+    PortConfig, PortRef, RouteConfig, RouteTarget, TunnelBgp, TunnelConfig, TunnelRef,
+    ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{
-    IntOrWord, RawBgp, RawConfig, RawPort, RawRoute, RawTunnel, RawWorkers,
-    DEFAULT_IDLE_SLEEP_MAX_US, ICMP_LIMIT_RANGE, IDLE_SLEEP_MAX_US_RANGE, MIN_INNER_MTU,
-    PORT_MTU_RANGE, QUEUES_RANGE,
+    IntOrWord, RawBgp, RawConfig, RawFpm, RawPort, RawRoute, RawTunnel, RawWorkers,
+    DEFAULT_IDLE_SLEEP_MAX_US, FPM_GRACE_RANGE, ICMP_LIMIT_RANGE, IDLE_SLEEP_MAX_US_RANGE,
+    MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
 };
 use crate::types::{quoted_list, Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
 use ipnet::{IpNet, Ipv4Net};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr};
@@ -38,7 +39,7 @@ use std::ops::RangeInclusive;
 pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig, ConfigError> {
     let mut v = Validator {
         origin,
-        ours: HashMap::new(),
+        ours: Cow::Owned(HashMap::new()),
         claims: HashMap::new(),
         sources: BTreeMap::new(),
         interfaces: HashMap::new(),
@@ -69,6 +70,10 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
             "a burst size",
         )?,
     };
+    let fpm = match &raw.fpm {
+        Some(f) => Some(v.fpm(f)?),
+        None => None,
+    };
     Ok(ValidatedConfig {
         eal_args: raw.eal.args.clone(),
         worker_lcores,
@@ -77,6 +82,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         tunnels,
         routes,
         icmp,
+        fpm,
         bgp: v.bgp.clone(),
         health: HealthConfig {
             probe_interval_ms: v.ranged(
@@ -110,10 +116,11 @@ struct Source {
     field: String,
 }
 
-struct Validator<'a> {
+pub(crate) struct Validator<'a> {
     origin: &'a str,
-    /// Our addresses, each with the field that configures it.
-    ours: HashMap<Ipv4Addr, String>,
+    /// Our addresses, each with the field that configures it (borrowed where a route
+    /// change is checked against a configuration validated before).
+    ours: Cow<'a, HashMap<Ipv4Addr, String>>,
     /// Routing claims: tunnel prefixes and routes.
     claims: HashMap<Ipv4Net, Claim>,
     /// Inner source prefixes keyed by (network, length), for the overlap search.
@@ -130,11 +137,11 @@ fn quote(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn port_path(i: usize, name: &str) -> String {
+pub(crate) fn port_path(i: usize, name: &str) -> String {
     format!("port[{i}] {name:?}")
 }
 
-fn tunnel_path(i: usize, name: &str) -> String {
+pub(crate) fn tunnel_path(i: usize, name: &str) -> String {
     format!("tunnel[{i}] {name:?}")
 }
 
@@ -487,7 +494,7 @@ impl Validator<'_> {
             ));
         }
         self.interface_name(field, tunnel)?;
-        self.ours.insert(addr, field.to_owned());
+        self.ours.to_mut().insert(addr, field.to_owned());
         self.links.push((net, field.to_owned()));
         Ok(net)
     }
@@ -673,7 +680,7 @@ impl Validator<'_> {
             if let Some(owner) = self.ours.get(&addr) {
                 return Err(self.err(field, addr, format!("is already configured as {owner}")));
             }
-            self.ours.insert(addr, field);
+            self.ours.to_mut().insert(addr, field);
             addresses.push(addr);
         }
 
@@ -1035,103 +1042,115 @@ impl Validator<'_> {
         let tunnel_index = index_by_name(tunnels.iter().map(|t| t.name.as_str()));
         let mut routes = Vec::with_capacity(raw.len());
         for (i, r) in raw.iter().enumerate() {
-            let path = format!("route[{i}]");
-            let prefix = self.prefix(&format!("{path}.prefix"), &r.prefix)?;
-            for (name, flag) in [
-                ("blackhole", r.blackhole),
-                ("unreachable", r.unreachable),
-                ("prohibit", r.prohibit),
-            ] {
-                if flag == Some(false) {
-                    return Err(self.err(
-                        format!("{path}.{name}"),
-                        false,
-                        format!("is not a target; write {name} = true, or give another target"),
-                    ));
-                }
-            }
-            let given: Vec<&str> = [
-                ("tunnel", r.tunnel.is_some()),
-                ("port", r.port.is_some()),
-                ("blackhole", r.blackhole.is_some()),
-                ("unreachable", r.unreachable.is_some()),
-                ("prohibit", r.prohibit.is_some()),
-            ]
-            .into_iter()
-            .filter_map(|(name, set)| set.then_some(name))
-            .collect();
-            if given.len() != 1 {
-                let problem = if given.is_empty() {
-                    "has no target".to_owned()
-                } else {
-                    format!("has {} targets ({})", given.len(), given.join(", "))
-                };
-                return Err(self.err_bare(
-                    path,
-                    format!(
-                        "{problem}; give exactly one of tunnel = NAME, port = NAME with \
-                         next_hop = IP, blackhole = true, unreachable = true or prohibit = true"
-                    ),
-                ));
-            }
-            if let (Some(nh), None) = (&r.next_hop, &r.port) {
-                return Err(self.err(
-                    format!("{path}.next_hop"),
-                    quote(nh),
-                    "is only for routes with port",
-                ));
-            }
-
-            let target = if let Some(name) = &r.tunnel {
-                let index = tunnel_index.get(name.as_str()).copied().ok_or_else(|| {
-                    self.err(
-                        format!("{path}.tunnel"),
-                        quote(name),
-                        "is not a configured tunnel",
-                    )
-                })?;
-                RouteTarget::Tunnel(TunnelRef {
-                    index,
-                    name: name.clone(),
-                })
-            } else if let Some(name) = &r.port {
-                let index = port_index.get(name.as_str()).copied().ok_or_else(|| {
-                    self.err(
-                        format!("{path}.port"),
-                        quote(name),
-                        "is not a configured port",
-                    )
-                })?;
-                let Some(nh) = &r.next_hop else {
-                    return Err(self.err_bare(
-                        format!("{path}.next_hop"),
-                        format!("is missing; a route with port = {name:?} needs one"),
-                    ));
-                };
-                let next_hop = self.foreign(&format!("{path}.next_hop"), nh)?;
-                RouteTarget::Port {
-                    port: PortRef {
-                        index,
-                        name: name.clone(),
-                    },
-                    next_hop,
-                }
-            } else if r.unreachable.is_some() {
-                RouteTarget::Unreachable
-            } else if r.prohibit.is_some() {
-                RouteTarget::Prohibit
-            } else {
-                RouteTarget::Blackhole
-            };
-
-            let into = match &target {
+            let route = self.route(i, r, &port_index, &tunnel_index)?;
+            let into = match &route.target {
                 RouteTarget::Tunnel(t) => Some(t.index),
                 _ => None,
             };
-            self.claim(prefix, format!("{path}.prefix"), into)?;
-            routes.push(RouteConfig { prefix, target });
+            self.claim(route.prefix, format!("route[{i}].prefix"), into)?;
+            routes.push(route);
         }
         Ok(routes)
+    }
+
+    /// Route `i` on its own: its prefix, its one target, and that the target exists (the
+    /// claim on its prefix is the caller's).
+    pub(crate) fn route(
+        &self,
+        i: usize,
+        r: &RawRoute,
+        port_index: &impl NameIndex,
+        tunnel_index: &impl NameIndex,
+    ) -> Result<RouteConfig, ConfigError> {
+        let path = format!("route[{i}]");
+        let prefix = self.prefix(&format!("{path}.prefix"), &r.prefix)?;
+        for (name, flag) in [
+            ("blackhole", r.blackhole),
+            ("unreachable", r.unreachable),
+            ("prohibit", r.prohibit),
+        ] {
+            if flag == Some(false) {
+                return Err(self.err(
+                    format!("{path}.{name}"),
+                    false,
+                    format!("is not a target; write {name} = true, or give another target"),
+                ));
+            }
+        }
+        let given: Vec<&str> = [
+            ("tunnel", r.tunnel.is_some()),
+            ("port", r.port.is_some()),
+            ("blackhole", r.blackhole.is_some()),
+            ("unreachable", r.unreachable.is_some()),
+            ("prohibit", r.prohibit.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if given.len() != 1 {
+            let problem = if given.is_empty() {
+                "has no target".to_owned()
+            } else {
+                format!("has {} targets ({})", given.len(), given.join(", "))
+            };
+            return Err(self.err_bare(
+                path,
+                format!(
+                    "{problem}; give exactly one of tunnel = NAME, port = NAME with \
+                     next_hop = IP, blackhole = true, unreachable = true or prohibit = true"
+                ),
+            ));
+        }
+        if let (Some(nh), None) = (&r.next_hop, &r.port) {
+            return Err(self.err(
+                format!("{path}.next_hop"),
+                quote(nh),
+                "is only for routes with port",
+            ));
+        }
+
+        let target = if let Some(name) = &r.tunnel {
+            let index = tunnel_index.index_of(name).ok_or_else(|| {
+                self.err(
+                    format!("{path}.tunnel"),
+                    quote(name),
+                    "is not a configured tunnel",
+                )
+            })?;
+            RouteTarget::Tunnel(TunnelRef {
+                index,
+                name: name.clone(),
+            })
+        } else if let Some(name) = &r.port {
+            let index = port_index.index_of(name).ok_or_else(|| {
+                self.err(
+                    format!("{path}.port"),
+                    quote(name),
+                    "is not a configured port",
+                )
+            })?;
+            let Some(nh) = &r.next_hop else {
+                return Err(self.err_bare(
+                    format!("{path}.next_hop"),
+                    format!("is missing; a route with port = {name:?} needs one"),
+                ));
+            };
+            let next_hop = self.foreign(&format!("{path}.next_hop"), nh)?;
+            RouteTarget::Port {
+                port: PortRef {
+                    index,
+                    name: name.clone(),
+                },
+                next_hop,
+            }
+        } else if r.unreachable.is_some() {
+            RouteTarget::Unreachable
+        } else if r.prohibit.is_some() {
+            RouteTarget::Prohibit
+        } else {
+            RouteTarget::Blackhole
+        };
+        Ok(RouteConfig { prefix, target })
     }
 
     /// No tunnel's remote may be routed (by longest match) into a tunnel.
@@ -1149,23 +1168,93 @@ impl Validator<'_> {
                 },
             )) = matched
             {
-                return Err(self.err(
-                    format!("{}.remote", tunnel_path(i, &t.name)),
-                    t.remote,
-                    format!(
-                        "is routed into tunnel {:?} by {net} ({field}); a tunnel's remote must \
-                         not be reached through a tunnel",
-                        tunnels[*into].name
-                    ),
-                ));
+                return Err(self.remote_through_tunnel(i, t, net, field, &tunnels[*into].name));
             }
         }
         Ok(())
     }
+
+    /// Tunnel `i`'s remote is routed into tunnel `into` by `net`, which `field` claims.
+    pub(crate) fn remote_through_tunnel(
+        &self,
+        i: usize,
+        t: &TunnelConfig,
+        net: Ipv4Net,
+        field: &str,
+        into: &str,
+    ) -> ConfigError {
+        self.err(
+            format!("{}.remote", tunnel_path(i, &t.name)),
+            t.remote,
+            format!(
+                "is routed into tunnel {into:?} by {net} ({field}); a tunnel's remote must \
+                 not be reached through a tunnel"
+            ),
+        )
+    }
+
+    /// `[fpm]`: the listening address and the grace period.
+    fn fpm(&self, f: &RawFpm) -> Result<FpmConfig, ConfigError> {
+        let listen = f.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+            self.err(
+                "fpm.listen",
+                quote(&f.listen),
+                "is not an address and port (like 127.0.0.1:2620)",
+            )
+        })?;
+        let grace: u32 = self.ranged(
+            "fpm.grace".into(),
+            f.grace,
+            &FPM_GRACE_RANGE,
+            "a grace period in seconds",
+        )?;
+        Ok(FpmConfig {
+            listen,
+            grace: std::time::Duration::from_secs(grace.into()),
+        })
+    }
+}
+
+impl<'a> Validator<'a> {
+    /// A validator that checks routes alone against a configuration validated before:
+    /// `ours` is that configuration's addresses, each with its field.
+    pub(crate) fn for_routes(origin: &'a str, ours: &'a HashMap<Ipv4Addr, String>) -> Self {
+        Validator {
+            origin,
+            ours: Cow::Borrowed(ours),
+            claims: HashMap::new(),
+            sources: BTreeMap::new(),
+            interfaces: HashMap::new(),
+            links: Vec::new(),
+            // Route checks never look at BGP (only tunnels do).
+            bgp: None,
+        }
+    }
+
+    /// An error about `field`'s `value`, as validation words it.
+    pub(crate) fn error(
+        &self,
+        field: impl Into<String>,
+        value: impl Display,
+        problem: impl Into<String>,
+    ) -> ConfigError {
+        self.err(field, value, problem)
+    }
+}
+
+/// Position by name.
+pub(crate) trait NameIndex {
+    fn index_of(&self, name: &str) -> Option<usize>;
+}
+
+impl NameIndex for HashMap<&str, usize> {
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.get(name).copied()
+    }
 }
 
 /// Name to index; names are unique once validated.
-fn index_by_name<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+pub(crate) fn index_by_name<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
     names.enumerate().map(|(i, name)| (name, i)).collect()
 }
 

@@ -284,6 +284,10 @@ enum Kind {
     IcmpLimit,
     /// A tunnel's `link`: our address with the prefix of the client router's side.
     Link,
+    /// `[fpm] listen`: an address and a port.
+    SocketAddr,
+    /// `[fpm] grace`: 1 to 3600 seconds.
+    FpmGrace,
     /// An AS number: 1 to 4,294,967,294, not AS_TRANS; a client's differs from ours.
     Asn,
     /// `[bgp] max_prefix_len`: 8 to 32.
@@ -346,6 +350,8 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("route", "prohibit", Kind::Blackhole),
     ("icmp", "rate", Kind::IcmpLimit),
     ("icmp", "burst", Kind::IcmpLimit),
+    ("fpm", "listen", Kind::SocketAddr),
+    ("fpm", "grace", Kind::FpmGrace),
     ("tunnel", "asn", Kind::Asn),
     ("tunnel", "bfd", Kind::Flag),
     ("bgp", "asn", Kind::Asn),
@@ -588,6 +594,16 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
         }
         Kind::Blackhole => vec![Value::Boolean(false)],
         Kind::IcmpLimit => ints(&[10_000_001]),
+        Kind::SocketAddr => strings(&[
+            "127.0.0.1",
+            "127.0.0.1:",
+            "127.0.0.1:65536",
+            ":2620",
+            "localhost:2620",
+            "300.0.0.1:2620",
+            "",
+        ]),
+        Kind::FpmGrace => ints(&[0, 3601]),
         Kind::Link => strings(&[
             "bogus",
             "",
@@ -626,6 +642,7 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             | Kind::Dscp
             | Kind::TunnelMtu
             | Kind::IcmpLimit
+            | Kind::FpmGrace
             | Kind::IdleSleep
             | Kind::Asn
             | Kind::MaxPrefixLen
@@ -781,7 +798,7 @@ fn mutations(doc: &Value) -> (Vec<Mutation>, BTreeSet<(String, String)>) {
 
     // Whole tables and array-of-tables entries of another type.
     for path in entries.iter().chain(
-        ["eal", "workers"]
+        ["eal", "workers", "icmp", "fpm"]
             .iter()
             .map(|k| vec![key(k)])
             .collect::<Vec<_>>()

@@ -80,8 +80,11 @@ impl Appliance {
                 .filter_map(|r| {
                     let mut r = r.clone();
                     let obj = r.as_object_mut()?;
+                    // Where the route came from and its administrative distance are the
+                    // appliance's bookkeeping, not the route.
                     obj.remove("source");
                     obj.remove("set_in_generation");
+                    obj.remove("distance");
                     Some((obj.get("prefix")?.as_str()?.to_owned(), r))
                 })
                 .collect(),

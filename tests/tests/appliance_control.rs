@@ -2,15 +2,27 @@
 //! neighbour resolved by ARP requests, and SIGTERM stopping a run cleanly with counters.
 
 use backbone_tests::{
-    backbone_bin, ctl, pcap, repo_root, scapy, scratch_dir, wait_for, KillOnDrop,
+    backbone_bin, ctl, file_prefix, pcap, repo_root, scapy, scratch_dir, wait_for, KillOnDrop,
 };
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// The demo lab's configuration with an EAL file prefix of this test's own (`tag`): the
+/// tests of this file run at the same time, and one file prefix is one instance's.
+fn demo_lab(tag: &str) -> String {
+    let lab = std::fs::read_to_string(repo_root().join("demo/lab.toml")).unwrap();
+    let own = lab.replace(
+        "--file-prefix=backbone-demo",
+        &format!("--file-prefix={}", file_prefix(tag)),
+    );
+    assert_ne!(own, lab, "demo/lab.toml changed: update this test");
+    own
+}
+
 /// The demo lab with acme's static neighbour removed and a second TX capture on the client
 /// port (net_pcap gives one TX queue per tx_pcap: the second is the control thread's).
-fn lab_without_acme_neighbor(dir: &std::path::Path, rx: &str) -> std::path::PathBuf {
-    let lab = std::fs::read_to_string(repo_root().join("demo/lab.toml")).unwrap();
+fn lab_without_acme_neighbor(dir: &std::path::Path, tag: &str, rx: &str) -> std::path::PathBuf {
+    let lab = demo_lab(tag);
     let without = lab.replace(
         "  [[port.neighbor]]\n  ip = \"198.51.100.10\"           # acme's router\n  mac = \"02:00:00:00:0a:0a\"\n",
         "",
@@ -77,7 +89,7 @@ fn arp_is_answered_learned_and_asked_for() {
          wrpcap('{}', p)",
         dir.join("clients-in.pcap").display()
     ));
-    let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap");
+    let cfg = lab_without_acme_neighbor(&dir, "appliance-arp", "rx_pcap=clients-in.pcap");
     let stats = run_until_idle(&dir, &cfg, 500);
     assert_eq!(
         stats["arp_replies"], 1,
@@ -130,7 +142,7 @@ fn a_static_neighbor_is_never_replaced_by_what_arp_says() {
          wrpcap('{}', p)",
         dir.join("clients-in.pcap").display()
     ));
-    let lab = std::fs::read_to_string(repo_root().join("demo/lab.toml")).unwrap();
+    let lab = demo_lab("appliance-arp-static");
     let cfg = lab.replace(
         "net_pcap0,rx_pcap=clients-in.pcap,tx_pcap=clients-out.pcap",
         "net_pcap0,rx_pcap=clients-in.pcap,tx_pcap=clients-out.pcap,tx_pcap=control-out.pcap",
@@ -180,7 +192,7 @@ fn unresolved_next_hops_are_asked_for_by_the_control_thread() {
          wrpcap('{}', [Ether(src='02:00:00:00:0c:0c',dst='02:00:00:00:00:01')/IP(src='198.51.100.30',dst='192.0.2.1')/IP(src='10.3.0.1',dst='10.1.0.1')/UDP(dport=5001) for i in range(50)])",
         dir.join("clients-in.pcap").display()
     ));
-    let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap");
+    let cfg = lab_without_acme_neighbor(&dir, "appliance-arp-ask", "rx_pcap=clients-in.pcap");
     let stats = run_until_idle(&dir, &cfg, 500);
     assert_eq!(stats["drops"]["no_neighbor"], 50);
     // The control thread asked for acme's router, from our endpoint, on its own TX queue,
@@ -216,7 +228,11 @@ fn sigterm_stops_a_run_cleanly_and_writes_counters() {
         dir.join("clients-in.pcap").display()
     ));
     // An endless source: the same packet again and again until we are told to stop.
-    let cfg = lab_without_acme_neighbor(&dir, "rx_pcap=clients-in.pcap,infinite_rx=1");
+    let cfg = lab_without_acme_neighbor(
+        &dir,
+        "appliance-sigterm",
+        "rx_pcap=clients-in.pcap,infinite_rx=1",
+    );
     let sock = dir.join("ctl/api.sock");
     let mut guard = KillOnDrop(Some(
         Command::new(backbone_bin())
@@ -291,7 +307,7 @@ fn a_hundred_thousand_unresolved_next_hops_stay_within_the_arp_budget() {
     const ROUTES: u32 = 100_000;
     const PACKETS: u32 = 5_000;
     let dir = scratch_dir("appliance-arp-budget");
-    let lab = std::fs::read_to_string(repo_root().join("demo/lab.toml")).unwrap();
+    let lab = demo_lab("appliance-arp-budget");
     let mut cfg = lab.replace(
         "net_pcap1,rx_pcap=internet-in.pcap,tx_pcap=internet-out.pcap",
         "net_pcap1,rx_pcap=internet-in.pcap,tx_pcap=internet-out.pcap,tx_pcap=control-out.pcap",

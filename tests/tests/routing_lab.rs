@@ -14,9 +14,12 @@
 //!   (soft reconfiguration keeps what was received) and refuses them, so no other site hears
 //!   them, and B's traffic is unaffected;
 //! - the probed tunnel to site C is up;
+//! - zebra's routes reach the appliance over FPM: the prefixes A and B announce, into their
+//!   tunnels, shadowed by the tunnels' own prefixes (which win by distance), nothing refused;
 //! - a new client: `ctl tunnel-add` of site D (its router ready and waiting) reaches every
 //!   other BGP site's router (the appliance rewrites FRR's configuration and reloads it),
-//!   hosts reach D; `ctl tunnel-del` withdraws it everywhere.
+//!   hosts reach D, and zebra's route for D's prefix reaches the appliance; `ctl tunnel-del`
+//!   withdraws it everywhere (and zebra's route with the tunnel).
 //!
 //! Needs root, network namespaces, /dev/net/tun, FRR and BIRD (scripts/setup.sh). Where they
 //! are missing the test fails and says why: it never skips.
@@ -143,6 +146,16 @@ impl Drop for Lab {
     }
 }
 
+/// zebra's route for `prefix` in the appliance's tables, as `ctl routes` lists it (source
+/// `frr`).
+fn zebra_route(lab: &Lab, prefix: &str) -> Option<Value> {
+    lab.ctl(&["routes"])["routes"]
+        .as_array()?
+        .iter()
+        .find(|r| r["prefix"] == prefix && r["source"] == "frr")
+        .cloned()
+}
+
 fn tunnel_counter(counters: &Value, name: &str, field: &str) -> u64 {
     counters["tunnels"]
         .as_array()
@@ -232,6 +245,26 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         }
     }
     summary.push("routers A and B hold every other site's prefix through their tunnel".into());
+
+    // zebra hands what BGP selected to the appliance over FPM: A's and B's prefixes, into
+    // their tunnels (the tunnels' own prefixes win by distance and keep forwarding).
+    for (tunnel, prefix) in [("site-a", "10.1.0.0/16"), ("site-b", "10.2.0.0/16")] {
+        let r = wait_for(
+            Duration::from_secs(30),
+            &format!("zebra's route for {prefix} in the appliance"),
+            || zebra_route(&lab, prefix).ok_or_else(|| lab.ctl(&["counters"])["fpm"].clone()),
+        );
+        assert_eq!(r["protocol"], "bgp", "{r}");
+        assert_eq!(r["tunnel"], tunnel, "{r}");
+        assert_eq!(r["shadowed_by"], "tunnel", "{r}");
+    }
+    let fpm = &lab.ctl(&["counters"])["fpm"];
+    assert_eq!(fpm["connected"], 1, "{fpm}");
+    assert_eq!(fpm["frames_refused"], 0, "{fpm}");
+    summary.push(format!(
+        "zebra's routes in the appliance over FPM: {} routes, {} frames, none refused",
+        fpm["routes"], fpm["frames"]
+    ));
 
     // The probed tunnel to site C comes up.
     wait_for(Duration::from_secs(10), "site-c up by its probes", || {
@@ -360,6 +393,12 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         );
     }
     let announced = t.elapsed();
+    let r = wait_for(
+        Duration::from_secs(20),
+        "zebra's route for 10.4.0.0/16 in the appliance",
+        || zebra_route(&lab, "10.4.0.0/16").ok_or("not yet"),
+    );
+    assert_eq!(r["tunnel"], "site-d", "{r}");
     for from in ['a', 'b'] {
         let out = lab.exec(
             &format!("h{from}"),
@@ -384,6 +423,11 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
             },
         );
     }
+    assert_eq!(
+        zebra_route(&lab, "10.4.0.0/16"),
+        None,
+        "zebra's route into site-d went with the tunnel"
+    );
     summary.push(format!(
         "new client D: at every other site {:.1} s after ctl tunnel-add; withdrawn everywhere \
          {:.1} s after ctl tunnel-del",

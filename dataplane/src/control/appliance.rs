@@ -24,6 +24,9 @@ pub struct Appliance {
     /// What the counters were at the last `clear_counters`: the control API answers the
     /// difference (the workers' own counters are never written).
     pub baseline: Mutex<Option<Baseline>>,
+    /// What the FPM listener (routes from zebra) counted.
+    #[cfg(not(loom))]
+    pub fpm: super::fpm::FpmCounters,
     /// `ctl trace` and `ctl capture` sessions (one at a time).
     #[cfg(not(loom))]
     pub taps: super::trace::Sessions,

@@ -5,7 +5,7 @@
 //! `[bgp] max_prefix_len`), and what every client hears (every client's prefixes: so a
 //! client learns every other client, and a new one, without anyone touching its router);
 //! the clients without BGP are announced by the edge itself; zebra hands the routes it
-//! selects to the appliance over FPM.
+//! selects to the appliance over FPM, where the appliance listens for it (`[fpm]`).
 //!
 //! The output is a complete `frr.conf` for FRR 8.4 (`service integrated-vtysh-config`),
 //! the same for the same configuration: `frr-reload.py` applies the difference to a running
@@ -13,11 +13,7 @@
 
 use pipeline_config::{TunnelConfig, ValidatedConfig};
 use std::fmt::Write;
-use std::net::SocketAddr;
-
-/// Where zebra's FPM connection goes by default (zebra's own default port, 2620).
-pub const DEFAULT_FPM: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2620);
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Why no FRR configuration can be written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,9 +36,24 @@ fn entry(net: &ipnet::Ipv4Net, max_len: u8) -> String {
     }
 }
 
+/// Where zebra connects for the appliance that listens on `listen`: that address, or
+/// loopback where it listens on every address.
+fn fpm_target(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
 /// The FRR configuration for the edge `cfg` describes; `fpm` is where the appliance
-/// listens for zebra's FPM connection.
-pub fn render(cfg: &ValidatedConfig, source: &str, fpm: SocketAddr) -> Result<String, FrrError> {
+/// listens for zebra's FPM connection (`None`: it does not, and zebra is told nothing).
+pub fn render(
+    cfg: &ValidatedConfig,
+    source: &str,
+    fpm: Option<SocketAddr>,
+) -> Result<String, FrrError> {
     let bgp = cfg.bgp.as_ref().ok_or(FrrError::NoBgp)?;
     let mut o = String::new();
     // Writing to a String cannot fail: the results below are ignored on purpose.
@@ -57,13 +68,20 @@ pub fn render(cfg: &ValidatedConfig, source: &str, fpm: SocketAddr) -> Result<St
     // applies route-map and prefix-list changes after this delay (5 s by default; 0 would
     // disable the updates altogether).
     o.push_str("bgp route-map delay-timer 1\n!\n");
-    let _ = writeln!(
-        o,
-        "! zebra hands the routes it selects to the appliance (zebra runs with -M dplane_fpm_nl)\n\
-         fpm address {} port {}\nno fpm use-next-hop-groups\n!",
-        fpm.ip(),
-        fpm.port()
-    );
+    match fpm.map(fpm_target) {
+        Some(fpm) => {
+            let _ = writeln!(
+                o,
+                "! zebra hands the routes it selects to the appliance (zebra runs with -M \
+                 dplane_fpm_nl)\nfpm address {} port {}\nno fpm use-next-hop-groups\n!",
+                fpm.ip(),
+                fpm.port()
+            );
+        }
+        None => o.push_str(
+            "! No FPM: the appliance does not listen for zebra ([fpm] in its configuration).\n!\n",
+        ),
+    }
     let profile = format!("bb-{}x{}", bgp.bfd_interval_ms, bgp.bfd_multiplier);
     let sessions: Vec<&TunnelConfig> = cfg.tunnels.iter().filter(|t| t.bgp.is_some()).collect();
     if sessions.iter().any(|t| t.bgp.is_some_and(|b| b.bfd)) {
@@ -207,8 +225,15 @@ impl FrrSync {
         })
     }
 
-    /// Look at the tables now and then; hand a changed configuration to the writer.
-    pub fn tick(&mut self, cfg: &ValidatedConfig, source: &str, generation: u64, fpm: SocketAddr) {
+    /// Look at the tables now and then; hand a changed configuration to the writer. `fpm`:
+    /// where the appliance listens for zebra, if it does.
+    pub fn tick(
+        &mut self,
+        cfg: &ValidatedConfig,
+        source: &str,
+        generation: u64,
+        fpm: Option<SocketAddr>,
+    ) {
         let now = std::time::Instant::now();
         if now < self.next_check || self.last_generation == Some(generation) {
             return;

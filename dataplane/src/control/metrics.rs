@@ -589,6 +589,91 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
         out.family(name, help, Kind::Counter)
             .add(vec![], u(&c[key]));
     }
+    // Routes from zebra (FPM).
+    let f = &counters["fpm"];
+    out.family(
+        "backbone_fpm_connected",
+        "1 while zebra's FPM connection is up.",
+        Kind::Gauge,
+    )
+    .add(vec![], u(&f["connected"]));
+    out.family(
+        "backbone_fpm_routes",
+        "Routes from zebra in the tables (active or shadowed); stale: sent over an earlier \
+         connection and not yet again.",
+        Kind::Gauge,
+    )
+    .add(vec![("state", "all".into())], u(&f["routes"]))
+    .add(vec![("state", "stale".into())], u(&f["stale"]));
+    for (key, name, help) in [
+        (
+            "connections",
+            "backbone_fpm_connections",
+            "FPM connections accepted from zebra.",
+        ),
+        (
+            "frames",
+            "backbone_fpm_frames",
+            "FPM frames received (each one change of zebra's).",
+        ),
+        (
+            "frames_refused",
+            "backbone_fpm_frames_refused",
+            "FPM frames refused whole (by kind in backbone_fpm_errors).",
+        ),
+        (
+            "frames_cut",
+            "backbone_fpm_frames_cut",
+            "FPM connections that ended in the middle of a frame (nothing of it applied).",
+        ),
+        (
+            "publications",
+            "backbone_fpm_publications",
+            "Table snapshots published for zebra's routes.",
+        ),
+        (
+            "routes_added",
+            "backbone_fpm_routes_added",
+            "Routes from zebra added or replaced.",
+        ),
+        (
+            "routes_removed",
+            "backbone_fpm_routes_removed",
+            "Routes from zebra removed.",
+        ),
+        (
+            "removals_unknown",
+            "backbone_fpm_removals_unknown",
+            "Removals from zebra of routes the tables did not have.",
+        ),
+        (
+            "routes_ignored",
+            "backbone_fpm_routes_ignored",
+            "Route messages of another family (IPv6) or table, left alone.",
+        ),
+        (
+            "multipath_reduced",
+            "backbone_fpm_multipath_reduced",
+            "Routes with several next hops of which the first was taken.",
+        ),
+        (
+            "stale_removed",
+            "backbone_fpm_stale_removed",
+            "Routes removed because zebra did not send them again within the grace period.",
+        ),
+    ] {
+        out.family(name, help, Kind::Counter)
+            .add(vec![], u(&f[key]));
+    }
+    let e = out.family(
+        "backbone_fpm_errors",
+        "FPM frames refused, and streams lost, by kind.",
+        Kind::Counter,
+    );
+    for (kind, v) in f["errors"].as_object().into_iter().flatten() {
+        e.add(vec![("kind", kind.clone())], u(v));
+    }
+
     // The exception path (host interfaces).
     let h = &counters["host"];
     for (key, name, help) in [

@@ -6,6 +6,8 @@ pub mod arp;
 pub mod audit;
 #[cfg(feature = "dpdk")]
 pub mod exception;
+#[cfg(not(loom))]
+pub mod fpm;
 pub mod frr;
 pub mod health;
 #[cfg(feature = "dpdk")]

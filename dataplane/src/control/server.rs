@@ -8,7 +8,9 @@
 //! unknown, `link-down`), `list_routes` (`"all":true` adds the tunnels' prefixes),
 //! `list_neighbors`, `counters`, `generations` (the newest generation and the one each
 //! worker has reached), `lookup` (`"dst"`), `interfaces` (each port's driver, MAC, MTU,
-//! addresses, queues, link and counters), `status` (versions, file prefix, files).
+//! addresses, queues, link and counters), `status` (versions, file prefix, files, the FPM
+//! listener's address). `list_routes` with `"all":true` lists zebra's routes too (source
+//! `frr`), and every route with its administrative `distance`; `counters` has `fpm`.
 //! Operations: `clear_counters` (later `counters` and `interfaces` answers count from
 //! here; `"raw":true` asks for the counters since start), `diff` (how the running
 //! configuration differs from the configuration file), `save` (write it to the file),
@@ -799,10 +801,27 @@ pub fn counters(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
         "icmp_rate_limited": total.icmp_rate_limited,
         "echo_replies": total.echo_replies,
         "control": named(live.appliance.control.named().into_iter()),
+        "fpm": fpm(st, live),
         "host": host_counters(live),
         "workers": copies,
         "api": live.api.to_json(),
     })
+}
+
+/// The FPM listener's counters (routes from zebra): where it listens (`null`: no listener),
+/// whether zebra is connected, frames and routes, errors by kind, and the routes zebra's
+/// layer holds now (`routes`) and how many of those are `stale` (sent over an earlier
+/// connection and not yet again).
+pub fn fpm(st: &ControlState, live: Live<'_>) -> Value {
+    let c = &live.appliance.fpm;
+    let mut m = named(c.named().into_iter());
+    let (routes, stale) = st.dynamic_counts();
+    m.insert("routes".into(), json!(routes));
+    m.insert("stale".into(), json!(stale));
+    m.insert("errors".into(), Value::Object(named(c.errors())));
+    let listen = c.listen.lock().ok().and_then(|l| *l);
+    m.insert("listen".into(), json!(listen.map(|a| a.to_string())));
+    Value::Object(m)
 }
 
 /// The exception path's counters: what the workers handed it (or could not), what it
@@ -964,6 +983,7 @@ pub fn status(st: &ControlState, live: Live<'_>) -> Value {
         "workers": live.workers.len(),
         "ports": st.config().ports.len(),
         "tunnels": snap.tunnels().iter().count(),
+        "fpm": live.appliance.fpm.listen.lock().ok().and_then(|l| *l).map(|a| a.to_string()),
     })
 }
 

@@ -11,15 +11,17 @@
 
 use super::audit;
 use super::pmtu::{self, PathMtus};
-use crate::config::builder_from_config;
+use crate::config::{builder_from_config, prefix as table_prefix, route_target};
 use crate::lpm::Ipv4Prefix;
 use crate::pipeline::PathMtuReport;
-use crate::tables::{PortIndex, Publisher, Reader, RouteTarget, Snapshot, SnapshotBuilder, Target};
+use crate::tables::{
+    PortIndex, Publisher, Reader, RouteLayer, RouteTarget, Snapshot, SnapshotBuilder, Target,
+};
 use crate::wire::EthernetAddress;
 use core::net::Ipv4Addr;
-use pipeline_config::{ConfigDocument, Difference, ValidatedConfig};
+use pipeline_config::{ConfigDocument, Difference, RouteEdit, ValidatedConfig};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -31,6 +33,9 @@ fn needs_restart(running: &ValidatedConfig, new: &ValidatedConfig) -> Option<Str
     }
     if new.worker_lcores != running.worker_lcores {
         return Some("[workers] lcores".into());
+    }
+    if new.fpm != running.fpm {
+        return Some("[fpm]".into());
     }
     if new.ports.len() != running.ports.len() {
         return Some(format!(
@@ -68,9 +73,108 @@ pub struct ControlState {
     /// Routes set through the API since the configuration was last loaded or saved, with
     /// the generation that set them: their source in `list_routes`.
     runtime_routes: HashMap<ipnet::Ipv4Net, u64>,
+    /// What the dynamic layer's routes (zebra's) came with: protocol, connection.
+    dynamic: HashMap<Ipv4Prefix, DynamicMeta>,
+    /// The routing daemon's connection the dynamic routes count from (see
+    /// [`ControlState::begin_dynamic_epoch`]).
+    dynamic_epoch: u64,
+    /// The host interfaces by name, and our addresses: what a dynamic route may name.
+    ifaces: HostInterfaces,
     /// Path MTUs the underlay reported for the tunnels (not configuration: kept across
     /// changes while the tunnel stays the same, and never saved).
     path_mtus: PathMtus,
+}
+
+/// A host interface a route from a routing daemon may go out of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostInterface {
+    /// `bb-<tunnel>`: into that tunnel.
+    Tunnel(String),
+    /// `bb-<port>` (a port with `host_interface`): natively out of it, to a gateway.
+    Port(PortIndex),
+}
+
+/// The host interfaces of the running configuration, and our addresses.
+#[derive(Debug, Default)]
+struct HostInterfaces {
+    by_name: HashMap<String, HostInterface>,
+    ours: HashSet<Ipv4Addr>,
+}
+
+impl HostInterfaces {
+    fn new(cfg: &ValidatedConfig, ports: &[(PortIndex, EthernetAddress)]) -> Self {
+        let mut by_name = HashMap::new();
+        let mut ours = HashSet::new();
+        for t in &cfg.tunnels {
+            by_name.insert(
+                t.host_interface_name(),
+                HostInterface::Tunnel(t.name.clone()),
+            );
+            ours.extend(t.link.map(|l| l.addr()));
+        }
+        for (p, &(id, _)) in cfg.ports.iter().zip(ports) {
+            if p.host_interface {
+                by_name.insert(p.host_interface_name(), HostInterface::Port(id));
+            }
+            ours.extend(p.addresses.iter().copied());
+        }
+        HostInterfaces { by_name, ours }
+    }
+}
+
+/// A route from a routing daemon, translated: where it goes, and which of the daemon's
+/// protocols chose it (rtnetlink's `rtm_protocol`: 186 is BGP, 196 FRR's static).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicRoute {
+    pub target: RouteTarget,
+    pub protocol: u8,
+}
+
+/// One change a routing daemon asks for: `route` for the prefix, or (`None`) no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicChange {
+    pub prefix: Ipv4Prefix,
+    pub route: Option<DynamicRoute>,
+}
+
+/// What a dynamic route came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DynamicMeta {
+    protocol: u8,
+    /// The connection that last sent it.
+    epoch: u64,
+}
+
+/// What one frame of dynamic changes did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameApplied {
+    /// Routes added or replaced.
+    pub added: u64,
+    /// Routes removed.
+    pub removed: u64,
+    /// Removals of prefixes that had no dynamic route (one refused before, say).
+    pub unknown_removals: u64,
+}
+
+/// What applying frames of dynamic changes did: per frame, what it changed or why it was
+/// refused (nothing of a refused frame applies), and the generation that holds them
+/// (`None`: none of them changed anything).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DynamicApplied {
+    pub frames: Vec<Result<FrameApplied, String>>,
+    pub generation: Option<u64>,
+}
+
+/// Whether every change of a request is a route change: those are checked one by one
+/// against the running configuration, the rest by validating the whole document.
+fn route_changes_only(ops: &[Value]) -> bool {
+    !ops.is_empty()
+        && ops.iter().all(|op| {
+            matches!(
+                op.get("op").and_then(Value::as_str),
+                Some("set_route" | "add_route" | "remove_route")
+            )
+        })
 }
 
 fn op_str<'a>(op: &'a Value, field: &str) -> Result<&'a str, String> {
@@ -89,9 +193,12 @@ impl ControlState {
         cfg: ValidatedConfig,
         ports: Vec<(PortIndex, EthernetAddress)>,
     ) -> Result<ControlState, String> {
+        let mut doc = doc;
+        doc.index_routes();
         let mut builder = builder_from_config(&cfg, &ports);
         let first = builder.build().map_err(|e| e.to_string())?;
         Ok(ControlState {
+            ifaces: HostInterfaces::new(&cfg, &ports),
             doc,
             cfg,
             ports,
@@ -100,6 +207,8 @@ impl ControlState {
             snapshots: Publisher::new(first),
             file: None,
             runtime_routes: HashMap::new(),
+            dynamic: HashMap::new(),
+            dynamic_epoch: 0,
             path_mtus: PathMtus::default(),
         })
     }
@@ -151,7 +260,17 @@ impl ControlState {
     /// `{"op":"remove_route","prefix":P}`, `{"op":"set_neighbor","port":N,"ip":I,"mac":M}`,
     /// `{"op":"remove_neighbor","port":N,"ip":I}`, `{"op":"apply_config","path":F}` (a whole
     /// new file; ports, EAL arguments and workers must stay as they are).
+    ///
+    /// A request of route changes only costs what it changes: each change is checked on
+    /// its own against the running configuration (the same rules, the same errors as the
+    /// whole file's validation) and only the changed prefixes are rebuilt. Any other
+    /// change validates the whole edited document.
     pub fn apply(&mut self, ops: &[Value]) -> Result<u64, String> {
+        if route_changes_only(ops) {
+            let generation = self.apply_routes(ops)?;
+            self.note_route_sources(ops, generation);
+            return Ok(generation);
+        }
         let mut doc = self.doc.clone();
         for (i, op) in ops.iter().enumerate() {
             let at = |e: String| audit::at_change(ops, i, &e);
@@ -197,10 +316,70 @@ impl ControlState {
         }
         let cfg = doc.validate().map_err(|e| audit::blame(&e, ops, &doc))?;
         let generation = self.publish(&cfg)?;
+        doc.index_routes();
         self.doc = doc;
         self.cfg = cfg;
         self.note_route_sources(ops, generation);
         Ok(generation)
+    }
+
+    /// Route changes alone: checked one by one, applied to the document, the running
+    /// configuration and the tables in place, undone on any error.
+    fn apply_routes(&mut self, ops: &[Value]) -> Result<u64, String> {
+        let mut edits = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let at = |e: String| audit::at_change(ops, i, &e);
+            edits.push(match op_str(op, "op").map_err(at)? {
+                "remove_route" => RouteEdit::Remove(op_str(op, "prefix").map_err(at)?.to_owned()),
+                _ => RouteEdit::Set(op.get("route").cloned().unwrap_or(Value::Null)),
+            });
+        }
+        let done = self
+            .doc
+            .edit_routes(&mut self.cfg, &edits)
+            .map_err(|e| match e.change {
+                Some(i) => audit::at_change(ops, i, &audit::without_origin(&e.error)),
+                None => audit::blame(&e.error, ops, &self.doc),
+            })?;
+        let mut undo: Vec<(Ipv4Prefix, Option<RouteTarget>)> =
+            Vec::with_capacity(done.changes.len());
+        for (net, target) in &done.changes {
+            let p = table_prefix(net);
+            undo.push((p, self.builder.routes().get(&p).cloned()));
+            match target {
+                Some(t) => {
+                    self.builder.route(p, route_target(t, &self.ports));
+                }
+                None => {
+                    self.builder.remove_route(p);
+                }
+            }
+        }
+        match self.builder.build() {
+            Ok(snap) => {
+                let generation = snap.generation();
+                self.snapshots.publish(snap);
+                Ok(generation)
+            }
+            Err(e) => {
+                for (p, old) in undo.into_iter().rev() {
+                    match old {
+                        Some(t) => {
+                            self.builder.route(p, t);
+                        }
+                        None => {
+                            self.builder.remove_route(p);
+                        }
+                    }
+                }
+                self.doc.undo_routes(&mut self.cfg, done);
+                Err(if ops.len() == 1 {
+                    audit::at_change(ops, 0, &e.to_string())
+                } else {
+                    format!("the changes together leave the tables invalid: {e}")
+                })
+            }
+        }
     }
 
     /// Apply `ops` as [`ControlState::apply`] does, and write the audit trail: one log
@@ -319,16 +498,19 @@ impl ControlState {
         }
     }
 
-    /// Install neighbours learned by ARP (one publication for all); static ones win.
+    /// Install neighbours learned by ARP (one publication for all); static ones win. The
+    /// routes are left as they are: the cost follows the tunnels and neighbours.
     pub fn learn(
         &mut self,
         entries: &[(PortIndex, Ipv4Addr, EthernetAddress)],
     ) -> Result<u64, String> {
         for &(port, ip, mac) in entries {
             self.learned.insert((port, ip), mac);
+            if !self.is_static_neighbor(port, ip) {
+                self.builder.neighbor(port, ip, mac);
+            }
         }
-        let cfg = self.cfg.clone();
-        self.publish(&cfg)
+        self.publish_built()
     }
 
     /// Whether a neighbour is configured statically.
@@ -341,7 +523,8 @@ impl ControlState {
     }
 
     /// Take path MTU reports from the workers (one publication for all that lower a
-    /// tunnel's MTU); returns what became of each, and the generation published, if any.
+    /// tunnel's MTU: the tunnel table changes, the routes are left as they are); returns
+    /// what became of each, and the generation published, if any.
     pub fn path_mtu_reports(
         &mut self,
         reports: &[PathMtuReport],
@@ -358,8 +541,8 @@ impl ControlState {
         {
             return Ok((outcomes, None));
         }
-        let cfg = self.cfg.clone();
-        let generation = self.publish(&cfg)?;
+        self.path_mtus.apply(&mut self.builder);
+        let generation = self.publish_built()?;
         Ok((outcomes, Some(generation)))
     }
 
@@ -375,8 +558,10 @@ impl ControlState {
         if gone.is_empty() {
             return Ok((Vec::new(), None));
         }
-        let cfg = self.cfg.clone();
-        let generation = self.publish(&cfg)?;
+        for (name, _) in &gone {
+            self.builder.forget_path_mtu(name);
+        }
+        let generation = self.publish_built()?;
         let snap = self.snapshots.current();
         let list = gone
             .into_iter()
@@ -397,12 +582,39 @@ impl ControlState {
         &self.path_mtus
     }
 
+    /// Build and publish what was changed in the builder (neighbours, path MTUs: nothing
+    /// a build can refuse).
+    fn publish_built(&mut self) -> Result<u64, String> {
+        let snap = self.builder.build().map_err(|e| e.to_string())?;
+        let generation = snap.generation();
+        self.snapshots.publish(snap);
+        Ok(generation)
+    }
+
+    /// Build and publish the tables for a new configuration (as a whole). Routes from a
+    /// routing daemon into a tunnel that `cfg` no longer has are withdrawn with it.
     fn publish(&mut self, cfg: &ValidatedConfig) -> Result<u64, String> {
         let mut next = builder_from_config(cfg, &self.ports);
         for (&(port, ip), &mac) in &self.learned {
-            if !self.is_static_neighbor(port, ip) {
+            if !cfg
+                .ports
+                .iter()
+                .zip(&self.ports)
+                .any(|(p, &(id, _))| id == port && p.neighbors.iter().any(|n| n.ip == ip))
+            {
                 next.neighbor(port, ip, mac);
             }
+        }
+        let names: HashSet<&str> = cfg.tunnels.iter().map(|t| t.name.as_str()).collect();
+        let orphans: Vec<(Ipv4Prefix, RouteTarget)> = self
+            .builder
+            .dynamic_routes()
+            .iter()
+            .filter(|(_, t)| matches!(t, RouteTarget::Tunnel(n) if !names.contains(n.as_str())))
+            .map(|(p, t)| (*p, t.clone()))
+            .collect();
+        for (p, _) in &orphans {
+            self.builder.remove_dynamic_route(*p);
         }
         self.path_mtus.apply(&mut next);
         self.builder.adopt(next);
@@ -412,6 +624,17 @@ impl ControlState {
                 // A tunnel removed or changed forgets what the underlay said of the old one.
                 self.path_mtus.retain_tunnels(&snap);
                 self.snapshots.publish(snap);
+                if !orphans.is_empty() {
+                    for (p, _) in &orphans {
+                        self.dynamic.remove(p);
+                    }
+                    log::info!(
+                        "generation {generation}: {} route(s) from zebra withdrawn with the \
+                         tunnel(s) they went into",
+                        orphans.len()
+                    );
+                }
+                self.ifaces = HostInterfaces::new(cfg, &self.ports);
                 Ok(generation)
             }
             Err(e) => {
@@ -419,11 +642,181 @@ impl ControlState {
                 self.builder
                     .adopt(builder_from_config(&self.cfg, &self.ports));
                 for (&(port, ip), &mac) in &self.learned {
-                    self.builder.neighbor(port, ip, mac);
+                    if !self.is_static_neighbor(port, ip) {
+                        self.builder.neighbor(port, ip, mac);
+                    }
+                }
+                for (p, t) in orphans {
+                    self.builder.dynamic_route(p, t);
                 }
                 self.path_mtus.apply(&mut self.builder);
                 Err(e.to_string())
             }
+        }
+    }
+
+    /// The host interface called `name`, where a route from a routing daemon may go out.
+    pub fn host_interface(&self, name: &str) -> Option<&HostInterface> {
+        self.ifaces.by_name.get(name)
+    }
+
+    /// Whether `ip` is one of our addresses (a port's, a tunnel link's).
+    pub fn is_our_address(&self, ip: Ipv4Addr) -> bool {
+        self.ifaces.ours.contains(&ip)
+    }
+
+    /// A routing daemon connected (again): the dynamic routes it sent before are stale
+    /// until it sends them again ([`ControlState::remove_stale_dynamic`] removes the rest);
+    /// returns the new connection's number.
+    pub fn begin_dynamic_epoch(&mut self) -> u64 {
+        self.dynamic_epoch += 1;
+        self.dynamic_epoch
+    }
+
+    /// How many dynamic routes there are, and how many of them are stale.
+    pub fn dynamic_counts(&self) -> (usize, usize) {
+        let stale = self
+            .dynamic
+            .values()
+            .filter(|m| m.epoch < self.dynamic_epoch)
+            .count();
+        (self.dynamic.len(), stale)
+    }
+
+    /// Apply frames of changes from a routing daemon to the dynamic layer, as one
+    /// publication. Each frame is checked on its own (its targets exist, its next hops are
+    /// not ours, no tunnel's remote is carried into a tunnel) and refused whole, or applied
+    /// whole: a route moved by a removal and an addition in one frame is never missing.
+    pub fn apply_dynamic(&mut self, frames: &[Vec<DynamicChange>]) -> DynamicApplied {
+        type Undo = (Ipv4Prefix, Option<RouteTarget>, Option<DynamicMeta>);
+        let epoch = self.dynamic_epoch;
+        let mut out = DynamicApplied::default();
+        let mut all: Vec<Undo> = Vec::new();
+        let mut changed = false;
+        for frame in frames {
+            let mut undo: Vec<Undo> = Vec::with_capacity(frame.len());
+            let mut counts = FrameApplied::default();
+            let mut refused = None;
+            for c in frame {
+                if let Some(RouteTarget::Native { next_hop, .. }) =
+                    c.route.as_ref().map(|r| &r.target)
+                {
+                    if self.is_our_address(*next_hop) {
+                        refused = Some(format!(
+                            "route {}: next hop {next_hop} is our own address",
+                            c.prefix
+                        ));
+                        break;
+                    }
+                }
+                let (old, meta) = match &c.route {
+                    Some(r) => {
+                        counts.added += 1;
+                        (
+                            self.builder.dynamic_route(c.prefix, r.target.clone()),
+                            self.dynamic.insert(
+                                c.prefix,
+                                DynamicMeta {
+                                    protocol: r.protocol,
+                                    epoch,
+                                },
+                            ),
+                        )
+                    }
+                    None => {
+                        let old = self.builder.remove_dynamic_route(c.prefix);
+                        if old.is_some() {
+                            counts.removed += 1;
+                        } else {
+                            counts.unknown_removals += 1;
+                        }
+                        (old, self.dynamic.remove(&c.prefix))
+                    }
+                };
+                undo.push((c.prefix, old, meta));
+            }
+            if refused.is_none() {
+                let prefixes: Vec<Ipv4Prefix> = frame.iter().map(|c| c.prefix).collect();
+                refused = self.builder.check(&prefixes).err().map(|e| e.to_string());
+            }
+            match refused {
+                Some(e) => {
+                    self.undo_dynamic(undo);
+                    out.frames.push(Err(e));
+                }
+                None => {
+                    changed |= !undo.is_empty();
+                    all.extend(undo);
+                    out.frames.push(Ok(counts));
+                }
+            }
+        }
+        if !changed {
+            return out;
+        }
+        match self.builder.build() {
+            Ok(snap) => {
+                out.generation = Some(snap.generation());
+                self.snapshots.publish(snap);
+            }
+            Err(e) => {
+                // Each frame was checked: together they should hold. Nothing applies if not.
+                log::error!("routes from zebra refused together: {e}");
+                self.undo_dynamic(all);
+                for f in &mut out.frames {
+                    if f.is_ok() {
+                        *f = Err(format!("refused with the frames around it: {e}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn undo_dynamic(&mut self, undo: Vec<(Ipv4Prefix, Option<RouteTarget>, Option<DynamicMeta>)>) {
+        for (p, target, meta) in undo.into_iter().rev() {
+            match target {
+                Some(t) => {
+                    self.builder.dynamic_route(p, t);
+                }
+                None => {
+                    self.builder.remove_dynamic_route(p);
+                }
+            }
+            match meta {
+                Some(m) => {
+                    self.dynamic.insert(p, m);
+                }
+                None => {
+                    self.dynamic.remove(&p);
+                }
+            }
+        }
+    }
+
+    /// Remove the dynamic routes the current connection has not sent again (one
+    /// publication); returns how many went, and the generation without them.
+    pub fn remove_stale_dynamic(&mut self) -> (usize, Option<u64>) {
+        let stale: Vec<DynamicChange> = self
+            .dynamic
+            .iter()
+            .filter(|(_, m)| m.epoch < self.dynamic_epoch)
+            .map(|(&prefix, _)| DynamicChange {
+                prefix,
+                route: None,
+            })
+            .collect();
+        if stale.is_empty() {
+            return (0, None);
+        }
+        let n = stale.len();
+        let done = self.apply_dynamic(&[stale]);
+        match done.frames.first() {
+            Some(Err(e)) => {
+                log::error!("stale routes from zebra could not be removed: {e}");
+                (0, None)
+            }
+            _ => (n, done.generation),
         }
     }
 
@@ -463,6 +856,19 @@ impl ControlState {
         )
     }
 
+    /// A route's target as the API shows it.
+    fn route_json(&self, p: &Ipv4Prefix, t: &RouteTarget) -> Value {
+        match t {
+            RouteTarget::Tunnel(name) => json!({"prefix": p.to_string(), "tunnel": name}),
+            RouteTarget::Native { port, next_hop } => {
+                json!({"prefix": p.to_string(), "port": self.port_name(*port), "next_hop": next_hop.to_string()})
+            }
+            RouteTarget::Blackhole => json!({"prefix": p.to_string(), "blackhole": true}),
+            RouteTarget::Unreachable => json!({"prefix": p.to_string(), "unreachable": true}),
+            RouteTarget::Prohibit => json!({"prefix": p.to_string(), "prohibit": true}),
+        }
+    }
+
     /// The explicit routes of the running configuration (tunnel prefixes are listed with
     /// their tunnels), each with its `source`: `"file"` (as the configuration was last
     /// loaded or saved) or `"api"` (set through the control API since, with the
@@ -473,17 +879,7 @@ impl ControlState {
                 .routes()
                 .iter()
                 .map(|(p, t)| {
-                    let mut v = match t {
-                        RouteTarget::Tunnel(name) => json!({"prefix": p.to_string(), "tunnel": name}),
-                        RouteTarget::Native { port, next_hop } => {
-                            json!({"prefix": p.to_string(), "port": self.port_name(*port), "next_hop": next_hop.to_string()})
-                        }
-                        RouteTarget::Blackhole => json!({"prefix": p.to_string(), "blackhole": true}),
-                        RouteTarget::Unreachable => {
-                            json!({"prefix": p.to_string(), "unreachable": true})
-                        }
-                        RouteTarget::Prohibit => json!({"prefix": p.to_string(), "prohibit": true}),
-                    };
+                    let mut v = self.route_json(p, t);
                     let net = ipnet::Ipv4Net::new(p.addr(), p.prefix_len()).ok();
                     match net.and_then(|n| self.runtime_routes.get(&n)) {
                         Some(g) => {
@@ -492,20 +888,54 @@ impl ControlState {
                         }
                         None => v["source"] = json!("file"),
                     }
+                    v["distance"] = json!(RouteLayer::Static.distance());
                     v
                 })
                 .collect(),
         )
     }
 
-    /// Every route the lookup uses: the explicit ones (as [`ControlState::list_routes`])
-    /// and each tunnel's prefixes (source `"tunnel"`), sorted by prefix; tunnel routes
-    /// carry the tunnel's underlay next hop, its port and whether its MAC is known.
+    /// The routes from zebra (the dynamic layer), each with `source` `"frr"`, the
+    /// `protocol` that chose it in zebra, whether it is `active` (a tunnel's prefix or a
+    /// configured route for the same prefix shadows it: `shadowed_by` says which) and
+    /// whether it is `stale` (sent over an earlier connection, not yet again).
+    pub fn list_dynamic_routes(&self) -> Vec<Value> {
+        self.builder
+            .dynamic_routes()
+            .iter()
+            .map(|(p, t)| {
+                let mut v = self.route_json(p, t);
+                let meta = self.dynamic.get(p);
+                v["source"] = json!("frr");
+                v["protocol"] = json!(super::fpm::protocol_name(meta.map_or(0, |m| m.protocol)));
+                v["distance"] = json!(RouteLayer::Dynamic.distance());
+                v["stale"] = json!(meta.is_some_and(|m| m.epoch < self.dynamic_epoch));
+                match self.builder.installed_layer(*p) {
+                    Some(RouteLayer::Dynamic) => v["active"] = json!(true),
+                    Some(layer) => {
+                        v["active"] = json!(false);
+                        v["shadowed_by"] = json!(match layer {
+                            RouteLayer::Tunnel => "tunnel",
+                            _ => "route",
+                        });
+                    }
+                    None => v["active"] = json!(false),
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Every route: the explicit ones (as [`ControlState::list_routes`]), zebra's (as
+    /// [`ControlState::list_dynamic_routes`]) and each tunnel's prefixes (source
+    /// `"tunnel"`), sorted by prefix (then by distance); routes into tunnels carry the
+    /// tunnel's underlay next hop, its port and whether its MAC is known.
     pub fn list_all_routes(&self) -> Value {
         let mut all = match self.list_routes() {
             Value::Array(v) => v,
             _ => Vec::new(),
         };
+        all.extend(self.list_dynamic_routes());
         let snap = self.snapshots.current();
         let tunnels: HashMap<&str, _> = snap
             .tunnels()
@@ -514,9 +944,8 @@ impl ControlState {
             .collect();
         for (_, t) in snap.tunnels().iter() {
             for p in &t.config.prefixes {
-                all.push(
-                    json!({"prefix": p.to_string(), "tunnel": t.config.name, "source": "tunnel"}),
-                );
+                all.push(json!({"prefix": p.to_string(), "tunnel": t.config.name,
+                                "source": "tunnel", "distance": RouteLayer::Tunnel.distance()}));
             }
         }
         for r in &mut all {
@@ -528,18 +957,18 @@ impl ControlState {
             r["resolved"] = json!(t.next_hop_mac.is_some());
         }
         all.sort_by_key(|r| {
-            r["prefix"]
+            let net = r["prefix"]
                 .as_str()
                 .and_then(|p| p.parse::<ipnet::Ipv4Net>().ok())
-                .map(|n| (u32::from(n.network()), n.prefix_len()))
+                .map(|n| (u32::from(n.network()), n.prefix_len()));
+            (net, r["distance"].as_u64())
         });
         Value::Array(all)
     }
 
-    /// The route that decides `dst`: the longest prefix, explicit or a tunnel's, that
-    /// holds it, with what it does; `None` when no route holds it.
-    fn matching_route(&self, dst: Ipv4Addr) -> Option<Value> {
-        let routes = self.builder.routes();
+    /// The installed route that decides `dst`: the longest prefix routed by any layer, and
+    /// the layer of least distance for it; `None` when no route holds it.
+    fn installed_route(&self, dst: Ipv4Addr) -> Option<(Ipv4Prefix, RouteLayer, RouteTarget)> {
         let tunnel_prefixes: HashMap<Ipv4Prefix, &str> = self
             .builder
             .tunnels()
@@ -548,19 +977,44 @@ impl ControlState {
             .collect();
         (0..=32u8).rev().find_map(|len| {
             let p = Ipv4Prefix::truncating(dst, len).ok()?;
-            if let Some(t) = routes.get(&p) {
-                let what = match t {
-                    RouteTarget::Tunnel(_) => "tunnel",
-                    RouteTarget::Native { .. } => "native",
-                    RouteTarget::Blackhole => "blackhole",
-                    RouteTarget::Unreachable => "unreachable",
-                    RouteTarget::Prohibit => "prohibit",
-                };
-                return Some(json!({"prefix": p.to_string(), "kind": what, "source": "route"}));
+            if let Some(name) = tunnel_prefixes.get(&p) {
+                return Some((
+                    p,
+                    RouteLayer::Tunnel,
+                    RouteTarget::Tunnel((*name).to_owned()),
+                ));
             }
-            tunnel_prefixes.get(&p).map(|name| {
+            if let Some(t) = self.builder.routes().get(&p) {
+                return Some((p, RouteLayer::Static, t.clone()));
+            }
+            self.builder
+                .dynamic_routes()
+                .get(&p)
+                .map(|t| (p, RouteLayer::Dynamic, t.clone()))
+        })
+    }
+
+    /// The route that decides `dst`: the longest prefix, explicit, zebra's or a tunnel's,
+    /// that holds it, with what it does; `None` when no route holds it.
+    fn matching_route(&self, dst: Ipv4Addr) -> Option<Value> {
+        let (p, layer, t) = self.installed_route(dst)?;
+        let what = match &t {
+            RouteTarget::Tunnel(_) => "tunnel",
+            RouteTarget::Native { .. } => "native",
+            RouteTarget::Blackhole => "blackhole",
+            RouteTarget::Unreachable => "unreachable",
+            RouteTarget::Prohibit => "prohibit",
+        };
+        Some(match (layer, t) {
+            (RouteLayer::Tunnel, RouteTarget::Tunnel(name)) => {
                 json!({"prefix": p.to_string(), "kind": "tunnel", "source": "tunnel", "tunnel": name})
-            })
+            }
+            (RouteLayer::Dynamic, _) => {
+                let protocol = self.dynamic.get(&p).map_or(0, |m| m.protocol);
+                json!({"prefix": p.to_string(), "kind": what, "source": "frr",
+                       "protocol": super::fpm::protocol_name(protocol)})
+            }
+            _ => json!({"prefix": p.to_string(), "kind": what, "source": "route"}),
         })
     }
 
@@ -613,13 +1067,9 @@ impl ControlState {
 
     /// The next hop of the native route that holds `dst`.
     fn native_next_hop(&self, dst: Ipv4Addr) -> Option<String> {
-        let routes = self.builder.routes();
-        (0..=32u8).rev().find_map(|len| {
-            let p = Ipv4Prefix::truncating(dst, len).ok()?;
-            match routes.get(&p) {
-                Some(RouteTarget::Native { next_hop, .. }) => Some(next_hop.to_string()),
-                _ => None,
-            }
-        })
+        match self.installed_route(dst)? {
+            (_, _, RouteTarget::Native { next_hop, .. }) => Some(next_hop.to_string()),
+            _ => None,
+        }
     }
 }

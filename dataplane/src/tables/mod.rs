@@ -8,7 +8,8 @@ pub mod tunnel;
 
 pub use publish::{Publisher, Reader, Versioned};
 pub use snapshot::{
-    BuildError, IcmpLimit, PortEntry, PortRoles, RouteTarget, Snapshot, SnapshotBuilder, Target,
+    BuildError, IcmpLimit, PortEntry, PortRoles, RouteLayer, RouteTarget, Snapshot,
+    SnapshotBuilder, Target,
 };
 pub use tunnel::{
     DfPolicy, DscpPolicy, SequenceCheck, TtlPolicy, Tunnel, TunnelId, TunnelKey, TunnelMode,

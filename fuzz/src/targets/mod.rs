@@ -2,6 +2,7 @@
 
 pub mod config_parse;
 pub mod control_request;
+pub mod fpm_frames;
 pub mod pipeline_burst;
 pub mod pipeline_packet;
 pub mod wire_headers;
@@ -16,4 +17,5 @@ pub const ALL: &[(&str, Run)] = &[
     ("pipeline_burst", pipeline_burst::run),
     ("config_parse", config_parse::run),
     ("control_request", control_request::run),
+    ("fpm_frames", fpm_frames::run),
 ];
