@@ -79,6 +79,8 @@ pub fn builder_from_config(
         tunnel.link = t.link;
         tunnel.probe = t.probe;
         tunnel.fallback = t.fallback;
+        // BGP routes the client's prefixes only where its routes reach us (FPM).
+        tunnel.bgp = t.bgp.is_some() && cfg.fpm.is_some();
         b.tunnel(tunnel);
     }
     for r in &cfg.routes {

@@ -584,6 +584,9 @@ struct ControlReport {
     pmtu_lowered: u64,
     pmtu_ignored: u64,
     pmtu_expired: u64,
+    /// Probed tunnels that went down, and came back up (each logged).
+    tunnels_down: u64,
+    tunnels_up: u64,
 }
 
 /// What the workers hand the control thread: neighbours heard by ARP, and what the underlay
@@ -688,6 +691,61 @@ impl Control<'_, '_> {
                 self.report.arp_request_failed += 1;
             }
         }
+    }
+}
+
+/// Act on the probed tunnels' health: a tunnel its probes find down leaves the routes when
+/// it falls back, and rejoins them when they find it up (one publication for all that
+/// changed). Each change is logged and counted.
+fn tunnel_health(state: &Mutex<ControlState>, appliance: &Appliance, counted: &mut ControlReport) {
+    let down: std::collections::BTreeSet<String> = match appliance.host.probes.lock() {
+        Ok(mut board) => {
+            // The prober logs each change itself; what counts here is the state now.
+            board.changes.clear();
+            board
+                .tunnels
+                .iter()
+                .filter(|(_, p)| p.health == dataplane::control::health::Health::Down)
+                .map(|(n, _)| n.clone())
+                .collect()
+        }
+        Err(_) => return,
+    };
+    let Ok(mut st) = state.lock() else {
+        return;
+    };
+    if st.tunnels_down() == &down {
+        return;
+    }
+    match st.tunnel_health(&down) {
+        Ok((changes, generation)) => {
+            for (name, is_down) in changes {
+                let falls_back = st
+                    .config()
+                    .tunnels
+                    .iter()
+                    .any(|t| t.name == name && t.fallback);
+                if is_down {
+                    counted.tunnels_down += 1;
+                } else {
+                    counted.tunnels_up += 1;
+                }
+                let what = match (is_down, falls_back) {
+                    (true, true) => "down: its prefixes fall back to what else covers them",
+                    (true, false) => "down (no fallback: its prefixes stay routed into it)",
+                    (false, true) => "up: its prefixes are routed into it again",
+                    (false, false) => "up",
+                };
+                match generation {
+                    Some(g) => log::warn!(
+                        target: dataplane::control::audit::TARGET,
+                        "generation {g}: tunnel {name:?} {what}"
+                    ),
+                    None => log::warn!("tunnel {name:?} {what}"),
+                }
+            }
+        }
+        Err(e) => log::error!("cannot act on the tunnels' health: {e}"),
     }
 }
 
@@ -1001,6 +1059,7 @@ fn supervise_loop(
             &mut control.report,
             Instant::now(),
         );
+        tunnel_health(control.state, appliance, &mut control.report);
         if let (Some(f), Ok(st)) = (frr.as_mut(), control.state.try_lock()) {
             let generation = st.snapshots().current().generation();
             f.tick(st.config(), &appliance.about.config, generation, fpm);
@@ -1052,6 +1111,8 @@ impl ControlReport {
             (&to.pmtu_lowered, self.pmtu_lowered),
             (&to.pmtu_ignored, self.pmtu_ignored),
             (&to.pmtu_expired, self.pmtu_expired),
+            (&to.tunnels_down, self.tunnels_down),
+            (&to.tunnels_up, self.tunnels_up),
         ] {
             shared.store(v, Ordering::Relaxed);
         }
@@ -1184,6 +1245,8 @@ fn final_stats(
         "pmtu_lowered": control.pmtu_lowered,
         "pmtu_ignored": control.pmtu_ignored,
         "pmtu_expired": control.pmtu_expired,
+        "tunnels_down": control.tunnels_down,
+        "tunnels_up": control.tunnels_up,
         "snapshots_retired_max": control.snapshots_retired_max,
         "snapshots_reclaimed": control.snapshots_reclaimed,
         "punt_dropped": reports.iter().map(|r| r.punt_dropped.iter().sum::<u64>()).sum::<u64>(),

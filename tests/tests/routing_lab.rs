@@ -15,7 +15,15 @@
 //!   them, and B's traffic is unaffected;
 //! - the probed tunnel to site C is up;
 //! - zebra's routes reach the appliance over FPM: the prefixes A and B announce, into their
-//!   tunnels, shadowed by the tunnels' own prefixes (which win by distance), nothing refused;
+//!   tunnels, and they route them (the tunnels fall back, so their own prefixes only bound
+//!   what the clients may announce), nothing refused;
+//! - fallback: site B's tunnel endpoint frozen (SIGSTOP) while host A pings host B 20 times a
+//!   second: BFD takes the session down, FRR withdraws B's prefix, and the appliance routes
+//!   it natively through the Internet port; pings keep being answered through the Internet;
+//!   thawed, the route comes back into the tunnel. Site C's tunnel frozen: its probes miss,
+//!   the appliance takes C's prefix out of the tunnel (A's packets leave through the
+//!   Internet port), and puts it back once the probes return. The times are reported;
+//!   the deadlines leave room for a loaded machine;
 //! - a new client: `ctl tunnel-add` of site D (its router ready and waiting) reaches every
 //!   other BGP site's router (the appliance rewrites FRR's configuration and reloads it),
 //!   hosts reach D, and zebra's route for D's prefix reaches the appliance; `ctl tunnel-del`
@@ -24,7 +32,7 @@
 //! Needs root, network namespaces, /dev/net/tun, FRR and BIRD (scripts/setup.sh). Where they
 //! are missing the test fails and says why: it never skips.
 
-use backbone_tests::{backbone_bin, repo_root, scratch_dir, wait_for};
+use backbone_tests::{backbone_bin, repo_root, scratch_dir, wait_for, wait_until};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -164,6 +172,152 @@ fn tunnel_counter(counters: &Value, name: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The PID the lab script recorded for one of its processes (`$LAB_DIR/pids/NAME.pid`).
+fn lab_pid(lab: &Lab, name: &str) -> String {
+    let f = lab.dir.join(format!("pids/{name}.pid"));
+    let s = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    s.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+fn signal(pid: &str, sig: &str) {
+    let out = Command::new("kill")
+        .args([&format!("-{sig}"), pid])
+        .output()
+        .expect("kill");
+    assert!(out.status.success(), "kill -{sig} {pid}: {}", text(&out));
+}
+
+/// What the appliance's tables do with `dst`: `"tunnel NAME"` or `"port NAME"`.
+fn lookup(lab: &Lab, dst: &str) -> String {
+    let v = lab.ctl(&["lookup", dst]);
+    match (v["via"]["tunnel"].as_str(), v["via"]["port"].as_str()) {
+        (Some(t), _) => format!("tunnel {t}"),
+        (None, Some(p)) => format!("port {p}"),
+        _ => format!("no route ({v})"),
+    }
+}
+
+fn port_counter(counters: &Value, name: &str, field: &str) -> u64 {
+    counters["ports"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .and_then(|p| p[field].as_u64())
+        .unwrap_or(0)
+}
+
+/// The counters from a copy every worker made after this call (the workers publish theirs
+/// every few thousand polls).
+fn fresh_counters(lab: &Lab) -> Value {
+    let copies = |c: &Value| c["workers"][0]["copies"].as_u64().unwrap_or(0);
+    let seen = copies(&lab.ctl(&["counters"]));
+    wait_for(Duration::from_secs(10), "a copy of the counters", || {
+        let c = lab.ctl(&["counters"]);
+        if copies(&c) > seen {
+            Ok(c)
+        } else {
+            Err("not yet")
+        }
+    })
+}
+
+/// 1 MiB of random bytes by TCP from host `from` to host `to` (`to_ip`), with socat; the
+/// bytes received must be the bytes sent.
+fn transfer(lab: &Lab, from: char, to: char, to_ip: &str, port: u16) -> String {
+    let sent = lab.dir.join(format!("tcp-{from}{to}.tx"));
+    let got = lab.dir.join(format!("tcp-{from}{to}.rx"));
+    let mut data = vec![0u8; 1 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(port);
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(&sent, &data).expect("write the data to send");
+    let ns = |h: char| format!("{}-h{h}", lab.prefix);
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &ns(to), "socat", "-u"])
+        .arg(format!("TCP-LISTEN:{port},reuseaddr"))
+        .arg(format!("OPEN:{},creat,trunc", got.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("socat listener");
+    wait_until(
+        Duration::from_secs(10),
+        &format!("socat listening in host {to}"),
+        || {
+            let ss = text(&lab.exec(&format!("h{to}"), &["ss", "-ltnH"]));
+            ss.contains(&format!(":{port} "))
+        },
+    );
+    let t = std::time::Instant::now();
+    let out = lab.exec(
+        &format!("h{from}"),
+        &[
+            "timeout",
+            "60",
+            "socat",
+            "-u",
+            &format!("OPEN:{}", sent.display()),
+            &format!("TCP:{to_ip}:{port}"),
+        ],
+    );
+    assert!(out.status.success(), "socat {from} -> {to}: {}", text(&out));
+    let status = wait_for(
+        Duration::from_secs(30),
+        "the listener's end",
+        || match listener.try_wait() {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err("still receiving".to_owned()),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    assert!(status.success(), "socat listener in host {to}: {status}");
+    let received = std::fs::read(&got).expect("the bytes received");
+    assert!(
+        received == data,
+        "TCP host {from} -> host {to}: {} bytes received of {}, or different bytes",
+        received.len(),
+        data.len()
+    );
+    format!(
+        "TCP host {} -> host {}: 1 MiB in {:.2} s, byte for byte",
+        from.to_ascii_uppercase(),
+        to.to_ascii_uppercase(),
+        t.elapsed().as_secs_f64()
+    )
+}
+
+/// The replies a `ping -D` printed, as (unix time, sequence number).
+fn ping_replies(out: &str) -> Vec<(f64, u64)> {
+    out.lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| {
+            let t = l
+                .strip_prefix('[')?
+                .split(']')
+                .next()?
+                .parse::<f64>()
+                .ok()?;
+            let seq = l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("icmp_seq="))?
+                .parse::<u64>()
+                .ok()?;
+            Some((t, seq))
+        })
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 #[test]
 fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
     let mut lab = Lab::up();
@@ -247,7 +401,8 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
     summary.push("routers A and B hold every other site's prefix through their tunnel".into());
 
     // zebra hands what BGP selected to the appliance over FPM: A's and B's prefixes, into
-    // their tunnels (the tunnels' own prefixes win by distance and keep forwarding).
+    // their tunnels. Those route them: the tunnels fall back (the lab has an Internet
+    // port), so their own prefixes only bound what the clients may announce.
     for (tunnel, prefix) in [("site-a", "10.1.0.0/16"), ("site-b", "10.2.0.0/16")] {
         let r = wait_for(
             Duration::from_secs(30),
@@ -256,7 +411,12 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         );
         assert_eq!(r["protocol"], "bgp", "{r}");
         assert_eq!(r["tunnel"], tunnel, "{r}");
-        assert_eq!(r["shadowed_by"], "tunnel", "{r}");
+        assert!(r["shadowed_by"].is_null(), "{r}");
+        assert_eq!(
+            lookup(&lab, &prefix.replace(".0.0/16", ".0.10")),
+            format!("tunnel {tunnel}"),
+            "{r}"
+        );
     }
     let fpm = &lab.ctl(&["counters"])["fpm"];
     assert_eq!(fpm["connected"], 1, "{fpm}");
@@ -296,18 +456,7 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
             assert!(got >= 2, "ping host {from} -> host {to}:\n{s}");
         }
     }
-    // The workers publish a copy of their counters every few thousand polls: take one
-    // they made after the last ping.
-    let copies = |c: &Value| c["workers"][0]["copies"].as_u64().unwrap_or(0);
-    let seen = copies(&lab.ctl(&["counters"]));
-    let after = wait_for(Duration::from_secs(10), "a copy of the counters", || {
-        let c = lab.ctl(&["counters"]);
-        if copies(&c) > seen {
-            Ok(c)
-        } else {
-            Err("not yet")
-        }
-    });
+    let after = fresh_counters(&lab);
     for t in ["site-a", "site-b", "site-c"] {
         // Each site sends 2 x 3 requests and answers 2 x 3: at least 2 x 2 x 2 each way.
         for f in ["rx_packets", "tx_packets"] {
@@ -316,6 +465,30 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         }
     }
     summary.push("pings between every pair of hosts, through the tunnels".into());
+
+    // 1 MiB by TCP between every pair, through the tunnels.
+    let before = fresh_counters(&lab);
+    let mut port = 7000;
+    for (from, _, _) in SITES {
+        for (to, ip, _) in SITES {
+            if from == to {
+                continue;
+            }
+            port += 1;
+            summary.push(transfer(&lab, from, to, ip, port));
+        }
+    }
+    let after = fresh_counters(&lab);
+    for t in ["site-a", "site-b", "site-c"] {
+        // Each site sends 2 MiB and receives 2 MiB, in segments of at most 1,460 bytes.
+        for f in ["rx_bytes", "tx_bytes"] {
+            let d = tunnel_counter(&after, t, f) - tunnel_counter(&before, t, f);
+            assert!(
+                d >= 2 << 20,
+                "{t} {f} grew by {d} only: the transfers went around it"
+            );
+        }
+    }
 
     // The hijack: site A announces one of B's prefixes and 8.8.8.0/24.
     let conf = lab.dir.join("bird-a.conf");
@@ -372,6 +545,180 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
          edge; B unaffected"
             .into(),
     );
+
+    // Fallback, BGP and BFD: site B's tunnel freezes (its endpoint stopped) while host A
+    // pings host B 20 times a second. BFD (100 ms x 3) takes B's session down at the edge,
+    // FRR withdraws B's prefix, zebra tells the appliance over FPM: the appliance routes
+    // 10.2.0.0/16 by what else covers it, the default route out of the Internet port; A
+    // hears the withdrawal too and uses its own default route. B's router, its session down
+    // as well, answers through the Internet. When the tunnel thaws, the session and the
+    // routes come back.
+    assert_eq!(lookup(&lab, "10.2.0.10"), "tunnel site-b");
+    let mut ping = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-ha", lab.prefix)])
+        .args(["ping", "-n", "-D", "-i", "0.05", "-W", "1", "10.2.0.10"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ping");
+    let pinger = ping.id().to_string();
+    // Its output as it comes.
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = ping.stdout.take().expect("ping's stdout");
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap_or_else(|e| e.into_inner()).push(l);
+            }
+        })
+    };
+    let replies_now = || ping_replies(&lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n"));
+    let before = lab.ctl(&["counters"]);
+    wait_until(Duration::from_secs(10), "A's pings through site-b", || {
+        let c = lab.ctl(&["counters"]);
+        tunnel_counter(&c, "site-b", "tx_packets")
+            >= tunnel_counter(&before, "site-b", "tx_packets") + 5
+    });
+    let endpoint_b = lab_pid(&lab, "tunnel-b");
+    signal(&endpoint_b, "STOP");
+    let t = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "10.2.0.0/16 native at the edge",
+        || lookup(&lab, "10.2.0.10") == "port inet0",
+    );
+    let fallback_b = t.elapsed();
+    // Answered while the tunnel is frozen, through the Internet.
+    let fell_back = unix_now();
+    wait_until(
+        Duration::from_secs(10),
+        "A's pings answered while B's tunnel is frozen",
+        || replies_now().iter().filter(|(t, _)| *t > fell_back).count() >= 10,
+    );
+    signal(&endpoint_b, "CONT");
+    let (resumed, t) = (unix_now(), std::time::Instant::now());
+    wait_until(
+        Duration::from_secs(30),
+        "10.2.0.0/16 into site-b again",
+        || lookup(&lab, "10.2.0.10") == "tunnel site-b",
+    );
+    let recovery_b = t.elapsed();
+    let back = lab.ctl(&["counters"]);
+    wait_until(
+        Duration::from_secs(10),
+        "A's pings through site-b again",
+        || {
+            let c = lab.ctl(&["counters"]);
+            tunnel_counter(&c, "site-b", "tx_packets")
+                >= tunnel_counter(&back, "site-b", "tx_packets") + 5
+        },
+    );
+    signal(&pinger, "INT");
+    let _ = ping.wait();
+    let _ = reader.join();
+    let out = lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+    let replies = ping_replies(&out);
+    let sent = replies.iter().map(|r| r.1).max().unwrap_or(0);
+    let during = replies
+        .iter()
+        .filter(|(t, _)| *t > fell_back && *t < resumed)
+        .count();
+    assert!(
+        during >= 10,
+        "host A's pings to B while site-b was frozen and the edge had fallen back: {during} \
+         answered (20 a second):\n{out}"
+    );
+    // Sequence numbers start at 1: the last one is how many were sent before the end.
+    let lost = sent.saturating_sub(replies.len() as u64);
+    summary.push(format!(
+        "fallback, site B (BGP, BFD 100 ms x 3): native at the edge {:.2} s after its tunnel \
+         froze, back into the tunnel {:.2} s after it thawed; host A's pings (20/s): {} \
+         answered, {lost} lost, {during} answered through the Internet while frozen",
+        fallback_b.as_secs_f64(),
+        recovery_b.as_secs_f64(),
+        replies.len(),
+    ));
+
+    // Fallback, probes: site C's tunnel freezes. Three probes missed (300 ms apart) and the
+    // edge takes 10.3.0.0/16 out of the tunnel: what A sends to C leaves through the
+    // Internet port. (Router C keeps routing 10.0.0.0/8 into its frozen tunnel, so nothing
+    // comes back: the edge's side is what is measured.) When it thaws, the next probe's
+    // reply brings the route back.
+    assert_eq!(lookup(&lab, "10.3.0.10"), "tunnel site-c");
+    let endpoint_c = lab_pid(&lab, "tunnel-c");
+    signal(&endpoint_c, "STOP");
+    let t = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "10.3.0.0/16 native at the edge",
+        || lookup(&lab, "10.3.0.10") == "port inet0",
+    );
+    let fallback_c = t.elapsed();
+    let tunnels = lab.ctl(&["tunnels"]);
+    let c = tunnels["tunnels"]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == "site-c").cloned())
+        .unwrap_or_default();
+    assert_eq!(c["probe"]["health"], "down", "{c}");
+    let before = fresh_counters(&lab);
+    let out = lab.exec(
+        "ha",
+        &[
+            "ping",
+            "-n",
+            "-c",
+            "10",
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            "10.3.0.10",
+        ],
+    );
+    let after = fresh_counters(&lab);
+    let native =
+        port_counter(&after, "inet0", "tx_packets") - port_counter(&before, "inet0", "tx_packets");
+    assert!(
+        native >= 10,
+        "A's 10 pings to C left through the Internet port: {native} packets ({})",
+        text(&out)
+    );
+    signal(&endpoint_c, "CONT");
+    let t = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "10.3.0.0/16 into site-c again",
+        || lookup(&lab, "10.3.0.10") == "tunnel site-c",
+    );
+    let recovery_c = t.elapsed();
+    let out = lab.exec(
+        "ha",
+        &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "10.3.0.10"],
+    );
+    assert!(
+        out.status.success(),
+        "A -> C through site-c again: {}",
+        text(&out)
+    );
+    let counters = lab.ctl(&["counters"]);
+    assert!(
+        counters["control"]["tunnels_down"].as_u64().unwrap_or(0) >= 1
+            && counters["control"]["tunnels_up"].as_u64().unwrap_or(0) >= 1,
+        "the probed tunnel's changes counted: {}",
+        counters["control"]
+    );
+    summary.push(format!(
+        "fallback, site C (probes 300 ms x 3): native at the edge {:.2} s after its tunnel \
+         froze, back into the tunnel {:.2} s after it thawed",
+        fallback_c.as_secs_f64(),
+        recovery_c.as_secs_f64()
+    ));
 
     // A new client: site D's router is ready; the edge gets its tunnel at run time. Its
     // prefix must reach every other BGP site, and its traffic flow.

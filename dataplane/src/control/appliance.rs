@@ -92,6 +92,9 @@ pub struct ControlCounters {
     pub pmtu_lowered: AtomicU64,
     pub pmtu_ignored: AtomicU64,
     pub pmtu_expired: AtomicU64,
+    /// Probed tunnels that went down, and came back up.
+    pub tunnels_down: AtomicU64,
+    pub tunnels_up: AtomicU64,
     /// Configuration reloads (SIGHUP, `ctl reload`) applied, and refused.
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
@@ -104,7 +107,7 @@ pub struct ControlCounters {
 
 impl ControlCounters {
     /// Every counter, by name.
-    pub fn named(&self) -> [(&'static str, u64); 15] {
+    pub fn named(&self) -> [(&'static str, u64); 17] {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("arp_requests", n(&self.arp_requests)),
@@ -117,6 +120,8 @@ impl ControlCounters {
             ("pmtu_lowered", n(&self.pmtu_lowered)),
             ("pmtu_ignored", n(&self.pmtu_ignored)),
             ("pmtu_expired", n(&self.pmtu_expired)),
+            ("tunnels_down", n(&self.tunnels_down)),
+            ("tunnels_up", n(&self.tunnels_up)),
             ("reloads", n(&self.reloads)),
             ("reload_failures", n(&self.reload_failures)),
             ("frr_writes", n(&self.frr_writes)),

@@ -561,6 +561,16 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             "Path MTUs expired: the tunnel is back to its configured MTU.",
         ),
         (
+            "tunnels_down",
+            "backbone_tunnels_down",
+            "Probed tunnels found down by their probes (their prefixes fall back where the tunnel says so).",
+        ),
+        (
+            "tunnels_up",
+            "backbone_tunnels_up",
+            "Probed tunnels found up again by their probes.",
+        ),
+        (
             "reloads",
             "backbone_config_reloads",
             "Configuration reloads applied (SIGHUP, ctl reload).",

@@ -21,7 +21,7 @@ use crate::wire::EthernetAddress;
 use core::net::Ipv4Addr;
 use pipeline_config::{ConfigDocument, Difference, RouteEdit, ValidatedConfig};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -83,7 +83,14 @@ pub struct ControlState {
     /// Path MTUs the underlay reported for the tunnels (not configuration: kept across
     /// changes while the tunnel stays the same, and never saved).
     path_mtus: PathMtus,
+    /// Tunnels their probes say are down (not configuration: kept across changes while
+    /// the tunnel exists). Those that fall back route none of their prefixes.
+    down: BTreeSet<String>,
 }
+
+/// The tunnels whose health changed (name, down), and the generation that took them into
+/// the routes, if one was needed.
+pub type HealthApplied = (Vec<(String, bool)>, Option<u64>);
 
 /// A host interface a route from a routing daemon may go out of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +217,7 @@ impl ControlState {
             dynamic: HashMap::new(),
             dynamic_epoch: 0,
             path_mtus: PathMtus::default(),
+            down: BTreeSet::new(),
         })
     }
 
@@ -577,6 +585,55 @@ impl ControlState {
         Ok((list, Some(generation)))
     }
 
+    /// Take the probed tunnels' health: `down` names every probed tunnel that is down
+    /// now. Those that changed are marked in the tables, in one publication when one falls
+    /// back or comes back (its prefixes leave or rejoin the routes). Returns each change
+    /// (tunnel, down) and the generation published, if any.
+    pub fn tunnel_health(&mut self, down: &BTreeSet<String>) -> Result<HealthApplied, String> {
+        let changes: Vec<(String, bool)> = self
+            .down
+            .symmetric_difference(down)
+            .filter(|n| self.cfg.tunnels.iter().any(|t| &t.name == *n))
+            .map(|n| (n.clone(), down.contains(n)))
+            .collect();
+        if changes.is_empty() {
+            return Ok((changes, None));
+        }
+        let mut moved = false;
+        for (name, d) in &changes {
+            moved |= self.builder.set_tunnel_down(name, *d)
+                && self
+                    .cfg
+                    .tunnels
+                    .iter()
+                    .any(|t| &t.name == name && t.fallback);
+        }
+        if !moved {
+            // Nothing routes differently (no fallback): the builder keeps the mark for
+            // the next build.
+            self.down = down.clone();
+            return Ok((changes, None));
+        }
+        match self.publish_built() {
+            Ok(g) => {
+                self.down = down.clone();
+                Ok((changes, Some(g)))
+            }
+            Err(e) => {
+                // Put the marks back: nothing half-applied.
+                for (name, d) in &changes {
+                    self.builder.set_tunnel_down(name, !*d);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The tunnels their probes say are down.
+    pub fn tunnels_down(&self) -> &BTreeSet<String> {
+        &self.down
+    }
+
     /// The path MTUs in force.
     pub fn path_mtus(&self) -> &PathMtus {
         &self.path_mtus
@@ -617,6 +674,9 @@ impl ControlState {
             self.builder.remove_dynamic_route(*p);
         }
         self.path_mtus.apply(&mut next);
+        for name in &self.down {
+            next.set_tunnel_down(name, true);
+        }
         self.builder.adopt(next);
         match self.builder.build() {
             Ok(snap) => {
@@ -650,6 +710,9 @@ impl ControlState {
                     self.builder.dynamic_route(p, t);
                 }
                 self.path_mtus.apply(&mut self.builder);
+                for name in &self.down {
+                    self.builder.set_tunnel_down(name, true);
+                }
                 Err(e.to_string())
             }
         }

@@ -460,6 +460,21 @@ impl SnapshotBuilder {
         before != self.tunnels.len()
     }
 
+    /// Mark a tunnel down or up (its health); returns whether that changed anything. A
+    /// tunnel that falls back stops or starts routing its prefixes with the next build.
+    pub fn set_tunnel_down(&mut self, name: &str, down: bool) -> bool {
+        match self.tunnels.iter_mut().find(|t| t.name == name) {
+            Some(t) if t.down != down => {
+                t.down = down;
+                // Its prefixes move between the tunnel layer and what else covers them:
+                // the structure's build brings the routes up to date.
+                self.dirty.structure = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Add or replace a route of the configuration (the static layer).
     pub fn route(&mut self, prefix: Ipv4Prefix, target: RouteTarget) -> &mut Self {
         if self.routes.get(&prefix) != Some(&target) {
@@ -1038,17 +1053,24 @@ impl SnapshotBuilder {
 
         // The tunnels' prefixes and sources; every conflict found before anything changes.
         let mut tunnel_routes: HashMap<Ipv4Prefix, (u32, usize)> = HashMap::new();
+        let mut claimed: HashMap<Ipv4Prefix, usize> = HashMap::new();
         let mut sources_wanted: HashMap<Ipv4Prefix, NextHop> = HashMap::new();
         let mut source_owner: HashMap<Ipv4Prefix, usize> = HashMap::new();
         for (i, t) in self.tunnels.iter().enumerate() {
             let nh = NextHop::new(slot_of[i]).ok_or(BuildError::TooMany)?;
             for &p in &t.prefixes {
-                if let Some((_, first)) = tunnel_routes.insert(p, (slot_of[i], i)) {
+                if let Some(first) = claimed.insert(p, i) {
                     return Err(BuildError::DuplicatePrefix {
                         prefix: p,
                         first: format!("tunnel {:?}", self.tunnels[first].name),
                         second: format!("tunnel {:?}", t.name),
                     });
+                }
+                // A tunnel that falls back while it is down (or whose client's routes come
+                // from BGP) claims its prefixes without routing them: what else covers
+                // them takes their traffic.
+                if t.routes_its_prefixes() {
+                    tunnel_routes.insert(p, (slot_of[i], i));
                 }
             }
             // The client router's side of the link is the client's too.
@@ -1403,6 +1425,78 @@ mod tests {
             Some(Target::Native { port, dst_mac, .. }) => format!("port {port} {dst_mac:?}"),
             Some(other) => format!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_tunnel_that_falls_back_routes_its_prefixes_only_while_up() {
+        let mut b = base();
+        // "a" falls back, "b" does not; 10.0.0.0/8 into "b" is what else covers 10.1/16.
+        let mut a = b.tunnels()[0].clone();
+        assert_eq!(a.name, "a");
+        a.fallback = true;
+        b.remove_tunnel("a");
+        b.tunnel(a.clone());
+        let mut t = Tunnel::new(
+            "b",
+            TunnelMode::Gre,
+            addr("192.0.2.1"),
+            addr("198.51.100.2"),
+            0,
+        );
+        t.prefixes.push("10.2.0.0/16".parse().unwrap());
+        b.tunnel(t);
+        b.route(
+            "10.0.0.0/8".parse().unwrap(),
+            RouteTarget::Tunnel("b".into()),
+        );
+        let s = b.build().unwrap();
+        let id_a = s.tunnels().by_name("a").unwrap();
+        assert_eq!(target_name(&s, "10.1.1.1"), "a");
+
+        assert!(b.set_tunnel_down("a", true));
+        assert!(!b.set_tunnel_down("a", true), "already down: no change");
+        assert!(!b.set_tunnel_down("nope", true), "no such tunnel");
+        let s = b.build().unwrap();
+        assert_eq!(
+            target_name(&s, "10.1.1.1"),
+            "b",
+            "the covering route takes it"
+        );
+        assert_eq!(b.installed_layer("10.1.0.0/16".parse().unwrap()), None);
+        // Still a's own: what a sends from 10.1/16 passes the source check.
+        assert_eq!(s.source_owner(u32::from(addr("10.1.1.1"))), Some(id_a));
+        assert!(b.set_tunnel_down("a", false));
+        let s = b.build().unwrap();
+        assert_eq!(target_name(&s, "10.1.1.1"), "a", "back into the tunnel");
+
+        // Without fallback, down routes as before.
+        assert!(b.set_tunnel_down("b", true));
+        let s = b.build().unwrap();
+        assert_eq!(target_name(&s, "10.2.1.1"), "b");
+
+        // A client whose prefixes come from BGP: only zebra's routes route them.
+        a.bgp = true;
+        b.remove_tunnel("a");
+        b.tunnel(a);
+        let s = b.build().unwrap();
+        assert_eq!(target_name(&s, "10.1.1.1"), "b");
+        b.dynamic_route(
+            "10.1.0.0/16".parse().unwrap(),
+            RouteTarget::Tunnel("a".into()),
+        );
+        let s = b.build().unwrap();
+        assert_eq!(target_name(&s, "10.1.1.1"), "a");
+        assert_eq!(
+            b.installed_layer("10.1.0.0/16".parse().unwrap()),
+            Some(RouteLayer::Dynamic)
+        );
+        b.remove_dynamic_route("10.1.0.0/16".parse().unwrap());
+        let s = b.build().unwrap();
+        assert_eq!(
+            target_name(&s, "10.1.1.1"),
+            "b",
+            "withdrawn: what else covers it"
+        );
     }
 
     #[test]

@@ -107,8 +107,12 @@ pub struct Tunnel {
     /// While the tunnel is down, its prefixes are not routed into it: what covers them
     /// otherwise (a default route through the Internet port) takes them.
     pub fallback: bool,
-    /// Down (by its probes, or BFD): with `fallback`, its prefixes are not routed.
+    /// Down (by its probes): with `fallback`, its prefixes are not routed.
     pub down: bool,
+    /// Its client's prefixes are routed from the client's BGP session (zebra's routes, over
+    /// FPM): with `fallback`, its own `prefixes` are not routed, so that a session BFD takes
+    /// down takes its routes with it.
+    pub bgp: bool,
 }
 
 impl Tunnel {
@@ -141,7 +145,14 @@ impl Tunnel {
             probe: false,
             fallback: false,
             down: false,
+            bgp: false,
         }
+    }
+
+    /// Whether its `prefixes` are routed into it now: always, unless it falls back (then
+    /// not while it is down, and never when BGP routes its client's prefixes).
+    pub fn routes_its_prefixes(&self) -> bool {
+        !(self.fallback && (self.down || self.bgp))
     }
 
     /// The lookup key packets of this tunnel arrive with.
