@@ -191,17 +191,18 @@ class Appliance:
         subprocess.run(["ip", "netns", "del", self.ns])
 
 
-def flood(ns, secs):
+def flood(ns, stop, secs):
     """A sender in namespace `ns`: UDP to the client router's side of the link, through
-    bb-t, as fast as one Python process sends, for `secs` seconds."""
+    bb-t, as fast as one Python process sends, until the file `stop` exists (or `secs`
+    seconds pass: a bound, should the caller die)."""
     code = f"""
-import socket, time
+import os, socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
 end = time.monotonic() + {secs}
 data = bytes(64)
 n = 0
-while time.monotonic() < end:
+while time.monotonic() < end and not os.path.exists("{stop}"):
     for _ in range(256):
         try:
             s.sendto(data, ("{LINK_PEER}", 9))
@@ -215,6 +216,20 @@ print(n)
     return subprocess.Popen(["ip", "netns", "exec", ns, "taskset", "-c", "0",
                              "/usr/bin/python3", "-c", code],
                             stdout=subprocess.PIPE, text=True)
+
+
+def flooding_start(app, d, secs):
+    """Start the host's flood and wait until the appliance sends what it reads (a loaded
+    machine may take seconds to start a Python process); returns the flood and its stop
+    file."""
+    stop = os.path.join(d, f"stop-{app.name}")
+    f = flood(app.ns, stop, secs + 60)
+    deadline = time.monotonic() + 30
+    while app.counters()["host"]["from_host_sent"] == 0:
+        if time.monotonic() > deadline or f.poll() is not None:
+            die(f"the host's flood never reached the appliance ({app.name})")
+        time.sleep(0.05)  # polling the counters, bounded by the deadline
+    return f, stop
 
 
 def sink_tx(c):
@@ -250,13 +265,13 @@ def main():
 
         app = Appliance(binary, d, "fromhost", None)
         try:
-            f = flood(app.ns, secs + 1.5)
-            time.sleep(0.5)
+            f, stop = flooding_start(app, d, secs)
             a = app.counters()
             t0 = time.monotonic()
-            time.sleep(secs)
+            time.sleep(secs)  # the interval measured
             b = app.counters()
             dt = time.monotonic() - t0
+            open(stop, "w").close()
             sent = int(f.communicate(timeout=30)[0] or 0)
             results["from_host_pps"] = (b["host"]["from_host_sent"] - a["host"]["from_host_sent"]) / dt
             results["from_host_read_pps"] = (b["host"]["from_host"] - a["host"]["from_host"]) / dt
@@ -283,8 +298,10 @@ def main():
             name = "forwardflood" if flooding else "forward"
             app = Appliance(binary, d, name, "forward.pcap")
             try:
-                f = flood(app.ns, secs + 1.5) if flooding else None
-                time.sleep(0.5)
+                if flooding:
+                    f, stop = flooding_start(app, d, secs)
+                else:
+                    time.sleep(0.5)  # the source's replay under way
                 a = app.counters()
                 t0 = time.monotonic()
                 time.sleep(secs)
@@ -293,6 +310,7 @@ def main():
                 results[f"{name}_pps"] = (sink_tx(b) - sink_tx(a)) / dt
                 if flooding:
                     results["forwardflood_host_pps"] = (b["host"]["from_host_sent"] - a["host"]["from_host_sent"]) / dt
+                    open(stop, "w").close()
                     f.communicate(timeout=30)
             finally:
                 app.stop()
