@@ -671,7 +671,13 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                             }
                             s
                         }
-                        (s, _) => s.unwrap_or("?").to_owned(),
+                        (s, _) => {
+                            let mut s = s.unwrap_or("?").to_owned();
+                            if let Some(why) = r["not_routed"].as_str() {
+                                s.push_str(&format!(" (not routed: {why})"));
+                            }
+                            s
+                        }
                     };
                     vec![text(&r["prefix"]), target, via, source]
                 })

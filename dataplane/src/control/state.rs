@@ -1006,9 +1006,20 @@ impl ControlState {
             .map(|(_, t)| (t.config.name.as_str(), t))
             .collect();
         for (_, t) in snap.tunnels().iter() {
+            // A tunnel that falls back routes its prefixes only while up, and not at all
+            // when its client's BGP session routes them: listed, and said why.
+            let not_routed = match (t.config.routes_its_prefixes(), t.config.bgp) {
+                (true, _) => None,
+                (false, true) => Some("its client's BGP session routes it"),
+                (false, false) => Some("the tunnel is down and falls back"),
+            };
             for p in &t.config.prefixes {
-                all.push(json!({"prefix": p.to_string(), "tunnel": t.config.name,
-                                "source": "tunnel", "distance": RouteLayer::Tunnel.distance()}));
+                let mut r = json!({"prefix": p.to_string(), "tunnel": t.config.name,
+                                   "source": "tunnel", "distance": RouteLayer::Tunnel.distance()});
+                if let Some(why) = not_routed {
+                    r["not_routed"] = json!(why);
+                }
+                all.push(r);
             }
         }
         for r in &mut all {
@@ -1036,6 +1047,7 @@ impl ControlState {
             .builder
             .tunnels()
             .iter()
+            .filter(|t| t.routes_its_prefixes())
             .flat_map(|t| t.prefixes.iter().map(move |p| (*p, t.name.as_str())))
             .collect();
         (0..=32u8).rev().find_map(|len| {
