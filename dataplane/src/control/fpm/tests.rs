@@ -497,22 +497,34 @@ fn the_listener_serves_one_connection_at_a_time_and_reconciles() {
             std::thread::sleep(Duration::from_millis(2));
         }
     };
+    /// Stops the listener when the test ends, a failed assertion included (the scope
+    /// would otherwise wait for it for ever, and the failure never show).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
         s.spawn(|| serve(&listener, &st, &c, Duration::from_millis(300), &stop));
+        let _stop = StopOnDrop(&stop);
         let mut first = TcpStream::connect(addr).unwrap();
         // Routes via interfaces this host has: loopback stands for bb-<name> here, so
         // these frames are refused as not ours, which is what this test can see.
         first
             .write_all(&encode::frame(&[add("10.9.0.0/16", via(1, None))]))
             .unwrap();
-        wait("the frame", &|| c.frames.load(Ordering::Relaxed) == 1);
-        assert_eq!(
+        // The frame is counted, then its refusal: wait for both.
+        let refused = || {
             c.errors()
                 .find(|(k, _)| *k == "unknown_interface")
-                .unwrap()
-                .1,
-            1
-        );
+                .map_or(0, |e| e.1)
+        };
+        wait("the frame and its refusal", &|| {
+            c.frames.load(Ordering::Relaxed) >= 1 && refused() >= 1
+        });
+        assert_eq!(c.frames.load(Ordering::Relaxed), 1);
+        assert_eq!(refused(), 1);
         assert_eq!(c.connected.load(Ordering::Relaxed), 1);
         // Half a frame, then a second connection: the first is closed, its half frame
         // dropped (whether or not it was read yet).
@@ -553,6 +565,5 @@ fn the_listener_serves_one_connection_at_a_time_and_reconciles() {
         });
         assert_eq!(goes(&st, "10.9.0.1"), "none");
         assert_eq!(goes(&st, "10.10.0.1"), "Unreachable");
-        stop.store(true, Ordering::Relaxed);
     });
 }
