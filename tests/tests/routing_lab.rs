@@ -651,6 +651,13 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
     // comes back: the edge's side is what is measured.) When it thaws, the next probe's
     // reply brings the route back.
     assert_eq!(lookup(&lab, "10.3.0.10"), "tunnel site-c");
+    let health = |c: &Value| {
+        (
+            c["control"]["tunnels_down"].as_u64().unwrap_or(0),
+            c["control"]["tunnels_up"].as_u64().unwrap_or(0),
+        )
+    };
+    let (down0, up0) = health(&lab.ctl(&["counters"]));
     let endpoint_c = lab_pid(&lab, "tunnel-c");
     signal(&endpoint_c, "STOP");
     let t = std::time::Instant::now();
@@ -707,10 +714,10 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         text(&out)
     );
     let counters = lab.ctl(&["counters"]);
+    let (down1, up1) = health(&counters);
     assert!(
-        counters["control"]["tunnels_down"].as_u64().unwrap_or(0) >= 1
-            && counters["control"]["tunnels_up"].as_u64().unwrap_or(0) >= 1,
-        "the probed tunnel's changes counted: {}",
+        down1 > down0 && up1 > up0,
+        "the probed tunnel's fall and return counted ({down0}, {up0} before): {}",
         counters["control"]
     );
     summary.push(format!(
