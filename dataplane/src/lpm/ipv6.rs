@@ -244,10 +244,11 @@ impl Subtree {
         finish(&self.words, e, addr)
     }
 
-    /// The nodes and the records, counted by walking the trie from the direct level.
+    /// The nodes and the records, counted by walking the trie from the direct level (no
+    /// deeper than the last level, as lookups do).
     fn shape(&self) -> (usize, usize) {
-        fn walk(words: &[u32], e: u32, shape: &mut (usize, usize)) {
-            if e & CHILD == 0 {
+        fn walk(words: &[u32], e: u32, levels: usize, shape: &mut (usize, usize)) {
+            if e & CHILD == 0 || levels == 0 {
                 return;
             }
             if e & RECORD != 0 {
@@ -257,12 +258,12 @@ impl Subtree {
             shape.0 += 1;
             let at = (e & INDEX) as usize;
             for &child in words.get(at..at + NODE_ENTRIES).unwrap_or_default() {
-                walk(words, child, shape);
+                walk(words, child, levels - 1, shape);
             }
         }
         let mut shape = (0, 0);
         for &e in self.words.get(..1 << self.bits).unwrap_or_default() {
-            walk(&self.words, e, &mut shape);
+            walk(&self.words, e, NODE_LEVELS, &mut shape);
         }
         shape
     }
@@ -297,7 +298,7 @@ fn record(words: &[u32], e: u32, addr: u128) -> u32 {
     };
     let key =
         u128::from(r[0]) | u128::from(r[1]) << 32 | u128::from(r[2]) << 64 | u128::from(r[3]) << 96;
-    // The rule is longer than /16 (and at most /128), so the shift is in range.
+    // The rule is 17 to 128 bits long: the shift is 0 to 111.
     let covered = (addr ^ key).checked_shr(128 - r[4].min(128)).unwrap_or(0) == 0;
     if covered {
         r[5]
