@@ -20,6 +20,7 @@ scripts/fuzz.sh --smoke 10
 echo "== benches compile"
 cargo bench --workspace --locked --no-run
 echo "== benchmarks in smoke mode: each must measure something (the figures are not checked)"
+cargo bench -p backbone-benches --locked --bench lpm6_vs_dpdk -- --smoke
 BACKBONE=target/debug/backbone scripts/bench-pipeline.sh --smoke
 scripts/bench-exception.py target/debug/backbone --smoke
 cargo bench -p backbone-benches --locked --bench updates -- --smoke

@@ -1,8 +1,10 @@
 //! Shared inputs for the benches: the real IPv4 table, random tables and addresses (seeded,
 //! so every run measures the same thing), tunnel frames, and a forwarding snapshot with a
-//! million routes over a thousand tunnels.
+//! million routes over a thousand tunnels; the IPv6 ones in [`ipv6`].
 //!
 //! Everything here runs before any measurement and panics on bad input.
+
+pub mod ipv6;
 
 use std::collections::HashSet;
 use std::fs::File;

@@ -31,6 +31,7 @@ mod pdump;
 mod port;
 mod port_info;
 mod reference_lpm;
+mod reference_lpm6;
 pub mod telemetry;
 
 pub use eal::Eal;
@@ -44,3 +45,4 @@ pub use port_info::driver_name;
 pub use reference_lpm::{
     FibLookup, FibNextHop, RteFib, RteLpm, RTE_LPM_LOOKUP_SUCCESS, RTE_LPM_MAX_NEXT_HOP,
 };
+pub use reference_lpm6::{Fib6Lookup, Fib6NextHop, RteFib6, RteLpm6, RTE_LPM6_MAX_NEXT_HOP};

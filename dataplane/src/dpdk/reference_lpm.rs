@@ -23,13 +23,13 @@ pub const RTE_LPM_LOOKUP_SUCCESS: u32 = dpdk_sys::RTE_LPM_LOOKUP_SUCCESS;
 /// The largest next hop `rte_lpm` stores (24 bits).
 pub const RTE_LPM_MAX_NEXT_HOP: u32 = (1 << 24) - 1;
 
-fn c_name(name: &str) -> Result<CString> {
+pub(super) fn c_name(name: &str) -> Result<CString> {
     CString::new(name).map_err(|_| DpdkError::NulInArgument(name.into()))
 }
 
 /// A failed `rte_lpm_*`/`rte_fib_*` call. `DpdkError` has no variant for lookup tables (its
 /// file belongs to the core DPDK layer), so the table, the call and the errno go in the text.
-fn table_error(table: &str, op: &'static str, errno: i32) -> DpdkError {
+pub(super) fn table_error(table: &str, op: &'static str, errno: i32) -> DpdkError {
     DpdkError::Unsupported(format!(
         "{table}: {op} failed: {} (rte_errno {errno})",
         errno_message(errno)

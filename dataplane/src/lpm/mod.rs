@@ -3,33 +3,38 @@
 //! A table maps destination prefixes to a [`NextHop`], a small index that the forwarding
 //! snapshot turns into an action (a tunnel, a port). Each address family has two types:
 //!
-//! - an immutable **table** ([`Ipv4Lpm`]): `Send + Sync`, cheap to clone, answers
-//!   lookups one address at a time or a burst at a time. Lookups never allocate, never
-//!   lock and never panic;
-//! - a mutable **builder** ([`Ipv4LpmBuilder`]) on the control side: it owns the rule set
-//!   (prefix to next hop, needed to find the covering prefix when one is removed) and the
-//!   current table. Any number of `insert`/`remove` calls form a batch; `publish` applies
-//!   the batch and returns a new table that shares every chunk the batch did not change
-//!   with the previous one (copy-on-write, see [`ipv4`] for the layout and the costs).
+//! - an immutable **table** ([`Ipv4Lpm`], [`Ipv6Lpm`]): `Send + Sync`, cheap to clone,
+//!   answers lookups one address at a time or a burst at a time. Lookups never allocate,
+//!   never lock and never panic;
+//! - a mutable **builder** ([`Ipv4LpmBuilder`], [`Ipv6LpmBuilder`]) on the control side: it
+//!   owns the rule set (prefix to next hop, needed to find the covering prefix when one is
+//!   removed) and the current table. Any number of `insert`/`remove` calls form a batch;
+//!   `publish` applies the batch and returns a new table that shares every chunk the batch
+//!   did not change with the previous one (copy-on-write, see [`ipv4`] and [`ipv6`] for the
+//!   layouts and the costs).
 //!
 //! Prefixes are validated where they are made ([`Ipv4Prefix::new`] rejects host bits,
-//! [`Ipv4Prefix::from_str`](core::str::FromStr) parses `10.0.0.0/8`), so the builder's
-//! `insert` and `remove` cannot fail. Addresses handed to lookups are host-order `u32`s
-//! (the value `u32::from(Ipv4Addr)` gives and the wire views return) or [`Ipv4Addr`]s.
+//! [`Ipv4Prefix::from_str`](core::str::FromStr) parses `10.0.0.0/8`; [`Ipv6Prefix`] the
+//! same for `2001:db8::/32`), so the builders' `insert` and `remove` cannot fail. Addresses
+//! handed to lookups are host-order integers (`u32::from(Ipv4Addr)`, the value the wire
+//! views return, and `u128::from(Ipv6Addr)`) or [`Ipv4Addr`]s and [`Ipv6Addr`]s.
 //!
-//! IPv4 lives in [`ipv4`] and [`prefix`]; the family-independent types ([`NextHop`],
-//! [`LpmError`]) live here, so an IPv6 table can be added beside them.
+//! IPv4 lives in [`ipv4`], IPv6 in [`ipv6`], their prefixes in [`prefix`]; the
+//! family-independent types ([`NextHop`], [`LpmError`]) live here.
 //!
 //! [`Ipv4Addr`]: core::net::Ipv4Addr
+//! [`Ipv6Addr`]: core::net::Ipv6Addr
 
 use core::fmt;
 use core::net::IpAddr;
 
 pub mod ipv4;
+pub mod ipv6;
 pub mod prefix;
 
 pub use ipv4::{Ipv4Lpm, Ipv4LpmBuilder, Ipv4LpmStats, BURST};
-pub use prefix::Ipv4Prefix;
+pub use ipv6::{Ipv6Lpm, Ipv6LpmBuilder, Ipv6LpmStats};
+pub use prefix::{Ipv4Prefix, Ipv6Prefix};
 
 /// The result of a lookup: an index the forwarding snapshot maps to an action.
 ///
@@ -43,7 +48,8 @@ pub struct NextHop(u32);
 impl NextHop {
     /// The largest next-hop index a table can store.
     pub const MAX: NextHop = NextHop((1 << 31) - 2);
-    /// "No route": what [`Ipv4Lpm::lookup_bulk`] writes where no prefix matches.
+    /// "No route": what [`Ipv4Lpm::lookup_bulk`] and [`Ipv6Lpm::lookup_bulk`] write where
+    /// no prefix matches.
     pub const NONE: NextHop = NextHop((1 << 31) - 1);
 
     /// A next hop with this index, or `None` if `index > NextHop::MAX.index()`.
@@ -114,7 +120,7 @@ pub enum LpmError {
     PrefixTooLong {
         /// The length given.
         len: u8,
-        /// The address width (32 for IPv4).
+        /// The address width (32 for IPv4, 128 for IPv6).
         max: u8,
     },
     /// Bits beyond the prefix length are set, as in `10.1.0.0/8`.
