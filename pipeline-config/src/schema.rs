@@ -350,10 +350,10 @@ pub(crate) struct RawTunnel {
     /// Largest outer packet; default (absent): the egress port's MTU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<i64>,
-    /// The client's prefixes; default none.
+    /// The client's prefixes, IPv4 and IPv6; default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes: Vec<String>,
-    /// Further accepted inner source prefixes; default none.
+    /// Further accepted inner source prefixes, IPv4 and IPv6; default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_sources: Vec<String>,
     /// Our address inside the tunnel, with the prefix that holds the client router's side
@@ -361,6 +361,11 @@ pub(crate) struct RawTunnel {
     /// router. Default (absent): none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// Our IPv6 address inside the tunnel, with the prefix that holds the client router's
+    /// side ("fd00:10::1/127"): the source of the ICMPv6 errors sent into the tunnel.
+    /// Required where the tunnel accepts IPv6 sources. Default (absent): none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link6: Option<String>,
     /// The client router's AS number: an eBGP session with it inside the tunnel (needs
     /// `[bgp]` and a `link`). Default (absent): no BGP with this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -972,19 +972,19 @@ fn tunnel_prefixes_parse_without_host_bits() {
         &set("\"10.1.0.0\""),
         "tunnel[0] \"a\".prefixes[0]",
         Some("\"10.1.0.0\""),
-        "is not an IPv4 prefix",
+        "is not an IPv4 or IPv6 prefix",
     );
     invalid(
         &set("\"10.1.0.0/33\""),
         "tunnel[0] \"a\".prefixes[0]",
         Some("\"10.1.0.0/33\""),
-        "is not an IPv4 prefix",
+        "is not an IPv4 or IPv6 prefix",
     );
     invalid(
-        &set("\"2001:db8::/32\""),
+        &set("\"2001:db8::1/32\""),
         "tunnel[0] \"a\".prefixes[0]",
-        Some("\"2001:db8::/32\""),
-        "is an IPv6 prefix",
+        Some("\"2001:db8::1/32\""),
+        "has host bits set (the prefix is 2001:db8::/32)",
     );
     invalid(
         &set("\"10.1.0.0/16\", \"10.1.0.0/16\""),
@@ -1470,5 +1470,110 @@ fn bgp_sessions_are_refused_where_they_cannot_run() {
         "bgp.router_id",
         Some("224.0.0.1"),
         "",
+    );
+}
+
+/// IPv6 inside IPv4 tunnels: a tunnel's prefixes and extra sources mix both families, its
+/// `link6` is the source of its ICMPv6 errors, and `[[route]]` takes IPv6 prefixes into
+/// tunnels or drops.
+#[test]
+fn ipv6_prefixes_links_and_routes() {
+    let dual = replaced(
+        "prefixes = [\"10.1.0.0/16\"]",
+        "prefixes = [\"2001:db8:a::/48\", \"10.1.0.0/16\"]\n\
+         extra_sources = [\"2001:db8:ae::/48\"]\nlink6 = \"fd00:a::1/127\"",
+    );
+    let cfg = ok(&format!(
+        "{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\ntunnel = \"a\"\n\
+         [[route]]\nprefix = \"10.9.0.0/16\"\nblackhole = true\n\
+         [[route]]\nprefix = \"2001:db8:dead::/48\"\nprohibit = true\n"
+    ));
+    let t = &cfg.tunnels[0];
+    assert_eq!(t.prefixes, ["10.1.0.0/16".parse().unwrap()]);
+    assert_eq!(t.prefixes6, ["2001:db8:a::/48".parse().unwrap()]);
+    assert_eq!(t.extra_sources6, ["2001:db8:ae::/48".parse().unwrap()]);
+    assert_eq!(t.link6, Some("fd00:a::1/127".parse().unwrap()));
+    let sources: Vec<String> = t.source_prefixes6().map(|n| n.to_string()).collect();
+    assert_eq!(
+        sources,
+        ["2001:db8:a::/48", "2001:db8:ae::/48", "fd00:a::/127"]
+    );
+    assert_eq!(cfg.routes.len(), 1);
+    assert_eq!(cfg.routes6.len(), 2);
+    assert_eq!(cfg.routes6[0].prefix, "2001:db8:ff::/48".parse().unwrap());
+    assert!(matches!(&cfg.routes6[0].target, RouteTarget::Tunnel(r) if r.name == "a"));
+    assert_eq!(cfg.routes6[1].target, RouteTarget::Prohibit);
+
+    // IPv6 sources without an IPv6 address of ours to answer them from.
+    invalid(
+        &replaced(
+            "prefixes = [\"10.1.0.0/16\"]",
+            "prefixes = [\"10.1.0.0/16\", \"2001:db8:a::/48\"]",
+        ),
+        "tunnel[0] \"a\".link6",
+        None,
+        "is missing",
+    );
+    for (bad, problem) in [
+        ("fd00:a::1", "is not an IPv6 address with a prefix length"),
+        ("10.0.0.1/31", "is not an IPv6 address with a prefix length"),
+        ("fd00:a::1/128", "needs a prefix length of 16 to 127"),
+        ("fd00:a::/64", "Subnet-Router anycast"),
+        ("ff02::1/64", "multicast"),
+        ("fe80::1/64", "link-local"),
+        ("::1/127", "loopback"),
+    ] {
+        invalid(
+            &dual.replace("fd00:a::1/127", bad),
+            "tunnel[0] \"a\".link6",
+            Some(&format!("{bad:?}")),
+            problem,
+        );
+    }
+    // The field named is the one in the file, whatever the family of the others.
+    invalid(
+        &dual.replace(
+            "\"2001:db8:a::/48\", ",
+            "\"2001:db8:a::/48\", \"2001:db8:a::/48\", ",
+        ),
+        "tunnel[0] \"a\".prefixes[1]",
+        Some("2001:db8:a::/48"),
+        "is already listed as tunnel[0] \"a\".prefixes[0]",
+    );
+    // Two tunnels' IPv6 sources never overlap; a prefix is routed once.
+    let second = |prefixes: &str| {
+        format!(
+            "{dual}\n[[tunnel]]\nname = \"b\"\nmode = \"ipip\"\nlocal = \"192.0.2.1\"\n\
+             remote = \"198.51.100.2\"\nport = \"client0\"\nprefixes = [{prefixes}]\n\
+             link6 = \"fd00:b::1/127\"\n"
+        )
+    };
+    ok(&second("\"2001:db8:b::/48\""));
+    invalid(
+        &second("\"10.2.0.0/16\", \"2001:db8:a:8000::/49\""),
+        "tunnel[1] \"b\".prefixes[1]",
+        Some("2001:db8:a:8000::/49"),
+        "overlaps 2001:db8:a::/48 of tunnel[0] \"a\".prefixes[0]",
+    );
+    invalid(
+        &format!("{dual}\n[[route]]\nprefix = \"2001:db8:a::/48\"\nblackhole = true\n"),
+        "route[0].prefix",
+        Some("2001:db8:a::/48"),
+        "is already claimed by tunnel[0] \"a\".prefixes[0]",
+    );
+    // No native IPv6 forwarding yet, and a route's tunnel exists.
+    invalid(
+        &format!(
+            "{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\nport = \"inet0\"\nnext_hop = \"203.0.113.2\"\n"
+        ),
+        "route[0].port",
+        Some("\"inet0\""),
+        "native IPv6 forwarding does not exist yet",
+    );
+    invalid(
+        &format!("{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\ntunnel = \"nope\"\n"),
+        "route[0].tunnel",
+        Some("\"nope\""),
+        "is not a configured tunnel",
     );
 }

@@ -5,7 +5,7 @@
 //! snapshot builder carries from one snapshot to the next by tunnel name.
 
 use super::PortIndex;
-use crate::lpm::Ipv4Prefix;
+use crate::lpm::{Ipv4Prefix, Ipv6Prefix};
 use crate::wire::{EthernetAddress, IpProtocol};
 use core::net::Ipv4Addr;
 use std::collections::HashMap;
@@ -102,6 +102,14 @@ pub struct Tunnel {
     /// Our address inside the tunnel and the prefix that holds the client router's side:
     /// traffic to that address goes to the host interface `bb-<name>`.
     pub link: Option<ipnet::Ipv4Net>,
+    /// The client's IPv6 prefixes: routed into this tunnel, and allowed as inner sources.
+    pub prefixes6: Vec<Ipv6Prefix>,
+    /// Further inner IPv6 source prefixes accepted from this client.
+    pub extra_sources6: Vec<Ipv6Prefix>,
+    /// Our IPv6 address inside the tunnel and the prefix that holds the client router's
+    /// side: the source of the ICMPv6 errors sent into the tunnel (none are sent without
+    /// it); IPv6 packets to that address are for us.
+    pub link6: Option<ipnet::Ipv6Net>,
     /// Probed by the appliance itself (`pipeline::probe`): its health is theirs.
     pub probe: bool,
     /// While the tunnel is down, its prefixes are not routed into it: what covers them
@@ -142,6 +150,9 @@ impl Tunnel {
             prefixes: Vec::new(),
             extra_sources: Vec::new(),
             link: None,
+            prefixes6: Vec::new(),
+            extra_sources6: Vec::new(),
+            link6: None,
             probe: false,
             fallback: false,
             down: false,
@@ -153,6 +164,27 @@ impl Tunnel {
     /// not while it is down, and never when BGP routes its client's prefixes).
     pub fn routes_its_prefixes(&self) -> bool {
         !(self.fallback && (self.down || self.bgp))
+    }
+
+    /// Whether its IPv6 `prefixes6` are routed into it now: unless it falls back and is
+    /// down (IPv6 has no native fallback yet: the packets meet no route, and their senders
+    /// hear so). BGP does not bring IPv6 routes (FPM carries IPv4 only), so a client with a
+    /// session keeps its IPv6 prefixes routed.
+    pub fn routes_its_prefixes6(&self) -> bool {
+        !(self.fallback && self.down)
+    }
+
+    /// Every inner IPv6 source prefix the tunnel accepts: `prefixes6`, `extra_sources6`
+    /// and its `link6` prefix.
+    pub fn source_prefixes6(&self) -> impl Iterator<Item = Ipv6Prefix> + '_ {
+        self.prefixes6
+            .iter()
+            .chain(&self.extra_sources6)
+            .copied()
+            .chain(
+                self.link6
+                    .and_then(|l| Ipv6Prefix::truncating(l.addr(), l.prefix_len()).ok()),
+            )
     }
 
     /// The lookup key packets of this tunnel arrive with.
