@@ -369,6 +369,8 @@ pub struct TunnelHot {
     pub slot: u32,
     /// Our address inside the tunnel (its `link`), host order; 0 for none.
     pub link: u32,
+    /// Our IPv6 address inside the tunnel (its `link6`), host order; 0 for none.
+    pub link6: u128,
     /// Ethernet (to the next hop, from the port), IPv4 (version and header length,
     /// protocol, addresses; TOS, length, identification, flags, TTL and checksum zero:
     /// filled per packet) and GRE (flags, protocol type, key; sequence number and checksum
@@ -411,6 +413,7 @@ impl TunnelHot {
         partial: 0,
         slot: 0,
         link: 0,
+        link6: 0,
         header: [0; Self::MAX_HEADER],
     };
 
@@ -487,6 +490,7 @@ impl TunnelHot {
             partial,
             slot,
             link: t.link.map_or(0, |l| u32::from(l.addr())),
+            link6: t.link6.map_or(0, |l| u128::from(l.addr())),
             header,
         }
     }
