@@ -3734,3 +3734,38 @@ fn ipv6_extension_headers_are_passed_untouched() {
     }
     assert_conserved(lab.counters());
 }
+
+#[test]
+fn underlay_reports_about_our_ipv6_packets_are_believed() {
+    // Our outer packets carrying IPv6: protocol 41 on IPIP tunnel c, GRE 0x86DD on b. The
+    // quote must show what we send: IPv6 behind protocol 41, not IPv4.
+    let inner6 = "IPv6(src='2001:db8:2::5', dst='2001:db8:3::9')/UDP()/Raw(b'x' * 1300)";
+    let f = pkts(&[
+        format!("frag_needed(IP(src=L1, dst=RC, proto=41, flags='DF')/{inner6}, 1300)"),
+        format!("frag_needed(IP(src=L1, dst=RB, flags='DF')/GRE(proto=0x86dd)/{inner6}, 1300)"),
+        // Protocol 41 with an IPv4 packet behind it: no packet of ours.
+        "frag_needed(IP(src=L1, dst=RC, proto=41, flags='DF')/\
+         IP(src='10.3.0.5', dst='10.2.0.9')/Raw(b'x' * 1300), 1300)"
+            .to_owned(),
+    ]);
+    let mut lab = Lab::new();
+    let (b, c) = (id_of(&lab, "b"), id_of(&lab, "c"));
+    let report = |tunnel, remote| PathMtuReport {
+        tunnel,
+        remote,
+        from: ROUTER,
+        reported: 1300,
+        mtu: 1300,
+    };
+    assert_eq!(
+        expect_report(&mut lab, &f[0], "c, protocol 41"),
+        report(c, RC)
+    );
+    assert_eq!(expect_report(&mut lab, &f[1], "b, 0x86DD"), report(b, RB));
+    lab.expect_drop(
+        CLIENT_PORT,
+        &f[2],
+        DropReason::PmtuNotOurs,
+        "41 quoting IPv4",
+    );
+}

@@ -364,7 +364,7 @@ fn answer6<B: PacketBuf>(
         };
         let src = ip.src_bits();
         let about_an_error = ip.next_header() == IpProtocol::ICMPV6
-            && ip.payload().first().is_none_or(|&t| icmpv6::is_error(t));
+            && ip.payload().first().map_or(true, |&t| icmpv6::is_error(t));
         if about_an_error
             || ipv6::is_invalid_source(src)
             || ipv6::is_martian_destination(src)
