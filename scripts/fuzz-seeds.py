@@ -221,7 +221,8 @@ def ipv6_seeds(d):
             initech(v6("2001:db8:4::9", "2001:db8:1::5") / long_chain / udp),
         "fwd-ipv6-truncated-ext-chain-acme": acme(v6() / IPv6ExtHdrHopByHop(len=200)),
         "fwd-ipv6-route-to-edge2-acme": acme(v6(dst="2001:db8:9::1") / udp),
-        "drop-bad_inner_ipv6-acme": acme(Raw(bytes(IP(src="10.1.0.5", dst="10.4.0.9")))),
+        "drop-bad_inner_ipv6-ipv4-inside-acme":
+            acme(Raw(bytes(IP(src="10.1.0.5", dst="10.4.0.9")))),
         "drop-bad_inner_ipv6-plen-initech":
             initech(Raw(bytes(v6("2001:db8:4::9", "2001:db8:1::5", plen=99) / udp))),
         "drop-inner_spoofed-ipv6-acme": acme(v6(src="2001:db8:4::5") / udp),

@@ -380,9 +380,21 @@ fn check_routed_inner6(input: &[u8], out: &[u8], what: &str) {
         ecn_in == ecn_out || (ecn_in == 2 && ecn_out == 1) || (ecn_in != 0 && ecn_out == 3);
     assert!(allowed, "{what}: ECN {ecn_in} became {ecn_out}");
     assert_eq!(out[0], input[0], "{what}: version and DSCP");
-    assert_eq!(out[1] & 0xcf, input[1] & 0xcf, "{what}: DSCP and flow label");
-    assert_eq!(&out[2..7], &input[2..7], "{what}: flow label, length, next header");
-    assert_eq!(&out[8..], &input[8..], "{what}: addresses and all that follows");
+    assert_eq!(
+        out[1] & 0xcf,
+        input[1] & 0xcf,
+        "{what}: DSCP and flow label"
+    );
+    assert_eq!(
+        &out[2..7],
+        &input[2..7],
+        "{what}: flow label, length, next header"
+    );
+    assert_eq!(
+        &out[8..],
+        &input[8..],
+        "{what}: addresses and all that follows"
+    );
 }
 
 /// An ICMP Fragmentation Needed from the underlay taken as being about one of our tunnels'
@@ -661,8 +673,16 @@ fn check_icmpv6_error(snap: &Snapshot, input: &[u8], p: PortIndex, out: &[u8]) {
     let ip = ipv4_cut(&out[14..]).expect("a valid outer IPv4 header");
     assert_eq!(ip.len(), out.len() - 14, "total length = frame - 14");
     assert!(rfc1071_ok(&ip[..20]), "outer IPv4 checksum");
-    assert_eq!(be32(ip, 12), u32::from(t.config.local), "from the tunnel's local");
-    assert_eq!(be32(ip, 16), u32::from(t.config.remote), "to the tunnel's remote");
+    assert_eq!(
+        be32(ip, 12),
+        u32::from(t.config.local),
+        "from the tunnel's local"
+    );
+    assert_eq!(
+        be32(ip, 16),
+        u32::from(t.config.remote),
+        "to the tunnel's remote"
+    );
     let payload = &ip[20..];
     let d = match ip[9] {
         47 => {
@@ -682,7 +702,11 @@ fn check_icmpv6_error(snap: &Snapshot, input: &[u8], p: PortIndex, out: &[u8]) {
     assert_eq!(d[6], 58, "ICMPv6");
     assert_eq!(d[7], 64, "hop limit 64");
     assert_eq!(be128(d, 8), link6, "from the tunnel's link6");
-    assert_eq!(&d[24..40], &offending[8..24], "to the offending packet's source");
+    assert_eq!(
+        &d[24..40],
+        &offending[8..24],
+        "to the offending packet's source"
+    );
     let icmp = &d[40..];
     assert!(
         matches!((icmp[0], icmp[1]), (3, 0) | (1, 0) | (1, 1) | (2, 0)),
@@ -862,7 +886,11 @@ fn check_transmit(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortInde
                 "inner IPv6 source belongs to the tunnel it came through (BCP 38)"
             );
             let link6 = snap.tunnels().hot(ingress).map_or(0, |h| h.link6);
-            assert_ne!(be128(expected, 24), link6, "forwarded an IPv6 packet for us");
+            assert_ne!(
+                be128(expected, 24),
+                link6,
+                "forwarded an IPv6 packet for us"
+            );
             return check_transmit6(snap, ingress, expected, p, out);
         }
         assert_eq!(
@@ -990,7 +1018,10 @@ fn check_transmit(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortInde
 /// hop limit and ECN.
 fn check_transmit6(snap: &Snapshot, ingress: TunnelId, expected: &[u8], p: PortIndex, out: &[u8]) {
     let ip = &out[14..];
-    assert!(snap.is_local(be32(ip, 12)), "IPv6 leaves encapsulated by us");
+    assert!(
+        snap.is_local(be32(ip, 12)),
+        "IPv6 leaves encapsulated by us"
+    );
     assert_eq!(usize::from(ip[0] & 0x0F) * 4, 20, "we write no options");
     assert_ne!(be16(ip, 6) & 0x4000, 0, "DF set over an IPv6 packet");
     let payload = &ip[20..];
@@ -1027,7 +1058,11 @@ fn check_transmit6(snap: &Snapshot, ingress: TunnelId, expected: &[u8], p: PortI
         .routes6()
         .lookup(std::net::Ipv6Addr::from(be128(inner, 24)))
         .expect("an IPv6 route for the inner destination");
-    assert_eq!(snap.target6(hop), Target::Tunnel(id), "the IPv6 LPM names this tunnel");
+    assert_eq!(
+        snap.target6(hop),
+        Target::Tunnel(id),
+        "the IPv6 LPM names this tunnel"
+    );
     check_routed_inner6(expected, inner, "forwarded IPv6");
 }
 

@@ -578,7 +578,8 @@ def gre_bits():
     # ... and counted also when the packet is dropped later.
     through("acme", "acme", "hairpin", gre_flags=lambda f: f | 0x0010,
             events=["gre_reserved_ignored"])
-    # Protocol types other than IPv4.
+    # Protocol types other than IPv4 and IPv6; an IPv4 packet labelled IPv6 (RFC 7676's
+    # 0x86DD) is a broken IPv6 header.
     for proto in [0x0000, 0x86DD, 0x6558, 0x88BE, 0x880B, 0x0806, 0x8847, 0xFFFF,
                   rng.randrange(0x10000)]:
         if proto == 0x0800:
@@ -587,7 +588,8 @@ def gre_bits():
         fid = new_id()
         inner = inner_udp(fid, host(tname), host("initech"))
         frame, _ = tunnel_frame(tname, inner, proto=proto)
-        add(CLIENT, frame, "drop:unsupported_inner", fid, tname)
+        expect = "drop:bad_inner_ipv6" if proto == 0x86DD else "drop:unsupported_inner"
+        add(CLIENT, frame, expect, fid, tname)
 
 
 def gre_keys():
@@ -739,11 +741,11 @@ def nesting():
                             Raw(gre_header(0x2000, 0x0800, acme["key"]) + pkt))
         frame, _ = tunnel_frame("acme", IP(pkt))
         add(CLIENT, frame, "drop:nested_tunnel", fid, "acme")
-    # Inner protocol 41 (IPv6 in IPv4) to us: not a tunnel we terminate; punted.
+    # Inner protocol 41 (IPv6 in IPv4) to us: a tunnel protocol we terminate, so nested.
     fid = new_id()
     inner = IP(src=host("acme"), dst=ME, proto=41) / IPv6() / Raw(tag(fid))
     frame, _ = tunnel_frame("acme", inner)
-    add(CLIENT, frame, "punt:local_inner", fid, "acme")
+    add(CLIENT, frame, "drop:nested_tunnel", fid, "acme")
     # Nested, but to another client's host: just a packet to route, never decapsulated.
     for proto in [47, 4]:
         fid = new_id()
@@ -1118,7 +1120,7 @@ def underlay_icmp():
             (sent_by_us("bravo", key=rng.randrange(1 << 32)), "not_ours"),  # key unasked
             (sent_by_us("globex", flags=0x2000), "not_ours"),             # flags differ
             (sent_by_us("bravo", flags=0x0001), "not_ours"),              # GRE version 1
-            (sent_by_us("bravo", gre_proto=0x86DD), "not_ours"),          # not IPv4 inside
+            (sent_by_us("bravo", gre_proto=0x6558), "not_ours"),          # not IP inside
             (sent_by_us(t, options=[IPOption(b"\x01\x01\x01\x00")]), "not_ours"),
             (sent_by_us(t)[:rng.randrange(0, 20)], "truncated"),
             (sent_by_us(t)[:20 + rng.randrange(0, 8)], "truncated"),

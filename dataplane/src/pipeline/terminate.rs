@@ -356,7 +356,11 @@ fn inner<B: PacketBuf>(
     }
     // For us: one of our addresses, or ours inside this tunnel (its link address).
     if snap.is_local(dst) || (t.link != 0 && dst == t.link) {
-        if inner_proto == IpProtocol::GRE || inner_proto == IpProtocol::IPIP {
+        // Every protocol we terminate: GRE, IP in IP, IPv6 in IPv4.
+        if inner_proto == IpProtocol::GRE
+            || inner_proto == IpProtocol::IPIP
+            || inner_proto == IpProtocol::IPV6
+        {
             return Err(Verdict::Drop(DropReason::NestedTunnel));
         }
         return Err(Verdict::ToUs {
