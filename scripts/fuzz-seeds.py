@@ -189,8 +189,8 @@ def packets(lab, generated, hostile):
 
 def ipv6_seeds(d):
     """IPv6 inside the lab's tunnels (acme: GRE key 100, 2001:db8:1::/48, link6 fd00:1::1;
-    initech: IPIP, protocol 41, 2001:db8:4::/48, MTU 1000), one per outcome, extension
-    header chains among them (RFC 8200: passed untouched, never walked)."""
+    umbrella: IPIP, protocol 41, 2001:db8:6::/48, link6 fd00:6::1), one per outcome,
+    extension header chains among them (RFC 8200: passed untouched, never walked)."""
     from scapy.all import (Ether, IP, IPv6, GRE, UDP, Raw, ICMPv6EchoRequest,
                            IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrFragment,
                            IPv6ExtHdrDestOpt)
@@ -200,11 +200,11 @@ def ipv6_seeds(d):
                 / IP(src="198.51.100.10", dst="192.0.2.1")
                 / GRE(key_present=1, key=100, proto=0x86DD) / inner)
 
-    def initech(inner):
-        return (Ether(dst="02:00:00:00:00:01", src="02:00:00:00:0d:0d")
-                / IP(src="198.51.100.40", dst="192.0.2.1", proto=41) / inner)
+    def umbrella(inner):
+        return (Ether(dst="02:00:00:00:00:01", src="02:00:00:00:0e:0e")
+                / IP(src="198.51.100.60", dst="192.0.2.1", proto=41) / inner)
 
-    def v6(src="2001:db8:1::5", dst="2001:db8:4::9", **kw):
+    def v6(src="2001:db8:1::5", dst="2001:db8:6::9", **kw):
         return IPv6(src=src, dst=dst, **kw)
 
     udp = UDP(sport=40000, dport=40001) / Raw(b"ipv6 seed")
@@ -215,22 +215,24 @@ def ipv6_seeds(d):
         long_chain = long_chain / IPv6ExtHdrDestOpt()
     seeds = {
         "fwd-ipv6-acme": acme(v6() / udp),
-        "fwd-ipv6-initech": initech(v6("2001:db8:4::9", "2001:db8:1::5") / udp),
+        "fwd-ipv6-umbrella": umbrella(v6("2001:db8:6::9", "2001:db8:1::5") / udp),
         "fwd-ipv6-ext-chain-acme": acme(v6() / chain / udp),
-        "fwd-ipv6-long-ext-chain-initech":
-            initech(v6("2001:db8:4::9", "2001:db8:1::5") / long_chain / udp),
+        "fwd-ipv6-long-ext-chain-umbrella":
+            umbrella(v6("2001:db8:6::9", "2001:db8:1::5") / long_chain / udp),
         "fwd-ipv6-truncated-ext-chain-acme": acme(v6() / IPv6ExtHdrHopByHop(len=200)),
         "fwd-ipv6-route-to-edge2-acme": acme(v6(dst="2001:db8:9::1") / udp),
         "drop-bad_inner_ipv6-ipv4-inside-acme":
             acme(Raw(bytes(IP(src="10.1.0.5", dst="10.4.0.9")))),
-        "drop-bad_inner_ipv6-plen-initech":
-            initech(Raw(bytes(v6("2001:db8:4::9", "2001:db8:1::5", plen=99) / udp))),
-        "drop-inner_spoofed-ipv6-acme": acme(v6(src="2001:db8:4::5") / udp),
+        "drop-bad_inner_ipv6-plen-umbrella":
+            umbrella(Raw(bytes(v6("2001:db8:6::9", "2001:db8:1::5", plen=99) / udp))),
+        "drop-inner_spoofed-ipv6-acme": acme(v6(src="2001:db8:6::5") / udp),
         "drop-ttl_exceeded-ipv6-acme": acme(v6(hlim=1) / udp),
         "drop-no_route-ipv6-acme": acme(v6(dst="2001:db8:99::1") / udp),
         "drop-no_route-ipv6-prohibit-acme": acme(v6(dst="2001:db8:71::1") / udp),
-        "drop-mtu_exceeded-ipv6-acme":
-            acme(v6() / UDP(sport=1, dport=2) / Raw(b"m" * 1000)),
+        # umbrella's inner MTU is 1,480, acme's 1,472 (GRE with a key): Packet Too Big.
+        "drop-mtu_exceeded-ipv6-umbrella":
+            umbrella(v6("2001:db8:6::9", "2001:db8:1::5") / UDP(sport=1, dport=2)
+                     / Raw(b"m" * (1480 - 48))),
         "drop-martian_destination-ipv6-acme": acme(v6(dst="ff02::1") / udp),
         "drop-hairpin-ipv6-acme": acme(v6(dst="2001:db8:1::9") / udp),
         "drop-tunnel_loop-ipv6-acme": acme(v6(src="fd00:1::1") / udp),

@@ -189,6 +189,9 @@ fn mask(len: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
 }
 
+/// The smallest MTU every IPv6 link carries (RFC 8200 section 5).
+const MIN_IPV6_MTU: u16 = 1280;
+
 fn mask6(len: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
 }
@@ -877,6 +880,30 @@ impl Validator<'_> {
                 tunnel.link = Some(self.link(&field, text, &t.name)?);
             }
             let field = format!("{}.link6", tunnel_path(i, &t.name));
+            // IPv6 is never fragmented by routers, and the appliance does not fragment the
+            // outer packet (RFC 4213 3.2): the tunnel must carry IPv6's minimum MTU.
+            if (t.link6.is_some() || tunnel.source_prefixes6().next().is_some())
+                && tunnel.inner_mtu() < MIN_IPV6_MTU
+            {
+                let (value, what) = match t.mtu {
+                    Some(m) => (m.to_string(), String::new()),
+                    None => (
+                        tunnel.mtu.to_string(),
+                        format!(" (the default, port {:?}'s mtu)", tunnel.port.name),
+                    ),
+                };
+                return Err(self.err(
+                    format!("{}.mtu", tunnel_path(i, &t.name)),
+                    value,
+                    format!(
+                        "{what} leaves {} bytes for the inner packet; a tunnel that carries \
+                         IPv6 needs at least {MIN_IPV6_MTU} (RFC 8200 section 5): at least {} \
+                         here",
+                        tunnel.inner_mtu(),
+                        MIN_IPV6_MTU + tunnel.header_len()
+                    ),
+                ));
+            }
             match &t.link6 {
                 Some(text) => tunnel.link6 = Some(self.link6(&field, text)?),
                 None if tunnel.source_prefixes6().next().is_some() => {

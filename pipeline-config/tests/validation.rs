@@ -1530,6 +1530,15 @@ fn ipv6_prefixes_links_and_routes() {
             problem,
         );
     }
+    // IPv6 needs 1,280 bytes inside (20 of IPv4 and 8 of GRE with a key: 1,308 outside).
+    invalid(
+        &dual.replace("key = 100", "key = 100\nmtu = 1307"),
+        "tunnel[0] \"a\".mtu",
+        Some("1307"),
+        "leaves 1279 bytes for the inner packet; a tunnel that carries IPv6 needs at least \
+         1280 (RFC 8200 section 5): at least 1308 here",
+    );
+    ok(&dual.replace("key = 100", "key = 100\nmtu = 1308"));
     // The field named is the one in the file, whatever the family of the others.
     invalid(
         &dual.replace(
