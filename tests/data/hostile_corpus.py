@@ -46,6 +46,8 @@ The categories (one function each, in this order):
                 truncated; malformed; an MTU the packet would fit), about a non-tunnel
                 packet (any ICMP to us), genuine (the tunnel's MTU comes down: checked at
                 the end)
+  ipv6_inner    IPv6 in GRE (0x86DD) and in IPv4 (41): broken fixed headers, sources no node
+                sends from, extension header chains (random, long, cut short), 41 to GRE
   ethertypes    VLAN, QinQ, IPv6, 802.3 lengths and others
 
 SPEC.md decides where the test plan asks for more (each is said where it applies):
@@ -59,7 +61,8 @@ import random
 import struct
 import sys
 
-from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, IPOption, IPv6, Raw
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, Ether, IPOption, IPv6, IPv6ExtHdrDestOpt,
+                       IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw)
 
 import spec_icmp
 
@@ -1160,6 +1163,60 @@ def underlay_icmp():
         pmtu=dict(tunnel="edge2", mtu=1000))
 
 
+def ipv6_inner():
+    """IPv6 inside the tunnels (GRE protocol type 0x86DD, protocol 41 on the IPIP tunnel).
+    The lab's tunnels accept no IPv6 source, so everything is dropped: a broken fixed header
+    (cut short, another version, a payload length past the packet, a source no node sends
+    from) as bad_inner_ipv6; a good one as inner_spoofed, whatever chain of extension
+    headers follows it (long, random, cut short: the appliance never walks it, RFC 8200
+    section 4); protocol 41 between a GRE tunnel's endpoints as no_tunnel."""
+    def v6(**kw):
+        src = kw.pop("src", "2001:db8:%x::%x" % (rng.randrange(1, 0xffff), rng.randrange(1, 0xffff)))
+        return IPv6(src=src, dst=kw.pop("dst", "2001:db8:1::1"), hlim=rng.randrange(256), **kw)
+
+    def frame(tname, inner):
+        if TUNNELS[tname]["mode"] == "ipip":
+            return tunnel_frame(tname, inner, outer=dict(proto=41))[0]
+        return tunnel_frame(tname, inner, proto=0x86DD)[0]
+
+    kinds = [IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrFragment, IPv6ExtHdrDestOpt]
+    for _ in variants():
+        for tname in ["acme", "bravo", "initech"]:
+            cap = capture_of(tname)
+            good = bytes(v6() / UDP(sport=rng.randrange(1, 0x10000), dport=9)
+                         / Raw(b"x" * rng.randrange(0, 64)))
+            add(cap, frame(tname, good[:rng.randrange(0, 40)]), "drop:bad_inner_ipv6",
+                ingress=tname)
+            b = bytearray(good)
+            b[0] = (rng.choice([0, 4, 5, 7, 15]) << 4) | (b[0] & 0x0F)
+            add(cap, frame(tname, bytes(b)), "drop:bad_inner_ipv6", ingress=tname)
+            b = bytearray(good)
+            struct.pack_into("!H", b, 4, len(good) - 40 + rng.randrange(1, 2000))
+            add(cap, frame(tname, bytes(b)), "drop:bad_inner_ipv6", ingress=tname)
+            for src in ["::", "::1", "ff02::1", "ff0e::%x" % rng.randrange(1, 0xffff)]:
+                add(cap, frame(tname, v6(src=src) / UDP()), "drop:bad_inner_ipv6",
+                    ingress=tname)
+            # Chains: random kinds and lengths, up to 64 headers, then UDP, GRE or nothing.
+            chain = rng.choice(kinds)()
+            for _ in range(rng.randrange(0, 64)):
+                chain = chain / rng.choice(kinds)()
+            tail = rng.choice([UDP() / Raw(b"y" * 8), Raw(bytes(rng.randrange(256)
+                                                               for _ in range(24)))])
+            add(cap, frame(tname, v6() / chain / tail), "drop:inner_spoofed", ingress=tname)
+            # A chain whose lengths run past the packet, and random bytes after the header.
+            add(cap, frame(tname, v6() / IPv6ExtHdrHopByHop(len=rng.randrange(1, 256))),
+                "drop:inner_spoofed", ingress=tname)
+            add(cap, frame(tname, bytes(v6(nh=rng.randrange(256), plen=32))
+                           + bytes(rng.randrange(256) for _ in range(32))),
+                "drop:inner_spoofed", ingress=tname)
+    # Protocol 41 between the endpoints of GRE tunnels: no IPIP tunnel there.
+    for tname in ["acme", "bravo"]:
+        t = TUNNELS[tname]
+        add(capture_of(tname), Ether(src=t["mac"], dst=PORTS[t["port"]]["mac"])
+            / IP(src=t["remote"], dst=t["local"], proto=41) / v6() / UDP(),
+            "drop:no_tunnel")
+
+
 def ethertypes():
     me = PORTS["client0"]["mac"]
     m = TUNNELS["acme"]["mac"]
@@ -1174,7 +1231,7 @@ def ethertypes():
 
 for category in [truncation, ipv4_fields, checksums, fragments, gre_bits, gre_keys,
                  sequence, nesting, outer_spoof, inner_spoof, ttl, ecn, jumbo, arp, broadcast,
-                 icmp_never, underlay_icmp, ethertypes]:
+                 icmp_never, underlay_icmp, ipv6_inner, ethertypes]:
     start = len(manifest)
     category()
     for m in manifest[start:]:
