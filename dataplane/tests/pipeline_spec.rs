@@ -2836,9 +2836,9 @@ fn forged_or_foreign_fragmentation_needed_changes_nothing() {
             "GRE version 1",
         ),
         (
-            "frag_needed(ours(RB, GRE(proto=0x86dd)), 1400)",
+            "frag_needed(ours(RB, GRE(proto=0x6558)), 1400)",
             Some(DropReason::PmtuNotOurs),
-            "GRE carrying IPv6",
+            "GRE carrying Ethernet (IPv6 is ours: underlay_reports_about_our_ipv6_packets_are_believed)",
         ),
         (
             "frag_needed(ours(RB, GRE(), options=[IPOption(b'\\x01\\x01\\x01\\x00')]), 1400)",

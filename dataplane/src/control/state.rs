@@ -1234,3 +1234,138 @@ impl ControlState {
         }
     }
 }
+
+#[cfg(test)]
+mod ipv6_tests {
+    use super::*;
+    use crate::wire::EthernetAddress;
+    use pipeline_config::ConfigDocument;
+    use serde_json::json;
+
+    const LAB: &str = r#"
+        [[port]]
+        name = "client0"
+        device = "0"
+        roles = ["client"]
+        addresses = ["192.0.2.1"]
+        [[tunnel]]
+        name = "acme"
+        mode = "gre"
+        key = 100
+        local = "192.0.2.1"
+        remote = "198.51.100.10"
+        port = "client0"
+        prefixes = ["10.1.0.0/16", "2001:db8:1::/48"]
+        link6 = "fd00:1::1/127"
+        [[tunnel]]
+        name = "globex"
+        mode = "ipip"
+        local = "192.0.2.1"
+        remote = "198.51.100.20"
+        port = "client0"
+        prefixes = ["10.2.0.0/16"]
+        [[route]]
+        prefix = "2001:db8:ff::/48"
+        tunnel = "globex"
+        [[route]]
+        prefix = "2001:db8:71::/48"
+        prohibit = true
+    "#;
+
+    fn state() -> ControlState {
+        let (doc, cfg) = ConfigDocument::parse(LAB, "lab.toml").unwrap();
+        ControlState::new(doc, cfg, vec![(0, EthernetAddress([2, 0, 0, 0, 0, 1]))]).unwrap()
+    }
+
+    fn via(st: &ControlState, dst: &str) -> (Value, Value) {
+        let a = st.lookup6(dst.parse().unwrap());
+        assert_eq!(a["dst"], dst, "{a}");
+        (a["via"].clone(), a["route"].clone())
+    }
+
+    #[test]
+    fn lookup_and_routes_show_ipv6() {
+        let mut st = state();
+        let (v, r) = via(&st, "2001:db8:1::5");
+        assert_eq!(v["tunnel"], "acme", "{v}");
+        assert_eq!(
+            r,
+            json!({"prefix": "2001:db8:1::/48", "kind": "tunnel",
+                             "source": "tunnel", "tunnel": "acme"})
+        );
+        let (v, r) = via(&st, "2001:db8:ff::1");
+        assert_eq!(v["tunnel"], "globex", "{v}");
+        assert_eq!(r["source"], "route", "{r}");
+        let (v, _) = via(&st, "2001:db8:71::1");
+        assert_eq!(v, json!({"no_route": true, "prohibit": true}));
+        let (v, r) = via(&st, "2001:db8:99::1");
+        assert_eq!(v, json!({"no_route": true}));
+        assert!(r.is_null(), "{r}");
+
+        let all = st.list_all_routes();
+        let find = |p: &str| {
+            all.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["prefix"] == p)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {p} in {all}"))
+        };
+        assert_eq!(find("2001:db8:1::/48")["source"], "tunnel");
+        assert_eq!(find("2001:db8:ff::/48")["tunnel"], "globex");
+        assert_eq!(find("2001:db8:71::/48")["prohibit"], true);
+        // IPv4 first, then IPv6, each in address order.
+        let prefixes: Vec<&str> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["prefix"].as_str())
+            .collect();
+        assert_eq!(
+            prefixes,
+            [
+                "10.1.0.0/16",
+                "10.2.0.0/16",
+                "2001:db8:1::/48",
+                "2001:db8:71::/48",
+                "2001:db8:ff::/48"
+            ]
+        );
+
+        // Changes through the API: an IPv6 route set and one removed, and an IPv4 one
+        // beside them, each validated with the whole document.
+        st.apply(&[
+            json!({"op": "set_route", "route": {"prefix": "2001:db8:aa::/48", "tunnel": "acme"}}),
+            json!({"op": "remove_route", "prefix": "2001:db8:ff::/48"}),
+        ])
+        .unwrap();
+        assert_eq!(via(&st, "2001:db8:aa::1").0["tunnel"], "acme");
+        assert_eq!(via(&st, "2001:db8:ff::1").0, json!({"no_route": true}));
+        st.apply(&[json!({"op": "set_route",
+                          "route": {"prefix": "10.60.0.0/16", "blackhole": true}})])
+            .unwrap();
+        assert_eq!(
+            st.lookup("10.60.0.1".parse().unwrap())["via"],
+            json!({"no_route": true, "blackhole": true})
+        );
+        // Replacing an IPv6 route keeps one route for the prefix; a bad one is refused
+        // with the field named, and nothing changes.
+        st.apply(&[json!({"op": "set_route",
+                          "route": {"prefix": "2001:db8:aa::/48", "blackhole": true}})])
+            .unwrap();
+        assert_eq!(
+            via(&st, "2001:db8:aa::1").0,
+            json!({"no_route": true, "blackhole": true})
+        );
+        let err = st
+            .apply(&[json!({"op": "set_route",
+                            "route": {"prefix": "2001:db8:bb::/48", "port": "client0",
+                                      "next_hop": "192.0.2.9"}})])
+            .unwrap_err();
+        assert!(
+            err.contains(".port") && err.contains("native IPv6"),
+            "{err}"
+        );
+        assert_eq!(via(&st, "2001:db8:bb::1").0, json!({"no_route": true}));
+    }
+}
