@@ -3769,3 +3769,43 @@ fn underlay_reports_about_our_ipv6_packets_are_believed() {
         "41 quoting IPv4",
     );
 }
+
+#[test]
+fn ipv4_and_ipv6_in_one_burst_each_find_their_route() {
+    // IPv6 destinations are looked up in a bulk of their own and their answers put back in
+    // burst order: interleave the families and check every packet went where it must.
+    let frames = pkts(&[
+        from_b6(&v6("2001:db8:2::5", "2001:db8:3::9", 64, 0)),
+        "from_b(IP(src='10.2.0.5', dst='10.3.0.9')/data())".to_owned(),
+        from_b6(&v6("2001:db8:2::5", "2001:db8:e0::1", 64, 0)),
+        from_b6(&v6("2001:db8:2::5", "2001:db8:1::1", 64, 0)),
+        "from_b(IP(src='10.2.0.5', dst='10.99.0.1')/data())".to_owned(),
+        from_b6(&v6("2001:db8:2::5", "2001:db8:66::1", 64, 0)),
+        "from_b(IP(src='10.2.0.5', dst='10.7.0.1')/data())".to_owned(),
+    ]);
+    let mut lab = Lab::new();
+    let mut bufs: Vec<TestBuf> = frames.iter().map(|f| TestBuf::new(f)).collect();
+    let actions = lab.process(CLIENT_PORT, &mut bufs);
+    assert_eq!(
+        actions,
+        [
+            Action::Transmit(CLIENT_PORT),
+            Action::Transmit(CLIENT_PORT),
+            Action::Transmit(CLIENT_PORT),
+            Action::Transmit(CLIENT_PORT),
+            Action::Transmit(CORE_PORT),
+            Action::Drop(DropReason::NoRoute),
+            Action::Transmit(CLIENT_PORT),
+        ]
+    );
+    // The outer destination of each: c, c, e, a, edge, -, e.
+    let remote =
+        |b: &TestBuf| Ipv4Addr::new(b.data()[30], b.data()[31], b.data()[32], b.data()[33]);
+    for (i, want) in [(0, RC), (1, RC), (2, RE), (3, RA), (4, RX), (6, RE)] {
+        assert_eq!(remote(&bufs[i]), want, "packet {i}");
+    }
+    // And the inner family each carries: protocol 41 to c for the IPv6 one, 4 for IPv4.
+    assert_eq!(bufs[0].data()[ETH + 9], 41);
+    assert_eq!(bufs[1].data()[ETH + 9], 4);
+    assert_conserved(lab.counters());
+}

@@ -426,13 +426,23 @@ impl Pipeline {
         let mut hops = [NextHop::NONE; MAX_BURST];
         let n = pkts.len();
         snap.routes().lookup_bulk(&dsts[..n], &mut hops[..n]);
-        // IPv6 packets (inside IPv4 tunnels) look up their own table; the IPv4 lookup of
-        // their placeholder destination is overwritten.
+        // IPv6 packets (inside IPv4 tunnels) look up their own table, in one bulk lookup of
+        // their own; the IPv4 lookup of their placeholder destination is overwritten.
         if any_v6 {
-            for (h, inner) in hops[..n].iter_mut().zip(&inner[..n]) {
-                if inner.v6 {
-                    *h = snap.routes6().lookup_u128(inner.dst6);
+            let mut at = [0u8; MAX_BURST];
+            let mut dsts6 = [0u128; MAX_BURST];
+            let mut hops6 = [NextHop::NONE; MAX_BURST];
+            let mut m = 0;
+            for (i, inner) in inner[..n].iter().enumerate() {
+                if pending[i] && inner.v6 {
+                    at[m] = i as u8;
+                    dsts6[m] = inner.dst6;
+                    m += 1;
                 }
+            }
+            snap.routes6().lookup_bulk(&dsts6[..m], &mut hops6[..m]);
+            for (&i, &h) in at[..m].iter().zip(&hops6[..m]) {
+                hops[usize::from(i)] = h;
             }
         }
         if TRACE {
