@@ -3809,3 +3809,72 @@ fn ipv4_and_ipv6_in_one_burst_each_find_their_route() {
     assert_eq!(bufs[1].data()[ETH + 9], 4);
     assert_conserved(lab.counters());
 }
+
+#[test]
+fn traces_of_ipv6_packets_show_their_addresses_and_icmpv6() {
+    use dataplane::pipeline::trace::{Classified, Stop};
+    use dataplane::pipeline::PacketTrace;
+    let frames = pkts(&[
+        from_c6(&v6("2001:db8:3::9", "2001:db8:2::5", 9, 0)),
+        from_c6(&v6("2001:db8:3::9", "2001:db8:2::5", 1, 0)),
+        from_c6(&v6("2001:db8:3::9", "2001:db8:71::1", 9, 0)),
+    ]);
+    let mut lab = Lab::new();
+    let mut bufs: Vec<TestBuf> = frames.iter().map(|f| TestBuf::new(f)).collect();
+    let mut actions = vec![Action::Drop(DropReason::Runt); bufs.len()];
+    let mut traces = vec![PacketTrace::default(); bufs.len()];
+    let snap = Arc::clone(&lab.snap);
+    lab.pipe
+        .process_traced(&snap, CLIENT_PORT, &mut bufs, &mut actions, &mut traces);
+    let addr = |s: &str| u128::from(s.parse::<std::net::Ipv6Addr>().unwrap());
+    assert_eq!(traces[0].classified, Classified::Terminate(41));
+    let seen = traces[0].inner.expect("the inner packet seen");
+    assert_eq!(
+        seen.v6,
+        Some((addr("2001:db8:3::9"), addr("2001:db8:2::5")))
+    );
+    assert_eq!(seen.ttl, 8);
+    // Hop limit 1: Time Exceeded, ICMPv6's; a prohibit route: ICMPv6's prohibited.
+    assert!(
+        matches!(
+            traces[1].stopped,
+            Some((
+                _,
+                Stop::Icmp {
+                    kind: IcmpKind::Icmpv6TimeExceeded,
+                    ..
+                }
+            ))
+        ),
+        "{:?}",
+        traces[1].stopped
+    );
+    assert!(
+        matches!(
+            traces[2].stopped,
+            Some((
+                _,
+                Stop::Icmp {
+                    kind: IcmpKind::Icmpv6Prohibited,
+                    ..
+                }
+            ))
+        ),
+        "{:?}",
+        traces[2].stopped
+    );
+    assert_eq!(
+        actions,
+        vec![
+            Action::Transmit(CLIENT_PORT),
+            Action::Reply {
+                port: CLIENT_PORT,
+                reason: DropReason::TtlExceeded
+            },
+            Action::Reply {
+                port: CLIENT_PORT,
+                reason: DropReason::NoRoute
+            },
+        ]
+    );
+}

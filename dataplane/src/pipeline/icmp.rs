@@ -107,6 +107,17 @@ impl IcmpKind {
         }
     }
 
+    /// The ICMPv6 kind that stands for this ICMP kind (itself if it is ICMPv6's).
+    pub fn ipv6(self) -> IcmpKind {
+        match self {
+            IcmpKind::TimeExceeded => IcmpKind::Icmpv6TimeExceeded,
+            IcmpKind::UnreachableNet => IcmpKind::Icmpv6NoRoute,
+            IcmpKind::UnreachableProhibited => IcmpKind::Icmpv6Prohibited,
+            IcmpKind::FragmentationNeeded => IcmpKind::Icmpv6PacketTooBig,
+            k => k,
+        }
+    }
+
     /// The kind of an error, ICMP or (`v6`) ICMPv6.
     pub(crate) fn of_family(repr: IcmpErrorRepr, v6: bool) -> IcmpKind {
         if !v6 {

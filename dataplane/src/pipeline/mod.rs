@@ -397,6 +397,7 @@ impl Pipeline {
                         t.inner = Some(trace::InnerSeen {
                             src: inner[i].src,
                             dst: inner[i].dst,
+                            v6: inner[i].v6.then_some((inner[i].src6, inner[i].dst6)),
                             ttl: inner[i].ttl,
                             keepalive: inner[i].keepalive,
                         })
@@ -520,7 +521,15 @@ impl Pipeline {
         }
 
         if TRACE {
-            for ((t, a), &len) in traces.iter_mut().zip(actions.iter()).zip(tx_len.iter()) {
+            for (((t, a), &len), inner) in traces
+                .iter_mut()
+                .zip(actions.iter())
+                .zip(tx_len.iter())
+                .zip(inner.iter())
+            {
+                if inner.v6 {
+                    t.ipv6();
+                }
                 t.finish(*a, len);
             }
         }

@@ -457,6 +457,8 @@ fn inner6<B: PacketBuf>(
         outer_ecn,
         v6: _,
     } = outer;
+    // IPv6 from here on, whatever the verdict (the trace names its ICMP errors so).
+    out.v6 = true;
     if pkt.trim_front(strip).is_err() {
         return Err(Verdict::Drop(DropReason::BadInnerIpv6));
     }
