@@ -266,8 +266,6 @@ fn ibgp_across_the_core_announces_our_clients_and_hears_the_others() {
         }
         assert!(!text.contains(&format!("neighbor {rr} bfd")), "{text}");
     }
-    // Routes are announced once zebra installed them (and handed them to the appliance).
-    assert!(has(" bgp suppress-fib-pending"), "{text}");
     // Every client route this edge takes in or originates carries the backbone's tag
     // (RFC 8092: our AS, 1, 0) and the placement's preference, where it has one.
     let block = |name: &str| -> Vec<&str> {
@@ -334,7 +332,6 @@ fn ibgp_across_the_core_announces_our_clients_and_hears_the_others() {
         "bb-core-out",
         "remote-as internal",
         "-net",
-        "suppress-fib-pending",
     ] {
         assert!(!plain.contains(absent), "{absent} in\n{plain}");
     }

@@ -217,10 +217,11 @@ pub fn render(
         }
     }
     if let Some(source) = ibgp {
-        // Make before announce across the core: a route is announced (to the other
-        // edges, and by them to their clients) only once zebra has installed it, and so
-        // handed it to the appliance over FPM.
-        o.push_str(" bgp suppress-fib-pending\n");
+        // No `bgp suppress-fib-pending`: in FRR 8.4 it holds each announcement about a
+        // second after zebra installed the route (measured in the edges lab), which a
+        // client's move between its edges would then cost twice. Without it, a route
+        // reaches the appliance (zebra, then FPM: milliseconds) long before an
+        // announcement has crossed a reflector, another edge and a client router.
         for peer in &bgp.ibgp_peers {
             let _ = writeln!(o, " neighbor {peer} remote-as internal");
             let _ = writeln!(o, " neighbor {peer} description core");
