@@ -20,7 +20,8 @@
 //!   when it thaws. The times and the pings lost are reported;
 //! - a new client (site D at e1) applied to the policy: hosts A, B and C each start
 //!   pinging D the moment their router learns D's prefix; none of those pings is lost
-//!   (make before announce, across the core too).
+//!   (make before announce, across the core too); removed again, its prefix is withdrawn
+//!   from every router and its tunnel goes.
 //!
 //! Needs root, network namespaces, /dev/net/tun, FRR, BIRD and etcd (scripts/setup.sh).
 //! Where they are missing the test fails and says why: it never skips.
@@ -595,6 +596,60 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
          answered: {} (none lost)",
         learned.join(", "),
         losses.join(", ")
+    ));
+
+    // D removed from the policy: withdrawn from every router, and its tunnel gone from e1.
+    let t = Instant::now();
+    let out = lab.exec(
+        "mgmt",
+        &[
+            &policy.to_string_lossy(),
+            "apply",
+            &lab.dir.join("policy.toml").to_string_lossy(),
+            "--etcd",
+            ETCD,
+        ],
+    );
+    assert!(out.status.success(), "policy apply: {}", text(&out));
+    let mut forgot = Vec::new();
+    for s in ['a', 'b', 'c'] {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("router {s} forgets D's 10.4.0.0/16"),
+            || {
+                let r = lab.kernel_route(&format!("r{s}"), "10.4.0.0/16");
+                if r.trim().is_empty() {
+                    Ok(())
+                } else {
+                    Err(r)
+                }
+            },
+        );
+        forgot.push(format!("router {s} {:.2} s", t.elapsed().as_secs_f64()));
+    }
+    wait_for(
+        Duration::from_secs(60),
+        "site-d's tunnel gone from e1",
+        || {
+            let v = ctl(&lab, 1, &["tunnels"]);
+            let names: Vec<String> = v["tunnels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect();
+            if names.iter().any(|n| n == "site-d") {
+                Err(format!("{names:?}"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    summary.push(format!(
+        "D removed from the policy: withdrawn at {}; its tunnel gone from e1 {:.2} s after \
+         policy apply",
+        forgot.join(", "),
+        t.elapsed().as_secs_f64()
     ));
 
     lab.down();
