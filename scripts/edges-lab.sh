@@ -49,7 +49,13 @@ ETCD=http://127.0.0.1:2379
 
 idx() { case $1 in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; esac; }
 
-policy_bin() {
+# The policy tools: BACKBONE_POLICY, else the one beside BACKBONE (built in release mode
+# when BACKBONE was not given either and the script builds the appliance).
+policy_bin() { # [build]
+  if [ -z "${BACKBONE_POLICY:-}" ] && [ "${1:-}" = build ]; then
+    say "building the policy tools (cargo build --release -p backbone-policy)"
+    cargo build --release --locked --quiet -p backbone-policy
+  fi
   BACKBONE_POLICY=${BACKBONE_POLICY:-$(dirname "$BACKBONE")/backbone-policy}
   [ -x "$BACKBONE_POLICY" ] || die "BACKBONE_POLICY=$BACKBONE_POLICY is not an executable (cargo build -p backbone-policy)"
 }
@@ -338,8 +344,9 @@ agent() { # EDGE
 up() {
   lab_preflight
   need etcd etcd-server; need etcdctl etcd-client
+  local given=${BACKBONE:-}
   backbone_bin
-  policy_bin
+  if [ -z "$given" ]; then policy_bin build; else policy_bin; fi
   rm -rf "$D"; mkdir -p "$D/pids" "$D/e1" "$D/e2"
   say "namespaces $P-{${NSES[*]}}, state in $D"
   local n e s
