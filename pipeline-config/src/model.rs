@@ -74,6 +74,12 @@ pub struct BgpConfig {
     pub frr_config: Option<std::path::PathBuf>,
     /// How a running FRR takes a new file (`{file}`: `frr_config`), if it is told.
     pub frr_reload: Option<Vec<String>>,
+    /// iBGP across the core: the route reflectors' (or other edges') addresses; empty:
+    /// none.
+    pub ibgp_peers: Vec<Ipv4Addr>,
+    /// Our core address the iBGP sessions start from, and the next hop we announce;
+    /// `Some` exactly when `ibgp_peers` is not empty.
+    pub ibgp_source: Option<Ipv4Addr>,
 }
 
 /// A client's BGP session, inside its tunnel.
@@ -231,6 +237,8 @@ pub struct TunnelConfig {
     pub probe: bool,
     /// While the tunnel is down, its prefixes fall back to native forwarding.
     pub fallback: bool,
+    /// The BGP local preference of the client's routes at this edge, where set.
+    pub local_pref: Option<u32>,
 }
 
 /// The prefix of every host interface's name: `bb-<port or tunnel name>`.

@@ -165,6 +165,14 @@ pub(crate) struct RawBgp {
     /// by `frr_config`); default (absent): none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frr_reload: Option<Vec<String>>,
+    /// iBGP across the core: the backbone's route reflectors (or the other edges), by
+    /// address; default (absent): no iBGP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ibgp_peers: Vec<String>,
+    /// Our address on the core that the iBGP sessions start from and that the other edges
+    /// route our clients to (the next hop we announce); required with `ibgp_peers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ibgp_source: Option<String>,
 }
 
 fn default_max_prefix_len() -> i64 {
@@ -380,6 +388,10 @@ pub(crate) struct RawTunnel {
     /// (absent): true where a port has the internet role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<bool>,
+    /// The BGP local preference of the client's routes at this edge (needs `[bgp]`);
+    /// default (absent): BGP's own (100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<i64>,
 }
 
 /// `[[route]]`

@@ -312,6 +312,7 @@ impl Validator<'_> {
     /// `[bgp]`: our AS number, the router ID, the accepted prefix lengths, BFD's timers.
     fn bgp(&self, b: &RawBgp, ports: &[PortConfig]) -> Result<BgpConfig, ConfigError> {
         let asn = self.asn("bgp.asn", b.asn)?;
+        let (ibgp_peers, ibgp_source) = self.ibgp(b, ports)?;
         let router_id = match &b.router_id {
             Some(text) => self.unicast("bgp.router_id", text)?,
             None => match ports.iter().flat_map(|p| p.addresses.iter()).next() {
@@ -376,7 +377,73 @@ impl Validator<'_> {
                 }
                 None => None,
             },
+            ibgp_peers,
+            ibgp_source,
         })
+    }
+
+    /// `[bgp] ibgp_peers` and `ibgp_source`: iBGP across the core, from our address on a
+    /// core port whose host interface the sessions run through.
+    fn ibgp(
+        &self,
+        b: &RawBgp,
+        ports: &[PortConfig],
+    ) -> Result<(Vec<Ipv4Addr>, Option<Ipv4Addr>), ConfigError> {
+        let mut peers: Vec<Ipv4Addr> = Vec::with_capacity(b.ibgp_peers.len());
+        for (k, text) in b.ibgp_peers.iter().enumerate() {
+            let field = format!("bgp.ibgp_peers[{k}]");
+            let a = self.foreign(&field, text)?;
+            if let Some(first) = peers.iter().position(|&p| p == a) {
+                return Err(self.err(field, a, format!("is already bgp.ibgp_peers[{first}]")));
+            }
+            peers.push(a);
+        }
+        let source = match (&b.ibgp_source, peers.is_empty()) {
+            (None, true) => return Ok((peers, None)),
+            (None, false) => {
+                return Err(self.err(
+                    "bgp.ibgp_source",
+                    "(absent)",
+                    "is needed with ibgp_peers: our core address, the sessions' source and \
+                     the next hop the other edges route our clients to",
+                ))
+            }
+            (Some(text), true) => {
+                return Err(self.err(
+                    "bgp.ibgp_source",
+                    quote(text),
+                    "is for iBGP sessions: give bgp.ibgp_peers, or leave it out",
+                ))
+            }
+            (Some(text), false) => self.unicast("bgp.ibgp_source", text)?,
+        };
+        let port = ports.iter().find(|p| p.addresses.contains(&source));
+        match port {
+            None => Err(self.err(
+                "bgp.ibgp_source",
+                source,
+                "is not one of our ports' addresses: the iBGP sessions start from it",
+            )),
+            Some(p) if !p.roles.contains(&Role::Core) => Err(self.err(
+                "bgp.ibgp_source",
+                source,
+                format!(
+                    "is an address of port {:?}, which has no \"core\" role: the sessions and \
+                     the routes they bring run across the core",
+                    p.name
+                ),
+            )),
+            Some(p) if !p.host_interface => Err(self.err(
+                "bgp.ibgp_source",
+                source,
+                format!(
+                    "is an address of port {:?}, which has no host interface: FRR's sessions \
+                     need one (host_interface = true)",
+                    p.name
+                ),
+            )),
+            Some(_) => Ok((peers, Some(source))),
+        }
     }
 
     /// An AS number: 1 to 4,294,967,294, and not AS_TRANS (23456, RFC 6793).
@@ -1097,6 +1164,23 @@ impl Validator<'_> {
             link: None,
             bgp: None,
             probe: t.probe.unwrap_or(false),
+            local_pref: match t.local_pref {
+                None => None,
+                Some(_) if self.bgp.is_none() => {
+                    return Err(self.err(
+                        format!("{path}.local_pref"),
+                        t.local_pref.unwrap_or_default(),
+                        "needs a [bgp] section: it is the BGP local preference of the client's \
+                         routes",
+                    ))
+                }
+                Some(v) => Some(self.ranged(
+                    format!("{path}.local_pref"),
+                    v,
+                    &(0..=u32::MAX),
+                    "a local preference",
+                )?),
+            },
             fallback: t
                 .fallback
                 .unwrap_or_else(|| ports.iter().any(|p| p.roles.contains(&Role::Internet))),

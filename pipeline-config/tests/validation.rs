@@ -1586,3 +1586,113 @@ fn ipv6_prefixes_links_and_routes() {
         "is not a configured tunnel",
     );
 }
+
+/// BASE with a core port (`10.255.0.1`, its host interface as asked) and `[bgp]` with
+/// `extra` lines.
+fn with_core(host_interface: bool, bgp: &str) -> String {
+    with(&format!(
+        "[[port]]\nname = \"core0\"\ndevice = \"net_pcap2\"\nroles = [\"core\"]\n\
+         addresses = [\"10.255.0.1\"]\nhost_interface = {host_interface}\ntransit = true\n\n\
+         [bgp]\nasn = 65000\n{bgp}\n"
+    ))
+}
+
+#[test]
+fn ibgp_runs_from_a_core_address_with_a_host_interface() {
+    let cfg = ok(&with_core(
+        true,
+        "ibgp_peers = [\"10.255.0.254\", \"10.255.0.253\"]\nibgp_source = \"10.255.0.1\"",
+    ));
+    let bgp = cfg.bgp.expect("[bgp]");
+    assert_eq!(
+        bgp.ibgp_peers,
+        [
+            Ipv4Addr::new(10, 255, 0, 254),
+            Ipv4Addr::new(10, 255, 0, 253)
+        ]
+    );
+    assert_eq!(bgp.ibgp_source, Some(Ipv4Addr::new(10, 255, 0, 1)));
+    // Without them: no iBGP.
+    let bgp = ok(&with_core(true, "")).bgp.expect("[bgp]");
+    assert!(bgp.ibgp_peers.is_empty() && bgp.ibgp_source.is_none());
+}
+
+#[test]
+fn ibgp_is_refused_where_it_cannot_run() {
+    let peers = "ibgp_peers = [\"10.255.0.254\"]";
+    invalid(
+        &with_core(true, peers),
+        "bgp.ibgp_source",
+        Some("(absent)"),
+        "is needed with ibgp_peers",
+    );
+    invalid(
+        &with_core(true, "ibgp_source = \"10.255.0.1\""),
+        "bgp.ibgp_source",
+        Some("\"10.255.0.1\""),
+        "give bgp.ibgp_peers",
+    );
+    invalid(
+        &with_core(true, &format!("{peers}\nibgp_source = \"10.255.0.9\"")),
+        "bgp.ibgp_source",
+        Some("10.255.0.9"),
+        "is not one of our ports' addresses",
+    );
+    invalid(
+        &with_core(true, &format!("{peers}\nibgp_source = \"192.0.2.1\"")),
+        "bgp.ibgp_source",
+        Some("192.0.2.1"),
+        "has no \"core\" role",
+    );
+    invalid(
+        &with_core(false, &format!("{peers}\nibgp_source = \"10.255.0.1\"")),
+        "bgp.ibgp_source",
+        Some("10.255.0.1"),
+        "has no host interface",
+    );
+    invalid(
+        &with_core(
+            true,
+            "ibgp_peers = [\"10.255.0.254\", \"10.255.0.254\"]\nibgp_source = \"10.255.0.1\"",
+        ),
+        "bgp.ibgp_peers[1]",
+        Some("10.255.0.254"),
+        "is already bgp.ibgp_peers[0]",
+    );
+    invalid(
+        &with_core(
+            true,
+            "ibgp_peers = [\"10.255.0.1\"]\nibgp_source = \"10.255.0.1\"",
+        ),
+        "bgp.ibgp_peers[0]",
+        Some("10.255.0.1"),
+        "is our own address",
+    );
+}
+
+#[test]
+fn a_tunnels_local_preference_needs_bgp_and_fits_32_bits() {
+    let t = "tunnel[0] \"a\"";
+    let pref = |v: &str| replaced("key = 100", &format!("key = 100\nlocal_pref = {v}"));
+    invalid(
+        &pref("200"),
+        &format!("{t}.local_pref"),
+        Some("200"),
+        "needs a [bgp] section",
+    );
+    let bgp = "\n[bgp]\nasn = 65000\n";
+    assert_eq!(ok(&(pref("200") + bgp)).tunnels[0].local_pref, Some(200));
+    assert_eq!(
+        ok(&(pref("4294967295") + bgp)).tunnels[0].local_pref,
+        Some(u32::MAX)
+    );
+    assert_eq!(ok(&(BASE.to_owned() + bgp)).tunnels[0].local_pref, None);
+    for bad in ["-1", "4294967296"] {
+        invalid(
+            &(pref(bad) + bgp),
+            &format!("{t}.local_pref"),
+            Some(bad),
+            "",
+        );
+    }
+}
