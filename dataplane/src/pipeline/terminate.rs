@@ -87,13 +87,21 @@ impl TunnelMemo {
     }
 
     /// Prefetch what looking this key up will read: its set, and the hot entry of the
-    /// tunnel the set remembers last.
+    /// tunnel the set remembers last. Returns that tunnel (a guess: the lookup checks it).
     #[inline(always)]
-    pub(crate) fn prefetch(&self, snap: &Snapshot, local: u32, remote: u32, gre_key: Option<u32>) {
+    pub(crate) fn prefetch(
+        &self,
+        snap: &Snapshot,
+        local: u32,
+        remote: u32,
+        gre_key: Option<u32>,
+    ) -> TunnelId {
         let ways = &self.sets[Self::set_of(local, remote, gre_key)];
-        if let Some(t) = snap.tunnels().hot(TunnelId(u32::from(ways[0]))) {
+        let guess = TunnelId(u32::from(ways[0]));
+        if let Some(t) = snap.tunnels().hot(guess) {
             crate::prefetch::prefetch(t);
         }
+        guess
     }
 
     /// The tunnel whose receive-side key this is, arriving on `port`, and its hot entry.
