@@ -33,6 +33,16 @@ pub struct ValidatedConfig {
     pub bgp: Option<BgpConfig>,
     /// `[health]`: the in-tunnel probes' timers.
     pub health: HealthConfig,
+    /// `[site]`: the client site this router serves, on a client-site router.
+    pub site: Option<SiteConfig>,
+}
+
+/// `[site]`: the client site a client-site router (CPE) serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteConfig {
+    /// The site's own networks: the only sources accepted from its LAN ports, and what its
+    /// BGP sessions with the carrier announce. None equal to a tunnel's source prefix.
+    pub prefixes: Vec<Ipv4Net>,
 }
 
 /// `[fpm]`: where zebra's FPM connection is accepted, and how long routes learned over an
@@ -219,6 +229,10 @@ pub struct TunnelConfig {
     pub probe: bool,
     /// While the tunnel is down, its prefixes fall back to native forwarding.
     pub fallback: bool,
+    /// The tunnel whose prefixes this one carries while that one is down (its primary,
+    /// earlier in the file, itself no backup). A backup has no `prefixes` or
+    /// `extra_sources` of its own: it accepts its primary's as inner sources.
+    pub backup: Option<TunnelRef>,
 }
 
 /// The prefix of every host interface's name: `bb-<port or tunnel name>`.

@@ -19,7 +19,7 @@
 use crate::error::ConfigError;
 use crate::model::{
     header_len, BgpConfig, FpmConfig, HealthConfig, IcmpConfig, NeighborConfig, PollConfig,
-    PortConfig, PortRef, RouteConfig, RouteTarget, TunnelBgp, TunnelConfig, TunnelRef,
+    PortConfig, PortRef, RouteConfig, RouteTarget, SiteConfig, TunnelBgp, TunnelConfig, TunnelRef,
     ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{
@@ -54,6 +54,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         None => None,
     };
     let tunnels = v.tunnels(&raw.tunnels, &ports)?;
+    let site = v.site(raw.site.as_ref(), &ports)?;
     let routes = v.routes(&raw.routes, &ports, &tunnels)?;
     v.no_tunnel_through_a_tunnel(&tunnels)?;
     let icmp = IcmpConfig {
@@ -84,6 +85,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         icmp,
         fpm,
         bgp: v.bgp.clone(),
+        site,
         health: HealthConfig {
             probe_interval_ms: v.ranged(
                 "health.probe_interval_ms".into(),
@@ -722,7 +724,9 @@ impl Validator<'_> {
             name: p.name.clone(),
             device: p.device.clone(),
             host_interface,
-            transit: p.transit.unwrap_or(roles.contains(&Role::Internet)),
+            transit: p
+                .transit
+                .unwrap_or(roles.contains(&Role::Internet) || roles.contains(&Role::Lan)),
             roles,
             mac,
             addresses,
@@ -772,6 +776,7 @@ impl Validator<'_> {
                 tunnel.link = Some(self.link(&field, text, &t.name)?);
             }
             tunnel.bgp = self.tunnel_bgp(i, t, &tunnel)?;
+            tunnel.backup = self.backup(i, t, &tunnel, &tunnels)?;
             self.tunnel_prefixes(i, &tunnel)?;
             tunnels.push(tunnel);
         }
@@ -940,6 +945,7 @@ impl Validator<'_> {
             // Checked in `tunnels`, after the receive identity.
             link: None,
             bgp: None,
+            backup: None,
             probe: t.probe.unwrap_or(false),
             fallback: t
                 .fallback
@@ -962,6 +968,125 @@ impl Validator<'_> {
             prefixes,
             extra_sources,
         })
+    }
+
+    /// The primary a backup tunnel stands in for: an earlier tunnel, itself no backup, that
+    /// can go down (probed, or with a BGP session) and falls back while down; the backup
+    /// has no prefixes or extra sources of its own (it carries and accepts its primary's).
+    fn backup(
+        &self,
+        i: usize,
+        t: &RawTunnel,
+        tunnel: &TunnelConfig,
+        before: &[TunnelConfig],
+    ) -> Result<Option<TunnelRef>, ConfigError> {
+        let Some(name) = &t.backup else {
+            return Ok(None);
+        };
+        let path = tunnel_path(i, &t.name);
+        let field = format!("{path}.backup");
+        let Some(index) = before.iter().position(|p| &p.name == name) else {
+            return Err(self.err(
+                field,
+                quote(name),
+                "is not a tunnel defined earlier in the file (a backup names its primary)",
+            ));
+        };
+        let primary = &before[index];
+        if let Some(first) = &primary.backup {
+            return Err(self.err(
+                field,
+                quote(name),
+                format!(
+                    "is itself a backup (of {:?}); name the primary instead",
+                    first.name
+                ),
+            ));
+        }
+        if !primary.fallback {
+            return Err(self.err(
+                field,
+                quote(name),
+                "has fallback = false: its prefixes never leave it, so a backup would never                  carry them",
+            ));
+        }
+        if !primary.probe && primary.bgp.is_none() {
+            return Err(self.err(
+                field,
+                quote(name),
+                "is neither probed (probe = true) nor has a BGP session (asn): nothing would                  ever find it down, so a backup would never carry its prefixes",
+            ));
+        }
+        for (list, what) in [
+            (&tunnel.prefixes, "prefixes"),
+            (&tunnel.extra_sources, "extra_sources"),
+        ] {
+            if let Some(net) = list.first() {
+                return Err(self.err(
+                    format!("{path}.{what}[0]"),
+                    net,
+                    format!(
+                        "is set on a backup tunnel; a backup carries and accepts the {what} of                          its primary {name:?}"
+                    ),
+                ));
+            }
+        }
+        Ok(Some(TunnelRef {
+            index,
+            name: name.clone(),
+        }))
+    }
+
+    /// `[site]`: the site's own prefixes, with the LAN ports they are for. Every LAN port
+    /// needs the section and the section a LAN port; no site prefix is exactly a tunnel's
+    /// source prefix (nested ones are what longest match is for: a carrier's aggregate
+    /// around the site's own space).
+    fn site(
+        &self,
+        raw: Option<&crate::schema::RawSite>,
+        ports: &[PortConfig],
+    ) -> Result<Option<SiteConfig>, ConfigError> {
+        let lan = ports.iter().position(|p| p.has_role(Role::Lan));
+        let Some(raw) = raw else {
+            if let Some(i) = lan {
+                return Err(self.err(
+                    format!("{}.roles", port_path(i, &ports[i].name)),
+                    "\"lan\"",
+                    "needs a [site] section: its prefixes are the only sources accepted from a                      LAN port",
+                ));
+            }
+            return Ok(None);
+        };
+        if lan.is_none() {
+            return Err(self.err_bare(
+                "site",
+                "is for a client site's router: give a port the \"lan\" role, or leave [site] out",
+            ));
+        }
+        if raw.prefixes.is_empty() {
+            return Err(self.err("site.prefixes", "[]", "names no prefix; give at least one"));
+        }
+        let mut prefixes: Vec<Ipv4Net> = Vec::with_capacity(raw.prefixes.len());
+        for (k, text) in raw.prefixes.iter().enumerate() {
+            let field = format!("site.prefixes[{k}]");
+            let net = self.prefix(&field, text)?;
+            if let Some(first) = prefixes.iter().position(|p| *p == net) {
+                return Err(self.err(field, net, format!("is already site.prefixes[{first}]")));
+            }
+            let key = (u32::from(net.network()), net.prefix_len());
+            if let Some(s) = self.sources.get(&key) {
+                return Err(self.err(
+                    field,
+                    net,
+                    format!(
+                        "is also {}: a source address is the site's own or a tunnel's, not both",
+                        s.field
+                    ),
+                ));
+            }
+            prefixes.push(net);
+        }
+        Ok(Some(SiteConfig { prefixes }))
     }
 
     /// Claim a tunnel's prefixes for routing, and its source prefixes for it alone.

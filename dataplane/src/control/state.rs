@@ -50,8 +50,11 @@ fn needs_restart(running: &ValidatedConfig, new: &ValidatedConfig) -> Option<Str
         .zip(&new.ports)
         .enumerate()
         .find(|(_, (a, b))| {
+            // Neighbours and addresses change while running (a client site's WAN address
+            // given anew: the tunnels re-source from it).
             let mut b = (*b).clone();
             b.neighbors.clone_from(&a.neighbors);
+            b.addresses.clone_from(&a.addresses);
             **a != b
         })
         .map(|(i, (a, _))| format!("port[{i}] {:?}", a.name))
@@ -266,8 +269,10 @@ impl ControlState {
     /// `{"op":"add_tunnel","tunnel":{...}}`, `{"op":"remove_tunnel","name":N}`,
     /// `{"op":"set_route","route":{...}}` (adds or replaces the prefix's route),
     /// `{"op":"remove_route","prefix":P}`, `{"op":"set_neighbor","port":N,"ip":I,"mac":M}`,
-    /// `{"op":"remove_neighbor","port":N,"ip":I}`, `{"op":"apply_config","path":F}` (a whole
-    /// new file; ports, EAL arguments and workers must stay as they are).
+    /// `{"op":"remove_neighbor","port":N,"ip":I}`, `{"op":"set_address","port":P,"old":O,
+    /// "new":N}` (port P's address O becomes N, and every tunnel whose local was O sends
+    /// from N), `{"op":"apply_config","path":F}` (a whole new file; ports, EAL arguments and
+    /// workers must stay as they are, but for the ports' addresses).
     ///
     /// A request of route changes only costs what it changes: each change is checked on
     /// its own against the running configuration (the same rules, the same errors as the
@@ -295,6 +300,13 @@ impl ControlState {
                     op_str(op, "ip").map_err(at)?,
                     op_str(op, "mac").map_err(at)?,
                 ),
+                "set_address" => doc
+                    .set_address(
+                        op_str(op, "port").map_err(at)?,
+                        op_str(op, "old").map_err(at)?,
+                        op_str(op, "new").map_err(at)?,
+                    )
+                    .map(|_| ()),
                 "remove_neighbor" => doc.remove_neighbor(
                     op_str(op, "port").map_err(at)?,
                     op_str(op, "ip").map_err(at)?,
