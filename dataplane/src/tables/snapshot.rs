@@ -1116,7 +1116,8 @@ impl SnapshotBuilder {
         for (i, t) in self.tunnels.iter().enumerate() {
             if let Some(name) = &t.backup_of {
                 let primary = primary_of[i].map(|p| &self.tunnels[p]);
-                if primary.is_none_or(|p| p.backup_of.is_some()) || !t.prefixes.is_empty() {
+                let primary_ok = primary.is_some_and(|p| p.backup_of.is_none());
+                if !primary_ok || !t.prefixes.is_empty() {
                     return Err(BuildError::BadBackup {
                         tunnel: t.name.clone(),
                         primary: name.clone(),
