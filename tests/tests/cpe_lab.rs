@@ -260,16 +260,15 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Freeze the named endpoints, wait for the CPE to send `dst` by `want`; thaw them, wait
-/// for it to come back to `back`. Pings go on meanwhile and must be answered while frozen.
-/// Returns (failover, recovery) times.
+/// Freeze the named endpoints, wait for the CPE to send `dst` by `want`, run `check`;
+/// thaw them, wait for it to come back to `back`. Pings go on meanwhile and must be
+/// answered while frozen. Returns (failover, recovery) times.
 fn fault(
     lab: &Lab,
     pinger: &Pinger,
     endpoints: &[&str],
-    dst: &str,
-    want: &str,
-    back: &str,
+    (dst, want, back): (&str, &str, &str),
+    check: impl Fn(&Lab),
 ) -> (Duration, Duration) {
     let pids: Vec<String> = endpoints.iter().map(|e| lab.pid(e)).collect();
     for p in &pids {
@@ -288,6 +287,7 @@ fn fault(
         &format!("pings answered by {want}"),
         || pinger.answered_after(moved) >= 10,
     );
+    check(lab);
     for p in &pids {
         signal(p, "CONT");
     }
@@ -375,9 +375,21 @@ fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
         &lab,
         &pinger,
         &["edge1"],
-        OTHER,
-        "tunnel edge2",
-        "tunnel edge1",
+        (OTHER, "tunnel edge2", "tunnel edge1"),
+        |lab| {
+            // The operator's view: the primary down, its prefix carried by the backup.
+            assert_eq!(health(lab, "edge1"), "down");
+            let route = &lab.ctl(&["lookup", OTHER])["route"];
+            assert_eq!(route["tunnel"], "edge2", "{route}");
+            let routes = lab.ctl(&["routes"]);
+            let rows = routes["routes"].as_array().cloned().unwrap_or_default();
+            assert!(
+                rows.iter().any(|r| r["prefix"] == "10.1.0.0/16"
+                    && r["tunnel"] == "edge2"
+                    && r["source"] == "tunnel (backup of edge1)"),
+                "{routes}"
+            );
+        },
     );
     let after = fresh_counters(&lab);
     let via_backup = tunnel_counter(&after, "edge2", "tx_packets")
@@ -393,9 +405,8 @@ fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
         &lab,
         &pinger,
         &["edge1", "edge2"],
-        OTHER,
-        "port wan0",
-        "tunnel edge1",
+        (OTHER, "port wan0", "tunnel edge1"),
+        |lab| assert_eq!(lab.ctl(&["lookup", OTHER])["route"]["prefix"], "0.0.0.0/0"),
     );
     summary.push(format!(
         "both edges frozen: native through wan0 {:.2} s after, back into edge1 {:.2} s after \

@@ -1028,7 +1028,20 @@ impl ControlState {
             for p in &t.config.prefixes {
                 let mut r = json!({"prefix": p.to_string(), "tunnel": t.config.name,
                                    "source": "tunnel", "distance": RouteLayer::Tunnel.distance()});
-                if let Some(why) = not_routed {
+                // Down, its prefix is carried by a backup tunnel: listed as well.
+                let backup = self
+                    .builder
+                    .tunnel_route(*p)
+                    .filter(|b| b.name != t.config.name);
+                if let Some(b) = backup {
+                    r["not_routed"] = json!(format!(
+                        "the tunnel is down; its backup {} carries it",
+                        b.name
+                    ));
+                    all.push(json!({"prefix": p.to_string(), "tunnel": b.name,
+                                    "source": format!("tunnel (backup of {})", t.config.name),
+                                    "distance": RouteLayer::Tunnel.distance()}));
+                } else if let Some(why) = not_routed {
                     r["not_routed"] = json!(why);
                 }
                 all.push(r);
@@ -1055,21 +1068,11 @@ impl ControlState {
     /// The installed route that decides `dst`: the longest prefix routed by any layer, and
     /// the layer of least distance for it; `None` when no route holds it.
     fn installed_route(&self, dst: Ipv4Addr) -> Option<(Ipv4Prefix, RouteLayer, RouteTarget)> {
-        let tunnel_prefixes: HashMap<Ipv4Prefix, &str> = self
-            .builder
-            .tunnels()
-            .iter()
-            .filter(|t| t.routes_its_prefixes())
-            .flat_map(|t| t.prefixes.iter().map(move |p| (*p, t.name.as_str())))
-            .collect();
         (0..=32u8).rev().find_map(|len| {
             let p = Ipv4Prefix::truncating(dst, len).ok()?;
-            if let Some(name) = tunnel_prefixes.get(&p) {
-                return Some((
-                    p,
-                    RouteLayer::Tunnel,
-                    RouteTarget::Tunnel((*name).to_owned()),
-                ));
+            // Routed into its tunnel, or into a backup while that one is down.
+            if let Some(t) = self.builder.tunnel_route(p) {
+                return Some((p, RouteLayer::Tunnel, RouteTarget::Tunnel(t.name.clone())));
             }
             if let Some(t) = self.builder.routes().get(&p) {
                 return Some((p, RouteLayer::Static, t.clone()));

@@ -626,6 +626,14 @@ impl SnapshotBuilder {
         &self.neighbors
     }
 
+    /// The tunnel that the last build routes `prefix` into as a tunnel's own prefix: the
+    /// tunnel that claims it, or its backup while it is down (`None`: not routed as a
+    /// tunnel's prefix now).
+    pub fn tunnel_route(&self, prefix: Ipv4Prefix) -> Option<&Tunnel> {
+        let &(_, i) = self.kept.tunnel_routes.get(&prefix)?;
+        self.tunnels.get(i)
+    }
+
     /// The layer whose route for `prefix` the last build installed (`None`: no route for
     /// exactly this prefix). A tunnel's prefix, a static route and a dynamic route for one
     /// prefix: the least distance wins.
