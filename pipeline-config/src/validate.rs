@@ -45,6 +45,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         interfaces: HashMap::new(),
         links: Vec::new(),
         bgp: None,
+        fpm: raw.fpm.is_some(),
     };
     let worker_lcores = v.workers(raw.workers.lcores.as_deref())?;
     let poll = v.poll(&raw.workers)?;
@@ -133,6 +134,8 @@ pub(crate) struct Validator<'a> {
     links: Vec<(Ipv4Net, String)>,
     /// `[bgp]`, checked before the tunnels (their `asn` needs it).
     bgp: Option<BgpConfig>,
+    /// Whether there is an `[fpm]` section: only then do BGP sessions move routes.
+    fpm: bool,
 }
 
 fn quote(s: &str) -> String {
@@ -1007,14 +1010,17 @@ impl Validator<'_> {
             return Err(self.err(
                 field,
                 quote(name),
-                "has fallback = false: its prefixes never leave it, so a backup would never                  carry them",
+                "has fallback = false: its prefixes never leave it, so a backup would never \
+                 carry them",
             ));
         }
-        if !primary.probe && primary.bgp.is_none() {
+        if !primary.probe && !(primary.bgp.is_some() && self.fpm) {
             return Err(self.err(
                 field,
                 quote(name),
-                "is neither probed (probe = true) nor has a BGP session (asn): nothing would                  ever find it down, so a backup would never carry its prefixes",
+                "is neither probed (probe = true) nor has a BGP session (asn) whose routes \
+                 reach the appliance ([fpm]): nothing would ever find it down, so a backup \
+                 would never carry its prefixes",
             ));
         }
         for (list, what) in [
@@ -1026,7 +1032,8 @@ impl Validator<'_> {
                     format!("{path}.{what}[0]"),
                     net,
                     format!(
-                        "is set on a backup tunnel; a backup carries and accepts the {what} of                          its primary {name:?}"
+                        "is set on a backup tunnel; a backup carries and accepts the {what} of \
+                         its primary {name:?}"
                     ),
                 ));
             }
@@ -1052,7 +1059,8 @@ impl Validator<'_> {
                 return Err(self.err(
                     format!("{}.roles", port_path(i, &ports[i].name)),
                     "\"lan\"",
-                    "needs a [site] section: its prefixes are the only sources accepted from a                      LAN port",
+                    "needs a [site] section: its prefixes are the only sources accepted from a \
+                     LAN port",
                 ));
             }
             return Ok(None);
@@ -1351,8 +1359,9 @@ impl<'a> Validator<'a> {
             sources: BTreeMap::new(),
             interfaces: HashMap::new(),
             links: Vec::new(),
-            // Route checks never look at BGP (only tunnels do).
+            // Route checks never look at BGP or FPM (only tunnels do).
             bgp: None,
+            fpm: false,
         }
     }
 

@@ -162,3 +162,19 @@ fn a_backup_names_an_earlier_primary_that_can_go_down() {
         "is itself a backup (of \"edge1\")",
     );
 }
+
+#[test]
+fn a_primary_found_down_by_bgp_needs_its_routes_over_fpm() {
+    let bgp = replaced(
+        "probe = true                     # in-tunnel",
+        "link = \"169.254.5.0/31\"\nasn = 65000 #",
+    ) + "\n[bgp]\nasn = 65005\n";
+    invalid(
+        &bgp,
+        "tunnel[1] \"edge2\".backup",
+        Some("\"edge1\""),
+        "whose routes reach the appliance ([fpm])",
+    );
+    let cfg = parse(&format!("{bgp}\n[fpm]\n"), ORIGIN).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.tunnels[0].bgp.is_some() && cfg.tunnels[1].backup.is_some());
+}

@@ -69,36 +69,14 @@ pub fn render(
         "! The edge's FRR configuration, written by `backbone frr-config` from {source}.\n\
          ! Regenerate it rather than edit it: the appliance's configuration is the source."
     );
-    o.push_str("frr version 8.4\nfrr defaults traditional\nhostname backbone\n");
-    o.push_str("log syslog informational\nservice integrated-vtysh-config\n!\n");
-    // A new client changes the prefix list every client's outbound route map reads: bgpd
-    // applies route-map and prefix-list changes after this delay (5 s by default; 0 would
-    // disable the updates altogether).
-    o.push_str("bgp route-map delay-timer 1\n!\n");
-    match fpm.map(fpm_target) {
-        Some(fpm) => {
-            let _ = writeln!(
-                o,
-                "! zebra hands the routes it selects to the appliance (zebra runs with -M \
-                 dplane_fpm_nl)\nfpm address {} port {}\nno fpm use-next-hop-groups\n!",
-                fpm.ip(),
-                fpm.port()
-            );
-        }
-        None => o.push_str(
-            "! No FPM: the appliance does not listen for zebra ([fpm] in its configuration).\n!\n",
-        ),
-    }
     let profile = format!("bb-{}x{}", bgp.bfd_interval_ms, bgp.bfd_multiplier);
     let sessions: Vec<&TunnelConfig> = cfg.tunnels.iter().filter(|t| t.bgp.is_some()).collect();
-    if sessions.iter().any(|t| t.bgp.is_some_and(|b| b.bfd)) {
-        let _ = writeln!(
-            o,
-            "bfd\n profile {profile}\n  detect-multiplier {}\n  receive-interval {}\n  \
-             transmit-interval {}\n exit\nexit\n!",
-            bgp.bfd_multiplier, bgp.bfd_interval_ms, bgp.bfd_interval_ms
-        );
-    }
+    let bfd = sessions.iter().any(|t| t.bgp.is_some_and(|b| b.bfd));
+    preamble(
+        &mut o,
+        fpm,
+        bfd.then_some((profile.as_str(), bgp.bfd_interval_ms, bgp.bfd_multiplier)),
+    );
 
     // What each client may announce: its own prefixes and their more-specifics.
     for t in &sessions {
@@ -186,6 +164,9 @@ pub const BACKUP_LOCAL_PREFERENCE: u32 = 50;
 fn preamble(o: &mut String, fpm: Option<SocketAddr>, profile: Option<(&str, u32, u8)>) {
     o.push_str("frr version 8.4\nfrr defaults traditional\nhostname backbone\n");
     o.push_str("log syslog informational\nservice integrated-vtysh-config\n!\n");
+    // A new client changes the prefix list every client's outbound route map reads: bgpd
+    // applies route-map and prefix-list changes after this delay (5 s by default; 0 would
+    // disable the updates altogether).
     o.push_str("bgp route-map delay-timer 1\n!\n");
     match fpm.map(fpm_target) {
         Some(fpm) => {
