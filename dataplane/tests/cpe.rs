@@ -38,8 +38,17 @@ fn mac(m: EthernetAddress) -> String {
 /// The example configuration, as the appliance would load it, with the two next hops'
 /// MACs known.
 fn cpe() -> Lab {
+    cpe_from(&example())
+}
+
+fn example() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline-config/examples/cpe.toml");
-    let cfg = pipeline_config::load(&path).expect("examples/cpe.toml validates");
+    std::fs::read_to_string(path).expect("examples/cpe.toml")
+}
+
+/// A CPE from configuration `text`, the next hops' MACs known.
+fn cpe_from(text: &str) -> Lab {
+    let cfg = pipeline_config::parse(text, "cpe.toml").expect("the CPE configuration validates");
     let mut builder = builder_from_config(&cfg, &[(LAN, MAC_LAN), (WAN, MAC_WAN)]);
     builder.neighbor(WAN, Ipv4Addr::new(203, 0, 113, 254), MAC_GW);
     builder.neighbor(LAN, Ipv4Addr::new(10, 5, 0, 2), MAC_LAN_ROUTER);
@@ -408,4 +417,33 @@ fn a_new_wan_address_re_sources_the_tunnels_and_keeps_their_state() {
         dataplane::pipeline::Action::Transmit(LAN),
         "decapsulated to the LAN"
     );
+}
+
+/// The edge's side of the backup's link (as the source of its ICMP errors, say) is the
+/// carrier's: accepted from the backup, as the primary's link is from the primary.
+#[test]
+fn the_backup_accepts_its_own_links_peer_as_well_as_the_carriers_sources() {
+    let text = example().replacen(
+        "backup = \"edge1\"",
+        "backup = \"edge1\"\nlink = \"169.254.6.0/31\"",
+        1,
+    );
+    let mut lab = cpe_from(&text);
+    let from_edge2 = |src: &str| {
+        format!(
+            "Ether(dst='{}', src='{}')/IP(src='198.51.100.2', dst='203.0.113.5', proto=4)/\
+             IP(src='{src}', dst='10.5.1.10', ttl=64)/data(40)",
+            mac(MAC_WAN),
+            mac(MAC_GW)
+        )
+    };
+    let f = pkts(&[
+        from_edge2("169.254.6.1"),
+        from_edge2("10.1.2.3"),
+        from_edge2("169.254.7.1"),
+    ]);
+    let (egress, _) = lab.expect_transmit(WAN, &f[0], "the backup link's peer");
+    assert_eq!(egress, LAN);
+    lab.expect_transmit(WAN, &f[1], "the carrier's space through the backup");
+    lab.expect_drop(WAN, &f[2], DropReason::InnerSpoofed, "outside the link");
 }

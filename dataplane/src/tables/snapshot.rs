@@ -1175,7 +1175,10 @@ impl SnapshotBuilder {
                         });
                     }
                 }
-                sources_wanted.insert(p, nh);
+                // A backup accepts its primary's sources (TunnelHot::sources names the
+                // primary): its own link's are filed under the primary too.
+                let owner = primary_of[i].map_or(nh, |p| NextHop::new(slot_of[p]).unwrap_or(nh));
+                sources_wanted.insert(p, owner);
             }
         }
         // The site's own sources: never a tunnel's exact source prefix.
