@@ -19,9 +19,16 @@
 # address to ours), which the carrier's kernel routes back natively (accept_local on the
 # tunnel devices, as the packet comes from one of its own addresses).
 #
+# With LAB_BGP=1 the tunnels are found down by BGP instead of probes: FRR on the CPE (the
+# configuration `backbone frr-config` writes, zebra handing its routes to the appliance over
+# FPM) holds an eBGP session with BFD with each edge inside its tunnel (the CPE's side of
+# each link 169.254.5.0 and 169.254.6.0, the carrier's .1), announces 10.5.0.0/16 and
+# learns 10.1.0.0/16 from both; FRR on the carrier announces 10.1.0.0/16 on both sessions.
+#
 # Usage: scripts/cpe-lab.sh up|down|status
 # Environment: LAB_DIR (state, logs; default out/cpe-lab), LAB_PREFIX (namespace name
-# prefix; default bbc), BACKBONE (the binary; default: build the release one). Needs root.
+# prefix; default bbc), BACKBONE (the binary; default: build the release one), LAB_BGP.
+# Needs root (and FRR with LAB_BGP=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -30,6 +37,8 @@ D=${LAB_DIR:-$root/out/cpe-lab}
 case "$D" in /*) ;; *) D=$root/$D ;; esac
 NSES=(cpe hs inet carrier ha)
 RELEASE_BIN=${CARGO_TARGET_DIR:-$root/target}/release/backbone
+BGP=${LAB_BGP:-0}
+FRR=/usr/lib/frr
 
 say() { printf 'cpe-lab: %s\n' "$*"; }
 die() { printf 'cpe-lab: %s\n' "$*" >&2; exit 1; }
@@ -73,6 +82,7 @@ down() {
       ip netns del "$P-$n" 2>/dev/null || say "cannot delete namespace $P-$n"
     fi
   done
+  rm -rf "/var/run/frr/$P-cpe" "/var/run/frr/$P-carrier" "/etc/frr/$P-cpe" "/etc/frr/$P-carrier"
   rm -f "$D/up"
 }
 
@@ -81,6 +91,10 @@ preflight() {
   command -v ip >/dev/null || die "ip not found: run scripts/setup.sh (iproute2)"
   command -v ping >/dev/null || die "ping not found: run scripts/setup.sh (iputils-ping)"
   [ -c /dev/net/tun ] || die "/dev/net/tun missing: the carrier's tunnels are TUN devices"
+  if [ "$BGP" = 1 ]; then
+    command -v vtysh >/dev/null || die "vtysh not found: run scripts/setup.sh (frr)"
+    [ -x $FRR/zebra ] && [ -x $FRR/bgpd ] && [ -x $FRR/bfdd ] || die "FRR's daemons missing in $FRR (package frr)"
+  fi
   for n in "${NSES[@]}"; do
     ! ip netns list | grep -qw "^$P-$n" || die "namespace $P-$n exists: a lab is up already (scripts/cpe-lab.sh down)"
   done
@@ -110,6 +124,58 @@ veth() { # NS1 IF1 NS2 IF2
   ns "$3" ip link set "$4" up
 }
 
+# FRR in namespace NS as instance $P-NS (its own sockets under /var/run/frr/$P-NS),
+# configured from FILE through vtysh. Extra zebra arguments after FILE.
+start_frr() { # NS FILE [ZEBRA-ARGS...]
+  local n=$1 file=$2 inst=$P-$1; shift 2
+  mkdir -p "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
+  touch "/etc/frr/$inst/vtysh.conf"
+  chown -R frr:frr "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
+  local d
+  for d in zebra bgpd bfdd; do
+    local extra=()
+    [ "$d" != zebra ] || extra=("$@")
+    ns "$n" "$FRR/$d" -N "$inst" -d -f /dev/null -i "$D/frr-$n/$d.pid" \
+      --log "file:$D/frr-$n/$d.log" "${extra[@]}" \
+      || die "FRR $d in $n did not start: see $D/frr-$n/$d.log"
+    wait_for 10 "FRR $d in $n" test -s "$D/frr-$n/$d.pid"
+    record "frr-$n-$d" "$(cat "$D/frr-$n/$d.pid")" "$FRR/$d -N $inst"
+  done
+  wait_for 10 "FRR's vty in $n" ns "$n" vtysh -N "$inst" -c "show version"
+  ns "$n" vtysh -N "$inst" -f "$file" >"$D/frr-$n/vtysh.log" 2>&1 \
+    || die "FRR in $n refused its configuration: see $D/frr-$n/vtysh.log"
+}
+
+# The carrier's FRR: eBGP with BFD with the CPE inside each tunnel, 10.1.0.0/16 announced.
+carrier_frr() {
+  cat >"$D/frr-carrier.conf" <<'EOF'
+frr defaults traditional
+hostname carrier
+bfd
+ profile fast
+  detect-multiplier 3
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+router bgp 65000
+ bgp router-id 198.51.100.1
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 169.254.5.0 remote-as 65005
+ neighbor 169.254.5.0 bfd profile fast
+ neighbor 169.254.5.0 timers connect 1
+ neighbor 169.254.6.0 remote-as 65005
+ neighbor 169.254.6.0 bfd profile fast
+ neighbor 169.254.6.0 timers connect 1
+ address-family ipv4 unicast
+  network 10.1.0.0/16
+ exit-address-family
+exit
+EOF
+  start_frr carrier "$D/frr-carrier.conf"
+}
+
 endpoint() { # NAME TUN MODE LOCAL [KEY]
   local name=$1 tun=$2 mode=$3 local=$4; shift 4
   ip netns exec "$P-carrier" /usr/bin/python3 -u "$root/scripts/tunnel-endpoint.py" "$tun" "$mode" \
@@ -118,6 +184,14 @@ endpoint() { # NAME TUN MODE LOCAL [KEY]
   wait_for 30 "the carrier's $name endpoint" grep -q ready "$D/$name.log"
   ns carrier ip link set "$tun" up
   ns carrier sysctl -qw "net.ipv4.conf.$tun.accept_local=1" "net.ipv4.conf.$tun.rp_filter=0"
+}
+
+health_of() { # X: how tunnel 169.254.X.0/31 is found down
+  if [ "$BGP" = 1 ]; then
+    printf 'link = "169.254.%s.0/31"\nasn = 65000                      # the edge, inside the tunnel' "$1"
+  else
+    printf 'probe = true'
+  fi
 }
 
 appliance_config() {
@@ -132,8 +206,18 @@ args = ["--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",
 [workers]
 lcores = [1]
 
+$(if [ "$BGP" = 1 ]; then cat <<'BGP'
+[bgp]                            # the site's AS; FRR beside the appliance (frr-config)
+asn = 65005
+
+[fpm]                            # zebra's routes into the tables
+listen = "127.0.0.1:2620"
+BGP
+else cat <<'PROBES'
 [health]
 probe_interval_ms = 200          # 3 missed: down in 0.6 s, inside the second asked for
+PROBES
+fi)
 
 [[port]]
 name = "lan0"
@@ -160,7 +244,7 @@ remote = "198.51.100.1"
 key = 5
 port = "wan0"
 next_hop = "203.0.113.254"
-probe = true
+$(health_of 5)
 prefixes = ["10.1.0.0/16"]
 
 [[tunnel]]                       # backup: IP in IP to edge 2
@@ -170,7 +254,7 @@ local = "203.0.113.5"
 remote = "198.51.100.2"
 port = "wan0"
 next_hop = "203.0.113.254"
-probe = true
+$(health_of 6)
 backup = "edge1"
 
 [[route]]                        # the site's host
@@ -219,6 +303,14 @@ up() {
   endpoint edge1 tun1 gre 198.51.100.1 5
   endpoint edge2 tun2 ipip 198.51.100.2
   ns carrier ip route add 10.5.0.0/24 dev tun1
+  # Replies to 10.5.1.0/24 go natively, whatever BGP says of 10.5.0.0/16.
+  ns carrier ip route add 10.5.1.0/24 via 198.51.100.254
+  if [ "$BGP" = 1 ]; then
+    ns carrier ip addr add 169.254.5.1/31 dev tun1
+    ns carrier ip addr add 169.254.6.1/31 dev tun2
+    ns carrier ip link set tun1 mtu 1472
+    ns carrier ip link set tun2 mtu 1480
+  fi
 
   ns ha ip addr add 10.1.0.10/24 dev eth0
   ns ha ip route add default via 10.1.0.1
@@ -234,6 +326,12 @@ up() {
     sleep 0.1
   done
   grep -q "forwarding" "$D/backbone.log" || die "the appliance did not start forwarding: see $D/backbone.log"
+  if [ "$BGP" = 1 ]; then
+    "$BACKBONE" frr-config --config "$D/cpe.toml" --output "$D/frr-cpe.conf"
+    wait_for 30 "the CPE's host interfaces" ns cpe ip link show dev bb-edge2
+    start_frr cpe "$D/frr-cpe.conf" -M dplane_fpm_nl
+    carrier_frr
+  fi
   touch "$D/up"
   say "up: site host 10.5.0.10 and 10.5.1.10, site A's host 10.1.0.10, Internet host 192.0.2.80"
 }

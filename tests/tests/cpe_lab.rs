@@ -17,8 +17,14 @@
 //!   back natively in this lab (the carrier routes 10.5.1.0/24 through the Internet), so
 //!   the pings show where the CPE sends the requests whatever the tunnels' state. The
 //!   times are reported; the deadlines leave room for a loaded machine.
+//! - the same with BGP instead of probes (LAB_BGP=1): FRR on the CPE, configured by
+//!   `backbone frr-config`, holds eBGP with BFD with both edges inside the tunnels; both
+//!   sessions come up, zebra's route reaches the appliance over FPM into the primary, the
+//!   backup's path has local preference 50, the carrier hears only the site's prefix and
+//!   prefers the primary; BFD moves the traffic to the backup, then to the Internet, and
+//!   back.
 //!
-//! Needs root, network namespaces and /dev/net/tun (scripts/setup.sh). Where they are
+//! Needs root, network namespaces, /dev/net/tun and FRR (scripts/setup.sh). Where they are
 //! missing the test fails and says why: it never skips.
 
 use backbone_tests::{backbone_bin, repo_root, scratch_dir, wait_for, wait_until};
@@ -41,7 +47,13 @@ struct Lab {
     dir: PathBuf,
     prefix: String,
     backbone: PathBuf,
+    bgp: bool,
+    /// One lab at a time: the failover times mean something only on a machine the other
+    /// lab is not loading.
+    _one: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_LAB: Mutex<()> = Mutex::new(());
 
 impl Lab {
     fn script(&self, cmd: &str) -> Output {
@@ -50,12 +62,13 @@ impl Lab {
             .env("LAB_DIR", &self.dir)
             .env("LAB_PREFIX", &self.prefix)
             .env("BACKBONE", &self.backbone)
+            .env("LAB_BGP", if self.bgp { "1" } else { "0" })
             .stdin(Stdio::null())
             .output()
             .expect("run scripts/cpe-lab.sh")
     }
 
-    fn up() -> Lab {
+    fn up(bgp: bool) -> Lab {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         assert!(
             status
@@ -63,10 +76,18 @@ impl Lab {
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
             "the client-site lab needs root (namespaces, TUN)"
         );
+        let one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+        let tag = if bgp { "cpe-lab-bgp" } else { "cpe-lab" };
         let lab = Lab {
-            dir: scratch_dir("cpe-lab"),
-            prefix: format!("bbc{}", std::process::id() % 100_000),
+            dir: scratch_dir(tag),
+            prefix: format!(
+                "bb{}{}",
+                if bgp { 'g' } else { 'c' },
+                std::process::id() % 100_000
+            ),
             backbone: backbone_bin(),
+            bgp,
+            _one: one,
         };
         let out = lab.script("up");
         assert!(
@@ -100,6 +121,15 @@ impl Lab {
             .expect("backbone ctl");
         assert!(out.status.success(), "ctl {args:?}: {}", text(&out));
         serde_json::from_slice(&out.stdout).expect("ctl JSON")
+    }
+
+    fn vtysh_json(&self, ns: &str, cmd: &str) -> Result<Value, String> {
+        let inst = format!("{}-{ns}", self.prefix);
+        let out = self.exec(ns, &["vtysh", "-N", &inst, "-c", cmd]);
+        if !out.status.success() {
+            return Err(format!("vtysh {cmd}: {}", text(&out)));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("vtysh {cmd}: {e}: {}", text(&out)))
     }
 
     /// The PID the lab script recorded for one of its processes.
@@ -302,7 +332,7 @@ fn fault(
 
 #[test]
 fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
-    let lab = Lab::up();
+    let lab = Lab::up(false);
     let mut summary = Vec::new();
     const OTHER: &str = "10.1.0.10";
     const WWW: &str = "192.0.2.80";
@@ -446,4 +476,146 @@ fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
         );
     }
     eprintln!("== client-site lab\n{}", summary.join("\n"));
+}
+
+/// The same site with BGP instead of probes: FRR on the CPE runs what `backbone frr-config`
+/// writes for a client site (eBGP with BFD with each edge inside its tunnel, the backup's
+/// routes at local preference 50), zebra hands its choice to the appliance over FPM; BFD
+/// (100 ms x 3) finds an edge's tunnel side frozen.
+#[test]
+fn cpe_lab_bgp_with_both_edges_and_the_backup_by_preference() {
+    let lab = Lab::up(true);
+    let mut summary = Vec::new();
+    const OTHER: &str = "10.1.0.10";
+    let t0 = Instant::now();
+    wait_for(
+        Duration::from_secs(60),
+        "the CPE's sessions Established and BFD up",
+        || {
+            let v = lab.vtysh_json("cpe", "show bgp summary json")?;
+            for peer in ["169.254.5.1", "169.254.6.1"] {
+                let state = v["ipv4Unicast"]["peers"][peer]["state"].as_str();
+                if state != Some("Established") {
+                    return Err(format!("{peer}: {state:?}"));
+                }
+            }
+            let bfd = lab.vtysh_json("cpe", "show bfd peers json")?;
+            let peers = bfd.as_array().cloned().unwrap_or_default();
+            for peer in ["169.254.5.1", "169.254.6.1"] {
+                if !peers
+                    .iter()
+                    .any(|p| p["peer"] == peer && p["status"] == "up")
+                {
+                    return Err(format!("BFD with {peer}: {bfd}"));
+                }
+            }
+            Ok(())
+        },
+    );
+    summary.push(format!(
+        "both sessions Established with BFD up {:.1} s after the lab came up",
+        t0.elapsed().as_secs_f64()
+    ));
+    // zebra's choice reaches the appliance: the carrier's prefix into the primary.
+    let route = wait_for(Duration::from_secs(30), "10.1.0.0/16 from zebra", || {
+        let v = lab.ctl(&["lookup", OTHER]);
+        if v["route"]["source"] == "frr" && v["via"]["tunnel"] == "edge1" {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    });
+    assert_eq!(route["route"]["prefix"], "10.1.0.0/16", "{route}");
+    // Both edges' paths at the CPE; the backup's at local preference 50.
+    let paths = lab
+        .vtysh_json("cpe", "show bgp ipv4 unicast 10.1.0.0/16 json")
+        .expect("the CPE's paths");
+    let by_hop = |hop: &str| {
+        paths["paths"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["nexthops"][0]["ip"] == hop).cloned())
+            .unwrap_or_else(|| panic!("no path via {hop}: {paths}"))
+    };
+    assert_eq!(by_hop("169.254.6.1")["locPrf"], 50, "{paths}");
+    assert!(
+        by_hop("169.254.5.1")["bestpath"]["overall"] == true,
+        "the primary's path is the best: {paths}"
+    );
+    // The carrier hears the site's prefix, and only it, from each session, and prefers the
+    // primary's (the backup's is prepended).
+    for peer in ["169.254.5.0", "169.254.6.0"] {
+        let v = lab
+            .vtysh_json(
+                "carrier",
+                &format!("show bgp ipv4 unicast neighbors {peer} routes json"),
+            )
+            .expect("the carrier's routes");
+        let got: Vec<String> = v["routes"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(got, ["10.5.0.0/16"], "from {peer}: {v}");
+    }
+    let best = text(&lab.exec("carrier", &["ip", "route", "show", "10.5.0.0/16"]));
+    assert!(
+        best.contains("via 169.254.5.0 dev tun1"),
+        "carrier's route: {best}"
+    );
+    let (got, out) = pings(&lab, "10.5.0.10", OTHER, 3);
+    assert!(got >= 2, "site host -> other site through edge1:\n{out}");
+    summary.push(
+        "zebra's route to the other site into edge1 over FPM; the carrier hears 10.5.0.0/16 \
+         only, preferring edge 1"
+            .into(),
+    );
+
+    let pinger = Pinger::start(&lab, "10.5.1.10", OTHER);
+    wait_until(Duration::from_secs(10), "the pings answered", || {
+        pinger.answered_after(0.0) >= 5
+    });
+    let (to_backup, from_backup) = fault(
+        &lab,
+        &pinger,
+        &["edge1"],
+        (OTHER, "tunnel edge2", "tunnel edge1"),
+        |lab| {
+            let r = &lab.ctl(&["lookup", OTHER])["route"];
+            assert_eq!(r["source"], "frr", "the backup's session's route: {r}");
+        },
+    );
+    summary.push(format!(
+        "edge 1 frozen: into the backup edge2 {:.2} s after, back into edge1 {:.2} s after it \
+         thawed",
+        to_backup.as_secs_f64(),
+        from_backup.as_secs_f64()
+    ));
+    let (to_native, from_native) = fault(
+        &lab,
+        &pinger,
+        &["edge1", "edge2"],
+        (OTHER, "port wan0", "tunnel edge1"),
+        |lab| assert_eq!(lab.ctl(&["lookup", OTHER])["route"]["prefix"], "0.0.0.0/0"),
+    );
+    summary.push(format!(
+        "both edges frozen: native through wan0 {:.2} s after, back into edge1 {:.2} s after \
+         they thawed",
+        to_native.as_secs_f64(),
+        from_native.as_secs_f64()
+    ));
+    let replies = pinger.replies();
+    let sent = replies.iter().map(|r| r.1).max().unwrap_or(0);
+    summary.push(format!(
+        "pings at 20/s through both faults: {} answered, {} lost",
+        replies.len(),
+        sent.saturating_sub(replies.len() as u64)
+    ));
+    drop(pinger);
+    for (what, t) in [("to the backup", to_backup), ("to native", to_native)] {
+        assert!(
+            t < Duration::from_millis(1500),
+            "failover {what} took {:.2} s",
+            t.as_secs_f64()
+        );
+    }
+    eprintln!("== client-site lab, BGP\n{}", summary.join("\n"));
 }
