@@ -1014,7 +1014,8 @@ impl Validator<'_> {
                  carry them",
             ));
         }
-        if !primary.probe && !(primary.bgp.is_some() && self.fpm) {
+        let found_down_by_bgp = primary.bgp.is_some() && self.fpm;
+        if !(primary.probe || found_down_by_bgp) {
             return Err(self.err(
                 field,
                 quote(name),
