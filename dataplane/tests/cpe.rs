@@ -417,6 +417,41 @@ fn a_new_wan_address_re_sources_the_tunnels_and_keeps_their_state() {
         dataplane::pipeline::Action::Transmit(LAN),
         "decapsulated to the LAN"
     );
+
+    // The same through a file (a reload): another lease, written into the configuration.
+    let dir = std::env::temp_dir().join(format!("cpe-wan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cpe.toml");
+    // The neighbours set through the API above are not in the file: a reload undoes them
+    // unless the file has them.
+    let neighbor = |ip: &str, m: EthernetAddress| {
+        format!("[[port.neighbor]]\nip = \"{ip}\"\nmac = \"{}\"\n\n", mac(m))
+    };
+    let edited = text.replace("203.0.113.5", "203.0.113.99").replacen(
+        "[site]",
+        &format!("{}[site]", neighbor("203.0.113.254", MAC_GW)),
+        1,
+    );
+    std::fs::write(&file, edited).unwrap();
+    let before = st.snapshots().current().generation();
+    st.apply_as(
+        &[json!({"op": "apply_config", "path": file.display().to_string()})],
+        "test",
+    )
+    .unwrap_or_else(|e| panic!("a reload with a new WAN address: {e}"));
+    assert_eq!(st.snapshots().current().generation(), before + 1);
+    let (_, again) = send(&st, LAN, &f);
+    assert_eq!(
+        &again[26..30],
+        &[203, 0, 113, 99],
+        "outer source: the file's address"
+    );
+    assert_eq!(
+        u32_at(&again, 46),
+        seq.wrapping_add(2),
+        "the sequence going on"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The edge's side of the backup's link (as the source of its ICMP errors, say) is the
