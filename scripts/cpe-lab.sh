@@ -25,7 +25,9 @@
 # each link 169.254.5.0 and 169.254.6.0, the carrier's .1), announces 10.5.0.0/16 and
 # learns 10.1.0.0/16 from both; FRR on the carrier announces 10.1.0.0/16 on both sessions.
 #
-# Usage: scripts/cpe-lab.sh up|down|status
+# Usage: scripts/cpe-lab.sh up|down|status|wan ADDRESS
+#   wan ADDRESS   the CPE's WAN address changed (after `backbone ctl wan-address`): the
+#                 carrier's tunnel endpoints and the Internet's route follow it
 # Environment: LAB_DIR (state, logs; default out/cpe-lab), LAB_PREFIX (namespace name
 # prefix; default bbc), BACKBONE (the binary; default: build the release one), LAB_BGP.
 # Needs root (and FRR with LAB_BGP=1).
@@ -38,6 +40,7 @@ case "$D" in /*) ;; *) D=$root/$D ;; esac
 NSES=(cpe hs inet carrier ha)
 RELEASE_BIN=${CARGO_TARGET_DIR:-$root/target}/release/backbone
 BGP=${LAB_BGP:-0}
+WAN=203.0.113.5                  # the CPE's WAN address (`wan` gives it another)
 FRR=/usr/lib/frr
 
 say() { printf 'cpe-lab: %s\n' "$*"; }
@@ -176,12 +179,37 @@ EOF
   start_frr carrier "$D/frr-carrier.conf"
 }
 
+# The carrier's side of both tunnels, toward the CPE's WAN address $WAN.
+carrier_tunnels() {
+  endpoint edge1 tun1 gre 198.51.100.1 5
+  endpoint edge2 tun2 ipip 198.51.100.2
+  ns carrier ip route add 10.5.0.0/24 dev tun1
+  if [ "$BGP" = 1 ]; then
+    ns carrier ip addr add 169.254.5.1/31 dev tun1
+    ns carrier ip addr add 169.254.6.1/31 dev tun2
+    ns carrier ip link set tun1 mtu 1472
+    ns carrier ip link set tun2 mtu 1480
+  fi
+}
+
+# The CPE's WAN address changed (given it with `backbone ctl wan-address`): the carrier's
+# endpoints and the Internet's route to the site follow.
+new_wan() { # ADDRESS
+  [ -f "$D/up" ] || die "the lab is not up (scripts/cpe-lab.sh up)"
+  WAN=$1
+  stop_one edge1 TERM 3
+  stop_one edge2 TERM 3
+  carrier_tunnels
+  ns inet ip route replace 10.5.0.0/16 via "$WAN"
+  say "the carrier's tunnels and the Internet's route now go to $WAN"
+}
+
 endpoint() { # NAME TUN MODE LOCAL [KEY]
   local name=$1 tun=$2 mode=$3 local=$4; shift 4
   ip netns exec "$P-carrier" /usr/bin/python3 -u "$root/scripts/tunnel-endpoint.py" "$tun" "$mode" \
-    "$local" 203.0.113.5 "$@" >"$D/$name.log" 2>&1 &
+    "$local" "$WAN" "$@" >>"$D/$name.log" 2>&1 &
   record "$name" $! "tunnel-endpoint.py $tun"
-  wait_for 30 "the carrier's $name endpoint" grep -q ready "$D/$name.log"
+  wait_for 30 "the carrier's $name endpoint" grep -q "$WAN key .* ready" "$D/$name.log"
   ns carrier ip link set "$tun" up
   ns carrier sysctl -qw "net.ipv4.conf.$tun.accept_local=1" "net.ipv4.conf.$tun.rp_filter=0"
 }
@@ -300,17 +328,9 @@ up() {
   ns carrier ip addr add 198.51.100.2/24 dev to-inet
   ns carrier ip addr add 10.1.0.1/24 dev to-ha
   ns carrier ip route add default via 198.51.100.254
-  endpoint edge1 tun1 gre 198.51.100.1 5
-  endpoint edge2 tun2 ipip 198.51.100.2
-  ns carrier ip route add 10.5.0.0/24 dev tun1
+  carrier_tunnels
   # Replies to 10.5.1.0/24 go natively, whatever BGP says of 10.5.0.0/16.
   ns carrier ip route add 10.5.1.0/24 via 198.51.100.254
-  if [ "$BGP" = 1 ]; then
-    ns carrier ip addr add 169.254.5.1/31 dev tun1
-    ns carrier ip addr add 169.254.6.1/31 dev tun2
-    ns carrier ip link set tun1 mtu 1472
-    ns carrier ip link set tun2 mtu 1480
-  fi
 
   ns ha ip addr add 10.1.0.10/24 dev eth0
   ns ha ip route add default via 10.1.0.1
@@ -355,5 +375,6 @@ case "${1:-}" in
   up) trap on_exit_up EXIT; up ;;
   down) down; say "down" ;;
   status) status ;;
-  *) sed -n '2,24p' "$0"; exit 2 ;;
+  wan) [ -n "${2:-}" ] || die "usage: scripts/cpe-lab.sh wan ADDRESS"; new_wan "$2" ;;
+  *) sed -n '2,34p' "$0"; exit 2 ;;
 esac

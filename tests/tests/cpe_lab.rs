@@ -17,6 +17,9 @@
 //!   back natively in this lab (the carrier routes 10.5.1.0/24 through the Internet), so
 //!   the pings show where the CPE sends the requests whatever the tunnels' state. The
 //!   times are reported; the deadlines leave room for a loaded machine.
+//! - a new WAN address given through `ctl wan-address`: every tunnel's local end moves to
+//!   it; once the carrier's side follows (the lab's `wan` step), both tunnels come up again
+//!   by their probes and the pings go through the primary, both ways, from the new address;
 //! - the same with BGP instead of probes (LAB_BGP=1): FRR on the CPE, configured by
 //!   `backbone frr-config`, holds eBGP with BFD with both edges inside the tunnels; both
 //!   sessions come up, zebra's route reaches the appliance over FPM into the primary, the
@@ -58,7 +61,7 @@ static ONE_LAB: Mutex<()> = Mutex::new(());
 impl Lab {
     fn script(&self, cmd: &str) -> Output {
         Command::new(repo_root().join("scripts/cpe-lab.sh"))
-            .arg(cmd)
+            .args(cmd.split(' '))
             .env("LAB_DIR", &self.dir)
             .env("LAB_PREFIX", &self.prefix)
             .env("BACKBONE", &self.backbone)
@@ -465,6 +468,44 @@ fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
         replies.len()
     ));
     drop(pinger);
+
+    // A new WAN address (a new lease), given through ctl: the tunnels re-source from it.
+    let g = lab.ctl(&[
+        "wan-address",
+        "--port",
+        "wan0",
+        "203.0.113.5",
+        "203.0.113.77",
+    ]);
+    assert!(g["generation"].as_u64().is_some(), "{g}");
+    let tunnels = lab.ctl(&["tunnels"]);
+    for t in tunnels["tunnels"].as_array().expect("tunnels") {
+        assert_eq!(t["local"], "203.0.113.77", "{t}");
+    }
+    let t = Instant::now();
+    let out = lab.script("wan 203.0.113.77");
+    assert!(out.status.success(), "cpe-lab.sh wan: {}", text(&out));
+    wait_until(
+        Duration::from_secs(10),
+        "both tunnels up again from the new address",
+        || health(&lab, "edge1") == "up" && health(&lab, "edge2") == "up",
+    );
+    let rewan = t.elapsed();
+    let before = fresh_counters(&lab);
+    let (got, out) = pings(&lab, "10.5.0.10", OTHER, 3);
+    assert!(got >= 2, "through edge1 from the new address:\n{out}");
+    let after = fresh_counters(&lab);
+    let d = tunnel_counter(&after, "edge1", "rx_packets")
+        - tunnel_counter(&before, "edge1", "rx_packets");
+    assert!(
+        d >= got as u64,
+        "edge1 rx grew by {d} for {got} pings answered"
+    );
+    summary.push(format!(
+        "WAN address 203.0.113.5 -> 203.0.113.77 by ctl wan-address: both tunnels up again \
+         {:.2} s after the carrier followed, {got} of 3 pings through edge1",
+        rewan.as_secs_f64()
+    ));
 
     // Within the second asked for (the probes find a tunnel down in 0.6 s); a loaded
     // machine gets a little more.
