@@ -570,6 +570,9 @@ fn flags(t: &Value) -> String {
     if t["checksum"] == Value::Bool(true) {
         f.push("csum".into());
     }
+    if let Some(p) = t["backup_of"].as_str() {
+        f.push(format!("backup={p}"));
+    }
     if f.is_empty() {
         "-".into()
     } else {

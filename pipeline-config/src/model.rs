@@ -377,6 +377,13 @@ impl ValidatedConfig {
             }
         }
 
+        if let Some(site) = &self.site {
+            writeln!(
+                s,
+                "site: a client site's router for {} (the only sources its LAN ports accept)",
+                join(&site.prefixes)
+            )?;
+        }
         writeln!(s, "tunnels: {}", self.tunnels.len())?;
         for (i, t) in self.tunnels.iter().enumerate() {
             let mut mode = t.mode.to_string();
@@ -408,6 +415,13 @@ impl ValidatedConfig {
             }
             if !t.extra_sources.is_empty() {
                 writeln!(s, "      extra sources {}", join(&t.extra_sources))?;
+            }
+            if let Some(p) = &t.backup {
+                writeln!(
+                    s,
+                    "      backup of {:?}: carries its prefixes while it is down",
+                    p.name
+                )?;
             }
         }
 

@@ -58,6 +58,15 @@ fn the_example_is_a_client_site_router() {
     let of = backup.backup.as_ref().expect("edge2 is a backup");
     assert_eq!((of.index, of.name.as_str()), (0, "edge1"));
     assert!(backup.prefixes.is_empty());
+    // `backbone check` says so.
+    let summary = cfg.summary();
+    for part in [
+        "site: a client site's router for 10.5.0.0/16",
+        "backup of \"edge1\"",
+        "roles lan",
+    ] {
+        assert!(summary.contains(part), "{summary}\nlacks {part:?}");
+    }
 }
 
 #[test]

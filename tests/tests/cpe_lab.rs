@@ -347,6 +347,15 @@ fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
     );
     assert_eq!(lookup(&lab, OTHER), "tunnel edge1");
     assert_eq!(lookup(&lab, WWW), "port wan0");
+    let tunnels = lab.ctl(&["tunnels"]);
+    let backup_of = |name: &str| {
+        tunnels["tunnels"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["name"] == name).cloned())
+            .map(|t| t["backup_of"].clone())
+    };
+    assert_eq!(backup_of("edge2"), Some(Value::from("edge1")), "{tunnels}");
+    assert_eq!(backup_of("edge1"), Some(Value::Null), "{tunnels}");
 
     // Through the primary, both ways: replies to 10.5.0.0/24 come back through edge 1.
     let before = fresh_counters(&lab);

@@ -925,6 +925,7 @@ impl ControlState {
                         "next_hop": c.next_hop.to_string(), "next_hop_mac": t.next_hop_mac.map(|m| m.to_string()),
                         "mtu": t.mtu, "configured_mtu": c.mtu, "path_mtu": path_mtu,
                         "prefixes": c.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "backup_of": c.backup_of,
                     })
                 })
                 .collect(),
