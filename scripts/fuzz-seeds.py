@@ -171,6 +171,8 @@ def packets(lab, generated, hostile):
         if key == "fwd-native":
             write(d, "small-headroom-" + key, bytes([0x80 | (20 << 1) | port]) + frame)
 
+    ipv6_seeds(d)
+
     d = reset("pipeline_burst")
     by_port = {}
     for port, frame, _ in generated:
@@ -183,6 +185,62 @@ def packets(lab, generated, hostile):
     mixed = b"".join(bytes([0x40 | p]) + struct.pack("!H", len(f)) + f
                      for p, f, _ in generated[:: max(1, len(generated) // 24)])
     write(d, "mixed-ports", mixed)
+
+
+def ipv6_seeds(d):
+    """IPv6 inside the lab's tunnels (acme: GRE key 100, 2001:db8:1::/48, link6 fd00:1::1;
+    umbrella: IPIP, protocol 41, 2001:db8:6::/48, link6 fd00:6::1), one per outcome,
+    extension header chains among them (RFC 8200: passed untouched, never walked)."""
+    from scapy.all import (Ether, IP, IPv6, GRE, UDP, Raw, ICMPv6EchoRequest,
+                           IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrFragment,
+                           IPv6ExtHdrDestOpt)
+
+    def acme(inner):
+        return (Ether(dst="02:00:00:00:00:01", src="02:00:00:00:0a:0a")
+                / IP(src="198.51.100.10", dst="192.0.2.1")
+                / GRE(key_present=1, key=100, proto=0x86DD) / inner)
+
+    def umbrella(inner):
+        return (Ether(dst="02:00:00:00:00:01", src="02:00:00:00:0e:0e")
+                / IP(src="198.51.100.60", dst="192.0.2.1", proto=41) / inner)
+
+    def v6(src="2001:db8:1::5", dst="2001:db8:6::9", **kw):
+        return IPv6(src=src, dst=dst, **kw)
+
+    udp = UDP(sport=40000, dport=40001) / Raw(b"ipv6 seed")
+    chain = (IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting() / IPv6ExtHdrFragment()
+             / IPv6ExtHdrDestOpt())
+    long_chain = IPv6ExtHdrDestOpt()
+    for _ in range(63):
+        long_chain = long_chain / IPv6ExtHdrDestOpt()
+    seeds = {
+        "fwd-ipv6-acme": acme(v6() / udp),
+        "fwd-ipv6-umbrella": umbrella(v6("2001:db8:6::9", "2001:db8:1::5") / udp),
+        "fwd-ipv6-ext-chain-acme": acme(v6() / chain / udp),
+        "fwd-ipv6-long-ext-chain-umbrella":
+            umbrella(v6("2001:db8:6::9", "2001:db8:1::5") / long_chain / udp),
+        "fwd-ipv6-truncated-ext-chain-acme": acme(v6() / IPv6ExtHdrHopByHop(len=200)),
+        "fwd-ipv6-route-to-edge2-acme": acme(v6(dst="2001:db8:9::1") / udp),
+        "drop-bad_inner_ipv6-ipv4-inside-acme":
+            acme(Raw(bytes(IP(src="10.1.0.5", dst="10.4.0.9")))),
+        "drop-bad_inner_ipv6-plen-umbrella":
+            umbrella(Raw(bytes(v6("2001:db8:6::9", "2001:db8:1::5", plen=99) / udp))),
+        "drop-inner_spoofed-ipv6-acme": acme(v6(src="2001:db8:6::5") / udp),
+        "drop-ttl_exceeded-ipv6-acme": acme(v6(hlim=1) / udp),
+        "drop-no_route-ipv6-acme": acme(v6(dst="2001:db8:99::1") / udp),
+        "drop-no_route-ipv6-prohibit-acme": acme(v6(dst="2001:db8:71::1") / udp),
+        # umbrella's inner MTU is 1,480, acme's 1,472 (GRE with a key): Packet Too Big.
+        "drop-mtu_exceeded-ipv6-umbrella":
+            umbrella(v6("2001:db8:6::9", "2001:db8:1::5") / UDP(sport=1, dport=2)
+                     / Raw(b"m" * (1480 - 48))),
+        "drop-martian_destination-ipv6-acme": acme(v6(dst="ff02::1") / udp),
+        "drop-hairpin-ipv6-acme": acme(v6(dst="2001:db8:1::9") / udp),
+        "drop-tunnel_loop-ipv6-acme": acme(v6(src="fd00:1::1") / udp),
+        "drop-nested_tunnel-ipv6-acme": acme(v6("fd00:1::", "fd00:1::1", nh=47) / Raw(b"x" * 8)),
+        "punt-local_inner-ipv6-acme": acme(v6("fd00:1::", "fd00:1::1") / ICMPv6EchoRequest()),
+    }
+    for name, frame in seeds.items():
+        write(d, name, bytes([0]) + bytes(frame))
 
 
 BROKEN_CONFIGS = {

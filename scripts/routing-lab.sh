@@ -38,114 +38,16 @@ D=${LAB_DIR:-$root/out/routing-lab}
 case "$D" in /*) ;; *) D=$root/$D ;; esac
 SITES=(a b c)
 NSES=(edge inet ra rb rc rd ha hb hc hd)
-RELEASE_BIN=${CARGO_TARGET_DIR:-$root/target}/release/backbone
-FRR=/usr/lib/frr
 
-say() { printf 'routing-lab: %s\n' "$*"; }
-die() { printf 'routing-lab: %s\n' "$*" >&2; exit 1; }
-ns() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
+LAB_NAME=routing-lab
+FRR_NSES=(edge rb)
+# shellcheck source=scripts/lab-lib.sh
+. "$root/scripts/lab-lib.sh"
 idx() { case $1 in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; esac; }
 
-# Processes: every PID we start is recorded in $D/pids/NAME.pid with the command it must be
-# running; down kills only those, and only while they still run that command.
-record() { mkdir -p "$D/pids"; printf '%s\n%s\n' "$2" "$3" >"$D/pids/$1.pid"; }
-alive() {
-  local pid cmd running
-  pid=$(sed -n 1p "$1"); cmd=$(sed -n 2p "$1")
-  [ -n "$pid" ] || return 1
-  running=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-  [[ "$running" == *"$cmd"* ]]
-}
-stop_one() { # NAME SIGNAL WAIT-SECONDS
-  local f=$D/pids/$1.pid pid i
-  [ -f "$f" ] || return 0
-  pid=$(sed -n 1p "$f")
-  if alive "$f"; then
-    kill -CONT "$pid" 2>/dev/null || true
-    kill "-$2" "$pid" 2>/dev/null || true
-    for ((i = 0; i < $3 * 10; i++)); do alive "$f" || break; sleep 0.1; done
-    if alive "$f"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
-  fi
-  rm -f "$f"
-}
-wait_for() { # SECONDS DESCRIPTION COMMAND...
-  local secs=$1 what=$2 i; shift 2
-  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  die "timed out after ${secs}s waiting for $what"
-}
+down() { lab_down; }
 
-down() {
-  stop_one backbone TERM 10
-  for f in "$D"/pids/*.pid; do
-    if [ -e "$f" ]; then stop_one "$(basename "$f" .pid)" TERM 3; fi
-  done
-  for n in "${NSES[@]}"; do
-    if ip netns list | grep -qw "^$P-$n"; then
-      ip netns del "$P-$n" 2>/dev/null || say "cannot delete namespace $P-$n"
-    fi
-  done
-  rm -rf "/var/run/frr/$P-edge" "/var/run/frr/$P-rb" "/etc/frr/$P-edge" "/etc/frr/$P-rb"
-  rm -f "$D/up"
-}
-
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found: run scripts/setup.sh (it installs $2)"; }
-
-preflight() {
-  [ "$(id -u)" -eq 0 ] || die "needs root (namespaces, veths, TUN, routing daemons)"
-  need ip iproute2; need bird bird2; need birdc bird2; need vtysh frr; need ping iputils-ping
-  need socat socat
-  [ -x $FRR/zebra ] && [ -x $FRR/bgpd ] && [ -x $FRR/bfdd ] || die "FRR's daemons missing in $FRR (package frr)"
-  [ -c /dev/net/tun ] || die "/dev/net/tun missing: the routers' tunnels are TUN devices"
-  for n in "${NSES[@]}"; do
-    ! ip netns list | grep -qw "^$P-$n" || die "namespace $P-$n exists: a lab is up already (scripts/routing-lab.sh down)"
-  done
-}
-
-backbone_bin() {
-  if [ -n "${BACKBONE:-}" ]; then
-    [ -x "$BACKBONE" ] || die "BACKBONE=$BACKBONE is not an executable"
-  else
-    say "building the appliance (cargo build --release -p dataplane --bin backbone)"
-    cargo build --release --locked --quiet -p dataplane --bin backbone
-    BACKBONE=$RELEASE_BIN
-  fi
-}
-
-mkns() {
-  ip netns add "$P-$1"
-  ns "$1" ip link set lo up
-  ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-
-veth() { # NS1 IF1 NS2 IF2
-  ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
-  ns "$1" ethtool -K "$2" tx off >/dev/null 2>&1 || true
-  ns "$3" ethtool -K "$4" tx off >/dev/null 2>&1 || true
-  ns "$1" ip link set "$2" up
-  ns "$3" ip link set "$4" up
-}
-
-# FRR in namespace NS as instance $P-NS (its own sockets under /var/run/frr/$P-NS),
-# configured from FILE through vtysh. Extra zebra arguments after FILE.
-start_frr() { # NS FILE [ZEBRA-ARGS...]
-  local n=$1 file=$2 inst=$P-$1; shift 2
-  mkdir -p "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
-  touch "/etc/frr/$inst/vtysh.conf"
-  chown -R frr:frr "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
-  local d
-  for d in zebra bgpd bfdd; do
-    local extra=()
-    [ "$d" != zebra ] || extra=("$@")
-    ns "$n" "$FRR/$d" -N "$inst" -d -f /dev/null -i "$D/frr-$n/$d.pid" \
-      --log "file:$D/frr-$n/$d.log" "${extra[@]}" \
-      || die "FRR $d in $n did not start: see $D/frr-$n/$d.log"
-    wait_for 10 "FRR $d in $n" test -s "$D/frr-$n/$d.pid"
-    record "frr-$n-$d" "$(cat "$D/frr-$n/$d.pid")" "$FRR/$d -N $inst"
-  done
-  wait_for 10 "FRR's vty in $n" ns "$n" vtysh -N "$inst" -c "show version"
-  ns "$n" vtysh -N "$inst" -f "$file" >"$D/frr-$n/vtysh.log" 2>&1 \
-    || die "FRR in $n refused its configuration: see $D/frr-$n/vtysh.log"
-}
+preflight() { lab_preflight; }
 
 site_router() { # SITE: the namespace's kernel routes; the tunnel is a TUN + tunnel-endpoint.py
   local s=$1 x; x=$(idx "$s")
@@ -365,16 +267,7 @@ link = "169.254.4.1/31"
 asn = 65004
 EOF
   "$BACKBONE" frr-config --config "$D/backbone.toml" --output "$D/frr-edge.conf"
-  ip netns exec "$P-edge" env RUST_LOG="${RUST_LOG:-info}" "$BACKBONE" run --config "$D/backbone.toml" \
-    --stats "$D/stats.json" --control-socket "$D/ctl/control.sock" >"$D/backbone.log" 2>&1 &
-  record backbone $! "run --config $D/backbone.toml"
-  local i
-  for ((i = 0; i < 600; i++)); do
-    grep -q "forwarding" "$D/backbone.log" && break
-    alive "$D/pids/backbone.pid" || { cat "$D/backbone.log" >&2; die "the appliance exited"; }
-    sleep 0.1
-  done
-  grep -q "forwarding" "$D/backbone.log" || die "the appliance did not start forwarding: see $D/backbone.log"
+  start_backbone backbone edge "$D/backbone.toml" "$D/ctl"
   wait_for 30 "the edge's host interfaces" ns edge ip link show dev bb-site-b
   # The edge's FRR: zebra hands its routes to the appliance over FPM.
   start_frr edge "$D/frr-edge.conf" -M dplane_fpm_nl

@@ -1,7 +1,7 @@
 //! From a validated configuration to the snapshot builder: the one place that maps the
 //! configuration's types onto the dataplane's tables.
 
-use crate::lpm::Ipv4Prefix;
+use crate::lpm::{Ipv4Prefix, Ipv6Prefix};
 use crate::tables::{
     DfPolicy, DscpPolicy, PortEntry, PortIndex, PortRoles, RouteTarget, SnapshotBuilder, TtlPolicy,
     Tunnel, TunnelMode,
@@ -16,6 +16,13 @@ pub fn prefix(net: &ipnet::Ipv4Net) -> Ipv4Prefix {
     // Validation rejected host bits; truncating only restates that.
     Ipv4Prefix::truncating(net.network(), net.prefix_len())
         .unwrap_or_else(|_| Ipv4Prefix::from(net.network()))
+}
+
+/// A validated IPv6 prefix as the tables take it.
+pub fn prefix6(net: &ipnet::Ipv6Net) -> Ipv6Prefix {
+    // Validation rejected host bits; truncating only restates that.
+    Ipv6Prefix::truncating(net.network(), net.prefix_len())
+        .unwrap_or_else(|_| Ipv6Prefix::host(net.network()))
 }
 
 /// Fill a snapshot builder from `cfg`. `ports[i]` is the DPDK port id and MAC of the
@@ -78,6 +85,9 @@ pub fn builder_from_config(
         tunnel.prefixes = t.prefixes.iter().map(prefix).collect();
         tunnel.extra_sources = t.extra_sources.iter().map(prefix).collect();
         tunnel.link = t.link;
+        tunnel.prefixes6 = t.prefixes6.iter().map(prefix6).collect();
+        tunnel.extra_sources6 = t.extra_sources6.iter().map(prefix6).collect();
+        tunnel.link6 = t.link6;
         tunnel.probe = t.probe;
         tunnel.fallback = t.fallback;
         // BGP routes the client's prefixes only where its routes reach us (FPM).
@@ -92,6 +102,9 @@ pub fn builder_from_config(
     }
     for r in &cfg.routes {
         b.route(prefix(&r.prefix), route_target(&r.target, ports));
+    }
+    for r in &cfg.routes6 {
+        b.route6(prefix6(&r.prefix), route_target(&r.target, ports));
     }
     b.icmp(crate::tables::IcmpLimit {
         rate: cfg.icmp.rate,

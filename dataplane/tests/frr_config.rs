@@ -64,7 +64,9 @@ fn sessions_filters_and_announcements_follow_the_configuration() {
     let l = lines(&text);
     let has = |line: &str| l.contains(&line);
     // FPM to the appliance, routes with their next hops inline (no next-hop groups).
-    assert!(has("fpm address 127.0.0.1 port 2620"), "{text}");
+    // FRR's default port is left out, as zebra's running configuration shows it, so that
+    // frr-reload.py does not set it again (and zebra reconnect) at every reload.
+    assert!(has("fpm address 127.0.0.1"), "{text}");
     assert!(has("no fpm use-next-hop-groups"));
     // BFD as [bgp] says.
     for want in [
@@ -148,19 +150,16 @@ fn zebra_is_told_where_the_appliance_listens_or_nothing() {
     );
     assert_eq!(
         fpm_lines(&at("[::1]:2620")),
-        ["fpm address ::1 port 2620", "no fpm use-next-hop-groups"]
+        ["fpm address ::1", "no fpm use-next-hop-groups"]
     );
     // Listening on every address: zebra connects over loopback.
     assert_eq!(
         fpm_lines(&at("0.0.0.0:2620")),
-        [
-            "fpm address 127.0.0.1 port 2620",
-            "no fpm use-next-hop-groups"
-        ]
+        ["fpm address 127.0.0.1", "no fpm use-next-hop-groups"]
     );
     assert_eq!(
         fpm_lines(&at("[::]:2620")),
-        ["fpm address ::1 port 2620", "no fpm use-next-hop-groups"]
+        ["fpm address ::1", "no fpm use-next-hop-groups"]
     );
     // No FPM listener: zebra is told no address, and the text says why.
     let text = render(&cfg, "edge.toml", None).expect("rendered");
@@ -338,4 +337,115 @@ fn a_client_site_announces_its_own_and_learns_the_carriers_with_the_backup_last(
         ok,
         "vtysh --dryrun refused the site's configuration:\n{said}\n{text}"
     );
+}
+
+/// CONFIG with a core port, iBGP to two route reflectors from its address, and local
+/// preferences on site-a (a session) and site-c (announced by the edge).
+fn core_config() -> String {
+    CONFIG
+        .replace(
+            "[bgp]\nasn = 65000\n",
+            "[[port]]\nname = \"core0\"\ndevice = \"net_null1\"\nroles = [\"core\"]\n\
+             addresses = [\"10.255.0.1\"]\nhost_interface = true\ntransit = true\n\n\
+             [bgp]\nasn = 65000\nibgp_peers = [\"10.255.0.254\", \"10.255.0.253\"]\n\
+             ibgp_source = \"10.255.0.1\"\n",
+        )
+        .replace("asn = 65001\n", "asn = 65001\nlocal_pref = 200\n")
+        .replace(
+            "prefixes = [\"10.3.0.0/16\"]\n",
+            "prefixes = [\"10.3.0.0/16\"]\nlocal_pref = 100\n",
+        )
+}
+
+#[test]
+fn ibgp_across_the_core_announces_our_clients_and_hears_the_others() {
+    let cfg = pipeline_config::parse(&core_config(), "edge.toml").expect("config");
+    let text = render(&cfg, "edge.toml", Some(fpm())).expect("rendered");
+    let l = lines(&text);
+    let has = |line: &str| l.contains(&line);
+    // A session with each reflector, from our core address, which is the next hop the
+    // other edges get for our clients.
+    for rr in ["10.255.0.254", "10.255.0.253"] {
+        for want in [
+            format!(" neighbor {rr} remote-as internal"),
+            format!(" neighbor {rr} update-source 10.255.0.1"),
+            format!(" neighbor {rr} advertisement-interval 0"),
+            format!("  neighbor {rr} activate"),
+            format!("  neighbor {rr} next-hop-self"),
+            format!("  neighbor {rr} send-community large"),
+            format!("  neighbor {rr} route-map bb-core-out out"),
+        ] {
+            assert!(has(&want), "{want:?} in\n{text}");
+        }
+        assert!(!text.contains(&format!("neighbor {rr} bfd")), "{text}");
+    }
+    // Every client route this edge takes in or originates carries the backbone's tag
+    // (RFC 8092: our AS, 1, 0) and the placement's preference, where it has one.
+    let block = |name: &str| -> Vec<&str> {
+        let start = l
+            .iter()
+            .position(|x| *x == format!("route-map {name} permit 10"))
+            .unwrap_or_else(|| panic!("no route-map {name} in\n{text}"));
+        l[start + 1..]
+            .iter()
+            .take_while(|x| **x != "exit")
+            .copied()
+            .collect()
+    };
+    assert_eq!(
+        block("bb-site-a-in"),
+        [
+            " match ip address prefix-list bb-site-a",
+            " set large-community 65000:1:0 additive",
+            " set local-preference 200"
+        ]
+    );
+    assert_eq!(
+        block("bb-site-b-in"),
+        [
+            " match ip address prefix-list bb-site-b",
+            " set large-community 65000:1:0 additive"
+        ]
+    );
+    assert_eq!(
+        block("bb-site-c-net"),
+        [
+            " set large-community 65000:1:0 additive",
+            " set local-preference 100"
+        ]
+    );
+    assert!(
+        has("  network 10.3.0.0/16 route-map bb-site-c-net"),
+        "{text}"
+    );
+    assert!(has(
+        "bgp large-community-list standard bb-client-routes permit 65000:1:0"
+    ));
+    // To the core: our own clients' routes only, tagged; to the clients: ours, and what
+    // the other edges tagged.
+    assert_eq!(
+        block("bb-core-out"),
+        [
+            " match ip address prefix-list bb-clients",
+            " match large-community bb-client-routes"
+        ]
+    );
+    let start = l
+        .iter()
+        .position(|x| *x == "route-map bb-clients-out permit 20")
+        .expect("clause 20");
+    assert_eq!(l[start + 1], " match large-community bb-client-routes");
+    let (ok, said) = dryrun(&text);
+    assert!(ok, "vtysh --dryrun refused it:\n{said}\n{text}");
+    // Without ibgp_peers: none of it.
+    let plain = pipeline_config::parse(CONFIG, "edge.toml").expect("config");
+    let plain = render(&plain, "edge.toml", Some(fpm())).expect("rendered");
+    for absent in [
+        "large-community",
+        "bb-core-out",
+        "remote-as internal",
+        "-net",
+    ] {
+        assert!(!plain.contains(absent), "{absent} in\n{plain}");
+    }
 }

@@ -26,6 +26,13 @@
 //!   the report names that tunnel and the MTU RFC 1191 and the 576-byte floor give.
 //! - `Drop(r)`: exactly counter `r` went up.
 //!
+//! IPv6 inside IPv4 tunnels (GRE protocol type 0x86DD, IP protocol 41 on IPIP tunnels):
+//! forwarded only from a tunnel whose IPv6 sources hold the inner source, into the tunnel
+//! the IPv6 routes name, with the hop limit one less, ECN as RFC 6040 allows and every
+//! other byte (extension headers included) as it came; punted only to the ingress tunnel's
+//! `link6`; answered only with an ICMPv6 error of at most 1,280 bytes from that `link6`,
+//! with a good pseudo-header checksum, quoting the offending packet's addresses.
+//!
 //! And over each call: received = transmitted + dropped + punted, per call and in total.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
@@ -231,6 +238,34 @@ fn ipv4_cut(ip: &[u8]) -> Option<&[u8]> {
     Some(&ip[..total])
 }
 
+/// The IPv6 packet at the start of `ip` (fixed header checked: version 6, payload length
+/// within), cut to its payload length.
+fn ipv6_cut(ip: &[u8]) -> Option<&[u8]> {
+    if ip.len() < 40 || ip[0] >> 4 != 6 {
+        return None;
+    }
+    let total = 40 + usize::from(be16(ip, 4));
+    (total <= ip.len()).then(|| &ip[..total])
+}
+
+fn be128(b: &[u8], at: usize) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    u128::from_be_bytes(a)
+}
+
+/// The ICMPv6 checksum over the pseudo-header (RFC 8200 section 8.1) and `message`
+/// verifies for a message from `src` to `dst` (written here, as `rfc1071_sum`).
+fn icmpv6_ok(message: &[u8], src: &[u8], dst: &[u8]) -> bool {
+    let mut pseudo = Vec::with_capacity(40 + message.len());
+    pseudo.extend_from_slice(src);
+    pseudo.extend_from_slice(dst);
+    pseudo.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(message);
+    rfc1071_ok(&pseudo)
+}
+
 /// What the input frame holds, read the way SPEC.md describes it.
 #[derive(Debug)]
 struct Input<'a> {
@@ -254,7 +289,7 @@ fn read_input<'a>(snap: &Snapshot, frame: &'a [u8]) -> Input<'a> {
     };
     let ihl = usize::from(ip[0] & 0x0F) * 4;
     let (proto, src, dst) = (ip[9], be32(ip, 12), be32(ip, 16));
-    if !(snap.is_local(dst) && (proto == 4 || proto == 47)) {
+    if !(snap.is_local(dst) && (proto == 4 || proto == 47 || proto == 41)) {
         return Input {
             ingress: None,
             inner: Some(ip),
@@ -288,12 +323,18 @@ fn read_input<'a>(snap: &Snapshot, frame: &'a [u8]) -> Input<'a> {
     let id = snap.tunnels().lookup(&TunnelKey {
         local: dst,
         remote: src,
-        protocol: proto,
+        // IPv6 in IPv4 (41) arrives on an IPIP tunnel.
+        protocol: if proto == 41 { 4 } else { proto },
         gre_key,
     });
+    let v6 = proto == 41 || (proto == 47 && be16(payload, 2) == 0x86DD);
     Input {
         ingress: Some(id),
-        inner: ipv4_cut(&payload[hlen..]),
+        inner: if v6 {
+            ipv6_cut(&payload[hlen..])
+        } else {
+            ipv4_cut(&payload[hlen..])
+        },
     }
 }
 
@@ -326,6 +367,34 @@ fn check_routed_inner(input: &[u8], out: &[u8], what: &str) {
             assert_eq!(a, b, "{what}: inner byte {i} changed");
         }
     }
+}
+
+/// The forwarded inner IPv6 packet against the one that came in: the same bytes (the
+/// extension headers too) but the hop limit one less and ECN as RFC 6040 may set it.
+fn check_routed_inner6(input: &[u8], out: &[u8], what: &str) {
+    assert_eq!(input.len(), out.len(), "{what}: inner IPv6 length changed");
+    assert!(input[7] >= 2, "{what}: hop limit {} forwarded", input[7]);
+    assert_eq!(out[7], input[7] - 1, "{what}: hop limit decremented by one");
+    let (ecn_in, ecn_out) = ((input[1] >> 4) & 3, (out[1] >> 4) & 3);
+    let allowed =
+        ecn_in == ecn_out || (ecn_in == 2 && ecn_out == 1) || (ecn_in != 0 && ecn_out == 3);
+    assert!(allowed, "{what}: ECN {ecn_in} became {ecn_out}");
+    assert_eq!(out[0], input[0], "{what}: version and DSCP");
+    assert_eq!(
+        out[1] & 0xcf,
+        input[1] & 0xcf,
+        "{what}: DSCP and flow label"
+    );
+    assert_eq!(
+        &out[2..7],
+        &input[2..7],
+        "{what}: flow label, length, next header"
+    );
+    assert_eq!(
+        &out[8..],
+        &input[8..],
+        "{what}: addresses and all that follows"
+    );
 }
 
 /// An ICMP Fragmentation Needed from the underlay taken as being about one of our tunnels'
@@ -373,6 +442,10 @@ fn check_path_mtu(snap: &Snapshot, port: PortIndex, input: &[u8], report: Option
             assert_eq!(after[0] >> 4, 4, "IPIP of IPv4");
             (0, None)
         }
+        41 => {
+            assert_eq!(after[0] >> 4, 6, "IPv6 in IPv4 of IPv6");
+            (0, None)
+        }
         p => panic!("path MTU message about protocol {p}"),
     };
     let (id, t) = snap
@@ -401,7 +474,10 @@ fn check_path_mtu(snap: &Snapshot, port: PortIndex, input: &[u8], report: Option
             flags, want,
             "GRE flags and version as the tunnel sends them"
         );
-        assert_eq!(be16(after, 2), 0x0800, "GRE carrying IPv4");
+        assert!(
+            matches!(be16(after, 2), 0x0800 | 0x86DD),
+            "GRE carrying IPv4 or IPv6"
+        );
     }
     let reported = be16(icmp, 6);
     assert!(
@@ -467,6 +543,18 @@ pub fn check_verdict(
             assert!(
                 snap.is_local(be32(out, 16)),
                 "local punt is addressed to us"
+            );
+        }
+        Action::Punt(PuntReason::LocalInner) if out.first().is_some_and(|b| b >> 4 == 6) => {
+            let ip = ipv6_cut(out).expect("inner punt starts at a valid IPv6 header");
+            assert_eq!(ip.len(), out.len(), "inner punt cut to its payload length");
+            let Some(Some(id)) = read_input(snap, input).ingress else {
+                panic!("inner IPv6 punt from no configured tunnel");
+            };
+            let link6 = snap.tunnels().hot(id).map_or(0, |t| t.link6);
+            assert!(
+                link6 != 0 && be128(out, 24) == link6,
+                "inner IPv6 punt is addressed to the tunnel's link6"
             );
         }
         Action::Punt(PuntReason::LocalInner) => {
@@ -554,9 +642,80 @@ pub fn check_verdict(
                 ),
                 "an ICMP error for {r:?}"
             );
-            check_icmp_error(snap, port, input, p, out);
+            let v6 = read_input(snap, input)
+                .inner
+                .is_some_and(|i| i[0] >> 4 == 6);
+            if v6 {
+                check_icmpv6_error(snap, input, p, out);
+            } else {
+                check_icmp_error(snap, port, input, p, out);
+            }
         }
     }
+}
+
+/// An ICMPv6 error we sent about `input`, an IPv6 packet that came through a tunnel: back
+/// into that tunnel (its endpoints; GRE 0x86DD or protocol 41), from its `link6` to the
+/// offending packet's source, hop limit 64, at most 1,280 bytes, a type and code RFC 4443
+/// gives for our drops, the pseudo-header checksum good, quoting the offending addresses.
+fn check_icmpv6_error(snap: &Snapshot, input: &[u8], p: PortIndex, out: &[u8]) {
+    let offending = read_input(snap, input)
+        .inner
+        .expect("an ICMPv6 error about a valid IPv6 packet");
+    let Some(Some(id)) = read_input(snap, input).ingress else {
+        panic!("an ICMPv6 error about a packet of no tunnel");
+    };
+    let t = snap.tunnels().get(id).expect("the ingress tunnel");
+    let link6 = snap.tunnels().hot(id).map_or(0, |h| h.link6);
+    assert_ne!(link6, 0, "an ICMPv6 error from a tunnel without link6");
+    assert_eq!(p, t.config.egress_port, "into the ingress tunnel's port");
+    assert_eq!(be16(out, 12), 0x0800, "over IPv4");
+    let ip = ipv4_cut(&out[14..]).expect("a valid outer IPv4 header");
+    assert_eq!(ip.len(), out.len() - 14, "total length = frame - 14");
+    assert!(rfc1071_ok(&ip[..20]), "outer IPv4 checksum");
+    assert_eq!(
+        be32(ip, 12),
+        u32::from(t.config.local),
+        "from the tunnel's local"
+    );
+    assert_eq!(
+        be32(ip, 16),
+        u32::from(t.config.remote),
+        "to the tunnel's remote"
+    );
+    let payload = &ip[20..];
+    let d = match ip[9] {
+        47 => {
+            let f = be16(payload, 0);
+            assert_eq!(be16(payload, 2), 0x86DD, "GRE protocol type IPv6");
+            let hlen = 4 + 4
+                * (usize::from(f & 0x8000 != 0)
+                    + usize::from(f & 0x2000 != 0)
+                    + usize::from(f & 0x1000 != 0));
+            &payload[hlen..]
+        }
+        41 => payload,
+        other => panic!("an ICMPv6 error in protocol {other}"),
+    };
+    let d = ipv6_cut(d).expect("the error's IPv6 header");
+    assert!(d.len() <= 1280, "at most 1,280 bytes");
+    assert_eq!(d[6], 58, "ICMPv6");
+    assert_eq!(d[7], 64, "hop limit 64");
+    assert_eq!(be128(d, 8), link6, "from the tunnel's link6");
+    assert_eq!(
+        &d[24..40],
+        &offending[8..24],
+        "to the offending packet's source"
+    );
+    let icmp = &d[40..];
+    assert!(
+        matches!((icmp[0], icmp[1]), (3, 0) | (1, 0) | (1, 1) | (2, 0)),
+        "type and code"
+    );
+    assert!(icmpv6_ok(icmp, &d[8..24], &d[24..40]), "ICMPv6 checksum");
+    let quote = &icmp[8..];
+    assert!(quote.len() >= 40, "the quote holds the offending header");
+    assert_eq!(&quote[8..40], &offending[8..40], "the quote's addresses");
 }
 
 /// An echo reply we sent to `input` (an echo request to one of our addresses, received on
@@ -720,6 +879,20 @@ fn check_transmit(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortInde
             check_routed_inner(expected, ip, "keepalive");
             return;
         }
+        if expected[0] >> 4 == 6 {
+            assert_eq!(
+                snap.source_owner6(be128(expected, 8)),
+                Some(ingress),
+                "inner IPv6 source belongs to the tunnel it came through (BCP 38)"
+            );
+            let link6 = snap.tunnels().hot(ingress).map_or(0, |h| h.link6);
+            assert_ne!(
+                be128(expected, 24),
+                link6,
+                "forwarded an IPv6 packet for us"
+            );
+            return check_transmit6(snap, ingress, expected, p, out);
+        }
         assert_eq!(
             snap.source_owner(src),
             Some(ingress),
@@ -748,7 +921,7 @@ fn check_transmit(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortInde
                 assert!(payload.len() >= 4, "GRE header");
                 let f = be16(payload, 0);
                 assert_eq!(f & 0x4FFF, 0, "GRE: R, reserved bits and version zero");
-                assert_eq!(be16(payload, 2), 0x0800, "GRE protocol IPv4");
+                assert_eq!(be16(payload, 2), 0x0800, "GRE protocol IPv4 over IPv4");
                 let (c, k, s) = (f & 0x8000 != 0, f & 0x2000 != 0, f & 0x1000 != 0);
                 let hlen = 4 + 4 * (usize::from(c) + usize::from(k) + usize::from(s));
                 assert!(payload.len() >= hlen);
@@ -837,6 +1010,60 @@ fn check_transmit(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortInde
         }
     }
     check_routed_inner(expected, inner, "forwarded");
+}
+
+/// A forwarded IPv6 packet (`expected`, terminated from tunnel `ingress`): encapsulated by
+/// us into the tunnel the IPv6 routes name, never the ingress one (GRE 0x86DD, or 41 on an
+/// IPIP tunnel), within its MTU, to its next hop, the inner packet as it came but for the
+/// hop limit and ECN.
+fn check_transmit6(snap: &Snapshot, ingress: TunnelId, expected: &[u8], p: PortIndex, out: &[u8]) {
+    let ip = &out[14..];
+    assert!(
+        snap.is_local(be32(ip, 12)),
+        "IPv6 leaves encapsulated by us"
+    );
+    assert_eq!(usize::from(ip[0] & 0x0F) * 4, 20, "we write no options");
+    assert_ne!(be16(ip, 6) & 0x4000, 0, "DF set over an IPv6 packet");
+    let payload = &ip[20..];
+    let (key, hlen) = match ip[9] {
+        47 => {
+            let f = be16(payload, 0);
+            assert_eq!(f & 0x4FFF, 0, "GRE: R, reserved bits and version zero");
+            assert_eq!(be16(payload, 2), 0x86DD, "GRE protocol IPv6");
+            let (c, k, s) = (f & 0x8000 != 0, f & 0x2000 != 0, f & 0x1000 != 0);
+            if c {
+                assert!(rfc1071_ok(payload), "GRE checksum");
+            }
+            let hlen = 4 + 4 * (usize::from(c) + usize::from(k) + usize::from(s));
+            (k.then(|| be32(payload, 4 + 4 * usize::from(c))), hlen)
+        }
+        41 => (None, 0),
+        other => panic!("IPv6 encapsulated with protocol {other}"),
+    };
+    let id = snap
+        .tunnels()
+        .lookup(&TunnelKey {
+            local: be32(ip, 12),
+            remote: be32(ip, 16),
+            protocol: if ip[9] == 41 { 4 } else { 47 },
+            gre_key: key,
+        })
+        .unwrap_or_else(|| panic!("output names no configured tunnel: {}", hex(out)));
+    let t = snap.tunnels().get(id).expect("looked-up tunnel exists");
+    assert_eq!(t.config.egress_port, p, "left by its egress port");
+    assert!(ip.len() <= usize::from(t.mtu), "within the MTU");
+    assert_ne!(id, ingress, "hairpin forwarded");
+    let inner = &payload[hlen..];
+    let hop = snap
+        .routes6()
+        .lookup(std::net::Ipv6Addr::from(be128(inner, 24)))
+        .expect("an IPv6 route for the inner destination");
+    assert_eq!(
+        snap.target6(hop),
+        Target::Tunnel(id),
+        "the IPv6 LPM names this tunnel"
+    );
+    check_routed_inner6(expected, inner, "forwarded IPv6");
 }
 
 /// Run the ARP handler on a punted frame and check what it answers.

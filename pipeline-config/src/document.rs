@@ -155,6 +155,18 @@ impl ConfigDocument {
     /// (one change: the prefix is never without a route).
     pub fn set_route(&mut self, table: serde_json::Value) -> Result<(), ConfigError> {
         let r: RawRoute = from_json(&self.origin, "route", table)?;
+        if let Ok(prefix) = r.prefix.parse::<ipnet::Ipv6Net>() {
+            // IPv6 routes are not indexed (they are few, and changed with the whole
+            // configuration): found by a scan.
+            match self.route6_position(prefix) {
+                Some(i) => self.raw.routes[i] = r,
+                None => {
+                    self.raw.routes.push(r);
+                    self.route_index = None;
+                }
+            }
+            return Ok(());
+        }
         let Ok(prefix) = r.prefix.parse::<ipnet::Ipv4Net>() else {
             // Not a prefix: keep it, and validation names it.
             self.raw.routes.push(r);
@@ -176,6 +188,14 @@ impl ConfigDocument {
     /// find their route without scanning the list, and the first one pays nothing more.
     pub fn index_routes(&mut self) {
         self.route_index_mut();
+    }
+
+    /// Where the route for the IPv6 `prefix` is.
+    fn route6_position(&self, prefix: ipnet::Ipv6Net) -> Option<usize> {
+        self.raw
+            .routes
+            .iter()
+            .position(|r| r.prefix.parse::<ipnet::Ipv6Net>() == Ok(prefix))
     }
 
     /// Where the route for `prefix` is, and its prefix; an error that names it if none is.
@@ -207,6 +227,20 @@ impl ConfigDocument {
 
     /// Remove the route for `prefix`.
     pub fn remove_route(&mut self, prefix: &str) -> Result<(), ConfigError> {
+        if let Ok(net) = prefix.parse::<ipnet::Ipv6Net>() {
+            let Some(i) = self.route6_position(net) else {
+                return Err(invalid(
+                    &self.origin,
+                    "route.prefix",
+                    Some(format!("{prefix:?}")),
+                    "has no route",
+                ));
+            };
+            self.raw.routes.remove(i);
+            // Positions after it moved: index again when next needed.
+            self.route_index = None;
+            return Ok(());
+        }
         let (i, net) = self.route_position(prefix)?;
         self.route_index_mut().remove(&net);
         self.raw.routes.swap_remove(i);

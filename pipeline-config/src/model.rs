@@ -5,7 +5,7 @@
 //! look names up), addresses are IPv4 unicast, prefixes have no host bits, ranges hold.
 
 use crate::types::{Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -25,6 +25,9 @@ pub struct ValidatedConfig {
     /// The explicit routes, in file order. A tunnel's `prefixes` are routes too, but they
     /// stay on the tunnel.
     pub routes: Vec<RouteConfig>,
+    /// The explicit routes with IPv6 prefixes, in file order (they sit among the others in
+    /// the file's `[[route]]`). Their target is never [`RouteTarget::Port`].
+    pub routes6: Vec<Route6Config>,
     /// `[icmp]`: how many ICMP errors the router sends.
     pub icmp: IcmpConfig,
     /// `[fpm]`: routes from zebra's forwarding plane manager; `None`: no listener.
@@ -81,6 +84,12 @@ pub struct BgpConfig {
     pub frr_config: Option<std::path::PathBuf>,
     /// How a running FRR takes a new file (`{file}`: `frr_config`), if it is told.
     pub frr_reload: Option<Vec<String>>,
+    /// iBGP across the core: the route reflectors' (or other edges') addresses; empty:
+    /// none.
+    pub ibgp_peers: Vec<Ipv4Addr>,
+    /// Our core address the iBGP sessions start from, and the next hop we announce;
+    /// `Some` exactly when `ibgp_peers` is not empty.
+    pub ibgp_source: Option<Ipv4Addr>,
 }
 
 /// A client's BGP session, inside its tunnel.
@@ -219,6 +228,15 @@ pub struct TunnelConfig {
     pub prefixes: Vec<Ipv4Net>,
     /// Further accepted inner source prefixes.
     pub extra_sources: Vec<Ipv4Net>,
+    /// The client's IPv6 prefixes: routed into the tunnel and accepted as inner IPv6
+    /// sources. No two tunnels' IPv6 source prefixes overlap.
+    pub prefixes6: Vec<Ipv6Net>,
+    /// Further accepted inner IPv6 source prefixes.
+    pub extra_sources6: Vec<Ipv6Net>,
+    /// Our IPv6 address inside the tunnel ([`Ipv6Net::addr`]) and the prefix that holds
+    /// the client router's side: the source of ICMPv6 errors sent into the tunnel. Present
+    /// whenever the tunnel accepts IPv6 sources.
+    pub link6: Option<Ipv6Net>,
     /// Our address inside the tunnel ([`Ipv4Net::addr`]) and the prefix that holds the
     /// client router's side: traffic with it goes through the host interface
     /// [`TunnelConfig::host_interface_name`].
@@ -233,6 +251,8 @@ pub struct TunnelConfig {
     /// earlier in the file, itself no backup). A backup has no `prefixes` or
     /// `extra_sources` of its own: it accepts its primary's as inner sources.
     pub backup: Option<TunnelRef>,
+    /// The BGP local preference of the client's routes at this edge, where set.
+    pub local_pref: Option<u32>,
 }
 
 /// The prefix of every host interface's name: `bb-<port or tunnel name>`.
@@ -275,6 +295,18 @@ impl TunnelConfig {
     }
 }
 
+impl TunnelConfig {
+    /// Every inner IPv6 source prefix the tunnel accepts: `prefixes6`, `extra_sources6`,
+    /// then its `link6` prefix.
+    pub fn source_prefixes6(&self) -> impl Iterator<Item = Ipv6Net> + '_ {
+        self.prefixes6
+            .iter()
+            .chain(&self.extra_sources6)
+            .copied()
+            .chain(self.link6.map(|l| l.trunc()))
+    }
+}
+
 pub(crate) fn header_len(mode: TunnelMode, key: bool, sequence: bool, checksum: bool) -> u16 {
     const IPV4: u16 = 20;
     match mode {
@@ -290,6 +322,15 @@ pub(crate) fn header_len(mode: TunnelMode, key: bool, sequence: bool, checksum: 
 pub struct RouteConfig {
     /// No host bits; claimed by no other route and no tunnel's `prefixes`.
     pub prefix: Ipv4Net,
+    pub target: RouteTarget,
+}
+
+/// `[[route]]` with an IPv6 prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route6Config {
+    /// No host bits; claimed by no other route and no tunnel's `prefixes`.
+    pub prefix: Ipv6Net,
+    /// Any target but [`RouteTarget::Port`] (native IPv6 forwarding does not exist yet).
     pub target: RouteTarget,
 }
 
@@ -423,6 +464,15 @@ impl ValidatedConfig {
                     p.name
                 )?;
             }
+            if !t.prefixes6.is_empty() {
+                writeln!(s, "      prefixes {}", join(&t.prefixes6))?;
+            }
+            if !t.extra_sources6.is_empty() {
+                writeln!(s, "      extra sources {}", join(&t.extra_sources6))?;
+            }
+            if let Some(l) = t.link6 {
+                writeln!(s, "      link6 {l}")?;
+            }
         }
 
         let (mut tunnel, mut port, mut blackhole, mut refused) = (0, 0, 0, 0);
@@ -434,7 +484,19 @@ impl ValidatedConfig {
                 RouteTarget::Unreachable | RouteTarget::Prohibit => refused += 1,
             }
         }
-        let client: usize = self.tunnels.iter().map(|t| t.prefixes.len()).sum();
+        for r in &self.routes6 {
+            match r.target {
+                RouteTarget::Tunnel(_) => tunnel += 1,
+                RouteTarget::Port { .. } => port += 1,
+                RouteTarget::Blackhole => blackhole += 1,
+                RouteTarget::Unreachable | RouteTarget::Prohibit => refused += 1,
+            }
+        }
+        let client: usize = self
+            .tunnels
+            .iter()
+            .map(|t| t.prefixes.len() + t.prefixes6.len())
+            .sum();
         let refused = if refused > 0 {
             format!(", {refused} unreachable or prohibit")
         } else {
@@ -443,7 +505,7 @@ impl ValidatedConfig {
         writeln!(
             s,
             "routes: {} ({tunnel} to tunnels, {port} to ports, {blackhole} blackhole{refused}) and {client} tunnel prefixes",
-            self.routes.len()
+            self.routes.len() + self.routes6.len()
         )?;
         writeln!(
             s,

@@ -178,6 +178,14 @@ pub(crate) struct RawBgp {
     /// by `frr_config`); default (absent): none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frr_reload: Option<Vec<String>>,
+    /// iBGP across the core: the backbone's route reflectors (or the other edges), by
+    /// address; default (absent): no iBGP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ibgp_peers: Vec<String>,
+    /// Our address on the core that the iBGP sessions start from and that the other edges
+    /// route our clients to (the next hop we announce); required with `ibgp_peers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ibgp_source: Option<String>,
 }
 
 fn default_max_prefix_len() -> i64 {
@@ -363,10 +371,10 @@ pub(crate) struct RawTunnel {
     /// Largest outer packet; default (absent): the egress port's MTU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<i64>,
-    /// The client's prefixes; default none.
+    /// The client's prefixes, IPv4 and IPv6; default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes: Vec<String>,
-    /// Further accepted inner source prefixes; default none.
+    /// Further accepted inner source prefixes, IPv4 and IPv6; default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_sources: Vec<String>,
     /// Our address inside the tunnel, with the prefix that holds the client router's side
@@ -374,6 +382,11 @@ pub(crate) struct RawTunnel {
     /// router. Default (absent): none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// Our IPv6 address inside the tunnel, with the prefix that holds the client router's
+    /// side ("fd00:10::1/127"): the source of the ICMPv6 errors sent into the tunnel.
+    /// Required where the tunnel accepts IPv6 sources. Default (absent): none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link6: Option<String>,
     /// The client router's AS number: an eBGP session with it inside the tunnel (needs
     /// `[bgp]` and a `link`). Default (absent): no BGP with this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -392,6 +405,10 @@ pub(crate) struct RawTunnel {
     /// one is down; default (absent): none, a tunnel of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
+    /// The BGP local preference of the client's routes at this edge (needs `[bgp]`);
+    /// default (absent): BGP's own (100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<i64>,
 }
 
 /// `[[route]]`

@@ -14,13 +14,17 @@
 //!   overlap: one client must never be able to send as another (SPEC, BCP 38);
 //! - a route has exactly one target, and it exists; `next_hop` comes with `port` only;
 //! - no tunnel's `remote` is routed into a tunnel (RFC 2784 section 3.1, RFC 2003
-//!   section 3.2: the tunnel's own traffic, probes and ICMP included, would recurse).
+//!   section 3.2: the tunnel's own traffic, probes and ICMP included, would recurse);
+//! - IPv6 (inside IPv4 tunnels): a tunnel's `prefixes` and `extra_sources` may be IPv6
+//!   prefixes, under the same rules as IPv4 ones in their own family; a tunnel that
+//!   accepts IPv6 sources has a `link6` (the source of its ICMPv6 errors); a `[[route]]`
+//!   with an IPv6 prefix has any target but `port` (no native IPv6 forwarding yet).
 
 use crate::error::ConfigError;
 use crate::model::{
     header_len, BgpConfig, FpmConfig, HealthConfig, IcmpConfig, NeighborConfig, PollConfig,
-    PortConfig, PortRef, RouteConfig, RouteTarget, SiteConfig, TunnelBgp, TunnelConfig, TunnelRef,
-    ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
+    PortConfig, PortRef, Route6Config, RouteConfig, RouteTarget, SiteConfig, TunnelBgp,
+    TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{
     IntOrWord, RawBgp, RawConfig, RawFpm, RawPort, RawRoute, RawTunnel, RawWorkers,
@@ -28,11 +32,11 @@ use crate::schema::{
     MIN_INNER_MTU, PORT_MTU_RANGE, QUEUES_RANGE,
 };
 use crate::types::{quoted_list, Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
 /// Check `raw` and build the validated configuration; `origin` names the file in errors.
@@ -42,6 +46,9 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         ours: Cow::Owned(HashMap::new()),
         claims: HashMap::new(),
         sources: BTreeMap::new(),
+        claims6: HashMap::new(),
+        sources6: BTreeMap::new(),
+        ours6: HashMap::new(),
         interfaces: HashMap::new(),
         links: Vec::new(),
         bgp: None,
@@ -56,7 +63,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
     };
     let tunnels = v.tunnels(&raw.tunnels, &ports)?;
     let site = v.site(raw.site.as_ref(), &ports)?;
-    let routes = v.routes(&raw.routes, &ports, &tunnels)?;
+    let (routes, routes6) = v.routes(&raw.routes, &ports, &tunnels)?;
     v.no_tunnel_through_a_tunnel(&tunnels)?;
     let icmp = IcmpConfig {
         rate: v.ranged(
@@ -83,6 +90,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         ports,
         tunnels,
         routes,
+        routes6,
         icmp,
         fpm,
         bgp: v.bgp.clone(),
@@ -119,6 +127,13 @@ struct Source {
     field: String,
 }
 
+/// An inner IPv6 source prefix, and who accepts it.
+struct Source6 {
+    net: Ipv6Net,
+    tunnel: usize,
+    field: String,
+}
+
 pub(crate) struct Validator<'a> {
     origin: &'a str,
     /// Our addresses, each with the field that configures it (borrowed where a route
@@ -128,6 +143,12 @@ pub(crate) struct Validator<'a> {
     claims: HashMap<Ipv4Net, Claim>,
     /// Inner source prefixes keyed by (network, length), for the overlap search.
     sources: BTreeMap<(u32, u8), Source>,
+    /// IPv6 routing claims: tunnel prefixes and routes.
+    claims6: HashMap<Ipv6Net, Claim>,
+    /// Inner IPv6 source prefixes keyed by (network, length).
+    sources6: BTreeMap<(u128, u8), Source6>,
+    /// Our IPv6 addresses (the tunnels' `link6`), each with its field.
+    ours6: HashMap<Ipv6Addr, String>,
     /// Host interface names, each with the field that asks for it.
     interfaces: HashMap<String, String>,
     /// Tunnel links, each with its field.
@@ -171,6 +192,31 @@ fn not_unicast(a: Ipv4Addr) -> Option<&'static str> {
 
 fn mask(len: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+/// The smallest MTU every IPv6 link carries (RFC 8200 section 5).
+const MIN_IPV6_MTU: u16 = 1280;
+
+fn mask6(len: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+}
+
+/// Why an IPv6 address cannot be one of ours (RFC 4291, RFC 6890).
+fn not_unicast6(a: Ipv6Addr) -> Option<&'static str> {
+    let s = a.segments();
+    if a.is_unspecified() {
+        Some("is the unspecified address, not a unicast address")
+    } else if a.is_loopback() {
+        Some("is the loopback address, not a unicast address")
+    } else if s[0] >> 8 == 0xff {
+        Some("is a multicast address (ff00::/8), not a unicast address")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Some("is a link-local address (fe80::/10); give one the client can route to")
+    } else if a.to_ipv4_mapped().is_some() {
+        Some("is an IPv4-mapped address (::ffff:0:0/96), not an IPv6 unicast address")
+    } else {
+        None
+    }
 }
 
 impl Validator<'_> {
@@ -271,6 +317,7 @@ impl Validator<'_> {
     /// `[bgp]`: our AS number, the router ID, the accepted prefix lengths, BFD's timers.
     fn bgp(&self, b: &RawBgp, ports: &[PortConfig]) -> Result<BgpConfig, ConfigError> {
         let asn = self.asn("bgp.asn", b.asn)?;
+        let (ibgp_peers, ibgp_source) = self.ibgp(b, ports)?;
         let router_id = match &b.router_id {
             Some(text) => self.unicast("bgp.router_id", text)?,
             None => match ports.iter().flat_map(|p| p.addresses.iter()).next() {
@@ -335,7 +382,73 @@ impl Validator<'_> {
                 }
                 None => None,
             },
+            ibgp_peers,
+            ibgp_source,
         })
+    }
+
+    /// `[bgp] ibgp_peers` and `ibgp_source`: iBGP across the core, from our address on a
+    /// core port whose host interface the sessions run through.
+    fn ibgp(
+        &self,
+        b: &RawBgp,
+        ports: &[PortConfig],
+    ) -> Result<(Vec<Ipv4Addr>, Option<Ipv4Addr>), ConfigError> {
+        let mut peers: Vec<Ipv4Addr> = Vec::with_capacity(b.ibgp_peers.len());
+        for (k, text) in b.ibgp_peers.iter().enumerate() {
+            let field = format!("bgp.ibgp_peers[{k}]");
+            let a = self.foreign(&field, text)?;
+            if let Some(first) = peers.iter().position(|&p| p == a) {
+                return Err(self.err(field, a, format!("is already bgp.ibgp_peers[{first}]")));
+            }
+            peers.push(a);
+        }
+        let source = match (&b.ibgp_source, peers.is_empty()) {
+            (None, true) => return Ok((peers, None)),
+            (None, false) => {
+                return Err(self.err(
+                    "bgp.ibgp_source",
+                    "(absent)",
+                    "is needed with ibgp_peers: our core address, the sessions' source and \
+                     the next hop the other edges route our clients to",
+                ))
+            }
+            (Some(text), true) => {
+                return Err(self.err(
+                    "bgp.ibgp_source",
+                    quote(text),
+                    "is for iBGP sessions: give bgp.ibgp_peers, or leave it out",
+                ))
+            }
+            (Some(text), false) => self.unicast("bgp.ibgp_source", text)?,
+        };
+        let port = ports.iter().find(|p| p.addresses.contains(&source));
+        match port {
+            None => Err(self.err(
+                "bgp.ibgp_source",
+                source,
+                "is not one of our ports' addresses: the iBGP sessions start from it",
+            )),
+            Some(p) if !p.roles.contains(&Role::Core) => Err(self.err(
+                "bgp.ibgp_source",
+                source,
+                format!(
+                    "is an address of port {:?}, which has no \"core\" role: the sessions and \
+                     the routes they bring run across the core",
+                    p.name
+                ),
+            )),
+            Some(p) if !p.host_interface => Err(self.err(
+                "bgp.ibgp_source",
+                source,
+                format!(
+                    "is an address of port {:?}, which has no host interface: FRR's sessions \
+                     need one (host_interface = true)",
+                    p.name
+                ),
+            )),
+            Some(_) => Ok((peers, Some(source))),
+        }
     }
 
     /// An AS number: 1 to 4,294,967,294, and not AS_TRANS (23456, RFC 6793).
@@ -504,6 +617,67 @@ impl Validator<'_> {
         Ok(net)
     }
 
+    /// An IPv4 or IPv6 prefix without host bits.
+    fn any_prefix(&self, field: &str, text: &str) -> Result<IpNet, ConfigError> {
+        let Ok(net) = text.parse::<IpNet>() else {
+            return Err(self.err(
+                field,
+                quote(text),
+                "is not an IPv4 or IPv6 prefix (address/length, like 10.1.0.0/16 or \
+                 2001:db8:1::/48)",
+            ));
+        };
+        if net.trunc() != net {
+            return Err(self.err(
+                field,
+                quote(text),
+                format!("has host bits set (the prefix is {})", net.trunc()),
+            ));
+        }
+        Ok(net)
+    }
+
+    /// A tunnel's `link6`: our IPv6 address inside the tunnel with the prefix that holds
+    /// the client router's side (`fd00:10::1/127`).
+    fn link6(&mut self, field: &str, text: &str) -> Result<Ipv6Net, ConfigError> {
+        let Ok(net) = text.parse::<Ipv6Net>() else {
+            return Err(self.err(
+                field,
+                quote(text),
+                "is not an IPv6 address with a prefix length (ours inside the tunnel, \
+                 like fd00:10::1/127)",
+            ));
+        };
+        if !(16..=127).contains(&net.prefix_len()) {
+            return Err(self.err(
+                field,
+                quote(text),
+                "needs a prefix length of 16 to 127: the prefix must also hold the client \
+                 router's side of the link",
+            ));
+        }
+        let addr = net.addr();
+        if let Some(problem) = not_unicast6(addr) {
+            return Err(self.err(field, quote(text), problem));
+        }
+        if net.prefix_len() < 127 && addr == net.network() {
+            return Err(self.err(
+                field,
+                quote(text),
+                "is the prefix's Subnet-Router anycast address (RFC 4291 2.6.1), not one for us",
+            ));
+        }
+        if let Some(owner) = self.ours6.get(&addr) {
+            return Err(self.err(
+                field,
+                quote(text),
+                format!("is already configured as {owner}"),
+            ));
+        }
+        self.ours6.insert(addr, field.to_owned());
+        Ok(net)
+    }
+
     fn prefix(&self, field: &str, text: &str) -> Result<Ipv4Net, ConfigError> {
         let net = match text.parse::<IpNet>() {
             Ok(IpNet::V4(net)) => net,
@@ -511,7 +685,8 @@ impl Validator<'_> {
                 return Err(self.err(
                     field,
                     quote(text),
-                    "is an IPv6 prefix; only IPv4 is supported for now",
+                    "is an IPv6 prefix; IPv6 routes are changed with the whole \
+                     configuration (apply_config, or the file), not one by one",
                 ))
             }
             Err(_) => {
@@ -778,9 +953,47 @@ impl Validator<'_> {
                 let field = format!("{}.link", tunnel_path(i, &t.name));
                 tunnel.link = Some(self.link(&field, text, &t.name)?);
             }
+            let field = format!("{}.link6", tunnel_path(i, &t.name));
+            // IPv6 is never fragmented by routers, and the appliance does not fragment the
+            // outer packet (RFC 4213 3.2): the tunnel must carry IPv6's minimum MTU.
+            if (t.link6.is_some() || tunnel.source_prefixes6().next().is_some())
+                && tunnel.inner_mtu() < MIN_IPV6_MTU
+            {
+                let (value, what) = match t.mtu {
+                    Some(m) => (m.to_string(), String::new()),
+                    None => (
+                        tunnel.mtu.to_string(),
+                        format!(" (the default, port {:?}'s mtu)", tunnel.port.name),
+                    ),
+                };
+                return Err(self.err(
+                    format!("{}.mtu", tunnel_path(i, &t.name)),
+                    value,
+                    format!(
+                        "{what} leaves {} bytes for the inner packet; a tunnel that carries \
+                         IPv6 needs at least {MIN_IPV6_MTU} (RFC 8200 section 5): at least {} \
+                         here",
+                        tunnel.inner_mtu(),
+                        MIN_IPV6_MTU + tunnel.header_len()
+                    ),
+                ));
+            }
+            match &t.link6 {
+                Some(text) => tunnel.link6 = Some(self.link6(&field, text)?),
+                None if tunnel.source_prefixes6().next().is_some() => {
+                    return Err(self.err_bare(
+                        field,
+                        "is missing; a tunnel with IPv6 prefixes or extra_sources needs our \
+                         IPv6 address inside it (like \"fd00:10::1/127\"): the source of the \
+                         ICMPv6 errors (Packet Too Big among them) sent into the tunnel",
+                    ))
+                }
+                None => {}
+            }
             tunnel.bgp = self.tunnel_bgp(i, t, &tunnel)?;
             tunnel.backup = self.backup(i, t, &tunnel, &tunnels)?;
-            self.tunnel_prefixes(i, &tunnel)?;
+            self.tunnel_prefixes(i, &tunnel, t)?;
+            self.tunnel_prefixes6(i, &tunnel, t)?;
             tunnels.push(tunnel);
         }
         Ok(tunnels)
@@ -927,19 +1140,29 @@ impl Validator<'_> {
 
         let mut prefixes = Vec::with_capacity(t.prefixes.len());
         let mut extra_sources = Vec::with_capacity(t.extra_sources.len());
-        let mut seen: HashMap<Ipv4Net, String> = HashMap::new();
-        for (list, name, out) in [
-            (&t.prefixes, "prefixes", &mut prefixes),
-            (&t.extra_sources, "extra_sources", &mut extra_sources),
+        let mut prefixes6 = Vec::new();
+        let mut extra_sources6 = Vec::new();
+        let mut seen: HashMap<IpNet, String> = HashMap::new();
+        for (list, name, out, out6) in [
+            (&t.prefixes, "prefixes", &mut prefixes, &mut prefixes6),
+            (
+                &t.extra_sources,
+                "extra_sources",
+                &mut extra_sources,
+                &mut extra_sources6,
+            ),
         ] {
             for (k, text) in list.iter().enumerate() {
                 let field = format!("{path}.{name}[{k}]");
-                let net = self.prefix(&field, text)?;
+                let net = self.any_prefix(&field, text)?;
                 if let Some(first) = seen.get(&net) {
                     return Err(self.err(field, net, format!("is already listed as {first}")));
                 }
                 seen.insert(net, field);
-                out.push(net);
+                match net {
+                    IpNet::V4(n) => out.push(n),
+                    IpNet::V6(n) => out6.push(n),
+                }
             }
         }
 
@@ -950,6 +1173,23 @@ impl Validator<'_> {
             bgp: None,
             backup: None,
             probe: t.probe.unwrap_or(false),
+            local_pref: match t.local_pref {
+                None => None,
+                Some(_) if self.bgp.is_none() => {
+                    return Err(self.err(
+                        format!("{path}.local_pref"),
+                        t.local_pref.unwrap_or_default(),
+                        "needs a [bgp] section: it is the BGP local preference of the client's \
+                         routes",
+                    ))
+                }
+                Some(v) => Some(self.ranged(
+                    format!("{path}.local_pref"),
+                    v,
+                    &(0..=u32::MAX),
+                    "a local preference",
+                )?),
+            },
             fallback: t
                 .fallback
                 .unwrap_or_else(|| ports.iter().any(|p| p.roles.contains(&Role::Internet))),
@@ -970,6 +1210,10 @@ impl Validator<'_> {
             mtu,
             prefixes,
             extra_sources,
+            prefixes6,
+            extra_sources6,
+            // Checked in `tunnels`, with `link`.
+            link6: None,
         })
     }
 
@@ -1024,11 +1268,26 @@ impl Validator<'_> {
                  would never carry its prefixes",
             ));
         }
-        for (list, what) in [
-            (&tunnel.prefixes, "prefixes"),
-            (&tunnel.extra_sources, "extra_sources"),
-        ] {
-            if let Some(net) = list.first() {
+        let lists: [(Option<String>, &str); 2] = [
+            (
+                tunnel
+                    .prefixes
+                    .first()
+                    .map(ToString::to_string)
+                    .or_else(|| tunnel.prefixes6.first().map(ToString::to_string)),
+                "prefixes",
+            ),
+            (
+                tunnel
+                    .extra_sources
+                    .first()
+                    .map(ToString::to_string)
+                    .or_else(|| tunnel.extra_sources6.first().map(ToString::to_string)),
+                "extra_sources",
+            ),
+        ];
+        for (first, what) in lists {
+            if let Some(net) = first {
                 return Err(self.err(
                     format!("{path}.{what}[0]"),
                     net,
@@ -1099,14 +1358,21 @@ impl Validator<'_> {
     }
 
     /// Claim a tunnel's prefixes for routing, and its source prefixes for it alone.
-    fn tunnel_prefixes(&mut self, i: usize, t: &TunnelConfig) -> Result<(), ConfigError> {
+    fn tunnel_prefixes(
+        &mut self,
+        i: usize,
+        t: &TunnelConfig,
+        raw: &RawTunnel,
+    ) -> Result<(), ConfigError> {
         let path = tunnel_path(i, &t.name);
-        for (k, &net) in t.prefixes.iter().enumerate() {
-            self.claim(net, format!("{path}.prefixes[{k}]"), Some(i))?;
+        let (prefixes, _) = family_fields(&path, "prefixes", &raw.prefixes);
+        let (extra, _) = family_fields(&path, "extra_sources", &raw.extra_sources);
+        for (&net, field) in t.prefixes.iter().zip(&prefixes) {
+            self.claim(net, field.clone(), Some(i))?;
         }
-        let fields = (0..t.prefixes.len())
-            .map(|k| format!("{path}.prefixes[{k}]"))
-            .chain((0..t.extra_sources.len()).map(|k| format!("{path}.extra_sources[{k}]")))
+        let fields = prefixes
+            .into_iter()
+            .chain(extra)
             .chain(t.link.map(|_| format!("{path}.link")));
         let sources: Vec<(Ipv4Net, String)> = t.source_prefixes().zip(fields).collect();
         for (net, field) in &sources {
@@ -1133,6 +1399,80 @@ impl Validator<'_> {
             );
         }
         Ok(())
+    }
+
+    /// Claim a tunnel's IPv6 prefixes for routing, and its IPv6 source prefixes for it
+    /// alone (the IPv4 rules, in IPv6).
+    fn tunnel_prefixes6(
+        &mut self,
+        i: usize,
+        t: &TunnelConfig,
+        raw: &RawTunnel,
+    ) -> Result<(), ConfigError> {
+        let path = tunnel_path(i, &t.name);
+        let (_, prefixes) = family_fields(&path, "prefixes", &raw.prefixes);
+        let (_, extra) = family_fields(&path, "extra_sources", &raw.extra_sources);
+        for (&net, field) in t.prefixes6.iter().zip(&prefixes) {
+            if let Some(first) = self.claims6.get(&net) {
+                return Err(self.err(field, net, format!("is already claimed by {}", first.field)));
+            }
+            self.claims6.insert(
+                net,
+                Claim {
+                    field: field.clone(),
+                    tunnel: Some(i),
+                },
+            );
+        }
+        let sources: Vec<(Ipv6Net, String)> = t
+            .prefixes6
+            .iter()
+            .copied()
+            .zip(prefixes)
+            .chain(t.extra_sources6.iter().copied().zip(extra))
+            .chain(t.link6.map(|l| (l.trunc(), format!("{path}.link6"))))
+            .collect();
+        for (net, field) in &sources {
+            if let Some(other) = self.overlapping_source6(*net, i) {
+                return Err(self.err(
+                    field,
+                    net,
+                    format!(
+                        "overlaps {} of {}; an inner source must belong to one tunnel only",
+                        other.net, other.field
+                    ),
+                ));
+            }
+        }
+        for (net, field) in sources {
+            let key = (u128::from(net.network()), net.prefix_len());
+            self.sources6.insert(
+                key,
+                Source6 {
+                    net,
+                    tunnel: i,
+                    field,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// [`Self::overlapping_source`] for IPv6.
+    fn overlapping_source6(&self, net: Ipv6Net, me: usize) -> Option<&Source6> {
+        let start = u128::from(net.network());
+        for len in 0..=net.prefix_len() {
+            if let Some(s) = self.sources6.get(&(start & mask6(len), len)) {
+                if s.tunnel != me {
+                    return Some(s);
+                }
+            }
+        }
+        let end = u128::from(net.broadcast());
+        self.sources6
+            .range((start, net.prefix_len())..=(end, 128))
+            .map(|(_, s)| s)
+            .find(|s| s.tunnel != me)
     }
 
     /// A source prefix of another tunnel than `me` that overlaps `net`: one that contains
@@ -1171,11 +1511,36 @@ impl Validator<'_> {
         raw: &[RawRoute],
         ports: &[PortConfig],
         tunnels: &[TunnelConfig],
-    ) -> Result<Vec<RouteConfig>, ConfigError> {
+    ) -> Result<(Vec<RouteConfig>, Vec<Route6Config>), ConfigError> {
         let port_index = index_by_name(ports.iter().map(|p| p.name.as_str()));
         let tunnel_index = index_by_name(tunnels.iter().map(|t| t.name.as_str()));
         let mut routes = Vec::with_capacity(raw.len());
+        let mut routes6 = Vec::new();
         for (i, r) in raw.iter().enumerate() {
+            if let Ok(IpNet::V6(_)) = r.prefix.parse::<IpNet>() {
+                let route = self.route6(i, r, &port_index, &tunnel_index)?;
+                let field = format!("route[{i}].prefix");
+                if let Some(first) = self.claims6.get(&route.prefix) {
+                    return Err(self.err(
+                        field,
+                        route.prefix,
+                        format!("is already claimed by {}", first.field),
+                    ));
+                }
+                let into = match &route.target {
+                    RouteTarget::Tunnel(t) => Some(t.index),
+                    _ => None,
+                };
+                self.claims6.insert(
+                    route.prefix,
+                    Claim {
+                        field,
+                        tunnel: into,
+                    },
+                );
+                routes6.push(route);
+                continue;
+            }
             let route = self.route(i, r, &port_index, &tunnel_index)?;
             let into = match &route.target {
                 RouteTarget::Tunnel(t) => Some(t.index),
@@ -1184,7 +1549,36 @@ impl Validator<'_> {
             self.claim(route.prefix, format!("route[{i}].prefix"), into)?;
             routes.push(route);
         }
-        Ok(routes)
+        Ok((routes, routes6))
+    }
+
+    /// Route `i` with an IPv6 prefix: as [`Self::route`], without the `port` target.
+    fn route6(
+        &self,
+        i: usize,
+        r: &RawRoute,
+        port_index: &impl NameIndex,
+        tunnel_index: &impl NameIndex,
+    ) -> Result<Route6Config, ConfigError> {
+        let path = format!("route[{i}]");
+        let IpNet::V6(prefix) = self.any_prefix(&format!("{path}.prefix"), &r.prefix)? else {
+            return Err(self.err(
+                format!("{path}.prefix"),
+                quote(&r.prefix),
+                "is not an IPv6 prefix",
+            ));
+        };
+        if let Some(port) = &r.port {
+            return Err(self.err(
+                format!("{path}.port"),
+                quote(port),
+                "is not a target for an IPv6 prefix: native IPv6 forwarding does not exist \
+                 yet; give tunnel = NAME, blackhole = true, unreachable = true or \
+                 prohibit = true",
+            ));
+        }
+        let target = self.route_target(&path, r, port_index, tunnel_index)?;
+        Ok(Route6Config { prefix, target })
     }
 
     /// Route `i` on its own: its prefix, its one target, and that the target exists (the
@@ -1198,6 +1592,18 @@ impl Validator<'_> {
     ) -> Result<RouteConfig, ConfigError> {
         let path = format!("route[{i}]");
         let prefix = self.prefix(&format!("{path}.prefix"), &r.prefix)?;
+        let target = self.route_target(&path, r, port_index, tunnel_index)?;
+        Ok(RouteConfig { prefix, target })
+    }
+
+    /// A route's one target, checked to exist.
+    fn route_target(
+        &self,
+        path: &str,
+        r: &RawRoute,
+        port_index: &impl NameIndex,
+        tunnel_index: &impl NameIndex,
+    ) -> Result<RouteTarget, ConfigError> {
         for (name, flag) in [
             ("blackhole", r.blackhole),
             ("unreachable", r.unreachable),
@@ -1284,7 +1690,7 @@ impl Validator<'_> {
         } else {
             RouteTarget::Blackhole
         };
-        Ok(RouteConfig { prefix, target })
+        Ok(target)
     }
 
     /// No tunnel's remote may be routed (by longest match) into a tunnel.
@@ -1358,6 +1764,9 @@ impl<'a> Validator<'a> {
             ours: Cow::Borrowed(ours),
             claims: HashMap::new(),
             sources: BTreeMap::new(),
+            claims6: HashMap::new(),
+            sources6: BTreeMap::new(),
+            ours6: HashMap::new(),
             interfaces: HashMap::new(),
             links: Vec::new(),
             // Route checks never look at BGP or FPM (only tunnels do).
@@ -1375,6 +1784,20 @@ impl<'a> Validator<'a> {
     ) -> ConfigError {
         self.err(field, value, problem)
     }
+}
+
+/// The fields of a list that mixes IPv4 and IPv6 prefixes (`prefixes`, `extra_sources`),
+/// IPv4 ones first, then IPv6 ones, each in file order: `tunnel[0] "a".prefixes[2]`.
+fn family_fields(path: &str, name: &str, texts: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for (k, text) in texts.iter().enumerate() {
+        let field = format!("{path}.{name}[{k}]");
+        match text.parse::<IpNet>() {
+            Ok(IpNet::V6(_)) => v6.push(field),
+            _ => v4.push(field),
+        }
+    }
+    (v4, v6)
 }
 
 /// Position by name.

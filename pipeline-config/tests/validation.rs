@@ -972,19 +972,19 @@ fn tunnel_prefixes_parse_without_host_bits() {
         &set("\"10.1.0.0\""),
         "tunnel[0] \"a\".prefixes[0]",
         Some("\"10.1.0.0\""),
-        "is not an IPv4 prefix",
+        "is not an IPv4 or IPv6 prefix",
     );
     invalid(
         &set("\"10.1.0.0/33\""),
         "tunnel[0] \"a\".prefixes[0]",
         Some("\"10.1.0.0/33\""),
-        "is not an IPv4 prefix",
+        "is not an IPv4 or IPv6 prefix",
     );
     invalid(
-        &set("\"2001:db8::/32\""),
+        &set("\"2001:db8::1/32\""),
         "tunnel[0] \"a\".prefixes[0]",
-        Some("\"2001:db8::/32\""),
-        "is an IPv6 prefix",
+        Some("\"2001:db8::1/32\""),
+        "has host bits set (the prefix is 2001:db8::/32)",
     );
     invalid(
         &set("\"10.1.0.0/16\", \"10.1.0.0/16\""),
@@ -1471,4 +1471,228 @@ fn bgp_sessions_are_refused_where_they_cannot_run() {
         Some("224.0.0.1"),
         "",
     );
+}
+
+/// IPv6 inside IPv4 tunnels: a tunnel's prefixes and extra sources mix both families, its
+/// `link6` is the source of its ICMPv6 errors, and `[[route]]` takes IPv6 prefixes into
+/// tunnels or drops.
+#[test]
+fn ipv6_prefixes_links_and_routes() {
+    let dual = replaced(
+        "prefixes = [\"10.1.0.0/16\"]",
+        "prefixes = [\"2001:db8:a::/48\", \"10.1.0.0/16\"]\n\
+         extra_sources = [\"2001:db8:ae::/48\"]\nlink6 = \"fd00:a::1/127\"",
+    );
+    let cfg = ok(&format!(
+        "{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\ntunnel = \"a\"\n\
+         [[route]]\nprefix = \"10.9.0.0/16\"\nblackhole = true\n\
+         [[route]]\nprefix = \"2001:db8:dead::/48\"\nprohibit = true\n"
+    ));
+    let t = &cfg.tunnels[0];
+    assert_eq!(t.prefixes, ["10.1.0.0/16".parse().unwrap()]);
+    assert_eq!(t.prefixes6, ["2001:db8:a::/48".parse().unwrap()]);
+    assert_eq!(t.extra_sources6, ["2001:db8:ae::/48".parse().unwrap()]);
+    assert_eq!(t.link6, Some("fd00:a::1/127".parse().unwrap()));
+    let sources: Vec<String> = t.source_prefixes6().map(|n| n.to_string()).collect();
+    assert_eq!(
+        sources,
+        ["2001:db8:a::/48", "2001:db8:ae::/48", "fd00:a::/127"]
+    );
+    assert_eq!(cfg.routes.len(), 1);
+    assert_eq!(cfg.routes6.len(), 2);
+    assert_eq!(cfg.routes6[0].prefix, "2001:db8:ff::/48".parse().unwrap());
+    assert!(matches!(&cfg.routes6[0].target, RouteTarget::Tunnel(r) if r.name == "a"));
+    assert_eq!(cfg.routes6[1].target, RouteTarget::Prohibit);
+
+    // IPv6 sources without an IPv6 address of ours to answer them from.
+    invalid(
+        &replaced(
+            "prefixes = [\"10.1.0.0/16\"]",
+            "prefixes = [\"10.1.0.0/16\", \"2001:db8:a::/48\"]",
+        ),
+        "tunnel[0] \"a\".link6",
+        None,
+        "is missing",
+    );
+    for (bad, problem) in [
+        ("fd00:a::1", "is not an IPv6 address with a prefix length"),
+        ("10.0.0.1/31", "is not an IPv6 address with a prefix length"),
+        ("fd00:a::1/128", "needs a prefix length of 16 to 127"),
+        ("fd00:a::/64", "Subnet-Router anycast"),
+        ("ff02::1/64", "multicast"),
+        ("fe80::1/64", "link-local"),
+        ("::1/127", "loopback"),
+    ] {
+        invalid(
+            &dual.replace("fd00:a::1/127", bad),
+            "tunnel[0] \"a\".link6",
+            Some(&format!("{bad:?}")),
+            problem,
+        );
+    }
+    // IPv6 needs 1,280 bytes inside (20 of IPv4 and 8 of GRE with a key: 1,308 outside).
+    invalid(
+        &dual.replace("key = 100", "key = 100\nmtu = 1307"),
+        "tunnel[0] \"a\".mtu",
+        Some("1307"),
+        "leaves 1279 bytes for the inner packet; a tunnel that carries IPv6 needs at least \
+         1280 (RFC 8200 section 5): at least 1308 here",
+    );
+    ok(&dual.replace("key = 100", "key = 100\nmtu = 1308"));
+    // The field named is the one in the file, whatever the family of the others.
+    invalid(
+        &dual.replace(
+            "\"2001:db8:a::/48\", ",
+            "\"2001:db8:a::/48\", \"2001:db8:a::/48\", ",
+        ),
+        "tunnel[0] \"a\".prefixes[1]",
+        Some("2001:db8:a::/48"),
+        "is already listed as tunnel[0] \"a\".prefixes[0]",
+    );
+    // Two tunnels' IPv6 sources never overlap; a prefix is routed once.
+    let second = |prefixes: &str| {
+        format!(
+            "{dual}\n[[tunnel]]\nname = \"b\"\nmode = \"ipip\"\nlocal = \"192.0.2.1\"\n\
+             remote = \"198.51.100.2\"\nport = \"client0\"\nprefixes = [{prefixes}]\n\
+             link6 = \"fd00:b::1/127\"\n"
+        )
+    };
+    ok(&second("\"2001:db8:b::/48\""));
+    invalid(
+        &second("\"10.2.0.0/16\", \"2001:db8:a:8000::/49\""),
+        "tunnel[1] \"b\".prefixes[1]",
+        Some("2001:db8:a:8000::/49"),
+        "overlaps 2001:db8:a::/48 of tunnel[0] \"a\".prefixes[0]",
+    );
+    invalid(
+        &format!("{dual}\n[[route]]\nprefix = \"2001:db8:a::/48\"\nblackhole = true\n"),
+        "route[0].prefix",
+        Some("2001:db8:a::/48"),
+        "is already claimed by tunnel[0] \"a\".prefixes[0]",
+    );
+    // No native IPv6 forwarding yet, and a route's tunnel exists.
+    invalid(
+        &format!(
+            "{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\nport = \"inet0\"\nnext_hop = \"203.0.113.2\"\n"
+        ),
+        "route[0].port",
+        Some("\"inet0\""),
+        "native IPv6 forwarding does not exist yet",
+    );
+    invalid(
+        &format!("{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\ntunnel = \"nope\"\n"),
+        "route[0].tunnel",
+        Some("\"nope\""),
+        "is not a configured tunnel",
+    );
+}
+
+/// BASE with a core port (`10.255.0.1`, its host interface as asked) and `[bgp]` with
+/// `extra` lines.
+fn with_core(host_interface: bool, bgp: &str) -> String {
+    with(&format!(
+        "[[port]]\nname = \"core0\"\ndevice = \"net_pcap2\"\nroles = [\"core\"]\n\
+         addresses = [\"10.255.0.1\"]\nhost_interface = {host_interface}\ntransit = true\n\n\
+         [bgp]\nasn = 65000\n{bgp}\n"
+    ))
+}
+
+#[test]
+fn ibgp_runs_from_a_core_address_with_a_host_interface() {
+    let cfg = ok(&with_core(
+        true,
+        "ibgp_peers = [\"10.255.0.254\", \"10.255.0.253\"]\nibgp_source = \"10.255.0.1\"",
+    ));
+    let bgp = cfg.bgp.expect("[bgp]");
+    assert_eq!(
+        bgp.ibgp_peers,
+        [
+            Ipv4Addr::new(10, 255, 0, 254),
+            Ipv4Addr::new(10, 255, 0, 253)
+        ]
+    );
+    assert_eq!(bgp.ibgp_source, Some(Ipv4Addr::new(10, 255, 0, 1)));
+    // Without them: no iBGP.
+    let bgp = ok(&with_core(true, "")).bgp.expect("[bgp]");
+    assert!(bgp.ibgp_peers.is_empty() && bgp.ibgp_source.is_none());
+}
+
+#[test]
+fn ibgp_is_refused_where_it_cannot_run() {
+    let peers = "ibgp_peers = [\"10.255.0.254\"]";
+    invalid(
+        &with_core(true, peers),
+        "bgp.ibgp_source",
+        Some("(absent)"),
+        "is needed with ibgp_peers",
+    );
+    invalid(
+        &with_core(true, "ibgp_source = \"10.255.0.1\""),
+        "bgp.ibgp_source",
+        Some("\"10.255.0.1\""),
+        "give bgp.ibgp_peers",
+    );
+    invalid(
+        &with_core(true, &format!("{peers}\nibgp_source = \"10.255.0.9\"")),
+        "bgp.ibgp_source",
+        Some("10.255.0.9"),
+        "is not one of our ports' addresses",
+    );
+    invalid(
+        &with_core(true, &format!("{peers}\nibgp_source = \"192.0.2.1\"")),
+        "bgp.ibgp_source",
+        Some("192.0.2.1"),
+        "has no \"core\" role",
+    );
+    invalid(
+        &with_core(false, &format!("{peers}\nibgp_source = \"10.255.0.1\"")),
+        "bgp.ibgp_source",
+        Some("10.255.0.1"),
+        "has no host interface",
+    );
+    invalid(
+        &with_core(
+            true,
+            "ibgp_peers = [\"10.255.0.254\", \"10.255.0.254\"]\nibgp_source = \"10.255.0.1\"",
+        ),
+        "bgp.ibgp_peers[1]",
+        Some("10.255.0.254"),
+        "is already bgp.ibgp_peers[0]",
+    );
+    invalid(
+        &with_core(
+            true,
+            "ibgp_peers = [\"10.255.0.1\"]\nibgp_source = \"10.255.0.1\"",
+        ),
+        "bgp.ibgp_peers[0]",
+        Some("10.255.0.1"),
+        "is our own address",
+    );
+}
+
+#[test]
+fn a_tunnels_local_preference_needs_bgp_and_fits_32_bits() {
+    let t = "tunnel[0] \"a\"";
+    let pref = |v: &str| replaced("key = 100", &format!("key = 100\nlocal_pref = {v}"));
+    invalid(
+        &pref("200"),
+        &format!("{t}.local_pref"),
+        Some("200"),
+        "needs a [bgp] section",
+    );
+    let bgp = "\n[bgp]\nasn = 65000\n";
+    assert_eq!(ok(&(pref("200") + bgp)).tunnels[0].local_pref, Some(200));
+    assert_eq!(
+        ok(&(pref("4294967295") + bgp)).tunnels[0].local_pref,
+        Some(u32::MAX)
+    );
+    assert_eq!(ok(&(BASE.to_owned() + bgp)).tunnels[0].local_pref, None);
+    for bad in ["-1", "4294967296"] {
+        invalid(
+            &(pref(bad) + bgp),
+            &format!("{t}.local_pref"),
+            Some(bad),
+            "",
+        );
+    }
 }

@@ -12,13 +12,16 @@
 //!
 //! A client's traffic enters the backbone at its primary edge while its tunnel is up
 //! there, else at its backup edge while up there (the preferences: a dual-homed
-//! client's router prefers its primary). From there each edge's table decides: into the
+//! client's router prefers its primary). Across the core by BGP (`core_routing =
+//! "bgp"`), a client with a session counts as up at an edge only while that edge routes
+//! the client's prefixes into its tunnel: the edge then hears them on the session. From
+//! there each edge's table decides: into the
 //! destination client's tunnel (delivered; that tunnel must be up), or across the core
 //! to the edge with that `core_address` (followed), or anything else (broken: no route,
 //! a drop, another client's tunnel, a next hop outside the backbone, a loop, an edge
 //! without a report).
 
-use crate::model::Policy;
+use crate::model::{CoreRouting, Policy};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -162,12 +165,23 @@ fn ingress(
     tables: &BTreeMap<String, Forwarding>,
 ) -> Result<usize, String> {
     let client = &policy.clients[c];
+    let bgp_session = policy.core_routing == CoreRouting::Bgp && client.asn.is_some();
     let mut order: Vec<_> = client.placement.iter().collect();
     order.sort_by_key(|p| p.role != crate::model::Role::Primary);
     let mut seen = Vec::new();
     for p in order {
         let edge = &policy.edges[p.edge].name;
         match tables.get(edge).map(|t| t.tunnels.get(&client.name)) {
+            // Across the core by BGP, a client with a session sends where its session is
+            // up: there the edge hears the client's own announcement, which it prefers to
+            // anything across the core, and routes its prefixes into its tunnel.
+            Some(Some(state))
+                if usable(state)
+                    && bgp_session
+                    && !routes_into(&tables[edge], &client.prefixes, &client.name) =>
+            {
+                seen.push(format!("its session is down at {edge}"));
+            }
             Some(Some(state)) if usable(state) => return Ok(p.edge),
             Some(Some(state)) => seen.push(format!("{state} at {edge}")),
             Some(None) => seen.push(format!("not run at {edge}")),
@@ -179,6 +193,16 @@ fn ingress(
         client.name,
         seen.join(", ")
     ))
+}
+
+/// Whether `table` routes the first of `prefixes` into tunnel `name`.
+fn routes_into(table: &Forwarding, prefixes: &[Ipv4Net], name: &str) -> bool {
+    prefixes.first().is_some_and(|p| {
+        table
+            .routes
+            .get(&p.to_string())
+            .is_some_and(|r| r["tunnel"].as_str() == Some(name))
+    })
 }
 
 /// The edges traffic entering at edge `at` for `prefix` of client `to` crosses.
@@ -414,6 +438,66 @@ mod tests {
             p.back,
             Err("edge-2 sends 10.4.0.0/16 into hooli's tunnel, which is down".into())
         );
+    }
+
+    #[test]
+    fn across_the_core_by_bgp_a_client_enters_where_its_session_is_up() {
+        let text = EXAMPLE.replace("asn = 65000 ", "asn = 65000\ncore_routing = \"bgp\" ");
+        let policy = Policy::parse(&text, "example").unwrap();
+        assert_eq!(policy.core_routing, CoreRouting::Bgp);
+        // hooli's session at edge-2 is up: edge-2 routes hooli's prefixes into its tunnel,
+        // edge-1 (the backup) across the core to edge-2, as BGP's preferences select.
+        let to_edge = |e: u8| json!({"port": "core0", "next_hop": format!("10.255.0.{e}")});
+        let mut t = tables(&policy);
+        for p in ["10.4.0.0/16", "10.44.0.0/16"] {
+            t.get_mut("edge-2")
+                .unwrap()
+                .routes
+                .insert(p.into(), json!({"tunnel": "hooli"}));
+            t.get_mut("edge-1")
+                .unwrap()
+                .routes
+                .insert(p.into(), to_edge(2));
+        }
+        for p in ["10.1.0.0/16", "10.3.0.0/16"] {
+            t.get_mut("edge-2")
+                .unwrap()
+                .routes
+                .insert(p.into(), to_edge(1));
+        }
+        t.get_mut("edge-1")
+            .unwrap()
+            .routes
+            .insert("10.2.0.0/16".into(), to_edge(2));
+        let pairs = audit(&policy, &t);
+        assert!(pairs.iter().all(Pair::symmetric), "{pairs:?}");
+        assert_eq!(
+            find(&pairs, "hooli", "acme").forward,
+            edges(&["edge-2", "edge-1"])
+        );
+        // Its session at edge-2 goes down (its tunnel still up there): BGP moves its
+        // prefixes to edge-1, which routes them into its own tunnel, edge-2 across the
+        // core. hooli's router sends through edge-1: both ways through edge-1.
+        for p in ["10.4.0.0/16", "10.44.0.0/16"] {
+            t.get_mut("edge-1")
+                .unwrap()
+                .routes
+                .insert(p.into(), json!({"tunnel": "hooli"}));
+            t.get_mut("edge-2")
+                .unwrap()
+                .routes
+                .insert(p.into(), to_edge(1));
+        }
+        let pairs = audit(&policy, &t);
+        assert!(pairs.iter().all(Pair::symmetric), "{pairs:?}");
+        let p = find(&pairs, "hooli", "acme");
+        assert_eq!(
+            (&p.forward, &p.back),
+            (&edges(&["edge-1"]), &edges(&["edge-1"]))
+        );
+        let p = find(&pairs, "globex", "hooli");
+        assert_eq!(p.forward, edges(&["edge-2", "edge-1"]));
+        assert_eq!(p.back, edges(&["edge-1", "edge-2"]));
     }
 
     #[test]

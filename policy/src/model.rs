@@ -54,6 +54,8 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawBackbone {
     asn: i64,
+    #[serde(default)]
+    core_routing: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -154,9 +156,22 @@ struct RawPlacement {
 pub struct Policy {
     /// The backbone's AS number (every edge's `[bgp] asn`).
     pub asn: u32,
+    /// How the edges learn where the clients hosted elsewhere are.
+    pub core_routing: CoreRouting,
     pub preferences: Preferences,
     pub edges: Vec<Edge>,
     pub clients: Vec<Client>,
+}
+
+/// `[backbone] core_routing`: how an edge routes the clients hosted at other edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CoreRouting {
+    /// Routes from the policy: each client's prefixes across the core to its primary.
+    Static,
+    /// iBGP between the edges' FRR (through route reflectors): each edge announces the
+    /// clients it hosts, with local preferences from the placements' roles.
+    Bgp,
 }
 
 /// `[preferences]`: which edge a client's traffic goes through when two host it.
@@ -481,6 +496,17 @@ impl Validator<'_> {
 
     fn policy(&self, raw: &RawPolicy) -> Result<Policy, PolicyError> {
         let asn = self.asn("backbone.asn", raw.backbone.asn)?;
+        let core_routing = match raw.backbone.core_routing.as_deref() {
+            None | Some("static") => CoreRouting::Static,
+            Some("bgp") => CoreRouting::Bgp,
+            Some(other) => {
+                return Err(self.err(
+                    "backbone.core_routing",
+                    Some(quote(other)),
+                    "is not \"static\" or \"bgp\"",
+                ))
+            }
+        };
         let preferences = self.preferences(&raw.preferences)?;
         if raw.edges.is_empty() {
             return Err(self.err("edge", None, "at least one [[edge]] is required"));
@@ -573,6 +599,7 @@ impl Validator<'_> {
         self.across_clients(&clients, &raw.clients, &edges)?;
         Ok(Policy {
             asn,
+            core_routing,
             preferences,
             edges,
             clients,

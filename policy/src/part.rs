@@ -12,13 +12,19 @@
 //! - A client hosted elsewhere: each of its prefixes routed natively out of this edge's
 //!   core port to the primary edge's `core_address`.
 //!
+//! With `core_routing = "bgp"` the edges learn the clients hosted elsewhere from each
+//! other by iBGP instead: no routes across the core; each tunnel carries the local
+//! preference of its placement (`local_pref`); a client with a session has its
+//! `prefixes` at its backup too (what the backup's FRR accepts from it) and `fallback`,
+//! so that what BGP selects routes its prefixes at every edge.
+//!
 //! Across the core, packets travel natively (not encapsulated edge to edge): the core is
 //! the carrier's own network, and the receiving edge's source check stays the client's
 //! own tunnel's (an edge-to-edge tunnel would have to accept every remote client's
 //! sources, which the appliance refuses as two owners of one source).
 
 use crate::error::PolicyError;
-use crate::model::{Policy, Role};
+use crate::model::{CoreRouting, Policy, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -59,8 +65,11 @@ pub fn part(policy: &Policy, e: usize) -> EdgePart {
                 );
             }
         };
+        let bgp = policy.core_routing == CoreRouting::Bgp;
         let Some(p) = here else {
-            to_primary();
+            if !bgp {
+                to_primary();
+            }
             continue;
         };
         let mut t = serde_json::Map::new();
@@ -90,6 +99,11 @@ pub fn part(policy: &Policy, e: usize) -> EdgePart {
             Role::Primary => {
                 t.insert("prefixes".into(), json!(strings(&c.prefixes)));
             }
+            // Across the core by BGP, a backup with a session accepts the client's
+            // announcements (its prefixes bound them), at the backup's preference.
+            Role::Backup if bgp && c.asn.is_some() => {
+                t.insert("prefixes".into(), json!(strings(&c.prefixes)));
+            }
             Role::Backup => {
                 sources.splice(0..0, strings(&c.prefixes));
             }
@@ -109,8 +123,20 @@ pub fn part(policy: &Policy, e: usize) -> EdgePart {
         if c.probe {
             t.insert("probe".into(), json!(true));
         }
+        if bgp {
+            let pref = match p.role {
+                Role::Primary => policy.preferences.primary_local_pref,
+                Role::Backup => policy.preferences.backup_local_pref,
+            };
+            t.insert("local_pref".into(), json!(pref));
+            if c.asn.is_some() {
+                // Its prefixes are routed from what BGP selects (zebra's routes), never
+                // by the tunnel itself: the backup's go to the primary while it has them.
+                t.insert("fallback".into(), json!(true));
+            }
+        }
         out.tunnels.insert(c.name.clone(), Value::Object(t));
-        if p.role == Role::Backup {
+        if p.role == Role::Backup && !bgp {
             to_primary();
         }
     }

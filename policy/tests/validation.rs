@@ -669,6 +669,56 @@ fn each_edges_part() {
 }
 
 #[test]
+fn each_edges_part_across_the_core_by_bgp() {
+    let text = set(&["backbone"], "core_routing", Value::String("bgp".into()));
+    let p = Policy::parse(&text, "example").unwrap();
+    let (e1, e2) = (part(&p, 0), part(&p, 1));
+    // No routes across the core: BGP brings them.
+    assert!(
+        e1.routes.is_empty() && e2.routes.is_empty(),
+        "{e1:?} {e2:?}"
+    );
+    // Each tunnel carries the local preference of its placement ([preferences]: 200 and
+    // 100); a client with a session routes from what BGP selects (fallback), its backup
+    // accepting its announcements (its prefixes).
+    assert_eq!(
+        e1.tunnels["acme"],
+        json!({"name": "acme", "mode": "gre", "local": "192.0.2.1", "remote": "198.51.100.10",
+               "key": 100, "port": "client0", "prefixes": ["10.1.0.0/16"],
+               "link": "169.254.1.1/31", "asn": 65001, "local_pref": 200, "fallback": true})
+    );
+    assert_eq!(
+        e1.tunnels["hooli"],
+        json!({"name": "hooli", "mode": "gre", "local": "192.0.2.1", "remote": "198.51.100.40",
+               "key": 400, "port": "client0", "prefixes": ["10.4.0.0/16", "10.44.0.0/16"],
+               "link": "169.254.4.3/31", "asn": 65004, "local_pref": 100, "fallback": true})
+    );
+    assert_eq!(e2.tunnels["hooli"]["local_pref"], 200);
+    // A client without a session: announced by its edge at its preference, routed by its
+    // tunnel (no fallback forced).
+    assert_eq!(
+        e1.tunnels["initech"],
+        json!({"name": "initech", "mode": "ipip", "local": "192.0.2.1", "remote": "198.51.100.30",
+               "port": "client0", "prefixes": ["10.3.0.0/16"], "probe": true, "local_pref": 200})
+    );
+    // Static, as before, when it says so.
+    let text = set(
+        &["backbone"],
+        "core_routing",
+        Value::String("static".into()),
+    );
+    assert_eq!(
+        part(&Policy::parse(&text, "example").unwrap(), 0),
+        part(&Policy::parse(EXAMPLE, "example").unwrap(), 0)
+    );
+    refused(
+        &set(&["backbone"], "core_routing", Value::String("ospf".into())),
+        "backbone.core_routing",
+        "is not \"static\" or \"bgp\"",
+    );
+}
+
+#[test]
 fn changes_touch_only_what_changed() {
     let old = Policy::parse(EXAMPLE, "old").unwrap();
     // globex's key changes; a client is added on edge-2; initech goes.

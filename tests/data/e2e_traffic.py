@@ -423,9 +423,10 @@ def full():
              Raw(gre), "acme", fid)
     drop("bad_gre", Ether(**to_me) / IP(src=acme["remote"], dst=me["addr"], proto=47) /
          Raw(struct.pack("!HH", 0x2000, 0x0800)), "acme")
-    # unsupported_inner: IPv6 and Ethernet inside GRE
-    drop("unsupported_inner", frame_from("acme", IPv6() / UDP() / Raw(b"x" * 8),
-                                         gre=dict(proto=0x86DD)), "acme")
+    # bad_inner_ipv6: IPv6 inside GRE from the loopback address (RFC 4291 2.5.3);
+    # unsupported_inner: Ethernet inside GRE
+    drop("bad_inner_ipv6", frame_from("acme", IPv6() / UDP() / Raw(b"x" * 8),
+                                      gre=dict(proto=0x86DD)), "acme")
     fid, inner = acme_inner(10)
     drop("unsupported_inner", frame_from("acme", Ether(src=acme["mac"], dst=me["mac"]) / inner,
                                          gre=dict(proto=0x6558)),

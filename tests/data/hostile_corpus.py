@@ -46,6 +46,8 @@ The categories (one function each, in this order):
                 truncated; malformed; an MTU the packet would fit), about a non-tunnel
                 packet (any ICMP to us), genuine (the tunnel's MTU comes down: checked at
                 the end)
+  ipv6_inner    IPv6 in GRE (0x86DD) and in IPv4 (41): broken fixed headers, sources no node
+                sends from, extension header chains (random, long, cut short), 41 to GRE
   ethertypes    VLAN, QinQ, IPv6, 802.3 lengths and others
 
 SPEC.md decides where the test plan asks for more (each is said where it applies):
@@ -59,7 +61,8 @@ import random
 import struct
 import sys
 
-from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, IPOption, IPv6, Raw
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, Ether, IPOption, IPv6, IPv6ExtHdrDestOpt,
+                       IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw)
 
 import spec_icmp
 
@@ -578,7 +581,8 @@ def gre_bits():
     # ... and counted also when the packet is dropped later.
     through("acme", "acme", "hairpin", gre_flags=lambda f: f | 0x0010,
             events=["gre_reserved_ignored"])
-    # Protocol types other than IPv4.
+    # Protocol types other than IPv4 and IPv6; an IPv4 packet labelled IPv6 (RFC 7676's
+    # 0x86DD) is a broken IPv6 header.
     for proto in [0x0000, 0x86DD, 0x6558, 0x88BE, 0x880B, 0x0806, 0x8847, 0xFFFF,
                   rng.randrange(0x10000)]:
         if proto == 0x0800:
@@ -587,7 +591,8 @@ def gre_bits():
         fid = new_id()
         inner = inner_udp(fid, host(tname), host("initech"))
         frame, _ = tunnel_frame(tname, inner, proto=proto)
-        add(CLIENT, frame, "drop:unsupported_inner", fid, tname)
+        expect = "drop:bad_inner_ipv6" if proto == 0x86DD else "drop:unsupported_inner"
+        add(CLIENT, frame, expect, fid, tname)
 
 
 def gre_keys():
@@ -739,11 +744,11 @@ def nesting():
                             Raw(gre_header(0x2000, 0x0800, acme["key"]) + pkt))
         frame, _ = tunnel_frame("acme", IP(pkt))
         add(CLIENT, frame, "drop:nested_tunnel", fid, "acme")
-    # Inner protocol 41 (IPv6 in IPv4) to us: not a tunnel we terminate; punted.
+    # Inner protocol 41 (IPv6 in IPv4) to us: a tunnel protocol we terminate, so nested.
     fid = new_id()
     inner = IP(src=host("acme"), dst=ME, proto=41) / IPv6() / Raw(tag(fid))
     frame, _ = tunnel_frame("acme", inner)
-    add(CLIENT, frame, "punt:local_inner", fid, "acme")
+    add(CLIENT, frame, "drop:nested_tunnel", fid, "acme")
     # Nested, but to another client's host: just a packet to route, never decapsulated.
     for proto in [47, 4]:
         fid = new_id()
@@ -1118,7 +1123,7 @@ def underlay_icmp():
             (sent_by_us("bravo", key=rng.randrange(1 << 32)), "not_ours"),  # key unasked
             (sent_by_us("globex", flags=0x2000), "not_ours"),             # flags differ
             (sent_by_us("bravo", flags=0x0001), "not_ours"),              # GRE version 1
-            (sent_by_us("bravo", gre_proto=0x86DD), "not_ours"),          # not IPv4 inside
+            (sent_by_us("bravo", gre_proto=0x6558), "not_ours"),          # not IP inside
             (sent_by_us(t, options=[IPOption(b"\x01\x01\x01\x00")]), "not_ours"),
             (sent_by_us(t)[:rng.randrange(0, 20)], "truncated"),
             (sent_by_us(t)[:20 + rng.randrange(0, 8)], "truncated"),
@@ -1158,6 +1163,60 @@ def underlay_icmp():
         pmtu=dict(tunnel="edge2", mtu=1000))
 
 
+def ipv6_inner():
+    """IPv6 inside the tunnels (GRE protocol type 0x86DD, protocol 41 on the IPIP tunnel).
+    The lab's tunnels accept no IPv6 source, so everything is dropped: a broken fixed header
+    (cut short, another version, a payload length past the packet, a source no node sends
+    from) as bad_inner_ipv6; a good one as inner_spoofed, whatever chain of extension
+    headers follows it (long, random, cut short: the appliance never walks it, RFC 8200
+    section 4); protocol 41 between a GRE tunnel's endpoints as no_tunnel."""
+    def v6(**kw):
+        src = kw.pop("src", "2001:db8:%x::%x" % (rng.randrange(1, 0xffff), rng.randrange(1, 0xffff)))
+        return IPv6(src=src, dst=kw.pop("dst", "2001:db8:1::1"), hlim=rng.randrange(256), **kw)
+
+    def frame(tname, inner):
+        if TUNNELS[tname]["mode"] == "ipip":
+            return tunnel_frame(tname, inner, outer=dict(proto=41))[0]
+        return tunnel_frame(tname, inner, proto=0x86DD)[0]
+
+    kinds = [IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrFragment, IPv6ExtHdrDestOpt]
+    for _ in variants():
+        for tname in ["acme", "bravo", "initech"]:
+            cap = capture_of(tname)
+            good = bytes(v6() / UDP(sport=rng.randrange(1, 0x10000), dport=9)
+                         / Raw(b"x" * rng.randrange(0, 64)))
+            add(cap, frame(tname, good[:rng.randrange(0, 40)]), "drop:bad_inner_ipv6",
+                ingress=tname)
+            b = bytearray(good)
+            b[0] = (rng.choice([0, 4, 5, 7, 15]) << 4) | (b[0] & 0x0F)
+            add(cap, frame(tname, bytes(b)), "drop:bad_inner_ipv6", ingress=tname)
+            b = bytearray(good)
+            struct.pack_into("!H", b, 4, len(good) - 40 + rng.randrange(1, 2000))
+            add(cap, frame(tname, bytes(b)), "drop:bad_inner_ipv6", ingress=tname)
+            for src in ["::", "::1", "ff02::1", "ff0e::%x" % rng.randrange(1, 0xffff)]:
+                add(cap, frame(tname, v6(src=src) / UDP()), "drop:bad_inner_ipv6",
+                    ingress=tname)
+            # Chains: random kinds and lengths, up to 64 headers, then UDP, GRE or nothing.
+            chain = rng.choice(kinds)()
+            for _ in range(rng.randrange(0, 64)):
+                chain = chain / rng.choice(kinds)()
+            tail = rng.choice([UDP() / Raw(b"y" * 8), Raw(bytes(rng.randrange(256)
+                                                               for _ in range(24)))])
+            add(cap, frame(tname, v6() / chain / tail), "drop:inner_spoofed", ingress=tname)
+            # A chain whose lengths run past the packet, and random bytes after the header.
+            add(cap, frame(tname, v6() / IPv6ExtHdrHopByHop(len=rng.randrange(1, 256))),
+                "drop:inner_spoofed", ingress=tname)
+            add(cap, frame(tname, bytes(v6(nh=rng.randrange(256), plen=32))
+                           + bytes(rng.randrange(256) for _ in range(32))),
+                "drop:inner_spoofed", ingress=tname)
+    # Protocol 41 between the endpoints of GRE tunnels: no IPIP tunnel there.
+    for tname in ["acme", "bravo"]:
+        t = TUNNELS[tname]
+        add(capture_of(tname), Ether(src=t["mac"], dst=PORTS[t["port"]]["mac"])
+            / IP(src=t["remote"], dst=t["local"], proto=41) / v6() / UDP(),
+            "drop:no_tunnel")
+
+
 def ethertypes():
     me = PORTS["client0"]["mac"]
     m = TUNNELS["acme"]["mac"]
@@ -1172,7 +1231,7 @@ def ethertypes():
 
 for category in [truncation, ipv4_fields, checksums, fragments, gre_bits, gre_keys,
                  sequence, nesting, outer_spoof, inner_spoof, ttl, ecn, jumbo, arp, broadcast,
-                 icmp_never, underlay_icmp, ethertypes]:
+                 icmp_never, underlay_icmp, ipv6_inner, ethertypes]:
     start = len(manifest)
     category()
     for m in manifest[start:]:

@@ -1150,6 +1150,7 @@ pub const AFTER_LOOKUP: &[&str] = &[
     "unsupported_inner",
     "gre_sequence",
     "bad_inner_ipv4",
+    "bad_inner_ipv6",
     "nested_tunnel",
     "inner_spoofed",
     "ecn_ce_not_ect",
@@ -1166,6 +1167,7 @@ pub const AFTER_LOOKUP: &[&str] = &[
 /// Drops after the outer headers were stripped: the ingress tunnel counted the packet.
 pub const AFTER_STRIP: &[&str] = &[
     "bad_inner_ipv4",
+    "bad_inner_ipv6",
     "nested_tunnel",
     "inner_spoofed",
     "ecn_ce_not_ect",

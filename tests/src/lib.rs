@@ -1,6 +1,7 @@
 //! Support for the end-to-end tests: pcap files, unique EAL prefixes, the packet oracles.
 
 pub mod e2e;
+pub mod lab;
 pub mod pcap;
 
 /// A file prefix unique to this process and `tag`, so EAL instances never collide.
@@ -22,29 +23,40 @@ pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
 pub fn backbone_bin() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(std::path::Path::parent)
-                .expect("target/<profile>/deps/<test>");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = std::process::Command::new(cargo);
-            cmd.args(["build", "--quiet", "-p", "dataplane", "--bin", "backbone"]);
-            if let Some(target_dir) = profile_dir.parent() {
-                cmd.env("CARGO_TARGET_DIR", target_dir);
-            }
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("run cargo build");
-            assert!(
-                status.success(),
-                "cargo build -p dataplane --bin backbone failed"
-            );
-            profile_dir.join("backbone")
-        })
+        .get_or_init(|| build_bin("dataplane", "backbone"))
         .clone()
+}
+
+/// The `backbone-policy` binary of this build, brought up to date as [`backbone_bin`] is.
+pub fn policy_bin() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_bin("backbone-policy", "backbone-policy"))
+        .clone()
+}
+
+/// `cargo build -p PACKAGE --bin BIN` into this build's target directory and profile.
+fn build_bin(package: &str, bin: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if let Some(target_dir) = profile_dir.parent() {
+        cmd.env("CARGO_TARGET_DIR", target_dir);
+    }
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
+    profile_dir.join(bin)
 }
 
 /// Wait until `probe` answers `Ok`, and return what it answered. It is asked at once, then

@@ -551,7 +551,7 @@ fn abusive_api_requests_are_refused_without_effect_on_forwarding() {
             "change 1 (set_route 10.9.1.0/24): route.blackhole: invalid type",
         ),
         (r#"{"op":"batch","ops":[7]}"#.into(), r#"missing string field "op""#),
-        (r#"{"op":"lookup","dst":[1]}"#.into(), r#""dst" must be an IPv4 address"#),
+        (r#"{"op":"lookup","dst":[1]}"#.into(), r#""dst" must be an IPv4 or IPv6 address"#),
         (
             r#"{"op":"apply_config","path":"/nonexistent/backbone.toml"}"#.into(),
             "/nonexistent/backbone.toml",

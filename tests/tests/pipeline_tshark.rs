@@ -81,6 +81,9 @@ struct TunnelSpec {
     next_hop: Option<&'static str>,
     next_hop_mac: &'static str,
     prefixes: &'static [&'static str],
+    /// IPv6 prefixes inside the tunnel, and our IPv6 address in it (`link6`).
+    prefixes6: &'static [&'static str],
+    link6: &'static str,
     ttl: TtlPolicy,
     dscp: DscpPolicy,
     df: DfPolicy,
@@ -102,6 +105,8 @@ const TUNNELS: [TunnelSpec; 5] = [
         next_hop: Some("192.0.2.254"),
         next_hop_mac: "02:00:00:00:fe:01",
         prefixes: &["10.1.0.0/16"],
+        prefixes6: &["2001:db8:1::/48"],
+        link6: "fd00:1::1/127",
         ttl: TtlPolicy::Fixed(64),
         dscp: DscpPolicy::Copy,
         df: DfPolicy::Set,
@@ -120,6 +125,8 @@ const TUNNELS: [TunnelSpec; 5] = [
         next_hop: None,
         next_hop_mac: "02:00:00:00:fe:02",
         prefixes: &["10.2.0.0/16"],
+        prefixes6: &["2001:db8:2::/48"],
+        link6: "fd00:2::1/127",
         ttl: TtlPolicy::Inherit,
         dscp: DscpPolicy::Fixed(10),
         df: DfPolicy::Copy,
@@ -138,6 +145,8 @@ const TUNNELS: [TunnelSpec; 5] = [
         next_hop: None,
         next_hop_mac: "02:00:00:00:fe:03",
         prefixes: &["10.3.0.0/16"],
+        prefixes6: &["2001:db8:3::/48"],
+        link6: "fd00:3::1/127",
         ttl: TtlPolicy::Fixed(255),
         dscp: DscpPolicy::Copy,
         df: DfPolicy::Set,
@@ -151,6 +160,8 @@ const TUNNELS: [TunnelSpec; 5] = [
         next_hop: None,
         next_hop_mac: "02:00:00:00:fe:04",
         prefixes: &["10.4.0.0/16"],
+        prefixes6: &["2001:db8:4::/48"],
+        link6: "fd00:4::1/127",
         ttl: TtlPolicy::Fixed(64),
         dscp: DscpPolicy::Copy,
         df: DfPolicy::Set,
@@ -164,6 +175,8 @@ const TUNNELS: [TunnelSpec; 5] = [
         next_hop: None,
         next_hop_mac: "02:00:00:00:fe:05",
         prefixes: &["10.5.0.0/16", "172.16.5.0/24"],
+        prefixes6: &["2001:db8:5::/48"],
+        link6: "fd00:5::1/127",
         ttl: TtlPolicy::Fixed(100),
         dscp: DscpPolicy::Fixed(46),
         df: DfPolicy::Copy,
@@ -289,6 +302,8 @@ fn snapshot() -> std::sync::Arc<dataplane::tables::Snapshot> {
         tun.dscp = t.dscp;
         tun.df = t.df;
         tun.prefixes = t.prefixes.iter().map(|p| p.parse().unwrap()).collect();
+        tun.prefixes6 = t.prefixes6.iter().map(|p| p.parse().unwrap()).collect();
+        tun.link6 = Some(t.link6.parse().unwrap());
         b.neighbor(t.egress, tun.next_hop, mac(t.next_hop_mac));
         b.tunnel(tun);
     }
@@ -343,7 +358,8 @@ fn scapy_frame(i: usize, f: &Flow, seq: Option<u32>) -> String {
 /// Write the input frames with scapy.
 fn build_input(path: &Path, frames: &[String]) {
     let mut script = String::from(
-        "import sys\nfrom scapy.all import Ether, IP, GRE, UDP, Raw, wrpcap\npkts = []\n",
+        "import sys\nfrom scapy.all import Ether, IP, IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, \
+         GRE, UDP, Raw, wrpcap\npkts = []\n",
     );
     for f in frames {
         writeln!(script, "pkts.append({f})").unwrap();
@@ -680,4 +696,300 @@ fn tshark_ident(pcap: &Path, n: usize) -> Vec<String> {
     let lines = tshark(pcap, &["-T", "fields", "-E", "occurrence=f", "-e", "ip.id"]);
     assert_eq!(lines.len(), n);
     lines
+}
+
+/// One IPv6 flow: IPv6 inside, GRE protocol type 0x86DD (RFC 7676) or IP protocol 41 (RFC
+/// 4213) on the way in and on the way out; `ext`: a hop-by-hop and a destination options
+/// header before UDP (passed as they are, RFC 8200 section 4).
+struct Flow6 {
+    from: &'static str,
+    to: &'static str,
+    outer_ecn: u8,
+    src: &'static str,
+    dst: &'static str,
+    hlim: u8,
+    dscp: u8,
+    ecn: u8,
+    ext: bool,
+    payload: usize,
+}
+
+#[rustfmt::skip]
+const FLOWS6: &[Flow6] = &[
+    // GRE (key, sequence, checksum) to protocol 41.
+    Flow6 { from: "gre-kcs", to: "ipip-a", outer_ecn: NOT_ECT, src: "2001:db8:1::5",
+            dst: "2001:db8:4::9", hlim: 64, dscp: 46, ecn: ECT0, ext: false, payload: 64 },
+    // Protocol 41 to GRE with every option; outer CE over inner ECT(1): CE (RFC 6040).
+    Flow6 { from: "ipip-a", to: "gre-kcs", outer_ecn: CE, src: "2001:db8:4::1",
+            dst: "2001:db8:1:ff::1", hlim: 2, dscp: 10, ecn: ECT1, ext: false, payload: 1000 },
+    // Keyed GRE (TTL inherit, DSCP 10, DF copy) to keyless GRE, with extension headers.
+    Flow6 { from: "gre-k", to: "gre-plain", outer_ecn: NOT_ECT, src: "2001:db8:2::7",
+            dst: "2001:db8:3::3", hlim: 30, dscp: 0, ecn: NOT_ECT, ext: true, payload: 9 },
+    Flow6 { from: "gre-plain", to: "gre-k", outer_ecn: ECT0, src: "2001:db8:3::7",
+            dst: "2001:db8:2::3", hlim: 255, dscp: 26, ecn: ECT0, ext: false, payload: 0 },
+    // Protocol 41 to protocol 41 (DSCP fixed 46, TTL 100), with extension headers.
+    Flow6 { from: "ipip-a", to: "ipip-b", outer_ecn: NOT_ECT, src: "2001:db8:4::2",
+            dst: "2001:db8:5::2", hlim: 9, dscp: 8, ecn: NOT_ECT, ext: true, payload: 300 },
+];
+
+/// The extension headers of an `ext` flow: hop-by-hop and destination options, 8 bytes each.
+const EXT_LEN: usize = 16;
+
+fn scapy_frame6(i: usize, f: &Flow6, seq: Option<u32>) -> String {
+    let t = tunnel(f.from);
+    let p = ingress_of(t);
+    let (proto, gre) = match t.mode {
+        Mode::Gre { key, seq: _, csum } => (
+            47,
+            format!(
+                "/GRE(key_present={}, key={}, seqnum_present={}, sequence_number={}, \
+                 chksum_present={}, proto=0x86dd)",
+                u8::from(key.is_some()),
+                key.unwrap_or(0),
+                u8::from(seq.is_some()),
+                seq.unwrap_or(0),
+                u8::from(csum)
+            ),
+        ),
+        Mode::Ipip => (41, String::new()),
+    };
+    format!(
+        "Ether(dst='{}', src='{PEER_MAC}')/IP(src='{}', dst='{}', tos={}, proto={proto}, \
+         flags='DF', id={})\
+         {gre}/IPv6(src='{}', dst='{}', hlim={}, tc={}){}/UDP(sport={}, dport=9)\
+         /Raw(bytes((j * 5 + {i}) % 256 for j in range({})))",
+        p.mac,
+        t.remote,
+        t.local,
+        f.outer_ecn,
+        3000 + i,
+        f.src,
+        f.dst,
+        f.hlim,
+        u32::from(f.dscp) << 2 | u32::from(f.ecn),
+        if f.ext {
+            "/IPv6ExtHdrHopByHop()/IPv6ExtHdrDestOpt()"
+        } else {
+            ""
+        },
+        50000 + i,
+        f.payload
+    )
+}
+
+const FIELDS6: &[&str] = &[
+    "eth.src",
+    "eth.dst",
+    "ip.src",
+    "ip.dst",
+    "ip.proto",
+    "ip.ttl",
+    "ip.dsfield.dscp",
+    "ip.dsfield.ecn",
+    "ip.flags.df",
+    "ip.checksum.status",
+    "gre.proto",
+    "gre.key",
+    "gre.sequence_number",
+    "gre.checksum.status",
+    "ipv6.src",
+    "ipv6.dst",
+    "ipv6.hlim",
+    "ipv6.tclass.dscp",
+    "ipv6.tclass.ecn",
+    "ipv6.plen",
+    "ipv6.nxt",
+    "udp.srcport",
+    "udp.checksum.status",
+    "frame.len",
+];
+
+/// What tshark must report for an IPv6 flow's output, from SPEC.md's encapsulation rules
+/// and RFC 6040, 7676 and 4213 (computed here, not by the dataplane).
+fn expected6(i: usize, f: &Flow6, seq: Option<u32>) -> Vec<String> {
+    let t = tunnel(f.to);
+    let e = port(t.egress);
+    let ecn = if f.outer_ecn == CE && (f.ecn == ECT0 || f.ecn == ECT1) {
+        CE
+    } else {
+        f.ecn
+    };
+    let hlim = f.hlim - 1;
+    let outer_ttl = match t.ttl {
+        TtlPolicy::Fixed(v) => v,
+        TtlPolicy::Inherit => hlim,
+    };
+    let outer_dscp = match t.dscp {
+        DscpPolicy::Copy => f.dscp,
+        DscpPolicy::Fixed(v) => v,
+    };
+    let (proto, gre) = match t.mode {
+        Mode::Gre { key, seq: _, csum } => (
+            47,
+            [
+                "0x86dd".to_owned(),
+                key.map(|k| format!("0x{k:08x}")).unwrap_or_default(),
+                seq.map(|s| s.to_string()).unwrap_or_default(),
+                if csum { "1".to_owned() } else { String::new() },
+            ],
+        ),
+        Mode::Ipip => (41, Default::default()),
+    };
+    let plen = 8 + f.payload + if f.ext { EXT_LEN } else { 0 };
+    let mut v = vec![
+        e.mac.to_owned(),
+        t.next_hop_mac.to_owned(),
+        t.local.to_owned(),
+        t.remote.to_owned(),
+        proto.to_string(),
+        outer_ttl.to_string(),
+        outer_dscp.to_string(),
+        ecn.to_string(),
+        // An IPv6 packet is never fragmented: DF whatever the policy.
+        "1".to_owned(),
+        "1".to_owned(),
+    ];
+    v.extend(gre);
+    v.extend([
+        f.src.to_owned(),
+        f.dst.to_owned(),
+        hlim.to_string(),
+        f.dscp.to_string(),
+        ecn.to_string(),
+        plen.to_string(),
+        // Hop-by-hop options (0) first, or UDP.
+        if f.ext { "0" } else { "17" }.to_owned(),
+        (50000 + i).to_string(),
+        "1".to_owned(),
+        (14 + 20 + gre_len(t.mode) + 40 + plen).to_string(),
+    ]);
+    v
+}
+
+#[test]
+fn ipv6_in_gre_and_in_ipv4_dissect_cleanly_with_the_expected_fields() {
+    require_tshark();
+    let dir = scratch_dir("pipeline-tshark-v6");
+    let snap = snapshot();
+    let mut order: Vec<usize> = Vec::new();
+    for p in &PORTS {
+        order.extend(
+            (0..FLOWS6.len()).filter(|&i| ingress_of(tunnel(FLOWS6[i].from)).index == p.index),
+        );
+    }
+    let (mut rx_seq, mut tx_seq): (HashMap<&str, u32>, HashMap<&str, u32>) = Default::default();
+    let mut in_seq = vec![None; FLOWS6.len()];
+    let mut out_seq = vec![None; FLOWS6.len()];
+    for &i in &order {
+        let f = &FLOWS6[i];
+        if let Mode::Gre { seq: true, .. } = tunnel(f.from).mode {
+            let s = rx_seq.entry(f.from).or_insert(1);
+            in_seq[i] = Some(*s);
+            *s += 1;
+        }
+        if let Mode::Gre { seq: true, .. } = tunnel(f.to).mode {
+            let s = tx_seq.entry(f.to).or_insert(0);
+            out_seq[i] = Some(*s);
+            *s += 1;
+        }
+    }
+    let frames: Vec<String> = FLOWS6
+        .iter()
+        .enumerate()
+        .map(|(i, f)| scapy_frame6(i, f, in_seq[i]))
+        .collect();
+    let input_path = dir.join("in.pcap");
+    build_input(&input_path, &frames);
+    let input = pcap::read(&input_path).unwrap();
+    assert_eq!(input.len(), FLOWS6.len());
+    let bad = flagged(&input_path);
+    assert!(
+        bad.is_empty(),
+        "tshark flags scapy's input:\n{}",
+        bad.join("\n")
+    );
+
+    let mut pipeline = Pipeline::new(0x6000);
+    let mut output = Vec::new();
+    for p in &PORTS {
+        let idx: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| ingress_of(tunnel(FLOWS6[i].from)).index == p.index)
+            .collect();
+        let mut bufs: Vec<TestBuf> = idx.iter().map(|&i| TestBuf::new(&input[i])).collect();
+        let mut actions = vec![Action::Punt(PuntReason::Arp); bufs.len()];
+        pipeline.process(&snap, p.index, &mut bufs, &mut actions);
+        for ((&i, buf), action) in idx.iter().zip(&bufs).zip(&actions) {
+            let f = &FLOWS6[i];
+            assert_eq!(
+                *action,
+                Action::Transmit(tunnel(f.to).egress),
+                "flow {i} ({} -> {})",
+                f.from,
+                f.to
+            );
+            output.push((i, buf.data().to_vec()));
+        }
+    }
+    assert_eq!(pipeline.counters().total_drops(), 0);
+
+    let out_path = dir.join("out.pcap");
+    let frames_out: Vec<Vec<u8>> = output.iter().map(|(_, b)| b.clone()).collect();
+    pcap::write(&out_path, &frames_out).unwrap();
+    let bad = flagged(&out_path);
+    assert!(
+        bad.is_empty(),
+        "tshark flags output frames:\n{}",
+        bad.join("\n")
+    );
+
+    let mut args = vec!["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,"];
+    for f in FIELDS6 {
+        args.extend(["-e", f]);
+    }
+    let lines = tshark(&out_path, &args);
+    assert_eq!(lines.len(), output.len(), "one line per frame");
+    for ((i, _), line) in output.iter().zip(&lines) {
+        let f = &FLOWS6[*i];
+        let cols: Vec<&str> = line.split('\t').collect();
+        let want = expected6(*i, f, out_seq[*i]);
+        assert_eq!(cols.len(), FIELDS6.len(), "IPv6 flow {i}: {line}");
+        assert_eq!(want.len(), FIELDS6.len(), "IPv6 flow {i}: expected fields");
+        for ((name, got), want) in FIELDS6.iter().zip(&cols).zip(&want) {
+            assert_eq!(
+                got, want,
+                "IPv6 flow {i} ({} -> {}): field {name}\nline: {line}",
+                f.from, f.to
+            );
+        }
+    }
+    // Past the outer headers the inner packet is the one sent, byte for byte, but for the
+    // hop limit and the ECN field (RFC 6040), which the fields above checked.
+    for (i, out) in &output {
+        let f = &FLOWS6[*i];
+        let sent = &input[*i][14 + 20 + gre_len(tunnel(f.from).mode)..];
+        let got = &out[14 + 20 + gre_len(tunnel(f.to).mode)..];
+        assert_eq!(got.len(), sent.len(), "IPv6 flow {i}: inner length");
+        assert_eq!(got[0], sent[0], "IPv6 flow {i}: version and DSCP");
+        assert_eq!(got[1] & 0xcf, sent[1] & 0xcf, "IPv6 flow {i}: flow label");
+        assert_eq!(
+            &got[2..7],
+            &sent[2..7],
+            "IPv6 flow {i}: flow label and length"
+        );
+        assert_eq!(
+            &got[8..],
+            &sent[8..],
+            "IPv6 flow {i}: addresses and payload"
+        );
+    }
+    // The oracle can fail: a corrupted inner UDP payload is flagged.
+    let mut corrupt = frames_out.clone();
+    let last = corrupt[0].len() - 1;
+    corrupt[0][last] ^= 0xff;
+    let corrupt_path = dir.join("corrupt.pcap");
+    pcap::write(&corrupt_path, &corrupt).unwrap();
+    assert_eq!(flagged(&corrupt_path).len(), 1, "tshark misses corruption");
+    let _ = std::fs::remove_dir_all(&dir);
 }

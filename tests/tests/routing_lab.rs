@@ -32,10 +32,12 @@
 //! Needs root, network namespaces, /dev/net/tun, FRR and BIRD (scripts/setup.sh). Where they
 //! are missing the test fails and says why: it never skips.
 
-use backbone_tests::{backbone_bin, repo_root, scratch_dir, wait_for, wait_until};
+use backbone_tests::lab::{
+    self, ping_replies, port_counter, signal, text, tunnel_counter, unix_now, Lab,
+};
+use backbone_tests::{wait_for, wait_until};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The sites: letter, host address, the prefix it owns.
@@ -45,113 +47,30 @@ const SITES: [(char, &str, &str); 3] = [
     ('c', "10.3.0.10", "10.3.0.0/16"),
 ];
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// The routing lab's own words for the shared lab: its one appliance, site A's BIRD, a
+/// site's router by its letter.
+trait RoutingLab {
+    fn ctl(&self, args: &[&str]) -> Value;
+    fn birdc(&self, args: &[&str]) -> String;
+    fn route(&self, site: char, prefix: &str) -> String;
 }
 
-#[derive(Debug)]
-struct Lab {
-    dir: PathBuf,
-    prefix: String,
-    backbone: PathBuf,
-    is_down: bool,
-}
-
-impl Lab {
-    fn script(&self, cmd: &str) -> Output {
-        Command::new(repo_root().join("scripts/routing-lab.sh"))
-            .arg(cmd)
-            .env("LAB_DIR", &self.dir)
-            .env("LAB_PREFIX", &self.prefix)
-            .env("BACKBONE", &self.backbone)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scripts/routing-lab.sh")
-    }
-
-    fn up() -> Lab {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        assert!(
-            status
-                .lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
-            "the routing lab needs root (namespaces, TUN, routing daemons)"
-        );
-        let lab = Lab {
-            dir: scratch_dir("routing-lab"),
-            prefix: format!("bbq{}", std::process::id() % 100_000),
-            backbone: backbone_bin(),
-            is_down: false,
-        };
-        let out = lab.script("up");
-        assert!(
-            out.status.success(),
-            "scripts/routing-lab.sh up failed:\n{}\nappliance log:\n{}",
-            text(&out),
-            std::fs::read_to_string(lab.dir.join("backbone.log")).unwrap_or_default()
-        );
-        lab
-    }
-
-    fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &format!("{}-{ns}", self.prefix)])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("ip netns exec")
-    }
-
-    fn vtysh_json(&self, ns: &str, cmd: &str) -> Result<Value, String> {
-        let inst = format!("{}-{ns}", self.prefix);
-        let out = self.exec(ns, &["vtysh", "-N", &inst, "-c", cmd]);
-        if !out.status.success() {
-            return Err(format!("vtysh {cmd}: {}", text(&out)));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("vtysh {cmd}: {e}: {}", text(&out)))
+impl RoutingLab for Lab {
+    fn ctl(&self, args: &[&str]) -> Value {
+        self.ctl_in("edge", &self.dir.join("ctl/control.sock"), args)
     }
 
     fn birdc(&self, args: &[&str]) -> String {
-        let ctl = self.dir.join("bird-a.ctl");
-        let ctl = ctl.to_string_lossy();
-        let mut all = vec!["birdc", "-s", &ctl];
-        all.extend_from_slice(args);
-        text(&self.exec("ra", &all))
+        self.birdc_in("ra", "bird-a.ctl", args)
     }
 
-    fn ctl(&self, args: &[&str]) -> Value {
-        let sock = self.dir.join("ctl/control.sock");
-        let out = Command::new("ip")
-            .args(["netns", "exec", &format!("{}-edge", self.prefix)])
-            .arg(&self.backbone)
-            .arg("ctl")
-            .arg(format!("--socket={}", sock.display()))
-            .arg("--json")
-            .args(args)
-            .output()
-            .expect("backbone ctl");
-        assert!(out.status.success(), "ctl {args:?}: {}", text(&out));
-        serde_json::from_slice(&out.stdout).expect("ctl JSON")
-    }
-
-    /// The kernel routes of a site's router for `prefix`.
     fn route(&self, site: char, prefix: &str) -> String {
-        text(&self.exec(&format!("r{site}"), &["ip", "route", "show", prefix]))
+        self.kernel_route(&format!("r{site}"), prefix)
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if !self.is_down {
-            let out = self.script("down");
-            eprintln!("lab torn down:\n{}", text(&out));
-            eprintln!("state and logs kept in {}", self.dir.display());
-        }
-    }
+fn up() -> Lab {
+    Lab::up("routing-lab.sh", "routing-lab", "bbq", &[], "backbone.log")
 }
 
 /// zebra's route for `prefix` in the appliance's tables, as `ctl routes` lists it (source
@@ -164,29 +83,6 @@ fn zebra_route(lab: &Lab, prefix: &str) -> Option<Value> {
         .cloned()
 }
 
-fn tunnel_counter(counters: &Value, name: &str, field: &str) -> u64 {
-    counters["tunnels"]
-        .as_array()
-        .and_then(|a| a.iter().find(|t| t["name"] == name))
-        .and_then(|t| t[field].as_u64())
-        .unwrap_or(0)
-}
-
-/// The PID the lab script recorded for one of its processes (`$LAB_DIR/pids/NAME.pid`).
-fn lab_pid(lab: &Lab, name: &str) -> String {
-    let f = lab.dir.join(format!("pids/{name}.pid"));
-    let s = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-    s.lines().next().unwrap_or_default().trim().to_owned()
-}
-
-fn signal(pid: &str, sig: &str) {
-    let out = Command::new("kill")
-        .args([&format!("-{sig}"), pid])
-        .output()
-        .expect("kill");
-    assert!(out.status.success(), "kill -{sig} {pid}: {}", text(&out));
-}
-
 /// What the appliance's tables do with `dst`: `"tunnel NAME"` or `"port NAME"`.
 fn lookup(lab: &Lab, dst: &str) -> String {
     let v = lab.ctl(&["lookup", dst]);
@@ -197,27 +93,9 @@ fn lookup(lab: &Lab, dst: &str) -> String {
     }
 }
 
-fn port_counter(counters: &Value, name: &str, field: &str) -> u64 {
-    counters["ports"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == name))
-        .and_then(|p| p[field].as_u64())
-        .unwrap_or(0)
-}
-
-/// The counters from a copy every worker made after this call (the workers publish theirs
-/// every few thousand polls).
+/// The counters from a copy every worker made after this call.
 fn fresh_counters(lab: &Lab) -> Value {
-    let copies = |c: &Value| c["workers"][0]["copies"].as_u64().unwrap_or(0);
-    let seen = copies(&lab.ctl(&["counters"]));
-    wait_for(Duration::from_secs(10), "a copy of the counters", || {
-        let c = lab.ctl(&["counters"]);
-        if copies(&c) > seen {
-            Ok(c)
-        } else {
-            Err("not yet")
-        }
-    })
+    lab::fresh_counters(|args| lab.ctl(args))
 }
 
 /// 1 MiB of random bytes by TCP from host `from` to host `to` (`to_ip`), with socat; the
@@ -290,37 +168,9 @@ fn transfer(lab: &Lab, from: char, to: char, to_ip: &str, port: u16) -> String {
     )
 }
 
-/// The replies a `ping -D` printed, as (unix time, sequence number).
-fn ping_replies(out: &str) -> Vec<(f64, u64)> {
-    out.lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| {
-            let t = l
-                .strip_prefix('[')?
-                .split(']')
-                .next()?
-                .parse::<f64>()
-                .ok()?;
-            let seq = l
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("icmp_seq="))?
-                .parse::<u64>()
-                .ok()?;
-            Some((t, seq))
-        })
-        .collect()
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
-    let mut lab = Lab::up();
+    let mut lab = up();
     let mut summary = Vec::new();
     let t0 = std::time::Instant::now();
 
@@ -585,7 +435,7 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         tunnel_counter(&c, "site-b", "tx_packets")
             >= tunnel_counter(&before, "site-b", "tx_packets") + 5
     });
-    let endpoint_b = lab_pid(&lab, "tunnel-b");
+    let endpoint_b = lab.pid("tunnel-b");
     signal(&endpoint_b, "STOP");
     let t = std::time::Instant::now();
     wait_until(
@@ -658,7 +508,7 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         )
     };
     let (down0, up0) = health(&lab.ctl(&["counters"]));
-    let endpoint_c = lab_pid(&lab, "tunnel-c");
+    let endpoint_c = lab.pid("tunnel-c");
     signal(&endpoint_c, "STOP");
     let t = std::time::Instant::now();
     wait_until(
@@ -789,9 +639,7 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         t.elapsed().as_secs_f64()
     ));
 
-    let out = lab.script("down");
-    lab.is_down = true;
-    assert!(out.status.success(), "down: {}", text(&out));
+    lab.down();
     println!("\n== routing lab");
     for l in &summary {
         println!("{l}");

@@ -6,6 +6,10 @@
 //! client learns every other client, and a new one, without anyone touching its router);
 //! the clients without BGP are announced by the edge itself; zebra hands the routes it
 //! selects to the appliance over FPM, where the appliance listens for it (`[fpm]`).
+//! With `[bgp] ibgp_peers`, iBGP across the core to the backbone's route reflectors: the
+//! edge announces its own clients' routes (tagged with the large community `ASN:1:0`,
+//! each tunnel's `local_pref`) with its core address as next hop, and passes the other
+//! edges' tagged client routes on to its clients.
 //!
 //! On a client site's router (`[site]`) it writes the site's side instead: an eBGP session
 //! with each edge inside its tunnel, with BFD, announcing the site's own prefixes and
@@ -29,6 +33,15 @@ pub enum FrrError {
 /// The name of everything generated for one client (prefix list, route map).
 fn client_name(t: &TunnelConfig) -> String {
     format!("bb-{}", t.name)
+}
+
+/// zebra's FPM port when `fpm address` names none.
+const FRR_FPM_PORT: u16 = 2620;
+
+/// The large community (RFC 8092) every client route of the backbone carries across the
+/// core: `ASN:1:0`, our AS number first.
+fn client_tag(asn: u32) -> String {
+    format!("{asn}:1:0")
 }
 
 /// A prefix-list entry for `net`: itself, and its more-specifics down to `max_len`.
@@ -107,16 +120,60 @@ pub fn render(
         );
     }
     o.push_str("!\n");
+    // Across the core: every client route this edge accepts or originates is tagged, so
+    // that the other edges tell the client routes they learn by iBGP from anything else.
+    let ibgp = bgp.ibgp_source.filter(|_| !bgp.ibgp_peers.is_empty());
+    let tag = client_tag(bgp.asn);
+    if ibgp.is_some() {
+        let _ = writeln!(
+            o,
+            "bgp large-community-list standard bb-client-routes permit {tag}\n!"
+        );
+    }
+    let sets = |o: &mut String, t: &TunnelConfig| {
+        if ibgp.is_some() {
+            let _ = writeln!(o, " set large-community {tag} additive");
+        }
+        if let Some(lp) = t.local_pref {
+            let _ = writeln!(o, " set local-preference {lp}");
+        }
+    };
     for t in &sessions {
         let name = client_name(t);
         let _ = writeln!(
             o,
-            "route-map {name}-in permit 10\n match ip address prefix-list {name}\nexit\n!"
+            "route-map {name}-in permit 10\n match ip address prefix-list {name}"
         );
+        sets(&mut o, t);
+        o.push_str("exit\n!\n");
+    }
+    // The prefixes the edge announces for a client without a session.
+    let networks: Vec<&TunnelConfig> = cfg
+        .tunnels
+        .iter()
+        .filter(|t| t.bgp.is_none() && !t.prefixes.is_empty())
+        .collect();
+    let tagged_networks = ibgp.is_some() || networks.iter().any(|t| t.local_pref.is_some());
+    if tagged_networks {
+        for t in &networks {
+            let _ = writeln!(o, "route-map {}-net permit 10", client_name(t));
+            sets(&mut o, t);
+            o.push_str("exit\n!\n");
+        }
     }
     o.push_str(
-        "route-map bb-clients-out permit 10\n match ip address prefix-list bb-clients\nexit\n!\n",
+        "route-map bb-clients-out permit 10\n match ip address prefix-list bb-clients\nexit\n",
     );
+    if ibgp.is_some() {
+        // The clients of the other edges, learned across the core.
+        o.push_str(
+            "route-map bb-clients-out permit 20\n match large-community bb-client-routes\nexit\n\
+             !\n! What this edge tells the other edges: its own clients' routes.\n\
+             route-map bb-core-out permit 10\n match ip address prefix-list bb-clients\n \
+             match large-community bb-client-routes\nexit\n",
+        );
+    }
+    o.push_str("!\n");
 
     let _ = writeln!(o, "router bgp {}", bgp.asn);
     let _ = writeln!(o, " bgp router-id {}", bgp.router_id);
@@ -136,10 +193,38 @@ pub fn render(
             let _ = writeln!(o, " neighbor {} bfd profile {profile}", b.peer);
         }
     }
+    if let Some(source) = ibgp {
+        // No `bgp suppress-fib-pending`: in FRR 8.4 it holds each announcement about a
+        // second after zebra installed the route (measured in the edges lab), which a
+        // client's move between its edges would then cost twice. Without it, a route
+        // reaches the appliance (zebra, then FPM: milliseconds) long before an
+        // announcement has crossed a reflector, another edge and a client router.
+        for peer in &bgp.ibgp_peers {
+            let _ = writeln!(o, " neighbor {peer} remote-as internal");
+            let _ = writeln!(o, " neighbor {peer} description core");
+            let _ = writeln!(o, " neighbor {peer} update-source {source}");
+            let _ = writeln!(o, " neighbor {peer} timers connect 1");
+            // A client's move between its edges goes out at once.
+            let _ = writeln!(o, " neighbor {peer} advertisement-interval 0");
+        }
+    }
     o.push_str(" !\n address-family ipv4 unicast\n");
-    for t in cfg.tunnels.iter().filter(|t| t.bgp.is_none()) {
+    for t in &networks {
         for p in &t.prefixes {
-            let _ = writeln!(o, "  network {p}");
+            if tagged_networks {
+                let _ = writeln!(o, "  network {p} route-map {}-net", client_name(t));
+            } else {
+                let _ = writeln!(o, "  network {p}");
+            }
+        }
+    }
+    if ibgp.is_some() {
+        for peer in &bgp.ibgp_peers {
+            let _ = writeln!(o, "  neighbor {peer} activate");
+            // The other edges send our clients' traffic to our core address.
+            let _ = writeln!(o, "  neighbor {peer} next-hop-self");
+            let _ = writeln!(o, "  neighbor {peer} send-community large");
+            let _ = writeln!(o, "  neighbor {peer} route-map bb-core-out out");
         }
     }
     for t in &sessions {
@@ -170,12 +255,20 @@ fn preamble(o: &mut String, fpm: Option<SocketAddr>, profile: Option<(&str, u32,
     o.push_str("bgp route-map delay-timer 1\n!\n");
     match fpm.map(fpm_target) {
         Some(fpm) => {
+            // FRR's own port is left out, as zebra shows its running configuration:
+            // frr-reload.py would otherwise see the line differ at every reload and set
+            // it again, and zebra drops the FPM connection when it is set (its routes
+            // stay away from the appliance until it connects again, seconds later).
+            let port = if fpm.port() == FRR_FPM_PORT {
+                String::new()
+            } else {
+                format!(" port {}", fpm.port())
+            };
             let _ = writeln!(
                 o,
                 "! zebra hands the routes it selects to the appliance (zebra runs with -M \
-                 dplane_fpm_nl)\nfpm address {} port {}\nno fpm use-next-hop-groups\n!",
+                 dplane_fpm_nl)\nfpm address {}{port}\nno fpm use-next-hop-groups\n!",
                 fpm.ip(),
-                fpm.port()
             );
         }
         None => o.push_str(

@@ -459,8 +459,9 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
         }
         "list_neighbors" => Ok(json!({"neighbors": st.list_neighbors()})),
         "lookup" => match req.get("dst").and_then(Value::as_str).map(str::parse) {
-            Some(Ok(dst)) => Ok(st.lookup(dst)),
-            _ => Err("lookup: \"dst\" must be an IPv4 address".into()),
+            Some(Ok(std::net::IpAddr::V4(dst))) => Ok(st.lookup(dst)),
+            Some(Ok(std::net::IpAddr::V6(dst))) => Ok(st.lookup6(dst)),
+            _ => Err("lookup: \"dst\" must be an IPv4 or IPv6 address".into()),
         },
         "generations" => {
             let newest = st.snapshots().generation();

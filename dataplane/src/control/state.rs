@@ -187,6 +187,18 @@ fn route_changes_only(ops: &[Value]) -> bool {
         })
 }
 
+/// Whether a change names an IPv6 prefix (a route to set or to remove).
+fn names_ipv6_prefix(ops: &[Value]) -> bool {
+    ops.iter().any(|op| {
+        let prefix = op
+            .get("prefix")
+            .or_else(|| op.get("route").and_then(|r| r.get("prefix")));
+        prefix
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.parse::<ipnet::Ipv6Net>().is_ok())
+    })
+}
+
 fn op_str<'a>(op: &'a Value, field: &str) -> Result<&'a str, String> {
     op.get(field).and_then(Value::as_str).ok_or_else(|| {
         format!(
@@ -279,7 +291,9 @@ impl ControlState {
     /// whole file's validation) and only the changed prefixes are rebuilt. Any other
     /// change validates the whole edited document.
     pub fn apply(&mut self, ops: &[Value]) -> Result<u64, String> {
-        if route_changes_only(ops) {
+        // IPv6 routes sit among the IPv4 ones in the document but not in the validated
+        // configuration's `routes`: with any of them, route changes validate the whole.
+        if route_changes_only(ops) && self.cfg.routes6.is_empty() && !names_ipv6_prefix(ops) {
             let generation = self.apply_routes(ops)?;
             self.note_route_sources(ops, generation);
             return Ok(generation);
@@ -924,7 +938,9 @@ impl ControlState {
                         "sequence": c.sequence, "checksum": c.checksum, "port": self.port_name(c.egress_port),
                         "next_hop": c.next_hop.to_string(), "next_hop_mac": t.next_hop_mac.map(|m| m.to_string()),
                         "mtu": t.mtu, "configured_mtu": c.mtu, "path_mtu": path_mtu,
-                        "prefixes": c.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "prefixes": c.prefixes.iter().map(ToString::to_string)
+                            .chain(c.prefixes6.iter().map(ToString::to_string)).collect::<Vec<_>>(),
+                        "link6": c.link6.map(|l| l.to_string()),
                         "backup_of": c.backup_of,
                     })
                 })
@@ -933,7 +949,7 @@ impl ControlState {
     }
 
     /// A route's target as the API shows it.
-    fn route_json(&self, p: &Ipv4Prefix, t: &RouteTarget) -> Value {
+    fn route_json(&self, p: &impl std::fmt::Display, t: &RouteTarget) -> Value {
         match t {
             RouteTarget::Tunnel(name) => json!({"prefix": p.to_string(), "tunnel": name}),
             RouteTarget::Native { port, next_hop } => {
@@ -967,6 +983,13 @@ impl ControlState {
                     v["distance"] = json!(RouteLayer::Static.distance());
                     v
                 })
+                .chain(self.builder.routes6().iter().map(|(p, t)| {
+                    // Changed with the whole configuration only.
+                    let mut v = self.route_json(p, t);
+                    v["source"] = json!("file");
+                    v["distance"] = json!(RouteLayer::Static.distance());
+                    v
+                }))
                 .collect(),
         )
     }
@@ -1047,6 +1070,14 @@ impl ControlState {
                 }
                 all.push(r);
             }
+            for p in &t.config.prefixes6 {
+                let mut r = json!({"prefix": p.to_string(), "tunnel": t.config.name,
+                                   "source": "tunnel", "distance": RouteLayer::Tunnel.distance()});
+                if !t.config.routes_its_prefixes6() {
+                    r["not_routed"] = json!("the tunnel is down and falls back");
+                }
+                all.push(r);
+            }
         }
         for r in &mut all {
             let Some(t) = r["tunnel"].as_str().and_then(|n| tunnels.get(n)) else {
@@ -1056,11 +1087,15 @@ impl ControlState {
             r["port"] = json!(self.port_name(t.config.egress_port));
             r["resolved"] = json!(t.next_hop_mac.is_some());
         }
+        // IPv4 before IPv6, each by address and length.
         all.sort_by_key(|r| {
             let net = r["prefix"]
                 .as_str()
-                .and_then(|p| p.parse::<ipnet::Ipv4Net>().ok())
-                .map(|n| (u32::from(n.network()), n.prefix_len()));
+                .and_then(|p| p.parse::<ipnet::IpNet>().ok())
+                .map(|n| match n {
+                    ipnet::IpNet::V4(n) => (4, u128::from(u32::from(n.network())), n.prefix_len()),
+                    ipnet::IpNet::V6(n) => (6, u128::from(n.network()), n.prefix_len()),
+                });
             (net, r["distance"].as_u64())
         });
         Value::Array(all)
@@ -1156,11 +1191,197 @@ impl ControlState {
         answer
     }
 
+    /// [`ControlState::lookup`] for an IPv6 destination: the IPv6 routes and the tunnels'
+    /// IPv6 prefixes.
+    pub fn lookup6(&self, dst: std::net::Ipv6Addr) -> Value {
+        let snap = self.snapshots.current();
+        let target = snap.routes6().lookup(dst).map(|nh| snap.target6(nh));
+        let what = match target {
+            None => json!({"no_route": true}),
+            Some(Target::Blackhole | Target::Native { .. }) => {
+                json!({"no_route": true, "blackhole": true})
+            }
+            Some(Target::Unreachable) => json!({"no_route": true, "unreachable": true}),
+            Some(Target::Prohibit) => json!({"no_route": true, "prohibit": true}),
+            Some(Target::Tunnel(id)) => match snap.tunnels().get(id) {
+                Some(t) => json!({"tunnel": t.config.name,
+                                  "next_hop": t.config.next_hop.to_string(),
+                                  "port": self.port_name(t.config.egress_port),
+                                  "next_hop_mac": t.next_hop_mac.map(|m| m.to_string())}),
+                None => json!({"no_route": true}),
+            },
+        };
+        let mut answer =
+            json!({"dst": dst.to_string(), "generation": snap.generation(), "via": what});
+        // The longest configured prefix that holds it: a tunnel's (routed) or a route.
+        let route = (0..=128u8).rev().find_map(|len| {
+            let p = crate::lpm::Ipv6Prefix::truncating(dst, len).ok()?;
+            if let Some(t) = self
+                .builder
+                .tunnels()
+                .iter()
+                .find(|t| t.routes_its_prefixes6() && t.prefixes6.contains(&p))
+            {
+                return Some(json!({"prefix": p.to_string(), "kind": "tunnel",
+                                   "source": "tunnel", "tunnel": t.name}));
+            }
+            self.builder.routes6().get(&p).map(|t| {
+                let what = match t {
+                    RouteTarget::Tunnel(_) => "tunnel",
+                    RouteTarget::Native { .. } => "native",
+                    RouteTarget::Blackhole => "blackhole",
+                    RouteTarget::Unreachable => "unreachable",
+                    RouteTarget::Prohibit => "prohibit",
+                };
+                json!({"prefix": p.to_string(), "kind": what, "source": "route"})
+            })
+        });
+        if let Some(r) = route {
+            answer["route"] = r;
+        }
+        answer
+    }
+
     /// The next hop of the native route that holds `dst`.
     fn native_next_hop(&self, dst: Ipv4Addr) -> Option<String> {
         match self.installed_route(dst)? {
             (_, _, RouteTarget::Native { next_hop, .. }) => Some(next_hop.to_string()),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod ipv6_tests {
+    use super::*;
+    use crate::wire::EthernetAddress;
+    use pipeline_config::ConfigDocument;
+    use serde_json::json;
+
+    const LAB: &str = r#"
+        [[port]]
+        name = "client0"
+        device = "0"
+        roles = ["client"]
+        addresses = ["192.0.2.1"]
+        [[tunnel]]
+        name = "acme"
+        mode = "gre"
+        key = 100
+        local = "192.0.2.1"
+        remote = "198.51.100.10"
+        port = "client0"
+        prefixes = ["10.1.0.0/16", "2001:db8:1::/48"]
+        link6 = "fd00:1::1/127"
+        [[tunnel]]
+        name = "globex"
+        mode = "ipip"
+        local = "192.0.2.1"
+        remote = "198.51.100.20"
+        port = "client0"
+        prefixes = ["10.2.0.0/16"]
+        [[route]]
+        prefix = "2001:db8:ff::/48"
+        tunnel = "globex"
+        [[route]]
+        prefix = "2001:db8:71::/48"
+        prohibit = true
+    "#;
+
+    fn state() -> ControlState {
+        let (doc, cfg) = ConfigDocument::parse(LAB, "lab.toml").unwrap();
+        ControlState::new(doc, cfg, vec![(0, EthernetAddress([2, 0, 0, 0, 0, 1]))]).unwrap()
+    }
+
+    fn via(st: &ControlState, dst: &str) -> (Value, Value) {
+        let a = st.lookup6(dst.parse().unwrap());
+        assert_eq!(a["dst"], dst, "{a}");
+        (a["via"].clone(), a["route"].clone())
+    }
+
+    #[test]
+    fn lookup_and_routes_show_ipv6() {
+        let mut st = state();
+        let (v, r) = via(&st, "2001:db8:1::5");
+        assert_eq!(v["tunnel"], "acme", "{v}");
+        assert_eq!(
+            r,
+            json!({"prefix": "2001:db8:1::/48", "kind": "tunnel",
+                             "source": "tunnel", "tunnel": "acme"})
+        );
+        let (v, r) = via(&st, "2001:db8:ff::1");
+        assert_eq!(v["tunnel"], "globex", "{v}");
+        assert_eq!(r["source"], "route", "{r}");
+        let (v, _) = via(&st, "2001:db8:71::1");
+        assert_eq!(v, json!({"no_route": true, "prohibit": true}));
+        let (v, r) = via(&st, "2001:db8:99::1");
+        assert_eq!(v, json!({"no_route": true}));
+        assert!(r.is_null(), "{r}");
+
+        let all = st.list_all_routes();
+        let find = |p: &str| {
+            all.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["prefix"] == p)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {p} in {all}"))
+        };
+        assert_eq!(find("2001:db8:1::/48")["source"], "tunnel");
+        assert_eq!(find("2001:db8:ff::/48")["tunnel"], "globex");
+        assert_eq!(find("2001:db8:71::/48")["prohibit"], true);
+        // IPv4 first, then IPv6, each in address order.
+        let prefixes: Vec<&str> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["prefix"].as_str())
+            .collect();
+        assert_eq!(
+            prefixes,
+            [
+                "10.1.0.0/16",
+                "10.2.0.0/16",
+                "2001:db8:1::/48",
+                "2001:db8:71::/48",
+                "2001:db8:ff::/48"
+            ]
+        );
+
+        // Changes through the API: an IPv6 route set and one removed, and an IPv4 one
+        // beside them, each validated with the whole document.
+        st.apply(&[
+            json!({"op": "set_route", "route": {"prefix": "2001:db8:aa::/48", "tunnel": "acme"}}),
+            json!({"op": "remove_route", "prefix": "2001:db8:ff::/48"}),
+        ])
+        .unwrap();
+        assert_eq!(via(&st, "2001:db8:aa::1").0["tunnel"], "acme");
+        assert_eq!(via(&st, "2001:db8:ff::1").0, json!({"no_route": true}));
+        st.apply(&[json!({"op": "set_route",
+                          "route": {"prefix": "10.60.0.0/16", "blackhole": true}})])
+            .unwrap();
+        assert_eq!(
+            st.lookup("10.60.0.1".parse().unwrap())["via"],
+            json!({"no_route": true, "blackhole": true})
+        );
+        // Replacing an IPv6 route keeps one route for the prefix; a bad one is refused
+        // with the field named, and nothing changes.
+        st.apply(&[json!({"op": "set_route",
+                          "route": {"prefix": "2001:db8:aa::/48", "blackhole": true}})])
+            .unwrap();
+        assert_eq!(
+            via(&st, "2001:db8:aa::1").0,
+            json!({"no_route": true, "blackhole": true})
+        );
+        let err = st
+            .apply(&[json!({"op": "set_route",
+                            "route": {"prefix": "2001:db8:bb::/48", "port": "client0",
+                                      "next_hop": "192.0.2.9"}})])
+            .unwrap_err();
+        assert!(
+            err.contains(".port") && err.contains("native IPv6"),
+            "{err}"
+        );
+        assert_eq!(via(&st, "2001:db8:bb::1").0, json!({"no_route": true}));
     }
 }

@@ -187,6 +187,19 @@ fn ipv4_fields(b: &[u8]) -> Option<(String, IpProtocol, usize)> {
     Some((text, proto, ip.header_len()))
 }
 
+/// An inner IPv6 fixed header, as the trace shows it (extension headers are not read).
+fn ipv6_fields(b: &[u8]) -> Option<String> {
+    let ip = crate::wire::Ipv6Packet::new_checked(b).ok()?;
+    Some(format!(
+        "ipv6 {} > {} next header {} hop limit {} payload {}",
+        ip.src_addr(),
+        ip.dst_addr(),
+        proto_name(ip.next_header()),
+        ip.hop_limit(),
+        ip.payload_len()
+    ))
+}
+
 fn proto_name(p: IpProtocol) -> String {
     match p.0 {
         1 => "icmp".into(),
@@ -264,6 +277,7 @@ fn tunnel_headers(frame: &[u8]) -> Option<(String, String, usize)> {
             Some((outer, g, at + glen))
         }
         4 => Some((outer, "ipip".into(), at)),
+        41 => Some((outer, "ipv6 in ipv4".into(), at)),
         _ => None,
     }
 }
@@ -364,6 +378,7 @@ pub fn describe(n: &Names<'_>, st: &ControlState, r: &TapRecord, number: usize) 
     let decision = match (t.classified, stopped_at(Stage::Classify)) {
         (_, Some(stop)) => stop_text(stop),
         (Classified::Terminate(47), _) => "for us, GRE: terminate".into(),
+        (Classified::Terminate(41), _) => "for us, IPv6 in IPv4: terminate".into(),
         (Classified::Terminate(_), _) => "for us, IP in IP: terminate".into(),
         (Classified::Transit, _) => "not for us, transit allowed here: route it".into(),
         (Classified::FragNeeded, _) => {
@@ -387,10 +402,12 @@ pub fn describe(n: &Names<'_>, st: &ControlState, r: &TapRecord, number: usize) 
             };
             // Stopped before or at the lookup: the tunnel line says so; after it, the
             // inner line does.
-            let inner_read = inner_at
-                .and_then(|at| rx.get(at..))
-                .and_then(ipv4_fields)
-                .map(|(s, _, _)| s);
+            let inner_read = inner_at.and_then(|at| rx.get(at..)).and_then(|b| {
+                match b.first().map(|v| v >> 4) {
+                    Some(6) => ipv6_fields(b),
+                    _ => ipv4_fields(b).map(|(s, _, _)| s),
+                }
+            });
             match (t.tunnel, stop) {
                 (None, Some(stop)) => {
                     stages.push(line("terminate", tunnel_read, stop_text(stop)));
@@ -405,7 +422,7 @@ pub fn describe(n: &Names<'_>, st: &ControlState, r: &TapRecord, number: usize) 
                         (None, Some(i)) => format!(
                             "source ok (BCP 38), ttl now {}, {}",
                             i.ttl,
-                            if n.snap.is_local(i.dst) {
+                            if i.v6.is_none() && n.snap.is_local(i.dst) {
                                 "for us"
                             } else {
                                 "route it"
@@ -439,17 +456,29 @@ pub fn describe(n: &Names<'_>, st: &ControlState, r: &TapRecord, number: usize) 
 
     // Stage 3: the lookup.
     if let (Some(hop), Some(i)) = (t.hop, t.inner) {
-        let dst = std::net::Ipv4Addr::from(i.dst);
+        let (dst, route) = match i.v6 {
+            Some((_, dst6)) => {
+                let dst = std::net::Ipv6Addr::from(dst6);
+                (dst.to_string(), st.lookup6(dst))
+            }
+            None => {
+                let dst = std::net::Ipv4Addr::from(i.dst);
+                (dst.to_string(), st.lookup(dst))
+            }
+        };
         let decided = if hop == NextHop::NONE {
             "no route".to_owned()
         } else {
-            let route = st.lookup(dst);
+            let target = match i.v6 {
+                Some(_) => n.snap.target6(hop),
+                None => n.snap.target(hop),
+            };
             let prefix = route["route"]["prefix"]
                 .as_str()
                 .filter(|_| route["generation"].as_u64() == Some(r.generation))
                 .map(|p| format!(" (route {p})"))
                 .unwrap_or_default();
-            format!("{}{prefix}", n.target(n.snap.target(hop)))
+            format!("{}{prefix}", n.target(target))
         };
         stages.push(line("lookup", format!("dst {dst}"), decided));
     }

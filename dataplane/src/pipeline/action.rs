@@ -142,7 +142,7 @@ drop_reasons! {
     NoTunnel = "no_tunnel",
     /// GRE version or forbidden bits, or a truncated GRE header.
     BadGre = "bad_gre",
-    /// GRE protocol type other than IPv4.
+    /// GRE protocol type other than IPv4 and IPv6.
     UnsupportedInner = "unsupported_inner",
     /// GRE checksum present and wrong.
     BadGreChecksum = "bad_gre_checksum",
@@ -150,6 +150,10 @@ drop_reasons! {
     GreSequence = "gre_sequence",
     /// Inner IPv4 header invalid.
     BadInnerIpv4 = "bad_inner_ipv4",
+    /// Inner IPv6 header invalid: shorter than 40 bytes, version not 6, payload length past
+    /// what the tunnel packet holds, or a source no IPv6 node may send from (unspecified,
+    /// loopback, multicast).
+    BadInnerIpv6 = "bad_inner_ipv6",
     /// A tunnel packet inside a tunnel, addressed to one of our endpoints.
     NestedTunnel = "nested_tunnel",
     /// Inner source outside the ingress tunnel's prefixes (BCP 38).
@@ -159,7 +163,8 @@ drop_reasons! {
     /// TTL would reach zero.
     TtlExceeded = "ttl_exceeded",
     /// Inner (or transit) destination a router never forwards: 0/8, 127/8, multicast,
-    /// 240/4, limited broadcast (RFC 1812 section 5.3.7).
+    /// 240/4, limited broadcast (RFC 1812 section 5.3.7); for IPv6 the unspecified
+    /// address, loopback, IPv4-mapped, link-local and multicast (RFC 4291).
     MartianDestination = "martian_destination",
     /// No route, or a blackhole route.
     NoRoute = "no_route",

@@ -127,7 +127,10 @@ fn decide<B: PacketBuf>(
         if h.frag {
             return Err(Verdict::Drop(DropReason::OuterFragment));
         }
-        if h.protocol == IpProtocol::GRE || h.protocol == IpProtocol::IPIP {
+        if h.protocol == IpProtocol::GRE
+            || h.protocol == IpProtocol::IPIP
+            || h.protocol == IpProtocol::IPV6
+        {
             return Ok(Ingress::Terminate {
                 outer_hlen: h.outer_hlen,
                 frame_len: rx_len - padding,

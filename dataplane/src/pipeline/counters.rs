@@ -43,10 +43,11 @@ pub struct PortCounters {
 /// The drop reasons that can befall a packet after its tunnel is known (the tunnel
 /// lookup, SPEC.md tunnel termination step 1, and everything after it): the ones
 /// [`TunnelDrops`] counts.
-pub const TUNNEL_DROP_REASONS: [DropReason; 14] = [
+pub const TUNNEL_DROP_REASONS: [DropReason; 15] = [
     DropReason::UnsupportedInner,
     DropReason::GreSequence,
     DropReason::BadInnerIpv4,
+    DropReason::BadInnerIpv6,
     DropReason::NestedTunnel,
     DropReason::InnerSpoofed,
     DropReason::EcnCeNotEct,

@@ -8,7 +8,7 @@ use super::{Inner, Verdict};
 use crate::buffer::PacketBuf;
 use crate::tables::tunnel::TunnelHot;
 use crate::tables::{PortIndex, Snapshot, TunnelId};
-use crate::wire::{checksum, ethernet, gre, EtherType, EthernetAddress, IcmpErrorRepr};
+use crate::wire::{checksum, ethernet, gre, EtherType, EthernetAddress, IcmpErrorRepr, IpProtocol};
 
 /// The drop for a packet over the path MTU: with DF set, answered with Fragmentation
 /// Needed carrying the MTU the sender must fit (RFC 1191); without DF we would fragment
@@ -28,7 +28,8 @@ fn too_big(inner: &Inner, mtu: usize) -> Verdict {
     }
 }
 
-/// Write an Ethernet header for an IPv4 packet into `h` (14 bytes).
+/// Write an Ethernet header for an IPv4 packet into `h` (14 bytes). (Native IPv6 does not
+/// exist: IPv6 routes never lead here.)
 #[inline]
 fn write_ethernet(h: &mut [u8], src: EthernetAddress, dst: EthernetAddress) {
     h[0..6].copy_from_slice(&dst.0);
@@ -119,12 +120,24 @@ pub(crate) fn encapsulate<B: PacketBuf>(
     } else {
         t.ttl
     };
+    // IPv6 inside: protocol 41 on an IPIP tunnel (RFC 4213), protocol type 0x86DD in GRE
+    // (RFC 7676); the template holds IPv4's.
+    let mut protocol = t.header[23];
+    if inner.v6 {
+        if protocol == IpProtocol::IPIP.0 {
+            protocol = IpProtocol::IPV6.0;
+            h[ethernet::HEADER_LEN + 9] = protocol;
+        } else {
+            let at = ethernet::HEADER_LEN + IPV4_LEN + 2;
+            h[at..at + 2].copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
+        }
+    }
     let words = [
         0x4500 | u16::from(tos),
         outer_len as u16,
         ident.next_ident(),
         if df { 0x4000 } else { 0 },
-        (u16::from(ttl) << 8) | u16::from(t.header[23]),
+        (u16::from(ttl) << 8) | u16::from(protocol),
     ];
     let mut sum = u64::from(t.partial);
     for w in words {

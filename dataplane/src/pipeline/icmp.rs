@@ -24,6 +24,7 @@ use crate::tables::{PortIndex, Snapshot, TunnelId};
 use crate::wire::icmp::{self, IcmpErrorRepr, IcmpType};
 use crate::wire::ipv4::{is_martian_source, Ecn};
 use crate::wire::{checksum, EthernetAddress, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr};
+use crate::wire::{icmpv6, ipv6, Icmpv6ErrorRepr, Ipv6Addr, Ipv6Packet, Ipv6Repr};
 
 /// The DSCP of our ICMP errors: CS6, network control (Linux's IPTOS_PREC_INTERNETCONTROL).
 const DSCP_NETWORK_CONTROL: u8 = 48;
@@ -67,17 +68,29 @@ pub enum IcmpKind {
     UnreachableProhibited = 2,
     /// Destination Unreachable, fragmentation needed and DF set (type 3, code 4).
     FragmentationNeeded = 3,
+    /// ICMPv6 Time Exceeded, hop limit exceeded in transit (type 3, code 0).
+    Icmpv6TimeExceeded = 4,
+    /// ICMPv6 Destination Unreachable, no route to destination (type 1, code 0).
+    Icmpv6NoRoute = 5,
+    /// ICMPv6 Destination Unreachable, administratively prohibited (type 1, code 1).
+    Icmpv6Prohibited = 6,
+    /// ICMPv6 Packet Too Big (type 2, code 0).
+    Icmpv6PacketTooBig = 7,
 }
 
 impl IcmpKind {
     /// Number of kinds.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 8;
     /// All kinds, in counter order.
     pub const ALL: [IcmpKind; Self::COUNT] = [
         IcmpKind::TimeExceeded,
         IcmpKind::UnreachableNet,
         IcmpKind::UnreachableProhibited,
         IcmpKind::FragmentationNeeded,
+        IcmpKind::Icmpv6TimeExceeded,
+        IcmpKind::Icmpv6NoRoute,
+        IcmpKind::Icmpv6Prohibited,
+        IcmpKind::Icmpv6PacketTooBig,
     ];
 
     /// The counter name.
@@ -87,6 +100,34 @@ impl IcmpKind {
             IcmpKind::UnreachableNet => "unreachable_net",
             IcmpKind::UnreachableProhibited => "unreachable_prohibited",
             IcmpKind::FragmentationNeeded => "fragmentation_needed",
+            IcmpKind::Icmpv6TimeExceeded => "icmpv6_time_exceeded",
+            IcmpKind::Icmpv6NoRoute => "icmpv6_no_route",
+            IcmpKind::Icmpv6Prohibited => "icmpv6_prohibited",
+            IcmpKind::Icmpv6PacketTooBig => "icmpv6_packet_too_big",
+        }
+    }
+
+    /// The ICMPv6 kind that stands for this ICMP kind (itself if it is ICMPv6's).
+    pub fn ipv6(self) -> IcmpKind {
+        match self {
+            IcmpKind::TimeExceeded => IcmpKind::Icmpv6TimeExceeded,
+            IcmpKind::UnreachableNet => IcmpKind::Icmpv6NoRoute,
+            IcmpKind::UnreachableProhibited => IcmpKind::Icmpv6Prohibited,
+            IcmpKind::FragmentationNeeded => IcmpKind::Icmpv6PacketTooBig,
+            k => k,
+        }
+    }
+
+    /// The kind of an error, ICMP or (`v6`) ICMPv6.
+    pub(crate) fn of_family(repr: IcmpErrorRepr, v6: bool) -> IcmpKind {
+        if !v6 {
+            return Self::of(repr);
+        }
+        match repr {
+            IcmpErrorRepr::TimeExceeded => IcmpKind::Icmpv6TimeExceeded,
+            IcmpErrorRepr::FragmentationNeeded { .. } => IcmpKind::Icmpv6PacketTooBig,
+            IcmpErrorRepr::Unreachable(13) => IcmpKind::Icmpv6Prohibited,
+            IcmpErrorRepr::Unreachable(_) => IcmpKind::Icmpv6NoRoute,
         }
     }
 
@@ -193,6 +234,9 @@ pub(crate) fn answer<B: PacketBuf>(
     workers: usize,
 ) -> (Action, usize) {
     let dropped = (Action::Drop(err.reason), 0);
+    if pkt.data().first().is_some_and(|b| b >> 4 == 6) {
+        return answer6(pkt, snap, err, ident, counters, limiter, clock, workers);
+    }
     if !may_answer(snap, pkt.data()) {
         return dropped;
     }
@@ -278,6 +322,134 @@ pub(crate) fn answer<B: PacketBuf>(
         _ => dropped,
     }
 }
+
+/// Take a token of the rate limit for one message; counts `icmp_rate_limited` when there is
+/// none.
+fn allowed(
+    snap: &Snapshot,
+    counters: &mut Counters,
+    limiter: &mut Limiter,
+    clock: super::Clock,
+    workers: usize,
+) -> bool {
+    let limit = snap.icmp();
+    let workers = workers.max(1) as u64;
+    let rate = u64::from(limit.rate) / workers;
+    let burst = u64::from(limit.burst).div_ceil(workers);
+    if limit.rate == 0 || limit.burst == 0 || !limiter.take(clock.now(), rate, burst) {
+        counters.icmp_rate_limited += 1;
+        return false;
+    }
+    true
+}
+
+/// The ICMPv6 error for an IPv6 packet (RFC 4443), the same way as [`answer`]: the packet
+/// starts at the offending IPv6 header (inside a tunnel: IPv6 arrives no other way). Never
+/// about an ICMPv6 error (RFC 4443 section 2.4 (e)) as far as the fixed header shows, nor
+/// to a source that is not a unicast address of somebody else; sent from the ingress
+/// tunnel's `link6` (none without it), hop limit 64, at most 1,280 bytes and the way back's
+/// MTU, quoting the packet as it arrived.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn answer6<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    err: IcmpError,
+    ident: &mut Ident,
+    counters: &mut Counters,
+    limiter: &mut Limiter,
+    clock: super::Clock,
+    workers: usize,
+) -> (Action, usize) {
+    let dropped = (Action::Drop(err.reason), 0);
+    let Back::Tunnel(id) = err.back else {
+        return dropped;
+    };
+    let Some(t) = snap.tunnels().hot(id).filter(|t| t.link6 != 0) else {
+        return dropped;
+    };
+    let (ours, path_mtu) = (Ipv6Addr::from(t.link6), t.inner_mtu());
+    let (sender, len) = {
+        let Ok(ip) = Ipv6Packet::new_checked(pkt.data()) else {
+            return dropped;
+        };
+        let src = ip.src_bits();
+        let about_an_error = ip.next_header() == IpProtocol::ICMPV6
+            && ip.payload().first().map_or(true, |&t| icmpv6::is_error(t));
+        if about_an_error
+            || ipv6::is_invalid_source(src)
+            || ipv6::is_martian_destination(src)
+            || ipv6::is_martian_destination(ip.dst_bits())
+            || src == t.link6
+        {
+            return dropped;
+        }
+        (ip.src_addr(), ip.total_len().min(pkt.len()))
+    };
+    if !allowed(snap, counters, limiter, clock, workers) {
+        return dropped;
+    }
+    // The quote as the packet arrived: a drop after routing undoes the hop limit's
+    // decrement (no checksum covers it).
+    if err.reason != DropReason::TtlExceeded {
+        let d = pkt.data_mut();
+        d[7] = d[7].wrapping_add(1);
+    }
+    let packet = icmpv6::MAX_ERROR_PACKET.min(path_mtu);
+    let quote = len.min(packet - HEADERS6);
+    if pkt.trim_back(pkt.len() - quote).is_err() {
+        return dropped;
+    }
+    let Ok(h) = pkt.prepend(HEADERS6) else {
+        return dropped;
+    };
+    let message_len = icmpv6::HEADER_LEN + quote;
+    Ipv6Repr {
+        src_addr: ours,
+        dst_addr: sender,
+        next_header: IpProtocol::ICMPV6,
+        payload_len: message_len,
+        hop_limit: TTL,
+        traffic_class: DSCP_NETWORK_CONTROL << 2,
+    }
+    .emit(h);
+    let repr = match err.repr {
+        IcmpErrorRepr::TimeExceeded => Icmpv6ErrorRepr::TimeExceeded,
+        IcmpErrorRepr::FragmentationNeeded { mtu } => Icmpv6ErrorRepr::PacketTooBig {
+            mtu: u32::from(mtu),
+        },
+        IcmpErrorRepr::Unreachable(13) => Icmpv6ErrorRepr::Unreachable(1),
+        IcmpErrorRepr::Unreachable(_) => Icmpv6ErrorRepr::Unreachable(0),
+    };
+    repr.emit(&mut pkt.data_mut()[ipv6::HEADER_LEN..], ours, sender);
+
+    let inner = Inner {
+        len: HEADERS6 + quote,
+        tos: DSCP_NETWORK_CONTROL << 2,
+        ttl: TTL,
+        dont_frag: true,
+        v6: true,
+        src6: t.link6,
+        dst6: u128::from(sender),
+        ..Inner::default()
+    };
+    match encap::encapsulate(pkt, &inner, snap, id, ident, counters) {
+        Ok((Action::Transmit(port), frame_len)) => {
+            counters.icmp_sent[IcmpKind::of_family(err.repr, true) as usize] += 1;
+            (
+                Action::Reply {
+                    port,
+                    reason: err.reason,
+                },
+                frame_len,
+            )
+        }
+        _ => dropped,
+    }
+}
+
+/// IPv6 and ICMPv6 headers of an error.
+const HEADERS6: usize = ipv6::HEADER_LEN + icmpv6::HEADER_LEN;
 
 /// Whether `packet` (an IPv4 packet to one of our addresses, header checked) is an echo
 /// request we answer: not a fragment, a whole ICMP message of type 8 with a good checksum,

@@ -81,8 +81,15 @@ pub(crate) struct Inner {
     pub tos: u8,
     /// The TTL as the packet now carries it (decremented).
     pub ttl: u8,
-    /// Whether DF is set.
+    /// Whether DF is set (always for IPv6: routers never fragment it).
     pub dont_frag: bool,
+    /// An IPv6 packet (inside an IPv4 tunnel): its addresses are `src6` and `dst6`, `tos`
+    /// is its traffic class and `ttl` its hop limit; `src` and `dst` are 0.
+    pub v6: bool,
+    /// Host order (IPv6 only).
+    pub src6: u128,
+    /// Host order (IPv6 only).
+    pub dst6: u128,
 }
 
 /// The host interface a packet for us goes to, if the way it came has one: the ingress
@@ -321,6 +328,7 @@ impl Pipeline {
 
         // Stages 1 and 2, packet by packet.
         let mut rx_bytes = 0;
+        let mut any_v6 = false;
         for (i, pkt) in pkts.iter_mut().enumerate() {
             let (rx_len, ingress) = classify::ingress(pkt, port, snap);
             rx_bytes += rx_len as u64;
@@ -389,6 +397,7 @@ impl Pipeline {
                         t.inner = Some(trace::InnerSeen {
                             src: inner[i].src,
                             dst: inner[i].dst,
+                            v6: inner[i].v6.then_some((inner[i].src6, inner[i].dst6)),
                             ttl: inner[i].ttl,
                             keepalive: inner[i].keepalive,
                         })
@@ -399,6 +408,7 @@ impl Pipeline {
             match r {
                 Ok(()) => {
                     dsts[i] = inner[i].dst;
+                    any_v6 |= inner[i].v6;
                     pending[i] = true;
                     actions[i] = Action::Drop(DropReason::NoRoute); // until routed
                 }
@@ -417,6 +427,25 @@ impl Pipeline {
         let mut hops = [NextHop::NONE; MAX_BURST];
         let n = pkts.len();
         snap.routes().lookup_bulk(&dsts[..n], &mut hops[..n]);
+        // IPv6 packets (inside IPv4 tunnels) look up their own table, in one bulk lookup of
+        // their own; the IPv4 lookup of their placeholder destination is overwritten.
+        if any_v6 {
+            let mut at = [0u8; MAX_BURST];
+            let mut dsts6 = [0u128; MAX_BURST];
+            let mut hops6 = [NextHop::NONE; MAX_BURST];
+            let mut m = 0;
+            for (i, inner) in inner[..n].iter().enumerate() {
+                if pending[i] && inner.v6 {
+                    at[m] = i as u8;
+                    dsts6[m] = inner.dst6;
+                    m += 1;
+                }
+            }
+            snap.routes6().lookup_bulk(&dsts6[..m], &mut hops6[..m]);
+            for (&i, &h) in at[..m].iter().zip(&hops6[..m]) {
+                hops[usize::from(i)] = h;
+            }
+        }
         if TRACE {
             for (i, t) in traces[..n].iter_mut().enumerate() {
                 if pending[i] {
@@ -427,7 +456,7 @@ impl Pipeline {
 
         // The egress tunnels' headers, a pass ahead of stage 5.
         for (i, &nh) in hops[..n].iter().enumerate() {
-            if pending[i] {
+            if pending[i] && !inner[i].v6 {
                 if let Target::Tunnel(id) = snap.target(nh) {
                     if let Some(t) = snap.tunnels().hot(id) {
                         crate::prefetch::prefetch(&t.header);
@@ -448,6 +477,8 @@ impl Pipeline {
             let inner = &inner[i];
             let target = if inner.keepalive {
                 route::reflect(snap, inner)
+            } else if inner.v6 {
+                route::route6(snap, inner, hops[i])
             } else {
                 route::route(snap, inner, hops[i])
             };
@@ -490,7 +521,15 @@ impl Pipeline {
         }
 
         if TRACE {
-            for ((t, a), &len) in traces.iter_mut().zip(actions.iter()).zip(tx_len.iter()) {
+            for (((t, a), &len), inner) in traces
+                .iter_mut()
+                .zip(actions.iter())
+                .zip(tx_len.iter())
+                .zip(inner.iter())
+            {
+                if inner.v6 {
+                    t.ipv6();
+                }
                 t.finish(*a, len);
             }
         }

@@ -8,7 +8,7 @@
 //! we could have sent. Checked here, against the burst's snapshot, in this order:
 //!
 //! 1. the quote holds an IPv4 header (else `pmtu_truncated`); a quote of a protocol other
-//!    than GRE (47) or IPIP (4) is no tunnel's: the message goes on as any ICMP to us does
+//!    than GRE (47), IPIP (4) or IPv6-in-IPv4 (41, an IPIP tunnel's IPv6) is no tunnel's: the message goes on as any ICMP to us does
 //!    (to the port's host interface, for the host's own connections), counted
 //!    `pmtu_not_tunnel`;
 //! 2. the ICMP checksum, and a quoted header of version 4 (`pmtu_malformed`);
@@ -17,8 +17,9 @@
 //!    header shows the key when there is no checksum before it);
 //! 4. a header we send: no options, source = the tunnel's local (which is also where the
 //!    message was sent), destination = its remote, its protocol, for GRE exactly its C, K
-//!    and S flags, version 0, protocol type IPv4 and its key; for IPIP an IPv4 packet
-//!    inside; and the message arrived on the tunnel's port (`pmtu_not_ours`);
+//!    and S flags, version 0, protocol type IPv4 or IPv6 and its key; for IPIP an IPv4
+//!    packet inside (protocol 4) or an IPv6 one (protocol 41); and the message arrived on
+//!    the tunnel's port (`pmtu_not_ours`);
 //! 5. the next-hop MTU is smaller than the packet quoted (`pmtu_not_smaller`).
 //!
 //! A message that passes is consumed (punted `pmtu`, never handed to the host: the host did
@@ -87,7 +88,7 @@ pub(crate) fn underlay(
         return drop(DropReason::PmtuTruncated);
     }
     let protocol = IpProtocol(quote[9]);
-    if protocol != IpProtocol::GRE && protocol != IpProtocol::IPIP {
+    if protocol != IpProtocol::GRE && protocol != IpProtocol::IPIP && protocol != IpProtocol::IPV6 {
         counters.events[Event::PmtuNotTunnel as usize] += 1;
         return Err(Verdict::ToUs {
             punt: PuntReason::Local,
@@ -128,7 +129,11 @@ pub(crate) fn underlay(
     let key = TunnelKey {
         local: u32::from(local),
         remote: u32::from(remote),
-        protocol: protocol.0,
+        // An IPIP tunnel sends IPv6 as protocol 41 (RFC 4213).
+        protocol: match protocol {
+            IpProtocol::IPV6 => IpProtocol::IPIP.0,
+            p => p.0,
+        },
         gre_key,
     };
     let Some((id, t)) = snap
@@ -139,9 +144,14 @@ pub(crate) fn underlay(
         return drop(DropReason::PmtuNotOurs);
     };
     let sent_by_us = match gre {
-        // Flags, version and protocol type as the tunnel's header template has them.
-        Some(_) => after[..4] == t.header[34..38],
-        // IPIP: an IPv4 packet inside, as we only ever send.
+        // Flags and version as the tunnel's header template has them, and the protocol
+        // type of IPv4 (the template's) or IPv6.
+        Some(_) => {
+            after[..2] == t.header[34..36]
+                && (after[2..4] == t.header[36..38] || after[2..4] == [0x86, 0xdd])
+        }
+        // IPIP: an IPv4 packet inside, or an IPv6 one with protocol 41, as we only send.
+        None if protocol == IpProtocol::IPV6 => after[0] >> 4 == 6,
         None => after[0] >> 4 == 4,
     };
     if !sent_by_us || t.port != port || ip.dst_addr() != local {

@@ -83,3 +83,46 @@ pub(crate) fn reflect(snap: &Snapshot, inner: &Inner) -> Result<Target, Verdict>
         mtu: port.mtu,
     })
 }
+
+/// [`route`] for an IPv6 packet: martian destinations (RFC 4291), the LPM result from the
+/// IPv6 table, hairpin, and the loop rules (a packet from our own address inside its
+/// tunnel). IPv6 routes lead into tunnels or to drops only.
+#[inline]
+pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Target, Verdict> {
+    if crate::wire::ipv6::is_martian_destination(inner.dst6) {
+        return Err(Verdict::Drop(DropReason::MartianDestination));
+    }
+    let unreachable = |code| {
+        Err(Verdict::Icmp(IcmpError {
+            repr: IcmpErrorRepr::Unreachable(code),
+            reason: DropReason::NoRoute,
+            back: inner.back,
+        }))
+    };
+    if nh.is_none() {
+        return unreachable(0);
+    }
+    if let Some(ingress) = inner.ingress_tunnel.and_then(|id| snap.tunnels().hot(id)) {
+        if ingress.link6 != 0 && ingress.link6 == inner.src6 {
+            return Err(Verdict::Drop(DropReason::TunnelLoop));
+        }
+    }
+    let target = snap.target6(nh);
+    match target {
+        Target::Tunnel(egress) => {
+            if inner.ingress_tunnel == Some(egress) {
+                return Err(Verdict::Drop(DropReason::Hairpin));
+            }
+            match snap.tunnels().hot(egress) {
+                Some(e) if e.link6 == 0 || e.link6 != inner.src6 => Ok(target),
+                Some(_) => Err(Verdict::Drop(DropReason::TunnelLoop)),
+                None => Err(Verdict::Drop(DropReason::NoRoute)),
+            }
+        }
+        Target::Blackhole | Target::Native { .. } => Err(Verdict::Drop(DropReason::NoRoute)),
+        // RFC 4443 codes travel as ICMP's here, and `icmp::answer6` maps them: 0 no route,
+        // 13 (administratively prohibited) to ICMPv6's 1.
+        Target::Unreachable => unreachable(0),
+        Target::Prohibit => unreachable(13),
+    }
+}

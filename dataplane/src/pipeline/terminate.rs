@@ -9,7 +9,8 @@ use crate::buffer::PacketBuf;
 use crate::tables::tunnel::TunnelHot;
 use crate::tables::{PortIndex, SequenceCheck, Snapshot, TunnelId, TunnelKey};
 use crate::wire::{
-    ethernet, gre, ipv4::Ecn, EtherType, EthernetAddress, IcmpErrorRepr, IpProtocol, Ipv4Packet,
+    ethernet, gre, ipv4::Ecn, ipv6, EtherType, EthernetAddress, IcmpErrorRepr, IpProtocol,
+    Ipv4Packet, Ipv6Packet,
 };
 
 /// Sets of a [`TunnelMemo`] (a power of two), of two ways each: 16 KiB of `u16` ids.
@@ -60,12 +61,12 @@ impl core::fmt::Debug for TunnelMemo {
 #[inline(always)]
 pub(crate) fn peek_key(frame: &[u8]) -> Option<(u32, u32, Option<u32>)> {
     let ip = frame.get(14..34)?;
-    if frame[12..14] != [0x08, 0x00] || (ip[9] != 47 && ip[9] != 4) {
+    if frame[12..14] != [0x08, 0x00] || (ip[9] != 47 && ip[9] != 4 && ip[9] != 41) {
         return None;
     }
     let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     let (remote, local) = (be32(&ip[12..16]), be32(&ip[16..20]));
-    if ip[9] == 4 {
+    if ip[9] != 47 {
         return Some((local, remote, None));
     }
     let g = 14 + usize::from(ip[0] & 0x0f) * 4;
@@ -201,6 +202,8 @@ pub(crate) fn terminate<B: PacketBuf>(
     let l3 = ethernet::HEADER_LEN + outer_hlen;
     let mut strip = l3;
     let mut sequence = None;
+    // IPv6 inside: GRE protocol type 0x86DD, or IP protocol 41 on an IPIP tunnel.
+    let mut v6 = protocol == IpProtocol::IPV6;
     let (tunnel, t) = if protocol == IpProtocol::GRE {
         let payload = &pkt.data()[l3..];
         let Ok(g) = gre::GrePacket::new_checked(payload) else {
@@ -220,9 +223,12 @@ pub(crate) fn terminate<B: PacketBuf>(
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
         // From here on the packet is the tunnel's: its drops are counted under it.
         out.ingress_tunnel = Some(id);
-        if g.protocol_type() != EtherType::IPV4 {
-            return Err(Verdict::Drop(DropReason::UnsupportedInner));
-        }
+        // RFC 7676: IPv6 in GRE is protocol type 0x86DD.
+        v6 = match g.protocol_type() {
+            EtherType::IPV4 => false,
+            EtherType::IPV6 => true,
+            _ => return Err(Verdict::Drop(DropReason::UnsupportedInner)),
+        };
         if t.has(TunnelHot::SEQUENCE) {
             let Some(seq) = g.sequence() else {
                 return Err(Verdict::Drop(DropReason::GreSequence));
@@ -240,8 +246,10 @@ pub(crate) fn terminate<B: PacketBuf>(
         strip += g.header_len();
         (id, t)
     } else {
+        // An IPIP tunnel carries IPv6 too (RFC 4213, protocol 41), between the same
+        // endpoints: the tunnel is found by its own protocol, 4.
         let found = memo
-            .lookup(snap, local, remote, protocol, None, port)
+            .lookup(snap, local, remote, IpProtocol::IPIP, None, port)
             .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
         out.ingress_tunnel = Some(found.0);
         found
@@ -252,6 +260,7 @@ pub(crate) fn terminate<B: PacketBuf>(
         strip,
         frame_len,
         outer_ecn,
+        v6,
     };
     let Some((seq, check)) = sequence else {
         return inner(pkt, snap, counters, stripped, true, out);
@@ -284,6 +293,8 @@ struct Stripped<'s> {
     strip: usize,
     frame_len: usize,
     outer_ecn: Ecn,
+    /// The inner packet is IPv6.
+    v6: bool,
 }
 
 /// Strip the outer headers and check the inner packet (SPEC.md, tunnel termination steps
@@ -298,12 +309,16 @@ fn inner<B: PacketBuf>(
     count: bool,
     out: &mut Inner,
 ) -> Result<(), Verdict> {
+    if outer.v6 {
+        return inner6(pkt, snap, counters, outer, count, out);
+    }
     let Stripped {
         tunnel,
         entry: t,
         strip,
         frame_len,
         outer_ecn,
+        v6: _,
     } = outer;
     if pkt.trim_front(strip).is_err() {
         return Err(Verdict::Drop(DropReason::BadInnerIpv4));
@@ -341,7 +356,11 @@ fn inner<B: PacketBuf>(
     }
     // For us: one of our addresses, or ours inside this tunnel (its link address).
     if snap.is_local(dst) || (t.link != 0 && dst == t.link) {
-        if inner_proto == IpProtocol::GRE || inner_proto == IpProtocol::IPIP {
+        // Every protocol we terminate: GRE, IP in IP, IPv6 in IPv4.
+        if inner_proto == IpProtocol::GRE
+            || inner_proto == IpProtocol::IPIP
+            || inner_proto == IpProtocol::IPV6
+        {
             return Err(Verdict::Drop(DropReason::NestedTunnel));
         }
         return Err(Verdict::ToUs {
@@ -377,6 +396,7 @@ fn inner<B: PacketBuf>(
             back: Back::Tunnel(tunnel),
         }));
     }
+    out.v6 = false;
     let mut ip = Ipv4Packet::new_unchecked(pkt.data_mut());
     let mut tos = tos;
     if let Some(ecn) = new_ecn {
@@ -398,6 +418,123 @@ fn inner<B: PacketBuf>(
     out.tos = tos;
     out.ttl = ttl - 1;
     out.dont_frag = dont_frag;
+    Ok(())
+}
+
+/// RFC 6040 section 4.2, decapsulation (Figure 4): the inner ECN field to write (if it
+/// changes), whether the combination is suspicious (outer ECT over inner Not-ECT), or the
+/// drop (outer CE over inner Not-ECT).
+#[inline]
+fn decap_ecn(outer: Ecn, inner: Ecn) -> Result<(Option<Ecn>, bool), Verdict> {
+    match (outer, inner) {
+        (Ecn::Ce, Ecn::NotEct) => Err(Verdict::Drop(DropReason::EcnCeNotEct)),
+        (Ecn::Ce, Ecn::Ect0 | Ecn::Ect1) => Ok((Some(Ecn::Ce), false)),
+        // Figure 4: outer ECT(1) over inner ECT(0) gives ECT(1).
+        (Ecn::Ect1, Ecn::Ect0) => Ok((Some(Ecn::Ect1), false)),
+        (Ecn::Ect0 | Ecn::Ect1, Ecn::NotEct) => Ok((None, true)),
+        _ => Ok((None, false)),
+    }
+}
+
+/// [`inner`] for an IPv6 packet (GRE 0x86DD, RFC 7676; protocol 41, RFC 4213): the fixed
+/// header is checked (`bad_inner_ipv6`) and the packet trimmed to its payload length; the
+/// source must be the tunnel's (BCP 38; never link-local); ECN on the traffic class (RFC
+/// 6040) and the hop limit as for IPv4's TTL. Extension headers are neither read nor
+/// changed: a router forwards on the fixed header (RFC 8200 section 4, RFC 7045).
+#[inline(never)]
+fn inner6<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    counters: &mut Counters,
+    outer: Stripped<'_>,
+    count: bool,
+    out: &mut Inner,
+) -> Result<(), Verdict> {
+    let Stripped {
+        tunnel,
+        entry: t,
+        strip,
+        frame_len,
+        outer_ecn,
+        v6: _,
+    } = outer;
+    // IPv6 from here on, whatever the verdict (the trace names its ICMP errors so).
+    out.v6 = true;
+    if pkt.trim_front(strip).is_err() {
+        return Err(Verdict::Drop(DropReason::BadInnerIpv6));
+    }
+    if count {
+        if let Some(c) = counters.tunnels.get_mut(tunnel.index()) {
+            c.rx.add(frame_len);
+        }
+    }
+    let (len, total, src, dst, next, tc, hop) = {
+        let data = pkt.data();
+        let Ok(ip) = Ipv6Packet::new_checked(data) else {
+            return Err(Verdict::Drop(DropReason::BadInnerIpv6));
+        };
+        (
+            data.len(),
+            ip.total_len(),
+            ip.src_bits(),
+            ip.dst_bits(),
+            ip.next_header(),
+            ip.traffic_class(),
+            ip.hop_limit(),
+        )
+    };
+    if ipv6::is_invalid_source(src) {
+        return Err(Verdict::Drop(DropReason::BadInnerIpv6));
+    }
+    let excess = len - total;
+    if excess > 0 && pkt.trim_back(excess).is_err() {
+        return Err(Verdict::Drop(DropReason::BadInnerIpv6));
+    }
+    // For us: our address inside this tunnel. Only the fixed header's next header is
+    // looked at: a tunnel packet behind extension headers is punted like any other.
+    if t.link6 != 0 && dst == t.link6 {
+        if next == IpProtocol::GRE || next == IpProtocol::IPIP || next == IpProtocol::IPV6 {
+            return Err(Verdict::Drop(DropReason::NestedTunnel));
+        }
+        return Err(Verdict::Punt(PuntReason::LocalInner));
+    }
+    // A backup tunnel accepts its primary's sources (`t.sources`).
+    if ipv6::is_link_local(src) || snap.source_owner6(src) != Some(TunnelId(t.sources)) {
+        return Err(Verdict::Drop(DropReason::InnerSpoofed));
+    }
+    let (new_ecn, suspicious) = decap_ecn(outer_ecn, Ecn::from_bits(tc))?;
+    if count && suspicious {
+        counters.events[Event::EcnSuspicious as usize] += 1;
+    }
+    if hop <= 1 {
+        return Err(Verdict::Icmp(IcmpError {
+            repr: IcmpErrorRepr::TimeExceeded,
+            reason: DropReason::TtlExceeded,
+            back: Back::Tunnel(tunnel),
+        }));
+    }
+    let mut ip = Ipv6Packet::new_unchecked(pkt.data_mut());
+    let mut tc = tc;
+    if let Some(ecn) = new_ecn {
+        ip.set_ecn(ecn);
+        tc = (tc & !0b11) | ecn.bits();
+        if count && ecn == Ecn::Ce {
+            counters.events[Event::EcnCePropagated as usize] += 1;
+        }
+    }
+    ip.decrement_hop_limit();
+    out.ingress_tunnel = Some(tunnel);
+    out.back = Back::Tunnel(tunnel);
+    out.keepalive = false;
+    out.src = 0;
+    out.dst = 0;
+    out.len = total;
+    out.tos = tc;
+    out.ttl = hop - 1;
+    out.dont_frag = true;
+    out.v6 = true;
+    out.src6 = src;
+    out.dst6 = dst;
     Ok(())
 }
 
@@ -455,6 +592,7 @@ pub(crate) fn transit<B: PacketBuf>(
         }));
     }
     ip.decrement_ttl_incremental();
+    out.v6 = false;
     out.ingress_tunnel = None;
     out.back = back;
     out.keepalive = false;

@@ -111,10 +111,12 @@ pub enum Classified {
 /// The inner packet as routing saw it (after termination or transit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InnerSeen {
-    /// Host order.
+    /// Host order (0 for IPv6).
     pub src: u32,
-    /// Host order.
+    /// Host order (0 for IPv6).
     pub dst: u32,
+    /// An IPv6 packet: its addresses, host order.
+    pub v6: Option<(u128, u128)>,
     /// After the decrement.
     pub ttl: u8,
     /// A client router's keepalive, sent back to it natively.
@@ -169,6 +171,14 @@ impl PacketTrace {
     pub(crate) fn stop(&mut self, stage: Stage, v: Verdict) {
         if self.stopped.is_none() {
             self.stopped = Some((stage, v.into()));
+        }
+    }
+
+    /// The packet is IPv6 inside: an ICMP error due is ICMPv6's.
+    #[inline]
+    pub(crate) fn ipv6(&mut self) {
+        if let Some((_, Stop::Icmp { kind, .. })) = &mut self.stopped {
+            *kind = kind.ipv6();
         }
     }
 

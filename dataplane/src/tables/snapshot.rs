@@ -9,7 +9,9 @@ use super::tunnel::{
     Tunnel, TunnelEntry, TunnelId, TunnelKey, TunnelMode, TunnelState, TunnelTable,
 };
 use super::PortIndex;
-use crate::lpm::{Ipv4Lpm, Ipv4LpmBuilder, Ipv4Prefix, NextHop};
+use crate::lpm::{
+    Ipv4Lpm, Ipv4LpmBuilder, Ipv4Prefix, Ipv6Lpm, Ipv6LpmBuilder, Ipv6Prefix, NextHop,
+};
 use crate::wire::EthernetAddress;
 use core::net::Ipv4Addr;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -132,7 +134,29 @@ pub enum BuildError {
     BadBackup { tunnel: String, primary: String },
     #[error("too many tunnels and routes for the next-hop space")]
     TooMany,
+    #[error("route {prefix}: tunnel {tunnel:?} does not exist")]
+    Route6ToUnknownTunnel { prefix: Ipv6Prefix, tunnel: String },
+    #[error("route {prefix}: native IPv6 forwarding (a port and next hop) does not exist yet")]
+    Route6Native { prefix: Ipv6Prefix },
+    #[error("prefix {prefix} is claimed by both {first} and {second}")]
+    DuplicatePrefix6 {
+        prefix: Ipv6Prefix,
+        first: String,
+        second: String,
+    },
+    #[error("source prefix {prefix} is claimed by both tunnel {first:?} and tunnel {second:?}")]
+    DuplicateSource6 {
+        prefix: Ipv6Prefix,
+        first: String,
+        second: String,
+    },
 }
+
+/// The next hops of IPv6 routes that are not tunnels (tunnels use their slot, below
+/// `OTHER_BASE`; native IPv6 targets do not exist).
+const V6_BLACKHOLE: u32 = NextHop::MAX.index();
+const V6_UNREACHABLE: u32 = NextHop::MAX.index() - 1;
+const V6_PROHIBIT: u32 = NextHop::MAX.index() - 2;
 
 /// Every table a worker reads for one burst. Immutable; shared through `Arc`.
 #[derive(Debug)]
@@ -149,6 +173,10 @@ pub struct Snapshot {
     others: Arc<[Target]>,
     /// Inner source prefix -> owning tunnel id (longest match).
     sources: Ipv4Lpm,
+    /// The IPv6 route table (next hops index [`Snapshot::target6`]).
+    routes6: Ipv6Lpm,
+    /// Inner IPv6 source prefix -> owning tunnel id (longest match).
+    sources6: Ipv6Lpm,
     /// Every neighbour known (static or learned).
     neighbors: Arc<HashMap<(PortIndex, Ipv4Addr), EthernetAddress>>,
     /// The next hops routes and tunnels need, each with the port address to ask from.
@@ -228,6 +256,32 @@ impl Snapshot {
                 .copied()
                 .unwrap_or(Target::Blackhole)
         }
+    }
+
+    /// The IPv6 route table (next hops index [`Snapshot::target6`]).
+    #[inline]
+    pub fn routes6(&self) -> &Ipv6Lpm {
+        &self.routes6
+    }
+
+    /// What an IPv6 route's next hop means: a tunnel, or a drop of one kind.
+    #[inline]
+    pub fn target6(&self, nh: NextHop) -> Target {
+        match nh.index() {
+            i if i < OTHER_BASE => Target::Tunnel(TunnelId(i)),
+            V6_UNREACHABLE => Target::Unreachable,
+            V6_PROHIBIT => Target::Prohibit,
+            _ => Target::Blackhole,
+        }
+    }
+
+    /// The tunnel whose IPv6 source prefixes hold `src` (host order), by longest match.
+    #[inline]
+    pub fn source_owner6(&self, src: u128) -> Option<TunnelId> {
+        self.sources6
+            .lookup_u128(src)
+            .to_option()
+            .map(|nh| TunnelId(nh.index()))
     }
 
     /// The MAC of a neighbour, if known.
@@ -333,6 +387,8 @@ pub struct SnapshotBuilder {
     ports: BTreeMap<PortIndex, PortEntry>,
     tunnels: Vec<Tunnel>,
     routes: BTreeMap<Ipv4Prefix, RouteTarget>,
+    /// The configuration's IPv6 routes (no native targets).
+    routes6: BTreeMap<Ipv6Prefix, RouteTarget>,
     /// Routes of the dynamic layer (a routing daemon's).
     dynamic: BTreeMap<Ipv4Prefix, RouteTarget>,
     neighbors: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
@@ -359,6 +415,8 @@ struct Dirty {
     path_mtus: bool,
     /// Prefixes whose static or dynamic route changed.
     prefixes: HashSet<Ipv4Prefix>,
+    /// IPv6 routes: the IPv6 tables are rebuilt (as they are after a structure change).
+    v6: bool,
 }
 
 /// Route next hops at or above this index are not tunnels (tunnels use their slot).
@@ -403,6 +461,12 @@ struct Kept {
     sources_table: Ipv4Lpm,
     neighbors: Arc<HashMap<(PortIndex, Ipv4Addr), EthernetAddress>>,
     wanted: Arc<[(PortIndex, Ipv4Addr, Ipv4Addr)]>,
+    /// The IPv6 tables, rebuilt whole when tunnels or IPv6 routes change (they are few:
+    /// the configuration's, no routing daemon's).
+    routes6_table: Ipv6Lpm,
+    sources6_table: Ipv6Lpm,
+    /// The IPv6 tables must be rebuilt at the next snapshot (checked already).
+    v6_stale: bool,
 }
 
 /// Non-tunnel targets numbered during a build: the kept numbering, and what this build adds.
@@ -525,6 +589,28 @@ impl SnapshotBuilder {
         self
     }
 
+    /// Add or replace an IPv6 route of the configuration (a tunnel or a drop; a native
+    /// target is refused by `build`).
+    pub fn route6(&mut self, prefix: Ipv6Prefix, target: RouteTarget) -> &mut Self {
+        if self.routes6.get(&prefix) != Some(&target) {
+            self.routes6.insert(prefix, target);
+            self.dirty.v6 = true;
+        }
+        self
+    }
+
+    /// Remove an IPv6 route of the configuration; returns whether it existed.
+    pub fn remove_route6(&mut self, prefix: Ipv6Prefix) -> bool {
+        let had = self.routes6.remove(&prefix).is_some();
+        self.dirty.v6 |= had;
+        had
+    }
+
+    /// The configuration's IPv6 routes.
+    pub fn routes6(&self) -> &BTreeMap<Ipv6Prefix, RouteTarget> {
+        &self.routes6
+    }
+
     /// Remove a route of the configuration; returns whether it existed.
     pub fn remove_route(&mut self, prefix: Ipv4Prefix) -> bool {
         let had = self.routes.remove(&prefix).is_some();
@@ -598,6 +684,7 @@ impl SnapshotBuilder {
         self.ports = other.ports;
         self.tunnels = other.tunnels;
         self.routes = other.routes;
+        self.routes6 = other.routes6;
         self.neighbors = other.neighbors;
         self.icmp = other.icmp;
         self.site = other.site;
@@ -679,11 +766,123 @@ impl SnapshotBuilder {
     /// up to date prefix by prefix and published copy-on-write, so the cost of a build
     /// follows the size of the change, not of the tables.
     pub fn build(&mut self) -> Result<Arc<Snapshot>, BuildError> {
-        if self.dirty.structure {
+        let v6 = self.dirty.structure || self.dirty.v6;
+        if v6 {
+            self.check_v6()?;
+            self.kept.v6_stale = true;
+        }
+        let r = if self.dirty.structure {
             self.build_structure()
         } else {
             self.build_routes()
+        };
+        if r.is_ok() {
+            self.dirty.v6 = false;
+        } else {
+            self.kept.v6_stale = false;
         }
+        r
+    }
+
+    /// The IPv6 side of a build, checked before anything changes: every route's tunnel
+    /// exists, no prefix is claimed twice, no source prefix belongs to two tunnels.
+    fn check_v6(&self) -> Result<(), BuildError> {
+        let mut claimed: HashMap<Ipv6Prefix, String> = HashMap::new();
+        let mut sources: HashMap<Ipv6Prefix, usize> = HashMap::new();
+        for (i, t) in self.tunnels.iter().enumerate() {
+            for &p in &t.prefixes6 {
+                let who = format!("tunnel {:?}", t.name);
+                if let Some(first) = claimed.insert(p, who.clone()) {
+                    return Err(BuildError::DuplicatePrefix6 {
+                        prefix: p,
+                        first,
+                        second: who,
+                    });
+                }
+            }
+            for p in t.source_prefixes6() {
+                if let Some(first) = sources.insert(p, i) {
+                    if first != i {
+                        return Err(BuildError::DuplicateSource6 {
+                            prefix: p,
+                            first: self.tunnels[first].name.clone(),
+                            second: t.name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for (&prefix, target) in &self.routes6 {
+            if let Some(first) = claimed.get(&prefix) {
+                return Err(BuildError::DuplicatePrefix6 {
+                    prefix,
+                    first: first.clone(),
+                    second: format!("route {prefix}"),
+                });
+            }
+            match target {
+                RouteTarget::Tunnel(name) if !self.tunnels.iter().any(|t| &t.name == name) => {
+                    return Err(BuildError::Route6ToUnknownTunnel {
+                        prefix,
+                        tunnel: name.clone(),
+                    })
+                }
+                RouteTarget::Native { .. } => return Err(BuildError::Route6Native { prefix }),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The IPv6 route and source tables from the tunnels (by the slots just given) and the
+    /// IPv6 routes, as [`Self::check_v6`] accepted them.
+    fn build_v6(&self) -> (Ipv6Lpm, Ipv6Lpm) {
+        let mut routes = Ipv6LpmBuilder::new();
+        let mut sources = Ipv6LpmBuilder::new();
+        for t in &self.tunnels {
+            let Some(nh) = self.kept.slots.get(&t.name).and_then(|&s| NextHop::new(s)) else {
+                continue;
+            };
+            // Down, its prefixes go into its first backup that routes (as the IPv4 ones).
+            let carrier = if t.routes_its_prefixes6() {
+                Some(nh)
+            } else {
+                self.tunnels
+                    .iter()
+                    .filter(|b| b.backup_of.as_deref() == Some(t.name.as_str()))
+                    .find(|b| b.routes_its_prefixes6())
+                    .and_then(|b| self.kept.slots.get(&b.name))
+                    .and_then(|&s| NextHop::new(s))
+            };
+            if let Some(carrier) = carrier {
+                for &p in &t.prefixes6 {
+                    routes.insert(p, carrier);
+                }
+            }
+            // A backup's sources are filed under its primary, whose it accepts.
+            let owner = t
+                .backup_of
+                .as_ref()
+                .and_then(|p| self.kept.slots.get(p))
+                .and_then(|&s| NextHop::new(s))
+                .unwrap_or(nh);
+            for p in t.source_prefixes6() {
+                sources.insert(p, owner);
+            }
+        }
+        for (&prefix, target) in &self.routes6 {
+            let nh = match target {
+                RouteTarget::Tunnel(name) => self.kept.slots.get(name).copied(),
+                RouteTarget::Unreachable => Some(V6_UNREACHABLE),
+                RouteTarget::Prohibit => Some(V6_PROHIBIT),
+                RouteTarget::Blackhole => Some(V6_BLACKHOLE),
+                RouteTarget::Native { .. } => None,
+            };
+            if let Some(nh) = nh.and_then(NextHop::new) {
+                routes.insert(prefix, nh);
+            }
+        }
+        (routes.publish(), sources.publish())
     }
 
     /// A build after changes to routes or neighbours only: the changed prefixes are checked
@@ -998,6 +1197,12 @@ impl SnapshotBuilder {
             .collect();
         local.sort_unstable();
         local.dedup();
+        if self.kept.v6_stale {
+            let (routes6, sources6) = self.build_v6();
+            self.kept.routes6_table = routes6;
+            self.kept.sources6_table = sources6;
+            self.kept.v6_stale = false;
+        }
         let kept = &mut self.kept;
         kept.generation += 1;
         Arc::new(Snapshot {
@@ -1008,6 +1213,8 @@ impl SnapshotBuilder {
             routes: kept.routes.publish(),
             others: Arc::clone(&kept.other_targets),
             sources: kept.sources_table.clone(),
+            routes6: kept.routes6_table.clone(),
+            sources6: kept.sources6_table.clone(),
             neighbors: Arc::clone(&kept.neighbors),
             wanted: Arc::clone(&kept.wanted),
             icmp: self.icmp,

@@ -5,7 +5,7 @@
 //! snapshot builder carries from one snapshot to the next by tunnel name.
 
 use super::PortIndex;
-use crate::lpm::Ipv4Prefix;
+use crate::lpm::{Ipv4Prefix, Ipv6Prefix};
 use crate::wire::{EthernetAddress, IpProtocol};
 use core::net::Ipv4Addr;
 use std::collections::HashMap;
@@ -102,6 +102,14 @@ pub struct Tunnel {
     /// Our address inside the tunnel and the prefix that holds the client router's side:
     /// traffic to that address goes to the host interface `bb-<name>`.
     pub link: Option<ipnet::Ipv4Net>,
+    /// The client's IPv6 prefixes: routed into this tunnel, and allowed as inner sources.
+    pub prefixes6: Vec<Ipv6Prefix>,
+    /// Further inner IPv6 source prefixes accepted from this client.
+    pub extra_sources6: Vec<Ipv6Prefix>,
+    /// Our IPv6 address inside the tunnel and the prefix that holds the client router's
+    /// side: the source of the ICMPv6 errors sent into the tunnel (none are sent without
+    /// it); IPv6 packets to that address are for us.
+    pub link6: Option<ipnet::Ipv6Net>,
     /// Probed by the appliance itself (`pipeline::probe`): its health is theirs.
     pub probe: bool,
     /// While the tunnel is down, its prefixes are not routed into it: what covers them
@@ -152,6 +160,9 @@ impl Tunnel {
             prefixes: Vec::new(),
             extra_sources: Vec::new(),
             link: None,
+            prefixes6: Vec::new(),
+            extra_sources6: Vec::new(),
+            link6: None,
             probe: false,
             fallback: false,
             down: false,
@@ -165,6 +176,27 @@ impl Tunnel {
     /// not while it is down, and never when BGP routes its client's prefixes).
     pub fn routes_its_prefixes(&self) -> bool {
         !(self.fallback && (self.down || self.bgp))
+    }
+
+    /// Whether its IPv6 `prefixes6` are routed into it now: unless it falls back and is
+    /// down (IPv6 has no native fallback yet: the packets meet no route, and their senders
+    /// hear so). BGP does not bring IPv6 routes (FPM carries IPv4 only), so a client with a
+    /// session keeps its IPv6 prefixes routed.
+    pub fn routes_its_prefixes6(&self) -> bool {
+        !(self.fallback && self.down)
+    }
+
+    /// Every inner IPv6 source prefix the tunnel accepts: `prefixes6`, `extra_sources6`
+    /// and its `link6` prefix.
+    pub fn source_prefixes6(&self) -> impl Iterator<Item = Ipv6Prefix> + '_ {
+        self.prefixes6
+            .iter()
+            .chain(&self.extra_sources6)
+            .copied()
+            .chain(
+                self.link6
+                    .and_then(|l| Ipv6Prefix::truncating(l.addr(), l.prefix_len()).ok()),
+            )
     }
 
     /// The lookup key packets of this tunnel arrive with.
@@ -352,6 +384,8 @@ pub struct TunnelHot {
     /// The slot whose source prefixes this tunnel accepts as inner sources: its own, or
     /// its primary's for a backup tunnel.
     pub sources: u32,
+    /// Our IPv6 address inside the tunnel (its `link6`), host order; 0 for none.
+    pub link6: u128,
     /// Ethernet (to the next hop, from the port), IPv4 (version and header length,
     /// protocol, addresses; TOS, length, identification, flags, TTL and checksum zero:
     /// filled per packet) and GRE (flags, protocol type, key; sequence number and checksum
@@ -395,6 +429,7 @@ impl TunnelHot {
         slot: 0,
         link: 0,
         sources: u32::MAX,
+        link6: 0,
         header: [0; Self::MAX_HEADER],
     };
 
@@ -472,6 +507,7 @@ impl TunnelHot {
             slot,
             link: t.link.map_or(0, |l| u32::from(l.addr())),
             sources: slot,
+            link6: t.link6.map_or(0, |l| u128::from(l.addr())),
             header,
         }
     }

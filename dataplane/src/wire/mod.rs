@@ -27,7 +27,8 @@
 //! # Protocols
 //!
 //! Ethernet II ([`ethernet`]), ARP for Ethernet/IPv4 ([`arp`]), IPv4 ([`ipv4`]), GRE
-//! with RFC 2890 key and sequence number ([`gre`]), and ICMP's error messages ([`icmp`]). IP-in-IP (RFC 2003) has no header of
+//! with RFC 2890 key and sequence number ([`gre`]), ICMP's error messages ([`icmp`]), the
+//! IPv6 fixed header ([`ipv6`]) and ICMPv6's error messages ([`icmpv6`]). IP-in-IP (RFC 2003) has no header of
 //! its own: the inner IPv4 header follows the outer one directly, and the outer protocol
 //! is [`IpProtocol::IPIP`] (4). [`checksum`] holds the Internet checksum (RFC 1071) and
 //! its incremental update (RFC 1624).
@@ -108,13 +109,17 @@ pub mod checksum;
 pub mod ethernet;
 pub mod gre;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EthernetAddress, EthernetFrame, EthernetRepr};
 pub use gre::{GrePacket, GreRepr};
 pub use icmp::{IcmpErrorRepr, IcmpPacket, IcmpType};
+pub use icmpv6::Icmpv6ErrorRepr;
 pub use ipv4::{Ecn, Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6Packet, Ipv6Repr};
 
 /// Why a header was rejected. Small and `Copy`: the packet path counts it, never formats it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]

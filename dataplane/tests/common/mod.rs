@@ -39,7 +39,9 @@ const PRELUDE: &str = r#"
 import sys
 try:
     from scapy.all import (Ether, ARP, Dot1Q, IP, IPOption, IPv6, GRE, ICMP, TCP, UDP, Raw,
-                           Padding, checksum)
+                           Padding, checksum, ICMPv6TimeExceeded, ICMPv6DestUnreach,
+                           ICMPv6PacketTooBig, ICMPv6EchoRequest, IPv6ExtHdrHopByHop,
+                           IPv6ExtHdrRouting, IPv6ExtHdrFragment, IPv6ExtHdrDestOpt)
     from scapy.config import conf
 except Exception as e:
     print("NOSCAPY " + repr(e), flush=True)
@@ -60,6 +62,7 @@ RN = '198.51.100.5'           # tunnel nn: GRE, next hop unresolved
 RS = '198.51.100.6'           # tunnel small: GRE, MTU 200
 RE = '198.51.100.7'           # tunnel e: plain GRE
 RX = '203.0.113.50'           # tunnel edge: another edge router across the core, key 7
+RF = '198.51.100.8'           # tunnel f: plain GRE, MTU 1400, IPv6 only
 
 def e0():
     return Ether(dst=P0, src=PEER)
@@ -212,7 +215,7 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn hex(b: &[u8]) -> String {
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -330,10 +333,15 @@ pub const RN: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 5);
 pub const RS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 6);
 pub const RE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 pub const RX: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
+pub const RF: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
 pub const UPSTREAM: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 pub const UPSTREAM_UNRESOLVED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 253);
 
 fn pfx(s: &str) -> dataplane::lpm::Ipv4Prefix {
+    s.parse().unwrap()
+}
+
+fn pfx6(s: &str) -> dataplane::lpm::Ipv6Prefix {
     s.parse().unwrap()
 }
 
@@ -357,6 +365,16 @@ fn pfx(s: &str) -> dataplane::lpm::Ipv4Prefix {
 ///
 /// (1) 172.16.2.0/24, 192.0.2.2/32 (ours) and 198.51.100.7/32 (e's remote), for the loop
 /// tests. (2) Local 203.0.113.1, egress port 1, next hop 203.0.113.254.
+///
+/// | f      | GRE  | 198.51.100.8   | (IPv6 only)  | MTU 1400 (inner 1376)            |
+///
+/// IPv6 inside: tunnel a routes 2001:db8:1::/48 (link6 fd00:a::1/127), b 2001:db8:2::/48
+/// (link6 fd00:b::1/127, extra source 2001:db8:b2::/48), c 2001:db8:3::/48 (link6
+/// fd00:c::1/127), f 2001:db8:f::/48 (link6 fd00:f::1/127). IPv6 routes: 2001:db8:e0::/48
+/// into tunnel e (which has no IPv6 of its own), 2001:db8:66::/48 blackhole,
+/// 2001:db8:70::/48 unreachable, 2001:db8:71::/48 prohibit, and routes into e that cover
+/// the martian destinations (::/126, ::ffff:0:0/96, fe80::/10, ff00::/8). Nothing else
+/// (2001:db8:99::1 has no route).
 ///
 /// Tunnels other than edge use local 192.0.2.1 and egress port 0. Routes: 8.0.0.0/8 and
 /// 198.51.100.0/24 natively via 203.0.113.254 on port 1 (resolved), so are 0.0.0.0/8,
@@ -400,7 +418,10 @@ pub fn lab_builder() -> SnapshotBuilder {
         t.prefixes.push(pfx(clients));
         t
     };
+    let link6 = |s: &str| Some(s.parse::<ipnet::Ipv6Net>().unwrap());
     let mut a = tunnel("a", TunnelMode::Gre, RA, "10.1.0.0/16");
+    a.prefixes6.push(pfx6("2001:db8:1::/48"));
+    a.link6 = link6("fd00:a::1/127");
     a.key = Some(100);
     a.sequence = true;
     a.checksum = true;
@@ -411,8 +432,19 @@ pub fn lab_builder() -> SnapshotBuilder {
         pfx("192.0.2.2/32"),
         pfx("198.51.100.7/32"),
     ];
+    tb.prefixes6.push(pfx6("2001:db8:2::/48"));
+    tb.extra_sources6.push(pfx6("2001:db8:b2::/48"));
+    tb.link6 = link6("fd00:b::1/127");
     b.tunnel(tb);
-    b.tunnel(tunnel("c", TunnelMode::Ipip, RC, "10.3.0.0/16"));
+    let mut c = tunnel("c", TunnelMode::Ipip, RC, "10.3.0.0/16");
+    c.prefixes6.push(pfx6("2001:db8:3::/48"));
+    c.link6 = link6("fd00:c::1/127");
+    b.tunnel(c);
+    let mut f = Tunnel::new("f", TunnelMode::Gre, L1, RF, CLIENT_PORT);
+    f.mtu = 1400;
+    f.prefixes6.push(pfx6("2001:db8:f::/48"));
+    f.link6 = link6("fd00:f::1/127");
+    b.tunnel(f);
     let mut d = tunnel("d", TunnelMode::Gre, RD, "10.4.0.0/16");
     d.key = Some(400);
     d.ttl = TtlPolicy::Inherit;
@@ -430,7 +462,7 @@ pub fn lab_builder() -> SnapshotBuilder {
     edge.prefixes.push(pfx("10.99.0.0/16"));
     b.tunnel(edge);
 
-    for r in [RA, RB, RC, RD, RS, RE] {
+    for r in [RA, RB, RC, RD, RS, RE, RF] {
         b.neighbor(CLIENT_PORT, r, remote_mac(r.octets()[3]));
     }
     b.neighbor(CORE_PORT, UPSTREAM, MAC_UPSTREAM);
@@ -461,6 +493,13 @@ pub fn lab_builder() -> SnapshotBuilder {
     b.route(pfx("192.168.66.0/24"), RouteTarget::Blackhole);
     b.route(pfx("192.168.70.0/24"), RouteTarget::Unreachable);
     b.route(pfx("192.168.71.0/24"), RouteTarget::Prohibit);
+    b.route6(pfx6("2001:db8:e0::/48"), RouteTarget::Tunnel("e".into()));
+    b.route6(pfx6("2001:db8:66::/48"), RouteTarget::Blackhole);
+    b.route6(pfx6("2001:db8:70::/48"), RouteTarget::Unreachable);
+    b.route6(pfx6("2001:db8:71::/48"), RouteTarget::Prohibit);
+    for p in ["::/126", "::ffff:0:0/96", "fe80::/10", "ff00::/8"] {
+        b.route6(pfx6(p), RouteTarget::Tunnel("e".into()));
+    }
     b
 }
 

@@ -1,0 +1,456 @@
+#!/usr/bin/env bash
+# The edges lab: one policy, two edge routers, the backbone between them by iBGP through a
+# route reflector. etcd (one member) holds the policy; each edge runs the appliance (on
+# net_af_packet, adaptive polling: the two share the machine's cores), FRR beside it
+# (zebra's routes into the appliance over FPM) and the policy's edge agent. Client sites
+# run real routing daemons inside their tunnels; site C is hosted by both edges.
+#
+#   host A ── router A (BIRD 2, GRE key 100, AS 65001) ─┐         ┌─ edge e1 ─┐
+#   host B ── router B (FRR, GRE, AS 65002) ────────────┤ underlay│ backbone  │ core
+#   host C ── router C (FRR, GRE key 300, AS 65003) ────┤ (ul)    │ + FRR     ├─(rr)── route reflector
+#             two tunnels: e2 primary, e1 backup        │         ├─ edge e2 ─┤        (FRR, AS 65000)
+#   host D ── router D (BIRD 2, GRE key 400, AS 65004) ─┘         │ + agents  │
+#                                                                 └───────────┘
+#   placement: A at e1; B at e2; C at e2 (primary) and e1 (backup); D (ready, in no policy
+#   yet) at e1: adding it to the policy is how a new client arrives ($LAB_DIR/policy-d.toml).
+#
+# Every edge's FRR runs what its appliance writes (`backbone frr-config`): eBGP with BFD to
+# its clients inside their tunnels, and iBGP to the route reflector from its core address
+# (`[bgp] ibgp_peers`, `ibgp_source`), announcing the clients it hosts with its core address
+# as next hop and the local preference of the placement (primary 200, backup 100). So e1
+# routes C's prefix across the core to e2 while C's session at e2 is up, and into its own
+# tunnel to C when it is not. Across the core packets travel natively: the core ports have
+# `transit = true`. Each router's tunnel is a TUN device and scripts/tunnel-endpoint.py;
+# the router's side of a tunnel's link is 169.254.L.0/31, the edge's 169.254.L.1 (L: A 1,
+# B 2, C at e2 3, C at e1 4, D 5). Nothing in a site's configuration names another site.
+# The management namespace (mgmt) holds etcd on its loopback and the two agents, which
+# reach the appliances by their control sockets.
+#
+# Usage: scripts/edges-lab.sh up|down|check|status
+#   up      build the lab, apply the policy, start everything (leaves it running)
+#   check   sessions, each router's routes, pings between every pair of hosts, the audit
+#   down    stop what `up` started (by the PIDs it recorded) and delete the namespaces
+#   status  namespaces and processes
+# Environment: LAB_DIR (state, logs; default out/edges-lab), LAB_PREFIX (namespace name
+# prefix; default bbe), BACKBONE (the appliance; default: build the release one),
+# BACKBONE_POLICY (default: backbone-policy beside BACKBONE). Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+P=${LAB_PREFIX:-bbe}
+D=${LAB_DIR:-$root/out/edges-lab}
+case "$D" in /*) ;; *) D=$root/$D ;; esac
+LAB_NAME=edges-lab
+NSES=(mgmt rr ul e1 e2 ra rb rc rd ha hb hc hd)
+FRR_NSES=(rr e1 e2 rb rc)
+# shellcheck source=scripts/lab-lib.sh
+. "$root/scripts/lab-lib.sh"
+ETCD=http://127.0.0.1:2379
+
+idx() { case $1 in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; esac; }
+
+# The policy tools: BACKBONE_POLICY, else the one beside BACKBONE (built in release mode
+# when BACKBONE was not given either and the script builds the appliance).
+policy_bin() { # [build]
+  if [ -z "${BACKBONE_POLICY:-}" ] && [ "${1:-}" = build ]; then
+    say "building the policy tools (cargo build --release -p backbone-policy)"
+    cargo build --release --locked --quiet -p backbone-policy
+  fi
+  BACKBONE_POLICY=${BACKBONE_POLICY:-$(dirname "$BACKBONE")/backbone-policy}
+  [ -x "$BACKBONE_POLICY" ] || die "BACKBONE_POLICY=$BACKBONE_POLICY is not an executable (cargo build -p backbone-policy)"
+}
+
+down() { lab_down; }
+
+bridge() { # NS: a bridge br0 in it, up
+  ns "$1" ip link add br0 type bridge
+  ns "$1" ip link set br0 up
+}
+
+# An edge's appliance: its client port on the underlay, its core port (with the host
+# interface FRR's iBGP runs through), iBGP to the route reflector, FPM from its zebra.
+appliance_config() { # EDGE-NUMBER
+  local e=$1
+  cat <<EOF
+# Edge e$e of the edges lab (written by scripts/edges-lab.sh); its tunnels come from the policy.
+[eal]
+args = [
+  "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",
+  "--file-prefix=$P-e$e", "--log-level=lib.eal:error",
+  "--vdev=net_af_packet0,iface=ul0,qpairs=2,qdisc_bypass=0",
+  "--vdev=net_af_packet1,iface=core0,qpairs=2,qdisc_bypass=0",
+]
+
+[workers]
+lcores = [1]
+
+[[port]]
+name = "ul0"
+device = "net_af_packet0"
+roles = ["client"]
+addresses = ["172.16.0.$e"]
+rx_queues = 2
+
+[[port]]
+name = "core0"
+device = "net_af_packet1"
+roles = ["core"]
+addresses = ["10.255.0.$e"]
+host_interface = true          # bb-core0: FRR's iBGP session with the route reflector
+transit = true                 # what the other edge sends across the core is routed
+rx_queues = 2
+
+[[route]]                      # the route reflector, across the core (the iBGP session's way)
+prefix = "10.255.0.254/32"
+port = "core0"
+next_hop = "10.255.0.254"
+
+[bgp]
+asn = 65000
+router_id = "10.255.0.$e"
+frr_config = "$D/frr-e$e.conf"
+frr_reload = ["/usr/lib/frr/frr-reload.py", "--reload", "--pathspace", "$P-e$e", "{file}"]
+ibgp_peers = ["10.255.0.254"]
+ibgp_source = "10.255.0.$e"
+
+[fpm]
+listen = "127.0.0.1:2620"
+EOF
+}
+
+# The policy: A at e1, B at e2, C at e2 and (backup) e1. With `d`, site D at e1 too.
+policy() { # [d]
+  cat <<EOF
+# The edges lab's policy (written by scripts/edges-lab.sh).
+[backbone]
+asn = 65000
+core_routing = "bgp"
+
+[preferences]
+make_before_announce_s = 20
+withdraw_before_remove_s = 20
+
+[[edge]]
+name = "e1"
+core_address = "10.255.0.1"
+core_port = "core0"
+tunnel_endpoint = "172.16.0.1"
+client_port = "ul0"
+control_socket = "$D/e1/control.sock"
+
+[[edge]]
+name = "e2"
+core_address = "10.255.0.2"
+core_port = "core0"
+tunnel_endpoint = "172.16.0.2"
+client_port = "ul0"
+control_socket = "$D/e2/control.sock"
+
+[[client]]
+name = "site-a"
+mode = "gre"
+remote = "172.16.0.11"
+key = 100
+asn = 65001
+prefixes = ["10.1.0.0/16"]
+placement = [{ edge = "e1", role = "primary", link = "169.254.1.1/31" }]
+
+[[client]]
+name = "site-b"
+mode = "gre"
+remote = "172.16.0.12"
+asn = 65002
+prefixes = ["10.2.0.0/16"]
+placement = [{ edge = "e2", role = "primary", link = "169.254.2.1/31" }]
+
+[[client]]
+name = "site-c"
+mode = "gre"
+remote = "172.16.0.13"
+key = 300
+asn = 65003
+prefixes = ["10.3.0.0/16"]
+placement = [
+  { edge = "e2", role = "primary", link = "169.254.3.1/31" },
+  { edge = "e1", role = "backup", link = "169.254.4.1/31" },
+]
+EOF
+  if [ "${1:-}" = d ]; then
+    cat <<EOF
+
+[[client]]
+name = "site-d"
+mode = "gre"
+remote = "172.16.0.14"
+key = 400
+asn = 65004
+prefixes = ["10.4.0.0/16"]
+placement = [{ edge = "e1", role = "primary", link = "169.254.5.1/31" }]
+EOF
+  fi
+}
+
+# A router's tunnel to an edge: TUN TUN-NAME, the edge's number, its key, the link number.
+tunnel() { # SITE TUN EDGE KEY LINK
+  local s=$1 tun=$2 e=$3 key=$4 l=$5 x; x=$(idx "$s")
+  local k=() mtu=1476
+  if [ -n "$key" ]; then k=("$key"); mtu=1472; fi
+  ip netns exec "$P-r$s" /usr/bin/python3 -u "$root/scripts/tunnel-endpoint.py" "$tun" gre \
+    "172.16.0.1$x" "172.16.0.$e" "${k[@]}" >"$D/tunnel-$s-$tun.log" 2>&1 &
+  record "tunnel-$s-$tun" $! "tunnel-endpoint.py $tun"
+  wait_for 30 "router $s's tunnel endpoint $tun" grep -q ready "$D/tunnel-$s-$tun.log"
+  ns "r$s" ip link set "$tun" mtu "$mtu" up
+  ns "r$s" ip addr add "169.254.$l.0/31" dev "$tun"
+}
+
+site() { # SITE: underlay address, LAN, host
+  local s=$1 x; x=$(idx "$s")
+  veth ul "r$s" "r$s" wan
+  ns ul ip link set "r$s" master br0
+  veth "r$s" lan "h$s" eth0
+  ns "r$s" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+  ns "r$s" ip addr add "172.16.0.1$x/24" dev wan
+  ns "r$s" ip addr add "10.$x.0.1/24" dev lan
+  ns "h$s" ip addr add "10.$x.0.10/24" dev eth0
+  ns "h$s" ip route add default via "10.$x.0.1"
+}
+
+# Sites A and D: BIRD 2, one session with their edge. Announce their own 10.X.0.0/16, take
+# everything the edge says into the kernel.
+bird_site() { # SITE ASN LINK
+  local s=$1 asn=$2 l=$3 x; x=$(idx "$s")
+  cat >"$D/bird-$s.conf" <<EOF
+router id 172.16.0.1$x;
+log "$D/bird-$s.log" all;
+protocol device { scan time 1; }
+protocol static own { ipv4; route 10.$x.0.0/16 unreachable; }
+protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
+protocol bfd { interface "tun0" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
+protocol bgp edge {
+  local 169.254.$l.0 as $asn;
+  neighbor 169.254.$l.1 as 65000;
+  bfd on;
+  connect retry time 1;
+  error wait time 1, 1;
+  connect delay time 1;
+  ipv4 { import all; export where proto = "own"; };
+}
+EOF
+  ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
+    || die "BIRD in router $s did not start"
+  wait_for 10 "BIRD's pid file" test -s "$D/bird-$s.pid"
+  record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
+}
+
+frr_head() { # HOSTNAME
+  cat <<EOF
+frr defaults traditional
+hostname $1
+bfd
+ profile fast
+  detect-multiplier 3
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+EOF
+}
+
+# Site B: FRR, one session.
+frr_b() {
+  { frr_head router-b; cat <<'EOF'
+router bgp 65002
+ bgp router-id 172.16.0.12
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 169.254.2.1 remote-as 65000
+ neighbor 169.254.2.1 bfd profile fast
+ neighbor 169.254.2.1 timers connect 1
+ address-family ipv4 unicast
+  network 10.2.0.0/16
+ exit-address-family
+exit
+EOF
+  } >"$D/frr-rb.conf"
+  start_frr rb "$D/frr-rb.conf"
+}
+
+# Site C: FRR, dual-homed: a session in each tunnel; what it learns from its primary (e2,
+# through tun0) is preferred, so its traffic enters where the policy says it does.
+frr_c() {
+  { frr_head router-c; cat <<'EOF'
+route-map primary permit 10
+ set local-preference 200
+exit
+router bgp 65003
+ bgp router-id 172.16.0.13
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 169.254.3.1 remote-as 65000
+ neighbor 169.254.3.1 description e2 (primary)
+ neighbor 169.254.3.1 bfd profile fast
+ neighbor 169.254.3.1 timers connect 1
+ neighbor 169.254.4.1 remote-as 65000
+ neighbor 169.254.4.1 description e1 (backup)
+ neighbor 169.254.4.1 bfd profile fast
+ neighbor 169.254.4.1 timers connect 1
+ address-family ipv4 unicast
+  network 10.3.0.0/16
+  neighbor 169.254.3.1 route-map primary in
+ exit-address-family
+exit
+EOF
+  } >"$D/frr-rc.conf"
+  start_frr rc "$D/frr-rc.conf"
+}
+
+# The route reflector: every edge of the core network is its client.
+frr_rr() {
+  cat >"$D/frr-rr.conf" <<'EOF'
+frr defaults traditional
+hostname route-reflector
+router bgp 65000
+ bgp router-id 10.255.0.254
+ bgp cluster-id 10.255.0.254
+ neighbor edges peer-group
+ neighbor edges remote-as internal
+ neighbor edges timers connect 1
+ neighbor edges advertisement-interval 0
+ bgp listen range 10.255.0.0/24 peer-group edges
+ address-family ipv4 unicast
+  neighbor edges route-reflector-client
+ exit-address-family
+exit
+EOF
+  start_frr rr "$D/frr-rr.conf"
+}
+
+etcd_up() {
+  mkdir -p "$D/etcd"
+  ip netns exec "$P-mgmt" etcd --name=edges-lab --data-dir="$D/etcd/data" \
+    --listen-client-urls=$ETCD --advertise-client-urls=$ETCD \
+    --listen-peer-urls=http://127.0.0.1:2380 --initial-advertise-peer-urls=http://127.0.0.1:2380 \
+    --initial-cluster=edges-lab=http://127.0.0.1:2380 >"$D/etcd/etcd.log" 2>&1 &
+  record etcd $! "etcd --name=edges-lab"
+  wait_for 30 "etcd" ns mgmt etcdctl --endpoints=$ETCD endpoint health
+}
+
+agent() { # EDGE
+  ip netns exec "$P-mgmt" env RUST_LOG="${RUST_LOG:-info}" "$BACKBONE_POLICY" agent --edge "$1" --etcd $ETCD \
+    >"$D/agent-$1.log" 2>&1 &
+  record "agent-$1" $! "agent --edge $1"
+}
+
+up() {
+  lab_preflight
+  need etcd etcd-server; need etcdctl etcd-client
+  local given=${BACKBONE:-}
+  backbone_bin
+  if [ -z "$given" ]; then policy_bin build; else policy_bin; fi
+  rm -rf "$D"; mkdir -p "$D/pids" "$D/e1" "$D/e2"
+  say "namespaces $P-{${NSES[*]}}, state in $D"
+  local n e s
+  for n in "${NSES[@]}"; do mkns "$n"; done
+  bridge ul
+  bridge rr
+  ns rr ip addr add 10.255.0.254/24 dev br0
+  for e in 1 2; do
+    veth "e$e" ul0 ul "e$e"
+    ns ul ip link set "e$e" master br0
+    veth "e$e" core0 rr "e$e"
+    ns rr ip link set "e$e" master br0
+    # The edge's kernel sees the af_packet veths' frames too (see interop-lab.sh): strict
+    # reverse-path filtering keeps it from answering what is the appliance's.
+    ns "e$e" sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
+  done
+  for s in a b c d; do site "$s"; done
+  tunnel a tun0 1 100 1
+  tunnel b tun0 2 "" 2
+  tunnel c tun0 2 300 3
+  tunnel c tun1 1 300 4
+  tunnel d tun0 1 400 5
+
+  etcd_up
+  policy >"$D/policy.toml"
+  policy d >"$D/policy-d.toml"
+  ns mgmt "$BACKBONE_POLICY" apply "$D/policy.toml" --etcd $ETCD >"$D/apply-1.log" 2>&1 \
+    || { cat "$D/apply-1.log" >&2; die "the policy was refused"; }
+
+  frr_rr
+  for e in 1 2; do
+    appliance_config "$e" >"$D/backbone-e$e.toml"
+    "$BACKBONE" frr-config --config "$D/backbone-e$e.toml" --output "$D/frr-e$e.conf"
+    start_backbone "backbone-e$e" "e$e" "$D/backbone-e$e.toml" "$D/e$e"
+    wait_for 30 "e$e's core host interface" ns "e$e" ip link show dev bb-core0
+    # The core network, through the core port's host interface (it holds our core
+    # address as a /32): the route reflector and the other edges' next hops.
+    ns "e$e" ip route add 10.255.0.0/24 dev bb-core0 src "10.255.0.$e"
+    agent "e$e"
+  done
+  # FRR starts once the agents made the tunnels (zebra reads the interfaces whole at its
+  # start; one made while it starts may reach it without its address), on what the
+  # appliance wrote for them; later changes reach it by frr-reload.
+  wait_for 30 "e1's tunnels" ns e1 ip addr show dev bb-site-c
+  wait_for 30 "e2's tunnels" ns e2 ip addr show dev bb-site-c
+  for e in 1 2; do
+    wait_for 30 "e$e's FRR configuration with its tunnels" grep -q "tunnel site-c" "$D/frr-e$e.conf"
+    start_frr "e$e" "$D/frr-e$e.conf" -M dplane_fpm_nl
+  done
+  bird_site a 65001 1
+  bird_site d 65004 5
+  frr_b
+  frr_c
+  touch "$D/up"
+  say "up: hosts 10.1.0.10 (A, e1), 10.2.0.10 (B, e2), 10.3.0.10 (C, e2 + e1), 10.4.0.10 (D, in no policy yet)"
+}
+
+ctl() { local e=$1; shift; ns "e$e" "$BACKBONE" ctl --socket="$D/e$e/control.sock" "$@"; }
+
+check() {
+  [ -f "$D/up" ] || die "the lab is not up (scripts/edges-lab.sh up)"
+  say "the route reflector's sessions"
+  ns rr vtysh -N "$P-rr" -c "show bgp summary" | grep -E "^(Neighbor|\*?10\.)" || true
+  local e s
+  for e in 1 2; do
+    say "edge e$e: sessions, tunnels"
+    ns "e$e" vtysh -N "$P-e$e" -c "show bgp summary" | grep -E "^(Neighbor|10|169)" || true
+    ctl "$e" tunnels || true
+  done
+  say "routes at each site"
+  for s in a b c; do printf '  router %s:\n' "$s"; ns "r$s" ip route | sed 's/^/    /'; done
+  say "pings between every pair of hosts"
+  local a b fails=0 out
+  for a in a b c; do
+    for b in a b c; do
+      [ "$a" != "$b" ] || continue
+      out=$(ns "h$a" ping -n -c 3 -i 0.2 -W 2 "10.$(idx "$b").0.10" 2>&1) || fails=$((fails + 1))
+      printf '  host %s -> host %s: %s\n' "${a^^}" "${b^^}" "$(grep -o '[0-9]* received' <<<"$out" || echo 'no replies')"
+    done
+  done
+  say "audit paths"
+  ns mgmt "$BACKBONE_POLICY" audit paths --etcd $ETCD || fails=$((fails + 1))
+  [ "$fails" -eq 0 ] || die "$fails of the checks failed"
+}
+
+status() {
+  ip netns list | grep "^$P-" || say "no namespaces with prefix $P-"
+  for f in "$D"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    printf '  %-22s pid %-8s %s\n' "$(basename "$f" .pid)" "$(sed -n 1p "$f")" \
+      "$(alive "$f" && echo running || echo gone)"
+  done
+}
+
+on_exit_up() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ ! -f "$D/up" ]; then say "up failed: tearing down"; down; fi
+  return "$rc"
+}
+
+case "${1:-}" in
+  up) trap on_exit_up EXIT; up ;;
+  down) down; say "down" ;;
+  check) BACKBONE=${BACKBONE:-$RELEASE_BIN}; policy_bin; check ;;
+  status) status ;;
+  *) sed -n '2,37p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,135 @@
+# What the labs share (scripts/routing-lab.sh, scripts/edges-lab.sh): namespaces, veths,
+# the processes they start (recorded, and stopped only while they still run what was
+# recorded), FRR instances, waits with a deadline. Sourced, not run. The lab sets before
+# sourcing: LAB_NAME (its messages' prefix), P (namespace name prefix), D (state
+# directory), NSES (its namespaces), FRR_NSES (the namespaces that run FRR).
+FRR=/usr/lib/frr
+RELEASE_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/backbone
+
+say() { printf '%s: %s\n' "$LAB_NAME" "$*"; }
+die() { printf '%s: %s\n' "$LAB_NAME" "$*" >&2; exit 1; }
+ns() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
+
+# Processes: every PID we start is recorded in $D/pids/NAME.pid with the command it must be
+# running; down kills only those, and only while they still run that command.
+record() { mkdir -p "$D/pids"; printf '%s\n%s\n' "$2" "$3" >"$D/pids/$1.pid"; }
+alive() {
+  local pid cmd running
+  pid=$(sed -n 1p "$1"); cmd=$(sed -n 2p "$1")
+  [ -n "$pid" ] || return 1
+  running=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ "$running" == *"$cmd"* ]]
+}
+stop_one() { # NAME SIGNAL WAIT-SECONDS
+  local f=$D/pids/$1.pid pid i
+  [ -f "$f" ] || return 0
+  pid=$(sed -n 1p "$f")
+  if alive "$f"; then
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "-$2" "$pid" 2>/dev/null || true
+    for ((i = 0; i < $3 * 10; i++)); do alive "$f" || break; sleep 0.1; done
+    if alive "$f"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+  fi
+  rm -f "$f"
+}
+wait_for() { # SECONDS DESCRIPTION COMMAND...
+  local secs=$1 what=$2 i; shift 2
+  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "timed out after ${secs}s waiting for $what"
+}
+
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found: run scripts/setup.sh (it installs $2)"; }
+
+mkns() {
+  ip netns add "$P-$1"
+  ns "$1" ip link set lo up
+  ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+veth() { # NS1 IF1 NS2 IF2
+  ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
+  ns "$1" ethtool -K "$2" tx off >/dev/null 2>&1 || true
+  ns "$3" ethtool -K "$4" tx off >/dev/null 2>&1 || true
+  ns "$1" ip link set "$2" up
+  ns "$3" ip link set "$4" up
+}
+
+# FRR in namespace NS as instance $P-NS (its own sockets under /var/run/frr/$P-NS),
+# configured from FILE through vtysh. Extra zebra arguments after FILE.
+start_frr() { # NS FILE [ZEBRA-ARGS...]
+  local n=$1 file=$2 inst=$P-$1; shift 2
+  mkdir -p "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
+  touch "/etc/frr/$inst/vtysh.conf"
+  chown -R frr:frr "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
+  local d
+  for d in zebra bgpd bfdd; do
+    local extra=()
+    [ "$d" != zebra ] || extra=("$@")
+    ns "$n" "$FRR/$d" -N "$inst" -d -f /dev/null -i "$D/frr-$n/$d.pid" \
+      --log "file:$D/frr-$n/$d.log" "${extra[@]}" \
+      || die "FRR $d in $n did not start: see $D/frr-$n/$d.log"
+    wait_for 10 "FRR $d in $n" test -s "$D/frr-$n/$d.pid"
+    record "frr-$n-$d" "$(cat "$D/frr-$n/$d.pid")" "$FRR/$d -N $inst"
+  done
+  wait_for 10 "FRR's vty in $n" ns "$n" vtysh -N "$inst" -c "show version"
+  ns "$n" vtysh -N "$inst" -f "$file" >"$D/frr-$n/vtysh.log" 2>&1 \
+    || die "FRR in $n refused its configuration: see $D/frr-$n/vtysh.log"
+}
+
+# Stop everything recorded (the appliances first: they remove their host interfaces),
+# delete the namespaces and FRR's instance directories.
+lab_down() {
+  local f
+  for f in "$D"/pids/backbone*.pid; do
+    if [ -e "$f" ]; then stop_one "$(basename "$f" .pid)" TERM 10; fi
+  done
+  for f in "$D"/pids/*.pid; do
+    if [ -e "$f" ]; then stop_one "$(basename "$f" .pid)" TERM 3; fi
+  done
+  local n
+  for n in "${NSES[@]}"; do
+    if ip netns list | grep -qw "^$P-$n"; then
+      ip netns del "$P-$n" 2>/dev/null || say "cannot delete namespace $P-$n"
+    fi
+  done
+  for n in "${FRR_NSES[@]}"; do rm -rf "/var/run/frr/$P-$n" "/etc/frr/$P-$n"; done
+  rm -f "$D/up"
+}
+
+# Root, the tools, and no lab of this prefix up already.
+lab_preflight() {
+  [ "$(id -u)" -eq 0 ] || die "needs root (namespaces, veths, TUN, routing daemons)"
+  need ip iproute2; need bird bird2; need birdc bird2; need vtysh frr; need ping iputils-ping
+  need socat socat
+  [ -x $FRR/zebra ] && [ -x $FRR/bgpd ] && [ -x $FRR/bfdd ] || die "FRR's daemons missing in $FRR (package frr)"
+  [ -c /dev/net/tun ] || die "/dev/net/tun missing: the routers' tunnels are TUN devices"
+  local n
+  for n in "${NSES[@]}"; do
+    ! ip netns list | grep -qw "^$P-$n" || die "namespace $P-$n exists: a lab is up already ($0 down)"
+  done
+}
+
+backbone_bin() {
+  if [ -n "${BACKBONE:-}" ]; then
+    [ -x "$BACKBONE" ] || die "BACKBONE=$BACKBONE is not an executable"
+  else
+    say "building the appliance (cargo build --release -p dataplane --bin backbone)"
+    cargo build --release --locked --quiet -p dataplane --bin backbone
+    BACKBONE=$RELEASE_BIN
+  fi
+}
+
+# Start the appliance NAME in namespace NS on FILE (its control socket CTL-DIR/control.sock,
+# its log $D/NAME.log) and wait until it forwards.
+start_backbone() { # NAME NS FILE CTL-DIR
+  local name=$1 n=$2 file=$3 ctl=$4 i
+  ip netns exec "$P-$n" env RUST_LOG="${RUST_LOG:-info}" "$BACKBONE" run --config "$file" \
+    --stats "$D/$name-stats.json" --control-socket "$ctl/control.sock" >"$D/$name.log" 2>&1 &
+  record "$name" $! "run --config $file"
+  for ((i = 0; i < 600; i++)); do
+    grep -q "forwarding" "$D/$name.log" && break
+    alive "$D/pids/$name.pid" || { cat "$D/$name.log" >&2; die "appliance $name exited"; }
+    sleep 0.1
+  done
+  grep -q "forwarding" "$D/$name.log" || die "appliance $name did not start forwarding: see $D/$name.log"
+}

@@ -1,0 +1,661 @@
+//! The edges lab (scripts/edges-lab.sh) as a test: one policy in etcd, two edges whose
+//! FRR exchange the clients they host by iBGP through a route reflector, client sites
+//! with real routing daemons, site C hosted by both edges (e2 primary, e1 backup).
+//!
+//! Checked, each from the daemons, the kernels or the appliances' counters, and the
+//! expectations from the policy (where each client is placed), never from what the lab
+//! happens to do:
+//! - every session is Established: the route reflector's with both edges, each edge's
+//!   with its clients, router C's two;
+//! - each router holds every other site's prefix through its tunnel (router C through its
+//!   primary, e2), and each appliance routes a client hosted elsewhere across the core to
+//!   the edge of its primary placement, one hosted here into its tunnel;
+//! - every pair of hosts reaches every other, and the per-edge, per-tunnel counters show
+//!   which edges each pair's requests and replies crossed: the same both ways, those the
+//!   placement says; `backbone-policy audit paths` says the same;
+//! - the dual-homed site's primary side stops (its tunnel endpoint to e2 frozen): BFD
+//!   takes the session down, e2 withdraws C's prefix, e1 routes it into its own tunnel to
+//!   C and announces it, e2 routes it across the core to e1, router C sends through its
+//!   backup tunnel: both directions move to e1 (counters and the audit agree), and back
+//!   when it thaws. The times and the pings lost are reported;
+//! - a new client (site D at e1) applied to the policy: hosts A, B and C each start
+//!   pinging D the moment their router learns D's prefix; none of those pings is lost
+//!   (make before announce, across the core too); removed again, its prefix is withdrawn
+//!   from every router and its tunnel goes.
+//!
+//! Needs root, network namespaces, /dev/net/tun, FRR, BIRD and etcd (scripts/setup.sh).
+//! Where they are missing the test fails and says why: it never skips.
+
+use backbone_tests::lab::{self, ping_replies, port_counter, signal, text, tunnel_counter, Lab};
+use backbone_tests::{policy_bin, wait_for, wait_until};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The sites that are in the policy from the start: letter, host address, prefix, the
+/// edge (1 or 2) of its primary placement.
+const SITES: [(char, &str, &str, u8); 3] = [
+    ('a', "10.1.0.10", "10.1.0.0/16", 1),
+    ('b', "10.2.0.10", "10.2.0.0/16", 2),
+    ('c', "10.3.0.10", "10.3.0.0/16", 2),
+];
+
+/// Echo requests a pair's check sends, and their ICMP payload: each is 1,028 bytes of
+/// IPv4, far above what the sessions' BGP and BFD packets add meanwhile.
+const PINGS: u64 = 20;
+const PAYLOAD: u64 = 1000;
+const PACKET: u64 = PAYLOAD + 8 + 20;
+
+const ETCD: &str = "http://127.0.0.1:2379";
+
+fn ctl(lab: &Lab, e: u8, args: &[&str]) -> Value {
+    lab.ctl_in(
+        &format!("e{e}"),
+        &lab.dir.join(format!("e{e}/control.sock")),
+        args,
+    )
+}
+
+/// What edge `e`'s tables do with `dst`: `"tunnel NAME"`, `"core NEXT-HOP"` or why not.
+fn lookup(lab: &Lab, e: u8, dst: &str) -> String {
+    let v = ctl(lab, e, &["lookup", dst]);
+    match (
+        v["via"]["tunnel"].as_str(),
+        v["via"]["port"].as_str(),
+        v["via"]["next_hop"].as_str(),
+    ) {
+        (Some(t), _, _) => format!("tunnel {t}"),
+        (None, Some("core0"), Some(nh)) => format!("core {nh}"),
+        _ => format!("{v}"),
+    }
+}
+
+/// The tunnel a site's traffic uses at edge `e`.
+fn tunnel(site: char) -> String {
+    format!("site-{site}")
+}
+
+/// Both edges' counters, each from a copy its workers made after this call.
+fn counters(lab: &Lab) -> [Value; 2] {
+    [1, 2].map(|e| lab::fresh_counters(|args| ctl(lab, e, args)))
+}
+
+/// The edges a pair's echo requests (forward) and replies (return) crossed, by the
+/// counters: where `from`'s tunnel received and where `to`'s tunnel sent (forward), where
+/// `to`'s tunnel received and `from`'s sent (return). Each must be one edge; any other
+/// tunnel that carried a pair's worth of bytes fails the test.
+fn crossed(before: &[Value; 2], after: &[Value; 2], from: char, to: char) -> (Vec<u8>, Vec<u8>) {
+    let grew = |e: u8, t: &str, f: &str| {
+        let i = usize::from(e - 1);
+        tunnel_counter(&after[i], t, f).saturating_sub(tunnel_counter(&before[i], t, f))
+    };
+    let enough = PINGS * PACKET;
+    let at = |t: &str, f: &str| -> u8 {
+        let edges: Vec<u8> = [1, 2]
+            .into_iter()
+            .filter(|&e| grew(e, t, f) >= enough)
+            .collect();
+        assert_eq!(
+            edges.len(),
+            1,
+            "{from} -> {to}: {t} {f} grew by a pair's worth ({enough} bytes) at edges {edges:?} \
+             (e1 {}, e2 {})",
+            grew(1, t, f),
+            grew(2, t, f)
+        );
+        edges[0]
+    };
+    let (tf, tt) = (tunnel(from), tunnel(to));
+    // Nothing else carried the pair's traffic.
+    for e in [1u8, 2] {
+        for (site, _, _, _) in SITES {
+            for f in ["rx_bytes", "tx_bytes"] {
+                let t = tunnel(site);
+                if t == tf || t == tt {
+                    continue;
+                }
+                let g = grew(e, &t, f);
+                assert!(g < enough / 2, "{from} -> {to}: e{e} {t} {f} grew by {g}");
+            }
+        }
+    }
+    let path = |first: u8, last: u8| {
+        if first == last {
+            vec![first]
+        } else {
+            vec![first, last]
+        }
+    };
+    let forward = path(at(&tf, "rx_bytes"), at(&tt, "tx_bytes"));
+    let back = path(at(&tt, "rx_bytes"), at(&tf, "tx_bytes"));
+    // Across the core exactly when two edges are crossed, both ways.
+    for e in [1u8, 2] {
+        let i = usize::from(e - 1);
+        for f in ["rx_bytes", "tx_bytes"] {
+            let g = port_counter(&after[i], "core0", f) - port_counter(&before[i], "core0", f);
+            if forward.len() == 2 {
+                assert!(
+                    g >= enough,
+                    "{from} -> {to}: e{e} core0 {f} grew by {g} only"
+                );
+            } else {
+                assert!(g < enough / 2, "{from} -> {to}: e{e} core0 {f} grew by {g}");
+            }
+        }
+    }
+    (forward, back)
+}
+
+/// For each ordered pair of sites, the edges its forward and its return traffic crossed.
+type Crossings = BTreeMap<(char, char), (Vec<u8>, Vec<u8>)>;
+
+/// Every ordered pair of hosts pings the other (`PINGS` requests of `PAYLOAD` bytes), one
+/// pair at a time; the edges each pair crossed, both ways, by the counters.
+fn pairs(lab: &Lab, sites: &[char]) -> Crossings {
+    let mut out = BTreeMap::new();
+    let mut before = counters(lab);
+    for &from in sites {
+        for &to in sites {
+            if from == to {
+                continue;
+            }
+            let ip = format!("10.{}.0.10", u32::from(to) - u32::from('a') + 1);
+            let o = lab.exec(
+                &format!("h{from}"),
+                &[
+                    "ping",
+                    "-n",
+                    "-q",
+                    "-c",
+                    &PINGS.to_string(),
+                    "-i",
+                    "0.01",
+                    "-W",
+                    "2",
+                    "-s",
+                    &PAYLOAD.to_string(),
+                    &ip,
+                ],
+            );
+            assert!(
+                text(&o).contains(&format!("{PINGS} received")),
+                "host {from} -> host {to}: {}",
+                text(&o)
+            );
+            let after = counters(lab);
+            out.insert((from, to), crossed(&before, &after, from, to));
+            before = after;
+        }
+    }
+    out
+}
+
+fn edge_names(edges: &[u8]) -> Vec<String> {
+    edges.iter().map(|e| format!("e{e}")).collect()
+}
+
+/// `backbone-policy audit paths --json`: each ordered pair's verdict and edges.
+fn audit(lab: &Lab) -> Vec<Value> {
+    let bin = policy_bin();
+    let out = lab.exec(
+        "mgmt",
+        &[
+            &bin.to_string_lossy(),
+            "audit",
+            "paths",
+            "--json",
+            "--etcd",
+            ETCD,
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Wait until the audit sees every pair of `seen` as the counters did (the agents
+/// publish what their edges forward when the tables change).
+fn audit_agrees(lab: &Lab, seen: &Crossings) -> usize {
+    wait_for(
+        Duration::from_secs(20),
+        "the audit to agree with the counters",
+        || {
+            let a = audit(lab);
+            for ((from, to), (forward, back)) in seen {
+                let p = a
+                    .iter()
+                    .find(|p| p["from"] == tunnel(*from) && p["to"] == tunnel(*to))
+                    .ok_or_else(|| format!("no pair {from} -> {to} in {a:?}"))?;
+                let want = serde_json::json!({
+                    "forward": edge_names(forward),
+                    "return": edge_names(back),
+                    "verdict": "symmetric",
+                });
+                for k in ["forward", "return", "verdict"] {
+                    if p[k] != want[k] {
+                        return Err(format!("{from} -> {to}: audit {p}, counters {want}"));
+                    }
+                }
+            }
+            Ok(a.len())
+        },
+    )
+}
+
+/// Assert each pair crossed, both ways, the edges of the sites' entry points `at`.
+fn assert_paths(seen: &Crossings, at: impl Fn(char) -> u8) {
+    for ((from, to), (forward, back)) in seen {
+        let (f, t) = (at(*from), at(*to));
+        let want = if f == t { vec![f] } else { vec![f, t] };
+        assert_eq!(forward, &want, "{from} -> {to} forward");
+        let mut rev = want.clone();
+        rev.reverse();
+        assert_eq!(back, &rev, "{from} -> {to} return");
+    }
+}
+
+/// A continuous ping (`ping -D -i INTERVAL`) in host `from`'s namespace, its output
+/// collected as it comes.
+struct Pinger {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pinger {
+    fn start(lab: &Lab, from: char, to: &str, interval: &str, count: Option<u32>) -> Pinger {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &format!("{}-h{from}", lab.prefix)])
+            .args(["ping", "-n", "-D", "-i", interval, "-W", "1"]);
+        if let Some(c) = count {
+            cmd.args(["-c", &c.to_string()]);
+        }
+        let mut child = cmd
+            .arg(to)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ping");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let reader = {
+            let lines = lines.clone();
+            let stdout = child.stdout.take().expect("ping's stdout");
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for l in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    lines.lock().unwrap_or_else(|e| e.into_inner()).push(l);
+                }
+            })
+        };
+        Pinger {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    fn replies(&self) -> Vec<(f64, u64)> {
+        ping_replies(
+            &self
+                .lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .join("\n"),
+        )
+    }
+
+    /// Stop it (SIGINT, unless it ended by itself): (requests sent, replies, its output).
+    fn stop(mut self) -> (u64, u64, String) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            signal(&self.child.id().to_string(), "INT");
+        }
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let out = self
+            .lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n");
+        // ping's summary: "N packets transmitted, M received".
+        let sent = out
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        (sent, ping_replies(&out).len() as u64, out)
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
+    let policy = policy_bin();
+    let mut lab = Lab::up(
+        "edges-lab.sh",
+        "edges-lab",
+        "bbx",
+        &[("BACKBONE_POLICY", policy.to_string_lossy().into_owned())],
+        "backbone-e1.log",
+    );
+    let t0 = Instant::now();
+    let mut summary = Vec::new();
+
+    // Sessions: the route reflector with both edges, each edge with its clients (by the
+    // links the policy gives them) and the reflector.
+    let established = |ns: &str, peers: &[&str]| -> Result<(), String> {
+        let v = lab.vtysh_json(ns, "show bgp summary json")?;
+        for p in peers {
+            let s = v["ipv4Unicast"]["peers"][*p]["state"].as_str();
+            if s != Some("Established") {
+                return Err(format!("{ns}: {p} {s:?}"));
+            }
+        }
+        Ok(())
+    };
+    wait_for(Duration::from_secs(60), "every BGP session", || {
+        established("rr", &["10.255.0.1", "10.255.0.2"])?;
+        established("e1", &["10.255.0.254", "169.254.1.0", "169.254.4.0"])?;
+        established("e2", &["10.255.0.254", "169.254.2.0", "169.254.3.0"])?;
+        established("rb", &["169.254.2.1"])?;
+        established("rc", &["169.254.3.1", "169.254.4.1"])?;
+        let a = lab.birdc_in("ra", "bird-a.ctl", &["show", "protocols", "edge"]);
+        if a.contains("Established") {
+            Ok(())
+        } else {
+            Err(a)
+        }
+    });
+    summary.push(format!(
+        "every session Established {:.1} s after the lab came up",
+        t0.elapsed().as_secs_f64()
+    ));
+
+    // Each router: every other site's prefix through its tunnel (C's primary, tun0).
+    let via = |site: char| match site {
+        'a' => "via 169.254.1.1 dev tun0",
+        'b' => "via 169.254.2.1 dev tun0",
+        _ => "via 169.254.3.1 dev tun0",
+    };
+    for (site, _, _, _) in SITES {
+        for (other, _, prefix, _) in SITES {
+            if other == site {
+                continue;
+            }
+            wait_for(
+                Duration::from_secs(30),
+                &format!("router {site} learns {prefix}"),
+                || {
+                    let r = lab.kernel_route(&format!("r{site}"), prefix);
+                    if r.contains(via(site)) {
+                        Ok(())
+                    } else {
+                        Err(r)
+                    }
+                },
+            );
+        }
+    }
+    // Each appliance: a client hosted here into its tunnel, one hosted elsewhere across
+    // the core to the core address of its primary's edge (10.255.0.E).
+    let placed = |e: u8, primary: u8, site: char| {
+        if e == primary {
+            format!("tunnel {}", tunnel(site))
+        } else {
+            format!("core 10.255.0.{primary}")
+        }
+    };
+    for e in [1u8, 2] {
+        for (site, host, _, primary) in SITES {
+            let want = placed(e, primary, site);
+            wait_for(
+                Duration::from_secs(30),
+                &format!("e{e} routes {host} as the policy places it ({want})"),
+                || {
+                    let got = lookup(&lab, e, host);
+                    if got == want {
+                        Ok(())
+                    } else {
+                        Err(got)
+                    }
+                },
+            );
+        }
+    }
+    summary.push(format!(
+        "every router and both appliances route every site as placed {:.1} s after the lab \
+         came up",
+        t0.elapsed().as_secs_f64()
+    ));
+
+    // Every pair, both ways, through the edges of their primaries; the audit agrees.
+    let primary = |s: char| SITES.iter().find(|x| x.0 == s).map_or(0, |x| x.3);
+    let seen = pairs(&lab, &['a', 'b', 'c']);
+    assert_paths(&seen, primary);
+    let n = audit_agrees(&lab, &seen);
+    summary.push(format!(
+        "6 ordered pairs: each pair's requests and replies crossed the same edges by the \
+         per-tunnel counters, as placed; audit paths agrees ({n} pairs, all symmetric)"
+    ));
+
+    // The dual-homed site's primary side stops: router C's tunnel endpoint to e2 frozen,
+    // while hosts A and B ping host C 20 times a second.
+    let ping_a = Pinger::start(&lab, 'a', "10.3.0.10", "0.05", None);
+    let ping_b = Pinger::start(&lab, 'b', "10.3.0.10", "0.05", None);
+    wait_until(
+        Duration::from_secs(10),
+        "pings answered before the fault",
+        || ping_a.replies().len() >= 5 && ping_b.replies().len() >= 5,
+    );
+    let endpoint = lab.pid("tunnel-c-tun0");
+    signal(&endpoint, "STOP");
+    let t = Instant::now();
+    let mut moved = Vec::new();
+    for (what, done) in [
+        (
+            "e1 routes C into its own tunnel",
+            Box::new(|| lookup(&lab, 1, "10.3.0.10") == "tunnel site-c") as Box<dyn Fn() -> bool>,
+        ),
+        (
+            "e2 routes C across the core to e1",
+            Box::new(|| lookup(&lab, 2, "10.3.0.10") == "core 10.255.0.1"),
+        ),
+        (
+            "router C sends through its backup tunnel",
+            Box::new(|| {
+                lab.kernel_route("rc", "10.1.0.0/16")
+                    .contains("via 169.254.4.1 dev tun1")
+            }),
+        ),
+    ] {
+        wait_until(Duration::from_secs(15), what, done);
+        moved.push(format!("{what} {:.2} s", t.elapsed().as_secs_f64()));
+    }
+    let failed_over = lab::unix_now();
+    wait_until(
+        Duration::from_secs(10),
+        "pings answered through the backup",
+        || {
+            [&ping_a, &ping_b]
+                .iter()
+                .all(|p| p.replies().iter().filter(|(t, _)| *t > failed_over).count() >= 10)
+        },
+    );
+    let (sent_a, got_a, _) = ping_a.stop();
+    let (sent_b, got_b, _) = ping_b.stop();
+    summary.push(format!(
+        "C's primary side frozen: {}; pings to C (20/s) from A: {} of {sent_a} lost, from B: \
+         {} of {sent_b} lost",
+        moved.join(", "),
+        sent_a - got_a,
+        sent_b - got_b
+    ));
+    // Both ways through the backup: C enters and leaves at e1.
+    let seen = pairs(&lab, &['a', 'b', 'c']);
+    assert_paths(&seen, |s| if s == 'c' { 1 } else { primary(s) });
+    audit_agrees(&lab, &seen);
+    summary.push(
+        "while frozen: every pair symmetric through C's backup edge by the counters, and by \
+         the audit"
+            .into(),
+    );
+
+    // Thawed: back to the primary.
+    signal(&endpoint, "CONT");
+    let t = Instant::now();
+    let mut back = Vec::new();
+    for (what, done) in [
+        (
+            "e2 routes C into its tunnel again",
+            Box::new(|| lookup(&lab, 2, "10.3.0.10") == "tunnel site-c") as Box<dyn Fn() -> bool>,
+        ),
+        (
+            "e1 routes C across the core to e2 again",
+            Box::new(|| lookup(&lab, 1, "10.3.0.10") == "core 10.255.0.2"),
+        ),
+        (
+            "router C sends through its primary tunnel again",
+            Box::new(|| {
+                lab.kernel_route("rc", "10.1.0.0/16")
+                    .contains("via 169.254.3.1 dev tun0")
+            }),
+        ),
+    ] {
+        wait_until(Duration::from_secs(30), what, done);
+        back.push(format!("{what} {:.2} s", t.elapsed().as_secs_f64()));
+    }
+    summary.push(format!("thawed: {}", back.join(", ")));
+
+    // A new client: site D at e1. Hosts A, B and C each start pinging D the moment their
+    // router learns D's prefix; nothing of it may be lost.
+    let file = lab.dir.join("policy-d.toml");
+    let t = Instant::now();
+    let out = lab.exec(
+        "mgmt",
+        &[
+            &policy.to_string_lossy(),
+            "apply",
+            &file.to_string_lossy(),
+            "--etcd",
+            ETCD,
+        ],
+    );
+    assert!(out.status.success(), "policy apply: {}", text(&out));
+    let mut pingers = Vec::new();
+    let mut learned = Vec::new();
+    let mut waiting: Vec<char> = vec!['a', 'b', 'c'];
+    wait_until(
+        Duration::from_secs(60),
+        "every router learns D's 10.4.0.0/16",
+        || {
+            waiting.retain(|&s| {
+                let r = lab.kernel_route(&format!("r{s}"), "10.4.0.0/16");
+                if r.contains("dev tun") {
+                    pingers.push((s, Pinger::start(&lab, s, "10.4.0.10", "0.01", Some(200))));
+                    learned.push(format!("router {s} {:.2} s", t.elapsed().as_secs_f64()));
+                    false
+                } else {
+                    true
+                }
+            });
+            waiting.is_empty()
+        },
+    );
+    let mut losses = Vec::new();
+    for (s, p) in pingers {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while p.replies().len() < 200 && Instant::now() < deadline {
+            // Waiting for the bounded ping (200 requests, 2 s) to end, with a deadline.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (sent, got, out) = p.stop();
+        assert_eq!(
+            (sent, got),
+            (200, 200),
+            "host {s} -> host D, started when router {s} learned D's prefix: lost {}\n{out}",
+            sent.saturating_sub(got)
+        );
+        losses.push(format!("host {s}: {got} of {sent}"));
+    }
+    summary.push(format!(
+        "new client D: its prefix at {} after policy apply; pings started at that moment \
+         answered: {} (none lost)",
+        learned.join(", "),
+        losses.join(", ")
+    ));
+
+    // D removed from the policy: withdrawn from every router, and its tunnel gone from e1.
+    let t = Instant::now();
+    let out = lab.exec(
+        "mgmt",
+        &[
+            &policy.to_string_lossy(),
+            "apply",
+            &lab.dir.join("policy.toml").to_string_lossy(),
+            "--etcd",
+            ETCD,
+        ],
+    );
+    assert!(out.status.success(), "policy apply: {}", text(&out));
+    let mut forgot = Vec::new();
+    for s in ['a', 'b', 'c'] {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("router {s} forgets D's 10.4.0.0/16"),
+            || {
+                let r = lab.kernel_route(&format!("r{s}"), "10.4.0.0/16");
+                if r.trim().is_empty() {
+                    Ok(())
+                } else {
+                    Err(r)
+                }
+            },
+        );
+        forgot.push(format!("router {s} {:.2} s", t.elapsed().as_secs_f64()));
+    }
+    wait_for(
+        Duration::from_secs(60),
+        "site-d's tunnel gone from e1",
+        || {
+            let v = ctl(&lab, 1, &["tunnels"]);
+            let names: Vec<String> = v["tunnels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect();
+            if names.iter().any(|n| n == "site-d") {
+                Err(format!("{names:?}"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    summary.push(format!(
+        "D removed from the policy: withdrawn at {}; its tunnel gone from e1 {:.2} s after \
+         policy apply",
+        forgot.join(", "),
+        t.elapsed().as_secs_f64()
+    ));
+
+    lab.down();
+    println!("\n== edges lab");
+    for l in &summary {
+        println!("{l}");
+    }
+    let _ = std::fs::remove_dir_all(&lab.dir);
+}
