@@ -379,6 +379,54 @@ fn build_input(path: &Path, frames: &[String]) {
     );
 }
 
+/// scapy's `frames` written to DIR/in.pcap and read back; tshark must flag none of them.
+fn scapy_input(dir: &Path, frames: &[String]) -> Vec<Vec<u8>> {
+    let input_path = dir.join("in.pcap");
+    build_input(&input_path, frames);
+    let input = pcap::read(&input_path).unwrap();
+    assert_eq!(input.len(), frames.len());
+    let bad = flagged(&input_path);
+    assert!(
+        bad.is_empty(),
+        "tshark flags scapy's input:\n{}",
+        bad.join("\n")
+    );
+    input
+}
+
+/// Every input frame through `pipeline`, one burst per ingress port, in `order` within it;
+/// frame i is flow `flows[i]` (from, to) and must be transmitted by the egress tunnel's
+/// port. The frames out, each with its flow's index.
+fn forward_all(
+    pipeline: &mut Pipeline,
+    snap: &dataplane::tables::Snapshot,
+    flows: &[(&str, &str)],
+    order: &[usize],
+    input: &[Vec<u8>],
+) -> Vec<(usize, Vec<u8>)> {
+    let mut output = Vec::new();
+    for p in &PORTS {
+        let idx: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| ingress_of(tunnel(flows[i].0)).index == p.index)
+            .collect();
+        let mut bufs: Vec<TestBuf> = idx.iter().map(|&i| TestBuf::new(&input[i])).collect();
+        let mut actions = vec![Action::Punt(PuntReason::Arp); bufs.len()];
+        pipeline.process(snap, p.index, &mut bufs, &mut actions);
+        for ((&i, buf), action) in idx.iter().zip(&bufs).zip(&actions) {
+            let (from, to) = flows[i];
+            assert_eq!(
+                *action,
+                Action::Transmit(tunnel(to).egress),
+                "flow {i} ({from} -> {to})"
+            );
+            output.push((i, buf.data().to_vec()));
+        }
+    }
+    output
+}
+
 fn require_tshark() {
     match Command::new("tshark").arg("--version").output() {
         Ok(o) if o.status.success() => {}
@@ -562,41 +610,12 @@ fn pipeline_output_dissects_cleanly_with_the_expected_fields() {
         .enumerate()
         .map(|(i, f)| scapy_frame(i, f, in_seq[i]))
         .collect();
-    let input_path = dir.join("in.pcap");
-    build_input(&input_path, &frames);
-    let input = pcap::read(&input_path).unwrap();
-    assert_eq!(input.len(), FLOWS.len());
-    let bad = flagged(&input_path);
-    assert!(
-        bad.is_empty(),
-        "tshark flags scapy's input:\n{}",
-        bad.join("\n")
-    );
+    let input = scapy_input(&dir, &frames);
 
     // Through the pipeline, one burst per ingress port.
     let mut pipeline = Pipeline::new(0x4000);
-    let mut output = Vec::new();
-    for p in &PORTS {
-        let idx: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| ingress_of(tunnel(FLOWS[i].from)).index == p.index)
-            .collect();
-        let mut bufs: Vec<TestBuf> = idx.iter().map(|&i| TestBuf::new(&input[i])).collect();
-        let mut actions = vec![Action::Punt(PuntReason::Arp); bufs.len()];
-        pipeline.process(&snap, p.index, &mut bufs, &mut actions);
-        for ((&i, buf), action) in idx.iter().zip(&bufs).zip(&actions) {
-            let f = &FLOWS[i];
-            assert_eq!(
-                *action,
-                Action::Transmit(tunnel(f.to).egress),
-                "flow {i} ({} -> {})",
-                f.from,
-                f.to
-            );
-            output.push((i, buf.data().to_vec()));
-        }
-    }
+    let flows: Vec<(&str, &str)> = FLOWS.iter().map(|f| (f.from, f.to)).collect();
+    let output = forward_all(&mut pipeline, &snap, &flows, &order, &input);
     let counters = pipeline.counters();
     assert_eq!(
         counters.total_drops(),
@@ -898,40 +917,11 @@ fn ipv6_in_gre_and_in_ipv4_dissect_cleanly_with_the_expected_fields() {
         .enumerate()
         .map(|(i, f)| scapy_frame6(i, f, in_seq[i]))
         .collect();
-    let input_path = dir.join("in.pcap");
-    build_input(&input_path, &frames);
-    let input = pcap::read(&input_path).unwrap();
-    assert_eq!(input.len(), FLOWS6.len());
-    let bad = flagged(&input_path);
-    assert!(
-        bad.is_empty(),
-        "tshark flags scapy's input:\n{}",
-        bad.join("\n")
-    );
+    let input = scapy_input(&dir, &frames);
 
     let mut pipeline = Pipeline::new(0x6000);
-    let mut output = Vec::new();
-    for p in &PORTS {
-        let idx: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| ingress_of(tunnel(FLOWS6[i].from)).index == p.index)
-            .collect();
-        let mut bufs: Vec<TestBuf> = idx.iter().map(|&i| TestBuf::new(&input[i])).collect();
-        let mut actions = vec![Action::Punt(PuntReason::Arp); bufs.len()];
-        pipeline.process(&snap, p.index, &mut bufs, &mut actions);
-        for ((&i, buf), action) in idx.iter().zip(&bufs).zip(&actions) {
-            let f = &FLOWS6[i];
-            assert_eq!(
-                *action,
-                Action::Transmit(tunnel(f.to).egress),
-                "flow {i} ({} -> {})",
-                f.from,
-                f.to
-            );
-            output.push((i, buf.data().to_vec()));
-        }
-    }
+    let flows: Vec<(&str, &str)> = FLOWS6.iter().map(|f| (f.from, f.to)).collect();
+    let output = forward_all(&mut pipeline, &snap, &flows, &order, &input);
     assert_eq!(pipeline.counters().total_drops(), 0);
 
     let out_path = dir.join("out.pcap");
