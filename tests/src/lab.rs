@@ -1,4 +1,4 @@
-//! What the lab tests share (tests/tests/routing_lab.rs, edges_lab.rs): a lab script's
+//! What the lab tests share (tests/tests/routing_lab.rs, edges_lab.rs, cpe_lab.rs): a lab script's
 //! lab brought up under a namespace prefix and a state directory of the test's own, and
 //! torn down when the test ends however it ends; commands in its namespaces; what the
 //! routing daemons, the kernel and the appliances say; ping's output read back.
@@ -69,10 +69,10 @@ impl Lab {
         lab
     }
 
-    /// Run the lab script with `cmd`.
+    /// Run the lab script with `cmd` (its words split at spaces).
     pub fn script(&self, cmd: &str) -> Output {
         Command::new(repo_root().join("scripts").join(self.script))
-            .arg(cmd)
+            .args(cmd.split(' '))
             .env("LAB_DIR", &self.dir)
             .env("LAB_PREFIX", &self.prefix)
             .env("BACKBONE", &self.backbone)
@@ -107,6 +107,26 @@ impl Lab {
             return Err(format!("vtysh {cmd}: {}", text(&out)));
         }
         serde_json::from_slice(&out.stdout).map_err(|e| format!("vtysh {cmd}: {e}: {}", text(&out)))
+    }
+
+    /// `Ok` once the FRR instance in namespace `ns` has its IPv4 BGP session with every
+    /// one of `peers` Established and BFD with each up; else what is not yet.
+    pub fn frr_sessions_up(&self, ns: &str, peers: &[&str]) -> Result<(), String> {
+        let v = self.vtysh_json(ns, "show bgp summary json")?;
+        for peer in peers {
+            let state = v["ipv4Unicast"]["peers"][peer]["state"].as_str();
+            if state != Some("Established") {
+                return Err(format!("{peer}: {state:?}"));
+            }
+        }
+        let bfd = self.vtysh_json(ns, "show bfd peers json")?;
+        let up = bfd.as_array().cloned().unwrap_or_default();
+        for peer in peers {
+            if !up.iter().any(|p| p["peer"] == *peer && p["status"] == "up") {
+                return Err(format!("BFD with {peer}: {bfd}"));
+            }
+        }
+        Ok(())
     }
 
     /// `birdc -s CTL ARGS` in namespace `ns` (`ctl`: the control socket's file name in the

@@ -30,137 +30,57 @@
 //! Needs root, network namespaces, /dev/net/tun and FRR (scripts/setup.sh). Where they are
 //! missing the test fails and says why: it never skips.
 
-use backbone_tests::{backbone_bin, repo_root, scratch_dir, wait_for, wait_until};
+use backbone_tests::lab::{
+    fresh_counters as fresh_copy, ping_replies, signal, text, tunnel_counter, unix_now, Lab,
+};
+use backbone_tests::{wait_for, wait_until};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::ops::Deref;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
+/// The lab of scripts/cpe-lab.sh, one at a time: the failover times mean something only on
+/// a machine the other lab is not loading.
 #[derive(Debug)]
-struct Lab {
-    dir: PathBuf,
-    prefix: String,
-    backbone: PathBuf,
-    bgp: bool,
-    /// One lab at a time: the failover times mean something only on a machine the other
-    /// lab is not loading.
+struct CpeLab {
+    lab: Lab,
     _one: std::sync::MutexGuard<'static, ()>,
 }
 
 static ONE_LAB: Mutex<()> = Mutex::new(());
 
-impl Lab {
-    fn script(&self, cmd: &str) -> Output {
-        Command::new(repo_root().join("scripts/cpe-lab.sh"))
-            .args(cmd.split(' '))
-            .env("LAB_DIR", &self.dir)
-            .env("LAB_PREFIX", &self.prefix)
-            .env("BACKBONE", &self.backbone)
-            .env("LAB_BGP", if self.bgp { "1" } else { "0" })
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scripts/cpe-lab.sh")
-    }
-
-    fn up(bgp: bool) -> Lab {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        assert!(
-            status
-                .lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
-            "the client-site lab needs root (namespaces, TUN)"
-        );
+impl CpeLab {
+    fn up(bgp: bool) -> CpeLab {
         let one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
-        let tag = if bgp { "cpe-lab-bgp" } else { "cpe-lab" };
-        let lab = Lab {
-            dir: scratch_dir(tag),
-            prefix: format!(
-                "bb{}{}",
-                if bgp { 'g' } else { 'c' },
-                std::process::id() % 100_000
-            ),
-            backbone: backbone_bin(),
-            bgp,
-            _one: one,
+        let (tag, prefix) = if bgp {
+            ("cpe-lab-bgp", "bbg")
+        } else {
+            ("cpe-lab", "bbc")
         };
-        let out = lab.script("up");
-        assert!(
-            out.status.success(),
-            "scripts/cpe-lab.sh up failed:\n{}\nappliance log:\n{}",
-            text(&out),
-            std::fs::read_to_string(lab.dir.join("backbone.log")).unwrap_or_default()
-        );
-        lab
-    }
-
-    fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &format!("{}-{ns}", self.prefix)])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("ip netns exec")
-    }
-
-    fn ctl(&self, args: &[&str]) -> Value {
-        let sock = self.dir.join("ctl/control.sock");
-        let out = Command::new("ip")
-            .args(["netns", "exec", &format!("{}-cpe", self.prefix)])
-            .arg(&self.backbone)
-            .arg("ctl")
-            .arg(format!("--socket={}", sock.display()))
-            .arg("--json")
-            .args(args)
-            .output()
-            .expect("backbone ctl");
-        assert!(out.status.success(), "ctl {args:?}: {}", text(&out));
-        serde_json::from_slice(&out.stdout).expect("ctl JSON")
-    }
-
-    fn vtysh_json(&self, ns: &str, cmd: &str) -> Result<Value, String> {
-        let inst = format!("{}-{ns}", self.prefix);
-        let out = self.exec(ns, &["vtysh", "-N", &inst, "-c", cmd]);
-        if !out.status.success() {
-            return Err(format!("vtysh {cmd}: {}", text(&out)));
+        let env = [("LAB_BGP", if bgp { "1" } else { "0" }.to_owned())];
+        CpeLab {
+            lab: Lab::up("cpe-lab.sh", tag, prefix, &env, "backbone.log"),
+            _one: one,
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("vtysh {cmd}: {e}: {}", text(&out)))
     }
 
-    /// The PID the lab script recorded for one of its processes.
-    fn pid(&self, name: &str) -> String {
-        let f = self.dir.join(format!("pids/{name}.pid"));
-        let s = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        s.lines().next().unwrap_or_default().trim().to_owned()
+    /// `backbone ctl --json ARGS` of the CPE.
+    fn ctl(&self, args: &[&str]) -> Value {
+        self.lab
+            .ctl_in("cpe", &self.lab.dir.join("ctl/control.sock"), args)
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.script("down");
-        eprintln!("lab torn down:\n{}", text(&out));
-        eprintln!("state and logs kept in {}", self.dir.display());
+impl Deref for CpeLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
     }
-}
-
-fn signal(pid: &str, sig: &str) {
-    let out = Command::new("kill")
-        .args([&format!("-{sig}"), pid])
-        .output()
-        .expect("kill");
-    assert!(out.status.success(), "kill -{sig} {pid}: {}", text(&out));
 }
 
 /// What the CPE's tables do with `dst`: `"tunnel NAME"` or `"port NAME"`.
-fn lookup(lab: &Lab, dst: &str) -> String {
+fn lookup(lab: &CpeLab, dst: &str) -> String {
     let v = lab.ctl(&["lookup", dst]);
     match (v["via"]["tunnel"].as_str(), v["via"]["port"].as_str()) {
         (Some(t), _) => format!("tunnel {t}"),
@@ -169,7 +89,7 @@ fn lookup(lab: &Lab, dst: &str) -> String {
     }
 }
 
-fn health(lab: &Lab, tunnel: &str) -> String {
+fn health(lab: &CpeLab, tunnel: &str) -> String {
     lab.ctl(&["tunnels"])["tunnels"]
         .as_array()
         .and_then(|a| a.iter().find(|t| t["name"] == tunnel).cloned())
@@ -177,30 +97,13 @@ fn health(lab: &Lab, tunnel: &str) -> String {
         .unwrap_or_else(|| "missing".into())
 }
 
-fn tunnel_counter(counters: &Value, name: &str, field: &str) -> u64 {
-    counters["tunnels"]
-        .as_array()
-        .and_then(|a| a.iter().find(|t| t["name"] == name))
-        .and_then(|t| t[field].as_u64())
-        .unwrap_or(0)
-}
-
-/// The counters from a copy every worker made after this call.
-fn fresh_counters(lab: &Lab) -> Value {
-    let copies = |c: &Value| c["workers"][0]["copies"].as_u64().unwrap_or(0);
-    let seen = copies(&lab.ctl(&["counters"]));
-    wait_for(Duration::from_secs(10), "a copy of the counters", || {
-        let c = lab.ctl(&["counters"]);
-        if copies(&c) > seen {
-            Ok(c)
-        } else {
-            Err("not yet")
-        }
-    })
+/// The CPE's counters from a copy every worker made after this call.
+fn fresh_counters(lab: &CpeLab) -> Value {
+    fresh_copy(|args| lab.ctl(args))
 }
 
 /// Pings answered, of `count` sent from the site's host `from` to `to`.
-fn pings(lab: &Lab, from: &str, to: &str, count: u32) -> (usize, String) {
+fn pings(lab: &CpeLab, from: &str, to: &str, count: u32) -> (usize, String) {
     let n = count.to_string();
     let out = lab.exec(
         "hs",
@@ -220,7 +123,7 @@ struct Pinger {
 }
 
 impl Pinger {
-    fn start(lab: &Lab, from: &str, to: &str) -> Pinger {
+    fn start(lab: &CpeLab, from: &str, to: &str) -> Pinger {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &format!("{}-hs", lab.prefix)])
             .args(["ping", "-n", "-D", "-i", "0.05", "-W", "1", "-I", from, to])
@@ -251,24 +154,7 @@ impl Pinger {
     /// The replies so far, as (unix time, sequence number).
     fn replies(&self) -> Vec<(f64, u64)> {
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        lines
-            .iter()
-            .filter(|l| l.contains("bytes from"))
-            .filter_map(|l| {
-                let t = l
-                    .strip_prefix('[')?
-                    .split(']')
-                    .next()?
-                    .parse::<f64>()
-                    .ok()?;
-                let seq = l
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("icmp_seq="))?
-                    .parse::<u64>()
-                    .ok()?;
-                Some((t, seq))
-            })
-            .collect()
+        ping_replies(&lines.join("\n"))
     }
 
     fn answered_after(&self, t: f64) -> usize {
@@ -286,22 +172,15 @@ impl Drop for Pinger {
     }
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// Freeze the named endpoints, wait for the CPE to send `dst` by `want`, run `check`;
 /// thaw them, wait for it to come back to `back`. Pings go on meanwhile and must be
 /// answered while frozen. Returns (failover, recovery) times.
 fn fault(
-    lab: &Lab,
+    lab: &CpeLab,
     pinger: &Pinger,
     endpoints: &[&str],
     (dst, want, back): (&str, &str, &str),
-    check: impl Fn(&Lab),
+    check: impl Fn(&CpeLab),
 ) -> (Duration, Duration) {
     let pids: Vec<String> = endpoints.iter().map(|e| lab.pid(e)).collect();
     for p in &pids {
@@ -333,9 +212,40 @@ fn fault(
     (failover, t.elapsed())
 }
 
+/// Both edges frozen: `other` natively out of wan0, then back into edge1 once they thaw.
+/// Returns the failover time; the summary gets both.
+fn both_frozen(lab: &CpeLab, pinger: &Pinger, other: &str, summary: &mut Vec<String>) -> Duration {
+    let (to_native, from_native) = fault(
+        lab,
+        pinger,
+        &["edge1", "edge2"],
+        (other, "port wan0", "tunnel edge1"),
+        |lab| assert_eq!(lab.ctl(&["lookup", other])["route"]["prefix"], "0.0.0.0/0"),
+    );
+    summary.push(format!(
+        "both edges frozen: native through wan0 {:.2} s after, back into edge1 {:.2} s after \
+         they thawed",
+        to_native.as_secs_f64(),
+        from_native.as_secs_f64()
+    ));
+    to_native
+}
+
+/// Within the second asked for (probes find a tunnel down in 0.6 s, BFD in 0.3 s); a loaded
+/// machine gets a little more.
+fn assert_failovers(to_backup: Duration, to_native: Duration) {
+    for (what, t) in [("to the backup", to_backup), ("to native", to_native)] {
+        assert!(
+            t < Duration::from_millis(1500),
+            "failover {what} took {:.2} s",
+            t.as_secs_f64()
+        );
+    }
+}
+
 #[test]
 fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
-    let lab = Lab::up(false);
+    let lab = CpeLab::up(false);
     let mut summary = Vec::new();
     const OTHER: &str = "10.1.0.10";
     const WWW: &str = "192.0.2.80";
@@ -443,19 +353,7 @@ fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
         to_backup.as_secs_f64(),
         from_backup.as_secs_f64()
     ));
-    let (to_native, from_native) = fault(
-        &lab,
-        &pinger,
-        &["edge1", "edge2"],
-        (OTHER, "port wan0", "tunnel edge1"),
-        |lab| assert_eq!(lab.ctl(&["lookup", OTHER])["route"]["prefix"], "0.0.0.0/0"),
-    );
-    summary.push(format!(
-        "both edges frozen: native through wan0 {:.2} s after, back into edge1 {:.2} s after \
-         they thawed",
-        to_native.as_secs_f64(),
-        from_native.as_secs_f64()
-    ));
+    let to_native = both_frozen(&lab, &pinger, OTHER, &mut summary);
     let replies = pinger.replies();
     let sent = replies.iter().map(|r| r.1).max().unwrap_or(0);
     let lost = sent.saturating_sub(replies.len() as u64);
@@ -516,15 +414,7 @@ fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
         rewan.as_secs_f64()
     ));
 
-    // Within the second asked for (the probes find a tunnel down in 0.6 s); a loaded
-    // machine gets a little more.
-    for (what, t) in [("to the backup", to_backup), ("to native", to_native)] {
-        assert!(
-            t < Duration::from_millis(1500),
-            "failover {what} took {:.2} s",
-            t.as_secs_f64()
-        );
-    }
+    assert_failovers(to_backup, to_native);
     eprintln!("== client-site lab\n{}", summary.join("\n"));
 }
 
@@ -534,33 +424,14 @@ fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
 /// (100 ms x 3) finds an edge's tunnel side frozen.
 #[test]
 fn cpe_lab_bgp_with_both_edges_and_the_backup_by_preference() {
-    let lab = Lab::up(true);
+    let lab = CpeLab::up(true);
     let mut summary = Vec::new();
     const OTHER: &str = "10.1.0.10";
     let t0 = Instant::now();
     wait_for(
         Duration::from_secs(60),
         "the CPE's sessions Established and BFD up",
-        || {
-            let v = lab.vtysh_json("cpe", "show bgp summary json")?;
-            for peer in ["169.254.5.1", "169.254.6.1"] {
-                let state = v["ipv4Unicast"]["peers"][peer]["state"].as_str();
-                if state != Some("Established") {
-                    return Err(format!("{peer}: {state:?}"));
-                }
-            }
-            let bfd = lab.vtysh_json("cpe", "show bfd peers json")?;
-            let peers = bfd.as_array().cloned().unwrap_or_default();
-            for peer in ["169.254.5.1", "169.254.6.1"] {
-                if !peers
-                    .iter()
-                    .any(|p| p["peer"] == peer && p["status"] == "up")
-                {
-                    return Err(format!("BFD with {peer}: {bfd}"));
-                }
-            }
-            Ok(())
-        },
+        || lab.frr_sessions_up("cpe", &["169.254.5.1", "169.254.6.1"]),
     );
     summary.push(format!(
         "both sessions Established with BFD up {:.1} s after the lab came up",
@@ -639,19 +510,7 @@ fn cpe_lab_bgp_with_both_edges_and_the_backup_by_preference() {
         to_backup.as_secs_f64(),
         from_backup.as_secs_f64()
     ));
-    let (to_native, from_native) = fault(
-        &lab,
-        &pinger,
-        &["edge1", "edge2"],
-        (OTHER, "port wan0", "tunnel edge1"),
-        |lab| assert_eq!(lab.ctl(&["lookup", OTHER])["route"]["prefix"], "0.0.0.0/0"),
-    );
-    summary.push(format!(
-        "both edges frozen: native through wan0 {:.2} s after, back into edge1 {:.2} s after \
-         they thawed",
-        to_native.as_secs_f64(),
-        from_native.as_secs_f64()
-    ));
+    let to_native = both_frozen(&lab, &pinger, OTHER, &mut summary);
     let replies = pinger.replies();
     let sent = replies.iter().map(|r| r.1).max().unwrap_or(0);
     summary.push(format!(
@@ -660,12 +519,6 @@ fn cpe_lab_bgp_with_both_edges_and_the_backup_by_preference() {
         sent.saturating_sub(replies.len() as u64)
     ));
     drop(pinger);
-    for (what, t) in [("to the backup", to_backup), ("to native", to_native)] {
-        assert!(
-            t < Duration::from_millis(1500),
-            "failover {what} took {:.2} s",
-            t.as_secs_f64()
-        );
-    }
+    assert_failovers(to_backup, to_native);
     eprintln!("== client-site lab, BGP\n{}", summary.join("\n"));
 }

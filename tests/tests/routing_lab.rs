@@ -201,26 +201,7 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
     wait_for(
         Duration::from_secs(60),
         "the edge's sessions and BFD up",
-        || {
-            let v = lab.vtysh_json("edge", "show bgp summary json")?;
-            for peer in ["169.254.1.0", "169.254.2.0"] {
-                let state = v["ipv4Unicast"]["peers"][peer]["state"].as_str();
-                if state != Some("Established") {
-                    return Err(format!("{peer}: {state:?}"));
-                }
-            }
-            let bfd = lab.vtysh_json("edge", "show bfd peers json")?;
-            let peers = bfd.as_array().cloned().unwrap_or_default();
-            for peer in ["169.254.1.0", "169.254.2.0"] {
-                let up = peers
-                    .iter()
-                    .any(|p| p["peer"] == peer && p["status"] == "up");
-                if !up {
-                    return Err(format!("BFD with {peer}: {bfd}"));
-                }
-            }
-            Ok(())
-        },
+        || lab.frr_sessions_up("edge", &["169.254.1.0", "169.254.2.0"]),
     );
     summary.push(format!(
         "sessions Established with BFD up {:.1} s after the lab came up",
