@@ -38,115 +38,19 @@ P=${LAB_PREFIX:-bbc}
 D=${LAB_DIR:-$root/out/cpe-lab}
 case "$D" in /*) ;; *) D=$root/$D ;; esac
 NSES=(cpe hs inet carrier ha)
-RELEASE_BIN=${CARGO_TARGET_DIR:-$root/target}/release/backbone
 BGP=${LAB_BGP:-0}
 WAN=203.0.113.5                  # the CPE's WAN address (`wan` gives it another)
-FRR=/usr/lib/frr
 
-say() { printf 'cpe-lab: %s\n' "$*"; }
-die() { printf 'cpe-lab: %s\n' "$*" >&2; exit 1; }
-ns() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
+LAB_NAME=cpe-lab
+FRR_NSES=(cpe carrier)
+# shellcheck source=scripts/lab-lib.sh
+. "$root/scripts/lab-lib.sh"
 
-# Every PID we start is recorded in $D/pids/NAME.pid with the command it must be running;
-# down kills only those, and only while they still run that command.
-record() { mkdir -p "$D/pids"; printf '%s\n%s\n' "$2" "$3" >"$D/pids/$1.pid"; }
-alive() {
-  local pid cmd running
-  pid=$(sed -n 1p "$1"); cmd=$(sed -n 2p "$1")
-  [ -n "$pid" ] || return 1
-  running=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-  [[ "$running" == *"$cmd"* ]]
-}
-stop_one() { # NAME SIGNAL WAIT-SECONDS
-  local f=$D/pids/$1.pid pid i
-  [ -f "$f" ] || return 0
-  pid=$(sed -n 1p "$f")
-  if alive "$f"; then
-    kill -CONT "$pid" 2>/dev/null || true
-    kill "-$2" "$pid" 2>/dev/null || true
-    for ((i = 0; i < $3 * 10; i++)); do alive "$f" || break; sleep 0.1; done
-    if alive "$f"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
-  fi
-  rm -f "$f"
-}
-wait_for() { # SECONDS DESCRIPTION COMMAND...
-  local secs=$1 what=$2 i; shift 2
-  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  die "timed out after ${secs}s waiting for $what"
-}
-
-down() {
-  stop_one backbone TERM 10
-  for f in "$D"/pids/*.pid; do
-    if [ -e "$f" ]; then stop_one "$(basename "$f" .pid)" TERM 3; fi
-  done
-  for n in "${NSES[@]}"; do
-    if ip netns list | grep -qw "^$P-$n"; then
-      ip netns del "$P-$n" 2>/dev/null || say "cannot delete namespace $P-$n"
-    fi
-  done
-  rm -rf "/var/run/frr/$P-cpe" "/var/run/frr/$P-carrier" "/etc/frr/$P-cpe" "/etc/frr/$P-carrier"
-  rm -f "$D/up"
-}
+down() { lab_down; }
 
 preflight() {
-  [ "$(id -u)" -eq 0 ] || die "needs root (namespaces, veths, TUN)"
-  command -v ip >/dev/null || die "ip not found: run scripts/setup.sh (iproute2)"
-  command -v ping >/dev/null || die "ping not found: run scripts/setup.sh (iputils-ping)"
-  [ -c /dev/net/tun ] || die "/dev/net/tun missing: the carrier's tunnels are TUN devices"
-  if [ "$BGP" = 1 ]; then
-    command -v vtysh >/dev/null || die "vtysh not found: run scripts/setup.sh (frr)"
-    [ -x $FRR/zebra ] && [ -x $FRR/bgpd ] && [ -x $FRR/bfdd ] || die "FRR's daemons missing in $FRR (package frr)"
-  fi
-  for n in "${NSES[@]}"; do
-    ! ip netns list | grep -qw "^$P-$n" || die "namespace $P-$n exists: a lab is up already (scripts/cpe-lab.sh down)"
-  done
-}
-
-backbone_bin() {
-  if [ -n "${BACKBONE:-}" ]; then
-    [ -x "$BACKBONE" ] || die "BACKBONE=$BACKBONE is not an executable"
-  else
-    say "building the appliance (cargo build --release -p dataplane --bin backbone)"
-    cargo build --release --locked --quiet -p dataplane --bin backbone
-    BACKBONE=$RELEASE_BIN
-  fi
-}
-
-mkns() {
-  ip netns add "$P-$1"
-  ns "$1" ip link set lo up
-  ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-
-veth() { # NS1 IF1 NS2 IF2
-  ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
-  ns "$1" ethtool -K "$2" tx off >/dev/null 2>&1 || true
-  ns "$3" ethtool -K "$4" tx off >/dev/null 2>&1 || true
-  ns "$1" ip link set "$2" up
-  ns "$3" ip link set "$4" up
-}
-
-# FRR in namespace NS as instance $P-NS (its own sockets under /var/run/frr/$P-NS),
-# configured from FILE through vtysh. Extra zebra arguments after FILE.
-start_frr() { # NS FILE [ZEBRA-ARGS...]
-  local n=$1 file=$2 inst=$P-$1; shift 2
-  mkdir -p "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
-  touch "/etc/frr/$inst/vtysh.conf"
-  chown -R frr:frr "/var/run/frr/$inst" "/etc/frr/$inst" "$D/frr-$n"
-  local d
-  for d in zebra bgpd bfdd; do
-    local extra=()
-    [ "$d" != zebra ] || extra=("$@")
-    ns "$n" "$FRR/$d" -N "$inst" -d -f /dev/null -i "$D/frr-$n/$d.pid" \
-      --log "file:$D/frr-$n/$d.log" "${extra[@]}" \
-      || die "FRR $d in $n did not start: see $D/frr-$n/$d.log"
-    wait_for 10 "FRR $d in $n" test -s "$D/frr-$n/$d.pid"
-    record "frr-$n-$d" "$(cat "$D/frr-$n/$d.pid")" "$FRR/$d -N $inst"
-  done
-  wait_for 10 "FRR's vty in $n" ns "$n" vtysh -N "$inst" -c "show version"
-  ns "$n" vtysh -N "$inst" -f "$file" >"$D/frr-$n/vtysh.log" 2>&1 \
-    || die "FRR in $n refused its configuration: see $D/frr-$n/vtysh.log"
+  lab_preflight_base
+  if [ "$BGP" = 1 ]; then need_frr; fi
 }
 
 # The carrier's FRR: eBGP with BFD with the CPE inside each tunnel, 10.1.0.0/16 announced.
@@ -336,16 +240,7 @@ up() {
   ns ha ip route add default via 10.1.0.1
 
   appliance_config >"$D/cpe.toml"
-  ip netns exec "$P-cpe" env RUST_LOG="${RUST_LOG:-info}" "$BACKBONE" run --config "$D/cpe.toml" \
-    --stats "$D/stats.json" --control-socket "$D/ctl/control.sock" >"$D/backbone.log" 2>&1 &
-  record backbone $! "run --config $D/cpe.toml"
-  local i
-  for ((i = 0; i < 600; i++)); do
-    grep -q "forwarding" "$D/backbone.log" && break
-    alive "$D/pids/backbone.pid" || { cat "$D/backbone.log" >&2; die "the appliance exited"; }
-    sleep 0.1
-  done
-  grep -q "forwarding" "$D/backbone.log" || die "the appliance did not start forwarding: see $D/backbone.log"
+  start_backbone backbone cpe "$D/cpe.toml" "$D/ctl"
   if [ "$BGP" = 1 ]; then
     "$BACKBONE" frr-config --config "$D/cpe.toml" --output "$D/frr-cpe.conf"
     wait_for 30 "the CPE's host interfaces" ns cpe ip link show dev bb-edge2
@@ -356,25 +251,10 @@ up() {
   say "up: site host 10.5.0.10 and 10.5.1.10, site A's host 10.1.0.10, Internet host 192.0.2.80"
 }
 
-status() {
-  ip netns list | grep "^$P-" || say "no namespaces with prefix $P-"
-  for f in "$D"/pids/*.pid; do
-    [ -e "$f" ] || continue
-    printf '  %-10s pid %-8s %s\n' "$(basename "$f" .pid)" "$(sed -n 1p "$f")" \
-      "$(alive "$f" && echo running || echo gone)"
-  done
-}
-
-on_exit_up() {
-  local rc=$?
-  if [ "$rc" -ne 0 ] && [ ! -f "$D/up" ]; then say "up failed: tearing down"; down; fi
-  return "$rc"
-}
-
 case "${1:-}" in
-  up) trap on_exit_up EXIT; up ;;
+  up) trap lab_on_exit_up EXIT; up ;;
   down) down; say "down" ;;
-  status) status ;;
+  status) lab_status ;;
   wan) [ -n "${2:-}" ] || die "usage: scripts/cpe-lab.sh wan ADDRESS"; new_wan "$2" ;;
   *) sed -n '2,34p' "$0"; exit 2 ;;
 esac

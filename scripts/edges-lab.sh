@@ -419,38 +419,17 @@ check() {
   say "routes at each site"
   for s in a b c; do printf '  router %s:\n' "$s"; ns "r$s" ip route | sed 's/^/    /'; done
   say "pings between every pair of hosts"
-  local a b fails=0 out
-  for a in a b c; do
-    for b in a b c; do
-      [ "$a" != "$b" ] || continue
-      out=$(ns "h$a" ping -n -c 3 -i 0.2 -W 2 "10.$(idx "$b").0.10" 2>&1) || fails=$((fails + 1))
-      printf '  host %s -> host %s: %s\n' "${a^^}" "${b^^}" "$(grep -o '[0-9]* received' <<<"$out" || echo 'no replies')"
-    done
-  done
+  local fails=0
+  ping_pairs a b c
   say "audit paths"
   ns mgmt "$BACKBONE_POLICY" audit paths --etcd $ETCD || fails=$((fails + 1))
   [ "$fails" -eq 0 ] || die "$fails of the checks failed"
 }
 
-status() {
-  ip netns list | grep "^$P-" || say "no namespaces with prefix $P-"
-  for f in "$D"/pids/*.pid; do
-    [ -e "$f" ] || continue
-    printf '  %-22s pid %-8s %s\n' "$(basename "$f" .pid)" "$(sed -n 1p "$f")" \
-      "$(alive "$f" && echo running || echo gone)"
-  done
-}
-
-on_exit_up() {
-  local rc=$?
-  if [ "$rc" -ne 0 ] && [ ! -f "$D/up" ]; then say "up failed: tearing down"; down; fi
-  return "$rc"
-}
-
 case "${1:-}" in
-  up) trap on_exit_up EXIT; up ;;
+  up) trap lab_on_exit_up EXIT; up ;;
   down) down; say "down" ;;
   check) BACKBONE=${BACKBONE:-$RELEASE_BIN}; policy_bin; check ;;
-  status) status ;;
+  status) lab_status ;;
   *) sed -n '2,37p' "$0"; exit 2 ;;
 esac

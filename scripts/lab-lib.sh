@@ -1,8 +1,9 @@
-# What the labs share (scripts/routing-lab.sh, scripts/edges-lab.sh): namespaces, veths,
-# the processes they start (recorded, and stopped only while they still run what was
-# recorded), FRR instances, waits with a deadline. Sourced, not run. The lab sets before
-# sourcing: LAB_NAME (its messages' prefix), P (namespace name prefix), D (state
-# directory), NSES (its namespaces), FRR_NSES (the namespaces that run FRR).
+# What the labs share (scripts/routing-lab.sh, edges-lab.sh, cpe-lab.sh, interop-lab.sh):
+# namespaces, veths, the processes they start (recorded, and stopped only while they still
+# run what was recorded), FRR instances, waits with a deadline, pings between hosts, status.
+# Sourced, not run. The lab sets before sourcing: LAB_NAME (its messages' prefix), P
+# (namespace name prefix), D (state directory), and for lab_down and lab_preflight_base
+# NSES (its namespaces) and FRR_NSES (the namespaces that run FRR).
 FRR=/usr/lib/frr
 RELEASE_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/backbone
 
@@ -28,7 +29,11 @@ stop_one() { # NAME SIGNAL WAIT-SECONDS
     kill -CONT "$pid" 2>/dev/null || true
     kill "-$2" "$pid" 2>/dev/null || true
     for ((i = 0; i < $3 * 10; i++)); do alive "$f" || break; sleep 0.1; done
-    if alive "$f"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+    if alive "$f"; then
+      say "$1 (pid $pid) did not stop on SIG$2: killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+    fi
   fi
   rm -f "$f"
 }
@@ -96,17 +101,27 @@ lab_down() {
   rm -f "$D/up"
 }
 
-# Root, the tools, and no lab of this prefix up already.
-lab_preflight() {
+# Root, ip, ping, /dev/net/tun, and no lab of this prefix up already.
+lab_preflight_base() {
   [ "$(id -u)" -eq 0 ] || die "needs root (namespaces, veths, TUN, routing daemons)"
-  need ip iproute2; need bird bird2; need birdc bird2; need vtysh frr; need ping iputils-ping
-  need socat socat
-  [ -x $FRR/zebra ] && [ -x $FRR/bgpd ] && [ -x $FRR/bfdd ] || die "FRR's daemons missing in $FRR (package frr)"
+  need ip iproute2; need ping iputils-ping
   [ -c /dev/net/tun ] || die "/dev/net/tun missing: the routers' tunnels are TUN devices"
   local n
   for n in "${NSES[@]}"; do
     ! ip netns list | grep -qw "^$P-$n" || die "namespace $P-$n exists: a lab is up already ($0 down)"
   done
+}
+
+need_frr() {
+  need vtysh frr
+  [ -x $FRR/zebra ] && [ -x $FRR/bgpd ] && [ -x $FRR/bfdd ] || die "FRR's daemons missing in $FRR (package frr)"
+}
+
+# The base, BIRD, FRR and socat.
+lab_preflight() {
+  lab_preflight_base
+  need bird bird2; need birdc bird2; need socat socat
+  need_frr
 }
 
 backbone_bin() {
@@ -132,4 +147,35 @@ start_backbone() { # NAME NS FILE CTL-DIR
     sleep 0.1
   done
   grep -q "forwarding" "$D/$name.log" || die "appliance $name did not start forwarding: see $D/$name.log"
+}
+
+# Pings between every pair of hosts h<S> of SITES (10.<idx S>.0.10), each pair's count
+# printed; adds the failures to the caller's `fails`.
+ping_pairs() { # SITES...
+  local a b out
+  for a in "$@"; do
+    for b in "$@"; do
+      [ "$a" != "$b" ] || continue
+      out=$(ns "h$a" ping -n -c 3 -i 0.2 -W 2 "10.$(idx "$b").0.10" 2>&1) || fails=$((fails + 1))
+      printf '  host %s -> host %s: %s\n' "${a^^}" "${b^^}" "$(grep -o '[0-9]* received' <<<"$out" || echo 'no replies')"
+    done
+  done
+}
+
+# The lab's namespaces and recorded processes.
+lab_status() {
+  ip netns list | grep "^$P-" || say "no namespaces with prefix $P-"
+  local f
+  for f in "$D"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    printf '  %-22s pid %-8s %s\n' "$(basename "$f" .pid)" "$(sed -n 1p "$f")" \
+      "$(alive "$f" && echo running || echo gone)"
+  done
+}
+
+# The EXIT trap of `up`: a lab that failed half-built is torn down (the lab's `down`).
+lab_on_exit_up() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ ! -f "$D/up" ]; then say "up failed: tearing down"; down; fi
+  return "$rc"
 }
