@@ -33,10 +33,12 @@ case "$D" in /*) ;; *) D=$root/$D ;; esac
 NS_BB=$P-bb
 ROUTERS=(a b c)
 SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
-RELEASE_BIN=${CARGO_TARGET_DIR:-$root/target}/release/backbone
 
-say() { printf 'interop-lab: %s\n' "$*"; }
-die() { printf 'interop-lab: %s\n' "$*" >&2; exit 1; }
+LAB_NAME=interop-lab
+# shellcheck source=scripts/lab-lib.sh
+. "$root/scripts/lab-lib.sh"
+# This lab names its namespaces in full ("$P-bb", "$NS_BB"): its ns, mkns and veth (below)
+# take full names and replace the library's.
 ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 
 # The addressing plan: underlay link X (1 = A, 2 = B, 3 = C) is 172.16.X.0/24, backbone .1,
@@ -54,46 +56,9 @@ idx() { case $1 in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; esac; }
 UNDERLAY_MTU=1600
 TUNNEL_MTU=1500
 
-# ---------------------------------------------------------------------------------------
-# Processes: every PID we start is recorded in $D/pids/NAME.pid with the command it must be
-# running; down kills only those, and only while they still run that command. Background
-# processes start as `ip netns exec ... &` (never through a shell function): ip execs the
-# command, so $! is the process itself.
-
-record() { # NAME PID EXPECTED-COMMAND-SUBSTRING
-  mkdir -p "$D/pids"
-  printf '%s\n%s\n' "$2" "$3" >"$D/pids/$1.pid"
-}
-
-alive() { # PIDFILE: true when the recorded PID still runs the recorded command
-  local pid cmd running
-  pid=$(sed -n 1p "$1"); cmd=$(sed -n 2p "$1")
-  [ -n "$pid" ] || return 1
-  running=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-  [[ "$running" == *"$cmd"* ]]
-}
-
-stop_one() { # NAME SIGNAL WAIT-SECONDS
-  local f=$D/pids/$1.pid pid i
-  [ -f "$f" ] || return 0
-  pid=$(sed -n 1p "$f")
-  if alive "$f"; then
-    kill "-$2" "$pid" 2>/dev/null || true
-    for ((i = 0; i < $3 * 10; i++)); do alive "$f" || break; sleep 0.1; done
-    if alive "$f"; then
-      say "$1 (pid $pid) did not stop on SIG$2: killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
-  fi
-  rm -f "$f"
-}
-
-wait_for() { # SECONDS DESCRIPTION COMMAND...
-  local secs=$1 what=$2 i; shift 2
-  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  die "timed out after ${secs}s waiting for $what"
-}
+# Processes (record, alive, stop_one: scripts/lab-lib.sh). Background processes start as
+# `ip netns exec ... &` (never through a shell function): ip execs the command, so $! is the
+# process itself.
 
 # ---------------------------------------------------------------------------------------
 # down
@@ -130,8 +95,6 @@ down() {
 # ---------------------------------------------------------------------------------------
 # up
 
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found: run scripts/setup.sh (it installs $2)"; }
-
 preflight() {
   [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, veths, TUN, Open vSwitch); run it with sudo"
   need ip iproute2; need ovs-vswitchd openvswitch-switch; need ovsdb-server openvswitch-switch
@@ -144,16 +107,6 @@ preflight() {
   for n in bb ra rb rc ha hb hc; do
     ! ip netns list | grep -qw "^$P-$n" || die "namespace $P-$n exists: a lab is up already (scripts/interop-lab.sh down)"
   done
-}
-
-backbone_bin() {
-  if [ -n "${BACKBONE:-}" ]; then
-    [ -x "$BACKBONE" ] || die "BACKBONE=$BACKBONE is not an executable"
-  else
-    say "building the appliance (cargo build --release -p dataplane --bin backbone)"
-    cargo build --release --locked --quiet -p dataplane --bin backbone
-    BACKBONE=$RELEASE_BIN
-  fi
 }
 
 mkns() { # NAME
@@ -468,24 +421,14 @@ status_counters() {
 }
 
 status() {
-  ip netns list | grep "^$P-" || say "no namespaces with prefix $P-"
-  for f in "$D"/pids/*.pid; do
-    [ -e "$f" ] || continue
-    printf '  %-22s pid %-8s %s\n' "$(basename "$f" .pid)" "$(sed -n 1p "$f")" \
-      "$(alive "$f" && echo running || echo gone)"
-  done
+  lab_status
   if [ -f "$D/up" ]; then status_counters; fi
 }
 
 cmd=${1:-}
-on_exit_up() { # tear a half-built lab down
-  local rc=$?
-  if [ "$rc" -ne 0 ] && [ ! -f "$D/up" ]; then say "up failed: tearing down"; down; fi
-  return "$rc"
-}
 
 case "$cmd" in
-  up) trap on_exit_up EXIT; up ;;
+  up) trap lab_on_exit_up EXIT; up ;;
   down) down; say "down" ;;
   check) BACKBONE=${BACKBONE:-$RELEASE_BIN}; check ;;
   status) BACKBONE=${BACKBONE:-$RELEASE_BIN}; status ;;
