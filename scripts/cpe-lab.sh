@@ -204,9 +204,7 @@ EOF
 up() {
   preflight
   backbone_bin
-  rm -rf "$D"; mkdir -p "$D/pids"
-  say "namespaces $P-{${NSES[*]}}, state in $D"
-  for n in "${NSES[@]}"; do mkns "$n"; done
+  lab_fresh
   # The CPE's kernel sees the af_packet veths' frames too: it has no address on them and
   # must not answer for the appliance.
   ns cpe sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1

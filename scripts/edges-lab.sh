@@ -347,10 +347,8 @@ up() {
   local given=${BACKBONE:-}
   backbone_bin
   if [ -z "$given" ]; then policy_bin build; else policy_bin; fi
-  rm -rf "$D"; mkdir -p "$D/pids" "$D/e1" "$D/e2"
-  say "namespaces $P-{${NSES[*]}}, state in $D"
+  lab_fresh e1 e2
   local n e s
-  for n in "${NSES[@]}"; do mkns "$n"; done
   bridge ul
   bridge rr
   ns rr ip addr add 10.255.0.254/24 dev br0

@@ -81,6 +81,15 @@ start_frr() { # NS FILE [ZEBRA-ARGS...]
     || die "FRR in $n refused its configuration: see $D/frr-$n/vtysh.log"
 }
 
+# A new state directory $D (with DIRS under it besides pids) and the lab's namespaces.
+lab_fresh() { # [DIRS...]
+  rm -rf "$D"; mkdir -p "$D/pids"
+  local d n
+  for d in "$@"; do mkdir -p "$D/$d"; done
+  say "namespaces $P-{${NSES[*]}}, state in $D"
+  for n in "${NSES[@]}"; do mkns "$n"; done
+}
+
 # Stop everything recorded (the appliances first: they remove their host interfaces),
 # delete the namespaces and FRR's instance directories.
 lab_down() {

@@ -231,9 +231,7 @@ EOF
 up() {
   preflight
   backbone_bin
-  rm -rf "$D"; mkdir -p "$D/pids"
-  say "namespaces $P-{${NSES[*]}}, state in $D"
-  for n in "${NSES[@]}"; do mkns "$n"; done
+  lab_fresh
   # The edge's kernel sees the af_packet veths' frames too (see interop-lab.sh): strict
   # reverse-path filtering keeps it from answering what is the appliance's.
   ns edge sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
