@@ -106,8 +106,13 @@ def main() -> int:
         if raw in ready:
             inner = inner_of(raw.recv(65535))
             if inner and inner[0] >> 4 == 4:
-                os.write(tun, inner)
-                stats["decap"] += 1
+                try:
+                    os.write(tun, inner)
+                    stats["decap"] += 1
+                except OSError:
+                    # The TUN device is not up yet (EIO): the packet is lost, as on a
+                    # link that is down.
+                    stats["ignored"] += 1
             else:
                 stats["ignored"] += 1
 

@@ -26,7 +26,12 @@
 //! hold prefixes longer than /24); DPDK's allocation (every configured group) and the
 //! control side (our rule store, `rte_lpm`'s rules, `rte_fib`'s RIB) are printed apart.
 //!
-//! EAL runs with `--no-huge`: DPDK's tables sit on 4 KiB pages, like ours. Every pass over
+//! EAL runs with `--no-huge`: DPDK's tables sit on 4 KiB pages, like ours. With
+//! `LPM_BENCH_PAGES=huge` both sit on 2 MiB pages instead: EAL takes DPDK's from hugetlbfs
+//! (`--in-memory`; scripts/setup.sh reserves them), and the benchmark runs itself again
+//! with glibc's `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, under which malloc asks for
+//! transparent huge pages (the machine's THP mode must be `madvise` or `always`) for the
+//! heap that holds our table. Every pass over
 //! the addresses (65,536 lookups, a fraction of a millisecond) is timed on its own; the
 //! summary takes the 10th percentile of them, so that passes another process interrupted
 //! on a shared machine do not count (criterion's own report is the mean).
@@ -319,10 +324,12 @@ fn run_table(run: &mut Run<'_>, name: &str, rules: &[(Ipv4Prefix, NextHop)], see
     let groups = t.lpm.tbl8_groups_used();
     let fib_used = (1usize << 24) * 4 + groups * 256 * 4;
     summary.push(format!(
-        "{name}: {} prefixes, {} groups over /24; addresses with a route: {}; all three agree",
+        "{name}: {} prefixes, {} groups over /24; addresses with a route: {}; all three agree; \
+         THP in this process: {} kB",
         t.ours.len(),
         groups,
-        coverage.join(", ")
+        coverage.join(", "),
+        thp_kb()
     ));
     summary.push(format!(
         "  {:<16} {:>10} {:>14} {:>16}",
@@ -393,6 +400,32 @@ fn low_percentile(v: &[f64]) -> Option<f64> {
     Some(v[v.len() / 10])
 }
 
+/// This process's memory on transparent huge pages, in kB, as the kernel reports it.
+fn thp_kb() -> String {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// What pages the tables sit on.
+fn pages_line() -> &'static str {
+    match std::env::var("LPM_BENCH_PAGES").as_deref() {
+        Ok("huge") => {
+            "pages: 2 MiB for both (DPDK: hugetlbfs; ours: transparent huge pages, see \
+             \"THP\" per table)"
+        }
+        _ => {
+            "pages: 4 KiB for DPDK (EAL --no-huge), ours as malloc gives them (see \"THP\" per \
+             table); LPM_BENCH_PAGES=huge for 2 MiB pages for both"
+        }
+    }
+}
+
 fn print_summary(samples: &Samples, tables: &[&str], summary: &[String]) {
     let s = samples.borrow();
     let get = |t: &str, imp: &str, mode: &str, set: &str| {
@@ -408,6 +441,7 @@ fn print_summary(samples: &Samples, tables: &[&str], summary: &[String]) {
         "\n=== LPM: ours vs rte_lpm vs rte_fib (ns per lookup: 10th percentile of the passes) ==="
     );
     println!("{}", dataplane::dpdk::Eal::version());
+    println!("{}", pages_line());
     for line in summary {
         println!("{line}");
     }
@@ -444,27 +478,63 @@ fn print_summary(samples: &Samples, tables: &[&str], summary: &[String]) {
     );
 }
 
+/// glibc's setting that has malloc ask for transparent huge pages.
+const GLIBC_HUGE: &str = "glibc.malloc.hugetlb=1";
+
+/// Whether `LPM_BENCH_PAGES=huge` asks for huge pages. glibc reads its tunables when the
+/// process starts, so without them in the environment this runs the benchmark again with
+/// them (and does not return); an unknown value is refused.
+fn huge_pages() -> bool {
+    match std::env::var("LPM_BENCH_PAGES").as_deref() {
+        Err(_) | Ok("4k") => false,
+        Ok("huge") => {
+            let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+            if !tunables.split(':').any(|t| t == GLIBC_HUGE) {
+                use std::os::unix::process::CommandExt;
+                let both = if tunables.is_empty() {
+                    GLIBC_HUGE.to_string()
+                } else {
+                    format!("{tunables}:{GLIBC_HUGE}")
+                };
+                let exe = std::env::current_exe().expect("the benchmark's own path");
+                let err = std::process::Command::new(exe)
+                    .args(std::env::args_os().skip(1))
+                    .env("GLIBC_TUNABLES", both)
+                    .exec();
+                panic!("LPM_BENCH_PAGES=huge: cannot run again with GLIBC_TUNABLES: {err}");
+            }
+            true
+        }
+        Ok(other) => panic!("LPM_BENCH_PAGES is {other:?}: expected \"4k\" or \"huge\""),
+    }
+}
+
 fn main() {
     let c = Criterion::default()
         .sample_size(10)
         .measurement_time(Duration::from_millis(1500))
         .warm_up_time(Duration::from_millis(300))
         .configure_from_args();
+    let huge = huge_pages();
     let prefix = format!("--file-prefix=lpm_vs_dpdk_{}", std::process::id());
-    let eal = Eal::init(&[
-        "lpm_vs_dpdk",
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "-m",
-        "2048",
-        "-l",
-        "0",
-        "--log-level=lib.eal:error",
-        "--force-max-simd-bitwidth=512",
-        &prefix,
-    ])
-    .unwrap_or_else(|e| panic!("EAL: {e}"));
+    let memory: &[&str] = if huge {
+        &["--in-memory"]
+    } else {
+        &["--no-huge", "-m", "2048"]
+    };
+    let args = [
+        &["lpm_vs_dpdk", "--no-pci", "--no-shconf"],
+        memory,
+        &[
+            "-l",
+            "0",
+            "--log-level=lib.eal:error",
+            "--force-max-simd-bitwidth=512",
+            &prefix,
+        ],
+    ]
+    .concat();
+    let eal = Eal::init(&args).unwrap_or_else(|e| panic!("EAL: {e}"));
     let mut run = Run {
         c,
         eal: &eal,

@@ -226,6 +226,7 @@ impl Backbone {
                     client: true,
                     core: true,
                     internet: false,
+                    lan: false,
                 },
                 transit: false,
                 host_interface: false,

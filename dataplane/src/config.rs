@@ -43,6 +43,7 @@ pub fn builder_from_config(
                     client: p.has_role(Role::Client),
                     core: p.has_role(Role::Core),
                     internet: p.has_role(Role::Internet),
+                    lan: p.has_role(Role::Lan),
                 },
                 transit: p.transit,
                 host_interface: p.host_interface,
@@ -91,7 +92,13 @@ pub fn builder_from_config(
         tunnel.fallback = t.fallback;
         // BGP routes the client's prefixes only where its routes reach us (FPM).
         tunnel.bgp = t.bgp.is_some() && cfg.fpm.is_some();
+        tunnel.backup_of = t.backup.as_ref().map(|p| p.name.clone());
+        // A client-site router probes its edges as a GRE keepalive, which an edge reflects.
+        tunnel.keepalive_probe = cfg.site.is_some();
         b.tunnel(tunnel);
+    }
+    if let Some(site) = &cfg.site {
+        b.site(site.prefixes.iter().map(prefix).collect());
     }
     for r in &cfg.routes {
         b.route(prefix(&r.prefix), route_target(&r.target, ports));

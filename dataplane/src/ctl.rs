@@ -141,6 +141,17 @@ enum CtlCommand {
     },
     /// Remove a static neighbour.
     NeighborDel { port: String, ip: String },
+    /// Give a port a new address in place of an old one (a client site's WAN address
+    /// changing): every tunnel whose local end was OLD sends from NEW, in one publication.
+    WanAddress {
+        /// The port (the WAN), by name.
+        #[arg(long)]
+        port: String,
+        /// The address it had.
+        old: String,
+        /// The address it has now.
+        new: String,
+    },
     /// Replace the whole configuration with a file (validated first; ports cannot change).
     Apply { file: PathBuf },
     /// Apply a JSON array of changes as one publication.
@@ -430,6 +441,9 @@ pub fn ctl(args: &CtlArgs) -> Result<(), String> {
         CtlCommand::NeighborDel { port, ip } => {
             json!({"op": "remove_neighbor", "port": port, "ip": ip})
         }
+        CtlCommand::WanAddress { port, old, new } => {
+            json!({"op": "set_address", "port": port, "old": old, "new": new})
+        }
         CtlCommand::Apply { file } => {
             let abs =
                 std::fs::canonicalize(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -555,6 +569,9 @@ fn flags(t: &Value) -> String {
     }
     if t["checksum"] == Value::Bool(true) {
         f.push("csum".into());
+    }
+    if let Some(p) = t["backup_of"].as_str() {
+        f.push(format!("backup={p}"));
     }
     if f.is_empty() {
         "-".into()

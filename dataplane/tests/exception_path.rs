@@ -310,7 +310,7 @@ fn a_probe_goes_into_its_tunnel_and_its_reply_comes_back_for_the_prober() {
         seq: 9,
         sent_ns: 42,
     };
-    let inner = probe_packet(L1, &p);
+    let inner = probe_packet(L1, L1, &p);
     // The probe: the inner packet an echo reply from our endpoint to itself, as scapy
     // reads it, encapsulated into tunnel c (IP in IP) to its router.
     check_fields(

@@ -226,6 +226,119 @@ fn frr_accepts_what_is_written() {
     assert!(!ok, "vtysh --dryrun took a broken configuration:\n{said}");
 }
 
+/// A client site's router with BGP: two edges, the second a backup.
+const SITE: &str = r#"
+[[port]]
+name = "lan0"
+device = "net_null0"
+roles = ["lan"]
+addresses = ["10.5.0.1"]
+
+[[port]]
+name = "wan0"
+device = "net_null1"
+roles = ["internet"]
+addresses = ["203.0.113.5"]
+
+[site]
+prefixes = ["10.5.0.0/16", "10.55.1.0/24"]
+
+[bgp]
+asn = 65005
+
+[fpm]
+
+[[tunnel]]
+name = "edge1"
+mode = "gre"
+local = "203.0.113.5"
+remote = "198.51.100.1"
+port = "wan0"
+next_hop = "203.0.113.254"
+prefixes = ["10.0.0.0/8"]
+link = "169.254.5.0/31"
+asn = 65000
+
+[[tunnel]]
+name = "edge2"
+mode = "ipip"
+local = "203.0.113.5"
+remote = "198.51.100.2"
+port = "wan0"
+next_hop = "203.0.113.254"
+link = "169.254.6.0/31"
+asn = 65000
+backup = "edge1"
+"#;
+
+#[test]
+fn a_client_site_announces_its_own_and_learns_the_carriers_with_the_backup_last() {
+    let cfg = pipeline_config::parse(SITE, "cpe.toml").expect("config");
+    let text = render(&cfg, "cpe.toml", Some(fpm())).expect("rendered");
+    let l = lines(&text);
+    let has = |line: &str| l.contains(&line);
+    assert!(has("router bgp 65005"), "{text}");
+    assert!(has(" bgp router-id 10.5.0.1"), "the first port's address");
+    // An eBGP session with each edge, at the edge's side of the link, with BFD (default
+    // 100 ms x 3).
+    for peer in ["169.254.5.1", "169.254.6.1"] {
+        assert!(has(&format!(" neighbor {peer} remote-as 65000")), "{text}");
+        assert!(
+            has(&format!(" neighbor {peer} bfd profile bb-100x3")),
+            "{text}"
+        );
+    }
+    // The site announces its own prefixes, and only them, to both edges.
+    assert!(has("  network 10.5.0.0/16") && has("  network 10.55.1.0/24"));
+    assert!(has("ip prefix-list bb-site seq 5 permit 10.5.0.0/16"));
+    assert!(has("ip prefix-list bb-site seq 10 permit 10.55.1.0/24"));
+    assert!(has("  neighbor 169.254.5.1 route-map bb-edge1-out out"));
+    assert!(has("  neighbor 169.254.6.1 route-map bb-edge2-out out"));
+    // From each edge: the carrier's space down to /24 (the backup: its primary's), never
+    // the site's own (denied first, more-specifics included).
+    for t in ["edge1", "edge2"] {
+        assert!(has(&format!(
+            "ip prefix-list bb-{t} seq 5 deny 10.5.0.0/16 le 32"
+        )));
+        assert!(has(&format!(
+            "ip prefix-list bb-{t} seq 10 deny 10.55.1.0/24 le 32"
+        )));
+        assert!(has(&format!(
+            "ip prefix-list bb-{t} seq 15 permit 10.0.0.0/8 le 24"
+        )));
+    }
+    // The backup's routes lose to the primary's (local preference below the default 100),
+    // and the carrier sees the site longer through it.
+    let backup_in = text
+        .split("route-map bb-edge2-in permit 10")
+        .nth(1)
+        .and_then(|s| s.split("exit").next())
+        .expect("the backup's inbound route map");
+    assert!(backup_in.contains("set local-preference 50"), "{backup_in}");
+    let primary_in = text
+        .split("route-map bb-edge1-in permit 10")
+        .nth(1)
+        .and_then(|s| s.split("exit").next())
+        .expect("the primary's inbound route map");
+    assert!(!primary_in.contains("local-preference"), "{primary_in}");
+    let backup_out = text
+        .split("route-map bb-edge2-out permit 10")
+        .nth(1)
+        .and_then(|s| s.split("exit").next())
+        .expect("the backup's outbound route map");
+    assert!(
+        backup_out.contains("set as-path prepend 65005 65005"),
+        "{backup_out}"
+    );
+    // Nothing of the edge's role: no client list, no clients announced.
+    assert!(!text.contains("bb-clients"), "{text}");
+    let (ok, said) = dryrun(&text);
+    assert!(
+        ok,
+        "vtysh --dryrun refused the site's configuration:\n{said}\n{text}"
+    );
+}
+
 /// CONFIG with a core port, iBGP to two route reflectors from its address, and local
 /// preferences on site-a (a session) and site-c (announced by the edge).
 fn core_config() -> String {

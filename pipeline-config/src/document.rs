@@ -278,6 +278,50 @@ impl ConfigDocument {
         Ok(())
     }
 
+    /// Replace our address `old` on the port called `port` by `new`, and move every tunnel
+    /// whose `local` is `old` to `new` (a client site's WAN address changing: the tunnels
+    /// re-source from the new one). Returns the tunnels moved. Checked with the whole
+    /// document when it is validated: nothing applies unless all of it does.
+    pub fn set_address(
+        &mut self,
+        port: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<Vec<String>, ConfigError> {
+        self.route_context = None;
+        let origin = self.origin.clone();
+        let p = self
+            .raw
+            .ports
+            .iter_mut()
+            .find(|p| p.name == port)
+            .ok_or_else(|| {
+                invalid(
+                    &origin,
+                    "address.port",
+                    Some(format!("{port:?}")),
+                    "is not a configured port",
+                )
+            })?;
+        let Some(at) = p.addresses.iter().position(|a| a == old) else {
+            return Err(invalid(
+                &origin,
+                "address.old",
+                Some(format!("{old:?}")),
+                &format!("is not an address of port {port:?}"),
+            ));
+        };
+        p.addresses[at] = new.to_owned();
+        let mut moved = Vec::new();
+        for t in &mut self.raw.tunnels {
+            if t.local == old {
+                new.clone_into(&mut t.local);
+                moved.push(t.name.clone());
+            }
+        }
+        Ok(moved)
+    }
+
     /// Remove a static neighbour.
     pub fn remove_neighbor(&mut self, port: &str, ip: &str) -> Result<(), ConfigError> {
         self.route_context = None;

@@ -36,6 +36,16 @@ pub struct ValidatedConfig {
     pub bgp: Option<BgpConfig>,
     /// `[health]`: the in-tunnel probes' timers.
     pub health: HealthConfig,
+    /// `[site]`: the client site this router serves, on a client-site router.
+    pub site: Option<SiteConfig>,
+}
+
+/// `[site]`: the client site a client-site router (CPE) serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteConfig {
+    /// The site's own networks: the only sources accepted from its LAN ports, and what its
+    /// BGP sessions with the carrier announce. None equal to a tunnel's source prefix.
+    pub prefixes: Vec<Ipv4Net>,
 }
 
 /// `[fpm]`: where zebra's FPM connection is accepted, and how long routes learned over an
@@ -237,6 +247,10 @@ pub struct TunnelConfig {
     pub probe: bool,
     /// While the tunnel is down, its prefixes fall back to native forwarding.
     pub fallback: bool,
+    /// The tunnel whose prefixes this one carries while that one is down (its primary,
+    /// earlier in the file, itself no backup). A backup has no `prefixes` or
+    /// `extra_sources` of its own: it accepts its primary's as inner sources.
+    pub backup: Option<TunnelRef>,
     /// The BGP local preference of the client's routes at this edge, where set.
     pub local_pref: Option<u32>,
 }
@@ -404,6 +418,13 @@ impl ValidatedConfig {
             }
         }
 
+        if let Some(site) = &self.site {
+            writeln!(
+                s,
+                "site: a client site's router for {} (the only sources its LAN ports accept)",
+                join(&site.prefixes)
+            )?;
+        }
         writeln!(s, "tunnels: {}", self.tunnels.len())?;
         for (i, t) in self.tunnels.iter().enumerate() {
             let mut mode = t.mode.to_string();
@@ -435,6 +456,13 @@ impl ValidatedConfig {
             }
             if !t.extra_sources.is_empty() {
                 writeln!(s, "      extra sources {}", join(&t.extra_sources))?;
+            }
+            if let Some(p) = &t.backup {
+                writeln!(
+                    s,
+                    "      backup of {:?}: carries its prefixes while it is down",
+                    p.name
+                )?;
             }
             if !t.prefixes6.is_empty() {
                 writeln!(s, "      prefixes {}", join(&t.prefixes6))?;

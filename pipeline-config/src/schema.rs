@@ -58,6 +58,19 @@ pub(crate) struct RawConfig {
     /// `[health]`; default: probes every 300 ms, down after 3 missed.
     #[serde(default, skip_serializing_if = "RawHealth::is_default")]
     pub health: RawHealth,
+    /// `[site]`; default (absent): not a client site's router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<RawSite>,
+}
+
+/// `[site]`: the client site this router serves (the client-site role: LAN ports, tunnels
+/// to the carrier's edges).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+// `Deserialize` from a table only (and `Serialize` through the same inherent code): see `table_only!`.
+#[serde(deny_unknown_fields, remote = "Self")]
+pub(crate) struct RawSite {
+    /// The site's own networks; required, at least one.
+    pub prefixes: Vec<String>,
 }
 
 /// Where zebra's FPM module connects by default (FRR's `fpm address 127.0.0.1`, port 2620).
@@ -388,6 +401,10 @@ pub(crate) struct RawTunnel {
     /// (absent): true where a port has the internet role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<bool>,
+    /// The tunnel (by name, earlier in the file) whose prefixes this one carries while that
+    /// one is down; default (absent): none, a tunnel of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
     /// The BGP local preference of the client's routes at this edge (needs `[bgp]`);
     /// default (absent): BGP's own (100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -476,6 +493,7 @@ table_only! {
     RawFpm: "the [fpm] table",
     RawBgp: "the [bgp] table",
     RawHealth: "the [health] table",
+    RawSite: "the [site] table",
 }
 
 fn default_port_mtu() -> i64 {

@@ -138,8 +138,11 @@ keyword_enum! {
         Client = "client",
         /// The other edge routers of the backbone.
         Core = "core",
-        /// Best-effort native transit.
+        /// Best-effort native transit (on a client-site router: the WAN).
         Internet = "internet",
+        /// The hosts of a client site (on a client-site router): native packets arriving
+        /// here may carry only the site's own sources (`[site] prefixes`).
+        Lan = "lan",
     }
 }
 
@@ -281,7 +284,7 @@ mod tests {
         );
         assert_eq!(
             quoted_list(Role::WORDS),
-            "\"client\", \"core\" or \"internet\""
+            "\"client\", \"core\", \"internet\" or \"lan\""
         );
     }
 

@@ -23,8 +23,8 @@
 use crate::error::ConfigError;
 use crate::model::{
     header_len, BgpConfig, FpmConfig, HealthConfig, IcmpConfig, NeighborConfig, PollConfig,
-    PortConfig, PortRef, Route6Config, RouteConfig, RouteTarget, TunnelBgp, TunnelConfig,
-    TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
+    PortConfig, PortRef, Route6Config, RouteConfig, RouteTarget, SiteConfig, TunnelBgp,
+    TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{
     IntOrWord, RawBgp, RawConfig, RawFpm, RawPort, RawRoute, RawTunnel, RawWorkers,
@@ -52,6 +52,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         interfaces: HashMap::new(),
         links: Vec::new(),
         bgp: None,
+        fpm: raw.fpm.is_some(),
     };
     let worker_lcores = v.workers(raw.workers.lcores.as_deref())?;
     let poll = v.poll(&raw.workers)?;
@@ -61,6 +62,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         None => None,
     };
     let tunnels = v.tunnels(&raw.tunnels, &ports)?;
+    let site = v.site(raw.site.as_ref(), &ports)?;
     let (routes, routes6) = v.routes(&raw.routes, &ports, &tunnels)?;
     v.no_tunnel_through_a_tunnel(&tunnels)?;
     let icmp = IcmpConfig {
@@ -92,6 +94,7 @@ pub(crate) fn validate(raw: &RawConfig, origin: &str) -> Result<ValidatedConfig,
         icmp,
         fpm,
         bgp: v.bgp.clone(),
+        site,
         health: HealthConfig {
             probe_interval_ms: v.ranged(
                 "health.probe_interval_ms".into(),
@@ -152,6 +155,8 @@ pub(crate) struct Validator<'a> {
     links: Vec<(Ipv4Net, String)>,
     /// `[bgp]`, checked before the tunnels (their `asn` needs it).
     bgp: Option<BgpConfig>,
+    /// Whether there is an `[fpm]` section: only then do BGP sessions move routes.
+    fpm: bool,
 }
 
 fn quote(s: &str) -> String {
@@ -897,7 +902,9 @@ impl Validator<'_> {
             name: p.name.clone(),
             device: p.device.clone(),
             host_interface,
-            transit: p.transit.unwrap_or(roles.contains(&Role::Internet)),
+            transit: p
+                .transit
+                .unwrap_or(roles.contains(&Role::Internet) || roles.contains(&Role::Lan)),
             roles,
             mac,
             addresses,
@@ -984,6 +991,7 @@ impl Validator<'_> {
                 None => {}
             }
             tunnel.bgp = self.tunnel_bgp(i, t, &tunnel)?;
+            tunnel.backup = self.backup(i, t, &tunnel, &tunnels)?;
             self.tunnel_prefixes(i, &tunnel, t)?;
             self.tunnel_prefixes6(i, &tunnel, t)?;
             tunnels.push(tunnel);
@@ -1163,6 +1171,7 @@ impl Validator<'_> {
             // Checked in `tunnels`, after the receive identity.
             link: None,
             bgp: None,
+            backup: None,
             probe: t.probe.unwrap_or(false),
             local_pref: match t.local_pref {
                 None => None,
@@ -1206,6 +1215,146 @@ impl Validator<'_> {
             // Checked in `tunnels`, with `link`.
             link6: None,
         })
+    }
+
+    /// The primary a backup tunnel stands in for: an earlier tunnel, itself no backup, that
+    /// can go down (probed, or with a BGP session) and falls back while down; the backup
+    /// has no prefixes or extra sources of its own (it carries and accepts its primary's).
+    fn backup(
+        &self,
+        i: usize,
+        t: &RawTunnel,
+        tunnel: &TunnelConfig,
+        before: &[TunnelConfig],
+    ) -> Result<Option<TunnelRef>, ConfigError> {
+        let Some(name) = &t.backup else {
+            return Ok(None);
+        };
+        let path = tunnel_path(i, &t.name);
+        let field = format!("{path}.backup");
+        let Some(index) = before.iter().position(|p| &p.name == name) else {
+            return Err(self.err(
+                field,
+                quote(name),
+                "is not a tunnel defined earlier in the file (a backup names its primary)",
+            ));
+        };
+        let primary = &before[index];
+        if let Some(first) = &primary.backup {
+            return Err(self.err(
+                field,
+                quote(name),
+                format!(
+                    "is itself a backup (of {:?}); name the primary instead",
+                    first.name
+                ),
+            ));
+        }
+        if !primary.fallback {
+            return Err(self.err(
+                field,
+                quote(name),
+                "has fallback = false: its prefixes never leave it, so a backup would never \
+                 carry them",
+            ));
+        }
+        let found_down_by_bgp = primary.bgp.is_some() && self.fpm;
+        if !(primary.probe || found_down_by_bgp) {
+            return Err(self.err(
+                field,
+                quote(name),
+                "is neither probed (probe = true) nor has a BGP session (asn) whose routes \
+                 reach the appliance ([fpm]): nothing would ever find it down, so a backup \
+                 would never carry its prefixes",
+            ));
+        }
+        let lists: [(Option<String>, &str); 2] = [
+            (
+                tunnel
+                    .prefixes
+                    .first()
+                    .map(ToString::to_string)
+                    .or_else(|| tunnel.prefixes6.first().map(ToString::to_string)),
+                "prefixes",
+            ),
+            (
+                tunnel
+                    .extra_sources
+                    .first()
+                    .map(ToString::to_string)
+                    .or_else(|| tunnel.extra_sources6.first().map(ToString::to_string)),
+                "extra_sources",
+            ),
+        ];
+        for (first, what) in lists {
+            if let Some(net) = first {
+                return Err(self.err(
+                    format!("{path}.{what}[0]"),
+                    net,
+                    format!(
+                        "is set on a backup tunnel; a backup carries and accepts the {what} of \
+                         its primary {name:?}"
+                    ),
+                ));
+            }
+        }
+        Ok(Some(TunnelRef {
+            index,
+            name: name.clone(),
+        }))
+    }
+
+    /// `[site]`: the site's own prefixes, with the LAN ports they are for. Every LAN port
+    /// needs the section and the section a LAN port; no site prefix is exactly a tunnel's
+    /// source prefix (nested ones are what longest match is for: a carrier's aggregate
+    /// around the site's own space).
+    fn site(
+        &self,
+        raw: Option<&crate::schema::RawSite>,
+        ports: &[PortConfig],
+    ) -> Result<Option<SiteConfig>, ConfigError> {
+        let lan = ports.iter().position(|p| p.has_role(Role::Lan));
+        let Some(raw) = raw else {
+            if let Some(i) = lan {
+                return Err(self.err(
+                    format!("{}.roles", port_path(i, &ports[i].name)),
+                    "\"lan\"",
+                    "needs a [site] section: its prefixes are the only sources accepted from a \
+                     LAN port",
+                ));
+            }
+            return Ok(None);
+        };
+        if lan.is_none() {
+            return Err(self.err_bare(
+                "site",
+                "is for a client site's router: give a port the \"lan\" role, or leave [site] out",
+            ));
+        }
+        if raw.prefixes.is_empty() {
+            return Err(self.err("site.prefixes", "[]", "names no prefix; give at least one"));
+        }
+        let mut prefixes: Vec<Ipv4Net> = Vec::with_capacity(raw.prefixes.len());
+        for (k, text) in raw.prefixes.iter().enumerate() {
+            let field = format!("site.prefixes[{k}]");
+            let net = self.prefix(&field, text)?;
+            if let Some(first) = prefixes.iter().position(|p| *p == net) {
+                return Err(self.err(field, net, format!("is already site.prefixes[{first}]")));
+            }
+            let key = (u32::from(net.network()), net.prefix_len());
+            if let Some(s) = self.sources.get(&key) {
+                return Err(self.err(
+                    field,
+                    net,
+                    format!(
+                        "is also {}: a source address is the site's own or a tunnel's, not both",
+                        s.field
+                    ),
+                ));
+            }
+            prefixes.push(net);
+        }
+        Ok(Some(SiteConfig { prefixes }))
     }
 
     /// Claim a tunnel's prefixes for routing, and its source prefixes for it alone.
@@ -1620,8 +1769,9 @@ impl<'a> Validator<'a> {
             ours6: HashMap::new(),
             interfaces: HashMap::new(),
             links: Vec::new(),
-            // Route checks never look at BGP (only tunnels do).
+            // Route checks never look at BGP or FPM (only tunnels do).
             bgp: None,
+            fpm: false,
         }
     }
 

@@ -495,7 +495,7 @@ fn port_roles() {
         &replaced("roles = [\"client\"]", "roles = [\"client\", \"peer\"]"),
         "port[0] \"client0\".roles[1]",
         Some("\"peer\""),
-        "is not a role (expected one of \"client\", \"core\" or \"internet\")",
+        "is not a role (expected one of \"client\", \"core\", \"internet\" or \"lan\")",
     );
     invalid(
         &replaced("roles = [\"client\"]", "roles = [\"client\", \"client\"]"),

@@ -50,6 +50,10 @@ pub fn short(op: &Value) -> String {
             (Some(p), Some(ip)) => Some(format!("{} {}", clip(p), clip(ip))),
             _ => None,
         },
+        "set_address" => match (field(op, "port"), field(op, "old"), field(op, "new")) {
+            (Some(p), Some(o), Some(n)) => Some(format!("{} {} -> {}", clip(p), clip(o), clip(n))),
+            _ => None,
+        },
         "apply_config" => field(op, "path").map(clip),
         _ => None,
     };

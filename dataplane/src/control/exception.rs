@@ -493,10 +493,9 @@ impl<'a, 'p> Exception<'a, 'p> {
             let Some(t) = snap.tunnels().get(id).filter(|e| e.config.name == name) else {
                 continue;
             };
-            let Some(mut m) = self
-                .pool
-                .alloc_with(&probe::probe_packet(t.config.local, &p))
-            else {
+            let c = &t.config;
+            let src = if c.keepalive_probe { c.remote } else { c.local };
+            let Some(mut m) = self.pool.alloc_with(&probe::probe_packet(src, c.local, &p)) else {
                 self.counters
                     .from_host_no_mbuf
                     .fetch_add(1, Ordering::Relaxed);

@@ -17,6 +17,10 @@
 //! IPv6 prefixes announced to it), and the edge announces the IPv6 prefixes of clients
 //! without a session. Across the core (iBGP) only IPv4 travels: the core forwards IPv4.
 //!
+//! On a client site's router (`[site]`) it writes the site's side instead: an eBGP session
+//! with each edge inside its tunnel, with BFD, announcing the site's own prefixes and
+//! learning the carrier's, the backup's session preferred less (see `render_site`).
+//!
 //! The output is a complete `frr.conf` for FRR 8.4 (`service integrated-vtysh-config`),
 //! the same for the same configuration: `frr-reload.py` applies the difference to a running
 //! FRR.
@@ -88,6 +92,9 @@ pub fn render(
     fpm: Option<SocketAddr>,
 ) -> Result<String, FrrError> {
     let bgp = cfg.bgp.as_ref().ok_or(FrrError::NoBgp)?;
+    if let Some(site) = &cfg.site {
+        return Ok(render_site(cfg, bgp, site, source, fpm));
+    }
     let mut o = String::new();
     // Writing to a String cannot fail: the results below are ignored on purpose.
     let _ = writeln!(
@@ -95,44 +102,14 @@ pub fn render(
         "! The edge's FRR configuration, written by `backbone frr-config` from {source}.\n\
          ! Regenerate it rather than edit it: the appliance's configuration is the source."
     );
-    o.push_str("frr version 8.4\nfrr defaults traditional\nhostname backbone\n");
-    o.push_str("log syslog informational\nservice integrated-vtysh-config\n!\n");
-    // A new client changes the prefix list every client's outbound route map reads: bgpd
-    // applies route-map and prefix-list changes after this delay (5 s by default; 0 would
-    // disable the updates altogether).
-    o.push_str("bgp route-map delay-timer 1\n!\n");
-    match fpm.map(fpm_target) {
-        Some(fpm) => {
-            // FRR's own port is left out, as zebra shows its running configuration:
-            // frr-reload.py would otherwise see the line differ at every reload and set
-            // it again, and zebra drops the FPM connection when it is set (its routes
-            // stay away from the appliance until it connects again, seconds later).
-            let port = if fpm.port() == FRR_FPM_PORT {
-                String::new()
-            } else {
-                format!(" port {}", fpm.port())
-            };
-            let _ = writeln!(
-                o,
-                "! zebra hands the routes it selects to the appliance (zebra runs with -M \
-                 dplane_fpm_nl)\nfpm address {}{port}\nno fpm use-next-hop-groups\n!",
-                fpm.ip(),
-            );
-        }
-        None => o.push_str(
-            "! No FPM: the appliance does not listen for zebra ([fpm] in its configuration).\n!\n",
-        ),
-    }
     let profile = format!("bb-{}x{}", bgp.bfd_interval_ms, bgp.bfd_multiplier);
     let sessions: Vec<&TunnelConfig> = cfg.tunnels.iter().filter(|t| t.bgp.is_some()).collect();
-    if sessions.iter().any(|t| t.bgp.is_some_and(|b| b.bfd)) {
-        let _ = writeln!(
-            o,
-            "bfd\n profile {profile}\n  detect-multiplier {}\n  receive-interval {}\n  \
-             transmit-interval {}\n exit\nexit\n!",
-            bgp.bfd_multiplier, bgp.bfd_interval_ms, bgp.bfd_interval_ms
-        );
-    }
+    let bfd = sessions.iter().any(|t| t.bgp.is_some_and(|b| b.bfd));
+    preamble(
+        &mut o,
+        fpm,
+        bfd.then_some((profile.as_str(), bgp.bfd_interval_ms, bgp.bfd_multiplier)),
+    );
 
     // What each client may announce: its own prefixes and their more-specifics.
     for t in &sessions {
@@ -356,6 +333,155 @@ pub fn render(
     }
     o.push_str("exit\n!\nend\n");
     Ok(o)
+}
+
+/// The local preference of routes learned through a backup tunnel's session: below the
+/// default 100 of the primary's, so zebra uses them only while the primary's are gone.
+pub const BACKUP_LOCAL_PREFERENCE: u32 = 50;
+
+/// The preamble both roles share: version, logging, the route-map delay, FPM, BFD profile.
+fn preamble(o: &mut String, fpm: Option<SocketAddr>, profile: Option<(&str, u32, u8)>) {
+    o.push_str("frr version 8.4\nfrr defaults traditional\nhostname backbone\n");
+    o.push_str("log syslog informational\nservice integrated-vtysh-config\n!\n");
+    // A new client changes the prefix list every client's outbound route map reads: bgpd
+    // applies route-map and prefix-list changes after this delay (5 s by default; 0 would
+    // disable the updates altogether).
+    o.push_str("bgp route-map delay-timer 1\n!\n");
+    match fpm.map(fpm_target) {
+        Some(fpm) => {
+            // FRR's own port is left out, as zebra shows its running configuration:
+            // frr-reload.py would otherwise see the line differ at every reload and set
+            // it again, and zebra drops the FPM connection when it is set (its routes
+            // stay away from the appliance until it connects again, seconds later).
+            let port = if fpm.port() == FRR_FPM_PORT {
+                String::new()
+            } else {
+                format!(" port {}", fpm.port())
+            };
+            let _ = writeln!(
+                o,
+                "! zebra hands the routes it selects to the appliance (zebra runs with -M \
+                 dplane_fpm_nl)\nfpm address {}{port}\nno fpm use-next-hop-groups\n!",
+                fpm.ip(),
+            );
+        }
+        None => o.push_str(
+            "! No FPM: the appliance does not listen for zebra ([fpm] in its configuration).\n!\n",
+        ),
+    }
+    if let Some((name, interval, multiplier)) = profile {
+        let _ = writeln!(
+            o,
+            "bfd\n profile {name}\n  detect-multiplier {multiplier}\n  receive-interval \
+             {interval}\n  transmit-interval {interval}\n exit\nexit\n!",
+        );
+    }
+}
+
+/// A client site's router: an eBGP session with each edge inside its tunnel, with BFD;
+/// the site announces its own `[site] prefixes` and nothing else, and takes from each edge
+/// what lies inside the tunnel's `prefixes` (its primary's, for a backup), down to
+/// `max_prefix_len`, never the site's own space. Routes through a backup's session get a
+/// lower local preference, and what the site announces there is prepended with its AS
+/// twice, so that both sides prefer the primary while it is up.
+fn render_site(
+    cfg: &ValidatedConfig,
+    bgp: &pipeline_config::BgpConfig,
+    site: &pipeline_config::SiteConfig,
+    source: &str,
+    fpm: Option<SocketAddr>,
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "! The client site's FRR configuration, written by `backbone frr-config` from \
+         {source}.\n! Regenerate it rather than edit it: the appliance's configuration is the \
+         source."
+    );
+    let profile = format!("bb-{}x{}", bgp.bfd_interval_ms, bgp.bfd_multiplier);
+    let sessions: Vec<&TunnelConfig> = cfg.tunnels.iter().filter(|t| t.bgp.is_some()).collect();
+    let bfd = sessions.iter().any(|t| t.bgp.is_some_and(|b| b.bfd));
+    preamble(
+        &mut o,
+        fpm,
+        bfd.then_some((profile.as_str(), bgp.bfd_interval_ms, bgp.bfd_multiplier)),
+    );
+    // What the site announces: its own prefixes, exactly.
+    for (k, p) in site.prefixes.iter().enumerate() {
+        let _ = writeln!(o, "ip prefix-list bb-site seq {} permit {p}", 5 * (k + 1));
+    }
+    // What each edge may announce: the carrier's space the tunnel carries, not the site's.
+    for t in &sessions {
+        let name = client_name(t);
+        let carried = match &t.backup {
+            Some(p) => &cfg.tunnels[p.index].prefixes,
+            None => &t.prefixes,
+        };
+        let mut seq = 5;
+        for p in &site.prefixes {
+            let _ = writeln!(o, "ip prefix-list {name} seq {seq} deny {}", entry4(p, 32));
+            seq += 5;
+        }
+        if carried.is_empty() {
+            let _ = writeln!(o, "ip prefix-list {name} seq {seq} deny any");
+        }
+        for p in carried {
+            let _ = writeln!(
+                o,
+                "ip prefix-list {name} seq {seq} permit {}",
+                entry4(p, bgp.max_prefix_len)
+            );
+            seq += 5;
+        }
+    }
+    o.push_str("!\n");
+    for t in &sessions {
+        let name = client_name(t);
+        let _ = writeln!(
+            o,
+            "route-map {name}-in permit 10\n match ip address prefix-list {name}"
+        );
+        if t.backup.is_some() {
+            let _ = writeln!(o, " set local-preference {BACKUP_LOCAL_PREFERENCE}");
+        }
+        o.push_str("exit\n!\n");
+        let _ = writeln!(
+            o,
+            "route-map {name}-out permit 10\n match ip address prefix-list bb-site"
+        );
+        if t.backup.is_some() {
+            let _ = writeln!(o, " set as-path prepend {0} {0}", bgp.asn);
+        }
+        o.push_str("exit\n!\n");
+    }
+    let _ = writeln!(o, "router bgp {}", bgp.asn);
+    let _ = writeln!(o, " bgp router-id {}", bgp.router_id);
+    // The site's prefixes are the appliance's own routes (to the LAN), not zebra's.
+    o.push_str(" no bgp network import-check\n");
+    for t in &sessions {
+        let Some(b) = t.bgp else { continue };
+        let _ = writeln!(o, " neighbor {} remote-as {}", b.peer, b.asn);
+        let _ = writeln!(o, " neighbor {} description tunnel {}", b.peer, t.name);
+        let _ = writeln!(o, " neighbor {} timers connect 1", b.peer);
+        let _ = writeln!(o, " neighbor {} advertisement-interval 0", b.peer);
+        if b.bfd {
+            let _ = writeln!(o, " neighbor {} bfd profile {profile}", b.peer);
+        }
+    }
+    o.push_str(" !\n address-family ipv4 unicast\n");
+    for p in &site.prefixes {
+        let _ = writeln!(o, "  network {p}");
+    }
+    for t in &sessions {
+        let Some(b) = t.bgp else { continue };
+        let name = client_name(t);
+        let _ = writeln!(o, "  neighbor {} activate", b.peer);
+        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
+        let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
+        let _ = writeln!(o, "  neighbor {} route-map {name}-out out", b.peer);
+    }
+    o.push_str(" exit-address-family\nexit\n!\nend\n");
+    o
 }
 
 /// Keeps FRR's configuration what ours says while the appliance runs: after every change

@@ -16,7 +16,9 @@ pub struct WorkerProgress {
     /// Where `ctl trace` and `ctl capture` see the worker's packets (armed by the control
     /// side, off otherwise).
     pub tap: crate::tap::Tap,
-    /// Milliseconds since `epoch` when the worker last received a packet.
+    /// Milliseconds since `epoch` when the worker last received a packet. The worker reads
+    /// the clock every 64 polls while it receives (this may lag by that much then), and
+    /// at its first poll that receives nothing (exact to within that poll once it stops).
     pub last_rx_ms: AtomicU64,
     /// Snapshot generation of the last burst.
     pub generation: AtomicU64,

@@ -396,7 +396,7 @@ pub fn respond_as(req: &Value, state: &Mutex<ControlState>, live: Live<'_>, who:
             None => Err("batch: missing array field \"ops\"".into()),
         },
         "add_tunnel" | "remove_tunnel" | "set_route" | "add_route" | "remove_route"
-        | "set_neighbor" | "remove_neighbor" | "apply_config" => st
+        | "set_neighbor" | "remove_neighbor" | "set_address" | "apply_config" => st
             .apply_as(std::slice::from_ref(req), who)
             .map(|g| json!({"generation": g})),
         "list_tunnels" => Ok(json!({"tunnels": tunnels(&st, live)})),

@@ -50,8 +50,11 @@ fn needs_restart(running: &ValidatedConfig, new: &ValidatedConfig) -> Option<Str
         .zip(&new.ports)
         .enumerate()
         .find(|(_, (a, b))| {
+            // Neighbours and addresses change while running (a client site's WAN address
+            // given anew: the tunnels re-source from it).
             let mut b = (*b).clone();
             b.neighbors.clone_from(&a.neighbors);
+            b.addresses.clone_from(&a.addresses);
             **a != b
         })
         .map(|(i, (a, _))| format!("port[{i}] {:?}", a.name))
@@ -319,8 +322,10 @@ impl ControlState {
     /// `{"op":"add_tunnel","tunnel":{...}}`, `{"op":"remove_tunnel","name":N}`,
     /// `{"op":"set_route","route":{...}}` (adds or replaces the prefix's route),
     /// `{"op":"remove_route","prefix":P}`, `{"op":"set_neighbor","port":N,"ip":I,"mac":M}`,
-    /// `{"op":"remove_neighbor","port":N,"ip":I}`, `{"op":"apply_config","path":F}` (a whole
-    /// new file; ports, EAL arguments and workers must stay as they are).
+    /// `{"op":"remove_neighbor","port":N,"ip":I}`, `{"op":"set_address","port":P,"old":O,
+    /// "new":N}` (port P's address O becomes N, and every tunnel whose local was O sends
+    /// from N), `{"op":"apply_config","path":F}` (a whole new file; ports, EAL arguments and
+    /// workers must stay as they are, but for the ports' addresses).
     ///
     /// A request of route changes only costs what it changes: each change is checked on
     /// its own against the running configuration (the same rules, the same errors as the
@@ -350,6 +355,13 @@ impl ControlState {
                     op_str(op, "ip").map_err(at)?,
                     op_str(op, "mac").map_err(at)?,
                 ),
+                "set_address" => doc
+                    .set_address(
+                        op_str(op, "port").map_err(at)?,
+                        op_str(op, "old").map_err(at)?,
+                        op_str(op, "new").map_err(at)?,
+                    )
+                    .map(|_| ()),
                 "remove_neighbor" => doc.remove_neighbor(
                     op_str(op, "port").map_err(at)?,
                     op_str(op, "ip").map_err(at)?,
@@ -1006,6 +1018,7 @@ impl ControlState {
                         "prefixes": c.prefixes.iter().map(ToString::to_string)
                             .chain(c.prefixes6.iter().map(ToString::to_string)).collect::<Vec<_>>(),
                         "link6": c.link6.map(|l| l.to_string()),
+                        "backup_of": c.backup_of,
                     })
                 })
                 .collect(),
@@ -1124,7 +1137,20 @@ impl ControlState {
             for p in &t.config.prefixes {
                 let mut r = json!({"prefix": p.to_string(), "tunnel": t.config.name,
                                    "source": "tunnel", "distance": RouteLayer::Tunnel.distance()});
-                if let Some(why) = not_routed {
+                // Down, its prefix is carried by a backup tunnel: listed as well.
+                let backup = self
+                    .builder
+                    .tunnel_route(*p)
+                    .filter(|b| b.name != t.config.name);
+                if let Some(b) = backup {
+                    r["not_routed"] = json!(format!(
+                        "the tunnel is down; its backup {} carries it",
+                        b.name
+                    ));
+                    all.push(json!({"prefix": p.to_string(), "tunnel": b.name,
+                                    "source": format!("tunnel (backup of {})", t.config.name),
+                                    "distance": RouteLayer::Tunnel.distance()}));
+                } else if let Some(why) = not_routed {
                     r["not_routed"] = json!(why);
                 }
                 all.push(r);
@@ -1163,21 +1189,11 @@ impl ControlState {
     /// The installed route that decides `dst`: the longest prefix routed by any layer, and
     /// the layer of least distance for it; `None` when no route holds it.
     fn installed_route(&self, dst: Ipv4Addr) -> Option<(Ipv4Prefix, RouteLayer, RouteTarget)> {
-        let tunnel_prefixes: HashMap<Ipv4Prefix, &str> = self
-            .builder
-            .tunnels()
-            .iter()
-            .filter(|t| t.routes_its_prefixes())
-            .flat_map(|t| t.prefixes.iter().map(move |p| (*p, t.name.as_str())))
-            .collect();
         (0..=32u8).rev().find_map(|len| {
             let p = Ipv4Prefix::truncating(dst, len).ok()?;
-            if let Some(name) = tunnel_prefixes.get(&p) {
-                return Some((
-                    p,
-                    RouteLayer::Tunnel,
-                    RouteTarget::Tunnel((*name).to_owned()),
-                ));
+            // Routed into its tunnel, or into a backup while that one is down.
+            if let Some(t) = self.builder.tunnel_route(p) {
+                return Some((p, RouteLayer::Tunnel, RouteTarget::Tunnel(t.name.clone())));
             }
             if let Some(t) = self.builder.routes().get(&p) {
                 return Some((p, RouteLayer::Static, t.clone()));

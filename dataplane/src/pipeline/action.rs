@@ -191,6 +191,10 @@ drop_reasons! {
     /// An ICMP Fragmentation Needed to us whose next-hop MTU is not smaller than the
     /// packet it quotes: that packet would have fitted.
     PmtuNotSmaller = "pmtu_not_smaller",
+    /// A native packet on a LAN port (a client-site router's) whose source is not one of
+    /// the site's own prefixes: a host of the site sending as another site or anyone else
+    /// (BCP 38 at the customer edge).
+    LanSpoofed = "lan_spoofed",
 }
 
 /// Things worth counting that do not drop the packet.

@@ -320,9 +320,13 @@ impl Pipeline {
 
         // A pass ahead of stages 1 and 2: the tunnel each frame names (the memo's guess),
         // so that the misses of the burst overlap instead of stalling one by one.
+        // With it, the guessed tunnel's receive counters, which stage 2 adds to.
         for pkt in pkts.iter() {
             if let Some((local, remote, key)) = terminate::peek_key(pkt.data()) {
-                self.tunnel_memo.prefetch(snap, local, remote, key);
+                let guess = self.tunnel_memo.prefetch(snap, local, remote, key);
+                if let Some(c) = self.counters.tunnels.get(guess.index()) {
+                    crate::prefetch::prefetch(&c.rx);
+                }
             }
         }
 
@@ -454,12 +458,15 @@ impl Pipeline {
             }
         }
 
-        // The egress tunnels' headers, a pass ahead of stage 5.
+        // The egress tunnels' headers and transmit counters, a pass ahead of stage 5.
         for (i, &nh) in hops[..n].iter().enumerate() {
             if pending[i] && !inner[i].v6 {
                 if let Target::Tunnel(id) = snap.target(nh) {
                     if let Some(t) = snap.tunnels().hot(id) {
                         crate::prefetch::prefetch(&t.header);
+                    }
+                    if let Some(c) = self.counters.tunnels.get(id.index()) {
+                        crate::prefetch::prefetch(&c.tx);
                     }
                 }
             }

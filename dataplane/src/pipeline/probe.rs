@@ -31,17 +31,19 @@ pub struct ProbeReply {
     pub sent_ns: u64,
 }
 
-/// The inner packet of a probe: an echo reply from `endpoint` to `endpoint` (our tunnel
-/// endpoint), TTL 64, carrying the probe's identity.
-pub fn probe_packet(endpoint: Ipv4Addr, p: &ProbeReply) -> [u8; PROBE_LEN] {
+/// The inner packet of a probe: an echo reply from `src` to `dst`, TTL 64, carrying the
+/// probe's identity. An edge probes from its tunnel endpoint to itself; a client-site
+/// router from the edge's endpoint to its own (the form of a GRE keepalive, which the edge
+/// reflects natively). Either way `dst` is ours: the reply comes back to us.
+pub fn probe_packet(src: Ipv4Addr, dst: Ipv4Addr, p: &ProbeReply) -> [u8; PROBE_LEN] {
     let mut b = [0u8; PROBE_LEN];
     // IPv4: version 4, IHL 5, total length, DF clear, TTL 64, protocol ICMP.
     b[0] = 0x45;
     b[2..4].copy_from_slice(&(PROBE_LEN as u16).to_be_bytes());
     b[8] = 64;
     b[9] = 1;
-    b[12..16].copy_from_slice(&endpoint.octets());
-    b[16..20].copy_from_slice(&endpoint.octets());
+    b[12..16].copy_from_slice(&src.octets());
+    b[16..20].copy_from_slice(&dst.octets());
     let sum = checksum::checksum(&b[..20]);
     b[10..12].copy_from_slice(&sum.to_be_bytes());
     // ICMP echo reply (type 0, code 0), our identifier, the low 16 bits of the sequence.
@@ -104,7 +106,8 @@ mod tests {
             seq: 70_000,
             sent_ns: 123_456_789,
         };
-        let b = probe_packet(Ipv4Addr::new(192, 0, 2, 1), &p);
+        let ours = Ipv4Addr::new(192, 0, 2, 1);
+        let b = probe_packet(ours, ours, &p);
         // RFC 1071: both checksums verify to all ones.
         assert!(checksum::verify(&b[..20]));
         assert!(checksum::verify(&b[20..]));

@@ -87,13 +87,21 @@ impl TunnelMemo {
     }
 
     /// Prefetch what looking this key up will read: its set, and the hot entry of the
-    /// tunnel the set remembers last.
+    /// tunnel the set remembers last. Returns that tunnel (a guess: the lookup checks it).
     #[inline(always)]
-    pub(crate) fn prefetch(&self, snap: &Snapshot, local: u32, remote: u32, gre_key: Option<u32>) {
+    pub(crate) fn prefetch(
+        &self,
+        snap: &Snapshot,
+        local: u32,
+        remote: u32,
+        gre_key: Option<u32>,
+    ) -> TunnelId {
         let ways = &self.sets[Self::set_of(local, remote, gre_key)];
-        if let Some(t) = snap.tunnels().hot(TunnelId(u32::from(ways[0]))) {
+        let guess = TunnelId(u32::from(ways[0]));
+        if let Some(t) = snap.tunnels().hot(guess) {
             crate::prefetch::prefetch(t);
         }
+        guess
     }
 
     /// The tunnel whose receive-side key this is, arriving on `port`, and its hot entry.
@@ -371,7 +379,8 @@ fn inner<B: PacketBuf>(
     // The client router probing its own tunnel (a Cisco GRE keepalive): it goes back to the
     // router natively; the source check and the loop rules are not for it.
     let keepalive = src == t.local && dst == t.remote;
-    if !keepalive && snap.source_owner(src) != Some(tunnel) {
+    // A backup tunnel accepts its primary's sources (`t.sources`: the slot whose they are).
+    if !keepalive && snap.source_owner(src) != Some(TunnelId(t.sources)) {
         return Err(Verdict::Drop(DropReason::InnerSpoofed));
     }
     // RFC 6040 section 4.2, decapsulation (Figure 4).
@@ -497,7 +506,8 @@ fn inner6<B: PacketBuf>(
         }
         return Err(Verdict::Punt(PuntReason::LocalInner));
     }
-    if ipv6::is_link_local(src) || snap.source_owner6(src) != Some(tunnel) {
+    // A backup tunnel accepts its primary's sources (`t.sources`).
+    if ipv6::is_link_local(src) || snap.source_owner6(src) != Some(TunnelId(t.sources)) {
         return Err(Verdict::Drop(DropReason::InnerSpoofed));
     }
     let (new_ecn, suspicious) = decap_ecn(outer_ecn, Ecn::from_bits(tc))?;
@@ -543,6 +553,10 @@ fn inner6<B: PacketBuf>(
 /// termination step 6): an address of a client's prefixes may arrive natively only on the
 /// port that client's tunnel uses, and an address no client owns only on a port that also
 /// has the internet role. A client can thus not send as another by leaving its tunnel.
+///
+/// On a LAN port (a client-site router's) only the site's own sources are accepted: a host
+/// of the site sending as someone else (another site, the Internet) is dropped as
+/// `lan_spoofed`, whatever it is sent to.
 #[inline]
 pub(crate) fn transit<B: PacketBuf>(
     pkt: &mut B,
@@ -562,7 +576,11 @@ pub(crate) fn transit<B: PacketBuf>(
     let len = data.len();
     let mut ip = Ipv4Packet::new_unchecked(data);
     let src = u32::from(ip.src_addr());
-    if let Some(roles) = snap.port(port).map(|p| p.roles).filter(|r| r.client) {
+    let roles = snap.port(port).map(|p| p.roles).unwrap_or_default();
+    if roles.lan && !snap.site_source(src) {
+        return Err(Verdict::Drop(DropReason::LanSpoofed));
+    }
+    if roles.client {
         let allowed = match snap.source_owner(src) {
             Some(owner) => snap
                 .tunnels()
@@ -628,6 +646,7 @@ mod tests {
                     client: true,
                     core: false,
                     internet: false,
+                    lan: false,
                 },
                 transit: false,
                 host_interface: false,

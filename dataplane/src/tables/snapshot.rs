@@ -25,8 +25,11 @@ pub struct PortRoles {
     pub client: bool,
     /// Other edge routers of the backbone.
     pub core: bool,
-    /// Best-effort native transit.
+    /// Best-effort native transit (a client-site router's WAN).
     pub internet: bool,
+    /// A client site's hosts (on a client-site router): native packets arriving here must
+    /// come from the site's own prefixes ([`SnapshotBuilder::site`]).
+    pub lan: bool,
 }
 
 /// A port as the pipeline sees it.
@@ -124,6 +127,11 @@ pub enum BuildError {
         remote: Ipv4Addr,
         into: String,
     },
+    #[error(
+        "tunnel {tunnel:?}: backup of {primary:?}, which is no tunnel of its own (missing, or \
+         itself a backup), or the backup has prefixes of its own"
+    )]
+    BadBackup { tunnel: String, primary: String },
     #[error("too many tunnels and routes for the next-hop space")]
     TooMany,
     #[error("route {prefix}: tunnel {tunnel:?} does not exist")]
@@ -310,13 +318,25 @@ impl Snapshot {
         self.icmp
     }
 
-    /// The tunnel whose source prefixes hold `src` (host order), by longest match.
+    /// The tunnel whose source prefixes hold `src` (host order), by longest match; `None`
+    /// when no tunnel's do, or when the site's own prefixes hold it more specifically.
     #[inline]
     pub fn source_owner(&self, src: u32) -> Option<TunnelId> {
         self.sources
             .lookup_u32(src)
             .to_option()
+            .filter(|nh| nh.index() != SITE_SOURCE)
             .map(|nh| TunnelId(nh.index()))
+    }
+
+    /// Whether `src` (host order) is the site's own (a client-site router's `[site]
+    /// prefixes`, by longest match over them and the tunnels' source prefixes).
+    #[inline]
+    pub fn site_source(&self, src: u32) -> bool {
+        self.sources
+            .lookup_u32(src)
+            .to_option()
+            .is_some_and(|nh| nh.index() == SITE_SOURCE)
     }
 }
 
@@ -375,6 +395,8 @@ pub struct SnapshotBuilder {
     dynamic6: BTreeMap<Ipv6Prefix, RouteTarget>,
     neighbors: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
     icmp: IcmpLimit,
+    /// The site's own prefixes (a client-site router's): the sources its LAN ports accept.
+    site: Vec<Ipv4Prefix>,
     /// What changed since the last build that succeeded.
     dirty: Dirty,
     /// Path MTUs the underlay reported, by tunnel name, with the receive key of the tunnel
@@ -401,6 +423,9 @@ struct Dirty {
 
 /// Route next hops at or above this index are not tunnels (tunnels use their slot).
 const OTHER_BASE: u32 = 1 << 24;
+/// The source table's next hop for the site's own prefixes: no tunnel's slot (slots stay
+/// below it).
+const SITE_SOURCE: u32 = OTHER_BASE - 1;
 
 /// A non-tunnel route target, as the builder numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -541,6 +566,22 @@ impl SnapshotBuilder {
             }
             _ => false,
         }
+    }
+
+    /// The site's own prefixes (a client-site router's `[site] prefixes`): the only sources
+    /// accepted from LAN ports, and never accepted from a tunnel (where a tunnel's source
+    /// prefix covers them, the longer match is the site's).
+    pub fn site(&mut self, prefixes: Vec<Ipv4Prefix>) -> &mut Self {
+        if self.site != prefixes {
+            self.site = prefixes;
+            self.dirty.structure = true;
+        }
+        self
+    }
+
+    /// The site's own prefixes.
+    pub fn site_prefixes(&self) -> &[Ipv4Prefix] {
+        &self.site
     }
 
     /// Add or replace a route of the configuration (the static layer).
@@ -718,6 +759,7 @@ impl SnapshotBuilder {
         self.routes6 = other.routes6;
         self.neighbors = other.neighbors;
         self.icmp = other.icmp;
+        self.site = other.site;
         self.dirty.structure = true;
         self.dirty.neighbors = true;
         self.path_mtus = other.path_mtus;
@@ -741,6 +783,14 @@ impl SnapshotBuilder {
     /// The neighbours (static and learned).
     pub fn neighbors(&self) -> &HashMap<(PortIndex, Ipv4Addr), EthernetAddress> {
         &self.neighbors
+    }
+
+    /// The tunnel that the last build routes `prefix` into as a tunnel's own prefix: the
+    /// tunnel that claims it, or its backup while it is down (`None`: not routed as a
+    /// tunnel's prefix now).
+    pub fn tunnel_route(&self, prefix: Ipv4Prefix) -> Option<&Tunnel> {
+        let &(_, i) = self.kept.tunnel_routes.get(&prefix)?;
+        self.tunnels.get(i)
     }
 
     /// The layer whose route for `prefix` the last build installed (`None`: no route for
@@ -876,13 +926,31 @@ impl SnapshotBuilder {
             let Some(nh) = self.kept.slots.get(&t.name).and_then(|&s| NextHop::new(s)) else {
                 continue;
             };
-            if t.routes_its_prefixes6() {
+            // Down, its prefixes go into its first backup that routes (as the IPv4 ones).
+            let carrier = if t.routes_its_prefixes6() {
+                Some(nh)
+            } else {
+                self.tunnels
+                    .iter()
+                    .filter(|b| b.backup_of.as_deref() == Some(t.name.as_str()))
+                    .find(|b| b.routes_its_prefixes6())
+                    .and_then(|b| self.kept.slots.get(&b.name))
+                    .and_then(|&s| NextHop::new(s))
+            };
+            if let Some(carrier) = carrier {
                 for &p in &t.prefixes6 {
-                    routes.insert(p, nh);
+                    routes.insert(p, carrier);
                 }
             }
+            // A backup's sources are filed under its primary, whose it accepts.
+            let owner = t
+                .backup_of
+                .as_ref()
+                .and_then(|p| self.kept.slots.get(p))
+                .and_then(|&s| NextHop::new(s))
+                .unwrap_or(nh);
             for p in t.source_prefixes6() {
-                sources.insert(p, nh);
+                sources.insert(p, owner);
             }
         }
         for (&prefix, target) in &self.routes6 {
@@ -1143,7 +1211,13 @@ impl SnapshotBuilder {
                 .get(&t.name)
                 .filter(|(key, _)| *key == t.key())
                 .map(|&(_, mtu)| mtu);
+            let sources = t
+                .backup_of
+                .as_deref()
+                .and_then(|p| self.kept.slots.get(p).copied())
+                .unwrap_or(slot);
             *entry = Some(TunnelEntry {
+                sources,
                 next_hop_mac: self.neighbors.get(&(t.egress_port, t.next_hop)).copied(),
                 src_mac: port.mac,
                 mtu: t.mtu.min(port.mtu).min(path_mtu.unwrap_or(u16::MAX)),
@@ -1310,7 +1384,7 @@ impl SnapshotBuilder {
                     next_slot - 1
                 }
             };
-            if slot >= OTHER_BASE {
+            if slot >= SITE_SOURCE {
                 return Err(BuildError::TooMany);
             }
             slot_of.push(slot);
@@ -1321,6 +1395,34 @@ impl SnapshotBuilder {
         let mut claimed: HashMap<Ipv4Prefix, usize> = HashMap::new();
         let mut sources_wanted: HashMap<Ipv4Prefix, NextHop> = HashMap::new();
         let mut source_owner: HashMap<Ipv4Prefix, usize> = HashMap::new();
+        // A backup's primary by position (validated to exist before routes are built).
+        let primary_of: Vec<Option<usize>> = self
+            .tunnels
+            .iter()
+            .map(|t| {
+                let name = t.backup_of.as_deref()?;
+                self.tunnels.iter().position(|p| p.name == name)
+            })
+            .collect();
+        for (i, t) in self.tunnels.iter().enumerate() {
+            if let Some(name) = &t.backup_of {
+                let primary = primary_of[i].map(|p| &self.tunnels[p]);
+                let primary_ok = primary.is_some_and(|p| p.backup_of.is_none());
+                if !primary_ok || !t.prefixes.is_empty() {
+                    return Err(BuildError::BadBackup {
+                        tunnel: t.name.clone(),
+                        primary: name.clone(),
+                    });
+                }
+            }
+        }
+        let backups_of = |i: usize| {
+            primary_of
+                .iter()
+                .enumerate()
+                .filter(move |&(_, p)| *p == Some(i))
+                .map(|(b, _)| b)
+        };
         for (i, t) in self.tunnels.iter().enumerate() {
             let nh = NextHop::new(slot_of[i]).ok_or(BuildError::TooMany)?;
             for &p in &t.prefixes {
@@ -1332,10 +1434,14 @@ impl SnapshotBuilder {
                     });
                 }
                 // A tunnel that falls back while it is down (or whose client's routes come
-                // from BGP) claims its prefixes without routing them: what else covers
-                // them takes their traffic.
+                // from BGP) claims its prefixes without routing them: its first backup that
+                // routes takes them, else what else covers them takes their traffic.
                 if t.routes_its_prefixes() {
                     tunnel_routes.insert(p, (slot_of[i], i));
+                } else if let Some(b) =
+                    backups_of(i).find(|&b| self.tunnels[b].routes_its_prefixes())
+                {
+                    tunnel_routes.insert(p, (slot_of[b], b));
                 }
             }
             // The client router's side of the link is the client's too.
@@ -1352,8 +1458,23 @@ impl SnapshotBuilder {
                         });
                     }
                 }
-                sources_wanted.insert(p, nh);
+                // A backup accepts its primary's sources (TunnelHot::sources names the
+                // primary): its own link's are filed under the primary too.
+                let owner = primary_of[i].map_or(nh, |p| NextHop::new(slot_of[p]).unwrap_or(nh));
+                sources_wanted.insert(p, owner);
             }
+        }
+        // The site's own sources: never a tunnel's exact source prefix.
+        let site_nh = NextHop::new(SITE_SOURCE).ok_or(BuildError::TooMany)?;
+        for &p in &self.site {
+            if let Some(&owner) = source_owner.get(&p) {
+                return Err(BuildError::DuplicateSource {
+                    prefix: p,
+                    first: self.tunnels[owner].name.clone(),
+                    second: "the site".to_owned(),
+                });
+            }
+            sources_wanted.insert(p, site_nh);
         }
         let slots: HashMap<String, u32> = self
             .tunnels

@@ -121,6 +121,16 @@ pub struct Tunnel {
     /// FPM): with `fallback`, its own `prefixes` are not routed, so that a session BFD takes
     /// down takes its routes with it.
     pub bgp: bool,
+    /// The tunnel (by name) whose prefixes this one carries while that one is down, and
+    /// whose source prefixes it accepts (a client-site router's backup tunnel to a second
+    /// edge). A backup has no `prefixes` or `extra_sources` of its own.
+    pub backup_of: Option<String>,
+    /// Its probes take the form of a GRE keepalive (RFC 2784 leaves the form to the
+    /// routers; Cisco's): an inner packet from `remote` to `local`, which the far end
+    /// reflects natively (a backbone edge does: SPEC.md tunnel termination step 5). A
+    /// client-site router probes so; an edge probes with an inner packet from `local` to
+    /// `local`, which any router sends back by routing it.
+    pub keepalive_probe: bool,
 }
 
 impl Tunnel {
@@ -157,6 +167,8 @@ impl Tunnel {
             fallback: false,
             down: false,
             bgp: false,
+            backup_of: None,
+            keepalive_probe: false,
         }
     }
 
@@ -369,6 +381,9 @@ pub struct TunnelHot {
     pub slot: u32,
     /// Our address inside the tunnel (its `link`), host order; 0 for none.
     pub link: u32,
+    /// The slot whose source prefixes this tunnel accepts as inner sources: its own, or
+    /// its primary's for a backup tunnel.
+    pub sources: u32,
     /// Our IPv6 address inside the tunnel (its `link6`), host order; 0 for none.
     pub link6: u128,
     /// Ethernet (to the next hop, from the port), IPv4 (version and header length,
@@ -413,6 +428,7 @@ impl TunnelHot {
         partial: 0,
         slot: 0,
         link: 0,
+        sources: u32::MAX,
         link6: 0,
         header: [0; Self::MAX_HEADER],
     };
@@ -490,6 +506,7 @@ impl TunnelHot {
             partial,
             slot,
             link: t.link.map_or(0, |l| u32::from(l.addr())),
+            sources: slot,
             link6: t.link6.map_or(0, |l| u128::from(l.addr())),
             header,
         }
@@ -569,6 +586,8 @@ pub struct TunnelEntry {
     /// [`Tunnel::path_mtu_floor`]), while it holds; `mtu` is at most this.
     pub path_mtu: Option<u16>,
     pub state: Arc<TunnelState>,
+    /// The slot whose source prefixes it accepts (its own; its primary's for a backup).
+    pub sources: u32,
 }
 
 /// FNV-1a over the key's words: the keys are small and not attacker-chosen in bulk (only
@@ -638,7 +657,12 @@ impl TunnelTable {
             .iter()
             .enumerate()
             .map(|(i, e)| match e {
-                Some(e) => TunnelHot::new(&e.config, i as u32, e.src_mac, e.next_hop_mac, e.mtu),
+                Some(e) => {
+                    let mut hot =
+                        TunnelHot::new(&e.config, i as u32, e.src_mac, e.next_hop_mac, e.mtu);
+                    hot.sources = e.sources;
+                    hot
+                }
                 None => TunnelHot::EMPTY,
             })
             .collect();
@@ -835,7 +859,9 @@ mod tests {
         let table = TunnelTable::from_entries(
             [t1.clone(), t2.clone(), t3.clone()]
                 .into_iter()
-                .map(|config| TunnelEntry {
+                .enumerate()
+                .map(|(i, config)| TunnelEntry {
+                    sources: i as u32,
                     mtu: config.mtu,
                     path_mtu: None,
                     config,

@@ -1,0 +1,484 @@
+//! A client site's router (CPE) through the pipeline: the configuration of
+//! `pipeline-config/examples/cpe.toml` (LAN 10.5.0.0/16 behind lan0, WAN 203.0.113.5 on
+//! wan0, GRE primary edge1 with key 5, sequence numbers and checksums carrying the carrier's
+//! 10.0.0.0/8, IPIP backup edge2, default route natively to the WAN gateway).
+//!
+//! Every expected frame is built by scapy from what SPEC.md and the RFCs prescribe
+//! (RFC 2784/2890 for the GRE header, RFC 2003 for IPIP, RFC 791/1812 for the forwarded
+//! inner header: TTL one less, checksum valid), never copied from our output; only the
+//! values that are ours to choose (the outer identification, the first sequence number)
+//! are read from the frame.
+
+mod common;
+
+use common::{check_fields, pkt, pkts, Lab};
+use dataplane::config::builder_from_config;
+use dataplane::pipeline::{DropReason, Pipeline};
+use dataplane::tables::{PortIndex, TunnelId};
+use dataplane::wire::EthernetAddress;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+const LAN: PortIndex = 0;
+const WAN: PortIndex = 1;
+const MAC_LAN: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0c, 1]);
+const MAC_WAN: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0c, 2]);
+/// The WAN gateway 203.0.113.254 and the LAN router 10.5.0.2.
+const MAC_GW: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0d, 1]);
+const MAC_LAN_ROUTER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0d, 2]);
+
+fn mac(m: EthernetAddress) -> String {
+    let b = m.0;
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5]
+    )
+}
+
+/// The example configuration, as the appliance would load it, with the two next hops'
+/// MACs known.
+fn cpe() -> Lab {
+    cpe_from(&example())
+}
+
+fn example() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline-config/examples/cpe.toml");
+    std::fs::read_to_string(path).expect("examples/cpe.toml")
+}
+
+/// A CPE from configuration `text`, the next hops' MACs known.
+fn cpe_from(text: &str) -> Lab {
+    let cfg = pipeline_config::parse(text, "cpe.toml").expect("the CPE configuration validates");
+    let mut builder = builder_from_config(&cfg, &[(LAN, MAC_LAN), (WAN, MAC_WAN)]);
+    builder.neighbor(WAN, Ipv4Addr::new(203, 0, 113, 254), MAC_GW);
+    builder.neighbor(LAN, Ipv4Addr::new(10, 5, 0, 2), MAC_LAN_ROUTER);
+    let snap = builder.build().expect("the example builds");
+    Lab {
+        builder,
+        snap,
+        pipe: Pipeline::new(0x1000),
+    }
+}
+
+impl CpeExt for Lab {
+    fn set_down(&mut self, tunnel: &str, down: bool) {
+        assert!(
+            self.builder.set_tunnel_down(tunnel, down),
+            "{tunnel} changed"
+        );
+        self.snap = self.builder.build().expect("builds");
+    }
+}
+
+trait CpeExt {
+    fn set_down(&mut self, tunnel: &str, down: bool);
+}
+
+/// A host of the site sends: from the host's MAC to the LAN port's.
+fn from_host(src: &str, dst: &str) -> String {
+    format!(
+        "Ether(dst='{}', src='02:00:00:00:ee:01')/IP(src='{src}', dst='{dst}', ttl=64)/data(40)",
+        mac(MAC_LAN)
+    )
+}
+
+/// The same inner packet as forwarded: TTL one less (RFC 1812 5.3.1), checksum valid.
+fn forwarded(src: &str, dst: &str) -> String {
+    format!("IP(src='{src}', dst='{dst}', ttl=63)/data(40)")
+}
+
+fn u16_at(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+fn u32_at(f: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
+}
+
+fn tx(lab: &Lab, name: &str) -> u64 {
+    let id: TunnelId = lab.snap.tunnels().by_name(name).expect("tunnel");
+    lab.counters()
+        .tunnels
+        .get(id.index())
+        .map_or(0, |c| c.tx.packets)
+}
+
+fn rx(lab: &Lab, name: &str) -> u64 {
+    let id: TunnelId = lab.snap.tunnels().by_name(name).expect("tunnel");
+    lab.counters()
+        .tunnels
+        .get(id.index())
+        .map_or(0, |c| c.rx.packets)
+}
+
+/// The frame the primary must send for `inner` (RFC 2784 with checksum, RFC 2890 key and
+/// sequence number): from the WAN port to the gateway, outer 203.0.113.5 -> 198.51.100.1,
+/// TTL 64, DF, DSCP/ECN copied from the inner (0), protocol 47.
+fn into_edge1(out: &[u8], inner: &str) -> Vec<u8> {
+    let id = u16_at(out, 14 + 4);
+    // C, K, S present: checksum+reserved at 38, key at 42, sequence number at 46.
+    let seq = u32_at(out, 14 + 20 + 12);
+    pkt(&format!(
+        "Ether(dst='{}', src='{}')/IP(src='203.0.113.5', dst='198.51.100.1', ttl=64, \
+         id={id}, flags='DF', tos=0)/GRE(chksum_present=1, key_present=1, seqnum_present=1, \
+         key=5, sequence_number={seq})/{inner}",
+        mac(MAC_GW),
+        mac(MAC_WAN)
+    ))
+}
+
+/// The frame the backup must send for `inner` (RFC 2003): outer 203.0.113.5 ->
+/// 198.51.100.2, protocol 4.
+fn into_edge2(out: &[u8], inner: &str) -> Vec<u8> {
+    let id = u16_at(out, 14 + 4);
+    pkt(&format!(
+        "Ether(dst='{}', src='{}')/IP(src='203.0.113.5', dst='198.51.100.2', ttl=64, \
+         id={id}, flags='DF', tos=0, proto=4)/{inner}",
+        mac(MAC_GW),
+        mac(MAC_WAN)
+    ))
+}
+
+/// Natively out of the WAN port to the gateway.
+fn native_wan(inner: &str) -> Vec<u8> {
+    pkt(&format!(
+        "Ether(dst='{}', src='{}')/{inner}",
+        mac(MAC_GW),
+        mac(MAC_WAN)
+    ))
+}
+
+#[test]
+fn lan_to_the_carrier_enters_the_primary_tunnel() {
+    let mut lab = cpe();
+    let f = pkt(&from_host("10.5.1.10", "10.1.2.3"));
+    let (egress, out) = lab.expect_transmit(LAN, &f, "LAN host to another site");
+    assert_eq!(egress, WAN, "tunnels leave through the WAN");
+    let want = into_edge1(&out, &forwarded("10.5.1.10", "10.1.2.3"));
+    assert_eq!(out, want, "GRE into edge1, byte for byte against scapy");
+    check_fields(
+        "into edge1",
+        &out,
+        &[
+            ("p[GRE].chksum_present", "1"),
+            ("p[GRE].key", "5"),
+            ("p[IP][1].ttl", "63"),
+        ],
+    );
+    // A second packet: the sequence number advances by one (RFC 2890 section 2.2).
+    let (_, out2) = lab.expect_transmit(LAN, &f, "again");
+    assert_eq!(
+        u32_at(&out2, 46),
+        u32_at(&out, 46).wrapping_add(1),
+        "sequence numbers increase"
+    );
+    assert_eq!(tx(&lab, "edge1"), 2);
+    assert_eq!(tx(&lab, "edge2"), 0);
+}
+
+#[test]
+fn lan_to_the_internet_leaves_natively_through_the_wan() {
+    let mut lab = cpe();
+    let f = pkt(&from_host("10.5.1.10", "8.8.8.8"));
+    let (egress, out) = lab.expect_transmit(LAN, &f, "LAN host to the Internet");
+    assert_eq!(egress, WAN);
+    assert_eq!(out, native_wan(&forwarded("10.5.1.10", "8.8.8.8")));
+    assert_eq!(tx(&lab, "edge1") + tx(&lab, "edge2"), 0, "no tunnel");
+}
+
+#[test]
+fn the_tunnel_delivers_to_the_lan_and_accepts_only_the_carriers_sources() {
+    let mut lab = cpe();
+    let edge1 = |seq: u32, src: &str| {
+        format!(
+            "Ether(dst='{}', src='{}')/IP(src='198.51.100.1', dst='203.0.113.5')/\
+             GRE(chksum_present=1, key_present=1, seqnum_present=1, key=5, \
+             sequence_number={seq})/IP(src='{src}', dst='10.5.1.10', ttl=64)/data(40)",
+            mac(MAC_WAN),
+            mac(MAC_GW)
+        )
+    };
+    let f = pkts(&[
+        edge1(1, "10.1.2.3"),
+        edge1(2, "10.5.9.9"),
+        edge1(3, "8.8.8.8"),
+    ]);
+    let (egress, out) = lab.expect_transmit(WAN, &f[0], "another site to a LAN host");
+    assert_eq!(egress, LAN);
+    let want = pkt(&format!(
+        "Ether(dst='{}', src='{}')/{}",
+        mac(MAC_LAN_ROUTER),
+        mac(MAC_LAN),
+        forwarded("10.1.2.3", "10.5.1.10")
+    ));
+    assert_eq!(out, want, "decapsulated to the LAN, byte for byte");
+    assert_eq!(rx(&lab, "edge1"), 1);
+    // The site's own source from the carrier: someone spoofing us (BCP 38).
+    lab.expect_drop(WAN, &f[1], DropReason::InnerSpoofed, "our own source");
+    // The Internet's: not the carrier's to send.
+    lab.expect_drop(WAN, &f[2], DropReason::InnerSpoofed, "an Internet source");
+}
+
+#[test]
+fn a_lan_host_spoofing_another_source_is_dropped_as_lan_spoofed() {
+    let mut lab = cpe();
+    let f = pkts(&[
+        from_host("10.1.2.3", "10.1.9.9"), // another site's source, to the carrier
+        from_host("10.6.0.1", "8.8.8.8"),  // inside the carrier's /8, to the Internet
+        from_host("192.0.2.77", "8.8.8.8"), // anyone's
+        from_host("10.5.255.254", "10.1.9.9"),
+    ]);
+    lab.expect_drop(LAN, &f[0], DropReason::LanSpoofed, "another site's source");
+    lab.expect_drop(LAN, &f[1], DropReason::LanSpoofed, "the carrier's space");
+    lab.expect_drop(LAN, &f[2], DropReason::LanSpoofed, "the Internet's");
+    assert_eq!(tx(&lab, "edge1"), 0, "nothing spoofed entered the tunnel");
+    assert_eq!(
+        lab.counters().ports[usize::from(LAN)].drops[DropReason::LanSpoofed as usize],
+        3,
+        "counted on the LAN port"
+    );
+    // The last address of the site's prefix is the site's.
+    lab.expect_transmit(LAN, &f[3], "control: the site's own source");
+    // The counter has a name operators read (docs/COUNTERS.md).
+    assert_eq!(DropReason::LanSpoofed.name(), "lan_spoofed");
+}
+
+#[test]
+fn the_primary_down_moves_the_carrier_to_the_backup_then_to_the_wan_and_back() {
+    let mut lab = cpe();
+    let f = pkt(&from_host("10.5.1.10", "10.1.2.3"));
+    let inner = forwarded("10.5.1.10", "10.1.2.3");
+    lab.set_down("edge1", true);
+    let (egress, out) = lab.expect_transmit(LAN, &f, "primary down");
+    assert_eq!(egress, WAN);
+    assert_eq!(out, into_edge2(&out, &inner), "IPIP into the backup");
+    // The backup accepts the carrier's sources (its primary's), not the site's.
+    let from_edge2 = |src: &str| {
+        format!(
+            "Ether(dst='{}', src='{}')/IP(src='198.51.100.2', dst='203.0.113.5', proto=4)/\
+             IP(src='{src}', dst='10.5.1.10', ttl=64)/data(40)",
+            mac(MAC_WAN),
+            mac(MAC_GW)
+        )
+    };
+    let g = pkts(&[from_edge2("10.1.2.3"), from_edge2("10.5.3.3")]);
+    let (egress, _) = lab.expect_transmit(WAN, &g[0], "the carrier through the backup");
+    assert_eq!(egress, LAN);
+    lab.expect_drop(
+        WAN,
+        &g[1],
+        DropReason::InnerSpoofed,
+        "our own source via backup",
+    );
+
+    // Both down: natively, best effort, through the WAN gateway.
+    lab.set_down("edge2", true);
+    let (_, out) = lab.expect_transmit(LAN, &f, "both down");
+    assert_eq!(out, native_wan(&inner), "native fallback");
+
+    // The backup back: into it again; the primary back: into the primary.
+    lab.set_down("edge2", false);
+    let (_, out) = lab.expect_transmit(LAN, &f, "backup back");
+    assert_eq!(out, into_edge2(&out, &inner));
+    lab.set_down("edge1", false);
+    let (_, out) = lab.expect_transmit(LAN, &f, "primary back");
+    assert_eq!(out, into_edge1(&out, &inner));
+    assert_eq!((tx(&lab, "edge1"), tx(&lab, "edge2")), (1, 2));
+}
+
+/// The WAN address changing (a new DHCP lease) through the control path: one publication
+/// moves the port's address and re-sources the tunnels from it; the tunnels keep their
+/// state (sequence numbers go on); a change that does not validate changes nothing.
+#[test]
+fn a_new_wan_address_re_sources_the_tunnels_and_keeps_their_state() {
+    use dataplane::control::state::ControlState;
+    use pipeline_config::ConfigDocument;
+    use serde_json::json;
+
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline-config/examples/cpe.toml"),
+    )
+    .unwrap();
+    let (doc, cfg) = ConfigDocument::parse(&text, "cpe.toml").unwrap();
+    let mut st = ControlState::new(doc, cfg, vec![(LAN, MAC_LAN), (WAN, MAC_WAN)]).unwrap();
+    st.apply_as(
+        &[
+            json!({"op": "set_neighbor", "port": "wan0", "ip": "203.0.113.254",
+                   "mac": mac(MAC_GW)}),
+            json!({"op": "set_neighbor", "port": "lan0", "ip": "10.5.0.2",
+                   "mac": mac(MAC_LAN_ROUTER)}),
+        ],
+        "test",
+    )
+    .unwrap();
+    let mut pipe = Pipeline::new(0x1000);
+    let mut send = |st: &ControlState, port: PortIndex, frame: &[u8]| {
+        let snap = st.snapshots().current().clone();
+        let mut bufs = [dataplane::buffer::TestBuf::new(frame)];
+        let mut actions = [dataplane::pipeline::Action::Drop(DropReason::Runt)];
+        pipe.process(&snap, port, &mut bufs, &mut actions);
+        (
+            actions[0],
+            dataplane::buffer::PacketBuf::data(&bufs[0]).to_vec(),
+        )
+    };
+    let f = pkt(&from_host("10.5.1.10", "10.1.2.3"));
+    let (a, before) = send(&st, LAN, &f);
+    assert_eq!(a, dataplane::pipeline::Action::Transmit(WAN), "into edge1");
+    assert_eq!(
+        &before[26..30],
+        &[203, 0, 113, 5],
+        "outer source: the old address"
+    );
+    let seq = u32_at(&before, 46);
+    let generation = st.snapshots().current().generation();
+
+    // A change that cannot apply: nothing changes (the address is not the port's; the new
+    // one is not unicast).
+    let refused = st
+        .apply_as(
+            &[
+                json!({"op": "set_address", "port": "wan0", "old": "203.0.113.9",
+                     "new": "203.0.113.77"}),
+            ],
+            "test",
+        )
+        .unwrap_err();
+    assert!(
+        refused.contains("address.old") && refused.contains("203.0.113.9"),
+        "{refused}"
+    );
+    let refused = st
+        .apply_as(
+            &[
+                json!({"op": "set_address", "port": "wan0", "old": "203.0.113.5",
+                     "new": "127.0.0.1"}),
+            ],
+            "test",
+        )
+        .unwrap_err();
+    assert!(
+        refused.contains("port[1] \"wan0\".addresses[0]") && refused.contains("127.0.0.1"),
+        "{refused}"
+    );
+    assert_eq!(
+        st.snapshots().current().generation(),
+        generation,
+        "nothing published"
+    );
+    assert_eq!(
+        st.config().ports[1].addresses,
+        vec![Ipv4Addr::new(203, 0, 113, 5)]
+    );
+
+    let g = st
+        .apply_as(
+            &[
+                json!({"op": "set_address", "port": "wan0", "old": "203.0.113.5",
+                     "new": "203.0.113.77"}),
+            ],
+            "test",
+        )
+        .unwrap();
+    assert_eq!(g, generation + 1, "one publication");
+    let cfg = st.config();
+    assert_eq!(cfg.ports[1].addresses, vec![Ipv4Addr::new(203, 0, 113, 77)]);
+    assert!(cfg
+        .tunnels
+        .iter()
+        .all(|t| t.local == Ipv4Addr::new(203, 0, 113, 77)));
+
+    let (_, after) = send(&st, LAN, &f);
+    let inner = forwarded("10.5.1.10", "10.1.2.3");
+    let id = u16_at(&after, 18);
+    let want = pkt(&format!(
+        "Ether(dst='{}', src='{}')/IP(src='203.0.113.77', dst='198.51.100.1', ttl=64, \
+         id={id}, flags='DF', tos=0)/GRE(chksum_present=1, key_present=1, seqnum_present=1, \
+         key=5, sequence_number={})/{inner}",
+        mac(MAC_GW),
+        mac(MAC_WAN),
+        seq.wrapping_add(1)
+    ));
+    assert_eq!(after, want, "from the new address, the sequence going on");
+
+    // The edge's packets to the new address are the tunnel's.
+    let from_edge = |dst: &str, seq: u32| {
+        format!(
+            "Ether(dst='{}', src='{}')/IP(src='198.51.100.1', dst='{dst}')/\
+             GRE(chksum_present=1, key_present=1, seqnum_present=1, key=5, \
+             sequence_number={seq})/IP(src='10.1.2.3', dst='10.5.1.10', ttl=64)/data(40)",
+            mac(MAC_WAN),
+            mac(MAC_GW)
+        )
+    };
+    let (a, _) = send(&st, WAN, &pkt(&from_edge("203.0.113.77", 7)));
+    assert_eq!(
+        a,
+        dataplane::pipeline::Action::Transmit(LAN),
+        "decapsulated to the LAN"
+    );
+
+    // The same through a file (a reload): another lease, written into the configuration.
+    let dir = std::env::temp_dir().join(format!("cpe-wan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cpe.toml");
+    // The neighbours set through the API above are not in the file: a reload undoes them
+    // unless the file has them.
+    let neighbor = |ip: &str, m: EthernetAddress| {
+        format!("[[port.neighbor]]\nip = \"{ip}\"\nmac = \"{}\"\n\n", mac(m))
+    };
+    let edited = text.replace("203.0.113.5", "203.0.113.99").replacen(
+        "[site]",
+        &format!("{}[site]", neighbor("203.0.113.254", MAC_GW)),
+        1,
+    );
+    std::fs::write(&file, edited).unwrap();
+    let before = st.snapshots().current().generation();
+    st.apply_as(
+        &[json!({"op": "apply_config", "path": file.display().to_string()})],
+        "test",
+    )
+    .unwrap_or_else(|e| panic!("a reload with a new WAN address: {e}"));
+    assert_eq!(st.snapshots().current().generation(), before + 1);
+    let (_, again) = send(&st, LAN, &f);
+    assert_eq!(
+        &again[26..30],
+        &[203, 0, 113, 99],
+        "outer source: the file's address"
+    );
+    assert_eq!(
+        u32_at(&again, 46),
+        seq.wrapping_add(2),
+        "the sequence going on"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The edge's side of the backup's link (as the source of its ICMP errors, say) is the
+/// carrier's: accepted from the backup, as the primary's link is from the primary.
+#[test]
+fn the_backup_accepts_its_own_links_peer_as_well_as_the_carriers_sources() {
+    let text = example().replacen(
+        "backup = \"edge1\"",
+        "backup = \"edge1\"\nlink = \"169.254.6.0/31\"",
+        1,
+    );
+    let mut lab = cpe_from(&text);
+    let from_edge2 = |src: &str| {
+        format!(
+            "Ether(dst='{}', src='{}')/IP(src='198.51.100.2', dst='203.0.113.5', proto=4)/\
+             IP(src='{src}', dst='10.5.1.10', ttl=64)/data(40)",
+            mac(MAC_WAN),
+            mac(MAC_GW)
+        )
+    };
+    let f = pkts(&[
+        from_edge2("169.254.6.1"),
+        from_edge2("10.1.2.3"),
+        from_edge2("169.254.7.1"),
+    ]);
+    let (egress, _) = lab.expect_transmit(WAN, &f[0], "the backup link's peer");
+    assert_eq!(egress, LAN);
+    lab.expect_transmit(WAN, &f[1], "the carrier's space through the backup");
+    lab.expect_drop(WAN, &f[2], DropReason::InnerSpoofed, "outside the link");
+}
