@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The pipeline benchmark: dpdk-testpmd (io forwarding: the I/O ceiling), dpdk-l3fwd (LPM on
-# plain IPv4) and backbone (GRE -> GRE and IPIP -> GRE over 1,064 tunnels), one after
-# another on the same virtual devices and the same route table, then a table of Mpps, the
-# ratios to l3fwd and to testpmd, and cycles per packet.
+# plain IPv4) and backbone (GRE -> GRE and IPIP -> GRE over 1,064 tunnels), then dpdk-l3fwd
+# on plain IPv6 (its rte_lpm6) and backbone with IPv6 inside GRE (0x86DD -> GRE), one after
+# another on the same virtual devices and the same route tables, then a table of Mpps, the
+# ratios to l3fwd (of the same family) and to testpmd, and cycles per packet.
 #
 #   scripts/bench-pipeline.sh [WORKERS [SECONDS]]      (defaults: 1 worker, 5 seconds)
 #   scripts/bench-pipeline.sh --smoke                   (CI: backbone only, 1 second each,
@@ -19,13 +20,16 @@
 #
 # Routes: the real table (../shared/data/prefixes-v4.txt.gz) less what overlaps the lab's
 # own ranges, plus the tunnels' client prefixes: the same prefixes in backbone and in
-# l3fwd's rte_lpm. Packets: BENCH_PACKETS (4096) per capture, each to a random address of a
-# random route, 64-byte UDP payload.
+# l3fwd's rte_lpm. IPv6 the same way from ../shared/data/prefixes-v6.txt.gz (global unicast
+# only), in backbone's IPv6 table and l3fwd's rte_lpm6. Packets: BENCH_PACKETS (4096) per
+# capture, each to a random address of a random route, 64-byte UDP payload.
 #
 # l3fwd is built here from Debian's dpdk-doc examples into out/bench-pipeline/ (nothing of it
 # is committed), with two changes to a copy of its source: no RX checksum offload (virtual
-# devices have none) and an LPM large enough for the table. It needs --parse-ptype (the pcap
-# device reports no packet types) and so parses them in software.
+# devices have none) and LPM tables large enough for the tables. It needs --parse-ptype (the
+# pcap device reports no packet types) and so parses them in software; its LPM mode looks
+# IPv4 and IPv6 packets up by their type (--ipv6, given for its IPv6 run, only changes its
+# exact-match mode).
 #
 # Needs root (or sudo) for apt-get the first time; no NIC, no hugepages. Safe on a fresh
 # machine after scripts/setup.sh.
@@ -33,7 +37,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${1:-}" = "--smoke" ]; then
-  export BENCH_ONLY="backbone-gre backbone-ipip" BENCH_ROUTES=${BENCH_ROUTES:-20000}
+  export BENCH_ONLY="backbone-gre backbone-ipip backbone-gre6" BENCH_ROUTES=${BENCH_ROUTES:-20000}
   export BENCH_PACKETS=${BENCH_PACKETS:-256}
   set -- 1 1
 fi
@@ -41,6 +45,7 @@ WORKERS=${1:-1}
 SECONDS_MEASURED=${2:-5}
 PACKETS=${BENCH_PACKETS:-4096}
 TABLE=${BENCH_TABLE:-$ROOT/../shared/data/prefixes-v4.txt.gz}
+TABLE6=${BENCH_TABLE6:-$ROOT/../shared/data/prefixes-v6.txt.gz}
 OUT=$ROOT/out/bench-pipeline
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 HELPER=$ROOT/scripts/bench-pipeline.py
@@ -56,6 +61,7 @@ if (( WORKERS + 1 > cores )); then
   die "$WORKERS worker(s) need $((WORKERS + 1)) cores (a main lcore and one per worker); this machine has $cores"
 fi
 [ -r "$TABLE" ] || die "route table $TABLE not found (set BENCH_TABLE)"
+[ -r "$TABLE6" ] || die "IPv6 route table $TABLE6 not found (set BENCH_TABLE6)"
 
 # Packages: testpmd (dpdk), the l3fwd sources (dpdk-doc), compilers, scapy.
 SUDO=""
@@ -63,7 +69,7 @@ SUDO=""
 missing=()
 wants() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 pkgs=(dpdk libdpdk-dev pkg-config build-essential python3-scapy)
-if wants l3fwd; then pkgs+=(dpdk-doc); fi
+if wants l3fwd || wants l3fwd6; then pkgs+=(dpdk-doc); fi
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
@@ -91,7 +97,7 @@ fi
 EXAMPLES=/usr/share/dpdk/examples
 L3=$OUT/l3fwd-build
 L3FWD=$L3/l3fwd/build/l3fwd-shared
-if wants l3fwd; then
+if wants l3fwd || wants l3fwd6; then
 stamp="$(pkg-config --modversion libdpdk) $(stat -c %Y "$EXAMPLES/l3fwd/main.c") $(sha1sum "$0" | cut -c1-12)"
 if [ ! -x "$L3FWD" ] || [ "$(cat "$L3/stamp" 2>/dev/null)" != "$stamp" ]; then
   say "building dpdk-l3fwd from $EXAMPLES/l3fwd"
@@ -103,20 +109,23 @@ if [ ! -x "$L3FWD" ] || [ "$(cat "$L3/stamp" 2>/dev/null)" != "$stamp" ]; then
   # Room for the whole table (the example holds 1024 routes and 256 groups).
   sed -i -e 's/^#define IPV4_L3FWD_LPM_MAX_RULES .*/#define IPV4_L3FWD_LPM_MAX_RULES (1 << 20)/' \
          -e 's/^#define IPV4_L3FWD_LPM_NUMBER_TBL8S .*/#define IPV4_L3FWD_LPM_NUMBER_TBL8S (1 << 16)/' \
+         -e 's/^#define IPV6_L3FWD_LPM_MAX_RULES .*/#define IPV6_L3FWD_LPM_MAX_RULES (1 << 18)/' \
          "$L3/l3fwd/l3fwd_lpm.c"
+  # (rte_lpm6 keeps its 65,536 groups: the IPv6 table needs 38,997.)
   grep -q "bench-pipeline.sh: no offload" "$L3/l3fwd/main.c" || die "l3fwd: the checksum-offload patch did not apply"
   grep -q "IPV4_L3FWD_LPM_MAX_RULES (1 << 20)" "$L3/l3fwd/l3fwd_lpm.c" || die "l3fwd: the LPM-size patch did not apply"
+  grep -q "IPV6_L3FWD_LPM_MAX_RULES (1 << 18)" "$L3/l3fwd/l3fwd_lpm.c" || die "l3fwd: the LPM6-size patch did not apply"
   make -s -C "$L3/l3fwd" -j"$cores" shared >"$L3/build.log" 2>&1 || { tail -20 "$L3/build.log"; die "l3fwd build failed"; }
   echo "$stamp" >"$L3/stamp"
 fi
 fi
 
 # Inputs: tables, backbone configurations, captures.
-gen_stamp="$WORKERS $PACKETS ${BENCH_ROUTES:-all} $(stat -c %Y "$TABLE") $(sha1sum "$HELPER" | cut -c1-12)"
+gen_stamp="$WORKERS $PACKETS ${BENCH_ROUTES:-all} $(stat -c %Y "$TABLE" "$TABLE6" | tr '\n' ' ')$(sha1sum "$HELPER" | cut -c1-12)"
 if [ "$(cat "$OUT/gen.stamp" 2>/dev/null)" != "$gen_stamp" ]; then
   say "generating routes, configurations and captures (scapy)"
   rm -f "$OUT"/*.pcap "$OUT"/gen.json
-  $PY "$HELPER" gen "$OUT" "$TABLE" "$WORKERS" "$PACKETS"
+  $PY "$HELPER" gen "$OUT" "$TABLE" "$WORKERS" "$PACKETS" "$TABLE6"
   echo "$gen_stamp" >"$OUT/gen.stamp"
 fi
 
@@ -178,13 +187,19 @@ run l3fwd "$tag-l3fwd" "$L3FWD" $(eal_args "$tag-l3fwd" plain) -- \
 
 # backbone-gre-busy: the same as backbone-gre with [workers] poll = "busy" (the default,
 # adaptive polling, must not cost Mpps at full load).
-for run_name in gre gre-busy ipip; do
+for run_name in gre gre-busy ipip gre6; do
   kind=${run_name%-busy}
   # shellcheck disable=SC2046
   run "backbone-$run_name" "$tag-backbone-$run_name" "$BACKBONE" run \
     --config "$OUT/backbone-$run_name.toml" --stats "$OUT/backbone-$run_name-stats.json" \
     --no-control-socket -- $(eal_args "$tag-backbone-$run_name" "$kind")
 done
+
+# IPv6: l3fwd's LPM on plain IPv6 (rte_lpm6), against backbone-gre6 above.
+# shellcheck disable=SC2046
+run l3fwd6 "$tag-l3fwd6" "$L3FWD" $(eal_args "$tag-l3fwd6" plain6) -- \
+  -p 0x3 --config="${l3cfg%,}" --lookup=lpm --parse-ptype --ipv6 \
+  --rule_ipv4="$OUT/l3fwd-v4.cfg" --rule_ipv6="$OUT/l3fwd-v6.cfg"
 
 # The workers' clock (perf has no cycle counter in most VMs): cycles per packet = worker
 # CPU time x clock / packets.
@@ -193,7 +208,7 @@ ghz=$(awk -v m="${mhz:-0}" 'BEGIN {printf "%.3f", m / 1000}')
 $PY "$HELPER" report "$OUT" "$ghz" "$WORKERS" | tee "$OUT/report.txt"
 say "logs, counters and captures in $OUT"
 verified=()
-for n in backbone-gre backbone-gre-busy backbone-ipip; do
+for n in backbone-gre backbone-gre-busy backbone-ipip backbone-gre6; do
   if [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $n "* ]]; then verified+=("$n"); fi
 done
 $PY "$HELPER" verify "$OUT" "${verified[@]}"

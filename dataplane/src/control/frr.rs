@@ -11,6 +11,12 @@
 //! each tunnel's `local_pref`) with its core address as next hop, and passes the other
 //! edges' tagged client routes on to its clients.
 //!
+//! IPv6: the session with a client whose tunnel has IPv6 `prefixes` carries the IPv6
+//! unicast address family too, with the same filters written for IPv6 (the client's own
+//! IPv6 prefixes and their more-specifics down to /48, [`MAX_PREFIX_LEN6`]; every client's
+//! IPv6 prefixes announced to it), and the edge announces the IPv6 prefixes of clients
+//! without a session. Across the core (iBGP) only IPv4 travels: the core forwards IPv4.
+//!
 //! On a client site's router (`[site]`) it writes the site's side instead: an eBGP session
 //! with each edge inside its tunnel, with BFD, announcing the site's own prefixes and
 //! learning the carrier's, the backup's session preferred less (see `render_site`).
@@ -44,13 +50,27 @@ fn client_tag(asn: u32) -> String {
     format!("{asn}:1:0")
 }
 
+/// The longest IPv6 prefix a client may announce: more-specifics of its IPv6 prefixes are
+/// accepted down to /48, the usual limit between networks (RFC 7454 section 6.1.3).
+pub const MAX_PREFIX_LEN6: u8 = 48;
+
 /// A prefix-list entry for `net`: itself, and its more-specifics down to `max_len`.
-fn entry(net: &ipnet::Ipv4Net, max_len: u8) -> String {
-    if max_len > net.prefix_len() {
+fn entry<N: std::fmt::Display>(net: &N, prefix_len: u8, max_len: u8) -> String {
+    if max_len > prefix_len {
         format!("{net} le {max_len}")
     } else {
         net.to_string()
     }
+}
+
+/// [`entry`] for an IPv4 prefix.
+fn entry4(net: &ipnet::Ipv4Net, max_len: u8) -> String {
+    entry(net, net.prefix_len(), max_len)
+}
+
+/// [`entry`] for an IPv6 prefix, down to [`MAX_PREFIX_LEN6`].
+fn entry6(net: &ipnet::Ipv6Net) -> String {
+    entry(net, net.prefix_len(), MAX_PREFIX_LEN6)
 }
 
 /// Where zebra connects for the appliance that listens on `listen`: that address, or
@@ -102,7 +122,7 @@ pub fn render(
                 o,
                 "ip prefix-list {name} seq {} permit {}",
                 5 * (k + 1),
-                entry(p, bgp.max_prefix_len)
+                entry4(p, bgp.max_prefix_len)
             );
         }
     }
@@ -116,8 +136,40 @@ pub fn render(
             o,
             "ip prefix-list bb-clients seq {} permit {}",
             5 * (k + 1),
-            entry(p, bgp.max_prefix_len)
+            entry4(p, bgp.max_prefix_len)
         );
+    }
+    // The same in IPv6, for the sessions of clients with IPv6 prefixes.
+    let sessions6: Vec<&TunnelConfig> = sessions
+        .iter()
+        .copied()
+        .filter(|t| !t.prefixes6.is_empty())
+        .collect();
+    let all6: Vec<_> = cfg
+        .tunnels
+        .iter()
+        .flat_map(|t| t.prefixes6.iter())
+        .collect();
+    for t in &sessions6 {
+        for (k, p) in t.prefixes6.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "ipv6 prefix-list {} seq {} permit {}",
+                client_name(t),
+                5 * (k + 1),
+                entry6(p)
+            );
+        }
+    }
+    if !sessions6.is_empty() {
+        for (k, p) in all6.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "ipv6 prefix-list bb-clients seq {} permit {}",
+                5 * (k + 1),
+                entry6(p)
+            );
+        }
     }
     o.push_str("!\n");
     // Across the core: every client route this edge accepts or originates is tagged, so
@@ -147,11 +199,20 @@ pub fn render(
         sets(&mut o, t);
         o.push_str("exit\n!\n");
     }
+    for t in &sessions6 {
+        let name = client_name(t);
+        let _ = writeln!(
+            o,
+            "route-map {name}-in6 permit 10\n match ipv6 address prefix-list {name}"
+        );
+        sets(&mut o, t);
+        o.push_str("exit\n!\n");
+    }
     // The prefixes the edge announces for a client without a session.
     let networks: Vec<&TunnelConfig> = cfg
         .tunnels
         .iter()
-        .filter(|t| t.bgp.is_none() && !t.prefixes.is_empty())
+        .filter(|t| t.bgp.is_none() && !(t.prefixes.is_empty() && t.prefixes6.is_empty()))
         .collect();
     let tagged_networks = ibgp.is_some() || networks.iter().any(|t| t.local_pref.is_some());
     if tagged_networks {
@@ -164,6 +225,12 @@ pub fn render(
     o.push_str(
         "route-map bb-clients-out permit 10\n match ip address prefix-list bb-clients\nexit\n",
     );
+    if !sessions6.is_empty() {
+        o.push_str(
+            "route-map bb-clients-out6 permit 10\n match ipv6 address prefix-list bb-clients\n\
+             exit\n",
+        );
+    }
     if ibgp.is_some() {
         // The clients of the other edges, learned across the core.
         o.push_str(
@@ -237,7 +304,34 @@ pub fn render(
         let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
         let _ = writeln!(o, "  neighbor {} route-map bb-clients-out out", b.peer);
     }
-    o.push_str(" exit-address-family\nexit\n!\nend\n");
+    o.push_str(" exit-address-family\n");
+    let networks6: Vec<&TunnelConfig> = networks
+        .iter()
+        .copied()
+        .filter(|t| !t.prefixes6.is_empty())
+        .collect();
+    if !sessions6.is_empty() || !networks6.is_empty() {
+        o.push_str(" !\n address-family ipv6 unicast\n");
+        for t in &networks6 {
+            for p in &t.prefixes6 {
+                if tagged_networks {
+                    let _ = writeln!(o, "  network {p} route-map {}-net", client_name(t));
+                } else {
+                    let _ = writeln!(o, "  network {p}");
+                }
+            }
+        }
+        for t in &sessions6 {
+            let Some(b) = t.bgp else { continue };
+            let name = client_name(t);
+            let _ = writeln!(o, "  neighbor {} activate", b.peer);
+            let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
+            let _ = writeln!(o, "  neighbor {} route-map {name}-in6 in", b.peer);
+            let _ = writeln!(o, "  neighbor {} route-map bb-clients-out6 out", b.peer);
+        }
+        o.push_str(" exit-address-family\n");
+    }
+    o.push_str("exit\n!\nend\n");
     Ok(o)
 }
 
@@ -325,7 +419,7 @@ fn render_site(
         };
         let mut seq = 5;
         for p in &site.prefixes {
-            let _ = writeln!(o, "ip prefix-list {name} seq {seq} deny {}", entry(p, 32));
+            let _ = writeln!(o, "ip prefix-list {name} seq {seq} deny {}", entry4(p, 32));
             seq += 5;
         }
         if carried.is_empty() {
@@ -335,7 +429,7 @@ fn render_site(
             let _ = writeln!(
                 o,
                 "ip prefix-list {name} seq {seq} permit {}",
-                entry(p, bgp.max_prefix_len)
+                entry4(p, bgp.max_prefix_len)
             );
             seq += 5;
         }

@@ -12,7 +12,7 @@
 use super::audit;
 use super::pmtu::{self, PathMtus};
 use crate::config::{builder_from_config, prefix as table_prefix, route_target};
-use crate::lpm::Ipv4Prefix;
+use crate::lpm::{Ipv4Prefix, Ipv6Prefix};
 use crate::pipeline::PathMtuReport;
 use crate::tables::{
     PortIndex, Publisher, Reader, RouteLayer, RouteTarget, Snapshot, SnapshotBuilder, Target,
@@ -77,7 +77,7 @@ pub struct ControlState {
     /// the generation that set them: their source in `list_routes`.
     runtime_routes: HashMap<ipnet::Ipv4Net, u64>,
     /// What the dynamic layer's routes (zebra's) came with: protocol, connection.
-    dynamic: HashMap<Ipv4Prefix, DynamicMeta>,
+    dynamic: HashMap<RoutePrefix, DynamicMeta>,
     /// The routing daemon's connection the dynamic routes count from (see
     /// [`ControlState::begin_dynamic_epoch`]).
     dynamic_epoch: u64,
@@ -140,10 +140,51 @@ pub struct DynamicRoute {
     pub protocol: u8,
 }
 
+/// A route's prefix, of either family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RoutePrefix {
+    V4(Ipv4Prefix),
+    V6(Ipv6Prefix),
+}
+
+impl From<Ipv4Prefix> for RoutePrefix {
+    fn from(p: Ipv4Prefix) -> Self {
+        RoutePrefix::V4(p)
+    }
+}
+
+impl From<Ipv6Prefix> for RoutePrefix {
+    fn from(p: Ipv6Prefix) -> Self {
+        RoutePrefix::V6(p)
+    }
+}
+
+impl std::str::FromStr for RoutePrefix {
+    type Err = crate::lpm::LpmError;
+
+    /// An IPv6 prefix where it holds a colon, else an IPv4 one.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains(':') {
+            s.parse().map(RoutePrefix::V6)
+        } else {
+            s.parse().map(RoutePrefix::V4)
+        }
+    }
+}
+
+impl std::fmt::Display for RoutePrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoutePrefix::V4(p) => p.fmt(f),
+            RoutePrefix::V6(p) => p.fmt(f),
+        }
+    }
+}
+
 /// One change a routing daemon asks for: `route` for the prefix, or (`None`) no route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DynamicChange {
-    pub prefix: Ipv4Prefix,
+    pub prefix: RoutePrefix,
     pub route: Option<DynamicRoute>,
 }
 
@@ -689,15 +730,24 @@ impl ControlState {
             }
         }
         let names: HashSet<&str> = cfg.tunnels.iter().map(|t| t.name.as_str()).collect();
-        let orphans: Vec<(Ipv4Prefix, RouteTarget)> = self
+        let orphan =
+            |t: &RouteTarget| matches!(t, RouteTarget::Tunnel(n) if !names.contains(n.as_str()));
+        let orphans: Vec<(RoutePrefix, RouteTarget)> = self
             .builder
             .dynamic_routes()
             .iter()
-            .filter(|(_, t)| matches!(t, RouteTarget::Tunnel(n) if !names.contains(n.as_str())))
-            .map(|(p, t)| (*p, t.clone()))
+            .filter(|(_, t)| orphan(t))
+            .map(|(p, t)| (RoutePrefix::V4(*p), t.clone()))
+            .chain(
+                self.builder
+                    .dynamic_routes6()
+                    .iter()
+                    .filter(|(_, t)| orphan(t))
+                    .map(|(p, t)| (RoutePrefix::V6(*p), t.clone())),
+            )
             .collect();
         for (p, _) in &orphans {
-            self.builder.remove_dynamic_route(*p);
+            self.remove_dynamic(*p);
         }
         self.path_mtus.apply(&mut next);
         for name in &self.down {
@@ -733,7 +783,7 @@ impl ControlState {
                     }
                 }
                 for (p, t) in orphans {
-                    self.builder.dynamic_route(p, t);
+                    self.set_dynamic(p, t);
                 }
                 self.path_mtus.apply(&mut self.builder);
                 for name in &self.down {
@@ -777,7 +827,7 @@ impl ControlState {
     /// not ours, no tunnel's remote is carried into a tunnel) and refused whole, or applied
     /// whole: a route moved by a removal and an addition in one frame is never missing.
     pub fn apply_dynamic(&mut self, frames: &[Vec<DynamicChange>]) -> DynamicApplied {
-        type Undo = (Ipv4Prefix, Option<RouteTarget>, Option<DynamicMeta>);
+        type Undo = (RoutePrefix, Option<RouteTarget>, Option<DynamicMeta>);
         let epoch = self.dynamic_epoch;
         let mut out = DynamicApplied::default();
         let mut all: Vec<Undo> = Vec::new();
@@ -802,7 +852,7 @@ impl ControlState {
                     Some(r) => {
                         counts.added += 1;
                         (
-                            self.builder.dynamic_route(c.prefix, r.target.clone()),
+                            self.set_dynamic(c.prefix, r.target.clone()),
                             self.dynamic.insert(
                                 c.prefix,
                                 DynamicMeta {
@@ -813,7 +863,7 @@ impl ControlState {
                         )
                     }
                     None => {
-                        let old = self.builder.remove_dynamic_route(c.prefix);
+                        let old = self.remove_dynamic(c.prefix);
                         if old.is_some() {
                             counts.removed += 1;
                         } else {
@@ -825,8 +875,19 @@ impl ControlState {
                 undo.push((c.prefix, old, meta));
             }
             if refused.is_none() {
-                let prefixes: Vec<Ipv4Prefix> = frame.iter().map(|c| c.prefix).collect();
-                refused = self.builder.check(&prefixes).err().map(|e| e.to_string());
+                let (mut v4, mut v6) = (Vec::new(), Vec::new());
+                for c in frame {
+                    match c.prefix {
+                        RoutePrefix::V4(p) => v4.push(p),
+                        RoutePrefix::V6(p) => v6.push(p),
+                    }
+                }
+                refused = self
+                    .builder
+                    .check(&v4)
+                    .and_then(|()| self.builder.check6(&v6))
+                    .err()
+                    .map(|e| e.to_string());
             }
             match refused {
                 Some(e) => {
@@ -862,14 +923,30 @@ impl ControlState {
         out
     }
 
-    fn undo_dynamic(&mut self, undo: Vec<(Ipv4Prefix, Option<RouteTarget>, Option<DynamicMeta>)>) {
+    /// Set the dynamic route for `p` in the builder; returns the one it replaces.
+    fn set_dynamic(&mut self, p: RoutePrefix, t: RouteTarget) -> Option<RouteTarget> {
+        match p {
+            RoutePrefix::V4(p) => self.builder.dynamic_route(p, t),
+            RoutePrefix::V6(p) => self.builder.dynamic_route6(p, t),
+        }
+    }
+
+    /// Remove the dynamic route for `p` from the builder; returns it.
+    fn remove_dynamic(&mut self, p: RoutePrefix) -> Option<RouteTarget> {
+        match p {
+            RoutePrefix::V4(p) => self.builder.remove_dynamic_route(p),
+            RoutePrefix::V6(p) => self.builder.remove_dynamic_route6(p),
+        }
+    }
+
+    fn undo_dynamic(&mut self, undo: Vec<(RoutePrefix, Option<RouteTarget>, Option<DynamicMeta>)>) {
         for (p, target, meta) in undo.into_iter().rev() {
             match target {
                 Some(t) => {
-                    self.builder.dynamic_route(p, t);
+                    self.set_dynamic(p, t);
                 }
                 None => {
-                    self.builder.remove_dynamic_route(p);
+                    self.remove_dynamic(p);
                 }
             }
             match meta {
@@ -999,17 +1076,25 @@ impl ControlState {
     /// configured route for the same prefix shadows it: `shadowed_by` says which) and
     /// whether it is `stale` (sent over an earlier connection, not yet again).
     pub fn list_dynamic_routes(&self) -> Vec<Value> {
-        self.builder
+        let v4 = self
+            .builder
             .dynamic_routes()
             .iter()
-            .map(|(p, t)| {
-                let mut v = self.route_json(p, t);
-                let meta = self.dynamic.get(p);
+            .map(|(p, t)| (RoutePrefix::V4(*p), t, self.builder.installed_layer(*p)));
+        let v6 = self
+            .builder
+            .dynamic_routes6()
+            .iter()
+            .map(|(p, t)| (RoutePrefix::V6(*p), t, self.builder.installed_layer6(*p)));
+        v4.chain(v6)
+            .map(|(p, t, layer)| {
+                let mut v = self.route_json(&p, t);
+                let meta = self.dynamic.get(&p);
                 v["source"] = json!("frr");
                 v["protocol"] = json!(super::fpm::protocol_name(meta.map_or(0, |m| m.protocol)));
                 v["distance"] = json!(RouteLayer::Dynamic.distance());
                 v["stale"] = json!(meta.is_some_and(|m| m.epoch < self.dynamic_epoch));
-                match self.builder.installed_layer(*p) {
+                match layer {
                     Some(RouteLayer::Dynamic) => v["active"] = json!(true),
                     Some(layer) => {
                         v["active"] = json!(false);
@@ -1136,7 +1221,10 @@ impl ControlState {
                 json!({"prefix": p.to_string(), "kind": "tunnel", "source": "tunnel", "tunnel": name})
             }
             (RouteLayer::Dynamic, _) => {
-                let protocol = self.dynamic.get(&p).map_or(0, |m| m.protocol);
+                let protocol = self
+                    .dynamic
+                    .get(&RoutePrefix::V4(p))
+                    .map_or(0, |m| m.protocol);
                 json!({"prefix": p.to_string(), "kind": what, "source": "frr",
                        "protocol": super::fpm::protocol_name(protocol)})
             }
@@ -1213,7 +1301,7 @@ impl ControlState {
         };
         let mut answer =
             json!({"dst": dst.to_string(), "generation": snap.generation(), "via": what});
-        // The longest configured prefix that holds it: a tunnel's (routed) or a route.
+        // The longest prefix that holds it: a tunnel's (routed), a route or zebra's.
         let route = (0..=128u8).rev().find_map(|len| {
             let p = crate::lpm::Ipv6Prefix::truncating(dst, len).ok()?;
             if let Some(t) = self
@@ -1225,15 +1313,23 @@ impl ControlState {
                 return Some(json!({"prefix": p.to_string(), "kind": "tunnel",
                                    "source": "tunnel", "tunnel": t.name}));
             }
-            self.builder.routes6().get(&p).map(|t| {
-                let what = match t {
-                    RouteTarget::Tunnel(_) => "tunnel",
-                    RouteTarget::Native { .. } => "native",
-                    RouteTarget::Blackhole => "blackhole",
-                    RouteTarget::Unreachable => "unreachable",
-                    RouteTarget::Prohibit => "prohibit",
-                };
-                json!({"prefix": p.to_string(), "kind": what, "source": "route"})
+            let kind = |t: &RouteTarget| match t {
+                RouteTarget::Tunnel(_) => "tunnel",
+                RouteTarget::Native { .. } => "native",
+                RouteTarget::Blackhole => "blackhole",
+                RouteTarget::Unreachable => "unreachable",
+                RouteTarget::Prohibit => "prohibit",
+            };
+            if let Some(t) = self.builder.routes6().get(&p) {
+                return Some(json!({"prefix": p.to_string(), "kind": kind(t), "source": "route"}));
+            }
+            self.builder.dynamic_routes6().get(&p).map(|t| {
+                let protocol = self
+                    .dynamic
+                    .get(&RoutePrefix::V6(p))
+                    .map_or(0, |m| m.protocol);
+                json!({"prefix": p.to_string(), "kind": kind(t), "source": "frr",
+                       "protocol": super::fpm::protocol_name(protocol)})
             })
         });
         if let Some(r) = route {

@@ -13,7 +13,7 @@ use dataplane::control::fpm::netlink::{encode, RouteMessage, RTM_NEWROUTE};
 use dataplane::control::fpm::{apply, translate, FpmCounters, Frame, Framer};
 use dataplane::control::state::ControlState;
 use dataplane::control::state::DynamicChange;
-use dataplane::lpm::Ipv4Prefix;
+use dataplane::control::state::RoutePrefix;
 use pipeline_config::ConfigDocument;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -103,11 +103,13 @@ pub fn run(data: &[u8]) {
         }
     }
     for m in frames.iter().flatten().flatten() {
-        if let RouteMessage::Add(r) = m {
-            let again = encode::route(RTM_NEWROUTE, r.prefix, r.protocol, &r.kind);
-            let decoded = dataplane::control::fpm::netlink::decode(&again);
-            assert_eq!(decoded, Ok(vec![m.clone()]), "re-encoded {r:?}");
-        }
+        let again = match m {
+            RouteMessage::Add(r) => encode::route(RTM_NEWROUTE, r.prefix, r.protocol, &r.kind),
+            RouteMessage::Add6(r) => encode::route6(RTM_NEWROUTE, r.prefix, r.protocol, &r.kind),
+            _ => continue,
+        };
+        let decoded = dataplane::control::fpm::netlink::decode(&again);
+        assert_eq!(decoded, Ok(vec![m.clone()]), "re-encoded {m:?}");
     }
 
     let (one, all) = STATES
@@ -134,7 +136,7 @@ pub fn run(data: &[u8]) {
             let st = one.lock().unwrap();
             translate(msgs.clone(), &st, &mut ifs).expect("an applied frame translates")
         };
-        let mut last: BTreeMap<Ipv4Prefix, bool> = BTreeMap::new();
+        let mut last: BTreeMap<RoutePrefix, bool> = BTreeMap::new();
         for c in &translated.changes {
             last.insert(c.prefix, c.route.is_some());
         }

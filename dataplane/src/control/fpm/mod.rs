@@ -22,6 +22,12 @@
 //! several next hops (ECMP), the first is taken (the dataplane has one per route) and the
 //! reduction counted.
 //!
+//! IPv6 routes (`AF_INET6`) translate the same way into the IPv6 routes of the dynamic
+//! layer, with two differences: a next hop out of a port's host interface refuses the
+//! frame (there is no native IPv6 forwarding), and prefixes in the link-local or multicast
+//! ranges (`fe80::/10`, `ff00::/8`) are left alone when they are the host's own and refuse
+//! the frame otherwise.
+//!
 //! When zebra goes away the routes stay and forwarding goes on. When it connects again
 //! every route it sends is current again; those it has not sent within the grace period
 //! (`[fpm] grace`, 120 s by default) are removed in one publication. A connection that ends
@@ -34,11 +40,12 @@
 
 pub mod netlink;
 
-use super::state::{ControlState, DynamicChange, DynamicRoute, HostInterface};
-use crate::tables::RouteTarget;
-use core::net::Ipv4Addr;
+use super::state::{ControlState, DynamicChange, DynamicRoute, HostInterface, RoutePrefix};
+use crate::lpm::Ipv6Prefix;
+use crate::tables::{PortIndex, RouteTarget};
+use core::net::{Ipv4Addr, Ipv6Addr};
 pub use netlink::protocol_name;
-use netlink::{DecodeError, FrameHeader, HeaderError, RouteKind, RouteMessage};
+use netlink::{DecodeError, FrameHeader, HeaderError, Nexthop, RouteKind, RouteMessage};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -97,7 +104,8 @@ pub struct FpmCounters {
     pub routes_added: AtomicU64,
     pub routes_removed: AtomicU64,
     pub removals_unknown: AtomicU64,
-    /// Route messages of another family (IPv6) or table: left alone.
+    /// Route messages of another family (neither IPv4 nor IPv6) or table, and the host's
+    /// own routes: left alone.
     pub routes_ignored: AtomicU64,
     /// Routes with several next hops, of which the first was taken.
     pub multipath_reduced: AtomicU64,
@@ -304,6 +312,16 @@ pub enum TranslateError {
     NoGateway(String, String),
     #[error("route {0}: gateway {1} is not a unicast address")]
     BadGateway(String, Ipv4Addr),
+    #[error(
+        "route {0}: out of {1:?}, a port's host interface: native IPv6 forwarding does not \
+         exist (IPv6 routes go into tunnels, bb-<tunnel>, or are drops)"
+    )]
+    Native6(String, String),
+    #[error(
+        "route {0}: a link-local or multicast prefix is never routed by the dataplane (only \
+         the host's own routes for them are left alone)"
+    )]
+    Prefix6(String),
 }
 
 impl TranslateError {
@@ -314,6 +332,8 @@ impl TranslateError {
             | TranslateError::NotOurs(..)
             | TranslateError::NoInterface(_) => "unknown_interface",
             TranslateError::NoGateway(..) | TranslateError::BadGateway(..) => "bad_next_hop",
+            TranslateError::Native6(..) => "unsupported",
+            TranslateError::Prefix6(_) => "bad_prefix",
         }
     }
 }
@@ -337,7 +357,60 @@ fn unicast(a: Ipv4Addr) -> bool {
         || a.octets()[0] >= 240)
 }
 
+/// Whether an IPv6 prefix lies in the link-local (fe80::/10) or multicast (ff00::/8)
+/// ranges: the host's interfaces have such routes; the dataplane routes none.
+fn link_local_or_multicast(p: Ipv6Prefix) -> bool {
+    let a = p.addr().segments()[0];
+    (p.prefix_len() >= 10 && a & 0xffc0 == 0xfe80) || (p.prefix_len() >= 8 && a >> 8 == 0xff)
+}
+
+/// The target of a unicast route through `hops` (the first next hop's; the decoder never
+/// yields none), or `None` when the route is the host's own (left alone). `native` makes
+/// the target of a hop out of a port's host interface (with its gateway, if any).
+fn unicast_target<A: Copy>(
+    p: &str,
+    hops: &[Nexthop<A>],
+    host_own: bool,
+    st: &ControlState,
+    ifaces: &mut impl Interfaces,
+    native: impl Fn(PortIndex, Option<A>, &str) -> Result<RouteTarget, TranslateError>,
+) -> Result<Option<RouteTarget>, TranslateError> {
+    let mut first = None;
+    let mut ignore = false;
+    for h in hops {
+        let index = h
+            .ifindex
+            .ok_or_else(|| TranslateError::NoInterface(p.to_owned()))?;
+        let name = ifaces
+            .name(index)
+            .ok_or_else(|| TranslateError::NoSuchInterface(p.to_owned(), index))?;
+        let target = match (st.host_interface(&name), h.gateway) {
+            (Some(HostInterface::Tunnel(t)), _) => RouteTarget::Tunnel(t.clone()),
+            // The host's own routes (its interfaces' subnets, the kernel's routes) out of
+            // interfaces that are not the dataplane's, or a port's own subnet: not for the
+            // dataplane to carry.
+            (Some(HostInterface::Port(_)), None) | (None, _) if host_own => {
+                ignore = true;
+                continue;
+            }
+            (Some(HostInterface::Port(port)), gw) => native(*port, gw, &name)?,
+            (None, _) => return Err(TranslateError::NotOurs(p.to_owned(), name)),
+        };
+        first.get_or_insert(target);
+    }
+    if ignore {
+        return Ok(None);
+    }
+    first
+        .map(Some)
+        .ok_or_else(|| TranslateError::NoInterface(p.to_owned()))
+}
+
 /// Translate one frame's messages against the running configuration's host interfaces.
+///
+/// IPv6 routes translate as IPv4 ones do, except that a next hop out of a port's host
+/// interface refuses the frame (no native IPv6 forwarding), and link-local or multicast
+/// prefixes are the host's (ignored) when the kernel's, refused otherwise.
 pub fn translate(
     messages: Vec<RouteMessage>,
     st: &ControlState,
@@ -345,78 +418,106 @@ pub fn translate(
 ) -> Result<Translated, TranslateError> {
     let mut out = Translated::default();
     for m in messages {
-        let route = match m {
+        let (prefix, protocol, target) = match m {
             RouteMessage::Ignored(_) => {
                 out.ignored += 1;
                 continue;
             }
             RouteMessage::Delete(prefix) => {
                 out.changes.push(DynamicChange {
-                    prefix,
+                    prefix: prefix.into(),
                     route: None,
                 });
                 continue;
             }
-            RouteMessage::Add(r) => r,
-        };
-        let p = route.prefix.to_string();
-        let target = match route.kind {
-            RouteKind::Blackhole => RouteTarget::Blackhole,
-            RouteKind::Unreachable => RouteTarget::Unreachable,
-            RouteKind::Prohibit => RouteTarget::Prohibit,
-            RouteKind::Unicast(hops) => {
-                let host_own = route.protocol == netlink::RTPROT_KERNEL;
-                let mut first = None;
-                let mut ignore = false;
-                for h in &hops {
-                    let index = h
-                        .ifindex
-                        .ok_or_else(|| TranslateError::NoInterface(p.clone()))?;
-                    let name = ifaces
-                        .name(index)
-                        .ok_or_else(|| TranslateError::NoSuchInterface(p.clone(), index))?;
-                    let target = match (st.host_interface(&name), h.gateway) {
-                        (Some(HostInterface::Tunnel(t)), _) => RouteTarget::Tunnel(t.clone()),
-                        (Some(HostInterface::Port(port)), Some(gw)) => {
-                            if !unicast(gw) {
-                                return Err(TranslateError::BadGateway(p, gw));
-                            }
-                            RouteTarget::Native {
-                                port: *port,
-                                next_hop: gw,
-                            }
-                        }
-                        // The host's own routes (its interfaces' subnets, the kernel's
-                        // routes) out of interfaces that are not the dataplane's, or a
-                        // port's own subnet: not for the dataplane to carry.
-                        (Some(HostInterface::Port(_)), None) | (None, _) if host_own => {
-                            ignore = true;
-                            continue;
-                        }
-                        (Some(HostInterface::Port(_)), None) => {
-                            return Err(TranslateError::NoGateway(p, name))
-                        }
-                        (None, _) => return Err(TranslateError::NotOurs(p, name)),
-                    };
-                    first.get_or_insert(target);
-                }
-                if ignore {
+            RouteMessage::Delete6(prefix) => {
+                // The host's own link-local and multicast routes are never added: their
+                // removals are theirs too.
+                if link_local_or_multicast(prefix) {
                     out.ignored += 1;
-                    continue;
+                } else {
+                    out.changes.push(DynamicChange {
+                        prefix: prefix.into(),
+                        route: None,
+                    });
                 }
-                if hops.len() > 1 {
-                    out.reduced += 1;
+                continue;
+            }
+            RouteMessage::Add(route) => {
+                let p = route.prefix.to_string();
+                let target = match route.kind {
+                    RouteKind::Blackhole => Some(RouteTarget::Blackhole),
+                    RouteKind::Unreachable => Some(RouteTarget::Unreachable),
+                    RouteKind::Prohibit => Some(RouteTarget::Prohibit),
+                    RouteKind::Unicast(hops) => {
+                        let t = unicast_target(
+                            &p,
+                            &hops,
+                            route.protocol == netlink::RTPROT_KERNEL,
+                            st,
+                            ifaces,
+                            |port, gw: Option<Ipv4Addr>, name| {
+                                let Some(gw) = gw else {
+                                    return Err(TranslateError::NoGateway(
+                                        p.clone(),
+                                        name.to_owned(),
+                                    ));
+                                };
+                                if !unicast(gw) {
+                                    return Err(TranslateError::BadGateway(p.clone(), gw));
+                                }
+                                Ok(RouteTarget::Native { port, next_hop: gw })
+                            },
+                        )?;
+                        if t.is_some() && hops.len() > 1 {
+                            out.reduced += 1;
+                        }
+                        t
+                    }
+                };
+                (RoutePrefix::from(route.prefix), route.protocol, target)
+            }
+            RouteMessage::Add6(route) => {
+                let p = route.prefix.to_string();
+                let host_own = route.protocol == netlink::RTPROT_KERNEL;
+                if link_local_or_multicast(route.prefix) {
+                    if host_own {
+                        out.ignored += 1;
+                        continue;
+                    }
+                    return Err(TranslateError::Prefix6(p));
                 }
-                // `hops` is never empty (the decoder refuses that).
-                first.ok_or(TranslateError::NoInterface(p))?
+                let target = match route.kind {
+                    RouteKind::Blackhole => Some(RouteTarget::Blackhole),
+                    RouteKind::Unreachable => Some(RouteTarget::Unreachable),
+                    RouteKind::Prohibit => Some(RouteTarget::Prohibit),
+                    RouteKind::Unicast(hops) => {
+                        let t = unicast_target(
+                            &p,
+                            &hops,
+                            host_own,
+                            st,
+                            ifaces,
+                            |_, _: Option<Ipv6Addr>, name| {
+                                Err(TranslateError::Native6(p.clone(), name.to_owned()))
+                            },
+                        )?;
+                        if t.is_some() && hops.len() > 1 {
+                            out.reduced += 1;
+                        }
+                        t
+                    }
+                };
+                (RoutePrefix::from(route.prefix), route.protocol, target)
             }
         };
+        let Some(target) = target else {
+            out.ignored += 1;
+            continue;
+        };
         out.changes.push(DynamicChange {
-            prefix: route.prefix,
-            route: Some(DynamicRoute {
-                target,
-                protocol: route.protocol,
-            }),
+            prefix,
+            route: Some(DynamicRoute { target, protocol }),
         });
     }
     Ok(out)

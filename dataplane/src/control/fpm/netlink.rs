@@ -10,11 +10,13 @@
 //! order. One frame is one change to zebra's forwarding table: an update is a
 //! `RTM_DELROUTE` and an `RTM_NEWROUTE` in one frame.
 //!
-//! What is decoded: `RTM_NEWROUTE` and `RTM_DELROUTE` of IPv4 (`AF_INET`) in the main table
-//! (254, or `RTA_TABLE`), with `RTA_DST` and the destination length, `RTA_OIF`,
-//! `RTA_GATEWAY`, `RTA_MULTIPATH` (`rtnexthop`s with their own `RTA_GATEWAY`), the route
-//! type (unicast, blackhole, unreachable, prohibit) and the protocol. Routes of another
-//! family or table are [ignored](RouteMessage::Ignored) (counted, not refused). Anything
+//! What is decoded: `RTM_NEWROUTE` and `RTM_DELROUTE` of IPv4 (`AF_INET`) and IPv6
+//! (`AF_INET6`) in the main table (254, or `RTA_TABLE`), with `RTA_DST` and the destination
+//! length, `RTA_OIF`, `RTA_GATEWAY`, `RTA_MULTIPATH` (`rtnexthop`s with their own
+//! `RTA_GATEWAY`), the route type (unicast, blackhole, unreachable, prohibit) and the
+//! protocol. Addresses are as long as the family's (4 or 16 bytes), the destination length
+//! at most 32 or 128. Routes of another family or table are
+//! [ignored](RouteMessage::Ignored) (counted, not refused). Anything
 //! that cannot be a route this dataplane can carry is an error that refuses the whole
 //! frame: a length that does not fit, another message type (a next-hop group: zebra must
 //! be told `no fpm use-next-hop-groups`), a prefix with host bits, a source prefix, an
@@ -24,8 +26,8 @@
 //! input: every length is checked against what remains before it is used. The
 //! [`encode`] half writes the same format, for tests, benchmarks and fuzzing seeds.
 
-use crate::lpm::Ipv4Prefix;
-use core::net::Ipv4Addr;
+use crate::lpm::{Ipv4Prefix, Ipv6Prefix};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 
 /// The FPM header's length.
@@ -41,6 +43,7 @@ pub const RTM_NEWROUTE: u16 = 24;
 pub const RTM_DELROUTE: u16 = 25;
 /// Address families (`linux/socket.h`).
 pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
 /// The main routing table (`RT_TABLE_MAIN`).
 pub const RT_TABLE_MAIN: u32 = 254;
 
@@ -121,38 +124,103 @@ impl FrameHeader {
     }
 }
 
+/// An address family's addresses and prefixes, as the route messages carry them.
+pub trait Family: Copy + Into<IpAddr> {
+    /// `AF_INET` or `AF_INET6`.
+    const AF: u8;
+    /// The family's prefix.
+    type Prefix: Copy;
+    /// The address whose bytes `v` holds (exactly as many as the family's addresses have).
+    fn from_bytes(v: &[u8]) -> Option<Self>;
+    /// The address's bytes.
+    fn bytes(&self) -> Vec<u8>;
+    /// The unspecified address (a default route's, which has no `RTA_DST`).
+    fn unspecified() -> Self;
+    /// The longest prefix length.
+    const MAX_LEN: u8;
+    /// The prefix `self/len`, if no bit past `len` is set (`len` is checked already).
+    fn prefix(self, len: u8) -> Option<Self::Prefix>;
+    /// A prefix's address and length.
+    fn parts(p: Self::Prefix) -> (Self, u8);
+}
+
+impl Family for Ipv4Addr {
+    const AF: u8 = AF_INET;
+    type Prefix = Ipv4Prefix;
+    fn from_bytes(v: &[u8]) -> Option<Self> {
+        <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from)
+    }
+    fn bytes(&self) -> Vec<u8> {
+        self.octets().to_vec()
+    }
+    fn unspecified() -> Self {
+        Ipv4Addr::UNSPECIFIED
+    }
+    const MAX_LEN: u8 = 32;
+    fn prefix(self, len: u8) -> Option<Ipv4Prefix> {
+        Ipv4Prefix::new(self, len).ok()
+    }
+    fn parts(p: Ipv4Prefix) -> (Self, u8) {
+        (p.addr(), p.prefix_len())
+    }
+}
+
+impl Family for Ipv6Addr {
+    const AF: u8 = AF_INET6;
+    type Prefix = Ipv6Prefix;
+    fn from_bytes(v: &[u8]) -> Option<Self> {
+        <[u8; 16]>::try_from(v).ok().map(Ipv6Addr::from)
+    }
+    fn bytes(&self) -> Vec<u8> {
+        self.octets().to_vec()
+    }
+    fn unspecified() -> Self {
+        Ipv6Addr::UNSPECIFIED
+    }
+    const MAX_LEN: u8 = 128;
+    fn prefix(self, len: u8) -> Option<Ipv6Prefix> {
+        Ipv6Prefix::new(self, len).ok()
+    }
+    fn parts(p: Ipv6Prefix) -> (Self, u8) {
+        (p.addr(), p.prefix_len())
+    }
+}
+
 /// A next hop of a unicast route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nexthop {
+pub struct Nexthop<A = Ipv4Addr> {
     /// The output interface (`RTA_OIF`, `rtnh_ifindex`); `None` where zero or absent.
     pub ifindex: Option<u32>,
     /// The gateway (`RTA_GATEWAY`); `None`: directly connected.
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<A>,
 }
 
 /// What a route does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteKind {
+pub enum RouteKind<A = Ipv4Addr> {
     /// Forward through one of these next hops (at least one).
-    Unicast(Vec<Nexthop>),
+    Unicast(Vec<Nexthop<A>>),
     Blackhole,
     Unreachable,
     Prohibit,
 }
 
-/// A route as zebra installs it.
+/// A route as zebra installs it (IPv4 unless said otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub prefix: Ipv4Prefix,
+pub struct Route<P = Ipv4Prefix, A = Ipv4Addr> {
+    pub prefix: P,
     /// Which of zebra's protocols chose it (`rtm_protocol`: 186 BGP, 196 FRR's static).
     pub protocol: u8,
-    pub kind: RouteKind,
+    pub kind: RouteKind<A>,
 }
+
+/// An IPv6 route.
+pub type Route6 = Route<Ipv6Prefix, Ipv6Addr>;
 
 /// Why a route message is not for this dataplane, and left alone (not an error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ignored {
-    /// Another address family (IPv6: 10).
+    /// Another address family (neither IPv4 nor IPv6: MPLS is 28).
     Family(u8),
     /// Another routing table (a VRF's).
     Table(u32),
@@ -165,6 +233,9 @@ pub enum RouteMessage {
     Add(Route),
     /// `RTM_DELROUTE`: no route for this prefix any more.
     Delete(Ipv4Prefix),
+    /// The same for IPv6 routes.
+    Add6(Route6),
+    Delete6(Ipv6Prefix),
     Ignored(Ignored),
 }
 
@@ -181,12 +252,12 @@ pub enum DecodeError {
     AttributeLength { attr: u16, at: usize, len: usize },
     #[error("route attribute {attr}: {len} bytes where {want} are expected")]
     AttributeSize { attr: u16, len: usize, want: usize },
-    #[error("destination length {0} is longer than 32")]
-    PrefixLength(u8),
+    #[error("destination length {len} is longer than {max}")]
+    PrefixLength { len: u8, max: u8 },
     #[error("destination {addr}/{len} has host bits set")]
-    HostBits { addr: Ipv4Addr, len: u8 },
+    HostBits { addr: IpAddr, len: u8 },
     #[error("route to {0}/{1} without RTA_DST")]
-    NoDestination(Ipv4Addr, u8),
+    NoDestination(IpAddr, u8),
     #[error("route type {0} is not unicast, blackhole, unreachable or prohibit")]
     RouteType(u8),
     #[error("{0} is not supported")]
@@ -208,7 +279,7 @@ impl DecodeError {
             DecodeError::AttributeLength { .. } | DecodeError::AttributeSize { .. } => {
                 "bad_attribute"
             }
-            DecodeError::PrefixLength(_)
+            DecodeError::PrefixLength { .. }
             | DecodeError::HostBits { .. }
             | DecodeError::NoDestination(..) => "bad_prefix",
             DecodeError::RouteType(_) | DecodeError::Unsupported(_) => "unsupported",
@@ -280,13 +351,13 @@ fn attributes(
     })
 }
 
-fn ipv4(attr: u16, v: &[u8]) -> Result<Ipv4Addr, DecodeError> {
-    let a: [u8; 4] = v.try_into().map_err(|_| DecodeError::AttributeSize {
+/// An address attribute of family `A`.
+fn address<A: Family>(attr: u16, v: &[u8]) -> Result<A, DecodeError> {
+    A::from_bytes(v).ok_or(DecodeError::AttributeSize {
         attr,
         len: v.len(),
-        want: 4,
-    })?;
-    Ok(Ipv4Addr::from(a))
+        want: if A::AF == AF_INET6 { 16 } else { 4 },
+    })
 }
 
 fn u32_attr(attr: u16, v: &[u8]) -> Result<u32, DecodeError> {
@@ -309,7 +380,7 @@ fn unsupported(attr: u16) -> Option<&'static str> {
 }
 
 /// The `rtnexthop`s of an `RTA_MULTIPATH` value.
-fn multipath(v: &[u8], base: usize) -> Result<Vec<Nexthop>, DecodeError> {
+fn multipath<A: Family>(v: &[u8], base: usize) -> Result<Vec<Nexthop<A>>, DecodeError> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < v.len() {
@@ -330,7 +401,7 @@ fn multipath(v: &[u8], base: usize) -> Result<Vec<Nexthop>, DecodeError> {
                 return Err(DecodeError::Unsupported(what));
             }
             if attr == RTA_GATEWAY {
-                gateway = Some(ipv4(attr, value)?);
+                gateway = Some(address(attr, value)?);
             }
         }
         out.push(Nexthop { ifindex, gateway });
@@ -349,12 +420,39 @@ fn route_message(kind: u16, b: &[u8], at: usize) -> Result<RouteMessage, DecodeE
             left: b.len(),
         });
     };
-    let [family, dst_len, src_len, _tos, table, protocol, _scope, rtype] = [
+    Ok(match rtm[0] {
+        AF_INET => match family_route::<Ipv4Addr>(kind, rtm, b, at)? {
+            Parsed::Add(r) => RouteMessage::Add(r),
+            Parsed::Delete(p) => RouteMessage::Delete(p),
+            Parsed::Table(t) => RouteMessage::Ignored(Ignored::Table(t)),
+        },
+        AF_INET6 => match family_route::<Ipv6Addr>(kind, rtm, b, at)? {
+            Parsed::Add(r) => RouteMessage::Add6(r),
+            Parsed::Delete(p) => RouteMessage::Delete6(p),
+            Parsed::Table(t) => RouteMessage::Ignored(Ignored::Table(t)),
+        },
+        family => RouteMessage::Ignored(Ignored::Family(family)),
+    })
+}
+
+/// A route message of one family, decoded.
+enum Parsed<A: Family> {
+    Add(Route<A::Prefix, A>),
+    Delete(A::Prefix),
+    /// Another table's route.
+    Table(u32),
+}
+
+/// The route message `b` (its `rtmsg` is `rtm`) of family `A`.
+fn family_route<A: Family>(
+    kind: u16,
+    rtm: [u8; RTMSG],
+    b: &[u8],
+    at: usize,
+) -> Result<Parsed<A>, DecodeError> {
+    let [_family, dst_len, src_len, _tos, table, protocol, _scope, rtype] = [
         rtm[0], rtm[1], rtm[2], rtm[3], rtm[4], rtm[5], rtm[6], rtm[7],
     ];
-    if family != AF_INET {
-        return Ok(RouteMessage::Ignored(Ignored::Family(family)));
-    }
     let mut table = u32::from(table);
     let mut dst = None;
     let mut oif = None;
@@ -366,12 +464,12 @@ fn route_message(kind: u16, b: &[u8], at: usize) -> Result<RouteMessage, DecodeE
             return Err(DecodeError::Unsupported(what));
         }
         match attr {
-            RTA_DST => dst = Some(ipv4(attr, v)?),
+            RTA_DST => dst = Some(address::<A>(attr, v)?),
             RTA_SRC => return Err(DecodeError::Unsupported("a source prefix (RTA_SRC)")),
             RTA_OIF => oif = Some(u32_attr(attr, v)?).filter(|&i| i != 0),
-            RTA_GATEWAY => gateway = Some(ipv4(attr, v)?),
+            RTA_GATEWAY => gateway = Some(address::<A>(attr, v)?),
             RTA_TABLE => table = u32_attr(attr, v)?,
-            RTA_MULTIPATH => hops = Some(multipath(v, at)?),
+            RTA_MULTIPATH => hops = Some(multipath::<A>(v, at)?),
             RTA_NH_ID => return Err(DecodeError::NexthopGroup(u32_attr(attr, v)?)),
             _ => {}
         }
@@ -379,21 +477,26 @@ fn route_message(kind: u16, b: &[u8], at: usize) -> Result<RouteMessage, DecodeE
     if src_len != 0 {
         return Err(DecodeError::Unsupported("a source prefix (rtm_src_len)"));
     }
-    if dst_len > 32 {
-        return Err(DecodeError::PrefixLength(dst_len));
+    if dst_len > A::MAX_LEN {
+        return Err(DecodeError::PrefixLength {
+            len: dst_len,
+            max: A::MAX_LEN,
+        });
     }
     let addr = match dst {
         Some(a) => a,
-        None if dst_len == 0 => Ipv4Addr::UNSPECIFIED,
-        None => return Err(DecodeError::NoDestination(Ipv4Addr::UNSPECIFIED, dst_len)),
+        None if dst_len == 0 => A::unspecified(),
+        None => return Err(DecodeError::NoDestination(A::unspecified().into(), dst_len)),
     };
-    let prefix =
-        Ipv4Prefix::new(addr, dst_len).map_err(|_| DecodeError::HostBits { addr, len: dst_len })?;
+    let prefix = addr.prefix(dst_len).ok_or(DecodeError::HostBits {
+        addr: addr.into(),
+        len: dst_len,
+    })?;
     if table != RT_TABLE_MAIN {
-        return Ok(RouteMessage::Ignored(Ignored::Table(table)));
+        return Ok(Parsed::Table(table));
     }
     if kind == RTM_DELROUTE {
-        return Ok(RouteMessage::Delete(prefix));
+        return Ok(Parsed::Delete(prefix));
     }
     let kind = match rtype {
         RTN_UNICAST => {
@@ -415,7 +518,7 @@ fn route_message(kind: u16, b: &[u8], at: usize) -> Result<RouteMessage, DecodeE
         RTN_PROHIBIT => RouteKind::Prohibit,
         other => return Err(DecodeError::RouteType(other)),
     };
-    Ok(RouteMessage::Add(Route {
+    Ok(Parsed::Add(Route {
         prefix,
         protocol,
         kind,
@@ -489,10 +592,30 @@ pub mod encode {
 
     /// One `RTM_NEWROUTE` or `RTM_DELROUTE` message for an IPv4 route in the main table.
     pub fn route(kind: u16, prefix: Ipv4Prefix, protocol: u8, what: &RouteKind) -> Vec<u8> {
+        family_route::<Ipv4Addr>(kind, prefix, protocol, what)
+    }
+
+    /// The same for an IPv6 route.
+    pub fn route6(
+        kind: u16,
+        prefix: Ipv6Prefix,
+        protocol: u8,
+        what: &RouteKind<Ipv6Addr>,
+    ) -> Vec<u8> {
+        family_route::<Ipv6Addr>(kind, prefix, protocol, what)
+    }
+
+    fn family_route<A: Family>(
+        kind: u16,
+        prefix: A::Prefix,
+        protocol: u8,
+        what: &RouteKind<A>,
+    ) -> Vec<u8> {
+        let (addr, len) = A::parts(prefix);
         let mut m = vec![0u8; NLMSG_HDR];
         m.extend_from_slice(&[
-            AF_INET,
-            prefix.prefix_len(),
+            A::AF,
+            len,
             0,
             0,
             RT_TABLE_MAIN as u8,
@@ -506,7 +629,7 @@ pub mod encode {
             },
         ]);
         m.extend_from_slice(&0u32.to_ne_bytes());
-        attr(&mut m, RTA_DST, &prefix.addr().octets());
+        attr(&mut m, RTA_DST, &addr.bytes());
         if let RouteKind::Unicast(hops) = what {
             match hops.as_slice() {
                 [one] => {
@@ -514,7 +637,7 @@ pub mod encode {
                         attr(&mut m, RTA_OIF, &i.to_ne_bytes());
                     }
                     if let Some(g) = one.gateway {
-                        attr(&mut m, RTA_GATEWAY, &g.octets());
+                        attr(&mut m, RTA_GATEWAY, &g.bytes());
                     }
                 }
                 many => {
@@ -524,7 +647,7 @@ pub mod encode {
                         v.extend_from_slice(&[0, 0, 0, 0]);
                         v.extend_from_slice(&h.ifindex.unwrap_or(0).to_ne_bytes());
                         if let Some(g) = h.gateway {
-                            attr(&mut v, RTA_GATEWAY, &g.octets());
+                            attr(&mut v, RTA_GATEWAY, &g.bytes());
                         }
                         let len = (v.len() - start) as u16;
                         v[start..start + 2].copy_from_slice(&len.to_ne_bytes());
@@ -650,7 +773,7 @@ mod tests {
 
     #[rustfmt::skip]
     #[test]
-    fn multipath_blackhole_default_and_ignored_families() {
+    fn multipath_blackhole_default_and_ignored_families_and_tables() {
         let frame: Vec<u8> = vec![
             // RTM_NEWROUTE 0.0.0.0/0 (no RTA_DST), multipath over ifindex 3 via 203.0.113.1
             // and ifindex 4 via 203.0.113.2
@@ -669,9 +792,9 @@ mod tests {
             // rtmsg: AF_INET, /16, table 254, static, type 6 (blackhole)
             2, 16, 0, 0, 254, 196, 0, 6,   0, 0, 0, 0,
             8, 0, 1, 0,   10, 66, 0, 0,
-            // An IPv6 route (family 10): ignored. nlmsghdr length 28 + 20 = 48
+            // An MPLS route (family 28, AF_MPLS): ignored. nlmsghdr length 28 + 20 = 48
             48, 0, 0, 0,   24, 0,   0, 0,   0, 0, 0, 0,   0, 0, 0, 0,
-            10, 64, 0, 0, 254, 186, 0, 1,   0, 0, 0, 0,
+            28, 64, 0, 0, 254, 186, 0, 1,   0, 0, 0, 0,
             // RTA_DST, 16 bytes: 2001:db8::
             20, 0, 1, 0,   0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
             // A VRF's route: table 10 via RTA_TABLE (rtm_table 252, RT_TABLE_COMPAT)
@@ -695,9 +818,138 @@ mod tests {
                     protocol: 196,
                     kind: RouteKind::Blackhole,
                 }),
-                RouteMessage::Ignored(Ignored::Family(10)),
+                RouteMessage::Ignored(Ignored::Family(28)),
                 RouteMessage::Ignored(Ignored::Table(10)),
             ]
+        );
+    }
+
+    /// IPv6 route messages (`AF_INET6`) laid out by hand: addresses of 16 bytes, lengths
+    /// up to 128, next hops (a link-local gateway, as BGP's IPv6 next hops often are) as
+    /// for IPv4.
+    #[rustfmt::skip]
+    fn ipv6_frame() -> Vec<u8> {
+        vec![
+            // --- RTM_NEWROUTE 2001:db8:9::/48 via fe80::1 on ifindex 7 ---
+            // nlmsghdr: length 16 + 12 + 20 + 20 + 8 = 76, RTM_NEWROUTE, flags 0x0401
+            76, 0, 0, 0,   24, 0,   0x01, 0x04,   1, 0, 0, 0,   0, 0, 0, 0,
+            // rtmsg: family 10 (AF_INET6), dst_len 48, src_len 0, tos 0, table 254,
+            //        protocol 186 (BGP), scope 0, type 1 (unicast), flags 0
+            10, 48, 0, 0, 254, 186, 0, 1,   0, 0, 0, 0,
+            // RTA_DST (1), length 20: 2001:db8:9::
+            20, 0, 1, 0,   0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            // RTA_GATEWAY (5), length 20: fe80::1
+            20, 0, 5, 0,   0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+            // RTA_OIF (4): 7
+            8, 0, 4, 0,    7, 0, 0, 0,
+            // --- RTM_DELROUTE 2001:db8:8::/47 ---
+            // nlmsghdr: length 16 + 12 + 20 = 48, RTM_DELROUTE
+            48, 0, 0, 0,   25, 0,   0, 0,   2, 0, 0, 0,   0, 0, 0, 0,
+            10, 47, 0, 0, 254, 186, 0, 1,   0, 0, 0, 0,
+            20, 0, 1, 0,   0x20, 0x01, 0x0d, 0xb8, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            // --- RTM_NEWROUTE ::/0 (no RTA_DST) unreachable, FRR static ---
+            28, 0, 0, 0,   24, 0,   0, 0,   3, 0, 0, 0,   0, 0, 0, 0,
+            10, 0, 0, 0, 254, 196, 0, 7,   0, 0, 0, 0,
+            // --- RTM_NEWROUTE 2001:db8:ff::1/128, multipath: ifindex 3 via fe80::2 and
+            //     ifindex 4 without a gateway ---
+            // nlmsghdr: length 28 + 20 + 4 + 28 + 8 = 88
+            88, 0, 0, 0,   24, 0,   0, 0,   4, 0, 0, 0,   0, 0, 0, 0,
+            10, 128, 0, 0, 254, 186, 0, 1,   0, 0, 0, 0,
+            20, 0, 1, 0,   0x20, 0x01, 0x0d, 0xb8, 0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+            // RTA_MULTIPATH (9), length 4 + 28 + 8 = 40
+            40, 0, 9, 0,
+            // rtnexthop: rtnh_len 28, flags 0, hops 0, ifindex 3; RTA_GATEWAY fe80::2
+            28, 0, 0, 0,   3, 0, 0, 0,
+            20, 0, 5, 0,   0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+            // rtnexthop: rtnh_len 8, ifindex 4
+            8, 0, 0, 0,    4, 0, 0, 0,
+        ]
+    }
+
+    #[test]
+    fn ipv6_routes_are_decoded_with_their_own_address_lengths() {
+        let msgs = decode(&ipv6_frame()).unwrap();
+        let p6 = |s: &str| -> Ipv6Prefix { s.parse().unwrap() };
+        let a6 = |s: &str| -> Ipv6Addr { s.parse().unwrap() };
+        assert_eq!(
+            msgs,
+            [
+                RouteMessage::Add6(Route {
+                    prefix: p6("2001:db8:9::/48"),
+                    protocol: 186,
+                    kind: RouteKind::Unicast(vec![Nexthop {
+                        ifindex: Some(7),
+                        gateway: Some(a6("fe80::1")),
+                    }]),
+                }),
+                RouteMessage::Delete6(p6("2001:db8:8::/47")),
+                RouteMessage::Add6(Route {
+                    prefix: p6("::/0"),
+                    protocol: 196,
+                    kind: RouteKind::Unreachable,
+                }),
+                RouteMessage::Add6(Route {
+                    prefix: p6("2001:db8:ff::1/128"),
+                    protocol: 186,
+                    kind: RouteKind::Unicast(vec![
+                        Nexthop {
+                            ifindex: Some(3),
+                            gateway: Some(a6("fe80::2"))
+                        },
+                        Nexthop {
+                            ifindex: Some(4),
+                            gateway: None
+                        },
+                    ]),
+                }),
+            ]
+        );
+        // The encoder writes what the hand-built bytes hold.
+        let again: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|m| match m {
+                RouteMessage::Add6(r) => {
+                    encode::route6(RTM_NEWROUTE, r.prefix, r.protocol, &r.kind)
+                }
+                RouteMessage::Delete6(p) => {
+                    encode::route6(RTM_DELROUTE, *p, 186, &RouteKind::Unicast(vec![]))
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(decode(&again.concat()), Ok(msgs));
+    }
+
+    #[test]
+    fn ipv6_lengths_prefixes_and_addresses_are_checked() {
+        // The first message of `ipv6_frame` alone: rtmsg at 16, RTA_DST at 28 (address
+        // 32..48), RTA_GATEWAY at 48 (address 52..68), RTA_OIF at 68.
+        let ok = ipv6_frame()[..76].to_vec();
+        assert!(decode(&ok).is_ok());
+        let with = |at: usize, v: u8| {
+            let mut b = ok.clone();
+            b[at] = v;
+            b
+        };
+        for (bytes, kind) in [
+            (with(17, 129), "bad_prefix"),  // dst_len 129
+            (with(17, 16), "bad_prefix"),   // 2001:db8:9::/16: host bits
+            (with(47, 1), "bad_prefix"),    // 2001:db8:9::1/48: host bits
+            (with(28, 8), "bad_attribute"), // RTA_DST of 4 bytes (an IPv4 address)
+            (with(48, 8), "bad_attribute"), // RTA_GATEWAY of 4 bytes
+            (with(18, 64), "unsupported"),  // a source prefix length
+            (with(23, 2), "unsupported"),   // RTN_LOCAL
+        ] {
+            let e = decode(&bytes).unwrap_err();
+            assert_eq!(e.kind(), kind, "{bytes:?}: {e}");
+        }
+        let e = decode(&with(17, 129)).unwrap_err().to_string();
+        assert!(e.contains("129") && e.contains("128"), "{e}");
+        // A destination length of 128 with the address's last bit set is a host route.
+        let mut host = with(17, 128);
+        host[47] = 1;
+        assert!(
+            matches!(&decode(&host).unwrap()[0], RouteMessage::Add6(r) if r.prefix.prefix_len() == 128)
         );
     }
 

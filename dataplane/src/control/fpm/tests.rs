@@ -4,7 +4,7 @@
 
 use super::netlink::{encode, Nexthop, RouteKind, RTM_DELROUTE, RTM_NEWROUTE};
 use super::*;
-use crate::lpm::Ipv4Prefix;
+use crate::lpm::{Ipv4Prefix, Ipv6Prefix};
 use crate::tables::Target;
 use crate::wire::EthernetAddress;
 use pipeline_config::ConfigDocument;
@@ -29,18 +29,23 @@ const LAB: &str = r#"
     local = "192.0.2.1"
     remote = "198.51.100.10"
     port = "client0"
-    prefixes = ["10.1.0.0/16"]
+    prefixes = ["10.1.0.0/16", "2001:db8:a::/48"]
     link = "169.254.10.1/31"
+    link6 = "fd00:a::1/127"
     [[tunnel]]
     name = "globex"
     mode = "ipip"
     local = "192.0.2.1"
     remote = "198.51.100.20"
     port = "client0"
-    prefixes = ["10.2.0.0/16"]
+    prefixes = ["10.2.0.0/16", "2001:db8:b::/48"]
     link = "169.254.20.1/31"
+    link6 = "fd00:b::1/127"
     [[route]]
     prefix = "10.50.0.0/16"
+    blackhole = true
+    [[route]]
+    prefix = "2001:db8:50::/48"
     blackhole = true
 "#;
 
@@ -566,4 +571,285 @@ fn the_listener_serves_one_connection_at_a_time_and_reconciles() {
         assert_eq!(goes(&st, "10.9.0.1"), "none");
         assert_eq!(goes(&st, "10.10.0.1"), "Unreachable");
     });
+}
+
+// IPv6 routes from zebra: the same layers, distances and checks as IPv4's.
+
+fn via6(ifindex: u32, gateway: Option<&str>) -> RouteKind<Ipv6Addr> {
+    RouteKind::Unicast(vec![Nexthop {
+        ifindex: Some(ifindex),
+        gateway: gateway.map(|g| g.parse().unwrap()),
+    }])
+}
+
+fn add6(prefix: &str, kind: RouteKind<Ipv6Addr>) -> Vec<u8> {
+    let p: Ipv6Prefix = prefix.parse().unwrap();
+    encode::route6(RTM_NEWROUTE, p, 186, &kind)
+}
+
+fn kernel6(prefix: &str, kind: RouteKind<Ipv6Addr>) -> Vec<u8> {
+    let p: Ipv6Prefix = prefix.parse().unwrap();
+    encode::route6(RTM_NEWROUTE, p, netlink::RTPROT_KERNEL, &kind)
+}
+
+fn del6(prefix: &str) -> Vec<u8> {
+    let p: Ipv6Prefix = prefix.parse().unwrap();
+    encode::route6(RTM_DELROUTE, p, 186, &RouteKind::Unicast(vec![]))
+}
+
+/// Where the running snapshot sends the IPv6 destination `dst`, as [`goes`].
+fn goes6(st: &Mutex<ControlState>, dst: &str) -> String {
+    let st = st.lock().unwrap();
+    let snap = st.snapshots().current();
+    match snap
+        .routes6()
+        .lookup(dst.parse().unwrap())
+        .map(|nh| snap.target6(nh))
+    {
+        None => "none".into(),
+        Some(Target::Tunnel(id)) => snap.tunnels().get(id).unwrap().config.name.clone(),
+        Some(other) => format!("{other:?}"),
+    }
+}
+
+fn error_count(c: &FpmCounters, kind: &str) -> u64 {
+    c.errors().find(|(k, _)| *k == kind).unwrap().1
+}
+
+#[test]
+fn ipv6_routes_go_into_tunnels_and_move_in_one_publication() {
+    let st = state();
+    let c = FpmCounters::default();
+    let mut ifs = interfaces();
+    let g0 = generation(&st);
+    // BGP's IPv6 next hop on the tunnel link is often link-local: not needed, as for IPv4.
+    let g1 = apply(
+        &st,
+        frames(&encode::frame(&[add6(
+            "2001:db8:9::/48",
+            via6(ACME, Some("fe80::1")),
+        )])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(g1, Some(g0 + 1));
+    assert_eq!(goes6(&st, "2001:db8:9:1::1"), "acme");
+    assert_eq!(goes6(&st, "2001:db8:10::1"), "none");
+    // An update: removal and addition in one frame, one generation, never missing.
+    let g2 = apply(
+        &st,
+        frames(&encode::frame(&[
+            del6("2001:db8:9::/48"),
+            add6("2001:db8:9::/48", via6(GLOBEX, None)),
+        ])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(g2, Some(g0 + 2));
+    assert_eq!(goes6(&st, "2001:db8:9:1::1"), "globex");
+    let routes = frr_routes(&st);
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0]["prefix"], "2001:db8:9::/48");
+    assert_eq!(routes[0]["tunnel"], "globex");
+    assert_eq!(routes[0]["source"], "frr");
+    assert_eq!(routes[0]["protocol"], "bgp");
+    assert_eq!(routes[0]["distance"], 20);
+    assert_eq!(routes[0]["active"], true);
+    let l = st
+        .lock()
+        .unwrap()
+        .lookup6("2001:db8:9:1::1".parse().unwrap());
+    assert_eq!(l["via"]["tunnel"], "globex");
+    assert_eq!(l["route"]["source"], "frr");
+    assert_eq!(l["route"]["protocol"], "bgp");
+    assert_eq!(c.routes_added.load(Ordering::Relaxed), 2);
+    assert_eq!(c.routes_removed.load(Ordering::Relaxed), 1);
+    // Drops: blackhole, unreachable and prohibit routes, IPv4's kinds.
+    apply(
+        &st,
+        frames(&encode::frame(&[
+            add6("2001:db8:60::/48", RouteKind::Blackhole),
+            add6("2001:db8:61::/48", RouteKind::Unreachable),
+            add6("2001:db8:62::/48", RouteKind::Prohibit),
+        ])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(goes6(&st, "2001:db8:60::1"), "Blackhole");
+    assert_eq!(goes6(&st, "2001:db8:61::1"), "Unreachable");
+    assert_eq!(goes6(&st, "2001:db8:62::1"), "Prohibit");
+    // IPv4 and IPv6 in one frame apply together.
+    apply(
+        &st,
+        frames(&encode::frame(&[
+            add("10.9.0.0/16", via(ACME, None)),
+            add6("2001:db8:63::/48", via6(ACME, None)),
+        ])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(goes(&st, "10.9.0.1"), "acme");
+    assert_eq!(goes6(&st, "2001:db8:63::1"), "acme");
+}
+
+#[test]
+fn zebras_ipv6_routes_stand_behind_the_tunnels_and_the_configuration() {
+    let st = state();
+    let c = FpmCounters::default();
+    let mut ifs = interfaces();
+    // 2001:db8:a::/48 is acme's own prefix, 2001:db8:50::/48 a configured blackhole: the
+    // tunnel (distance 0) and the configuration (1) win over zebra (20).
+    apply(
+        &st,
+        frames(&encode::frame(&[
+            add6("2001:db8:a::/48", via6(GLOBEX, None)),
+            add6("2001:db8:50::/48", via6(GLOBEX, None)),
+        ])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(c.frames_refused.load(Ordering::Relaxed), 0);
+    assert_eq!(goes6(&st, "2001:db8:a::1"), "acme");
+    assert_eq!(goes6(&st, "2001:db8:50::1"), "Blackhole");
+    let routes = frr_routes(&st);
+    let by = |prefix: &str| routes.iter().find(|r| r["prefix"] == prefix).unwrap();
+    assert_eq!(by("2001:db8:a::/48")["active"], false);
+    assert_eq!(by("2001:db8:a::/48")["shadowed_by"], "tunnel");
+    assert_eq!(by("2001:db8:50::/48")["shadowed_by"], "route");
+    // A longer prefix from zebra inside a tunnel's prefix is the longest match.
+    apply(
+        &st,
+        frames(&encode::frame(&[add6(
+            "2001:db8:a:1::/64",
+            via6(GLOBEX, None),
+        )])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(goes6(&st, "2001:db8:a:1::1"), "globex");
+    assert_eq!(goes6(&st, "2001:db8:a:2::1"), "acme");
+    // The configured route goes: zebra's takes over.
+    st.lock()
+        .unwrap()
+        .apply(&[json!({"op": "remove_route", "prefix": "2001:db8:50::/48"})])
+        .unwrap();
+    assert_eq!(goes6(&st, "2001:db8:50::1"), "globex");
+}
+
+#[test]
+fn ipv6_routes_the_appliance_cannot_carry_refuse_their_frame_whole() {
+    let st = state();
+    let c = FpmCounters::default();
+    let mut ifs = interfaces();
+    apply(
+        &st,
+        frames(&encode::frame(&[add6("2001:db8:9::/48", via6(ACME, None))])),
+        &mut ifs,
+        &c,
+    );
+    // Each frame moves 2001:db8:9::/48 to globex and adds one route that cannot be: the
+    // move must not apply without it.
+    for (bad, counter) in [
+        // Out of a port: native IPv6 forwarding does not exist.
+        (
+            add6("::/0", via6(INET0, Some("2001:db8:ffff::1"))),
+            "unsupported",
+        ),
+        (add6("::/0", via6(INET0, None)), "unsupported"),
+        // Out of an interface that is no tunnel's or port's, or one the host has not.
+        (
+            add6("2001:db8:77::/48", via6(ETH0, Some("fe80::9"))),
+            "unknown_interface",
+        ),
+        (
+            add6("2001:db8:77::/48", via6(42, None)),
+            "unknown_interface",
+        ),
+        // Link-local and multicast destinations are never routed.
+        (add6("fe80::/64", via6(ACME, None)), "bad_prefix"),
+        (add6("ff0e::/16", via6(ACME, None)), "bad_prefix"),
+    ] {
+        let g = generation(&st);
+        let before = error_count(&c, counter);
+        let refused = c.frames_refused.load(Ordering::Relaxed);
+        let applied = apply(
+            &st,
+            frames(&encode::frame(&[
+                del6("2001:db8:9::/48"),
+                add6("2001:db8:9::/48", via6(GLOBEX, None)),
+                bad,
+            ])),
+            &mut ifs,
+            &c,
+        );
+        assert_eq!(applied, None, "{counter}");
+        assert_eq!(generation(&st), g, "{counter}: nothing published");
+        assert_eq!(error_count(&c, counter), before + 1, "{counter}");
+        assert_eq!(c.frames_refused.load(Ordering::Relaxed), refused + 1);
+        assert_eq!(
+            goes6(&st, "2001:db8:9::1"),
+            "acme",
+            "{counter}: half applied"
+        );
+    }
+    assert_eq!(goes6(&st, "2001:db8:77::1"), "none");
+    // The host's own routes (protocol kernel): its link-local and multicast routes, and
+    // those out of interfaces not the dataplane's, are left alone and counted.
+    let g = generation(&st);
+    let ignored = c.routes_ignored.load(Ordering::Relaxed);
+    apply(
+        &st,
+        frames(&encode::frame(&[
+            kernel6("fe80::/64", via6(ACME, None)),
+            kernel6("ff00::/8", via6(GLOBEX, None)),
+            kernel6("2001:db8:eeee::/64", via6(ETH0, None)),
+            kernel6("2001:db8:eeef::/64", via6(INET0, None)),
+        ])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(generation(&st), g);
+    assert_eq!(c.routes_ignored.load(Ordering::Relaxed), ignored + 4);
+    assert_eq!(c.frames_refused.load(Ordering::Relaxed), 6);
+}
+
+#[test]
+fn zebras_ipv6_routes_go_with_their_tunnel_and_when_not_sent_again() {
+    let st = state();
+    let c = FpmCounters::default();
+    let mut ifs = interfaces();
+    st.lock().unwrap().begin_dynamic_epoch();
+    apply(
+        &st,
+        frames(&encode::frame(&[
+            add6("2001:db8:9::/48", via6(GLOBEX, None)),
+            add6("2001:db8:10::/48", via6(ACME, None)),
+            add6("2001:db8:11::/48", via6(ACME, None)),
+        ])),
+        &mut ifs,
+        &c,
+    );
+    st.lock()
+        .unwrap()
+        .apply(&[json!({"op": "remove_tunnel", "name": "globex"})])
+        .unwrap();
+    assert_eq!(goes6(&st, "2001:db8:9::1"), "none");
+    assert_eq!(goes6(&st, "2001:db8:10::1"), "acme");
+    assert_eq!(frr_routes(&st).len(), 2);
+    // zebra reconnects and sends one of the two again: the other goes after the grace.
+    st.lock().unwrap().begin_dynamic_epoch();
+    apply(
+        &st,
+        frames(&encode::frame(&[add6(
+            "2001:db8:10::/48",
+            via6(ACME, None),
+        )])),
+        &mut ifs,
+        &c,
+    );
+    assert_eq!(st.lock().unwrap().dynamic_counts(), (2, 1));
+    let (n, g) = st.lock().unwrap().remove_stale_dynamic();
+    assert_eq!((n, g.is_some()), (1, true));
+    assert_eq!(goes6(&st, "2001:db8:10::1"), "acme");
+    assert_eq!(goes6(&st, "2001:db8:11::1"), "none");
 }
