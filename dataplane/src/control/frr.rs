@@ -212,16 +212,7 @@ pub fn render(
             let _ = writeln!(o, "  neighbor {peer} route-map bb-core-out out");
         }
     }
-    for t in &sessions {
-        let Some(b) = t.bgp else { continue };
-        let name = client_name(t);
-        let _ = writeln!(o, "  neighbor {} activate", b.peer);
-        // What the client sent, refused routes included: `show bgp neighbors PEER
-        // received-routes` against `routes` shows what the filter kept out.
-        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
-        let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
-        let _ = writeln!(o, "  neighbor {} route-map bb-clients-out out", b.peer);
-    }
+    activate_sessions(&mut o, &sessions, Some("bb-clients-out"));
     o.push_str(" exit-address-family\nexit\n!\nend\n");
     Ok(o)
 }
@@ -253,6 +244,28 @@ fn router_bgp(
         let _ = writeln!(o, " neighbor {} advertisement-interval 0", b.peer);
         if b.bfd {
             let _ = writeln!(o, " neighbor {} bfd profile {profile}", b.peer);
+        }
+    }
+}
+
+/// Each session's neighbour lines in `address-family ipv4 unicast`: what it may send us
+/// (its own `-in` route map) and what we send it (`out`, or its own `-out` map).
+fn activate_sessions(o: &mut String, sessions: &[&TunnelConfig], out: Option<&str>) {
+    for t in sessions {
+        let Some(b) = t.bgp else { continue };
+        let name = client_name(t);
+        let _ = writeln!(o, "  neighbor {} activate", b.peer);
+        // What the client sent, refused routes included: `show bgp neighbors PEER
+        // received-routes` against `routes` shows what the filter kept out.
+        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
+        let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
+        match out {
+            Some(map) => {
+                let _ = writeln!(o, "  neighbor {} route-map {map} out", b.peer);
+            }
+            None => {
+                let _ = writeln!(o, "  neighbor {} route-map {name}-out out", b.peer);
+            }
         }
     }
 }
@@ -378,14 +391,7 @@ fn render_site(
     for p in &site.prefixes {
         let _ = writeln!(o, "  network {p}");
     }
-    for t in &sessions {
-        let Some(b) = t.bgp else { continue };
-        let name = client_name(t);
-        let _ = writeln!(o, "  neighbor {} activate", b.peer);
-        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
-        let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
-        let _ = writeln!(o, "  neighbor {} route-map {name}-out out", b.peer);
-    }
+    activate_sessions(&mut o, &sessions, None);
     o.push_str(" exit-address-family\nexit\n!\nend\n");
     o
 }
