@@ -50,13 +50,13 @@ use std::collections::HashSet;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use backbone_benches::compare::{best_of, mib, with_aggregates};
 use backbone_benches::ipv6::{
     addrs_in_v6, build_lpm6, length_mix, random_prefixes_v6, real_table_v6, with_next_hops_v6,
 };
 use backbone_benches::rng;
 use dataplane::dpdk::{Eal, Fib6Lookup, Fib6NextHop, RteFib6, RteLpm6};
 use dataplane::lpm::{Ipv6Lpm, Ipv6LpmBuilder, Ipv6Prefix, NextHop, BURST};
-use rand::rngs::SmallRng;
 use rand::Rng;
 
 /// Addresses per pass: 1 MiB of them, more than L1 and L2 hold with the tables.
@@ -109,32 +109,6 @@ fn percentile(v: &[f64], q: f64) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// The best of up to `builds` builds (one if it takes over [`LONG_BUILD`]), each dropping
-/// the previous table first (DPDK's live in EAL memory).
-fn best_of<T>(
-    builds: usize,
-    mut build: impl FnMut(usize) -> (T, Duration),
-) -> (T, Duration, usize) {
-    let mut best = Duration::MAX;
-    let mut last = None;
-    let mut done = 0;
-    for i in 0..builds {
-        drop(last.take());
-        let (t, took) = build(i);
-        best = best.min(took);
-        last = Some(t);
-        done += 1;
-        if took > LONG_BUILD {
-            break;
-        }
-    }
-    (last.expect("builds > 0"), best, done)
 }
 
 /// Groups of 256 entries that a DIR-24 table with 8-bit strides below (DPDK's trie and
@@ -226,7 +200,7 @@ fn run_table(
     built: &mut Vec<Built>,
 ) {
     let n = rules.len();
-    let (ours, t_ours, b_ours) = best_of(BUILDS, |_| build_lpm6(rules));
+    let (ours, t_ours, b_ours) = best_of(BUILDS, LONG_BUILD, |_| build_lpm6(rules));
     let ours_rules_bytes = {
         let mut b = Ipv6LpmBuilder::new();
         b.extend(rules.iter().copied());
@@ -239,7 +213,7 @@ fn run_table(
     let fib_tbl8s = (groups_reserved(rules).max(groups) + 1024) as u32;
     let n32 = n as u32;
     let mut fib_create = Duration::ZERO;
-    let (fib, t_fib, b_fib) = best_of(BUILDS, |i| {
+    let (fib, t_fib, b_fib) = best_of(BUILDS, LONG_BUILD, |i| {
         let start = Instant::now();
         // The RIB takes a node per prefix and per branching point: up to two per prefix.
         let mut fib = RteFib6::new(
@@ -262,7 +236,7 @@ fn run_table(
     // rte_lpm6 takes at most 2^21 groups (RTE_LPM6_TBL8_MAX_NUM_GROUPS).
     let lpm_fits = lpm_tbl8s <= 1 << 21;
     let (lpm, t_lpm, b_lpm) = if lpm_fits {
-        let (lpm, t, b) = best_of(BUILDS, |i| {
+        let (lpm, t, b) = best_of(BUILDS, LONG_BUILD, |i| {
             let start = Instant::now();
             let mut lpm = RteLpm6::new(eal, &format!("{name}_lpm6_{i}"), n32 + n32 / 8, lpm_tbl8s)
                 .unwrap_or_else(|e| panic!("rte_lpm6 {name}: {e}"));
@@ -500,29 +474,6 @@ fn run_table(
     }
 }
 
-/// Covering aggregates: each prefix's supernets at /20, /24, /32 and /40 (shorter than it),
-/// each distinct one once, with a random tunnel; appended after the table.
-fn with_aggregates(
-    rules: &[(Ipv6Prefix, NextHop)],
-    r: &mut SmallRng,
-) -> Vec<(Ipv6Prefix, NextHop)> {
-    let mut seen: HashSet<Ipv6Prefix> = rules.iter().map(|&(p, _)| p).collect();
-    let mut out = rules.to_vec();
-    for &(p, _) in rules {
-        for len in [20u8, 24, 32, 40] {
-            if len >= p.prefix_len() {
-                break;
-            }
-            let agg = Ipv6Prefix::from_bits(p.bits(), len).expect("len <= 128");
-            if seen.insert(agg) {
-                let nh = NextHop::new(r.gen_range(0..TUNNELS)).expect("small");
-                out.push((agg, nh));
-            }
-        }
-    }
-    out
-}
-
 fn print_summary(scale: &Scale, built: &[Built], rows: &[Row]) {
     println!(
         "\n=== IPv6 LPM: ours vs rte_fib6 (trie) vs rte_lpm6{} ===",
@@ -632,7 +583,14 @@ fn main() {
         real = real.into_iter().step_by(8).take(scale.prefixes).collect();
     }
     run_table(&eal, &scale, "real", &real, 11, &mut rows, &mut built);
-    let agg = with_aggregates(&real, &mut rng(12));
+    let agg = with_aggregates(
+        &real,
+        &[20, 24, 32, 40],
+        TUNNELS,
+        &mut rng(12),
+        Ipv6Prefix::prefix_len,
+        |p, len| Ipv6Prefix::from_bits(p.bits(), len).expect("len <= 128"),
+    );
     let added = agg.len() - real.len();
     drop(real);
     run_table(&eal, &scale, "real_agg", &agg, 13, &mut rows, &mut built);

@@ -43,13 +43,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use backbone_benches::compare::{best_of, mib, with_aggregates};
 use backbone_benches::{
     addrs_in, build_lpm, random_prefixes, real_table, rng, uniform_addrs, with_next_hops,
 };
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use dataplane::dpdk::{Eal, FibLookup, FibNextHop, RteFib, RteLpm, RTE_LPM_LOOKUP_SUCCESS};
 use dataplane::lpm::{Ipv4Lpm, Ipv4Prefix, NextHop, BURST};
-use rand::rngs::SmallRng;
 use rand::Rng;
 
 /// Addresses per iteration: 256 KiB of them, more than L1 and L2 hold with the tables.
@@ -88,21 +88,8 @@ fn groups_needed(rules: &[(Ipv4Prefix, NextHop)]) -> u32 {
     set.len() as u32
 }
 
-fn best_of<T>(builds: usize, mut build: impl FnMut(usize) -> (T, Duration)) -> (T, Duration) {
-    let mut best = Duration::MAX;
-    let mut last = None;
-    for i in 0..builds {
-        // Drop the previous table before building the next: DPDK's live in EAL memory.
-        drop(last.take());
-        let (t, took) = build(i);
-        best = best.min(took);
-        last = Some(t);
-    }
-    (last.expect("builds > 0"), best)
-}
-
 fn build_all<'eal>(eal: &'eal Eal, name: &str, rules: &[(Ipv4Prefix, NextHop)]) -> Tables<'eal> {
-    let (ours, t_ours) = best_of(BUILDS, |_| build_lpm(rules));
+    let (ours, t_ours, _) = best_of(BUILDS, Duration::MAX, |_| build_lpm(rules));
     let ours_rules_bytes = {
         let mut b = dataplane::lpm::Ipv4LpmBuilder::new();
         b.extend(rules.iter().copied());
@@ -112,7 +99,7 @@ fn build_all<'eal>(eal: &'eal Eal, name: &str, rules: &[(Ipv4Prefix, NextHop)]) 
     let needed = groups_needed(rules);
     let tbl8s = (needed + needed / 4).max(256);
     let n = rules.len() as u32;
-    let (lpm, t_lpm) = best_of(1, |i| {
+    let (lpm, t_lpm, _) = best_of(1, Duration::MAX, |i| {
         let start = Instant::now();
         let mut lpm = RteLpm::new(eal, &format!("{name}_lpm{i}"), n + n / 8, tbl8s)
             .unwrap_or_else(|e| panic!("rte_lpm {name}: {e}"));
@@ -122,7 +109,7 @@ fn build_all<'eal>(eal: &'eal Eal, name: &str, rules: &[(Ipv4Prefix, NextHop)]) 
         }
         (lpm, start.elapsed())
     });
-    let (mut fib, t_fib) = best_of(BUILDS, |i| {
+    let (mut fib, t_fib, _) = best_of(BUILDS, Duration::MAX, |i| {
         let start = Instant::now();
         // The RIB takes a node per prefix and per branching point: up to two per prefix.
         let mut fib = RteFib::new(
@@ -295,10 +282,6 @@ fn bench_table(
     g.finish();
 }
 
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
 /// What the whole run shares.
 struct Run<'e> {
     c: Criterion,
@@ -364,29 +347,6 @@ fn run_table(run: &mut Run<'_>, name: &str, rules: &[(Ipv4Prefix, NextHop)], see
         summary.push("  (rte_fib AVX-512 lookup unavailable here: not measured)".into());
     }
     bench_table(&mut run.c, &run.samples, name, &mut t, &addr_sets);
-}
-
-/// Covering aggregates: each prefix's supernets at /8, /12, /16 and /20 (shorter than it),
-/// each distinct one once, with a random tunnel; appended after the table.
-fn with_aggregates(
-    rules: &[(Ipv4Prefix, NextHop)],
-    r: &mut SmallRng,
-) -> Vec<(Ipv4Prefix, NextHop)> {
-    let mut seen: HashSet<Ipv4Prefix> = rules.iter().map(|&(p, _)| p).collect();
-    let mut out = rules.to_vec();
-    for &(p, _) in rules {
-        for len in [8u8, 12, 16, 20] {
-            if len >= p.prefix_len() {
-                break;
-            }
-            let agg = Ipv4Prefix::truncating(p.addr(), len).expect("len <= 32");
-            if seen.insert(agg) {
-                let nh = NextHop::new(r.gen_range(0..TUNNELS)).expect("small");
-                out.push((agg, nh));
-            }
-        }
-    }
-    out
 }
 
 /// The 10th percentile: passes that another process interrupted (or whose caches it
@@ -544,7 +504,14 @@ fn main() {
 
     let real = with_next_hops(&real_table(), TUNNELS);
     run_table(&mut run, "real", &real, 11);
-    let agg = with_aggregates(&real, &mut rng(12));
+    let agg = with_aggregates(
+        &real,
+        &[8, 12, 16, 20],
+        TUNNELS,
+        &mut rng(12),
+        Ipv4Prefix::prefix_len,
+        |p, len| Ipv4Prefix::truncating(p.addr(), len).expect("len <= 32"),
+    );
     run.summary.push(format!(
         "real_agg: the real table plus {} covering aggregates (distinct /8, /12, /16, /20 \
          supernets of its prefixes)",

@@ -3,12 +3,9 @@
 //! thing).
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use dataplane::lpm::{Ipv6Lpm, Ipv6LpmBuilder, Ipv6Prefix, NextHop};
-use flate2::read::GzDecoder;
 use rand::rngs::SmallRng;
 use rand::Rng;
 
@@ -20,23 +17,7 @@ pub const PREFIXES_V6: &str = concat!(
 
 /// The real IPv6 table's lines as (prefix, origin ASN).
 pub fn real_table_v6() -> Vec<(Ipv6Prefix, u32)> {
-    let file = File::open(PREFIXES_V6).unwrap_or_else(|e| panic!("{PREFIXES_V6}: {e}"));
-    let mut out = Vec::with_capacity(170_000);
-    for (n, line) in BufReader::new(GzDecoder::new(file)).lines().enumerate() {
-        let line = line.unwrap_or_else(|e| panic!("{PREFIXES_V6}: {e}"));
-        let mut words = line.split_whitespace();
-        let (Some(prefix), Some(asn), None) = (words.next(), words.next(), words.next()) else {
-            panic!("{PREFIXES_V6}:{}: expected `PREFIX ASN`: {line:?}", n + 1);
-        };
-        let prefix: Ipv6Prefix = prefix
-            .parse()
-            .unwrap_or_else(|e| panic!("{PREFIXES_V6}:{}: {e}", n + 1));
-        let asn: u32 = asn
-            .parse()
-            .unwrap_or_else(|e| panic!("{PREFIXES_V6}:{}: {e}", n + 1));
-        out.push((prefix, asn));
-    }
-    out
+    crate::read_table(PREFIXES_V6, 170_000)
 }
 
 /// Spread the real table over `next_hops` next hops (by origin ASN, so one origin's
@@ -45,10 +26,7 @@ pub fn with_next_hops_v6(
     table: &[(Ipv6Prefix, u32)],
     next_hops: u32,
 ) -> Vec<(Ipv6Prefix, NextHop)> {
-    table
-        .iter()
-        .map(|&(p, asn)| (p, NextHop::new(asn % next_hops).expect("small index")))
-        .collect()
+    crate::with_next_hops(table, next_hops)
 }
 
 /// Build a table from `rules` (inserts and one publish) and say how long it took.

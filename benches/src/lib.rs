@@ -4,6 +4,7 @@
 //!
 //! Everything here runs before any measurement and panics on bad input.
 
+pub mod compare;
 pub mod ipv6;
 
 use std::collections::HashSet;
@@ -39,20 +40,29 @@ pub fn rng(seed: u64) -> SmallRng {
 
 /// The real table's lines as (prefix, origin ASN).
 pub fn real_table() -> Vec<(Ipv4Prefix, u32)> {
-    let file = File::open(PREFIXES_V4).unwrap_or_else(|e| panic!("{PREFIXES_V4}: {e}"));
-    let mut out = Vec::with_capacity(600_000);
+    read_table(PREFIXES_V4, 600_000)
+}
+
+/// A gzipped `PREFIX ASN` table's lines as (prefix, origin ASN); `capacity`: about how
+/// many there are.
+fn read_table<P: std::str::FromStr>(path: &str, capacity: usize) -> Vec<(P, u32)>
+where
+    P::Err: std::fmt::Display,
+{
+    let file = File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut out = Vec::with_capacity(capacity);
     for (n, line) in BufReader::new(GzDecoder::new(file)).lines().enumerate() {
-        let line = line.unwrap_or_else(|e| panic!("{PREFIXES_V4}: {e}"));
+        let line = line.unwrap_or_else(|e| panic!("{path}: {e}"));
         let mut words = line.split_whitespace();
         let (Some(prefix), Some(asn), None) = (words.next(), words.next(), words.next()) else {
-            panic!("{PREFIXES_V4}:{}: expected `PREFIX ASN`: {line:?}", n + 1);
+            panic!("{path}:{}: expected `PREFIX ASN`: {line:?}", n + 1);
         };
-        let prefix: Ipv4Prefix = prefix
+        let prefix: P = prefix
             .parse()
-            .unwrap_or_else(|e| panic!("{PREFIXES_V4}:{}: {e}", n + 1));
+            .unwrap_or_else(|e| panic!("{path}:{}: {e}", n + 1));
         let asn: u32 = asn
             .parse()
-            .unwrap_or_else(|e| panic!("{PREFIXES_V4}:{}: {e}", n + 1));
+            .unwrap_or_else(|e| panic!("{path}:{}: {e}", n + 1));
         out.push((prefix, asn));
     }
     out
@@ -60,7 +70,7 @@ pub fn real_table() -> Vec<(Ipv4Prefix, u32)> {
 
 /// Spread the real table over `next_hops` next hops (by origin ASN, so one origin's
 /// prefixes share a next hop, as they tend to in a real FIB).
-pub fn with_next_hops(table: &[(Ipv4Prefix, u32)], next_hops: u32) -> Vec<(Ipv4Prefix, NextHop)> {
+pub fn with_next_hops<P: Copy>(table: &[(P, u32)], next_hops: u32) -> Vec<(P, NextHop)> {
     table
         .iter()
         .map(|&(p, asn)| (p, NextHop::new(asn % next_hops).expect("small index")))

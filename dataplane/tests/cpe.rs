@@ -295,6 +295,14 @@ fn a_new_wan_address_re_sources_the_tunnels_and_keeps_their_state() {
     use pipeline_config::ConfigDocument;
     use serde_json::json;
 
+    // The WAN address `old` changing to `new`, as the edge agent asks for it.
+    fn set_address(st: &mut ControlState, old: &str, new: &str) -> Result<u64, String> {
+        st.apply_as(
+            &[json!({"op": "set_address", "port": "wan0", "old": old, "new": new})],
+            "test",
+        )
+    }
+
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline-config/examples/cpe.toml"),
     )
@@ -335,28 +343,12 @@ fn a_new_wan_address_re_sources_the_tunnels_and_keeps_their_state() {
 
     // A change that cannot apply: nothing changes (the address is not the port's; the new
     // one is not unicast).
-    let refused = st
-        .apply_as(
-            &[
-                json!({"op": "set_address", "port": "wan0", "old": "203.0.113.9",
-                     "new": "203.0.113.77"}),
-            ],
-            "test",
-        )
-        .unwrap_err();
+    let refused = set_address(&mut st, "203.0.113.9", "203.0.113.77").unwrap_err();
     assert!(
         refused.contains("address.old") && refused.contains("203.0.113.9"),
         "{refused}"
     );
-    let refused = st
-        .apply_as(
-            &[
-                json!({"op": "set_address", "port": "wan0", "old": "203.0.113.5",
-                     "new": "127.0.0.1"}),
-            ],
-            "test",
-        )
-        .unwrap_err();
+    let refused = set_address(&mut st, "203.0.113.5", "127.0.0.1").unwrap_err();
     assert!(
         refused.contains("port[1] \"wan0\".addresses[0]") && refused.contains("127.0.0.1"),
         "{refused}"
@@ -371,15 +363,7 @@ fn a_new_wan_address_re_sources_the_tunnels_and_keeps_their_state() {
         vec![Ipv4Addr::new(203, 0, 113, 5)]
     );
 
-    let g = st
-        .apply_as(
-            &[
-                json!({"op": "set_address", "port": "wan0", "old": "203.0.113.5",
-                     "new": "203.0.113.77"}),
-            ],
-            "test",
-        )
-        .unwrap();
+    let g = set_address(&mut st, "203.0.113.5", "203.0.113.77").unwrap();
     assert_eq!(g, generation + 1, "one publication");
     let cfg = st.config();
     assert_eq!(cfg.ports[1].addresses, vec![Ipv4Addr::new(203, 0, 113, 77)]);

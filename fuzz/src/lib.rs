@@ -654,6 +654,21 @@ pub fn check_verdict(
     }
 }
 
+/// An outer IPv4 header `ip` of a packet into the tunnel `t`: from its local address, to
+/// its remote.
+fn check_tunnel_ends(ip: &[u8], t: &dataplane::tables::tunnel::TunnelEntry) {
+    assert_eq!(
+        be32(ip, 12),
+        u32::from(t.config.local),
+        "from the tunnel's local"
+    );
+    assert_eq!(
+        be32(ip, 16),
+        u32::from(t.config.remote),
+        "to the tunnel's remote"
+    );
+}
+
 /// An ICMPv6 error we sent about `input`, an IPv6 packet that came through a tunnel: back
 /// into that tunnel (its endpoints; GRE 0x86DD or protocol 41), from its `link6` to the
 /// offending packet's source, hop limit 64, at most 1,280 bytes, a type and code RFC 4443
@@ -673,16 +688,7 @@ fn check_icmpv6_error(snap: &Snapshot, input: &[u8], p: PortIndex, out: &[u8]) {
     let ip = ipv4_cut(&out[14..]).expect("a valid outer IPv4 header");
     assert_eq!(ip.len(), out.len() - 14, "total length = frame - 14");
     assert!(rfc1071_ok(&ip[..20]), "outer IPv4 checksum");
-    assert_eq!(
-        be32(ip, 12),
-        u32::from(t.config.local),
-        "from the tunnel's local"
-    );
-    assert_eq!(
-        be32(ip, 16),
-        u32::from(t.config.remote),
-        "to the tunnel's remote"
-    );
+    check_tunnel_ends(ip, t);
     let payload = &ip[20..];
     let d = match ip[9] {
         47 => {
@@ -769,16 +775,7 @@ fn reply_datagram<'o>(
         Some(Some(id)) => {
             let t = snap.tunnels().get(id).expect("the ingress tunnel");
             assert_eq!(p, t.config.egress_port, "into the ingress tunnel's port");
-            assert_eq!(
-                be32(ip, 12),
-                u32::from(t.config.local),
-                "from the tunnel's local"
-            );
-            assert_eq!(
-                be32(ip, 16),
-                u32::from(t.config.remote),
-                "to the tunnel's remote"
-            );
+            check_tunnel_ends(ip, t);
             let payload = &ip[20..];
             if ip[9] == 47 {
                 let f = be16(payload, 0);

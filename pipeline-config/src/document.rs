@@ -7,7 +7,7 @@
 //! deserialized into the same schema types (unknown fields are errors). An edit that fails
 //! leaves the document as it was.
 
-use crate::schema::{RawConfig, RawRoute, RawTunnel};
+use crate::schema::{RawConfig, RawPort, RawRoute, RawTunnel};
 use crate::{ConfigError, ValidatedConfig};
 use std::path::Path;
 
@@ -31,6 +31,23 @@ fn invalid(origin: &str, field: &str, value: Option<String>, problem: &str) -> C
         value,
         problem: problem.to_owned(),
     }
+}
+
+/// The port called `port`, or an error on `field` if there is none.
+fn port_mut<'a>(
+    ports: &'a mut [RawPort],
+    origin: &str,
+    field: &str,
+    port: &str,
+) -> Result<&'a mut RawPort, ConfigError> {
+    ports.iter_mut().find(|p| p.name == port).ok_or_else(|| {
+        invalid(
+            origin,
+            field,
+            Some(format!("{port:?}")),
+            "is not a configured port",
+        )
+    })
 }
 
 impl ConfigDocument {
@@ -255,19 +272,7 @@ impl ConfigDocument {
     pub fn set_neighbor(&mut self, port: &str, ip: &str, mac: &str) -> Result<(), ConfigError> {
         self.route_context = None;
         let origin = self.origin.clone();
-        let p = self
-            .raw
-            .ports
-            .iter_mut()
-            .find(|p| p.name == port)
-            .ok_or_else(|| {
-                invalid(
-                    &origin,
-                    "neighbor.port",
-                    Some(format!("{port:?}")),
-                    "is not a configured port",
-                )
-            })?;
+        let p = port_mut(&mut self.raw.ports, &origin, "neighbor.port", port)?;
         match p.neighbors.iter_mut().find(|n| n.ip == ip) {
             Some(n) => n.mac = mac.to_owned(),
             None => p.neighbors.push(crate::schema::RawNeighbor {
@@ -290,19 +295,7 @@ impl ConfigDocument {
     ) -> Result<Vec<String>, ConfigError> {
         self.route_context = None;
         let origin = self.origin.clone();
-        let p = self
-            .raw
-            .ports
-            .iter_mut()
-            .find(|p| p.name == port)
-            .ok_or_else(|| {
-                invalid(
-                    &origin,
-                    "address.port",
-                    Some(format!("{port:?}")),
-                    "is not a configured port",
-                )
-            })?;
+        let p = port_mut(&mut self.raw.ports, &origin, "address.port", port)?;
         let Some(at) = p.addresses.iter().position(|a| a == old) else {
             return Err(invalid(
                 &origin,
@@ -326,19 +319,7 @@ impl ConfigDocument {
     pub fn remove_neighbor(&mut self, port: &str, ip: &str) -> Result<(), ConfigError> {
         self.route_context = None;
         let origin = self.origin.clone();
-        let p = self
-            .raw
-            .ports
-            .iter_mut()
-            .find(|p| p.name == port)
-            .ok_or_else(|| {
-                invalid(
-                    &origin,
-                    "neighbor.port",
-                    Some(format!("{port:?}")),
-                    "is not a configured port",
-                )
-            })?;
+        let p = port_mut(&mut self.raw.ports, &origin, "neighbor.port", port)?;
         let before = p.neighbors.len();
         p.neighbors.retain(|n| n.ip != ip);
         if p.neighbors.len() == before {

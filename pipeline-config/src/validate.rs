@@ -1377,14 +1377,7 @@ impl Validator<'_> {
         let sources: Vec<(Ipv4Net, String)> = t.source_prefixes().zip(fields).collect();
         for (net, field) in &sources {
             if let Some(other) = self.overlapping_source(*net, i) {
-                return Err(self.err(
-                    field,
-                    net,
-                    format!(
-                        "overlaps {} of {}; an inner source must belong to one tunnel only",
-                        other.net, other.field
-                    ),
-                ));
+                return Err(self.source_overlap(field, net, other.net, &other.field));
             }
         }
         for (net, field) in sources {
@@ -1434,14 +1427,7 @@ impl Validator<'_> {
             .collect();
         for (net, field) in &sources {
             if let Some(other) = self.overlapping_source6(*net, i) {
-                return Err(self.err(
-                    field,
-                    net,
-                    format!(
-                        "overlaps {} of {}; an inner source must belong to one tunnel only",
-                        other.net, other.field
-                    ),
-                ));
+                return Err(self.source_overlap(field, net, other.net, &other.field));
             }
         }
         for (net, field) in sources {
@@ -1456,6 +1442,23 @@ impl Validator<'_> {
             );
         }
         Ok(())
+    }
+
+    /// The error for an inner source prefix that another tunnel already accepts.
+    fn source_overlap(
+        &self,
+        field: &str,
+        net: impl Display,
+        other: impl Display,
+        other_field: &str,
+    ) -> ConfigError {
+        self.err(
+            field,
+            net,
+            format!(
+                "overlaps {other} of {other_field}; an inner source must belong to one tunnel only"
+            ),
+        )
     }
 
     /// [`Self::overlapping_source`] for IPv6.

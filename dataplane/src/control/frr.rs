@@ -242,24 +242,9 @@ pub fn render(
     }
     o.push_str("!\n");
 
-    let _ = writeln!(o, "router bgp {}", bgp.asn);
-    let _ = writeln!(o, " bgp router-id {}", bgp.router_id);
     // The clients without BGP are announced by the edge: their routes are the appliance's
     // own (a tunnel's prefixes), not in zebra's table.
-    o.push_str(" no bgp network import-check\n");
-    for t in &sessions {
-        let Some(b) = t.bgp else { continue };
-        let _ = writeln!(o, " neighbor {} remote-as {}", b.peer, b.asn);
-        let _ = writeln!(o, " neighbor {} description tunnel {}", b.peer, t.name);
-        // A new client's session comes up at once (the edge tries every second), and what
-        // changes goes out at once (no advertisement interval): a new client is announced
-        // to every other within seconds.
-        let _ = writeln!(o, " neighbor {} timers connect 1", b.peer);
-        let _ = writeln!(o, " neighbor {} advertisement-interval 0", b.peer);
-        if b.bfd {
-            let _ = writeln!(o, " neighbor {} bfd profile {profile}", b.peer);
-        }
-    }
+    router_bgp(&mut o, bgp, &sessions, &profile);
     if let Some(source) = ibgp {
         // No `bgp suppress-fib-pending`: in FRR 8.4 it holds each announcement about a
         // second after zebra installed the route (measured in the edges lab), which a
@@ -294,16 +279,7 @@ pub fn render(
             let _ = writeln!(o, "  neighbor {peer} route-map bb-core-out out");
         }
     }
-    for t in &sessions {
-        let Some(b) = t.bgp else { continue };
-        let name = client_name(t);
-        let _ = writeln!(o, "  neighbor {} activate", b.peer);
-        // What the client sent, refused routes included: `show bgp neighbors PEER
-        // received-routes` against `routes` shows what the filter kept out.
-        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
-        let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
-        let _ = writeln!(o, "  neighbor {} route-map bb-clients-out out", b.peer);
-    }
+    activate_sessions(&mut o, &sessions, Some("bb-clients-out"));
     o.push_str(" exit-address-family\n");
     let networks6: Vec<&TunnelConfig> = networks
         .iter()
@@ -338,6 +314,55 @@ pub fn render(
 /// The local preference of routes learned through a backup tunnel's session: below the
 /// default 100 of the primary's, so zebra uses them only while the primary's are gone.
 pub const BACKUP_LOCAL_PREFERENCE: u32 = 50;
+
+/// `router bgp` with its router id and one neighbour per tunnel session. Our own prefixes
+/// are announced whether or not zebra has them (`no bgp network import-check`): they are
+/// the appliance's routes, not zebra's.
+fn router_bgp(
+    o: &mut String,
+    bgp: &pipeline_config::BgpConfig,
+    sessions: &[&TunnelConfig],
+    profile: &str,
+) {
+    let _ = writeln!(o, "router bgp {}", bgp.asn);
+    let _ = writeln!(o, " bgp router-id {}", bgp.router_id);
+    o.push_str(" no bgp network import-check\n");
+    for t in sessions {
+        let Some(b) = t.bgp else { continue };
+        let _ = writeln!(o, " neighbor {} remote-as {}", b.peer, b.asn);
+        let _ = writeln!(o, " neighbor {} description tunnel {}", b.peer, t.name);
+        // A new session comes up at once (we try every second), and what changes goes out
+        // at once (no advertisement interval): a new client is announced to every other
+        // within seconds.
+        let _ = writeln!(o, " neighbor {} timers connect 1", b.peer);
+        let _ = writeln!(o, " neighbor {} advertisement-interval 0", b.peer);
+        if b.bfd {
+            let _ = writeln!(o, " neighbor {} bfd profile {profile}", b.peer);
+        }
+    }
+}
+
+/// Each session's neighbour lines in `address-family ipv4 unicast`: what it may send us
+/// (its own `-in` route map) and what we send it (`out`, or its own `-out` map).
+fn activate_sessions(o: &mut String, sessions: &[&TunnelConfig], out: Option<&str>) {
+    for t in sessions {
+        let Some(b) = t.bgp else { continue };
+        let name = client_name(t);
+        let _ = writeln!(o, "  neighbor {} activate", b.peer);
+        // What the client sent, refused routes included: `show bgp neighbors PEER
+        // received-routes` against `routes` shows what the filter kept out.
+        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
+        let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
+        match out {
+            Some(map) => {
+                let _ = writeln!(o, "  neighbor {} route-map {map} out", b.peer);
+            }
+            None => {
+                let _ = writeln!(o, "  neighbor {} route-map {name}-out out", b.peer);
+            }
+        }
+    }
+}
 
 /// The preamble both roles share: version, logging, the route-map delay, FPM, BFD profile.
 fn preamble(o: &mut String, fpm: Option<SocketAddr>, profile: Option<(&str, u32, u8)>) {
@@ -454,32 +479,13 @@ fn render_site(
         }
         o.push_str("exit\n!\n");
     }
-    let _ = writeln!(o, "router bgp {}", bgp.asn);
-    let _ = writeln!(o, " bgp router-id {}", bgp.router_id);
     // The site's prefixes are the appliance's own routes (to the LAN), not zebra's.
-    o.push_str(" no bgp network import-check\n");
-    for t in &sessions {
-        let Some(b) = t.bgp else { continue };
-        let _ = writeln!(o, " neighbor {} remote-as {}", b.peer, b.asn);
-        let _ = writeln!(o, " neighbor {} description tunnel {}", b.peer, t.name);
-        let _ = writeln!(o, " neighbor {} timers connect 1", b.peer);
-        let _ = writeln!(o, " neighbor {} advertisement-interval 0", b.peer);
-        if b.bfd {
-            let _ = writeln!(o, " neighbor {} bfd profile {profile}", b.peer);
-        }
-    }
+    router_bgp(&mut o, bgp, &sessions, &profile);
     o.push_str(" !\n address-family ipv4 unicast\n");
     for p in &site.prefixes {
         let _ = writeln!(o, "  network {p}");
     }
-    for t in &sessions {
-        let Some(b) = t.bgp else { continue };
-        let name = client_name(t);
-        let _ = writeln!(o, "  neighbor {} activate", b.peer);
-        let _ = writeln!(o, "  neighbor {} soft-reconfiguration inbound", b.peer);
-        let _ = writeln!(o, "  neighbor {} route-map {name}-in in", b.peer);
-        let _ = writeln!(o, "  neighbor {} route-map {name}-out out", b.peer);
-    }
+    activate_sessions(&mut o, &sessions, None);
     o.push_str(" exit-address-family\nexit\n!\nend\n");
     o
 }

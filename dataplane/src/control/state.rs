@@ -1258,13 +1258,7 @@ impl ControlState {
             Some(Target::Blackhole) => json!({"no_route": true, "blackhole": true}),
             Some(Target::Unreachable) => json!({"no_route": true, "unreachable": true}),
             Some(Target::Prohibit) => json!({"no_route": true, "prohibit": true}),
-            Some(Target::Tunnel(id)) => match snap.tunnels().get(id) {
-                Some(t) => json!({"tunnel": t.config.name,
-                                  "next_hop": t.config.next_hop.to_string(),
-                                  "port": self.port_name(t.config.egress_port),
-                                  "next_hop_mac": t.next_hop_mac.map(|m| m.to_string())}),
-                None => json!({"no_route": true}),
-            },
+            Some(Target::Tunnel(id)) => self.via_tunnel(snap, id),
             Some(Target::Native { port, dst_mac, .. }) => {
                 let next_hop = self.native_next_hop(dst);
                 json!({"port": self.port_name(port), "next_hop": next_hop,
@@ -1279,6 +1273,17 @@ impl ControlState {
         answer
     }
 
+    /// `via` for a route into the tunnel `id`: the tunnel, its next hop and the way there.
+    fn via_tunnel(&self, snap: &Snapshot, id: crate::tables::TunnelId) -> Value {
+        match snap.tunnels().get(id) {
+            Some(t) => json!({"tunnel": t.config.name,
+                              "next_hop": t.config.next_hop.to_string(),
+                              "port": self.port_name(t.config.egress_port),
+                              "next_hop_mac": t.next_hop_mac.map(|m| m.to_string())}),
+            None => json!({"no_route": true}),
+        }
+    }
+
     /// [`ControlState::lookup`] for an IPv6 destination: the IPv6 routes and the tunnels'
     /// IPv6 prefixes.
     pub fn lookup6(&self, dst: std::net::Ipv6Addr) -> Value {
@@ -1291,13 +1296,7 @@ impl ControlState {
             }
             Some(Target::Unreachable) => json!({"no_route": true, "unreachable": true}),
             Some(Target::Prohibit) => json!({"no_route": true, "prohibit": true}),
-            Some(Target::Tunnel(id)) => match snap.tunnels().get(id) {
-                Some(t) => json!({"tunnel": t.config.name,
-                                  "next_hop": t.config.next_hop.to_string(),
-                                  "port": self.port_name(t.config.egress_port),
-                                  "next_hop_mac": t.next_hop_mac.map(|m| m.to_string())}),
-                None => json!({"no_route": true}),
-            },
+            Some(Target::Tunnel(id)) => self.via_tunnel(snap, id),
         };
         let mut answer =
             json!({"dst": dst.to_string(), "generation": snap.generation(), "via": what});

@@ -36,10 +36,11 @@ pub(super) fn table_error(table: &str, op: &'static str, errno: i32) -> DpdkErro
     ))
 }
 
-fn check_depth(table: &str, depth: u8) -> Result<()> {
-    if depth > 32 {
+/// Refuse a prefix length over `max` (32 or 128) before DPDK sees it.
+pub(super) fn check_depth(table: &str, depth: u8, max: u8) -> Result<()> {
+    if depth > max {
         return Err(DpdkError::Unsupported(format!(
-            "{table}: prefix length {depth} is longer than 32"
+            "{table}: prefix length {depth} is longer than {max}"
         )));
     }
     Ok(())
@@ -88,7 +89,7 @@ impl<'eal> RteLpm<'eal> {
     /// Add (or replace) the prefix `ip/depth` (host bits are ignored) with `next_hop`
     /// (at most [`RTE_LPM_MAX_NEXT_HOP`]).
     pub fn add(&mut self, ip: u32, depth: u8, next_hop: u32) -> Result<()> {
-        check_depth(&self.name, depth)?;
+        check_depth(&self.name, depth, 32)?;
         if next_hop > RTE_LPM_MAX_NEXT_HOP {
             return Err(DpdkError::Unsupported(format!(
                 "{}: next hop {next_hop} does not fit in 24 bits",
@@ -291,7 +292,7 @@ impl<'eal> RteFib<'eal> {
     /// Add (or replace) the prefix `ip/depth` (host bits are ignored) with `next_hop`
     /// (at most `nh.max()`).
     pub fn add(&mut self, ip: u32, depth: u8, next_hop: u64) -> Result<()> {
-        check_depth(&self.name, depth)?;
+        check_depth(&self.name, depth, 32)?;
         if next_hop > self.nh.max() {
             return Err(DpdkError::Unsupported(format!(
                 "{}: next hop {next_hop} is larger than {}",

@@ -14,20 +14,11 @@
 
 use super::eal::Eal;
 use super::error::{rte_errno, DpdkError, Result};
-use super::reference_lpm::{c_name, table_error};
+use super::reference_lpm::{c_name, check_depth, table_error};
 use std::ptr::NonNull;
 
 /// The largest next hop `rte_lpm6` stores (its table entries keep 21 bits of it).
 pub const RTE_LPM6_MAX_NEXT_HOP: u32 = (1 << 21) - 1;
-
-fn check_depth(table: &str, depth: u8) -> Result<()> {
-    if depth > 128 {
-        return Err(DpdkError::Unsupported(format!(
-            "{table}: prefix length {depth} is longer than 128"
-        )));
-    }
-    Ok(())
-}
 
 /// An `rte_lpm6` table.
 #[derive(Debug)]
@@ -71,7 +62,7 @@ impl<'eal> RteLpm6<'eal> {
     /// Add (or replace) the prefix `ip/depth` (host bits are ignored) with `next_hop` (at
     /// most [`RTE_LPM6_MAX_NEXT_HOP`]).
     pub fn add(&mut self, ip: &[u8; 16], depth: u8, next_hop: u32) -> Result<()> {
-        check_depth(&self.name, depth)?;
+        check_depth(&self.name, depth, 128)?;
         if next_hop > RTE_LPM6_MAX_NEXT_HOP {
             return Err(DpdkError::Unsupported(format!(
                 "{}: next hop {next_hop} does not fit in 21 bits",
@@ -90,7 +81,7 @@ impl<'eal> RteLpm6<'eal> {
 
     /// Remove the prefix `ip/depth` (host bits are ignored).
     pub fn delete(&mut self, ip: &[u8; 16], depth: u8) -> Result<()> {
-        check_depth(&self.name, depth)?;
+        check_depth(&self.name, depth, 128)?;
         // SAFETY: as for `add`.
         let ret = unsafe { dpdk_sys::rte_lpm6_delete(self.ptr.as_ptr(), ip.as_ptr(), depth) };
         if ret < 0 {
@@ -274,7 +265,7 @@ impl<'eal> RteFib6<'eal> {
     /// Add (or replace) the prefix `ip/depth` (host bits are ignored) with `next_hop` (at
     /// most `nh.max()`).
     pub fn add(&mut self, ip: &[u8; 16], depth: u8, next_hop: u64) -> Result<()> {
-        check_depth(&self.name, depth)?;
+        check_depth(&self.name, depth, 128)?;
         if next_hop > self.nh.max() {
             return Err(DpdkError::Unsupported(format!(
                 "{}: next hop {next_hop} is larger than {}",
@@ -294,7 +285,7 @@ impl<'eal> RteFib6<'eal> {
 
     /// Remove the prefix `ip/depth` (host bits are ignored).
     pub fn delete(&mut self, ip: &[u8; 16], depth: u8) -> Result<()> {
-        check_depth(&self.name, depth)?;
+        check_depth(&self.name, depth, 128)?;
         // SAFETY: as for `add`.
         let ret = unsafe { dpdk_sys::rte_fib6_delete(self.ptr.as_ptr(), ip.as_ptr(), depth) };
         if ret < 0 {

@@ -31,6 +31,8 @@ use core::net::IpAddr;
 pub mod ipv4;
 pub mod ipv6;
 pub mod prefix;
+#[cfg(test)]
+mod test_support;
 
 pub use ipv4::{Ipv4Lpm, Ipv4LpmBuilder, Ipv4LpmStats, BURST};
 pub use ipv6::{Ipv6Lpm, Ipv6LpmBuilder, Ipv6LpmStats};

@@ -12,6 +12,17 @@ use crate::wire::EthernetAddress;
 use crate::wire::IcmpErrorRepr;
 use core::net::Ipv4Addr;
 
+/// No usable route: ICMP destination unreachable with `code` (0, net unreachable; 13,
+/// administratively prohibited) back the way the packet came, counted as `no_route`.
+#[inline(always)]
+fn unreachable(inner: &Inner, code: u8) -> Result<Target, Verdict> {
+    Err(Verdict::Icmp(IcmpError {
+        repr: IcmpErrorRepr::Unreachable(code),
+        reason: DropReason::NoRoute,
+        back: inner.back,
+    }))
+}
+
 /// Resolve the LPM result for one packet into a target, or the drop that applies.
 #[inline]
 pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Target, Verdict> {
@@ -19,15 +30,8 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
     if is_martian_destination(Ipv4Addr::from(inner.dst)) {
         return Err(Verdict::Drop(DropReason::MartianDestination));
     }
-    let unreachable = |code| {
-        Err(Verdict::Icmp(IcmpError {
-            repr: IcmpErrorRepr::Unreachable(code),
-            reason: DropReason::NoRoute,
-            back: inner.back,
-        }))
-    };
     if nh.is_none() {
-        return unreachable(0);
+        return unreachable(inner, 0);
     }
     let target = snap.target(nh);
     if snap.is_local(inner.src) {
@@ -41,8 +45,8 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
     match target {
         // Silent, as Linux's blackhole routes are.
         Target::Blackhole => Err(Verdict::Drop(DropReason::NoRoute)),
-        Target::Unreachable => unreachable(0),
-        Target::Prohibit => unreachable(13),
+        Target::Unreachable => unreachable(inner, 0),
+        Target::Prohibit => unreachable(inner, 13),
         Target::Tunnel(egress) => {
             if inner.ingress_tunnel == Some(egress) {
                 return Err(Verdict::Drop(DropReason::Hairpin));
@@ -92,15 +96,8 @@ pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targ
     if crate::wire::ipv6::is_martian_destination(inner.dst6) {
         return Err(Verdict::Drop(DropReason::MartianDestination));
     }
-    let unreachable = |code| {
-        Err(Verdict::Icmp(IcmpError {
-            repr: IcmpErrorRepr::Unreachable(code),
-            reason: DropReason::NoRoute,
-            back: inner.back,
-        }))
-    };
     if nh.is_none() {
-        return unreachable(0);
+        return unreachable(inner, 0);
     }
     if let Some(ingress) = inner.ingress_tunnel.and_then(|id| snap.tunnels().hot(id)) {
         if ingress.link6 != 0 && ingress.link6 == inner.src6 {
@@ -122,7 +119,7 @@ pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targ
         Target::Blackhole | Target::Native { .. } => Err(Verdict::Drop(DropReason::NoRoute)),
         // RFC 4443 codes travel as ICMP's here, and `icmp::answer6` maps them: 0 no route,
         // 13 (administratively prohibited) to ICMPv6's 1.
-        Target::Unreachable => unreachable(0),
-        Target::Prohibit => unreachable(13),
+        Target::Unreachable => unreachable(inner, 0),
+        Target::Prohibit => unreachable(inner, 13),
     }
 }

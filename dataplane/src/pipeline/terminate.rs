@@ -394,15 +394,9 @@ fn inner<B: PacketBuf>(
         (Ecn::Ect0 | Ecn::Ect1, Ecn::NotEct) => suspicious = true,
         _ => {}
     }
-    if count && suspicious {
-        counters.events[Event::EcnSuspicious as usize] += 1;
-    }
+    count_event(counters, count && suspicious, Event::EcnSuspicious);
     if ttl <= 1 {
-        return Err(Verdict::Icmp(IcmpError {
-            repr: IcmpErrorRepr::TimeExceeded,
-            reason: DropReason::TtlExceeded,
-            back: Back::Tunnel(tunnel),
-        }));
+        return Err(time_exceeded(Back::Tunnel(tunnel)));
     }
     out.v6 = false;
     let mut ip = Ipv4Packet::new_unchecked(pkt.data_mut());
@@ -410,9 +404,7 @@ fn inner<B: PacketBuf>(
     if let Some(ecn) = new_ecn {
         ip.set_ecn_incremental(ecn);
         tos = (tos & !0b11) | ecn.bits();
-        if count && ecn == Ecn::Ce {
-            counters.events[Event::EcnCePropagated as usize] += 1;
-        }
+        count_event(counters, count && ecn == Ecn::Ce, Event::EcnCePropagated);
     }
     ip.decrement_ttl_incremental();
     // Written in place, field by field: a whole `Inner` built on the stack and copied
@@ -427,6 +419,24 @@ fn inner<B: PacketBuf>(
     out.ttl = ttl - 1;
     out.dont_frag = dont_frag;
     Ok(())
+}
+
+/// The TTL (hop limit) would reach zero here: ICMP time exceeded, sent back by `back`.
+#[inline(always)]
+fn time_exceeded(back: Back) -> Verdict {
+    Verdict::Icmp(IcmpError {
+        repr: IcmpErrorRepr::TimeExceeded,
+        reason: DropReason::TtlExceeded,
+        back,
+    })
+}
+
+/// Counts `event` if `happened` (and the packet is one the events see).
+#[inline(always)]
+fn count_event(counters: &mut Counters, happened: bool, event: Event) {
+    if happened {
+        counters.events[event as usize] += 1;
+    }
 }
 
 /// RFC 6040 section 4.2, decapsulation (Figure 4): the inner ECN field to write (if it
@@ -511,24 +521,16 @@ fn inner6<B: PacketBuf>(
         return Err(Verdict::Drop(DropReason::InnerSpoofed));
     }
     let (new_ecn, suspicious) = decap_ecn(outer_ecn, Ecn::from_bits(tc))?;
-    if count && suspicious {
-        counters.events[Event::EcnSuspicious as usize] += 1;
-    }
+    count_event(counters, count && suspicious, Event::EcnSuspicious);
     if hop <= 1 {
-        return Err(Verdict::Icmp(IcmpError {
-            repr: IcmpErrorRepr::TimeExceeded,
-            reason: DropReason::TtlExceeded,
-            back: Back::Tunnel(tunnel),
-        }));
+        return Err(time_exceeded(Back::Tunnel(tunnel)));
     }
     let mut ip = Ipv6Packet::new_unchecked(pkt.data_mut());
     let mut tc = tc;
     if let Some(ecn) = new_ecn {
         ip.set_ecn(ecn);
         tc = (tc & !0b11) | ecn.bits();
-        if count && ecn == Ecn::Ce {
-            counters.events[Event::EcnCePropagated as usize] += 1;
-        }
+        count_event(counters, count && ecn == Ecn::Ce, Event::EcnCePropagated);
     }
     ip.decrement_hop_limit();
     out.ingress_tunnel = Some(tunnel);
@@ -593,11 +595,7 @@ pub(crate) fn transit<B: PacketBuf>(
         }
     }
     if ip.ttl() <= 1 {
-        return Err(Verdict::Icmp(IcmpError {
-            repr: IcmpErrorRepr::TimeExceeded,
-            reason: DropReason::TtlExceeded,
-            back,
-        }));
+        return Err(time_exceeded(back));
     }
     ip.decrement_ttl_incremental();
     out.v6 = false;

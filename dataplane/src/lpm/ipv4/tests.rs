@@ -1,69 +1,20 @@
 //! Tests of the IPv4 table against two independent references: a linear scan over the
-//! rules ([`Naive`], for small tables) and one hash map per prefix length ([`ByLen`], for
-//! big ones).
-
-use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
+//! rules ([`test_support::Naive`], for small tables) and one hash map per prefix length
+//! ([`test_support::ByLen`], for big ones), both shared with the IPv6 tests.
 
 use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::lpm::test_support::{self, nh, V4};
 
 fn p(s: &str) -> Ipv4Prefix {
     s.parse().unwrap()
 }
 
-fn nh(i: u32) -> NextHop {
-    NextHop::new(i).unwrap()
-}
-
 fn a(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
-}
-
-fn mask(len: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
-}
-
-/// Longest match by scanning every rule.
-#[derive(Clone, Default, Debug)]
-struct Naive(BTreeMap<Ipv4Prefix, NextHop>);
-
-impl Naive {
-    fn lookup(&self, addr: u32) -> NextHop {
-        self.0
-            .iter()
-            .filter(|(p, _)| p.contains_bits(addr))
-            .max_by_key(|(p, _)| p.prefix_len())
-            .map_or(NextHop::NONE, |(_, &nh)| nh)
-    }
-}
-
-/// Longest match by probing one hash map per length, longest first.
-#[derive(Default)]
-struct ByLen(Vec<HashMap<u32, NextHop>>);
-
-impl ByLen {
-    fn new() -> Self {
-        ByLen(vec![HashMap::new(); 33])
-    }
-
-    fn insert(&mut self, p: Ipv4Prefix, nh: NextHop) -> Option<NextHop> {
-        self.0[usize::from(p.prefix_len())].insert(p.bits(), nh)
-    }
-
-    fn remove(&mut self, p: Ipv4Prefix) -> Option<NextHop> {
-        self.0[usize::from(p.prefix_len())].remove(&p.bits())
-    }
-
-    fn lookup(&self, addr: u32) -> NextHop {
-        (0..=32u8)
-            .rev()
-            .find_map(|len| self.0[usize::from(len)].get(&(addr & mask(len))).copied())
-            .unwrap_or(NextHop::NONE)
-    }
 }
 
 /// Addresses that probe every rule: its first and last address, their neighbours
@@ -77,31 +28,6 @@ fn probe_addrs(rules: &[Ipv4Prefix], uniform: usize, rng: &mut SmallRng) -> Vec<
     }
     addrs.extend((0..uniform).map(|_| rng.gen::<u32>()));
     addrs
-}
-
-/// Checks single and bulk lookups of `table` against `reference` on `addrs`.
-fn check(table: &Ipv4Lpm, addrs: &[u32], reference: impl Fn(u32) -> NextHop) {
-    let mut bulk = vec![NextHop(12345); addrs.len()];
-    table.lookup_bulk(addrs, &mut bulk);
-    for (&addr, &got_bulk) in addrs.iter().zip(&bulk) {
-        let want = reference(addr);
-        let got = table.lookup_u32(addr);
-        assert_eq!(got, want, "lookup of {}", Ipv4Addr::from_bits(addr));
-        assert_eq!(
-            got_bulk,
-            want,
-            "bulk lookup of {}",
-            Ipv4Addr::from_bits(addr)
-        );
-        assert_eq!(table.lookup(Ipv4Addr::from_bits(addr)), want.to_option());
-    }
-}
-
-fn check_naive(table: &Ipv4Lpm, reference: &Naive, rng: &mut SmallRng) {
-    let rules: Vec<Ipv4Prefix> = reference.0.keys().copied().collect();
-    let addrs = probe_addrs(&rules, 64, rng);
-    check(table, &addrs, |addr| reference.lookup(addr));
-    assert_eq!(table.len(), reference.0.len());
 }
 
 fn build(rules: &[(&str, u32)]) -> Ipv4Lpm {
@@ -412,40 +338,7 @@ fn random_prefix(rng: &mut SmallRng, existing: &[Ipv4Prefix]) -> Ipv4Prefix {
 #[test]
 fn random_batches_match_the_reference_and_old_tables_stay_valid() {
     let mut rng = SmallRng::seed_from_u64(0x5eed_0001);
-    let mut rib = Ipv4LpmBuilder::new();
-    let mut reference = Naive::default();
-    let mut published: Vec<(Ipv4Lpm, Naive)> = Vec::new();
-    for batch in 0..12 {
-        for _ in 0..rng.gen_range(1..80) {
-            let rules: Vec<Ipv4Prefix> = reference.0.keys().copied().collect();
-            if rng.gen_bool(0.3) && !rules.is_empty() {
-                let victim = rules[rng.gen_range(0..rules.len())];
-                assert_eq!(rib.remove(victim), reference.0.remove(&victim));
-            } else if rng.gen_bool(0.05) {
-                let absent = random_prefix(&mut rng, &rules);
-                assert_eq!(rib.remove(absent), reference.0.remove(&absent));
-            } else {
-                let prefix = random_prefix(&mut rng, &rules);
-                let next = nh(rng.gen_range(0..6));
-                assert_eq!(rib.insert(prefix, next), reference.0.insert(prefix, next));
-            }
-        }
-        let table = rib.publish();
-        check_naive(&table, &reference, &mut rng);
-        published.push((table, reference.clone()));
-        if batch % 4 == 3 {
-            for (old, old_reference) in &published {
-                check_naive(old, old_reference, &mut rng);
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    Insert(Ipv4Prefix, u32),
-    Remove(Ipv4Prefix),
-    Publish,
+    test_support::random_batches::<V4>(&mut rng, 80, random_prefix, probe_addrs);
 }
 
 fn prefix_strategy() -> impl Strategy<Value = Ipv4Prefix> {
@@ -472,14 +365,6 @@ fn prefix_strategy() -> impl Strategy<Value = Ipv4Prefix> {
     )
 }
 
-fn op_strategy() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        5 => (prefix_strategy(), 0..4u32).prop_map(|(p, i)| Op::Insert(p, i)),
-        3 => prefix_strategy().prop_map(Op::Remove),
-        1 => Just(Op::Publish),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 128,
@@ -491,27 +376,13 @@ proptest! {
     })]
 
     #[test]
-    fn matches_naive_reference(ops in prop::collection::vec(op_strategy(), 1..120),
-                               uniform in prop::collection::vec(any::<u32>(), 16),
-                               seed in any::<u64>()) {
+    fn matches_naive_reference(
+        ops in prop::collection::vec(test_support::op_strategy(prefix_strategy), 1..120),
+        uniform in prop::collection::vec(any::<u32>(), 16),
+        seed in any::<u64>(),
+    ) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let mut rib = Ipv4LpmBuilder::new();
-        let mut reference = Naive::default();
-        let mut published = Vec::new();
-        for op in ops.iter().cloned().chain([Op::Publish]) {
-            match op {
-                Op::Insert(p, i) => {
-                    prop_assert_eq!(rib.insert(p, nh(i)), reference.0.insert(p, nh(i)));
-                }
-                Op::Remove(p) => prop_assert_eq!(rib.remove(p), reference.0.remove(&p)),
-                Op::Publish => published.push((rib.publish(), reference.clone())),
-            }
-            prop_assert_eq!(rib.len(), reference.0.len());
-        }
-        for (table, reference) in &published {
-            check_naive(table, reference, &mut rng);
-            check(table, &uniform, |addr| reference.lookup(addr));
-        }
+        test_support::run_ops::<V4>(&ops, &uniform, &mut rng, probe_addrs)?;
     }
 }
 
@@ -619,49 +490,18 @@ fn one_update_copies_only_a_few_chunks() {
     }
 }
 
-/// Loads a `PREFIX ASN` table; `None` if the file is absent.
-fn load_table(path: &str) -> Option<Vec<(Ipv4Prefix, u32)>> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            println!("skipping: cannot open {path}: {e}");
-            return None;
-        }
-    };
-    let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
-    let mut rules = Vec::new();
-    for line in reader.lines() {
-        let line = line.unwrap();
-        let (prefix, asn) = line.split_once(' ').unwrap();
-        rules.push((prefix.parse().unwrap(), asn.trim().parse().unwrap()));
-    }
-    Some(rules)
-}
-
 const REAL_TABLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../shared/data/prefixes-v4.txt.gz"
 );
 
-/// Next hops: a dense index per ASN, as a snapshot would number its actions.
-fn number_by_asn(rules: &[(Ipv4Prefix, u32)]) -> Vec<(Ipv4Prefix, NextHop)> {
-    let mut index: HashMap<u32, u32> = HashMap::new();
-    rules
-        .iter()
-        .map(|&(p, asn)| {
-            let next = index.len() as u32;
-            (p, nh(*index.entry(asn).or_insert(next)))
-        })
-        .collect()
-}
-
 #[test]
 fn real_world_table_matches_the_reference() {
-    let Some(rules) = load_table(REAL_TABLE) else {
+    let Some(rules) = test_support::load_table(REAL_TABLE) else {
         return;
     };
     assert_eq!(rules.len(), 564_580);
-    let mut rules = number_by_asn(&rules);
+    let mut rules = test_support::number_by_asn(&rules);
     // The table has no nesting; add covering aggregates and a default route.
     rules.push((p("0.0.0.0/0"), nh(900_000)));
     for i in 0..256u32 {
@@ -670,34 +510,8 @@ fn real_world_table_matches_the_reference() {
             rules.push((p8, nh(900_001 + i)));
         }
     }
-    let mut rib = Ipv4LpmBuilder::new();
-    let mut reference = ByLen::new();
-    for &(p, n) in &rules {
-        rib.insert(p, n);
-        reference.insert(p, n);
-    }
-    let table = rib.publish();
-    assert_eq!(
-        table.len(),
-        reference.0.iter().map(HashMap::len).sum::<usize>()
-    );
-
     let mut rng = SmallRng::seed_from_u64(42);
-    let sample: Vec<Ipv4Prefix> = (0..20_000)
-        .map(|_| rules[rng.gen_range(0..rules.len())].0)
-        .collect();
-    let addrs = probe_addrs(&sample, 20_000, &mut rng);
-    check(&table, &addrs, |addr| reference.lookup(addr));
-
-    // Withdraw a batch, and check old and new.
-    for &victim in &sample[..2000] {
-        assert_eq!(rib.remove(victim), reference.remove(victim));
-    }
-    let after = rib.publish();
-    check(&after, &addrs, |addr| reference.lookup(addr));
-    for &victim in &sample[..2000] {
-        assert!(!table.lookup_u32(victim.bits()).is_none());
-    }
+    test_support::check_big_table::<V4>(&rules, 20_000, 2000, &mut rng, probe_addrs);
 }
 
 /// Prints build time, memory and lookup speed for the real-world table and for 1M random
@@ -711,8 +525,8 @@ fn measure() {
 
     let mut rng = SmallRng::seed_from_u64(1);
     let mut tables: Vec<(&str, Vec<(Ipv4Prefix, NextHop)>)> = Vec::new();
-    if let Some(rules) = load_table(REAL_TABLE) {
-        tables.push(("real-world 564,580", number_by_asn(&rules)));
+    if let Some(rules) = test_support::load_table(REAL_TABLE) {
+        tables.push(("real-world 564,580", test_support::number_by_asn(&rules)));
     }
     let mut seen = std::collections::HashSet::new();
     let mut random = random_table(1_050_000, &mut rng);

@@ -1,73 +1,23 @@
 //! Tests of the IPv6 table against two independent references: a linear scan over the
 //! rules ([`Naive`], for small tables) and one hash map per prefix length ([`ByLen`], for
-//! big ones).
-
-use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
+//! big ones), both shared with the IPv4 tests.
 
 use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::lpm::test_support::{self, nh, V6};
+
+type Naive = test_support::Naive<V6>;
+type ByLen = test_support::ByLen<V6>;
 
 fn p(s: &str) -> Ipv6Prefix {
     s.parse().unwrap()
 }
 
-fn nh(i: u32) -> NextHop {
-    NextHop::new(i).unwrap()
-}
-
 fn a(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
-}
-
-fn mask(len: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
-}
-
-/// Longest match by scanning every rule.
-#[derive(Clone, Default, Debug)]
-struct Naive(BTreeMap<Ipv6Prefix, NextHop>);
-
-impl Naive {
-    fn lookup(&self, addr: u128) -> NextHop {
-        self.0
-            .iter()
-            .filter(|(p, _)| addr & mask(p.prefix_len()) == p.bits())
-            .max_by_key(|(p, _)| p.prefix_len())
-            .map_or(NextHop::NONE, |(_, &nh)| nh)
-    }
-}
-
-/// Longest match by probing one hash map per length, longest first.
-struct ByLen(Vec<HashMap<u128, NextHop>>);
-
-impl ByLen {
-    fn new() -> Self {
-        ByLen(vec![HashMap::new(); 129])
-    }
-
-    fn insert(&mut self, p: Ipv6Prefix, nh: NextHop) -> Option<NextHop> {
-        self.0[usize::from(p.prefix_len())].insert(p.bits(), nh)
-    }
-
-    fn remove(&mut self, p: Ipv6Prefix) -> Option<NextHop> {
-        self.0[usize::from(p.prefix_len())].remove(&p.bits())
-    }
-
-    fn len(&self) -> usize {
-        self.0.iter().map(HashMap::len).sum()
-    }
-
-    fn lookup(&self, addr: u128) -> NextHop {
-        (0..=128u8)
-            .rev()
-            .filter(|&len| !self.0[usize::from(len)].is_empty())
-            .find_map(|len| self.0[usize::from(len)].get(&(addr & mask(len))).copied())
-            .unwrap_or(NextHop::NONE)
-    }
 }
 
 /// Addresses that probe every rule: its first and last address, their neighbours
@@ -91,29 +41,8 @@ fn probe_addrs(rules: &[Ipv6Prefix], uniform: usize, rng: &mut SmallRng) -> Vec<
     addrs
 }
 
-/// Checks single and bulk lookups of `table` against `reference` on `addrs`.
 fn check(table: &Ipv6Lpm, addrs: &[u128], reference: impl Fn(u128) -> NextHop) {
-    let mut bulk = vec![NextHop(12345); addrs.len()];
-    table.lookup_bulk(addrs, &mut bulk);
-    for (&addr, &got_bulk) in addrs.iter().zip(&bulk) {
-        let want = reference(addr);
-        let got = table.lookup_u128(addr);
-        assert_eq!(got, want, "lookup of {}", Ipv6Addr::from_bits(addr));
-        assert_eq!(
-            got_bulk,
-            want,
-            "bulk lookup of {}",
-            Ipv6Addr::from_bits(addr)
-        );
-        assert_eq!(table.lookup(Ipv6Addr::from_bits(addr)), want.to_option());
-    }
-}
-
-fn check_naive(table: &Ipv6Lpm, reference: &Naive, rng: &mut SmallRng) {
-    let rules: Vec<Ipv6Prefix> = reference.0.keys().copied().collect();
-    let addrs = probe_addrs(&rules, 64, rng);
-    check(table, &addrs, |addr| reference.lookup(addr));
-    assert_eq!(table.len(), reference.0.len());
+    test_support::check::<V6>(table, addrs, reference);
 }
 
 fn build(rules: &[(&str, u32)]) -> Ipv6Lpm {
@@ -736,33 +665,7 @@ fn random_prefix(rng: &mut SmallRng, existing: &[Ipv6Prefix]) -> Ipv6Prefix {
 #[test]
 fn random_batches_match_the_reference_and_old_tables_stay_valid() {
     let mut rng = SmallRng::seed_from_u64(0x5eed_0006);
-    let mut rib = Ipv6LpmBuilder::new();
-    let mut reference = Naive::default();
-    let mut published: Vec<(Ipv6Lpm, Naive)> = Vec::new();
-    for batch in 0..12 {
-        for _ in 0..rng.gen_range(1..100) {
-            let rules: Vec<Ipv6Prefix> = reference.0.keys().copied().collect();
-            if rng.gen_bool(0.3) && !rules.is_empty() {
-                let victim = rules[rng.gen_range(0..rules.len())];
-                assert_eq!(rib.remove(victim), reference.0.remove(&victim));
-            } else if rng.gen_bool(0.05) {
-                let absent = random_prefix(&mut rng, &rules);
-                assert_eq!(rib.remove(absent), reference.0.remove(&absent));
-            } else {
-                let prefix = random_prefix(&mut rng, &rules);
-                let next = nh(rng.gen_range(0..6));
-                assert_eq!(rib.insert(prefix, next), reference.0.insert(prefix, next));
-            }
-        }
-        let table = rib.publish();
-        check_naive(&table, &reference, &mut rng);
-        published.push((table, reference.clone()));
-        if batch % 4 == 3 {
-            for (old, old_reference) in &published {
-                check_naive(old, old_reference, &mut rng);
-            }
-        }
-    }
+    test_support::random_batches::<V6>(&mut rng, 100, random_prefix, probe_addrs);
 }
 
 /// An old table stays as it was while its builder empties and refills the rule set.
@@ -809,13 +712,6 @@ fn snapshot_is_isolated_from_later_updates() {
     check(&old, &addrs, |x| reference.lookup(x));
 }
 
-#[derive(Debug, Clone)]
-enum Op {
-    Insert(Ipv6Prefix, u32),
-    Remove(Ipv6Prefix),
-    Publish,
-}
-
 fn prefix_strategy() -> impl Strategy<Value = Ipv6Prefix> {
     // Addresses near a few bases, so prefixes nest and overlap.
     let bases = vec![
@@ -845,14 +741,6 @@ fn prefix_strategy() -> impl Strategy<Value = Ipv6Prefix> {
     )
 }
 
-fn op_strategy() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        5 => (prefix_strategy(), 0..4u32).prop_map(|(p, i)| Op::Insert(p, i)),
-        3 => prefix_strategy().prop_map(Op::Remove),
-        1 => Just(Op::Publish),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,
@@ -864,27 +752,13 @@ proptest! {
     })]
 
     #[test]
-    fn matches_naive_reference(ops in prop::collection::vec(op_strategy(), 1..120),
-                               uniform in prop::collection::vec(any::<u128>(), 16),
-                               seed in any::<u64>()) {
+    fn matches_naive_reference(
+        ops in prop::collection::vec(test_support::op_strategy(prefix_strategy), 1..120),
+        uniform in prop::collection::vec(any::<u128>(), 16),
+        seed in any::<u64>(),
+    ) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let mut rib = Ipv6LpmBuilder::new();
-        let mut reference = Naive::default();
-        let mut published = Vec::new();
-        for op in ops.iter().cloned().chain([Op::Publish]) {
-            match op {
-                Op::Insert(p, i) => {
-                    prop_assert_eq!(rib.insert(p, nh(i)), reference.0.insert(p, nh(i)));
-                }
-                Op::Remove(p) => prop_assert_eq!(rib.remove(p), reference.0.remove(&p)),
-                Op::Publish => published.push((rib.publish(), reference.clone())),
-            }
-            prop_assert_eq!(rib.len(), reference.0.len());
-        }
-        for (table, reference) in &published {
-            check_naive(table, reference, &mut rng);
-            check(table, &uniform, |addr| reference.lookup(addr));
-        }
+        test_support::run_ops::<V6>(&ops, &uniform, &mut rng, probe_addrs)?;
     }
 }
 
@@ -1011,49 +885,18 @@ fn one_update_copies_only_a_few_chunks() {
     }
 }
 
-/// Loads a `PREFIX ASN` table; `None` if the file is absent.
-fn load_table(path: &str) -> Option<Vec<(Ipv6Prefix, u32)>> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            println!("skipping: cannot open {path}: {e}");
-            return None;
-        }
-    };
-    let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
-    let mut rules = Vec::new();
-    for line in reader.lines() {
-        let line = line.unwrap();
-        let (prefix, asn) = line.split_once(' ').unwrap();
-        rules.push((prefix.parse().unwrap(), asn.trim().parse().unwrap()));
-    }
-    Some(rules)
-}
-
 const REAL_TABLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../shared/data/prefixes-v6.txt.gz"
 );
 
-/// Next hops: a dense index per ASN, as a snapshot would number its actions.
-fn number_by_asn(rules: &[(Ipv6Prefix, u32)]) -> Vec<(Ipv6Prefix, NextHop)> {
-    let mut index: HashMap<u32, u32> = HashMap::new();
-    rules
-        .iter()
-        .map(|&(p, asn)| {
-            let next = index.len() as u32;
-            (p, nh(*index.entry(asn).or_insert(next)))
-        })
-        .collect()
-}
-
 #[test]
 fn real_world_table_matches_the_reference() {
-    let Some(rules) = load_table(REAL_TABLE) else {
+    let Some(rules) = test_support::load_table(REAL_TABLE) else {
         return;
     };
     assert_eq!(rules.len(), 167_903);
-    let mut rules = number_by_asn(&rules);
+    let mut rules = test_support::number_by_asn(&rules);
     // The table has no nesting; add covering aggregates (every /20 and /32 that holds a
     // longer prefix of the table, every third one) and a default route.
     rules.push((p("::/0"), nh(900_000)));
@@ -1068,31 +911,8 @@ fn real_world_table_matches_the_reference() {
             }
         }
     }
-    let mut rib = Ipv6LpmBuilder::new();
-    let mut reference = ByLen::new();
-    for &(p, n) in &rules {
-        rib.insert(p, n);
-        reference.insert(p, n);
-    }
-    let table = rib.publish();
-    assert_eq!(table.len(), reference.len());
-
     let mut rng = SmallRng::seed_from_u64(42);
-    let sample: Vec<Ipv6Prefix> = (0..3000)
-        .map(|_| rules[rng.gen_range(0..rules.len())].0)
-        .collect();
-    let addrs = probe_addrs(&sample, 3000, &mut rng);
-    check(&table, &addrs, |addr| reference.lookup(addr));
-
-    // Withdraw a batch, and check old and new.
-    for &victim in &sample[..1000] {
-        assert_eq!(rib.remove(victim), reference.remove(victim));
-    }
-    let after = rib.publish();
-    check(&after, &addrs, |addr| reference.lookup(addr));
-    for &victim in &sample[..1000] {
-        assert!(!table.lookup_u128(victim.bits()).is_none());
-    }
+    test_support::check_big_table::<V6>(&rules, 3000, 1000, &mut rng, probe_addrs);
 }
 
 /// Prints build time, memory and lookup speed for the real-world table and for 1M random
@@ -1106,8 +926,8 @@ fn measure() {
 
     let mut rng = SmallRng::seed_from_u64(1);
     let mut tables: Vec<(&str, Vec<(Ipv6Prefix, NextHop)>)> = Vec::new();
-    if let Some(rules) = load_table(REAL_TABLE) {
-        tables.push(("real-world 167,903", number_by_asn(&rules)));
+    if let Some(rules) = test_support::load_table(REAL_TABLE) {
+        tables.push(("real-world 167,903", test_support::number_by_asn(&rules)));
     }
     let mut seen = std::collections::HashSet::new();
     let mut random = random_table(1_050_000, &mut rng);
