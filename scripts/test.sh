@@ -21,6 +21,9 @@ echo "== benches compile"
 cargo bench --workspace --locked --no-run
 echo "== benchmarks in smoke mode: each must measure something (the figures are not checked)"
 cargo bench -p backbone-benches --locked --bench lpm6_vs_dpdk -- --smoke
+LPM_BENCH_SMOKE=1 cargo bench -p backbone-benches --locked --bench lpm_vs_dpdk
+# criterion's own benches, each benchmark run once (`--test`): they must still run.
+cargo bench -p backbone-benches --locked --bench parse --bench lpm --bench pipeline -- --test
 BACKBONE=target/debug/backbone scripts/bench-pipeline.sh --smoke
 scripts/bench-exception.py target/debug/backbone --smoke
 cargo bench -p backbone-benches --locked --bench updates -- --smoke
