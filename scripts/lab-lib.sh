@@ -32,7 +32,8 @@ stop_one() { # NAME SIGNAL WAIT-SECONDS
     if alive "$f"; then
       say "$1 (pid $pid) did not stop on SIG$2: killing it"
       kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
+      # SIGKILL is not refused, but the process is gone only once the kernel has reaped it.
+      for ((i = 0; i < 20; i++)); do alive "$f" || break; sleep 0.1; done
     fi
   fi
   rm -f "$f"
