@@ -724,6 +724,20 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
             "e1 routes C across the core to e2 again",
             Box::new(|| lookup(&lab, 1, "10.3.0.10") == "core 10.255.0.2"),
         ),
+        (
+            "router C sends through its primary tunnel again",
+            Box::new(|| {
+                lab.kernel_route("rc", "10.1.0.0/16")
+                    .contains("via 169.254.3.1 dev tun0")
+            }),
+        ),
+        (
+            "router B hears C through e2 again",
+            Box::new(|| {
+                lab.kernel_route("rb", "10.3.0.0/16")
+                    .contains("via 169.254.2.1 dev tun0")
+            }),
+        ),
     ] {
         wait_until(Duration::from_secs(30), what, done);
     }
