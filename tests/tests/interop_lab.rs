@@ -591,6 +591,46 @@ fn exception_path(lab: &Lab) -> Vec<String> {
         "bb-site-c's MTU is the tunnel's inner MTU (1500 less the IPv4 header): {}",
         text(&link)
     );
+    // IPv6: bb-site-c holds the tunnel's link6 too, and nothing else (no link-local
+    // address); router C's ping6 of it goes through the tunnel (protocol 41) to the
+    // appliance's kernel, whose replies go back the same way.
+    let v6 = text(&lab.exec(
+        "bb",
+        &["ip", "-o", "-6", "addr", "show", "dev", "bb-site-c"],
+    ));
+    assert!(
+        v6.contains("fd00:ff:3::1/127") && !v6.contains("fe80:"),
+        "bb-site-c's IPv6 addresses: {v6}"
+    );
+    let before = lab.counters();
+    let out = lab.exec(
+        "rc",
+        &[
+            "ping",
+            "-n",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "fd00:ff:3::1",
+        ],
+    );
+    let s = text(&out);
+    let answered = s.lines().filter(|l| l.contains("bytes from")).count() as u64;
+    assert!(answered >= 2, "router C pings the appliance's link6:\n{s}");
+    let d = delta(&before, &lab.counters());
+    assert!(
+        d["host.to_host"] >= answered && d["host.from_host_sent"] >= answered,
+        "the echo requests up to the kernel and its replies into the tunnel: {d:?}"
+    );
+    assert_no_drops_but(&d, "", "router C's ping6 of the link6");
+    assert_eq!(d["host.from_host_dropped"], 0, "{d:?}");
+    summary.push(format!(
+        "ping6 of the appliance's link6 fd00:ff:3::1 from router C, inside tunnel site-c: \
+         {answered} of 3 answered by its kernel through bb-site-c"
+    ));
 
     const MIB: usize = 1 << 20;
     let before = lab.counters();
@@ -1058,7 +1098,10 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
             // toward the quoted packet's destination (RFC 4443 3.2), and as much of the
             // packet as fits in 1,280 bytes (RFC 4443 2.4 (c)): the offending packets are
             // larger than any tunnel's inner MTU, so the error is 1,280 bytes exactly.
-            if !inbound && f.ipv6_src[0] == link.icmp6_src {
+            // (The appliance's kernel answers echo requests to link6 too: those are no
+            // errors, types 128 and up.)
+            let error = f.ipv6_nxt[0] == 58 && f.icmpv6_type.first().is_some_and(|t| *t < 128);
+            if !inbound && f.ipv6_src[0] == link.icmp6_src && error {
                 assert_eq!(
                     (f.ipv6_nxt[0], f.icmpv6_type.first(), f.icmpv6_code.first()),
                     (58, Some(&2), Some(&0)),
@@ -1098,10 +1141,19 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
             }
             assert_eq!(f.ipv6_src.len(), 1, "{at}: not one inner IPv6 packet");
             // The host's 64 less its router on the way in, and less the appliance on the
-            // way out.
+            // way out. Between router C's kernel and the appliance's, inside the tunnel
+            // (its IPv6 link fd00:ff:3::/127), nobody forwards: 64.
+            let on_link = |a: &str| a == "fd00:ff:3::" || a == "fd00:ff:3::1";
+            let local = on_link(&f.ipv6_src[0]) && on_link(&f.ipv6_dst[0]);
             assert_eq!(
                 f.ipv6_hlim[0],
-                if inbound { 63 } else { 62 },
+                if local {
+                    64
+                } else if inbound {
+                    63
+                } else {
+                    62
+                },
                 "{at}: inner hop limit ({} {})",
                 if inbound { "from" } else { "to" },
                 link.iface
