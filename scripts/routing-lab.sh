@@ -31,7 +31,7 @@
 #
 # Usage: scripts/routing-lab.sh up|down|check|status
 #   up      build the lab and start everything (leaves it running)
-#   check   sessions, routes at every site, pings between every pair of hosts
+#   check   sessions, routes (IPv4, IPv6) at every site, pings (IPv4, IPv6) between every pair of hosts
 #   down    stop what `up` started (by the PIDs it recorded) and delete the namespaces
 #   status  namespaces, processes, sessions and the appliance's tunnels
 # Environment: LAB_DIR (state, logs; default out/routing-lab), LAB_PREFIX (namespace name
@@ -313,7 +313,7 @@ EOF
   bird_site d 65004
   frr_b
   touch "$D/up"
-  say "up: hosts 10.1.0.10 (A), 10.2.0.10 (B), 10.3.0.10 (C)"
+  say "up: hosts 10.1.0.10 (A), 10.2.0.10 (B), 10.3.0.10 (C); fd00:1::10, fd00:2::10, fd00:3::10"
 }
 
 birdc_a() { ns ra birdc -s "$D/bird-a.ctl" "$@"; }
@@ -327,10 +327,23 @@ check() {
   vtysh_in edge -c "show bgp summary" | grep -E "^(Neighbor|169)" || true
   vtysh_in edge -c "show bfd peers brief" || true
   say "routes at each site"
-  for s in a b c; do printf '  router %s:\n' "$s"; ns "r$s" ip route | sed 's/^/    /'; done
+  for s in a b c; do
+    printf '  router %s:\n' "$s"
+    ns "r$s" ip route | sed 's/^/    /'
+    ns "r$s" ip -6 route show root fd00::/16 | sed 's/^/    /'
+  done
   say "pings between every pair of hosts"
   local fails=0
   ping_pairs "${SITES[@]}"
+  say "ping6 between every pair of hosts"
+  local a b out
+  for a in "${SITES[@]}"; do
+    for b in "${SITES[@]}"; do
+      [ "$a" != "$b" ] || continue
+      out=$(ns "h$a" ping -n -c 3 -i 0.2 -W 2 "fd00:$(idx "$b")::10" 2>&1) || fails=$((fails + 1))
+      printf '  host %s -> host %s: %s\n' "${a^^}" "${b^^}" "$(grep -o '[0-9]* received' <<<"$out" || echo 'no replies')"
+    done
+  done
   ns edge "${BACKBONE:-$RELEASE_BIN}" ctl --socket="$D/ctl/control.sock" tunnels || true
   [ "$fails" -eq 0 ] || die "$fails of the pings between hosts failed"
 }
@@ -340,5 +353,5 @@ case "${1:-}" in
   down) down; say "down" ;;
   check) BACKBONE=${BACKBONE:-$RELEASE_BIN}; check ;;
   status) BACKBONE=${BACKBONE:-$RELEASE_BIN}; lab_status ;;
-  *) sed -n '2,27p' "$0"; exit 2 ;;
+  *) sed -n '2,38p' "$0"; exit 2 ;;
 esac
