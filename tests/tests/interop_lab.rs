@@ -1300,7 +1300,12 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
     // Pings both ways between every pair of hosts, IPv4 then IPv6.
     for (family, hosts) in [("IPv4", HOSTS), ("IPv6", HOSTS6)] {
         let before = lab.counters();
+        let t = Instant::now();
         let all = ping_every_pair(&lab, &hosts, &mut summary);
+        summary.push(format!(
+            "{family} pings between every pair of hosts: {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
         // Each ordered pair: the request in through the source's tunnel and out through
         // the destination's, the reply the other way: every tunnel 2 * 2 * PINGS each way
         // when no ping was lost, at least that otherwise. Both families alike: a GRE
@@ -1445,6 +1450,7 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
         let mut words = s.split_whitespace().skip_while(|w| *w != "mtu");
         words.nth(1).map(|m| m.parse().expect("an MTU"))
     };
+    let ipv6_transfers = Instant::now();
     for (from, to, port, ingress, egress) in [
         ('b', 'a', 5003, "site-b", "site-a"),
         ('a', 'c', 5004, "site-a", "site-c"),
@@ -1500,6 +1506,11 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
             host6(to)
         ));
     }
+
+    summary.push(format!(
+        "IPv6 transfers with their checks: {:.1} s",
+        ipv6_transfers.elapsed().as_secs_f64()
+    ));
 
     // Open vSwitch 3.1 with csum=true and seq=true computes the GRE checksum before it
     // writes the sequence number: only the packet with sequence number 0 (whose field was
