@@ -2,12 +2,12 @@
 //!
 //! Each tunnel with a `link` has a kernel TUN interface `bb-<tunnel>` holding our link
 //! address, and its `link6` where it has one; each port with `host_interface = true` has
-//! `bb-<port>` holding the port's addresses. Packets for us that the workers do not answer themselves arrive here over a
-//! bounded queue ([`HostQueue`]) and are written into the interface of the way they came,
-//! so the kernel's sockets (a BGP daemon, BFD, ssh, a probe) see them as arriving on
-//! `bb-<tunnel>`. What the kernel sends into an interface is read here, checked, and
-//! encapsulated into the tunnel (or sent natively out of the port) by the same pipeline
-//! code the workers run, then sent on the port's control TX queue.
+//! `bb-<port>` holding the port's addresses. Packets for us that the workers do not answer
+//! themselves arrive here over a bounded queue ([`HostQueue`]) and are written into the
+//! interface of the way they came, so the kernel's sockets (a BGP daemon, BFD, ssh, a
+//! probe) see them as arriving on `bb-<tunnel>`. What the kernel sends into an interface is
+//! read here, checked, and encapsulated into the tunnel (or sent natively out of the port)
+//! by the same pipeline code the workers run, then sent on the port's control TX queue.
 //!
 //! One thread of its own runs it, polling the interfaces with a short timeout: a worker
 //! never waits for it (a full queue is a counted drop), and it never holds a lock a worker
