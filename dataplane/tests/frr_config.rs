@@ -84,6 +84,7 @@ fn sessions_filters_and_announcements_follow_the_configuration() {
     assert!(has(" neighbor 169.254.2.2 remote-as 4200000002"));
     assert!(has(" neighbor 169.254.1.0 bfd profile bb-150x4"));
     assert!(has(" neighbor 169.254.1.0 advertisement-interval 0"));
+    bfd_as_frr_shows_it(&text);
     assert!(
         !text.contains("neighbor 169.254.2.2 bfd"),
         "site-b has bfd = false"
@@ -476,8 +477,34 @@ fn ibgp_bfd_puts_the_reflector_sessions_under_bfd() {
             "  transmit-interval 150"
         ]
     );
+    bfd_as_frr_shows_it(&out);
     let (ok, said) = dryrun(&out);
     assert!(ok, "vtysh --dryrun refused it:\n{said}\n{out}");
+}
+
+/// Every session under a BFD profile is written as FRR's running configuration shows it:
+/// ` neighbor PEER bfd` right before ` neighbor PEER bfd profile P`. `frr-reload.py` diffs
+/// the file against the running configuration line by line, and a missing `neighbor PEER
+/// bfd` line makes it run `no neighbor PEER bfd`, which takes the session's BFD down and
+/// the BGP session with it, on every reload.
+fn bfd_as_frr_shows_it(text: &str) {
+    let l = lines(text);
+    let mut profiles = 0;
+    for (i, line) in l.iter().enumerate() {
+        let Some((peer, _)) = line
+            .strip_prefix(" neighbor ")
+            .and_then(|r| r.split_once(" bfd profile "))
+        else {
+            continue;
+        };
+        profiles += 1;
+        let want = format!(" neighbor {peer} bfd");
+        assert!(
+            i > 0 && l[i - 1] == want,
+            "{want:?} before {line:?} in\n{text}"
+        );
+    }
+    assert!(profiles > 0, "no session under BFD in\n{text}");
 }
 
 /// CONFIG with IPv6 prefixes for site-a (a session) and site-c (announced by the edge);

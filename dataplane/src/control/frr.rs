@@ -262,7 +262,7 @@ pub fn render(
             // A frozen or cut edge is found down in a second: the reflector withdraws
             // its clients' routes and the other edges route them to their backup edge.
             if bgp.ibgp_bfd {
-                let _ = writeln!(o, " neighbor {peer} bfd profile {profile}");
+                neighbor_bfd(&mut o, &peer.to_string(), &profile);
             }
         }
     }
@@ -343,9 +343,21 @@ fn router_bgp(
         let _ = writeln!(o, " neighbor {} timers connect 1", b.peer);
         let _ = writeln!(o, " neighbor {} advertisement-interval 0", b.peer);
         if b.bfd {
-            let _ = writeln!(o, " neighbor {} bfd profile {profile}", b.peer);
+            neighbor_bfd(o, &b.peer.to_string(), profile);
         }
     }
+}
+
+/// A session under BFD with `profile`, in the two lines FRR's running configuration shows
+/// for it. `frr-reload.py` compares the file with the running configuration line by line:
+/// with the profile's line alone it would find `neighbor PEER bfd` missing and remove it
+/// (`no neighbor PEER bfd`) on every reload, taking down the BFD session and with it every
+/// BGP session, before adding the profile back.
+fn neighbor_bfd(o: &mut String, peer: &str, profile: &str) {
+    let _ = writeln!(
+        o,
+        " neighbor {peer} bfd\n neighbor {peer} bfd profile {profile}"
+    );
 }
 
 /// Each session's neighbour lines in `address-family ipv4 unicast`: what it may send us
