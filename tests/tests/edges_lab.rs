@@ -44,7 +44,8 @@
 //!   for site C (`backbone-policy set-remote`): the edges' tunnels to C follow, and pings from
 //!   A to C go through the tunnels again (every pair's counters, the CPE's too); the time
 //!   from the address change to the first answered ping, and the pings lost, are
-//!   reported.
+//!   reported. Before it, set-remote with an address inside another client's prefixes
+//!   is refused, naming the field, and writes nothing.
 //!
 //! Needs root, network namespaces, /dev/net/tun, FRR, BIRD and etcd (scripts/setup.sh).
 //! Where they are missing the test fails and says why: it never skips.
@@ -526,6 +527,36 @@ fn apply(lab: &Lab, file: &str) {
 fn wan_change(lab: &Lab, summary: &mut Vec<String>) {
     const OLD: &str = "172.16.0.13";
     const NEW: &str = "172.16.0.23";
+    let set_remote = |address: &str| {
+        lab.exec(
+            "mgmt",
+            &[
+                &policy_bin().to_string_lossy(),
+                "set-remote",
+                "site-c",
+                address,
+                "--etcd",
+                ETCD,
+            ],
+        )
+    };
+    let show = || {
+        text(&lab.exec(
+            "mgmt",
+            &[&policy_bin().to_string_lossy(), "show", "--etcd", ETCD],
+        ))
+    };
+    // An address inside another client's prefixes: refused whole, the field named, the
+    // stored document (and its revision) as it was.
+    let stored = show();
+    assert!(stored.contains("remote = \"172.16.0.13\""), "{stored}");
+    let out = set_remote("10.1.0.5");
+    assert!(
+        !out.status.success() && text(&out).contains("client[2] \"site-c\".remote"),
+        "set-remote 10.1.0.5: {}",
+        text(&out)
+    );
+    assert_eq!(show(), stored, "a refused set-remote wrote: {}", text(&out));
     let ping = Pinger::start(lab, 'a', "10.3.0.10", "0.05", None);
     // A steady flow first: the last 10 requests answered.
     wait_until(
@@ -548,17 +579,7 @@ fn wan_change(lab: &Lab, summary: &mut Vec<String>) {
     {
         assert_eq!(tun["local"], NEW, "{tun}");
     }
-    let out = lab.exec(
-        "mgmt",
-        &[
-            &policy_bin().to_string_lossy(),
-            "set-remote",
-            "site-c",
-            NEW,
-            "--etcd",
-            ETCD,
-        ],
-    );
+    let out = set_remote(NEW);
     assert!(out.status.success(), "policy set-remote: {}", text(&out));
     let applied = t.elapsed();
     let remote_at = |e: u8| {
