@@ -694,6 +694,62 @@ fn wan_change(lab: &Lab, summary: &mut Vec<String>) {
     ));
 }
 
+/// The share of one core that process `pid` used since it started (its user and system
+/// time over its life, from /proc).
+fn cpu_share(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command's closing parenthesis: state is field 3, utime 14,
+    // stime 15, starttime 22 (proc(5)).
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| -> f64 { rest.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|u| u.split_whitespace().next()?.parse().ok())
+        .expect("/proc/uptime");
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .expect("getconf");
+    let tck: f64 = text(&out).trim().parse().expect("CLK_TCK");
+    let life = uptime - field(22) / tck;
+    (field(14) + field(15)) / tck / life
+}
+
+/// Three appliances (both edges and the CPE) share the machine's two cores: each worker
+/// polls adaptively, has slept when idle, and each appliance used well under a core over
+/// its life (a worker polling without pause would take a whole core: 1.0).
+fn shared_cores(lab: &Lab, summary: &mut Vec<String>) {
+    let mut seen = Vec::new();
+    for (name, counters) in [
+        ("e1", ctl(lab, 1, &["counters"])),
+        ("e2", ctl(lab, 2, &["counters"])),
+        ("the CPE", cpe(lab, &["counters"])),
+    ] {
+        let w = &counters["workers"][0];
+        assert_eq!(w["poll"], "adaptive", "{name}: {w}");
+        assert!(w["idle_sleeps"].as_u64().unwrap_or(0) > 0, "{name}: {w}");
+        let pid = lab.pid(match name {
+            "e1" => "backbone-e1",
+            "e2" => "backbone-e2",
+            _ => "backbone-c",
+        });
+        let share = cpu_share(&pid);
+        assert!(
+            share < 0.5,
+            "{name} used {share:.2} of a core over its life"
+        );
+        seen.push(format!("{name} {:.0} %", share * 100.0));
+    }
+    summary.push(format!(
+        "three appliances on two cores, each worker polling adaptively (and sleeping when \
+         idle): each appliance's CPU over the lab's life, of one core: {}",
+        seen.join(", ")
+    ));
+}
+
 #[test]
 fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     let policy = policy_bin();
@@ -1326,6 +1382,7 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     ));
 
     wan_change(&lab, &mut summary);
+    shared_cores(&lab, &mut summary);
 
     lab.down();
     println!("\n== edges lab");
