@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The edges lab: one policy, two edge routers, the backbone between them by iBGP through a
 # route reflector. etcd (one member) holds the policy; each edge runs the appliance (on
-# net_af_packet, adaptive polling: the two share the machine's cores), FRR beside it
+# net_af_packet, adaptive polling: the appliances share the machine's cores), FRR beside it
 # (zebra's routes into the appliance over FPM) and the policy's edge agent. Client sites
-# run real routing daemons inside their tunnels; site C is hosted by both edges.
+# run real routing daemons inside their tunnels; site C is hosted by both edges, and its
+# router is a backbone appliance in the client-site role (a CPE).
 #
 #   host A ── router A (BIRD 2, GRE key 100, AS 65001) ─┐         ┌─ edge e1 ─┐
 #   host B ── router B (FRR, GRE, AS 65002) ────────────┤ underlay│ backbone  │ core
-#   host C ── router C (FRR, GRE key 300, AS 65003) ────┤ (ul)    │ + FRR     ├─(rr)── route reflector
-#             two tunnels: e2 primary, e1 backup        │         ├─ edge e2 ─┤        (FRR, AS 65000)
-#   host D ── router D (BIRD 2, GRE key 400, AS 65004) ─┘         │ + agents  │
-#                                                                 └───────────┘
+#   host C ── CPE C (backbone + FRR, GRE key 300, ──────┤ (ul)    │ + FRR     ├─(rr)── route reflector
+#             AS 65003): to-e2 primary, to-e1 backup    │         ├─ edge e2 ─┤        (FRR, AS 65000)
+#   host D ── router D (BIRD 2, GRE key 400, AS 65004) ─┤         │ + agents  │
+#   the Internet (192.0.2.80, gateway 172.16.0.254) ────┘         └───────────┘
 #   placement: A at e1; B at e2; C at e2 (primary) and e1 (backup); D (ready, in no policy
 #   yet) at e1: adding it to the policy is how a new client arrives ($LAB_DIR/policy-d.toml).
 #
@@ -20,9 +21,21 @@
 # as next hop and the local preference of the placement (primary 200, backup 100). So e1
 # routes C's prefix across the core to e2 while C's session at e2 is up, and into its own
 # tunnel to C when it is not. Across the core packets travel natively: the core ports have
-# `transit = true`. Each router's tunnel is a TUN device and scripts/tunnel-endpoint.py;
-# the router's side of a tunnel's link is 169.254.L.0/31, the edge's 169.254.L.1 (L: A 1,
-# B 2, C at e2 3, C at e1 4, D 5). Nothing in a site's configuration names another site.
+# `transit = true`. Routers A, B and D's tunnels are TUN devices and
+# scripts/tunnel-endpoint.py; the router's side of a tunnel's link is 169.254.L.0/31, the
+# edge's 169.254.L.1 (L: A 1, B 2, C at e2 3, C at e1 4, D 5). Nothing in a site's
+# configuration names another site.
+#
+# Site C's router is the same binary as the edges, as a client site's router: its LAN
+# port (lan, 10.3.0.1, `[site] prefixes` 10.3.0.0/16), its WAN port (wan, 172.16.0.13, the
+# `internet` role, the default route to the Internet's gateway 172.16.0.254), a GRE tunnel
+# to each edge (to-e2 the primary, to-e1 with `backup = "to-e2"`), and FRR beside it with
+# the configuration `backbone frr-config` writes for it (eBGP with BFD with each edge inside
+# its tunnel, zebra's routes into the appliance over FPM). The Internet is one namespace on
+# the underlay (inet): what the CPE sends there goes natively, through no tunnel.
+# A new WAN address for the CPE is two steps (README, "A client site's router"): `backbone
+# ctl wan-address` on the CPE, then `backbone-policy set-remote site-c ADDRESS`.
+#
 # The management namespace (mgmt) holds etcd on its loopback and the two agents, which
 # reach the appliances by their control sockets.
 #
@@ -42,7 +55,7 @@ P=${LAB_PREFIX:-bbe}
 D=${LAB_DIR:-$root/out/edges-lab}
 case "$D" in /*) ;; *) D=$root/$D ;; esac
 LAB_NAME=edges-lab
-NSES=(mgmt rr ul e1 e2 ra rb rc rd ha hb hc hd)
+NSES=(mgmt rr ul inet e1 e2 ra rb rc rd ha hb hc hd)
 FRR_NSES=(rr e1 e2 rb rc)
 # shellcheck source=scripts/lab-lib.sh
 . "$root/scripts/lab-lib.sh"
@@ -277,33 +290,107 @@ EOF
   start_frr rb "$D/frr-rb.conf"
 }
 
-# Site C: FRR, dual-homed: a session in each tunnel; what it learns from its primary (e2,
-# through tun0) is preferred, so its traffic enters where the policy says it does.
-frr_c() {
-  { frr_head router-c; cat <<'EOF'
-route-map primary permit 10
- set local-preference 200
-exit
-router bgp 65003
- bgp router-id 172.16.0.13
- no bgp ebgp-requires-policy
- no bgp network import-check
- neighbor 169.254.3.1 remote-as 65000
- neighbor 169.254.3.1 description e2 (primary)
- neighbor 169.254.3.1 bfd profile fast
- neighbor 169.254.3.1 timers connect 1
- neighbor 169.254.4.1 remote-as 65000
- neighbor 169.254.4.1 description e1 (backup)
- neighbor 169.254.4.1 bfd profile fast
- neighbor 169.254.4.1 timers connect 1
- address-family ipv4 unicast
-  network 10.3.0.0/16
-  neighbor 169.254.3.1 route-map primary in
- exit-address-family
-exit
+# Site C: a backbone appliance as the site's router (CPE), dual-homed: a GRE tunnel to e2
+# (primary) and one to e1 (its backup), each with an eBGP session with BFD inside it (FRR
+# beside the appliance, on what `backbone frr-config` writes); the LAN with the site's
+# host; the WAN, where the tunnels and the Internet are.
+cpe_config() {
+  cat <<EOF
+# Site C's router, a CPE (written by scripts/edges-lab.sh).
+[eal]
+args = [
+  "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",
+  "--file-prefix=$P-rc", "--log-level=lib.eal:error",
+  "--vdev=net_af_packet0,iface=lan,qpairs=2,qdisc_bypass=0",
+  "--vdev=net_af_packet1,iface=wan,qpairs=2,qdisc_bypass=0",
+]
+
+[workers]
+lcores = [1]
+
+[bgp]                          # the site's AS; FRR beside the appliance (frr-config)
+asn = 65003
+
+[fpm]                          # zebra's routes into the tables
+listen = "127.0.0.1:2620"
+
+[[port]]
+name = "lan"
+device = "net_af_packet0"
+roles = ["lan"]
+addresses = ["10.3.0.1"]
+rx_queues = 2
+
+[[port]]
+name = "wan"
+device = "net_af_packet1"
+roles = ["internet"]
+addresses = ["172.16.0.13"]
+rx_queues = 2
+
+[site]
+prefixes = ["10.3.0.0/16"]
+
+[[tunnel]]                     # primary: to e2
+name = "to-e2"
+mode = "gre"
+local = "172.16.0.13"
+remote = "172.16.0.2"
+key = 300
+port = "wan"
+link = "169.254.3.0/31"
+asn = 65000                    # the edge, inside the tunnel
+prefixes = ["10.0.0.0/8"]      # the carrier's client space
+
+[[tunnel]]                     # backup: to e1
+name = "to-e1"
+mode = "gre"
+local = "172.16.0.13"
+remote = "172.16.0.1"
+key = 300
+port = "wan"
+link = "169.254.4.0/31"
+asn = 65000
+backup = "to-e2"
+
+[[route]]                      # the site's host
+prefix = "10.3.0.0/16"
+port = "lan"
+next_hop = "10.3.0.10"
+
+[[route]]                      # the Internet
+prefix = "0.0.0.0/0"
+port = "wan"
+next_hop = "172.16.0.254"
 EOF
-  } >"$D/frr-rc.conf"
-  start_frr rc "$D/frr-rc.conf"
+}
+
+cpe_site() {
+  veth ul rc rc wan
+  ns ul ip link set rc master br0
+  veth rc lan hc eth0
+  # The CPE's kernel sees the af_packet veths' frames too: it has no address on them and
+  # must not answer for the appliance.
+  ns rc sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
+  ns hc ip addr add 10.3.0.10/24 dev eth0
+  ns hc ip route add default via 10.3.0.1
+}
+
+# The CPE, and the FRR configuration it writes (FRR starts with the other sites' daemons).
+cpe_up() {
+  cpe_config >"$D/backbone-c.toml"
+  start_backbone backbone-c rc "$D/backbone-c.toml" "$D/c"
+  "$BACKBONE" frr-config --config "$D/backbone-c.toml" --output "$D/frr-rc.conf"
+  wait_for 30 "the CPE's host interfaces" ns rc ip link show dev bb-to-e1
+}
+
+# The Internet: its gateway on the underlay, and a host of it (192.0.2.80) behind it.
+internet() {
+  veth ul inet inet eth0
+  ns ul ip link set inet master br0
+  ns inet ip addr add 172.16.0.254/24 dev eth0
+  ns inet ip addr add 192.0.2.80/32 dev lo
+  ns inet ip route add 10.3.0.0/16 via 172.16.0.13
 }
 
 # The route reflector: every edge of the core network is its client, under BFD (the edges'
@@ -359,7 +446,7 @@ up() {
   local given=${BACKBONE:-}
   backbone_bin
   if [ -z "$given" ]; then policy_bin build; else policy_bin; fi
-  lab_fresh e1 e2
+  lab_fresh e1 e2 c
   local n e s
   bridge ul
   bridge rr
@@ -376,11 +463,11 @@ up() {
     # reverse-path filtering keeps it from answering what is the appliance's.
     ns "e$e" sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
   done
-  for s in a b c d; do site "$s"; done
+  for s in a b d; do site "$s"; done
+  cpe_site
+  internet
   tunnel a tun0 1 100 1
   tunnel b tun0 2 "" 2
-  tunnel c tun0 2 300 3
-  tunnel c tun1 1 300 4
   tunnel d tun0 1 400 5
 
   etcd_up
@@ -409,12 +496,20 @@ up() {
     wait_for 30 "e$e's FRR configuration with its tunnels" grep -q "tunnel site-c" "$D/frr-e$e.conf"
     start_frr "e$e" "$D/frr-e$e.conf" -M dplane_fpm_nl
   done
+  cpe_up
+  # The appliance's own reload of FRR (tried when the agent made the tunnels, before FRR
+  # ran, then every 5 s until it succeeds) can reset the sessions that are up by then
+  # ("No AFI/SAFI activated for peer"): the sites' routers start once it is done, so that
+  # none of their sessions is reset after the lab is up.
+  for e in 1 2; do
+    wait_for 30 "e$e's reload of its FRR" grep -q "and reloaded" "$D/backbone-e$e.log"
+  done
   bird_site a 65001 1
   bird_site d 65004 5
   frr_b
-  frr_c
+  start_frr rc "$D/frr-rc.conf" -M dplane_fpm_nl
   touch "$D/up"
-  say "up: hosts 10.1.0.10 (A, e1), 10.2.0.10 (B, e2), 10.3.0.10 (C, e2 + e1), 10.4.0.10 (D, in no policy yet)"
+  say "up: hosts 10.1.0.10 (A, e1), 10.2.0.10 (B, e2), 10.3.0.10 (C, a CPE on e2 + e1), 10.4.0.10 (D, in no policy yet), the Internet's 192.0.2.80"
 }
 
 ctl() { local e=$1; shift; ns "e$e" "$BACKBONE" ctl --socket="$D/e$e/control.sock" "$@"; }
@@ -429,6 +524,8 @@ check() {
     ns "e$e" vtysh -N "$P-e$e" -c "show bgp summary" | grep -E "^(Neighbor|10|169)" || true
     ctl "$e" tunnels || true
   done
+  say "the CPE of site C: tunnels"
+  ns rc "$BACKBONE" ctl --socket="$D/c/control.sock" tunnels || true
   say "routes at each site"
   for s in a b c; do printf '  router %s:\n' "$s"; ns "r$s" ip route | sed 's/^/    /'; done
   say "pings between every pair of hosts"
@@ -448,5 +545,5 @@ case "${1:-}" in
   # keep the appliances on what they last applied and resume from their revision.
   etcd-stop) stop_one etcd TERM 10; ! alive "$D/pids/etcd.pid" || die "etcd did not stop" ;;
   etcd-start) etcd_up ;;
-  *) sed -n '2,37p' "$0"; exit 2 ;;
+  *) sed -n '2,50p' "$0"; exit 2 ;;
 esac

@@ -1401,6 +1401,55 @@ mod tests {
     }
 
     #[test]
+    fn a_new_remote_replaces_the_tunnel_at_once_and_touches_nothing_else() {
+        // hooli's router (hosted by edge-2, edge-1 its backup) has a new address: the
+        // policy's `remote` changes. Its tunnel keeps its name, so it is neither a new
+        // client (held for make before announce) nor a removed one (drained): edge-1
+        // replaces it in the same revision, even before edge-2 reports it.
+        let mut a = edge1_running_example();
+        let before = a.applied.part.clone();
+        let text = EXAMPLE.replacen(
+            "remote = \"198.51.100.40\"",
+            "remote = \"198.51.100.41\"",
+            1,
+        );
+        assert_ne!(text, EXAMPLE);
+        read(&mut a, &text, 6);
+        let r = a.report();
+        assert_eq!(
+            (
+                r["revision"].clone(),
+                r["held"].clone(),
+                r["draining"].clone()
+            ),
+            (json!(6), json!([]), json!([])),
+            "{r}"
+        );
+        let after = a.applied.part.clone();
+        assert_eq!(after.tunnels["hooli"]["remote"], "198.51.100.41");
+        let mut expected = before.clone();
+        expected
+            .tunnels
+            .get_mut("hooli")
+            .and_then(Value::as_object_mut)
+            .unwrap()
+            .insert("remote".into(), json!("198.51.100.41"));
+        assert_eq!(after, expected, "only hooli's remote changed");
+        // What the appliance is asked for: hooli's tunnel replaced, in one batch (one
+        // publication: the tunnel keeps its name, so its host interface and BGP session
+        // inside it stay), and nothing else.
+        let names: Vec<&str> = before.tunnels.keys().map(String::as_str).collect();
+        let r = running(&names, &before.routes.values().cloned().collect::<Vec<_>>());
+        assert_eq!(
+            plan(&before, &after, &r, true),
+            vec![
+                json!({"op": "remove_tunnel", "name": "hooli"}),
+                json!({"op": "add_tunnel", "tunnel": after.tunnels["hooli"]}),
+            ]
+        );
+    }
+
+    #[test]
     fn a_removed_client_is_withdrawn_first_and_removed_once_no_other_edge_routes_to_it() {
         let mut a = edge1_running_example();
         let before = a.applied.part.clone();

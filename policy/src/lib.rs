@@ -20,6 +20,7 @@ pub mod diff;
 mod error;
 pub mod model;
 pub mod part;
+pub mod remote;
 pub mod store;
 
 pub use error::PolicyError;

@@ -3,6 +3,7 @@
 //! ```text
 //! backbone-policy check FILE [--edge NAME]     validate; with --edge, print that edge's part
 //! backbone-policy apply FILE                   validate whole, write to etcd in one transaction
+//! backbone-policy set-remote CLIENT ADDRESS    a client router's new address (its remote)
 //! backbone-policy rollback                     restore the document the last apply replaced
 //! backbone-policy show                         the stored document and its revision
 //! backbone-policy diff FILE                    how FILE differs from the stored document
@@ -17,6 +18,7 @@ use backbone_policy::agent::{self, Options};
 use backbone_policy::audit;
 use backbone_policy::diff::diff;
 use backbone_policy::part::{edge_config, part};
+use backbone_policy::remote::set_remote;
 use backbone_policy::store::{Store, DEFAULT_PREFIX};
 use backbone_policy::Policy;
 use clap::{Args, Parser, Subcommand};
@@ -59,6 +61,21 @@ enum Command {
     /// records the document it replaces (for rollback). A refused document writes nothing.
     Apply {
         file: PathBuf,
+        #[command(flatten)]
+        etcd: Etcd,
+        /// Then wait, at most SECONDS, until every edge's agent reports the revision
+        /// applied and run by every worker (exit 2 naming the edges that do not).
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<f64>,
+    },
+    /// A client router's new address: the stored document with that client's `remote`
+    /// changed (nothing else of its text), validated whole and written as `apply` writes
+    /// a document. The edges' tunnels to the client follow it in place.
+    SetRemote {
+        /// The client, by its name in the policy.
+        client: String,
+        /// Its router's new tunnel address.
+        address: String,
         #[command(flatten)]
         etcd: Etcd,
         /// Then wait, at most SECONDS, until every edge's agent reports the revision
@@ -219,6 +236,26 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 wait_for_edges(&mut store, &policy, written.revision, wait).await
             })
         }
+        Command::SetRemote { client, address, etcd, wait } => runtime()?.block_on(async {
+            let mut store = Store::connect(&etcd.etcd, &etcd.prefix).await.map_err(|e| e.to_string())?;
+            let (current, _) = store.document().await.map_err(|e| e.to_string())?;
+            let current = current.ok_or_else(|| format!("no policy at {}", store.document_key()))?;
+            let (text, old) = set_remote(&current.text, &client, &address)?;
+            // Validated whole before anything is written, as `apply` does.
+            let origin = format!("the policy of revision {} with {client:?}'s remote {address}", current.revision);
+            let policy = Policy::parse(&text, &origin).map_err(|e| e.to_string())?;
+            if old == address {
+                println!("unchanged: {client:?}'s remote is {address} (revision {})", current.revision);
+                return wait_for_edges(&mut store, &policy, current.revision, wait).await;
+            }
+            let written = store.write(&text, Some(&current)).await.map_err(|e| e.to_string())?;
+            println!(
+                "applied: revision {} ({client:?}'s remote {old} -> {address}; replaces revision {}; \
+                 `backbone-policy rollback` restores it)",
+                written.revision, current.revision
+            );
+            wait_for_edges(&mut store, &policy, written.revision, wait).await
+        }),
         Command::Rollback { etcd } => runtime()?.block_on(async {
             let mut store = Store::connect(&etcd.etcd, &etcd.prefix).await.map_err(|e| e.to_string())?;
             let previous = store.previous().await.map_err(|e| e.to_string())?.ok_or_else(|| {

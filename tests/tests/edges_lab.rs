@@ -1,25 +1,35 @@
 //! The edges lab (scripts/edges-lab.sh) as a test: one policy in etcd, two edges whose
 //! FRR exchange the clients they host by iBGP through a route reflector, client sites
-//! with real routing daemons, site C hosted by both edges (e2 primary, e1 backup).
+//! with real routing daemons, site C hosted by both edges (e2 primary, e1 backup) with a
+//! backbone appliance as its router (a CPE: LAN, WAN with the Internet, a tunnel to each
+//! edge, FRR beside it as `backbone frr-config` writes it for a client site). Three
+//! appliances share the machine's two cores by adaptive polling.
 //!
 //! Checked, each from the daemons, the kernels or the appliances' counters, and the
 //! expectations from the policy (where each client is placed), never from what the lab
 //! happens to do:
 //! - every session is Established: the route reflector's with both edges, each edge's
-//!   with its clients, router C's two;
-//! - each router holds every other site's prefix through its tunnel (router C through its
-//!   primary, e2), and each appliance routes a client hosted elsewhere across the core to
-//!   the edge of its primary placement, one hosted here into its tunnel;
+//!   with its clients, the CPE's two;
+//! - each router holds every other site's prefix through its tunnel (the CPE's tables,
+//!   from zebra over FPM, through its primary, e2), and each edge routes a client hosted
+//!   elsewhere across the core to the edge of its primary placement, one hosted here into
+//!   its tunnel;
 //! - every pair of hosts reaches every other, and the per-edge, per-tunnel counters show
 //!   which edges each pair's requests and replies crossed: the same both ways, those the
-//!   placement says; `backbone-policy audit paths` says the same;
-//! - the dual-homed site's primary side stops (its tunnel endpoint to e2 frozen): BFD
-//!   takes the session down, e2 withdraws C's prefix, e1 routes it into its own tunnel to
-//!   C and announces it, e2 routes it across the core to e1, router C sends through its
-//!   backup tunnel: both directions move to e1 (counters and the audit agree), and back
-//!   when it thaws. The times and the pings lost are reported;
+//!   placement says; the CPE's tunnel counters show C's traffic in its primary tunnel
+//!   both ways; `backbone-policy audit paths` says the same;
+//! - site C's host reaches a host of the Internet natively: the CPE routes it out of its
+//!   WAN port, whose counters carry the pings both ways while no tunnel's (the CPE's or
+//!   the edges') do;
+//! - the dual-homed site's primary tunnel cut (the underlay's bridge ports of the CPE and
+//!   of e2 isolated from each other: nothing between them passes, everything else does):
+//!   BFD takes the session down, e2 withdraws C's prefix, e1 routes it into its own
+//!   tunnel to C and announces it, e2 routes it across the core to e1, the CPE sends
+//!   through its backup tunnel: both directions move to e1 (counters, the CPE's too, and
+//!   the audit agree), and back when the cut heals. The times and the pings lost are
+//!   reported;
 //! - the dual-homed site's primary edge stops (e2's appliance frozen): the reflector finds
-//!   it down by BFD and withdraws its routes, e1 routes C into its own tunnel, router C
+//!   it down by BFD and withdraws its routes, e1 routes C into its own tunnel, the CPE
 //!   sends through its backup; host A's pings to C are answered again within 1 s, and
 //!   e1's counters show both directions through e1 alone; back when it thaws;
 //! - a bad policy document (a key that does not fit 32 bits) is refused whole, naming the
@@ -29,7 +39,13 @@
 //! - a new client (site D at e1) applied to the policy: hosts A, B and C each start
 //!   pinging D the moment their router learns D's prefix; none of those pings is lost
 //!   (make before announce, across the core too); removed again, its prefix is withdrawn
-//!   from every router and its tunnel goes.
+//!   from every router and its tunnel goes;
+//! - the CPE's WAN address changes (`backbone ctl wan-address`), then the policy's remote
+//!   for site C (`backbone-policy set-remote`): the edges' tunnels to C follow, and pings from
+//!   A to C go through the tunnels again (the counters of every pair with C, the CPE's too); the time
+//!   from the address change to the first answered ping, and the pings lost, are
+//!   reported. Before it, set-remote with an address inside another client's prefixes
+//!   is refused, naming the field, and writes nothing.
 //!
 //! Needs root, network namespaces, /dev/net/tun, FRR, BIRD and etcd (scripts/setup.sh).
 //! Where they are missing the test fails and says why: it never skips.
@@ -57,6 +73,9 @@ const PACKET: u64 = PAYLOAD + 8 + 20;
 
 const ETCD: &str = "http://127.0.0.1:2379";
 
+/// A host of the Internet, beside the underlay (scripts/edges-lab.sh).
+const WWW: &str = "192.0.2.80";
+
 fn ctl(lab: &Lab, e: u8, args: &[&str]) -> Value {
     lab.ctl_in(
         &format!("e{e}"),
@@ -82,6 +101,80 @@ fn lookup(lab: &Lab, e: u8, dst: &str) -> String {
 /// The tunnel a site's traffic uses at edge `e`.
 fn tunnel(site: char) -> String {
     format!("site-{site}")
+}
+
+/// `backbone ctl --json ARGS` of site C's router, the CPE.
+fn cpe(lab: &Lab, args: &[&str]) -> Value {
+    lab.ctl_in("rc", &lab.dir.join("c/control.sock"), args)
+}
+
+/// What the CPE's tables do with `dst`: `"tunnel NAME"`, `"port NAME"` or why neither;
+/// and the prefix of the route that decided it.
+fn cpe_lookup(lab: &Lab, dst: &str) -> (String, String) {
+    let v = cpe(lab, &["lookup", dst]);
+    let via = match (v["via"]["tunnel"].as_str(), v["via"]["port"].as_str()) {
+        (Some(t), _) => format!("tunnel {t}"),
+        (None, Some(p)) => format!("port {p}"),
+        _ => format!("{v}"),
+    };
+    (via, v["route"]["prefix"].as_str().unwrap_or("").to_owned())
+}
+
+/// `Ok` when the CPE routes `host` by `prefix` (a route zebra gave it) into its tunnel to
+/// edge `e`.
+fn cpe_routes(lab: &Lab, host: &str, prefix: &str, e: u8) -> Result<(), String> {
+    let v = cpe(lab, &["lookup", host]);
+    let want = cpe_tunnel(e);
+    if v["via"]["tunnel"] == want.as_str()
+        && v["route"]["prefix"] == prefix
+        && v["route"]["source"] == "frr"
+    {
+        Ok(())
+    } else {
+        Err(format!("the CPE's lookup {host}: {v}"))
+    }
+}
+
+/// Cut (or heal) the underlay between the CPE and e2 only: their bridge ports isolated
+/// from each other (an isolated port forwards to no other isolated port), so that nothing
+/// of C's primary tunnel passes while every other path does.
+fn cut(lab: &Lab, on: bool) {
+    for port in ["rc", "e2"] {
+        let o = lab.exec(
+            "ul",
+            &[
+                "bridge",
+                "link",
+                "set",
+                "dev",
+                port,
+                "isolated",
+                if on { "on" } else { "off" },
+            ],
+        );
+        assert!(o.status.success(), "isolate {port}: {}", text(&o));
+    }
+}
+
+/// The CPE's tunnel to edge `e`.
+fn cpe_tunnel(e: u8) -> String {
+    format!("to-e{e}")
+}
+
+/// The CPE's counters, from a copy its workers made after this call.
+fn cpe_counters(lab: &Lab) -> Value {
+    lab::fresh_counters(|args| cpe(lab, args))
+}
+
+/// How much a counter grew between two copies of the CPE's counters: a tunnel's, or a
+/// port's (`port:NAME`).
+fn cpe_grew(before: &Value, after: &Value, what: &str, field: &str) -> u64 {
+    match what.strip_prefix("port:") {
+        Some(p) => port_counter(after, p, field).saturating_sub(port_counter(before, p, field)),
+        None => {
+            tunnel_counter(after, what, field).saturating_sub(tunnel_counter(before, what, field))
+        }
+    }
 }
 
 /// Both edges' counters, each from a copy its workers made after this call.
@@ -159,10 +252,13 @@ fn crossed(before: &[Value; 2], after: &[Value; 2], from: char, to: char) -> (Ve
 type Crossings = BTreeMap<(char, char), (Vec<u8>, Vec<u8>)>;
 
 /// Every ordered pair of hosts pings the other (`PINGS` requests of `PAYLOAD` bytes), one
-/// pair at a time; the edges each pair crossed, both ways, by the counters.
-fn pairs(lab: &Lab, sites: &[char]) -> Crossings {
+/// pair at a time; the edges each pair crossed, both ways, by the counters. A pair with
+/// site C must have crossed the CPE's tunnel to edge `c_edge` both ways, and not its
+/// other tunnel.
+fn pairs(lab: &Lab, sites: &[char], c_edge: u8) -> Crossings {
     let mut out = BTreeMap::new();
     let mut before = counters(lab);
+    let mut cpe_before = cpe_counters(lab);
     for &from in sites {
         for &to in sites {
             if from == to {
@@ -194,6 +290,25 @@ fn pairs(lab: &Lab, sites: &[char]) -> Crossings {
             let after = counters(lab);
             out.insert((from, to), crossed(&before, &after, from, to));
             before = after;
+            if from == 'c' || to == 'c' {
+                let cpe_after = cpe_counters(lab);
+                let enough = PINGS * PACKET;
+                for e in [1u8, 2] {
+                    let t = cpe_tunnel(e);
+                    for f in ["tx_bytes", "rx_bytes"] {
+                        let g = cpe_grew(&cpe_before, &cpe_after, &t, f);
+                        if e == c_edge {
+                            assert!(g >= enough, "{from} -> {to}: the CPE's {t} {f} grew by {g}");
+                        } else {
+                            assert!(
+                                g < enough / 2,
+                                "{from} -> {to}: the CPE's {t} {f} grew by {g}"
+                            );
+                        }
+                    }
+                }
+                cpe_before = cpe_after;
+            }
         }
     }
     out
@@ -387,6 +502,256 @@ impl Drop for Pinger {
     }
 }
 
+/// `backbone-policy apply FILE` (a file of the lab's state directory); fails when refused.
+fn apply(lab: &Lab, file: &str) {
+    let policy = policy_bin();
+    let out = lab.exec(
+        "mgmt",
+        &[
+            &policy.to_string_lossy(),
+            "apply",
+            &lab.dir.join(file).to_string_lossy(),
+            "--etcd",
+            ETCD,
+        ],
+    );
+    assert!(out.status.success(), "policy apply {file}: {}", text(&out));
+}
+
+/// The CPE's WAN address changes (a new lease), in the two steps an operator takes: the
+/// CPE is given it (`ctl wan-address`: its tunnels send from it at once), then the policy
+/// is given it as site C's remote (`backbone-policy set-remote`: the agents replace the
+/// edges' tunnels to C). In between the edges drop what C sends (`no_tunnel`: its source is not the
+/// tunnel's remote yet). Host A pings host C 20 times a second throughout; then every
+/// pair goes through the tunnels again, as placed (the counters, the CPE's too).
+fn wan_change(lab: &Lab, summary: &mut Vec<String>) {
+    const OLD: &str = "172.16.0.13";
+    const NEW: &str = "172.16.0.23";
+    let set_remote = |address: &str| {
+        lab.exec(
+            "mgmt",
+            &[
+                &policy_bin().to_string_lossy(),
+                "set-remote",
+                "site-c",
+                address,
+                "--etcd",
+                ETCD,
+            ],
+        )
+    };
+    let show = || {
+        text(&lab.exec(
+            "mgmt",
+            &[&policy_bin().to_string_lossy(), "show", "--etcd", ETCD],
+        ))
+    };
+    // An address inside another client's prefixes: refused whole, the field named, the
+    // stored document (and its revision) as it was.
+    let stored = show();
+    assert!(stored.contains("remote = \"172.16.0.13\""), "{stored}");
+    let out = set_remote("10.1.0.5");
+    assert!(
+        !out.status.success() && text(&out).contains("client[2] \"site-c\".remote"),
+        "set-remote 10.1.0.5: {}",
+        text(&out)
+    );
+    assert_eq!(show(), stored, "a refused set-remote wrote: {}", text(&out));
+    let ping = Pinger::start(lab, 'a', "10.3.0.10", "0.05", None);
+    // A steady flow first: the last 10 requests answered.
+    wait_until(
+        Duration::from_secs(30),
+        "pings from A to C answered before the change",
+        || {
+            let r = ping.replies();
+            let newest = r.iter().map(|x| x.1).max().unwrap_or(0);
+            newest >= 10 && (newest - 9..=newest).all(|s| r.iter().any(|x| x.1 == s))
+        },
+    );
+    let before = counters(lab);
+    let t0 = lab::unix_now();
+    let t = Instant::now();
+    let g = cpe(lab, &["wan-address", "--port", "wan", OLD, NEW]);
+    assert!(g["generation"].as_u64().is_some(), "{g}");
+    for tun in cpe(lab, &["tunnels"])["tunnels"]
+        .as_array()
+        .expect("the CPE's tunnels")
+    {
+        assert_eq!(tun["local"], NEW, "{tun}");
+    }
+    let out = set_remote(NEW);
+    assert!(out.status.success(), "policy set-remote: {}", text(&out));
+    let applied = t.elapsed();
+    let remote_at = |e: u8| {
+        ctl(lab, e, &["tunnels"])["tunnels"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == "site-c").cloned())
+            .map(|x| x["remote"].clone())
+            .unwrap_or(Value::Null)
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "both edges' tunnels to C toward the new address",
+        || remote_at(1) == NEW && remote_at(2) == NEW,
+    );
+    let followed = t.elapsed().as_secs_f64();
+    // Where the gap outlasted BFD the sessions went down and C moved to its backup, and
+    // back once they are up again: C's traffic as placed (the CPE into its primary, e2
+    // into its tunnel to C, e1 across the core to e2), and still so after 10 pings in a
+    // row were answered (half a second: longer than BFD takes to find a session down).
+    let as_placed = || -> Result<(), String> {
+        cpe_routes(lab, "10.1.0.10", "10.1.0.0/16", 2)?;
+        cpe_routes(lab, "10.2.0.10", "10.2.0.0/16", 2)?;
+        for (e, want) in [(2, "tunnel site-c"), (1, "core 10.255.0.2")] {
+            let got = lookup(lab, e, "10.3.0.10");
+            if got != want {
+                return Err(format!("e{e}: {got}"));
+            }
+        }
+        Ok(())
+    };
+    let in_a_row = |after: f64| {
+        let r = ping.replies();
+        let newest = r.iter().filter(|x| x.0 > after).map(|x| x.1).max();
+        newest.is_some_and(|n| {
+            n >= 10 && (n - 9..=n).all(|s| r.iter().any(|x| x.1 == s && x.0 > after))
+        })
+    };
+    let placed = wait_for(
+        Duration::from_secs(60),
+        "C's traffic as placed again, for 10 pings in a row",
+        || {
+            as_placed()?;
+            let (when, at) = (t.elapsed().as_secs_f64(), lab::unix_now());
+            wait_until(
+                Duration::from_secs(30),
+                "10 pings from A to C in a row",
+                || in_a_row(at),
+            );
+            as_placed().map(|()| when)
+        },
+    );
+    let (_, _, out) = ping.stop();
+    // The outage: from the change to the first reply after the last request lost. Lost:
+    // the requests after the last one answered before the change, up to the last one
+    // answered (the one in flight when ping stopped is not lost).
+    let replies = ping_replies(&out);
+    let newest = replies.iter().map(|r| r.1).max().unwrap_or(0);
+    let steady = replies
+        .iter()
+        .filter(|r| r.0 < t0)
+        .map(|r| r.1)
+        .max()
+        .unwrap_or(0);
+    let lost: Vec<u64> = (steady + 1..=newest)
+        .filter(|seq| !replies.iter().any(|r| r.1 == *seq))
+        .collect();
+    let back = match lost.last() {
+        Some(&last) => replies
+            .iter()
+            .filter(|r| r.1 > last)
+            .map(|r| r.0 - t0)
+            .fold(f64::INFINITY, f64::min),
+        None => 0.0,
+    };
+    let after = counters(lab);
+    let no_tunnel: u64 = (0..2)
+        .map(|i| {
+            after[i]["drops"]["no_tunnel"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(before[i]["drops"]["no_tunnel"].as_u64().unwrap_or(0))
+        })
+        .sum();
+    let sessions = lab
+        .vtysh_json("rc", "show bgp summary json")
+        .unwrap_or_default();
+    let reset: Vec<&str> = ["169.254.3.1", "169.254.4.1"]
+        .into_iter()
+        .filter(|p| {
+            sessions["ipv4Unicast"]["peers"][*p]["peerUptimeMsec"]
+                .as_f64()
+                .is_some_and(|ms| ms / 1000.0 < t.elapsed().as_secs_f64())
+        })
+        .collect();
+    // The pairs with C (A and B's own pair is not C's business).
+    let mut seen = pairs(lab, &['a', 'c'], 2);
+    seen.extend(pairs(lab, &['b', 'c'], 2));
+    assert_paths(&seen, |s| match s {
+        'a' => 1,
+        _ => 2,
+    });
+    audit_agrees(lab, &seen);
+    summary.push(format!(
+        "WAN address {OLD} -> {NEW} (ctl wan-address, then set-remote done {:.2} s later): both \
+         edges' tunnels to C toward it {followed:.2} s after the change; pings A -> C \
+         (20/s) answered again {back:.2} s after the change, {} of {} lost; the edges \
+         dropped {no_tunnel} packets as no_tunnel meanwhile; the CPE's BGP sessions that \
+         went down and up again: {reset:?}; all as placed again {placed:.2} s after the \
+         change; then every pair with C through the tunnels as placed (counters, the \
+         CPE's too, and the audit)",
+        applied.as_secs_f64(),
+        lost.len(),
+        newest - steady
+    ));
+}
+
+/// The share of one core that process `pid` used since it started (its user and system
+/// time over its life, from /proc).
+fn cpu_share(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command's closing parenthesis: state is field 3, utime 14,
+    // stime 15, starttime 22 (proc(5)).
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| -> f64 { rest.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|u| u.split_whitespace().next()?.parse().ok())
+        .expect("/proc/uptime");
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .expect("getconf");
+    let tck: f64 = text(&out).trim().parse().expect("CLK_TCK");
+    let life = uptime - field(22) / tck;
+    (field(14) + field(15)) / tck / life
+}
+
+/// Three appliances (both edges and the CPE) share the machine's two cores: each worker
+/// polls adaptively, has slept when idle, and each appliance used well under a core over
+/// its life (a worker polling without pause would take a whole core: 1.0).
+fn shared_cores(lab: &Lab, summary: &mut Vec<String>) {
+    let mut seen = Vec::new();
+    for (name, counters) in [
+        ("e1", ctl(lab, 1, &["counters"])),
+        ("e2", ctl(lab, 2, &["counters"])),
+        ("the CPE", cpe(lab, &["counters"])),
+    ] {
+        let w = &counters["workers"][0];
+        assert_eq!(w["poll"], "adaptive", "{name}: {w}");
+        assert!(w["idle_sleeps"].as_u64().unwrap_or(0) > 0, "{name}: {w}");
+        let pid = lab.pid(match name {
+            "e1" => "backbone-e1",
+            "e2" => "backbone-e2",
+            _ => "backbone-c",
+        });
+        let share = cpu_share(&pid);
+        assert!(
+            share < 0.5,
+            "{name} used {share:.2} of a core over its life"
+        );
+        seen.push(format!("{name} {:.0} %", share * 100.0));
+    }
+    summary.push(format!(
+        "three appliances on two cores, each worker polling adaptively (and sleeping when \
+         idle): each appliance's CPU over the lab's life, of one core: {}",
+        seen.join(", ")
+    ));
+}
+
 #[test]
 fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     let policy = policy_bin();
@@ -457,14 +822,14 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
         assert!(report["config_mismatch"].is_null(), "e{e}: {report}");
     }
 
-    // Each router: every other site's prefix through its tunnel (C's primary, tun0).
+    // Each router: every other site's prefix through its tunnel; the CPE's tables, from
+    // zebra, through its primary (to-e2).
     let via = |site: char| match site {
         'a' => "via 169.254.1.1 dev tun0",
-        'b' => "via 169.254.2.1 dev tun0",
-        _ => "via 169.254.3.1 dev tun0",
+        _ => "via 169.254.2.1 dev tun0",
     };
     for (site, _, _, _) in SITES {
-        for (other, _, prefix, _) in SITES {
+        for (other, host, prefix, _) in SITES {
             if other == site {
                 continue;
             }
@@ -472,6 +837,9 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
                 Duration::from_secs(30),
                 &format!("router {site} learns {prefix}"),
                 || {
+                    if site == 'c' {
+                        return cpe_routes(&lab, host, prefix, 2);
+                    }
                     let r = lab.kernel_route(&format!("r{site}"), prefix);
                     if r.contains(via(site)) {
                         Ok(())
@@ -516,7 +884,7 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
 
     // Every pair, both ways, through the edges of their primaries; the audit agrees.
     let primary = |s: char| SITES.iter().find(|x| x.0 == s).map_or(0, |x| x.3);
-    let seen = pairs(&lab, &['a', 'b', 'c']);
+    let seen = pairs(&lab, &['a', 'b', 'c'], 2);
     assert_paths(&seen, primary);
     let n = audit_agrees(&lab, &seen);
     summary.push(format!(
@@ -524,8 +892,69 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
          per-tunnel counters, as placed; audit paths agrees ({n} pairs, all symmetric)"
     ));
 
-    // The dual-homed site's primary side stops: router C's tunnel endpoint to e2 frozen,
-    // while hosts A and B ping host C 20 times a second.
+    // Site C's host reaches the Internet natively: out of the CPE's WAN port, in none of
+    // the tunnels (the CPE's, or the edges' to it).
+    assert_eq!(
+        cpe_lookup(&lab, WWW),
+        ("port wan".into(), "0.0.0.0/0".into())
+    );
+    let (before, cpe_before) = (counters(&lab), cpe_counters(&lab));
+    let o = lab.exec(
+        "hc",
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &PINGS.to_string(),
+            "-i",
+            "0.01",
+            "-W",
+            "2",
+            "-s",
+            &PAYLOAD.to_string(),
+            WWW,
+        ],
+    );
+    assert!(
+        text(&o).contains(&format!("{PINGS} received")),
+        "host C -> the Internet: {}",
+        text(&o)
+    );
+    let (after, cpe_after) = (counters(&lab), cpe_counters(&lab));
+    let enough = PINGS * PACKET;
+    let mut native = Vec::new();
+    for f in ["tx_bytes", "rx_bytes"] {
+        let g = cpe_grew(&cpe_before, &cpe_after, "port:wan", f);
+        assert!(
+            g >= enough,
+            "the Internet: the CPE's wan {f} grew by {g} only"
+        );
+        native.push(format!("wan {f} +{g}"));
+        for e in [1u8, 2] {
+            let t = cpe_tunnel(e);
+            let g = cpe_grew(&cpe_before, &cpe_after, &t, f);
+            assert!(
+                g < enough / 2,
+                "the Internet: the CPE's {t} {f} grew by {g}"
+            );
+            let i = usize::from(e - 1);
+            let g = tunnel_counter(&after[i], "site-c", f)
+                .saturating_sub(tunnel_counter(&before[i], "site-c", f));
+            assert!(
+                g < enough / 2,
+                "the Internet: e{e}'s site-c {f} grew by {g}"
+            );
+        }
+    }
+    summary.push(format!(
+        "host C -> the Internet's {WWW}: {PINGS} of {PINGS} answered natively (the CPE's route \
+         0.0.0.0/0 out of wan, {}; no tunnel carried them)",
+        native.join(", ")
+    ));
+
+    // The dual-homed site's primary tunnel cut in the underlay (the CPE's and e2's bridge
+    // ports isolated from each other), while hosts A and B ping host C 20 times a second.
     let ping_a = Pinger::start(&lab, 'a', "10.3.0.10", "0.05", None);
     let ping_b = Pinger::start(&lab, 'b', "10.3.0.10", "0.05", None);
     wait_until(
@@ -533,8 +962,7 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
         "pings answered before the fault",
         || ping_a.replies().len() >= 5 && ping_b.replies().len() >= 5,
     );
-    let endpoint = lab.pid("tunnel-c-tun0");
-    signal(&endpoint, "STOP");
+    cut(&lab, true);
     let t = Instant::now();
     let mut moved = Vec::new();
     for (what, done) in [
@@ -547,10 +975,10 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
             Box::new(|| lookup(&lab, 2, "10.3.0.10") == "core 10.255.0.1"),
         ),
         (
-            "router C sends through its backup tunnel",
+            "the CPE sends through its backup tunnel",
             Box::new(|| {
-                lab.kernel_route("rc", "10.1.0.0/16")
-                    .contains("via 169.254.4.1 dev tun1")
+                cpe_routes(&lab, "10.1.0.10", "10.1.0.0/16", 1).is_ok()
+                    && cpe_routes(&lab, "10.2.0.10", "10.2.0.0/16", 1).is_ok()
             }),
         ),
     ] {
@@ -570,24 +998,24 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     let (sent_a, got_a, _) = ping_a.stop();
     let (sent_b, got_b, _) = ping_b.stop();
     summary.push(format!(
-        "C's primary side frozen: {}; pings to C (20/s) from A: {} of {sent_a} lost, from B: \
+        "C's primary tunnel cut: {}; pings to C (20/s) from A: {} of {sent_a} lost, from B: \
          {} of {sent_b} lost",
         moved.join(", "),
         sent_a - got_a,
         sent_b - got_b
     ));
     // Both ways through the backup: C enters and leaves at e1.
-    let seen = pairs(&lab, &['a', 'b', 'c']);
+    let seen = pairs(&lab, &['a', 'b', 'c'], 1);
     assert_paths(&seen, |s| if s == 'c' { 1 } else { primary(s) });
     audit_agrees(&lab, &seen);
     summary.push(
-        "while frozen: every pair symmetric through C's backup edge by the counters, and by \
-         the audit"
+        "while cut: every pair symmetric through C's backup edge by the counters (the CPE's \
+         too), and by the audit"
             .into(),
     );
 
-    // Thawed: back to the primary.
-    signal(&endpoint, "CONT");
+    // Healed: back to the primary.
+    cut(&lab, false);
     let t = Instant::now();
     let mut back = Vec::new();
     for (what, done) in [
@@ -600,21 +1028,21 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
             Box::new(|| lookup(&lab, 1, "10.3.0.10") == "core 10.255.0.2"),
         ),
         (
-            "router C sends through its primary tunnel again",
+            "the CPE sends through its primary tunnel again",
             Box::new(|| {
-                lab.kernel_route("rc", "10.1.0.0/16")
-                    .contains("via 169.254.3.1 dev tun0")
+                cpe_routes(&lab, "10.1.0.10", "10.1.0.0/16", 2).is_ok()
+                    && cpe_routes(&lab, "10.2.0.10", "10.2.0.0/16", 2).is_ok()
             }),
         ),
     ] {
         wait_until(Duration::from_secs(30), what, done);
         back.push(format!("{what} {:.2} s", t.elapsed().as_secs_f64()));
     }
-    summary.push(format!("thawed: {}", back.join(", ")));
+    summary.push(format!("healed: {}", back.join(", ")));
 
     // The dual-homed site's primary edge stops: e2's appliance frozen (SIGSTOP) while host
     // A pings host C 20 times a second. The reflector finds e2 down by BFD (`ibgp_bfd`) and
-    // withdraws its routes, so e1 routes C into its own tunnel to C; C's router finds its
+    // withdraws its routes, so e1 routes C into its own tunnel to C; the CPE finds its
     // session with e2 down by BFD and sends through its tunnel to e1. Within a second,
     // both ways through e1.
     let ping_a = Pinger::start(&lab, 'a', "10.3.0.10", "0.05", None);
@@ -725,10 +1153,10 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
             Box::new(|| lookup(&lab, 1, "10.3.0.10") == "core 10.255.0.2"),
         ),
         (
-            "router C sends through its primary tunnel again",
+            "the CPE sends through its primary tunnel again",
             Box::new(|| {
-                lab.kernel_route("rc", "10.1.0.0/16")
-                    .contains("via 169.254.3.1 dev tun0")
+                cpe_routes(&lab, "10.1.0.10", "10.1.0.0/16", 2).is_ok()
+                    && cpe_routes(&lab, "10.2.0.10", "10.2.0.0/16", 2).is_ok()
             }),
         ),
         (
@@ -741,7 +1169,7 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     ] {
         wait_until(Duration::from_secs(30), what, done);
     }
-    let seen = pairs(&lab, &['a', 'b', 'c']);
+    let seen = pairs(&lab, &['a', 'b', 'c'], 2);
     assert_paths(&seen, primary);
     summary.push(format!(
         "e2 thawed: C back at e2 {:.2} s after; every pair through its primary again by the \
@@ -857,19 +1285,8 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
 
     // A new client: site D at e1. Hosts A, B and C each start pinging D the moment their
     // router learns D's prefix; nothing of it may be lost.
-    let file = lab.dir.join("policy-d.toml");
     let t = Instant::now();
-    let out = lab.exec(
-        "mgmt",
-        &[
-            &policy.to_string_lossy(),
-            "apply",
-            &file.to_string_lossy(),
-            "--etcd",
-            ETCD,
-        ],
-    );
-    assert!(out.status.success(), "policy apply: {}", text(&out));
+    apply(&lab, "policy-d.toml");
     let mut pingers = Vec::new();
     let mut learned = Vec::new();
     let mut waiting: Vec<char> = vec!['a', 'b', 'c'];
@@ -878,8 +1295,13 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
         "every router learns D's 10.4.0.0/16",
         || {
             waiting.retain(|&s| {
-                let r = lab.kernel_route(&format!("r{s}"), "10.4.0.0/16");
-                if r.contains("dev tun") {
+                let holds = if s == 'c' {
+                    cpe_routes(&lab, "10.4.0.10", "10.4.0.0/16", 2).is_ok()
+                } else {
+                    lab.kernel_route(&format!("r{s}"), "10.4.0.0/16")
+                        .contains("dev tun")
+                };
+                if holds {
                     pingers.push((s, Pinger::start(&lab, s, "10.4.0.10", "0.01", Some(200))));
                     learned.push(format!("router {s} {:.2} s", t.elapsed().as_secs_f64()));
                     false
@@ -915,23 +1337,23 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
 
     // D removed from the policy: withdrawn from every router, and its tunnel gone from e1.
     let t = Instant::now();
-    let out = lab.exec(
-        "mgmt",
-        &[
-            &policy.to_string_lossy(),
-            "apply",
-            &lab.dir.join("policy.toml").to_string_lossy(),
-            "--etcd",
-            ETCD,
-        ],
-    );
-    assert!(out.status.success(), "policy apply: {}", text(&out));
+    apply(&lab, "policy.toml");
     let mut forgot = Vec::new();
     for s in ['a', 'b', 'c'] {
         wait_for(
             Duration::from_secs(60),
             &format!("router {s} forgets D's 10.4.0.0/16"),
             || {
+                if s == 'c' {
+                    // The CPE's tables: no route of D's own (the carrier's space, the
+                    // primary's 10.0.0.0/8, still covers it).
+                    let (via, prefix) = cpe_lookup(&lab, "10.4.0.10");
+                    return if prefix == "10.4.0.0/16" {
+                        Err(format!("the CPE's lookup 10.4.0.10: {via} by {prefix}"))
+                    } else {
+                        Ok(())
+                    };
+                }
                 let r = lab.kernel_route(&format!("r{s}"), "10.4.0.0/16");
                 if r.trim().is_empty() {
                     Ok(())
@@ -960,6 +1382,9 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
         forgot.join(", "),
         t.elapsed().as_secs_f64()
     ));
+
+    wan_change(&lab, &mut summary);
+    shared_cores(&lab, &mut summary);
 
     lab.down();
     println!("\n== edges lab");
