@@ -1284,7 +1284,24 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     ));
 
     // A new client: site D at e1. Hosts A, B and C each start pinging D the moment their
-    // router learns D's prefix; nothing of it may be lost.
+    // router learns D's prefix; nothing of it may be lost. Nor may e1's other sessions go
+    // down while its FRR takes D's session (frr-reload.py of what the appliance writes).
+    let e1_peers = ["10.255.0.254", "169.254.1.0", "169.254.4.0"];
+    let uptimes = |lab: &Lab| -> Vec<f64> {
+        let v = lab
+            .vtysh_json("e1", "show bgp summary json")
+            .unwrap_or_default();
+        e1_peers
+            .iter()
+            .map(|p| {
+                v["ipv4Unicast"]["peers"][*p]["peerUptimeMsec"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    / 1000.0
+            })
+            .collect()
+    };
+    let up_before = uptimes(&lab);
     let t = Instant::now();
     apply(&lab, "policy-d.toml");
     let mut pingers = Vec::new();
@@ -1328,9 +1345,24 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
         );
         losses.push(format!("host {s}: {got} of {sent}"));
     }
+    // D's session up at e1 proves its FRR took the new configuration.
+    wait_for(Duration::from_secs(30), "e1's session with D", || {
+        established("e1", &["169.254.5.0"])
+    });
+    let up_after = uptimes(&lab);
+    let elapsed = t.elapsed().as_secs_f64();
+    for ((peer, before), after) in e1_peers.iter().zip(&up_before).zip(&up_after) {
+        // Up all along: its uptime grew by the time that passed (its clock is read at the
+        // two calls; a second of slack for the reads).
+        assert!(
+            *before > 0.0 && *after + 1.0 >= before + elapsed,
+            "e1's session with {peer} went down while D was added: up {before:.1} s before, \
+             {after:.1} s after, {elapsed:.1} s later"
+        );
+    }
     summary.push(format!(
         "new client D: its prefix at {} after policy apply; pings started at that moment \
-         answered: {} (none lost)",
+         answered: {} (none lost); e1's other sessions stayed up",
         learned.join(", "),
         losses.join(", ")
     ));
