@@ -1254,14 +1254,21 @@ impl ControlState {
     }
 
     /// The neighbours (static and learned).
+    /// `on_demand`: learned on a connected subnet (no configured next hop), resolved by ARP
+    /// on demand and forgotten when it stops answering (control/ondemand.rs).
     pub fn list_neighbors(&self) -> Value {
+        let snap = self.snapshots.current();
         let mut v: Vec<_> = self.builder.neighbors().iter().collect();
         v.sort_by_key(|((p, ip), _)| (*p, *ip));
         Value::Array(
             v.into_iter()
                 .map(|(&(port, ip), mac)| {
+                    let fixed = self.is_static_neighbor(port, ip);
+                    let on_demand = !fixed
+                        && !snap.wants_neighbor(port, ip)
+                        && snap.on_link(port, ip).is_some();
                     json!({"port": self.port_name(port), "ip": ip.to_string(), "mac": mac.to_string(),
-                           "static": self.is_static_neighbor(port, ip)})
+                           "static": fixed, "on_demand": on_demand})
                 })
                 .collect(),
         )
