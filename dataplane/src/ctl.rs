@@ -107,8 +107,9 @@ enum CtlCommand {
         /// The pcapng file to write.
         file: PathBuf,
     },
-    /// Add or replace a route: exactly one of --tunnel, --port with --next-hop,
-    /// --blackhole, --unreachable, --prohibit.
+    /// Add or replace a route: exactly one of --tunnel, --port with --next-hop (without:
+    /// a connected subnet, each destination resolved by ARP on demand), --blackhole,
+    /// --unreachable, --prohibit.
     RouteAdd {
         prefix: String,
         #[arg(long)]
@@ -667,7 +668,7 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                     {
                         (
                             format!("port {p}, connected"),
-                            format!("each destination (ARP from {})", text(&r["source"])),
+                            format!("each destination (ARP from {})", text(&r["arp_source"])),
                         )
                     } else if let Some(p) = r["port"].as_str() {
                         (format!("port {p}"), text(&r["next_hop"]))

@@ -738,3 +738,37 @@ fn forgetting_an_on_demand_neighbour_removes_it_from_the_tables_but_never_a_stat
         "nothing left to forget"
     );
 }
+
+#[test]
+fn a_connected_subnet_set_through_the_control_api_is_on_link_at_once() {
+    use dataplane::control::state::ControlState;
+    use pipeline_config::ConfigDocument;
+    use serde_json::json;
+
+    let (doc, cfg) = ConfigDocument::parse(&example(), "cpe.toml").expect("validates");
+    let mut st = ControlState::new(doc, cfg, vec![(LAN, MAC_LAN), (WAN, MAC_WAN)]).unwrap();
+    let far = Ipv4Addr::new(10, 5, 7, 9);
+    assert_eq!(
+        st.snapshots().current().on_link(LAN, far),
+        None,
+        "behind the router"
+    );
+    st.apply_as(
+        &[json!({"op": "set_route", "route": {"prefix": "10.5.7.0/24", "port": "lan0"}})],
+        "test",
+    )
+    .expect("a port without next_hop is a connected route");
+    // No address of lan0 inside 10.5.7.0/24: ARP asks from its first.
+    assert_eq!(st.snapshots().current().on_link(LAN, far), Some(LAN_ADDR));
+    let listed = st.list_routes().to_string();
+    assert!(
+        listed.contains(r#""connected":true"#) && listed.contains(r#""arp_source":"10.5.0.1""#),
+        "{listed}"
+    );
+    st.apply_as(
+        &[json!({"op": "remove_route", "prefix": "10.5.7.0/24"})],
+        "test",
+    )
+    .expect("removed");
+    assert_eq!(st.snapshots().current().on_link(LAN, far), None);
+}

@@ -1050,7 +1050,7 @@ impl ControlState {
             }
             RouteTarget::Connected { port, source } => {
                 json!({"prefix": p.to_string(), "port": self.port_name(*port), "connected": true,
-                       "source": source.to_string()})
+                       "arp_source": source.to_string()})
             }
             RouteTarget::Blackhole => json!({"prefix": p.to_string(), "blackhole": true}),
             RouteTarget::Unreachable => json!({"prefix": p.to_string(), "unreachable": true}),
