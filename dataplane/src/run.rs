@@ -775,7 +775,11 @@ impl Control<'_, '_> {
                 self.report.arp_request_failed += 1;
                 continue;
             };
-            if !arp::request(&mut m, entry, from, ip) {
+            // A neighbour we know (an on-demand one asked again) is asked directly.
+            let to = snap
+                .neighbor(port, ip)
+                .unwrap_or(EthernetAddress::BROADCAST);
+            if !arp::request_to(&mut m, entry, from, ip, to) {
                 self.report.arp_request_failed += 1;
                 continue;
             }

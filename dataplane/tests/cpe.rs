@@ -633,6 +633,20 @@ fn arp_on_demand_asks_once_learns_only_what_it_asked_for_and_ages_out() {
         .is_empty());
     od.due(t1 + OnDemand::REACHABLE, &mut due);
     assert_eq!(due, [(LAN, HOST, LAN_ADDR)], "asked again");
+    // Asked again where it was (RFC 1122 2.3.2.1: a unicast poll), not of every host.
+    let mut buf = TestBuf::with_headroom(&[], 128);
+    assert!(arp::request_to(&mut buf, &lan, LAN_ADDR, HOST, MAC_HOST));
+    check_fields(
+        "ARP request to confirm",
+        buf.data(),
+        &[
+            ("len(f)", "60"),
+            ("p.dst", &mac(MAC_HOST)),
+            ("p[ARP].op", "1"),
+            ("p[ARP].psrc", "10.5.0.1"),
+            ("p[ARP].pdst", "10.5.0.20"),
+        ],
+    );
     let almost = t1 + OnDemand::REACHABLE + OnDemand::UNANSWERED - Duration::from_millis(1);
     assert!(od.expire(almost, |_, _| true).is_empty(), "still in time");
     let late = t1 + OnDemand::REACHABLE + OnDemand::UNANSWERED;

@@ -17,7 +17,8 @@
 //!
 //! Aging: an address asked for and not answered within [`OnDemand::UNANSWERED`] (three
 //! requests) is given up. A resolved neighbour not heard from for [`OnDemand::REACHABLE`]
-//! is asked for again; one that does not answer within [`OnDemand::UNANSWERED`] more is
+//! is asked for again (the control thread sends that request to the MAC it knows); one
+//! that does not answer within [`OnDemand::UNANSWERED`] more is
 //! forgotten (removed from the tables: a host that left is not kept). A neighbour whose
 //! address no longer lies on a connected subnet of its port is forgotten at once.
 //!
