@@ -31,6 +31,7 @@
 #   check   sessions, each router's routes, pings between every pair of hosts, the audit
 #   down    stop what `up` started (by the PIDs it recorded) and delete the namespaces
 #   status  namespaces and processes
+#   etcd-stop, etcd-start   stop etcd, start it again on its data (a fault the test makes)
 # Environment: LAB_DIR (state, logs; default out/edges-lab), LAB_PREFIX (namespace name
 # prefix; default bbe), BACKBONE (the appliance; default: build the release one),
 # BACKBONE_POLICY (default: backbone-policy beside BACKBONE). Needs root.
@@ -112,6 +113,7 @@ frr_config = "$D/frr-e$e.conf"
 frr_reload = ["/usr/lib/frr/frr-reload.py", "--reload", "--pathspace", "$P-e$e", "{file}"]
 ibgp_peers = ["10.255.0.254"]
 ibgp_source = "10.255.0.$e"
+ibgp_bfd = true                # a stopped edge is down at the reflector in 0.3 s
 
 [fpm]
 listen = "127.0.0.1:2620"
@@ -304,11 +306,20 @@ EOF
   start_frr rc "$D/frr-rc.conf"
 }
 
-# The route reflector: every edge of the core network is its client.
+# The route reflector: every edge of the core network is its client, under BFD (the edges'
+# `ibgp_bfd`): a stopped edge's routes are withdrawn in 0.3 s, not at the hold timer.
 frr_rr() {
   cat >"$D/frr-rr.conf" <<'EOF'
 frr defaults traditional
 hostname route-reflector
+bfd
+ profile fast
+  detect-multiplier 3
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+!
 router bgp 65000
  bgp router-id 10.255.0.254
  bgp cluster-id 10.255.0.254
@@ -316,6 +327,7 @@ router bgp 65000
  neighbor edges remote-as internal
  neighbor edges timers connect 1
  neighbor edges advertisement-interval 0
+ neighbor edges bfd profile fast
  bgp listen range 10.255.0.0/24 peer-group edges
  address-family ipv4 unicast
   neighbor edges route-reflector-client
@@ -351,7 +363,10 @@ up() {
   local n e s
   bridge ul
   bridge rr
-  ns rr ip addr add 10.255.0.254/24 dev br0
+  # The reflector peers from its address as from a loopback (a /32 and a route to the
+  # core), as the edges do from theirs: iBGP's BFD is then multihop on both sides.
+  ns rr ip addr add 10.255.0.254/32 dev br0
+  ns rr ip route add 10.255.0.0/24 dev br0 src 10.255.0.254
   for e in 1 2; do
     veth "e$e" ul0 ul "e$e"
     ns ul ip link set "e$e" master br0
@@ -429,5 +444,9 @@ case "${1:-}" in
   down) down; say "down" ;;
   check) BACKBONE=${BACKBONE:-$RELEASE_BIN}; policy_bin; check ;;
   status) lab_status ;;
+  # etcd down (SIGTERM, as an operator's stop) and up again on the same data: the agents
+  # keep the appliances on what they last applied and resume from their revision.
+  etcd-stop) stop_one etcd TERM 10; ! alive "$D/pids/etcd.pid" || die "etcd did not stop" ;;
+  etcd-start) etcd_up ;;
   *) sed -n '2,37p' "$0"; exit 2 ;;
 esac

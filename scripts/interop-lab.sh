@@ -6,17 +6,20 @@
 #   host B ── router B (Open vSwitch, GRE, no key) ──┼── backbone (net_af_packet on 3 veths)
 #   host C ── router C (Linux + IP-in-IP over TUN) ──┘
 #
+# The sites are dual-stack: each tunnel carries IPv4 and IPv6 (GRE protocol type 0x86DD;
+# IPv6-in-IPv4, protocol 41, for router C). The underlay is IPv4 only.
+#
 # Routers A and B are Open vSwitch with the userspace datapath (datapath_type=netdev, no
 # kernel module), a private database and run directory each. Router A also has a second GRE
 # port (key 101) with csum=true and seq=true: Open vSwitch 3.1 computes that checksum before
 # it writes the sequence number, so backbone must drop those packets as bad_gre_checksum
 # (host A sends through it from its second address, 10.11.0.10). Router C is the namespace's
-# kernel with scripts/interop-lab-ipip.py: the kernel here has no ipip module and Open
+# kernel with scripts/tunnel-endpoint.py: the kernel here has no ipip or sit module and Open
 # vSwitch has no IPIP port.
 #
 # Usage: scripts/interop-lab.sh up|down|check|test|status
 #   up      build the lab and start everything (leaves it running)
-#   check   pings between hosts, a traceroute and a TCP transfer, on a running lab
+#   check   pings (IPv4, IPv6) between hosts, a traceroute and a TCP transfer, on a running lab
 #   down    stop what `up` started (by the PIDs it recorded) and delete the namespaces
 #   test    up, check, down (down also when a step fails)
 #   status  namespaces, processes and the appliance's live counters
@@ -42,7 +45,9 @@ LAB_NAME=interop-lab
 ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 
 # The addressing plan: underlay link X (1 = A, 2 = B, 3 = C) is 172.16.X.0/24, backbone .1,
-# router .2; site X is 10.X.0.0/24 behind its router, router .1, host .10.
+# router .2; site X is 10.X.0.0/24 behind its router, router .1, host .10; in IPv6, site X is
+# fd00:X::/48 (the appliance's prefix for it), its LAN fd00:X::/64, router ::1, host ::10,
+# and tunnel X's link fd00:ff:X::/127: the appliance's link6 ::1, the router's ::0.
 idx() { case $1 in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; esac; }
 
 # MTUs: the hosts' links carry 1500 bytes, the underlay links more, and the appliance's
@@ -112,8 +117,15 @@ preflight() {
 mkns() { # NAME
   ip netns add "$1"
   ns "$1" ip link set lo up
-  # IPv4 only: no IPv6 router solicitations or neighbour discovery in the tunnels or captures.
+  # IPv6 is off but where a host or router C turns it on (v6on): no IPv6 router
+  # solicitations or neighbour discovery on the underlay links or in the captures.
   ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+v6on() { # NS IFACE: IPv6 on one interface, without router solicitations or duplicate
+  # address detection (the lab's addresses are its own: nothing to wait for)
+  ns "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=0" "net.ipv6.conf.$2.accept_ra=0" \
+    "net.ipv6.conf.$2.accept_dad=0"
 }
 
 veth() { # NS1 IF1 NS2 IF2 [MTU]: a veth pair, transmit checksum offload off on both ends
@@ -152,7 +164,10 @@ start_ovs() { # ROUTER
 # veth toward the backbone is its port and the router's underlay address sits on br-phy's
 # internal port, so Open vSwitch's native tunnelling routes and ARPs through it. br-int holds
 # the LAN port and the GRE port(s); OpenFlow rules make it a router: answer ARP for the
-# gateway address, decrement the TTL, rewrite the MACs toward the host.
+# gateway address, decrement the TTL (IPv6: the hop limit), rewrite the MACs toward the
+# host. Its GRE ports carry IPv6 with protocol type 0x86DD (packet_type=legacy_l3 takes the
+# Ethernet type for it). The flows answer no neighbour solicitations: the host has a static
+# neighbour entry for its IPv6 gateway, and the router sends to the host's MAC.
 ovs_router() { # ROUTER GRE-OPTIONS... (for gre0)
   local r=$1; shift
   local x; x=$(idx "$r")
@@ -168,7 +183,9 @@ ovs_router() { # ROUTER GRE-OPTIONS... (for gre0)
     options:remote_ip="172.16.$x.1" options:packet_type=legacy_l3 "$@"
   local flows="priority=100,arp,in_port=1,arp_op=1,arp_tpa=10.$x.0.1,actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],mod_dl_src:$rmac,load:0x2->NXM_OF_ARP_OP[],move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:$rmac->arp_sha,set_field:10.$x.0.1->arp_spa,in_port
 priority=40,ip,in_port=1,nw_dst=10.0.0.0/8,actions=dec_ttl,output:2
-priority=40,ip,in_port=2,nw_dst=10.$x.0.0/24,actions=dec_ttl,mod_dl_src:$rmac,mod_dl_dst:$hmac,output:1"
+priority=40,ip,in_port=2,nw_dst=10.$x.0.0/24,actions=dec_ttl,mod_dl_src:$rmac,mod_dl_dst:$hmac,output:1
+priority=40,ipv6,in_port=1,ipv6_dst=fd00::/16,actions=dec_ttl,output:2
+priority=40,ipv6,in_port=2,ipv6_dst=fd00:$x::/64,actions=dec_ttl,mod_dl_src:$rmac,mod_dl_dst:$hmac,output:1"
   if [ "$r" = a ]; then
     # The second tunnel: checksum and sequence numbers, for host A's second address.
     vsctl "$r" add-port br-int gre1 -- set interface gre1 type=gre ofport_request=3 \
@@ -183,18 +200,31 @@ priority=40,ip,in_port=3,nw_dst=10.11.0.0/16,actions=dec_ttl,mod_dl_src:$rmac,mo
   ovs "$r" ovs-ofctl add-flows br-int "$D/ovs-$r/flows.txt"
 }
 
-# Router C: the namespace's kernel routes; the IP-in-IP tunnel is a TUN device bridged to a
-# raw socket of protocol 4 by scripts/interop-lab-ipip.py.
+# Router C: the namespace's kernel routes; the IP-in-IP tunnel is a TUN device bridged to
+# raw sockets of protocols 4 (IPv4) and 41 (IPv6) by scripts/tunnel-endpoint.py. Its kernel
+# forwards IPv6 between the LAN and the tunnel; the underlay (wan) stays IPv4 only, and the
+# tunnel gets no link-local address: nothing but the sites' traffic goes into it.
 ipip_router() {
   ns "$P-rc" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
   ns "$P-rc" ip addr add 172.16.3.2/24 dev wan
   ns "$P-rc" ip addr add 10.3.0.1/24 dev lan
-  ip netns exec "$P-rc" /usr/bin/python3 -u "$root/scripts/interop-lab-ipip.py" ipip0 172.16.3.2 172.16.3.1 \
+  v6on "$P-rc" lan
+  ns "$P-rc" ip addr add fd00:3::1/64 dev lan
+  # The kernel forwards IPv6 (all.forwarding), but the tunnel interface, created after this,
+  # takes default.forwarding=0: it joins no all-routers group, so no MLD report (from ::,
+  # without a link-local address) goes into the tunnel, where the appliance would drop it.
+  ns "$P-rc" sysctl -qw net.ipv6.conf.all.forwarding=1
+  ns "$P-rc" sysctl -qw net.ipv6.conf.default.forwarding=0
+  ip netns exec "$P-rc" /usr/bin/python3 -u "$root/scripts/tunnel-endpoint.py" ipip0 ipip 172.16.3.2 172.16.3.1 \
     >"$D/ipip-c.log" 2>&1 &
-  record ipip-c $! "interop-lab-ipip.py ipip0"
+  record ipip-c $! "tunnel-endpoint.py ipip0"
   wait_for 30 "router C's IP-in-IP bridge" grep -q ready "$D/ipip-c.log"
+  v6on "$P-rc" ipip0
+  ns "$P-rc" sysctl -qw net.ipv6.conf.ipip0.addr_gen_mode=1
   ns "$P-rc" ip link set ipip0 mtu $((UNDERLAY_MTU - 20)) txqueuelen 10000 up
   ns "$P-rc" ip route add 10.0.0.0/8 dev ipip0
+  ns "$P-rc" ip addr add fd00:ff:3::/127 dev ipip0
+  ns "$P-rc" ip -6 route add fd00::/16 dev ipip0
   # Router C's side of the tunnel's link: its kernel talks to the appliance's kernel
   # (bb-site-c, 169.254.3.1) through the tunnel.
   ns "$P-rc" ip addr add 169.254.3.0/31 dev ipip0
@@ -206,6 +236,12 @@ host() { # ROUTER: the host behind it
   ns "$P-h$r" ip addr add "10.$x.0.10/24" dev eth0
   [ "$r" != a ] || ns "$P-h$r" ip addr add 10.11.0.10/32 dev eth0
   ns "$P-h$r" ip route add default via "10.$x.0.1"
+  v6on "$P-h$r" eth0
+  ns "$P-h$r" ip addr add "fd00:$x::10/64" dev eth0
+  # Open vSwitch's flows answer ARP but not neighbour solicitations: routers A and B are
+  # static neighbours of their hosts (router C's kernel answers for itself).
+  [ "$r" = c ] || ns "$P-h$r" ip -6 neigh add "fd00:$x::1" lladdr "02:0$x:00:00:00:01" dev eth0 nud permanent
+  ns "$P-h$r" ip -6 route add default via "fd00:$x::1"
 }
 
 appliance_config() {
@@ -259,7 +295,8 @@ remote = "172.16.1.2"
 key = 100
 port = "to-a"
 mtu = $TUNNEL_MTU
-prefixes = ["10.1.0.0/16"]
+prefixes = ["10.1.0.0/16", "fd00:1::/48"]
+link6 = "fd00:ff:1::1/127"       # the source of its ICMPv6 errors (Packet Too Big)
 
 [[tunnel]]                       # router A's csum+seq port: Open vSwitch 3.1's checksums are wrong
 name = "site-a-csum"
@@ -280,7 +317,8 @@ local = "172.16.2.1"
 remote = "172.16.2.2"
 port = "to-b"
 mtu = $TUNNEL_MTU
-prefixes = ["10.2.0.0/16"]
+prefixes = ["10.2.0.0/16", "fd00:2::/48"]
+link6 = "fd00:ff:2::1/127"
 
 [[tunnel]]                       # router C: IP-in-IP
 name = "site-c"
@@ -289,8 +327,9 @@ local = "172.16.3.1"
 remote = "172.16.3.2"
 port = "to-c"
 mtu = $TUNNEL_MTU
-prefixes = ["10.3.0.0/16"]
-link = "169.254.3.1/31"          # bb-site-c in the appliance's namespace; router C is .0
+prefixes = ["10.3.0.0/16", "fd00:3::/48"]
+link = "169.254.3.1/31"
+link6 = "fd00:ff:3::1/127"          # bb-site-c in the appliance's namespace; router C is .0
 probe = true                     # no BGP: the appliance probes the tunnel itself
 EOF
 }
@@ -383,6 +422,16 @@ check() {
         "$(grep -o 'rtt .*' <<<"$out" || true)"
     done
   done
+  say "ping6 between every pair of hosts (IPv6 inside the tunnels: GRE 0x86DD, protocol 41)"
+  for a in "${ROUTERS[@]}"; do
+    for b in "${ROUTERS[@]}"; do
+      [ "$a" != "$b" ] || continue
+      out=$(ns "$P-h$a" ping -n -c 3 -i 0.2 -W 2 "fd00:$(idx "$b")::10" 2>&1) || fails=$((fails + 1))
+      printf '  host %s -> host %s: %s, %s\n' "${a^^}" "${b^^}" \
+        "$(grep -o '[0-9]* received' <<<"$out" || echo 'no replies')" \
+        "$(grep -o 'ttl=[0-9]*' <<<"$out" | sort -u | tr '\n' ' ' | sed 's/ $//')"
+    done
+  done
   say "traceroute from host A to host B (the appliance's hop: site-a's endpoint; Open vSwitch's hops are silent)"
   ns "$P-ha" traceroute -n -q 1 -w 1 -m 6 10.2.0.10 | sed 's/^/  /' || fails=$((fails + 1))
   local mb=${TRANSFER_MB:-16}
@@ -442,5 +491,5 @@ case "$cmd" in
     say "stats: $D/stats.json; captures: $D/capture-to-{a,b,c}.pcap"
     sed -n '/^port /,$p' "$D/backbone.log"
     ;;
-  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

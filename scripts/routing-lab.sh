@@ -23,9 +23,15 @@
 # another site. Each router's default route goes to the Internet
 # namespace, which routes 10.X.0.0/16 to site X's ISP link: the best-effort path.
 #
+# The sites are dual-stack inside the tunnels: site X is also fd00:X::/48 (its LAN
+# fd00:X::/64, router ::1, host ::10), and each tunnel has an IPv6 link, fd00:ff:X::/127
+# (the edge's link6 ::1 on bb-site-X, the router's ::0 on tun0). The BGP sessions (over
+# IPv4) carry IPv6 unicast too, with those addresses as next hops; site C routes fd00::/16
+# into its tunnel. IPv6 has no Internet path here (no native IPv6 forwarding).
+#
 # Usage: scripts/routing-lab.sh up|down|check|status
 #   up      build the lab and start everything (leaves it running)
-#   check   sessions, routes at every site, pings between every pair of hosts
+#   check   sessions, routes (IPv4, IPv6) at every site, pings (IPv4, IPv6) between every pair of hosts
 #   down    stop what `up` started (by the PIDs it recorded) and delete the namespaces
 #   status  namespaces, processes, sessions and the appliance's tunnels
 # Environment: LAB_DIR (state, logs; default out/routing-lab), LAB_PREFIX (namespace name
@@ -49,6 +55,12 @@ down() { lab_down; }
 
 preflight() { lab_preflight; }
 
+v6on() { # NS IFACE: IPv6 on one interface (the lab's namespaces have it off), without
+  # router solicitations or duplicate address detection
+  ns "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=0" "net.ipv6.conf.$2.accept_ra=0" \
+    "net.ipv6.conf.$2.accept_dad=0"
+}
+
 site_router() { # SITE: the namespace's kernel routes; the tunnel is a TUN + tunnel-endpoint.py
   local s=$1 x; x=$(idx "$s")
   ns "r$s" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
@@ -56,6 +68,13 @@ site_router() { # SITE: the namespace's kernel routes; the tunnel is a TUN + tun
   ns "r$s" ip addr add "100.64.$x.2/24" dev isp
   ns "r$s" ip addr add "10.$x.0.1/24" dev lan
   ns "r$s" ip route add default via "100.64.$x.1"
+  v6on "r$s" lan
+  ns "r$s" ip addr add "fd00:$x::1/64" dev lan
+  # The kernel forwards IPv6 (all.forwarding), but the tunnel interface, created after this,
+  # takes default.forwarding=0: it joins no all-routers group, so no MLD report goes into
+  # the tunnel (the edge would drop it).
+  ns "r$s" sysctl -qw net.ipv6.conf.all.forwarding=1
+  ns "r$s" sysctl -qw net.ipv6.conf.default.forwarding=0
   # The tunnel's inner MTU: the underlay's 1500 less the outer IPv4 and GRE headers.
   local mode=gre key=() mtu=1476
   case $s in a) key=(100) mtu=1472 ;; d) key=(400) mtu=1472 ;; c) mode=ipip mtu=1480 ;; esac
@@ -63,18 +82,26 @@ site_router() { # SITE: the namespace's kernel routes; the tunnel is a TUN + tun
     "172.16.$x.2" "172.16.$x.1" "${key[@]}" >"$D/tunnel-$s.log" 2>&1 &
   record "tunnel-$s" $! "tunnel-endpoint.py tun0"
   wait_for 30 "router $s's tunnel endpoint" grep -q ready "$D/tunnel-$s.log"
+  v6on "r$s" tun0
+  # No link-local address on the tunnel: nothing but what it is given.
+  ns "r$s" sysctl -qw net.ipv6.conf.tun0.addr_gen_mode=1
   ns "r$s" ip link set tun0 mtu "$mtu" up
   ns "r$s" ip addr add "169.254.$x.0/31" dev tun0
+  ns "r$s" ip addr add "fd00:ff:$x::/127" dev tun0
 }
 
 host() {
   local s=$1 x; x=$(idx "$s")
   ns "h$s" ip addr add "10.$x.0.10/24" dev eth0
   ns "h$s" ip route add default via "10.$x.0.1"
+  v6on "h$s" eth0
+  ns "h$s" ip addr add "fd00:$x::10/64" dev eth0
+  ns "h$s" ip -6 route add default via "fd00:$x::1"
 }
 
-# Sites A and D: BIRD 2. Announce their own 10.X.0.0/16, take everything the edge says into
-# the kernel.
+# Sites A and D: BIRD 2. Announce their own 10.X.0.0/16 and fd00:X::/48, take everything
+# the edge says into the kernel. The IPv6 channel of the IPv4 session names its next hop
+# (the router's side of the tunnel's IPv6 link): BIRD has no IPv6 session address to use.
 bird_site() { # SITE ASN
   local s=$1 asn=$2 x; x=$(idx "$s")
   cat >"$D/bird-$s.conf" <<EOF
@@ -83,7 +110,9 @@ log "$D/bird-$s.log" all;
 protocol device { scan time 1; }
 # Its own network, announced (not installed: the LAN is connected).
 protocol static own { ipv4; route 10.$x.0.0/16 unreachable; }
+protocol static own6 { ipv6; route fd00:$x::/48 unreachable; }
 protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
+protocol kernel { ipv6 { import none; export where source = RTS_BGP; }; }
 protocol bfd { interface "tun0" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
 protocol bgp edge {
   local 169.254.$x.0 as $asn;
@@ -93,6 +122,7 @@ protocol bgp edge {
   error wait time 1, 1;
   connect delay time 1;
   ipv4 { import all; export where proto = "own"; };
+  ipv6 { import all; export where proto = "own6"; next hop address fd00:ff:$x::; };
 }
 EOF
   ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
@@ -101,7 +131,8 @@ EOF
   record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
 }
 
-# Site B: FRR. Announces 10.2.0.0/16, takes everything the edge says into the kernel.
+# Site B: FRR. Announces 10.2.0.0/16 and fd00:2::/48, takes everything the edge says into
+# the kernel. FRR takes the IPv6 next hop of the IPv4 session from tun0's IPv6 address.
 frr_b() {
   cat >"$D/frr-b.conf" <<'EOF'
 frr defaults traditional
@@ -122,6 +153,10 @@ router bgp 65002
  neighbor 169.254.2.1 timers connect 2
  address-family ipv4 unicast
   network 10.2.0.0/16
+ exit-address-family
+ address-family ipv6 unicast
+  network fd00:2::/48
+  neighbor 169.254.2.1 activate
  exit-address-family
 exit
 EOF
@@ -198,8 +233,9 @@ local = "172.16.1.1"
 remote = "172.16.1.2"
 key = 100
 port = "to-a"
-prefixes = ["10.1.0.0/16"]
+prefixes = ["10.1.0.0/16", "fd00:1::/48"]
 link = "169.254.1.1/31"
+link6 = "fd00:ff:1::1/127"
 asn = 65001
 
 [[tunnel]]                       # router B: FRR, GRE
@@ -208,8 +244,9 @@ mode = "gre"
 local = "172.16.2.1"
 remote = "172.16.2.2"
 port = "to-b"
-prefixes = ["10.2.0.0/16"]
+prefixes = ["10.2.0.0/16", "fd00:2::/48"]
 link = "169.254.2.1/31"
+link6 = "fd00:ff:2::1/127"
 asn = 65002
 
 [[tunnel]]                       # router C: IP-in-IP, no BGP: probed
@@ -218,7 +255,8 @@ mode = "ipip"
 local = "172.16.3.1"
 remote = "172.16.3.2"
 port = "to-c"
-prefixes = ["10.3.0.0/16"]
+prefixes = ["10.3.0.0/16", "fd00:3::/48"]
+link6 = "fd00:ff:3::1/127"       # the source of its ICMPv6 errors (no host interface: no link)
 probe = true
 
 [[route]]                        # the Internet
@@ -250,6 +288,7 @@ up() {
   ns inet sysctl -qw net.ipv4.ip_forward=1
   for s in "${SITES[@]}" d; do site_router "$s"; done
   ns rc ip route add 10.0.0.0/8 dev tun0
+  ns rc ip -6 route add fd00::/16 dev tun0
 
   appliance_config >"$D/backbone.toml"
   cat >"$D/site-d.toml" <<'EOF'
@@ -260,8 +299,9 @@ local = "172.16.4.1"
 remote = "172.16.4.2"
 key = 400
 port = "to-d"
-prefixes = ["10.4.0.0/16"]
+prefixes = ["10.4.0.0/16", "fd00:4::/48"]
 link = "169.254.4.1/31"
+link6 = "fd00:ff:4::1/127"
 asn = 65004
 EOF
   "$BACKBONE" frr-config --config "$D/backbone.toml" --output "$D/frr-edge.conf"
@@ -273,7 +313,7 @@ EOF
   bird_site d 65004
   frr_b
   touch "$D/up"
-  say "up: hosts 10.1.0.10 (A), 10.2.0.10 (B), 10.3.0.10 (C)"
+  say "up: hosts 10.1.0.10 (A), 10.2.0.10 (B), 10.3.0.10 (C); fd00:1::10, fd00:2::10, fd00:3::10"
 }
 
 birdc_a() { ns ra birdc -s "$D/bird-a.ctl" "$@"; }
@@ -287,10 +327,23 @@ check() {
   vtysh_in edge -c "show bgp summary" | grep -E "^(Neighbor|169)" || true
   vtysh_in edge -c "show bfd peers brief" || true
   say "routes at each site"
-  for s in a b c; do printf '  router %s:\n' "$s"; ns "r$s" ip route | sed 's/^/    /'; done
+  for s in a b c; do
+    printf '  router %s:\n' "$s"
+    ns "r$s" ip route | sed 's/^/    /'
+    ns "r$s" ip -6 route show root fd00::/16 | sed 's/^/    /'
+  done
   say "pings between every pair of hosts"
   local fails=0
   ping_pairs "${SITES[@]}"
+  say "ping6 between every pair of hosts"
+  local a b out
+  for a in "${SITES[@]}"; do
+    for b in "${SITES[@]}"; do
+      [ "$a" != "$b" ] || continue
+      out=$(ns "h$a" ping -n -c 3 -i 0.2 -W 2 "fd00:$(idx "$b")::10" 2>&1) || fails=$((fails + 1))
+      printf '  host %s -> host %s: %s\n' "${a^^}" "${b^^}" "$(grep -o '[0-9]* received' <<<"$out" || echo 'no replies')"
+    done
+  done
   ns edge "${BACKBONE:-$RELEASE_BIN}" ctl --socket="$D/ctl/control.sock" tunnels || true
   [ "$fails" -eq 0 ] || die "$fails of the pings between hosts failed"
 }
@@ -300,5 +353,5 @@ case "${1:-}" in
   down) down; say "down" ;;
   check) BACKBONE=${BACKBONE:-$RELEASE_BIN}; check ;;
   status) BACKBONE=${BACKBONE:-$RELEASE_BIN}; lab_status ;;
-  *) sed -n '2,27p' "$0"; exit 2 ;;
+  *) sed -n '2,38p' "$0"; exit 2 ;;
 esac

@@ -8,7 +8,7 @@
 //!   decoded, translated, applied and published in reads of 256 KiB as the listener does)
 //!   into a table that has only the tunnels' prefixes: the time to converge (wall and the
 //!   thread's CPU), publications, memory; then one route moved by an update frame (a removal
-//!   and an addition);
+//!   and an addition); the same for the real IPv6 table (167,903 prefixes) on top;
 //! - loading the real-world table (565k routes) from a configuration file: parse and
 //!   validate, the first snapshot, memory;
 //! - one route change through `ControlState::apply` (the control API's path: checked on its
@@ -23,17 +23,18 @@
 //! The API's side through the binary (over the socket, with workers forwarding meanwhile,
 //! and the FPM feed over TCP) is `scripts/bench-updates.sh`.
 
+use backbone_benches::ipv6::real_table_v6;
 use backbone_benches::real_table;
 use dataplane::control::fpm::netlink::{encode, Nexthop, RouteKind, RTM_DELROUTE, RTM_NEWROUTE};
 use dataplane::control::fpm::{self, FpmCounters, Framer};
 use dataplane::control::state::ControlState;
-use dataplane::lpm::Ipv4Prefix;
+use dataplane::lpm::{Ipv4Prefix, Ipv6Prefix};
 use dataplane::wire::EthernetAddress;
 use pipeline_config::ConfigDocument;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -269,8 +270,96 @@ fn main() {
         "FPM: one route moved (an update frame), to published",
         &moved,
     );
+
+    // zebra's IPv6 table over FPM into the same state, then one IPv6 route moved: the
+    // IPv6 table takes the changed prefixes (copy-on-write), as the IPv4 one does.
+    let table6: Vec<Ipv6Prefix> = real_table_v6()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| {
+            let first = p.addr().segments()[0];
+            first & 0xffc0 != 0xfe80 && first >> 8 != 0xff
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .take(routes_wanted)
+        .collect();
+    let n6 = table6.len();
+    let route_kind6 = |t: usize| {
+        RouteKind::<Ipv6Addr>::Unicast(vec![Nexthop {
+            ifindex: Some(IFINDEX_BASE + t as u32),
+            gateway: None,
+        }])
+    };
+    let feed6: Vec<u8> = table6
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &p)| {
+            encode::frame(&[encode::route6(
+                RTM_NEWROUTE,
+                p,
+                186,
+                &route_kind6(i % TUNNELS),
+            )])
+        })
+        .collect();
+    let before6 = counters
+        .publications
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let t = Instant::now();
+    for chunk in feed6.chunks(fpm::READ_BUFFER) {
+        framer.push(chunk);
+        let mut frames = Vec::new();
+        while let Some(f) = framer.next_frame().expect("a well-framed feed") {
+            frames.push(f);
+        }
+        fpm::apply(&st, frames, &mut ifaces, &counters);
+        st.lock().unwrap().reclaim();
+    }
+    let converged6 = t.elapsed();
+    let publications6 = counters
+        .publications
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before6;
+    let probe6 = table6[n6 / 2];
+    let snap = std::sync::Arc::clone(st.lock().unwrap().snapshots().current());
+    assert!(
+        snap.routes6().lookup(probe6.addr()).is_some(),
+        "the IPv6 feed's routes are in the published table"
+    );
+    println!(
+        "FPM: IPv6 table of {n6} routes converged in {:.2} s, {publications6} publications, \
+         {:.0} routes/s",
+        converged6.as_secs_f64(),
+        n6 as f64 / converged6.as_secs_f64()
+    );
+    assert!(publications6 > 0, "nothing measured");
+    let mut moved6 = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let p = table6[(i * 7919) % n6];
+        let frame = encode::frame(&[
+            encode::route6(RTM_DELROUTE, p, 186, &RouteKind::Unicast(vec![])),
+            encode::route6(RTM_NEWROUTE, p, 186, &route_kind6((i + 7) % TUNNELS)),
+        ]);
+        let (g, t) = took(|| {
+            framer.push(&frame);
+            let f = framer
+                .next_frame()
+                .expect("a well-framed frame")
+                .expect("a whole frame");
+            fpm::apply(&st, vec![f], &mut ifaces, &counters)
+        });
+        moved6.push(t);
+        assert!(g.is_some(), "the move published");
+        st.lock().unwrap().reclaim();
+    }
+    report(
+        "FPM: one IPv6 route moved (an update frame), to published",
+        &moved6,
+    );
     drop(st);
     drop(feed);
+    drop(feed6);
 
     // The table as a configuration file (the memory the FPM part freed is reused: the
     // growth shown is the least the table takes).

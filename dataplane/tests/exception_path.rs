@@ -375,3 +375,117 @@ fn a_probe_goes_into_its_tunnel_and_its_reply_comes_back_for_the_prober() {
         }
     );
 }
+
+#[test]
+fn ipv6_for_a_tunnels_link6_goes_to_its_host_interface_and_comes_back_encapsulated() {
+    let mut lab = lab();
+    let b = tunnel(&lab, "b");
+    // From b's router (fd00:b::, its side of b's link6 prefix) to our link6 fd00:b::1: b has
+    // a host interface (its link), which holds link6: the inner IPv6 packet as sent, hop
+    // limit and all (it is for us, not forwarded).
+    let echo = "IPv6(src='fd00:b::', dst='fd00:b::1', hlim=64)/ICMPv6EchoRequest(id=7, seq=1)";
+    let f = pkts(&[
+        format!("e0()/IP(src=RB, dst=L1)/GRE(proto=0x86dd)/{echo}"),
+        echo.to_owned(),
+    ]);
+    let before = lab.counters().punt_count(PuntReason::LocalInner);
+    let (a, out) = lab.send(CLIENT_PORT, &f[0]);
+    assert_eq!(
+        a,
+        Action::Deliver {
+            to: Host::Tunnel(b),
+            punt: PuntReason::LocalInner
+        }
+    );
+    assert_eq!(out, f[1], "the inner IPv6 packet, unchanged");
+    assert_eq!(
+        lab.counters().punt_count(PuntReason::LocalInner),
+        before + 1
+    );
+
+    // The host's answer goes into b with b's header: GRE protocol type 0x86DD (RFC 7676),
+    // from our endpoint to b's router, DF set (IPv6 is never fragmented on the way), TTL 64,
+    // the exception path's first identification; into IP-in-IP tunnel c as protocol 41
+    // (RFC 4213). Byte for byte as scapy builds them.
+    let reply = "IPv6(src='fd00:b::1', dst='fd00:b::', hlim=64)/ICMPv6EchoReply(id=7, seq=1)";
+    let to_c = "IPv6(src='fd00:c::1', dst='fd00:c::', hlim=64)/ICMPv6EchoReply(id=8, seq=1)";
+    let c = tunnel(&lab, "c");
+    let f = pkts(&[
+        reply.to_owned(),
+        format!(
+            "Ether(dst='{}', src=P0)/IP(src=L1, dst=RB, id=1, ttl=64, flags='DF', proto=47)/\
+             GRE(proto=0x86dd)/{reply}",
+            remote_mac(2)
+        ),
+        to_c.to_owned(),
+        format!(
+            "Ether(dst='{}', src=P0)/IP(src=L1, dst=RC, id=1, ttl=64, flags='DF', proto=41)/\
+             {to_c}",
+            remote_mac(3)
+        ),
+    ]);
+    for (host, wire, to, case) in [
+        (&f[0], &f[1], b, "GRE 0x86DD"),
+        (&f[2], &f[3], c, "protocol 41"),
+    ] {
+        let mut pipe = Pipeline::for_host(1);
+        let mut buf = TestBuf::with_headroom(host, 128);
+        assert_eq!(
+            pipe.inject(&mut buf, &lab.snap, Host::Tunnel(to)),
+            Action::Transmit(CLIENT_PORT),
+            "{case}"
+        );
+        assert_eq!(
+            buf.data(),
+            &wire[..],
+            "{case}: the frame, as scapy builds it"
+        );
+        assert_eq!(pipe.counters().tunnels[to.index()].tx.packets, 1, "{case}");
+    }
+
+    // What no IPv6 node may send, and IPv6 out of a port's interface (no native IPv6
+    // forwarding): dropped, counted.
+    let unspecified = pkt("IPv6(src='::', dst='ff02::16')/ICMPv6EchoReply()");
+    let mut long = f[0].clone();
+    long[4..6].copy_from_slice(&((f[0].len() - 40 + 1) as u16).to_be_bytes());
+    let mut pipe = Pipeline::for_host(1);
+    for (bytes, to, reason, case) in [
+        (
+            &unspecified[..],
+            Host::Tunnel(b),
+            DropReason::BadInnerIpv6,
+            "source ::",
+        ),
+        (
+            &f[0][..39],
+            Host::Tunnel(b),
+            DropReason::BadInnerIpv6,
+            "shorter than the fixed header",
+        ),
+        (
+            &long[..],
+            Host::Tunnel(b),
+            DropReason::BadInnerIpv6,
+            "payload length past the end",
+        ),
+        (
+            &f[0][..],
+            Host::Port(CORE_PORT),
+            DropReason::NoRoute,
+            "IPv6 out of a port",
+        ),
+    ] {
+        let before = pipe.counters().drop_count(reason);
+        let mut buf = TestBuf::with_headroom(bytes, 128);
+        assert_eq!(
+            pipe.inject(&mut buf, &lab.snap, to),
+            Action::Drop(reason),
+            "{case}"
+        );
+        assert_eq!(
+            pipe.counters().drop_count(reason),
+            before + 1,
+            "{case}: counted"
+        );
+    }
+}

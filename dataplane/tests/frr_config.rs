@@ -450,6 +450,36 @@ fn ibgp_across_the_core_announces_our_clients_and_hears_the_others() {
     }
 }
 
+#[test]
+fn ibgp_bfd_puts_the_reflector_sessions_under_bfd() {
+    // The reflector sessions get BFD with [bgp]'s timers (CONFIG: 150 ms, 4).
+    let text = core_config().replace(
+        "ibgp_source = \"10.255.0.1\"\n",
+        "ibgp_source = \"10.255.0.1\"\nibgp_bfd = true\n",
+    );
+    let cfg = pipeline_config::parse(&text, "edge.toml").expect("config");
+    let out = render(&cfg, "edge.toml", Some(fpm())).expect("rendered");
+    let l = lines(&out);
+    for rr in ["10.255.0.254", "10.255.0.253"] {
+        let want = format!(" neighbor {rr} bfd profile bb-150x4");
+        assert!(l.contains(&want.as_str()), "{want:?} in\n{out}");
+    }
+    let start = l
+        .iter()
+        .position(|x| *x == " profile bb-150x4")
+        .unwrap_or_else(|| panic!("no BFD profile in\n{out}"));
+    assert_eq!(
+        &l[start + 1..start + 4],
+        [
+            "  detect-multiplier 4",
+            "  receive-interval 150",
+            "  transmit-interval 150"
+        ]
+    );
+    let (ok, said) = dryrun(&out);
+    assert!(ok, "vtysh --dryrun refused it:\n{said}\n{out}");
+}
+
 /// CONFIG with IPv6 prefixes for site-a (a session) and site-c (announced by the edge);
 /// site-b's session stays IPv4 only.
 fn dual_stack_config() -> String {

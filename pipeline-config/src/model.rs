@@ -91,6 +91,10 @@ pub struct BgpConfig {
     /// Our core address the iBGP sessions start from, and the next hop we announce;
     /// `Some` exactly when `ibgp_peers` is not empty.
     pub ibgp_source: Option<Ipv4Addr>,
+    /// BFD on the iBGP sessions, with `bfd_interval_ms` and `bfd_multiplier`: a frozen
+    /// or cut edge is found down in a second, not at the hold timer. Only with
+    /// `ibgp_peers`.
+    pub ibgp_bfd: bool,
 }
 
 /// A client's BGP session, inside its tunnel.

@@ -186,6 +186,9 @@ pub(crate) struct RawBgp {
     /// route our clients to (the next hop we announce); required with `ibgp_peers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ibgp_source: Option<String>,
+    /// BFD on the iBGP sessions (the reflectors run it too); default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ibgp_bfd: bool,
 }
 
 fn default_max_prefix_len() -> i64 {

@@ -383,6 +383,16 @@ impl Validator<'_> {
                 }
                 None => None,
             },
+            ibgp_bfd: match (b.ibgp_bfd, ibgp_peers.is_empty()) {
+                (true, true) => {
+                    return Err(self.err(
+                        "bgp.ibgp_bfd",
+                        "true",
+                        "is for iBGP sessions: give bgp.ibgp_peers, or leave it out",
+                    ))
+                }
+                (on, _) => on,
+            },
             ibgp_peers,
             ibgp_source,
         })

@@ -1656,9 +1656,18 @@ fn ibgp_runs_from_a_core_address_with_a_host_interface() {
         ]
     );
     assert_eq!(bgp.ibgp_source, Some(Ipv4Addr::new(10, 255, 0, 1)));
+    // BFD on the reflector sessions only when asked.
+    assert!(!bgp.ibgp_bfd);
+    let bgp = ok(&with_core(
+        true,
+        "ibgp_peers = [\"10.255.0.254\"]\nibgp_source = \"10.255.0.1\"\nibgp_bfd = true",
+    ))
+    .bgp
+    .expect("[bgp]");
+    assert!(bgp.ibgp_bfd);
     // Without them: no iBGP.
     let bgp = ok(&with_core(true, "")).bgp.expect("[bgp]");
-    assert!(bgp.ibgp_peers.is_empty() && bgp.ibgp_source.is_none());
+    assert!(bgp.ibgp_peers.is_empty() && bgp.ibgp_source.is_none() && !bgp.ibgp_bfd);
 }
 
 #[test]
@@ -1711,6 +1720,12 @@ fn ibgp_is_refused_where_it_cannot_run() {
         "bgp.ibgp_peers[0]",
         Some("10.255.0.1"),
         "is our own address",
+    );
+    invalid(
+        &with_core(true, "ibgp_bfd = true"),
+        "bgp.ibgp_bfd",
+        Some("true"),
+        "give bgp.ibgp_peers",
     );
 }
 

@@ -16,6 +16,7 @@
 use crate::appliance::{Appliance, Running};
 use crate::audit::{lookup, Forwarding};
 use crate::diff::count;
+use crate::model::CoreRouting;
 use crate::part::{changes, part, EdgePart, Op};
 use crate::store::{Store, Stored};
 use crate::Policy;
@@ -111,6 +112,11 @@ pub struct Agent {
     /// The appliance's lookups of the client prefixes, and the generation and
     /// prefixes they were made for.
     looked_up: Option<(u64, Vec<ipnet::Ipv4Net>, BTreeMap<String, Value>)>,
+    /// What the appliance's `[bgp]` must say with BGP across the core: the backbone's
+    /// AS number and this edge's core address (`ibgp_source`); `None`: static routing.
+    core_expected: Option<(u32, std::net::Ipv4Addr)>,
+    /// How the appliance's `[bgp]` disagrees with the policy, when it does.
+    core_mismatch: Option<String>,
 }
 
 /// New tunnels held back for one revision (make before announce), or removed ones
@@ -160,6 +166,8 @@ impl Agent {
             client_prefixes: Vec::new(),
             forwarded: None,
             looked_up: None,
+            core_expected: None,
+            core_mismatch: None,
         }
     }
 
@@ -196,6 +204,8 @@ impl Agent {
         if self.appliance.is_none() && !self.opts.dry_run {
             self.appliance = Some(Appliance::new(&edge.control_socket));
         }
+        self.core_expected =
+            (policy.core_routing == CoreRouting::Bgp).then_some((policy.asn, edge.core_address));
         self.desired = Some(part(&policy, e));
         self.desired_revision = stored.revision;
         self.policy_edges = policy.edges.iter().map(|e| e.name.clone()).collect();
@@ -232,6 +242,9 @@ impl Agent {
                 Err(e) => return self.failed(format!("the appliance: {e}")),
             },
         };
+        if let Some(a) = self.appliance.clone() {
+            self.check_core(&a);
+        }
         let held = self.tunnels_to_hold(&desired, running.as_ref());
         let mut target = desired;
         for name in &held {
@@ -580,6 +593,34 @@ impl Agent {
         self.hold.is_some_and(|h| !h.expired) || self.drain.is_some_and(|d| !d.expired)
     }
 
+    /// With BGP across the core, compare the appliance's `[bgp]` with the policy: the other
+    /// edges, and `audit paths`, know this edge by its core address, so its iBGP must run
+    /// from that address in the backbone's AS. A mismatch is logged when it appears and
+    /// reported until it goes; what the policy asks is applied all the same (the local
+    /// clients are served either way).
+    fn check_core(&mut self, appliance: &Appliance) {
+        let found = self.core_expected.and_then(|(asn, core)| {
+            match appliance.request(&json!({"op": "status"})) {
+                Ok(status) => core_mismatch(&status["bgp"], asn, core),
+                // An appliance that does not answer is reported as such elsewhere.
+                Err(_) => None,
+            }
+        });
+        if found != self.core_mismatch {
+            match &found {
+                Some(m) => log::error!("edge {}: {m}", self.opts.edge),
+                None if self.core_mismatch.is_some() => {
+                    log::info!(
+                        "edge {}: the appliance's [bgp] agrees with the policy",
+                        self.opts.edge
+                    )
+                }
+                None => {}
+            }
+            self.core_mismatch = found;
+        }
+    }
+
     fn failed(&mut self, e: String) {
         if self.error.as_deref() != Some(&e) {
             log::error!("{e}");
@@ -602,6 +643,9 @@ impl Agent {
             "error": self.error,
             "dry_run": self.appliance.is_none(),
         });
+        if let Some(m) = &self.core_mismatch {
+            r["config_mismatch"] = json!(m);
+        }
         if let Some(appliance) = &self.appliance {
             match (appliance.generations(), appliance.tunnel_states()) {
                 (Ok((newest, workers)), Ok(states)) => {
@@ -683,6 +727,37 @@ impl Agent {
                 self.applied.revision
             );
         }
+    }
+}
+
+/// How an appliance's `[bgp]` (its `status` answer's `bgp`: null when it has none)
+/// disagrees with a policy that routes across the core by BGP, in AS `asn`, with this
+/// edge's core address `core`; `None` when it agrees.
+pub fn core_mismatch(bgp: &Value, asn: u32, core: std::net::Ipv4Addr) -> Option<String> {
+    if bgp.is_null() {
+        return Some(format!(
+            "the policy routes across the core by BGP, but the appliance has no [bgp]: give \
+             it asn = {asn}, ibgp_source = \"{core}\" and ibgp_peers"
+        ));
+    }
+    let theirs = bgp["asn"].as_u64();
+    if theirs != Some(u64::from(asn)) {
+        return Some(format!(
+            "the appliance's [bgp] asn is {}, the policy's backbone.asn {asn}",
+            theirs.map_or("absent".into(), |a| a.to_string())
+        ));
+    }
+    match bgp["ibgp_source"].as_str() {
+        Some(s) if s == core.to_string() => None,
+        Some(s) => Some(format!(
+            "the appliance's [bgp] ibgp_source is {s}, the policy's core_address for this \
+             edge {core}: the other edges would route its clients to {s}, and audit paths \
+             would not know that address"
+        )),
+        None => Some(format!(
+            "the appliance's [bgp] has no ibgp_source: the policy routes across the core by \
+             BGP from this edge's core_address {core} (give ibgp_source and ibgp_peers)"
+        )),
     }
 }
 
@@ -1113,6 +1188,28 @@ mod tests {
 
     fn route(prefix: &str, via: &str) -> Value {
         json!({"prefix": prefix, "port": "core0", "next_hop": via})
+    }
+
+    #[test]
+    fn the_appliances_bgp_must_be_the_policys_core() {
+        let core: std::net::Ipv4Addr = "10.255.0.1".parse().unwrap();
+        let bgp = |asn: u32, source: Option<&str>| json!({"asn": asn, "ibgp_source": source});
+        assert_eq!(
+            core_mismatch(&bgp(65000, Some("10.255.0.1")), 65000, core),
+            None
+        );
+        let said = |v: Value| core_mismatch(&v, 65000, core).expect("a mismatch");
+        let m = said(bgp(65000, Some("10.255.0.9")));
+        assert!(
+            m.contains("ibgp_source is 10.255.0.9") && m.contains("10.255.0.1"),
+            "{m}"
+        );
+        let m = said(bgp(65001, Some("10.255.0.1")));
+        assert!(m.contains("asn is 65001") && m.contains("65000"), "{m}");
+        let m = said(bgp(65000, None));
+        assert!(m.contains("no ibgp_source"), "{m}");
+        let m = said(Value::Null);
+        assert!(m.contains("no [bgp]"), "{m}");
     }
 
     fn part(tunnels: &[Value], routes: &[Value]) -> EdgePart {

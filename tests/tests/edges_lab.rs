@@ -18,6 +18,14 @@
 //!   C and announces it, e2 routes it across the core to e1, router C sends through its
 //!   backup tunnel: both directions move to e1 (counters and the audit agree), and back
 //!   when it thaws. The times and the pings lost are reported;
+//! - the dual-homed site's primary edge stops (e2's appliance frozen): the reflector finds
+//!   it down by BFD and withdraws its routes, e1 routes C into its own tunnel, router C
+//!   sends through its backup; host A's pings to C are answered again within 1 s, and
+//!   e1's counters show both directions through e1 alone; back when it thaws;
+//! - a bad policy document (a key that does not fit 32 bits) is refused whole, naming the
+//!   field; etcd's revision does not move and the client it would add is nowhere;
+//! - etcd stopped and started again: both agents say so and resume from their revision;
+//!   meanwhile pings across the core lose nothing and no appliance's tables change;
 //! - a new client (site D at e1) applied to the policy: hosts A, B and C each start
 //!   pinging D the moment their router learns D's prefix; none of those pings is lost
 //!   (make before announce, across the core too); removed again, its prefix is withdrawn
@@ -244,6 +252,43 @@ fn audit_agrees(lab: &Lab, seen: &Crossings) -> usize {
     )
 }
 
+/// etcd's current revision (every write raises it).
+fn etcd_revision(lab: &Lab) -> u64 {
+    let out = lab.exec(
+        "mgmt",
+        &[
+            "etcdctl",
+            "--endpoints",
+            ETCD,
+            "endpoint",
+            "status",
+            "-w",
+            "json",
+        ],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("etcdctl endpoint status: {e}: {}", text(&out)));
+    v[0]["Status"]["header"]["revision"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no revision in {v}"))
+}
+
+/// The names of edge `e`'s tunnels.
+fn tunnel_names(lab: &Lab, e: u8) -> Vec<String> {
+    let v = ctl(lab, e, &["tunnels"]);
+    v["tunnels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// What edge `e`'s agent logged so far.
+fn agent_log(lab: &Lab, e: u8) -> String {
+    std::fs::read_to_string(lab.dir.join(format!("agent-e{e}.log"))).unwrap_or_default()
+}
+
 /// Assert each pair crossed, both ways, the edges of the sites' entry points `at`.
 fn assert_paths(seen: &Crossings, at: impl Fn(char) -> u8) {
     for ((from, to), (forward, back)) in seen {
@@ -384,6 +429,33 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
         "every session Established {:.1} s after the lab came up",
         t0.elapsed().as_secs_f64()
     ));
+
+    // Each appliance's [bgp] is the policy's core: the agents compare them (a mismatch
+    // would be in their reports).
+    for e in [1u8, 2] {
+        let bgp = &ctl(&lab, e, &["status"])["bgp"];
+        assert_eq!(bgp["ibgp_source"], format!("10.255.0.{e}"), "e{e}: {bgp}");
+        assert_eq!(bgp["asn"], 65000, "e{e}: {bgp}");
+        let report = wait_for(
+            Duration::from_secs(20),
+            &format!("agent e{e}'s report"),
+            || {
+                let out = lab.exec(
+                    "mgmt",
+                    &[
+                        "etcdctl",
+                        "--endpoints",
+                        ETCD,
+                        "get",
+                        "--print-value-only",
+                        &format!("/backbone/edges/e{e}/status"),
+                    ],
+                );
+                serde_json::from_slice::<Value>(&out.stdout).map_err(|e| e.to_string())
+            },
+        );
+        assert!(report["config_mismatch"].is_null(), "e{e}: {report}");
+    }
 
     // Each router: every other site's prefix through its tunnel (C's primary, tun0).
     let via = |site: char| match site {
@@ -540,6 +612,249 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     }
     summary.push(format!("thawed: {}", back.join(", ")));
 
+    // The dual-homed site's primary edge stops: e2's appliance frozen (SIGSTOP) while host
+    // A pings host C 20 times a second. The reflector finds e2 down by BFD (`ibgp_bfd`) and
+    // withdraws its routes, so e1 routes C into its own tunnel to C; C's router finds its
+    // session with e2 down by BFD and sends through its tunnel to e1. Within a second,
+    // both ways through e1.
+    let ping_a = Pinger::start(&lab, 'a', "10.3.0.10", "0.05", None);
+    wait_until(
+        Duration::from_secs(10),
+        "pings answered before e2 stops",
+        || ping_a.replies().len() >= 5,
+    );
+    let e2 = lab.pid("backbone-e2");
+    signal(&e2, "STOP");
+    let stopped = lab::unix_now();
+    let t = Instant::now();
+    wait_until(
+        Duration::from_secs(15),
+        "e1 routes C into its own tunnel",
+        || lookup(&lab, 1, "10.3.0.10") == "tunnel site-c",
+    );
+    let rerouted = t.elapsed().as_secs_f64();
+    // The first reply after the stop that came through the backup: the last request e2
+    // swallowed is the one before it.
+    wait_until(
+        Duration::from_secs(15),
+        "host A's pings to C answered again",
+        || {
+            ping_a
+                .replies()
+                .iter()
+                .filter(|(at, _)| *at > stopped)
+                .count()
+                >= 10
+        },
+    );
+    // The requests e2 swallowed leave a gap in the replies' sequence numbers; the first
+    // reply after the gap came through the backup (no gap: nothing was lost).
+    let replies = ping_a.replies();
+    let back = replies
+        .windows(2)
+        .find(|w| w[1].0 > stopped && w[1].1 > w[0].1 + 1)
+        .map(|w| (w[0].1, w[1].1, w[1].0));
+    let gap = back.map_or(0.0, |(_, _, at)| at - stopped);
+    let (sent, got, _) = ping_a.stop();
+    assert!(
+        gap < 1.0,
+        "host A -> host C answered again {gap:.2} s after e2 stopped (replies {back:?}): the \
+         move to the backup edge must take less than 1 s"
+    );
+    // e2 cannot be asked while frozen: e1's counters alone show the pair's requests and
+    // replies each entering and leaving at e1 through the two tunnels, none on the core.
+    let before = lab::fresh_counters(|args| ctl(&lab, 1, args));
+    let o = lab.exec(
+        "ha",
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &PINGS.to_string(),
+            "-i",
+            "0.01",
+            "-W",
+            "2",
+            "-s",
+            &PAYLOAD.to_string(),
+            "10.3.0.10",
+        ],
+    );
+    assert!(
+        text(&o).contains(&format!("{PINGS} received")),
+        "host A -> host C with e2 stopped: {}",
+        text(&o)
+    );
+    let after = lab::fresh_counters(|args| ctl(&lab, 1, args));
+    let grew = |t: &str, f: &str| tunnel_counter(&after, t, f) - tunnel_counter(&before, t, f);
+    for (t, f) in [
+        ("site-a", "rx_bytes"),
+        ("site-c", "tx_bytes"),
+        ("site-c", "rx_bytes"),
+        ("site-a", "tx_bytes"),
+    ] {
+        assert!(
+            grew(t, f) >= PINGS * PACKET,
+            "with e2 stopped, e1's {t} {f} grew by {} only",
+            grew(t, f)
+        );
+    }
+    for f in ["rx_bytes", "tx_bytes"] {
+        let g = port_counter(&after, "core0", f) - port_counter(&before, "core0", f);
+        assert!(
+            g < PINGS * PACKET / 2,
+            "with e2 stopped, e1's core0 {f} grew by {g}"
+        );
+    }
+    summary.push(format!(
+        "C's primary edge e2 stopped (its appliance frozen): e1 routes C into its own tunnel \
+         {rerouted:.2} s after; host A's pings to C (20/s) answered again {gap:.2} s after \
+         ({} of {sent} lost); A and C both ways through e1 by the counters",
+        sent - got
+    ));
+    signal(&e2, "CONT");
+    let t = Instant::now();
+    for (what, done) in [
+        (
+            "e2 routes C into its tunnel again",
+            Box::new(|| lookup(&lab, 2, "10.3.0.10") == "tunnel site-c") as Box<dyn Fn() -> bool>,
+        ),
+        (
+            "e1 routes C across the core to e2 again",
+            Box::new(|| lookup(&lab, 1, "10.3.0.10") == "core 10.255.0.2"),
+        ),
+        (
+            "router C sends through its primary tunnel again",
+            Box::new(|| {
+                lab.kernel_route("rc", "10.1.0.0/16")
+                    .contains("via 169.254.3.1 dev tun0")
+            }),
+        ),
+        (
+            "router B hears C through e2 again",
+            Box::new(|| {
+                lab.kernel_route("rb", "10.3.0.0/16")
+                    .contains("via 169.254.2.1 dev tun0")
+            }),
+        ),
+    ] {
+        wait_until(Duration::from_secs(30), what, done);
+    }
+    let seen = pairs(&lab, &['a', 'b', 'c']);
+    assert_paths(&seen, primary);
+    summary.push(format!(
+        "e2 thawed: C back at e2 {:.2} s after; every pair through its primary again by the \
+         counters",
+        t.elapsed().as_secs_f64()
+    ));
+
+    // A bad policy document (site D added, but with a GRE key that does not fit 32 bits):
+    // refused whole, the field named, nothing written to etcd, nothing changed at e1.
+    let bad = lab.dir.join("policy-bad.toml");
+    let good = std::fs::read_to_string(lab.dir.join("policy-d.toml")).expect("policy-d.toml");
+    assert!(good.contains("key = 400\n"), "{good}");
+    std::fs::write(&bad, good.replace("key = 400\n", "key = 4294967296\n")).expect("write");
+    let revision = etcd_revision(&lab);
+    let out = lab.exec(
+        "mgmt",
+        &[
+            &policy.to_string_lossy(),
+            "apply",
+            &bad.to_string_lossy(),
+            "--etcd",
+            ETCD,
+        ],
+    );
+    let said = text(&out);
+    assert!(
+        !out.status.success() && said.contains("site-d") && said.contains("key"),
+        "policy apply of a bad document: {said}"
+    );
+    assert_eq!(etcd_revision(&lab), revision, "etcd was written: {said}");
+    assert!(
+        !tunnel_names(&lab, 1).iter().any(|n| n == "site-d"),
+        "site-d reached e1"
+    );
+    summary.push(format!(
+        "a bad document refused whole: {}; etcd stays at revision {revision}",
+        said.lines()
+            .find(|l| l.contains("key"))
+            .unwrap_or("")
+            .trim()
+    ));
+
+    // etcd stopped and started again: forwarding unchanged meanwhile (host A pings host B
+    // across the core 20 times a second, none lost; neither appliance's tables change),
+    // and each agent says so and resumes from its revision once etcd answers.
+    let generations = [1u8, 2].map(|e| ctl(&lab, e, &["status"])["generation"].clone());
+    assert!(generations.iter().all(Value::is_u64), "{generations:?}");
+    let ping = Pinger::start(&lab, 'a', "10.2.0.10", "0.05", None);
+    wait_until(
+        Duration::from_secs(10),
+        "pings answered before etcd stops",
+        || ping.replies().len() >= 5,
+    );
+    let out = lab.script("etcd-stop");
+    assert!(out.status.success(), "etcd-stop: {}", text(&out));
+    let t = Instant::now();
+    for e in [1, 2] {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("agent e{e} finds etcd unreachable"),
+            || {
+                let log = agent_log(&lab, e);
+                if log.contains("etcd unreachable") {
+                    Ok(())
+                } else {
+                    Err(log.lines().last().unwrap_or("").to_owned())
+                }
+            },
+        );
+    }
+    let down_since = lab::unix_now();
+    // Forwarding goes on: a second's pings answered while etcd is known to be down.
+    wait_until(
+        Duration::from_secs(10),
+        "pings answered without etcd",
+        || {
+            ping.replies()
+                .iter()
+                .filter(|(at, _)| *at > down_since)
+                .count()
+                >= 20
+        },
+    );
+    let out = lab.script("etcd-start");
+    assert!(out.status.success(), "etcd-start: {}", text(&out));
+    let outage = t.elapsed().as_secs_f64();
+    for e in [1, 2] {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("agent e{e} resumes"),
+            || {
+                let log = agent_log(&lab, e);
+                match log.lines().rev().find(|l| l.contains("answers again")) {
+                    Some(l) if l.contains("resuming from revision") => Ok(()),
+                    _ => Err(log.lines().last().unwrap_or("").to_owned()),
+                }
+            },
+        );
+    }
+    let (sent, got, out) = ping.stop();
+    assert_eq!(
+        sent,
+        got,
+        "host A -> host B while etcd was down: {} lost\n{out}",
+        sent.saturating_sub(got)
+    );
+    let after = [1u8, 2].map(|e| ctl(&lab, e, &["status"])["generation"].clone());
+    assert_eq!(generations, after, "a table changed while etcd was down");
+    summary.push(format!(
+        "etcd stopped for {outage:.1} s and started again: both agents said so and resumed; \
+         {got} of {sent} pings across the core answered meanwhile; no table changed"
+    ));
+
     // A new client: site D at e1. Hosts A, B and C each start pinging D the moment their
     // router learns D's prefix; nothing of it may be lost.
     let file = lab.dir.join("policy-d.toml");
@@ -631,13 +946,7 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
         Duration::from_secs(60),
         "site-d's tunnel gone from e1",
         || {
-            let v = ctl(&lab, 1, &["tunnels"]);
-            let names: Vec<String> = v["tunnels"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t["name"].as_str().map(str::to_owned))
-                .collect();
+            let names = tunnel_names(&lab, 1);
             if names.iter().any(|n| n == "site-d") {
                 Err(format!("{names:?}"))
             } else {

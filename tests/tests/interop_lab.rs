@@ -1,21 +1,26 @@
 //! The interop lab (scripts/interop-lab.sh) as a test: backbone between client routers that
 //! we did not write. Routers A and B are Open vSwitch (userspace datapath) with GRE ports,
-//! keyed (100) and unkeyed; router C is a Linux namespace with an IP-in-IP tunnel (TUN and a
-//! raw socket, scripts/interop-lab-ipip.py). The appliance runs on the three veths with DPDK's
-//! net_af_packet, and tcpdump captures every backbone link.
+//! keyed (100) and unkeyed; router C is a Linux namespace with an IP-in-IP tunnel (TUN and
+//! raw sockets, scripts/tunnel-endpoint.py). The appliance runs on the three veths with
+//! DPDK's net_af_packet, and tcpdump captures every backbone link. The sites are
+//! dual-stack: the tunnels carry IPv6 too (GRE protocol type 0x86DD, RFC 7676; IPv6-in-IPv4,
+//! protocol 41, RFC 4213), over the IPv4 underlay.
 //!
-//! Checked: ping both ways between every pair of hosts, with the TTL the hop count implies
-//! (64 - router - backbone - router = 61); `traceroute -n` across the appliance, whose hop
-//! answers from its address facing the sender; TCP transfers (16 MiB keyed GRE <- unkeyed
-//! GRE, 10 MiB GRE -> IP-in-IP) between hosts with MTU 1500, compared byte for byte: the
-//! underlay carries their full-size packets (1600) but the tunnels are configured for 1500
-//! outside, so they complete by path MTU discovery on the appliance's Fragmentation Needed;
-//! the appliance's live per-tunnel counters against the pings sent; Open vSwitch 3.1's wrong
-//! GRE checksum with csum+seq dropped as `bad_gre_checksum`; then, after teardown, tshark's
-//! dissection of the captures (right MACs, keys and modes per link, inner TTLs, the
-//! appliance's own ICMP errors, valid checksums, nothing malformed) and the final per-tunnel
-//! packet and byte counters and ICMP errors of `--stats` against the captures, packet for
-//! packet.
+//! Checked: ping both ways between every pair of hosts, in IPv4 and in IPv6, with the TTL
+//! (hop limit) the hop count implies (64 - router - backbone - router = 61), and the
+//! appliance's per-tunnel counters against the pings sent; `traceroute -n` across the
+//! appliance, whose hop answers from its address facing the sender; TCP transfers (16 MiB
+//! keyed GRE <- unkeyed GRE, 10 MiB GRE -> IP-in-IP) between hosts with MTU 1500, compared
+//! byte for byte: the underlay carries their full-size packets (1600) but the tunnels are
+//! configured for 1500 outside, so they complete by path MTU discovery on the appliance's
+//! Fragmentation Needed; the same in IPv6 (512 KiB each way round the same tunnels), by
+//! ICMPv6 Packet Too Big with the egress tunnel's inner MTU, which the sending host then
+//! holds as its path MTU (`ip -6 route get`); Open vSwitch 3.1's wrong GRE checksum with
+//! csum+seq dropped as `bad_gre_checksum`; then, after teardown, tshark's dissection of the
+//! captures (right MACs, keys, modes and GRE protocol types per link, inner TTLs and hop
+//! limits, the appliance's own ICMP and ICMPv6 errors, valid checksums, nothing malformed)
+//! and the final per-tunnel packet and byte counters and ICMP errors of `--stats` against
+//! the captures, packet for packet.
 //!
 //! Needs root, network namespaces, /dev/net/tun and the packages of scripts/setup.sh. Where
 //! they are missing the test fails and says why: it never skips.
@@ -29,6 +34,17 @@ use std::time::{Duration, Instant};
 
 /// A host: its router's letter, its address.
 const HOSTS: [(char, &str); 3] = [('a', "10.1.0.10"), ('b', "10.2.0.10"), ('c', "10.3.0.10")];
+/// The hosts' IPv6 addresses: site X is fd00:X::/48 at the appliance, its LAN fd00:X::/64.
+const HOSTS6: [(char, &str); 3] = [
+    ('a', "fd00:1::10"),
+    ('b', "fd00:2::10"),
+    ('c', "fd00:3::10"),
+];
+/// The tunnels' outer MTU (`mtu` in the lab's configuration): their packets, outer IPv4
+/// header included, carry at most this.
+const TUNNEL_MTU: u32 = 1500;
+/// IPv6 bytes of a host's transfer through Packet Too Big: a few hundred KB.
+const TRANSFER6_BYTES: usize = 512 << 10;
 /// Host A's second address, routed by router A into its csum+seq GRE port.
 const CSUM_SOURCE: &str = "10.11.0.10";
 /// Traceroute's first UDP destination port (its default).
@@ -54,8 +70,16 @@ struct Link {
     /// (SPEC.md ICMP errors, rule 2): the tunnel's link address where it has one, else its
     /// local endpoint.
     icmp_src: &'static str,
-    /// The outer protocol: 47 (GRE) or 4 (IP-in-IP).
+    /// Its ICMPv6 errors' source: the tunnel's `link6` (fd00:ff:X::1).
+    icmp6_src: &'static str,
+    /// The IPv6 prefix of the site behind it (the appliance's route into its tunnel).
+    site6: &'static str,
+    /// The outer protocol: 47 (GRE) or 4 (IP-in-IP; its IPv6 packets are protocol 41).
     proto: u32,
+    /// The inner MTU of the site's tunnel (the first of `tunnels`): `TUNNEL_MTU` less the
+    /// outer IPv4 header (20 bytes) and the GRE header (4, 8 with a key; RFC 2784, RFC
+    /// 2890); IP-in-IP has none (RFC 2003, RFC 4213 3.2).
+    inner_mtu: u32,
     /// GRE key -> tunnel name; `None`: GRE without key, or IP-in-IP.
     tunnels: &'static [(Option<u32>, &'static str)],
 }
@@ -68,7 +92,10 @@ const LINKS: [Link; 3] = [
         router_mac: "02:01:00:00:01:02",
         router_ip: "172.16.1.2",
         icmp_src: "172.16.1.1",
+        icmp6_src: "fd00:ff:1::1",
+        site6: "fd00:1:",
         proto: 47,
+        inner_mtu: TUNNEL_MTU - 20 - 8,
         tunnels: &[(Some(100), "site-a"), (Some(101), "site-a-csum")],
     },
     Link {
@@ -78,7 +105,10 @@ const LINKS: [Link; 3] = [
         router_mac: "02:02:00:00:01:02",
         router_ip: "172.16.2.2",
         icmp_src: "172.16.2.1",
+        icmp6_src: "fd00:ff:2::1",
+        site6: "fd00:2:",
         proto: 47,
+        inner_mtu: TUNNEL_MTU - 20 - 4,
         tunnels: &[(None, "site-b")],
     },
     Link {
@@ -88,7 +118,10 @@ const LINKS: [Link; 3] = [
         router_mac: "02:03:00:00:01:01",
         router_ip: "172.16.3.2",
         icmp_src: "169.254.3.1",
+        icmp6_src: "fd00:ff:3::1",
+        site6: "fd00:3:",
         proto: 4,
+        inner_mtu: TUNNEL_MTU - 20,
         tunnels: &[(None, "site-c")],
     },
 ];
@@ -424,10 +457,18 @@ fn wait_child(mut spawned: Spawned, what: &str, limit: Duration) -> Output {
     }
 }
 
-/// Send `mib` MiB of random bytes over TCP from one host to another (socat at both ends) and
-/// compare what arrived with what was sent, byte for byte. Returns a line for the summary.
-fn transfer(lab: &Lab, from: char, to: char, mib: usize, port: u16) -> String {
-    let to_ip = HOSTS.iter().find(|h| h.0 == to).expect("host").1;
+/// Send `bytes` random bytes over TCP from one host to another, to its address in `hosts`
+/// (socat at both ends), and compare what arrived with what was sent, byte for byte.
+/// Returns a line for the summary.
+fn transfer(
+    lab: &Lab,
+    from: char,
+    to: char,
+    hosts: &[(char, &str)],
+    bytes: usize,
+    port: u16,
+) -> String {
+    let to_ip = hosts.iter().find(|h| h.0 == to).expect("host").1;
     tcp_copy(
         lab,
         &format!(
@@ -438,7 +479,7 @@ fn transfer(lab: &Lab, from: char, to: char, mib: usize, port: u16) -> String {
         &format!("h{from}"),
         &format!("h{to}"),
         to_ip,
-        mib << 20,
+        bytes,
         port,
     )
 }
@@ -464,7 +505,13 @@ fn tcp_copy(
     )
     .expect("random bytes");
     std::fs::write(&src, &data).expect("write the source file");
-    let listen = format!("TCP-LISTEN:{port},bind={to_ip},reuseaddr");
+    // socat's addresses: TCP6 and brackets for an IPv6 destination.
+    let (tcp, host) = if to_ip.contains(':') {
+        ("TCP6", format!("[{to_ip}]"))
+    } else {
+        ("TCP", to_ip.to_owned())
+    };
+    let listen = format!("{tcp}-LISTEN:{port},bind={host},reuseaddr");
     let sink = format!("OPEN:{},creat,trunc", dst.display());
     let receiver = lab.spawn(to, &["socat", "-u", &listen, &sink]);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -479,7 +526,7 @@ fn tcp_copy(
     }
     let t = Instant::now();
     let source = format!("OPEN:{}", src.display());
-    let connect = format!("TCP:{to_ip}:{port}");
+    let connect = format!("{tcp}:{host}:{port}");
     let sender = lab.spawn(from, &["socat", "-u", &source, &connect]);
     let sent = wait_child(sender, "the TCP sender", Duration::from_secs(60));
     assert!(
@@ -544,6 +591,46 @@ fn exception_path(lab: &Lab) -> Vec<String> {
         "bb-site-c's MTU is the tunnel's inner MTU (1500 less the IPv4 header): {}",
         text(&link)
     );
+    // IPv6: bb-site-c holds the tunnel's link6 too, and nothing else (no link-local
+    // address); router C's ping6 of it goes through the tunnel (protocol 41) to the
+    // appliance's kernel, whose replies go back the same way.
+    let v6 = text(&lab.exec(
+        "bb",
+        &["ip", "-o", "-6", "addr", "show", "dev", "bb-site-c"],
+    ));
+    assert!(
+        v6.contains("fd00:ff:3::1/127") && !v6.contains("fe80:"),
+        "bb-site-c's IPv6 addresses: {v6}"
+    );
+    let before = lab.counters();
+    let out = lab.exec(
+        "rc",
+        &[
+            "ping",
+            "-n",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "fd00:ff:3::1",
+        ],
+    );
+    let s = text(&out);
+    let answered = s.lines().filter(|l| l.contains("bytes from")).count() as u64;
+    assert!(answered >= 2, "router C pings the appliance's link6:\n{s}");
+    let d = delta(&before, &lab.counters());
+    assert!(
+        d["host.to_host"] >= answered && d["host.from_host_sent"] >= answered,
+        "the echo requests up to the kernel and its replies into the tunnel: {d:?}"
+    );
+    assert_no_drops_but(&d, "", "router C's ping6 of the link6");
+    assert_eq!(d["host.from_host_dropped"], 0, "{d:?}");
+    summary.push(format!(
+        "ping6 of the appliance's link6 fd00:ff:3::1 from router C, inside tunnel site-c: \
+         {answered} of 3 answered by its kernel through bb-site-c"
+    ));
 
     const MIB: usize = 1 << 20;
     let before = lab.counters();
@@ -708,8 +795,19 @@ struct Frame {
     udp_dstport: Vec<u32>,
     /// The group of each of tshark's expert items (beside `expert_severity`).
     expert_group: Vec<u64>,
-    /// It carries an ICMP error, which quotes a packet cut short.
+    /// It carries an ICMP or ICMPv6 error, which quotes a packet cut short.
     quotes: bool,
+    /// Per IPv6 header (inside the tunnel), outer first.
+    ipv6_src: Vec<String>,
+    ipv6_dst: Vec<String>,
+    ipv6_hlim: Vec<u32>,
+    ipv6_nxt: Vec<u32>,
+    icmpv6_type: Vec<u32>,
+    icmpv6_code: Vec<u32>,
+    /// A Packet Too Big's MTU.
+    icmpv6_mtu: Vec<u32>,
+    /// The GRE protocol type.
+    gre_proto: Option<u32>,
 }
 
 const TSHARK_FIELDS: &[&str] = &[
@@ -734,6 +832,15 @@ const TSHARK_FIELDS: &[&str] = &[
     "tcp.checksum_calculated",
     "udp.dstport",
     "_ws.expert.group",
+    "ipv6.src",
+    "ipv6.dst",
+    "ipv6.hlim",
+    "ipv6.nxt",
+    "icmpv6.type",
+    "icmpv6.code",
+    "icmpv6.mtu",
+    "icmpv6.checksum.status",
+    "gre.proto",
 ];
 
 fn dissect(file: &Path) -> Vec<Frame> {
@@ -746,6 +853,10 @@ fn dissect(file: &Path) -> Vec<Frame> {
         "tcp.port==5001,data",
         "-d",
         "tcp.port==5002,data",
+        "-d",
+        "tcp.port==5003,data",
+        "-d",
+        "tcp.port==5004,data",
         // The exception path's transfers use X11's ports.
         "-d",
         "tcp.port==6001,data",
@@ -809,7 +920,8 @@ fn dissect(file: &Path) -> Vec<Frame> {
             let tcp_negative_zero = nums(c[17]) == [0xffff] && nums(c[18]) == [0];
             // An ICMP error quotes a TCP segment cut short: tshark checks its checksum
             // anyway, over what is there, and calls it bad. Only a whole segment's counts.
-            let quotes = small(c[12]).iter().any(|t| matches!(t, 3 | 11));
+            let quotes = small(c[12]).iter().any(|t| matches!(t, 3 | 11))
+                || small(c[25]).iter().any(|t| (1..=4).contains(t));
             if !quotes {
                 checksum_status.extend(small(c[10]).into_iter().map(|s| {
                     if s == 0 && tcp_negative_zero {
@@ -820,6 +932,7 @@ fn dissect(file: &Path) -> Vec<Frame> {
                 }));
             }
             checksum_status.extend(small(c[11]));
+            checksum_status.extend(small(c[28]));
             Frame {
                 number: c[0].to_owned(),
                 eth_src: c[1].to_owned(),
@@ -839,6 +952,14 @@ fn dissect(file: &Path) -> Vec<Frame> {
                 udp_dstport: small(c[19]),
                 expert_group: nums(c[20]),
                 quotes,
+                ipv6_src: list(c[21]),
+                ipv6_dst: list(c[22]),
+                ipv6_hlim: small(c[23]),
+                ipv6_nxt: small(c[24]),
+                icmpv6_type: small(c[25]),
+                icmpv6_code: small(c[26]),
+                icmpv6_mtu: small(c[27]),
+                gre_proto: small(c[29]).first().copied(),
             }
         })
         .collect()
@@ -855,6 +976,7 @@ struct Seen {
     /// The appliance's own ICMP errors sent into the tunnel.
     frag_needed: u64,
     time_exceeded: u64,
+    packet_too_big: u64,
 }
 
 /// Check every frame of one link's capture and count its tunnel packets. Returns how many
@@ -906,7 +1028,9 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
             "{at}: a bad IPv4, TCP or ICMP checksum ({})",
             f.protocols
         );
-        if outer != 4 && outer != 47 {
+        // An IPv6 packet inside the tunnel (tshark dissects GRE 0x86DD and protocol 41).
+        let v6 = !f.ipv6_src.is_empty();
+        if ![4, 41, 47].contains(&outer) {
             // The routers' underlay pings to the appliance, when the lab came up, and the
             // appliance's echo replies.
             let ping = f.ip_dst[0] == link.our_ip && f.ip_src[0] == link.router_ip;
@@ -932,7 +1056,18 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
             );
             continue;
         }
-        assert_eq!(outer, link.proto, "{at}: the wrong tunnel mode");
+        // IP-in-IP carries IPv6 as protocol 41 (RFC 4213); GRE names the inner packet's
+        // family in its protocol type (RFC 7676).
+        let mode = if v6 && link.proto == 4 {
+            41
+        } else {
+            link.proto
+        };
+        assert_eq!(outer, mode, "{at}: the wrong tunnel mode");
+        if link.proto == 47 {
+            let ptype = if v6 { 0x86DD } else { 0x0800 };
+            assert_eq!(f.gre_proto, Some(ptype), "{at}: GRE protocol type");
+        }
         let inbound = f.eth_src == link.router_mac;
         let (src_mac, dst_mac, src_ip, dst_ip) = if inbound {
             (link.router_mac, link.our_mac, link.router_ip, link.our_ip)
@@ -956,70 +1091,139 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
             );
         };
         let s = seen.entry(tunnel).or_default();
-        // The appliance's own ICMP errors, into the tunnel the offending packet came
-        // through: Time Exceeded (traceroute) and Fragmentation Needed (path MTU
-        // discovery), from its address facing the sender, TTL 64, quoting the packet.
-        if !inbound && f.ip_src[1] == link.icmp_src && f.ip_proto[1] == 1 {
-            let kind = (f.icmp_type[0], f.icmp_code[0]);
-            assert!(
-                kind == (11, 0) || kind == (3, 4),
-                "{at}: ICMP {kind:?} from the appliance"
-            );
-            assert_eq!(f.ip_ttl[1], 64, "{at}: the appliance's ICMP error's TTL");
-            assert_eq!(f.ip_proto.len(), 3, "{at}: an ICMP error quoting a packet");
-            if kind == (3, 4) {
-                s.frag_needed += 1;
-            } else {
-                s.time_exceeded += 1;
+        if v6 {
+            // The appliance's own ICMPv6 errors, into the tunnel the offending packet came
+            // through: Packet Too Big (path MTU discovery), from the tunnel's link6, hop
+            // limit 64, to the quoted packet's source, carrying the inner MTU of the tunnel
+            // toward the quoted packet's destination (RFC 4443 3.2), and as much of the
+            // packet as fits in 1,280 bytes (RFC 4443 2.4 (c)): the offending packets are
+            // larger than any tunnel's inner MTU, so the error is 1,280 bytes exactly.
+            // (The appliance's kernel answers echo requests to link6 too: those are no
+            // errors, types 128 and up.)
+            let error = f.ipv6_nxt[0] == 58 && f.icmpv6_type.first().is_some_and(|t| *t < 128);
+            if !inbound && f.ipv6_src[0] == link.icmp6_src && error {
+                assert_eq!(
+                    (f.ipv6_nxt[0], f.icmpv6_type.first(), f.icmpv6_code.first()),
+                    (58, Some(&2), Some(&0)),
+                    "{at}: ICMPv6 from the appliance, not Packet Too Big"
+                );
+                assert_eq!(f.ipv6_hlim[0], 64, "{at}: its hop limit");
+                assert_eq!(
+                    f.ipv6_src.len(),
+                    2,
+                    "{at}: a Packet Too Big quoting a packet"
+                );
+                assert_eq!(f.ipv6_dst[0], f.ipv6_src[1], "{at}: to the quoted source");
+                let egress = LINKS
+                    .iter()
+                    .find(|l| f.ipv6_dst[1].starts_with(l.site6))
+                    .unwrap_or_else(|| panic!("{at}: quotes a packet to {}", f.ipv6_dst[1]));
+                assert_eq!(
+                    f.icmpv6_mtu,
+                    [egress.inner_mtu],
+                    "{at}: the MTU of a Packet Too Big toward {}",
+                    f.ipv6_dst[1]
+                );
+                let gre = match (link.proto, f.gre_key) {
+                    (47, Some(_)) => 8,
+                    (47, None) => 4,
+                    _ => 0,
+                };
+                assert_eq!(
+                    f.len - 14 - 20 - gre,
+                    1280,
+                    "{at}: the Packet Too Big's length"
+                );
+                s.packet_too_big += 1;
+                s.tx_packets += 1;
+                s.tx_bytes += f.len;
+                continue;
             }
-            s.tx_packets += 1;
-            s.tx_bytes += f.len;
-            continue;
-        }
-        // An ICMP error a host sends back through the tunnels (port unreachable, for
-        // traceroute) quotes the packet it is about: a third IPv4 header.
-        let error = f.ip_proto[1] == 1 && matches!(f.icmp_type.first(), Some(3 | 11));
-        assert_eq!(
-            f.ip_proto.len(),
-            if error { 3 } else { 2 },
-            "{at}: not one inner IPv4 packet"
-        );
-        // Inner TTL: the host's 64 less its router on the way in, and less the appliance
-        // on the way out. Between router C's kernel and the appliance's, inside the tunnel
-        // (the link 169.254.3.0/31, the exception path), nobody forwards: 64.
-        let inner_ttl = f.ip_ttl[1];
-        let on_link = |a: &str| a == "169.254.3.0" || a == "169.254.3.1";
-        // The appliance's probes of a tunnel: from its endpoint to itself, nobody forwards
-        // them before they leave either.
-        let own_probe = !inbound && f.ip_src[1] == link.our_ip && f.ip_dst[1] == link.our_ip;
-        let local = own_probe || (on_link(&f.ip_src[1]) && on_link(&f.ip_dst[1]));
-        // Traceroute's probes (UDP to port 33434 + the probe's index; with one probe a hop,
-        // that is its TTL - 1) come with the TTL the host gave them less the router's hop,
-        // and leave with one less.
-        let probe = (f.ip_proto[1] == 17)
-            .then(|| f.udp_dstport.first().copied())
-            .flatten()
-            .filter(|p| (TRACEROUTE_PORT..TRACEROUTE_PORT + 64).contains(p))
-            .map(|p| p - TRACEROUTE_PORT);
-        assert_eq!(
-            inner_ttl,
-            if local {
-                64
-            } else if let Some(hops) = probe {
-                if inbound {
-                    hops
+            assert_eq!(f.ipv6_src.len(), 1, "{at}: not one inner IPv6 packet");
+            // The host's 64 less its router on the way in, and less the appliance on the
+            // way out. Between router C's kernel and the appliance's, inside the tunnel
+            // (its IPv6 link fd00:ff:3::/127), nobody forwards: 64.
+            let on_link = |a: &str| a == "fd00:ff:3::" || a == "fd00:ff:3::1";
+            let local = on_link(&f.ipv6_src[0]) && on_link(&f.ipv6_dst[0]);
+            assert_eq!(
+                f.ipv6_hlim[0],
+                if local {
+                    64
+                } else if inbound {
+                    63
                 } else {
-                    hops - 1
+                    62
+                },
+                "{at}: inner hop limit ({} {})",
+                if inbound { "from" } else { "to" },
+                link.iface
+            );
+        } else {
+            // The appliance's own ICMP errors, into the tunnel the offending packet came
+            // through: Time Exceeded (traceroute) and Fragmentation Needed (path MTU
+            // discovery), from its address facing the sender, TTL 64, quoting the packet.
+            if !inbound && f.ip_src[1] == link.icmp_src && f.ip_proto[1] == 1 {
+                let kind = (f.icmp_type[0], f.icmp_code[0]);
+                assert!(
+                    kind == (11, 0) || kind == (3, 4),
+                    "{at}: ICMP {kind:?} from the appliance"
+                );
+                assert_eq!(f.ip_ttl[1], 64, "{at}: the appliance's ICMP error's TTL");
+                assert_eq!(f.ip_proto.len(), 3, "{at}: an ICMP error quoting a packet");
+                if kind == (3, 4) {
+                    s.frag_needed += 1;
+                } else {
+                    s.time_exceeded += 1;
                 }
-            } else if inbound {
-                63
-            } else {
-                62
-            },
-            "{at}: inner TTL ({} {})",
-            if inbound { "from" } else { "to" },
-            link.iface
-        );
+                s.tx_packets += 1;
+                s.tx_bytes += f.len;
+                continue;
+            }
+            // An ICMP error a host sends back through the tunnels (port unreachable, for
+            // traceroute) quotes the packet it is about: a third IPv4 header.
+            let error = f.ip_proto[1] == 1 && matches!(f.icmp_type.first(), Some(3 | 11));
+            assert_eq!(
+                f.ip_proto.len(),
+                if error { 3 } else { 2 },
+                "{at}: not one inner IPv4 packet"
+            );
+            // Inner TTL: the host's 64 less its router on the way in, and less the appliance
+            // on the way out. Between router C's kernel and the appliance's, inside the tunnel
+            // (the link 169.254.3.0/31, the exception path), nobody forwards: 64.
+            let inner_ttl = f.ip_ttl[1];
+            let on_link = |a: &str| a == "169.254.3.0" || a == "169.254.3.1";
+            // The appliance's probes of a tunnel: from its endpoint to itself, nobody forwards
+            // them before they leave either.
+            let own_probe = !inbound && f.ip_src[1] == link.our_ip && f.ip_dst[1] == link.our_ip;
+            let local = own_probe || (on_link(&f.ip_src[1]) && on_link(&f.ip_dst[1]));
+            // Traceroute's probes (UDP to port 33434 + the probe's index; with one probe a hop,
+            // that is its TTL - 1) come with the TTL the host gave them less the router's hop,
+            // and leave with one less.
+            let probe = (f.ip_proto[1] == 17)
+                .then(|| f.udp_dstport.first().copied())
+                .flatten()
+                .filter(|p| (TRACEROUTE_PORT..TRACEROUTE_PORT + 64).contains(p))
+                .map(|p| p - TRACEROUTE_PORT);
+            assert_eq!(
+                inner_ttl,
+                if local {
+                    64
+                } else if let Some(hops) = probe {
+                    if inbound {
+                        hops
+                    } else {
+                        hops - 1
+                    }
+                } else if inbound {
+                    63
+                } else {
+                    62
+                },
+                "{at}: inner TTL ({} {})",
+                if inbound { "from" } else { "to" },
+                link.iface
+            );
+        }
         let bad_gre = f.gre_checksum_status == Some(0);
         if bad_gre {
             assert!(
@@ -1038,20 +1242,15 @@ fn check_capture(link: &Link, frames: &[Frame], seen: &mut BTreeMap<&'static str
     unreachable
 }
 
-#[test]
-fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
-    let started = Instant::now();
-    let mut lab = Lab::up();
-    let mut summary = Vec::new();
-
-    // Pings both ways between every pair of hosts. A busy machine can lose a ping inside
-    // Open vSwitch's userspace datapath or a veth before it ever reaches the appliance: a
-    // pair gets up to three rounds to answer PINGS times; the appliance's own count is
-    // checked exactly against the captures after teardown.
-    let before = lab.counters();
+/// Pings both ways between every pair of `hosts`, each reply with the TTL (IPv6: hop limit)
+/// the hops imply, a line each in `summary`. A busy machine can lose a ping inside Open
+/// vSwitch's userspace datapath or a veth before it ever reaches the appliance: a pair gets
+/// up to three rounds to answer PINGS times; the appliance's own count is checked exactly
+/// against the captures after teardown. Whether no ping was lost.
+fn ping_every_pair(lab: &Lab, hosts: &[(char, &str)], summary: &mut Vec<String>) -> bool {
     let mut lossless = true;
-    for (from, _) in HOSTS {
-        for (to, to_ip) in HOSTS {
+    for &(from, _) in hosts {
+        for &(to, to_ip) in hosts {
             if from == to {
                 continue;
             }
@@ -1059,7 +1258,7 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
             let (mut got, mut ttls, mut rtts, mut outs) =
                 (0, Vec::new(), Vec::new(), String::new());
             for _round in 0..3 {
-                let (g, t, r, out) = ping(&lab, from, &["-c", &n, "-i", "0.2", "-W", "2", to_ip]);
+                let (g, t, r, out) = ping(lab, from, &["-c", &n, "-i", "0.2", "-W", "2", to_ip]);
                 got += g;
                 ttls.extend(t);
                 rtts.extend(r);
@@ -1089,27 +1288,46 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
             ));
         }
     }
-    // Each ordered pair: the request in through the source's tunnel and out through the
-    // destination's, the reply the other way: every tunnel 2 * 2 * PINGS each way when no
-    // ping was lost, at least that otherwise.
-    // site-c is probed: the appliance's own echo probes also leave through its tunnel (and
-    // come back natively, not through it).
-    let d = delta(&before, &lab.counters());
-    for t in ["site-a", "site-b", "site-c"] {
-        for f in ["rx_packets", "tx_packets"] {
-            let n = d[&format!("{t}.{f}")];
-            if t == "site-c" && f == "tx_packets" && lossless {
-                assert_probed_tx(&d, t, 4 * PINGS);
-            } else if lossless {
-                assert_eq!(n, 4 * PINGS, "{t}.{f} after the pings: {d:?}");
-            } else {
-                assert!(n >= 4 * PINGS, "{t}.{f} after the pings: {d:?}");
+    lossless
+}
+
+#[test]
+fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
+    let started = Instant::now();
+    let mut lab = Lab::up();
+    let mut summary = Vec::new();
+
+    // Pings both ways between every pair of hosts, IPv4 then IPv6.
+    for (family, hosts) in [("IPv4", HOSTS), ("IPv6", HOSTS6)] {
+        let before = lab.counters();
+        let t = Instant::now();
+        let all = ping_every_pair(&lab, &hosts, &mut summary);
+        summary.push(format!(
+            "{family} pings between every pair of hosts: {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+        // Each ordered pair: the request in through the source's tunnel and out through
+        // the destination's, the reply the other way: every tunnel 2 * 2 * PINGS each way
+        // when no ping was lost, at least that otherwise. Both families alike: a GRE
+        // tunnel carries IPv6 with protocol type 0x86DD, the IP-in-IP one as protocol 41.
+        // site-c is probed: the appliance's own echo probes also leave through its tunnel
+        // (and come back natively, not through it).
+        let d = delta(&before, &lab.counters());
+        for t in ["site-a", "site-b", "site-c"] {
+            for f in ["rx_packets", "tx_packets"] {
+                let n = d[&format!("{t}.{f}")];
+                if t == "site-c" && f == "tx_packets" && all {
+                    assert_probed_tx(&d, t, 4 * PINGS);
+                } else if all {
+                    assert_eq!(n, 4 * PINGS, "{family}: {t}.{f} after the pings: {d:?}");
+                } else {
+                    assert!(n >= 4 * PINGS, "{family}: {t}.{f} after the pings: {d:?}");
+                }
             }
         }
+        assert_eq!(d["site-a-csum.rx_packets"] + d["site-a-csum.tx_packets"], 0);
+        assert_no_drops_but(&d, "", &format!("the {family} pings"));
     }
-    assert_eq!(d["site-a-csum.rx_packets"] + d["site-a-csum.tx_packets"], 0);
-    assert_no_drops_but(&d, "", "the pings");
-
     // Each router pings the appliance's address on its link: the workers answer (SPEC.md
     // ICMP errors, rule 5), and count it.
     let before = lab.counters()["echo_replies"]
@@ -1183,7 +1401,7 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
         ('a', 'c', 10, 5002, "site-a", "site-c", 1500 - 20),
     ] {
         let before = lab.counters();
-        let line = transfer(&lab, from, to, mib, port);
+        let line = transfer(&lab, from, to, &HOSTS, mib << 20, port);
         let d = delta(&before, &lab.counters());
         let (too_big, answered) = (d["drop.mtu_exceeded"], d["icmp.fragmentation_needed"]);
         assert!(
@@ -1213,6 +1431,86 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
              {inner_mtu}, {egress}'s inner MTU) for {too_big} segments too big"
         ));
     }
+
+    // TCP over IPv6: unkeyed GRE -> keyed GRE, then keyed GRE -> IPv6-in-IPv4 (protocol
+    // 41), between hosts with MTU 1500. IPv6 routers never fragment (RFC 8200 section 5):
+    // the appliance drops each segment too big for the egress tunnel (mtu_exceeded) and
+    // answers it with ICMPv6 Packet Too Big carrying that tunnel's inner MTU (RFC 4443
+    // 3.2), into the tunnel it came through. The sender takes that MTU as its path MTU
+    // (RFC 8201 section 4: it is at least 1,280), which `ip -6 route get` shows, and sends
+    // smaller segments: the transfer completes.
+    let host6 = |h: char| HOSTS6.iter().find(|x| x.0 == h).expect("host").1;
+    let path_mtu = |from: char, to: char| -> Option<u32> {
+        let out = lab.exec(
+            &format!("h{from}"),
+            &["ip", "-6", "route", "get", host6(to)],
+        );
+        assert!(out.status.success(), "ip -6 route get: {}", text(&out));
+        let s = text(&out);
+        let mut words = s.split_whitespace().skip_while(|w| *w != "mtu");
+        words.nth(1).map(|m| m.parse().expect("an MTU"))
+    };
+    let ipv6_transfers = Instant::now();
+    for (from, to, port, ingress, egress) in [
+        ('b', 'a', 5003, "site-b", "site-a"),
+        ('a', 'c', 5004, "site-a", "site-c"),
+    ] {
+        let inner_mtu = LINKS
+            .iter()
+            .find(|l| l.tunnels[0].1 == egress)
+            .expect("egress link")
+            .inner_mtu;
+        assert_eq!(
+            path_mtu(from, to),
+            None,
+            "host {from} knows a path MTU to host {to} before its first large packet"
+        );
+        let before = lab.counters();
+        let line = transfer(&lab, from, to, &HOSTS6, TRANSFER6_BYTES, port);
+        let d = delta(&before, &lab.counters());
+        let (too_big, answered) = (d["drop.mtu_exceeded"], d["icmp.icmpv6_packet_too_big"]);
+        assert!(
+            answered >= 1,
+            "no Packet Too Big: no IPv6 path MTU discovery through {egress}: {d:?}"
+        );
+        assert_eq!(too_big, answered + d["icmp.rate_limited"], "{d:?}");
+        assert_eq!(
+            d["icmp.fragmentation_needed"], 0,
+            "an IPv6 packet is answered in ICMPv6: {d:?}"
+        );
+        let learned = path_mtu(from, to);
+        assert_eq!(
+            learned,
+            Some(inner_mtu),
+            "host {from}'s path MTU to host {to}: {egress}'s inner MTU, from the Packet Too Big"
+        );
+        let rx = |t: &str| d[&format!("{t}.rx_packets")];
+        let tx = |t: &str| d[&format!("{t}.tx_packets")];
+        if egress == "site-c" {
+            assert_probed_tx(&d, egress, rx(ingress) - too_big);
+        } else {
+            assert_eq!(rx(ingress), tx(egress) + too_big, "{d:?}");
+        }
+        assert_eq!(tx(ingress), rx(egress) + answered, "{d:?}");
+        // No segment carries more than the inner MTU less the IPv6 and TCP headers.
+        assert!(
+            rx(ingress) >= TRANSFER6_BYTES as u64 / u64::from(inner_mtu - 60),
+            "fewer packets than {TRANSFER6_BYTES} bytes need: {d:?}"
+        );
+        assert_no_drops_but(&d, "drop.mtu_exceeded", "the IPv6 transfer");
+        summary.push(format!(
+            "IPv6 {line}; path MTU discovery: {answered} Packet Too Big (MTU {inner_mtu}, \
+             {egress}'s inner MTU) for {too_big} segments too big; host {}'s path MTU to \
+             {}: {inner_mtu}",
+            from.to_ascii_uppercase(),
+            host6(to)
+        ));
+    }
+
+    summary.push(format!(
+        "IPv6 transfers with their checks: {:.1} s",
+        ipv6_transfers.elapsed().as_secs_f64()
+    ));
 
     // Open vSwitch 3.1 with csum=true and seq=true computes the GRE checksum before it
     // writes the sequence number: only the packet with sequence number 0 (whose field was
@@ -1393,13 +1691,14 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
     // The appliance's own ICMP errors: what the captures hold, and one for each packet
     // that expired or was too big (none rate-limited away unseen).
     let icmp = |k: &str| stats["icmp_sent"][k].as_u64().expect("icmp_sent");
-    let (fn_seen, te_seen) = seen
-        .values()
-        .fold((0, 0), |(a, b), s| (a + s.frag_needed, b + s.time_exceeded));
+    let (fn_seen, te_seen, ptb_seen) = seen.values().fold((0, 0, 0), |(a, b, c), s| {
+        (a + s.frag_needed, b + s.time_exceeded, c + s.packet_too_big)
+    });
     let exact = lossy.is_empty();
     for (kind, captured) in [
         ("fragmentation_needed", fn_seen),
         ("time_exceeded", te_seen),
+        ("icmpv6_packet_too_big", ptb_seen),
     ] {
         let sent = icmp(kind);
         assert!(
@@ -1407,11 +1706,16 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
             "icmp_sent {kind}: the appliance counts {sent}, the captures hold {captured}"
         );
     }
-    assert!(fn_seen >= 1 && te_seen >= 2, "{}", stats["icmp_sent"]);
+    assert!(
+        fn_seen >= 1 && te_seen >= 2 && ptb_seen >= 2,
+        "{}",
+        stats["icmp_sent"]
+    );
     assert_eq!(
         drop_counter(&stats, "mtu_exceeded") + drop_counter(&stats, "ttl_exceeded"),
         icmp("fragmentation_needed")
             + icmp("time_exceeded")
+            + icmp("icmpv6_packet_too_big")
             + stats["icmp_rate_limited"].as_u64().unwrap_or(0),
         "every packet too big or expired answered: {} {}",
         stats["drops"],
@@ -1425,10 +1729,11 @@ fn interop_lab_with_open_vswitch_and_ipip_client_routers() {
     summary.push(format!(
         "drops: bad_gre_checksum {bad_total} (= frames tshark finds with a bad GRE checksum), \
          mtu_exceeded {} and ttl_exceeded {} (each answered: icmp_sent fragmentation_needed \
-         {}, time_exceeded {}, as captured), nothing else",
+         {}, icmpv6_packet_too_big {}, time_exceeded {}, as captured), nothing else",
         drop_counter(&stats, "mtu_exceeded"),
         drop_counter(&stats, "ttl_exceeded"),
         icmp("fragmentation_needed"),
+        icmp("icmpv6_packet_too_big"),
         icmp("time_exceeded"),
     ));
 

@@ -7,7 +7,10 @@
 //! - every BGP session over a tunnel is Established, with BFD up;
 //! - route distribution: each BGP site's router holds every other site's prefix through its
 //!   tunnel (the edge announces the probed site C itself), though no site's configuration
-//!   names another site;
+//!   names another site; in IPv6 too, over the same sessions, with the tunnels' IPv6 link
+//!   addresses as next hops (the edge's `link6` on its host interface `bb-site-X`);
+//! - hosts ping each other in IPv6 (GRE 0x86DD, protocol 41), and the routers the edge's
+//!   link6, which its kernel answers through the exception path;
 //! - hosts ping each other and move 1 MiB by TCP between every pair, through the tunnels
 //!   (the appliance's per-tunnel counters grow by at least what was sent);
 //! - a hijack: site A announces one of B's prefixes and 8.8.8.0/24; the edge receives them
@@ -47,6 +50,14 @@ const SITES: [(char, &str, &str); 3] = [
     ('c', "10.3.0.10", "10.3.0.0/16"),
 ];
 
+/// The sites in IPv6: letter, host address, the prefix it owns. Tunnel X's IPv6 link is
+/// fd00:ff:X::/127: the edge's link6 ::1 (on bb-site-X), the router's ::0 (on tun0).
+const SITES6: [(char, &str, &str); 3] = [
+    ('a', "fd00:1::10", "fd00:1::/48"),
+    ('b', "fd00:2::10", "fd00:2::/48"),
+    ('c', "fd00:3::10", "fd00:3::/48"),
+];
+
 /// The routing lab's own words for the shared lab: its one appliance, site A's BIRD, a
 /// site's router by its letter.
 trait RoutingLab {
@@ -67,6 +78,41 @@ impl RoutingLab for Lab {
     fn route(&self, site: char, prefix: &str) -> String {
         self.kernel_route(&format!("r{site}"), prefix)
     }
+}
+
+/// Three pings from namespace `ns` to `ip`, again until two are answered (30 s at most);
+/// the output of the run that was.
+fn pings(lab: &Lab, ns: &str, ip: &str) -> String {
+    wait_for(Duration::from_secs(30), &format!("{ns} pings {ip}"), || {
+        let s = text(&lab.exec(ns, &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", ip]));
+        if s.lines().filter(|l| l.contains("bytes from")).count() >= 2 {
+            Ok(s)
+        } else {
+            Err(s)
+        }
+    })
+}
+
+/// Router `site`'s kernel route for an IPv6 `prefix`.
+fn route6(lab: &Lab, site: char, prefix: &str) -> String {
+    text(&lab.exec(&format!("r{site}"), &["ip", "-6", "route", "show", prefix]))
+}
+
+/// Wait until router `site` (tunnel X) routes the IPv6 `prefix` into its tunnel, to the
+/// edge's link6.
+fn learns6(lab: &Lab, site: char, x: u32, prefix: &str) {
+    wait_for(
+        Duration::from_secs(30),
+        &format!("router {site} learns {prefix}"),
+        || {
+            let r = route6(lab, site, prefix);
+            if r.contains(&format!("via fd00:ff:{x}::1 dev tun0")) {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    );
 }
 
 fn up() -> Lab {
@@ -231,6 +277,57 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
     }
     summary.push("routers A and B hold every other site's prefix through their tunnel".into());
 
+    // IPv6 unicast over the same (IPv4) sessions: the edge's FRR takes its next hop toward
+    // site X from bb-site-X's IPv6 address (the tunnel's link6, fd00:ff:X::1), the routers
+    // theirs from tun0 (fd00:ff:X::). Each BGP site's router holds every other site's IPv6
+    // prefix through its tunnel, as its kernel and its routing daemon have it; the edge
+    // holds A's and B's from them, and announces probed C's (no BGP) itself.
+    for (site, x) in [('a', 1), ('b', 2)] {
+        for (other, _, prefix) in SITES6 {
+            if other != site {
+                learns6(&lab, site, x, prefix);
+            }
+        }
+    }
+    let bird = lab.birdc(&["show", "route", "table", "master6", "protocol", "edge"]);
+    for prefix in ["fd00:2::/48", "fd00:3::/48"] {
+        let entry: Vec<&str> = bird
+            .lines()
+            .skip_while(|l| !l.starts_with(prefix))
+            .take(2)
+            .collect();
+        assert!(
+            entry.len() == 2 && entry[1].contains("via fd00:ff:1::1 on tun0"),
+            "site A's BIRD: {prefix} from the edge via its link6:\n{bird}"
+        );
+    }
+    let next_hop = |ns: &str, prefix: &str| -> Result<String, String> {
+        let v = lab.vtysh_json(ns, "show bgp ipv6 unicast json")?;
+        v["routes"][prefix][0]["nexthops"][0]["ip"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{prefix}: {}", v["routes"]))
+    };
+    for (ns, prefix, via) in [
+        ("rb", "fd00:1::/48", "fd00:ff:2::1"),
+        ("rb", "fd00:3::/48", "fd00:ff:2::1"),
+        ("edge", "fd00:1::/48", "fd00:ff:1::"),
+        ("edge", "fd00:2::/48", "fd00:ff:2::"),
+    ] {
+        let got = wait_for(
+            Duration::from_secs(10),
+            &format!("{ns}'s FRR: {prefix}"),
+            || next_hop(ns, prefix),
+        );
+        assert_eq!(got, via, "{ns}'s FRR: the next hop of {prefix}");
+    }
+    summary.push(
+        "IPv6 unicast over the IPv4 sessions: routers A (BIRD) and B (FRR) hold every other \
+         site's IPv6 prefix via the edge's link6 on their tunnel; the edge holds A's and B's \
+         via the routers' side of the links"
+            .into(),
+    );
+
     // zebra hands what BGP selected to the appliance over FPM: A's and B's prefixes, into
     // their tunnels. Those route them: the tunnels fall back (the lab has an Internet
     // port), so their own prefixes only bound what the clients may announce.
@@ -248,6 +345,17 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
             format!("tunnel {tunnel}"),
             "{r}"
         );
+    }
+    // zebra's IPv6 routes over FPM, into the tunnels (the tunnels' own IPv6 prefixes are
+    // routed beside them).
+    for (tunnel, prefix) in [("site-a", "fd00:1::/48"), ("site-b", "fd00:2::/48")] {
+        let r = wait_for(
+            Duration::from_secs(30),
+            &format!("zebra's route for {prefix} in the appliance"),
+            || zebra_route(&lab, prefix).ok_or_else(|| lab.ctl(&["counters"])["fpm"].clone()),
+        );
+        assert_eq!(r["protocol"], "bgp", "{r}");
+        assert_eq!(r["tunnel"], tunnel, "{r}");
     }
     let fpm = &lab.ctl(&["counters"])["fpm"];
     assert_eq!(fpm["connected"], 1, "{fpm}");
@@ -296,6 +404,50 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         }
     }
     summary.push("pings between every pair of hosts, through the tunnels".into());
+
+    // The same in IPv6: GRE protocol type 0x86DD to A and B, protocol 41 to C. On a loaded
+    // machine BFD (100 ms x 3) can take a session down for a moment, and its routes with it:
+    // a pair gets until its deadline to answer two of three.
+    let before = lab.ctl(&["counters"]);
+    for (from, _, _) in SITES6 {
+        for (to, ip, _) in SITES6 {
+            if from != to {
+                let s = pings(&lab, &format!("h{from}"), ip);
+                // Host, router, edge, router: the reply's hop limit is 64 less three.
+                assert!(s.contains("ttl=61"), "ping {from} -> {to}: hop limit:\n{s}");
+            }
+        }
+    }
+    let after = fresh_counters(&lab);
+    for t in ["site-a", "site-b", "site-c"] {
+        for f in ["rx_packets", "tx_packets"] {
+            let d = tunnel_counter(&after, t, f) - tunnel_counter(&before, t, f);
+            assert!(
+                d >= 8,
+                "{t} {f} grew by {d} only: the IPv6 pings went around it"
+            );
+        }
+    }
+    // Routers A and B ping the edge's link6: the workers deliver the requests to the edge's
+    // kernel through bb-site-X (the exception path) and send its replies into the tunnel.
+    let host = |c: &Value, k: &str| c["host"][k].as_u64().unwrap_or(0);
+    let before = fresh_counters(&lab);
+    for (site, x) in [('a', 1), ('b', 2)] {
+        pings(&lab, &format!("r{site}"), &format!("fd00:ff:{x}::1"));
+    }
+    let after = fresh_counters(&lab);
+    for k in ["to_host", "from_host_sent"] {
+        let d = host(&after, k) - host(&before, k);
+        assert!(d >= 4, "{k} grew by {d} only: {}", after["host"]);
+    }
+    for k in ["from_host_dropped", "to_host_failed", "queue_full"] {
+        assert_eq!(host(&after, k), host(&before, k), "{k}: {}", after["host"]);
+    }
+    summary.push(
+        "IPv6: pings between every pair of hosts (hop limit 61), and from routers A and B to \
+         the edge's link6, answered by the edge's kernel through the exception path"
+            .into(),
+    );
 
     // 1 MiB by TCP between every pair, through the tunnels.
     let before = fresh_counters(&lab);
@@ -578,6 +730,9 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
         );
     }
     let announced = t.elapsed();
+    for (site, x) in [('a', 1), ('b', 2)] {
+        learns6(&lab, site, x, "fd00:4::/48");
+    }
     let r = wait_for(
         Duration::from_secs(20),
         "zebra's route for 10.4.0.0/16 in the appliance",
@@ -590,6 +745,11 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
             &["ping", "-n", "-c", "2", "-W", "2", "10.4.0.10"],
         );
         assert!(out.status.success(), "{from} -> D: {}", text(&out));
+        let out = lab.exec(
+            &format!("h{from}"),
+            &["ping", "-n", "-c", "2", "-W", "2", "fd00:4::10"],
+        );
+        assert!(out.status.success(), "{from} -> D in IPv6: {}", text(&out));
     }
     // Removed: withdrawn everywhere.
     let t = std::time::Instant::now();
@@ -597,9 +757,9 @@ fn routing_lab_bgp_and_bfd_inside_the_tunnels() {
     for site in ['a', 'b'] {
         wait_for(
             Duration::from_secs(20),
-            &format!("router {site} forgets 10.4.0.0/16"),
+            &format!("router {site} forgets 10.4.0.0/16 and fd00:4::/48"),
             || {
-                let r = lab.route(site, "10.4.0.0/16");
+                let r = lab.route(site, "10.4.0.0/16") + &route6(&lab, site, "fd00:4::/48");
                 if r.trim().is_empty() {
                     Ok(())
                 } else {

@@ -1,13 +1,13 @@
 //! The exception path: the host kernel's side of the appliance.
 //!
 //! Each tunnel with a `link` has a kernel TUN interface `bb-<tunnel>` holding our link
-//! address; each port with `host_interface = true` has `bb-<port>` holding the port's
-//! addresses. Packets for us that the workers do not answer themselves arrive here over a
-//! bounded queue ([`HostQueue`]) and are written into the interface of the way they came,
-//! so the kernel's sockets (a BGP daemon, BFD, ssh, a probe) see them as arriving on
-//! `bb-<tunnel>`. What the kernel sends into an interface is read here, checked, and
-//! encapsulated into the tunnel (or sent natively out of the port) by the same pipeline
-//! code the workers run, then sent on the port's control TX queue.
+//! address, and its `link6` where it has one; each port with `host_interface = true` has
+//! `bb-<port>` holding the port's addresses. Packets for us that the workers do not answer
+//! themselves arrive here over a bounded queue ([`HostQueue`]) and are written into the
+//! interface of the way they came, so the kernel's sockets (a BGP daemon, BFD, ssh, a
+//! probe) see them as arriving on `bb-<tunnel>`. What the kernel sends into an interface is
+//! read here, checked, and encapsulated into the tunnel (or sent natively out of the port)
+//! by the same pipeline code the workers run, then sent on the port's control TX queue.
 //!
 //! One thread of its own runs it, polling the interfaces with a short timeout: a worker
 //! never waits for it (a full queue is a counted drop), and it never holds a lock a worker
@@ -22,7 +22,7 @@ use crate::pipeline::probe::{self, ProbeReply};
 use crate::pipeline::{Action, Host, Pipeline};
 use crate::tables::{PortIndex, Reader, Snapshot, TunnelId};
 use crate::worker::HostQueue;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use pipeline_config::HOST_INTERFACE_PREFIX;
@@ -43,6 +43,9 @@ struct Want {
     host: Host,
     /// The first address is set with the interface; the others are added by `ip`.
     addrs: Vec<Ipv4Net>,
+    /// IPv6 addresses (a tunnel's `link6`), added by `ip`. Without any, the interface has
+    /// IPv6 turned off.
+    addrs6: Vec<Ipv6Net>,
     mtu: u16,
 }
 
@@ -380,6 +383,7 @@ impl<'a, 'p> Exception<'a, 'p> {
                 Want {
                     host: Host::Tunnel(id),
                     addrs: vec![link],
+                    addrs6: e.config.link6.into_iter().collect(),
                     mtu,
                 },
             );
@@ -397,6 +401,7 @@ impl<'a, 'p> Exception<'a, 'p> {
                         .iter()
                         .filter_map(|a| Ipv4Net::new(*a, 32).ok())
                         .collect(),
+                    addrs6: Vec::new(),
                     mtu: p.mtu,
                 },
             );
@@ -424,7 +429,9 @@ impl<'a, 'p> Exception<'a, 'p> {
             .filter(|(name, &slot)| {
                 let have = self.ifaces[slot].as_ref().map(|i| &i.want);
                 match (want.get(*name), have) {
-                    (Some(w), Some(h)) => w.addrs != h.addrs || w.mtu != h.mtu,
+                    (Some(w), Some(h)) => {
+                        w.addrs != h.addrs || w.addrs6 != h.addrs6 || w.mtu != h.mtu
+                    }
                     _ => true,
                 }
             })
@@ -558,18 +565,13 @@ impl<'a, 'p> Exception<'a, 'p> {
         }
         let mut dev = tun::create(&config).map_err(|e| e.to_string())?;
         dev.set_nonblock().map_err(|e| e.to_string())?;
-        // IPv4 only for now: no IPv6 link-local address, router solicitations or neighbour
-        // discovery from the host into a tunnel (they would be dropped as bad_ipv4). Where
-        // the kernel has no IPv6 there is nothing to turn off.
-        let v6 = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
-        if std::path::Path::new(&v6).exists() {
-            if let Err(e) = std::fs::write(&v6, "1") {
-                log::debug!("exception path: {v6}: {e}");
-            }
-        }
+        ipv6_settings(name, !w.addrs6.is_empty())?;
         tun::AbstractDevice::enabled(&mut dev, true).map_err(|e| e.to_string())?;
         for extra in w.addrs.iter().skip(1) {
-            add_address(name, *extra)?;
+            add_address(name, &extra.to_string(), "-4")?;
+        }
+        for a in &w.addrs6 {
+            add_address(name, &a.to_string(), "-6")?;
         }
         let slot = match self.ifaces.iter().position(Option::is_none) {
             Some(s) => s,
@@ -588,6 +590,7 @@ impl<'a, 'p> Exception<'a, 'p> {
             w.addrs
                 .iter()
                 .map(|a| a.to_string())
+                .chain(w.addrs6.iter().map(|a| a.to_string()))
                 .collect::<Vec<_>>()
                 .join(", "),
             w.mtu
@@ -619,17 +622,64 @@ impl<'a, 'p> Exception<'a, 'p> {
     }
 }
 
-/// Add a further address to an interface (the TUN set-up gives one): with iproute2.
-fn add_address(name: &str, net: Ipv4Net) -> Result<(), String> {
+/// IPv6 on a new interface, before it is up. Without IPv6 addresses it is off: no
+/// link-local address, router solicitations or neighbour discovery from the host into a
+/// tunnel (where the kernel has no IPv6 there is nothing to turn off). With them it is on,
+/// as a host on a point-to-point link that holds only the addresses it is given: no
+/// link-local address (`addr_gen_mode` 1: none), no duplicate address detection, router
+/// advertisements or router behaviour (`forwarding` 0: the kernel never forwards here),
+/// and no multicast. On a host that forwards IPv6 (zebra turns it on, before or after the
+/// interface comes) the kernel joins the all-routers group on every multicast interface and
+/// reports it by MLD, from `::` without a link-local address, into the tunnel, where the
+/// appliance drops it (`bad_inner_ipv6`): without the multicast flag it joins none. The
+/// group a new interface joined already is left in MLDv1 (`force_mld_version` 1), where a
+/// group never reported is left silently; and on a NOARP interface the kernel joins no
+/// solicited-node group. Nothing but what the host's sockets send goes into the tunnel.
+/// Fails only where IPv6 is wanted: the error names the setting.
+fn ipv6_settings(name: &str, on: bool) -> Result<(), String> {
+    let conf = format!("/proc/sys/net/ipv6/conf/{name}");
+    if !on {
+        let v6 = format!("{conf}/disable_ipv6");
+        if std::path::Path::new(&v6).exists() {
+            if let Err(e) = std::fs::write(&v6, "1") {
+                log::debug!("exception path: {v6}: {e}");
+            }
+        }
+        return Ok(());
+    }
+    let set = |setting: &str, value: &str| {
+        let path = format!("{conf}/{setting}");
+        std::fs::write(&path, value)
+            .map_err(|e| format!("IPv6 for its link6: cannot write {value} to {path}: {e}"))
+    };
+    set("addr_gen_mode", "1")?;
+    set("accept_dad", "0")?;
+    set("accept_ra", "0")?;
+    set("force_mld_version", "1")?;
+    // Leaves the all-routers group: only while the interface still has the multicast flag.
+    set("forwarding", "0")?;
+    ip(&["link", "set", "dev", name, "multicast", "off"])?;
+    set("disable_ipv6", "0")
+}
+
+/// Add a further address to an interface (the TUN set-up gives one): with iproute2, and
+/// `family` (`-4` or `-6`).
+fn add_address(name: &str, net: &str, family: &str) -> Result<(), String> {
+    ip(&[family, "addr", "add", net, "dev", name])
+}
+
+/// `ip ARGS`; the error names the command and says what iproute2 said.
+fn ip(args: &[&str]) -> Result<(), String> {
     let out = std::process::Command::new("ip")
-        .args(["-4", "addr", "add", &net.to_string(), "dev", name])
+        .args(args)
         .output()
-        .map_err(|e| format!("ip addr add {net} dev {name}: {e}"))?;
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "ip addr add {net} dev {name}: {}",
+            "ip {}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }

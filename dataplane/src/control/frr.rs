@@ -104,7 +104,8 @@ pub fn render(
     );
     let profile = format!("bb-{}x{}", bgp.bfd_interval_ms, bgp.bfd_multiplier);
     let sessions: Vec<&TunnelConfig> = cfg.tunnels.iter().filter(|t| t.bgp.is_some()).collect();
-    let bfd = sessions.iter().any(|t| t.bgp.is_some_and(|b| b.bfd));
+    let bfd = sessions.iter().any(|t| t.bgp.is_some_and(|b| b.bfd))
+        || (bgp.ibgp_bfd && !bgp.ibgp_peers.is_empty());
     preamble(
         &mut o,
         fpm,
@@ -258,6 +259,11 @@ pub fn render(
             let _ = writeln!(o, " neighbor {peer} timers connect 1");
             // A client's move between its edges goes out at once.
             let _ = writeln!(o, " neighbor {peer} advertisement-interval 0");
+            // A frozen or cut edge is found down in a second: the reflector withdraws
+            // its clients' routes and the other edges route them to their backup edge.
+            if bgp.ibgp_bfd {
+                let _ = writeln!(o, " neighbor {peer} bfd profile {profile}");
+            }
         }
     }
     o.push_str(" !\n address-family ipv4 unicast\n");

@@ -985,6 +985,12 @@ pub fn status(st: &ControlState, live: Live<'_>) -> Value {
         "ports": st.config().ports.len(),
         "tunnels": snap.tunnels().iter().count(),
         "fpm": live.appliance.fpm.listen.lock().ok().and_then(|l| *l).map(|a| a.to_string()),
+        // What the backbone's policy agent compares with the policy (BGP across the core).
+        "bgp": st.config().bgp.as_ref().map(|b| json!({
+            "asn": b.asn,
+            "ibgp_source": b.ibgp_source.map(|a| a.to_string()),
+            "ibgp_peers": b.ibgp_peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })),
     })
 }
 

@@ -509,12 +509,17 @@ fn inner6<B: PacketBuf>(
         return Err(Verdict::Drop(DropReason::BadInnerIpv6));
     }
     // For us: our address inside this tunnel. Only the fixed header's next header is
-    // looked at: a tunnel packet behind extension headers is punted like any other.
+    // looked at: a tunnel packet behind extension headers is punted like any other. It goes
+    // to the tunnel's host interface (`bb-<tunnel>`, which holds `link6`) where the tunnel
+    // has one; the host's kernel answers what it is (an echo request included).
     if t.link6 != 0 && dst == t.link6 {
         if next == IpProtocol::GRE || next == IpProtocol::IPIP || next == IpProtocol::IPV6 {
             return Err(Verdict::Drop(DropReason::NestedTunnel));
         }
-        return Err(Verdict::Punt(PuntReason::LocalInner));
+        return Err(Verdict::ToUs {
+            punt: PuntReason::LocalInner,
+            back: Back::Tunnel(tunnel),
+        });
     }
     // A backup tunnel accepts its primary's sources (`t.sources`).
     if ipv6::is_link_local(src) || snap.source_owner6(src) != Some(TunnelId(t.sources)) {

@@ -441,8 +441,20 @@ struct Dirty {
     path_mtus: bool,
     /// Prefixes whose static or dynamic route changed.
     prefixes: HashSet<Ipv4Prefix>,
-    /// IPv6 routes: the IPv6 tables are rebuilt (as they are after a structure change).
+    /// IPv6 routes changed (`prefixes6` says which).
     v6: bool,
+    /// IPv6 prefixes whose static or dynamic route changed: only these are checked and
+    /// installed again, unless the structure changed too.
+    prefixes6: HashSet<Ipv6Prefix>,
+}
+
+/// What the next snapshot does to the IPv6 tables (already checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum V6Build {
+    /// Both tables from the tunnels and every route (a structure change, or the first).
+    Whole,
+    /// The route table's changed prefixes only (`Dirty::prefixes6`).
+    Changed,
 }
 
 /// Route next hops at or above this index are not tunnels (tunnels use their slot).
@@ -488,14 +500,15 @@ struct Kept {
     sources_table: Ipv4Lpm,
     neighbors: Arc<HashMap<(PortIndex, Ipv4Addr), EthernetAddress>>,
     wanted: Arc<[(PortIndex, Ipv4Addr, Ipv4Addr)]>,
-    /// The IPv6 tables, rebuilt whole when tunnels or IPv6 routes (the configuration's or
-    /// a routing daemon's) change: a publication of IPv6 routes from zebra costs a build of
-    /// the whole IPv6 table (lpm/ipv6.rs measures 19 ms for the Internet's 167,903
-    /// prefixes), not of the change as IPv4's does.
+    /// The IPv6 tables: rebuilt whole when tunnels or ports change; when only IPv6 routes
+    /// change (the configuration's or a routing daemon's), the route table's builder takes
+    /// the changed prefixes and publishes copy-on-write, so a publication of IPv6 routes
+    /// from zebra costs what it changes, as IPv4's does. `None` until the first build.
+    routes6: Option<Ipv6LpmBuilder>,
     routes6_table: Ipv6Lpm,
     sources6_table: Ipv6Lpm,
-    /// The IPv6 tables must be rebuilt at the next snapshot (checked already).
-    v6_stale: bool,
+    /// What the next snapshot must do to the IPv6 tables (checked already).
+    v6_stale: Option<V6Build>,
 }
 
 /// Non-tunnel targets numbered during a build: the kept numbering, and what this build adds.
@@ -624,6 +637,7 @@ impl SnapshotBuilder {
         if self.routes6.get(&prefix) != Some(&target) {
             self.routes6.insert(prefix, target);
             self.dirty.v6 = true;
+            self.dirty.prefixes6.insert(prefix);
         }
         self
     }
@@ -631,7 +645,10 @@ impl SnapshotBuilder {
     /// Remove an IPv6 route of the configuration; returns whether it existed.
     pub fn remove_route6(&mut self, prefix: Ipv6Prefix) -> bool {
         let had = self.routes6.remove(&prefix).is_some();
-        self.dirty.v6 |= had;
+        if had {
+            self.dirty.v6 = true;
+            self.dirty.prefixes6.insert(prefix);
+        }
         had
     }
 
@@ -682,6 +699,7 @@ impl SnapshotBuilder {
         let old = self.dynamic6.insert(prefix, target);
         if old.as_ref() != self.dynamic6.get(&prefix) {
             self.dirty.v6 = true;
+            self.dirty.prefixes6.insert(prefix);
         }
         old
     }
@@ -689,7 +707,10 @@ impl SnapshotBuilder {
     /// Remove an IPv6 route of the dynamic layer; returns it.
     pub fn remove_dynamic_route6(&mut self, prefix: Ipv6Prefix) -> Option<RouteTarget> {
         let old = self.dynamic6.remove(&prefix);
-        self.dirty.v6 |= old.is_some();
+        if old.is_some() {
+            self.dirty.v6 = true;
+            self.dirty.prefixes6.insert(prefix);
+        }
         old
     }
 
@@ -719,17 +740,27 @@ impl SnapshotBuilder {
     /// Check the IPv6 dynamic routes for `prefixes` as the next build will (the tunnel
     /// each goes into exists; no native target), without building.
     pub fn check6(&self, prefixes: &[Ipv6Prefix]) -> Result<(), BuildError> {
+        let names = self.tunnel_names();
         for &p in prefixes {
             if let Some(t) = self.dynamic6.get(&p) {
-                self.check_target6(p, t)?;
+                Self::check_target6(&names, p, t)?;
             }
         }
         Ok(())
     }
 
-    fn check_target6(&self, prefix: Ipv6Prefix, target: &RouteTarget) -> Result<(), BuildError> {
+    /// The tunnels' names, for [`Self::check_target6`].
+    fn tunnel_names(&self) -> HashSet<&str> {
+        self.tunnels.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    fn check_target6(
+        names: &HashSet<&str>,
+        prefix: Ipv6Prefix,
+        target: &RouteTarget,
+    ) -> Result<(), BuildError> {
         match target {
-            RouteTarget::Tunnel(name) if !self.tunnels.iter().any(|t| &t.name == name) => {
+            RouteTarget::Tunnel(name) if !names.contains(name.as_str()) => {
                 Err(BuildError::Route6ToUnknownTunnel {
                     prefix,
                     tunnel: name.clone(),
@@ -872,10 +903,12 @@ impl SnapshotBuilder {
     /// up to date prefix by prefix and published copy-on-write, so the cost of a build
     /// follows the size of the change, not of the tables.
     pub fn build(&mut self) -> Result<Arc<Snapshot>, BuildError> {
-        let v6 = self.dirty.structure || self.dirty.v6;
-        if v6 {
+        if self.dirty.structure || (self.dirty.v6 && self.kept.routes6.is_none()) {
             self.check_v6()?;
-            self.kept.v6_stale = true;
+            self.kept.v6_stale = Some(V6Build::Whole);
+        } else if self.dirty.v6 {
+            self.check_v6_changed()?;
+            self.kept.v6_stale = Some(V6Build::Changed);
         }
         let r = if self.dirty.structure {
             self.build_structure()
@@ -884,10 +917,33 @@ impl SnapshotBuilder {
         };
         if r.is_ok() {
             self.dirty.v6 = false;
+            self.dirty.prefixes6.clear();
         } else {
-            self.kept.v6_stale = false;
+            self.kept.v6_stale = None;
         }
         r
+    }
+
+    /// [`Self::check_v6`] for the changed IPv6 prefixes only: tunnels and their sources
+    /// did not change, so neither did what they claim.
+    fn check_v6_changed(&self) -> Result<(), BuildError> {
+        let names = self.tunnel_names();
+        for &prefix in &self.dirty.prefixes6 {
+            if let Some(target) = self.routes6.get(&prefix) {
+                if let Some(t) = self.tunnels.iter().find(|t| t.prefixes6.contains(&prefix)) {
+                    return Err(BuildError::DuplicatePrefix6 {
+                        prefix,
+                        first: format!("tunnel {:?}", t.name),
+                        second: format!("route {prefix}"),
+                    });
+                }
+                Self::check_target6(&names, prefix, target)?;
+            }
+            if let Some(target) = self.dynamic6.get(&prefix) {
+                Self::check_target6(&names, prefix, target)?;
+            }
+        }
+        Ok(())
     }
 
     /// The IPv6 side of a build, checked before anything changes: every route's tunnel
@@ -918,6 +974,7 @@ impl SnapshotBuilder {
                 }
             }
         }
+        let names = self.tunnel_names();
         for (&prefix, target) in &self.routes6 {
             if let Some(first) = claimed.get(&prefix) {
                 return Err(BuildError::DuplicatePrefix6 {
@@ -926,56 +983,73 @@ impl SnapshotBuilder {
                     second: format!("route {prefix}"),
                 });
             }
-            self.check_target6(prefix, target)?;
+            Self::check_target6(&names, prefix, target)?;
         }
         // Dynamic routes are shadowed by a tunnel's prefix or a configured route for the
         // same prefix (no conflict), but must have a target.
         for (&prefix, target) in &self.dynamic6 {
-            self.check_target6(prefix, target)?;
+            Self::check_target6(&names, prefix, target)?;
         }
         Ok(())
     }
 
-    /// The IPv6 route and source tables from the tunnels (by the slots just given) and the
-    /// IPv6 routes, as [`Self::check_v6`] accepted them.
-    fn build_v6(&self) -> (Ipv6Lpm, Ipv6Lpm) {
-        let mut routes = Ipv6LpmBuilder::new();
-        let mut sources = Ipv6LpmBuilder::new();
-        let target_hop = |target: &RouteTarget| match target {
+    /// The next hop of an IPv6 route's target in the IPv6 route table (tunnels by the
+    /// slots just given); `None`: no entry (a native target, refused by the checks).
+    fn hop6(&self, target: &RouteTarget) -> Option<NextHop> {
+        match target {
             RouteTarget::Tunnel(name) => self.kept.slots.get(name).copied(),
             RouteTarget::Unreachable => Some(V6_UNREACHABLE),
             RouteTarget::Prohibit => Some(V6_PROHIBIT),
             RouteTarget::Blackhole => Some(V6_BLACKHOLE),
             RouteTarget::Native { .. } | RouteTarget::Connected { .. } => None,
-        };
+        }
+        .and_then(NextHop::new)
+    }
+
+    /// The tunnels' IPv6 prefixes, each with the tunnel that carries it: its own, or
+    /// while it is down its first backup that routes (as for IPv4); none while neither
+    /// does.
+    fn tunnel_prefixes6(&self) -> impl Iterator<Item = (Ipv6Prefix, NextHop)> + '_ {
+        self.tunnels.iter().flat_map(move |t| {
+            let own = self.kept.slots.get(&t.name).and_then(|&s| NextHop::new(s));
+            let carrier = own.and_then(|nh| {
+                if t.routes_its_prefixes6() {
+                    Some(nh)
+                } else {
+                    self.tunnels
+                        .iter()
+                        .filter(|b| b.backup_of.as_deref() == Some(t.name.as_str()))
+                        .find(|b| b.routes_its_prefixes6())
+                        .and_then(|b| self.kept.slots.get(&b.name))
+                        .and_then(|&s| NextHop::new(s))
+                }
+            });
+            t.prefixes6
+                .iter()
+                .filter_map(move |&p| carrier.map(|c| (p, c)))
+        })
+    }
+
+    /// The IPv6 route table's builder and the source table from the tunnels (by the slots
+    /// just given) and the IPv6 routes, as [`Self::check_v6`] accepted them.
+    fn build_v6(&self) -> (Ipv6LpmBuilder, Ipv6Lpm) {
+        let mut routes = Ipv6LpmBuilder::new();
+        let mut sources = Ipv6LpmBuilder::new();
         // The layers from the greatest distance to the least: each replaces what the one
         // before put at the same prefix (a tunnel's prefix and a configured route never
-        // share one, `check_v6` refuses that).
+        // share one, `check_v6` refuses that). [`Self::route6_hop`] is the same order.
         for (&prefix, target) in &self.dynamic6 {
-            if let Some(nh) = target_hop(target).and_then(NextHop::new) {
+            if let Some(nh) = self.hop6(target) {
                 routes.insert(prefix, nh);
             }
+        }
+        for (p, carrier) in self.tunnel_prefixes6() {
+            routes.insert(p, carrier);
         }
         for t in &self.tunnels {
             let Some(nh) = self.kept.slots.get(&t.name).and_then(|&s| NextHop::new(s)) else {
                 continue;
             };
-            // Down, its prefixes go into its first backup that routes (as the IPv4 ones).
-            let carrier = if t.routes_its_prefixes6() {
-                Some(nh)
-            } else {
-                self.tunnels
-                    .iter()
-                    .filter(|b| b.backup_of.as_deref() == Some(t.name.as_str()))
-                    .find(|b| b.routes_its_prefixes6())
-                    .and_then(|b| self.kept.slots.get(&b.name))
-                    .and_then(|&s| NextHop::new(s))
-            };
-            if let Some(carrier) = carrier {
-                for &p in &t.prefixes6 {
-                    routes.insert(p, carrier);
-                }
-            }
             // A backup's sources are filed under its primary, whose it accepts.
             let owner = t
                 .backup_of
@@ -988,11 +1062,67 @@ impl SnapshotBuilder {
             }
         }
         for (&prefix, target) in &self.routes6 {
-            if let Some(nh) = target_hop(target).and_then(NextHop::new) {
+            if let Some(nh) = self.hop6(target) {
                 routes.insert(prefix, nh);
             }
         }
-        (routes.publish(), sources.publish())
+        (routes, sources.publish())
+    }
+
+    /// What the IPv6 route table holds for exactly `prefix`, by the layers of
+    /// [`Self::build_v6`]: the configuration's route, else the tunnel prefix's carrier,
+    /// else the routing daemon's route. `tunnels`: [`Self::tunnel_prefixes6`].
+    fn route6_hop(
+        &self,
+        prefix: Ipv6Prefix,
+        tunnels: &HashMap<Ipv6Prefix, NextHop>,
+    ) -> Option<NextHop> {
+        self.routes6
+            .get(&prefix)
+            .and_then(|t| self.hop6(t))
+            .or_else(|| tunnels.get(&prefix).copied())
+            .or_else(|| self.dynamic6.get(&prefix).and_then(|t| self.hop6(t)))
+    }
+
+    /// Bring the IPv6 tables up to date for the next snapshot, as `v6_stale` says.
+    fn publish_v6(&mut self) {
+        match self.kept.v6_stale.take() {
+            None => {}
+            Some(V6Build::Whole) => {
+                let (mut routes, sources) = self.build_v6();
+                self.kept.routes6_table = routes.publish();
+                self.kept.sources6_table = sources;
+                self.kept.routes6 = Some(routes);
+            }
+            Some(V6Build::Changed) => {
+                let tunnels: HashMap<Ipv6Prefix, NextHop> = if self.dirty.prefixes6.is_empty() {
+                    HashMap::new()
+                } else {
+                    self.tunnel_prefixes6().collect()
+                };
+                let hops: Vec<(Ipv6Prefix, Option<NextHop>)> = self
+                    .dirty
+                    .prefixes6
+                    .iter()
+                    .map(|&p| (p, self.route6_hop(p, &tunnels)))
+                    .collect();
+                let Some(routes) = self.kept.routes6.as_mut() else {
+                    // `build` asks for a whole build while there is no builder yet.
+                    return;
+                };
+                for (p, hop) in hops {
+                    match hop {
+                        Some(nh) => {
+                            routes.insert(p, nh);
+                        }
+                        None => {
+                            routes.remove(p);
+                        }
+                    }
+                }
+                self.kept.routes6_table = routes.publish();
+            }
+        }
     }
 
     /// A build after changes to routes or neighbours only: the changed prefixes are checked
@@ -1325,12 +1455,7 @@ impl SnapshotBuilder {
             .collect();
         local.sort_unstable();
         local.dedup();
-        if self.kept.v6_stale {
-            let (routes6, sources6) = self.build_v6();
-            self.kept.routes6_table = routes6;
-            self.kept.sources6_table = sources6;
-            self.kept.v6_stale = false;
-        }
+        self.publish_v6();
         let kept = &mut self.kept;
         kept.generation += 1;
         Arc::new(Snapshot {
@@ -1625,6 +1750,154 @@ mod tests {
         t.prefixes.push("10.1.0.0/16".parse().unwrap());
         b.tunnel(t);
         b
+    }
+
+    /// `base()` with IPv6 prefixes on tunnel a and a second tunnel b.
+    fn base6() -> SnapshotBuilder {
+        let mut b = base();
+        b.tunnels[0]
+            .prefixes6
+            .push("2001:db8:a::/48".parse().unwrap());
+        let mut t = Tunnel::new(
+            "b",
+            TunnelMode::Gre,
+            addr("192.0.2.1"),
+            addr("198.51.100.2"),
+            0,
+        );
+        t.prefixes.push("10.2.0.0/16".parse().unwrap());
+        t.prefixes6.push("2001:db8:b::/48".parse().unwrap());
+        b.tunnel(t);
+        b
+    }
+
+    #[test]
+    fn ipv6_route_changes_install_what_changed_as_a_whole_build_would() {
+        let pool: Vec<Ipv6Prefix> = [
+            "::/0",
+            "2001:db8::/32",
+            "2001:db8::/40",
+            "2001:db8:a::/48",
+            "2001:db8:a:1::/64",
+            "2001:db8:b::/48",
+            "2001:db8:c::/48",
+            "2001:db8:c:8000::/49",
+            "2001:db8:c:1::/64",
+            "2001:db8:c:1::1/128",
+            "2001:db9::/32",
+            "2400::/12",
+            "2400:cb00::/32",
+            "2400:cb00:1::/48",
+        ]
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+        let tunnel_prefix = |p: &Ipv6Prefix| {
+            *p == "2001:db8:a::/48".parse().unwrap() || *p == "2001:db8:b::/48".parse().unwrap()
+        };
+        let targets = [
+            RouteTarget::Tunnel("a".into()),
+            RouteTarget::Tunnel("b".into()),
+            RouteTarget::Blackhole,
+            RouteTarget::Unreachable,
+            RouteTarget::Prohibit,
+        ];
+        // Addresses at each prefix's first, middle and last, and just outside it.
+        let probes: Vec<u128> = pool
+            .iter()
+            .flat_map(|p| {
+                let first = p.bits();
+                let size = !p.mask();
+                [
+                    first,
+                    first + size / 2,
+                    first + size,
+                    first.wrapping_sub(1),
+                    (first + size).wrapping_add(1),
+                ]
+            })
+            .collect();
+        let mut b = base6();
+        // Routes elsewhere, which no change below touches: a change must leave their
+        // parts of the table shared with the last snapshot.
+        for i in 0..200u128 {
+            let p = Ipv6Prefix::from_bits((0x2a00u128 << 112) | (i << 88), 40).unwrap();
+            b.dynamic_route6(p, RouteTarget::Tunnel("b".into()));
+        }
+        let mut last = b.build().expect("first build");
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for round in 0..120 {
+            // One to three changes a build.
+            let mut wide = false;
+            for _ in 0..1 + next(3) {
+                let p = pool[next(pool.len())];
+                // A prefix shorter than /16 covers many of the table's chunks.
+                wide |= p.prefix_len() < 16;
+                let t = targets[next(targets.len())].clone();
+                match next(4) {
+                    0 => {
+                        b.dynamic_route6(p, t);
+                    }
+                    1 => {
+                        b.remove_dynamic_route6(p);
+                    }
+                    2 if !tunnel_prefix(&p) => {
+                        b.route6(p, t);
+                    }
+                    _ => {
+                        b.remove_route6(p);
+                    }
+                }
+            }
+            let snap = b.build().expect("a valid change");
+            // The reference: the same routes built whole by a new builder.
+            let mut w = base6();
+            for (&p, t) in b.routes6() {
+                w.route6(p, t.clone());
+            }
+            for (&p, t) in b.dynamic_routes6() {
+                w.dynamic_route6(p, t.clone());
+            }
+            let whole = w.build().expect("the whole build");
+            for &a in &probes {
+                assert_eq!(
+                    snap.routes6().lookup_u128(a),
+                    whole.routes6().lookup_u128(a),
+                    "round {round}: {}",
+                    core::net::Ipv6Addr::from(a)
+                );
+            }
+            // Copy-on-write: a change does not rebuild the whole table (the routes of
+            // 2a00::/16, which no change here covers, stay shared).
+            assert!(
+                wide || snap.routes6().shared_chunks(last.routes6()) > 0,
+                "round {round}: nothing shared with the last table"
+            );
+            last = snap;
+        }
+        // A configured route on a tunnel's prefix is refused, naming both; nothing changes.
+        let p: Ipv6Prefix = "2001:db8:a::/48".parse().unwrap();
+        b.route6(p, RouteTarget::Blackhole);
+        assert_eq!(
+            b.build().unwrap_err(),
+            BuildError::DuplicatePrefix6 {
+                prefix: p,
+                first: "tunnel \"a\"".into(),
+                second: "route 2001:db8:a::/48".into(),
+            }
+        );
+        b.remove_route6(p);
+        let snap = b.build().expect("undone");
+        assert_eq!(
+            snap.routes6().lookup_u128(p.bits()),
+            last.routes6().lookup_u128(p.bits())
+        );
     }
 
     #[test]

@@ -180,8 +180,10 @@ impl Tunnel {
 
     /// Whether its IPv6 `prefixes6` are routed into it now: unless it falls back and is
     /// down (IPv6 has no native fallback yet: the packets meet no route, and their senders
-    /// hear so). BGP does not bring IPv6 routes (FPM carries IPv4 only), so a client with a
-    /// session keeps its IPv6 prefixes routed.
+    /// hear so). A client with a session keeps its IPv6 prefixes routed: the IPv6 routes
+    /// its session brings (through zebra and FPM) lead into the same tunnel, and there is
+    /// no other way for IPv6 to take (no native IPv6, and iBGP across the core carries
+    /// IPv4 only), so they sit behind the tunnel's own.
     pub fn routes_its_prefixes6(&self) -> bool {
         !(self.fallback && self.down)
     }

@@ -40,8 +40,9 @@ import sys
 try:
     from scapy.all import (Ether, ARP, Dot1Q, IP, IPOption, IPv6, GRE, ICMP, TCP, UDP, Raw,
                            Padding, checksum, ICMPv6TimeExceeded, ICMPv6DestUnreach,
-                           ICMPv6PacketTooBig, ICMPv6EchoRequest, IPv6ExtHdrHopByHop,
-                           IPv6ExtHdrRouting, IPv6ExtHdrFragment, IPv6ExtHdrDestOpt)
+                           ICMPv6PacketTooBig, ICMPv6EchoRequest, ICMPv6EchoReply,
+                           IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrFragment,
+                           IPv6ExtHdrDestOpt)
     from scapy.config import conf
 except Exception as e:
     print("NOSCAPY " + repr(e), flush=True)
