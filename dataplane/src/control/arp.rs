@@ -3,10 +3,12 @@
 //! minimum (a NIC that does not pad would send runts).
 //!
 //! What a worker may learn from: a request addressed to us (its sender, when it is a next
-//! hop we need), or a reply addressed to us. The worker cannot know whether we asked: the
-//! control thread takes a reply only if it asked for that address within the retry time
-//! ([`crate::control::pacer::ArpPacer::take_solicited`]); an unsolicited reply changes
-//! nothing, and a learned entry never replaces a static one.
+//! hop we need or a host on a connected subnet of the port: RFC 826's merge), or a reply
+//! addressed to us. The worker cannot know whether we asked: the control thread takes a
+//! reply only if it asked for that address within the retry time
+//! ([`crate::control::pacer::ArpPacer::take_solicited`], and for hosts on connected
+//! subnets [`crate::control::ondemand::OnDemand`]); an unsolicited reply changes nothing,
+//! and a learned entry never replaces a static one.
 
 use crate::buffer::PacketBuf;
 use crate::tables::PortEntry;
