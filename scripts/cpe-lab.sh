@@ -10,7 +10,9 @@
 # The CPE routes the carrier's 10.1.0.0/16 into tunnel edge1 (probed), or into edge2 (its
 # backup, probed) while edge1 is down, or natively through the Internet while both are;
 # everything else goes natively out of wan0. Only sources of the site's 10.5.0.0/16 may
-# leave its LAN. The carrier's side of each tunnel is a TUN device and
+# leave its LAN. The site's host sits directly on the LAN's connected subnet 10.5.0.0/16
+# (a route with a port and no next hop): the CPE resolves each address by ARP on demand,
+# with no route per host. The carrier's side of each tunnel is a TUN device and
 # scripts/tunnel-endpoint.py (the kernel here has no gre or ipip module), both in one
 # namespace; SIGSTOP of an endpoint freezes that edge's tunnel side. The carrier routes
 # 10.5.0.0/24 back into edge 1's tunnel, and 10.5.1.0/24 natively through the Internet (so
@@ -189,10 +191,9 @@ next_hop = "203.0.113.254"
 $(health_of 6)
 backup = "edge1"
 
-[[route]]                        # the site's host
-prefix = "10.5.0.0/16"
+[[route]]                        # the LAN: a connected subnet, each host its own next
+prefix = "10.5.0.0/16"           # hop, resolved by ARP on demand (asked from 10.5.0.1)
 port = "lan0"
-next_hop = "10.5.0.10"
 
 [[route]]                        # the Internet
 prefix = "0.0.0.0/0"

@@ -121,6 +121,10 @@ pub fn route_target(target: &CfgTarget, ports: &[(PortIndex, EthernetAddress)]) 
             port: ports.get(port.index).map_or(PortIndex::MAX, |p| p.0),
             next_hop: *next_hop,
         },
+        CfgTarget::Connected { port, source } => RouteTarget::Connected {
+            port: ports.get(port.index).map_or(PortIndex::MAX, |p| p.0),
+            source: *source,
+        },
         CfgTarget::Blackhole => RouteTarget::Blackhole,
         CfgTarget::Unreachable => RouteTarget::Unreachable,
         CfgTarget::Prohibit => RouteTarget::Prohibit,

@@ -107,8 +107,9 @@ enum CtlCommand {
         /// The pcapng file to write.
         file: PathBuf,
     },
-    /// Add or replace a route: exactly one of --tunnel, --port with --next-hop,
-    /// --blackhole, --unreachable, --prohibit.
+    /// Add or replace a route: exactly one of --tunnel, --port with --next-hop (without:
+    /// a connected subnet, each destination resolved by ARP on demand), --blackhole,
+    /// --unreachable, --prohibit.
     RouteAdd {
         prefix: String,
         #[arg(long)]
@@ -662,6 +663,13 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                             format!("tunnel {t}"),
                             format!("{} on {}{resolved}", text(&r["next_hop"]), text(&r["port"])),
                         )
+                    } else if let (Some(p), true) =
+                        (r["port"].as_str(), r["connected"] == Value::Bool(true))
+                    {
+                        (
+                            format!("port {p}, connected"),
+                            format!("each destination (ARP from {})", text(&r["arp_source"])),
+                        )
                     } else if let Some(p) = r["port"].as_str() {
                         (format!("port {p}"), text(&r["next_hop"]))
                     } else if r["unreachable"] == Value::Bool(true) {
@@ -716,6 +724,8 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                         text(&n["mac"]),
                         if n["static"] == Value::Bool(true) {
                             "static".into()
+                        } else if n["on_demand"] == Value::Bool(true) {
+                            "on-demand".into()
                         } else {
                             "learned".into()
                         },

@@ -6,6 +6,7 @@ use dataplane::buffer::PacketBuf;
 use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo};
 use dataplane::control::arp;
 use dataplane::control::exception::{ControlTx, Exception, ProbeTimers};
+use dataplane::control::ondemand::{OnDemand, Verdict as OnDemandVerdict};
 use dataplane::control::pacer::ArpPacer;
 use dataplane::control::pmtu::{self, Outcome as PathMtuOutcome};
 use dataplane::control::progress::{PortHealth, PortsHealth};
@@ -20,7 +21,8 @@ use dataplane::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
 use dataplane::tables::{Reader, Snapshot};
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{
-    self, HostQueue, LearnQueue, PathMtuQueue, WorkerProgress, WorkerQueues, WorkerReport,
+    self, HostQueue, LearnQueue, PathMtuQueue, ResolveQueue, WorkerProgress, WorkerQueues,
+    WorkerReport,
 };
 use serde_json::{json, Map, Value};
 use std::net::TcpListener;
@@ -306,6 +308,7 @@ pub fn run(
     let control_tx: ControlTx<'_> = Mutex::new(control_tx);
     let learned = LearnQueue::new(1024);
     let path_mtu = PathMtuQueue::new(1024);
+    let resolve = ResolveQueue::new(1024);
     // Packets for the host interfaces: a few milliseconds of a busy exception path.
     let host_queue = HostQueue::new(HOST_QUEUE);
     let host_stop = AtomicBool::new(false);
@@ -325,6 +328,7 @@ pub fn run(
             Instant::now(),
         ),
         next_scan: Instant::now(),
+        on_demand: OnDemand::new(OnDemand::DEFAULT_LIMIT, Instant::now()),
         stalls: StallWatch::new(nworkers, StallWatch::DEFAULT_THRESHOLD),
         links: vec![None; ports.len()],
         next_link_check: Instant::now(),
@@ -386,6 +390,7 @@ pub fn run(
                 &learned,
                 &host_queue,
                 &path_mtu,
+                &resolve,
                 &stop,
                 &progress[w],
                 epoch,
@@ -429,6 +434,7 @@ pub fn run(
                     Heard {
                         neighbors: &learned,
                         path_mtu: &path_mtu,
+                        resolve: &resolve,
                     },
                     &pool,
                     listener.as_ref(),
@@ -542,6 +548,8 @@ struct Control<'s, 'p> {
     pacer: ArpPacer,
     /// When the wanted list is next scanned (the pacer's budget refills in between).
     next_scan: Instant,
+    /// The neighbours of connected subnets, resolved on demand.
+    on_demand: OnDemand,
     /// Workers stuck on an old snapshot.
     stalls: StallWatch,
     /// Per port (configuration order): the link state last seen.
@@ -587,6 +595,17 @@ struct ControlReport {
     /// Probed tunnels that went down, and came back up (each logged).
     tunnels_down: u64,
     tunnels_up: u64,
+    /// The neighbours of connected subnets, resolved on demand.
+    on_demand: OnDemandReport,
+}
+
+/// What the on-demand neighbours counted, and how many there are now.
+#[derive(Debug, Clone, Copy, Default)]
+struct OnDemandReport {
+    counters: dataplane::control::ondemand::OnDemandCounters,
+    /// Resolved, and asked for, now.
+    held: usize,
+    pending: usize,
 }
 
 /// What the workers hand the control thread: neighbours heard by ARP, and what the underlay
@@ -595,6 +614,8 @@ struct ControlReport {
 struct Heard<'q> {
     neighbors: &'q LearnQueue,
     path_mtu: &'q PathMtuQueue,
+    /// Destinations on connected subnets whose MAC a worker found unknown.
+    resolve: &'q ResolveQueue,
 }
 
 /// How often the wanted list is scanned for next hops to ask for: a full scan of a table
@@ -604,19 +625,65 @@ const ARP_SCAN: Duration = Duration::from_millis(20);
 impl Control<'_, '_> {
     /// Install learned neighbours (one new snapshot for all of them), then ask for the
     /// next hops still unresolved.
-    fn tick(&mut self, learned: &LearnQueue, pool: &Mempool<'_>) {
+    fn tick(&mut self, heard_queues: Heard<'_>, pool: &Mempool<'_>) {
+        let learned = heard_queues.neighbors;
         let mut heard = Vec::new();
         while let Some(e) = learned.pop() {
             heard.push(e);
         }
-        if !heard.is_empty() {
+        let mut unresolved = Vec::new();
+        while let Some(e) = heard_queues.resolve.pop() {
+            unresolved.push(e);
+        }
+        if !heard.is_empty() || !unresolved.is_empty() {
             if let Ok(mut st) = self.state.lock() {
                 let now = Instant::now();
+                let snap = std::sync::Arc::clone(st.snapshots().current());
+                for (port, ip) in unresolved {
+                    // Still on a connected subnet and still unknown (a worker may have
+                    // seen an older snapshot).
+                    if let (Some(source), None) = (snap.on_link(port, ip), snap.neighbor(port, ip))
+                    {
+                        if !st.is_static_neighbor(port, ip)
+                            && !self.on_demand.want(port, ip, source, now)
+                        {
+                            log::debug!("{ip} on port {port}: no room to resolve it on demand");
+                        }
+                    }
+                }
                 let mut entries = Vec::with_capacity(heard.len());
                 for (port, ip, mac, how) in heard {
+                    let on_link = if snap.wants_neighbor(port, ip) {
+                        None
+                    } else {
+                        snap.on_link(port, ip)
+                    };
                     if st.is_static_neighbor(port, ip) {
                         // A learned entry never replaces a static one.
                         self.report.arp_static_kept += 1;
+                    } else if let Some(source) = on_link {
+                        match self.on_demand.heard(port, ip, source, how, now) {
+                            OnDemandVerdict::Learn { waited } => {
+                                if let Some(w) = waited {
+                                    log::info!(
+                                        "neighbour {ip} on port {port} is at {mac}: resolved \
+                                         on demand in {} ms",
+                                        w.as_millis()
+                                    );
+                                }
+                                if snap.neighbor(port, ip) != Some(mac) {
+                                    entries.push((port, ip, mac));
+                                }
+                            }
+                            OnDemandVerdict::Unsolicited => {
+                                log::debug!(
+                                    "unsolicited ARP reply: {ip} is at {mac} on port {port}; \
+                                     ignored"
+                                );
+                                self.report.arp_unsolicited += 1;
+                            }
+                            OnDemandVerdict::Full => {}
+                        }
                     } else if how == arp::Heard::Reply && !self.pacer.take_solicited(port, ip, now)
                     {
                         log::debug!(
@@ -664,6 +731,34 @@ impl Control<'_, '_> {
             &mut due,
         );
         self.report.arp_requests_deferred = self.pacer.deferred();
+        // On demand: give up on and forget what stopped answering, then ask for the rest.
+        let gone = self
+            .on_demand
+            .expire(now, |port, ip| snap.on_link(port, ip).is_some());
+        if !gone.is_empty() {
+            if let Ok(mut st) = self.state.lock() {
+                match st.forget(&gone) {
+                    Ok(Some(g)) => log::info!(
+                        target: dataplane::control::audit::TARGET,
+                        "generation {g}: ARP: {} on-demand neighbour(s) forgotten (no answer, \
+                         or off their connected subnet)",
+                        gone.len()
+                    ),
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::error!("cannot rebuild the tables after forgetting neighbours: {e}")
+                    }
+                }
+            }
+        }
+        self.on_demand.due(now, &mut due);
+        let c = self.on_demand.counters();
+        let (held, pending) = self.on_demand.held();
+        self.report.on_demand = OnDemandReport {
+            counters: c,
+            held,
+            pending,
+        };
         for (port, ip, from) in due {
             let Ok(mut queues) = self.tx.lock() else {
                 self.report.arp_request_failed += 1;
@@ -680,7 +775,11 @@ impl Control<'_, '_> {
                 self.report.arp_request_failed += 1;
                 continue;
             };
-            if !arp::request(&mut m, entry, from, ip) {
+            // A neighbour we know (an on-demand one asked again) is asked directly.
+            let to = snap
+                .neighbor(port, ip)
+                .unwrap_or(EthernetAddress::BROADCAST);
+            if !arp::request_to(&mut m, entry, from, ip, to) {
                 self.report.arp_request_failed += 1;
                 continue;
             }
@@ -1052,7 +1151,7 @@ fn supervise_loop(
         // Ten milliseconds: what ARP learning and a stop may wait, and few enough wakeups
         // that an idle appliance costs little CPU.
         std::thread::sleep(Duration::from_millis(10));
-        control.tick(heard.neighbors, pool);
+        control.tick(heard, pool);
         path_mtus(
             control.state,
             heard.path_mtu,
@@ -1113,6 +1212,22 @@ impl ControlReport {
             (&to.pmtu_expired, self.pmtu_expired),
             (&to.tunnels_down, self.tunnels_down),
             (&to.tunnels_up, self.tunnels_up),
+            (
+                &to.arp_on_demand_requested,
+                self.on_demand.counters.requested,
+            ),
+            (&to.arp_on_demand_full, self.on_demand.counters.full),
+            (&to.arp_on_demand_resolved, self.on_demand.counters.resolved),
+            (
+                &to.arp_on_demand_unanswered,
+                self.on_demand.counters.unanswered,
+            ),
+            (&to.arp_on_demand_expired, self.on_demand.counters.expired),
+            (&to.neighbors_on_demand, self.on_demand.held as u64),
+            (
+                &to.neighbors_on_demand_pending,
+                self.on_demand.pending as u64,
+            ),
         ] {
             shared.store(v, Ordering::Relaxed);
         }
@@ -1221,6 +1336,16 @@ fn final_stats(
             })
         })
         .collect();
+    let on_demand = json!({
+        "requested": control.on_demand.counters.requested,
+        "full": control.on_demand.counters.full,
+        "resolved": control.on_demand.counters.resolved,
+        "unanswered": control.on_demand.counters.unanswered,
+        "expired": control.on_demand.counters.expired,
+        "neighbors": control.on_demand.held,
+        "resolve_queued": reports.iter().map(|r| r.resolve_queued).sum::<u64>(),
+        "resolve_queue_full": reports.iter().map(|r| r.resolve_queue_full).sum::<u64>(),
+    });
     json!({
         "elapsed_s": elapsed.as_secs_f64(),
         "generation": snap.generation(),
@@ -1241,6 +1366,7 @@ fn final_stats(
         "neighbors_learned": control.neighbors_learned,
         "arp_unsolicited": control.arp_unsolicited,
         "arp_static_kept": control.arp_static_kept,
+        "on_demand": on_demand,
         "worker_stalls": control.worker_stalls,
         "pmtu_lowered": control.pmtu_lowered,
         "pmtu_ignored": control.pmtu_ignored,

@@ -63,6 +63,11 @@ pub struct WorkerReport {
     pub arp_learned: u64,
     /// Learned neighbours dropped because the control thread's queue was full.
     pub arp_learn_dropped: u64,
+    /// Destinations on connected subnets with no known MAC handed to the control thread
+    /// to resolve (their packets dropped as `no_neighbor`), and those its queue was too
+    /// full to take.
+    pub resolve_queued: u64,
+    pub resolve_queue_full: u64,
     /// Bursts processed (non-empty receives).
     pub bursts: u64,
     /// Polls (rounds over every RX queue), and those that received a packet.
@@ -79,6 +84,12 @@ pub struct WorkerReport {
 /// differently): the control thread decides whether to learn them (a reply only if it
 /// asked; never over a static entry). Bounded: an ARP storm cannot grow it.
 pub type LearnQueue = ArrayQueue<(PortIndex, Ipv4Addr, EthernetAddress, Heard)>;
+
+/// Destinations on connected subnets whose MAC a worker found unknown (their packets
+/// dropped as `no_neighbor`): (port, address), for the control thread to resolve by ARP
+/// on demand. Bounded and lock-free: a scan of a large subnet costs drops counted in
+/// `resolve_queue_full`, never a worker's time or memory.
+pub type ResolveQueue = ArrayQueue<(PortIndex, Ipv4Addr)>;
 
 /// Packets for us on their way to a host interface (the exception path): bounded, so a
 /// host that does not keep up costs drops (`host_queue_full`), never a worker's time.
@@ -115,12 +126,14 @@ pub fn run(
     learned: &LearnQueue,
     host: &HostQueue,
     path_mtu: &PathMtuQueue,
+    resolve: &ResolveQueue,
     stop: &AtomicBool,
     progress: &WorkerProgress,
     epoch: Instant,
 ) -> WorkerReport {
     run_with_hooks(
-        index, workers, queues, snapshots, learned, host, path_mtu, stop, progress, epoch, &NoHooks,
+        index, workers, queues, snapshots, learned, host, path_mtu, resolve, stop, progress, epoch,
+        &NoHooks,
     )
 }
 
@@ -134,6 +147,7 @@ pub fn run_with_hooks<H: WorkerHooks>(
     learned: &LearnQueue,
     host: &HostQueue,
     path_mtu: &PathMtuQueue,
+    resolve: &ResolveQueue,
     stop: &AtomicBool,
     progress: &WorkerProgress,
     epoch: Instant,
@@ -217,6 +231,13 @@ pub fn run_with_hooks<H: WorkerHooks>(
                 );
             }
             hooks.in_burst(index, snap);
+            for hop in pipeline.unresolved() {
+                if resolve.push(hop).is_ok() {
+                    report.resolve_queued += 1;
+                } else {
+                    report.resolve_queue_full += 1;
+                }
+            }
             for (m, action) in burst.drain().zip(actions.iter()) {
                 let mut m = m;
                 let out = match *action {
@@ -232,8 +253,15 @@ pub fn run_with_hooks<H: WorkerHooks>(
                                 ArpOutcome::Ignored => None,
                             };
                             if let Some(((ip, mac), how)) = heard {
-                                if snap.wants_neighbor(*port, ip)
-                                    && snap.neighbor(*port, ip) != Some(mac)
+                                // A next hop we need, or a host on a connected subnet of
+                                // this port (RFC 826's merge: the control thread bounds
+                                // how many of those it keeps).
+                                let on_link = snap.on_link(*port, ip).is_some();
+                                // A reply from a host on a connected subnet goes even when
+                                // it changes nothing: it confirms the host is still there.
+                                if (snap.wants_neighbor(*port, ip) || on_link)
+                                    && (snap.neighbor(*port, ip) != Some(mac)
+                                        || (on_link && how == Heard::Reply))
                                 {
                                     if learned.push((*port, ip, mac, how)).is_ok() {
                                         report.arp_learned += 1;

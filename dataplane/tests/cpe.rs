@@ -466,3 +466,323 @@ fn the_backup_accepts_its_own_links_peer_as_well_as_the_carriers_sources() {
     lab.expect_transmit(WAN, &f[1], "the carrier's space through the backup");
     lab.expect_drop(WAN, &f[2], DropReason::InnerSpoofed, "outside the link");
 }
+
+// ------------------------------------------------ the LAN's connected subnet (ARP on demand)
+
+/// A host directly on the LAN's connected 10.5.0.0/24 (no route of its own).
+const HOST: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 20);
+const MAC_HOST: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0e, 20]);
+/// Our LAN address: the one inside the connected prefix, where ARP asks from.
+const LAN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 1);
+
+/// From the Internet, natively through the WAN, to `dst` on the site.
+fn from_internet(dst: &str) -> String {
+    format!(
+        "Ether(dst='{}', src='{}')/IP(src='192.0.2.80', dst='{dst}', ttl=64)/data(40)",
+        mac(MAC_WAN),
+        mac(MAC_GW)
+    )
+}
+
+#[test]
+fn a_host_on_the_connected_lan_is_its_own_next_hop_resolved_on_demand() {
+    let mut lab = cpe();
+    // The connected /24 asks from our address inside it; the rest of the /16 is behind
+    // the LAN router (a configured next hop), and the WAN has no connected subnet.
+    assert_eq!(lab.snap.on_link(LAN, HOST), Some(LAN_ADDR));
+    assert_eq!(lab.snap.on_link(LAN, Ipv4Addr::new(10, 5, 1, 10)), None);
+    assert_eq!(lab.snap.on_link(WAN, HOST), None);
+
+    // Unknown: dropped as no_neighbor (SPEC.md Encapsulation step 5) and noted for the
+    // control thread, once for a burst of packets to the same host.
+    let f = pkt(&from_internet("10.5.0.20"));
+    lab.expect_drop(WAN, &f, DropReason::NoNeighbor, "host not resolved yet");
+    assert_eq!(lab.pipe.unresolved().collect::<Vec<_>>(), [(LAN, HOST)]);
+    let mut burst: Vec<_> = pkts(&[
+        from_internet("10.5.0.20"),
+        from_internet("10.5.0.20"),
+        from_internet("10.5.0.21"),
+    ])
+    .iter()
+    .map(|f| dataplane::buffer::TestBuf::new(f))
+    .collect();
+    let actions = lab.process(WAN, &mut burst);
+    assert!(actions
+        .iter()
+        .all(|a| *a == dataplane::pipeline::Action::Drop(DropReason::NoNeighbor)));
+    assert_eq!(
+        lab.pipe.unresolved().collect::<Vec<_>>(),
+        [(LAN, HOST), (LAN, Ipv4Addr::new(10, 5, 0, 21))],
+        "one note per host in a row"
+    );
+
+    // Known: natively out of the LAN port, from its MAC to the host's, TTL one less and
+    // the checksum valid (RFC 1812 5.3.1), byte for byte against scapy.
+    lab.builder.neighbor(LAN, HOST, MAC_HOST);
+    lab.snap = lab.builder.build().expect("builds");
+    let (egress, out) = lab.expect_transmit(WAN, &f, "host resolved");
+    assert_eq!(egress, LAN);
+    let want = pkt(&format!(
+        "Ether(dst='{}', src='{}')/{}",
+        mac(MAC_HOST),
+        mac(MAC_LAN),
+        forwarded("192.0.2.80", "10.5.0.20")
+    ));
+    assert_eq!(out, want);
+    assert_eq!(lab.pipe.unresolved().count(), 0, "nothing to resolve");
+    // The hosts behind the LAN router still go to the router.
+    let (_, out) = lab.expect_transmit(WAN, &pkt(&from_internet("10.5.1.10")), "behind");
+    assert_eq!(&out[..6], &MAC_LAN_ROUTER.0);
+}
+
+#[test]
+fn arp_on_demand_asks_once_learns_only_what_it_asked_for_and_ages_out() {
+    use dataplane::buffer::{PacketBuf, TestBuf};
+    use dataplane::control::arp::{self, ArpOutcome, Heard};
+    use dataplane::control::ondemand::{OnDemand, Verdict};
+    use std::time::{Duration, Instant};
+
+    let lab = cpe();
+    let lan = lab.snap.port(LAN).expect("lan0").clone();
+    let t0 = Instant::now();
+    let mut od = OnDemand::new(OnDemand::DEFAULT_LIMIT, t0);
+    let source = lab.snap.on_link(LAN, HOST).expect("on link");
+    assert!(od.want(LAN, HOST, source, t0));
+    assert!(od.want(LAN, HOST, source, t0), "a repeat is no new request");
+    let mut due = Vec::new();
+    od.due(t0, &mut due);
+    assert_eq!(due, [(LAN, HOST, LAN_ADDR)], "one request");
+    // At most one a second per address (the pacer's retry time).
+    od.due(t0 + Duration::from_millis(500), &mut due);
+    assert_eq!(due.len(), 1, "not again within a second");
+
+    // The request as it goes on the wire: RFC 826 fields, broadcast, padded to 60 bytes.
+    let mut buf = TestBuf::with_headroom(&[], 128);
+    assert!(arp::request(&mut buf, &lan, LAN_ADDR, HOST));
+    let frame = buf.data().to_vec();
+    assert_eq!(frame.len(), 60, "padded to Ethernet's minimum");
+    check_fields(
+        "ARP request",
+        &frame,
+        &[
+            ("p.dst", "ff:ff:ff:ff:ff:ff"),
+            ("p.src", &mac(MAC_LAN)),
+            ("p.type", "2054"),
+            ("p[ARP].hwtype", "1"),
+            ("p[ARP].ptype", "2048"),
+            ("p[ARP].hwlen", "6"),
+            ("p[ARP].plen", "4"),
+            ("p[ARP].op", "1"),
+            ("p[ARP].hwsrc", &mac(MAC_LAN)),
+            ("p[ARP].psrc", "10.5.0.1"),
+            ("p[ARP].hwdst", "00:00:00:00:00:00"),
+            ("p[ARP].pdst", "10.5.0.20"),
+            ("bytes(p[Padding]) == bytes(18)", "True"),
+        ],
+    );
+
+    // The host's reply, as the worker reads it, is learned once: a second answer (a
+    // forger racing the host) and a reply for an address never asked for are not.
+    let reply = |ip: &str, hw: EthernetAddress| {
+        let f = pkt(&format!(
+            "Ether(dst='{}', src='{}')/ARP(op=2, hwsrc='{}', psrc='{ip}', hwdst='{}', \
+             pdst='10.5.0.1')",
+            mac(MAC_LAN),
+            mac(hw),
+            mac(hw),
+            mac(MAC_LAN)
+        ));
+        let mut b = TestBuf::new(&f);
+        match arp::handle(&mut b, &lan) {
+            ArpOutcome::Learned { learned } => learned,
+            other => panic!("{other:?}"),
+        }
+    };
+    let t1 = t0 + Duration::from_millis(700);
+    let (ip, m) = reply("10.5.0.20", MAC_HOST);
+    assert_eq!((ip, m), (HOST, MAC_HOST));
+    assert_eq!(
+        od.heard(LAN, ip, source, Heard::Reply, t1),
+        Verdict::Learn {
+            waited: Some(Duration::from_millis(700))
+        }
+    );
+    let forged = EthernetAddress([2, 0, 0, 0, 0x66, 6]);
+    let (ip, _) = reply("10.5.0.20", forged);
+    assert_eq!(
+        od.heard(LAN, ip, source, Heard::Reply, t1),
+        Verdict::Unsolicited
+    );
+    let (ip, _) = reply("10.5.0.21", forged);
+    assert_eq!(
+        od.heard(LAN, ip, source, Heard::Reply, t1),
+        Verdict::Unsolicited
+    );
+    assert!(od.is_resolved(LAN, HOST));
+    assert!(!od.is_resolved(LAN, ip));
+    let c = od.counters();
+    assert_eq!((c.requested, c.resolved, c.unsolicited), (1, 1, 2));
+
+    // Aging: not heard from for 30 s, it is asked for again; no answer within 3 s more,
+    // and it is forgotten (a host that left is not kept).
+    due.clear();
+    od.due(t1 + Duration::from_secs(29), &mut due);
+    assert!(due.is_empty(), "fresh: {due:?}");
+    assert!(od
+        .expire(t1 + Duration::from_secs(29), |_, _| true)
+        .is_empty());
+    od.due(t1 + OnDemand::REACHABLE, &mut due);
+    assert_eq!(due, [(LAN, HOST, LAN_ADDR)], "asked again");
+    // Asked again where it was (RFC 1122 2.3.2.1: a unicast poll), not of every host.
+    let mut buf = TestBuf::with_headroom(&[], 128);
+    assert!(arp::request_to(&mut buf, &lan, LAN_ADDR, HOST, MAC_HOST));
+    check_fields(
+        "ARP request to confirm",
+        buf.data(),
+        &[
+            ("len(f)", "60"),
+            ("p.dst", &mac(MAC_HOST)),
+            ("p[ARP].op", "1"),
+            ("p[ARP].psrc", "10.5.0.1"),
+            ("p[ARP].pdst", "10.5.0.20"),
+        ],
+    );
+    let almost = t1 + OnDemand::REACHABLE + OnDemand::UNANSWERED - Duration::from_millis(1);
+    assert!(od.expire(almost, |_, _| true).is_empty(), "still in time");
+    let late = t1 + OnDemand::REACHABLE + OnDemand::UNANSWERED;
+    assert_eq!(od.expire(late, |_, _| true), [(LAN, HOST)], "forgotten");
+    assert!(!od.is_resolved(LAN, HOST));
+    assert_eq!(od.counters().expired, 1);
+    assert_eq!(od.held(), (0, 0));
+
+    // An answer to the refresh keeps it; an address that never answers is given up after
+    // three requests (3 s); one no longer on a connected subnet is forgotten at once.
+    let mut od = OnDemand::new(OnDemand::DEFAULT_LIMIT, t0);
+    od.want(LAN, HOST, source, t0);
+    od.want(LAN, Ipv4Addr::new(10, 5, 0, 30), source, t0);
+    due.clear();
+    for s in 0..3 {
+        od.due(t0 + Duration::from_secs(s), &mut due);
+    }
+    assert_eq!(due.len(), 6, "each asked at 0, 1 and 2 s: {due:?}");
+    od.heard(LAN, HOST, source, Heard::Reply, t0 + Duration::from_secs(2));
+    od.due(t0 + Duration::from_secs(32), &mut due);
+    assert!(
+        od.heard(
+            LAN,
+            HOST,
+            source,
+            Heard::Reply,
+            t0 + Duration::from_secs(32)
+        ) != Verdict::Unsolicited
+    );
+    assert!(
+        od.expire(t0 + Duration::from_secs(3), |_, _| true)
+            .is_empty(),
+        "resolved kept, pending given up"
+    );
+    assert_eq!(od.counters().unanswered, 1);
+    assert!(
+        od.expire(t0 + Duration::from_secs(35), |_, _| true)
+            .is_empty(),
+        "refreshed at 32 s"
+    );
+    assert_eq!(
+        od.expire(t0 + Duration::from_secs(35), |_, _| false),
+        [(LAN, HOST)]
+    );
+}
+
+#[test]
+fn on_demand_neighbours_are_bounded_and_requests_from_the_lan_are_merged() {
+    use dataplane::control::arp::Heard;
+    use dataplane::control::ondemand::{OnDemand, Verdict};
+    use std::time::Instant;
+
+    let t0 = Instant::now();
+    let mut od = OnDemand::new(4, t0);
+    // A scan of the subnet: four addresses held, the rest refused and counted.
+    let accepted = (1..=200u32)
+        .filter(|i| od.want(LAN, Ipv4Addr::from(0x0a05_0000 + i), LAN_ADDR, t0))
+        .count();
+    assert_eq!(accepted, 4);
+    assert_eq!(od.counters().full, 196);
+    assert_eq!(od.held(), (0, 4));
+    let mut due = Vec::new();
+    od.due(t0, &mut due);
+    assert_eq!(due.len(), 4, "only what is held is asked for");
+    // A request from a host of the subnet addressed to us (RFC 826's merge) is learned
+    // when there is room, refused when there is none.
+    assert_eq!(
+        od.heard(LAN, HOST, LAN_ADDR, Heard::Request, t0),
+        Verdict::Full
+    );
+    let mut od = OnDemand::new(4, t0);
+    assert_eq!(
+        od.heard(LAN, HOST, LAN_ADDR, Heard::Request, t0),
+        Verdict::Learn { waited: None }
+    );
+    assert!(od.is_resolved(LAN, HOST));
+}
+
+#[test]
+fn forgetting_an_on_demand_neighbour_removes_it_from_the_tables_but_never_a_static_one() {
+    use dataplane::control::state::ControlState;
+    use pipeline_config::ConfigDocument;
+
+    let text = example().replace(
+        "addresses = [\"10.5.0.1\"]         # the hosts' gateway",
+        "addresses = [\"10.5.0.1\"]\n[[port.neighbor]]\nip = \"10.5.0.9\"\nmac = \"02:00:00:00:0e:09\"",
+    );
+    let (doc, cfg) = ConfigDocument::parse(&text, "cpe.toml").expect("validates");
+    let mut st = ControlState::new(doc, cfg, vec![(LAN, MAC_LAN), (WAN, MAC_WAN)]).unwrap();
+    let stat = Ipv4Addr::new(10, 5, 0, 9);
+    st.learn(&[(LAN, HOST, MAC_HOST)]).expect("learns");
+    let snap = std::sync::Arc::clone(st.snapshots().current());
+    assert_eq!(snap.neighbor(LAN, HOST), Some(MAC_HOST));
+    assert!(snap.neighbor(LAN, stat).is_some(), "the static entry");
+    let g = st.forget(&[(LAN, HOST), (LAN, stat)]).expect("rebuilds");
+    assert!(g.is_some(), "a publication");
+    let snap = std::sync::Arc::clone(st.snapshots().current());
+    assert_eq!(snap.neighbor(LAN, HOST), None, "forgotten");
+    assert!(snap.neighbor(LAN, stat).is_some(), "a static entry stays");
+    assert_eq!(
+        st.forget(&[(LAN, HOST)]).expect("nothing"),
+        None,
+        "nothing left to forget"
+    );
+}
+
+#[test]
+fn a_connected_subnet_set_through_the_control_api_is_on_link_at_once() {
+    use dataplane::control::state::ControlState;
+    use pipeline_config::ConfigDocument;
+    use serde_json::json;
+
+    let (doc, cfg) = ConfigDocument::parse(&example(), "cpe.toml").expect("validates");
+    let mut st = ControlState::new(doc, cfg, vec![(LAN, MAC_LAN), (WAN, MAC_WAN)]).unwrap();
+    let far = Ipv4Addr::new(10, 5, 7, 9);
+    assert_eq!(
+        st.snapshots().current().on_link(LAN, far),
+        None,
+        "behind the router"
+    );
+    st.apply_as(
+        &[json!({"op": "set_route", "route": {"prefix": "10.5.7.0/24", "port": "lan0"}})],
+        "test",
+    )
+    .expect("a port without next_hop is a connected route");
+    // No address of lan0 inside 10.5.7.0/24: ARP asks from its first.
+    assert_eq!(st.snapshots().current().on_link(LAN, far), Some(LAN_ADDR));
+    let listed = st.list_routes().to_string();
+    assert!(
+        listed.contains(r#""connected":true"#) && listed.contains(r#""arp_source":"10.5.0.1""#),
+        "{listed}"
+    );
+    st.apply_as(
+        &[json!({"op": "remove_route", "prefix": "10.5.7.0/24"})],
+        "test",
+    )
+    .expect("removed");
+    assert_eq!(st.snapshots().current().on_link(LAN, far), None);
+}

@@ -27,8 +27,8 @@ use dataplane::dpdk::{
 use dataplane::tables::{Snapshot, Target};
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{
-    self, HostQueue, LearnQueue, PathMtuQueue, WorkerHooks, WorkerProgress, WorkerQueues,
-    WorkerReport,
+    self, HostQueue, LearnQueue, PathMtuQueue, ResolveQueue, WorkerHooks, WorkerProgress,
+    WorkerQueues, WorkerReport,
 };
 use pipeline_config::ConfigDocument;
 use serde_json::json;
@@ -281,6 +281,7 @@ fn a_worker_stalled_inside_a_burst_holds_only_its_snapshot_and_raises_the_alarm(
     let learned = LearnQueue::new(16);
     let host = HostQueue::new(16);
     let path_mtu = PathMtuQueue::new(16);
+    let resolve = ResolveQueue::new(16);
     let stop = AtomicBool::new(false);
     let progress: Vec<WorkerProgress> = (0..WORKERS).map(|_| WorkerProgress::default()).collect();
     let reports: Mutex<Vec<Option<WorkerReport>>> = Mutex::new(vec![None; WORKERS]);
@@ -310,6 +311,7 @@ fn a_worker_stalled_inside_a_burst_holds_only_its_snapshot_and_raises_the_alarm(
                 &learned,
                 &host,
                 &path_mtu,
+                &resolve,
                 &stop,
                 &progress[w],
                 epoch,

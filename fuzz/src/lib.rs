@@ -1003,6 +1003,16 @@ fn check_transmit(snap: &Snapshot, port_in: PortIndex, input: &[u8], p: PortInde
                 assert_eq!(want, Some(dst_mac), "native: to the next hop's MAC");
                 assert!(ip.len() <= usize::from(mtu), "native: within the MTU");
             }
+            // A connected subnet: the destination is the next hop.
+            Target::Connected { port, mtu, .. } => {
+                assert_eq!(port, p, "connected: out of the route's port");
+                assert_eq!(
+                    snap.neighbor(port, Ipv4Addr::from(be32(ip, 16))),
+                    Some(dst_mac),
+                    "connected: to the destination's own MAC"
+                );
+                assert!(ip.len() <= usize::from(mtu), "connected: within the MTU");
+            }
             t => panic!("sent natively, but the route says {t:?}"),
         }
     }

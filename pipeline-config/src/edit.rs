@@ -67,6 +67,8 @@ pub(crate) struct RouteContext {
     /// Our addresses, each with the field that configures it.
     ours: HashMap<Ipv4Addr, String>,
     ports: HashMap<String, usize>,
+    /// Each port's addresses, by index (a connected route asks ARP from one).
+    port_addrs: Vec<Vec<Ipv4Addr>>,
     tunnels: HashMap<String, usize>,
     /// The tunnels' prefixes: the field that claims each, and the tunnel.
     claims: HashMap<Ipv4Net, (String, usize)>,
@@ -103,6 +105,7 @@ impl RouteContext {
                 .enumerate()
                 .map(|(i, p)| (p.name.clone(), i))
                 .collect(),
+            port_addrs: cfg.ports.iter().map(|p| p.addresses.clone()).collect(),
             tunnels: cfg
                 .tunnels
                 .iter()
@@ -221,7 +224,7 @@ impl ConfigDocument {
                 let ctx = self.route_context(cfg);
                 let v = Validator::for_routes(&origin, &ctx.ours);
                 let i = at.unwrap_or(len);
-                let route = v.route(i, &r, &ctx.ports, &ctx.tunnels)?;
+                let route = v.route(i, &r, &ctx.ports, &ctx.tunnels, &ctx.port_addrs)?;
                 if let Some((field, _)) = ctx.claims.get(&route.prefix) {
                     return Err(v.error(
                         format!("route[{i}].prefix"),

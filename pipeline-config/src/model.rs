@@ -26,7 +26,8 @@ pub struct ValidatedConfig {
     /// stay on the tunnel.
     pub routes: Vec<RouteConfig>,
     /// The explicit routes with IPv6 prefixes, in file order (they sit among the others in
-    /// the file's `[[route]]`). Their target is never [`RouteTarget::Port`].
+    /// the file's `[[route]]`). Their target is never [`RouteTarget::Port`] nor
+    /// [`RouteTarget::Connected`].
     pub routes6: Vec<Route6Config>,
     /// `[icmp]`: how many ICMP errors the router sends.
     pub icmp: IcmpConfig,
@@ -334,7 +335,8 @@ pub struct RouteConfig {
 pub struct Route6Config {
     /// No host bits; claimed by no other route and no tunnel's `prefixes`.
     pub prefix: Ipv6Net,
-    /// Any target but [`RouteTarget::Port`] (native IPv6 forwarding does not exist yet).
+    /// Any target but [`RouteTarget::Port`] and [`RouteTarget::Connected`] (native IPv6
+    /// forwarding does not exist yet).
     pub target: RouteTarget,
 }
 
@@ -345,6 +347,11 @@ pub enum RouteTarget {
     Tunnel(TunnelRef),
     /// Natively out of a port toward a next hop on it.
     Port { port: PortRef, next_hop: Ipv4Addr },
+    /// Natively out of a port, each destination its own next hop (an on-link, or
+    /// connected, subnet: a `port` without `next_hop`), resolved by ARP on demand and
+    /// asked from `source`, the port's address inside the prefix if it has one, else its
+    /// first.
+    Connected { port: PortRef, source: Ipv4Addr },
     /// Dropped (`no_route`), silently.
     Blackhole,
     /// Dropped (`no_route`), answered with ICMP net unreachable (code 0).
@@ -483,7 +490,7 @@ impl ValidatedConfig {
         for r in &self.routes {
             match r.target {
                 RouteTarget::Tunnel(_) => tunnel += 1,
-                RouteTarget::Port { .. } => port += 1,
+                RouteTarget::Port { .. } | RouteTarget::Connected { .. } => port += 1,
                 RouteTarget::Blackhole => blackhole += 1,
                 RouteTarget::Unreachable | RouteTarget::Prohibit => refused += 1,
             }
@@ -491,7 +498,7 @@ impl ValidatedConfig {
         for r in &self.routes6 {
             match r.target {
                 RouteTarget::Tunnel(_) => tunnel += 1,
-                RouteTarget::Port { .. } => port += 1,
+                RouteTarget::Port { .. } | RouteTarget::Connected { .. } => port += 1,
                 RouteTarget::Blackhole => blackhole += 1,
                 RouteTarget::Unreachable | RouteTarget::Prohibit => refused += 1,
             }

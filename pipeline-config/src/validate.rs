@@ -12,7 +12,8 @@
 //! - a prefix is claimed for routing once: by one tunnel's `prefixes` or by one route;
 //! - the inner source prefixes (`prefixes` and `extra_sources`) of two tunnels never
 //!   overlap: one client must never be able to send as another (SPEC, BCP 38);
-//! - a route has exactly one target, and it exists; `next_hop` comes with `port` only;
+//! - a route has exactly one target, and it exists; `next_hop` comes with `port` only (a
+//!   `port` without it is a connected subnet, and the port needs an address to ask ARP from);
 //! - no tunnel's `remote` is routed into a tunnel (RFC 2784 section 3.1, RFC 2003
 //!   section 3.2: the tunnel's own traffic, probes and ICMP included, would recurse);
 //! - IPv6 (inside IPv4 tunnels): a tunnel's `prefixes` and `extra_sources` may be IPv6
@@ -1527,11 +1528,12 @@ impl Validator<'_> {
     ) -> Result<(Vec<RouteConfig>, Vec<Route6Config>), ConfigError> {
         let port_index = index_by_name(ports.iter().map(|p| p.name.as_str()));
         let tunnel_index = index_by_name(tunnels.iter().map(|t| t.name.as_str()));
+        let addrs: Vec<Vec<Ipv4Addr>> = ports.iter().map(|p| p.addresses.clone()).collect();
         let mut routes = Vec::with_capacity(raw.len());
         let mut routes6 = Vec::new();
         for (i, r) in raw.iter().enumerate() {
             if let Ok(IpNet::V6(_)) = r.prefix.parse::<IpNet>() {
-                let route = self.route6(i, r, &port_index, &tunnel_index)?;
+                let route = self.route6(i, r, &port_index, &tunnel_index, &addrs)?;
                 let field = format!("route[{i}].prefix");
                 if let Some(first) = self.claims6.get(&route.prefix) {
                     return Err(self.err(
@@ -1554,7 +1556,7 @@ impl Validator<'_> {
                 routes6.push(route);
                 continue;
             }
-            let route = self.route(i, r, &port_index, &tunnel_index)?;
+            let route = self.route(i, r, &port_index, &tunnel_index, &addrs)?;
             let into = match &route.target {
                 RouteTarget::Tunnel(t) => Some(t.index),
                 _ => None,
@@ -1572,6 +1574,7 @@ impl Validator<'_> {
         r: &RawRoute,
         port_index: &impl NameIndex,
         tunnel_index: &impl NameIndex,
+        addrs: &[Vec<Ipv4Addr>],
     ) -> Result<Route6Config, ConfigError> {
         let path = format!("route[{i}]");
         let IpNet::V6(prefix) = self.any_prefix(&format!("{path}.prefix"), &r.prefix)? else {
@@ -1590,32 +1593,36 @@ impl Validator<'_> {
                  prohibit = true",
             ));
         }
-        let target = self.route_target(&path, r, port_index, tunnel_index)?;
+        let target = self.route_target(&path, r, port_index, tunnel_index, addrs, None)?;
         Ok(Route6Config { prefix, target })
     }
 
     /// Route `i` on its own: its prefix, its one target, and that the target exists (the
-    /// claim on its prefix is the caller's).
+    /// claim on its prefix is the caller's). `addrs`: each port's addresses, by index.
     pub(crate) fn route(
         &self,
         i: usize,
         r: &RawRoute,
         port_index: &impl NameIndex,
         tunnel_index: &impl NameIndex,
+        addrs: &[Vec<Ipv4Addr>],
     ) -> Result<RouteConfig, ConfigError> {
         let path = format!("route[{i}]");
         let prefix = self.prefix(&format!("{path}.prefix"), &r.prefix)?;
-        let target = self.route_target(&path, r, port_index, tunnel_index)?;
+        let target = self.route_target(&path, r, port_index, tunnel_index, addrs, Some(prefix))?;
         Ok(RouteConfig { prefix, target })
     }
 
-    /// A route's one target, checked to exist.
+    /// A route's one target, checked to exist. A `port` without `next_hop` is a connected
+    /// route over `prefix` (IPv4 routes only): the port needs an address to ask ARP from.
     fn route_target(
         &self,
         path: &str,
         r: &RawRoute,
         port_index: &impl NameIndex,
         tunnel_index: &impl NameIndex,
+        addrs: &[Vec<Ipv4Addr>],
+        prefix: Option<Ipv4Net>,
     ) -> Result<RouteTarget, ConfigError> {
         for (name, flag) in [
             ("blackhole", r.blackhole),
@@ -1649,8 +1656,9 @@ impl Validator<'_> {
             return Err(self.err_bare(
                 path,
                 format!(
-                    "{problem}; give exactly one of tunnel = NAME, port = NAME with \
-                     next_hop = IP, blackhole = true, unreachable = true or prohibit = true"
+                    "{problem}; give exactly one of tunnel = NAME, port = NAME (with \
+                     next_hop = IP, or without for a connected subnet), blackhole = true, \
+                     unreachable = true or prohibit = true"
                 ),
             ));
         }
@@ -1682,19 +1690,39 @@ impl Validator<'_> {
                     "is not a configured port",
                 )
             })?;
-            let Some(nh) = &r.next_hop else {
-                return Err(self.err_bare(
-                    format!("{path}.next_hop"),
-                    format!("is missing; a route with port = {name:?} needs one"),
-                ));
+            let port = PortRef {
+                index,
+                name: name.clone(),
             };
-            let next_hop = self.foreign(&format!("{path}.next_hop"), nh)?;
-            RouteTarget::Port {
-                port: PortRef {
-                    index,
-                    name: name.clone(),
-                },
-                next_hop,
+            match (&r.next_hop, prefix) {
+                (Some(nh), _) => {
+                    let next_hop = self.foreign(&format!("{path}.next_hop"), nh)?;
+                    RouteTarget::Port { port, next_hop }
+                }
+                (None, Some(prefix)) => {
+                    let own = addrs.get(index).map(Vec::as_slice).unwrap_or_default();
+                    let Some(source) = own
+                        .iter()
+                        .copied()
+                        .find(|a| prefix.contains(a))
+                        .or_else(|| own.first().copied())
+                    else {
+                        return Err(self.err(
+                            format!("{path}.port"),
+                            quote(name),
+                            "has no addresses: a connected route (port without next_hop) \
+                             asks ARP from the port's address; give the port one (inside \
+                             the prefix), or give next_hop",
+                        ));
+                    };
+                    RouteTarget::Connected { port, source }
+                }
+                (None, None) => {
+                    return Err(self.err_bare(
+                        format!("{path}.next_hop"),
+                        format!("is missing; a route with port = {name:?} needs one"),
+                    ))
+                }
             }
         } else if r.unreachable.is_some() {
             RouteTarget::Unreachable

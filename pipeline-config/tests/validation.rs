@@ -1098,7 +1098,7 @@ fn route_targets_exist() {
 
 #[test]
 fn route_has_exactly_one_target() {
-    invalid(&with("[[route]]\nprefix = \"0.0.0.0/0\"\n"), "route[0]", None, "has no target; give exactly one of tunnel = NAME, port = NAME with next_hop = IP, blackhole = true, unreachable = true or prohibit = true");
+    invalid(&with("[[route]]\nprefix = \"0.0.0.0/0\"\n"), "route[0]", None, "has no target; give exactly one of tunnel = NAME, port = NAME (with next_hop = IP, or without for a connected subnet), blackhole = true, unreachable = true or prohibit = true");
     invalid(
         &with("[[route]]\nprefix = \"0.0.0.0/0\"\ntunnel = \"a\"\nblackhole = true\n"),
         "route[0]",
@@ -1179,14 +1179,58 @@ fn icmp_limits_default_to_linuxs_and_are_range_checked() {
     assert!(err.contains("rates"), "unknown field named: {err}");
 }
 
+/// A route with `port` and no `next_hop` is a connected subnet (Linux's `ip route add
+/// PREFIX dev PORT`): ARP asks from the port's address inside the prefix, else its first.
+#[test]
+fn a_port_without_next_hop_is_a_connected_subnet() {
+    let port = |index, name: &str| pipeline_config::PortRef {
+        index,
+        name: name.into(),
+    };
+    let text = replaced(
+        "addresses = [\"203.0.113.1\"]",
+        "addresses = [\"203.0.113.1\", \"10.9.0.1\"]",
+    );
+    let cfg = ok(&format!(
+        "{text}\n[[route]]\nprefix = \"10.9.0.0/24\"\nport = \"inet0\"\n\
+         [[route]]\nprefix = \"172.16.0.0/24\"\nport = \"inet0\"\n"
+    ));
+    assert_eq!(
+        cfg.routes[0].target,
+        RouteTarget::Connected {
+            port: port(1, "inet0"),
+            source: Ipv4Addr::new(10, 9, 0, 1)
+        },
+        "the port's address inside the prefix"
+    );
+    assert_eq!(
+        cfg.routes[1].target,
+        RouteTarget::Connected {
+            port: port(1, "inet0"),
+            source: Ipv4Addr::new(203, 0, 113, 1)
+        },
+        "none inside: the port's first address"
+    );
+    // A port without addresses has nothing to ask ARP from.
+    let bare = replaced("addresses = [\"203.0.113.1\"]\n", "");
+    invalid(
+        &format!("{bare}\n[[route]]\nprefix = \"10.9.0.0/24\"\nport = \"inet0\"\n"),
+        "route[0].port",
+        Some("\"inet0\""),
+        "has no addresses: a connected route (port without next_hop) asks ARP from the \
+         port's address",
+    );
+    // IPv6 has no native forwarding, connected or not.
+    invalid(
+        &with("[[route]]\nprefix = \"2001:db8::/64\"\nport = \"inet0\"\n"),
+        "route[0].port",
+        Some("\"inet0\""),
+        "is not a target for an IPv6 prefix",
+    );
+}
+
 #[test]
 fn route_next_hop_comes_with_port_only() {
-    invalid(
-        &with("[[route]]\nprefix = \"0.0.0.0/0\"\nport = \"inet0\"\n"),
-        "route[0].next_hop",
-        None,
-        "is missing; a route with port = \"inet0\" needs one",
-    );
     invalid(
         &with("[[route]]\nprefix = \"0.0.0.0/0\"\ntunnel = \"a\"\nnext_hop = \"203.0.113.254\"\n"),
         "route[0].next_hop",

@@ -4,6 +4,11 @@
 //! Checked, from the hosts' own pings and the CPE's counters and route lookups:
 //! - both tunnels come up by their probes (keepalive-form probes that the carrier's side
 //!   sends straight back);
+//! - the site's host sits on the LAN's connected subnet (no route per host): traffic from
+//!   the Internet to it, before it has said anything, finds no MAC, is dropped as
+//!   `no_neighbor`, and the CPE asks for it by ARP on demand; the host's answer is learned
+//!   (an `on-demand` neighbour), the time from the first packet to the resolved neighbour
+//!   is reported, and the pings after it are answered;
 //! - the site's host reaches another site's host through the primary tunnel, both ways
 //!   (the primary's tx and rx counters grow by at least the pings);
 //! - the site's host reaches a host of the Internet natively (the CPE's route is the WAN
@@ -266,6 +271,84 @@ fn cpe_lab_site_router_with_backup_tunnel_and_native_fallback() {
     };
     assert_eq!(backup_of("edge2"), Some(Value::from("edge1")), "{tunnels}");
     assert_eq!(backup_of("edge1"), Some(Value::Null), "{tunnels}");
+
+    // The LAN is a connected subnet: the host is its own next hop, unknown until asked.
+    const LAN_HOST: &str = "10.5.1.10";
+    let via = lab.ctl(&["lookup", LAN_HOST])["via"].clone();
+    assert_eq!(
+        (&via["port"], &via["connected"], &via["next_hop"]),
+        (
+            &Value::from("lan0"),
+            &Value::Bool(true),
+            &Value::from(LAN_HOST)
+        ),
+        "{via}"
+    );
+    assert_eq!(via["next_hop_mac"], Value::Null, "nobody asked yet: {via}");
+    let before = fresh_counters(&lab);
+    // The first packet finds no MAC (its answer is lost): the time from sending it to
+    // the resolved neighbour, read while the ping still waits (an upper bound: it counts
+    // the start of `ip netns exec` and a `ctl` round trip).
+    let t = Instant::now();
+    let mut first = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-inet", lab.prefix)])
+        .args(["ping", "-n", "-c", "1", "-W", "1", "-I", WWW, LAN_HOST])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ping");
+    let mac = wait_for(
+        Duration::from_secs(10),
+        "the LAN host resolved on demand",
+        || match lab.ctl(&["lookup", LAN_HOST])["via"]["next_hop_mac"].as_str() {
+            Some(m) => Ok(m.to_owned()),
+            None => Err(lab.ctl(&["counters"])["control"].to_string()),
+        },
+    );
+    let resolved = t.elapsed();
+    first.wait().expect("the first ping ends");
+    let after = fresh_counters(&lab);
+    let grew = |v: &Value, w: &Value| v.as_u64().unwrap_or(0) - w.as_u64().unwrap_or(0);
+    let (c, b) = (&after["control"], &before["control"]);
+    assert!(
+        grew(
+            &after["drops"]["no_neighbor"],
+            &before["drops"]["no_neighbor"]
+        ) >= 1
+            && grew(&c["arp_on_demand_requested"], &b["arp_on_demand_requested"]) >= 1
+            && grew(&c["arp_on_demand_resolved"], &b["arp_on_demand_resolved"]) >= 1,
+        "the first packet dropped as no_neighbor, the host asked for and resolved:\n{}\n{c}",
+        after["drops"]
+    );
+    let neighbors = lab.ctl(&["neighbors"]);
+    assert!(
+        neighbors["neighbors"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|n| n["ip"] == LAN_HOST && n["on_demand"] == Value::Bool(true))),
+        "{neighbors}"
+    );
+    let out = lab.exec(
+        "inet",
+        &[
+            "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-I", WWW, LAN_HOST,
+        ],
+    );
+    let got = text(&out)
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .count();
+    assert!(
+        got >= 2,
+        "Internet host -> LAN host on the connected subnet:\n{}",
+        text(&out)
+    );
+    summary.push(format!(
+        "LAN host {LAN_HOST} on the connected subnet (no route of its own): resolved by ARP on \
+         demand at {mac} {:.0} ms after the first packet, then {got} of 3 pings from the \
+         Internet answered",
+        resolved.as_secs_f64() * 1000.0
+    ));
 
     // Through the primary, both ways: replies to 10.5.0.0/24 come back through edge 1.
     let before = fresh_counters(&lab);

@@ -13,7 +13,9 @@ use dataplane::dpdk::{launch_on_workers_with_main, Eal, Mempool, Port, PortConfi
 use dataplane::pipeline::{DropReason, PuntReason};
 use dataplane::tables::Publisher;
 use dataplane::wire::EthernetAddress;
-use dataplane::worker::{self, HostQueue, LearnQueue, PathMtuQueue, WorkerProgress, WorkerQueues};
+use dataplane::worker::{
+    self, HostQueue, LearnQueue, PathMtuQueue, ResolveQueue, WorkerProgress, WorkerQueues,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -141,6 +143,7 @@ wrpcap("{input}", frames)
     let learned = LearnQueue::new(16);
     let host = HostQueue::new(16);
     let path_mtu = PathMtuQueue::new(16);
+    let resolve = ResolveQueue::new(16);
     let stop = AtomicBool::new(false);
     let progress = WorkerProgress::default();
     let report = std::sync::Mutex::new(None);
@@ -157,7 +160,7 @@ wrpcap("{input}", frames)
                 return -1;
             };
             let r = worker::run(
-                0, 1, q, snapshots, &learned, &host, &path_mtu, &stop, &progress, epoch,
+                0, 1, q, snapshots, &learned, &host, &path_mtu, &resolve, &stop, &progress, epoch,
             );
             *report.lock().expect("report") = Some(r);
             0

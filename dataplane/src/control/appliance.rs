@@ -86,6 +86,16 @@ pub struct ControlCounters {
     pub neighbors_learned: AtomicU64,
     pub arp_unsolicited: AtomicU64,
     pub arp_static_kept: AtomicU64,
+    /// The neighbours of connected subnets, resolved on demand (control/ondemand.rs): taken
+    /// for resolution, refused for want of room, resolved, given up, forgotten; and how
+    /// many are resolved, and being asked for, now.
+    pub arp_on_demand_requested: AtomicU64,
+    pub arp_on_demand_full: AtomicU64,
+    pub arp_on_demand_resolved: AtomicU64,
+    pub arp_on_demand_unanswered: AtomicU64,
+    pub arp_on_demand_expired: AtomicU64,
+    pub neighbors_on_demand: AtomicU64,
+    pub neighbors_on_demand_pending: AtomicU64,
     pub worker_stalls: AtomicU64,
     /// Path MTU reports from the underlay that lowered a tunnel's MTU, that changed nothing,
     /// and path MTUs expired (control/pmtu.rs).
@@ -107,7 +117,7 @@ pub struct ControlCounters {
 
 impl ControlCounters {
     /// Every counter, by name.
-    pub fn named(&self) -> [(&'static str, u64); 17] {
+    pub fn named(&self) -> [(&'static str, u64); 24] {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("arp_requests", n(&self.arp_requests)),
@@ -116,6 +126,19 @@ impl ControlCounters {
             ("neighbors_learned", n(&self.neighbors_learned)),
             ("arp_unsolicited", n(&self.arp_unsolicited)),
             ("arp_static_kept", n(&self.arp_static_kept)),
+            ("arp_on_demand_requested", n(&self.arp_on_demand_requested)),
+            ("arp_on_demand_full", n(&self.arp_on_demand_full)),
+            ("arp_on_demand_resolved", n(&self.arp_on_demand_resolved)),
+            (
+                "arp_on_demand_unanswered",
+                n(&self.arp_on_demand_unanswered),
+            ),
+            ("arp_on_demand_expired", n(&self.arp_on_demand_expired)),
+            ("neighbors_on_demand", n(&self.neighbors_on_demand)),
+            (
+                "neighbors_on_demand_pending",
+                n(&self.neighbors_on_demand_pending),
+            ),
             ("worker_stalls", n(&self.worker_stalls)),
             ("pmtu_lowered", n(&self.pmtu_lowered)),
             ("pmtu_ignored", n(&self.pmtu_ignored)),

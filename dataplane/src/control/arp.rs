@@ -3,10 +3,12 @@
 //! minimum (a NIC that does not pad would send runts).
 //!
 //! What a worker may learn from: a request addressed to us (its sender, when it is a next
-//! hop we need), or a reply addressed to us. The worker cannot know whether we asked: the
-//! control thread takes a reply only if it asked for that address within the retry time
-//! ([`crate::control::pacer::ArpPacer::take_solicited`]); an unsolicited reply changes
-//! nothing, and a learned entry never replaces a static one.
+//! hop we need or a host on a connected subnet of the port: RFC 826's merge), or a reply
+//! addressed to us. The worker cannot know whether we asked: the control thread takes a
+//! reply only if it asked for that address within the retry time
+//! ([`crate::control::pacer::ArpPacer::take_solicited`], and for hosts on connected
+//! subnets [`crate::control::ondemand::OnDemand`]); an unsolicited reply changes nothing,
+//! and a learned entry never replaces a static one.
 
 use crate::buffer::PacketBuf;
 use crate::tables::PortEntry;
@@ -98,6 +100,18 @@ pub fn request<B: PacketBuf>(
     sender: Ipv4Addr,
     target: Ipv4Addr,
 ) -> bool {
+    request_to(buf, port, sender, target, EthernetAddress::BROADCAST)
+}
+
+/// [`request`], sent to `to`: broadcast to find a neighbour, or unicast to the MAC we know
+/// to confirm it is still there (RFC 1122 2.3.2.1), sparing every other host on the link.
+pub fn request_to<B: PacketBuf>(
+    buf: &mut B,
+    port: &PortEntry,
+    sender: Ipv4Addr,
+    target: Ipv4Addr,
+    to: EthernetAddress,
+) -> bool {
     if buf
         .pad_to(MIN_FRAME - ethernet::HEADER_LEN - arp::PACKET_LEN)
         .is_err()
@@ -107,7 +121,7 @@ pub fn request<B: PacketBuf>(
     let Ok(d) = buf.prepend(ethernet::HEADER_LEN + arp::PACKET_LEN) else {
         return false;
     };
-    d[0..6].copy_from_slice(&EthernetAddress::BROADCAST.0);
+    d[0..6].copy_from_slice(&to.0);
     d[6..12].copy_from_slice(&port.mac.0);
     d[12..14].copy_from_slice(&EtherType::ARP.0.to_be_bytes());
     ArpRepr {

@@ -541,6 +541,31 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             "ARP packets that would have replaced a static neighbour (ignored).",
         ),
         (
+            "arp_on_demand_requested",
+            "backbone_arp_on_demand_requested",
+            "Destinations on connected subnets taken for resolution by ARP on demand.",
+        ),
+        (
+            "arp_on_demand_full",
+            "backbone_arp_on_demand_full",
+            "Destinations on connected subnets refused: the on-demand neighbour limit was reached.",
+        ),
+        (
+            "arp_on_demand_resolved",
+            "backbone_arp_on_demand_resolved",
+            "Neighbours of connected subnets resolved on demand.",
+        ),
+        (
+            "arp_on_demand_unanswered",
+            "backbone_arp_on_demand_unanswered",
+            "Destinations on connected subnets given up: asked for 3 s and never answered.",
+        ),
+        (
+            "arp_on_demand_expired",
+            "backbone_arp_on_demand_expired",
+            "On-demand neighbours forgotten: they stopped answering, or left their connected subnet.",
+        ),
+        (
             "worker_stalls",
             "backbone_worker_stalls",
             "Alarms for a worker stuck on an old snapshot.",
@@ -599,6 +624,20 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
         out.family(name, help, Kind::Counter)
             .add(vec![], u(&c[key]));
     }
+    out.family(
+        "backbone_arp_neighbors_on_demand",
+        "Neighbours of connected subnets resolved on demand (state=\"resolved\") and being \
+         asked for (state=\"pending\"), now.",
+        Kind::Gauge,
+    )
+    .add(
+        vec![("state", "resolved".into())],
+        u(&c["neighbors_on_demand"]),
+    )
+    .add(
+        vec![("state", "pending".into())],
+        u(&c["neighbors_on_demand_pending"]),
+    );
     // Routes from zebra (FPM).
     let f = &counters["fpm"];
     out.family(

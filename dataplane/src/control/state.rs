@@ -588,6 +588,22 @@ impl ControlState {
         self.publish_built()
     }
 
+    /// Forget neighbours learned by ARP (one publication for all; static ones stay): on-demand
+    /// neighbours that stopped answering or left their connected subnet. Returns the new
+    /// generation, or `None` when none of them was installed.
+    pub fn forget(&mut self, entries: &[(PortIndex, Ipv4Addr)]) -> Result<Option<u64>, String> {
+        let mut changed = false;
+        for &(port, ip) in entries {
+            if self.learned.remove(&(port, ip)).is_some() && !self.is_static_neighbor(port, ip) {
+                changed |= self.builder.remove_neighbor(port, ip);
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        self.publish_built().map(Some)
+    }
+
     /// Whether a neighbour is configured statically.
     pub fn is_static_neighbor(&self, port: PortIndex, ip: Ipv4Addr) -> bool {
         self.cfg
@@ -1032,6 +1048,10 @@ impl ControlState {
             RouteTarget::Native { port, next_hop } => {
                 json!({"prefix": p.to_string(), "port": self.port_name(*port), "next_hop": next_hop.to_string()})
             }
+            RouteTarget::Connected { port, source } => {
+                json!({"prefix": p.to_string(), "port": self.port_name(*port), "connected": true,
+                       "arp_source": source.to_string()})
+            }
             RouteTarget::Blackhole => json!({"prefix": p.to_string(), "blackhole": true}),
             RouteTarget::Unreachable => json!({"prefix": p.to_string(), "unreachable": true}),
             RouteTarget::Prohibit => json!({"prefix": p.to_string(), "prohibit": true}),
@@ -1212,6 +1232,7 @@ impl ControlState {
         let what = match &t {
             RouteTarget::Tunnel(_) => "tunnel",
             RouteTarget::Native { .. } => "native",
+            RouteTarget::Connected { .. } => "connected",
             RouteTarget::Blackhole => "blackhole",
             RouteTarget::Unreachable => "unreachable",
             RouteTarget::Prohibit => "prohibit",
@@ -1233,14 +1254,21 @@ impl ControlState {
     }
 
     /// The neighbours (static and learned).
+    /// `on_demand`: learned on a connected subnet (no configured next hop), resolved by ARP
+    /// on demand and forgotten when it stops answering (control/ondemand.rs).
     pub fn list_neighbors(&self) -> Value {
+        let snap = self.snapshots.current();
         let mut v: Vec<_> = self.builder.neighbors().iter().collect();
         v.sort_by_key(|((p, ip), _)| (*p, *ip));
         Value::Array(
             v.into_iter()
                 .map(|(&(port, ip), mac)| {
+                    let fixed = self.is_static_neighbor(port, ip);
+                    let on_demand = !fixed
+                        && !snap.wants_neighbor(port, ip)
+                        && snap.on_link(port, ip).is_some();
                     json!({"port": self.port_name(port), "ip": ip.to_string(), "mac": mac.to_string(),
-                           "static": self.is_static_neighbor(port, ip)})
+                           "static": fixed, "on_demand": on_demand})
                 })
                 .collect(),
         )
@@ -1263,6 +1291,12 @@ impl ControlState {
                 let next_hop = self.native_next_hop(dst);
                 json!({"port": self.port_name(port), "next_hop": next_hop,
                        "next_hop_mac": dst_mac.map(|m| m.to_string())})
+            }
+            // On a connected subnet the destination is its own next hop.
+            Some(Target::Connected { port, source, .. }) => {
+                json!({"port": self.port_name(port), "next_hop": dst.to_string(),
+                       "connected": true, "arp_source": source.to_string(),
+                       "next_hop_mac": snap.neighbor(port, dst).map(|m| m.to_string())})
             }
         };
         let mut answer =
@@ -1291,7 +1325,7 @@ impl ControlState {
         let target = snap.routes6().lookup(dst).map(|nh| snap.target6(nh));
         let what = match target {
             None => json!({"no_route": true}),
-            Some(Target::Blackhole | Target::Native { .. }) => {
+            Some(Target::Blackhole | Target::Native { .. } | Target::Connected { .. }) => {
                 json!({"no_route": true, "blackhole": true})
             }
             Some(Target::Unreachable) => json!({"no_route": true, "unreachable": true}),
@@ -1315,6 +1349,7 @@ impl ControlState {
             let kind = |t: &RouteTarget| match t {
                 RouteTarget::Tunnel(_) => "tunnel",
                 RouteTarget::Native { .. } => "native",
+                RouteTarget::Connected { .. } => "connected",
                 RouteTarget::Blackhole => "blackhole",
                 RouteTarget::Unreachable => "unreachable",
                 RouteTarget::Prohibit => "prohibit",

@@ -155,6 +155,12 @@ impl<'a> Names<'a> {
             Target::Native { port, .. } => {
                 format!("port {} (next hop's MAC unknown)", self.port(port))
             }
+            Target::Connected { port, .. } => {
+                format!(
+                    "port {}, connected (the destination is the next hop)",
+                    self.port(port)
+                )
+            }
             Target::Blackhole => "blackhole".into(),
             Target::Unreachable => "unreachable".into(),
             Target::Prohibit => "prohibit".into(),

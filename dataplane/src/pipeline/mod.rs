@@ -127,6 +127,38 @@ pub struct Pipeline {
     workers: usize,
     /// Where the ICMP rate limit reads the time (see [`Pipeline::set_clock`]).
     clock: Clock,
+    /// Destinations on connected subnets whose MAC the last call of [`Pipeline::process`]
+    /// found unknown: (port, address), for the control thread to resolve.
+    unresolved: Unresolved,
+}
+
+/// The addresses on connected subnets one call of [`Pipeline::process`] found no
+/// neighbour for, each burst's packets to one address noted once in a row: a fixed array,
+/// so noting one allocates nothing.
+#[derive(Debug, Clone, Copy)]
+struct Unresolved {
+    hops: [(PortIndex, u32); MAX_BURST],
+    len: usize,
+}
+
+impl Default for Unresolved {
+    fn default() -> Self {
+        Unresolved {
+            hops: [(0, 0); MAX_BURST],
+            len: 0,
+        }
+    }
+}
+
+impl Unresolved {
+    #[inline]
+    fn note(&mut self, port: PortIndex, dst: u32) {
+        let last = self.len.checked_sub(1).map(|i| self.hops[i]);
+        if last != Some((port, dst)) && self.len < MAX_BURST {
+            self.hops[self.len] = (port, dst);
+            self.len += 1;
+        }
+    }
 }
 
 /// Where the pipeline reads the time, nanoseconds on a monotonic clock: only when an ICMP
@@ -204,6 +236,7 @@ impl Pipeline {
             icmp_limiter: icmp::Limiter::default(),
             workers: 1,
             clock: Clock::default(),
+            unresolved: Unresolved::default(),
         }
     }
 
@@ -255,6 +288,16 @@ impl Pipeline {
         &mut self.counters
     }
 
+    /// The destinations on connected subnets that the last burst processed dropped as
+    /// `no_neighbor` (their MAC unknown): (port, address), for the control thread to
+    /// resolve by ARP. Consecutive packets to one address are noted once; at most one
+    /// entry per packet of the burst.
+    pub fn unresolved(&self) -> impl Iterator<Item = (PortIndex, core::net::Ipv4Addr)> + '_ {
+        self.unresolved.hops[..self.unresolved.len]
+            .iter()
+            .map(|&(p, a)| (p, core::net::Ipv4Addr::from(a)))
+    }
+
     /// Process a burst received on `port`: one action per packet in `actions`. Bursts
     /// longer than [`MAX_BURST`] are processed in slices of it; `actions` must be at
     /// least as long as `pkts` (extra packets are left untouched and get no action).
@@ -267,6 +310,7 @@ impl Pipeline {
         actions: &mut [Action],
     ) {
         self.counters.fit(snap.port_slots(), snap.tunnels().slots());
+        self.unresolved.len = 0;
         let n = pkts.len().min(actions.len());
         for (p, a) in pkts[..n]
             .chunks_mut(MAX_BURST)
@@ -288,6 +332,7 @@ impl Pipeline {
         traces: &mut [PacketTrace],
     ) {
         self.counters.fit(snap.port_slots(), snap.tunnels().slots());
+        self.unresolved.len = 0;
         let n = pkts.len().min(actions.len()).min(traces.len());
         for ((p, a), t) in pkts[..n]
             .chunks_mut(MAX_BURST)
@@ -505,6 +550,18 @@ impl Pipeline {
                     dst_mac,
                     mtu,
                 } => encap::native(pkt, inner, port, src_mac, dst_mac, mtu),
+                // The destination is the next hop: its MAC from the neighbours, or a drop
+                // (`no_neighbor`) noted for the control thread to resolve.
+                Target::Connected {
+                    port, src_mac, mtu, ..
+                } => {
+                    let dst_mac = snap.neighbor(port, core::net::Ipv4Addr::from(inner.dst));
+                    let r = encap::native(pkt, inner, port, src_mac, dst_mac, mtu);
+                    if matches!(r, Err(Verdict::Drop(DropReason::NoNeighbor))) {
+                        self.unresolved.note(port, inner.dst);
+                    }
+                    r
+                }
                 // Routes of these types give their verdict in `route`.
                 Target::Blackhole | Target::Unreachable | Target::Prohibit => {
                     Err(Verdict::Drop(DropReason::NoRoute))

@@ -60,7 +60,7 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
             }
             Ok(target)
         }
-        Target::Native { .. } => Ok(target),
+        Target::Native { .. } | Target::Connected { .. } => Ok(target),
     }
 }
 
@@ -116,7 +116,9 @@ pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targ
                 None => Err(Verdict::Drop(DropReason::NoRoute)),
             }
         }
-        Target::Blackhole | Target::Native { .. } => Err(Verdict::Drop(DropReason::NoRoute)),
+        Target::Blackhole | Target::Native { .. } | Target::Connected { .. } => {
+            Err(Verdict::Drop(DropReason::NoRoute))
+        }
         // RFC 4443 codes travel as ICMP's here, and `icmp::answer6` maps them: 0 no route,
         // 13 (administratively prohibited) to ICMPv6's 1.
         Target::Unreachable => unreachable(inner, 0),

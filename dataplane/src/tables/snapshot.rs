@@ -55,6 +55,9 @@ pub enum RouteTarget {
     Tunnel(String),
     /// Natively out of a port toward a next hop.
     Native { port: PortIndex, next_hop: Ipv4Addr },
+    /// Natively out of a port, each destination its own next hop (a connected subnet),
+    /// resolved by ARP on demand, asked from `source` (one of the port's addresses).
+    Connected { port: PortIndex, source: Ipv4Addr },
     /// Dropped as `no_route`, silently.
     Blackhole,
     /// Dropped as `no_route`, answered with ICMP net unreachable.
@@ -72,6 +75,15 @@ pub enum Target {
         src_mac: EthernetAddress,
         dst_mac: Option<EthernetAddress>,
         mtu: u16,
+    },
+    /// Natively out of `port` to the packet's own destination, whose MAC is looked up per
+    /// packet in the neighbours ([`Snapshot::neighbor`]); unknown: dropped as
+    /// `no_neighbor` and handed to the control thread to resolve, asked from `source`.
+    Connected {
+        port: PortIndex,
+        src_mac: EthernetAddress,
+        mtu: u16,
+        source: Ipv4Addr,
     },
     Blackhole,
     Unreachable,
@@ -136,7 +148,7 @@ pub enum BuildError {
     TooMany,
     #[error("route {prefix}: tunnel {tunnel:?} does not exist")]
     Route6ToUnknownTunnel { prefix: Ipv6Prefix, tunnel: String },
-    #[error("route {prefix}: native IPv6 forwarding (a port and next hop) does not exist yet")]
+    #[error("route {prefix}: native IPv6 forwarding (a port, with or without next hop) does not exist yet")]
     Route6Native { prefix: Ipv6Prefix },
     #[error("prefix {prefix} is claimed by both {first} and {second}")]
     DuplicatePrefix6 {
@@ -285,8 +297,20 @@ impl Snapshot {
     }
 
     /// The MAC of a neighbour, if known.
+    #[inline]
     pub fn neighbor(&self, port: PortIndex, ip: Ipv4Addr) -> Option<EthernetAddress> {
         self.neighbors.get(&(port, ip)).copied()
+    }
+
+    /// Whether `ip` lies on a connected subnet of `port` (the route that holds it is a
+    /// connected route out of `port`), and if so our address to ask ARP for it from.
+    pub fn on_link(&self, port: PortIndex, ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        match self.routes.lookup(ip).map(|nh| self.target(nh)) {
+            Some(Target::Connected {
+                port: p, source, ..
+            }) if p == port => Some(source),
+            _ => None,
+        }
     }
 
     /// Whether some tunnel or route forwards through `ip` on `port`. A worker asks this for
@@ -443,6 +467,7 @@ const SITE_SOURCE: u32 = OTHER_BASE - 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum OtherKey {
     Native(PortIndex, Ipv4Addr),
+    Connected(PortIndex, Ipv4Addr),
     Blackhole,
     Unreachable,
     Prohibit,
@@ -741,7 +766,9 @@ impl SnapshotBuilder {
                     tunnel: name.clone(),
                 })
             }
-            RouteTarget::Native { .. } => Err(BuildError::Route6Native { prefix }),
+            RouteTarget::Native { .. } | RouteTarget::Connected { .. } => {
+                Err(BuildError::Route6Native { prefix })
+            }
             _ => Ok(()),
         }
     }
@@ -752,6 +779,13 @@ impl SnapshotBuilder {
             self.dirty.neighbors = true;
         }
         self
+    }
+
+    /// Remove a neighbour; returns whether it was there.
+    pub fn remove_neighbor(&mut self, port: PortIndex, ip: Ipv4Addr) -> bool {
+        let had = self.neighbors.remove(&(port, ip)).is_some();
+        self.dirty.neighbors |= had;
+        had
     }
 
     /// Set the ICMP error rate limit (default: [`IcmpLimit::default`]).
@@ -967,7 +1001,7 @@ impl SnapshotBuilder {
             RouteTarget::Unreachable => Some(V6_UNREACHABLE),
             RouteTarget::Prohibit => Some(V6_PROHIBIT),
             RouteTarget::Blackhole => Some(V6_BLACKHOLE),
-            RouteTarget::Native { .. } => None,
+            RouteTarget::Native { .. } | RouteTarget::Connected { .. } => None,
         }
         .and_then(NextHop::new)
     }
@@ -1170,6 +1204,15 @@ impl SnapshotBuilder {
                     });
                 }
                 others.hop(OtherKey::Native(*port, *next_hop))?
+            }
+            RouteTarget::Connected { port, source } => {
+                if !self.ports.contains_key(port) {
+                    return Err(BuildError::RouteToUnknownPort {
+                        prefix,
+                        port: *port,
+                    });
+                }
+                others.hop(OtherKey::Connected(*port, *source))?
             }
             RouteTarget::Blackhole => others.hop(OtherKey::Blackhole)?,
             RouteTarget::Unreachable => others.hop(OtherKey::Unreachable)?,
@@ -1374,6 +1417,15 @@ impl SnapshotBuilder {
                         src_mac: p.mac,
                         dst_mac: self.neighbors.get(&(port, next_hop)).copied(),
                         mtu: p.mtu,
+                    },
+                    None => Target::Blackhole,
+                },
+                OtherKey::Connected(port, source) => match self.ports.get(&port) {
+                    Some(p) => Target::Connected {
+                        port,
+                        src_mac: p.mac,
+                        mtu: p.mtu,
+                        source,
                     },
                     None => Target::Blackhole,
                 },

@@ -18,7 +18,9 @@
 //! an interface, or via one of our own addresses refuses the frame. The host's own routes
 //! (protocol `kernel`: zebra's connected routes for the host's interfaces, the kernel's
 //! routes) out of another interface, or without a gateway out of a port's, are left alone
-//! (counted as ignored): they are the host's subnets, not routes for the dataplane. Of
+//! (counted as ignored): they are the host's subnets, not routes for the dataplane. Any
+//! other route without a gateway out of a port's host interface refuses the frame: the
+//! dataplane's connected subnets (resolved by ARP on demand) come from the configuration. Of
 //! several next hops (ECMP), the first is taken (the dataplane has one per route) and the
 //! reduction counted.
 //!
@@ -308,7 +310,10 @@ pub enum TranslateError {
     NotOurs(String, String),
     #[error("route {0}: a next hop without an interface")]
     NoInterface(String),
-    #[error("route {0}: out of {1:?}, a port's host interface, it needs a gateway")]
+    #[error(
+        "route {0}: out of {1:?}, a port's host interface, it needs a gateway (a connected \
+         subnet is a [[route]] with port and no next_hop, in the file or the control API)"
+    )]
     NoGateway(String, String),
     #[error("route {0}: gateway {1} is not a unicast address")]
     BadGateway(String, Ipv4Addr),
