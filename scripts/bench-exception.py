@@ -180,6 +180,20 @@ class Appliance:
             die(f"{self.name}: ctl counters: {out.stderr}")
         return json.loads(out.stdout)
 
+    def fresh_counters(self):
+        """The counters from a copy the worker made after this call: the workers publish
+        theirs every few thousand polls, so a plain read may be older than the interval
+        measured, and a difference of two such reads miscounts a short interval."""
+        seen = self.counters()["workers"][0]["copies"]
+        deadline = time.monotonic() + 10
+        while True:
+            c = self.counters()
+            if c["workers"][0]["copies"] > seen:
+                return c
+            if time.monotonic() > deadline:
+                die(f"{self.name}: the worker made no copy of its counters in 10 s")
+            time.sleep(0.001)  # polling for the copy, bounded by the deadline
+
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -284,10 +298,10 @@ def main():
         app = Appliance(binary, d, "icmp", "expiring.pcap")
         try:
             time.sleep(0.5)
-            a = app.counters()
+            a = app.fresh_counters()
             t0 = time.monotonic()
             time.sleep(secs)
-            b = app.counters()
+            b = app.fresh_counters()
             dt = time.monotonic() - t0
             results["icmp_sent_pps"] = (b["icmp_sent"]["time_exceeded"] - a["icmp_sent"]["time_exceeded"]) / dt
             results["icmp_limited_pps"] = (b["icmp_rate_limited"] - a["icmp_rate_limited"]) / dt
