@@ -7,7 +7,7 @@
 use crate::types::{Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A configuration that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,8 +170,12 @@ pub struct PortConfig {
     pub roles: Vec<Role>,
     /// The MAC we use; `None`: the device's own. Unicast when set.
     pub mac: Option<MacAddr>,
-    /// Our addresses on this port (unique across all ports).
+    /// Our IPv4 addresses on this port (unique across all ports).
     pub addresses: Vec<Ipv4Addr>,
+    /// Our IPv6 addresses on this port: global unicast (not link-local, whose address the
+    /// port derives from its MAC), unique across all ports and tunnels' `link6`. Written
+    /// in the same `addresses` field as the IPv4 ones.
+    pub addresses6: Vec<Ipv6Addr>,
     /// Largest IP packet sent on the port, within [`PORT_MTU_RANGE`](crate::PORT_MTU_RANGE).
     pub mtu: u16,
     /// Whether packets arriving here that are not for us may be forwarded natively.
@@ -185,6 +189,8 @@ pub struct PortConfig {
     pub tx_queues: u16,
     /// Static neighbours (unique IPs, none of them ours).
     pub neighbors: Vec<NeighborConfig>,
+    /// Static IPv6 neighbours (`[[port.neighbor]]` with an IPv6 `ip`; unique, not ours).
+    pub neighbors6: Vec<Neighbor6Config>,
 }
 
 impl PortConfig {
@@ -198,6 +204,15 @@ impl PortConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighborConfig {
     pub ip: Ipv4Addr,
+    /// Unicast.
+    pub mac: MacAddr,
+}
+
+/// `[[port.neighbor]]` with an IPv6 `ip`: a static neighbour-cache entry (RFC 4861).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbor6Config {
+    /// Global unicast.
+    pub ip: Ipv6Addr,
     /// Unicast.
     pub mac: MacAddr,
 }
@@ -424,7 +439,13 @@ impl ValidatedConfig {
             if !p.addresses.is_empty() {
                 writeln!(s, "      addresses {}", join(&p.addresses))?;
             }
+            if !p.addresses6.is_empty() {
+                writeln!(s, "      IPv6 addresses {}", join(&p.addresses6))?;
+            }
             for n in &p.neighbors {
+                writeln!(s, "      neighbour {} at {}", n.ip, n.mac)?;
+            }
+            for n in &p.neighbors6 {
                 writeln!(s, "      neighbour {} at {}", n.ip, n.mac)?;
             }
         }
