@@ -38,6 +38,7 @@ pub fn builder_from_config(
             PortEntry {
                 mac,
                 addrs: p.addresses.clone(),
+                addrs6: p.addresses6.clone(),
                 mtu: p.mtu,
                 roles: PortRoles {
                     client: p.has_role(Role::Client),

@@ -5,8 +5,10 @@ use super::action::{DropReason, PuntReason};
 use super::icmp::Back;
 use super::Verdict;
 use crate::buffer::PacketBuf;
-use crate::tables::{PortIndex, Snapshot};
-use crate::wire::{ethernet, ipv4, EtherType, EthernetAddress, IpProtocol, Ipv4Addr, Ipv4Packet};
+use crate::tables::{PortEntry, PortIndex, Snapshot};
+use crate::wire::{
+    ethernet, ipv4, ipv6, nd, EtherType, EthernetAddress, IpProtocol, Ipv4Addr, Ipv4Packet,
+};
 
 /// What ingress found out about a packet that continues.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +85,9 @@ fn headers(data: &[u8], port: PortIndex, snap: &Snapshot) -> Result<Headers, Ver
             Err(Verdict::Drop(DropReason::NotForUs))
         };
     }
+    if ethertype == EtherType::IPV6 {
+        return Err(ipv6(data, dst, port_entry));
+    }
     if dst != port_entry.mac {
         return Err(Verdict::Drop(DropReason::NotForUs));
     }
@@ -105,6 +110,36 @@ fn headers(data: &[u8], port: PortIndex, snap: &Snapshot) -> Result<Headers, Ver
         ecn: ip.ecn(),
         transit: port_entry.transit,
     })
+}
+
+/// An IPv6 frame: Neighbor Discovery to the port's MAC or to the solicited-node multicast
+/// MAC of one of its IPv6 addresses (RFC 4861, RFC 2464 section 7) goes to the ND handler,
+/// which checks the rest; other IPv6 is not forwarded yet.
+#[cold]
+fn ipv6(data: &[u8], dst: EthernetAddress, port: &PortEntry) -> Verdict {
+    let for_us = dst == port.mac
+        || (dst.is_multicast()
+            && (nd::is_solicited_node_mac(dst, port.link_local())
+                || port
+                    .addrs6
+                    .iter()
+                    .any(|&a| nd::is_solicited_node_mac(dst, a))));
+    if !for_us {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    // Next header ICMPv6 straight after the fixed header, type 135 or 136: ND never
+    // carries extension headers we would have to walk (RFC 4861 has no use for them).
+    let next = data.get(ethernet::HEADER_LEN + 6).copied();
+    let icmp_type = data.get(ethernet::HEADER_LEN + ipv6::HEADER_LEN).copied();
+    if next == Some(IpProtocol::ICMPV6.0)
+        && matches!(icmp_type, Some(nd::NEIGHBOR_SOLICIT | nd::NEIGHBOR_ADVERT))
+    {
+        Verdict::Punt(PuntReason::Nd)
+    } else if dst == port.mac {
+        Verdict::Drop(DropReason::UnsupportedEthertype)
+    } else {
+        Verdict::Drop(DropReason::NotForUs)
+    }
 }
 
 /// Trim the padding, then split between termination, the control path and transit.

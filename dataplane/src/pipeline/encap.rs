@@ -214,6 +214,7 @@ mod tests {
             b.port(0, PortEntry {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
                 addrs: vec![local],
+                addrs6: Vec::new(),
                 mtu: 9000,
                 roles: PortRoles { client: true, ..PortRoles::default() },
                 transit: false,

@@ -13,7 +13,7 @@ use crate::lpm::{
     Ipv4Lpm, Ipv4LpmBuilder, Ipv4Prefix, Ipv6Lpm, Ipv6LpmBuilder, Ipv6Prefix, NextHop,
 };
 use crate::wire::EthernetAddress;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use thiserror::Error;
@@ -38,6 +38,9 @@ pub struct PortEntry {
     pub mac: EthernetAddress,
     /// Our addresses on this port (tunnel endpoints among them).
     pub addrs: Vec<Ipv4Addr>,
+    /// Our global IPv6 addresses on this port (the link-local one is
+    /// [`PortEntry::link_local`]): Neighbor Solicitations for them are answered.
+    pub addrs6: Vec<Ipv6Addr>,
     /// Largest IP packet the port sends.
     pub mtu: u16,
     pub roles: PortRoles,
@@ -46,6 +49,20 @@ pub struct PortEntry {
     /// Whether the port has a host interface (`bb-<port>`): packets for our addresses here
     /// that are not tunnel traffic go to the host kernel through it.
     pub host_interface: bool,
+}
+
+impl PortEntry {
+    /// The port's IPv6 link-local address, from its MAC (modified EUI-64).
+    #[inline]
+    pub fn link_local(&self) -> Ipv6Addr {
+        crate::wire::nd::link_local(self.mac)
+    }
+
+    /// Whether `addr` is one of the port's IPv6 addresses, its link-local one included.
+    #[inline]
+    pub fn has_addr6(&self, addr: Ipv6Addr) -> bool {
+        addr == self.link_local() || self.addrs6.contains(&addr)
+    }
 }
 
 /// Where a route sends packets (as configured, by name).
@@ -1731,6 +1748,7 @@ mod tests {
             PortEntry {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
                 addrs: vec![addr("192.0.2.1")],
+                addrs6: Vec::new(),
                 mtu: 1500,
                 roles: PortRoles {
                     client: true,

@@ -1,0 +1,207 @@
+//! IPv6 Neighbor Discovery on a port (RFC 4861): which frames reach the ND handler, and
+//! what it answers, byte for byte against the advertisement scapy builds from the fields
+//! RFC 4861 section 7.2.4 prescribes (scapy computes the checksum on its own).
+//!
+//! Lab port 1: MAC 02:00:00:00:01:01, IPv6 address 2001:db8:100::1; its link-local address
+//! is fe80::ff:fe00:101 (RFC 4291 appendix A: the MAC with ff:fe in its middle and bit
+//! 0x02 of the first byte inverted, 02 -> 00).
+
+mod common;
+
+use common::*;
+use dataplane::buffer::{PacketBuf, TestBuf};
+use dataplane::control::nd::{self, NdOutcome};
+use dataplane::pipeline::{DropReason, PuntReason};
+use dataplane::wire::EthernetAddress;
+use std::net::Ipv6Addr;
+
+/// The peer asking: 2001:db8:100::9 at PEER (02:00:00:00:ee:ee).
+const PEER6: &str = "2001:db8:100::9";
+
+fn answer(frame: &[u8]) -> (NdOutcome, Vec<u8>) {
+    answer_on(CORE_PORT, frame)
+}
+
+fn answer_on(port: u16, frame: &[u8]) -> (NdOutcome, Vec<u8>) {
+    let lab = Lab::new();
+    let mut b = TestBuf::new(frame);
+    let out = nd::handle(&mut b, lab.snap.port(port).unwrap());
+    (out, b.data().to_vec())
+}
+
+#[test]
+fn a_solicitation_for_our_address_is_answered_with_an_advertisement() {
+    let f = pkts(&[
+        // To the solicited-node group of 2001:db8:100::1 (ff02::1:ff00:1, 33:33:ff:00:00:01).
+        format!(
+            "Ether(dst='33:33:ff:00:00:01', src=PEER)/IPv6(src='{PEER6}', dst='ff02::1:ff00:1', \
+             hlim=255)/ICMPv6ND_NS(tgt=LC6)/ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+        ),
+        // RFC 4861 7.2.4: from the target to the solicitation's source, hop limit 255,
+        // Router (we are one), Solicited and Override set, our MAC as the target's.
+        format!(
+            "Ether(dst=PEER, src=P1)/IPv6(src=LC6, dst='{PEER6}', hlim=255)/\
+             ICMPv6ND_NA(R=1, S=1, O=1, tgt=LC6)/ICMPv6NDOptDstLLAddr(lladdr=P1)"
+        ),
+    ]);
+    let mut lab = Lab::new();
+    let punted = lab.expect_punt(CORE_PORT, &f[0], PuntReason::Nd, "NS to the group");
+    assert_eq!(punted, f[0], "handed over as it came");
+    let (out, na) = answer(&f[0]);
+    assert_eq!(
+        out,
+        NdOutcome::Replied {
+            learned: Some((
+                PEER6.parse().unwrap(),
+                EthernetAddress([2, 0, 0, 0, 0xee, 0xee])
+            ))
+        }
+    );
+    assert_eq!(hex(&na), hex(&f[1]), "the advertisement, byte for byte");
+
+    // The same solicitation sent unicast to the port's MAC (RFC 4861 7.3.3 reachability
+    // confirmation) is answered alike.
+    let unicast = pkt(&format!(
+        "Ether(dst=P1, src=PEER)/IPv6(src='{PEER6}', dst=LC6, hlim=255)/\
+         ICMPv6ND_NS(tgt=LC6)/ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+    ));
+    lab.expect_punt(CORE_PORT, &unicast, PuntReason::Nd, "NS unicast");
+    let (_, na) = answer(&unicast);
+    assert_eq!(hex(&na), hex(&f[1]), "unicast NS: the same advertisement");
+}
+
+#[test]
+fn the_link_local_address_is_answered() {
+    let ll = "fe80::ff:fe00:101";
+    assert_eq!(
+        ll.parse::<Ipv6Addr>().unwrap(),
+        Lab::new().snap.port(CORE_PORT).unwrap().link_local()
+    );
+    let f = pkts(&[
+        format!(
+            "Ether(dst='33:33:ff:00:01:01', src=PEER)/IPv6(src='fe80::9', dst='ff02::1:ff00:101', \
+             hlim=255)/ICMPv6ND_NS(tgt='{ll}')/ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+        ),
+        format!(
+            "Ether(dst=PEER, src=P1)/IPv6(src='{ll}', dst='fe80::9', hlim=255)/\
+             ICMPv6ND_NA(R=1, S=1, O=1, tgt='{ll}')/ICMPv6NDOptDstLLAddr(lladdr=P1)"
+        ),
+    ]);
+    Lab::new().expect_punt(CORE_PORT, &f[0], PuntReason::Nd, "NS for the link-local");
+    let (out, na) = answer(&f[0]);
+    assert!(matches!(out, NdOutcome::Replied { .. }), "{out:?}");
+    assert_eq!(hex(&na), hex(&f[1]));
+}
+
+#[test]
+fn a_duplicate_address_probe_for_our_address_is_answered_to_all_nodes() {
+    let f = pkts(&[
+        // RFC 4862 5.4.2: from ::, to the solicited-node group, no source link-layer option.
+        "Ether(dst='33:33:ff:00:00:01', src=PEER)/IPv6(src='::', dst='ff02::1:ff00:1', \
+         hlim=255)/ICMPv6ND_NS(tgt=LC6)"
+            .to_owned(),
+        // RFC 4861 7.2.4: to all-nodes, Solicited clear.
+        "Ether(dst='33:33:00:00:00:01', src=P1)/IPv6(src=LC6, dst='ff02::1', hlim=255)/\
+         ICMPv6ND_NA(R=1, S=0, O=1, tgt=LC6)/ICMPv6NDOptDstLLAddr(lladdr=P1)"
+            .to_owned(),
+        // A DAD probe may not carry a source link-layer option (RFC 4861 7.1.1).
+        "Ether(dst='33:33:ff:00:00:01', src=PEER)/IPv6(src='::', dst='ff02::1:ff00:1', \
+         hlim=255)/ICMPv6ND_NS(tgt=LC6)/ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+            .to_owned(),
+    ]);
+    let (out, na) = answer(&f[0]);
+    assert_eq!(
+        out,
+        NdOutcome::Replied { learned: None },
+        "nothing learned from ::"
+    );
+    assert_eq!(hex(&na), hex(&f[1]));
+    let (out, rest) = answer(&f[2]);
+    assert_eq!(out, NdOutcome::Invalid);
+    assert_eq!(rest, f[2], "not answered, left as it was");
+}
+
+#[test]
+fn invalid_solicitations_are_not_answered() {
+    let ns = |ip: &str, icmp: &str| {
+        pkt(&format!(
+            "Ether(dst='33:33:ff:00:00:01', src=PEER)/IPv6(src='{PEER6}', dst='ff02::1:ff00:1', \
+             {ip})/ICMPv6ND_NS(tgt=LC6{icmp})/ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+        ))
+    };
+    // RFC 4861 7.1.1: hop limit 255 (254: it crossed a router), the checksum, code 0.
+    for (case, f) in [
+        ("hop limit 254", ns("hlim=254", "")),
+        ("bad checksum", ns("hlim=255", ", cksum=0x1234")),
+        ("code 1", ns("hlim=255", ", code=1")),
+    ] {
+        let mut lab = Lab::new();
+        lab.expect_punt(CORE_PORT, &f, PuntReason::Nd, case);
+        let (out, rest) = answer(&f);
+        assert_eq!(out, NdOutcome::Invalid, "{case}");
+        assert_eq!(rest, f, "{case}: left as it was");
+    }
+    // A multicast target (7.1.1), to our group so that only the target is wrong.
+    let f = pkt(&format!(
+        "Ether(dst='33:33:ff:00:00:01', src=PEER)/IPv6(src='{PEER6}', dst='ff02::1:ff00:1', \
+         hlim=255)/ICMPv6ND_NS(tgt='ff02::1:ff00:1')/ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+    ));
+    assert_eq!(answer(&f).0, NdOutcome::Invalid, "multicast target");
+}
+
+#[test]
+fn only_frames_for_our_addresses_reach_the_handler() {
+    let mut lab = Lab::new();
+    // Another host's solicited-node group: not for us.
+    let other = pkt(&format!(
+        "Ether(dst='33:33:ff:00:00:02', src=PEER)/IPv6(src='{PEER6}', dst='ff02::1:ff00:2', \
+         hlim=255)/ICMPv6ND_NS(tgt='2001:db8:100::2')/ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+    ));
+    lab.expect_drop(CORE_PORT, &other, DropReason::NotForUs, "another group");
+    // A solicitation for another address that reaches us anyway (sent to our MAC) is
+    // handled, and ignored.
+    let foreign = pkt(&format!(
+        "Ether(dst=P1, src=PEER)/IPv6(src='{PEER6}', dst='2001:db8:100::2', hlim=255)/\
+         ICMPv6ND_NS(tgt='2001:db8:100::2')/ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+    ));
+    lab.expect_punt(CORE_PORT, &foreign, PuntReason::Nd, "NS for another");
+    assert_eq!(answer(&foreign).0, NdOutcome::Ignored);
+    // Port 0 has no IPv6 address but its link-local one, fe80::ff:fe00:1 (from
+    // 02:00:00:00:00:01), whose group MAC is 33:33:ff:00:00:01 too: the frame reaches the
+    // handler there, which does not answer for an address port 0 does not have.
+    let to_port0 = pkt(&format!(
+        "Ether(dst='33:33:ff:00:00:01', src=PEER)/IPv6(src='{PEER6}', dst='ff02::1:ff00:1', \
+         hlim=255)/ICMPv6ND_NS(tgt=LC6)/ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+    ));
+    lab.expect_punt(CLIENT_PORT, &to_port0, PuntReason::Nd, "port 0's group");
+    assert_eq!(answer_on(CLIENT_PORT, &to_port0).0, NdOutcome::Ignored);
+    // IPv6 other than ND is not forwarded yet.
+    let echo = pkt(&format!(
+        "e1()/IPv6(src='{PEER6}', dst=LC6)/ICMPv6EchoRequest(id=1, seq=1)"
+    ));
+    lab.expect_drop(CORE_PORT, &echo, DropReason::UnsupportedEthertype, "echo");
+}
+
+#[test]
+fn advertisements_to_us_are_heard_with_their_target() {
+    let f = pkt(&format!(
+        "Ether(dst=P1, src=PEER)/IPv6(src='{PEER6}', dst=LC6, hlim=255)/\
+         ICMPv6ND_NA(R=1, S=1, O=1, tgt='{PEER6}')/ICMPv6NDOptDstLLAddr(lladdr=PEER)"
+    ));
+    Lab::new().expect_punt(CORE_PORT, &f, PuntReason::Nd, "NA to us");
+    assert_eq!(
+        answer(&f).0,
+        NdOutcome::Heard {
+            learned: Some((
+                PEER6.parse().unwrap(),
+                EthernetAddress([2, 0, 0, 0, 0xee, 0xee])
+            ))
+        }
+    );
+    // Solicited, to a multicast group: invalid (RFC 4861 7.1.2).
+    let f = pkt(&format!(
+        "Ether(dst='33:33:00:00:00:01', src=PEER)/IPv6(src='{PEER6}', dst='ff02::1', hlim=255)/\
+         ICMPv6ND_NA(R=1, S=1, O=1, tgt='{PEER6}')/ICMPv6NDOptDstLLAddr(lladdr=PEER)"
+    ));
+    assert_eq!(answer(&f).0, NdOutcome::Invalid);
+}
