@@ -7,7 +7,8 @@ use super::Verdict;
 use crate::buffer::PacketBuf;
 use crate::tables::{PortEntry, PortIndex, Snapshot};
 use crate::wire::{
-    ethernet, ipv4, ipv6, nd, EtherType, EthernetAddress, IpProtocol, Ipv4Addr, Ipv4Packet,
+    ethernet, icmpv6, ipv4, ipv6, nd, EtherType, EthernetAddress, IpProtocol, Ipv4Addr, Ipv4Packet,
+    Ipv6Packet,
 };
 
 /// What ingress found out about a packet that continues.
@@ -50,7 +51,12 @@ pub(crate) fn ingress<B: PacketBuf>(
     }
     let data = pkt.data();
     let rx_len = data.len();
-    let r = headers(data, port, snap).and_then(|h| decide(pkt, rx_len, snap, h, port));
+    let r = match headers(data, port, snap) {
+        Ok(h) => decide(pkt, rx_len, snap, h, port),
+        // Only IPv6 for one of our addresses stops here for us; IPv4 goes on to `decide`.
+        Err(v @ Verdict::ToUs { .. }) => Err(to_us6(pkt, port, v)),
+        Err(v) => Err(v),
+    };
     (rx_len, r)
 }
 
@@ -134,11 +140,57 @@ fn ipv6(data: &[u8], dst: EthernetAddress, port: &PortEntry) -> Verdict {
     if next == Some(IpProtocol::ICMPV6.0)
         && matches!(icmp_type, Some(nd::NEIGHBOR_SOLICIT | nd::NEIGHBOR_ADVERT))
     {
-        Verdict::Punt(PuntReason::Nd)
-    } else if dst == port.mac {
-        Verdict::Drop(DropReason::UnsupportedEthertype)
-    } else {
-        Verdict::Drop(DropReason::NotForUs)
+        return Verdict::Punt(PuntReason::Nd);
+    }
+    if dst != port.mac {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    // An echo request to one of the port's IPv6 addresses: for us, answered by the echo
+    // code (one it does not answer, a bad checksum say, is punted). [`ingress`] cuts it to
+    // its IPv6 header. Other IPv6 to us has nowhere to go yet: the host interfaces of
+    // ports carry IPv4 only.
+    match Ipv6Packet::new_checked(&data[ethernet::HEADER_LEN..]) {
+        Ok(ip)
+            if port.has_addr6(ip.dst_addr())
+                && ip.next_header() == IpProtocol::ICMPV6
+                && ip.payload().first() == Some(&icmpv6::ECHO_REQUEST) =>
+        {
+            Verdict::ToUs {
+                punt: PuntReason::Local,
+                back: Back::Native {
+                    port: PortIndex::MAX,
+                    mac: EthernetAddress([data[6], data[7], data[8], data[9], data[10], data[11]]),
+                },
+            }
+        }
+        // Native IPv6 forwarding does not exist yet.
+        _ => Verdict::Drop(DropReason::UnsupportedEthertype),
+    }
+}
+
+/// An IPv6 packet for one of our addresses: cut to its IPv6 header and payload length
+/// (checked by [`ipv6`]), with the way back through `port`.
+#[cold]
+fn to_us6<B: PacketBuf>(pkt: &mut B, port: PortIndex, v: Verdict) -> Verdict {
+    let Verdict::ToUs {
+        punt,
+        back: Back::Native { mac, .. },
+    } = v
+    else {
+        return v;
+    };
+    let Ok(total) =
+        Ipv6Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]).map(|ip| ip.total_len())
+    else {
+        return Verdict::Drop(DropReason::UnsupportedEthertype);
+    };
+    let excess = pkt.len() - ethernet::HEADER_LEN - total;
+    if pkt.trim_back(excess).is_err() || pkt.trim_front(ethernet::HEADER_LEN).is_err() {
+        return Verdict::Drop(DropReason::UnsupportedEthertype);
+    }
+    Verdict::ToUs {
+        punt,
+        back: Back::Native { port, mac },
     }
 }
 

@@ -483,6 +483,9 @@ pub(crate) fn echo<B: PacketBuf>(
     ident: &mut Ident,
     counters: &mut Counters,
 ) -> Option<(PortIndex, usize)> {
+    if matches!(back, Back::Native { .. }) && pkt.data().first().is_some_and(|b| b >> 4 == 6) {
+        return echo6(pkt, snap, back, counters);
+    }
     if !is_echo_request(snap, pkt.data()) || matches!(back, Back::None) {
         return None;
     }
@@ -544,6 +547,77 @@ pub(crate) fn echo<B: PacketBuf>(
         // Too big for the way back, or no neighbour: the request is punted as it would
         // have been (its buffer no longer holds it, and nobody reads a punted packet's
         // bytes yet).
+        _ => None,
+    }
+}
+
+/// [`echo`] for an IPv6 packet to one of a port's IPv6 addresses (it starts at its IPv6
+/// header, cut to its payload length): an ICMPv6 Echo Request (RFC 4443 4.1: type 128,
+/// code 0, a good checksum, from a unicast address that is not the port's) becomes the
+/// Echo Reply (4.2: type 129, the identifier, sequence number and data as they came) from
+/// the address it was sent to, hop limit 64, sent back to the frame's source.
+#[inline(never)]
+fn echo6<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    back: Back,
+    counters: &mut Counters,
+) -> Option<(PortIndex, usize)> {
+    let Back::Native { port, mac } = back else {
+        return None;
+    };
+    let p = snap.port(port)?;
+    let (ours, sender, tc, len) = {
+        let ip = Ipv6Packet::new_checked(pkt.data()).ok()?;
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let m = ip.payload();
+        let request = ip.next_header() == IpProtocol::ICMPV6
+            && m.len() >= icmpv6::HEADER_LEN
+            && m[0] == icmpv6::ECHO_REQUEST
+            && m[1] == 0
+            && icmpv6::verify_checksum(m, src, dst);
+        if !request
+            || !p.has_addr6(dst)
+            || ipv6::is_invalid_source(ip.src_bits())
+            || p.has_addr6(src)
+        {
+            return None;
+        }
+        (dst, src, ip.traffic_class(), ip.total_len())
+    };
+    if pkt.len() != len {
+        return None;
+    }
+    let d = pkt.data_mut();
+    Ipv6Repr {
+        src_addr: ours,
+        dst_addr: sender,
+        next_header: IpProtocol::ICMPV6,
+        payload_len: len - ipv6::HEADER_LEN,
+        hop_limit: TTL,
+        traffic_class: tc,
+    }
+    .emit(d);
+    // Type 128 becomes 129; the pseudo-header holds the same two addresses (RFC 1624).
+    let at = ipv6::HEADER_LEN;
+    let sum = u16::from_be_bytes([d[at + 2], d[at + 3]]);
+    d[at] = icmpv6::ECHO_REPLY;
+    let sum = checksum::update_u16(
+        sum,
+        u16::from(icmpv6::ECHO_REQUEST) << 8,
+        u16::from(icmpv6::ECHO_REPLY) << 8,
+    );
+    d[at + 2..at + 4].copy_from_slice(&sum.to_be_bytes());
+    let inner = Inner {
+        len,
+        v6: true,
+        ..Inner::default()
+    };
+    match encap::native(pkt, &inner, port, p.mac, Some(mac), p.mtu) {
+        Ok((Action::Transmit(port), len)) => {
+            counters.echo_replies += 1;
+            Some((port, len))
+        }
         _ => None,
     }
 }

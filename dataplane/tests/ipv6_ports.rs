@@ -1,6 +1,7 @@
-//! IPv6 Neighbor Discovery on a port (RFC 4861): which frames reach the ND handler, and
+//! IPv6 on a port: Neighbor Discovery (RFC 4861), which frames reach the ND handler and
 //! what it answers, byte for byte against the advertisement scapy builds from the fields
-//! RFC 4861 section 7.2.4 prescribes (scapy computes the checksum on its own).
+//! RFC 4861 section 7.2.4 prescribes (scapy computes the checksum on its own); and echo
+//! requests to the port's IPv6 addresses (RFC 4443 4.1, 4.2).
 //!
 //! Lab port 1: MAC 02:00:00:00:01:01, IPv6 address 2001:db8:100::1; its link-local address
 //! is fe80::ff:fe00:101 (RFC 4291 appendix A: the MAC with ff:fe in its middle and bit
@@ -175,11 +176,16 @@ fn only_frames_for_our_addresses_reach_the_handler() {
     ));
     lab.expect_punt(CLIENT_PORT, &to_port0, PuntReason::Nd, "port 0's group");
     assert_eq!(answer_on(CLIENT_PORT, &to_port0).0, NdOutcome::Ignored);
-    // IPv6 other than ND is not forwarded yet.
-    let echo = pkt(&format!(
-        "e1()/IPv6(src='{PEER6}', dst=LC6)/ICMPv6EchoRequest(id=1, seq=1)"
+    // IPv6 not for us is not forwarded yet.
+    let transit = pkt(&format!(
+        "e1()/IPv6(src='{PEER6}', dst='2001:db8:99::1')/ICMPv6EchoRequest(id=1, seq=1)"
     ));
-    lab.expect_drop(CORE_PORT, &echo, DropReason::UnsupportedEthertype, "echo");
+    lab.expect_drop(
+        CORE_PORT,
+        &transit,
+        DropReason::UnsupportedEthertype,
+        "transit",
+    );
 }
 
 #[test]
@@ -204,4 +210,63 @@ fn advertisements_to_us_are_heard_with_their_target() {
          ICMPv6ND_NA(R=1, S=1, O=1, tgt='{PEER6}')/ICMPv6NDOptDstLLAddr(lladdr=PEER)"
     ));
     assert_eq!(answer(&f).0, NdOutcome::Invalid);
+}
+
+#[test]
+fn echo_requests_to_our_ipv6_addresses_are_answered() {
+    // RFC 4443 4.2: the reply from the address the request was sent to, identifier,
+    // sequence number and data as they came; hop limit 64 (ours), to the frame's source.
+    for (ours, to) in [("LC6", "P1"), ("'fe80::ff:fe00:101'", "P1")] {
+        let peer = if ours == "LC6" { PEER6 } else { "fe80::9" };
+        let f = pkts(&[
+            format!(
+                "Ether(dst={to}, src=PEER)/IPv6(src='{peer}', dst={ours}, hlim=3)/\
+                 ICMPv6EchoRequest(id=0x1234, seq=7, data=b'ping6 payload')/Raw(b'')"
+            ),
+            format!(
+                "Ether(dst=PEER, src=P1)/IPv6(src={ours}, dst='{peer}', hlim=64)/\
+                 ICMPv6EchoReply(id=0x1234, seq=7, data=b'ping6 payload')/Raw(b'')"
+            ),
+        ]);
+        // With Ethernet padding after the packet: not echoed.
+        let mut padded = f[0].clone();
+        padded.extend_from_slice(&[0xa5; 6]);
+        let mut lab = Lab::new();
+        let before = lab.counters().echo_replies;
+        let (a, out) = lab.send(CORE_PORT, &padded);
+        assert_eq!(
+            a,
+            dataplane::pipeline::Action::Answer {
+                port: CORE_PORT,
+                punt: PuntReason::Local
+            },
+            "{ours}"
+        );
+        assert_eq!(hex(&out), hex(&f[1]), "{ours}: the reply, byte for byte");
+        assert_eq!(lab.counters().echo_replies, before + 1);
+    }
+    // A bad checksum, or another port's address: not answered (punted as for us, or
+    // not for us at all).
+    let mut lab = Lab::new();
+    let bad = pkt(&format!(
+        "e1()/IPv6(src='{PEER6}', dst=LC6)/ICMPv6EchoRequest(id=1, seq=1, cksum=0x1111)"
+    ));
+    let (a, _) = lab.send(CORE_PORT, &bad);
+    assert_eq!(
+        a,
+        dataplane::pipeline::Action::Punt(PuntReason::Local),
+        "bad checksum"
+    );
+    let p0 = pkt(&format!(
+        "e0()/IPv6(src='{PEER6}', dst=LC6)/ICMPv6EchoRequest(id=1, seq=1)"
+    ));
+    lab.expect_drop(CLIENT_PORT, &p0, DropReason::UnsupportedEthertype, "port 0");
+    // Other IPv6 to us has nowhere to go yet.
+    let udp = pkt(&format!("e1()/IPv6(src='{PEER6}', dst=LC6)/data()"));
+    lab.expect_drop(
+        CORE_PORT,
+        &udp,
+        DropReason::UnsupportedEthertype,
+        "UDP to us",
+    );
 }
