@@ -24,7 +24,11 @@ fn answer(frame: &[u8]) -> (NdOutcome, Vec<u8>) {
 }
 
 fn answer_on(port: u16, frame: &[u8]) -> (NdOutcome, Vec<u8>) {
-    let lab = Lab::new();
+    static LAB: std::sync::OnceLock<std::sync::Mutex<Lab>> = std::sync::OnceLock::new();
+    let lab = LAB
+        .get_or_init(|| std::sync::Mutex::new(Lab::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut b = TestBuf::new(frame);
     let out = nd::handle(&mut b, lab.snap.port(port).unwrap());
     (out, b.data().to_vec())
@@ -269,4 +273,49 @@ fn echo_requests_to_our_ipv6_addresses_are_answered() {
         DropReason::UnsupportedEthertype,
         "UDP to us",
     );
+}
+
+/// A solicitation for our address with `flips` applied (byte index, xor value): the ND
+/// handler never panics, and answers only what RFC 4861 7.1.1 lets it answer.
+fn mutated_solicitation(base: &[u8], flips: &[(usize, u8)], cut: usize) -> Vec<u8> {
+    let mut f = base.to_vec();
+    for &(at, x) in flips {
+        let at = at % f.len();
+        f[at] ^= x;
+    }
+    f.truncate(f.len() - cut % 20);
+    f
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+    #[test]
+    fn mutated_solicitations_never_panic_and_are_answered_only_when_valid(
+        flips in proptest::collection::vec((0usize..200, 1u8..=255), 1..4),
+        cut in 0usize..40,
+    ) {
+        static BASE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let base = BASE.get_or_init(|| pkt(&format!(
+            "Ether(dst='33:33:ff:00:00:01', src=PEER)/IPv6(src='{PEER6}', \
+             dst='ff02::1:ff00:1', hlim=255)/ICMPv6ND_NS(tgt=LC6)/\
+             ICMPv6NDOptSrcLLAddr(lladdr=PEER)"
+        )));
+        let f = mutated_solicitation(base, &flips, cut);
+        let (out, reply) = answer(&f);
+        if let NdOutcome::Replied { .. } = out {
+            // Read independently of the parser: hop limit 255, an ICMPv6 solicitation
+            // (type 135, code 0) for our address, next header 58, and the advertisement
+            // from that address with hop limit 255.
+            proptest::prop_assert_eq!(f[14 + 7], 255);
+            proptest::prop_assert_eq!(f[14 + 6], 58);
+            proptest::prop_assert_eq!(&f[54..56], &[135, 0]);
+            proptest::prop_assert_eq!(&f[62..78], &LC6.octets());
+            proptest::prop_assert_eq!(reply.len(), 86);
+            proptest::prop_assert_eq!(reply[14 + 7], 255);
+            proptest::prop_assert_eq!(&reply[22..38], &LC6.octets());
+            proptest::prop_assert_eq!(reply[54], 136);
+        } else {
+            proptest::prop_assert_eq!(reply, f, "not answered: left as it was");
+        }
+    }
 }
