@@ -180,16 +180,6 @@ fn only_frames_for_our_addresses_reach_the_handler() {
     ));
     lab.expect_punt(CLIENT_PORT, &to_port0, PuntReason::Nd, "port 0's group");
     assert_eq!(answer_on(CLIENT_PORT, &to_port0).0, NdOutcome::Ignored);
-    // IPv6 not for us is not forwarded yet.
-    let transit = pkt(&format!(
-        "e1()/IPv6(src='{PEER6}', dst='2001:db8:99::1')/ICMPv6EchoRequest(id=1, seq=1)"
-    ));
-    lab.expect_drop(
-        CORE_PORT,
-        &transit,
-        DropReason::UnsupportedEthertype,
-        "transit",
-    );
 }
 
 #[test]
@@ -264,7 +254,8 @@ fn echo_requests_to_our_ipv6_addresses_are_answered() {
     let p0 = pkt(&format!(
         "e0()/IPv6(src='{PEER6}', dst=LC6)/ICMPv6EchoRequest(id=1, seq=1)"
     ));
-    lab.expect_drop(CLIENT_PORT, &p0, DropReason::UnsupportedEthertype, "port 0");
+    // Port 1's address on port 0 (no transit there): not for us.
+    lab.expect_drop(CLIENT_PORT, &p0, DropReason::NotForUs, "port 0");
     // Other IPv6 to us has nowhere to go yet.
     let udp = pkt(&format!("e1()/IPv6(src='{PEER6}', dst=LC6)/data()"));
     lab.expect_drop(
@@ -318,4 +309,162 @@ proptest::proptest! {
             proptest::prop_assert_eq!(reply, f, "not answered: left as it was");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Native IPv6 transit (RFC 8200, RFC 4443), on the lab's port 1 (transit, internet):
+// 2001:db8:200::/48 via 2001:db8:100::fe at 02:00:00:00:bb:01, 2001:db8:201::/48 via an
+// unresolved next hop; 2001:db8:99::1 has no route.
+
+/// From somebody on the Internet to `dst`, `hlim` hops left, `n` bytes of UDP data.
+fn native6(dst: &str, hlim: u8, n: usize) -> String {
+    format!("e1()/IPv6(src='2001:db8:aaaa::1', dst='{dst}', hlim={hlim})/data({n})")
+}
+
+/// The ICMPv6 error we send about `offending` (as it arrived): from our address on port 1,
+/// hop limit 64, traffic class CS6 (0xc0, network control), to the sender's MAC, quoting
+/// as much as fits in 1,280 bytes (RFC 4443 2.4 (c)).
+fn icmpv6_error(message: &str, offending: &[u8]) -> Vec<u8> {
+    let quote = &offending[14..];
+    let quote = &quote[..quote.len().min(1280 - 48)];
+    pkt(&format!(
+        "Ether(dst=PEER, src=P1)/IPv6(src=LC6, dst='2001:db8:aaaa::1', hlim=64, tc=0xc0)/\
+         {message}/Raw(bytes.fromhex('{}'))",
+        hex(quote)
+    ))
+}
+
+#[test]
+fn native_ipv6_is_forwarded_to_the_next_hop_with_one_hop_less() {
+    let f = pkts(&[
+        native6("2001:db8:200::5", 64, 32),
+        "Ether(dst='02:00:00:00:bb:01', src=P1)/\
+         IPv6(src='2001:db8:aaaa::1', dst='2001:db8:200::5', hlim=63)/data(32)"
+            .to_owned(),
+    ]);
+    let mut lab = Lab::new();
+    // With Ethernet padding: trimmed.
+    let mut padded = f[0].clone();
+    padded.extend_from_slice(&[0; 8]);
+    let (a, out) = lab.send(CORE_PORT, &padded);
+    assert_eq!(a, dataplane::pipeline::Action::Transmit(CORE_PORT));
+    assert_eq!(hex(&out), hex(&f[1]), "MACs rewritten, hop limit 63");
+    // Hop limit 2 leaves with 1 (RFC 8200 3: decremented by one at each node).
+    let (a, out) = lab.send(CORE_PORT, &pkt(&native6("2001:db8:200::5", 2, 8)));
+    assert_eq!(a, dataplane::pipeline::Action::Transmit(CORE_PORT));
+    assert_eq!(out[14 + 7], 1);
+}
+
+#[test]
+fn native_ipv6_errors_are_answered_with_icmpv6_from_the_port_address() {
+    use dataplane::pipeline::{Action, IcmpKind};
+    // RFC 4443 3.3: hop limit 1 cannot be forwarded, Time Exceeded code 0, quoting the
+    // packet as it arrived.
+    let expired = pkt(&native6("2001:db8:200::5", 1, 32));
+    // 3.1: no route, Destination Unreachable code 0.
+    let lost = pkt(&native6("2001:db8:99::1", 64, 32));
+    // 3.2: bigger than the egress port's MTU (1,500): Packet Too Big with that MTU, never
+    // fragmented (RFC 8200 5). 1,501 bytes of IPv6: 40 + 8 + 1,453.
+    let big = pkt(&native6("2001:db8:200::5", 64, 1453));
+    assert_eq!(big.len(), 14 + 1501);
+    for (case, frame, message, reason, kind) in [
+        (
+            "expired",
+            &expired,
+            "ICMPv6TimeExceeded(code=0)",
+            DropReason::TtlExceeded,
+            IcmpKind::Icmpv6TimeExceeded,
+        ),
+        (
+            "no route",
+            &lost,
+            "ICMPv6DestUnreach(code=0)",
+            DropReason::NoRoute,
+            IcmpKind::Icmpv6NoRoute,
+        ),
+        (
+            "too big",
+            &big,
+            "ICMPv6PacketTooBig(mtu=1500)",
+            DropReason::MtuExceeded,
+            IcmpKind::Icmpv6PacketTooBig,
+        ),
+    ] {
+        let mut lab = Lab::new();
+        let (a, out) = lab.send(CORE_PORT, frame);
+        assert_eq!(
+            a,
+            Action::Reply {
+                port: CORE_PORT,
+                reason
+            },
+            "{case}"
+        );
+        assert_eq!(lab.counters().drop_count(reason), 1, "{case}");
+        assert_eq!(lab.counters().icmp_count(kind), 1, "{case}");
+        assert_eq!(
+            hex(&out),
+            hex(&icmpv6_error(message, frame)),
+            "{case}: byte for byte"
+        );
+    }
+}
+
+#[test]
+fn native_ipv6_drops_are_named() {
+    let mut lab = Lab::new();
+    lab.expect_drop(
+        CORE_PORT,
+        &pkt(&native6("2001:db8:201::5", 64, 8)),
+        DropReason::NoNeighbor,
+        "unresolved next hop",
+    );
+    lab.expect_drop(
+        CORE_PORT,
+        &pkt("e1()/IPv6(src='fe80::9', dst='2001:db8:200::5')/data()"),
+        DropReason::Martian,
+        "link-local source",
+    );
+    lab.expect_drop(
+        CORE_PORT,
+        &pkt("e1()/IPv6(src='ff02::1', dst='2001:db8:200::5')/data()"),
+        DropReason::Martian,
+        "multicast source",
+    );
+    lab.expect_drop(
+        CORE_PORT,
+        &pkt(&native6("ff0e::1", 64, 8)),
+        DropReason::MartianDestination,
+        "multicast destination",
+    );
+    // Port 0 does not allow transit.
+    lab.expect_drop(
+        CLIENT_PORT,
+        &pkt("e0()/IPv6(src='2001:db8:1::5', dst='2001:db8:200::5')/data()"),
+        DropReason::NotForUs,
+        "no transit on port 0",
+    );
+}
+
+#[test]
+fn native_ipv6_on_a_client_port_passes_the_tunnels_source_check() {
+    // Port 0 (client role, no internet role) with transit on: a source inside tunnel a's
+    // IPv6 prefix (2001:db8:1::/48, a uses port 0) passes; a source no client owns does
+    // not (BCP 38, SPEC.md "Tunnel termination" 6).
+    let mut lab = Lab::new();
+    let mut entry = lab.snap.port(CLIENT_PORT).unwrap().clone();
+    entry.transit = true;
+    lab.builder.port(CLIENT_PORT, entry);
+    lab.snap = lab.builder.build().unwrap();
+    let (a, _) = lab.send(
+        CLIENT_PORT,
+        &pkt("e0()/IPv6(src='2001:db8:1::5', dst='2001:db8:200::5')/data()"),
+    );
+    assert_eq!(a, dataplane::pipeline::Action::Transmit(CORE_PORT));
+    lab.expect_drop(
+        CLIENT_PORT,
+        &pkt("e0()/IPv6(src='2001:db8:aaaa::1', dst='2001:db8:200::5')/data()"),
+        DropReason::InnerSpoofed,
+        "a source no client owns",
+    );
 }

@@ -27,7 +27,7 @@ pub struct ValidatedConfig {
     pub routes: Vec<RouteConfig>,
     /// The explicit routes with IPv6 prefixes, in file order (they sit among the others in
     /// the file's `[[route]]`). Their target is never [`RouteTarget::Port`] nor
-    /// [`RouteTarget::Connected`].
+    /// [`RouteTarget::Connected`]; [`RouteTarget::Port6`] is theirs only.
     pub routes6: Vec<Route6Config>,
     /// `[icmp]`: how many ICMP errors the router sends.
     pub icmp: IcmpConfig,
@@ -350,8 +350,8 @@ pub struct RouteConfig {
 pub struct Route6Config {
     /// No host bits; claimed by no other route and no tunnel's `prefixes`.
     pub prefix: Ipv6Net,
-    /// Any target but [`RouteTarget::Port`] and [`RouteTarget::Connected`] (native IPv6
-    /// forwarding does not exist yet).
+    /// Any target but [`RouteTarget::Port`] and [`RouteTarget::Connected`]: natively out
+    /// of a port is [`RouteTarget::Port6`], with an IPv6 next hop.
     pub target: RouteTarget,
 }
 
@@ -362,6 +362,9 @@ pub enum RouteTarget {
     Tunnel(TunnelRef),
     /// Natively out of a port toward a next hop on it.
     Port { port: PortRef, next_hop: Ipv4Addr },
+    /// An IPv6 route's: natively out of a port toward an IPv6 next hop on it (global
+    /// unicast, not ours), resolved by a static `[[port.neighbor]]`.
+    Port6 { port: PortRef, next_hop: Ipv6Addr },
     /// Natively out of a port, each destination its own next hop (an on-link, or
     /// connected, subnet: a `port` without `next_hop`), resolved by ARP on demand and
     /// asked from `source`, the port's address inside the prefix if it has one, else its
@@ -511,7 +514,9 @@ impl ValidatedConfig {
         for r in &self.routes {
             match r.target {
                 RouteTarget::Tunnel(_) => tunnel += 1,
-                RouteTarget::Port { .. } | RouteTarget::Connected { .. } => port += 1,
+                RouteTarget::Port { .. }
+                | RouteTarget::Port6 { .. }
+                | RouteTarget::Connected { .. } => port += 1,
                 RouteTarget::Blackhole => blackhole += 1,
                 RouteTarget::Unreachable | RouteTarget::Prohibit => refused += 1,
             }
@@ -519,7 +524,9 @@ impl ValidatedConfig {
         for r in &self.routes6 {
             match r.target {
                 RouteTarget::Tunnel(_) => tunnel += 1,
-                RouteTarget::Port { .. } | RouteTarget::Connected { .. } => port += 1,
+                RouteTarget::Port { .. }
+                | RouteTarget::Port6 { .. }
+                | RouteTarget::Connected { .. } => port += 1,
                 RouteTarget::Blackhole => blackhole += 1,
                 RouteTarget::Unreachable | RouteTarget::Prohibit => refused += 1,
             }

@@ -1670,14 +1670,61 @@ impl Validator<'_> {
                 "is not an IPv6 prefix",
             ));
         };
-        if let Some(port) = &r.port {
-            return Err(self.err(
-                format!("{path}.port"),
-                quote(port),
-                "is not a target for an IPv6 prefix: native IPv6 forwarding does not exist \
-                 yet; give tunnel = NAME, blackhole = true, unreachable = true or \
-                 prohibit = true",
-            ));
+        if let Some(name) = &r.port {
+            let others = [
+                r.tunnel.is_some(),
+                r.blackhole.is_some(),
+                r.unreachable.is_some(),
+                r.prohibit.is_some(),
+            ];
+            if others.iter().any(|&x| x) {
+                return Err(self.err(
+                    format!("{path}.port"),
+                    quote(name),
+                    "is one target too many: a route has exactly one of tunnel, port, \
+                     blackhole, unreachable, prohibit",
+                ));
+            }
+            let index = port_index.index_of(name).ok_or_else(|| {
+                self.err(
+                    format!("{path}.port"),
+                    quote(name),
+                    "is not a configured port",
+                )
+            })?;
+            let Some(nh) = &r.next_hop else {
+                return Err(self.err(
+                    format!("{path}.port"),
+                    quote(name),
+                    "needs next_hop for an IPv6 prefix: connected IPv6 subnets (a port \
+                     without next_hop) do not exist yet",
+                ));
+            };
+            let field = format!("{path}.next_hop");
+            let next_hop = match nh.parse::<IpAddr>() {
+                Ok(IpAddr::V6(a)) => a,
+                _ => {
+                    return Err(self.err(
+                        field,
+                        quote(nh),
+                        "is not an IPv6 address (the next hop of an IPv6 prefix)",
+                    ))
+                }
+            };
+            if let Some(problem) = not_unicast6(next_hop) {
+                return Err(self.err(field, next_hop, problem));
+            }
+            if let Some(owner) = self.ours6.get(&next_hop) {
+                return Err(self.err(field, next_hop, format!("is our own address ({owner})")));
+            }
+            let port = PortRef {
+                index,
+                name: name.clone(),
+            };
+            return Ok(Route6Config {
+                prefix,
+                target: RouteTarget::Port6 { port, next_hop },
+            });
         }
         let target = self.route_target(&path, r, port_index, tunnel_index, addrs, None)?;
         Ok(Route6Config { prefix, target })

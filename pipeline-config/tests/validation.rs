@@ -1221,12 +1221,12 @@ fn a_port_without_next_hop_is_a_connected_subnet() {
         "has no addresses: a connected route (port without next_hop) asks ARP from the \
          port's address",
     );
-    // IPv6 has no native forwarding, connected or not.
+    // IPv6 has no connected subnets.
     invalid(
         &with("[[route]]\nprefix = \"2001:db8::/64\"\nport = \"inet0\"\n"),
         "route[0].port",
         Some("\"inet0\""),
-        "is not a target for an IPv6 prefix",
+        "connected IPv6 subnets (a port without next_hop) do not exist yet",
     );
 }
 
@@ -1615,14 +1615,40 @@ fn ipv6_prefixes_links_and_routes() {
         Some("2001:db8:a::/48"),
         "is already claimed by tunnel[0] \"a\".prefixes[0]",
     );
-    // No native IPv6 forwarding yet, and a route's tunnel exists.
+    // Natively out of a port: to an IPv6 next hop, which is unicast and not ours; no
+    // connected IPv6 subnets yet. A route's tunnel exists.
+    let native = |next_hop: &str| {
+        format!("{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\nport = \"inet0\"\n{next_hop}\n")
+    };
+    let cfg = ok(&native("next_hop = \"2001:db8:100::fe\""));
+    assert!(matches!(
+        &cfg.routes6[0].target,
+        RouteTarget::Port6 { port, next_hop }
+            if port.index == 1 && *next_hop == "2001:db8:100::fe".parse::<Ipv6Addr>().unwrap()
+    ));
     invalid(
-        &format!(
-            "{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\nport = \"inet0\"\nnext_hop = \"203.0.113.2\"\n"
-        ),
+        &native("next_hop = \"203.0.113.2\""),
+        "route[0].next_hop",
+        Some("\"203.0.113.2\""),
+        "is not an IPv6 address",
+    );
+    invalid(
+        &native(""),
         "route[0].port",
         Some("\"inet0\""),
-        "native IPv6 forwarding does not exist yet",
+        "connected IPv6 subnets (a port without next_hop) do not exist yet",
+    );
+    invalid(
+        &native("next_hop = \"fe80::1\""),
+        "route[0].next_hop",
+        Some("fe80::1"),
+        "link-local",
+    );
+    invalid(
+        &native("next_hop = \"fd00:a::1\""),
+        "route[0].next_hop",
+        Some("fd00:a::1"),
+        "is our own address",
     );
     invalid(
         &format!("{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\ntunnel = \"nope\"\n"),

@@ -1052,6 +1052,9 @@ impl ControlState {
                 json!({"prefix": p.to_string(), "port": self.port_name(*port), "connected": true,
                        "arp_source": source.to_string()})
             }
+            RouteTarget::Native6 { port, next_hop } => {
+                json!({"prefix": p.to_string(), "port": self.port_name(*port), "next_hop": next_hop.to_string()})
+            }
             RouteTarget::Blackhole => json!({"prefix": p.to_string(), "blackhole": true}),
             RouteTarget::Unreachable => json!({"prefix": p.to_string(), "unreachable": true}),
             RouteTarget::Prohibit => json!({"prefix": p.to_string(), "prohibit": true}),
@@ -1231,7 +1234,7 @@ impl ControlState {
         let (p, layer, t) = self.installed_route(dst)?;
         let what = match &t {
             RouteTarget::Tunnel(_) => "tunnel",
-            RouteTarget::Native { .. } => "native",
+            RouteTarget::Native { .. } | RouteTarget::Native6 { .. } => "native",
             RouteTarget::Connected { .. } => "connected",
             RouteTarget::Blackhole => "blackhole",
             RouteTarget::Unreachable => "unreachable",
@@ -1348,7 +1351,7 @@ impl ControlState {
             }
             let kind = |t: &RouteTarget| match t {
                 RouteTarget::Tunnel(_) => "tunnel",
-                RouteTarget::Native { .. } => "native",
+                RouteTarget::Native { .. } | RouteTarget::Native6 { .. } => "native",
                 RouteTarget::Connected { .. } => "connected",
                 RouteTarget::Blackhole => "blackhole",
                 RouteTarget::Unreachable => "unreachable",
@@ -1509,7 +1512,7 @@ mod ipv6_tests {
                                       "next_hop": "192.0.2.9"}})])
             .unwrap_err();
         assert!(
-            err.contains(".port") && err.contains("native IPv6"),
+            err.contains(".next_hop") && err.contains("is not an IPv6 address"),
             "{err}"
         );
         assert_eq!(via(&st, "2001:db8:bb::1").0, json!({"no_route": true}));

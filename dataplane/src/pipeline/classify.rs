@@ -1,5 +1,6 @@
 //! Ingress: Ethernet and outer IPv4 checks, then the split between tunnel termination,
-//! the control path and native transit (SPEC.md "Ingress").
+//! the control path and native transit (SPEC.md "Ingress"); IPv6 frames: Neighbor
+//! Discovery, echo requests to our port addresses, and native IPv6 transit ([`ingress6`]).
 
 use super::action::{DropReason, PuntReason};
 use super::icmp::Back;
@@ -51,12 +52,10 @@ pub(crate) fn ingress<B: PacketBuf>(
     }
     let data = pkt.data();
     let rx_len = data.len();
-    let r = match headers(data, port, snap) {
-        Ok(h) => decide(pkt, rx_len, snap, h, port),
-        // Only IPv6 for one of our addresses stops here for us; IPv4 goes on to `decide`.
-        Err(v @ Verdict::ToUs { .. }) => Err(to_us6(pkt, port, v)),
-        Err(v) => Err(v),
-    };
+    if data.get(12..14) == Some(&EtherType::IPV6.0.to_be_bytes()) {
+        return (rx_len, ingress6(pkt, port, snap));
+    }
+    let r = headers(data, port, snap).and_then(|h| decide(pkt, rx_len, snap, h, port));
     (rx_len, r)
 }
 
@@ -91,9 +90,6 @@ fn headers(data: &[u8], port: PortIndex, snap: &Snapshot) -> Result<Headers, Ver
             Err(Verdict::Drop(DropReason::NotForUs))
         };
     }
-    if ethertype == EtherType::IPV6 {
-        return Err(ipv6(data, dst, port_entry));
-    }
     if dst != port_entry.mac {
         return Err(Verdict::Drop(DropReason::NotForUs));
     }
@@ -118,9 +114,43 @@ fn headers(data: &[u8], port: PortIndex, snap: &Snapshot) -> Result<Headers, Ver
     })
 }
 
+/// An IPv6 frame (EtherType 0x86DD): see [`ipv6`]; a packet for us is cut to its IPv6
+/// header ([`to_us6`]), one in transit has its padding trimmed and continues (the
+/// pipeline's [`super::terminate::transit`]).
+fn ingress6<B: PacketBuf>(
+    pkt: &mut B,
+    port: PortIndex,
+    snap: &Snapshot,
+) -> Result<Ingress, Verdict> {
+    let Some(entry) = snap.port(port) else {
+        return Err(Verdict::Drop(DropReason::NotForUs));
+    };
+    let data = pkt.data();
+    let dst = EthernetAddress([data[0], data[1], data[2], data[3], data[4], data[5]]);
+    match ipv6(data, dst, entry) {
+        v @ Verdict::ToUs { .. } => Err(to_us6(pkt, port, v)),
+        Verdict::Drop(DropReason::NotForUs) if dst == entry.mac && entry.transit => {
+            let Ok(ip) = Ipv6Packet::new_checked(&data[ethernet::HEADER_LEN..]) else {
+                return Err(Verdict::Drop(DropReason::BadInnerIpv6));
+            };
+            if ipv6::is_invalid_source(ip.src_bits()) {
+                return Err(Verdict::Drop(DropReason::Martian));
+            }
+            let padding = data.len() - ethernet::HEADER_LEN - ip.total_len();
+            if padding > 0 && pkt.trim_back(padding).is_err() {
+                return Err(Verdict::Drop(DropReason::BadInnerIpv6));
+            }
+            Ok(Ingress::Transit)
+        }
+        v => Err(v),
+    }
+}
+
 /// An IPv6 frame: Neighbor Discovery to the port's MAC or to the solicited-node multicast
 /// MAC of one of its IPv6 addresses (RFC 4861, RFC 2464 section 7) goes to the ND handler,
-/// which checks the rest; other IPv6 is not forwarded yet.
+/// which checks the rest; an echo request to one of the port's addresses is for us; other
+/// IPv6 to the port's MAC is `not_for_us` here (transit, where the port allows it, is
+/// [`ingress6`]'s to decide).
 #[cold]
 fn ipv6(data: &[u8], dst: EthernetAddress, port: &PortEntry) -> Verdict {
     let for_us = dst == port.mac
@@ -163,8 +193,10 @@ fn ipv6(data: &[u8], dst: EthernetAddress, port: &PortEntry) -> Verdict {
                 },
             }
         }
-        // Native IPv6 forwarding does not exist yet.
-        _ => Verdict::Drop(DropReason::UnsupportedEthertype),
+        // Other IPv6 to us has nowhere to go (the host interfaces of ports carry IPv4).
+        Ok(ip) if port.has_addr6(ip.dst_addr()) => Verdict::Drop(DropReason::UnsupportedEthertype),
+        // Not ours: transit, where the port allows it.
+        _ => Verdict::Drop(DropReason::NotForUs),
     }
 }
 

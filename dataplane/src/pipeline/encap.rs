@@ -55,7 +55,7 @@ pub(crate) fn native<B: PacketBuf>(
     let Ok(h) = pkt.prepend(ethernet::HEADER_LEN) else {
         return Err(Verdict::Drop(DropReason::NoHeadroom));
     };
-    // IPv6 leaves natively only as our echo replies (no IPv6 route leads to a port yet).
+    // Native IPv6: transit by an IPv6 port route, our echo replies and ICMPv6 errors.
     let ethertype = if inner.v6 {
         EtherType::IPV6
     } else {

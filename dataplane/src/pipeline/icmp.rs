@@ -362,13 +362,33 @@ fn answer6<B: PacketBuf>(
     workers: usize,
 ) -> (Action, usize) {
     let dropped = (Action::Drop(err.reason), 0);
-    let Back::Tunnel(id) = err.back else {
-        return dropped;
+    // Our address facing the sender, and the largest packet the way back takes: the
+    // tunnel's `link6` and inner MTU, or the arrival port's first global IPv6 address (its
+    // link-local one for a link-local sender) and MTU.
+    let (ours, path_mtu) = match err.back {
+        Back::Tunnel(id) => match snap.tunnels().hot(id).filter(|t| t.link6 != 0) {
+            Some(t) => (Ipv6Addr::from(t.link6), t.inner_mtu()),
+            None => return dropped,
+        },
+        Back::Native { port, .. } => {
+            let Some(p) = snap.port(port) else {
+                return dropped;
+            };
+            let sender_link_local = Ipv6Packet::new_checked(pkt.data())
+                .is_ok_and(|ip| ipv6::is_link_local(ip.src_bits()));
+            let ours = if sender_link_local {
+                Some(p.link_local())
+            } else {
+                p.addrs6.first().copied()
+            };
+            match ours {
+                Some(a) => (a, usize::from(p.mtu)),
+                None => return dropped,
+            }
+        }
+        Back::None => return dropped,
     };
-    let Some(t) = snap.tunnels().hot(id).filter(|t| t.link6 != 0) else {
-        return dropped;
-    };
-    let (ours, path_mtu) = (Ipv6Addr::from(t.link6), t.inner_mtu());
+    let ours_bits = u128::from(ours);
     let (sender, len) = {
         let Ok(ip) = Ipv6Packet::new_checked(pkt.data()) else {
             return dropped;
@@ -380,7 +400,7 @@ fn answer6<B: PacketBuf>(
             || ipv6::is_invalid_source(src)
             || ipv6::is_martian_destination(src)
             || ipv6::is_martian_destination(ip.dst_bits())
-            || src == t.link6
+            || src == ours_bits
         {
             return dropped;
         }
@@ -429,11 +449,19 @@ fn answer6<B: PacketBuf>(
         ttl: TTL,
         dont_frag: true,
         v6: true,
-        src6: t.link6,
+        src6: ours_bits,
         dst6: u128::from(sender),
         ..Inner::default()
     };
-    match encap::encapsulate(pkt, &inner, snap, id, ident, counters) {
+    let sent = match err.back {
+        Back::Tunnel(id) => encap::encapsulate(pkt, &inner, snap, id, ident, counters),
+        Back::Native { port, mac } => match snap.port(port) {
+            Some(p) => encap::native(pkt, &inner, port, p.mac, Some(mac), p.mtu),
+            None => return dropped,
+        },
+        Back::None => return dropped,
+    };
+    match sent {
         Ok((Action::Transmit(port), frame_len)) => {
             counters.icmp_sent[IcmpKind::of_family(err.repr, true) as usize] += 1;
             (

@@ -75,6 +75,9 @@ pub enum RouteTarget {
     /// Natively out of a port, each destination its own next hop (a connected subnet),
     /// resolved by ARP on demand, asked from `source` (one of the port's addresses).
     Connected { port: PortIndex, source: Ipv4Addr },
+    /// An IPv6 route's: natively out of a port toward an IPv6 next hop, whose MAC comes
+    /// from the IPv6 neighbours ([`SnapshotBuilder::neighbor6`]).
+    Native6 { port: PortIndex, next_hop: Ipv6Addr },
     /// Dropped as `no_route`, silently.
     Blackhole,
     /// Dropped as `no_route`, answered with ICMP net unreachable.
@@ -204,6 +207,8 @@ pub struct Snapshot {
     sources: Ipv4Lpm,
     /// The IPv6 route table (next hops index [`Snapshot::target6`]).
     routes6: Ipv6Lpm,
+    /// IPv6 native targets, at next-hop index `OTHER_BASE + i` of the IPv6 table.
+    others6: Arc<[Target]>,
     /// Inner IPv6 source prefix -> owning tunnel id (longest match).
     sources6: Ipv6Lpm,
     /// Every neighbour known (static or learned).
@@ -300,7 +305,12 @@ impl Snapshot {
             i if i < OTHER_BASE => Target::Tunnel(TunnelId(i)),
             V6_UNREACHABLE => Target::Unreachable,
             V6_PROHIBIT => Target::Prohibit,
-            _ => Target::Blackhole,
+            V6_BLACKHOLE => Target::Blackhole,
+            i => self
+                .others6
+                .get((i - OTHER_BASE) as usize)
+                .copied()
+                .unwrap_or(Target::Blackhole),
         }
     }
 
@@ -435,6 +445,11 @@ pub struct SnapshotBuilder {
     /// IPv6 routes of the dynamic layer (into tunnels or drops).
     dynamic6: BTreeMap<Ipv6Prefix, RouteTarget>,
     neighbors: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
+    /// IPv6 neighbours (static ones from the configuration).
+    neighbors6: HashMap<(PortIndex, Ipv6Addr), EthernetAddress>,
+    /// The IPv6 native targets' keys, numbered in order of first use (never renumbered,
+    /// so that an incremental IPv6 table build keeps meaning what it did).
+    native6: Vec<(PortIndex, Ipv6Addr)>,
     icmp: IcmpLimit,
     /// The site's own prefixes (a client-site router's): the sources its LAN ports accept.
     site: Vec<Ipv4Prefix>,
@@ -651,6 +666,11 @@ impl SnapshotBuilder {
     /// Add or replace an IPv6 route of the configuration (a tunnel or a drop; a native
     /// target is refused by `build`).
     pub fn route6(&mut self, prefix: Ipv6Prefix, target: RouteTarget) -> &mut Self {
+        if let RouteTarget::Native6 { port, next_hop } = target {
+            if !self.native6.contains(&(port, next_hop)) {
+                self.native6.push((port, next_hop));
+            }
+        }
         if self.routes6.get(&prefix) != Some(&target) {
             self.routes6.insert(prefix, target);
             self.dirty.v6 = true;
@@ -790,6 +810,14 @@ impl SnapshotBuilder {
         }
     }
 
+    /// Add or replace an IPv6 neighbour (IP to MAC on a port).
+    pub fn neighbor6(&mut self, port: PortIndex, ip: Ipv6Addr, mac: EthernetAddress) -> &mut Self {
+        if self.neighbors6.insert((port, ip), mac) != Some(mac) {
+            self.dirty.neighbors = true;
+        }
+        self
+    }
+
     /// Add or replace a neighbour (IP to MAC on a port).
     pub fn neighbor(&mut self, port: PortIndex, ip: Ipv4Addr, mac: EthernetAddress) -> &mut Self {
         if self.neighbors.insert((port, ip), mac) != Some(mac) {
@@ -840,6 +868,12 @@ impl SnapshotBuilder {
         self.routes = other.routes;
         self.routes6 = other.routes6;
         self.neighbors = other.neighbors;
+        self.neighbors6 = other.neighbors6;
+        for k in other.native6 {
+            if !self.native6.contains(&k) {
+                self.native6.push(k);
+            }
+        }
         self.icmp = other.icmp;
         self.site = other.site;
         self.dirty.structure = true;
@@ -1018,6 +1052,12 @@ impl SnapshotBuilder {
             RouteTarget::Unreachable => Some(V6_UNREACHABLE),
             RouteTarget::Prohibit => Some(V6_PROHIBIT),
             RouteTarget::Blackhole => Some(V6_BLACKHOLE),
+            RouteTarget::Native6 { port, next_hop } => self
+                .native6
+                .iter()
+                .position(|k| *k == (*port, *next_hop))
+                .and_then(|i| u32::try_from(i).ok())
+                .map(|i| OTHER_BASE + i),
             RouteTarget::Native { .. } | RouteTarget::Connected { .. } => None,
         }
         .and_then(NextHop::new)
@@ -1231,7 +1271,10 @@ impl SnapshotBuilder {
                 }
                 others.hop(OtherKey::Connected(*port, *source))?
             }
-            RouteTarget::Blackhole => others.hop(OtherKey::Blackhole)?,
+            // An IPv6 target in the IPv4 table: no route.
+            RouteTarget::Native6 { .. } | RouteTarget::Blackhole => {
+                others.hop(OtherKey::Blackhole)?
+            }
             RouteTarget::Unreachable => others.hop(OtherKey::Unreachable)?,
             RouteTarget::Prohibit => others.hop(OtherKey::Prohibit)?,
         };
@@ -1473,6 +1516,19 @@ impl SnapshotBuilder {
         local.sort_unstable();
         local.dedup();
         self.publish_v6();
+        let others6: Arc<[Target]> = self
+            .native6
+            .iter()
+            .map(|&(port, next_hop)| match self.ports.get(&port) {
+                Some(p) => Target::Native {
+                    port,
+                    src_mac: p.mac,
+                    dst_mac: self.neighbors6.get(&(port, next_hop)).copied(),
+                    mtu: p.mtu,
+                },
+                None => Target::Blackhole,
+            })
+            .collect();
         let kept = &mut self.kept;
         kept.generation += 1;
         Arc::new(Snapshot {
@@ -1484,6 +1540,7 @@ impl SnapshotBuilder {
             others: Arc::clone(&kept.other_targets),
             sources: kept.sources_table.clone(),
             routes6: kept.routes6_table.clone(),
+            others6,
             sources6: kept.sources6_table.clone(),
             neighbors: Arc::clone(&kept.neighbors),
             wanted: Arc::clone(&kept.wanted),

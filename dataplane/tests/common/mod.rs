@@ -342,6 +342,8 @@ pub const UPSTREAM: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 pub const UPSTREAM_UNRESOLVED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 253);
 /// Our IPv6 address on port 1.
 pub const LC6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+/// The upstream router on port 1, in IPv6 (a static neighbour at [`MAC_UPSTREAM`]).
+pub const UP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0xfe);
 
 fn pfx(s: &str) -> dataplane::lpm::Ipv4Prefix {
     s.parse().unwrap()
@@ -358,7 +360,8 @@ fn pfx6(s: &str) -> dataplane::lpm::Ipv6Prefix {
 /// | 0    | 02:00:00:00:00:01 | 192.0.2.1, 192.0.2.2 | no      |
 /// | 1    | 02:00:00:00:01:01 | 203.0.113.1          | yes     |
 ///
-/// Port 1 also has the IPv6 address 2001:db8:100::1 (and its link-local one).
+/// Port 1 also has the IPv6 address 2001:db8:100::1 (and its link-local one); IPv6 routes
+/// 2001:db8:200::/48 and 2001:db8:201::/48 go natively out of it (below).
 ///
 /// | tunnel | mode | remote         | clients      | special                          |
 /// |--------|------|----------------|--------------|----------------------------------|
@@ -476,6 +479,24 @@ pub fn lab_builder() -> SnapshotBuilder {
         b.neighbor(CLIENT_PORT, r, remote_mac(r.octets()[3]));
     }
     b.neighbor(CORE_PORT, UPSTREAM, MAC_UPSTREAM);
+    // Native IPv6 out of port 1: 2001:db8:200::/48 via 2001:db8:100::fe (a static
+    // neighbour, the upstream router's MAC), 2001:db8:201::/48 via 2001:db8:100::fd
+    // (unresolved).
+    b.neighbor6(CORE_PORT, UP6, MAC_UPSTREAM);
+    b.route6(
+        pfx6("2001:db8:200::/48"),
+        RouteTarget::Native6 {
+            port: CORE_PORT,
+            next_hop: UP6,
+        },
+    );
+    b.route6(
+        pfx6("2001:db8:201::/48"),
+        RouteTarget::Native6 {
+            port: CORE_PORT,
+            next_hop: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0xfd),
+        },
+    );
     let upstream = RouteTarget::Native {
         port: CORE_PORT,
         next_hop: UPSTREAM,
