@@ -576,7 +576,7 @@ pub(crate) fn transit<B: PacketBuf>(
         None => return Err(Verdict::Drop(DropReason::BadIpv4)),
     };
     let back = Back::Native { port, mac };
-    let v6 = pkt.data()[12..14] == EtherType::IPV6.0.to_be_bytes();
+    let v6 = pkt.data().get(12..14) == Some(&EtherType::IPV6.0.to_be_bytes()[..]);
     if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
         return Err(Verdict::Drop(DropReason::BadIpv4));
     }
