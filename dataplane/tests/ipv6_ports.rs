@@ -433,6 +433,12 @@ fn native_ipv6_drops_are_named() {
     );
     lab.expect_drop(
         CORE_PORT,
+        &pkt("e1()/IPv6(src=LC6, dst='2001:db8:200::5')/data()"),
+        DropReason::TunnelLoop,
+        "our own address as the source",
+    );
+    lab.expect_drop(
+        CORE_PORT,
         &pkt(&native6("ff0e::1", 64, 8)),
         DropReason::MartianDestination,
         "multicast destination",

@@ -641,6 +641,11 @@ fn transit6<B: PacketBuf>(
     if crate::wire::ipv6::is_link_local(src) {
         return Err(Verdict::Drop(DropReason::Martian));
     }
+    // From one of our own addresses, yet arriving from outside (as IPv4's rule, SPEC.md
+    // "Routing": a source that is ours is a loop or a forgery).
+    if snap.is_local6(ip.src_addr()) {
+        return Err(Verdict::Drop(DropReason::TunnelLoop));
+    }
     let roles = snap.port(port).map(|p| p.roles).unwrap_or_default();
     if roles.client || roles.lan {
         let allowed = match snap.source_owner6(src) {

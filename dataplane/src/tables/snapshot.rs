@@ -323,6 +323,15 @@ impl Snapshot {
             .map(|nh| TunnelId(nh.index()))
     }
 
+    /// Whether `addr` is one of our ports' global IPv6 addresses.
+    #[inline]
+    pub fn is_local6(&self, addr: Ipv6Addr) -> bool {
+        self.ports
+            .iter()
+            .flatten()
+            .any(|p| p.addrs6.contains(&addr))
+    }
+
     /// The MAC of a neighbour, if known.
     #[inline]
     pub fn neighbor(&self, port: PortIndex, ip: Ipv4Addr) -> Option<EthernetAddress> {
