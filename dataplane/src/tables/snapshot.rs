@@ -910,6 +910,11 @@ impl SnapshotBuilder {
         &self.neighbors
     }
 
+    /// The IPv6 neighbours (static ones from the configuration).
+    pub fn neighbors6(&self) -> &HashMap<(PortIndex, Ipv6Addr), EthernetAddress> {
+        &self.neighbors6
+    }
+
     /// The tunnel that the last build routes `prefix` into as a tunnel's own prefix: the
     /// tunnel that claims it, or its backup while it is down (`None`: not routed as a
     /// tunnel's prefix now).
