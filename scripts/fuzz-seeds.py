@@ -172,6 +172,7 @@ def packets(lab, generated, hostile):
             write(d, "small-headroom-" + key, bytes([0x80 | (20 << 1) | port]) + frame)
 
     ipv6_seeds(d)
+    nd_seeds(d)
 
     d = reset("pipeline_burst")
     by_port = {}
@@ -185,6 +186,28 @@ def packets(lab, generated, hostile):
     mixed = b"".join(bytes([0x40 | p]) + struct.pack("!H", len(f)) + f
                      for p, f, _ in generated[:: max(1, len(generated) // 24)])
     write(d, "mixed-ports", mixed)
+
+
+def nd_seeds(d):
+    """Neighbor Discovery on port client0 (02:00:00:00:00:01, link-local
+    fe80::ff:fe00:1, RFC 4291 appendix A): a solicitation answered, a DAD probe answered,
+    one from beyond a router (hop limit 254) and an advertisement."""
+    from scapy.all import (Ether, IPv6, ICMPv6ND_NS, ICMPv6ND_NA, ICMPv6NDOptSrcLLAddr,
+                           ICMPv6NDOptDstLLAddr)
+    me, ll, peer = "02:00:00:00:00:01", "fe80::ff:fe00:1", "02:00:00:00:0a:0a"
+    group = Ether(dst="33:33:ff:00:00:01", src=peer)
+    frames = [
+        ("punt-nd-solicit", group / IPv6(src="fe80::a", dst="ff02::1:ff00:1", hlim=255)
+         / ICMPv6ND_NS(tgt=ll) / ICMPv6NDOptSrcLLAddr(lladdr=peer)),
+        ("punt-nd-dad", group / IPv6(src="::", dst="ff02::1:ff00:1", hlim=255)
+         / ICMPv6ND_NS(tgt=ll)),
+        ("punt-nd-hop-limit-254", group / IPv6(src="fe80::a", dst="ff02::1:ff00:1", hlim=254)
+         / ICMPv6ND_NS(tgt=ll) / ICMPv6NDOptSrcLLAddr(lladdr=peer)),
+        ("punt-nd-advert", Ether(dst=me, src=peer) / IPv6(src="fe80::a", dst=ll, hlim=255)
+         / ICMPv6ND_NA(R=0, S=1, O=1, tgt="fe80::a") / ICMPv6NDOptDstLLAddr(lladdr=peer)),
+    ]
+    for name, f in frames:
+        write(d, name, bytes([0]) + bytes(f))
 
 
 def ipv6_seeds(d):

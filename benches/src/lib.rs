@@ -231,6 +231,7 @@ impl Backbone {
             PortEntry {
                 mac: port_mac,
                 addrs: vec![local],
+                addrs6: Vec::new(),
                 mtu: 1500,
                 roles: PortRoles {
                     client: true,

@@ -38,6 +38,7 @@ pub fn builder_from_config(
             PortEntry {
                 mac,
                 addrs: p.addresses.clone(),
+                addrs6: p.addresses6.clone(),
                 mtu: p.mtu,
                 roles: PortRoles {
                     client: p.has_role(Role::Client),
@@ -51,6 +52,9 @@ pub fn builder_from_config(
         );
         for n in &p.neighbors {
             b.neighbor(id, n.ip, EthernetAddress(n.mac.0));
+        }
+        for n in &p.neighbors6 {
+            b.neighbor6(id, n.ip, EthernetAddress(n.mac.0));
         }
     }
     let port_id = |index: usize| ports.get(index).map_or(PortIndex::MAX, |p| p.0);
@@ -118,6 +122,10 @@ pub fn route_target(target: &CfgTarget, ports: &[(PortIndex, EthernetAddress)]) 
     match target {
         CfgTarget::Tunnel(t) => RouteTarget::Tunnel(t.name.clone()),
         CfgTarget::Port { port, next_hop } => RouteTarget::Native {
+            port: ports.get(port.index).map_or(PortIndex::MAX, |p| p.0),
+            next_hop: *next_hop,
+        },
+        CfgTarget::Port6 { port, next_hop } => RouteTarget::Native6 {
             port: ports.get(port.index).map_or(PortIndex::MAX, |p| p.0),
             next_hop: *next_hop,
         },

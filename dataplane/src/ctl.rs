@@ -771,9 +771,10 @@ fn print_human(cmd: &CtlCommand, a: &Value) {
                     },
                 );
                 println!(
-                    "    mac {}  mtu {}{device_mtu}",
+                    "    mac {}  mtu {}{device_mtu}  link-local {}",
                     text(&p["mac"]),
-                    text(&p["mtu"])
+                    text(&p["mtu"]),
+                    text(&p["link_local"])
                 );
                 println!(
                     "    addresses {}  roles {}  transit {}",

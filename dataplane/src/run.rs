@@ -1333,6 +1333,7 @@ fn final_stats(
                 "tx_dropped": r.tx_dropped.iter().sum::<u64>(),
                 "tx_no_queue": r.tx_no_queue,
                 "arp_replies": r.arp_replies,
+                "nd_replies": r.nd_replies,
             })
         })
         .collect();
@@ -1358,6 +1359,8 @@ fn final_stats(
         "icmp_rate_limited": total.icmp_rate_limited,
         "echo_replies": total.echo_replies,
         "arp_replies": reports.iter().map(|r| r.arp_replies).sum::<u64>(),
+        "nd_replies": reports.iter().map(|r| r.nd_replies).sum::<u64>(),
+        "nd_invalid": reports.iter().map(|r| r.nd_invalid).sum::<u64>(),
         "arp_learned": reports.iter().map(|r| r.arp_learned).sum::<u64>(),
         "arp_learn_dropped": reports.iter().map(|r| r.arp_learn_dropped).sum::<u64>(),
         "arp_requests": control.arp_requests,

@@ -16,6 +16,7 @@
 
 use crate::buffer::PacketBuf;
 use crate::control::arp::{self, ArpOutcome, Heard};
+use crate::control::nd::{self, NdOutcome};
 pub use crate::control::progress::{Poll, WorkerProgress};
 use crate::dpdk::{Burst, Mbuf, RxQueue, TxQueue, BURST_MAX};
 use crate::pipeline::{Action, Counters, Host, PacketTrace, PathMtuReport, Pipeline, PuntReason};
@@ -50,6 +51,11 @@ pub struct WorkerReport {
     pub tx_no_queue: u64,
     /// ARP requests answered.
     pub arp_replies: u64,
+    /// IPv6 Neighbor Solicitations for our addresses answered (RFC 4861).
+    pub nd_replies: u64,
+    /// Neighbor Discovery messages that failed RFC 4861's validity checks (hop limit not
+    /// 255, bad checksum, code, length or option, a multicast target), freed.
+    pub nd_invalid: u64,
     /// Packets for us handed to the exception path (a host interface's queue).
     pub host_queued: u64,
     /// Packets for us that went nowhere (freed), by punt reason: no host interface takes
@@ -278,6 +284,20 @@ pub fn run_with_hooks<H: WorkerHooks>(
                                 _ => None,
                             }
                         }
+                        None => None,
+                    },
+                    Action::Punt(PuntReason::Nd) => match snap.port(*port) {
+                        Some(entry) => match nd::handle(&mut m, entry) {
+                            NdOutcome::Replied { .. } => {
+                                report.nd_replies += 1;
+                                Some(*port)
+                            }
+                            NdOutcome::Invalid => {
+                                report.nd_invalid += 1;
+                                None
+                            }
+                            NdOutcome::Heard { .. } | NdOutcome::Ignored => None,
+                        },
                         None => None,
                     },
                     Action::Deliver { to, punt } => {

@@ -42,12 +42,13 @@ pub mod targets;
 use dataplane::buffer::{PacketBuf, TestBuf};
 use dataplane::config::builder_from_config;
 use dataplane::control::arp::{self, ArpOutcome};
+use dataplane::control::nd::{self, NdOutcome};
 use dataplane::pipeline::{Action, Counters, DropReason, Host, PathMtuReport, PuntReason};
 use dataplane::tables::{PortIndex, Snapshot, Target, TunnelId, TunnelKey, TunnelMode};
 use dataplane::wire::EthernetAddress;
 use pipeline_config::ValidatedConfig;
 use std::cell::RefCell;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 /// The lab configuration (the appliance_e2e lab).
@@ -536,6 +537,14 @@ pub fn check_verdict(
                 "ARP to another MAC punted"
             );
             check_arp(snap, port, out);
+        }
+        Action::Punt(PuntReason::Nd) => {
+            assert_eq!(out, input, "ND punt hands over the frame as it came");
+            assert!(
+                out.len() >= 14 && be16(out, 12) == 0x86dd,
+                "ND punt of non-IPv6"
+            );
+            check_nd(snap, port, out);
         }
         Action::Punt(PuntReason::Local) => {
             let ip = ipv4_cut(out).expect("local punt starts at a valid IPv4 header");
@@ -1111,6 +1120,43 @@ fn check_arp(snap: &Snapshot, port: PortIndex, frame: &[u8]) {
             assert!(entry.addrs.contains(&Ipv4Addr::from(be32(frame, 38))));
         }
         ArpOutcome::Ignored => assert_eq!(buf.data(), frame, "ignored ARP left as it was"),
+    }
+}
+
+/// What the worker's ND handler makes of a punted frame: an advertisement only for a
+/// solicitation with hop limit 255 for one of the port's addresses, from that address, hop
+/// limit 255, the port's MAC in its target link-layer address option.
+fn check_nd(snap: &Snapshot, port: PortIndex, frame: &[u8]) {
+    let entry = snap.port(port).expect("lab port");
+    let mut buf = TestBuf::new(frame);
+    match nd::handle(&mut buf, entry) {
+        NdOutcome::Replied { .. } => {
+            let r = buf.data();
+            assert_eq!(
+                r.len(),
+                14 + 40 + 32,
+                "NA: Ethernet, IPv6, 24 bytes and an option"
+            );
+            assert_eq!(
+                frame[14 + 7],
+                255,
+                "answered a solicitation with hop limit 255"
+            );
+            assert_eq!(frame[14 + 40], 135, "answered a solicitation");
+            let target = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[62..78]).unwrap());
+            assert!(entry.has_addr6(target), "answered for an address not ours");
+            assert_eq!(&r[6..12], &entry.mac.0);
+            assert_eq!(be16(r, 12), 0x86dd);
+            assert_eq!(r[14 + 7], 255, "NA hop limit");
+            assert_eq!(&r[22..38], &target.octets(), "NA from the target");
+            assert_eq!(r[54], 136);
+            assert_eq!(&r[62..78], &target.octets());
+            assert_eq!(&r[78..80], &[2, 1], "target link-layer address option");
+            assert_eq!(&r[80..86], &entry.mac.0);
+        }
+        NdOutcome::Heard { .. } | NdOutcome::Ignored | NdOutcome::Invalid => {
+            assert_eq!(buf.data(), frame, "ND not answered is left as it was")
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::types::{Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A configuration that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct ValidatedConfig {
     pub routes: Vec<RouteConfig>,
     /// The explicit routes with IPv6 prefixes, in file order (they sit among the others in
     /// the file's `[[route]]`). Their target is never [`RouteTarget::Port`] nor
-    /// [`RouteTarget::Connected`].
+    /// [`RouteTarget::Connected`]; [`RouteTarget::Port6`] is theirs only.
     pub routes6: Vec<Route6Config>,
     /// `[icmp]`: how many ICMP errors the router sends.
     pub icmp: IcmpConfig,
@@ -170,8 +170,12 @@ pub struct PortConfig {
     pub roles: Vec<Role>,
     /// The MAC we use; `None`: the device's own. Unicast when set.
     pub mac: Option<MacAddr>,
-    /// Our addresses on this port (unique across all ports).
+    /// Our IPv4 addresses on this port (unique across all ports).
     pub addresses: Vec<Ipv4Addr>,
+    /// Our IPv6 addresses on this port: global unicast (not link-local, whose address the
+    /// port derives from its MAC), unique across all ports and tunnels' `link6`. Written
+    /// in the same `addresses` field as the IPv4 ones.
+    pub addresses6: Vec<Ipv6Addr>,
     /// Largest IP packet sent on the port, within [`PORT_MTU_RANGE`](crate::PORT_MTU_RANGE).
     pub mtu: u16,
     /// Whether packets arriving here that are not for us may be forwarded natively.
@@ -185,6 +189,8 @@ pub struct PortConfig {
     pub tx_queues: u16,
     /// Static neighbours (unique IPs, none of them ours).
     pub neighbors: Vec<NeighborConfig>,
+    /// Static IPv6 neighbours (`[[port.neighbor]]` with an IPv6 `ip`; unique, not ours).
+    pub neighbors6: Vec<Neighbor6Config>,
 }
 
 impl PortConfig {
@@ -198,6 +204,15 @@ impl PortConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighborConfig {
     pub ip: Ipv4Addr,
+    /// Unicast.
+    pub mac: MacAddr,
+}
+
+/// `[[port.neighbor]]` with an IPv6 `ip`: a static neighbour-cache entry (RFC 4861).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbor6Config {
+    /// Global unicast.
+    pub ip: Ipv6Addr,
     /// Unicast.
     pub mac: MacAddr,
 }
@@ -335,8 +350,8 @@ pub struct RouteConfig {
 pub struct Route6Config {
     /// No host bits; claimed by no other route and no tunnel's `prefixes`.
     pub prefix: Ipv6Net,
-    /// Any target but [`RouteTarget::Port`] and [`RouteTarget::Connected`] (native IPv6
-    /// forwarding does not exist yet).
+    /// Any target but [`RouteTarget::Port`] and [`RouteTarget::Connected`]: natively out
+    /// of a port is [`RouteTarget::Port6`], with an IPv6 next hop.
     pub target: RouteTarget,
 }
 
@@ -347,6 +362,9 @@ pub enum RouteTarget {
     Tunnel(TunnelRef),
     /// Natively out of a port toward a next hop on it.
     Port { port: PortRef, next_hop: Ipv4Addr },
+    /// An IPv6 route's: natively out of a port toward an IPv6 next hop on it (global
+    /// unicast, not ours), resolved by a static `[[port.neighbor]]`.
+    Port6 { port: PortRef, next_hop: Ipv6Addr },
     /// Natively out of a port, each destination its own next hop (an on-link, or
     /// connected, subnet: a `port` without `next_hop`), resolved by ARP on demand and
     /// asked from `source`, the port's address inside the prefix if it has one, else its
@@ -424,7 +442,13 @@ impl ValidatedConfig {
             if !p.addresses.is_empty() {
                 writeln!(s, "      addresses {}", join(&p.addresses))?;
             }
+            if !p.addresses6.is_empty() {
+                writeln!(s, "      IPv6 addresses {}", join(&p.addresses6))?;
+            }
             for n in &p.neighbors {
+                writeln!(s, "      neighbour {} at {}", n.ip, n.mac)?;
+            }
+            for n in &p.neighbors6 {
                 writeln!(s, "      neighbour {} at {}", n.ip, n.mac)?;
             }
         }
@@ -490,7 +514,9 @@ impl ValidatedConfig {
         for r in &self.routes {
             match r.target {
                 RouteTarget::Tunnel(_) => tunnel += 1,
-                RouteTarget::Port { .. } | RouteTarget::Connected { .. } => port += 1,
+                RouteTarget::Port { .. }
+                | RouteTarget::Port6 { .. }
+                | RouteTarget::Connected { .. } => port += 1,
                 RouteTarget::Blackhole => blackhole += 1,
                 RouteTarget::Unreachable | RouteTarget::Prohibit => refused += 1,
             }
@@ -498,7 +524,9 @@ impl ValidatedConfig {
         for r in &self.routes6 {
             match r.target {
                 RouteTarget::Tunnel(_) => tunnel += 1,
-                RouteTarget::Port { .. } | RouteTarget::Connected { .. } => port += 1,
+                RouteTarget::Port { .. }
+                | RouteTarget::Port6 { .. }
+                | RouteTarget::Connected { .. } => port += 1,
                 RouteTarget::Blackhole => blackhole += 1,
                 RouteTarget::Unreachable | RouteTarget::Prohibit => refused += 1,
             }

@@ -23,8 +23,8 @@
 
 use crate::error::ConfigError;
 use crate::model::{
-    header_len, BgpConfig, FpmConfig, HealthConfig, IcmpConfig, NeighborConfig, PollConfig,
-    PortConfig, PortRef, Route6Config, RouteConfig, RouteTarget, SiteConfig, TunnelBgp,
+    header_len, BgpConfig, FpmConfig, HealthConfig, IcmpConfig, Neighbor6Config, NeighborConfig,
+    PollConfig, PortConfig, PortRef, Route6Config, RouteConfig, RouteTarget, SiteConfig, TunnelBgp,
     TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 use crate::schema::{
@@ -200,6 +200,31 @@ const MIN_IPV6_MTU: u16 = 1280;
 
 fn mask6(len: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+}
+
+/// Whether a `[[port.neighbor]]`'s `ip` is written as an IPv6 address.
+fn is_ipv6_text(text: &str) -> bool {
+    matches!(text.parse::<IpAddr>(), Ok(IpAddr::V6(_)))
+}
+
+/// The position in the file's `neighbor` list of the port's `k`-th IPv4 neighbour (the two
+/// families are kept apart, the errors name the file's position).
+fn neighbor4_index(p: &RawPort, k: usize) -> usize {
+    nth_position(p, k, false)
+}
+
+/// The position in the file's `neighbor` list of the port's `k`-th IPv6 neighbour.
+fn neighbor6_index(p: &RawPort, k: usize) -> usize {
+    nth_position(p, k, true)
+}
+
+fn nth_position(p: &RawPort, k: usize, v6: bool) -> usize {
+    p.neighbors
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| is_ipv6_text(&n.ip) == v6)
+        .nth(k)
+        .map_or(k, |(i, _)| i)
 }
 
 /// Why an IPv6 address cannot be one of ours (RFC 4291, RFC 6890).
@@ -799,11 +824,28 @@ impl Validator<'_> {
             ports.push(port);
         }
         // Neighbours may not be our own addresses, on any port (known only now).
-        for (i, p) in ports.iter().enumerate() {
+        for (i, (p, raw_port)) in ports.iter().zip(raw).enumerate() {
             for (k, n) in p.neighbors.iter().enumerate() {
                 if let Some(owner) = self.ours.get(&n.ip) {
                     return Err(self.err(
-                        format!("{}.neighbor[{k}].ip", port_path(i, &p.name)),
+                        format!(
+                            "{}.neighbor[{}].ip",
+                            port_path(i, &p.name),
+                            neighbor4_index(raw_port, k)
+                        ),
+                        n.ip,
+                        format!("is our own address ({owner})"),
+                    ));
+                }
+            }
+            for (k, n) in p.neighbors6.iter().enumerate() {
+                if let Some(owner) = self.ours6.get(&n.ip) {
+                    return Err(self.err(
+                        format!(
+                            "{}.neighbor[{}].ip",
+                            port_path(i, &p.name),
+                            neighbor6_index(raw_port, k)
+                        ),
                         n.ip,
                         format!("is our own address ({owner})"),
                     ));
@@ -865,8 +907,14 @@ impl Validator<'_> {
         };
 
         let mut addresses = Vec::with_capacity(p.addresses.len());
+        let mut addresses6 = Vec::new();
         for (k, a) in p.addresses.iter().enumerate() {
             let field = format!("{path}.addresses[{k}]");
+            if let Ok(IpAddr::V6(addr)) = a.parse::<IpAddr>() {
+                let addr = self.port_address6(&field, addr)?;
+                addresses6.push(addr);
+                continue;
+            }
             let addr = self.unicast(&field, a)?;
             if let Some(owner) = self.ours.get(&addr) {
                 return Err(self.err(field, addr, format!("is already configured as {owner}")));
@@ -890,14 +938,30 @@ impl Validator<'_> {
         )?;
 
         let mut neighbors: Vec<NeighborConfig> = Vec::with_capacity(p.neighbors.len());
+        let mut neighbors6: Vec<Neighbor6Config> = Vec::new();
         for (k, n) in p.neighbors.iter().enumerate() {
             let field = format!("{path}.neighbor[{k}]");
+            if let Ok(IpAddr::V6(ip)) = n.ip.parse::<IpAddr>() {
+                if let Some(problem) = not_unicast6(ip) {
+                    return Err(self.err(format!("{field}.ip"), ip, problem));
+                }
+                if let Some(first) = neighbors6.iter().position(|x| x.ip == ip) {
+                    return Err(self.err(
+                        format!("{field}.ip"),
+                        ip,
+                        format!("is already {path}.neighbor[{}]", neighbor6_index(p, first)),
+                    ));
+                }
+                let mac = self.mac(&format!("{field}.mac"), &n.mac)?;
+                neighbors6.push(Neighbor6Config { ip, mac });
+                continue;
+            }
             let ip = self.unicast(&format!("{field}.ip"), &n.ip)?;
             if let Some(first) = neighbors.iter().position(|x| x.ip == ip) {
                 return Err(self.err(
                     format!("{field}.ip"),
                     ip,
-                    format!("is already {path}.neighbor[{first}]"),
+                    format!("is already {path}.neighbor[{}]", neighbor4_index(p, first)),
                 ));
             }
             let mac = self.mac(&format!("{field}.mac"), &n.mac)?;
@@ -919,11 +983,33 @@ impl Validator<'_> {
             roles,
             mac,
             addresses,
+            addresses6,
             mtu,
             rx_queues,
             tx_queues,
             neighbors,
+            neighbors6,
         })
+    }
+
+    /// One of a port's IPv6 addresses: global unicast, not configured elsewhere.
+    fn port_address6(&mut self, field: &str, addr: Ipv6Addr) -> Result<Ipv6Addr, ConfigError> {
+        if addr.segments()[0] & 0xffc0 == 0xfe80 {
+            return Err(self.err(
+                field,
+                addr,
+                "is a link-local address (fe80::/10): each port has its own already, \
+                 derived from its MAC (modified EUI-64); give a global address here",
+            ));
+        }
+        if let Some(problem) = not_unicast6(addr) {
+            return Err(self.err(field, addr, problem));
+        }
+        if let Some(owner) = self.ours6.get(&addr) {
+            return Err(self.err(field, addr, format!("is already configured as {owner}")));
+        }
+        self.ours6.insert(addr, field.to_owned());
+        Ok(addr)
     }
 
     fn tunnels(
@@ -1584,14 +1670,61 @@ impl Validator<'_> {
                 "is not an IPv6 prefix",
             ));
         };
-        if let Some(port) = &r.port {
-            return Err(self.err(
-                format!("{path}.port"),
-                quote(port),
-                "is not a target for an IPv6 prefix: native IPv6 forwarding does not exist \
-                 yet; give tunnel = NAME, blackhole = true, unreachable = true or \
-                 prohibit = true",
-            ));
+        if let Some(name) = &r.port {
+            let others = [
+                r.tunnel.is_some(),
+                r.blackhole.is_some(),
+                r.unreachable.is_some(),
+                r.prohibit.is_some(),
+            ];
+            if others.iter().any(|&x| x) {
+                return Err(self.err(
+                    format!("{path}.port"),
+                    quote(name),
+                    "is one target too many: a route has exactly one of tunnel, port, \
+                     blackhole, unreachable, prohibit",
+                ));
+            }
+            let index = port_index.index_of(name).ok_or_else(|| {
+                self.err(
+                    format!("{path}.port"),
+                    quote(name),
+                    "is not a configured port",
+                )
+            })?;
+            let Some(nh) = &r.next_hop else {
+                return Err(self.err(
+                    format!("{path}.port"),
+                    quote(name),
+                    "needs next_hop for an IPv6 prefix: connected IPv6 subnets (a port \
+                     without next_hop) do not exist yet",
+                ));
+            };
+            let field = format!("{path}.next_hop");
+            let next_hop = match nh.parse::<IpAddr>() {
+                Ok(IpAddr::V6(a)) => a,
+                _ => {
+                    return Err(self.err(
+                        field,
+                        quote(nh),
+                        "is not an IPv6 address (the next hop of an IPv6 prefix)",
+                    ))
+                }
+            };
+            if let Some(problem) = not_unicast6(next_hop) {
+                return Err(self.err(field, next_hop, problem));
+            }
+            if let Some(owner) = self.ours6.get(&next_hop) {
+                return Err(self.err(field, next_hop, format!("is our own address ({owner})")));
+            }
+            let port = PortRef {
+                index,
+                name: name.clone(),
+            };
+            return Ok(Route6Config {
+                prefix,
+                target: RouteTarget::Port6 { port, next_hop },
+            });
         }
         let target = self.route_target(&path, r, port_index, tunnel_index, addrs, None)?;
         Ok(Route6Config { prefix, target })

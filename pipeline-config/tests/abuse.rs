@@ -261,6 +261,10 @@ enum Kind {
     Unicast,
     /// A unicast address that is not ours (a neighbour's, a next hop).
     Foreign,
+    /// A port address: IPv4 or IPv6 unicast (IPv6 neither link-local nor IPv4-mapped).
+    Unicast46,
+    /// A static neighbour's address: IPv4 or IPv6 unicast, not ours.
+    Foreign46,
     /// A tunnel's local end: one of our addresses.
     Local,
     PortMtu,
@@ -323,7 +327,7 @@ const FIELDS: &[(&str, &str, Kind)] = &[
     ("port", "rx_queues", Kind::Queues),
     ("port", "tx_queues", Kind::Queues),
     ("port", "host_interface", Kind::Flag),
-    ("port.neighbor", "ip", Kind::Foreign),
+    ("port.neighbor", "ip", Kind::Foreign46),
     ("port.neighbor", "mac", Kind::Mac),
     ("tunnel", "name", Kind::Name),
     ("tunnel", "mode", Kind::Mode),
@@ -395,7 +399,7 @@ fn kind_of(path: &[Seg]) -> (String, String, Kind) {
         (Kind::Command, true) => Kind::CommandWord,
         (Kind::Lcores, true) => Kind::Lcore,
         (Kind::Roles, true) => Kind::Role,
-        (Kind::List, true) if *field == "addresses" => Kind::Unicast,
+        (Kind::List, true) if *field == "addresses" => Kind::Unicast46,
         (Kind::List, true) => Kind::Prefix,
         (kind, _) => kind,
     };
@@ -517,6 +521,9 @@ const NOT_UNICAST: &[&str] = &[
     "255.255.255.255",
 ];
 
+/// IPv6 addresses that cannot be a port's or a neighbour's (RFC 4291).
+const NOT_UNICAST6: &[&str] = &["::", "::1", "ff02::1", "fe80::1", "::ffff:192.0.2.9"];
+
 /// Values out of the field's range or malformed for it (the field's original value helps
 /// build some: a prefix with host bits).
 fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
@@ -548,6 +555,16 @@ fn out_of_range(kind: Kind, original: &Value) -> Vec<Value> {
             v.extend(strings(NOT_UNICAST));
             // Our own addresses (ports client0 and inet0).
             v.extend(strings(&["192.0.2.1", "203.0.113.1"]));
+            v
+        }
+        Kind::Unicast46 | Kind::Foreign46 => {
+            let mut v = strings(NOT_ADDRESSES);
+            v.retain(|a| a.as_str() != Some("2001:db8::1"));
+            v.extend(strings(NOT_UNICAST));
+            v.extend(strings(NOT_UNICAST6));
+            if kind == Kind::Foreign46 {
+                v.extend(strings(&["192.0.2.1", "203.0.113.1"]));
+            }
             v
         }
         Kind::Local => {

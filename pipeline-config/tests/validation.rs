@@ -5,7 +5,7 @@ use pipeline_config::{
     load, parse, ConfigError, Df, Dscp, MacAddr, PollMode, Role, RouteTarget, Ttl, TunnelMode,
     ValidatedConfig,
 };
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 const ORIGIN: &str = "backbone.toml";
@@ -548,11 +548,12 @@ fn port_addresses() {
         Some("\"192.0.2.300\""),
         "is not an IPv4 address",
     );
+    // IPv6 is accepted (below, `port_ipv6_addresses_and_neighbours`), but not link-local.
     invalid(
-        &with_address("2001:db8::1"),
+        &with_address("fe80::1"),
         field,
-        Some("\"2001:db8::1\""),
-        "is an IPv6 address; only IPv4 is supported for now",
+        Some("fe80::1"),
+        "is a link-local address (fe80::/10)",
     );
     invalid(
         &with_address("127.0.0.1"),
@@ -1220,12 +1221,12 @@ fn a_port_without_next_hop_is_a_connected_subnet() {
         "has no addresses: a connected route (port without next_hop) asks ARP from the \
          port's address",
     );
-    // IPv6 has no native forwarding, connected or not.
+    // IPv6 has no connected subnets.
     invalid(
         &with("[[route]]\nprefix = \"2001:db8::/64\"\nport = \"inet0\"\n"),
         "route[0].port",
         Some("\"inet0\""),
-        "is not a target for an IPv6 prefix",
+        "connected IPv6 subnets (a port without next_hop) do not exist yet",
     );
 }
 
@@ -1614,14 +1615,40 @@ fn ipv6_prefixes_links_and_routes() {
         Some("2001:db8:a::/48"),
         "is already claimed by tunnel[0] \"a\".prefixes[0]",
     );
-    // No native IPv6 forwarding yet, and a route's tunnel exists.
+    // Natively out of a port: to an IPv6 next hop, which is unicast and not ours; no
+    // connected IPv6 subnets yet. A route's tunnel exists.
+    let native = |next_hop: &str| {
+        format!("{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\nport = \"inet0\"\n{next_hop}\n")
+    };
+    let cfg = ok(&native("next_hop = \"2001:db8:100::fe\""));
+    assert!(matches!(
+        &cfg.routes6[0].target,
+        RouteTarget::Port6 { port, next_hop }
+            if port.index == 1 && *next_hop == "2001:db8:100::fe".parse::<Ipv6Addr>().unwrap()
+    ));
     invalid(
-        &format!(
-            "{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\nport = \"inet0\"\nnext_hop = \"203.0.113.2\"\n"
-        ),
+        &native("next_hop = \"203.0.113.2\""),
+        "route[0].next_hop",
+        Some("\"203.0.113.2\""),
+        "is not an IPv6 address",
+    );
+    invalid(
+        &native(""),
         "route[0].port",
         Some("\"inet0\""),
-        "native IPv6 forwarding does not exist yet",
+        "connected IPv6 subnets (a port without next_hop) do not exist yet",
+    );
+    invalid(
+        &native("next_hop = \"fe80::1\""),
+        "route[0].next_hop",
+        Some("fe80::1"),
+        "link-local",
+    );
+    invalid(
+        &native("next_hop = \"fd00:a::1\""),
+        "route[0].next_hop",
+        Some("fd00:a::1"),
+        "is our own address",
     );
     invalid(
         &format!("{dual}\n[[route]]\nprefix = \"2001:db8:ff::/48\"\ntunnel = \"nope\"\n"),
@@ -1754,4 +1781,75 @@ fn a_tunnels_local_preference_needs_bgp_and_fits_32_bits() {
             "",
         );
     }
+}
+
+/// A port's IPv6 addresses and static IPv6 neighbours, written beside the IPv4 ones.
+#[test]
+fn port_ipv6_addresses_and_neighbours() {
+    let v6 = replaced(
+        "addresses = [\"203.0.113.1\"]",
+        "addresses = [\"203.0.113.1\", \"2001:db8:1::1\"]\n\
+         [[port.neighbor]]\nip = \"203.0.113.254\"\nmac = \"02:00:00:00:00:fe\"\n\
+         [[port.neighbor]]\nip = \"2001:db8:1::fe\"\nmac = \"02:00:00:00:01:fe\"",
+    );
+    let cfg = ok(&v6);
+    let inet = &cfg.ports[1];
+    assert_eq!(inet.addresses, [Ipv4Addr::new(203, 0, 113, 1)]);
+    assert_eq!(
+        inet.addresses6,
+        ["2001:db8:1::1".parse::<Ipv6Addr>().unwrap()]
+    );
+    assert_eq!(inet.neighbors.len(), 1);
+    assert_eq!(inet.neighbors6.len(), 1);
+    assert_eq!(
+        inet.neighbors6[0].ip,
+        "2001:db8:1::fe".parse::<Ipv6Addr>().unwrap()
+    );
+    // Files without IPv6 have none.
+    assert!(ok(BASE).ports.iter().all(|p| p.addresses6.is_empty()));
+
+    // RFC 4291: a port's own address is unicast; its link-local one comes from its MAC.
+    for (bad, problem) in [
+        ("fe80::1", "link-local"),
+        ("ff02::1", "multicast"),
+        ("::", "unspecified"),
+        ("::1", "loopback"),
+        ("::ffff:192.0.2.9", "IPv4-mapped"),
+    ] {
+        invalid(
+            &v6.replace("\"2001:db8:1::1\"", &format!("{bad:?}")),
+            "port[1] \"inet0\".addresses[1]",
+            Some(bad),
+            problem,
+        );
+    }
+    // Not on two ports.
+    invalid(
+        &v6.replace(
+            "addresses = [\"192.0.2.1\"]",
+            "addresses = [\"192.0.2.1\", \"2001:db8:1::1\"]",
+        ),
+        "port[1] \"inet0\".addresses[1]",
+        Some("2001:db8:1::1"),
+        "is already configured as port[0] \"client0\".addresses[1]",
+    );
+    // A neighbour is not ours, not twice, and unicast; the field is its place in the file.
+    invalid(
+        &v6.replace("ip = \"2001:db8:1::fe\"", "ip = \"2001:db8:1::1\""),
+        "port[1] \"inet0\".neighbor[1].ip",
+        Some("2001:db8:1::1"),
+        "is our own address",
+    );
+    invalid(
+        &v6.replace("ip = \"203.0.113.254\"", "ip = \"2001:db8:1::fe\""),
+        "port[1] \"inet0\".neighbor[1].ip",
+        Some("2001:db8:1::fe"),
+        "is already port[1] \"inet0\".neighbor[0]",
+    );
+    invalid(
+        &v6.replace("ip = \"2001:db8:1::fe\"", "ip = \"ff02::1\""),
+        "port[1] \"inet0\".neighbor[1].ip",
+        Some("ff02::1"),
+        "multicast",
+    );
 }

@@ -378,9 +378,10 @@ def full():
          ARP(op=1, hwsrc=acme["mac"], psrc=acme["remote"], pdst=me["addr"]))
     fid = new_id()
     drop("not_for_us", Ether(**to_me) / udp(fid, acme["remote"], "10.2.0.1"), fid=fid)
-    # unsupported_ethertype: IPv6, an 802.1Q tag, something else
-    drop("unsupported_ethertype", Ether(**to_me) / IPv6(src="2001:db8::1", dst="2001:db8::2") /
+    # IPv6 not for us on a port without transit, as IPv4
+    drop("not_for_us", Ether(**to_me) / IPv6(src="2001:db8::1", dst="2001:db8::2") /
          UDP() / Raw(b"flow"))
+    # unsupported_ethertype: an 802.1Q tag, something else
     fid, inner = acme_inner(2)
     drop("unsupported_ethertype", Ether(**to_me) / Dot1Q(vlan=10) /
          frame_from("acme", inner)[IP], fid=fid)

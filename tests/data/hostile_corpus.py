@@ -1223,10 +1223,11 @@ def ethertypes():
     inner = bytes(tunnel_frame("acme", Raw(b"x" * 40))[0])[14:]
     for etype, body in [(0x8100, struct.pack("!HH", 10, 0x0800) + inner),
                         (0x88A8, struct.pack("!HHHH", 10, 0x8100, 20, 0x0800) + inner),
-                        (0x86DD, bytes(IPv6() / UDP() / Raw(b"x" * 20))),
                         (0x8847, b"\0" * 46), (0x88CC, b"\0" * 46), (0x0000, b"\0" * 46),
                         (0x05DC, b"\0" * 46), (0x0600, b"\0" * 46), (0xFFFF, b"\0" * 46)]:
         add(CLIENT, Ether(src=m, dst=me, type=etype) / Raw(body), "drop:unsupported_ethertype")
+    # IPv6 is handled: to an address that is not ours, on a port without transit.
+    add(CLIENT, Ether(src=m, dst=me) / IPv6() / UDP() / Raw(b"x" * 20), "drop:not_for_us")
 
 
 for category in [truncation, ipv4_fields, checksums, fragments, gre_bits, gre_keys,

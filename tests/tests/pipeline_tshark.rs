@@ -274,6 +274,7 @@ fn snapshot() -> std::sync::Arc<dataplane::tables::Snapshot> {
             PortEntry {
                 mac: mac(p.mac),
                 addrs: vec![ip(p.addr)],
+                addrs6: Vec::new(),
                 mtu: 1500,
                 roles: PortRoles {
                     client: true,

@@ -147,6 +147,7 @@ mod tests {
         PortEntry {
             mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
             addrs: vec![Ipv4Addr::new(192, 0, 2, 1)],
+            addrs6: Vec::new(),
             mtu: 1500,
             roles: PortRoles::default(),
             transit: false,

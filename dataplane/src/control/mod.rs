@@ -12,6 +12,7 @@ pub mod frr;
 pub mod health;
 #[cfg(feature = "dpdk")]
 pub mod metrics;
+pub mod nd;
 pub mod ondemand;
 pub mod pacer;
 #[cfg(not(loom))]

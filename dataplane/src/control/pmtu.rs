@@ -170,6 +170,7 @@ mod tests {
             PortEntry {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
                 addrs: vec![LOCAL],
+                addrs6: Vec::new(),
                 mtu: 1600,
                 roles: PortRoles {
                     client: true,

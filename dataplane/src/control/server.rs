@@ -945,7 +945,13 @@ pub fn interfaces(st: &ControlState, live: Live<'_>, raw: bool) -> Vec<Value> {
                 "mac": mac.to_string(),
                 "mtu": p.mtu,
                 "device_mtu": info.device_mtu,
-                "addresses": p.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "addresses": p
+                    .addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(p.addresses6.iter().map(ToString::to_string))
+                    .collect::<Vec<_>>(),
+                "link_local": crate::wire::nd::link_local(mac).to_string(),
                 "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
                 "transit": p.transit,
                 "rx_queues": info.rx_queues,

@@ -1052,6 +1052,9 @@ impl ControlState {
                 json!({"prefix": p.to_string(), "port": self.port_name(*port), "connected": true,
                        "arp_source": source.to_string()})
             }
+            RouteTarget::Native6 { port, next_hop } => {
+                json!({"prefix": p.to_string(), "port": self.port_name(*port), "next_hop": next_hop.to_string()})
+            }
             RouteTarget::Blackhole => json!({"prefix": p.to_string(), "blackhole": true}),
             RouteTarget::Unreachable => json!({"prefix": p.to_string(), "unreachable": true}),
             RouteTarget::Prohibit => json!({"prefix": p.to_string(), "prohibit": true}),
@@ -1231,7 +1234,7 @@ impl ControlState {
         let (p, layer, t) = self.installed_route(dst)?;
         let what = match &t {
             RouteTarget::Tunnel(_) => "tunnel",
-            RouteTarget::Native { .. } => "native",
+            RouteTarget::Native { .. } | RouteTarget::Native6 { .. } => "native",
             RouteTarget::Connected { .. } => "connected",
             RouteTarget::Blackhole => "blackhole",
             RouteTarget::Unreachable => "unreachable",
@@ -1270,8 +1273,32 @@ impl ControlState {
                     json!({"port": self.port_name(port), "ip": ip.to_string(), "mac": mac.to_string(),
                            "static": fixed, "on_demand": on_demand})
                 })
+                .chain(self.ipv6_neighbors())
                 .collect(),
         )
+    }
+
+    /// The IPv6 neighbours, all static (`[[port.neighbor]]` with an IPv6 `ip`).
+    fn ipv6_neighbors(&self) -> Vec<Value> {
+        let mut v: Vec<_> = self.builder.neighbors6().iter().collect();
+        v.sort_by_key(|((p, ip), _)| (*p, *ip));
+        v.into_iter()
+            .map(|(&(port, ip), mac)| {
+                json!({"port": self.port_name(port), "ip": ip.to_string(), "mac": mac.to_string(),
+                       "static": true, "on_demand": false})
+            })
+            .collect()
+    }
+
+    /// The next hop of the IPv6 `port` route that holds `dst` (the longest).
+    fn native_next_hop6(&self, dst: std::net::Ipv6Addr) -> Option<String> {
+        (0..=128u8).rev().find_map(|len| {
+            let p = crate::lpm::Ipv6Prefix::truncating(dst, len).ok()?;
+            match self.builder.routes6().get(&p) {
+                Some(RouteTarget::Native6 { next_hop, .. }) => Some(next_hop.to_string()),
+                _ => None,
+            }
+        })
     }
 
     /// Where the running snapshot sends a destination (`via`), and the route that
@@ -1325,7 +1352,11 @@ impl ControlState {
         let target = snap.routes6().lookup(dst).map(|nh| snap.target6(nh));
         let what = match target {
             None => json!({"no_route": true}),
-            Some(Target::Blackhole | Target::Native { .. } | Target::Connected { .. }) => {
+            Some(Target::Native { port, dst_mac, .. }) => {
+                json!({"port": self.port_name(port), "next_hop": self.native_next_hop6(dst),
+                       "next_hop_mac": dst_mac.map(|m| m.to_string())})
+            }
+            Some(Target::Blackhole | Target::Connected { .. }) => {
                 json!({"no_route": true, "blackhole": true})
             }
             Some(Target::Unreachable) => json!({"no_route": true, "unreachable": true}),
@@ -1348,7 +1379,7 @@ impl ControlState {
             }
             let kind = |t: &RouteTarget| match t {
                 RouteTarget::Tunnel(_) => "tunnel",
-                RouteTarget::Native { .. } => "native",
+                RouteTarget::Native { .. } | RouteTarget::Native6 { .. } => "native",
                 RouteTarget::Connected { .. } => "connected",
                 RouteTarget::Blackhole => "blackhole",
                 RouteTarget::Unreachable => "unreachable",
@@ -1418,9 +1449,59 @@ mod ipv6_tests {
         prohibit = true
     "#;
 
+    /// LAB and a port with an IPv6 address, a static IPv6 neighbour and a native IPv6
+    /// route through it.
+    const LAB_NATIVE: &str = r#"
+        [[port]]
+        name = "inet0"
+        device = "1"
+        roles = ["internet"]
+        addresses = ["203.0.113.1", "2001:db8:100::1"]
+        [[port.neighbor]]
+        ip = "2001:db8:100::fe"
+        mac = "02:00:00:00:bb:01"
+        [[route]]
+        prefix = "2001:db8:200::/48"
+        port = "inet0"
+        next_hop = "2001:db8:100::fe"
+    "#;
+
     fn state() -> ControlState {
         let (doc, cfg) = ConfigDocument::parse(LAB, "lab.toml").unwrap();
         ControlState::new(doc, cfg, vec![(0, EthernetAddress([2, 0, 0, 0, 0, 1]))]).unwrap()
+    }
+
+    #[test]
+    fn native_ipv6_routes_and_neighbours_are_shown() {
+        // Ports come first in the file: insert inet0 after client0's table.
+        let text = LAB.replacen("[[tunnel]]", &format!("{LAB_NATIVE}\n[[tunnel]]"), 1);
+        let (doc, cfg) = ConfigDocument::parse(&text, "lab.toml").unwrap();
+        let st = ControlState::new(
+            doc,
+            cfg,
+            vec![
+                (0, EthernetAddress([2, 0, 0, 0, 0, 1])),
+                (1, EthernetAddress([2, 0, 0, 0, 1, 1])),
+            ],
+        )
+        .unwrap();
+        let (via_, route) = via(&st, "2001:db8:200::5");
+        assert_eq!(
+            via_,
+            json!({"port": "inet0", "next_hop": "2001:db8:100::fe",
+                   "next_hop_mac": "02:00:00:00:bb:01"})
+        );
+        assert_eq!(route["kind"], "native");
+        let n = st.list_neighbors();
+        assert!(
+            n.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["ip"] == "2001:db8:100::fe"
+                    && e["mac"] == "02:00:00:00:bb:01"
+                    && e["static"] == true),
+            "{n}"
+        );
     }
 
     fn via(st: &ControlState, dst: &str) -> (Value, Value) {
@@ -1509,7 +1590,7 @@ mod ipv6_tests {
                                       "next_hop": "192.0.2.9"}})])
             .unwrap_err();
         assert!(
-            err.contains(".port") && err.contains("native IPv6"),
+            err.contains(".next_hop") && err.contains("is not an IPv6 address"),
             "{err}"
         );
         assert_eq!(via(&st, "2001:db8:bb::1").0, json!({"no_route": true}));

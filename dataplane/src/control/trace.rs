@@ -340,6 +340,7 @@ fn result_text(n: &Names<'_>, t: &PacketTrace) -> String {
             r.mtu
         ),
         Action::Punt(PuntReason::Arp) => "ARP: answered or learned by the worker".into(),
+        Action::Punt(PuntReason::Nd) => "Neighbor Discovery: answered by the worker".into(),
         Action::Punt(p) => format!("punt {} (no host interface: dropped)", p.name()),
         Action::Drop(r) => match t.stopped {
             Some((_, Stop::Icmp { .. })) => format!(

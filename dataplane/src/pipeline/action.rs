@@ -62,11 +62,14 @@ pub enum PuntReason {
     /// An ICMP Fragmentation Needed from the underlay about one of our tunnel packets
     /// ([`Action::PathMtu`]).
     PathMtu = 4,
+    /// IPv6 Neighbor Discovery (a solicitation or advertisement) for this port; data
+    /// starts at the Ethernet header.
+    Nd = 5,
 }
 
 impl PuntReason {
     /// Number of punt reasons.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     /// All punt reasons, in counter order.
     pub const ALL: [PuntReason; Self::COUNT] = [
         PuntReason::Arp,
@@ -74,6 +77,7 @@ impl PuntReason {
         PuntReason::LocalInner,
         PuntReason::Probe,
         PuntReason::PathMtu,
+        PuntReason::Nd,
     ];
 
     /// The counter name.
@@ -84,6 +88,7 @@ impl PuntReason {
             PuntReason::LocalInner => "local_inner",
             PuntReason::Probe => "probe",
             PuntReason::PathMtu => "pmtu",
+            PuntReason::Nd => "nd",
         }
     }
 }

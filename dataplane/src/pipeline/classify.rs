@@ -1,12 +1,16 @@
 //! Ingress: Ethernet and outer IPv4 checks, then the split between tunnel termination,
-//! the control path and native transit (SPEC.md "Ingress").
+//! the control path and native transit (SPEC.md "Ingress"); IPv6 frames: Neighbor
+//! Discovery, echo requests to our port addresses, and native IPv6 transit ([`ingress6`]).
 
 use super::action::{DropReason, PuntReason};
 use super::icmp::Back;
 use super::Verdict;
 use crate::buffer::PacketBuf;
-use crate::tables::{PortIndex, Snapshot};
-use crate::wire::{ethernet, ipv4, EtherType, EthernetAddress, IpProtocol, Ipv4Addr, Ipv4Packet};
+use crate::tables::{PortEntry, PortIndex, Snapshot};
+use crate::wire::{
+    ethernet, icmpv6, ipv4, ipv6, nd, EtherType, EthernetAddress, IpProtocol, Ipv4Addr, Ipv4Packet,
+    Ipv6Packet,
+};
 
 /// What ingress found out about a packet that continues.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +52,9 @@ pub(crate) fn ingress<B: PacketBuf>(
     }
     let data = pkt.data();
     let rx_len = data.len();
+    if data.get(12..14) == Some(&EtherType::IPV6.0.to_be_bytes()) {
+        return (rx_len, ingress6(pkt, port, snap));
+    }
     let r = headers(data, port, snap).and_then(|h| decide(pkt, rx_len, snap, h, port));
     (rx_len, r)
 }
@@ -105,6 +112,118 @@ fn headers(data: &[u8], port: PortIndex, snap: &Snapshot) -> Result<Headers, Ver
         ecn: ip.ecn(),
         transit: port_entry.transit,
     })
+}
+
+/// An IPv6 frame (EtherType 0x86DD): see [`ipv6`]; a packet for us is cut to its IPv6
+/// header ([`to_us6`]), one in transit has its padding trimmed and continues (the
+/// pipeline's [`super::terminate::transit`]).
+fn ingress6<B: PacketBuf>(
+    pkt: &mut B,
+    port: PortIndex,
+    snap: &Snapshot,
+) -> Result<Ingress, Verdict> {
+    let Some(entry) = snap.port(port) else {
+        return Err(Verdict::Drop(DropReason::NotForUs));
+    };
+    let data = pkt.data();
+    let dst = EthernetAddress([data[0], data[1], data[2], data[3], data[4], data[5]]);
+    match ipv6(data, dst, entry) {
+        v @ Verdict::ToUs { .. } => Err(to_us6(pkt, port, v)),
+        Verdict::Drop(DropReason::NotForUs) if dst == entry.mac && entry.transit => {
+            let Ok(ip) = Ipv6Packet::new_checked(&data[ethernet::HEADER_LEN..]) else {
+                return Err(Verdict::Drop(DropReason::BadInnerIpv6));
+            };
+            if ipv6::is_invalid_source(ip.src_bits()) {
+                return Err(Verdict::Drop(DropReason::Martian));
+            }
+            let padding = data.len() - ethernet::HEADER_LEN - ip.total_len();
+            if padding > 0 && pkt.trim_back(padding).is_err() {
+                return Err(Verdict::Drop(DropReason::BadInnerIpv6));
+            }
+            Ok(Ingress::Transit)
+        }
+        v => Err(v),
+    }
+}
+
+/// An IPv6 frame: Neighbor Discovery to the port's MAC or to the solicited-node multicast
+/// MAC of one of its IPv6 addresses (RFC 4861, RFC 2464 section 7) goes to the ND handler,
+/// which checks the rest; an echo request to one of the port's addresses is for us; other
+/// IPv6 to the port's MAC is `not_for_us` here (transit, where the port allows it, is
+/// [`ingress6`]'s to decide).
+#[cold]
+fn ipv6(data: &[u8], dst: EthernetAddress, port: &PortEntry) -> Verdict {
+    let for_us = dst == port.mac
+        || (dst.is_multicast()
+            && (nd::is_solicited_node_mac(dst, port.link_local())
+                || port
+                    .addrs6
+                    .iter()
+                    .any(|&a| nd::is_solicited_node_mac(dst, a))));
+    if !for_us {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    // Next header ICMPv6 straight after the fixed header, type 135 or 136: ND never
+    // carries extension headers we would have to walk (RFC 4861 has no use for them).
+    let next = data.get(ethernet::HEADER_LEN + 6).copied();
+    let icmp_type = data.get(ethernet::HEADER_LEN + ipv6::HEADER_LEN).copied();
+    if next == Some(IpProtocol::ICMPV6.0)
+        && matches!(icmp_type, Some(nd::NEIGHBOR_SOLICIT | nd::NEIGHBOR_ADVERT))
+    {
+        return Verdict::Punt(PuntReason::Nd);
+    }
+    if dst != port.mac {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    // An echo request to one of the port's IPv6 addresses: for us, answered by the echo
+    // code (one it does not answer, a bad checksum say, is punted). [`ingress`] cuts it to
+    // its IPv6 header. Other IPv6 to us has nowhere to go yet: the host interfaces of
+    // ports carry IPv4 only.
+    match Ipv6Packet::new_checked(&data[ethernet::HEADER_LEN..]) {
+        Ok(ip)
+            if port.has_addr6(ip.dst_addr())
+                && ip.next_header() == IpProtocol::ICMPV6
+                && ip.payload().first() == Some(&icmpv6::ECHO_REQUEST) =>
+        {
+            Verdict::ToUs {
+                punt: PuntReason::Local,
+                back: Back::Native {
+                    port: PortIndex::MAX,
+                    mac: EthernetAddress([data[6], data[7], data[8], data[9], data[10], data[11]]),
+                },
+            }
+        }
+        // Other IPv6 to us has nowhere to go (the host interfaces of ports carry IPv4).
+        Ok(ip) if port.has_addr6(ip.dst_addr()) => Verdict::Drop(DropReason::UnsupportedEthertype),
+        // Not ours: transit, where the port allows it.
+        _ => Verdict::Drop(DropReason::NotForUs),
+    }
+}
+
+/// An IPv6 packet for one of our addresses: cut to its IPv6 header and payload length
+/// (checked by [`ipv6`]), with the way back through `port`.
+#[cold]
+fn to_us6<B: PacketBuf>(pkt: &mut B, port: PortIndex, v: Verdict) -> Verdict {
+    let Verdict::ToUs {
+        punt,
+        back: Back::Native { mac, .. },
+    } = v
+    else {
+        return v;
+    };
+    let Ok(total) =
+        Ipv6Packet::new_checked(&pkt.data()[ethernet::HEADER_LEN..]).map(|ip| ip.total_len())
+    else {
+        return Verdict::Drop(DropReason::UnsupportedEthertype);
+    };
+    let excess = pkt.len() - ethernet::HEADER_LEN - total;
+    if pkt.trim_back(excess).is_err() || pkt.trim_front(ethernet::HEADER_LEN).is_err() {
+        return Verdict::Drop(DropReason::UnsupportedEthertype);
+    }
+    Verdict::ToUs {
+        punt,
+        back: Back::Native { port, mac },
+    }
 }
 
 /// Trim the padding, then split between termination, the control path and transit.

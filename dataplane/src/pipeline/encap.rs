@@ -28,13 +28,12 @@ fn too_big(inner: &Inner, mtu: usize) -> Verdict {
     }
 }
 
-/// Write an Ethernet header for an IPv4 packet into `h` (14 bytes). (Native IPv6 does not
-/// exist: IPv6 routes never lead here.)
+/// Write an Ethernet header into `h` (14 bytes).
 #[inline]
-fn write_ethernet(h: &mut [u8], src: EthernetAddress, dst: EthernetAddress) {
+fn write_ethernet(h: &mut [u8], src: EthernetAddress, dst: EthernetAddress, t: EtherType) {
     h[0..6].copy_from_slice(&dst.0);
     h[6..12].copy_from_slice(&src.0);
-    h[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+    h[12..14].copy_from_slice(&t.0.to_be_bytes());
 }
 
 /// Send the inner packet natively out of `port`. On `Ok`, also the frame's length.
@@ -56,7 +55,13 @@ pub(crate) fn native<B: PacketBuf>(
     let Ok(h) = pkt.prepend(ethernet::HEADER_LEN) else {
         return Err(Verdict::Drop(DropReason::NoHeadroom));
     };
-    write_ethernet(h, src_mac, dst);
+    // Native IPv6: transit by an IPv6 port route, our echo replies and ICMPv6 errors.
+    let ethertype = if inner.v6 {
+        EtherType::IPV6
+    } else {
+        EtherType::IPV4
+    };
+    write_ethernet(h, src_mac, dst, ethertype);
     Ok((Action::Transmit(port), inner.len + ethernet::HEADER_LEN))
 }
 
@@ -214,6 +219,7 @@ mod tests {
             b.port(0, PortEntry {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
                 addrs: vec![local],
+                addrs6: Vec::new(),
                 mtu: 9000,
                 roles: PortRoles { client: true, ..PortRoles::default() },
                 transit: false,

@@ -362,13 +362,33 @@ fn answer6<B: PacketBuf>(
     workers: usize,
 ) -> (Action, usize) {
     let dropped = (Action::Drop(err.reason), 0);
-    let Back::Tunnel(id) = err.back else {
-        return dropped;
+    // Our address facing the sender, and the largest packet the way back takes: the
+    // tunnel's `link6` and inner MTU, or the arrival port's first global IPv6 address (its
+    // link-local one for a link-local sender) and MTU.
+    let (ours, path_mtu) = match err.back {
+        Back::Tunnel(id) => match snap.tunnels().hot(id).filter(|t| t.link6 != 0) {
+            Some(t) => (Ipv6Addr::from(t.link6), t.inner_mtu()),
+            None => return dropped,
+        },
+        Back::Native { port, .. } => {
+            let Some(p) = snap.port(port) else {
+                return dropped;
+            };
+            let sender_link_local = Ipv6Packet::new_checked(pkt.data())
+                .is_ok_and(|ip| ipv6::is_link_local(ip.src_bits()));
+            let ours = if sender_link_local {
+                Some(p.link_local())
+            } else {
+                p.addrs6.first().copied()
+            };
+            match ours {
+                Some(a) => (a, usize::from(p.mtu)),
+                None => return dropped,
+            }
+        }
+        Back::None => return dropped,
     };
-    let Some(t) = snap.tunnels().hot(id).filter(|t| t.link6 != 0) else {
-        return dropped;
-    };
-    let (ours, path_mtu) = (Ipv6Addr::from(t.link6), t.inner_mtu());
+    let ours_bits = u128::from(ours);
     let (sender, len) = {
         let Ok(ip) = Ipv6Packet::new_checked(pkt.data()) else {
             return dropped;
@@ -380,7 +400,7 @@ fn answer6<B: PacketBuf>(
             || ipv6::is_invalid_source(src)
             || ipv6::is_martian_destination(src)
             || ipv6::is_martian_destination(ip.dst_bits())
-            || src == t.link6
+            || src == ours_bits
         {
             return dropped;
         }
@@ -429,11 +449,19 @@ fn answer6<B: PacketBuf>(
         ttl: TTL,
         dont_frag: true,
         v6: true,
-        src6: t.link6,
+        src6: ours_bits,
         dst6: u128::from(sender),
         ..Inner::default()
     };
-    match encap::encapsulate(pkt, &inner, snap, id, ident, counters) {
+    let sent = match err.back {
+        Back::Tunnel(id) => encap::encapsulate(pkt, &inner, snap, id, ident, counters),
+        Back::Native { port, mac } => match snap.port(port) {
+            Some(p) => encap::native(pkt, &inner, port, p.mac, Some(mac), p.mtu),
+            None => return dropped,
+        },
+        Back::None => return dropped,
+    };
+    match sent {
         Ok((Action::Transmit(port), frame_len)) => {
             counters.icmp_sent[IcmpKind::of_family(err.repr, true) as usize] += 1;
             (
@@ -483,6 +511,9 @@ pub(crate) fn echo<B: PacketBuf>(
     ident: &mut Ident,
     counters: &mut Counters,
 ) -> Option<(PortIndex, usize)> {
+    if matches!(back, Back::Native { .. }) && pkt.data().first().is_some_and(|b| b >> 4 == 6) {
+        return echo6(pkt, snap, back, counters);
+    }
     if !is_echo_request(snap, pkt.data()) || matches!(back, Back::None) {
         return None;
     }
@@ -544,6 +575,77 @@ pub(crate) fn echo<B: PacketBuf>(
         // Too big for the way back, or no neighbour: the request is punted as it would
         // have been (its buffer no longer holds it, and nobody reads a punted packet's
         // bytes yet).
+        _ => None,
+    }
+}
+
+/// [`echo`] for an IPv6 packet to one of a port's IPv6 addresses (it starts at its IPv6
+/// header, cut to its payload length): an ICMPv6 Echo Request (RFC 4443 4.1: type 128,
+/// code 0, a good checksum, from a unicast address that is not the port's) becomes the
+/// Echo Reply (4.2: type 129, the identifier, sequence number and data as they came) from
+/// the address it was sent to, hop limit 64, sent back to the frame's source.
+#[inline(never)]
+fn echo6<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    back: Back,
+    counters: &mut Counters,
+) -> Option<(PortIndex, usize)> {
+    let Back::Native { port, mac } = back else {
+        return None;
+    };
+    let p = snap.port(port)?;
+    let (ours, sender, tc, len) = {
+        let ip = Ipv6Packet::new_checked(pkt.data()).ok()?;
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let m = ip.payload();
+        let request = ip.next_header() == IpProtocol::ICMPV6
+            && m.len() >= icmpv6::HEADER_LEN
+            && m[0] == icmpv6::ECHO_REQUEST
+            && m[1] == 0
+            && icmpv6::verify_checksum(m, src, dst);
+        if !request
+            || !p.has_addr6(dst)
+            || ipv6::is_invalid_source(ip.src_bits())
+            || p.has_addr6(src)
+        {
+            return None;
+        }
+        (dst, src, ip.traffic_class(), ip.total_len())
+    };
+    if pkt.len() != len {
+        return None;
+    }
+    let d = pkt.data_mut();
+    Ipv6Repr {
+        src_addr: ours,
+        dst_addr: sender,
+        next_header: IpProtocol::ICMPV6,
+        payload_len: len - ipv6::HEADER_LEN,
+        hop_limit: TTL,
+        traffic_class: tc,
+    }
+    .emit(d);
+    // Type 128 becomes 129; the pseudo-header holds the same two addresses (RFC 1624).
+    let at = ipv6::HEADER_LEN;
+    let sum = u16::from_be_bytes([d[at + 2], d[at + 3]]);
+    d[at] = icmpv6::ECHO_REPLY;
+    let sum = checksum::update_u16(
+        sum,
+        u16::from(icmpv6::ECHO_REQUEST) << 8,
+        u16::from(icmpv6::ECHO_REPLY) << 8,
+    );
+    d[at + 2..at + 4].copy_from_slice(&sum.to_be_bytes());
+    let inner = Inner {
+        len,
+        v6: true,
+        ..Inner::default()
+    };
+    match encap::native(pkt, &inner, port, p.mac, Some(mac), p.mtu) {
+        Ok((Action::Transmit(port), len)) => {
+            counters.echo_replies += 1;
+            Some((port, len))
+        }
         _ => None,
     }
 }

@@ -90,7 +90,7 @@ pub(crate) fn reflect(snap: &Snapshot, inner: &Inner) -> Result<Target, Verdict>
 
 /// [`route`] for an IPv6 packet: martian destinations (RFC 4291), the LPM result from the
 /// IPv6 table, hairpin, and the loop rules (a packet from our own address inside its
-/// tunnel). IPv6 routes lead into tunnels or to drops only.
+/// tunnel). IPv6 routes lead into tunnels, natively out of a port, or to drops.
 #[inline]
 pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Target, Verdict> {
     if crate::wire::ipv6::is_martian_destination(inner.dst6) {
@@ -116,9 +116,9 @@ pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targ
                 None => Err(Verdict::Drop(DropReason::NoRoute)),
             }
         }
-        Target::Blackhole | Target::Native { .. } | Target::Connected { .. } => {
-            Err(Verdict::Drop(DropReason::NoRoute))
-        }
+        // Natively out of a port (an IPv6 `[[route]]` with a port and next hop).
+        Target::Native { .. } => Ok(target),
+        Target::Blackhole | Target::Connected { .. } => Err(Verdict::Drop(DropReason::NoRoute)),
         // RFC 4443 codes travel as ICMP's here, and `icmp::answer6` maps them: 0 no route,
         // 13 (administratively prohibited) to ICMPv6's 1.
         Target::Unreachable => unreachable(inner, 0),

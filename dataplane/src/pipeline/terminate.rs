@@ -576,8 +576,12 @@ pub(crate) fn transit<B: PacketBuf>(
         None => return Err(Verdict::Drop(DropReason::BadIpv4)),
     };
     let back = Back::Native { port, mac };
+    let v6 = pkt.data().get(12..14) == Some(&EtherType::IPV6.0.to_be_bytes()[..]);
     if pkt.trim_front(ethernet::HEADER_LEN).is_err() {
         return Err(Verdict::Drop(DropReason::BadIpv4));
+    }
+    if v6 {
+        return transit6(pkt, snap, port, back, out);
     }
     let data = pkt.data_mut();
     let len = data.len();
@@ -616,6 +620,64 @@ pub(crate) fn transit<B: PacketBuf>(
     Ok(())
 }
 
+/// [`transit`] for a native IPv6 packet (the classifier checked its header and trimmed the
+/// padding; it now starts at its IPv6 header): the same source checks against the tunnels'
+/// IPv6 prefixes on a client port (BCP 38), then the hop limit (RFC 8200 section 3: at
+/// most 1, Time Exceeded; else one less, no checksum to update).
+fn transit6<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    port: PortIndex,
+    back: Back,
+    out: &mut Inner,
+) -> Result<(), Verdict> {
+    let data = pkt.data_mut();
+    let len = data.len();
+    let Ok(mut ip) = Ipv6Packet::new_checked(data) else {
+        return Err(Verdict::Drop(DropReason::BadInnerIpv6));
+    };
+    let src = ip.src_bits();
+    // A link-local source never leaves its link (RFC 4291 2.5.6).
+    if crate::wire::ipv6::is_link_local(src) {
+        return Err(Verdict::Drop(DropReason::Martian));
+    }
+    // From one of our own addresses, yet arriving from outside (as IPv4's rule, SPEC.md
+    // "Routing": a source that is ours is a loop or a forgery).
+    if snap.is_local6(ip.src_addr()) {
+        return Err(Verdict::Drop(DropReason::TunnelLoop));
+    }
+    let roles = snap.port(port).map(|p| p.roles).unwrap_or_default();
+    if roles.client || roles.lan {
+        let allowed = match snap.source_owner6(src) {
+            Some(owner) => snap
+                .tunnels()
+                .hot(owner)
+                .is_some_and(|t| t.has(TunnelHot::VALID) && t.port == port),
+            None => roles.internet,
+        };
+        if !allowed {
+            return Err(Verdict::Drop(DropReason::InnerSpoofed));
+        }
+    }
+    if ip.hop_limit() <= 1 {
+        return Err(time_exceeded(back));
+    }
+    ip.decrement_hop_limit();
+    out.v6 = true;
+    out.ingress_tunnel = None;
+    out.back = back;
+    out.keepalive = false;
+    out.src = 0;
+    out.dst = 0;
+    out.src6 = src;
+    out.dst6 = ip.dst_bits();
+    out.len = len;
+    out.tos = ip.traffic_class();
+    out.ttl = ip.hop_limit();
+    out.dont_frag = true;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,6 +706,7 @@ mod tests {
             PortEntry {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
                 addrs: vec![LOCAL],
+                addrs6: Vec::new(),
                 mtu: 1500,
                 roles: PortRoles {
                     client: true,

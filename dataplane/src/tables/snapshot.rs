@@ -13,7 +13,7 @@ use crate::lpm::{
     Ipv4Lpm, Ipv4LpmBuilder, Ipv4Prefix, Ipv6Lpm, Ipv6LpmBuilder, Ipv6Prefix, NextHop,
 };
 use crate::wire::EthernetAddress;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use thiserror::Error;
@@ -38,6 +38,9 @@ pub struct PortEntry {
     pub mac: EthernetAddress,
     /// Our addresses on this port (tunnel endpoints among them).
     pub addrs: Vec<Ipv4Addr>,
+    /// Our global IPv6 addresses on this port (the link-local one is
+    /// [`PortEntry::link_local`]): Neighbor Solicitations for them are answered.
+    pub addrs6: Vec<Ipv6Addr>,
     /// Largest IP packet the port sends.
     pub mtu: u16,
     pub roles: PortRoles,
@@ -46,6 +49,20 @@ pub struct PortEntry {
     /// Whether the port has a host interface (`bb-<port>`): packets for our addresses here
     /// that are not tunnel traffic go to the host kernel through it.
     pub host_interface: bool,
+}
+
+impl PortEntry {
+    /// The port's IPv6 link-local address, from its MAC (modified EUI-64).
+    #[inline]
+    pub fn link_local(&self) -> Ipv6Addr {
+        crate::wire::nd::link_local(self.mac)
+    }
+
+    /// Whether `addr` is one of the port's IPv6 addresses, its link-local one included.
+    #[inline]
+    pub fn has_addr6(&self, addr: Ipv6Addr) -> bool {
+        addr == self.link_local() || self.addrs6.contains(&addr)
+    }
 }
 
 /// Where a route sends packets (as configured, by name).
@@ -58,6 +75,9 @@ pub enum RouteTarget {
     /// Natively out of a port, each destination its own next hop (a connected subnet),
     /// resolved by ARP on demand, asked from `source` (one of the port's addresses).
     Connected { port: PortIndex, source: Ipv4Addr },
+    /// An IPv6 route's: natively out of a port toward an IPv6 next hop, whose MAC comes
+    /// from the IPv6 neighbours ([`SnapshotBuilder::neighbor6`]).
+    Native6 { port: PortIndex, next_hop: Ipv6Addr },
     /// Dropped as `no_route`, silently.
     Blackhole,
     /// Dropped as `no_route`, answered with ICMP net unreachable.
@@ -187,6 +207,8 @@ pub struct Snapshot {
     sources: Ipv4Lpm,
     /// The IPv6 route table (next hops index [`Snapshot::target6`]).
     routes6: Ipv6Lpm,
+    /// IPv6 native targets, at next-hop index `OTHER_BASE + i` of the IPv6 table.
+    others6: Arc<[Target]>,
     /// Inner IPv6 source prefix -> owning tunnel id (longest match).
     sources6: Ipv6Lpm,
     /// Every neighbour known (static or learned).
@@ -283,7 +305,12 @@ impl Snapshot {
             i if i < OTHER_BASE => Target::Tunnel(TunnelId(i)),
             V6_UNREACHABLE => Target::Unreachable,
             V6_PROHIBIT => Target::Prohibit,
-            _ => Target::Blackhole,
+            V6_BLACKHOLE => Target::Blackhole,
+            i => self
+                .others6
+                .get((i - OTHER_BASE) as usize)
+                .copied()
+                .unwrap_or(Target::Blackhole),
         }
     }
 
@@ -294,6 +321,15 @@ impl Snapshot {
             .lookup_u128(src)
             .to_option()
             .map(|nh| TunnelId(nh.index()))
+    }
+
+    /// Whether `addr` is one of our ports' global IPv6 addresses.
+    #[inline]
+    pub fn is_local6(&self, addr: Ipv6Addr) -> bool {
+        self.ports
+            .iter()
+            .flatten()
+            .any(|p| p.addrs6.contains(&addr))
     }
 
     /// The MAC of a neighbour, if known.
@@ -418,6 +454,11 @@ pub struct SnapshotBuilder {
     /// IPv6 routes of the dynamic layer (into tunnels or drops).
     dynamic6: BTreeMap<Ipv6Prefix, RouteTarget>,
     neighbors: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
+    /// IPv6 neighbours (static ones from the configuration).
+    neighbors6: HashMap<(PortIndex, Ipv6Addr), EthernetAddress>,
+    /// The IPv6 native targets' keys, numbered in order of first use (never renumbered,
+    /// so that an incremental IPv6 table build keeps meaning what it did).
+    native6: Vec<(PortIndex, Ipv6Addr)>,
     icmp: IcmpLimit,
     /// The site's own prefixes (a client-site router's): the sources its LAN ports accept.
     site: Vec<Ipv4Prefix>,
@@ -634,6 +675,11 @@ impl SnapshotBuilder {
     /// Add or replace an IPv6 route of the configuration (a tunnel or a drop; a native
     /// target is refused by `build`).
     pub fn route6(&mut self, prefix: Ipv6Prefix, target: RouteTarget) -> &mut Self {
+        if let RouteTarget::Native6 { port, next_hop } = target {
+            if !self.native6.contains(&(port, next_hop)) {
+                self.native6.push((port, next_hop));
+            }
+        }
         if self.routes6.get(&prefix) != Some(&target) {
             self.routes6.insert(prefix, target);
             self.dirty.v6 = true;
@@ -773,6 +819,14 @@ impl SnapshotBuilder {
         }
     }
 
+    /// Add or replace an IPv6 neighbour (IP to MAC on a port).
+    pub fn neighbor6(&mut self, port: PortIndex, ip: Ipv6Addr, mac: EthernetAddress) -> &mut Self {
+        if self.neighbors6.insert((port, ip), mac) != Some(mac) {
+            self.dirty.neighbors = true;
+        }
+        self
+    }
+
     /// Add or replace a neighbour (IP to MAC on a port).
     pub fn neighbor(&mut self, port: PortIndex, ip: Ipv4Addr, mac: EthernetAddress) -> &mut Self {
         if self.neighbors.insert((port, ip), mac) != Some(mac) {
@@ -823,6 +877,12 @@ impl SnapshotBuilder {
         self.routes = other.routes;
         self.routes6 = other.routes6;
         self.neighbors = other.neighbors;
+        self.neighbors6 = other.neighbors6;
+        for k in other.native6 {
+            if !self.native6.contains(&k) {
+                self.native6.push(k);
+            }
+        }
         self.icmp = other.icmp;
         self.site = other.site;
         self.dirty.structure = true;
@@ -848,6 +908,11 @@ impl SnapshotBuilder {
     /// The neighbours (static and learned).
     pub fn neighbors(&self) -> &HashMap<(PortIndex, Ipv4Addr), EthernetAddress> {
         &self.neighbors
+    }
+
+    /// The IPv6 neighbours (static ones from the configuration).
+    pub fn neighbors6(&self) -> &HashMap<(PortIndex, Ipv6Addr), EthernetAddress> {
+        &self.neighbors6
     }
 
     /// The tunnel that the last build routes `prefix` into as a tunnel's own prefix: the
@@ -1001,6 +1066,12 @@ impl SnapshotBuilder {
             RouteTarget::Unreachable => Some(V6_UNREACHABLE),
             RouteTarget::Prohibit => Some(V6_PROHIBIT),
             RouteTarget::Blackhole => Some(V6_BLACKHOLE),
+            RouteTarget::Native6 { port, next_hop } => self
+                .native6
+                .iter()
+                .position(|k| *k == (*port, *next_hop))
+                .and_then(|i| u32::try_from(i).ok())
+                .map(|i| OTHER_BASE + i),
             RouteTarget::Native { .. } | RouteTarget::Connected { .. } => None,
         }
         .and_then(NextHop::new)
@@ -1214,7 +1285,10 @@ impl SnapshotBuilder {
                 }
                 others.hop(OtherKey::Connected(*port, *source))?
             }
-            RouteTarget::Blackhole => others.hop(OtherKey::Blackhole)?,
+            // An IPv6 target in the IPv4 table: no route.
+            RouteTarget::Native6 { .. } | RouteTarget::Blackhole => {
+                others.hop(OtherKey::Blackhole)?
+            }
             RouteTarget::Unreachable => others.hop(OtherKey::Unreachable)?,
             RouteTarget::Prohibit => others.hop(OtherKey::Prohibit)?,
         };
@@ -1456,6 +1530,19 @@ impl SnapshotBuilder {
         local.sort_unstable();
         local.dedup();
         self.publish_v6();
+        let others6: Arc<[Target]> = self
+            .native6
+            .iter()
+            .map(|&(port, next_hop)| match self.ports.get(&port) {
+                Some(p) => Target::Native {
+                    port,
+                    src_mac: p.mac,
+                    dst_mac: self.neighbors6.get(&(port, next_hop)).copied(),
+                    mtu: p.mtu,
+                },
+                None => Target::Blackhole,
+            })
+            .collect();
         let kept = &mut self.kept;
         kept.generation += 1;
         Arc::new(Snapshot {
@@ -1467,6 +1554,7 @@ impl SnapshotBuilder {
             others: Arc::clone(&kept.other_targets),
             sources: kept.sources_table.clone(),
             routes6: kept.routes6_table.clone(),
+            others6,
             sources6: kept.sources6_table.clone(),
             neighbors: Arc::clone(&kept.neighbors),
             wanted: Arc::clone(&kept.wanted),
@@ -1731,6 +1819,7 @@ mod tests {
             PortEntry {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
                 addrs: vec![addr("192.0.2.1")],
+                addrs6: Vec::new(),
                 mtu: 1500,
                 roles: PortRoles {
                     client: true,

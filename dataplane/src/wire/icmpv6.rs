@@ -16,6 +16,10 @@ pub const DEST_UNREACHABLE: u8 = 1;
 pub const PACKET_TOO_BIG: u8 = 2;
 /// Time Exceeded.
 pub const TIME_EXCEEDED: u8 = 3;
+/// Echo Request (RFC 4443 4.1).
+pub const ECHO_REQUEST: u8 = 128;
+/// Echo Reply (RFC 4443 4.2).
+pub const ECHO_REPLY: u8 = 129;
 
 /// Whether an ICMPv6 type is an error message: types 0 to 127 (RFC 4443 section 2.1).
 #[inline]

@@ -42,7 +42,8 @@ try:
                            Padding, checksum, ICMPv6TimeExceeded, ICMPv6DestUnreach,
                            ICMPv6PacketTooBig, ICMPv6EchoRequest, ICMPv6EchoReply,
                            IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrFragment,
-                           IPv6ExtHdrDestOpt)
+                           IPv6ExtHdrDestOpt, ICMPv6ND_NS, ICMPv6ND_NA,
+                           ICMPv6NDOptSrcLLAddr, ICMPv6NDOptDstLLAddr)
     from scapy.config import conf
 except Exception as e:
     print("NOSCAPY " + repr(e), flush=True)
@@ -64,6 +65,8 @@ RS = '198.51.100.6'           # tunnel small: GRE, MTU 200
 RE = '198.51.100.7'           # tunnel e: plain GRE
 RX = '203.0.113.50'           # tunnel edge: another edge router across the core, key 7
 RF = '198.51.100.8'           # tunnel f: plain GRE, MTU 1400, IPv6 only
+LC6 = '2001:db8:100::1'       # our IPv6 address on port 1
+UP6 = '2001:db8:100::fe'      # the upstream router on port 1, in IPv6
 
 def e0():
     return Ether(dst=P0, src=PEER)
@@ -337,6 +340,10 @@ pub const RX: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
 pub const RF: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
 pub const UPSTREAM: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 pub const UPSTREAM_UNRESOLVED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 253);
+/// Our IPv6 address on port 1.
+pub const LC6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+/// The upstream router on port 1, in IPv6 (a static neighbour at [`MAC_UPSTREAM`]).
+pub const UP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0xfe);
 
 fn pfx(s: &str) -> dataplane::lpm::Ipv4Prefix {
     s.parse().unwrap()
@@ -352,6 +359,9 @@ fn pfx6(s: &str) -> dataplane::lpm::Ipv6Prefix {
 /// |------|-------------------|----------------------|---------|
 /// | 0    | 02:00:00:00:00:01 | 192.0.2.1, 192.0.2.2 | no      |
 /// | 1    | 02:00:00:00:01:01 | 203.0.113.1          | yes     |
+///
+/// Port 1 also has the IPv6 address 2001:db8:100::1 (and its link-local one); IPv6 routes
+/// 2001:db8:200::/48 and 2001:db8:201::/48 go natively out of it (below).
 ///
 /// | tunnel | mode | remote         | clients      | special                          |
 /// |--------|------|----------------|--------------|----------------------------------|
@@ -390,6 +400,7 @@ pub fn lab_builder() -> SnapshotBuilder {
         PortEntry {
             mac: MAC_P0,
             addrs: vec![L1, L2],
+            addrs6: Vec::new(),
             mtu: 1500,
             roles: PortRoles {
                 client: true,
@@ -404,6 +415,7 @@ pub fn lab_builder() -> SnapshotBuilder {
         PortEntry {
             mac: MAC_P1,
             addrs: vec![LC],
+            addrs6: vec![LC6],
             mtu: 1500,
             roles: PortRoles {
                 core: true,
@@ -467,6 +479,24 @@ pub fn lab_builder() -> SnapshotBuilder {
         b.neighbor(CLIENT_PORT, r, remote_mac(r.octets()[3]));
     }
     b.neighbor(CORE_PORT, UPSTREAM, MAC_UPSTREAM);
+    // Native IPv6 out of port 1: 2001:db8:200::/48 via 2001:db8:100::fe (a static
+    // neighbour, the upstream router's MAC), 2001:db8:201::/48 via 2001:db8:100::fd
+    // (unresolved).
+    b.neighbor6(CORE_PORT, UP6, MAC_UPSTREAM);
+    b.route6(
+        pfx6("2001:db8:200::/48"),
+        RouteTarget::Native6 {
+            port: CORE_PORT,
+            next_hop: UP6,
+        },
+    );
+    b.route6(
+        pfx6("2001:db8:201::/48"),
+        RouteTarget::Native6 {
+            port: CORE_PORT,
+            next_hop: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0xfd),
+        },
+    );
     let upstream = RouteTarget::Native {
         port: CORE_PORT,
         next_hop: UPSTREAM,

@@ -318,8 +318,9 @@ pub enum TranslateError {
     #[error("route {0}: gateway {1} is not a unicast address")]
     BadGateway(String, Ipv4Addr),
     #[error(
-        "route {0}: out of {1:?}, a port's host interface: native IPv6 forwarding does not \
-         exist (IPv6 routes go into tunnels, bb-<tunnel>, or are drops)"
+        "route {0}: out of {1:?}, a port's host interface: zebra's IPv6 routes do not go \
+         natively out of ports yet (they go into tunnels, bb-<tunnel>, or are drops; a \
+         native IPv6 route is a [[route]] with port and next_hop in the file)"
     )]
     Native6(String, String),
     #[error(

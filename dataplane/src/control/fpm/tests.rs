@@ -750,7 +750,7 @@ fn ipv6_routes_the_appliance_cannot_carry_refuse_their_frame_whole() {
     // Each frame moves 2001:db8:9::/48 to globex and adds one route that cannot be: the
     // move must not apply without it.
     for (bad, counter) in [
-        // Out of a port: native IPv6 forwarding does not exist.
+        // Out of a port: zebra's IPv6 routes do not go natively out of ports yet.
         (
             add6("::/0", via6(INET0, Some("2001:db8:ffff::1"))),
             "unsupported",
