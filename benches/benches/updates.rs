@@ -155,6 +155,52 @@ fn route_kind(t: usize) -> RouteKind {
     }])
 }
 
+/// zebra's side of the FPM connection, as the listener applies it: frames cut from the
+/// stream, applied to the state and published, the retired snapshots reclaimed.
+struct Zebra<'a> {
+    st: &'a Mutex<ControlState>,
+    framer: Framer,
+    ifaces: HashMap<u32, String>,
+    counters: FpmCounters,
+}
+
+impl Zebra<'_> {
+    /// A feed of frames in reads of [`fpm::READ_BUFFER`], as the listener reads them.
+    fn stream(&mut self, feed: &[u8]) {
+        for chunk in feed.chunks(fpm::READ_BUFFER) {
+            self.framer.push(chunk);
+            let mut frames = Vec::new();
+            while let Some(f) = self.framer.next_frame().expect("a well-framed feed") {
+                frames.push(f);
+            }
+            fpm::apply(self.st, frames, &mut self.ifaces, &self.counters);
+            self.st.lock().unwrap().reclaim();
+        }
+    }
+
+    /// One frame, timed to its publication; fails unless it published.
+    fn one(&mut self, frame: &[u8]) -> Took {
+        let (g, t) = took(|| {
+            self.framer.push(frame);
+            let f = self
+                .framer
+                .next_frame()
+                .expect("a well-framed frame")
+                .expect("a whole frame");
+            fpm::apply(self.st, vec![f], &mut self.ifaces, &self.counters)
+        });
+        assert!(g.is_some(), "the frame published");
+        self.st.lock().unwrap().reclaim();
+        t
+    }
+
+    fn publications(&self) -> u64 {
+        self.counters
+            .publications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let (routes_wanted, samples) = if smoke {
@@ -201,29 +247,22 @@ fn main() {
     let rss0 = rss_mib();
     let st = Mutex::new(state(&config_text(&[])));
     st.lock().unwrap().begin_dynamic_epoch();
-    let mut ifaces: HashMap<u32, String> = (0..TUNNELS)
-        .map(|t| (IFINDEX_BASE + t as u32, format!("bb-t{t}")))
-        .collect();
-    let counters = FpmCounters::default();
-    let mut framer = Framer::default();
+    let mut zebra = Zebra {
+        st: &st,
+        framer: Framer::default(),
+        ifaces: (0..TUNNELS)
+            .map(|t| (IFINDEX_BASE + t as u32, format!("bb-t{t}")))
+            .collect(),
+        counters: FpmCounters::default(),
+    };
     let (t, cpu) = (Instant::now(), thread_cpu());
-    for chunk in feed.chunks(fpm::READ_BUFFER) {
-        framer.push(chunk);
-        let mut frames = Vec::new();
-        while let Some(f) = framer.next_frame().expect("a well-framed feed") {
-            frames.push(f);
-        }
-        fpm::apply(&st, frames, &mut ifaces, &counters);
-        st.lock().unwrap().reclaim();
-    }
+    zebra.stream(&feed);
     let converged = t.elapsed();
     let converged_cpu = thread_cpu().saturating_sub(cpu);
     let rss3 = rss_mib();
     let (installed, _) = st.lock().unwrap().dynamic_counts();
     assert_eq!(installed, n, "every route of the feed installed");
-    let publications = counters
-        .publications
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let publications = zebra.publications();
     let probe = table[n / 2];
     let snap = std::sync::Arc::clone(st.lock().unwrap().snapshots().current());
     assert!(
@@ -250,21 +289,10 @@ fn main() {
     let mut moved = Vec::with_capacity(samples);
     for i in 0..samples {
         let p = table[(i * 7919) % n];
-        let frame = encode::frame(&[
+        moved.push(zebra.one(&encode::frame(&[
             encode::route(RTM_DELROUTE, p, 186, &RouteKind::Unicast(vec![])),
             encode::route(RTM_NEWROUTE, p, 186, &route_kind((i + 7) % TUNNELS)),
-        ]);
-        let (g, t) = took(|| {
-            framer.push(&frame);
-            let f = framer
-                .next_frame()
-                .expect("a well-framed frame")
-                .expect("a whole frame");
-            fpm::apply(&st, vec![f], &mut ifaces, &counters)
-        });
-        moved.push(t);
-        assert!(g.is_some(), "the move published");
-        st.lock().unwrap().reclaim();
+        ])));
     }
     report(
         "FPM: one route moved (an update frame), to published",
@@ -303,24 +331,11 @@ fn main() {
             )])
         })
         .collect();
-    let before6 = counters
-        .publications
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let before6 = zebra.publications();
     let t = Instant::now();
-    for chunk in feed6.chunks(fpm::READ_BUFFER) {
-        framer.push(chunk);
-        let mut frames = Vec::new();
-        while let Some(f) = framer.next_frame().expect("a well-framed feed") {
-            frames.push(f);
-        }
-        fpm::apply(&st, frames, &mut ifaces, &counters);
-        st.lock().unwrap().reclaim();
-    }
+    zebra.stream(&feed6);
     let converged6 = t.elapsed();
-    let publications6 = counters
-        .publications
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - before6;
+    let publications6 = zebra.publications() - before6;
     let probe6 = table6[n6 / 2];
     let snap = std::sync::Arc::clone(st.lock().unwrap().snapshots().current());
     assert!(
@@ -337,26 +352,16 @@ fn main() {
     let mut moved6 = Vec::with_capacity(samples);
     for i in 0..samples {
         let p = table6[(i * 7919) % n6];
-        let frame = encode::frame(&[
+        moved6.push(zebra.one(&encode::frame(&[
             encode::route6(RTM_DELROUTE, p, 186, &RouteKind::Unicast(vec![])),
             encode::route6(RTM_NEWROUTE, p, 186, &route_kind6((i + 7) % TUNNELS)),
-        ]);
-        let (g, t) = took(|| {
-            framer.push(&frame);
-            let f = framer
-                .next_frame()
-                .expect("a well-framed frame")
-                .expect("a whole frame");
-            fpm::apply(&st, vec![f], &mut ifaces, &counters)
-        });
-        moved6.push(t);
-        assert!(g.is_some(), "the move published");
-        st.lock().unwrap().reclaim();
+        ])));
     }
     report(
         "FPM: one IPv6 route moved (an update frame), to published",
         &moved6,
     );
+    drop(zebra);
     drop(st);
     drop(feed);
     drop(feed6);

@@ -177,6 +177,31 @@ fn cpe_grew(before: &Value, after: &Value, what: &str, field: &str) -> u64 {
     }
 }
 
+/// What shows that site C is served through edge `e` (2: its primary, 1: its backup), each
+/// with the condition to wait for: e`e` routes C into its own tunnel, the other edge routes
+/// C across the core to e`e`, and the CPE sends the other sites' traffic into its tunnel
+/// to e`e`.
+fn c_through(lab: &Lab, e: u8) -> Vec<(String, Box<dyn Fn() -> bool + '_>)> {
+    let other = 3 - e;
+    vec![
+        (
+            format!("e{e} routes C into its own tunnel"),
+            Box::new(move || lookup(lab, e, "10.3.0.10") == "tunnel site-c"),
+        ),
+        (
+            format!("e{other} routes C across the core to e{e}"),
+            Box::new(move || lookup(lab, other, "10.3.0.10") == format!("core 10.255.0.{e}")),
+        ),
+        (
+            format!("the CPE sends through its tunnel to e{e}"),
+            Box::new(move || {
+                cpe_routes(lab, "10.1.0.10", "10.1.0.0/16", e).is_ok()
+                    && cpe_routes(lab, "10.2.0.10", "10.2.0.0/16", e).is_ok()
+            }),
+        ),
+    ]
+}
+
 /// Both edges' counters, each from a copy its workers made after this call.
 fn counters(lab: &Lab) -> [Value; 2] {
     [1, 2].map(|e| lab::fresh_counters(|args| ctl(lab, e, args)))
@@ -965,24 +990,8 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     cut(&lab, true);
     let t = Instant::now();
     let mut moved = Vec::new();
-    for (what, done) in [
-        (
-            "e1 routes C into its own tunnel",
-            Box::new(|| lookup(&lab, 1, "10.3.0.10") == "tunnel site-c") as Box<dyn Fn() -> bool>,
-        ),
-        (
-            "e2 routes C across the core to e1",
-            Box::new(|| lookup(&lab, 2, "10.3.0.10") == "core 10.255.0.1"),
-        ),
-        (
-            "the CPE sends through its backup tunnel",
-            Box::new(|| {
-                cpe_routes(&lab, "10.1.0.10", "10.1.0.0/16", 1).is_ok()
-                    && cpe_routes(&lab, "10.2.0.10", "10.2.0.0/16", 1).is_ok()
-            }),
-        ),
-    ] {
-        wait_until(Duration::from_secs(15), what, done);
+    for (what, done) in c_through(&lab, 1) {
+        wait_until(Duration::from_secs(15), &what, done);
         moved.push(format!("{what} {:.2} s", t.elapsed().as_secs_f64()));
     }
     let failed_over = lab::unix_now();
@@ -1018,24 +1027,8 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     cut(&lab, false);
     let t = Instant::now();
     let mut back = Vec::new();
-    for (what, done) in [
-        (
-            "e2 routes C into its tunnel again",
-            Box::new(|| lookup(&lab, 2, "10.3.0.10") == "tunnel site-c") as Box<dyn Fn() -> bool>,
-        ),
-        (
-            "e1 routes C across the core to e2 again",
-            Box::new(|| lookup(&lab, 1, "10.3.0.10") == "core 10.255.0.2"),
-        ),
-        (
-            "the CPE sends through its primary tunnel again",
-            Box::new(|| {
-                cpe_routes(&lab, "10.1.0.10", "10.1.0.0/16", 2).is_ok()
-                    && cpe_routes(&lab, "10.2.0.10", "10.2.0.0/16", 2).is_ok()
-            }),
-        ),
-    ] {
-        wait_until(Duration::from_secs(30), what, done);
+    for (what, done) in c_through(&lab, 2) {
+        wait_until(Duration::from_secs(30), &what, done);
         back.push(format!("{what} {:.2} s", t.elapsed().as_secs_f64()));
     }
     summary.push(format!("healed: {}", back.join(", ")));
@@ -1143,32 +1136,17 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     ));
     signal(&e2, "CONT");
     let t = Instant::now();
-    for (what, done) in [
-        (
-            "e2 routes C into its tunnel again",
-            Box::new(|| lookup(&lab, 2, "10.3.0.10") == "tunnel site-c") as Box<dyn Fn() -> bool>,
-        ),
-        (
-            "e1 routes C across the core to e2 again",
-            Box::new(|| lookup(&lab, 1, "10.3.0.10") == "core 10.255.0.2"),
-        ),
-        (
-            "the CPE sends through its primary tunnel again",
-            Box::new(|| {
-                cpe_routes(&lab, "10.1.0.10", "10.1.0.0/16", 2).is_ok()
-                    && cpe_routes(&lab, "10.2.0.10", "10.2.0.0/16", 2).is_ok()
-            }),
-        ),
-        (
-            "router B hears C through e2 again",
-            Box::new(|| {
-                lab.kernel_route("rb", "10.3.0.0/16")
-                    .contains("via 169.254.2.1 dev tun0")
-            }),
-        ),
-    ] {
-        wait_until(Duration::from_secs(30), what, done);
+    for (what, done) in c_through(&lab, 2) {
+        wait_until(Duration::from_secs(30), &what, done);
     }
+    wait_until(
+        Duration::from_secs(30),
+        "router B hears C through e2 again",
+        || {
+            lab.kernel_route("rb", "10.3.0.0/16")
+                .contains("via 169.254.2.1 dev tun0")
+        },
+    );
     let seen = pairs(&lab, &['a', 'b', 'c'], 2);
     assert_paths(&seen, primary);
     summary.push(format!(
