@@ -482,11 +482,11 @@ fn ibgp_bfd_puts_the_reflector_sessions_under_bfd() {
     assert!(ok, "vtysh --dryrun refused it:\n{said}\n{out}");
 }
 
-/// Every session under a BFD profile is written as FRR's running configuration shows it:
-/// ` neighbor PEER bfd` right before ` neighbor PEER bfd profile P`. `frr-reload.py` diffs
-/// the file against the running configuration line by line, and a missing `neighbor PEER
-/// bfd` line makes it run `no neighbor PEER bfd`, which takes the session's BFD down and
-/// the BGP session with it, on every reload.
+/// Every session under a BFD profile also has the line FRR's running configuration shows
+/// for it, ` neighbor PEER bfd` (right after the profile's). `frr-reload.py` diffs the file
+/// against the running configuration line by line, and a missing `neighbor PEER bfd` line
+/// makes it run `no neighbor PEER bfd`, which takes the session's BFD down and the BGP
+/// session with it, on every reload.
 fn bfd_as_frr_shows_it(text: &str) {
     let l = lines(text);
     let mut profiles = 0;
@@ -500,8 +500,8 @@ fn bfd_as_frr_shows_it(text: &str) {
         profiles += 1;
         let want = format!(" neighbor {peer} bfd");
         assert!(
-            i > 0 && l[i - 1] == want,
-            "{want:?} before {line:?} in\n{text}"
+            l.get(i + 1) == Some(&want.as_str()),
+            "{want:?} after {line:?} in\n{text}"
         );
     }
     assert!(profiles > 0, "no session under BFD in\n{text}");

@@ -352,11 +352,15 @@ fn router_bgp(
 /// for it. `frr-reload.py` compares the file with the running configuration line by line:
 /// with the profile's line alone it would find `neighbor PEER bfd` missing and remove it
 /// (`no neighbor PEER bfd`) on every reload, taking down the BFD session and with it every
-/// BGP session, before adding the profile back.
+/// BGP session, before adding the profile back. The profile's line comes first: a reload
+/// that adds the session sends the lines in this order, and the profile's creates the BFD
+/// session with its timers at once (the plain line first would start it on FRR's default
+/// timers and change them a moment later, which BIRD's BFD, on the other side, has been
+/// seen to take down).
 fn neighbor_bfd(o: &mut String, peer: &str, profile: &str) {
     let _ = writeln!(
         o,
-        " neighbor {peer} bfd\n neighbor {peer} bfd profile {profile}"
+        " neighbor {peer} bfd profile {profile}\n neighbor {peer} bfd"
     );
 }
 
