@@ -95,7 +95,9 @@ impl RouteContext {
             for (k, &net) in t.prefixes.iter().enumerate() {
                 claims.insert(net, (format!("{path}.prefixes[{k}]"), i));
             }
-            remotes.entry(u32::from(t.remote)).or_default().push(i);
+            if t.outer6.is_none() {
+                remotes.entry(u32::from(t.remote)).or_default().push(i);
+            }
         }
         RouteContext {
             ours,

@@ -26,9 +26,9 @@ pub use document::ConfigDocument;
 pub use edit::{EditError, RouteEdit, RouteEdits};
 pub use error::ConfigError;
 pub use model::{
-    BgpConfig, FpmConfig, IcmpConfig, Neighbor6Config, NeighborConfig, PollConfig, PortConfig,
-    PortRef, Route6Config, RouteConfig, RouteTarget, SiteConfig, TunnelBgp, TunnelConfig,
-    TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
+    BgpConfig, FpmConfig, IcmpConfig, Neighbor6Config, NeighborConfig, Outer6, PollConfig,
+    PortConfig, PortRef, Route6Config, RouteConfig, RouteTarget, SiteConfig, TunnelBgp,
+    TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
 };
 pub use running::{Change, Difference, FieldChange};
 pub use schema::{

@@ -7,7 +7,7 @@
 use crate::types::{Df, Dscp, MacAddr, PollMode, Role, Ttl, TunnelMode};
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A configuration that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,9 +223,10 @@ pub struct TunnelConfig {
     /// Unique among tunnels.
     pub name: String,
     pub mode: TunnelMode,
-    /// One of our port addresses.
+    /// One of our port addresses (0.0.0.0 when the endpoints are IPv6: [`Self::outer6`]).
     pub local: Ipv4Addr,
-    /// Unicast, not ours. `(local, remote, mode, key)` is unique among tunnels.
+    /// Unicast, not ours. `(local, remote, mode, key)` is unique among tunnels (0.0.0.0
+    /// when the endpoints are IPv6).
     pub remote: Ipv4Addr,
     /// GRE key; always `None` for IPIP.
     pub key: Option<u32>,
@@ -238,8 +239,13 @@ pub struct TunnelConfig {
     pub df: Df,
     /// Egress port.
     pub port: PortRef,
-    /// Underlay next hop on the egress port (`remote` unless configured).
+    /// Underlay next hop on the egress port (`remote` unless configured; 0.0.0.0 when the
+    /// endpoints are IPv6).
     pub next_hop: Ipv4Addr,
+    /// IPv6 endpoints (GRE over IPv6, RFC 7676; IP in IPv6, RFC 2473), where `local` and
+    /// `remote` are IPv6 addresses: then they and the next hop live here, and the IPv4
+    /// fields above are 0.0.0.0.
+    pub outer6: Option<Outer6>,
     /// Largest outer packet: at most the port's MTU, at least
     /// [`MIN_INNER_MTU`](crate::MIN_INNER_MTU) plus [`Self::header_len`].
     pub mtu: u16,
@@ -275,6 +281,18 @@ pub struct TunnelConfig {
     pub local_pref: Option<u32>,
 }
 
+/// A tunnel's IPv6 endpoints and underlay next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Outer6 {
+    /// One of the egress port's IPv6 addresses.
+    pub local: Ipv6Addr,
+    /// Global unicast, not ours.
+    pub remote: Ipv6Addr,
+    /// Global unicast on the egress port's link (`remote` unless configured); resolved by
+    /// the port's static IPv6 neighbours.
+    pub next_hop: Ipv6Addr,
+}
+
 /// The prefix of every host interface's name: `bb-<port or tunnel name>`.
 pub const HOST_INTERFACE_PREFIX: &str = "bb-";
 /// The longest name a Linux interface may have (IFNAMSIZ - 1).
@@ -293,10 +311,25 @@ impl TunnelConfig {
         format!("{HOST_INTERFACE_PREFIX}{}", self.name)
     }
 
-    /// Bytes the encapsulation adds: the outer IPv4 header and, for GRE, the GRE header
-    /// with its optional checksum, key and sequence words.
+    /// Bytes the encapsulation adds: the outer IPv4 header (IPv6 header, 40 bytes, for
+    /// IPv6 endpoints) and, for GRE, the GRE header with its optional checksum, key and
+    /// sequence words.
     pub fn header_len(&self) -> u16 {
         header_len(self.mode, self.key.is_some(), self.sequence, self.checksum)
+            + if self.outer6.is_some() {
+                OUTER6_EXTRA
+            } else {
+                0
+            }
+    }
+
+    /// The outer endpoints and next hop as text-ready addresses: `(local, remote,
+    /// next_hop)`, IPv6 where the tunnel's endpoints are.
+    pub fn endpoints(&self) -> (IpAddr, IpAddr, IpAddr) {
+        match self.outer6 {
+            Some(o) => (o.local.into(), o.remote.into(), o.next_hop.into()),
+            None => (self.local.into(), self.remote.into(), self.next_hop.into()),
+        }
     }
 
     /// The largest inner packet that fits: what ICMP "fragmentation needed" reports.
@@ -326,6 +359,9 @@ impl TunnelConfig {
             .chain(self.link6.map(|l| l.trunc()))
     }
 }
+
+/// What an IPv6 outer header (40 bytes) adds over an IPv4 one (20).
+pub(crate) const OUTER6_EXTRA: u16 = 20;
 
 pub(crate) fn header_len(mode: TunnelMode, key: bool, sequence: bool, checksum: bool) -> u16 {
     const IPV4: u16 = 20;
@@ -476,10 +512,10 @@ impl ValidatedConfig {
                 s,
                 "  [{i}] {:?} {mode}, {} -> {}, via {:?} next hop {}, mtu {} (inner {}), ttl {}, dscp {}, df {}",
                 t.name,
-                t.local,
-                t.remote,
+                t.endpoints().0,
+                t.endpoints().1,
                 t.port.name,
-                t.next_hop,
+                t.endpoints().2,
                 t.mtu,
                 t.inner_mtu(),
                 t.ttl,

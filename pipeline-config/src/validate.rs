@@ -24,8 +24,9 @@
 use crate::error::ConfigError;
 use crate::model::{
     header_len, BgpConfig, FpmConfig, HealthConfig, IcmpConfig, Neighbor6Config, NeighborConfig,
-    PollConfig, PortConfig, PortRef, Route6Config, RouteConfig, RouteTarget, SiteConfig, TunnelBgp,
-    TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
+    Outer6, PollConfig, PortConfig, PortRef, Route6Config, RouteConfig, RouteTarget, SiteConfig,
+    TunnelBgp, TunnelConfig, TunnelRef, ValidatedConfig, HOST_INTERFACE_PREFIX, MAX_INTERFACE_NAME,
+    OUTER6_EXTRA,
 };
 use crate::schema::{
     IntOrWord, RawBgp, RawConfig, RawFpm, RawPort, RawRoute, RawTunnel, RawWorkers,
@@ -1018,19 +1019,17 @@ impl Validator<'_> {
         ports: &[PortConfig],
     ) -> Result<Vec<TunnelConfig>, ConfigError> {
         let mut tunnels: Vec<TunnelConfig> = Vec::with_capacity(raw.len());
-        let mut identities: HashMap<(Ipv4Addr, Ipv4Addr, TunnelMode, Option<u32>), usize> =
+        let mut identities: HashMap<(IpAddr, IpAddr, TunnelMode, Option<u32>), usize> =
             HashMap::new();
         let port_index = index_by_name(ports.iter().map(|p| p.name.as_str()));
         let mut names: HashMap<&str, usize> = HashMap::with_capacity(raw.len());
         for (i, t) in raw.iter().enumerate() {
             let tunnel = self.tunnel(i, t, ports, &port_index, &names)?;
             names.insert(&t.name, i);
-            let identity = (tunnel.local, tunnel.remote, tunnel.mode, tunnel.key);
+            let (local, remote, _) = tunnel.endpoints();
+            let identity = (local, remote, tunnel.mode, tunnel.key);
             if let Some(&first) = identities.get(&identity) {
-                let mut value = format!(
-                    "(local {}, remote {}, mode {}",
-                    tunnel.local, tunnel.remote, tunnel.mode
-                );
+                let mut value = format!("(local {local}, remote {remote}, mode {}", tunnel.mode);
                 match tunnel.key {
                     Some(key) => value.push_str(&format!(", key {key})")),
                     None => value.push_str(", no key)"),
@@ -1119,12 +1118,45 @@ impl Validator<'_> {
             )
         })?;
 
-        let field = format!("{path}.local");
-        let local = self.ipv4(&field, &t.local)?;
-        if !self.ours.contains_key(&local) {
-            return Err(self.err(field, local, "is not one of our port addresses"));
-        }
-        let remote = self.foreign(&format!("{path}.remote"), &t.remote)?;
+        let index = port_index.get(t.port.as_str()).copied().ok_or_else(|| {
+            self.err(
+                format!("{path}.port"),
+                quote(&t.port),
+                "is not a configured port",
+            )
+        })?;
+        let port = &ports[index];
+
+        // IPv6 endpoints (GRE over IPv6, RFC 7676; IP in IPv6, RFC 2473): `local` says
+        // which family the tunnel's outer header is; `remote` and `next_hop` follow it.
+        let outer6 = if is_ipv6_text(&t.local) {
+            Some(self.outer6(&path, t, port)?)
+        } else {
+            None
+        };
+        let (local, remote) = match outer6 {
+            Some(_) => (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED),
+            None => {
+                let field = format!("{path}.local");
+                let local = self.ipv4(&field, &t.local)?;
+                if !self.ours.contains_key(&local) {
+                    return Err(self.err(field, local, "is not one of our port addresses"));
+                }
+                let field = format!("{path}.remote");
+                if is_ipv6_text(&t.remote) {
+                    return Err(self.err(
+                        field,
+                        quote(&t.remote),
+                        format!(
+                            "is an IPv6 address but local {} is IPv4; a tunnel's endpoints \
+                             are of one family",
+                            t.local
+                        ),
+                    ));
+                }
+                (local, self.foreign(&field, &t.remote)?)
+            }
+        };
 
         if mode == TunnelMode::Ipip {
             for (name, value) in [
@@ -1183,20 +1215,14 @@ impl Validator<'_> {
             )
         })?;
 
-        let index = port_index.get(t.port.as_str()).copied().ok_or_else(|| {
-            self.err(
-                format!("{path}.port"),
-                quote(&t.port),
-                "is not a configured port",
-            )
-        })?;
-        let port = &ports[index];
-        let next_hop = match &t.next_hop {
-            Some(nh) => self.foreign(&format!("{path}.next_hop"), nh)?,
-            None => remote,
+        let next_hop = match (&t.next_hop, outer6) {
+            (_, Some(_)) => Ipv4Addr::UNSPECIFIED,
+            (Some(nh), None) => self.foreign(&format!("{path}.next_hop"), nh)?,
+            (None, None) => remote,
         };
 
-        let headers = header_len(mode, key.is_some(), sequence, checksum);
+        let headers = header_len(mode, key.is_some(), sequence, checksum)
+            + if outer6.is_some() { OUTER6_EXTRA } else { 0 };
         let least = MIN_INNER_MTU + headers;
         let mtu = match t.mtu {
             Some(m) => {
@@ -1263,6 +1289,15 @@ impl Validator<'_> {
             }
         }
 
+        if outer6.is_some() && t.probe == Some(true) {
+            return Err(self.err(
+                format!("{path}.probe"),
+                true,
+                "is not available on a tunnel with IPv6 endpoints yet (its probes are IPv4 \
+                 packets from local)",
+            ));
+        }
+
         Ok(TunnelConfig {
             name: t.name.clone(),
             // Checked in `tunnels`, after the receive identity.
@@ -1304,6 +1339,7 @@ impl Validator<'_> {
                 name: port.name.clone(),
             },
             next_hop,
+            outer6,
             mtu,
             prefixes,
             extra_sources,
@@ -1311,6 +1347,61 @@ impl Validator<'_> {
             extra_sources6,
             // Checked in `tunnels`, with `link`.
             link6: None,
+        })
+    }
+
+    /// A tunnel's IPv6 endpoints (its `local` is IPv6): `local` one of the egress port's
+    /// IPv6 addresses (packets to it are terminated only there), `remote` and `next_hop`
+    /// IPv6 global unicast and not ours.
+    fn outer6(&self, path: &str, t: &RawTunnel, port: &PortConfig) -> Result<Outer6, ConfigError> {
+        let v6 = |name: &str, text: &str| -> Result<Ipv6Addr, ConfigError> {
+            let field = format!("{path}.{name}");
+            match text.parse::<IpAddr>() {
+                Ok(IpAddr::V6(a)) => Ok(a),
+                Ok(IpAddr::V4(_)) => Err(self.err(
+                    field,
+                    quote(text),
+                    format!(
+                        "is an IPv4 address but local {} is IPv6; a tunnel's endpoints are of \
+                         one family",
+                        t.local
+                    ),
+                )),
+                Err(_) => Err(self.err(field, quote(text), "is not an IP address")),
+            }
+        };
+        let local = v6("local", &t.local)?;
+        if !port.addresses6.contains(&local) {
+            return Err(self.err(
+                format!("{path}.local"),
+                local,
+                format!(
+                    "is not one of port {:?}'s IPv6 addresses (the tunnel's port: its packets \
+                     arrive there)",
+                    port.name
+                ),
+            ));
+        }
+        let foreign = |name: &str, text: &str| -> Result<Ipv6Addr, ConfigError> {
+            let a = v6(name, text)?;
+            let field = format!("{path}.{name}");
+            if let Some(why) = not_unicast6(a) {
+                return Err(self.err(field, a, why));
+            }
+            if let Some(owner) = self.ours6.get(&a) {
+                return Err(self.err(field, a, format!("is our own address ({owner})")));
+            }
+            Ok(a)
+        };
+        let remote = foreign("remote", &t.remote)?;
+        let next_hop = match &t.next_hop {
+            Some(nh) => foreign("next_hop", nh)?,
+            None => remote,
+        };
+        Ok(Outer6 {
+            local,
+            remote,
+            next_hop,
         })
     }
 
@@ -1869,7 +1960,13 @@ impl Validator<'_> {
 
     /// No tunnel's remote may be routed (by longest match) into a tunnel.
     fn no_tunnel_through_a_tunnel(&self, tunnels: &[TunnelConfig]) -> Result<(), ConfigError> {
-        for (i, t) in tunnels.iter().enumerate() {
+        // IPv6 endpoints are not routed by the IPv4 routes (and the IPv6 routes' targets
+        // are checked on their own).
+        for (i, t) in tunnels
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.outer6.is_none())
+        {
             let matched = (0..=32u8).rev().find_map(|len| {
                 let net = Ipv4Net::new(t.remote, len).ok()?.trunc();
                 self.claims.get(&net).map(|c| (net, c))

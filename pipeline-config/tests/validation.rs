@@ -769,11 +769,12 @@ fn tunnel_local_is_ours() {
         Some("192.0.2.7"),
         "is not one of our port addresses",
     );
+    // An IPv6 local must be one of the tunnel's port's IPv6 addresses.
     invalid(
         &replaced("local = \"192.0.2.1\"", "local = \"2001:db8::1\""),
         "tunnel[0] \"a\".local",
-        Some("\"2001:db8::1\""),
-        "IPv6",
+        Some("2001:db8::1"),
+        "is not one of port \"client0\"'s IPv6 addresses",
     );
     // Any port's address will do.
     ok(&replaced(
@@ -1852,4 +1853,150 @@ fn port_ipv6_addresses_and_neighbours() {
         Some("ff02::1"),
         "multicast",
     );
+}
+
+// ------------------------------------------------------ tunnels with IPv6 endpoints
+
+/// BASE with client0 holding 2001:db8::1 and tunnel "a" between IPv6 endpoints.
+fn outer6(remote: &str, extra: &str) -> String {
+    BASE.replacen(
+        "addresses = [\"192.0.2.1\"]",
+        "addresses = [\"192.0.2.1\", \"2001:db8::1\"]",
+        1,
+    )
+    .replacen("local = \"192.0.2.1\"", "local = \"2001:db8::1\"", 1)
+    .replacen(
+        "remote = \"198.51.100.1\"",
+        &format!("remote = \"{remote}\"\n{extra}"),
+        1,
+    )
+}
+
+#[test]
+fn ipv6_endpoints_are_accepted_with_their_own_header_length() {
+    let cfg = ok(&outer6("2001:db8:100::10", ""));
+    let t = &cfg.tunnels[0];
+    let o = t.outer6.expect("IPv6 endpoints");
+    assert_eq!(o.local, "2001:db8::1".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(o.remote, "2001:db8:100::10".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(o.next_hop, o.remote, "next_hop defaults to remote");
+    assert_eq!(t.local, Ipv4Addr::UNSPECIFIED);
+    // RFC 8200: 40 bytes of IPv6 header; GRE with a key: 8 (RFC 2890).
+    assert_eq!(t.header_len(), 48);
+    assert_eq!(t.inner_mtu(), 1500 - 48);
+    let nh = ok(&outer6("2001:db8:100::10", "next_hop = \"2001:db8::fe\""));
+    assert_eq!(
+        nh.tunnels[0].outer6.unwrap().next_hop,
+        "2001:db8::fe".parse::<Ipv6Addr>().unwrap()
+    );
+    // IP in IPv6 (RFC 2473) is mode "ipip" with IPv6 endpoints.
+    let ipip = ok(&outer6("2001:db8:100::10", "").replacen(
+        "mode = \"gre\"\nlocal = \"2001:db8::1\"\nremote = \"2001:db8:100::10\"\n\nkey = 100",
+        "mode = \"ipip\"\nlocal = \"2001:db8::1\"\nremote = \"2001:db8:100::10\"\n",
+        1,
+    ));
+    assert_eq!(ipip.tunnels[0].mode, TunnelMode::Ipip);
+    assert_eq!(ipip.tunnels[0].header_len(), 40);
+    // The MTU floor counts the IPv6 header: 68 + 48.
+    invalid(
+        &outer6("2001:db8:100::10", "mtu = 115"),
+        "tunnel[0] \"a\".mtu",
+        Some("115"),
+        "after 48 bytes of headers (at least 116)",
+    );
+}
+
+#[test]
+fn ipv6_endpoints_are_of_one_family_and_unicast() {
+    invalid(
+        &outer6("198.51.100.1", ""),
+        "tunnel[0] \"a\".remote",
+        Some("\"198.51.100.1\""),
+        "is an IPv4 address but local 2001:db8::1 is IPv6",
+    );
+    invalid(
+        &replaced("remote = \"198.51.100.1\"", "remote = \"2001:db8:100::10\""),
+        "tunnel[0] \"a\".remote",
+        Some("\"2001:db8:100::10\""),
+        "is an IPv6 address but local 192.0.2.1 is IPv4",
+    );
+    invalid(
+        &outer6("2001:db8:100::10", "next_hop = \"192.0.2.254\""),
+        "tunnel[0] \"a\".next_hop",
+        Some("\"192.0.2.254\""),
+        "is an IPv4 address but local 2001:db8::1 is IPv6",
+    );
+    for (bad, problem) in [
+        ("fe80::1", "link-local"),
+        ("ff02::1", "multicast"),
+        ("::", "unspecified"),
+        ("::1", "loopback"),
+        ("::ffff:198.51.100.1", "IPv4-mapped"),
+        (
+            "2001:db8::1",
+            "is our own address (port[0] \"client0\".addresses[1])",
+        ),
+    ] {
+        invalid(
+            &outer6(bad, ""),
+            "tunnel[0] \"a\".remote",
+            Some(bad),
+            problem,
+        );
+        invalid(
+            &outer6("2001:db8:100::10", &format!("next_hop = \"{bad}\"")),
+            "tunnel[0] \"a\".next_hop",
+            Some(bad),
+            problem,
+        );
+    }
+    // Another port's IPv6 address is not the tunnel's port's.
+    invalid(
+        &outer6("2001:db8:100::10", "")
+            .replacen(
+                "addresses = [\"203.0.113.1\"]",
+                "addresses = [\"203.0.113.1\", \"2001:db8:9::1\"]",
+                1,
+            )
+            .replacen("local = \"2001:db8::1\"", "local = \"2001:db8:9::1\"", 1),
+        "tunnel[0] \"a\".local",
+        Some("2001:db8:9::1"),
+        "is not one of port \"client0\"'s IPv6 addresses",
+    );
+    invalid(
+        &outer6("2001:db8:100::10", "probe = true"),
+        "tunnel[0] \"a\".probe",
+        Some("true"),
+        "IPv6 endpoints",
+    );
+}
+
+#[test]
+fn ipv6_endpoints_are_unique_with_mode_and_key() {
+    let b = |fields: &str| {
+        format!(
+            "{}\n[[tunnel]]\nname = \"b\"\nlocal = \"2001:db8::1\"\nport = \"client0\"\n{fields}\n",
+            outer6("2001:db8:100::10", "")
+        )
+    };
+    invalid(
+        &b("mode = \"gre\"\nremote = \"2001:db8:100::10\"\nkey = 100"),
+        B,
+        Some("(local 2001:db8::1, remote 2001:db8:100::10, mode gre, key 100)"),
+        "is already the endpoint of tunnel[0] \"a\"",
+    );
+    ok(&b(
+        "mode = \"gre\"\nremote = \"2001:db8:100::10\"\nkey = 101",
+    ));
+    ok(&b("mode = \"ipip\"\nremote = \"2001:db8:100::10\""));
+    ok(&b(
+        "mode = \"gre\"\nremote = \"2001:db8:100::11\"\nkey = 100",
+    ));
+    // Two IPv6 tunnels do not collide on their unused IPv4 fields, nor does a default
+    // route into a tunnel meet their (0.0.0.0) IPv4 remote.
+    let cfg = ok(&format!(
+        "{}\n[[route]]\nprefix = \"0.0.0.0/0\"\ntunnel = \"a\"\n",
+        b("mode = \"gre\"\nremote = \"2001:db8:100::11\"\nprefixes = [\"10.2.0.0/16\"]")
+    ));
+    assert_eq!(cfg.tunnels.len(), 2);
 }
