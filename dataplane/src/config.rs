@@ -85,6 +85,11 @@ pub fn builder_from_config(
             Df::Copy => DfPolicy::Copy,
         };
         tunnel.next_hop = t.next_hop;
+        tunnel.outer6 = t.outer6.map(|o| crate::tables::Outer6 {
+            local: o.local,
+            remote: o.remote,
+            next_hop: o.next_hop,
+        });
         tunnel.mtu = t.mtu;
         tunnel.prefixes = t.prefixes.iter().map(prefix).collect();
         tunnel.extra_sources = t.extra_sources.iter().map(prefix).collect();

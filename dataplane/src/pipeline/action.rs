@@ -200,6 +200,13 @@ drop_reasons! {
     /// the site's own prefixes: a host of the site sending as another site or anyone else
     /// (BCP 38 at the customer edge).
     LanSpoofed = "lan_spoofed",
+    /// An IPv6 packet to one of our addresses whose fixed header is followed by an
+    /// extension header (hop-by-hop options, routing, destination options: RFC 2473's
+    /// Tunnel Encapsulation Limit among them) rather than the tunnel payload: not walked.
+    OuterExtensionHeader = "outer_extension_header",
+    /// An outer IPv6 header to one of our addresses that is invalid: version not 6, or a
+    /// payload length past what the frame holds.
+    BadIpv6 = "bad_ipv6",
 }
 
 /// Things worth counting that do not drop the packet.

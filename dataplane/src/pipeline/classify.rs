@@ -25,6 +25,18 @@ pub(crate) enum Ingress {
         remote: u32,
         ecn: ipv4::Ecn,
     },
+    /// A tunnel packet for one of our IPv6 addresses (GRE over IPv6, RFC 7676; IP in IPv6,
+    /// RFC 2473): outer IPv6 header at `eth_len`, 40 bytes, the tunnel payload right after.
+    Terminate6 {
+        /// The frame's length now: Ethernet, the IPv6 header and its payload length.
+        frame_len: usize,
+        protocol: IpProtocol,
+        /// Host order.
+        local: u128,
+        /// Host order.
+        remote: u128,
+        ecn: ipv4::Ecn,
+    },
     /// Not for us, transit allowed: route the packet itself.
     Transit,
     /// An ICMP Fragmentation Needed for us, perhaps from the underlay about one of our
@@ -127,6 +139,12 @@ fn ingress6<B: PacketBuf>(
     };
     let data = pkt.data();
     let dst = EthernetAddress([data[0], data[1], data[2], data[3], data[4], data[5]]);
+    if dst == entry.mac {
+        if let Some(r) = tunnel6(pkt, entry) {
+            return r;
+        }
+    }
+    let data = pkt.data();
     match ipv6(data, dst, entry) {
         v @ Verdict::ToUs { .. } => Err(to_us6(pkt, port, v)),
         Verdict::Drop(DropReason::NotForUs) if dst == entry.mac && entry.transit => {
@@ -144,6 +162,59 @@ fn ingress6<B: PacketBuf>(
         }
         v => Err(v),
     }
+}
+
+/// An IPv6 packet to one of the port's IPv6 addresses carrying a tunnel (next header 47,
+/// 4 or 41): its fixed header checked (version 6, payload length within the frame, else
+/// `bad_ipv6`; a source no node sends from, or link-local, is `martian`), trimmed to its
+/// payload length (Ethernet padding), for termination.
+/// To one of them, a fragment is `outer_fragment` (no reassembly) and an extension header
+/// (hop-by-hop 0, routing 43, destination options 60) is `outer_extension_header`: the
+/// chain is not walked, whatever follows it. `None`: not ours, or another next header
+/// (ICMPv6, which [`ipv6`] decides on).
+#[inline(never)]
+fn tunnel6<B: PacketBuf>(pkt: &mut B, entry: &PortEntry) -> Option<Result<Ingress, Verdict>> {
+    let data = pkt.data();
+    let rx_len = data.len();
+    let l3 = data.get(ethernet::HEADER_LEN..)?;
+    let Ok(ip) = Ipv6Packet::new_checked(l3) else {
+        // Malformed, yet to one of our addresses (where the frame shows one).
+        let dst = l3.get(24..40)?;
+        let dst = core::net::Ipv6Addr::from(<[u8; 16]>::try_from(dst).ok()?);
+        return entry
+            .has_addr6(dst)
+            .then_some(Err(Verdict::Drop(DropReason::BadIpv6)));
+    };
+    if !entry.has_addr6(ip.dst_addr()) {
+        return None;
+    }
+    let protocol = ip.next_header();
+    match protocol.0 {
+        47 | 4 | 41 => {}
+        44 => return Some(Err(Verdict::Drop(DropReason::OuterFragment))),
+        0 | 43 | 60 => return Some(Err(Verdict::Drop(DropReason::OuterExtensionHeader))),
+        _ => return None,
+    }
+    let (src, dst, total, tc) = (
+        ip.src_bits(),
+        ip.dst_bits(),
+        ip.total_len(),
+        ip.traffic_class(),
+    );
+    if ipv6::is_invalid_source(src) || ipv6::is_link_local(src) {
+        return Some(Err(Verdict::Drop(DropReason::Martian)));
+    }
+    let frame_len = ethernet::HEADER_LEN + total;
+    if rx_len > frame_len && pkt.trim_back(rx_len - frame_len).is_err() {
+        return Some(Err(Verdict::Drop(DropReason::BadInnerIpv6)));
+    }
+    Some(Ok(Ingress::Terminate6 {
+        frame_len,
+        protocol,
+        local: dst,
+        remote: src,
+        ecn: ipv4::Ecn::from_bits(tc),
+    }))
 }
 
 /// An IPv6 frame: Neighbor Discovery to the port's MAC or to the solicited-node multicast

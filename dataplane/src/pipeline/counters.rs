@@ -31,13 +31,24 @@ impl PacketBytes {
 }
 
 /// Per-port counters as the pipeline sees them (decisions, not hardware counts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortCounters {
     pub rx: PacketBytes,
     pub tx: PacketBytes,
     /// Packets received here and dropped, by reason, that no tunnel claimed (native
     /// traffic, and tunnel packets dropped before their tunnel was found).
     pub drops: [u64; DropReason::COUNT],
+}
+
+// By hand: arrays of more than 32 elements have no derived `Default`.
+impl Default for PortCounters {
+    fn default() -> Self {
+        PortCounters {
+            rx: PacketBytes::default(),
+            tx: PacketBytes::default(),
+            drops: [0; DropReason::COUNT],
+        }
+    }
 }
 
 /// The drop reasons that can befall a packet after its tunnel is known (the tunnel
@@ -103,7 +114,7 @@ pub struct TunnelCounters {
 }
 
 /// One worker's counters, on cache lines of their own.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[repr(align(64))]
 pub struct Counters {
     pub drops: [u64; DropReason::COUNT],
@@ -122,6 +133,24 @@ pub struct Counters {
     /// One bit per tunnel whose `tunnel_drops` changed since the last
     /// [`Counters::publish_into`]: publishing copies those entries only.
     dirty: Vec<u64>,
+}
+
+// By hand: arrays of more than 32 elements have no derived `Default`.
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            drops: [0; DropReason::COUNT],
+            events: [0; Event::COUNT],
+            punts: [0; PuntReason::COUNT],
+            icmp_sent: [0; IcmpKind::COUNT],
+            icmp_rate_limited: 0,
+            echo_replies: 0,
+            ports: Vec::new(),
+            tunnels: Vec::new(),
+            tunnel_drops: Vec::new(),
+            dirty: Vec::new(),
+        }
+    }
 }
 
 /// Equal when they count the same (whatever is left to publish).

@@ -94,7 +94,8 @@ pub(crate) fn encapsulate<B: PacketBuf>(
         return Err(too_big(inner, t.inner_mtu()));
     }
     if !t.has(TunnelHot::NEIGHBOR) {
-        return Err(Verdict::Drop(DropReason::NoNeighbor));
+        // A tunnel with IPv6 endpoints never has the flag: it leaves the IPv4 path here.
+        return encapsulate6(pkt, inner, snap, id, t, counters);
     }
     let state = match t.has(TunnelHot::SEQUENCE) {
         true => match snap.tunnels().get(id) {
@@ -171,6 +172,88 @@ pub(crate) fn encapsulate<B: PacketBuf>(
 
 /// The outer IPv4 header (no options).
 const IPV4_LEN: usize = 20;
+/// The outer IPv6 header (no extension headers).
+const IPV6_LEN: usize = 40;
+
+/// [`encapsulate`] into a tunnel with IPv6 endpoints (GRE over IPv6, RFC 7676; IP in
+/// IPv6, RFC 2473), or `no_neighbor` for a tunnel without (its next hop's MAC unknown).
+/// `t` passed the MTU check already: its `mtu` is the outer MTU less 20, so that the IPv4
+/// accounting there holds for the 40-byte IPv6 header.
+///
+/// The outer IPv6 header: version 6; traffic class = the DSCP policy's (copied from the
+/// inner packet or fixed, RFC 2983) with the inner ECN field (RFC 6040 normal mode); flow
+/// label 0 (RFC 6438's flow hash is not written); payload length; next header 47, or for IP
+/// in IPv6 4 (IPv4 inside) or 41 (IPv6 inside); hop limit from the TTL policy; source our
+/// endpoint, destination the client's. Never fragmented (IPv6 routers do not): a packet
+/// over the MTU got its ICMP error before.
+#[cold]
+#[inline(never)]
+fn encapsulate6<B: PacketBuf>(
+    pkt: &mut B,
+    inner: &Inner,
+    snap: &Snapshot,
+    id: TunnelId,
+    t: &TunnelHot,
+    counters: &mut Counters,
+) -> Result<(Action, usize), Verdict> {
+    let Some(t6) = snap.tunnels().hot6(id).filter(|h| h.neighbor) else {
+        return Err(Verdict::Drop(DropReason::NoNeighbor));
+    };
+    let headers = usize::from(t6.header_len);
+    let gre_len = headers - ethernet::HEADER_LEN - IPV6_LEN;
+    let payload_len = inner.len + gre_len;
+    let Ok(payload_len16) = u16::try_from(payload_len) else {
+        return Err(Verdict::Drop(DropReason::MtuExceeded));
+    };
+    let state = match t.has(TunnelHot::SEQUENCE) {
+        true => match snap.tunnels().get(id) {
+            Some(e) => Some(&e.state),
+            None => return Err(Verdict::Drop(DropReason::NoRoute)),
+        },
+        false => None,
+    };
+    let Ok(h) = pkt.prepend(headers) else {
+        return Err(Verdict::Drop(DropReason::NoHeadroom));
+    };
+    let seq = state.map_or(0, |s| s.next_tx_sequence());
+    h.copy_from_slice(&t6.header[..headers]);
+    let dscp = if t.has(TunnelHot::DSCP_COPY) {
+        inner.tos >> 2
+    } else {
+        t.dscp
+    };
+    let tc = (dscp << 2) | (inner.tos & 0b11);
+    let hop_limit = if t.has(TunnelHot::TTL_INHERIT) {
+        inner.ttl
+    } else {
+        t.ttl
+    };
+    let ip = &mut h[ethernet::HEADER_LEN..ethernet::HEADER_LEN + IPV6_LEN];
+    // Version 6, traffic class, flow label 0.
+    ip[0..4].copy_from_slice(&((6u32 << 28) | (u32::from(tc) << 20)).to_be_bytes());
+    ip[4..6].copy_from_slice(&payload_len16.to_be_bytes());
+    if inner.v6 {
+        if ip[6] == IpProtocol::IPIP.0 {
+            ip[6] = IpProtocol::IPV6.0;
+        } else {
+            let at = ethernet::HEADER_LEN + IPV6_LEN + 2;
+            h[at..at + 2].copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
+        }
+    }
+    h[ethernet::HEADER_LEN + 7] = hop_limit;
+    if t.has(TunnelHot::SEQUENCE) {
+        h[headers - 4..headers].copy_from_slice(&seq.to_be_bytes());
+    }
+    if t.has(TunnelHot::CHECKSUM) {
+        let data = pkt.data_mut();
+        gre::GrePacket::new_unchecked(&mut data[ethernet::HEADER_LEN + IPV6_LEN..]).fill_checksum();
+    }
+    let frame_len = ethernet::HEADER_LEN + IPV6_LEN + payload_len;
+    if let Some(c) = counters.tunnels.get_mut(id.index()) {
+        c.tx.add(frame_len);
+    }
+    Ok((Action::Transmit(t.port), frame_len))
+}
 
 /// Copy the first `h.len()` bytes of a tunnel's header template into `h`: one fixed-size
 /// copy per possible length (a copy of a variable length is a call to `memmove`).

@@ -205,10 +205,17 @@ fn may_answer(snap: &Snapshot, packet: &[u8]) -> bool {
 fn path_back(snap: &Snapshot, back: Back) -> Option<(Ipv4Addr, usize)> {
     match back {
         Back::Tunnel(id) => {
-            // Our address inside the tunnel where it has one, else its endpoint.
+            // Our address inside the tunnel where it has one, else its endpoint; for a
+            // tunnel with IPv6 endpoints (no IPv4 one), its port's first IPv4 address.
             let t = snap.tunnels().hot(id)?;
-            let ours = if t.link != 0 { t.link } else { t.local };
-            Some((Ipv4Addr::from(ours), t.inner_mtu()))
+            let ours = if t.link != 0 {
+                Ipv4Addr::from(t.link)
+            } else if t.local != 0 {
+                Ipv4Addr::from(t.local)
+            } else {
+                *snap.port(t.port)?.addrs.first()?
+            };
+            Some((ours, t.inner_mtu()))
         }
         Back::Native { port, .. } => {
             let p = snap.port(port)?;

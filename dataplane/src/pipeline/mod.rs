@@ -389,7 +389,8 @@ impl Pipeline {
                 let t = &mut traces[i];
                 t.rx_port = port;
                 t.classified = match ingress {
-                    Ok(classify::Ingress::Terminate { protocol, .. }) => {
+                    Ok(classify::Ingress::Terminate { protocol, .. })
+                    | Ok(classify::Ingress::Terminate6 { protocol, .. }) => {
                         trace::Classified::Terminate(protocol.0)
                     }
                     Ok(classify::Ingress::Transit) => trace::Classified::Transit,
@@ -415,6 +416,26 @@ impl Pipeline {
                     &mut self.tunnel_memo,
                     terminate::Outer {
                         hlen: outer_hlen,
+                        frame_len,
+                        protocol,
+                        local,
+                        remote,
+                        ecn,
+                        port,
+                    },
+                    &mut inner[i],
+                ),
+                Ok(classify::Ingress::Terminate6 {
+                    frame_len,
+                    protocol,
+                    local,
+                    remote,
+                    ecn,
+                }) => terminate::terminate6(
+                    pkt,
+                    snap,
+                    &mut self.counters,
+                    terminate::Outer6 {
                         frame_len,
                         protocol,
                         local,

@@ -69,10 +69,18 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
 /// tunnel, whatever the routes say about the router's address.
 #[inline]
 pub(crate) fn reflect(snap: &Snapshot, inner: &Inner) -> Result<Target, Verdict> {
-    let t = inner
+    let id = inner
         .ingress_tunnel
-        .and_then(|id| snap.tunnels().hot(id))
         .ok_or(Verdict::Drop(DropReason::NoRoute))?;
+    let t = snap
+        .tunnels()
+        .hot(id)
+        .ok_or(Verdict::Drop(DropReason::NoRoute))?;
+    // A tunnel with IPv6 endpoints has no IPv4 endpoints for an IPv4 keepalive to be
+    // between (its unused IPv4 fields are 0.0.0.0): such a packet is spoofed.
+    if snap.tunnels().hot6(id).is_some() {
+        return Err(Verdict::Drop(DropReason::InnerSpoofed));
+    }
     let port = snap
         .port(t.port)
         .ok_or(Verdict::Drop(DropReason::NoRoute))?;
@@ -99,8 +107,18 @@ pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targ
     if nh.is_none() {
         return unreachable(inner, 0);
     }
-    if let Some(ingress) = inner.ingress_tunnel.and_then(|id| snap.tunnels().hot(id)) {
-        if ingress.link6 != 0 && ingress.link6 == inner.src6 {
+    if let Some(id) = inner.ingress_tunnel {
+        if let Some(ingress) = snap.tunnels().hot(id) {
+            if ingress.link6 != 0 && ingress.link6 == inner.src6 {
+                return Err(Verdict::Drop(DropReason::TunnelLoop));
+            }
+        }
+        // RFC 2473 section 4.1: to the ingress tunnel's own IPv6 endpoint.
+        if snap
+            .tunnels()
+            .hot6(id)
+            .is_some_and(|t| t.remote == inner.dst6)
+        {
             return Err(Verdict::Drop(DropReason::TunnelLoop));
         }
     }
@@ -109,6 +127,14 @@ pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targ
         Target::Tunnel(egress) => {
             if inner.ingress_tunnel == Some(egress) {
                 return Err(Verdict::Drop(DropReason::Hairpin));
+            }
+            // To or from the egress tunnel's own IPv6 endpoint: it would loop.
+            if snap
+                .tunnels()
+                .hot6(egress)
+                .is_some_and(|t| t.remote == inner.dst6 || t.remote == inner.src6)
+            {
+                return Err(Verdict::Drop(DropReason::TunnelLoop));
             }
             match snap.tunnels().hot(egress) {
                 Some(e) if e.link6 == 0 || e.link6 != inner.src6 => Ok(target),

@@ -7,7 +7,7 @@ use super::icmp::{Back, IcmpError};
 use super::{Inner, Verdict};
 use crate::buffer::PacketBuf;
 use crate::tables::tunnel::TunnelHot;
-use crate::tables::{PortIndex, SequenceCheck, Snapshot, TunnelId, TunnelKey};
+use crate::tables::{PortIndex, SequenceCheck, Snapshot, TunnelId, TunnelKey, TunnelKey6};
 use crate::wire::{
     ethernet, gre, ipv4::Ecn, ipv6, EtherType, EthernetAddress, IcmpErrorRepr, IpProtocol,
     Ipv4Packet, Ipv6Packet,
@@ -208,6 +208,95 @@ pub(crate) fn terminate<B: PacketBuf>(
     // tunnel's egress port): the same endpoints and key arriving on another port are
     // somebody else's, `no_tunnel` (TESTPLAN AUTH-6).
     let l3 = ethernet::HEADER_LEN + outer_hlen;
+    terminate_via(
+        pkt,
+        snap,
+        counters,
+        l3,
+        frame_len,
+        protocol,
+        outer_ecn,
+        out,
+        |protocol, key| memo.lookup(snap, local, remote, protocol, key, port),
+    )
+}
+
+/// What ingress found out about the outer IPv6 header of a tunnel packet for us.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outer6 {
+    /// The frame's length: Ethernet, the IPv6 header and its payload.
+    pub frame_len: usize,
+    /// The fixed header's next header: 47, 4 or 41.
+    pub protocol: IpProtocol,
+    /// Our endpoint (outer destination), host order.
+    pub local: u128,
+    /// The client's endpoint (outer source), host order.
+    pub remote: u128,
+    /// From the traffic class.
+    pub ecn: Ecn,
+    /// The port the packet arrived on.
+    pub port: PortIndex,
+}
+
+/// [`terminate`] for a tunnel with IPv6 endpoints (GRE over IPv6, RFC 7676; IP in IPv6,
+/// RFC 2473): the same checks, in the same order, with the tunnel found by its IPv6
+/// endpoints (the snapshot's IPv6 index; no memo) and the payload right after the 40-byte
+/// IPv6 header (classify refused extension headers). The outer hop limit is not looked at:
+/// we are the endpoint.
+#[inline(never)]
+pub(crate) fn terminate6<B: PacketBuf>(
+    pkt: &mut B,
+    snap: &Snapshot,
+    counters: &mut Counters,
+    outer: Outer6,
+    out: &mut Inner,
+) -> Result<(), Verdict> {
+    let Outer6 {
+        frame_len,
+        protocol,
+        local,
+        remote,
+        ecn,
+        port,
+    } = outer;
+    terminate_via(
+        pkt,
+        snap,
+        counters,
+        ethernet::HEADER_LEN + ipv6::HEADER_LEN,
+        frame_len,
+        protocol,
+        ecn,
+        out,
+        |protocol, gre_key| {
+            let key = TunnelKey6 {
+                local,
+                remote,
+                protocol: protocol.0,
+                gre_key,
+            };
+            let id = snap.tunnels().lookup6(&key)?;
+            let t = snap.tunnels().hot(id)?;
+            (t.port == port && t.has(TunnelHot::VALID)).then_some((id, t))
+        },
+    )
+}
+
+/// The body of [`terminate`] and [`terminate6`]: the outer header ends at `l3`, and
+/// `lookup` finds the tunnel by protocol and GRE key (its endpoints it knows).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn terminate_via<'s, B: PacketBuf>(
+    pkt: &mut B,
+    snap: &'s Snapshot,
+    counters: &mut Counters,
+    l3: usize,
+    frame_len: usize,
+    protocol: IpProtocol,
+    outer_ecn: Ecn,
+    out: &mut Inner,
+    mut lookup: impl FnMut(IpProtocol, Option<u32>) -> Option<(TunnelId, &'s TunnelHot)>,
+) -> Result<(), Verdict> {
     let mut strip = l3;
     let mut sequence = None;
     // IPv6 inside: GRE protocol type 0x86DD, or IP protocol 41 on an IPIP tunnel.
@@ -226,9 +315,7 @@ pub(crate) fn terminate<B: PacketBuf>(
         if g.checksum_present() && !g.verify_checksum() {
             return Err(Verdict::Drop(DropReason::BadGreChecksum));
         }
-        let (id, t) = memo
-            .lookup(snap, local, remote, protocol, g.key(), port)
-            .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
+        let (id, t) = lookup(protocol, g.key()).ok_or(Verdict::Drop(DropReason::NoTunnel))?;
         // From here on the packet is the tunnel's: its drops are counted under it.
         out.ingress_tunnel = Some(id);
         // RFC 7676: IPv6 in GRE is protocol type 0x86DD.
@@ -256,9 +343,7 @@ pub(crate) fn terminate<B: PacketBuf>(
     } else {
         // An IPIP tunnel carries IPv6 too (RFC 4213, protocol 41), between the same
         // endpoints: the tunnel is found by its own protocol, 4.
-        let found = memo
-            .lookup(snap, local, remote, IpProtocol::IPIP, None, port)
-            .ok_or(Verdict::Drop(DropReason::NoTunnel))?;
+        let found = lookup(IpProtocol::IPIP, None).ok_or(Verdict::Drop(DropReason::NoTunnel))?;
         out.ingress_tunnel = Some(found.0);
         found
     };

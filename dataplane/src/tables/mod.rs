@@ -12,8 +12,8 @@ pub use snapshot::{
     SnapshotBuilder, Target,
 };
 pub use tunnel::{
-    DfPolicy, DscpPolicy, SequenceCheck, TtlPolicy, Tunnel, TunnelId, TunnelKey, TunnelMode,
-    TunnelState, TunnelTable, PATH_MTU_MIN_INNER,
+    DfPolicy, DscpPolicy, Outer6, SequenceCheck, TtlPolicy, Tunnel, TunnelHot6, TunnelId,
+    TunnelKey, TunnelKey6, TunnelMode, TunnelState, TunnelTable, PATH_MTU_MIN_INNER,
 };
 
 /// An ethdev port index, as DPDK numbers them.

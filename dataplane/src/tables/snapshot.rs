@@ -127,6 +127,10 @@ pub enum BuildError {
     MtuTooSmall { tunnel: String, mtu: u16 },
     #[error("tunnel {tunnel:?}: remote {remote} is not a unicast address")]
     BadRemote { tunnel: String, remote: Ipv4Addr },
+    #[error("tunnel {tunnel:?}: local {local} is not one of its port's IPv6 addresses")]
+    Local6NotOnPort { tunnel: String, local: Ipv6Addr },
+    #[error("tunnel {tunnel:?}: remote {remote} is not a global unicast address")]
+    BadRemote6 { tunnel: String, remote: Ipv6Addr },
     #[error("route {prefix}: tunnel {tunnel:?} does not exist")]
     RouteToUnknownTunnel { prefix: Ipv4Prefix, tunnel: String },
     #[error("route {prefix}: port {port} is not configured")]
@@ -1427,6 +1431,8 @@ impl SnapshotBuilder {
         let mut wanted: Vec<(PortIndex, Ipv4Addr, Ipv4Addr)> = self
             .tunnels
             .iter()
+            // IPv6 next hops: `TunnelTable::next_hops6`.
+            .filter(|t| t.outer6.is_none())
             .map(|t| (t.egress_port, t.next_hop, t.local))
             .chain(
                 self.kept
@@ -1465,7 +1471,10 @@ impl SnapshotBuilder {
                 .unwrap_or(slot);
             *entry = Some(TunnelEntry {
                 sources,
-                next_hop_mac: self.neighbors.get(&(t.egress_port, t.next_hop)).copied(),
+                next_hop_mac: match t.outer6 {
+                    Some(o) => self.neighbors6.get(&(t.egress_port, o.next_hop)).copied(),
+                    None => self.neighbors.get(&(t.egress_port, t.next_hop)).copied(),
+                },
                 src_mac: port.mac,
                 mtu: t.mtu.min(port.mtu).min(path_mtu.unwrap_or(u16::MAX)),
                 path_mtu,
@@ -1586,13 +1595,33 @@ impl SnapshotBuilder {
             if names.insert(t.name.as_str(), i).is_some() {
                 return Err(BuildError::DuplicateTunnel(t.name.clone()));
             }
-            if !local_owner.contains_key(&t.local) {
+            if let Some(o) = t.outer6 {
+                let on_port = self
+                    .ports
+                    .get(&t.egress_port)
+                    .is_some_and(|p| p.addrs6.contains(&o.local));
+                if !on_port {
+                    return Err(BuildError::Local6NotOnPort {
+                        tunnel: t.name.clone(),
+                        local: o.local,
+                    });
+                }
+                if crate::wire::ipv6::is_invalid_source(u128::from(o.remote))
+                    || crate::wire::ipv6::is_link_local(u128::from(o.remote))
+                    || o.remote.is_multicast()
+                {
+                    return Err(BuildError::BadRemote6 {
+                        tunnel: t.name.clone(),
+                        remote: o.remote,
+                    });
+                }
+            } else if !local_owner.contains_key(&t.local) {
                 return Err(BuildError::LocalNotOurs {
                     tunnel: t.name.clone(),
                     local: t.local,
                 });
             }
-            if t.remote.is_unspecified()
+            if t.outer6.is_none() && t.remote.is_unspecified()
                 || t.remote.is_broadcast()
                 || t.remote.is_multicast()
                 || t.remote.is_loopback()
@@ -1623,13 +1652,17 @@ impl SnapshotBuilder {
                 }
             }
             let mtu = t.mtu.min(port.mtu);
-            if usize::from(mtu) < 68 + 20 + t.encap_gre_len() {
+            if usize::from(mtu) < 68 + t.outer_ip_len() + t.encap_gre_len() {
                 return Err(BuildError::MtuTooSmall {
                     tunnel: t.name.clone(),
                     mtu,
                 });
             }
-            if let Some(first) = keys.insert(t.key(), t.name.clone()) {
+            let key = match t.key6() {
+                Some(k) => Err(k),
+                None => Ok(t.key()),
+            };
+            if let Some(first) = keys.insert(key, t.name.clone()) {
                 return Err(BuildError::DuplicateTunnelKey {
                     first,
                     second: t.name.clone(),
@@ -1751,6 +1784,8 @@ impl SnapshotBuilder {
             .tunnels
             .iter()
             .enumerate()
+            // IPv6 endpoints are not routed by the IPv4 routes.
+            .filter(|(_, t)| t.outer6.is_none())
             .map(|(i, t)| (u32::from(t.remote), i))
             .collect();
         remotes.sort_unstable();

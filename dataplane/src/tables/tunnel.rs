@@ -7,7 +7,7 @@
 use super::PortIndex;
 use crate::lpm::{Ipv4Prefix, Ipv6Prefix};
 use crate::wire::{EthernetAddress, IpProtocol};
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -71,6 +71,19 @@ pub enum DfPolicy {
     Copy,
 }
 
+/// A tunnel's IPv6 endpoints (GRE over IPv6, RFC 7676; IP in IPv6, RFC 2473) and its
+/// underlay next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer6 {
+    /// Our endpoint: one of the egress port's IPv6 addresses.
+    pub local: Ipv6Addr,
+    /// The client router's endpoint.
+    pub remote: Ipv6Addr,
+    /// The underlay next hop on the egress port (often `remote`), resolved by the port's
+    /// IPv6 neighbours.
+    pub next_hop: Ipv6Addr,
+}
+
 /// One client session's tunnel, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tunnel {
@@ -93,6 +106,9 @@ pub struct Tunnel {
     pub egress_port: PortIndex,
     /// The underlay next hop on `egress_port` (often `remote` itself).
     pub next_hop: Ipv4Addr,
+    /// IPv6 endpoints: where set, the outer header is IPv6 and `local`, `remote` and
+    /// `next_hop` above are 0.0.0.0 and unused ([`Tunnel::new6`]).
+    pub outer6: Option<Outer6>,
     /// The largest outer packet (IP total length) the tunnel path carries.
     pub mtu: u16,
     /// The client's prefixes: routed into this tunnel, and allowed as inner sources.
@@ -156,6 +172,7 @@ impl Tunnel {
             df: DfPolicy::Set,
             egress_port,
             next_hop: remote,
+            outer6: None,
             mtu: 1500,
             prefixes: Vec::new(),
             extra_sources: Vec::new(),
@@ -170,6 +187,49 @@ impl Tunnel {
             backup_of: None,
             keepalive_probe: false,
         }
+    }
+
+    /// A tunnel between IPv6 endpoints, with [`Tunnel::new`]'s defaults (next hop =
+    /// remote).
+    pub fn new6(
+        name: &str,
+        mode: TunnelMode,
+        local: Ipv6Addr,
+        remote: Ipv6Addr,
+        egress_port: PortIndex,
+    ) -> Self {
+        let mut t = Tunnel::new(
+            name,
+            mode,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            egress_port,
+        );
+        t.outer6 = Some(Outer6 {
+            local,
+            remote,
+            next_hop: remote,
+        });
+        t
+    }
+
+    /// The outer IP header's length: 20 (IPv4) or 40 (IPv6).
+    pub fn outer_ip_len(&self) -> usize {
+        if self.outer6.is_some() {
+            40
+        } else {
+            20
+        }
+    }
+
+    /// The receive-side key of a tunnel with IPv6 endpoints.
+    pub fn key6(&self) -> Option<TunnelKey6> {
+        self.outer6.map(|o| TunnelKey6 {
+            local: u128::from(o.local),
+            remote: u128::from(o.remote),
+            protocol: self.mode.protocol().0,
+            gre_key: self.key,
+        })
     }
 
     /// Whether its `prefixes` are routed into it now: always, unless it falls back (then
@@ -248,6 +308,100 @@ pub struct TunnelKey {
     pub protocol: u8,
     /// The GRE key when K is set.
     pub gre_key: Option<u32>,
+}
+
+/// What identifies a tunnel with IPv6 endpoints on receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TunnelKey6 {
+    /// Outer destination (our endpoint), host order.
+    pub local: u128,
+    /// Outer source (the client's endpoint), host order.
+    pub remote: u128,
+    /// 47 or 4 (an IP in IPv6 tunnel carries IPv6 as 41 under the same key).
+    pub protocol: u8,
+    /// The GRE key when K is set.
+    pub gre_key: Option<u32>,
+}
+
+/// What the packet path reads of a tunnel with IPv6 endpoints, beside its [`TunnelHot`]
+/// (which holds its flags, key, policies and inner MTU; its IPv4 fields are unused, and
+/// its [`TunnelHot::NEIGHBOR`] flag is never set, so that the IPv4 encapsulation leaves
+/// such a tunnel at the check it makes anyway).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub struct TunnelHot6 {
+    /// Our endpoint, host order (0 for a slot without IPv6 endpoints).
+    pub local: u128,
+    /// The client's endpoint, host order.
+    pub remote: u128,
+    /// The next hop's MAC is known (the header holds it).
+    pub neighbor: bool,
+    /// Bytes of `header`: Ethernet, IPv6, GRE.
+    pub header_len: u8,
+    /// Ethernet (to the next hop, from the port, EtherType 0x86DD), IPv6 (version, next
+    /// header, addresses; traffic class, payload length and hop limit filled per packet;
+    /// flow label 0) and GRE (as [`TunnelHot::header`]'s).
+    pub header: [u8; Self::MAX_HEADER],
+}
+
+impl TunnelHot6 {
+    /// Ethernet (14) + IPv6 (40) + GRE with checksum, key and sequence number (16).
+    pub const MAX_HEADER: usize = 70;
+
+    /// A slot without IPv6 endpoints.
+    pub const EMPTY: TunnelHot6 = TunnelHot6 {
+        local: 0,
+        remote: 0,
+        neighbor: false,
+        header_len: 0,
+        header: [0; Self::MAX_HEADER],
+    };
+
+    /// The IPv6 view of tunnel `t` (which has IPv6 endpoints), as [`TunnelHot::new`].
+    pub fn new(t: &Tunnel, src_mac: EthernetAddress, dst_mac: Option<EthernetAddress>) -> Self {
+        let Some(o) = t.outer6 else {
+            return Self::EMPTY;
+        };
+        let header_len = 14 + 40 + t.encap_gre_len();
+        let mut header = [0u8; Self::MAX_HEADER];
+        header[0..6].copy_from_slice(&dst_mac.unwrap_or(EthernetAddress([0; 6])).0);
+        header[6..12].copy_from_slice(&src_mac.0);
+        header[12..14].copy_from_slice(&[0x86, 0xdd]);
+        header[14] = 0x60;
+        header[20] = t.mode.protocol().0;
+        header[22..38].copy_from_slice(&o.local.octets());
+        header[38..54].copy_from_slice(&o.remote.octets());
+        if t.mode == TunnelMode::Gre {
+            gre_template(t, &mut header[54..]);
+        }
+        TunnelHot6 {
+            local: u128::from(o.local),
+            remote: u128::from(o.remote),
+            neighbor: dst_mac.is_some(),
+            header_len: header_len as u8,
+            header,
+        }
+    }
+}
+
+/// The GRE header a tunnel writes (RFC 2784, RFC 2890) into `g`: flags, protocol type
+/// 0x0800, and its key; the sequence number and checksum are filled per packet.
+fn gre_template(t: &Tunnel, g: &mut [u8]) {
+    let mut gre_flags = 0u16;
+    let mut at = 4;
+    if t.checksum {
+        gre_flags |= 0x8000;
+        at += 4;
+    }
+    if let Some(k) = t.key {
+        gre_flags |= 0x2000;
+        g[at..at + 4].copy_from_slice(&k.to_be_bytes());
+    }
+    if t.sequence {
+        gre_flags |= 0x1000;
+    }
+    g[0..2].copy_from_slice(&gre_flags.to_be_bytes());
+    g[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
 }
 
 /// Per-tunnel state shared by every worker and kept across snapshots.
@@ -449,7 +603,9 @@ impl TunnelHot {
             (t.key.is_some(), Self::KEY),
             (t.sequence, Self::SEQUENCE),
             (t.checksum, Self::CHECKSUM),
-            (dst_mac.is_some(), Self::NEIGHBOR),
+            // A tunnel with IPv6 endpoints: never, so that the IPv4 encapsulation leaves it
+            // at this check (its MAC is its `TunnelHot6`'s).
+            (dst_mac.is_some() && t.outer6.is_none(), Self::NEIGHBOR),
             (t.ttl == TtlPolicy::Inherit, Self::TTL_INHERIT),
             (t.dscp == DscpPolicy::Copy, Self::DSCP_COPY),
             (t.df == DfPolicy::Copy, Self::DF_COPY),
@@ -470,24 +626,18 @@ impl TunnelHot {
         header[26..30].copy_from_slice(&t.local.octets());
         header[30..34].copy_from_slice(&t.remote.octets());
         if t.mode == TunnelMode::Gre {
-            let mut gre_flags = 0u16;
-            let mut at = 38;
-            if t.checksum {
-                gre_flags |= 0x8000;
-                at += 4;
-            }
-            if let Some(k) = t.key {
-                gre_flags |= 0x2000;
-                header[at..at + 4].copy_from_slice(&k.to_be_bytes());
-            }
-            if t.sequence {
-                gre_flags |= 0x1000;
-            }
-            header[34..36].copy_from_slice(&gre_flags.to_be_bytes());
-            header[36..38].copy_from_slice(&0x0800u16.to_be_bytes());
+            gre_template(t, &mut header[34..]);
         }
         let (l, r) = (u32::from(t.local), u32::from(t.remote));
         let partial = (l >> 16) + (l & 0xffff) + (r >> 16) + (r & 0xffff);
+        // With IPv6 endpoints the outer header is 20 bytes longer: the IPv4 accounting of
+        // the MTU (inner + 20 + GRE) then holds against 20 bytes less, so that the MTU
+        // check and `inner_mtu` serve both families.
+        let mtu = if t.outer6.is_some() {
+            mtu.saturating_sub(20)
+        } else {
+            mtu
+        };
         TunnelHot {
             local: l,
             remote: r,
@@ -573,6 +723,16 @@ impl std::fmt::Debug for TunnelHot {
     }
 }
 
+impl std::fmt::Debug for TunnelHot6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelHot6")
+            .field("local", &Ipv6Addr::from(self.local))
+            .field("remote", &Ipv6Addr::from(self.remote))
+            .field("neighbor", &self.neighbor)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One tunnel as a worker sees it: configuration plus what the snapshot resolved.
 #[derive(Debug)]
 pub struct TunnelEntry {
@@ -645,6 +805,10 @@ pub struct TunnelTable {
     /// What the packet path reads, by slot (empty slots match nothing).
     hot: Vec<TunnelHot>,
     index: HashMap<TunnelKey, TunnelId, BuildHasherDefault<KeyHasher>>,
+    /// The IPv6 views by slot: empty (no tunnel has IPv6 endpoints) or one per slot.
+    hot6: Vec<TunnelHot6>,
+    /// The receive-side index of tunnels with IPv6 endpoints.
+    index6: HashMap<TunnelKey6, TunnelId, BuildHasherDefault<KeyHasher>>,
     count: usize,
 }
 
@@ -653,8 +817,26 @@ impl TunnelTable {
         let index: HashMap<_, _, _> = entries
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| e.as_ref().map(|e| (e.config.key(), TunnelId(i as u32))))
+            .filter_map(|(i, e)| e.as_ref().map(|e| (e, TunnelId(i as u32))))
+            .filter(|(e, _)| e.config.outer6.is_none())
+            .map(|(e, id)| (e.config.key(), id))
             .collect();
+        let index6: HashMap<_, _, _> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((e.as_ref()?.config.key6()?, TunnelId(i as u32))))
+            .collect();
+        let hot6 = if index6.is_empty() {
+            Vec::new()
+        } else {
+            entries
+                .iter()
+                .map(|e| match e {
+                    Some(e) => TunnelHot6::new(&e.config, e.src_mac, e.next_hop_mac),
+                    None => TunnelHot6::EMPTY,
+                })
+                .collect()
+        };
         let hot = entries
             .iter()
             .enumerate()
@@ -668,11 +850,13 @@ impl TunnelTable {
                 None => TunnelHot::EMPTY,
             })
             .collect();
-        let count = index.len();
+        let count = index.len() + index6.len();
         TunnelTable {
             entries,
             hot,
             index,
+            hot6,
+            index6,
             count,
         }
     }
@@ -681,6 +865,34 @@ impl TunnelTable {
     #[inline(always)]
     pub fn hot(&self, id: TunnelId) -> Option<&TunnelHot> {
         self.hot.get(id.index())
+    }
+
+    /// The IPv6 view of tunnel `id`, where it has IPv6 endpoints.
+    #[inline]
+    pub fn hot6(&self, id: TunnelId) -> Option<&TunnelHot6> {
+        self.hot6.get(id.index()).filter(|h| h.header_len != 0)
+    }
+
+    /// The tunnel with IPv6 endpoints packets with this key belong to.
+    #[inline]
+    pub fn lookup6(&self, key: &TunnelKey6) -> Option<TunnelId> {
+        self.index6.get(key).copied()
+    }
+
+    /// The IPv6 underlay next hops the tunnels with IPv6 endpoints want resolved: (port,
+    /// next hop, our endpoint to ask from), sorted, each (port, next hop) once. Static
+    /// IPv6 neighbours resolve them for now; a resolver of IPv6 next hops reads them here.
+    pub fn next_hops6(&self) -> Vec<(PortIndex, Ipv6Addr, Ipv6Addr)> {
+        let mut hops: Vec<_> = self
+            .iter()
+            .filter_map(|(_, e)| {
+                let o = e.config.outer6?;
+                Some((e.config.egress_port, o.next_hop, o.local))
+            })
+            .collect();
+        hops.sort_unstable();
+        hops.dedup_by_key(|h| (h.0, h.1));
+        hops
     }
 
     #[cfg(test)]
