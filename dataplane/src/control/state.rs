@@ -1020,6 +1020,8 @@ impl ControlState {
                 .iter()
                 .map(|(id, t)| {
                     let c = &t.config;
+                    // IPv4 or IPv6 endpoints, as the tunnel has them.
+                    let (local, remote, next_hop) = c.endpoints();
                     let path_mtu = t.path_mtu.and(self.path_mtus.get(&c.name)).map(|l| {
                         json!({"mtu": l.mtu, "reported": l.reported, "from": l.from.to_string(),
                                "expires_in_s": l.expires.saturating_duration_since(now).as_secs()})
@@ -1027,9 +1029,9 @@ impl ControlState {
                     json!({
                         "id": id.0, "name": c.name,
                         "mode": match c.mode { crate::tables::TunnelMode::Gre => "gre", crate::tables::TunnelMode::Ipip => "ipip" },
-                        "local": c.local.to_string(), "remote": c.remote.to_string(), "key": c.key,
+                        "local": local.to_string(), "remote": remote.to_string(), "key": c.key,
                         "sequence": c.sequence, "checksum": c.checksum, "port": self.port_name(c.egress_port),
-                        "next_hop": c.next_hop.to_string(), "next_hop_mac": t.next_hop_mac.map(|m| m.to_string()),
+                        "next_hop": next_hop.to_string(), "next_hop_mac": t.next_hop_mac.map(|m| m.to_string()),
                         "mtu": t.mtu, "configured_mtu": c.mtu, "path_mtu": path_mtu,
                         "prefixes": c.prefixes.iter().map(ToString::to_string)
                             .chain(c.prefixes6.iter().map(ToString::to_string)).collect::<Vec<_>>(),
@@ -1191,7 +1193,7 @@ impl ControlState {
             let Some(t) = r["tunnel"].as_str().and_then(|n| tunnels.get(n)) else {
                 continue;
             };
-            r["next_hop"] = json!(t.config.next_hop.to_string());
+            r["next_hop"] = json!(t.config.endpoints().2.to_string());
             r["port"] = json!(self.port_name(t.config.egress_port));
             r["resolved"] = json!(t.next_hop_mac.is_some());
         }
@@ -1338,7 +1340,7 @@ impl ControlState {
     fn via_tunnel(&self, snap: &Snapshot, id: crate::tables::TunnelId) -> Value {
         match snap.tunnels().get(id) {
             Some(t) => json!({"tunnel": t.config.name,
-                              "next_hop": t.config.next_hop.to_string(),
+                              "next_hop": t.config.endpoints().2.to_string(),
                               "port": self.port_name(t.config.egress_port),
                               "next_hop_mac": t.next_hop_mac.map(|m| m.to_string())}),
             None => json!({"no_route": true}),
@@ -1502,6 +1504,43 @@ mod ipv6_tests {
                     && e["static"] == true),
             "{n}"
         );
+    }
+
+    /// A tunnel between IPv6 endpoints: `ctl tunnels` shows its IPv6 local, remote and
+    /// next hop, and `ctl lookup` the IPv6 next hop a packet into it goes to.
+    #[test]
+    fn tunnels_and_lookup_show_ipv6_endpoints() {
+        let text = LAB
+            .replacen(
+                "addresses = [\"192.0.2.1\"]",
+                "addresses = [\"192.0.2.1\", \"2001:db8:a::1\"]\n\
+                 [[port.neighbor]]\nip = \"2001:db8:a::fe\"\nmac = \"02:00:00:00:bb:fe\"",
+                1,
+            )
+            .replacen(
+                "local = \"192.0.2.1\"\n        remote = \"198.51.100.20\"",
+                "local = \"2001:db8:a::1\"\n        remote = \"2001:db8:b::20\"\n        \
+                 next_hop = \"2001:db8:a::fe\"",
+                1,
+            );
+        assert!(text.contains("2001:db8:b::20"), "{text}");
+        let (doc, cfg) = ConfigDocument::parse(&text, "lab.toml").unwrap();
+        let st =
+            ControlState::new(doc, cfg, vec![(0, EthernetAddress([2, 0, 0, 0, 0, 1]))]).unwrap();
+        let list = st.list_tunnels();
+        let globex = list["tunnels"]
+            .as_array()
+            .or(list.as_array())
+            .and_then(|a| a.iter().find(|t| t["name"] == "globex"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{list}"));
+        assert_eq!(globex["local"], "2001:db8:a::1", "{globex}");
+        assert_eq!(globex["remote"], "2001:db8:b::20", "{globex}");
+        assert_eq!(globex["next_hop"], "2001:db8:a::fe", "{globex}");
+        assert_eq!(globex["next_hop_mac"], "02:00:00:00:bb:fe", "{globex}");
+        let a = st.lookup("10.2.0.9".parse().unwrap());
+        assert_eq!(a["via"]["tunnel"], "globex", "{a}");
+        assert_eq!(a["via"]["next_hop"], "2001:db8:a::fe", "{a}");
     }
 
     fn via(st: &ControlState, dst: &str) -> (Value, Value) {

@@ -213,6 +213,15 @@ impl Tunnel {
         t
     }
 
+    /// Its outer endpoints and underlay next hop, `(local, remote, next_hop)`, of the
+    /// family its outer header is.
+    pub fn endpoints(&self) -> (core::net::IpAddr, core::net::IpAddr, core::net::IpAddr) {
+        match self.outer6 {
+            Some(o) => (o.local.into(), o.remote.into(), o.next_hop.into()),
+            None => (self.local.into(), self.remote.into(), self.next_hop.into()),
+        }
+    }
+
     /// The outer IP header's length: 20 (IPv4) or 40 (IPv6).
     pub fn outer_ip_len(&self) -> usize {
         if self.outer6.is_some() {
