@@ -60,3 +60,22 @@ fn the_annotated_example_in_config_md_validates() {
     );
     assert_eq!((config.icmp.rate, config.icmp.burst), (1000, 50));
 }
+
+/// CONFIG.md's example of a tunnel with IPv6 endpoints validates as it is written.
+#[test]
+fn the_ipv6_endpoints_example_in_config_md_validates() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("CONFIG.md")).unwrap();
+    let section = doc
+        .find("#### Tunnels with IPv6 endpoints")
+        .expect("the section in CONFIG.md");
+    let start = section + doc[section..].find("```toml\n").unwrap() + "```toml\n".len();
+    let len = doc[start..].find("```").unwrap();
+    let config = pipeline_config::parse(&doc[start..start + len], "CONFIG.md")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let o = config.tunnels[0].outer6.expect("IPv6 endpoints");
+    assert_eq!(o.remote.to_string(), "2001:db8:b::20");
+    assert_eq!(o.next_hop.to_string(), "2001:db8:a::fe");
+    // 1500 - 40 (IPv6) - 8 (GRE with a key).
+    assert_eq!(config.tunnels[0].inner_mtu(), 1452);
+}
