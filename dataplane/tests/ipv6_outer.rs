@@ -742,3 +742,126 @@ fn the_snapshot_lists_the_ipv6_next_hops_tunnels_want() {
     let e = b.build().unwrap_err().to_string();
     assert!(e.contains("2001:db8:a::2"), "{e}");
 }
+
+/// Tunnel recursion over IPv6: a tunnel packet inside a tunnel, to our IPv6 endpoint, is
+/// never decapsulated again (SPEC.md termination step 4), whatever the inner protocol.
+#[test]
+fn a_tunnel_packet_to_our_ipv6_endpoint_inside_a_tunnel_is_nested() {
+    let snap = snapshot();
+    let f = frames(&[
+        format!(
+            "Ether(dst=P0, src=PEER)/IPv6(src=G6, dst=L6)/GRE(proto=0x86dd)/\
+             IPv6(src='2001:db8:1::5', dst=L6)/GRE()/IP(src='10.1.0.5', dst='10.4.0.7')/{DATA}"
+        ),
+        format!(
+            "Ether(dst=P0, src=PEER)/IPv6(src=I6, dst=L6, nh=41)/\
+             IPv6(src='2001:db8:3::5', dst=L6, nh=4)/IP(src='10.3.0.5', dst='10.4.0.7')/{DATA}"
+        ),
+        format!(
+            "Ether(dst=P0, src=PEER)/IPv6(src=I6, dst=L6, nh=41)/\
+             IPv6(src='2001:db8:3::5', dst=L6)/IPv6(src='2001:db8:3::5', dst='2001:db8:4::7')/\
+             {DATA}"
+        ),
+    ]);
+    dropped(
+        &snap,
+        &f[0],
+        DropReason::NestedTunnel,
+        "GRE in GRE over IPv6",
+    );
+    dropped(
+        &snap,
+        &f[1],
+        DropReason::NestedTunnel,
+        "IPv4 in IPv6 in IPv6",
+    );
+    dropped(
+        &snap,
+        &f[2],
+        DropReason::NestedTunnel,
+        "IPv6 in IPv6 in IPv6",
+    );
+}
+
+/// Hostile outer IPv6 headers (TESTPLAN D1 truncation and the extension-header rule): a
+/// valid keyed GRE-over-IPv6 frame cut at every length, as it arrives and with its payload
+/// length fixed up so that the cut reaches the next header's check; and chains of up to
+/// eight extension headers before the payload. None is forwarded, none panics, each is
+/// counted once under the reason its defect names.
+#[test]
+fn truncations_and_extension_header_chains_are_refused_by_name() {
+    let snap = snapshot();
+    let whole = frames(&[format!(
+        "Ether(dst=P0, src=PEER)/IPv6(src=K6, dst=L6)/GRE(chksum_present=1, key_present=1, \
+         seqnum_present=1, key=600, sequence_number=1, proto=0x0800)/\
+         IP(src='10.2.0.5', dst='10.4.0.7')/{DATA}"
+    )])
+    .remove(0);
+    // Ethernet 14, IPv6 40, GRE 16 (checksum, key, sequence), inner IPv4 20, UDP 8 + 16.
+    assert_eq!(whole.len(), 14 + 40 + 16 + 20 + 8 + 16);
+    for cut in 0..whole.len() {
+        let raw = &whole[..cut];
+        // As it arrives: too short for Ethernet, too short to show an IPv6 header to us
+        // (nothing tells it is ours: not for us here, a port without transit), or a
+        // payload length past the frame.
+        let want = match cut {
+            0..14 => DropReason::Runt,
+            14..54 => DropReason::NotForUs,
+            _ => DropReason::BadIpv6,
+        };
+        dropped(&snap, raw, want, &format!("cut at {cut}"));
+        if cut < 54 {
+            continue;
+        }
+        // The payload length fixed up: the cut meets the GRE header's check (which holds
+        // the GRE checksum too: a cut payload fails it), or the inner header's.
+        let mut fixed = raw.to_vec();
+        fixed[18..20].copy_from_slice(&((cut - 54) as u16).to_be_bytes());
+        let want = if cut < 54 + 16 {
+            DropReason::BadGre
+        } else {
+            DropReason::BadGreChecksum
+        };
+        dropped(&snap, &fixed, want, &format!("cut at {cut}, length fixed"));
+    }
+    // Without the GRE checksum the cut reaches the inner IPv4 header's checks.
+    let plain = frames(&[format!(
+        "Ether(dst=P0, src=PEER)/IPv6(src=G6, dst=L6)/GRE()/\
+         IP(src='10.1.0.5', dst='10.4.0.7')/{DATA}"
+    )])
+    .remove(0);
+    for cut in 54 + 4..plain.len() {
+        let mut fixed = plain[..cut].to_vec();
+        fixed[18..20].copy_from_slice(&((cut - 54) as u16).to_be_bytes());
+        dropped(
+            &snap,
+            &fixed,
+            DropReason::BadInnerIpv4,
+            &format!("plain GRE cut at {cut}, length fixed"),
+        );
+    }
+    // Chains of extension headers (RFC 8200 section 4: hop-by-hop 0, routing 43, fragment
+    // 44, destination options 60) before a valid payload: the first one decides.
+    let kinds = [
+        ("IPv6ExtHdrHopByHop()", DropReason::OuterExtensionHeader),
+        ("IPv6ExtHdrRouting()", DropReason::OuterExtensionHeader),
+        ("IPv6ExtHdrFragment(id=9)", DropReason::OuterFragment),
+        ("IPv6ExtHdrDestOpt()", DropReason::OuterExtensionHeader),
+    ];
+    let mut exprs = Vec::new();
+    let mut wants = Vec::new();
+    for n in 1..=8usize {
+        for first in 0..kinds.len() {
+            let chain: Vec<&str> = (0..n).map(|i| kinds[(first + i * 3) % 4].0).collect();
+            exprs.push(format!(
+                "Ether(dst=P0, src=PEER)/IPv6(src=G6, dst=L6)/{}/GRE()/\
+                 IP(src='10.1.0.5', dst='10.4.0.7')/{DATA}",
+                chain.join("/")
+            ));
+            wants.push((kinds[first].1, chain.join("/")));
+        }
+    }
+    for (f, (want, chain)) in frames(&exprs).iter().zip(&wants) {
+        dropped(&snap, f, *want, chain);
+    }
+}

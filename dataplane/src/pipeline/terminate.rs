@@ -606,6 +606,13 @@ fn inner6<B: PacketBuf>(
             back: Back::Tunnel(tunnel),
         });
     }
+    // A tunnel packet to one of our IPv6 tunnel endpoints (a port's IPv6 address) inside a
+    // tunnel: never decapsulated again (no recursion, no loops), as for IPv4.
+    if (next == IpProtocol::GRE || next == IpProtocol::IPIP || next == IpProtocol::IPV6)
+        && snap.is_local6(core::net::Ipv6Addr::from(dst))
+    {
+        return Err(Verdict::Drop(DropReason::NestedTunnel));
+    }
     // A backup tunnel accepts its primary's sources (`t.sources`).
     if ipv6::is_link_local(src) || snap.source_owner6(src) != Some(TunnelId(t.sources)) {
         return Err(Verdict::Drop(DropReason::InnerSpoofed));
