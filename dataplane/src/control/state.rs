@@ -1543,6 +1543,35 @@ mod ipv6_tests {
         assert_eq!(a["via"]["next_hop"], "2001:db8:a::fe", "{a}");
     }
 
+    /// The control API's `add_tunnel` takes IPv6 endpoints (the file's validation): a
+    /// mix of families is refused naming the field, and nothing changes.
+    #[test]
+    fn add_tunnel_takes_ipv6_endpoints() {
+        let text = LAB.replacen(
+            "addresses = [\"192.0.2.1\"]",
+            "addresses = [\"192.0.2.1\", \"2001:db8:a::1\"]",
+            1,
+        );
+        let (doc, cfg) = ConfigDocument::parse(&text, "lab.toml").unwrap();
+        let mut st =
+            ControlState::new(doc, cfg, vec![(0, EthernetAddress([2, 0, 0, 0, 0, 1]))]).unwrap();
+        let tunnel = |remote: &str| {
+            json!({"op": "add_tunnel", "tunnel": {"name": "v6", "mode": "gre",
+                   "local": "2001:db8:a::1", "remote": remote, "port": "client0",
+                   "prefixes": ["10.7.0.0/16"]}})
+        };
+        let before = st.list_tunnels();
+        let err = st.apply(&[tunnel("198.51.100.70")]).unwrap_err();
+        assert!(
+            err.contains(".remote") && err.contains("is an IPv4 address but local"),
+            "{err}"
+        );
+        assert_eq!(st.list_tunnels(), before, "nothing half-applied");
+        st.apply(&[tunnel("2001:db8:b::70")]).unwrap();
+        let t = st.config().tunnels.iter().find(|t| t.name == "v6").unwrap();
+        assert_eq!(t.outer6.unwrap().remote.to_string(), "2001:db8:b::70");
+    }
+
     fn via(st: &ControlState, dst: &str) -> (Value, Value) {
         let a = st.lookup6(dst.parse().unwrap());
         assert_eq!(a["dst"], dst, "{a}");
