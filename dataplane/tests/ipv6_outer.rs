@@ -12,7 +12,7 @@
 //!
 //! | tunnel | mode | remote          | clients                     | special                       |
 //! |--------|------|-----------------|-----------------------------|-------------------------------|
-//! | g6     | GRE  | 2001:db8:b::10  | 10.1.0.0/16, 2001:db8:1::/48 |                              |
+//! | g6     | GRE  | 2001:db8:b::10  | 10.1.0.0/16, 2001:db8:1::/48 | link6 fd00:1::1/127          |
 //! | k6     | GRE  | 2001:db8:b::20  | 10.2.0.0/16, 2001:db8:2::/48 | key 600, sequence, checksum, TTL 50, DSCP 10 |
 //! | i6     | IPIP | 2001:db8:b::30  | 10.3.0.0/16, 2001:db8:3::/48 | TTL inherit                  |
 //! | v4     | GRE  | 198.51.100.4    | 10.4.0.0/16, 2001:db8:4::/48 | IPv4 endpoints, link6 fd00:4::1/127 |
@@ -91,13 +91,15 @@ fn snapshot() -> std::sync::Arc<Snapshot> {
         }
         t
     };
-    b.tunnel(t6(
+    let mut g6 = t6(
         "g6",
         TunnelMode::Gre,
         "2001:db8:b::10",
         "10.1.0.0/16",
         Some("2001:db8:1::/48"),
-    ));
+    );
+    g6.link6 = Some("fd00:1::1/127".parse().unwrap());
+    b.tunnel(g6);
     let mut k6 = t6(
         "k6",
         TunnelMode::Gre,
@@ -864,4 +866,76 @@ fn truncations_and_extension_header_chains_are_refused_by_name() {
     for (f, (want, chain)) in frames(&exprs).iter().zip(&wants) {
         dropped(&snap, f, *want, chain);
     }
+}
+
+/// ICMP errors about packets that came through an IPv6-outer tunnel go back into it, over
+/// IPv6: Time Exceeded for an IPv4 packet (from the port's IPv4 address: the tunnel has no
+/// IPv4 endpoint nor `link`) and ICMPv6 Time Exceeded for an IPv6 one (from its `link6`).
+#[test]
+fn icmp_errors_go_back_into_the_ipv6_outer_tunnel() {
+    let snap = snapshot();
+    let f = frames(&[
+        format!(
+            "Ether(dst=P0, src=PEER)/IPv6(src=G6, dst=L6)/GRE()/\
+             IP(src='10.1.0.5', dst='10.4.0.7', ttl=1)/{DATA}"
+        ),
+        format!(
+            "Ether(dst=P0, src=PEER)/IPv6(src=G6, dst=L6)/GRE(proto=0x86dd)/\
+             IPv6(src='2001:db8:1::5', dst='2001:db8:4::7', hlim=1)/{DATA}"
+        ),
+    ]);
+    let (a, out, _) = send(&snap, &f[0]);
+    assert_eq!(
+        a,
+        Action::Reply {
+            port: PORT,
+            reason: DropReason::TtlExceeded
+        }
+    );
+    assert_eq!(
+        dissect(
+            &out,
+            &[
+                "p.dst",
+                "p[IPv6].src",
+                "p[IPv6].dst",
+                "p[IPv6].nh",
+                "p[IPv6].plen == len(p[IPv6].payload)",
+                "p[GRE].proto",
+                "p[GRE][IP].src",
+                "p[GRE][IP].dst",
+                "p[ICMP].type",
+                "p[ICMP].code",
+                "ip_ok(p[GRE][IP], f)",
+            ]
+        ),
+        [
+            "02:00:00:00:bb:10",
+            "2001:db8:a::1",
+            "2001:db8:b::10",
+            "47",
+            "True",
+            "2048",
+            "192.0.2.1",
+            "10.1.0.5",
+            "11",
+            "0",
+            "True"
+        ]
+    );
+    let (a, out, _) = send(&snap, &f[1]);
+    assert!(matches!(a, Action::Reply { .. }), "{a:?}");
+    assert_eq!(
+        dissect(
+            &out,
+            &[
+                "p[IPv6].dst",
+                "p[GRE].proto",
+                "p[GRE][IPv6].src",
+                "p[GRE][IPv6].dst",
+                "p[ICMPv6TimeExceeded].code",
+            ]
+        ),
+        ["2001:db8:b::10", "34525", "fd00:1::1", "2001:db8:1::5", "0"]
+    );
 }
