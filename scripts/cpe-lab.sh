@@ -129,16 +129,11 @@ health_of() { # X: how tunnel 169.254.X.0/31 is found down
 }
 
 appliance_config() {
+  echo "# The client-site lab's CPE (written by scripts/cpe-lab.sh)."
+  appliance_eal "$P-backbone" lan0 wan0
+  appliance_port lan0 0 lan 10.5.0.1
+  appliance_port wan0 1 internet 203.0.113.5
   cat <<EOF
-# The client-site lab's CPE (written by scripts/cpe-lab.sh).
-[eal]
-args = ["--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",
-        "--file-prefix=$P-backbone", "--log-level=lib.eal:error",
-        "--vdev=net_af_packet0,iface=lan0,qpairs=2,qdisc_bypass=0",
-        "--vdev=net_af_packet1,iface=wan0,qpairs=2,qdisc_bypass=0"]
-
-[workers]
-lcores = [1]
 
 $(if [ "$BGP" = 1 ]; then cat <<'BGP'
 [bgp]                            # the site's AS; FRR beside the appliance (frr-config)
@@ -152,20 +147,6 @@ else cat <<'PROBES'
 probe_interval_ms = 200          # 3 missed: down in 0.6 s, inside the second asked for
 PROBES
 fi)
-
-[[port]]
-name = "lan0"
-device = "net_af_packet0"
-roles = ["lan"]
-addresses = ["10.5.0.1"]
-rx_queues = 2
-
-[[port]]
-name = "wan0"
-device = "net_af_packet1"
-roles = ["internet"]
-addresses = ["203.0.113.5"]
-rx_queues = 2
 
 [site]
 prefixes = ["10.5.0.0/16"]

@@ -85,34 +85,13 @@ bridge() { # NS: a bridge br0 in it, up
 # interface FRR's iBGP runs through), iBGP to the route reflector, FPM from its zebra.
 appliance_config() { # EDGE-NUMBER
   local e=$1
+  echo "# Edge e$e of the edges lab (written by scripts/edges-lab.sh); its tunnels come from the policy."
+  appliance_eal "$P-e$e" ul0 core0
+  appliance_port ul0 0 client "172.16.0.$e"
+  appliance_port core0 1 core "10.255.0.$e" \
+    "host_interface = true          # bb-core0: FRR's iBGP session with the route reflector" \
+    'transit = true                 # what the other edge sends across the core is routed'
   cat <<EOF
-# Edge e$e of the edges lab (written by scripts/edges-lab.sh); its tunnels come from the policy.
-[eal]
-args = [
-  "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",
-  "--file-prefix=$P-e$e", "--log-level=lib.eal:error",
-  "--vdev=net_af_packet0,iface=ul0,qpairs=2,qdisc_bypass=0",
-  "--vdev=net_af_packet1,iface=core0,qpairs=2,qdisc_bypass=0",
-]
-
-[workers]
-lcores = [1]
-
-[[port]]
-name = "ul0"
-device = "net_af_packet0"
-roles = ["client"]
-addresses = ["172.16.0.$e"]
-rx_queues = 2
-
-[[port]]
-name = "core0"
-device = "net_af_packet1"
-roles = ["core"]
-addresses = ["10.255.0.$e"]
-host_interface = true          # bb-core0: FRR's iBGP session with the route reflector
-transit = true                 # what the other edge sends across the core is routed
-rx_queues = 2
 
 [[route]]                      # the route reflector, across the core (the iBGP session's way)
 prefix = "10.255.0.254/32"
@@ -295,38 +274,17 @@ EOF
 # beside the appliance, on what `backbone frr-config` writes); the LAN with the site's
 # host; the WAN, where the tunnels and the Internet are.
 cpe_config() {
+  echo "# Site C's router, a CPE (written by scripts/edges-lab.sh)."
+  appliance_eal "$P-rc" lan wan
+  appliance_port lan 0 lan 10.3.0.1
+  appliance_port wan 1 internet 172.16.0.13
   cat <<EOF
-# Site C's router, a CPE (written by scripts/edges-lab.sh).
-[eal]
-args = [
-  "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",
-  "--file-prefix=$P-rc", "--log-level=lib.eal:error",
-  "--vdev=net_af_packet0,iface=lan,qpairs=2,qdisc_bypass=0",
-  "--vdev=net_af_packet1,iface=wan,qpairs=2,qdisc_bypass=0",
-]
-
-[workers]
-lcores = [1]
 
 [bgp]                          # the site's AS; FRR beside the appliance (frr-config)
 asn = 65003
 
 [fpm]                          # zebra's routes into the tables
 listen = "127.0.0.1:2620"
-
-[[port]]
-name = "lan"
-device = "net_af_packet0"
-roles = ["lan"]
-addresses = ["10.3.0.1"]
-rx_queues = 2
-
-[[port]]
-name = "wan"
-device = "net_af_packet1"
-roles = ["internet"]
-addresses = ["172.16.0.13"]
-rx_queues = 2
 
 [site]
 prefixes = ["10.3.0.0/16"]
