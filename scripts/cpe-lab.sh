@@ -57,16 +57,7 @@ preflight() {
 
 # The carrier's FRR: eBGP with BFD with the CPE inside each tunnel, 10.1.0.0/16 announced.
 carrier_frr() {
-  cat >"$D/frr-carrier.conf" <<'EOF'
-frr defaults traditional
-hostname carrier
-bfd
- profile fast
-  detect-multiplier 3
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
+  { frr_head carrier; cat <<'EOF'
 router bgp 65000
  bgp router-id 198.51.100.1
  no bgp ebgp-requires-policy
@@ -82,6 +73,7 @@ router bgp 65000
  exit-address-family
 exit
 EOF
+  } >"$D/frr-carrier.conf"
   start_frr carrier "$D/frr-carrier.conf"
 }
 

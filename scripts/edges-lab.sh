@@ -230,24 +230,7 @@ protocol bgp edge {
   ipv4 { import all; export where proto = "own"; };
 }
 EOF
-  ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
-    || die "BIRD in router $s did not start"
-  wait_for 10 "BIRD's pid file" test -s "$D/bird-$s.pid"
-  record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
-}
-
-frr_head() { # HOSTNAME
-  cat <<EOF
-frr defaults traditional
-hostname $1
-bfd
- profile fast
-  detect-multiplier 3
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
-EOF
+  start_bird "$s"
 }
 
 # Site B: FRR, one session.
@@ -354,16 +337,7 @@ internet() {
 # The route reflector: every edge of the core network is its client, under BFD (the edges'
 # `ibgp_bfd`): a stopped edge's routes are withdrawn in 0.3 s, not at the hold timer.
 frr_rr() {
-  cat >"$D/frr-rr.conf" <<'EOF'
-frr defaults traditional
-hostname route-reflector
-bfd
- profile fast
-  detect-multiplier 3
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
+  { frr_head route-reflector; cat <<'EOF'
 !
 router bgp 65000
  bgp router-id 10.255.0.254
@@ -379,6 +353,7 @@ router bgp 65000
  exit-address-family
 exit
 EOF
+  } >"$D/frr-rr.conf"
   start_frr rr "$D/frr-rr.conf"
 }
 

@@ -144,6 +144,31 @@ backbone_bin() {
   fi
 }
 
+# The head of an FRR configuration: HOSTNAME and the BFD profile "fast" (100 ms x 3) the
+# labs' sessions use.
+frr_head() { # HOSTNAME
+  cat <<EOF
+frr defaults traditional
+hostname $1
+bfd
+ profile fast
+  detect-multiplier 3
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+EOF
+}
+
+# Start BIRD in router SITE's namespace (r<SITE>) on $D/bird-<SITE>.conf, and record it.
+start_bird() { # SITE
+  local s=$1
+  ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
+    || die "BIRD in router $s did not start"
+  wait_for 10 "BIRD's pid file" test -s "$D/bird-$s.pid"
+  record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
+}
+
 # Start the appliance NAME in namespace NS on FILE (its control socket CTL-DIR/control.sock,
 # its log $D/NAME.log) and wait until it forwards.
 start_backbone() { # NAME NS FILE CTL-DIR

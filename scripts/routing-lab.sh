@@ -125,25 +125,13 @@ protocol bgp edge {
   ipv6 { import all; export where proto = "own6"; next hop address fd00:ff:$x::; };
 }
 EOF
-  ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
-    || die "BIRD in router $s did not start"
-  wait_for 10 "BIRD's pid file" test -s "$D/bird-$s.pid"
-  record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
+  start_bird "$s"
 }
 
 # Site B: FRR. Announces 10.2.0.0/16 and fd00:2::/48, takes everything the edge says into
 # the kernel. FRR takes the IPv6 next hop of the IPv4 session from tun0's IPv6 address.
 frr_b() {
-  cat >"$D/frr-b.conf" <<'EOF'
-frr defaults traditional
-hostname router-b
-bfd
- profile fast
-  detect-multiplier 3
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
+  { frr_head router-b; cat <<'EOF'
 router bgp 65002
  bgp router-id 172.16.2.2
  no bgp ebgp-requires-policy
@@ -160,6 +148,7 @@ router bgp 65002
  exit-address-family
 exit
 EOF
+  } >"$D/frr-b.conf"
   start_frr rb "$D/frr-b.conf"
 }
 
