@@ -276,6 +276,23 @@ fn crossed(before: &[Value; 2], after: &[Value; 2], from: char, to: char) -> (Ve
 /// For each ordered pair of sites, the edges its forward and its return traffic crossed.
 type Crossings = BTreeMap<(char, char), (Vec<u8>, Vec<u8>)>;
 
+/// `PINGS` pings of `PAYLOAD` bytes from namespace `host` to `dst`, 10 ms apart: every one
+/// must be answered (`what` names the pair in the failure).
+fn ping_all(lab: &Lab, host: &str, dst: &str, what: &str) {
+    let (count, size) = (PINGS.to_string(), PAYLOAD.to_string());
+    let o = lab.exec(
+        host,
+        &[
+            "ping", "-n", "-q", "-c", &count, "-i", "0.01", "-W", "2", "-s", &size, dst,
+        ],
+    );
+    assert!(
+        text(&o).contains(&format!("{PINGS} received")),
+        "{what}: {}",
+        text(&o)
+    );
+}
+
 /// Every ordered pair of hosts pings the other (`PINGS` requests of `PAYLOAD` bytes), one
 /// pair at a time; the edges each pair crossed, both ways, by the counters. A pair with
 /// site C must have crossed the CPE's tunnel to edge `c_edge` both ways, and not its
@@ -290,27 +307,11 @@ fn pairs(lab: &Lab, sites: &[char], c_edge: u8) -> Crossings {
                 continue;
             }
             let ip = format!("10.{}.0.10", u32::from(to) - u32::from('a') + 1);
-            let o = lab.exec(
+            ping_all(
+                lab,
                 &format!("h{from}"),
-                &[
-                    "ping",
-                    "-n",
-                    "-q",
-                    "-c",
-                    &PINGS.to_string(),
-                    "-i",
-                    "0.01",
-                    "-W",
-                    "2",
-                    "-s",
-                    &PAYLOAD.to_string(),
-                    &ip,
-                ],
-            );
-            assert!(
-                text(&o).contains(&format!("{PINGS} received")),
-                "host {from} -> host {to}: {}",
-                text(&o)
+                &ip,
+                &format!("host {from} -> host {to}"),
             );
             let after = counters(lab);
             out.insert((from, to), crossed(&before, &after, from, to));
@@ -924,28 +925,7 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
         ("port wan".into(), "0.0.0.0/0".into())
     );
     let (before, cpe_before) = (counters(&lab), cpe_counters(&lab));
-    let o = lab.exec(
-        "hc",
-        &[
-            "ping",
-            "-n",
-            "-q",
-            "-c",
-            &PINGS.to_string(),
-            "-i",
-            "0.01",
-            "-W",
-            "2",
-            "-s",
-            &PAYLOAD.to_string(),
-            WWW,
-        ],
-    );
-    assert!(
-        text(&o).contains(&format!("{PINGS} received")),
-        "host C -> the Internet: {}",
-        text(&o)
-    );
+    ping_all(&lab, "hc", WWW, "host C -> the Internet");
     let (after, cpe_after) = (counters(&lab), cpe_counters(&lab));
     let enough = PINGS * PACKET;
     let mut native = Vec::new();
@@ -1085,28 +1065,7 @@ fn two_edges_ibgp_symmetric_paths_failover_and_a_new_client() {
     // e2 cannot be asked while frozen: e1's counters alone show the pair's requests and
     // replies each entering and leaving at e1 through the two tunnels, none on the core.
     let before = lab::fresh_counters(|args| ctl(&lab, 1, args));
-    let o = lab.exec(
-        "ha",
-        &[
-            "ping",
-            "-n",
-            "-q",
-            "-c",
-            &PINGS.to_string(),
-            "-i",
-            "0.01",
-            "-W",
-            "2",
-            "-s",
-            &PAYLOAD.to_string(),
-            "10.3.0.10",
-        ],
-    );
-    assert!(
-        text(&o).contains(&format!("{PINGS} received")),
-        "host A -> host C with e2 stopped: {}",
-        text(&o)
-    );
+    ping_all(&lab, "ha", "10.3.0.10", "host A -> host C with e2 stopped");
     let after = lab::fresh_counters(|args| ctl(&lab, 1, args));
     let grew = |t: &str, f: &str| tunnel_counter(&after, t, f) - tunnel_counter(&before, t, f);
     for (t, f) in [
