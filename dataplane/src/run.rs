@@ -517,12 +517,17 @@ pub fn run(
 fn warn_arp_without_queue(state: &ControlState, ports: &[PortId]) {
     let snap = state.snapshots().current();
     for &id in ports {
-        let unresolved = snap.unresolved().filter(|(p, _, _)| *p == id).count();
+        let unresolved = snap.unresolved().filter(|(p, _, _)| *p == id).count()
+            + snap
+                .wanted6()
+                .iter()
+                .filter(|&&(p, ip, _)| p == id && snap.neighbor6(p, ip).is_none())
+                .count();
         if unresolved > 0 {
             log::warn!(
-                "port {id}: no spare TX queue for ARP requests, and {unresolved} next hop(s) on \
-                 it without a static neighbour: they stay unresolved (give the device another \
-                 TX queue, or add static neighbours)"
+                "port {id}: no spare TX queue for ARP requests and Neighbor Solicitations, and \
+                 {unresolved} next hop(s) on it without a static neighbour: they stay \
+                 unresolved (give the device another TX queue, or add static neighbours)"
             );
         } else {
             log::debug!("port {id}: no spare TX queue for ARP requests (none needed)");
@@ -1243,11 +1248,15 @@ fn supervise(
     let r = control.report.clone();
     log::info!(
         "control: {} ARP requests sent ({} could not be sent, {} scans deferred by the ARP \
-         budget), {} neighbours learned",
+         budget), {} neighbours learned; {} Neighbor Solicitations sent ({} could not be \
+         sent), {} IPv6 next hops learned",
         r.arp_requests,
         r.arp_request_failed,
         r.arp_requests_deferred,
-        r.neighbors_learned
+        r.neighbors_learned,
+        r.nd_solicitations,
+        r.nd_solicitation_failed,
+        r.nd.learned
     );
     r
 }
