@@ -380,8 +380,13 @@ fn a_static_neighbour_survives_an_advertisement_with_override() {
         ],
         "ctl neighbors: the learned next hop, and the static one"
     );
-    // A whole new configuration keeps what was learned.
-    st.apply(&[]).ok();
+    // A publication of the whole configuration keeps what was learned.
+    let before = st.snapshots().current().generation();
+    let g = st.apply(&[]).expect("the same configuration");
+    assert!(g > before, "published anew");
+    let snap = std::sync::Arc::clone(st.snapshots().current());
+    assert_eq!(snap.neighbor6(CORE_PORT, NH), Some(NH_MAC), "still learned");
+    assert_eq!(snap.neighbor6(CORE_PORT, UP6), Some(MAC_UPSTREAM));
     // Forgetting removes the learned entry, never the static one.
     assert!(st
         .forget6(&[(CORE_PORT, NH), (CORE_PORT, UP6)])
