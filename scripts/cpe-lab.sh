@@ -57,16 +57,7 @@ preflight() {
 
 # The carrier's FRR: eBGP with BFD with the CPE inside each tunnel, 10.1.0.0/16 announced.
 carrier_frr() {
-  cat >"$D/frr-carrier.conf" <<'EOF'
-frr defaults traditional
-hostname carrier
-bfd
- profile fast
-  detect-multiplier 3
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
+  { frr_head carrier; cat <<'EOF'
 router bgp 65000
  bgp router-id 198.51.100.1
  no bgp ebgp-requires-policy
@@ -82,6 +73,7 @@ router bgp 65000
  exit-address-family
 exit
 EOF
+  } >"$D/frr-carrier.conf"
   start_frr carrier "$D/frr-carrier.conf"
 }
 
@@ -129,16 +121,11 @@ health_of() { # X: how tunnel 169.254.X.0/31 is found down
 }
 
 appliance_config() {
+  echo "# The client-site lab's CPE (written by scripts/cpe-lab.sh)."
+  appliance_eal "$P-backbone" lan0 wan0
+  appliance_port lan0 0 lan 10.5.0.1
+  appliance_port wan0 1 internet 203.0.113.5
   cat <<EOF
-# The client-site lab's CPE (written by scripts/cpe-lab.sh).
-[eal]
-args = ["--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",
-        "--file-prefix=$P-backbone", "--log-level=lib.eal:error",
-        "--vdev=net_af_packet0,iface=lan0,qpairs=2,qdisc_bypass=0",
-        "--vdev=net_af_packet1,iface=wan0,qpairs=2,qdisc_bypass=0"]
-
-[workers]
-lcores = [1]
 
 $(if [ "$BGP" = 1 ]; then cat <<'BGP'
 [bgp]                            # the site's AS; FRR beside the appliance (frr-config)
@@ -152,20 +139,6 @@ else cat <<'PROBES'
 probe_interval_ms = 200          # 3 missed: down in 0.6 s, inside the second asked for
 PROBES
 fi)
-
-[[port]]
-name = "lan0"
-device = "net_af_packet0"
-roles = ["lan"]
-addresses = ["10.5.0.1"]
-rx_queues = 2
-
-[[port]]
-name = "wan0"
-device = "net_af_packet1"
-roles = ["internet"]
-addresses = ["203.0.113.5"]
-rx_queues = 2
 
 [site]
 prefixes = ["10.5.0.0/16"]

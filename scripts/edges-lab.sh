@@ -85,34 +85,13 @@ bridge() { # NS: a bridge br0 in it, up
 # interface FRR's iBGP runs through), iBGP to the route reflector, FPM from its zebra.
 appliance_config() { # EDGE-NUMBER
   local e=$1
+  echo "# Edge e$e of the edges lab (written by scripts/edges-lab.sh); its tunnels come from the policy."
+  appliance_eal "$P-e$e" ul0 core0
+  appliance_port ul0 0 client "172.16.0.$e"
+  appliance_port core0 1 core "10.255.0.$e" \
+    "host_interface = true          # bb-core0: FRR's iBGP session with the route reflector" \
+    'transit = true                 # what the other edge sends across the core is routed'
   cat <<EOF
-# Edge e$e of the edges lab (written by scripts/edges-lab.sh); its tunnels come from the policy.
-[eal]
-args = [
-  "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",
-  "--file-prefix=$P-e$e", "--log-level=lib.eal:error",
-  "--vdev=net_af_packet0,iface=ul0,qpairs=2,qdisc_bypass=0",
-  "--vdev=net_af_packet1,iface=core0,qpairs=2,qdisc_bypass=0",
-]
-
-[workers]
-lcores = [1]
-
-[[port]]
-name = "ul0"
-device = "net_af_packet0"
-roles = ["client"]
-addresses = ["172.16.0.$e"]
-rx_queues = 2
-
-[[port]]
-name = "core0"
-device = "net_af_packet1"
-roles = ["core"]
-addresses = ["10.255.0.$e"]
-host_interface = true          # bb-core0: FRR's iBGP session with the route reflector
-transit = true                 # what the other edge sends across the core is routed
-rx_queues = 2
 
 [[route]]                      # the route reflector, across the core (the iBGP session's way)
 prefix = "10.255.0.254/32"
@@ -251,24 +230,7 @@ protocol bgp edge {
   ipv4 { import all; export where proto = "own"; };
 }
 EOF
-  ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
-    || die "BIRD in router $s did not start"
-  wait_for 10 "BIRD's pid file" test -s "$D/bird-$s.pid"
-  record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
-}
-
-frr_head() { # HOSTNAME
-  cat <<EOF
-frr defaults traditional
-hostname $1
-bfd
- profile fast
-  detect-multiplier 3
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
-EOF
+  start_bird "$s"
 }
 
 # Site B: FRR, one session.
@@ -295,38 +257,17 @@ EOF
 # beside the appliance, on what `backbone frr-config` writes); the LAN with the site's
 # host; the WAN, where the tunnels and the Internet are.
 cpe_config() {
+  echo "# Site C's router, a CPE (written by scripts/edges-lab.sh)."
+  appliance_eal "$P-rc" lan wan
+  appliance_port lan 0 lan 10.3.0.1
+  appliance_port wan 1 internet 172.16.0.13
   cat <<EOF
-# Site C's router, a CPE (written by scripts/edges-lab.sh).
-[eal]
-args = [
-  "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",
-  "--file-prefix=$P-rc", "--log-level=lib.eal:error",
-  "--vdev=net_af_packet0,iface=lan,qpairs=2,qdisc_bypass=0",
-  "--vdev=net_af_packet1,iface=wan,qpairs=2,qdisc_bypass=0",
-]
-
-[workers]
-lcores = [1]
 
 [bgp]                          # the site's AS; FRR beside the appliance (frr-config)
 asn = 65003
 
 [fpm]                          # zebra's routes into the tables
 listen = "127.0.0.1:2620"
-
-[[port]]
-name = "lan"
-device = "net_af_packet0"
-roles = ["lan"]
-addresses = ["10.3.0.1"]
-rx_queues = 2
-
-[[port]]
-name = "wan"
-device = "net_af_packet1"
-roles = ["internet"]
-addresses = ["172.16.0.13"]
-rx_queues = 2
 
 [site]
 prefixes = ["10.3.0.0/16"]
@@ -396,16 +337,7 @@ internet() {
 # The route reflector: every edge of the core network is its client, under BFD (the edges'
 # `ibgp_bfd`): a stopped edge's routes are withdrawn in 0.3 s, not at the hold timer.
 frr_rr() {
-  cat >"$D/frr-rr.conf" <<'EOF'
-frr defaults traditional
-hostname route-reflector
-bfd
- profile fast
-  detect-multiplier 3
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
+  { frr_head route-reflector; cat <<'EOF'
 !
 router bgp 65000
  bgp router-id 10.255.0.254
@@ -421,6 +353,7 @@ router bgp 65000
  exit-address-family
 exit
 EOF
+  } >"$D/frr-rr.conf"
   start_frr rr "$D/frr-rr.conf"
 }
 

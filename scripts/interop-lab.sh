@@ -245,45 +245,22 @@ host() { # ROUTER: the host behind it
 }
 
 appliance_config() {
-  local eal="\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"256\", \"-l\", \"0-1\",
-  \"--file-prefix=$P-backbone\", \"--log-level=lib.eal:error\""
-  local r x
-  for r in "${ROUTERS[@]}"; do
-    x=$(idx "$r"); x=$((x - 1))
-    # qpairs=2: a second TX queue lets the control thread send ARP requests; both RX
-    # queues (the fanout group) are polled. qdisc_bypass=0: tcpdump on the veth sees what
-    # backbone sends.
-    eal+=",
-  \"--vdev=net_af_packet$x,iface=to-$r,qpairs=2,qdisc_bypass=0\""
-  done
   cat <<EOF
 # The interop lab's appliance (written by scripts/interop-lab.sh): one client port per
 # client router, each a veth in the backbone namespace driven by DPDK's net_af_packet.
 # No "mac": the port uses the veth's own MAC. No static neighbours: ARP finds the routers.
 
-[eal]
-args = [
-  $eal,
-]
-
-[workers]
-lcores = [1]
-poll = "${LAB_POLL:-adaptive}"
 EOF
+  local r x extra
+  appliance_eal "$P-backbone" "${ROUTERS[@]/#/to-}"
+  echo "poll = \"${LAB_POLL:-adaptive}\""
   for r in "${ROUTERS[@]}"; do
     x=$(idx "$r")
-    cat <<EOF
-
-[[port]]
-name = "to-$r"
-device = "net_af_packet$((x - 1))"
-roles = ["client"]
-addresses = ["172.16.$x.1"]
-rx_queues = 2
-EOF
     # Port C's host interface: TCP to 172.16.3.1 from router C reaches this namespace's
     # kernel (the exception path).
-    [ "$r" != c ] || echo 'host_interface = true'
+    extra=()
+    [ "$r" != c ] || extra=("host_interface = true")
+    appliance_port "to-$r" $((x - 1)) client "172.16.$x.1" "${extra[@]}"
   done
   cat <<EOF
 

@@ -144,6 +144,31 @@ backbone_bin() {
   fi
 }
 
+# The head of an FRR configuration: HOSTNAME and the BFD profile "fast" (100 ms x 3) the
+# labs' sessions use.
+frr_head() { # HOSTNAME
+  cat <<EOF
+frr defaults traditional
+hostname $1
+bfd
+ profile fast
+  detect-multiplier 3
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+EOF
+}
+
+# Start BIRD in router SITE's namespace (r<SITE>) on $D/bird-<SITE>.conf, and record it.
+start_bird() { # SITE
+  local s=$1
+  ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
+    || die "BIRD in router $s did not start"
+  wait_for 10 "BIRD's pid file" test -s "$D/bird-$s.pid"
+  record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
+}
+
 # Start the appliance NAME in namespace NS on FILE (its control socket CTL-DIR/control.sock,
 # its log $D/NAME.log) and wait until it forwards.
 start_backbone() { # NAME NS FILE CTL-DIR
@@ -157,6 +182,34 @@ start_backbone() { # NAME NS FILE CTL-DIR
     sleep 0.1
   done
   grep -q "forwarding" "$D/$name.log" || die "appliance $name did not start forwarding: see $D/$name.log"
+}
+
+# An appliance's [eal] and [workers] blocks: one net_af_packet port per interface IFACE,
+# numbered in order (net_af_packet0 first); one worker, on lcore 1. qpairs=2: a second TX
+# queue lets the control thread send ARP requests, and both RX queues (the fanout group)
+# are polled. qdisc_bypass=0: tcpdump on the veth sees what backbone sends.
+appliance_eal() { # FILE-PREFIX IFACE...
+  local prefix=$1 i=0 dev
+  shift
+  printf '[eal]\nargs = [\n'
+  printf '  "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0-1",\n'
+  printf '  "--file-prefix=%s", "--log-level=lib.eal:error",\n' "$prefix"
+  for dev in "$@"; do
+    printf '  "--vdev=net_af_packet%d,iface=%s,qpairs=2,qdisc_bypass=0",\n' "$i" "$dev"
+    i=$((i + 1))
+  done
+  printf ']\n\n[workers]\nlcores = [1]\n'
+}
+
+# An appliance's [[port]] NAME on its INDEX-th net_af_packet device (appliance_eal's
+# order), with the role ROLE and the address ADDRESS; each LINE (host_interface, transit)
+# is written into the block as it is.
+appliance_port() { # NAME INDEX ROLE ADDRESS [LINE...]
+  printf '\n[[port]]\nname = "%s"\ndevice = "net_af_packet%d"\nroles = ["%s"]\n' "$1" "$2" "$3"
+  printf 'addresses = ["%s"]\n' "$4"
+  shift 4
+  [ $# -eq 0 ] || printf '%s\n' "$@"
+  printf 'rx_queues = 2\n'
 }
 
 # Pings between every pair of hosts h<S> of SITES (10.<idx S>.0.10), each pair's count

@@ -125,25 +125,13 @@ protocol bgp edge {
   ipv6 { import all; export where proto = "own6"; next hop address fd00:ff:$x::; };
 }
 EOF
-  ns "r$s" bird -c "$D/bird-$s.conf" -s "$D/bird-$s.ctl" -P "$D/bird-$s.pid" \
-    || die "BIRD in router $s did not start"
-  wait_for 10 "BIRD's pid file" test -s "$D/bird-$s.pid"
-  record "bird-$s" "$(cat "$D/bird-$s.pid")" "bird -c $D/bird-$s.conf"
+  start_bird "$s"
 }
 
 # Site B: FRR. Announces 10.2.0.0/16 and fd00:2::/48, takes everything the edge says into
 # the kernel. FRR takes the IPv6 next hop of the IPv4 session from tun0's IPv6 address.
 frr_b() {
-  cat >"$D/frr-b.conf" <<'EOF'
-frr defaults traditional
-hostname router-b
-bfd
- profile fast
-  detect-multiplier 3
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
+  { frr_head router-b; cat <<'EOF'
 router bgp 65002
  bgp router-id 172.16.2.2
  no bgp ebgp-requires-policy
@@ -160,62 +148,20 @@ router bgp 65002
  exit-address-family
 exit
 EOF
+  } >"$D/frr-b.conf"
   start_frr rb "$D/frr-b.conf"
 }
 
 appliance_config() {
-  local eal="\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"256\", \"-l\", \"0-1\",
-  \"--file-prefix=$P-backbone\", \"--log-level=lib.eal:error\""
-  local i=0 dev
-  for dev in to-a to-b to-c to-d inet0; do
-    eal+=",
-  \"--vdev=net_af_packet$i,iface=$dev,qpairs=2,qdisc_bypass=0\""
-    i=$((i + 1))
+  echo "# The routing lab's edge (written by scripts/routing-lab.sh)."
+  appliance_eal "$P-backbone" to-a to-b to-c to-d inet0
+  local r x
+  for r in a b c d; do
+    x=$(idx "$r")
+    appliance_port "to-$r" $((x - 1)) client "172.16.$x.1"
   done
+  appliance_port inet0 4 internet 100.64.0.2
   cat <<EOF
-# The routing lab's edge (written by scripts/routing-lab.sh).
-[eal]
-args = [
-  $eal,
-]
-
-[workers]
-lcores = [1]
-
-[[port]]
-name = "to-a"
-device = "net_af_packet0"
-roles = ["client"]
-addresses = ["172.16.1.1"]
-rx_queues = 2
-
-[[port]]
-name = "to-b"
-device = "net_af_packet1"
-roles = ["client"]
-addresses = ["172.16.2.1"]
-rx_queues = 2
-
-[[port]]
-name = "to-c"
-device = "net_af_packet2"
-roles = ["client"]
-addresses = ["172.16.3.1"]
-rx_queues = 2
-
-[[port]]
-name = "to-d"
-device = "net_af_packet3"
-roles = ["client"]
-addresses = ["172.16.4.1"]
-rx_queues = 2
-
-[[port]]
-name = "inet0"
-device = "net_af_packet4"
-roles = ["internet"]
-addresses = ["100.64.0.2"]
-rx_queues = 2
 
 [bgp]
 asn = 65000

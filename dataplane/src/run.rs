@@ -6,6 +6,8 @@ use dataplane::buffer::PacketBuf;
 use dataplane::control::appliance::{About, Appliance, ControlCounters, PortInfo};
 use dataplane::control::arp;
 use dataplane::control::exception::{ControlTx, Exception, ProbeTimers};
+use dataplane::control::nd;
+use dataplane::control::ndcache::{self, NdCache};
 use dataplane::control::ondemand::{OnDemand, Verdict as OnDemandVerdict};
 use dataplane::control::pacer::ArpPacer;
 use dataplane::control::pmtu::{self, Outcome as PathMtuOutcome};
@@ -21,8 +23,8 @@ use dataplane::pipeline::{Counters, DropReason, Event, IcmpKind, PuntReason};
 use dataplane::tables::{Reader, Snapshot};
 use dataplane::wire::EthernetAddress;
 use dataplane::worker::{
-    self, HostQueue, LearnQueue, PathMtuQueue, ResolveQueue, WorkerProgress, WorkerQueues,
-    WorkerReport,
+    self, HeardNeighbor, HostQueue, LearnQueue, PathMtuQueue, ResolveQueue, WorkerProgress,
+    WorkerQueues, WorkerReport,
 };
 use serde_json::{json, Map, Value};
 use std::net::TcpListener;
@@ -329,6 +331,7 @@ pub fn run(
         ),
         next_scan: Instant::now(),
         on_demand: OnDemand::new(OnDemand::DEFAULT_LIMIT, Instant::now()),
+        nd: NdCache::new(Instant::now()),
         stalls: StallWatch::new(nworkers, StallWatch::DEFAULT_THRESHOLD),
         links: vec![None; ports.len()],
         next_link_check: Instant::now(),
@@ -514,12 +517,17 @@ pub fn run(
 fn warn_arp_without_queue(state: &ControlState, ports: &[PortId]) {
     let snap = state.snapshots().current();
     for &id in ports {
-        let unresolved = snap.unresolved().filter(|(p, _, _)| *p == id).count();
+        let unresolved = snap.unresolved().filter(|(p, _, _)| *p == id).count()
+            + snap
+                .wanted6()
+                .iter()
+                .filter(|&&(p, ip, _)| p == id && snap.neighbor6(p, ip).is_none())
+                .count();
         if unresolved > 0 {
             log::warn!(
-                "port {id}: no spare TX queue for ARP requests, and {unresolved} next hop(s) on \
-                 it without a static neighbour: they stay unresolved (give the device another \
-                 TX queue, or add static neighbours)"
+                "port {id}: no spare TX queue for ARP requests and Neighbor Solicitations, and \
+                 {unresolved} next hop(s) on it without a static neighbour: they stay \
+                 unresolved (give the device another TX queue, or add static neighbours)"
             );
         } else {
             log::debug!("port {id}: no spare TX queue for ARP requests (none needed)");
@@ -550,6 +558,8 @@ struct Control<'s, 'p> {
     next_scan: Instant,
     /// The neighbours of connected subnets, resolved on demand.
     on_demand: OnDemand,
+    /// The IPv6 next hops, resolved by Neighbor Discovery.
+    nd: NdCache,
     /// Workers stuck on an old snapshot.
     stalls: StallWatch,
     /// Per port (configuration order): the link state last seen.
@@ -597,6 +607,16 @@ struct ControlReport {
     tunnels_up: u64,
     /// The neighbours of connected subnets, resolved on demand.
     on_demand: OnDemandReport,
+    /// Neighbor Solicitations sent for IPv6 next hops, those due that could not be sent
+    /// (no mbuf, or the TX queue full), and scans deferred by the budget.
+    nd_solicitations: u64,
+    nd_solicitation_failed: u64,
+    nd_solicitations_deferred: u64,
+    /// What the IPv6 next hops' cache decided (control/ndcache.rs), and how many next hops
+    /// it holds now: learned, and being asked for.
+    nd: ndcache::NdCounters,
+    nd_next_hops: usize,
+    nd_next_hops_pending: usize,
 }
 
 /// What the on-demand neighbours counted, and how many there are now.
@@ -652,7 +672,31 @@ impl Control<'_, '_> {
                     }
                 }
                 let mut entries = Vec::with_capacity(heard.len());
-                for (port, ip, mac, how) in heard {
+                let mut entries6 = Vec::new();
+                for h in heard {
+                    let (port, ip, mac, how) = match h {
+                        HeardNeighbor::Arp(port, ip, mac, how) => (port, ip, mac, how),
+                        HeardNeighbor::Nd(port, ip, how) => {
+                            // Still a next hop we need (a worker may have seen an older
+                            // snapshot).
+                            if !snap.wants_neighbor6(port, ip) {
+                                continue;
+                            }
+                            let fixed = st.is_static_neighbor6(port, ip);
+                            match self.nd.heard(port, ip, how, fixed, now) {
+                                ndcache::Decision::Learn(mac) => {
+                                    log::info!("neighbour {ip} on port {port} is at {mac}");
+                                    entries6.push((port, ip, mac));
+                                }
+                                ndcache::Decision::Unchanged => {}
+                                ndcache::Decision::Ignored(why) => log::debug!(
+                                    "Neighbor Discovery about {ip} on port {port} ignored: \
+                                     {why:?}"
+                                ),
+                            }
+                            continue;
+                        }
+                    };
                     let on_link = if snap.wants_neighbor(port, ip) {
                         None
                     } else {
@@ -693,6 +737,18 @@ impl Control<'_, '_> {
                     } else {
                         log::info!("neighbour {ip} on port {port} is at {mac}");
                         entries.push((port, ip, mac));
+                    }
+                }
+                if !entries6.is_empty() {
+                    match st.learn6(&entries6) {
+                        Ok(g) => log::info!(
+                            target: dataplane::control::audit::TARGET,
+                            "generation {g}: ND: {} IPv6 next hop(s) learned",
+                            entries6.len()
+                        ),
+                        Err(e) => log::error!(
+                            "cannot rebuild the tables after learning IPv6 next hops: {e}"
+                        ),
                     }
                 }
                 if !entries.is_empty() {
@@ -752,6 +808,7 @@ impl Control<'_, '_> {
             }
         }
         self.on_demand.due(now, &mut due);
+        self.solicit(&snap, pool, now);
         let c = self.on_demand.counters();
         let (held, pending) = self.on_demand.held();
         self.report.on_demand = OnDemandReport {
@@ -790,6 +847,80 @@ impl Control<'_, '_> {
                 self.report.arp_request_failed += 1;
             }
         }
+    }
+}
+
+impl Control<'_, '_> {
+    /// IPv6 next hops: forget the learned ones that stopped answering or that no route
+    /// needs, then send the Neighbor Solicitations due (paced as ARP requests are).
+    fn solicit(&mut self, snap: &Snapshot, pool: &Mempool<'_>, now: Instant) {
+        let expired = self
+            .nd
+            .expire(now, |port, ip| snap.wants_neighbor6(port, ip));
+        for (port, ip) in &expired.unanswered {
+            log::warn!(
+                "IPv6 next hop {ip} on port {port}: no answer to {} s of Neighbor \
+                 Solicitations; its packets drop as no_neighbor while it is asked for",
+                NdCache::UNANSWERED.as_secs()
+            );
+        }
+        for (port, ip) in &expired.unreachable {
+            log::warn!(
+                "IPv6 next hop {ip} on port {port}: stopped answering its probes; forgotten, \
+                 resolved afresh"
+            );
+        }
+        if !expired.forgotten.is_empty() {
+            if let Ok(mut st) = self.state.lock() {
+                match st.forget6(&expired.forgotten) {
+                    Ok(Some(g)) => log::info!(
+                        target: dataplane::control::audit::TARGET,
+                        "generation {g}: ND: {} IPv6 next hop(s) forgotten (no answer, or no \
+                         route needs them)",
+                        expired.forgotten.len()
+                    ),
+                    Ok(None) => {}
+                    Err(e) => log::error!(
+                        "cannot rebuild the tables after forgetting IPv6 next hops: {e}"
+                    ),
+                }
+            }
+        }
+        let mut due = Vec::new();
+        self.nd.due(
+            now,
+            snap.wanted6(),
+            |port, ip| snap.neighbor6(port, ip).is_some(),
+            &mut due,
+        );
+        self.report.nd_solicitations_deferred = self.nd.deferred();
+        for (port, target, from, to) in due {
+            let Ok(mut queues) = self.tx.lock() else {
+                self.report.nd_solicitation_failed += 1;
+                continue;
+            };
+            let (Some(entry), Some(Some(q))) = (snap.port(port), queues.get_mut(usize::from(port)))
+            else {
+                self.report.nd_solicitation_failed += 1;
+                continue;
+            };
+            let Some(mut m) = pool.alloc() else {
+                self.report.nd_solicitation_failed += 1;
+                continue;
+            };
+            if !nd::solicit(&mut m, entry, from, target, to) {
+                self.report.nd_solicitation_failed += 1;
+                continue;
+            }
+            let mut b = Burst::new();
+            if b.push(m).is_ok() && q.tx_burst(&mut b) == 1 {
+                self.report.nd_solicitations += 1;
+            } else {
+                self.report.nd_solicitation_failed += 1;
+            }
+        }
+        self.report.nd = self.nd.counters();
+        (self.report.nd_next_hops, self.report.nd_next_hops_pending) = self.nd.held();
     }
 }
 
@@ -1117,11 +1248,15 @@ fn supervise(
     let r = control.report.clone();
     log::info!(
         "control: {} ARP requests sent ({} could not be sent, {} scans deferred by the ARP \
-         budget), {} neighbours learned",
+         budget), {} neighbours learned; {} Neighbor Solicitations sent ({} could not be \
+         sent), {} IPv6 next hops learned",
         r.arp_requests,
         r.arp_request_failed,
         r.arp_requests_deferred,
-        r.neighbors_learned
+        r.neighbors_learned,
+        r.nd_solicitations,
+        r.nd_solicitation_failed,
+        r.nd.learned
     );
     r
 }
@@ -1228,6 +1363,21 @@ impl ControlReport {
                 &to.neighbors_on_demand_pending,
                 self.on_demand.pending as u64,
             ),
+            (&to.nd_solicitations, self.nd_solicitations),
+            (&to.nd_solicitation_failed, self.nd_solicitation_failed),
+            (
+                &to.nd_solicitations_deferred,
+                self.nd_solicitations_deferred,
+            ),
+            (&to.nd_learned, self.nd.learned),
+            (&to.nd_unsolicited, self.nd.unsolicited),
+            (&to.nd_static_kept, self.nd.static_kept),
+            (&to.nd_not_override, self.nd.not_override),
+            (&to.nd_no_lla, self.nd.no_lla),
+            (&to.nd_unanswered, self.nd.unanswered),
+            (&to.nd_unreachable, self.nd.unreachable),
+            (&to.nd_next_hops, self.nd_next_hops as u64),
+            (&to.nd_next_hops_pending, self.nd_next_hops_pending as u64),
         ] {
             shared.store(v, Ordering::Relaxed);
         }
@@ -1347,7 +1497,7 @@ fn final_stats(
         "resolve_queued": reports.iter().map(|r| r.resolve_queued).sum::<u64>(),
         "resolve_queue_full": reports.iter().map(|r| r.resolve_queue_full).sum::<u64>(),
     });
-    json!({
+    let mut stats = json!({
         "elapsed_s": elapsed.as_secs_f64(),
         "generation": snap.generation(),
         "ports": port_values,
@@ -1387,7 +1537,31 @@ fn final_stats(
         "host": named(host.named().into_iter()),
         "tx_no_queue": reports.iter().map(|r| r.tx_no_queue).sum::<u64>(),
         "workers": workers,
-    })
+    });
+    // Neighbor Discovery (beside ARP's, at the top level too).
+    for (k, v) in [
+        ("nd_heard", reports.iter().map(|r| r.nd_heard).sum::<u64>()),
+        (
+            "nd_heard_dropped",
+            reports.iter().map(|r| r.nd_heard_dropped).sum::<u64>(),
+        ),
+        ("nd_solicitations", control.nd_solicitations),
+        ("nd_solicitation_failed", control.nd_solicitation_failed),
+        (
+            "nd_solicitations_deferred",
+            control.nd_solicitations_deferred,
+        ),
+        ("nd_learned", control.nd.learned),
+        ("nd_unsolicited", control.nd.unsolicited),
+        ("nd_static_kept", control.nd.static_kept),
+        ("nd_not_override", control.nd.not_override),
+        ("nd_no_lla", control.nd.no_lla),
+        ("nd_unanswered", control.nd.unanswered),
+        ("nd_unreachable", control.nd.unreachable),
+    ] {
+        stats[k] = Value::from(v);
+    }
+    stats
 }
 
 fn print_summary(stats: &Value) {

@@ -17,13 +17,14 @@
 use crate::buffer::PacketBuf;
 use crate::control::arp::{self, ArpOutcome, Heard};
 use crate::control::nd::{self, NdOutcome};
+use crate::control::ndcache::NdHeard;
 pub use crate::control::progress::{Poll, WorkerProgress};
 use crate::dpdk::{Burst, Mbuf, RxQueue, TxQueue, BURST_MAX};
 use crate::pipeline::{Action, Counters, Host, PacketTrace, PathMtuReport, Pipeline, PuntReason};
 use crate::tables::{PortIndex, Reader, Snapshot};
 use crate::tap::{monotonic_ns, Filter, Tap, TapRecord};
 use crate::wire::EthernetAddress;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -69,6 +70,11 @@ pub struct WorkerReport {
     pub arp_learned: u64,
     /// Learned neighbours dropped because the control thread's queue was full.
     pub arp_learn_dropped: u64,
+    /// Neighbor Discovery messages about IPv6 next hops the snapshot wants (an
+    /// advertisement of one, or a solicitation from one giving a new MAC) handed to the
+    /// control thread, and those its queue was too full to take.
+    pub nd_heard: u64,
+    pub nd_heard_dropped: u64,
     /// Destinations on connected subnets with no known MAC handed to the control thread
     /// to resolve (their packets dropped as `no_neighbor`), and those its queue was too
     /// full to take.
@@ -86,10 +92,20 @@ pub struct WorkerReport {
     pub generation: u64,
 }
 
+/// A neighbour a worker heard about, for the control thread to learn or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeardNeighbor {
+    /// By ARP: its address and MAC, and how.
+    Arp(PortIndex, Ipv4Addr, EthernetAddress, Heard),
+    /// By Neighbor Discovery: an IPv6 next hop, and what it said.
+    Nd(PortIndex, Ipv6Addr, NdHeard),
+}
+
 /// Neighbours heard by ARP that the snapshot wants and does not know (or knows
-/// differently): the control thread decides whether to learn them (a reply only if it
-/// asked; never over a static entry). Bounded: an ARP storm cannot grow it.
-pub type LearnQueue = ArrayQueue<(PortIndex, Ipv4Addr, EthernetAddress, Heard)>;
+/// differently), and IPv6 next hops heard by Neighbor Discovery: the control thread
+/// decides whether to learn them (an answer only if it asked; never over a static entry).
+/// Bounded: an ARP or ND storm cannot grow it.
+pub type LearnQueue = ArrayQueue<HeardNeighbor>;
 
 /// Destinations on connected subnets whose MAC a worker found unknown (their packets
 /// dropped as `no_neighbor`): (port, address), for the control thread to resolve by ARP
@@ -269,7 +285,10 @@ pub fn run_with_hooks<H: WorkerHooks>(
                                     && (snap.neighbor(*port, ip) != Some(mac)
                                         || (on_link && how == Heard::Reply))
                                 {
-                                    if learned.push((*port, ip, mac, how)).is_ok() {
+                                    if learned
+                                        .push(HeardNeighbor::Arp(*port, ip, mac, how))
+                                        .is_ok()
+                                    {
                                         report.arp_learned += 1;
                                     } else {
                                         report.arp_learn_dropped += 1;
@@ -287,17 +306,45 @@ pub fn run_with_hooks<H: WorkerHooks>(
                         None => None,
                     },
                     Action::Punt(PuntReason::Nd) => match snap.port(*port) {
-                        Some(entry) => match nd::handle(&mut m, entry) {
-                            NdOutcome::Replied { .. } => {
-                                report.nd_replies += 1;
-                                Some(*port)
+                        Some(entry) => {
+                            let outcome = nd::handle(&mut m, entry);
+                            // About a next hop we need: every advertisement (an answer
+                            // confirms it even when it changes nothing), and a
+                            // solicitation only when it gives a MAC we do not hold.
+                            let heard = match outcome {
+                                NdOutcome::Replied {
+                                    learned: Some((ip, mac)),
+                                } if snap.wants_neighbor6(*port, ip)
+                                    && snap.neighbor6(*port, ip) != Some(mac) =>
+                                {
+                                    Some((ip, NdHeard::Solicit(mac)))
+                                }
+                                NdOutcome::Heard { target, advert }
+                                    if snap.wants_neighbor6(*port, target) =>
+                                {
+                                    Some((target, NdHeard::Advert(advert)))
+                                }
+                                _ => None,
+                            };
+                            if let Some((ip, how)) = heard {
+                                if learned.push(HeardNeighbor::Nd(*port, ip, how)).is_ok() {
+                                    report.nd_heard += 1;
+                                } else {
+                                    report.nd_heard_dropped += 1;
+                                }
                             }
-                            NdOutcome::Invalid => {
-                                report.nd_invalid += 1;
-                                None
+                            match outcome {
+                                NdOutcome::Replied { .. } => {
+                                    report.nd_replies += 1;
+                                    Some(*port)
+                                }
+                                NdOutcome::Invalid => {
+                                    report.nd_invalid += 1;
+                                    None
+                                }
+                                NdOutcome::Heard { .. } | NdOutcome::Ignored => None,
                             }
-                            NdOutcome::Heard { .. } | NdOutcome::Ignored => None,
-                        },
+                        }
                         None => None,
                     },
                     Action::Deliver { to, punt } => {
@@ -523,6 +570,15 @@ impl WorkerProgress {
 
     /// Copy the exception-path counters of `report` where the control API reads them.
     fn publish_host(&self, report: &WorkerReport) {
+        self.neighbors.store_all([
+            report.arp_replies,
+            report.arp_learned,
+            report.arp_learn_dropped,
+            report.nd_replies,
+            report.nd_invalid,
+            report.nd_heard,
+            report.nd_heard_dropped,
+        ]);
         self.host_queued
             .store(report.host_queued, Ordering::Relaxed);
         self.host_queue_full

@@ -192,10 +192,12 @@ fn advertisements_to_us_are_heard_with_their_target() {
     assert_eq!(
         answer(&f).0,
         NdOutcome::Heard {
-            learned: Some((
-                PEER6.parse().unwrap(),
-                EthernetAddress([2, 0, 0, 0, 0xee, 0xee])
-            ))
+            target: PEER6.parse().unwrap(),
+            advert: nd::Advert {
+                mac: Some(EthernetAddress([2, 0, 0, 0, 0xee, 0xee])),
+                solicited: true,
+                override_: true,
+            }
         }
     );
     // Solicited, to a multicast group: invalid (RFC 4861 7.1.2).

@@ -385,3 +385,102 @@ fn a_hundred_thousand_unresolved_next_hops_stay_within_the_arp_budget() {
         assert!(*n <= 1100, "{n} ARP requests in second {s}: {per_second:?}");
     }
 }
+
+/// The demo lab with IPv6 on internet0 (2001:db8:100::1; link-local fe80::ff:fe00:101 from
+/// its MAC), a native IPv6 route through a next hop without a static neighbour
+/// (2001:db8:201::/48 via 2001:db8:100::fd), one through a static neighbour
+/// (2001:db8:200::/48 via 2001:db8:100::fe at 02:00:00:00:fe:fe), and a second TX capture
+/// on internet0 for the control thread's queue.
+fn lab_with_ipv6(dir: &std::path::Path, tag: &str) -> std::path::PathBuf {
+    let lab = demo_lab(tag);
+    let cfg = lab
+        .replace(
+            "net_pcap1,rx_pcap=internet-in.pcap,tx_pcap=internet-out.pcap",
+            "net_pcap1,rx_pcap=internet-in.pcap,tx_pcap=internet-out.pcap,tx_pcap=control-out.pcap",
+        )
+        .replace(
+            "addresses = [\"203.0.113.1\"]",
+            "addresses = [\"203.0.113.1\", \"2001:db8:100::1\"]\n  [[port.neighbor]]\n  ip = \"2001:db8:100::fe\"\n  mac = \"02:00:00:00:fe:fe\"",
+        );
+    assert_eq!(
+        cfg.matches("2001:db8:100::").count(),
+        2,
+        "demo/lab.toml changed: update this test"
+    );
+    let cfg = format!(
+        "{cfg}\n[[route]]\nprefix = \"2001:db8:201::/48\"\nport = \"internet0\"\n\
+         next_hop = \"2001:db8:100::fd\"\n\
+         [[route]]\nprefix = \"2001:db8:200::/48\"\nport = \"internet0\"\n\
+         next_hop = \"2001:db8:100::fe\"\n"
+    );
+    let path = dir.join("lab.toml");
+    std::fs::write(&path, cfg).unwrap();
+    pcap::write(&dir.join("clients-in.pcap"), &[]).unwrap();
+    path
+}
+
+/// An IPv6 next hop without a static neighbour is solicited by the control thread (RFC
+/// 4861 7.2.2: to its solicited-node group, hop limit 255, our MAC in the source
+/// link-layer address option), at most once a second, while its packets drop as
+/// `no_neighbor`; an advertisement that would replace a static neighbour is read, handed
+/// to the control thread and refused, and the static next hop's traffic keeps its MAC.
+#[test]
+fn ipv6_next_hops_are_solicited_and_a_static_one_is_never_replaced() {
+    let dir = scratch_dir("appliance-nd");
+    scapy(&format!(
+        "from scapy.all import *\n\
+         p=[Ether(src='02:00:00:00:66:66',dst='02:00:00:00:01:01')/IPv6(src='2001:db8:100::fe',dst='2001:db8:100::1',hlim=255)/ICMPv6ND_NA(R=1,S=0,O=1,tgt='2001:db8:100::fe')/ICMPv6NDOptDstLLAddr(lladdr='02:00:00:00:66:66')]\n\
+         p+=[Ether(src='02:00:00:00:fe:fe',dst='02:00:00:00:01:01')/IPv6(src='2001:db8:aaaa::1',dst='2001:db8:201::5',hlim=64)/UDP(dport=5001) for i in range(20)]\n\
+         p+=[Ether(src='02:00:00:00:fe:fe',dst='02:00:00:00:01:01')/IPv6(src='2001:db8:aaaa::1',dst='2001:db8:200::5',hlim=64)/UDP(dport=5001) for i in range(10)]\n\
+         wrpcap('{}', p)",
+        dir.join("internet-in.pcap").display()
+    ));
+    let cfg = lab_with_ipv6(&dir, "appliance-nd");
+    let stats = run_until_idle(&dir, &cfg, 500);
+    assert_eq!(stats["drops"]["no_neighbor"], 20, "{}", stats["drops"]);
+    assert_eq!(
+        stats["nd_heard"], 1,
+        "the advertisement was handed over: {stats}"
+    );
+    assert_eq!(stats["nd_static_kept"], 1, "and refused: {stats}");
+    assert_eq!(stats["nd_learned"], 0, "{stats}");
+    let to_static = tshark_lines(
+        &dir.join("internet-out.pcap"),
+        "ipv6.dst == 2001:db8:200::5",
+        &["eth.dst", "ipv6.hlim"],
+    );
+    assert_eq!(
+        to_static,
+        vec!["02:00:00:00:fe:fe|63".to_owned(); 10],
+        "the static next hop's MAC, one hop less"
+    );
+    let asks = tshark_lines(
+        &dir.join("control-out.pcap"),
+        "icmpv6.type == 135",
+        &[
+            "eth.src",
+            "eth.dst",
+            "ipv6.src",
+            "ipv6.dst",
+            "ipv6.hlim",
+            "icmpv6.nd.ns.target_address",
+            "icmpv6.opt.linkaddr",
+        ],
+    );
+    assert!(
+        !asks.is_empty(),
+        "a solicitation for the unresolved next hop"
+    );
+    let elapsed = stats["elapsed_s"].as_f64().unwrap();
+    assert!(
+        asks.len() as f64 <= elapsed.ceil() + 1.0,
+        "at most one a second in {elapsed} s: {asks:?}"
+    );
+    assert!(
+        asks.iter().all(|a| a
+            == "02:00:00:00:01:01|33:33:ff:00:00:fd|2001:db8:100::1|ff02::1:ff00:fd|255|\
+                2001:db8:100::fd|02:00:00:00:01:01"),
+        "never for the static next hop, always to the group: {asks:?}"
+    );
+    assert_eq!(stats["nd_solicitations"], asks.len(), "{stats}");
+}

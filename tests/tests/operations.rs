@@ -737,6 +737,11 @@ fn metrics_and_telemetry_show_the_appliance() {
         ("backbone_worker_generation{worker=\"0\"}", 1.0),
         ("backbone_generation", 1.0),
         ("backbone_arp_requests_total", 0.0),
+        ("backbone_arp_replies_total", 0.0),
+        ("backbone_nd_solicitations_total", 0.0),
+        ("backbone_nd_replies_total", 0.0),
+        ("backbone_nd_invalid_total", 0.0),
+        ("backbone_nd_next_hops{state=\"resolved\"}", 0.0),
         ("backbone_config_reloads_total", 0.0),
         ("backbone_api_requests_total", 1.0),
     ] {

@@ -96,6 +96,22 @@ pub struct ControlCounters {
     pub arp_on_demand_expired: AtomicU64,
     pub neighbors_on_demand: AtomicU64,
     pub neighbors_on_demand_pending: AtomicU64,
+    /// Neighbor Discovery for the IPv6 next hops (control/ndcache.rs): solicitations sent,
+    /// not sent, deferred by the budget; next hops learned; advertisements ignored as
+    /// unsolicited, over a static entry, without Override, without a MAC; next hops
+    /// unanswered, forgotten as unreachable; and how many are learned, and asked for, now.
+    pub nd_solicitations: AtomicU64,
+    pub nd_solicitation_failed: AtomicU64,
+    pub nd_solicitations_deferred: AtomicU64,
+    pub nd_learned: AtomicU64,
+    pub nd_unsolicited: AtomicU64,
+    pub nd_static_kept: AtomicU64,
+    pub nd_not_override: AtomicU64,
+    pub nd_no_lla: AtomicU64,
+    pub nd_unanswered: AtomicU64,
+    pub nd_unreachable: AtomicU64,
+    pub nd_next_hops: AtomicU64,
+    pub nd_next_hops_pending: AtomicU64,
     pub worker_stalls: AtomicU64,
     /// Path MTU reports from the underlay that lowered a tunnel's MTU, that changed nothing,
     /// and path MTUs expired (control/pmtu.rs).
@@ -117,7 +133,7 @@ pub struct ControlCounters {
 
 impl ControlCounters {
     /// Every counter, by name.
-    pub fn named(&self) -> [(&'static str, u64); 24] {
+    pub fn named(&self) -> [(&'static str, u64); 36] {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("arp_requests", n(&self.arp_requests)),
@@ -139,6 +155,21 @@ impl ControlCounters {
                 "neighbors_on_demand_pending",
                 n(&self.neighbors_on_demand_pending),
             ),
+            ("nd_solicitations", n(&self.nd_solicitations)),
+            ("nd_solicitation_failed", n(&self.nd_solicitation_failed)),
+            (
+                "nd_solicitations_deferred",
+                n(&self.nd_solicitations_deferred),
+            ),
+            ("nd_learned", n(&self.nd_learned)),
+            ("nd_unsolicited", n(&self.nd_unsolicited)),
+            ("nd_static_kept", n(&self.nd_static_kept)),
+            ("nd_not_override", n(&self.nd_not_override)),
+            ("nd_no_lla", n(&self.nd_no_lla)),
+            ("nd_unanswered", n(&self.nd_unanswered)),
+            ("nd_unreachable", n(&self.nd_unreachable)),
+            ("nd_next_hops", n(&self.nd_next_hops)),
+            ("nd_next_hops_pending", n(&self.nd_next_hops_pending)),
             ("worker_stalls", n(&self.worker_stalls)),
             ("pmtu_lowered", n(&self.pmtu_lowered)),
             ("pmtu_ignored", n(&self.pmtu_ignored)),

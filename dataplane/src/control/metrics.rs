@@ -566,6 +566,56 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
             "On-demand neighbours forgotten: they stopped answering, or left their connected subnet.",
         ),
         (
+            "nd_solicitations",
+            "backbone_nd_solicitations",
+            "Neighbor Solicitations sent for IPv6 next hops (to resolve them, or to confirm them).",
+        ),
+        (
+            "nd_solicitation_failed",
+            "backbone_nd_solicitation_failures",
+            "Neighbor Solicitations due that could not be sent (no mbuf, TX queue full).",
+        ),
+        (
+            "nd_solicitations_deferred",
+            "backbone_nd_solicitation_deferrals",
+            "Scans that left Neighbor Solicitations for later: the budget was spent.",
+        ),
+        (
+            "nd_learned",
+            "backbone_nd_next_hops_learned",
+            "IPv6 next hops learned by Neighbor Discovery (or changed to another MAC) and installed.",
+        ),
+        (
+            "nd_unsolicited",
+            "backbone_nd_unsolicited_advertisements",
+            "Neighbor Advertisements for next hops nobody asked for (ignored).",
+        ),
+        (
+            "nd_static_kept",
+            "backbone_nd_static_kept",
+            "Neighbor Discovery messages that would have replaced a static neighbour (ignored).",
+        ),
+        (
+            "nd_not_override",
+            "backbone_nd_not_override",
+            "Answers giving another MAC for a next hop held, without the Override flag (ignored).",
+        ),
+        (
+            "nd_no_lla",
+            "backbone_nd_no_lla",
+            "Answers without a target link-layer address for a next hop not held (ignored).",
+        ),
+        (
+            "nd_unanswered",
+            "backbone_nd_unanswered",
+            "IPv6 next hops solicited for 3 s without an answer (still asked for).",
+        ),
+        (
+            "nd_unreachable",
+            "backbone_nd_unreachable",
+            "Learned IPv6 next hops forgotten: they stopped answering their probes.",
+        ),
+        (
             "worker_stalls",
             "backbone_worker_stalls",
             "Alarms for a worker stuck on an old snapshot.",
@@ -721,6 +771,60 @@ fn sample(st: &ControlState, live: Live<'_>) -> Sample {
     );
     for (kind, v) in f["errors"].as_object().into_iter().flatten() {
         e.add(vec![("kind", kind.clone())], u(v));
+    }
+
+    out.family(
+        "backbone_nd_next_hops",
+        "IPv6 next hops learned by Neighbor Discovery (state=\"resolved\") and being \
+         asked for (state=\"pending\"), now.",
+        Kind::Gauge,
+    )
+    .add(vec![("state", "resolved".into())], u(&c["nd_next_hops"]))
+    .add(
+        vec![("state", "pending".into())],
+        u(&c["nd_next_hops_pending"]),
+    );
+
+    // What the workers did with ARP and Neighbor Discovery.
+    let n = &counters["neighbors"];
+    for (key, name, help) in [
+        (
+            "arp_replies",
+            "backbone_arp_replies",
+            "ARP requests for our addresses answered by the workers.",
+        ),
+        (
+            "arp_learned",
+            "backbone_arp_heard",
+            "Neighbours heard by ARP that the workers handed to the control thread.",
+        ),
+        (
+            "arp_learn_dropped",
+            "backbone_arp_heard_dropped",
+            "Neighbours heard by ARP dropped: the control thread's queue was full.",
+        ),
+        (
+            "nd_replies",
+            "backbone_nd_replies",
+            "Neighbor Solicitations for our IPv6 addresses answered by the workers.",
+        ),
+        (
+            "nd_invalid",
+            "backbone_nd_invalid",
+            "Neighbor Discovery messages that failed RFC 4861's validity checks (freed).",
+        ),
+        (
+            "nd_heard",
+            "backbone_nd_heard",
+            "Neighbor Discovery messages about IPv6 next hops handed to the control thread.",
+        ),
+        (
+            "nd_heard_dropped",
+            "backbone_nd_heard_dropped",
+            "Neighbor Discovery messages about next hops dropped: the control thread's queue was full.",
+        ),
+    ] {
+        out.family(name, help, Kind::Counter).add(vec![], u(&n[key]));
     }
 
     // The exception path (host interfaces).

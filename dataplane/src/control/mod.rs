@@ -13,6 +13,7 @@ pub mod health;
 #[cfg(feature = "dpdk")]
 pub mod metrics;
 pub mod nd;
+pub mod ndcache;
 pub mod ondemand;
 pub mod pacer;
 #[cfg(not(loom))]

@@ -19,8 +19,11 @@
 //!
 //! What a worker may learn from: the sender of a solicitation with a source link-layer
 //! address option ([`NdOutcome::Replied`]'s `learned`), and the target of an advertisement
-//! addressed to us ([`NdOutcome::Heard`]). Whether to keep them (a next hop we need, an
-//! answer to a solicitation we sent, never over a static entry) is the control thread's.
+//! addressed to us ([`NdOutcome::Heard`], with its flags). A worker hands those about next
+//! hops the snapshot wants to the control thread, which decides
+//! ([`crate::control::ndcache::NdCache`]): an advertisement is taken only as the answer to
+//! a solicitation we sent within the retry time, a solicitation's sender is merged, and
+//! neither ever replaces a static entry.
 
 use crate::buffer::PacketBuf;
 use crate::tables::PortEntry;
@@ -35,16 +38,26 @@ pub enum NdOutcome {
     Replied {
         learned: Option<(Ipv6Addr, EthernetAddress)>,
     },
-    /// A valid advertisement addressed to us (or to all nodes): its target and MAC, to be
-    /// learned only if we asked.
-    Heard {
-        learned: Option<(Ipv6Addr, EthernetAddress)>,
-    },
+    /// A valid advertisement addressed to us (or to all nodes): its target, the MAC its
+    /// target link-layer address option gave (if any, and unicast), and its Solicited and
+    /// Override flags; learned only if we asked.
+    Heard { target: Ipv6Addr, advert: Advert },
     /// Valid, but not for one of our addresses (or a message we do not act on): drop it.
     Ignored,
     /// Fails RFC 4861's validity checks (hop limit other than 255, bad checksum, code,
     /// length or option, multicast target, a malformed DAD probe): drop it, counted.
     Invalid,
+}
+
+/// What a Neighbor Advertisement said of its target (RFC 4861 4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advert {
+    /// The target link-layer address option's MAC (absent, or not unicast: `None`).
+    pub mac: Option<EthernetAddress>,
+    /// S: an answer to a solicitation.
+    pub solicited: bool,
+    /// O: the MAC should replace one already held.
+    pub override_: bool,
 }
 
 /// Handle an ICMPv6 Neighbor Discovery frame (starting at Ethernet) received on `port`.
@@ -95,11 +108,18 @@ pub fn handle<B: PacketBuf>(pkt: &mut B, port: &PortEntry) -> NdOutcome {
             }
         }
         NdRepr::Advert {
-            target, target_lla, ..
+            target,
+            target_lla,
+            solicited,
+            override_,
+            ..
         } if port.has_addr6(dst) || dst == nd::ALL_NODES => NdOutcome::Heard {
-            learned: target_lla
-                .filter(|m| m.is_unicast())
-                .map(|mac| (target, mac)),
+            target,
+            advert: Advert {
+                mac: target_lla.filter(|m| m.is_unicast()),
+                solicited,
+                override_,
+            },
         },
         _ => NdOutcome::Ignored,
     }

@@ -1,5 +1,7 @@
 //! When to ask for unresolved next hops: at most once a second each, and at most a fixed
-//! number of ARP requests a second in all, round robin, so that a table with 100,000
+//! number of requests a second in all (ARP requests for IPv4 next hops, Neighbor
+//! Solicitations for IPv6 ones: one [`Pacer`] of each, [`ArpPacer`] and [`NdPacer`], with
+//! the same limits), round robin, so that a table with 100,000
 //! unresolved next hops neither floods the links with requests nor starves the last of them,
 //! and the control thread's memory stays bounded by what it asked for in the last second.
 //!
@@ -7,16 +9,24 @@
 //! on its tick, tests call it with made-up instants.
 
 use crate::tables::PortIndex;
-use core::net::Ipv4Addr;
+use core::hash::Hash;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// A next hop to ask for: (port, next hop, our address to ask from).
-pub type Ask = (PortIndex, Ipv4Addr, Ipv4Addr);
+pub type Ask<A = Ipv4Addr> = (PortIndex, A, A);
 
-/// Paces ARP requests for unresolved next hops.
+/// Paces ARP requests for unresolved IPv4 next hops.
+pub type ArpPacer = Pacer<Ipv4Addr>;
+
+/// Paces Neighbor Solicitations for unresolved IPv6 next hops (RFC 4861 7.2.2's
+/// RetransTimer of one second per address, and a rate for all of them together).
+pub type NdPacer = Pacer<Ipv6Addr>;
+
+/// Paces requests for unresolved next hops whose addresses are `A`s.
 #[derive(Debug)]
-pub struct ArpPacer {
+pub struct Pacer<A> {
     /// Least time between two requests for one next hop.
     retry: Duration,
     /// Requests a second, all next hops together.
@@ -30,22 +40,22 @@ pub struct ArpPacer {
     cursor: usize,
     /// When each next hop was last asked for, within the last `retry`: older entries are
     /// forgotten, so this holds at most `rate * retry + burst` entries.
-    asked: HashMap<(PortIndex, Ipv4Addr), Instant>,
+    asked: HashMap<(PortIndex, A), Instant>,
     /// Next hops that were due but waited for the budget (summed over scans).
     deferred: u64,
 }
 
-impl ArpPacer {
+impl<A: Copy + Eq + Hash> Pacer<A> {
     /// Requests a second the control thread sends by default, all ports together.
     pub const DEFAULT_RATE: u32 = 1000;
     /// Requests for one next hop: at most one a second.
     pub const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
     /// A pacer with a full bucket at `now`.
-    pub fn new(rate: u32, retry: Duration, now: Instant) -> ArpPacer {
+    pub fn new(rate: u32, retry: Duration, now: Instant) -> Pacer<A> {
         let rate = rate.max(1);
         let burst = (rate / 10).max(1);
-        ArpPacer {
+        Pacer {
             retry,
             rate,
             burst,
@@ -64,9 +74,9 @@ impl ArpPacer {
     pub fn due(
         &mut self,
         now: Instant,
-        wanted: &[Ask],
-        resolved: impl Fn(PortIndex, Ipv4Addr) -> bool,
-        out: &mut Vec<Ask>,
+        wanted: &[Ask<A>],
+        resolved: impl Fn(PortIndex, A) -> bool,
+        out: &mut Vec<Ask<A>>,
     ) {
         let elapsed = now.saturating_duration_since(self.last_refill);
         self.last_refill = now;
@@ -102,7 +112,7 @@ impl ArpPacer {
     /// Whether we asked for `ip` on `port` within the retry time, and if so forget it: a
     /// reply is taken once per request, so a second answer (a forger racing the real
     /// neighbour) changes nothing until we ask again.
-    pub fn take_solicited(&mut self, port: PortIndex, ip: Ipv4Addr, now: Instant) -> bool {
+    pub fn take_solicited(&mut self, port: PortIndex, ip: A, now: Instant) -> bool {
         match self.asked.get(&(port, ip)) {
             Some(&t) if now.saturating_duration_since(t) < self.retry => {
                 self.asked.remove(&(port, ip));

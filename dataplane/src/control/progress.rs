@@ -42,6 +42,57 @@ pub struct WorkerProgress {
     pub host_queued: AtomicU64,
     pub host_queue_full: AtomicU64,
     pub punt_dropped: [AtomicU64; PuntReason::COUNT],
+    /// A recent copy of what the worker did with ARP and Neighbor Discovery.
+    pub neighbors: NeighborCounters,
+}
+
+/// What a worker did with ARP and Neighbor Discovery (copied with the host counters): the
+/// requests and solicitations it answered, the ND messages it found invalid, and the
+/// neighbours it handed to the control thread (or could not: its queue was full).
+#[derive(Debug, Default)]
+pub struct NeighborCounters {
+    pub arp_replies: AtomicU64,
+    pub arp_learned: AtomicU64,
+    pub arp_learn_dropped: AtomicU64,
+    pub nd_replies: AtomicU64,
+    pub nd_invalid: AtomicU64,
+    pub nd_heard: AtomicU64,
+    pub nd_heard_dropped: AtomicU64,
+}
+
+impl NeighborCounters {
+    /// Every counter, by name (the names of `backbone run --stats`).
+    pub fn named(&self) -> [(&'static str, u64); 7] {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("arp_replies", n(&self.arp_replies)),
+            ("arp_learned", n(&self.arp_learned)),
+            ("arp_learn_dropped", n(&self.arp_learn_dropped)),
+            ("nd_replies", n(&self.nd_replies)),
+            ("nd_invalid", n(&self.nd_invalid)),
+            ("nd_heard", n(&self.nd_heard)),
+            ("nd_heard_dropped", n(&self.nd_heard_dropped)),
+        ]
+    }
+
+    /// Store the worker's counts, in the order of [`Self::named`] (one writer: plain
+    /// stores).
+    pub fn store_all(&self, values: [u64; 7]) {
+        for (to, v) in [
+            &self.arp_replies,
+            &self.arp_learned,
+            &self.arp_learn_dropped,
+            &self.nd_replies,
+            &self.nd_invalid,
+            &self.nd_heard,
+            &self.nd_heard_dropped,
+        ]
+        .into_iter()
+        .zip(values)
+        {
+            to.store(v, Ordering::Relaxed);
+        }
+    }
 }
 
 impl WorkerProgress {

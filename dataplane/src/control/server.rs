@@ -802,6 +802,7 @@ pub fn counters(st: &ControlState, live: Live<'_>, raw: bool) -> Value {
         "icmp_rate_limited": total.icmp_rate_limited,
         "echo_replies": total.echo_replies,
         "control": named(live.appliance.control.named().into_iter()),
+        "neighbors": neighbor_counters(live),
         "fpm": fpm(st, live),
         "host": host_counters(live),
         "workers": copies,
@@ -823,6 +824,21 @@ pub fn fpm(st: &ControlState, live: Live<'_>) -> Value {
     let listen = c.listen.lock().ok().and_then(|l| *l);
     m.insert("listen".into(), json!(listen.map(|a| a.to_string())));
     Value::Object(m)
+}
+
+/// What the workers did with ARP and Neighbor Discovery, all workers together: requests
+/// and solicitations answered, ND messages found invalid, neighbours handed to the control
+/// thread and those its queue could not take (the names of `backbone run --stats`).
+fn neighbor_counters(live: Live<'_>) -> Value {
+    let mut sums: Vec<(&'static str, u64)> = crate::control::progress::NeighborCounters::default()
+        .named()
+        .to_vec();
+    for w in live.workers {
+        for (sum, (_, v)) in sums.iter_mut().zip(w.neighbors.named()) {
+            sum.1 += v;
+        }
+    }
+    Value::Object(named(sums.into_iter()))
 }
 
 /// The exception path's counters: what the workers handed it (or could not), what it

@@ -18,7 +18,7 @@ use crate::tables::{
     PortIndex, Publisher, Reader, RouteLayer, RouteTarget, Snapshot, SnapshotBuilder, Target,
 };
 use crate::wire::EthernetAddress;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use pipeline_config::{ConfigDocument, Difference, RouteEdit, ValidatedConfig};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -54,6 +54,7 @@ fn needs_restart(running: &ValidatedConfig, new: &ValidatedConfig) -> Option<Str
             // given anew: the tunnels re-source from it).
             let mut b = (*b).clone();
             b.neighbors.clone_from(&a.neighbors);
+            b.neighbors6.clone_from(&a.neighbors6);
             b.addresses.clone_from(&a.addresses);
             **a != b
         })
@@ -70,6 +71,8 @@ pub struct ControlState {
     builder: SnapshotBuilder,
     /// Neighbours learned by ARP (static entries override them).
     learned: HashMap<(PortIndex, Ipv4Addr), EthernetAddress>,
+    /// IPv6 next hops learned by Neighbor Discovery (static entries override them).
+    learned6: HashMap<(PortIndex, Ipv6Addr), EthernetAddress>,
     snapshots: Publisher<Snapshot>,
     /// The configuration file the appliance runs from (`ctl save`, `ctl diff`, SIGHUP).
     file: Option<PathBuf>,
@@ -267,6 +270,7 @@ impl ControlState {
             ports,
             builder,
             learned: HashMap::new(),
+            learned6: HashMap::new(),
             snapshots: Publisher::new(first),
             file: None,
             runtime_routes: HashMap::new(),
@@ -604,6 +608,54 @@ impl ControlState {
         self.publish_built().map(Some)
     }
 
+    /// Install IPv6 next hops learned by Neighbor Discovery (one publication for all);
+    /// static ones win. The routes are left as they are.
+    pub fn learn6(
+        &mut self,
+        entries: &[(PortIndex, Ipv6Addr, EthernetAddress)],
+    ) -> Result<u64, String> {
+        for &(port, ip, mac) in entries {
+            self.learned6.insert((port, ip), mac);
+            if !self.is_static_neighbor6(port, ip) {
+                self.builder.neighbor6(port, ip, mac);
+            }
+        }
+        self.publish_built()
+    }
+
+    /// Forget IPv6 next hops learned by Neighbor Discovery (one publication for all; static
+    /// ones stay): those that stopped answering, or that no route needs any more. Returns
+    /// the new generation, or `None` when none of them was installed.
+    pub fn forget6(&mut self, entries: &[(PortIndex, Ipv6Addr)]) -> Result<Option<u64>, String> {
+        let mut changed = false;
+        for &(port, ip) in entries {
+            if self.learned6.remove(&(port, ip)).is_some() && !self.is_static_neighbor6(port, ip) {
+                changed |= self.builder.remove_neighbor6(port, ip);
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        self.publish_built().map(Some)
+    }
+
+    /// Whether an IPv6 neighbour is configured statically.
+    pub fn is_static_neighbor6(&self, port: PortIndex, ip: Ipv6Addr) -> bool {
+        Self::static6_in(&self.cfg, &self.ports, port, ip)
+    }
+
+    fn static6_in(
+        cfg: &ValidatedConfig,
+        ports: &[(PortIndex, EthernetAddress)],
+        port: PortIndex,
+        ip: Ipv6Addr,
+    ) -> bool {
+        cfg.ports
+            .iter()
+            .zip(ports)
+            .any(|(p, &(id, _))| id == port && p.neighbors6.iter().any(|n| n.ip == ip))
+    }
+
     /// Whether a neighbour is configured statically.
     pub fn is_static_neighbor(&self, port: PortIndex, ip: Ipv4Addr) -> bool {
         self.cfg
@@ -745,6 +797,11 @@ impl ControlState {
                 next.neighbor(port, ip, mac);
             }
         }
+        for (&(port, ip), &mac) in &self.learned6 {
+            if !Self::static6_in(cfg, &self.ports, port, ip) {
+                next.neighbor6(port, ip, mac);
+            }
+        }
         let names: HashSet<&str> = cfg.tunnels.iter().map(|t| t.name.as_str()).collect();
         let orphan =
             |t: &RouteTarget| matches!(t, RouteTarget::Tunnel(n) if !names.contains(n.as_str()));
@@ -796,6 +853,11 @@ impl ControlState {
                 for (&(port, ip), &mac) in &self.learned {
                     if !self.is_static_neighbor(port, ip) {
                         self.builder.neighbor(port, ip, mac);
+                    }
+                }
+                for (&(port, ip), &mac) in &self.learned6 {
+                    if !self.is_static_neighbor6(port, ip) {
+                        self.builder.neighbor6(port, ip, mac);
                     }
                 }
                 for (p, t) in orphans {
@@ -1280,14 +1342,15 @@ impl ControlState {
         )
     }
 
-    /// The IPv6 neighbours, all static (`[[port.neighbor]]` with an IPv6 `ip`).
+    /// The IPv6 neighbours: static ones (`[[port.neighbor]]` with an IPv6 `ip`) and next
+    /// hops learned by Neighbor Discovery.
     fn ipv6_neighbors(&self) -> Vec<Value> {
         let mut v: Vec<_> = self.builder.neighbors6().iter().collect();
         v.sort_by_key(|((p, ip), _)| (*p, *ip));
         v.into_iter()
             .map(|(&(port, ip), mac)| {
                 json!({"port": self.port_name(port), "ip": ip.to_string(), "mac": mac.to_string(),
-                       "static": true, "on_demand": false})
+                       "static": self.is_static_neighbor6(port, ip), "on_demand": false})
             })
             .collect()
     }

@@ -63,6 +63,22 @@ impl PortEntry {
     pub fn has_addr6(&self, addr: Ipv6Addr) -> bool {
         addr == self.link_local() || self.addrs6.contains(&addr)
     }
+
+    /// Our address to solicit the IPv6 next hop `next_hop` from: the port's first global
+    /// address, or its link-local one when the next hop is link-local or the port has no
+    /// global address. A link-local next hop (what routers announce themselves by, RFC
+    /// 4861 6.1.2, and what FRR's routes name) may hold no address in our global prefixes;
+    /// asked from our link-local address it answers within the link's own scope (RFC 4291
+    /// 2.5.6), as it would any router on the link. A global next hop is asked from a global
+    /// address, the one it is likely to hear from us again.
+    #[inline]
+    pub fn solicit_from(&self, next_hop: Ipv6Addr) -> Ipv6Addr {
+        match self.addrs6.first() {
+            // fe80::/10 (RFC 4291 2.5.6).
+            Some(&global) if next_hop.segments()[0] & 0xffc0 != 0xfe80 => global,
+            _ => self.link_local(),
+        }
+    }
 }
 
 /// Where a route sends packets (as configured, by name).
@@ -219,6 +235,10 @@ pub struct Snapshot {
     neighbors: Arc<HashMap<(PortIndex, Ipv4Addr), EthernetAddress>>,
     /// The next hops routes and tunnels need, each with the port address to ask from.
     wanted: Arc<[(PortIndex, Ipv4Addr, Ipv4Addr)]>,
+    /// Every IPv6 neighbour known (static or learned).
+    neighbors6: Arc<HashMap<(PortIndex, Ipv6Addr), EthernetAddress>>,
+    /// The IPv6 next hops routes need, each with the port address to solicit from.
+    wanted6: Arc<[(PortIndex, Ipv6Addr, Ipv6Addr)]>,
     /// How many ICMP errors the router sends.
     icmp: IcmpLimit,
 }
@@ -366,6 +386,29 @@ impl Snapshot {
     /// the port address to ask from; resolved or not.
     pub fn wanted(&self) -> &[(PortIndex, Ipv4Addr, Ipv4Addr)] {
         &self.wanted
+    }
+
+    /// The MAC of an IPv6 neighbour, if known.
+    #[inline]
+    pub fn neighbor6(&self, port: PortIndex, ip: Ipv6Addr) -> Option<EthernetAddress> {
+        self.neighbors6.get(&(port, ip)).copied()
+    }
+
+    /// Whether some route forwards through the IPv6 next hop `ip` on `port`: asked for
+    /// every Neighbor Discovery message a worker hears (a binary search, as
+    /// [`Self::wants_neighbor`]).
+    pub fn wants_neighbor6(&self, port: PortIndex, ip: Ipv6Addr) -> bool {
+        self.wanted6
+            .binary_search_by(|&(p, a, _)| (p, a).cmp(&(port, ip)))
+            .is_ok()
+    }
+
+    /// The IPv6 next hops routes need, sorted by (port, next hop), each once, with the
+    /// port address to solicit from ([`SnapshotBuilder`]'s rule: the port's first global
+    /// address, or its link-local one for a link-local next hop); resolved or not. With
+    /// [`Self::wanted`], every next hop the control thread resolves.
+    pub fn wanted6(&self) -> &[(PortIndex, Ipv6Addr, Ipv6Addr)] {
+        &self.wanted6
     }
 
     /// Next hops that are needed and unknown: (port, next hop, our address to ask from).
@@ -545,6 +588,8 @@ struct Kept {
     sources_table: Ipv4Lpm,
     neighbors: Arc<HashMap<(PortIndex, Ipv4Addr), EthernetAddress>>,
     wanted: Arc<[(PortIndex, Ipv4Addr, Ipv4Addr)]>,
+    neighbors6: Arc<HashMap<(PortIndex, Ipv6Addr), EthernetAddress>>,
+    wanted6: Arc<[(PortIndex, Ipv6Addr, Ipv6Addr)]>,
     /// The IPv6 tables: rebuilt whole when tunnels or ports change; when only IPv6 routes
     /// change (the configuration's or a routing daemon's), the route table's builder takes
     /// the changed prefixes and publishes copy-on-write, so a publication of IPv6 routes
@@ -839,6 +884,13 @@ impl SnapshotBuilder {
         self
     }
 
+    /// Remove an IPv6 neighbour; returns whether it was there.
+    pub fn remove_neighbor6(&mut self, port: PortIndex, ip: Ipv6Addr) -> bool {
+        let had = self.neighbors6.remove(&(port, ip)).is_some();
+        self.dirty.neighbors |= had;
+        had
+    }
+
     /// Remove a neighbour; returns whether it was there.
     pub fn remove_neighbor(&mut self, port: PortIndex, ip: Ipv4Addr) -> bool {
         let had = self.neighbors.remove(&(port, ip)).is_some();
@@ -914,7 +966,7 @@ impl SnapshotBuilder {
         &self.neighbors
     }
 
-    /// The IPv6 neighbours (static ones from the configuration).
+    /// The IPv6 neighbours (static and learned).
     pub fn neighbors6(&self) -> &HashMap<(PortIndex, Ipv6Addr), EthernetAddress> {
         &self.neighbors6
     }
@@ -1221,6 +1273,7 @@ impl SnapshotBuilder {
         let mtus_changed = std::mem::take(&mut self.dirty.path_mtus);
         if neighbors_changed {
             self.kept.neighbors = Arc::new(self.neighbors.clone());
+            self.kept.neighbors6 = Arc::new(self.neighbors6.clone());
         }
         if neighbors_changed || mtus_changed {
             self.kept.tunnel_table = Arc::new(self.tunnel_table(&self.tunnel_slots()));
@@ -1446,6 +1499,44 @@ impl SnapshotBuilder {
         wanted.into()
     }
 
+    /// The IPv6 next hops the installed IPv6 routes need, sorted, each once, with the port
+    /// address to solicit from. Every native IPv6 target of the configuration's routes, and
+    /// of the routing daemon's where no configured route or tunnel prefix shadows them.
+    /// (A tunnel with an IPv6 underlay adds its next hop here.)
+    ///
+    /// Cost: a pass over the IPv6 routes, on builds that change them; nothing at all while
+    /// no route has ever had a native IPv6 target.
+    fn wanted_hops6(&self) -> Arc<[(PortIndex, Ipv6Addr, Ipv6Addr)]> {
+        if self.native6.is_empty() {
+            return Arc::from([]);
+        }
+        let tunnel_prefixes: HashSet<Ipv6Prefix> = self
+            .tunnels
+            .iter()
+            .flat_map(|t| t.prefixes6.iter().copied())
+            .collect();
+        let mut wanted: Vec<(PortIndex, Ipv6Addr, Ipv6Addr)> = self
+            .routes6
+            .values()
+            .chain(
+                self.dynamic6
+                    .iter()
+                    .filter(|(p, _)| !self.routes6.contains_key(p) && !tunnel_prefixes.contains(p))
+                    .map(|(_, t)| t),
+            )
+            .filter_map(|t| match *t {
+                RouteTarget::Native6 { port, next_hop } => {
+                    let from = self.ports.get(&port).map(|p| p.solicit_from(next_hop))?;
+                    Some((port, next_hop, from))
+                }
+                _ => None,
+            })
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup_by_key(|w| (w.0, w.1));
+        wanted.into()
+    }
+
     /// The tunnel table for tunnels in `slot_of` (configuration order), with MACs from the
     /// neighbours and state carried over by name.
     fn tunnel_table(&self, slot_of: &[u32]) -> TunnelTable {
@@ -1538,6 +1629,10 @@ impl SnapshotBuilder {
             .collect();
         local.sort_unstable();
         local.dedup();
+        // The IPv6 routes (or the ports) changed: so may the next hops they need.
+        if self.kept.v6_stale.is_some() {
+            self.kept.wanted6 = self.wanted_hops6();
+        }
         self.publish_v6();
         let others6: Arc<[Target]> = self
             .native6
@@ -1567,6 +1662,8 @@ impl SnapshotBuilder {
             sources6: kept.sources6_table.clone(),
             neighbors: Arc::clone(&kept.neighbors),
             wanted: Arc::clone(&kept.wanted),
+            neighbors6: Arc::clone(&kept.neighbors6),
+            wanted6: Arc::clone(&kept.wanted6),
             icmp: self.icmp,
         })
     }
@@ -1831,6 +1928,7 @@ impl SnapshotBuilder {
         self.kept.sources_table = self.kept.sources.publish();
         self.kept.tunnel_table = Arc::new(self.tunnel_table(&slot_of));
         self.kept.neighbors = Arc::new(self.neighbors.clone());
+        self.kept.neighbors6 = Arc::new(self.neighbors6.clone());
         self.kept.wanted = self.wanted_hops();
         self.dirty.structure = false;
         self.dirty.neighbors = false;
