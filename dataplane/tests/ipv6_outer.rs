@@ -67,6 +67,11 @@ fn lab_expr(expr: &str) -> String {
 }
 
 fn snapshot() -> std::sync::Arc<Snapshot> {
+    builder().build().expect("the lab builds")
+}
+
+/// The lab's snapshot builder.
+fn builder() -> SnapshotBuilder {
     let mut b = SnapshotBuilder::new();
     b.port(
         PORT,
@@ -142,7 +147,7 @@ fn snapshot() -> std::sync::Arc<Snapshot> {
         b.neighbor6(PORT, v6(a), router_mac(last));
     }
     b.neighbor(PORT, R4, router_mac(4));
-    b.build().expect("the lab builds")
+    b
 }
 
 /// One frame through a fresh pipeline (outer IPv4 identifications from 0x1234): its action
@@ -696,6 +701,10 @@ fn the_snapshot_lists_the_ipv6_next_hops_tunnels_want() {
         "{:?}",
         snap.wanted()
     );
+    // What Neighbor Discovery resolves: the same, solicited from the tunnels' local (the
+    // lab has no native IPv6 route). The workers accept advertisements from them.
+    assert_eq!(snap.wanted6(), &hops[..]);
+    assert!(snap.wants_neighbor6(PORT, v6("2001:db8:b::50")));
     // Two IPv6 tunnels with the same (local, remote, mode, key) cannot be told apart.
     let mut b = SnapshotBuilder::new();
     b.port(
@@ -938,4 +947,84 @@ fn icmp_errors_go_back_into_the_ipv6_outer_tunnel() {
         ),
         ["2001:db8:b::10", "34525", "fd00:1::1", "2001:db8:1::5", "0"]
     );
+}
+
+/// The underlay next hop of an IPv6-outer tunnel without a static neighbour (nn6's) is
+/// resolved by Neighbor Discovery: solicited from the tunnel's local (RFC 4861 7.2.2, byte
+/// for byte against scapy), learned from the advertisement that answers, and the tunnel's
+/// packets then leave for the learned MAC.
+#[test]
+fn an_ipv6_underlay_next_hop_is_resolved_by_neighbor_discovery() {
+    use dataplane::control::nd::{self, NdOutcome};
+    use dataplane::control::ndcache::{Decision, NdCache, NdHeard};
+    use std::time::{Duration, Instant};
+
+    let mut b = builder();
+    let snap = b.build().unwrap();
+    let n6 = v6("2001:db8:b::50");
+    let mac = EthernetAddress([2, 0, 0, 0, 0xbb, 0x50]);
+    let f = frames(&[
+        format!(
+            "Ether(dst=P0, src=PEER)/IPv6(src=G6, dst=L6)/GRE()/\
+             IP(src='10.1.0.5', dst='10.5.0.7', ttl=9)/{DATA}"
+        ),
+        // RFC 4861 4.3, 7.2.2: to the solicited-node group ff02::1:ff00:50 (RFC 4291 2.7.1)
+        // at 33:33:ff:00:00:50 (RFC 2464 7), hop limit 255, from the tunnel's local, our
+        // MAC as the source link-layer address.
+        "Ether(dst='33:33:ff:00:00:50', src=P0)/IPv6(src=L6, dst='ff02::1:ff00:50', \
+         hlim=255)/ICMPv6ND_NS(tgt=N6)/ICMPv6NDOptSrcLLAddr(lladdr=P0)"
+            .to_owned(),
+        // The answer: solicited, override, its MAC.
+        "Ether(dst=P0, src='02:00:00:00:bb:50')/IPv6(src=N6, dst=L6, hlim=255)/\
+         ICMPv6ND_NA(R=1, S=1, O=1, tgt=N6)/ICMPv6NDOptDstLLAddr(lladdr='02:00:00:00:bb:50')"
+            .to_owned(),
+        format!(
+            "Ether(dst='02:00:00:00:bb:50', src=P0)/IPv6(src=L6, dst=N6, hlim=64, tc=0, fl=0, \
+             nh=47)/GRE()/IP(src='10.1.0.5', dst='10.5.0.7', ttl=8)/{DATA}"
+        ),
+    ]);
+    dropped(&snap, &f[0], DropReason::NoNeighbor, "unresolved");
+
+    let t0 = Instant::now();
+    let mut cache = NdCache::new(t0);
+    let mut asked = Vec::new();
+    cache.due(
+        t0,
+        snap.wanted6(),
+        |p, ip| snap.neighbor6(p, ip).is_some(),
+        &mut asked,
+    );
+    assert_eq!(asked, [(PORT, n6, v6("2001:db8:a::1"), None)], "only nn6's");
+    let port = snap.port(PORT).unwrap();
+    let mut ns = TestBuf::with_headroom(&[], 128);
+    assert!(nd::solicit(&mut ns, port, asked[0].2, n6, None));
+    assert_eq!(hex(ns.data()), hex(&f[1]), "the solicitation");
+
+    // The advertisement reaches the ND handler, which hears it for a wanted next hop.
+    let (a, _, _) = send(&snap, &f[2]);
+    assert_eq!(
+        a,
+        Action::Punt(dataplane::pipeline::PuntReason::Nd),
+        "an advertisement to us"
+    );
+    let mut na = TestBuf::new(&f[2]);
+    let NdOutcome::Heard { target, advert } = nd::handle(&mut na, port) else {
+        panic!("not heard");
+    };
+    assert_eq!(target, n6);
+    assert!(snap.wants_neighbor6(PORT, target));
+    assert_eq!(
+        cache.heard(
+            PORT,
+            target,
+            NdHeard::Advert(advert),
+            false,
+            t0 + Duration::from_millis(20)
+        ),
+        Decision::Learn(mac)
+    );
+    // Installed as the control thread does: the tunnel now sends to it.
+    b.neighbor6(PORT, n6, mac);
+    let snap = b.build().unwrap();
+    forwarded(&snap, &f[0], &f[3], "into nn6, resolved");
 }

@@ -1484,7 +1484,7 @@ impl SnapshotBuilder {
         let mut wanted: Vec<(PortIndex, Ipv4Addr, Ipv4Addr)> = self
             .tunnels
             .iter()
-            // IPv6 next hops: `TunnelTable::next_hops6`.
+            // IPv6 next hops: `wanted_hops6`.
             .filter(|t| t.outer6.is_none())
             .map(|t| (t.egress_port, t.next_hop, t.local))
             .chain(
@@ -1502,13 +1502,22 @@ impl SnapshotBuilder {
     /// The IPv6 next hops the installed IPv6 routes need, sorted, each once, with the port
     /// address to solicit from. Every native IPv6 target of the configuration's routes, and
     /// of the routing daemon's where no configured route or tunnel prefix shadows them.
-    /// (A tunnel with an IPv6 underlay adds its next hop here.)
+    /// And the underlay next hop of every tunnel with IPv6 endpoints, solicited from the
+    /// tunnel's `local` (as ARP asks for an IPv4 tunnel's from its `local`).
     ///
-    /// Cost: a pass over the IPv6 routes, on builds that change them; nothing at all while
-    /// no route has ever had a native IPv6 target.
+    /// Cost: a pass over the IPv6 routes, on builds that change them (or the tunnels);
+    /// nothing at all while no route has ever had a native IPv6 target and no tunnel has
+    /// IPv6 endpoints.
     fn wanted_hops6(&self) -> Arc<[(PortIndex, Ipv6Addr, Ipv6Addr)]> {
+        let tunnel_hops = self
+            .tunnels
+            .iter()
+            .filter_map(|t| t.outer6.map(|o| (t.egress_port, o.next_hop, o.local)));
         if self.native6.is_empty() {
-            return Arc::from([]);
+            let mut wanted: Vec<_> = tunnel_hops.collect();
+            wanted.sort_unstable();
+            wanted.dedup_by_key(|w| (w.0, w.1));
+            return wanted.into();
         }
         let tunnel_prefixes: HashSet<Ipv6Prefix> = self
             .tunnels
@@ -1531,6 +1540,7 @@ impl SnapshotBuilder {
                 }
                 _ => None,
             })
+            .chain(tunnel_hops)
             .collect();
         wanted.sort_unstable();
         wanted.dedup_by_key(|w| (w.0, w.1));

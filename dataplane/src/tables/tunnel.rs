@@ -889,8 +889,9 @@ impl TunnelTable {
     }
 
     /// The IPv6 underlay next hops the tunnels with IPv6 endpoints want resolved: (port,
-    /// next hop, our endpoint to ask from), sorted, each (port, next hop) once. Static
-    /// IPv6 neighbours resolve them for now; a resolver of IPv6 next hops reads them here.
+    /// next hop, our endpoint to ask from), sorted, each (port, next hop) once. The
+    /// snapshot's `wanted6` (what Neighbor Discovery resolves) holds them beside the IPv6
+    /// routes' next hops.
     pub fn next_hops6(&self) -> Vec<(PortIndex, Ipv6Addr, Ipv6Addr)> {
         let mut hops: Vec<_> = self
             .iter()
