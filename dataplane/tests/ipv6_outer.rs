@@ -1028,3 +1028,60 @@ fn an_ipv6_underlay_next_hop_is_resolved_by_neighbor_discovery() {
     let snap = b.build().unwrap();
     forwarded(&snap, &f[0], &f[3], "into nn6, resolved");
 }
+
+/// Loops between IPv6 endpoints (RFC 2473 section 4.1, SPEC.md's loop rules): an inner
+/// packet to the ingress tunnel's own remote endpoint, or routed into a tunnel whose
+/// remote endpoint is its destination, is `tunnel_loop`, whatever the routes say.
+#[test]
+fn packets_to_an_ipv6_tunnel_endpoint_through_a_tunnel_are_loops() {
+    use dataplane::tables::RouteTarget;
+    let mut b = builder();
+    // Routes that would carry the endpoints through tunnels (the file's validation refuses
+    // a tunnel's IPv4 remote routed into a tunnel; the dataplane holds the line anyway).
+    b.route6(
+        "2001:db8:b::/64".parse().unwrap(),
+        RouteTarget::Tunnel("v4".to_owned()),
+    );
+    b.route6(
+        "2001:db8:b::30/128".parse().unwrap(),
+        RouteTarget::Tunnel("i6".to_owned()),
+    );
+    let snap = b.build().unwrap();
+    let f = frames(&[
+        // From g6, to g6's own remote (into v4 by the /64).
+        format!(
+            "Ether(dst=P0, src=PEER)/IPv6(src=G6, dst=L6)/GRE(proto=0x86dd)/\
+             IPv6(src='2001:db8:1::5', dst=G6)/{DATA}"
+        ),
+        // From v4, to i6's remote, routed into i6.
+        format!(
+            "Ether(dst=P0, src=PEER)/IP(src=R4, dst=L4)/GRE(proto=0x86dd)/\
+             IPv6(src='2001:db8:4::5', dst=I6)/{DATA}"
+        ),
+        // From v4 to another address of the /64: back into v4, a hairpin.
+        format!(
+            "Ether(dst=P0, src=PEER)/IP(src=R4, dst=L4)/GRE(proto=0x86dd)/\
+             IPv6(src='2001:db8:4::5', dst='2001:db8:b::99')/{DATA}"
+        ),
+        // Control: from g6 to another address of the /64: into v4, forwarded.
+        format!(
+            "Ether(dst=P0, src=PEER)/IPv6(src=G6, dst=L6)/GRE(proto=0x86dd)/\
+             IPv6(src='2001:db8:1::5', dst='2001:db8:b::99')/{DATA}"
+        ),
+    ]);
+    dropped(
+        &snap,
+        &f[0],
+        DropReason::TunnelLoop,
+        "to the ingress tunnel's remote",
+    );
+    dropped(
+        &snap,
+        &f[1],
+        DropReason::TunnelLoop,
+        "to the egress tunnel's remote",
+    );
+    dropped(&snap, &f[2], DropReason::Hairpin, "back into v4");
+    let (a, _, _) = send(&snap, &f[3]);
+    assert_eq!(a, Action::Transmit(PORT), "another address of the /64");
+}

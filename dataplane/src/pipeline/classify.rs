@@ -206,7 +206,7 @@ fn tunnel6<B: PacketBuf>(pkt: &mut B, entry: &PortEntry) -> Option<Result<Ingres
     }
     let frame_len = ethernet::HEADER_LEN + total;
     if rx_len > frame_len && pkt.trim_back(rx_len - frame_len).is_err() {
-        return Some(Err(Verdict::Drop(DropReason::BadInnerIpv6)));
+        return Some(Err(Verdict::Drop(DropReason::BadIpv6)));
     }
     Some(Ok(Ingress::Terminate6 {
         frame_len,
