@@ -27,14 +27,12 @@ pub(crate) enum Ingress {
     },
     /// A tunnel packet for one of our IPv6 addresses (GRE over IPv6, RFC 7676; IP in IPv6,
     /// RFC 2473): outer IPv6 header at `eth_len`, 40 bytes, the tunnel payload right after.
+    /// The addresses stay in the packet (read again by termination): two `u128` here would
+    /// double the size of every classification result, IPv4's included.
     Terminate6 {
         /// The frame's length now: Ethernet, the IPv6 header and its payload length.
         frame_len: usize,
         protocol: IpProtocol,
-        /// Host order.
-        local: u128,
-        /// Host order.
-        remote: u128,
         ecn: ipv4::Ecn,
     },
     /// Not for us, transit allowed: route the packet itself.
@@ -195,12 +193,7 @@ fn tunnel6<B: PacketBuf>(pkt: &mut B, entry: &PortEntry) -> Option<Result<Ingres
         0 | 43 | 60 => return Some(Err(Verdict::Drop(DropReason::OuterExtensionHeader))),
         _ => return None,
     }
-    let (src, dst, total, tc) = (
-        ip.src_bits(),
-        ip.dst_bits(),
-        ip.total_len(),
-        ip.traffic_class(),
-    );
+    let (src, total, tc) = (ip.src_bits(), ip.total_len(), ip.traffic_class());
     if ipv6::is_invalid_source(src) || ipv6::is_link_local(src) {
         return Some(Err(Verdict::Drop(DropReason::Martian)));
     }
@@ -211,8 +204,6 @@ fn tunnel6<B: PacketBuf>(pkt: &mut B, entry: &PortEntry) -> Option<Result<Ingres
     Some(Ok(Ingress::Terminate6 {
         frame_len,
         protocol,
-        local: dst,
-        remote: src,
         ecn: ipv4::Ecn::from_bits(tc),
     }))
 }

@@ -428,8 +428,6 @@ impl Pipeline {
                 Ok(classify::Ingress::Terminate6 {
                     frame_len,
                     protocol,
-                    local,
-                    remote,
                     ecn,
                 }) => terminate::terminate6(
                     pkt,
@@ -438,8 +436,6 @@ impl Pipeline {
                     terminate::Outer6 {
                         frame_len,
                         protocol,
-                        local,
-                        remote,
                         ecn,
                         port,
                     },

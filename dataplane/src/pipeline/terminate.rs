@@ -228,10 +228,6 @@ pub(crate) struct Outer6 {
     pub frame_len: usize,
     /// The fixed header's next header: 47, 4 or 41.
     pub protocol: IpProtocol,
-    /// Our endpoint (outer destination), host order.
-    pub local: u128,
-    /// The client's endpoint (outer source), host order.
-    pub remote: u128,
     /// From the traffic class.
     pub ecn: Ecn,
     /// The port the packet arrived on.
@@ -254,11 +250,18 @@ pub(crate) fn terminate6<B: PacketBuf>(
     let Outer6 {
         frame_len,
         protocol,
-        local,
-        remote,
         ecn,
         port,
     } = outer;
+    // The addresses, from the outer header classify checked (the packet still starts at
+    // Ethernet).
+    let (local, remote) = match pkt.data().get(ethernet::HEADER_LEN..) {
+        Some(l3) if l3.len() >= ipv6::HEADER_LEN => {
+            let ip = Ipv6Packet::new_unchecked(l3);
+            (ip.dst_bits(), ip.src_bits())
+        }
+        _ => return Err(Verdict::Drop(DropReason::BadIpv6)),
+    };
     terminate_via(
         pkt,
         snap,
