@@ -73,8 +73,28 @@ pub(crate) fn native<B: PacketBuf>(
 /// length, identification, DF, TTL when inherited) and its checksum, folded from the
 /// header's precomputed partial sum, and the GRE sequence number and checksum where the
 /// tunnel has them.
+///
+/// A tunnel with IPv6 endpoints never has [`TunnelHot::NEIGHBOR`] set: the IPv4 body stops
+/// at that check with `no_neighbor`, and only then is the IPv6 encapsulation tried, so that
+/// the IPv4 body is the same code as it was before IPv6 endpoints existed.
 #[inline]
 pub(crate) fn encapsulate<B: PacketBuf>(
+    pkt: &mut B,
+    inner: &Inner,
+    snap: &Snapshot,
+    id: TunnelId,
+    ident: &mut super::Ident,
+    counters: &mut Counters,
+) -> Result<(Action, usize), Verdict> {
+    match encapsulate4(pkt, inner, snap, id, ident, counters) {
+        Err(Verdict::Drop(DropReason::NoNeighbor)) => encapsulate6(pkt, inner, snap, id, counters),
+        r => r,
+    }
+}
+
+/// [`encapsulate`] over IPv4.
+#[inline]
+fn encapsulate4<B: PacketBuf>(
     pkt: &mut B,
     inner: &Inner,
     snap: &Snapshot,
@@ -94,8 +114,7 @@ pub(crate) fn encapsulate<B: PacketBuf>(
         return Err(too_big(inner, t.inner_mtu()));
     }
     if !t.has(TunnelHot::NEIGHBOR) {
-        // A tunnel with IPv6 endpoints never has the flag: it leaves the IPv4 path here.
-        return encapsulate6(pkt, inner, snap, id, t, counters);
+        return Err(Verdict::Drop(DropReason::NoNeighbor));
     }
     let state = match t.has(TunnelHot::SEQUENCE) {
         true => match snap.tunnels().get(id) {
@@ -176,8 +195,9 @@ const IPV4_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
 
 /// [`encapsulate`] into a tunnel with IPv6 endpoints (GRE over IPv6, RFC 7676; IP in
-/// IPv6, RFC 2473), or `no_neighbor` for a tunnel without (its next hop's MAC unknown).
-/// `t` passed the MTU check already: its `mtu` is the outer MTU less 20, so that the IPv4
+/// IPv6, RFC 2473) that the IPv4 body left as `no_neighbor`; `no_neighbor` for a tunnel
+/// without IPv6 endpoints, or whose next hop's MAC is unknown. The IPv4 body's MTU check
+/// held already: such a tunnel's `mtu` is its outer MTU less 20, so that the IPv4
 /// accounting there holds for the 40-byte IPv6 header.
 ///
 /// The outer IPv6 header: version 6; traffic class = the DSCP policy's (copied from the
@@ -193,10 +213,12 @@ fn encapsulate6<B: PacketBuf>(
     inner: &Inner,
     snap: &Snapshot,
     id: TunnelId,
-    t: &TunnelHot,
     counters: &mut Counters,
 ) -> Result<(Action, usize), Verdict> {
-    let Some(t6) = snap.tunnels().hot6(id).filter(|h| h.neighbor) else {
+    let (Some(t), Some(t6)) = (
+        snap.tunnels().hot(id),
+        snap.tunnels().hot6(id).filter(|h| h.neighbor),
+    ) else {
         return Err(Verdict::Drop(DropReason::NoNeighbor));
     };
     let headers = usize::from(t6.header_len);
