@@ -6,7 +6,7 @@ use super::counters::Counters;
 use super::icmp::IcmpError;
 use super::{Inner, Verdict};
 use crate::buffer::PacketBuf;
-use crate::tables::tunnel::TunnelHot;
+use crate::tables::tunnel::{TunnelHot, TunnelState};
 use crate::tables::{PortIndex, Snapshot, TunnelId};
 use crate::wire::{checksum, ethernet, gre, EtherType, EthernetAddress, IcmpErrorRepr, IpProtocol};
 
@@ -116,13 +116,7 @@ fn encapsulate4<B: PacketBuf>(
     if !t.has(TunnelHot::NEIGHBOR) {
         return Err(Verdict::Drop(DropReason::NoNeighbor));
     }
-    let state = match t.has(TunnelHot::SEQUENCE) {
-        true => match snap.tunnels().get(id) {
-            Some(e) => Some(&e.state),
-            None => return Err(Verdict::Drop(DropReason::NoRoute)),
-        },
-        false => None,
-    };
+    let state = tx_state(t, snap, id)?;
     let Ok(h) = pkt.prepend(headers) else {
         return Err(Verdict::Drop(DropReason::NoHeadroom));
     };
@@ -133,18 +127,9 @@ fn encapsulate4<B: PacketBuf>(
     // The outer IPv4 words that follow the packet: 0 version, IHL and TOS (RFC 2983 DSCP,
     // RFC 6040 normal mode: the inner ECN), 1 total length, 2 identification, 3 flags (DF),
     // 4 TTL and protocol.
-    let dscp = if t.has(TunnelHot::DSCP_COPY) {
-        inner.tos >> 2
-    } else {
-        t.dscp
-    };
-    let tos = (dscp << 2) | (inner.tos & 0b11);
+    let tos = outer_tos(t, inner);
     let df = !t.has(TunnelHot::DF_COPY) || inner.dont_frag;
-    let ttl = if t.has(TunnelHot::TTL_INHERIT) {
-        inner.ttl
-    } else {
-        t.ttl
-    };
+    let ttl = outer_ttl(t, inner);
     // IPv6 inside: protocol 41 on an IPIP tunnel (RFC 4213), protocol type 0x86DD in GRE
     // (RFC 7676); the template holds IPv4's.
     let mut protocol = t.header[23];
@@ -189,6 +174,44 @@ fn encapsulate4<B: PacketBuf>(
     Ok((Action::Transmit(t.port), frame_len))
 }
 
+/// The shared state of tunnel `id` when it numbers its packets (RFC 2890), else `None`.
+#[inline(always)]
+fn tx_state<'s>(
+    t: &TunnelHot,
+    snap: &'s Snapshot,
+    id: TunnelId,
+) -> Result<Option<&'s TunnelState>, Verdict> {
+    if !t.has(TunnelHot::SEQUENCE) {
+        return Ok(None);
+    }
+    match snap.tunnels().get(id) {
+        Some(e) => Ok(Some(&e.state)),
+        None => Err(Verdict::Drop(DropReason::NoRoute)),
+    }
+}
+
+/// The outer TOS or traffic class: the tunnel's DSCP (the inner packet's, or fixed; RFC
+/// 2983) over the inner ECN field (RFC 6040 normal mode).
+#[inline(always)]
+fn outer_tos(t: &TunnelHot, inner: &Inner) -> u8 {
+    let dscp = if t.has(TunnelHot::DSCP_COPY) {
+        inner.tos >> 2
+    } else {
+        t.dscp
+    };
+    (dscp << 2) | (inner.tos & 0b11)
+}
+
+/// The outer TTL or hop limit: the inner packet's (after its decrement), or the tunnel's.
+#[inline(always)]
+fn outer_ttl(t: &TunnelHot, inner: &Inner) -> u8 {
+    if t.has(TunnelHot::TTL_INHERIT) {
+        inner.ttl
+    } else {
+        t.ttl
+    }
+}
+
 /// The outer IPv4 header (no options).
 const IPV4_LEN: usize = 20;
 /// The outer IPv6 header (no extension headers).
@@ -227,29 +250,14 @@ fn encapsulate6<B: PacketBuf>(
     let Ok(payload_len16) = u16::try_from(payload_len) else {
         return Err(Verdict::Drop(DropReason::MtuExceeded));
     };
-    let state = match t.has(TunnelHot::SEQUENCE) {
-        true => match snap.tunnels().get(id) {
-            Some(e) => Some(&e.state),
-            None => return Err(Verdict::Drop(DropReason::NoRoute)),
-        },
-        false => None,
-    };
+    let state = tx_state(t, snap, id)?;
     let Ok(h) = pkt.prepend(headers) else {
         return Err(Verdict::Drop(DropReason::NoHeadroom));
     };
     let seq = state.map_or(0, |s| s.next_tx_sequence());
     h.copy_from_slice(&t6.header[..headers]);
-    let dscp = if t.has(TunnelHot::DSCP_COPY) {
-        inner.tos >> 2
-    } else {
-        t.dscp
-    };
-    let tc = (dscp << 2) | (inner.tos & 0b11);
-    let hop_limit = if t.has(TunnelHot::TTL_INHERIT) {
-        inner.ttl
-    } else {
-        t.ttl
-    };
+    let tc = outer_tos(t, inner);
+    let hop_limit = outer_ttl(t, inner);
     let ip = &mut h[ethernet::HEADER_LEN..ethernet::HEADER_LEN + IPV6_LEN];
     // Version 6, traffic class, flow label 0.
     ip[0..4].copy_from_slice(&((6u32 << 28) | (u32::from(tc) << 20)).to_be_bytes());
