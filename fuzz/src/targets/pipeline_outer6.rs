@@ -197,9 +197,18 @@ fn inner_ends(inner: &[u8]) -> Option<(&[u8], &[u8])> {
     }
 }
 
-/// The outer IP header of a frame: (source, destination, protocol or first next header,
-/// payload), with Ethernet type 0x0800 or 0x86DD, no IPv6 extension header taken.
-fn outer(frame: &[u8]) -> Option<(&[u8], &[u8], u8, &[u8])> {
+/// The outer IP header of a frame.
+struct Outer<'a> {
+    src: &'a [u8],
+    dst: &'a [u8],
+    /// The protocol (IPv4) or the first next header (IPv6).
+    proto: u8,
+    /// What follows the fixed header (IPv6: no extension header taken), within its length.
+    payload: &'a [u8],
+}
+
+/// The outer IP header of a frame of Ethernet type 0x0800 or 0x86DD.
+fn outer(frame: &[u8]) -> Option<Outer<'_>> {
     if frame.len() < 14 {
         return None;
     }
@@ -208,11 +217,21 @@ fn outer(frame: &[u8]) -> Option<(&[u8], &[u8], u8, &[u8])> {
         0x0800 => {
             let ip = ipv4_cut(l3)?;
             let ihl = usize::from(ip[0] & 0x0f) * 4;
-            Some((&ip[12..16], &ip[16..20], ip[9], &ip[ihl..]))
+            Some(Outer {
+                src: &ip[12..16],
+                dst: &ip[16..20],
+                proto: ip[9],
+                payload: &ip[ihl..],
+            })
         }
         0x86DD if l3.len() >= 40 && l3[0] >> 4 == 6 => {
             let end = (40 + usize::from(be16(l3, 4))).min(l3.len());
-            Some((&l3[8..24], &l3[24..40], l3[6], &l3[40..end]))
+            Some(Outer {
+                src: &l3[8..24],
+                dst: &l3[24..40],
+                proto: l3[6],
+                payload: &l3[40..end],
+            })
         }
         _ => None,
     }
@@ -221,7 +240,12 @@ fn outer(frame: &[u8]) -> Option<(&[u8], &[u8], u8, &[u8])> {
 /// The tunnel a packet to us arriving on `port` terminates in, by the RFCs' demultiplexing
 /// (outer addresses, protocol, GRE key), and the inner packet.
 fn ingress(port: PortIndex, frame: &[u8]) -> Option<(usize, &[u8])> {
-    let (src, dst, proto, payload) = outer(frame)?;
+    let Outer {
+        src,
+        dst,
+        proto,
+        payload,
+    } = outer(frame)?;
     let (key, inner) = match proto {
         47 => {
             if payload.len() < 4 {
@@ -280,10 +304,10 @@ fn snapshot_for(frame: &[u8]) -> Arc<Snapshot> {
     thread_local! {
         static CACHE: RefCell<Option<(Arc<Snapshot>, bool)>> = const { RefCell::new(None) };
     }
-    let dirty = outer(frame).is_some_and(|(src, ..)| {
+    let dirty = outer(frame).is_some_and(|o| {
         TUNNELS
             .iter()
-            .any(|t| t.sequence && octets(t.remote) == src)
+            .any(|t| t.sequence && octets(t.remote) == o.src)
     });
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
@@ -331,7 +355,9 @@ fn check_transmit(port_in: PortIndex, input: &[u8], p: PortIndex, out: &[u8]) {
     assert!(out.len() >= 14, "a frame of {} bytes", out.len());
     assert_eq!(out[6..12], port.mac, "from the port's MAC");
     // What was terminated, and what it carried.
-    let (_, in_dst, ..) = outer(input).expect("a forwarded frame held an IP packet");
+    let in_dst = outer(input)
+        .expect("a forwarded frame held an IP packet")
+        .dst;
     let from_tunnel = ingress(port_in, input);
     let forwarded_inner = if ours(in_dst) {
         let (i, inner) = from_tunnel.expect("forwarded from an address of ours: terminated");
@@ -464,4 +490,92 @@ fn check_outer(p: PortIndex, out: &[u8]) -> (usize, &[u8]) {
         "the inner packet whole, nothing after it"
     );
     (t, inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pipeline's output for a seed, and the port it went out of.
+    fn sent(seed: &str) -> (PortIndex, Vec<u8>, Vec<u8>) {
+        let path = format!(
+            "{}/seeds/pipeline_outer6/{seed}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let data = std::fs::read(path).unwrap();
+        let pkt = decode_packet(&data).unwrap();
+        let mut bufs = [TestBuf::new(pkt.frame)];
+        let mut actions = [Action::Drop(DropReason::Runt)];
+        Pipeline::new(1).process(&snapshot(), pkt.port, &mut bufs, &mut actions);
+        let Action::Transmit(p) = actions[0] else {
+            panic!("{seed}: {:?}", actions[0]);
+        };
+        (p, data, bufs[0].data().to_vec())
+    }
+
+    /// Every check can fail: each one-byte change of a good frame (into k6: key, sequence,
+    /// checksum; into i6: next header 4) that the RFCs forbid is caught.
+    #[test]
+    fn the_oracle_catches_a_wrong_byte() {
+        // (seed, offset in the output frame, what to XOR there, what the change is)
+        let cases: &[(&str, usize, u8, &str)] = &[
+            ("fwd-v4-ipv4", 12, 0x01, "Ethernet type"),
+            ("fwd-v4-ipv4", 0, 0x01, "next hop MAC"),
+            ("fwd-v4-ipv4", 6, 0x01, "source MAC"),
+            ("fwd-v4-ipv4", 14, 0x20, "outer version"),
+            ("fwd-v4-ipv4", 19, 0x01, "payload length"),
+            ("fwd-v4-ipv4", 20, 0x01, "next header 4 into IP in IPv6"),
+            ("fwd-v4-ipv4", 14 + 8 + 15, 0x01, "outer source"),
+            ("fwd-v4-ipv4", 14 + 24 + 15, 0x01, "outer destination"),
+            ("fwd-v4-ipv4", 54 + 19, 0x01, "inner destination"),
+            ("fwd-v4-ipv6", 54, 0x01, "GRE flags (reserved bit)"),
+            ("fwd-v4-ipv6", 54, 0x20, "GRE flags (no key)"),
+            ("fwd-v4-ipv6", 54 + 8 + 3, 0x01, "GRE key"),
+            (
+                "fwd-v4-ipv6",
+                54 + 12,
+                0x01,
+                "GRE sequence (checksum then fails)",
+            ),
+            ("fwd-v4-ipv6", 54 + 3, 0xff, "GRE protocol type"),
+            ("fwd-i6-ipv4", 0, 0x01, "next hop MAC into IPv4"),
+            ("fwd-i6-ipv4", 14 + 19, 0x01, "outer IPv4 destination"),
+        ];
+        for (seed, at, xor, what) in cases {
+            let (p, input, mut out) = sent(seed);
+            let pkt = decode_packet(&input).unwrap();
+            check_transmit(pkt.port, pkt.frame, p, &out);
+            out[*at] ^= xor;
+            let caught = std::panic::catch_unwind(|| {
+                check_transmit(pkt.port, pkt.frame, p, &out);
+            });
+            assert!(caught.is_err(), "{seed}: {what} changed, not caught");
+        }
+        // And of the input, as if the pipeline had sent the same frame on from it.
+        let cases: &[(&str, usize, u8, &str)] = &[
+            (
+                "fwd-g6-ipv4",
+                14 + 40 + 4 + 13,
+                0x03,
+                "inner source 10.2/16 (BCP 38)",
+            ),
+            ("fwd-k6-ipv4", 14 + 40 + 4 + 4 + 3, 0x01, "GRE key 601"),
+            ("fwd-i6-ipv4", 14 + 6, 0x0d, "next header 41"),
+            (
+                "fwd-i6-ipv4",
+                14 + 8 + 15,
+                0x01,
+                "outer source: no tunnel's remote",
+            ),
+        ];
+        for (seed, at, xor, what) in cases {
+            let (p, mut input, out) = sent(seed);
+            input[1 + at] ^= xor;
+            let pkt = decode_packet(&input).unwrap();
+            let caught = std::panic::catch_unwind(|| {
+                check_transmit(pkt.port, pkt.frame, p, &out);
+            });
+            assert!(caught.is_err(), "{seed}: {what} in the input, not caught");
+        }
+    }
 }
