@@ -17,7 +17,7 @@ case), generated for the lab of fuzz/lab.toml, which is those tests' lab. From t
   pipeline_burst    the captures cut into bursts (control byte, 16-bit length, frame)
   pipeline_outer6   for the lab of fuzz/lab-outer6.toml (tunnels with IPv6 endpoints): GRE
                     over IPv6 and IP in IPv6 of each tunnel, both inner families, and what
-                    is refused (an outer fragment, an extension header chain, a truncated
+                    is answered (hop limit, MTU) or refused (an outer fragment, an extension header chain, a truncated
                     frame, a wrong key, a spoofed inner source, the wrong port)
   config_parse      the repository's configuration files and a few broken ones
   control_request   one request line per control API operation, good and bad
@@ -319,8 +319,13 @@ def outer6_seeds():
         "fwd-v4-ipv6": (1, v4(ip6("2001:db8:4::5", "2001:db8:2::7"), 0x86DD)),
         "fwd-v4-keepalive": (1, v4(IP(src=l4, dst="203.0.113.4") / GRE(key_present=1, key=4))),
         # Inner 1,345 bytes: one more than k6's inner MTU (1,400 - 40 - 16).
-        "drop-mtu-v4-to-k6": (1, v4(IP(src="10.4.0.5", dst="10.2.0.7") / UDP()
+        "reply-mtu-v4-to-k6": (1, v4(IP(src="10.4.0.5", dst="10.2.0.7", flags="DF") / UDP()
                                     / Raw(b"m" * (1345 - 28)))),
+        # Hop limit 1: ICMPv6 Time Exceeded back into i6, and into k6 (RFC 4443 3.3).
+        "reply-ttl-i6-ipv6": (0, six("i6", IPv6(src="2001:db8:3::5", dst="2001:db8:1::7",
+                                                hlim=1) / udp, nh=41)),
+        "reply-ttl-k6-ipv4": (0, six("k6", gre6("k6", IP(src="10.2.0.5", dst="10.1.0.7",
+                                                          ttl=1) / udp))),
         "drop-fragment-g6": (0, six("g6", gre6("g6", ip4("10.1.0.5", "10.4.0.7")),
                                     ext=IPv6ExtHdrFragment(m=1, id=7))),
         "drop-ext-chain-i6": (0, six("i6", ip4("10.3.0.5", "10.2.0.7"),

@@ -336,6 +336,7 @@ pub fn run(data: &[u8]) {
     match actions[0] {
         Action::Drop(r) => check_one_drop(r, &before, after),
         Action::Transmit(p) => check_transmit(pkt.port, pkt.frame, p, bufs[0].data()),
+        Action::Reply { port: p, .. } => check_reply(pkt.port, pkt.frame, p, bufs[0].data()),
         // Punts, answers and ICMP errors: counted above; their contents are
         // pipeline_packet's to check.
         _ => {}
@@ -408,6 +409,27 @@ fn check_transmit(port_in: PortIndex, input: &[u8], p: PortIndex, out: &[u8]) {
     if let Some((i, _)) = from_tunnel {
         assert_ne!(i, t, "never back into the tunnel it came through");
     }
+}
+
+/// An ICMP or ICMPv6 error about a packet that came through a tunnel goes back into that
+/// tunnel (its outer headers as any other frame into it), to an accepted source of it.
+fn check_reply(port_in: PortIndex, input: &[u8], p: PortIndex, out: &[u8]) {
+    let Some((i, _)) = ingress(port_in, input) else {
+        // About a packet that came natively: not a frame into a tunnel.
+        return;
+    };
+    assert!(out.len() >= 14, "an error of {} bytes", out.len());
+    assert_eq!(out[6..12], PORTS[usize::from(p)].mac, "from the port's MAC");
+    let (t, inner) = check_outer(p, out);
+    assert_eq!(
+        t, i,
+        "an error goes back into the tunnel the packet came through"
+    );
+    let (_, dst) = inner_ends(inner).expect("an error has a header");
+    assert!(
+        source_of(&TUNNELS[t], dst),
+        "an error to a source of the tunnel"
+    );
 }
 
 /// The frame `out` sent from port `p` into a tunnel: the outer headers as the RFCs and the
