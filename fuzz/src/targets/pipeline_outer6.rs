@@ -518,8 +518,8 @@ fn check_outer(p: PortIndex, out: &[u8]) -> (usize, &[u8]) {
 mod tests {
     use super::*;
 
-    /// The pipeline's output for a seed, and the port it went out of.
-    fn sent(seed: &str) -> (PortIndex, Vec<u8>, Vec<u8>) {
+    /// The pipeline's action on a seed, the seed, and the frame after.
+    fn act(seed: &str) -> (Action, Vec<u8>, Vec<u8>) {
         let path = format!(
             "{}/seeds/pipeline_outer6/{seed}",
             env!("CARGO_MANIFEST_DIR")
@@ -529,10 +529,36 @@ mod tests {
         let mut bufs = [TestBuf::new(pkt.frame)];
         let mut actions = [Action::Drop(DropReason::Runt)];
         Pipeline::new(1).process(&snapshot(), pkt.port, &mut bufs, &mut actions);
-        let Action::Transmit(p) = actions[0] else {
-            panic!("{seed}: {:?}", actions[0]);
+        (actions[0], data, bufs[0].data().to_vec())
+    }
+
+    /// The pipeline's output for a seed that is forwarded, and the port it went out of.
+    fn sent(seed: &str) -> (PortIndex, Vec<u8>, Vec<u8>) {
+        let (a, data, out) = act(seed);
+        let Action::Transmit(p) = a else {
+            panic!("{seed}: {a:?}");
         };
-        (p, data, bufs[0].data().to_vec())
+        (p, data, out)
+    }
+
+    /// An ICMPv6 error back into i6: a wrong outer destination or an inner destination
+    /// outside i6's sources is caught.
+    #[test]
+    fn the_oracle_catches_a_misdirected_error() {
+        let (a, input, out) = act("reply-ttl-i6-ipv6");
+        let Action::Reply { port: p, .. } = a else {
+            panic!("{a:?}");
+        };
+        let pkt = decode_packet(&input).unwrap();
+        check_reply(pkt.port, pkt.frame, p, &out);
+        // (offset, XOR, what): the outer destination (i6's remote), the ICMPv6 message's
+        // destination 2001:db8:3::5 made 2001:db8:2::5 (k6's).
+        for (at, xor, what) in [(14 + 24 + 15, 0x10, "outer"), (54 + 24 + 5, 0x01, "inner")] {
+            let mut bad = out.clone();
+            bad[at] ^= xor;
+            let caught = std::panic::catch_unwind(|| check_reply(pkt.port, pkt.frame, p, &bad));
+            assert!(caught.is_err(), "{what} destination changed, not caught");
+        }
     }
 
     /// Every check can fail: each one-byte change of a good frame (into k6: key, sequence,
