@@ -297,18 +297,15 @@ pub fn snapshot() -> Arc<Snapshot> {
         .expect("the lab builds")
 }
 
-/// The snapshot for `frame`, as if new: it is rebuilt after any input that may have moved
-/// a tunnel's GRE sequence state (one from a remote of a tunnel with `sequence`), so that
-/// every input's verdict depends on it alone.
-fn snapshot_for(frame: &[u8]) -> Arc<Snapshot> {
+/// The snapshot for `frame` arriving on `port`, as if new: it is rebuilt after any input
+/// that may have moved a tunnel's GRE sequence state (one that names a tunnel with
+/// `sequence`, as `backbone_fuzz::snapshot_for` judges it), so that every input's verdict
+/// depends on it alone.
+fn snapshot_for(port: PortIndex, frame: &[u8]) -> Arc<Snapshot> {
     thread_local! {
         static CACHE: RefCell<Option<(Arc<Snapshot>, bool)>> = const { RefCell::new(None) };
     }
-    let dirty = outer(frame).is_some_and(|o| {
-        TUNNELS
-            .iter()
-            .any(|t| t.sequence && octets(t.remote) == o.src)
-    });
+    let dirty = ingress(port, frame).is_some_and(|(i, _)| TUNNELS[i].sequence);
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         let snap = match c.take() {
@@ -325,7 +322,7 @@ pub fn run(data: &[u8]) {
     let Some(pkt) = decode_packet(data) else {
         return;
     };
-    let snap = snapshot_for(pkt.frame);
+    let snap = snapshot_for(pkt.port, pkt.frame);
     let mut pipe = Pipeline::new(0x1000);
     let mut bufs = [TestBuf::with_headroom(pkt.frame, pkt.headroom)];
     let mut actions = [Action::Drop(DropReason::Runt)];
