@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the fuzz targets into fuzz/seeds/<target>/.
 
-Usage: scripts/fuzz-seeds.py   (Debian's /usr/bin/python3, which has scapy)
+Usage: scripts/fuzz-seeds.py [TARGET...]   (Debian's /usr/bin/python3, which has scapy)
+       (all targets unless some are named; pipeline_outer6 is the only one that can be
+       written alone)
 
 The packets are real ones: those tests/data/e2e_traffic.py writes for the end-to-end test
 (every forwarding path and every drop reason reachable from the wire) and those
@@ -13,6 +15,10 @@ case), generated for the lab of fuzz/lab.toml, which is those tests' lab. From t
                     one per category of the hostile corpus, behind the control byte (bit 0:
                     the port; see fuzz/src/lib.rs), and one with a small headroom
   pipeline_burst    the captures cut into bursts (control byte, 16-bit length, frame)
+  pipeline_outer6   for the lab of fuzz/lab-outer6.toml (tunnels with IPv6 endpoints): GRE
+                    over IPv6 and IP in IPv6 of each tunnel, both inner families, and what
+                    is answered (hop limit, MTU) or refused (an outer fragment, an extension header chain, a truncated
+                    frame, a wrong key, a spoofed inner source, the wrong port)
   config_parse      the repository's configuration files and a few broken ones
   control_request   one request line per control API operation, good and bad
   fpm_frames        zebra's FPM frames, written here from linux/rtnetlink.h's structures
@@ -266,6 +272,73 @@ def ipv6_seeds(d):
         write(d, name, bytes([0]) + bytes(frame))
 
 
+def outer6_seeds():
+    """The lab of fuzz/lab-outer6.toml: on port 0 g6 (GRE over IPv6), k6 (GRE over IPv6
+    with key 600, sequence numbers and checksum), i6 (IP in IPv6), all from 2001:db8:a::1;
+    on port 1 v4 (GRE over IPv4, key 4). Control byte: the port."""
+    from scapy.all import (Ether, IP, IPv6, GRE, UDP, Raw, IPv6ExtHdrHopByHop,
+                           IPv6ExtHdrDestOpt, IPv6ExtHdrFragment)
+    d = reset("pipeline_outer6")
+    p0, p1 = "02:00:00:00:00:01", "02:00:00:00:01:01"
+    l6, l4 = "2001:db8:a::1", "203.0.113.1"
+    remote = {"g6": "2001:db8:b::10", "k6": "2001:db8:b::20", "i6": "2001:db8:b::30"}
+    udp = UDP(sport=40000, dport=40001) / Raw(b"outer6 seed")
+
+    def six(t, inner, nh=None, ext=None):
+        outer = IPv6(src=remote[t], dst=l6, hlim=64)
+        if nh is not None:
+            outer.nh = nh
+        head = Ether(dst=p0, src="02:00:00:00:bb:99") / outer
+        if ext is not None:
+            head = head / ext
+        return head / inner
+
+    def gre6(t, inner, proto=0x0800, **kw):
+        if t == "k6":
+            kw = dict(dict(chksum_present=1, key_present=1, key=600, seqnum_present=1,
+                           sequence_number=1), **kw)
+        return GRE(proto=proto, **kw) / inner
+
+    def v4(inner, proto=0x0800, key=4):
+        return (Ether(dst=p1, src="02:00:00:00:cc:04") / IP(src="203.0.113.4", dst=l4)
+                / GRE(key_present=1, key=key, proto=proto) / inner)
+
+    ip4 = lambda s, d: IP(src=s, dst=d, ttl=64) / udp
+    ip6 = lambda s, d: IPv6(src=s, dst=d, hlim=64) / udp
+    good_k6 = six("k6", gre6("k6", ip4("10.2.0.5", "10.1.0.7")))
+    seeds = {
+        "fwd-g6-ipv4": (0, six("g6", gre6("g6", ip4("10.1.0.5", "10.4.0.7")))),
+        "fwd-g6-ipv6": (0, six("g6", gre6("g6", ip6("2001:db8:1::5", "2001:db8:3::7"),
+                                          0x86DD))),
+        "fwd-k6-ipv4": (0, good_k6),
+        "fwd-k6-ipv6": (0, six("k6", gre6("k6", ip6("2001:db8:2::5", "2001:db8:4::7"),
+                                          0x86DD))),
+        "fwd-i6-ipv4": (0, six("i6", ip4("10.3.0.5", "10.2.0.7"), nh=4)),
+        "fwd-i6-ipv6": (0, six("i6", ip6("2001:db8:3::5", "2001:db8:1::7"), nh=41)),
+        "fwd-v4-ipv4": (1, v4(ip4("10.4.0.5", "10.3.0.7"))),
+        "fwd-v4-ipv6": (1, v4(ip6("2001:db8:4::5", "2001:db8:2::7"), 0x86DD)),
+        "fwd-v4-keepalive": (1, v4(IP(src=l4, dst="203.0.113.4") / GRE(key_present=1, key=4))),
+        # Inner 1,345 bytes: one more than k6's inner MTU (1,400 - 40 - 16).
+        "reply-mtu-v4-to-k6": (1, v4(IP(src="10.4.0.5", dst="10.2.0.7", flags="DF") / UDP()
+                                    / Raw(b"m" * (1345 - 28)))),
+        # Hop limit 1: ICMPv6 Time Exceeded back into i6, and into k6 (RFC 4443 3.3).
+        "reply-ttl-i6-ipv6": (0, six("i6", IPv6(src="2001:db8:3::5", dst="2001:db8:1::7",
+                                                hlim=1) / udp, nh=41)),
+        "reply-ttl-k6-ipv4": (0, six("k6", gre6("k6", IP(src="10.2.0.5", dst="10.1.0.7",
+                                                          ttl=1) / udp))),
+        "drop-fragment-g6": (0, six("g6", gre6("g6", ip4("10.1.0.5", "10.4.0.7")),
+                                    ext=IPv6ExtHdrFragment(m=1, id=7))),
+        "drop-ext-chain-i6": (0, six("i6", ip4("10.3.0.5", "10.2.0.7"),
+                                     ext=IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt(nh=4))),
+        "drop-truncated-k6": (0, Raw(bytes(good_k6)[:70])),
+        "drop-wrong-key-k6": (0, six("k6", gre6("k6", ip4("10.2.0.5", "10.1.0.7"), key=601))),
+        "drop-spoofed-g6": (0, six("g6", gre6("g6", ip4("10.2.0.5", "10.4.0.7")))),
+        "drop-wrong-port-g6": (1, six("g6", gre6("g6", ip4("10.1.0.5", "10.4.0.7")))),
+    }
+    for name, (port, frame) in seeds.items():
+        write(d, name, bytes([port]) + bytes(frame))
+
+
 BROKEN_CONFIGS = {
     "bad-syntax.toml": "[[port]\nname = \"p\"\n",
     "bad-type.toml": "[[port]]\nname = 3\ndevice = \"0\"\nroles = [\"client\"]\n"
@@ -437,6 +510,9 @@ def fpm():
 
 
 def main():
+    if sys.argv[1:] == ["pipeline_outer6"]:
+        outer6_seeds()
+        return
     with open(os.path.join(ROOT, "fuzz", "lab.toml"), "rb") as f:
         lab_text = f.read().decode()
     lab = tomllib.loads(lab_text)
@@ -446,6 +522,7 @@ def main():
     configs(lab_text)
     requests()
     fpm()
+    outer6_seeds()
     for target in sorted(os.listdir(SEEDS)):
         files = os.listdir(os.path.join(SEEDS, target))
         size = sum(os.path.getsize(os.path.join(SEEDS, target, f)) for f in files)

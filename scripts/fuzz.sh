@@ -5,12 +5,14 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     SECONDS per target (default 60); all targets
 #                                             unless some are named
 #   FUZZ_SANITIZER=address scripts/fuzz.sh    with AddressSanitizer (default: none)
-#   scripts/fuzz.sh --smoke [SECONDS]         what CI runs (scripts/test.sh): a debug build
+#   scripts/fuzz.sh --smoke [SECONDS [TARGET...]]
+#                                             what CI runs (scripts/test.sh): a debug build
 #                                             with plain cargo on the stable toolchain (the
 #                                             instrumentation flags cargo-fuzz passes, no
 #                                             cargo-fuzz, no nightly features), then SECONDS
-#                                             (default 10) per target from the seeds and the
-#                                             regressions, into a throwaway corpus
+#                                             (default 10) per target (all unless some are
+#                                             named) from the seeds and the regressions,
+#                                             into a throwaway corpus
 #
 # No sanitizer by default: the code under test is safe Rust (dataplane without its DPDK
 # layer has no unsafe code at all), where ASan finds nothing that a panic does not, and
@@ -27,10 +29,13 @@
 # cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP=1 unlocks them on the stable toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-all=(wire_headers pipeline_packet pipeline_burst config_parse control_request fpm_frames)
+all=(wire_headers pipeline_packet pipeline_burst pipeline_outer6 config_parse control_request fpm_frames)
 
 if [ "${1:-}" = "--smoke" ]; then
   seconds=${2:-10}
+  shift $(($# < 2 ? $# : 2))
+  targets=("$@")
+  [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
   host=$(rustc -vV | sed -n 's/^host: //p')
   # cargo-fuzz's instrumentation (libFuzzer's coverage feedback). --target keeps these
   # flags off build scripts and proc macros.
@@ -43,7 +48,7 @@ if [ "${1:-}" = "--smoke" ]; then
     --target-dir fuzz/target/smoke
   corpus=$(mktemp -d)
   trap 'rm -rf "$corpus"' EXIT
-  for t in "${all[@]}"; do
+  for t in "${targets[@]}"; do
     dirs=("fuzz/seeds/$t")
     if [ -d "fuzz/regressions/$t" ]; then dirs+=("fuzz/regressions/$t"); fi
     mkdir -p "$corpus/$t"

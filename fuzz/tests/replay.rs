@@ -100,3 +100,37 @@ fn pipeline_seeds_get_the_outcome_they_are_named_for() {
     }
     assert!(checked >= 40, "only {checked} pipeline seeds");
 }
+
+/// Each pipeline_outer6 seed gets the outcome its name says (scripts/fuzz-seeds.py): `fwd-`
+/// seeds are sent on, `reply-` seeds answered with an ICMP error, `drop-` seeds dropped, so the seeds
+/// reach the paths the target's oracle checks.
+#[test]
+fn outer6_seeds_get_the_outcome_they_are_named_for() {
+    use dataplane::buffer::TestBuf;
+    use dataplane::pipeline::{Action, DropReason, Pipeline};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/pipeline_outer6");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).expect("pipeline_outer6 seeds") {
+        let path = e.expect("directory entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let data = std::fs::read(&path).unwrap();
+        let pkt = backbone_fuzz::decode_packet(&data).expect("a seed has a control byte");
+        let snap = backbone_fuzz::targets::pipeline_outer6::snapshot();
+        let mut bufs = [TestBuf::with_headroom(pkt.frame, pkt.headroom)];
+        let mut actions = [Action::Drop(DropReason::Runt)];
+        Pipeline::new(1).process(&snap, pkt.port, &mut bufs, &mut actions);
+        let got = actions[0];
+        let ok = if name.starts_with("fwd-") {
+            matches!(got, Action::Transmit(_))
+        } else if name.starts_with("reply-") {
+            matches!(got, Action::Reply { .. })
+        } else if name.starts_with("drop-") {
+            matches!(got, Action::Drop(_))
+        } else {
+            panic!("unexpected seed name {name}")
+        };
+        assert!(ok, "seed {name}: got {got:?}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} pipeline_outer6 seeds");
+}
