@@ -557,21 +557,22 @@ impl Pipeline {
                     Err(v) => traces[i].stop(trace::Stage::Route, v),
                 }
             }
-            let r = target.and_then(|target| match target {
-                Target::Tunnel(id) => {
+            let r = match target {
+                Err(v) => Err(v),
+                Ok(Target::Tunnel(id)) => {
                     encap::encapsulate(pkt, inner, snap, id, &mut self.ident, &mut self.counters)
                 }
-                Target::Native {
+                Ok(Target::Native {
                     port,
                     src_mac,
                     dst_mac,
                     mtu,
-                } => encap::native(pkt, inner, port, src_mac, dst_mac, mtu),
+                }) => encap::native(pkt, inner, port, src_mac, dst_mac, mtu),
                 // The destination is the next hop: its MAC from the neighbours, or a drop
                 // (`no_neighbor`) noted for the control thread to resolve.
-                Target::Connected {
+                Ok(Target::Connected {
                     port, src_mac, mtu, ..
-                } => {
+                }) => {
                     let dst_mac = snap.neighbor(port, core::net::Ipv4Addr::from(inner.dst));
                     let r = encap::native(pkt, inner, port, src_mac, dst_mac, mtu);
                     if matches!(r, Err(Verdict::Drop(DropReason::NoNeighbor))) {
@@ -580,10 +581,10 @@ impl Pipeline {
                     r
                 }
                 // Routes of these types give their verdict in `route`.
-                Target::Blackhole | Target::Unreachable | Target::Prohibit => {
+                Ok(Target::Blackhole | Target::Unreachable | Target::Prohibit) => {
                     Err(Verdict::Drop(DropReason::NoRoute))
                 }
-            });
+            };
             if TRACE {
                 if let Err(v) = r {
                     traces[i].stop(trace::Stage::Encapsulate, v);
