@@ -127,7 +127,7 @@ fn headers(data: &[u8], port: PortIndex, snap: &Snapshot) -> Result<Headers, Ver
 /// An IPv6 frame (EtherType 0x86DD): see [`ipv6`]; a packet for us is cut to its IPv6
 /// header ([`to_us6`]), one in transit has its padding trimmed and continues (the
 /// pipeline's [`super::terminate::transit`]).
-#[inline(never)]
+#[inline(always)]
 fn ingress6<B: PacketBuf>(
     pkt: &mut B,
     port: PortIndex,

@@ -1,7 +1,7 @@
 //! Encapsulation and the Ethernet rewrite (SPEC.md "Encapsulation"). The packet starts at
 //! the inner IPv4 header; new headers are prepended into headroom, the payload never moves.
 
-use super::action::{Action, DropReason};
+use super::action::DropReason;
 use super::counters::Counters;
 use super::icmp::IcmpError;
 use super::{Inner, Verdict};
@@ -36,6 +36,11 @@ fn write_ethernet(h: &mut [u8], src: EthernetAddress, dst: EthernetAddress, t: E
     h[12..14].copy_from_slice(&t.0.to_be_bytes());
 }
 
+/// What an encapsulation sent: the port the frame leaves by and the frame's length. A
+/// pair of plain integers, returned in registers: an `Action` here made every forwarded
+/// packet pay a store-forwarding stall where the caller read it back.
+pub(crate) type Sent = (PortIndex, usize);
+
 /// Send the inner packet natively out of `port`. On `Ok`, also the frame's length.
 #[inline]
 pub(crate) fn native<B: PacketBuf>(
@@ -45,7 +50,7 @@ pub(crate) fn native<B: PacketBuf>(
     src_mac: EthernetAddress,
     dst_mac: Option<EthernetAddress>,
     mtu: u16,
-) -> Result<(Action, usize), Verdict> {
+) -> Result<Sent, Verdict> {
     if inner.len > usize::from(mtu) {
         return Err(too_big(inner, usize::from(mtu)));
     }
@@ -62,7 +67,7 @@ pub(crate) fn native<B: PacketBuf>(
         EtherType::IPV4
     };
     write_ethernet(h, src_mac, dst, ethertype);
-    Ok((Action::Transmit(port), inner.len + ethernet::HEADER_LEN))
+    Ok((port, inner.len + ethernet::HEADER_LEN))
 }
 
 /// Encapsulate the inner packet into tunnel `id` and rewrite Ethernet. On `Ok`, also the
@@ -85,7 +90,7 @@ pub(crate) fn encapsulate<B: PacketBuf>(
     id: TunnelId,
     ident: &mut super::Ident,
     counters: &mut Counters,
-) -> Result<(Action, usize), Verdict> {
+) -> Result<Sent, Verdict> {
     match encapsulate4(pkt, inner, snap, id, ident, counters) {
         Err(Verdict::Drop(DropReason::NoNeighbor)) => encapsulate6(pkt, inner, snap, id, counters),
         r => r,
@@ -101,7 +106,7 @@ fn encapsulate4<B: PacketBuf>(
     id: TunnelId,
     ident: &mut super::Ident,
     counters: &mut Counters,
-) -> Result<(Action, usize), Verdict> {
+) -> Result<Sent, Verdict> {
     let Some(t) = snap.tunnels().hot(id).filter(|t| t.has(TunnelHot::VALID)) else {
         return Err(Verdict::Drop(DropReason::NoRoute));
     };
@@ -171,7 +176,7 @@ fn encapsulate4<B: PacketBuf>(
     if let Some(c) = counters.tunnels.get_mut(id.index()) {
         c.tx.add(frame_len);
     }
-    Ok((Action::Transmit(t.port), frame_len))
+    Ok((t.port, frame_len))
 }
 
 /// The shared state of tunnel `id` when it numbers its packets (RFC 2890), else `None`.
@@ -237,7 +242,7 @@ fn encapsulate6<B: PacketBuf>(
     snap: &Snapshot,
     id: TunnelId,
     counters: &mut Counters,
-) -> Result<(Action, usize), Verdict> {
+) -> Result<Sent, Verdict> {
     let (Some(t), Some(t6)) = (
         snap.tunnels().hot(id),
         snap.tunnels().hot6(id).filter(|h| h.neighbor),
@@ -282,7 +287,7 @@ fn encapsulate6<B: PacketBuf>(
     if let Some(c) = counters.tunnels.get_mut(id.index()) {
         c.tx.add(frame_len);
     }
-    Ok((Action::Transmit(t.port), frame_len))
+    Ok((t.port, frame_len))
 }
 
 /// Copy the first `h.len()` bytes of a tunnel's header template into `h`: one fixed-size
@@ -369,7 +374,7 @@ mod tests {
             let mut counters = Counters::default();
             counters.fit(1, snap.tunnels().slots());
             let r = encapsulate(&mut pkt, &inner, &snap, id, &mut id_gen, &mut counters);
-            prop_assert!(matches!(r, Ok((Action::Transmit(0), _))), "{:?}", r);
+            prop_assert!(matches!(r, Ok((0, _))), "{:?}", r);
 
             // The same with the views.
             let gre_len = t.encap_gre_len();

@@ -316,7 +316,7 @@ pub(crate) fn answer<B: PacketBuf>(
         Back::None => Err(Verdict::Drop(err.reason)),
     };
     match sent {
-        Ok((Action::Transmit(port), frame_len)) => {
+        Ok((port, frame_len)) => {
             counters.icmp_sent[IcmpKind::of(err.repr) as usize] += 1;
             (
                 Action::Reply {
@@ -469,7 +469,7 @@ fn answer6<B: PacketBuf>(
         Back::None => return dropped,
     };
     match sent {
-        Ok((Action::Transmit(port), frame_len)) => {
+        Ok((port, frame_len)) => {
             counters.icmp_sent[IcmpKind::of_family(err.repr, true) as usize] += 1;
             (
                 Action::Reply {
@@ -575,7 +575,7 @@ pub(crate) fn echo<B: PacketBuf>(
         Back::None => return None,
     };
     match sent {
-        Ok((Action::Transmit(port), len)) => {
+        Ok((port, len)) => {
             counters.echo_replies += 1;
             Some((port, len))
         }
@@ -649,7 +649,7 @@ fn echo6<B: PacketBuf>(
         ..Inner::default()
     };
     match encap::native(pkt, &inner, port, p.mac, Some(mac), p.mtu) {
-        Ok((Action::Transmit(port), len)) => {
+        Ok((port, len)) => {
             counters.echo_replies += 1;
             Some((port, len))
         }

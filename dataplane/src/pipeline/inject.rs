@@ -25,13 +25,11 @@ impl Pipeline {
         self.counters.fit(snap.port_slots(), snap.tunnels().slots());
         let r = self.inject_inner(pkt, snap, from);
         let action = match r {
-            Ok((action, len)) => {
-                if let Action::Transmit(out) = action {
-                    if let Some(c) = self.counters.ports.get_mut(usize::from(out)) {
-                        c.tx.add(len);
-                    }
+            Ok((out, len)) => {
+                if let Some(c) = self.counters.ports.get_mut(usize::from(out)) {
+                    c.tx.add(len);
                 }
-                action
+                Action::Transmit(out)
             }
             // No ICMP error to our own kernel: the interface's MTU is the path's, so a
             // packet too long for it is the kernel's mistake, counted as a drop.
@@ -52,7 +50,7 @@ impl Pipeline {
         pkt: &mut B,
         snap: &Snapshot,
         from: Host,
-    ) -> Result<(Action, usize), Verdict> {
+    ) -> Result<encap::Sent, Verdict> {
         if pkt.data().first().map(|b| b >> 4) == Some(6) {
             return self.inject6(pkt, snap, from);
         }
@@ -111,7 +109,7 @@ impl Pipeline {
         pkt: &mut B,
         snap: &Snapshot,
         from: Host,
-    ) -> Result<(Action, usize), Verdict> {
+    ) -> Result<encap::Sent, Verdict> {
         let bad = Verdict::Drop(DropReason::BadInnerIpv6);
         let inner = {
             let ip = Ipv6Packet::new_checked(pkt.data()).map_err(|_| bad)?;

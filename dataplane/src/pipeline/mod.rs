@@ -590,16 +590,19 @@ impl Pipeline {
                     traces[i].stop(trace::Stage::Encapsulate, v);
                 }
             }
-            actions[i] = match r {
-                Ok((a, len)) => {
+            // Each arm stores its own action: an action chosen by a `match` and stored once
+            // after it goes through a stack copy that the CPU cannot forward (its narrow
+            // stores, then a 16-byte load), a stall on every forwarded packet.
+            match r {
+                Ok((out, len)) => {
                     tx_len[i] = len;
                     if inner.keepalive {
                         self.counters.events[Event::KeepalivesReflected as usize] += 1;
                     }
-                    a
+                    actions[i] = Action::Transmit(out);
                 }
-                Err(v) => self.verdict(pkt, snap, v, &mut tx_len[i]),
-            };
+                Err(v) => actions[i] = self.verdict(pkt, snap, v, &mut tx_len[i]),
+            }
         }
 
         if TRACE {
