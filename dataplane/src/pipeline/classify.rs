@@ -127,6 +127,10 @@ fn headers(data: &[u8], port: PortIndex, snap: &Snapshot) -> Result<Headers, Ver
 /// An IPv6 frame (EtherType 0x86DD): see [`ipv6`]; a packet for us is cut to its IPv6
 /// header ([`to_us6`]), one in transit has its padding trimmed and continues (the
 /// pipeline's [`super::terminate::transit`]).
+///
+/// Inlined: out of line, its result comes back through memory, and the IPv4 path's result
+/// was merged into the same stack slot, to be read back with one wide load over narrow
+/// stores (a store-forwarding stall on every IPv4 packet).
 #[inline(always)]
 fn ingress6<B: PacketBuf>(
     pkt: &mut B,
