@@ -557,6 +557,8 @@ impl Pipeline {
                     Err(v) => traces[i].stop(trace::Stage::Route, v),
                 }
             }
+            // A plain `match`, not `target.and_then(..)`: the closure took the target
+            // through a stack copy, 3–7% of the forwarding rate.
             let r = match target {
                 Err(v) => Err(v),
                 Ok(Target::Tunnel(id)) => {
