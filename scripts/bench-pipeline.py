@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Helper of scripts/bench-pipeline.sh (run it through that script).
 
-  gen OUTDIR TABLE WORKERS PACKETS TABLE6   route tables, backbone configs, input pcaps
+  gen OUTDIR TABLE WORKERS PACKETS TABLE6 [PAYLOAD]
+                                     route tables, backbone configs, input pcaps (PAYLOAD:
+                                     inner UDP payload bytes, 64 by default)
   measure PREFIX SECONDS OUT_PORT [PID]   Mpps from a running DPDK app's own port counters
   report OUTDIR GHZ WORKERS          the table
   verify OUTDIR NAME...              fail unless each backbone run forwarded >= 99%, no drops
@@ -12,7 +14,9 @@ wait until the sink port transmits, let it run WARMUP seconds, then count the si
 transmitted packets over SECONDS on the monotonic clock. With PID, also the CPU time the
 app's EAL worker threads (rte-worker-N) got meanwhile (/proc/PID/task/*/schedstat): on a
 shared machine a busy-polling worker does not get its core to itself, and packets per
-worker CPU-second is what the code does per core.
+worker CPU-second is what the code does per core. And how much of its memory sat on
+transparent huge pages (AnonHugePages of /proc/PID/smaps_rollup), which BENCH_PAGES=huge
+asks for.
 """
 
 import gzip
@@ -40,7 +44,7 @@ IN_MAC = "02:00:00:00:00:01"
 OUT_MAC = "02:00:00:00:00:02"
 UNDERLAY_MAC = "02:00:00:00:fe:01"
 SENDER_MAC = "02:00:00:00:aa:01"
-PAYLOAD = 64
+PAYLOAD = 64  # inner UDP payload bytes, unless gen is given another
 WARMUP = 1.0
 
 
@@ -99,7 +103,7 @@ def vdev_args(out, workers, pcap):
     return [f"--vdev=net_pcap0,{files},infinite_rx=1", "--vdev=net_null0,no-rx=1"]
 
 
-def gen(out, table_path, workers, packets, table6_path):
+def gen(out, table_path, workers, packets, table6_path, payload_len=PAYLOAD):
     from scapy.all import GRE, IP, IPv6, UDP, Ether, Raw, wrpcap  # noqa: import here, slow
 
     rnd = random.Random(6)
@@ -185,7 +189,7 @@ def gen(out, table_path, workers, packets, table6_path):
             dst = host(routes[r])
             src_gre = rnd.randrange(GRE_TUNNELS)
             src_ipip = rnd.randrange(IPIP_TUNNELS)
-            payload = Raw(bytes(range(PAYLOAD)))
+            payload = Raw(bytes(i & 0xff for i in range(payload_len)))
 
             def inner(src):
                 return IP(src=src, dst=dst, ttl=64, flags="DF", id=2) / \
@@ -222,6 +226,7 @@ def gen(out, table_path, workers, packets, table6_path):
                    "table_routes": len(routes), "gre_tunnels": GRE_TUNNELS,
                    "routes6": len(routes6) + GRE_TUNNELS, "table_routes6": len(routes6),
                    "ipip_tunnels": IPIP_TUNNELS, "packets": per_queue * workers,
+                   "payload": payload_len,
                    "frame_bytes": {"gre": sizes[0], "ipip": sizes[1], "plain": sizes[2],
                                    "gre6": sizes[3], "plain6": sizes[4]}}, f)
     print(f"generated: {len(routes)} table routes + {GRE_TUNNELS + IPIP_TUNNELS} tunnel "
@@ -273,6 +278,18 @@ def worker_cpu_ns(pid):
     return total
 
 
+def anon_huge_kib(pid):
+    """The process's anonymous memory on transparent huge pages, in KiB (None unknown)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def measure(prefix, seconds, out_port, pid=None, timeout=300.0):
     tel = Telemetry(prefix, timeout)
     deadline = time.monotonic() + timeout
@@ -297,7 +314,8 @@ def measure(prefix, seconds, out_port, pid=None, timeout=300.0):
     cpu = (cpu1 - cpu0) / 1e9
     print(json.dumps({"seconds": dt, "tx": tx, "rx": rx, "mpps": tx / dt / 1e6,
                       "rx_mpps": rx / dt / 1e6, "worker_cpu_s": cpu,
-                      "mpps_per_cpu": tx / cpu / 1e6 if cpu > 0 else None}))
+                      "mpps_per_cpu": tx / cpu / 1e6 if cpu > 0 else None,
+                      "thp_kib": anon_huge_kib(pid) if pid else None}))
 
 
 def report(out, ghz, workers):
@@ -326,6 +344,17 @@ def report(out, ghz, workers):
           f"{gen_info['gre_tunnels']} GRE + {gen_info['ipip_tunnels']} IPIP tunnels, "
           f"{gen_info['packets']} distinct packets replayed; IPv6: "
           f"{gen_info.get('routes6', 0)} routes; CPU {ghz:.3f} GHz ===")
+    frames = gen_info["frame_bytes"]
+    pages = os.environ.get("BENCH_PAGES", "4k")
+    thp = [f"{n} {r['thp_kib'] / 1024:.0f} MiB" for n, _, r in rows
+           if n.startswith("backbone") and r and r.get("thp_kib") is not None]
+    print(f"inner payload {gen_info.get('payload', PAYLOAD)} B: frames GRE {frames['gre']} B, "
+          f"IPIP {frames['ipip']} B, plain {frames['plain']} B, IPv6 in GRE "
+          f"{frames['gre6']} B, plain IPv6 {frames['plain6']} B")
+    print("pages: " + ("2 MiB (EAL on hugetlbfs; backbone's heap on transparent huge pages"
+                       if pages == "huge" else "4 KiB (EAL --no-huge; backbone's heap as "
+                       "malloc gives it") +
+          (f"; on THP: {', '.join(thp)})" if thp else ")"))
     print(f"{'':30} {'Mpps':>7} {'worker CPU':>11} {'Mpps/core':>10} {'/ l3fwd':>8} "
           f"{'/ testpmd':>10} {'cycles/pkt':>11}")
     for name, label, r in rows:
@@ -372,6 +401,9 @@ def verify(out, names):
         if m["tx"] == 0 or rx == 0 or tx < 0.99 * rx:
             bad.append(f"{name}: forwarded {tx} of {rx} received "
                        f"({tx / max(rx, 1):.1%}; 99% required)")
+        if os.environ.get("BENCH_PAGES") == "huge" and not m.get("thp_kib"):
+            bad.append(f"{name}: BENCH_PAGES=huge, but none of its memory was on "
+                       "transparent huge pages")
         drops = {k: v for k, v in stats["drops"].items() if v}
         if drops:
             bad.append(f"{name}: dropped {drops}")
@@ -384,7 +416,8 @@ def verify(out, names):
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "gen":
-        gen(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+        gen(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6],
+            int(sys.argv[7]) if len(sys.argv) > 7 else PAYLOAD)
     elif cmd == "measure":
         measure(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]),
                 int(sys.argv[5]) if len(sys.argv) > 5 else None)

@@ -5,9 +5,22 @@
 # another on the same virtual devices and the same route tables, then a table of Mpps, the
 # ratios to l3fwd (of the same family) and to testpmd, and cycles per packet.
 #
-#   scripts/bench-pipeline.sh [WORKERS [SECONDS]]      (defaults: 1 worker, 5 seconds)
+#   scripts/bench-pipeline.sh [WORKERS [SECONDS [PAYLOAD]]]
+#                                 (defaults: 1 worker, 5 seconds, 64 bytes of inner payload)
+#   BENCH_PAGES=huge scripts/bench-pipeline.sh ...      (every program on 2 MiB pages)
 #   scripts/bench-pipeline.sh --smoke                   (CI: backbone only, 1 second each,
 #                                                        20,000 routes, 256 packets)
+#
+# PAYLOAD is the inner UDP payload in bytes (18 to 1400): 64 gives 134-byte GRE frames,
+# 512 gives 582-byte ones; the same inner packets go to every program.
+#
+# Pages: by default (BENCH_PAGES=4k) every program runs on 4 KiB pages: EAL --no-huge, and
+# backbone's heap (its route and tunnel tables) as malloc gives it. BENCH_PAGES=huge runs
+# them as production does: EAL takes its memory (mbufs, l3fwd's rte_lpm tables) from
+# hugetlbfs (--in-memory; scripts/setup.sh reserves the pages), and backbone runs under
+# GLIBC_TUNABLES=glibc.malloc.hugetlb=1, as dist/backbone.service starts it, so that its
+# tables sit on transparent huge pages (THP mode madvise or always). The report says how
+# much of backbone's memory was on transparent huge pages.
 #
 # Either way it fails loudly unless each backbone run forwards at least 99% of what it
 # receives and drops nothing (its final counters): a benchmark that measures nothing fails.
@@ -43,6 +56,8 @@ if [ "${1:-}" = "--smoke" ]; then
 fi
 WORKERS=${1:-1}
 SECONDS_MEASURED=${2:-5}
+PAYLOAD=${3:-64}
+PAGES=${BENCH_PAGES:-4k}
 PACKETS=${BENCH_PACKETS:-4096}
 TABLE=${BENCH_TABLE:-$ROOT/../shared/data/prefixes-v4.txt.gz}
 TABLE6=${BENCH_TABLE6:-$ROOT/../shared/data/prefixes-v6.txt.gz}
@@ -56,6 +71,23 @@ die() { say "$*"; exit 1; }
 
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer, not '$WORKERS'"
 [[ $SECONDS_MEASURED =~ ^[0-9]+([.][0-9]+)?$ ]] || die "SECONDS must be a number"
+if ! [[ $PAYLOAD =~ ^[0-9]+$ ]] || (( PAYLOAD < 18 || PAYLOAD > 1400 )); then
+  die "PAYLOAD must be a number of bytes from 18 to 1400, not '$PAYLOAD'"
+fi
+case $PAGES in
+  4k) ;;
+  huge)
+    thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || true)
+    [[ $thp == *"[always]"* || $thp == *"[madvise]"* ]] ||
+      die "BENCH_PAGES=huge: transparent huge pages are '${thp:-absent}' (need madvise or always)"
+    free_pages=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+    [ "$(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo)" = 2048 ] ||
+      die "BENCH_PAGES=huge: the default huge page size is not 2 MiB"
+    (( ${free_pages:-0} >= 768 )) || die "BENCH_PAGES=huge: ${free_pages:-0} free 2 MiB pages, 768 needed (scripts/setup.sh reserves 1024)"
+    grep -qs " /dev/hugepages hugetlbfs " /proc/mounts || die "BENCH_PAGES=huge: no hugetlbfs on /dev/hugepages (scripts/setup.sh mounts it)"
+    ;;
+  *) die "BENCH_PAGES must be 4k or huge, not '$PAGES'" ;;
+esac
 cores=$(nproc)
 if (( WORKERS + 1 > cores )); then
   die "$WORKERS worker(s) need $((WORKERS + 1)) cores (a main lcore and one per worker); this machine has $cores"
@@ -121,11 +153,11 @@ fi
 fi
 
 # Inputs: tables, backbone configurations, captures.
-gen_stamp="$WORKERS $PACKETS ${BENCH_ROUTES:-all} $(stat -c %Y "$TABLE" "$TABLE6" | tr '\n' ' ')$(sha1sum "$HELPER" | cut -c1-12)"
+gen_stamp="$WORKERS $PACKETS $PAYLOAD ${BENCH_ROUTES:-all} $(stat -c %Y "$TABLE" "$TABLE6" | tr '\n' ' ')$(sha1sum "$HELPER" | cut -c1-12)"
 if [ "$(cat "$OUT/gen.stamp" 2>/dev/null)" != "$gen_stamp" ]; then
   say "generating routes, configurations and captures (scapy)"
   rm -f "$OUT"/*.pcap "$OUT"/gen.json
-  $PY "$HELPER" gen "$OUT" "$TABLE" "$WORKERS" "$PACKETS" "$TABLE6"
+  $PY "$HELPER" gen "$OUT" "$TABLE" "$WORKERS" "$PACKETS" "$TABLE6" "$PAYLOAD"
   echo "$gen_stamp" >"$OUT/gen.stamp"
 fi
 
@@ -135,7 +167,9 @@ eal_args() { # PREFIX CAPTURE
   local files="" q
   for ((q = 0; q < WORKERS; q++)); do files+="rx_pcap=$OUT/$2-$q.pcap,"; done
   for ((q = 0; q <= WORKERS; q++)); do files+="tx_pcap=/dev/null,"; done
-  echo "-l 0-$WORKERS --no-huge --no-pci --no-shconf -m 1536 --file-prefix=$1 --log-level=lib.eal:error"
+  local memory="--no-huge --no-shconf"
+  [ "$PAGES" = huge ] && memory="--in-memory"
+  echo "-l 0-$WORKERS $memory --no-pci -m 1536 --file-prefix=$1 --log-level=lib.eal:error"
   echo "--vdev=net_pcap0,${files}infinite_rx=1 --vdev=net_null0,no-rx=1"
 }
 
@@ -172,6 +206,8 @@ run() {
   rm -rf "/var/run/dpdk/$prefix" 2>/dev/null || true
 }
 
+# Results of earlier runs go: a row this run skips must not show an old figure.
+rm -f "$OUT"/testpmd.json "$OUT"/l3fwd.json "$OUT"/l3fwd6.json "$OUT"/backbone-*.json
 tag="bp$$"
 # shellcheck disable=SC2046 # eal_args is word-split on purpose
 run testpmd "$tag-testpmd" dpdk-testpmd $(eal_args "$tag-testpmd" gre) -- \
@@ -185,12 +221,16 @@ run l3fwd "$tag-l3fwd" "$L3FWD" $(eal_args "$tag-l3fwd" plain) -- \
   -p 0x3 --config="${l3cfg%,}" --lookup=lpm --parse-ptype \
   --rule_ipv4="$OUT/l3fwd-v4.cfg" --rule_ipv6="$OUT/l3fwd-v6.cfg"
 
+# On 2 MiB pages backbone runs as its systemd unit starts it: malloc on transparent huge pages.
+backbone_env=()
+[ "$PAGES" = huge ] && backbone_env=(env GLIBC_TUNABLES=glibc.malloc.hugetlb=1)
+
 # backbone-gre-busy: the same as backbone-gre with [workers] poll = "busy" (the default,
 # adaptive polling, must not cost Mpps at full load).
 for run_name in gre gre-busy ipip gre6; do
   kind=${run_name%-busy}
   # shellcheck disable=SC2046
-  run "backbone-$run_name" "$tag-backbone-$run_name" "$BACKBONE" run \
+  run "backbone-$run_name" "$tag-backbone-$run_name" "${backbone_env[@]}" "$BACKBONE" run \
     --config "$OUT/backbone-$run_name.toml" --stats "$OUT/backbone-$run_name-stats.json" \
     --no-control-socket -- $(eal_args "$tag-backbone-$run_name" "$kind")
 done
@@ -205,10 +245,10 @@ run l3fwd6 "$tag-l3fwd6" "$L3FWD" $(eal_args "$tag-l3fwd6" plain6) -- \
 # CPU time x clock / packets.
 mhz=$(awk -F: '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo)
 ghz=$(awk -v m="${mhz:-0}" 'BEGIN {printf "%.3f", m / 1000}')
-$PY "$HELPER" report "$OUT" "$ghz" "$WORKERS" | tee "$OUT/report.txt"
+BENCH_PAGES=$PAGES $PY "$HELPER" report "$OUT" "$ghz" "$WORKERS" | tee "$OUT/report.txt"
 say "logs, counters and captures in $OUT"
 verified=()
 for n in backbone-gre backbone-gre-busy backbone-ipip backbone-gre6; do
   if [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $n "* ]]; then verified+=("$n"); fi
 done
-$PY "$HELPER" verify "$OUT" "${verified[@]}"
+BENCH_PAGES=$PAGES $PY "$HELPER" verify "$OUT" "${verified[@]}"
