@@ -8,6 +8,10 @@
   report OUTDIR GHZ WORKERS          the table
   verify OUTDIR NAME...              fail unless each backbone run forwarded >= 99%, no drops
                                      (its final port counters)
+  callgrind NAME PREFIX SECONDS OUTDIR -- CMD...
+                                     instructions per forwarded packet of CMD (a DPDK app
+                                     whose EAL runs with --file-prefix=PREFIX) under valgrind's
+                                     callgrind; scripts/bench-instructions.sh runs it
 
 The counters are read over DPDK telemetry (/ethdev/stats), the same way for every app:
 wait until the sink port transmits, let it run WARMUP seconds, then count the sink port's
@@ -413,6 +417,118 @@ def verify(out, names):
         raise SystemExit("bench-pipeline: FAILED: " + "; ".join(bad))
 
 
+def callgrind_calls(path):
+    """Instructions in a callgrind dump, and the calls into each function, by (object,
+    function): {(object path, function name): calls}."""
+    names = {"ob": {}, "fn": {}}
+    total = None
+    calls = {}
+    ob = cob = cfn = None
+
+    def name(kind, value):
+        # "(id) name" defines an id, "(id)" reuses it, a bare name has no id.
+        value = value.strip()
+        if value.startswith("("):
+            ident, _, rest = value.partition(")")
+            if rest.strip():
+                names[kind][ident] = rest.strip()
+            return names[kind].get(ident, ident)
+        return value
+
+    with open(path) as f:
+        for line in f:
+            if line.startswith("ob="):
+                ob = name("ob", line[3:])
+            elif line.startswith("cob="):
+                cob = name("ob", line[4:])
+            elif line.startswith("cfn="):
+                cfn = name("fn", line[4:])
+            elif line.startswith("fn="):
+                name("fn", line[3:])
+                cob = None
+            elif line.startswith("calls="):
+                n = int(line[6:].split()[0])
+                key = (cob or ob, cfn)
+                calls[key] = calls.get(key, 0) + n
+                cob = None
+            elif line.startswith(("summary:", "totals:")) and total is None:
+                total = int(line.split()[1])
+    return total, calls
+
+
+def callgrind(name, prefix, seconds, outdir, cmd):
+    """Run CMD under callgrind with instrumentation off (it starts and loads its tables at
+    a fraction of native speed, not fifty times slower); once its sink port (1) transmits,
+    switch instrumentation on, let it forward SECONDS, dump, stop it. Packets: the calls into
+    the sink's PMD (net_null frees each transmitted mbuf through a call of its own), checked
+    against the source's (net_pcap returns full bursts of 32 in infinite_rx mode: calls x 32
+    must agree within 1%), both counted in the same dump as the instructions."""
+    import signal
+    import subprocess
+    out = f"{outdir}/callgrind-{name}"
+    for f in os.listdir(outdir):
+        if f.startswith(f"callgrind-{name}."):
+            os.remove(f"{outdir}/{f}")
+    log = open(f"{outdir}/callgrind-{name}.log", "w")
+    p = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                          f"--callgrind-out-file={out}.%p"] + cmd,
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        tel = Telemetry(prefix, 600)
+        deadline = time.monotonic() + 600
+        while True:
+            st = tel.stats(1)
+            if st and st["opackets"] > 0:
+                break
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name}: sent nothing (log: {outdir}/callgrind-{name}.log)")
+            time.sleep(0.2)
+        subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
+                       capture_output=True, timeout=120)
+        # The program takes the command when its threads next switch: wait until it has.
+        while "switched off" in subprocess.run(
+                ["callgrind_control", "-s", str(p.pid)], capture_output=True, text=True,
+                timeout=120).stdout:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name}: instrumentation never went on")
+            time.sleep(0.2)
+        time.sleep(seconds)
+        # Dump, and wait for the dump to be written (the command, too, waits for a switch).
+        dump = f"{out}.{p.pid}.1"
+        subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True,
+                       timeout=120)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(dump):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name}: callgrind wrote no dump ({dump})")
+            time.sleep(0.2)
+        # Written in full once its last line, the totals, is there.
+        while "\ntotals:" not in open(dump).read():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: the dump {dump} stays incomplete")
+            time.sleep(0.2)
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    total, calls = callgrind_calls(dump)
+
+    def most_calls(lib):
+        return max((n for (ob, _), n in calls.items() if ob and lib in ob), default=0)
+
+    tx = most_calls("librte_net_null")
+    rx = most_calls("librte_net_pcap") * 32
+    if not total or tx == 0 or abs(rx - tx) > 0.01 * tx:
+        raise SystemExit(f"{name}: cannot count packets ({total} instructions, {tx} calls into "
+                         f"net_null, {rx // 32} bursts from net_pcap)")
+    json.dump({"instructions": total, "packets": tx, "per_packet": total / tx,
+               "dump": dump}, open(f"{outdir}/callgrind-{name}.json", "w"))
+    print(f"{name}: {total} instructions over {tx} packets: {total / tx:.1f} per packet")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "gen":
@@ -425,5 +541,7 @@ if __name__ == "__main__":
         report(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "verify":
         verify(sys.argv[2], sys.argv[3:])
+    elif cmd == "callgrind" and len(sys.argv) > 7 and sys.argv[6] == "--":
+        callgrind(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5], sys.argv[7:])
     else:
         sys.exit(__doc__)

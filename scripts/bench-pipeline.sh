@@ -22,6 +22,8 @@
 # tables sit on transparent huge pages (THP mode madvise or always). The report says how
 # much of backbone's memory was on transparent huge pages.
 #
+# BENCH_OUT puts its builds, inputs and results in another folder than out/bench-pipeline.
+#
 # Either way it fails loudly unless each backbone run forwards at least 99% of what it
 # receives and drops nothing (its final counters): a benchmark that measures nothing fails.
 #
@@ -61,7 +63,7 @@ PAGES=${BENCH_PAGES:-4k}
 PACKETS=${BENCH_PACKETS:-4096}
 TABLE=${BENCH_TABLE:-$ROOT/../shared/data/prefixes-v4.txt.gz}
 TABLE6=${BENCH_TABLE6:-$ROOT/../shared/data/prefixes-v6.txt.gz}
-OUT=$ROOT/out/bench-pipeline
+OUT=${BENCH_OUT:-$ROOT/out/bench-pipeline}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 HELPER=$ROOT/scripts/bench-pipeline.py
 PY=/usr/bin/python3
@@ -159,6 +161,13 @@ if [ "$(cat "$OUT/gen.stamp" 2>/dev/null)" != "$gen_stamp" ]; then
   rm -f "$OUT"/*.pcap "$OUT"/gen.json
   $PY "$HELPER" gen "$OUT" "$TABLE" "$WORKERS" "$PACKETS" "$TABLE6" "$PAYLOAD"
   echo "$gen_stamp" >"$OUT/gen.stamp"
+fi
+
+# BENCH_PREPARE_ONLY=1: packages, l3fwd and the inputs only (scripts/bench-instructions.sh
+# runs the programs itself).
+if [ "${BENCH_PREPARE_ONLY:-0}" = 1 ]; then
+  say "prepared in $OUT (BENCH_PREPARE_ONLY=1: nothing run)"
+  exit 0
 fi
 
 # EAL arguments shared by all three programs; the captures differ.

@@ -18,11 +18,12 @@ fi
 # zebra's FPM feed in tests/tests/fpm.rs), etcd (the policy store; its tests start their
 # own) and protoc with its well-known types (the etcd client's build imports
 # google/protobuf/descriptor.proto, which is in libprotobuf-dev, only a recommendation of
-# protobuf-compiler), and tools the tests and labs use.
+# protobuf-compiler), valgrind (scripts/bench-instructions.sh counts instructions with its
+# callgrind), and tools the tests and labs use.
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
       tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping
       prometheus curl frr frr-pythontools bird2 traceroute etcd-server etcd-client protobuf-compiler
-      libprotobuf-dev)
+      libprotobuf-dev valgrind)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,6 +25,7 @@ LPM_BENCH_SMOKE=1 cargo bench -p backbone-benches --locked --bench lpm_vs_dpdk
 # criterion's own benches, each benchmark run once (`--test`): they must still run.
 cargo bench -p backbone-benches --locked --bench parse --bench lpm --bench pipeline -- --test
 BACKBONE=target/debug/backbone scripts/bench-pipeline.sh --smoke
+BACKBONE=target/debug/backbone scripts/bench-instructions.sh --smoke
 scripts/bench-exception.py target/debug/backbone --smoke
 cargo bench -p backbone-benches --locked --bench updates -- --smoke
 SKIP_SETUP=1 scripts/bench-updates.sh --smoke

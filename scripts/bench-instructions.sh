@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Instructions per forwarded packet, side by side: dpdk-testpmd (io forwarding: the I/O
+# alone), dpdk-l3fwd (LPM on plain IPv4) and backbone (GRE -> GRE, IPIP -> GRE), each run
+# under valgrind's callgrind on bench-pipeline.sh's devices, captures and configurations.
+# Instruction counts are exact and the same from run to run: where bench-pipeline.sh's
+# Mpps move by a percent or two between runs, this shows a change of a few instructions
+# per packet, and where they go (the functions backbone spends them in).
+#
+#   scripts/bench-instructions.sh [SECONDS]   (default 10: seconds of forwarding counted
+#                                              per program, at callgrind's speed)
+#   scripts/bench-instructions.sh --smoke     (CI: 2 seconds each, the debug build; fails
+#                                              unless every program forwarded and counted)
+#
+# Each program starts under callgrind with instrumentation off (tables load at near native
+# speed); once its sink port transmits, instrumentation goes on for SECONDS, then the counts
+# are dumped. Packets are counted in the same dump: the calls into the sink's PMD (one per
+# freed mbuf), checked against the source's (32 per burst). The programs, EAL arguments,
+# captures and routes are bench-pipeline.sh's (20,000 routes of the real table: what a
+# lookup executes does not depend on the table's size, what it waits for does, and that
+# is bench-pipeline.sh's to measure). 64-byte inner payloads; PAYLOAD as bench-pipeline.sh
+# takes it is the environment variable BENCH_PAYLOAD here.
+#
+# Needs valgrind (installed here if missing) and what bench-pipeline.sh needs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SMOKE=0
+if [ "${1:-}" = "--smoke" ]; then
+  SMOKE=1
+  set -- 2
+fi
+SECONDS_COUNTED=${1:-10}
+OUT=$ROOT/out/bench-instructions
+PY=/usr/bin/python3
+HELPER=$ROOT/scripts/bench-pipeline.py
+say() { printf 'bench-instructions: %s\n' "$*"; }
+die() { say "$*"; exit 1; }
+[[ $SECONDS_COUNTED =~ ^[0-9]+([.][0-9]+)?$ ]] || die "SECONDS must be a number"
+
+if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
+  say "installing valgrind"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+fi
+
+if [ $SMOKE = 1 ]; then
+  BACKBONE=${BACKBONE:-$ROOT/target/debug/backbone}
+  [ -x "$BACKBONE" ] || (cd "$ROOT" && cargo build --locked -q -p dataplane --bin backbone)
+else
+  if [ -z "${BACKBONE:-}" ]; then
+    say "building backbone (release)"
+    (cd "$ROOT" && cargo build --release --locked -q -p dataplane --bin backbone)
+    BACKBONE=$ROOT/target/release/backbone
+  fi
+fi
+[ -x "$BACKBONE" ] || die "$BACKBONE missing"
+
+# l3fwd, the captures and the configurations, as bench-pipeline.sh makes them.
+BENCH_OUT=$OUT BENCH_ROUTES=20000 BENCH_PREPARE_ONLY=1 BENCH_ONLY="l3fwd backbone-gre" \
+  BACKBONE=$BACKBONE "$ROOT/scripts/bench-pipeline.sh" 1 1 "${BENCH_PAYLOAD:-64}" >"$OUT.prepare.log" 2>&1 ||
+  { tail -20 "$OUT.prepare.log"; die "bench-pipeline.sh could not prepare the inputs"; }
+L3FWD=$OUT/l3fwd-build/l3fwd/build/l3fwd-shared
+[ -x "$L3FWD" ] || die "l3fwd was not built ($L3FWD)"
+rm -f "$OUT"/callgrind-*
+
+eal() { # PREFIX CAPTURE
+  echo "-l 0-1 --no-huge --no-pci --no-shconf -m 1536 --file-prefix=$1 --log-level=lib.eal:error"
+  echo "--vdev=net_pcap0,rx_pcap=$OUT/$2-0.pcap,tx_pcap=/dev/null,tx_pcap=/dev/null,infinite_rx=1"
+  echo "--vdev=net_null0,no-rx=1"
+}
+count() { # NAME PREFIX COMMAND...
+  local name=$1 prefix=$2
+  shift 2
+  say "counting $name"
+  $PY "$HELPER" callgrind "$name" "$prefix" "$SECONDS_COUNTED" "$OUT" -- "$@"
+  rm -rf "/var/run/dpdk/$prefix" 2>/dev/null || true
+}
+
+tag="bi$$"
+# shellcheck disable=SC2046 # eal is word-split on purpose
+# (--stats-period: without it testpmd waits for a key, and stdin is not a terminal here.)
+count testpmd "$tag-testpmd" dpdk-testpmd $(eal "$tag-testpmd" gre) -- \
+  --forward-mode=io --nb-cores=1 --rxq=1 --txq=1 --total-num-mbufs=32768 --stats-period=1000
+# shellcheck disable=SC2046
+count l3fwd "$tag-l3fwd" "$L3FWD" $(eal "$tag-l3fwd" plain) -- \
+  -p 0x3 --config="(0,0,1),(1,0,1)" --lookup=lpm --parse-ptype \
+  --rule_ipv4="$OUT/l3fwd-v4.cfg" --rule_ipv6="$OUT/l3fwd-v6.cfg"
+for kind in gre ipip; do
+  # shellcheck disable=SC2046
+  count "backbone-$kind" "$tag-backbone-$kind" "$BACKBONE" run \
+    --config "$OUT/backbone-$kind.toml" --no-control-socket -- $(eal "$tag-backbone-$kind" "$kind")
+done
+
+$PY - "$OUT" "$BACKBONE" <<'EOF'
+import json, subprocess, sys
+out, binary = sys.argv[1], sys.argv[2]
+r = {n: json.load(open(f"{out}/callgrind-{n}.json"))
+     for n in ("testpmd", "l3fwd", "backbone-gre", "backbone-ipip")}
+io = r["testpmd"]["per_packet"]
+own_l3 = r["l3fwd"]["per_packet"] - io
+print(f"\n=== instructions per packet (valgrind callgrind, exact); {binary} ===")
+print(f"{'':28} {'per packet':>11} {'over testpmd io':>16} {'/ l3fwd':>8}")
+for name, label in (("testpmd", "dpdk-testpmd io"), ("l3fwd", "dpdk-l3fwd LPM"),
+                    ("backbone-gre", "backbone GRE -> GRE"),
+                    ("backbone-ipip", "backbone IPIP -> GRE")):
+    pp = r[name]["per_packet"]
+    if name == "testpmd":
+        print(f"{label:28} {pp:11.1f} {'-':>16} {'-':>8}")
+        continue
+    own = pp - io
+    print(f"{label:28} {pp:11.1f} {own:16.1f} {own / own_l3 if own_l3 > 0 else 0:8.1f}")
+print("over testpmd io: the program's own work, testpmd's I/O on the same devices taken away "
+      "(testpmd and backbone\nreceive the GRE frames; l3fwd's plain frames are 28 bytes "
+      "shorter, and net_pcap copies them in a few\nfewer instructions);\n/ l3fwd: that, "
+      "against l3fwd's own work.")
+for name in ("backbone-gre", "backbone-ipip"):
+    m = r[name]
+    ann = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=99", m["dump"]],
+                         capture_output=True, text=True).stdout.splitlines()
+    by_fn, seen, obj = {}, False, ""
+    for line in ann:
+        if "file:function" in line:
+            seen = True
+            continue
+        if not seen or not line.strip() or line.startswith("-"):
+            continue
+        parts = line.split(None, 2)
+        try:
+            n = int(parts[0].replace(",", ""))
+        except ValueError:
+            continue
+        rest = parts[2] if len(parts) > 2 and parts[1].startswith("(") else line
+        if " [" in rest:
+            rest, obj = rest.rsplit(" [", 1)
+            obj = obj.rstrip("]").rsplit("/", 1)[-1]
+        fn = rest.split(":", 1)[-1]
+        # A library without symbols (the PMDs): its name instead of an address.
+        if fn.startswith("0x"):
+            fn = obj
+        by_fn[fn] = by_fn.get(fn, 0) + n
+    rows = sorted(((v / m["packets"], k) for k, v in by_fn.items()), reverse=True)
+    print(f"\n{name}: where the instructions go (per packet, by function, callees inlined "
+          f"into it included)")
+    for pp, fn in rows[:12]:
+        print(f"  {pp:8.1f}  {fn[:100]}")
+EOF
+say "dumps and logs in $OUT"
