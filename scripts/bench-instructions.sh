@@ -59,6 +59,7 @@ fi
 [ -x "$BACKBONE" ] || die "$BACKBONE missing"
 
 # l3fwd, the captures and the configurations, as bench-pipeline.sh makes them.
+mkdir -p "$OUT"
 BENCH_OUT=$OUT BENCH_ROUTES=20000 BENCH_PREPARE_ONLY=1 BENCH_ONLY="l3fwd backbone-gre" \
   BACKBONE=$BACKBONE "$ROOT/scripts/bench-pipeline.sh" 1 1 "${BENCH_PAYLOAD:-64}" >"$OUT.prepare.log" 2>&1 ||
   { tail -20 "$OUT.prepare.log"; die "bench-pipeline.sh could not prepare the inputs"; }
