@@ -356,8 +356,8 @@ def report(out, ghz, workers):
           f"IPIP {frames['ipip']} B, plain {frames['plain']} B, IPv6 in GRE "
           f"{frames['gre6']} B, plain IPv6 {frames['plain6']} B")
     print("pages: " + ("2 MiB (EAL on hugetlbfs; backbone's heap on transparent huge pages"
-                       if pages == "huge" else "4 KiB (EAL --no-huge; backbone's heap as "
-                       "malloc gives it") +
+                       if pages == "huge" else "4 KiB for EAL (--no-huge; backbone's heap as "
+                       "malloc and the THP mode give it") +
           (f"; on THP: {', '.join(thp)})" if thp else ")"))
     print(f"{'':30} {'Mpps':>7} {'worker CPU':>11} {'Mpps/core':>10} {'/ l3fwd':>8} "
           f"{'/ testpmd':>10} {'cycles/pkt':>11}")
@@ -405,7 +405,10 @@ def verify(out, names):
         if m["tx"] == 0 or rx == 0 or tx < 0.99 * rx:
             bad.append(f"{name}: forwarded {tx} of {rx} received "
                        f"({tx / max(rx, 1):.1%}; 99% required)")
-        if os.environ.get("BENCH_PAGES") == "huge" and not m.get("thp_kib"):
+        if os.environ.get("BENCH_PAGES") == "huge" and m.get("thp_kib") is None:
+            bad.append(f"{name}: BENCH_PAGES=huge, and its transparent huge pages could not "
+                       "be read (/proc/PID/smaps_rollup)")
+        elif os.environ.get("BENCH_PAGES") == "huge" and m["thp_kib"] == 0:
             bad.append(f"{name}: BENCH_PAGES=huge, but none of its memory was on "
                        "transparent huge pages")
         drops = {k: v for k, v in stats["drops"].items() if v}
@@ -473,9 +476,19 @@ def callgrind(name, prefix, seconds, outdir, cmd):
     p = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
                           f"--callgrind-out-file={out}.%p"] + cmd,
                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    # A SIGTERM (a CI timeout, say) goes through the `finally` below too: no valgrind left
+    # polling.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        tel = Telemetry(prefix, 600)
         deadline = time.monotonic() + 600
+        while True:
+            try:
+                tel = Telemetry(prefix, 2)
+                break
+            except SystemExit:
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{name}: no telemetry socket "
+                                     f"(log: {outdir}/callgrind-{name}.log)")
         while True:
             st = tel.stats(1)
             if st and st["opackets"] > 0:
@@ -483,17 +496,19 @@ def callgrind(name, prefix, seconds, outdir, cmd):
             if p.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{name}: sent nothing (log: {outdir}/callgrind-{name}.log)")
             time.sleep(0.2)
-        subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
-                       capture_output=True, timeout=120)
-        # The program takes the command when its threads next switch: wait until it has.
-        while "switched off" in subprocess.run(
-                ["callgrind_control", "-s", str(p.pid)], capture_output=True, text=True,
-                timeout=120).stdout:
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{name}: instrumentation never went on")
+        # callgrind_control exits 0 whatever happened: what it prints says.
+        subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], capture_output=True,
+                       timeout=120)
+        while True:
+            status = subprocess.run(["callgrind_control", "-s", str(p.pid)],
+                                    capture_output=True, text=True, timeout=120).stdout
+            if "Basic blocks:" in status:
+                break
+            if p.poll() is not None or time.monotonic() > deadline or "not detected" in status:
+                raise SystemExit(f"{name}: instrumentation never went on ({status.strip()})")
             time.sleep(0.2)
         time.sleep(seconds)
-        # Dump, and wait for the dump to be written (the command, too, waits for a switch).
+        # Dump, and wait until the dump is written in full.
         dump = f"{out}.{p.pid}.1"
         subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True,
                        timeout=120)
@@ -503,7 +518,10 @@ def callgrind(name, prefix, seconds, outdir, cmd):
                 raise SystemExit(f"{name}: callgrind wrote no dump ({dump})")
             time.sleep(0.2)
         # Written in full once its last line, the totals, is there.
-        while "\ntotals:" not in open(dump).read():
+        while True:
+            with open(dump) as f:
+                if "\ntotals:" in f.read():
+                    break
             if time.monotonic() > deadline:
                 raise SystemExit(f"{name}: the dump {dump} stays incomplete")
             time.sleep(0.2)

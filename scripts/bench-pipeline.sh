@@ -14,8 +14,8 @@
 # PAYLOAD is the inner UDP payload in bytes (18 to 1400): 64 gives 134-byte GRE frames,
 # 512 gives 582-byte ones; the same inner packets go to every program.
 #
-# Pages: by default (BENCH_PAGES=4k) every program runs on 4 KiB pages: EAL --no-huge, and
-# backbone's heap (its route and tunnel tables) as malloc gives it. BENCH_PAGES=huge runs
+# Pages: by default (BENCH_PAGES=4k) EAL runs with --no-huge (4 KiB pages), and backbone's
+# heap (its route and tunnel tables) is on the pages malloc and the THP mode give it. BENCH_PAGES=huge runs
 # them as production does: EAL takes its memory (mbufs, l3fwd's rte_lpm tables) from
 # hugetlbfs (--in-memory; scripts/setup.sh reserves the pages), and backbone runs under
 # GLIBC_TUNABLES=glibc.malloc.hugetlb=1, as dist/backbone.service starts it, so that its
@@ -37,16 +37,17 @@
 # own ranges, plus the tunnels' client prefixes: the same prefixes in backbone and in
 # l3fwd's rte_lpm. IPv6 the same way from ../shared/data/prefixes-v6.txt.gz (global unicast
 # only), in backbone's IPv6 table and l3fwd's rte_lpm6. Packets: BENCH_PACKETS (4096) per
-# capture, each to a random address of a random route, 64-byte UDP payload.
+# capture, each to a random address of a random route, PAYLOAD bytes of UDP payload.
 #
-# l3fwd is built here from Debian's dpdk-doc examples into out/bench-pipeline/ (nothing of it
-# is committed), with two changes to a copy of its source: no RX checksum offload (virtual
+# l3fwd is built here from Debian's dpdk-doc examples into out/bench-pipeline/ (or BENCH_OUT;
+# nothing of it is committed), with two changes to a copy of its source: no RX checksum offload (virtual
 # devices have none) and LPM tables large enough for the tables. It needs --parse-ptype (the
 # pcap device reports no packet types) and so parses them in software; its LPM mode looks
 # IPv4 and IPv6 packets up by their type (--ipv6, given for its IPv6 run, only changes its
 # exact-match mode).
 #
-# Needs root (or sudo) for apt-get the first time; no NIC, no hugepages. Safe on a fresh
+# Needs root (or sudo) for apt-get the first time; no NIC, and no hugepages unless
+# BENCH_PAGES=huge. Safe on a fresh
 # machine after scripts/setup.sh.
 set -euo pipefail
 
