@@ -15,6 +15,7 @@ case), generated for the lab of fuzz/lab.toml, which is those tests' lab. From t
                     one per category of the hostile corpus, behind the control byte (bit 0:
                     the port; see fuzz/src/lib.rs), and one with a small headroom
   pipeline_burst    the captures cut into bursts (control byte, 16-bit length, frame)
+  pipeline_fast     the same bursts
   pipeline_outer6   for the lab of fuzz/lab-outer6.toml (tunnels with IPv6 endpoints): GRE
                     over IPv6 and IP in IPv6 of each tunnel, both inner families, and what
                     is answered (hop limit, MTU) or refused (an outer fragment, an extension header chain, a truncated
@@ -192,6 +193,10 @@ def packets(lab, generated, hostile):
     mixed = b"".join(bytes([0x40 | p]) + struct.pack("!H", len(f)) + f
                      for p, f, _ in generated[:: max(1, len(generated) // 24)])
     write(d, "mixed-ports", mixed)
+    # pipeline_fast reads the same bursts.
+    fast = reset("pipeline_fast")
+    for name in os.listdir(d):
+        shutil.copy(os.path.join(d, name), fast)
 
 
 def nd_seeds(d):

@@ -29,7 +29,7 @@
 # cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP=1 unlocks them on the stable toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-all=(wire_headers pipeline_packet pipeline_burst pipeline_outer6 config_parse control_request fpm_frames)
+all=(wire_headers pipeline_packet pipeline_burst pipeline_fast pipeline_outer6 config_parse control_request fpm_frames)
 
 if [ "${1:-}" = "--smoke" ]; then
   seconds=${2:-10}

@@ -109,7 +109,7 @@ impl TunnelMemo {
     /// compared whole is read back with wider loads than the stores that wrote it, and
     /// such loads wait.
     #[inline]
-    fn lookup<'s>(
+    pub(crate) fn lookup<'s>(
         &mut self,
         snap: &'s Snapshot,
         local: u32,
@@ -118,17 +118,35 @@ impl TunnelMemo {
         gre_key: Option<u32>,
         port: PortIndex,
     ) -> Option<(TunnelId, &'s TunnelHot)> {
+        if let Some(found) = self.hit(snap, local, remote, protocol.0, gre_key, port) {
+            return Some(found);
+        }
         let set = Self::set_of(local, remote, gre_key);
-        let ways = self.sets[set];
+        self.miss(snap, set, local, remote, protocol, gre_key, port)
+    }
+
+    /// [`TunnelMemo::lookup`] without the miss: the tunnel when one the memo holds
+    /// receives the key, else `None` (and the memo unchanged).
+    #[inline(always)]
+    pub(crate) fn hit<'s>(
+        &self,
+        snap: &'s Snapshot,
+        local: u32,
+        remote: u32,
+        protocol: u8,
+        gre_key: Option<u32>,
+        port: PortIndex,
+    ) -> Option<(TunnelId, &'s TunnelHot)> {
+        let ways = self.sets[Self::set_of(local, remote, gre_key)];
         for guess in ways {
             let id = TunnelId(u32::from(guess));
             if let Some(t) = snap.tunnels().hot(id) {
-                if t.receives(local, remote, protocol.0, gre_key, port) {
+                if t.receives(local, remote, protocol, gre_key, port) {
                     return Some((id, t));
                 }
             }
         }
-        self.miss(snap, set, local, remote, protocol, gre_key, port)
+        None
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,444 @@
+//! The fast path: stages 1 and 2 ([`super::classify`], [`super::terminate`]) in one pass
+//! for the packet a tunnel router sees most, and only for it.
+//!
+//! That packet: an untagged IPv4 frame to the port's MAC, a 20-byte outer header with a
+//! good checksum to one of our addresses, not a fragment, from a sane source, no Ethernet
+//! padding; IP in IP, or GRE version 0 with no flag but K (and no bit the receiver ignores),
+//! carrying IPv4 (0x0800); a tunnel the memo already knows that receives it on this port
+//! and wants no sequence numbers; inside, a 20-byte IPv4 header with a good checksum,
+//! exactly as long as what the tunnel carried, to an address not ours, from the tunnel's
+//! own sources, not the router's keepalive, with a TTL above 1, and an outer and inner ECN
+//! pair that RFC 6040 leaves as it is and that no event counts.
+//!
+//! For such a packet the general stages reach `Ok` with nothing but the tunnel's receive
+//! counter moved: the fast path gets there with one read of the frame, fixed offsets and
+//! no intermediate results in memory, and does exactly what they do (strip, TTL and its
+//! checksum, the counter, the [`Inner`] they fill). Any other packet it leaves untouched
+//! (it reads only; making the buffer writable is the first thing the general stages do as
+//! well) and the general stages take it from the start, so that every drop, punt, event
+//! and counter stays theirs. `fuzz`'s `pipeline_fast` target and the tests below check the
+//! two ways against each other packet by packet.
+
+use super::counters::Counters;
+use super::icmp::Back;
+use super::terminate::TunnelMemo;
+use super::Inner;
+use crate::buffer::PacketBuf;
+use crate::tables::tunnel::TunnelHot;
+use crate::tables::{PortIndex, Snapshot, TunnelId};
+use crate::wire::checksum;
+
+/// Ethernet (14) and a 20-byte outer IPv4 header.
+const L3: usize = 14;
+const L4: usize = L3 + 20;
+
+/// What stays the same over a burst: the port's MAC, as the frame carries it.
+#[derive(Clone, Copy)]
+pub(crate) struct Port {
+    pub index: PortIndex,
+    pub mac: [u8; 6],
+}
+
+impl Port {
+    /// The port's fast-path view, `None` for a port the snapshot does not have (its
+    /// packets all go the general way, which drops them).
+    #[inline]
+    pub(crate) fn of(snap: &Snapshot, index: PortIndex) -> Option<Port> {
+        snap.port(index).map(|p| Port {
+            index,
+            mac: p.mac.0,
+        })
+    }
+}
+
+/// Whether `h` (20 bytes) holds a valid IPv4 header checksum: its ones' complement sum is
+/// 0xFFFF (RFC 1071), five 32-bit words summed with end-around carry.
+#[inline(always)]
+fn header_ok(h: &[u8; 20]) -> bool {
+    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    checksum::fold(w(0) + w(4) + w(8) + w(12) + w(16)) == 0xFFFF
+}
+
+/// Whether RFC 6040's decapsulation (section 4.2, Figure 4) keeps the inner ECN field as
+/// it is, without an event, for these outer and inner fields (the two low bits): outer
+/// Not-ECT, inner CE, both the same, or outer ECT(0) over inner ECT(1). Every other pair
+/// is a drop, a change or a counted event: the general way.
+#[inline(always)]
+fn ecn_kept(outer: u8, inner: u8) -> bool {
+    outer == 0 || inner == 3 || outer == inner || (outer == 2 && inner == 1)
+}
+
+/// Terminate `pkt` on the fast path, as [`super::classify::ingress`] and
+/// [`super::terminate::terminate`] would: on `Some(rx_len)` (the frame's length as
+/// received) it is done, `out` filled and the packet starting at its inner IPv4 header;
+/// on `None` nothing was changed and the packet goes the general way.
+#[inline(always)]
+pub(crate) fn terminate<B: PacketBuf>(
+    pkt: &mut B,
+    port: Port,
+    snap: &Snapshot,
+    memo: &TunnelMemo,
+    counters: &mut Counters,
+    out: &mut Inner,
+) -> Option<usize> {
+    if pkt.chained_len().is_some() {
+        return None;
+    }
+    // Empty for a shared buffer that cannot be copied: too short below.
+    let d = pkt.data_mut();
+    let rx_len = d.len();
+    let outer: &[u8; 20] = d.get(L3..L4)?.try_into().ok()?;
+    // Ethernet: to us, IPv4. Outer IPv4: version 4, IHL 5, exactly the frame (no padding).
+    if d[..6] != port.mac || d[12..14] != [0x08, 0x00] || outer[0] != 0x45 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([outer[2], outer[3]]));
+    // Not a fragment: MF clear and offset 0 (DF may be set).
+    if total != rx_len - L3 || outer[6] & 0x3f != 0 || outer[7] != 0 || !header_ok(outer) {
+        return None;
+    }
+    let remote = u32::from_be_bytes([outer[12], outer[13], outer[14], outer[15]]);
+    let local = u32::from_be_bytes([outer[16], outer[17], outer[18], outer[19]]);
+    let first = outer[12];
+    if first == 0 || first == 127 || first >= 224 || !snap.is_local(local) {
+        return None;
+    }
+    let outer_ecn = outer[1] & 0b11;
+    let (l3, key) = match outer[9] {
+        4 => (L4, None),
+        47 => {
+            let g = d.get(L4..L4 + 4)?;
+            match [g[0], g[1], g[2], g[3]] {
+                [0x00, 0x00, 0x08, 0x00] => (L4 + 4, None),
+                [0x20, 0x00, 0x08, 0x00] => {
+                    let k = d.get(L4 + 4..L4 + 8)?;
+                    (L4 + 8, Some(u32::from_be_bytes([k[0], k[1], k[2], k[3]])))
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let (id, t) = memo.hit(snap, local, remote, outer[9], key, port.index)?;
+    if t.has(TunnelHot::SEQUENCE) {
+        return None;
+    }
+
+    // The inner header: 20 bytes, the whole rest of the frame.
+    let ip: &[u8; 20] = d.get(l3..l3 + 20)?.try_into().ok()?;
+    let inner_total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] != 0x45 || inner_total != rx_len - l3 || !header_ok(ip) {
+        return None;
+    }
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let ttl = ip[8];
+    let tos = ip[1];
+    if ttl <= 1
+        || !ecn_kept(outer_ecn, tos & 0b11)
+        || snap.is_local(dst)
+        || (t.link != 0 && dst == t.link)
+        || (src == t.local && dst == t.remote)
+        || snap.source_owner(src) != Some(TunnelId(t.sources))
+    {
+        return None;
+    }
+    let dont_frag = ip[6] & 0x40 != 0;
+
+    // Accepted: what the general stages write. The TTL with its checksum (RFC 1624; TTL
+    // shares its word with the protocol).
+    let old_word = u16::from_be_bytes([ttl, ip[9]]);
+    let old_sum = u16::from_be_bytes([ip[10], ip[11]]);
+    let sum = checksum::update_u16(old_sum, old_word, old_word - 0x0100);
+    d[l3 + 8] = ttl - 1;
+    d[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+    pkt.trim_front(l3).ok()?;
+    if let Some(c) = counters.tunnels.get_mut(id.index()) {
+        c.rx.add(rx_len);
+    }
+    out.ingress_tunnel = Some(id);
+    out.back = Back::Tunnel(id);
+    out.keepalive = false;
+    out.src = src;
+    out.dst = dst;
+    out.len = inner_total;
+    out.tos = tos;
+    out.ttl = ttl - 1;
+    out.dont_frag = dont_frag;
+    out.v6 = false;
+    Some(rx_len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ecn_kept, header_ok, terminate, Port};
+    use crate::buffer::{PacketBuf, TestBuf};
+    use crate::pipeline::counters::Counters;
+    use crate::pipeline::icmp::Back;
+    use crate::pipeline::terminate::TunnelMemo;
+    use crate::pipeline::Inner;
+    use crate::tables::{PortEntry, PortRoles, Snapshot, SnapshotBuilder, Tunnel, TunnelMode};
+    use crate::wire::{checksum, EthernetAddress, IpProtocol};
+    use core::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const LOCAL: [u8; 4] = [192, 0, 2, 1];
+
+    /// RFC 1071, written here on its own: the ones' complement of the ones' complement
+    /// sum of the 16-bit words.
+    fn rfc1071(h: &[u8]) -> u16 {
+        let mut sum: u32 = h
+            .chunks(2)
+            .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// An IPv4 header (no options) with its checksum.
+    fn ipv4(total: usize, tos: u8, ttl: u8, proto: u8, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut h = vec![0x45, tos];
+        h.extend_from_slice(&(total as u16).to_be_bytes());
+        h.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, ttl, proto, 0, 0]);
+        h.extend_from_slice(&src);
+        h.extend_from_slice(&dst);
+        let c = rfc1071(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h
+    }
+
+    /// A tunnel frame to us from `remote`: Ethernet, outer IPv4 (protocol 47 when `gre`
+    /// is given, else 4), the GRE header, and an inner IPv4 packet from `src` to `dst`
+    /// with 26 bytes of payload.
+    fn frame(remote: [u8; 4], gre: Option<&[u8]>, src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
+        let inner_total = 20 + 26;
+        let shim = gre.map_or(0, <[u8]>::len);
+        let proto = if gre.is_some() { 47 } else { 4 };
+        let mut f = MAC.to_vec();
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 0x99, 0x08, 0x00]);
+        f.extend(ipv4(20 + shim + inner_total, 0, 64, proto, remote, LOCAL));
+        f.extend_from_slice(gre.unwrap_or(&[]));
+        f.extend(ipv4(inner_total, 0x28, ttl, 17, src, dst));
+        f.extend_from_slice(&[0xab; 26]);
+        f
+    }
+
+    fn lab() -> Arc<Snapshot> {
+        let mut b = SnapshotBuilder::new();
+        b.port(
+            0,
+            PortEntry {
+                mac: EthernetAddress(MAC),
+                addrs: vec![Ipv4Addr::from(LOCAL)],
+                addrs6: Vec::new(),
+                mtu: 1500,
+                roles: PortRoles {
+                    client: true,
+                    ..PortRoles::default()
+                },
+                transit: false,
+                host_interface: false,
+            },
+        );
+        let tunnel = |name: &str, mode, remote: u8, clients: &str| {
+            let mut t = Tunnel::new(
+                name,
+                mode,
+                Ipv4Addr::from(LOCAL),
+                Ipv4Addr::new(198, 51, 100, remote),
+                0,
+            );
+            t.prefixes.push(clients.parse().unwrap());
+            t
+        };
+        b.tunnel(tunnel("plain", TunnelMode::Gre, 10, "10.1.0.0/16"));
+        let mut keyed = tunnel("keyed", TunnelMode::Gre, 20, "10.2.0.0/16");
+        keyed.key = Some(5);
+        b.tunnel(keyed);
+        b.tunnel(tunnel("ipip", TunnelMode::Ipip, 30, "10.3.0.0/16"));
+        let mut seq = tunnel("seq", TunnelMode::Gre, 40, "10.4.0.0/16");
+        seq.sequence = true;
+        b.tunnel(seq);
+        b.build().unwrap()
+    }
+
+    /// Run the fast path on `f` with the memo warmed (or not) for its tunnel.
+    fn run(
+        snap: &Snapshot,
+        f: &[u8],
+        warm: Option<(u8, Option<u32>)>,
+    ) -> (Option<usize>, TestBuf, Inner, Counters) {
+        let mut memo = TunnelMemo::default();
+        if let Some((remote, key)) = warm {
+            let proto = if f[23] == 4 {
+                IpProtocol::IPIP
+            } else {
+                IpProtocol::GRE
+            };
+            let found = memo.lookup(
+                snap,
+                u32::from_be_bytes(LOCAL),
+                u32::from(Ipv4Addr::new(198, 51, 100, remote)),
+                proto,
+                key,
+                0,
+            );
+            assert!(found.is_some(), "the tunnel exists");
+        }
+        let mut counters = Counters::default();
+        counters.fit(snap.port_slots(), snap.tunnels().slots());
+        let mut pkt = TestBuf::new(f);
+        let mut out = Inner::default();
+        let port = Port::of(snap, 0).unwrap();
+        let r = terminate(&mut pkt, port, snap, &memo, &mut counters, &mut out);
+        (r, pkt, out, counters)
+    }
+
+    /// Keyless GRE, GRE with a key and IP in IP, each from its tunnel's own clients: taken,
+    /// and left exactly as the general stages leave it (SPEC.md tunnel termination): the
+    /// inner packet, TTL one less with a good checksum, the tunnel's receive counter.
+    /// The rest: left alone, byte for byte.
+    #[test]
+    fn takes_the_common_packet_and_leaves_the_rest() {
+        let snap = lab();
+        // (remote's last byte, GRE header, key, inner source, tunnel)
+        type Case<'a> = (u8, Option<&'a [u8]>, Option<u32>, [u8; 4], &'a str);
+        let cases: [Case; 3] = [
+            (10, Some(&[0, 0, 0x08, 0]), None, [10, 1, 0, 5], "plain"),
+            (
+                20,
+                Some(&[0x20, 0, 0x08, 0, 0, 0, 0, 5]),
+                Some(5),
+                [10, 2, 0, 5],
+                "keyed",
+            ),
+            (30, None, None, [10, 3, 0, 5], "ipip"),
+        ];
+        for (remote, gre, key, src, name) in cases {
+            let f = frame([198, 51, 100, remote], gre, src, [10, 9, 0, 1], 64);
+            let l3 = 34 + gre.map_or(0, <[u8]>::len);
+
+            // A memo that has not met the tunnel: the general way (which fills it).
+            let (r, pkt, ..) = run(&snap, &f, None);
+            assert_eq!(r, None, "{name}: cold memo");
+            assert_eq!(pkt.data(), &f[..], "{name}: untouched");
+
+            let (r, pkt, out, counters) = run(&snap, &f, Some((remote, key)));
+            assert_eq!(r, Some(f.len()), "{name}: taken");
+            let mut want = f[l3..].to_vec();
+            want[8] = 63;
+            want[10..12].copy_from_slice(&[0, 0]);
+            let c = rfc1071(&want[..20]);
+            want[10..12].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(pkt.data(), &want[..], "{name}: the inner packet, TTL 63");
+            let id = snap.tunnels().by_name(name).unwrap();
+            assert_eq!(out.ingress_tunnel, Some(id), "{name}");
+            assert_eq!(out.back, Back::Tunnel(id), "{name}");
+            assert_eq!(out.src, u32::from_be_bytes(src), "{name}");
+            assert_eq!(out.dst, u32::from(Ipv4Addr::new(10, 9, 0, 1)), "{name}");
+            assert_eq!((out.len, out.tos, out.ttl), (46, 0x28, 63), "{name}");
+            assert!(!out.keepalive && !out.v6, "{name}");
+            let rx = counters.tunnels[id.index()].rx;
+            assert_eq!((rx.packets, rx.bytes), (1, f.len() as u64), "{name}");
+
+            // Each thing the fast path does not handle: untouched, for the general way.
+            let mut others: Vec<(&str, Vec<u8>)> = Vec::new();
+            let mut g = f.clone();
+            g.extend_from_slice(&[0; 4]);
+            others.push(("Ethernet padding", g));
+            others.push((
+                "TTL 1",
+                frame([198, 51, 100, remote], gre, src, [10, 9, 0, 1], 1),
+            ));
+            others.push((
+                "a spoofed source",
+                frame(
+                    [198, 51, 100, remote],
+                    gre,
+                    [10, 8, 0, 5],
+                    [10, 9, 0, 1],
+                    64,
+                ),
+            ));
+            others.push(("to us", frame([198, 51, 100, remote], gre, src, LOCAL, 64)));
+            let mut g = f.clone();
+            g[l3 + 10] ^= 1;
+            others.push(("a bad inner checksum", g));
+            let mut g = f.clone();
+            g[15] = 0x03; // outer ECN CE over inner ECT(0): inner becomes CE
+            g[24..26].copy_from_slice(&[0, 0]);
+            let c = rfc1071(&g[14..34]);
+            g[24..26].copy_from_slice(&c.to_be_bytes());
+            others.push(("an ECN change", g));
+            let mut g = f.clone();
+            g[0] = 0xff;
+            others.push(("another MAC", g));
+            for (what, g) in others {
+                let (r, pkt, ..) = run(&snap, &g, Some((remote, key)));
+                assert_eq!(r, None, "{name}: {what}");
+                assert_eq!(pkt.data(), &g[..], "{name}: {what} untouched");
+            }
+        }
+
+        // A tunnel that checks sequence numbers: the general way, even when known.
+        let f = frame(
+            [198, 51, 100, 40],
+            Some(&[0x10, 0, 0x08, 0, 0, 0, 0, 1]),
+            [10, 4, 0, 5],
+            [10, 9, 0, 1],
+            64,
+        );
+        let (r, pkt, ..) = run(&snap, &f, Some((40, None)));
+        assert_eq!((r, pkt.data()), (None, &f[..]));
+    }
+
+    /// The ECN pairs the fast path keeps are exactly those RFC 6040's Figure 4 leaves
+    /// alone with no event: derived here from the figure, not from the code.
+    #[test]
+    fn ecn_pairs_kept_are_figure_4s_unchanged_ones() {
+        // (outer, inner) -> the figure's outcome: None = inner unchanged and not
+        // suspicious. Bits: 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE.
+        for outer in 0u8..4 {
+            for inner in 0u8..4 {
+                let changed_or_flagged = match (outer, inner) {
+                    (3, 0) => true,          // drop
+                    (3, 1) | (3, 2) => true, // becomes CE
+                    (1, 2) => true,          // becomes ECT(1)
+                    (1, 0) | (2, 0) => true, // suspicious (outer ECT over Not-ECT)
+                    _ => false,
+                };
+                assert_eq!(
+                    ecn_kept(outer, inner),
+                    !changed_or_flagged,
+                    "{outer} {inner}"
+                );
+            }
+        }
+    }
+
+    /// The 20-byte check agrees with RFC 1071's sum over any header, good or bad.
+    #[test]
+    fn header_check_agrees_with_rfc1071() {
+        let mut x = 0x1234_5678u32;
+        for _ in 0..20_000 {
+            let mut h = [0u8; 20];
+            for b in &mut h {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            if x & 1 == 0 {
+                h[10] = 0;
+                h[11] = 0;
+                let c = checksum::checksum(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                assert!(header_ok(&h));
+            }
+            assert_eq!(header_ok(&h), checksum::verify(&h), "{h:?}");
+        }
+    }
+}
