@@ -16,8 +16,9 @@
 //! checksum, the counter, the [`Inner`] they fill). Any other packet it leaves untouched
 //! (it reads only; making the buffer writable is the first thing the general stages do as
 //! well) and the general stages take it from the start, so that every drop, punt, event
-//! and counter stays theirs. `fuzz`'s `pipeline_fast` target and the tests below check the
-//! two ways against each other packet by packet.
+//! and counter stays theirs. `dataplane/tests/fast_path.rs` and `fuzz`'s `pipeline_fast`
+//! target check the two ways against each other packet by packet; the tests below check
+//! what it takes and what it leaves.
 
 use super::counters::Counters;
 use super::icmp::Back;
@@ -26,7 +27,8 @@ use super::Inner;
 use crate::buffer::PacketBuf;
 use crate::tables::tunnel::TunnelHot;
 use crate::tables::{PortIndex, Snapshot, TunnelId};
-use crate::wire::checksum;
+use crate::wire::{checksum, ipv4};
+use core::net::Ipv4Addr;
 
 /// Ethernet (14) and a 20-byte outer IPv4 header.
 const L3: usize = 14;
@@ -99,8 +101,7 @@ pub(crate) fn terminate<B: PacketBuf>(
     }
     let remote = u32::from_be_bytes([outer[12], outer[13], outer[14], outer[15]]);
     let local = u32::from_be_bytes([outer[16], outer[17], outer[18], outer[19]]);
-    let first = outer[12];
-    if first == 0 || first == 127 || first >= 224 || !snap.is_local(local) {
+    if ipv4::is_martian_source(Ipv4Addr::from(remote)) || !snap.is_local(local) {
         return None;
     }
     let outer_ecn = outer[1] & 0b11;
