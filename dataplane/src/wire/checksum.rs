@@ -14,12 +14,14 @@
 /// Folds a 64-bit ones' complement accumulator (a sum of 16-bit words, say) to 16 bits
 /// with end-around carry.
 #[inline]
-pub const fn fold(mut acc: u64) -> u16 {
-    acc = (acc & 0xFFFF_FFFF) + (acc >> 32);
-    acc = (acc & 0xFFFF_FFFF) + (acc >> 32);
-    acc = (acc & 0xFFFF) + (acc >> 16);
-    acc = (acc & 0xFFFF) + (acc >> 16);
-    acc as u16
+pub const fn fold(acc: u64) -> u16 {
+    // Each half added to the other with its carry put back: an add and an add-with-carry
+    // per step. When the add carries, its sum is at most 2^32 - 2 (or 2^16 - 2), so
+    // putting the carry back cannot carry again.
+    let (lo, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let acc = lo + carry as u32;
+    let (lo, carry) = (acc as u16).overflowing_add((acc >> 16) as u16);
+    lo + carry as u16
 }
 
 /// Ones' complement addition of one 64-bit lane group into the accumulator.
@@ -175,7 +177,48 @@ mod tests {
         assert_eq!(updated, checksum(&header));
     }
 
+    /// What folding with end-around carry must give for `acc`: since 2^16 = 1 modulo
+    /// 0xFFFF, the same value modulo 0xFFFF, and 0 only for 0 (a non-zero sum never folds
+    /// to 0, the ones' complement "minus zero").
+    fn fold_is_right(acc: u64) -> bool {
+        let r = fold(acc);
+        if acc == 0 {
+            r == 0
+        } else {
+            r != 0 && u64::from(r) % 0xFFFF == acc % 0xFFFF
+        }
+    }
+
+    #[test]
+    fn fold_carries_at_every_step() {
+        for acc in [
+            0,
+            1,
+            0xFFFF,
+            0x1_0000,
+            0x1_FFFE,
+            0xFFFF_FFFF,
+            0x1_0000_0000,
+            0x1_FFFF_FFFF,
+            0xFFFF_FFFF_0000_0000,
+            0xFFFF_FFFF_FFFF_0000,
+            0xFFFF_FFFE_0000_0001,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert!(fold_is_right(acc), "fold({acc:#x}) = {:#x}", fold(acc));
+        }
+        assert_eq!(fold(0x1_0000), 1);
+        assert_eq!(fold(0xFFFF_FFFF), 0xFFFF);
+        assert_eq!(fold(u64::MAX), 0xFFFF);
+    }
+
     proptest! {
+        #[test]
+        fn fold_keeps_the_sum_modulo_ffff(acc in any::<u64>()) {
+            prop_assert!(fold_is_right(acc));
+        }
+
         #[test]
         fn fast_sum_equals_naive(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(sum(&data), naive_sum(&data));
