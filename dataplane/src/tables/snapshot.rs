@@ -217,6 +217,9 @@ pub struct Snapshot {
     ports: Vec<Option<PortEntry>>,
     /// Our addresses, sorted (host order).
     local: Vec<u32>,
+    /// The same when there are 1 to 8 of them, padded with copies of the first: a
+    /// fixed-size array the compiler compares in a few vector instructions.
+    local_few: Option<[u32; 8]>,
     /// The tunnels (shared with the snapshots before and after while no tunnel or
     /// neighbour changes, as are the parts below that route changes leave alone).
     tunnels: Arc<TunnelTable>,
@@ -280,13 +283,12 @@ impl Snapshot {
     }
 
     /// Whether `addr` (host order) is one of our addresses.
-    #[inline]
+    #[inline(always)]
     pub fn is_local(&self, addr: u32) -> bool {
-        // A handful of addresses: a linear scan beats a hash.
-        if self.local.len() <= 8 {
-            self.local.contains(&addr)
-        } else {
-            self.local.binary_search(&addr).is_ok()
+        // A handful of addresses: compared all at once, no branch per address.
+        match &self.local_few {
+            Some(few) => few.iter().fold(false, |found, &a| found | (a == addr)),
+            None => self.local.binary_search(&addr).is_ok(),
         }
     }
 
@@ -1639,6 +1641,11 @@ impl SnapshotBuilder {
             .collect();
         local.sort_unstable();
         local.dedup();
+        let local_few = (1..=8).contains(&local.len()).then(|| {
+            let mut few = [local[0]; 8];
+            few[..local.len()].copy_from_slice(&local);
+            few
+        });
         // The IPv6 routes (or the ports) changed: so may the next hops they need.
         if self.kept.v6_stale.is_some() {
             self.kept.wanted6 = self.wanted_hops6();
@@ -1663,6 +1670,7 @@ impl SnapshotBuilder {
             generation: kept.generation,
             ports,
             local,
+            local_few,
             tunnels: Arc::clone(&kept.tunnel_table),
             routes: kept.routes.publish(),
             others: Arc::clone(&kept.other_targets),
@@ -2258,6 +2266,46 @@ mod tests {
         let s2 = b.build().unwrap();
         assert_eq!(s2.generation(), 2);
         assert_eq!(s2.tunnels().get(id).unwrap().state.next_tx_sequence(), 1);
+    }
+
+    /// `is_local` on 0 to 12 addresses (the few it compares at once, padded, and the
+    /// many it searches), spread over two ports: each is ours, nothing else is (not the
+    /// addresses next to them, not 0 nor 255.255.255.255).
+    #[test]
+    fn is_local_knows_each_address_and_no_other() {
+        let ours = |i: u32| 0xC000_0200 + 7 * i + 3; // 192.0.2.3, .10, .17, ...
+        for n in 0..=12u32 {
+            let mut b = SnapshotBuilder::new();
+            for port in 0..2u16 {
+                b.port(
+                    port,
+                    PortEntry {
+                        mac: EthernetAddress([2, 0, 0, 0, 0, port as u8 + 1]),
+                        addrs: (0..n)
+                            .filter(|i| i % 2 == u32::from(port))
+                            .map(|i| Ipv4Addr::from(ours(i)))
+                            .collect(),
+                        addrs6: Vec::new(),
+                        mtu: 1500,
+                        roles: PortRoles {
+                            client: true,
+                            ..PortRoles::default()
+                        },
+                        transit: false,
+                        host_interface: false,
+                    },
+                );
+            }
+            let s = b.build().unwrap();
+            for i in 0..n {
+                assert!(s.is_local(ours(i)), "{n} addresses: {i} is ours");
+                assert!(!s.is_local(ours(i) - 1), "{n} addresses: below {i}");
+                assert!(!s.is_local(ours(i) + 1), "{n} addresses: above {i}");
+            }
+            for other in [0, u32::MAX, ours(n), ours(0) - 7] {
+                assert!(!s.is_local(other), "{n} addresses: {other:#x} is not ours");
+            }
+        }
     }
 
     #[test]
