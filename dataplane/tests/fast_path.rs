@@ -4,8 +4,12 @@
 //! the same bytes with the same headroom, and after each burst count the same and note the
 //! same unresolved neighbours.
 //!
-//! The frames are built by scapy (the lab's tunnels b, c, d and edge, which the fast path
-//! takes, k's keepalive, which it must leave, and a, which checks sequence numbers and so never is); each goes in a burst
+//! The frames are built by scapy: the lab's tunnels b, c, d and edge, which the fast path
+//! takes, into tunnels of every kind (plain, with a key, IP in IP, sequence numbers and
+//! checksum, checksum alone, inherited TTL and copied DF, too small an MTU, no next hop),
+//! the internet, and loops (from an egress tunnel's router, from our address, to a martian
+//! destination a tunnel's prefixes cover); k's keepalive, which it must leave; and a,
+//! which checks sequence numbers and so never is. Each goes in a burst
 //! between two copies of its valid original, so the memo knows the tunnel and a mutant
 //! sits between packets the fast path takes. Mutations: every bit and a whole-byte flip
 //! of the first 66 bytes, each as it is and with both IPv4 header checksums made right
@@ -24,6 +28,8 @@ use std::sync::Arc;
 
 /// Tunnel k's router.
 const RK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+/// Tunnel g's router.
+const RG: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 
 /// One worker and its own snapshot (its own GRE sequence state).
 struct Side {
@@ -41,7 +47,14 @@ impl Side {
         k.key = Some(9);
         k.prefixes.push("10.9.0.0/16".parse().unwrap());
         k.extra_sources.push("192.0.2.1/32".parse().unwrap());
+        // A martian prefix: only route() drops what it covers.
+        k.prefixes.push("240.0.0.0/8".parse().unwrap());
         b.tunnel(k).neighbor(CLIENT_PORT, RK, remote_mac(9));
+        // Tunnel g: a GRE checksum without sequence numbers.
+        let mut g = Tunnel::new("g", TunnelMode::Gre, L1, RG, CLIENT_PORT);
+        g.checksum = true;
+        g.prefixes.push("10.8.0.0/16".parse().unwrap());
+        b.tunnel(g).neighbor(CLIENT_PORT, RG, remote_mac(10));
         let snap = b.build().expect("the lab is valid");
         let mut pipe = Pipeline::new(0x1000);
         pipe.set_fast_path(fast);
@@ -55,12 +68,14 @@ impl Side {
     }
 }
 
-/// A base frame: what it is, its port, its bytes, where its inner IPv4 header starts.
+/// A base frame: what it is, its port, its bytes, where its inner IPv4 header starts,
+/// and whether it is forwarded (else the lab drops or answers it on the way out).
 struct Base {
     name: &'static str,
     port: PortIndex,
     frame: Vec<u8>,
     inner: usize,
+    forwarded: bool,
 }
 
 fn bases() -> Vec<Base> {
@@ -71,7 +86,8 @@ fn bases() -> Vec<Base> {
             remote_mac(last)
         )
     };
-    let specs: [(&str, PortIndex, String, usize); 7] = [
+    let big = "UDP(sport=1234,dport=5678)/Raw(b'x'*300)";
+    let specs: [(&str, PortIndex, String, usize, bool); 15] = [
         (
             "b keyless GRE",
             CLIENT_PORT,
@@ -80,6 +96,7 @@ fn bases() -> Vec<Base> {
                 client("198.51.100.2", 2)
             ),
             38,
+            true,
         ),
         (
             "b to the internet",
@@ -89,6 +106,7 @@ fn bases() -> Vec<Base> {
                 client("198.51.100.2", 2)
             ),
             38,
+            true,
         ),
         (
             "k's keepalive, back to its router",
@@ -98,6 +116,7 @@ fn bases() -> Vec<Base> {
                 client("198.51.100.9", 9)
             ),
             42,
+            true,
         ),
         (
             "c IP in IP",
@@ -107,6 +126,7 @@ fn bases() -> Vec<Base> {
                 client("198.51.100.3", 3)
             ),
             34,
+            true,
         ),
         (
             "d GRE key 400 into a",
@@ -116,6 +136,7 @@ fn bases() -> Vec<Base> {
                 client("198.51.100.4", 4)
             ),
             42,
+            true,
         ),
         (
             "edge, the other edge router",
@@ -125,6 +146,7 @@ fn bases() -> Vec<Base> {
                  /GRE(key_present=1,key=7)/IP(src='10.99.0.1',dst='10.3.0.1',tos=0x02)/{inner}"
             ),
             42,
+            true,
         ),
         (
             "a sequence and checksum",
@@ -135,17 +157,99 @@ fn bases() -> Vec<Base> {
                 client("198.51.100.1", 1)
             ),
             50,
+            true,
+        ),
+        (
+            "b into d (TTL inherited, fixed DSCP, DF copied)",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE()/IP(src='10.2.0.5',dst='10.4.0.9',ttl=30,tos=0x2a,flags='DF')/{inner}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            true,
+        ),
+        (
+            "b to the other edge (GRE key 7 out of the core port)",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE()/IP(src='10.2.0.5',dst='10.99.0.1',tos=0x03)/{inner}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            true,
+        ),
+        (
+            "b, 348 bytes with DF, into small (MTU 200)",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE()/IP(src='10.2.0.5',dst='10.6.0.9',flags='DF')/{big}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            false,
+        ),
+        (
+            "b into g (GRE checksum)",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE()/IP(src='10.2.0.5',dst='10.8.0.9')/{inner}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            true,
+        ),
+        (
+            "b from e's router (one of b's sources) into e: a loop",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE()/IP(src='{RE}',dst='10.7.0.9')/{inner}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            false,
+        ),
+        (
+            "b from our own address (one of b's sources) into e: a loop",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE()/IP(src='{L2}',dst='10.7.0.9')/{inner}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            false,
+        ),
+        (
+            "b to a martian destination that k's prefixes cover",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE()/IP(src='10.2.0.5',dst='240.0.0.9')/{inner}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            false,
+        ),
+        (
+            "b into nn, whose next hop is unresolved",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE()/IP(src='10.2.0.5',dst='10.5.0.9')/{inner}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            false,
         ),
     ];
     let frames = pkts(&specs.iter().map(|s| s.2.clone()).collect::<Vec<_>>());
     specs
         .into_iter()
         .zip(frames)
-        .map(|((name, port, _, inner), frame)| Base {
+        .map(|((name, port, _, inner, forwarded), frame)| Base {
             name,
             port,
             frame,
             inner,
+            forwarded,
         })
         .collect()
 }
@@ -279,15 +383,18 @@ fn fast_path_and_general_stages_agree_on_every_mutant() {
     let mut fast = Side::new(true);
     let mut general = Side::new(false);
     let mut compared = 0;
-    for b in bases() {
-        // The originals first, alone: they are forwarded (but for a's, whose sequence
-        // number repeats from its second copy on), so that the mutants below sit next to
-        // packets that go all the way.
+    let bases = bases();
+    let frames = bases.len();
+    for b in bases {
+        // The originals first, alone: those the lab forwards are (but for a's, whose
+        // sequence number repeats from its second copy on), so that the mutants below sit
+        // next to packets that go all the way; the others are not.
         let mut fb = [TestBuf::new(&b.frame)];
         let a = fast.process(b.port, &mut fb)[0];
-        assert!(
+        assert_eq!(
             matches!(a, Action::Transmit(_)),
-            "{}: the original is forwarded ({a:?})",
+            b.forwarded,
+            "{}: the original's action ({a:?})",
             b.name
         );
         let mut gb = [TestBuf::new(&b.frame)];
@@ -300,8 +407,8 @@ fn fast_path_and_general_stages_agree_on_every_mutant() {
             compared += 1;
         }
     }
-    // Every mutant of seven frames: well over a thousand each.
-    assert!(compared > 7 * 1000, "{compared} bursts compared");
+    // Every mutant of every frame: well over a thousand each.
+    assert!(compared > frames * 1000, "{compared} bursts compared");
     // The counters saw traffic of every kind: forwarded and dropped.
     let c = fast.pipe.counters();
     assert!(c.tunnels.iter().map(|t| t.rx.packets).sum::<u64>() > 10_000);

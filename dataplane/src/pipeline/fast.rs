@@ -8,7 +8,15 @@
 //! and wants no sequence numbers; inside, a 20-byte IPv4 header with a good checksum,
 //! exactly as long as what the tunnel carried, to an address not ours, from the tunnel's
 //! own sources, not the router's keepalive, with a TTL above 1, and an outer and inner ECN
-//! pair that RFC 6040 leaves as it is and that no event counts.
+//! pair that RFC 6040 leaves as it is and that no event counts; besides, what route checks
+//! on the inner addresses alone: a destination that is neither the tunnel's router nor
+//! martian, a source that is not ours.
+//!
+//! After the burst's route lookup, [`forward`] does stages 4 and 5 for such a packet when
+//! its route leads into another tunnel whose router is neither end of the packet, and that
+//! tunnel is the plain kind ([`super::encap::plain4`]: IPv4 endpoints, a known next hop, no
+//! sequence numbers, no GRE checksum, room for the packet); any other packet it leaves as
+//! it is, for the general stages 4 and 5.
 //!
 //! For such a packet the general stages reach `Ok` with nothing but the tunnel's receive
 //! counter moved: the fast path gets there with one read of the frame, fixed offsets and
@@ -21,12 +29,14 @@
 //! what it takes and what it leaves.
 
 use super::counters::Counters;
+use super::encap::{self, Sent};
 use super::icmp::Back;
 use super::terminate::TunnelMemo;
-use super::Inner;
+use super::{Ident, Inner};
 use crate::buffer::PacketBuf;
+use crate::lpm::NextHop;
 use crate::tables::tunnel::TunnelHot;
-use crate::tables::{PortIndex, Snapshot, TunnelId};
+use crate::tables::{PortIndex, Snapshot, Target, TunnelId};
 use crate::wire::{checksum, ipv4};
 use core::net::Ipv4Addr;
 
@@ -139,7 +149,12 @@ pub(crate) fn terminate<B: PacketBuf>(
         || !ecn_kept(outer_ecn, tos & 0b11)
         || snap.is_local(dst)
         || (t.link != 0 && dst == t.link)
-        || (src == t.local && dst == t.remote)
+        // To the tunnel's own router: its keepalive (from our endpoint), or a loop.
+        || dst == t.remote
+        // What route() then checks on the inner addresses alone, so that forward() need
+        // not: a martian destination, and a packet from one of our addresses (a loop).
+        || ipv4::is_martian_destination(Ipv4Addr::from(dst))
+        || snap.is_local(src)
         || snap.source_owner(src) != Some(TunnelId(t.sources))
     {
         return None;
@@ -168,6 +183,36 @@ pub(crate) fn terminate<B: PacketBuf>(
     out.dont_frag = dont_frag;
     out.v6 = false;
     Some(rx_len)
+}
+
+/// Stages 4 and 5 on the fast path, for a packet [`terminate`] took (`inner` is what it
+/// filled, `nh` its route): a route into a tunnel other than the ingress one, whose router
+/// is neither end of the packet, and [`encap::plain4`] into that tunnel. The checks
+/// [`super::route::route`] makes on the inner addresses alone (a martian destination, a
+/// source of ours, the ingress tunnel's router as destination) [`terminate`] made. On
+/// `Some` the packet is sent as the general stages would send it; on `None` nothing was
+/// changed and it takes the general stages 4 and 5.
+#[inline(always)]
+pub(crate) fn forward<B: PacketBuf>(
+    pkt: &mut B,
+    inner: &Inner,
+    snap: &Snapshot,
+    nh: NextHop,
+    ident: &mut Ident,
+    counters: &mut Counters,
+) -> Option<Sent> {
+    // NextHop::NONE is no tunnel either.
+    let Target::Tunnel(egress) = snap.target(nh) else {
+        return None;
+    };
+    if inner.ingress_tunnel == Some(egress) {
+        return None;
+    }
+    let e = snap.tunnels().hot(egress)?;
+    if inner.dst == e.remote || inner.src == e.remote {
+        return None;
+    }
+    encap::plain4(pkt, inner, e, egress, ident, counters)
 }
 
 #[cfg(test)]

@@ -366,8 +366,14 @@ impl Pipeline {
         actions: &mut [Action],
         traces: &mut [PacketTrace],
     ) {
+        // What the callers hold to, stated so that the compiler knows every index below
+        // the burst's length is within the arrays of MAX_BURST (no bounds checks).
+        let n = pkts.len().min(actions.len()).min(MAX_BURST);
+        let (pkts, actions) = (&mut pkts[..n], &mut actions[..n]);
         let mut inner = [Inner::default(); MAX_BURST];
         let mut pending = [false; MAX_BURST];
+        // Terminated by the fast path: routed and encapsulated by it too where it can.
+        let mut fast = [false; MAX_BURST];
         // Verdicts whose answer (an ICMP error, an echo reply) is built in stage 5, in
         // packet order with the rest: a tunnel's sequence numbers follow the burst's order.
         let mut deferred: [Option<Verdict>; MAX_BURST] = [None; MAX_BURST];
@@ -409,7 +415,8 @@ impl Pipeline {
                     rx_bytes += rx_len as u64;
                     dsts[i] = inner[i].dst;
                     pending[i] = true;
-                    actions[i] = Action::Drop(DropReason::NoRoute); // until routed
+                    // Its action is written in stages 4 and 5, whichever way it goes.
+                    fast[i] = true;
                     continue;
                 }
             }
@@ -525,7 +532,6 @@ impl Pipeline {
 
         // Stage 3: one bulk lookup for the burst.
         let mut hops = [NextHop::NONE; MAX_BURST];
-        let n = pkts.len();
         snap.routes().lookup_bulk(&dsts[..n], &mut hops[..n]);
         // IPv6 packets (inside IPv4 tunnels) look up their own table, in one bulk lookup of
         // their own; the IPv4 lookup of their placeholder destination is overwritten.
@@ -570,6 +576,20 @@ impl Pipeline {
 
         // Stages 4 and 5.
         for (i, pkt) in pkts.iter_mut().enumerate() {
+            if fast[i] {
+                if let Some((out, len)) = fast::forward(
+                    pkt,
+                    &inner[i],
+                    snap,
+                    hops[i],
+                    &mut self.ident,
+                    &mut self.counters,
+                ) {
+                    tx_len[i] = len;
+                    actions[i] = Action::Transmit(out);
+                    continue;
+                }
+            }
             if let Some(v) = deferred[i] {
                 actions[i] = self.verdict(pkt, snap, v, &mut tx_len[i]);
                 continue;
