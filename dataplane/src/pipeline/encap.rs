@@ -184,6 +184,8 @@ fn outer4(
         sum += u64::from(w);
     }
     let csum = !checksum::fold(sum);
+    // As a fixed-size array, so that the writes below need no bounds checks. `h` always
+    // holds it: every IPv4 tunnel's header has Ethernet and IPv4 at least (34 bytes).
     let Some(ip) = h
         .get_mut(ethernet::HEADER_LEN..ethernet::HEADER_LEN + IPV4_LEN)
         .and_then(|ip| <&mut [u8; IPV4_LEN]>::try_from(ip).ok())
