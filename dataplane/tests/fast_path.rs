@@ -180,7 +180,7 @@ fn bases() -> Vec<Base> {
             true,
         ),
         (
-            "b, 348 bytes with DF, into small (MTU 200)",
+            "b, 328 bytes with DF, into small (MTU 200)",
             CLIENT_PORT,
             format!(
                 "{}/GRE()/IP(src='10.2.0.5',dst='10.6.0.9',flags='DF')/{big}",

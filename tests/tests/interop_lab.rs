@@ -864,6 +864,11 @@ fn dissect(file: &Path) -> Vec<Frame> {
         "tcp.port==6002,data",
         "-d",
         "tcp.port==6003,data",
+        // Traceroute's probes: junk to ports 33434 and up, from a port the kernel picks in
+        // its ephemeral range (32768-60999), which may be one a dissector is registered on
+        // (34980, EtherCAT, once: it then reported the junk as an error).
+        "-d",
+        "udp.port==32768-60999,data",
         "-o",
         "ip.check_checksum:TRUE",
         "-o",
