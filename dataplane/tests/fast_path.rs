@@ -5,7 +5,7 @@
 //! same unresolved neighbours.
 //!
 //! The frames are built by scapy: the lab's tunnels b, c, d and edge, which the fast path
-//! takes, into tunnels of every kind (plain, with a key, IP in IP, sequence numbers and
+//! takes, into IPv4 tunnels of every kind (plain, with a key, IP in IP, sequence numbers and
 //! checksum, checksum alone, inherited TTL and copied DF, too small an MTU, no next hop),
 //! the internet, and loops (from an egress tunnel's router, from our address, to a martian
 //! destination a tunnel's prefixes cover); k's keepalive, which it must leave; and a,

@@ -186,6 +186,11 @@ fn outer4(
     let csum = !checksum::fold(sum);
     // As a fixed-size array, so that the writes below need no bounds checks. `h` always
     // holds it: every IPv4 tunnel's header has Ethernet and IPv4 at least (34 bytes).
+    debug_assert!(
+        h.len() >= ethernet::HEADER_LEN + IPV4_LEN,
+        "{} bytes",
+        h.len()
+    );
     let Some(ip) = h
         .get_mut(ethernet::HEADER_LEN..ethernet::HEADER_LEN + IPV4_LEN)
         .and_then(|ip| <&mut [u8; IPV4_LEN]>::try_from(ip).ok())
@@ -215,9 +220,13 @@ pub(crate) fn plain4<B: PacketBuf>(
 ) -> Option<Sent> {
     const WANT: u8 = TunnelHot::VALID | TunnelHot::NEIGHBOR;
     const MASK: u8 = WANT | TunnelHot::SEQUENCE | TunnelHot::CHECKSUM;
+    if t.flags & MASK != WANT || inner.v6 {
+        return None;
+    }
+    // A valid tunnel's header holds Ethernet at least.
     let headers = usize::from(t.header_len);
     let outer_len = inner.len + headers - ethernet::HEADER_LEN;
-    if t.flags & MASK != WANT || outer_len > usize::from(t.mtu) || inner.v6 {
+    if outer_len > usize::from(t.mtu) {
         return None;
     }
     let h = pkt.prepend(headers).ok()?;

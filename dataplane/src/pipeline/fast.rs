@@ -1,5 +1,6 @@
-//! The fast path: stages 1 and 2 ([`super::classify`], [`super::terminate`]) in one pass
-//! for the packet a tunnel router sees most, and only for it.
+//! The fast path: stages 1 and 2 ([`super::classify`], [`super::terminate`]) in one pass,
+//! and then stages 4 and 5 ([`super::route`], [`super::encap`]), for the packet a tunnel
+//! router sees most, and only for it.
 //!
 //! That packet: an untagged IPv4 frame to the port's MAC, a 20-byte outer header with a
 //! good checksum to one of our addresses, not a fragment, from a sane source, no Ethernet
@@ -12,12 +13,6 @@
 //! on the inner addresses alone: a destination that is neither the tunnel's router nor
 //! martian, a source that is not ours.
 //!
-//! After the burst's route lookup, [`forward`] does stages 4 and 5 for such a packet when
-//! its route leads into another tunnel whose router is neither end of the packet, and that
-//! tunnel is the plain kind ([`super::encap::plain4`]: IPv4 endpoints, a known next hop, no
-//! sequence numbers, no GRE checksum, room for the packet); any other packet it leaves as
-//! it is, for the general stages 4 and 5.
-//!
 //! For such a packet the general stages reach `Ok` with nothing but the tunnel's receive
 //! counter moved: the fast path gets there with one read of the frame, fixed offsets and
 //! no intermediate results in memory, and does exactly what they do (strip, TTL and its
@@ -26,7 +21,14 @@
 //! well) and the general stages take it from the start, so that every drop, punt, event
 //! and counter stays theirs. `dataplane/tests/fast_path.rs` and `fuzz`'s `pipeline_fast`
 //! target check the two ways against each other packet by packet; the tests below check
-//! what it takes and what it leaves.
+//! what [`terminate`] takes and what it leaves.
+//!
+//! After the burst's route lookup, [`forward`] does stages 4 and 5 for such a packet when
+//! its route leads into another tunnel whose router is neither end of the packet, and that
+//! tunnel is the plain kind ([`super::encap::plain4`]: IPv4 endpoints, a known next hop, no
+//! sequence numbers, no GRE checksum, room for the packet), writing what the general
+//! [`super::encap::encapsulate`] writes with the same helpers; any other packet it leaves
+//! as it is, for the general stages 4 and 5 (the same tests compare the two).
 
 use super::counters::Counters;
 use super::encap::{self, Sent};
