@@ -1963,23 +1963,25 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A client port with MAC 02:00:00:00:00:`mac` and these addresses.
+    fn client_port(mac: u8, addrs: Vec<Ipv4Addr>) -> PortEntry {
+        PortEntry {
+            mac: EthernetAddress([2, 0, 0, 0, 0, mac]),
+            addrs,
+            addrs6: Vec::new(),
+            mtu: 1500,
+            roles: PortRoles {
+                client: true,
+                ..PortRoles::default()
+            },
+            transit: false,
+            host_interface: false,
+        }
+    }
+
     fn base() -> SnapshotBuilder {
         let mut b = SnapshotBuilder::new();
-        b.port(
-            0,
-            PortEntry {
-                mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
-                addrs: vec![addr("192.0.2.1")],
-                addrs6: Vec::new(),
-                mtu: 1500,
-                roles: PortRoles {
-                    client: true,
-                    ..PortRoles::default()
-                },
-                transit: false,
-                host_interface: false,
-            },
-        );
+        b.port(0, client_port(1, vec![addr("192.0.2.1")]));
         let mut t = Tunnel::new(
             "a",
             TunnelMode::Gre,
@@ -2277,24 +2279,11 @@ mod tests {
         for n in 0..=12u32 {
             let mut b = SnapshotBuilder::new();
             for port in 0..2u16 {
-                b.port(
-                    port,
-                    PortEntry {
-                        mac: EthernetAddress([2, 0, 0, 0, 0, port as u8 + 1]),
-                        addrs: (0..n)
-                            .filter(|i| i % 2 == u32::from(port))
-                            .map(|i| Ipv4Addr::from(ours(i)))
-                            .collect(),
-                        addrs6: Vec::new(),
-                        mtu: 1500,
-                        roles: PortRoles {
-                            client: true,
-                            ..PortRoles::default()
-                        },
-                        transit: false,
-                        host_interface: false,
-                    },
-                );
+                let addrs = (0..n)
+                    .filter(|i| i % 2 == u32::from(port))
+                    .map(|i| Ipv4Addr::from(ours(i)))
+                    .collect();
+                b.port(port, client_port(port as u8 + 1, addrs));
             }
             let s = b.build().unwrap();
             for i in 0..n {
