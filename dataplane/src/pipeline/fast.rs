@@ -225,7 +225,7 @@ mod tests {
     use crate::pipeline::icmp::Back;
     use crate::pipeline::terminate::TunnelMemo;
     use crate::pipeline::Inner;
-    use crate::tables::{PortEntry, PortRoles, Snapshot, SnapshotBuilder, Tunnel, TunnelMode};
+    use crate::tables::{PortEntry, Snapshot, SnapshotBuilder, Tunnel, TunnelMode};
     use crate::wire::{checksum, EthernetAddress, IpProtocol};
     use core::net::Ipv4Addr;
     use std::sync::Arc;
@@ -278,18 +278,7 @@ mod tests {
         let mut b = SnapshotBuilder::new();
         b.port(
             0,
-            PortEntry {
-                mac: EthernetAddress(MAC),
-                addrs: vec![Ipv4Addr::from(LOCAL)],
-                addrs6: Vec::new(),
-                mtu: 1500,
-                roles: PortRoles {
-                    client: true,
-                    ..PortRoles::default()
-                },
-                transit: false,
-                host_interface: false,
-            },
+            PortEntry::client_for_tests(EthernetAddress(MAC), vec![Ipv4Addr::from(LOCAL)]),
         );
         let tunnel = |name: &str, mode, remote: u8, clients: &str| {
             let mut t = Tunnel::new(

@@ -51,6 +51,26 @@ pub struct PortEntry {
     pub host_interface: bool,
 }
 
+#[cfg(test)]
+impl PortEntry {
+    /// For unit tests: a client port (MTU 1500, no IPv6, not transit, no host interface)
+    /// with this MAC and these addresses.
+    pub(crate) fn client_for_tests(mac: EthernetAddress, addrs: Vec<Ipv4Addr>) -> PortEntry {
+        PortEntry {
+            mac,
+            addrs,
+            addrs6: Vec::new(),
+            mtu: 1500,
+            roles: PortRoles {
+                client: true,
+                ..PortRoles::default()
+            },
+            transit: false,
+            host_interface: false,
+        }
+    }
+}
+
 impl PortEntry {
     /// The port's IPv6 link-local address, from its MAC (modified EUI-64).
     #[inline]
@@ -1965,18 +1985,7 @@ mod tests {
 
     /// A client port with MAC 02:00:00:00:00:`mac` and these addresses.
     fn client_port(mac: u8, addrs: Vec<Ipv4Addr>) -> PortEntry {
-        PortEntry {
-            mac: EthernetAddress([2, 0, 0, 0, 0, mac]),
-            addrs,
-            addrs6: Vec::new(),
-            mtu: 1500,
-            roles: PortRoles {
-                client: true,
-                ..PortRoles::default()
-            },
-            transit: false,
-            host_interface: false,
-        }
+        PortEntry::client_for_tests(EthernetAddress([2, 0, 0, 0, 0, mac]), addrs)
     }
 
     fn base() -> SnapshotBuilder {
