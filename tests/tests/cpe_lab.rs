@@ -547,17 +547,30 @@ fn cpe_lab_bgp_with_both_edges_and_the_backup_by_preference() {
     );
     // The carrier hears the site's prefix, and only it, from each session, and prefers the
     // primary's (the backup's is prepended).
+    // An established session's first update may still be on its way: wait until the
+    // carrier has routes from the peer, then they must be exactly the site's prefix.
     for peer in ["169.254.5.0", "169.254.6.0"] {
-        let v = lab
-            .vtysh_json(
-                "carrier",
-                &format!("show bgp ipv4 unicast neighbors {peer} routes json"),
-            )
-            .expect("the carrier's routes");
-        let got: Vec<String> = v["routes"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+        let (got, v) = wait_for(
+            Duration::from_secs(30),
+            &format!("the carrier's routes from {peer}"),
+            || {
+                let v = lab
+                    .vtysh_json(
+                        "carrier",
+                        &format!("show bgp ipv4 unicast neighbors {peer} routes json"),
+                    )
+                    .expect("the carrier's routes");
+                let got: Vec<String> = v["routes"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                if got.is_empty() {
+                    Err(v.to_string())
+                } else {
+                    Ok((got, v))
+                }
+            },
+        );
         assert_eq!(got, ["10.5.0.0/16"], "from {peer}: {v}");
     }
     let best = text(&lab.exec("carrier", &["ip", "route", "show", "10.5.0.0/16"]));
