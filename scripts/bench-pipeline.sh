@@ -23,6 +23,8 @@
 # much of backbone's memory was on transparent huge pages.
 #
 # BENCH_OUT puts its builds, inputs and results in another folder than out/bench-pipeline.
+# BENCH_GRE_TUNNELS (1 to 4096, default 1000) sets how many GRE tunnels send, and as many
+# egress tunnels: a larger tunnel table, for what its size costs.
 #
 # Either way it fails loudly unless each backbone run forwards at least 99% of what it
 # receives and drops nothing (its final counters): a benchmark that measures nothing fails.
@@ -156,7 +158,7 @@ fi
 fi
 
 # Inputs: tables, backbone configurations, captures.
-gen_stamp="$WORKERS $PACKETS $PAYLOAD ${BENCH_ROUTES:-all} $(stat -c %Y "$TABLE" "$TABLE6" | tr '\n' ' ')$(sha1sum "$HELPER" | cut -c1-12)"
+gen_stamp="$WORKERS $PACKETS $PAYLOAD ${BENCH_ROUTES:-all} ${BENCH_GRE_TUNNELS:-1000} $(stat -c %Y "$TABLE" "$TABLE6" | tr '\n' ' ')$(sha1sum "$HELPER" | cut -c1-12)"
 if [ "$(cat "$OUT/gen.stamp" 2>/dev/null)" != "$gen_stamp" ]; then
   say "generating routes, configurations and captures (scapy)"
   rm -f "$OUT"/*.pcap "$OUT"/gen.json

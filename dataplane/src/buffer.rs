@@ -66,6 +66,19 @@ pub trait PacketBuf {
     }
     /// Move the start `len` bytes forward (strip a header).
     fn trim_front(&mut self, len: usize) -> Result<(), TooShort>;
+    /// Replace the first `old` bytes (a header to strip) with `new` bytes in front (room
+    /// for the headers to write, contents unspecified) and return those: `trim_front(old)`
+    /// then `prepend(new)`, in one step. `None`, with nothing changed, when the packet is
+    /// shorter than `old`, the headroom left would not hold `new`, or the buffer is shared
+    /// and cannot be made writable.
+    fn replace_front(&mut self, old: usize, new: usize) -> Option<&mut [u8]> {
+        self.make_writable().ok()?;
+        if old > self.len() || new > self.headroom() + old {
+            return None;
+        }
+        self.trim_front(old).ok()?;
+        self.prepend(new).ok()
+    }
     /// Drop `len` bytes from the end (Ethernet padding).
     fn trim_back(&mut self, len: usize) -> Result<(), TooShort>;
     /// Append zero bytes until the packet is at least `len` bytes long (frames we build

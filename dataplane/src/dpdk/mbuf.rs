@@ -327,6 +327,30 @@ impl PacketBuf for Mbuf {
     }
 
     #[inline]
+    fn replace_front(&mut self, old: usize, new: usize) -> Option<&mut [u8]> {
+        self.writable().ok()?;
+        let (off, data_len) = self.window();
+        let (old, new) = (u16::try_from(old).ok()?, u16::try_from(new).ok()?);
+        // The new start, off + old - new, must not fall before the buffer's first byte.
+        let start = off.checked_add(old)?.checked_sub(new)?;
+        if old > data_len {
+            return None;
+        }
+        // SAFETY: the window's end does not move (start + new length = off + data_len,
+        // within the buffer as before), and its start is at or after the buffer's first
+        // byte (checked above).
+        unsafe { self.set_window(start, data_len - old + new) };
+        // SAFETY: the `new` bytes from the new start are this mbuf's buffer, which no other
+        // mbuf shares (checked above), exclusively borrowed via self.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.buf_addr().add(usize::from(start)),
+                usize::from(new),
+            )
+        })
+    }
+
+    #[inline]
     fn trim_front(&mut self, len: usize) -> Result<(), TooShort> {
         let (off, data_len) = self.window();
         let Some(l16) = u16::try_from(len).ok().filter(|&l| l <= data_len) else {

@@ -205,13 +205,15 @@ fn outer4(
 
 /// [`encapsulate`] for the tunnel most packets leave by: IPv4 endpoints with a known next
 /// hop, no sequence numbers, no GRE checksum, an IPv4 packet inside (`inner.v6` false)
-/// that fits. `t` is tunnel `id`'s entry. For such a packet it writes exactly what
+/// that fits. `t` is tunnel `id`'s entry; the packet's first `strip` bytes are headers in
+/// front of the inner packet, which the tunnel's replace. For such a packet it writes exactly what
 /// [`encapsulate`] writes (the same helpers) without the branches the other tunnels need;
 /// for any other it returns `None` having changed nothing, and the caller encapsulates
 /// the general way.
 #[inline(always)]
 pub(crate) fn plain4<B: PacketBuf>(
     pkt: &mut B,
+    strip: usize,
     inner: &Inner,
     t: &TunnelHot,
     id: TunnelId,
@@ -229,7 +231,7 @@ pub(crate) fn plain4<B: PacketBuf>(
     if outer_len > usize::from(t.mtu) {
         return None;
     }
-    let h = pkt.prepend(headers).ok()?;
+    let h = pkt.replace_front(strip, headers)?;
     copy_header(h, &t.header);
     outer4(h, t, inner, outer_len, t.header[23], ident);
     let frame_len = ethernet::HEADER_LEN + outer_len;

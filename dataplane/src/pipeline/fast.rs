@@ -14,9 +14,12 @@
 //! martian, a source that is not ours.
 //!
 //! For such a packet the general stages reach `Ok` with nothing but the tunnel's receive
-//! counter moved: the fast path gets there with one read of the frame, fixed offsets and
-//! no intermediate results in memory, and does exactly what they do (strip, TTL and its
-//! checksum, the counter, the [`Inner`] they fill). Any other packet it leaves untouched
+//! counter moved: the fast path gets there with one read of the frame, fixed offsets
+//! within its first 62 bytes and no intermediate results in memory, and does what they do
+//! (TTL and its checksum, the counter, the [`Inner`] they fill), all but the strip itself:
+//! the outer headers stay in front until [`forward`] replaces them with the egress
+//! tunnel's in one move of the buffer's start, or the burst loop trims them for the
+//! general stages 4 and 5. Any other packet it leaves untouched
 //! (it reads only; making the buffer writable is the first thing the general stages do as
 //! well) and the general stages take it from the start, so that every drop, punt, event
 //! and counter stays theirs. `dataplane/tests/fast_path.rs` and `fuzz`'s `pipeline_fast`
@@ -27,8 +30,9 @@
 //! its route leads into another tunnel whose router is neither end of the packet, and that
 //! tunnel is the plain kind ([`super::encap::plain4`]: IPv4 endpoints, a known next hop, no
 //! sequence numbers, no GRE checksum, room for the packet), writing what the general
-//! [`super::encap::encapsulate`] writes with the same helpers; any other packet it leaves
-//! as it is, for the general stages 4 and 5 (the same tests compare the two).
+//! [`super::encap::encapsulate`] writes with the same helpers and making route's own checks
+//! ([`super::route::into_tunnel`]); any other packet it leaves as it is, for the general
+//! stages 4 and 5 (the same tests compare the two).
 
 use super::counters::Counters;
 use super::encap::{self, Sent};
@@ -45,6 +49,10 @@ use core::net::Ipv4Addr;
 /// Ethernet (14) and a 20-byte outer IPv4 header.
 const L3: usize = 14;
 const L4: usize = L3 + 20;
+/// The bytes the fast path reads and writes, at fixed offsets: up to a 20-byte inner header
+/// after GRE with a key (8 bytes). A shorter frame (IP in IP around fewer than 8 bytes of
+/// inner payload) goes the general way.
+const WINDOW: usize = L4 + 8 + 20;
 
 /// What stays the same over a burst: the port's MAC, as the frame carries it.
 #[derive(Clone, Copy)]
@@ -83,9 +91,12 @@ fn ecn_kept(outer: u8, inner: u8) -> bool {
 }
 
 /// Terminate `pkt` on the fast path, as [`super::classify::ingress`] and
-/// [`super::terminate::terminate`] would: on `Some(rx_len)` (the frame's length as
-/// received) it is done, `out` filled and the packet starting at its inner IPv4 header;
-/// on `None` nothing was changed and the packet goes the general way.
+/// [`super::terminate::terminate`] would: on `Some((rx_len, at))` (the frame's length as
+/// received, and where its inner IPv4 header starts) it is done and `out` filled, but the
+/// headers in front of the inner packet are still there: [`forward`] replaces them with the
+/// egress tunnel's in one step, and a packet it does not take is trimmed by `at` before the
+/// general stages 4 and 5. On `None` nothing was changed and the packet goes the general
+/// way.
 #[inline(always)]
 pub(crate) fn terminate<B: PacketBuf>(
     pkt: &mut B,
@@ -94,16 +105,18 @@ pub(crate) fn terminate<B: PacketBuf>(
     memo: &TunnelMemo,
     counters: &mut Counters,
     out: &mut Inner,
-) -> Option<usize> {
+) -> Option<(usize, usize)> {
     if pkt.chained_len().is_some() {
         return None;
     }
     // Empty for a shared buffer that cannot be copied: too short below.
     let d = pkt.data_mut();
     let rx_len = d.len();
-    let outer: &[u8; 20] = d.get(L3..L4)?.try_into().ok()?;
+    // One length check: every offset below is a constant within it (no bounds checks).
+    let w: &mut [u8; WINDOW] = d.get_mut(..WINDOW)?.try_into().ok()?;
+    let outer: &[u8; 20] = w[L3..L4].try_into().ok()?;
     // Ethernet: to us, IPv4. Outer IPv4: version 4, IHL 5, exactly the frame (no padding).
-    if d[..6] != port.mac || d[12..14] != [0x08, 0x00] || outer[0] != 0x45 {
+    if w[..6] != port.mac || w[12..14] != [0x08, 0x00] || outer[0] != 0x45 {
         return None;
     }
     let total = usize::from(u16::from_be_bytes([outer[2], outer[3]]));
@@ -119,17 +132,14 @@ pub(crate) fn terminate<B: PacketBuf>(
     let outer_ecn = outer[1] & 0b11;
     let (l3, key) = match outer[9] {
         4 => (L4, None),
-        47 => {
-            let g = d.get(L4..L4 + 4)?;
-            match [g[0], g[1], g[2], g[3]] {
-                [0x00, 0x00, 0x08, 0x00] => (L4 + 4, None),
-                [0x20, 0x00, 0x08, 0x00] => {
-                    let k = d.get(L4 + 4..L4 + 8)?;
-                    (L4 + 8, Some(u32::from_be_bytes([k[0], k[1], k[2], k[3]])))
-                }
-                _ => return None,
+        47 => match [w[L4], w[L4 + 1], w[L4 + 2], w[L4 + 3]] {
+            [0x00, 0x00, 0x08, 0x00] => (L4 + 4, None),
+            [0x20, 0x00, 0x08, 0x00] => {
+                let k = [w[L4 + 4], w[L4 + 5], w[L4 + 6], w[L4 + 7]];
+                (L4 + 8, Some(u32::from_be_bytes(k)))
             }
-        }
+            _ => return None,
+        },
         _ => return None,
     };
     let (id, t) = memo.hit(snap, local, remote, outer[9], key, port.index)?;
@@ -138,7 +148,7 @@ pub(crate) fn terminate<B: PacketBuf>(
     }
 
     // The inner header: 20 bytes, the whole rest of the frame.
-    let ip: &[u8; 20] = d.get(l3..l3 + 20)?.try_into().ok()?;
+    let ip: &[u8; 20] = w.get(l3..l3 + 20)?.try_into().ok()?;
     let inner_total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     if ip[0] != 0x45 || inner_total != rx_len - l3 || !header_ok(ip) {
         return None;
@@ -168,9 +178,9 @@ pub(crate) fn terminate<B: PacketBuf>(
     let old_word = u16::from_be_bytes([ttl, ip[9]]);
     let old_sum = u16::from_be_bytes([ip[10], ip[11]]);
     let sum = checksum::update_u16(old_sum, old_word, old_word - 0x0100);
-    d[l3 + 8] = ttl - 1;
-    d[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
-    pkt.trim_front(l3).ok()?;
+    let ip = w.get_mut(l3..l3 + 20)?;
+    ip[8] = ttl - 1;
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
     if let Some(c) = counters.tunnels.get_mut(id.index()) {
         c.rx.add(rx_len);
     }
@@ -184,20 +194,23 @@ pub(crate) fn terminate<B: PacketBuf>(
     out.ttl = ttl - 1;
     out.dont_frag = dont_frag;
     out.v6 = false;
-    Some(rx_len)
+    Some((rx_len, l3))
 }
 
 /// Stages 4 and 5 on the fast path, for a packet [`terminate`] took (`inner` is what it
-/// filled, `nh` its route): a route into a tunnel other than the ingress one, whose router
-/// is neither end of the packet, and [`encap::plain4`] into that tunnel. The checks
+/// filled, `at` where its inner header starts, `nh` its route): a route into a tunnel that passes route's own checks on it
+/// ([`super::route::into_tunnel`]: not the ingress one, its router neither end of the
+/// packet), and [`encap::plain4`] into that tunnel. The checks
 /// [`super::route::route`] makes on the inner addresses alone (a martian destination, a
 /// source of ours, the ingress tunnel's router as destination) [`terminate`] made. On
 /// `Some` the packet is sent as the general stages would send it; on `None` nothing was
-/// changed and it takes the general stages 4 and 5.
+/// changed (the caller trims the `at` bytes in front and gives it to the general stages 4
+/// and 5).
 #[inline(always)]
 pub(crate) fn forward<B: PacketBuf>(
     pkt: &mut B,
     inner: &Inner,
+    at: usize,
     snap: &Snapshot,
     nh: NextHop,
     ident: &mut Ident,
@@ -207,14 +220,8 @@ pub(crate) fn forward<B: PacketBuf>(
     let Target::Tunnel(egress) = snap.target(nh) else {
         return None;
     };
-    if inner.ingress_tunnel == Some(egress) {
-        return None;
-    }
-    let e = snap.tunnels().hot(egress)?;
-    if inner.dst == e.remote || inner.src == e.remote {
-        return None;
-    }
-    encap::plain4(pkt, inner, e, egress, ident, counters)
+    let e = super::route::into_tunnel(snap, inner, egress).ok()?;
+    encap::plain4(pkt, at, inner, e, egress, ident, counters)
 }
 
 #[cfg(test)]
@@ -307,7 +314,7 @@ mod tests {
         snap: &Snapshot,
         f: &[u8],
         warm: Option<(u8, Option<u32>)>,
-    ) -> (Option<usize>, TestBuf, Inner, Counters) {
+    ) -> (Option<(usize, usize)>, TestBuf, Inner, Counters) {
         let mut memo = TunnelMemo::default();
         if let Some((remote, key)) = warm {
             let proto = if f[23] == 4 {
@@ -335,8 +342,9 @@ mod tests {
     }
 
     /// Keyless GRE, GRE with a key and IP in IP, each from its tunnel's own clients: taken,
-    /// and left exactly as the general stages leave it (SPEC.md tunnel termination): the
-    /// inner packet, TTL one less with a good checksum, the tunnel's receive counter.
+    /// and left as the general stages leave it (SPEC.md tunnel termination) once the
+    /// headers in front are trimmed: the inner packet, TTL one less with a good checksum,
+    /// the tunnel's receive counter.
     /// The rest: left alone, byte for byte.
     #[test]
     fn takes_the_common_packet_and_leaves_the_rest() {
@@ -364,13 +372,22 @@ mod tests {
             assert_eq!(pkt.data(), &f[..], "{name}: untouched");
 
             let (r, pkt, out, counters) = run(&snap, &f, Some((remote, key)));
-            assert_eq!(r, Some(f.len()), "{name}: taken");
+            assert_eq!(r, Some((f.len(), l3)), "{name}: taken");
             let mut want = f[l3..].to_vec();
             want[8] = 63;
             want[10..12].copy_from_slice(&[0, 0]);
             let c = rfc1071(&want[..20]);
             want[10..12].copy_from_slice(&c.to_be_bytes());
-            assert_eq!(pkt.data(), &want[..], "{name}: the inner packet, TTL 63");
+            assert_eq!(
+                &pkt.data()[..l3],
+                &f[..l3],
+                "{name}: the headers, still there"
+            );
+            assert_eq!(
+                &pkt.data()[l3..],
+                &want[..],
+                "{name}: the inner packet, TTL 63"
+            );
             let id = snap.tunnels().by_name(name).unwrap();
             assert_eq!(out.ingress_tunnel, Some(id), "{name}");
             assert_eq!(out.back, Back::Tunnel(id), "{name}");

@@ -372,26 +372,16 @@ impl Pipeline {
         let (pkts, actions) = (&mut pkts[..n], &mut actions[..n]);
         let mut inner = [Inner::default(); MAX_BURST];
         let mut pending = [false; MAX_BURST];
-        // Terminated by the fast path: routed and encapsulated by it too where it can.
-        let mut fast = [false; MAX_BURST];
+        // Terminated by the fast path: where its inner header starts (the headers in front
+        // are still there), else 0. Routed and encapsulated by the fast path too where it
+        // can, else trimmed for the general stages 4 and 5.
+        let mut fast = [0u8; MAX_BURST];
         // Verdicts whose answer (an ICMP error, an echo reply) is built in stage 5, in
         // packet order with the rest: a tunnel's sequence numbers follow the burst's order.
         let mut deferred: [Option<Verdict>; MAX_BURST] = [None; MAX_BURST];
         let mut dsts = [0u32; MAX_BURST];
         // Frame length of each transmitted packet, for the port counters.
         let mut tx_len = [0usize; MAX_BURST];
-
-        // A pass ahead of stages 1 and 2: the tunnel each frame names (the memo's guess),
-        // so that the misses of the burst overlap instead of stalling one by one.
-        // With it, the guessed tunnel's receive counters, which stage 2 adds to.
-        for pkt in pkts.iter() {
-            if let Some((local, remote, key)) = terminate::peek_key(pkt.data()) {
-                let guess = self.tunnel_memo.prefetch(snap, local, remote, key);
-                if let Some(c) = self.counters.tunnels.get(guess.index()) {
-                    crate::prefetch::prefetch(&c.rx);
-                }
-            }
-        }
 
         // Stages 1 and 2, packet by packet: the fast path where it applies (not when
         // tracing: it records no stages), else the general stages.
@@ -404,7 +394,7 @@ impl Pipeline {
         };
         for (i, pkt) in pkts.iter_mut().enumerate() {
             if let Some(fp) = fast_port {
-                if let Some(rx_len) = fast::terminate(
+                if let Some((rx_len, at)) = fast::terminate(
                     pkt,
                     fp,
                     snap,
@@ -416,7 +406,8 @@ impl Pipeline {
                     dsts[i] = inner[i].dst;
                     pending[i] = true;
                     // Its action is written in stages 4 and 5, whichever way it goes.
-                    fast[i] = true;
+                    // (`at` is 34 to 42: Ethernet, IPv4, and GRE with its key.)
+                    fast[i] = at as u8;
                     continue;
                 }
             }
@@ -560,26 +551,14 @@ impl Pipeline {
             }
         }
 
-        // The egress tunnels' headers and transmit counters, a pass ahead of stage 5.
-        for (i, &nh) in hops[..n].iter().enumerate() {
-            if pending[i] && !inner[i].v6 {
-                if let Target::Tunnel(id) = snap.target(nh) {
-                    if let Some(t) = snap.tunnels().hot(id) {
-                        crate::prefetch::prefetch(&t.header);
-                    }
-                    if let Some(c) = self.counters.tunnels.get(id.index()) {
-                        crate::prefetch::prefetch(&c.tx);
-                    }
-                }
-            }
-        }
-
         // Stages 4 and 5.
         for (i, pkt) in pkts.iter_mut().enumerate() {
-            if fast[i] {
+            if fast[i] != 0 {
+                let at = usize::from(fast[i]);
                 if let Some((out, len)) = fast::forward(
                     pkt,
                     &inner[i],
+                    at,
                     snap,
                     hops[i],
                     &mut self.ident,
@@ -587,6 +566,14 @@ impl Pipeline {
                 ) {
                     tx_len[i] = len;
                     actions[i] = Action::Transmit(out);
+                    continue;
+                }
+                // Where the general stages 4 and 5 take a packet: at its inner header. Never
+                // refused: the frame holds its inner header after those `at` bytes
+                // (fast::terminate read it).
+                if pkt.trim_front(at).is_err() {
+                    debug_assert!(false, "a {}-byte frame trimmed by {at}", pkt.len());
+                    actions[i] = Action::Drop(DropReason::BadInnerIpv4);
                     continue;
                 }
             }

@@ -6,7 +6,7 @@ use super::icmp::IcmpError;
 use super::{Inner, Verdict};
 use crate::lpm::NextHop;
 use crate::tables::tunnel::TunnelHot;
-use crate::tables::{Snapshot, Target};
+use crate::tables::{Snapshot, Target, TunnelId};
 use crate::wire::ipv4::is_martian_destination;
 use crate::wire::EthernetAddress;
 use crate::wire::IcmpErrorRepr;
@@ -47,21 +47,31 @@ pub(crate) fn route(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targe
         Target::Blackhole => Err(Verdict::Drop(DropReason::NoRoute)),
         Target::Unreachable => unreachable(inner, 0),
         Target::Prohibit => unreachable(inner, 13),
-        Target::Tunnel(egress) => {
-            if inner.ingress_tunnel == Some(egress) {
-                return Err(Verdict::Drop(DropReason::Hairpin));
-            }
-            let Some(e) = snap.tunnels().hot(egress) else {
-                return Err(Verdict::Drop(DropReason::NoRoute));
-            };
-            let remote = e.remote;
-            if inner.dst == remote || inner.src == remote {
-                return Err(Verdict::Drop(DropReason::TunnelLoop));
-            }
-            Ok(target)
-        }
+        Target::Tunnel(egress) => into_tunnel(snap, inner, egress).map(|_| target),
         Target::Native { .. } | Target::Connected { .. } => Ok(target),
     }
+}
+
+/// The checks [`route`] makes on an IPv4 packet whose route leads into tunnel `egress`:
+/// not back into the tunnel it came from (hairpin), and not to or from that tunnel's own
+/// router (a loop). On `Ok`, the egress tunnel's entry. The fast path
+/// ([`super::fast::forward`]) makes them through here too.
+#[inline(always)]
+pub(crate) fn into_tunnel<'s>(
+    snap: &'s Snapshot,
+    inner: &Inner,
+    egress: TunnelId,
+) -> Result<&'s TunnelHot, Verdict> {
+    if inner.ingress_tunnel == Some(egress) {
+        return Err(Verdict::Drop(DropReason::Hairpin));
+    }
+    let Some(e) = snap.tunnels().hot(egress) else {
+        return Err(Verdict::Drop(DropReason::NoRoute));
+    };
+    if inner.dst == e.remote || inner.src == e.remote {
+        return Err(Verdict::Drop(DropReason::TunnelLoop));
+    }
+    Ok(e)
 }
 
 /// Where a client router's keepalive goes: natively back toward the router, out of the

@@ -55,53 +55,12 @@ impl core::fmt::Debug for TunnelMemo {
     }
 }
 
-/// The receive-side key a frame's outer headers name, read without any check: `(local,
-/// remote, GRE key)` of an IPv4 frame with GRE or IP in IP inside, for prefetching only
-/// (stage 1 checks everything before it decides).
-#[inline(always)]
-pub(crate) fn peek_key(frame: &[u8]) -> Option<(u32, u32, Option<u32>)> {
-    let ip = frame.get(14..34)?;
-    if frame[12..14] != [0x08, 0x00] || (ip[9] != 47 && ip[9] != 4 && ip[9] != 41) {
-        return None;
-    }
-    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    let (remote, local) = (be32(&ip[12..16]), be32(&ip[16..20]));
-    if ip[9] != 47 {
-        return Some((local, remote, None));
-    }
-    let g = 14 + usize::from(ip[0] & 0x0f) * 4;
-    let flags = *frame.get(g)?;
-    if flags & 0x20 == 0 {
-        return Some((local, remote, None));
-    }
-    let at = g + 4 + if flags & 0x80 != 0 { 4 } else { 0 };
-    Some((local, remote, Some(be32(frame.get(at..at + 4)?))))
-}
-
 impl TunnelMemo {
     /// The set a receive-side key falls in.
     #[inline(always)]
     fn set_of(local: u32, remote: u32, gre_key: Option<u32>) -> usize {
         let h = remote ^ gre_key.unwrap_or(0).rotate_left(16) ^ local.rotate_left(8);
         (h.wrapping_mul(0x9e37_79b1) >> (32 - MEMO_SETS.trailing_zeros())) as usize % MEMO_SETS
-    }
-
-    /// Prefetch what looking this key up will read: its set, and the hot entry of the
-    /// tunnel the set remembers last. Returns that tunnel (a guess: the lookup checks it).
-    #[inline(always)]
-    pub(crate) fn prefetch(
-        &self,
-        snap: &Snapshot,
-        local: u32,
-        remote: u32,
-        gre_key: Option<u32>,
-    ) -> TunnelId {
-        let ways = &self.sets[Self::set_of(local, remote, gre_key)];
-        let guess = TunnelId(u32::from(ways[0]));
-        if let Some(t) = snap.tunnels().hot(guess) {
-            crate::prefetch::prefetch(t);
-        }
-        guess
     }
 
     /// The tunnel whose receive-side key this is, arriving on `port`, and its hot entry.
