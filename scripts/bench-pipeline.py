@@ -40,9 +40,10 @@ RESERVED = [ipaddress.ip_network(n) for n in
 GLOBAL6 = ipaddress.ip_network("2000::/3")
 # GRE sending tunnels, and as many egress ones (BENCH_GRE_TUNNELS: at most 4096, the client
 # prefixes' range).
-GRE_TUNNELS = int(os.environ.get("BENCH_GRE_TUNNELS") or 1000)
+_gre = os.environ.get("BENCH_GRE_TUNNELS") or "1000"
+GRE_TUNNELS = int(_gre) if _gre.isdigit() else 0
 if not 1 <= GRE_TUNNELS <= 4096:
-    raise SystemExit(f"BENCH_GRE_TUNNELS={GRE_TUNNELS}: 1 to 4096")
+    raise SystemExit(f"BENCH_GRE_TUNNELS={_gre}: expected a number from 1 to 4096")
 IPIP_TUNNELS = 64
 LOCAL = "192.0.2.1"
 LOCAL_OUT = "192.0.2.129"

@@ -68,9 +68,11 @@ pub trait PacketBuf {
     fn trim_front(&mut self, len: usize) -> Result<(), TooShort>;
     /// Replace the first `old` bytes (a header to strip) with `new` bytes in front (room
     /// for the headers to write, contents unspecified) and return those: `trim_front(old)`
-    /// then `prepend(new)`, in one step. `None`, with nothing changed, when the packet is
-    /// shorter than `old`, the headroom left would not hold `new`, or the buffer is shared
-    /// and cannot be made writable.
+    /// then `prepend(new)`, in one step. `None`, with the packet's bytes and length
+    /// unchanged, when the packet is shorter than `old`, the headroom left would not hold
+    /// `new`, or the buffer is shared and cannot be made writable. (A shared buffer that
+    /// can be is copied first, as [`make_writable`](Self::make_writable) does, whatever
+    /// follows: the copy may have another headroom.)
     fn replace_front(&mut self, old: usize, new: usize) -> Option<&mut [u8]> {
         self.make_writable().ok()?;
         if old > self.len() || new > self.headroom() + old {
@@ -268,6 +270,39 @@ mod tests {
             })
         );
         assert_eq!(b.data(), &[1, 2, 3]);
+    }
+
+    /// The trait's own `replace_front` (what `TestBuf`, and so the tests and fuzzing of the
+    /// fast path, use): the first `old` bytes become `new` writable ones and the rest stays,
+    /// or it refuses with the packet as it was: shorter than `old`, headroom too small,
+    /// shared.
+    #[test]
+    fn replace_front_swaps_headers_or_changes_nothing() {
+        let f = [1, 2, 3, 4, 5];
+        for old in 0..=6 {
+            for new in 0..=old + 4 {
+                let mut b = TestBuf::with_headroom(&f, 3);
+                let fits = old <= f.len() && new <= 3 + old;
+                match b.replace_front(old, new) {
+                    Some(h) => {
+                        assert!(fits, "{old} by {new}");
+                        assert_eq!(h.len(), new);
+                        h.fill(9);
+                        let mut want = vec![9; new];
+                        want.extend_from_slice(&f[old..]);
+                        assert_eq!(b.data(), &want[..], "{old} by {new}");
+                        assert_eq!(b.headroom(), 3 + old - new, "{old} by {new}");
+                    }
+                    None => {
+                        assert!(!fits, "{old} by {new}");
+                        assert_eq!((b.data(), b.headroom()), (&f[..], 3), "{old} by {new}");
+                    }
+                }
+            }
+        }
+        let mut b = TestBuf::new(&f).shared();
+        assert!(b.replace_front(2, 2).is_none());
+        assert_eq!((b.data(), b.headroom()), (&f[..], DEFAULT_HEADROOM));
     }
 
     #[test]

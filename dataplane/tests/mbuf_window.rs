@@ -70,6 +70,15 @@ fn replace_front_moves_the_window_or_changes_nothing() {
     }
     assert_eq!(cases, 7 * 3 * 7 * 7);
 
+    // Lengths past what a 16-bit window field holds: refused, nothing changed.
+    let f = frame(134);
+    let mut m = mbuf(&pool, &f, 0);
+    for (old, new) in [(1 << 16, 0), (0, 1 << 16), (usize::MAX, 1), (1, usize::MAX)] {
+        assert!(m.replace_front(old, new).is_none(), "{old} by {new}");
+        assert_eq!((m.data(), m.headroom()), (&f[..], base), "{old} by {new}");
+    }
+    drop(m);
+
     // A packet whose bytes another mbuf shares: copied first, the other left as it was.
     let f = frame(134);
     let mut original = mbuf(&pool, &f, 0);

@@ -206,7 +206,8 @@ fn outer4(
 /// [`encapsulate`] for the tunnel most packets leave by: IPv4 endpoints with a known next
 /// hop, no sequence numbers, no GRE checksum, an IPv4 packet inside (`inner.v6` false)
 /// that fits. `t` is tunnel `id`'s entry; the packet's first `strip` bytes are headers in
-/// front of the inner packet, which the tunnel's replace. For such a packet it writes exactly what
+/// front of the inner packet, which the tunnel's headers replace. For such a packet it
+/// writes exactly what
 /// [`encapsulate`] writes (the same helpers) without the branches the other tunnels need;
 /// for any other it returns `None` having changed nothing, and the caller encapsulates
 /// the general way.

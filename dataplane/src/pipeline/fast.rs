@@ -2,10 +2,10 @@
 //! and then stages 4 and 5 ([`super::route`], [`super::encap`]), for the packet a tunnel
 //! router sees most, and only for it.
 //!
-//! That packet: an untagged IPv4 frame to the port's MAC, a 20-byte outer header with a
-//! good checksum to one of our addresses, not a fragment, from a sane source, no Ethernet
-//! padding; IP in IP, or GRE version 0 with no flag but K (and no bit the receiver ignores),
-//! carrying IPv4 (0x0800); a tunnel the memo already knows that receives it on this port
+//! That packet: an untagged IPv4 frame of 62 bytes or more to the port's MAC, a 20-byte
+//! outer header with a good checksum to one of our addresses, not a fragment, from a sane
+//! source, no Ethernet padding; IP in IP, or GRE version 0 with no flag but K (and no bit
+//! the receiver ignores), carrying IPv4 (0x0800); a tunnel the memo already knows that receives it on this port
 //! and wants no sequence numbers; inside, a 20-byte IPv4 header with a good checksum,
 //! exactly as long as what the tunnel carried, to an address not ours, from the tunnel's
 //! own sources, not the router's keepalive, with a TTL above 1, and an outer and inner ECN
@@ -50,8 +50,8 @@ use core::net::Ipv4Addr;
 const L3: usize = 14;
 const L4: usize = L3 + 20;
 /// The bytes the fast path reads and writes, at fixed offsets: up to a 20-byte inner header
-/// after GRE with a key (8 bytes). A shorter frame (IP in IP around fewer than 8 bytes of
-/// inner payload) goes the general way.
+/// after GRE with a key (8 bytes). A shorter frame goes the general way: IP in IP around
+/// fewer than 8 bytes of inner payload, or GRE without a key around fewer than 4.
 const WINDOW: usize = L4 + 8 + 20;
 
 /// What stays the same over a burst: the port's MAC, as the frame carries it.
@@ -198,9 +198,9 @@ pub(crate) fn terminate<B: PacketBuf>(
 }
 
 /// Stages 4 and 5 on the fast path, for a packet [`terminate`] took (`inner` is what it
-/// filled, `at` where its inner header starts, `nh` its route): a route into a tunnel that passes route's own checks on it
-/// ([`super::route::into_tunnel`]: not the ingress one, its router neither end of the
-/// packet), and [`encap::plain4`] into that tunnel. The checks
+/// filled, `at` where its inner header starts, `nh` its route): a route into a tunnel
+/// that passes route's own checks on it ([`super::route::into_tunnel`]: not the ingress
+/// one, its router neither end of the packet), and [`encap::plain4`] into that tunnel. The checks
 /// [`super::route::route`] makes on the inner addresses alone (a martian destination, a
 /// source of ours, the ingress tunnel's router as destination) [`terminate`] made. On
 /// `Some` the packet is sent as the general stages would send it; on `None` nothing was
