@@ -5,6 +5,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The `backbone-policy` binary of this build.
@@ -39,12 +40,25 @@ pub fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
+/// The ports [`free_port`] handed out in this process.
+static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// A port free now (the OS's choice, released at once for etcd to bind), and never one
+/// this process handed out before: the tests run in parallel, and a port given to one
+/// member and not yet bound by it must not go to another.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// One etcd member.
@@ -56,16 +70,28 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    /// Start a member in `dir` and wait until it answers.
+    /// Start a member in `dir` and wait until it answers. A port that another program
+    /// took between [`free_port`] and etcd's bind: a new member on new ports, a few times.
     pub fn start(dir: &Path) -> Etcd {
-        let mut e = Etcd {
-            dir: dir.to_owned(),
-            client_port: free_port(),
-            peer_port: free_port(),
-            child: None,
-        };
-        e.restart();
-        e
+        let mut attempt = 1;
+        loop {
+            let mut e = Etcd {
+                dir: dir.to_owned(),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            };
+            match e.launch() {
+                Ok(()) => return e,
+                Err(why) if attempt < 5 && why.contains("address already in use") => {
+                    e.stop();
+                    // Nothing was bootstrapped on those ports that the next one may meet.
+                    let _ = std::fs::remove_dir_all(dir.join("etcd-data"));
+                    attempt += 1;
+                }
+                Err(why) => panic!("etcd did not start: {why}"),
+            }
+        }
     }
 
     pub fn url(&self) -> String {
@@ -74,7 +100,16 @@ impl Etcd {
 
     /// Start it again (same data, same ports) after [`Etcd::stop`].
     pub fn restart(&mut self) {
+        if let Err(why) = self.launch() {
+            panic!("etcd did not start again: {why}");
+        }
+    }
+
+    /// Start etcd and wait (30 s at most) until it answers; `Err` with what it logged when
+    /// it exits or does not answer in time.
+    fn launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "etcd is running");
+        let logged = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -105,26 +140,39 @@ impl Etcd {
             .spawn()
             .expect("start etcd (scripts/setup.sh installs etcd-server)");
         self.child = Some(child);
-        wait_for(Duration::from_secs(30), "etcd to answer", || {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
             let out = self.etcdctl(&["endpoint", "health"]);
             if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{} {}",
-                    String::from_utf8_lossy(&out.stderr),
-                    self.log()
-                ))
+                return Ok(());
             }
-        });
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || start.elapsed() >= Duration::from_secs(30) {
+                let log = self.log();
+                return Err(format!(
+                    "{} (exit: {exited:?}); {}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    log.get(logged..).unwrap_or(&log)
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     /// Stop it (SIGTERM to its PID) and wait until it is gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            // Not a PID that exited already (and may be another process's by now).
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+            }
             let _ = child.wait();
         }
     }
