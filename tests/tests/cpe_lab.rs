@@ -530,10 +530,30 @@ fn cpe_lab_bgp_with_both_edges_and_the_backup_by_preference() {
         }
     });
     assert_eq!(route["route"]["prefix"], "10.1.0.0/16", "{route}");
-    // Both edges' paths at the CPE; the backup's at local preference 50.
-    let paths = lab
-        .vtysh_json("cpe", "show bgp ipv4 unicast 10.1.0.0/16 json")
-        .expect("the CPE's paths");
+    // Both edges' paths at the CPE; the backup's at local preference 50. The backup
+    // session's first update may come after the primary's: wait (30 s at most) until the
+    // CPE has a path from each edge, then check them.
+    let paths = wait_for(
+        Duration::from_secs(30),
+        "the CPE's paths to 10.1.0.0/16 from both edges",
+        || {
+            let v = lab
+                .vtysh_json("cpe", "show bgp ipv4 unicast 10.1.0.0/16 json")
+                .expect("the CPE's paths");
+            let hops: Vec<&Value> = v["paths"]
+                .as_array()
+                .map(|a| a.iter().map(|p| &p["nexthops"][0]["ip"]).collect())
+                .unwrap_or_default();
+            if ["169.254.5.1", "169.254.6.1"]
+                .iter()
+                .all(|h| hops.iter().any(|x| *x == h))
+            {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
+        },
+    );
     let by_hop = |hop: &str| {
         paths["paths"]
             .as_array()
