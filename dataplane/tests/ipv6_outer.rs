@@ -76,16 +76,8 @@ fn builder() -> SnapshotBuilder {
     b.port(
         PORT,
         PortEntry {
-            mac: MAC_P0,
-            addrs: vec![L4],
             addrs6: vec![v6("2001:db8:a::1")],
-            mtu: 1500,
-            roles: PortRoles {
-                client: true,
-                ..PortRoles::default()
-            },
-            transit: false,
-            host_interface: false,
+            ..PortEntry::client(MAC_P0, vec![L4])
         },
     );
     let t6 = |name: &str, mode, remote: &str, p4: &str, p6: Option<&str>| {

@@ -22,8 +22,7 @@ use backbone_tests::{pcap, scratch_dir};
 use dataplane::buffer::{PacketBuf, TestBuf};
 use dataplane::pipeline::{Action, Event, Pipeline, PuntReason};
 use dataplane::tables::{
-    DfPolicy, DscpPolicy, PortEntry, PortIndex, PortRoles, SnapshotBuilder, TtlPolicy, Tunnel,
-    TunnelMode,
+    DfPolicy, DscpPolicy, PortEntry, PortIndex, SnapshotBuilder, TtlPolicy, Tunnel, TunnelMode,
 };
 use dataplane::wire::EthernetAddress;
 
@@ -269,21 +268,7 @@ fn mac(s: &str) -> EthernetAddress {
 fn snapshot() -> std::sync::Arc<dataplane::tables::Snapshot> {
     let mut b = SnapshotBuilder::new();
     for p in &PORTS {
-        b.port(
-            p.index,
-            PortEntry {
-                mac: mac(p.mac),
-                addrs: vec![ip(p.addr)],
-                addrs6: Vec::new(),
-                mtu: 1500,
-                roles: PortRoles {
-                    client: true,
-                    ..PortRoles::default()
-                },
-                transit: false,
-                host_interface: false,
-            },
-        );
+        b.port(p.index, PortEntry::client(mac(p.mac), vec![ip(p.addr)]));
     }
     for t in &TUNNELS {
         let mode = match t.mode {

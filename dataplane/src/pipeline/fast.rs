@@ -285,7 +285,7 @@ mod tests {
         let mut b = SnapshotBuilder::new();
         b.port(
             0,
-            PortEntry::client_for_tests(EthernetAddress(MAC), vec![Ipv4Addr::from(LOCAL)]),
+            PortEntry::client(EthernetAddress(MAC), vec![Ipv4Addr::from(LOCAL)]),
         );
         let tunnel = |name: &str, mode, remote: u8, clients: &str| {
             let mut t = Tunnel::new(

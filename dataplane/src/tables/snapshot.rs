@@ -51,11 +51,11 @@ pub struct PortEntry {
     pub host_interface: bool,
 }
 
-#[cfg(test)]
 impl PortEntry {
-    /// For unit tests: a client port (MTU 1500, no IPv6, not transit, no host interface)
-    /// with this MAC and these addresses.
-    pub(crate) fn client_for_tests(mac: EthernetAddress, addrs: Vec<Ipv4Addr>) -> PortEntry {
+    /// A client port (MTU 1500, no IPv6 addresses, not transit, no host interface) with
+    /// this MAC and these addresses: what tests and benchmarks build their labs from,
+    /// changing what they need with struct update syntax.
+    pub fn client(mac: EthernetAddress, addrs: Vec<Ipv4Addr>) -> PortEntry {
         PortEntry {
             mac,
             addrs,
@@ -1985,7 +1985,7 @@ mod tests {
 
     /// A client port with MAC 02:00:00:00:00:`mac` and these addresses.
     fn client_port(mac: u8, addrs: Vec<Ipv4Addr>) -> PortEntry {
-        PortEntry::client_for_tests(EthernetAddress([2, 0, 0, 0, 0, mac]), addrs)
+        PortEntry::client(EthernetAddress([2, 0, 0, 0, 0, mac]), addrs)
     }
 
     fn base() -> SnapshotBuilder {

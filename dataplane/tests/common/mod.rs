@@ -395,21 +395,7 @@ fn pfx6(s: &str) -> dataplane::lpm::Ipv6Prefix {
 /// 192.168.71.0/24 prohibit. Nothing else is routed (9.9.9.9 has no route).
 pub fn lab_builder() -> SnapshotBuilder {
     let mut b = SnapshotBuilder::new();
-    b.port(
-        CLIENT_PORT,
-        PortEntry {
-            mac: MAC_P0,
-            addrs: vec![L1, L2],
-            addrs6: Vec::new(),
-            mtu: 1500,
-            roles: PortRoles {
-                client: true,
-                ..PortRoles::default()
-            },
-            transit: false,
-            host_interface: false,
-        },
-    );
+    b.port(CLIENT_PORT, PortEntry::client(MAC_P0, vec![L1, L2]));
     b.port(
         CORE_PORT,
         PortEntry {

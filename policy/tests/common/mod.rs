@@ -105,8 +105,8 @@ impl Etcd {
         }
     }
 
-    /// Start etcd and wait (30 s at most) until it answers; `Err` with what it logged when
-    /// it exits or does not answer in time.
+    /// Start etcd and wait (30 s at most, else fail) until it answers; `Err` with what it
+    /// logged when it exits instead.
     fn launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "etcd is running");
         let logged = self.log().len();
@@ -140,28 +140,28 @@ impl Etcd {
             .spawn()
             .expect("start etcd (scripts/setup.sh installs etcd-server)");
         self.child = Some(child);
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
+        // Ok(Err(..)) ends the wait early: etcd exited, and will not answer.
+        wait_for(Duration::from_secs(30), "etcd to answer", || {
             let out = self.etcdctl(&["endpoint", "health"]);
             if out.status.success() {
-                return Ok(());
+                return Ok(Ok(()));
             }
             let exited = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || start.elapsed() >= Duration::from_secs(30) {
-                let log = self.log();
-                return Err(format!(
-                    "{} (exit: {exited:?}); {}",
-                    String::from_utf8_lossy(&out.stderr).trim(),
-                    log.get(logged..).unwrap_or(&log)
-                ));
+            let log = self.log();
+            let why = format!(
+                "{} (exit: {exited:?}); {}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                log.get(logged..).unwrap_or(&log)
+            );
+            if exited.is_some() {
+                Ok(Err(why))
+            } else {
+                Err(why)
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        })
     }
 
     /// Stop it (SIGTERM to its PID) and wait until it is gone.
