@@ -512,6 +512,19 @@ fn main() {
         summary: Vec::new(),
     };
 
+    // LPM_BENCH_TABLES=real,random_1m: only those tables (all three by default).
+    const TABLES: [&str; 3] = ["real", "real_agg", "random_1m"];
+    let only: Option<Vec<String>> = std::env::var("LPM_BENCH_TABLES")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect());
+    if let Some(bad) = only
+        .iter()
+        .flatten()
+        .find(|t| !TABLES.contains(&t.as_str()))
+    {
+        panic!("LPM_BENCH_TABLES names {bad:?}: expected a comma-separated list of {TABLES:?}");
+    }
+    let wanted = |t: &str| only.as_ref().map_or(true, |o| o.iter().any(|w| w == t));
     let mut real = with_next_hops(&real_table(), TUNNELS);
     if smoke {
         real = real.into_iter().step_by(28).take(20_000).collect();
@@ -520,35 +533,36 @@ fn main() {
         print_summary(&run.samples, &["real"], &run.summary);
         return;
     }
-    run_table(&mut run, "real", &real, 11);
-    let agg = with_aggregates(
-        &real,
-        &[8, 12, 16, 20],
-        TUNNELS,
-        &mut rng(12),
-        Ipv4Prefix::prefix_len,
-        |p, len| Ipv4Prefix::truncating(p.addr(), len).expect("len <= 32"),
-    );
-    run.summary.push(format!(
-        "real_agg: the real table plus {} covering aggregates (distinct /8, /12, /16, /20 \
-         supernets of its prefixes)",
-        agg.len() - real.len()
-    ));
-    drop(real);
-    run_table(&mut run, "real_agg", &agg, 13);
-    drop(agg);
-    let mut r = rng(14);
-    let random: Vec<(Ipv4Prefix, NextHop)> = random_prefixes(&mut r, 1_000_000)
-        .into_iter()
-        .map(|p| (p, NextHop::new(r.gen_range(0..TUNNELS)).expect("small")))
-        .collect();
-    run_table(&mut run, "random_1m", &random, 15);
-    drop(random);
+    if wanted("real") {
+        run_table(&mut run, "real", &real, 11);
+    }
+    if wanted("real_agg") {
+        let agg = with_aggregates(
+            &real,
+            &[8, 12, 16, 20],
+            TUNNELS,
+            &mut rng(12),
+            Ipv4Prefix::prefix_len,
+            |p, len| Ipv4Prefix::truncating(p.addr(), len).expect("len <= 32"),
+        );
+        run.summary.push(format!(
+            "real_agg: the real table plus {} covering aggregates (distinct /8, /12, /16, /20 \
+             supernets of its prefixes)",
+            agg.len() - real.len()
+        ));
+        drop(real);
+        run_table(&mut run, "real_agg", &agg, 13);
+    }
+    if wanted("random_1m") {
+        let mut r = rng(14);
+        let random: Vec<(Ipv4Prefix, NextHop)> = random_prefixes(&mut r, 1_000_000)
+            .into_iter()
+            .map(|p| (p, NextHop::new(r.gen_range(0..TUNNELS)).expect("small")))
+            .collect();
+        run_table(&mut run, "random_1m", &random, 15);
+    }
 
     run.c.final_summary();
-    print_summary(
-        &run.samples,
-        &["real", "real_agg", "random_1m"],
-        &run.summary,
-    );
+    let tables: Vec<&str> = TABLES.into_iter().filter(|t| wanted(t)).collect();
+    print_summary(&run.samples, &tables, &run.summary);
 }
