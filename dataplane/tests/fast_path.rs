@@ -9,12 +9,14 @@
 //! checksum, checksum alone, inherited TTL and copied DF, too small an MTU, no next hop),
 //! the internet, and loops (from an egress tunnel's router, from our address, to a martian
 //! destination a tunnel's prefixes cover); k's keepalive, which it must leave; and a,
-//! which checks sequence numbers and so never is. Each goes in a burst
+//! which checks sequence numbers and so never is; and IPv6 inside GRE from b (into GRE and
+//! IP-in-IP tunnels, from its extra sources, back into b, to and from its `link6`, without
+//! a route, into a) and from d, which owns no IPv6 sources. Each goes in a burst
 //! between two copies of its valid original, so the memo knows the tunnel and a mutant
 //! sits between packets the fast path takes. Mutations: every bit and a whole-byte flip
-//! of the first 66 bytes, each as it is and with both IPv4 header checksums made right
+//! of the first 66 bytes (to the end of the inner header for IPv6), each as it is and with both IPv4 header checksums made right
 //! again (so that what the checksums guard is tried too); every ECN pair; the inner TTLs
-//! 0 to 2; cuts at each header boundary; Ethernet padding; smaller headroom; chained and
+//! (hop limits) 0 to 2; cuts at each header boundary; Ethernet padding; smaller headroom; chained and
 //! shared buffers.
 
 mod common;
@@ -68,7 +70,7 @@ impl Side {
     }
 }
 
-/// A base frame: what it is, its port, its bytes, where its inner IPv4 header starts,
+/// A base frame: what it is, its port, its bytes, where its inner IP header starts,
 /// and whether it is forwarded (else the lab drops or answers it on the way out).
 struct Base {
     name: &'static str,
@@ -76,6 +78,8 @@ struct Base {
     frame: Vec<u8>,
     inner: usize,
     forwarded: bool,
+    /// IPv6 inside (an IPv6 header at `inner`).
+    v6: bool,
 }
 
 fn bases() -> Vec<Base> {
@@ -240,16 +244,102 @@ fn bases() -> Vec<Base> {
             false,
         ),
     ];
-    let frames = pkts(&specs.iter().map(|s| s.2.clone()).collect::<Vec<_>>());
-    specs
+    // IPv6 inside GRE (0x86DD), from b (2001:db8:2::/48 and 2001:db8:b2::/48, link6
+    // fd00:b::1) and d (key 400, no IPv6 sources of its own).
+    let inner6 = "UDP(sport=1234,dport=5678)/Raw(b'x'*26)";
+    let b6 = |ip6: &str| {
+        format!(
+            "{}/GRE(proto=0x86dd)/IPv6({ip6})/{inner6}",
+            client("198.51.100.2", 2)
+        )
+    };
+    let specs6: [(&str, PortIndex, String, usize, bool); 9] = [
+        (
+            "b IPv6 into f",
+            CLIENT_PORT,
+            b6("src='2001:db8:2::5',dst='2001:db8:f::9',hlim=64,tc=0x2a"),
+            38,
+            true,
+        ),
+        (
+            "b IPv6 from its extra source into e",
+            CLIENT_PORT,
+            b6("src='2001:db8:b2::5',dst='2001:db8:e0::9',tc=0x01"),
+            38,
+            true,
+        ),
+        (
+            "b IPv6 into c (IP in IP, protocol 41)",
+            CLIENT_PORT,
+            b6("src='2001:db8:2::5',dst='2001:db8:3::9',hlim=2"),
+            38,
+            true,
+        ),
+        (
+            "b IPv6 back into b: a hairpin",
+            CLIENT_PORT,
+            b6("src='2001:db8:2::5',dst='2001:db8:2::9'"),
+            38,
+            false,
+        ),
+        (
+            "b IPv6 to its link6 address",
+            CLIENT_PORT,
+            b6("src='fd00:b::', dst='fd00:b::1'"),
+            38,
+            false,
+        ),
+        (
+            "b IPv6 from our own link6 address into f: a loop",
+            CLIENT_PORT,
+            b6("src='fd00:b::1',dst='2001:db8:f::9'"),
+            38,
+            false,
+        ),
+        (
+            "b IPv6 with no route",
+            CLIENT_PORT,
+            b6("src='2001:db8:2::5',dst='2001:db8:99::1'"),
+            38,
+            false,
+        ),
+        (
+            "b IPv6, 300 bytes, into a (sequence numbers and checksum)",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE(proto=0x86dd)/IPv6(src='2001:db8:2::5',dst='2001:db8:1::9')/{big}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            true,
+        ),
+        (
+            "d IPv6 (key 400) from a source it does not own",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE(key_present=1,key=400,proto=0x86dd)/IPv6(src='2001:db8:2::5',\
+                 dst='2001:db8:f::9')/{inner6}",
+                client("198.51.100.4", 4)
+            ),
+            42,
+            false,
+        ),
+    ];
+    let all: Vec<_> = specs
         .into_iter()
+        .map(|s| (s, false))
+        .chain(specs6.into_iter().map(|s| (s, true)))
+        .collect();
+    let frames = pkts(&all.iter().map(|(s, _)| s.2.clone()).collect::<Vec<_>>());
+    all.into_iter()
         .zip(frames)
-        .map(|((name, port, _, inner, forwarded), frame)| Base {
+        .map(|(((name, port, _, inner, forwarded), v6), frame)| Base {
             name,
             port,
             frame,
             inner,
             forwarded,
+            v6,
         })
         .collect()
 }
@@ -285,7 +375,9 @@ fn mutants(b: &Base) -> Vec<(String, TestBuf)> {
     let f = &b.frame;
     let mut out: Vec<(String, TestBuf)> = Vec::new();
     let mut add = |what: String, bytes: Vec<u8>| out.push((what, TestBuf::new(&bytes)));
-    for at in 0..f.len().min(66) {
+    // Every byte the fast path reads: up to the end of the inner header.
+    let read = if b.v6 { b.inner + 40 } else { 66 };
+    for at in 0..f.len().min(read) {
         for x in [0x01u8, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff] {
             let mut g = f.clone();
             g[at] ^= x;
@@ -300,7 +392,12 @@ fn mutants(b: &Base) -> Vec<(String, TestBuf)> {
         for inner in 0..4u8 {
             let mut g = f.clone();
             g[15] = (g[15] & !3) | outer;
-            g[b.inner + 1] = (g[b.inner + 1] & !3) | inner;
+            if b.v6 {
+                // The traffic class's low bits: bits 4 and 5 of the second byte.
+                g[b.inner + 1] = (g[b.inner + 1] & !0x30) | (inner << 4);
+            } else {
+                g[b.inner + 1] = (g[b.inner + 1] & !3) | inner;
+            }
             add(
                 format!("ECN outer {outer} inner {inner}"),
                 fixed(g, b.inner),
@@ -309,7 +406,7 @@ fn mutants(b: &Base) -> Vec<(String, TestBuf)> {
     }
     for ttl in 0..3u8 {
         let mut g = f.clone();
-        g[b.inner + 8] = ttl;
+        g[b.inner + if b.v6 { 7 } else { 8 }] = ttl;
         add(format!("inner TTL {ttl}"), fixed(g, b.inner));
     }
     for cut in [
@@ -328,6 +425,10 @@ fn mutants(b: &Base) -> Vec<(String, TestBuf)> {
         54,
         61,
         62,
+        77,
+        78,
+        81,
+        82,
         f.len() - 1,
     ] {
         if cut < f.len() {

@@ -204,10 +204,10 @@ fn outer4(
 }
 
 /// [`encapsulate`] for the tunnel most packets leave by: IPv4 endpoints with a known next
-/// hop, no sequence numbers, no GRE checksum, an IPv4 packet inside (`inner.v6` false)
-/// that fits. `t` is tunnel `id`'s entry; the packet's first `strip` bytes are headers in
-/// front of the inner packet, which the tunnel's headers replace. For such a packet it
-/// writes exactly what
+/// hop, no sequence numbers, no GRE checksum, a packet inside that fits (IPv4, or IPv6
+/// as protocol type 0x86DD in GRE and protocol 41 in IP in IP). `t` is tunnel `id`'s
+/// entry; the packet's first `strip` bytes are headers in front of the inner packet, which
+/// the tunnel's headers replace. For such a packet it writes exactly what
 /// [`encapsulate`] writes (the same helpers) without the branches the other tunnels need;
 /// for any other it returns `None` having changed nothing, and the caller encapsulates
 /// the general way.
@@ -223,7 +223,7 @@ pub(crate) fn plain4<B: PacketBuf>(
 ) -> Option<Sent> {
     const WANT: u8 = TunnelHot::VALID | TunnelHot::NEIGHBOR;
     const MASK: u8 = WANT | TunnelHot::SEQUENCE | TunnelHot::CHECKSUM;
-    if t.flags & MASK != WANT || inner.v6 {
+    if t.flags & MASK != WANT {
         return None;
     }
     // A valid tunnel's header holds Ethernet at least.
@@ -234,7 +234,20 @@ pub(crate) fn plain4<B: PacketBuf>(
     }
     let h = pkt.replace_front(strip, headers)?;
     copy_header(h, &t.header);
-    outer4(h, t, inner, outer_len, t.header[23], ident);
+    // IPv6 inside, as encapsulate4 writes it.
+    let mut protocol = t.header[23];
+    if inner.v6 {
+        if protocol == IpProtocol::IPIP.0 {
+            protocol = IpProtocol::IPV6.0;
+        } else {
+            // Always there: a GRE tunnel's header has 4 bytes of GRE at least.
+            let at = ethernet::HEADER_LEN + IPV4_LEN + 2;
+            if let Some(p) = h.get_mut(at..at + 2) {
+                p.copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
+            }
+        }
+    }
+    outer4(h, t, inner, outer_len, protocol, ident);
     let frame_len = ethernet::HEADER_LEN + outer_len;
     if let Some(c) = counters.tunnels.get_mut(id.index()) {
         c.tx.add(frame_len);

@@ -13,10 +13,18 @@
 //! on the inner addresses alone: a destination that is neither the tunnel's router nor
 //! martian, a source that is not ours.
 //!
+//! Or the same outer headers around IPv6 in GRE (protocol type 0x86DD, RFC 7676; frames of
+//! 82 bytes or more with a key, 78 without), and inside a 40-byte IPv6 header exactly as
+//! long as what the tunnel carried, not carrying another tunnel's packet, from the
+//! tunnel's own IPv6 sources and not from an invalid or link-local address, to an address
+//! that is neither martian, the tunnel's `link6` nor its IPv6 endpoint, with a hop limit
+//! above 1 and an ECN pair as above ([`terminate6`]).
+//!
 //! For such a packet the general stages reach `Ok` with nothing but the tunnel's receive
 //! counter moved: the fast path gets there with one read of the frame, fixed offsets
 //! within its first 62 bytes and no intermediate results in memory, and does what they do
-//! (TTL and its checksum, the counter, the [`Inner`] they fill), all but the strip itself:
+//! (TTL and its checksum or the hop limit, the counter, the [`Inner`] they fill), all but
+//! the strip itself:
 //! the outer headers stay in front until [`forward`] replaces them with the egress
 //! tunnel's in one move of the buffer's start, or the burst loop trims them for the
 //! general stages 4 and 5. Any other packet it leaves untouched
@@ -31,8 +39,9 @@
 //! tunnel is the plain kind ([`super::encap::plain4`]: IPv4 endpoints, a known next hop, no
 //! sequence numbers, no GRE checksum, room for the packet), writing what the general
 //! [`super::encap::encapsulate`] writes with the same helpers and making route's own checks
-//! ([`super::route::into_tunnel`]); any other packet it leaves as it is, for the general
-//! stages 4 and 5 (the same tests compare the two).
+//! ([`super::route::into_tunnel`], [`super::route::into_tunnel6`] for IPv6 inside); any
+//! other packet it leaves as it is, for the general stages 4 and 5 (the same tests compare
+//! the two).
 
 use super::counters::Counters;
 use super::encap::{self, Sent};
@@ -43,7 +52,7 @@ use crate::buffer::PacketBuf;
 use crate::lpm::NextHop;
 use crate::tables::tunnel::TunnelHot;
 use crate::tables::{PortIndex, Snapshot, Target, TunnelId};
-use crate::wire::{checksum, ipv4};
+use crate::wire::{checksum, ipv4, ipv6};
 use core::net::Ipv4Addr;
 
 /// Ethernet (14) and a 20-byte outer IPv4 header.
@@ -130,21 +139,28 @@ pub(crate) fn terminate<B: PacketBuf>(
         return None;
     }
     let outer_ecn = outer[1] & 0b11;
-    let (l3, key) = match outer[9] {
-        4 => (L4, None),
-        47 => match [w[L4], w[L4 + 1], w[L4 + 2], w[L4 + 3]] {
-            [0x00, 0x00, 0x08, 0x00] => (L4 + 4, None),
-            [0x20, 0x00, 0x08, 0x00] => {
-                let k = [w[L4 + 4], w[L4 + 5], w[L4 + 6], w[L4 + 7]];
-                (L4 + 8, Some(u32::from_be_bytes(k)))
+    let protocol = outer[9];
+    // GRE's protocol type: IPv4 (0x0800) or IPv6 (0x86DD, RFC 7676).
+    let (l3, key, v6) = match protocol {
+        4 => (L4, None, false),
+        47 => {
+            let key = [w[L4 + 4], w[L4 + 5], w[L4 + 6], w[L4 + 7]];
+            match [w[L4], w[L4 + 1], w[L4 + 2], w[L4 + 3]] {
+                [0x00, 0x00, 0x08, 0x00] => (L4 + 4, None, false),
+                [0x20, 0x00, 0x08, 0x00] => (L4 + 8, Some(u32::from_be_bytes(key)), false),
+                [0x00, 0x00, 0x86, 0xdd] => (L4 + 4, None, true),
+                [0x20, 0x00, 0x86, 0xdd] => (L4 + 8, Some(u32::from_be_bytes(key)), true),
+                _ => return None,
             }
-            _ => return None,
-        },
+        }
         _ => return None,
     };
-    let (id, t) = memo.hit(snap, local, remote, outer[9], key, port.index)?;
+    let (id, t) = memo.hit(snap, local, remote, protocol, key, port.index)?;
     if t.has(TunnelHot::SEQUENCE) {
         return None;
+    }
+    if v6 {
+        return terminate6(d, rx_len, l3, outer_ecn, id, t, snap, counters, out);
     }
 
     // The inner header: 20 bytes, the whole rest of the frame.
@@ -197,6 +213,70 @@ pub(crate) fn terminate<B: PacketBuf>(
     Some((rx_len, l3))
 }
 
+/// [`terminate`] for IPv6 inside GRE (protocol type 0x86DD), once the tunnel is known
+/// (`id`, `t`) and the inner header starts at `l3` of the frame `d`, as the general
+/// stages' IPv6 body would take it: a 40-byte IPv6 header that is exactly what the tunnel
+/// carried, not another tunnel's packet (next header 4, 41 or 47 goes the general way),
+/// a source that is neither invalid, link-local nor the tunnel's own `link6` and that the
+/// tunnel owns, a destination that is neither martian, the tunnel's `link6`, nor its
+/// IPv6 endpoint, an ECN pair RFC 6040 leaves as it is, and a hop limit above 1. On
+/// `Some` its hop limit is decremented, its tunnel's receive counter moved and `out`
+/// filled; on `None` nothing was changed.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn terminate6(
+    d: &mut [u8],
+    rx_len: usize,
+    l3: usize,
+    outer_ecn: u8,
+    id: TunnelId,
+    t: &TunnelHot,
+    snap: &Snapshot,
+    counters: &mut Counters,
+    out: &mut Inner,
+) -> Option<(usize, usize)> {
+    let ip: &mut [u8; 40] = d.get_mut(l3..l3 + 40)?.try_into().ok()?;
+    let total = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    if ip[0] >> 4 != 6 || total != rx_len - l3 {
+        return None;
+    }
+    let tc = (ip[0] << 4) | (ip[1] >> 4);
+    let next = ip[6];
+    let hop = ip[7];
+    let src = u128::from_be_bytes(ip[8..24].try_into().ok()?);
+    let dst = u128::from_be_bytes(ip[24..40].try_into().ok()?);
+    if hop <= 1
+        || !ecn_kept(outer_ecn, tc & 0b11)
+        || matches!(next, 4 | 41 | 47)
+        || ipv6::is_invalid_source(src)
+        || ipv6::is_link_local(src)
+        || (t.link6 != 0 && (dst == t.link6 || src == t.link6))
+        // What route6() checks on the inner addresses alone, so that forward() need not.
+        || ipv6::is_martian_destination(dst)
+        || snap.tunnels().hot6(id).is_some_and(|h| h.remote == dst)
+        || snap.source_owner6(src) != Some(TunnelId(t.sources))
+    {
+        return None;
+    }
+    ip[7] = hop - 1;
+    if let Some(c) = counters.tunnels.get_mut(id.index()) {
+        c.rx.add(rx_len);
+    }
+    out.ingress_tunnel = Some(id);
+    out.back = Back::Tunnel(id);
+    out.keepalive = false;
+    out.src = 0;
+    out.dst = 0;
+    out.len = total;
+    out.tos = tc;
+    out.ttl = hop - 1;
+    out.dont_frag = true;
+    out.v6 = true;
+    out.src6 = src;
+    out.dst6 = dst;
+    Some((rx_len, l3))
+}
+
 /// Stages 4 and 5 on the fast path, for a packet [`terminate`] took (`inner` is what it
 /// filled, `at` where its inner header starts, `nh` its route): a route into a tunnel
 /// that passes route's own checks on it ([`super::route::into_tunnel`]: not the ingress
@@ -217,11 +297,21 @@ pub(crate) fn forward<B: PacketBuf>(
     counters: &mut Counters,
 ) -> Option<Sent> {
     // NextHop::NONE is no tunnel either.
-    let Target::Tunnel(egress) = snap.target(nh) else {
-        return None;
+    let e = if inner.v6 {
+        let Target::Tunnel(egress) = snap.target6(nh) else {
+            return None;
+        };
+        (
+            super::route::into_tunnel6(snap, inner, egress).ok()?,
+            egress,
+        )
+    } else {
+        let Target::Tunnel(egress) = snap.target(nh) else {
+            return None;
+        };
+        (super::route::into_tunnel(snap, inner, egress).ok()?, egress)
     };
-    let e = super::route::into_tunnel(snap, inner, egress).ok()?;
-    encap::plain4(pkt, at, inner, e, egress, ident, counters)
+    encap::plain4(pkt, at, inner, e.0, e.1, ident, counters)
 }
 
 #[cfg(test)]

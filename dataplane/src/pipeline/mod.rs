@@ -404,6 +404,7 @@ impl Pipeline {
                 ) {
                     rx_bytes += rx_len as u64;
                     dsts[i] = inner[i].dst;
+                    any_v6 |= inner[i].v6;
                     pending[i] = true;
                     // Its action is written in stages 4 and 5, whichever way it goes.
                     // (`at` is 34 to 42: Ethernet, IPv4, and GRE with its key.)

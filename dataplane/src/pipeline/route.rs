@@ -134,24 +134,7 @@ pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targ
     }
     let target = snap.target6(nh);
     match target {
-        Target::Tunnel(egress) => {
-            if inner.ingress_tunnel == Some(egress) {
-                return Err(Verdict::Drop(DropReason::Hairpin));
-            }
-            // To or from the egress tunnel's own IPv6 endpoint: it would loop.
-            if snap
-                .tunnels()
-                .hot6(egress)
-                .is_some_and(|t| t.remote == inner.dst6 || t.remote == inner.src6)
-            {
-                return Err(Verdict::Drop(DropReason::TunnelLoop));
-            }
-            match snap.tunnels().hot(egress) {
-                Some(e) if e.link6 == 0 || e.link6 != inner.src6 => Ok(target),
-                Some(_) => Err(Verdict::Drop(DropReason::TunnelLoop)),
-                None => Err(Verdict::Drop(DropReason::NoRoute)),
-            }
-        }
+        Target::Tunnel(egress) => into_tunnel6(snap, inner, egress).map(|_| target),
         // Natively out of a port (an IPv6 `[[route]]` with a port and next hop).
         Target::Native { .. } => Ok(target),
         Target::Blackhole | Target::Connected { .. } => Err(Verdict::Drop(DropReason::NoRoute)),
@@ -159,5 +142,33 @@ pub(crate) fn route6(snap: &Snapshot, inner: &Inner, nh: NextHop) -> Result<Targ
         // 13 (administratively prohibited) to ICMPv6's 1.
         Target::Unreachable => unreachable(inner, 0),
         Target::Prohibit => unreachable(inner, 13),
+    }
+}
+
+/// The checks [`route6`] makes on an IPv6 packet whose route leads into tunnel `egress`:
+/// not back into the tunnel it came from (hairpin), not to or from the egress tunnel's own
+/// IPv6 endpoint, and not from its `link6` address (loops). On `Ok`, the egress tunnel's
+/// entry. The fast path ([`super::fast::forward`]) makes them through here too.
+#[inline(always)]
+pub(crate) fn into_tunnel6<'s>(
+    snap: &'s Snapshot,
+    inner: &Inner,
+    egress: TunnelId,
+) -> Result<&'s TunnelHot, Verdict> {
+    if inner.ingress_tunnel == Some(egress) {
+        return Err(Verdict::Drop(DropReason::Hairpin));
+    }
+    // To or from the egress tunnel's own IPv6 endpoint: it would loop.
+    if snap
+        .tunnels()
+        .hot6(egress)
+        .is_some_and(|t| t.remote == inner.dst6 || t.remote == inner.src6)
+    {
+        return Err(Verdict::Drop(DropReason::TunnelLoop));
+    }
+    match snap.tunnels().hot(egress) {
+        Some(e) if e.link6 == 0 || e.link6 != inner.src6 => Ok(e),
+        Some(_) => Err(Verdict::Drop(DropReason::TunnelLoop)),
+        None => Err(Verdict::Drop(DropReason::NoRoute)),
     }
 }
