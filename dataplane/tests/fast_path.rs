@@ -10,21 +10,23 @@
 //! the internet, and loops (from an egress tunnel's router, from our address, to a martian
 //! destination a tunnel's prefixes cover); k's keepalive, which it must leave; and a,
 //! which checks sequence numbers and so never is; and IPv6 inside GRE from b (into GRE and
-//! IP-in-IP tunnels, from its extra sources, back into b, to and from its `link6`, without
-//! a route, into a) and from d, which owns no IPv6 sources. Each goes in a burst
-//! between two copies of its valid original, so the memo knows the tunnel and a mutant
-//! sits between packets the fast path takes. Mutations: every bit and a whole-byte flip
-//! of the first 66 bytes (to the end of the inner header for IPv6), each as it is and with both IPv4 header checksums made right
-//! again (so that what the checksums guard is tried too); every ECN pair; the inner TTLs
-//! (hop limits) 0 to 2; cuts at each header boundary; Ethernet padding; smaller headroom; chained and
-//! shared buffers.
+//! IP-in-IP tunnels, into keyed k with its TTL and DSCP policies, natively, from its extra
+//! sources, back into b, to and from its `link6`, to a martian destination, carrying GRE
+//! to our address, over f's MTU, without a route, into a), from k (keyed) and from d,
+//! which owns no IPv6 sources. Each goes in a burst between two copies of its valid
+//! original, so the memo knows the tunnel and a mutant sits between packets the fast path
+//! takes. Mutations: every bit and a whole-byte flip of the first 66 bytes (to the end of
+//! the inner header for IPv6), each as it is and with both IPv4 header checksums made
+//! right again (so that what the checksums guard is tried too); every ECN pair; the inner
+//! TTLs (hop limits) 0 to 2; cuts at each header boundary; Ethernet padding; smaller
+//! headroom; chained and shared buffers.
 
 mod common;
 
 use common::*;
 use dataplane::buffer::{PacketBuf, TestBuf};
 use dataplane::pipeline::{Action, DropReason, Pipeline};
-use dataplane::tables::{PortIndex, Snapshot, Tunnel, TunnelMode};
+use dataplane::tables::{DscpPolicy, PortIndex, Snapshot, TtlPolicy, Tunnel, TunnelMode};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -51,6 +53,11 @@ impl Side {
         k.extra_sources.push("192.0.2.1/32".parse().unwrap());
         // A martian prefix: only route() drops what it covers.
         k.prefixes.push("240.0.0.0/8".parse().unwrap());
+        // IPv6 of its own (a keyed tunnel the IPv6 fast path takes), and policies its
+        // IPv6 packets read: the outer TTL from the hop limit, a fixed DSCP.
+        k.prefixes6.push("2001:db8:9::/48".parse().unwrap());
+        k.ttl = TtlPolicy::Inherit;
+        k.dscp = DscpPolicy::Fixed(46);
         b.tunnel(k).neighbor(CLIENT_PORT, RK, remote_mac(9));
         // Tunnel g: a GRE checksum without sequence numbers.
         let mut g = Tunnel::new("g", TunnelMode::Gre, L1, RG, CLIENT_PORT);
@@ -253,7 +260,7 @@ fn bases() -> Vec<Base> {
             client("198.51.100.2", 2)
         )
     };
-    let specs6: [(&str, PortIndex, String, usize, bool); 9] = [
+    let specs6: [(&str, PortIndex, String, usize, bool); 15] = [
         (
             "b IPv6 into f",
             CLIENT_PORT,
@@ -293,6 +300,60 @@ fn bases() -> Vec<Base> {
             "b IPv6 from our own link6 address into f: a loop",
             CLIENT_PORT,
             b6("src='fd00:b::1',dst='2001:db8:f::9'"),
+            38,
+            false,
+        ),
+        (
+            "b IPv6 to a martian destination e's routes cover",
+            CLIENT_PORT,
+            b6("src='2001:db8:2::5',dst='fe80::9'"),
+            38,
+            false,
+        ),
+        (
+            "b IPv6 carrying GRE to our core port's address",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE(proto=0x86dd)/IPv6(src='2001:db8:2::5',dst='{LC6}',nh=47)\
+                 /GRE()/IP(src='10.2.0.5',dst='10.7.0.9')/{inner}",
+                client("198.51.100.2", 2)
+            ),
+            38,
+            false,
+        ),
+        (
+            "b IPv6 into k (key 9, TTL inherited, fixed DSCP)",
+            CLIENT_PORT,
+            b6("src='2001:db8:2::5',dst='2001:db8:9::9',hlim=30,tc=0x2b"),
+            38,
+            true,
+        ),
+        (
+            "k IPv6 (key 9) into f",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE(key_present=1,key=9,proto=0x86dd)/IPv6(src='2001:db8:9::5',\
+                 dst='2001:db8:f::9',tc=0x01)/{inner6}",
+                client("198.51.100.9", 9)
+            ),
+            42,
+            true,
+        ),
+        (
+            "b IPv6 to a native IPv6 route",
+            CLIENT_PORT,
+            b6("src='2001:db8:2::5',dst='2001:db8:200::9'"),
+            38,
+            true,
+        ),
+        (
+            "b IPv6, 1448 bytes, over f's MTU",
+            CLIENT_PORT,
+            format!(
+                "{}/GRE(proto=0x86dd)/IPv6(src='2001:db8:2::5',dst='2001:db8:f::9')\
+                 /UDP(sport=1234,dport=5678)/Raw(b'x'*1400)",
+                client("198.51.100.2", 2)
+            ),
             38,
             false,
         ),

@@ -16,17 +16,18 @@
 //! Or the same outer headers around IPv6 in GRE (protocol type 0x86DD, RFC 7676; frames of
 //! 82 bytes or more with a key, 78 without), and inside a 40-byte IPv6 header exactly as
 //! long as what the tunnel carried, not carrying another tunnel's packet, from the
-//! tunnel's own IPv6 sources and not from an invalid or link-local address, to an address
+//! tunnel's own IPv6 sources and not from an invalid or link-local address or its
+//! `link6`, to an address
 //! that is neither martian, the tunnel's `link6` nor its IPv6 endpoint, with a hop limit
 //! above 1 and an ECN pair as above ([`terminate6`]).
 //!
 //! For such a packet the general stages reach `Ok` with nothing but the tunnel's receive
 //! counter moved: the fast path gets there with one read of the frame, fixed offsets
-//! within its first 62 bytes and no intermediate results in memory, and does what they do
-//! (TTL and its checksum or the hop limit, the counter, the [`Inner`] they fill), all but
-//! the strip itself:
-//! the outer headers stay in front until [`forward`] replaces them with the egress
-//! tunnel's in one move of the buffer's start, or the burst loop trims them for the
+//! within its first 62 bytes (82 for IPv6 inside) and no intermediate results in memory,
+//! and does what they do (TTL and its checksum or the hop limit, the counter, the
+//! [`Inner`] they fill), all but the strip itself: the outer headers stay in front until
+//! [`forward`] replaces them with the egress tunnel's in one move of the buffer's start,
+//! or the burst loop trims them for the
 //! general stages 4 and 5. Any other packet it leaves untouched
 //! (it reads only; making the buffer writable is the first thing the general stages do as
 //! well) and the general stages take it from the start, so that every drop, punt, event
@@ -101,7 +102,7 @@ fn ecn_kept(outer: u8, inner: u8) -> bool {
 
 /// Terminate `pkt` on the fast path, as [`super::classify::ingress`] and
 /// [`super::terminate::terminate`] would: on `Some((rx_len, at))` (the frame's length as
-/// received, and where its inner IPv4 header starts) it is done and `out` filled, but the
+/// received, and where its inner IP header starts) it is done and `out` filled, but the
 /// headers in front of the inner packet are still there: [`forward`] replaces them with the
 /// egress tunnel's in one step, and a packet it does not take is trimmed by `at` before the
 /// general stages 4 and 5. On `None` nothing was changed and the packet goes the general
@@ -280,9 +281,13 @@ fn terminate6(
 /// Stages 4 and 5 on the fast path, for a packet [`terminate`] took (`inner` is what it
 /// filled, `at` where its inner header starts, `nh` its route): a route into a tunnel
 /// that passes route's own checks on it ([`super::route::into_tunnel`]: not the ingress
-/// one, its router neither end of the packet), and [`encap::plain4`] into that tunnel. The checks
-/// [`super::route::route`] makes on the inner addresses alone (a martian destination, a
-/// source of ours, the ingress tunnel's router as destination) [`terminate`] made. On
+/// one, its router neither end of the packet; for IPv6 inside
+/// [`super::route::into_tunnel6`]: not the ingress one, neither end its IPv6 endpoint, not
+/// from its `link6`), and [`encap::plain4`] into that tunnel. The checks
+/// [`super::route::route`] and [`super::route::route6`] make on the inner addresses alone
+/// (a martian destination; a source of ours, the ingress tunnel's router as destination;
+/// for IPv6 the ingress tunnel's `link6` as source, its IPv6 endpoint as destination)
+/// [`terminate`] made. On
 /// `Some` the packet is sent as the general stages would send it; on `None` nothing was
 /// changed (the caller trims the `at` bytes in front and gives it to the general stages 4
 /// and 5).
@@ -324,7 +329,7 @@ mod tests {
     use crate::pipeline::Inner;
     use crate::tables::{PortEntry, Snapshot, SnapshotBuilder, Tunnel, TunnelMode};
     use crate::wire::{checksum, EthernetAddress, IpProtocol};
-    use core::net::Ipv4Addr;
+    use core::net::{Ipv4Addr, Ipv6Addr};
     use std::sync::Arc;
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -388,9 +393,13 @@ mod tests {
             t.prefixes.push(clients.parse().unwrap());
             t
         };
-        b.tunnel(tunnel("plain", TunnelMode::Gre, 10, "10.1.0.0/16"));
+        let mut plain = tunnel("plain", TunnelMode::Gre, 10, "10.1.0.0/16");
+        plain.prefixes6.push("2001:db8:1::/48".parse().unwrap());
+        plain.link6 = Some("fd00:1::1/127".parse().unwrap());
+        b.tunnel(plain);
         let mut keyed = tunnel("keyed", TunnelMode::Gre, 20, "10.2.0.0/16");
         keyed.key = Some(5);
+        keyed.prefixes6.push("2001:db8:2::/48".parse().unwrap());
         b.tunnel(keyed);
         b.tunnel(tunnel("ipip", TunnelMode::Ipip, 30, "10.3.0.0/16"));
         let mut seq = tunnel("seq", TunnelMode::Gre, 40, "10.4.0.0/16");
@@ -537,6 +546,120 @@ mod tests {
         );
         let (r, pkt, ..) = run(&snap, &f, Some((40, None)));
         assert_eq!((r, pkt.data()), (None, &f[..]));
+    }
+
+    /// A GRE frame to us from `remote` carrying IPv6 (protocol type 0x86DD, RFC 7676):
+    /// `gre` is the GRE header's first two bytes and its key, the inner packet a 40-byte
+    /// IPv6 header (traffic class 0x28, next header `next`, hop limit `hop`) and 26 bytes
+    /// of payload.
+    fn frame6(remote: u8, key: Option<u32>, src: &str, dst: &str, next: u8, hop: u8) -> Vec<u8> {
+        let mut gre = vec![0, 0, 0x86, 0xdd];
+        if let Some(k) = key {
+            gre[0] = 0x20;
+            gre.extend_from_slice(&k.to_be_bytes());
+        }
+        let mut f = MAC.to_vec();
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 0x99, 0x08, 0x00]);
+        let outer_total = 20 + gre.len() + 40 + 26;
+        f.extend(ipv4(outer_total, 0, 64, 47, [198, 51, 100, remote], LOCAL));
+        f.extend_from_slice(&gre);
+        // Version 6, traffic class 0x28, flow label 0.
+        f.extend_from_slice(&[0x62, 0x80, 0, 0, 0, 26, next, hop]);
+        f.extend_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(&[0xab; 26]);
+        f
+    }
+
+    /// IPv6 inside GRE, keyless and keyed, from the tunnel's own IPv6 clients: taken, with
+    /// the hop limit one less (SPEC.md tunnel termination; IPv6 has no header checksum),
+    /// `out` as the general stages fill it and the tunnel's receive counter. The rest, each
+    /// something the general stages drop, punt, answer or change otherwise: left alone.
+    #[test]
+    fn takes_ipv6_inside_gre_and_leaves_the_rest() {
+        let snap = lab();
+        let cases = [
+            (10, None, "2001:db8:1::5", "plain"),
+            (20, Some(5), "2001:db8:2::5", "keyed"),
+        ];
+        for (remote, key, src, name) in cases {
+            let dst = "2001:db8:9::1";
+            let f = frame6(remote, key, src, dst, 17, 64);
+            let l3 = 34 + if key.is_some() { 8 } else { 4 };
+            let (r, pkt, ..) = run(&snap, &f, None);
+            assert_eq!((r, pkt.data()), (None, &f[..]), "{name}: cold memo");
+
+            let (r, pkt, out, counters) = run(&snap, &f, Some((remote, key)));
+            assert_eq!(r, Some((f.len(), l3)), "{name}: taken");
+            let mut want = f.clone();
+            want[l3 + 7] = 63;
+            assert_eq!(pkt.data(), &want[..], "{name}: hop limit 63, nothing else");
+            let id = snap.tunnels().by_name(name).unwrap();
+            assert_eq!(out.ingress_tunnel, Some(id), "{name}");
+            assert_eq!(out.back, Back::Tunnel(id), "{name}");
+            assert!(out.v6 && out.dont_frag && !out.keepalive, "{name}");
+            assert_eq!(out.src6, u128::from(src.parse::<Ipv6Addr>().unwrap()));
+            assert_eq!(out.dst6, u128::from(dst.parse::<Ipv6Addr>().unwrap()));
+            assert_eq!((out.src, out.dst), (0, 0), "{name}");
+            assert_eq!((out.len, out.tos, out.ttl), (66, 0x28, 63), "{name}");
+            let rx = counters.tunnels[id.index()].rx;
+            assert_eq!((rx.packets, rx.bytes), (1, f.len() as u64), "{name}");
+
+            let mut others: Vec<(&str, Vec<u8>)> = vec![
+                ("hop limit 1", frame6(remote, key, src, dst, 17, 1)),
+                (
+                    "a tunnel inside (41)",
+                    frame6(remote, key, src, dst, 41, 64),
+                ),
+                ("GRE inside", frame6(remote, key, src, dst, 47, 64)),
+                (
+                    "a source it does not own",
+                    frame6(remote, key, "2001:db8:3::5", dst, 17, 64),
+                ),
+                (
+                    "a link-local source",
+                    frame6(remote, key, "fe80::5", dst, 17, 64),
+                ),
+                (
+                    "a martian destination",
+                    frame6(remote, key, src, "ff02::1", 17, 64),
+                ),
+            ];
+            let mut g = f.clone();
+            g[l3] = 0x42;
+            others.push(("version 4 in the IPv6 header", g));
+            let mut g = f.clone();
+            g.extend_from_slice(&[0; 4]);
+            let outer_total = (g.len() - 14) as u16;
+            g[16..18].copy_from_slice(&outer_total.to_be_bytes());
+            g[24..26].copy_from_slice(&[0, 0]);
+            let c = rfc1071(&g[14..34]);
+            g[24..26].copy_from_slice(&c.to_be_bytes());
+            others.push(("4 bytes after the IPv6 packet", g));
+            let mut g = f.clone();
+            // Outer CE over inner ECT(0): the inner becomes CE.
+            g[l3 + 1] = (g[l3 + 1] & !0x30) | 0x20;
+            g[15] = 0x03;
+            g[24..26].copy_from_slice(&[0, 0]);
+            let c = rfc1071(&g[14..34]);
+            g[24..26].copy_from_slice(&c.to_be_bytes());
+            others.push(("an ECN pair RFC 6040 changes", g));
+            if name == "plain" {
+                others.push((
+                    "to its link6 address",
+                    frame6(remote, key, src, "fd00:1::1", 17, 64),
+                ));
+                others.push((
+                    "from its link6 address",
+                    frame6(remote, key, "fd00:1::1", dst, 17, 64),
+                ));
+            }
+            for (what, g) in others {
+                let (r, pkt, ..) = run(&snap, &g, Some((remote, key)));
+                assert_eq!(r, None, "{name}: {what}");
+                assert_eq!(pkt.data(), &g[..], "{name}: {what} untouched");
+            }
+        }
     }
 
     /// The ECN pairs the fast path keeps are exactly those RFC 6040's Figure 4 leaves
