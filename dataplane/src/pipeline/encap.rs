@@ -129,17 +129,7 @@ fn encapsulate4<B: PacketBuf>(
     let seq = state.map_or(0, |s| s.next_tx_sequence());
     copy_header(h, &t.header);
 
-    // IPv6 inside: protocol 41 on an IPIP tunnel (RFC 4213), protocol type 0x86DD in GRE
-    // (RFC 7676); the template holds IPv4's.
-    let mut protocol = t.header[23];
-    if inner.v6 {
-        if protocol == IpProtocol::IPIP.0 {
-            protocol = IpProtocol::IPV6.0;
-        } else {
-            let at = ethernet::HEADER_LEN + IPV4_LEN + 2;
-            h[at..at + 2].copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
-        }
-    }
+    let protocol = inner_protocol(h, t, inner);
     outer4(h, t, inner, outer_len, protocol, ident);
     if t.has(TunnelHot::SEQUENCE) {
         h[headers - 4..headers].copy_from_slice(&seq.to_be_bytes());
@@ -154,6 +144,27 @@ fn encapsulate4<B: PacketBuf>(
         c.tx.add(frame_len);
     }
     Ok((t.port, frame_len))
+}
+
+/// The outer IPv4 header's protocol for `inner` in tunnel `t`, whose header template `h`
+/// holds (Ethernet first): the template's for IPv4 inside; for IPv6 inside protocol 41 on
+/// an IPIP tunnel (RFC 4213), and on a GRE tunnel the template's 47 with the GRE protocol
+/// type in `h` set to 0x86DD (RFC 7676).
+#[inline(always)]
+fn inner_protocol(h: &mut [u8], t: &TunnelHot, inner: &Inner) -> u8 {
+    let protocol = t.header[23];
+    if !inner.v6 {
+        return protocol;
+    }
+    if protocol == IpProtocol::IPIP.0 {
+        return IpProtocol::IPV6.0;
+    }
+    // Always there: a GRE tunnel's header has 4 bytes of GRE at least.
+    let at = ethernet::HEADER_LEN + IPV4_LEN + 2;
+    if let Some(p) = h.get_mut(at..at + 2) {
+        p.copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
+    }
+    protocol
 }
 
 /// Fill the outer IPv4 header in `h` (Ethernet first, the template copied) with the
@@ -234,19 +245,7 @@ pub(crate) fn plain4<B: PacketBuf>(
     }
     let h = pkt.replace_front(strip, headers)?;
     copy_header(h, &t.header);
-    // IPv6 inside, as encapsulate4 writes it.
-    let mut protocol = t.header[23];
-    if inner.v6 {
-        if protocol == IpProtocol::IPIP.0 {
-            protocol = IpProtocol::IPV6.0;
-        } else {
-            // Always there: a GRE tunnel's header has 4 bytes of GRE at least.
-            let at = ethernet::HEADER_LEN + IPV4_LEN + 2;
-            if let Some(p) = h.get_mut(at..at + 2) {
-                p.copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
-            }
-        }
-    }
+    let protocol = inner_protocol(h, t, inner);
     outer4(h, t, inner, outer_len, protocol, ident);
     let frame_len = ethernet::HEADER_LEN + outer_len;
     if let Some(c) = counters.tunnels.get_mut(id.index()) {

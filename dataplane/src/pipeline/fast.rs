@@ -263,18 +263,7 @@ fn terminate6(
     if let Some(c) = counters.tunnels.get_mut(id.index()) {
         c.rx.add(rx_len);
     }
-    out.ingress_tunnel = Some(id);
-    out.back = Back::Tunnel(id);
-    out.keepalive = false;
-    out.src = 0;
-    out.dst = 0;
-    out.len = total;
-    out.tos = tc;
-    out.ttl = hop - 1;
-    out.dont_frag = true;
-    out.v6 = true;
-    out.src6 = src;
-    out.dst6 = dst;
+    out.set_tunnel6(id, src, dst, total, tc, hop - 1);
     Some((rx_len, l3))
 }
 

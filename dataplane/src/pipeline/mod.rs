@@ -93,6 +93,34 @@ pub(crate) struct Inner {
     pub dst6: u128,
 }
 
+impl Inner {
+    /// An IPv6 packet from tunnel `id` that passed termination: `len` its length, `tc` its
+    /// traffic class and `hop_limit` its hop limit as it now carries them.
+    #[inline(always)]
+    pub(crate) fn set_tunnel6(
+        &mut self,
+        id: TunnelId,
+        src: u128,
+        dst: u128,
+        len: usize,
+        tc: u8,
+        hop_limit: u8,
+    ) {
+        self.ingress_tunnel = Some(id);
+        self.back = icmp::Back::Tunnel(id);
+        self.keepalive = false;
+        self.src = 0;
+        self.dst = 0;
+        self.len = len;
+        self.tos = tc;
+        self.ttl = hop_limit;
+        self.dont_frag = true;
+        self.v6 = true;
+        self.src6 = src;
+        self.dst6 = dst;
+    }
+}
+
 /// The host interface a packet for us goes to, if the way it came has one: the ingress
 /// tunnel's (when it has a `link`), or the arrival port's (when it has `host_interface`).
 #[inline]

@@ -610,18 +610,7 @@ fn inner6<B: PacketBuf>(
         count_event(counters, count && ecn == Ecn::Ce, Event::EcnCePropagated);
     }
     ip.decrement_hop_limit();
-    out.ingress_tunnel = Some(tunnel);
-    out.back = Back::Tunnel(tunnel);
-    out.keepalive = false;
-    out.src = 0;
-    out.dst = 0;
-    out.len = total;
-    out.tos = tc;
-    out.ttl = hop - 1;
-    out.dont_frag = true;
-    out.v6 = true;
-    out.src6 = src;
-    out.dst6 = dst;
+    out.set_tunnel6(tunnel, src, dst, total, tc, hop - 1);
     Ok(())
 }
 
