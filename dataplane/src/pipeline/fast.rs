@@ -63,6 +63,8 @@ const L4: usize = L3 + 20;
 /// after GRE with a key (8 bytes). A shorter frame goes the general way: IP in IP around
 /// fewer than 8 bytes of inner payload, or GRE without a key around fewer than 4.
 const WINDOW: usize = L4 + 8 + 20;
+/// GRE's K (key present) bit in its first word (RFC 2890).
+const GRE_K: u32 = 0x2000_0000;
 
 /// What stays the same over a burst: the port's MAC, as the frame carries it.
 #[derive(Clone, Copy)]
@@ -145,13 +147,18 @@ pub(crate) fn terminate<B: PacketBuf>(
     let (l3, key, v6) = match protocol {
         4 => (L4, None, false),
         47 => {
-            let key = [w[L4 + 4], w[L4 + 5], w[L4 + 6], w[L4 + 7]];
-            match [w[L4], w[L4 + 1], w[L4 + 2], w[L4 + 3]] {
-                [0x00, 0x00, 0x08, 0x00] => (L4 + 4, None, false),
-                [0x20, 0x00, 0x08, 0x00] => (L4 + 8, Some(u32::from_be_bytes(key)), false),
-                [0x00, 0x00, 0x86, 0xdd] => (L4 + 4, None, true),
-                [0x20, 0x00, 0x86, 0xdd] => (L4 + 8, Some(u32::from_be_bytes(key)), true),
+            // Flags and version, protocol type: one word. No flag but K, version 0.
+            let gre = u32::from_be_bytes([w[L4], w[L4 + 1], w[L4 + 2], w[L4 + 3]]);
+            let v6 = match gre & !GRE_K {
+                0x0800 => false,
+                0x86dd => true,
                 _ => return None,
+            };
+            if gre & GRE_K != 0 {
+                let key = [w[L4 + 4], w[L4 + 5], w[L4 + 6], w[L4 + 7]];
+                (L4 + 8, Some(u32::from_be_bytes(key)), v6)
+            } else {
+                (L4 + 4, None, v6)
             }
         }
         _ => return None,
@@ -177,7 +184,8 @@ pub(crate) fn terminate<B: PacketBuf>(
     if ttl <= 1
         || !ecn_kept(outer_ecn, tos & 0b11)
         || snap.is_local(dst)
-        || (t.link != 0 && dst == t.link)
+        // The tunnel's link address (0 for none: 0.0.0.0 is martian below anyway).
+        || dst == t.link
         // To the tunnel's own router: its keepalive (from our endpoint), or a loop.
         || dst == t.remote
         // What route() then checks on the inner addresses alone, so that forward() need
