@@ -523,7 +523,8 @@ pub struct TunnelHot {
     pub local: u32,
     /// The client's endpoint (their outer source), host order.
     pub remote: u32,
-    /// The GRE key when [`TunnelHot::KEY`] is set.
+    /// The GRE key when [`TunnelHot::KEY`] is set, else 0 ([`TunnelHot::receives`] counts
+    /// on it).
     pub key: u32,
     /// The port the tunnel faces: its packets arrive there, and leave there.
     pub port: PortIndex,
@@ -690,16 +691,18 @@ impl TunnelHot {
         gre_key: Option<u32>,
         port: PortIndex,
     ) -> bool {
-        let key_ok = match gre_key {
-            Some(k) => self.has(Self::KEY) && self.key == k,
-            None => !self.has(Self::KEY),
+        // Keyed or not as the packet is, and the same key: a tunnel without one holds 0.
+        let flags = if gre_key.is_some() {
+            Self::VALID | Self::KEY
+        } else {
+            Self::VALID
         };
         self.remote == remote
-            && key_ok
+            && self.key == gre_key.unwrap_or(0)
+            && self.flags & (Self::VALID | Self::KEY) == flags
             && self.local == local
             && self.protocol == protocol
             && self.port == port
-            && self.has(Self::VALID)
     }
 
     /// The GRE header length it writes (0 for IP in IP).
@@ -956,6 +959,48 @@ impl TunnelTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `receives` takes a packet only with the tunnel's own endpoints, protocol and port,
+    /// and, for GRE (RFC 2890 section 2.1), a key exactly when the tunnel has one, and the
+    /// same key: a keyless packet is not a keyed tunnel's, even with key 0, nor a keyed
+    /// packet a keyless tunnel's. An empty slot receives nothing, not even all zeros.
+    #[test]
+    fn receives_exactly_its_own_packets() {
+        let (local, remote) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 7));
+        let (l, r) = (u32::from(local), u32::from(remote));
+        let hot = |mode, key| {
+            let mut t = Tunnel::new("t", mode, local, remote, 0);
+            t.key = key;
+            t.egress_port = 3;
+            TunnelHot::new(&t, 0, EthernetAddress([2, 0, 0, 0, 0, 1]), None, 1500)
+        };
+        for key in [0, 5] {
+            let t = hot(TunnelMode::Gre, Some(key));
+            assert!(t.receives(l, r, 47, Some(key), 3), "key {key}");
+            assert!(!t.receives(l, r, 47, None, 3), "key {key}: no key");
+            assert!(
+                !t.receives(l, r, 47, Some(key ^ 1), 3),
+                "key {key}: another"
+            );
+            assert!(!t.receives(l, r, 4, Some(key), 3), "key {key}: IP in IP");
+        }
+        let t = hot(TunnelMode::Gre, None);
+        assert!(t.receives(l, r, 47, None, 3));
+        assert!(
+            !t.receives(l, r, 47, Some(0), 3),
+            "key 0 to a keyless tunnel"
+        );
+        assert!(!t.receives(l + 1, r, 47, None, 3), "another local address");
+        assert!(!t.receives(l, r + 1, 47, None, 3), "another remote");
+        assert!(!t.receives(l, r, 47, None, 2), "another port");
+        let t = hot(TunnelMode::Ipip, None);
+        assert!(t.receives(l, r, 4, None, 3));
+        assert!(!t.receives(l, r, 47, None, 3), "GRE to an IP-in-IP tunnel");
+        assert!(
+            !TunnelHot::EMPTY.receives(0, 0, 0, None, 0),
+            "an empty slot"
+        );
+    }
 
     #[test]
     fn sequence_numbers_follow_serial_arithmetic() {
