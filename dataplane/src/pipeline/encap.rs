@@ -365,22 +365,26 @@ fn encapsulate6<B: PacketBuf>(
     Ok((t.port, frame_len))
 }
 
-/// Copy the first `h.len()` bytes of a tunnel's header template into `h`: one fixed-size
-/// copy per possible length (a copy of a variable length is a call to `memmove`).
+/// Copy the first `h.len()` bytes of a tunnel's header template into `h`. Every IPv4
+/// header (34 to 50 bytes) is two fixed-size copies: its first 32 bytes, and the 32 bytes
+/// that end it (overlapping the first); a copy of a variable length would be a call to
+/// `memmove`, and one fixed copy per length a jump.
 #[inline(always)]
 fn copy_header(h: &mut [u8], template: &[u8; TunnelHot::MAX_HEADER]) {
-    fn fixed<const N: usize>(h: &mut [u8], template: &[u8; TunnelHot::MAX_HEADER]) {
-        if let (Some(src), Some(dst)) = (template.first_chunk::<N>(), h.first_chunk_mut::<N>()) {
+    let n = h.len();
+    if (32..=TunnelHot::MAX_HEADER).contains(&n) {
+        if let (Some(dst), Some(src)) = (h.first_chunk_mut::<32>(), template.first_chunk::<32>()) {
             *dst = *src;
         }
-    }
-    match h.len() {
-        34 => fixed::<34>(h, template),
-        38 => fixed::<38>(h, template),
-        42 => fixed::<42>(h, template),
-        46 => fixed::<46>(h, template),
-        50 => fixed::<50>(h, template),
-        n => h.copy_from_slice(&template[..n]),
+        let tail = n - 32;
+        if let (Some(dst), Some(src)) = (
+            h[tail..].first_chunk_mut::<32>(),
+            template[tail..].first_chunk::<32>(),
+        ) {
+            *dst = *src;
+        }
+    } else {
+        h.copy_from_slice(&template[..n]);
     }
 }
 
@@ -394,6 +398,23 @@ mod tests {
     use crate::wire::{Ecn, GrePacket, GreRepr, IpProtocol, Ipv4Packet, Ipv4Repr};
     use core::net::Ipv4Addr;
     use proptest::prelude::*;
+
+    /// `copy_header` copies exactly the first `h.len()` bytes of the template, whatever
+    /// that length: the two fixed copies of 34 to 50 bytes, and the general copy around
+    /// them; nothing past `h`'s end is touched.
+    #[test]
+    fn copy_header_copies_each_length_exactly() {
+        let template: [u8; TunnelHot::MAX_HEADER] = core::array::from_fn(|i| i as u8 + 1);
+        for n in 0..=TunnelHot::MAX_HEADER {
+            let mut buf = [0xEE_u8; TunnelHot::MAX_HEADER + 8];
+            copy_header(&mut buf[..n], &template);
+            assert_eq!(&buf[..n], &template[..n], "{n} bytes");
+            assert!(
+                buf[n..].iter().all(|&b| b == 0xEE),
+                "{n} bytes: wrote past the end"
+            );
+        }
+    }
 
     proptest! {
         /// The header written from the tunnel's template is, byte for byte, what the wire
