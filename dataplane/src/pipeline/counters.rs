@@ -24,6 +24,13 @@ impl PacketBytes {
         self.bytes += bytes as u64;
     }
 
+    /// `packets` more, of `bytes` in all.
+    #[inline]
+    pub(crate) fn add_many(&mut self, packets: u64, bytes: u64) {
+        self.packets += packets;
+        self.bytes += bytes;
+    }
+
     fn merge(&mut self, o: &PacketBytes) {
         self.packets += o.packets;
         self.bytes += o.bytes;
@@ -182,6 +189,15 @@ impl Counters {
             self.tunnels.resize(tunnels, TunnelCounters::default());
             self.tunnel_drops.resize(tunnels, TunnelDrops::default());
             self.dirty.resize(tunnels.div_ceil(64), 0);
+        }
+    }
+
+    /// Count `packets` sent out of `port`, `bytes` in all (nothing for a port the
+    /// counters do not have).
+    #[inline]
+    pub(crate) fn port_sent(&mut self, port: PortIndex, packets: u64, bytes: u64) {
+        if let Some(c) = self.ports.get_mut(usize::from(port)) {
+            c.tx.add_many(packets, bytes);
         }
     }
 

@@ -690,12 +690,18 @@ impl Pipeline {
                 t.finish(*a, len);
             }
         }
+        // What goes out is counted run by run (a burst mostly leaves by one port): the port
+        // of the current run, its packets and bytes.
+        let mut run = (0, 0, 0);
         for ((a, &len), inner) in actions.iter().zip(tx_len.iter()).zip(inner.iter()) {
             match *a {
                 Action::Transmit(out) => {
-                    if let Some(c) = self.counters.ports.get_mut(usize::from(out)) {
-                        c.tx.add(len);
+                    if out != run.0 {
+                        self.counters.port_sent(run.0, run.1, run.2);
+                        run = (out, 0, 0);
                     }
+                    run.1 += 1;
+                    run.2 += len as u64;
                 }
                 Action::Drop(r) | Action::Reply { reason: r, .. } => {
                     self.counters.count_drop(port, inner.ingress_tunnel, r)
@@ -706,6 +712,7 @@ impl Pipeline {
                 Action::PathMtu(_) => self.counters.punts[PuntReason::PathMtu as usize] += 1,
             }
         }
+        self.counters.port_sent(run.0, run.1, run.2);
     }
 
     /// The action for a packet a stage stopped: its drop or punt, or for a drop that
