@@ -222,11 +222,19 @@ impl Clock {
 /// The outer IPv4 identifications one worker writes: its own residue class modulo the
 /// number of workers, so that no two workers ever write the same value (RFC 6864: unique
 /// per source, destination and protocol while a datagram may live), for any worker count.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Ident {
     next: u16,
     first: u16,
-    step: u16,
+    /// The distance between two of them: the number of workers (1 to 65,536).
+    stride: u32,
+}
+
+/// A single worker's: every value in turn from 0.
+impl Default for Ident {
+    fn default() -> Self {
+        Ident::for_worker(0, 1)
+    }
 }
 
 impl Ident {
@@ -237,18 +245,15 @@ impl Ident {
         Ident {
             next: first,
             first,
-            step: (workers - 1) as u16,
+            stride: workers as u32,
         }
     }
 
-    /// The next identification; `step + 1` apart, wrapping back to the first value.
+    /// The next identification; `stride` apart, wrapping back to the first value.
     #[inline]
     pub fn next_ident(&mut self) -> u16 {
         let id = self.next;
-        self.next = match id.checked_add(self.step).and_then(|v| v.checked_add(1)) {
-            Some(v) => v,
-            None => self.first,
-        };
+        self.next = u16::try_from(u32::from(id) + self.stride).unwrap_or(self.first);
         id
     }
 }
@@ -262,7 +267,7 @@ impl Pipeline {
             ident: Ident {
                 next: ident_seed,
                 first: 0,
-                step: 0,
+                stride: 1,
             },
             tunnel_memo: terminate::TunnelMemo::default(),
             icmp_limiter: icmp::Limiter::default(),
