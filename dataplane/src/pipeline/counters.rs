@@ -28,13 +28,7 @@ impl PacketBytes {
         self.bytes += bytes as u64;
     }
 
-    /// `packets` more, of `bytes` in all.
     #[inline]
-    pub(crate) fn add_many(&mut self, packets: u64, bytes: u64) {
-        self.packets += packets;
-        self.bytes += bytes;
-    }
-
     fn merge(&mut self, o: &PacketBytes) {
         self.packets += o.packets;
         self.bytes += o.bytes;
@@ -201,7 +195,7 @@ impl Counters {
     #[inline]
     pub(crate) fn port_sent(&mut self, port: PortIndex, packets: u64, bytes: u64) {
         if let Some(c) = self.ports.get_mut(usize::from(port)) {
-            c.tx.add_many(packets, bytes);
+            c.tx.merge(&PacketBytes { packets, bytes });
         }
     }
 
