@@ -241,10 +241,55 @@ pub fn ping_replies(out: &str) -> Vec<(f64, u64)> {
         .collect()
 }
 
+/// Of the `sent` requests of a ping (`-W 1`) with these replies (`ping_replies`), how many
+/// were due an answer. A ping interrupted (at `interrupted_at`, Unix seconds) leaves its last
+/// request in flight, sent at most one interval before the signal: that request is not
+/// counted when it is unanswered and the one before it was answered less than a second
+/// before the signal. Every other unanswered request counts as lost.
+pub fn requests_due(sent: u64, replies: &[(f64, u64)], interrupted_at: Option<f64>) -> u64 {
+    let answered = |seq: u64| replies.iter().find(|(_, s)| *s == seq).map(|(t, _)| *t);
+    let in_flight = match interrupted_at {
+        Some(at) if sent > 1 && answered(sent).is_none() => {
+            answered(sent - 1).is_some_and(|t| at - t < 1.0)
+        }
+        _ => false,
+    };
+    sent - u64::from(in_flight)
+}
+
 /// Seconds since the Unix epoch, as `ping -D` prints them.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requests_due;
+
+    // Requests 1..=3 answered at t = 10.0, 10.05, 10.1 (20 a second).
+    const THREE: [(f64, u64); 3] = [(10.0, 1), (10.05, 2), (10.1, 3)];
+
+    #[test]
+    fn the_request_in_flight_at_the_interrupt_is_not_due() {
+        // Request 4 sent at about 10.15, ping interrupted at 10.16 before its reply.
+        assert_eq!(requests_due(4, &THREE, Some(10.16)), 3);
+    }
+
+    #[test]
+    fn every_other_unanswered_request_is_due() {
+        // Ended by itself (`-c`): the last request had its second.
+        assert_eq!(requests_due(4, &THREE, None), 4);
+        // Request 3 was the last answered, 2 s before the interrupt: 4 and 5 were due.
+        assert_eq!(requests_due(5, &THREE, Some(12.1)), 5);
+        // The gap is in the middle (2 lost), the last one answered: all 3 due.
+        assert_eq!(requests_due(3, &[(10.0, 1), (10.1, 3)], Some(10.11)), 3);
+        // The last two unanswered: only the very last may be in flight.
+        assert_eq!(requests_due(5, &THREE, Some(10.26)), 5);
+        // A single request, unanswered: due.
+        assert_eq!(requests_due(1, &[], Some(10.0)), 1);
+        assert_eq!(requests_due(0, &[], Some(10.0)), 0);
+    }
 }

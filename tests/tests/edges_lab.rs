@@ -509,10 +509,17 @@ impl Pinger {
     }
 
     /// Stop it (SIGINT, unless it ended by itself): (requests sent, replies, its output).
+    ///
+    /// The requests counted as sent are those whose reply was due (`lab::requests_due`):
+    /// the last one, in flight when ping was interrupted, is not.
     fn stop(mut self) -> (u64, u64, String) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        let interrupted_at = if matches!(self.child.try_wait(), Ok(None)) {
+            let at = lab::unix_now();
             signal(&self.child.id().to_string(), "INT");
-        }
+            Some(at)
+        } else {
+            None
+        };
         let _ = self.child.wait();
         if let Some(r) = self.reader.take() {
             let _ = r.join();
@@ -529,7 +536,9 @@ impl Pinger {
             .and_then(|l| l.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        (sent, ping_replies(&out).len() as u64, out)
+        let replies = ping_replies(&out);
+        let due = lab::requests_due(sent, &replies, interrupted_at);
+        (due, replies.len() as u64, out)
     }
 }
 
