@@ -220,13 +220,20 @@ impl Subtree {
     /// The word of the direct entry for `addr`, which is inside this subtree's /16.
     #[inline(always)]
     fn entry_at(&self, addr: u128) -> usize {
-        ((addr >> (128 - SLOT_BITS - self.bits)) as usize) & ((1 << self.bits) - 1)
+        // The direct level ends at bit 30 at most: its bits are in the top 64, whose
+        // shifts are one instruction each (a 128-bit shift by a variable is a dozen).
+        let top = (addr >> 64) as u64;
+        ((top >> (64 - SLOT_BITS - self.bits)) as usize) & ((1 << self.bits) - 1)
     }
 
     /// The address bits after the direct level, at the top.
     #[inline(always)]
     fn rest(&self, addr: u128) -> u128 {
-        (addr << SLOT_BITS) << self.bits
+        // A shift by 24 or 30 bits (below 64), made of 64-bit shifts, as in `entry_at`.
+        let s = SLOT_BITS + self.bits;
+        let (top, low) = ((addr >> 64) as u64, addr as u64);
+        let top = top << s | low >> (64 - s);
+        u128::from(top) << 64 | u128::from(low << s)
     }
 
     /// The raw next hop of `addr`, which is inside this subtree's /16.
