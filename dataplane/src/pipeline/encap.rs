@@ -181,13 +181,14 @@ fn outer4(
     ident: &mut super::Ident,
 ) {
     let tos = outer_tos(t, inner);
-    let df = !t.has(TunnelHot::DF_COPY) || inner.dont_frag;
+    // DF (0x4000): the inner packet's, or always (`df_set`).
+    let df = u16::from(u8::from(inner.dont_frag) | t.df_set) << 14;
     let ttl = outer_ttl(t, inner);
     let words = [
         0x4500 | u16::from(tos),
         outer_len as u16,
         ident.next_ident(),
-        if df { 0x4000 } else { 0 },
+        df,
         (u16::from(ttl) << 8) | u16::from(protocol),
     ];
     let mut sum = u64::from(t.partial);
@@ -274,22 +275,14 @@ fn tx_state<'s>(
 /// 2983) over the inner ECN field (RFC 6040 normal mode).
 #[inline(always)]
 fn outer_tos(t: &TunnelHot, inner: &Inner) -> u8 {
-    let dscp = if t.has(TunnelHot::DSCP_COPY) {
-        inner.tos >> 2
-    } else {
-        t.dscp
-    };
-    (dscp << 2) | (inner.tos & 0b11)
+    // Precomputed per tunnel: no branch on its policy.
+    inner.tos & t.tos_keep | t.tos_set
 }
 
 /// The outer TTL or hop limit: the inner packet's (after its decrement), or the tunnel's.
 #[inline(always)]
 fn outer_ttl(t: &TunnelHot, inner: &Inner) -> u8 {
-    if t.has(TunnelHot::TTL_INHERIT) {
-        inner.ttl
-    } else {
-        t.ttl
-    }
+    inner.ttl & t.ttl_keep | t.ttl_set
 }
 
 /// The outer IPv4 header (no options).

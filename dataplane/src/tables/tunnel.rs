@@ -536,10 +536,20 @@ pub struct TunnelHot {
     pub mtu: u16,
     /// Bytes of `header`: Ethernet, IPv4, GRE.
     pub header_len: u8,
-    /// The fixed outer DSCP, unless [`TunnelHot::DSCP_COPY`].
-    pub dscp: u8,
-    /// The fixed outer TTL, unless [`TunnelHot::TTL_INHERIT`].
-    pub ttl: u8,
+    /// The outer TOS (or traffic class) is `inner & tos_keep | tos_set`: with
+    /// [`DscpPolicy::Copy`] 0xFF and 0 (the inner byte), else 0x03 and the fixed DSCP
+    /// shifted into place (over the inner ECN field either way).
+    pub tos_keep: u8,
+    /// See `tos_keep`.
+    pub tos_set: u8,
+    /// The outer TTL (or hop limit) is `inner & ttl_keep | ttl_set`: with
+    /// [`TtlPolicy::Inherit`] 0xFF and 0 (the inner one), else 0 and the fixed TTL.
+    pub ttl_keep: u8,
+    /// See `ttl_keep`.
+    pub ttl_set: u8,
+    /// 1 when the outer DF bit is always set, 0 when it is copied from the inner packet
+    /// ([`DfPolicy::Copy`]): the bit is `inner DF | df_set`.
+    pub df_set: u8,
     /// The one's complement sum of the outer IPv4 header's constant words: the addresses
     /// and the protocol (the rest is added per packet).
     pub partial: u32,
@@ -572,12 +582,6 @@ impl TunnelHot {
     pub const CHECKSUM: u8 = 1 << 3;
     /// The next hop's MAC is known (the header holds it).
     pub const NEIGHBOR: u8 = 1 << 4;
-    /// Outer TTL from the inner packet.
-    pub const TTL_INHERIT: u8 = 1 << 5;
-    /// Outer DSCP copied from the inner packet.
-    pub const DSCP_COPY: u8 = 1 << 6;
-    /// Outer DF copied from the inner packet (else always set).
-    pub const DF_COPY: u8 = 1 << 7;
 
     /// An empty slot: matches no packet.
     pub const EMPTY: TunnelHot = TunnelHot {
@@ -589,8 +593,11 @@ impl TunnelHot {
         flags: 0,
         mtu: 0,
         header_len: 0,
-        dscp: 0,
-        ttl: 0,
+        tos_keep: 0,
+        tos_set: 0,
+        ttl_keep: 0,
+        ttl_set: 0,
+        df_set: 0,
         partial: 0,
         slot: 0,
         link: 0,
@@ -616,9 +623,6 @@ impl TunnelHot {
             // A tunnel with IPv6 endpoints: never, so that the IPv4 encapsulation leaves it
             // at this check (its MAC is its `TunnelHot6`'s).
             (dst_mac.is_some() && t.outer6.is_none(), Self::NEIGHBOR),
-            (t.ttl == TtlPolicy::Inherit, Self::TTL_INHERIT),
-            (t.dscp == DscpPolicy::Copy, Self::DSCP_COPY),
-            (t.df == DfPolicy::Copy, Self::DF_COPY),
         ] {
             if on {
                 flags |= flag;
@@ -648,6 +652,14 @@ impl TunnelHot {
         } else {
             mtu
         };
+        let (tos_keep, tos_set) = match t.dscp {
+            DscpPolicy::Fixed(d) => (0b11, d << 2),
+            DscpPolicy::Copy => (0xff, 0),
+        };
+        let (ttl_keep, ttl_set) = match t.ttl {
+            TtlPolicy::Fixed(ttl) => (0, ttl),
+            TtlPolicy::Inherit => (0xff, 0),
+        };
         TunnelHot {
             local: l,
             remote: r,
@@ -657,14 +669,11 @@ impl TunnelHot {
             flags,
             mtu,
             header_len: header_len as u8,
-            dscp: match t.dscp {
-                DscpPolicy::Fixed(d) => d,
-                DscpPolicy::Copy => 0,
-            },
-            ttl: match t.ttl {
-                TtlPolicy::Fixed(ttl) => ttl,
-                TtlPolicy::Inherit => 0,
-            },
+            tos_keep,
+            tos_set,
+            ttl_keep,
+            ttl_set,
+            df_set: u8::from(t.df != DfPolicy::Copy),
             partial,
             slot,
             link: t.link.map_or(0, |l| u32::from(l.addr())),
