@@ -264,7 +264,8 @@ pub fn run_with_hooks<H: WorkerHooks>(
             // empty. It becomes that port's pending burst whole, as the loop below would
             // have made it packet by packet (the same packets, in the same order).
             if burst.len() == n {
-                if let Some(buf) = one_port(&actions[..n]).and_then(|o| pending.get_mut(o)) {
+                let one = Action::one_port(&actions[..n]);
+                if let Some(buf) = one.and_then(|o| pending.get_mut(usize::from(o))) {
                     if buf.is_empty() {
                         core::mem::swap(buf, &mut burst);
                     }
@@ -457,19 +458,6 @@ pub fn run_with_hooks<H: WorkerHooks>(
     report
 }
 
-/// The port every action of a burst sends its packet out of (as a pending-burst slot),
-/// if there is one: every action is `Transmit` to the same port.
-#[inline]
-fn one_port(actions: &[Action]) -> Option<usize> {
-    let Some(&Action::Transmit(out)) = actions.first() else {
-        return None;
-    };
-    let same = actions
-        .iter()
-        .fold(true, |same, &a| same & (a == Action::Transmit(out)));
-    same.then_some(usize::from(out))
-}
-
 /// Send what `buf` holds on port `slot`'s TX queue; free and count what it refuses.
 #[inline]
 fn flush(tx: &mut [Option<TxQueue<'_>>], buf: &mut Burst, slot: usize, report: &mut WorkerReport) {
@@ -609,29 +597,5 @@ impl WorkerProgress {
         for (to, &v) in self.punt_dropped.iter().zip(&report.punt_dropped) {
             to.store(v, Ordering::Relaxed);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::one_port;
-    use crate::pipeline::{Action, DropReason, PuntReason};
-
-    #[test]
-    fn one_port_only_when_every_packet_leaves_by_the_same_port() {
-        let tx = Action::Transmit;
-        assert_eq!(one_port(&[tx(2)]), Some(2));
-        assert_eq!(one_port(&[tx(2); 32]), Some(2));
-        assert_eq!(one_port(&[]), None);
-        // Another port anywhere in the burst, first or last.
-        assert_eq!(one_port(&[tx(2), tx(2), tx(3)]), None);
-        assert_eq!(one_port(&[tx(3), tx(2), tx(2)]), None);
-        // Any packet that is not sent: dropped, punted.
-        assert_eq!(one_port(&[tx(2), Action::Drop(DropReason::NoRoute)]), None);
-        assert_eq!(one_port(&[Action::Drop(DropReason::NoRoute), tx(2)]), None);
-        assert_eq!(
-            one_port(&[tx(0), Action::Punt(PuntReason::Arp), tx(0)]),
-            None
-        );
     }
 }

@@ -30,6 +30,21 @@ pub enum Action {
     Drop(DropReason),
 }
 
+impl Action {
+    /// The port every action of a burst sends its packet out of, if there is one: every
+    /// action is `Transmit` to the same port (an empty burst has none).
+    #[inline]
+    pub fn one_port(actions: &[Action]) -> Option<PortIndex> {
+        let Some(&Action::Transmit(out)) = actions.first() else {
+            return None;
+        };
+        let same = actions
+            .iter()
+            .fold(true, |same, &a| same & (a == Action::Transmit(out)));
+        same.then_some(out)
+    }
+}
+
 /// A host interface: where the exception path hands the kernel a packet for us, and where
 /// it takes what the kernel sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -253,5 +268,34 @@ impl Event {
             Event::PmtuNotTunnel => "pmtu_not_tunnel",
             Event::PmtuNotLower => "pmtu_not_lower",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Action, DropReason, PuntReason};
+
+    #[test]
+    fn one_port_only_when_every_packet_leaves_by_the_same_port() {
+        let tx = Action::Transmit;
+        let one_port = Action::one_port;
+        assert_eq!(one_port(&[tx(2)]), Some(2));
+        assert_eq!(one_port(&[tx(2); 32]), Some(2));
+        assert_eq!(one_port(&[]), None);
+        // Another port anywhere in the burst, first or last.
+        assert_eq!(one_port(&[tx(2), tx(2), tx(3)]), None);
+        assert_eq!(one_port(&[tx(3), tx(2), tx(2)]), None);
+        // Any packet that is not sent as it is: dropped, punted, answered.
+        assert_eq!(one_port(&[tx(2), Action::Drop(DropReason::NoRoute)]), None);
+        assert_eq!(one_port(&[Action::Drop(DropReason::NoRoute), tx(2)]), None);
+        assert_eq!(
+            one_port(&[tx(0), Action::Punt(PuntReason::Arp), tx(0)]),
+            None
+        );
+        let reply = Action::Reply {
+            port: 2,
+            reason: DropReason::NoRoute,
+        };
+        assert_eq!(one_port(&[tx(2), reply]), None);
     }
 }
