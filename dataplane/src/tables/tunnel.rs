@@ -569,6 +569,11 @@ pub struct TunnelHot {
     pub header: [u8; Self::MAX_HEADER],
 }
 
+// Two cache lines, as its documentation says: the policies and addresses, then the header.
+const _: () = assert!(
+    core::mem::size_of::<TunnelHot>() == 128 && core::mem::offset_of!(TunnelHot, header) == 64
+);
+
 impl TunnelHot {
     /// Ethernet (14) + IPv4 (20) + GRE with checksum, key and sequence number (16).
     pub const MAX_HEADER: usize = 50;
