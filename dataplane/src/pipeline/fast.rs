@@ -138,9 +138,6 @@ pub(crate) fn terminate<B: PacketBuf>(
     }
     let remote = u32::from_be_bytes([outer[12], outer[13], outer[14], outer[15]]);
     let local = u32::from_be_bytes([outer[16], outer[17], outer[18], outer[19]]);
-    if ipv4::is_martian_source(Ipv4Addr::from(remote)) || !snap.is_local(local) {
-        return None;
-    }
     let outer_ecn = outer[1] & 0b11;
     let protocol = outer[9];
     // GRE's protocol type: IPv4 (0x0800) or IPv6 (0x86DD, RFC 7676).
@@ -163,7 +160,12 @@ pub(crate) fn terminate<B: PacketBuf>(
         }
         _ => return None,
     };
+    // What the general stages check first, the tunnel match proves: the destination is
+    // ours and the source no martian (only a tunnel with IPv4 endpoints receives, and the
+    // snapshot's build refuses one whose `local` is not ours or whose `remote` is martian).
     let (id, t) = memo.hit(snap, local, remote, protocol, key, port.index)?;
+    debug_assert!(snap.is_local(local), "{local:#x}: a tunnel's, not ours");
+    debug_assert!(!ipv4::is_martian_source(Ipv4Addr::from(remote)));
     if t.has(TunnelHot::SEQUENCE) {
         return None;
     }

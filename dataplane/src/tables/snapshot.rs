@@ -1756,7 +1756,10 @@ impl SnapshotBuilder {
                     local: t.local,
                 });
             }
-            if t.outer6.is_none() && t.remote.is_unspecified()
+            // An IPv4 remote the router takes as a source (RFC 1812 section 5.3.7: not in
+            // 0.0.0.0/8, 127.0.0.0/8 nor 224.0.0.0/3): else every packet of the tunnel
+            // would be dropped as martian. The fast path counts on it.
+            if t.outer6.is_none() && crate::wire::ipv4::is_martian_source(t.remote)
                 || t.remote.is_broadcast()
                 || t.remote.is_multicast()
                 || t.remote.is_loopback()
@@ -2247,6 +2250,41 @@ mod tests {
         t.prefixes.push("10.1.0.0/16".parse().unwrap());
         b.tunnel(t);
         assert!(matches!(b.build(), Err(BuildError::DuplicatePrefix { .. })));
+
+        // A remote that is no unicast source (RFC 1812 section 5.3.7), at each edge of the
+        // martian ranges; the unicast addresses beside them are taken.
+        for (remote, refused) in [
+            ("0.0.0.0", true),
+            ("0.1.2.3", true),
+            ("0.255.255.255", true),
+            ("1.0.0.0", false),
+            ("126.255.255.255", false),
+            ("127.0.0.1", true),
+            ("127.255.255.255", true),
+            ("128.0.0.0", false),
+            ("223.255.255.255", false),
+            ("224.0.0.1", true),
+            ("239.255.255.255", true),
+            ("240.0.0.1", true),
+            ("255.255.255.254", true),
+            ("255.255.255.255", true),
+        ] {
+            let mut b = base();
+            b.tunnel(Tunnel::new(
+                "g",
+                TunnelMode::Gre,
+                addr("192.0.2.1"),
+                addr(remote),
+                0,
+            ));
+            let r = b.build();
+            assert_eq!(
+                matches!(r, Err(BuildError::BadRemote { .. })),
+                refused,
+                "remote {remote}: {:?}",
+                r.err()
+            );
+        }
     }
 
     #[test]

@@ -587,6 +587,10 @@ impl TunnelHot {
     pub const CHECKSUM: u8 = 1 << 3;
     /// The next hop's MAC is known (the header holds it).
     pub const NEIGHBOR: u8 = 1 << 4;
+    /// IPv4 endpoints: the tunnel receives IPv4 packets ([`TunnelHot::receives`]), and its
+    /// `local` is one of our addresses (the snapshot build refuses a tunnel whose is not).
+    /// A tunnel with IPv6 endpoints receives nothing through its IPv4 fields.
+    pub const OUTER4: u8 = 1 << 5;
 
     /// An empty slot: matches no packet.
     pub const EMPTY: TunnelHot = TunnelHot {
@@ -628,6 +632,7 @@ impl TunnelHot {
             // A tunnel with IPv6 endpoints: never, so that the IPv4 encapsulation leaves it
             // at this check (its MAC is its `TunnelHot6`'s).
             (dst_mac.is_some() && t.outer6.is_none(), Self::NEIGHBOR),
+            (t.outer6.is_none(), Self::OUTER4),
         ] {
             if on {
                 flags |= flag;
@@ -705,15 +710,16 @@ impl TunnelHot {
         gre_key: Option<u32>,
         port: PortIndex,
     ) -> bool {
-        // Keyed or not as the packet is, and the same key: a tunnel without one holds 0.
+        // IPv4 endpoints; keyed or not as the packet is, and the same key: a tunnel without
+        // one holds 0.
         let flags = if gre_key.is_some() {
-            Self::VALID | Self::KEY
+            Self::OUTER4 | Self::KEY
         } else {
-            Self::VALID
+            Self::OUTER4
         };
         self.remote == remote
             && self.key == gre_key.unwrap_or(0)
-            && self.flags & (Self::VALID | Self::KEY) == flags
+            && self.flags & (Self::OUTER4 | Self::KEY) == flags
             && self.local == local
             && self.protocol == protocol
             && self.port == port
@@ -977,7 +983,8 @@ mod tests {
     /// `receives` takes a packet only with the tunnel's own endpoints, protocol and port,
     /// and, for GRE (RFC 2890 section 2.1), a key exactly when the tunnel has one, and the
     /// same key: a keyless packet is not a keyed tunnel's, even with key 0, nor a keyed
-    /// packet a keyless tunnel's. An empty slot receives nothing, not even all zeros.
+    /// packet a keyless tunnel's. An empty slot receives nothing, not even all zeros, and
+    /// a tunnel with IPv6 endpoints nothing through its IPv4 fields.
     #[test]
     fn receives_exactly_its_own_packets() {
         let (local, remote) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 7));
@@ -1013,6 +1020,21 @@ mod tests {
         assert!(
             !TunnelHot::EMPTY.receives(0, 0, 0, None, 0),
             "an empty slot"
+        );
+        // IPv6 endpoints: its IPv4 fields (whatever the configuration left in them) are
+        // not endpoints, and no IPv4 packet is its.
+        let mut six = Tunnel::new("six", TunnelMode::Gre, local, remote, 0);
+        six.egress_port = 3;
+        six.outer6 = Some(Outer6 {
+            local: "2001:db8::1".parse().unwrap(),
+            remote: "2001:db8::2".parse().unwrap(),
+            next_hop: "2001:db8::2".parse().unwrap(),
+        });
+        let t = TunnelHot::new(&six, 0, EthernetAddress([2, 0, 0, 0, 0, 1]), None, 1500);
+        assert!(t.has(TunnelHot::VALID), "a live slot");
+        assert!(
+            !t.receives(l, r, 47, None, 3),
+            "IPv4 to a tunnel with IPv6 endpoints"
         );
     }
 
