@@ -237,7 +237,7 @@ impl Ipv4Lpm {
 
     /// The next hop of the longest prefix that contains the host-order address `addr`,
     /// or [`NextHop::NONE`].
-    #[inline]
+    #[inline(always)]
     pub fn lookup_u32(&self, addr: u32) -> NextHop {
         let block = &self.root.blocks[(addr >> 24) as usize];
         let i2 = ((addr >> 16) & 0xff) as usize;

@@ -194,7 +194,7 @@ pub(crate) fn terminate<B: PacketBuf>(
         // not: a martian destination, and a packet from one of our addresses (a loop).
         || ipv4::is_martian_destination(Ipv4Addr::from(dst))
         || snap.is_local(src)
-        || snap.source_owner(src) != Some(TunnelId(t.sources))
+        || !snap.source_owned_by(src, TunnelId(t.sources))
     {
         return None;
     }

@@ -458,6 +458,16 @@ impl Snapshot {
             .map(|nh| TunnelId(nh.index()))
     }
 
+    /// Whether tunnel `id`'s source prefixes hold `src` (host order): whether
+    /// [`Snapshot::source_owner`] is `id`, in one compare.
+    #[inline(always)]
+    pub fn source_owned_by(&self, src: u32, id: TunnelId) -> bool {
+        // No tunnel has the site's next hop as its slot (the build numbers none that
+        // high), and no slot is NONE's.
+        debug_assert!(id.0 < SITE_SOURCE, "{id:?} is no tunnel's slot");
+        self.sources.lookup_u32(src).index() == id.0
+    }
+
     /// Whether `src` (host order) is the site's own (a client-site router's `[site]
     /// prefixes`, by longest match over them and the tunnels' source prefixes).
     #[inline]
@@ -2284,6 +2294,48 @@ mod tests {
                 "remote {remote}: {:?}",
                 r.err()
             );
+        }
+    }
+
+    /// `source_owned_by(src, id)` is `source_owner(src) == Some(id)`: the tunnel whose
+    /// source prefixes hold `src` by longest match, none where the site's own hold it
+    /// more specifically or where nothing does.
+    #[test]
+    fn source_owned_by_names_the_owner_alone() {
+        let mut b = base();
+        let mut t = Tunnel::new(
+            "b",
+            TunnelMode::Gre,
+            addr("192.0.2.1"),
+            addr("198.51.100.2"),
+            0,
+        );
+        t.prefixes.push("10.2.0.0/16".parse().unwrap());
+        b.tunnel(t);
+        b.site(vec!["10.1.128.0/17".parse().unwrap()]);
+        let s = b.build().unwrap();
+        let a = s.tunnels().by_name("a").unwrap();
+        let bb = s.tunnels().by_name("b").unwrap();
+        let unused = TunnelId(a.0.max(bb.0) + 1);
+        for (src, owner) in [
+            ("10.1.0.0", Some(a)),
+            ("10.1.127.255", Some(a)),
+            ("10.1.128.0", None),
+            ("10.1.200.1", None),
+            ("10.2.0.1", Some(bb)),
+            ("10.2.255.255", Some(bb)),
+            ("10.3.0.0", None),
+            ("8.8.8.8", None),
+        ] {
+            let src = u32::from(addr(src));
+            assert_eq!(s.source_owner(src), owner, "{src:#x}");
+            for id in [a, bb, unused] {
+                assert_eq!(
+                    s.source_owned_by(src, id),
+                    owner == Some(id),
+                    "{src:#x} by {id:?}"
+                );
+            }
         }
     }
 
