@@ -2303,16 +2303,7 @@ mod tests {
     /// more specifically or where nothing does.
     #[test]
     fn source_owned_by_names_the_owner_alone() {
-        let mut b = base();
-        let mut t = Tunnel::new(
-            "b",
-            TunnelMode::Gre,
-            addr("192.0.2.1"),
-            addr("198.51.100.2"),
-            0,
-        );
-        t.prefixes.push("10.2.0.0/16".parse().unwrap());
-        b.tunnel(t);
+        let mut b = two_tunnels();
         b.site(vec!["10.1.128.0/17".parse().unwrap()]);
         let s = b.build().unwrap();
         let a = s.tunnels().by_name("a").unwrap();
