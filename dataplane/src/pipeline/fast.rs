@@ -93,6 +93,15 @@ fn header_ok(h: &[u8; 20]) -> bool {
     checksum::fold(w(0) + w(4) + w(8) + w(12) + w(16)) == 0xFFFF
 }
 
+/// The IPv4 header checksum after the TTL, above 1, went down by one: RFC 1624's equation
+/// 3, `HC' = ~(~HC + ~m + m')`, for the word `m` the TTL shares with the protocol, as the
+/// general stages compute it. With `m' = m - 0x0100` (no borrow: the TTL is at least 2),
+/// `~m + m'` is 0xFEFF whatever the protocol byte.
+#[inline(always)]
+fn ttl_decremented(old_checksum: u16) -> u16 {
+    !checksum::fold(u64::from(!old_checksum) + 0xFEFF)
+}
+
 /// Whether RFC 6040's decapsulation (section 4.2, Figure 4) keeps the inner ECN field as
 /// it is, without an event, for these outer and inner fields (the two low bits): outer
 /// Not-ECT, inner CE, both the same, or outer ECT(0) over inner ECT(1). Every other pair
@@ -200,11 +209,8 @@ pub(crate) fn terminate<B: PacketBuf>(
     }
     let dont_frag = ip[6] & 0x40 != 0;
 
-    // Accepted: what the general stages write. The TTL with its checksum (RFC 1624; TTL
-    // shares its word with the protocol).
-    let old_word = u16::from_be_bytes([ttl, ip[9]]);
-    let old_sum = u16::from_be_bytes([ip[10], ip[11]]);
-    let sum = checksum::update_u16(old_sum, old_word, old_word - 0x0100);
+    // Accepted: what the general stages write. The TTL with its checksum.
+    let sum = ttl_decremented(u16::from_be_bytes([ip[10], ip[11]]));
     let ip = w.get_mut(l3..l3 + 20)?;
     ip[8] = ttl - 1;
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
@@ -320,7 +326,7 @@ pub(crate) fn forward<B: PacketBuf>(
 
 #[cfg(test)]
 mod tests {
-    use super::{ecn_kept, header_ok, terminate, Port};
+    use super::{ecn_kept, header_ok, terminate, ttl_decremented, Port};
     use crate::buffer::{PacketBuf, TestBuf};
     use crate::pipeline::counters::Counters;
     use crate::pipeline::icmp::Back;
@@ -682,6 +688,31 @@ mod tests {
                     "{outer} {inner}"
                 );
             }
+        }
+    }
+
+    /// The TTL's checksum update is RFC 1624's for every checksum, every TTL above 1 and
+    /// the protocols of both ends and the middle, and verifies on a real header.
+    #[test]
+    fn ttl_decrement_is_rfc_1624s() {
+        for old in 0..=u16::MAX {
+            for ttl in [2u8, 3, 64, 128, 255] {
+                for proto in [0u8, 1, 4, 47, 0x80, 255] {
+                    let m = u16::from_be_bytes([ttl, proto]);
+                    assert_eq!(
+                        ttl_decremented(old),
+                        checksum::update_u16(old, m, m - 0x0100),
+                        "checksum {old:#06x}, TTL {ttl}, protocol {proto}"
+                    );
+                }
+            }
+        }
+        for ttl in 2..=255u8 {
+            let mut h = ipv4(46, 0x28, ttl, 17, [10, 1, 0, 7], [10, 2, 0, 9]);
+            let old = u16::from_be_bytes([h[10], h[11]]);
+            h[8] = ttl - 1;
+            h[10..12].copy_from_slice(&ttl_decremented(old).to_be_bytes());
+            assert_eq!(rfc1071(&h), 0, "TTL {ttl}: the new header verifies");
         }
     }
 
