@@ -200,13 +200,14 @@ pub(crate) fn terminate<B: PacketBuf>(
         // To the tunnel's own router: its keepalive (from our endpoint), or a loop.
         || dst == t.remote
         // What route() then checks on the inner addresses alone, so that forward() need
-        // not: a martian destination, and a packet from one of our addresses (a loop).
+        // not: a martian destination, and a packet from one of our addresses (a loop),
+        // which the ownership test refuses too (the source table marks our addresses).
         || ipv4::is_martian_destination(Ipv4Addr::from(dst))
-        || snap.is_local(src)
         || !snap.source_owned_by(src, TunnelId(t.sources))
     {
         return None;
     }
+    debug_assert!(!snap.is_local(src));
     let dont_frag = ip[6] & 0x40 != 0;
 
     // Accepted: what the general stages write. The TTL with its checksum.

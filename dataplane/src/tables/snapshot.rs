@@ -246,7 +246,9 @@ pub struct Snapshot {
     routes: Ipv4Lpm,
     /// Route targets other than tunnels, at next-hop index `OTHER_BASE + i`.
     others: Arc<[Target]>,
-    /// Inner source prefix -> owning tunnel id (longest match).
+    /// Inner source prefix -> owning tunnel id (longest match). Each of our addresses
+    /// that a tunnel's or the site's prefixes hold is a /32 of its own, its owner's value
+    /// with [`LOCAL_SOURCE`] set: see [`Snapshot::source_owned_by`].
     sources: Ipv4Lpm,
     /// The IPv6 route table (next hops index [`Snapshot::target6`]).
     routes6: Ipv6Lpm,
@@ -451,21 +453,30 @@ impl Snapshot {
     /// when no tunnel's do, or when the site's own prefixes hold it more specifically.
     #[inline]
     pub fn source_owner(&self, src: u32) -> Option<TunnelId> {
-        self.sources
-            .lookup_u32(src)
-            .to_option()
-            .filter(|nh| nh.index() != SITE_SOURCE)
-            .map(|nh| TunnelId(nh.index()))
+        self.source_value(src)
+            .filter(|&v| v != SITE_SOURCE)
+            .map(TunnelId)
     }
 
-    /// Whether tunnel `id`'s source prefixes hold `src` (host order): whether
-    /// [`Snapshot::source_owner`] is `id`, in one compare, for the `id` of a tunnel (no
-    /// assertion of it here: its dead code in a release build costs the fast path seven
-    /// instructions a packet).
+    /// The source table's value for `src`: a tunnel's slot, [`SITE_SOURCE`], or `None`;
+    /// for one of our addresses, its owner's, without [`LOCAL_SOURCE`].
+    #[inline]
+    fn source_value(&self, src: u32) -> Option<u32> {
+        let nh = self.sources.lookup_u32(src).to_option()?;
+        Some(nh.index() & !LOCAL_SOURCE)
+    }
+
+    /// Whether tunnel `id`'s source prefixes hold `src` (host order) **and `src` is not
+    /// one of our addresses**: whether [`Snapshot::source_owner`] is `id` and
+    /// [`Snapshot::is_local`] is false, in one compare, for the `id` of a tunnel. The fast
+    /// path's one test for both; a packet from our address is a loop, which the general
+    /// stages drop. (No assertion here: its dead code in a release build costs the fast
+    /// path seven instructions a packet.)
     #[inline(always)]
     pub fn source_owned_by(&self, src: u32, id: TunnelId) -> bool {
         // No tunnel has the site's next hop as its slot (the build numbers none that
-        // high), and no slot is NONE's.
+        // high), no slot is NONE's, and none has LOCAL_SOURCE set: our addresses' /32s
+        // match no tunnel's id.
         self.sources.lookup_u32(src).index() == id.0
     }
 
@@ -473,10 +484,7 @@ impl Snapshot {
     /// prefixes`, by longest match over them and the tunnels' source prefixes).
     #[inline]
     pub fn site_source(&self, src: u32) -> bool {
-        self.sources
-            .lookup_u32(src)
-            .to_option()
-            .is_some_and(|nh| nh.index() == SITE_SOURCE)
+        self.source_value(src) == Some(SITE_SOURCE)
     }
 }
 
@@ -583,6 +591,10 @@ const OTHER_BASE: u32 = 1 << 24;
 /// The source table's next hop for the site's own prefixes: no tunnel's slot (slots stay
 /// below it).
 const SITE_SOURCE: u32 = OTHER_BASE - 1;
+/// Set in the source table's value for one of our addresses (a /32 beside its owner's
+/// prefix, the owner's value with this bit): no tunnel's slot, so
+/// [`Snapshot::source_owned_by`] is false for it, while every other reader masks it off.
+const LOCAL_SOURCE: u32 = OTHER_BASE << 1;
 
 /// A non-tunnel route target, as the builder numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1923,6 +1935,24 @@ impl SnapshotBuilder {
             }
             sources_wanted.insert(p, site_nh);
         }
+        // Our addresses that a tunnel's or the site's prefixes hold: each a /32 of its own
+        // with its owner's value and LOCAL_SOURCE, so that the fast path's one ownership
+        // test also refuses a packet from our address (a loop) and no other test is needed.
+        let mut ours: Vec<Ipv4Addr> = self.ports.values().flat_map(|p| p.addrs.clone()).collect();
+        ours.sort_unstable();
+        ours.dedup();
+        let owned: Vec<(Ipv4Prefix, NextHop)> = ours
+            .into_iter()
+            .filter_map(|a| {
+                let owner = (0..=32).rev().find_map(|len| {
+                    let p = Ipv4Prefix::truncating(a, len).ok()?;
+                    sources_wanted.get(&p).copied()
+                })?;
+                let value = NextHop::new(owner.index() | LOCAL_SOURCE)?;
+                Some((Ipv4Prefix::truncating(a, 32).ok()?, value))
+            })
+            .collect();
+        sources_wanted.extend(owned);
         let slots: HashMap<String, u32> = self
             .tunnels
             .iter()
@@ -2329,6 +2359,51 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Our own addresses are no tunnel's sources to `source_owned_by` (the fast path's one
+    /// test for "owned, and not from us"), whoever's prefixes hold them; to every other
+    /// reader they keep their owner, and their neighbours are untouched. Taking the
+    /// address off the port gives it back to its owner.
+    #[test]
+    fn our_addresses_are_owned_by_no_tunnel_on_the_fast_path() {
+        let mut b = two_tunnels();
+        b.site(vec!["10.1.128.0/17".parse().unwrap()]);
+        let ours = ["10.1.0.7", "10.1.200.9", "10.2.0.0", "10.3.0.1"];
+        b.port(1, client_port(2, ours.iter().map(|a| addr(a)).collect()));
+        let s = b.build().unwrap();
+        let a = s.tunnels().by_name("a").unwrap();
+        let bb = s.tunnels().by_name("b").unwrap();
+        // (address, ours, owner by the configuration, the site's)
+        for (src, local, owner, site) in [
+            ("10.1.0.7", true, Some(a), false),
+            ("10.1.0.6", false, Some(a), false),
+            ("10.1.0.8", false, Some(a), false),
+            ("10.1.200.9", true, None, true),
+            ("10.1.200.8", false, None, true),
+            ("10.2.0.0", true, Some(bb), false),
+            ("10.2.0.1", false, Some(bb), false),
+            ("10.3.0.1", true, None, false),
+            ("192.0.2.1", true, None, false),
+        ] {
+            let src = u32::from(addr(src));
+            assert_eq!(s.is_local(src), local, "{src:#x}");
+            assert_eq!(s.source_owner(src), owner, "{src:#x}");
+            assert_eq!(s.site_source(src), site, "{src:#x}");
+            for id in [a, bb] {
+                assert_eq!(
+                    s.source_owned_by(src, id),
+                    !local && owner == Some(id),
+                    "{src:#x} by {id:?}"
+                );
+            }
+        }
+        b.port(1, client_port(2, vec![addr("10.3.0.1")]));
+        let s = b.build().unwrap();
+        let src = u32::from(addr("10.1.0.7"));
+        assert!(!s.is_local(src));
+        assert!(s.source_owned_by(src, a));
+        assert!(s.source_owned_by(u32::from(addr("10.2.0.0")), bb));
     }
 
     #[test]
