@@ -576,3 +576,54 @@ fn fast_path_and_general_stages_agree_on_every_mutant() {
     assert!(c.tunnels.iter().map(|t| t.rx.packets).sum::<u64>() > 10_000);
     assert!(c.drops.iter().sum::<u64>() > 1_000);
 }
+
+/// A packet in the place of one a tunnel's packet had in the burst before starts afresh:
+/// a transit packet that runs out of TTL before any tunnel is known is counted against
+/// its port (SPEC.md: per-tunnel drops are those after the tunnel lookup), not against
+/// the tunnel whose packet the fast path, or the general stages, took there last.
+#[test]
+fn a_drop_counts_against_no_tunnel_after_a_tunnels_packet_in_its_place() {
+    let b_frame = pkt(&format!(
+        "Ether(dst='{MAC_P0}',src='{}')/IP(src='{RB}',dst='{L1}')/GRE()/\
+         IP(src='10.2.0.5',dst='10.7.0.9',ttl=64)/UDP(sport=1234,dport=5678)/Raw(b'x'*26)",
+        remote_mac(2)
+    ));
+    let expired = pkt(&format!(
+        "Ether(dst='{MAC_P1}',src='{MAC_UPSTREAM}')/IP(src='8.8.8.8',dst='10.2.0.9',ttl=1)/\
+         UDP(sport=1234,dport=5678)/Raw(b'x'*26)"
+    ));
+    for fast in [true, false] {
+        let mut side = Side::new(fast);
+        let b = side.snap.tunnels().by_name("b").unwrap();
+        let first = side.process(CLIENT_PORT, &mut [TestBuf::new(&b_frame)]);
+        assert!(
+            matches!(first[0], Action::Transmit(_)),
+            "fast path {fast}: b's packet {:?}",
+            first[0]
+        );
+        let c = side.pipe.counters();
+        assert_eq!(c.tunnels[b.index()].rx.packets, 1, "fast path {fast}");
+        let second = side.process(CORE_PORT, &mut [TestBuf::new(&expired)]);
+        assert!(
+            !matches!(second[0], Action::Transmit(_)),
+            "fast path {fast}: TTL 1 {:?}",
+            second[0]
+        );
+        let c = side.pipe.counters();
+        assert_eq!(
+            c.drops[DropReason::TtlExceeded as usize],
+            1,
+            "fast path {fast}"
+        );
+        assert_eq!(
+            c.ports[usize::from(CORE_PORT)].drops[DropReason::TtlExceeded as usize],
+            1,
+            "fast path {fast}: counted against the port"
+        );
+        assert_eq!(
+            c.tunnel_drops[b.index()].get(DropReason::TtlExceeded),
+            0,
+            "fast path {fast}: not against tunnel b"
+        );
+    }
+}

@@ -162,6 +162,29 @@ pub struct Pipeline {
     /// The fast path ([`fast`]) turned off ([`Pipeline::set_fast_path`]): every packet
     /// takes the general stages.
     general_only: bool,
+    /// Each burst's [`Inner`]s, kept from one burst to the next.
+    inner: InnerScratch,
+}
+
+/// The [`Inner`] of each packet of a burst, allocated once with the pipeline and not
+/// initialised again per burst (80 bytes a packet: 9 instructions each, 1% of a forwarded
+/// packet's). Its entries hold the last burst's values until a stage writes them: the
+/// fast path's `terminate` writes every field a later stage reads of the packets it takes
+/// (all but an IPv4 packet's IPv6 addresses, which nothing reads), and every packet the
+/// general stages take starts from [`Inner::default`].
+#[derive(Debug)]
+struct InnerScratch(Option<Box<[Inner; MAX_BURST]>>);
+
+impl InnerScratch {
+    fn new_array() -> Box<[Inner; MAX_BURST]> {
+        Box::new([Inner::default(); MAX_BURST])
+    }
+}
+
+impl Default for InnerScratch {
+    fn default() -> Self {
+        InnerScratch(Some(Self::new_array()))
+    }
 }
 
 /// The addresses on connected subnets one call of [`Pipeline::process`] found no
@@ -275,6 +298,7 @@ impl Pipeline {
             clock: Clock::default(),
             unresolved: Unresolved::default(),
             general_only: false,
+            inner: InnerScratch::default(),
         }
     }
 
@@ -403,7 +427,9 @@ impl Pipeline {
         // the burst's length is within the arrays of MAX_BURST (no bounds checks).
         let n = pkts.len().min(actions.len()).min(MAX_BURST);
         let (pkts, actions) = (&mut pkts[..n], &mut actions[..n]);
-        let mut inner = [Inner::default(); MAX_BURST];
+        // Taken out of `self` for the burst (so that `self.verdict` can borrow the rest),
+        // and put back at the end. Only a burst that panicked leaves none to take.
+        let mut inner = self.inner.0.take().unwrap_or_else(InnerScratch::new_array);
         let mut pending = [false; MAX_BURST];
         // Terminated by the fast path: where its inner header starts (the headers in front
         // are still there), else 0. Routed and encapsulated by the fast path too where it
@@ -445,6 +471,9 @@ impl Pipeline {
                     continue;
                 }
             }
+            // What the last burst left here: a packet the general stages take starts from
+            // nothing (a drop before the tunnel is known counts against no tunnel).
+            inner[i] = Inner::default();
             let (rx_len, ingress) = classify::ingress(pkt, port, snap);
             rx_bytes += rx_len as u64;
             let stage = match ingress {
@@ -718,6 +747,7 @@ impl Pipeline {
             }
         }
         self.counters.port_sent(run.0, run.1, run.2);
+        self.inner.0 = Some(inner);
     }
 
     /// The action for a packet a stage stopped: its drop or punt, or for a drop that
