@@ -1780,13 +1780,16 @@ impl SnapshotBuilder {
                 });
             }
             // An IPv4 remote the router takes as a source (RFC 1812 section 5.3.7: not in
-            // 0.0.0.0/8, 127.0.0.0/8 nor 224.0.0.0/3): else every packet of the tunnel
-            // would be dropped as martian. The fast path counts on it.
-            if t.outer6.is_none() && crate::wire::ipv4::is_martian_source(t.remote)
-                || t.remote.is_broadcast()
-                || t.remote.is_multicast()
-                || t.remote.is_loopback()
-            {
+            // 0.0.0.0/8, 127.0.0.0/8 nor 224.0.0.0/3, which hold the broadcast, multicast
+            // and loopback addresses): else every packet of the tunnel would be dropped as
+            // martian. The fast path counts on it. With IPv6 endpoints the IPv4 field is
+            // unused, and only those three are refused in it.
+            let bad_remote = if t.outer6.is_none() {
+                crate::wire::ipv4::is_martian_source(t.remote)
+            } else {
+                t.remote.is_broadcast() || t.remote.is_multicast() || t.remote.is_loopback()
+            };
+            if bad_remote {
                 return Err(BuildError::BadRemote {
                     tunnel: t.name.clone(),
                     remote: t.remote,
@@ -1938,7 +1941,11 @@ impl SnapshotBuilder {
         // Our addresses that a tunnel's or the site's prefixes hold: each a /32 of its own
         // with its owner's value and LOCAL_SOURCE, so that the fast path's one ownership
         // test also refuses a packet from our address (a loop) and no other test is needed.
-        let mut ours: Vec<Ipv4Addr> = self.ports.values().flat_map(|p| p.addrs.clone()).collect();
+        let mut ours: Vec<Ipv4Addr> = self
+            .ports
+            .values()
+            .flat_map(|p| p.addrs.iter().copied())
+            .collect();
         ours.sort_unstable();
         ours.dedup();
         let owned: Vec<(Ipv4Prefix, NextHop)> = ours
