@@ -4,8 +4,9 @@
 # under valgrind's callgrind on bench-pipeline.sh's devices, captures and configurations.
 # Instruction counts are exact and repeat from run to run: where bench-pipeline.sh's Mpps
 # move by a percent or two between runs, this shows a change of a few instructions per
-# packet, and where they go (the functions backbone spends them in). The count covers every
-# thread of the program over the window; the worker's functions make 99% of it or more.
+# packet, and where they go (the source files and lines backbone spends them in). The count
+# covers every thread of the program over the window; the worker's functions make 99% of it
+# or more.
 #
 #   scripts/bench-instructions.sh [SECONDS]   (default 10: seconds of forwarding counted
 #                                              per program, at callgrind's speed)
@@ -97,8 +98,8 @@ for kind in gre ipip; do
     --config "$OUT/backbone-$kind.toml" --no-control-socket -- $(eal "$tag-backbone-$kind" "$kind")
 done
 
-$PY - "$OUT" "$BACKBONE" <<'EOF'
-import json, subprocess, sys
+$PY - "$OUT" "$BACKBONE" "$ROOT" <<'EOF'
+import collections, json, re, sys
 out, binary = sys.argv[1], sys.argv[2]
 r = {n: json.load(open(f"{out}/callgrind-{n}.json"))
      for n in ("testpmd", "l3fwd", "backbone-gre", "backbone-ipip")}
@@ -119,35 +120,93 @@ print("over testpmd io: the program's own work, testpmd's I/O on the same device
       "(testpmd receives\nthe GRE frames, as backbone GRE -> GRE does; IPIP frames are 8 "
       "bytes shorter and l3fwd's plain ones 28,\nand net_pcap copies a shorter frame in a "
       "few fewer instructions);\n/ l3fwd: that, against l3fwd's own work.")
+root = sys.argv[3]
+
+
+def by_line(path):
+    """Self instructions by (source file, line) in a callgrind dump (positions: line). Code
+    inlined into the worker is counted in the file and at the line it is written: callgrind
+    switches files for it (fi=, fe=). A call's line carries the callee's inclusive cost,
+    which the callee's own lines count already: skipped. Code without line information (the
+    DPDK libraries and drivers) is counted by object (ob=)."""
+    # Compressed names, "(id) name" the first time and "(id)" after, one table per kind.
+    names = {"ob": {}, "fl": {}, "fn": {}}
+    kind = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl",
+            "cfl": "fl", "fn": "fn", "cfn": "fn"}
+    cost = collections.Counter()
+    obj, fl, cur, last, skip = "?", "???", "???", 0, False
+
+    def name(key, v):
+        table = names[kind[key]]
+        m = re.match(r"\((\d+)\)(?: (.*))?$", v)
+        if not m:
+            return v
+        if m.group(2) is not None:
+            table[m.group(1)] = m.group(2)
+        return table.get(m.group(1), "???")
+
+    for raw in open(path):
+        line = raw.rstrip("\n")
+        if not line:
+            continue
+        if line[0].isdigit() or line[0] in "+-*":
+            pos, _, rest = line.partition(" ")
+            n = last if pos == "*" else last + int(pos) if pos[0] in "+-" else int(pos)
+            last = n
+            if skip:
+                skip = False
+            elif rest:
+                where = cur if cur != "???" else obj
+                cost[(where, n if cur != "???" else 0)] += int(rest.split()[0])
+            continue
+        key, _, val = line.partition("=")
+        if key == "ob":
+            obj = "(no line information) " + name(key, val).rsplit("/", 1)[-1]
+        elif key == "fl":
+            fl = cur = name(key, val)
+        elif key in ("fi", "fe"):
+            cur = name(key, val)
+        elif key == "fn":
+            name(key, val)
+            cur = fl
+        elif key in kind:
+            name(key, val)
+        elif key == "calls":
+            skip = True
+    return cost
+
+
+def short(f):
+    """A source file as the report names it: ours from the repository's root, Rust's
+    library from library/, the rest as they are."""
+    if f.startswith(root + "/"):
+        return f[len(root) + 1:]
+    if "/library/" in f:
+        return "rust: " + f.split("/library/", 1)[1]
+    return f
+
+
 for name in ("backbone-gre", "backbone-ipip"):
     m = r[name]
-    ann = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=99", m["dump"]],
-                         capture_output=True, text=True).stdout.splitlines()
-    by_fn, seen, obj = {}, False, ""
-    for line in ann:
-        if "file:function" in line:
-            seen = True
-            continue
-        if not seen or not line.strip() or line.startswith("-"):
-            continue
-        parts = line.split(None, 2)
-        try:
-            n = int(parts[0].replace(",", ""))
-        except ValueError:
-            continue
-        rest = parts[2] if len(parts) > 2 and parts[1].startswith("(") else line
-        if " [" in rest:
-            rest, obj = rest.rsplit(" [", 1)
-            obj = obj.rstrip("]").rsplit("/", 1)[-1]
-        fn = rest.split(":", 1)[-1]
-        # A library without symbols (the PMDs): its name instead of an address.
-        if fn.startswith("0x"):
-            fn = obj
-        by_fn[fn] = by_fn.get(fn, 0) + n
-    rows = sorted(((v / m["packets"], k) for k, v in by_fn.items()), reverse=True)
-    print(f"\n{name}: where the instructions go (per packet, by function, callees inlined "
-          f"into it included)")
-    for pp, fn in rows[:12]:
-        print(f"  {pp:8.1f}  {fn[:100]}")
+    cost = by_line(m["dump"])
+    total = sum(cost.values())
+    # The parse must account for the dump's every instruction (its "summary:" line).
+    if abs(total - m["instructions"]) > m["instructions"] * 0.001:
+        raise SystemExit(f"{name}: the lines add up to {total} instructions, the dump "
+                         f"says {m['instructions']}: {m['dump']} was not read right")
+    files = collections.Counter()
+    for (f, _), v in cost.items():
+        files[short(f)] += v
+    print(f"\n{name}: where the instructions go, per packet, by the source file they are "
+          f"written in (inlined code counted where it is written)")
+    for f, v in files.most_common(16):
+        print(f"  {v / m['packets']:8.1f}  {f}")
+    print(f"{name}: the costliest source lines (per packet)")
+    lines = collections.Counter()
+    for (f, n), v in cost.items():
+        if n:
+            lines[f"{short(f)}:{n}"] += v
+    for where, v in lines.most_common(12):
+        print(f"  {v / m['packets']:8.1f}  {where}")
 EOF
 say "dumps and logs in $OUT"
