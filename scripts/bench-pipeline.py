@@ -364,6 +364,10 @@ def report(out, ghz, workers):
                        if pages == "huge" else "4 KiB for EAL (--no-huge; backbone's heap as "
                        "malloc and the THP mode give it") +
           (f"; on THP: {', '.join(thp)})" if thp else ")"))
+    cpu = os.environ.get("BENCH_CPU") or ""
+    print("built for: " + (f"{cpu} (backbone -C target-cpu={cpu}, l3fwd -march={cpu})" if cpu
+                           else "backbone x86-64 (rustc's default), l3fwd -march=corei7 "
+                           "(DPDK's pkg-config flags)"))
     print(f"{'':30} {'Mpps':>7} {'worker CPU':>11} {'Mpps/core':>10} {'/ l3fwd':>8} "
           f"{'/ testpmd':>10} {'cycles/pkt':>11}")
     for name, label, r in rows:

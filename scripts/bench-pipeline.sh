@@ -22,6 +22,12 @@
 # tables sit on transparent huge pages (THP mode madvise or always). The report says how
 # much of backbone's memory was on transparent huge pages.
 #
+# CPU: by default backbone is built for the portable x86-64 baseline and l3fwd as DPDK's
+# pkg-config flags say (-march=corei7, the level Debian's DPDK libraries are built for).
+# BENCH_CPU=x86-64-v2|x86-64-v3|x86-64-v4|native builds both for that CPU instead (rustc's
+# -C target-cpu, gcc's -march; the DPDK libraries stay as Debian built them), so that the
+# two are compared at the same level; the report says which.
+#
 # BENCH_OUT puts its builds, inputs and results in another folder than out/bench-pipeline.
 # BENCH_GRE_TUNNELS (1 to 4096, default 1000) sets how many GRE tunnels send, and as many
 # egress tunnels: a larger tunnel table, for what its size costs.
@@ -93,6 +99,11 @@ case $PAGES in
     ;;
   *) die "BENCH_PAGES must be 4k or huge, not '$PAGES'" ;;
 esac
+CPU=${BENCH_CPU:-}
+case $CPU in
+  "" | x86-64-v2 | x86-64-v3 | x86-64-v4 | native) ;;
+  *) die "BENCH_CPU must be x86-64-v2, x86-64-v3, x86-64-v4 or native, not '$CPU'" ;;
+esac
 cores=$(nproc)
 if (( WORKERS + 1 > cores )); then
   die "$WORKERS worker(s) need $((WORKERS + 1)) cores (a main lcore and one per worker); this machine has $cores"
@@ -123,6 +134,11 @@ mkdir -p "$OUT"
 # build the tests made, whose figures mean nothing but which must still forward).
 if [ -n "${BACKBONE:-}" ]; then
   say "using $BACKBONE"
+elif [ -n "$CPU" ]; then
+  say "building backbone (release, -C target-cpu=$CPU)"
+  (cd "$ROOT" && RUSTFLAGS="-C target-cpu=$CPU" CARGO_TARGET_DIR=$TARGET/cpu-$CPU \
+    cargo build --release --locked -q -p dataplane --bin backbone)
+  BACKBONE=$TARGET/cpu-$CPU/release/backbone
 else
   say "building backbone (release)"
   (cd "$ROOT" && cargo build --release --locked -q -p dataplane --bin backbone)
@@ -135,7 +151,7 @@ EXAMPLES=/usr/share/dpdk/examples
 L3=$OUT/l3fwd-build
 L3FWD=$L3/l3fwd/build/l3fwd-shared
 if wants l3fwd || wants l3fwd6; then
-stamp="$(pkg-config --modversion libdpdk) $(stat -c %Y "$EXAMPLES/l3fwd/main.c") $(sha1sum "$0" | cut -c1-12)"
+stamp="$(pkg-config --modversion libdpdk) $(stat -c %Y "$EXAMPLES/l3fwd/main.c") $(sha1sum "$0" | cut -c1-12) ${CPU:-default}"
 if [ ! -x "$L3FWD" ] || [ "$(cat "$L3/stamp" 2>/dev/null)" != "$stamp" ]; then
   say "building dpdk-l3fwd from $EXAMPLES/l3fwd"
   rm -rf "$L3"
@@ -149,6 +165,11 @@ if [ ! -x "$L3FWD" ] || [ "$(cat "$L3/stamp" 2>/dev/null)" != "$stamp" ]; then
          -e 's/^#define IPV6_L3FWD_LPM_MAX_RULES .*/#define IPV6_L3FWD_LPM_MAX_RULES (1 << 18)/' \
          "$L3/l3fwd/l3fwd_lpm.c"
   # (rte_lpm6 keeps its 65,536 groups: the IPv6 table needs 38,997.)
+  # BENCH_CPU: after pkg-config's -march=corei7, so that it wins.
+  if [ -n "$CPU" ]; then
+    sed -i "s/^CFLAGS += -DALLOW_EXPERIMENTAL_API\$/&\nCFLAGS += -march=$CPU/" "$L3/l3fwd/Makefile"
+    grep -q "^CFLAGS += -march=$CPU\$" "$L3/l3fwd/Makefile" || die "l3fwd: the -march patch did not apply"
+  fi
   grep -q "bench-pipeline.sh: no offload" "$L3/l3fwd/main.c" || die "l3fwd: the checksum-offload patch did not apply"
   grep -q "IPV4_L3FWD_LPM_MAX_RULES (1 << 20)" "$L3/l3fwd/l3fwd_lpm.c" || die "l3fwd: the LPM-size patch did not apply"
   grep -q "IPV6_L3FWD_LPM_MAX_RULES (1 << 18)" "$L3/l3fwd/l3fwd_lpm.c" || die "l3fwd: the LPM6-size patch did not apply"
@@ -257,7 +278,7 @@ run l3fwd6 "$tag-l3fwd6" "$L3FWD" $(eal_args "$tag-l3fwd6" plain6) -- \
 # CPU time x clock / packets.
 mhz=$(awk -F: '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo)
 ghz=$(awk -v m="${mhz:-0}" 'BEGIN {printf "%.3f", m / 1000}')
-BENCH_PAGES=$PAGES $PY "$HELPER" report "$OUT" "$ghz" "$WORKERS" | tee "$OUT/report.txt"
+BENCH_CPU=$CPU BENCH_PAGES=$PAGES $PY "$HELPER" report "$OUT" "$ghz" "$WORKERS" | tee "$OUT/report.txt"
 say "logs, counters and captures in $OUT"
 verified=()
 for n in backbone-gre backbone-gre-busy backbone-ipip backbone-gre6; do

@@ -3,12 +3,15 @@
 # /etc/backbone/backbone.toml (an existing one is kept), /etc/default/backbone (likewise),
 # the man pages and the shell completions (bash, zsh, fish).
 #
-#   scripts/install.sh [--prefix DIR] [--destdir DIR] [--binary FILE]
+#   scripts/install.sh [--prefix DIR] [--destdir DIR] [--binary FILE | --cpu LEVEL]
 #
 #   --prefix DIR    where the binary, man pages and completions go (default /usr/local)
 #   --destdir DIR   a staging root to install under (packaging, tests); nothing outside it
 #                   is touched, and systemd is not told
 #   --binary FILE   install this binary instead of building target/release/backbone
+#   --cpu LEVEL     build for this CPU (x86-64-v2, x86-64-v3, x86-64-v4 or native: rustc's
+#                   -C target-cpu) instead of the portable x86-64 baseline; the binary
+#                   then runs only on such CPUs (README, "Building for the CPU")
 #
 # Then: edit /etc/backbone/backbone.toml (pipeline-config/CONFIG.md), reserve hugepages and
 # bind the NICs (README, "On real NICs"), and `systemctl enable --now backbone`.
@@ -18,15 +21,30 @@ say() { printf 'install: %s\n' "$*"; }
 prefix=/usr/local
 destdir=
 binary=
+cpu=
 while [ $# -gt 0 ]; do
   case $1 in
     --prefix) prefix=$2; shift 2 ;;
     --destdir) destdir=$2; shift 2 ;;
     --binary) binary=$2; shift 2 ;;
-    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    --cpu) cpu=$2; shift 2 ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
-if [ -z "$binary" ]; then
+case $cpu in
+  "" | x86-64-v2 | x86-64-v3 | x86-64-v4 | native) ;;
+  *) say "--cpu: '$cpu' is not x86-64-v2, x86-64-v3, x86-64-v4 or native"; exit 2 ;;
+esac
+if [ -n "$binary" ] && [ -n "$cpu" ]; then
+  say "--binary and --cpu: give one (--cpu builds the binary)"
+  exit 2
+fi
+if [ -n "$cpu" ]; then
+  say "building target/cpu-$cpu/release/backbone (-C target-cpu=$cpu)"
+  RUSTFLAGS="-C target-cpu=$cpu" CARGO_TARGET_DIR=target/cpu-$cpu \
+    cargo build --release --locked -p dataplane --bin backbone
+  binary=target/cpu-$cpu/release/backbone
+elif [ -z "$binary" ]; then
   say "building target/release/backbone"
   cargo build --release --locked -p dataplane --bin backbone
   binary=target/release/backbone

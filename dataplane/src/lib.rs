@@ -7,6 +7,7 @@
 pub mod buffer;
 pub mod config;
 pub mod control;
+pub mod cpu;
 #[cfg(feature = "dpdk")]
 #[allow(unsafe_code)]
 pub mod dpdk;

@@ -168,6 +168,11 @@ fn manpages(dir: &std::path::Path) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // First: a build for a CPU level (scripts/install.sh --cpu) names what this CPU lacks,
+    // rather than die at the first instruction it does not have.
+    if let Some(stop) = cpu_check() {
+        return stop;
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let matches = command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
@@ -268,4 +273,19 @@ fn frr_config(
                 .map_err(|e| format!("{}: {e}", path.display()))
         }
     }
+}
+
+/// `Some` (after saying why) when this binary was built for CPU features this CPU lacks.
+#[inline(never)]
+fn cpu_check() -> Option<ExitCode> {
+    let missing = dataplane::cpu::missing();
+    if missing.is_empty() {
+        return None;
+    }
+    eprintln!(
+        "backbone: built for CPU features this CPU lacks: {} (build it without --cpu, or \
+         with `scripts/install.sh --cpu native` on this machine)",
+        missing.join(", ")
+    );
+    Some(ExitCode::from(2))
 }
