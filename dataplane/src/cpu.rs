@@ -4,11 +4,41 @@
 //! (SIGILL, with no word of why). The default build assumes nothing above the x86-64
 //! baseline, and misses nothing anywhere.
 
-/// The x86-64 features above the baseline that the `x86-64-v2` to `x86-64-v4` levels assume,
-/// by their names in rustc and in `is_x86_feature_detected!`. (A `native` build may use
-/// others besides, which this does not name: build it on the machine that runs it.)
+/// Defines, from one list of feature names (rustc's and `is_x86_feature_detected!`'s, the
+/// same), [`LEVEL_FEATURES`], [`compiled`] and [`detected`].
 #[cfg(target_arch = "x86_64")]
-const LEVEL_FEATURES: [&str; 20] = [
+macro_rules! level_features {
+    ($($f:tt),* $(,)?) => {
+        /// The x86-64 features above the baseline that the `x86-64-v2` to `x86-64-v4`
+        /// levels assume. (A `native` build may use others besides, which this does not
+        /// name: build it on the machine that runs it.)
+        pub const LEVEL_FEATURES: &[&str] = &[$($f),*];
+
+        /// The features of [`LEVEL_FEATURES`] this build was compiled to use
+        /// (`cfg!(target_feature)`).
+        pub fn compiled() -> Vec<&'static str> {
+            let mut on = Vec::new();
+            $(
+                if cfg!(target_feature = $f) {
+                    on.push($f);
+                }
+            )*
+            on
+        }
+
+        /// Whether the CPU this runs on has `feature` (one of [`LEVEL_FEATURES`]; any
+        /// other name: `false`).
+        pub fn detected(feature: &str) -> bool {
+            match feature {
+                $($f => std::arch::is_x86_feature_detected!($f),)*
+                _ => false,
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+level_features!(
     "sse3",
     "ssse3",
     "sse4.1",
@@ -29,80 +59,7 @@ const LEVEL_FEATURES: [&str; 20] = [
     "avx512cd",
     "avx512dq",
     "avx512vl",
-];
-
-/// The features of [`LEVEL_FEATURES`] this build was compiled to use (`cfg!(target_feature)`).
-#[cfg(target_arch = "x86_64")]
-pub fn compiled() -> Vec<&'static str> {
-    let mut on = Vec::new();
-    macro_rules! each {
-        ($($f:tt),*) => {$(
-            if cfg!(target_feature = $f) {
-                on.push($f);
-            }
-        )*};
-    }
-    each!(
-        "sse3",
-        "ssse3",
-        "sse4.1",
-        "sse4.2",
-        "popcnt",
-        "cmpxchg16b",
-        "avx",
-        "avx2",
-        "bmi1",
-        "bmi2",
-        "fma",
-        "f16c",
-        "lzcnt",
-        "movbe",
-        "xsave",
-        "avx512f",
-        "avx512bw",
-        "avx512cd",
-        "avx512dq",
-        "avx512vl"
-    );
-    debug_assert!(on.iter().all(|f| LEVEL_FEATURES.contains(f)));
-    on
-}
-
-/// Whether the CPU this runs on has `feature` (one of [`LEVEL_FEATURES`]; any other name:
-/// `false`).
-#[cfg(target_arch = "x86_64")]
-pub fn detected(feature: &str) -> bool {
-    macro_rules! each {
-        ($($f:tt),*) => {
-            match feature {
-                $($f => std::arch::is_x86_feature_detected!($f),)*
-                _ => false,
-            }
-        };
-    }
-    each!(
-        "sse3",
-        "ssse3",
-        "sse4.1",
-        "sse4.2",
-        "popcnt",
-        "cmpxchg16b",
-        "avx",
-        "avx2",
-        "bmi1",
-        "bmi2",
-        "fma",
-        "f16c",
-        "lzcnt",
-        "movbe",
-        "xsave",
-        "avx512f",
-        "avx512bw",
-        "avx512cd",
-        "avx512dq",
-        "avx512vl"
-    )
-}
+);
 
 /// Of the features `compiled` names, those `has` says the CPU lacks, in their order.
 pub fn missing_from(compiled: &[&'static str], has: impl Fn(&str) -> bool) -> Vec<&'static str> {
@@ -162,7 +119,7 @@ mod tests {
             std::arch::is_x86_feature_detected!("avx512f")
         );
         assert!(!detected("no-such-feature"));
-        for f in LEVEL_FEATURES {
+        for &f in LEVEL_FEATURES {
             // A name the match does not know would read as absent on every CPU; the
             // baseline-level ones (SSE3, SSSE3, SSE4.x, POPCNT, CMPXCHG16B) every CPU that
             // runs DPDK has.
