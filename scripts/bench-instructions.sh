@@ -98,8 +98,8 @@ for kind in gre ipip; do
     --config "$OUT/backbone-$kind.toml" --no-control-socket -- $(eal "$tag-backbone-$kind" "$kind")
 done
 
-$PY - "$OUT" "$BACKBONE" "$ROOT" <<'EOF'
-import collections, json, re, sys
+$PY - "$OUT" "$BACKBONE" "$ROOT" "$HELPER" <<'EOF'
+import collections, importlib.util, json, sys
 out, binary = sys.argv[1], sys.argv[2]
 r = {n: json.load(open(f"{out}/callgrind-{n}.json"))
      for n in ("testpmd", "l3fwd", "backbone-gre", "backbone-ipip")}
@@ -120,60 +120,12 @@ print("over testpmd io: the program's own work, testpmd's I/O on the same device
       "(testpmd receives\nthe GRE frames, as backbone GRE -> GRE does; IPIP frames are 8 "
       "bytes shorter and l3fwd's plain ones 28,\nand net_pcap copies a shorter frame in a "
       "few fewer instructions);\n/ l3fwd: that, against l3fwd's own work.")
-root = sys.argv[3]
-
-
-def by_line(path):
-    """Self instructions by (source file, line) in a callgrind dump (positions: line). Code
-    inlined into the worker is counted in the file and at the line it is written: callgrind
-    switches files for it (fi=, fe=). A call's line carries the callee's inclusive cost,
-    which the callee's own lines count already: skipped. Code without line information (the
-    DPDK libraries and drivers) is counted by object (ob=)."""
-    # Compressed names, "(id) name" the first time and "(id)" after, one table per kind.
-    names = {"ob": {}, "fl": {}, "fn": {}}
-    kind = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl",
-            "cfl": "fl", "fn": "fn", "cfn": "fn"}
-    cost = collections.Counter()
-    obj, fl, cur, last, skip = "?", "???", "???", 0, False
-
-    def name(key, v):
-        table = names[kind[key]]
-        m = re.match(r"\((\d+)\)(?: (.*))?$", v)
-        if not m:
-            return v
-        if m.group(2) is not None:
-            table[m.group(1)] = m.group(2)
-        return table.get(m.group(1), "???")
-
-    for raw in open(path):
-        line = raw.rstrip("\n")
-        if not line:
-            continue
-        if line[0].isdigit() or line[0] in "+-*":
-            pos, _, rest = line.partition(" ")
-            n = last if pos == "*" else last + int(pos) if pos[0] in "+-" else int(pos)
-            last = n
-            if skip:
-                skip = False
-            elif rest:
-                where = cur if cur != "???" else obj
-                cost[(where, n if cur != "???" else 0)] += int(rest.split()[0])
-            continue
-        key, _, val = line.partition("=")
-        if key == "ob":
-            obj = "(no line information) " + name(key, val).rsplit("/", 1)[-1]
-        elif key == "fl":
-            fl = cur = name(key, val)
-        elif key in ("fi", "fe"):
-            cur = name(key, val)
-        elif key == "fn":
-            name(key, val)
-            cur = fl
-        elif key in kind:
-            name(key, val)
-        elif key == "calls":
-            skip = True
-    return cost
+root, helper = sys.argv[3], sys.argv[4]
+# bench-pipeline.py reads callgrind's dumps (it runs the programs under it).
+spec = importlib.util.spec_from_file_location("bench_pipeline", helper)
+bench_pipeline = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench_pipeline)
+NO_LINES = "(no line information) "
 
 
 def short(f):
@@ -190,23 +142,17 @@ def split(cost):
     """Instructions by whose code ran them: DPDK's libraries and drivers, the C library
     (the drivers' thread-local lookups), and the program's own code (everything else: for
     testpmd and l3fwd, built without line information, their own binary)."""
-    dpdk = libc = own = 0
-    for (where, _), v in cost.items():
-        lib = where.split(") ", 1)[1] if where.startswith("(no line information) ") else None
-        if lib is not None and lib.startswith("librte_"):
-            dpdk += v
-        elif (lib is not None and lib.startswith(("libc.so", "ld-linux", "libm.so"))) or (
-                lib is None and (where.startswith("./") or "/sysdeps/" in where)):
-            libc += v
-        else:
-            own += v
-    return dpdk, libc, own
+    lines, objects = cost
+    dpdk = sum(v for o, v in objects.items() if o.startswith("librte_"))
+    libc = sum(v for o, v in objects.items() if o.startswith(("libc.so", "ld-linux", "libm.so")))
+    libc += sum(v for (f, _), v in lines.items() if f.startswith("./") or "/sysdeps/" in f)
+    return dpdk, libc, sum(lines.values()) + sum(objects.values()) - dpdk - libc
 
 
 costs = {}
 for name in r:
-    costs[name] = by_line(r[name]["dump"])
-    total = sum(costs[name].values())
+    costs[name] = bench_pipeline.callgrind_lines(r[name]["dump"])
+    total = sum(costs[name][0].values()) + sum(costs[name][1].values())
     # The parse must account for the dump's every instruction (its "summary:" line).
     if abs(total - r[name]["instructions"]) > r[name]["instructions"] * 0.001:
         raise SystemExit(f"{name}: the lines add up to {total} instructions, the dump "
@@ -224,20 +170,20 @@ for name, label in (("testpmd", "dpdk-testpmd io"), ("l3fwd", "dpdk-l3fwd LPM"),
 
 for name in ("backbone-gre", "backbone-ipip"):
     m = r[name]
-    cost = costs[name]
-    files = collections.Counter()
-    for (f, _), v in cost.items():
+    lines, objects = costs[name]
+    files = collections.Counter({NO_LINES + o: v for o, v in objects.items()})
+    for (f, _), v in lines.items():
         files[short(f)] += v
     print(f"\n{name}: where the instructions go, per packet, by the source file they are "
           f"written in (inlined code counted where it is written)")
     for f, v in files.most_common(16):
         print(f"  {v / m['packets']:8.1f}  {f}")
     print(f"{name}: the costliest source lines (per packet)")
-    lines = collections.Counter()
-    for (f, n), v in cost.items():
+    by_line = collections.Counter()
+    for (f, n), v in lines.items():
         if n:
-            lines[f"{short(f)}:{n}"] += v
-    for where, v in lines.most_common(12):
+            by_line[f"{short(f)}:{n}"] += v
+    for where, v in by_line.most_common(12):
         print(f"  {v / m['packets']:8.1f}  {where}")
 EOF
 say "dumps and logs in $OUT"

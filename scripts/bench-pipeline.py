@@ -429,16 +429,14 @@ def verify(out, names):
         raise SystemExit("bench-pipeline: FAILED: " + "; ".join(bad))
 
 
-def callgrind_calls(path):
-    """Instructions in a callgrind dump, and the calls into each function, by (object,
-    function): {(object path, function name): calls}."""
-    names = {"ob": {}, "fn": {}}
-    total = None
-    calls = {}
-    ob = cob = cfn = None
+def callgrind_names():
+    """A resolver of callgrind's compressed names: `name(kind, value)` for the value of an
+    `ob=`/`cob=` ("ob"), `fl=`/`fi=`/`fe=`/`cfi=`/`cfl=` ("fl") or `fn=`/`cfn=` ("fn")
+    line. "(id) name" defines an id, "(id)" reuses it, a bare name has no id; each kind has
+    its own ids."""
+    names = {"ob": {}, "fl": {}, "fn": {}}
 
     def name(kind, value):
-        # "(id) name" defines an id, "(id)" reuses it, a bare name has no id.
         value = value.strip()
         if value.startswith("("):
             ident, _, rest = value.partition(")")
@@ -446,6 +444,17 @@ def callgrind_calls(path):
                 names[kind][ident] = rest.strip()
             return names[kind].get(ident, ident)
         return value
+
+    return name
+
+
+def callgrind_calls(path):
+    """Instructions in a callgrind dump, and the calls into each function, by (object,
+    function): {(object path, function name): calls}."""
+    name = callgrind_names()
+    total = None
+    calls = {}
+    ob = cob = cfn = None
 
     with open(path) as f:
         for line in f:
@@ -555,6 +564,50 @@ def callgrind(name, prefix, seconds, outdir, cmd):
                "dump": dump}, open(f"{outdir}/callgrind-{name}.json", "w"))
     print(f"{name}: {total} instructions over {tx} packets: {total / tx:.1f} per packet")
 
+
+
+def callgrind_lines(path):
+    """Self instructions in a callgrind dump (positions: line), as two counters: by (source
+    file, line) for code with line information, and by object (its file name) for code
+    without (the DPDK libraries and drivers). Code inlined into a function is counted in the
+    file and at the line it is written: callgrind switches files for it (fi=, fe=). A call's
+    line carries the callee's inclusive cost, which the callee's own lines count: skipped."""
+    name = callgrind_names()
+    kinds = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl",
+             "cfl": "fl", "fn": "fn", "cfn": "fn"}
+    lines, objects = {}, {}
+    obj, fl, cur, last, skip = "?", "???", "???", 0, False
+    with open(path) as f:
+        for raw in f:
+            line = raw.rstrip("\n")
+            if not line:
+                continue
+            if line[0].isdigit() or line[0] in "+-*":
+                pos, _, rest = line.partition(" ")
+                last = last if pos == "*" else last + int(pos) if pos[0] in "+-" else int(pos)
+                if skip:
+                    skip = False
+                elif rest:
+                    n = int(rest.split()[0])
+                    if cur == "???":
+                        objects[obj] = objects.get(obj, 0) + n
+                    else:
+                        lines[(cur, last)] = lines.get((cur, last), 0) + n
+                continue
+            key, _, val = line.partition("=")
+            if key not in kinds:
+                skip = skip or key == "calls"
+                continue
+            resolved = name(kinds[key], val)
+            if key == "ob":
+                obj = resolved.rsplit("/", 1)[-1]
+            elif key == "fl":
+                fl = cur = resolved
+            elif key in ("fi", "fe"):
+                cur = resolved
+            elif key == "fn":
+                cur = fl
+    return lines, objects
 
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
