@@ -43,6 +43,15 @@
 //! ([`super::route::into_tunnel`], [`super::route::into_tunnel6`] for IPv6 inside); any
 //! other packet it leaves as it is, for the general stages 4 and 5 (the same tests compare
 //! the two).
+//!
+//! Both IPv4 header checksums are summed here, in software, even where the NIC could verify
+//! received ones (`RTE_ETH_RX_OFFLOAD_IPV4_CKSUM`, which would save the outer sum: 16
+//! instructions per packet). What the NIC's verdict (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`) is about
+//! depends on the NIC for exactly this traffic: one that parses GRE and IP in IP as tunnels
+//! (i40e, ice, mlx5) reports the inner header there, and the outer one only as
+//! `RTE_MBUF_F_RX_OUTER_IP_CKSUM_BAD`, without a "good" of its own; one that does not parse
+//! them reports the outer header. Trusting the flag would let a corrupt outer header through
+//! on the first kind.
 
 use super::counters::Counters;
 use super::encap::{self, Sent};
