@@ -434,7 +434,7 @@ impl ControlState {
                 }
             }
         }
-        match self.builder.build() {
+        match self.build() {
             Ok(snap) => {
                 let generation = snap.generation();
                 self.snapshots.publish(snap);
@@ -774,10 +774,19 @@ impl ControlState {
         &self.path_mtus
     }
 
+    /// Build the next snapshot from the builder, first freeing the old snapshots no worker
+    /// holds any more: the IPv4 tables are written into the one published two
+    /// generations ago once nothing holds it (see `lpm::ipv4`'s flat form), instead of
+    /// built anew.
+    fn build(&mut self) -> Result<std::sync::Arc<Snapshot>, crate::tables::snapshot::BuildError> {
+        self.snapshots.reclaim();
+        self.builder.build()
+    }
+
     /// Build and publish what was changed in the builder (neighbours, path MTUs: nothing
     /// a build can refuse).
     fn publish_built(&mut self) -> Result<u64, String> {
-        let snap = self.builder.build().map_err(|e| e.to_string())?;
+        let snap = self.build().map_err(|e| e.to_string())?;
         let generation = snap.generation();
         self.snapshots.publish(snap);
         Ok(generation)
@@ -827,7 +836,7 @@ impl ControlState {
             next.set_tunnel_down(name, true);
         }
         self.builder.adopt(next);
-        match self.builder.build() {
+        match self.build() {
             Ok(snap) => {
                 let generation = snap.generation();
                 // A tunnel removed or changed forgets what the underlay said of the old one.
@@ -982,7 +991,7 @@ impl ControlState {
         if !changed {
             return out;
         }
-        match self.builder.build() {
+        match self.build() {
             Ok(snap) => {
                 out.generation = Some(snap.generation());
                 self.snapshots.publish(snap);

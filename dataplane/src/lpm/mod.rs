@@ -34,7 +34,7 @@ pub mod prefix;
 #[cfg(test)]
 mod test_support;
 
-pub use ipv4::{Ipv4Lpm, Ipv4LpmBuilder, Ipv4LpmStats, BURST};
+pub use ipv4::{Ipv4Lpm, Ipv4LpmBuilder, Ipv4LpmStats, BURST, FLATS_KEPT, FLAT_MIN_PREFIXES};
 pub use ipv6::{Ipv6Lpm, Ipv6LpmBuilder, Ipv6LpmStats};
 pub use prefix::{Ipv4Prefix, Ipv6Prefix};
 

@@ -46,6 +46,8 @@ pub(super) trait Family {
     fn remove(rib: &mut Self::Builder, p: Self::Prefix) -> Option<NextHop>;
     fn publish(rib: &mut Self::Builder) -> Self::Table;
     fn builder_len(rib: &Self::Builder) -> usize;
+    /// Checks a table published while no reader held an older one.
+    fn check_unheld(_table: &Self::Table) {}
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -96,6 +98,74 @@ impl Family for V4 {
     }
     fn builder_len(rib: &Ipv4LpmBuilder) -> usize {
         rib.len()
+    }
+}
+
+/// IPv4 with the flat form from the first rule on (the default keeps small tables in
+/// the trie alone). Where readers hold every flat table the builder keeps, as the tests
+/// that keep all their tables do, lookups read the trie.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct V4Flat;
+
+/// A builder whose tables always have the flat form.
+pub(super) struct FlatBuilder(Ipv4LpmBuilder);
+
+impl Default for FlatBuilder {
+    fn default() -> Self {
+        let mut b = Ipv4LpmBuilder::new();
+        b.set_flat_min_prefixes(0);
+        FlatBuilder(b)
+    }
+}
+
+impl Family for V4Flat {
+    type Bits = u32;
+    type Prefix = Ipv4Prefix;
+    type Table = Ipv4Lpm;
+    type Builder = FlatBuilder;
+    const MAX_LEN: u8 = 32;
+
+    fn prefix_len(p: Ipv4Prefix) -> u8 {
+        V4::prefix_len(p)
+    }
+    fn bits(p: Ipv4Prefix) -> u32 {
+        V4::bits(p)
+    }
+    fn mask(len: u8) -> u32 {
+        V4::mask(len)
+    }
+    fn addr(bits: u32) -> IpAddr {
+        V4::addr(bits)
+    }
+    fn lookup_bits(table: &Ipv4Lpm, addr: u32) -> NextHop {
+        V4::lookup_bits(table, addr)
+    }
+    fn lookup_addr(table: &Ipv4Lpm, addr: u32) -> Option<NextHop> {
+        V4::lookup_addr(table, addr)
+    }
+    fn lookup_bulk(table: &Ipv4Lpm, addrs: &[u32], out: &mut [NextHop]) {
+        V4::lookup_bulk(table, addrs, out)
+    }
+    fn table_len(table: &Ipv4Lpm) -> usize {
+        V4::table_len(table)
+    }
+    fn insert(rib: &mut FlatBuilder, p: Ipv4Prefix, nh: NextHop) -> Option<NextHop> {
+        rib.0.insert(p, nh)
+    }
+    fn remove(rib: &mut FlatBuilder, p: Ipv4Prefix) -> Option<NextHop> {
+        rib.0.remove(p)
+    }
+    fn publish(rib: &mut FlatBuilder) -> Ipv4Lpm {
+        rib.0.publish()
+    }
+    fn builder_len(rib: &FlatBuilder) -> usize {
+        rib.0.len()
+    }
+    fn check_unheld(table: &Ipv4Lpm) {
+        assert!(
+            table.is_flat(),
+            "with no table held, lookups read the flat form"
+        );
     }
 }
 
@@ -291,12 +361,15 @@ where
 
 /// Applies `ops` to a builder and to the reference alike, publishing at each
 /// `Op::Publish` and at the end, then checks every published table against its
-/// reference on its rules' neighbourhood and on `uniform`.
+/// reference on its rules' neighbourhood and on `uniform`. With `keep` false, each
+/// table is checked as soon as it is published and dropped, so that the builder may
+/// reuse what it held.
 pub(super) fn run_ops<F: Family + Clone>(
     ops: &[Op<F::Prefix>],
     uniform: &[F::Bits],
     rng: &mut SmallRng,
     probe: impl Fn(&[F::Prefix], usize, &mut SmallRng) -> Vec<F::Bits> + Copy,
+    keep: bool,
 ) -> Result<(), TestCaseError> {
     let mut rib = F::Builder::default();
     let mut reference = Naive::<F>::default();
@@ -307,7 +380,16 @@ pub(super) fn run_ops<F: Family + Clone>(
                 prop_assert_eq!(F::insert(&mut rib, p, nh(i)), reference.0.insert(p, nh(i)));
             }
             Op::Remove(p) => prop_assert_eq!(F::remove(&mut rib, p), reference.0.remove(&p)),
-            Op::Publish => published.push((F::publish(&mut rib), reference.clone())),
+            Op::Publish => {
+                published.push((F::publish(&mut rib), reference.clone()));
+                if !keep {
+                    for (table, reference) in published.drain(..) {
+                        F::check_unheld(&table);
+                        check_naive::<F>(&table, &reference, rng, probe);
+                        check::<F>(&table, uniform, |addr| reference.lookup(addr));
+                    }
+                }
+            }
         }
         prop_assert_eq!(F::builder_len(&rib), reference.0.len());
     }

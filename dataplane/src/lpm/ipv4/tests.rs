@@ -7,7 +7,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::lpm::test_support::{self, nh, V4};
+use crate::lpm::test_support::{self, nh, V4Flat, V4};
 
 fn p(s: &str) -> Ipv4Prefix {
     s.parse().unwrap()
@@ -382,8 +382,237 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        test_support::run_ops::<V4>(&ops, &uniform, &mut rng, probe_addrs)?;
+        test_support::run_ops::<V4>(&ops, &uniform, &mut rng, probe_addrs, true)?;
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
+
+    /// The same with the flat form from the first rule on (`V4Flat` checks that lookups
+    /// read it): every publish writes into the spare table or, where an older table is
+    /// still held, builds a new one.
+    #[test]
+    fn flat_form_matches_naive_reference(
+        ops in prop::collection::vec(test_support::op_strategy(prefix_strategy), 1..120),
+        uniform in prop::collection::vec(any::<u32>(), 16),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        test_support::run_ops::<V4Flat>(&ops, &uniform, &mut rng, probe_addrs, true)?;
+    }
+
+    /// The same, each table dropped once checked: publishes write into the spare.
+    #[test]
+    fn flat_form_reusing_its_spare_matches_naive_reference(
+        ops in prop::collection::vec(test_support::op_strategy(prefix_strategy), 1..120),
+        uniform in prop::collection::vec(any::<u32>(), 16),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        test_support::run_ops::<V4Flat>(&ops, &uniform, &mut rng, probe_addrs, false)?;
+    }
+}
+
+#[test]
+fn flat_form_random_batches_match_the_reference_and_old_tables_stay_valid() {
+    let mut rng = SmallRng::seed_from_u64(0x5eed_0002);
+    test_support::random_batches::<V4Flat>(&mut rng, 40, random_prefix, probe_addrs);
+}
+
+fn flat_builder() -> Ipv4LpmBuilder {
+    let mut rib = Ipv4LpmBuilder::new();
+    rib.set_flat_min_prefixes(0);
+    rib
+}
+
+fn flat_ptr(t: &Ipv4Lpm) -> *const Flat {
+    Arc::as_ptr(t.flat.as_ref().expect("the table has the flat form"))
+}
+
+/// Publishing writes into a kept flat table once no reader holds it, bringing it up to
+/// date with every publish since it was written; while readers hold all of them, lookups
+/// read the trie, and held tables keep answering as they did.
+#[test]
+fn flat_tables_are_reused_once_no_reader_holds_them() {
+    let mut rib = flat_builder();
+    rib.insert(p("10.0.0.0/8"), nh(1));
+    let t1 = rib.publish();
+    rib.insert(p("10.1.2.0/24"), nh(2));
+    let t2 = rib.publish();
+    rib.insert(p("10.9.3.128/25"), nh(3));
+    let t3 = rib.publish();
+    let kept = [flat_ptr(&t1), flat_ptr(&t2), flat_ptr(&t3)];
+    assert!(kept[0] != kept[1] && kept[1] != kept[2] && kept[0] != kept[2]);
+
+    // All three are held: the trie answers.
+    rib.insert(p("10.1.4.0/24"), nh(4));
+    let t4 = rib.publish();
+    assert!(!t4.is_flat());
+    assert_eq!(t4.lookup(a("10.1.4.1")), Some(nh(4)));
+    assert_eq!(t4.lookup(a("10.9.3.129")), Some(nh(3)));
+    assert_eq!(t1.lookup(a("10.1.2.1")), Some(nh(1)));
+    assert_eq!(t1.lookup(a("10.9.3.129")), Some(nh(1)));
+    assert_eq!(t2.lookup(a("10.9.3.129")), Some(nh(1)));
+    assert_eq!(t3.lookup(a("10.1.4.1")), Some(nh(1)));
+
+    // t1's table is free: the next publish writes into it every change since t1, in
+    // three /16s (10.1 twice, 10.9, 10.7).
+    drop(t1);
+    rib.remove(p("10.1.2.0/24"));
+    rib.insert(p("10.7.0.0/16"), nh(7));
+    let t5 = rib.publish();
+    assert_eq!(flat_ptr(&t5), kept[0]);
+    for (addr, want) in [
+        ("10.1.2.1", Some(1)),
+        ("10.9.3.1", Some(1)),
+        ("10.9.3.129", Some(3)),
+        ("10.1.4.200", Some(4)),
+        ("10.7.7.7", Some(7)),
+        ("10.200.0.1", Some(1)),
+        ("11.0.0.1", None),
+    ] {
+        assert_eq!(t5.lookup(a(addr)), want.map(nh), "{addr}");
+    }
+    assert_eq!(t3.lookup(a("10.1.2.1")), Some(nh(2)));
+    assert_eq!(t2.lookup(a("10.7.7.7")), Some(nh(1)));
+
+    // And t3's, once free, catches up with t4's and t5's changes (t5 still holds t1's).
+    drop((t3, t4));
+    rib.insert(p("10.8.0.0/16"), nh(8));
+    let t6 = rib.publish();
+    assert_eq!(flat_ptr(&t6), kept[2]);
+    assert_eq!(t6.lookup(a("10.1.4.1")), Some(nh(4)));
+    assert_eq!(t6.lookup(a("10.1.2.1")), Some(nh(1)));
+    assert_eq!(t6.lookup(a("10.7.7.7")), Some(nh(7)));
+    assert_eq!(t6.lookup(a("10.8.8.8")), Some(nh(8)));
+    assert_eq!(t5.lookup(a("10.8.8.8")), Some(nh(1)));
+    drop(t2);
+}
+
+/// Lookups of every rule's first and last address, against the rules themselves (the
+/// rules of these tests do not nest).
+fn check_disjoint(t: &Ipv4Lpm, rules: &[(Ipv4Prefix, NextHop)]) {
+    for &(prefix, hop) in rules {
+        assert_eq!(t.lookup_u32(prefix.bits()), hop, "{prefix:?}");
+        assert_eq!(t.lookup_u32(prefix.last_bits()), hop, "{prefix:?}");
+    }
+}
+
+/// More distinct next hops than 2-byte entries can number: lookups read the trie, and
+/// the flat form comes back when the table fits again.
+#[test]
+fn too_many_next_hops_for_the_flat_form_fall_back_to_the_trie() {
+    let mut rib = flat_builder();
+    let rules: Vec<(Ipv4Prefix, NextHop)> = (0..(FLAT_MAX as u32 + 100))
+        .map(|i| {
+            (
+                Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 24).unwrap(),
+                nh(i),
+            )
+        })
+        .collect();
+    rib.extend(rules.iter().copied());
+    let full = rib.publish();
+    assert!(!full.is_flat());
+    check_disjoint(&full, &rules);
+
+    // Half of them go: the flat form is tried again after a publish or two.
+    for &(prefix, _) in &rules[FLAT_MAX / 2..] {
+        rib.remove(prefix);
+    }
+    let kept = &rules[..FLAT_MAX / 2];
+    let mut t = rib.publish();
+    for round in 0..4 {
+        if t.is_flat() {
+            break;
+        }
+        rib.insert(p("200.0.0.0/8"), nh(round));
+        t = rib.publish();
+    }
+    assert!(t.is_flat());
+    check_disjoint(&t, kept);
+    assert_eq!(t.lookup_u32(rules[FLAT_MAX / 2].0.bits()), NextHop::NONE);
+}
+
+/// More /24s with longer prefixes than there are groups: lookups read the trie.
+#[test]
+fn too_many_groups_for_the_flat_form_fall_back_to_the_trie() {
+    let mut rib = flat_builder();
+    let rules: Vec<(Ipv4Prefix, NextHop)> = (0..(FLAT_MAX as u32 + 1))
+        .map(|i| {
+            (
+                Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 25).unwrap(),
+                nh(i % 7),
+            )
+        })
+        .collect();
+    rib.extend(rules[..FLAT_MAX].iter().copied());
+    let fits = rib.publish();
+    assert!(fits.is_flat());
+    assert_eq!(fits.stats().flat_groups, FLAT_MAX);
+    rib.insert(rules[FLAT_MAX].0, rules[FLAT_MAX].1);
+    let full = rib.publish();
+    assert!(!full.is_flat());
+    check_disjoint(&full, &rules);
+    check_disjoint(&fits, &rules[..FLAT_MAX]);
+}
+
+/// Next hops that no rule uses any more still hold their numbers until the numbering
+/// is full; then it starts again from the rules, and older tables keep their own.
+#[test]
+fn flat_numbering_starts_again_when_full() {
+    let mut rib = flat_builder();
+    let n = FLAT_MAX as u32 * 2 / 3;
+    let slash24 = |i: u32| Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 24).unwrap();
+    let first: Vec<_> = (0..n).map(|i| (slash24(i), nh(i))).collect();
+    let second: Vec<_> = (0..n).map(|i| (slash24(i), nh(n + i))).collect();
+    rib.extend(first.iter().copied());
+    let t1 = rib.publish();
+    rib.extend(second.iter().copied());
+    let t2 = rib.publish();
+    assert!(t1.is_flat() && t2.is_flat());
+    check_disjoint(&t1, &first);
+    check_disjoint(&t2, &second);
+    // And the next publish, which has no spare of the new numbering, builds again.
+    rib.insert(slash24(0), nh(7));
+    drop(t1);
+    let t3 = rib.publish();
+    assert!(t3.is_flat());
+    check_disjoint(&t3, &[(slash24(0), nh(7))]);
+    check_disjoint(&t3, &second[1..]);
+}
+
+/// Small tables stay tries; the flat form comes at `FLAT_MIN_PREFIXES` rules and goes
+/// below half of it.
+#[test]
+fn the_flat_form_comes_with_size() {
+    let mut rib = Ipv4LpmBuilder::new();
+    let slash24 = |i: u32| Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 24).unwrap();
+    rib.extend((0..FLAT_MIN_PREFIXES as u32 - 1).map(|i| (slash24(i), nh(i % 5))));
+    assert!(!rib.publish().is_flat());
+    rib.insert(slash24(FLAT_MIN_PREFIXES as u32), nh(1));
+    let t = rib.publish();
+    assert!(t.is_flat());
+    assert_eq!(t.lookup_u32((FLAT_MIN_PREFIXES as u32) << 8), nh(1));
+    for i in FLAT_MIN_PREFIXES as u32 / 2..FLAT_MIN_PREFIXES as u32 {
+        rib.remove(slash24(i));
+    }
+    // Half of FLAT_MIN_PREFIXES and one: still flat.
+    assert_eq!(rib.len(), FLAT_MIN_PREFIXES / 2 + 1);
+    assert!(rib.publish().is_flat());
+    rib.remove(slash24(0));
+    rib.remove(slash24(1));
+    let small = rib.publish();
+    assert!(!small.is_flat());
+    assert_eq!(small.lookup_u32(2 << 8), nh(2));
+    assert_eq!(small.lookup_u32(1 << 8), NextHop::NONE);
 }
 
 /// `count` random prefixes with the real-world length mix (mostly /19 to /24), random
