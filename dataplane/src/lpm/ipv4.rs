@@ -85,16 +85,21 @@
 //!   (tens of milliseconds at the Internet table);
 //! - when readers still hold every kept table (a burst of publishes faster than a reader
 //!   lets go), the new table has no flat form: its lookups read the trie, which is always
-//!   current, until a later publish finds a flat table free. No publish waits or copies;
+//!   current, until a later publish finds a flat table free. No publish waits or copies.
+//!   (A publish that changed no /16 shares the current flat table, held or not.);
 //! - next hops are numbered by the builder, and both the numbering and the groups are
 //!   bounded (32,767 distinct next hops, 32,768 groups). A table that does not fit reads
 //!   the trie, and the flat form is tried again after 1, 2, 4 ... 256 publishes; the
 //!   numbering starts again (the kept tables are dropped, later publishes build new ones)
-//!   when numbers of next hops no rule uses any more are what filled it.
+//!   when numbers of next hops no rule uses any more are what filled it. A kept table
+//!   frees the groups of every /16 it is to write before writing any, so a change that
+//!   moves groups between /16s fits a full one.
 //!
-//! Tables below [`FLAT_MIN_PREFIXES`] rules (and those that fall below half of it) have no
-//! flat form: a trie that small stays in cache, and two or three 32 MiB tables per small
-//! table (a lab's, a test's) would be waste. A zeroed first level costs no memory until
+//! Tables below [`FLAT_MIN_PREFIXES`] rules (and those that fall below half of it since,
+//! whether or not the flat form fitted meanwhile) have no flat form: a trie that small
+//! stays in cache, and two or three 32 MiB tables per small table (a lab's, a test's)
+//! would be waste. The kept tables are dropped then, since they no longer follow the
+//! changes. A zeroed first level costs no memory until
 //! written, so a table with few routes in the flat form holds only the pages its /16s
 //! touch.
 //!
@@ -245,6 +250,19 @@ struct Root {
     prefixes: usize,
 }
 
+impl Root {
+    /// The slot of /16 `x`.
+    #[inline(always)]
+    fn slot(&self, x: u16) -> &Slot {
+        &self.blocks[usize::from(x >> 8)].slots[usize::from(x & 0xff)]
+    }
+
+    /// The slot of /16 `x` to write, its block copied first if another table shares it.
+    fn slot_mut(&mut self, x: u16) -> &mut Slot {
+        &mut Arc::make_mut(&mut self.blocks[usize::from(x >> 8)]).slots[usize::from(x & 0xff)]
+    }
+}
+
 /// An immutable IPv4 longest-prefix-match table. See the [module docs](self).
 ///
 /// Cloning is one reference-count increment. Tables made by one
@@ -323,17 +341,25 @@ impl Flat {
         self.values[usize::from(v & !FLAT_GROUP)]
     }
 
+    /// Frees the groups of /16 `x`, its entries that pointed to them left as "no route".
+    fn release(&mut self, x: u16) {
+        if self.grouped.take(x) {
+            let base = usize::from(x) << 8;
+            for e in self.tbl24[base..base + 256].iter_mut() {
+                if *e & FLAT_GROUP != 0 {
+                    self.free.push(*e & !FLAT_GROUP);
+                    *e = 0;
+                }
+            }
+        }
+    }
+
     /// Writes /16 `x` as `slot` has it; `FlatFull` leaves the table half-written (the
     /// caller then throws it away).
     fn write(&mut self, x: u16, slot: &Slot, values: &mut Interner) -> Result<(), FlatFull> {
+        self.release(x);
         let base = usize::from(x) << 8;
         let part = &mut self.tbl24[base..base + 256];
-        if self.grouped.take(x) {
-            for e in part.iter_mut().filter(|e| **e & FLAT_GROUP != 0) {
-                self.free.push(*e & !FLAT_GROUP);
-                *e = 0;
-            }
-        }
         match &slot.sub {
             None => {
                 let all = [values.index(slot.leaf)?; 256];
@@ -485,9 +511,7 @@ impl Ipv4Lpm {
     /// The lookup in the copy-on-write trie.
     #[inline(always)]
     fn trie_lookup(&self, addr: u32) -> NextHop {
-        let block = &self.root.blocks[(addr >> 24) as usize];
-        let i2 = ((addr >> 16) & 0xff) as usize;
-        let slot = &block.slots[i2];
+        let slot = self.root.slot((addr >> 16) as u16);
         NextHop(match &slot.sub {
             None => slot.leaf,
             Some(sub) => {
@@ -510,8 +534,7 @@ impl Ipv4Lpm {
             crate::prefetch::prefetch(&flat.tbl24[(addr >> 8) as usize]);
             return;
         }
-        let slot = &self.root.blocks[(addr >> 24) as usize].slots[((addr >> 16) & 0xff) as usize];
-        if let Some(sub) = &slot.sub {
+        if let Some(sub) = &self.root.slot((addr >> 16) as u16).sub {
             crate::prefetch::prefetch(&sub.l2[((addr >> 8) & 0xff) as usize]);
         }
     }
@@ -716,6 +739,10 @@ impl Bitmap {
     fn count(&self) -> u32 {
         self.0.iter().map(|w| w.count_ones()).sum()
     }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
 }
 
 /// The control-side owner of an IPv4 table: the rules, the current table and the
@@ -761,6 +788,9 @@ pub struct Ipv4LpmBuilder {
     flat_backoff: u32,
     /// The rule count from which tables get the flat form.
     flat_min: usize,
+    /// Whether the rule count calls for the flat form: it reached `flat_min` and has not
+    /// fallen below half of it since.
+    flat_on: bool,
 }
 
 /// A flat table the builder keeps after publishing it.
@@ -794,6 +824,7 @@ impl Ipv4LpmBuilder {
             flat_wait: 0,
             flat_backoff: 1,
             flat_min: FLAT_MIN_PREFIXES,
+            flat_on: false,
         }
     }
 
@@ -948,8 +979,7 @@ impl Ipv4LpmBuilder {
         for x in self.dirty.drain() {
             let long_changed = self.dirty_long.take(x);
             let default = covering(&self.short, x);
-            let (b1, b2) = (usize::from(x >> 8), usize::from(x & 0xff));
-            let slot = &root.blocks[b1].slots[b2];
+            let slot = root.slot(x);
             if !long_changed && slot.leaf == default {
                 continue;
             }
@@ -966,7 +996,7 @@ impl Ipv4LpmBuilder {
             if unchanged {
                 continue;
             }
-            Arc::make_mut(&mut root.blocks[b1]).slots[b2] = Slot { sub, leaf };
+            *root.slot_mut(x) = Slot { sub, leaf };
             written.push(x);
         }
         self.table.flat = self.publish_flat(&written);
@@ -980,12 +1010,12 @@ impl Ipv4LpmBuilder {
     /// finds one free. `None` too when the table is too small for the flat form or does
     /// not fit it.
     fn publish_flat(&mut self, written: &[u16]) -> Option<Arc<Flat>> {
-        let min = if self.flats.is_empty() {
-            self.flat_min
-        } else {
-            self.flat_min / 2
-        };
-        if self.prefixes < min || self.flat_wait > 0 {
+        if self.prefixes >= self.flat_min {
+            self.flat_on = true;
+        } else if self.prefixes < self.flat_min / 2 {
+            self.flat_on = false;
+        }
+        if !self.flat_on || self.flat_wait > 0 {
             self.flat_wait = self.flat_wait.saturating_sub(1);
             self.flats.clear();
             return None;
@@ -995,16 +1025,26 @@ impl Ipv4LpmBuilder {
                 kept.stale.set(x);
             }
         }
+        // One that nothing changed since it was written (a publish that changed no /16)
+        // is the new table as it is, held or not.
+        if let Some(kept) = self.flats.iter().find(|k| k.stale.is_empty()) {
+            return Some(Arc::clone(&kept.flat));
+        }
         let root = &self.table.root;
-        let slot = |x: u16| &root.blocks[usize::from(x >> 8)].slots[usize::from(x & 0xff)];
         let mut full = None;
         for (i, kept) in self.flats.iter_mut().enumerate() {
             // `None`: a reader still holds it (its grace period has not passed).
             if let Some(flat) = Arc::get_mut(&mut kept.flat) {
+                let stale: Vec<u16> = kept.stale.drain().collect();
+                // Every stale /16's groups are freed before any is written, so that a
+                // /16 that needs more groups can take those of one after it.
+                for &x in &stale {
+                    flat.release(x);
+                }
                 let values = &mut self.values;
-                let mut stale = kept.stale.drain();
                 if stale
-                    .try_for_each(|x| flat.write(x, slot(x), values))
+                    .iter()
+                    .try_for_each(|&x| flat.write(x, root.slot(x), values))
                     .is_ok()
                 {
                     flat.sync_values(values);
@@ -1050,7 +1090,7 @@ impl Ipv4LpmBuilder {
         let fill = |values: &mut Interner| {
             let mut flat = Flat::new();
             for x in 0..=u16::MAX {
-                let slot = &root.blocks[usize::from(x >> 8)].slots[usize::from(x & 0xff)];
+                let slot = root.slot(x);
                 if slot.sub.is_some() || slot.leaf != NONE {
                     flat.write(x, slot, values)?;
                 }
@@ -1060,6 +1100,10 @@ impl Ipv4LpmBuilder {
         };
         if let Ok(flat) = fill(&mut self.values) {
             return Some((Arc::new(flat), true));
+        }
+        if self.values.list.len() < FLAT_MAX {
+            // The groups filled up: a new numbering would not help.
+            return None;
         }
         // Numbered next hops that no rule uses any more may be what filled it.
         self.values = Interner::new();

@@ -382,7 +382,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        test_support::run_ops::<V4>(&ops, &uniform, &mut rng, probe_addrs, true)?;
+        test_support::run_ops::<V4>(&ops, &uniform, &mut rng, probe_addrs, None)?;
     }
 }
 
@@ -405,18 +405,20 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        test_support::run_ops::<V4Flat>(&ops, &uniform, &mut rng, probe_addrs, true)?;
+        test_support::run_ops::<V4Flat>(&ops, &uniform, &mut rng, probe_addrs, None)?;
     }
 
-    /// The same, each table dropped once checked: publishes write into the spare.
+    /// The same, readers holding only the last 0, 1 or 2 tables: publishes write into
+    /// kept tables, each brought up to date with every publish since it was written.
     #[test]
-    fn flat_form_reusing_its_spare_matches_naive_reference(
+    fn flat_form_reusing_kept_tables_matches_naive_reference(
         ops in prop::collection::vec(test_support::op_strategy(prefix_strategy), 1..120),
         uniform in prop::collection::vec(any::<u32>(), 16),
         seed in any::<u64>(),
+        hold in 0usize..FLATS_KEPT,
     ) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        test_support::run_ops::<V4Flat>(&ops, &uniform, &mut rng, probe_addrs, false)?;
+        test_support::run_ops::<V4Flat>(&ops, &uniform, &mut rng, probe_addrs, Some(hold))?;
     }
 }
 
@@ -541,27 +543,107 @@ fn too_many_next_hops_for_the_flat_form_fall_back_to_the_trie() {
     assert_eq!(t.lookup_u32(rules[FLAT_MAX / 2].0.bits()), NextHop::NONE);
 }
 
-/// More /24s with longer prefixes than there are groups: lookups read the trie.
-#[test]
-fn too_many_groups_for_the_flat_form_fall_back_to_the_trie() {
-    let mut rib = flat_builder();
-    let rules: Vec<(Ipv4Prefix, NextHop)> = (0..(FLAT_MAX as u32 + 1))
+/// `n` /25s, one in each /24 from `first` on, next hops cycling through 7.
+fn slash25s(first: u32, n: u32) -> Vec<(Ipv4Prefix, NextHop)> {
+    (first..first + n)
         .map(|i| {
             (
                 Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 25).unwrap(),
                 nh(i % 7),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// More /24s with longer prefixes than there are groups: the publish that fills them,
+/// writing into the kept flat table, throws it away, and lookups read the trie until
+/// the table fits again.
+#[test]
+fn too_many_groups_for_the_flat_form_fall_back_to_the_trie() {
+    let mut rib = flat_builder();
+    let rules = slash25s(0, FLAT_MAX as u32 + 1);
     rib.extend(rules[..FLAT_MAX].iter().copied());
     let fits = rib.publish();
     assert!(fits.is_flat());
     assert_eq!(fits.stats().flat_groups, FLAT_MAX);
+    check_disjoint(&fits, &rules[..FLAT_MAX]);
+    drop(fits);
     rib.insert(rules[FLAT_MAX].0, rules[FLAT_MAX].1);
     let full = rib.publish();
     assert!(!full.is_flat());
     check_disjoint(&full, &rules);
-    check_disjoint(&fits, &rules[..FLAT_MAX]);
+
+    // Two go: the flat form is tried again after a publish or two.
+    rib.remove(rules[0].0);
+    rib.remove(rules[1].0);
+    let mut t = rib.publish();
+    for round in 0..4 {
+        if t.is_flat() {
+            break;
+        }
+        rib.insert(p("200.0.0.0/8"), nh(round));
+        t = rib.publish();
+    }
+    assert!(t.is_flat());
+    assert_eq!(t.stats().flat_groups, FLAT_MAX - 1);
+    check_disjoint(&t, &rules[2..]);
+    assert_eq!(t.lookup_u32(rules[0].0.bits()), NextHop::NONE);
+}
+
+/// With every group in use, one publish moves a group from a higher /16 to a lower one:
+/// the kept table frees the stale /16s' groups before writing any, so the change fits it.
+#[test]
+fn a_full_flat_table_takes_a_change_that_moves_a_group() {
+    let mut rib = flat_builder();
+    // /16s 1 to 128 full of /25s: every group is in use.
+    let rules = slash25s(1 << 8, FLAT_MAX as u32);
+    rib.extend(rules.iter().copied());
+    let t1 = rib.publish();
+    assert_eq!(t1.stats().flat_groups, FLAT_MAX);
+    let kept = flat_ptr(&t1);
+    drop(t1);
+    let last = rules[FLAT_MAX - 1].0;
+    rib.remove(last);
+    rib.insert(p("0.0.0.0/25"), nh(9));
+    let t2 = rib.publish();
+    assert_eq!(flat_ptr(&t2), kept, "written into the kept table");
+    // Written in place, not built again (which could reuse the freed memory): /16 0's
+    // group is the one /16 128 gave back, the last; a new table would number it 0.
+    let flat = t2.flat.as_ref().unwrap();
+    assert_eq!(flat.tbl24[0], FLAT_GROUP | (FLAT_MAX - 1) as u16);
+    assert_eq!(t2.stats().flat_groups, FLAT_MAX);
+    assert_eq!(t2.lookup(a("0.0.0.1")), Some(nh(9)));
+    assert_eq!(t2.lookup(a("0.0.0.129")), None);
+    assert_eq!(t2.lookup_u32(last.bits()), NextHop::NONE);
+    check_disjoint(&t2, &rules[..FLAT_MAX - 1]);
+}
+
+/// A publish that changes no /16 (the rules changed and changed back) while readers hold
+/// every kept table shares the current flat table; one that changes a /16 reads the trie.
+#[test]
+fn a_publish_that_changes_no_slash16_shares_the_flat_table() {
+    let mut rib = flat_builder();
+    let mut held = Vec::new();
+    for i in 0..FLATS_KEPT as u32 {
+        let bits = (10 << 24) | (i << 16);
+        rib.insert(
+            Ipv4Prefix::truncating(Ipv4Addr::from_bits(bits), 16).unwrap(),
+            nh(i),
+        );
+        held.push(rib.publish());
+    }
+    let last = flat_ptr(&held[FLATS_KEPT - 1]);
+    rib.insert(p("10.0.1.0/24"), nh(9));
+    rib.remove(p("10.0.1.0/24"));
+    assert!(rib.has_pending());
+    let same = rib.publish();
+    assert_eq!(flat_ptr(&same), last);
+    assert_eq!(same.lookup(a("10.0.1.1")), Some(nh(0)));
+    rib.insert(p("10.0.1.0/24"), nh(9));
+    let changed = rib.publish();
+    assert!(!changed.is_flat());
+    assert_eq!(changed.lookup(a("10.0.1.1")), Some(nh(9)));
+    assert_eq!(same.lookup(a("10.0.1.1")), Some(nh(0)));
 }
 
 /// Next hops that no rule uses any more still hold their numbers until the numbering
@@ -613,6 +695,77 @@ fn the_flat_form_comes_with_size() {
     assert!(!small.is_flat());
     assert_eq!(small.lookup_u32(2 << 8), nh(2));
     assert_eq!(small.lookup_u32(1 << 8), NextHop::NONE);
+}
+
+/// Changes made while the table was too small for the flat form are in it when it
+/// comes back (the kept tables, which did not see them, were let go).
+#[test]
+fn changes_while_the_flat_form_is_off_reach_it_when_it_comes_back() {
+    let mut rib = Ipv4LpmBuilder::new();
+    rib.set_flat_min_prefixes(4);
+    let slash16 = |i: u32| Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 16), 16).unwrap();
+    rib.extend((1..=4).map(|i| (slash16(i), nh(i))));
+    let t1 = rib.publish();
+    assert!(t1.is_flat());
+    drop(t1);
+    for i in 2..=4 {
+        rib.remove(slash16(i));
+    }
+    let t2 = rib.publish();
+    assert!(!t2.is_flat());
+    rib.insert(slash16(1), nh(11));
+    let t3 = rib.publish();
+    assert!(!t3.is_flat());
+    assert_eq!(t3.lookup_u32(1 << 16), nh(11));
+    drop((t2, t3));
+    rib.extend((5..=7).map(|i| (slash16(i), nh(i))));
+    let t4 = rib.publish();
+    assert!(t4.is_flat());
+    for (i, want) in [
+        (1, Some(11)),
+        (2, None),
+        (3, None),
+        (4, None),
+        (5, Some(5)),
+        (7, Some(7)),
+    ] {
+        assert_eq!(t4.lookup_u32(i << 16).to_option(), want.map(nh), "/16 {i}");
+    }
+}
+
+/// A table that overflowed the flat form gets it back once it fits, as long as it has
+/// half the threshold: the overflow does not reset the hysteresis.
+#[test]
+fn the_flat_form_keeps_its_threshold_through_an_overflow() {
+    let mut rib = Ipv4LpmBuilder::new();
+    let n = FLAT_MAX as u32 + 100;
+    rib.set_flat_min_prefixes(n as usize);
+    let rules: Vec<(Ipv4Prefix, NextHop)> = (0..n)
+        .map(|i| {
+            (
+                Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 24).unwrap(),
+                nh(i),
+            )
+        })
+        .collect();
+    rib.extend(rules.iter().copied());
+    assert!(!rib.publish().is_flat(), "too many next hops");
+    let keep = FLAT_MAX - 1000;
+    for &(prefix, _) in &rules[keep..] {
+        rib.remove(prefix);
+    }
+    assert!(rib.len() < n as usize && rib.len() >= n as usize / 2);
+    let mut t = rib.publish();
+    for round in 0..4 {
+        if t.is_flat() {
+            break;
+        }
+        rib.insert(p("200.0.0.0/8"), nh(round));
+        t = rib.publish();
+    }
+    assert!(t.is_flat());
+    check_disjoint(&t, &rules[..keep]);
+    assert_eq!(t.lookup_u32(rules[keep].0.bits()), NextHop::NONE);
 }
 
 /// `count` random prefixes with the real-world length mix (mostly /19 to /24), random

@@ -758,7 +758,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        test_support::run_ops::<V6>(&ops, &uniform, &mut rng, probe_addrs, true)?;
+        test_support::run_ops::<V6>(&ops, &uniform, &mut rng, probe_addrs, None)?;
     }
 }
 
