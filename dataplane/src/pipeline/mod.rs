@@ -43,6 +43,9 @@ use crate::buffer::PacketBuf;
 use crate::lpm::{NextHop, BURST};
 use crate::tables::{PortIndex, Snapshot, Target, TunnelId};
 
+/// How many packets ahead of the one it works on the burst loop prefetches table entries.
+const PREFETCH_AHEAD: usize = 4;
+
 /// A stage's early verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -616,6 +619,20 @@ impl Pipeline {
 
         // Stages 4 and 5.
         for (i, pkt) in pkts.iter_mut().enumerate() {
+            // The egress tunnel of the packet a few places on: its entry (both lines) and
+            // counters, which a burst over many tunnels finds in no cache closer than L2.
+            if let Some(id) = hops
+                .get(i + PREFETCH_AHEAD)
+                .and_then(|&h| Snapshot::tunnel_of(h))
+            {
+                if let Some(hot) = snap.tunnels().hot(id) {
+                    crate::prefetch::prefetch(hot);
+                    crate::prefetch::prefetch(&hot.header);
+                }
+                if let Some(c) = self.counters.tunnels.get(id.index()) {
+                    crate::prefetch::prefetch(c);
+                }
+            }
             if fast[i] != 0 {
                 let at = usize::from(fast[i]);
                 if let Some((out, len)) = fast::forward(

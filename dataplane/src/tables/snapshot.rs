@@ -326,6 +326,14 @@ impl Snapshot {
         &self.routes
     }
 
+    /// The tunnel a route's next hop leads into, if it is one (IPv4 and IPv6 routes
+    /// number tunnels alike).
+    #[inline(always)]
+    pub fn tunnel_of(nh: NextHop) -> Option<TunnelId> {
+        let i = nh.index();
+        (i < OTHER_BASE).then_some(TunnelId(i))
+    }
+
     /// What a route's next hop means.
     #[inline]
     pub fn target(&self, nh: NextHop) -> Target {
