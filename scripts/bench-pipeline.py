@@ -12,6 +12,9 @@
                                      instructions per forwarded packet of CMD (a DPDK app
                                      whose EAL runs with --file-prefix=PREFIX) under valgrind's
                                      callgrind; scripts/bench-instructions.sh runs it
+  perf NAME PREFIX SECONDS OUTDIR FREQ -- CMD...
+                                     CMD natively, its workers sampled by perf (cpu-clock),
+                                     for scripts/bench-instructions.sh --cycles
 
 The counters are read over DPDK telemetry (/ethdev/stats), the same way for every app:
 wait until the sink port transmits, let it run WARMUP seconds, then count the sink port's
@@ -272,14 +275,24 @@ class Telemetry:
         return reply.get("/ethdev/stats")
 
 
-def worker_cpu_ns(pid):
-    """CPU time (ns) the process's EAL worker threads (rte-worker-N) have run so far."""
-    total = 0
+def worker_tids(pid):
+    """The thread ids of the process's EAL worker threads (rte-worker-N)."""
+    tids = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                if not f.read().startswith("rte-worker"):
-                    continue
+                if f.read().startswith("rte-worker"):
+                    tids.append(tid)
+        except OSError:
+            pass
+    return tids
+
+
+def worker_cpu_ns(pid):
+    """CPU time (ns) the process's EAL worker threads (rte-worker-N) have run so far."""
+    total = 0
+    for tid in worker_tids(pid):
+        try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 total += int(f.read().split()[0])
         except OSError:
@@ -477,6 +490,145 @@ def callgrind_calls(path):
     return total, calls
 
 
+def forwarding(p, name, prefix, log, deadline):
+    """Wait until process P (a DPDK app whose EAL runs with --file-prefix=PREFIX) has its
+    telemetry socket up and its sink port (1) transmitting; its telemetry. Fails by NAME,
+    pointing at its LOG, if it exits or DEADLINE (monotonic) passes first."""
+    while True:
+        try:
+            tel = Telemetry(prefix, 2)
+            break
+        except SystemExit:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name}: no telemetry socket (log: {log})")
+    while True:
+        st = tel.stats(1)
+        if st and st["opackets"] > 0:
+            return tel
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{name}: sent nothing (log: {log})")
+        time.sleep(0.2)
+
+
+def stop(p):
+    """Stop a DPDK app as an operator would (SIGINT), killing it if it does not exit."""
+    import signal
+    import subprocess
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def perf(name, prefix, seconds, outdir, freq, cmd):
+    """Run CMD natively; once its sink port (1) transmits and WARMUP seconds have passed,
+    count for SECONDS the packets its sink sends and the CPU time its EAL worker threads
+    run, then sample those threads with perf (cpu-clock, FREQ per second) for SECONDS more,
+    counting the same; stop it. Writes perf-NAME.data and perf-NAME.json. Two windows, since
+    sampling slows what it samples: each sample is a timer interrupt, in a VM an exit to the
+    host, after which a program whose tables span thousands of pages finds its TLB cold."""
+    import signal
+    import subprocess
+    data = f"{outdir}/perf-{name}.data"
+    log = f"{outdir}/perf-{name}.log"
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(log, "w"),
+                         stderr=subprocess.STDOUT)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        tel = forwarding(p, name, prefix, log, time.monotonic() + 600)
+        time.sleep(WARMUP)
+        tids = worker_tids(p.pid)
+        if not tids:
+            raise SystemExit(f"{name}: no EAL worker thread (rte-worker-N) to sample")
+        a, cpu0 = tel.stats(1), worker_cpu_ns(p.pid)
+        time.sleep(seconds)
+        b, cpu1 = tel.stats(1), worker_cpu_ns(p.pid)
+        plain = {"packets": b["opackets"] - a["opackets"], "worker_cpu_s": (cpu1 - cpu0) / 1e9}
+        a, cpu0 = b, cpu1
+        r = subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", str(freq),
+                            "-t", ",".join(tids), "-o", data, "--", "sleep", str(seconds)],
+                           capture_output=True, text=True, timeout=seconds + 120)
+        b, cpu1 = tel.stats(1), worker_cpu_ns(p.pid)
+        if r.returncode != 0:
+            raise SystemExit(f"{name}: perf record failed: {r.stderr.strip()}")
+    finally:
+        stop(p)
+    sampled = {"packets": b["opackets"] - a["opackets"], "worker_cpu_s": (cpu1 - cpu0) / 1e9}
+    json.dump({**plain, "sampled": sampled, "data": data},
+              open(f"{outdir}/perf-{name}.json", "w"))
+    print(f"{name}: {plain['packets']} packets in {plain['worker_cpu_s']:.2f} worker CPU s, "
+          f"{sampled['packets']} in {sampled['worker_cpu_s']:.2f} while sampled")
+
+
+def perf_lines(path, binary, cycles_per_sample):
+    """The samples of a perf.data file (perf()'s), as callgrind_lines() counts instructions
+    and in the same two counters, each sample weighing CYCLES_PER_SAMPLE: by (source file,
+    line) for the code of BINARY with line information, where addr2line places the sampled
+    instruction (inlined code at the line it is written), and by object for the rest (the
+    DPDK libraries, the C library, the kernel, and BINARY's code without lines)."""
+    import re
+    import subprocess
+    script = subprocess.run(["perf", "script", "-i", path, "-F", "ip,dso",
+                             "--show-mmap-events"], capture_output=True, text=True,
+                            check=True).stdout
+    real = os.path.realpath(binary)
+    # Where the binary's code was mapped: [start(len) @ file offset ...]: r-xp path.
+    maps = []
+    mmap = re.compile(r"PERF_RECORD_MMAP2? .*\[0x([0-9a-f]+)\(0x([0-9a-f]+)\) @ "
+                      r"(?:0x)?([0-9a-f]+)[^\]]*\]: r-xp (\S+)")
+    samples = {}
+    for line in script.splitlines():
+        m = mmap.search(line)
+        if m:
+            if os.path.realpath(m.group(4)) == real:
+                maps.append(tuple(int(m.group(i), 16) for i in (1, 2, 3)))
+            continue
+        f = line.split()
+        if len(f) == 2 and f[1].startswith("("):
+            key = (int(f[0], 16), f[1].strip("()"))
+            samples[key] = samples.get(key, 0) + 1
+    # File offset to the address addr2line reads: per LOAD segment, its vaddr - offset.
+    segs = []
+    for line in subprocess.run(["readelf", "-lW", binary], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
+        f = line.split()
+        if f and f[0] == "LOAD":
+            off, vaddr, size = int(f[1], 16), int(f[2], 16), int(f[4], 16)
+            segs.append((off, off + size, vaddr - off))
+
+    def vaddr(ip):
+        for start, length, pgoff in maps:
+            if start <= ip < start + length:
+                off = ip - start + pgoff
+                for lo, hi, delta in segs:
+                    if lo <= off < hi:
+                        return off + delta
+        return None
+
+    own = {ip: vaddr(ip) for ip, dso in samples if os.path.realpath(dso) == real}
+    where = {}
+    addrs = sorted({v for v in own.values() if v is not None})
+    if addrs:
+        out = subprocess.run(["addr2line", "-e", binary], input="\n".join(map(hex, addrs)),
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        if len(out) != len(addrs):
+            raise SystemExit(f"addr2line gave {len(out)} lines for {len(addrs)} addresses")
+        for a, loc in zip(addrs, out):
+            file, _, line = loc.split(" (")[0].rpartition(":")
+            where[a] = (file, int(line)) if file != "??" and line.isdigit() else None
+    lines, objects = {}, {}
+    for (ip, dso), n in samples.items():
+        loc = where.get(own.get(ip)) if ip in own else None
+        if loc:
+            lines[loc] = lines.get(loc, 0) + n * cycles_per_sample
+        else:
+            obj = dso.rsplit("/", 1)[-1]
+            objects[obj] = objects.get(obj, 0) + n * cycles_per_sample
+    return lines, objects
+
+
 def callgrind(name, prefix, seconds, outdir, cmd):
     """Run CMD under callgrind with instrumentation off (it starts and loads its tables at
     a fraction of native speed, not fifty times slower); once its sink port (1) transmits,
@@ -499,21 +651,7 @@ def callgrind(name, prefix, seconds, outdir, cmd):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         deadline = time.monotonic() + 600
-        while True:
-            try:
-                tel = Telemetry(prefix, 2)
-                break
-            except SystemExit:
-                if p.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"{name}: no telemetry socket "
-                                     f"(log: {outdir}/callgrind-{name}.log)")
-        while True:
-            st = tel.stats(1)
-            if st and st["opackets"] > 0:
-                break
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{name}: sent nothing (log: {outdir}/callgrind-{name}.log)")
-            time.sleep(0.2)
+        forwarding(p, name, prefix, f"{outdir}/callgrind-{name}.log", deadline)
         # callgrind_control exits 0 whatever happened: what it prints says.
         subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], capture_output=True,
                        timeout=120)
@@ -544,12 +682,7 @@ def callgrind(name, prefix, seconds, outdir, cmd):
                 raise SystemExit(f"{name}: the dump {dump} stays incomplete")
             time.sleep(0.2)
     finally:
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop(p)
     total, calls = callgrind_calls(dump)
 
     def most_calls(lib):
@@ -621,6 +754,9 @@ if __name__ == "__main__":
         report(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "verify":
         verify(sys.argv[2], sys.argv[3:])
+    elif cmd == "perf" and len(sys.argv) > 8 and sys.argv[7] == "--":
+        perf(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5], int(sys.argv[6]),
+             sys.argv[8:])
     elif cmd == "callgrind" and len(sys.argv) > 7 and sys.argv[6] == "--":
         callgrind(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5], sys.argv[7:])
     else:

@@ -19,11 +19,12 @@ fi
 # own) and protoc with its well-known types (the etcd client's build imports
 # google/protobuf/descriptor.proto, which is in libprotobuf-dev, only a recommendation of
 # protobuf-compiler), valgrind (scripts/bench-instructions.sh counts instructions with its
-# callgrind), and tools the tests and labs use.
+# callgrind), perf (linux-perf: bench-instructions.sh --cycles samples where the cycles go),
+# and tools the tests and labs use.
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
       tshark python3 python3-scapy libpcap-dev iproute2 ethtool openvswitch-switch tcpdump socat iputils-ping
       prometheus curl frr frr-pythontools bird2 traceroute etcd-server etcd-client protobuf-compiler
-      libprotobuf-dev valgrind)
+      libprotobuf-dev valgrind linux-perf)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

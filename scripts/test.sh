@@ -26,6 +26,7 @@ LPM_BENCH_SMOKE=1 cargo bench -p backbone-benches --locked --bench lpm_vs_dpdk
 cargo bench -p backbone-benches --locked --bench parse --bench lpm --bench pipeline -- --test
 BACKBONE=target/debug/backbone scripts/bench-pipeline.sh --smoke
 BACKBONE=target/debug/backbone scripts/bench-instructions.sh --smoke
+BACKBONE=target/debug/backbone scripts/bench-instructions.sh --cycles --smoke
 scripts/bench-exception.py target/debug/backbone --smoke
 cargo bench -p backbone-benches --locked --bench updates -- --smoke
 SKIP_SETUP=1 scripts/bench-updates.sh --smoke
