@@ -507,19 +507,38 @@ fn check_disjoint(t: &Ipv4Lpm, rules: &[(Ipv4Prefix, NextHop)]) {
     }
 }
 
+/// Publishes until the table has the flat form again, which after an overflow comes back
+/// within a few publishes (the backoff waits 1, then 2 publishes): each one after the first
+/// changes a rule far from the rest, so that it has something to publish.
+fn publish_until_flat(rib: &mut Ipv4LpmBuilder) -> Ipv4Lpm {
+    let mut t = rib.publish();
+    for round in 0..4 {
+        if t.is_flat() {
+            break;
+        }
+        rib.insert(p("200.0.0.0/8"), nh(round));
+        t = rib.publish();
+    }
+    assert!(t.is_flat(), "no flat form after 4 publishes");
+    t
+}
+
+/// /24 number `i` (of the address space's 2^24).
+fn slash24(i: u32) -> Ipv4Prefix {
+    Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 24).unwrap()
+}
+
+/// `n` /24s from 0.0.0.0 on, each with a next hop of its own.
+fn distinct_slash24s(n: u32) -> Vec<(Ipv4Prefix, NextHop)> {
+    (0..n).map(|i| (slash24(i), nh(i))).collect()
+}
+
 /// More distinct next hops than 2-byte entries can number: lookups read the trie, and
 /// the flat form comes back when the table fits again.
 #[test]
 fn too_many_next_hops_for_the_flat_form_fall_back_to_the_trie() {
     let mut rib = flat_builder();
-    let rules: Vec<(Ipv4Prefix, NextHop)> = (0..(FLAT_MAX as u32 + 100))
-        .map(|i| {
-            (
-                Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 24).unwrap(),
-                nh(i),
-            )
-        })
-        .collect();
+    let rules = distinct_slash24s(FLAT_MAX as u32 + 100);
     rib.extend(rules.iter().copied());
     let full = rib.publish();
     assert!(!full.is_flat());
@@ -530,15 +549,7 @@ fn too_many_next_hops_for_the_flat_form_fall_back_to_the_trie() {
         rib.remove(prefix);
     }
     let kept = &rules[..FLAT_MAX / 2];
-    let mut t = rib.publish();
-    for round in 0..4 {
-        if t.is_flat() {
-            break;
-        }
-        rib.insert(p("200.0.0.0/8"), nh(round));
-        t = rib.publish();
-    }
-    assert!(t.is_flat());
+    let t = publish_until_flat(&mut rib);
     check_disjoint(&t, kept);
     assert_eq!(t.lookup_u32(rules[FLAT_MAX / 2].0.bits()), NextHop::NONE);
 }
@@ -576,15 +587,7 @@ fn too_many_groups_for_the_flat_form_fall_back_to_the_trie() {
     // Two go: the flat form is tried again after a publish or two.
     rib.remove(rules[0].0);
     rib.remove(rules[1].0);
-    let mut t = rib.publish();
-    for round in 0..4 {
-        if t.is_flat() {
-            break;
-        }
-        rib.insert(p("200.0.0.0/8"), nh(round));
-        t = rib.publish();
-    }
-    assert!(t.is_flat());
+    let t = publish_until_flat(&mut rib);
     assert_eq!(t.stats().flat_groups, FLAT_MAX - 1);
     check_disjoint(&t, &rules[2..]);
     assert_eq!(t.lookup_u32(rules[0].0.bits()), NextHop::NONE);
@@ -652,8 +655,7 @@ fn a_publish_that_changes_no_slash16_shares_the_flat_table() {
 fn flat_numbering_starts_again_when_full() {
     let mut rib = flat_builder();
     let n = FLAT_MAX as u32 * 2 / 3;
-    let slash24 = |i: u32| Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 24).unwrap();
-    let first: Vec<_> = (0..n).map(|i| (slash24(i), nh(i))).collect();
+    let first = distinct_slash24s(n);
     let second: Vec<_> = (0..n).map(|i| (slash24(i), nh(n + i))).collect();
     rib.extend(first.iter().copied());
     let t1 = rib.publish();
@@ -676,7 +678,6 @@ fn flat_numbering_starts_again_when_full() {
 #[test]
 fn the_flat_form_comes_with_size() {
     let mut rib = Ipv4LpmBuilder::new();
-    let slash24 = |i: u32| Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 24).unwrap();
     rib.extend((0..FLAT_MIN_PREFIXES as u32 - 1).map(|i| (slash24(i), nh(i % 5))));
     assert!(!rib.publish().is_flat());
     rib.insert(slash24(FLAT_MIN_PREFIXES as u32), nh(1));
@@ -740,14 +741,7 @@ fn the_flat_form_keeps_its_threshold_through_an_overflow() {
     let mut rib = Ipv4LpmBuilder::new();
     let n = FLAT_MAX as u32 + 100;
     rib.set_flat_min_prefixes(n as usize);
-    let rules: Vec<(Ipv4Prefix, NextHop)> = (0..n)
-        .map(|i| {
-            (
-                Ipv4Prefix::truncating(Ipv4Addr::from_bits(i << 8), 24).unwrap(),
-                nh(i),
-            )
-        })
-        .collect();
+    let rules = distinct_slash24s(n);
     rib.extend(rules.iter().copied());
     assert!(!rib.publish().is_flat(), "too many next hops");
     let keep = FLAT_MAX - 1000;
@@ -755,15 +749,7 @@ fn the_flat_form_keeps_its_threshold_through_an_overflow() {
         rib.remove(prefix);
     }
     assert!(rib.len() < n as usize && rib.len() >= n as usize / 2);
-    let mut t = rib.publish();
-    for round in 0..4 {
-        if t.is_flat() {
-            break;
-        }
-        rib.insert(p("200.0.0.0/8"), nh(round));
-        t = rib.publish();
-    }
-    assert!(t.is_flat());
+    let t = publish_until_flat(&mut rib);
     check_disjoint(&t, &rules[..keep]);
     assert_eq!(t.lookup_u32(rules[keep].0.bits()), NextHop::NONE);
 }
