@@ -360,6 +360,10 @@ fn a_hundred_thousand_unresolved_next_hops_stay_within_the_arp_budget() {
         sent >= 1000,
         "{sent} ARP requests in {elapsed:.1} s: too few"
     );
+    // The pacer counts on its own clock; the capture stamps each request when the port
+    // writes it, a little later, and the first batch (cold mbufs, first write) later than
+    // the rest. Both checks below allow that much between the two clocks.
+    const CLOCK_SLACK_S: f64 = 0.02;
     let mut last: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
     let mut per_second: std::collections::BTreeMap<i64, u64> = Default::default();
     let t0: f64 = asks[0].split('|').next().unwrap().parse().unwrap();
@@ -372,7 +376,7 @@ fn a_hundred_thousand_unresolved_next_hops_stay_within_the_arp_budget() {
         assert!(i < ROUTES, "a request for {target}, no next hop of ours");
         if let Some(prev) = last.insert(f[1].to_owned(), t) {
             assert!(
-                t - prev >= 0.99,
+                t - prev >= 1.0 - CLOCK_SLACK_S,
                 "{target} asked for twice in {:.3} s",
                 t - prev
             );
@@ -380,9 +384,13 @@ fn a_hundred_thousand_unresolved_next_hops_stay_within_the_arp_budget() {
         *per_second.entry((t - t0) as i64).or_default() += 1;
     }
     // Any one second of the capture (pcap time, so a busy machine's pauses do not count
-    // against it): within the rate and the burst.
+    // against it): within the rate and the burst, over a second and the slack of the pacer's.
+    let most = (1000.0 * (1.0 + CLOCK_SLACK_S) + 100.0) as u64;
     for (s, n) in &per_second {
-        assert!(*n <= 1100, "{n} ARP requests in second {s}: {per_second:?}");
+        assert!(
+            *n <= most,
+            "{n} ARP requests in second {s} (at most {most}): {per_second:?}"
+        );
     }
 }
 
