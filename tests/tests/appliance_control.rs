@@ -352,12 +352,14 @@ fn a_hundred_thousand_unresolved_next_hops_stay_within_the_arp_budget() {
         "100,000 next hops cannot all be asked for at once: {stats}"
     );
     // The budget: 1,000 a second and a burst of 100, over the run.
+    const RATE: f64 = 1000.0;
+    const BURST: f64 = 100.0;
     assert!(
-        sent as f64 <= 1000.0 * elapsed + 100.0,
+        sent as f64 <= RATE * elapsed + BURST,
         "{sent} ARP requests in {elapsed:.1} s"
     );
     assert!(
-        sent >= 1000,
+        sent as f64 >= RATE,
         "{sent} ARP requests in {elapsed:.1} s: too few"
     );
     // The pacer counts on its own clock; the capture stamps each request when the port
@@ -385,7 +387,7 @@ fn a_hundred_thousand_unresolved_next_hops_stay_within_the_arp_budget() {
     }
     // Any one second of the capture (pcap time, so a busy machine's pauses do not count
     // against it): within the rate and the burst, over a second and the slack of the pacer's.
-    let most = (1000.0 * (1.0 + CLOCK_SLACK_S) + 100.0) as u64;
+    let most = (RATE * (1.0 + CLOCK_SLACK_S) + BURST) as u64;
     for (s, n) in &per_second {
         assert!(
             *n <= most,
